@@ -1,0 +1,94 @@
+//! Counters: what the data path did with each packet.
+
+/// A packet and byte count. Kept per CPU in the maps; user space sums the CPUs.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counter {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl Counter {
+    pub fn add(&mut self, other: &Counter) {
+        self.packets = self.packets.wrapping_add(other.packets);
+        self.bytes = self.bytes.wrapping_add(other.bytes);
+    }
+}
+
+/// Index into the per-CPU `STATS` array: one entry per decision the XDP program makes.
+/// Every packet the program sees increments exactly one of these.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stat {
+    /// Not IPv4/IPv6 (ARP, LLDP, …): XDP_PASS.
+    PassNotIp = 0,
+    /// IP, but not VIP traffic: TCP/UDP to no VIP service, anything else to no VIP address.
+    /// XDP_PASS, untouched.
+    PassNotVip = 1,
+    /// ICMP/ICMPv6 to a VIP address (path MTU discovery, ping), after the deny-list: XDP_PASS.
+    PassVipIcmp = 2,
+    /// Matched a VIP service and handed to the kernel stack: XDP_PASS.
+    PassVip = 3,
+    /// Source matched the deny-list, to a VIP address: XDP_DROP.
+    DropDenied = 4,
+    /// IPv4 or IPv6 fragment to a VIP address: XDP_DROP.
+    DropFragment = 5,
+    /// A truncated or invalid header (Ethernet, VLAN, IP, TCP, UDP): XDP_DROP.
+    DropMalformed = 6,
+    /// IPv6 with an extension header (other than a fragment header) to a VIP address: XDP_DROP.
+    DropIpv6ExtHeader = 7,
+    /// A protocol other than TCP, UDP, ICMP, ICMPv6 to a VIP address: XDP_DROP.
+    DropVipProto = 8,
+}
+
+impl Stat {
+    /// Number of entries in `STATS`.
+    pub const COUNT: u32 = 9;
+
+    pub const ALL: [Stat; Self::COUNT as usize] = [
+        Stat::PassNotIp,
+        Stat::PassNotVip,
+        Stat::PassVipIcmp,
+        Stat::PassVip,
+        Stat::DropDenied,
+        Stat::DropFragment,
+        Stat::DropMalformed,
+        Stat::DropIpv6ExtHeader,
+        Stat::DropVipProto,
+    ];
+
+    /// Stable snake_case name, used in `weir stats` and its JSON.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stat::PassNotIp => "pass_not_ip",
+            Stat::PassNotVip => "pass_not_vip",
+            Stat::PassVipIcmp => "pass_vip_icmp",
+            Stat::PassVip => "pass_vip",
+            Stat::DropDenied => "drop_denied",
+            Stat::DropFragment => "drop_fragment",
+            Stat::DropMalformed => "drop_malformed",
+            Stat::DropIpv6ExtHeader => "drop_ipv6_ext_header",
+            Stat::DropVipProto => "drop_vip_proto",
+        }
+    }
+
+    /// The XDP action this decision takes (`true` = pass to the stack).
+    pub const fn passes(self) -> bool {
+        matches!(
+            self,
+            Stat::PassNotIp | Stat::PassNotVip | Stat::PassVipIcmp | Stat::PassVip
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_dense_and_in_index_order() {
+        for (i, s) in Stat::ALL.iter().enumerate() {
+            assert_eq!(*s as u32, i as u32, "{}", s.name());
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! weir's XDP program. The packet path reads top to bottom:
+//!
+//! ```text
+//! weir_xdp → ethernet (+ one 802.1Q/802.1ad tag) → ipv4 | ipv6 → tcp/udp ports → VIP lookup
+//!          → deny-list → count → verdict
+//! ```
+//!
+//! Every decision ends in [`verdict`], which counts the packet under exactly one [`Stat`] and
+//! returns the XDP action that stat stands for. Nothing here logs per packet.
+#![no_std]
+#![no_main]
+
+mod maps;
+mod parse;
+
+use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use lb_common::{Addr, Stat, VipInfo, VipKey, proto};
+
+use crate::parse::{L3, Packet};
+
+#[xdp]
+pub fn weir_xdp(ctx: XdpContext) -> u32 {
+    let pkt = Packet::new(&ctx);
+    let stat = match parse::l3(&pkt) {
+        Err(stat) => stat,
+        Ok(L3::V4 { off }) => ipv4(&pkt, off),
+        Ok(L3::V6 { off }) => ipv6(&pkt, off),
+    };
+    verdict(stat, pkt.len())
+}
+
+/// Counts the packet under `stat` and returns its action.
+#[inline(always)]
+fn verdict(stat: Stat, len: u64) -> u32 {
+    maps::count(stat, len);
+    if stat.passes() {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
+#[inline(always)]
+fn ipv4(pkt: &Packet, off: usize) -> Stat {
+    let Some(ip) = parse::ipv4(pkt, off) else {
+        return Stat::DropMalformed;
+    };
+    let dst = Addr::from_v4(ip.dst);
+    if ip.is_fragment {
+        return address_only(dst, || maps::denied_v4(ip.src), Stat::DropFragment);
+    }
+    match ip.proto {
+        proto::TCP | proto::UDP => service(pkt, ip.l4_off, ip.proto, dst, || maps::denied_v4(ip.src)),
+        proto::ICMP => address_only(dst, || maps::denied_v4(ip.src), Stat::PassVipIcmp),
+        _ => address_only(dst, || maps::denied_v4(ip.src), Stat::DropVipProto),
+    }
+}
+
+#[inline(always)]
+fn ipv6(pkt: &Packet, off: usize) -> Stat {
+    let Some(ip) = parse::ipv6(pkt, off) else {
+        return Stat::DropMalformed;
+    };
+    let dst = Addr::from_v6(ip.dst);
+    match ip.next_header {
+        proto::TCP | proto::UDP => {
+            service(pkt, ip.l4_off, ip.next_header, dst, || maps::denied_v6(ip.src))
+        }
+        proto::ICMPV6 => address_only(dst, || maps::denied_v6(ip.src), Stat::PassVipIcmp),
+        parse::IPV6_FRAGMENT => address_only(dst, || maps::denied_v6(ip.src), Stat::DropFragment),
+        nh if parse::is_ipv6_extension(nh) => {
+            address_only(dst, || maps::denied_v6(ip.src), Stat::DropIpv6ExtHeader)
+        }
+        _ => address_only(dst, || maps::denied_v6(ip.src), Stat::DropVipProto),
+    }
+}
+
+/// TCP or UDP: the destination (address, port, protocol) decides whether this is VIP traffic.
+#[inline(always)]
+fn service(
+    pkt: &Packet,
+    l4_off: usize,
+    proto: u8,
+    dst: Addr,
+    denied: impl FnOnce() -> bool,
+) -> Stat {
+    let Some(dport_be) = parse::dst_port(pkt, l4_off, proto) else {
+        return Stat::DropMalformed;
+    };
+    let Some(vip) = maps::vip(&VipKey::service(dst, dport_be, proto)) else {
+        return Stat::PassNotVip;
+    };
+    if denied() {
+        return Stat::DropDenied;
+    }
+    maps::count_vip(vip, pkt.len());
+    Stat::PassVip
+}
+
+/// A packet without usable ports: whether its destination is a VIP address decides.
+/// Not to a VIP address → passed untouched; to one → deny-list, then `on_vip`.
+#[inline(always)]
+fn address_only(dst: Addr, denied: impl FnOnce() -> bool, on_vip: Stat) -> Stat {
+    if maps::vip(&VipKey::address(dst)).is_none() {
+        return Stat::PassNotVip;
+    }
+    if denied() { Stat::DropDenied } else { on_vip }
+}
+
+#[allow(dead_code)]
+const _: () = assert!(VipInfo::ADDRESS_ID == u32::MAX);
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

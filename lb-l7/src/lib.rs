@@ -1,0 +1,1 @@
+//! weir's L7 worker (see ARCHITECTURE.md). Being built.

@@ -1,0 +1,3 @@
+fn main() {
+    println!("{}", lb_userspace::XDP_OBJECT.len());
+}

@@ -1,0 +1,1 @@
+//! Test harnesses shared by weir's integration tests, fixtures and benchmarks.

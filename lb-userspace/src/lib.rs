@@ -1,4 +1,11 @@
-//! The `weir` binary's library: everything but `main`.
+//! The `weir` binary's library: everything but `main`, so tests and benchmarks reuse it.
 
-/// The compiled XDP object, built by build.rs.
+pub mod cli;
+pub mod config;
+pub mod l7;
+pub mod run;
+pub mod stats;
+pub mod xdp;
+
+/// The compiled XDP object, built by build.rs from `lb-ebpf`.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-xdp"));

@@ -1,3 +1,93 @@
-fn main() {
-    println!("{}", lb_userspace::XDP_OBJECT.len());
+//! `weir`: see `weir --help`, README.md and ARCHITECTURE.md.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use aya::maps::{Map, MapData};
+use clap::Parser;
+use lb_userspace::{
+    cli::{Cli, Command, StatsArgs},
+    config::Config,
+    run, stats,
+    xdp::{Counters, pins},
+};
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .map_err(Into::into)
+            .and_then(|rt| rt.block_on(run::run(args))),
+        Command::Check { config } => check(config.as_deref()),
+        Command::Stats(args) => show_stats(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weir: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let cfg = Config::load(path)?;
+    println!(
+        "{}: OK ({} listener(s), {} target group(s), {} VIP spec(s), {} deny prefix(es))",
+        cfg.source,
+        cfg.l7.listener.len(),
+        cfg.l7.target_group.len(),
+        cfg.vip_specs().len(),
+        cfg.deny.sources.len()
+    );
+    Ok(())
+}
+
+fn read_pinned(iface: &str) -> anyhow::Result<Counters> {
+    let dir = pins::dir_for(iface);
+    let open = |name: &str| {
+        MapData::from_pin(dir.join(name))
+            .with_context(|| format!("opening {}/{name}", dir.display()))
+    };
+    let stats = Map::PerCpuArray(open(lb_common::maps::STATS)?);
+    let vip_stats = Map::PerCpuArray(open(lb_common::maps::VIP_STATS)?);
+    let vips = Map::HashMap(open(lb_common::maps::VIPS)?);
+    Ok(Counters::read(&stats, &vip_stats, &vips)?)
+}
+
+fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let iface = match &args.iface {
+        Some(i) => i.clone(),
+        None => match pins::running_interfaces().as_slice() {
+            [one] => one.clone(),
+            [] => bail!(
+                "no weir daemon is running (no pins under {})",
+                pins::BPFFS_ROOT
+            ),
+            many => bail!(
+                "weir runs on several interfaces ({}); pick one with --iface",
+                many.join(", ")
+            ),
+        },
+    };
+    let before = read_pinned(&iface)?;
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(args.interval.max(0.0)));
+    let now = read_pinned(&iface)?;
+    let r = stats::report(&iface, &before, &now, t0.elapsed());
+    if args.json {
+        println!("{r}");
+    } else {
+        print!("{}", stats::table(&r));
+    }
+    Ok(())
 }

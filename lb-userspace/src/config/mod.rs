@@ -1,0 +1,222 @@
+//! weir's one configuration file (TOML): the L4 part (`[xdp]`, `[[vip]]`, `[deny]`) defined here,
+//! the L7 part (`[load_balancer]`, `[[listener]]`, `[[target_group]]`) defined by `lb_l7::config`.
+//!
+//! Every error names the file, line, column and field (`weir check` prints them all at once).
+
+pub mod l4;
+pub mod locate;
+
+use std::{fmt, path::Path};
+
+use serde::Deserialize;
+use toml_edit::ImDocument;
+
+pub use l4::{DenyList, FieldProblem, Protocol, VipSpec, XdpModeSetting, XdpSettings};
+
+/// The embedded default, used when `weir run` gets no `--config` (shown in the README).
+pub const DEFAULT_TOML: &str = include_str!("default.toml");
+/// The name errors in the embedded default are reported under.
+pub const DEFAULT_NAME: &str = "<embedded default>";
+
+/// The L7 sections, parsed and validated by the L7 worker's own types.
+/// INTERIM: kept as raw TOML until `lb_l7::config` lands.
+pub mod interim {
+    #[derive(Debug, Clone, Default)]
+    pub struct L7Config {
+        pub load_balancer: Option<toml::Value>,
+        pub listener: Vec<toml::Value>,
+        pub target_group: Vec<toml::Value>,
+    }
+    pub struct FieldError {
+        pub path: String,
+        pub message: String,
+    }
+    impl L7Config {
+        pub fn validate(&self) -> Vec<FieldError> {
+            Vec::new()
+        }
+    }
+}
+pub type L7Config = interim::L7Config;
+
+/// A whole, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (or [`DEFAULT_NAME`]).
+    pub source: String,
+    pub xdp: XdpSettings,
+    /// `None` when the file has no `[[vip]]`: the VIPs are then the L7 listeners' ports on the
+    /// attached interface's addresses (see [`Config::vip_specs`]).
+    pub vip: Option<Vec<VipSpec>>,
+    pub deny: DenyList,
+    pub l7: L7Config,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    xdp: XdpSettings,
+    #[serde(default)]
+    vip: Option<Vec<VipSpec>>,
+    #[serde(default)]
+    deny: DenyList,
+    #[serde(default)]
+    load_balancer: Option<toml::Value>,
+    #[serde(default)]
+    listener: Vec<toml::Value>,
+    #[serde(default)]
+    target_group: Vec<toml::Value>,
+}
+
+/// One problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    /// The key path (`vip[1].port`), empty for a syntax error outside any key.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.field.is_empty() {
+            write!(f, "field `{}`: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// All problems of one file.
+#[derive(Debug, thiserror::Error)]
+pub struct ConfigError {
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        writeln!(
+            f,
+            "{n} configuration error{}:",
+            if n == 1 { "" } else { "s" }
+        )?;
+        for issue in &self.issues {
+            writeln!(f, "  {issue}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// Reads and validates `path`, or the embedded default when `None`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        match path {
+            None => Ok(Config::parse(DEFAULT_NAME, DEFAULT_TOML)?),
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", p.display()))?;
+                Ok(Config::parse(&p.display().to_string(), &text)?)
+            }
+        }
+    }
+
+    /// Parses and validates `text`; `name` is what errors call the file.
+    pub fn parse(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let issue = |span: Option<std::ops::Range<usize>>, field: String, message: String| {
+            let (line, column) = locate::line_col(text, span.map_or(0, |s| s.start));
+            ConfigIssue {
+                file: name.to_string(),
+                line,
+                column,
+                field,
+                message,
+            }
+        };
+        let doc = ImDocument::parse(text).map_err(|e| ConfigError {
+            issues: vec![issue(
+                e.span(),
+                String::new(),
+                e.message().trim().to_string(),
+            )],
+        })?;
+        let file: File = toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .and_then(|s| locate::path_at(&doc, s.start))
+                .unwrap_or_default();
+            ConfigError {
+                issues: vec![issue(e.span(), field, e.message().trim().to_string())],
+            }
+        })?;
+        let config = Config {
+            source: name.to_string(),
+            xdp: file.xdp,
+            vip: file.vip,
+            deny: file.deny,
+            l7: L7Config {
+                load_balancer: file.load_balancer,
+                listener: file.listener,
+                target_group: file.target_group,
+            },
+        };
+        let problems = config.validate();
+        if problems.is_empty() {
+            return Ok(config);
+        }
+        Err(ConfigError {
+            issues: problems
+                .into_iter()
+                .map(|p| issue(locate::span_of(&doc, &p.path), p.path, p.message))
+                .collect(),
+        })
+    }
+
+    /// Every field-level problem, L4 and L7.
+    pub fn validate(&self) -> Vec<FieldProblem> {
+        let mut problems = Vec::new();
+        if let Some(vips) = &self.vip {
+            l4::validate_vips(vips, &mut problems);
+        }
+        l4::validate_deny(&self.deny, &mut problems);
+        problems.extend(
+            self.l7
+                .validate()
+                .into_iter()
+                .map(|e| FieldProblem::new(e.path, e.message)),
+        );
+        problems
+    }
+
+    /// The VIPs to program: the `[[vip]]` list, or, without one, one TCP VIP per L7 listener port
+    /// on the attached interface's addresses.
+    pub fn vip_specs(&self) -> Vec<VipSpec> {
+        if let Some(v) = &self.vip {
+            return v.clone();
+        }
+        let mut ports: Vec<u16> = self
+            .l7
+            .listener
+            .iter()
+            .filter_map(|l| l.get("port")?.as_integer())
+            .filter_map(|p| u16::try_from(p).ok())
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+            .into_iter()
+            .map(|port| VipSpec {
+                name: None,
+                address: l4::INTERFACE_ADDRESS.to_string(),
+                port,
+                protocol: Protocol::Tcp,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

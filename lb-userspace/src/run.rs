@@ -1,0 +1,128 @@
+//! `weir run`: the control plane's main loop.
+//!
+//! load config → load eBPF → program maps → pin → attach → serve L7 → print rates → on
+//! SIGINT/SIGTERM or any error: stop L7, detach, remove pins. Cleanup is done by guards
+//! (`Attachment`, `PinDir`) so an early return or a panic cleans up the same way.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::{
+    cli::RunArgs,
+    config::{Config, l4},
+    stats,
+    xdp::{self, Dataplane, attach, pins::PinDir},
+};
+
+/// The XDP side of a running daemon.
+struct XdpTier {
+    iface: String,
+    dataplane: Dataplane,
+    attachment: Option<attach::Attachment>,
+    _pins: PinDir,
+}
+
+impl Drop for XdpTier {
+    fn drop(&mut self) {
+        if let Some(a) = self.attachment.take() {
+            a.detach(&mut self.dataplane);
+        }
+    }
+}
+
+fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTier> {
+    let mode = args.xdp_mode.unwrap_or(cfg.xdp.mode);
+    if nix::net::if_::if_nametoindex(iface).is_err() {
+        return Err(attach::AttachError::NoSuchInterface(iface.into()).into());
+    }
+    let mut dataplane = Dataplane::load()?;
+    let addrs = attach::interface_addresses(iface)?;
+    let vips = xdp::vips::resolve(&cfg.vip_specs(), &addrs);
+    if vips.is_empty() {
+        warn!(
+            iface,
+            "no VIPs: every packet passes untouched (configure [[vip]] or listeners)"
+        );
+    }
+    for v in &vips {
+        info!(vip = %v.name, id = v.id, "VIP");
+    }
+    dataplane.set_vips(&vips)?;
+    let deny: Vec<ipnet::IpNet> = cfg
+        .deny
+        .sources
+        .iter()
+        .filter_map(|s| l4::parse_prefix(s).ok())
+        .collect();
+    dataplane.set_deny_list(&deny)?;
+    let pins = PinDir::create(iface)?;
+    dataplane.pin_maps(&pins.path)?;
+    let mut tier = XdpTier {
+        iface: iface.to_string(),
+        dataplane,
+        attachment: None,
+        _pins: pins,
+    };
+    tier.attachment = Some(attach::attach(
+        &mut tier.dataplane,
+        iface,
+        mode,
+        args.replace,
+    )?);
+    Ok(tier)
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let cfg = Config::load(args.config.as_deref())?;
+    info!(config = %cfg.source, "configuration loaded");
+    let xdp_tier = match &args.iface {
+        Some(iface) => Some(start_xdp(&cfg, &args, iface).context("starting the XDP tier")?),
+        None => None,
+    };
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let l7 = if args.no_l7 {
+        None
+    } else {
+        Some(crate::l7::start(&cfg, stop_rx.clone())?)
+    };
+
+    let interval = args
+        .stats_interval
+        .unwrap_or(cfg.xdp.stats_interval_seconds);
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut last = match &xdp_tier {
+        Some(t) => Some((t.dataplane.counters()?, Instant::now())),
+        None => None,
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
+    tick.tick().await;
+    info!("weir running; Ctrl-C to stop");
+    let outcome: anyhow::Result<()> = loop {
+        tokio::select! {
+            _ = sigint.recv() => { info!("SIGINT: stopping"); break Ok(()) }
+            _ = sigterm.recv() => { info!("SIGTERM: stopping"); break Ok(()) }
+            res = crate::l7::wait(&l7) => {
+                break res.context("L7 workers stopped");
+            }
+            _ = tick.tick(), if interval > 0 => {
+                if let (Some(t), Some((prev, at))) = (&xdp_tier, &mut last) {
+                    let now = t.dataplane.counters()?;
+                    let r = stats::report(&t.iface, prev, &now, at.elapsed());
+                    info!(iface = %t.iface, "{}", stats::line(&r));
+                    *prev = now;
+                    *at = Instant::now();
+                }
+            }
+        }
+    };
+    let _ = stop_tx.send(true);
+    if let Some(l7) = l7 {
+        crate::l7::stop(l7).await;
+    }
+    drop(xdp_tier);
+    outcome
+}

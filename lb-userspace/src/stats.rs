@@ -1,0 +1,167 @@
+//! `weir stats` and the daemon's periodic line: counter totals and per-second rates.
+
+use std::{fmt::Write as _, time::Duration};
+
+use lb_common::{Counter, Stat, proto};
+use serde_json::{Value, json};
+
+use crate::xdp::Counters;
+
+fn rate(now: u64, before: u64, secs: f64) -> f64 {
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    now.saturating_sub(before) as f64 / secs
+}
+
+fn counter_json(now: Counter, before: Counter, secs: f64) -> Value {
+    json!({
+        "packets": now.packets,
+        "bytes": now.bytes,
+        "pps": rate(now.packets, before.packets, secs),
+        "bps": rate(now.bytes, before.bytes, secs) * 8.0,
+    })
+}
+
+fn proto_name(p: u8) -> &'static str {
+    match p {
+        proto::TCP => "tcp",
+        proto::UDP => "udp",
+        _ => "?",
+    }
+}
+
+/// One JSON object: totals and rates over `elapsed` between two snapshots.
+pub fn report(iface: &str, before: &Counters, now: &Counters, elapsed: Duration) -> Value {
+    let secs = elapsed.as_secs_f64();
+    let mut stats = serde_json::Map::new();
+    for s in Stat::ALL {
+        stats.insert(
+            s.name().into(),
+            counter_json(now.stat(s), before.stat(s), secs),
+        );
+    }
+    let vips: Vec<Value> = now
+        .vips
+        .iter()
+        .map(|v| {
+            let prev = before
+                .vips
+                .iter()
+                .find(|p| p.id == v.id)
+                .map_or(Counter::default(), |p| p.counter);
+            let mut o = counter_json(v.counter, prev, secs);
+            let o = o.as_object_mut().expect("object");
+            o.insert("id".into(), v.id.into());
+            o.insert("address".into(), v.address.to_string().into());
+            o.insert("port".into(), v.port.into());
+            o.insert("protocol".into(), proto_name(v.protocol).into());
+            Value::Object(o.clone())
+        })
+        .collect();
+    json!({
+        "interface": iface,
+        "interval_seconds": secs,
+        "packets_total": now.total_packets(),
+        "stats": stats,
+        "vips": vips,
+    })
+}
+
+/// A human table of the same report.
+pub fn table(report: &Value) -> String {
+    let mut out = String::new();
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+    let _ = writeln!(
+        out,
+        "weir on {} (rates over {:.1} s)",
+        report["interface"].as_str().unwrap_or("?"),
+        num(report, "interval_seconds")
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} {:>14} {:>16} {:>12} {:>12}",
+        "counter", "packets", "bytes", "pkt/s", "Mbit/s"
+    );
+    if let Some(stats) = report["stats"].as_object() {
+        for s in Stat::ALL {
+            let c = &stats[s.name()];
+            let _ = writeln!(
+                out,
+                "{:<24} {:>14} {:>16} {:>12.0} {:>12.3}",
+                s.name(),
+                num(c, "packets"),
+                num(c, "bytes"),
+                num(c, "pps"),
+                num(c, "bps") / 1e6
+            );
+        }
+    }
+    if let Some(vips) = report["vips"].as_array() {
+        let _ = writeln!(
+            out,
+            "\n{:<32} {:>14} {:>16} {:>12} {:>12}",
+            "vip", "packets", "bytes", "pkt/s", "Mbit/s"
+        );
+        for v in vips {
+            let name = format!(
+                "{}:{}/{}",
+                v["address"].as_str().unwrap_or("?"),
+                v["port"],
+                v["protocol"].as_str().unwrap_or("?")
+            );
+            let _ = writeln!(
+                out,
+                "{:<32} {:>14} {:>16} {:>12.0} {:>12.3}",
+                name,
+                num(v, "packets"),
+                num(v, "bytes"),
+                num(v, "pps"),
+                num(v, "bps") / 1e6
+            );
+        }
+    }
+    out
+}
+
+/// The daemon's one-line summary.
+pub fn line(report: &Value) -> String {
+    let s = &report["stats"];
+    let pps = |k: &str| s[k]["pps"].as_f64().unwrap_or(0.0);
+    let dropped: f64 = Stat::ALL
+        .iter()
+        .filter(|st| !st.passes())
+        .map(|st| pps(st.name()))
+        .sum();
+    format!(
+        "{:.0} pkt/s seen: vip {:.0}/s, not vip {:.0}/s, dropped {:.0}/s (denied {:.0}/s, malformed {:.0}/s)",
+        Stat::ALL.iter().map(|st| pps(st.name())).sum::<f64>(),
+        pps(Stat::PassVip.name()),
+        pps(Stat::PassNotVip.name()),
+        dropped,
+        pps(Stat::DropDenied.name()),
+        pps(Stat::DropMalformed.name()),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_deltas_over_time() {
+        let mut before = Counters::default();
+        before.stats = vec![Counter::default(); Stat::COUNT as usize];
+        let mut now = before.clone();
+        now.stats[Stat::PassVip as usize] = Counter {
+            packets: 200,
+            bytes: 20_000,
+        };
+        let r = report("eth0", &before, &now, Duration::from_secs(2));
+        assert_eq!(r["stats"]["pass_vip"]["pps"], 100.0);
+        assert_eq!(r["stats"]["pass_vip"]["bps"], 80_000.0);
+        assert_eq!(r["packets_total"], 200);
+        assert!(table(&r).contains("pass_vip"));
+        assert!(line(&r).starts_with("100 pkt/s"));
+    }
+}

@@ -1,0 +1,223 @@
+//! Attaching the XDP program to an interface, with the checks an operator needs to hear about
+//! before anything changes: the interface exists, nobody else's XDP program is on it, the MTU
+//! fits native XDP.
+//!
+//! The attachment is a BPF link where the kernel has them, so it also goes away if weir is
+//! killed; [`Attachment`] detaches explicitly on drop for every other exit.
+
+use std::{net::IpAddr, process::Command};
+
+use aya::programs::{XdpMode, xdp::XdpLinkId};
+use tracing::{info, warn};
+
+use super::Dataplane;
+use crate::config::XdpModeSetting;
+
+/// Largest MTU native XDP takes on drivers without multi-buffer XDP, 4 KiB pages (AWS ENA; veth
+/// and most others are close: one page minus headroom and skb_shared_info).
+pub const NATIVE_XDP_MTU_HINT: u32 = 3498;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error("interface `{0}` does not exist (`ip link show` lists the interfaces)")]
+    NoSuchInterface(String),
+    #[error(
+        "interface `{iface}` already has an XDP program attached ({existing}); weir does not \
+         replace it unless run with --replace"
+    )]
+    Occupied { iface: String, existing: String },
+    #[error(
+        "could not remove the XDP program already on `{iface}` ({existing}): it is held through a \
+         BPF link by another process; stop that process first"
+    )]
+    CannotReplace { iface: String, existing: String },
+    #[error(
+        "native XDP attach to `{iface}` failed: {source}. The interface MTU is {mtu}; drivers \
+         without multi-buffer XDP take at most about {NATIVE_XDP_MTU_HINT} (AWS ENA: 3498 with 4 \
+         KiB pages; lower it with `ip link set dev {iface} mtu 3498`), and some drivers have no \
+         native XDP at all (try --xdp-mode generic)"
+    )]
+    Native {
+        iface: String,
+        mtu: u32,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("generic XDP attach to `{iface}` failed: {source}")]
+    Generic {
+        iface: String,
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+}
+
+/// How the program ended up attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachedMode {
+    Native,
+    Generic,
+}
+
+impl AttachedMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AttachedMode::Native => "native",
+            AttachedMode::Generic => "generic",
+        }
+    }
+}
+
+/// The program attached to one interface. Dropping it detaches.
+pub struct Attachment {
+    pub iface: String,
+    pub mode: AttachedMode,
+    link: Option<XdpLinkId>,
+}
+
+impl Attachment {
+    /// Detaches now (also done on drop).
+    pub fn detach(mut self, dp: &mut Dataplane) {
+        if let Some(link) = self.link.take() {
+            if let Err(e) = dp.program().detach(link) {
+                warn!(iface = %self.iface, error = %e, "detaching XDP failed");
+            } else {
+                info!(iface = %self.iface, "XDP detached");
+            }
+        }
+    }
+}
+
+/// Checks `iface` and attaches the program to it.
+pub fn attach(
+    dp: &mut Dataplane,
+    iface: &str,
+    mode: XdpModeSetting,
+    replace: bool,
+) -> Result<Attachment, AttachError> {
+    let index = nix::net::if_::if_nametoindex(iface)
+        .map_err(|_| AttachError::NoSuchInterface(iface.to_string()))?;
+    if let Some(existing) = existing_program(iface) {
+        if !replace {
+            return Err(AttachError::Occupied {
+                iface: iface.into(),
+                existing,
+            });
+        }
+        warn!(iface, %existing, "--replace: removing the XDP program already attached");
+        for kind in ["xdp", "xdpgeneric", "xdpdrv"] {
+            let _ = Command::new("ip")
+                .args(["link", "set", "dev", iface, kind, "off"])
+                .output();
+        }
+        if let Some(existing) = existing_program(iface) {
+            return Err(AttachError::CannotReplace {
+                iface: iface.into(),
+                existing,
+            });
+        }
+    }
+    let (link, mode) = match mode {
+        XdpModeSetting::Native => (
+            prog_attach(dp, index, XdpMode::Driver).map_err(|source| AttachError::Native {
+                iface: iface.into(),
+                mtu: mtu(iface),
+                source,
+            })?,
+            AttachedMode::Native,
+        ),
+        XdpModeSetting::Generic => (
+            prog_attach(dp, index, XdpMode::Skb).map_err(|source| AttachError::Generic {
+                iface: iface.into(),
+                source,
+            })?,
+            AttachedMode::Generic,
+        ),
+        XdpModeSetting::Auto => match prog_attach(dp, index, XdpMode::Driver) {
+            Ok(l) => (l, AttachedMode::Native),
+            Err(e) => {
+                warn!(
+                    iface, error = %e, mtu = mtu(iface),
+                    "native XDP unavailable; falling back to generic XDP (slower: runs after the \
+                     kernel has built an skb)"
+                );
+                (
+                    prog_attach(dp, index, XdpMode::Skb).map_err(|source| {
+                        AttachError::Generic {
+                            iface: iface.into(),
+                            source,
+                        }
+                    })?,
+                    AttachedMode::Generic,
+                )
+            }
+        },
+    };
+    info!(iface, mode = mode.name(), "XDP attached");
+    Ok(Attachment {
+        iface: iface.to_string(),
+        mode,
+        link: Some(link),
+    })
+}
+
+fn prog_attach(
+    dp: &mut Dataplane,
+    index: u32,
+    mode: XdpMode,
+) -> Result<XdpLinkId, aya::programs::ProgramError> {
+    dp.program().attach_to_if_index(index, mode)
+}
+
+/// `iface`'s MTU, 0 if unknown.
+pub fn mtu(iface: &str) -> u32 {
+    std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// A description of the XDP program attached to `iface`, if any (`ip -d -j link show`: the
+/// rtnetlink query without a netlink client of our own).
+pub fn existing_program(iface: &str) -> Option<String> {
+    let out = Command::new("ip")
+        .args(["-d", "-j", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let xdp = v.get(0)?.get("xdp")?;
+    let progs: Vec<&serde_json::Value> = match xdp.get("attached") {
+        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.get("prog")).collect(),
+        _ => xdp.get("prog").into_iter().collect(),
+    };
+    let described: Vec<String> = progs
+        .iter()
+        .map(|p| {
+            format!(
+                "id {} name {}",
+                p.get("id").map_or("?".into(), |x| x.to_string()),
+                p.get("name").and_then(|n| n.as_str()).unwrap_or("?")
+            )
+        })
+        .collect();
+    (!described.is_empty()).then(|| described.join(", "))
+}
+
+/// The IPv4 and IPv6 addresses configured on `iface` (link-local IPv6 left out).
+pub fn interface_addresses(iface: &str) -> anyhow::Result<Vec<IpAddr>> {
+    let mut out = Vec::new();
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        if ifa.interface_name != iface {
+            continue;
+        }
+        let Some(addr) = ifa.address else { continue };
+        if let Some(v4) = addr.as_sockaddr_in() {
+            out.push(IpAddr::V4(v4.ip()));
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            let ip = v6.ip();
+            if ip.segments()[0] & 0xffc0 != 0xfe80 {
+                out.push(IpAddr::V6(ip));
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,269 @@
+//! The XDP tier from user space: load the object, fill its maps, attach it, read its counters.
+//!
+//! - [`Dataplane`]: the loaded object (program verified by the kernel, maps created); fixtures and
+//!   benchmarks use it without attaching.
+//! - [`attach`]: preflight checks and attachment to an interface, detached on drop.
+//! - [`pins`]: the per-interface bpffs directory `weir stats` reads, removed on exit.
+
+pub mod attach;
+pub mod pins;
+pub mod vips;
+
+use std::net::IpAddr;
+
+use aya::{
+    Ebpf,
+    maps::{Array, HashMap, LpmTrie, MapData, PerCpuArray, lpm_trie::Key},
+    programs::Xdp,
+};
+use ipnet::IpNet;
+use lb_common::{
+    Addr, Counter, Stat, VipInfo, VipKey,
+    maps::{self as names, SETTINGS_F_DENY_V4, SETTINGS_F_DENY_V6, Settings},
+};
+
+pub use vips::ResolvedVip;
+
+/// The name of the XDP program in the object.
+pub const PROGRAM: &str = "weir_xdp";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error(
+        "the kernel refused weir's eBPF object: {0} (weir needs Linux >= 5.10 with BPF and \
+         CAP_BPF/CAP_NET_ADMIN; run as root)"
+    )]
+    Load(#[source] aya::EbpfError),
+    #[error("the kernel's verifier rejected the XDP program `{PROGRAM}`: {0}")]
+    Verify(#[source] aya::programs::ProgramError),
+    #[error("the eBPF object has no {0} `{1}` (build mismatch between lb-common and lb-ebpf)")]
+    Missing(&'static str, &'static str),
+    #[error("map `{0}`: {1}")]
+    Map(&'static str, #[source] aya::maps::MapError),
+}
+
+/// weir's loaded eBPF object.
+pub struct Dataplane {
+    ebpf: Ebpf,
+}
+
+impl Dataplane {
+    /// Loads the embedded object and the XDP program into the kernel (no attachment).
+    pub fn load() -> Result<Self, DataplaneError> {
+        let mut ebpf = Ebpf::load(crate::XDP_OBJECT).map_err(DataplaneError::Load)?;
+        for name in names::ALL {
+            if ebpf.map(name).is_none() {
+                return Err(DataplaneError::Missing("map", name));
+            }
+        }
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROGRAM)
+            .ok_or(DataplaneError::Missing("program", PROGRAM))?
+            .try_into()
+            .map_err(DataplaneError::Verify)?;
+        prog.load().map_err(DataplaneError::Verify)?;
+        Ok(Dataplane { ebpf })
+    }
+
+    /// The loaded XDP program (for attaching, or `TestRun`).
+    pub fn program(&mut self) -> &mut Xdp {
+        self.ebpf
+            .program_mut(PROGRAM)
+            .and_then(|p| p.try_into().ok())
+            .expect("checked in load")
+    }
+
+    fn map_mut(&mut self, name: &'static str) -> Result<&mut aya::maps::Map, DataplaneError> {
+        self.ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::Missing("map", name))
+    }
+
+    /// Programs the VIPs: one service entry each, plus one address entry per distinct address.
+    /// Entries not in `vips` are removed, so this also serves a reload.
+    pub fn set_vips(&mut self, vips: &[ResolvedVip]) -> Result<(), DataplaneError> {
+        let map = self.map_mut(names::VIPS)?;
+        let mut table: HashMap<_, VipKey, VipInfo> =
+            HashMap::try_from(map).map_err(|e| DataplaneError::Map(names::VIPS, e))?;
+        let wanted = vips::entries(vips);
+        let stale: Vec<VipKey> = table
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !wanted.iter().any(|(w, _)| w == k))
+            .collect();
+        for (key, info) in &wanted {
+            table
+                .insert(key, info, 0)
+                .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
+        }
+        for key in stale {
+            table
+                .remove(&key)
+                .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
+        }
+        Ok(())
+    }
+
+    /// Programs the deny-list (replacing what was there) and the settings flags that say which
+    /// family's trie is worth walking.
+    pub fn set_deny_list(&mut self, prefixes: &[IpNet]) -> Result<(), DataplaneError> {
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        for p in prefixes {
+            match p {
+                IpNet::V4(n) => v4.push(Key::new(n.prefix_len().into(), n.network().octets())),
+                IpNet::V6(n) => v6.push(Key::new(n.prefix_len().into(), n.network().octets())),
+            }
+        }
+        replace_trie(self.map_mut(names::DENY_V4)?, names::DENY_V4, &v4)?;
+        replace_trie(self.map_mut(names::DENY_V6)?, names::DENY_V6, &v6)?;
+        let mut flags = 0;
+        if !v4.is_empty() {
+            flags |= SETTINGS_F_DENY_V4;
+        }
+        if !v6.is_empty() {
+            flags |= SETTINGS_F_DENY_V6;
+        }
+        let mut settings: Array<_, Settings> = Array::try_from(self.map_mut(names::SETTINGS)?)
+            .map_err(|e| DataplaneError::Map(names::SETTINGS, e))?;
+        settings
+            .set(
+                0,
+                Settings {
+                    flags,
+                    _reserved: 0,
+                },
+                0,
+            )
+            .map_err(|e| DataplaneError::Map(names::SETTINGS, e))
+    }
+
+    /// The counters as they are now.
+    pub fn counters(&self) -> Result<Counters, DataplaneError> {
+        let map = |name| {
+            self.ebpf
+                .map(name)
+                .ok_or(DataplaneError::Missing("map", name))
+        };
+        Counters::read(
+            map(names::STATS)?,
+            map(names::VIP_STATS)?,
+            map(names::VIPS)?,
+        )
+    }
+
+    /// Pins the maps `weir stats` reads into `dir`.
+    pub fn pin_maps(&self, dir: &std::path::Path) -> anyhow::Result<()> {
+        for name in pins::PINNED {
+            let map = self
+                .ebpf
+                .map(name)
+                .ok_or(DataplaneError::Missing("map", name))?;
+            map.pin(dir.join(name))
+                .map_err(|e| anyhow::anyhow!("pinning map {name} in {}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn replace_trie<const N: usize>(
+    map: &mut aya::maps::Map,
+    name: &'static str,
+    entries: &[Key<[u8; N]>],
+) -> Result<(), DataplaneError> {
+    let mut trie: LpmTrie<_, [u8; N], u32> =
+        LpmTrie::try_from(map).map_err(|e| DataplaneError::Map(name, e))?;
+    let old: Vec<Key<[u8; N]>> = trie.keys().filter_map(Result::ok).collect();
+    for k in old {
+        trie.remove(&k).map_err(|e| DataplaneError::Map(name, e))?;
+    }
+    for k in entries {
+        trie.insert(k, 1, 0)
+            .map_err(|e| DataplaneError::Map(name, e))?;
+    }
+    Ok(())
+}
+
+/// Counter totals summed over CPUs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Indexed by `Stat as usize`.
+    pub stats: Vec<Counter>,
+    /// One entry per configured VIP service, ordered by id.
+    pub vips: Vec<VipCounter>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipCounter {
+    pub id: u32,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: u8,
+    pub counter: Counter,
+}
+
+impl Counters {
+    /// Reads the three maps (from a loaded object or from pins).
+    pub fn read(
+        stats: &aya::maps::Map,
+        vip_stats: &aya::maps::Map,
+        vips: &aya::maps::Map,
+    ) -> Result<Self, DataplaneError> {
+        let stats_map: PerCpuArray<&MapData, Counter> =
+            PerCpuArray::try_from(stats).map_err(|e| DataplaneError::Map(names::STATS, e))?;
+        let vip_stats: PerCpuArray<&MapData, Counter> = PerCpuArray::try_from(vip_stats)
+            .map_err(|e| DataplaneError::Map(names::VIP_STATS, e))?;
+        let vips: HashMap<&MapData, VipKey, VipInfo> =
+            HashMap::try_from(vips).map_err(|e| DataplaneError::Map(names::VIPS, e))?;
+        let sum = |m: &PerCpuArray<&MapData, Counter>, name, i: u32| {
+            let per_cpu = m.get(&i, 0).map_err(|e| DataplaneError::Map(name, e))?;
+            let mut total = Counter::default();
+            per_cpu.iter().for_each(|c| total.add(c));
+            Ok::<_, DataplaneError>(total)
+        };
+        let mut out = Counters::default();
+        for s in Stat::ALL {
+            out.stats.push(sum(&stats_map, names::STATS, s as u32)?);
+        }
+        for entry in vips.iter().filter_map(Result::ok) {
+            let (key, info) = entry;
+            if info.id == VipInfo::ADDRESS_ID {
+                continue;
+            }
+            out.vips.push(VipCounter {
+                id: info.id,
+                address: to_ip(key.addr),
+                port: u16::from_be(key.port_be),
+                protocol: key.proto,
+                counter: sum(&vip_stats, names::VIP_STATS, info.id)?,
+            });
+        }
+        out.vips.sort_by_key(|v| v.id);
+        Ok(out)
+    }
+
+    pub fn stat(&self, s: Stat) -> Counter {
+        self.stats.get(s as usize).copied().unwrap_or_default()
+    }
+
+    /// Packets counted under any stat: every packet the program saw.
+    pub fn total_packets(&self) -> u64 {
+        self.stats.iter().map(|c| c.packets).sum()
+    }
+}
+
+pub fn to_ip(a: Addr) -> IpAddr {
+    match a.as_v4() {
+        Some(v4) => IpAddr::from(v4),
+        None => IpAddr::from(a.0),
+    }
+}
+
+pub fn to_addr(ip: IpAddr) -> Addr {
+    match ip {
+        IpAddr::V4(v4) => Addr::from_v4(v4.octets()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => Addr::from_v4(v4.octets()),
+            None => Addr::from_v6(v6.octets()),
+        },
+    }
+}

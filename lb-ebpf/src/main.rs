@@ -50,7 +50,9 @@ fn ipv4(pkt: &Packet, off: usize) -> Stat {
         return address_only(dst, || maps::denied_v4(ip.src), Stat::DropFragment);
     }
     match ip.proto {
-        proto::TCP | proto::UDP => service(pkt, ip.l4_off, ip.proto, dst, || maps::denied_v4(ip.src)),
+        proto::TCP | proto::UDP => {
+            service(pkt, ip.l4_off, ip.proto, dst, || maps::denied_v4(ip.src))
+        }
         proto::ICMP => address_only(dst, || maps::denied_v4(ip.src), Stat::PassVipIcmp),
         _ => address_only(dst, || maps::denied_v4(ip.src), Stat::DropVipProto),
     }
@@ -63,9 +65,9 @@ fn ipv6(pkt: &Packet, off: usize) -> Stat {
     };
     let dst = Addr::from_v6(ip.dst);
     match ip.next_header {
-        proto::TCP | proto::UDP => {
-            service(pkt, ip.l4_off, ip.next_header, dst, || maps::denied_v6(ip.src))
-        }
+        proto::TCP | proto::UDP => service(pkt, ip.l4_off, ip.next_header, dst, || {
+            maps::denied_v6(ip.src)
+        }),
         proto::ICMPV6 => address_only(dst, || maps::denied_v6(ip.src), Stat::PassVipIcmp),
         parse::IPV6_FRAGMENT => address_only(dst, || maps::denied_v6(ip.src), Stat::DropFragment),
         nh if parse::is_ipv6_extension(nh) => {

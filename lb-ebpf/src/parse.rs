@@ -112,7 +112,11 @@ pub struct Ipv6 {
     pub l4_off: usize,
 }
 
-/// The fixed IPv6 header; `None` when truncated or not version 6.
+/// `::ffff:0:0/96`: IPv4-mapped addresses are never valid on the wire (RFC 4291 §2.5.5.2), and
+/// would alias IPv4 VIP keys.
+const V4_MAPPED_PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+
+/// The fixed IPv6 header; `None` when truncated, not version 6, or to an IPv4-mapped address.
 #[inline(always)]
 pub fn ipv6(pkt: &Packet, off: usize) -> Option<Ipv6> {
     let h = unsafe { &*pkt.bytes::<IPV6_HLEN>(off)? };
@@ -123,6 +127,9 @@ pub fn ipv6(pkt: &Packet, off: usize) -> Option<Ipv6> {
     let mut dst = [0u8; 16];
     src.copy_from_slice(&h[8..24]);
     dst.copy_from_slice(&h[24..40]);
+    if dst[..12] == V4_MAPPED_PREFIX {
+        return None;
+    }
     Some(Ipv6 {
         src,
         dst,
@@ -135,7 +142,10 @@ pub fn ipv6(pkt: &Packet, off: usize) -> Option<Ipv6> {
 /// one is dropped: weir's services are TCP/UDP and legitimate clients do not send these to them.
 #[inline(always)]
 pub fn is_ipv6_extension(next_header: u8) -> bool {
-    matches!(next_header, 0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254)
+    matches!(
+        next_header,
+        0 | 43 | 44 | 50 | 51 | 60 | 135 | 139 | 140 | 253 | 254
+    )
 }
 
 /// The destination port (network byte order) of a TCP or UDP header at `off`, once the whole

@@ -9,3 +9,7 @@ pub mod xdp;
 
 /// The compiled XDP object, built by build.rs from `lb-ebpf`.
 pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-xdp"));
+
+/// Benchmark-only programs (`bare_pass`, `bare_drop`, `gen_tx`), built with the XDP object.
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-bench"));

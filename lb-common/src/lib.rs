@@ -7,6 +7,9 @@
 #![no_std]
 
 pub mod addr;
+pub mod hash;
+#[cfg(feature = "alloc")]
+pub mod maglev;
 pub mod maps;
 pub mod stats;
 pub mod vip;

@@ -16,7 +16,7 @@ pub mod vip;
 
 pub use addr::Addr;
 pub use stats::{Counter, Stat};
-pub use vip::{VipInfo, VipKey};
+pub use vip::{VipEntry, VipInfo, VipKey};
 
 /// IP protocol numbers the data path looks at.
 pub mod proto {
@@ -32,4 +32,4 @@ macro_rules! user_pod {
     ($($t:ty),* $(,)?) => { $( unsafe impl aya::Pod for $t {} )* };
 }
 #[cfg(feature = "user")]
-user_pod!(VipKey, VipInfo, Counter, maps::Settings);
+user_pod!(VipKey, VipInfo, VipEntry, Counter, maps::Settings);

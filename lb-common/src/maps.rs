@@ -3,6 +3,10 @@
 
 /// Hash map `VipKey -> VipInfo`.
 pub const VIPS: &str = "VIPS";
+/// Array `VipKey::index_slot() -> 0 | table slot + 1 | VIP_INDEX_SHARED`.
+pub const VIP_INDEX: &str = "VIP_INDEX";
+/// Array `table slot -> VipEntry` (the entries `VIP_INDEX` points at).
+pub const VIP_TABLE: &str = "VIP_TABLE";
 /// Per-CPU array `Stat -> Counter`.
 pub const STATS: &str = "STATS";
 /// Per-CPU array `VipInfo::id -> Counter`.
@@ -15,7 +19,9 @@ pub const DENY_V6: &str = "DENY_V6";
 pub const SETTINGS: &str = "SETTINGS";
 
 /// Every map the XDP object must define.
-pub const ALL: [&str; 6] = [VIPS, STATS, VIP_STATS, DENY_V4, DENY_V6, SETTINGS];
+pub const ALL: [&str; 8] = [
+    VIPS, VIP_INDEX, VIP_TABLE, STATS, VIP_STATS, DENY_V4, DENY_V6, SETTINGS,
+];
 
 /// Most VIP services (address, port, protocol) one host serves.
 pub const MAX_VIPS: u32 = 512;

@@ -45,16 +45,16 @@ fn ipv4(pkt: &Packet, off: usize) -> Stat {
     let Some(ip) = parse::ipv4(pkt, off) else {
         return Stat::DropMalformed;
     };
-    let dst = Addr::from_v4(ip.dst);
+    let dst = Addr::from_v4_word(ip.dst);
     if ip.is_fragment {
-        return address_only(dst, || maps::denied_v4(ip.src), Stat::DropFragment);
+        return address_only(dst, || maps::denied_v4(ip.src_octets()), Stat::DropFragment);
     }
     match ip.proto {
-        proto::TCP | proto::UDP => {
-            service(pkt, ip.l4_off, ip.proto, dst, || maps::denied_v4(ip.src))
-        }
-        proto::ICMP => address_only(dst, || maps::denied_v4(ip.src), Stat::PassVipIcmp),
-        _ => address_only(dst, || maps::denied_v4(ip.src), Stat::DropVipProto),
+        proto::TCP | proto::UDP => service(pkt, ip.l4_off, ip.proto, dst, || {
+            maps::denied_v4(ip.src_octets())
+        }),
+        proto::ICMP => address_only(dst, || maps::denied_v4(ip.src_octets()), Stat::PassVipIcmp),
+        _ => address_only(dst, || maps::denied_v4(ip.src_octets()), Stat::DropVipProto),
     }
 }
 
@@ -63,17 +63,21 @@ fn ipv6(pkt: &Packet, off: usize) -> Stat {
     let Some(ip) = parse::ipv6(pkt, off) else {
         return Stat::DropMalformed;
     };
-    let dst = Addr::from_v6(ip.dst);
+    let dst = ip.dst;
     match ip.next_header {
         proto::TCP | proto::UDP => service(pkt, ip.l4_off, ip.next_header, dst, || {
-            maps::denied_v6(ip.src)
+            maps::denied_v6(ip.src_octets())
         }),
-        proto::ICMPV6 => address_only(dst, || maps::denied_v6(ip.src), Stat::PassVipIcmp),
-        parse::IPV6_FRAGMENT => address_only(dst, || maps::denied_v6(ip.src), Stat::DropFragment),
-        nh if parse::is_ipv6_extension(nh) => {
-            address_only(dst, || maps::denied_v6(ip.src), Stat::DropIpv6ExtHeader)
+        proto::ICMPV6 => address_only(dst, || maps::denied_v6(ip.src_octets()), Stat::PassVipIcmp),
+        parse::IPV6_FRAGMENT => {
+            address_only(dst, || maps::denied_v6(ip.src_octets()), Stat::DropFragment)
         }
-        _ => address_only(dst, || maps::denied_v6(ip.src), Stat::DropVipProto),
+        nh if parse::is_ipv6_extension(nh) => address_only(
+            dst,
+            || maps::denied_v6(ip.src_octets()),
+            Stat::DropIpv6ExtHeader,
+        ),
+        _ => address_only(dst, || maps::denied_v6(ip.src_octets()), Stat::DropVipProto),
     }
 }
 

@@ -25,6 +25,8 @@ const DENIED4: &str = "192.0.2.99"; // in 192.0.2.0/24
 const DENIED6: &str = "2001:db8:bad::1"; // in 2001:db8:bad::/48
 const OTHER4: &str = "10.0.0.77";
 const OTHER6: &str = "fc00::77";
+/// Folds to the same `VipKey::index_slot` as VIP4 for the same port and protocol.
+const FOLDS_LIKE_VIP4: &str = "0.10.10.0";
 
 struct Case {
     name: &'static str,
@@ -152,6 +154,10 @@ fn cases() -> Vec<Case> {
             PassNotVip,
             None,
         ),
+        // The direct-mapped index: shared slots and false hits.
+        case("TCP to the first of two VIPs sharing an index slot", v4(CLIENT4, VIP4).tcp(1, 8080).syn(), PassVip, Some(3)),
+        case("TCP to the second of two VIPs sharing an index slot", v4(CLIENT4, FOLDS_LIKE_VIP4).tcp(1, 8080).syn(), PassVip, Some(4)),
+        case("UDP whose index slot holds another VIP", v4(CLIENT4, FOLDS_LIKE_VIP4).udp(1, 53), PassNotVip, None),
         // IPv4 malformed.
         case("IPv4 IHL 4", tcp_vip().ihl(4), DropMalformed, None),
         case(
@@ -354,6 +360,9 @@ fn dataplane() -> Dataplane {
         vip(VIP4, 80, Protocol::Tcp),
         vip(VIP4, 53, Protocol::Udp),
         vip(VIP6, 443, Protocol::Tcp),
+        // These two fold to the same VIP_INDEX slot: their lookups go through the hash map.
+        vip(VIP4, 8080, Protocol::Tcp),
+        vip(FOLDS_LIKE_VIP4, 8080, Protocol::Tcp),
     ];
     dp.set_vips(&vips::resolve(&specs, &[])).unwrap();
     dp.set_deny_list(&[

@@ -26,7 +26,11 @@ fn syntax_error_has_line_and_column() {
 #[test]
 fn type_error_names_the_field() {
     let e = errors("[[vip]]\naddress = \"10.0.0.1\"\nport = \"http\"\n");
-    assert!(e[0].starts_with("weir.toml:3:8: field `vip[0].port`:"), "{}", e[0]);
+    assert!(
+        e[0].starts_with("weir.toml:3:8: field `vip[0].port`:"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]
@@ -58,5 +62,9 @@ fn every_semantic_error_is_reported_with_its_place() {
     for (got, want) in e.iter().zip(expect) {
         assert!(got.starts_with(want), "got {got}\nwant {want}");
     }
-    assert!(e[3].contains("192.0.2.0/24"), "suggests the prefix: {}", e[3]);
+    assert!(
+        e[3].contains("192.0.2.0/24"),
+        "suggests the prefix: {}",
+        e[3]
+    );
 }

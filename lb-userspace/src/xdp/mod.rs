@@ -18,8 +18,9 @@ use aya::{
 };
 use ipnet::IpNet;
 use lb_common::{
-    Addr, Counter, Stat, VipInfo, VipKey,
+    Addr, Counter, Stat, VipEntry, VipInfo, VipKey,
     maps::{self as names, SETTINGS_F_DENY_V4, SETTINGS_F_DENY_V6, Settings},
+    vip::VIP_INDEX_EMPTY,
 };
 
 pub use vips::ResolvedVip;
@@ -45,6 +46,8 @@ pub enum DataplaneError {
 /// weir's loaded eBPF object.
 pub struct Dataplane {
     ebpf: Ebpf,
+    /// The `VIP_INDEX` slots last written (to clear the ones a reload no longer uses).
+    index_slots: Vec<u32>,
 }
 
 impl Dataplane {
@@ -62,7 +65,10 @@ impl Dataplane {
             .try_into()
             .map_err(DataplaneError::Verify)?;
         prog.load().map_err(DataplaneError::Verify)?;
-        Ok(Dataplane { ebpf })
+        Ok(Dataplane {
+            ebpf,
+            index_slots: Vec::new(),
+        })
     }
 
     /// The loaded XDP program (for attaching, or `TestRun`).
@@ -79,13 +85,16 @@ impl Dataplane {
             .ok_or(DataplaneError::Missing("map", name))
     }
 
-    /// Programs the VIPs: one service entry each, plus one address entry per distinct address.
-    /// Entries not in `vips` are removed, so this also serves a reload.
+    /// Programs the VIPs: one service entry each, plus one address entry per distinct address,
+    /// into the hash map, the table and the direct-mapped index. Entries not in `vips` are
+    /// removed, so this also serves a reload (a packet racing a reload may miss a VIP that moves
+    /// to another table slot: it is passed to the stack, never misrouted).
     pub fn set_vips(&mut self, vips: &[ResolvedVip]) -> Result<(), DataplaneError> {
-        let map = self.map_mut(names::VIPS)?;
-        let mut table: HashMap<_, VipKey, VipInfo> =
-            HashMap::try_from(map).map_err(|e| DataplaneError::Map(names::VIPS, e))?;
         let wanted = vips::entries(vips);
+        let index = vips::index(&wanted);
+
+        let mut table: HashMap<_, VipKey, VipInfo> = HashMap::try_from(self.map_mut(names::VIPS)?)
+            .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
         let stale: Vec<VipKey> = table
             .keys()
             .filter_map(Result::ok)
@@ -101,6 +110,31 @@ impl Dataplane {
                 .remove(&key)
                 .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
         }
+
+        let mut entries: Array<_, VipEntry> = Array::try_from(self.map_mut(names::VIP_TABLE)?)
+            .map_err(|e| DataplaneError::Map(names::VIP_TABLE, e))?;
+        for (slot, (key, info)) in wanted.iter().enumerate() {
+            let entry = VipEntry {
+                key: *key,
+                info: *info,
+            };
+            entries
+                .set(slot as u32, entry, 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_TABLE, e))?;
+        }
+
+        let old_slots = std::mem::take(&mut self.index_slots);
+        let mut idx: Array<_, u32> = Array::try_from(self.map_mut(names::VIP_INDEX)?)
+            .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
+        for slot in old_slots.iter().filter(|s| !index.contains_key(s)) {
+            idx.set(*slot, VIP_INDEX_EMPTY, 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
+        }
+        for (slot, value) in &index {
+            idx.set(*slot, *value, 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
+        }
+        self.index_slots = index.into_keys().collect();
         Ok(())
     }
 

@@ -2,7 +2,10 @@
 
 use std::{collections::BTreeSet, net::IpAddr};
 
-use lb_common::{VipInfo, VipKey, vip::VIP_F_NONE};
+use lb_common::{
+    VipInfo, VipKey,
+    vip::{VIP_F_NONE, VIP_INDEX_SHARED},
+};
 
 use super::to_addr;
 use crate::config::{Protocol, VipSpec, l4::INTERFACE_ADDRESS};
@@ -80,6 +83,19 @@ pub fn entries(vips: &[ResolvedVip]) -> Vec<(VipKey, VipInfo)> {
     out
 }
 
+/// The `VIP_INDEX` contents for `entries` (table slot `i` holds `entries[i]`): each key's index
+/// slot points at `i + 1`, or is `VIP_INDEX_SHARED` when several keys fold to it.
+pub fn index(entries: &[(VipKey, VipInfo)]) -> std::collections::BTreeMap<u32, u32> {
+    let mut index = std::collections::BTreeMap::new();
+    for (i, (key, _)) in entries.iter().enumerate() {
+        index
+            .entry(key.index_slot())
+            .and_modify(|v| *v = VIP_INDEX_SHARED)
+            .or_insert(i as u32 + 1);
+    }
+    index
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +121,16 @@ mod tests {
         assert_eq!(e.len(), 4, "two services and two address entries");
         assert_eq!(e[0].0.port_be, 80u16.to_be());
         assert_eq!(e[2].1.id, VipInfo::ADDRESS_ID);
+        let idx = index(&e);
+        assert_eq!(idx.len(), 4);
+        assert_eq!(idx[&e[0].0.index_slot()], 1);
+    }
+
+    #[test]
+    fn keys_sharing_an_index_slot_go_to_the_hash_map() {
+        let v = resolve(&[spec("10.0.0.10", 80), spec("0.10.10.0", 80)], &[]);
+        let idx = index(&entries(&v)[..2]);
+        assert_eq!(idx.len(), 1);
+        assert_eq!(idx.values().next(), Some(&VIP_INDEX_SHARED));
     }
 }

@@ -1,0 +1,35 @@
+//! `cargo xtask bench NAME`: each benchmark measures weir beside its baseline in the same run,
+//! prints a table with the ratio, and writes `target/bench/NAME.json`.
+
+mod report;
+mod xdp;
+
+use anyhow::bail;
+
+const LIST: &[(&str, &str)] = &[
+    (
+        "xdp",
+        "ns/packet per XDP path through BPF_PROG_TEST_RUN, beside a bare XDP_PASS program",
+    ),
+    (
+        "pps",
+        "packets/s through a veth from a live-frames generator: weir vs a bare XDP_DROP",
+    ),
+    (
+        "http",
+        "L7 req/s and latency: weir vs HAProxy and nginx, one worker on one core",
+    ),
+];
+
+pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
+    match name {
+        "list" => {
+            for (n, what) in LIST {
+                println!("{n:<8} {what}");
+            }
+            Ok(())
+        }
+        "xdp" => xdp::run(args),
+        other => bail!("no benchmark `{other}` (cargo xtask bench list)"),
+    }
+}

@@ -303,14 +303,19 @@ impl Frame {
         let hdr = &c.b[start..c.at];
         let total_len = be16(h, 2);
         let avail = c.b.len() - start;
-        if usize::from(total_len) < hdr.len() || usize::from(total_len) > avail {
+        if usize::from(total_len) < hdr.len() {
             return Err(invalid(
                 "ipv4",
-                format!(
-                    "total length {total_len}: header {} bytes, {avail} in frame",
-                    hdr.len()
-                ),
+                format!("total length {total_len} < header length {}", hdr.len()),
             ));
+        }
+        if usize::from(total_len) > avail {
+            return Err(ParseError::Truncated {
+                layer: "ipv4 packet",
+                at: start,
+                need: total_len.into(),
+                have: avail,
+            });
         }
         let frag = be16(h, 6);
         let info = Ipv4Info {
@@ -352,13 +357,12 @@ impl Frame {
         let payload_len = be16(h, 4);
         let end = start + 40 + usize::from(payload_len);
         if end > c.b.len() {
-            return Err(invalid(
-                "ipv6",
-                format!(
-                    "payload length {payload_len} > {} bytes in frame",
-                    c.b.len() - start - 40
-                ),
-            ));
+            return Err(ParseError::Truncated {
+                layer: "ipv6 payload",
+                at: c.at,
+                need: payload_len.into(),
+                have: c.b.len() - c.at,
+            });
         }
         let mut c = Cur {
             b: &c.b[..end],

@@ -37,6 +37,7 @@ mod counters;
 mod ns;
 mod process;
 mod veth;
+mod wire;
 mod xdp;
 
 #[cfg(test)]
@@ -56,6 +57,7 @@ pub use counters::Counters;
 pub use ns::{Ns, NsGuard};
 pub use process::Proc;
 pub use veth::{Gateway, Iface, XdpMode};
+pub use wire::{Dir, Wire};
 
 /// Everything a lab must undo, in the order it is undone.
 #[derive(Default)]

@@ -316,6 +316,7 @@ fn flow_hash_spreads_source_ports() {
         buckets[table_slot(h, 256) as usize] += 1;
     }
     let chi2 = chi_square(&buckets);
+    println!("source ports: chi2 {chi2:.1} (255 dof)");
     assert!(chi2 < CHI2_LIMIT_256, "chi2 {chi2}");
     let (min, max) = (buckets.iter().min().unwrap(), buckets.iter().max().unwrap());
     assert!(*max as f64 / *min as f64 <= 1.5, "min {min} max {max}");
@@ -347,6 +348,7 @@ fn flow_hash_spreads_addresses() {
     }
     for (name, b) in [("table_slot", &slot), ("low byte", &low)] {
         let chi2 = chi_square(b);
+        println!("addresses, {name}: chi2 {chi2:.1} (255 dof)");
         assert!(chi2 < CHI2_LIMIT_256, "{name}: chi2 {chi2}");
     }
 }

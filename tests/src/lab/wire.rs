@@ -149,10 +149,10 @@ impl Wire {
             let Some((dir, bytes)) = self.recv(left)? else {
                 return Ok(None);
             };
-            if let Ok(f) = Frame::parse(&bytes) {
-                if pred(dir, &f) {
-                    return Ok(Some((f, bytes)));
-                }
+            if let Ok(f) = Frame::parse(&bytes)
+                && pred(dir, &f)
+            {
+                return Ok(Some((f, bytes)));
             }
             if left.is_zero() {
                 return Ok(None);

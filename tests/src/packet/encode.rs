@@ -7,7 +7,7 @@ use super::checksum::{internet_checksum, l4_checksum};
 use super::layers::*;
 
 fn pad_to(v: &mut Vec<u8>, multiple: usize) {
-    while v.len() % multiple != 0 {
+    while !v.len().is_multiple_of(multiple) {
         v.push(0);
     }
 }

@@ -215,6 +215,15 @@ impl Lab {
                 bail!("interface name {n:?} is longer than 15 bytes");
             }
         }
+        // A root-namespace name of ours can only be a leftover of a dead process with our pid.
+        for (ns, n) in [(a, name_a), (b, name_b)] {
+            if ns.netns().is_none()
+                && n.starts_with(&self.id)
+                && Path::new("/sys/class/net").join(n).exists()
+            {
+                cmd::ip_quiet(None, &["link", "del", "dev", n]);
+            }
+        }
         let mut args = vec!["link", "add", name_a];
         if let Some(ns) = a.netns() {
             args.extend(["netns", ns]);
@@ -294,6 +303,16 @@ impl Drop for Lab {
             };
         }
     }
+}
+
+/// Returns early from a `()` test unless it can run lab tests (see [`Lab::root_required`]).
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::lab::Lab::root_required() {
+            return;
+        }
+    };
 }
 
 /// Polls `f` every 10 ms until it returns `Ok(true)` or `timeout` passes.

@@ -51,9 +51,7 @@ fn echo_once(client: &Ns, listener: &TcpListener, to: &str) {
 
 #[test]
 fn tcp_between_two_namespaces_then_nothing_left() {
-    if !Lab::root_required() {
-        return;
-    }
+    crate::require_root!();
     let lab = Lab::new().unwrap();
     let id = lab.id().to_string();
     let (client, server, _, si) = pair(&lab);
@@ -90,9 +88,7 @@ fn tcp_between_two_namespaces_then_nothing_left() {
 
 #[test]
 fn panic_inside_a_test_leaves_nothing_behind() {
-    if !Lab::root_required() {
-        return;
-    }
+    crate::require_root!();
     let mut seen = (String::new(), 0u32);
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let lab = Lab::new().unwrap();
@@ -121,9 +117,7 @@ fn panic_inside_a_test_leaves_nothing_behind() {
 
 #[test]
 fn python_server_spawned_in_namespace_is_killed_on_drop() {
-    if !Lab::root_required() {
-        return;
-    }
+    crate::require_root!();
     let lab = Lab::new().unwrap();
     let (client, server, _, _) = pair(&lab);
     let script = "import socket\n\
@@ -160,9 +154,7 @@ fn python_server_spawned_in_namespace_is_killed_on_drop() {
 
 #[test]
 fn sysctls_and_nstat_are_per_namespace() {
-    if !Lab::root_required() {
-        return;
-    }
+    crate::require_root!();
     let lab = Lab::new().unwrap();
     let a = lab.add_ns("a").unwrap();
     let b = lab.add_ns("b").unwrap();
@@ -185,9 +177,7 @@ fn sysctls_and_nstat_are_per_namespace() {
 
 #[test]
 fn veth_knobs_xdp_pass_and_gateway() {
-    if !Lab::root_required() {
-        return;
-    }
+    crate::require_root!();
     let lab = Lab::new().unwrap();
     let id = lab.id().to_string();
     let (client, server, ci, si) = pair(&lab);
@@ -268,9 +258,7 @@ fn interface_names_fit() {
 #[test]
 fn injected_builder_frames_are_judged_by_the_kernel() {
     use crate::packet::{Packet, flags};
-    if !Lab::root_required() {
-        return;
-    }
+    crate::require_root!();
     let lab = Lab::new().unwrap();
     let (client, server, ci, si) = pair(&lab);
     si.tx_checksum_off().unwrap();

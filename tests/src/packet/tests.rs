@@ -688,3 +688,24 @@ fn tcp_option_padding_layout() {
 fn misuse_panics_with_a_hint() {
     let _ = Packet::new().ipv4("1.1.1.1", "2.2.2.2").udp(1, 2).syn();
 }
+
+#[test]
+fn ipv6_routing_header_is_padded_and_chained() {
+    let f = Packet::new()
+        .ipv6("fc00::1", "fc00::2")
+        .ext(ExtHeader::Routing {
+            typ: 4,
+            segments_left: 0,
+            data: vec![0; 4 + 16],
+        })
+        .udp(1, 2)
+        .payload(b"x")
+        .build();
+    etherparse_checksums_agree(&f);
+    let p = Frame::parse(&f).unwrap();
+    let v6 = p.ipv6().unwrap();
+    assert_eq!(v6.next_header, proto::ROUTING);
+    assert_eq!((v6.ext[0].len, v6.ext[0].next_header), (24, proto::UDP));
+    assert_eq!(p.udp().unwrap().checksum_ok, Some(true));
+    assert_eq!(p.payload, b"x");
+}

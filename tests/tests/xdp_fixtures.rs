@@ -155,9 +155,24 @@ fn cases() -> Vec<Case> {
             None,
         ),
         // The direct-mapped index: shared slots and false hits.
-        case("TCP to the first of two VIPs sharing an index slot", v4(CLIENT4, VIP4).tcp(1, 8080).syn(), PassVip, Some(3)),
-        case("TCP to the second of two VIPs sharing an index slot", v4(CLIENT4, FOLDS_LIKE_VIP4).tcp(1, 8080).syn(), PassVip, Some(4)),
-        case("UDP whose index slot holds another VIP", v4(CLIENT4, FOLDS_LIKE_VIP4).udp(1, 53), PassNotVip, None),
+        case(
+            "TCP to the first of two VIPs sharing an index slot",
+            v4(CLIENT4, VIP4).tcp(1, 8080).syn(),
+            PassVip,
+            Some(3),
+        ),
+        case(
+            "TCP to the second of two VIPs sharing an index slot",
+            v4(CLIENT4, FOLDS_LIKE_VIP4).tcp(1, 8080).syn(),
+            PassVip,
+            Some(4),
+        ),
+        case(
+            "UDP whose index slot holds another VIP",
+            v4(CLIENT4, FOLDS_LIKE_VIP4).udp(1, 53),
+            PassNotVip,
+            None,
+        ),
         // IPv4 malformed.
         case("IPv4 IHL 4", tcp_vip().ihl(4), DropMalformed, None),
         case(

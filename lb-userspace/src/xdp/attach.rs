@@ -32,9 +32,9 @@ pub enum AttachError {
     )]
     CannotReplace { iface: String, existing: String },
     #[error(
-        "native XDP attach to `{iface}` failed: {source}. The interface MTU is {mtu}; drivers \
-         without multi-buffer XDP take at most about {NATIVE_XDP_MTU_HINT} (AWS ENA: 3498 with 4 \
-         KiB pages; lower it with `ip link set dev {iface} mtu 3498`), and some drivers have no \
+        "native XDP attach to `{iface}` failed. The interface MTU is {mtu}; drivers without \
+         multi-buffer XDP take at most about {NATIVE_XDP_MTU_HINT} (AWS ENA: 3498 with 4 KiB \
+         pages; lower it with `ip link set dev {iface} mtu 3498`), and some drivers have no \
          native XDP at all (try --xdp-mode generic)"
     )]
     Native {
@@ -43,7 +43,7 @@ pub enum AttachError {
         #[source]
         source: aya::programs::ProgramError,
     },
-    #[error("generic XDP attach to `{iface}` failed: {source}")]
+    #[error("generic XDP attach to `{iface}` failed")]
     Generic {
         iface: String,
         #[source]
@@ -168,12 +168,31 @@ fn prog_attach(
     dp.program().attach_to_if_index(index, mode)
 }
 
-/// `iface`'s MTU, 0 if unknown.
+/// `iface`'s MTU, 0 if unknown. Asked of the kernel with SIOCGIFMTU on a socket, which answers
+/// for the caller's network namespace (/sys/class/net answers for whoever mounted /sys).
 pub fn mtu(iface: &str) -> u32 {
-    std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    let name = iface.as_bytes();
+    if name.len() >= libc::IFNAMSIZ {
+        return 0;
+    }
+    // SAFETY: an ifreq zeroed then filled with a NUL-terminated name; the ioctl writes ifru_mtu.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return 0;
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(name) {
+            *dst = *src as libc::c_char;
+        }
+        let rc = libc::ioctl(fd, libc::SIOCGIFMTU, &mut req);
+        libc::close(fd);
+        if rc < 0 {
+            0
+        } else {
+            req.ifr_ifru.ifru_mtu as u32
+        }
+    }
 }
 
 /// A description of the XDP program attached to `iface`, if any (`ip -d -j link show`: the

@@ -1,0 +1,132 @@
+//! Shared by the integration tests: finding and running the real `weir` binary in a lab.
+
+#![allow(dead_code)]
+
+use std::{
+    path::PathBuf,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use weir_tests::lab::{Iface, Ns, Proc, wait_until};
+
+/// `target/<profile>/weir`, built by the same `cargo test` that built this test.
+pub fn weir_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("target/<profile>/deps/..");
+    let bin = dir.join("weir");
+    assert!(
+        bin.exists(),
+        "{} missing: build with `cargo test` from the workspace root",
+        bin.display()
+    );
+    bin
+}
+
+/// Writes `text` to a config file that lives as long as the returned guard.
+pub struct TempFile(pub PathBuf);
+
+impl TempFile {
+    pub fn new(name: &str, text: &str) -> TempFile {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("weir-test-{}-{n}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write temp file");
+        TempFile(path)
+    }
+
+    pub fn path(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// `weir` in `ns`'s network namespace but the host's mount namespace (`nsenter --net`, not
+/// `ip netns exec`, which remounts /sys): its pins in /sys/fs/bpf are then the ones `weir stats`
+/// sees, as on a host where weir runs in the root namespace.
+pub fn weir_command(ns: &Ns) -> Command {
+    let mut c = Command::new("nsenter");
+    if let Some(netns) = ns.netns() {
+        c.arg(format!("--net=/run/netns/{netns}"));
+    }
+    c.arg("--").arg(weir_bin());
+    c
+}
+
+/// Runs `weir ARGS` in `ns` to completion (bounded), returning (success, stdout, stderr).
+pub fn weir_once(ns: &Ns, args: &[&str]) -> Result<(bool, String, String)> {
+    let mut c = weir_command(ns);
+    c.args(args).stdin(Stdio::null());
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// `weir run` in `ns`, returned once XDP is attached to `iface`.
+pub fn start_weir(ns: &Ns, iface: &Iface, args: &[&str]) -> Result<Proc> {
+    let mut c = weir_command(ns);
+    c.arg("run").arg("--iface").arg(iface.name()).args(args);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    let mut p = ns.spawn_command(c)?;
+    wait_until(Duration::from_secs(20), "weir to attach XDP", || {
+        if !p.is_running() {
+            bail!("weir exited before attaching");
+        }
+        Ok(xdp_attached(iface)?)
+    })?;
+    Ok(p)
+}
+
+/// Whether `iface` has an XDP program (per `ip -d link show`).
+pub fn xdp_attached(iface: &Iface) -> Result<bool> {
+    let shown = iface.show().context("ip link show")?;
+    Ok(shown.contains("prog/xdp"))
+}
+
+/// Sends SIGINT to `p` and waits (≤ 10 s) for it to exit; returns whether it exited cleanly.
+pub fn interrupt(p: &mut Proc) -> Result<bool> {
+    // SAFETY: plain kill(2) on a child pid we own.
+    unsafe { libc::kill(p.pid() as i32, libc::SIGINT) };
+    match p.wait_timeout(Duration::from_secs(10))? {
+        Some(st) => Ok(st.success()),
+        None => bail!("weir did not exit within 10 s of SIGINT"),
+    }
+}
+
+/// `weir stats --json --iface IFACE` in `ns`, parsed.
+pub fn stats(ns: &Ns, iface: &Iface) -> Result<serde_json::Value> {
+    let (ok, out, err) = weir_once(
+        ns,
+        &[
+            "stats",
+            "--json",
+            "--interval",
+            "0",
+            "--iface",
+            iface.name(),
+        ],
+    )?;
+    if !ok {
+        bail!("weir stats failed: {err}");
+    }
+    Ok(serde_json::from_str(&out)?)
+}
+
+pub fn packets(stats: &serde_json::Value, stat: &str) -> u64 {
+    stats["stats"][stat]["packets"].as_u64().unwrap_or(0)
+}

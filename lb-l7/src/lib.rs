@@ -1,1 +1,29 @@
-//! weir's L7 worker (see ARCHITECTURE.md). Being built.
+//! weir's L7 worker: TLS (rustls), HTTP/1.1 and HTTP/2 (hyper), ALB listener rules, target
+//! groups, pooled keep-alive forwarding. See docs/l7.md.
+//!
+//! Pure modules: `rules`, `wildcard`, `select`, `headers`, `pool::PoolPolicy`,
+//! `proxy::parse`, `proxy::respond::redirect_location`, `access_log::Record::format`.
+
+pub mod access_log;
+pub mod body;
+pub mod config;
+pub mod headers;
+pub mod metrics;
+pub mod pool;
+pub mod proxy;
+pub mod rules;
+pub mod select;
+pub mod target;
+pub mod tls;
+pub mod wildcard;
+mod worker;
+
+#[cfg(test)]
+mod rules_tests;
+
+pub use access_log::AccessLogTarget;
+pub(crate) use body::Body;
+pub use config::{FieldError, L7Config};
+pub use metrics::{Metrics, MetricsSnapshot};
+pub use target::TargetState;
+pub use worker::{MetricsHandle, Worker, WorkerOptions};

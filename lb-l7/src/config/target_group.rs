@@ -1,0 +1,196 @@
+//! `[[target_group]]`: targets, attributes, health check settings, connection pool.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetGroup {
+    pub name: String,
+    /// Only `HTTP` targets for now.
+    #[serde(default)]
+    pub protocol: TargetProtocol,
+    /// Default port of targets that name none.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    #[serde(default)]
+    pub target: Vec<Target>,
+    #[serde(default)]
+    pub load_balancing: LoadBalancing,
+    #[serde(default)]
+    pub deregistration_delay: DeregistrationDelay,
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    #[serde(default)]
+    pub connection_pool: ConnectionPool,
+}
+
+fn default_port() -> u16 {
+    80
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+pub enum TargetProtocol {
+    #[default]
+    #[serde(rename = "HTTP")]
+    Http,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The target's IP address (ALB's `Id` for `ip` targets).
+    pub id: String,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// 0–999, default 1; 0 takes no new requests.
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoadBalancing {
+    pub algorithm: AlgorithmConfig,
+}
+
+/// `load_balancing.algorithm.type` and, for `consistent_hash`, `hash_on`
+/// (`"header:NAME"`, `"cookie:NAME"` or `"source_ip"`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlgorithmConfig {
+    #[serde(rename = "type")]
+    pub kind: AlgorithmType,
+    pub hash_on: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AlgorithmType {
+    #[default]
+    RoundRobin,
+    LeastOutstandingRequests,
+    WeightedRandom,
+    ConsistentHash,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeregistrationDelay {
+    pub timeout_seconds: u64,
+}
+impl Default for DeregistrationDelay {
+    fn default() -> Self {
+        DeregistrationDelay {
+            timeout_seconds: 300,
+        }
+    }
+}
+
+/// Health check settings (ALB names and defaults). The prober is a later issue; the settings
+/// are parsed and validated now.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthCheck {
+    pub enabled: bool,
+    pub protocol: String,
+    /// `traffic-port` or a port number.
+    pub port: String,
+    pub path: String,
+    pub timeout_seconds: u64,
+    pub interval_seconds: u64,
+    pub healthy_threshold_count: u32,
+    pub unhealthy_threshold_count: u32,
+    pub matcher: Matcher,
+}
+impl Default for HealthCheck {
+    fn default() -> Self {
+        HealthCheck {
+            enabled: true,
+            protocol: "HTTP".into(),
+            port: "traffic-port".into(),
+            path: "/".into(),
+            timeout_seconds: 5,
+            interval_seconds: 30,
+            healthy_threshold_count: 5,
+            unhealthy_threshold_count: 2,
+            matcher: Matcher::default(),
+        }
+    }
+}
+
+/// `matcher.http_code`: `"200"`, `"200,202"`, `"200-299"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Matcher {
+    pub http_code: String,
+}
+impl Default for Matcher {
+    fn default() -> Self {
+        Matcher {
+            http_code: "200".into(),
+        }
+    }
+}
+
+/// weir: the per-target pool of keep-alive connections.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionPool {
+    /// Idle connections kept per target (per worker); 0 disables pooling.
+    pub max_idle_per_target: usize,
+    /// Idle connections older than this are closed; default 55 s (below ALB's 60 s idle timeout,
+    /// and targets should keep theirs longer, but weir survives when they don't).
+    pub idle_timeout_seconds: u64,
+    /// `safe` (default): a client connection's first request gets a fresh target connection,
+    /// later ones may reuse; `always`: reuse whenever possible; `never`: no reuse.
+    pub reuse: ReuseMode,
+}
+impl Default for ConnectionPool {
+    fn default() -> Self {
+        ConnectionPool {
+            max_idle_per_target: 256,
+            idle_timeout_seconds: 55,
+            reuse: ReuseMode::Safe,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ReuseMode {
+    #[default]
+    Safe,
+    Always,
+    Never,
+}
+
+/// How a `consistent_hash` group derives its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashOn {
+    Header(String),
+    Cookie(String),
+    SourceIp,
+}
+
+impl HashOn {
+    pub fn parse(s: &str) -> Option<HashOn> {
+        if s == "source_ip" {
+            return Some(HashOn::SourceIp);
+        }
+        let (kind, name) = s.split_once(':')?;
+        if name.is_empty() {
+            return None;
+        }
+        match kind {
+            "header" => Some(HashOn::Header(name.to_ascii_lowercase())),
+            "cookie" => Some(HashOn::Cookie(name.to_string())),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,138 @@
+use super::*;
+
+fn paths(toml: &str) -> Vec<String> {
+    let c: L7Config = toml::from_str(toml).unwrap();
+    c.validate().into_iter().map(|e| e.path).collect()
+}
+
+#[test]
+fn default_is_valid_and_documented() {
+    let c = L7Config::default();
+    assert_eq!(c.validate(), vec![]);
+    assert_eq!(c.listener[0].port, 8080);
+    assert_eq!(c.load_balancer.health_check_path, "/weir-health");
+    assert_eq!(c.load_balancer.idle_timeout.timeout_seconds, 60);
+    let empty: L7Config = toml::from_str("").unwrap();
+    assert!(empty.listener.is_empty());
+}
+
+#[test]
+fn alb_attribute_names_parse() {
+    let c: L7Config = toml::from_str(
+        r#"
+[load_balancer]
+idle_timeout.timeout_seconds = 120
+routing.http2.enabled = false
+routing.http.xff_header_processing.mode = "preserve"
+routing.http.desync_mitigation_mode = "strictest"
+routing.http.preserve_host_header.enabled = true
+[[target_group]]
+name = "a"
+load_balancing.algorithm.type = "least_outstanding_requests"
+deregistration_delay.timeout_seconds = 10
+health_check.interval_seconds = 10
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.load_balancer.idle_timeout.timeout_seconds, 120);
+    assert!(!c.load_balancer.routing.http2.enabled);
+    assert_eq!(
+        c.load_balancer.routing.http.xff_header_processing.mode,
+        XffMode::Preserve
+    );
+    assert_eq!(
+        c.target_group[0].load_balancing.algorithm.kind,
+        AlgorithmType::LeastOutstandingRequests
+    );
+    assert_eq!(c.validate(), vec![]);
+}
+
+#[test]
+fn unknown_fields_are_errors() {
+    for bad in [
+        "[load_balancer]\nidle_timeout.seconds = 1",
+        "[[listener]]\nport = 80\nprot = \"HTTP\"",
+        "[[listener]]\nport = 80\ndefault_action = { type = \"fixed-response\", status_code = 200, body = \"x\" }",
+        "[[listener]]\nport = 80\n[[listener.rule]]\npriority = 1\naction = { type = \"forward\", target_group = \"a\" }\ncondition = [{ field = \"host-header\", value = [\"a\"] }]",
+        "[[target_group]]\nname = \"a\"\nhealth_check.intervall_seconds = 5",
+        "[[listener]]\nport = 80\ndefault_action = { type = \"teleport\" }",
+    ] {
+        assert!(toml::from_str::<L7Config>(bad).is_err(), "accepted: {bad}");
+    }
+}
+
+#[test]
+fn validation_paths_name_real_keys() {
+    let p = paths(
+        r#"
+[load_balancer]
+idle_timeout.timeout_seconds = 0
+[[listener]]
+port = 80
+default_action = { type = "forward", target_group = "nope" }
+[[listener.rule]]
+priority = 7
+condition = [{ field = "source-ip", values = ["10.0.0.0/8", "banana"] }]
+action = { type = "fixed-response", status_code = 302 }
+[[listener.rule]]
+priority = 7
+condition = [{ field = "path-pattern", values = ["/a"] }, { field = "path-pattern", values = ["/b"] }]
+action = { type = "forward", target_groups = [{ name = "tg", weight = 1000 }, { name = "x" }] }
+[[listener.rule]]
+priority = 8
+condition = [{ field = "host-header", values = ["a"] }]
+action = { type = "redirect", status_code = "HTTP_302" }
+[[listener]]
+port = 80
+protocol = "HTTPS"
+[[listener]]
+port = 443
+protocol = "HTTPS"
+certificate = [{ certificate_file = "/nonexistent.pem", private_key_file = "/nonexistent.key" }]
+[[target_group]]
+name = "tg"
+target = [{ id = "10.0.0.1" }, { id = "host.example" }, { id = "10.0.0.1", port = 80 }]
+health_check.interval_seconds = 3
+load_balancing.algorithm.type = "consistent_hash"
+[[target_group]]
+name = "tg"
+load_balancing.algorithm.hash_on = "header:x"
+"#,
+    );
+    let want = [
+        "load_balancer.idle_timeout.timeout_seconds",
+        "listener[0].default_action.target_group",
+        "listener[0].rule[0].condition[0].values[1]",
+        "listener[0].rule[0].action.status_code",
+        "listener[0].rule[1].priority",
+        "listener[0].rule[1].condition[1].field",
+        "listener[0].rule[1].action.target_groups[0].weight",
+        "listener[0].rule[1].action.target_groups[1].name",
+        "listener[0].rule[2].action",
+        "listener[1].certificate",
+        "listener[1].port",
+        "listener[2].certificate[0].certificate_file",
+        "target_group[0].target[1].id",
+        "target_group[0].target[2].id",
+        "target_group[0].load_balancing.algorithm.hash_on",
+        "target_group[0].health_check.interval_seconds",
+        "target_group[0].health_check.timeout_seconds",
+        "target_group[1].load_balancing.algorithm.hash_on",
+        "target_group[1].name",
+    ];
+    for w in want {
+        assert!(p.iter().any(|x| x == w), "missing {w} in {p:#?}");
+    }
+    assert_eq!(p.len(), want.len(), "{p:#?}");
+}
+
+#[test]
+fn matcher_codes() {
+    assert_eq!(validate::parse_matcher("200"), Some(vec![(200, 200)]));
+    assert_eq!(
+        validate::parse_matcher("200,202-299"),
+        Some(vec![(200, 200), (202, 299)])
+    );
+    assert_eq!(validate::parse_matcher("500"), None);
+    assert_eq!(validate::parse_matcher("x"), None);
+}

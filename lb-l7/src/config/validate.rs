@@ -1,0 +1,510 @@
+//! `L7Config::validate`: every error with the TOML key path it is about.
+
+use super::*;
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+/// One configuration problem. `path` names real keys of the file, e.g.
+/// `listener[0].rule[2].condition[0].values[1]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    fn range(&mut self, path: impl Into<String>, v: u64, lo: u64, hi: u64) {
+        if v < lo || v > hi {
+            self.push(path, format!("{v} is out of range {lo}–{hi}"));
+        }
+    }
+}
+
+pub(super) fn validate(c: &L7Config) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+    load_balancer(&mut e, &c.load_balancer);
+    let groups: HashSet<&str> = c.target_group.iter().map(|g| g.name.as_str()).collect();
+    let mut bound: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    for (i, l) in c.listener.iter().enumerate() {
+        listener(&mut e, &format!("listener[{i}]"), l, &groups);
+        if let Some(first) = bound.insert((l.address, l.port), i) {
+            e.push(
+                format!("listener[{i}].port"),
+                format!("port {} is already used by listener[{first}]", l.port),
+            );
+        }
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, g) in c.target_group.iter().enumerate() {
+        target_group(&mut e, &format!("target_group[{i}]"), g);
+        if let Some(first) = names.insert(g.name.as_str(), i) {
+            e.push(
+                format!("target_group[{i}].name"),
+                format!("name {:?} is already used by target_group[{first}]", g.name),
+            );
+        }
+    }
+    e.0
+}
+
+fn load_balancer(e: &mut Errors, lb: &LoadBalancerAttributes) {
+    let p = "load_balancer";
+    e.range(
+        format!("{p}.idle_timeout.timeout_seconds"),
+        lb.idle_timeout.timeout_seconds,
+        1,
+        4000,
+    );
+    e.range(
+        format!("{p}.client_keep_alive.seconds"),
+        lb.client_keep_alive.seconds,
+        60,
+        604_800,
+    );
+    e.range(
+        format!("{p}.connect_timeout_seconds"),
+        lb.connect_timeout_seconds,
+        1,
+        3600,
+    );
+    e.range(
+        format!("{p}.header_read_timeout_seconds"),
+        lb.header_read_timeout_seconds,
+        1,
+        4000,
+    );
+    e.range(
+        format!("{p}.websocket_idle_timeout_seconds"),
+        lb.websocket_idle_timeout_seconds,
+        0,
+        86_400,
+    );
+    e.range(
+        format!("{p}.drain_timeout_seconds"),
+        lb.drain_timeout_seconds,
+        0,
+        3600,
+    );
+    e.range(
+        format!("{p}.max_connections_per_worker"),
+        lb.max_connections_per_worker as u64,
+        1,
+        10_000_000,
+    );
+    if !lb.health_check_path.is_empty() && !lb.health_check_path.starts_with('/') {
+        e.push(
+            format!("{p}.health_check_path"),
+            "must start with '/' (or be \"\" to turn it off)",
+        );
+    }
+    if http::HeaderName::from_bytes(lb.trace_header.as_bytes()).is_err() {
+        e.push(format!("{p}.trace_header"), "not a valid header name");
+    }
+    if lb.access_logs.path.is_empty() {
+        e.push(
+            format!("{p}.access_logs.path"),
+            "empty; use \"-\" for stdout",
+        );
+    }
+}
+
+fn listener(e: &mut Errors, p: &str, l: &Listener, groups: &HashSet<&str>) {
+    if l.port == 0 {
+        e.push(format!("{p}.port"), "port 0 is not allowed");
+    }
+    match l.protocol {
+        Protocol::Https if l.certificate.is_empty() => {
+            e.push(
+                format!("{p}.certificate"),
+                "an HTTPS listener needs at least one certificate",
+            );
+        }
+        Protocol::Http if !l.certificate.is_empty() => {
+            e.push(
+                format!("{p}.certificate"),
+                "certificates are only used with protocol = \"HTTPS\"",
+            );
+        }
+        _ => {}
+    }
+    for (j, cert) in l.certificate.iter().enumerate() {
+        let cp = format!("{p}.certificate[{j}]");
+        if let Err(err) =
+            crate::tls::load_certified_key(&cert.certificate_file, &cert.private_key_file)
+        {
+            let key = match err {
+                crate::tls::TlsError::Key { .. } | crate::tls::TlsError::Mismatch => {
+                    "private_key_file"
+                }
+                _ => "certificate_file",
+            };
+            e.push(format!("{cp}.{key}"), err.to_string());
+        }
+    }
+    action(e, &format!("{p}.default_action"), &l.default_action, groups);
+    let mut prios: HashMap<u32, usize> = HashMap::new();
+    for (j, r) in l.rule.iter().enumerate() {
+        let rp = format!("{p}.rule[{j}]");
+        e.range(format!("{rp}.priority"), r.priority as u64, 1, 50_000);
+        if let Some(first) = prios.insert(r.priority, j) {
+            e.push(
+                format!("{rp}.priority"),
+                format!("priority {} is already used by rule[{first}]", r.priority),
+            );
+        }
+        if r.condition.is_empty() {
+            e.push(
+                format!("{rp}.condition"),
+                "a rule needs at least one condition (the default action has none)",
+            );
+        }
+        let mut seen: HashMap<&'static str, usize> = HashMap::new();
+        for (k, c) in r.condition.iter().enumerate() {
+            let cp = format!("{rp}.condition[{k}]");
+            let once = !matches!(
+                c,
+                Condition::HttpHeader { .. } | Condition::QueryString { .. }
+            );
+            if let Some(first) = seen.insert(c.field_name(), k) {
+                if once {
+                    e.push(
+                        format!("{cp}.field"),
+                        format!(
+                            "only one {} condition per rule (see condition[{first}])",
+                            c.field_name()
+                        ),
+                    );
+                }
+            }
+            condition(e, &cp, c);
+        }
+        action(e, &format!("{rp}.action"), &r.action, groups);
+    }
+}
+
+fn condition(e: &mut Errors, p: &str, c: &Condition) {
+    let n = match c {
+        Condition::HostHeader { values }
+        | Condition::PathPattern { values }
+        | Condition::HttpRequestMethod { values }
+        | Condition::SourceIp { values } => values.len(),
+        Condition::HttpHeader { values, .. } => values.len(),
+        Condition::QueryString { values } => values.len(),
+    };
+    if n == 0 {
+        e.push(format!("{p}.values"), "at least one value is needed");
+    }
+    let long = |e: &mut Errors, i: usize, v: &str| {
+        if v.len() > 128 {
+            e.push(format!("{p}.values[{i}]"), "longer than 128 characters");
+        }
+    };
+    match c {
+        Condition::HostHeader { values } | Condition::PathPattern { values } => {
+            for (i, v) in values.iter().enumerate() {
+                long(e, i, v);
+                if v.is_empty() {
+                    e.push(format!("{p}.values[{i}]"), "empty value");
+                }
+            }
+        }
+        Condition::HttpHeader {
+            http_header_name,
+            values,
+        } => {
+            if http::HeaderName::from_bytes(http_header_name.as_bytes()).is_err()
+                || http_header_name.contains(['*', '?'])
+            {
+                e.push(
+                    format!("{p}.http_header_name"),
+                    "not a valid header name (no wildcards here)",
+                );
+            }
+            for (i, v) in values.iter().enumerate() {
+                long(e, i, v);
+            }
+        }
+        Condition::HttpRequestMethod { values } => {
+            for (i, v) in values.iter().enumerate() {
+                if v.is_empty()
+                    || !v
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'_' || b == b'-')
+                {
+                    e.push(
+                        format!("{p}.values[{i}]"),
+                        "methods are A-Z, '_' and '-' (case-sensitive)",
+                    );
+                }
+            }
+        }
+        Condition::QueryString { values } => {
+            for (i, v) in values.iter().enumerate() {
+                if v.value.is_empty() {
+                    e.push(format!("{p}.values[{i}].value"), "empty value");
+                }
+                if v.key.as_deref() == Some("") {
+                    e.push(
+                        format!("{p}.values[{i}].key"),
+                        "empty key (leave it out to match any key)",
+                    );
+                }
+            }
+        }
+        Condition::SourceIp { values } => {
+            for (i, v) in values.iter().enumerate() {
+                if v.parse::<ipnet::IpNet>().is_err() {
+                    e.push(
+                        format!("{p}.values[{i}]"),
+                        format!("{v:?} is not a CIDR block like 10.0.0.0/8"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
+    match a {
+        Action::Forward {
+            target_group,
+            target_groups,
+        } => {
+            match (target_group, target_groups.is_empty()) {
+                (Some(_), false) => e.push(
+                    p.to_string(),
+                    "use either target_group or target_groups, not both",
+                ),
+                (None, true) => {
+                    e.push(p.to_string(), "forward needs target_group or target_groups")
+                }
+                _ => {}
+            }
+            if let Some(name) = target_group {
+                if !groups.contains(name.as_str()) {
+                    e.push(
+                        format!("{p}.target_group"),
+                        format!("no target_group named {name:?}"),
+                    );
+                }
+            }
+            if target_groups.len() > 5 {
+                e.push(format!("{p}.target_groups"), "at most 5 target groups");
+            }
+            for (i, g) in target_groups.iter().enumerate() {
+                if !groups.contains(g.name.as_str()) {
+                    e.push(
+                        format!("{p}.target_groups[{i}].name"),
+                        format!("no target_group named {:?}", g.name),
+                    );
+                }
+                e.range(
+                    format!("{p}.target_groups[{i}].weight"),
+                    g.weight as u64,
+                    0,
+                    999,
+                );
+            }
+            if !target_groups.is_empty() && target_groups.iter().all(|g| g.weight == 0) {
+                e.push(
+                    format!("{p}.target_groups"),
+                    "at least one weight must be above 0",
+                );
+            }
+        }
+        Action::Redirect {
+            protocol,
+            host,
+            port,
+            path,
+            query,
+            ..
+        } => {
+            if protocol == "#{protocol}"
+                && host == "#{host}"
+                && port == "#{port}"
+                && path == "/#{path}"
+            {
+                e.push(
+                    p.to_string(),
+                    "a redirect must change at least one of protocol, host, port, path",
+                );
+            }
+            let proto_ok = matches!(
+                protocol.as_str(),
+                "#{protocol}" | "HTTP" | "HTTPS" | "http" | "https"
+            );
+            if !proto_ok {
+                e.push(format!("{p}.protocol"), "HTTP, HTTPS or #{protocol}");
+            }
+            if port != "#{port}" && port.parse::<u16>().map_or(true, |v| v == 0) {
+                e.push(format!("{p}.port"), "a port 1–65535 or #{port}");
+            }
+            if !path.starts_with('/') {
+                e.push(format!("{p}.path"), "must start with '/'");
+            }
+            let _ = query;
+        }
+        Action::FixedResponse {
+            status_code,
+            message_body,
+            content_type,
+        } => {
+            if !matches!(status_code / 100, 2 | 4 | 5) || *status_code > 599 {
+                e.push(format!("{p}.status_code"), "a 2XX, 4XX or 5XX code");
+            }
+            if message_body.len() > 1024 {
+                e.push(format!("{p}.message_body"), "at most 1024 bytes");
+            }
+            if let Some(ct) = content_type {
+                if http::HeaderValue::from_str(ct).is_err() {
+                    e.push(format!("{p}.content_type"), "not a valid header value");
+                }
+            }
+        }
+    }
+}
+
+fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
+    if g.name.is_empty()
+        || g.name.len() > 32
+        || !g
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || g.name.starts_with('-')
+    {
+        e.push(
+            format!("{p}.name"),
+            "1–32 characters, letters, digits and '-', not starting with '-'",
+        );
+    }
+    if g.port == 0 {
+        e.push(format!("{p}.port"), "port 0 is not allowed");
+    }
+    let mut seen = HashMap::new();
+    for (j, t) in g.target.iter().enumerate() {
+        let tp = format!("{p}.target[{j}]");
+        match t.id.parse::<IpAddr>() {
+            Ok(ip) => {
+                if let Some(first) = seen.insert((ip, t.port.unwrap_or(g.port)), j) {
+                    e.push(
+                        format!("{tp}.id"),
+                        format!("same address and port as target[{first}]"),
+                    );
+                }
+            }
+            Err(_) => e.push(
+                format!("{tp}.id"),
+                format!("{:?} is not an IP address", t.id),
+            ),
+        }
+        if t.port == Some(0) {
+            e.push(format!("{tp}.port"), "port 0 is not allowed");
+        }
+        e.range(format!("{tp}.weight"), t.weight as u64, 0, 999);
+    }
+    let alg = &g.load_balancing.algorithm;
+    let ap = format!("{p}.load_balancing.algorithm");
+    match (alg.kind, &alg.hash_on) {
+        (AlgorithmType::ConsistentHash, None) => e.push(
+            format!("{ap}.hash_on"),
+            "consistent_hash needs hash_on = \"header:NAME\", \"cookie:NAME\" or \"source_ip\"",
+        ),
+        (AlgorithmType::ConsistentHash, Some(h)) if HashOn::parse(h).is_none() => e.push(
+            format!("{ap}.hash_on"),
+            "expected \"header:NAME\", \"cookie:NAME\" or \"source_ip\"",
+        ),
+        (AlgorithmType::ConsistentHash, Some(_)) => {}
+        (_, Some(_)) => e.push(
+            format!("{ap}.hash_on"),
+            "only used with type = \"consistent_hash\"",
+        ),
+        (_, None) => {}
+    }
+    e.range(
+        format!("{p}.deregistration_delay.timeout_seconds"),
+        g.deregistration_delay.timeout_seconds,
+        0,
+        3600,
+    );
+    let h = &g.health_check;
+    let hp = format!("{p}.health_check");
+    e.range(format!("{hp}.timeout_seconds"), h.timeout_seconds, 2, 120);
+    e.range(format!("{hp}.interval_seconds"), h.interval_seconds, 5, 300);
+    e.range(
+        format!("{hp}.healthy_threshold_count"),
+        h.healthy_threshold_count as u64,
+        2,
+        10,
+    );
+    e.range(
+        format!("{hp}.unhealthy_threshold_count"),
+        h.unhealthy_threshold_count as u64,
+        2,
+        10,
+    );
+    if h.timeout_seconds >= h.interval_seconds {
+        e.push(
+            format!("{hp}.timeout_seconds"),
+            "must be less than interval_seconds",
+        );
+    }
+    if !matches!(h.protocol.as_str(), "HTTP" | "HTTPS") {
+        e.push(format!("{hp}.protocol"), "HTTP or HTTPS");
+    }
+    if h.port != "traffic-port" && h.port.parse::<u16>().map_or(true, |v| v == 0) {
+        e.push(format!("{hp}.port"), "\"traffic-port\" or a port 1–65535");
+    }
+    if !h.path.starts_with('/') {
+        e.push(format!("{hp}.path"), "must start with '/'");
+    }
+    if parse_matcher(&h.matcher.http_code).is_none() {
+        e.push(
+            format!("{hp}.matcher.http_code"),
+            "codes 200–499 as \"200\", \"200,202\" or \"200-299\"",
+        );
+    }
+    let cp = format!("{p}.connection_pool");
+    e.range(
+        format!("{cp}.idle_timeout_seconds"),
+        g.connection_pool.idle_timeout_seconds,
+        1,
+        4000,
+    );
+    e.range(
+        format!("{cp}.max_idle_per_target"),
+        g.connection_pool.max_idle_per_target as u64,
+        0,
+        100_000,
+    );
+}
+
+/// `"200"`, `"200,202"`, `"200-299"` → inclusive ranges, all within 200–499.
+pub fn parse_matcher(s: &str) -> Option<Vec<(u16, u16)>> {
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        let (lo, hi) = match part.split_once('-') {
+            Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+            None => {
+                let v = part.parse().ok()?;
+                (v, v)
+            }
+        };
+        if lo > hi || lo < 200 || hi > 499 {
+            return None;
+        }
+        out.push((lo, hi));
+    }
+    Some(out)
+}

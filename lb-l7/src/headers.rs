@@ -1,0 +1,217 @@
+//! Header rewriting between client and target. Pure.
+
+use crate::config::XffMode;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+/// ALB's limit on X-Forwarded-For addresses; more gives 463.
+pub const MAX_XFF_ADDRESSES: usize = 30;
+
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers and those named in `Connection`. With `upgrade`, keeps
+/// `Connection: upgrade` and `Upgrade` (a WebSocket handshake is passed on).
+pub fn remove_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    let listed: Vec<HeaderName> = h
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    let upgrade_value = h.get(header::UPGRADE).cloned();
+    for n in listed.iter().chain(HOP_BY_HOP.iter()) {
+        h.remove(n);
+    }
+    if upgrade {
+        if let Some(u) = upgrade_value {
+            h.insert(header::UPGRADE, u);
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+    }
+}
+
+/// Is this an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`)?
+pub fn wants_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE)
+        && h.get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+            })
+}
+
+/// Number of addresses in all X-Forwarded-For headers.
+pub fn xff_count(h: &HeaderMap) -> usize {
+    h.get_all("x-forwarded-for")
+        .iter()
+        .map(|v| {
+            v.as_bytes()
+                .split(|&b| b == b',')
+                .filter(|s| s.iter().any(|b| !b.is_ascii_whitespace()))
+                .count()
+        })
+        .sum()
+}
+
+/// Applies `routing.http.xff_header_processing.mode` and sets X-Forwarded-Proto/Port.
+pub fn forwarded(
+    h: &mut HeaderMap,
+    mode: XffMode,
+    client: IpAddr,
+    client_port: Option<u16>,
+    proto: &str,
+    port: u16,
+) {
+    let xff = HeaderName::from_static("x-forwarded-for");
+    match mode {
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            h.remove(&xff);
+        }
+        XffMode::Append => {
+            let me = match (client, client_port) {
+                (IpAddr::V6(ip), Some(p)) => format!("[{ip}]:{p}"),
+                (ip, Some(p)) => format!("{ip}:{p}"),
+                (ip, None) => ip.to_string(),
+            };
+            let prior: Vec<&[u8]> = h.get_all(&xff).iter().map(|v| v.as_bytes()).collect();
+            let mut v = Vec::new();
+            for p in prior {
+                v.extend_from_slice(p);
+                v.extend_from_slice(b", ");
+            }
+            v.extend_from_slice(me.as_bytes());
+            if let Ok(v) = HeaderValue::from_bytes(&v) {
+                h.insert(xff, v);
+            }
+        }
+    }
+    h.insert(
+        HeaderName::from_static("x-forwarded-proto"),
+        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+    );
+    h.insert(
+        HeaderName::from_static("x-forwarded-port"),
+        HeaderValue::from(port),
+    );
+}
+
+/// A new trace id `Root=1-<8 hex epoch>-<24 hex random>`.
+pub fn new_trace_root(epoch_secs: u64, random: u128) -> String {
+    format!(
+        "Root=1-{:08x}-{:024x}",
+        epoch_secs as u32,
+        random & ((1u128 << 96) - 1)
+    )
+}
+
+/// The trace header value to forward: an existing `Root=` is kept and a `Self=` for this hop
+/// replaces any earlier one; otherwise a new root.
+pub fn trace_value(existing: Option<&str>, epoch_secs: u64, random: u128) -> String {
+    let fresh = new_trace_root(epoch_secs, random);
+    match existing {
+        Some(v) if v.split(';').any(|f| f.trim_start().starts_with("Root=1-")) => {
+            let self_id = &fresh["Root=".len()..];
+            let kept: Vec<&str> = v
+                .split(';')
+                .filter(|f| !f.trim_start().starts_with("Self="))
+                .collect();
+            format!("{};Self={}", kept.join(";"), self_id)
+        }
+        _ => fresh,
+    }
+}
+
+/// Header names ALB accepts with `drop_invalid_header_fields` (`[-A-Za-z0-9]+`).
+pub fn is_valid_header_name(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_and_connection_listed() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("te", "trailers".parse().unwrap());
+        h.insert("x-keep", "1".parse().unwrap());
+        remove_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-keep"));
+    }
+
+    #[test]
+    fn upgrade_is_kept_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "Upgrade".parse().unwrap());
+        h.insert("upgrade", "websocket".parse().unwrap());
+        assert!(wants_upgrade(&h));
+        remove_hop_by_hop(&mut h, true);
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn xff_modes() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.2, 10.0.0.3".parse().unwrap());
+        assert_eq!(xff_count(&h), 3);
+        let mut a = h.clone();
+        forwarded(&mut a, XffMode::Append, ip, None, "https", 443);
+        assert_eq!(
+            a.get("x-forwarded-for").unwrap(),
+            "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"
+        );
+        assert_eq!(a.get("x-forwarded-proto").unwrap(), "https");
+        assert_eq!(a.get("x-forwarded-port").unwrap(), "443");
+        let mut p = h.clone();
+        forwarded(&mut p, XffMode::Preserve, ip, None, "http", 80);
+        assert_eq!(xff_count(&p), 3);
+        let mut r = h.clone();
+        forwarded(&mut r, XffMode::Remove, ip, None, "http", 80);
+        assert!(!r.contains_key("x-forwarded-for"));
+        let mut port = HeaderMap::new();
+        forwarded(
+            &mut port,
+            XffMode::Append,
+            "2001:db8::1".parse().unwrap(),
+            Some(5000),
+            "http",
+            80,
+        );
+        assert_eq!(port.get("x-forwarded-for").unwrap(), "[2001:db8::1]:5000");
+    }
+
+    #[test]
+    fn trace_ids() {
+        let t = trace_value(None, 0x5f00_0000, 0xabc);
+        assert_eq!(t, "Root=1-5f000000-000000000000000000000abc");
+        let ext = trace_value(
+            Some("Root=1-aaaaaaaa-bbbbbbbbbbbbbbbbbbbbbbbb;Self=1-x-y;Foo=bar"),
+            0x10,
+            0x1,
+        );
+        assert_eq!(
+            ext,
+            "Root=1-aaaaaaaa-bbbbbbbbbbbbbbbbbbbbbbbb;Foo=bar;Self=1-00000010-000000000000000000000001"
+        );
+        assert!(trace_value(Some("garbage"), 1, 1).starts_with("Root=1-00000001-"));
+    }
+}

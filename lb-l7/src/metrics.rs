@@ -1,0 +1,177 @@
+//! Counters of one worker: atomics, read as a serialisable snapshot named like ALB's CloudWatch
+//! metrics (`AWS/ApplicationELB`).
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Live counters; cheap to bump from any task.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub active_connections: AtomicU64,
+    pub new_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub processed_bytes: AtomicU64,
+    pub client_tls_negotiation_errors: AtomicU64,
+    pub fixed_responses: AtomicU64,
+    pub redirects: AtomicU64,
+    pub rule_evaluations: AtomicU64,
+    pub desync_non_compliant: AtomicU64,
+    pub target_connection_errors: AtomicU64,
+    pub target_responses: [AtomicU64; 6],
+    /// Responses weir produced itself (not a target's), by status code 100–599.
+    elb_codes: Codes,
+    pub upstream_connections_opened: AtomicU64,
+    pub upstream_connections_reused: AtomicU64,
+    pub upstream_retries: AtomicU64,
+}
+
+impl Metrics {
+    pub fn elb_status(&self, code: u16) {
+        if (100..600).contains(&code) {
+            self.elb_codes.0[(code - 100) as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn target_status(&self, code: u16) {
+        if let Some(c) = self.target_responses.get((code / 100) as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    pub fn elb_code_count(&self, code: u16) -> u64 {
+        if (100..600).contains(&code) {
+            self.elb_codes.0[(code - 100) as usize].load(Relaxed)
+        } else {
+            0
+        }
+    }
+
+    /// A consistent-enough copy for the control plane.
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let codes: BTreeMap<u16, u64> = (100u16..600)
+            .map(|c| (c, self.elb_code_count(c)))
+            .filter(|&(_, n)| n > 0)
+            .collect();
+        let class = |k: u16| {
+            codes
+                .iter()
+                .filter(|(c, _)| **c / 100 == k)
+                .map(|(_, n)| n)
+                .sum()
+        };
+        let t = |k: usize| self.target_responses[k].load(Relaxed);
+        MetricsSnapshot {
+            active_connection_count: self.active_connections.load(Relaxed),
+            new_connection_count: self.new_connections.load(Relaxed),
+            rejected_connection_count: self.rejected_connections.load(Relaxed),
+            request_count: self.requests.load(Relaxed),
+            processed_bytes: self.processed_bytes.load(Relaxed),
+            client_tls_negotiation_error_count: self.client_tls_negotiation_errors.load(Relaxed),
+            elb_4xx: class(4),
+            elb_5xx: class(5),
+            elb_502: codes.get(&502).copied().unwrap_or(0),
+            elb_503: codes.get(&503).copied().unwrap_or(0),
+            elb_504: codes.get(&504).copied().unwrap_or(0),
+            fixed_response_count: self.fixed_responses.load(Relaxed),
+            redirect_count: self.redirects.load(Relaxed),
+            rule_evaluations: self.rule_evaluations.load(Relaxed),
+            desync_non_compliant: self.desync_non_compliant.load(Relaxed),
+            target_2xx: t(2),
+            target_3xx: t(3),
+            target_4xx: t(4),
+            target_5xx: t(5),
+            target_connection_error_count: self.target_connection_errors.load(Relaxed),
+            elb_status_codes: codes,
+            upstream_connections_opened: self.upstream_connections_opened.load(Relaxed),
+            upstream_connections_reused: self.upstream_connections_reused.load(Relaxed),
+            upstream_retries: self.upstream_retries.load(Relaxed),
+            targets: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Codes([AtomicU64; 500]);
+impl Default for Codes {
+    fn default() -> Self {
+        Codes(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+/// Per-target counters.
+#[derive(Debug, Default)]
+pub struct TargetCounters {
+    pub requests: AtomicU64,
+    pub connection_errors: AtomicU64,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TargetSnapshot {
+    #[serde(rename = "RequestCountPerTarget")]
+    pub request_count: u64,
+    #[serde(rename = "TargetConnectionErrorCount")]
+    pub connection_error_count: u64,
+    pub outstanding_requests: u64,
+    pub idle_connections: u64,
+    pub state: String,
+}
+
+/// What `Worker::metrics()` returns; serialises to JSON with ALB's metric names.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricsSnapshot {
+    #[serde(rename = "ActiveConnectionCount")]
+    pub active_connection_count: u64,
+    #[serde(rename = "NewConnectionCount")]
+    pub new_connection_count: u64,
+    #[serde(rename = "RejectedConnectionCount")]
+    pub rejected_connection_count: u64,
+    #[serde(rename = "RequestCount")]
+    pub request_count: u64,
+    #[serde(rename = "ProcessedBytes")]
+    pub processed_bytes: u64,
+    #[serde(rename = "ClientTLSNegotiationErrorCount")]
+    pub client_tls_negotiation_error_count: u64,
+    #[serde(rename = "HTTPCode_ELB_4XX_Count")]
+    pub elb_4xx: u64,
+    #[serde(rename = "HTTPCode_ELB_5XX_Count")]
+    pub elb_5xx: u64,
+    #[serde(rename = "HTTPCode_ELB_502_Count")]
+    pub elb_502: u64,
+    #[serde(rename = "HTTPCode_ELB_503_Count")]
+    pub elb_503: u64,
+    #[serde(rename = "HTTPCode_ELB_504_Count")]
+    pub elb_504: u64,
+    #[serde(rename = "HTTP_Fixed_Response_Count")]
+    pub fixed_response_count: u64,
+    #[serde(rename = "HTTP_Redirect_Count")]
+    pub redirect_count: u64,
+    #[serde(rename = "RuleEvaluations")]
+    pub rule_evaluations: u64,
+    #[serde(rename = "DesyncMitigationMode_NonCompliant_Request_Count")]
+    pub desync_non_compliant: u64,
+    #[serde(rename = "HTTPCode_Target_2XX_Count")]
+    pub target_2xx: u64,
+    #[serde(rename = "HTTPCode_Target_3XX_Count")]
+    pub target_3xx: u64,
+    #[serde(rename = "HTTPCode_Target_4XX_Count")]
+    pub target_4xx: u64,
+    #[serde(rename = "HTTPCode_Target_5XX_Count")]
+    pub target_5xx: u64,
+    #[serde(rename = "TargetConnectionErrorCount")]
+    pub target_connection_error_count: u64,
+    /// weir: every status code weir produced itself, by code.
+    pub elb_status_codes: BTreeMap<u16, u64>,
+    pub upstream_connections_opened: u64,
+    pub upstream_connections_reused: u64,
+    pub upstream_retries: u64,
+    /// `"group/address:port"` → counters.
+    pub targets: BTreeMap<String, TargetSnapshot>,
+}
+
+impl MetricsSnapshot {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,192 @@
+//! Per-target pools of keep-alive HTTP/1.1 connections.
+//!
+//! The policy (`PoolPolicy`) is pure. The I/O edge keeps `hyper` client handles; each
+//! connection's driver task keeps reading while the connection is idle, so a target's FIN or
+//! stray bytes close it and `is_closed()` turns true before it could be handed out again.
+
+use crate::Body;
+use crate::config::ReuseMode;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+
+/// When a pooled connection may be used. Pure.
+#[derive(Debug, Clone)]
+pub struct PoolPolicy {
+    pub max_idle: usize,
+    pub idle_timeout: Duration,
+    pub reuse: ReuseMode,
+}
+
+impl PoolPolicy {
+    /// May this request take an idle connection? (`safe`: not a client session's first request.)
+    pub fn may_reuse(&self, first_request_of_session: bool) -> bool {
+        match self.reuse {
+            ReuseMode::Always => true,
+            ReuseMode::Safe => !first_request_of_session,
+            ReuseMode::Never => false,
+        }
+    }
+    /// Is an idle connection still usable?
+    pub fn usable(&self, idle_for: Duration, closed: bool) -> bool {
+        !closed && idle_for < self.idle_timeout
+    }
+    /// May a connection go back to a pool that holds `idle` connections?
+    pub fn may_keep(&self, idle: usize) -> bool {
+        self.reuse != ReuseMode::Never && idle < self.max_idle
+    }
+}
+
+struct Idle {
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// One target's idle connections, newest last (taken LIFO: the most recently used connection is
+/// the least likely to have been closed by the target's own keep-alive timeout).
+pub struct Pool {
+    pub policy: PoolPolicy,
+    idle: Mutex<Vec<Idle>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("policy", &self.policy)
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+impl Pool {
+    pub fn new(policy: PoolPolicy) -> Pool {
+        Pool {
+            policy,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn idle_count(&self) -> usize {
+        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+    }
+
+    /// An idle connection that is still open and young enough, if policy allows reuse.
+    pub fn checkout(&self, first_request_of_session: bool) -> Option<http1::SendRequest<Body>> {
+        if !self.policy.may_reuse(first_request_of_session) {
+            return None;
+        }
+        let mut idle = self.idle.lock().ok()?;
+        while let Some(c) = idle.pop() {
+            if self.policy.usable(c.since.elapsed(), c.sender.is_closed()) {
+                return Some(c.sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection whose last response was read to the end.
+    pub fn checkin(&self, sender: http1::SendRequest<Body>) {
+        if sender.is_closed() {
+            return;
+        }
+        if let Ok(mut idle) = self.idle.lock() {
+            if self.policy.may_keep(idle.len()) {
+                idle.push(Idle {
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+        }
+    }
+
+    /// Drops idle connections that were closed by the target or idled out.
+    pub fn sweep(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.retain(|c| self.policy.usable(c.since.elapsed(), c.sender.is_closed()));
+        }
+    }
+
+    /// Drops every idle connection (shutdown).
+    pub fn clear(&self) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.clear();
+        }
+    }
+}
+
+/// Why a new connection to a target failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect to {0} timed out")]
+    Timeout(SocketAddr),
+    #[error("connect to {0}: {1}")]
+    Io(SocketAddr, std::io::Error),
+    #[error("HTTP handshake with {0}: {1}")]
+    Handshake(SocketAddr, hyper::Error),
+}
+
+/// Opens a new HTTP/1.1 connection; its driver runs in its own task. With `upgrades`, the
+/// connection can be taken over after a `101` (it is then never pooled).
+pub async fn connect(
+    addr: SocketAddr,
+    timeout: Duration,
+    upgrades: bool,
+) -> Result<http1::SendRequest<Body>, ConnectError> {
+    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ConnectError::Timeout(addr)),
+        Ok(Err(e)) => return Err(ConnectError::Io(addr, e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = http1::Builder::new()
+        .max_buf_size(64 * 1024 + 1024)
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ConnectError::Handshake(addr, e))?;
+    tokio::spawn(async move {
+        let res = if upgrades {
+            conn.with_upgrades().await
+        } else {
+            conn.await
+        };
+        if let Err(e) = res {
+            tracing::debug!(target_addr = %addr, error = %e, "target connection ended");
+        }
+    });
+    Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(reuse: ReuseMode) -> PoolPolicy {
+        PoolPolicy {
+            max_idle: 2,
+            idle_timeout: Duration::from_secs(5),
+            reuse,
+        }
+    }
+
+    #[test]
+    fn reuse_modes() {
+        assert!(!policy(ReuseMode::Safe).may_reuse(true));
+        assert!(policy(ReuseMode::Safe).may_reuse(false));
+        assert!(policy(ReuseMode::Always).may_reuse(true));
+        assert!(!policy(ReuseMode::Never).may_reuse(false));
+    }
+
+    #[test]
+    fn usable_and_bounded() {
+        let p = policy(ReuseMode::Safe);
+        assert!(p.usable(Duration::from_secs(1), false));
+        assert!(!p.usable(Duration::from_secs(1), true));
+        assert!(!p.usable(Duration::from_secs(5), false));
+        assert!(p.may_keep(1));
+        assert!(!p.may_keep(2));
+        assert!(!policy(ReuseMode::Never).may_keep(0));
+    }
+}

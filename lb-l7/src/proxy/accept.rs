@@ -1,0 +1,207 @@
+//! Phases accept and tls: take connections, enforce the per-worker limit, terminate TLS, and
+//! hand the stream to hyper-util's auto server (HTTP/1.1 and HTTP/2, with upgrades).
+
+use super::io::ClientIo;
+use super::{ConnInfo, ConnState, ListenerRt, Shared, TlsInfo, service};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The hyper server settings of a listener.
+pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .keep_alive(true)
+        .max_headers(256)
+        // Room for ALB's 64 KiB of headers plus a 16 KiB request line; more is 431.
+        .max_buf_size(80 * 1024);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(128)
+        .max_header_list_size(64 * 1024);
+    if !sh.config.load_balancer.routing.http2.enabled {
+        b = b.http1_only();
+    }
+    b
+}
+
+/// Decrements the active connection count and releases the drain token when dropped.
+struct Active {
+    sh: Arc<Shared>,
+    _token: Arc<()>,
+}
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.sh.metrics.active_connections.fetch_sub(1, Relaxed);
+    }
+}
+
+pub async fn accept_loop(
+    sh: Arc<Shared>,
+    l: Arc<ListenerRt>,
+    tcp: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+    token: Arc<()>,
+) {
+    let builder = Arc::new(http_builder(&sh));
+    let mut stop = shutdown.clone();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = tcp.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, port = l.config.port, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = stopped(&mut stop) => break,
+        };
+        let m = &sh.metrics;
+        m.new_connections.fetch_add(1, Relaxed);
+        if m.active_connections.load(Relaxed) as usize >= sh.limits.max_connections {
+            m.rejected_connections.fetch_add(1, Relaxed);
+            tracing::debug!(%peer, "connection limit reached; rejected");
+            drop(stream);
+            continue;
+        }
+        m.active_connections.fetch_add(1, Relaxed);
+        let active = Active {
+            sh: sh.clone(),
+            _token: token.clone(),
+        };
+        let ci = (
+            sh.clone(),
+            l.clone(),
+            tls.clone(),
+            builder.clone(),
+            shutdown.clone(),
+        );
+        tokio::spawn(async move {
+            let (sh, l, tls, builder, shutdown) = ci;
+            serve_tcp(sh, l, stream, peer, tls, builder, shutdown).await;
+            drop(active);
+        });
+    }
+}
+
+async fn serve_tcp(
+    sh: Arc<Shared>,
+    l: Arc<ListenerRt>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Option<TlsAcceptor>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let state = Arc::new(ConnState::default());
+    match tls {
+        None => {
+            let ci = Arc::new(ConnInfo {
+                listener: l,
+                peer,
+                tls: None,
+                state: state.clone(),
+            });
+            serve_http(sh, ci, stream, builder, shutdown).await
+        }
+        Some(acceptor) => {
+            let tls_stream =
+                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        sh.metrics
+                            .client_tls_negotiation_errors
+                            .fetch_add(1, Relaxed);
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        sh.metrics
+                            .client_tls_negotiation_errors
+                            .fetch_add(1, Relaxed);
+                        return;
+                    }
+                };
+            let c = tls_stream.get_ref().1;
+            let info = TlsInfo {
+                cipher: c
+                    .negotiated_cipher_suite()
+                    .map(|s| format!("{:?}", s.suite()))
+                    .unwrap_or_default(),
+                protocol: c
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default(),
+                sni: c.server_name().map(str::to_string),
+                alpn_h2: c.alpn_protocol() == Some(b"h2"),
+            };
+            if info.alpn_h2 {
+                state.h2.store(true, Relaxed);
+            }
+            let ci = Arc::new(ConnInfo {
+                listener: l,
+                peer,
+                tls: Some(info),
+                state: state.clone(),
+            });
+            serve_http(sh, ci, tls_stream, builder, shutdown).await
+        }
+    }
+}
+
+async fn serve_http<T>(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    io: T,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = ClientIo::new(
+        io,
+        ci.state.clone(),
+        sh.metrics.clone(),
+        sh.limits.idle_timeout,
+        sh.limits.header_read_timeout,
+    );
+    let keep_alive = sh.limits.client_keep_alive;
+    let drain = sh.limits.drain_timeout;
+    let svc = {
+        let (sh, ci) = (sh.clone(), ci.clone());
+        service_fn(move |req| service::handle(sh.clone(), ci.clone(), req))
+    };
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(peer = %ci.peer, error = %e, "client connection ended with an error");
+            }
+            return;
+        }
+        _ = stopped(&mut shutdown) => {}
+        _ = tokio::time::sleep(keep_alive) => {}
+    }
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(drain, conn).await;
+}
+
+/// Completes once shutdown was asked (or the sender is gone).
+pub async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|&s| s).await;
+}

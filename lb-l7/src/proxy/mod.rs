@@ -1,0 +1,104 @@
+//! The request path, in Pingora-like phases:
+//! accept → tls → (hyper parses) → parse → route → pick_target → forward → respond → log.
+
+pub mod accept;
+pub mod forward;
+pub mod io;
+pub mod parse;
+pub mod respond;
+pub mod service;
+pub mod tunnel;
+
+use crate::access_log::AccessLog;
+use crate::config::{L7Config, Listener};
+use crate::metrics::Metrics;
+use crate::rules::RuleSet;
+use crate::target::GroupRt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+/// Everything a worker's tasks share (read-only apart from atomics and pools).
+#[derive(Debug)]
+pub struct Shared {
+    pub config: Arc<L7Config>,
+    pub groups: HashMap<String, Arc<GroupRt>>,
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    pub worker_index: usize,
+    pub limits: Limits,
+}
+
+/// Durations and sizes taken from `[load_balancer]`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub idle_timeout: Duration,
+    pub client_keep_alive: Duration,
+    pub connect_timeout: Duration,
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    pub drain_timeout: Duration,
+    pub websocket_idle_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(c: &L7Config) -> Limits {
+        let lb = &c.load_balancer;
+        Limits {
+            idle_timeout: Duration::from_secs(lb.idle_timeout.timeout_seconds),
+            client_keep_alive: Duration::from_secs(lb.client_keep_alive.seconds),
+            connect_timeout: Duration::from_secs(lb.connect_timeout_seconds),
+            header_read_timeout: Duration::from_secs(lb.header_read_timeout_seconds),
+            max_connections: lb.max_connections_per_worker,
+            drain_timeout: Duration::from_secs(lb.drain_timeout_seconds),
+            websocket_idle_timeout: Duration::from_secs(match lb.websocket_idle_timeout_seconds {
+                0 => lb.idle_timeout.timeout_seconds,
+                s => s,
+            }),
+        }
+    }
+}
+
+/// One listener at run time.
+#[derive(Debug)]
+pub struct ListenerRt {
+    pub index: usize,
+    pub config: Listener,
+    pub rules: RuleSet,
+}
+
+/// State one client connection shares between its I/O wrapper and its requests.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// Requests whose response has not finished.
+    pub in_flight: AtomicUsize,
+    /// Bytes of a new request head arrived and the request has not reached the service yet.
+    pub head_pending: AtomicBool,
+    /// The connection speaks HTTP/2.
+    pub h2: AtomicBool,
+    /// Requests seen so far on this connection.
+    pub requests: AtomicU64,
+    /// The current request head had a `Content-Length` line (see `io`).
+    pub saw_content_length: AtomicBool,
+    /// Bytes read from the client.
+    pub received: AtomicU64,
+}
+
+/// What requests know about their client connection.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub listener: Arc<ListenerRt>,
+    pub peer: SocketAddr,
+    pub tls: Option<TlsInfo>,
+    pub state: Arc<ConnState>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsInfo {
+    pub cipher: String,
+    pub protocol: String,
+    pub sni: Option<String>,
+    pub alpn_h2: bool,
+}

@@ -1,0 +1,147 @@
+//! Phase `respond`: responses weir makes itself (its own errors, fixed responses, redirects).
+
+use crate::body::{self, Body};
+use http::{HeaderValue, Response, StatusCode, header};
+
+/// A response of weir's own. `close` asks for the client connection to be closed after it.
+pub fn elb(status: u16, close: bool) -> Response<Body> {
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let reason = match status {
+        463 => "X-Forwarded-For Too Long",
+        _ => code.canonical_reason().unwrap_or(""),
+    };
+    let text = format!("<html><body><h1>{status} {reason}</h1></body></html>\n");
+    let mut r = Response::new(body::full(text));
+    *r.status_mut() = code;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("weir"));
+    if close {
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+pub fn fixed(status: u16, content_type: Option<&str>, message: &str) -> Response<Body> {
+    let mut r = Response::new(body::full(message.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
+        r.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    r.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("weir"));
+    r
+}
+
+pub fn redirect(status: u16, location: &str) -> Response<Body> {
+    let mut r = Response::new(body::empty());
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r.headers_mut()
+        .insert(header::SERVER, HeaderValue::from_static("weir"));
+    r
+}
+
+/// The request's parts a redirect's `#{…}` tokens refer to.
+#[derive(Debug, Clone, Copy)]
+pub struct RedirectFacts<'a> {
+    /// `http` or `https`.
+    pub protocol: &'a str,
+    pub host: &'a str,
+    pub port: u16,
+    /// Path with its leading '/'.
+    pub path: &'a str,
+    /// Query without '?'.
+    pub query: &'a str,
+}
+
+/// Builds the `Location` of a redirect action (ALB's rules: `#{path}` has no leading '/',
+/// default ports are left out, an empty query drops the '?'). Pure.
+pub fn redirect_location(
+    protocol: &str,
+    host: &str,
+    port: &str,
+    path: &str,
+    query: &str,
+    f: &RedirectFacts<'_>,
+) -> String {
+    let port_s = f.port.to_string();
+    let sub = |s: &str| {
+        s.replace("#{protocol}", f.protocol)
+            .replace("#{host}", f.host)
+            .replace("#{port}", &port_s)
+            .replace("#{path}", f.path.strip_prefix('/').unwrap_or(f.path))
+            .replace("#{query}", f.query)
+    };
+    let proto = sub(protocol).to_ascii_lowercase();
+    let host = sub(host);
+    let port = sub(port);
+    let mut path = sub(path);
+    if !path.starts_with('/') {
+        path.insert(0, '/');
+    }
+    let query = sub(query);
+    let default_port = matches!(
+        (proto.as_str(), port.as_str()),
+        ("http", "80") | ("https", "443")
+    );
+    let mut loc = format!("{proto}://{host}");
+    if !default_port && !port.is_empty() {
+        loc.push(':');
+        loc.push_str(&port);
+    }
+    loc.push_str(&path);
+    if !query.is_empty() {
+        loc.push('?');
+        loc.push_str(&query);
+    }
+    loc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: RedirectFacts<'static> = RedirectFacts {
+        protocol: "http",
+        host: "example.com",
+        port: 80,
+        path: "/a/b",
+        query: "x=1",
+    };
+
+    #[test]
+    fn alb_examples() {
+        // HTTP → HTTPS, everything else kept.
+        assert_eq!(
+            redirect_location("HTTPS", "#{host}", "443", "/#{path}", "#{query}", &F),
+            "https://example.com/a/b?x=1"
+        );
+        // New host, same path.
+        assert_eq!(
+            redirect_location(
+                "#{protocol}",
+                "www.example.org",
+                "#{port}",
+                "/#{path}",
+                "#{query}",
+                &F
+            ),
+            "http://www.example.org/a/b?x=1"
+        );
+        // Path rewrite with the old path embedded, non-default port, query dropped.
+        assert_eq!(
+            redirect_location("#{protocol}", "#{host}", "8443", "/new/#{path}", "", &F),
+            "http://example.com:8443/new/a/b"
+        );
+        let no_q = RedirectFacts { query: "", ..F };
+        assert_eq!(
+            redirect_location("HTTPS", "#{host}", "443", "/#{path}", "#{query}", &no_q),
+            "https://example.com/a/b"
+        );
+    }
+}

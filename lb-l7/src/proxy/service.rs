@@ -1,0 +1,238 @@
+//! One request through the phases: parse → route → (pick_target → forward) | respond → log.
+
+use super::{ConnInfo, Shared, forward, parse, respond};
+use crate::access_log::{Record, rfc3339};
+use crate::body::{self, Body};
+use crate::config::Action;
+use crate::rules::RequestFacts;
+use crate::select::pick_weighted;
+use http::{Request, Response, Version, header};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Instant, SystemTime};
+
+/// hyper's service entry point.
+pub async fn handle(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let st = &ci.state;
+    st.head_pending.store(false, Relaxed);
+    let saw_cl = st.saw_content_length.swap(false, Relaxed);
+    st.in_flight.fetch_add(1, Relaxed);
+    let first = st.requests.fetch_add(1, Relaxed) == 0;
+    sh.metrics.requests.fetch_add(1, Relaxed);
+    let started = Instant::now();
+    let mut log = sh.access_log.enabled().then(|| new_record(&sh, &ci, &req));
+    let resp = process(&sh, &ci, req, first, saw_cl, log.as_mut()).await;
+
+    // Phase log: when the response body has been sent (or dropped).
+    let (parts, body) = resp.into_parts();
+    if let Some(l) = log.as_mut() {
+        l.elb_status_code = parts.status.as_u16();
+        l.request_processing_time
+            .get_or_insert(started.elapsed().as_secs_f64());
+    }
+    let recv0 = st.received.load(Relaxed);
+    let (sh2, st2) = (sh.clone(), ci.state.clone());
+    let on_end: body::OnEnd = Box::new(move |bytes, _done| {
+        st2.in_flight.fetch_sub(1, Relaxed);
+        sh2.metrics.processed_bytes.fetch_add(bytes, Relaxed);
+        if let Some(mut l) = log {
+            l.sent_bytes = bytes;
+            l.received_bytes = st2.received.load(Relaxed).saturating_sub(recv0);
+            let total = started.elapsed().as_secs_f64();
+            let before =
+                l.request_processing_time.unwrap_or(0.0) + l.target_processing_time.unwrap_or(0.0);
+            l.response_processing_time = Some((total - before).max(0.0));
+            l.time = rfc3339(SystemTime::now());
+            sh2.access_log.write(&l);
+        }
+    });
+    Ok(Response::from_parts(parts, body::tracked(body, on_end)))
+}
+
+fn new_record(sh: &Shared, ci: &ConnInfo, req: &Request<Incoming>) -> Record {
+    let h2 = req.version() == Version::HTTP_2;
+    let kind = match (
+        ci.tls.is_some(),
+        h2,
+        crate::headers::wants_upgrade(req.headers()),
+    ) {
+        (_, true, _) => "h2",
+        (false, _, true) => "ws",
+        (true, _, true) => "wss",
+        (true, ..) => "https",
+        _ => "http",
+    };
+    let scheme = ci.listener.config.protocol.scheme();
+    let host = host_of(req).unwrap_or_default();
+    let port = ci.listener.config.port;
+    Record {
+        kind,
+        elb: format!("weir/{}", sh.worker_index),
+        client: Some(ci.peer),
+        request: format!(
+            "{} {scheme}://{host}:{port}{} {:?}",
+            req.method(),
+            req.uri().path_and_query().map_or("/", |p| p.as_str()),
+            req.version()
+        ),
+        user_agent: req
+            .headers()
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-")
+            .to_string(),
+        ssl_cipher: ci.tls.as_ref().map(|t| t.cipher.clone()),
+        ssl_protocol: ci.tls.as_ref().map(|t| t.protocol.clone()),
+        domain_name: ci.tls.as_ref().and_then(|t| t.sni.clone()),
+        matched_rule_priority: -1,
+        request_creation_time: rfc3339(SystemTime::now()),
+        trace_id: "-".into(),
+        ..Record::default()
+    }
+}
+
+/// Host without port: the `Host` header, or the HTTP/2 `:authority`.
+pub fn host_of<B>(req: &Request<B>) -> Option<String> {
+    let raw = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+    let host = if let Some(rest) = raw.strip_prefix('[') {
+        rest.split(']').next().unwrap_or(rest)
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, p)| {
+            if p.bytes().all(|b| b.is_ascii_digit()) {
+                h
+            } else {
+                raw
+            }
+        })
+    };
+    Some(host.to_string())
+}
+
+async fn process(
+    sh: &Shared,
+    ci: &ConnInfo,
+    req: Request<Incoming>,
+    first: bool,
+    saw_cl: bool,
+    mut log: Option<&mut Record>,
+) -> Response<Body> {
+    let lb = &sh.config.load_balancer;
+    let m = &sh.metrics;
+
+    // Phase parse.
+    if !lb.health_check_path.is_empty() && req.uri().path() == lb.health_check_path {
+        return respond::fixed(200, Some("text/plain"), "OK\n");
+    }
+    let uri_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
+    match parse::check(
+        req.method(),
+        uri_len,
+        req.version(),
+        req.headers(),
+        saw_cl,
+        lb.routing.http.desync_mitigation_mode,
+    ) {
+        Err(r) => {
+            if r.desync {
+                m.desync_non_compliant.fetch_add(1, Relaxed);
+            }
+            m.elb_status(r.status);
+            tracing::debug!(status = r.status, reason = r.reason, peer = %ci.peer, "request rejected");
+            if let Some(l) = log.as_deref_mut() {
+                l.error_reason = Some(r.reason);
+                l.classification = r.desync.then_some("Severe");
+            }
+            return respond::elb(r.status, r.close);
+        }
+        Ok(true) => {
+            m.desync_non_compliant.fetch_add(1, Relaxed);
+        }
+        Ok(false) => {}
+    }
+
+    // Phase route.
+    let host = host_of(&req);
+    let facts = RequestFacts {
+        host: host.as_deref(),
+        path: req.uri().path(),
+        query: req.uri().query(),
+        method: req.method().as_str(),
+        headers: req.headers(),
+        source_ip: ci.peer.ip(),
+    };
+    let matched = ci.listener.rules.evaluate(&facts);
+    m.rule_evaluations
+        .fetch_add(matched.evaluations as u64, Relaxed);
+    if let Some(l) = log.as_deref_mut() {
+        l.matched_rule_priority = matched.priority as i64;
+    }
+
+    match matched.action {
+        Action::FixedResponse {
+            status_code,
+            content_type,
+            message_body,
+        } => {
+            m.fixed_responses.fetch_add(1, Relaxed);
+            if let Some(l) = log {
+                l.actions_executed.push("fixed-response");
+            }
+            respond::fixed(*status_code, content_type.as_deref(), message_body)
+        }
+        Action::Redirect {
+            protocol,
+            host: h,
+            port,
+            path,
+            query,
+            status_code,
+        } => {
+            m.redirects.fetch_add(1, Relaxed);
+            let facts = respond::RedirectFacts {
+                protocol: ci.listener.config.protocol.scheme(),
+                host: host.as_deref().unwrap_or(""),
+                port: ci.listener.config.port,
+                path: req.uri().path(),
+                query: req.uri().query().unwrap_or(""),
+            };
+            let loc = respond::redirect_location(protocol, h, port, path, query, &facts);
+            if let Some(l) = log {
+                l.actions_executed.push("redirect");
+                l.redirect_url = Some(loc.clone());
+            }
+            respond::redirect(status_code.code(), &loc)
+        }
+        Action::Forward {
+            target_group,
+            target_groups,
+        } => {
+            // Phase pick_target, first half: the target group.
+            let name = match (target_group, target_groups.as_slice()) {
+                (Some(n), []) => Some(n.as_str()),
+                (_, groups) => {
+                    let w: Vec<u32> = groups.iter().map(|g| g.weight).collect();
+                    pick_weighted(&w, fastrand::u64(..)).map(|i| groups[i].name.as_str())
+                }
+            };
+            let Some(group) = name.and_then(|n| sh.groups.get(n)) else {
+                m.elb_status(503);
+                return respond::elb(503, false);
+            };
+            if let Some(l) = log.as_deref_mut() {
+                l.actions_executed.push("forward");
+                l.target_group = Some(group.name.clone());
+            }
+            forward::forward(sh, ci, group, req, first, host.as_deref(), log).await
+        }
+    }
+}

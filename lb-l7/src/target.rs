@@ -1,0 +1,164 @@
+//! Target groups at run time: targets with a state, counters and a connection pool.
+
+use crate::config::{AlgorithmType, HashOn, TargetGroup};
+use crate::metrics::{TargetCounters, TargetSnapshot};
+use crate::pool::{Pool, PoolPolicy};
+use crate::select::{self, Algorithm, Candidate, Draw};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// ALB's target states. Health checks (a later issue) move targets between them; until then
+/// every configured target starts `Healthy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TargetState {
+    Initial = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+    Unused = 3,
+    Draining = 4,
+    Unavailable = 5,
+}
+
+impl TargetState {
+    fn from_u8(v: u8) -> TargetState {
+        match v {
+            0 => TargetState::Initial,
+            1 => TargetState::Healthy,
+            2 => TargetState::Unhealthy,
+            3 => TargetState::Unused,
+            4 => TargetState::Draining,
+            _ => TargetState::Unavailable,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetState::Initial => "initial",
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+            TargetState::Unused => "unused",
+            TargetState::Draining => "draining",
+            TargetState::Unavailable => "unavailable",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct TargetRt {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    pub zone: Option<String>,
+    state: AtomicU8,
+    pub outstanding: AtomicU64,
+    pub counters: TargetCounters,
+    pub pool: Pool,
+    id_hash: u64,
+}
+
+impl TargetRt {
+    pub fn state(&self) -> TargetState {
+        TargetState::from_u8(self.state.load(Relaxed))
+    }
+    /// For the health checker.
+    pub fn set_state(&self, s: TargetState) {
+        self.state.store(s as u8, Relaxed);
+    }
+    pub fn snapshot(&self) -> TargetSnapshot {
+        TargetSnapshot {
+            request_count: self.counters.requests.load(Relaxed),
+            connection_error_count: self.counters.connection_errors.load(Relaxed),
+            outstanding_requests: self.outstanding.load(Relaxed),
+            idle_connections: self.pool.idle_count() as u64,
+            state: self.state().name().into(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct GroupRt {
+    pub name: String,
+    pub targets: Vec<Arc<TargetRt>>,
+    pub algorithm: Algorithm,
+    pub hash_on: Option<HashOn>,
+    seq: AtomicU64,
+}
+
+impl GroupRt {
+    pub fn new(g: &TargetGroup) -> GroupRt {
+        let policy = PoolPolicy {
+            max_idle: g.connection_pool.max_idle_per_target,
+            idle_timeout: Duration::from_secs(g.connection_pool.idle_timeout_seconds),
+            reuse: g.connection_pool.reuse,
+        };
+        let targets = g
+            .target
+            .iter()
+            .filter_map(|t| {
+                let ip: IpAddr = t.id.parse().ok()?;
+                let addr = SocketAddr::new(ip, t.port.unwrap_or(g.port));
+                Some(Arc::new(TargetRt {
+                    addr,
+                    weight: t.weight,
+                    zone: t.availability_zone.clone(),
+                    state: AtomicU8::new(TargetState::Healthy as u8),
+                    outstanding: AtomicU64::new(0),
+                    counters: TargetCounters::default(),
+                    pool: Pool::new(policy.clone()),
+                    id_hash: select::hash_bytes(addr.to_string().as_bytes()),
+                }))
+            })
+            .collect();
+        let algorithm = match g.load_balancing.algorithm.kind {
+            AlgorithmType::RoundRobin => Algorithm::RoundRobin,
+            AlgorithmType::LeastOutstandingRequests => Algorithm::LeastOutstandingRequests,
+            AlgorithmType::WeightedRandom => Algorithm::WeightedRandom,
+            AlgorithmType::ConsistentHash => Algorithm::ConsistentHash,
+        };
+        GroupRt {
+            name: g.name.clone(),
+            targets,
+            algorithm,
+            hash_on: g
+                .load_balancing
+                .algorithm
+                .hash_on
+                .as_deref()
+                .and_then(HashOn::parse),
+            seq: AtomicU64::new(fastrand::u64(..)),
+        }
+    }
+
+    /// Picks a target not in `tried`. Healthy targets first; when none is healthy, all targets
+    /// that are not unused/draining (ALB's fail-open).
+    pub fn pick(&self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+        let draw = Draw {
+            seq: self.seq.fetch_add(1, Relaxed),
+            random: fastrand::u64(..),
+            key,
+        };
+        let cands = |ok: &dyn Fn(TargetState) -> bool| -> Vec<Candidate> {
+            self.targets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| Candidate {
+                    weight: t.weight,
+                    outstanding: t.outstanding.load(Relaxed),
+                    id_hash: t.id_hash,
+                    eligible: ok(t.state()) && !tried.contains(&i),
+                })
+                .collect()
+        };
+        let any_healthy = self
+            .targets
+            .iter()
+            .any(|t| t.state() == TargetState::Healthy && t.weight > 0);
+        let c = if any_healthy {
+            cands(&|s| s == TargetState::Healthy)
+        } else {
+            cands(&|s| !matches!(s, TargetState::Unused | TargetState::Draining))
+        };
+        select::pick(self.algorithm, &c, draw)
+    }
+}

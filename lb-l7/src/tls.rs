@@ -1,0 +1,238 @@
+//! TLS termination: rustls with the aws-lc-rs provider, certificates chosen by SNI (first one
+//! is the default), ALPN by ALB's ALPN policy, TLS 1.2 and 1.3 only, and session tickets whose
+//! key is shared by all workers so a session resumes on whichever worker gets the connection.
+
+use crate::config::{AlpnPolicy, Certificate};
+use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerConfig};
+use rustls::sign::CertifiedKey;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read certificate {path}: {reason}")]
+    Cert { path: String, reason: String },
+    #[error("cannot read private key {path}: {reason}")]
+    Key { path: String, reason: String },
+    #[error("the private key does not belong to the certificate")]
+    Mismatch,
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
+/// Loads a PEM certificate chain and its PEM private key, checking that they belong together.
+pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let cert_err = |reason: String| TlsError::Cert {
+        path: cert.display().to_string(),
+        reason,
+    };
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| cert_err(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| cert_err(e.to_string()))?;
+    if chain.is_empty() {
+        return Err(cert_err("no CERTIFICATE block".into()));
+    }
+    webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| cert_err(format!("{e:?}")))?;
+    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: key.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let signing = provider()
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsError::Key {
+            path: key.display().to_string(),
+            reason: e.to_string(),
+        })?;
+    let ck = CertifiedKey::new(chain, signing);
+    match ck.keys_match() {
+        Ok(()) => Ok(ck),
+        Err(rustls::Error::InconsistentKeys(_)) => Err(TlsError::Mismatch),
+        // Key types whose public key cannot be extracted are accepted as they are.
+        Err(_) => Ok(ck),
+    }
+}
+
+/// Picks the certificate whose names cover the SNI name; the first certificate otherwise.
+#[derive(Debug)]
+pub struct SniResolver {
+    keys: Vec<Arc<CertifiedKey>>,
+    cache: Mutex<HashMap<String, usize>>,
+}
+
+impl SniResolver {
+    pub fn new(keys: Vec<Arc<CertifiedKey>>) -> SniResolver {
+        SniResolver {
+            keys,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Index of the certificate used for `sni`.
+    pub fn index_for(&self, sni: Option<&str>) -> usize {
+        let Some(name) = sni else { return 0 };
+        if let Some(&i) = self.cache.lock().ok().as_ref().and_then(|c| c.get(name)) {
+            return i;
+        }
+        let i = ServerName::try_from(name.to_string())
+            .ok()
+            .and_then(|sn| {
+                self.keys.iter().position(|k| {
+                    k.end_entity_cert()
+                        .ok()
+                        .and_then(|c| webpki::EndEntityCert::try_from(c).ok())
+                        .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&sn).is_ok())
+                })
+            })
+            .unwrap_or(0);
+        if let Ok(mut c) = self.cache.lock() {
+            if c.len() < 4096 {
+                c.insert(name.to_string(), i);
+            }
+        }
+        i
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.keys.get(self.index_for(hello.server_name())).cloned()
+    }
+}
+
+/// Session tickets sealed with AES-256-GCM under a key every worker shares.
+pub struct SharedTicketer {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for SharedTicketer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedTicketer")
+    }
+}
+
+impl SharedTicketer {
+    pub fn new(key: &[u8; 32]) -> SharedTicketer {
+        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256-GCM takes a 32-byte key");
+        SharedTicketer {
+            key: LessSafeKey::new(unbound),
+        }
+    }
+}
+
+impl ProducesTickets for SharedTicketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+    fn lifetime(&self) -> u32 {
+        12 * 3600
+    }
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut nonce = [0u8; NONCE_LEN];
+        aws_lc_rs::rand::fill(&mut nonce).ok()?;
+        let mut buf = plain.to_vec();
+        self.key
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Some(out)
+    }
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        if cipher.len() < NONCE_LEN {
+            return None;
+        }
+        let (n, c) = cipher.split_at(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(n).ok()?;
+        let mut buf = c.to_vec();
+        let plain = self.key.open_in_place(nonce, Aad::empty(), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
+/// A random ticket key (for a single process; `weir run` passes one key to all workers).
+pub fn random_ticket_key() -> [u8; 32] {
+    let mut k = [0u8; 32];
+    let _ = aws_lc_rs::rand::fill(&mut k);
+    k
+}
+
+/// ALPN protocol ids offered for an ALB ALPN policy, in server preference order.
+pub fn alpn_protocols(policy: AlpnPolicy, http2_enabled: bool) -> Vec<Vec<u8>> {
+    let (h2, h1) = (b"h2".to_vec(), b"http/1.1".to_vec());
+    let v = match policy {
+        AlpnPolicy::HTTP2Preferred => vec![h2, h1],
+        AlpnPolicy::HTTP2Optional => vec![h1, h2],
+        AlpnPolicy::HTTP1Only => vec![h1],
+        AlpnPolicy::HTTP2Only => vec![h2],
+        AlpnPolicy::None => vec![],
+    };
+    v.into_iter()
+        .filter(|p| http2_enabled || p.as_slice() != b"h2")
+        .collect()
+}
+
+/// The rustls server configuration of one HTTPS listener.
+pub fn server_config(
+    certs: &[Certificate],
+    alpn: AlpnPolicy,
+    http2_enabled: bool,
+    ticket_key: &[u8; 32],
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let keys = certs
+        .iter()
+        .map(|c| load_certified_key(&c.certificate_file, &c.private_key_file).map(Arc::new))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(SniResolver::new(keys)));
+    cfg.alpn_protocols = alpn_protocols(alpn, http2_enabled);
+    cfg.ticketer = Arc::new(SharedTicketer::new(ticket_key));
+    cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(10_000);
+    Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_round_trip_across_instances_and_reject_tampering() {
+        let key = random_ticket_key();
+        let (a, b) = (SharedTicketer::new(&key), SharedTicketer::new(&key));
+        let t = a.encrypt(b"session state").unwrap();
+        assert_eq!(b.decrypt(&t).unwrap(), b"session state");
+        let mut bad = t.clone();
+        *bad.last_mut().unwrap() ^= 1;
+        assert!(b.decrypt(&bad).is_none());
+        assert!(
+            SharedTicketer::new(&random_ticket_key())
+                .decrypt(&t)
+                .is_none()
+        );
+        assert!(b.decrypt(b"short").is_none());
+    }
+
+    #[test]
+    fn alpn_policies() {
+        assert_eq!(
+            alpn_protocols(AlpnPolicy::HTTP2Preferred, true),
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert_eq!(
+            alpn_protocols(AlpnPolicy::HTTP2Preferred, false),
+            vec![b"http/1.1".to_vec()]
+        );
+        assert!(alpn_protocols(AlpnPolicy::None, true).is_empty());
+    }
+}

@@ -1,0 +1,231 @@
+//! A worker: bound listeners (SO_REUSEPORT) plus the shared run-time state; `serve` runs them.
+
+use crate::access_log::{AccessLog, AccessLogTarget};
+use crate::config::{L7Config, Protocol};
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::proxy::{Limits, ListenerRt, Shared, accept};
+use crate::rules::RuleSet;
+use crate::target::GroupRt;
+use anyhow::Context as _;
+use socket2::{Domain, Socket, Type};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How the process that runs this worker wants it set up.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerOptions {
+    /// Worker number (log lines, access log `elb` field).
+    pub index: usize,
+    /// Overrides `load_balancer.access_logs` when set.
+    pub access_log: Option<AccessLogTarget>,
+    /// Session ticket key shared by all workers, so TLS sessions resume on any of them. `None`:
+    /// a random key for this worker only.
+    pub ticket_key: Option<[u8; 32]>,
+}
+
+struct Bound {
+    rt: Arc<ListenerRt>,
+    socket: std::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// One L7 worker.
+pub struct Worker {
+    shared: Arc<Shared>,
+    listeners: Vec<Bound>,
+}
+
+/// A cheap handle to a worker's counters that outlives `serve`'s borrow of the worker.
+#[derive(Clone)]
+pub struct MetricsHandle(Arc<Shared>);
+
+impl MetricsHandle {
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        snapshot(&self.0)
+    }
+    /// The live atomics.
+    pub fn raw(&self) -> Arc<Metrics> {
+        self.0.metrics.clone()
+    }
+}
+
+fn snapshot(sh: &Shared) -> MetricsSnapshot {
+    let mut s = sh.metrics.snapshot();
+    for g in sh.groups.values() {
+        for t in &g.targets {
+            s.targets
+                .insert(format!("{}/{}", g.name, t.addr), t.snapshot());
+        }
+    }
+    s
+}
+
+fn bind_socket(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    s.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        let _ = s.set_only_v6(false);
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())
+        .with_context(|| format!("bind {addr}"))?;
+    s.listen(4096)?;
+    Ok(s.into())
+}
+
+impl Worker {
+    /// Validates the configuration and binds every listener (SO_REUSEPORT, so several worker
+    /// processes can bind the same port). Needs no async runtime.
+    pub fn bind(config: Arc<L7Config>, opts: WorkerOptions) -> anyhow::Result<Worker> {
+        let errors = config.validate();
+        if !errors.is_empty() {
+            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+            anyhow::bail!("invalid configuration:\n  {}", list.join("\n  "));
+        }
+        let log_target = opts.access_log.clone().unwrap_or_else(|| {
+            let a = &config.load_balancer.access_logs;
+            match (a.enabled, a.path.as_str()) {
+                (false, _) => AccessLogTarget::Off,
+                (true, "-") => AccessLogTarget::Stdout,
+                (true, p) => AccessLogTarget::File(p.into()),
+            }
+        });
+        let access_log = AccessLog::start(&log_target).context("access log")?;
+        let groups = config
+            .target_group
+            .iter()
+            .map(|g| (g.name.clone(), Arc::new(GroupRt::new(g))))
+            .collect();
+        let ticket_key = opts
+            .ticket_key
+            .unwrap_or_else(crate::tls::random_ticket_key);
+        let http2 = config.load_balancer.routing.http2.enabled;
+        let mut listeners = Vec::new();
+        for (i, l) in config.listener.iter().enumerate() {
+            let addr = SocketAddr::new(l.address, l.port);
+            let socket = bind_socket(addr).with_context(|| format!("listener[{i}]"))?;
+            let tls = match l.protocol {
+                Protocol::Https => Some(
+                    crate::tls::server_config(&l.certificate, l.alpn_policy, http2, &ticket_key)
+                        .with_context(|| format!("listener[{i}] TLS"))?,
+                ),
+                Protocol::Http => None,
+            };
+            listeners.push(Bound {
+                rt: Arc::new(ListenerRt {
+                    index: i,
+                    config: l.clone(),
+                    rules: RuleSet::compile(l),
+                }),
+                socket,
+                tls,
+            });
+        }
+        let shared = Arc::new(Shared {
+            limits: Limits::from_config(&config),
+            config,
+            groups,
+            metrics: Arc::new(Metrics::default()),
+            access_log,
+            worker_index: opts.index,
+        });
+        Ok(Worker { shared, listeners })
+    }
+
+    /// `(port, fd)` of every listening socket, in listener order (for an SK_REUSEPORT program).
+    pub fn listener_fds(&self) -> Vec<(u16, RawFd)> {
+        self.listeners
+            .iter()
+            .map(|b| (b.rt.config.port, b.socket.as_raw_fd()))
+            .collect()
+    }
+
+    /// The bound addresses, in listener order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|b| b.socket.local_addr().ok())
+            .collect()
+    }
+
+    pub fn metrics(&self) -> MetricsSnapshot {
+        snapshot(&self.shared)
+    }
+
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle(self.shared.clone())
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and drains: connections finish
+    /// their in-flight requests (hyper's graceful shutdown) for up to `drain_timeout_seconds`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let token = Arc::new(());
+        let mut loops = Vec::new();
+        for b in self.listeners {
+            let tcp = tokio::net::TcpListener::from_std(b.socket)?;
+            let tls = b.tls.map(tokio_rustls::TlsAcceptor::from);
+            tracing::info!(
+                worker = self.shared.worker_index,
+                port = b.rt.config.port,
+                tls = tls.is_some(),
+                "listening"
+            );
+            loops.push(tokio::spawn(accept::accept_loop(
+                self.shared.clone(),
+                b.rt,
+                tcp,
+                tls,
+                rx.clone(),
+                token.clone(),
+            )));
+        }
+        let sweeper = {
+            let sh = self.shared.clone();
+            let mut rx = rx.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = accept::stopped(&mut rx) => break,
+                    }
+                    for g in sh.groups.values() {
+                        for t in &g.targets {
+                            t.pool.sweep();
+                        }
+                    }
+                }
+            })
+        };
+        shutdown.await;
+        tracing::info!(worker = self.shared.worker_index, "shutting down: draining");
+        let _ = tx.send(true);
+        for l in loops {
+            let _ = l.await;
+        }
+        let _ = sweeper.await;
+        let deadline = Instant::now() + self.shared.limits.drain_timeout + Duration::from_secs(1);
+        while Arc::strong_count(&token) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for g in self.shared.groups.values() {
+            for t in &g.targets {
+                t.pool.clear();
+            }
+        }
+        tracing::info!(
+            worker = self.shared.worker_index,
+            left = Arc::strong_count(&token) - 1,
+            "drained"
+        );
+        Ok(())
+    }
+}

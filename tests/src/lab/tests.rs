@@ -342,3 +342,37 @@ fn injected_builder_frames_are_judged_by_the_kernel() {
     // way the server counted a passive open attempt.
     let _ = client;
 }
+
+/// Native XDP_TX on a veth bounces frames only while the peer has an XDP program too: the
+/// lab pitfall, shown with a constant XDP_TX program on the server end.
+#[test]
+fn native_xdp_tx_on_veth_needs_a_program_on_the_peer() {
+    use crate::packet::Packet;
+    crate::require_root!();
+    let lab = Lab::new().unwrap();
+    let (_, _, ci, si) = pair(&lab);
+    si.attach_xdp_return(3, XdpMode::Native).unwrap();
+    let wire = ci.wire().unwrap();
+    let frame = |seq| {
+        Packet::new()
+            .eth(ci.mac().unwrap(), si.mac().unwrap())
+            .ipv4("10.77.0.1", "10.77.0.2")
+            .udp(1, 9)
+            .payload([seq])
+            .build()
+    };
+    let bounced = |seq: u8| {
+        wire.send(&frame(seq)).unwrap();
+        wire.recv_matching(Duration::from_millis(300), |d, f| {
+            d == Dir::In && f.payload == [seq]
+        })
+        .unwrap()
+        .is_some()
+    };
+    assert!(!bounced(1), "XDP_TX bounced without a program on the peer");
+    ci.attach_xdp_pass(XdpMode::Native).unwrap();
+    assert!(
+        bounced(2),
+        "XDP_TX did not bounce with a pass program on the peer"
+    );
+}

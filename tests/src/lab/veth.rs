@@ -170,7 +170,13 @@ impl Iface {
     /// until drop. Native XDP_TX/redirect on a veth needs the *peer* to have an XDP program:
     /// attach this on the peer.
     pub fn attach_xdp_pass(&self, mode: XdpMode) -> Result<&Self> {
-        let prog = xdp::load_pass().context("loading the pass-through XDP program")?;
+        self.attach_xdp_return(2, mode)
+    }
+
+    /// Attaches a program that returns `action` for every frame (0 aborted, 1 XDP_DROP,
+    /// 2 XDP_PASS, 3 XDP_TX: bounce), held like [`attach_xdp_pass`](Self::attach_xdp_pass).
+    pub fn attach_xdp_return(&self, action: u8, mode: XdpMode) -> Result<&Self> {
+        let prog = xdp::load_return(action).context("loading a constant-verdict XDP program")?;
         let ifindex = self.ifindex()?;
         let link = self
             .ns

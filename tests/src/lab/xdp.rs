@@ -1,4 +1,4 @@
-//! A pass-through XDP program loaded with the raw `bpf(2)` syscall and attached as a BPF link,
+//! Constant-verdict XDP programs (pass-through, drop, bounce) loaded with the raw `bpf(2)` syscall and attached as a BPF link,
 //! so no object file, compiler or bpffs is needed. Closing the link fd detaches it.
 
 use std::ffi::CString;
@@ -29,17 +29,20 @@ fn put64(a: &mut [u8; 128], at: usize, v: u64) {
     a[at..at + 8].copy_from_slice(&v.to_ne_bytes());
 }
 
-/// Loads `r0 = XDP_PASS; exit`.
-pub(crate) fn load_pass() -> io::Result<OwnedFd> {
-    // mov64 r0, 2 (XDP_PASS); exit
-    let insns: [[u8; 8]; 2] = [[0xb7, 0, 0, 0, 2, 0, 0, 0], [0x95, 0, 0, 0, 0, 0, 0, 0]];
+/// Loads `r0 = action; exit` (0 aborted, 1 drop, 2 pass, 3 tx).
+pub(crate) fn load_return(action: u8) -> io::Result<OwnedFd> {
+    // mov64 r0, action; exit
+    let insns: [[u8; 8]; 2] = [
+        [0xb7, 0, 0, 0, action, 0, 0, 0],
+        [0x95, 0, 0, 0, 0, 0, 0, 0],
+    ];
     let license = CString::new("GPL").unwrap_or_default();
     let mut a = [0u8; 128];
     put32(&mut a, 0, BPF_PROG_TYPE_XDP);
     put32(&mut a, 4, insns.len() as u32);
     put64(&mut a, 8, insns.as_ptr() as u64);
     put64(&mut a, 16, license.as_ptr() as u64);
-    a[48..56].copy_from_slice(b"lab_pass");
+    a[48..55].copy_from_slice(b"lab_ret");
     put32(&mut a, 68, BPF_XDP);
     bpf(BPF_PROG_LOAD, &mut a)
 }

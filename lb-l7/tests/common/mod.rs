@@ -1,0 +1,379 @@
+//! Shared test helpers: a running worker, real backends, raw clients, test certificates.
+//! Everything listens on 127.0.0.1 with ephemeral ports.
+#![allow(dead_code)]
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use lb_l7::{L7Config, MetricsHandle, Worker, WorkerOptions};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct Running {
+    pub port: u16,
+    pub ports: Vec<u16>,
+    pub metrics: MetricsHandle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Running {
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(15), t)
+                .await
+                .expect("worker drained in time")
+                .unwrap()
+                .unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// Starts a worker on the current runtime from a TOML text.
+pub fn start(toml: &str) -> Running {
+    start_with(toml, WorkerOptions::default())
+}
+
+pub fn start_with(toml: &str, opts: WorkerOptions) -> Running {
+    init_tracing();
+    let cfg =
+        L7Config::from_toml_str(toml).unwrap_or_else(|e| panic!("bad test config: {e}\n{toml}"));
+    let w = Worker::bind(Arc::new(cfg), opts).expect("bind");
+    let ports: Vec<u16> = w.local_addrs().iter().map(|a| a.port()).collect();
+    assert_eq!(w.listener_fds().len(), ports.len());
+    let metrics = w.metrics_handle();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(w.serve(async move {
+        let _ = rx.await;
+    }));
+    Running {
+        port: ports[0],
+        ports,
+        metrics,
+        stop: Some(tx),
+        task: Some(task),
+    }
+}
+
+/// A real HTTP/1.1 backend (hyper). Answers with its name, the method, the URI and the request
+/// headers; `/slow?ms=N` waits first; a WebSocket upgrade is accepted and echoed.
+pub struct Backend {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    pub hits: Arc<AtomicUsize>,
+    pub conns: Arc<AtomicUsize>,
+}
+
+pub async fn backend(name: &'static str) -> Backend {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let (h, c) = (hits.clone(), conns.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            c.fetch_add(1, SeqCst);
+            let h = h.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let h = h.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(name, h, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    Backend {
+        addr,
+        name,
+        hits,
+        conns,
+    }
+}
+
+async fn answer(
+    name: &'static str,
+    hits: Arc<AtomicUsize>,
+    mut req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    hits.fetch_add(1, SeqCst);
+    if req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+    {
+        let on = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(up) = on.await {
+                let mut io = TokioIo::new(up);
+                let mut buf = [0u8; 4096];
+                loop {
+                    match io.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if io.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        return Response::builder()
+            .status(101)
+            .header("connection", "upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+    }
+    if req.uri().path() == "/slow" {
+        let ms: u64 = req
+            .uri()
+            .query()
+            .and_then(|q| q.strip_prefix("ms="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut text = format!(
+        "backend={name}\n{} {} {:?}\n",
+        req.method(),
+        req.uri(),
+        req.version()
+    );
+    for (k, v) in req.headers() {
+        text.push_str(&format!("{}: {}\n", k, v.to_str().unwrap_or("?")));
+    }
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    text.push_str(&format!("body-bytes={}\n", body.len()));
+    Response::builder()
+        .header("x-backend", name)
+        .header("connection", "keep-alive")
+        .header("keep-alive", "timeout=5")
+        .body(Full::new(Bytes::from(text)))
+        .unwrap()
+}
+
+/// The seed's backend: HTTP/1.1 keep-alive that closes a connection idle for `idle`.
+pub struct IdleClosingBackend {
+    pub addr: SocketAddr,
+    pub hits: Arc<AtomicUsize>,
+    pub conns: Arc<AtomicUsize>,
+    pub idle_closes: Arc<AtomicUsize>,
+}
+
+pub async fn idle_closing_backend(idle: Duration) -> IdleClosingBackend {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
+    let idle_closes = Arc::new(AtomicUsize::new(0));
+    let (h, c, ic) = (hits.clone(), conns.clone(), idle_closes.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else {
+                return;
+            };
+            c.fetch_add(1, SeqCst);
+            let (h, ic) = (h.clone(), ic.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::with_capacity(4096);
+                let mut tmp = [0u8; 4096];
+                loop {
+                    // Wait for a complete request head; close when idle too long.
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tokio::time::timeout(idle, s.read(&mut tmp)).await {
+                            Err(_) if buf.is_empty() => {
+                                ic.fetch_add(1, SeqCst);
+                                return; // drop: FIN to the proxy
+                            }
+                            Err(_) | Ok(Ok(0)) | Ok(Err(_)) => return,
+                            Ok(Ok(n)) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    h.fetch_add(1, SeqCst);
+                    if s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\ncontent-type: text/plain\r\n\r\nok\n").await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    IdleClosingBackend {
+        addr,
+        hits,
+        conns,
+        idle_closes,
+    }
+}
+
+/// Sends raw bytes, reads until the peer closes (or `limit`), returns what came back and
+/// whether the connection was closed by the peer.
+pub async fn raw(port: u16, bytes: &[u8], limit: Duration) -> (String, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let _ = s.write_all(bytes).await;
+    read_all(&mut s, limit).await
+}
+
+pub async fn read_all(s: &mut TcpStream, limit: Duration) -> (String, bool) {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Runs a command with a time limit; returns (status ok, stdout, stderr).
+pub async fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
+    run_stdin(cmd, args, None).await
+}
+
+pub async fn run_stdin(cmd: &str, args: &[&str], stdin: Option<&[u8]>) -> (bool, String, String) {
+    let mut c = tokio::process::Command::new(cmd);
+    c.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    c.stdin(if stdin.is_some() {
+        std::process::Stdio::piped()
+    } else {
+        std::process::Stdio::null()
+    });
+    let mut child = c.spawn().unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    if let Some(data) = stdin {
+        let mut i = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        tokio::spawn(async move {
+            let _ = i.write_all(&data).await;
+            // keep stdin open briefly so TLS tools read the response before EOF
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        });
+    }
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("command finished in time")
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// curl with a 10 s limit; returns (status code, headers+body text).
+pub async fn curl(args: &[&str]) -> (u16, String) {
+    let mut a = vec!["-s", "-i", "--max-time", "10", "-w", "\n%{http_code}"];
+    a.extend_from_slice(args);
+    let (_, out, _) = run("curl", &a).await;
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+/// A test CA and leaf certificates for the given names, written as PEM into `dir`.
+pub struct TestPki {
+    pub dir: std::path::PathBuf,
+    pub ca: std::path::PathBuf,
+}
+
+impl TestPki {
+    pub fn new(tag: &str) -> TestPki {
+        let dir = std::env::temp_dir().join(format!("weir-l7-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "weir test CA");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let ca = rcgen::CertifiedIssuer::self_signed(p, key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        std::fs::write(dir.join("ca.key"), ca.key().serialize_pem()).unwrap();
+        TestPki {
+            ca: dir.join("ca.pem"),
+            dir,
+        }
+    }
+
+    /// Issues a certificate for `names` signed by the CA; returns (cert path, key path).
+    pub fn leaf(&self, file: &str, names: &[&str]) -> (String, String) {
+        let ca_key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(self.dir.join("ca.key")).unwrap())
+                .unwrap();
+        let mut cap = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        cap.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        cap.distinguished_name
+            .push(rcgen::DnType::CommonName, "weir test CA");
+        // Re-deriving the issuer from the same name and key signs leaves the CA file verifies.
+        let issuer = rcgen::Issuer::new(cap, ca_key);
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, names[0]);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

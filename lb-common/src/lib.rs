@@ -7,6 +7,7 @@
 #![no_std]
 
 pub mod addr;
+pub mod deny;
 pub mod hash;
 #[cfg(feature = "alloc")]
 pub mod maglev;

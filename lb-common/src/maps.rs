@@ -13,14 +13,27 @@ pub const STATS: &str = "STATS";
 pub const VIP_STATS: &str = "VIP_STATS";
 /// LPM trie `Key<[u8; 4]> -> u32` of denied IPv4 source prefixes.
 pub const DENY_V4: &str = "DENY_V4";
+/// Array `word -> u64`: one bit per IPv4 /24 wholly denied (see `deny`).
+pub const DENY_V4_FULL: &str = "DENY_V4_FULL";
+/// Array `word -> u64`: one bit per IPv4 /24 holding a longer denied prefix (see `deny`).
+pub const DENY_V4_PARTIAL: &str = "DENY_V4_PARTIAL";
 /// LPM trie `Key<[u8; 16]> -> u32` of denied IPv6 source prefixes.
 pub const DENY_V6: &str = "DENY_V6";
 /// Array of one `Settings`.
 pub const SETTINGS: &str = "SETTINGS";
 
 /// Every map the XDP object must define.
-pub const ALL: [&str; 8] = [
-    VIPS, VIP_INDEX, VIP_TABLE, STATS, VIP_STATS, DENY_V4, DENY_V6, SETTINGS,
+pub const ALL: [&str; 10] = [
+    VIPS,
+    VIP_INDEX,
+    VIP_TABLE,
+    STATS,
+    VIP_STATS,
+    DENY_V4,
+    DENY_V4_FULL,
+    DENY_V4_PARTIAL,
+    DENY_V6,
+    SETTINGS,
 ];
 
 /// Most VIP services (address, port, protocol) one host serves.

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
 };
 use lb_common::{
-    Counter, Stat, VipEntry, VipInfo, VipKey,
+    Counter, Stat, VipEntry, VipInfo, VipKey, deny,
     maps::{
         DENY_ENTRIES, MAX_VIPS, SETTINGS_F_DENY_V4, SETTINGS_F_DENY_V6, Settings, VIPS_ENTRIES,
     },
@@ -30,6 +30,12 @@ static VIP_STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(MAX_VIPS,
 
 #[map]
 static DENY_V4: LpmTrie<[u8; 4], u32> = LpmTrie::with_max_entries(DENY_ENTRIES, 0);
+
+#[map]
+static DENY_V4_FULL: Array<u64> = Array::with_max_entries(deny::V4_BITMAP_WORDS, 0);
+
+#[map]
+static DENY_V4_PARTIAL: Array<u64> = Array::with_max_entries(deny::V4_BITMAP_WORDS, 0);
 
 #[map]
 static DENY_V6: LpmTrie<[u8; 16], u32> = LpmTrie::with_max_entries(DENY_ENTRIES, 0);
@@ -88,9 +94,19 @@ fn settings_flags() -> u32 {
     SETTINGS.get(0).map_or(0, |s| s.flags)
 }
 
+/// The IPv4 deny-list: the /24 bitmaps answer alone unless a longer prefix lives in the /24
+/// (see `lb_common::deny`).
 #[inline(always)]
 pub fn denied_v4(src: [u8; 4]) -> bool {
-    settings_flags() & SETTINGS_F_DENY_V4 != 0 && DENY_V4.get(Key::new(32, src)).is_some()
+    if settings_flags() & SETTINGS_F_DENY_V4 == 0 {
+        return false;
+    }
+    let (word, mask) = deny::bitmap_slot(deny::v4_block(src));
+    if DENY_V4_FULL.get(word).is_some_and(|w| w & mask != 0) {
+        return true;
+    }
+    DENY_V4_PARTIAL.get(word).is_some_and(|w| w & mask != 0)
+        && DENY_V4.get(Key::new(32, src)).is_some()
 }
 
 #[inline(always)]

@@ -382,6 +382,9 @@ fn dataplane() -> Dataplane {
     dp.set_vips(&vips::resolve(&specs, &[])).unwrap();
     dp.set_deny_list(&[
         "192.0.2.0/24".parse().unwrap(),
+        // Longer than /24: the /24 bitmap says "ask the trie" for all of 198.51.100.0/24.
+        "198.51.100.128/25".parse().unwrap(),
+        "203.0.113.9/32".parse().unwrap(),
         "2001:db8:bad::/48".parse().unwrap(),
     ])
     .unwrap();
@@ -466,6 +469,16 @@ fn an_empty_deny_list_denies_nothing_and_reload_removes_vips() {
     let mut dp = dataplane();
     dp.set_deny_list(&[]).unwrap();
     let (action, _) = run(&mut dp, &v4(DENIED4, VIP4).tcp(1, 80).syn().build());
+    assert_eq!(action, XDP_PASS);
+    // A reload that shrinks the list clears the bitmaps' old bits.
+    dp.set_deny_list(&["192.0.2.0/23".parse().unwrap()])
+        .unwrap();
+    dp.set_deny_list(&["10.9.9.9/32".parse().unwrap()]).unwrap();
+    let (action, _) = run(&mut dp, &v4("192.0.3.1", VIP4).tcp(1, 80).syn().build());
+    assert_eq!(action, XDP_PASS, "192.0.2.0/23 was removed");
+    let (action, _) = run(&mut dp, &v4("10.9.9.9", VIP4).tcp(1, 80).syn().build());
+    assert_eq!(action, XDP_DROP);
+    let (action, _) = run(&mut dp, &v4("10.9.9.8", VIP4).tcp(1, 80).syn().build());
     assert_eq!(action, XDP_PASS);
     // Reprogram with only the IPv6 VIP: the IPv4 VIP and its address entry are gone.
     dp.set_vips(&vips::resolve(&[vip(VIP6, 443, Protocol::Tcp)], &[]))

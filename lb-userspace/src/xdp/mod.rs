@@ -18,7 +18,7 @@ use aya::{
 };
 use ipnet::IpNet;
 use lb_common::{
-    Addr, Counter, Stat, VipEntry, VipInfo, VipKey,
+    Addr, Counter, Stat, VipEntry, VipInfo, VipKey, deny,
     maps::{self as names, SETTINGS_F_DENY_V4, SETTINGS_F_DENY_V6, Settings},
     vip::VIP_INDEX_EMPTY,
 };
@@ -149,6 +149,17 @@ impl Dataplane {
             }
         }
         replace_trie(self.map_mut(names::DENY_V4)?, names::DENY_V4, &v4)?;
+        let (full, partial) = deny_v4_bitmaps(prefixes);
+        write_bitmap(
+            self.map_mut(names::DENY_V4_FULL)?,
+            names::DENY_V4_FULL,
+            &full,
+        )?;
+        write_bitmap(
+            self.map_mut(names::DENY_V4_PARTIAL)?,
+            names::DENY_V4_PARTIAL,
+            &partial,
+        )?;
         replace_trie(self.map_mut(names::DENY_V6)?, names::DENY_V6, &v6)?;
         let mut flags = 0;
         if !v4.is_empty() {
@@ -197,6 +208,48 @@ impl Dataplane {
         }
         Ok(())
     }
+}
+
+type Bitmap = std::collections::BTreeMap<u32, u64>;
+
+/// The /24 bitmaps for the IPv4 prefixes (sparse: word index → bits).
+fn deny_v4_bitmaps(prefixes: &[IpNet]) -> (Bitmap, Bitmap) {
+    let (mut full, mut partial) = (Bitmap::new(), Bitmap::new());
+    for p in prefixes {
+        let IpNet::V4(n) = p else { continue };
+        let (first, count) = deny::v4_blocks_covered(n.network().octets(), n.prefix_len());
+        let target = if n.prefix_len() <= 24 {
+            &mut full
+        } else {
+            &mut partial
+        };
+        for block in first..first + count {
+            let (word, mask) = deny::bitmap_slot(block);
+            *target.entry(word).or_default() |= mask;
+        }
+    }
+    (full, partial)
+}
+
+/// Writes `bits` into a bitmap array, zeroing every other word that is set now.
+fn write_bitmap(
+    map: &mut aya::maps::Map,
+    name: &'static str,
+    bits: &Bitmap,
+) -> Result<(), DataplaneError> {
+    let mut arr: Array<_, u64> = Array::try_from(map).map_err(|e| DataplaneError::Map(name, e))?;
+    let stale: Vec<u32> = (0..arr.len())
+        .filter(|i| !bits.contains_key(i))
+        .filter(|i| arr.get(i, 0).is_ok_and(|w| w != 0))
+        .collect();
+    for i in stale {
+        arr.set(i, 0, 0).map_err(|e| DataplaneError::Map(name, e))?;
+    }
+    for (i, w) in bits {
+        arr.set(*i, *w, 0)
+            .map_err(|e| DataplaneError::Map(name, e))?;
+    }
+    Ok(())
 }
 
 fn replace_trie<const N: usize>(

@@ -1,8 +1,11 @@
 //! `cargo xtask bench NAME`: each benchmark measures weir beside its baseline in the same run,
 //! prints a table with the ratio, and writes `target/bench/NAME.json`.
 
+mod pps;
 mod report;
 mod xdp;
+
+pub use xdp::flag;
 
 use anyhow::bail;
 
@@ -30,6 +33,7 @@ pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         "xdp" => xdp::run(args),
+        "pps" => pps::run(args),
         other => bail!("no benchmark `{other}` (cargo xtask bench list)"),
     }
 }

@@ -190,6 +190,9 @@ async fn serve_http<T>(
     tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
+                if let Some(status) = parse_error_status(e.as_ref()) {
+                    sh.metrics.elb_status(status);
+                }
                 tracing::debug!(peer = %ci.peer, error = %e, "client connection ended with an error");
             }
             return;
@@ -204,4 +207,20 @@ async fn serve_http<T>(
 /// Completes once shutdown was asked (or the sender is gone).
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|&s| s).await;
+}
+
+/// The status hyper answered a request it could not parse with (so it is counted like weir's
+/// own responses): 431 headers too large, 414 URI too long, 400 otherwise.
+fn parse_error_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let h = e.downcast_ref::<hyper::Error>()?;
+    if !h.is_parse() {
+        return None;
+    }
+    Some(if h.to_string().contains("URI too long") {
+        414
+    } else if h.is_parse_too_large() {
+        431
+    } else {
+        400
+    })
 }

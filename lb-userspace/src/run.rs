@@ -83,10 +83,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         None => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let l7 = if args.no_l7 {
+    let mut l7 = if args.no_l7 {
         None
     } else {
-        Some(crate::l7::start(&cfg, stop_rx.clone())?)
+        crate::l7::start(&cfg, stop_rx.clone())?
     };
 
     let interval = args
@@ -105,7 +105,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         tokio::select! {
             _ = sigint.recv() => { info!("SIGINT: stopping"); break Ok(()) }
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break Ok(()) }
-            res = crate::l7::wait(&l7) => {
+            res = crate::l7::wait(&mut l7) => {
                 break res.context("L7 workers stopped");
             }
             _ = tick.tick(), if interval > 0 => {

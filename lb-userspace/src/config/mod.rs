@@ -19,25 +19,7 @@ pub const DEFAULT_TOML: &str = include_str!("default.toml");
 pub const DEFAULT_NAME: &str = "<embedded default>";
 
 /// The L7 sections, parsed and validated by the L7 worker's own types.
-/// INTERIM: kept as raw TOML until `lb_l7::config` lands.
-pub mod interim {
-    #[derive(Debug, Clone, Default)]
-    pub struct L7Config {
-        pub load_balancer: Option<toml::Value>,
-        pub listener: Vec<toml::Value>,
-        pub target_group: Vec<toml::Value>,
-    }
-    pub struct FieldError {
-        pub path: String,
-        pub message: String,
-    }
-    impl L7Config {
-        pub fn validate(&self) -> Vec<FieldError> {
-            Vec::new()
-        }
-    }
-}
-pub type L7Config = interim::L7Config;
+pub type L7Config = lb_l7::config::L7Config;
 
 /// A whole, validated configuration.
 #[derive(Debug, Clone)]
@@ -62,11 +44,11 @@ struct File {
     #[serde(default)]
     deny: DenyList,
     #[serde(default)]
-    load_balancer: Option<toml::Value>,
+    load_balancer: lb_l7::config::LoadBalancerAttributes,
     #[serde(default)]
-    listener: Vec<toml::Value>,
+    listener: Vec<lb_l7::config::Listener>,
     #[serde(default)]
-    target_group: Vec<toml::Value>,
+    target_group: Vec<lb_l7::config::TargetGroup>,
 }
 
 /// One problem, located.
@@ -197,13 +179,7 @@ impl Config {
         if let Some(v) = &self.vip {
             return v.clone();
         }
-        let mut ports: Vec<u16> = self
-            .l7
-            .listener
-            .iter()
-            .filter_map(|l| l.get("port")?.as_integer())
-            .filter_map(|p| u16::try_from(p).ok())
-            .collect();
+        let mut ports: Vec<u16> = self.l7.listener.iter().map(|l| l.port).collect();
         ports.sort_unstable();
         ports.dedup();
         ports

@@ -68,3 +68,45 @@ fn every_semantic_error_is_reported_with_its_place() {
         e[3]
     );
 }
+
+#[test]
+fn without_vips_the_listeners_ports_on_the_interface_are_vips() {
+    let cfg = Config::load(None).unwrap();
+    let specs = cfg.vip_specs();
+    assert!(!specs.is_empty());
+    assert!(specs.iter().all(|s| s.address == l4::INTERFACE_ADDRESS));
+    let mut ports: Vec<u16> = cfg.l7.listener.iter().map(|l| l.port).collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(specs.iter().map(|s| s.port).collect::<Vec<_>>(), ports);
+}
+
+#[test]
+fn embedded_default_matches_the_l7_default() {
+    let cfg = Config::load(None).unwrap();
+    let l7 = L7Config::default();
+    assert_eq!(cfg.l7.listener.len(), l7.listener.len());
+    for (a, b) in cfg.l7.listener.iter().zip(&l7.listener) {
+        assert_eq!(
+            (a.address, a.port, a.protocol),
+            (b.address, b.port, b.protocol)
+        );
+        assert_eq!(a.default_action, b.default_action);
+    }
+    assert_eq!(
+        cfg.l7.load_balancer.health_check_path,
+        l7.load_balancer.health_check_path
+    );
+}
+
+#[test]
+fn l7_errors_are_located_too() {
+    let e = errors(
+        "[[listener]]\nport = 80\ndefault_action = { type = \"forward\", target_group = \"nope\" }\n",
+    );
+    assert!(
+        e.iter()
+            .any(|l| l.starts_with("weir.toml:3:") && l.contains("listener[0]")),
+        "{e:#?}"
+    );
+}

@@ -13,6 +13,8 @@ pub mod hash;
 pub mod maglev;
 pub mod maps;
 pub mod stats;
+pub mod steer;
+pub mod syn;
 pub mod vip;
 
 pub use addr::Addr;
@@ -33,4 +35,19 @@ macro_rules! user_pod {
     ($($t:ty),* $(,)?) => { $( unsafe impl aya::Pod for $t {} )* };
 }
 #[cfg(feature = "user")]
-user_pod!(VipKey, VipInfo, VipEntry, Counter, maps::Settings);
+user_pod!(
+    VipKey,
+    VipInfo,
+    VipEntry,
+    Counter,
+    maps::Settings,
+    steer::SteerConfig
+);
+#[cfg(feature = "user")]
+user_pod!(
+    syn::SynVip,
+    syn::SynSettings,
+    syn::SrcKey,
+    syn::SynBucket,
+    syn::InsertBudget,
+);

@@ -24,6 +24,11 @@ pub struct WorkerOptions {
     /// Session ticket key shared by all workers, so TLS sessions resume on any of them. `None`:
     /// a random key for this worker only.
     pub ticket_key: Option<[u8; 32]>,
+    /// Listening sockets made by the control plane (one per listener, in listener order, already
+    /// bound and listening), inherited by this worker process: the control plane keeps them
+    /// open across worker restarts so queued connections survive and an SK_REUSEPORT program
+    /// can steer to them. `None`: bind our own.
+    pub listen_fds: Option<Vec<RawFd>>,
 }
 
 struct Bound {
@@ -81,6 +86,16 @@ fn bind_socket(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
+/// Takes ownership of an inherited listening socket.
+fn inherited_socket(fd: RawFd) -> anyhow::Result<std::net::TcpListener> {
+    use std::os::fd::FromRawFd as _;
+    // SAFETY: the control plane passed this fd to this process for this listener alone.
+    let socket = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+    socket.set_nonblocking(true)?;
+    socket.local_addr().context("inherited fd is not a socket")?;
+    Ok(socket)
+}
+
 impl Worker {
     /// Validates the configuration and binds every listener (SO_REUSEPORT, so several worker
     /// processes can bind the same port). Needs no async runtime.
@@ -111,7 +126,11 @@ impl Worker {
         let mut listeners = Vec::new();
         for (i, l) in config.listener.iter().enumerate() {
             let addr = SocketAddr::new(l.address, l.port);
-            let socket = bind_socket(addr).with_context(|| format!("listener[{i}]"))?;
+            let socket = match opts.listen_fds.as_ref().map(|fds| fds.get(i).copied()) {
+                None => bind_socket(addr).with_context(|| format!("listener[{i}]"))?,
+                Some(Some(fd)) => inherited_socket(fd).with_context(|| format!("listener[{i}]"))?,
+                Some(None) => anyhow::bail!("listener[{i}]: no inherited socket for it"),
+            };
             let tls = match l.protocol {
                 Protocol::Https => Some(
                     crate::tls::server_config(&l.certificate, l.alpn_policy, http2, &ticket_key)

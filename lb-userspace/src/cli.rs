@@ -29,6 +29,14 @@ pub enum Command {
     },
     /// Show the running daemon's XDP counters: totals and per-second rates.
     Stats(StatsArgs),
+    /// One L7 worker process (started by `weir run`, with its listening sockets inherited).
+    #[command(hide = true)]
+    Worker {
+        #[arg(long)]
+        index: usize,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,6 +5,7 @@ pub mod config;
 pub mod l7;
 pub mod run;
 pub mod stats;
+pub mod workers;
 pub mod xdp;
 
 /// The compiled XDP object, built by build.rs from `lb-ebpf`.
@@ -13,3 +14,7 @@ pub static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR
 /// Benchmark-only programs (`bare_pass`, `bare_drop`, `gen_tx`), built with the XDP object.
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-bench"));
+
+/// The SK_REUSEPORT steering program (`weir_steer`), built with the XDP object.
+pub static STEER_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/weir-steer"));

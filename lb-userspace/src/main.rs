@@ -29,6 +29,9 @@ fn main() -> std::process::ExitCode {
             .and_then(|rt| rt.block_on(run::run(args))),
         Command::Check { config } => check(config.as_deref()),
         Command::Stats(args) => show_stats(&args),
+        Command::Worker { index, config } => {
+            lb_userspace::workers::child::main(index, config.as_deref())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

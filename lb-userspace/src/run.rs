@@ -86,7 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut l7 = if args.no_l7 {
         None
     } else {
-        crate::l7::start(&cfg, stop_rx.clone())?
+        crate::l7::start(&cfg, args.config.clone(), stop_rx.clone())?
     };
 
     let interval = args

@@ -5,6 +5,7 @@
 
 pub mod l4;
 pub mod locate;
+pub mod workers;
 
 use std::{fmt, path::Path};
 
@@ -12,6 +13,7 @@ use serde::Deserialize;
 use toml_edit::ImDocument;
 
 pub use l4::{DenyList, FieldProblem, Protocol, VipSpec, XdpModeSetting, XdpSettings};
+pub use workers::{Steering, WorkerSettings};
 
 /// The embedded default, used when `weir run` gets no `--config` (shown in the README).
 pub const DEFAULT_TOML: &str = include_str!("default.toml");
@@ -31,6 +33,7 @@ pub struct Config {
     /// attached interface's addresses (see [`Config::vip_specs`]).
     pub vip: Option<Vec<VipSpec>>,
     pub deny: DenyList,
+    pub workers: WorkerSettings,
     pub l7: L7Config,
 }
 
@@ -43,6 +46,8 @@ struct File {
     vip: Option<Vec<VipSpec>>,
     #[serde(default)]
     deny: DenyList,
+    #[serde(default)]
+    workers: WorkerSettings,
     #[serde(default)]
     load_balancer: lb_l7::config::LoadBalancerAttributes,
     #[serde(default)]
@@ -139,6 +144,7 @@ impl Config {
             xdp: file.xdp,
             vip: file.vip,
             deny: file.deny,
+            workers: file.workers,
             l7: L7Config {
                 load_balancer: file.load_balancer,
                 listener: file.listener,
@@ -164,6 +170,7 @@ impl Config {
             l4::validate_vips(vips, &mut problems);
         }
         l4::validate_deny(&self.deny, &mut problems);
+        self.workers.validate(self.l7.listener.len(), &mut problems);
         problems.extend(
             self.l7
                 .validate()

@@ -1,0 +1,139 @@
+//! `weir_steer`: the SK_REUSEPORT program that hands each new connection to the worker the
+//! Maglev table names (contract and reasoning: `lb_common::steer`).
+//!
+//! ```text
+//! ports (TCP header, direct access) + addresses (IP header, load_bytes_relative)
+//!   → flow_hash → table_slot → STEER_TABLE[active half] → STEER_SOCKETS[listener * 64 + worker]
+//! ```
+//!
+//! Any miss (no live worker, an unknown port, a short header) returns SK_PASS without selecting:
+//! the kernel's own reuseport hash then picks a socket, so a connection is never refused here.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    EbpfContext,
+    bindings::{bpf_hdr_start_off::BPF_HDR_START_NET, sk_action},
+    helpers::bpf_skb_load_bytes_relative,
+    macros::{map, sk_reuseport},
+    maps::{Array, HashMap, PerCpuArray, ReusePortSockArray},
+    programs::SkReuseportContext,
+};
+use lb_common::{
+    Addr,
+    hash::{flow_hash, table_slot},
+    proto,
+    steer::{MAX_LISTENERS, MAX_WORKERS, STEER_TABLE_MAX, SteerConfig, SteerStat},
+};
+
+#[map]
+static STEER_CONFIG: Array<SteerConfig> = Array::with_max_entries(1, 0);
+
+#[map]
+static STEER_TABLE: Array<u32> = Array::with_max_entries(2 * STEER_TABLE_MAX, 0);
+
+#[map]
+static STEER_LISTENERS: HashMap<u16, u32> = HashMap::with_max_entries(MAX_LISTENERS, 0);
+
+#[map]
+static STEER_SOCKETS: ReusePortSockArray =
+    ReusePortSockArray::with_max_entries(MAX_LISTENERS * MAX_WORKERS, 0);
+
+#[map]
+static STEER_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(SteerStat::COUNT, 0);
+
+const ETH_P_IP: u32 = 0x0800;
+const ETH_P_IPV6: u32 = 0x86dd;
+
+#[sk_reuseport]
+pub fn weir_steer(ctx: SkReuseportContext) -> u32 {
+    let stat = steer(&ctx);
+    if let Some(c) = STEER_STATS.get_ptr_mut(stat as u32) {
+        unsafe { *c += 1 };
+    }
+    sk_action::SK_PASS
+}
+
+#[inline(always)]
+fn steer(ctx: &SkReuseportContext) -> SteerStat {
+    if ctx.ip_protocol() != proto::TCP as u32 {
+        return SteerStat::Fallback;
+    }
+    let Some(cfg) = STEER_CONFIG.get(0) else {
+        return SteerStat::Error;
+    };
+    let (size, half) = SteerConfig::unpack(cfg.table);
+    if size == 0 || size > STEER_TABLE_MAX {
+        return SteerStat::Fallback;
+    }
+    // The TCP header: `data` starts at it for a TCP listener lookup.
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 4 > end {
+        return SteerStat::Error;
+    }
+    let sport_be = unsafe { *(start as *const u16) };
+    let dport_be = unsafe { *((start + 2) as *const u16) };
+    let Some(base) = (unsafe { STEER_LISTENERS.get(&u16::from_be(dport_be)) }).copied() else {
+        return SteerStat::Fallback;
+    };
+    let Some((src, dst)) = addresses(ctx) else {
+        return SteerStat::Error;
+    };
+    let hash = flow_hash(&src, &dst, sport_be, dport_be, proto::TCP, cfg.seed);
+    let slot = half * STEER_TABLE_MAX + table_slot(hash, size);
+    let Some(worker) = STEER_TABLE.get(slot).copied() else {
+        return SteerStat::Error;
+    };
+    if worker >= MAX_WORKERS {
+        return SteerStat::Error;
+    }
+    match STEER_SOCKETS.select_reuseport(ctx, base * MAX_WORKERS + worker) {
+        Ok(()) => SteerStat::Steered,
+        Err(_) => SteerStat::Error,
+    }
+}
+
+/// Source and destination addresses from the IP header (before `data`).
+#[inline(always)]
+fn addresses(ctx: &SkReuseportContext) -> Option<(Addr, Addr)> {
+    match u16::from_be(ctx.eth_protocol() as u16) as u32 {
+        ETH_P_IP => {
+            let mut a = [0u8; 8];
+            load(ctx, 12, &mut a)?;
+            Some((
+                Addr::from_v4([a[0], a[1], a[2], a[3]]),
+                Addr::from_v4([a[4], a[5], a[6], a[7]]),
+            ))
+        }
+        ETH_P_IPV6 => {
+            let mut a = [0u8; 32];
+            load(ctx, 8, &mut a)?;
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src.copy_from_slice(&a[..16]);
+            dst.copy_from_slice(&a[16..]);
+            Some((Addr::from_v6(src), Addr::from_v6(dst)))
+        }
+        _ => None,
+    }
+}
+
+#[inline(always)]
+fn load<const N: usize>(ctx: &SkReuseportContext, off: u32, buf: &mut [u8; N]) -> Option<()> {
+    let rc = unsafe {
+        bpf_skb_load_bytes_relative(
+            ctx.as_ptr(),
+            off,
+            buf.as_mut_ptr() as *mut _,
+            N as u32,
+            BPF_HDR_START_NET,
+        )
+    };
+    (rc == 0).then_some(())
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}

@@ -1,0 +1,68 @@
+//! `[workers]`: how many L7 worker processes, where they run, how connections reach them.
+
+use lb_common::steer::{MAX_LISTENERS, MAX_WORKERS};
+use serde::Deserialize;
+
+use super::FieldProblem;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkerSettings {
+    /// Worker processes; 0 = one per CPU (one per RX queue on a host with RSS on every CPU).
+    pub count: usize,
+    /// Pin worker `i` to CPU `i mod CPUs`.
+    pub pin_cpus: bool,
+    /// `maglev`: an SK_REUSEPORT program hands each connection to its Maglev owner (the flow
+    /// hash every host computes alike). `kernel`: the kernel's own SO_REUSEPORT hash.
+    pub steering: Steering,
+    /// Seed of the flow hash and the Maglev table; the same on every host of a fleet.
+    pub hash_seed: u32,
+    /// First delay before restarting a worker that died; doubles per quick death, up to 5 s.
+    pub restart_delay_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            count: 0,
+            pin_cpus: true,
+            steering: Steering::Maglev,
+            hash_seed: 0x5eed_0001,
+            restart_delay_ms: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Steering {
+    Maglev,
+    Kernel,
+}
+
+impl WorkerSettings {
+    /// The number of workers to run on this host.
+    pub fn resolved_count(&self) -> usize {
+        if self.count > 0 {
+            return self.count;
+        }
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(MAX_WORKERS as usize)
+    }
+
+    pub fn validate(&self, listeners: usize, problems: &mut Vec<FieldProblem>) {
+        if self.count > MAX_WORKERS as usize {
+            problems.push(FieldProblem::new(
+                "workers.count",
+                format!("at most {MAX_WORKERS} workers"),
+            ));
+        }
+        if listeners > MAX_LISTENERS as usize {
+            problems.push(FieldProblem::new(
+                "listener",
+                format!("at most {MAX_LISTENERS} listeners can be steered"),
+            ));
+        }
+    }
+}

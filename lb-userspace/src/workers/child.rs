@@ -1,0 +1,69 @@
+//! `weir worker`: one L7 worker process, started by the supervisor with its sockets inherited.
+
+use std::{io::Write, os::fd::RawFd, path::Path, sync::Arc};
+
+use anyhow::Context;
+use lb_l7::{Worker, WorkerOptions};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::info;
+
+use super::{LISTEN_FDS_ENV, READY_LINE};
+use crate::config::Config;
+
+fn inherited_fds() -> anyhow::Result<Option<Vec<RawFd>>> {
+    let Ok(list) = std::env::var(LISTEN_FDS_ENV) else {
+        return Ok(None);
+    };
+    let fds = list
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<RawFd>()
+                .with_context(|| format!("{LISTEN_FDS_ENV}: `{s}`"))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(Some(fds))
+}
+
+fn pin_to_cpu(index: usize) -> anyhow::Result<usize> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpu = index % cpus;
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set)?;
+    Ok(cpu)
+}
+
+/// Runs worker `index` until SIGTERM/SIGINT, then drains.
+pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
+    let cfg = Config::load(config)?;
+    if cfg.workers.pin_cpus {
+        let cpu = pin_to_cpu(index).context("pinning to a CPU")?;
+        info!(worker = index, cpu, "pinned");
+    }
+    let opts = WorkerOptions {
+        index,
+        listen_fds: inherited_fds()?,
+        ..WorkerOptions::default()
+    };
+    // One worker, one core: a single-threaded runtime.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let worker = Worker::bind(Arc::new(cfg.l7), opts)?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut out = std::io::stdout();
+        writeln!(out, "{READY_LINE}")?;
+        out.flush()?;
+        worker
+            .serve(async move {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            })
+            .await
+    })
+}

@@ -1,0 +1,289 @@
+//! L7 worker processes and their supervisor.
+//!
+//! The control plane binds one SO_REUSEPORT socket per (listener, worker) ([`sockets`]), loads the
+//! steering program over them ([`steer`]), and runs `weir worker --index i` for each worker with
+//! its sockets inherited. A worker that dies is taken out of the Maglev table at once (its new
+//! flows go to the others), restarted with the same sockets (connections queued on them wait for
+//! it instead of being reset), and put back in the table when it reports ready.
+
+pub mod child;
+pub mod sockets;
+pub mod steer;
+
+use std::{
+    net::SocketAddr,
+    os::{fd::RawFd, unix::process::CommandExt},
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    sync::{mpsc, watch},
+};
+use tracing::{info, warn};
+
+use crate::config::{Config, Steering as SteeringMode};
+
+/// The environment variable carrying a worker's inherited listening fds, in listener order.
+pub const LISTEN_FDS_ENV: &str = "WEIR_LISTEN_FDS";
+/// The line a worker prints on stdout once it serves.
+pub const READY_LINE: &str = "ready";
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
+/// A worker that lived this long is healthy again: its restart delay starts over.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+enum Event {
+    Ready {
+        worker: usize,
+        generation: u64,
+    },
+    Exited {
+        worker: usize,
+        generation: u64,
+        status: String,
+    },
+}
+
+struct Slot {
+    pid: Option<u32>,
+    generation: u64,
+    live: bool,
+    started: Instant,
+    delay: Duration,
+    restart_at: Option<Instant>,
+}
+
+/// Supervises the worker processes until told to stop.
+pub struct Supervisor {
+    config_path: Option<PathBuf>,
+    groups: Vec<sockets::ListenerGroup>,
+    steering: Option<steer::Steering>,
+    slots: Vec<Slot>,
+    base_delay: Duration,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Supervisor {
+    /// Binds the listeners' sockets and loads steering; starts no process yet.
+    pub fn new(cfg: &Config, config_path: Option<PathBuf>) -> anyhow::Result<Supervisor> {
+        let n = cfg.workers.resolved_count();
+        let addrs: Vec<SocketAddr> = cfg
+            .l7
+            .listener
+            .iter()
+            .map(|l| SocketAddr::new(l.address, l.port))
+            .collect();
+        let groups = sockets::bind_groups(&addrs, n)?;
+        let steering = match cfg.workers.steering {
+            SteeringMode::Kernel => None,
+            SteeringMode::Maglev => match steer::Steering::load(n, cfg.workers.hash_seed) {
+                Ok(mut s) => {
+                    s.attach(&groups)?;
+                    Some(s)
+                }
+                Err(e) => {
+                    warn!(error = %format!("{e:#}"), "Maglev steering unavailable (needs CAP_BPF); the kernel's SO_REUSEPORT hash spreads connections");
+                    None
+                }
+            },
+        };
+        info!(
+            workers = n,
+            listeners = groups.len(),
+            steering = if steering.is_some() {
+                "maglev"
+            } else {
+                "kernel"
+            },
+            "L7 workers"
+        );
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let base_delay = Duration::from_millis(cfg.workers.restart_delay_ms.max(1));
+        let slots = (0..n)
+            .map(|_| Slot {
+                pid: None,
+                generation: 0,
+                live: false,
+                started: Instant::now(),
+                delay: base_delay,
+                restart_at: Some(Instant::now()),
+            })
+            .collect();
+        Ok(Supervisor {
+            config_path,
+            groups,
+            steering,
+            slots,
+            base_delay,
+            events_tx,
+            events,
+        })
+    }
+
+    /// The live workers, by index.
+    fn live(&self) -> Vec<u32> {
+        (0..self.slots.len())
+            .filter(|&i| self.slots[i].live)
+            .map(|i| i as u32)
+            .collect()
+    }
+
+    fn update_steering(&mut self) {
+        let live = self.live();
+        if let Some(s) = &mut self.steering {
+            if let Err(e) = s.set_live(&live) {
+                warn!(error = %e, "updating the steering table failed");
+            }
+        }
+    }
+
+    fn spawn(&mut self, worker: usize) -> anyhow::Result<()> {
+        let fds: Vec<RawFd> = self.groups.iter().map(|g| g.fd_of(worker)).collect();
+        let fd_list = fds
+            .iter()
+            .map(|f| f.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.arg("worker").arg("--index").arg(worker.to_string());
+        if let Some(p) = &self.config_path {
+            cmd.arg("--config").arg(p);
+        }
+        cmd.env(LISTEN_FDS_ENV, fd_list)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .process_group(0);
+        // SAFETY: only async-signal-safe calls between fork and exec: fcntl on fds we own, prctl.
+        unsafe {
+            cmd.pre_exec(move || {
+                for fd in &fds {
+                    if libc::fcntl(*fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // Die with the control plane, whatever kills it.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let mut child = tokio::process::Command::from(cmd)
+            .kill_on_drop(false)
+            .spawn()
+            .with_context(|| format!("spawning worker {worker}"))?;
+        let slot = &mut self.slots[worker];
+        slot.generation += 1;
+        slot.pid = child.id();
+        slot.started = Instant::now();
+        slot.restart_at = None;
+        let generation = slot.generation;
+        let tx = self.events_tx.clone();
+        let stdout = child.stdout.take();
+        tokio::spawn(async move {
+            if let Some(out) = stdout {
+                let mut lines = BufReader::new(out).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if line.trim() == READY_LINE {
+                        let _ = tx.send(Event::Ready { worker, generation });
+                    }
+                }
+            }
+            let status = match child.wait().await {
+                Ok(s) => s.to_string(),
+                Err(e) => e.to_string(),
+            };
+            let _ = tx.send(Event::Exited {
+                worker,
+                generation,
+                status,
+            });
+        });
+        info!(worker, pid = ?self.slots[worker].pid, "worker started");
+        Ok(())
+    }
+
+    fn next_restart(&self) -> Option<Instant> {
+        self.slots.iter().filter_map(|s| s.restart_at).min()
+    }
+
+    /// Runs the workers until `stop` turns true, then stops them (SIGTERM: they drain) and waits
+    /// up to `drain` for them to exit.
+    pub async fn run(
+        mut self,
+        mut stop: watch::Receiver<bool>,
+        drain: Duration,
+    ) -> anyhow::Result<()> {
+        loop {
+            let now = Instant::now();
+            for w in 0..self.slots.len() {
+                if self.slots[w].restart_at.is_some_and(|t| t <= now) {
+                    if let Err(e) = self.spawn(w) {
+                        warn!(worker = w, error = %format!("{e:#}"), "restart failed");
+                        let d = self.slots[w].delay;
+                        self.slots[w].restart_at = Some(now + d);
+                    }
+                }
+            }
+            let wake = self.next_restart();
+            tokio::select! {
+                _ = stop.wait_for(|s| *s) => break,
+                ev = self.events.recv() => match ev {
+                    Some(Event::Ready { worker, generation }) if generation == self.slots[worker].generation => {
+                        self.slots[worker].live = true;
+                        self.update_steering();
+                        info!(worker, live = ?self.live(), "worker ready");
+                    }
+                    Some(Event::Exited { worker, generation, status }) if generation == self.slots[worker].generation => {
+                        let slot = &mut self.slots[worker];
+                        slot.live = false;
+                        slot.pid = None;
+                        if slot.started.elapsed() > STABLE_AFTER {
+                            slot.delay = self.base_delay;
+                        }
+                        let delay = slot.delay;
+                        slot.restart_at = Some(Instant::now() + delay);
+                        slot.delay = (slot.delay * 2).min(MAX_RESTART_DELAY);
+                        self.update_steering();
+                        warn!(worker, %status, restart_in = ?delay, live = ?self.live(), "worker died");
+                    }
+                    _ => {}
+                },
+                _ = async { match wake { Some(t) => tokio::time::sleep_until(t.into()).await, None => std::future::pending().await } } => {}
+            }
+        }
+        self.shutdown(drain).await;
+        Ok(())
+    }
+
+    async fn shutdown(&mut self, drain: Duration) {
+        for s in &self.slots {
+            if let Some(pid) = s.pid {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
+            }
+        }
+        let deadline = Instant::now() + drain;
+        while self.slots.iter().any(|s| s.pid.is_some()) && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(100), self.events.recv()).await {
+                Ok(Some(Event::Exited {
+                    worker, generation, ..
+                })) if generation == self.slots[worker].generation => {
+                    self.slots[worker].pid = None;
+                }
+                Ok(None) => break,
+                _ => {}
+            }
+        }
+        for s in &self.slots {
+            if let Some(pid) = s.pid {
+                warn!(pid, "worker did not drain in time: SIGKILL");
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
+        }
+        info!("workers stopped");
+    }
+}

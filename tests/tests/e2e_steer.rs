@@ -1,0 +1,294 @@
+//! Steering end to end: `weir run` with 4 worker processes behind a real SK_REUSEPORT group in a
+//! namespace lab. Each connection must be accepted by the worker the shared function
+//! (`lb_userspace::workers::steer::owner`: lb-common's flow hash + Maglev) names; a SIGKILLed
+//! worker costs no new connection and comes back to its share. Needs root.
+
+mod common;
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::{IpAddr, SocketAddr, TcpStream},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use common::*;
+use lb_userspace::workers::steer::owner;
+use weir_tests::lab::{Lab, Ns, Proc, wait_until};
+
+const WORKERS: usize = 4;
+const SEED: u32 = 0x5eed_0042;
+const PORT: u16 = 8080;
+const SERVER4: &str = "10.79.0.2";
+const SERVER6: &str = "fd79::2";
+
+struct Setup {
+    _lab: Lab,
+    client: Ns,
+    server: Ns,
+    log: TempFile,
+    _cfg: TempFile,
+    weir: Proc,
+}
+
+fn setup() -> Result<Setup> {
+    let lab = Lab::new()?;
+    let client = lab.add_ns("client")?;
+    let server = lab.add_ns("server")?;
+    let (c0, s0) = lab.veth(&client, &server)?;
+    c0.addr("10.79.0.1/24")?.addr("fd79::1/64")?;
+    s0.addr(&format!("{SERVER4}/24"))?
+        .addr(&format!("{SERVER6}/64"))?;
+    let log = TempFile::new("access.log", "");
+    let cfg = TempFile::new(
+        "steer.toml",
+        &format!(
+            "[workers]\ncount = {WORKERS}\nhash_seed = {SEED}\n\n\
+             [load_balancer]\naccess_logs.enabled = true\naccess_logs.path = \"{}\"\n\n\
+             [[listener]]\naddress = \"::\"\nport = {PORT}\n\
+             default_action = {{ type = \"fixed-response\", status_code = 200, message_body = \"ok\" }}\n",
+            log.path()
+        ),
+    );
+    let mut c = weir_command(&server);
+    c.args(["run", "--config", cfg.path()]);
+    let mut weir = server.spawn_command(c)?;
+    wait_until(Duration::from_secs(20), "all workers to serve", || {
+        if !weir.is_running() {
+            bail!("weir exited");
+        }
+        Ok(worker_pids(&server_marker(&cfg)).len() == WORKERS && server.tcp_listening(PORT)?)
+    })?;
+    // Workers print "ready" once serving; give the supervisor a moment to put all in the table.
+    std::thread::sleep(Duration::from_millis(300));
+    Ok(Setup {
+        _lab: lab,
+        client,
+        server,
+        log,
+        _cfg: cfg,
+        weir,
+    })
+}
+
+fn server_marker(cfg: &TempFile) -> String {
+    cfg.path().to_string()
+}
+
+/// pid of each `weir worker --index i … --config <marker>` process, by index.
+fn worker_pids(marker: &str) -> HashMap<usize, i32> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.get(1).map(String::as_str) == Some("worker") && args.iter().any(|a| a == marker) {
+            if let Some(i) = args
+                .iter()
+                .position(|a| a == "--index")
+                .and_then(|i| args.get(i + 1))
+            {
+                if let Ok(i) = i.parse() {
+                    out.insert(i, pid);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// One HTTP request on a new connection; returns the client's local address.
+fn request(client: &Ns, server: IpAddr) -> Result<SocketAddr> {
+    client.in_ns(|| -> Result<SocketAddr> {
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::new(server, PORT), Duration::from_secs(5))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let local = s.local_addr()?;
+        s.write_all(b"GET / HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n")?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp)?;
+        if !resp.starts_with(b"HTTP/1.1 200") {
+            bail!("unexpected response {:?}", String::from_utf8_lossy(&resp));
+        }
+        Ok(local)
+    })?
+}
+
+/// (client address, worker) of every access-log line.
+fn served_by(log: &TempFile) -> Result<Vec<(SocketAddr, usize)>> {
+    let text = std::fs::read_to_string(&log.0)?;
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let worker = f
+            .get(2)
+            .and_then(|w| w.strip_prefix("weir/"))
+            .context("elb field")?
+            .parse()?;
+        let client: SocketAddr = f.get(3).context("client field")?.parse()?;
+        let client = SocketAddr::new(client.ip().to_canonical(), client.port());
+        out.push((client, worker));
+    }
+    Ok(out)
+}
+
+#[test]
+fn every_connection_lands_on_the_worker_the_shared_function_names() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let mut s = setup()?;
+    const N: usize = 2000;
+    let servers: [IpAddr; 2] = [SERVER4.parse()?, SERVER6.parse()?];
+    for i in 0..N {
+        // Four in five over IPv4, one in five over IPv6.
+        request(&s.client, servers[usize::from(i % 5 == 4)])?;
+    }
+    let workers: Vec<u32> = (0..WORKERS as u32).collect();
+    wait_until(
+        Duration::from_secs(5),
+        "the access log to hold every request",
+        || Ok(served_by(&s.log)?.len() >= N),
+    )?;
+    let served = served_by(&s.log)?;
+    let mut per_worker = [0usize; WORKERS];
+    assert_eq!(served.len(), N, "one access-log line per request");
+    let mut disagree = Vec::new();
+    for (local, got) in served {
+        // The client's own address says which server address it connected to.
+        let server = servers[usize::from(local.is_ipv6())];
+        let want = owner(
+            &workers,
+            WORKERS,
+            SEED,
+            (local.ip(), local.port()),
+            (server, PORT),
+        )
+        .unwrap() as usize;
+        per_worker[got] += 1;
+        if got != want {
+            disagree.push(format!(
+                "{local} -> {server}: worker {got}, shared function says {want}"
+            ));
+        }
+    }
+    assert!(
+        disagree.is_empty(),
+        "{} of {N} disagree:\n{}",
+        disagree.len(),
+        disagree.join("\n")
+    );
+    // Each worker's share is within ±15 % of N/4 (binomial sd ≈ 19 connections of 500).
+    for (w, n) in per_worker.iter().enumerate() {
+        assert!(
+            (425..=575).contains(n),
+            "worker {w} took {n} of {N}: {per_worker:?}"
+        );
+    }
+    assert!(interrupt(&mut s.weir)?);
+    let _ = &s.server;
+    Ok(())
+}
+
+#[test]
+fn a_killed_worker_costs_no_new_connection_and_comes_back() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let mut s = setup()?;
+    let marker = server_marker(&s._cfg);
+    let victim = 2usize;
+    let old_pid = worker_pids(&marker)[&victim];
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let kill_at = Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let mut loops = Vec::new();
+    for t in 0..2 {
+        let (client, stop, kill_at) = (s.client.clone(), stop.clone(), kill_at.clone());
+        loops.push(std::thread::spawn(move || {
+            let server: IpAddr = SERVER4.parse().unwrap();
+            let (mut ok, mut failed_new, mut failed_in_flight) = (0, Vec::new(), 0);
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                match request(&client, server) {
+                    Ok(_) => ok += 1,
+                    Err(e) => match *kill_at.lock().unwrap() {
+                        // Begun before the kill: it may have been accepted by the victim, whose
+                        // accepted connections die with it (as with any proxy process).
+                        Some(k) if started <= k => failed_in_flight += 1,
+                        _ => failed_new.push(format!("thread {t}: {e:#}")),
+                    },
+                }
+            }
+            (ok, failed_new, failed_in_flight)
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(800));
+    *kill_at.lock().unwrap() = Some(Instant::now());
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(old_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    // The supervisor restarts it with the same sockets.
+    wait_until(
+        Duration::from_secs(10),
+        "the worker to be restarted",
+        || {
+            Ok(worker_pids(&marker)
+                .get(&victim)
+                .is_some_and(|p| *p != old_pid))
+        },
+    )?;
+    let restarted = Instant::now();
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let mut total_ok = 0;
+    for l in loops {
+        let (ok, failed_new, in_flight) = l.join().unwrap();
+        assert!(
+            failed_new.is_empty(),
+            "new connections failed: {failed_new:#?}"
+        );
+        assert!(
+            in_flight <= 1,
+            "{in_flight} in-flight connections failed per thread"
+        );
+        total_ok += ok;
+    }
+    assert!(
+        total_ok > 100,
+        "the client loop made only {total_ok} requests"
+    );
+    // After the restart the victim serves its share again.
+    let before = served_by(&s.log)?
+        .iter()
+        .filter(|(_, w)| *w == victim)
+        .count();
+    for _ in 0..200 {
+        request(&s.client, SERVER4.parse()?)?;
+    }
+    let after = served_by(&s.log)?
+        .iter()
+        .filter(|(_, w)| *w == victim)
+        .count();
+    assert!(
+        after - before >= 20,
+        "worker {victim} took {} of 200 after its restart",
+        after - before
+    );
+    let _ = restarted;
+    assert!(interrupt(&mut s.weir)?);
+    Ok(())
+}

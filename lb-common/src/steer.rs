@@ -16,7 +16,8 @@
 pub const STEER_CONFIG: &str = "STEER_CONFIG";
 /// Array `half * STEER_TABLE_MAX + slot -> worker index`.
 pub const STEER_TABLE: &str = "STEER_TABLE";
-/// Hash map `listening port (host order) -> listener index`.
+/// Array `listening port (host order) -> listener index + 1` (0: not a steered port). An array
+/// rather than a hash map: the verifier inlines its lookup.
 pub const STEER_LISTENERS: &str = "STEER_LISTENERS";
 /// ReusePortSockArray `listener index * MAX_WORKERS + worker -> socket`.
 pub const STEER_SOCKETS: &str = "STEER_SOCKETS";

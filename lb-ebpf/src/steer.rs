@@ -16,7 +16,7 @@ use aya_ebpf::{
     bindings::{bpf_hdr_start_off::BPF_HDR_START_NET, sk_action},
     helpers::bpf_skb_load_bytes_relative,
     macros::{map, sk_reuseport},
-    maps::{Array, HashMap, PerCpuArray, ReusePortSockArray},
+    maps::{Array, PerCpuArray, ReusePortSockArray},
     programs::SkReuseportContext,
 };
 use lb_common::{
@@ -33,7 +33,7 @@ static STEER_CONFIG: Array<SteerConfig> = Array::with_max_entries(1, 0);
 static STEER_TABLE: Array<u32> = Array::with_max_entries(2 * STEER_TABLE_MAX, 0);
 
 #[map]
-static STEER_LISTENERS: HashMap<u16, u32> = HashMap::with_max_entries(MAX_LISTENERS, 0);
+static STEER_LISTENERS: Array<u32> = Array::with_max_entries(1 << 16, 0);
 
 #[map]
 static STEER_SOCKETS: ReusePortSockArray =
@@ -73,8 +73,9 @@ fn steer(ctx: &SkReuseportContext) -> SteerStat {
     }
     let sport_be = unsafe { *(start as *const u16) };
     let dport_be = unsafe { *((start + 2) as *const u16) };
-    let Some(base) = (unsafe { STEER_LISTENERS.get(&u16::from_be(dport_be)) }).copied() else {
-        return SteerStat::Fallback;
+    let base = match STEER_LISTENERS.get(u16::from_be(dport_be) as u32) {
+        Some(&b) if b > 0 => b - 1,
+        _ => return SteerStat::Fallback,
     };
     let Some((src, dst)) = addresses(ctx) else {
         return SteerStat::Error;

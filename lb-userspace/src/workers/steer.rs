@@ -6,7 +6,7 @@ use std::{net::IpAddr, os::fd::AsFd};
 use anyhow::Context;
 use aya::{
     Ebpf,
-    maps::{Array, HashMap, PerCpuArray, ReusePortSockArray},
+    maps::{Array, PerCpuArray, ReusePortSockArray},
     programs::SkReuseport,
 };
 use lb_common::{
@@ -103,13 +103,13 @@ impl Steering {
     /// Puts every socket in the array and attaches the program to each listener's group.
     pub fn attach(&mut self, groups: &[ListenerGroup]) -> anyhow::Result<()> {
         {
-            let mut listeners: HashMap<_, u16, u32> = HashMap::try_from(
+            let mut listeners: Array<_, u32> = Array::try_from(
                 self.ebpf
                     .map_mut(steer::STEER_LISTENERS)
                     .context("STEER_LISTENERS")?,
             )?;
             for (i, g) in groups.iter().enumerate() {
-                listeners.insert(g.addr.port(), i as u32, 0)?;
+                listeners.set(u32::from(g.addr.port()), i as u32 + 1, 0)?;
             }
         }
         {

@@ -3,6 +3,7 @@
 
 mod pps;
 mod report;
+mod steer;
 mod xdp;
 
 pub use xdp::flag;
@@ -34,6 +35,7 @@ pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
         }
         "xdp" => xdp::run(args),
         "pps" => pps::run(args),
+        "steer" => steer::run(args),
         other => bail!("no benchmark `{other}` (cargo xtask bench list)"),
     }
 }

@@ -13,11 +13,11 @@
 
 use aya_ebpf::{
     EbpfContext,
-    bindings::{bpf_hdr_start_off::BPF_HDR_START_NET, sk_action},
+    bindings::{bpf_hdr_start_off::BPF_HDR_START_NET, sk_action, xdp_action},
     helpers::bpf_skb_load_bytes_relative,
-    macros::{map, sk_reuseport},
+    macros::{map, sk_reuseport, xdp},
     maps::{Array, PerCpuArray, ReusePortSockArray},
-    programs::SkReuseportContext,
+    programs::{SkReuseportContext, XdpContext},
 };
 use lb_common::{
     Addr,
@@ -81,17 +81,64 @@ fn steer(ctx: &SkReuseportContext) -> SteerStat {
         return SteerStat::Error;
     };
     let hash = flow_hash(&src, &dst, sport_be, dport_be, proto::TCP, cfg.seed);
-    let slot = half * STEER_TABLE_MAX + table_slot(hash, size);
-    let Some(worker) = STEER_TABLE.get(slot).copied() else {
+    let Some(worker) = table_owner(hash, size, half) else {
         return SteerStat::Error;
     };
-    if worker >= MAX_WORKERS {
-        return SteerStat::Error;
-    }
     match STEER_SOCKETS.select_reuseport(ctx, base * MAX_WORKERS + worker) {
         Ok(()) => SteerStat::Steered,
         Err(_) => SteerStat::Error,
     }
+}
+
+/// The worker in the active table's slot for `hash`.
+#[inline(always)]
+fn table_owner(hash: u32, size: u32, half: u32) -> Option<u32> {
+    let worker = *STEER_TABLE.get(half * STEER_TABLE_MAX + table_slot(hash, size))?;
+    (worker < MAX_WORKERS).then_some(worker)
+}
+
+/// Test probe (run only through `BPF_PROG_TEST_RUN`): after a 14-byte header the frame holds
+/// `src[16] dst[16] sport_be[2] dport_be[2] proto[1] pad[3] seed[4]`; the program writes
+/// `hash(seed) hash(config seed) worker` (u32 each, `u32::MAX` = none) over the 12 bytes after
+/// it. The same `flow_hash` and `table_owner` as `weir_steer`, so user space can hold the kernel
+/// build of them to its own.
+#[xdp]
+pub fn steer_probe(ctx: XdpContext) -> u32 {
+    const REC: usize = 14;
+    const OUT: usize = REC + 44;
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + OUT + 12 > end {
+        return xdp_action::XDP_ABORTED;
+    }
+    let rec = unsafe { &*((start + REC) as *const [u8; 44]) };
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&rec[..16]);
+    dst.copy_from_slice(&rec[16..32]);
+    let (src, dst) = (Addr::from_v6(src), Addr::from_v6(dst));
+    let sport_be = u16::from_ne_bytes([rec[32], rec[33]]);
+    let dport_be = u16::from_ne_bytes([rec[34], rec[35]]);
+    let proto = rec[36];
+    let seed = u32::from_ne_bytes([rec[40], rec[41], rec[42], rec[43]]);
+    let hash = flow_hash(&src, &dst, sport_be, dport_be, proto, seed);
+    let (cfg_hash, worker) = match STEER_CONFIG.get(0) {
+        Some(cfg) => {
+            let h = flow_hash(&src, &dst, sport_be, dport_be, proto, cfg.seed);
+            let (size, half) = SteerConfig::unpack(cfg.table);
+            let w = if size == 0 || size > STEER_TABLE_MAX {
+                None
+            } else {
+                table_owner(h, size, half)
+            };
+            (h, w.unwrap_or(u32::MAX))
+        }
+        None => (u32::MAX, u32::MAX),
+    };
+    let out = unsafe { &mut *((start + OUT) as *mut [u8; 12]) };
+    out[..4].copy_from_slice(&hash.to_ne_bytes());
+    out[4..8].copy_from_slice(&cfg_hash.to_ne_bytes());
+    out[8..].copy_from_slice(&worker.to_ne_bytes());
+    xdp_action::XDP_PASS
 }
 
 /// Source and destination addresses from the IP header (before `data`).

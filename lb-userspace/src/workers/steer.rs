@@ -160,6 +160,20 @@ impl Steering {
         Ok(())
     }
 
+    /// The `steer_probe` XDP program (loaded on first use): for tests that hold the kernel's
+    /// hash and table lookup to `owner()` through `BPF_PROG_TEST_RUN`.
+    pub fn probe(&mut self) -> anyhow::Result<&mut aya::programs::Xdp> {
+        let prog: &mut aya::programs::Xdp = self
+            .ebpf
+            .program_mut("steer_probe")
+            .context("steer_probe missing from the object")?
+            .try_into()?;
+        if prog.fd().is_err() {
+            prog.load()?;
+        }
+        Ok(prog)
+    }
+
     /// Counters by `SteerStat`, summed over CPUs.
     pub fn counters(&self) -> anyhow::Result<Vec<(&'static str, u64)>> {
         let m: PerCpuArray<_, u64> =

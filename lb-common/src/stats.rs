@@ -39,11 +39,24 @@ pub enum Stat {
     DropIpv6ExtHeader = 7,
     /// A protocol other than TCP, UDP, ICMP, ICMPv6 to a VIP address: XDP_DROP.
     DropVipProto = 8,
+    /// A SYN to a VIP in cookie mode, answered from XDP with a SYN-ACK carrying a SYN cookie:
+    /// XDP_TX.
+    TxSynCookie = 9,
+    /// An ACK to a VIP in cookie mode whose cookie checked out; the kernel makes the
+    /// connection: XDP_PASS.
+    PassSynCookieAck = 10,
+    /// An ACK to a VIP in cookie mode that reached only the listener and whose cookie is wrong:
+    /// XDP_DROP.
+    DropSynCookieAck = 11,
+    /// A SYN over its source's rate limit: XDP_DROP.
+    DropSynRate = 12,
+    /// A TCP segment (not a SYN) to a VIP in cookie mode with no connection behind it: XDP_DROP.
+    DropVipStray = 13,
 }
 
 impl Stat {
     /// Number of entries in `STATS`.
-    pub const COUNT: u32 = 9;
+    pub const COUNT: u32 = 14;
 
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::PassNotIp,
@@ -55,6 +68,11 @@ impl Stat {
         Stat::DropMalformed,
         Stat::DropIpv6ExtHeader,
         Stat::DropVipProto,
+        Stat::TxSynCookie,
+        Stat::PassSynCookieAck,
+        Stat::DropSynCookieAck,
+        Stat::DropSynRate,
+        Stat::DropVipStray,
     ];
 
     /// Stable snake_case name, used in `weir stats` and its JSON.
@@ -69,6 +87,11 @@ impl Stat {
             Stat::DropMalformed => "drop_malformed",
             Stat::DropIpv6ExtHeader => "drop_ipv6_ext_header",
             Stat::DropVipProto => "drop_vip_proto",
+            Stat::TxSynCookie => "tx_syn_cookie",
+            Stat::PassSynCookieAck => "pass_syn_cookie_ack",
+            Stat::DropSynCookieAck => "drop_syn_cookie_ack",
+            Stat::DropSynRate => "drop_syn_rate",
+            Stat::DropVipStray => "drop_vip_stray",
         }
     }
 
@@ -76,7 +99,28 @@ impl Stat {
     pub const fn passes(self) -> bool {
         matches!(
             self,
-            Stat::PassNotIp | Stat::PassNotVip | Stat::PassVipIcmp | Stat::PassVip
+            Stat::PassNotIp
+                | Stat::PassNotVip
+                | Stat::PassVipIcmp
+                | Stat::PassVip
+                | Stat::PassSynCookieAck
+        )
+    }
+
+    /// Whether this decision sends the (rewritten) packet back out (XDP_TX).
+    pub const fn transmits(self) -> bool {
+        matches!(self, Stat::TxSynCookie)
+    }
+
+    /// Decisions of the SYN-flood defence (fixtures in `tests/tests/syn_fixtures.rs`).
+    pub const fn is_syn_defence(self) -> bool {
+        matches!(
+            self,
+            Stat::TxSynCookie
+                | Stat::PassSynCookieAck
+                | Stat::DropSynCookieAck
+                | Stat::DropSynRate
+                | Stat::DropVipStray
         )
     }
 }

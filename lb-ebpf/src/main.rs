@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! weir_xdp → ethernet (+ one 802.1Q/802.1ad tag) → ipv4 | ipv6 → tcp/udp ports → VIP lookup
-//!          → deny-list → count → verdict
+//!          → deny-list → count → TCP: SYN-flood defence (`syn.rs`) → verdict
 //! ```
 //!
 //! Every decision ends in [`verdict`], which counts the packet under exactly one [`Stat`] and
@@ -12,19 +12,24 @@
 
 mod maps;
 mod parse;
+mod syn;
+mod syn_cookie;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Addr, Stat, VipInfo, VipKey, proto};
 
-use crate::parse::{L3, Packet};
+use crate::{
+    parse::{L3, Packet},
+    syn::Seg,
+};
 
 #[xdp]
 pub fn weir_xdp(ctx: XdpContext) -> u32 {
     let pkt = Packet::new(&ctx);
     let stat = match parse::l3(&pkt) {
         Err(stat) => stat,
-        Ok(L3::V4 { off }) => ipv4(&pkt, off),
-        Ok(L3::V6 { off }) => ipv6(&pkt, off),
+        Ok(L3::V4 { off }) => ipv4(&ctx, &pkt, off),
+        Ok(L3::V6 { off }) => ipv6(&ctx, &pkt, off),
     };
     verdict(stat, pkt.len())
 }
@@ -35,13 +40,15 @@ fn verdict(stat: Stat, len: u64) -> u32 {
     maps::count(stat, len);
     if stat.passes() {
         xdp_action::XDP_PASS
+    } else if stat.transmits() {
+        xdp_action::XDP_TX
     } else {
         xdp_action::XDP_DROP
     }
 }
 
 #[inline(always)]
-fn ipv4(pkt: &Packet, off: usize) -> Stat {
+fn ipv4(ctx: &XdpContext, pkt: &Packet, off: usize) -> Stat {
     let Some(ip) = parse::ipv4(pkt, off) else {
         return Stat::DropMalformed;
     };
@@ -50,24 +57,40 @@ fn ipv4(pkt: &Packet, off: usize) -> Stat {
         return address_only(dst, || maps::denied_v4(ip.src_octets()), Stat::DropFragment);
     }
     match ip.proto {
-        proto::TCP | proto::UDP => service(pkt, ip.l4_off, ip.proto, dst, || {
-            maps::denied_v4(ip.src_octets())
-        }),
+        proto::TCP | proto::UDP => {
+            let seg = Seg {
+                ctx,
+                ip_off: off,
+                l4_off: ip.l4_off,
+                v6: false,
+            };
+            service(pkt, &seg, ip.proto, dst, || {
+                maps::denied_v4(ip.src_octets())
+            })
+        }
         proto::ICMP => address_only(dst, || maps::denied_v4(ip.src_octets()), Stat::PassVipIcmp),
         _ => address_only(dst, || maps::denied_v4(ip.src_octets()), Stat::DropVipProto),
     }
 }
 
 #[inline(always)]
-fn ipv6(pkt: &Packet, off: usize) -> Stat {
+fn ipv6(ctx: &XdpContext, pkt: &Packet, off: usize) -> Stat {
     let Some(ip) = parse::ipv6(pkt, off) else {
         return Stat::DropMalformed;
     };
     let dst = ip.dst;
     match ip.next_header {
-        proto::TCP | proto::UDP => service(pkt, ip.l4_off, ip.next_header, dst, || {
-            maps::denied_v6(ip.src_octets())
-        }),
+        proto::TCP | proto::UDP => {
+            let seg = Seg {
+                ctx,
+                ip_off: off,
+                l4_off: ip.l4_off,
+                v6: true,
+            };
+            service(pkt, &seg, ip.next_header, dst, || {
+                maps::denied_v6(ip.src_octets())
+            })
+        }
         proto::ICMPV6 => address_only(dst, || maps::denied_v6(ip.src_octets()), Stat::PassVipIcmp),
         parse::IPV6_FRAGMENT => {
             address_only(dst, || maps::denied_v6(ip.src_octets()), Stat::DropFragment)
@@ -81,16 +104,11 @@ fn ipv6(pkt: &Packet, off: usize) -> Stat {
     }
 }
 
-/// TCP or UDP: the destination (address, port, protocol) decides whether this is VIP traffic.
+/// TCP or UDP: the destination (address, port, protocol) decides whether this is VIP traffic;
+/// TCP to a VIP then goes through the SYN-flood defence (`syn::guard`).
 #[inline(always)]
-fn service(
-    pkt: &Packet,
-    l4_off: usize,
-    proto: u8,
-    dst: Addr,
-    denied: impl FnOnce() -> bool,
-) -> Stat {
-    let Some(dport_be) = parse::dst_port(pkt, l4_off, proto) else {
+fn service(pkt: &Packet, seg: &Seg, proto: u8, dst: Addr, denied: impl FnOnce() -> bool) -> Stat {
+    let Some(dport_be) = parse::dst_port(pkt, seg.l4_off, proto) else {
         return Stat::DropMalformed;
     };
     let Some(vip) = maps::vip(&VipKey::service(dst, dport_be, proto)) else {
@@ -100,6 +118,11 @@ fn service(
         return Stat::DropDenied;
     }
     maps::count_vip(vip, pkt.len());
+    if proto == proto::TCP
+        && let Some(stat) = syn::guard(seg, pkt, vip.id)
+    {
+        return stat;
+    }
     Stat::PassVip
 }
 

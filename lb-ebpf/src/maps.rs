@@ -3,12 +3,16 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, lpm_trie::Key},
+    maps::{Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, lpm_trie::Key},
 };
 use lb_common::{
     Counter, Stat, VipEntry, VipInfo, VipKey, deny,
     maps::{
         DENY_ENTRIES, MAX_VIPS, SETTINGS_F_DENY_V4, SETTINGS_F_DENY_V6, Settings, VIPS_ENTRIES,
+    },
+    syn::{
+        InsertBudget, SYN_COUNTERS, SYN_RATE_ENTRIES, SrcKey, SynBucket, SynCounter, SynSettings,
+        SynVip,
     },
     vip::{VIP_INDEX_EMPTY, VIP_INDEX_SHARED, VIP_INDEX_SLOTS},
 };
@@ -112,4 +116,71 @@ pub fn denied_v4(src: [u8; 4]) -> bool {
 #[inline(always)]
 pub fn denied_v6(src: [u8; 16]) -> bool {
     settings_flags() & SETTINGS_F_DENY_V6 != 0 && DENY_V6.get(Key::new(128, src)).is_some()
+}
+
+// ---- SYN-flood defence (see `syn.rs`) ----
+
+#[map]
+static VIP_SYN: Array<SynVip> = Array::with_max_entries(MAX_VIPS, 0);
+
+#[map]
+static VIP_SYN_STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(MAX_VIPS * SYN_COUNTERS, 0);
+
+#[map]
+static SYN_SETTINGS: Array<SynSettings> = Array::with_max_entries(1, 0);
+
+#[map]
+static SYN_RATE: LruHashMap<SrcKey, SynBucket> = LruHashMap::with_max_entries(SYN_RATE_ENTRIES, 0);
+
+#[map]
+static SYN_BUDGET: PerCpuArray<InsertBudget> = PerCpuArray::with_max_entries(1, 0);
+
+/// The VIP's `SYN_VIP_*` flags; 0 (off) when it has no entry.
+#[inline(always)]
+pub fn syn_flags(vip_id: u32) -> u32 {
+    VIP_SYN.get(vip_id).map_or(0, |v| v.flags)
+}
+
+#[inline(always)]
+pub fn syn_settings() -> Option<&'static SynSettings> {
+    SYN_SETTINGS.get(0)
+}
+
+#[inline(always)]
+pub fn count_syn(vip_id: u32, c: SynCounter) {
+    if let Some(p) = VIP_SYN_STATS.get_ptr_mut(vip_id * SYN_COUNTERS + c as u32) {
+        // Per-CPU slot: plain add is exact.
+        unsafe { *p += 1 };
+    }
+}
+
+pub enum Rate {
+    Allow,
+    Deny,
+    /// Unknown source and the flood guard forbids inserting it: not limited.
+    Untracked,
+}
+
+/// The per-source token bucket. Known sources are updated in place (no map update call); a new
+/// source is inserted only while this CPU's insertion budget for the second lasts, so a flood
+/// of spoofed sources cannot push real clients out of the LRU.
+#[inline(always)]
+pub fn syn_rate(key: &SrcKey, s: &SynSettings, now_ns: u64) -> Rate {
+    if let Some(b) = SYN_RATE.get_ptr_mut(key) {
+        // Racing CPUs may lose an update: the limit is approximate by design.
+        return if unsafe { (*b).take(now_ns, s.ns_per_syn, s.bucket_ns) } {
+            Rate::Allow
+        } else {
+            Rate::Deny
+        };
+    }
+    let Some(budget) = SYN_BUDGET.get_ptr_mut(0) else {
+        return Rate::Untracked;
+    };
+    if !unsafe { (*budget).admit(now_ns, s.new_sources_per_sec) } {
+        return Rate::Untracked;
+    }
+    let first = SynBucket::first(now_ns, s.ns_per_syn, s.bucket_ns);
+    let _ = SYN_RATE.insert(key, &first, 0);
+    Rate::Allow
 }

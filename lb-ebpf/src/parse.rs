@@ -14,9 +14,9 @@ const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
 const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
-const IPV4_HLEN: usize = 20;
-const IPV6_HLEN: usize = 40;
-const TCP_HLEN: usize = 20;
+pub const IPV4_HLEN: usize = 20;
+pub const IPV6_HLEN: usize = 40;
+pub const TCP_HLEN: usize = 20;
 const UDP_HLEN: usize = 8;
 /// IPv4 "more fragments" flag and fragment offset, in host order of the 16-bit field.
 const IPV4_MF_OFFSET: u16 = 0x3fff;
@@ -45,7 +45,7 @@ impl Packet {
 
     /// The address of `N` bytes at `off`, when they lie inside the packet.
     #[inline(always)]
-    fn bytes<const N: usize>(&self, off: usize) -> Option<usize> {
+    pub fn bytes<const N: usize>(&self, off: usize) -> Option<usize> {
         let at = self.start + off;
         if at + N > self.end {
             return None;
@@ -56,20 +56,38 @@ impl Packet {
 
 /// Reads a byte at `at` (already bounds-checked).
 #[inline(always)]
-fn u8_at(at: usize) -> u8 {
+pub fn u8_at(at: usize) -> u8 {
     unsafe { *(at as *const u8) }
 }
 
 /// Reads a 16-bit field in network order, returned as it lies in memory.
 #[inline(always)]
-fn u16_at(at: usize) -> u16 {
+pub fn u16_at(at: usize) -> u16 {
     unsafe { *(at as *const u16) }
 }
 
 /// Reads a 32-bit word as it lies in memory (see the module note on alignment).
 #[inline(always)]
-fn u32_at(at: usize) -> u32 {
+pub fn u32_at(at: usize) -> u32 {
     unsafe { *(at as *const u32) }
+}
+
+/// Writes a byte at `at` (already bounds-checked).
+#[inline(always)]
+pub fn put_u8(at: usize, v: u8) {
+    unsafe { *(at as *mut u8) = v }
+}
+
+/// Writes a 16-bit field as it will lie in memory (callers pass network order).
+#[inline(always)]
+pub fn put_u16(at: usize, v: u16) {
+    unsafe { *(at as *mut u16) = v }
+}
+
+/// Writes a 32-bit word as it will lie in memory (callers pass network order).
+#[inline(always)]
+pub fn put_u32(at: usize, v: u32) {
+    unsafe { *(at as *mut u32) = v }
 }
 
 pub enum L3 {

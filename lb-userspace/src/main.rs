@@ -64,7 +64,9 @@ fn read_pinned(iface: &str) -> anyhow::Result<Counters> {
     let stats = Map::PerCpuArray(open(lb_common::maps::STATS)?);
     let vip_stats = Map::PerCpuArray(open(lb_common::maps::VIP_STATS)?);
     let vips = Map::HashMap(open(lb_common::maps::VIPS)?);
-    Ok(Counters::read(&stats, &vip_stats, &vips)?)
+    let mut counters = Counters::read(&stats, &vip_stats, &vips)?;
+    counters.syn = lb_userspace::xdp::syn::read_pinned(&dir, &counters.tcp_vip_ids())?;
+    Ok(counters)
 }
 
 fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {

@@ -23,6 +23,8 @@ struct XdpTier {
     dataplane: Dataplane,
     attachment: Option<attach::Attachment>,
     _pins: PinDir,
+    /// SYN modes, auto mode and the host sysctls (restored when dropped, after the detach).
+    syn: xdp::syn::SynControl,
 }
 
 impl Drop for XdpTier {
@@ -58,6 +60,10 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
         .filter_map(|s| l4::parse_prefix(s).ok())
         .collect();
     dataplane.set_deny_list(&deny)?;
+    let mtu = std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
+        .ok()
+        .and_then(|m| m.trim().parse().ok());
+    let syn = xdp::syn::SynControl::start(&mut dataplane, &cfg.syn, &vips, mtu, true)?;
     let pins = PinDir::create(iface)?;
     dataplane.pin_maps(&pins.path)?;
     let mut tier = XdpTier {
@@ -65,6 +71,7 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
         dataplane,
         attachment: None,
         _pins: pins,
+        syn,
     };
     tier.attachment = Some(attach::attach(
         &mut tier.dataplane,
@@ -78,7 +85,7 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     info!(config = %cfg.source, "configuration loaded");
-    let xdp_tier = match &args.iface {
+    let mut xdp_tier = match &args.iface {
         Some(iface) => Some(start_xdp(&cfg, &args, iface).context("starting the XDP tier")?),
         None => None,
     };
@@ -100,6 +107,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
     tick.tick().await;
+    let mut syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
+    let mut syn_tick = tokio::time::interval(xdp::syn::SynControl::TICK);
+    let mut syn_at = Instant::now();
+    let mut sighup = signal(SignalKind::hangup())?;
     info!("weir running; Ctrl-C to stop");
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
@@ -107,6 +118,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sigterm.recv() => { info!("SIGTERM: stopping"); break Ok(()) }
             res = crate::l7::wait(&mut l7) => {
                 break res.context("L7 workers stopped");
+            }
+            _ = syn_tick.tick(), if syn_ticks => {
+                if let Some(t) = &mut xdp_tier {
+                    t.syn.tick(&mut t.dataplane, syn_at.elapsed())?;
+                    syn_at = Instant::now();
+                }
+            }
+            _ = sighup.recv() => {
+                // Run-time SYN modes: edit [syn] in the file, then SIGHUP.
+                match (&mut xdp_tier, Config::load(args.config.as_deref())) {
+                    (Some(t), Ok(new)) => {
+                        t.syn.reload(&mut t.dataplane, &new.syn)?;
+                        syn_ticks = t.syn.needs_ticks();
+                        info!("SIGHUP: [syn] modes reloaded");
+                    }
+                    (_, Err(e)) => warn!("SIGHUP: configuration not reloaded: {e:#}"),
+                    _ => {}
+                }
             }
             _ = tick.tick(), if interval > 0 => {
                 if let (Some(t), Some((prev, at))) = (&xdp_tier, &mut last) {

@@ -459,7 +459,8 @@ fn every_case_takes_its_action_and_counts_once() {
 #[test]
 fn every_stat_is_reached_by_some_case() {
     let reached: Vec<Stat> = cases().iter().map(|c| c.stat).collect();
-    for s in Stat::ALL {
+    // The SYN-flood defence's decisions need listeners and modes: tests/tests/syn_fixtures.rs.
+    for s in Stat::ALL.into_iter().filter(|s| !s.is_syn_defence()) {
         assert!(reached.contains(&s), "no fixture reaches {}", s.name());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod l4;
 pub mod locate;
+pub mod syn;
 pub mod workers;
 
 use std::{fmt, path::Path};
@@ -33,6 +34,8 @@ pub struct Config {
     /// attached interface's addresses (see [`Config::vip_specs`]).
     pub vip: Option<Vec<VipSpec>>,
     pub deny: DenyList,
+    /// `[syn]`: the SYN-flood defence.
+    pub syn: syn::SynConfig,
     pub workers: WorkerSettings,
     pub l7: L7Config,
 }
@@ -46,6 +49,8 @@ struct File {
     vip: Option<Vec<VipSpec>>,
     #[serde(default)]
     deny: DenyList,
+    #[serde(default)]
+    syn: syn::SynConfig,
     #[serde(default)]
     workers: WorkerSettings,
     #[serde(default)]
@@ -144,6 +149,7 @@ impl Config {
             xdp: file.xdp,
             vip: file.vip,
             deny: file.deny,
+            syn: file.syn,
             workers: file.workers,
             l7: L7Config {
                 load_balancer: file.load_balancer,
@@ -170,6 +176,7 @@ impl Config {
             l4::validate_vips(vips, &mut problems);
         }
         l4::validate_deny(&self.deny, &mut problems);
+        self.syn.validate(&mut problems);
         self.workers.validate(self.l7.listener.len(), &mut problems);
         problems.extend(
             self.l7

@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod pins;
+pub mod syn;
 pub mod vips;
 
 use std::net::IpAddr;
@@ -54,7 +55,8 @@ impl Dataplane {
     /// Loads the embedded object and the XDP program into the kernel (no attachment).
     pub fn load() -> Result<Self, DataplaneError> {
         let mut ebpf = Ebpf::load(crate::XDP_OBJECT).map_err(DataplaneError::Load)?;
-        for name in names::ALL {
+        for name in names::ALL.iter().chain(&lb_common::syn::names::ALL) {
+            let name = *name;
             if ebpf.map(name).is_none() {
                 return Err(DataplaneError::Missing("map", name));
             }
@@ -189,11 +191,13 @@ impl Dataplane {
                 .map(name)
                 .ok_or(DataplaneError::Missing("map", name))
         };
-        Counters::read(
+        let mut c = Counters::read(
             map(names::STATS)?,
             map(names::VIP_STATS)?,
             map(names::VIPS)?,
-        )
+        )?;
+        c.syn = self.syn_state(&c.tcp_vip_ids())?;
+        Ok(c)
     }
 
     /// Pins the maps `weir stats` reads into `dir`.
@@ -206,7 +210,7 @@ impl Dataplane {
             map.pin(dir.join(name))
                 .map_err(|e| anyhow::anyhow!("pinning map {name} in {}: {e}", dir.display()))?;
         }
-        Ok(())
+        self.pin_syn_maps(dir)
     }
 }
 
@@ -277,6 +281,8 @@ pub struct Counters {
     pub stats: Vec<Counter>,
     /// One entry per configured VIP service, ordered by id.
     pub vips: Vec<VipCounter>,
+    /// The SYN defence's state and counters of the TCP VIPs, ordered by id.
+    pub syn: Vec<syn::VipSyn>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -326,6 +332,15 @@ impl Counters {
         }
         out.vips.sort_by_key(|v| v.id);
         Ok(out)
+    }
+
+    /// The ids of the TCP VIPs (the ones with SYN state).
+    pub fn tcp_vip_ids(&self) -> Vec<u32> {
+        self.vips
+            .iter()
+            .filter(|v| v.protocol == lb_common::proto::TCP)
+            .map(|v| v.id)
+            .collect()
     }
 
     pub fn stat(&self, s: Stat) -> Counter {

@@ -1,0 +1,440 @@
+//! The SYN-flood defence from user space: per-VIP modes and the auto-mode ticks
+//! ([`SynControl`]), the settings the SYN-ACK needs from the host, the host sysctls the kernel's
+//! cookie path needs ([`HostSysctls`], restored on drop), and the counters `weir stats` shows.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use aya::maps::{Array, MapData, PerCpuArray};
+use lb_common::syn::{
+    AutoPolicy, AutoState, SYN_COUNTERS, SYN_F_ECN, SYN_F_SACK, SYN_F_TIMESTAMPS, SYN_F_WSCALE,
+    SYN_VIP_COOKIES, SYN_VIP_COUNT, SYN_VIP_LIMIT, SynCounter, SynMode, SynSettings, SynVip, names,
+};
+use tracing::{info, warn};
+
+use super::{Dataplane, DataplaneError, ResolvedVip};
+use crate::config::syn::SynConfig;
+
+/// A VIP's SYN state and counters (summed over CPUs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipSyn {
+    pub id: u32,
+    pub mode: SynMode,
+    pub cookies: bool,
+    /// Indexed by `SynCounter as usize`.
+    pub counts: [u64; SYN_COUNTERS as usize],
+}
+
+impl VipSyn {
+    pub fn get(&self, c: SynCounter) -> u64 {
+        self.counts[c as usize]
+    }
+}
+
+impl Dataplane {
+    pub fn set_syn_settings(&mut self, s: SynSettings) -> Result<(), DataplaneError> {
+        let mut a: Array<_, SynSettings> = Array::try_from(self.map_mut(names::SYN_SETTINGS)?)
+            .map_err(|e| DataplaneError::Map(names::SYN_SETTINGS, e))?;
+        a.set(0, s, 0)
+            .map_err(|e| DataplaneError::Map(names::SYN_SETTINGS, e))
+    }
+
+    pub fn set_syn_vip(&mut self, id: u32, v: SynVip) -> Result<(), DataplaneError> {
+        let mut a: Array<_, SynVip> = Array::try_from(self.map_mut(names::VIP_SYN)?)
+            .map_err(|e| DataplaneError::Map(names::VIP_SYN, e))?;
+        a.set(id, v, 0)
+            .map_err(|e| DataplaneError::Map(names::VIP_SYN, e))
+    }
+
+    /// The SYN state and counters of VIPs `ids`.
+    pub fn syn_state(&self, ids: &[u32]) -> Result<Vec<VipSyn>, DataplaneError> {
+        let map = |name| {
+            self.ebpf
+                .map(name)
+                .ok_or(DataplaneError::Missing("map", name))
+        };
+        read(map(names::VIP_SYN)?, map(names::VIP_SYN_STATS)?, ids)
+    }
+
+    /// Entries in the per-source rate limiter (for tests and `weir stats`).
+    pub fn syn_rate_sources(&self) -> Result<usize, DataplaneError> {
+        let m = self
+            .ebpf
+            .map(names::SYN_RATE)
+            .ok_or(DataplaneError::Missing("map", names::SYN_RATE))?;
+        let h: aya::maps::HashMap<&MapData, lb_common::syn::SrcKey, lb_common::syn::SynBucket> =
+            aya::maps::HashMap::try_from(m).map_err(|e| DataplaneError::Map(names::SYN_RATE, e))?;
+        Ok(h.keys().filter(Result::is_ok).count())
+    }
+
+    /// Pins the SYN maps `weir stats` reads.
+    pub(super) fn pin_syn_maps(&self, dir: &Path) -> anyhow::Result<()> {
+        for name in PINNED {
+            let map = self
+                .ebpf
+                .map(name)
+                .ok_or(DataplaneError::Missing("map", name))?;
+            map.pin(dir.join(name))
+                .map_err(|e| anyhow::anyhow!("pinning map {name} in {}: {e}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// The SYN maps pinned beside the counters.
+pub const PINNED: [&str; 2] = [names::VIP_SYN, names::VIP_SYN_STATS];
+
+fn read(
+    vip_syn: &aya::maps::Map,
+    stats: &aya::maps::Map,
+    ids: &[u32],
+) -> Result<Vec<VipSyn>, DataplaneError> {
+    let states: Array<&MapData, SynVip> =
+        Array::try_from(vip_syn).map_err(|e| DataplaneError::Map(names::VIP_SYN, e))?;
+    let counts: PerCpuArray<&MapData, u64> =
+        PerCpuArray::try_from(stats).map_err(|e| DataplaneError::Map(names::VIP_SYN_STATS, e))?;
+    let mut out = Vec::new();
+    for &id in ids {
+        let st = states
+            .get(&id, 0)
+            .map_err(|e| DataplaneError::Map(names::VIP_SYN, e))?;
+        let mut c = [0u64; SYN_COUNTERS as usize];
+        for (k, slot) in c.iter_mut().enumerate() {
+            let per_cpu = counts
+                .get(&(id * SYN_COUNTERS + k as u32), 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_SYN_STATS, e))?;
+            *slot = per_cpu.iter().copied().fold(0u64, u64::wrapping_add);
+        }
+        out.push(VipSyn {
+            id,
+            mode: SynMode::from_u32(st.mode),
+            cookies: st.cookies(),
+            counts: c,
+        });
+    }
+    Ok(out)
+}
+
+/// The SYN state of VIPs `ids` from a running daemon's pins in `dir` (`weir stats`); empty when
+/// the pins are not there (a daemon of an older build).
+pub fn read_pinned(dir: &Path, ids: &[u32]) -> anyhow::Result<Vec<VipSyn>> {
+    let open = |name: &str| -> Option<MapData> { MapData::from_pin(dir.join(name)).ok() };
+    let (Some(a), Some(b)) = (open(names::VIP_SYN), open(names::VIP_SYN_STATS)) else {
+        return Ok(Vec::new());
+    };
+    Ok(read(
+        &aya::maps::Map::Array(a),
+        &aya::maps::Map::PerCpuArray(b),
+        ids,
+    )?)
+}
+
+/// What the host's TCP stack will do with a cookie ACK, read from its sysctls: the SYN-ACK must
+/// promise exactly that.
+pub fn host_settings(cfg: &SynConfig, mtu: Option<u32>) -> SynSettings {
+    let num = |k: &str| {
+        sysctl_get(k)
+            .ok()
+            .and_then(|v| v.split_whitespace().last()?.parse::<u64>().ok())
+    };
+    let mut flags = 0;
+    if num("net/ipv4/tcp_sack").unwrap_or(1) != 0 {
+        flags |= SYN_F_SACK;
+    }
+    if num("net/ipv4/tcp_window_scaling").unwrap_or(1) != 0 {
+        flags |= SYN_F_WSCALE;
+    }
+    if num("net/ipv4/tcp_ecn").unwrap_or(2) != 0 {
+        flags |= SYN_F_ECN;
+    }
+    // Only without a per-connection offset does the kernel read the options back unchanged.
+    if num("net/ipv4/tcp_timestamps") == Some(2) {
+        flags |= SYN_F_TIMESTAMPS;
+    }
+    // tcp_select_initial_window: ilog2(max(tcp_rmem[2], rmem_max)) - 15, clamped to 0..=14.
+    let space = num("net/ipv4/tcp_rmem")
+        .unwrap_or(6 << 20)
+        .max(num("net/core/rmem_max").unwrap_or(0))
+        .max(1);
+    let wscale = (63 - space.leading_zeros() as i64 - 15).clamp(0, 14) as u32;
+    let mtu = mtu.unwrap_or(1500).clamp(1280, 65_535);
+    let (ns_per_syn, bucket_ns) = match cfg.per_source_syn_per_second {
+        0 => (0, 0),
+        r => {
+            let per = 1_000_000_000 / r;
+            (per, per.saturating_mul(cfg.per_source_burst.max(1)))
+        }
+    };
+    SynSettings {
+        flags,
+        mss_v4: (mtu - 40) as u16,
+        mss_v6: (mtu - 60) as u16,
+        wscale,
+        window: 65_535,
+        ns_per_syn,
+        bucket_ns,
+        new_sources_per_sec: cfg.new_sources_per_second,
+    }
+}
+
+fn sysctl_path(key: &str) -> PathBuf {
+    Path::new("/proc/sys").join(key)
+}
+
+fn sysctl_get(key: &str) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(sysctl_path(key))?
+        .trim()
+        .to_string())
+}
+
+fn sysctl_set(key: &str, value: &str) -> std::io::Result<()> {
+    std::fs::write(sysctl_path(key), value)
+}
+
+/// The sysctls of this network namespace the cookie path needs, set while weir runs and
+/// restored on drop:
+/// - `net.ipv4.tcp_timestamps = 2` (timestamps without per-connection offsets) whenever any VIP
+///   can get cookies: the kernel subtracts the offset from the echoed TSval before decoding the
+///   options, which would scramble them;
+/// - `net.ipv4.tcp_syncookies = 2` while any VIP has cookies on (the helper generates a cookie
+///   only then, or when the listener's SYN queue is full), at least 1 otherwise so late cookie
+///   ACKs still validate.
+pub struct HostSysctls {
+    saved: BTreeMap<&'static str, String>,
+    syncookies_base: String,
+}
+
+const SYNCOOKIES: &str = "net/ipv4/tcp_syncookies";
+const TIMESTAMPS: &str = "net/ipv4/tcp_timestamps";
+
+impl HostSysctls {
+    pub fn apply() -> anyhow::Result<HostSysctls> {
+        let mut h = HostSysctls {
+            saved: BTreeMap::new(),
+            syncookies_base: String::new(),
+        };
+        for key in [SYNCOOKIES, TIMESTAMPS] {
+            h.saved.insert(key, sysctl_get(key)?);
+        }
+        if h.saved[TIMESTAMPS] != "0" {
+            sysctl_set(TIMESTAMPS, "2")?;
+        } else {
+            warn!("net.ipv4.tcp_timestamps is 0: SYN cookies will carry the MSS only");
+        }
+        h.syncookies_base = if h.saved[SYNCOOKIES] == "0" {
+            "1".into()
+        } else {
+            h.saved[SYNCOOKIES].clone()
+        };
+        sysctl_set(SYNCOOKIES, &h.syncookies_base)?;
+        Ok(h)
+    }
+
+    /// Sets `tcp_syncookies` for "some VIP has cookies on" or not.
+    pub fn cookies(&self, on: bool) -> std::io::Result<()> {
+        sysctl_set(SYNCOOKIES, if on { "2" } else { &self.syncookies_base })
+    }
+}
+
+impl Drop for HostSysctls {
+    fn drop(&mut self) {
+        for (k, v) in &self.saved {
+            if let Err(e) = sysctl_set(k, v) {
+                warn!("restoring {k} = {v}: {e}");
+            }
+        }
+    }
+}
+
+/// One VIP under control.
+struct Controlled {
+    id: u32,
+    name: String,
+    address: std::net::IpAddr,
+    port: u16,
+    mode: SynMode,
+    auto: AutoState,
+    last_syns: u64,
+}
+
+/// Per-VIP modes, the auto-mode state machines and the host sysctls of a running daemon.
+pub struct SynControl {
+    vips: Vec<Controlled>,
+    policy: AutoPolicy,
+    limit: bool,
+    tick: Duration,
+    host: Option<HostSysctls>,
+    cookies_on: bool,
+}
+
+impl SynControl {
+    /// How often auto mode looks at the SYN rates.
+    pub const TICK: Duration = Duration::from_millis(200);
+
+    /// Programs settings and per-VIP modes; takes over the host sysctls when any VIP can get
+    /// cookies (`manage_host`; fixtures manage their namespace themselves).
+    pub fn start(
+        dp: &mut Dataplane,
+        cfg: &SynConfig,
+        vips: &[ResolvedVip],
+        mtu: Option<u32>,
+        manage_host: bool,
+    ) -> anyhow::Result<SynControl> {
+        let hold_ticks =
+            ((cfg.auto_hold_seconds * 1000) / Self::TICK.as_millis() as u64).max(1) as u32;
+        let mut c = SynControl {
+            vips: Vec::new(),
+            policy: AutoPolicy {
+                on_per_sec: cfg.auto_on_syn_per_second,
+                off_per_sec: cfg.auto_off_syn_per_second,
+                hold_ticks,
+            },
+            limit: cfg.per_source_syn_per_second > 0,
+            tick: Self::TICK,
+            host: None,
+            cookies_on: false,
+        };
+        for v in vips
+            .iter()
+            .filter(|v| v.protocol == crate::config::Protocol::Tcp)
+        {
+            c.vips.push(Controlled {
+                id: v.id,
+                name: v.name.clone(),
+                address: v.address,
+                port: v.port,
+                mode: cfg.mode_for(&v.address, v.port),
+                auto: AutoState::default(),
+                last_syns: 0,
+            });
+        }
+        if manage_host && c.vips.iter().any(|v| v.mode != SynMode::Off) {
+            c.host = Some(HostSysctls::apply()?);
+        }
+        dp.set_syn_settings(host_settings(cfg, mtu))?;
+        let ids: Vec<u32> = c.vips.iter().map(|v| v.id).collect();
+        for (v, st) in c.vips.iter_mut().zip(dp.syn_state(&ids)?) {
+            v.last_syns = st.get(SynCounter::SynSeen);
+        }
+        c.program(dp)?;
+        Ok(c)
+    }
+
+    fn flags(&self, v: &Controlled) -> u32 {
+        let mut f = 0;
+        if v.mode != SynMode::Off {
+            f |= SYN_VIP_COUNT;
+        }
+        if self.limit {
+            f |= SYN_VIP_LIMIT;
+        }
+        let cookies = match v.mode {
+            SynMode::Off => false,
+            SynMode::Auto => v.auto.active,
+            SynMode::Always => true,
+        };
+        if cookies {
+            f |= SYN_VIP_COOKIES;
+        }
+        f
+    }
+
+    /// Writes every VIP's flags, with the host sysctl switched first when cookies come on (and
+    /// last when they go off), so the helper never runs without it.
+    fn program(&mut self, dp: &mut Dataplane) -> anyhow::Result<()> {
+        let any = self
+            .vips
+            .iter()
+            .any(|v| self.flags(v) & SYN_VIP_COOKIES != 0);
+        if any && !self.cookies_on {
+            if let Some(h) = &self.host {
+                h.cookies(true)?;
+            }
+        }
+        for v in &self.vips {
+            dp.set_syn_vip(
+                v.id,
+                SynVip {
+                    flags: self.flags(v),
+                    mode: v.mode as u32,
+                },
+            )?;
+        }
+        if !any && self.cookies_on {
+            if let Some(h) = &self.host {
+                h.cookies(false)?;
+            }
+        }
+        self.cookies_on = any;
+        Ok(())
+    }
+
+    /// One auto-mode step over `elapsed`: SYN rates → hysteresis → flags.
+    pub fn tick(&mut self, dp: &mut Dataplane, elapsed: Duration) -> anyhow::Result<()> {
+        let ids: Vec<u32> = self.vips.iter().map(|v| v.id).collect();
+        let states = dp.syn_state(&ids)?;
+        let secs = elapsed.as_secs_f64().max(1e-3);
+        let mut changed = false;
+        for (v, st) in self.vips.iter_mut().zip(states) {
+            let syns = st.get(SynCounter::SynSeen);
+            let rate = (syns.saturating_sub(v.last_syns) as f64 / secs) as u64;
+            v.last_syns = syns;
+            if v.mode != SynMode::Auto {
+                continue;
+            }
+            let was = v.auto.active;
+            if v.auto.step(&self.policy, rate) != was {
+                changed = true;
+                info!(
+                    vip = %v.name,
+                    syn_per_second = rate,
+                    "SYN cookies {}",
+                    if v.auto.active { "on" } else { "off" }
+                );
+            }
+        }
+        if changed {
+            self.program(dp)?;
+        }
+        Ok(())
+    }
+
+    pub fn tick_interval(&self) -> Duration {
+        self.tick
+    }
+
+    /// Whether any VIP is in auto mode (the daemon ticks only then).
+    pub fn needs_ticks(&self) -> bool {
+        self.vips.iter().any(|v| v.mode == SynMode::Auto)
+    }
+
+    /// Changes one VIP's mode at run time.
+    pub fn set_mode(&mut self, dp: &mut Dataplane, id: u32, mode: SynMode) -> anyhow::Result<()> {
+        if let Some(v) = self.vips.iter_mut().find(|v| v.id == id) {
+            if v.mode != mode {
+                v.mode = mode;
+                v.auto = AutoState::default();
+            }
+        }
+        self.program(dp)
+    }
+
+    /// Applies the modes and thresholds of a reloaded `[syn]` (SIGHUP). The host sysctls stay as
+    /// taken at start: a VIP switched on from all-off keeps MSS-only cookies until a restart.
+    pub fn reload(&mut self, dp: &mut Dataplane, cfg: &SynConfig) -> anyhow::Result<()> {
+        self.policy.on_per_sec = cfg.auto_on_syn_per_second;
+        self.policy.off_per_sec = cfg.auto_off_syn_per_second;
+        let modes: Vec<(u32, SynMode)> = self
+            .vips
+            .iter()
+            .map(|v| (v.id, cfg.mode_for(&v.address, v.port)))
+            .collect();
+        for (id, mode) in modes {
+            self.set_mode(dp, id, mode)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,534 @@
+//! SYN-flood defence fixtures through `BPF_PROG_TEST_RUN`: SYN → exact SYN-ACK (IPv4, IPv6,
+//! VLAN, with and without options), valid and invalid cookie ACKs, strays, established flows,
+//! modes off/always/auto and their transitions, per-source rate limits and the flood guard.
+//!
+//! The cookie helpers work on the kernel's listening socket in the namespace `TestRun` runs in
+//! (the caller's), so every test runs inside a lab namespace with real listeners on the VIPs
+//! (addresses on `lo`) and that namespace's `tcp_syncookies = 2`, `tcp_timestamps = 2`. Needs
+//! root.
+
+use std::{
+    net::{TcpListener, TcpStream},
+    time::Duration,
+};
+
+use aya::programs::{TestRun, TestRunOptions};
+use lb_common::{
+    Stat,
+    syn::{SynCounter, SynMode, ts},
+};
+use lb_userspace::{
+    config::{
+        Protocol, VipSpec,
+        syn::{SynConfig, SynModeSetting},
+    },
+    xdp::{Dataplane, syn::SynControl, vips},
+};
+use weir_tests::{
+    lab::{Lab, Ns},
+    packet::{Frame, Packet, TcpOpt, assert_frames_eq, flags},
+};
+
+const XDP_DROP: u32 = 1;
+const XDP_PASS: u32 = 2;
+const XDP_TX: u32 = 3;
+
+const VIP4: &str = "10.0.0.10";
+const VIP6: &str = "fc00::10";
+const CLIENT4: &str = "198.51.100.7";
+const CLIENT6: &str = "fc00::7";
+const MAC_C: &str = "02:00:00:00:00:01";
+const MAC_S: &str = "02:00:00:00:00:02";
+/// VIP ids: 0 = VIP4:80, 1 = VIP6:443, 2 = VIP4:81 (nothing listens).
+const PORT4: u16 = 80;
+const PORT6: u16 = 443;
+const PORT_NONE: u16 = 81;
+
+struct Fx {
+    _lab: Lab,
+    ns: Ns,
+    dp: Dataplane,
+    syn: SynControl,
+    _listeners: (TcpListener, TcpListener),
+}
+
+fn config(mode: SynModeSetting) -> SynConfig {
+    SynConfig {
+        mode,
+        auto_on_syn_per_second: 1000,
+        auto_off_syn_per_second: 200,
+        auto_hold_seconds: 1,
+        ..SynConfig::default()
+    }
+}
+
+fn setup(cfg: &SynConfig) -> Option<Fx> {
+    if !Lab::root_required() {
+        return None;
+    }
+    let lab = Lab::new().unwrap();
+    let ns = lab.add_ns("syn").unwrap();
+    ns.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])
+        .unwrap();
+    ns.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"])
+        .unwrap();
+    ns.sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
+    ns.sysctl("net.ipv4.tcp_timestamps", "2").unwrap();
+    // tcp_rmem[2] = 6 MiB (above the host's rmem_max of 4 MiB): the kernel's window scale 7.
+    ns.sysctl("net.ipv4.tcp_rmem", "4096 131072 6291456")
+        .unwrap();
+    let listeners = ns
+        .in_ns(|| {
+            (
+                TcpListener::bind((VIP4, PORT4)).unwrap(),
+                TcpListener::bind((VIP6, PORT6)).unwrap(),
+            )
+        })
+        .unwrap();
+    let mut dp = Dataplane::load().expect("load XDP object (needs root)");
+    let specs = [(VIP4, PORT4), (VIP6, PORT6), (VIP4, PORT_NONE)].map(|(a, p)| VipSpec {
+        name: None,
+        address: a.into(),
+        port: p,
+        protocol: Protocol::Tcp,
+    });
+    let resolved = vips::resolve(&specs, &[]);
+    dp.set_vips(&resolved).unwrap();
+    // The settings are read from this namespace's sysctls.
+    let syn = ns
+        .in_ns(|| SynControl::start(&mut dp, cfg, &resolved, Some(1500), false))
+        .unwrap()
+        .unwrap();
+    Some(Fx {
+        _lab: lab,
+        ns,
+        dp,
+        syn,
+        _listeners: listeners,
+    })
+}
+
+impl Fx {
+    /// Runs one frame; returns (action, output, the one stat that moved).
+    fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>, Stat) {
+        let before = self.dp.counters().unwrap();
+        let mut out = vec![0u8; frame.len() + 512];
+        let _in = self.ns.enter().unwrap();
+        let r = self
+            .dp
+            .program()
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                data_out: Some(&mut out),
+                ..TestRunOptions::new()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        out.truncate(r.data_size_out as usize);
+        let after = self.dp.counters().unwrap();
+        let moved: Vec<Stat> = Stat::ALL
+            .into_iter()
+            .filter(|s| after.stat(*s).packets != before.stat(*s).packets)
+            .collect();
+        assert_eq!(moved.len(), 1, "exactly one stat moves, got {moved:?}");
+        let s = moved[0];
+        assert_eq!(after.stat(s).packets - before.stat(s).packets, 1);
+        (r.return_value, out, s)
+    }
+
+    fn syn_count(&self, vip: u32, c: SynCounter) -> u64 {
+        let st = self.dp.syn_state(&[vip]).unwrap();
+        st[0].get(c)
+    }
+}
+
+/// A Linux-like SYN: MSS, SACK-permitted, timestamps, NOP, window scale; ECN setup flags.
+fn syn4(src: &str, sport: u16) -> Packet {
+    Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv4(src, VIP4)
+        .df()
+        .tcp(sport, PORT4)
+        .syn()
+        .ece()
+        .cwr()
+        .seq(1000)
+        .window(64240)
+        .mss(1460)
+        .sack_perm()
+        .timestamp(12345, 0)
+        .nop()
+        .wscale(7)
+}
+
+fn syn6(sport: u16) -> Packet {
+    Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv6(CLIENT6, VIP6)
+        .tcp(sport, PORT6)
+        .syn()
+        .seq(7)
+        .mss(1440)
+        .sack_perm()
+        .timestamp(999, 0)
+        .nop()
+        .wscale(9)
+}
+
+fn now_ms() -> u32 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut t) };
+    (t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000) as u32
+}
+
+/// The SYN-ACK weir must send for a Linux-like SYN, given the two values only the kernel knows
+/// (the cookie) and the clock decides (TSval).
+fn expect_synack(v6: bool, vlan: Option<u16>, cookie: u32, tsval: u32, ecn: bool) -> Vec<u8> {
+    let mut p = Packet::new().eth(MAC_S, MAC_C);
+    if let Some(v) = vlan {
+        p = p.vlan(v);
+    }
+    let (p, client_ts, ack, mss) = if v6 {
+        (p.ipv6(VIP6, CLIENT6).tcp(PORT6, 40001), 999, 8, 1440)
+    } else {
+        (
+            p.ipv4(VIP4, CLIENT4).df().tcp(PORT4, 40000),
+            12345,
+            1001,
+            1460,
+        )
+    };
+    let mut p = p.syn().ack().seq(cookie).ack_seq(ack).window(65535);
+    if ecn {
+        p = p.ece();
+    }
+    // The namespace's tcp_rmem[2] (6 MiB, see `setup`) gives the kernel window scale 7.
+    p.mss(mss)
+        .sack_perm()
+        .timestamp(tsval, client_ts)
+        .nop()
+        .wscale(7)
+        .build()
+}
+
+fn tcp_of(frame: &[u8]) -> weir_tests::packet::TcpInfo {
+    Frame::parse(frame).unwrap().tcp().unwrap().clone()
+}
+
+/// TSval of the SYN-ACK: the encoded options in the low 6 bits, at most 64 ms old.
+fn check_tsval(tsval: u32, wscale: u8, ecn: bool, before_ms: u32) {
+    assert_eq!(
+        tsval & 0x3f,
+        ts::options(Some(wscale), true, ecn),
+        "TSval option bits"
+    );
+    assert!(
+        tsval.wrapping_add(64) >= before_ms && tsval <= now_ms(),
+        "TSval {tsval} vs clock {before_ms}..{}",
+        now_ms()
+    );
+}
+
+#[test]
+fn syn_becomes_exact_synack_and_its_ack_checks_out_v4() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    let t0 = now_ms();
+    let syn = syn4(CLIENT4, 40000).build();
+    let (action, out, stat) = fx.run(&syn);
+    assert_eq!((action, stat), (XDP_TX, Stat::TxSynCookie));
+    let tcp = tcp_of(&out);
+    let tsval = match tcp.options[2] {
+        TcpOpt::Timestamp(v, _) => v,
+        ref o => panic!("third option {o:?}"),
+    };
+    check_tsval(tsval, 7, true, t0);
+    assert_frames_eq(&expect_synack(false, None, tcp.seq, tsval, true), &out);
+    assert!(Frame::parse(&out).unwrap().checksums_ok());
+    assert_eq!(fx.syn_count(0, SynCounter::CookieSent), 1);
+    assert_eq!(fx.syn_count(0, SynCounter::SynSeen), 1);
+
+    // The client's ACK: the cookie + 1, our TSval echoed.
+    let ack = |ack_seq: u32| {
+        Packet::new()
+            .eth(MAC_C, MAC_S)
+            .ipv4(CLIENT4, VIP4)
+            .df()
+            .tcp(40000, PORT4)
+            .ack()
+            .seq(1001)
+            .ack_seq(ack_seq)
+            .nop()
+            .nop()
+            .timestamp(12346, tsval)
+            .build()
+    };
+    let good = ack(tcp.seq.wrapping_add(1));
+    let (action, out, stat) = fx.run(&good);
+    assert_eq!((action, stat), (XDP_PASS, Stat::PassSynCookieAck));
+    assert_eq!(out, good, "a passed ACK is untouched");
+    let (action, _, stat) = fx.run(&ack(tcp.seq.wrapping_add(2)));
+    assert_eq!((action, stat), (XDP_DROP, Stat::DropSynCookieAck));
+    // Same cookie from another source port: the cookie is bound to the 4-tuple.
+    let other = Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv4(CLIENT4, VIP4)
+        .tcp(40002, PORT4)
+        .ack()
+        .seq(1001)
+        .ack_seq(tcp.seq.wrapping_add(1))
+        .build();
+    let (action, _, stat) = fx.run(&other);
+    assert_eq!((action, stat), (XDP_DROP, Stat::DropSynCookieAck));
+    assert_eq!(fx.syn_count(0, SynCounter::CookieAckValid), 1);
+    assert_eq!(fx.syn_count(0, SynCounter::CookieAckInvalid), 2);
+}
+
+#[test]
+fn ipv6_and_vlan_syns_get_exact_synacks() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    let t0 = now_ms();
+    let (action, out, stat) = fx.run(&syn6(40001).build());
+    assert_eq!((action, stat), (XDP_TX, Stat::TxSynCookie));
+    let tcp = tcp_of(&out);
+    let TcpOpt::Timestamp(tsval, _) = tcp.options[2] else {
+        panic!("{:?}", tcp.options)
+    };
+    check_tsval(tsval, 9, false, t0);
+    assert_frames_eq(&expect_synack(true, None, tcp.seq, tsval, false), &out);
+    let ack = Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv6(CLIENT6, VIP6)
+        .tcp(40001, PORT6)
+        .ack()
+        .seq(8)
+        .ack_seq(tcp.seq.wrapping_add(1))
+        .build();
+    assert_eq!(fx.run(&ack).2, Stat::PassSynCookieAck);
+    assert_eq!(fx.syn_count(1, SynCounter::CookieAckValid), 1);
+
+    let tagged = syn4(CLIENT4, 40000).vlan(42).build();
+    let (action, out, _) = fx.run(&tagged);
+    assert_eq!(action, XDP_TX);
+    let tcp = tcp_of(&out);
+    let TcpOpt::Timestamp(tsval, _) = tcp.options[2] else {
+        panic!()
+    };
+    assert_frames_eq(&expect_synack(false, Some(42), tcp.seq, tsval, true), &out);
+}
+
+#[test]
+fn syn_without_options_gets_mss_only_and_the_frame_grows() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    // hping3-style: no options at all, a 54-byte frame.
+    let bare = Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv4(CLIENT4, VIP4)
+        .tcp(1234, PORT4)
+        .syn()
+        .seq(5)
+        .build();
+    let (action, out, _) = fx.run(&bare);
+    assert_eq!(action, XDP_TX);
+    assert_eq!(out.len(), 14 + 20 + 40);
+    let f = Frame::parse(&out).unwrap();
+    assert!(f.checksums_ok());
+    let tcp = f.tcp().unwrap();
+    assert_eq!(tcp.flags, flags::SYN | flags::ACK);
+    assert_eq!(tcp.ack, 6);
+    assert_eq!(tcp.options[0], TcpOpt::Mss(1460));
+    assert!(
+        tcp.options[1..].iter().all(|o| *o == TcpOpt::Nop),
+        "no timestamp to carry wscale/SACK: only the MSS, {:?}",
+        tcp.options
+    );
+    // A SYN with a payload (and Ethernet padding) shrinks to the same SYN-ACK.
+    let fat = Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv4(CLIENT4, VIP4)
+        .tcp(1235, PORT4)
+        .syn()
+        .mss(1400)
+        .payload_pattern(300)
+        .build();
+    let (action, out, _) = fx.run(&fat);
+    assert_eq!((action, out.len()), (XDP_TX, 74));
+    assert!(Frame::parse(&out).unwrap().checksums_ok());
+}
+
+#[test]
+fn strays_and_established_flows_in_cookie_mode() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    // RST, FIN and data with no connection behind them never reach the stack.
+    for p in [
+        Packet::new().ipv4(CLIENT4, VIP4).tcp(5, PORT4).rst(),
+        Packet::new().ipv4(CLIENT4, VIP4).tcp(5, PORT4).fin(),
+        Packet::new()
+            .ipv4(CLIENT4, VIP4)
+            .tcp(5, PORT_NONE)
+            .ack()
+            .payload(b"x"),
+    ] {
+        let (action, _, stat) = fx.run(&p.build());
+        assert_eq!((action, stat), (XDP_DROP, Stat::DropVipStray));
+    }
+    // A SYN where nothing listens goes to the kernel (which answers RST).
+    let (action, _, stat) = fx.run(
+        &Packet::new()
+            .ipv4(CLIENT4, VIP4)
+            .tcp(5, PORT_NONE)
+            .syn()
+            .build(),
+    );
+    assert_eq!((action, stat), (XDP_PASS, Stat::PassVip));
+    // An established connection's segments pass: a real connection over lo.
+    let client = fx
+        .ns
+        .in_ns(|| TcpStream::connect((VIP4, PORT4)).unwrap())
+        .unwrap();
+    let local = client.local_addr().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let data = Packet::new()
+        .ipv4(local.ip().to_string().as_str(), VIP4)
+        .tcp(local.port(), PORT4)
+        .ack()
+        .psh()
+        .payload(b"GET /")
+        .build();
+    let (action, _, stat) = fx.run(&data);
+    assert_eq!((action, stat), (XDP_PASS, Stat::PassVip));
+    assert_eq!(fx.syn_count(0, SynCounter::Stray), 2);
+    assert_eq!(fx.syn_count(2, SynCounter::Stray), 1);
+}
+
+#[test]
+fn mode_off_passes_everything_and_auto_switches_with_hysteresis() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Off)) else {
+        return;
+    };
+    let syn = syn4(CLIENT4, 40000).build();
+    let stray = Packet::new()
+        .ipv4(CLIENT4, VIP4)
+        .tcp(5, PORT4)
+        .ack()
+        .build();
+    let (action, out, stat) = fx.run(&syn);
+    assert_eq!((action, stat), (XDP_PASS, Stat::PassVip));
+    assert_eq!(out, syn);
+    assert_eq!(
+        fx.run(&stray).2,
+        Stat::PassVip,
+        "off: the kernel judges ACKs"
+    );
+    assert_eq!(
+        fx.syn_count(0, SynCounter::SynSeen),
+        0,
+        "off: nothing counted"
+    );
+
+    // Auto: below the threshold SYNs pass and are counted.
+    fx.syn.set_mode(&mut fx.dp, 0, SynMode::Auto).unwrap();
+    let t = SynControl::TICK;
+    for _ in 0..10 {
+        assert_eq!(fx.run(&syn).2, Stat::PassVip);
+    }
+    // 10 SYNs in 200 ms = 50/s: stays off.
+    fx.syn.tick(&mut fx.dp, t).unwrap();
+    assert_eq!(fx.run(&syn).2, Stat::PassVip);
+    assert!(!fx.dp.syn_state(&[0]).unwrap()[0].cookies);
+    // 300 SYNs in 200 ms = 1500/s ≥ 1000/s: on.
+    for _ in 0..300 {
+        fx.run(&syn);
+    }
+    fx.syn.tick(&mut fx.dp, t).unwrap();
+    let st = &fx.dp.syn_state(&[0]).unwrap()[0];
+    assert!(st.cookies && st.mode == SynMode::Auto);
+    assert_eq!(fx.run(&syn).2, Stat::TxSynCookie);
+    assert_eq!(fx.run(&stray).2, Stat::DropSynCookieAck);
+    // Calm (below 200/s) for a whole hold (1 s = 5 ticks) turns it off; 4 ticks do not.
+    for _ in 0..4 {
+        fx.syn.tick(&mut fx.dp, t).unwrap();
+    }
+    assert_eq!(fx.run(&syn).2, Stat::TxSynCookie, "still within the hold");
+    for _ in 0..5 {
+        fx.syn.tick(&mut fx.dp, t).unwrap();
+    }
+    assert_eq!(fx.run(&syn).2, Stat::PassVip, "off after the hold");
+    // Always, then off again, at run time.
+    fx.syn.set_mode(&mut fx.dp, 0, SynMode::Always).unwrap();
+    assert_eq!(fx.run(&syn).2, Stat::TxSynCookie);
+    fx.syn.set_mode(&mut fx.dp, 0, SynMode::Off).unwrap();
+    assert_eq!(fx.run(&syn).2, Stat::PassVip);
+}
+
+/// Pins the calling thread to one CPU: the flood guard's insertion budget is per CPU.
+fn pin_to_cpu0() {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(0).unwrap();
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).unwrap();
+}
+
+#[test]
+fn per_source_rate_limit_and_flood_guard() {
+    let cfg = SynConfig {
+        per_source_syn_per_second: 1,
+        per_source_burst: 3,
+        new_sources_per_second: 5,
+        ..config(SynModeSetting::Always)
+    };
+    let Some(mut fx) = setup(&cfg) else {
+        return;
+    };
+    pin_to_cpu0();
+    let real = "203.0.113.1";
+    let stats: Vec<Stat> = (0..5)
+        .map(|i| fx.run(&syn4(real, 30000 + i).build()).2)
+        .collect();
+    assert_eq!(
+        stats,
+        [
+            Stat::TxSynCookie,
+            Stat::TxSynCookie,
+            Stat::TxSynCookie,
+            Stat::DropSynRate,
+            Stat::DropSynRate
+        ],
+        "burst of 3, then 1/s"
+    );
+    assert_eq!(fx.syn_count(0, SynCounter::RateLimited), 2);
+    // IPv6: one bucket per /64.
+    let v6 = |src: &str| Packet::new().ipv6(src, VIP6).tcp(1, PORT6).syn().build();
+    for i in 0..3 {
+        assert_eq!(
+            fx.run(&v6(&format!("2001:db8:1:2::{i}"))).2,
+            Stat::TxSynCookie
+        );
+    }
+    assert_eq!(fx.run(&v6("2001:db8:1:2:ffff::1")).2, Stat::DropSynRate);
+    assert_eq!(fx.run(&v6("2001:db8:1:3::1")).2, Stat::TxSynCookie);
+    // Tracked so far: the real client and two /64s. The budget (5 new sources a second on
+    // this CPU) has 2 left; a spoofed flood gets those and then goes untracked.
+    let tracked = fx.dp.syn_rate_sources().unwrap();
+    assert_eq!(tracked, 3);
+    for i in 0..50u32 {
+        let src = format!("100.64.{}.{}", i / 250, i % 250 + 1);
+        assert_eq!(fx.run(&syn4(&src, 1).build()).2, Stat::TxSynCookie);
+    }
+    assert_eq!(
+        fx.dp.syn_rate_sources().unwrap(),
+        5,
+        "the flood guard stops inserting"
+    );
+    assert!(fx.syn_count(0, SynCounter::Untracked) >= 48);
+    // The real client's bucket survived the flood: still limited.
+    assert_eq!(fx.run(&syn4(real, 30010).build()).2, Stat::DropSynRate);
+}

@@ -92,7 +92,9 @@ fn inherited_socket(fd: RawFd) -> anyhow::Result<std::net::TcpListener> {
     // SAFETY: the control plane passed this fd to this process for this listener alone.
     let socket = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     socket.set_nonblocking(true)?;
-    socket.local_addr().context("inherited fd is not a socket")?;
+    socket
+        .local_addr()
+        .context("inherited fd is not a socket")?;
     Ok(socket)
 }
 

@@ -1,0 +1,344 @@
+//! TLS termination with real clients: SNI with two certificates (curl verifies each against a
+//! test CA), ALPN and protocol versions (openssl s_client), session resumption across workers
+//! sharing a ticket key, HTTP/2 load with h2load to an nginx target.
+
+mod common;
+use common::*;
+use lb_l7::WorkerOptions;
+use std::sync::atomic::Ordering::SeqCst;
+
+fn https_config(
+    port: u16,
+    pki: &TestPki,
+    a: &(String, String),
+    b: &(String, String),
+    target: u16,
+) -> String {
+    let _ = pki;
+    format!(
+        r#"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+protocol = "HTTPS"
+certificate = [
+  {{ certificate_file = "{}", private_key_file = "{}" }},
+  {{ certificate_file = "{}", private_key_file = "{}" }},
+]
+default_action = {{ type = "forward", target_group = "t" }}
+[[target_group]]
+name = "t"
+target = [{{ id = "127.0.0.1", port = {target} }}]
+"#,
+        a.0, a.1, b.0, b.1
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_alpn_versions_and_resumption_across_workers() {
+    let pki = TestPki::new("tls");
+    let a = pki.leaf("a", &["a.test"]);
+    let b = pki.leaf("b", &["b.test", "*.b.test"]);
+    let be = backend("be").await;
+    let key = [7u8; 32];
+    let opts = |index| WorkerOptions {
+        index,
+        ticket_key: Some(key),
+        ..Default::default()
+    };
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let w1 = start_with(&https_config(p1, &pki, &a, &b, be.addr.port()), opts(0));
+    let w2 = start_with(&https_config(p2, &pki, &a, &b, be.addr.port()), opts(1));
+    let w3 = start_with(
+        &https_config(p3, &pki, &a, &b, be.addr.port()),
+        WorkerOptions {
+            index: 2,
+            ticket_key: Some([9u8; 32]),
+            ..Default::default()
+        },
+    );
+    let ca = pki.ca.display().to_string();
+
+    // SNI: each name verifies against its own certificate; HTTP/2 by ALPN, forwarded as 1.1.
+    for (name, version) in [
+        ("a.test", "HTTP/2 200"),
+        ("b.test", "HTTP/2 200"),
+        ("www.b.test", "HTTP/2 200"),
+    ] {
+        let (code, text) = curl(&[
+            "--cacert",
+            &ca,
+            "--resolve",
+            &format!("{name}:{p1}:127.0.0.1"),
+            &format!("https://{name}:{p1}/sni"),
+        ])
+        .await;
+        assert_eq!(code, 200, "{name}: {text}");
+        assert!(text.starts_with(version), "{name}: {text}");
+        assert!(
+            text.contains("GET /sni HTTP/1.1") && text.contains("x-forwarded-proto: https"),
+            "{text}"
+        );
+    }
+    let (code, text) = curl(&[
+        "--http1.1",
+        "--cacert",
+        &ca,
+        "--resolve",
+        &format!("a.test:{p1}:127.0.0.1"),
+        &format!("https://a.test:{p1}/"),
+    ])
+    .await;
+    assert_eq!(code, 200);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    // An unknown name gets the default certificate (a.test): verification fails for it.
+    let (code, _) = curl(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &format!("c.test:{p1}:127.0.0.1"),
+        &format!("https://c.test:{p1}/"),
+    ])
+    .await;
+    assert_eq!(code, 0, "c.test must not verify");
+    let (code, _) = curl(&[
+        "-k",
+        "--resolve",
+        &format!("c.test:{p1}:127.0.0.1"),
+        &format!("https://c.test:{p1}/"),
+    ])
+    .await;
+    assert_eq!(code, 200);
+
+    // openssl s_client: ALPN choices, certificate by SNI, protocol versions.
+    let connect = format!("127.0.0.1:{p1}");
+    let req = b"GET / HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n";
+    let (_, out, _) = run_stdin(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "b.test",
+            "-alpn",
+            "h2,http/1.1",
+        ],
+        Some(b""),
+    )
+    .await;
+    assert!(out.contains("ALPN protocol: h2"), "{out}");
+    assert!(
+        out.contains("CN = b.test") || out.contains("CN=b.test"),
+        "{out}"
+    );
+    let (_, out, _) = run_stdin(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-servername",
+            "a.test",
+            "-alpn",
+            "http/1.1",
+        ],
+        Some(req),
+    )
+    .await;
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    assert!(
+        out.contains("CN = a.test") || out.contains("CN=a.test"),
+        "{out}"
+    );
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    let (_, out, _) = run_stdin(
+        "openssl",
+        &["s_client", "-connect", &connect, "-tls1_2"],
+        Some(req),
+    )
+    .await;
+    assert!(
+        out.contains("Protocol  : TLSv1.2") || out.contains("TLSv1.2"),
+        "{out}"
+    );
+    assert!(out.contains("HTTP/1.1 200"), "{out}");
+    let (_, out, _) = run_stdin(
+        "openssl",
+        &["s_client", "-connect", &connect, "-tls1_3"],
+        Some(req),
+    )
+    .await;
+    assert!(
+        out.contains("TLSv1.3") && out.contains("HTTP/1.1 200"),
+        "{out}"
+    );
+    let before = w1.metrics.snapshot().client_tls_negotiation_error_count;
+    let (ok, out, err) = run_stdin(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            &connect,
+            "-tls1_1",
+            "-cipher",
+            "DEFAULT@SECLEVEL=0",
+        ],
+        Some(req),
+    )
+    .await;
+    assert!(
+        !ok || !out.contains("HTTP/1.1 200"),
+        "TLS 1.1 accepted: {out}{err}"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        w1.metrics.snapshot().client_tls_negotiation_error_count,
+        before + 1
+    );
+
+    // Resumption: a session from worker 1 resumes on worker 2 (same ticket key), not on 3.
+    let dir = pki.dir.display().to_string();
+    for proto in ["-tls1_3", "-tls1_2"] {
+        let sess = format!("{dir}/sess{proto}.pem");
+        let (_, out, _) = run_stdin(
+            "openssl",
+            &[
+                "s_client",
+                "-connect",
+                &connect,
+                "-servername",
+                "a.test",
+                proto,
+                "-sess_out",
+                &sess,
+            ],
+            Some(req),
+        )
+        .await;
+        assert!(out.contains("New,"), "{proto}: {out}");
+        let (_, out, _) = run_stdin(
+            "openssl",
+            &[
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{p2}"),
+                "-servername",
+                "a.test",
+                proto,
+                "-sess_in",
+                &sess,
+            ],
+            Some(req),
+        )
+        .await;
+        assert!(
+            out.contains("Reused,"),
+            "{proto}: not resumed on worker 2: {out}"
+        );
+        assert!(out.contains("HTTP/1.1 200"), "{out}");
+        let (_, out, _) = run_stdin(
+            "openssl",
+            &[
+                "s_client",
+                "-connect",
+                &format!("127.0.0.1:{p3}"),
+                "-servername",
+                "a.test",
+                proto,
+                "-sess_in",
+                &sess,
+            ],
+            Some(req),
+        )
+        .await;
+        assert!(
+            out.contains("New,") && !out.contains("Reused,"),
+            "{proto}: resumed with another key: {out}"
+        );
+    }
+    assert!(be.hits.load(SeqCst) >= 10);
+    w1.stop().await;
+    w2.stop().await;
+    w3.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2load_over_tls_to_nginx_target() {
+    let pki = TestPki::new("h2load");
+    let a = pki.leaf("a", &["a.test"]);
+    let b = pki.leaf("b", &["b.test"]);
+    // nginx from Debian as the target, closing idle keep-alive connections after 2 s.
+    let nport = free_port();
+    let dir = pki.dir.display().to_string();
+    std::fs::create_dir_all(format!("{dir}/nginx")).unwrap();
+    let conf = format!(
+        "daemon off; worker_processes 1; pid {dir}/nginx/nginx.pid; error_log {dir}/nginx/error.log;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{ access_log off; client_body_temp_path {dir}/nginx/b; proxy_temp_path {dir}/nginx/p; fastcgi_temp_path {dir}/nginx/f; uwsgi_temp_path {dir}/nginx/u; scgi_temp_path {dir}/nginx/s;\n\
+           server {{ listen 127.0.0.1:{nport}; keepalive_timeout 2s; location / {{ return 200 \"nginx\\n\"; }} }} }}\n"
+    );
+    let conf_path = format!("{dir}/nginx/nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut nginx = tokio::process::Command::new("nginx")
+        .args(["-c", &conf_path, "-p", &format!("{dir}/nginx")])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("nginx");
+    let mut up = false;
+    for _ in 0..50 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", nport))
+            .await
+            .is_ok()
+        {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "nginx did not start");
+    let port = free_port();
+    let w = start(&https_config(port, &pki, &a, &b, nport));
+    let (ok, out, err) = run(
+        "h2load",
+        &[
+            "-n",
+            "4000",
+            "-c",
+            "8",
+            "-m",
+            "16",
+            &format!("https://127.0.0.1:{port}/"),
+        ],
+    )
+    .await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("4000 succeeded, 0 failed, 0 errored"), "{out}");
+    assert!(out.contains("status codes: 4000 2xx"), "{out}");
+    assert!(out.contains("h2"), "{out}");
+    // Let nginx close the pooled connections (2 s), then go again: still no errors.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, out, _) = run(
+        "h2load",
+        &[
+            "-n",
+            "1000",
+            "-c",
+            "4",
+            "-m",
+            "4",
+            &format!("https://127.0.0.1:{port}/"),
+        ],
+    )
+    .await;
+    assert!(out.contains("1000 succeeded, 0 failed, 0 errored"), "{out}");
+    let m = w.metrics.snapshot();
+    assert_eq!(m.elb_5xx, 0, "{m:?}");
+    assert!(m.upstream_connections_reused > 1000, "{m:?}");
+    w.stop().await;
+    // SIGTERM lets the master stop its worker too (SIGKILL would orphan the worker).
+    if let Some(pid) = nginx.id() {
+        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), nginx.wait()).await;
+}

@@ -135,10 +135,8 @@ impl Supervisor {
 
     fn update_steering(&mut self) {
         let live = self.live();
-        if let Some(s) = &mut self.steering {
-            if let Err(e) = s.set_live(&live) {
-                warn!(error = %e, "updating the steering table failed");
-            }
+        if let Some(Err(e)) = self.steering.as_mut().map(|s| s.set_live(&live)) {
+            warn!(error = %e, "updating the steering table failed");
         }
     }
 
@@ -221,12 +219,12 @@ impl Supervisor {
         loop {
             let now = Instant::now();
             for w in 0..self.slots.len() {
-                if self.slots[w].restart_at.is_some_and(|t| t <= now) {
-                    if let Err(e) = self.spawn(w) {
-                        warn!(worker = w, error = %format!("{e:#}"), "restart failed");
-                        let d = self.slots[w].delay;
-                        self.slots[w].restart_at = Some(now + d);
-                    }
+                if self.slots[w].restart_at.is_some_and(|t| t <= now)
+                    && let Err(e) = self.spawn(w)
+                {
+                    warn!(worker = w, error = %format!("{e:#}"), "restart failed");
+                    let d = self.slots[w].delay;
+                    self.slots[w].restart_at = Some(now + d);
                 }
             }
             let wake = self.next_restart();

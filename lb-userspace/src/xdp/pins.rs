@@ -64,7 +64,7 @@ impl Drop for PinDir {
 fn ensure_bpffs() -> anyhow::Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let is_bpffs = nix::sys::statfs::statfs("/sys/fs/bpf")
-        .map(|s| s.filesystem_type().0 as i64 == BPF_FS_MAGIC)
+        .map(|s| s.filesystem_type().0 == BPF_FS_MAGIC)
         .unwrap_or(false);
     if !is_bpffs {
         nix::mount::mount(

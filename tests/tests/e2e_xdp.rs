@@ -267,3 +267,80 @@ fn native_mode_explains_an_mtu_too_large_and_auto_falls_back() -> Result<()> {
     assert!(interrupt(&mut weir)?);
     Ok(())
 }
+
+#[test]
+fn replace_takes_over_a_netlink_program_but_not_a_link_held_one() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let s = setup()?;
+    let cfg = config();
+    let obj = TempFile::with_bytes("bench.o", lb_userspace::BENCH_OBJECT);
+    // Someone attached a program the old way (netlink), as `ip link set … xdp obj` does.
+    s.server.exec(&[
+        "ip",
+        "link",
+        "set",
+        "dev",
+        s.s0.name(),
+        "xdpgeneric",
+        "obj",
+        obj.path(),
+        "program",
+        "bare_pass",
+    ])?;
+    assert!(s.s0.show()?.contains("bare_pass"));
+    let (ok, _, err) = weir_once(
+        &s.server,
+        &[
+            "run",
+            "--iface",
+            s.s0.name(),
+            "--config",
+            cfg.path(),
+            "--no-l7",
+        ],
+    )?;
+    assert!(
+        !ok && err.contains("bare_pass"),
+        "names the program in the way: {err}"
+    );
+
+    let mut weir = start_weir(
+        &s.server,
+        &s.s0,
+        &["--config", cfg.path(), "--no-l7", "--replace"],
+    )?;
+    wait_until(
+        Duration::from_secs(10),
+        "weir's program to replace the old one",
+        || Ok(s.s0.show()?.contains("weir_xdp")),
+    )?;
+    let shown = s.s0.show()?;
+    assert!(
+        shown.contains("weir_xdp") && !shown.contains("bare_pass"),
+        "{shown}"
+    );
+    assert!(interrupt(&mut weir)?);
+    assert!(
+        !xdp_attached(&s.s0)?,
+        "weir detaches and does not restore someone else's program"
+    );
+
+    // A program held through a BPF link by a live process cannot be removed: weir says so.
+    s.s0.attach_xdp_pass(weir_tests::lab::XdpMode::Native)?;
+    let (ok, _, err) = weir_once(
+        &s.server,
+        &[
+            "run",
+            "--iface",
+            s.s0.name(),
+            "--config",
+            cfg.path(),
+            "--no-l7",
+            "--replace",
+        ],
+    )?;
+    assert!(!ok && err.contains("BPF link"), "{err}");
+    Ok(())
+}

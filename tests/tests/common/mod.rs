@@ -32,11 +32,15 @@ pub struct TempFile(pub PathBuf);
 
 impl TempFile {
     pub fn new(name: &str, text: &str) -> TempFile {
+        Self::with_bytes(name, text.as_bytes())
+    }
+
+    pub fn with_bytes(name: &str, bytes: &[u8]) -> TempFile {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path =
             std::env::temp_dir().join(format!("weir-test-{}-{n}-{name}", std::process::id()));
-        std::fs::write(&path, text).expect("write temp file");
+        std::fs::write(&path, bytes).expect("write temp file");
         TempFile(path)
     }
 

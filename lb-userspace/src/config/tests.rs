@@ -110,3 +110,12 @@ fn l7_errors_are_located_too() {
         "{e:#?}"
     );
 }
+
+#[test]
+fn the_edge_example_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/edge.toml");
+    let cfg = Config::load(Some(&path)).unwrap();
+    assert_eq!(cfg.vip_specs().len(), 3);
+    assert_eq!(cfg.deny.sources.len(), 3);
+    assert_eq!(cfg.workers.steering, Steering::Maglev);
+}

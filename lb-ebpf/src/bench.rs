@@ -3,7 +3,13 @@
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+use aya_ebpf::{
+    bindings::xdp_action,
+    helpers::{bpf_get_prandom_u32, bpf_xdp_adjust_tail},
+    macros::{map, xdp},
+    maps::Array,
+    programs::XdpContext,
+};
 
 /// The cheapest possible program: the floor for "a packet not for a VIP".
 #[xdp]
@@ -22,6 +28,93 @@ pub fn bare_drop(_ctx: XdpContext) -> u32 {
 #[xdp]
 pub fn gen_tx(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_TX
+}
+
+/// Length of the flood generator's frame: Ethernet, IPv4 (no options), TCP (no options).
+const GEN_FRAME: usize = 14 + 20 + 20;
+
+/// The SYN the generator sends, set by user space: live-frames pages are recycled with whatever
+/// the receiver left in them (weir turns them into SYN-ACKs in place), so every run starts by
+/// rewriting the whole frame from here.
+#[map]
+static GEN_TEMPLATE: Array<[u32; 16]> = Array::with_max_entries(1, 0);
+
+/// The SYN-flood generator: run with `BPF_F_TEST_XDP_LIVE_FRAMES`, each repetition writes the
+/// template SYN (Ethernet/IPv4/TCP, no options) with a random source in 198.18.0.0/15 (RFC
+/// 2544's benchmarking range, never on-link in a lab) and a random source port, both checksums
+/// fixed incrementally, and transmits it out of the interface named in the context.
+#[xdp]
+pub fn gen_syn_flood(ctx: XdpContext) -> u32 {
+    let Some(t) = GEN_TEMPLATE.get(0) else {
+        return xdp_action::XDP_ABORTED;
+    };
+    let have = ctx.data_end() - ctx.data();
+    if have != GEN_FRAME
+        && unsafe { bpf_xdp_adjust_tail(ctx.ctx, GEN_FRAME as i32 - have as i32) } != 0
+    {
+        return xdp_action::XDP_ABORTED;
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + GEN_FRAME > end {
+        return xdp_action::XDP_ABORTED;
+    }
+    // 54 bytes: 13 words and a half.
+    for i in 0..13 {
+        unsafe { *((start + 4 * i) as *mut u32) = t[i] };
+    }
+    unsafe { *((start + 52) as *mut u16) = t[13] as u16 };
+    let (ip, th) = (start + 14, start + 14 + 20);
+    let r = unsafe { bpf_get_prandom_u32() };
+    let src = (0xc612_0000u32 | (r & 0x1_ffff)).to_be();
+    let sport = (((r >> 17) as u16) | 1024).to_be();
+    unsafe {
+        let old_src = *((ip + 12) as *const u32);
+        let old_sport = *(th as *const u16);
+        *((ip + 12) as *mut u32) = src;
+        *(th as *mut u16) = sport;
+        let ip_csum = (ip + 10) as *mut u16;
+        *ip_csum = csum_replace(*ip_csum, old_src, src);
+        let tcp_csum = (th + 16) as *mut u16;
+        let c = csum_replace(*tcp_csum, old_src, src);
+        *tcp_csum = csum_replace(c, old_sport as u32, sport as u32);
+    }
+    xdp_action::XDP_TX
+}
+
+/// The flood's far side: drops what is addressed to the generator's spoofed range
+/// (198.18.0.0/15: SYN-ACKs to nobody, as on the Internet they would leave and vanish) and passes
+/// the rest, so the client namespace spends nothing on the replies to the flood. Also gives the
+/// client's veth the XDP program that receiving XDP_TX frames on veth needs.
+#[xdp]
+pub fn sink_spoofed(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 14 + 20 > end {
+        return xdp_action::XDP_PASS;
+    }
+    let (ethertype, dst) = unsafe {
+        (
+            *((start + 12) as *const u16),
+            *((start + 14 + 16) as *const u32),
+        )
+    };
+    if ethertype == 0x0800u16.to_be() && u32::from_be(dst) & 0xfffe_0000 == 0xc612_0000 {
+        return xdp_action::XDP_DROP;
+    }
+    xdp_action::XDP_PASS
+}
+
+/// RFC 1624 incremental update of a checksum for a 32-bit word changing from `old` to `new`
+/// (all values as they lie in memory).
+#[inline(always)]
+fn csum_replace(csum: u16, old: u32, new: u32) -> u16 {
+    let mut sum = (!csum) as u64
+        + ((!old) & 0xffff) as u64
+        + ((!old) >> 16) as u64
+        + (new & 0xffff) as u64
+        + (new >> 16) as u64;
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    !(sum as u16)
 }
 
 #[cfg(not(test))]

@@ -2,7 +2,7 @@
 
 use std::{fmt::Write as _, time::Duration};
 
-use lb_common::{Counter, Stat, proto};
+use lb_common::{Counter, Stat, proto, syn::SynCounter};
 use serde_json::{Value, json};
 
 use crate::xdp::Counters;
@@ -56,6 +56,9 @@ pub fn report(iface: &str, before: &Counters, now: &Counters, elapsed: Duration)
             o.insert("address".into(), v.address.to_string().into());
             o.insert("port".into(), v.port.into());
             o.insert("protocol".into(), proto_name(v.protocol).into());
+            if let Some(syn) = syn_json(before, now, v.id, secs) {
+                o.insert("syn".into(), syn);
+            }
             Value::Object(o.clone())
         })
         .collect();
@@ -66,6 +69,24 @@ pub fn report(iface: &str, before: &Counters, now: &Counters, elapsed: Duration)
         "stats": stats,
         "vips": vips,
     })
+}
+
+/// A VIP's SYN defence: mode, whether cookies are on now, counters and their rates.
+fn syn_json(before: &Counters, now: &Counters, id: u32, secs: f64) -> Option<Value> {
+    let cur = now.syn.iter().find(|s| s.id == id)?;
+    let prev = before.syn.iter().find(|s| s.id == id);
+    let mut o = serde_json::Map::new();
+    o.insert("mode".into(), cur.mode.name().into());
+    o.insert("cookies".into(), cur.cookies.into());
+    for c in SynCounter::ALL {
+        let was = prev.map_or(0, |p| p.get(c));
+        o.insert(c.name().into(), cur.get(c).into());
+        o.insert(
+            format!("{}_per_second", c.name()),
+            rate(cur.get(c), was, secs).into(),
+        );
+    }
+    Some(Value::Object(o))
 }
 
 /// A human table of the same report.
@@ -121,6 +142,45 @@ pub fn table(report: &Value) -> String {
             );
         }
     }
+    if let Some(vips) = report["vips"].as_array() {
+        let with_syn: Vec<&Value> = vips.iter().filter(|v| v.get("syn").is_some()).collect();
+        if !with_syn.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n{:<32} {:>6} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>8}",
+                "vip (SYN defence)",
+                "mode",
+                "cookies",
+                "syn/s",
+                "cookies/s",
+                "ack ok",
+                "ack bad",
+                "limited",
+                "stray"
+            );
+        }
+        for v in with_syn {
+            let s = &v["syn"];
+            let name = format!("{}:{}", v["address"].as_str().unwrap_or("?"), v["port"]);
+            let _ = writeln!(
+                out,
+                "{:<32} {:>6} {:>7} {:>10.0} {:>10.0} {:>10} {:>10} {:>10} {:>8}",
+                name,
+                s["mode"].as_str().unwrap_or("?"),
+                if s["cookies"].as_bool() == Some(true) {
+                    "on"
+                } else {
+                    "off"
+                },
+                num(s, "syn_seen_per_second"),
+                num(s, "cookies_sent_per_second"),
+                s["cookie_acks_valid"],
+                s["cookie_acks_invalid"],
+                s["rate_limited"],
+                s["stray"],
+            );
+        }
+    }
     out
 }
 
@@ -163,5 +223,46 @@ mod tests {
         assert_eq!(r["packets_total"], 200);
         assert!(table(&r).contains("pass_vip"));
         assert!(line(&r).starts_with("100 pkt/s"));
+    }
+}
+
+#[cfg(test)]
+mod syn_tests {
+    use super::*;
+    use crate::xdp::{VipCounter, syn::VipSyn};
+    use lb_common::syn::SynMode;
+
+    #[test]
+    fn vips_show_their_syn_mode_and_counter_rates() {
+        let vip = VipCounter {
+            id: 3,
+            address: "10.0.0.1".parse().unwrap(),
+            port: 80,
+            protocol: proto::TCP,
+            counter: Counter::default(),
+        };
+        let syn = |sent: u64, cookies: bool| VipSyn {
+            id: 3,
+            mode: SynMode::Auto,
+            cookies,
+            counts: [0, sent, 0, 0, 0, 0, 0, 0],
+        };
+        let before = Counters {
+            stats: vec![Counter::default(); Stat::COUNT as usize],
+            vips: vec![vip.clone()],
+            syn: vec![syn(100, false)],
+        };
+        let now = Counters {
+            syn: vec![syn(1100, true)],
+            ..before.clone()
+        };
+        let r = report("eth0", &before, &now, Duration::from_secs(1));
+        let s = &r["vips"][0]["syn"];
+        assert_eq!(s["mode"], "auto");
+        assert_eq!(s["cookies"], true);
+        assert_eq!(s["cookies_sent"], 1100);
+        assert_eq!(s["cookies_sent_per_second"], 1000.0);
+        let t = table(&r);
+        assert!(t.contains("SYN defence") && t.contains(" auto "), "{t}");
     }
 }

@@ -4,6 +4,7 @@
 mod pps;
 mod report;
 mod steer;
+mod synflood;
 mod xdp;
 
 pub use xdp::flag;
@@ -18,6 +19,10 @@ const LIST: &[(&str, &str)] = &[
     (
         "pps",
         "packets/s through a veth from a live-frames generator: weir vs a bare XDP_DROP",
+    ),
+    (
+        "synflood",
+        "spoofed SYN flood: kernel-only cookies vs weir's XDP cookies; SYN path ns in TestRun",
     ),
     (
         "http",
@@ -36,6 +41,7 @@ pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
         "xdp" => xdp::run(args),
         "pps" => pps::run(args),
         "steer" => steer::run(args),
+        "synflood" => synflood::run(args),
         other => bail!("no benchmark `{other}` (cargo xtask bench list)"),
     }
 }

@@ -23,7 +23,6 @@ pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(None)
         .keep_alive(true)
-        .max_headers(256)
         // Room for ALB's 64 KiB of headers plus a 16 KiB request line; more is 431.
         .max_buf_size(80 * 1024);
     b.http2()

@@ -1,0 +1,449 @@
+//! `cargo xtask bench http`: weir's L7 worker against HAProxy 2.6 and nginx 1.22 (Debian).
+//!
+//! Layout (2 cores): every proxy runs one worker pinned to core 0 (`taskset -c 0`); the origin
+//! (an nginx answering `200` with a short body) and the load generators run on core 1. All
+//! three proxies are started once and stay up; the scenarios run alternated (weir, HAProxy,
+//! nginx, weir, …) for `--rounds` rounds, and the median of the rounds is reported.
+//!
+//! Scenarios:
+//! - `h1`: HTTP/1.1 keep-alive, `wrk -t1 -c64`: req/s, p50, p99, proxy CPU µs per request.
+//! - `h2tls`: HTTPS + HTTP/2, `h2load -c16 -m32`: req/s, p50, p99 (from h2load's request log).
+//! - `tls_handshakes`: new TLS connection per request (`wrk` with `Connection: close`),
+//!   RSA-2048, full handshakes/s.
+//! - `idle_conns`: 10,000 idle keep-alive client connections; proxy RSS growth per connection.
+//!
+//! Which weir binary runs: `weir run --config FILE` is what the weir binary will offer; until
+//! it is wired this bench runs the lb-l7 example binary
+//! (`cargo build --release -p lb-l7 --example worker`, `worker FILE --threads 1`): the same
+//! `Worker::bind` + `serve` on a single-threaded runtime. `--weir-bin PATH` runs
+//! `PATH run --config FILE` instead.
+//!
+//! Options: `--duration SECS` (default 10), `--rounds N` (default 3), `--quick` (3 s, 1 round,
+//! 2,000 idle connections), `--weir-bin PATH`. Writes `target/bench/http.json`.
+//! Traffic goes to 127.0.0.1 only.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PROXY_CORE: &str = "0";
+const LOAD_CORE: &str = "1";
+const ORIGIN: u16 = 18_100;
+const NAMES: [&str; 3] = ["weir", "haproxy", "nginx"];
+
+struct Opts {
+    duration: u64,
+    rounds: usize,
+    idle_conns: usize,
+    weir_bin: Option<PathBuf>,
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts { duration: 10, rounds: 3, idle_conns: 10_000, weir_bin: None };
+    let mut it = args.iter().filter(|a| *a != "bench" && *a != "http");
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--duration" => o.duration = it.next().context("--duration SECS")?.parse()?,
+            "--rounds" => o.rounds = it.next().context("--rounds N")?.parse()?,
+            "--weir-bin" => o.weir_bin = Some(it.next().context("--weir-bin PATH")?.into()),
+            "--quick" => {
+                o.duration = 3;
+                o.rounds = 1;
+                o.idle_conns = 2_000;
+            }
+            other => bail!("unknown option {other}; see xtask/src/bench_http.rs"),
+        }
+    }
+    Ok(o)
+}
+
+/// The workspace root: xtask's parent, or the current directory when that is not a weir tree.
+fn root() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    if p.join("lb-l7").is_dir() { p } else { std::env::current_dir().unwrap_or(p) }
+}
+
+fn sh(cmd: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().with_context(|| format!("run {cmd}"))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        bail!("{cmd} {args:?} failed: {text}");
+    }
+    Ok(text)
+}
+
+fn have(cmd: &str) -> bool {
+    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+}
+
+fn ensure_tools() -> Result<()> {
+    let need = [("haproxy", "haproxy"), ("nginx", "nginx"), ("wrk", "wrk"), ("h2load", "nghttp2-client"), ("openssl", "openssl"), ("taskset", "util-linux")];
+    let missing: Vec<&str> = need.iter().filter(|(c, _)| !have(c)).map(|(_, p)| *p).collect();
+    if !missing.is_empty() {
+        eprintln!("installing {missing:?} from Debian");
+        sh("apt-get", &["update", "-q"])?;
+        let mut args = vec!["install", "-y", "-q"];
+        args.extend(missing.iter());
+        sh("apt-get", &args)?;
+    }
+    Ok(())
+}
+
+/// A started process (and, for nginx, its worker) that is stopped with SIGTERM on drop.
+struct Proc {
+    name: &'static str,
+    child: Child,
+}
+
+impl Proc {
+    fn pids(&self) -> Vec<u32> {
+        let me = self.child.id();
+        let mut v = vec![me];
+        if let Ok(rd) = std::fs::read_dir("/proc") {
+            for e in rd.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+                if ppid == Some(me) {
+                    v.push(pid);
+                }
+            }
+        }
+        v
+    }
+    /// utime + stime of the process and its direct children, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let ticks: u64 = self
+            .pids()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+            .filter_map(|s| {
+                let f: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .sum();
+        ticks as f64 / 100.0
+    }
+    fn rss_kib(&self) -> u64 {
+        self.pids()
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
+            .filter_map(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+            .sum()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("{} needed SIGKILL", self.name);
+    }
+}
+
+fn spawn(name: &'static str, core: &str, cmd: &str, args: &[&str], log: &Path) -> Result<Proc> {
+    let f = std::fs::File::create(log)?;
+    let mut full = vec!["-c", core, cmd];
+    full.extend_from_slice(args);
+    let child = Command::new("taskset").args(&full).stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn().with_context(|| format!("start {name}"))?;
+    Ok(Proc { name, child })
+}
+
+fn wait_port(port: u16) -> Result<()> {
+    for _ in 0..100 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("nothing listens on 127.0.0.1:{port}")
+}
+
+struct Ports {
+    h1: u16,
+    tls: u16,
+}
+
+fn ports(i: usize) -> Ports {
+    Ports { h1: 18_110 + 10 * i as u16, tls: 18_111 + 10 * i as u16 }
+}
+
+fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
+    let d = dir.display();
+    let conns = idle_conns + 2_000;
+    std::fs::write(
+        dir.join("origin.conf"),
+        format!(
+            "daemon off; worker_processes 1; pid {d}/origin.pid; error_log {d}/origin.err; worker_rlimit_nofile 65536;\n\
+             events {{ worker_connections 8192; }}\n\
+             http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;\n\
+               server {{ listen 127.0.0.1:{ORIGIN} backlog=4096; location / {{ return 200 \"hello from the origin\\n\"; }} }} }}\n"
+        ),
+    )?;
+    let (w, h, n) = (ports(0), ports(1), ports(2));
+    std::fs::write(
+        dir.join("weir.toml"),
+        format!(
+            "[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nidle_timeout.timeout_seconds = 300\n\n\
+             [[listener]]\naddress = \"127.0.0.1\"\nport = {}\ndefault_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
+             [[listener]]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"HTTPS\"\n\
+             certificate = [{{ certificate_file = \"{d}/cert.pem\", private_key_file = \"{d}/key.pem\" }}]\n\
+             default_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
+             [[target_group]]\nname = \"origin\"\ntarget = [{{ id = \"127.0.0.1\", port = {ORIGIN} }}]\n",
+            w.h1, w.tls
+        ),
+    )?;
+    std::fs::write(
+        dir.join("haproxy.cfg"),
+        format!(
+            "global\n  nbthread 1\n  maxconn {conns}\n  tune.ssl.default-dh-param 2048\n\
+             defaults\n  mode http\n  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n  option http-keep-alive\n  http-reuse safe\n\
+             frontend h1\n  bind 127.0.0.1:{}\n  default_backend origin\n\
+             frontend tls\n  bind 127.0.0.1:{} ssl crt {d}/combined.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2\n  default_backend origin\n\
+             backend origin\n  server o 127.0.0.1:{ORIGIN}\n",
+            h.h1, h.tls
+        ),
+    )?;
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/nginx.err; worker_rlimit_nofile 65536;\n\
+             events {{ worker_connections {conns}; }}\n\
+             http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;\n\
+               upstream origin {{ server 127.0.0.1:{ORIGIN}; keepalive 128; }}\n\
+               server {{ listen 127.0.0.1:{} backlog=4096; listen 127.0.0.1:{} ssl http2 backlog=4096;\n\
+                 ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; ssl_protocols TLSv1.2 TLSv1.3;\n\
+                 location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n",
+            n.h1, n.tls
+        ),
+    )?;
+    Ok(())
+}
+
+fn make_cert(dir: &Path) -> Result<()> {
+    let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+    sh(
+        "openssl",
+        &[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7", "-subj", "/CN=bench.weir.test",
+            "-addext", "subjectAltName=DNS:bench.weir.test,IP:127.0.0.1",
+            "-keyout", &k.display().to_string(), "-out", &c.display().to_string(),
+        ],
+    )?;
+    let combined = std::fs::read_to_string(&c)? + &std::fs::read_to_string(&k)?;
+    std::fs::write(dir.join("combined.pem"), combined)?;
+    Ok(())
+}
+
+/// `1.02ms` → µs.
+fn micros(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mul) = if let Some(v) = s.strip_suffix("us") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1_000.0)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1_000_000.0)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().ok().map(|v| v * mul)
+}
+
+fn wrk(url: &str, conns: u32, secs: u64, extra: &[&str]) -> Result<(f64, f64, f64, u64, u64)> {
+    let c = conns.to_string();
+    let d = format!("{secs}s");
+    let mut args = vec!["-c", LOAD_CORE, "wrk", "-t1", "-c", &c, "-d", &d, "--latency"];
+    args.extend_from_slice(extra);
+    args.push(url);
+    let out = sh("taskset", &args)?;
+    let find = |key: &str| out.lines().find(|l| l.trim_start().starts_with(key)).map(|l| l.trim_start()[key.len()..].trim().to_string());
+    let rps = find("Requests/sec:").and_then(|v| v.parse().ok()).context("wrk: no Requests/sec")?;
+    let p50 = find("50%").and_then(|v| micros(&v)).unwrap_or(f64::NAN);
+    let p99 = find("99%").and_then(|v| micros(&v)).unwrap_or(f64::NAN);
+    let total = out.lines().find(|l| l.contains(" requests in ")).and_then(|l| l.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let errors = out
+        .lines()
+        .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
+        .flat_map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).collect::<Vec<_>>())
+        .sum();
+    Ok((rps, p50, p99, total, errors))
+}
+
+fn h2load(url: &str, secs: u64, log: &Path) -> Result<(f64, f64, f64, u64, u64)> {
+    let d = secs.to_string();
+    let lf = log.display().to_string();
+    let out = sh("taskset", &["-c", LOAD_CORE, "h2load", "-c", "16", "-m", "32", "-t", "1", "-D", &d, "--log-file", &lf, url])?;
+    let rps = out
+        .lines()
+        .find(|l| l.starts_with("finished in"))
+        .and_then(|l| l.split(',').nth(1))
+        .and_then(|v| v.trim().strip_suffix("req/s"))
+        .and_then(|v| v.trim().parse().ok())
+        .context("h2load: no req/s")?;
+    let line = out.lines().find(|l| l.starts_with("requests:")).unwrap_or("");
+    let num = |key: &str| line.split(',').find(|p| p.contains(key)).and_then(|p| p.split_whitespace().next()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let (ok, failed, errored) = (num("succeeded"), num("failed"), num("errored"));
+    // Log lines: start time (µs), status, duration (µs).
+    let mut lat: Vec<f64> = std::fs::read_to_string(log).unwrap_or_default().lines().filter_map(|l| l.split_whitespace().nth(2)?.parse().ok()).collect();
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p) as usize] };
+    Ok((rps, pct(0.5), pct(0.99), ok, failed + errored))
+}
+
+/// Opens `n` keep-alive connections, one request each, and keeps them open.
+fn idle_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
+    let mut v = Vec::with_capacity(n);
+    let req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+    let mut buf = [0u8; 1024];
+    for i in 0..n {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("connection {i}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        s.write_all(req)?;
+        let got = s.read(&mut buf)?;
+        if got == 0 || !buf.starts_with(b"HTTP/1.1 200") {
+            bail!("connection {i}: unexpected answer");
+        }
+        v.push(s);
+    }
+    Ok(v)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let o = parse(args)?;
+    ensure_tools()?;
+    let root = root();
+    let dir = root.join("target/bench/http");
+    std::fs::create_dir_all(&dir)?;
+    // Room for 10,000 client connections in us and in the proxies we start.
+    let _ = Command::new("prlimit").args(["--pid", &std::process::id().to_string(), "--nofile=65536:65536"]).status();
+
+    let weir_cmd: (String, Vec<String>) = match &o.weir_bin {
+        Some(b) => (b.display().to_string(), vec!["run".into(), "--config".into(), dir.join("weir.toml").display().to_string()]),
+        None => {
+            eprintln!("building the lb-l7 worker example (release)");
+            let st = Command::new("cargo").current_dir(&root).args(["build", "--release", "-q", "-p", "lb-l7", "--example", "worker"]).status()?;
+            if !st.success() {
+                bail!("cargo build failed");
+            }
+            let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+            let bin = target.join("release/examples/worker");
+            (bin.display().to_string(), vec![dir.join("weir.toml").display().to_string(), "--threads".into(), "1".into()])
+        }
+    };
+
+    make_cert(&dir)?;
+    write_configs(&dir, o.idle_conns)?;
+    let d = dir.display().to_string();
+    let _origin = spawn("origin", LOAD_CORE, "nginx", &["-c", &format!("{d}/origin.conf"), "-p", &d], &dir.join("origin.log"))?;
+    wait_port(ORIGIN)?;
+    let weir_args: Vec<&str> = weir_cmd.1.iter().map(String::as_str).collect();
+    let procs = [
+        spawn("weir", PROXY_CORE, &weir_cmd.0, &weir_args, &dir.join("weir.log"))?,
+        spawn("haproxy", PROXY_CORE, "haproxy", &["-f", &format!("{d}/haproxy.cfg")], &dir.join("haproxy.log"))?,
+        spawn("nginx", PROXY_CORE, "nginx", &["-c", &format!("{d}/nginx.conf"), "-p", &d], &dir.join("nginx.log"))?,
+    ];
+    for i in 0..3 {
+        wait_port(ports(i).h1)?;
+        wait_port(ports(i).tls)?;
+    }
+    // Warm-up: pools, caches.
+    for i in 0..3 {
+        wrk(&format!("http://127.0.0.1:{}/", ports(i).h1), 64, 1, &[])?;
+    }
+
+    // name → metric → values over rounds
+    let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+    for round in 0..o.rounds {
+        for (i, p) in procs.iter().enumerate() {
+            let name = NAMES[i];
+            eprintln!("round {}/{}: {name}", round + 1, o.rounds);
+            let e = m.entry(name).or_default();
+            let cpu0 = p.cpu_seconds();
+            let (rps, p50, p99, total, err) = wrk(&format!("http://127.0.0.1:{}/", ports(i).h1), 64, o.duration, &[])?;
+            let cpu = p.cpu_seconds() - cpu0;
+            e.entry("h1_rps").or_default().push(rps);
+            e.entry("h1_p50_us").or_default().push(p50);
+            e.entry("h1_p99_us").or_default().push(p99);
+            if total > 0 {
+                e.entry("h1_cpu_us_per_req").or_default().push(cpu * 1e6 / total as f64);
+            }
+            *errors.entry(name).or_default() += err;
+            let (rps, p50, p99, _, err) = h2load(&format!("https://127.0.0.1:{}/", ports(i).tls), o.duration, &dir.join(format!("h2load-{name}.log")))?;
+            e.entry("h2tls_rps").or_default().push(rps);
+            e.entry("h2tls_p50_us").or_default().push(p50);
+            e.entry("h2tls_p99_us").or_default().push(p99);
+            *errors.entry(name).or_default() += err;
+            let (hs, ..) = wrk(&format!("https://127.0.0.1:{}/", ports(i).tls), 32, o.duration.min(5), &["-H", "Connection: close"])?;
+            e.entry("tls_handshakes_per_s").or_default().push(hs);
+        }
+    }
+    for (i, p) in procs.iter().enumerate() {
+        let before = p.rss_kib();
+        let conns = idle_connections(ports(i).h1, o.idle_conns)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let after = p.rss_kib();
+        drop(conns);
+        let per = (after.saturating_sub(before)) as f64 * 1024.0 / o.idle_conns as f64;
+        m.entry(NAMES[i]).or_default().entry("idle_conn_bytes").or_default().push(per);
+    }
+    drop(procs);
+
+    let med: BTreeMap<&str, BTreeMap<&str, f64>> = m.iter().map(|(n, ms)| (*n, ms.iter().map(|(k, v)| (*k, median(v.clone()))).collect())).collect();
+    let metrics = ["h1_rps", "h1_p50_us", "h1_p99_us", "h1_cpu_us_per_req", "h2tls_rps", "h2tls_p50_us", "h2tls_p99_us", "tls_handshakes_per_s", "idle_conn_bytes"];
+    let get = |n: &str, k: &str| med.get(n).and_then(|x| x.get(k)).copied().unwrap_or(f64::NAN);
+    println!("\nweir vs HAProxy 2.6 vs nginx 1.22 — one worker on core {PROXY_CORE}, origin + client on core {LOAD_CORE}, median of {} round(s) of {} s", o.rounds, o.duration);
+    println!("{:<24}{:>14}{:>14}{:>14}{:>12}{:>12}", "metric", "weir", "haproxy", "nginx", "weir/hap", "weir/ngx");
+    let mut ratios = serde_json::Map::new();
+    for k in metrics {
+        let (w, h, n) = (get("weir", k), get("haproxy", k), get("nginx", k));
+        println!("{k:<24}{w:>14.1}{h:>14.1}{n:>14.1}{:>12.2}{:>12.2}", w / h, w / n);
+        ratios.insert(k.to_string(), json!({ "weir_over_haproxy": w / h, "weir_over_nginx": w / n }));
+    }
+    let targets = json!({
+        "h1_rps_vs_haproxy_ge_1.3": get("weir", "h1_rps") >= 1.3 * get("haproxy", "h1_rps"),
+        "h1_rps_vs_nginx_ge_1.1": get("weir", "h1_rps") >= 1.1 * get("nginx", "h1_rps"),
+        "h2tls_rps_vs_haproxy_ge_1.2": get("weir", "h2tls_rps") >= 1.2 * get("haproxy", "h2tls_rps"),
+        "p99_no_worse": get("weir", "h1_p99_us") <= get("haproxy", "h1_p99_us").min(get("nginx", "h1_p99_us"))
+            && get("weir", "h2tls_p99_us") <= get("haproxy", "h2tls_p99_us").min(get("nginx", "h2tls_p99_us")),
+        "tls_handshakes_ge_haproxy": get("weir", "tls_handshakes_per_s") >= get("haproxy", "tls_handshakes_per_s"),
+        "cpu_per_request_below_both": get("weir", "h1_cpu_us_per_req") < get("haproxy", "h1_cpu_us_per_req").min(get("nginx", "h1_cpu_us_per_req")),
+        "idle_conn_memory_below_haproxy": get("weir", "idle_conn_bytes") < get("haproxy", "idle_conn_bytes"),
+    });
+    println!("\ntargets: {targets}");
+    println!("client-visible errors: {errors:?}");
+    let all: Value = json!({
+        "setup": { "proxy_core": PROXY_CORE, "load_core": LOAD_CORE, "duration_s": o.duration, "rounds": o.rounds,
+                   "idle_connections": o.idle_conns, "weir": weir_cmd.0,
+                   "haproxy": sh("haproxy", &["-v"]).unwrap_or_default().lines().next().unwrap_or(""),
+                   "nginx": sh("nginx", &["-v"]).unwrap_or_default().trim() },
+        "median": med, "rounds": m, "ratios": ratios, "targets": targets, "errors": errors,
+    });
+    let out = root.join("target/bench/http.json");
+    std::fs::write(&out, serde_json::to_string_pretty(&all)?)?;
+    println!("wrote {}", out.display());
+    Ok(())
+}

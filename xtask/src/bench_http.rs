@@ -337,8 +337,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let root = root();
     let dir = root.join("target/bench/http");
     std::fs::create_dir_all(&dir)?;
-    // Room for 10,000 client connections in us and in the proxies we start.
-    let _ = Command::new("prlimit").args(["--pid", &std::process::id().to_string(), "--nofile=65536:65536"]).status();
+    // Room for 10,000 client connections in us and in the proxies we start (where allowed).
+    let _ = Command::new("prlimit").args(["--pid", &std::process::id().to_string(), "--nofile=65536:65536"]).stderr(Stdio::null()).status();
 
     let weir_cmd: (String, Vec<String>) = match &o.weir_bin {
         Some(b) => (b.display().to_string(), vec!["run".into(), "--config".into(), dir.join("weir.toml").display().to_string()]),
@@ -369,13 +369,24 @@ pub fn run(args: &[String]) -> Result<()> {
         wait_port(ports(i).h1)?;
         wait_port(ports(i).tls)?;
     }
+    // name → metric → values over rounds
+    let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    // Memory first, on fresh processes: RSS growth for 10,000 idle keep-alive connections.
+    for (i, p) in procs.iter().enumerate() {
+        let before = p.rss_kib();
+        let conns = idle_connections(ports(i).h1, o.idle_conns)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let after = p.rss_kib();
+        drop(conns);
+        let per = (after.saturating_sub(before)) as f64 * 1024.0 / o.idle_conns as f64;
+        m.entry(NAMES[i]).or_default().entry("idle_conn_bytes").or_default().push(per);
+    }
+    std::thread::sleep(Duration::from_secs(1));
     // Warm-up: pools, caches.
     for i in 0..3 {
         wrk(&format!("http://127.0.0.1:{}/", ports(i).h1), 64, 1, &[])?;
     }
 
-    // name → metric → values over rounds
-    let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
     for round in 0..o.rounds {
         for (i, p) in procs.iter().enumerate() {
@@ -400,15 +411,6 @@ pub fn run(args: &[String]) -> Result<()> {
             let (hs, ..) = wrk(&format!("https://127.0.0.1:{}/", ports(i).tls), 32, o.duration.min(5), &["-H", "Connection: close"])?;
             e.entry("tls_handshakes_per_s").or_default().push(hs);
         }
-    }
-    for (i, p) in procs.iter().enumerate() {
-        let before = p.rss_kib();
-        let conns = idle_connections(ports(i).h1, o.idle_conns)?;
-        std::thread::sleep(Duration::from_millis(500));
-        let after = p.rss_kib();
-        drop(conns);
-        let per = (after.saturating_sub(before)) as f64 * 1024.0 / o.idle_conns as f64;
-        m.entry(NAMES[i]).or_default().entry("idle_conn_bytes").or_default().push(per);
     }
     drop(procs);
 

@@ -154,7 +154,7 @@ pub struct ConnectionPool {
 impl Default for ConnectionPool {
     fn default() -> Self {
         ConnectionPool {
-            max_idle_per_target: 256,
+            max_idle_per_target: 1024,
             idle_timeout_seconds: 55,
             reuse: ReuseMode::Safe,
         }

@@ -35,6 +35,8 @@ pin_project_lite::pin_project! {
         header_timeout: Duration,
         timer: Pin<Box<Sleep>>,
         timer_kind: Timer,
+        // The real deadline of `timer_kind`; the timer may be set earlier and is moved lazily.
+        deadline: Instant,
         sniffed: bool,
         // Bytes of the 408 response written so far, once the header timer fired.
         timeout_reply: Option<usize>,
@@ -57,6 +59,7 @@ impl<T> ClientIo<T> {
             header_timeout,
             timer: Box::pin(tokio::time::sleep(idle_timeout)),
             timer_kind: Timer::Idle,
+            deadline: Instant::now() + idle_timeout,
             sniffed: false,
             timeout_reply: None,
         }
@@ -90,41 +93,43 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for ClientIo<T> {
         match this.inner.as_mut().poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let got = &buf.filled()[before..];
-                if !got.is_empty() {
-                    this.state.received.fetch_add(got.len() as u64, Relaxed);
-                    if !*this.sniffed {
-                        *this.sniffed = true;
-                        if got.starts_with(b"PRI") {
-                            this.state.h2.store(true, Relaxed);
-                        }
+                if got.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                let st = &*this.state;
+                st.received.fetch_add(got.len() as u64, Relaxed);
+                if !*this.sniffed {
+                    *this.sniffed = true;
+                    if got.starts_with(b"PRI") {
+                        st.h2.store(true, Relaxed);
                     }
-                    let idle_conn = this.state.in_flight.load(Relaxed) == 0;
-                    if !this.state.h2.load(Relaxed)
-                        && (idle_conn || this.state.head_pending.load(Relaxed))
-                        && head_has_content_length(got)
-                    {
-                        this.state.saw_content_length.store(true, Relaxed);
+                }
+                let h2 = st.h2.load(Relaxed);
+                let idle_conn = st.in_flight.load(Relaxed) == 0;
+                if !h2
+                    && (idle_conn || st.head_pending.load(Relaxed))
+                    && head_has_content_length(got)
+                {
+                    st.saw_content_length.store(true, Relaxed);
+                }
+                if idle_conn && !h2 && !st.head_pending.swap(true, Relaxed) {
+                    // A new request head starts: it must be complete in time.
+                    *this.timer_kind = Timer::Header;
+                    *this.deadline = Instant::now() + *this.header_timeout;
+                    if *this.deadline < this.timer.deadline() {
+                        this.timer.as_mut().reset(*this.deadline);
                     }
-                    if idle_conn
-                        && !this.state.h2.load(Relaxed)
-                        && !this.state.head_pending.swap(true, Relaxed)
-                    {
-                        this.timer
-                            .as_mut()
-                            .reset(Instant::now() + *this.header_timeout);
-                        *this.timer_kind = Timer::Header;
-                    } else if *this.timer_kind == Timer::Idle {
-                        this.timer
-                            .as_mut()
-                            .reset(Instant::now() + *this.idle_timeout);
-                    }
+                } else if *this.timer_kind == Timer::Idle {
+                    // Activity: push the idle deadline (the timer itself is moved lazily).
+                    *this.deadline = Instant::now() + *this.idle_timeout;
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
-                let busy = this.state.in_flight.load(Relaxed) > 0;
-                let head = this.state.head_pending.load(Relaxed) && !this.state.h2.load(Relaxed);
+                let st = &*this.state;
+                let busy = st.in_flight.load(Relaxed) > 0;
+                let head = st.head_pending.load(Relaxed) && !st.h2.load(Relaxed);
                 let want = if busy {
                     Timer::Off
                 } else if head {
@@ -133,21 +138,29 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for ClientIo<T> {
                     Timer::Idle
                 };
                 if want != *this.timer_kind {
-                    match want {
-                        Timer::Idle => this
-                            .timer
-                            .as_mut()
-                            .reset(Instant::now() + *this.idle_timeout),
-                        Timer::Header => this
-                            .timer
-                            .as_mut()
-                            .reset(Instant::now() + *this.header_timeout),
-                        Timer::Off => {}
-                    }
                     *this.timer_kind = want;
+                    let d = match want {
+                        Timer::Idle => *this.idle_timeout,
+                        _ => *this.header_timeout,
+                    };
+                    *this.deadline = Instant::now() + d;
+                    if want != Timer::Off && *this.deadline < this.timer.deadline() {
+                        this.timer.as_mut().reset(*this.deadline);
+                    }
                 }
-                if want == Timer::Off || this.timer.as_mut().poll(cx).is_pending() {
+                if want == Timer::Off {
                     return Poll::Pending;
+                }
+                loop {
+                    if this.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if Instant::now() < *this.deadline {
+                        // Fired early: the deadline moved since the timer was set.
+                        this.timer.as_mut().reset(*this.deadline);
+                        continue;
+                    }
+                    break;
                 }
                 match want {
                     Timer::Header => {

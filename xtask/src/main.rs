@@ -6,6 +6,7 @@
 //! - `lab up|down`: a client/server namespace pair to try `run` on by hand.
 
 mod bench;
+mod bench_http;
 mod cargo;
 mod lab;
 
@@ -40,7 +41,7 @@ enum Cmd {
         #[arg(last = true)]
         rest: Vec<String>,
     },
-    /// Run a benchmark: xdp, pps, http (see `cargo xtask bench list`).
+    /// Run a benchmark: xdp, pps, steer, synflood, http (see `cargo xtask bench list`).
     Bench {
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]

@@ -21,6 +21,10 @@ const LIST: &[(&str, &str)] = &[
         "packets/s through a veth from a live-frames generator: weir vs a bare XDP_DROP",
     ),
     (
+        "steer",
+        "new connections/s with Maglev steering vs the kernel's SO_REUSEPORT hash",
+    ),
+    (
         "synflood",
         "spoofed SYN flood: kernel-only cookies vs weir's XDP cookies; SYN path ns in TestRun",
     ),
@@ -42,6 +46,7 @@ pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
         "pps" => pps::run(args),
         "steer" => steer::run(args),
         "synflood" => synflood::run(args),
+        "http" => crate::bench_http::run(args),
         other => bail!("no benchmark `{other}` (cargo xtask bench list)"),
     }
 }

@@ -10,7 +10,9 @@
 
 use aya_ebpf::{
     bindings::{bpf_sock, tcphdr},
-    helpers::{bpf_ktime_get_ns, bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes},
+    helpers::{
+        bpf_ktime_get_coarse_ns, bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
+    },
 };
 use core::ffi::c_void;
 use lb_common::{
@@ -136,6 +138,9 @@ fn parse_syn(seg: &Seg, pkt: &Packet) -> Option<Syn> {
     if doff <= 5 {
         return Some(syn);
     }
+    if doff == 10 && linux_layout(pkt, seg.l4_off, &mut syn) {
+        return Some(syn);
+    }
     // Opaque to LLVM, then masked: the verifier must see the length bounded by the buffer, and
     // LLVM would otherwise fold the mask into a form the verifier cannot bound from below.
     let opt_len = (core::hint::black_box(doff * 4 - TCP_HLEN as u32) & POS_MASK as u32) as usize;
@@ -191,6 +196,28 @@ fn parse_syn(seg: &Seg, pkt: &Packet) -> Option<Syn> {
         i = j + len;
     }
     Some(syn)
+}
+
+/// The fast path for the layout Linux (and Android) clients send, read at constant offsets:
+/// MSS, SACK-permitted, timestamps, NOP, window scale (20 option bytes). Anything else takes the
+/// general walk.
+#[inline(always)]
+fn linux_layout(pkt: &Packet, l4_off: usize, syn: &mut Syn) -> bool {
+    let Some(th) = pkt.bytes::<{ TCP_HLEN + 20 }>(l4_off) else {
+        return false;
+    };
+    let o = th + TCP_HLEN;
+    if u8_at(o) != 2
+        || u8_at(o + 1) != 4
+        || u32_at(o + 4) != u32::from_ne_bytes([4, 2, 8, 10])
+        || u32_at(o + 16) != u32::from_ne_bytes([TCPOPT_NOP, 3, 3, u8_at(o + 19)])
+    {
+        return false;
+    }
+    syn.sack = true;
+    syn.tsval = Some(u32::from_be(u32_at(o + 8)));
+    syn.wscale = Some(u8_at(o + 19));
+    true
 }
 
 /// Makes the frame exactly as long as the SYN-ACK (it loses the SYN's options and any payload
@@ -262,7 +289,9 @@ fn write_synack(seg: &Seg, pkt: &Packet, syn: &Syn, cookie: u32, s: &SynSettings
         u32::from_ne_bytes([2, 4, (mss >> 8) as u8, mss as u8]),
     );
     if with_ts {
-        let now_ms = (unsafe { bpf_ktime_get_ns() } / 1_000_000) as u32;
+        // The coarse clock (up to a tick behind) is cheaper, and a TSval behind the kernel's
+        // later ones is what PAWS needs.
+        let now_ms = (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000) as u32;
         let tsval = ts::tsval(now_ms, ts::options(wscale, sack, ecn));
         let lead = if sack {
             [4, 2]

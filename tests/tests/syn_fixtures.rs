@@ -217,7 +217,9 @@ fn tcp_of(frame: &[u8]) -> weir_tests::packet::TcpInfo {
     Frame::parse(frame).unwrap().tcp().unwrap().clone()
 }
 
-/// TSval of the SYN-ACK: the encoded options in the low 6 bits, at most 64 ms old.
+/// TSval of the SYN-ACK: the encoded options in the low 6 bits, from the coarse clock (a tick
+/// behind at most) rounded down to its 64 ms block: never ahead of the clock, at most ≈ 70 ms
+/// behind.
 fn check_tsval(tsval: u32, wscale: u8, ecn: bool, before_ms: u32) {
     assert_eq!(
         tsval & 0x3f,
@@ -225,7 +227,7 @@ fn check_tsval(tsval: u32, wscale: u8, ecn: bool, before_ms: u32) {
         "TSval option bits"
     );
     assert!(
-        tsval.wrapping_add(64) >= before_ms && tsval <= now_ms(),
+        tsval.wrapping_add(64 + 20) >= before_ms && tsval <= now_ms(),
         "TSval {tsval} vs clock {before_ms}..{}",
         now_ms()
     );
@@ -320,6 +322,59 @@ fn ipv6_and_vlan_syns_get_exact_synacks() {
         panic!()
     };
     assert_frames_eq(&expect_synack(false, Some(42), tcp.seq, tsval, true), &out);
+}
+
+#[test]
+fn other_option_layouts_take_the_general_walk() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    // macOS/iOS order: MSS, NOP, WS, NOP, NOP, TS, SACK-permitted, EOL, EOL (24 bytes).
+    let mac = Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv4(CLIENT4, VIP4)
+        .df()
+        .tcp(40000, PORT4)
+        .syn()
+        .seq(1000)
+        .mss(1460)
+        .nop()
+        .wscale(6)
+        .nop()
+        .nop()
+        .timestamp(12345, 0)
+        .sack_perm()
+        .tcp_opt(TcpOpt::Eol)
+        .tcp_opt(TcpOpt::Eol)
+        .build();
+    let t0 = now_ms();
+    let (action, out, _) = fx.run(&mac);
+    assert_eq!(action, XDP_TX);
+    let tcp = tcp_of(&out);
+    let TcpOpt::Timestamp(tsval, _) = tcp.options[2] else {
+        panic!("{:?}", tcp.options)
+    };
+    check_tsval(tsval, 6, false, t0);
+    assert_frames_eq(&expect_synack(false, None, tcp.seq, tsval, false), &out);
+    // Windows order, no timestamps: MSS, NOP, WS, NOP, NOP, SACK-permitted. Nothing can carry
+    // the window scale or SACK through the cookie: MSS only.
+    let win = Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv4(CLIENT4, VIP4)
+        .tcp(40001, PORT4)
+        .syn()
+        .mss(1460)
+        .nop()
+        .wscale(8)
+        .nop()
+        .nop()
+        .sack_perm()
+        .build();
+    let (action, out, _) = fx.run(&win);
+    assert_eq!(action, XDP_TX);
+    let opts = tcp_of(&out).options;
+    assert_eq!(opts[0], TcpOpt::Mss(1460));
+    assert!(opts[1..].iter().all(|o| *o == TcpOpt::Nop), "{opts:?}");
 }
 
 #[test]

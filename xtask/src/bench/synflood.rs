@@ -375,8 +375,14 @@ fn testrun_paths(rig: &Rig, dp: &mut Dataplane) -> anyhow::Result<Vec<Value>> {
     let _listener = rig.dut.in_ns(|| TcpListener::bind((VIP, PORT)))??;
     let _in = rig.dut.enter()?;
     let mut rows = Vec::new();
+    let plain_syn = Packet::new()
+        .ipv4(CLIENT, VIP)
+        .tcp(40002, PORT)
+        .syn()
+        .build();
     for (name, frame, target) in [
         ("syn_cookie_v4", &syn, Some(100.0)),
+        ("syn_cookie_v4_no_options", &plain_syn, Some(100.0)),
         ("stray_ack_v4", &stray, None),
     ] {
         let (mut w, mut b) = (Vec::new(), Vec::new());
@@ -488,6 +494,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         verdict(p99_ok),
         verdict(soft_ratio <= 0.2)
     );
+    rig.dut.sysctl("net.ipv4.tcp_syncookies", "2")?;
     let paths = testrun_paths(&rig, &mut dp)?;
     println!(
         "{:<16} {:>10} {:>10} {:>12}",

@@ -334,16 +334,6 @@ fn every_client_request_succeeds_under_a_spoofed_syn_flood() -> Result<()> {
         ns.get("TcpExtListenDrops"),
         ns.get("TcpExtSyncookiesRecv"),
     );
-    eprintln!("server counters: {ns:?}");
-    for (k, v) in after["stats"].as_object().unwrap() {
-        let d = v["packets"].as_u64().unwrap_or(0)
-            - before["stats"][k]["packets"].as_u64().unwrap_or(0);
-        if d > 0 {
-            eprintln!("weir {k}: {d}");
-        }
-    }
-    eprintln!("s0: {}", s.server.exec(&["ethtool", "-S", s.s0.name()])?);
-    eprintln!("c0: {}", s.client.exec(&["ethtool", "-S", s.c0.name()])?);
     assert!(
         failures.is_empty(),
         "{} failed: {failures:?}",
@@ -391,6 +381,79 @@ fn every_client_request_succeeds_under_a_spoofed_syn_flood() -> Result<()> {
         "restored at exit"
     );
     assert_eq!(s.server.sysctl_get("net.ipv4.tcp_timestamps")?, "1");
+    drop(s.lab);
+    Ok(())
+}
+
+/// Auto mode end to end: cookies come on by themselves under the flood (and `weir stats` says
+/// so), requests keep succeeding, and cookies go off again once the flood has stopped for the
+/// hold time; `tcp_syncookies` follows (2 while on).
+#[test]
+fn auto_mode_turns_cookies_on_under_the_flood_and_off_after() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let s = setup()?;
+    let cfg = TempFile::new(
+        "synauto.toml",
+        &format!(
+            "[[vip]]\naddress = \"{VIP}\"\nport = {PORT}\n\n[syn]\nmode = \"auto\"\n\
+             auto_on_syn_per_second = 20000\nauto_off_syn_per_second = 5000\n\
+             auto_hold_seconds = 1\n"
+        ),
+    );
+    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    s.s0.track_xdp();
+    let cookies = |st: &serde_json::Value| st["vips"][0]["syn"]["cookies"].as_bool();
+    let st = stats(&s.server, &s.s0)?;
+    assert_eq!(st["vips"][0]["syn"]["mode"], "auto");
+    assert_eq!(cookies(&st), Some(false), "calm: cookies off");
+    assert_eq!(s.server.sysctl_get("net.ipv4.tcp_syncookies")?, "1");
+    assert_eq!(curl(&s.client, "/")?.0, 200);
+
+    let frame = Packet::new()
+        .eth(s.c0.mac()?, s.s0.mac()?)
+        .ipv4("198.18.0.1", VIP)
+        .tcp(1024, PORT)
+        .syn()
+        .seq(1)
+        .build();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flood_thread = {
+        let (client, stop, sent) = (s.client.clone(), stop.clone(), sent.clone());
+        let ifindex = s.c0.ifindex()?;
+        std::thread::spawn(move || flood(client, ifindex, frame, stop, sent))
+    };
+    let on = weir_tests::lab::wait_until(Duration::from_secs(10), "cookies on", || {
+        Ok(cookies(&stats(&s.server, &s.s0)?) == Some(true))
+    });
+    let syncookies_during = s.server.sysctl_get("net.ipv4.tcp_syncookies")?;
+    let mut codes = Vec::new();
+    for _ in 0..20 {
+        codes.push(curl(&s.client, "/")?.0);
+    }
+    stop.store(true, Ordering::Relaxed);
+    flood_thread.join().expect("flood thread")?;
+    on?;
+    assert_eq!(syncookies_during, "2");
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    let during = stats(&s.server, &s.s0)?;
+    assert!(syn(&during, "cookies_sent") > 10_000);
+    assert!(syn(&during, "cookie_acks_valid") >= 20);
+    // Calm again: off after the 1 s hold (sampled every 200 ms).
+    weir_tests::lab::wait_until(Duration::from_secs(10), "cookies off", || {
+        Ok(cookies(&stats(&s.server, &s.s0)?) == Some(false))
+    })?;
+    assert_eq!(s.server.sysctl_get("net.ipv4.tcp_syncookies")?, "1");
+    let sent_after = syn(&stats(&s.server, &s.s0)?, "cookies_sent");
+    assert_eq!(curl(&s.client, "/")?.0, 200);
+    assert_eq!(
+        syn(&stats(&s.server, &s.s0)?, "cookies_sent"),
+        sent_after,
+        "off: the kernel answers SYNs again"
+    );
+    ensure!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
     drop(s.lab);
     Ok(())
 }

@@ -44,7 +44,12 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
-    let mut o = Opts { duration: 10, rounds: 3, idle_conns: 10_000, weir_bin: None };
+    let mut o = Opts {
+        duration: 10,
+        rounds: 3,
+        idle_conns: 10_000,
+        weir_bin: None,
+    };
     let mut it = args.iter().filter(|a| *a != "bench" && *a != "http");
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -64,13 +69,24 @@ fn parse(args: &[String]) -> Result<Opts> {
 
 /// The workspace root: xtask's parent, or the current directory when that is not a weir tree.
 fn root() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    if p.join("lb-l7").is_dir() { p } else { std::env::current_dir().unwrap_or(p) }
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    if p.join("lb-l7").is_dir() {
+        p
+    } else {
+        std::env::current_dir().unwrap_or(p)
+    }
 }
 
 fn sh(cmd: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().with_context(|| format!("run {cmd}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {cmd}"))?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         bail!("{cmd} {args:?} failed: {text}");
     }
@@ -78,12 +94,27 @@ fn sh(cmd: &str, args: &[&str]) -> Result<String> {
 }
 
 fn have(cmd: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {cmd}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success())
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 fn ensure_tools() -> Result<()> {
-    let need = [("haproxy", "haproxy"), ("nginx", "nginx"), ("wrk", "wrk"), ("h2load", "nghttp2-client"), ("openssl", "openssl"), ("taskset", "util-linux")];
-    let missing: Vec<&str> = need.iter().filter(|(c, _)| !have(c)).map(|(_, p)| *p).collect();
+    let need = [
+        ("haproxy", "haproxy"),
+        ("nginx", "nginx"),
+        ("wrk", "wrk"),
+        ("h2load", "nghttp2-client"),
+        ("openssl", "openssl"),
+        ("taskset", "util-linux"),
+    ];
+    let missing: Vec<&str> = need
+        .iter()
+        .filter(|(c, _)| !have(c))
+        .map(|(_, p)| *p)
+        .collect();
     if !missing.is_empty() {
         eprintln!("installing {missing:?} from Debian");
         sh("apt-get", &["update", "-q"])?;
@@ -106,9 +137,15 @@ impl Proc {
         let mut v = vec![me];
         if let Ok(rd) = std::fs::read_dir("/proc") {
             for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                    continue;
+                };
                 let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).and_then(|p| p.parse::<u32>().ok());
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
                 if ppid == Some(me) {
                     v.push(pid);
                 }
@@ -133,14 +170,21 @@ impl Proc {
         self.pids()
             .iter()
             .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-            .filter_map(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<u64>().ok()))
+            .filter_map(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
             .sum()
     }
 }
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(5) {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -158,7 +202,13 @@ fn spawn(name: &'static str, core: &str, cmd: &str, args: &[&str], log: &Path) -
     let f = std::fs::File::create(log)?;
     let mut full = vec!["-c", core, cmd];
     full.extend_from_slice(args);
-    let child = Command::new("taskset").args(&full).stdin(Stdio::null()).stdout(f.try_clone()?).stderr(f).spawn().with_context(|| format!("start {name}"))?;
+    let child = Command::new("taskset")
+        .args(&full)
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .spawn()
+        .with_context(|| format!("start {name}"))?;
     Ok(Proc { name, child })
 }
 
@@ -178,7 +228,10 @@ struct Ports {
 }
 
 fn ports(i: usize) -> Ports {
-    Ports { h1: 18_110 + 10 * i as u16, tls: 18_111 + 10 * i as u16 }
+    Ports {
+        h1: 18_110 + 10 * i as u16,
+        tls: 18_111 + 10 * i as u16,
+    }
 }
 
 fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
@@ -238,9 +291,21 @@ fn make_cert(dir: &Path) -> Result<()> {
     sh(
         "openssl",
         &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "7", "-subj", "/CN=bench.weir.test",
-            "-addext", "subjectAltName=DNS:bench.weir.test,IP:127.0.0.1",
-            "-keyout", &k.display().to_string(), "-out", &c.display().to_string(),
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "7",
+            "-subj",
+            "/CN=bench.weir.test",
+            "-addext",
+            "subjectAltName=DNS:bench.weir.test,IP:127.0.0.1",
+            "-keyout",
+            &k.display().to_string(),
+            "-out",
+            &c.display().to_string(),
         ],
     )?;
     let combined = std::fs::read_to_string(&c)? + &std::fs::read_to_string(&k)?;
@@ -266,19 +331,44 @@ fn micros(s: &str) -> Option<f64> {
 fn wrk(url: &str, conns: u32, secs: u64, extra: &[&str]) -> Result<(f64, f64, f64, u64, u64)> {
     let c = conns.to_string();
     let d = format!("{secs}s");
-    let mut args = vec!["-c", LOAD_CORE, "wrk", "-t1", "-c", &c, "-d", &d, "--latency"];
+    let mut args = vec![
+        "-c",
+        LOAD_CORE,
+        "wrk",
+        "-t1",
+        "-c",
+        &c,
+        "-d",
+        &d,
+        "--latency",
+    ];
     args.extend_from_slice(extra);
     args.push(url);
     let out = sh("taskset", &args)?;
-    let find = |key: &str| out.lines().find(|l| l.trim_start().starts_with(key)).map(|l| l.trim_start()[key.len()..].trim().to_string());
-    let rps = find("Requests/sec:").and_then(|v| v.parse().ok()).context("wrk: no Requests/sec")?;
+    let find = |key: &str| {
+        out.lines()
+            .find(|l| l.trim_start().starts_with(key))
+            .map(|l| l.trim_start()[key.len()..].trim().to_string())
+    };
+    let rps = find("Requests/sec:")
+        .and_then(|v| v.parse().ok())
+        .context("wrk: no Requests/sec")?;
     let p50 = find("50%").and_then(|v| micros(&v)).unwrap_or(f64::NAN);
     let p99 = find("99%").and_then(|v| micros(&v)).unwrap_or(f64::NAN);
-    let total = out.lines().find(|l| l.contains(" requests in ")).and_then(|l| l.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let total = out
+        .lines()
+        .find(|l| l.contains(" requests in "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let errors = out
         .lines()
         .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
-        .flat_map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()).collect::<Vec<_>>())
+        .flat_map(|l| {
+            l.split(|c: char| !c.is_ascii_digit())
+                .filter_map(|n| n.parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
         .sum();
     Ok((rps, p50, p99, total, errors))
 }
@@ -286,7 +376,25 @@ fn wrk(url: &str, conns: u32, secs: u64, extra: &[&str]) -> Result<(f64, f64, f6
 fn h2load(url: &str, secs: u64, log: &Path) -> Result<(f64, f64, f64, u64, u64)> {
     let d = secs.to_string();
     let lf = log.display().to_string();
-    let out = sh("taskset", &["-c", LOAD_CORE, "h2load", "-c", "16", "-m", "32", "-t", "1", "-D", &d, "--log-file", &lf, url])?;
+    let out = sh(
+        "taskset",
+        &[
+            "-c",
+            LOAD_CORE,
+            "h2load",
+            "-c",
+            "16",
+            "-m",
+            "32",
+            "-t",
+            "1",
+            "-D",
+            &d,
+            "--log-file",
+            &lf,
+            url,
+        ],
+    )?;
     let rps = out
         .lines()
         .find(|l| l.starts_with("finished in"))
@@ -294,13 +402,32 @@ fn h2load(url: &str, secs: u64, log: &Path) -> Result<(f64, f64, f64, u64, u64)>
         .and_then(|v| v.trim().strip_suffix("req/s"))
         .and_then(|v| v.trim().parse().ok())
         .context("h2load: no req/s")?;
-    let line = out.lines().find(|l| l.starts_with("requests:")).unwrap_or("");
-    let num = |key: &str| line.split(',').find(|p| p.contains(key)).and_then(|p| p.split_whitespace().next()).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("requests:"))
+        .unwrap_or("");
+    let num = |key: &str| {
+        line.split(',')
+            .find(|p| p.contains(key))
+            .and_then(|p| p.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     let (ok, failed, errored) = (num("succeeded"), num("failed"), num("errored"));
     // Log lines: start time (µs), status, duration (µs).
-    let mut lat: Vec<f64> = std::fs::read_to_string(log).unwrap_or_default().lines().filter_map(|l| l.split_whitespace().nth(2)?.parse().ok()).collect();
+    let mut lat: Vec<f64> = std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(2)?.parse().ok())
+        .collect();
     lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| if lat.is_empty() { f64::NAN } else { lat[((lat.len() - 1) as f64 * p) as usize] };
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            f64::NAN
+        } else {
+            lat[((lat.len() - 1) as f64 * p) as usize]
+        }
+    };
     Ok((rps, pct(0.5), pct(0.99), ok, failed + errored))
 }
 
@@ -310,7 +437,8 @@ fn idle_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
     let req = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
     let mut buf = [0u8; 1024];
     for i in 0..n {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("connection {i}"))?;
+        let mut s =
+            TcpStream::connect(("127.0.0.1", port)).with_context(|| format!("connection {i}"))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
         s.write_all(req)?;
         let got = s.read(&mut buf)?;
@@ -338,32 +466,95 @@ pub fn run(args: &[String]) -> Result<()> {
     let dir = root.join("target/bench/http");
     std::fs::create_dir_all(&dir)?;
     // Room for 10,000 client connections in us and in the proxies we start (where allowed).
-    let _ = Command::new("prlimit").args(["--pid", &std::process::id().to_string(), "--nofile=65536:65536"]).stderr(Stdio::null()).status();
+    let _ = Command::new("prlimit")
+        .args([
+            "--pid",
+            &std::process::id().to_string(),
+            "--nofile=65536:65536",
+        ])
+        .stderr(Stdio::null())
+        .status();
 
     let weir_cmd: (String, Vec<String>) = match &o.weir_bin {
-        Some(b) => (b.display().to_string(), vec!["run".into(), "--config".into(), dir.join("weir.toml").display().to_string()]),
+        Some(b) => (
+            b.display().to_string(),
+            vec![
+                "run".into(),
+                "--config".into(),
+                dir.join("weir.toml").display().to_string(),
+            ],
+        ),
         None => {
-            eprintln!("building the lb-l7 worker example (release)");
-            let st = Command::new("cargo").current_dir(&root).args(["build", "--release", "-q", "-p", "lb-l7", "--example", "worker"]).status()?;
+            // Built like a shipped binary: fat LTO, one codegen unit, in its own target dir
+            // so the profile override does not invalidate anyone's release build.
+            eprintln!("building the lb-l7 worker example (release, fat LTO)");
+            let target = std::env::var("CARGO_TARGET_DIR")
+                .map_or_else(|_| root.join("target"), PathBuf::from)
+                .join("bench-lto");
+            let st = Command::new("cargo")
+                .current_dir(&root)
+                .env("CARGO_TARGET_DIR", &target)
+                .env("CARGO_PROFILE_RELEASE_LTO", "fat")
+                .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
+                .args([
+                    "build",
+                    "--release",
+                    "-q",
+                    "-p",
+                    "lb-l7",
+                    "--example",
+                    "worker",
+                ])
+                .status()?;
             if !st.success() {
                 bail!("cargo build failed");
             }
-            let target = std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
             let bin = target.join("release/examples/worker");
-            (bin.display().to_string(), vec![dir.join("weir.toml").display().to_string(), "--threads".into(), "1".into()])
+            (
+                bin.display().to_string(),
+                vec![
+                    dir.join("weir.toml").display().to_string(),
+                    "--threads".into(),
+                    "1".into(),
+                ],
+            )
         }
     };
 
     make_cert(&dir)?;
     write_configs(&dir, o.idle_conns)?;
     let d = dir.display().to_string();
-    let _origin = spawn("origin", LOAD_CORE, "nginx", &["-c", &format!("{d}/origin.conf"), "-p", &d], &dir.join("origin.log"))?;
+    let _origin = spawn(
+        "origin",
+        LOAD_CORE,
+        "nginx",
+        &["-c", &format!("{d}/origin.conf"), "-p", &d],
+        &dir.join("origin.log"),
+    )?;
     wait_port(ORIGIN)?;
     let weir_args: Vec<&str> = weir_cmd.1.iter().map(String::as_str).collect();
     let procs = [
-        spawn("weir", PROXY_CORE, &weir_cmd.0, &weir_args, &dir.join("weir.log"))?,
-        spawn("haproxy", PROXY_CORE, "haproxy", &["-f", &format!("{d}/haproxy.cfg")], &dir.join("haproxy.log"))?,
-        spawn("nginx", PROXY_CORE, "nginx", &["-c", &format!("{d}/nginx.conf"), "-p", &d], &dir.join("nginx.log"))?,
+        spawn(
+            "weir",
+            PROXY_CORE,
+            &weir_cmd.0,
+            &weir_args,
+            &dir.join("weir.log"),
+        )?,
+        spawn(
+            "haproxy",
+            PROXY_CORE,
+            "haproxy",
+            &["-f", &format!("{d}/haproxy.cfg")],
+            &dir.join("haproxy.log"),
+        )?,
+        spawn(
+            "nginx",
+            PROXY_CORE,
+            "nginx",
+            &["-c", &format!("{d}/nginx.conf"), "-p", &d],
+            &dir.join("nginx.log"),
+        )?,
     ];
     for i in 0..3 {
         wait_port(ports(i).h1)?;
@@ -379,7 +570,11 @@ pub fn run(args: &[String]) -> Result<()> {
         let after = p.rss_kib();
         drop(conns);
         let per = (after.saturating_sub(before)) as f64 * 1024.0 / o.idle_conns as f64;
-        m.entry(NAMES[i]).or_default().entry("idle_conn_bytes").or_default().push(per);
+        m.entry(NAMES[i])
+            .or_default()
+            .entry("idle_conn_bytes")
+            .or_default()
+            .push(per);
     }
     std::thread::sleep(Duration::from_secs(1));
     // Warm-up: pools, caches.
@@ -394,36 +589,88 @@ pub fn run(args: &[String]) -> Result<()> {
             eprintln!("round {}/{}: {name}", round + 1, o.rounds);
             let e = m.entry(name).or_default();
             let cpu0 = p.cpu_seconds();
-            let (rps, p50, p99, total, err) = wrk(&format!("http://127.0.0.1:{}/", ports(i).h1), 64, o.duration, &[])?;
+            let (rps, p50, p99, total, err) = wrk(
+                &format!("http://127.0.0.1:{}/", ports(i).h1),
+                64,
+                o.duration,
+                &[],
+            )?;
             let cpu = p.cpu_seconds() - cpu0;
             e.entry("h1_rps").or_default().push(rps);
             e.entry("h1_p50_us").or_default().push(p50);
             e.entry("h1_p99_us").or_default().push(p99);
             if total > 0 {
-                e.entry("h1_cpu_us_per_req").or_default().push(cpu * 1e6 / total as f64);
+                e.entry("h1_cpu_us_per_req")
+                    .or_default()
+                    .push(cpu * 1e6 / total as f64);
             }
             *errors.entry(name).or_default() += err;
-            let (rps, p50, p99, _, err) = h2load(&format!("https://127.0.0.1:{}/", ports(i).tls), o.duration, &dir.join(format!("h2load-{name}.log")))?;
+            let (rps, p50, p99, _, err) = h2load(
+                &format!("https://127.0.0.1:{}/", ports(i).tls),
+                o.duration,
+                &dir.join(format!("h2load-{name}.log")),
+            )?;
             e.entry("h2tls_rps").or_default().push(rps);
             e.entry("h2tls_p50_us").or_default().push(p50);
             e.entry("h2tls_p99_us").or_default().push(p99);
             *errors.entry(name).or_default() += err;
-            let (hs, ..) = wrk(&format!("https://127.0.0.1:{}/", ports(i).tls), 32, o.duration.min(5), &["-H", "Connection: close"])?;
+            let (hs, ..) = wrk(
+                &format!("https://127.0.0.1:{}/", ports(i).tls),
+                32,
+                o.duration.min(5),
+                &["-H", "Connection: close"],
+            )?;
             e.entry("tls_handshakes_per_s").or_default().push(hs);
         }
     }
     drop(procs);
 
-    let med: BTreeMap<&str, BTreeMap<&str, f64>> = m.iter().map(|(n, ms)| (*n, ms.iter().map(|(k, v)| (*k, median(v.clone()))).collect())).collect();
-    let metrics = ["h1_rps", "h1_p50_us", "h1_p99_us", "h1_cpu_us_per_req", "h2tls_rps", "h2tls_p50_us", "h2tls_p99_us", "tls_handshakes_per_s", "idle_conn_bytes"];
-    let get = |n: &str, k: &str| med.get(n).and_then(|x| x.get(k)).copied().unwrap_or(f64::NAN);
-    println!("\nweir vs HAProxy 2.6 vs nginx 1.22 — one worker on core {PROXY_CORE}, origin + client on core {LOAD_CORE}, median of {} round(s) of {} s", o.rounds, o.duration);
-    println!("{:<24}{:>14}{:>14}{:>14}{:>12}{:>12}", "metric", "weir", "haproxy", "nginx", "weir/hap", "weir/ngx");
+    let med: BTreeMap<&str, BTreeMap<&str, f64>> = m
+        .iter()
+        .map(|(n, ms)| {
+            (
+                *n,
+                ms.iter().map(|(k, v)| (*k, median(v.clone()))).collect(),
+            )
+        })
+        .collect();
+    let metrics = [
+        "h1_rps",
+        "h1_p50_us",
+        "h1_p99_us",
+        "h1_cpu_us_per_req",
+        "h2tls_rps",
+        "h2tls_p50_us",
+        "h2tls_p99_us",
+        "tls_handshakes_per_s",
+        "idle_conn_bytes",
+    ];
+    let get = |n: &str, k: &str| {
+        med.get(n)
+            .and_then(|x| x.get(k))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "\nweir vs HAProxy 2.6 vs nginx 1.22 — one worker on core {PROXY_CORE}, origin + client on core {LOAD_CORE}, median of {} round(s) of {} s",
+        o.rounds, o.duration
+    );
+    println!(
+        "{:<24}{:>14}{:>14}{:>14}{:>12}{:>12}",
+        "metric", "weir", "haproxy", "nginx", "weir/hap", "weir/ngx"
+    );
     let mut ratios = serde_json::Map::new();
     for k in metrics {
         let (w, h, n) = (get("weir", k), get("haproxy", k), get("nginx", k));
-        println!("{k:<24}{w:>14.1}{h:>14.1}{n:>14.1}{:>12.2}{:>12.2}", w / h, w / n);
-        ratios.insert(k.to_string(), json!({ "weir_over_haproxy": w / h, "weir_over_nginx": w / n }));
+        println!(
+            "{k:<24}{w:>14.1}{h:>14.1}{n:>14.1}{:>12.2}{:>12.2}",
+            w / h,
+            w / n
+        );
+        ratios.insert(
+            k.to_string(),
+            json!({ "weir_over_haproxy": w / h, "weir_over_nginx": w / n }),
+        );
     }
     let targets = json!({
         "h1_rps_vs_haproxy_ge_1.3": get("weir", "h1_rps") >= 1.3 * get("haproxy", "h1_rps"),

@@ -6,6 +6,10 @@
 //! a single-threaded runtime: one worker on one core, as `cargo xtask bench http` measures it.
 
 use lb_l7::{L7Config, Worker, WorkerOptions};
+
+// glibc malloc costs ~10 % of a proxied request; mimalloc much less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::sync::Arc;
 
 fn main() -> anyhow::Result<()> {

@@ -232,7 +232,17 @@ async fn process(
                 l.actions_executed.push("forward");
                 l.target_group = Some(group.name.clone());
             }
-            forward::forward(sh, ci, group, req, first, host.as_deref(), log).await
+            // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
+            Box::pin(forward::forward(
+                sh,
+                ci,
+                group,
+                req,
+                first,
+                host.as_deref(),
+                log,
+            ))
+            .await
         }
     }
 }

@@ -11,8 +11,7 @@ use aya_ebpf::{
         bpf_get_prandom_u32, bpf_sk_release, bpf_skc_lookup_tcp, bpf_tcp_gen_syncookie,
         bpf_tcp_raw_gen_syncookie_ipv4, bpf_xdp_adjust_tail,
     },
-    macros::{map, xdp},
-    maps::Array,
+    macros::xdp,
     programs::XdpContext,
 };
 
@@ -38,11 +37,12 @@ pub fn gen_tx(_ctx: XdpContext) -> u32 {
 /// Length of the flood generator's frame: Ethernet, IPv4 (no options), TCP (no options).
 const GEN_FRAME: usize = 14 + 20 + 20;
 
-/// The SYN the generator sends, set by user space: live-frames pages are recycled with whatever
-/// the receiver left in them (weir turns them into SYN-ACKs in place), so every run starts by
-/// rewriting the whole frame from here.
-#[map]
-static GEN_TEMPLATE: Array<[u32; 16]> = Array::with_max_entries(1, 0);
+/// The SYN the generator sends, set by user space at load (`EbpfLoader::set_global`): live-frames
+/// pages are recycled with whatever the receiver left in them (weir turns them into SYN-ACKs in
+/// place), so every run starts by rewriting the whole frame from here. A global, not a map: this
+/// object is also loaded by iproute2 (libbpf), which refuses aya's legacy map sections.
+#[unsafe(no_mangle)]
+static GEN_TEMPLATE: [u32; 16] = [0; 16];
 
 /// The SYN-flood generator: run with `BPF_F_TEST_XDP_LIVE_FRAMES`, each repetition writes the
 /// template SYN (Ethernet/IPv4/TCP, no options) with a random source in 198.18.0.0/15 (RFC
@@ -50,9 +50,6 @@ static GEN_TEMPLATE: Array<[u32; 16]> = Array::with_max_entries(1, 0);
 /// fixed incrementally, and transmits it out of the interface named in the context.
 #[xdp]
 pub fn gen_syn_flood(ctx: XdpContext) -> u32 {
-    let Some(t) = GEN_TEMPLATE.get(0) else {
-        return xdp_action::XDP_ABORTED;
-    };
     let have = ctx.data_end() - ctx.data();
     if have != GEN_FRAME
         && unsafe { bpf_xdp_adjust_tail(ctx.ctx, GEN_FRAME as i32 - have as i32) } != 0
@@ -64,10 +61,12 @@ pub fn gen_syn_flood(ctx: XdpContext) -> u32 {
         return xdp_action::XDP_ABORTED;
     }
     // 54 bytes: 13 words and a half.
+    // Volatile: the value is patched in at load time, not the zeros compiled here.
+    let word = |i: usize| unsafe { core::ptr::read_volatile(&GEN_TEMPLATE[i]) };
     for i in 0..13 {
-        unsafe { *((start + 4 * i) as *mut u32) = t[i] };
+        unsafe { *((start + 4 * i) as *mut u32) = word(i) };
     }
-    unsafe { *((start + 52) as *mut u16) = t[13] as u16 };
+    unsafe { *((start + 52) as *mut u16) = word(13) as u16 };
     let (ip, th) = (start + 14, start + 14 + 20);
     let r = unsafe { bpf_get_prandom_u32() };
     let src = (0xc612_0000u32 | (r & 0x1_ffff)).to_be();

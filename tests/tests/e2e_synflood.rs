@@ -101,7 +101,10 @@ fn setup() -> Result<Setup> {
     prog.load()?;
     c0.track_xdp();
     client.in_ns(|| prog.attach(c0.name(), aya::programs::XdpMode::Driver))??;
-    let dir = TempDir(std::env::temp_dir().join(format!("weir-synflood-{}", std::process::id())));
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("weir-synflood-{}-{n}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     std::fs::write(dir.0.join("index.html"), "hello\n")?;
     std::fs::write(dir.0.join("big"), vec![b'x'; BIG_FILE])?;
@@ -146,17 +149,16 @@ fn flood(
     stop: Arc<AtomicBool>,
     sent: Arc<AtomicU64>,
 ) -> Result<()> {
-    let mut obj = Ebpf::load(lb_userspace::BENCH_OBJECT)?;
+    let words = template(&frame)?;
+    let mut obj = aya::EbpfLoader::new()
+        .override_global("GEN_TEMPLATE", &words, true)
+        .load(lb_userspace::BENCH_OBJECT)?;
     let prog: &mut Xdp = obj
         .program_mut("gen_syn_flood")
         .context("gen_syn_flood")?
         .try_into()?;
     prog.load()?;
-    set_template(&mut obj, &frame)?;
-    let prog: &Xdp = obj
-        .program("gen_syn_flood")
-        .context("gen_syn_flood")?
-        .try_into()?;
+    let prog: &Xdp = prog;
     let md: [u32; 6] = [0, frame.len() as u32, 0, c0_ifindex, 0, 0];
     let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
     let _in = client.enter()?;
@@ -181,8 +183,8 @@ fn flood(
     Ok(())
 }
 
-/// The generator's SYN (54 bytes) as the words of its `GEN_TEMPLATE` map.
-fn set_template(obj: &mut Ebpf, frame: &[u8]) -> Result<()> {
+/// The generator's SYN (54 bytes) as the words of its `GEN_TEMPLATE` global.
+fn template(frame: &[u8]) -> Result<[u32; 16]> {
     ensure!(frame.len() == 54, "the generator sends 54-byte SYNs");
     let mut words = [0u32; 16];
     for (i, c) in frame.chunks(4).enumerate() {
@@ -190,10 +192,7 @@ fn set_template(obj: &mut Ebpf, frame: &[u8]) -> Result<()> {
         b[..c.len()].copy_from_slice(c);
         words[i] = u32::from_ne_bytes(b);
     }
-    let mut t: aya::maps::Array<_, [u32; 16]> =
-        aya::maps::Array::try_from(obj.map_mut("GEN_TEMPLATE").context("GEN_TEMPLATE")?)?;
-    t.set(0, words, 0)?;
-    Ok(())
+    Ok(words)
 }
 
 /// One `curl` from the client namespace: (HTTP code, connect seconds, bytes).

@@ -518,6 +518,15 @@ fn mode_off_passes_everything_and_auto_switches_with_hysteresis() {
         fx.syn.tick(&mut fx.dp, t).unwrap();
     }
     assert_eq!(fx.run(&syn).2, Stat::PassVip, "off after the hold");
+    // A reloaded configuration (SIGHUP in `weir run`) switches the mode.
+    fx.syn
+        .reload(&mut fx.dp, &config(SynModeSetting::Always))
+        .unwrap();
+    assert_eq!(fx.run(&syn).2, Stat::TxSynCookie, "reloaded as always");
+    fx.syn
+        .reload(&mut fx.dp, &config(SynModeSetting::Off))
+        .unwrap();
+    assert_eq!(fx.run(&syn).2, Stat::PassVip, "reloaded as off");
     // Always, then off again, at run time.
     fx.syn.set_mode(&mut fx.dp, 0, SynMode::Always).unwrap();
     assert_eq!(fx.run(&syn).2, Stat::TxSynCookie);

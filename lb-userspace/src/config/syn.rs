@@ -176,3 +176,32 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod file_tests {
+    use crate::config::Config;
+
+    #[test]
+    fn the_config_file_carries_syn_and_locates_its_errors() {
+        let ok = Config::parse(
+            "weir.toml",
+            "[syn]\nmode = \"always\"\nper_source_syn_per_second = 50\n\n[[syn.vip]]\n\
+             address = \"interface\"\nport = 443\nmode = \"off\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.syn.per_source_syn_per_second, 50);
+        assert_eq!(ok.syn.vip.len(), 1);
+        let err = Config::parse(
+            "weir.toml",
+            "[syn]\nmode = \"auto\"\n\n[[syn.vip]]\naddress = \"bogus\"\nport = 1\nmode = \"off\"\n",
+        )
+        .unwrap_err();
+        let e = err.issues[0].to_string();
+        assert!(
+            e.starts_with("weir.toml:5:11: field `syn.vip[0].address`"),
+            "{e}"
+        );
+        let err = Config::parse("weir.toml", "[syn]\nmode = \"sometimes\"\n").unwrap_err();
+        assert!(err.issues[0].to_string().contains("syn.mode"), "{err}");
+    }
+}

@@ -84,8 +84,6 @@ fn rig() -> anyhow::Result<Rig> {
     let s = prog(&mut sink, "sink_spoofed")?;
     g0.track_xdp();
     gen_ns.in_ns(|| s.attach(g0.name(), XdpMode::Driver))??;
-    let mut generator = Ebpf::load(BENCH_OBJECT)?;
-    prog(&mut generator, "gen_syn_flood")?;
     let frame = Packet::new()
         .eth(g0.mac()?, d0.mac()?)
         .ipv4("198.18.0.1", VIP)
@@ -100,9 +98,11 @@ fn rig() -> anyhow::Result<Rig> {
         b[..c.len()].copy_from_slice(c);
         words[i] = u32::from_ne_bytes(b);
     }
-    let mut t: aya::maps::Array<_, [u32; 16]> =
-        aya::maps::Array::try_from(generator.map_mut("GEN_TEMPLATE").context("GEN_TEMPLATE")?)?;
-    t.set(0, words, 0)?;
+    // The generator's frame is a global patched in at load.
+    let mut generator = aya::EbpfLoader::new()
+        .override_global("GEN_TEMPLATE", &words, true)
+        .load(BENCH_OBJECT)?;
+    prog(&mut generator, "gen_syn_flood")?;
     d0.track_xdp();
     Ok(Rig {
         _lab: lab,

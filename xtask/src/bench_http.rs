@@ -234,13 +234,28 @@ fn ports(i: usize) -> Ports {
     }
 }
 
+/// The hard open-files limit (containers may forbid raising it; proxies are told to use it).
+fn nofile_hard() -> u64 {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .find(|x| x.starts_with("Max open files"))
+                .and_then(|x| x.split_whitespace().nth(4).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(65_536)
+}
+
 fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
     let d = dir.display();
+    let nofile = nofile_hard();
     let conns = idle_conns + 2_000;
+    // HAProxy wants two descriptors per connection (client + server side).
+    let hap_conns = conns.min((nofile as usize).saturating_sub(100) / 2);
     std::fs::write(
         dir.join("origin.conf"),
         format!(
-            "daemon off; worker_processes 1; pid {d}/origin.pid; error_log {d}/origin.err; worker_rlimit_nofile 65536;\n\
+            "daemon off; worker_processes 1; pid {d}/origin.pid; error_log {d}/origin.err; worker_rlimit_nofile {nofile};\n\
              events {{ worker_connections 8192; }}\n\
              http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;\n\
                server {{ listen 127.0.0.1:{ORIGIN} backlog=4096; location / {{ return 200 \"hello from the origin\\n\"; }} }} }}\n"
@@ -262,7 +277,7 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
     std::fs::write(
         dir.join("haproxy.cfg"),
         format!(
-            "global\n  nbthread 1\n  maxconn {conns}\n  tune.ssl.default-dh-param 2048\n\
+            "global\n  nbthread 1\n  maxconn {hap_conns}\n  ulimit-n {nofile}\n  tune.ssl.default-dh-param 2048\n\
              defaults\n  mode http\n  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n  option http-keep-alive\n  http-reuse safe\n\
              frontend h1\n  bind 127.0.0.1:{}\n  default_backend origin\n\
              frontend tls\n  bind 127.0.0.1:{} ssl crt {d}/combined.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2\n  default_backend origin\n\
@@ -273,7 +288,7 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
     std::fs::write(
         dir.join("nginx.conf"),
         format!(
-            "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/nginx.err; worker_rlimit_nofile 65536;\n\
+            "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/nginx.err; worker_rlimit_nofile {nofile};\n\
              events {{ worker_connections {conns}; }}\n\
              http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;\n\
                upstream origin {{ server 127.0.0.1:{ORIGIN}; keepalive 128; }}\n\
@@ -460,7 +475,16 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(args: &[String]) -> Result<()> {
-    let o = parse(args)?;
+    let mut o = parse(args)?;
+    let cap = (nofile_hard() as usize).saturating_sub(100) / 2 - 500;
+    if o.idle_conns > cap {
+        eprintln!(
+            "open-files limit {}: idle connections {} → {cap}",
+            nofile_hard(),
+            o.idle_conns
+        );
+        o.idle_conns = cap;
+    }
     ensure_tools()?;
     let root = root();
     let dir = root.join("target/bench/http");

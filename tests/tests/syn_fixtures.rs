@@ -553,6 +553,7 @@ fn per_source_rate_limit_and_flood_guard() {
         return;
     };
     pin_to_cpu0();
+    let started = std::time::Instant::now();
     let real = "203.0.113.1";
     let stats: Vec<Stat> = (0..5)
         .map(|i| fx.run(&syn4(real, 30000 + i).build()).2)
@@ -587,12 +588,15 @@ fn per_source_rate_limit_and_flood_guard() {
         let src = format!("100.64.{}.{}", i / 250, i % 250 + 1);
         assert_eq!(fx.run(&syn4(&src, 1).build()).2, Stat::TxSynCookie);
     }
-    assert_eq!(
-        fx.dp.syn_rate_sources().unwrap(),
-        5,
-        "the flood guard stops inserting"
+    // The budget renews each second: on a machine so loaded that this test spans several
+    // seconds, each further second may admit 5 more (never more).
+    let windows = started.elapsed().as_secs() + 1;
+    let sources = fx.dp.syn_rate_sources().unwrap() as u64;
+    assert!(
+        sources >= 5 && sources <= 5 * windows,
+        "the flood guard stops inserting: {sources} sources over {windows} window(s)"
     );
-    assert!(fx.syn_count(0, SynCounter::Untracked) >= 48);
+    assert!(fx.syn_count(0, SynCounter::Untracked) >= 50 - (sources - 3));
     // The real client's bucket survived the flood: still limited.
     assert_eq!(fx.run(&syn4(real, 30010).build()).2, Stat::DropSynRate);
 }

@@ -349,10 +349,11 @@ impl SynControl {
             .vips
             .iter()
             .any(|v| self.flags(v) & SYN_VIP_COOKIES != 0);
-        if any && !self.cookies_on {
-            if let Some(h) = &self.host {
-                h.cookies(true)?;
-            }
+        if any
+            && !self.cookies_on
+            && let Some(h) = &self.host
+        {
+            h.cookies(true)?;
         }
         for v in &self.vips {
             dp.set_syn_vip(
@@ -363,10 +364,11 @@ impl SynControl {
                 },
             )?;
         }
-        if !any && self.cookies_on {
-            if let Some(h) = &self.host {
-                h.cookies(false)?;
-            }
+        if !any
+            && self.cookies_on
+            && let Some(h) = &self.host
+        {
+            h.cookies(false)?;
         }
         self.cookies_on = any;
         Ok(())
@@ -413,11 +415,11 @@ impl SynControl {
 
     /// Changes one VIP's mode at run time.
     pub fn set_mode(&mut self, dp: &mut Dataplane, id: u32, mode: SynMode) -> anyhow::Result<()> {
-        if let Some(v) = self.vips.iter_mut().find(|v| v.id == id) {
-            if v.mode != mode {
-                v.mode = mode;
-                v.auto = AutoState::default();
-            }
+        if let Some(v) = self.vips.iter_mut().find(|v| v.id == id)
+            && v.mode != mode
+        {
+            v.mode = mode;
+            v.auto = AutoState::default();
         }
         self.program(dp)
     }

@@ -320,8 +320,7 @@ fn with_weir(rig: &mut Rig, dp: &mut Dataplane, packets: u64) -> anyhow::Result<
     let link = rig
         .dut
         .in_ns(|| dp.program().attach(rig.d0.name(), XdpMode::Driver))??;
-    let handled = || -> anyhow::Result<u64> { Ok(dp_cookies(dp)?) };
-    // `dp` is borrowed by the closure and the program link at once: read counters by id.
+    let handled = || dp_cookies(dp);
     let o = flood_round(rig, packets, &handled);
     dp.program().detach(link)?;
     o

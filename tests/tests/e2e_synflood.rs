@@ -456,3 +456,52 @@ fn auto_mode_turns_cookies_on_under_the_flood_and_off_after() -> Result<()> {
     drop(s.lab);
     Ok(())
 }
+
+/// IPv6 end to end in cookie mode: the client's kernel accepts weir's SYN-ACK (checksum, options)
+/// and the server's kernel completes the handshake from the cookie ACK; data flows both ways.
+#[test]
+fn ipv6_connections_complete_through_xdp_cookies() -> Result<()> {
+    use std::io::{Read, Write};
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const VIP6: &str = "fd77::2";
+    let s = setup()?;
+    s.c0.addr("fd77::1/64")?;
+    s.s0.addr(&format!("{VIP6}/64"))?;
+    let cfg = TempFile::new(
+        "syn6.toml",
+        &format!("[[vip]]\naddress = \"{VIP6}\"\nport = {PORT_INFO}\n\n[syn]\nmode = \"always\"\n"),
+    );
+    let listener = s
+        .server
+        .in_ns(|| std::net::TcpListener::bind((VIP6, PORT_INFO)))??;
+    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    s.s0.track_xdp();
+    let before = stats(&s.server, &s.s0)?;
+    let to: std::net::SocketAddr = format!("[{VIP6}]:{PORT_INFO}").parse()?;
+    for i in 0..5u8 {
+        let mut c = s
+            .client
+            .in_ns(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))??;
+        let (mut a, _) = listener.accept()?;
+        c.write_all(&[i; 100])?;
+        let mut buf = [0u8; 100];
+        a.read_exact(&mut buf)?;
+        assert_eq!(buf, [i; 100]);
+        a.write_all(b"pong")?;
+        let mut pong = [0u8; 4];
+        c.read_exact(&mut pong)?;
+        assert_eq!(&pong, b"pong");
+        let all = TCPI_OPT_TIMESTAMPS | TCPI_OPT_SACK | TCPI_OPT_WSCALE;
+        assert_eq!(tcp_info(&a)?.0 & all, all, "server-side options over IPv6");
+    }
+    let after = stats(&s.server, &s.s0)?;
+    let d = |k: &str| syn(&after, k) - syn(&before, k);
+    assert_eq!(d("cookies_sent"), 5);
+    assert_eq!(d("cookie_acks_valid"), 5);
+    assert_eq!(s.server.counters()?.get("TcpExtSyncookiesRecv"), 5);
+    ensure!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
+    drop(s.lab);
+    Ok(())
+}

@@ -164,7 +164,7 @@ fn flood(
     let _in = client.enter()?;
     let start = Instant::now();
     // Small chunks, yielding between them: the receiving side's softirq work runs on this CPU.
-    const CHUNK: u32 = 4096;
+    const CHUNK: u32 = 16384;
     while !stop.load(Ordering::Relaxed)
         && sent.load(Ordering::Relaxed) < FLOOD_MAX_PACKETS
         && start.elapsed() < Duration::from_secs(FLOOD_MAX_SECS)

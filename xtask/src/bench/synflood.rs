@@ -49,7 +49,9 @@ use super::{
 const CLIENT: &str = "10.91.0.1";
 const VIP: &str = "10.91.0.2";
 const PORT: u16 = 8080;
-const CHUNK: u32 = 8192;
+/// Frames per `BPF_PROG_RUN` call of the generator (`--chunk`); the generator yields between
+/// calls. Larger chunks flood harder.
+const CHUNK: u32 = 16_384;
 
 struct Rig {
     _lab: Lab,

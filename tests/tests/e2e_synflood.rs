@@ -505,3 +505,105 @@ fn ipv6_connections_complete_through_xdp_cookies() -> Result<()> {
     drop(s.lab);
     Ok(())
 }
+
+/// Cookies and steering together: `weir run` with 2 L7 workers behind the Maglev SK_REUSEPORT
+/// program and cookies from XDP for every SYN. The XDP lookup picks any socket of the reuseport
+/// group for the cookie, yet each connection must be completed on, and served by, the worker the
+/// shared steering function names (the kernel steers the cookie ACK like any first packet).
+#[test]
+fn cookie_connections_are_steered_to_their_maglev_owner() -> Result<()> {
+    use std::io::{Read, Write};
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const WORKERS: usize = 2;
+    const SEED: u32 = 0x5eed_0003;
+    let lab = Lab::new()?;
+    let client = lab.add_ns("client")?;
+    let server = lab.add_ns("server")?;
+    let (c0, s0) = lab.veth(&client, &server)?;
+    c0.addr(&format!("{CLIENT}/24"))?;
+    s0.addr(&format!("{VIP}/24"))?;
+    c0.attach_xdp_pass(weir_tests::lab::XdpMode::Native)?;
+    let log = TempFile::new("access.log", "");
+    let cfg = TempFile::new(
+        "synsteer.toml",
+        &format!(
+            "[workers]\ncount = {WORKERS}\nhash_seed = {SEED}\n\n\
+             [load_balancer]\naccess_logs.enabled = true\naccess_logs.path = \"{}\"\n\n\
+             [[listener]]\naddress = \"0.0.0.0\"\nport = {PORT}\n\
+             default_action = {{ type = \"fixed-response\", status_code = 200, message_body = \"ok\" }}\n\n\
+             [syn]\nmode = \"always\"\n",
+            log.path()
+        ),
+    );
+    let mut weir = start_weir(&server, &s0, &["--config", cfg.path()])?;
+    s0.track_xdp();
+    server.wait_tcp_listen(PORT, Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    let to: std::net::SocketAddr = format!("{VIP}:{PORT}").parse()?;
+    let get = || -> Result<std::net::SocketAddr> {
+        client.in_ns(|| -> Result<std::net::SocketAddr> {
+            let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(5))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let local = s.local_addr()?;
+            s.write_all(b"GET / HTTP/1.1\r\nHost: weir\r\nConnection: close\r\n\r\n")?;
+            let mut resp = Vec::new();
+            s.read_to_end(&mut resp)?;
+            ensure!(resp.starts_with(b"HTTP/1.1 200"), "bad response");
+            Ok(local)
+        })?
+    };
+    // Wait until every worker serves (the supervisor adds them to the table when ready).
+    weir_tests::lab::wait_until(Duration::from_secs(20), "the workers to serve", || {
+        Ok(get().is_ok())
+    })?;
+    let before = stats(&server, &s0)?;
+    const N: usize = 200;
+    let mut locals = Vec::new();
+    for _ in 0..N {
+        locals.push(get()?);
+    }
+    let after = stats(&server, &s0)?;
+    let d = |k: &str| syn(&after, k) - syn(&before, k);
+    assert!(d("cookies_sent") >= N as u64, "every SYN answered from XDP");
+    assert!(
+        d("cookie_acks_valid") >= N as u64,
+        "every ACK checked in XDP"
+    );
+    // The access log names the worker that served each client address.
+    weir_tests::lab::wait_until(Duration::from_secs(5), "the access log", || {
+        let text = std::fs::read_to_string(&log.0)?;
+        Ok(locals.iter().all(|l| text.contains(&format!(" {l} "))))
+    })?;
+    let text = std::fs::read_to_string(&log.0)?;
+    let workers: Vec<u32> = (0..WORKERS as u32).collect();
+    let mut disagree = Vec::new();
+    for l in &locals {
+        let line = text
+            .lines()
+            .find(|line| line.contains(&format!(" {l} ")))
+            .context("access-log line")?;
+        let got: usize = line
+            .split(' ')
+            .nth(2)
+            .and_then(|w| w.strip_prefix("weir/"))
+            .context("worker field")?
+            .parse()?;
+        let want = lb_userspace::workers::steer::owner(
+            &workers,
+            WORKERS,
+            SEED,
+            (l.ip(), l.port()),
+            (VIP.parse()?, PORT),
+        )
+        .context("owner")? as usize;
+        if got != want {
+            disagree.push(format!("{l}: worker {got}, owner {want}"));
+        }
+    }
+    assert!(disagree.is_empty(), "{disagree:?}");
+    ensure!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
+    drop(lab);
+    Ok(())
+}

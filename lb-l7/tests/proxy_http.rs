@@ -338,3 +338,45 @@ async fn curl_owned(args: Vec<String>) -> (u16, String) {
     let a: Vec<&str> = args.iter().map(|s| s.as_str()).collect();
     curl(&a).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failure_goes_to_another_target() {
+    let alive = backend("alive").await;
+    let dead = free_port();
+    let port = free_port();
+    let w = start(&format!(
+        r#"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "mixed" }}
+[[target_group]]
+name = "mixed"
+load_balancing.algorithm.type = "least_outstanding_requests"
+target = [{{ id = "127.0.0.1", port = {dead} }}, {{ id = "127.0.0.1", port = {} }}]
+"#,
+        alive.addr.port()
+    ));
+    for i in 0..10 {
+        let (code, text) = curl(&[
+            "-X",
+            "POST",
+            "-d",
+            "x",
+            &format!("http://127.0.0.1:{port}/p{i}"),
+        ])
+        .await;
+        assert_eq!(code, 200, "{text}");
+        assert!(text.contains("backend=alive"));
+    }
+    let m = w.metrics.snapshot();
+    assert_eq!(m.elb_5xx, 0);
+    assert!(m.target_connection_error_count >= 1, "{m:?}");
+    assert_eq!(alive.hits.load(std::sync::atomic::Ordering::SeqCst), 10);
+    let t = &m.targets[&format!("mixed/127.0.0.1:{dead}")];
+    assert!(
+        t.connection_error_count >= 1 && t.state == "healthy",
+        "{t:?}"
+    );
+    w.stop().await;
+}

@@ -346,10 +346,13 @@ fn every_client_request_succeeds_under_a_spoofed_syn_flood() -> Result<()> {
     assert_eq!(ns.get("TcpExtListenOverflows"), 0);
     assert_eq!(ns.get("TcpExtListenDrops"), 0);
     // The counters account for the flood: every SYN weir saw got a cookie from XDP (mode
-    // always, no rate limit), most of what was offered reached weir, and every client
-    // connection was completed through a valid cookie ACK and the kernel's cookie path.
+    // always, no rate limit) except a client SYN that met a TIME-WAIT socket of an earlier
+    // connection on the same port (the kernel's to judge; rare), most of what was offered
+    // reached weir, and every client connection was completed through a valid cookie ACK and
+    // the kernel's cookie path.
     assert!(flood_packets >= 100_000);
-    assert_eq!(d("syn_seen"), d("cookies_sent"));
+    let unanswered = d("syn_seen") - d("cookies_sent");
+    assert!(unanswered <= 5, "{unanswered} SYNs not answered from XDP");
     assert_eq!(tx, d("cookies_sent"));
     assert!(
         d("syn_seen") >= flood_packets / 2,

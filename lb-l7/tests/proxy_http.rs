@@ -380,3 +380,38 @@ target = [{{ id = "127.0.0.1", port = {dead} }}, {{ id = "127.0.0.1", port = {} 
     );
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_a_port_with_so_reuseport() {
+    let port = free_port();
+    let cfg = format!(
+        "[[listener]]\naddress = \"127.0.0.1\"\nport = {port}\ndefault_action = {{ type = \"fixed-response\", status_code = 200, message_body = \"hi\" }}\n"
+    );
+    let w1 = start_with(
+        &cfg,
+        lb_l7::WorkerOptions {
+            index: 1,
+            ..Default::default()
+        },
+    );
+    let w2 = start_with(
+        &cfg,
+        lb_l7::WorkerOptions {
+            index: 2,
+            ..Default::default()
+        },
+    );
+    assert_eq!((w1.port, w2.port), (port, port));
+    for _ in 0..20 {
+        assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/")]).await.0, 200);
+    }
+    let (a, b) = (
+        w1.metrics.snapshot().request_count,
+        w2.metrics.snapshot().request_count,
+    );
+    assert_eq!(a + b, 20, "w1 {a} w2 {b}");
+    w1.stop().await;
+    // The other worker keeps serving the port alone.
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/")]).await.0, 200);
+    w2.stop().await;
+}

@@ -22,7 +22,8 @@ pub struct WorkerOptions {
     /// Overrides `load_balancer.access_logs` when set.
     pub access_log: Option<AccessLogTarget>,
     /// Session ticket key shared by all workers, so TLS sessions resume on any of them. `None`:
-    /// a random key for this worker only.
+    /// `WEIR_TLS_TICKET_KEY` (64 hex digits) from the environment if set, else a random key for
+    /// this worker only.
     pub ticket_key: Option<[u8; 32]>,
     /// Listening sockets made by the control plane (one per listener, in listener order, already
     /// bound and listening), inherited by this worker process: the control plane keeps them
@@ -86,16 +87,39 @@ fn bind_socket(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     Ok(s.into())
 }
 
-/// Takes ownership of an inherited listening socket.
-fn inherited_socket(fd: RawFd) -> anyhow::Result<std::net::TcpListener> {
+/// Takes ownership of an inherited listening socket; it must listen on the listener's port.
+fn inherited_socket(fd: RawFd, want: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     use std::os::fd::FromRawFd as _;
     // SAFETY: the control plane passed this fd to this process for this listener alone.
     let socket = unsafe { std::net::TcpListener::from_raw_fd(fd) };
     socket.set_nonblocking(true)?;
-    socket
+    let got = socket
         .local_addr()
         .context("inherited fd is not a socket")?;
+    if got.port() != want.port() {
+        // Give the fd back untouched: it was not ours to close.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(socket);
+        anyhow::bail!(
+            "inherited fd {fd} listens on {got}, the listener is on port {}",
+            want.port()
+        );
+    }
     Ok(socket)
+}
+
+/// `WEIR_TLS_TICKET_KEY`: 64 hex digits, the session ticket key shared by all workers.
+fn ticket_key_from_env() -> Option<[u8; 32]> {
+    let v = std::env::var("WEIR_TLS_TICKET_KEY").ok()?;
+    let v = v.trim();
+    let mut k = [0u8; 32];
+    if v.len() != 64 {
+        tracing::warn!("WEIR_TLS_TICKET_KEY must be 64 hex digits; ignored");
+        return None;
+    }
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = u8::from_str_radix(v.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(k)
 }
 
 impl Worker {
@@ -123,6 +147,7 @@ impl Worker {
             .collect();
         let ticket_key = opts
             .ticket_key
+            .or_else(ticket_key_from_env)
             .unwrap_or_else(crate::tls::random_ticket_key);
         let http2 = config.load_balancer.routing.http2.enabled;
         let mut listeners = Vec::new();
@@ -130,7 +155,9 @@ impl Worker {
             let addr = SocketAddr::new(l.address, l.port);
             let socket = match opts.listen_fds.as_ref().map(|fds| fds.get(i).copied()) {
                 None => bind_socket(addr).with_context(|| format!("listener[{i}]"))?,
-                Some(Some(fd)) => inherited_socket(fd).with_context(|| format!("listener[{i}]"))?,
+                Some(Some(fd)) => {
+                    inherited_socket(fd, addr).with_context(|| format!("listener[{i}]"))?
+                }
                 Some(None) => anyhow::bail!("listener[{i}]: no inherited socket for it"),
             };
             let tls = match l.protocol {

@@ -415,3 +415,44 @@ async fn two_workers_share_a_port_with_so_reuseport() {
     assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/")]).await.0, 200);
     w2.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inherited_listening_sockets_are_adopted() {
+    use std::os::fd::IntoRawFd;
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let fd = l.into_raw_fd();
+    let cfg = |p: u16| {
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1\"\nport = {p}\ndefault_action = {{ type = \"fixed-response\", status_code = 200, message_body = \"adopted\" }}\n"
+        )
+    };
+    // A socket on another port than the listener's is refused (and left open for the next try).
+    let wrong = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let wrong_port = wrong.local_addr().unwrap().port();
+    let wrong_fd = wrong.into_raw_fd();
+    let cfg_wrong: lb_l7::L7Config = lb_l7::L7Config::from_toml_str(&cfg(port)).unwrap();
+    let err = lb_l7::Worker::bind(
+        std::sync::Arc::new(cfg_wrong),
+        lb_l7::WorkerOptions {
+            listen_fds: Some(vec![wrong_fd]),
+            ..Default::default()
+        },
+    );
+    assert!(
+        err.is_err(),
+        "fd on port {wrong_port} accepted for port {port}"
+    );
+    let w = start_with(
+        &cfg(port),
+        lb_l7::WorkerOptions {
+            listen_fds: Some(vec![fd]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(w.port, port);
+    let (code, text) = curl(&[&format!("http://127.0.0.1:{port}/")]).await;
+    assert_eq!(code, 200);
+    assert!(text.ends_with("adopted"), "{text}");
+    w.stop().await;
+}

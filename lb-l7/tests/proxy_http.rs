@@ -456,3 +456,47 @@ async fn inherited_listening_sockets_are_adopted() {
     assert!(text.ends_with("adopted"), "{text}");
     w.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_connection_gets_goaway_after_10000_requests() {
+    use http_body_util::BodyExt;
+    let port = free_port();
+    let w = start(&format!(
+        "[[listener]]\naddress = \"127.0.0.1\"\nport = {port}\ndefault_action = {{ type = \"fixed-response\", status_code = 200, message_body = \"x\" }}\n"
+    ));
+    let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(s),
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(conn);
+    let mut ok = 0u32;
+    for i in 0..10_010u32 {
+        if send.ready().await.is_err() {
+            break;
+        }
+        let req = hyper::Request::get(format!("http://127.0.0.1:{port}/{i}"))
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        match send.send_request(req).await {
+            Ok(r) => {
+                assert_eq!(r.status(), 200);
+                r.into_body().collect().await.unwrap();
+                ok += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    assert_eq!(ok, 10_000, "requests served on one HTTP/2 connection");
+    // The server closed the connection after its GOAWAY.
+    tokio::time::timeout(Duration::from_secs(5), driver)
+        .await
+        .expect("connection closed")
+        .unwrap()
+        .unwrap();
+    w.stop().await;
+}

@@ -198,6 +198,9 @@ async fn serve_http<T>(
         }
         _ = stopped(&mut shutdown) => {}
         _ = tokio::time::sleep(keep_alive) => {}
+        _ = ci.state.close_gracefully.notified() => {
+            tracing::debug!(peer = %ci.peer, "request limit reached: GOAWAY");
+        }
     }
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(drain, conn).await;

@@ -69,6 +69,9 @@ pub struct ListenerRt {
     pub rules: RuleSet,
 }
 
+/// ALB sends GOAWAY after this many requests on one HTTP/2 connection.
+pub const MAX_H2_REQUESTS_PER_CONNECTION: u64 = 10_000;
+
 /// State one client connection shares between its I/O wrapper and its requests.
 #[derive(Debug, Default)]
 pub struct ConnState {
@@ -80,6 +83,9 @@ pub struct ConnState {
     pub h2: AtomicBool,
     /// Requests seen so far on this connection.
     pub requests: AtomicU64,
+    /// Wakes the connection task to close gracefully (HTTP/2 GOAWAY after
+    /// `MAX_H2_REQUESTS_PER_CONNECTION` requests, like ALB).
+    pub close_gracefully: tokio::sync::Notify,
     /// The current request head had a `Content-Length` line (see `io`).
     pub saw_content_length: AtomicBool,
     /// Bytes read from the client.

@@ -23,7 +23,11 @@ pub async fn handle(
     st.head_pending.store(false, Relaxed);
     let saw_cl = st.saw_content_length.swap(false, Relaxed);
     st.in_flight.fetch_add(1, Relaxed);
-    let first = st.requests.fetch_add(1, Relaxed) == 0;
+    let seen = st.requests.fetch_add(1, Relaxed);
+    let first = seen == 0;
+    if seen + 1 == super::MAX_H2_REQUESTS_PER_CONNECTION && req.version() == http::Version::HTTP_2 {
+        st.close_gracefully.notify_one();
+    }
     sh.metrics.requests.fetch_add(1, Relaxed);
     let started = Instant::now();
     let mut log = sh.access_log.enabled().then(|| new_record(&sh, &ci, &req));

@@ -629,11 +629,18 @@ pub fn run(args: &[String]) -> Result<()> {
                     .push(cpu * 1e6 / total as f64);
             }
             *errors.entry(name).or_default() += err;
-            let (rps, p50, p99, _, err) = h2load(
+            let cpu0 = p.cpu_seconds();
+            let (rps, p50, p99, done, err) = h2load(
                 &format!("https://127.0.0.1:{}/", ports(i).tls),
                 o.duration,
                 &dir.join(format!("h2load-{name}.log")),
             )?;
+            let cpu = p.cpu_seconds() - cpu0;
+            if done > 0 {
+                e.entry("h2tls_cpu_us_per_req")
+                    .or_default()
+                    .push(cpu * 1e6 / done as f64);
+            }
             e.entry("h2tls_rps").or_default().push(rps);
             e.entry("h2tls_p50_us").or_default().push(p50);
             e.entry("h2tls_p99_us").or_default().push(p99);
@@ -663,6 +670,7 @@ pub fn run(args: &[String]) -> Result<()> {
         "h1_p50_us",
         "h1_p99_us",
         "h1_cpu_us_per_req",
+        "h2tls_cpu_us_per_req",
         "h2tls_rps",
         "h2tls_p50_us",
         "h2tls_p99_us",

@@ -50,7 +50,12 @@ pub fn exec_weir(args: &[String]) -> anyhow::Result<()> {
 }
 
 /// The whole suite: every default workspace member's unit, fixture and integration tests.
+/// The integration tests run the real `weir` binary, which `cargo test` does not build by itself
+/// (lb-userspace has no tests/ of its own), so it is built first, with the same profile.
 pub fn test(rest: &[String]) -> anyhow::Result<()> {
+    let mut b = cargo();
+    b.args(["build", "-p", "lb-userspace", "--bin", "weir"]);
+    status(b)?;
     let mut c = cargo();
     c.arg("test").arg("--no-fail-fast");
     if !rest.is_empty() {

@@ -21,7 +21,7 @@ pub fn weir_bin() -> PathBuf {
     let bin = dir.join("weir");
     assert!(
         bin.exists(),
-        "{} missing: build with `cargo test` from the workspace root",
+        "{} missing: `cargo xtask test` builds it before the tests (or `cargo build -p lb-userspace`)",
         bin.display()
     );
     bin

@@ -265,7 +265,7 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
     std::fs::write(
         dir.join("weir.toml"),
         format!(
-            "[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nidle_timeout.timeout_seconds = 300\n\n\
+            "[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n\n\
              [[listener]]\naddress = \"127.0.0.1\"\nport = {}\ndefault_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
              [[listener]]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"HTTPS\"\n\
              certificate = [{{ certificate_file = \"{d}/cert.pem\", private_key_file = \"{d}/key.pem\" }}]\n\

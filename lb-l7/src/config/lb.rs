@@ -37,6 +37,9 @@ pub struct LoadBalancerAttributes {
     pub health_check_path: String,
     /// weir: name of the trace id header (ALB: `X-Amzn-Trace-Id`).
     pub trace_header: String,
+    /// weir: an HTTP/2 connection is closed gracefully (GOAWAY) after this many requests, like
+    /// ALB's fixed 10,000; 0 = no limit.
+    pub http2_max_requests_per_connection: u64,
     /// weir: idle timeout of a WebSocket (upgraded) tunnel; default 0 = `idle_timeout`.
     pub websocket_idle_timeout_seconds: u64,
     /// weir: how long `serve` waits for in-flight requests after shutdown is asked.
@@ -55,6 +58,7 @@ impl Default for LoadBalancerAttributes {
             max_connections_per_worker: 10_000,
             health_check_path: "/weir-health".into(),
             trace_header: "X-Amzn-Trace-Id".into(),
+            http2_max_requests_per_connection: 10_000,
             websocket_idle_timeout_seconds: 0,
             drain_timeout_seconds: 30,
             access_logs: AccessLogs::default(),

@@ -41,6 +41,7 @@ pub struct Limits {
     pub max_connections: usize,
     pub drain_timeout: Duration,
     pub websocket_idle_timeout: Duration,
+    pub h2_max_requests: u64,
 }
 
 impl Limits {
@@ -53,6 +54,7 @@ impl Limits {
             header_read_timeout: Duration::from_secs(lb.header_read_timeout_seconds),
             max_connections: lb.max_connections_per_worker,
             drain_timeout: Duration::from_secs(lb.drain_timeout_seconds),
+            h2_max_requests: lb.http2_max_requests_per_connection,
             websocket_idle_timeout: Duration::from_secs(match lb.websocket_idle_timeout_seconds {
                 0 => lb.idle_timeout.timeout_seconds,
                 s => s,
@@ -69,9 +71,6 @@ pub struct ListenerRt {
     pub rules: RuleSet,
 }
 
-/// ALB sends GOAWAY after this many requests on one HTTP/2 connection.
-pub const MAX_H2_REQUESTS_PER_CONNECTION: u64 = 10_000;
-
 /// State one client connection shares between its I/O wrapper and its requests.
 #[derive(Debug, Default)]
 pub struct ConnState {
@@ -84,7 +83,7 @@ pub struct ConnState {
     /// Requests seen so far on this connection.
     pub requests: AtomicU64,
     /// Wakes the connection task to close gracefully (HTTP/2 GOAWAY after
-    /// `MAX_H2_REQUESTS_PER_CONNECTION` requests, like ALB).
+    /// `http2_max_requests_per_connection` requests, like ALB).
     pub close_gracefully: tokio::sync::Notify,
     /// The current request head had a `Content-Length` line (see `io`).
     pub saw_content_length: AtomicBool,

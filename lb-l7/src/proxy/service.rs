@@ -25,7 +25,7 @@ pub async fn handle(
     st.in_flight.fetch_add(1, Relaxed);
     let seen = st.requests.fetch_add(1, Relaxed);
     let first = seen == 0;
-    if seen + 1 == super::MAX_H2_REQUESTS_PER_CONNECTION && req.version() == http::Version::HTTP_2 {
+    if seen + 1 == sh.limits.h2_max_requests && req.version() == http::Version::HTTP_2 {
         st.close_gracefully.notify_one();
     }
     sh.metrics.requests.fetch_add(1, Relaxed);

@@ -26,4 +26,4 @@ pub(crate) use body::Body;
 pub use config::{FieldError, L7Config};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use target::TargetState;
-pub use worker::{MetricsHandle, Worker, WorkerOptions};
+pub use worker::{MetricsHandle, Worker, WorkerOptions, bind_socket};

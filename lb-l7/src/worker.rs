@@ -69,7 +69,9 @@ fn snapshot(sh: &Shared) -> MetricsSnapshot {
     s
 }
 
-fn bind_socket(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+/// A non-blocking listening socket on `addr` with SO_REUSEPORT (dual-stack for `::`), backlog
+/// 4096: what a worker binds itself, and what the control plane makes for its workers.
+pub fn bind_socket(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     let s = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,

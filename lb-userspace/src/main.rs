@@ -12,6 +12,10 @@ use lb_userspace::{
     xdp::{Counters, pins},
 };
 
+// glibc's malloc cost about 10 % of each proxied request in the L7 benchmark (docs/l7.md).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

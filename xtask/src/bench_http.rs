@@ -12,11 +12,9 @@
 //!   RSA-2048, full handshakes/s.
 //! - `idle_conns`: 10,000 idle keep-alive client connections; proxy RSS growth per connection.
 //!
-//! Which weir binary runs: `weir run --config FILE` is what the weir binary will offer; until
-//! it is wired this bench runs the lb-l7 example binary
-//! (`cargo build --release -p lb-l7 --example worker`, `worker FILE --threads 1`): the same
-//! `Worker::bind` + `serve` on a single-threaded runtime. `--weir-bin PATH` runs
-//! `PATH run --config FILE` instead.
+//! Which weir runs: the `weir` binary built with fat LTO in `target/bench-lto`, as
+//! `weir run --config FILE` with `[workers] count = 1` (the control plane and one worker process
+//! pinned to the proxy core). `--weir-bin PATH` runs `PATH run --config FILE` instead.
 //!
 //! Options: `--duration SECS` (default 10), `--rounds N` (default 3), `--quick` (3 s, 1 round,
 //! 2,000 idle connections), `--weir-bin PATH`. Writes `target/bench/http.json`.
@@ -265,7 +263,7 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
     std::fs::write(
         dir.join("weir.toml"),
         format!(
-            "[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n\n\
+            "[workers]\ncount = 1\n\n[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n\n\
              [[listener]]\naddress = \"127.0.0.1\"\nport = {}\ndefault_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
              [[listener]]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"HTTPS\"\n\
              certificate = [{{ certificate_file = \"{d}/cert.pem\", private_key_file = \"{d}/key.pem\" }}]\n\
@@ -511,7 +509,7 @@ pub fn run(args: &[String]) -> Result<()> {
         None => {
             // Built like a shipped binary: fat LTO, one codegen unit, in its own target dir
             // so the profile override does not invalidate anyone's release build.
-            eprintln!("building the lb-l7 worker example (release, fat LTO)");
+            eprintln!("building weir (release, fat LTO)");
             let target = std::env::var("CARGO_TARGET_DIR")
                 .map_or_else(|_| root.join("target"), PathBuf::from)
                 .join("bench-lto");
@@ -525,21 +523,22 @@ pub fn run(args: &[String]) -> Result<()> {
                     "--release",
                     "-q",
                     "-p",
-                    "lb-l7",
-                    "--example",
-                    "worker",
+                    "lb-userspace",
+                    "--bin",
+                    "weir",
                 ])
                 .status()?;
             if !st.success() {
                 bail!("cargo build failed");
             }
-            let bin = target.join("release/examples/worker");
+            // The real product path: `weir run` (control plane + one pinned worker process,
+            // steered by the SK_REUSEPORT program), no XDP since the traffic is on loopback.
             (
-                bin.display().to_string(),
+                target.join("release/weir").display().to_string(),
                 vec![
+                    "run".into(),
+                    "--config".into(),
                     dir.join("weir.toml").display().to_string(),
-                    "--threads".into(),
-                    "1".into(),
                 ],
             )
         }

@@ -30,6 +30,9 @@ use crate::config::{Config, Steering as SteeringMode};
 
 /// The environment variable carrying a worker's inherited listening fds, in listener order.
 pub const LISTEN_FDS_ENV: &str = "WEIR_LISTEN_FDS";
+/// The environment variable carrying the shared TLS session ticket key (64 hex digits), read by
+/// `lb_l7::Worker::bind`.
+pub const TICKET_KEY_ENV: &str = "WEIR_TLS_TICKET_KEY";
 /// The line a worker prints on stdout once it serves.
 pub const READY_LINE: &str = "ready";
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
@@ -60,6 +63,8 @@ struct Slot {
 /// Supervises the worker processes until told to stop.
 pub struct Supervisor {
     config_path: Option<PathBuf>,
+    /// The TLS session ticket key every worker gets, so a session resumes on any of them.
+    ticket_key_hex: String,
     groups: Vec<sockets::ListenerGroup>,
     steering: Option<steer::Steering>,
     slots: Vec<Slot>,
@@ -114,8 +119,13 @@ impl Supervisor {
                 restart_at: Some(Instant::now()),
             })
             .collect();
+        let ticket_key_hex = lb_l7::tls::random_ticket_key()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         Ok(Supervisor {
             config_path,
+            ticket_key_hex,
             groups,
             steering,
             slots,
@@ -153,6 +163,7 @@ impl Supervisor {
             cmd.arg("--config").arg(p);
         }
         cmd.env(LISTEN_FDS_ENV, fd_list)
+            .env(TICKET_KEY_ENV, &self.ticket_key_hex)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

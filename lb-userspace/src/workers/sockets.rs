@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::Context;
-use socket2::{Domain, Socket, Type};
+use socket2::Socket;
 
 /// The sockets of one listener, indexed by worker.
 pub struct ListenerGroup {
@@ -24,26 +24,6 @@ impl ListenerGroup {
     }
 }
 
-/// Backlog of each socket (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
-
-fn listening_socket(addr: SocketAddr) -> anyhow::Result<Socket> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
-    s.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        s.set_only_v6(false)?;
-    }
-    s.bind(&addr.into())
-        .with_context(|| format!("bind {addr}"))?;
-    s.listen(BACKLOG)?;
-    Ok(s)
-}
-
 /// Binds `workers` SO_REUSEPORT sockets for every listener address.
 pub fn bind_groups(addrs: &[SocketAddr], workers: usize) -> anyhow::Result<Vec<ListenerGroup>> {
     addrs
@@ -51,7 +31,7 @@ pub fn bind_groups(addrs: &[SocketAddr], workers: usize) -> anyhow::Result<Vec<L
         .enumerate()
         .map(|(i, addr)| {
             let sockets = (0..workers)
-                .map(|_| listening_socket(*addr))
+                .map(|_| lb_l7::bind_socket(*addr).map(Socket::from))
                 .collect::<anyhow::Result<Vec<_>>>()
                 .with_context(|| format!("listener[{i}] on {addr}"))?;
             Ok(ListenerGroup {

@@ -160,11 +160,18 @@ fn sigkill_leaves_the_interface_usable_for_the_next_run() -> Result<()> {
         "XDP to go with the killed process",
         || Ok(!xdp_attached(&s.s0)?),
     )?;
-    // Its pins are stale; the next run replaces them and runs normally.
+    // What a daemon killed on an interface that is gone since left behind.
+    let gone = format!("{}gone", s.s0.name());
+    std::fs::create_dir_all(format!("/sys/fs/bpf/weir/{gone}"))?;
+    std::fs::write(format!("/run/weir/{gone}.lock"), "")?;
+    // Its pins are stale; the next run replaces them, removes the vanished one's, runs normally.
     let mut again = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/weir/{gone}")).exists());
+    assert!(!std::path::Path::new(&format!("/run/weir/{gone}.lock")).exists());
     stats(&s.server, &s.s0)?;
     assert!(interrupt(&mut again)?);
     assert!(!xdp_attached(&s.s0)?);
+    assert!(!std::path::Path::new(&format!("/run/weir/{}.lock", s.s0.name())).exists());
     Ok(())
 }
 

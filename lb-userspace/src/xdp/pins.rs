@@ -21,40 +21,85 @@ pub fn dir_for(iface: &str) -> PathBuf {
     Path::new(BPFFS_ROOT).join(iface)
 }
 
-/// The pin directory of one running daemon; removes it on drop.
+/// The pin directory of one running daemon; removes it (and its lock file) on drop.
 pub struct PinDir {
     pub path: PathBuf,
+    lock_path: PathBuf,
     _lock: File,
 }
 
+fn lock_path(iface: &str) -> PathBuf {
+    Path::new(LOCK_ROOT).join(format!("{iface}.lock"))
+}
+
+/// Opens and try-locks `iface`'s lock file: `Some(file)` holds the lock, `None` means a live
+/// daemon holds it.
+fn try_lock(iface: &str) -> anyhow::Result<Option<File>> {
+    let path = lock_path(iface);
+    let lock = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    let held = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    Ok(held.then_some(lock))
+}
+
+/// Removes the pin directories (and lock files) of daemons that are gone: killed with SIGKILL,
+/// or whose interface disappeared. A directory whose lock a live daemon holds is left alone.
+fn remove_stale(except: &str) {
+    let names = |dir: &str, suffix: &str| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.strip_suffix(suffix).map(str::to_string)
+            })
+            .collect()
+    };
+    let mut ifaces = names(BPFFS_ROOT, "");
+    ifaces.extend(names(LOCK_ROOT, ".lock"));
+    ifaces.sort();
+    ifaces.dedup();
+    for iface in ifaces.into_iter().filter(|i| i != except) {
+        if let Ok(Some(_lock)) = try_lock(&iface) {
+            let _ = std::fs::remove_dir_all(dir_for(&iface));
+            let _ = std::fs::remove_file(lock_path(&iface));
+        }
+    }
+}
+
 impl PinDir {
-    /// Takes the interface's lock and prepares an empty pin directory.
+    /// Takes the interface's lock and prepares an empty pin directory; removes what dead daemons
+    /// left behind.
     pub fn create(iface: &str) -> anyhow::Result<PinDir> {
         std::fs::create_dir_all(LOCK_ROOT).with_context(|| format!("creating {LOCK_ROOT}"))?;
-        let lock_path = Path::new(LOCK_ROOT).join(format!("{iface}.lock"));
-        let lock = File::create(&lock_path)
-            .with_context(|| format!("creating {}", lock_path.display()))?;
-        // SAFETY: flock on an fd we own.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let Some(lock) = try_lock(iface)? else {
             bail!(
                 "another weir is already running on `{iface}` (lock {} is held)",
-                lock_path.display()
+                lock_path(iface).display()
             );
-        }
+        };
         ensure_bpffs()?;
+        remove_stale(iface);
         let path = dir_for(iface);
         if path.exists() {
             std::fs::remove_dir_all(&path)
                 .with_context(|| format!("removing stale pins in {}", path.display()))?;
         }
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(PinDir { path, _lock: lock })
+        Ok(PinDir {
+            path,
+            lock_path: lock_path(iface),
+            _lock: lock,
+        })
     }
 }
 
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+        // Still holding the lock: a daemon starting now creates a fresh file and lock.
+        let _ = std::fs::remove_file(&self.lock_path);
         // Leave /sys/fs/bpf/weir itself when another interface's daemon still uses it.
         let _ = std::fs::remove_dir(BPFFS_ROOT);
     }

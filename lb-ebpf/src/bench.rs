@@ -27,6 +27,29 @@ pub fn bare_drop(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_DROP
 }
 
+/// A drop that first reads the headers a real program must read (Ethernet type, IP version and
+/// destination, TCP destination port): separates the cost of touching packet memory from the
+/// cost of weir's decisions in `cargo xtask bench pps`.
+#[xdp]
+pub fn touch_drop(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 38 > end {
+        return xdp_action::XDP_DROP;
+    }
+    // SAFETY: bounds checked above; volatile so the reads are not optimised away.
+    let sum = unsafe {
+        core::ptr::read_volatile((start + 12) as *const u16) as u32
+            ^ core::ptr::read_volatile((start + 14) as *const u8) as u32
+            ^ core::ptr::read_volatile((start + 30) as *const u32)
+            ^ core::ptr::read_volatile((start + 36) as *const u16) as u32
+    };
+    if sum == 0x1234_5678 {
+        xdp_action::XDP_PASS
+    } else {
+        xdp_action::XDP_DROP
+    }
+}
+
 /// The generator: run with `BPF_F_TEST_XDP_LIVE_FRAMES`, every frame it is given is transmitted
 /// out of the interface named in the context.
 #[xdp]

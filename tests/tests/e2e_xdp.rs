@@ -52,6 +52,21 @@ fn setup() -> Result<Setup> {
     })
 }
 
+/// `weir run --iface s0 --config CFG --no-l7 EXTRA…` to completion: (succeeded, stderr).
+fn run_once(s: &Setup, cfg: &TempFile, extra: &[&str]) -> Result<(bool, String)> {
+    let mut args = vec![
+        "run",
+        "--iface",
+        s.s0.name(),
+        "--config",
+        cfg.path(),
+        "--no-l7",
+    ];
+    args.extend_from_slice(extra);
+    let (ok, _, err) = weir_once(&s.server, &args)?;
+    Ok((ok, err))
+}
+
 /// A server that answers every connection with one line, on a thread in the server namespace.
 fn echo_server(server: &Ns) -> Result<()> {
     let listener = server.in_ns(|| TcpListener::bind((VIP, PORT)))??;
@@ -200,33 +215,13 @@ fn refuses_an_occupied_interface_a_missing_one_and_a_second_daemon() -> Result<(
     );
 
     let mut first = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
-    let (ok, _, err) = weir_once(
-        &s.server,
-        &[
-            "run",
-            "--iface",
-            s.s0.name(),
-            "--config",
-            cfg.path(),
-            "--no-l7",
-        ],
-    )?;
+    let (ok, err) = run_once(&s, &cfg, &[])?;
     assert!(!ok && err.contains("already running"), "{err}");
     assert!(interrupt(&mut first)?);
 
     // Someone else's XDP program on the interface.
     s.s0.attach_xdp_pass(weir_tests::lab::XdpMode::Native)?;
-    let (ok, _, err) = weir_once(
-        &s.server,
-        &[
-            "run",
-            "--iface",
-            s.s0.name(),
-            "--config",
-            cfg.path(),
-            "--no-l7",
-        ],
-    )?;
+    let (ok, err) = run_once(&s, &cfg, &[])?;
     assert!(
         !ok && err.contains("already has an XDP program attached"),
         "{err}"
@@ -245,19 +240,7 @@ fn native_mode_explains_an_mtu_too_large_and_auto_falls_back() -> Result<()> {
     // veth checks the peer's MTU against the single-buffer limit.
     s.s0.mtu(9000)?;
     s.c0.mtu(9000)?;
-    let (ok, _, err) = weir_once(
-        &s.server,
-        &[
-            "run",
-            "--iface",
-            s.s0.name(),
-            "--config",
-            cfg.path(),
-            "--no-l7",
-            "--xdp-mode",
-            "native",
-        ],
-    )?;
+    let (ok, err) = run_once(&s, &cfg, &["--xdp-mode", "native"])?;
     assert!(!ok, "native XDP on a 9000-byte MTU veth must fail");
     assert!(err.contains("MTU is 9000") && err.contains("3498"), "{err}");
     assert!(!xdp_attached(&s.s0)?);
@@ -297,17 +280,7 @@ fn replace_takes_over_a_netlink_program_but_not_a_link_held_one() -> Result<()> 
         "bare_pass",
     ])?;
     assert!(s.s0.show()?.contains("bare_pass"));
-    let (ok, _, err) = weir_once(
-        &s.server,
-        &[
-            "run",
-            "--iface",
-            s.s0.name(),
-            "--config",
-            cfg.path(),
-            "--no-l7",
-        ],
-    )?;
+    let (ok, err) = run_once(&s, &cfg, &[])?;
     assert!(
         !ok && err.contains("bare_pass"),
         "names the program in the way: {err}"
@@ -336,18 +309,7 @@ fn replace_takes_over_a_netlink_program_but_not_a_link_held_one() -> Result<()> 
 
     // A program held through a BPF link by a live process cannot be removed: weir says so.
     s.s0.attach_xdp_pass(weir_tests::lab::XdpMode::Native)?;
-    let (ok, _, err) = weir_once(
-        &s.server,
-        &[
-            "run",
-            "--iface",
-            s.s0.name(),
-            "--config",
-            cfg.path(),
-            "--no-l7",
-            "--replace",
-        ],
-    )?;
+    let (ok, err) = run_once(&s, &cfg, &["--replace"])?;
     assert!(!ok && err.contains("BPF link"), "{err}");
     Ok(())
 }

@@ -37,6 +37,11 @@ struct Setup {
 }
 
 fn setup() -> Result<Setup> {
+    setup_with("")
+}
+
+/// `workers_extra`: more `[workers]` lines.
+fn setup_with(workers_extra: &str) -> Result<Setup> {
     let lab = Lab::new()?;
     let client = lab.add_ns("client")?;
     let server = lab.add_ns("server")?;
@@ -48,7 +53,7 @@ fn setup() -> Result<Setup> {
     let cfg = TempFile::new(
         "steer.toml",
         &format!(
-            "[workers]\ncount = {WORKERS}\nhash_seed = {SEED}\n\n\
+            "[workers]\ncount = {WORKERS}\nhash_seed = {SEED}\n{workers_extra}\n\n\
              [load_balancer]\naccess_logs.enabled = true\naccess_logs.path = \"{}\"\n\n\
              [[listener]]\naddress = \"::\"\nport = {PORT}\n\
              default_action = {{ type = \"fixed-response\", status_code = 200, message_body = \"ok\" }}\n",
@@ -290,5 +295,70 @@ fn a_killed_worker_costs_no_new_connection_and_comes_back() -> Result<()> {
     );
     let _ = restarted;
     assert!(interrupt(&mut s.weir)?);
+    Ok(())
+}
+
+#[test]
+fn connections_queued_on_a_dead_worker_move_to_live_ones() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    // A long restart delay: a queued connection served within it was migrated, not waited for.
+    let mut s = setup_with("restart_delay_ms = 4000")?;
+    let marker = server_marker(&s._cfg);
+    let victim = 1usize;
+    let pid = nix::unistd::Pid::from_raw(worker_pids(&marker)[&victim]);
+    assert_eq!(
+        s.server.sysctl_get("net.ipv4.tcp_migrate_req")?,
+        "1",
+        "on while weir runs"
+    );
+    // Stopped, not dead: still in the table, so its share of new connections queues on its socket.
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)?;
+    let server: IpAddr = SERVER4.parse()?;
+    let threads: Vec<_> = (0..24)
+        .map(|_| {
+            let client = s.client.clone();
+            std::thread::spawn(move || {
+                let r = request(&client, server);
+                (r.map_err(|e| format!("{e:#}")), Instant::now())
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let killed = Instant::now();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
+    let workers: Vec<u32> = (0..WORKERS as u32).collect();
+    let mut queued_on_victim = 0;
+    for t in threads {
+        let (r, done) = t.join().unwrap();
+        let local = r.map_err(|e| anyhow::anyhow!("a request failed: {e}"))?;
+        let owner = owner(
+            &workers,
+            WORKERS,
+            SEED,
+            (local.ip(), local.port()),
+            (server, PORT),
+        )
+        .unwrap();
+        if owner as usize == victim {
+            queued_on_victim += 1;
+            let waited = done.saturating_duration_since(killed);
+            assert!(
+                waited < Duration::from_millis(2000),
+                "{local} was queued on the dead worker and served {waited:?} after the kill: not migrated"
+            );
+        }
+    }
+    assert!(
+        queued_on_victim >= 1,
+        "no connection was steered to the stopped worker"
+    );
+    assert!(interrupt(&mut s.weir)?);
+    assert_eq!(
+        s.server.sysctl_get("net.ipv4.tcp_migrate_req")?,
+        "0",
+        "restored at exit"
+    );
     Ok(())
 }

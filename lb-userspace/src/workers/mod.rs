@@ -3,8 +3,9 @@
 //! The control plane binds one SO_REUSEPORT socket per (listener, worker) ([`sockets`]), loads the
 //! steering program over them ([`steer`]), and runs `weir worker --index i` for each worker with
 //! its sockets inherited. A worker that dies is taken out of the Maglev table at once (its new
-//! flows go to the others), restarted with the same sockets (connections queued on them wait for
-//! it instead of being reset), and put back in the table when it reports ready.
+//! flows go to the others), its sockets are closed so the kernel migrates their queued
+//! connections to the live workers (`net.ipv4.tcp_migrate_req`), and it is restarted on fresh
+//! sockets and put back in the table when it reports ready.
 
 pub mod child;
 pub mod sockets;
@@ -39,6 +40,24 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
 /// A worker that lived this long is healthy again: its restart delay starts over.
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
+/// With it on, closing a listener migrates its queued connections to the others of its group.
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+/// Writes a sysctl of this network namespace; returns the old value when it changed.
+fn set_sysctl(path: &str, value: &str) -> Option<String> {
+    let old = std::fs::read_to_string(path).ok()?.trim().to_string();
+    if old == value {
+        return None;
+    }
+    match std::fs::write(path, value) {
+        Ok(()) => Some(old),
+        Err(e) => {
+            warn!(path, error = %e, "cannot set sysctl; a dead worker's queued connections wait for its restart");
+            None
+        }
+    }
+}
+
 enum Event {
     Ready {
         worker: usize,
@@ -62,6 +81,8 @@ struct Slot {
 
 /// Supervises the worker processes until told to stop.
 pub struct Supervisor {
+    /// `net.ipv4.tcp_migrate_req` as it was before we turned it on (restored at shutdown).
+    migrate_req_before: Option<String>,
     config_path: Option<PathBuf>,
     /// The TLS session ticket key every worker gets, so a session resumes on any of them.
     ticket_key_hex: String,
@@ -123,7 +144,9 @@ impl Supervisor {
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
+        let migrate_req_before = set_sysctl(MIGRATE_REQ, "1");
         Ok(Supervisor {
+            migrate_req_before,
             config_path,
             ticket_key_hex,
             groups,
@@ -216,6 +239,28 @@ impl Supervisor {
         Ok(())
     }
 
+    /// After `worker` died: close its sockets so the kernel migrates their queued connections to
+    /// the live workers, and give the restart fresh ones (steered once it is ready again).
+    fn replace_sockets(&mut self, worker: usize) {
+        for (i, g) in self.groups.iter_mut().enumerate() {
+            match g.replace(worker) {
+                Ok(Some(fresh)) => {
+                    if let Some(Err(e)) = self
+                        .steering
+                        .as_mut()
+                        .map(|s| s.set_socket(i, worker, fresh))
+                    {
+                        warn!(worker, listener = i, error = %format!("{e:#}"), "steering the fresh socket failed");
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(worker, listener = i, error = %format!("{e:#}"), "replacing the socket failed")
+                }
+            }
+        }
+    }
+
     fn next_restart(&self) -> Option<Instant> {
         self.slots.iter().filter_map(|s| s.restart_at).min()
     }
@@ -258,6 +303,7 @@ impl Supervisor {
                         slot.restart_at = Some(Instant::now() + delay);
                         slot.delay = (slot.delay * 2).min(MAX_RESTART_DELAY);
                         self.update_steering();
+                        self.replace_sockets(worker);
                         warn!(worker, %status, restart_in = ?delay, live = ?self.live(), "worker died");
                     }
                     _ => {}
@@ -292,6 +338,9 @@ impl Supervisor {
                 warn!(pid, "worker did not drain in time: SIGKILL");
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
+        }
+        if let Some(v) = self.migrate_req_before.take() {
+            set_sysctl(MIGRATE_REQ, &v);
         }
         info!("workers stopped");
     }

@@ -1,8 +1,10 @@
 //! The listening sockets: one per (listener, worker), made and kept by the control plane.
 //!
-//! Keeping them here rather than in the workers means a worker's death closes nothing: the
-//! connections queued on its socket wait for its replacement, which inherits the same socket,
-//! instead of being reset; and the steering program's socket array never loses an entry.
+//! Keeping them here rather than in the workers means a worker's death closes nothing by
+//! accident: the supervisor decides when a dead worker's sockets close (so the kernel migrates
+//! their queues to the live workers, [`ListenerGroup::replace`]), the reuseport group and its
+//! steering program outlive every worker, and a restarted worker inherits sockets that were
+//! listening before it started.
 
 use std::{
     net::SocketAddr,
@@ -21,6 +23,27 @@ pub struct ListenerGroup {
 impl ListenerGroup {
     pub fn fd_of(&self, worker: usize) -> RawFd {
         self.sockets[worker].as_raw_fd()
+    }
+
+    /// Closes worker `worker`'s socket — the kernel migrates the connections queued on it to the
+    /// group's other sockets (with `net.ipv4.tcp_migrate_req` on) — and binds a fresh one for the
+    /// worker's restart. The fresh socket joins the group only after the old one is closed, so
+    /// nothing migrates into a socket no process serves yet. A group of one socket keeps it: with
+    /// no other worker to migrate to, its queue waits for the restart instead.
+    /// Returns the fresh socket, or `None` when the socket was kept.
+    pub fn replace(&mut self, worker: usize) -> anyhow::Result<Option<&Socket>> {
+        if self.sockets.len() < 2 {
+            return Ok(None);
+        }
+        // A placeholder while the old socket closes: an unbound socket, never in the group.
+        let placeholder = Socket::new(
+            socket2::Domain::for_address(self.addr),
+            socket2::Type::STREAM,
+            None,
+        )?;
+        drop(std::mem::replace(&mut self.sockets[worker], placeholder));
+        self.sockets[worker] = Socket::from(lb_l7::bind_socket(self.addr)?);
+        Ok(Some(&self.sockets[worker]))
     }
 }
 

@@ -138,6 +138,22 @@ impl Steering {
         Ok(())
     }
 
+    /// Puts `socket` in the array as worker `worker`'s socket of listener `listener`.
+    pub fn set_socket(
+        &mut self,
+        listener: usize,
+        worker: usize,
+        socket: &socket2::Socket,
+    ) -> anyhow::Result<()> {
+        let mut sockets = ReusePortSockArray::try_from(
+            self.ebpf
+                .map_mut(steer::STEER_SOCKETS)
+                .context("STEER_SOCKETS")?,
+        )?;
+        sockets.set(listener as u32 * MAX_WORKERS + worker as u32, socket, 0)?;
+        Ok(())
+    }
+
     /// Rebuilds the table over `live` into the idle half, then flips to it in one store.
     pub fn set_live(&mut self, live: &[u32]) -> anyhow::Result<()> {
         let Some((size, t)) = table(live, self.configured, self.seed) else {

@@ -60,9 +60,8 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
         .filter_map(|s| l4::parse_prefix(s).ok())
         .collect();
     dataplane.set_deny_list(&deny)?;
-    let mtu = std::fs::read_to_string(format!("/sys/class/net/{iface}/mtu"))
-        .ok()
-        .and_then(|m| m.trim().parse().ok());
+    // SIOCGIFMTU answers for this network namespace (/sys/class/net for whoever mounted /sys).
+    let mtu = Some(attach::mtu(iface)).filter(|m| *m > 0);
     let syn = xdp::syn::SynControl::start(&mut dataplane, &cfg.syn, &vips, mtu, true)?;
     let pins = PinDir::create(iface)?;
     dataplane.pin_maps(&pins.path)?;

@@ -4,9 +4,11 @@
 
 use std::net::IpAddr;
 
-use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{Addr, hash::KNOWN_ANSWERS};
-use lb_userspace::workers::steer::{Steering, owner};
+use lb_userspace::{
+    workers::steer::{Steering, owner},
+    xdp::run_frame,
+};
 
 const SEED: u32 = 0x5eed_0007;
 
@@ -29,17 +31,8 @@ fn probe(
     frame.extend_from_slice(&[proto, 0, 0, 0]);
     frame.extend_from_slice(&seed.to_ne_bytes());
     frame.extend_from_slice(&[0u8; 12]);
-    let mut out = vec![0u8; frame.len() + 64];
-    let r = s
-        .probe()
-        .unwrap()
-        .test_run(TestRunOptions {
-            data_in: Some(&frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::new()
-        })
-        .unwrap();
-    assert_eq!(r.return_value, 2, "XDP_PASS");
+    let (action, out) = run_frame(s.probe().unwrap(), &frame).unwrap();
+    assert_eq!(action, 2, "XDP_PASS");
     let word = |i: usize| u32::from_ne_bytes(out[58 + 4 * i..62 + 4 * i].try_into().unwrap());
     (word(0), word(1), word(2))
 }

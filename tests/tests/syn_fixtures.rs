@@ -12,7 +12,6 @@ use std::{
     time::Duration,
 };
 
-use aya::programs::{TestRun, TestRunOptions};
 use lb_common::{
     Stat,
     syn::{SynCounter, SynMode, ts},
@@ -22,7 +21,7 @@ use lb_userspace::{
         Protocol, VipSpec,
         syn::{SynConfig, SynModeSetting},
     },
-    xdp::{Dataplane, syn::SynControl, vips},
+    xdp::{Dataplane, run_frame, syn::SynControl, vips},
 };
 use weir_tests::{
     lab::{Lab, Ns},
@@ -112,18 +111,8 @@ impl Fx {
     /// Runs one frame; returns (action, output, the one stat that moved).
     fn run(&mut self, frame: &[u8]) -> (u32, Vec<u8>, Stat) {
         let before = self.dp.counters().unwrap();
-        let mut out = vec![0u8; frame.len() + 512];
         let _in = self.ns.enter().unwrap();
-        let r = self
-            .dp
-            .program()
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                data_out: Some(&mut out),
-                ..TestRunOptions::new()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        out.truncate(r.data_size_out as usize);
+        let (action, out) = run_frame(self.dp.program(), frame).expect("BPF_PROG_TEST_RUN");
         let after = self.dp.counters().unwrap();
         let moved: Vec<Stat> = Stat::ALL
             .into_iter()
@@ -132,7 +121,7 @@ impl Fx {
         assert_eq!(moved.len(), 1, "exactly one stat moves, got {moved:?}");
         let s = moved[0];
         assert_eq!(after.stat(s).packets - before.stat(s).packets, 1);
-        (r.return_value, out, s)
+        (action, out, s)
     }
 
     fn syn_count(&self, vip: u32, c: SynCounter) -> u64 {

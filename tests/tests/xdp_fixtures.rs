@@ -6,11 +6,10 @@
 //! Needs root (BPF). The kernel's test harness refuses frames shorter than an Ethernet header
 //! (14 bytes), as drivers never hand XDP one, so truncation starts at the IP header.
 
-use aya::programs::{TestRun, TestRunOptions};
 use lb_common::Stat;
 use lb_userspace::{
     config::{Protocol, VipSpec},
-    xdp::{Dataplane, vips},
+    xdp::{Dataplane, run_frame, vips},
 };
 use weir_tests::packet::Packet;
 
@@ -392,17 +391,7 @@ fn dataplane() -> Dataplane {
 }
 
 fn run(dp: &mut Dataplane, frame: &[u8]) -> (u32, Vec<u8>) {
-    let mut out = vec![0u8; frame.len() + 512];
-    let r = dp
-        .program()
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            data_out: Some(&mut out),
-            ..TestRunOptions::new()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    out.truncate(r.data_size_out as usize);
-    (r.return_value, out)
+    run_frame(dp.program(), frame).expect("BPF_PROG_TEST_RUN")
 }
 
 #[test]

@@ -26,6 +26,22 @@ use lb_common::{
 
 pub use vips::ResolvedVip;
 
+/// Runs `prog` once on `frame` through `BPF_PROG_TEST_RUN` (in the caller's network namespace):
+/// (XDP action, the frame as the program left it). The one place fixtures call the kernel's test
+/// runner for a single frame.
+pub fn run_frame(prog: &Xdp, frame: &[u8]) -> Result<(u32, Vec<u8>), aya::programs::ProgramError> {
+    use aya::programs::{TestRun, TestRunOptions};
+    // Room for a program that grows the frame (a SYN-ACK with more options than the SYN).
+    let mut out = vec![0u8; frame.len() + 512];
+    let r = prog.test_run(TestRunOptions {
+        data_in: Some(frame),
+        data_out: Some(&mut out),
+        ..TestRunOptions::new()
+    })?;
+    out.truncate(r.data_size_out as usize);
+    Ok((r.return_value, out))
+}
+
 /// The name of the XDP program in the object.
 pub const PROGRAM: &str = "weir_xdp";
 

@@ -25,6 +25,10 @@ pub struct Metrics {
     pub upstream_connections_opened: AtomicU64,
     pub upstream_connections_reused: AtomicU64,
     pub upstream_retries: AtomicU64,
+    /// Requests hyper handed back unsent because the pooled connection closed under them, sent
+    /// again on another connection. "Unsent" is hyper's view: the target may have read the
+    /// bytes before the close, so a target can see such a request twice.
+    pub upstream_requeued: AtomicU64,
 }
 
 impl Metrics {
@@ -87,6 +91,7 @@ impl Metrics {
             upstream_connections_opened: self.upstream_connections_opened.load(Relaxed),
             upstream_connections_reused: self.upstream_connections_reused.load(Relaxed),
             upstream_retries: self.upstream_retries.load(Relaxed),
+            upstream_requeued: self.upstream_requeued.load(Relaxed),
             targets: BTreeMap::new(),
         }
     }
@@ -166,6 +171,7 @@ pub struct MetricsSnapshot {
     pub upstream_connections_opened: u64,
     pub upstream_connections_reused: u64,
     pub upstream_retries: u64,
+    pub upstream_requeued: u64,
     /// `"group/address:port"` → counters.
     pub targets: BTreeMap<String, TargetSnapshot>,
 }

@@ -131,7 +131,14 @@ load_balancing.algorithm.hash_on = "header:x-session"
         "reused {}",
         m.upstream_connections_reused
     );
-    assert_eq!(hits, SESSIONS * PER_SESSION + m.upstream_retries as usize);
+    // Every request reached a target; only retries and requeues can add hits (a requeued request
+    // may or may not have been read by the target before its connection closed).
+    let resent = (m.upstream_retries + m.upstream_requeued) as usize;
+    assert!(
+        (SESSIONS * PER_SESSION..=SESSIONS * PER_SESSION + resent).contains(&hits),
+        "{hits} target hits for {} requests, {resent} resent",
+        SESSIONS * PER_SESSION
+    );
     w.stop().await;
 }
 

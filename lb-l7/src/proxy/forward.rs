@@ -262,6 +262,7 @@ pub async fn forward(
                 if let Some(back) = e.take_message() {
                     // Never written: the connection closed under us. Send it elsewhere.
                     tracing::debug!(target_addr = %t.addr, "request returned unsent; trying another connection");
+                    m.upstream_requeued.fetch_add(1, Relaxed);
                     pending = Some(back);
                     fresh_only = true;
                     continue;

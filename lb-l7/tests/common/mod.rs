@@ -22,13 +22,24 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A port that was free a moment ago.
+/// A port that was free a moment ago, taken from below the kernel's ephemeral range
+/// (32768–60999 by default) so that no `bind(0)` backend or outgoing connection of a test
+/// running in parallel can grab it between this call and the worker's bind. Each call in a
+/// process returns a different port; the start is spread by pid across test binaries.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::AtomicU16;
+    const LOW: u16 = 10_000;
+    const SPAN: u16 = 20_000;
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let start = (std::process::id() % u32::from(SPAN)) as u16;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, SeqCst);
+        let port = LOW + (start + n % SPAN) % SPAN;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
 pub struct Running {

@@ -7,6 +7,7 @@
 pub mod access_log;
 pub mod body;
 pub mod config;
+pub mod h1;
 pub mod headers;
 pub mod metrics;
 pub mod pool;

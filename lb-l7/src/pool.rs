@@ -1,8 +1,11 @@
 //! Per-target pools of keep-alive HTTP/1.1 connections.
 //!
-//! The policy (`PoolPolicy`) is pure. The I/O edge keeps `hyper` client handles; each
-//! connection's driver task keeps reading while the connection is idle, so a target's FIN or
-//! stray bytes close it and `is_closed()` turns true before it could be handed out again.
+//! The policy (`PoolPolicy`) is pure. Two kinds of connection are pooled (`Pooled`): raw
+//! `TcpStream`s of weir's own HTTP/1.1 engine (`h1`), and `hyper` client handles of the
+//! HTTP/2 path. Neither is handed out once the target closed it: a hyper connection's driver
+//! task keeps reading while idle, so `is_closed()` turns true on a FIN; an idle raw stream is
+//! checked for readability (a FIN, a reset or stray bytes) without a syscall unless the reactor
+//! saw it readable, and the 1 s sweep drops closed ones.
 
 use crate::Body;
 use crate::config::ReuseMode;
@@ -40,19 +43,44 @@ impl PoolPolicy {
     }
 }
 
-struct Idle {
-    sender: http1::SendRequest<Body>,
+/// A connection a pool can keep.
+pub trait Pooled: Send {
+    /// Has the target closed it (or sent something unasked)? Then it is never reused.
+    fn is_closed(&self) -> bool;
+}
+
+impl Pooled for http1::SendRequest<Body> {
+    fn is_closed(&self) -> bool {
+        http1::SendRequest::is_closed(self)
+    }
+}
+
+impl Pooled for TcpStream {
+    fn is_closed(&self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if self.poll_read_ready(&mut cx).is_pending() {
+            return false;
+        }
+        // Readable while idle: EOF, an error, or bytes nobody asked for. A stale readiness
+        // (the last read filled its buffer exactly) reads WouldBlock and the stream is fine.
+        let mut probe = [0u8; 1];
+        !matches!(self.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
+
+struct Idle<C> {
+    conn: C,
     since: Instant,
 }
 
 /// One target's idle connections, newest last (taken LIFO: the most recently used connection is
 /// the least likely to have been closed by the target's own keep-alive timeout).
-pub struct Pool {
+pub struct Pool<C> {
     pub policy: PoolPolicy,
-    idle: Mutex<Vec<Idle>>,
+    idle: Mutex<Vec<Idle<C>>>,
 }
 
-impl std::fmt::Debug for Pool {
+impl<C: Pooled> std::fmt::Debug for Pool<C> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("policy", &self.policy)
@@ -61,8 +89,8 @@ impl std::fmt::Debug for Pool {
     }
 }
 
-impl Pool {
-    pub fn new(policy: PoolPolicy) -> Pool {
+impl<C: Pooled> Pool<C> {
+    pub fn new(policy: PoolPolicy) -> Pool<C> {
         Pool {
             policy,
             idle: Mutex::new(Vec::new()),
@@ -74,28 +102,28 @@ impl Pool {
     }
 
     /// An idle connection that is still open and young enough, if policy allows reuse.
-    pub fn checkout(&self, first_request_of_session: bool) -> Option<http1::SendRequest<Body>> {
+    pub fn checkout(&self, first_request_of_session: bool) -> Option<C> {
         if !self.policy.may_reuse(first_request_of_session) {
             return None;
         }
         let mut idle = self.idle.lock().ok()?;
         while let Some(c) = idle.pop() {
-            if self.policy.usable(c.since.elapsed(), c.sender.is_closed()) {
-                return Some(c.sender);
+            if self.policy.usable(c.since.elapsed(), c.conn.is_closed()) {
+                return Some(c.conn);
             }
         }
         None
     }
 
     /// Returns a connection whose last response was read to the end.
-    pub fn checkin(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
+    pub fn checkin(&self, conn: C) {
+        if conn.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock() {
             if self.policy.may_keep(idle.len()) {
                 idle.push(Idle {
-                    sender,
+                    conn,
                     since: Instant::now(),
                 });
             }
@@ -105,7 +133,7 @@ impl Pool {
     /// Drops idle connections that were closed by the target or idled out.
     pub fn sweep(&self) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|c| self.policy.usable(c.since.elapsed(), c.sender.is_closed()));
+            idle.retain(|c| self.policy.usable(c.since.elapsed(), c.conn.is_closed()));
         }
     }
 

@@ -250,6 +250,7 @@ impl Worker {
                     for g in sh.groups.values() {
                         for t in &g.targets {
                             t.pool.sweep();
+                            t.raw_pool.sweep();
                         }
                     }
                 }
@@ -269,6 +270,7 @@ impl Worker {
         for g in self.shared.groups.values() {
             for t in &g.targets {
                 t.pool.clear();
+                t.raw_pool.clear();
             }
         }
         tracing::info!(

@@ -2,6 +2,8 @@
 //! hand the stream to hyper-util's auto server (HTTP/1.1 and HTTP/2, with upgrades).
 
 use super::io::ClientIo;
+use crate::h1;
+use crate::h1::stream::ClientStream;
 use super::{ConnInfo, ConnState, ListenerRt, Shared, TlsInfo, service};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -115,7 +117,8 @@ async fn serve_tcp(
                 tls: None,
                 state: state.clone(),
             });
-            serve_http(sh, ci, stream, builder, shutdown).await
+            // HTTP/1.1 (and h2c prior knowledge, handed back to hyper) on weir's engine.
+            h1::server::serve(sh, ci, ClientStream::Plain(stream), shutdown).await
         }
         Some(acceptor) => {
             let tls_stream =
@@ -151,18 +154,24 @@ async fn serve_tcp(
             if info.alpn_h2 {
                 state.h2.store(true, Relaxed);
             }
+            let h2 = info.alpn_h2;
             let ci = Arc::new(ConnInfo {
                 listener: l,
                 peer,
                 tls: Some(info),
                 state: state.clone(),
             });
-            serve_http(sh, ci, tls_stream, builder, shutdown).await
+            if h2 {
+                serve_http(sh, ci, tls_stream, builder, shutdown).await
+            } else {
+                let io = ClientStream::Tls(Box::new(tls_stream));
+                h1::server::serve(sh, ci, io, shutdown).await
+            }
         }
     }
 }
 
-async fn serve_http<T>(
+pub async fn serve_http<T>(
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
     io: T,

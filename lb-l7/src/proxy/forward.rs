@@ -26,9 +26,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
 
 /// Counts a request as outstanding on its target until dropped.
-struct Outstanding(Arc<TargetRt>);
+pub(crate) struct Outstanding(Arc<TargetRt>);
 impl Outstanding {
-    fn new(t: &Arc<TargetRt>) -> Outstanding {
+    pub(crate) fn new(t: &Arc<TargetRt>) -> Outstanding {
         t.outstanding.fetch_add(1, Relaxed);
         Outstanding(t.clone())
     }
@@ -56,14 +56,14 @@ impl Replay {
     }
 }
 
-fn idempotent(m: &Method) -> bool {
+pub(crate) fn idempotent(m: &Method) -> bool {
     matches!(
         *m,
         Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
     )
 }
 
-fn hash_key(on: Option<&HashOn>, h: &HeaderMap, ci: &ConnInfo) -> Option<u64> {
+pub(crate) fn hash_key(on: Option<&HashOn>, h: &HeaderMap, ci: &ConnInfo) -> Option<u64> {
     match on? {
         HashOn::SourceIp => Some(hash_bytes(
             crate::rules::canonical_ip(ci.peer.ip())
@@ -105,7 +105,6 @@ pub async fn forward(
     mut log: Option<&mut Record>,
 ) -> http::Response<Body> {
     let m = &sh.metrics;
-    let lb = &sh.config.load_balancer;
     if g.targets.is_empty() {
         return fail(sh, log, 503, "NoRegisteredTargets");
     }
@@ -116,77 +115,7 @@ pub async fn forward(
 
     // The request as the target sees it.
     let (mut parts, body) = req.into_parts();
-    let h = &mut parts.headers;
-    headers::remove_hop_by_hop(h, upgrade);
-    if lb.routing.http.drop_invalid_header_fields.enabled {
-        let bad: Vec<_> = h
-            .keys()
-            .filter(|k| !headers::is_valid_header_name(k.as_str()))
-            .cloned()
-            .collect();
-        for k in bad {
-            h.remove(k);
-        }
-    }
-    let listener = &ci.listener.config;
-    let client_port = lb
-        .routing
-        .http
-        .xff_client_port
-        .enabled
-        .then_some(ci.peer.port());
-    let client_ip = crate::rules::canonical_ip(ci.peer.ip());
-    headers::forwarded(
-        h,
-        lb.routing.http.xff_header_processing.mode,
-        client_ip,
-        client_port,
-        listener.protocol.scheme(),
-        listener.port,
-    );
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
-    let trace = headers::trace_value(
-        h.get(lb.trace_header.as_str())
-            .and_then(|v| v.to_str().ok()),
-        now,
-        fastrand::u128(..),
-    );
-    if let (Ok(name), Ok(v)) = (
-        http::HeaderName::from_bytes(lb.trace_header.as_bytes()),
-        HeaderValue::from_str(&trace),
-    ) {
-        h.insert(name, v);
-    }
-    if let Some(l) = log.as_deref_mut() {
-        l.trace_id = trace;
-    }
-    if !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST) {
-        if let Some(host) = host {
-            let default_port = matches!(
-                (listener.protocol.scheme(), listener.port),
-                ("http", 80) | ("https", 443)
-            );
-            let bracketed = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            };
-            let v = if default_port {
-                bracketed
-            } else {
-                format!("{bracketed}:{}", listener.port)
-            };
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                h.insert(header::HOST, v);
-            }
-        }
-    }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-    parts.version = Version::HTTP_11;
+    prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
     let replayable = idempotent(&parts.method) && body.is_end_stream();
     let body: Body = if body.is_end_stream() {
         body::empty()
@@ -318,4 +247,94 @@ pub async fn forward(
     }
     let (status, reason) = last_failure.unwrap_or((503, "NoHealthyTargets"));
     fail(sh, log, status, reason)
+}
+
+/// The request as the target sees it (both engines): hop-by-hop headers removed, invalid
+/// names dropped when configured, X-Forwarded-*, the trace header, `Host`, origin-form URI,
+/// HTTP/1.1.
+pub fn prepare_upstream(
+    sh: &Shared,
+    ci: &ConnInfo,
+    parts: &mut http::request::Parts,
+    upgrade: bool,
+    host: Option<&str>,
+    log: Option<&mut Record>,
+) {
+    let lb = &sh.config.load_balancer;
+    let h = &mut parts.headers;
+    headers::remove_hop_by_hop(h, upgrade);
+    if lb.routing.http.drop_invalid_header_fields.enabled {
+        let bad: Vec<_> = h
+            .keys()
+            .filter(|k| !headers::is_valid_header_name(k.as_str()))
+            .cloned()
+            .collect();
+        for k in bad {
+            h.remove(k);
+        }
+    }
+    let listener = &ci.listener.config;
+    let client_port = lb
+        .routing
+        .http
+        .xff_client_port
+        .enabled
+        .then_some(ci.peer.port());
+    let client_ip = crate::rules::canonical_ip(ci.peer.ip());
+    headers::forwarded(
+        h,
+        lb.routing.http.xff_header_processing.mode,
+        client_ip,
+        client_port,
+        listener.protocol.scheme(),
+        listener.port,
+    );
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let trace = headers::trace_value(
+        h.get(lb.trace_header.as_str())
+            .and_then(|v| v.to_str().ok()),
+        now,
+        fastrand::u128(..),
+    );
+    if let (Ok(name), Ok(v)) = (
+        http::HeaderName::from_bytes(lb.trace_header.as_bytes()),
+        HeaderValue::from_str(&trace),
+    ) {
+        h.insert(name, v);
+    }
+    if let Some(l) = log {
+        l.trace_id = trace;
+    }
+    if !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST) {
+        if let Some(host) = host {
+            let default_port = matches!(
+                (listener.protocol.scheme(), listener.port),
+                ("http", 80) | ("https", 443)
+            );
+            let bracketed = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            let v = if default_port {
+                bracketed
+            } else {
+                format!("{bracketed}:{}", listener.port)
+            };
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(header::HOST, v);
+            }
+        }
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    parts.version = Version::HTTP_11;
+    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
+    }
+    parts.version = Version::HTTP_11;
 }

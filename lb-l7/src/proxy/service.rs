@@ -6,6 +6,7 @@ use crate::body::{self, Body};
 use crate::config::Action;
 use crate::rules::RequestFacts;
 use crate::select::pick_weighted;
+use crate::target::GroupRt;
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
 use std::convert::Infallible;
@@ -30,8 +31,26 @@ pub async fn handle(
     }
     sh.metrics.requests.fetch_add(1, Relaxed);
     let started = Instant::now();
-    let mut log = sh.access_log.enabled().then(|| new_record(&sh, &ci, &req));
-    let resp = process(&sh, &ci, req, first, saw_cl, log.as_mut()).await;
+    let mut log = sh
+        .access_log
+        .enabled()
+        .then(|| new_record(&sh, &ci, req.method(), req.uri(), req.version(), req.headers()));
+    let resp = match decide(&sh, &ci, &req, saw_cl, log.as_mut()) {
+        Decision::Respond(r) => r,
+        Decision::Forward { group, host } => {
+            // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
+            Box::pin(forward::forward(
+                &sh,
+                &ci,
+                group,
+                req,
+                first,
+                host.as_deref(),
+                log.as_mut(),
+            ))
+            .await
+        }
+    };
 
     // Phase log: when the response body has been sent (or dropped).
     let (parts, body) = resp.into_parts();
@@ -59,13 +78,17 @@ pub async fn handle(
     Ok(Response::from_parts(parts, body::tracked(body, on_end)))
 }
 
-fn new_record(sh: &Shared, ci: &ConnInfo, req: &Request<Incoming>) -> Record {
-    let h2 = req.version() == Version::HTTP_2;
-    let kind = match (
-        ci.tls.is_some(),
-        h2,
-        crate::headers::wants_upgrade(req.headers()),
-    ) {
+/// The access log record of a request, before routing.
+pub fn new_record(
+    sh: &Shared,
+    ci: &ConnInfo,
+    method: &http::Method,
+    uri: &http::Uri,
+    version: Version,
+    headers: &http::HeaderMap,
+) -> Record {
+    let h2 = version == Version::HTTP_2;
+    let kind = match (ci.tls.is_some(), h2, crate::headers::wants_upgrade(headers)) {
         (_, true, _) => "h2",
         (false, _, true) => "ws",
         (true, _, true) => "wss",
@@ -73,7 +96,7 @@ fn new_record(sh: &Shared, ci: &ConnInfo, req: &Request<Incoming>) -> Record {
         _ => "http",
     };
     let scheme = ci.listener.config.protocol.scheme();
-    let host = host_of(req).unwrap_or_default();
+    let host = host_of(headers, uri).unwrap_or_default();
     let port = ci.listener.config.port;
     Record {
         kind,
@@ -81,12 +104,11 @@ fn new_record(sh: &Shared, ci: &ConnInfo, req: &Request<Incoming>) -> Record {
         client: Some(ci.peer),
         request: format!(
             "{} {scheme}://{host}:{port}{} {:?}",
-            req.method(),
-            req.uri().path_and_query().map_or("/", |p| p.as_str()),
-            req.version()
+            method,
+            uri.path_and_query().map_or("/", |p| p.as_str()),
+            version
         ),
-        user_agent: req
-            .headers()
+        user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
@@ -102,12 +124,11 @@ fn new_record(sh: &Shared, ci: &ConnInfo, req: &Request<Incoming>) -> Record {
 }
 
 /// Host without port: the `Host` header, or the HTTP/2 `:authority`.
-pub fn host_of<B>(req: &Request<B>) -> Option<String> {
-    let raw = req
-        .headers()
+pub fn host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+    let raw = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))?;
+        .or_else(|| uri.authority().map(|a| a.as_str()))?;
     let host = if let Some(rest) = raw.strip_prefix('[') {
         rest.split(']').next().unwrap_or(rest)
     } else {
@@ -122,20 +143,30 @@ pub fn host_of<B>(req: &Request<B>) -> Option<String> {
     Some(host.to_string())
 }
 
-async fn process(
-    sh: &Shared,
+/// What to do with a request: weir answers it itself, or it goes to a target group.
+pub enum Decision<'s> {
+    Respond(Response<Body>),
+    Forward {
+        group: &'s GroupRt,
+        /// The request's host (without port), for the forwarded `Host`.
+        host: Option<String>,
+    },
+}
+
+/// Phases parse and route, shared by the HTTP/1.1 engine and the hyper (HTTP/2) path.
+pub fn decide<'s, B>(
+    sh: &'s Shared,
     ci: &ConnInfo,
-    req: Request<Incoming>,
-    first: bool,
+    req: &Request<B>,
     saw_cl: bool,
     mut log: Option<&mut Record>,
-) -> Response<Body> {
+) -> Decision<'s> {
     let lb = &sh.config.load_balancer;
     let m = &sh.metrics;
 
     // Phase parse.
     if !lb.health_check_path.is_empty() && req.uri().path() == lb.health_check_path {
-        return respond::fixed(200, Some("text/plain"), "OK\n");
+        return Decision::Respond(respond::fixed(200, Some("text/plain"), "OK\n"));
     }
     let uri_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
     match parse::check(
@@ -156,7 +187,7 @@ async fn process(
                 l.error_reason = Some(r.reason);
                 l.classification = r.desync.then_some("Severe");
             }
-            return respond::elb(r.status, r.close);
+            return Decision::Respond(respond::elb(r.status, r.close));
         }
         Ok(true) => {
             m.desync_non_compliant.fetch_add(1, Relaxed);
@@ -165,7 +196,7 @@ async fn process(
     }
 
     // Phase route.
-    let host = host_of(&req);
+    let host = host_of(req.headers(), req.uri());
     let facts = RequestFacts {
         host: host.as_deref(),
         path: req.uri().path(),
@@ -191,7 +222,11 @@ async fn process(
             if let Some(l) = log {
                 l.actions_executed.push("fixed-response");
             }
-            respond::fixed(*status_code, content_type.as_deref(), message_body)
+            Decision::Respond(respond::fixed(
+                *status_code,
+                content_type.as_deref(),
+                message_body,
+            ))
         }
         Action::Redirect {
             protocol,
@@ -214,7 +249,7 @@ async fn process(
                 l.actions_executed.push("redirect");
                 l.redirect_url = Some(loc.clone());
             }
-            respond::redirect(status_code.code(), &loc)
+            Decision::Respond(respond::redirect(status_code.code(), &loc))
         }
         Action::Forward {
             target_group,
@@ -230,23 +265,13 @@ async fn process(
             };
             let Some(group) = name.and_then(|n| sh.groups.get(n)) else {
                 m.elb_status(503);
-                return respond::elb(503, false);
+                return Decision::Respond(respond::elb(503, false));
             };
-            if let Some(l) = log.as_deref_mut() {
+            if let Some(l) = log {
                 l.actions_executed.push("forward");
                 l.target_group = Some(group.name.clone());
             }
-            // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
-            Box::pin(forward::forward(
-                sh,
-                ci,
-                group,
-                req,
-                first,
-                host.as_deref(),
-                log,
-            ))
-            .await
+            Decision::Forward { group, host }
         }
     }
 }

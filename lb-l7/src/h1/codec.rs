@@ -1,0 +1,548 @@
+//! The HTTP/1.1 wire format, pure: request and response heads (parsed with `httparse`), body
+//! framing (RFC 9112 §6), a chunked-body scanner, and head serialisation. No I/O.
+
+use crate::proxy::parse::{MAX_HEADERS_TOTAL, MAX_REQUEST_LINE};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+/// ALB's limit on the number of request headers; more is 431.
+pub const MAX_HEADERS: usize = 100;
+/// A request head may be this long in all (request line + headers); more is 431 (or 414).
+pub const MAX_HEAD: usize = MAX_REQUEST_LINE + MAX_HEADERS_TOTAL;
+/// A target's response head may be this long; more is a malformed response (502).
+pub const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+const MAX_RESPONSE_HEADERS: usize = 128;
+
+/// Why a request head was refused before it could be routed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeadError {
+    pub status: u16,
+    pub reason: &'static str,
+}
+
+const fn head_error(status: u16, reason: &'static str) -> HeadError {
+    HeadError { status, reason }
+}
+
+/// A parsed request head; the head's bytes were taken off the front of the buffer.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub parts: http::request::Parts,
+    /// The raw head had a `Content-Length` line (kept for the desync checks).
+    pub saw_content_length: bool,
+}
+
+/// How a message's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// Until the sender closes (responses only).
+    UntilClose,
+}
+
+/// Parses a request head at the front of `buf`. `Ok(None)`: not complete yet (read more).
+/// On success the head's bytes are split off `buf`; what follows (body, pipelined requests)
+/// stays in it.
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut slots);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if !line_done(buf, MAX_REQUEST_LINE) {
+                Err(head_error(414, "RequestLineTooLong"))
+            } else if buf.len() >= MAX_HEAD {
+                Err(head_error(431, "HeadersTooLarge"))
+            } else {
+                Ok(None)
+            };
+        }
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(head_error(431, "TooManyHeaders"));
+        }
+        Err(_) => return Err(head_error(400, "MalformedRequest")),
+    };
+    let base = buf.as_ptr() as usize;
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| head_error(400, "MalformedMethod"))?;
+    let path = req.path.unwrap_or("");
+    let path_range = range_of(base, path.as_bytes());
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut ranges = [((0, 0), (0, 0)); MAX_HEADERS];
+    let n = req.headers.len();
+    for (slot, h) in ranges.iter_mut().zip(req.headers.iter()) {
+        *slot = (range_of(base, h.name.as_bytes()), range_of(base, h.value));
+    }
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.1))
+        .map_err(|_| head_error(400, "MalformedUri"))?;
+    let mut headers = HeaderMap::with_capacity(n);
+    let mut saw_content_length = false;
+    for &((ns, ne), (vs, ve)) in &ranges[..n] {
+        let name = HeaderName::from_bytes(&head[ns..ne])
+            .map_err(|_| head_error(400, "MalformedHeaderName"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(vs..ve))
+            .map_err(|_| head_error(400, "MalformedHeaderValue"))?;
+        saw_content_length |= name == header::CONTENT_LENGTH;
+        headers.append(name, value);
+    }
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(RequestHead {
+        parts,
+        saw_content_length,
+    }))
+}
+
+/// Has the request line ended within the first `max` bytes (or is there less than that)?
+fn line_done(buf: &[u8], max: usize) -> bool {
+    buf.len() < max || buf[..max].contains(&b'\n')
+}
+
+fn range_of(base: usize, s: &[u8]) -> (usize, usize) {
+    let start = s.as_ptr() as usize - base;
+    (start, start + s.len())
+}
+
+/// The body framing of a request (after `parse::check`, which refused unknown codings and,
+/// except in `monitor` mode, `Content-Length` together with `Transfer-Encoding`).
+pub fn request_framing(h: &HeaderMap) -> Result<Framing, HeadError> {
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        return if last_coding_chunked(h) {
+            Ok(Framing::Chunked)
+        } else {
+            Err(head_error(400, "TransferEncodingNotChunked"))
+        };
+    }
+    match content_length(h) {
+        Err(()) => Err(head_error(400, "BadContentLength")),
+        Ok(None | Some(0)) => Ok(Framing::Empty),
+        Ok(Some(n)) => Ok(Framing::Length(n)),
+    }
+}
+
+/// The body framing of a target's response to a request with `method`.
+pub fn response_framing(method: &Method, status: u16, h: &HeaderMap) -> Result<Framing, ()> {
+    if method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok(Framing::Empty);
+    }
+    if h.contains_key(header::TRANSFER_ENCODING) {
+        return Ok(if last_coding_chunked(h) {
+            Framing::Chunked
+        } else {
+            Framing::UntilClose
+        });
+    }
+    Ok(match content_length(h)? {
+        Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+        None => Framing::UntilClose,
+    })
+}
+
+fn last_coding_chunked(h: &HeaderMap) -> bool {
+    h.get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
+}
+
+/// Every `Content-Length` (and every comma-separated value in one) must be the same number.
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut found = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let p = part.trim_ascii();
+            if p.is_empty() || p.len() > 18 || !p.iter().all(u8::is_ascii_digit) {
+                return Err(());
+            }
+            let n: u64 = p.iter().fold(0, |a, &d| a * 10 + u64::from(d - b'0'));
+            if found.is_some_and(|f| f != n) {
+                return Err(());
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// Does the client want the connection kept open after this request?
+pub fn client_keeps_alive(version: Version, h: &HeaderMap) -> bool {
+    let tokens = connection_tokens(h);
+    match version {
+        Version::HTTP_10 => tokens.keep_alive,
+        _ => !tokens.close,
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ConnectionTokens {
+    pub close: bool,
+    pub keep_alive: bool,
+}
+
+pub fn connection_tokens(h: &HeaderMap) -> ConnectionTokens {
+    let mut t = ConnectionTokens::default();
+    for v in h.get_all(header::CONNECTION) {
+        for tok in v.as_bytes().split(|&b| b == b',') {
+            let tok = tok.trim_ascii();
+            t.close |= tok.eq_ignore_ascii_case(b"close");
+            t.keep_alive |= tok.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
+    t
+}
+
+/// Writes `METHOD path HTTP/1.1` and the headers (a request to a target).
+pub fn write_request_head(out: &mut BytesMut, method: &Method, path: &str, h: &HeaderMap) {
+    out.reserve(64 + path.len() + h.len() * 48);
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(path.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    write_headers(out, h);
+    out.put_slice(b"\r\n");
+}
+
+pub fn write_headers(out: &mut BytesMut, h: &HeaderMap) {
+    for (n, v) in h {
+        out.put_slice(n.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+}
+
+/// Writes a status line (`HTTP/1.1 200 OK`) with the canonical reason phrase.
+pub fn write_status_line(out: &mut BytesMut, status: u16) {
+    let reason = match status {
+        463 => "X-Forwarded-For Too Long",
+        s => StatusCode::from_u16(s)
+            .ok()
+            .and_then(|c| c.canonical_reason())
+            .unwrap_or(""),
+    };
+    out.put_slice(b"HTTP/1.1 ");
+    put_status(out, status);
+    out.put_u8(b' ');
+    out.put_slice(reason.as_bytes());
+    out.put_slice(b"\r\n");
+}
+
+/// A status code (100–999) as its three digits.
+fn put_status(out: &mut BytesMut, status: u16) {
+    let s = status.clamp(100, 999);
+    out.put_slice(&[
+        b'0' + (s / 100) as u8,
+        b'0' + (s / 10 % 10) as u8,
+        b'0' + (s % 10) as u8,
+    ]);
+}
+
+/// A target's response head, parsed.
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: u16,
+    pub version: Version,
+    /// The head's bytes (kept: headers are copied to the client from them, filtered).
+    pub raw: Bytes,
+    /// (name, value) ranges into `raw`.
+    pub fields: Vec<((usize, usize), (usize, usize))>,
+    pub reason: (usize, usize),
+    pub headers: HeaderMap,
+}
+
+impl ResponseHead {
+    pub fn name(&self, i: usize) -> &[u8] {
+        let (s, e) = self.fields[i].0;
+        &self.raw[s..e]
+    }
+    pub fn value(&self, i: usize) -> &[u8] {
+        let (s, e) = self.fields[i].1;
+        &self.raw[s..e]
+    }
+    /// May the target connection be used again after this response (by the target's word)?
+    pub fn target_keeps_alive(&self) -> bool {
+        client_keeps_alive(self.version, &self.headers)
+    }
+}
+
+/// Parses a target's response head at the front of `buf` (split off on success).
+pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'static str> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
+    let mut resp = httparse::Response::new(&mut slots);
+    let len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            return if buf.len() > MAX_RESPONSE_HEAD {
+                Err("response head too large")
+            } else {
+                Ok(None)
+            };
+        }
+        Err(_) => return Err("malformed response head"),
+    };
+    let base = buf.as_ptr() as usize;
+    let status = resp.code.unwrap_or(0);
+    if !(100..600).contains(&status) {
+        return Err("bad status code");
+    }
+    let version = match resp.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let reason = range_of(base, resp.reason.unwrap_or("").as_bytes());
+    let fields: Vec<_> = resp
+        .headers
+        .iter()
+        .map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value)))
+        .collect();
+    let raw = buf.split_to(len).freeze();
+    // Only the headers that decide framing and keep-alive go into a map.
+    let mut headers = HeaderMap::new();
+    for &((ns, ne), (vs, ve)) in &fields {
+        let name = &raw[ns..ne];
+        let known = [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+        ]
+        .into_iter()
+        .find(|k| name.eq_ignore_ascii_case(k.as_str().as_bytes()));
+        if let Some(k) = known {
+            let v = HeaderValue::from_maybe_shared(raw.slice(vs..ve))
+                .map_err(|_| "bad header value")?;
+            headers.append(k, v);
+        }
+    }
+    Ok(Some(ResponseHead {
+        status,
+        version,
+        raw,
+        fields,
+        reason,
+        headers,
+    }))
+}
+
+/// Hop-by-hop response headers weir does not pass to the client (framing is re-stated by weir).
+const HOP_BY_HOP: [&[u8]; 7] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+];
+
+/// Writes the response head for the client: the target's status line and end-to-end headers,
+/// then `transfer-encoding: chunked` when the body is relayed chunked, and `connection`.
+/// `upgrade`: a `101` keeps `Upgrade` and says `Connection: upgrade`.
+pub fn write_client_response_head(
+    out: &mut BytesMut,
+    r: &ResponseHead,
+    chunked: bool,
+    connection: Option<&'static str>,
+    upgrade: bool,
+) {
+    out.reserve(r.raw.len() + 64);
+    out.put_slice(b"HTTP/1.1 ");
+    put_status(out, r.status);
+    out.put_u8(b' ');
+    out.put_slice(&r.raw[r.reason.0..r.reason.1]);
+    out.put_slice(b"\r\n");
+    let listed: Vec<&[u8]> = r
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty())
+        .collect();
+    for i in 0..r.fields.len() {
+        let name = r.name(i);
+        let keep_upgrade = upgrade && name.eq_ignore_ascii_case(b"upgrade");
+        if !keep_upgrade
+            && (HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+                || listed.iter().any(|l| name.eq_ignore_ascii_case(l)))
+        {
+            continue;
+        }
+        out.put_slice(name);
+        out.put_slice(b": ");
+        out.put_slice(r.value(i));
+        out.put_slice(b"\r\n");
+    }
+    if chunked {
+        out.put_slice(b"transfer-encoding: chunked\r\n");
+    }
+    if upgrade {
+        out.put_slice(b"connection: upgrade\r\n");
+    } else if let Some(c) = connection {
+        out.put_slice(b"connection: ");
+        out.put_slice(c.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Where a chunked body's scanner is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    Size { digits: u8, value: u64 },
+    Ext,
+    SizeLf { last: bool },
+    Data(u64),
+    DataCr,
+    DataLf,
+    TrailerStart,
+    TrailerLine,
+    TrailerLf { empty: bool },
+    Done,
+}
+
+/// Follows a chunked body byte by byte (strictly: hex sizes, CRLF line ends) to find where it
+/// ends, so weir can relay it as it is and know when the message is complete. A malformed body
+/// is an error (the connection is closed; nothing after it is trusted).
+#[derive(Debug, Clone)]
+pub struct ChunkedScanner {
+    state: Chunk,
+    /// The size of the chunk whose size line is being read.
+    size_value: u64,
+}
+
+impl Default for ChunkedScanner {
+    fn default() -> Self {
+        ChunkedScanner {
+            state: Chunk::Size {
+                digits: 0,
+                value: 0,
+            },
+            size_value: 0,
+        }
+    }
+}
+
+impl ChunkedScanner {
+    pub fn done(&self) -> bool {
+        self.state == Chunk::Done
+    }
+
+    /// Consumes bytes of `buf` that belong to the body; returns how many (fewer than
+    /// `buf.len()` only when the body ended). `data`, when given, receives the ranges of chunk
+    /// data (to de-chunk for an HTTP/1.0 client).
+    pub fn advance(
+        &mut self,
+        buf: &[u8],
+        mut data: Option<&mut Vec<(usize, usize)>>,
+    ) -> Result<usize, &'static str> {
+        let mut i = 0;
+        while i < buf.len() {
+            let b = buf[i];
+            self.state = match self.state {
+                Chunk::Done => return Ok(i),
+                Chunk::Data(left) => {
+                    let take = (left.min((buf.len() - i) as u64)) as usize;
+                    if let Some(d) = data.as_deref_mut() {
+                        d.push((i, i + take));
+                    }
+                    i += take;
+                    let left = left - take as u64;
+                    self.state = if left == 0 {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(left)
+                    };
+                    continue;
+                }
+                Chunk::Size { digits, value } => match b {
+                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                        if digits >= 15 {
+                            return Err("chunk size too large");
+                        }
+                        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+                        Chunk::Size {
+                            digits: digits + 1,
+                            value: value * 16 + d,
+                        }
+                    }
+                    b';' if digits > 0 => Chunk::Ext,
+                    b'\r' if digits > 0 => Chunk::SizeLf { last: value == 0 },
+                    _ => return Err("bad chunk size"),
+                },
+                Chunk::Ext => match b {
+                    b'\r' => Chunk::SizeLf {
+                        last: self.size_value == 0,
+                    },
+                    b'\n' | 0..=8 | 10..=31 | 127 => return Err("bad chunk extension"),
+                    _ => Chunk::Ext,
+                },
+                Chunk::SizeLf { last } => {
+                    if b != b'\n' {
+                        return Err("chunk size line not ended by CRLF");
+                    }
+                    if last {
+                        Chunk::TrailerStart
+                    } else {
+                        let size = self.size_value;
+                        Chunk::Data(size)
+                    }
+                }
+                Chunk::DataCr => {
+                    if b != b'\r' {
+                        return Err("chunk data not followed by CRLF");
+                    }
+                    Chunk::DataLf
+                }
+                Chunk::DataLf => {
+                    if b != b'\n' {
+                        return Err("chunk data not followed by CRLF");
+                    }
+                    Chunk::Size {
+                        digits: 0,
+                        value: 0,
+                    }
+                }
+                Chunk::TrailerStart => match b {
+                    b'\r' => Chunk::TrailerLf { empty: true },
+                    b'\n' => return Err("bare LF in trailer"),
+                    _ => Chunk::TrailerLine,
+                },
+                Chunk::TrailerLine => match b {
+                    b'\r' => Chunk::TrailerLf { empty: false },
+                    b'\n' => return Err("bare LF in trailer"),
+                    _ => Chunk::TrailerLine,
+                },
+                Chunk::TrailerLf { empty } => {
+                    if b != b'\n' {
+                        return Err("trailer line not ended by CRLF");
+                    }
+                    if empty {
+                        Chunk::Done
+                    } else {
+                        Chunk::TrailerStart
+                    }
+                }
+            };
+            if let Chunk::Size { value, .. } = self.state {
+                self.size_value = value;
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+}

@@ -1,0 +1,403 @@
+//! Phases pick_target and forward for the HTTP/1.1 engine: a pooled or new target connection,
+//! the rewritten head and the body, the target's response relayed to the client, and the
+//! connection back to the pool.
+//!
+//! Retry rules (as on the HTTP/2 path):
+//! - a connect failure goes to another target;
+//! - a reused connection that fails while weir writes the head, before any body byte was
+//!   taken from the client, is replaced by a new connection (a partial head is never acted on);
+//! - a reused connection that fails before any response byte is retried once, on a new
+//!   connection, when the request is idempotent and has no body;
+//! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
+
+use super::codec::{self, Framing, ResponseHead};
+use super::relay;
+use super::stream::ClientStream;
+use crate::access_log::Record;
+use crate::headers;
+use crate::proxy::forward::{Outstanding, hash_key, idempotent, prepare_upstream};
+use crate::proxy::{ConnInfo, Shared};
+use crate::target::{GroupRt, TargetRt};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, Request, header};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// How far the client's request body was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyState {
+    /// Not touched: still in front of the next request (weir may drain it).
+    Untouched,
+    /// Partly read: the connection cannot carry another request.
+    Partial,
+    /// Read to its end.
+    Done,
+}
+
+/// What forwarding ended with.
+pub enum Forwarded {
+    /// The target's response was relayed to the client.
+    Relayed {
+        status: u16,
+        /// The client connection may carry another request.
+        keep_alive: bool,
+        sent: u64,
+        received: u64,
+    },
+    /// weir answers itself (502/503/504 …); nothing was written to the client yet.
+    Own {
+        status: u16,
+        reason: &'static str,
+        body: BodyState,
+        received: u64,
+    },
+    /// The client connection is unusable (it failed mid-response or was upgraded and is done).
+    Closed { status: u16, sent: u64 },
+}
+
+/// The request as it goes out, kept so it can be written again on another connection.
+struct Outgoing {
+    head: Bytes,
+    replayable: bool,
+}
+
+/// One client request to a target group, the client connection in hand.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward(
+    sh: &Shared,
+    ci: &ConnInfo,
+    g: &GroupRt,
+    req: Request<()>,
+    framing: Framing,
+    client: &mut ClientStream,
+    cbuf: &mut BytesMut,
+    first: bool,
+    keep_client: bool,
+    host: Option<&str>,
+    mut log: Option<&mut Record>,
+) -> Forwarded {
+    let m = &sh.metrics;
+    let own = |status, reason, body| Forwarded::Own {
+        status,
+        reason,
+        body,
+        received: 0,
+    };
+    if g.targets.is_empty() {
+        return own(503, "NoRegisteredTargets", BodyState::Untouched);
+    }
+    let client_version = req.version();
+    let upgrade = headers::wants_upgrade(req.headers());
+    let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
+    let expect_continue = req
+        .headers()
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+
+    // The request as the target sees it.
+    let (mut parts, ()) = req.into_parts();
+    prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
+    let h = &mut parts.headers;
+    if framing == Framing::Chunked {
+        // Relayed as it came; a Content-Length beside it (monitor mode) is dropped.
+        h.remove(header::CONTENT_LENGTH);
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    if expect_continue {
+        // weir says 100 Continue itself (like nginx) when it reads the body.
+        h.remove(header::EXPECT);
+    }
+    let mut head = BytesMut::new();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers);
+    let out = Outgoing {
+        head: head.freeze(),
+        replayable: idempotent(&parts.method) && framing == Framing::Empty,
+    };
+    let method = parts.method;
+
+    let mut body_state = if framing == Framing::Empty {
+        BodyState::Done
+    } else {
+        BodyState::Untouched
+    };
+    let mut received = 0u64;
+    let mut tried: Vec<usize> = Vec::new();
+    let mut retried = false;
+    let mut fresh_only = false;
+    let mut last_failure: Option<(u16, &'static str)> = None;
+    for _ in 0..g.targets.len() + 4 {
+        // Phase pick_target.
+        let Some(ti) = g.pick(key, &tried) else { break };
+        let t = &g.targets[ti];
+        if let Some(l) = log.as_deref_mut() {
+            l.target = Some(t.addr);
+            l.target_list.push(t.addr);
+        }
+        let pooled = if upgrade || std::mem::take(&mut fresh_only) {
+            None
+        } else {
+            t.raw_pool.checkout(first)
+        };
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(s) => {
+                m.upstream_connections_reused.fetch_add(1, Relaxed);
+                s
+            }
+            None => match connect(t, sh.limits.connect_timeout).await {
+                Ok(s) => {
+                    m.upstream_connections_opened.fetch_add(1, Relaxed);
+                    s
+                }
+                Err(failure) => {
+                    m.target_connection_errors.fetch_add(1, Relaxed);
+                    t.counters.connection_errors.fetch_add(1, Relaxed);
+                    last_failure = Some(failure);
+                    tried.push(ti);
+                    continue;
+                }
+            },
+        };
+        let outstanding = Outstanding::new(t);
+        t.counters.requests.fetch_add(1, Relaxed);
+        let sent_at = Instant::now();
+        let idle = sh.limits.idle_timeout;
+
+        // Phase forward: the head, then the body from the client.
+        if let Err(e) = relay::write_all(&mut up, &out.head, idle).await {
+            if reused && body_state != BodyState::Partial {
+                tracing::debug!(target_addr = %t.addr, error = %e, "pooled connection failed on write; new connection");
+                m.upstream_requeued.fetch_add(1, Relaxed);
+                fresh_only = true;
+                continue;
+            }
+            tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
+            return own(502, "TargetResponseError", body_state);
+        }
+        let mut ubuf = BytesMut::with_capacity(relay::CHUNK);
+        if framing != Framing::Empty {
+            if expect_continue && cbuf.is_empty() {
+                let _ = relay::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", idle).await;
+            }
+            body_state = BodyState::Partial;
+            let mut none = BytesMut::new();
+            match relay::relay(client, cbuf, &mut up, &mut none, framing, false, idle).await {
+                Ok(moved) => {
+                    received += moved.wire;
+                    body_state = BodyState::Done;
+                }
+                Err(e) if e.on_dst() => {
+                    // The target stopped reading: it may have answered early (e.g. 413).
+                    tracing::debug!(target_addr = %t.addr, error = %e, "target stopped taking the body");
+                }
+                Err(e) => {
+                    tracing::debug!(target_addr = %t.addr, error = %e, "client body failed");
+                    return Forwarded::Own {
+                        status: 400,
+                        reason: "ClientBodyError",
+                        body: BodyState::Partial,
+                        received,
+                    };
+                }
+            }
+        }
+
+        // The response head (interim 1xx skipped, except 101).
+        let resp = match read_response_head(&mut up, &mut ubuf, idle).await {
+            Ok(r) => r,
+            Err(HeadFailure::Timeout) => {
+                tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
+                return Forwarded::Own {
+                    status: 504,
+                    reason: "TargetResponseTimeout",
+                    body: body_state,
+                    received,
+                };
+            }
+            Err(HeadFailure::Closed(partial)) => {
+                if reused && out.replayable && !retried && !partial {
+                    tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
+                    m.upstream_retries.fetch_add(1, Relaxed);
+                    retried = true;
+                    fresh_only = true;
+                    continue;
+                }
+                tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
+                return Forwarded::Own {
+                    status: 502,
+                    reason: "TargetResponseError",
+                    body: body_state,
+                    received,
+                };
+            }
+            Err(HeadFailure::Malformed(why)) => {
+                tracing::warn!(target_addr = %t.addr, why, "malformed response from target");
+                return Forwarded::Own {
+                    status: 502,
+                    reason: "TargetResponseError",
+                    body: body_state,
+                    received,
+                };
+            }
+        };
+
+        // Phase respond: the target's response to the client.
+        m.target_status(resp.status);
+        if let Some(l) = log.as_deref_mut() {
+            l.target_status_code = Some(resp.status);
+            l.target_status_code_list.push(resp.status);
+            l.target_processing_time = Some(sent_at.elapsed().as_secs_f64());
+        }
+        if upgrade && resp.status == 101 {
+            return upgraded(sh, client, cbuf, up, ubuf, &resp, outstanding).await;
+        }
+        let Ok(rframing) = codec::response_framing(&method, resp.status, &resp.headers) else {
+            return Forwarded::Own {
+                status: 502,
+                reason: "TargetResponseError",
+                body: body_state,
+                received,
+            };
+        };
+        let http10 = client_version == http::Version::HTTP_10;
+        let dechunk = http10 && rframing == Framing::Chunked;
+        let keep_alive = keep_client
+            && body_state == BodyState::Done
+            && rframing != Framing::UntilClose
+            && !dechunk;
+        let connection = match (keep_alive, http10) {
+            (false, _) => Some("close"),
+            (true, true) => Some("keep-alive"),
+            (true, false) => None,
+        };
+        let mut wire = BytesMut::with_capacity(resp.raw.len() + 64);
+        codec::write_client_response_head(
+            &mut wire,
+            &resp,
+            rframing == Framing::Chunked && !dechunk,
+            connection,
+            false,
+        );
+        let head_len = wire.len() as u64;
+        let result = relay::relay(&mut up, &mut ubuf, client, &mut wire, rframing, dechunk, idle).await;
+        drop(outstanding);
+        return match result {
+            Ok(moved) => {
+                let reusable = resp.target_keeps_alive()
+                    && rframing != Framing::UntilClose
+                    && ubuf.is_empty()
+                    && body_state == BodyState::Done;
+                if reusable {
+                    t.raw_pool.checkin(up);
+                }
+                Forwarded::Relayed {
+                    status: resp.status,
+                    keep_alive,
+                    sent: moved.written.max(head_len),
+                    received,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(target_addr = %t.addr, error = %e, "response relay ended early");
+                Forwarded::Closed {
+                    status: resp.status,
+                    sent: head_len,
+                }
+            }
+        };
+    }
+    let (status, reason) = last_failure.unwrap_or((503, "NoHealthyTargets"));
+    Forwarded::Own {
+        status,
+        reason,
+        body: body_state,
+        received,
+    }
+}
+
+async fn connect(t: &TargetRt, timeout: Duration) -> Result<TcpStream, (u16, &'static str)> {
+    match tokio::time::timeout(timeout, TcpStream::connect(t.addr)).await {
+        Err(_) => {
+            tracing::warn!(target_addr = %t.addr, "target connect timed out");
+            Err((504, "TargetConnectTimeout"))
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(target_addr = %t.addr, error = %e, "target connection failed");
+            Err((502, "TargetConnectionError"))
+        }
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Ok(s)
+        }
+    }
+}
+
+enum HeadFailure {
+    Timeout,
+    /// The target closed (or reset); `true` when some response bytes had arrived.
+    Closed(bool),
+    Malformed(&'static str),
+}
+
+async fn read_response_head(
+    up: &mut TcpStream,
+    buf: &mut BytesMut,
+    idle: Duration,
+) -> Result<ResponseHead, HeadFailure> {
+    let mut any = false;
+    loop {
+        if !buf.is_empty() {
+            any = true;
+            match codec::parse_response(buf) {
+                Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => continue,
+                Ok(Some(r)) => return Ok(r),
+                Ok(None) => {}
+                Err(why) => return Err(HeadFailure::Malformed(why)),
+            }
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(relay::CHUNK);
+        }
+        match tokio::time::timeout(idle, up.read_buf(buf)).await {
+            Err(_) => return Err(HeadFailure::Timeout),
+            Ok(Ok(0) | Err(_)) => return Err(HeadFailure::Closed(any)),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// A `101 Switching Protocols`: the head goes to the client, then bytes flow both ways.
+async fn upgraded(
+    sh: &Shared,
+    client: &mut ClientStream,
+    cbuf: &mut BytesMut,
+    mut up: TcpStream,
+    ubuf: BytesMut,
+    resp: &ResponseHead,
+    outstanding: Outstanding,
+) -> Forwarded {
+    let mut wire = BytesMut::new();
+    codec::write_client_response_head(&mut wire, resp, false, None, true);
+    let sent = wire.len() as u64;
+    if relay::write_all(client, &wire, sh.limits.idle_timeout)
+        .await
+        .is_err()
+    {
+        return Forwarded::Closed { status: 101, sent };
+    }
+    drop(outstanding);
+    let pre = std::mem::take(cbuf);
+    match relay::tunnel(client, &mut up, pre, ubuf, sh.limits.websocket_idle_timeout).await {
+        Ok((up_bytes, down_bytes)) => {
+            tracing::debug!(up_bytes, down_bytes, "tunnel closed");
+        }
+        Err(e) => tracing::debug!(error = %e, "tunnel ended with an error"),
+    }
+    Forwarded::Closed { status: 101, sent }
+}

@@ -1,0 +1,199 @@
+//! Moving message bodies between sockets: `Content-Length`, chunked (relayed as it is, or
+//! de-chunked for an HTTP/1.0 client) and until-close bodies, with the idle timeout on every
+//! read and write, and the tunnel of an upgraded (WebSocket) connection.
+
+use super::codec::{ChunkedScanner, Framing};
+use bytes::{Buf, BytesMut};
+use std::io;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::timeout;
+
+/// Read size while relaying a body.
+pub const CHUNK: usize = 16 * 1024;
+
+/// Why a relay stopped early.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error("sender idle for the idle timeout")]
+    SrcTimeout,
+    #[error("sender closed before the body ended")]
+    SrcClosed,
+    #[error("reading: {0}")]
+    Src(io::Error),
+    #[error("receiver did not take bytes within the idle timeout")]
+    DstTimeout,
+    #[error("writing: {0}")]
+    Dst(io::Error),
+    #[error("malformed chunked body: {0}")]
+    Malformed(&'static str),
+}
+
+impl RelayError {
+    /// Did the receiving side fail (rather than the sending side)?
+    pub fn on_dst(&self) -> bool {
+        matches!(self, RelayError::DstTimeout | RelayError::Dst(_))
+    }
+}
+
+/// Bytes moved by a relay.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Moved {
+    /// Body bytes as they were on the sender's wire (with chunk framing).
+    pub wire: u64,
+    /// Bytes written to the receiver, including what `out` held at the start.
+    pub written: u64,
+}
+
+pub async fn write_all<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    bytes: &[u8],
+    idle: Duration,
+) -> Result<(), RelayError> {
+    match timeout(idle, dst.write_all(bytes)).await {
+        Err(_) => Err(RelayError::DstTimeout),
+        Ok(Err(e)) => Err(RelayError::Dst(e)),
+        Ok(Ok(())) => Ok(()),
+    }
+}
+
+/// Relays a body of `framing` from `src` to `dst`. `buf` holds bytes already read from `src`
+/// (the body's start); bytes after the body stay in it. `out` holds bytes to write first (a
+/// head), so a head and a short body leave in one write. `dechunk`: a chunked body is sent as
+/// its data only (the receiver reads until close).
+pub async fn relay<R, W>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    dst: &mut W,
+    out: &mut BytesMut,
+    framing: Framing,
+    dechunk: bool,
+    idle: Duration,
+) -> Result<Moved, RelayError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut moved = Moved::default();
+    let mut left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut scanner = ChunkedScanner::default();
+    let mut spans = Vec::new();
+    let mut eof = false;
+    loop {
+        // The body bytes in `buf`, and whether the body is complete with them.
+        let (take, done) = match framing {
+            Framing::Empty => (0, true),
+            Framing::Length(_) => {
+                let k = left.min(buf.len() as u64);
+                left -= k;
+                (k as usize, left == 0)
+            }
+            Framing::Chunked => {
+                spans.clear();
+                let k = scanner
+                    .advance(buf, dechunk.then_some(&mut spans))
+                    .map_err(RelayError::Malformed)?;
+                (k, scanner.done())
+            }
+            Framing::UntilClose => (buf.len(), eof),
+        };
+        if dechunk && framing == Framing::Chunked {
+            for &(s, e) in &spans {
+                out.extend_from_slice(&buf[s..e]);
+            }
+        } else if out.is_empty() && take > 0 {
+            // Nothing queued: write straight from the read buffer.
+            write_all(dst, &buf[..take], idle).await?;
+            moved.written += take as u64;
+        } else {
+            out.extend_from_slice(&buf[..take]);
+        }
+        buf.advance(take);
+        moved.wire += take as u64;
+        if !out.is_empty() {
+            write_all(dst, out, idle).await?;
+            moved.written += out.len() as u64;
+            out.clear();
+        }
+        if done {
+            break;
+        }
+        if eof {
+            return Err(RelayError::SrcClosed);
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(CHUNK);
+        }
+        match timeout(idle, src.read_buf(buf)).await {
+            Err(_) => return Err(RelayError::SrcTimeout),
+            Ok(Err(e)) => return Err(RelayError::Src(e)),
+            Ok(Ok(0)) => eof = true,
+            Ok(Ok(_)) => {}
+        }
+    }
+    if let Ok(Err(e)) = timeout(idle, dst.flush()).await {
+        return Err(RelayError::Dst(e));
+    }
+    Ok(moved)
+}
+
+/// Tunnels an upgraded connection both ways until either side closes, an error, or nothing
+/// moves for `idle`. `a_pre`/`b_pre`: bytes already read from a (for b) and from b (for a).
+pub async fn tunnel<A, B>(
+    a: &mut A,
+    b: &mut B,
+    mut a_pre: BytesMut,
+    mut b_pre: BytesMut,
+    idle: Duration,
+) -> io::Result<(u64, u64)>
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    if !a_pre.is_empty() {
+        b.write_all(&a_pre).await?;
+        a_pre.clear();
+    }
+    if !b_pre.is_empty() {
+        a.write_all(&b_pre).await?;
+        b_pre.clear();
+    }
+    let mut ab = (0u64, 0u64);
+    let (mut abuf, mut bbuf) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        let r = timeout(idle, async {
+            tokio::select! {
+                r = a.read(&mut abuf), if a_open => (true, r),
+                r = b.read(&mut bbuf), if b_open => (false, r),
+            }
+        })
+        .await;
+        match r {
+            Err(_) => break,
+            Ok((from_a, Ok(0))) => {
+                // One side finished sending: pass the half-close on.
+                if from_a {
+                    a_open = false;
+                    let _ = b.shutdown().await;
+                } else {
+                    b_open = false;
+                    let _ = a.shutdown().await;
+                }
+            }
+            Ok((true, Ok(n))) => {
+                timeout(idle, b.write_all(&abuf[..n])).await??;
+                ab.0 += n as u64;
+            }
+            Ok((false, Ok(n))) => {
+                timeout(idle, a.write_all(&bbuf[..n])).await??;
+                ab.1 += n as u64;
+            }
+            Ok((_, Err(e))) => return Err(e),
+        }
+    }
+    Ok(ab)
+}

@@ -1,0 +1,384 @@
+//! One HTTP/1.1 client connection, request after request, in phases:
+//! read head → parse → route (shared with the HTTP/2 path) → forward | respond → log.
+//!
+//! Timing: with nothing in flight, the connection waits holding no buffer, and is closed
+//! after `idle_timeout` (no response, like ALB); once a request head's first byte arrived, the
+//! head must be complete within `header_read_timeout` or the client gets 408 and a close
+//! (slowloris). After `client_keep_alive`, and once shutdown was asked, the response in
+//! flight says `connection: close` and the connection ends.
+
+use super::codec::{self, Framing, HeadError};
+use super::forward::{self, BodyState, Forwarded};
+use super::relay;
+use super::stream::{ClientStream, Rewind};
+use crate::access_log::rfc3339;
+use crate::body::Body;
+use crate::proxy::service::{self, Decision};
+use crate::proxy::{ConnInfo, Shared, accept, respond};
+use bytes::{BufMut, BytesMut};
+use http::{Method, Request, Response, Version, header};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Instant, SystemTime};
+use tokio::io::AsyncReadExt;
+use tokio::sync::watch;
+
+/// The first read of a request head.
+const HEAD_READ: usize = 4096;
+/// The HTTP/2 connection preface (prior knowledge, h2c).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+/// A request body weir does not forward (it answered itself) is read and dropped up to this
+/// size so the connection can go on; a larger one closes the connection.
+const MAX_DISCARD: u64 = 1024 * 1024;
+
+enum Next {
+    Request(codec::RequestHead),
+    /// The connection ended quietly (idle timeout, client closed, shutdown).
+    End,
+    /// A request head weir refuses before routing.
+    Reject(HeadError),
+    /// The head did not arrive in time.
+    Timeout,
+    /// The connection speaks HTTP/2 (prior knowledge): hyper takes it.
+    H2,
+}
+
+/// Serves a client connection until it ends.
+pub async fn serve(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    mut io: ClientStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut buf = BytesMut::new();
+    if serve_requests(&sh, &ci, &mut io, &mut buf, &mut shutdown).await {
+        // The client speaks HTTP/2 (prior knowledge): hyper takes the connection.
+        let builder = Arc::new(accept::http_builder(&sh));
+        accept::serve_http(sh, ci, Rewind::new(buf, io), builder, shutdown).await;
+        return;
+    }
+    close(io).await;
+}
+
+/// Ends a connection: FIN (TLS: close_notify) after the last response, and unread bytes are
+/// read away first so the kernel does not answer them with a reset that could destroy the
+/// response in flight.
+async fn close(mut io: ClientStream) {
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        tokio::io::AsyncWriteExt::shutdown(&mut io),
+    )
+    .await;
+    let mut scratch = [0u8; 4096];
+    for _ in 0..16 {
+        match io.tcp().try_read(&mut scratch) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}
+
+/// Requests until the connection ends; `true` when it turned out to be HTTP/2 (`buf` holds
+/// what was read).
+async fn serve_requests(
+    sh: &Shared,
+    ci: &ConnInfo,
+    io: &mut ClientStream,
+    buf: &mut BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let born = Instant::now();
+    let mut first = true;
+    loop {
+        // Phase read head.
+        let next = Box::pin(read_head(sh, io, buf, shutdown, first, born)).await;
+        let head = match next {
+            Next::Request(h) => h,
+            Next::End => return false,
+            Next::H2 => return true,
+            Next::Timeout => {
+                tracing::debug!(peer = %ci.peer, "request head not complete in time: 408");
+                sh.metrics.elb_status(408);
+                let resp = respond::elb(408, true);
+                let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
+                return false;
+            }
+            Next::Reject(e) => {
+                tracing::debug!(peer = %ci.peer, status = e.status, reason = e.reason, "request head refused");
+                sh.metrics.elb_status(e.status);
+                let resp = respond::elb(e.status, true);
+                let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
+                return false;
+            }
+        };
+        let keep = Box::pin(request(sh, ci, io, buf, head, first, born, shutdown)).await;
+        first = false;
+        if !keep {
+            return false;
+        }
+    }
+}
+
+/// Waits for the next request head and parses it.
+async fn read_head(
+    sh: &Shared,
+    io: &mut ClientStream,
+    buf: &mut BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+    first: bool,
+    born: Instant,
+) -> Next {
+    let lim = &sh.limits;
+    if buf.is_empty() {
+        // Idle: hold no buffer while waiting.
+        *buf = BytesMut::new();
+        let keep_alive_left = lim.client_keep_alive.saturating_sub(born.elapsed());
+        tokio::select! {
+            r = tokio::time::timeout(lim.idle_timeout, io.readable()) => match r {
+                Ok(Ok(())) => {}
+                _ => return Next::End,
+            },
+            _ = accept::stopped(shutdown) => return Next::End,
+            _ = tokio::time::sleep(keep_alive_left) => return Next::End,
+        }
+        buf.reserve(HEAD_READ);
+        let n = tokio::select! {
+            r = tokio::time::timeout(lim.idle_timeout, io.read_buf(buf)) => match r {
+                Ok(Ok(n)) => n,
+                _ => return Next::End,
+            },
+            _ = accept::stopped(shutdown) => return Next::End,
+        };
+        if n == 0 {
+            return Next::End;
+        }
+    }
+    let deadline = tokio::time::Instant::now() + lim.header_read_timeout;
+    loop {
+        if first && sh.config.load_balancer.routing.http2.enabled {
+            let k = buf.len().min(H2_PREFACE.len());
+            if k >= 3 && buf[..k] == H2_PREFACE[..k] {
+                return Next::H2;
+            }
+        }
+        match codec::parse_request(buf) {
+            Ok(Some(h)) => return Next::Request(h),
+            Ok(None) => {}
+            Err(e) => return Next::Reject(e),
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(buf.capacity().max(HEAD_READ));
+        }
+        match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+            Err(_) => return Next::Timeout,
+            Ok(Ok(0) | Err(_)) => return Next::End,
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// One request: route, then forward or answer; returns whether the connection goes on.
+#[allow(clippy::too_many_arguments)]
+async fn request(
+    sh: &Shared,
+    ci: &ConnInfo,
+    io: &mut ClientStream,
+    buf: &mut BytesMut,
+    head: codec::RequestHead,
+    first: bool,
+    born: Instant,
+    shutdown: &watch::Receiver<bool>,
+) -> bool {
+    let m = &sh.metrics;
+    m.requests.fetch_add(1, Relaxed);
+    let started = Instant::now();
+    let req = Request::from_parts(head.parts, ());
+    let mut log = sh.access_log.enabled().then(|| {
+        service::new_record(sh, ci, req.method(), req.uri(), req.version(), req.headers())
+    });
+    let version = req.version();
+    let is_head = req.method() == Method::HEAD;
+    let keep_client = codec::client_keeps_alive(version, req.headers())
+        && born.elapsed() < sh.limits.client_keep_alive
+        && !*shutdown.borrow();
+
+    // Phases parse (the body's framing first: RFC 9112 wants a 400 when it cannot be known)
+    // and route (shared with the HTTP/2 path).
+    let framing = codec::request_framing(req.headers());
+    let decided = match framing {
+        Err(e) => {
+            if let Some(l) = log.as_mut() {
+                l.error_reason = Some(e.reason);
+            }
+            m.elb_status(e.status);
+            Decision::Respond(respond::elb(e.status, true))
+        }
+        Ok(_) => service::decide(sh, ci, &req, head.saw_content_length, log.as_mut()),
+    };
+    let routed_at = Instant::now();
+    if let Some(l) = log.as_mut() {
+        l.request_processing_time = Some(routed_at.duration_since(started).as_secs_f64());
+    }
+    let decision = match (decided, framing) {
+        (Decision::Forward { group, host }, Ok(framing)) => Ok((group, host, framing)),
+        (Decision::Respond(r), Ok(_)) => Err((r, BodyState::Untouched)),
+        (_, Err(_)) => Err((respond::elb(400, true), BodyState::Partial)),
+    };
+    let (status, keep, sent, received) = match decision {
+        Err((resp, body)) => {
+            let framing = framing.ok();
+            own_response(sh, io, buf, resp, version, is_head, keep_client, body, framing).await
+        }
+        Ok((group, host, framing)) => {
+            let fwd = forward::forward(
+                sh,
+                ci,
+                group,
+                req,
+                framing,
+                io,
+                buf,
+                first,
+                keep_client,
+                host.as_deref(),
+                log.as_mut(),
+            )
+            .await;
+            match fwd {
+                Forwarded::Relayed {
+                    status,
+                    keep_alive,
+                    sent,
+                    received,
+                } => (status, keep_alive, sent, received),
+                Forwarded::Closed { status, sent } => (status, false, sent, 0),
+                Forwarded::Own {
+                    status,
+                    reason,
+                    body,
+                    received,
+                } => {
+                    m.elb_status(status);
+                    if let Some(l) = log.as_mut() {
+                        l.error_reason = Some(reason);
+                    }
+                    let resp = respond::elb(status, false);
+                    let (s, k, sent, r) = own_response(
+                        sh,
+                        io,
+                        buf,
+                        resp,
+                        version,
+                        is_head,
+                        keep_client,
+                        body,
+                        Some(framing),
+                    )
+                    .await;
+                    (s, k, sent, r + received)
+                }
+            }
+        }
+    };
+
+    // Phase log.
+    m.processed_bytes.fetch_add(sent + received, Relaxed);
+    if let Some(mut l) = log {
+        l.elb_status_code = status;
+        l.sent_bytes = sent;
+        l.received_bytes = received;
+        let total = started.elapsed().as_secs_f64();
+        let before = l.request_processing_time.unwrap_or(0.0) + l.target_processing_time.unwrap_or(0.0);
+        l.response_processing_time = Some((total - before).max(0.0));
+        l.time = rfc3339(SystemTime::now());
+        sh.access_log.write(&l);
+    }
+    keep
+}
+
+/// Writes a response of weir's own; an unread request body is drained (up to `MAX_DISCARD`)
+/// so the connection can carry the next request, else the connection closes.
+#[allow(clippy::too_many_arguments)]
+async fn own_response(
+    sh: &Shared,
+    io: &mut ClientStream,
+    buf: &mut BytesMut,
+    resp: Response<Body>,
+    version: Version,
+    is_head: bool,
+    keep_client: bool,
+    body: BodyState,
+    framing: Option<Framing>,
+) -> (u16, bool, u64, u64) {
+    let status = resp.status().as_u16();
+    let wants_close = resp
+        .headers()
+        .get(header::CONNECTION)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let mut keep = keep_client && !wants_close && body != BodyState::Partial;
+    let mut received = 0;
+    if keep && body == BodyState::Untouched {
+        match framing {
+            Some(Framing::Empty) => {}
+            Some(f @ Framing::Length(n)) if n <= MAX_DISCARD => {
+                let mut sink = tokio::io::sink();
+                let mut none = BytesMut::new();
+                match relay::relay(io, buf, &mut sink, &mut none, f, false, sh.limits.idle_timeout)
+                    .await
+                {
+                    Ok(moved) => received = moved.wire,
+                    Err(_) => keep = false,
+                }
+            }
+            _ => keep = false,
+        }
+    }
+    match write_own(sh, io, resp, version, keep, is_head).await {
+        Ok(sent) => (status, keep, sent, received),
+        Err(_) => (status, false, 0, received),
+    }
+}
+
+/// Serialises and writes a response weir made itself (its bodies are small and whole).
+async fn write_own(
+    sh: &Shared,
+    io: &mut ClientStream,
+    resp: Response<Body>,
+    version: Version,
+    keep: bool,
+    is_head: bool,
+) -> Result<u64, relay::RelayError> {
+    let (parts, body) = resp.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut out = BytesMut::with_capacity(256 + body.len());
+    codec::write_status_line(&mut out, parts.status.as_u16());
+    for (n, v) in &parts.headers {
+        if n == header::CONNECTION {
+            continue;
+        }
+        out.put_slice(n.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"content-length: ");
+    out.put_slice(body.len().to_string().as_bytes());
+    out.put_slice(b"\r\n");
+    match (keep, version == Version::HTTP_10) {
+        (false, _) => out.put_slice(b"connection: close\r\n"),
+        (true, true) => out.put_slice(b"connection: keep-alive\r\n"),
+        (true, false) => {}
+    }
+    out.put_slice(b"\r\n");
+    if !is_head {
+        out.put_slice(&body);
+    }
+    relay::write_all(io, &out, sh.limits.idle_timeout).await?;
+    let _ = tokio::time::timeout(sh.limits.idle_timeout, tokio::io::AsyncWriteExt::flush(io)).await;
+    Ok(out.len() as u64)
+}

@@ -186,6 +186,8 @@ impl Worker {
             metrics: Arc::new(Metrics::default()),
             access_log,
             worker_index: opts.index,
+            stop: Default::default(),
+            h1_state: Default::default(),
         });
         Ok(Worker { shared, listeners })
     }
@@ -259,6 +261,7 @@ impl Worker {
         shutdown.await;
         tracing::info!(worker = self.shared.worker_index, "shutting down: draining");
         let _ = tx.send(true);
+        self.shared.stop.stop();
         for l in loops {
             let _ = l.await;
         }

@@ -285,7 +285,10 @@ pub async fn forward(
             false,
         );
         let head_len = wire.len() as u64;
-        let result = relay::relay(&mut up, &mut ubuf, client, &mut wire, rframing, dechunk, idle).await;
+        let result = relay::relay(
+            &mut up, &mut ubuf, client, &mut wire, rframing, dechunk, idle,
+        )
+        .await;
         drop(outstanding);
         return match result {
             Ok(moved) => {

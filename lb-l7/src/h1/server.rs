@@ -18,6 +18,7 @@ use crate::proxy::{ConnInfo, Shared, accept, respond};
 use bytes::{BufMut, BytesMut};
 use http::{Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
@@ -44,21 +45,86 @@ enum Next {
     H2,
 }
 
-/// Serves a client connection until it ends.
-pub async fn serve(
+/// What one turn of the connection loop ended with.
+enum Step {
+    /// The connection can carry another request.
+    Again,
+    /// The connection is done.
+    End,
+    /// The connection speaks HTTP/2 (prior knowledge): hyper takes it.
+    H2,
+}
+
+/// Serves a client connection until it ends; `guard` is dropped at the end.
+///
+/// Memory: this future is what an idle connection costs (with its socket), so while idle it
+/// holds the stream, an empty buffer, a timer and a stop waiter, and no read future (the
+/// socket's readiness is polled directly); reading and serving a request happen in a future
+/// boxed for the request's duration (`turn`).
+pub async fn serve<G: Send>(
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
     mut io: ClientStream,
     mut shutdown: watch::Receiver<bool>,
+    guard: G,
 ) {
     let mut buf = BytesMut::new();
-    if serve_requests(&sh, &ci, &mut io, &mut buf, &mut shutdown).await {
-        // The client speaks HTTP/2 (prior knowledge): hyper takes the connection.
+    let born = tokio::time::Instant::now();
+    let life_until = born + sh.limits.client_keep_alive;
+    let mut first = true;
+    let h2 = loop {
+        if buf.is_empty() {
+            // Phase idle: wait for the client's next bytes.
+            buf = BytesMut::new();
+            let idle_until = tokio::time::Instant::now() + sh.limits.idle_timeout;
+            let sleep = tokio::time::sleep_until(life_until.min(idle_until));
+            let stop = sh.stop.wait();
+            tokio::pin!(sleep, stop);
+            let readable = std::future::poll_fn(|cx| {
+                if io.poll_read_ready(cx).is_ready() {
+                    return std::task::Poll::Ready(true);
+                }
+                if sleep.as_mut().poll(cx).is_ready() || stop.as_mut().poll(cx).is_ready() {
+                    return std::task::Poll::Ready(false);
+                }
+                std::task::Poll::Pending
+            })
+            .await;
+            if !readable {
+                break false;
+            }
+        }
+        let born_std = born.into_std();
+        let step = Box::pin(turn(
+            &sh,
+            &ci,
+            &mut io,
+            &mut buf,
+            &mut shutdown,
+            first,
+            born_std,
+        ));
+        match step.await {
+            Step::Again => first = false,
+            Step::End => break false,
+            Step::H2 => break true,
+        }
+    };
+    if h2 {
+        // hyper's path keeps per-connection state: give it its own.
+        let ci = Arc::new(ConnInfo {
+            listener: ci.listener.clone(),
+            peer: ci.peer,
+            tls: ci.tls.clone(),
+            state: Arc::new(crate::proxy::ConnState::default()),
+        });
         let builder = Arc::new(accept::http_builder(&sh));
-        accept::serve_http(sh, ci, Rewind::new(buf, io), builder, shutdown).await;
-        return;
+        let io = Rewind::new(buf, io);
+        Box::pin(accept::serve_http(sh, ci, io, builder, shutdown)).await;
+    } else {
+        Box::pin(close(io)).await;
     }
-    close(io).await;
+    drop(guard);
 }
 
 /// Ends a connection: FIN (TLS: close_notify) after the last response, and unread bytes are
@@ -79,69 +145,55 @@ async fn close(mut io: ClientStream) {
     }
 }
 
-/// Requests until the connection ends; `true` when it turned out to be HTTP/2 (`buf` holds
-/// what was read).
-async fn serve_requests(
+/// One turn: read a request head, then serve the request.
+async fn turn(
     sh: &Shared,
     ci: &ConnInfo,
     io: &mut ClientStream,
     buf: &mut BytesMut,
     shutdown: &mut watch::Receiver<bool>,
-) -> bool {
-    let born = Instant::now();
-    let mut first = true;
-    loop {
-        // Phase read head.
-        let next = Box::pin(read_head(sh, io, buf, shutdown, first, born)).await;
-        let head = match next {
-            Next::Request(h) => h,
-            Next::End => return false,
-            Next::H2 => return true,
-            Next::Timeout => {
-                tracing::debug!(peer = %ci.peer, "request head not complete in time: 408");
-                sh.metrics.elb_status(408);
-                let resp = respond::elb(408, true);
-                let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
-                return false;
-            }
-            Next::Reject(e) => {
-                tracing::debug!(peer = %ci.peer, status = e.status, reason = e.reason, "request head refused");
-                sh.metrics.elb_status(e.status);
-                let resp = respond::elb(e.status, true);
-                let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
-                return false;
-            }
-        };
-        let keep = Box::pin(request(sh, ci, io, buf, head, first, born, shutdown)).await;
-        first = false;
-        if !keep {
-            return false;
+    first: bool,
+    born: Instant,
+) -> Step {
+    // Phase read head.
+    let head = match read_head(sh, io, buf, shutdown, first).await {
+        Next::Request(h) => h,
+        Next::End => return Step::End,
+        Next::H2 => return Step::H2,
+        Next::Timeout => {
+            tracing::debug!(peer = %ci.peer, "request head not complete in time: 408");
+            sh.metrics.elb_status(408);
+            let resp = respond::elb(408, true);
+            let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
+            return Step::End;
         }
+        Next::Reject(e) => {
+            tracing::debug!(peer = %ci.peer, status = e.status, reason = e.reason, "request head refused");
+            sh.metrics.elb_status(e.status);
+            let resp = respond::elb(e.status, true);
+            let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
+            return Step::End;
+        }
+    };
+    if request(sh, ci, io, buf, head, first, born, shutdown).await {
+        Step::Again
+    } else {
+        Step::End
     }
 }
 
-/// Waits for the next request head and parses it.
+/// Reads until a request head is complete and parses it. The first read waits up to the idle
+/// timeout (a TLS connection gets here without `idle_wait`); from the first byte on, the head
+/// must be complete within `header_read_timeout`.
 async fn read_head(
     sh: &Shared,
     io: &mut ClientStream,
     buf: &mut BytesMut,
     shutdown: &mut watch::Receiver<bool>,
     first: bool,
-    born: Instant,
 ) -> Next {
     let lim = &sh.limits;
     if buf.is_empty() {
-        // Idle: hold no buffer while waiting.
-        *buf = BytesMut::new();
-        let keep_alive_left = lim.client_keep_alive.saturating_sub(born.elapsed());
-        tokio::select! {
-            r = tokio::time::timeout(lim.idle_timeout, io.readable()) => match r {
-                Ok(Ok(())) => {}
-                _ => return Next::End,
-            },
-            _ = accept::stopped(shutdown) => return Next::End,
-            _ = tokio::time::sleep(keep_alive_left) => return Next::End,
-        }
         buf.reserve(HEAD_READ);
         let n = tokio::select! {
             r = tokio::time::timeout(lim.idle_timeout, io.read_buf(buf)) => match r {
@@ -195,7 +247,14 @@ async fn request(
     let started = Instant::now();
     let req = Request::from_parts(head.parts, ());
     let mut log = sh.access_log.enabled().then(|| {
-        service::new_record(sh, ci, req.method(), req.uri(), req.version(), req.headers())
+        service::new_record(
+            sh,
+            ci,
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+        )
     });
     let version = req.version();
     let is_head = req.method() == Method::HEAD;
@@ -228,7 +287,18 @@ async fn request(
     let (status, keep, sent, received) = match decision {
         Err((resp, body)) => {
             let framing = framing.ok();
-            own_response(sh, io, buf, resp, version, is_head, keep_client, body, framing).await
+            own_response(
+                sh,
+                io,
+                buf,
+                resp,
+                version,
+                is_head,
+                keep_client,
+                body,
+                framing,
+            )
+            .await
         }
         Ok((group, host, framing)) => {
             let fwd = forward::forward(
@@ -289,7 +359,8 @@ async fn request(
         l.sent_bytes = sent;
         l.received_bytes = received;
         let total = started.elapsed().as_secs_f64();
-        let before = l.request_processing_time.unwrap_or(0.0) + l.target_processing_time.unwrap_or(0.0);
+        let before =
+            l.request_processing_time.unwrap_or(0.0) + l.target_processing_time.unwrap_or(0.0);
         l.response_processing_time = Some((total - before).max(0.0));
         l.time = rfc3339(SystemTime::now());
         sh.access_log.write(&l);
@@ -324,8 +395,16 @@ async fn own_response(
             Some(f @ Framing::Length(n)) if n <= MAX_DISCARD => {
                 let mut sink = tokio::io::sink();
                 let mut none = BytesMut::new();
-                match relay::relay(io, buf, &mut sink, &mut none, f, false, sh.limits.idle_timeout)
-                    .await
+                match relay::relay(
+                    io,
+                    buf,
+                    &mut sink,
+                    &mut none,
+                    f,
+                    false,
+                    sh.limits.idle_timeout,
+                )
+                .await
                 {
                     Ok(moved) => received = moved.wire,
                     Err(_) => keep = false,

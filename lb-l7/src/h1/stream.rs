@@ -16,12 +16,11 @@ pub enum ClientStream {
 }
 
 impl ClientStream {
-    /// Waits until a read would find something, without a buffer: an idle plain connection
-    /// holds no memory but its socket. (TLS keeps rustls's buffers anyway: returns at once.)
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Readiness to read, as a poll: the waker is kept in the socket's registration, no future needed.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
         match self {
-            ClientStream::Plain(s) => s.readable().await,
-            ClientStream::Tls(_) => Ok(()),
+            ClientStream::Plain(s) => s.poll_read_ready(cx).map(|_| ()),
+            ClientStream::Tls(_) => Poll::Ready(()),
         }
     }
 

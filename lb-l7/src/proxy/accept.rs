@@ -2,9 +2,9 @@
 //! hand the stream to hyper-util's auto server (HTTP/1.1 and HTTP/2, with upgrades).
 
 use super::io::ClientIo;
+use super::{ConnInfo, ConnState, ListenerRt, Shared, TlsInfo, service};
 use crate::h1;
 use crate::h1::stream::ClientStream;
-use super::{ConnInfo, ConnState, ListenerRt, Shared, TlsInfo, service};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -38,7 +38,7 @@ pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
 }
 
 /// Decrements the active connection count and releases the drain token when dropped.
-struct Active {
+pub(crate) struct Active {
     sh: Arc<Shared>,
     _token: Arc<()>,
 }
@@ -83,91 +83,105 @@ pub async fn accept_loop(
             sh: sh.clone(),
             _token: token.clone(),
         };
-        let ci = (
-            sh.clone(),
-            l.clone(),
-            tls.clone(),
-            builder.clone(),
-            shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            let (sh, l, tls, builder, shutdown) = ci;
-            serve_tcp(sh, l, stream, peer, tls, builder, shutdown).await;
-            drop(active);
-        });
+        let shutdown = shutdown.clone();
+        match &tls {
+            None => {
+                let fut = plain_connection(active, l.clone(), stream, peer, shutdown);
+                tokio::spawn(fut);
+            }
+            Some(acceptor) => {
+                let (acceptor, builder, l) = (acceptor.clone(), builder.clone(), l.clone());
+                tokio::spawn(async move {
+                    let sh = active.sh.clone();
+                    serve_tls(sh, l, stream, peer, acceptor, builder, shutdown).await;
+                    drop(active);
+                });
+            }
+        }
     }
 }
 
-async fn serve_tcp(
+/// A plain connection: HTTP/1.1 (and h2c prior knowledge, handed to hyper) on weir's engine.
+/// Not an `async fn`: the returned future is what an idle keep-alive connection costs, and an
+/// async wrapper would store its arguments a second time.
+fn plain_connection(
+    active: Active,
+    l: Arc<ListenerRt>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let _ = stream.set_nodelay(true);
+    let sh = active.sh.clone();
+    let ci = Arc::new(ConnInfo {
+        listener: l,
+        peer,
+        tls: None,
+        state: sh.h1_state.clone(),
+    });
+    h1::server::serve(sh, ci, ClientStream::Plain(stream), shutdown, active)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve_tls(
     sh: Arc<Shared>,
     l: Arc<ListenerRt>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    tls: Option<TlsAcceptor>,
+    acceptor: TlsAcceptor,
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let state = Arc::new(ConnState::default());
-    match tls {
-        None => {
-            let ci = Arc::new(ConnInfo {
-                listener: l,
-                peer,
-                tls: None,
-                state: state.clone(),
-            });
-            // HTTP/1.1 (and h2c prior knowledge, handed back to hyper) on weir's engine.
-            h1::server::serve(sh, ci, ClientStream::Plain(stream), shutdown).await
-        }
-        Some(acceptor) => {
-            let tls_stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        sh.metrics
-                            .client_tls_negotiation_errors
-                            .fetch_add(1, Relaxed);
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        sh.metrics
-                            .client_tls_negotiation_errors
-                            .fetch_add(1, Relaxed);
-                        return;
-                    }
-                };
-            let c = tls_stream.get_ref().1;
-            let info = TlsInfo {
-                cipher: c
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite()))
-                    .unwrap_or_default(),
-                protocol: c
-                    .protocol_version()
-                    .map(|v| format!("{v:?}"))
-                    .unwrap_or_default(),
-                sni: c.server_name().map(str::to_string),
-                alpn_h2: c.alpn_protocol() == Some(b"h2"),
-            };
-            if info.alpn_h2 {
-                state.h2.store(true, Relaxed);
+    let tls_stream =
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                sh.metrics
+                    .client_tls_negotiation_errors
+                    .fetch_add(1, Relaxed);
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
             }
-            let h2 = info.alpn_h2;
-            let ci = Arc::new(ConnInfo {
-                listener: l,
-                peer,
-                tls: Some(info),
-                state: state.clone(),
-            });
-            if h2 {
-                serve_http(sh, ci, tls_stream, builder, shutdown).await
-            } else {
-                let io = ClientStream::Tls(Box::new(tls_stream));
-                h1::server::serve(sh, ci, io, shutdown).await
+            Err(_) => {
+                sh.metrics
+                    .client_tls_negotiation_errors
+                    .fetch_add(1, Relaxed);
+                return;
             }
-        }
+        };
+    let c = tls_stream.get_ref().1;
+    let info = TlsInfo {
+        cipher: c
+            .negotiated_cipher_suite()
+            .map(|s| format!("{:?}", s.suite()))
+            .unwrap_or_default(),
+        protocol: c
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default(),
+        sni: c.server_name().map(str::to_string),
+        alpn_h2: c.alpn_protocol() == Some(b"h2"),
+    };
+    let h2 = info.alpn_h2;
+    let state = if h2 {
+        let st = ConnState::default();
+        st.h2.store(true, Relaxed);
+        Arc::new(st)
+    } else {
+        sh.h1_state.clone()
+    };
+    let ci = Arc::new(ConnInfo {
+        listener: l,
+        peer,
+        tls: Some(info),
+        state,
+    });
+    // Boxed: hyper's connection future is large and only HTTP/2 connections need it.
+    if h2 {
+        Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await
+    } else {
+        let io = ClientStream::Tls(Box::new(tls_stream));
+        h1::server::serve(sh, ci, io, shutdown, ()).await
     }
 }
 

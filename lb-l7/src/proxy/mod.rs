@@ -29,6 +29,37 @@ pub struct Shared {
     pub access_log: AccessLog,
     pub worker_index: usize,
     pub limits: Limits,
+    /// Set once when the worker stops; wakes idle HTTP/1.1 connections (cheaper to wait on
+    /// per idle connection than a watch receiver).
+    pub stop: StopSignal,
+    /// The `ConnState` of HTTP/1.1 connections: weir's engine does not use it (hyper's path
+    /// does), so they share one instead of allocating one each.
+    pub h1_state: Arc<ConnState>,
+}
+
+/// A one-shot stop flag with a wake-up for its waiters.
+#[derive(Debug, Default)]
+pub struct StopSignal {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl StopSignal {
+    pub fn stop(&self) {
+        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+    pub fn stopped(&self) -> bool {
+        self.flag.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    /// Completes once `stop` was called (also when it was before this call).
+    pub async fn wait(&self) {
+        let notified = self.notify.notified();
+        if self.stopped() {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Durations and sizes taken from `[load_balancer]`.

@@ -31,10 +31,16 @@ pub async fn handle(
     }
     sh.metrics.requests.fetch_add(1, Relaxed);
     let started = Instant::now();
-    let mut log = sh
-        .access_log
-        .enabled()
-        .then(|| new_record(&sh, &ci, req.method(), req.uri(), req.version(), req.headers()));
+    let mut log = sh.access_log.enabled().then(|| {
+        new_record(
+            &sh,
+            &ci,
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+        )
+    });
     let resp = match decide(&sh, &ci, &req, saw_cl, log.as_mut()) {
         Decision::Respond(r) => r,
         Decision::Forward { group, host } => {

@@ -81,7 +81,7 @@ pub async fn serve<G: Send>(
             let stop = sh.stop.wait();
             tokio::pin!(sleep, stop);
             let readable = std::future::poll_fn(|cx| {
-                if io.poll_read_ready(cx).is_ready() {
+                if io.poll_read_ready(cx, first).is_ready() {
                     return std::task::Poll::Ready(true);
                 }
                 if sleep.as_mut().poll(cx).is_ready() || stop.as_mut().poll(cx).is_ready() {

@@ -16,9 +16,16 @@ pub enum ClientStream {
 }
 
 impl ClientStream {
-    /// Readiness to read, as a poll: the waker is kept in the socket's registration, no future needed.
-    pub fn poll_read_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+    /// Readiness to read, as a poll: the waker is kept in the socket's registration, no future
+    /// needed. `confirm`: check with a 1-byte peek (a syscall) that bytes or an EOF are really
+    /// there; a freshly accepted socket can be reported readable before anything arrived.
+    pub fn poll_read_ready(&self, cx: &mut Context<'_>, confirm: bool) -> Poll<()> {
         match self {
+            ClientStream::Plain(s) if confirm => {
+                let mut one = [0u8; 1];
+                let mut b = ReadBuf::new(&mut one);
+                s.poll_peek(cx, &mut b).map(|_| ())
+            }
             ClientStream::Plain(s) => s.poll_read_ready(cx).map(|_| ()),
             ClientStream::Tls(_) => Poll::Ready(()),
         }

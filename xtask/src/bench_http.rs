@@ -587,7 +587,19 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     // Memory first, on fresh processes: RSS growth for 10,000 idle keep-alive connections.
     for (i, p) in procs.iter().enumerate() {
-        let before = p.rss_kib();
+        // A process may still be settling after it listens (weir's control plane loads its
+        // programs and maps after starting the worker): wait until RSS is steady, so only the
+        // connections' memory is counted.
+        let mut before = p.rss_kib();
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = p.rss_kib();
+            if now.abs_diff(before) * 200 <= before {
+                before = now;
+                break;
+            }
+            before = now;
+        }
         let conns = idle_connections(ports(i).h1, o.idle_conns)?;
         std::thread::sleep(Duration::from_millis(500));
         let after = p.rss_kib();

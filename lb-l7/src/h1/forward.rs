@@ -166,7 +166,7 @@ pub async fn forward(
         };
         let outstanding = Outstanding::new(t);
         t.counters.requests.fetch_add(1, Relaxed);
-        let sent_at = Instant::now();
+        let sent_at = log.is_some().then(Instant::now);
         let idle = sh.limits.idle_timeout;
 
         // Phase forward: the head, then the body from the client.
@@ -252,7 +252,7 @@ pub async fn forward(
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(resp.status);
             l.target_status_code_list.push(resp.status);
-            l.target_processing_time = Some(sent_at.elapsed().as_secs_f64());
+            l.target_processing_time = sent_at.map(|t| t.elapsed().as_secs_f64());
         }
         if upgrade && resp.status == 101 {
             return upgraded(sh, client, cbuf, up, ubuf, &resp, outstanding).await;

@@ -206,7 +206,8 @@ async fn read_head(
             return Next::End;
         }
     }
-    let deadline = tokio::time::Instant::now() + lim.header_read_timeout;
+    // Set when the first read did not bring the whole head (most heads come in one read).
+    let mut deadline = None;
     loop {
         if first && sh.config.load_balancer.routing.http2.enabled {
             let k = buf.len().min(H2_PREFACE.len());
@@ -222,7 +223,9 @@ async fn read_head(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(buf.capacity().max(HEAD_READ));
         }
-        match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+        let until =
+            *deadline.get_or_insert_with(|| tokio::time::Instant::now() + lim.header_read_timeout);
+        match tokio::time::timeout_at(until, io.read_buf(buf)).await {
             Err(_) => return Next::Timeout,
             Ok(Ok(0) | Err(_)) => return Next::End,
             Ok(Ok(_)) => {}
@@ -244,7 +247,8 @@ async fn request(
 ) -> bool {
     let m = &sh.metrics;
     m.requests.fetch_add(1, Relaxed);
-    let started = Instant::now();
+    // Clock reads only for the access log.
+    let started = sh.access_log.enabled().then(Instant::now);
     let req = Request::from_parts(head.parts, ());
     let mut log = sh.access_log.enabled().then(|| {
         service::new_record(
@@ -275,9 +279,8 @@ async fn request(
         }
         Ok(_) => service::decide(sh, ci, &req, head.saw_content_length, log.as_mut()),
     };
-    let routed_at = Instant::now();
-    if let Some(l) = log.as_mut() {
-        l.request_processing_time = Some(routed_at.duration_since(started).as_secs_f64());
+    if let (Some(l), Some(t0)) = (log.as_mut(), started) {
+        l.request_processing_time = Some(t0.elapsed().as_secs_f64());
     }
     let decision = match (decided, framing) {
         (Decision::Forward { group, host }, Ok(framing)) => Ok((group, host, framing)),
@@ -354,7 +357,7 @@ async fn request(
 
     // Phase log.
     m.processed_bytes.fetch_add(sent + received, Relaxed);
-    if let Some(mut l) = log {
+    if let (Some(mut l), Some(started)) = (log, started) {
         l.elb_status_code = status;
         l.sent_bytes = sent;
         l.received_bytes = received;

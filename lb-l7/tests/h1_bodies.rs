@@ -1,0 +1,155 @@
+//! weir's HTTP/1.1 engine with bodies and connection reuse: chunked requests and responses,
+//! HTTP/1.0 clients, `Expect: 100-continue` (curl), pipelining, and a body weir drains when it
+//! answers itself. Real sockets, a real hyper backend and a raw chunked backend.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+fn config(port: u16, target: u16) -> String {
+    format!(
+        r#"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "b" }}
+[[listener.rule]]
+priority = 1
+condition = [{{ field = "path-pattern", values = ["/fixed"] }}]
+action = {{ type = "fixed-response", status_code = 202, message_body = "fixed" }}
+[[target_group]]
+name = "b"
+target = [{{ id = "127.0.0.1", port = {target} }}]
+"#
+    )
+}
+
+/// Sends `bytes` on one connection and reads until weir closes it.
+async fn exchange(port: u16, bytes: &[u8]) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let (text, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "weir did not close after `Connection: close`: {text}");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_request_body_and_pipelining() {
+    let b = backend("b").await;
+    let port = free_port();
+    let w = start(&config(port, b.addr.port()));
+    let text = exchange(
+        port,
+        b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n\
+          GET /second HTTP/1.1\r\nHost: a\r\n\r\n\
+          POST /fixed HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789\
+          GET /last HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let responses: Vec<&str> = text.split("HTTP/1.1 ").skip(1).collect();
+    assert_eq!(responses.len(), 4, "four responses in order: {text}");
+    assert!(responses[0].starts_with("200"), "{}", responses[0]);
+    assert!(responses[0].contains("POST /up HTTP/1.1"));
+    assert!(responses[0].contains("transfer-encoding: chunked"));
+    assert!(responses[0].contains("body-bytes=11"), "{}", responses[0]);
+    assert!(responses[1].contains("GET /second"));
+    // weir answered the fixed response itself and read the 10-byte body away.
+    assert!(responses[2].starts_with("202"), "{}", responses[2]);
+    assert!(responses[2].ends_with("fixed"), "{}", responses[2]);
+    assert!(responses[3].contains("GET /last"));
+    assert!(responses[3].to_ascii_lowercase().contains("connection: close"));
+    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+    assert_eq!(b.conns.load(std::sync::atomic::Ordering::SeqCst), 1, "one pooled connection");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_upload_with_expect_100_continue() {
+    let b = backend("b").await;
+    let port = free_port();
+    let w = start(&config(port, b.addr.port()));
+    let dir = std::env::temp_dir().join(format!("weir-upload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("body.bin");
+    std::fs::write(&file, vec![b'x'; 3_000_000]).unwrap();
+    let (ok, out, err) = run(
+        "curl",
+        &[
+            "-sv",
+            "--max-time",
+            "20",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("http://127.0.0.1:{port}/upload"),
+        ],
+    )
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(ok, "curl failed: {err}");
+    assert!(err.contains("Expect: 100-continue"), "curl asked: {err}");
+    assert!(err.contains("HTTP/1.1 100 Continue"), "weir said 100: {err}");
+    assert!(out.contains("body-bytes=3000000"), "{out}");
+    assert!(!out.contains("expect:"), "Expect is not forwarded: {out}");
+    w.stop().await;
+}
+
+/// A target that answers every request with a chunked body.
+async fn chunked_backend() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                loop {
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\
+                            Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n";
+                        if s.write_all(resp).await.is_err() {
+                            return;
+                        }
+                    }
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chunked_response_relayed_or_dechunked_for_http10() {
+    let target = chunked_backend().await;
+    let port = free_port();
+    let w = start(&config(port, target));
+    // HTTP/1.1: relayed chunked, the connection kept for a second request.
+    let text = exchange(
+        port,
+        b"GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert_eq!(
+        text.matches("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").count(),
+        2,
+        "{text}"
+    );
+    assert!(text.to_ascii_lowercase().contains("transfer-encoding: chunked"));
+    // HTTP/1.0: the data only, delimited by the close.
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(b"GET /c HTTP/1.0\r\nHost: a\r\n\r\n").await.unwrap();
+    let (text, closed) = read_all(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "{text}");
+    assert!(text.ends_with("\r\n\r\nhello, world"), "{text:?}");
+    assert!(!text.to_ascii_lowercase().contains("transfer-encoding"), "{text}");
+    w.stop().await;
+}

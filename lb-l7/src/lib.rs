@@ -23,7 +23,6 @@ mod worker;
 mod rules_tests;
 
 pub use access_log::AccessLogTarget;
-pub(crate) use body::Body;
 pub use config::{FieldError, L7Config};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use target::TargetState;

@@ -1,17 +1,12 @@
 //! Per-target pools of keep-alive HTTP/1.1 connections.
 //!
-//! The policy (`PoolPolicy`) is pure. Two kinds of connection are pooled (`Pooled`): raw
-//! `TcpStream`s of weir's own HTTP/1.1 engine (`h1`), and `hyper` client handles of the
-//! HTTP/2 path. Neither is handed out once the target closed it: a hyper connection's driver
-//! task keeps reading while idle, so `is_closed()` turns true on a FIN; an idle raw stream is
-//! checked for readability (a FIN, a reset or stray bytes) without a syscall unless the reactor
-//! saw it readable, and the 1 s sweep drops closed ones.
+//! The policy (`PoolPolicy`) is pure. The connections (`Pooled`) are raw `TcpStream`s, used
+//! by both engines (weir's HTTP/1.1 engine and the HTTP/2 path). One is never handed out once
+//! the target closed it: an idle stream is checked for readability (a FIN, a reset or stray
+//! bytes) without a syscall unless the reactor saw it readable, and the 1 s sweep drops
+//! closed ones.
 
-use crate::Body;
 use crate::config::ReuseMode;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
@@ -47,12 +42,6 @@ impl PoolPolicy {
 pub trait Pooled: Send {
     /// Has the target closed it (or sent something unasked)? Then it is never reused.
     fn is_closed(&self) -> bool;
-}
-
-impl Pooled for http1::SendRequest<Body> {
-    fn is_closed(&self) -> bool {
-        http1::SendRequest::is_closed(self)
-    }
 }
 
 impl Pooled for TcpStream {
@@ -143,48 +132,6 @@ impl<C: Pooled> Pool<C> {
             idle.clear();
         }
     }
-}
-
-/// Why a new connection to a target failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("connect to {0} timed out")]
-    Timeout(SocketAddr),
-    #[error("connect to {0}: {1}")]
-    Io(SocketAddr, std::io::Error),
-    #[error("HTTP handshake with {0}: {1}")]
-    Handshake(SocketAddr, hyper::Error),
-}
-
-/// Opens a new HTTP/1.1 connection; its driver runs in its own task. With `upgrades`, the
-/// connection can be taken over after a `101` (it is then never pooled).
-pub async fn connect(
-    addr: SocketAddr,
-    timeout: Duration,
-    upgrades: bool,
-) -> Result<http1::SendRequest<Body>, ConnectError> {
-    let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(ConnectError::Timeout(addr)),
-        Ok(Err(e)) => return Err(ConnectError::Io(addr, e)),
-        Ok(Ok(s)) => s,
-    };
-    let _ = stream.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new()
-        .max_buf_size(64 * 1024 + 1024)
-        .handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| ConnectError::Handshake(addr, e))?;
-    tokio::spawn(async move {
-        let res = if upgrades {
-            conn.with_upgrades().await
-        } else {
-            conn.await
-        };
-        if let Err(e) = res {
-            tracing::debug!(target_addr = %addr, error = %e, "target connection ended");
-        }
-    });
-    Ok(sender)
 }
 
 #[cfg(test)]

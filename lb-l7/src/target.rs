@@ -53,10 +53,8 @@ pub struct TargetRt {
     state: AtomicU8,
     pub outstanding: AtomicU64,
     pub counters: TargetCounters,
-    /// Idle connections of the HTTP/2 (hyper) path.
-    pub pool: Pool<hyper::client::conn::http1::SendRequest<crate::Body>>,
-    /// Idle connections of the HTTP/1.1 engine.
-    pub raw_pool: Pool<tokio::net::TcpStream>,
+    /// Idle keep-alive connections to this target.
+    pub pool: Pool<tokio::net::TcpStream>,
     id_hash: u64,
 }
 
@@ -73,7 +71,7 @@ impl TargetRt {
             request_count: self.counters.requests.load(Relaxed),
             connection_error_count: self.counters.connection_errors.load(Relaxed),
             outstanding_requests: self.outstanding.load(Relaxed),
-            idle_connections: (self.pool.idle_count() + self.raw_pool.idle_count()) as u64,
+            idle_connections: self.pool.idle_count() as u64,
             state: self.state().name().into(),
         }
     }
@@ -109,7 +107,6 @@ impl GroupRt {
                     outstanding: AtomicU64::new(0),
                     counters: TargetCounters::default(),
                     pool: Pool::new(policy.clone()),
-                    raw_pool: Pool::new(policy.clone()),
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
                 }))
             })

@@ -252,7 +252,6 @@ impl Worker {
                     for g in sh.groups.values() {
                         for t in &g.targets {
                             t.pool.sweep();
-                            t.raw_pool.sweep();
                         }
                     }
                 }
@@ -273,7 +272,6 @@ impl Worker {
         for g in self.shared.groups.values() {
             for t in &g.targets {
                 t.pool.clear();
-                t.raw_pool.clear();
             }
         }
         tracing::info!(

@@ -32,7 +32,10 @@ async fn exchange(port: u16, bytes: &[u8]) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     s.write_all(bytes).await.unwrap();
     let (text, closed) = read_all(&mut s, Duration::from_secs(5)).await;
-    assert!(closed, "weir did not close after `Connection: close`: {text}");
+    assert!(
+        closed,
+        "weir did not close after `Connection: close`: {text}"
+    );
     text
 }
 
@@ -61,9 +64,17 @@ async fn chunked_request_body_and_pipelining() {
     assert!(responses[2].starts_with("202"), "{}", responses[2]);
     assert!(responses[2].ends_with("fixed"), "{}", responses[2]);
     assert!(responses[3].contains("GET /last"));
-    assert!(responses[3].to_ascii_lowercase().contains("connection: close"));
+    assert!(
+        responses[3]
+            .to_ascii_lowercase()
+            .contains("connection: close")
+    );
     assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 3);
-    assert_eq!(b.conns.load(std::sync::atomic::Ordering::SeqCst), 1, "one pooled connection");
+    assert_eq!(
+        b.conns.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "one pooled connection"
+    );
     w.stop().await;
 }
 
@@ -91,7 +102,10 @@ async fn curl_upload_with_expect_100_continue() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(ok, "curl failed: {err}");
     assert!(err.contains("Expect: 100-continue"), "curl asked: {err}");
-    assert!(err.contains("HTTP/1.1 100 Continue"), "weir said 100: {err}");
+    assert!(
+        err.contains("HTTP/1.1 100 Continue"),
+        "weir said 100: {err}"
+    );
     assert!(out.contains("body-bytes=3000000"), "{out}");
     assert!(!out.contains("expect:"), "Expect is not forwarded: {out}");
     w.stop().await;
@@ -139,17 +153,26 @@ async fn chunked_response_relayed_or_dechunked_for_http10() {
     .await;
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
     assert_eq!(
-        text.matches("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n").count(),
+        text.matches("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+            .count(),
         2,
         "{text}"
     );
-    assert!(text.to_ascii_lowercase().contains("transfer-encoding: chunked"));
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+    );
     // HTTP/1.0: the data only, delimited by the close.
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    s.write_all(b"GET /c HTTP/1.0\r\nHost: a\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /c HTTP/1.0\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
     let (text, closed) = read_all(&mut s, Duration::from_secs(5)).await;
     assert!(closed, "{text}");
     assert!(text.ends_with("\r\n\r\nhello, world"), "{text:?}");
-    assert!(!text.to_ascii_lowercase().contains("transfer-encoding"), "{text}");
+    assert!(
+        !text.to_ascii_lowercase().contains("transfer-encoding"),
+        "{text}"
+    );
     w.stop().await;
 }

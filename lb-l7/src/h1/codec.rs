@@ -183,7 +183,8 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>, ()> {
 pub fn client_keeps_alive(version: Version, h: &HeaderMap) -> bool {
     let tokens = connection_tokens(h);
     match version {
-        Version::HTTP_10 => tokens.keep_alive,
+        // RFC 9112 §9.3: `close` wins over `keep-alive`.
+        Version::HTTP_10 => tokens.keep_alive && !tokens.close,
         _ => !tokens.close,
     }
 }
@@ -274,6 +275,37 @@ impl ResponseHead {
         let (s, e) = self.fields[i].1;
         &self.raw[s..e]
     }
+    /// The target's end-to-end headers (hop-by-hop ones and those its `Connection` names
+    /// removed), for a response hyper sends on.
+    pub fn end_to_end_headers(&self) -> HeaderMap {
+        let listed = self.connection_listed();
+        let mut h = HeaderMap::with_capacity(self.fields.len());
+        for i in 0..self.fields.len() {
+            let name = self.name(i);
+            if is_hop_by_hop(name, &listed) {
+                continue;
+            }
+            let (vs, ve) = self.fields[i].1;
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_maybe_shared(self.raw.slice(vs..ve)),
+            ) {
+                h.append(n, v);
+            }
+        }
+        h
+    }
+
+    fn connection_listed(&self) -> Vec<&[u8]> {
+        self.headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .filter(|t| !t.is_empty())
+            .collect()
+    }
+
     /// May the target connection be used again after this response (by the target's word)?
     pub fn target_keeps_alive(&self) -> bool {
         client_keeps_alive(self.version, &self.headers)
@@ -304,7 +336,11 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
         Some(0) => Version::HTTP_10,
         _ => Version::HTTP_11,
     };
-    let reason = range_of(base, resp.reason.unwrap_or("").as_bytes());
+    // httparse gives a static "" (not inside `buf`) for a status line without a reason.
+    let reason = match resp.reason {
+        Some(r) if !r.is_empty() => range_of(base, r.as_bytes()),
+        _ => (0, 0),
+    };
     let fields: Vec<_> = resp
         .headers
         .iter()
@@ -349,6 +385,11 @@ const HOP_BY_HOP: [&[u8]; 7] = [
     b"upgrade",
 ];
 
+fn is_hop_by_hop(name: &[u8], listed: &[&[u8]]) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+}
+
 /// Writes the response head for the client: the target's status line and end-to-end headers,
 /// then `transfer-encoding: chunked` when the body is relayed chunked, and `connection`.
 /// `upgrade`: a `101` keeps `Upgrade` and says `Connection: upgrade`.
@@ -365,21 +406,11 @@ pub fn write_client_response_head(
     out.put_u8(b' ');
     out.put_slice(&r.raw[r.reason.0..r.reason.1]);
     out.put_slice(b"\r\n");
-    let listed: Vec<&[u8]> = r
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
-        .collect();
+    let listed = r.connection_listed();
     for i in 0..r.fields.len() {
         let name = r.name(i);
         let keep_upgrade = upgrade && name.eq_ignore_ascii_case(b"upgrade");
-        if !keep_upgrade
-            && (HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-                || listed.iter().any(|l| name.eq_ignore_ascii_case(l)))
-        {
+        if !keep_upgrade && is_hop_by_hop(name, &listed) {
             continue;
         }
         out.put_slice(name);

@@ -142,7 +142,7 @@ pub async fn forward(
         let pooled = if upgrade || std::mem::take(&mut fresh_only) {
             None
         } else {
-            t.raw_pool.checkout(first)
+            t.pool.checkout(first)
         };
         let reused = pooled.is_some();
         let mut up = match pooled {
@@ -297,7 +297,7 @@ pub async fn forward(
                     && ubuf.is_empty()
                     && body_state == BodyState::Done;
                 if reusable {
-                    t.raw_pool.checkin(up);
+                    t.pool.checkin(up);
                 }
                 Forwarded::Relayed {
                     status: resp.status,
@@ -324,7 +324,10 @@ pub async fn forward(
     }
 }
 
-async fn connect(t: &TargetRt, timeout: Duration) -> Result<TcpStream, (u16, &'static str)> {
+pub(crate) async fn connect(
+    t: &TargetRt,
+    timeout: Duration,
+) -> Result<TcpStream, (u16, &'static str)> {
     match tokio::time::timeout(timeout, TcpStream::connect(t.addr)).await {
         Err(_) => {
             tracing::warn!(target_addr = %t.addr, "target connect timed out");
@@ -341,14 +344,14 @@ async fn connect(t: &TargetRt, timeout: Duration) -> Result<TcpStream, (u16, &'s
     }
 }
 
-enum HeadFailure {
+pub(crate) enum HeadFailure {
     Timeout,
     /// The target closed (or reset); `true` when some response bytes had arrived.
     Closed(bool),
     Malformed(&'static str),
 }
 
-async fn read_response_head(
+pub(crate) async fn read_response_head(
     up: &mut TcpStream,
     buf: &mut BytesMut,
     idle: Duration,

@@ -11,8 +11,11 @@
 //! to the client — all in the connection's own task; an idle connection holds no buffer.
 //!
 //! `codec` is pure (heads, framing, the chunked scanner); `relay` moves bodies and tunnels;
-//! `forward` talks to targets; `server` runs a client connection.
+//! `forward` talks to targets; `server` runs a client connection; `body` is a target's
+//! response as an `http_body::Body`, for HTTP/2 clients (hyper's server), which are forwarded
+//! over the same raw pooled connections.
 
+pub mod body;
 pub mod codec;
 pub mod forward;
 pub mod relay;

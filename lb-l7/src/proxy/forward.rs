@@ -1,20 +1,25 @@
-//! Phases pick_target (second half) and forward: a target of the group, a pooled or new
-//! connection, the request with rewritten headers, the retry rules, and the target's response.
+//! Phases pick_target (second half) and forward for HTTP/2 clients (hyper's server): a target
+//! of the group, a pooled or new HTTP/1.1 connection (the same raw pool as the h1 engine), the
+//! request with rewritten headers, the retry rules, and the target's response as a body hyper
+//! sends on. Also what both engines share: `prepare_upstream`, `hash_key`, `Outstanding`.
 //!
 //! Retry rules:
 //! - a connect failure (nothing was sent) goes to another target;
-//! - a request hyper hands back unsent (the pooled connection closed under it) is sent again,
-//!   on another connection;
+//! - a request whose head could not be written to a pooled connection is sent again, on a new
+//!   connection;
 //! - a failure on a reused connection before any response byte is retried once, on a new
 //!   connection, when the request is idempotent and has no body (so it can be replayed);
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
 
-use super::{ConnInfo, Shared, respond, tunnel};
+use super::{ConnInfo, Shared, respond};
 use crate::access_log::Record;
 use crate::body::{self, Body};
 use crate::config::HashOn;
+use crate::h1::body::TargetBody;
+use crate::h1::codec;
+use crate::h1::forward::{self as h1_forward, HeadFailure};
+use crate::h1::relay;
 use crate::headers;
-use crate::pool::{self, ConnectError};
 use crate::select::hash_bytes;
 use crate::target::{GroupRt, TargetRt};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version, header};
@@ -36,23 +41,6 @@ impl Outstanding {
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.0.outstanding.fetch_sub(1, Relaxed);
-    }
-}
-
-/// What is needed to send a bodiless request again.
-struct Replay {
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-}
-
-impl Replay {
-    fn request(&self) -> Request<Body> {
-        let mut r = Request::new(body::empty());
-        *r.method_mut() = self.method.clone();
-        *r.uri_mut() = self.uri.clone();
-        *r.headers_mut() = self.headers.clone();
-        r
     }
 }
 
@@ -99,7 +87,7 @@ pub async fn forward(
     sh: &Shared,
     ci: &ConnInfo,
     g: &GroupRt,
-    mut req: Request<Incoming>,
+    req: Request<Incoming>,
     first: bool,
     host: Option<&str>,
     mut log: Option<&mut Record>,
@@ -109,20 +97,26 @@ pub async fn forward(
         return fail(sh, log, 503, "NoRegisteredTargets");
     }
     let client_version = req.version();
-    let upgrade = client_version != Version::HTTP_2 && headers::wants_upgrade(req.headers());
-    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
 
-    // The request as the target sees it.
+    // The request as the target sees it: HTTP/1.1, a body with its length or chunked.
     let (mut parts, body) = req.into_parts();
-    prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
-    let replayable = idempotent(&parts.method) && body.is_end_stream();
-    let body: Body = if body.is_end_stream() {
-        body::empty()
-    } else {
-        body.map_err(Into::into).boxed_unsync()
-    };
-    let mut pending = Some(Request::from_parts(parts, body));
+    prepare_upstream(sh, ci, &mut parts, false, host, log.as_deref_mut());
+    let has_body = !body.is_end_stream();
+    let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    if chunked {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    let mut head = bytes::BytesMut::new();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers);
+    let head = head.freeze();
+    let replayable = idempotent(&parts.method) && !has_body;
+    let mut body = has_body.then_some(body);
+    let idle = sh.limits.idle_timeout;
 
     // Attempts: bounded by the number of targets plus the few retries allowed.
     let mut tried: Vec<usize> = Vec::new();
@@ -137,116 +131,147 @@ pub async fn forward(
             l.target = Some(t.addr);
             l.target_list.push(t.addr);
         }
-        let pooled = if upgrade || std::mem::take(&mut fresh_only) {
+        let pooled = if std::mem::take(&mut fresh_only) {
             None
         } else {
             t.pool.checkout(first)
         };
-        let (mut sender, reused) = match pooled {
-            Some(s) => (s, true),
-            None => match pool::connect(t.addr, sh.limits.connect_timeout, upgrade).await {
+        let reused = pooled.is_some();
+        let mut up = match pooled {
+            Some(s) => {
+                m.upstream_connections_reused.fetch_add(1, Relaxed);
+                s
+            }
+            None => match h1_forward::connect(t, sh.limits.connect_timeout).await {
                 Ok(s) => {
                     m.upstream_connections_opened.fetch_add(1, Relaxed);
-                    (s, false)
+                    s
                 }
-                Err(e) => {
+                Err(failure) => {
                     m.target_connection_errors.fetch_add(1, Relaxed);
                     t.counters.connection_errors.fetch_add(1, Relaxed);
-                    tracing::warn!(target_addr = %t.addr, group = %g.name, error = %e, "target connection failed");
-                    last_failure = Some(match e {
-                        ConnectError::Timeout(_) => (504, "TargetConnectTimeout"),
-                        _ => (502, "TargetConnectionError"),
-                    });
+                    last_failure = Some(failure);
                     tried.push(ti);
                     continue;
                 }
             },
         };
-        if reused {
-            if sender.ready().await.is_err() {
-                continue;
-            }
-            m.upstream_connections_reused.fetch_add(1, Relaxed);
-        }
-        let Some(request) = pending.take() else { break };
-        let replay = (reused && replayable && !retried).then(|| Replay {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-        });
         let outstanding = Outstanding::new(t);
         t.counters.requests.fetch_add(1, Relaxed);
-        let sent_at = Instant::now();
+        let sent_at = log.is_some().then(Instant::now);
 
-        // Phase forward.
-        let result =
-            tokio::time::timeout(sh.limits.idle_timeout, sender.try_send_request(request)).await;
-        let mut resp = match result {
-            Err(_) => {
+        // Phase forward: the head, then the body.
+        if let Err(e) = relay::write_all(&mut up, &head, idle).await {
+            // The body is sent after the head, so nothing of it was taken yet.
+            if reused {
+                tracing::debug!(target_addr = %t.addr, error = %e, "pooled connection failed on write; new connection");
+                m.upstream_requeued.fetch_add(1, Relaxed);
+                fresh_only = true;
+                continue;
+            }
+            tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
+            return fail(sh, log, 502, "TargetResponseError");
+        }
+        if let Some(b) = body.take() {
+            if let Err(why) = send_body(&mut up, b, chunked, idle).await {
+                tracing::warn!(target_addr = %t.addr, why, "request body not sent");
+                return fail(sh, log, 502, "TargetResponseError");
+            }
+        }
+
+        // The response head.
+        let mut ubuf = bytes::BytesMut::with_capacity(relay::CHUNK);
+        let resp = match h1_forward::read_response_head(&mut up, &mut ubuf, idle).await {
+            Ok(r) => r,
+            Err(HeadFailure::Timeout) => {
                 tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
                 return fail(sh, log, 504, "TargetResponseTimeout");
             }
-            Ok(Ok(resp)) => resp,
-            Ok(Err(mut e)) => {
-                if let Some(back) = e.take_message() {
-                    // Never written: the connection closed under us. Send it elsewhere.
-                    tracing::debug!(target_addr = %t.addr, "request returned unsent; trying another connection");
-                    m.upstream_requeued.fetch_add(1, Relaxed);
-                    pending = Some(back);
-                    fresh_only = true;
-                    continue;
-                }
-                if let Some(r) = replay {
-                    // A reused connection failed before any response byte: retry once.
-                    tracing::debug!(target_addr = %t.addr, error = %e.error(), "reused connection failed; retrying once");
+            Err(HeadFailure::Closed(partial)) => {
+                if reused && replayable && !retried && !partial {
+                    tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
                     m.upstream_retries.fetch_add(1, Relaxed);
                     retried = true;
                     fresh_only = true;
-                    pending = Some(r.request());
                     continue;
                 }
-                tracing::warn!(target_addr = %t.addr, reused, error = %e.error(), "target failed");
+                tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
+                return fail(sh, log, 502, "TargetResponseError");
+            }
+            Err(HeadFailure::Malformed(why)) => {
+                tracing::warn!(target_addr = %t.addr, why, "malformed response from target");
                 return fail(sh, log, 502, "TargetResponseError");
             }
         };
 
         // Phase respond (target's response).
-        let status = resp.status().as_u16();
+        let status = resp.status;
         m.target_status(status);
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(status);
             l.target_status_code_list.push(status);
-            l.target_processing_time = Some(sent_at.elapsed().as_secs_f64());
+            l.target_processing_time = sent_at.map(|t| t.elapsed().as_secs_f64());
         }
-        if upgrade && status == 101 {
-            let target_upgrade = hyper::upgrade::on(&mut resp);
-            if let Some(cu) = client_upgrade {
-                tokio::spawn(tunnel::run(
-                    cu,
-                    target_upgrade,
-                    sh.limits.websocket_idle_timeout,
-                ));
-            }
-            let (mut rp, _) = resp.into_parts();
-            headers::remove_hop_by_hop(&mut rp.headers, true);
-            drop(outstanding);
-            return http::Response::from_parts(rp, body::empty());
-        }
-        let (mut rp, rb) = resp.into_parts();
-        headers::remove_hop_by_hop(&mut rp.headers, false);
-        rp.version = client_version;
-        let target = t.clone();
-        let keep = (!upgrade).then_some(sender);
-        let on_end: body::OnEnd = Box::new(move |_bytes, done| {
-            drop(outstanding);
-            if let (true, Some(s)) = (done, keep) {
-                target.pool.checkin(s);
-            }
-        });
-        return http::Response::from_parts(rp, body::tracked(rb, on_end));
+        let Ok(framing) = codec::response_framing(&parts.method, status, &resp.headers) else {
+            return fail(sh, log, 502, "TargetResponseError");
+        };
+        let mut r = http::Response::new(());
+        *r.status_mut() =
+            http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
+        *r.version_mut() = client_version;
+        *r.headers_mut() = resp.end_to_end_headers();
+        let reusable = resp.target_keeps_alive();
+        let tb = TargetBody::new(up, ubuf, framing, t.clone(), reusable, idle);
+        let on_end: body::OnEnd = Box::new(move |_bytes, _done| drop(outstanding));
+        let (rp, ()) = r.into_parts();
+        return http::Response::from_parts(rp, body::tracked(tb, on_end));
     }
     let (status, reason) = last_failure.unwrap_or((503, "NoHealthyTargets"));
     fail(sh, log, status, reason)
+}
+
+/// Streams a client's (HTTP/2) request body to the target: as it is when the length was
+/// declared, else chunk-encoded. Trailers are not forwarded.
+async fn send_body(
+    up: &mut tokio::net::TcpStream,
+    mut body: Incoming,
+    chunked: bool,
+    idle: std::time::Duration,
+) -> Result<(), &'static str> {
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err("client idle for the idle timeout"),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err("client body failed"),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            let size = format!("{:x}\r\n", data.len());
+            relay::write_all(up, size.as_bytes(), idle)
+                .await
+                .map_err(|_| "target write failed")?;
+        }
+        relay::write_all(up, &data, idle)
+            .await
+            .map_err(|_| "target write failed")?;
+        if chunked {
+            relay::write_all(up, b"\r\n", idle)
+                .await
+                .map_err(|_| "target write failed")?;
+        }
+    }
+    if chunked {
+        relay::write_all(up, b"0\r\n\r\n", idle)
+            .await
+            .map_err(|_| "target write failed")?;
+    }
+    Ok(())
 }
 
 /// The request as the target sees it (both engines): hop-by-hop headers removed, invalid

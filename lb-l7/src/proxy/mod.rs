@@ -7,7 +7,6 @@ pub mod io;
 pub mod parse;
 pub mod respond;
 pub mod service;
-pub mod tunnel;
 
 use crate::access_log::AccessLog;
 use crate::config::{L7Config, Listener};

@@ -1,0 +1,186 @@
+//! A target's response body read from a raw target connection, as an `http_body::Body` for
+//! hyper's HTTP/2 server: `Content-Length`, chunked (de-chunked: HTTP/2 has its own framing)
+//! or until-close, with the idle timeout between reads. When the body ends cleanly on a
+//! connection the target keeps alive, the connection goes back to the target's pool.
+
+use super::codec::{ChunkedScanner, Framing};
+use crate::body::BoxError;
+use crate::target::TargetRt;
+use bytes::{Bytes, BytesMut};
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+
+const READ: usize = 16 * 1024;
+
+pub struct TargetBody {
+    up: Option<TcpStream>,
+    buf: BytesMut,
+    framing: Framing,
+    left: u64,
+    scanner: ChunkedScanner,
+    spans: Vec<(usize, usize)>,
+    target: Arc<TargetRt>,
+    /// The target keeps the connection alive after this response.
+    reusable: bool,
+    done: bool,
+    idle: Duration,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl TargetBody {
+    /// `buf` holds what was read after the response head.
+    pub fn new(
+        up: TcpStream,
+        buf: BytesMut,
+        framing: Framing,
+        target: Arc<TargetRt>,
+        reusable: bool,
+        idle: Duration,
+    ) -> TargetBody {
+        let mut b = TargetBody {
+            up: Some(up),
+            buf,
+            framing,
+            left: match framing {
+                Framing::Length(n) => n,
+                _ => 0,
+            },
+            scanner: ChunkedScanner::default(),
+            spans: Vec::new(),
+            target,
+            reusable: reusable && framing != Framing::UntilClose,
+            done: false,
+            idle,
+            timer: None,
+        };
+        if framing == Framing::Empty {
+            b.finish();
+        }
+        b
+    }
+
+    /// The body ended cleanly: the connection goes back to the pool if it can carry more.
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some(up) = self.up.take() {
+            if self.reusable && self.buf.is_empty() {
+                self.target.pool.checkin(up);
+            }
+        }
+    }
+
+    /// Body data at the front of `buf`, if any.
+    fn take(&mut self) -> Result<Option<Bytes>, BoxError> {
+        if self.buf.is_empty() {
+            return Ok(None);
+        }
+        match self.framing {
+            Framing::Empty => Ok(None),
+            Framing::Length(_) => {
+                let k = self.left.min(self.buf.len() as u64) as usize;
+                self.left -= k as u64;
+                let data = self.buf.split_to(k).freeze();
+                if self.left == 0 {
+                    self.finish();
+                }
+                Ok(Some(data))
+            }
+            Framing::UntilClose => Ok(Some(self.buf.split().freeze())),
+            Framing::Chunked => {
+                self.spans.clear();
+                let k = self.scanner.advance(&self.buf, Some(&mut self.spans))?;
+                let wire = self.buf.split_to(k).freeze();
+                let data = match self.spans.as_slice() {
+                    [] => Bytes::new(),
+                    [(s, e)] => wire.slice(*s..*e),
+                    spans => {
+                        let mut d = BytesMut::with_capacity(wire.len());
+                        for &(s, e) in spans {
+                            d.extend_from_slice(&wire[s..e]);
+                        }
+                        d.freeze()
+                    }
+                };
+                if self.scanner.done() {
+                    self.finish();
+                }
+                Ok((!data.is_empty()).then_some(data))
+            }
+        }
+    }
+}
+
+impl HttpBody for TargetBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(data) = this.take()? {
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            if this.done {
+                return Poll::Ready(None);
+            }
+            let Some(up) = this.up.as_ref() else {
+                return Poll::Ready(None);
+            };
+            if this.buf.capacity() - this.buf.len() < 1024 {
+                this.buf.reserve(READ);
+            }
+            match up.try_read_buf(&mut this.buf) {
+                Ok(0) => {
+                    this.up = None;
+                    if this.framing == Framing::UntilClose {
+                        this.done = true;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Err("target closed before the body ended".into())));
+                }
+                Ok(_) => {
+                    this.timer = None;
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    this.up = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            if up.poll_read_ready(cx).is_ready() {
+                continue;
+            }
+            let idle = this.idle;
+            let timer = this
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(Instant::now() + idle)));
+            if timer.as_mut().poll(cx).is_ready() {
+                this.up = None;
+                return Poll::Ready(Some(Err("target idle for the idle timeout".into())));
+            }
+            return Poll::Pending;
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.framing {
+            Framing::Length(_) => SizeHint::with_exact(self.left),
+            Framing::Empty => SizeHint::with_exact(0),
+            _ => SizeHint::default(),
+        }
+    }
+}

@@ -20,6 +20,11 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 /// Removes hop-by-hop headers and those named in `Connection`. With `upgrade`, keeps
 /// `Connection: upgrade` and `Upgrade` (a WebSocket handshake is passed on).
 pub fn remove_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
+    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        // Nothing to remove (the common case); a name listed in `Connection` needs a
+        // `Connection` header, which is itself hop-by-hop.
+        return;
+    }
     let listed: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -64,34 +69,52 @@ pub fn xff_count(h: &HeaderMap) -> usize {
         .sum()
 }
 
+/// This client as X-Forwarded-For lists it: `ip`, or `ip:port` / `[ip6]:port`. Computed once
+/// per connection (formatting an address per request is measurable).
+pub fn xff_client(client: IpAddr, client_port: Option<u16>) -> HeaderValue {
+    let me = match (client, client_port) {
+        (IpAddr::V6(ip), Some(p)) => format!("[{ip}]:{p}"),
+        (ip, Some(p)) => format!("{ip}:{p}"),
+        (ip, None) => ip.to_string(),
+    };
+    HeaderValue::from_str(&me).unwrap_or(HeaderValue::from_static("-"))
+}
+
+/// What X-Forwarded-Proto and -Port say for a listener.
+#[derive(Debug, Clone)]
+pub struct ListenerForwarded {
+    pub proto: HeaderValue,
+    pub port: HeaderValue,
+}
+
+impl ListenerForwarded {
+    pub fn new(proto: &str, port: u16) -> ListenerForwarded {
+        ListenerForwarded {
+            proto: HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+            port: HeaderValue::from(port),
+        }
+    }
+}
+
 /// Applies `routing.http.xff_header_processing.mode` and sets X-Forwarded-Proto/Port.
-pub fn forwarded(
-    h: &mut HeaderMap,
-    mode: XffMode,
-    client: IpAddr,
-    client_port: Option<u16>,
-    proto: &str,
-    port: u16,
-) {
+pub fn forwarded(h: &mut HeaderMap, mode: XffMode, client: &HeaderValue, l: &ListenerForwarded) {
     let xff = HeaderName::from_static("x-forwarded-for");
     match mode {
         XffMode::Preserve => {}
         XffMode::Remove => {
             h.remove(&xff);
         }
+        XffMode::Append if !h.contains_key(&xff) => {
+            h.insert(xff, client.clone());
+        }
         XffMode::Append => {
-            let me = match (client, client_port) {
-                (IpAddr::V6(ip), Some(p)) => format!("[{ip}]:{p}"),
-                (ip, Some(p)) => format!("{ip}:{p}"),
-                (ip, None) => ip.to_string(),
-            };
             let prior: Vec<&[u8]> = h.get_all(&xff).iter().map(|v| v.as_bytes()).collect();
             let mut v = Vec::new();
             for p in prior {
                 v.extend_from_slice(p);
                 v.extend_from_slice(b", ");
             }
-            v.extend_from_slice(me.as_bytes());
+            v.extend_from_slice(client.as_bytes());
             if let Ok(v) = HeaderValue::from_bytes(&v) {
                 h.insert(xff, v);
             }
@@ -99,21 +122,53 @@ pub fn forwarded(
     }
     h.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static(if proto == "https" { "https" } else { "http" }),
+        l.proto.clone(),
     );
-    h.insert(
-        HeaderName::from_static("x-forwarded-port"),
-        HeaderValue::from(port),
-    );
+    h.insert(HeaderName::from_static("x-forwarded-port"), l.port.clone());
+}
+
+/// Is a `Host` value exactly `host` (bracketed when IPv6) with `:port` when given?
+pub fn host_is(value: &[u8], host: &str, port: Option<&str>) -> bool {
+    let v6 = host.contains(':');
+    let mut rest = value;
+    if v6 {
+        let Some(r) = rest.strip_prefix(b"[") else {
+            return false;
+        };
+        rest = r;
+    }
+    let Some(r) = rest.strip_prefix(host.as_bytes()) else {
+        return false;
+    };
+    rest = r;
+    if v6 {
+        let Some(r) = rest.strip_prefix(b"]") else {
+            return false;
+        };
+        rest = r;
+    }
+    match port {
+        None => rest.is_empty(),
+        Some(p) => rest.strip_prefix(b":") == Some(p.as_bytes()),
+    }
 }
 
 /// A new trace id `Root=1-<8 hex epoch>-<24 hex random>`.
 pub fn new_trace_root(epoch_secs: u64, random: u128) -> String {
-    format!(
-        "Root=1-{:08x}-{:024x}",
-        epoch_secs as u32,
-        random & ((1u128 << 96) - 1)
-    )
+    // By hand: `format!` with hex widths costs more than the rest of the header work.
+    fn hex(s: &mut String, v: u128, digits: u32) {
+        for i in (0..digits).rev() {
+            s.push(char::from(
+                b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize],
+            ));
+        }
+    }
+    let mut s = String::with_capacity(36);
+    s.push_str("Root=1-");
+    hex(&mut s, u128::from(epoch_secs as u32), 8);
+    s.push('-');
+    hex(&mut s, random & ((1u128 << 96) - 1), 24);
+    s
 }
 
 /// The trace header value to forward: an existing `Root=` is kept and a `Self=` for this hop
@@ -174,7 +229,12 @@ mod tests {
         h.append("x-forwarded-for", "10.0.0.2, 10.0.0.3".parse().unwrap());
         assert_eq!(xff_count(&h), 3);
         let mut a = h.clone();
-        forwarded(&mut a, XffMode::Append, ip, None, "https", 443);
+        forwarded(
+            &mut a,
+            XffMode::Append,
+            &xff_client(ip, None),
+            &ListenerForwarded::new("https", 443),
+        );
         assert_eq!(
             a.get("x-forwarded-for").unwrap(),
             "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"
@@ -182,21 +242,41 @@ mod tests {
         assert_eq!(a.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(a.get("x-forwarded-port").unwrap(), "443");
         let mut p = h.clone();
-        forwarded(&mut p, XffMode::Preserve, ip, None, "http", 80);
+        forwarded(
+            &mut p,
+            XffMode::Preserve,
+            &xff_client(ip, None),
+            &ListenerForwarded::new("http", 80),
+        );
         assert_eq!(xff_count(&p), 3);
         let mut r = h.clone();
-        forwarded(&mut r, XffMode::Remove, ip, None, "http", 80);
+        forwarded(
+            &mut r,
+            XffMode::Remove,
+            &xff_client(ip, None),
+            &ListenerForwarded::new("http", 80),
+        );
         assert!(!r.contains_key("x-forwarded-for"));
         let mut port = HeaderMap::new();
         forwarded(
             &mut port,
             XffMode::Append,
-            "2001:db8::1".parse().unwrap(),
-            Some(5000),
-            "http",
-            80,
+            &xff_client("2001:db8::1".parse().unwrap(), Some(5000)),
+            &ListenerForwarded::new("http", 80),
         );
         assert_eq!(port.get("x-forwarded-for").unwrap(), "[2001:db8::1]:5000");
+    }
+
+    #[test]
+    fn host_comparison() {
+        assert!(host_is(b"a.example:8080", "a.example", Some("8080")));
+        assert!(!host_is(b"a.example:8081", "a.example", Some("8080")));
+        assert!(!host_is(b"a.example", "a.example", Some("8080")));
+        assert!(host_is(b"a.example", "a.example", None));
+        assert!(!host_is(b"a.example:80", "a.example", None));
+        assert!(host_is(b"[2001:db8::1]:8080", "2001:db8::1", Some("8080")));
+        assert!(!host_is(b"2001:db8::1:8080", "2001:db8::1", Some("8080")));
+        assert!(!host_is(b"b.example:8080", "a.example", Some("8080")));
     }
 
     #[test]

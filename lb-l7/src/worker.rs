@@ -174,11 +174,16 @@ impl Worker {
                     index: i,
                     config: l.clone(),
                     rules: RuleSet::compile(l),
+                    port_text: l.port.to_string(),
+                    forwarded: crate::headers::ListenerForwarded::new(l.protocol.scheme(), l.port),
                 }),
                 socket,
                 tls,
             });
         }
+        let trace_header =
+            http::HeaderName::from_bytes(config.load_balancer.trace_header.as_bytes())
+                .unwrap_or(http::HeaderName::from_static("x-amzn-trace-id"));
         let shared = Arc::new(Shared {
             limits: Limits::from_config(&config),
             config,
@@ -188,6 +193,7 @@ impl Worker {
             worker_index: opts.index,
             stop: Default::default(),
             h1_state: Default::default(),
+            trace_header,
         });
         Ok(Worker { shared, listeners })
     }

@@ -113,10 +113,11 @@ pub async fn serve<G: Send>(
     if h2 {
         // hyper's path keeps per-connection state: give it its own.
         let ci = Arc::new(ConnInfo {
-            listener: ci.listener.clone(),
-            peer: ci.peer,
-            tls: ci.tls.clone(),
             state: Arc::new(crate::proxy::ConnState::default()),
+            listener: ci.listener.clone(),
+            tls: ci.tls.clone(),
+            xff_client: ci.xff_client.clone(),
+            peer: ci.peer,
         });
         let builder = Arc::new(accept::http_builder(&sh));
         let io = Rewind::new(buf, io);

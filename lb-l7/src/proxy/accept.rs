@@ -113,12 +113,7 @@ fn plain_connection(
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let sh = active.sh.clone();
-    let ci = Arc::new(ConnInfo {
-        listener: l,
-        peer,
-        tls: None,
-        state: sh.h1_state.clone(),
-    });
+    let ci = Arc::new(ConnInfo::new(&sh, l, peer, None, sh.h1_state.clone()));
     h1::server::serve(sh, ci, ClientStream::Plain(stream), shutdown, active)
 }
 
@@ -170,12 +165,7 @@ async fn serve_tls(
     } else {
         sh.h1_state.clone()
     };
-    let ci = Arc::new(ConnInfo {
-        listener: l,
-        peer,
-        tls: Some(info),
-        state,
-    });
+    let ci = Arc::new(ConnInfo::new(&sh, l, peer, Some(info), state));
     // Boxed: hyper's connection future is large and only HTTP/2 connections need it.
     if h2 {
         Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await

@@ -299,36 +299,23 @@ pub fn prepare_upstream(
         }
     }
     let listener = &ci.listener.config;
-    let client_port = lb
-        .routing
-        .http
-        .xff_client_port
-        .enabled
-        .then_some(ci.peer.port());
-    let client_ip = crate::rules::canonical_ip(ci.peer.ip());
     headers::forwarded(
         h,
         lb.routing.http.xff_header_processing.mode,
-        client_ip,
-        client_port,
-        listener.protocol.scheme(),
-        listener.port,
+        &ci.xff_client,
+        &ci.listener.forwarded,
     );
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_secs();
     let trace = headers::trace_value(
-        h.get(lb.trace_header.as_str())
-            .and_then(|v| v.to_str().ok()),
+        h.get(&sh.trace_header).and_then(|v| v.to_str().ok()),
         now,
         fastrand::u128(..),
     );
-    if let (Ok(name), Ok(v)) = (
-        http::HeaderName::from_bytes(lb.trace_header.as_bytes()),
-        HeaderValue::from_str(&trace),
-    ) {
-        h.insert(name, v);
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.clone().into_bytes())) {
+        h.insert(sh.trace_header.clone(), v);
     }
     if let Some(l) = log {
         l.trace_id = trace;
@@ -339,24 +326,26 @@ pub fn prepare_upstream(
                 (listener.protocol.scheme(), listener.port),
                 ("http", 80) | ("https", 443)
             );
-            let bracketed = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            };
-            let v = if default_port {
-                bracketed
-            } else {
-                format!("{bracketed}:{}", listener.port)
-            };
-            if let Ok(v) = HeaderValue::from_str(&v) {
-                h.insert(header::HOST, v);
+            let port = (!default_port).then_some(ci.listener.port_text.as_str());
+            let same = h
+                .get(header::HOST)
+                .is_some_and(|v| headers::host_is(v.as_bytes(), host, port));
+            if !same {
+                let bracketed = if host.contains(':') {
+                    format!("[{host}]")
+                } else {
+                    host.to_string()
+                };
+                let v = match port {
+                    None => bracketed,
+                    Some(p) => format!("{bracketed}:{p}"),
+                };
+                if let Ok(v) = HeaderValue::from_str(&v) {
+                    h.insert(header::HOST, v);
+                }
             }
         }
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
-    parts.version = Version::HTTP_11;
     if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));

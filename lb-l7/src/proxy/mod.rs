@@ -34,6 +34,8 @@ pub struct Shared {
     /// The `ConnState` of HTTP/1.1 connections: weir's engine does not use it (hyper's path
     /// does), so they share one instead of allocating one each.
     pub h1_state: Arc<ConnState>,
+    /// `[load_balancer] trace_header` as a header name, parsed once.
+    pub trace_header: http::HeaderName,
 }
 
 /// A one-shot stop flag with a wake-up for its waiters.
@@ -99,6 +101,10 @@ pub struct ListenerRt {
     pub index: usize,
     pub config: Listener,
     pub rules: RuleSet,
+    /// The port as text (for `Host` rewriting without formatting per request).
+    pub port_text: String,
+    /// X-Forwarded-Proto and -Port values.
+    pub forwarded: crate::headers::ListenerForwarded,
 }
 
 /// State one client connection shares between its I/O wrapper and its requests.
@@ -128,6 +134,31 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     pub tls: Option<TlsInfo>,
     pub state: Arc<ConnState>,
+    /// This client in X-Forwarded-For.
+    pub xff_client: http::HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(
+        sh: &Shared,
+        listener: Arc<ListenerRt>,
+        peer: SocketAddr,
+        tls: Option<TlsInfo>,
+        state: Arc<ConnState>,
+    ) -> ConnInfo {
+        let http = &sh.config.load_balancer.routing.http;
+        let xff_client = crate::headers::xff_client(
+            crate::rules::canonical_ip(peer.ip()),
+            http.xff_client_port.enabled.then_some(peer.port()),
+        );
+        ConnInfo {
+            listener,
+            peer,
+            tls,
+            state,
+            xff_client,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -4,7 +4,9 @@
 
 use super::codec::{ChunkedScanner, Framing};
 use bytes::{Buf, BytesMut};
+use std::future::Future;
 use std::io;
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -50,12 +52,42 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
     bytes: &[u8],
     idle: Duration,
 ) -> Result<(), RelayError> {
-    match timeout(idle, dst.write_all(bytes)).await {
+    // Most writes fit the socket buffer at once: try before arming a timer (a clock read and
+    // a timer wheel entry saved per write).
+    let mut done = 0;
+    while done < bytes.len() {
+        match dst.write(&bytes[done..]).now_or_pending().await {
+            Some(Ok(0)) => return Err(RelayError::Dst(io::ErrorKind::WriteZero.into())),
+            Some(Ok(n)) => done += n,
+            Some(Err(e)) => return Err(RelayError::Dst(e)),
+            None => break,
+        }
+    }
+    if done == bytes.len() {
+        return Ok(());
+    }
+    match timeout(idle, dst.write_all(&bytes[done..])).await {
         Err(_) => Err(RelayError::DstTimeout),
         Ok(Err(e)) => Err(RelayError::Dst(e)),
         Ok(Ok(())) => Ok(()),
     }
 }
+
+/// Polls a future once: `Some(output)` if it completed, `None` if it would wait (it is
+/// dropped then; only for futures whose drop loses nothing, like one `write` call).
+pub(crate) trait NowOrPending: Future + Sized {
+    async fn now_or_pending(self) -> Option<Self::Output> {
+        let mut f = std::pin::pin!(self);
+        std::future::poll_fn(|cx| {
+            Poll::Ready(match f.as_mut().poll(cx) {
+                Poll::Ready(v) => Some(v),
+                Poll::Pending => None,
+            })
+        })
+        .await
+    }
+}
+impl<F: Future> NowOrPending for F {}
 
 /// Relays a body of `framing` from `src` to `dst`. `buf` holds bytes already read from `src`
 /// (the body's start); bytes after the body stay in it. `out` holds bytes to write first (a
@@ -127,7 +159,11 @@ where
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(CHUNK);
         }
-        match timeout(idle, src.read_buf(buf)).await {
+        let read = match src.read_buf(buf).now_or_pending().await {
+            Some(r) => Ok(r),
+            None => timeout(idle, src.read_buf(buf)).await,
+        };
+        match read {
             Err(_) => return Err(RelayError::SrcTimeout),
             Ok(Err(e)) => return Err(RelayError::Src(e)),
             Ok(Ok(0)) => eof = true,

@@ -9,7 +9,7 @@
 
 use super::codec::{self, Framing, HeadError};
 use super::forward::{self, BodyState, Forwarded};
-use super::relay;
+use super::relay::{self, NowOrPending};
 use super::stream::{ClientStream, Rewind};
 use crate::access_log::rfc3339;
 use crate::body::Body;
@@ -196,12 +196,17 @@ async fn read_head(
     let lim = &sh.limits;
     if buf.is_empty() {
         buf.reserve(HEAD_READ);
-        let n = tokio::select! {
-            r = tokio::time::timeout(lim.idle_timeout, io.read_buf(buf)) => match r {
-                Ok(Ok(n)) => n,
-                _ => return Next::End,
+        // After `idle_wait` the bytes are usually there: no timer unless the read must wait.
+        let n = match io.read_buf(buf).now_or_pending().await {
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Next::End,
+            None => tokio::select! {
+                r = tokio::time::timeout(lim.idle_timeout, io.read_buf(buf)) => match r {
+                    Ok(Ok(n)) => n,
+                    _ => return Next::End,
+                },
+                _ = accept::stopped(shutdown) => return Next::End,
             },
-            _ = accept::stopped(shutdown) => return Next::End,
         };
         if n == 0 {
             return Next::End;

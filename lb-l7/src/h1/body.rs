@@ -68,10 +68,11 @@ impl TargetBody {
     /// The body ended cleanly: the connection goes back to the pool if it can carry more.
     fn finish(&mut self) {
         self.done = true;
-        if let Some(up) = self.up.take() {
-            if self.reusable && self.buf.is_empty() {
-                self.target.pool.checkin(up);
-            }
+        if let Some(up) = self.up.take()
+            && self.reusable
+            && self.buf.is_empty()
+        {
+            self.target.pool.checkin(up);
         }
     }
 

@@ -31,7 +31,13 @@ pub struct RequestHead {
     pub parts: http::request::Parts,
     /// The raw head had a `Content-Length` line (kept for the desync checks).
     pub saw_content_length: bool,
+    /// Bytes of the head on the wire.
+    pub len: usize,
 }
+
+/// A `Content-Length` that is not one number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadContentLength;
 
 /// How a message's body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +109,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     Ok(Some(RequestHead {
         parts,
         saw_content_length,
+        len,
     }))
 }
 
@@ -134,7 +141,11 @@ pub fn request_framing(h: &HeaderMap) -> Result<Framing, HeadError> {
 }
 
 /// The body framing of a target's response to a request with `method`.
-pub fn response_framing(method: &Method, status: u16, h: &HeaderMap) -> Result<Framing, ()> {
+pub fn response_framing(
+    method: &Method,
+    status: u16,
+    h: &HeaderMap,
+) -> Result<Framing, BadContentLength> {
     if method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(Framing::Empty);
     }
@@ -145,7 +156,7 @@ pub fn response_framing(method: &Method, status: u16, h: &HeaderMap) -> Result<F
             Framing::UntilClose
         });
     }
-    Ok(match content_length(h)? {
+    Ok(match content_length(h).map_err(|()| BadContentLength)? {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,

@@ -219,11 +219,17 @@ fn request_framing_table() {
 }
 
 #[test]
+#[allow(clippy::type_complexity)]
 fn response_framing_table() {
     use Framing::*;
     const GET: Method = Method::GET;
     let cl10 = &[(CL, "10")][..];
-    let cases: [(Method, u16, &[(&str, &str)], Result<Framing, ()>); 16] = [
+    let cases: [(
+        Method,
+        u16,
+        &[(&str, &str)],
+        Result<Framing, BadContentLength>,
+    ); 16] = [
         (Method::HEAD, 200, cl10, Ok(Empty)),
         (Method::HEAD, 200, &[(CL, "x")], Ok(Empty)),
         (GET, 204, cl10, Ok(Empty)),
@@ -238,8 +244,8 @@ fn response_framing_table() {
         (GET, 200, &[(TE, "gzip")], Ok(UntilClose)),
         (GET, 200, &[(TE, "chunked, gzip")], Ok(UntilClose)),
         (GET, 200, &[("content-type", "text/plain")], Ok(UntilClose)),
-        (GET, 200, &[(CL, "x")], Err(())),
-        (GET, 200, &[(CL, "5, 6")], Err(())),
+        (GET, 200, &[(CL, "x")], Err(BadContentLength)),
+        (GET, 200, &[(CL, "5, 6")], Err(BadContentLength)),
     ];
     for (m, status, h, want) in cases {
         let got = response_framing(&m, status, &hdrs(h));

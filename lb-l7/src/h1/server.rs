@@ -33,6 +33,7 @@ const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// size so the connection can go on; a larger one closes the connection.
 const MAX_DISCARD: u64 = 1024 * 1024;
 
+#[allow(clippy::large_enum_variant)] // one per request, on the stack of a boxed future
 enum Next {
     Request(codec::RequestHead),
     /// The connection ended quietly (idle timeout, client closed, shutdown).
@@ -362,6 +363,7 @@ async fn request(
     };
 
     // Phase log.
+    let received = received + head.len as u64;
     m.processed_bytes.fetch_add(sent + received, Relaxed);
     if let (Some(mut l), Some(started)) = (log, started) {
         l.elb_status_code = status;

@@ -172,11 +172,11 @@ pub async fn forward(
             tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
             return fail(sh, log, 502, "TargetResponseError");
         }
-        if let Some(b) = body.take() {
-            if let Err(why) = send_body(&mut up, b, chunked, idle).await {
-                tracing::warn!(target_addr = %t.addr, why, "request body not sent");
-                return fail(sh, log, 502, "TargetResponseError");
-            }
+        if let Some(b) = body.take()
+            && let Err(why) = send_body(&mut up, b, chunked, idle).await
+        {
+            tracing::warn!(target_addr = %t.addr, why, "request body not sent");
+            return fail(sh, log, 502, "TargetResponseError");
         }
 
         // The response head.
@@ -320,29 +320,29 @@ pub fn prepare_upstream(
     if let Some(l) = log {
         l.trace_id = trace;
     }
-    if !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST) {
-        if let Some(host) = host {
-            let default_port = matches!(
-                (listener.protocol.scheme(), listener.port),
-                ("http", 80) | ("https", 443)
-            );
-            let port = (!default_port).then_some(ci.listener.port_text.as_str());
-            let same = h
-                .get(header::HOST)
-                .is_some_and(|v| headers::host_is(v.as_bytes(), host, port));
-            if !same {
-                let bracketed = if host.contains(':') {
-                    format!("[{host}]")
-                } else {
-                    host.to_string()
-                };
-                let v = match port {
-                    None => bracketed,
-                    Some(p) => format!("{bracketed}:{p}"),
-                };
-                if let Ok(v) = HeaderValue::from_str(&v) {
-                    h.insert(header::HOST, v);
-                }
+    let rewrite_host =
+        !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST);
+    if let (true, Some(host)) = (rewrite_host, host) {
+        let default_port = matches!(
+            (listener.protocol.scheme(), listener.port),
+            ("http", 80) | ("https", 443)
+        );
+        let port = (!default_port).then_some(ci.listener.port_text.as_str());
+        let same = h
+            .get(header::HOST)
+            .is_some_and(|v| headers::host_is(v.as_bytes(), host, port));
+        if !same {
+            let bracketed = if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.to_string()
+            };
+            let v = match port {
+                None => bracketed,
+                Some(p) => format!("{bracketed}:{p}"),
+            };
+            if let Ok(v) = HeaderValue::from_str(&v) {
+                h.insert(header::HOST, v);
             }
         }
     }

@@ -46,6 +46,13 @@ pub fn check(
     saw_content_length: bool,
     mode: DesyncMitigationMode,
 ) -> Result<bool, Reject> {
+    if method == Method::CONNECT {
+        // weir is not a forward proxy: no tunnels to arbitrary hosts.
+        return Err(Reject {
+            close: false,
+            ..reject(405, "MethodNotAllowed")
+        });
+    }
     if method.as_str().len() + uri_len + 10 > MAX_REQUEST_LINE {
         return Err(reject(414, "RequestLineTooLong"));
     }
@@ -189,6 +196,15 @@ mod tests {
             .chain([("host", "a")])
             .collect();
         assert_eq!(run(&many_ref).unwrap_err().status, 431);
+        let connect = check(
+            &Method::CONNECT,
+            12,
+            Version::HTTP_11,
+            &h(&[("host", "a:443")]),
+            false,
+            DesyncMitigationMode::Defensive,
+        );
+        assert_eq!(connect.unwrap_err().status, 405);
         let xff = vec!["10.0.0.1"; 31].join(",");
         assert_eq!(
             run(&[("host", "a"), ("x-forwarded-for", &xff)])

@@ -42,6 +42,8 @@ struct Bound {
 pub struct Worker {
     shared: Arc<Shared>,
     listeners: Vec<Bound>,
+    /// Tells every task the worker stops (`Shared::shutdown` is its receiver).
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// A cheap handle to a worker's counters that outlives `serve`'s borrow of the worker.
@@ -184,6 +186,7 @@ impl Worker {
         let trace_header =
             http::HeaderName::from_bytes(config.load_balancer.trace_header.as_bytes())
                 .unwrap_or(http::HeaderName::from_static("x-amzn-trace-id"));
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
         let shared = Arc::new(Shared {
             limits: Limits::from_config(&config),
             config,
@@ -191,11 +194,16 @@ impl Worker {
             metrics: Arc::new(Metrics::default()),
             access_log,
             worker_index: opts.index,
-            stop: Default::default(),
+            shutdown,
+            idle: Default::default(),
             h1_state: Default::default(),
             trace_header,
         });
-        Ok(Worker { shared, listeners })
+        Ok(Worker {
+            shared,
+            listeners,
+            stop,
+        })
     }
 
     /// `(port, fd)` of every listening socket, in listener order (for an SK_REUSEPORT program).
@@ -225,7 +233,7 @@ impl Worker {
     /// Serves until `shutdown` completes, then stops accepting and drains: connections finish
     /// their in-flight requests (hyper's graceful shutdown) for up to `drain_timeout_seconds`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let (tx, rx) = tokio::sync::watch::channel(false);
+        let rx = self.shared.shutdown.clone();
         let token = Arc::new(());
         let mut loops = Vec::new();
         for b in self.listeners {
@@ -250,14 +258,23 @@ impl Worker {
             let sh = self.shared.clone();
             let mut rx = rx.clone();
             tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(crate::h1::idle::TICK);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut last_sweep = Instant::now();
                 loop {
                     tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = ticks.tick() => {}
                         _ = accept::stopped(&mut rx) => break,
                     }
-                    for g in sh.groups.values() {
-                        for t in &g.targets {
-                            t.pool.sweep();
+                    // Idle client connections past their deadline.
+                    sh.idle.tick(Instant::now());
+                    // Target connections closed by their target or idled out, every second.
+                    if last_sweep.elapsed() >= Duration::from_secs(1) {
+                        last_sweep = Instant::now();
+                        for g in sh.groups.values() {
+                            for t in &g.targets {
+                                t.pool.sweep();
+                            }
                         }
                     }
                 }
@@ -265,8 +282,8 @@ impl Worker {
         };
         shutdown.await;
         tracing::info!(worker = self.shared.worker_index, "shutting down: draining");
-        let _ = tx.send(true);
-        self.shared.stop.stop();
+        let _ = self.stop.send(true);
+        self.shared.idle.expire_all();
         for l in loops {
             let _ = l.await;
         }
@@ -286,5 +303,38 @@ impl Worker {
             "drained"
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod idle_size {
+    use super::*;
+
+    /// What an idle keep-alive connection costs is mostly its task: keep the future small
+    /// (the idle HTTP/1.1 connection target of the L7 issue depends on it).
+    #[tokio::test]
+    async fn an_idle_plain_connection_is_a_small_future() {
+        let mut cfg = L7Config::default();
+        cfg.listener[0].address = std::net::Ipv4Addr::LOCALHOST.into();
+        cfg.listener[0].port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let w = Worker::bind(Arc::new(cfg), WorkerOptions::default()).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        let fut = accept::plain_connection_for_test(
+            w.shared.clone(),
+            w.listeners[0].rt.clone(),
+            server,
+            peer,
+        );
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 320, "idle connection future grew to {size} bytes");
+        drop((fut, client));
     }
 }

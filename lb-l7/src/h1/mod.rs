@@ -18,6 +18,7 @@
 pub mod body;
 pub mod codec;
 pub mod forward;
+pub mod idle;
 pub mod relay;
 pub mod server;
 pub mod stream;

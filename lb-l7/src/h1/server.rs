@@ -18,12 +18,10 @@ use crate::proxy::{ConnInfo, Shared, accept, respond};
 use bytes::{BufMut, BytesMut};
 use http::{Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
 use tokio::io::AsyncReadExt;
-use tokio::sync::watch;
 
 /// The first read of a request head.
 const HEAD_READ: usize = 4096;
@@ -59,52 +57,32 @@ enum Step {
 /// Serves a client connection until it ends; `guard` is dropped at the end.
 ///
 /// Memory: this future is what an idle connection costs (with its socket), so while idle it
-/// holds the stream, an empty buffer, a timer and a stop waiter, and no read future (the
-/// socket's readiness is polled directly); reading and serving a request happen in a future
-/// boxed for the request's duration (`turn`).
-pub async fn serve<G: Send>(
-    sh: Arc<Shared>,
-    ci: Arc<ConnInfo>,
-    mut io: ClientStream,
-    mut shutdown: watch::Receiver<bool>,
-    guard: G,
-) {
+/// holds the stream, an empty buffer and a slot in the worker's idle deadlines (`idle`), and
+/// no read future (the socket's readiness is polled directly) nor timer; reading and serving a
+/// request happen in a future boxed for the request's duration (`turn`).
+pub async fn serve<G: Send>(sh: Arc<Shared>, ci: Arc<ConnInfo>, mut io: ClientStream, guard: G) {
     let mut buf = BytesMut::new();
-    let born = tokio::time::Instant::now();
-    let life_until = born + sh.limits.client_keep_alive;
+    let life_until = Instant::now() + sh.limits.client_keep_alive;
     let mut first = true;
     let h2 = loop {
         if buf.is_empty() {
             // Phase idle: wait for the client's next bytes.
             buf = BytesMut::new();
-            let idle_until = tokio::time::Instant::now() + sh.limits.idle_timeout;
-            let sleep = tokio::time::sleep_until(life_until.min(idle_until));
-            let stop = sh.stop.wait();
-            tokio::pin!(sleep, stop);
+            let deadline = life_until.min(Instant::now() + sh.limits.idle_timeout);
+            let armed = sh.idle.arm(deadline);
             let readable = std::future::poll_fn(|cx| {
                 if io.poll_read_ready(cx, first).is_ready() {
                     return std::task::Poll::Ready(true);
                 }
-                if sleep.as_mut().poll(cx).is_ready() || stop.as_mut().poll(cx).is_ready() {
-                    return std::task::Poll::Ready(false);
-                }
-                std::task::Poll::Pending
+                armed.poll_fired(cx).map(|()| false)
             })
             .await;
+            drop(armed);
             if !readable {
                 break false;
             }
         }
-        let born_std = born.into_std();
-        let step = Box::pin(turn(
-            &sh,
-            &ci,
-            &mut io,
-            &mut buf,
-            &mut shutdown,
-            first,
-            born_std,
-        ));
+        let step = Box::pin(turn(&sh, &ci, &mut io, &mut buf, first, life_until));
         match step.await {
             Step::Again => first = false,
             Step::End => break false,
@@ -122,6 +100,7 @@ pub async fn serve<G: Send>(
         });
         let builder = Arc::new(accept::http_builder(&sh));
         let io = Rewind::new(buf, io);
+        let shutdown = sh.shutdown.clone();
         Box::pin(accept::serve_http(sh, ci, io, builder, shutdown)).await;
     } else {
         Box::pin(close(io)).await;
@@ -153,12 +132,11 @@ async fn turn(
     ci: &ConnInfo,
     io: &mut ClientStream,
     buf: &mut BytesMut,
-    shutdown: &mut watch::Receiver<bool>,
     first: bool,
-    born: Instant,
+    life_until: Instant,
 ) -> Step {
     // Phase read head.
-    let head = match read_head(sh, io, buf, shutdown, first).await {
+    let head = match read_head(sh, io, buf, first).await {
         Next::Request(h) => h,
         Next::End => return Step::End,
         Next::H2 => return Step::H2,
@@ -177,7 +155,7 @@ async fn turn(
             return Step::End;
         }
     };
-    if request(sh, ci, io, buf, head, first, born, shutdown).await {
+    if request(sh, ci, io, buf, head, first, life_until).await {
         Step::Again
     } else {
         Step::End
@@ -187,13 +165,7 @@ async fn turn(
 /// Reads until a request head is complete and parses it. The first read waits up to the idle
 /// timeout (a TLS connection gets here without `idle_wait`); from the first byte on, the head
 /// must be complete within `header_read_timeout`.
-async fn read_head(
-    sh: &Shared,
-    io: &mut ClientStream,
-    buf: &mut BytesMut,
-    shutdown: &mut watch::Receiver<bool>,
-    first: bool,
-) -> Next {
+async fn read_head(sh: &Shared, io: &mut ClientStream, buf: &mut BytesMut, first: bool) -> Next {
     let lim = &sh.limits;
     if buf.is_empty() {
         buf.reserve(HEAD_READ);
@@ -201,13 +173,16 @@ async fn read_head(
         let n = match io.read_buf(buf).now_or_pending().await {
             Some(Ok(n)) => n,
             Some(Err(_)) => return Next::End,
-            None => tokio::select! {
-                r = tokio::time::timeout(lim.idle_timeout, io.read_buf(buf)) => match r {
-                    Ok(Ok(n)) => n,
-                    _ => return Next::End,
-                },
-                _ = accept::stopped(shutdown) => return Next::End,
-            },
+            None => {
+                let mut shutdown = sh.shutdown.clone();
+                tokio::select! {
+                    r = tokio::time::timeout(lim.idle_timeout, io.read_buf(buf)) => match r {
+                        Ok(Ok(n)) => n,
+                        _ => return Next::End,
+                    },
+                    _ = accept::stopped(&mut shutdown) => return Next::End,
+                }
+            }
         };
         if n == 0 {
             return Next::End;
@@ -249,8 +224,7 @@ async fn request(
     buf: &mut BytesMut,
     head: codec::RequestHead,
     first: bool,
-    born: Instant,
-    shutdown: &watch::Receiver<bool>,
+    life_until: Instant,
 ) -> bool {
     let m = &sh.metrics;
     m.requests.fetch_add(1, Relaxed);
@@ -270,8 +244,8 @@ async fn request(
     let version = req.version();
     let is_head = req.method() == Method::HEAD;
     let keep_client = codec::client_keeps_alive(version, req.headers())
-        && born.elapsed() < sh.limits.client_keep_alive
-        && !*shutdown.borrow();
+        && Instant::now() < life_until
+        && !*sh.shutdown.borrow();
 
     // Phases parse (the body's framing first: RFC 9112 wants a 400 when it cannot be known)
     // and route (shared with the HTTP/2 path).

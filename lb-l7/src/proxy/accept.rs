@@ -86,7 +86,7 @@ pub async fn accept_loop(
         let shutdown = shutdown.clone();
         match &tls {
             None => {
-                let fut = plain_connection(active, l.clone(), stream, peer, shutdown);
+                let fut = plain_connection(active, l.clone(), stream, peer);
                 tokio::spawn(fut);
             }
             Some(acceptor) => {
@@ -101,6 +101,20 @@ pub async fn accept_loop(
     }
 }
 
+#[cfg(test)]
+pub(crate) fn plain_connection_for_test(
+    sh: Arc<Shared>,
+    l: Arc<ListenerRt>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+) -> impl Future<Output = ()> + Send + 'static {
+    let active = Active {
+        sh,
+        _token: Arc::new(()),
+    };
+    plain_connection(active, l, stream, peer)
+}
+
 /// A plain connection: HTTP/1.1 (and h2c prior knowledge, handed to hyper) on weir's engine.
 /// Not an `async fn`: the returned future is what an idle keep-alive connection costs, and an
 /// async wrapper would store its arguments a second time.
@@ -109,12 +123,11 @@ fn plain_connection(
     l: Arc<ListenerRt>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    shutdown: watch::Receiver<bool>,
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let sh = active.sh.clone();
     let ci = Arc::new(ConnInfo::new(&sh, l, peer, None, sh.h1_state.clone()));
-    h1::server::serve(sh, ci, ClientStream::Plain(stream), shutdown, active)
+    h1::server::serve(sh, ci, ClientStream::Plain(stream), active)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -165,13 +178,13 @@ async fn serve_tls(
     } else {
         sh.h1_state.clone()
     };
-    let ci = Arc::new(ConnInfo::new(&sh, l, peer, Some(info), state));
+    let ci = Arc::new(ConnInfo::new(&sh, l, peer, Some(Box::new(info)), state));
     // Boxed: hyper's connection future is large and only HTTP/2 connections need it.
     if h2 {
         Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await
     } else {
         let io = ClientStream::Tls(Box::new(tls_stream));
-        h1::server::serve(sh, ci, io, shutdown, ()).await
+        h1::server::serve(sh, ci, io, ()).await
     }
 }
 

@@ -28,39 +28,15 @@ pub struct Shared {
     pub access_log: AccessLog,
     pub worker_index: usize,
     pub limits: Limits,
-    /// Set once when the worker stops; wakes idle HTTP/1.1 connections (cheaper to wait on
-    /// per idle connection than a watch receiver).
-    pub stop: StopSignal,
+    /// Turns true when the worker stops.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Deadlines of idle HTTP/1.1 connections (fired by the worker's ticker and at stop).
+    pub idle: crate::h1::idle::IdleDeadlines,
     /// The `ConnState` of HTTP/1.1 connections: weir's engine does not use it (hyper's path
     /// does), so they share one instead of allocating one each.
     pub h1_state: Arc<ConnState>,
     /// `[load_balancer] trace_header` as a header name, parsed once.
     pub trace_header: http::HeaderName,
-}
-
-/// A one-shot stop flag with a wake-up for its waiters.
-#[derive(Debug, Default)]
-pub struct StopSignal {
-    flag: AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-impl StopSignal {
-    pub fn stop(&self) {
-        self.flag.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-    pub fn stopped(&self) -> bool {
-        self.flag.load(std::sync::atomic::Ordering::SeqCst)
-    }
-    /// Completes once `stop` was called (also when it was before this call).
-    pub async fn wait(&self) {
-        let notified = self.notify.notified();
-        if self.stopped() {
-            return;
-        }
-        notified.await;
-    }
 }
 
 /// Durations and sizes taken from `[load_balancer]`.
@@ -132,7 +108,8 @@ pub struct ConnState {
 pub struct ConnInfo {
     pub listener: Arc<ListenerRt>,
     pub peer: SocketAddr,
-    pub tls: Option<TlsInfo>,
+    /// Boxed: a plain connection (most idle ones) then pays one pointer for it.
+    pub tls: Option<Box<TlsInfo>>,
     pub state: Arc<ConnState>,
     /// This client in X-Forwarded-For.
     pub xff_client: http::HeaderValue,
@@ -143,7 +120,7 @@ impl ConnInfo {
         sh: &Shared,
         listener: Arc<ListenerRt>,
         peer: SocketAddr,
-        tls: Option<TlsInfo>,
+        tls: Option<Box<TlsInfo>>,
         state: Arc<ConnState>,
     ) -> ConnInfo {
         let http = &sh.config.load_balancer.routing.http;

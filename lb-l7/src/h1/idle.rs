@@ -1,0 +1,184 @@
+//! Deadlines of idle client connections, kept in one table per worker and checked by a ticker
+//! every `TICK`, instead of a tokio timer per connection.
+//!
+//! Why: an idle keep-alive connection is waiting for its next request with a deadline (the
+//! idle timeout, the connection's lifetime) and the worker's stop. A tokio `Sleep` is 112 bytes
+//! in every idle connection's task and a timer-wheel insertion and removal per request; a slot
+//! here is a table entry, and arming it is a mutex-guarded store. Deadlines are coarse (`TICK`),
+//! which idle timeouts measured in seconds do not notice. Connections with a request in flight
+//! use tokio timers as before.
+
+use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How often deadlines are checked; a deadline fires up to this late.
+pub const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug)]
+struct Slot {
+    deadline: Instant,
+    waker: Option<Waker>,
+    fired: bool,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    /// Set by `expire_all`: every later `arm` fires at once.
+    stopped: bool,
+}
+
+/// The worker's table of idle deadlines.
+#[derive(Debug, Default)]
+pub struct IdleDeadlines {
+    table: Mutex<Table>,
+}
+
+/// A connection's slot while it waits; removed on drop.
+pub struct Armed<'a> {
+    owner: &'a IdleDeadlines,
+    index: u32,
+}
+
+impl IdleDeadlines {
+    /// Arms a deadline for the caller's next wait.
+    pub fn arm(&self, deadline: Instant) -> Armed<'_> {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = Slot {
+            deadline,
+            waker: None,
+            fired: t.stopped,
+        };
+        let index = match t.free.pop() {
+            Some(i) => {
+                t.slots[i as usize] = Some(slot);
+                i
+            }
+            None => {
+                t.slots.push(Some(slot));
+                (t.slots.len() - 1) as u32
+            }
+        };
+        Armed { owner: self, index }
+    }
+
+    /// Fires every deadline at or before `now`; returns how many fired.
+    pub fn tick(&self, now: Instant) -> usize {
+        let mut wake = Vec::new();
+        {
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            for s in t.slots.iter_mut().flatten() {
+                if !s.fired && s.deadline <= now {
+                    s.fired = true;
+                    wake.extend(s.waker.take());
+                }
+            }
+        }
+        let n = wake.len();
+        wake.into_iter().for_each(Waker::wake);
+        n
+    }
+
+    /// Fires every deadline, now and for every later `arm` (the worker stops).
+    pub fn expire_all(&self) {
+        let mut wake = Vec::new();
+        {
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            t.stopped = true;
+            for s in t.slots.iter_mut().flatten() {
+                s.fired = true;
+                wake.extend(s.waker.take());
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+
+    /// Slots in use (for tests and metrics).
+    pub fn armed(&self) -> usize {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.slots.len() - t.free.len()
+    }
+}
+
+impl Armed<'_> {
+    /// Ready once the deadline passed (or the worker stops); else keeps `cx`'s waker.
+    pub fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut t = self.owner.table.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(s) = t.slots[self.index as usize].as_mut() else {
+            return Poll::Ready(());
+        };
+        if s.fired {
+            return Poll::Ready(());
+        }
+        match &s.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Armed<'_> {
+    fn drop(&mut self) {
+        let mut t = self.owner.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.slots[self.index as usize] = None;
+        t.free.push(self.index);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    struct Count(AtomicUsize);
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn fires_at_its_deadline_once_and_frees_its_slot() {
+        let d = IdleDeadlines::default();
+        let t0 = Instant::now();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let early = d.arm(t0 + Duration::from_secs(1));
+        let late = d.arm(t0 + Duration::from_secs(5));
+        assert!(early.poll_fired(&mut cx).is_pending());
+        assert!(late.poll_fired(&mut cx).is_pending());
+        assert_eq!(d.tick(t0 + Duration::from_millis(999)), 0);
+        assert_eq!(d.tick(t0 + Duration::from_secs(1)), 1);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(early.poll_fired(&mut cx).is_ready());
+        assert!(late.poll_fired(&mut cx).is_pending());
+        assert_eq!(d.tick(t0 + Duration::from_secs(2)), 0, "fires once");
+        drop(early);
+        assert_eq!(d.armed(), 1);
+        let again = d.arm(t0 + Duration::from_secs(9));
+        assert_eq!(again.index, 0, "the freed slot is reused");
+        assert_eq!(d.armed(), 2);
+    }
+
+    #[test]
+    fn expire_all_fires_every_slot_and_later_ones() {
+        let d = IdleDeadlines::default();
+        let t0 = Instant::now();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let a = d.arm(t0 + Duration::from_secs(60));
+        assert!(a.poll_fired(&mut cx).is_pending());
+        d.expire_all();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(a.poll_fired(&mut cx).is_ready());
+        let b = d.arm(t0 + Duration::from_secs(60));
+        assert!(b.poll_fired(&mut cx).is_ready(), "armed after the stop");
+    }
+}

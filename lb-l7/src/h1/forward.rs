@@ -180,7 +180,7 @@ pub async fn forward(
             tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
             return own(502, "TargetResponseError", body_state);
         }
-        let mut ubuf = BytesMut::with_capacity(relay::CHUNK);
+        let mut ubuf = BytesMut::with_capacity(relay::HEAD_READ);
         if framing != Framing::Empty {
             if expect_continue && cbuf.is_empty() {
                 let _ = relay::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", idle).await;

@@ -13,6 +13,9 @@ use tokio::time::timeout;
 
 /// Read size while relaying a body.
 pub const CHUNK: usize = 16 * 1024;
+/// The first read of a target's response: most heads and small bodies fit; a larger body
+/// grows the buffer to `CHUNK`.
+pub const HEAD_READ: usize = 4 * 1024;
 
 /// Why a relay stopped early.
 #[derive(Debug, thiserror::Error)]

@@ -180,7 +180,7 @@ pub async fn forward(
         }
 
         // The response head.
-        let mut ubuf = bytes::BytesMut::with_capacity(relay::CHUNK);
+        let mut ubuf = bytes::BytesMut::with_capacity(relay::HEAD_READ);
         let resp = match h1_forward::read_response_head(&mut up, &mut ubuf, idle).await {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {

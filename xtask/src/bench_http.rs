@@ -587,6 +587,9 @@ pub fn run(args: &[String]) -> Result<()> {
     let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     // Memory first, on fresh processes: RSS growth for 10,000 idle keep-alive connections.
     for (i, p) in procs.iter().enumerate() {
+        // Warm up first (code paged in, allocator pools, first target connections) so that
+        // only what the idle connections hold is counted, for every proxy alike.
+        drop(idle_connections(ports(i).h1, 200)?);
         // A process may still be settling after it listens (weir's control plane loads its
         // programs and maps after starting the worker): wait until RSS is steady, so only the
         // connections' memory is counted.

@@ -196,6 +196,7 @@ impl Worker {
             worker_index: opts.index,
             shutdown,
             idle: Default::default(),
+            timers: Default::default(),
             h1_state: Default::default(),
             trace_header,
         });
@@ -254,9 +255,11 @@ impl Worker {
                 token.clone(),
             )));
         }
+        // The ticker: deadlines of idle connections and of response waits, and the pool sweep.
+        // It runs through the drain (requests in flight keep their response timeout).
+        let (drained_tx, mut drained) = tokio::sync::oneshot::channel::<()>();
         let sweeper = {
             let sh = self.shared.clone();
-            let mut rx = rx.clone();
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(crate::h1::idle::TICK);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -264,10 +267,12 @@ impl Worker {
                 loop {
                     tokio::select! {
                         _ = ticks.tick() => {}
-                        _ = accept::stopped(&mut rx) => break,
+                        _ = &mut drained => break,
                     }
                     // Idle client connections past their deadline.
-                    sh.idle.tick(Instant::now());
+                    let now = Instant::now();
+                    sh.idle.tick(now);
+                    sh.timers.tick(now);
                     // Target connections closed by their target or idled out, every second.
                     if last_sweep.elapsed() >= Duration::from_secs(1) {
                         last_sweep = Instant::now();
@@ -287,11 +292,12 @@ impl Worker {
         for l in loops {
             let _ = l.await;
         }
-        let _ = sweeper.await;
         let deadline = Instant::now() + self.shared.limits.drain_timeout + Duration::from_secs(1);
         while Arc::strong_count(&token) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        let _ = drained_tx.send(());
+        let _ = sweeper.await;
         for g in self.shared.groups.values() {
             for t in &g.targets {
                 t.pool.clear();

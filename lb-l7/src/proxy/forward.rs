@@ -181,7 +181,8 @@ pub async fn forward(
 
         // The response head.
         let mut ubuf = bytes::BytesMut::with_capacity(relay::HEAD_READ);
-        let resp = match h1_forward::read_response_head(&mut up, &mut ubuf, idle).await {
+        let resp = match h1_forward::read_response_head(&mut up, &mut ubuf, idle, &sh.timers).await
+        {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
@@ -314,11 +315,12 @@ pub fn prepare_upstream(
         now,
         fastrand::u128(..),
     );
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.clone().into_bytes())) {
-        h.insert(sh.trace_header.clone(), v);
-    }
     if let Some(l) = log {
-        l.trace_id = trace;
+        l.trace_id.clone_from(&trace);
+    }
+    // The String's buffer becomes the header value's (no copy).
+    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.into_bytes())) {
+        h.insert(sh.trace_header.clone(), v);
     }
     let rewrite_host =
         !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST);

@@ -32,6 +32,9 @@ pub struct Shared {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Deadlines of idle HTTP/1.1 connections (fired by the worker's ticker and at stop).
     pub idle: crate::h1::idle::IdleDeadlines,
+    /// Deadlines of requests waiting for a target's response head (not fired at stop:
+    /// in-flight requests drain).
+    pub timers: crate::h1::idle::IdleDeadlines,
     /// The `ConnState` of HTTP/1.1 connections: weir's engine does not use it (hyper's path
     /// does), so they share one instead of allocating one each.
     pub h1_state: Arc<ConnState>,

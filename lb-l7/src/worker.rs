@@ -197,6 +197,7 @@ impl Worker {
             shutdown,
             idle: Default::default(),
             timers: Default::default(),
+            clock: Default::default(),
             h1_state: Default::default(),
             trace_header,
         });
@@ -270,6 +271,7 @@ impl Worker {
                         _ = &mut drained => break,
                     }
                     // Idle client connections past their deadline.
+                    sh.clock.update();
                     let now = Instant::now();
                     sh.idle.tick(now);
                     sh.timers.tick(now);

@@ -11,7 +11,7 @@
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
 
 use super::codec::{self, Framing, ResponseHead};
-use super::idle::IdleDeadlines;
+use super::idle::{CoarseClock, IdleDeadlines};
 use super::relay::{self, NowOrPending};
 use super::stream::ClientStream;
 use crate::access_log::Record;
@@ -212,7 +212,7 @@ pub async fn forward(
         }
 
         // The response head (interim 1xx skipped, except 101).
-        let resp = match read_response_head(&mut up, &mut ubuf, idle, &sh.timers).await {
+        let resp = match read_response_head(&mut up, &mut ubuf, idle, &sh.timers, &sh.clock).await {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
@@ -369,6 +369,7 @@ pub(crate) async fn read_response_head(
     buf: &mut BytesMut,
     idle: Duration,
     timers: &IdleDeadlines,
+    clock: &CoarseClock,
 ) -> Result<ResponseHead, HeadFailure> {
     let mut any = false;
     loop {
@@ -387,7 +388,7 @@ pub(crate) async fn read_response_head(
         let read = match up.read_buf(buf).now_or_pending().await {
             Some(r) => Some(r),
             None => {
-                let armed = timers.arm(std::time::Instant::now() + idle);
+                let armed = timers.arm(clock.now() + idle);
                 let mut read = std::pin::pin!(up.read_buf(buf));
                 std::future::poll_fn(|cx| {
                     if let Poll::Ready(r) = read.as_mut().poll(cx) {

@@ -9,11 +9,56 @@
 //! use tokio timers as before.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 /// How often deadlines are checked; a deadline fires up to this late.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// The time, read from the system clock once per `TICK` by the worker's ticker rather than on
+/// every request (deadlines in seconds and the trace id's epoch seconds do not need better).
+#[derive(Debug)]
+pub struct CoarseClock {
+    base: Instant,
+    /// Milliseconds since `base` at the last tick.
+    ms: AtomicU64,
+    /// Seconds since the Unix epoch at the last tick.
+    epoch: AtomicU64,
+}
+
+impl Default for CoarseClock {
+    fn default() -> Self {
+        let c = CoarseClock {
+            base: Instant::now(),
+            ms: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
+        };
+        c.update();
+        c
+    }
+}
+
+impl CoarseClock {
+    /// Reads the system clocks (the ticker calls this every `TICK`).
+    pub fn update(&self) {
+        self.ms
+            .store(self.base.elapsed().as_millis() as u64, Relaxed);
+        let epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        self.epoch.store(epoch, Relaxed);
+    }
+    /// Now, up to one `TICK` late.
+    pub fn now(&self) -> Instant {
+        self.base + Duration::from_millis(self.ms.load(Relaxed))
+    }
+    /// Seconds since the Unix epoch, up to one `TICK` late.
+    pub fn epoch_secs(&self) -> u64 {
+        self.epoch.load(Relaxed)
+    }
+}
 
 #[derive(Debug)]
 struct Slot {
@@ -164,6 +209,17 @@ mod tests {
         let again = d.arm(t0 + Duration::from_secs(9));
         assert_eq!(again.index, 0, "the freed slot is reused");
         assert_eq!(d.armed(), 2);
+    }
+
+    #[test]
+    fn coarse_clock_moves_on_update_only() {
+        let c = CoarseClock::default();
+        let t = c.now();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(c.now(), t, "no clock read between updates");
+        c.update();
+        assert!(c.now() >= t + Duration::from_millis(5));
+        assert!(c.epoch_secs() > 1_700_000_000);
     }
 
     #[test]

@@ -62,13 +62,13 @@ enum Step {
 /// request happen in a future boxed for the request's duration (`turn`).
 pub async fn serve<G: Send>(sh: Arc<Shared>, ci: Arc<ConnInfo>, mut io: ClientStream, guard: G) {
     let mut buf = BytesMut::new();
-    let life_until = Instant::now() + sh.limits.client_keep_alive;
+    let life_until = sh.clock.now() + sh.limits.client_keep_alive;
     let mut first = true;
     let h2 = loop {
         if buf.is_empty() {
             // Phase idle: wait for the client's next bytes.
             buf = BytesMut::new();
-            let deadline = life_until.min(Instant::now() + sh.limits.idle_timeout);
+            let deadline = life_until.min(sh.clock.now() + sh.limits.idle_timeout);
             let armed = sh.idle.arm(deadline);
             let readable = std::future::poll_fn(|cx| {
                 if io.poll_read_ready(cx, first).is_ready() {
@@ -244,7 +244,7 @@ async fn request(
     let version = req.version();
     let is_head = req.method() == Method::HEAD;
     let keep_client = codec::client_keeps_alive(version, req.headers())
-        && Instant::now() < life_until
+        && sh.clock.now() < life_until
         && !*sh.shutdown.borrow();
 
     // Phases parse (the body's framing first: RFC 9112 wants a 400 when it cannot be known)

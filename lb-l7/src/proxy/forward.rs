@@ -28,7 +28,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Counts a request as outstanding on its target until dropped.
 pub(crate) struct Outstanding(Arc<TargetRt>);
@@ -181,7 +181,10 @@ pub async fn forward(
 
         // The response head.
         let mut ubuf = bytes::BytesMut::with_capacity(relay::HEAD_READ);
-        let resp = match h1_forward::read_response_head(&mut up, &mut ubuf, idle, &sh.timers).await
+        let resp = match h1_forward::read_response_head(
+            &mut up, &mut ubuf, idle, &sh.timers, &sh.clock,
+        )
+        .await
         {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
@@ -306,10 +309,7 @@ pub fn prepare_upstream(
         &ci.xff_client,
         &ci.listener.forwarded,
     );
-    let now = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default()
-        .as_secs();
+    let now = sh.clock.epoch_secs();
     let trace = headers::trace_value(
         h.get(&sh.trace_header).and_then(|v| v.to_str().ok()),
         now,

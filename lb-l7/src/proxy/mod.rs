@@ -35,6 +35,8 @@ pub struct Shared {
     /// Deadlines of requests waiting for a target's response head (not fired at stop:
     /// in-flight requests drain).
     pub timers: crate::h1::idle::IdleDeadlines,
+    /// The time as of the last tick (see `CoarseClock`).
+    pub clock: crate::h1::idle::CoarseClock,
     /// The `ConnState` of HTTP/1.1 connections: weir's engine does not use it (hyper's path
     /// does), so they share one instead of allocating one each.
     pub h1_state: Arc<ConnState>,

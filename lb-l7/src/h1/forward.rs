@@ -60,6 +60,16 @@ pub enum Forwarded {
     Closed { status: u16, sent: u64 },
 }
 
+/// weir answers itself (the client has seen nothing of this request's response yet).
+fn own(status: u16, reason: &'static str, body: BodyState, received: u64) -> Forwarded {
+    Forwarded::Own {
+        status,
+        reason,
+        body,
+        received,
+    }
+}
+
 /// The request as it goes out, kept so it can be written again on another connection.
 struct Outgoing {
     head: Bytes,
@@ -82,14 +92,8 @@ pub async fn forward(
     mut log: Option<&mut Record>,
 ) -> Forwarded {
     let m = &sh.metrics;
-    let own = |status, reason, body| Forwarded::Own {
-        status,
-        reason,
-        body,
-        received: 0,
-    };
     if g.targets.is_empty() {
-        return own(503, "NoRegisteredTargets", BodyState::Untouched);
+        return own(503, "NoRegisteredTargets", BodyState::Untouched, 0);
     }
     let client_version = req.version();
     let upgrade = headers::wants_upgrade(req.headers());
@@ -142,30 +146,14 @@ pub async fn forward(
             l.target = Some(t.addr);
             l.target_list.push(t.addr);
         }
-        let pooled = if upgrade || std::mem::take(&mut fresh_only) {
-            None
-        } else {
-            t.pool.checkout(first)
-        };
-        let reused = pooled.is_some();
-        let mut up = match pooled {
-            Some(s) => {
-                m.upstream_connections_reused.fetch_add(1, Relaxed);
-                s
+        let fresh = upgrade || std::mem::take(&mut fresh_only);
+        let (mut up, reused) = match target_connection(sh, t, fresh, first).await {
+            Ok(c) => c,
+            Err(failure) => {
+                last_failure = Some(failure);
+                tried.push(ti);
+                continue;
             }
-            None => match connect(t, sh.limits.connect_timeout).await {
-                Ok(s) => {
-                    m.upstream_connections_opened.fetch_add(1, Relaxed);
-                    s
-                }
-                Err(failure) => {
-                    m.target_connection_errors.fetch_add(1, Relaxed);
-                    t.counters.connection_errors.fetch_add(1, Relaxed);
-                    last_failure = Some(failure);
-                    tried.push(ti);
-                    continue;
-                }
-            },
         };
         let outstanding = Outstanding::new(t);
         t.counters.requests.fetch_add(1, Relaxed);
@@ -181,7 +169,7 @@ pub async fn forward(
                 continue;
             }
             tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
-            return own(502, "TargetResponseError", body_state);
+            return own(502, "TargetResponseError", body_state, received);
         }
         let mut ubuf = BytesMut::with_capacity(relay::HEAD_READ);
         if framing != Framing::Empty {
@@ -201,12 +189,7 @@ pub async fn forward(
                 }
                 Err(e) => {
                     tracing::debug!(target_addr = %t.addr, error = %e, "client body failed");
-                    return Forwarded::Own {
-                        status: 400,
-                        reason: "ClientBodyError",
-                        body: BodyState::Partial,
-                        received,
-                    };
+                    return own(400, "ClientBodyError", BodyState::Partial, received);
                 }
             }
         }
@@ -216,12 +199,7 @@ pub async fn forward(
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
-                return Forwarded::Own {
-                    status: 504,
-                    reason: "TargetResponseTimeout",
-                    body: body_state,
-                    received,
-                };
+                return own(504, "TargetResponseTimeout", body_state, received);
             }
             Err(HeadFailure::Closed(partial)) => {
                 if reused && out.replayable && !retried && !partial {
@@ -232,21 +210,11 @@ pub async fn forward(
                     continue;
                 }
                 tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
-                return Forwarded::Own {
-                    status: 502,
-                    reason: "TargetResponseError",
-                    body: body_state,
-                    received,
-                };
+                return own(502, "TargetResponseError", body_state, received);
             }
             Err(HeadFailure::Malformed(why)) => {
                 tracing::warn!(target_addr = %t.addr, why, "malformed response from target");
-                return Forwarded::Own {
-                    status: 502,
-                    reason: "TargetResponseError",
-                    body: body_state,
-                    received,
-                };
+                return own(502, "TargetResponseError", body_state, received);
             }
         };
 
@@ -261,12 +229,7 @@ pub async fn forward(
             return upgraded(sh, client, cbuf, up, ubuf, &resp, outstanding).await;
         }
         let Ok(rframing) = codec::response_framing(&method, resp.status, &resp.headers) else {
-            return Forwarded::Own {
-                status: 502,
-                reason: "TargetResponseError",
-                body: body_state,
-                received,
-            };
+            return own(502, "TargetResponseError", body_state, received);
         };
         let http10 = client_version == http::Version::HTTP_10;
         let dechunk = http10 && rframing == Framing::Chunked;
@@ -327,18 +290,37 @@ pub async fn forward(
         };
     }
     let (status, reason) = last_failure.unwrap_or((503, "NoHealthyTargets"));
-    Forwarded::Own {
-        status,
-        reason,
-        body: body_state,
-        received,
+    own(status, reason, body_state, received)
+}
+
+/// A connection to target `t` (both engines): an idle one from its pool unless `fresh` or the
+/// pool's policy says no (`first`: a client session's first request), else a new one.
+/// Returns whether it was reused; counts reuses, opens and connect errors.
+pub(crate) async fn target_connection(
+    sh: &Shared,
+    t: &TargetRt,
+    fresh: bool,
+    first: bool,
+) -> Result<(TcpStream, bool), (u16, &'static str)> {
+    let m = &sh.metrics;
+    if !fresh && let Some(s) = t.pool.checkout(first) {
+        m.upstream_connections_reused.fetch_add(1, Relaxed);
+        return Ok((s, true));
+    }
+    match connect(t, sh.limits.connect_timeout).await {
+        Ok(s) => {
+            m.upstream_connections_opened.fetch_add(1, Relaxed);
+            Ok((s, false))
+        }
+        Err(failure) => {
+            m.target_connection_errors.fetch_add(1, Relaxed);
+            t.counters.connection_errors.fetch_add(1, Relaxed);
+            Err(failure)
+        }
     }
 }
 
-pub(crate) async fn connect(
-    t: &TargetRt,
-    timeout: Duration,
-) -> Result<TcpStream, (u16, &'static str)> {
+async fn connect(t: &TargetRt, timeout: Duration) -> Result<TcpStream, (u16, &'static str)> {
     match tokio::time::timeout(timeout, TcpStream::connect(t.addr)).await {
         Err(_) => {
             tracing::warn!(target_addr = %t.addr, "target connect timed out");

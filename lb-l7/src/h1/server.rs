@@ -246,6 +246,11 @@ async fn request(
     let keep_client = codec::client_keeps_alive(version, req.headers())
         && sh.clock.now() < life_until
         && !*sh.shutdown.borrow();
+    let client = ClientFacts {
+        version,
+        is_head,
+        keep_alive: keep_client,
+    };
 
     // Phases parse (the body's framing first: RFC 9112 wants a 400 when it cannot be known)
     // and route (shared with the HTTP/2 path).
@@ -271,18 +276,7 @@ async fn request(
     let (status, keep, sent, received) = match decision {
         Err((resp, body)) => {
             let framing = framing.ok();
-            own_response(
-                sh,
-                io,
-                buf,
-                resp,
-                version,
-                is_head,
-                keep_client,
-                body,
-                framing,
-            )
-            .await
+            own_response(sh, io, buf, resp, &client, body, framing).await
         }
         Ok((group, host, framing)) => {
             let fwd = forward::forward(
@@ -318,18 +312,8 @@ async fn request(
                         l.error_reason = Some(reason);
                     }
                     let resp = respond::elb(status, false);
-                    let (s, k, sent, r) = own_response(
-                        sh,
-                        io,
-                        buf,
-                        resp,
-                        version,
-                        is_head,
-                        keep_client,
-                        body,
-                        Some(framing),
-                    )
-                    .await;
+                    let (s, k, sent, r) =
+                        own_response(sh, io, buf, resp, &client, body, Some(framing)).await;
                     (s, k, sent, r + received)
                 }
             }
@@ -353,20 +337,31 @@ async fn request(
     keep
 }
 
+/// What the response to a request depends on about its client.
+#[derive(Debug, Clone, Copy)]
+struct ClientFacts {
+    version: Version,
+    is_head: bool,
+    /// The client may send another request on the connection.
+    keep_alive: bool,
+}
+
 /// Writes a response of weir's own; an unread request body is drained (up to `MAX_DISCARD`)
 /// so the connection can carry the next request, else the connection closes.
-#[allow(clippy::too_many_arguments)]
 async fn own_response(
     sh: &Shared,
     io: &mut ClientStream,
     buf: &mut BytesMut,
     resp: Response<Body>,
-    version: Version,
-    is_head: bool,
-    keep_client: bool,
+    client: &ClientFacts,
     body: BodyState,
     framing: Option<Framing>,
 ) -> (u16, bool, u64, u64) {
+    let ClientFacts {
+        version,
+        is_head,
+        keep_alive: keep_client,
+    } = *client;
     let status = resp.status().as_u16();
     let wants_close = resp
         .headers()

@@ -131,30 +131,14 @@ pub async fn forward(
             l.target = Some(t.addr);
             l.target_list.push(t.addr);
         }
-        let pooled = if std::mem::take(&mut fresh_only) {
-            None
-        } else {
-            t.pool.checkout(first)
-        };
-        let reused = pooled.is_some();
-        let mut up = match pooled {
-            Some(s) => {
-                m.upstream_connections_reused.fetch_add(1, Relaxed);
-                s
+        let fresh = std::mem::take(&mut fresh_only);
+        let (mut up, reused) = match h1_forward::target_connection(sh, t, fresh, first).await {
+            Ok(c) => c,
+            Err(failure) => {
+                last_failure = Some(failure);
+                tried.push(ti);
+                continue;
             }
-            None => match h1_forward::connect(t, sh.limits.connect_timeout).await {
-                Ok(s) => {
-                    m.upstream_connections_opened.fetch_add(1, Relaxed);
-                    s
-                }
-                Err(failure) => {
-                    m.target_connection_errors.fetch_add(1, Relaxed);
-                    t.counters.connection_errors.fetch_add(1, Relaxed);
-                    last_failure = Some(failure);
-                    tried.push(ti);
-                    continue;
-                }
-            },
         };
         let outstanding = Outstanding::new(t);
         t.counters.requests.fetch_add(1, Relaxed);

@@ -19,21 +19,14 @@ use tokio_rustls::TlsAcceptor;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The hyper server settings of a listener.
-pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(None)
-        .keep_alive(true)
-        // Room for ALB's 64 KiB of headers plus a 16 KiB request line; more is 431.
-        .max_buf_size(80 * 1024);
+/// The hyper server of HTTP/2 clients (HTTP/1.1 is weir's own engine, `h1`): a client that
+/// negotiated h2 must speak it.
+pub fn http_builder(_sh: &Shared) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new()).http2_only();
     b.http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(128)
         .max_header_list_size(64 * 1024);
-    if !sh.config.load_balancer.routing.http2.enabled {
-        b = b.http1_only();
-    }
     b
 }
 
@@ -172,9 +165,7 @@ async fn serve_tls(
     };
     let h2 = info.alpn_h2;
     let state = if h2 {
-        let st = ConnState::default();
-        st.h2.store(true, Relaxed);
-        Arc::new(st)
+        Arc::new(ConnState::default())
     } else {
         sh.h1_state.clone()
     };
@@ -197,13 +188,7 @@ pub async fn serve_http<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = ClientIo::new(
-        io,
-        ci.state.clone(),
-        sh.metrics.clone(),
-        sh.limits.idle_timeout,
-        sh.limits.header_read_timeout,
-    );
+    let io = ClientIo::new(io, ci.state.clone(), sh.limits.idle_timeout);
     let keep_alive = sh.limits.client_keep_alive;
     let drain = sh.limits.drain_timeout;
     let svc = {

@@ -16,7 +16,7 @@ use crate::target::GroupRt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 /// Everything a worker's tasks share (read-only apart from atomics and pools).
@@ -93,17 +93,11 @@ pub struct ListenerRt {
 pub struct ConnState {
     /// Requests whose response has not finished.
     pub in_flight: AtomicUsize,
-    /// Bytes of a new request head arrived and the request has not reached the service yet.
-    pub head_pending: AtomicBool,
-    /// The connection speaks HTTP/2.
-    pub h2: AtomicBool,
     /// Requests seen so far on this connection.
     pub requests: AtomicU64,
     /// Wakes the connection task to close gracefully (HTTP/2 GOAWAY after
     /// `http2_max_requests_per_connection` requests, like ALB).
     pub close_gracefully: tokio::sync::Notify,
-    /// The current request head had a `Content-Length` line (see `io`).
-    pub saw_content_length: AtomicBool,
     /// Bytes read from the client.
     pub received: AtomicU64,
 }

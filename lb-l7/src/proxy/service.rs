@@ -21,8 +21,6 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let st = &ci.state;
-    st.head_pending.store(false, Relaxed);
-    let saw_cl = st.saw_content_length.swap(false, Relaxed);
     st.in_flight.fetch_add(1, Relaxed);
     let seen = st.requests.fetch_add(1, Relaxed);
     let first = seen == 0;
@@ -41,7 +39,7 @@ pub async fn handle(
             req.headers(),
         )
     });
-    let resp = match decide(&sh, &ci, &req, saw_cl, log.as_mut()) {
+    let resp = match decide(&sh, &ci, &req, false, log.as_mut()) {
         Decision::Respond(r) => r,
         Decision::Forward { group, host } => {
             // Boxed: the forward future is large; moving a pointer is cheaper than moving it.

@@ -1,8 +1,9 @@
-//! Phase `parse`: checks on a request hyper accepted, before any routing. Pure.
+//! Phase `parse`: checks on a parsed request head, before any routing, for both engines. Pure.
 //!
-//! hyper already answers what it cannot parse: a bad request line or header → 400, request
-//! line/headers over the read buffer → 431 (or 414 for a huge URI), `Transfer-Encoding` whose
-//! last coding is not `chunked` → 400, differing `Content-Length`s → 400.
+//! What cannot be parsed is answered before this: by the HTTP/1.1 engine (`h1::codec`: a bad
+//! request line or header → 400, a request line over 16 KiB → 414, more than 100 headers or a
+//! head over 80 KiB → 431, `Transfer-Encoding` whose last coding is not `chunked` or differing
+//! `Content-Length`s → 400) or by hyper's HTTP/2 server.
 
 use crate::config::DesyncMitigationMode;
 use crate::headers::{MAX_XFF_ADDRESSES, xff_count};
@@ -36,8 +37,8 @@ const fn reject(status: u16, reason: &'static str) -> Reject {
 
 /// Checks a request head. `Ok(desync_only)` means forward; `desync_only` = count it as
 /// non-compliant (monitor mode) but go on.
-/// `saw_content_length`: the raw head had a `Content-Length` line (hyper drops it when
-/// `Transfer-Encoding` is present too).
+/// `saw_content_length`: the raw head had a `Content-Length` line (HTTP/1.1; kept by the
+/// engine because the framing decision may drop it when `Transfer-Encoding` is present too).
 pub fn check(
     method: &Method,
     uri_len: usize,

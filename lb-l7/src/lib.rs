@@ -1,7 +1,7 @@
-//! weir's L7 worker: TLS (rustls), HTTP/1.1 and HTTP/2 (hyper), ALB listener rules, target
-//! groups, pooled keep-alive forwarding. See docs/l7.md.
+//! weir's L7 worker: TLS (rustls), HTTP/1.1 (weir's own engine, `h1`) and HTTP/2 (hyper), ALB
+//! listener rules, target groups, pooled keep-alive forwarding. See docs/l7.md.
 //!
-//! Pure modules: `rules`, `wildcard`, `select`, `headers`, `pool::PoolPolicy`,
+//! Pure modules: `rules`, `wildcard`, `select`, `headers`, `pool::PoolPolicy`, `h1::codec`,
 //! `proxy::parse`, `proxy::respond::redirect_location`, `access_log::Record::format`.
 
 pub mod access_log;

@@ -232,8 +232,9 @@ impl Worker {
         MetricsHandle(self.shared.clone())
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and drains: connections finish
-    /// their in-flight requests (hyper's graceful shutdown) for up to `drain_timeout_seconds`.
+    /// Serves until `shutdown` completes, then stops accepting and drains: idle HTTP/1.1
+    /// connections close at once, busy ones after their response (`connection: close`),
+    /// HTTP/2 ones with a GOAWAY (hyper's graceful shutdown), for up to `drain_timeout_seconds`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let rx = self.shared.shutdown.clone();
         let token = Arc::new(());

@@ -1,5 +1,6 @@
 //! The request path, in Pingora-like phases:
-//! accept → tls → (hyper parses) → parse → route → pick_target → forward → respond → log.
+//! accept → tls → (h1 engine or hyper parses) → parse → route → pick_target → forward →
+//! respond → log. HTTP/1.1 runs the phases in `h1::server`; HTTP/2 in `service::handle`.
 
 pub mod accept;
 pub mod forward;

@@ -193,7 +193,9 @@ pub async fn serve_http<T>(
     let drain = sh.limits.drain_timeout;
     let svc = {
         let (sh, ci) = (sh.clone(), ci.clone());
-        service_fn(move |req| service::handle(sh.clone(), ci.clone(), req))
+        // Boxed: the request's future (~1.3 KB) is moved several times on its way into its
+        // task; moving a pointer instead is measurably cheaper per HTTP/2 request.
+        service_fn(move |req| Box::pin(service::handle(sh.clone(), ci.clone(), req)))
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);

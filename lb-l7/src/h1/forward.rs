@@ -22,6 +22,7 @@ use crate::target::{GroupRt, TargetRt};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, header};
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -134,38 +135,25 @@ pub async fn forward(
         BodyState::Untouched
     };
     let mut received = 0u64;
-    let mut tried: Vec<usize> = Vec::new();
-    let mut retried = false;
-    let mut fresh_only = false;
-    let mut last_failure: Option<(u16, &'static str)> = None;
-    for _ in 0..g.targets.len() + 4 {
-        // Phase pick_target.
-        let Some(ti) = g.pick(key, &tried) else { break };
-        let t = &g.targets[ti];
-        if let Some(l) = log.as_deref_mut() {
-            l.target = Some(t.addr);
-            l.target_list.push(t.addr);
-        }
-        let fresh = upgrade || std::mem::take(&mut fresh_only);
-        let (mut up, reused) = match target_connection(sh, t, fresh, first).await {
-            Ok(c) => c,
-            Err(failure) => {
-                last_failure = Some(failure);
-                tried.push(ti);
-                continue;
-            }
-        };
-        let outstanding = Outstanding::new(t);
-        t.counters.requests.fetch_add(1, Relaxed);
-        let sent_at = log.is_some().then(Instant::now);
+    let mut attempts = Attempts::default();
+    while let Some(a) = attempts
+        .next(sh, g, key, upgrade, first, log.as_deref_mut())
+        .await
+    {
+        let Attempt {
+            t,
+            mut up,
+            reused,
+            outstanding,
+            sent_at,
+        } = a;
         let idle = sh.limits.idle_timeout;
 
         // Phase forward: the head, then the body from the client.
         if let Err(e) = relay::write_all(&mut up, &out.head, idle).await {
             if reused && body_state != BodyState::Partial {
                 tracing::debug!(target_addr = %t.addr, error = %e, "pooled connection failed on write; new connection");
-                m.upstream_requeued.fetch_add(1, Relaxed);
-                fresh_only = true;
+                attempts.requeue(sh);
                 continue;
             }
             tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
@@ -202,11 +190,8 @@ pub async fn forward(
                 return own(504, "TargetResponseTimeout", body_state, received);
             }
             Err(HeadFailure::Closed(partial)) => {
-                if reused && out.replayable && !retried && !partial {
+                if !partial && attempts.retry(sh, reused, out.replayable) {
                     tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
-                    m.upstream_retries.fetch_add(1, Relaxed);
-                    retried = true;
-                    fresh_only = true;
                     continue;
                 }
                 tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
@@ -289,8 +274,97 @@ pub async fn forward(
             }
         };
     }
-    let (status, reason) = last_failure.unwrap_or((503, "NoHealthyTargets"));
+    let (status, reason) = attempts.give_up();
     own(status, reason, body_state, received)
+}
+
+/// The retry bookkeeping of one request's attempts, shared by both engines: which targets
+/// failed to connect, whether the one retry was used, whether the next attempt must open a new
+/// connection, and what to answer when no attempt is left.
+#[derive(Default)]
+pub(crate) struct Attempts {
+    tried: Vec<usize>,
+    /// Targets picked so far: bounded by the group's size plus the few retries allowed.
+    picks: usize,
+    retried: bool,
+    fresh_only: bool,
+    last_failure: Option<(u16, &'static str)>,
+}
+
+/// One attempt's target connection, counted on its target until dropped.
+pub(crate) struct Attempt<'g> {
+    pub t: &'g Arc<TargetRt>,
+    pub up: TcpStream,
+    pub reused: bool,
+    pub outstanding: Outstanding,
+    /// When the request left (for the access log).
+    pub sent_at: Option<Instant>,
+}
+
+impl Attempts {
+    /// Phase pick_target: the next target and a connection to it (skipping targets that
+    /// refuse); `None` when the group is exhausted. `fresh`: do not take a pooled connection.
+    pub async fn next<'g>(
+        &mut self,
+        sh: &Shared,
+        g: &'g GroupRt,
+        key: Option<u64>,
+        fresh: bool,
+        first: bool,
+        log: Option<&mut Record>,
+    ) -> Option<Attempt<'g>> {
+        let mut log = log;
+        while self.picks < g.targets.len() + 4 {
+            self.picks += 1;
+            let ti = g.pick(key, &self.tried)?;
+            let t = &g.targets[ti];
+            if let Some(l) = log.as_deref_mut() {
+                l.target = Some(t.addr);
+                l.target_list.push(t.addr);
+            }
+            let fresh = fresh || std::mem::take(&mut self.fresh_only);
+            match target_connection(sh, t, fresh, first).await {
+                Ok((up, reused)) => {
+                    t.counters.requests.fetch_add(1, Relaxed);
+                    return Some(Attempt {
+                        t,
+                        up,
+                        reused,
+                        outstanding: Outstanding::new(t),
+                        sent_at: log.is_some().then(Instant::now),
+                    });
+                }
+                Err(failure) => {
+                    self.last_failure = Some(failure);
+                    self.tried.push(ti);
+                }
+            }
+        }
+        None
+    }
+
+    /// A pooled connection failed while the head was written: send it again on a new one.
+    pub fn requeue(&mut self, sh: &Shared) {
+        sh.metrics.upstream_requeued.fetch_add(1, Relaxed);
+        self.fresh_only = true;
+    }
+
+    /// A reused connection closed before any response byte: may the request go again (once,
+    /// on a new connection)? Takes the retry if so.
+    pub fn retry(&mut self, sh: &Shared, reused: bool, replayable: bool) -> bool {
+        if !(reused && replayable && !self.retried) {
+            return false;
+        }
+        sh.metrics.upstream_retries.fetch_add(1, Relaxed);
+        self.retried = true;
+        self.fresh_only = true;
+        true
+    }
+
+    /// What the client gets when no attempt is left.
+    pub fn give_up(&self) -> (u16, &'static str) {
+        self.last_failure.unwrap_or((503, "NoHealthyTargets"))
+    }
 }
 
 /// A connection to target `t` (both engines): an idle one from its pool unless `fresh` or the

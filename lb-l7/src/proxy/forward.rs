@@ -17,7 +17,7 @@ use crate::body::{self, Body};
 use crate::config::HashOn;
 use crate::h1::body::TargetBody;
 use crate::h1::codec;
-use crate::h1::forward::{self as h1_forward, HeadFailure};
+use crate::h1::forward::{self as h1_forward, Attempt, Attempts, HeadFailure};
 use crate::h1::relay;
 use crate::headers;
 use crate::select::hash_bytes;
@@ -28,7 +28,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
 
 /// Counts a request as outstanding on its target until dropped.
 pub(crate) struct Outstanding(Arc<TargetRt>);
@@ -118,39 +117,25 @@ pub async fn forward(
     let mut body = has_body.then_some(body);
     let idle = sh.limits.idle_timeout;
 
-    // Attempts: bounded by the number of targets plus the few retries allowed.
-    let mut tried: Vec<usize> = Vec::new();
-    let mut retried = false;
-    let mut fresh_only = false;
-    let mut last_failure: Option<(u16, &'static str)> = None;
-    for _ in 0..g.targets.len() + 4 {
-        // Phase pick_target.
-        let Some(ti) = g.pick(key, &tried) else { break };
-        let t = &g.targets[ti];
-        if let Some(l) = log.as_deref_mut() {
-            l.target = Some(t.addr);
-            l.target_list.push(t.addr);
-        }
-        let fresh = std::mem::take(&mut fresh_only);
-        let (mut up, reused) = match h1_forward::target_connection(sh, t, fresh, first).await {
-            Ok(c) => c,
-            Err(failure) => {
-                last_failure = Some(failure);
-                tried.push(ti);
-                continue;
-            }
-        };
-        let outstanding = Outstanding::new(t);
-        t.counters.requests.fetch_add(1, Relaxed);
-        let sent_at = log.is_some().then(Instant::now);
+    let mut attempts = Attempts::default();
+    while let Some(a) = attempts
+        .next(sh, g, key, false, first, log.as_deref_mut())
+        .await
+    {
+        let Attempt {
+            t,
+            mut up,
+            reused,
+            outstanding,
+            sent_at,
+        } = a;
 
         // Phase forward: the head, then the body.
         if let Err(e) = relay::write_all(&mut up, &head, idle).await {
             // The body is sent after the head, so nothing of it was taken yet.
             if reused {
                 tracing::debug!(target_addr = %t.addr, error = %e, "pooled connection failed on write; new connection");
-                m.upstream_requeued.fetch_add(1, Relaxed);
-                fresh_only = true;
+                attempts.requeue(sh);
                 continue;
             }
             tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
@@ -176,11 +161,8 @@ pub async fn forward(
                 return fail(sh, log, 504, "TargetResponseTimeout");
             }
             Err(HeadFailure::Closed(partial)) => {
-                if reused && replayable && !retried && !partial {
+                if !partial && attempts.retry(sh, reused, replayable) {
                     tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
-                    m.upstream_retries.fetch_add(1, Relaxed);
-                    retried = true;
-                    fresh_only = true;
                     continue;
                 }
                 tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
@@ -214,7 +196,7 @@ pub async fn forward(
         let (rp, ()) = r.into_parts();
         return http::Response::from_parts(rp, body::tracked(tb, on_end));
     }
-    let (status, reason) = last_failure.unwrap_or((503, "NoHealthyTargets"));
+    let (status, reason) = attempts.give_up();
     fail(sh, log, status, reason)
 }
 

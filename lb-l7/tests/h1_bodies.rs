@@ -176,3 +176,91 @@ async fn chunked_response_relayed_or_dechunked_for_http10() {
     );
     w.stop().await;
 }
+
+/// `max_request_body_bytes`: a declared length over it is refused before anything reaches a
+/// target; a chunked (HTTP/1.1) or length-less (HTTP/2) body is cut off when it goes over;
+/// 413 either way, the client connection closed (HTTP/1.1); a body at the limit goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_body_limit_413() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let b = backend("b").await;
+    let port = free_port();
+    let toml = format!(
+        "[load_balancer]\nmax_request_body_bytes = 1000\n{}",
+        config(port, b.addr.port())
+    );
+    let w = start(&toml);
+    let limit = Duration::from_secs(5);
+
+    // A declared length over the limit: 413 at once, the connection closed, nothing forwarded.
+    let (text, closed) = raw(
+        port,
+        b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n",
+        limit,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(closed, "closed after 413: {text}");
+    assert_eq!(b.hits.load(SeqCst), 0, "nothing reached the target");
+
+    // At the limit: forwarded whole.
+    let mut at =
+        b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    at.extend_from_slice(&[b'x'; 1000]);
+    let (text, _) = raw(port, &at, limit).await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("body-bytes=1000"), "{text}");
+
+    // Chunked, 600 + 600 bytes: cut off at the second chunk.
+    let mut chunked =
+        b"POST /up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..2 {
+        chunked.extend_from_slice(b"258\r\n");
+        chunked.extend_from_slice(&[b'y'; 600]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (text, closed) = raw(port, &chunked, limit).await;
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(closed, "closed after 413: {text}");
+    assert!(
+        !text.contains("body-bytes"),
+        "no target answer relayed: {text}"
+    );
+
+    // HTTP/2 (h2c), a declared length over the limit, then a body without a length.
+    let url = format!("http://127.0.0.1:{port}/up");
+    let body = vec![b'z'; 1500];
+    let (code, _) = curl(&[
+        "--http2-prior-knowledge",
+        "--data-binary",
+        &String::from_utf8_lossy(&body),
+        &url,
+    ])
+    .await;
+    assert_eq!(code, 413, "h2 with content-length 1500");
+    let (_, out, err) = run_stdin(
+        "curl",
+        &[
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{http_version}",
+            "--max-time",
+            "10",
+            "--http2-prior-knowledge",
+            "-T",
+            "-",
+            &url,
+        ],
+        Some(&body),
+    )
+    .await;
+    assert_eq!(out.trim(), "413 2", "h2 streamed body: {out} {err}");
+    let (code, text) = curl(&["--http2-prior-knowledge", "--data-binary", "small", &url]).await;
+    assert_eq!(code, 200, "{text}");
+    assert!(text.contains("body-bytes=5"), "{text}");
+    w.stop().await;
+}

@@ -44,6 +44,10 @@ pub struct LoadBalancerAttributes {
     pub websocket_idle_timeout_seconds: u64,
     /// weir: how long `serve` waits for in-flight requests after shutdown is asked.
     pub drain_timeout_seconds: u64,
+    /// weir: largest request body forwarded, in bytes (nginx's `client_max_body_size`); a
+    /// larger one gets 413 and the connection is closed. Default 0 = no limit, like ALB with
+    /// instance and IP targets.
+    pub max_request_body_bytes: u64,
     pub access_logs: AccessLogs,
 }
 
@@ -61,6 +65,7 @@ impl Default for LoadBalancerAttributes {
             http2_max_requests_per_connection: 10_000,
             websocket_idle_timeout_seconds: 0,
             drain_timeout_seconds: 30,
+            max_request_body_bytes: 0,
             access_logs: AccessLogs::default(),
         }
     }

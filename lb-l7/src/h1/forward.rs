@@ -12,7 +12,7 @@
 
 use super::codec::{self, Framing, ResponseHead};
 use super::idle::{CoarseClock, IdleDeadlines};
-use super::relay::{self, NowOrPending};
+use super::relay::{self, NowOrPending, RelayError};
 use super::stream::ClientStream;
 use crate::access_log::Record;
 use crate::headers;
@@ -166,10 +166,20 @@ pub async fn forward(
             }
             body_state = BodyState::Partial;
             let mut none = BytesMut::new();
-            match relay::relay(client, cbuf, &mut up, &mut none, framing, false, idle).await {
+            let shape = relay::BodyShape {
+                framing,
+                dechunk: false,
+                max_data: sh.limits.max_request_body,
+            };
+            match relay::relay(client, cbuf, &mut up, &mut none, shape, idle).await {
                 Ok(moved) => {
                     received += moved.wire;
                     body_state = BodyState::Done;
+                }
+                Err(RelayError::TooLarge) => {
+                    // The target has part of the body: its connection is dropped, not pooled.
+                    tracing::debug!(target_addr = %t.addr, "chunked request body over the limit");
+                    return own(413, "RequestBodyTooLarge", BodyState::Partial, received);
                 }
                 Err(e) if e.on_dst() => {
                     // The target stopped reading: it may have answered early (e.g. 413).
@@ -244,10 +254,12 @@ pub async fn forward(
             false,
         );
         let head_len = wire.len() as u64;
-        let result = relay::relay(
-            &mut up, &mut ubuf, client, &mut wire, rframing, dechunk, idle,
-        )
-        .await;
+        let shape = relay::BodyShape {
+            framing: rframing,
+            dechunk,
+            max_data: None,
+        };
+        let result = relay::relay(&mut up, &mut ubuf, client, &mut wire, shape, idle).await;
         drop(outstanding);
         return match result {
             Ok(moved) => {

@@ -32,6 +32,8 @@ pub enum RelayError {
     Dst(io::Error),
     #[error("malformed chunked body: {0}")]
     Malformed(&'static str),
+    #[error("body larger than the limit")]
+    TooLarge,
 }
 
 impl RelayError {
@@ -92,23 +94,47 @@ pub(crate) trait NowOrPending: Future + Sized {
 }
 impl<F: Future> NowOrPending for F {}
 
-/// Relays a body of `framing` from `src` to `dst`. `buf` holds bytes already read from `src`
-/// (the body's start); bytes after the body stay in it. `out` holds bytes to write first (a
-/// head), so a head and a short body leave in one write. `dechunk`: a chunked body is sent as
-/// its data only (the receiver reads until close).
+/// How a relayed body is framed and what is done to it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyShape {
+    pub framing: Framing,
+    /// A chunked body is sent as its data only (the receiver reads until close).
+    pub dechunk: bool,
+    /// Most data bytes a chunked body may carry (`RelayError::TooLarge` before the byte that
+    /// goes over is written). A declared length is checked before the relay starts.
+    pub max_data: Option<u64>,
+}
+
+impl BodyShape {
+    pub fn plain(framing: Framing) -> BodyShape {
+        BodyShape {
+            framing,
+            dechunk: false,
+            max_data: None,
+        }
+    }
+}
+
+/// Relays a body of `shape.framing` from `src` to `dst`. `buf` holds bytes already read from
+/// `src` (the body's start); bytes after the body stay in it. `out` holds bytes to write first
+/// (a head), so a head and a short body leave in one write.
 pub async fn relay<R, W>(
     src: &mut R,
     buf: &mut BytesMut,
     dst: &mut W,
     out: &mut BytesMut,
-    framing: Framing,
-    dechunk: bool,
+    shape: BodyShape,
     idle: Duration,
 ) -> Result<Moved, RelayError>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let BodyShape {
+        framing,
+        dechunk,
+        max_data,
+    } = shape;
     let mut moved = Moved::default();
     let mut left = match framing {
         Framing::Length(n) => n,
@@ -116,6 +142,8 @@ where
     };
     let mut scanner = ChunkedScanner::default();
     let mut spans = Vec::new();
+    let want_spans = dechunk || max_data.is_some();
+    let mut data = 0u64;
     let mut eof = false;
     loop {
         // The body bytes in `buf`, and whether the body is complete with them.
@@ -129,8 +157,12 @@ where
             Framing::Chunked => {
                 spans.clear();
                 let k = scanner
-                    .advance(buf, dechunk.then_some(&mut spans))
+                    .advance(buf, want_spans.then_some(&mut spans))
                     .map_err(RelayError::Malformed)?;
+                data += spans.iter().map(|&(s, e)| (e - s) as u64).sum::<u64>();
+                if max_data.is_some_and(|max| data > max) {
+                    return Err(RelayError::TooLarge);
+                }
                 (k, scanner.done())
             }
             Framing::UntilClose => (buf.len(), eof),

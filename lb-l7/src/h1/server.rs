@@ -380,8 +380,7 @@ async fn own_response(
                     buf,
                     &mut sink,
                     &mut none,
-                    f,
-                    false,
+                    relay::BodyShape::plain(f),
                     sh.limits.idle_timeout,
                 )
                 .await

@@ -141,11 +141,19 @@ pub async fn forward(
             tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
             return fail(sh, log, 502, "TargetResponseError");
         }
-        if let Some(b) = body.take()
-            && let Err(why) = send_body(&mut up, b, chunked, idle).await
-        {
-            tracing::warn!(target_addr = %t.addr, why, "request body not sent");
-            return fail(sh, log, 502, "TargetResponseError");
+        if let Some(b) = body.take() {
+            match send_body(&mut up, b, chunked, sh.limits.max_request_body, idle).await {
+                Ok(()) => {}
+                Err(SendBodyError::TooLarge) => {
+                    // The target has part of the body: its connection is dropped, not pooled.
+                    tracing::debug!(target_addr = %t.addr, "request body over the limit");
+                    return fail(sh, log, 413, "RequestBodyTooLarge");
+                }
+                Err(SendBodyError::Other(why)) => {
+                    tracing::warn!(target_addr = %t.addr, why, "request body not sent");
+                    return fail(sh, log, 502, "TargetResponseError");
+                }
+            }
         }
 
         // The response head.
@@ -200,19 +208,34 @@ pub async fn forward(
     fail(sh, log, status, reason)
 }
 
+enum SendBodyError {
+    /// More than `max_request_body_bytes`.
+    TooLarge,
+    Other(&'static str),
+}
+
+impl From<&'static str> for SendBodyError {
+    fn from(why: &'static str) -> Self {
+        SendBodyError::Other(why)
+    }
+}
+
 /// Streams a client's (HTTP/2) request body to the target: as it is when the length was
-/// declared, else chunk-encoded. Trailers are not forwarded.
+/// declared, else chunk-encoded. Trailers are not forwarded. Stops before the byte that would
+/// go over `max` (a declared length over it was refused before).
 async fn send_body(
     up: &mut tokio::net::TcpStream,
     mut body: Incoming,
     chunked: bool,
+    max: Option<u64>,
     idle: std::time::Duration,
-) -> Result<(), &'static str> {
+) -> Result<(), SendBodyError> {
+    let mut sent = 0u64;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err("client idle for the idle timeout"),
+            Err(_) => return Err("client idle for the idle timeout".into()),
             Ok(None) => break,
-            Ok(Some(Err(_))) => return Err("client body failed"),
+            Ok(Some(Err(_))) => return Err("client body failed".into()),
             Ok(Some(Ok(f))) => f,
         };
         let Ok(data) = frame.into_data() else {
@@ -220,6 +243,10 @@ async fn send_body(
         };
         if data.is_empty() {
             continue;
+        }
+        sent += data.len() as u64;
+        if max.is_some_and(|max| sent > max) {
+            return Err(SendBodyError::TooLarge);
         }
         if chunked {
             let size = format!("{:x}\r\n", data.len());

@@ -56,6 +56,8 @@ pub struct Limits {
     pub drain_timeout: Duration,
     pub websocket_idle_timeout: Duration,
     pub h2_max_requests: u64,
+    /// Largest request body forwarded; `None`: no limit.
+    pub max_request_body: Option<u64>,
 }
 
 impl Limits {
@@ -69,6 +71,7 @@ impl Limits {
             max_connections: lb.max_connections_per_worker,
             drain_timeout: Duration::from_secs(lb.drain_timeout_seconds),
             h2_max_requests: lb.http2_max_requests_per_connection,
+            max_request_body: (lb.max_request_body_bytes > 0).then_some(lb.max_request_body_bytes),
             websocket_idle_timeout: Duration::from_secs(match lb.websocket_idle_timeout_seconds {
                 0 => lb.idle_timeout.timeout_seconds,
                 s => s,

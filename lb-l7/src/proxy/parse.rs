@@ -115,6 +115,23 @@ pub fn check(
     Ok(false)
 }
 
+/// A declared `Content-Length` over `max` (weir's `max_request_body_bytes`) → 413; the
+/// connection is closed, the body is not read. A body without a declared length is counted as
+/// it is relayed instead.
+pub fn check_body_length(headers: &HeaderMap, max: Option<u64>) -> Result<(), Reject> {
+    let Some(max) = max else {
+        return Ok(());
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > max => Err(reject(413, "RequestBodyTooLarge")),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +156,16 @@ mod tests {
             false,
             DesyncMitigationMode::Defensive,
         )
+    }
+
+    #[test]
+    fn body_length_limit() {
+        let cl = |n: &str| h(&[("host", "a"), ("content-length", n)]);
+        assert_eq!(check_body_length(&cl("1000000"), None), Ok(()));
+        assert_eq!(check_body_length(&cl("1024"), Some(1024)), Ok(()));
+        let over = check_body_length(&cl("1025"), Some(1024)).unwrap_err();
+        assert_eq!((over.status, over.close), (413, true));
+        assert_eq!(check_body_length(&h(&[("host", "a")]), Some(1)), Ok(()));
     }
 
     #[test]

@@ -173,14 +173,18 @@ pub fn decide<'s, B>(
         return Decision::Respond(respond::fixed(200, Some("text/plain"), "OK\n"));
     }
     let uri_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
-    match parse::check(
+    let checked = parse::check(
         req.method(),
         uri_len,
         req.version(),
         req.headers(),
         saw_cl,
         lb.routing.http.desync_mitigation_mode,
-    ) {
+    )
+    .and_then(|desync| {
+        parse::check_body_length(req.headers(), sh.limits.max_request_body).map(|()| desync)
+    });
+    match checked {
         Err(r) => {
             if r.desync {
                 m.desync_non_compliant.fetch_add(1, Relaxed);

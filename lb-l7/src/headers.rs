@@ -36,11 +36,9 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
     for n in listed.iter().chain(HOP_BY_HOP.iter()) {
         h.remove(n);
     }
-    if upgrade {
-        if let Some(u) = upgrade_value {
-            h.insert(header::UPGRADE, u);
-            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        }
+    if upgrade && let Some(u) = upgrade_value {
+        h.insert(header::UPGRADE, u);
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
 }
 

@@ -109,13 +109,13 @@ impl<C: Pooled> Pool<C> {
         if conn.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock() {
-            if self.policy.may_keep(idle.len()) {
-                idle.push(Idle {
-                    conn,
-                    since: Instant::now(),
-                });
-            }
+        if let Ok(mut idle) = self.idle.lock()
+            && self.policy.may_keep(idle.len())
+        {
+            idle.push(Idle {
+                conn,
+                since: Instant::now(),
+            });
         }
     }
 

@@ -94,10 +94,10 @@ impl SniResolver {
                 })
             })
             .unwrap_or(0);
-        if let Ok(mut c) = self.cache.lock() {
-            if c.len() < 4096 {
-                c.insert(name.to_string(), i);
-            }
+        if let Ok(mut c) = self.cache.lock()
+            && c.len() < 4096
+        {
+            c.insert(name.to_string(), i);
         }
         i
     }

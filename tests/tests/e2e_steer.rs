@@ -99,16 +99,15 @@ fn worker_pids(marker: &str) -> HashMap<usize, i32> {
             .split(|b| *b == 0)
             .map(|a| String::from_utf8_lossy(a).into_owned())
             .collect();
-        if args.get(1).map(String::as_str) == Some("worker") && args.iter().any(|a| a == marker) {
-            if let Some(i) = args
+        if args.get(1).map(String::as_str) == Some("worker")
+            && args.iter().any(|a| a == marker)
+            && let Some(i) = args
                 .iter()
                 .position(|a| a == "--index")
                 .and_then(|i| args.get(i + 1))
-            {
-                if let Ok(i) = i.parse() {
-                    out.insert(i, pid);
-                }
-            }
+            && let Ok(i) = i.parse()
+        {
+            out.insert(i, pid);
         }
     }
     out

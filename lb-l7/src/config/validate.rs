@@ -174,16 +174,16 @@ fn listener(e: &mut Errors, p: &str, l: &Listener, groups: &HashSet<&str>) {
                 c,
                 Condition::HttpHeader { .. } | Condition::QueryString { .. }
             );
-            if let Some(first) = seen.insert(c.field_name(), k) {
-                if once {
-                    e.push(
-                        format!("{cp}.field"),
-                        format!(
-                            "only one {} condition per rule (see condition[{first}])",
-                            c.field_name()
-                        ),
-                    );
-                }
+            if let Some(first) = seen.insert(c.field_name(), k)
+                && once
+            {
+                e.push(
+                    format!("{cp}.field"),
+                    format!(
+                        "only one {} condition per rule (see condition[{first}])",
+                        c.field_name()
+                    ),
+                );
             }
             condition(e, &cp, c);
         }
@@ -289,13 +289,13 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
                 }
                 _ => {}
             }
-            if let Some(name) = target_group {
-                if !groups.contains(name.as_str()) {
-                    e.push(
-                        format!("{p}.target_group"),
-                        format!("no target_group named {name:?}"),
-                    );
-                }
+            if let Some(name) = target_group
+                && !groups.contains(name.as_str())
+            {
+                e.push(
+                    format!("{p}.target_group"),
+                    format!("no target_group named {name:?}"),
+                );
             }
             if target_groups.len() > 5 {
                 e.push(format!("{p}.target_groups"), "at most 5 target groups");
@@ -365,10 +365,10 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
             if message_body.len() > 1024 {
                 e.push(format!("{p}.message_body"), "at most 1024 bytes");
             }
-            if let Some(ct) = content_type {
-                if http::HeaderValue::from_str(ct).is_err() {
-                    e.push(format!("{p}.content_type"), "not a valid header value");
-                }
+            if let Some(ct) = content_type
+                && http::HeaderValue::from_str(ct).is_err()
+            {
+                e.push(format!("{p}.content_type"), "not a valid header value");
             }
         }
     }

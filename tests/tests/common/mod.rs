@@ -91,7 +91,7 @@ pub fn start_weir(ns: &Ns, iface: &Iface, args: &[&str]) -> Result<Proc> {
         if !p.is_running() {
             bail!("weir exited before attaching");
         }
-        Ok(xdp_attached(iface)?)
+        xdp_attached(iface)
     })?;
     Ok(p)
 }

@@ -14,6 +14,7 @@ pub mod pool;
 pub mod proxy;
 pub mod rules;
 pub mod select;
+pub mod sticky;
 pub mod target;
 pub mod tls;
 pub mod wildcard;

@@ -1,9 +1,11 @@
 //! Target groups at run time: targets with a state, counters and a connection pool.
 
-use crate::config::{AlgorithmType, HashOn, TargetGroup};
+use crate::config::{AlgorithmType, HashOn, Stickiness, StickinessType, TargetGroup};
 use crate::metrics::{TargetCounters, TargetSnapshot};
 use crate::pool::{Pool, PoolPolicy};
 use crate::select::{self, Algorithm, Candidate, Draw};
+use crate::sticky;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
@@ -83,7 +85,84 @@ pub struct GroupRt {
     pub targets: Vec<Arc<TargetRt>>,
     pub algorithm: Algorithm,
     pub hash_on: Option<HashOn>,
+    /// Target stickiness, when enabled.
+    pub sticky: Option<StickyRt>,
+    /// The group's token in a group-stickiness cookie (`AWSALBTG`).
+    pub token: String,
     seq: AtomicU64,
+}
+
+/// A group's target stickiness at run time.
+#[derive(Debug)]
+pub struct StickyRt {
+    pub kind: StickyKind,
+    /// How long the cookie lasts.
+    pub lasts: Duration,
+    /// Each target's token, by target index.
+    pub tokens: Vec<String>,
+    by_token: HashMap<String, usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StickyKind {
+    /// weir's cookie `AWSALB` (and `AWSALBCORS`) on every response.
+    LbCookie,
+    /// `AWSALBAPP-0` set when the target sets the application's cookie of this name.
+    AppCookie(String),
+}
+
+impl StickyRt {
+    fn new(group: &str, s: &Stickiness, targets: &[Arc<TargetRt>]) -> Option<StickyRt> {
+        if !s.enabled {
+            return None;
+        }
+        let (kind, secs) = match s.kind {
+            StickinessType::LbCookie => (StickyKind::LbCookie, s.lb_cookie.duration_seconds),
+            StickinessType::AppCookie => (
+                StickyKind::AppCookie(s.app_cookie.cookie_name.clone()),
+                s.app_cookie.duration_seconds,
+            ),
+        };
+        let tokens: Vec<String> = targets
+            .iter()
+            .map(|t| sticky::token(group, &t.addr.to_string()))
+            .collect();
+        let by_token = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.clone(), i))
+            .collect();
+        Some(StickyRt {
+            kind,
+            lasts: Duration::from_secs(secs),
+            tokens,
+            by_token,
+        })
+    }
+
+    /// The name of the cookie a request carries its target in.
+    pub fn cookie_name(&self) -> &'static str {
+        match self.kind {
+            StickyKind::LbCookie => sticky::LB_COOKIE,
+            StickyKind::AppCookie(_) => sticky::APP_COOKIE,
+        }
+    }
+
+    /// The target a request's cookies name, if any (not checked for health).
+    pub fn target_of(&self, h: &http::HeaderMap) -> Option<usize> {
+        let find = |name: &str| {
+            let lines = h.get_all(http::header::COOKIE);
+            sticky::cookie(lines.iter().map(|v| v.as_bytes()), name)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| self.by_token.get(v).copied())
+        };
+        match self.kind {
+            StickyKind::LbCookie => {
+                find(sticky::LB_COOKIE).or_else(|| find(sticky::LB_COOKIE_CORS))
+            }
+            StickyKind::AppCookie(_) => find(sticky::APP_COOKIE),
+        }
+    }
 }
 
 impl GroupRt {
@@ -93,7 +172,7 @@ impl GroupRt {
             idle_timeout: Duration::from_secs(g.connection_pool.idle_timeout_seconds),
             reuse: g.connection_pool.reuse,
         };
-        let targets = g
+        let targets: Vec<Arc<TargetRt>> = g
             .target
             .iter()
             .filter_map(|t| {
@@ -119,6 +198,8 @@ impl GroupRt {
         };
         GroupRt {
             name: g.name.clone(),
+            sticky: StickyRt::new(&g.name, &g.stickiness, &targets),
+            token: sticky::token("target-group", &g.name),
             targets,
             algorithm,
             hash_on: g
@@ -129,6 +210,31 @@ impl GroupRt {
                 .and_then(HashOn::parse),
             seq: AtomicU64::new(fastrand::u64(..)),
         }
+    }
+
+    /// May target `i` take a new request now (the same rule `pick` applies)?
+    pub fn can_take(&self, i: usize) -> bool {
+        let Some(t) = self.targets.get(i) else {
+            return false;
+        };
+        if t.weight == 0 {
+            return false;
+        }
+        match t.state() {
+            TargetState::Healthy => true,
+            TargetState::Unused | TargetState::Draining => false,
+            _ => !self
+                .targets
+                .iter()
+                .any(|t| t.state() == TargetState::Healthy && t.weight > 0),
+        }
+    }
+
+    /// The target a request's cookies stick it to, when the group is sticky and that target
+    /// can take it.
+    pub fn sticky_target(&self, h: &http::HeaderMap) -> Option<usize> {
+        let i = self.sticky.as_ref()?.target_of(h)?;
+        self.can_take(i).then_some(i)
     }
 
     /// Picks a target not in `tried`. Healthy targets first; when none is healthy, all targets

@@ -135,6 +135,9 @@ pub enum Action {
         target_group: Option<String>,
         #[serde(default)]
         target_groups: Vec<WeightedTargetGroup>,
+        /// Group stickiness (ALB's `TargetGroupStickinessConfig`): a client keeps its group.
+        #[serde(default)]
+        stickiness: Option<GroupStickiness>,
     },
     /// Components default to the request's own (`#{protocol}` etc.); at least one must change.
     #[serde(rename = "redirect")]
@@ -206,6 +209,17 @@ fn one() -> u32 {
     1
 }
 
+/// `stickiness = { enabled = true, duration_seconds = 3600 }` on a forward action.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupStickiness {
+    #[serde(default)]
+    pub enabled: bool,
+    /// 1–604800 (required when enabled, like ALB's `DurationSeconds`).
+    #[serde(default)]
+    pub duration_seconds: u64,
+}
+
 impl Action {
     /// The weighted target groups of a forward action, whichever form was written.
     pub fn forward_groups(&self) -> Vec<WeightedTargetGroup> {
@@ -213,6 +227,7 @@ impl Action {
             Action::Forward {
                 target_group,
                 target_groups,
+                ..
             } => {
                 let mut v = target_groups.clone();
                 if let Some(name) = target_group {

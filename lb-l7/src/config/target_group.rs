@@ -19,6 +19,8 @@ pub struct TargetGroup {
     #[serde(default)]
     pub deregistration_delay: DeregistrationDelay,
     #[serde(default)]
+    pub stickiness: Stickiness,
+    #[serde(default)]
     pub health_check: HealthCheck,
     #[serde(default)]
     pub connection_pool: ConnectionPool,
@@ -88,6 +90,62 @@ impl Default for DeregistrationDelay {
     fn default() -> Self {
         DeregistrationDelay {
             timeout_seconds: 300,
+        }
+    }
+}
+
+/// `stickiness.*` (ALB's target group attributes): a client's requests keep going to one
+/// target, by weir's own cookie (`lb_cookie`, `AWSALB`) or by a cookie weir sets beside the
+/// application's (`app_cookie`, `AWSALBAPP-0`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Stickiness {
+    pub enabled: bool,
+    #[serde(rename = "type")]
+    pub kind: StickinessType,
+    pub lb_cookie: LbCookie,
+    pub app_cookie: AppCookie,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StickinessType {
+    #[default]
+    LbCookie,
+    AppCookie,
+}
+
+/// Most a stickiness cookie may last (ALB: 7 days).
+pub const MAX_STICKY_SECONDS: u64 = 604_800;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LbCookie {
+    /// 1–604800, default 86400.
+    pub duration_seconds: u64,
+}
+impl Default for LbCookie {
+    fn default() -> Self {
+        LbCookie {
+            duration_seconds: 86_400,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppCookie {
+    /// The application's cookie whose setting makes weir set `AWSALBAPP-0`; required for
+    /// `app_cookie`.
+    pub cookie_name: String,
+    /// 1–604800, default 86400.
+    pub duration_seconds: u64,
+}
+impl Default for AppCookie {
+    fn default() -> Self {
+        AppCookie {
+            cookie_name: String::new(),
+            duration_seconds: 86_400,
         }
     }
 }

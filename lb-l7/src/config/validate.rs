@@ -278,7 +278,18 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
         Action::Forward {
             target_group,
             target_groups,
+            stickiness,
         } => {
+            if let Some(st) = stickiness
+                && st.enabled
+            {
+                e.range(
+                    format!("{p}.stickiness.duration_seconds"),
+                    st.duration_seconds,
+                    1,
+                    MAX_STICKY_SECONDS,
+                );
+            }
             match (target_group, target_groups.is_empty()) {
                 (Some(_), false) => e.push(
                     p.to_string(),
@@ -374,6 +385,36 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
     }
 }
 
+fn stickiness(e: &mut Errors, p: &str, s: &Stickiness) {
+    e.range(
+        format!("{p}.lb_cookie.duration_seconds"),
+        s.lb_cookie.duration_seconds,
+        1,
+        MAX_STICKY_SECONDS,
+    );
+    e.range(
+        format!("{p}.app_cookie.duration_seconds"),
+        s.app_cookie.duration_seconds,
+        1,
+        MAX_STICKY_SECONDS,
+    );
+    let name = &s.app_cookie.cookie_name;
+    let cp = format!("{p}.app_cookie.cookie_name");
+    if s.enabled && s.kind == StickinessType::AppCookie && name.is_empty() {
+        e.push(
+            cp,
+            "type = \"app_cookie\" needs the application's cookie_name",
+        );
+    } else if !name.is_empty() && !crate::sticky::is_cookie_name(name) {
+        e.push(cp, format!("{name:?} is not a cookie name"));
+    } else if ["AWSALB", "AWSALBAPP", "AWSALBTG"]
+        .iter()
+        .any(|r| name.starts_with(r))
+    {
+        e.push(cp, "AWSALB, AWSALBAPP and AWSALBTG are weir's own cookies");
+    }
+}
+
 fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
     if g.name.is_empty()
         || g.name.len() > 32
@@ -437,6 +478,7 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
         0,
         3600,
     );
+    stickiness(e, &format!("{p}.stickiness"), &g.stickiness);
     let h = &g.health_check;
     let hp = format!("{p}.health_check");
     e.range(format!("{hp}.timeout_seconds"), h.timeout_seconds, 2, 120);

@@ -307,6 +307,14 @@ impl ResponseHead {
         h
     }
 
+    /// Does the response set cookie `name`?
+    pub fn sets_cookie(&self, name: &str) -> bool {
+        (0..self.fields.len()).any(|i| {
+            self.name(i).eq_ignore_ascii_case(b"set-cookie")
+                && crate::sticky::sets_cookie(self.value(i), name)
+        })
+    }
+
     fn connection_listed(&self) -> Vec<&[u8]> {
         self.headers
             .get_all(header::CONNECTION)
@@ -403,13 +411,15 @@ fn is_hop_by_hop(name: &[u8], listed: &[&[u8]]) -> bool {
 
 /// Writes the response head for the client: the target's status line and end-to-end headers,
 /// then `transfer-encoding: chunked` when the body is relayed chunked, and `connection`.
-/// `upgrade`: a `101` keeps `Upgrade` and says `Connection: upgrade`.
+/// `upgrade`: a `101` keeps `Upgrade` and says `Connection: upgrade`. `set_cookies`: weir's own
+/// `Set-Cookie` values (stickiness), after the target's headers.
 pub fn write_client_response_head(
     out: &mut BytesMut,
     r: &ResponseHead,
     chunked: bool,
     connection: Option<&'static str>,
     upgrade: bool,
+    set_cookies: &[String],
 ) {
     out.reserve(r.raw.len() + 64);
     out.put_slice(b"HTTP/1.1 ");
@@ -427,6 +437,11 @@ pub fn write_client_response_head(
         out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(r.value(i));
+        out.put_slice(b"\r\n");
+    }
+    for c in set_cookies {
+        out.put_slice(b"set-cookie: ");
+        out.put_slice(c.as_bytes());
         out.put_slice(b"\r\n");
     }
     if chunked {

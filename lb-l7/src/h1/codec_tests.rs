@@ -38,7 +38,7 @@ fn resp(s: &str) -> (ResponseHead, BytesMut) {
 
 fn client_head(raw: &str, chunked: bool, conn: Option<&'static str>, upgrade: bool) -> String {
     let mut out = BytesMut::new();
-    write_client_response_head(&mut out, &resp(raw).0, chunked, conn, upgrade);
+    write_client_response_head(&mut out, &resp(raw).0, chunked, conn, upgrade, &[]);
     String::from_utf8(out.to_vec()).unwrap()
 }
 

@@ -16,7 +16,8 @@ use super::relay::{self, NowOrPending, RelayError};
 use super::stream::ClientStream;
 use crate::access_log::Record;
 use crate::headers;
-use crate::proxy::forward::{Outstanding, hash_key, idempotent, prepare_upstream};
+use crate::proxy::forward::{Outstanding, hash_key, idempotent, prepare_upstream, sticky_cookies};
+use crate::proxy::service::Route;
 use crate::proxy::{ConnInfo, Shared};
 use crate::target::{GroupRt, TargetRt};
 use bytes::{Bytes, BytesMut};
@@ -82,23 +83,25 @@ struct Outgoing {
 pub async fn forward(
     sh: &Shared,
     ci: &ConnInfo,
-    g: &GroupRt,
+    route: Route<'_>,
     req: Request<()>,
     framing: Framing,
     client: &mut ClientStream,
     cbuf: &mut BytesMut,
     first: bool,
     keep_client: bool,
-    host: Option<&str>,
     mut log: Option<&mut Record>,
 ) -> Forwarded {
     let m = &sh.metrics;
+    let g = route.group;
+    let host = route.host.as_deref();
     if g.targets.is_empty() {
         return own(503, "NoRegisteredTargets", BodyState::Untouched, 0);
     }
     let client_version = req.version();
     let upgrade = headers::wants_upgrade(req.headers());
     let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
+    let stuck = g.sticky_target(req.headers());
     let expect_continue = req
         .headers()
         .get(header::EXPECT)
@@ -135,12 +138,13 @@ pub async fn forward(
         BodyState::Untouched
     };
     let mut received = 0u64;
-    let mut attempts = Attempts::default();
+    let mut attempts = Attempts::stuck_to(stuck);
     while let Some(a) = attempts
         .next(sh, g, key, upgrade, first, log.as_deref_mut())
         .await
     {
         let Attempt {
+            ti,
             t,
             mut up,
             reused,
@@ -246,12 +250,14 @@ pub async fn forward(
         } else {
             BytesMut::with_capacity(resp.raw.len() + 64)
         };
+        let cookies = sticky_cookies(g, ti, route.group_cookie, |n| resp.sets_cookie(n));
         codec::write_client_response_head(
             &mut wire,
             &resp,
             rframing == Framing::Chunked && !dechunk,
             connection,
             false,
+            &cookies,
         );
         let head_len = wire.len() as u64;
         let shape = relay::BodyShape {
@@ -301,10 +307,14 @@ pub(crate) struct Attempts {
     retried: bool,
     fresh_only: bool,
     last_failure: Option<(u16, &'static str)>,
+    /// The target stickiness names: used while it accepts connections.
+    stuck: Option<usize>,
 }
 
 /// One attempt's target connection, counted on its target until dropped.
 pub(crate) struct Attempt<'g> {
+    /// The target's index in its group.
+    pub ti: usize,
     pub t: &'g Arc<TargetRt>,
     pub up: TcpStream,
     pub reused: bool,
@@ -314,6 +324,14 @@ pub(crate) struct Attempt<'g> {
 }
 
 impl Attempts {
+    /// Attempts whose first target is `stuck` (stickiness), when given.
+    pub fn stuck_to(stuck: Option<usize>) -> Attempts {
+        Attempts {
+            stuck,
+            ..Attempts::default()
+        }
+    }
+
     /// Phase pick_target: the next target and a connection to it (skipping targets that
     /// refuse); `None` when the group is exhausted. `fresh`: do not take a pooled connection.
     pub async fn next<'g>(
@@ -328,7 +346,12 @@ impl Attempts {
         let mut log = log;
         while self.picks < g.targets.len() + 4 {
             self.picks += 1;
-            let ti = g.pick(key, &self.tried)?;
+            // The sticky target until it refuses a connection (a retry on a new connection
+            // stays with it).
+            let ti = match self.stuck.filter(|i| !self.tried.contains(i)) {
+                Some(i) => i,
+                None => g.pick(key, &self.tried)?,
+            };
             let t = &g.targets[ti];
             if let Some(l) = log.as_deref_mut() {
                 l.target = Some(t.addr);
@@ -339,6 +362,7 @@ impl Attempts {
                 Ok((up, reused)) => {
                     t.counters.requests.fetch_add(1, Relaxed);
                     return Some(Attempt {
+                        ti,
                         t,
                         up,
                         reused,
@@ -486,7 +510,7 @@ async fn upgraded(
     outstanding: Outstanding,
 ) -> Forwarded {
     let mut wire = BytesMut::new();
-    codec::write_client_response_head(&mut wire, resp, false, None, true);
+    codec::write_client_response_head(&mut wire, resp, false, None, true, &[]);
     let sent = wire.len() as u64;
     if relay::write_all(client, &wire, sh.limits.idle_timeout)
         .await

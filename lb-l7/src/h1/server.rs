@@ -269,7 +269,7 @@ async fn request(
         l.request_processing_time = Some(t0.elapsed().as_secs_f64());
     }
     let decision = match (decided, framing) {
-        (Decision::Forward { group, host }, Ok(framing)) => Ok((group, host, framing)),
+        (Decision::Forward(route), Ok(framing)) => Ok((route, framing)),
         (Decision::Respond(r), Ok(_)) => Err((r, BodyState::Untouched)),
         (_, Err(_)) => Err((respond::elb(400, true), BodyState::Partial)),
     };
@@ -278,18 +278,17 @@ async fn request(
             let framing = framing.ok();
             own_response(sh, io, buf, resp, &client, body, framing).await
         }
-        Ok((group, host, framing)) => {
+        Ok((route, framing)) => {
             let fwd = forward::forward(
                 sh,
                 ci,
-                group,
+                route,
                 req,
                 framing,
                 io,
                 buf,
                 first,
                 keep_client,
-                host.as_deref(),
                 log.as_mut(),
             )
             .await;

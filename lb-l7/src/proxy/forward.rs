@@ -11,6 +11,7 @@
 //!   connection, when the request is idempotent and has no body (so it can be replayed);
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
 
+use super::service::Route;
 use super::{ConnInfo, Shared, respond};
 use crate::access_log::Record;
 use crate::body::{self, Body};
@@ -21,6 +22,8 @@ use crate::h1::forward::{self as h1_forward, Attempt, Attempts, HeadFailure};
 use crate::h1::relay;
 use crate::headers;
 use crate::select::hash_bytes;
+use crate::sticky;
+use crate::target::StickyKind;
 use crate::target::{GroupRt, TargetRt};
 use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version, header};
 use http_body::Body as _;
@@ -69,6 +72,69 @@ pub(crate) fn hash_key(on: Option<&HashOn>, h: &HeaderMap, ci: &ConnInfo) -> Opt
     }
 }
 
+/// weir's `Set-Cookie` values for a response from target `ti` of `g` (both engines):
+/// `AWSALB`/`AWSALBCORS` for `lb_cookie` stickiness, `AWSALBAPP-0` when the target set the
+/// application's cookie (`sets_cookie(name)`), and `AWSALBTG`/`AWSALBTGCORS` for group
+/// stickiness (`group_cookie`). Empty (no allocation) when none applies.
+pub(crate) fn sticky_cookies(
+    g: &GroupRt,
+    ti: usize,
+    group_cookie: Option<std::time::Duration>,
+    sets_cookie: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut v = Vec::new();
+    let now = std::time::SystemTime::now();
+    if let Some(s) = &g.sticky
+        && let Some(token) = s.tokens.get(ti)
+    {
+        match &s.kind {
+            StickyKind::LbCookie => {
+                v.push(sticky::set_cookie(
+                    sticky::LB_COOKIE,
+                    token,
+                    now,
+                    s.lasts,
+                    false,
+                ));
+                v.push(sticky::set_cookie(
+                    sticky::LB_COOKIE_CORS,
+                    token,
+                    now,
+                    s.lasts,
+                    true,
+                ));
+            }
+            StickyKind::AppCookie(name) if sets_cookie(name) => {
+                v.push(sticky::set_cookie(
+                    sticky::APP_COOKIE,
+                    token,
+                    now,
+                    s.lasts,
+                    false,
+                ));
+            }
+            StickyKind::AppCookie(_) => {}
+        }
+    }
+    if let Some(lasts) = group_cookie {
+        v.push(sticky::set_cookie(
+            sticky::GROUP_COOKIE,
+            &g.token,
+            now,
+            lasts,
+            false,
+        ));
+        v.push(sticky::set_cookie(
+            sticky::GROUP_COOKIE_CORS,
+            &g.token,
+            now,
+            lasts,
+            true,
+        ));
+    }
+    v
+}
+
 fn fail(
     sh: &Shared,
     log: Option<&mut Record>,
@@ -85,18 +151,20 @@ fn fail(
 pub async fn forward(
     sh: &Shared,
     ci: &ConnInfo,
-    g: &GroupRt,
+    route: Route<'_>,
     req: Request<Incoming>,
     first: bool,
-    host: Option<&str>,
     mut log: Option<&mut Record>,
 ) -> http::Response<Body> {
     let m = &sh.metrics;
+    let g = route.group;
+    let host = route.host.as_deref();
     if g.targets.is_empty() {
         return fail(sh, log, 503, "NoRegisteredTargets");
     }
     let client_version = req.version();
     let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
+    let stuck = g.sticky_target(req.headers());
 
     // The request as the target sees it: HTTP/1.1, a body with its length or chunked.
     let (mut parts, body) = req.into_parts();
@@ -117,12 +185,13 @@ pub async fn forward(
     let mut body = has_body.then_some(body);
     let idle = sh.limits.idle_timeout;
 
-    let mut attempts = Attempts::default();
+    let mut attempts = Attempts::stuck_to(stuck);
     while let Some(a) = attempts
         .next(sh, g, key, false, first, log.as_deref_mut())
         .await
     {
         let Attempt {
+            ti,
             t,
             mut up,
             reused,
@@ -197,7 +266,13 @@ pub async fn forward(
         *r.status_mut() =
             http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
         *r.version_mut() = client_version;
-        *r.headers_mut() = resp.end_to_end_headers();
+        let mut headers = resp.end_to_end_headers();
+        for c in sticky_cookies(g, ti, route.group_cookie, |n| resp.sets_cookie(n)) {
+            if let Ok(v) = HeaderValue::try_from(c) {
+                headers.append(header::SET_COOKIE, v);
+            }
+        }
+        *r.headers_mut() = headers;
         let reusable = resp.target_keeps_alive();
         let tb = TargetBody::new(up, ubuf, framing, t.clone(), reusable, idle);
         let on_end: body::OnEnd = Box::new(move |_bytes, _done| drop(outstanding));

@@ -6,13 +6,14 @@ use crate::body::{self, Body};
 use crate::config::Action;
 use crate::rules::RequestFacts;
 use crate::select::pick_weighted;
+use crate::sticky;
 use crate::target::GroupRt;
 use http::{Request, Response, Version, header};
 use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// hyper's service entry point.
 pub async fn handle(
@@ -41,18 +42,9 @@ pub async fn handle(
     });
     let resp = match decide(&sh, &ci, &req, false, log.as_mut()) {
         Decision::Respond(r) => r,
-        Decision::Forward { group, host } => {
+        Decision::Forward(route) => {
             // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
-            Box::pin(forward::forward(
-                &sh,
-                &ci,
-                group,
-                req,
-                first,
-                host.as_deref(),
-                log.as_mut(),
-            ))
-            .await
+            Box::pin(forward::forward(&sh, &ci, route, req, first, log.as_mut())).await
         }
     };
 
@@ -150,11 +142,16 @@ pub fn host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
 /// What to do with a request: weir answers it itself, or it goes to a target group.
 pub enum Decision<'s> {
     Respond(Response<Body>),
-    Forward {
-        group: &'s GroupRt,
-        /// The request's host (without port), for the forwarded `Host`.
-        host: Option<String>,
-    },
+    Forward(Route<'s>),
+}
+
+/// Where phase route sends a request.
+pub struct Route<'s> {
+    pub group: &'s GroupRt,
+    /// The request's host (without port), for the forwarded `Host`.
+    pub host: Option<String>,
+    /// Group stickiness: the response sets `AWSALBTG` lasting this long.
+    pub group_cookie: Option<Duration>,
 }
 
 /// Phases parse and route, shared by the HTTP/1.1 engine and the hyper (HTTP/2) path.
@@ -262,9 +259,35 @@ pub fn decide<'s, B>(
         Action::Forward {
             target_group,
             target_groups,
+            stickiness,
         } => {
-            // Phase pick_target, first half: the target group.
+            // Phase pick_target, first half: the target group (the one the client sticks to,
+            // with group stickiness).
+            let stick_for = stickiness
+                .as_ref()
+                .filter(|s| s.enabled && !target_groups.is_empty())
+                .map(|s| Duration::from_secs(s.duration_seconds));
+            let stuck = stick_for.and_then(|_| {
+                let lines = || {
+                    req.headers()
+                        .get_all(header::COOKIE)
+                        .into_iter()
+                        .map(|v| v.as_bytes())
+                };
+                let token = sticky::cookie(lines(), sticky::GROUP_COOKIE)
+                    .or_else(|| sticky::cookie(lines(), sticky::GROUP_COOKIE_CORS))?;
+                target_groups
+                    .iter()
+                    .filter(|g| g.weight > 0)
+                    .find(|g| {
+                        sh.groups
+                            .get(g.name.as_str())
+                            .is_some_and(|rt| rt.token.as_bytes() == token)
+                    })
+                    .map(|g| g.name.as_str())
+            });
             let name = match (target_group, target_groups.as_slice()) {
+                _ if stuck.is_some() => stuck,
                 (Some(n), []) => Some(n.as_str()),
                 (_, groups) => {
                     let w: Vec<u32> = groups.iter().map(|g| g.weight).collect();
@@ -279,7 +302,11 @@ pub fn decide<'s, B>(
                 l.actions_executed.push("forward");
                 l.target_group = Some(group.name.clone());
             }
-            Decision::Forward { group, host }
+            Decision::Forward(Route {
+                group,
+                host,
+                group_cookie: stick_for,
+            })
         }
     }
 }

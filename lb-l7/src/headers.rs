@@ -152,6 +152,9 @@ pub fn host_is(value: &[u8], host: &str, port: Option<&str>) -> bool {
 }
 
 /// A new trace id `Root=1-<8 hex epoch>-<24 hex random>`.
+/// `Root=1-` + 8 hex + `-` + 24 hex.
+const TRACE_ROOT_LEN: usize = 40;
+
 pub fn new_trace_root(epoch_secs: u64, random: u128) -> String {
     // By hand: `format!` with hex widths costs more than the rest of the header work.
     fn hex(s: &mut String, v: u128, digits: u32) {
@@ -161,7 +164,8 @@ pub fn new_trace_root(epoch_secs: u64, random: u128) -> String {
             ));
         }
     }
-    let mut s = String::with_capacity(36);
+    // Exactly its length: the String becomes the header value's buffer without a copy.
+    let mut s = String::with_capacity(TRACE_ROOT_LEN);
     s.push_str("Root=1-");
     hex(&mut s, u128::from(epoch_secs as u32), 8);
     s.push('-');
@@ -194,6 +198,14 @@ pub fn is_valid_header_name(n: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_root_fills_its_buffer_exactly() {
+        let r = new_trace_root(0x5f00_0000, u128::MAX);
+        assert_eq!(r.len(), TRACE_ROOT_LEN);
+        assert_eq!(r.capacity(), TRACE_ROOT_LEN, "no regrowth, no spare room");
+        assert_eq!(r, "Root=1-5f000000-ffffffffffffffffffffffff");
+    }
 
     #[test]
     fn hop_by_hop_and_connection_listed() {

@@ -11,7 +11,7 @@ pub enum Algorithm {
 }
 
 /// One target as selection sees it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Candidate {
     pub weight: u32,
     pub outstanding: u64,

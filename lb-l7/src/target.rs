@@ -245,27 +245,34 @@ impl GroupRt {
             random: fastrand::u64(..),
             key,
         };
-        let cands = |ok: &dyn Fn(TargetState) -> bool| -> Vec<Candidate> {
-            self.targets
-                .iter()
-                .enumerate()
-                .map(|(i, t)| Candidate {
-                    weight: t.weight,
-                    outstanding: t.outstanding.load(Relaxed),
-                    id_hash: t.id_hash,
-                    eligible: ok(t.state()) && !tried.contains(&i),
-                })
-                .collect()
-        };
         let any_healthy = self
             .targets
             .iter()
             .any(|t| t.state() == TargetState::Healthy && t.weight > 0);
-        let c = if any_healthy {
-            cands(&|s| s == TargetState::Healthy)
-        } else {
-            cands(&|s| !matches!(s, TargetState::Unused | TargetState::Draining))
+        let ok = |s: TargetState| {
+            if any_healthy {
+                s == TargetState::Healthy
+            } else {
+                !matches!(s, TargetState::Unused | TargetState::Draining)
+            }
         };
-        select::pick(self.algorithm, &c, draw)
+        let cand = |(i, t): (usize, &Arc<TargetRt>)| Candidate {
+            weight: t.weight,
+            outstanding: t.outstanding.load(Relaxed),
+            id_hash: t.id_hash,
+            eligible: ok(t.state()) && !tried.contains(&i),
+        };
+        // Small groups (the common case) are described on the stack: no allocation per request.
+        const ON_STACK: usize = 16;
+        if self.targets.len() <= ON_STACK {
+            let mut c = [Candidate::default(); ON_STACK];
+            for (slot, x) in c.iter_mut().zip(self.targets.iter().enumerate()) {
+                *slot = cand(x);
+            }
+            select::pick(self.algorithm, &c[..self.targets.len()], draw)
+        } else {
+            let c: Vec<Candidate> = self.targets.iter().enumerate().map(cand).collect();
+            select::pick(self.algorithm, &c, draw)
+        }
     }
 }

@@ -91,7 +91,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.1))
         .map_err(|_| head_error(400, "MalformedUri"))?;
-    let mut headers = HeaderMap::with_capacity(n);
+    // Room for what `prepare_upstream` adds (X-Forwarded-*, the trace id): no regrowth.
+    let mut headers = HeaderMap::with_capacity(n + 6);
     let mut saw_content_length = false;
     for &((ns, ne), (vs, ve)) in &ranges[..n] {
         let name = HeaderName::from_bytes(&head[ns..ne])
@@ -140,16 +141,31 @@ pub fn request_framing(h: &HeaderMap) -> Result<Framing, HeadError> {
     }
 }
 
+/// The values of header `name` in a head, in order: a `HeaderMap` (requests) or a target's
+/// raw response head (read in place: no map is built per response).
+pub trait Fields {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl DoubleEndedIterator<Item = &'a [u8]>;
+    fn has(&self, name: &HeaderName) -> bool {
+        self.values(name).next().is_some()
+    }
+}
+
+impl Fields for HeaderMap {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl DoubleEndedIterator<Item = &'a [u8]> {
+        self.get_all(name).into_iter().map(HeaderValue::as_bytes)
+    }
+}
+
 /// The body framing of a target's response to a request with `method`.
 pub fn response_framing(
     method: &Method,
     status: u16,
-    h: &HeaderMap,
+    h: &impl Fields,
 ) -> Result<Framing, BadContentLength> {
     if method == Method::HEAD || (100..200).contains(&status) || status == 204 || status == 304 {
         return Ok(Framing::Empty);
     }
-    if h.contains_key(header::TRANSFER_ENCODING) {
+    if h.has(&header::TRANSFER_ENCODING) {
         return Ok(if last_coding_chunked(h) {
             Framing::Chunked
         } else {
@@ -163,19 +179,18 @@ pub fn response_framing(
     })
 }
 
-fn last_coding_chunked(h: &HeaderMap) -> bool {
-    h.get_all(header::TRANSFER_ENCODING)
-        .iter()
+fn last_coding_chunked(h: &impl Fields) -> bool {
+    h.values(&header::TRANSFER_ENCODING)
         .next_back()
-        .and_then(|v| v.as_bytes().rsplit(|&b| b == b',').next())
+        .and_then(|v| v.rsplit(|&b| b == b',').next())
         .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
 /// Every `Content-Length` (and every comma-separated value in one) must be the same number.
-fn content_length(h: &HeaderMap) -> Result<Option<u64>, ()> {
+fn content_length(h: &impl Fields) -> Result<Option<u64>, ()> {
     let mut found = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
+    for v in h.values(&header::CONTENT_LENGTH) {
+        for part in v.split(|&b| b == b',') {
             let p = part.trim_ascii();
             if p.is_empty() || p.len() > 18 || !p.iter().all(u8::is_ascii_digit) {
                 return Err(());
@@ -191,7 +206,7 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>, ()> {
 }
 
 /// Does the client want the connection kept open after this request?
-pub fn client_keeps_alive(version: Version, h: &HeaderMap) -> bool {
+pub fn client_keeps_alive(version: Version, h: &impl Fields) -> bool {
     let tokens = connection_tokens(h);
     match version {
         // RFC 9112 §9.3: `close` wins over `keep-alive`.
@@ -206,10 +221,10 @@ pub struct ConnectionTokens {
     pub keep_alive: bool,
 }
 
-pub fn connection_tokens(h: &HeaderMap) -> ConnectionTokens {
+pub fn connection_tokens(h: &impl Fields) -> ConnectionTokens {
     let mut t = ConnectionTokens::default();
-    for v in h.get_all(header::CONNECTION) {
-        for tok in v.as_bytes().split(|&b| b == b',') {
+    for v in h.values(&header::CONNECTION) {
+        for tok in v.split(|&b| b == b',') {
             let tok = tok.trim_ascii();
             t.close |= tok.eq_ignore_ascii_case(b"close");
             t.keep_alive |= tok.eq_ignore_ascii_case(b"keep-alive");
@@ -274,7 +289,15 @@ pub struct ResponseHead {
     /// (name, value) ranges into `raw`.
     pub fields: Vec<((usize, usize), (usize, usize))>,
     pub reason: (usize, usize),
-    pub headers: HeaderMap,
+}
+
+impl Fields for ResponseHead {
+    fn values<'a>(&'a self, name: &'a HeaderName) -> impl DoubleEndedIterator<Item = &'a [u8]> {
+        let want = name.as_str().as_bytes();
+        (0..self.fields.len())
+            .filter(move |&i| self.name(i).eq_ignore_ascii_case(want))
+            .map(|i| self.value(i))
+    }
 }
 
 impl ResponseHead {
@@ -316,10 +339,8 @@ impl ResponseHead {
     }
 
     fn connection_listed(&self) -> Vec<&[u8]> {
-        self.headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        self.values(&header::CONNECTION)
+            .flat_map(|v| v.split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
             .collect()
@@ -327,7 +348,7 @@ impl ResponseHead {
 
     /// May the target connection be used again after this response (by the target's word)?
     pub fn target_keeps_alive(&self) -> bool {
-        client_keeps_alive(self.version, &self.headers)
+        client_keeps_alive(self.version, self)
     }
 }
 
@@ -366,30 +387,12 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
         .map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value)))
         .collect();
     let raw = buf.split_to(len).freeze();
-    // Only the headers that decide framing and keep-alive go into a map.
-    let mut headers = HeaderMap::new();
-    for &((ns, ne), (vs, ve)) in &fields {
-        let name = &raw[ns..ne];
-        let known = [
-            header::CONTENT_LENGTH,
-            header::TRANSFER_ENCODING,
-            header::CONNECTION,
-        ]
-        .into_iter()
-        .find(|k| name.eq_ignore_ascii_case(k.as_str().as_bytes()));
-        if let Some(k) = known {
-            let v = HeaderValue::from_maybe_shared(raw.slice(vs..ve))
-                .map_err(|_| "bad header value")?;
-            headers.append(k, v);
-        }
-    }
     Ok(Some(ResponseHead {
         status,
         version,
         raw,
         fields,
         reason,
-        headers,
     }))
 }
 

@@ -227,7 +227,7 @@ pub async fn forward(
         if upgrade && resp.status == 101 {
             return upgraded(sh, client, cbuf, up, ubuf, &resp, outstanding).await;
         }
-        let Ok(rframing) = codec::response_framing(&method, resp.status, &resp.headers) else {
+        let Ok(rframing) = codec::response_framing(&method, resp.status, &resp) else {
             return own(502, "TargetResponseError", body_state, received);
         };
         let http10 = client_version == http::Version::HTTP_10;

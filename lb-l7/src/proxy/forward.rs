@@ -83,6 +83,9 @@ pub(crate) fn sticky_cookies(
     sets_cookie: impl Fn(&str) -> bool,
 ) -> Vec<String> {
     let mut v = Vec::new();
+    if g.sticky.is_none() && group_cookie.is_none() {
+        return v;
+    }
     let now = std::time::SystemTime::now();
     if let Some(s) = &g.sticky
         && let Some(token) = s.tokens.get(ti)
@@ -259,7 +262,7 @@ pub async fn forward(
             l.target_status_code_list.push(status);
             l.target_processing_time = sent_at.map(|t| t.elapsed().as_secs_f64());
         }
-        let Ok(framing) = codec::response_framing(&parts.method, status, &resp.headers) else {
+        let Ok(framing) = codec::response_framing(&parts.method, status, &resp) else {
             return fail(sh, log, 502, "TargetResponseError");
         };
         let mut r = http::Response::new(());

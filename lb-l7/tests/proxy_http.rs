@@ -122,6 +122,16 @@ async fn forwarding_rules_actions_and_status_codes() {
     assert!(text.contains("GET /h2 HTTP/1.1"), "{text}");
     assert!(text.contains(&format!("host: 127.0.0.1:{port}")), "{text}");
 
+    // An absolute-form request line (RFC 9112 §3.2.2) goes to the target in origin form.
+    let (text, _) = raw(
+        port,
+        b"GET http://abs.example/abs?q=1 HTTP/1.1\r\nHost: abs.example\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("GET /abs?q=1 HTTP/1.1"), "{text}");
+
     // Round robin across both targets.
     let (ha0, hb0) = (
         a.hits.load(std::sync::atomic::Ordering::SeqCst),

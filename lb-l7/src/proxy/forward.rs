@@ -25,7 +25,7 @@ use crate::select::hash_bytes;
 use crate::sticky;
 use crate::target::StickyKind;
 use crate::target::{GroupRt, TargetRt};
-use http::{HeaderMap, HeaderValue, Method, Request, Uri, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -350,8 +350,8 @@ async fn send_body(
 }
 
 /// The request as the target sees it (both engines): hop-by-hop headers removed, invalid
-/// names dropped when configured, X-Forwarded-*, the trace header, `Host`, origin-form URI,
-/// HTTP/1.1.
+/// names dropped when configured, X-Forwarded-*, the trace header, `Host`, HTTP/1.1. The URI
+/// is left as it came: `codec::write_request_head` writes its origin form (path and query).
 pub fn prepare_upstream(
     sh: &Shared,
     ci: &ConnInfo,
@@ -405,23 +405,25 @@ pub fn prepare_upstream(
             .get(header::HOST)
             .is_some_and(|v| headers::host_is(v.as_bytes(), host, port));
         if !same {
-            let bracketed = if host.contains(':') {
-                format!("[{host}]")
-            } else {
-                host.to_string()
-            };
-            let v = match port {
-                None => bracketed,
-                Some(p) => format!("{bracketed}:{p}"),
-            };
-            if let Ok(v) = HeaderValue::from_str(&v) {
+            // Sized exactly: the buffer becomes the header value's without a copy.
+            let v6 = host.contains(':');
+            let len = host.len() + 2 * usize::from(v6) + port.map_or(0, |p| p.len() + 1);
+            let mut v = Vec::with_capacity(len);
+            if v6 {
+                v.push(b'[');
+            }
+            v.extend_from_slice(host.as_bytes());
+            if v6 {
+                v.push(b']');
+            }
+            if let Some(p) = port {
+                v.push(b':');
+                v.extend_from_slice(p.as_bytes());
+            }
+            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(v)) {
                 h.insert(header::HOST, v);
             }
         }
-    }
-    if parts.uri.scheme().is_some() || parts.uri.authority().is_some() {
-        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        parts.uri = path.parse().unwrap_or_else(|_| Uri::from_static("/"));
     }
     parts.version = Version::HTTP_11;
 }

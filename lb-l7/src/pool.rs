@@ -57,6 +57,11 @@ impl Pooled for TcpStream {
     }
 }
 
+/// How long a connection has been idle (0 when `now` is a coarse clock's, behind `since`).
+fn age(now: Instant, since: Instant) -> Duration {
+    now.saturating_duration_since(since)
+}
+
 struct Idle<C> {
     conn: C,
     since: Instant,
@@ -90,39 +95,37 @@ impl<C: Pooled> Pool<C> {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
-    /// An idle connection that is still open and young enough, if policy allows reuse.
-    pub fn checkout(&self, first_request_of_session: bool) -> Option<C> {
+    /// An idle connection that is still open and young enough, if policy allows reuse. `now`
+    /// may be a coarse clock's (ages are in seconds).
+    pub fn checkout(&self, first_request_of_session: bool, now: Instant) -> Option<C> {
         if !self.policy.may_reuse(first_request_of_session) {
             return None;
         }
         let mut idle = self.idle.lock().ok()?;
         while let Some(c) = idle.pop() {
-            if self.policy.usable(c.since.elapsed(), c.conn.is_closed()) {
+            if self.policy.usable(age(now, c.since), c.conn.is_closed()) {
                 return Some(c.conn);
             }
         }
         None
     }
 
-    /// Returns a connection whose last response was read to the end.
-    pub fn checkin(&self, conn: C) {
+    /// Returns a connection whose last response was read to the end, idle since `now`.
+    pub fn checkin(&self, conn: C, now: Instant) {
         if conn.is_closed() {
             return;
         }
         if let Ok(mut idle) = self.idle.lock()
             && self.policy.may_keep(idle.len())
         {
-            idle.push(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push(Idle { conn, since: now });
         }
     }
 
     /// Drops idle connections that were closed by the target or idled out.
-    pub fn sweep(&self) {
+    pub fn sweep(&self, now: Instant) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|c| self.policy.usable(c.since.elapsed(), c.conn.is_closed()));
+            idle.retain(|c| self.policy.usable(age(now, c.since), c.conn.is_closed()));
         }
     }
 

@@ -281,7 +281,7 @@ impl Worker {
                         last_sweep = Instant::now();
                         for g in sh.groups.values() {
                             for t in &g.targets {
-                                t.pool.sweep();
+                                t.pool.sweep(now);
                             }
                         }
                     }

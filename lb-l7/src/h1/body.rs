@@ -72,7 +72,7 @@ impl TargetBody {
             && self.reusable
             && self.buf.is_empty()
         {
-            self.target.pool.checkin(up);
+            self.target.pool.checkin(up, std::time::Instant::now());
         }
     }
 

@@ -274,7 +274,7 @@ pub async fn forward(
                     && ubuf.is_empty()
                     && body_state == BodyState::Done;
                 if reusable {
-                    t.pool.checkin(up);
+                    t.pool.checkin(up, sh.clock.now());
                 }
                 Forwarded::Relayed {
                     status: resp.status,
@@ -413,7 +413,7 @@ pub(crate) async fn target_connection(
     first: bool,
 ) -> Result<(TcpStream, bool), (u16, &'static str)> {
     let m = &sh.metrics;
-    if !fresh && let Some(s) = t.pool.checkout(first) {
+    if !fresh && let Some(s) = t.pool.checkout(first, sh.clock.now()) {
         m.upstream_connections_reused.fetch_add(1, Relaxed);
         return Ok((s, true));
     }

@@ -91,6 +91,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.1))
         .map_err(|_| head_error(400, "MalformedUri"))?;
+    if !request_target_ok(&method, &head[path_range.0..path_range.1], &uri) {
+        return Err(head_error(400, "MalformedUri"));
+    }
     // Room for what `prepare_upstream` adds (X-Forwarded-*, the trace id): no regrowth.
     let mut headers = HeaderMap::with_capacity(n + 6);
     let mut saw_content_length = false;
@@ -112,6 +115,22 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         saw_content_length,
         len,
     }))
+}
+
+/// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http(s)://host/path`), `*` for
+/// OPTIONS, authority-form for CONNECT only. Anything else (e.g. `GET x HTTP/1.1`, which `Uri`
+/// would read as a host) is refused rather than forwarded as `/`.
+fn request_target_ok(method: &Method, raw: &[u8], uri: &Uri) -> bool {
+    match raw.first() {
+        Some(b'/') => true,
+        Some(b'*') => raw == b"*" && method == Method::OPTIONS,
+        _ if method == Method::CONNECT => true,
+        _ => {
+            matches!(uri.scheme_str(), Some("http" | "https"))
+                && uri.authority().is_some()
+                && raw.windows(3).any(|w| w == b"://")
+        }
+    }
 }
 
 /// Has the request line ended within the first `max` bytes (or is there less than that)?

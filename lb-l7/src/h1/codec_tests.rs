@@ -535,3 +535,32 @@ fn end_to_end_headers_for_hyper() {
         .collect();
     assert_eq!(cookies, [&b"a=1"[..], &b"b=2"[..]]);
 }
+
+#[test]
+fn request_target_forms() {
+    // RFC 9112 §3.2: origin-form, absolute-form (http/https), `*` for OPTIONS only.
+    for ok in [
+        &b"GET /a?b HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET http://a.example/b?c HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        let (r, _) = parse_req(ok);
+        let head = r.expect("parsed").expect("complete");
+        let path = head.parts.uri.path_and_query().map(|p| p.as_str());
+        assert!(matches!(path, Some("/a?b" | "/b?c" | "*")), "{path:?}");
+    }
+    for bad in [
+        &b"GET x HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"GET -up HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET ftp://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET a.example:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+    ] {
+        assert_eq!(
+            req_status(bad),
+            Some(400),
+            "{}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+}

@@ -24,4 +24,6 @@ pub mod server;
 pub mod stream;
 
 #[cfg(test)]
+mod codec_fuzz;
+#[cfg(test)]
 mod codec_tests;

@@ -29,7 +29,7 @@ const HEAD_READ: usize = 4096;
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// A request body weir does not forward (it answered itself) is read and dropped up to this
 /// size so the connection can go on; a larger one closes the connection.
-const MAX_DISCARD: u64 = 1024 * 1024;
+pub(crate) const MAX_DISCARD: u64 = 1024 * 1024;
 
 #[allow(clippy::large_enum_variant)] // one per request, on the stack of a boxed future
 enum Next {

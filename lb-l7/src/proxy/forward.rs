@@ -216,10 +216,11 @@ pub async fn forward(
         if let Some(b) = body.take() {
             match send_body(&mut up, b, chunked, sh.limits.max_request_body, idle).await {
                 Ok(()) => {}
-                Err(SendBodyError::TooLarge) => {
+                Err(SendBodyError::TooLarge(rest)) => {
                     // The target has part of the body: its connection is dropped, not pooled.
                     tracing::debug!(target_addr = %t.addr, "request body over the limit");
-                    return fail(sh, log, 413, "RequestBodyTooLarge");
+                    let r = fail(sh, log, 413, "RequestBodyTooLarge");
+                    return super::service::with_unread_body(r, rest, idle);
                 }
                 Err(SendBodyError::Other(why)) => {
                     tracing::warn!(target_addr = %t.addr, why, "request body not sent");
@@ -287,8 +288,8 @@ pub async fn forward(
 }
 
 enum SendBodyError {
-    /// More than `max_request_body_bytes`.
-    TooLarge,
+    /// More than `max_request_body_bytes`; the rest of the body.
+    TooLarge(Incoming),
     Other(&'static str),
 }
 
@@ -324,7 +325,7 @@ async fn send_body(
         }
         sent += data.len() as u64;
         if max.is_some_and(|max| sent > max) {
-            return Err(SendBodyError::TooLarge);
+            return Err(SendBodyError::TooLarge(body));
         }
         if chunked {
             let size = format!("{:x}\r\n", data.len());

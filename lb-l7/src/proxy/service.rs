@@ -41,7 +41,10 @@ pub async fn handle(
         )
     });
     let resp = match decide(&sh, &ci, &req, false, log.as_mut()) {
-        Decision::Respond(r) => r,
+        // The request's body is kept (unread) until the response has been sent (dropped
+        // earlier, the stream would be reset with CANCEL before the client got the answer),
+        // then drained like nginx does: see `discard`.
+        Decision::Respond(r) => with_unread_body(r, req.into_body(), sh.limits.idle_timeout),
         Decision::Forward(route) => {
             // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
             Box::pin(forward::forward(&sh, &ci, route, req, first, log.as_mut())).await
@@ -72,6 +75,45 @@ pub async fn handle(
         }
     });
     Ok(Response::from_parts(parts, body::tracked(body, on_end)))
+}
+
+/// A response of weir's own to a request whose body was not (all) read: the body is kept
+/// until the response has been sent (dropped earlier, the stream would be reset with CANCEL
+/// before the client got the answer), then drained (`discard`), like nginx does.
+pub(crate) fn with_unread_body(
+    r: Response<Body>,
+    unread: Incoming,
+    idle: Duration,
+) -> Response<Body> {
+    if hyper::body::Body::is_end_stream(&unread) {
+        return r;
+    }
+    let (parts, b) = r.into_parts();
+    let on_end: body::OnEnd = Box::new(move |_, _| {
+        tokio::spawn(discard(unread, idle));
+    });
+    Response::from_parts(parts, body::tracked(b, on_end))
+}
+
+/// Reads away the rest of a request body weir answered without reading (up to
+/// `MAX_DISCARD` bytes, while it keeps coming within `idle`), so the stream ends cleanly; a
+/// larger or stalled one is dropped: the stream is reset with NO_ERROR after the response
+/// (RFC 9113 §8.1), which some clients (curl 7.88) report as a failed transfer.
+async fn discard(mut body: Incoming, idle: Duration) {
+    use http_body_util::BodyExt;
+    if hyper::body::Body::size_hint(&body)
+        .exact()
+        .is_some_and(|n| n > crate::h1::server::MAX_DISCARD)
+    {
+        return;
+    }
+    let mut seen = 0u64;
+    while seen <= crate::h1::server::MAX_DISCARD {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(f))) => seen += f.data_ref().map_or(0, |d| d.len() as u64),
+            _ => return,
+        }
+    }
 }
 
 /// The access log record of a request, before routing.

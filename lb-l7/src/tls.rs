@@ -182,24 +182,27 @@ pub fn alpn_protocols(policy: AlpnPolicy, http2_enabled: bool) -> Vec<Vec<u8>> {
 }
 
 /// The rustls server configuration of one HTTPS listener.
+/// The listener's TLS configuration, and its certificate resolver (to tell which certificate
+/// a connection got, for the access log).
 pub fn server_config(
     certs: &[Certificate],
     alpn: AlpnPolicy,
     http2_enabled: bool,
     ticket_key: &[u8; 32],
-) -> Result<Arc<ServerConfig>, TlsError> {
+) -> Result<(Arc<ServerConfig>, Arc<SniResolver>), TlsError> {
     let keys = certs
         .iter()
         .map(|c| load_certified_key(&c.certificate_file, &c.private_key_file).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
+    let resolver = Arc::new(SniResolver::new(keys));
     let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver::new(keys)));
+        .with_cert_resolver(resolver.clone());
     cfg.alpn_protocols = alpn_protocols(alpn, http2_enabled);
     cfg.ticketer = Arc::new(SharedTicketer::new(ticket_key));
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(10_000);
-    Ok(Arc::new(cfg))
+    Ok((Arc::new(cfg), resolver))
 }
 
 #[cfg(test)]

@@ -164,12 +164,18 @@ impl Worker {
                 }
                 Some(None) => anyhow::bail!("listener[{i}]: no inherited socket for it"),
             };
-            let tls = match l.protocol {
-                Protocol::Https => Some(
-                    crate::tls::server_config(&l.certificate, l.alpn_policy, http2, &ticket_key)
-                        .with_context(|| format!("listener[{i}] TLS"))?,
-                ),
-                Protocol::Http => None,
+            let (tls, sni) = match l.protocol {
+                Protocol::Https => {
+                    let (cfg, sni) = crate::tls::server_config(
+                        &l.certificate,
+                        l.alpn_policy,
+                        http2,
+                        &ticket_key,
+                    )
+                    .with_context(|| format!("listener[{i}] TLS"))?;
+                    (Some(cfg), Some(sni))
+                }
+                Protocol::Http => (None, None),
             };
             listeners.push(Bound {
                 rt: Arc::new(ListenerRt {
@@ -178,6 +184,7 @@ impl Worker {
                     rules: RuleSet::compile(l),
                     port_text: l.port.to_string(),
                     forwarded: crate::headers::ListenerForwarded::new(l.protocol.scheme(), l.port),
+                    sni,
                 }),
                 socket,
                 tls,

@@ -269,6 +269,48 @@ async fn sni_alpn_versions_and_resumption_across_workers() {
     w3.stop().await;
 }
 
+/// The access log's `chosen_cert` field names the certificate each connection got: by SNI,
+/// and the first (default) one without SNI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_names_the_chosen_certificate() {
+    let pki = TestPki::new("tls-log");
+    let a = pki.leaf("a", &["a.test"]);
+    let b = pki.leaf("b", &["b.test"]);
+    let be = backend("be").await;
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("weir-tls-access-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let toml = format!(
+        "[load_balancer]\naccess_logs.enabled = true\naccess_logs.path = \"{}\"\n{}",
+        log.display(),
+        https_config(port, &pki, &a, &b, be.addr.port())
+    );
+    let w = start(&toml);
+    for name in ["a.test", "b.test"] {
+        let resolve = format!("{name}:{port}:127.0.0.1");
+        let (code, text) = curl(&[
+            "-k",
+            "--resolve",
+            &resolve,
+            &format!("https://{name}:{port}/"),
+        ])
+        .await;
+        assert_eq!(code, 200, "{name}: {text}");
+    }
+    let (code, text) = curl(&["-k", &format!("https://127.0.0.1:{port}/")]).await;
+    assert_eq!(code, 200, "no SNI: {text}");
+    w.stop().await;
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    for (domain, cert) in [("a.test", &a.0), ("b.test", &b.0), ("-", &a.0)] {
+        let want = format!("\"{domain}\" \"{cert}\"");
+        assert!(
+            lines.lines().any(|l| l.contains(&want)),
+            "no line with {want}:\n{lines}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2load_over_tls_to_nginx_target() {
     let pki = TestPki::new("h2load");

@@ -161,6 +161,12 @@ async fn serve_tls(
             .map(|v| format!("{v:?}"))
             .unwrap_or_default(),
         sni: c.server_name().map(str::to_string),
+        chosen_cert: l
+            .sni
+            .as_ref()
+            .map(|r| r.index_for(c.server_name()))
+            .and_then(|i| l.config.certificate.get(i))
+            .map(|cert| cert.certificate_file.display().to_string()),
         alpn_h2: c.alpn_protocol() == Some(b"h2"),
     };
     let h2 = info.alpn_h2;

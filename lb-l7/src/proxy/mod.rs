@@ -90,6 +90,8 @@ pub struct ListenerRt {
     pub port_text: String,
     /// X-Forwarded-Proto and -Port values.
     pub forwarded: crate::headers::ListenerForwarded,
+    /// HTTPS: which certificate an SNI name gets.
+    pub sni: Option<Arc<crate::tls::SniResolver>>,
 }
 
 /// State one client connection shares between its I/O wrapper and its requests.
@@ -147,4 +149,7 @@ pub struct TlsInfo {
     pub protocol: String,
     pub sni: Option<String>,
     pub alpn_h2: bool,
+    /// The certificate the connection got (its `certificate_file`): the access log's
+    /// `chosen_cert_arn`.
+    pub chosen_cert: Option<String>,
 }

@@ -154,6 +154,7 @@ pub fn new_record(
         ssl_cipher: ci.tls.as_ref().map(|t| t.cipher.clone()),
         ssl_protocol: ci.tls.as_ref().map(|t| t.protocol.clone()),
         domain_name: ci.tls.as_ref().and_then(|t| t.sni.clone()),
+        chosen_cert: ci.tls.as_ref().and_then(|t| t.chosen_cert.clone()),
         matched_rule_priority: -1,
         request_creation_time: rfc3339(SystemTime::now()),
         trace_id: "-".into(),

@@ -5,6 +5,7 @@
 
 use super::codec::{ChunkedScanner, Framing};
 use crate::body::BoxError;
+use crate::proxy::forward::Outstanding;
 use crate::target::TargetRt;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
@@ -31,6 +32,8 @@ pub struct TargetBody {
     done: bool,
     idle: Duration,
     timer: Option<Pin<Box<Sleep>>>,
+    /// The request counts as outstanding on its target until the body ends (or is dropped).
+    outstanding: Option<Outstanding>,
 }
 
 impl TargetBody {
@@ -42,6 +45,7 @@ impl TargetBody {
         target: Arc<TargetRt>,
         reusable: bool,
         idle: Duration,
+        outstanding: Outstanding,
     ) -> TargetBody {
         let mut b = TargetBody {
             up: Some(up),
@@ -58,6 +62,7 @@ impl TargetBody {
             done: false,
             idle,
             timer: None,
+            outstanding: Some(outstanding),
         };
         if framing == Framing::Empty {
             b.finish();
@@ -68,6 +73,7 @@ impl TargetBody {
     /// The body ended cleanly: the connection goes back to the pool if it can carry more.
     fn finish(&mut self) {
         self.done = true;
+        self.outstanding = None;
         if let Some(up) = self.up.take()
             && self.reusable
             && self.buf.is_empty()

@@ -14,7 +14,7 @@
 use super::service::Route;
 use super::{ConnInfo, Shared, respond};
 use crate::access_log::Record;
-use crate::body::{self, Body};
+use crate::body::Body;
 use crate::config::HashOn;
 use crate::h1::body::TargetBody;
 use crate::h1::codec;
@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Counts a request as outstanding on its target until dropped.
-pub(crate) struct Outstanding(Arc<TargetRt>);
+pub struct Outstanding(Arc<TargetRt>);
 impl Outstanding {
     pub(crate) fn new(t: &Arc<TargetRt>) -> Outstanding {
         t.outstanding.fetch_add(1, Relaxed);
@@ -278,10 +278,9 @@ pub async fn forward(
         }
         *r.headers_mut() = headers;
         let reusable = resp.target_keeps_alive();
-        let tb = TargetBody::new(up, ubuf, framing, t.clone(), reusable, idle);
-        let on_end: body::OnEnd = Box::new(move |_bytes, _done| drop(outstanding));
+        let tb = TargetBody::new(up, ubuf, framing, t.clone(), reusable, idle, outstanding);
         let (rp, ()) = r.into_parts();
-        return http::Response::from_parts(rp, body::tracked(tb, on_end));
+        return http::Response::from_parts(rp, tb.boxed_unsync());
     }
     let (status, reason) = attempts.give_up();
     fail(sh, log, status, reason)

@@ -510,3 +510,48 @@ async fn http2_connection_gets_goaway_after_10000_requests() {
         .unwrap();
     w.stop().await;
 }
+
+/// The seed's unbalanced-traffic story, cause 3 (cross-zone off: each zone's share split among
+/// that zone's targets, so a zone with fewer targets overloads them): weir spreads over every
+/// target of a group whatever its zone, so one target alone in zone `a` gets 1/4 of the
+/// requests beside three in zone `b`, not 1/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uneven_zones_still_spread_evenly() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let bs = [
+        backend("a1").await,
+        backend("b1").await,
+        backend("b2").await,
+        backend("b3").await,
+    ];
+    let port = free_port();
+    let targets: Vec<String> = bs
+        .iter()
+        .zip(["a", "b", "b", "b"])
+        .map(|(b, z)| {
+            format!(
+                "{{ id = \"127.0.0.1\", port = {}, availability_zone = \"{z}\" }}",
+                b.addr.port()
+            )
+        })
+        .collect();
+    let w = start(&format!(
+        r#"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "z" }}
+[[target_group]]
+name = "z"
+target = [{}]
+"#,
+        targets.join(", ")
+    ));
+    for _ in 0..40 {
+        let (code, text) = curl(&[&format!("http://127.0.0.1:{port}/")]).await;
+        assert_eq!(code, 200, "{text}");
+    }
+    let hits: Vec<usize> = bs.iter().map(|b| b.hits.load(SeqCst)).collect();
+    assert_eq!(hits, [10, 10, 10, 10], "round robin over all four targets");
+    w.stop().await;
+}

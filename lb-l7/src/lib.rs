@@ -5,6 +5,7 @@
 //! `proxy::parse`, `proxy::respond::redirect_location`, `access_log::Record::format`.
 
 pub mod access_log;
+pub mod anomaly;
 pub mod body;
 pub mod config;
 pub mod h1;

@@ -92,6 +92,8 @@ impl Metrics {
             upstream_connections_reused: self.upstream_connections_reused.load(Relaxed),
             upstream_retries: self.upstream_retries.load(Relaxed),
             upstream_requeued: self.upstream_requeued.load(Relaxed),
+            anomalous_host_count: 0,
+            mitigated_host_count: 0,
             targets: BTreeMap::new(),
         }
     }
@@ -110,6 +112,9 @@ impl Default for Codes {
 pub struct TargetCounters {
     pub requests: AtomicU64,
     pub connection_errors: AtomicU64,
+    /// 5xx answers, failed connections, timeouts, closes and malformed responses (anomaly
+    /// detection's errors).
+    pub errors: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -121,6 +126,10 @@ pub struct TargetSnapshot {
     pub outstanding_requests: u64,
     pub idle_connections: u64,
     pub state: String,
+    /// Anomaly detection's verdict: `normal` or `anomalous`.
+    pub anomaly: &'static str,
+    /// The weight counts `>> weight_shift` (anomaly mitigation); 0 = the configured weight.
+    pub weight_shift: u8,
 }
 
 /// What `Worker::metrics()` returns; serialises to JSON with ALB's metric names.
@@ -172,6 +181,12 @@ pub struct MetricsSnapshot {
     pub upstream_connections_reused: u64,
     pub upstream_retries: u64,
     pub upstream_requeued: u64,
+    /// Targets anomaly detection flags now, over all groups (ALB's `AnomalousHostCount`).
+    #[serde(rename = "AnomalousHostCount")]
+    pub anomalous_host_count: u64,
+    /// Targets whose weight mitigation lowered now (ALB's `MitigatedHostCount`).
+    #[serde(rename = "MitigatedHostCount")]
+    pub mitigated_host_count: u64,
     /// `"group/address:port"` → counters.
     pub targets: BTreeMap<String, TargetSnapshot>,
 }

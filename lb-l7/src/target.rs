@@ -1,6 +1,9 @@
 //! Target groups at run time: targets with a state, counters and a connection pool.
 
-use crate::config::{AlgorithmType, HashOn, Stickiness, StickinessType, TargetGroup};
+use crate::anomaly;
+use crate::config::{
+    AlgorithmType, AnomalyMitigation, HashOn, Stickiness, StickinessType, TargetGroup,
+};
 use crate::metrics::{TargetCounters, TargetSnapshot};
 use crate::pool::{Pool, PoolPolicy};
 use crate::select::{self, Algorithm, Candidate, Draw};
@@ -8,7 +11,8 @@ use crate::sticky;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// ALB's target states. Health checks (a later issue) move targets between them; until then
@@ -58,6 +62,10 @@ pub struct TargetRt {
     /// Idle keep-alive connections to this target.
     pub pool: Pool<tokio::net::TcpStream>,
     id_hash: u64,
+    /// Anomaly detection's verdict at the last tick.
+    anomalous: AtomicBool,
+    /// Anomaly mitigation: the weight counts `>> weight_shift`.
+    weight_shift: AtomicU8,
 }
 
 impl TargetRt {
@@ -75,7 +83,18 @@ impl TargetRt {
             outstanding_requests: self.outstanding.load(Relaxed),
             idle_connections: self.pool.idle_count() as u64,
             state: self.state().name().into(),
+            anomaly: if self.anomalous.load(Relaxed) {
+                "anomalous"
+            } else {
+                "normal"
+            },
+            weight_shift: self.weight_shift.load(Relaxed),
         }
+    }
+
+    /// Counts an error for anomaly detection (a 5xx, or no usable response).
+    pub fn count_error(&self) {
+        self.counters.errors.fetch_add(1, Relaxed);
     }
 }
 
@@ -89,7 +108,19 @@ pub struct GroupRt {
     pub sticky: Option<StickyRt>,
     /// The group's token in a group-stickiness cookie (`AWSALBTG`).
     pub token: String,
+    /// Anomaly detection runs (weighted_random groups), and whether it mitigates.
+    detect: bool,
+    mitigate: bool,
+    anomaly: Mutex<AnomalyTick>,
     seq: AtomicU64,
+}
+
+/// What the one-second anomaly tick remembers per target.
+#[derive(Debug, Default)]
+struct AnomalyTick {
+    /// Counter values (outcomes, errors) at the last tick.
+    last: Vec<(u64, u64)>,
+    rates: Vec<anomaly::Rates>,
 }
 
 /// A group's target stickiness at run time.
@@ -187,6 +218,8 @@ impl GroupRt {
                     counters: TargetCounters::default(),
                     pool: Pool::new(policy.clone()),
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
+                    anomalous: AtomicBool::new(false),
+                    weight_shift: AtomicU8::new(0),
                 }))
             })
             .collect();
@@ -208,7 +241,40 @@ impl GroupRt {
                 .hash_on
                 .as_deref()
                 .and_then(HashOn::parse),
+            detect: g.load_balancing.algorithm.kind == AlgorithmType::WeightedRandom,
+            mitigate: g.load_balancing.algorithm.anomaly_mitigation == AnomalyMitigation::On,
+            anomaly: Mutex::new(AnomalyTick::default()),
             seq: AtomicU64::new(fastrand::u64(..)),
+        }
+    }
+
+    /// The worker's one-second tick: folds each target's last second into its rates, flags
+    /// anomalous targets and moves their weight shifts (`anomaly.rs`).
+    pub fn anomaly_tick(&self) {
+        if !self.detect {
+            return;
+        }
+        let Ok(mut st) = self.anomaly.lock() else {
+            return;
+        };
+        let n = self.targets.len();
+        st.last.resize(n, (0, 0));
+        st.rates.resize(n, anomaly::Rates::default());
+        for (i, t) in self.targets.iter().enumerate() {
+            let c = &t.counters;
+            let outcomes = c.requests.load(Relaxed) + c.connection_errors.load(Relaxed);
+            let errors = c.errors.load(Relaxed);
+            let (o0, e0) = std::mem::replace(&mut st.last[i], (outcomes, errors));
+            st.rates[i].fold(outcomes.saturating_sub(o0), errors.saturating_sub(e0));
+        }
+        let verdict = anomaly::classify(&st.rates);
+        for (t, &bad) in self.targets.iter().zip(&verdict) {
+            if bad != t.anomalous.swap(bad, Relaxed) {
+                tracing::info!(group = %self.name, target_addr = %t.addr, anomalous = bad, "anomaly detection");
+            }
+            let shift = t.weight_shift.load(Relaxed);
+            t.weight_shift
+                .store(anomaly::next_shift(shift, bad, self.mitigate), Relaxed);
         }
     }
 
@@ -256,8 +322,17 @@ impl GroupRt {
                 !matches!(s, TargetState::Unused | TargetState::Draining)
             }
         };
+        // Mitigation (weighted_random only) scales every weight by 2^MAX_SHIFT and shifts an
+        // anomalous target's back down: never to zero.
+        let weight = |t: &TargetRt| {
+            if self.mitigate {
+                (t.weight << anomaly::MAX_SHIFT) >> t.weight_shift.load(Relaxed)
+            } else {
+                t.weight
+            }
+        };
         let cand = |(i, t): (usize, &Arc<TargetRt>)| Candidate {
-            weight: t.weight,
+            weight: weight(t),
             outstanding: t.outstanding.load(Relaxed),
             id_hash: t.id_hash,
             eligible: ok(t.state()) && !tried.contains(&i),

@@ -64,8 +64,10 @@ fn snapshot(sh: &Shared) -> MetricsSnapshot {
     let mut s = sh.metrics.snapshot();
     for g in sh.groups.values() {
         for t in &g.targets {
-            s.targets
-                .insert(format!("{}/{}", g.name, t.addr), t.snapshot());
+            let ts = t.snapshot();
+            s.anomalous_host_count += u64::from(ts.anomaly == "anomalous");
+            s.mitigated_host_count += u64::from(ts.weight_shift > 0);
+            s.targets.insert(format!("{}/{}", g.name, t.addr), ts);
         }
     }
     s
@@ -290,6 +292,7 @@ impl Worker {
                             for t in &g.targets {
                                 t.pool.sweep(now);
                             }
+                            g.anomaly_tick();
                         }
                     }
                 }

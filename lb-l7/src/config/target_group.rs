@@ -69,6 +69,17 @@ pub struct AlgorithmConfig {
     #[serde(rename = "type")]
     pub kind: AlgorithmType,
     pub hash_on: Option<String>,
+    /// ALB's automatic target weights (weighted_random only): `on` lowers the weight of a
+    /// target whose error ratio stands out; `off` (default) only detects.
+    pub anomaly_mitigation: AnomalyMitigation,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AnomalyMitigation {
+    On,
+    #[default]
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]

@@ -472,6 +472,13 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
         ),
         (_, None) => {}
     }
+    if alg.anomaly_mitigation == AnomalyMitigation::On && alg.kind != AlgorithmType::WeightedRandom
+    {
+        e.push(
+            format!("{ap}.anomaly_mitigation"),
+            "\"on\" needs type = \"weighted_random\" (as on ALB)",
+        );
+    }
     e.range(
         format!("{p}.deregistration_delay.timeout_seconds"),
         g.deregistration_delay.timeout_seconds,

@@ -201,6 +201,7 @@ pub async fn forward(
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
+                t.count_error();
                 return own(504, "TargetResponseTimeout", body_state, received);
             }
             Err(HeadFailure::Closed(partial)) => {
@@ -209,16 +210,21 @@ pub async fn forward(
                     continue;
                 }
                 tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
+                t.count_error();
                 return own(502, "TargetResponseError", body_state, received);
             }
             Err(HeadFailure::Malformed(why)) => {
                 tracing::warn!(target_addr = %t.addr, why, "malformed response from target");
+                t.count_error();
                 return own(502, "TargetResponseError", body_state, received);
             }
         };
 
         // Phase respond: the target's response to the client.
         m.target_status(resp.status);
+        if resp.status >= 500 {
+            t.count_error();
+        }
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(resp.status);
             l.target_status_code_list.push(resp.status);
@@ -425,6 +431,7 @@ pub(crate) async fn target_connection(
         Err(failure) => {
             m.target_connection_errors.fetch_add(1, Relaxed);
             t.counters.connection_errors.fetch_add(1, Relaxed);
+            t.count_error();
             Err(failure)
         }
     }

@@ -239,6 +239,7 @@ pub async fn forward(
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
+                t.count_error();
                 return fail(sh, log, 504, "TargetResponseTimeout");
             }
             Err(HeadFailure::Closed(partial)) => {
@@ -247,10 +248,12 @@ pub async fn forward(
                     continue;
                 }
                 tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
+                t.count_error();
                 return fail(sh, log, 502, "TargetResponseError");
             }
             Err(HeadFailure::Malformed(why)) => {
                 tracing::warn!(target_addr = %t.addr, why, "malformed response from target");
+                t.count_error();
                 return fail(sh, log, 502, "TargetResponseError");
             }
         };
@@ -258,6 +261,9 @@ pub async fn forward(
         // Phase respond (target's response).
         let status = resp.status;
         m.target_status(status);
+        if status >= 500 {
+            t.count_error();
+        }
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(status);
             l.target_status_code_list.push(status);

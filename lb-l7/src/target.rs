@@ -120,7 +120,7 @@ pub struct GroupRt {
 struct AnomalyTick {
     /// Counter values (outcomes, errors) at the last tick.
     last: Vec<(u64, u64)>,
-    rates: Vec<anomaly::Rates>,
+    targets: Vec<anomaly::TargetTick>,
 }
 
 /// A group's target stickiness at run time.
@@ -259,16 +259,18 @@ impl GroupRt {
         };
         let n = self.targets.len();
         st.last.resize(n, (0, 0));
-        st.rates.resize(n, anomaly::Rates::default());
+        st.targets.resize(n, anomaly::TargetTick::default());
+        let mut counts = Vec::with_capacity(n);
         for (i, t) in self.targets.iter().enumerate() {
             let c = &t.counters;
             let outcomes = c.requests.load(Relaxed) + c.connection_errors.load(Relaxed);
             let errors = c.errors.load(Relaxed);
             let (o0, e0) = std::mem::replace(&mut st.last[i], (outcomes, errors));
-            st.rates[i].fold(outcomes.saturating_sub(o0), errors.saturating_sub(e0));
+            counts.push((outcomes.saturating_sub(o0), errors.saturating_sub(e0)));
         }
-        let verdict = anomaly::classify(&st.rates);
-        for (t, &bad) in self.targets.iter().zip(&verdict) {
+        anomaly::tick(&mut st.targets, &counts);
+        for (t, s) in self.targets.iter().zip(&st.targets) {
+            let bad = s.anomalous;
             if bad != t.anomalous.swap(bad, Relaxed) {
                 tracing::info!(group = %self.name, target_addr = %t.addr, anomalous = bad, "anomaly detection");
             }

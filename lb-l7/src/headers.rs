@@ -94,35 +94,83 @@ impl ListenerForwarded {
     }
 }
 
-/// Applies `routing.http.xff_header_processing.mode` and sets X-Forwarded-Proto/Port.
-pub fn forwarded(h: &mut HeaderMap, mode: XffMode, client: &HeaderValue, l: &ListenerForwarded) {
-    let xff = HeaderName::from_static("x-forwarded-for");
-    match mode {
-        XffMode::Preserve => {}
-        XffMode::Remove => {
-            h.remove(&xff);
+/// The headers weir adds to a request for its target: written after the client's own, which
+/// the writer filters (`skips`), so the client's header map is never grown per request.
+#[derive(Debug, Clone)]
+pub struct Added {
+    /// X-Forwarded-For: `None` keeps the client's lines (`preserve`); `Some(None)` drops them
+    /// (`remove`); `Some(Some(v))` replaces them with `v` (`append`).
+    pub xff: Option<Option<HeaderValue>>,
+    pub proto: HeaderValue,
+    pub port: HeaderValue,
+    /// The trace header's name and new value.
+    pub trace: (HeaderName, HeaderValue),
+    /// A rewritten `Host`, replacing the client's.
+    pub host: Option<HeaderValue>,
+}
+
+impl Added {
+    /// Is the client's header `n` replaced by one of these?
+    pub fn skips(&self, n: &HeaderName) -> bool {
+        (self.xff.is_some() && n == X_FORWARDED_FOR)
+            || n == X_FORWARDED_PROTO
+            || n == X_FORWARDED_PORT
+            || *n == self.trace.0
+            || (self.host.is_some() && n == header::HOST)
+    }
+
+    /// `(name, value)` of each added header, in order.
+    pub fn lines(&self) -> impl Iterator<Item = (&str, &HeaderValue)> {
+        let xff = match &self.xff {
+            Some(Some(v)) => Some((X_FORWARDED_FOR, v)),
+            _ => None,
+        };
+        xff.into_iter()
+            .chain([
+                (X_FORWARDED_PROTO, &self.proto),
+                (X_FORWARDED_PORT, &self.port),
+                (self.trace.0.as_str(), &self.trace.1),
+            ])
+            .chain(self.host.as_ref().map(|v| ("host", v)))
+    }
+
+    /// Applies them to a header map (for a test, or a path that needs the map itself).
+    pub fn apply(&self, h: &mut HeaderMap) {
+        let names: Vec<HeaderName> = h.keys().filter(|n| self.skips(n)).cloned().collect();
+        for n in names {
+            h.remove(n);
         }
-        XffMode::Append if !h.contains_key(&xff) => {
-            h.insert(xff, client.clone());
-        }
-        XffMode::Append => {
-            let prior: Vec<&[u8]> = h.get_all(&xff).iter().map(|v| v.as_bytes()).collect();
-            let mut v = Vec::new();
-            for p in prior {
-                v.extend_from_slice(p);
-                v.extend_from_slice(b", ");
-            }
-            v.extend_from_slice(client.as_bytes());
-            if let Ok(v) = HeaderValue::from_bytes(&v) {
-                h.insert(xff, v);
+        for (n, v) in self.lines() {
+            if let Ok(n) = HeaderName::from_bytes(n.as_bytes()) {
+                h.append(n, v.clone());
             }
         }
     }
-    h.insert(
-        HeaderName::from_static("x-forwarded-proto"),
-        l.proto.clone(),
-    );
-    h.insert(HeaderName::from_static("x-forwarded-port"), l.port.clone());
+}
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_PORT: &str = "x-forwarded-port";
+
+/// X-Forwarded-For per `routing.http.xff_header_processing.mode` (see `Added::xff`).
+pub fn xff_out(h: &HeaderMap, mode: XffMode, client: &HeaderValue) -> Option<Option<HeaderValue>> {
+    match mode {
+        XffMode::Preserve => None,
+        XffMode::Remove => Some(None),
+        XffMode::Append => {
+            let mut prior = h.get_all(X_FORWARDED_FOR).iter().peekable();
+            if prior.peek().is_none() {
+                return Some(Some(client.clone()));
+            }
+            let mut v = Vec::new();
+            for p in prior {
+                v.extend_from_slice(p.as_bytes());
+                v.extend_from_slice(b", ");
+            }
+            v.extend_from_slice(client.as_bytes());
+            Some(HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok())
+        }
+    }
 }
 
 /// Is a `Host` value exactly `host` (bracketed when IPv6) with `:port` when given?
@@ -231,49 +279,51 @@ mod tests {
         assert_eq!(h.get("connection").unwrap(), "upgrade");
     }
 
+    fn added(h: &HeaderMap, mode: XffMode, client: HeaderValue, l: &ListenerForwarded) -> Added {
+        Added {
+            xff: xff_out(h, mode, &client),
+            proto: l.proto.clone(),
+            port: l.port.clone(),
+            trace: (
+                HeaderName::from_static("x-amzn-trace-id"),
+                HeaderValue::from_static("Root=1-x"),
+            ),
+            host: None,
+        }
+    }
+
     #[test]
     fn xff_modes() {
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", "10.0.0.1".parse().unwrap());
         h.append("x-forwarded-for", "10.0.0.2, 10.0.0.3".parse().unwrap());
+        h.append("x-forwarded-proto", "spoofed".parse().unwrap());
         assert_eq!(xff_count(&h), 3);
+        let https = ListenerForwarded::new("https", 443);
         let mut a = h.clone();
-        forwarded(
-            &mut a,
-            XffMode::Append,
-            &xff_client(ip, None),
-            &ListenerForwarded::new("https", 443),
+        added(&h, XffMode::Append, xff_client(ip, None), &https).apply(&mut a);
+        assert_eq!(
+            a.get_all("x-forwarded-for").iter().collect::<Vec<_>>(),
+            ["10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"]
         );
         assert_eq!(
-            a.get("x-forwarded-for").unwrap(),
-            "10.0.0.1, 10.0.0.2, 10.0.0.3, 192.0.2.7"
+            a.get_all("x-forwarded-proto").iter().collect::<Vec<_>>(),
+            ["https"],
+            "the client's value is replaced"
         );
-        assert_eq!(a.get("x-forwarded-proto").unwrap(), "https");
         assert_eq!(a.get("x-forwarded-port").unwrap(), "443");
+        assert_eq!(a.get("x-amzn-trace-id").unwrap(), "Root=1-x");
+        let http = ListenerForwarded::new("http", 80);
         let mut p = h.clone();
-        forwarded(
-            &mut p,
-            XffMode::Preserve,
-            &xff_client(ip, None),
-            &ListenerForwarded::new("http", 80),
-        );
+        added(&h, XffMode::Preserve, xff_client(ip, None), &http).apply(&mut p);
         assert_eq!(xff_count(&p), 3);
         let mut r = h.clone();
-        forwarded(
-            &mut r,
-            XffMode::Remove,
-            &xff_client(ip, None),
-            &ListenerForwarded::new("http", 80),
-        );
+        added(&h, XffMode::Remove, xff_client(ip, None), &http).apply(&mut r);
         assert!(!r.contains_key("x-forwarded-for"));
         let mut port = HeaderMap::new();
-        forwarded(
-            &mut port,
-            XffMode::Append,
-            &xff_client("2001:db8::1".parse().unwrap(), Some(5000)),
-            &ListenerForwarded::new("http", 80),
-        );
+        let client = xff_client("2001:db8::1".parse().unwrap(), Some(5000));
+        added(&port.clone(), XffMode::Append, client, &http).apply(&mut port);
         assert_eq!(port.get("x-forwarded-for").unwrap(), "[2001:db8::1]:5000");
     }
 

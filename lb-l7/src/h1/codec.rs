@@ -252,14 +252,40 @@ pub fn connection_tokens(h: &impl Fields) -> ConnectionTokens {
     t
 }
 
-/// Writes `METHOD path HTTP/1.1` and the headers (a request to a target).
-pub fn write_request_head(out: &mut BytesMut, method: &Method, path: &str, h: &HeaderMap) {
-    out.reserve(64 + path.len() + h.len() * 48);
+/// Writes `METHOD path HTTP/1.1` and the headers (a request to a target): the client's, less
+/// those `added` replaces, then `added`'s.
+pub fn write_request_head(
+    out: &mut BytesMut,
+    method: &Method,
+    path: &str,
+    h: &HeaderMap,
+    added: Option<&crate::headers::Added>,
+) {
+    out.reserve(256 + path.len() + h.len() * 48);
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
-    write_headers(out, h);
+    match added {
+        None => write_headers(out, h),
+        Some(a) => {
+            for (n, v) in h {
+                if !a.skips(n) {
+                    put_header(out, n.as_str(), v);
+                }
+            }
+            for (n, v) in a.lines() {
+                put_header(out, n, v);
+            }
+        }
+    }
+    out.put_slice(b"\r\n");
+}
+
+fn put_header(out: &mut BytesMut, name: &str, v: &HeaderValue) {
+    out.put_slice(name.as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(v.as_bytes());
     out.put_slice(b"\r\n");
 }
 

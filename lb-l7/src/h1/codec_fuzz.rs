@@ -104,7 +104,7 @@ fn requests_never_panic_and_round_trip() {
                 // What weir sends a target parses back to the same request.
                 let path = head.parts.uri.path_and_query().map_or("/", |p| p.as_str());
                 let mut out = BytesMut::new();
-                write_request_head(&mut out, &head.parts.method, path, h);
+                write_request_head(&mut out, &head.parts.method, path, h, None);
                 let again = parse_request(&mut out)
                     .unwrap_or_else(|e| panic!("rewritten head refused ({}): {path}", e.status))
                     .expect("rewritten head complete");

@@ -461,12 +461,12 @@ fn response_without_reason_phrase() {
 fn request_head_bytes() {
     let h = hdrs(&[("host", "h"), ("x-a", "1"), ("accept", "*/*"), ("x-a", "2")]);
     let mut out = BytesMut::from("prev|");
-    write_request_head(&mut out, &Method::GET, "/p?q=1", &h);
+    write_request_head(&mut out, &Method::GET, "/p?q=1", &h, None);
     let want = "prev|GET /p?q=1 HTTP/1.1\r\nhost: h\r\nx-a: 1\r\nx-a: 2\r\naccept: */*\r\n\r\n";
     assert_eq!(&out[..], want.as_bytes());
     let mut out = BytesMut::new();
     let purge = Method::from_bytes(b"PURGE").unwrap();
-    write_request_head(&mut out, &purge, "*", &HeaderMap::new());
+    write_request_head(&mut out, &purge, "*", &HeaderMap::new(), None);
     assert_eq!(&out[..], b"PURGE * HTTP/1.1\r\n\r\n");
 }
 

@@ -109,7 +109,7 @@ pub async fn forward(
 
     // The request as the target sees it.
     let (mut parts, ()) = req.into_parts();
-    prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
+    let added = prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
     let h = &mut parts.headers;
     if framing == Framing::Chunked {
         // Relayed as it came; a Content-Length beside it (monitor mode) is dropped.
@@ -125,7 +125,7 @@ pub async fn forward(
     }
     let mut head = BytesMut::new();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers);
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
     let out = Outgoing {
         head: head.freeze(),
         replayable: idempotent(&parts.method) && framing == Framing::Empty,

@@ -171,7 +171,7 @@ pub async fn forward(
 
     // The request as the target sees it: HTTP/1.1, a body with its length or chunked.
     let (mut parts, body) = req.into_parts();
-    prepare_upstream(sh, ci, &mut parts, false, host, log.as_deref_mut());
+    let added = prepare_upstream(sh, ci, &mut parts, false, host, log.as_deref_mut());
     let has_body = !body.is_end_stream();
     let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
     if chunked {
@@ -182,7 +182,7 @@ pub async fn forward(
     }
     let mut head = bytes::BytesMut::new();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers);
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
     let head = head.freeze();
     let replayable = idempotent(&parts.method) && !has_body;
     let mut body = has_body.then_some(body);
@@ -365,7 +365,7 @@ pub fn prepare_upstream(
     upgrade: bool,
     host: Option<&str>,
     log: Option<&mut Record>,
-) {
+) -> headers::Added {
     let lb = &sh.config.load_balancer;
     let h = &mut parts.headers;
     headers::remove_hop_by_hop(h, upgrade);
@@ -380,11 +380,10 @@ pub fn prepare_upstream(
         }
     }
     let listener = &ci.listener.config;
-    headers::forwarded(
+    let xff = headers::xff_out(
         h,
         lb.routing.http.xff_header_processing.mode,
         &ci.xff_client,
-        &ci.listener.forwarded,
     );
     let now = sh.clock.epoch_secs();
     let trace = headers::trace_value(
@@ -396,9 +395,9 @@ pub fn prepare_upstream(
         l.trace_id.clone_from(&trace);
     }
     // The String's buffer becomes the header value's (no copy).
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.into_bytes())) {
-        h.insert(sh.trace_header.clone(), v);
-    }
+    let trace = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.into_bytes()))
+        .unwrap_or_else(|_| HeaderValue::from_static("-"));
+    let mut new_host = None;
     let rewrite_host =
         !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST);
     if let (true, Some(host)) = (rewrite_host, host) {
@@ -426,10 +425,15 @@ pub fn prepare_upstream(
                 v.push(b':');
                 v.extend_from_slice(p.as_bytes());
             }
-            if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(v)) {
-                h.insert(header::HOST, v);
-            }
+            new_host = HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok();
         }
     }
     parts.version = Version::HTTP_11;
+    headers::Added {
+        xff,
+        proto: ci.listener.forwarded.proto.clone(),
+        port: ci.listener.forwarded.port.clone(),
+        trace: (sh.trace_header.clone(), trace),
+        host: new_host,
+    }
 }

@@ -18,6 +18,7 @@ pub mod select;
 pub mod sticky;
 pub mod target;
 pub mod tls;
+pub mod upstream;
 pub mod wildcard;
 mod worker;
 

@@ -1,10 +1,10 @@
 //! Per-target pools of keep-alive HTTP/1.1 connections.
 //!
-//! The policy (`PoolPolicy`) is pure. The connections (`Pooled`) are raw `TcpStream`s, used
-//! by both engines (weir's HTTP/1.1 engine and the HTTP/2 path). One is never handed out once
-//! the target closed it: an idle stream is checked for readability (a FIN, a reset or stray
-//! bytes) without a syscall unless the reactor saw it readable, and the 1 s sweep drops
-//! closed ones.
+//! The policy (`PoolPolicy`) is pure. The connections (`Pooled`) are `upstream::UpStream`s
+//! (raw TCP, or TLS for HTTPS groups), used by both engines (weir's HTTP/1.1 engine and the
+//! HTTP/2 path). One is never handed out once the target closed it: an idle stream is checked
+//! for readability (a FIN, a reset or stray bytes; TLS session tickets are fine) without a
+//! syscall unless the reactor saw it readable, and the 1 s sweep drops closed ones.
 
 use crate::config::ReuseMode;
 use std::sync::Mutex;
@@ -41,11 +41,11 @@ impl PoolPolicy {
 /// A connection a pool can keep.
 pub trait Pooled: Send {
     /// Has the target closed it (or sent something unasked)? Then it is never reused.
-    fn is_closed(&self) -> bool;
+    fn is_closed(&mut self) -> bool;
 }
 
 impl Pooled for TcpStream {
-    fn is_closed(&self) -> bool {
+    fn is_closed(&mut self) -> bool {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         if self.poll_read_ready(&mut cx).is_pending() {
             return false;
@@ -102,7 +102,7 @@ impl<C: Pooled> Pool<C> {
             return None;
         }
         let mut idle = self.idle.lock().ok()?;
-        while let Some(c) = idle.pop() {
+        while let Some(mut c) = idle.pop() {
             if self.policy.usable(age(now, c.since), c.conn.is_closed()) {
                 return Some(c.conn);
             }
@@ -111,7 +111,7 @@ impl<C: Pooled> Pool<C> {
     }
 
     /// Returns a connection whose last response was read to the end, idle since `now`.
-    pub fn checkin(&self, conn: C, now: Instant) {
+    pub fn checkin(&self, mut conn: C, now: Instant) {
         if conn.is_closed() {
             return;
         }
@@ -125,7 +125,7 @@ impl<C: Pooled> Pool<C> {
     /// Drops idle connections that were closed by the target or idled out.
     pub fn sweep(&self, now: Instant) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.retain(|c| self.policy.usable(age(now, c.since), c.conn.is_closed()));
+            idle.retain_mut(|c| self.policy.usable(age(now, c.since), c.conn.is_closed()));
         }
     }
 

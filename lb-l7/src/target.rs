@@ -3,11 +3,23 @@
 use crate::anomaly;
 use crate::config::{
     AlgorithmType, AnomalyMitigation, HashOn, Stickiness, StickinessType, TargetGroup,
+    TargetProtocol,
 };
 use crate::metrics::{TargetCounters, TargetSnapshot};
 use crate::pool::{Pool, PoolPolicy};
 use crate::select::{self, Algorithm, Candidate, Draw};
 use crate::sticky;
+use crate::upstream::UpStream;
+
+/// The TLS client of an HTTPS target group.
+#[derive(Clone)]
+pub struct TlsClient(pub tokio_rustls::TlsConnector);
+
+impl std::fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TlsClient")
+    }
+}
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -60,7 +72,9 @@ pub struct TargetRt {
     pub outstanding: AtomicU64,
     pub counters: TargetCounters,
     /// Idle keep-alive connections to this target.
-    pub pool: Pool<tokio::net::TcpStream>,
+    pub pool: Pool<UpStream>,
+    /// HTTPS target groups: the TLS client.
+    pub tls: Option<TlsClient>,
     id_hash: u64,
     /// Anomaly detection's verdict at the last tick.
     anomalous: AtomicBool,
@@ -203,6 +217,8 @@ impl GroupRt {
             idle_timeout: Duration::from_secs(g.connection_pool.idle_timeout_seconds),
             reuse: g.connection_pool.reuse,
         };
+        let tls =
+            (g.protocol == TargetProtocol::Https).then(|| TlsClient(crate::upstream::connector()));
         let targets: Vec<Arc<TargetRt>> = g
             .target
             .iter()
@@ -217,6 +233,7 @@ impl GroupRt {
                     outstanding: AtomicU64::new(0),
                     counters: TargetCounters::default(),
                     pool: Pool::new(policy.clone()),
+                    tls: tls.clone(),
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
                     anomalous: AtomicBool::new(false),
                     weight_shift: AtomicU8::new(0),

@@ -6,7 +6,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct TargetGroup {
     pub name: String,
-    /// Only `HTTP` targets for now.
+    /// `HTTP` (default) or `HTTPS`: TLS to the targets, their certificates not verified
+    /// (as on ALB).
     #[serde(default)]
     pub protocol: TargetProtocol,
     /// Default port of targets that name none.
@@ -35,6 +36,8 @@ pub enum TargetProtocol {
     #[default]
     #[serde(rename = "HTTP")]
     Http,
+    #[serde(rename = "HTTPS")]
+    Https,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,20 +7,19 @@ use super::codec::{ChunkedScanner, Framing};
 use crate::body::BoxError;
 use crate::proxy::forward::Outstanding;
 use crate::target::TargetRt;
+use crate::upstream::UpStream;
 use bytes::{Bytes, BytesMut};
 use http_body::{Body as HttpBody, Frame, SizeHint};
-use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 const READ: usize = 16 * 1024;
 
 pub struct TargetBody {
-    up: Option<TcpStream>,
+    up: Option<UpStream>,
     buf: BytesMut,
     framing: Framing,
     left: u64,
@@ -39,7 +38,7 @@ pub struct TargetBody {
 impl TargetBody {
     /// `buf` holds what was read after the response head.
     pub fn new(
-        up: TcpStream,
+        up: UpStream,
         buf: BytesMut,
         framing: Framing,
         target: Arc<TargetRt>,
@@ -139,14 +138,14 @@ impl HttpBody for TargetBody {
             if this.done {
                 return Poll::Ready(None);
             }
-            let Some(up) = this.up.as_ref() else {
+            let Some(up) = this.up.as_mut() else {
                 return Poll::Ready(None);
             };
             if this.buf.capacity() - this.buf.len() < 1024 {
                 this.buf.reserve(READ);
             }
-            match up.try_read_buf(&mut this.buf) {
-                Ok(0) => {
+            match tokio_util::io::poll_read_buf(Pin::new(up), cx, &mut this.buf) {
+                Poll::Ready(Ok(0)) => {
                     this.up = None;
                     if this.framing == Framing::UntilClose {
                         this.done = true;
@@ -154,18 +153,15 @@ impl HttpBody for TargetBody {
                     }
                     return Poll::Ready(Some(Err("target closed before the body ended".into())));
                 }
-                Ok(_) => {
+                Poll::Ready(Ok(_)) => {
                     this.timer = None;
                     continue;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
+                Poll::Ready(Err(e)) => {
                     this.up = None;
                     return Poll::Ready(Some(Err(e.into())));
                 }
-            }
-            if up.poll_read_ready(cx).is_ready() {
-                continue;
+                Poll::Pending => {}
             }
             let idle = this.idle;
             let timer = this

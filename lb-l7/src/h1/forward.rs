@@ -20,6 +20,7 @@ use crate::proxy::forward::{Outstanding, hash_key, idempotent, prepare_upstream,
 use crate::proxy::service::Route;
 use crate::proxy::{ConnInfo, Shared};
 use crate::target::{GroupRt, TargetRt};
+use crate::upstream::{self, UpStream};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, Request, header};
 use std::future::Future;
@@ -28,7 +29,6 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 
 /// How far the client's request body was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,7 +322,7 @@ pub(crate) struct Attempt<'g> {
     /// The target's index in its group.
     pub ti: usize,
     pub t: &'g Arc<TargetRt>,
-    pub up: TcpStream,
+    pub up: UpStream,
     pub reused: bool,
     pub outstanding: Outstanding,
     /// When the request left (for the access log).
@@ -417,7 +417,7 @@ pub(crate) async fn target_connection(
     t: &TargetRt,
     fresh: bool,
     first: bool,
-) -> Result<(TcpStream, bool), (u16, &'static str)> {
+) -> Result<(UpStream, bool), (u16, &'static str)> {
     let m = &sh.metrics;
     if !fresh && let Some(s) = t.pool.checkout(first, sh.clock.now()) {
         m.upstream_connections_reused.fetch_add(1, Relaxed);
@@ -437,20 +437,19 @@ pub(crate) async fn target_connection(
     }
 }
 
-async fn connect(t: &TargetRt, timeout: Duration) -> Result<TcpStream, (u16, &'static str)> {
-    match tokio::time::timeout(timeout, TcpStream::connect(t.addr)).await {
+async fn connect(t: &TargetRt, timeout: Duration) -> Result<UpStream, (u16, &'static str)> {
+    let tls = t.tls.as_ref().map(|c| &c.0);
+    match tokio::time::timeout(timeout, upstream::connect(t.addr, tls)).await {
         Err(_) => {
             tracing::warn!(target_addr = %t.addr, "target connect timed out");
             Err((504, "TargetConnectTimeout"))
         }
         Ok(Err(e)) => {
             tracing::warn!(target_addr = %t.addr, error = %e, "target connection failed");
+            // ALB: a failed TLS handshake with the target is a 502 as well.
             Err((502, "TargetConnectionError"))
         }
-        Ok(Ok(s)) => {
-            let _ = s.set_nodelay(true);
-            Ok(s)
-        }
+        Ok(Ok(s)) => Ok(s),
     }
 }
 
@@ -464,7 +463,7 @@ pub(crate) enum HeadFailure {
 /// Reads a target's response head, waiting at most `idle` between reads (on the worker's
 /// coarse deadline table `timers`, not a tokio timer: one per request adds up).
 pub(crate) async fn read_response_head(
-    up: &mut TcpStream,
+    up: &mut UpStream,
     buf: &mut BytesMut,
     idle: Duration,
     timers: &IdleDeadlines,
@@ -511,7 +510,7 @@ async fn upgraded(
     sh: &Shared,
     client: &mut ClientStream,
     cbuf: &mut BytesMut,
-    mut up: TcpStream,
+    mut up: UpStream,
     ubuf: BytesMut,
     resp: &ResponseHead,
     outstanding: Outstanding,

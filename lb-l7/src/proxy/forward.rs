@@ -308,7 +308,7 @@ impl From<&'static str> for SendBodyError {
 /// declared, else chunk-encoded. Trailers are not forwarded. Stops before the byte that would
 /// go over `max` (a declared length over it was refused before).
 async fn send_body(
-    up: &mut tokio::net::TcpStream,
+    up: &mut crate::upstream::UpStream,
     mut body: Incoming,
     chunked: bool,
     max: Option<u64>,

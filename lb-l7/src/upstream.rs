@@ -1,0 +1,176 @@
+//! A connection to a target: plain TCP, or TLS for an HTTPS target group. As on ALB, the
+//! target's certificate is not verified (targets are addressed by IP and commonly use
+//! self-signed certificates); the handshake's signatures are, and sessions are resumed when
+//! the target allows it. No SNI is sent: targets are IP addresses.
+
+use crate::pool::Pooled;
+use rustls::DigitallySignedStruct;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// One connection to a target.
+#[derive(Debug)]
+pub enum UpStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Why a connection could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("connect: {0}")]
+    Tcp(io::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
+}
+
+/// Opens a connection to `addr`, with a TLS handshake when `tls` is given.
+pub async fn connect(
+    addr: SocketAddr,
+    tls: Option<&TlsConnector>,
+) -> Result<UpStream, ConnectError> {
+    let tcp = TcpStream::connect(addr).await.map_err(ConnectError::Tcp)?;
+    let _ = tcp.set_nodelay(true);
+    let Some(connector) = tls else {
+        return Ok(UpStream::Plain(tcp));
+    };
+    let name = ServerName::IpAddress(addr.ip().into());
+    let s = connector
+        .connect(name, tcp)
+        .await
+        .map_err(ConnectError::Tls)?;
+    Ok(UpStream::Tls(Box::new(s)))
+}
+
+/// The TLS client of HTTPS target groups (one per worker, shared by its groups): TLS 1.2 and
+/// 1.3, ALPN `http/1.1`, no certificate verification (ALB's behaviour).
+pub fn connector() -> TlsConnector {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let verifier = Arc::new(AnyCertificate(provider.clone()));
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("the aws-lc-rs provider supports TLS 1.2 and 1.3")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(cfg))
+}
+
+/// Accepts any certificate chain (ALB does not verify targets'), but checks the handshake's
+/// signatures with the chain's key.
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+impl Pooled for UpStream {
+    fn is_closed(&mut self) -> bool {
+        match self {
+            UpStream::Plain(s) => s.is_closed(),
+            UpStream::Tls(s) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                if s.get_ref().0.poll_read_ready(&mut cx).is_pending() {
+                    return false;
+                }
+                // Readable while idle: TLS 1.3 targets send session tickets after the
+                // handshake, which rustls takes without yielding data (Pending: still fine).
+                // Data, EOF (close_notify) or an error: the connection is not reused.
+                let mut byte = [0u8; 1];
+                let mut buf = ReadBuf::new(&mut byte);
+                !matches!(
+                    Pin::new(s.as_mut()).poll_read(&mut cx, &mut buf),
+                    Poll::Pending
+                )
+            }
+        }
+    }
+}
+
+impl AsyncRead for UpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod rules;
 pub mod select;
 pub mod sticky;
 pub mod target;
+pub mod tcp_or_tls;
 pub mod tls;
 pub mod upstream;
 pub mod wildcard;

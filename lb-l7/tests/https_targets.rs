@@ -1,10 +1,9 @@
 //! HTTPS target groups (`protocol = "HTTPS"`): weir speaks TLS to its targets (their
 //! certificates not verified, as on ALB), keeps those connections in its pool, notices a
 //! target that closed an idle one (through the TLS layer), and answers 502 when the target does
-//! not speak TLS. Real TLS backends (rustls + hyper, TLS 1.3 with session tickets). Not covered
-//! here: a record that arrives on an idle connection without data (a late ticket or a key
-//! update), which `UpStream::is_closed` lets rustls take; these backends send their tickets
-//! before the first response, where weir's read takes them.
+//! not speak TLS, while a record without data on an idle connection (a TLS 1.3 key update, as
+//! a server sends to roll its keys before a long idle period) does not retire it. Real TLS
+//! backends (rustls + hyper, TLS 1.3 with session tickets, and a raw rustls responder).
 
 mod common;
 
@@ -30,8 +29,9 @@ struct TlsBackend {
 /// An HTTPS backend (self-signed by the test CA, TLS 1.2/1.3 with session tickets) answering
 /// `x-backend: tls`; it closes a connection after `idle_close` (like a target's keep-alive
 /// timeout) when given.
-async fn tls_backend(idle_close: Option<Duration>) -> TlsBackend {
-    let pki = TestPki::new("https-target");
+async fn tls_backend(tag: &str, idle_close: Option<Duration>) -> TlsBackend {
+    // Each test its own directory: tests run in parallel in one process.
+    let pki = TestPki::new(tag);
     let (cert, key) = pki.leaf("target", &["target.test"]);
     let certs = [Certificate {
         certificate_file: cert.into(),
@@ -144,7 +144,7 @@ async fn keep_alive_requests(port: u16, n: usize, gap: Duration) -> Vec<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_target_connections_are_pooled() {
-    let b = tls_backend(None).await;
+    let b = tls_backend("https-pooled", None).await;
     let port = free_port();
     let w = start(&config(port, b.port));
     let responses = keep_alive_requests(port, 5, Duration::from_millis(50)).await;
@@ -174,7 +174,7 @@ async fn https_target_connections_are_pooled() {
 /// 500 ms apart must not meet a closed pooled connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_target_closing_idle_connections_costs_no_errors() {
-    let b = tls_backend(Some(Duration::from_millis(300))).await;
+    let b = tls_backend("https-idle-close", Some(Duration::from_millis(300))).await;
     let port = free_port();
     let w = start(&config(port, b.port));
     let responses = keep_alive_requests(port, 4, Duration::from_millis(500)).await;
@@ -199,5 +199,78 @@ async fn plain_target_in_an_https_group_is_502() {
     let (code, text) = curl(&[&format!("http://127.0.0.1:{port}/")]).await;
     assert_eq!(code, 502, "{text}");
     assert_eq!(plain.hits.load(SeqCst), 0, "no request reached it");
+    w.stop().await;
+}
+
+/// A TLS 1.3 target that, 100 ms after each response, rolls its keys (a KeyUpdate record on
+/// the idle connection, rustls's `refresh_traffic_keys`); answers `200 ok` to every request.
+async fn key_updating_backend(pki: &TestPki) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let (cert, key) = pki.leaf("ku", &["ku.test"]);
+    let certs = [Certificate {
+        certificate_file: cert.into(),
+        private_key_file: key.into(),
+    }];
+    let (cfg, _) =
+        lb_l7::tls::server_config(&certs, AlpnPolicy::HTTP1Only, false, &[5u8; 32]).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (conns, updates) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (c, u) = (conns.clone(), updates.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            c.fetch_add(1, SeqCst);
+            let (acceptor, u) = (acceptor.clone(), u.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(s).await else {
+                    return;
+                };
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 2048];
+                loop {
+                    match tls.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    buf.drain(..end + 4);
+                    let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nx-backend: ku\r\n\r\nok";
+                    if tls.write_all(resp).await.is_err() {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if tls.get_mut().1.refresh_traffic_keys().is_ok() && tls.flush().await.is_ok() {
+                        u.fetch_add(1, SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    (port, conns, updates)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_update_on_an_idle_target_connection_keeps_it_pooled() {
+    let pki = TestPki::new("https-ku");
+    let (target, conns, updates) = key_updating_backend(&pki).await;
+    let port = free_port();
+    let w = start(&config(port, target));
+    let responses = keep_alive_requests(port, 3, Duration::from_millis(400)).await;
+    for r in &responses {
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.ends_with("ok"), "{r}");
+    }
+    assert!(
+        updates.load(SeqCst) >= 2,
+        "the target rolled its keys while the connection sat in the pool"
+    );
+    assert_eq!(
+        conns.load(SeqCst),
+        1,
+        "a key update is not a close: the pooled connection was used again"
+    );
     w.stop().await;
 }

@@ -76,8 +76,18 @@ fn alb_rule_table() {
     assert_eq!(cfg.validate(), vec![]);
     let rules = RuleSet::compile(&cfg.listener[0]);
     // (host, method, path, query, headers, source ip) → outcome, matched priority
+    type Row<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        &'a str,
+        &'a str,
+        u32,
+    );
     #[rustfmt::skip]
-    let table: &[(&str, &str, &str, &str, &[(&str, &str)], &str, &str, u32)] = &[
+    let table: &[Row] = &[
         ("api.example.com", "GET", "/v1/users", "", &[], "10.0.0.1", "api", 5),
         ("API.EXAMPLE.COM", "GET", "/v2/x", "", &[], "10.0.0.1", "api", 5),           // host is case-insensitive
         ("api.example.com", "GET", "/V1/users", "", &[], "10.0.0.1", "wild", 10),     // path is case-sensitive

@@ -210,8 +210,10 @@ mod tests {
 
     #[test]
     fn rates_are_deltas_over_time() {
-        let mut before = Counters::default();
-        before.stats = vec![Counter::default(); Stat::COUNT as usize];
+        let before = Counters {
+            stats: vec![Counter::default(); Stat::COUNT as usize],
+            ..Default::default()
+        };
         let mut now = before.clone();
         now.stats[Stat::PassVip as usize] = Counter {
             packets: 200,

@@ -19,6 +19,21 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A target's TLS side: a certificate `name` from the test CA (TLS 1.2/1.3, session tickets,
+/// ALPN http/1.1), and a listener on a free port.
+async fn tls_listener(pki: &TestPki, name: &str) -> (tokio_rustls::TlsAcceptor, TcpListener, u16) {
+    let (cert, key) = pki.leaf(name, &[&format!("{name}.test")]);
+    let certs = [Certificate {
+        certificate_file: cert.into(),
+        private_key_file: key.into(),
+    }];
+    let (cfg, _) =
+        lb_l7::tls::server_config(&certs, AlpnPolicy::HTTP1Only, false, &[3u8; 32]).unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (tokio_rustls::TlsAcceptor::from(cfg), l, port)
+}
+
 struct TlsBackend {
     port: u16,
     conns: Arc<AtomicUsize>,
@@ -32,16 +47,7 @@ struct TlsBackend {
 async fn tls_backend(tag: &str, idle_close: Option<Duration>) -> TlsBackend {
     // Each test its own directory: tests run in parallel in one process.
     let pki = TestPki::new(tag);
-    let (cert, key) = pki.leaf("target", &["target.test"]);
-    let certs = [Certificate {
-        certificate_file: cert.into(),
-        private_key_file: key.into(),
-    }];
-    let (cfg, _) =
-        lb_l7::tls::server_config(&certs, AlpnPolicy::HTTP1Only, false, &[3u8; 32]).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
+    let (acceptor, l, port) = tls_listener(&pki, "target").await;
     let (conns, hits) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (c, h) = (conns.clone(), hits.clone());
     tokio::spawn(async move {
@@ -205,16 +211,7 @@ async fn plain_target_in_an_https_group_is_502() {
 /// A TLS 1.3 target that, 100 ms after each response, rolls its keys (a KeyUpdate record on
 /// the idle connection, rustls's `refresh_traffic_keys`); answers `200 ok` to every request.
 async fn key_updating_backend(pki: &TestPki) -> (u16, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let (cert, key) = pki.leaf("ku", &["ku.test"]);
-    let certs = [Certificate {
-        certificate_file: cert.into(),
-        private_key_file: key.into(),
-    }];
-    let (cfg, _) =
-        lb_l7::tls::server_config(&certs, AlpnPolicy::HTTP1Only, false, &[5u8; 32]).unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(cfg);
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
+    let (acceptor, l, port) = tls_listener(pki, "ku").await;
     let (conns, updates) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let (c, u) = (conns.clone(), updates.clone());
     tokio::spawn(async move {

@@ -12,6 +12,16 @@
 //!   RSA-2048, full handshakes/s.
 //! - `idle_conns`: 10,000 idle keep-alive client connections; proxy RSS growth per connection.
 //!
+//! The lab's own limits are measured in the same run, so that a ratio can be read against what
+//! this machine can show at all:
+//! - `relay`: HAProxy in `mode tcp`, one thread on the proxy core, relaying each wrk connection
+//!   to its own origin connection. It makes the same four socket calls per request as an HTTP
+//!   proxy (read request, write it on, read response, write it back) and does no HTTP work, so
+//!   its req/s is the **ceiling** of the `h1` scenario here and its CPU per request the
+//!   **floor**. An HTTP proxy's CPU per request minus the floor is its HTTP work.
+//! - Busy % of both cores during every `h1` and `h2tls` run (`/proc/stat`): when the load core
+//!   is saturated, the client and origin, not the proxy, set the req/s.
+//!
 //! Which weir runs: the `weir` binary built with fat LTO in `target/bench-lto`, as
 //! `weir run --config FILE` with `[workers] count = 1` (the control plane and one worker process
 //! pinned to the proxy core). `--weir-bin PATH` runs `PATH run --config FILE` instead.
@@ -32,6 +42,8 @@ use std::time::{Duration, Instant};
 const PROXY_CORE: &str = "0";
 const LOAD_CORE: &str = "1";
 const ORIGIN: u16 = 18_100;
+/// The TCP relay that measures the lab's ceiling (see the module comment).
+const RELAY: u16 = 18_140;
 const NAMES: [&str; 3] = ["weir", "haproxy", "nginx"];
 
 struct Opts {
@@ -283,6 +295,15 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
             h.h1, h.tls
         ),
     )?;
+    // The ceiling/floor baseline: a TCP relay doing no HTTP work (see the module comment).
+    std::fs::write(
+        dir.join("relay.cfg"),
+        format!(
+            "global\n  nbthread 1\n  maxconn 2000\n\
+             defaults\n  mode tcp\n  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n\
+             listen relay\n  bind 127.0.0.1:{RELAY}\n  server o 127.0.0.1:{ORIGIN}\n"
+        ),
+    )?;
     std::fs::write(
         dir.join("nginx.conf"),
         format!(
@@ -451,6 +472,31 @@ fn h2load(url: &str, secs: u64, log: &Path) -> Result<(f64, f64, f64, u64, u64)>
     Ok((rps, pct(0.5), pct(0.99), ok, failed + errored))
 }
 
+/// One `h1` run (wrk keep-alive) against `port`: req/s, latency, the proxy's CPU per request
+/// and both cores' busy %, pushed into `e`. Returns the client-visible errors.
+fn h1_run(e: &mut BTreeMap<&str, Vec<f64>>, p: &Proc, port: u16, secs: u64) -> Result<u64> {
+    let cpu0 = p.cpu_seconds();
+    let cores0 = CoreTimes::now();
+    let (rps, p50, p99, total, err) = wrk(&format!("http://127.0.0.1:{port}/"), 64, secs, &[])?;
+    let cpu = p.cpu_seconds() - cpu0;
+    let (proxy_busy, load_busy) = CoreTimes::now().busy_since(&cores0);
+    e.entry("h1_rps").or_default().push(rps);
+    e.entry("h1_p50_us").or_default().push(p50);
+    e.entry("h1_p99_us").or_default().push(p99);
+    e.entry("h1_proxy_core_busy_pct")
+        .or_default()
+        .push(proxy_busy);
+    e.entry("h1_load_core_busy_pct")
+        .or_default()
+        .push(load_busy);
+    if total > 0 {
+        e.entry("h1_cpu_us_per_req")
+            .or_default()
+            .push(cpu * 1e6 / total as f64);
+    }
+    Ok(err)
+}
+
 /// Opens `n` keep-alive connections, one request each, and keeps them open.
 fn idle_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
     let mut v = Vec::with_capacity(n);
@@ -468,6 +514,46 @@ fn idle_connections(port: u16, n: usize) -> Result<Vec<TcpStream>> {
         v.push(s);
     }
     Ok(v)
+}
+
+/// Busy and total jiffies of the proxy core and the load core, from `/proc/stat`.
+#[derive(Clone, Copy)]
+struct CoreTimes([(u64, u64); 2]);
+
+impl CoreTimes {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let core = |c: &str| {
+            let f: Vec<u64> = stat
+                .lines()
+                .find(|l| l.split_whitespace().next() == Some(&format!("cpu{c}")[..]))
+                .map(|l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .filter_map(|v| v.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            // user nice system idle iowait irq softirq steal …: idle + iowait are not busy.
+            let total: u64 = f.iter().take(8).sum();
+            let idle = f.get(3).copied().unwrap_or(0) + f.get(4).copied().unwrap_or(0);
+            (total - idle, total)
+        };
+        Self([core(PROXY_CORE), core(LOAD_CORE)])
+    }
+    /// Busy % of (proxy core, load core) since `earlier`.
+    fn busy_since(&self, earlier: &Self) -> (f64, f64) {
+        let pct = |i: usize| {
+            let busy = self.0[i].0.saturating_sub(earlier.0[i].0) as f64;
+            let total = self.0[i].1.saturating_sub(earlier.0[i].1) as f64;
+            if total > 0.0 {
+                100.0 * busy / total
+            } else {
+                f64::NAN
+            }
+        };
+        (pct(0), pct(1))
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -586,10 +672,18 @@ pub fn run(args: &[String]) -> Result<()> {
             &dir.join("nginx.log"),
         )?,
     ];
+    let relay = spawn(
+        "relay",
+        PROXY_CORE,
+        "haproxy",
+        &["-f", &format!("{d}/relay.cfg")],
+        &dir.join("relay.log"),
+    )?;
     for i in 0..3 {
         wait_port(ports(i).h1)?;
         wait_port(ports(i).tls)?;
     }
+    wait_port(RELAY)?;
     // name → metric → values over rounds
     let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
     // Memory first, on fresh processes: RSS growth for 10,000 idle keep-alive connections.
@@ -626,6 +720,7 @@ pub fn run(args: &[String]) -> Result<()> {
     for i in 0..3 {
         wrk(&format!("http://127.0.0.1:{}/", ports(i).h1), 64, 1, &[])?;
     }
+    wrk(&format!("http://127.0.0.1:{RELAY}/"), 64, 1, &[])?;
 
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
     for round in 0..o.rounds {
@@ -633,30 +728,22 @@ pub fn run(args: &[String]) -> Result<()> {
             let name = NAMES[i];
             eprintln!("round {}/{}: {name}", round + 1, o.rounds);
             let e = m.entry(name).or_default();
+            *errors.entry(name).or_default() += h1_run(e, p, ports(i).h1, o.duration)?;
             let cpu0 = p.cpu_seconds();
-            let (rps, p50, p99, total, err) = wrk(
-                &format!("http://127.0.0.1:{}/", ports(i).h1),
-                64,
-                o.duration,
-                &[],
-            )?;
-            let cpu = p.cpu_seconds() - cpu0;
-            e.entry("h1_rps").or_default().push(rps);
-            e.entry("h1_p50_us").or_default().push(p50);
-            e.entry("h1_p99_us").or_default().push(p99);
-            if total > 0 {
-                e.entry("h1_cpu_us_per_req")
-                    .or_default()
-                    .push(cpu * 1e6 / total as f64);
-            }
-            *errors.entry(name).or_default() += err;
-            let cpu0 = p.cpu_seconds();
+            let cores0 = CoreTimes::now();
             let (rps, p50, p99, done, err) = h2load(
                 &format!("https://127.0.0.1:{}/", ports(i).tls),
                 o.duration,
                 &dir.join(format!("h2load-{name}.log")),
             )?;
             let cpu = p.cpu_seconds() - cpu0;
+            let (proxy_busy, load_busy) = CoreTimes::now().busy_since(&cores0);
+            e.entry("h2tls_proxy_core_busy_pct")
+                .or_default()
+                .push(proxy_busy);
+            e.entry("h2tls_load_core_busy_pct")
+                .or_default()
+                .push(load_busy);
             if done > 0 {
                 e.entry("h2tls_cpu_us_per_req")
                     .or_default()
@@ -674,8 +761,16 @@ pub fn run(args: &[String]) -> Result<()> {
             )?;
             e.entry("tls_handshakes_per_s").or_default().push(hs);
         }
+        eprintln!(
+            "round {}/{}: relay (the lab's ceiling)",
+            round + 1,
+            o.rounds
+        );
+        let e = m.entry("relay").or_default();
+        *errors.entry("relay").or_default() += h1_run(e, &relay, RELAY, o.duration)?;
     }
     drop(procs);
+    drop(relay);
 
     let med: BTreeMap<&str, BTreeMap<&str, f64>> = m
         .iter()
@@ -691,10 +786,14 @@ pub fn run(args: &[String]) -> Result<()> {
         "h1_p50_us",
         "h1_p99_us",
         "h1_cpu_us_per_req",
-        "h2tls_cpu_us_per_req",
+        "h1_proxy_core_busy_pct",
+        "h1_load_core_busy_pct",
         "h2tls_rps",
         "h2tls_p50_us",
         "h2tls_p99_us",
+        "h2tls_cpu_us_per_req",
+        "h2tls_proxy_core_busy_pct",
+        "h2tls_load_core_busy_pct",
         "tls_handshakes_per_s",
         "idle_conn_bytes",
     ];
@@ -709,14 +808,24 @@ pub fn run(args: &[String]) -> Result<()> {
         o.rounds, o.duration
     );
     println!(
-        "{:<24}{:>14}{:>14}{:>14}{:>12}{:>12}",
-        "metric", "weir", "haproxy", "nginx", "weir/hap", "weir/ngx"
+        "{:<26}{:>12}{:>12}{:>12}{:>12}{:>10}{:>10}",
+        "metric", "weir", "haproxy", "nginx", "tcp relay", "weir/hap", "weir/ngx"
     );
     let mut ratios = serde_json::Map::new();
     for k in metrics {
-        let (w, h, n) = (get("weir", k), get("haproxy", k), get("nginx", k));
+        let (w, h, n, r) = (
+            get("weir", k),
+            get("haproxy", k),
+            get("nginx", k),
+            get("relay", k),
+        );
+        let relay = if r.is_nan() {
+            "-".to_string()
+        } else {
+            format!("{r:.1}")
+        };
         println!(
-            "{k:<24}{w:>14.1}{h:>14.1}{n:>14.1}{:>12.2}{:>12.2}",
+            "{k:<26}{w:>12.1}{h:>12.1}{n:>12.1}{relay:>12}{:>10.2}{:>10.2}",
             w / h,
             w / n
         );
@@ -725,9 +834,41 @@ pub fn run(args: &[String]) -> Result<()> {
             json!({ "weir_over_haproxy": w / h, "weir_over_nginx": w / n }),
         );
     }
+    // The lab: what this machine can show at all (see the module comment).
+    let ceiling = get("relay", "h1_rps");
+    let floor = get("relay", "h1_cpu_us_per_req");
+    let (need_hap, need_ngx) = (1.3 * get("haproxy", "h1_rps"), 1.1 * get("nginx", "h1_rps"));
+    let work = |n: &str| get(n, "h1_cpu_us_per_req") - floor;
+    println!(
+        "\nthe lab (h1): a TCP relay doing no HTTP work reaches {ceiling:.0} req/s (proxy core {:.0} % busy, load core {:.0} %): no proxy can show more here",
+        get("relay", "h1_proxy_core_busy_pct"),
+        get("relay", "h1_load_core_busy_pct")
+    );
+    println!(
+        "  h1 targets: 1.3 × HAProxy = {need_hap:.0} req/s, 1.1 × nginx = {need_ngx:.0} req/s → {}",
+        if need_hap.max(need_ngx) <= ceiling {
+            "within the ceiling"
+        } else {
+            "beyond the ceiling: not measurable on this machine"
+        }
+    );
+    println!(
+        "  HTTP work per request (CPU µs above the relay's floor of {floor:.1} µs): weir {:.2}, HAProxy {:.2}, nginx {:.2} → weir/hap {:.2}, weir/ngx {:.2}",
+        work("weir"),
+        work("haproxy"),
+        work("nginx"),
+        work("weir") / work("haproxy"),
+        work("weir") / work("nginx")
+    );
+    let lab = json!({
+        "h1_ceiling_rps": ceiling,
+        "h1_floor_cpu_us_per_req": floor,
+        "h1_targets_within_ceiling": need_hap.max(need_ngx) <= ceiling,
+        "h1_http_work_us_per_req": { "weir": work("weir"), "haproxy": work("haproxy"), "nginx": work("nginx") },
+    });
     let targets = json!({
-        "h1_rps_vs_haproxy_ge_1.3": get("weir", "h1_rps") >= 1.3 * get("haproxy", "h1_rps"),
-        "h1_rps_vs_nginx_ge_1.1": get("weir", "h1_rps") >= 1.1 * get("nginx", "h1_rps"),
+        "h1_rps_vs_haproxy_ge_1.3": get("weir", "h1_rps") >= need_hap,
+        "h1_rps_vs_nginx_ge_1.1": get("weir", "h1_rps") >= need_ngx,
         "h2tls_rps_vs_haproxy_ge_1.2": get("weir", "h2tls_rps") >= 1.2 * get("haproxy", "h2tls_rps"),
         "p99_no_worse": get("weir", "h1_p99_us") <= get("haproxy", "h1_p99_us").min(get("nginx", "h1_p99_us"))
             && get("weir", "h2tls_p99_us") <= get("haproxy", "h2tls_p99_us").min(get("nginx", "h2tls_p99_us")),
@@ -742,7 +883,7 @@ pub fn run(args: &[String]) -> Result<()> {
                    "idle_connections": o.idle_conns, "weir": weir_cmd.0,
                    "haproxy": sh("haproxy", &["-v"]).unwrap_or_default().lines().next().unwrap_or(""),
                    "nginx": sh("nginx", &["-v"]).unwrap_or_default().trim() },
-        "median": med, "rounds": m, "ratios": ratios, "targets": targets, "errors": errors,
+        "median": med, "rounds": m, "ratios": ratios, "lab": lab, "targets": targets, "errors": errors,
     });
     let out = root.join("target/bench/http.json");
     std::fs::write(&out, serde_json::to_string_pretty(&all)?)?;

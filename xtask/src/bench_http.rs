@@ -890,3 +890,37 @@ pub fn run(args: &[String]) -> Result<()> {
     println!("wrote {}", out.display());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrk_latencies_in_microseconds() {
+        assert_eq!(micros("612.00us"), Some(612.0));
+        assert_eq!(micros(" 1.49ms"), Some(1490.0));
+        assert_eq!(micros("2.00s"), Some(2_000_000.0));
+        assert_eq!(micros("n/a"), None);
+    }
+
+    #[test]
+    fn busy_share_of_each_core() {
+        let before = CoreTimes([(100, 1_000), (500, 1_000)]);
+        let after = CoreTimes([(190, 1_100), (500, 1_100)]);
+        let (proxy, load) = after.busy_since(&before);
+        assert!((proxy - 90.0).abs() < 1e-9, "{proxy}");
+        assert!(load.abs() < 1e-9, "{load}");
+        // No time passed: no share rather than a division by zero.
+        assert!(after.busy_since(&after).0.is_nan());
+    }
+
+    #[test]
+    fn this_machine_has_both_cores_in_proc_stat() {
+        let now = CoreTimes::now();
+        assert!(
+            now.0[0].1 > 0 && now.0[1].1 > 0,
+            "cpu0/cpu1 missing in /proc/stat"
+        );
+        assert!(now.0.iter().all(|(busy, total)| busy <= total));
+    }
+}

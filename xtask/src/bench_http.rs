@@ -479,22 +479,39 @@ fn h1_run(e: &mut BTreeMap<&str, Vec<f64>>, p: &Proc, port: u16, secs: u64) -> R
     let cores0 = CoreTimes::now();
     let (rps, p50, p99, total, err) = wrk(&format!("http://127.0.0.1:{port}/"), 64, secs, &[])?;
     let cpu = p.cpu_seconds() - cpu0;
-    let (proxy_busy, load_busy) = CoreTimes::now().busy_since(&cores0);
+    let busy = CoreTimes::now().busy_since(&cores0);
     e.entry("h1_rps").or_default().push(rps);
     e.entry("h1_p50_us").or_default().push(p50);
     e.entry("h1_p99_us").or_default().push(p99);
-    e.entry("h1_proxy_core_busy_pct")
-        .or_default()
-        .push(proxy_busy);
-    e.entry("h1_load_core_busy_pct")
-        .or_default()
-        .push(load_busy);
-    if total > 0 {
-        e.entry("h1_cpu_us_per_req")
-            .or_default()
-            .push(cpu * 1e6 / total as f64);
-    }
+    push_load(
+        e,
+        [
+            "h1_cpu_us_per_req",
+            "h1_proxy_core_busy_pct",
+            "h1_load_core_busy_pct",
+        ],
+        cpu,
+        total,
+        busy,
+    );
     Ok(err)
+}
+
+/// Pushes a run's proxy CPU µs per request and both cores' busy % under `keys`.
+fn push_load(
+    e: &mut BTreeMap<&str, Vec<f64>>,
+    keys: [&'static str; 3],
+    cpu_s: f64,
+    requests: u64,
+    (proxy_busy, load_busy): (f64, f64),
+) {
+    if requests > 0 {
+        e.entry(keys[0])
+            .or_default()
+            .push(cpu_s * 1e6 / requests as f64);
+    }
+    e.entry(keys[1]).or_default().push(proxy_busy);
+    e.entry(keys[2]).or_default().push(load_busy);
 }
 
 /// Opens `n` keep-alive connections, one request each, and keeps them open.
@@ -737,18 +754,17 @@ pub fn run(args: &[String]) -> Result<()> {
                 &dir.join(format!("h2load-{name}.log")),
             )?;
             let cpu = p.cpu_seconds() - cpu0;
-            let (proxy_busy, load_busy) = CoreTimes::now().busy_since(&cores0);
-            e.entry("h2tls_proxy_core_busy_pct")
-                .or_default()
-                .push(proxy_busy);
-            e.entry("h2tls_load_core_busy_pct")
-                .or_default()
-                .push(load_busy);
-            if done > 0 {
-                e.entry("h2tls_cpu_us_per_req")
-                    .or_default()
-                    .push(cpu * 1e6 / done as f64);
-            }
+            push_load(
+                e,
+                [
+                    "h2tls_cpu_us_per_req",
+                    "h2tls_proxy_core_busy_pct",
+                    "h2tls_load_core_busy_pct",
+                ],
+                cpu,
+                done,
+                CoreTimes::now().busy_since(&cores0),
+            );
             e.entry("h2tls_rps").or_default().push(rps);
             e.entry("h2tls_p50_us").or_default().push(p50);
             e.entry("h2tls_p99_us").or_default().push(p99);

@@ -90,12 +90,7 @@ async fn setup(mitigation: &str) -> Setup {
         backend("ok3").await,
     ];
     let bad = flaky_backend().await;
-    let targets: Vec<String> = oks
-        .iter()
-        .map(|b| b.addr.port())
-        .chain([bad.addr.port()])
-        .map(|p| format!("{{ id = \"127.0.0.1\", port = {p} }}"))
-        .collect();
+    let targets = local_targets(oks.iter().map(|b| b.addr.port()).chain([bad.addr.port()]));
     let port = free_port();
     let cfg = format!(
         r#"
@@ -109,8 +104,7 @@ name = "web"
 load_balancing.algorithm.type = "weighted_random"
 load_balancing.algorithm.anomaly_mitigation = "{mitigation}"
 target = [{targets}]
-"#,
-        targets = targets.join(", ")
+"#
     );
     let w = start(&cfg);
     Setup { w, oks, bad }

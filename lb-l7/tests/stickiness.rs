@@ -197,10 +197,7 @@ impl LocalBackend {
 // Configurations.
 
 fn lb_cookie_config(port: u16, ports: &[u16], duration: u64) -> String {
-    let targets: Vec<String> = ports
-        .iter()
-        .map(|p| format!("{{ id = \"127.0.0.1\", port = {p} }}"))
-        .collect();
+    let targets = local_targets(ports.iter().copied());
     format!(
         r#"
 [[listener]]
@@ -215,8 +212,7 @@ stickiness.enabled = true
 stickiness.type = "lb_cookie"
 stickiness.lb_cookie.duration_seconds = {duration}
 target = [{targets}]
-"#,
-        targets = targets.join(", ")
+"#
     )
 }
 

@@ -42,6 +42,16 @@ pub fn free_port() -> u16 {
     panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
+/// A target group's `target = [...]` list for targets on 127.0.0.1 at `ports`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn local_targets(ports: impl IntoIterator<Item = u16>) -> String {
+    ports
+        .into_iter()
+        .map(|p| format!("{{ id = \"127.0.0.1\", port = {p} }}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub struct Running {
     pub port: u16,
     pub ports: Vec<u16>,

@@ -335,11 +335,7 @@ async fn default_config_answers_and_graceful_drain() {
     );
     assert_eq!(slow.await.unwrap().0, 200);
     // After the drain nothing listens.
-    assert!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port2))
-            .await
-            .is_err()
-    );
+    assert_nothing_listens(([127, 0, 0, 1], port2).into(), "drained worker").await;
     tx.send(()).unwrap();
     task.await.unwrap().unwrap();
 }

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 // ---------------------------------------------------------------------------------------------
@@ -186,18 +186,7 @@ impl LocalBackend {
         for c in conns {
             let _ = c.await;
         }
-        // The listener is closed, but a child process that another test thread is spawning
-        // (curl) holds a copy of every fd from its clone until its exec closes the CLOEXEC
-        // ones; a connect inside that window still reaches the listening socket. Give such
-        // windows a bounded time to pass: a listener that stays open fails the assertion.
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
-        while TcpStream::connect(self.addr).await.is_ok() {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "stopped backend still accepts after 2 s"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        assert_nothing_listens(self.addr, "stopped backend").await;
     }
 }
 

@@ -42,6 +42,23 @@ pub fn free_port() -> u16 {
     panic!("no free port in {LOW}..{}", LOW + SPAN)
 }
 
+/// Asserts that nothing listens on `addr` any more, once fork windows have passed.
+///
+/// A closed listener can still take connections for a moment: a child process that another
+/// test thread is spawning (curl) holds a copy of every fd from its clone until its exec closes
+/// the CLOEXEC ones. Such windows get 2 s to pass; a listener that stays open fails.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn assert_nothing_listens(addr: SocketAddr, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: something still accepts on {addr} after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A target group's `target = [...]` list for targets on 127.0.0.1 at `ports`.
 #[allow(dead_code)] // not every test binary uses it
 pub fn local_targets(ports: impl IntoIterator<Item = u16>) -> String {

@@ -119,6 +119,11 @@ fn setup() -> Result<Setup> {
         python,
         "-m",
         "http.server",
+        // HTTP/1.1: curl closes first, so TIME-WAIT stays on the client. With HTTP/1.0 the
+        // server closes first and keeps a TIME-WAIT per request; a later client SYN on a reused
+        // port meets it and goes to the kernel's own path instead of the cookie.
+        "--protocol",
+        "HTTP/1.1",
         "--bind",
         VIP,
         "--directory",
@@ -346,17 +351,19 @@ fn every_client_request_succeeds_under_a_spoofed_syn_flood() -> Result<()> {
     assert_eq!(ns.get("TcpExtListenOverflows"), 0);
     assert_eq!(ns.get("TcpExtListenDrops"), 0);
     // The counters account for the flood: every SYN weir saw got a cookie from XDP (mode
-    // always, no rate limit) except a client SYN that met a TIME-WAIT socket of an earlier
-    // connection on the same port (the kernel's to judge; rare), most of what was offered
-    // reached weir, and every client connection was completed through a valid cookie ACK and
-    // the kernel's cookie path.
+    // always, no rate limit) except a client's retransmitted SYN that arrives after its
+    // connection was established (the kernel's to judge; rare); a real flood reached weir;
+    // and every client connection was completed through a valid cookie ACK and the kernel's
+    // cookie path. How much of the offered flood arrives is the veth ring's business, not
+    // weir's: frames it cannot take are dropped before any XDP program (~95 % arrive on a quiet
+    // machine, under half with both cores busy).
     assert!(flood_packets >= 100_000);
     let unanswered = d("syn_seen") - d("cookies_sent");
     assert!(unanswered <= 5, "{unanswered} SYNs not answered from XDP");
     assert_eq!(tx, d("cookies_sent"));
     assert!(
-        d("syn_seen") >= flood_packets / 2,
-        "{} of {flood_packets} flood SYNs reached weir",
+        d("syn_seen") >= 100_000,
+        "only {} of {flood_packets} flood SYNs reached weir",
         d("syn_seen")
     );
     assert!(d("cookie_acks_valid") >= REQUESTS as u64 + 2);

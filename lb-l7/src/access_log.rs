@@ -1,9 +1,11 @@
 //! Access log: one line per request, ALB's field order. Formatting is pure; the writer is a
-//! thread fed through a channel so request tasks never block on the file.
+//! thread fed through a bounded queue so request tasks never block on the file, and it writes
+//! whole lines only.
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, mpsc};
 
 /// The fields of one line. Times are seconds; `None` prints as ALB's `-1` (not dispatched).
 #[derive(Debug, Clone, Default)]
@@ -155,21 +157,62 @@ pub enum AccessLogTarget {
     File(std::path::PathBuf),
 }
 
-/// A handle request tasks send lines to.
+/// Lines that may wait for the writer; past it a line is dropped and counted.
+pub const QUEUE_LINES: usize = 8192;
+/// Bytes of lines that may wait for the writer (the memory bound of the queue).
+pub const QUEUE_BYTES: usize = 4 << 20;
+/// The writer hands the kernel at most this much per `write` (whole lines only, so lines of
+/// several workers appending to one file or pipe never interleave; a longer line goes alone).
+const BATCH_BYTES: usize = 64 << 10;
+
+/// The queue between request tasks and the writer thread.
+#[derive(Debug)]
+struct Queue {
+    tx: mpsc::SyncSender<String>,
+    max_bytes: usize,
+    /// Bytes queued (line + newline), not yet taken by the writer.
+    bytes: AtomicUsize,
+    /// Lines queued or being written.
+    pending: AtomicUsize,
+    dropped: AtomicU64,
+}
+
+impl Queue {
+    fn push(&self, line: String) {
+        let n = line.len() + 1;
+        if self.bytes.fetch_add(n, Relaxed) + n > self.max_bytes {
+            self.bytes.fetch_sub(n, Relaxed);
+            self.dropped.fetch_add(1, Relaxed);
+            return;
+        }
+        self.pending.fetch_add(1, Relaxed);
+        if self.tx.try_send(line).is_err() {
+            self.bytes.fetch_sub(n, Relaxed);
+            self.pending.fetch_sub(1, Relaxed);
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// A handle request tasks send lines to. Sending never blocks and never grows memory past
+/// [`QUEUE_LINES`] / [`QUEUE_BYTES`]: when the writer cannot keep up (a slow disk, a full
+/// pipe), lines are dropped and counted ([`AccessLog::dropped`]).
 #[derive(Debug, Clone)]
 pub struct AccessLog {
-    tx: Option<mpsc::Sender<String>>,
+    queue: Option<Arc<Queue>>,
 }
 
 impl AccessLog {
     pub fn off() -> AccessLog {
-        AccessLog { tx: None }
+        AccessLog { queue: None }
     }
 
+    /// Opens the target (a file is opened here, by the caller's privileges, in append mode) and
+    /// starts the writer thread.
     pub fn start(target: &AccessLogTarget) -> anyhow::Result<AccessLog> {
-        let mut out: Box<dyn Write + Send> = match target {
+        let out: Box<dyn Write + Send> = match target {
             AccessLogTarget::Off => return Ok(AccessLog::off()),
-            AccessLogTarget::Stdout => Box::new(std::io::stdout()),
+            AccessLogTarget::Stdout => Box::new(StdoutLines),
             AccessLogTarget::File(p) => Box::new(
                 std::fs::OpenOptions::new()
                     .create(true)
@@ -177,29 +220,102 @@ impl AccessLog {
                     .open(p)?,
             ),
         };
-        let (tx, rx) = mpsc::channel::<String>();
+        Self::with_writer(out, QUEUE_LINES, QUEUE_BYTES)
+    }
+
+    /// The writer thread over `out`, with a queue of `lines` lines and `bytes` bytes.
+    fn with_writer(
+        out: Box<dyn Write + Send>,
+        lines: usize,
+        bytes: usize,
+    ) -> anyhow::Result<AccessLog> {
+        let (tx, rx) = mpsc::sync_channel::<String>(lines);
+        let queue = Arc::new(Queue {
+            tx,
+            max_bytes: bytes,
+            bytes: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
+            dropped: AtomicU64::new(0),
+        });
+        let q = Arc::downgrade(&queue);
         std::thread::Builder::new()
             .name("weir-access-log".into())
-            .spawn(move || {
-                let mut w = std::io::BufWriter::new(&mut out);
-                while let Ok(line) = rx.recv() {
-                    let _ = writeln!(w, "{line}");
-                    while let Ok(line) = rx.try_recv() {
-                        let _ = writeln!(w, "{line}");
-                    }
-                    let _ = w.flush();
-                }
-            })?;
-        Ok(AccessLog { tx: Some(tx) })
+            .spawn(move || write_lines(out, rx, q))?;
+        Ok(AccessLog { queue: Some(queue) })
     }
 
     pub fn enabled(&self) -> bool {
-        self.tx.is_some()
+        self.queue.is_some()
     }
 
     pub fn write(&self, r: &Record) {
-        if let Some(tx) = &self.tx {
-            let _ = tx.send(r.format());
+        if let Some(q) = &self.queue {
+            q.push(r.format());
+        }
+    }
+
+    /// Lines dropped because the queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.queue.as_ref().map_or(0, |q| q.dropped.load(Relaxed))
+    }
+
+    /// Waits up to `timeout` for the queued lines to be written (at shutdown).
+    pub fn flush(&self, timeout: std::time::Duration) {
+        let Some(q) = &self.queue else { return };
+        let deadline = std::time::Instant::now() + timeout;
+        while q.pending.load(Relaxed) > 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+/// The process's stdout, written a batch of whole lines at a time under its lock (under
+/// `weir run` a pipe the control plane relays line by line).
+struct StdoutLines;
+
+impl Write for StdoutLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stdout().lock().write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let mut out = std::io::stdout().lock();
+        out.write_all(buf)?;
+        out.flush()
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stdout().lock().flush()
+    }
+}
+
+/// The writer thread: batches of whole lines, one `write_all` each.
+fn write_lines(
+    mut out: Box<dyn Write + Send>,
+    rx: mpsc::Receiver<String>,
+    queue: std::sync::Weak<Queue>,
+) {
+    let mut batch = Vec::with_capacity(BATCH_BYTES);
+    while let Ok(first) = rx.recv() {
+        let mut lines = 0;
+        let mut next = Some(first);
+        while let Some(line) = next.take() {
+            batch.extend_from_slice(line.as_bytes());
+            batch.push(b'\n');
+            lines += 1;
+            if let Some(q) = queue.upgrade() {
+                q.bytes.fetch_sub(line.len() + 1, Relaxed);
+            }
+            if batch.len() < BATCH_BYTES {
+                next = rx.try_recv().ok();
+            }
+        }
+        // A failed write loses these lines; there is nowhere better to report it.
+        let _ = out.write_all(&batch);
+        batch.clear();
+        if batch.capacity() > 4 * BATCH_BYTES {
+            batch.shrink_to(BATCH_BYTES);
+        }
+        if let Some(q) = queue.upgrade() {
+            q.pending.fetch_sub(lines, Relaxed);
         }
     }
 }
@@ -234,5 +350,71 @@ mod tests {
     fn dates() {
         let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_709_251_199);
         assert_eq!(rfc3339(t), "2024-02-29T23:59:59.000000Z");
+    }
+
+    /// A writer that blocks while the test holds its lock (a stuck disk or pipe).
+    struct Stuck(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Stuck {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn line(n: usize, len: usize) -> Record {
+        Record {
+            kind: "http",
+            request: format!("{n:06} {}", "x".repeat(len)),
+            ..Record::default()
+        }
+    }
+
+    fn written(out: &std::sync::Mutex<Vec<u8>>) -> Vec<String> {
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert!(text.is_empty() || text.ends_with('\n'), "whole lines only");
+        text.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_stuck_writer_bounds_the_queue_and_counts_drops() {
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = AccessLog::with_writer(Box::new(Stuck(out.clone())), 10, 1 << 20).unwrap();
+        let held = out.lock().unwrap();
+        // Lines longer than a batch: the writer takes one, then blocks in its write.
+        for n in 0..100 {
+            log.write(&line(n, BATCH_BYTES));
+        }
+        // 10 queued, at most one more taken by the stuck writer; the rest dropped at once.
+        let dropped = log.dropped();
+        assert!((89..=90).contains(&dropped), "dropped {dropped}");
+        drop(held);
+        log.flush(std::time::Duration::from_secs(5));
+        let lines = written(&out);
+        assert_eq!(lines.len() as u64 + dropped, 100);
+        assert!(lines.iter().all(|l| l.starts_with("http ")));
+    }
+
+    #[test]
+    fn the_queue_is_bounded_in_bytes_too() {
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let size = BATCH_BYTES + 100;
+        let log = AccessLog::with_writer(Box::new(Stuck(out.clone())), 1000, 7 * size / 2).unwrap();
+        let held = out.lock().unwrap();
+        for n in 0..100 {
+            log.write(&line(n, BATCH_BYTES));
+        }
+        // 3.5 lines' worth of bytes hold three; one more may sit in the stuck writer's batch.
+        let dropped = log.dropped();
+        assert!((96..=97).contains(&dropped), "dropped {dropped}");
+        drop(held);
+        log.flush(std::time::Duration::from_secs(5));
+        assert_eq!(written(&out).len() as u64 + dropped, 100);
+        // Once drained, the budget is free again.
+        log.write(&line(1, BATCH_BYTES));
+        log.flush(std::time::Duration::from_secs(5));
+        assert_eq!(log.dropped(), dropped);
     }
 }

@@ -10,6 +10,7 @@ pub mod body;
 pub mod config;
 pub mod h1;
 pub mod headers;
+pub mod log_limit;
 pub mod metrics;
 pub mod pool;
 pub mod proxy;

@@ -95,6 +95,7 @@ impl Metrics {
             anomalous_host_count: 0,
             mitigated_host_count: 0,
             targets: BTreeMap::new(),
+            access_log_dropped: 0,
         }
     }
 }
@@ -189,6 +190,8 @@ pub struct MetricsSnapshot {
     pub mitigated_host_count: u64,
     /// `"group/address:port"` → counters.
     pub targets: BTreeMap<String, TargetSnapshot>,
+    /// weir: access-log lines dropped because the writer's queue was full.
+    pub access_log_dropped: u64,
 }
 
 impl MetricsSnapshot {

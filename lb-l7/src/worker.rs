@@ -62,6 +62,7 @@ impl MetricsHandle {
 
 fn snapshot(sh: &Shared) -> MetricsSnapshot {
     let mut s = sh.metrics.snapshot();
+    s.access_log_dropped = sh.access_log.dropped();
     for g in sh.groups.values() {
         for t in &g.targets {
             let ts = t.snapshot();
@@ -316,6 +317,8 @@ impl Worker {
                 t.pool.clear();
             }
         }
+        // The lines of the drained requests, before the process exits.
+        self.shared.access_log.flush(Duration::from_secs(2));
         tracing::info!(
             worker = self.shared.worker_index,
             left = Arc::strong_count(&token) - 1,

@@ -110,24 +110,8 @@ pub async fn forward(
     // The request as the target sees it.
     let (mut parts, ()) = req.into_parts();
     let added = prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
-    let h = &mut parts.headers;
-    if framing == Framing::Chunked {
-        // Relayed as it came; a Content-Length beside it (monitor mode) is dropped.
-        h.remove(header::CONTENT_LENGTH);
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-    }
-    if expect_continue {
-        // weir says 100 Continue itself (like nginx) when it reads the body.
-        h.remove(header::EXPECT);
-    }
-    let mut head = BytesMut::new();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
     let out = Outgoing {
-        head: head.freeze(),
+        head: upstream_head(&mut parts, framing, &added, expect_continue),
         replayable: idempotent(&parts.method) && framing == Framing::Empty,
     };
     let method = parts.method;
@@ -160,7 +144,7 @@ pub async fn forward(
                 attempts.requeue(sh);
                 continue;
             }
-            tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
+            crate::warn_limited!(target_addr = %t.addr, error = %e, "writing to target failed");
             return own(502, "TargetResponseError", body_state, received);
         }
         let mut ubuf = BytesMut::with_capacity(relay::HEAD_READ);
@@ -200,7 +184,7 @@ pub async fn forward(
         let resp = match read_response_head(&mut up, &mut ubuf, idle, &sh.timers, &sh.clock).await {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
-                tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
+                crate::warn_limited!(target_addr = %t.addr, "no response within the idle timeout");
                 t.count_error();
                 return own(504, "TargetResponseTimeout", body_state, received);
             }
@@ -209,12 +193,12 @@ pub async fn forward(
                     tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
                     continue;
                 }
-                tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
+                crate::warn_limited!(target_addr = %t.addr, reused, "target closed without a response");
                 t.count_error();
                 return own(502, "TargetResponseError", body_state, received);
             }
             Err(HeadFailure::Malformed(why)) => {
-                tracing::warn!(target_addr = %t.addr, why, "malformed response from target");
+                crate::warn_limited!(target_addr = %t.addr, why, "malformed response from target");
                 t.count_error();
                 return own(502, "TargetResponseError", body_state, received);
             }
@@ -300,6 +284,51 @@ pub async fn forward(
     }
     let (status, reason) = attempts.give_up();
     own(status, reason, body_state, received)
+}
+
+/// The request head weir writes to a target (after `prepare_upstream`): the framing is weir's
+/// own statement of the framing it decided (`set_upstream_framing`), `Expect: 100-continue`
+/// is answered by weir (like nginx) and not passed on. Pure; the fuzz target calls it too.
+pub fn upstream_head(
+    parts: &mut http::request::Parts,
+    framing: Framing,
+    added: &headers::Added,
+    expect_continue: bool,
+) -> Bytes {
+    let h = &mut parts.headers;
+    set_upstream_framing(h, framing);
+    if expect_continue {
+        h.remove(header::EXPECT);
+    }
+    let mut head = BytesMut::new();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(added));
+    head.freeze()
+}
+
+/// Replaces whatever framing lines the request still has with the framing weir decided and
+/// relays the body in: `content-length: n` (one number, whatever list or form the client
+/// sent), `transfer-encoding: chunked` (the body is re-encoded), or none (`content-length: 0`
+/// when the client sent one). A `Connection` option or a duplicate line cannot change what the
+/// target reads.
+pub fn set_upstream_framing(h: &mut http::HeaderMap, framing: Framing) {
+    let had_length = h.remove(header::CONTENT_LENGTH).is_some();
+    h.remove(header::TRANSFER_ENCODING);
+    match framing {
+        Framing::Chunked => {
+            h.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+        Framing::Length(n) => {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        Framing::Empty if had_length => {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        Framing::Empty | Framing::UntilClose => {}
+    }
 }
 
 /// The retry bookkeeping of one request's attempts, shared by both engines: which targets
@@ -441,11 +470,11 @@ async fn connect(t: &TargetRt, timeout: Duration) -> Result<UpStream, (u16, &'st
     let tls = t.tls.as_ref().map(|c| &c.0);
     match tokio::time::timeout(timeout, upstream::connect(t.addr, tls)).await {
         Err(_) => {
-            tracing::warn!(target_addr = %t.addr, "target connect timed out");
+            crate::warn_limited!(target_addr = %t.addr, "target connect timed out");
             Err((504, "TargetConnectTimeout"))
         }
         Ok(Err(e)) => {
-            tracing::warn!(target_addr = %t.addr, error = %e, "target connection failed");
+            crate::warn_limited!(target_addr = %t.addr, error = %e, "target connection failed");
             // ALB: a failed TLS handshake with the target is a 502 as well.
             Err((502, "TargetConnectionError"))
         }

@@ -56,7 +56,7 @@ pub async fn accept_loop(
             r = tcp.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
-                    tracing::warn!(error = %e, port = l.config.port, "accept failed");
+                    crate::warn_limited!(error = %e, port = l.config.port, "accept failed");
                     tokio::time::sleep(Duration::from_millis(20)).await;
                     continue;
                 }

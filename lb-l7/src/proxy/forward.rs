@@ -210,7 +210,7 @@ pub async fn forward(
                 attempts.requeue(sh);
                 continue;
             }
-            tracing::warn!(target_addr = %t.addr, error = %e, "writing to target failed");
+            crate::warn_limited!(target_addr = %t.addr, error = %e, "writing to target failed");
             return fail(sh, log, 502, "TargetResponseError");
         }
         if let Some(b) = body.take() {
@@ -223,7 +223,7 @@ pub async fn forward(
                     return super::service::with_unread_body(r, rest, idle);
                 }
                 Err(SendBodyError::Other(why)) => {
-                    tracing::warn!(target_addr = %t.addr, why, "request body not sent");
+                    crate::warn_limited!(target_addr = %t.addr, why, "request body not sent");
                     return fail(sh, log, 502, "TargetResponseError");
                 }
             }
@@ -238,7 +238,7 @@ pub async fn forward(
         {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
-                tracing::warn!(target_addr = %t.addr, "no response within the idle timeout");
+                crate::warn_limited!(target_addr = %t.addr, "no response within the idle timeout");
                 t.count_error();
                 return fail(sh, log, 504, "TargetResponseTimeout");
             }
@@ -247,12 +247,12 @@ pub async fn forward(
                     tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
                     continue;
                 }
-                tracing::warn!(target_addr = %t.addr, reused, "target closed without a response");
+                crate::warn_limited!(target_addr = %t.addr, reused, "target closed without a response");
                 t.count_error();
                 return fail(sh, log, 502, "TargetResponseError");
             }
             Err(HeadFailure::Malformed(why)) => {
-                tracing::warn!(target_addr = %t.addr, why, "malformed response from target");
+                crate::warn_limited!(target_addr = %t.addr, why, "malformed response from target");
                 t.count_error();
                 return fail(sh, log, 502, "TargetResponseError");
             }

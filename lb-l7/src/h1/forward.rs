@@ -110,8 +110,24 @@ pub async fn forward(
     // The request as the target sees it.
     let (mut parts, ()) = req.into_parts();
     let added = prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
+    let h = &mut parts.headers;
+    if framing == Framing::Chunked {
+        // Relayed as it came; a Content-Length beside it (monitor mode) is dropped.
+        h.remove(header::CONTENT_LENGTH);
+        h.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    if expect_continue {
+        // weir says 100 Continue itself (like nginx) when it reads the body.
+        h.remove(header::EXPECT);
+    }
+    let mut head = BytesMut::new();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
     let out = Outgoing {
-        head: upstream_head(&mut parts, framing, &added, expect_continue),
+        head: head.freeze(),
         replayable: idempotent(&parts.method) && framing == Framing::Empty,
     };
     let method = parts.method;
@@ -284,51 +300,6 @@ pub async fn forward(
     }
     let (status, reason) = attempts.give_up();
     own(status, reason, body_state, received)
-}
-
-/// The request head weir writes to a target (after `prepare_upstream`): the framing is weir's
-/// own statement of the framing it decided (`set_upstream_framing`), `Expect: 100-continue`
-/// is answered by weir (like nginx) and not passed on. Pure; the fuzz target calls it too.
-pub fn upstream_head(
-    parts: &mut http::request::Parts,
-    framing: Framing,
-    added: &headers::Added,
-    expect_continue: bool,
-) -> Bytes {
-    let h = &mut parts.headers;
-    set_upstream_framing(h, framing);
-    if expect_continue {
-        h.remove(header::EXPECT);
-    }
-    let mut head = BytesMut::new();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(added));
-    head.freeze()
-}
-
-/// Replaces whatever framing lines the request still has with the framing weir decided and
-/// relays the body in: `content-length: n` (one number, whatever list or form the client
-/// sent), `transfer-encoding: chunked` (the body is re-encoded), or none (`content-length: 0`
-/// when the client sent one). A `Connection` option or a duplicate line cannot change what the
-/// target reads.
-pub fn set_upstream_framing(h: &mut http::HeaderMap, framing: Framing) {
-    let had_length = h.remove(header::CONTENT_LENGTH).is_some();
-    h.remove(header::TRANSFER_ENCODING);
-    match framing {
-        Framing::Chunked => {
-            h.insert(
-                header::TRANSFER_ENCODING,
-                HeaderValue::from_static("chunked"),
-            );
-        }
-        Framing::Length(n) => {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
-        }
-        Framing::Empty if had_length => {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        }
-        Framing::Empty | Framing::UntilClose => {}
-    }
 }
 
 /// The retry bookkeeping of one request's attempts, shared by both engines: which targets

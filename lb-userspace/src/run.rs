@@ -14,6 +14,7 @@ use crate::{
     cli::RunArgs,
     config::{Config, l4},
     stats,
+    workers::{nofile, sandbox::user},
     xdp::{self, Dataplane, attach, pins::PinDir},
 };
 
@@ -81,9 +82,35 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
     Ok(tier)
 }
 
+/// Before any worker starts: the open-file limit they inherit, and the user they will become.
+fn prepare_workers(cfg: &Config) -> anyhow::Result<()> {
+    let lb = &cfg.l7.load_balancer;
+    let nofile = nofile::ensure(lb.max_connections_per_worker, cfg.l7.listener.len())?;
+    info!(nofile, "open-file limit (RLIMIT_NOFILE) for the workers");
+    if !nix::unistd::geteuid().is_root() {
+        warn!("weir is not root: workers run as its user, [workers] user is not applied");
+        return Ok(());
+    }
+    let (id, origin) = user::ensure(&cfg.workers)?;
+    match origin {
+        user::Origin::Existing => {}
+        user::Origin::Created => {
+            info!(user = %id.user, uid = id.uid.as_raw(), "created the workers' system user")
+        }
+        user::Origin::Fallback(why) => {
+            warn!(%why, "cannot create the `weir` user: the workers fall back to `nobody`")
+        }
+    }
+    info!(user = %id.user, uid = id.uid.as_raw(), group = %id.group, gid = id.gid.as_raw(), seccomp = cfg.workers.seccomp, "workers run unprivileged");
+    Ok(())
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     info!(config = %cfg.source, "configuration loaded");
+    if !args.no_l7 && !cfg.l7.listener.is_empty() {
+        prepare_workers(&cfg)?;
+    }
     let mut xdp_tier = match &args.iface {
         Some(iface) => Some(start_xdp(&cfg, &args, iface).context("starting the XDP tier")?),
         None => None,

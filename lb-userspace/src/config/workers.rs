@@ -1,4 +1,5 @@
-//! `[workers]`: how many L7 worker processes, where they run, how connections reach them.
+//! `[workers]`: how many L7 worker processes, where they run, how connections reach them, and
+//! the unprivileged identity and seccomp sandbox they run in.
 
 use lb_common::steer::{MAX_LISTENERS, MAX_WORKERS};
 use serde::Deserialize;
@@ -19,7 +20,21 @@ pub struct WorkerSettings {
     pub hash_seed: u32,
     /// First delay before restarting a worker that died; doubles per quick death, up to 5 s.
     pub restart_delay_ms: u64,
+    /// The user workers run as once their sockets and files are open. The default, `weir`, is
+    /// created by `weir run` (a system user without home or shell) when missing; where it cannot
+    /// be created the workers run as `nobody`. Any other user must exist.
+    pub user: String,
+    /// The workers' group; unset: the user's primary group. Supplementary groups are dropped.
+    pub group: Option<String>,
+    /// The seccomp allow-list (a syscall outside it kills the worker, which is restarted).
+    /// `false` only to debug a worker killed by SIGSYS; the user and capability drop stay.
+    pub seccomp: bool,
 }
+
+/// The default worker user, which `weir run` creates when it is missing.
+pub const DEFAULT_USER: &str = "weir";
+/// Where the default user cannot be created: the user every Linux system has.
+pub const FALLBACK_USER: &str = "nobody";
 
 impl Default for WorkerSettings {
     fn default() -> Self {
@@ -29,6 +44,9 @@ impl Default for WorkerSettings {
             steering: Steering::Maglev,
             hash_seed: 0x5eed_0001,
             restart_delay_ms: 100,
+            user: DEFAULT_USER.into(),
+            group: None,
+            seccomp: true,
         }
     }
 }
@@ -56,6 +74,15 @@ impl WorkerSettings {
             problems.push(FieldProblem::new(
                 "workers.count",
                 format!("at most {MAX_WORKERS} workers"),
+            ));
+        }
+        if self.user.is_empty() {
+            problems.push(FieldProblem::new("workers.user", "a user name is required"));
+        }
+        if self.group.as_deref() == Some("") {
+            problems.push(FieldProblem::new(
+                "workers.group",
+                "a group name, or leave it out for the user's primary group",
             ));
         }
         if listeners > MAX_LISTENERS as usize {

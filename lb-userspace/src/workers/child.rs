@@ -7,7 +7,7 @@ use lb_l7::{Worker, WorkerOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use super::{LISTEN_FDS_ENV, READY_LINE};
+use super::{LISTEN_FDS_ENV, READY_LINE, sandbox::Sandbox};
 use crate::config::Config;
 
 fn inherited_fds() -> anyhow::Result<Option<Vec<RawFd>>> {
@@ -34,9 +34,13 @@ fn pin_to_cpu(index: usize) -> anyhow::Result<usize> {
     Ok(cpu)
 }
 
-/// Runs worker `index` until SIGTERM/SIGINT, then drains.
+/// Runs worker `index` until SIGTERM/SIGINT, then drains. Everything the worker opens (sockets,
+/// certificates, the access log, the runtime, the signal handlers) is opened before it enters its
+/// sandbox (an unprivileged user, no capabilities, the seccomp allow-list: [`super::sandbox`]).
 pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
     let cfg = Config::load(config)?;
+    // While this process has one thread: later threads inherit the emptied capability sets.
+    let sandbox = Sandbox::prepare(&cfg.workers).context("preparing the worker sandbox")?;
     if cfg.workers.pin_cpus {
         let cpu = pin_to_cpu(index).context("pinning to a CPU")?;
         info!(worker = index, cpu, "pinned");
@@ -54,6 +58,7 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         let worker = Worker::bind(Arc::new(cfg.l7), opts)?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
+        sandbox.enter().context("entering the worker sandbox")?;
         let mut out = std::io::stdout();
         writeln!(out, "{READY_LINE}")?;
         out.flush()?;

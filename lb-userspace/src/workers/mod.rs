@@ -8,6 +8,8 @@
 //! sockets and put back in the table when it reports ready.
 
 pub mod child;
+pub mod nofile;
+pub mod sandbox;
 pub mod sockets;
 pub mod steer;
 

@@ -111,7 +111,7 @@ async fn curl_upload_with_expect_100_continue() {
     w.stop().await;
 }
 
-/// A target that answers every request with a chunked body.
+/// A target that answers every request with a chunked body (written in one piece).
 async fn chunked_backend() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -152,8 +152,9 @@ async fn chunked_response_relayed_or_dechunked_for_http10() {
     )
     .await;
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    // Re-encoded by weir (validated, one chunk per read), not relayed as the target wrote it.
     assert_eq!(
-        text.matches("5\r\nhello\r\n7\r\n, world\r\n0\r\n\r\n")
+        text.matches("\r\n\r\nc\r\nhello, world\r\n0\r\n\r\n")
             .count(),
         2,
         "{text}"

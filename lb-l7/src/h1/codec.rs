@@ -355,13 +355,14 @@ impl ResponseHead {
         &self.raw[s..e]
     }
     /// The target's end-to-end headers (hop-by-hop ones and those its `Connection` names
-    /// removed), for a response hyper sends on.
+    /// removed), for a response hyper sends on. `Content-Length` is weir's statement of the
+    /// target's framing (`declared_length`), never the target's line as it came.
     pub fn end_to_end_headers(&self) -> HeaderMap {
         let listed = self.connection_listed();
-        let mut h = HeaderMap::with_capacity(self.fields.len());
+        let mut h = HeaderMap::with_capacity(self.fields.len() + 1);
         for i in 0..self.fields.len() {
             let name = self.name(i);
-            if is_hop_by_hop(name, &listed) {
+            if is_hop_by_hop(name, &listed) || is_content_length(name) {
                 continue;
             }
             let (vs, ve) = self.fields[i].1;
@@ -372,7 +373,21 @@ impl ResponseHead {
                 h.append(n, v);
             }
         }
+        if let Some(n) = self.declared_length() {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
         h
+    }
+
+    /// The target's `Content-Length` as weir passes it on: one number (a list of equal values
+    /// folded), none when `Transfer-Encoding` is present too (RFC 9112 §6.3: it is ignored; as
+    /// HAProxy, weir drops it), on a 1xx or 204, or when it is not a valid length (the response
+    /// is refused then: `response_framing`).
+    pub fn declared_length(&self) -> Option<u64> {
+        if self.has(&header::TRANSFER_ENCODING) || self.status < 200 || self.status == 204 {
+            return None;
+        }
+        content_length(self).ok().flatten()
     }
 
     /// Does the response set cookie `name`?
@@ -457,8 +472,14 @@ fn is_hop_by_hop(name: &[u8], listed: &[&[u8]]) -> bool {
         || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
 }
 
+fn is_content_length(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"content-length")
+}
+
 /// Writes the response head for the client: the target's status line and end-to-end headers,
-/// then `transfer-encoding: chunked` when the body is relayed chunked, and `connection`.
+/// then the framing weir relays the body with — `transfer-encoding: chunked` when `chunked`,
+/// else the target's length as `declared_length` states it (the target's own framing lines are
+/// never copied, so its `Connection` cannot remove them) — and `connection`.
 /// `upgrade`: a `101` keeps `Upgrade` and says `Connection: upgrade`. `set_cookies`: weir's own
 /// `Set-Cookie` values (stickiness), after the target's headers.
 pub fn write_client_response_head(
@@ -479,7 +500,7 @@ pub fn write_client_response_head(
     for i in 0..r.fields.len() {
         let name = r.name(i);
         let keep_upgrade = upgrade && name.eq_ignore_ascii_case(b"upgrade");
-        if !keep_upgrade && is_hop_by_hop(name, &listed) {
+        if (!keep_upgrade && is_hop_by_hop(name, &listed)) || is_content_length(name) {
             continue;
         }
         out.put_slice(name);
@@ -494,6 +515,10 @@ pub fn write_client_response_head(
     }
     if chunked {
         out.put_slice(b"transfer-encoding: chunked\r\n");
+    } else if let Some(n) = r.declared_length().filter(|_| !upgrade) {
+        out.put_slice(b"content-length: ");
+        put_dec(out, n);
+        out.put_slice(b"\r\n");
     }
     if upgrade {
         out.put_slice(b"connection: upgrade\r\n");
@@ -520,14 +545,22 @@ enum Chunk {
     Done,
 }
 
+/// Largest chunk size accepted (2^56 − 1: far beyond any body, far from overflow).
+const MAX_CHUNK_SIZE: u64 = (1 << 56) - 1;
+/// Most bytes a trailer section may have (as one header line, `MAX_HEADER`); more is malformed.
+pub const MAX_TRAILERS: usize = crate::proxy::parse::MAX_HEADER;
+
 /// Follows a chunked body byte by byte (strictly: hex sizes, CRLF line ends) to find where it
-/// ends, so weir can relay it as it is and know when the message is complete. A malformed body
-/// is an error (the connection is closed; nothing after it is trusted).
+/// ends and where its data is. A malformed body is an error (the connection is closed; nothing
+/// after it is trusted). Leading zeros of a size are allowed; a size over `MAX_CHUNK_SIZE` is not.
 #[derive(Debug, Clone)]
 pub struct ChunkedScanner {
     state: Chunk,
     /// The size of the chunk whose size line is being read.
     size_value: u64,
+    /// Keep the trailer section's bytes (`trailer()`), bounded by `MAX_TRAILERS`.
+    capture: bool,
+    trailer: Vec<u8>,
 }
 
 impl Default for ChunkedScanner {
@@ -538,18 +571,34 @@ impl Default for ChunkedScanner {
                 value: 0,
             },
             size_value: 0,
+            capture: false,
+            trailer: Vec::new(),
         }
     }
 }
 
 impl ChunkedScanner {
+    /// A scanner that keeps the trailer section (for `ChunkedReencoder`).
+    pub fn capturing_trailers() -> Self {
+        ChunkedScanner {
+            capture: true,
+            ..ChunkedScanner::default()
+        }
+    }
+
     pub fn done(&self) -> bool {
         self.state == Chunk::Done
     }
 
+    /// The trailer section's bytes seen so far (its field lines and the final CRLF), when
+    /// capturing.
+    pub fn trailer(&self) -> &[u8] {
+        &self.trailer
+    }
+
     /// Consumes bytes of `buf` that belong to the body; returns how many (fewer than
     /// `buf.len()` only when the body ended). `data`, when given, receives the ranges of chunk
-    /// data (to de-chunk for an HTTP/1.0 client).
+    /// data (to de-chunk or re-encode it).
     pub fn advance(
         &mut self,
         buf: &[u8],
@@ -558,91 +607,30 @@ impl ChunkedScanner {
         let mut i = 0;
         while i < buf.len() {
             let b = buf[i];
-            self.state = match self.state {
-                Chunk::Done => return Ok(i),
-                Chunk::Data(left) => {
-                    let take = (left.min((buf.len() - i) as u64)) as usize;
-                    if let Some(d) = data.as_deref_mut() {
-                        d.push((i, i + take));
-                    }
-                    i += take;
-                    let left = left - take as u64;
-                    self.state = if left == 0 {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(left)
-                    };
-                    continue;
+            if let Chunk::Data(left) = self.state {
+                let take = (left.min((buf.len() - i) as u64)) as usize;
+                if let Some(d) = data.as_deref_mut() {
+                    d.push((i, i + take));
                 }
-                Chunk::Size { digits, value } => match b {
-                    b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
-                        if digits >= 15 {
-                            return Err("chunk size too large");
-                        }
-                        let d = (b as char).to_digit(16).unwrap_or(0) as u64;
-                        Chunk::Size {
-                            digits: digits + 1,
-                            value: value * 16 + d,
-                        }
-                    }
-                    b';' if digits > 0 => Chunk::Ext,
-                    b'\r' if digits > 0 => Chunk::SizeLf { last: value == 0 },
-                    _ => return Err("bad chunk size"),
-                },
-                Chunk::Ext => match b {
-                    b'\r' => Chunk::SizeLf {
-                        last: self.size_value == 0,
-                    },
-                    b'\n' | 0..=8 | 10..=31 | 127 => return Err("bad chunk extension"),
-                    _ => Chunk::Ext,
-                },
-                Chunk::SizeLf { last } => {
-                    if b != b'\n' {
-                        return Err("chunk size line not ended by CRLF");
-                    }
-                    if last {
-                        Chunk::TrailerStart
-                    } else {
-                        let size = self.size_value;
-                        Chunk::Data(size)
-                    }
+                i += take;
+                let left = left - take as u64;
+                self.state = if left == 0 {
+                    Chunk::DataCr
+                } else {
+                    Chunk::Data(left)
+                };
+                continue;
+            }
+            if self.state == Chunk::Done {
+                return Ok(i);
+            }
+            if self.capture && self.in_trailer() {
+                if self.trailer.len() >= MAX_TRAILERS {
+                    return Err("trailer section too large");
                 }
-                Chunk::DataCr => {
-                    if b != b'\r' {
-                        return Err("chunk data not followed by CRLF");
-                    }
-                    Chunk::DataLf
-                }
-                Chunk::DataLf => {
-                    if b != b'\n' {
-                        return Err("chunk data not followed by CRLF");
-                    }
-                    Chunk::Size {
-                        digits: 0,
-                        value: 0,
-                    }
-                }
-                Chunk::TrailerStart => match b {
-                    b'\r' => Chunk::TrailerLf { empty: true },
-                    b'\n' => return Err("bare LF in trailer"),
-                    _ => Chunk::TrailerLine,
-                },
-                Chunk::TrailerLine => match b {
-                    b'\r' => Chunk::TrailerLf { empty: false },
-                    b'\n' => return Err("bare LF in trailer"),
-                    _ => Chunk::TrailerLine,
-                },
-                Chunk::TrailerLf { empty } => {
-                    if b != b'\n' {
-                        return Err("trailer line not ended by CRLF");
-                    }
-                    if empty {
-                        Chunk::Done
-                    } else {
-                        Chunk::TrailerStart
-                    }
-                }
-            };
+                self.trailer.push(b);
+            }
+            self.state = self.step(b)?;
             if let Chunk::Size { value, .. } = self.state {
                 self.size_value = value;
             }
@@ -650,4 +638,255 @@ impl ChunkedScanner {
         }
         Ok(i)
     }
+
+    fn in_trailer(&self) -> bool {
+        matches!(
+            self.state,
+            Chunk::TrailerStart | Chunk::TrailerLine | Chunk::TrailerLf { .. }
+        )
+    }
+
+    /// The state after byte `b` (every state but `Data` and `Done`).
+    fn step(&self, b: u8) -> Result<Chunk, &'static str> {
+        Ok(match self.state {
+            Chunk::Size { digits, value } => match b {
+                b'0'..=b'9' | b'a'..=b'f' | b'A'..=b'F' => {
+                    let d = u64::from((b as char).to_digit(16).unwrap_or(0));
+                    let value = value * 16 + d;
+                    if value > MAX_CHUNK_SIZE {
+                        return Err("chunk size too large");
+                    }
+                    Chunk::Size {
+                        digits: digits.saturating_add(1),
+                        value,
+                    }
+                }
+                b';' if digits > 0 => Chunk::Ext,
+                b'\r' if digits > 0 => Chunk::SizeLf { last: value == 0 },
+                _ => return Err("bad chunk size"),
+            },
+            Chunk::Ext => match b {
+                b'\r' => Chunk::SizeLf {
+                    last: self.size_value == 0,
+                },
+                b'\n' | 0..=8 | 10..=31 | 127 => return Err("bad chunk extension"),
+                _ => Chunk::Ext,
+            },
+            Chunk::SizeLf { last } => match (b, last) {
+                (b'\n', true) => Chunk::TrailerStart,
+                (b'\n', false) => Chunk::Data(self.size_value),
+                _ => return Err("chunk size line not ended by CRLF"),
+            },
+            Chunk::DataCr if b == b'\r' => Chunk::DataLf,
+            Chunk::DataLf if b == b'\n' => Chunk::Size {
+                digits: 0,
+                value: 0,
+            },
+            Chunk::DataCr | Chunk::DataLf => return Err("chunk data not followed by CRLF"),
+            Chunk::TrailerStart => match b {
+                b'\r' => Chunk::TrailerLf { empty: true },
+                b'\n' => return Err("bare LF in trailer"),
+                _ => Chunk::TrailerLine,
+            },
+            Chunk::TrailerLine => match b {
+                b'\r' => Chunk::TrailerLf { empty: false },
+                b'\n' => return Err("bare LF in trailer"),
+                _ => Chunk::TrailerLine,
+            },
+            Chunk::TrailerLf { empty } => match (b, empty) {
+                (b'\n', true) => Chunk::Done,
+                (b'\n', false) => Chunk::TrailerStart,
+                _ => return Err("trailer line not ended by CRLF"),
+            },
+            Chunk::Data(_) | Chunk::Done => self.state,
+        })
+    }
+}
+
+/// Trailer fields weir never passes on (RFC 9110 §6.5.1: fields that frame, route, modify or
+/// authenticate the request, control the response or say how to process the content; the
+/// hop-by-hop ones; those weir itself adds to forwarded requests). HAProxy forwards trailers it
+/// could parse whatever their names; weir drops these and forwards the rest.
+const FORBIDDEN_TRAILERS: [&str; 34] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "expect",
+    "max-forwards",
+    "cache-control",
+    "pragma",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+    "www-authenticate",
+    "proxy-authenticate",
+    "content-encoding",
+    "content-type",
+    "content-range",
+    "location",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "forwarded",
+    "x-amzn-trace-id",
+];
+
+/// Most fields a trailer section may have.
+const MAX_TRAILER_FIELDS: usize = 32;
+
+/// Why a chunked body could not be passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkError {
+    Malformed(&'static str),
+    /// More data than the limit given to `feed`.
+    TooLarge,
+}
+
+/// Validates a chunked body and writes it again in weir's own form, so that what the receiver
+/// parses is exactly what weir parsed: every data span of one `feed` becomes one chunk with a
+/// lowercase hex size and no extension (or the data alone, `dechunk`), and the trailer section
+/// is parsed (`httparse`: field syntax) and written back without the forbidden fields
+/// (`FORBIDDEN_TRAILERS`). Nothing of a `feed` that fails is written.
+#[derive(Debug)]
+pub struct ChunkedReencoder {
+    scanner: ChunkedScanner,
+    spans: Vec<(usize, usize)>,
+    data: u64,
+}
+
+impl Default for ChunkedReencoder {
+    fn default() -> Self {
+        ChunkedReencoder {
+            scanner: ChunkedScanner::capturing_trailers(),
+            spans: Vec::new(),
+            data: 0,
+        }
+    }
+}
+
+impl ChunkedReencoder {
+    pub fn done(&self) -> bool {
+        self.scanner.done()
+    }
+
+    /// Data bytes seen so far.
+    pub fn data_len(&self) -> u64 {
+        self.data
+    }
+
+    /// Consumes the body's bytes at the front of `buf` (all of it unless the body ends in it)
+    /// and appends their re-encoding to `out`; returns how many bytes were consumed. With
+    /// `max_data`, a body whose data goes over it is `TooLarge` (before anything of it is
+    /// written).
+    pub fn feed(
+        &mut self,
+        buf: &[u8],
+        out: &mut BytesMut,
+        dechunk: bool,
+        max_data: Option<u64>,
+    ) -> Result<usize, ChunkError> {
+        self.spans.clear();
+        let k = self
+            .scanner
+            .advance(buf, Some(&mut self.spans))
+            .map_err(ChunkError::Malformed)?;
+        let len: usize = self.spans.iter().map(|&(s, e)| e - s).sum();
+        self.data += len as u64;
+        if max_data.is_some_and(|max| self.data > max) {
+            return Err(ChunkError::TooLarge);
+        }
+        let mark = out.len();
+        if len > 0 && !dechunk {
+            put_hex(out, len as u64);
+            out.put_slice(b"\r\n");
+        }
+        for &(s, e) in &self.spans {
+            out.put_slice(&buf[s..e]);
+        }
+        if len > 0 && !dechunk {
+            out.put_slice(b"\r\n");
+        }
+        if self.scanner.done()
+            && !dechunk
+            && let Err(e) = write_trailers(out, self.scanner.trailer())
+        {
+            out.truncate(mark);
+            return Err(e);
+        }
+        Ok(k)
+    }
+}
+
+/// Writes the last chunk and the allowed fields of a trailer section (its raw bytes, final
+/// CRLF included, as the scanner kept them).
+fn write_trailers(out: &mut BytesMut, raw: &[u8]) -> Result<(), ChunkError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_TRAILER_FIELDS];
+    let fields = match httparse::parse_headers(raw, &mut slots) {
+        Ok(httparse::Status::Complete((n, fields))) if n == raw.len() => fields,
+        Err(httparse::Error::TooManyHeaders) => {
+            return Err(ChunkError::Malformed("too many trailer fields"));
+        }
+        _ => return Err(ChunkError::Malformed("bad trailer field")),
+    };
+    out.put_slice(b"0\r\n");
+    for f in fields.iter() {
+        if FORBIDDEN_TRAILERS
+            .iter()
+            .any(|n| f.name.eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        out.put_slice(f.name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(f.value);
+        out.put_slice(b"\r\n");
+    }
+    out.put_slice(b"\r\n");
+    Ok(())
+}
+
+/// `n` in decimal (no allocation, unlike `to_string`: this is on every response's path).
+fn put_dec(out: &mut BytesMut, n: u64) {
+    let mut tmp = [0u8; 20];
+    let mut i = tmp.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        tmp[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&tmp[i..]);
+}
+
+/// `n` in lowercase hex, without leading zeros.
+fn put_hex(out: &mut BytesMut, n: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut tmp = [0u8; 16];
+    let mut i = tmp.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        tmp[i] = HEX[(n & 15) as usize];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&tmp[i..]);
 }

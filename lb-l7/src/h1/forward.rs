@@ -28,7 +28,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
+use tokio::net::TcpStream;
 
 /// How far the client's request body was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +99,13 @@ pub async fn forward(
     if g.targets.is_empty() {
         return own(503, "NoRegisteredTargets", BodyState::Untouched, 0);
     }
+    if let (Framing::Length(n), Some(max)) = (framing, sh.limits.max_request_body)
+        && n > max
+    {
+        // The limit holds on the length weir decided (a list such as `4096, 4096` included),
+        // before anything reaches a target; the body is not read, the connection closes.
+        return own(413, "RequestBodyTooLarge", BodyState::Partial, 0);
+    }
     let client_version = req.version();
     let upgrade = headers::wants_upgrade(req.headers());
     let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
@@ -110,24 +118,8 @@ pub async fn forward(
     // The request as the target sees it.
     let (mut parts, ()) = req.into_parts();
     let added = prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
-    let h = &mut parts.headers;
-    if framing == Framing::Chunked {
-        // Relayed as it came; a Content-Length beside it (monitor mode) is dropped.
-        h.remove(header::CONTENT_LENGTH);
-        h.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-    }
-    if expect_continue {
-        // weir says 100 Continue itself (like nginx) when it reads the body.
-        h.remove(header::EXPECT);
-    }
-    let mut head = BytesMut::new();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
     let out = Outgoing {
-        head: head.freeze(),
+        head: upstream_head(&mut parts, framing, &added, expect_continue),
         replayable: idempotent(&parts.method) && framing == Framing::Empty,
     };
     let method = parts.method;
@@ -189,6 +181,12 @@ pub async fn forward(
                     // The target stopped reading: it may have answered early (e.g. 413).
                     tracing::debug!(target_addr = %t.addr, error = %e, "target stopped taking the body");
                 }
+                Err(RelayError::Malformed(why)) => {
+                    // The target got only whole, re-encoded chunks and then a close: it cannot
+                    // read anything of this body as a request.
+                    tracing::debug!(target_addr = %t.addr, why, "malformed chunked request body");
+                    return own(400, "MalformedChunkedBody", BodyState::Partial, received);
+                }
                 Err(e) => {
                     tracing::debug!(target_addr = %t.addr, error = %e, "client body failed");
                     return own(400, "ClientBodyError", BodyState::Partial, received);
@@ -196,8 +194,15 @@ pub async fn forward(
             }
         }
 
-        // The response head (interim 1xx skipped, except 101).
-        let resp = match read_response_head(&mut up, &mut ubuf, idle, &sh.timers, &sh.clock).await {
+        // The response head (interim 1xx skipped, except 101), watching for the client going
+        // away meanwhile (ALB's 460).
+        let watch = (body_state == BodyState::Done).then(|| client.tcp());
+        let waited = read_response_head_or_gone(&mut up, &mut ubuf, idle, sh, watch).await;
+        let Waited::Head(resp) = waited else {
+            tracing::debug!(target_addr = %t.addr, "client closed before the response");
+            return client_closed(sh, log);
+        };
+        let resp = match resp {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 crate::warn_limited!(target_addr = %t.addr, "no response within the idle timeout");
@@ -273,6 +278,17 @@ pub async fn forward(
         };
         let result = relay::relay(&mut up, &mut ubuf, client, &mut wire, shape, idle).await;
         drop(outstanding);
+        if let Err(e) = &result
+            && !e.on_dst()
+        {
+            // The target failed mid-body (a malformed chunked body, a close, a stall).
+            crate::warn_limited!(target_addr = %t.addr, error = %e, "target response body failed");
+            t.count_error();
+            if !wire.is_empty() {
+                // Nothing of the response reached the client yet: weir answers.
+                return own(502, "TargetResponseError", body_state, received);
+            }
+        }
         return match result {
             Ok(moved) => {
                 let reusable = resp.target_keeps_alive()
@@ -300,6 +316,51 @@ pub async fn forward(
     }
     let (status, reason) = attempts.give_up();
     own(status, reason, body_state, received)
+}
+
+/// The request head weir writes to a target (after `prepare_upstream`): the framing is weir's
+/// own statement of the framing it decided (`set_upstream_framing`), `Expect: 100-continue`
+/// is answered by weir (like nginx) and not passed on. Pure; the fuzz target calls it too.
+pub fn upstream_head(
+    parts: &mut http::request::Parts,
+    framing: Framing,
+    added: &headers::Added,
+    expect_continue: bool,
+) -> Bytes {
+    let h = &mut parts.headers;
+    set_upstream_framing(h, framing);
+    if expect_continue {
+        h.remove(header::EXPECT);
+    }
+    let mut head = BytesMut::new();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(added));
+    head.freeze()
+}
+
+/// Replaces whatever framing lines the request still has with the framing weir decided and
+/// relays the body in: `content-length: n` (one number, whatever list or form the client
+/// sent), `transfer-encoding: chunked` (the body is re-encoded), or none (`content-length: 0`
+/// when the client sent one). A `Connection` option or a duplicate line cannot change what the
+/// target reads.
+pub fn set_upstream_framing(h: &mut http::HeaderMap, framing: Framing) {
+    let had_length = h.remove(header::CONTENT_LENGTH).is_some();
+    h.remove(header::TRANSFER_ENCODING);
+    match framing {
+        Framing::Chunked => {
+            h.insert(
+                header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
+        Framing::Length(n) => {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+        }
+        Framing::Empty if had_length => {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+        }
+        Framing::Empty | Framing::UntilClose => {}
+    }
 }
 
 /// The retry bookkeeping of one request's attempts, shared by both engines: which targets
@@ -453,6 +514,28 @@ async fn connect(t: &TargetRt, timeout: Duration) -> Result<UpStream, (u16, &'st
     }
 }
 
+/// ALB's status and weir's `error_reason` for a client that closed its connection while weir
+/// waited for the target's response (both engines log and count it the same way).
+pub const CLIENT_CLOSED: (u16, &str) = (460, "ClientClosedBeforeResponse");
+
+/// The client went away while its request was with a target: logged and counted as 460; the
+/// target connection is dropped with the request.
+fn client_closed(sh: &Shared, log: Option<&mut Record>) -> Forwarded {
+    let (status, reason) = CLIENT_CLOSED;
+    sh.metrics.elb_status(status);
+    if let Some(l) = log {
+        l.error_reason = Some(reason);
+    }
+    Forwarded::Closed { status, sent: 0 }
+}
+
+/// What waiting for a response head ended with.
+pub(crate) enum Waited {
+    Head(Result<ResponseHead, HeadFailure>),
+    /// The watched client closed (FIN or reset) first.
+    ClientGone,
+}
+
 pub(crate) enum HeadFailure {
     Timeout,
     /// The target closed (or reset); `true` when some response bytes had arrived.
@@ -469,40 +552,92 @@ pub(crate) async fn read_response_head(
     timers: &IdleDeadlines,
     clock: &CoarseClock,
 ) -> Result<ResponseHead, HeadFailure> {
+    match read_head_watching(up, buf, idle, timers, clock, None).await {
+        Waited::Head(r) => r,
+        Waited::ClientGone => Err(HeadFailure::Closed(false)),
+    }
+}
+
+/// `read_response_head` that also ends when the client's socket `client` closes.
+async fn read_response_head_or_gone(
+    up: &mut UpStream,
+    buf: &mut BytesMut,
+    idle: Duration,
+    sh: &Shared,
+    client: Option<&TcpStream>,
+) -> Waited {
+    read_head_watching(up, buf, idle, &sh.timers, &sh.clock, client).await
+}
+
+/// Resolves when `client` has closed (its FIN or a reset arrived): only while waiting, and
+/// without a syscall (the reactor's readiness, with EPOLLRDHUP). Readable bytes without a
+/// close (a pipelined request, a TLS record) end the watch: it never resolves then.
+async fn closed(client: Option<&TcpStream>) {
+    match client {
+        Some(c) => match c.ready(Interest::READABLE).await {
+            Ok(r) if !r.is_read_closed() => std::future::pending().await,
+            _ => {}
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn read_head_watching(
+    up: &mut UpStream,
+    buf: &mut BytesMut,
+    idle: Duration,
+    timers: &IdleDeadlines,
+    clock: &CoarseClock,
+    client: Option<&TcpStream>,
+) -> Waited {
     let mut any = false;
+    let mut gone = std::pin::pin!(closed(client));
     loop {
         if !buf.is_empty() {
             any = true;
             match codec::parse_response(buf) {
                 Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => continue,
-                Ok(Some(r)) => return Ok(r),
+                Ok(Some(r)) => return Waited::Head(Ok(r)),
                 Ok(None) => {}
-                Err(why) => return Err(HeadFailure::Malformed(why)),
+                Err(why) => return Waited::Head(Err(HeadFailure::Malformed(why))),
             }
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(relay::CHUNK);
         }
         let read = match up.read_buf(buf).now_or_pending().await {
-            Some(r) => Some(r),
+            Some(r) => Wake::Read(r),
             None => {
+                // Only now (the target did not answer at once) is the client watched.
                 let armed = timers.arm(clock.now() + idle);
                 let mut read = std::pin::pin!(up.read_buf(buf));
+                let mut gone = gone.as_mut();
                 std::future::poll_fn(|cx| {
                     if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                        return Poll::Ready(Some(r));
+                        return Poll::Ready(Wake::Read(r));
                     }
-                    armed.poll_fired(cx).map(|()| None)
+                    if gone.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::ClientGone);
+                    }
+                    armed.poll_fired(cx).map(|()| Wake::Timeout)
                 })
                 .await
             }
         };
         match read {
-            None => return Err(HeadFailure::Timeout),
-            Some(Ok(0) | Err(_)) => return Err(HeadFailure::Closed(any)),
-            Some(Ok(_)) => {}
+            Wake::Timeout => return Waited::Head(Err(HeadFailure::Timeout)),
+            Wake::ClientGone => return Waited::ClientGone,
+            Wake::Read(Ok(0) | Err(_)) => return Waited::Head(Err(HeadFailure::Closed(any))),
+            Wake::Read(Ok(_)) => {}
         }
     }
+}
+
+/// What ended one wait for the target's bytes.
+enum Wake {
+    Read(std::io::Result<usize>),
+    ClientGone,
+    Timeout,
 }
 
 /// A `101 Switching Protocols`: the head goes to the client, then bytes flow both ways.

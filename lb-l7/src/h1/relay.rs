@@ -1,8 +1,8 @@
-//! Moving message bodies between sockets: `Content-Length`, chunked (relayed as it is, or
-//! de-chunked for an HTTP/1.0 client) and until-close bodies, with the idle timeout on every
+//! Moving message bodies between sockets: `Content-Length`, chunked (validated and re-encoded,
+//! or de-chunked for an HTTP/1.0 client) and until-close bodies, with the idle timeout on every
 //! read and write, and the tunnel of an upgraded (WebSocket) connection.
 
-use super::codec::{ChunkedScanner, Framing};
+use super::codec::{ChunkError, ChunkedReencoder, Framing};
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::io;
@@ -100,8 +100,9 @@ pub struct BodyShape {
     pub framing: Framing,
     /// A chunked body is sent as its data only (the receiver reads until close).
     pub dechunk: bool,
-    /// Most data bytes a chunked body may carry (`RelayError::TooLarge` before the byte that
-    /// goes over is written). A declared length is checked before the relay starts.
+    /// Most data bytes the body may carry: a declared length over it is refused before
+    /// anything is written, a chunked body when its data goes over (`RelayError::TooLarge`
+    /// before the read that carries the byte over is written).
     pub max_data: Option<u64>,
 }
 
@@ -115,7 +116,18 @@ impl BodyShape {
     }
 }
 
-/// Relays a body of `shape.framing` from `src` to `dst`. `buf` holds bytes already read from
+impl From<ChunkError> for RelayError {
+    fn from(e: ChunkError) -> Self {
+        match e {
+            ChunkError::Malformed(why) => RelayError::Malformed(why),
+            ChunkError::TooLarge => RelayError::TooLarge,
+        }
+    }
+}
+
+/// Relays a body of `shape.framing` from `src` to `dst`: a length-delimited or until-close
+/// body as it is, a chunked one validated and re-encoded (`ChunkedReencoder`: normalised
+/// sizes, no extensions, checked trailers; or de-chunked). `buf` holds bytes already read from
 /// `src` (the body's start); bytes after the body stay in it. `out` holds bytes to write first
 /// (a head), so a head and a short body leave in one write.
 pub async fn relay<R, W>(
@@ -135,51 +147,51 @@ where
         dechunk,
         max_data,
     } = shape;
-    let mut moved = Moved::default();
     let mut left = match framing {
+        Framing::Length(n) if max_data.is_some_and(|max| n > max) => {
+            return Err(RelayError::TooLarge);
+        }
         Framing::Length(n) => n,
         _ => 0,
     };
-    let mut scanner = ChunkedScanner::default();
-    let mut spans = Vec::new();
-    let want_spans = dechunk || max_data.is_some();
-    let mut data = 0u64;
+    let mut moved = Moved::default();
+    let mut chunked = (framing == Framing::Chunked).then(ChunkedReencoder::default);
     let mut eof = false;
     loop {
-        // The body bytes in `buf`, and whether the body is complete with them.
-        let (take, done) = match framing {
-            Framing::Empty => (0, true),
-            Framing::Length(_) => {
-                let k = left.min(buf.len() as u64);
-                left -= k;
-                (k as usize, left == 0)
+        // The body bytes in `buf` go out (or into `out`); is the body complete with them?
+        let done = match chunked.as_mut() {
+            Some(re) => {
+                let k = re.feed(buf, out, dechunk, max_data)?;
+                buf.advance(k);
+                moved.wire += k as u64;
+                re.done()
             }
-            Framing::Chunked => {
-                spans.clear();
-                let k = scanner
-                    .advance(buf, want_spans.then_some(&mut spans))
-                    .map_err(RelayError::Malformed)?;
-                data += spans.iter().map(|&(s, e)| (e - s) as u64).sum::<u64>();
-                if max_data.is_some_and(|max| data > max) {
-                    return Err(RelayError::TooLarge);
+            None => {
+                let take = match framing {
+                    Framing::Length(_) => {
+                        let k = left.min(buf.len() as u64);
+                        left -= k;
+                        k as usize
+                    }
+                    Framing::UntilClose => buf.len(),
+                    _ => 0,
+                };
+                if out.is_empty() && take > 0 {
+                    // Nothing queued: write straight from the read buffer.
+                    write_all(dst, &buf[..take], idle).await?;
+                    moved.written += take as u64;
+                } else {
+                    out.extend_from_slice(&buf[..take]);
                 }
-                (k, scanner.done())
+                buf.advance(take);
+                moved.wire += take as u64;
+                match framing {
+                    Framing::Length(_) => left == 0,
+                    Framing::UntilClose => eof,
+                    _ => true,
+                }
             }
-            Framing::UntilClose => (buf.len(), eof),
         };
-        if dechunk && framing == Framing::Chunked {
-            for &(s, e) in &spans {
-                out.extend_from_slice(&buf[s..e]);
-            }
-        } else if out.is_empty() && take > 0 {
-            // Nothing queued: write straight from the read buffer.
-            write_all(dst, &buf[..take], idle).await?;
-            moved.written += take as u64;
-        } else {
-            out.extend_from_slice(&buf[..take]);
-        }
-        buf.advance(take);
-        moved.wire += take as u64;
         if !out.is_empty() {
             write_all(dst, out, idle).await?;
             moved.written += out.len() as u64;

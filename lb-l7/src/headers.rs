@@ -7,8 +7,11 @@ use std::net::IpAddr;
 /// ALB's limit on X-Forwarded-For addresses; more gives 463.
 pub const MAX_XFF_ADDRESSES: usize = 30;
 
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// Hop-by-hop request headers (RFC 9110 §7.6.1), and `HTTP2-Settings`, which belongs to an
+/// `h2c` upgrade weir never forwards (RFC 7540 §3.2.1: connection-specific).
+const HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::TE,
@@ -40,6 +43,36 @@ pub fn remove_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
         h.insert(header::UPGRADE, u);
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
+}
+
+/// Keeps an `Upgrade` only when every protocol it names is in `allowed` (`[load_balancer]
+/// upgrade_protocols`, compared without a `/version`, case-insensitively); otherwise `Upgrade`
+/// and `HTTP2-Settings` are removed and the request goes on as an ordinary one (so `h2c` is
+/// never offered to a target, which would then speak HTTP/2 past weir's rules). Returns
+/// whether it removed them.
+pub fn drop_unsupported_upgrade(h: &mut HeaderMap, allowed: &[String]) -> bool {
+    let mut values = h.get_all(header::UPGRADE).iter().peekable();
+    if values.peek().is_none() {
+        return false;
+    }
+    let mut protocols = values
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|p| !p.is_empty())
+        .peekable();
+    let named_any = protocols.peek().is_some();
+    let all_allowed = protocols.all(|p| {
+        let name = p.split(|&b| b == b'/').next().unwrap_or(p);
+        allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
+    });
+    if named_any && all_allowed {
+        return false;
+    }
+    h.remove(header::UPGRADE);
+    h.remove("http2-settings");
+    true
 }
 
 /// Is this an HTTP/1.1 upgrade request (`Connection: upgrade` + `Upgrade`)?
@@ -290,6 +323,45 @@ mod tests {
             ),
             host: None,
         }
+    }
+
+    #[test]
+    fn only_allowed_upgrades_survive() {
+        let ws = ["websocket".to_string()];
+        let req = |upgrade: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("connection", "Upgrade, HTTP2-Settings".parse().unwrap());
+            h.insert("upgrade", upgrade.parse().unwrap());
+            h.insert("http2-settings", "AAMAAABkAAQAAP__".parse().unwrap());
+            h
+        };
+        for kept in ["websocket", "WebSocket", "websocket/13"] {
+            let mut h = req(kept);
+            assert!(!drop_unsupported_upgrade(&mut h, &ws), "{kept}");
+            assert!(wants_upgrade(&h));
+        }
+        for dropped in ["h2c", "H2C", "websocket, h2c", "TLS/1.2", "", " , "] {
+            let mut h = req(dropped);
+            assert!(drop_unsupported_upgrade(&mut h, &ws), "{dropped:?}");
+            assert!(!wants_upgrade(&h), "{dropped:?}");
+            assert!(!h.contains_key("http2-settings"));
+            remove_hop_by_hop(&mut h, false);
+            assert!(h.is_empty(), "{h:?}");
+        }
+        let mut h = req("websocket");
+        assert!(
+            drop_unsupported_upgrade(&mut h, &[]),
+            "an empty list allows none"
+        );
+        let mut plain = HeaderMap::new();
+        plain.insert("host", "a".parse().unwrap());
+        assert!(!drop_unsupported_upgrade(&mut plain, &ws));
+        // HTTP2-Settings is hop-by-hop even when Connection does not list it.
+        let mut h = HeaderMap::new();
+        h.insert("connection", "keep-alive".parse().unwrap());
+        h.insert("http2-settings", "AAMAAABkAAQAAP__".parse().unwrap());
+        remove_hop_by_hop(&mut h, false);
+        assert!(h.is_empty());
     }
 
     #[test]

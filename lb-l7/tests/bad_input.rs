@@ -42,8 +42,8 @@ target = [{{ id = "127.0.0.1", port = {} }}]
         ("GARBAGE\r\n\r\n".into(), 400, true),
         ("GET / HTTP/1.1 extra\r\nHost: a\r\n\r\n".into(), 400, true),
         ("GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n".into(), 400, true),
-        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".into(), 400, true),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n".into(), 400, true),
+        // Content-Length with Transfer-Encoding is Ambiguous (ALB's tiers): defensive forwards it
+        // and closes both connections (tests/desync.rs), so it is not in this table any more.
         ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".into(), 400, true),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".into(), 501, true),
         ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n".into(), 400, true),
@@ -112,9 +112,9 @@ target = [{{ id = "127.0.0.1", port = {} }}]
         "{:?}",
         m.elb_status_codes
     );
-    // hyper's own answers to unparsable requests are counted too: every 400 above (10 with the
+    // hyper's own answers to unparsable requests are counted too: every 400 above (8 with the
     // pipelined one) and both 431s.
-    assert_eq!((c(400), c(431)), (10, 2), "{:?}", m.elb_status_codes);
+    assert_eq!((c(400), c(431)), (8, 2), "{:?}", m.elb_status_codes);
     assert!(m.desync_non_compliant >= 2, "{m:?}");
     w.stop().await;
 }

@@ -48,6 +48,11 @@ pub struct LoadBalancerAttributes {
     /// larger one gets 413 and the connection is closed. Default 0 = no limit, like ALB with
     /// instance and IP targets.
     pub max_request_body_bytes: u64,
+    /// weir: the `Upgrade` protocols an HTTP/1.1 request may tunnel to a target (compared
+    /// case-insensitively, without a `/version`); default `["websocket"]`, ALB's only one. An
+    /// `Upgrade` naming anything else (`h2c`, …) is removed with `HTTP2-Settings` and the request
+    /// is forwarded as an ordinary one. `h2c` cannot be listed.
+    pub upgrade_protocols: Vec<String>,
     pub access_logs: AccessLogs,
 }
 
@@ -66,6 +71,7 @@ impl Default for LoadBalancerAttributes {
             websocket_idle_timeout_seconds: 0,
             drain_timeout_seconds: 30,
             max_request_body_bytes: 0,
+            upgrade_protocols: vec!["websocket".into()],
             access_logs: AccessLogs::default(),
         }
     }

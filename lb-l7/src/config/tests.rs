@@ -136,3 +136,24 @@ fn matcher_codes() {
     assert_eq!(validate::parse_matcher("500"), None);
     assert_eq!(validate::parse_matcher("x"), None);
 }
+
+#[test]
+fn upgrade_protocols_are_validated() {
+    let c = L7Config::default();
+    assert_eq!(c.load_balancer.upgrade_protocols, ["websocket"]);
+    let ok = "[load_balancer]\nupgrade_protocols = [\"websocket\", \"my-proto\"]";
+    assert_eq!(paths(ok), Vec::<String>::new());
+    let none = "[load_balancer]\nupgrade_protocols = []";
+    assert_eq!(paths(none), Vec::<String>::new());
+    let bad = "[load_balancer]\nupgrade_protocols = [\"websocket\", \"h2c\", \"H2\", \"web socket\", \"\", \"websocket/13\"]";
+    assert_eq!(
+        paths(bad),
+        [
+            "load_balancer.upgrade_protocols[1]",
+            "load_balancer.upgrade_protocols[2]",
+            "load_balancer.upgrade_protocols[3]",
+            "load_balancer.upgrade_protocols[4]",
+            "load_balancer.upgrade_protocols[5]",
+        ]
+    );
+}

@@ -109,11 +109,35 @@ fn load_balancer(e: &mut Errors, lb: &LoadBalancerAttributes) {
     if http::HeaderName::from_bytes(lb.trace_header.as_bytes()).is_err() {
         e.push(format!("{p}.trace_header"), "not a valid header name");
     }
+    upgrade_protocols(e, &format!("{p}.upgrade_protocols"), &lb.upgrade_protocols);
     if lb.access_logs.path.is_empty() {
         e.push(
             format!("{p}.access_logs.path"),
             "empty; use \"-\" for stdout",
         );
+    }
+}
+
+/// Protocol names (RFC 9110 tokens, no `/version`), not `h2c`/`h2`: weir serves HTTP/2 itself,
+/// and a target speaking HTTP/2 on a tunnel would take requests no rule saw.
+fn upgrade_protocols(e: &mut Errors, p: &str, list: &[String]) {
+    for (i, name) in list.iter().enumerate() {
+        let token = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !token {
+            e.push(
+                format!("{p}[{i}]"),
+                format!("{name:?} is not a protocol name (an RFC 9110 token, without /version)"),
+            );
+        } else if name.eq_ignore_ascii_case("h2c") || name.eq_ignore_ascii_case("h2") {
+            e.push(
+                format!("{p}[{i}]"),
+                "HTTP/2 cannot be tunnelled: a target speaking h2c on an upgraded connection \
+                 would take requests that no listener rule saw (weir serves HTTP/2 itself)",
+            );
+        }
     }
 }
 

@@ -33,6 +33,8 @@ pub struct RequestHead {
     pub saw_content_length: bool,
     /// Bytes of the head on the wire.
     pub len: usize,
+    /// ALB's desync classification of the head's raw bytes (`h1::desync`).
+    pub class: super::desync::Classification,
 }
 
 /// A `Content-Length` that is not one number.
@@ -105,6 +107,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         saw_content_length |= name == header::CONTENT_LENGTH;
         headers.append(name, value);
     }
+    authority_wins(&method, &uri, version, &mut headers);
+    let class = super::desync::classify(&head);
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -114,7 +118,25 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         parts,
         saw_content_length,
         len,
+        class,
     }))
+}
+
+/// RFC 9112 §3.2.2: the authority of an absolute-form target wins over `Host`, so weir routes
+/// on it and the target's `Host` is it. It replaces a single `Host` (or stands in for a
+/// missing one in HTTP/1.0); a missing or repeated `Host` in HTTP/1.1 is left for
+/// `proxy::parse::check` to refuse (400), as RFC 9112 §3.2 wants whatever the target says.
+fn authority_wins(method: &Method, uri: &Uri, version: Version, h: &mut HeaderMap) {
+    let Some(authority) = uri.authority().filter(|_| method != Method::CONNECT) else {
+        return;
+    };
+    let hosts = h.get_all(header::HOST).iter().count();
+    if hosts == 1 || (hosts == 0 && version == Version::HTTP_10) {
+        // Not a valid header value (cannot happen: `Uri` checked it) → left as it was.
+        if let Ok(v) = HeaderValue::from_str(authority.as_str()) {
+            h.insert(header::HOST, v);
+        }
+    }
 }
 
 /// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http(s)://host/path`), `*` for

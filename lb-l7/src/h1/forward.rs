@@ -294,7 +294,8 @@ pub async fn forward(
                 let reusable = resp.target_keeps_alive()
                     && rframing != Framing::UntilClose
                     && ubuf.is_empty()
-                    && body_state == BodyState::Done;
+                    && body_state == BodyState::Done
+                    && !route.close_target;
                 if reusable {
                     t.pool.checkin(up, sh.clock.now());
                 }

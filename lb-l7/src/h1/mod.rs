@@ -17,6 +17,7 @@
 
 pub mod body;
 pub mod codec;
+pub mod desync;
 pub mod forward;
 pub mod idle;
 pub mod relay;

@@ -8,11 +8,13 @@
 //! flight says `connection: close` and the connection ends.
 
 use super::codec::{self, Framing, HeadError};
+use super::desync::{self, Classification};
 use super::forward::{self, BodyState, Forwarded};
 use super::relay::{self, NowOrPending};
 use super::stream::{ClientStream, Rewind};
-use crate::access_log::rfc3339;
+use crate::access_log::{Record, rfc3339};
 use crate::body::Body;
+use crate::headers;
 use crate::proxy::service::{self, Decision};
 use crate::proxy::{ConnInfo, Shared, accept, respond};
 use bytes::{BufMut, BytesMut};
@@ -230,7 +232,9 @@ async fn request(
     m.requests.fetch_add(1, Relaxed);
     // Clock reads only for the access log.
     let started = sh.access_log.enabled().then(Instant::now);
-    let req = Request::from_parts(head.parts, ());
+    let mut req = Request::from_parts(head.parts, ());
+    let lb = &sh.config.load_balancer;
+    headers::drop_unsupported_upgrade(req.headers_mut(), &lb.upgrade_protocols);
     let mut log = sh.access_log.enabled().then(|| {
         service::new_record(
             sh,
@@ -241,11 +245,13 @@ async fn request(
             req.headers(),
         )
     });
+    let desync = desync_action(sh, ci, &head.class, log.as_mut());
     let version = req.version();
     let is_head = req.method() == Method::HEAD;
     let keep_client = codec::client_keeps_alive(version, req.headers())
         && sh.clock.now() < life_until
-        && !*sh.shutdown.borrow();
+        && !*sh.shutdown.borrow()
+        && desync == desync::Action::Forward;
     let client = ClientFacts {
         version,
         is_head,
@@ -256,6 +262,13 @@ async fn request(
     // and route (shared with the HTTP/2 path).
     let framing = codec::request_framing(req.headers());
     let decided = match framing {
+        _ if desync == desync::Action::Block => {
+            if let Some(l) = log.as_mut() {
+                l.error_reason = Some("DesyncMitigationBlocked");
+            }
+            m.elb_status(400);
+            Decision::Respond(respond::elb(400, true))
+        }
         Err(e) => {
             if let Some(l) = log.as_mut() {
                 l.error_reason = Some(e.reason);
@@ -263,13 +276,16 @@ async fn request(
             m.elb_status(e.status);
             Decision::Respond(respond::elb(e.status, true))
         }
-        Ok(_) => service::decide(sh, ci, &req, head.saw_content_length, log.as_mut()),
+        Ok(_) => service::decide(sh, ci, &req, head.class.non_compliant(), log.as_mut()),
     };
     if let (Some(l), Some(t0)) = (log.as_mut(), started) {
         l.request_processing_time = Some(t0.elapsed().as_secs_f64());
     }
     let decision = match (decided, framing) {
-        (Decision::Forward(route), Ok(framing)) => Ok((route, framing)),
+        (Decision::Forward(mut route), Ok(framing)) => {
+            route.close_target = desync == desync::Action::ForwardThenClose;
+            Ok((route, framing))
+        }
         (Decision::Respond(r), Ok(_)) => Err((r, BodyState::Untouched)),
         (_, Err(_)) => Err((respond::elb(400, true), BodyState::Partial)),
     };
@@ -334,6 +350,31 @@ async fn request(
         sh.access_log.write(&l);
     }
     keep
+}
+
+/// ALB's desync mitigation for one request: its classification counted
+/// (`DesyncMitigationMode_NonCompliant_Request_Count`) and logged, and what the mode does with
+/// it (`h1::desync`).
+fn desync_action(
+    sh: &Shared,
+    ci: &ConnInfo,
+    class: &Classification,
+    log: Option<&mut Record>,
+) -> desync::Action {
+    if !class.non_compliant() {
+        return desync::Action::Forward;
+    }
+    sh.metrics.desync_non_compliant.fetch_add(1, Relaxed);
+    if let Some(l) = log {
+        l.classification = class.tier.log_name();
+        l.classification_reason = class.log_reason();
+    }
+    let action = desync::action(
+        class.tier,
+        sh.config.load_balancer.routing.http.desync_mitigation_mode,
+    );
+    tracing::debug!(peer = %ci.peer, tier = ?class.tier, reason = class.reason, ?action, "non-compliant request");
+    action
 }
 
 /// What the response to a request depends on about its client.

@@ -3,11 +3,11 @@
 //! What cannot be parsed is answered before this: by the HTTP/1.1 engine (`h1::codec`: a bad
 //! request line or header → 400, a request line over 16 KiB → 414, more than 100 headers or a
 //! head over 80 KiB → 431, `Transfer-Encoding` whose last coding is not `chunked` or differing
-//! `Content-Length`s → 400) or by hyper's HTTP/2 server.
+//! `Content-Length`s → 400; its desync classification, `h1::desync`) or by hyper's HTTP/2
+//! server.
 
-use crate::config::DesyncMitigationMode;
 use crate::headers::{MAX_XFF_ADDRESSES, xff_count};
-use http::{HeaderMap, Method, Version, header};
+use http::{HeaderMap, HeaderName, Method, Uri, Version, header};
 
 /// ALB: request line ≤ 16 KiB, one header ≤ 16 KiB, all headers ≤ 64 KiB.
 pub const MAX_REQUEST_LINE: usize = 16 * 1024;
@@ -22,7 +22,8 @@ pub struct Reject {
     pub reason: &'static str,
     /// Close the client connection after the response.
     pub close: bool,
-    /// Counts as `DesyncMitigationMode_NonCompliant_Request_Count`.
+    /// The request breaks RFC 9112's rules for a request head (counted as
+    /// `DesyncMitigationMode_NonCompliant_Request_Count` when the classifier did not already).
     pub desync: bool,
 }
 
@@ -35,18 +36,22 @@ const fn reject(status: u16, reason: &'static str) -> Reject {
     }
 }
 
-/// Checks a request head. `Ok(desync_only)` means forward; `desync_only` = count it as
-/// non-compliant (monitor mode) but go on.
-/// `saw_content_length`: the raw head had a `Content-Length` line (HTTP/1.1; kept by the
-/// engine because the framing decision may drop it when `Transfer-Encoding` is present too).
+const fn non_compliant(reason: &'static str) -> Reject {
+    Reject {
+        desync: true,
+        ..reject(400, reason)
+    }
+}
+
+/// Checks a request head; `Ok` means route it. `trace_header`: the configured trace header
+/// (weir writes it, so a client's `Connection` may not name it).
 pub fn check(
     method: &Method,
-    uri_len: usize,
+    uri: &Uri,
     version: Version,
     headers: &HeaderMap,
-    saw_content_length: bool,
-    mode: DesyncMitigationMode,
-) -> Result<bool, Reject> {
+    trace_header: &HeaderName,
+) -> Result<(), Reject> {
     if method == Method::CONNECT {
         // weir is not a forward proxy: no tunnels to arbitrary hosts.
         return Err(Reject {
@@ -54,6 +59,7 @@ pub fn check(
             ..reject(405, "MethodNotAllowed")
         });
     }
+    let uri_len = uri.path_and_query().map_or(1, |p| p.as_str().len());
     if method.as_str().len() + uri_len + 10 > MAX_REQUEST_LINE {
         return Err(reject(414, "RequestLineTooLong"));
     }
@@ -68,41 +74,14 @@ pub fn check(
     if total > MAX_HEADERS_TOTAL {
         return Err(reject(431, "HeadersTooLarge"));
     }
-    if version == Version::HTTP_11 && !headers.contains_key(header::HOST) {
-        return Err(reject(400, "MissingHost"));
+    check_host(uri, version, headers)?;
+    if connection_names_protected(headers, trace_header) {
+        // `Connection: Content-Length` would have weir strip the framing it forwards by (the
+        // body then reaches the target as a request no rule saw); `Host`, X-Forwarded-* and
+        // the trace header are weir's routing and statements to the target.
+        return Err(reject(400, "ConnectionRemovesProtectedHeader"));
     }
-    if headers.get_all(header::HOST).iter().count() > 1 {
-        return Err(Reject {
-            desync: true,
-            ..reject(400, "MultipleHost")
-        });
-    }
-    let te: Vec<&[u8]> = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .map(|v| v.as_bytes())
-        .collect();
-    if !te.is_empty() {
-        let codings: Vec<String> = te
-            .iter()
-            .flat_map(|v| v.split(|&b| b == b','))
-            .map(|c| String::from_utf8_lossy(c).trim().to_ascii_lowercase())
-            .filter(|c| !c.is_empty())
-            .collect();
-        if codings.iter().any(|c| c != "chunked" && c != "identity") {
-            return Err(reject(501, "UnsupportedTransferEncoding"));
-        }
-        if saw_content_length || headers.contains_key(header::CONTENT_LENGTH) {
-            // Both framings: a request smuggling attempt or a broken client.
-            if mode == DesyncMitigationMode::Monitor {
-                return Ok(true);
-            }
-            return Err(Reject {
-                desync: true,
-                ..reject(400, "ContentLengthAndTransferEncoding")
-            });
-        }
-    }
+    check_transfer_codings(headers)?;
     let xff = xff_count(headers);
     if xff > MAX_XFF_ADDRESSES {
         return Err(Reject {
@@ -112,24 +91,125 @@ pub fn check(
             desync: false,
         });
     }
-    Ok(false)
+    Ok(())
+}
+
+/// RFC 9112 §3.2: exactly one `Host` in an HTTP/1.1 request, with a valid value (an
+/// absolute-form target's authority has replaced it by then: `h1::codec`), and no userinfo in
+/// a URI's authority (RFC 9110 §4.2.4; RFC 9113 §8.3.1 for HTTP/2's `:authority`).
+fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Reject> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err(non_compliant("MultipleHost"));
+    }
+    match first {
+        None if version == Version::HTTP_11 => return Err(reject(400, "MissingHost")),
+        Some(h) if !valid_authority(h.as_bytes()) => return Err(non_compliant("InvalidHost")),
+        _ => {}
+    }
+    if let Some(a) = uri.authority()
+        && !valid_authority(a.as_str().as_bytes())
+    {
+        return Err(non_compliant("InvalidHost"));
+    }
+    Ok(())
+}
+
+/// `host [":" port]` as RFC 9110 §7.2 / RFC 3986 §3.2 write it, without userinfo: a bracketed
+/// IPv6 address, or a reg-name / IPv4 address of letters, digits, `-._~` and sub-delims; a
+/// port of 1–5 digits up to 65535. Percent-encoding is refused although RFC 3986 allows it in
+/// a reg-name: no DNS name needs it, and a host a target would decode differently from weir's
+/// host-header rules (`%61dmin.example.com`) is a way around them. With this, no `Host` can
+/// carry `/`, `?`, `#`, `@`, `\`, spaces or controls into a redirect's `#{host}`.
+pub fn valid_authority(v: &[u8]) -> bool {
+    let (host, port) = match v.iter().rposition(|&b| b == b':') {
+        // A ':' inside brackets belongs to the IPv6 address.
+        Some(i) if !v[i..].contains(&b']') => (&v[..i], Some(&v[i + 1..])),
+        _ => (v, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        (1..=5).contains(&p.len())
+            && p.iter().all(u8::is_ascii_digit)
+            && p.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0')) <= 65_535
+    });
+    let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        Some(ip6) => {
+            std::str::from_utf8(ip6).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+        }
+        None => !host.is_empty() && host.iter().all(|&b| reg_name_byte(b)),
+    };
+    port_ok && host_ok
+}
+
+/// RFC 3986 `unreserved` and `sub-delims` (not `pct-encoded`: see `valid_authority`).
+fn reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+}
+
+/// Does `Connection` name a header that frames or routes the request, or that weir states to
+/// the target: `Content-Length`, `Transfer-Encoding`, `Host`, any `X-Forwarded-*`, the trace
+/// header? (Hop-by-hop removal would delete it after weir decided on it.)
+pub fn connection_names_protected(h: &HeaderMap, trace_header: &HeaderName) -> bool {
+    h.get_all(header::CONNECTION)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|t| {
+            [
+                header::CONTENT_LENGTH,
+                header::TRANSFER_ENCODING,
+                header::HOST,
+            ]
+            .iter()
+            .chain([trace_header])
+            .any(|p| t.eq_ignore_ascii_case(p.as_str().as_bytes()))
+                || t.get(..12)
+                    .is_some_and(|p| p.eq_ignore_ascii_case(b"x-forwarded-"))
+        })
+}
+
+/// ALB: a `Transfer-Encoding` with a coding other than `chunked` or `identity` → 501.
+fn check_transfer_codings(headers: &HeaderMap) -> Result<(), Reject> {
+    let unsupported = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty())
+        .any(|c| !c.eq_ignore_ascii_case(b"chunked") && !c.eq_ignore_ascii_case(b"identity"));
+    if unsupported {
+        return Err(reject(501, "UnsupportedTransferEncoding"));
+    }
+    Ok(())
 }
 
 /// A declared `Content-Length` over `max` (weir's `max_request_body_bytes`) → 413; the
-/// connection is closed, the body is not read. A body without a declared length is counted as
-/// it is relayed instead.
+/// connection is closed, the body is not read. Every value counts, lists included
+/// (`Content-Length: 4096, 4096`, which monitor mode forwards as 4096). A body without a
+/// declared length is counted as it is relayed instead.
 pub fn check_body_length(headers: &HeaderMap, max: Option<u64>) -> Result<(), Reject> {
     let Some(max) = max else {
         return Ok(());
     };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    match declared {
-        Some(n) if n > max => Err(reject(413, "RequestBodyTooLarge")),
-        _ => Ok(()),
+    let over = headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|n| {
+            // A number too long for u64 is over any limit.
+            !n.is_empty()
+                && n.iter().all(u8::is_ascii_digit)
+                && std::str::from_utf8(n)
+                    .ok()
+                    .and_then(|s| s.parse::<u64>().ok())
+                    .is_none_or(|n| n > max)
+        });
+    if over {
+        return Err(reject(413, "RequestBodyTooLarge"));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -147,15 +227,21 @@ mod tests {
         m
     }
 
-    fn run(pairs: &[(&str, &str)]) -> Result<bool, Reject> {
-        check(
-            &Method::GET,
-            10,
-            Version::HTTP_11,
-            &h(pairs),
-            false,
-            DesyncMitigationMode::Defensive,
-        )
+    fn trace() -> HeaderName {
+        HeaderName::from_static("x-amzn-trace-id")
+    }
+
+    fn run_with(method: &Method, uri: &str, pairs: &[(&str, &str)]) -> Result<(), Reject> {
+        let uri: Uri = uri.parse().unwrap();
+        check(method, &uri, Version::HTTP_11, &h(pairs), &trace())
+    }
+
+    fn run(pairs: &[(&str, &str)]) -> Result<(), Reject> {
+        run_with(&Method::GET, "/", pairs)
+    }
+
+    fn status(r: Result<(), Reject>) -> u16 {
+        r.map_or_else(|e| e.status, |()| 0)
     }
 
     #[test]
@@ -166,55 +252,34 @@ mod tests {
         let over = check_body_length(&cl("1025"), Some(1024)).unwrap_err();
         assert_eq!((over.status, over.close), (413, true));
         assert_eq!(check_body_length(&h(&[("host", "a")]), Some(1)), Ok(()));
+        // A list counts as its values (monitor mode forwards it with its one length).
+        let list = check_body_length(&cl("4096, 4096"), Some(1024)).unwrap_err();
+        assert_eq!(list.status, 413);
+        assert_eq!(
+            status(check_body_length(&cl("99999999999999999999999"), Some(1))),
+            413
+        );
     }
 
     #[test]
     fn table() {
-        assert_eq!(run(&[("host", "a")]), Ok(false));
-        assert_eq!(run(&[]).unwrap_err().status, 400);
+        assert_eq!(run(&[("host", "a")]), Ok(()));
+        assert_eq!(status(run(&[])), 400);
+        let two = run(&[("host", "a"), ("host", "b")]).unwrap_err();
+        assert_eq!((two.status, two.desync), (400, true));
         assert_eq!(
-            run(&[("host", "a"), ("host", "b")]).unwrap_err().status,
-            400
-        );
-        assert_eq!(
-            run(&[
+            status(run(&[
                 ("host", "a"),
-                ("transfer-encoding", "chunked"),
-                ("content-length", "5")
-            ])
-            .unwrap_err()
-            .status,
-            400
-        );
-        assert_eq!(
-            run(&[("host", "a"), ("transfer-encoding", "gzip, chunked")])
-                .unwrap_err()
-                .status,
+                ("transfer-encoding", "gzip, chunked")
+            ])),
             501
-        );
-        let te = h(&[("host", "a"), ("transfer-encoding", "chunked")]);
-        assert_eq!(
-            check(
-                &Method::POST,
-                1,
-                Version::HTTP_11,
-                &te,
-                true,
-                DesyncMitigationMode::Strictest
-            )
-            .unwrap_err()
-            .reason,
-            "ContentLengthAndTransferEncoding"
         );
         assert_eq!(
             run(&[("host", "a"), ("transfer-encoding", "chunked")]),
-            Ok(false)
+            Ok(())
         );
         let big = "x".repeat(MAX_HEADER);
-        assert_eq!(
-            run(&[("host", "a"), ("x-big", &big)]).unwrap_err().status,
-            431
-        );
+        assert_eq!(status(run(&[("host", "a"), ("x-big", &big)])), 431);
         let many: Vec<(String, String)> = (0..9)
             .map(|i| (format!("x-{i}"), "y".repeat(8000)))
             .collect();
@@ -223,55 +288,150 @@ mod tests {
             .map(|(a, b)| (a.as_str(), b.as_str()))
             .chain([("host", "a")])
             .collect();
-        assert_eq!(run(&many_ref).unwrap_err().status, 431);
-        let connect = check(
-            &Method::CONNECT,
-            12,
-            Version::HTTP_11,
-            &h(&[("host", "a:443")]),
-            false,
-            DesyncMitigationMode::Defensive,
-        );
-        assert_eq!(connect.unwrap_err().status, 405);
+        assert_eq!(status(run(&many_ref)), 431);
+        let connect = run_with(&Method::CONNECT, "a:443", &[("host", "a:443")]);
+        assert_eq!(status(connect), 405);
         let xff = vec!["10.0.0.1"; 31].join(",");
         assert_eq!(
-            run(&[("host", "a"), ("x-forwarded-for", &xff)])
-                .unwrap_err()
-                .status,
+            status(run(&[("host", "a"), ("x-forwarded-for", &xff)])),
             463
         );
         let xff30 = vec!["10.0.0.1"; 30].join(",");
+        assert_eq!(run(&[("host", "a"), ("x-forwarded-for", &xff30)]), Ok(()));
+        let long = format!("/{}", "a".repeat(17_000));
+        assert_eq!(status(run_with(&Method::GET, &long, &[("host", "a")])), 414);
+    }
+
+    #[test]
+    fn connection_may_not_name_what_frames_or_routes() {
+        for named in [
+            "Content-Length",
+            "keep-alive, content-length",
+            "transfer-encoding",
+            "Host",
+            "close,X-Forwarded-For",
+            "x-forwarded-proto",
+            "X-Forwarded-Port",
+            "x-forwarded-anything",
+            "X-Amzn-Trace-Id",
+        ] {
+            let r = run(&[("host", "a"), ("connection", named)]).unwrap_err();
+            assert_eq!(
+                (r.status, r.close, r.reason),
+                (400, true, "ConnectionRemovesProtectedHeader"),
+                "{named}"
+            );
+        }
+        // Over several Connection lines too.
+        let two_lines = run(&[
+            ("host", "a"),
+            ("connection", "keep-alive"),
+            ("connection", "content-length"),
+        ]);
+        assert_eq!(status(two_lines), 400);
+        for fine in [
+            "keep-alive",
+            "close",
+            "Upgrade",
+            "x-secret, te",
+            "x-forwarded",
+        ] {
+            assert_eq!(
+                run(&[("host", "a"), ("connection", fine)]),
+                Ok(()),
+                "{fine}"
+            );
+        }
+        // The configured trace header is the one protected.
+        let other = HeaderName::from_static("x-trace");
+        let uri: Uri = "/".parse().unwrap();
+        let hm = h(&[("host", "a"), ("connection", "X-Trace")]);
         assert_eq!(
-            run(&[("host", "a"), ("x-forwarded-for", &xff30)]),
-            Ok(false)
+            status(check(&Method::GET, &uri, Version::HTTP_11, &hm, &other)),
+            400
         );
+    }
+
+    #[test]
+    fn host_syntax() {
+        for good in [
+            "a",
+            "example.com",
+            "Example.COM.",
+            "a-b_c~d.example:8080",
+            "127.0.0.1:80",
+            "[::1]",
+            "[2001:db8::1]:443",
+            "a:65535",
+            "a:0",
+        ] {
+            assert!(valid_authority(good.as_bytes()), "{good}");
+            assert_eq!(run(&[("host", good)]), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "evil.com/x",
+            "a@b",
+            "user:pw@a.example",
+            "a b",
+            "a\tb",
+            "evil.com?x",
+            "evil.com#x",
+            "evil.com\\x",
+            "a:",
+            "a:65536",
+            "a:123456",
+            "a:8o",
+            "a:b:c",
+            "[::1",
+            "[zz::1]",
+            "[::1]x",
+            "%61dmin.example",
+            ":80",
+            "a\"b",
+            "a<b>",
+        ] {
+            assert!(!valid_authority(bad.as_bytes()), "{bad:?}");
+        }
+        for bad in ["evil.com/x", "a@b", "a b", "a:99999"] {
+            let r = run(&[("host", bad)]).unwrap_err();
+            assert_eq!(
+                (r.status, r.close, r.reason),
+                (400, true, "InvalidHost"),
+                "{bad}"
+            );
+        }
+        // Control characters cannot even be a HeaderValue; bytes ≥ 0x80 can.
+        let hm = {
+            let mut m = HeaderMap::new();
+            m.insert(
+                header::HOST,
+                http::HeaderValue::from_bytes(b"\xffa").unwrap(),
+            );
+            m
+        };
+        let uri: Uri = "/".parse().unwrap();
+        assert_eq!(
+            status(check(&Method::GET, &uri, Version::HTTP_11, &hm, &trace())),
+            400
+        );
+        // A URI's authority (absolute-form, HTTP/2 `:authority`) may not carry userinfo.
+        let abs = run_with(
+            &Method::GET,
+            "http://u@a.example/x",
+            &[("host", "a.example")],
+        );
+        assert_eq!(status(abs), 400);
+        let h2: Uri = "https://a.example/x".parse().unwrap();
         assert_eq!(
             check(
                 &Method::GET,
-                17_000,
-                Version::HTTP_11,
-                &h(&[("host", "a")]),
-                false,
-                DesyncMitigationMode::Defensive
-            )
-            .unwrap_err()
-            .status,
-            414
-        );
-        assert_eq!(
-            check(
-                &Method::POST,
-                1,
-                Version::HTTP_11,
-                &h(&[
-                    ("host", "a"),
-                    ("transfer-encoding", "chunked"),
-                    ("content-length", "5")
-                ]),
-                false,
-                DesyncMitigationMode::Monitor
+                &h2,
+                Version::HTTP_2,
+                &HeaderMap::new(),
+                &trace()
             ),
-            Ok(true)
+            Ok(())
         );
     }
 }

@@ -195,14 +195,19 @@ pub struct Route<'s> {
     pub host: Option<String>,
     /// Group stickiness: the response sets `AWSALBTG` lasting this long.
     pub group_cookie: Option<Duration>,
+    /// Desync mitigation (`h1::desync`): the target connection is closed after this request,
+    /// never pooled. `decide` leaves it false; the HTTP/1.1 engine sets it.
+    pub close_target: bool,
 }
 
 /// Phases parse and route, shared by the HTTP/1.1 engine and the hyper (HTTP/2) path.
+/// `counted`: the request was already counted as non-compliant (the HTTP/1.1 engine's desync
+/// classification), so a refusal here does not count it again.
 pub fn decide<'s, B>(
     sh: &'s Shared,
     ci: &ConnInfo,
     req: &Request<B>,
-    saw_cl: bool,
+    counted: bool,
     mut log: Option<&mut Record>,
 ) -> Decision<'s> {
     let lb = &sh.config.load_balancer;
@@ -212,35 +217,29 @@ pub fn decide<'s, B>(
     if !lb.health_check_path.is_empty() && req.uri().path() == lb.health_check_path {
         return Decision::Respond(respond::fixed(200, Some("text/plain"), "OK\n"));
     }
-    let uri_len = req.uri().path_and_query().map_or(1, |p| p.as_str().len());
     let checked = parse::check(
         req.method(),
-        uri_len,
+        req.uri(),
         req.version(),
         req.headers(),
-        saw_cl,
-        lb.routing.http.desync_mitigation_mode,
+        &sh.trace_header,
     )
-    .and_then(|desync| {
-        parse::check_body_length(req.headers(), sh.limits.max_request_body).map(|()| desync)
-    });
-    match checked {
-        Err(r) => {
-            if r.desync {
-                m.desync_non_compliant.fetch_add(1, Relaxed);
-            }
-            m.elb_status(r.status);
-            tracing::debug!(status = r.status, reason = r.reason, peer = %ci.peer, "request rejected");
-            if let Some(l) = log.as_deref_mut() {
-                l.error_reason = Some(r.reason);
-                l.classification = r.desync.then_some("Severe");
-            }
-            return Decision::Respond(respond::elb(r.status, r.close));
-        }
-        Ok(true) => {
+    .and_then(|()| parse::check_body_length(req.headers(), sh.limits.max_request_body));
+    if let Err(r) = checked {
+        let count = r.desync && !counted;
+        if count {
             m.desync_non_compliant.fetch_add(1, Relaxed);
         }
-        Ok(false) => {}
+        m.elb_status(r.status);
+        tracing::debug!(status = r.status, reason = r.reason, peer = %ci.peer, "request rejected");
+        if let Some(l) = log.as_deref_mut() {
+            l.error_reason = Some(r.reason);
+            if count {
+                l.classification = Some("Severe");
+                l.classification_reason = Some(r.reason);
+            }
+        }
+        return Decision::Respond(respond::elb(r.status, r.close));
     }
 
     // Phase route.
@@ -349,6 +348,7 @@ pub fn decide<'s, B>(
                 group,
                 host,
                 group_cookie: stick_for,
+                close_target: false,
             })
         }
     }

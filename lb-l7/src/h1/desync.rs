@@ -1,0 +1,266 @@
+//! ALB's desync mitigation for HTTP/1.1 requests, pure: every request head is classified by
+//! AWS's own classifier (the `http_desync_guardian` crate ALB uses) into Compliant, Acceptable,
+//! Ambiguous or Severe, and `routing.http.desync_mitigation_mode` says what happens to it:
+//!
+//! | tier | monitor | defensive | strictest |
+//! |---|---|---|---|
+//! | Compliant, Acceptable | forwarded | forwarded | forwarded |
+//! | Ambiguous | forwarded, then both connections closed | forwarded, then both closed | 400 + close |
+//! | Severe | forwarded, then both connections closed | 400 + close | 400 + close |
+//!
+//! The classifier reads the head's raw bytes (as its `analyze_raw_request` does for ALB), so
+//! it sees what `httparse` forgives (a bare `\n` line end) as well as the framing headers.
+//! A request whose framing weir cannot determine at all (differing `Content-Length`s, a
+//! `Transfer-Encoding` not ending in `chunked`) is a 400 in every mode before this (RFC 9112
+//! §6.3 leaves a recipient no other choice); the classifier calls those Severe.
+
+use crate::config::DesyncMitigationMode;
+use http_desync_guardian::request_analyzer::HttpRequestData;
+use http_desync_guardian::{ClassificationReason, RequestSafetyTier};
+
+/// ALB's request classification tiers, least to most dangerous.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tier {
+    Compliant,
+    Acceptable,
+    Ambiguous,
+    Severe,
+}
+
+impl Tier {
+    /// The access log's `classification` (ALB logs `-` for a compliant request).
+    pub fn log_name(self) -> Option<&'static str> {
+        match self {
+            Tier::Compliant => None,
+            Tier::Acceptable => Some("Acceptable"),
+            Tier::Ambiguous => Some("Ambiguous"),
+            Tier::Severe => Some("Severe"),
+        }
+    }
+}
+
+/// A request's tier and the classifier's reason (ALB's `classification_reason` codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Classification {
+    pub tier: Tier,
+    pub reason: &'static str,
+}
+
+impl Classification {
+    pub const COMPLIANT: Classification = Classification {
+        tier: Tier::Compliant,
+        reason: "Compliant",
+    };
+
+    /// Does not comply with RFC 7230 (counted as `DesyncMitigationMode_NonCompliant_Request_Count`).
+    pub fn non_compliant(&self) -> bool {
+        self.tier > Tier::Compliant
+    }
+
+    /// The access log's `classification_reason` (`-` for a compliant request).
+    pub fn log_reason(&self) -> Option<&'static str> {
+        self.non_compliant().then_some(self.reason)
+    }
+}
+
+/// Classifies a request head: its raw bytes, request line to the empty line included.
+pub fn classify(head: &[u8]) -> Classification {
+    let r = HttpRequestData::analyze_raw_request(head);
+    Classification {
+        tier: match r.tier {
+            RequestSafetyTier::Compliant => Tier::Compliant,
+            RequestSafetyTier::Acceptable => Tier::Acceptable,
+            RequestSafetyTier::Ambiguous => Tier::Ambiguous,
+            RequestSafetyTier::Severe => Tier::Severe,
+        },
+        reason: reason_name(r.reason),
+    }
+}
+
+/// What weir does with a request of a tier, per mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Forward,
+    /// Forward it, then close the client connection and the target connection.
+    ForwardThenClose,
+    /// 400 and close the client connection; nothing is forwarded.
+    Block,
+}
+
+/// ALB's table (see the module comment).
+pub fn action(tier: Tier, mode: DesyncMitigationMode) -> Action {
+    use DesyncMitigationMode::{Defensive, Monitor, Strictest};
+    match (tier, mode) {
+        (Tier::Compliant | Tier::Acceptable, _) => Action::Forward,
+        (Tier::Ambiguous, Monitor | Defensive) | (Tier::Severe, Monitor) => {
+            Action::ForwardThenClose
+        }
+        (Tier::Ambiguous, Strictest) | (Tier::Severe, Defensive | Strictest) => Action::Block,
+    }
+}
+
+/// The crate's reason as ALB's log code (the crate's enum has no `&'static str` form).
+fn reason_name(r: ClassificationReason) -> &'static str {
+    use ClassificationReason as R;
+    match r {
+        R::Compliant => "Compliant",
+        R::EmptyHeader => "EmptyHeader",
+        R::SuspiciousHeader => "SuspiciousHeader",
+        R::NonCompliantHeader => "NonCompliantHeader",
+        R::BadHeader => "BadHeader",
+        R::AmbiguousUri => "AmbiguousUri",
+        R::SpaceInUri => "SpaceInUri",
+        R::BadUri => "BadUri",
+        R::NonCompliantVersion => "NonCompliantVersion",
+        R::BadVersion => "BadVersion",
+        R::GetHeadZeroContentLength => "GetHeadZeroContentLength",
+        R::UndefinedContentLengthSemantics => "UndefinedContentLengthSemantics",
+        R::MultipleContentLength => "MultipleContentLength",
+        R::DuplicateContentLength => "DuplicateContentLength",
+        R::BadContentLength => "BadContentLength",
+        R::UndefinedTransferEncodingSemantics => "UndefinedTransferEncodingSemantics",
+        R::MultipleTransferEncodingChunked => "MultipleTransferEncodingChunked",
+        R::BadTransferEncoding => "BadTransferEncoding",
+        R::BothTeClPresent => "BothTeClPresent",
+        R::BadMethod => "BadMethod",
+        R::NonCrLfLineTermination => "NonCrLfLineTermination",
+        R::MultilineHeader => "MultilineHeader",
+        R::PartialHeaderLine => "PartialHeaderLine",
+        R::MissingLastEmptyLine => "MissingLastEmptyLine",
+        R::MissingHeaderColon => "MissingHeaderColon",
+        R::MissingUri => "MissingUri",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DesyncMitigationMode::{Defensive, Monitor, Strictest};
+
+    fn c(head: &str) -> (Tier, &'static str) {
+        let c = classify(head.as_bytes());
+        (c.tier, c.reason)
+    }
+
+    /// A few of the crate's own vectors (its tests/*.yaml), as raw heads.
+    #[test]
+    fn tiers_of_known_requests() {
+        let cases: &[(&str, Tier, &str)] = &[
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+                Tier::Compliant,
+                "Compliant",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+                Tier::Compliant,
+                "Compliant",
+            ),
+            (
+                "GET / HTTP/1.1\nHost: a\n\n",
+                Tier::Acceptable,
+                "NonCrLfLineTermination",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+                Tier::Acceptable,
+                "GetHeadZeroContentLength",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Tier::Ambiguous,
+                "BothTeClPresent",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                Tier::Ambiguous,
+                "DuplicateContentLength",
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+                Tier::Ambiguous,
+                "UndefinedContentLengthSemantics",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\n\r\n",
+                Tier::Ambiguous,
+                "SuspiciousHeader",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4096, 4096\r\n\r\n",
+                Tier::Severe,
+                "BadContentLength",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                Tier::Severe,
+                "MultipleContentLength",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Tier::Severe,
+                "MultipleTransferEncodingChunked",
+            ),
+            (
+                "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n",
+                Tier::Severe,
+                "BadTransferEncoding",
+            ),
+        ];
+        for (head, tier, reason) in cases {
+            assert_eq!(c(head), (*tier, *reason), "{head:?}");
+        }
+    }
+
+    #[test]
+    fn albs_table() {
+        let all = [Monitor, Defensive, Strictest];
+        for m in all {
+            assert_eq!(action(Tier::Compliant, m), Action::Forward);
+            assert_eq!(action(Tier::Acceptable, m), Action::Forward);
+        }
+        assert_eq!(action(Tier::Ambiguous, Monitor), Action::ForwardThenClose);
+        assert_eq!(action(Tier::Ambiguous, Defensive), Action::ForwardThenClose);
+        assert_eq!(action(Tier::Ambiguous, Strictest), Action::Block);
+        assert_eq!(action(Tier::Severe, Monitor), Action::ForwardThenClose);
+        assert_eq!(action(Tier::Severe, Defensive), Action::Block);
+        assert_eq!(action(Tier::Severe, Strictest), Action::Block);
+    }
+
+    #[test]
+    fn log_fields() {
+        let ok = classify(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!((ok.tier.log_name(), ok.log_reason()), (None, None));
+        assert!(!ok.non_compliant());
+        let bad = classify(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\n");
+        assert_eq!(
+            (bad.tier.log_name(), bad.log_reason()),
+            (Some("Severe"), Some("BadContentLength"))
+        );
+    }
+
+    /// Any bytes: no panic (seeded mutations of a head).
+    #[test]
+    fn arbitrary_bytes_never_panic() {
+        let base = b"POST /a?b HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n";
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..20_000 {
+            let mut v = base.to_vec();
+            for _ in 0..rng.usize(1..6) {
+                let i = rng.usize(..v.len());
+                match rng.u8(..3) {
+                    0 => v[i] = rng.u8(..),
+                    1 => {
+                        v.remove(i);
+                    }
+                    _ => v.insert(i, *rng.choice(b"\r\n :,\t\0".iter()).unwrap_or(&b' ')),
+                }
+                if v.is_empty() {
+                    v.push(b'G');
+                }
+            }
+            let _ = classify(&v);
+        }
+        let _ = classify(b"");
+    }
+}

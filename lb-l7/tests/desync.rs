@@ -1,0 +1,242 @@
+//! ALB's desync mitigation modes against a real worker and a target that records what it
+//! received: a table of raw requests × monitor / defensive / strictest — the status, whether
+//! the target saw the request (and how it was framed), whether weir closed the client and the
+//! target connection after it, the access log's classification and the non-compliant count.
+
+mod common;
+mod recorder;
+use common::*;
+use lb_l7::{AccessLogTarget, WorkerOptions};
+use recorder::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Forwarded; both connections stay open.
+    Pass,
+    /// Forwarded; the client and the target connection are closed after it.
+    PassThenClose,
+    /// 400, the client connection closed, nothing forwarded.
+    Blocked,
+}
+use Outcome::*;
+
+struct Case {
+    name: &'static str,
+    /// The request; `{tag}` is replaced by a path unique to the case and mode.
+    raw: &'static str,
+    /// (classification, reason) in the access log; `-` for a compliant request.
+    class: (&'static str, &'static str),
+    /// monitor, defensive, strictest.
+    want: [Outcome; 3],
+    /// Framing lines the target must see (name, values), when forwarded.
+    framing: &'static [(&'static str, &'static [&'static str])],
+    body: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "compliant",
+        raw: "GET {tag} HTTP/1.1\r\nHost: a\r\n\r\n",
+        class: ("-", "-"),
+        want: [Pass, Pass, Pass],
+        framing: &[("content-length", &[]), ("transfer-encoding", &[])],
+        body: "",
+    },
+    Case {
+        name: "acceptable: GET with Content-Length: 0",
+        raw: "GET {tag} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n",
+        class: ("Acceptable", "GetHeadZeroContentLength"),
+        want: [Pass, Pass, Pass],
+        framing: &[("content-length", &["0"])],
+        body: "",
+    },
+    Case {
+        name: "acceptable: bare LF line ends",
+        raw: "GET {tag} HTTP/1.1\nHost: a\n\n",
+        class: ("Acceptable", "NonCrLfLineTermination"),
+        want: [Pass, Pass, Pass],
+        framing: &[],
+        body: "",
+    },
+    Case {
+        name: "ambiguous: Content-Length and Transfer-Encoding",
+        raw: "POST {tag} HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        class: ("Ambiguous", "BothTeClPresent"),
+        want: [PassThenClose, PassThenClose, Blocked],
+        framing: &[("content-length", &[]), ("transfer-encoding", &["chunked"])],
+        body: "hello",
+    },
+    Case {
+        name: "ambiguous: duplicate Content-Length",
+        raw: "POST {tag} HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+        class: ("Ambiguous", "DuplicateContentLength"),
+        want: [PassThenClose, PassThenClose, Blocked],
+        framing: &[("content-length", &["5"])],
+        body: "hello",
+    },
+    Case {
+        name: "ambiguous: GET with a body",
+        raw: "GET {tag} HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        class: ("Ambiguous", "UndefinedContentLengthSemantics"),
+        want: [PassThenClose, PassThenClose, Blocked],
+        framing: &[("content-length", &["5"])],
+        body: "hello",
+    },
+    Case {
+        name: "ambiguous: a name too close to Transfer-Encoding",
+        raw: "POST {tag} HTTP/1.1\r\nHost: a\r\nTransfer_Encoding: chunked\r\nContent-Length: 5\r\n\r\nhello",
+        class: ("Ambiguous", "SuspiciousHeader"),
+        want: [PassThenClose, PassThenClose, Blocked],
+        framing: &[("content-length", &["5"])],
+        body: "hello",
+    },
+    Case {
+        name: "severe: a Content-Length list",
+        raw: "POST {tag} HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\n\r\nhello",
+        class: ("Severe", "BadContentLength"),
+        want: [PassThenClose, Blocked, Blocked],
+        framing: &[("content-length", &["5"])],
+        body: "hello",
+    },
+    Case {
+        name: "severe: Transfer-Encoding chunked twice",
+        raw: "POST {tag} HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        class: ("Severe", "MultipleTransferEncodingChunked"),
+        want: [PassThenClose, Blocked, Blocked],
+        framing: &[("transfer-encoding", &["chunked"])],
+        body: "hello",
+    },
+    Case {
+        // The framing cannot be known: a 400 in every mode (RFC 9112 §6.3), monitor included.
+        name: "severe: differing Content-Lengths",
+        raw: "POST {tag} HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!",
+        class: ("Severe", "MultipleContentLength"),
+        want: [Blocked, Blocked, Blocked],
+        framing: &[],
+        body: "",
+    },
+];
+
+const MODES: [&str; 3] = ["monitor", "defensive", "strictest"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desync_mitigation_modes_act_as_alb_documents() {
+    let rec = recorder().await;
+    let dir = std::env::temp_dir().join(format!("weir-desync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut failures = Vec::new();
+    for (mi, mode) in MODES.iter().enumerate() {
+        let port = free_port();
+        let log = dir.join(format!("{mode}.log"));
+        let _ = std::fs::remove_file(&log);
+        let opts = WorkerOptions {
+            access_log: Some(AccessLogTarget::File(log.clone())),
+            ..WorkerOptions::default()
+        };
+        let w = start_with(
+            &format!(
+                r#"
+[load_balancer]
+routing.http.desync_mitigation_mode = "{mode}"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "app" }}
+[[target_group]]
+name = "app"
+target = [{{ id = "127.0.0.1", port = {} }}]
+"#,
+                rec.addr.port()
+            ),
+            opts,
+        );
+        for (ci, case) in CASES.iter().enumerate() {
+            let tag = format!("/{mode}-{ci}");
+            let raw = case.raw.replace("{tag}", &tag);
+            let x = exchange(port, raw.as_bytes()).await;
+            let want = case.want[mi];
+            let seen = rec.seen(&tag);
+            let mut fail = |what: String| failures.push(format!("{mode} / {}: {what}", case.name));
+            match want {
+                Pass | PassThenClose => {
+                    if x.status != 200 {
+                        fail(format!("status {} (want 200): {}", x.status, x.response));
+                    }
+                    if seen.len() != 1 {
+                        fail(format!("target saw it {} times", seen.len()));
+                        continue;
+                    }
+                    let r = &seen[0].1;
+                    for (name, values) in case.framing {
+                        if r.header(name) != *values {
+                            fail(format!("target's {name}: {:?}", r.header(name)));
+                        }
+                    }
+                    if r.body != case.body.as_bytes() {
+                        fail(format!(
+                            "target's body {:?}",
+                            String::from_utf8_lossy(&r.body)
+                        ));
+                    }
+                    let close = want == PassThenClose;
+                    if x.closed != close {
+                        fail(format!("client connection closed: {}", x.closed));
+                    }
+                    let (target_closed, last) = if close {
+                        rec.closed_after(&tag).await
+                    } else {
+                        let c = &rec.snapshot()[seen[0].0];
+                        (c.closed, true)
+                    };
+                    if target_closed != close || !last {
+                        fail(format!(
+                            "target connection closed: {target_closed} (last: {last})"
+                        ));
+                    }
+                }
+                Blocked => {
+                    if x.status != 400 || !x.closed {
+                        fail(format!(
+                            "status {} closed {}: {}",
+                            x.status, x.closed, x.response
+                        ));
+                    }
+                    if !seen.is_empty() {
+                        fail(format!("forwarded: {:?}", seen[0].1));
+                    }
+                }
+            }
+        }
+        let m = w.metrics.snapshot();
+        let non_compliant = CASES.iter().filter(|c| c.class.0 != "-").count() as u64;
+        if m.desync_non_compliant != non_compliant {
+            failures.push(format!(
+                "{mode}: DesyncMitigationMode_NonCompliant_Request_Count {} (want {non_compliant})",
+                m.desync_non_compliant
+            ));
+        }
+        w.stop().await;
+        // The log's writer runs on its own: wait (up to 2 s) for every case's line.
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() >= CASES.len() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        for (ci, case) in CASES.iter().enumerate() {
+            let tag = format!("/{mode}-{ci} ");
+            let line = text.lines().find(|l| l.contains(&tag));
+            let want = format!("\"{}\" \"{}\"", case.class.0, case.class.1);
+            if !line.is_some_and(|l| l.contains(&want)) {
+                failures.push(format!(
+                    "{mode} / {}: log line {line:?} lacks {want}",
+                    case.name
+                ));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

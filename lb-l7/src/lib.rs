@@ -19,6 +19,7 @@ pub mod select;
 pub mod sticky;
 pub mod target;
 pub mod tcp_or_tls;
+pub mod tickets;
 pub mod tls;
 pub mod upstream;
 pub mod wildcard;

@@ -1,12 +1,12 @@
 //! TLS termination: rustls with the aws-lc-rs provider, certificates chosen by SNI (first one
 //! is the default), ALPN by ALB's ALPN policy, TLS 1.2 and 1.3 only, and session tickets whose
-//! key is shared by all workers so a session resumes on whichever worker gets the connection.
+//! keys all workers share so a session resumes on whichever worker gets the connection
+//! (`crate::tickets`: the keys and their rotation).
 
 use crate::config::{AlpnPolicy, Certificate};
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerConfig};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::path::Path;
@@ -109,62 +109,7 @@ impl ResolvesServerCert for SniResolver {
     }
 }
 
-/// Session tickets sealed with AES-256-GCM under a key every worker shares.
-pub struct SharedTicketer {
-    key: LessSafeKey,
-}
-
-impl std::fmt::Debug for SharedTicketer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SharedTicketer")
-    }
-}
-
-impl SharedTicketer {
-    pub fn new(key: &[u8; 32]) -> SharedTicketer {
-        let unbound = UnboundKey::new(&AES_256_GCM, key).expect("AES-256-GCM takes a 32-byte key");
-        SharedTicketer {
-            key: LessSafeKey::new(unbound),
-        }
-    }
-}
-
-impl ProducesTickets for SharedTicketer {
-    fn enabled(&self) -> bool {
-        true
-    }
-    fn lifetime(&self) -> u32 {
-        12 * 3600
-    }
-    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).ok()?;
-        let mut buf = plain.to_vec();
-        self.key
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut buf)
-            .ok()?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&buf);
-        Some(out)
-    }
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        if cipher.len() < NONCE_LEN {
-            return None;
-        }
-        let (n, c) = cipher.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(n).ok()?;
-        let mut buf = c.to_vec();
-        let plain = self.key.open_in_place(nonce, Aad::empty(), &mut buf).ok()?;
-        Some(plain.to_vec())
-    }
-}
-
-/// A random ticket key (for a single process; `weir run` passes one key to all workers).
-pub fn random_ticket_key() -> [u8; 32] {
-    let mut k = [0u8; 32];
-    let _ = aws_lc_rs::rand::fill(&mut k);
-    k
-}
+pub use crate::tickets::SharedTicketer;
 
 /// ALPN protocol ids offered for an ALB ALPN policy, in server preference order.
 pub fn alpn_protocols(policy: AlpnPolicy, http2_enabled: bool) -> Vec<Vec<u8>> {
@@ -188,7 +133,7 @@ pub fn server_config(
     certs: &[Certificate],
     alpn: AlpnPolicy,
     http2_enabled: bool,
-    ticket_key: &[u8; 32],
+    ticketer: Arc<SharedTicketer>,
 ) -> Result<(Arc<ServerConfig>, Arc<SniResolver>), TlsError> {
     let keys = certs
         .iter()
@@ -200,7 +145,7 @@ pub fn server_config(
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
     cfg.alpn_protocols = alpn_protocols(alpn, http2_enabled);
-    cfg.ticketer = Arc::new(SharedTicketer::new(ticket_key));
+    cfg.ticketer = ticketer;
     cfg.session_storage = rustls::server::ServerSessionMemoryCache::new(10_000);
     Ok((Arc::new(cfg), resolver))
 }
@@ -208,23 +153,6 @@ pub fn server_config(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tickets_round_trip_across_instances_and_reject_tampering() {
-        let key = random_ticket_key();
-        let (a, b) = (SharedTicketer::new(&key), SharedTicketer::new(&key));
-        let t = a.encrypt(b"session state").unwrap();
-        assert_eq!(b.decrypt(&t).unwrap(), b"session state");
-        let mut bad = t.clone();
-        *bad.last_mut().unwrap() ^= 1;
-        assert!(b.decrypt(&bad).is_none());
-        assert!(
-            SharedTicketer::new(&random_ticket_key())
-                .decrypt(&t)
-                .is_none()
-        );
-        assert!(b.decrypt(b"short").is_none());
-    }
 
     #[test]
     fn alpn_policies() {

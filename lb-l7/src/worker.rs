@@ -6,6 +6,7 @@ use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::proxy::{Limits, ListenerRt, Shared, accept};
 use crate::rules::RuleSet;
 use crate::target::GroupRt;
+use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
 use socket2::{Domain, Socket, Type};
 use std::future::Future;
@@ -21,10 +22,13 @@ pub struct WorkerOptions {
     pub index: usize,
     /// Overrides `load_balancer.access_logs` when set.
     pub access_log: Option<AccessLogTarget>,
-    /// Session ticket key shared by all workers, so TLS sessions resume on any of them. `None`:
-    /// `WEIR_TLS_TICKET_KEY` (64 hex digits) from the environment if set, else a random key for
-    /// this worker only.
+    /// A fixed session ticket key shared by several workers, so TLS sessions resume on any of
+    /// them (no rotation). `None` (and no `ticket_channel`): a random key for this worker only.
     pub ticket_key: Option<[u8; 32]>,
+    /// The control channel (a pipe, inherited) the control plane sends the rotating session
+    /// ticket keys on (`crate::tickets`); the first frame is read in `bind`, the rest while
+    /// serving. Wins over `ticket_key`.
+    pub ticket_channel: Option<RawFd>,
     /// Listening sockets made by the control plane (one per listener, in listener order, already
     /// bound and listening), inherited by this worker process: the control plane keeps them
     /// open across worker restarts so queued connections survive and an SK_REUSEPORT program
@@ -44,6 +48,8 @@ pub struct Worker {
     listeners: Vec<Bound>,
     /// Tells every task the worker stops (`Shared::shutdown` is its receiver).
     stop: tokio::sync::watch::Sender<bool>,
+    /// The rotating ticket keys' channel and the ticketer they go to (see `ticket_channel`).
+    tickets: Option<(std::os::fd::OwnedFd, Arc<SharedTicketer>)>,
 }
 
 /// A cheap handle to a worker's counters that outlives `serve`'s borrow of the worker.
@@ -114,19 +120,19 @@ fn inherited_socket(fd: RawFd, want: SocketAddr) -> anyhow::Result<std::net::Tcp
     Ok(socket)
 }
 
-/// `WEIR_TLS_TICKET_KEY`: 64 hex digits, the session ticket key shared by all workers.
-fn ticket_key_from_env() -> Option<[u8; 32]> {
-    let v = std::env::var("WEIR_TLS_TICKET_KEY").ok()?;
-    let v = v.trim();
-    let mut k = [0u8; 32];
-    if v.len() != 64 {
-        tracing::warn!("WEIR_TLS_TICKET_KEY must be 64 hex digits; ignored");
-        return None;
+/// The ticketer of this worker and, with a control channel, the channel to follow.
+fn ticketer(
+    opts: &WorkerOptions,
+) -> anyhow::Result<(Arc<SharedTicketer>, Option<std::os::fd::OwnedFd>)> {
+    use std::os::fd::FromRawFd as _;
+    if let Some(fd) = opts.ticket_channel {
+        // SAFETY: the control plane passed this fd to this process for the ticket keys alone.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let keys = crate::tickets::read_first(&fd)?;
+        return Ok((Arc::new(SharedTicketer::with_keys(&keys)), Some(fd)));
     }
-    for (i, b) in k.iter_mut().enumerate() {
-        *b = u8::from_str_radix(v.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(k)
+    let key = opts.ticket_key.unwrap_or_else(crate::tickets::random_key);
+    Ok((Arc::new(SharedTicketer::new(&key)), None))
 }
 
 impl Worker {
@@ -152,10 +158,7 @@ impl Worker {
             .iter()
             .map(|g| (g.name.clone(), Arc::new(GroupRt::new(g))))
             .collect();
-        let ticket_key = opts
-            .ticket_key
-            .or_else(ticket_key_from_env)
-            .unwrap_or_else(crate::tls::random_ticket_key);
+        let (ticketer, ticket_channel) = ticketer(&opts)?;
         let http2 = config.load_balancer.routing.http2.enabled;
         let mut listeners = Vec::new();
         for (i, l) in config.listener.iter().enumerate() {
@@ -173,7 +176,7 @@ impl Worker {
                         &l.certificate,
                         l.alpn_policy,
                         http2,
-                        &ticket_key,
+                        ticketer.clone(),
                     )
                     .with_context(|| format!("listener[{i}] TLS"))?;
                     (Some(cfg), Some(sni))
@@ -215,6 +218,7 @@ impl Worker {
             shared,
             listeners,
             stop,
+            tickets: ticket_channel.map(|fd| (fd, ticketer)),
         })
     }
 
@@ -248,6 +252,9 @@ impl Worker {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let rx = self.shared.shutdown.clone();
         let token = Arc::new(());
+        if let Some((fd, ticketer)) = self.tickets {
+            tokio::spawn(crate::tickets::follow(fd, ticketer));
+        }
         let mut loops = Vec::new();
         for b in self.listeners {
             let tcp = tokio::net::TcpListener::from_std(b.socket)?;

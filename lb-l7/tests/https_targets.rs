@@ -27,8 +27,9 @@ async fn tls_listener(pki: &TestPki, name: &str) -> (tokio_rustls::TlsAcceptor, 
         certificate_file: cert.into(),
         private_key_file: key.into(),
     }];
+    let ticketer = std::sync::Arc::new(lb_l7::tls::SharedTicketer::new(&[3u8; 32]));
     let (cfg, _) =
-        lb_l7::tls::server_config(&certs, AlpnPolicy::HTTP1Only, false, &[3u8; 32]).unwrap();
+        lb_l7::tls::server_config(&certs, AlpnPolicy::HTTP1Only, false, ticketer).unwrap();
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     (tokio_rustls::TlsAcceptor::from(cfg), l, port)

@@ -29,7 +29,14 @@ pub struct WorkerSettings {
     /// The seccomp allow-list (a syscall outside it kills the worker, which is restarted).
     /// `false` only to debug a worker killed by SIGSYS; the user and capability drop stay.
     pub seccomp: bool,
+    /// Seconds between TLS session-ticket key rotations (default 6 h). The control plane sends
+    /// every worker the new key and the previous one: a ticket resumes for at least one
+    /// interval and at most two.
+    pub tls_ticket_rotation_seconds: u64,
 }
+
+/// The longest TLS session-ticket rotation interval (RFC 8446's longest ticket lifetime).
+pub const MAX_TICKET_ROTATION_SECONDS: u64 = 7 * 24 * 3600;
 
 /// The default worker user, which `weir run` creates when it is missing.
 pub const DEFAULT_USER: &str = "weir";
@@ -47,6 +54,7 @@ impl Default for WorkerSettings {
             user: DEFAULT_USER.into(),
             group: None,
             seccomp: true,
+            tls_ticket_rotation_seconds: 6 * 3600,
         }
     }
 }
@@ -83,6 +91,12 @@ impl WorkerSettings {
             problems.push(FieldProblem::new(
                 "workers.group",
                 "a group name, or leave it out for the user's primary group",
+            ));
+        }
+        if !(1..=MAX_TICKET_ROTATION_SECONDS).contains(&self.tls_ticket_rotation_seconds) {
+            problems.push(FieldProblem::new(
+                "workers.tls_ticket_rotation_seconds",
+                format!("between 1 and {MAX_TICKET_ROTATION_SECONDS} (7 days, the longest ticket lifetime TLS 1.3 allows)"),
             ));
         }
         if listeners > MAX_LISTENERS as usize {

@@ -9,9 +9,11 @@
 
 pub mod child;
 pub mod nofile;
+pub mod relay;
 pub mod sandbox;
 pub mod sockets;
 pub mod steer;
+pub mod tickets;
 
 use std::{
     net::SocketAddr,
@@ -23,19 +25,13 @@ use std::{
 
 use anyhow::Context;
 use nix::{sys::signal::Signal, unistd::Pid};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    sync::{mpsc, watch},
-};
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
 use crate::config::{Config, Steering as SteeringMode};
 
 /// The environment variable carrying a worker's inherited listening fds, in listener order.
 pub const LISTEN_FDS_ENV: &str = "WEIR_LISTEN_FDS";
-/// The environment variable carrying the shared TLS session ticket key (64 hex digits), read by
-/// `lb_l7::Worker::bind`.
-pub const TICKET_KEY_ENV: &str = "WEIR_TLS_TICKET_KEY";
 /// The line a worker prints on stdout once it serves.
 pub const READY_LINE: &str = "ready";
 const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
@@ -79,6 +75,8 @@ struct Slot {
     started: Instant,
     delay: Duration,
     restart_at: Option<Instant>,
+    /// Our end of the worker's control channel (its stdin): the TLS ticket keys go there.
+    control: Option<std::os::fd::OwnedFd>,
 }
 
 /// Supervises the worker processes until told to stop.
@@ -86,14 +84,16 @@ pub struct Supervisor {
     /// `net.ipv4.tcp_migrate_req` as it was before we turned it on (restored at shutdown).
     migrate_req_before: Option<String>,
     config_path: Option<PathBuf>,
-    /// The TLS session ticket key every worker gets, so a session resumes on any of them.
-    ticket_key_hex: String,
+    /// The TLS session ticket keys every worker gets, so a session resumes on any of them.
+    tickets: tickets::Rotation,
     groups: Vec<sockets::ListenerGroup>,
     steering: Option<steer::Steering>,
     slots: Vec<Slot>,
     base_delay: Duration,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
+    /// Workers' access-log lines go to weir's stdout through this one writer.
+    log_sink: relay::Sink,
 }
 
 impl Supervisor {
@@ -140,23 +140,23 @@ impl Supervisor {
                 started: Instant::now(),
                 delay: base_delay,
                 restart_at: Some(Instant::now()),
+                control: None,
             })
             .collect();
-        let ticket_key_hex = lb_l7::tls::random_ticket_key()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let tickets =
+            tickets::Rotation::new(Duration::from_secs(cfg.workers.tls_ticket_rotation_seconds));
         let migrate_req_before = set_sysctl(MIGRATE_REQ, "1");
         Ok(Supervisor {
             migrate_req_before,
             config_path,
-            ticket_key_hex,
+            tickets,
             groups,
             steering,
             slots,
             base_delay,
             events_tx,
             events,
+            log_sink: relay::Sink::stdout()?,
         })
     }
 
@@ -195,8 +195,8 @@ impl Supervisor {
             cmd.env(MIMALLOC_EAGER_ENV, "0");
         }
         cmd.env(LISTEN_FDS_ENV, fd_list)
-            .env(TICKET_KEY_ENV, &self.ticket_key_hex)
-            .stdin(Stdio::null())
+            .env(tickets::CHANNEL_ENV, "0")
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .process_group(0);
@@ -217,7 +217,9 @@ impl Supervisor {
             .kill_on_drop(false)
             .spawn()
             .with_context(|| format!("spawning worker {worker}"))?;
+        let control = self.give_keys(worker, child.stdin.take());
         let slot = &mut self.slots[worker];
+        slot.control = control;
         slot.generation += 1;
         slot.pid = child.id();
         slot.started = Instant::now();
@@ -225,14 +227,13 @@ impl Supervisor {
         let generation = slot.generation;
         let tx = self.events_tx.clone();
         let stdout = child.stdout.take();
+        let sink = self.log_sink.clone();
         tokio::spawn(async move {
             if let Some(out) = stdout {
-                let mut lines = BufReader::new(out).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    if line.trim() == READY_LINE {
-                        let _ = tx.send(Event::Ready { worker, generation });
-                    }
-                }
+                relay::worker_stdout(out, &sink, || {
+                    let _ = tx.send(Event::Ready { worker, generation });
+                })
+                .await;
             }
             let status = match child.wait().await {
                 Ok(s) => s.to_string(),
@@ -246,6 +247,39 @@ impl Supervisor {
         });
         info!(worker, pid = ?self.slots[worker].pid, "worker started");
         Ok(())
+    }
+
+    /// Sends a worker just started the current ticket keys; returns the channel for rotations.
+    /// On failure the worker cannot read its keys and exits; it is restarted.
+    fn give_keys(
+        &self,
+        worker: usize,
+        stdin: Option<tokio::process::ChildStdin>,
+    ) -> Option<std::os::fd::OwnedFd> {
+        let sent = stdin
+            .ok_or_else(|| std::io::Error::other("no stdin pipe"))
+            .and_then(|s| s.into_owned_fd())
+            .and_then(|fd| {
+                tickets::nonblocking(&fd)?;
+                tickets::send(&fd, &self.tickets.frame())?;
+                Ok(fd)
+            });
+        sent.map_err(|e| warn!(worker, error = %e, "cannot send the TLS ticket keys"))
+            .ok()
+    }
+
+    /// A new TLS ticket key, sent with the previous one to every running worker.
+    fn rotate_tickets(&mut self) {
+        self.tickets.rotate();
+        let frame = self.tickets.frame();
+        for (worker, s) in self.slots.iter().enumerate() {
+            if let (Some(fd), Some(_)) = (&s.control, s.pid)
+                && let Err(e) = tickets::send(fd, &frame)
+            {
+                warn!(worker, error = %e, "cannot send the rotated TLS ticket keys");
+            }
+        }
+        info!("TLS session ticket keys rotated");
     }
 
     /// After `worker` died: close its sockets so the kernel migrates their queued connections to
@@ -295,6 +329,7 @@ impl Supervisor {
             let wake = self.next_restart();
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
+                _ = tokio::time::sleep_until(self.tickets.next_at().into()) => self.rotate_tickets(),
                 ev = self.events.recv() => match ev {
                     Some(Event::Ready { worker, generation }) if generation == self.slots[worker].generation => {
                         self.slots[worker].live = true;

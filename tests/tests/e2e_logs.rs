@@ -1,0 +1,308 @@
+//! Logs that are not lost (issue #10 §4), with the real `weir run` and its worker processes in a
+//! network namespace: every request's access-log line reaches weir's stdout (or the configured
+//! file) whole, from every worker; a flood of failing requests writes a bounded number of
+//! warnings; logs to a pipe carry no ANSI colour codes. Needs root.
+//!
+//! `WEIR_TEST_BIN=/path/to/weir` runs another build (e.g. the one before a fix).
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read},
+    path::PathBuf,
+    process::{Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use common::*;
+use weir_tests::lab::{Lab, Ns, Proc, wait_until};
+
+const PORT: u16 = 8080;
+const REQUESTS: usize = 1500;
+
+fn weir(ns: &Ns) -> Command {
+    let bin = std::env::var_os("WEIR_TEST_BIN").map_or_else(weir_bin, PathBuf::from);
+    let mut c = Command::new("nsenter");
+    if let Some(netns) = ns.netns() {
+        c.arg(format!("--net=/run/netns/{netns}"));
+    }
+    c.arg("--").arg(bin);
+    c
+}
+
+/// Collects a pipe's lines (stdout or stderr of weir) as they come.
+fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut buf = Vec::new();
+        while r.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
+            l.lock()
+                .unwrap()
+                .push(String::from_utf8_lossy(&buf).into_owned());
+            buf.clear();
+        }
+    });
+    lines
+}
+
+struct Running {
+    proc: Proc,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+/// `weir run` with `config`, stdout and stderr piped, once it listens.
+fn start(ns: &Ns, config: &TempFile) -> Result<Running> {
+    let mut c = weir(ns);
+    c.args(["run", "--config", config.path()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut proc = ns.spawn_command(c)?;
+    let stdout = collect(proc.child_mut().stdout.take().unwrap());
+    let stderr = collect(proc.child_mut().stderr.take().unwrap());
+    wait_until(Duration::from_secs(20), "weir to listen", || {
+        if !proc.is_running() {
+            bail!("weir exited:\n{}", stderr.lock().unwrap().concat());
+        }
+        ns.tcp_listening(PORT)
+    })?;
+    // Both workers ready (each logs "worker ready").
+    wait_until(Duration::from_secs(20), "both workers ready", || {
+        Ok(stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("worker ready"))
+            .count()
+            >= 2)
+    })?;
+    Ok(Running {
+        proc,
+        stdout,
+        stderr,
+    })
+}
+
+fn config(access_logs: &str, action: &str) -> TempFile {
+    TempFile::new(
+        "logs.toml",
+        &format!(
+            "[workers]\ncount = 2\n\n[load_balancer]\naccess_logs = {access_logs}\n\
+             max_connections_per_worker = 1000\n\n\
+             [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\nprotocol = \"HTTP\"\n\
+             default_action = {action}\n\n\
+             [[target_group]]\nname = \"dead\"\n\
+             target = [{{ id = \"127.0.0.1\", port = 9 }}]\n"
+        ),
+    )
+}
+
+const FIXED: &str = r#"{ type = "fixed-response", status_code = 200, message_body = "ok" }"#;
+
+/// `REQUESTS` requests to `/r/0..N`, 20 at a time, each on its own connection (new source
+/// ports spread them over the workers). Returns the status codes curl saw.
+fn requests(ns: &Ns) -> Result<Vec<u16>> {
+    let mut c = ns.command("curl");
+    c.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}\n",
+        "-H",
+        "Connection: close",
+        "--parallel",
+        "--parallel-max",
+        "20",
+        &format!("http://127.0.0.1:{PORT}/r/[0-{}]", REQUESTS - 1),
+    ]);
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(120))?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect())
+}
+
+/// Splits an access-log line into fields: spaces separate, `"…"` (with `\"` and `\\`) groups.
+/// `None` when a quote is left open or something follows a closing quote.
+fn fields(line: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    while chars.peek().is_some() {
+        let mut f = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => f.push(chars.next()?),
+                    '"' => break,
+                    c => f.push(c),
+                }
+            }
+            if !matches!(chars.next(), None | Some(' ')) {
+                return None;
+            }
+        } else {
+            for c in chars.by_ref() {
+                if c == ' ' {
+                    break;
+                }
+                f.push(c);
+            }
+        }
+        out.push(f);
+    }
+    Some(out)
+}
+
+/// Every request has exactly one whole line, and both workers wrote some.
+fn check_lines(lines: &[String]) -> Result<()> {
+    let mut by_path: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
+    for line in lines {
+        let Some(text) = line.strip_suffix('\n') else {
+            bail!("a line without its newline: {line:?}");
+        };
+        let f = fields(text).ok_or_else(|| anyhow::anyhow!("unparseable line: {text:?}"))?;
+        if f.len() < 29 || f[0] != "http" || f[8] != "200" {
+            bail!("not an access-log line of a 200: {text:?}");
+        }
+        let Some(n) = f[12]
+            .strip_prefix(&format!("GET http://127.0.0.1:{PORT}/r/"))
+            .and_then(|r| r.strip_suffix(" HTTP/1.1"))
+            .and_then(|n| n.parse().ok())
+        else {
+            bail!("unexpected request field {:?} in {text:?}", f[12]);
+        };
+        *by_path.entry(n).or_default() += 1;
+        *by_worker.entry(f[2].clone()).or_default() += 1;
+    }
+    let missing: Vec<usize> = (0..REQUESTS).filter(|n| !by_path.contains_key(n)).collect();
+    let doubled: Vec<_> = by_path.iter().filter(|(_, c)| **c > 1).collect();
+    if !missing.is_empty() || !doubled.is_empty() {
+        bail!(
+            "{} lines for {REQUESTS} requests; missing {} (first {:?}), doubled {:?}",
+            lines.len(),
+            missing.len(),
+            missing.first(),
+            doubled.first()
+        );
+    }
+    eprintln!("lines per worker: {by_worker:?}");
+    if by_worker.len() < 2 {
+        bail!("only {by_worker:?} wrote lines; both workers served connections");
+    }
+    Ok(())
+}
+
+fn wait_for_lines(lines: &Mutex<Vec<String>>) {
+    let t = Instant::now();
+    while lines.lock().unwrap().len() < REQUESTS && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn access_log_lines_reach_weirs_stdout_whole_from_every_worker() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("logs")?;
+    let cfg = config("{ enabled = true }", FIXED);
+    let mut w = start(&ns, &cfg)?;
+    let codes = requests(&ns)?;
+    assert_eq!(codes.len(), REQUESTS, "curl made every request");
+    assert!(codes.iter().all(|c| *c == 200), "all answered 200");
+    wait_for_lines(&w.stdout);
+    let lines = w.stdout.lock().unwrap().clone();
+    check_lines(&lines)?;
+    assert!(interrupt(&mut w.proc)?);
+    Ok(())
+}
+
+#[test]
+fn access_log_file_gets_whole_lines_from_every_worker() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("logfile")?;
+    let path = std::env::temp_dir().join(format!("weir-access-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let cfg = config(
+        &format!("{{ enabled = true, path = \"{}\" }}", path.display()),
+        FIXED,
+    );
+    let mut w = start(&ns, &cfg)?;
+    let codes = requests(&ns)?;
+    assert_eq!(codes.len(), REQUESTS);
+    let read = || -> Vec<String> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .split_inclusive('\n')
+            .map(str::to_string)
+            .collect()
+    };
+    let t = Instant::now();
+    while read().len() < REQUESTS && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let result = check_lines(&read());
+    assert!(interrupt(&mut w.proc)?);
+    assert!(
+        w.stdout.lock().unwrap().is_empty(),
+        "nothing on stdout with a file"
+    );
+    let _ = std::fs::remove_file(&path);
+    result
+}
+
+#[test]
+fn a_flood_of_failing_requests_writes_bounded_warnings_without_colour() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("logflood")?;
+    // Every request goes to a target that refuses connections: one warning each, unlimited.
+    let cfg = config(
+        "{ enabled = false }",
+        r#"{ type = "forward", target_group = "dead" }"#,
+    );
+    let mut w = start(&ns, &cfg)?;
+    let t = Instant::now();
+    let codes = requests(&ns)?;
+    let secs = t.elapsed().as_secs() + 1;
+    assert_eq!(codes.len(), REQUESTS);
+    assert!(codes.iter().all(|c| *c == 502 || *c == 503), "{codes:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(interrupt(&mut w.proc)?);
+    let err = w.stderr.lock().unwrap().concat();
+    let warnings = err
+        .lines()
+        .filter(|l| l.contains("target connection failed"))
+        .count();
+    // At most 5 a second per call site and worker; curl ran `secs` seconds.
+    let bound = 5 * 2 * (secs as usize + 1);
+    eprintln!("{warnings} warnings for {REQUESTS} failing requests in {secs} s (bound {bound})");
+    assert!(warnings > 0, "the failures are logged at all:\n{err}");
+    assert!(warnings <= bound, "{warnings} warnings > {bound}");
+    assert!(
+        err.lines().any(|l| l.contains("suppressed=")),
+        "the suppressed count is reported"
+    );
+    assert!(
+        !err.contains("\x1b["),
+        "no ANSI colour codes in logs written to a pipe:\n{}",
+        &err[..err.len().min(600)]
+    );
+    Ok(())
+}

@@ -4,6 +4,7 @@
 //! connection the target keeps alive, the connection goes back to the target's pool.
 
 use super::codec::{ChunkedScanner, Framing};
+use super::server::MAX_DISCARD;
 use crate::body::BoxError;
 use crate::proxy::forward::Outstanding;
 use crate::target::TargetRt;
@@ -33,6 +34,8 @@ pub struct TargetBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// The request counts as outstanding on its target until the body ends (or is dropped).
     outstanding: Option<Outstanding>,
+    /// The rest of a body whose client went away, read in the background (see `Drop`).
+    detached: bool,
 }
 
 impl TargetBody {
@@ -62,6 +65,7 @@ impl TargetBody {
             idle,
             timer: None,
             outstanding: Some(outstanding),
+            detached: false,
         };
         if framing == Framing::Empty {
             b.finish();
@@ -119,6 +123,55 @@ impl TargetBody {
                 Ok((!data.is_empty()).then_some(data))
             }
         }
+    }
+}
+
+/// Dropped before its end (the client reset the stream, or its connection went away): a rest
+/// of at most `MAX_DISCARD` bytes is read away in a task of its own within the idle timeout,
+/// so the connection goes back to the pool (`finish`) instead of being closed — a reset
+/// stream must not cost a target connection. A larger rest closes it.
+impl Drop for TargetBody {
+    fn drop(&mut self) {
+        let small = match self.framing {
+            Framing::Length(_) => self.left <= MAX_DISCARD,
+            Framing::Chunked => true,
+            Framing::Empty | Framing::UntilClose => false,
+        };
+        if self.done || self.detached || !self.reusable || !small || self.up.is_none() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let mut rest = TargetBody {
+            up: self.up.take(),
+            buf: std::mem::take(&mut self.buf),
+            framing: self.framing,
+            left: self.left,
+            scanner: std::mem::take(&mut self.scanner),
+            spans: Vec::new(),
+            target: self.target.clone(),
+            reusable: true,
+            done: false,
+            idle: self.idle,
+            timer: None,
+            outstanding: None,
+            detached: true,
+        };
+        rt.spawn(async move {
+            use http_body_util::BodyExt;
+            let idle = rest.idle;
+            let mut seen = 0u64;
+            let _ = tokio::time::timeout(idle, async {
+                while let Some(Ok(f)) = rest.frame().await {
+                    seen += f.data_ref().map_or(0, |d| d.len() as u64);
+                    if seen > MAX_DISCARD {
+                        return;
+                    }
+                }
+            })
+            .await;
+        });
     }
 }
 

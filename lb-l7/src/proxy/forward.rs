@@ -11,8 +11,9 @@
 //!   connection, when the request is idempotent and has no body (so it can be replayed);
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
 
+use super::orphan::AwaitingResponse;
 use super::service::Route;
-use super::{ConnInfo, Shared, respond};
+use super::{ConnInfo, Shared, h2rules, respond};
 use crate::access_log::Record;
 use crate::body::Body;
 use crate::config::HashOn;
@@ -171,6 +172,10 @@ pub async fn forward(
 
     // The request as the target sees it: HTTP/1.1, a body with its length or chunked.
     let (mut parts, body) = req.into_parts();
+    if client_version == Version::HTTP_2 {
+        // One Cookie header for the HTTP/1.1 target (RFC 9113 §8.2.3).
+        h2rules::join_cookies(&mut parts.headers);
+    }
     let added = prepare_upstream(sh, ci, &mut parts, false, host, log.as_deref_mut());
     let has_body = !body.is_end_stream();
     let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
@@ -229,13 +234,20 @@ pub async fn forward(
             }
         }
 
-        // The response head.
-        let mut ubuf = bytes::BytesMut::with_capacity(relay::HEAD_READ);
-        let resp = match h1_forward::read_response_head(
-            &mut up, &mut ubuf, idle, &sh.timers, &sh.clock,
-        )
-        .await
-        {
+        // The response head. The target has the whole request: if the stream is cancelled
+        // now, the connection finishes its response in the background and is pooled.
+        let ubuf = bytes::BytesMut::with_capacity(relay::HEAD_READ);
+        let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &parts.method, idle);
+        let read = match waiting.io() {
+            Some((up, ubuf)) => {
+                h1_forward::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock).await
+            }
+            None => Err(HeadFailure::Closed(false)),
+        };
+        let Some((up, ubuf)) = waiting.disarm() else {
+            return fail(sh, log, 502, "TargetResponseError");
+        };
+        let resp = match read {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 crate::warn_limited!(target_addr = %t.addr, "no response within the idle timeout");

@@ -1,0 +1,111 @@
+//! Pure rules of the HTTP/2 path: a `host` field that contradicts `:authority` (RFC 9113
+//! §8.3.1), `cookie` fields joined for an HTTP/1.1 target (RFC 9113 §8.2.3), and when a
+//! connection's cancelled streams make it an abuser (rapid reset, CVE-2023-44487).
+
+use http::{HeaderMap, HeaderValue, Uri, header};
+
+/// A connection is sent GOAWAY once this many of its streams were cancelled before their
+/// response ended…
+pub const GLITCH_MIN: u64 = 100;
+
+/// …and they are more than half of its streams (Envoy's premature-reset check; HAProxy's
+/// glitch counter). A long-lived connection that cancels now and then (a browser leaving a
+/// page) stays under the ratio; a rapid-reset client crosses it at `GLITCH_MIN`.
+pub fn abusive(cancelled: u64, requests: u64) -> bool {
+    cancelled >= GLITCH_MIN && cancelled.saturating_mul(2) > requests
+}
+
+/// Whether an HTTP/2 request's `host` field(s) name another authority than `:authority`
+/// (compared as text, ASCII case-insensitively: port included). Without `:authority`, or
+/// without `host`, there is nothing to contradict.
+pub fn authority_conflict(uri: &Uri, headers: &HeaderMap) -> bool {
+    let Some(auth) = uri.authority() else {
+        return false;
+    };
+    headers
+        .get_all(header::HOST)
+        .iter()
+        .any(|h| !h.as_bytes().eq_ignore_ascii_case(auth.as_str().as_bytes()))
+}
+
+/// Several `cookie` fields become one, joined with "; " (RFC 9113 §8.2.3), before the request
+/// goes to an HTTP/1.1 target. One field (or none) is left as it is.
+pub fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    // Each part was a valid field value, and "; " is too: the join is one.
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn host_against_authority() {
+        let uri: Uri = "https://app.test:8443/x".parse().unwrap();
+        assert!(!authority_conflict(&uri, &headers(&[])));
+        assert!(!authority_conflict(
+            &uri,
+            &headers(&[("host", "APP.test:8443")])
+        ));
+        assert!(authority_conflict(&uri, &headers(&[("host", "app.test")])));
+        assert!(authority_conflict(
+            &uri,
+            &headers(&[("host", "evil.test:8443")])
+        ));
+        assert!(authority_conflict(
+            &uri,
+            &headers(&[("host", "app.test:8443"), ("host", "evil.test")])
+        ));
+        // No :authority (a request built from a path only): nothing to compare.
+        let path_only: Uri = "/x".parse().unwrap();
+        assert!(!authority_conflict(&path_only, &headers(&[("host", "a")])));
+    }
+
+    #[test]
+    fn cookies_joined_in_order() {
+        let mut h = headers(&[("cookie", "a=1"), ("x", "y"), ("cookie", "b=2; c=3")]);
+        join_cookies(&mut h);
+        let all: Vec<_> = h.get_all("cookie").iter().collect();
+        assert_eq!(all, ["a=1; b=2; c=3"]);
+        assert_eq!(h.get("x").unwrap(), "y");
+        let mut one = headers(&[("cookie", "a=1")]);
+        join_cookies(&mut one);
+        assert_eq!(one.get_all("cookie").iter().count(), 1);
+        let mut none = headers(&[]);
+        join_cookies(&mut none);
+        assert!(none.is_empty());
+    }
+
+    #[test]
+    fn glitch_policy() {
+        assert!(!abusive(0, 0));
+        assert!(!abusive(GLITCH_MIN - 1, GLITCH_MIN - 1));
+        assert!(abusive(GLITCH_MIN, GLITCH_MIN));
+        assert!(abusive(GLITCH_MIN, 2 * GLITCH_MIN - 1));
+        // A long-lived connection with a few cancels among many requests is no abuser.
+        assert!(!abusive(GLITCH_MIN, 2 * GLITCH_MIN));
+        assert!(!abusive(500, 9_000));
+    }
+}

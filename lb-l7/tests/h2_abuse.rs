@@ -1,0 +1,727 @@
+//! HTTP/2 clients that abuse the protocol, driven by a raw frame writer over real sockets
+//! against a real worker and real backends: a slow reader (huge windows, many streams, never
+//! reads), rapid reset (CVE-2023-44487) and MadeYouReset (CVE-2025-8671), a cancelled stream
+//! (idle timeout and the 460 log line), slowloris on an HTTP/2 header block and on a TLS
+//! handshake, `:authority` against `host`, and `cookie` fields joined for the target.
+//!
+//! The tests run one at a time (`serial`): one of them measures the process's memory.
+
+mod common;
+use common::*;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Tests of this file run one at a time: the slow-reader test measures the process's RSS.
+async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
+
+// ---- A raw HTTP/2 client: frames written and read by hand. HPACK: literal fields without
+// ---- indexing and without Huffman coding, which every decoder must accept (RFC 7541 §6.2.2).
+
+const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+const DATA: u8 = 0;
+const HEADERS: u8 = 1;
+const RST_STREAM: u8 = 3;
+const SETTINGS: u8 = 4;
+const PING: u8 = 6;
+const GOAWAY: u8 = 7;
+const WINDOW_UPDATE: u8 = 8;
+const CONTINUATION: u8 = 9;
+const END_STREAM: u8 = 0x1;
+const ACK: u8 = 0x1;
+const END_HEADERS: u8 = 0x4;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+const CANCEL: u32 = 0x8;
+
+fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); `high` holds the first byte's
+/// other bits.
+fn hpack_int(out: &mut Vec<u8>, n: u32, high: u8, v: usize) {
+    let max = (1usize << n) - 1;
+    if v < max {
+        out.push(high | v as u8);
+        return;
+    }
+    out.push(high | max as u8);
+    let mut v = v - max;
+    while v >= 128 {
+        out.push((v % 128) as u8 | 0x80);
+        v /= 128;
+    }
+    out.push(v as u8);
+}
+
+fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (name, value) in fields {
+        out.push(0x00); // literal without indexing, new name
+        for s in [name, value] {
+            hpack_int(&mut out, 7, 0, s.len());
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+    out
+}
+
+/// A whole request head (`GET` unless `fields` says otherwise) in one HEADERS frame.
+fn request(stream: u32, path: &str, extra: &[(&str, &str)], end_stream: bool) -> Vec<u8> {
+    let mut fields = vec![
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "app.test"),
+        (":path", path),
+    ];
+    fields.extend_from_slice(extra);
+    let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
+    frame(HEADERS, flags, stream, &hpack(&fields))
+}
+
+fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
+    let mut p = Vec::new();
+    for (id, v) in pairs {
+        p.extend_from_slice(&id.to_be_bytes());
+        p.extend_from_slice(&v.to_be_bytes());
+    }
+    frame(SETTINGS, 0, 0, &p)
+}
+
+fn window_update(stream: u32, inc: u32) -> Vec<u8> {
+    frame(WINDOW_UPDATE, 0, stream, &inc.to_be_bytes())
+}
+
+fn rst(stream: u32, code: u32) -> Vec<u8> {
+    frame(RST_STREAM, 0, stream, &code.to_be_bytes())
+}
+
+#[derive(Debug)]
+struct Frame {
+    ty: u8,
+    flags: u8,
+    stream: u32,
+    payload: Vec<u8>,
+}
+
+/// What reading the next frame gave.
+#[derive(Debug)]
+enum Got {
+    Frame(Frame),
+    /// The server closed (or reset) the connection.
+    Closed,
+    /// Nothing within the limit.
+    Quiet,
+}
+
+struct H2 {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl H2 {
+    /// Prior-knowledge h2c: the preface and a SETTINGS frame.
+    async fn connect(port: u16, settings_pairs: &[(u16, u32)]) -> H2 {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let mut hello = PREFACE.to_vec();
+        hello.extend(settings(settings_pairs));
+        s.write_all(&hello).await.unwrap();
+        H2 { s, buf: Vec::new() }
+    }
+
+    async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.s.write_all(bytes).await
+    }
+
+    /// The next frame; SETTINGS and PING from the server are acknowledged on the way.
+    /// Cancel-safe: bytes of a frame not complete yet stay in `buf`.
+    async fn next(&mut self, limit: Duration) -> Got {
+        let until = tokio::time::Instant::now() + limit;
+        let f = loop {
+            if let Some(f) = self.parse() {
+                break f;
+            }
+            let mut tmp = [0u8; 16 * 1024];
+            match tokio::time::timeout_at(until, self.s.read(&mut tmp)).await {
+                Err(_) => return Got::Quiet,
+                Ok(Ok(0) | Err(_)) => return Got::Closed,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&tmp[..n]),
+            }
+        };
+        if f.ty == SETTINGS && f.flags & ACK == 0 {
+            let _ = self.send(&frame(SETTINGS, ACK, 0, &[])).await;
+        }
+        if f.ty == PING && f.flags & ACK == 0 {
+            let _ = self.send(&frame(PING, ACK, 0, &f.payload)).await;
+        }
+        Got::Frame(f)
+    }
+
+    /// A whole frame from the front of `buf`.
+    fn parse(&mut self) -> Option<Frame> {
+        let h = self.buf.get(..9)?;
+        let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+        if self.buf.len() < 9 + len {
+            return None;
+        }
+        let f = Frame {
+            ty: h[3],
+            flags: h[4],
+            stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+            payload: self.buf[9..9 + len].to_vec(),
+        };
+        self.buf.drain(..9 + len);
+        Some(f)
+    }
+
+    /// The DATA of `stream` until its END_STREAM (or a reset, a close, `limit`).
+    async fn body(&mut self, stream: u32, limit: Duration) -> (String, bool) {
+        let until = Instant::now() + limit;
+        let mut body = Vec::new();
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.next(left).await {
+                Got::Frame(f) if f.stream == stream && f.ty == DATA => {
+                    body.extend_from_slice(&f.payload);
+                    if f.flags & END_STREAM != 0 {
+                        return (String::from_utf8_lossy(&body).into_owned(), true);
+                    }
+                }
+                Got::Frame(f) if f.stream == stream && f.ty == RST_STREAM => break,
+                Got::Frame(_) => {}
+                Got::Closed | Got::Quiet => break,
+            }
+        }
+        (String::from_utf8_lossy(&body).into_owned(), false)
+    }
+
+    /// Reads (and drops) frames until the server closes; `None` if it is still open after
+    /// `limit`. Returns how long that took.
+    async fn closed_within(&mut self, limit: Duration) -> Option<Duration> {
+        let t0 = Instant::now();
+        let until = t0 + limit;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            if let Got::Closed = self.next(left).await {
+                return Some(t0.elapsed());
+            }
+        }
+        None
+    }
+
+    /// Whether a GOAWAY arrived (frames are read for at most `limit`).
+    async fn saw_goaway(&mut self, limit: Duration) -> bool {
+        let until = Instant::now() + limit;
+        while let Some(left) = until.checked_duration_since(Instant::now()) {
+            match self.next(left).await {
+                Got::Frame(f) if f.ty == GOAWAY => return true,
+                Got::Frame(_) => {}
+                Got::Closed | Got::Quiet => return false,
+            }
+        }
+        false
+    }
+}
+
+fn config(extra_lb: &str, port: u16, targets: &[u16]) -> String {
+    format!(
+        r#"
+[load_balancer]
+{extra_lb}
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "t" }}
+[[target_group]]
+name = "t"
+target = [{}]
+"#,
+        local_targets(targets.iter().copied())
+    )
+}
+
+/// A raw HTTP/1.1 backend answering every request with `size` bytes (from one shared buffer,
+/// so the backend itself allocates nothing per response), keep-alive. Counts connections
+/// accepted and connections open.
+struct BigBackend {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    open: Arc<AtomicUsize>,
+}
+
+async fn big_backend(size: usize) -> BigBackend {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let body = bytes::Bytes::from(vec![b'x'; size]);
+    let (a, o) = (accepted.clone(), open.clone());
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            a.fetch_add(1, SeqCst);
+            o.fetch_add(1, SeqCst);
+            let (o, body) = (o.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                'conn: loop {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match s.read(&mut tmp).await {
+                            Ok(0) | Err(_) => break 'conn,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    buf.drain(..end);
+                    let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
+                    if s.write_all(head.as_bytes()).await.is_err()
+                        || s.write_all(&body).await.is_err()
+                    {
+                        break;
+                    }
+                }
+                o.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    BigBackend {
+        port,
+        accepted,
+        open,
+    }
+}
+
+fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Sockets in TIME_WAIT whose remote port is `port` (IPv4, /proc/net/tcp).
+fn time_wait_to(port: u16) -> usize {
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    tcp.lines()
+        .skip(1)
+        .filter(|l| {
+            let cols: Vec<&str> = l.split_whitespace().collect();
+            let rem_port = cols
+                .get(2)
+                .and_then(|r| r.split(':').nth(1))
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            rem_port == Some(port) && cols.get(3) == Some(&"06")
+        })
+        .count()
+}
+
+async fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + limit;
+    while Instant::now() < until {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
+
+/// Slow reader (issue #10 §2): one h2c connection with a 2³¹−1 window and 100 streams of GET
+/// for a 4 MiB response, never read. weir must hold a bounded amount per connection (today's
+/// main grew by ~30 MiB) and close the connection, with its target connections, once writes
+/// made no progress for the idle timeout (today's main held them as long as the client stayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_reader_is_bounded_and_closed_at_the_idle_timeout() {
+    let _serial = serial().await;
+    const STREAMS: u32 = 100;
+    let be = big_backend(4 << 20).await;
+    let port = free_port();
+    let w = start(&config(
+        "idle_timeout.timeout_seconds = 3",
+        port,
+        &[be.port],
+    ));
+    // Warm up the allocator and the worker (a request that completes).
+    let mut warm = H2::connect(port, &[]).await;
+    warm.send(&request(1, "/warm", &[], true)).await.unwrap();
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let accepted0 = be.accepted.load(SeqCst);
+    let rss0 = rss_bytes();
+
+    let mut c = H2::connect(port, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0x7fff_ffff)]).await;
+    c.send(&window_update(0, 0x7fff_ffff - 65_535))
+        .await
+        .unwrap();
+    let mut reqs = Vec::new();
+    for i in 0..STREAMS {
+        reqs.extend(request(1 + 2 * i, "/big", &[], true));
+    }
+    c.send(&reqs).await.unwrap();
+    // The client reads nothing from now on.
+    assert!(
+        wait_until(Duration::from_secs(5), || be.accepted.load(SeqCst)
+            - accepted0
+            >= STREAMS as usize)
+        .await,
+        "every stream reached the backend"
+    );
+    // Let weir fill whatever it buffers; keep the highest RSS seen.
+    let mut peak = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_bytes());
+    }
+    let growth = peak.saturating_sub(rss0);
+    eprintln!("slow reader: RSS grew by {} KiB", growth / 1024);
+    // The documented bound: 128 streams × 48 KiB = 6 MiB; 100 streams here, plus tasks.
+    assert!(
+        growth < 10 << 20,
+        "weir buffered {} KiB for one slow reader",
+        growth / 1024
+    );
+    // Writes make no progress: the connection and its target connections are closed at the
+    // idle timeout (3 s), not kept while the client stays.
+    assert!(
+        wait_until(Duration::from_secs(8), || be.open.load(SeqCst) == 0).await,
+        "{} target connections still open after the idle timeout",
+        be.open.load(SeqCst)
+    );
+    // The client's socket is closed by weir too (what it holds is read away first).
+    let mut sink = vec![0u8; 1 << 20];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match c.s.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the slow reader's connection is closed");
+    drop(c);
+    w.stop().await;
+}
+
+/// Rapid reset (CVE-2023-44487): streams reset right after their request reached the target.
+/// The connection gets a GOAWAY once most of its streams were cancelled, and a cancelled
+/// request whose target connection had the whole request keeps that connection: it is read to
+/// the end of its response and pooled, so the backend sees a handful of connections (today's
+/// main opened one per cancelled stream and closed it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rapid_reset_gets_goaway_and_target_connections_are_reused() {
+    let _serial = serial().await;
+    let be = backend("rr").await;
+    let port = free_port();
+    let w = start(&config("", port, &[be.addr.port()]));
+    let mut c = H2::connect(port, &[]).await;
+    let mut sent = 0;
+    let mut goaway = false;
+    for i in 0..400u32 {
+        let id = 1 + 2 * i;
+        let before = be.hits.load(SeqCst);
+        // The target answers after 100 ms: the reset always comes first.
+        if c.send(&request(id, "/slow?ms=100", &[], true))
+            .await
+            .is_err()
+        {
+            break;
+        }
+        sent += 1;
+        // Reset once the request reached the backend (the expensive case for a proxy).
+        let reached = wait_until(Duration::from_secs(2), || be.hits.load(SeqCst) > before).await;
+        let _ = c.send(&rst(id, CANCEL)).await;
+        if !reached {
+            break; // the server stopped taking streams
+        }
+        // Keep the receive side moving so a GOAWAY is noticed; ~10 streams reset per 100 ms.
+        if let Got::Frame(f) = c.next(Duration::from_millis(10)).await
+            && f.ty == GOAWAY
+        {
+            goaway = true;
+            break;
+        }
+    }
+    goaway = goaway || c.saw_goaway(Duration::from_secs(2)).await;
+    eprintln!(
+        "rapid reset: {sent} streams sent, {} reached the backend over {} connections",
+        be.hits.load(SeqCst),
+        be.conns.load(SeqCst)
+    );
+    assert!(goaway, "no GOAWAY after {sent} cancelled streams");
+    assert!(sent <= 150, "{sent} cancelled streams before the GOAWAY");
+    drop(c);
+    // Every cancelled request's connection finishes its response and goes back to the pool.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let conns = be.conns.load(SeqCst);
+    assert!(
+        conns <= 20,
+        "{conns} target connections for {sent} cancelled streams"
+    );
+    assert_eq!(time_wait_to(be.addr.port()), 0, "weir left TIME_WAITs");
+    w.stop().await;
+}
+
+/// MadeYouReset (CVE-2025-8671): the client makes the server reset its streams (a WINDOW_UPDATE
+/// that overflows the stream's window), so no client RST_STREAM is ever counted. The connection
+/// gets a GOAWAY after a bounded number of such streams (today's main: h2's 1,024).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_you_reset_gets_goaway() {
+    let _serial = serial().await;
+    let be = backend("myr").await;
+    let port = free_port();
+    let w = start(&config("", port, &[be.addr.port()]));
+    let mut c = H2::connect(port, &[]).await;
+    let mut sent = 0;
+    let mut goaway = false;
+    for i in 0..400u32 {
+        let id = 1 + 2 * i;
+        let mut b = request(id, "/slow?ms=30", &[], true);
+        // A window over 2³¹−1: a stream error (FLOW_CONTROL_ERROR) the server resets for.
+        b.extend(window_update(id, 0x7fff_ffff));
+        if c.send(&b).await.is_err() {
+            break;
+        }
+        sent += 1;
+        loop {
+            match c.next(Duration::from_millis(200)).await {
+                Got::Frame(f) if f.ty == GOAWAY => goaway = true,
+                Got::Frame(f) if f.ty == RST_STREAM && f.stream == id => break,
+                Got::Frame(_) => continue,
+                Got::Closed | Got::Quiet => break,
+            }
+        }
+        if goaway {
+            break;
+        }
+    }
+    eprintln!(
+        "MadeYouReset: {sent} streams, {} reached the backend",
+        be.hits.load(SeqCst)
+    );
+    assert!(goaway, "no GOAWAY after {sent} server-reset streams");
+    assert!(
+        sent >= 10,
+        "GOAWAY after {sent} streams: not the reset limit"
+    );
+    assert!(sent <= 150, "{sent} server-reset streams before the GOAWAY");
+    drop(c);
+    w.stop().await;
+}
+
+/// A stream reset while weir waits for the target must not disable the connection's idle
+/// timeout (today's main leaked its in-flight count), and is logged and counted as ALB's 460.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_stream_keeps_the_idle_timeout_and_logs_460() {
+    let _serial = serial().await;
+    let be = backend("c460").await;
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("weir-h2-460-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let w = start(&config(
+        &format!(
+            "idle_timeout.timeout_seconds = 2\naccess_logs.enabled = true\naccess_logs.path = \"{}\"",
+            log.display()
+        ),
+        port,
+        &[be.addr.port()],
+    ));
+    let mut c = H2::connect(port, &[]).await;
+    c.send(&request(1, "/slow?ms=1500", &[], true))
+        .await
+        .unwrap();
+    assert!(wait_until(Duration::from_secs(2), || be.hits.load(SeqCst) == 1).await);
+    c.send(&rst(1, CANCEL)).await.unwrap();
+    let t0 = Instant::now();
+    let closed = c.closed_within(Duration::from_secs(6)).await;
+    assert!(
+        closed.is_some(),
+        "the connection outlived its idle timeout (2 s) by 4 s after a cancelled stream"
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1500),
+        "closed too early"
+    );
+    assert_eq!(w.metrics.snapshot().elb_status_codes.get(&460), Some(&1));
+    let lines = wait_for_log(&log, Duration::from_secs(3)).await;
+    assert!(
+        lines
+            .lines()
+            .any(|l| l.starts_with("h2 ") && l.contains(" 460 - ")),
+        "no 460 line in the access log:\n{lines}"
+    );
+    drop(c);
+    w.stop().await;
+    let _ = std::fs::remove_file(&log);
+}
+
+async fn wait_for_log(path: &std::path::Path, limit: Duration) -> String {
+    let until = Instant::now() + limit;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if !text.is_empty() || Instant::now() > until {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Slowloris on HTTP/2: a header block whose bytes come one every 300 ms. It must be complete
+/// within `header_read_timeout` (2 s here); today's main let every byte push the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h2_header_block_dribble_is_closed_at_the_header_read_timeout() {
+    let _serial = serial().await;
+    let be = backend("slh2").await;
+    let port = free_port();
+    let w = start(&config(
+        "idle_timeout.timeout_seconds = 30\nheader_read_timeout_seconds = 2",
+        port,
+        &[be.addr.port()],
+    ));
+    let mut c = H2::connect(port, &[]).await;
+    // A HEADERS frame without END_HEADERS, then CONTINUATION frames of one byte each is the
+    // same attack; the simplest form sends the frame's own bytes one by one.
+    let pad = "p".repeat(64);
+    let fields = [
+        (":method", "GET"),
+        (":scheme", "http"),
+        (":authority", "app.test"),
+        (":path", "/"),
+        ("x-pad", pad.as_str()),
+    ];
+    let mut block = frame(HEADERS, END_STREAM, 1, &hpack(&fields));
+    block.extend(frame(CONTINUATION, END_HEADERS, 1, &[]));
+    // The server's SETTINGS are read and acknowledged first: nothing else is sent between the
+    // dribbled bytes.
+    while let Got::Frame(_) = c.next(Duration::from_millis(300)).await {}
+    let t0 = Instant::now();
+    let mut closed_after = None;
+    let mut scratch = [0u8; 1024];
+    for b in block {
+        if c.send(&[b]).await.is_err() {
+            closed_after = Some(t0.elapsed());
+            break;
+        }
+        let read = tokio::time::timeout(Duration::from_millis(300), c.s.read(&mut scratch));
+        if let Ok(Ok(0) | Err(_)) = read.await {
+            closed_after = Some(t0.elapsed());
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(8) {
+            break;
+        }
+    }
+    let after = closed_after.expect("a dribbled header block kept the connection for 8 s");
+    eprintln!("dribbled header block: closed after {after:?}");
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    assert_eq!(be.hits.load(SeqCst), 0);
+    // A client that is merely idle between whole frames is not cut by that timeout.
+    let mut idle = H2::connect(port, &[]).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    idle.send(&request(1, "/", &[], true)).await.unwrap();
+    let (body, ended) = idle.body(1, Duration::from_secs(3)).await;
+    assert!(ended && body.contains("backend=slh2"), "{body}");
+    drop((c, idle));
+    w.stop().await;
+}
+
+/// Slowloris on TLS: a ClientHello sent one byte per 300 ms must be cut at the header read
+/// timeout (2 s here), not after weir's fixed 10 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshake_dribble_is_closed_at_the_header_read_timeout() {
+    let _serial = serial().await;
+    let pki = TestPki::new("h2abuse");
+    let (cert, key) = pki.leaf("a", &["a.test"]);
+    let be = backend("tls").await;
+    let port = free_port();
+    let w = start(&format!(
+        r#"
+[load_balancer]
+header_read_timeout_seconds = 2
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+protocol = "HTTPS"
+certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
+default_action = {{ type = "forward", target_group = "t" }}
+[[target_group]]
+name = "t"
+target = [{{ id = "127.0.0.1", port = {} }}]
+"#,
+        be.addr.port()
+    ));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    // A TLS record header announcing a 512-byte handshake message, then its bytes slowly.
+    let mut hello = vec![
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    hello.extend(std::iter::repeat_n(0x2a, 501));
+    let t0 = Instant::now();
+    let mut closed_after = None;
+    let mut one = [0u8; 64];
+    for b in hello {
+        if s.write_all(&[b]).await.is_err() {
+            closed_after = Some(t0.elapsed());
+            break;
+        }
+        match tokio::time::timeout(Duration::from_millis(300), s.read(&mut one)).await {
+            Ok(Ok(0) | Err(_)) => {
+                closed_after = Some(t0.elapsed());
+                break;
+            }
+            _ if t0.elapsed() > Duration::from_secs(12) => break,
+            _ => {}
+        }
+    }
+    let after = closed_after.expect("a dribbled ClientHello kept the connection for 12 s");
+    assert!(after < Duration::from_secs(4), "closed after {after:?}");
+    w.stop().await;
+}
+
+/// RFC 9113 §8.3.1: a `host` that names another authority than `:authority` is malformed:
+/// 400, nothing forwarded (today's main routed on one and forwarded the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authority_and_host_that_differ_are_400() {
+    let _serial = serial().await;
+    let be = backend("auth").await;
+    let port = free_port();
+    let w = start(&config("", port, &[be.addr.port()]));
+    let mut c = H2::connect(port, &[]).await;
+    c.send(&request(1, "/", &[("host", "evil.test")], true))
+        .await
+        .unwrap();
+    let (body, _) = c.body(1, Duration::from_secs(3)).await;
+    assert!(body.contains("400 Bad Request"), "{body}");
+    assert_eq!(be.hits.load(SeqCst), 0, "forwarded");
+    // The same host (any case, same port) is fine.
+    c.send(&request(3, "/", &[("host", "APP.test")], true))
+        .await
+        .unwrap();
+    let (body, ended) = c.body(3, Duration::from_secs(3)).await;
+    assert!(ended && body.contains("backend=auth"), "{body}");
+    drop(c);
+    w.stop().await;
+}
+
+/// RFC 9113 §8.2.3: several `cookie` fields reach an HTTP/1.1 target as one Cookie header,
+/// joined with "; " (today's main sent one Cookie line per field).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cookie_fields_are_joined_for_the_target() {
+    let _serial = serial().await;
+    let be = backend("cookie").await;
+    let port = free_port();
+    let w = start(&config("", port, &[be.addr.port()]));
+    let mut c = H2::connect(port, &[]).await;
+    let fields = [("cookie", "a=1"), ("cookie", "b=2"), ("cookie", "c=3")];
+    c.send(&request(1, "/", &fields, true)).await.unwrap();
+    let (body, ended) = c.body(1, Duration::from_secs(3)).await;
+    assert!(ended, "{body}");
+    let cookies: Vec<&str> = body.lines().filter(|l| l.starts_with("cookie:")).collect();
+    assert_eq!(cookies, ["cookie: a=1; b=2; c=3"], "{body}");
+    drop(c);
+    w.stop().await;
+}

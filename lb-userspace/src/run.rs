@@ -83,10 +83,23 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
 }
 
 /// Before any worker starts: the open-file limit they inherit, and the user they will become.
-fn prepare_workers(cfg: &Config) -> anyhow::Result<()> {
+fn prepare_workers(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let lb = &cfg.l7.load_balancer;
-    let nofile = nofile::ensure(lb.max_connections_per_worker, cfg.l7.listener.len())?;
-    info!(nofile, "open-file limit (RLIMIT_NOFILE) for the workers");
+    let listeners = cfg.l7.listener.len();
+    let set = nofile::connections_set(path);
+    match nofile::ensure(lb.max_connections_per_worker, listeners, set)? {
+        nofile::Sized::Fits(n) => info!(
+            nofile = n,
+            "open-file limit (RLIMIT_NOFILE) for the workers"
+        ),
+        nofile::Sized::Lowered { limit, connections } => warn!(
+            nofile = limit,
+            connections,
+            "RLIMIT_NOFILE cannot fit the default max_connections_per_worker ({}): each worker takes at most {connections} connections; raise the limit (systemd LimitNOFILE={}) or set max_connections_per_worker",
+            lb.max_connections_per_worker,
+            nofile::needed(lb.max_connections_per_worker, listeners)
+        ),
+    }
     if !nix::unistd::geteuid().is_root() {
         warn!("weir is not root: workers run as its user, [workers] user is not applied");
         return Ok(());
@@ -109,7 +122,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     info!(config = %cfg.source, "configuration loaded");
     if !args.no_l7 && !cfg.l7.listener.is_empty() {
-        prepare_workers(&cfg)?;
+        prepare_workers(&cfg, args.config.as_deref())?;
     }
     let mut xdp_tier = match &args.iface {
         Some(iface) => Some(start_xdp(&cfg, &args, iface).context("starting the XDP tier")?),

@@ -16,39 +16,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-/// Concurrent streams per HTTP/2 connection (ALB's 128).
-pub const H2_MAX_STREAMS: u32 = 128;
-/// Response bytes h2 queues per stream before it stops taking more from the stream's body
-/// (hyper's default is ~400 KiB). With the one chunk hyper holds and the next read of
-/// `h1::body::TargetBody` (16 KiB each), a stream holds at most 48 KiB of response data, so
-/// an HTTP/2 connection holds at most 128 × 48 KiB = 6 MiB, and only until a client that
-/// stopped reading is cut by the write deadline (`io::ClientIo`, the idle timeout).
-pub const H2_SEND_BUF: usize = 16 * 1024;
-/// Streams h2 resets itself because of the client's frames (MadeYouReset, CVE-2025-8671)
-/// before it sends GOAWAY (ENHANCE_YOUR_CALM); hyper's default is 1,024 per connection.
-pub const H2_MAX_LOCAL_RESETS: usize = 100;
-/// Streams the client resets before they were accepted (rapid reset, CVE-2023-44487), at any
-/// one time, before GOAWAY: h2's default, stated here. Streams reset after they were accepted
-/// are counted by weir (`h2rules::abusive`).
-pub const H2_MAX_PENDING_RESETS: usize = 20;
-/// How long an abusive connection's streams may still run after its GOAWAY.
-const ABUSER_DRAIN: Duration = Duration::from_secs(1);
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The hyper server settings of a listener.
 /// The hyper server of HTTP/2 clients (HTTP/1.1 is weir's own engine, `h1`): a client that
-/// negotiated h2 must speak it. Keep-alive PINGs every idle timeout without a read; no answer
-/// within the idle timeout closes the connection.
-pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
-    let idle = sh.limits.idle_timeout;
+/// negotiated h2 must speak it.
+pub fn http_builder(_sh: &Shared) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new()).http2_only();
     b.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .max_header_list_size(64 * 1024)
-        .max_send_buf_size(H2_SEND_BUF)
-        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_RESETS))
-        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
-        .keep_alive_interval(idle)
-        .keep_alive_timeout(idle);
+        .max_concurrent_streams(128)
+        .max_header_list_size(64 * 1024);
     b
 }
 
@@ -73,10 +51,15 @@ pub async fn accept_loop(
 ) {
     let builder = Arc::new(http_builder(&sh));
     let mut stop = shutdown.clone();
+    let mut fd_limit = super::fd_limit::FdLimit::new(&tcp);
     loop {
         let (stream, peer) = tokio::select! {
             r = tcp.accept() => match r {
                 Ok(x) => x,
+                Err(e) if super::fd_limit::is_fd_limit(&e) => {
+                    out_of_fds(&sh, &l, &tcp, &mut fd_limit, &e).await;
+                    continue;
+                }
                 Err(e) => {
                     crate::warn_limited!(error = %e, port = l.config.port, "accept failed");
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -113,6 +96,32 @@ pub async fn accept_loop(
                 });
             }
         }
+    }
+}
+
+/// accept(2) found no free descriptor: shed the queued connections (counted as rejected), warn
+/// once per interval, pause only when nothing could be shed ([`super::fd_limit`]).
+async fn out_of_fds(
+    sh: &Shared,
+    l: &ListenerRt,
+    tcp: &TcpListener,
+    fd_limit: &mut super::fd_limit::FdLimit,
+    e: &std::io::Error,
+) {
+    let shed = fd_limit.shed(tcp).await;
+    let total = sh
+        .metrics
+        .rejected_connections
+        .fetch_add(shed.rejected, Relaxed)
+        + shed.rejected;
+    if let Some(rejected) = fd_limit.log_due(std::time::Instant::now()) {
+        tracing::warn!(error = %e, port = l.config.port, rejected, total_rejected = total,
+            "out of file descriptors: connections rejected (raise RLIMIT_NOFILE or lower max_connections_per_worker)");
+    }
+    if shed.pause {
+        tokio::time::sleep(super::fd_limit::PAUSE).await;
+    } else {
+        tokio::task::yield_now().await;
     }
 }
 
@@ -155,25 +164,23 @@ async fn serve_tls(
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    // The handshake is the first part of the request head: it gets the header read timeout
-    // from the accept on (TLS slowloris).
-    let handshake = sh.limits.header_read_timeout;
-    let tls_stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            sh.metrics
-                .client_tls_negotiation_errors
-                .fetch_add(1, Relaxed);
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
-        }
-        Err(_) => {
-            sh.metrics
-                .client_tls_negotiation_errors
-                .fetch_add(1, Relaxed);
-            return;
-        }
-    };
+    let tls_stream =
+        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                sh.metrics
+                    .client_tls_negotiation_errors
+                    .fetch_add(1, Relaxed);
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                sh.metrics
+                    .client_tls_negotiation_errors
+                    .fetch_add(1, Relaxed);
+                return;
+            }
+        };
     let c = tls_stream.get_ref().1;
     let info = TlsInfo {
         cipher: c
@@ -218,12 +225,7 @@ pub async fn serve_http<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = ClientIo::new(
-        io,
-        ci.state.clone(),
-        sh.limits.idle_timeout,
-        sh.limits.header_read_timeout,
-    );
+    let io = ClientIo::new(io, ci.state.clone(), sh.limits.idle_timeout);
     let keep_alive = sh.limits.client_keep_alive;
     let drain = sh.limits.drain_timeout;
     let svc = {
@@ -247,15 +249,10 @@ pub async fn serve_http<T>(
         _ = stopped(&mut shutdown) => {}
         _ = tokio::time::sleep(keep_alive) => {}
         _ = ci.state.close_gracefully.notified() => {
-            tracing::debug!(peer = %ci.peer, "request limit reached or abusive: GOAWAY");
+            tracing::debug!(peer = %ci.peer, "request limit reached: GOAWAY");
         }
     }
     conn.as_mut().graceful_shutdown();
-    let drain = if ci.state.abusive.load(Relaxed) {
-        drain.min(ABUSER_DRAIN)
-    } else {
-        drain
-    };
     let _ = tokio::time::timeout(drain, conn).await;
 }
 

@@ -7,7 +7,7 @@ use lb_l7::{Worker, WorkerOptions};
 use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
-use super::{LISTEN_FDS_ENV, READY_LINE, sandbox::Sandbox};
+use super::{LISTEN_FDS_ENV, READY_LINE, nofile, sandbox::Sandbox};
 use crate::config::Config;
 
 fn inherited_fds() -> anyhow::Result<Option<Vec<RawFd>>> {
@@ -38,7 +38,20 @@ fn pin_to_cpu(index: usize) -> anyhow::Result<usize> {
 /// certificates, the access log, the runtime, the signal handlers) is opened before it enters its
 /// sandbox (an unprivileged user, no capabilities, the seccomp allow-list: [`super::sandbox`]).
 pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
-    let cfg = Config::load(config)?;
+    let mut cfg = Config::load(config)?;
+    let lb = &mut cfg.l7.load_balancer;
+    let connections = nofile::worker_connections(
+        lb.max_connections_per_worker,
+        cfg.l7.listener.len(),
+        nofile::connections_set(config),
+    );
+    if connections < lb.max_connections_per_worker {
+        info!(
+            worker = index,
+            connections, "max_connections_per_worker fitted to RLIMIT_NOFILE"
+        );
+        lb.max_connections_per_worker = connections;
+    }
     // While this process has one thread: later threads inherit the emptied capability sets.
     let sandbox = Sandbox::prepare(&cfg.workers).context("preparing the worker sandbox")?;
     if cfg.workers.pin_cpus {
@@ -48,7 +61,6 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
     let opts = WorkerOptions {
         index,
         listen_fds: inherited_fds()?,
-        ticket_channel: super::tickets::channel_fd()?,
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.

@@ -4,9 +4,13 @@
 //! for a response, about as many target connections, plus its listening sockets and a few of
 //! its own (epoll, the signal pipe, stdio, the access log): it needs
 //! `max_connections_per_worker × 2 + slack` descriptors. The control plane raises the soft limit
-//! to that (and the hard one when it may), or refuses to start and says what to set. Past the
-//! limit anyway (the process table is shared), the worker's accept loop sheds connections instead
-//! of spinning (`lb_l7::proxy::fd_limit`).
+//! to that (and the hard one when it may). When it cannot: a `max_connections_per_worker` set in
+//! the file makes weir refuse to start, saying what to set; left at its default (10,000), the
+//! workers take as many connections as the limit fits, with a warning (HAProxy sizes its default
+//! `maxconn` from the limit the same way). Past the limit anyway (descriptors held elsewhere),
+//! the worker's accept loop sheds connections instead of spinning (`lb_l7::proxy::fd_limit`).
+
+use std::path::Path;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
@@ -41,6 +45,40 @@ pub enum NofileError {
     Read(nix::Error),
 }
 
+/// Whether the configuration file sets `[load_balancer] max_connections_per_worker` (the
+/// embedded default does not). An unreadable file counts as setting it: no silent resizing.
+pub fn connections_set(config: Option<&Path>) -> bool {
+    let Some(path) = config else {
+        return false;
+    };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return true;
+    };
+    let Ok(doc) = toml_edit::ImDocument::parse(text.as_str()) else {
+        return true;
+    };
+    doc.as_table()
+        .get("load_balancer")
+        .and_then(|lb| lb.get("max_connections_per_worker"))
+        .is_some()
+}
+
+/// The connections a worker can hold within `limit` descriptors (at most `max`, at least 1).
+pub fn fit(max: usize, listeners: usize, limit: u64) -> usize {
+    let room = limit.saturating_sub(SLACK + listeners as u64) / 2;
+    (max as u64).min(room).max(1) as usize
+}
+
+/// How [`ensure`] sized the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sized {
+    /// The limit (soft, in force) fits the configured connections.
+    Fits(u64),
+    /// The unset default did not fit: the limit is its hard value, and each worker takes
+    /// `connections`.
+    Lowered { limit: u64, connections: usize },
+}
+
 /// What to do about limits `(soft, hard)` for `need`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Plan {
@@ -61,23 +99,46 @@ pub fn plan(need: u64, soft: u64, hard: u64) -> Plan {
     }
 }
 
-/// Raises this process's limit so a worker gets `need`; returns the soft limit in force.
-pub fn ensure(max_connections_per_worker: usize, listeners: usize) -> Result<u64, NofileError> {
+/// Raises this process's limit (the workers inherit it) so a worker can hold
+/// `max_connections_per_worker`; `set`: whether the file sets that number (see the module doc).
+pub fn ensure(
+    max_connections_per_worker: usize,
+    listeners: usize,
+    set: bool,
+) -> Result<Sized, NofileError> {
     let need = needed(max_connections_per_worker, listeners);
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(NofileError::Read)?;
-    let set = match plan(need, soft, hard) {
-        Plan::Enough => return Ok(soft),
+    let raised = match plan(need, soft, hard) {
+        Plan::Enough => return Ok(Sized::Fits(soft)),
         Plan::RaiseSoft(n) => setrlimit(Resource::RLIMIT_NOFILE, n, hard),
         Plan::RaiseBoth(n) => setrlimit(Resource::RLIMIT_NOFILE, n, n),
     };
-    set.map(|()| need).map_err(|e| NofileError::TooLow {
-        need,
-        max: max_connections_per_worker,
-        slack: SLACK,
-        soft,
-        hard,
-        why: e.desc().to_string(),
-    })
+    match raised {
+        Ok(()) => Ok(Sized::Fits(need)),
+        Err(_) if !set && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() => {
+            Ok(Sized::Lowered {
+                limit: hard,
+                connections: fit(max_connections_per_worker, listeners, hard),
+            })
+        }
+        Err(e) => Err(NofileError::TooLow {
+            need,
+            max: max_connections_per_worker,
+            slack: SLACK,
+            soft,
+            hard,
+            why: e.desc().to_string(),
+        }),
+    }
+}
+
+/// In the worker: the connection limit to apply. The configured one, unless the file leaves it
+/// unset and this process's limit (inherited from the control plane) does not fit it.
+pub fn worker_connections(max: usize, listeners: usize, set: bool) -> usize {
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, _)) if !set => fit(max, listeners, soft),
+        _ => max,
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +149,28 @@ mod tests {
     fn twice_the_connections_plus_slack() {
         assert_eq!(needed(10_000, 2), 20_000 + SLACK + 2);
         assert_eq!(needed(usize::MAX, 1), u64::MAX);
+    }
+
+    #[test]
+    fn the_default_shrinks_to_what_the_limit_fits() {
+        assert_eq!(fit(10_000, 2, 20_000), (20_000 - SLACK as usize - 2) / 2);
+        assert_eq!(fit(10_000, 2, 1 << 20), 10_000);
+        assert_eq!(fit(10_000, 2, 10), 1);
+    }
+
+    #[test]
+    fn only_a_file_that_sets_the_key_sets_it() {
+        let dir = std::env::temp_dir().join(format!("weir-nofile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b, c) = (dir.join("a.toml"), dir.join("b.toml"), dir.join("c.toml"));
+        std::fs::write(&a, "[load_balancer]\nmax_connections_per_worker = 5\n").unwrap();
+        std::fs::write(&b, "load_balancer.max_connections_per_worker = 5\n").unwrap();
+        std::fs::write(&c, "[load_balancer]\nidle_timeout.timeout_seconds = 5\n").unwrap();
+        assert!(connections_set(Some(&a)));
+        assert!(connections_set(Some(&b)));
+        assert!(!connections_set(Some(&c)));
+        assert!(!connections_set(None));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

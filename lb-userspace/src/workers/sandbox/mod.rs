@@ -23,6 +23,15 @@ use tracing::{info, warn};
 
 use crate::config::WorkerSettings;
 
+/// Makes the libraries that open a file on first use do it now, before the filter forbids it.
+/// aws-lc (rustls' crypto) stats `/dev/sysgenid` (VM snapshot detection) the first time its
+/// random generator runs; with the ticket key from the control plane, that would be the first
+/// TLS handshake, and the worker would die by SIGSYS there (seen with `strace -f`).
+fn warm_up() {
+    let mut b = [0u8; 16];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+}
+
 /// What a worker will give up, decided before it opens anything.
 #[derive(Debug)]
 pub struct Sandbox {
@@ -59,6 +68,7 @@ impl Sandbox {
     /// Step 2 (see the module doc): after this the worker cannot open a file, gain a
     /// capability or make a system call outside the allow-list.
     pub fn enter(self) -> anyhow::Result<()> {
+        warm_up();
         if let Some(id) = &self.identity {
             privileges::switch_user(id, self.parent)?;
         }

@@ -1,0 +1,303 @@
+//! Open-file limits. `weir run` raises `RLIMIT_NOFILE` to what `max_connections_per_worker`
+//! needs (× 2 + slack), or refuses to start and says what to set; a worker that runs out of
+//! descriptors anyway sheds the connections it cannot take (reset, counted, one warning per
+//! second) instead of spinning or leaving them queued, and serves again once descriptors free
+//! up. Real binary, real sockets, in a network namespace. Needs root.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use common::*;
+use weir_tests::lab::{Lab, Ns, Proc, wait_until};
+
+/// `nsenter --net=<ns> -- PREFIX… weir ARGS…`: weir under a wrapper (prlimit, setpriv).
+fn wrapped_weir(ns: &Ns, prefix: &[&str], args: &[&str], log: &Path) -> Result<Command> {
+    let mut c = Command::new("nsenter");
+    c.arg(format!(
+        "--net=/run/netns/{}",
+        ns.netns().context("a lab namespace")?
+    ))
+    .arg("--")
+    .args(prefix)
+    .arg(weir_bin())
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(log)?);
+    Ok(c)
+}
+
+fn config(text: &str) -> TempFile {
+    TempFile::new("nofile.toml", text)
+}
+
+const LISTENER: &str = "[[listener]]\naddress = \"127.0.0.1\"\nport = 8080\n\
+    default_action = { type = \"fixed-response\", status_code = 200, message_body = \"ok\" }\n";
+
+fn log_path(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("weir-nofile-{}-{name}.log", std::process::id()))
+}
+
+/// The log without ANSI colours.
+fn read_log(p: &Path) -> String {
+    let raw = std::fs::read_to_string(p).unwrap_or_default();
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn weir_refuses_to_start_when_the_limit_cannot_fit_the_configured_connections() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("nofile-refuse")?;
+    let cfg = config(&format!(
+        "[load_balancer]\nmax_connections_per_worker = 100000\n\n{LISTENER}"
+    ));
+    let log = log_path("refuse");
+    // A hard limit of 1024 that weir may not raise (no CAP_SYS_RESOURCE).
+    let prefix = [
+        "prlimit",
+        "--nofile=1024:1024",
+        "--",
+        "setpriv",
+        "--bounding-set=-sys_resource",
+        "--",
+    ];
+    let c = wrapped_weir(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
+    let mut weir = ns.spawn_command(c)?;
+    let status = weir
+        .wait_timeout(Duration::from_secs(20))?
+        .context("weir did not refuse to start")?;
+    let text = read_log(&log);
+    let _ = std::fs::remove_file(&log);
+    assert!(!status.success(), "weir exits with an error:\n{text}");
+    for want in [
+        "max_connections_per_worker = 100000",
+        "needs 200257 open files",
+        "LimitNOFILE=200257",
+        "ulimit -n 200257",
+    ] {
+        assert!(text.contains(want), "the message says {want:?}:\n{text}");
+    }
+    assert!(!ns.tcp_listening(8080)?, "nothing was started");
+    Ok(())
+}
+
+/// `Max open files` of a process: (soft, hard).
+fn nofile_of(pid: &str) -> Result<(u64, u64)> {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no Max open files")?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    Ok((f[3].parse()?, f[4].parse()?))
+}
+
+fn soft_nofile(pid: u32) -> Result<u64> {
+    Ok(nofile_of(&pid.to_string())?.0)
+}
+
+#[test]
+fn weir_raises_the_soft_limit_its_workers_inherit() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("nofile-raise")?;
+    let cfg = config(&format!(
+        "[workers]\ncount = 1\n\n[load_balancer]\nmax_connections_per_worker = 1000\n\n{LISTENER}"
+    ));
+    let log = log_path("raise");
+    let (_, hard) = nofile_of("self")?;
+    let limit = format!("--nofile=64:{hard}");
+    let prefix = ["prlimit", limit.as_str(), "--"];
+    let c = wrapped_weir(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
+    let mut weir = ns.spawn_command(c)?;
+    wait_until(Duration::from_secs(20), "weir to listen", || {
+        if !weir.is_running() {
+            bail!("weir exited:\n{}", read_log(&log));
+        }
+        ns.tcp_listening(8080)
+    })?;
+    // 1000 × 2 + 256 slack + 1 listener.
+    assert_eq!(soft_nofile(weir.pid())?, 2257);
+    let find_worker = || {
+        std::fs::read_dir("/proc")
+            .ok()?
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .find(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| {
+                    c.split(|&b| b == 0).any(|a| a == b"worker")
+                        && c.windows(cfg.path().len())
+                            .any(|w| w == cfg.path().as_bytes())
+                })
+            })
+    };
+    let mut worker = None;
+    wait_until(Duration::from_secs(20), "the worker", || {
+        worker = find_worker();
+        Ok(worker.is_some())
+    })?;
+    let worker = worker.context("the worker")?;
+    assert_eq!(soft_nofile(worker)?, 2257, "the worker inherits it");
+    assert!(interrupt(&mut weir)?);
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}
+
+/// CPU time (utime + stime, clock ticks) of a process.
+fn cpu_ticks(pid: u32) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("stat")?
+        .1
+        .split_whitespace()
+        .collect();
+    // Fields 14 and 15 of stat; after the ')' the list starts at field 3.
+    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
+}
+
+/// Connects and sends a request; `true` if it was served (a 200 came back), `false` if the
+/// connection was reset or closed unanswered.
+fn request(c: &mut TcpStream) -> Result<bool> {
+    c.set_read_timeout(Some(Duration::from_secs(3)))?;
+    if c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_err() {
+        return Ok(false);
+    }
+    let mut buf = [0u8; 512];
+    match c.read(&mut buf) {
+        Ok(n) if n > 0 => Ok(buf[..n].starts_with(b"HTTP/1.1 200")),
+        Ok(_) => Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Ok(false),
+        Err(e) => bail!("neither served nor refused within 3 s: {e}"),
+    }
+}
+
+/// `total_rejected=N` of the last out-of-descriptors warning, and how many there were.
+fn rejected_logged(text: &str) -> (u64, usize) {
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("out of file descriptors"))
+        .collect();
+    let total = lines
+        .last()
+        .and_then(|l| l.split("total_rejected=").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    (total, lines.len())
+}
+
+#[test]
+fn a_worker_out_of_descriptors_sheds_connections_without_spinning() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("nofile-emfile")?;
+    // Set in the file, so the worker does not fit it to its limit: 64 descriptors run out first.
+    let cfg = config(&format!(
+        "[workers]\npin_cpus = false\n\n[load_balancer]\nmax_connections_per_worker = 10000\n\n{LISTENER}"
+    ));
+    let log = log_path("emfile");
+    let c = wrapped_weir(
+        &ns,
+        &["prlimit", "--nofile=64:64", "--"],
+        &["worker", "--index", "0", "--config", cfg.path()],
+        &log,
+    )?;
+    let mut worker: Proc = ns.spawn_command(c)?;
+    wait_until(Duration::from_secs(20), "the worker to listen", || {
+        if !worker.is_running() {
+            bail!("the worker exited:\n{}", read_log(&log));
+        }
+        ns.tcp_listening(8080)
+    })?;
+    let connect =
+        || -> Result<TcpStream> { Ok(ns.in_ns(|| TcpStream::connect("127.0.0.1:8080"))??) };
+    // 100 connections, held open: the first ~50 are served, the rest find no descriptor.
+    let mut held = Vec::new();
+    let (mut served, mut shed) = (0, 0);
+    for _ in 0..100 {
+        let mut c: TcpStream = connect()?;
+        if request(&mut c)? {
+            served += 1;
+            held.push(c);
+        } else {
+            shed += 1;
+        }
+    }
+    assert!(served > 20 && shed > 20, "served {served}, shed {shed}");
+    // Still at the limit, with clients arriving: the worker sheds them without spinning.
+    let pid = worker.pid();
+    let (t0, cpu0) = (Instant::now(), cpu_ticks(pid)?);
+    let mut more = 0;
+    while t0.elapsed() < Duration::from_secs(2) {
+        let mut c = connect()?;
+        assert!(!request(&mut c)?, "no descriptor is free");
+        more += 1;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let cpu = cpu_ticks(pid)? - cpu0;
+    let secs = t0.elapsed().as_secs_f64();
+    eprintln!(
+        "served {served}, shed {shed}; then {more} more shed in {secs:.1} s for {cpu} ticks of CPU"
+    );
+    assert!(
+        (cpu as f64) < 0.2 * 100.0 * secs,
+        "{cpu} ticks of CPU in {secs:.1} s"
+    );
+    // Counted: the warning of the next interval carries the total.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut last = connect()?;
+    assert!(!request(&mut last)?);
+    let want = (shed + more + 1) as u64;
+    wait_until(Duration::from_secs(5), "the count in the log", || {
+        Ok(rejected_logged(&read_log(&log)).0 == want)
+    })
+    .with_context(|| read_log(&log))?;
+    let (_, warnings) = rejected_logged(&read_log(&log));
+    let elapsed = t0.elapsed().as_secs() as usize;
+    assert!(
+        warnings <= elapsed + 3,
+        "{warnings} warnings in {elapsed} s: one per second at most"
+    );
+    // Descriptors free again: served.
+    drop(held);
+    wait_until(Duration::from_secs(5), "the worker to serve again", || {
+        let mut c = connect()?;
+        request(&mut c)
+    })?;
+    let mut again = Vec::new();
+    for _ in 0..20 {
+        let mut c = connect()?;
+        assert!(request(&mut c)?, "served after the connections closed");
+        again.push(c);
+    }
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}

@@ -16,17 +16,39 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent streams per HTTP/2 connection (ALB's 128).
+pub const H2_MAX_STREAMS: u32 = 128;
+/// Response bytes h2 queues per stream before it stops taking more from the stream's body
+/// (hyper's default is ~400 KiB). With the one chunk hyper holds and the next read of
+/// `h1::body::TargetBody` (16 KiB each), a stream holds at most 48 KiB of response data, so
+/// an HTTP/2 connection holds at most 128 × 48 KiB = 6 MiB, and only until a client that
+/// stopped reading is cut by the write deadline (`io::ClientIo`, the idle timeout).
+pub const H2_SEND_BUF: usize = 16 * 1024;
+/// Streams h2 resets itself because of the client's frames (MadeYouReset, CVE-2025-8671)
+/// before it sends GOAWAY (ENHANCE_YOUR_CALM); hyper's default is 1,024 per connection.
+pub const H2_MAX_LOCAL_RESETS: usize = 100;
+/// Streams the client resets before they were accepted (rapid reset, CVE-2023-44487), at any
+/// one time, before GOAWAY: h2's default, stated here. Streams reset after they were accepted
+/// are counted by weir (`h2rules::abusive`).
+pub const H2_MAX_PENDING_RESETS: usize = 20;
+/// How long an abusive connection's streams may still run after its GOAWAY.
+const ABUSER_DRAIN: Duration = Duration::from_secs(1);
 
-/// The hyper server settings of a listener.
 /// The hyper server of HTTP/2 clients (HTTP/1.1 is weir's own engine, `h1`): a client that
-/// negotiated h2 must speak it.
-pub fn http_builder(_sh: &Shared) -> auto::Builder<TokioExecutor> {
+/// negotiated h2 must speak it. Keep-alive PINGs every idle timeout without a read; no answer
+/// within the idle timeout closes the connection.
+pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
+    let idle = sh.limits.idle_timeout;
     let mut b = auto::Builder::new(TokioExecutor::new()).http2_only();
     b.http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(128)
-        .max_header_list_size(64 * 1024);
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_header_list_size(64 * 1024)
+        .max_send_buf_size(H2_SEND_BUF)
+        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_RESETS))
+        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
+        .keep_alive_interval(idle)
+        .keep_alive_timeout(idle);
     b
 }
 
@@ -164,23 +186,25 @@ async fn serve_tls(
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let tls_stream =
-        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                sh.metrics
-                    .client_tls_negotiation_errors
-                    .fetch_add(1, Relaxed);
-                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                sh.metrics
-                    .client_tls_negotiation_errors
-                    .fetch_add(1, Relaxed);
-                return;
-            }
-        };
+    // The handshake is the first part of the request head: it gets the header read timeout
+    // from the accept on (TLS slowloris).
+    let handshake = sh.limits.header_read_timeout;
+    let tls_stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            sh.metrics
+                .client_tls_negotiation_errors
+                .fetch_add(1, Relaxed);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            sh.metrics
+                .client_tls_negotiation_errors
+                .fetch_add(1, Relaxed);
+            return;
+        }
+    };
     let c = tls_stream.get_ref().1;
     let info = TlsInfo {
         cipher: c
@@ -225,7 +249,12 @@ pub async fn serve_http<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = ClientIo::new(io, ci.state.clone(), sh.limits.idle_timeout);
+    let io = ClientIo::new(
+        io,
+        ci.state.clone(),
+        sh.limits.idle_timeout,
+        sh.limits.header_read_timeout,
+    );
     let keep_alive = sh.limits.client_keep_alive;
     let drain = sh.limits.drain_timeout;
     let svc = {
@@ -249,10 +278,15 @@ pub async fn serve_http<T>(
         _ = stopped(&mut shutdown) => {}
         _ = tokio::time::sleep(keep_alive) => {}
         _ = ci.state.close_gracefully.notified() => {
-            tracing::debug!(peer = %ci.peer, "request limit reached: GOAWAY");
+            tracing::debug!(peer = %ci.peer, "request limit reached or abusive: GOAWAY");
         }
     }
     conn.as_mut().graceful_shutdown();
+    let drain = if ci.state.abusive.load(Relaxed) {
+        drain.min(ABUSER_DRAIN)
+    } else {
+        drain
+    };
     let _ = tokio::time::timeout(drain, conn).await;
 }
 

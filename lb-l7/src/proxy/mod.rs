@@ -5,7 +5,10 @@
 pub mod accept;
 pub mod fd_limit;
 pub mod forward;
+pub mod frames;
+pub mod h2rules;
 pub mod io;
+pub mod orphan;
 pub mod parse;
 pub mod respond;
 pub mod service;
@@ -18,7 +21,7 @@ use crate::target::GroupRt;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 /// Everything a worker's tasks share (read-only apart from atomics and pools).
@@ -107,6 +110,11 @@ pub struct ConnState {
     pub close_gracefully: tokio::sync::Notify,
     /// Bytes read from the client.
     pub received: AtomicU64,
+    /// Streams cancelled (reset by either side, or dropped) before their response ended.
+    pub cancelled: AtomicU64,
+    /// Set when the cancelled streams made the connection an abuser (`h2rules::abusive`): it
+    /// gets GOAWAY and little time to finish.
+    pub abusive: AtomicBool,
 }
 
 /// What requests know about their client connection.

@@ -90,6 +90,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     for (slot, h) in ranges.iter_mut().zip(req.headers.iter()) {
         *slot = (range_of(base, h.name.as_bytes()), range_of(base, h.value));
     }
+    let class = super::desync::classify_parsed(&req, &buf[..len]);
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(path_range.0..path_range.1))
         .map_err(|_| head_error(400, "MalformedUri"))?;
@@ -108,7 +109,6 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         headers.append(name, value);
     }
     authority_wins(&method, &uri, version, &mut headers);
-    let class = super::desync::classify(&head);
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;

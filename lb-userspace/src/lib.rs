@@ -5,6 +5,7 @@ pub mod config;
 pub mod l7;
 pub mod run;
 pub mod stats;
+pub mod sysctl;
 pub mod workers;
 pub mod xdp;
 

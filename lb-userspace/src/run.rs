@@ -121,6 +121,8 @@ fn prepare_workers(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     info!(config = %cfg.source, "configuration loaded");
+    // Host sysctls a weir killed without its cleanup left changed are put back first.
+    crate::sysctl::recover().context("restoring host sysctls")?;
     if !args.no_l7 && !cfg.l7.listener.is_empty() {
         prepare_workers(&cfg, args.config.as_deref())?;
     }

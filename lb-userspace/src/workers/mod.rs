@@ -39,22 +39,8 @@ const MAX_RESTART_DELAY: Duration = Duration::from_secs(5);
 const STABLE_AFTER: Duration = Duration::from_secs(10);
 
 /// With it on, closing a listener migrates its queued connections to the others of its group.
-const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
-
-/// Writes a sysctl of this network namespace; returns the old value when it changed.
-fn set_sysctl(path: &str, value: &str) -> Option<String> {
-    let old = std::fs::read_to_string(path).ok()?.trim().to_string();
-    if old == value {
-        return None;
-    }
-    match std::fs::write(path, value) {
-        Ok(()) => Some(old),
-        Err(e) => {
-            warn!(path, error = %e, "cannot set sysctl; a dead worker's queued connections wait for its restart");
-            None
-        }
-    }
-}
+/// Set at start, its original recorded first (`crate::sysctl`), restored at shutdown.
+const MIGRATE_REQ: &str = "net/ipv4/tcp_migrate_req";
 
 enum Event {
     Ready {
@@ -81,8 +67,6 @@ struct Slot {
 
 /// Supervises the worker processes until told to stop.
 pub struct Supervisor {
-    /// `net.ipv4.tcp_migrate_req` as it was before we turned it on (restored at shutdown).
-    migrate_req_before: Option<String>,
     config_path: Option<PathBuf>,
     /// The TLS session ticket keys every worker gets, so a session resumes on any of them.
     tickets: tickets::Rotation,
@@ -145,9 +129,10 @@ impl Supervisor {
             .collect();
         let tickets =
             tickets::Rotation::new(Duration::from_secs(cfg.workers.tls_ticket_rotation_seconds));
-        let migrate_req_before = set_sysctl(MIGRATE_REQ, "1");
+        if let Err(e) = crate::sysctl::set(MIGRATE_REQ, "1") {
+            warn!(error = %format!("{e:#}"), "a dead worker's queued connections wait for its restart");
+        }
         Ok(Supervisor {
-            migrate_req_before,
             config_path,
             tickets,
             groups,
@@ -383,8 +368,8 @@ impl Supervisor {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             }
         }
-        if let Some(v) = self.migrate_req_before.take() {
-            set_sysctl(MIGRATE_REQ, &v);
+        if let Err(e) = crate::sysctl::restore(MIGRATE_REQ) {
+            warn!("{e:#}");
         }
         info!("workers stopped");
     }

@@ -3,7 +3,6 @@
 //! cookie path needs ([`HostSysctls`], restored on drop), and the counters `weir stats` shows.
 
 use std::{
-    collections::BTreeMap,
     path::{Path, PathBuf},
     time::Duration,
 };
@@ -190,10 +189,6 @@ fn sysctl_get(key: &str) -> std::io::Result<String> {
         .to_string())
 }
 
-fn sysctl_set(key: &str, value: &str) -> std::io::Result<()> {
-    std::fs::write(sysctl_path(key), value)
-}
-
 /// The sysctls of this network namespace the cookie path needs, set while weir runs and
 /// restored on drop:
 /// - `net.ipv4.tcp_timestamps = 2` (timestamps without per-connection offsets) whenever any VIP
@@ -202,8 +197,10 @@ fn sysctl_set(key: &str, value: &str) -> std::io::Result<()> {
 /// - `net.ipv4.tcp_syncookies = 2` while any VIP has cookies on (the helper generates a cookie
 ///   only then, or when the listener's SYN queue is full), at least 1 otherwise so late cookie
 ///   ACKs still validate.
+///
+/// The originals are recorded in `/run/weir` before the first change (`crate::sysctl`), so the
+/// next start restores them after a crash or SIGKILL.
 pub struct HostSysctls {
-    saved: BTreeMap<&'static str, String>,
     syncookies_base: String,
 }
 
@@ -212,38 +209,37 @@ const TIMESTAMPS: &str = "net/ipv4/tcp_timestamps";
 
 impl HostSysctls {
     pub fn apply() -> anyhow::Result<HostSysctls> {
-        let mut h = HostSysctls {
-            saved: BTreeMap::new(),
-            syncookies_base: String::new(),
+        // The values as the host has them (a crashed weir's changes were undone at start).
+        let timestamps = sysctl_get(TIMESTAMPS)?;
+        let syncookies = sysctl_get(SYNCOOKIES)?;
+        // From here on, a failure drops `h`, which restores what was changed.
+        let h = HostSysctls {
+            syncookies_base: if syncookies == "0" {
+                "1".into()
+            } else {
+                syncookies
+            },
         };
-        for key in [SYNCOOKIES, TIMESTAMPS] {
-            h.saved.insert(key, sysctl_get(key)?);
-        }
-        if h.saved[TIMESTAMPS] != "0" {
-            sysctl_set(TIMESTAMPS, "2")?;
+        if timestamps != "0" {
+            crate::sysctl::set(TIMESTAMPS, "2")?;
         } else {
             warn!("net.ipv4.tcp_timestamps is 0: SYN cookies will carry the MSS only");
         }
-        h.syncookies_base = if h.saved[SYNCOOKIES] == "0" {
-            "1".into()
-        } else {
-            h.saved[SYNCOOKIES].clone()
-        };
-        sysctl_set(SYNCOOKIES, &h.syncookies_base)?;
+        crate::sysctl::set(SYNCOOKIES, &h.syncookies_base)?;
         Ok(h)
     }
 
     /// Sets `tcp_syncookies` for "some VIP has cookies on" or not.
-    pub fn cookies(&self, on: bool) -> std::io::Result<()> {
-        sysctl_set(SYNCOOKIES, if on { "2" } else { &self.syncookies_base })
+    pub fn cookies(&self, on: bool) -> anyhow::Result<()> {
+        crate::sysctl::set(SYNCOOKIES, if on { "2" } else { &self.syncookies_base })
     }
 }
 
 impl Drop for HostSysctls {
     fn drop(&mut self) {
-        for (k, v) in &self.saved {
-            if let Err(e) = sysctl_set(k, v) {
-                warn!("restoring {k} = {v}: {e}");
+        for k in [SYNCOOKIES, TIMESTAMPS] {
+            if let Err(e) = crate::sysctl::restore(k) {
+                warn!("{e:#}");
             }
         }
     }

@@ -30,12 +30,15 @@ target = [{{ id = "127.0.0.1", port = {target} }}]
     )
 }
 
+/// What one target connection received (appended as it comes).
+type Received = Arc<Mutex<Vec<u8>>>;
+
 /// A target that records what it receives and answers `200` with a 2-byte body once the
 /// sender has been quiet for 300 ms (so a whole request, body included, is one record).
 struct Recorder {
     port: u16,
     /// What each connection received, one buffer per connection (appended as it comes).
-    got: Arc<Mutex<Vec<Arc<Mutex<Vec<u8>>>>>>,
+    got: Arc<Mutex<Vec<Received>>>,
 }
 
 impl Recorder {
@@ -544,7 +547,7 @@ async fn client_closing_while_waiting_is_460() {
     let deadline = tokio::time::Instant::now() + Duration::from_millis(1000);
     let m = loop {
         let m = w.metrics.snapshot();
-        if m.elb_status_codes.get(&460).is_some() || tokio::time::Instant::now() > deadline {
+        if m.elb_status_codes.contains_key(&460) || tokio::time::Instant::now() > deadline {
             break m;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -49,7 +49,8 @@ pub fn exec_weir(args: &[String]) -> anyhow::Result<()> {
     status(c)
 }
 
-/// The whole suite: every default workspace member's unit, fixture and integration tests.
+/// The whole suite: every default workspace member's unit, fixture and integration tests,
+/// then the HTTP/1.1 pipeline's fuzz target for a bounded time (`fuzz`; not with a filter).
 /// The integration tests run the real `weir` binary, which `cargo test` does not build by itself
 /// (lb-userspace has no tests/ of its own), so it is built first, with the same profile.
 pub fn test(rest: &[String]) -> anyhow::Result<()> {
@@ -61,5 +62,77 @@ pub fn test(rest: &[String]) -> anyhow::Result<()> {
     if !rest.is_empty() {
         c.arg("--").args(rest);
     }
-    status(c)
+    let tests = status(c);
+    let fuzzed = if rest.is_empty() {
+        fuzz(fuzz_seconds()?)
+    } else {
+        Ok(())
+    };
+    tests.and(fuzzed)
+}
+
+/// The fuzz run's length: `WEIR_FUZZ_SECONDS` (0 skips it), 45 s by default.
+fn fuzz_seconds() -> anyhow::Result<u64> {
+    match std::env::var("WEIR_FUZZ_SECONDS") {
+        Err(_) => Ok(45),
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("WEIR_FUZZ_SECONDS={v:?} is not a number of seconds")),
+    }
+}
+
+/// Runs `lb-l7/fuzz`'s coverage-guided target `h1_pipeline` (cargo-fuzz, libFuzzer) for
+/// `seconds`, from the committed seeds plus the corpus earlier runs kept, with the HTTP
+/// dictionary. cargo-fuzz needs the nightly toolchain; it is installed when missing.
+pub fn fuzz(seconds: u64) -> anyhow::Result<()> {
+    if seconds == 0 {
+        println!("xtask: fuzzing skipped (WEIR_FUZZ_SECONDS=0)");
+        return Ok(());
+    }
+    let has_fuzz = nightly(&["fuzz", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_fuzz {
+        println!("xtask: cargo-fuzz is missing: installing it (cargo install cargo-fuzz --locked)");
+        let mut i = cargo();
+        i.args(["install", "cargo-fuzz", "--locked"]);
+        status(i)?;
+    }
+    let dir = root().join("lb-l7");
+    std::fs::create_dir_all(dir.join("fuzz/corpus/h1_pipeline"))?;
+    println!("xtask: fuzzing the HTTP/1.1 pipeline for {seconds} s (lb-l7/fuzz, h1_pipeline)");
+    let max_time = format!("-max_total_time={seconds}");
+    let mut f = nightly(&[
+        "fuzz",
+        "run",
+        "--sanitizer",
+        "none",
+        "h1_pipeline",
+        "fuzz/corpus/h1_pipeline",
+        "fuzz/seeds",
+        "--",
+        &max_time,
+        "-dict=fuzz/h1.dict",
+        "-timeout=10",
+        "-rss_limit_mb=2048",
+        "-print_final_stats=1",
+    ]);
+    f.current_dir(dir);
+    status(f)
+}
+
+/// `cargo ARGS` with the nightly toolchain (through rustup, which the machine's nightly is
+/// installed with).
+fn nightly(args: &[&str]) -> Command {
+    let mut c = Command::new("rustup");
+    c.args(["run", "nightly", "cargo"]).args(args);
+    // `cargo xtask` runs under the stable toolchain's cargo, which set these for it; cargo-fuzz
+    // would build with that cargo and rustc.
+    c.env_remove("CARGO")
+        .env_remove("RUSTC")
+        .env_remove("RUSTUP_TOOLCHAIN");
+    c.current_dir(root());
+    c
 }

@@ -396,7 +396,17 @@ impl ResponseHead {
             }
         }
         if let Some(n) = self.declared_length() {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            // The target's own line when it is the plain number (no copy), else weir's.
+            let plain = (0..self.fields.len()).find(|&i| {
+                is_content_length(self.name(i)) && self.value(i).iter().all(u8::is_ascii_digit)
+            });
+            let v = plain
+                .and_then(|i| {
+                    let (vs, ve) = self.fields[i].1;
+                    HeaderValue::from_maybe_shared(self.raw.slice(vs..ve)).ok()
+                })
+                .unwrap_or_else(|| HeaderValue::from(n));
+            h.insert(header::CONTENT_LENGTH, v);
         }
         h
     }

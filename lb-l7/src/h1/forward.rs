@@ -99,9 +99,7 @@ pub async fn forward(
     if g.targets.is_empty() {
         return own(503, "NoRegisteredTargets", BodyState::Untouched, 0);
     }
-    if let (Framing::Length(n), Some(max)) = (framing, sh.limits.max_request_body)
-        && n > max
-    {
+    if over_body_limit(framing, sh.limits.max_request_body) {
         // The limit holds on the length weir decided (a list such as `4096, 4096` included),
         // before anything reaches a target; the body is not read, the connection closes.
         return own(413, "RequestBodyTooLarge", BodyState::Partial, 0);
@@ -337,6 +335,12 @@ pub fn upstream_head(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(added));
     head.freeze()
+}
+
+/// Is a declared body length over `max_request_body_bytes` (the length weir decided, whatever
+/// form the client wrote it in)? A chunked body is counted as it is relayed instead.
+pub fn over_body_limit(framing: Framing, max: Option<u64>) -> bool {
+    matches!((framing, max), (Framing::Length(n), Some(max)) if n > max)
 }
 
 /// Replaces whatever framing lines the request still has with the framing weir decided and

@@ -26,5 +26,8 @@ pub mod stream;
 
 #[cfg(test)]
 mod codec_fuzz;
+/// The request pipeline as a pure function and its invariant, for the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzz;
 #[cfg(test)]
 mod codec_tests;

@@ -157,9 +157,13 @@ fn weir_raises_the_soft_limit_its_workers_inherit() -> Result<()> {
             })
     };
     let mut worker = None;
+    // Until the worker is sandboxed (it started serving): weir is past its start-up by then.
     wait_until(Duration::from_secs(20), "the worker", || {
         worker = find_worker();
-        Ok(worker.is_some())
+        Ok(worker.is_some_and(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/status"))
+                .is_ok_and(|s| s.lines().any(|l| l == "Seccomp:\t2"))
+        }))
     })?;
     let worker = worker.context("the worker")?;
     assert_eq!(soft_nofile(worker)?, 2257, "the worker inherits it");

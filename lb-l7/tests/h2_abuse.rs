@@ -254,19 +254,21 @@ struct BigBackend {
     port: u16,
     accepted: Arc<AtomicUsize>,
     open: Arc<AtomicUsize>,
+    requests: Arc<AtomicUsize>,
 }
 
 async fn big_backend(size: usize) -> BigBackend {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let requests = Arc::new(AtomicUsize::new(0));
     let body = bytes::Bytes::from(vec![b'x'; size]);
-    let (a, o) = (accepted.clone(), open.clone());
+    let (a, o, r) = (accepted.clone(), open.clone(), requests.clone());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
             a.fetch_add(1, SeqCst);
             o.fetch_add(1, SeqCst);
-            let (o, body) = (o.clone(), body.clone());
+            let (o, r, body) = (o.clone(), r.clone(), body.clone());
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut tmp = [0u8; 4096];
@@ -279,6 +281,7 @@ async fn big_backend(size: usize) -> BigBackend {
                     }
                     let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                     buf.drain(..end);
+                    r.fetch_add(1, SeqCst);
                     let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
                     if s.write_all(head.as_bytes()).await.is_err()
                         || s.write_all(&body).await.is_err()
@@ -294,6 +297,7 @@ async fn big_backend(size: usize) -> BigBackend {
         port,
         accepted,
         open,
+        requests,
     }
 }
 
@@ -463,6 +467,40 @@ async fn rapid_reset_gets_goaway_and_target_connections_are_reused() {
         "{conns} target connections for {sent} cancelled streams"
     );
     assert_eq!(time_wait_to(be.addr.port()), 0, "weir left TIME_WAITs");
+    w.stop().await;
+}
+
+/// A stream reset in the middle of its response body: the rest (256 KiB here, under 1 MiB) is
+/// read away and the target connection pooled, so the next request reuses it (today's main
+/// closed it and opened another). The stream had its response: no 460.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_reset_mid_body_keeps_the_target_connection() {
+    let _serial = serial().await;
+    let be = big_backend(256 << 10).await;
+    let port = free_port();
+    let w = start(&config("", port, &[be.port]));
+    // A 16 KiB window: weir sends that much and waits for the client.
+    let mut c = H2::connect(port, &[(SETTINGS_INITIAL_WINDOW_SIZE, 16 * 1024)]).await;
+    c.send(&request(1, "/big", &[], true)).await.unwrap();
+    let mut got = 0;
+    while got < 16 * 1024 {
+        match c.next(Duration::from_secs(3)).await {
+            Got::Frame(f) if f.ty == DATA && f.stream == 1 => got += f.payload.len(),
+            Got::Frame(_) => {}
+            other => panic!("no response body: {other:?}"),
+        }
+    }
+    c.send(&rst(1, CANCEL)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.send(&request(3, "/big", &[], true)).await.unwrap();
+    assert!(wait_until(Duration::from_secs(3), || be.requests.load(SeqCst) == 2).await);
+    assert_eq!(
+        be.accepted.load(SeqCst),
+        1,
+        "the reset stream's target connection was not reused"
+    );
+    assert_eq!(w.metrics.snapshot().elb_status_codes.get(&460), None);
+    drop(c);
     w.stop().await;
 }
 

@@ -7,7 +7,10 @@
 //! - **write**: a write that makes no progress for `idle_timeout` (a client that stopped
 //!   reading) → the connection fails, and with it its streams and their target connections.
 //!
-//! One timer serves the three, set to the earliest and moved lazily.
+//! One timer serves the three, set to the earliest and moved lazily. The idle deadline is only
+//! armed when the connection task polls a read with no stream in flight; a stream that ends
+//! while the task sleeps is noticed at the latest when hyper's keep-alive PING timer (same
+//! interval) wakes it.
 //! (HTTP/1.1 connections are weir's own engine's, `h1::server`, with their own timing.)
 
 use super::ConnState;

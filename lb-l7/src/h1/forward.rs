@@ -349,7 +349,8 @@ pub fn over_body_limit(framing: Framing, max: Option<u64>) -> bool {
 /// when the client sent one). A `Connection` option or a duplicate line cannot change what the
 /// target reads.
 pub fn set_upstream_framing(h: &mut http::HeaderMap, framing: Framing) {
-    let had_length = h.remove(header::CONTENT_LENGTH).is_some();
+    let length = h.remove(header::CONTENT_LENGTH);
+    let had_length = length.is_some();
     h.remove(header::TRANSFER_ENCODING);
     match framing {
         Framing::Chunked => {
@@ -359,7 +360,19 @@ pub fn set_upstream_framing(h: &mut http::HeaderMap, framing: Framing) {
             );
         }
         Framing::Length(n) => {
-            h.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+            // The client's own value when it is exactly the plain number (no allocation).
+            let same = length.filter(|v| {
+                let b = v.as_bytes();
+                !b.is_empty()
+                    && b.len() <= 19
+                    && b[0] != b'0'
+                    && b.iter().all(u8::is_ascii_digit)
+                    && std::str::from_utf8(b).ok().and_then(|t| t.parse().ok()) == Some(n)
+            });
+            h.insert(
+                header::CONTENT_LENGTH,
+                same.unwrap_or_else(|| HeaderValue::from(n)),
+            );
         }
         Framing::Empty if had_length => {
             h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));

@@ -8,12 +8,17 @@
 //! independent parser (`httparse` heads, strict framing written here) that must find exactly
 //! the requests weir routed — same method, target, `Host` and body, nothing more.
 //!
+//! The response side (`response`): a target's bytes → what weir writes to the client → a
+//! strict client parser, which must read exactly the response weir parsed.
+//!
 //! Simplifications (each makes the model stop where the engine might go on, never the other
 //! way): a request weir answers itself ends the stream; so does an upgrade (what follows is a
 //! tunnel), a connection weir closes, and a body that fails. All requests go to one target
 //! connection (the engine may use several: a stricter check). `prepare_upstream`'s added
 //! fields (X-Forwarded-*, the trace id) are written as the engine writes them, with fixed
 //! values (it needs a worker's shared state, which this pure model does not build).
+
+mod response;
 
 use super::codec::{self, ChunkError, ChunkedReencoder, Framing};
 use super::{desync, forward};
@@ -351,11 +356,16 @@ fn show(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The invariant: a target parses exactly the requests weir routed. Panics otherwise.
+/// The invariants: a target parses exactly the requests weir routed; with the first byte's
+/// top bit set, the input is a target's response instead and a client must read exactly the
+/// response weir parsed (`response::check`). Panics otherwise.
 pub fn check(data: &[u8]) {
     let Some((&first, input)) = data.split_first() else {
         return;
     };
+    if first & 0x80 != 0 {
+        return response::check(first & 0x7f, input);
+    }
     let (routed, wire) = pipeline(input, Setup::from_byte(first));
     let received = receive(&wire);
     let want: Vec<Received> = routed
@@ -398,6 +408,35 @@ mod tests {
                 data.extend_from_slice(seed);
                 check(&data);
             }
+        }
+    }
+
+    /// Responses: framing a target's `Connection` names, TE+CL, CL lists, chunked with
+    /// extensions and trailers, until-close, interim responses.
+    pub const RESPONSES: [&[u8]; 6] = [
+        b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\nhello",
+        b"HTTP/1.1 200 OK\r\nConnection: Transfer-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n005;a=b\r\nhello\r\n0\r\nX-T: 1\r\nContent-Length: 9\r\n\r\n",
+        b"HTTP/1.0 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nuntil close",
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+    ];
+
+    #[test]
+    fn response_seeds_hold_the_invariant() {
+        for seed in RESPONSES {
+            for b in 0x80..=0xffu8 {
+                let mut data = vec![b];
+                data.extend_from_slice(seed);
+                check(&data);
+            }
+        }
+        let mut rng = fastrand::Rng::with_seed(0x7265_7370);
+        for i in 0..20_000 {
+            let mut data = vec![rng.u8(0x80..)];
+            let seed = RESPONSES[i % RESPONSES.len()];
+            data.extend(crate::h1::codec_fuzz::mutate(&mut rng, seed));
+            check(&data);
         }
     }
 

@@ -306,3 +306,81 @@ fn a_flood_of_failing_requests_writes_bounded_warnings_without_colour() -> Resul
     );
     Ok(())
 }
+
+/// Worker pids from the supervisor's "worker started" lines (the latest per worker).
+fn worker_pids(stderr: &[String]) -> BTreeMap<String, i32> {
+    let mut pids = BTreeMap::new();
+    for l in stderr.iter().filter(|l| l.contains("worker started")) {
+        let worker = l.split("worker=").nth(1).and_then(|r| r.split(' ').next());
+        let pid = l
+            .split("pid=Some(")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+            .and_then(|p| p.parse().ok());
+        if let (Some(w), Some(p)) = (worker, pid) {
+            pids.insert(w.to_string(), p);
+        }
+    }
+    pids
+}
+
+#[test]
+fn a_stdout_nobody_reads_blocks_no_request_and_hides_no_worker_death() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("logblock")?;
+    let cfg = config("{ enabled = true }", FIXED);
+    let mut c = weir(&ns);
+    c.args(["run", "--config", cfg.path()])
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut proc = ns.spawn_command(c)?;
+    // Held open, never read: weir's stdout fills and blocks.
+    let _stdout = proc.child_mut().stdout.take().unwrap();
+    let stderr = collect(proc.child_mut().stderr.take().unwrap());
+    let ready = |n: usize| {
+        stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("worker ready"))
+            .count()
+            >= n
+    };
+    wait_until(Duration::from_secs(20), "both workers ready", || {
+        Ok(ready(2))
+    })?;
+    // 1,500 lines (≈ 400 kB) fill the pipe and the relay's queue: requests still all succeed.
+    let t = Instant::now();
+    let codes = requests(&ns)?;
+    assert_eq!(codes.len(), REQUESTS);
+    assert!(codes.iter().all(|c| *c == 200));
+    eprintln!(
+        "{REQUESTS} requests in {:?} with stdout blocked",
+        t.elapsed()
+    );
+    // Both workers killed: the supervisor sees them die and restarts them.
+    let pids = worker_pids(&stderr.lock().unwrap());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for pid in pids.values() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    wait_until(Duration::from_secs(15), "the workers restarted", || {
+        let died = stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("worker died"))
+            .count();
+        Ok(died >= 2 && ready(4))
+    })?;
+    proc.kill()?;
+    Ok(())
+}

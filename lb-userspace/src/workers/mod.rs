@@ -213,17 +213,25 @@ impl Supervisor {
         let tx = self.events_tx.clone();
         let stdout = child.stdout.take();
         let sink = self.log_sink.clone();
-        tokio::spawn(async move {
-            if let Some(out) = stdout {
-                relay::worker_stdout(out, &sink, || {
+        // The relay and the wait are separate tasks: a blocked stdout (weir's reader stopped)
+        // must not hide a worker's death. `shake` orders a `Ready` before the `Exited`.
+        let (shake_tx, shake) = tokio::sync::oneshot::channel::<()>();
+        if let Some(out) = stdout {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                relay::worker_stdout(out, &sink, move || {
                     let _ = tx.send(Event::Ready { worker, generation });
+                    let _ = shake_tx.send(());
                 })
                 .await;
-            }
+            });
+        }
+        tokio::spawn(async move {
             let status = match child.wait().await {
                 Ok(s) => s.to_string(),
                 Err(e) => e.to_string(),
             };
+            let _ = shake.await;
             let _ = tx.send(Event::Exited {
                 worker,
                 generation,

@@ -240,3 +240,99 @@ target = [{{ id = "127.0.0.1", port = {} }}]
     let _ = std::fs::remove_dir_all(&dir);
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
+
+/// The `http_desync_guardian` crate's own request vectors (`tests/data/desync-guardian/`), each
+/// written as a raw head and taken through weir's HTTP/1.1 parser (`h1::codec::parse_request`,
+/// which classifies the head as the engine does): weir's tier and reason are the vector's
+/// expectation. A head `httparse` refuses (a name with a space or a control character, a
+/// folded line, HTTP/0.9) is a 400 in every mode before classification and is skipped.
+#[test]
+fn guardian_vectors_through_weirs_parse() {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/desync-guardian");
+    let (mut compared, mut refused, mut wrong) = (0, 0, Vec::new());
+    let mut tiers = std::collections::BTreeMap::new();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 9, "{files:?}");
+    for file in files {
+        let docs = YamlLoader::load_from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        for case in docs[0].as_vec().unwrap() {
+            let text = |v: &Yaml| {
+                unescape(&v.as_str().map_or_else(
+                    || v.as_i64().map(|n| n.to_string()).unwrap_or_default(),
+                    str::to_string,
+                ))
+            };
+            let mut raw = format!(
+                "{} {} {}\r\n",
+                text(&case["method"]),
+                text(&case["uri"]),
+                text(&case["version"])
+            );
+            for h in case["headers"].as_vec().into_iter().flatten() {
+                raw.push_str(&format!("{}: {}\r\n", text(&h["name"]), text(&h["value"])));
+            }
+            raw.push_str("\r\n");
+            let mut buf = bytes::BytesMut::from(raw.as_bytes());
+            let Ok(Some(head)) = lb_l7::h1::codec::parse_request(&mut buf) else {
+                refused += 1;
+                continue;
+            };
+            compared += 1;
+            *tiers.entry(format!("{:?}", head.class.tier)).or_insert(0) += 1;
+            let want = (
+                text(&case["expected"]["tier"]),
+                text(&case["expected"]["reason"]),
+            );
+            let tier = format!("{:?}", head.class.tier);
+            if (tier.as_str(), head.class.reason) != (want.0.as_str(), want.1.as_str()) {
+                wrong.push(format!(
+                    "{} / {}: weir {tier} {}, vector {} {}",
+                    file.file_name().unwrap().to_string_lossy(),
+                    text(&case["name"]),
+                    head.class.reason,
+                    want.0,
+                    want.1
+                ));
+            }
+        }
+    }
+    eprintln!("guardian vectors: {compared} compared {tiers:?}, {refused} refused by httparse");
+    assert!(compared >= 60, "only {compared} vectors parsed");
+    assert!(
+        tiers.len() == 4,
+        "every tier among the vectors weir parses: {tiers:?}"
+    );
+    assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));
+}
+
+/// The crate's test-file escapes (`\xNN`, `\r`, `\n`, `\t`, …), as its own harness reads them.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next() {
+            Some('x') => {
+                let hex: String = chars.by_ref().take(2).collect();
+                char::from(u8::from_str_radix(&hex, 16).unwrap_or(b'?'))
+            }
+            Some('b') => '\x08',
+            Some('f') => '\x0c',
+            Some('n') => '\n',
+            Some('r') => '\r',
+            Some('t') => '\t',
+            Some(c) => c,
+            None => '\\',
+        });
+    }
+    out
+}

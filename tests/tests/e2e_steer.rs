@@ -60,17 +60,26 @@ fn setup_with(workers_extra: &str) -> Result<Setup> {
             log.path()
         ),
     );
+    // weir's log goes to a file the setup reads: the supervisor logs "worker ready" after it
+    // has put that worker in the steering table, so all of them are there once it has logged
+    // it WORKERS times. (A fixed pause was not enough on a loaded machine: connections made
+    // before the last worker joined the table were steered by the table without it.)
+    let stderr = TempFile::new("weir.stderr", "");
     let mut c = weir_command(&server);
-    c.args(["run", "--config", cfg.path()]);
+    c.args(["run", "--config", cfg.path()])
+        .stderr(std::fs::File::create(&stderr.0)?);
     let mut weir = server.spawn_command(c)?;
-    wait_until(Duration::from_secs(20), "all workers to serve", || {
+    let ready = wait_until(Duration::from_secs(20), "all workers in the table", || {
         if !weir.is_running() {
             bail!("weir exited");
         }
-        Ok(worker_pids(&server_marker(&cfg)).len() == WORKERS && server.tcp_listening(PORT)?)
-    })?;
-    // Workers print "ready" once serving; give the supervisor a moment to put all in the table.
-    std::thread::sleep(Duration::from_millis(300));
+        let log = std::fs::read_to_string(&stderr.0)?;
+        Ok(log.matches("worker ready").count() >= WORKERS && server.tcp_listening(PORT)?)
+    });
+    if ready.is_err() {
+        eprintln!("{}", std::fs::read_to_string(&stderr.0).unwrap_or_default());
+    }
+    ready?;
     Ok(Setup {
         _lab: lab,
         client,

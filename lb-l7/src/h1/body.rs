@@ -104,7 +104,15 @@ impl TargetBody {
             Framing::UntilClose => Ok(Some(self.buf.split().freeze())),
             Framing::Chunked => {
                 self.spans.clear();
-                let k = self.scanner.advance(&self.buf, Some(&mut self.spans))?;
+                let k = match self.scanner.advance(&self.buf, Some(&mut self.spans)) {
+                    Ok(k) => k,
+                    Err(why) => {
+                        // A malformed chunked body: the target's error; its connection goes.
+                        self.target.count_error();
+                        self.up = None;
+                        return Err(why.into());
+                    }
+                };
                 let wire = self.buf.split_to(k).freeze();
                 let data = match self.spans.as_slice() {
                     [] => Bytes::new(),
@@ -204,6 +212,7 @@ impl HttpBody for TargetBody {
                         this.done = true;
                         return Poll::Ready(None);
                     }
+                    this.target.count_error();
                     return Poll::Ready(Some(Err("target closed before the body ended".into())));
                 }
                 Poll::Ready(Ok(_)) => {

@@ -1,5 +1,5 @@
 //! The HTTP/1.1 wire format, pure: request and response heads (parsed with `httparse`), body
-//! framing (RFC 9112 §6), a chunked-body scanner, and head serialisation. No I/O.
+//! framing (RFC 9112 §6), a chunked-body scanner and re-encoder, and head serialisation. No I/O.
 
 use crate::proxy::parse::{MAX_HEADERS_TOTAL, MAX_REQUEST_LINE};
 use bytes::{BufMut, Bytes, BytesMut};

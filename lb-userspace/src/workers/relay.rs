@@ -14,6 +14,8 @@ use tokio::sync::mpsc;
 
 /// Chunks (whole lines) queued for the writer; a relay waits when it is full.
 const QUEUED_CHUNKS: usize = 64;
+/// The writer joins queued chunks up to this size into one write.
+const COALESCE_BYTES: usize = 64 << 10;
 /// A worker's partial line is flushed as it is past this size (a worker bug; memory stays
 /// bounded).
 const MAX_PARTIAL: usize = 1 << 20;
@@ -36,7 +38,14 @@ impl Sink {
         std::thread::Builder::new()
             .name("weir-stdout".into())
             .spawn(move || {
-                while let Some(chunk) = rx.blocking_recv() {
+                while let Some(mut chunk) = rx.blocking_recv() {
+                    // Chunks waiting behind this one go out in the same write (fewer syscalls
+                    // under load); each is whole lines, so the batch is too.
+                    while chunk.len() < COALESCE_BYTES
+                        && let Ok(more) = rx.try_recv()
+                    {
+                        chunk.extend_from_slice(&more);
+                    }
                     // Nowhere to report a failed write of the log itself.
                     let _ = out.write_all(&chunk).and_then(|()| out.flush());
                 }

@@ -1,8 +1,8 @@
 //! Rate-limited logging for per-request and per-connection paths: a client (or a broken target)
 //! that makes every request fail must not make a worker write a log line per request. Each call
-//! site of [`warn_limited!`](crate::warn_limited) / [`info_limited!`](crate::info_limited) logs at
-//! most [`PER_SECOND`] events per second; the first event logged after a suppressed stretch
-//! carries `suppressed = K`, the number of events left out since the last one logged.
+//! site of [`warn_limited!`](crate::warn_limited) logs at most [`PER_SECOND`] events per second;
+//! the first event logged after a suppressed stretch carries `suppressed = K`, the number of
+//! events left out since the last one logged.
 //!
 //! Hand-written rather than a crate: `tracing` has no built-in limiter, and what is needed is a
 //! per-call-site static of three atomics.
@@ -69,19 +69,6 @@ macro_rules! warn_limited {
         match LIMIT.check() {
             Some(0) => ::tracing::warn!($($arg)+),
             Some(suppressed) => ::tracing::warn!(suppressed, $($arg)+),
-            None => {}
-        }
-    }};
-}
-
-/// `tracing::info!` at most [`PER_SECOND`] times a second from this call site.
-#[macro_export]
-macro_rules! info_limited {
-    ($($arg:tt)+) => {{
-        static LIMIT: $crate::log_limit::RateLimit = $crate::log_limit::RateLimit::new();
-        match LIMIT.check() {
-            Some(0) => ::tracing::info!($($arg)+),
-            Some(suppressed) => ::tracing::info!(suppressed, $($arg)+),
             None => {}
         }
     }};

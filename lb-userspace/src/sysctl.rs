@@ -83,11 +83,6 @@ pub struct Record {
     _lock: Option<nix::fcntl::Flock<File>>,
 }
 
-/// Another live weir holds the namespace's record.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct RecordHeld(String);
-
 /// The text of a record: `cookie=N`, then `key=value` lines.
 fn parse(text: &str) -> (Option<u64>, BTreeMap<String, String>) {
     let mut cookie = None;
@@ -136,10 +131,10 @@ impl Record {
             .with_context(|| format!("opening {}", lock_path.display()))?;
         let lock = nix::fcntl::Flock::lock(lock, nix::fcntl::FlockArg::LockExclusiveNonblock)
             .map_err(|(_, e)| {
-                RecordHeld(format!(
+                anyhow::anyhow!(
                     "{} is held by another weir in this network namespace ({e})",
                     lock_path.display()
-                ))
+                )
             })?;
         let mut rec = Record {
             path: Some(path),
@@ -262,29 +257,34 @@ impl Record {
 }
 
 /// This process's record of its namespace; `None` until [`recover`] (or the first change).
+/// Where no record can be taken (another weir holds it, `/run` is not writable), the originals
+/// are kept in memory only, with a warning.
 static HOST: Mutex<Option<Record>> = Mutex::new(None);
 
 fn host<T>(f: impl FnOnce(&mut Record) -> T) -> anyhow::Result<T> {
     let mut h = HOST.lock().unwrap_or_else(|p| p.into_inner());
     if h.is_none() {
-        let (dir, sys, netns) = (
-            Path::new(RECORD_DIR),
-            Path::new(PROC_SYS),
-            Netns::current()?,
-        );
-        match Record::take(dir, sys, netns) {
+        let sys = Path::new(PROC_SYS);
+        let taken = Netns::current().and_then(|ns| Record::take(Path::new(RECORD_DIR), sys, ns));
+        *h = Some(match taken {
             Ok((rec, restored)) => {
                 log_restored(&restored);
-                *h = Some(rec);
+                rec
             }
-            Err(e) if e.is::<RecordHeld>() => {
+            // Another weir in this namespace, or no root to write /run: as before records.
+            Err(e) => {
                 warn!(
-                    "{e:#}: this weir's sysctl changes are not recorded (restored at its exit only)"
+                    "{e:#}: this weir's host sysctl changes are not recorded (restored at its exit only)"
                 );
-                *h = Some(Record::unrecorded(sys, netns));
+                Record::unrecorded(
+                    sys,
+                    Netns {
+                        inode: 0,
+                        cookie: 0,
+                    },
+                )
             }
-            Err(e) => return Err(e),
-        }
+        });
     }
     Ok(f(h.as_mut().expect("set above")))
 }

@@ -1,6 +1,7 @@
-//! TLS session-ticket keys rotate (issue #10 §3): `weir run` with two workers and a 4-second
+//! TLS session-ticket keys rotate (issue #10 §3): `weir run` with two workers and an 8-second
 //! rotation. A session made after one rotation resumes on any worker, still resumes after the
-//! next rotation (the previous key), and no longer after the one after that. Real openssl
+//! next rotation (the previous key) — on restarted workers too, which get both keys at start —
+//! and no longer after the one after that. Real openssl
 //! s_client (`-sess_out` / `-sess_in`, TLS 1.2 tickets), real processes. Needs root.
 //!
 //! `WEIR_TEST_BIN=/path/to/weir` runs another build (e.g. the one before a fix).
@@ -104,7 +105,7 @@ fn a_session_resumes_after_one_ticket_key_rotation_not_two() -> Result<()> {
     let cfg = TempFile::new(
         "tickets.toml",
         &format!(
-            "[workers]\ncount = 2\ntls_ticket_rotation_seconds = 4\n\n\
+            "[workers]\ncount = 2\ntls_ticket_rotation_seconds = 8\n\n\
              [load_balancer]\nmax_connections_per_worker = 1000\n\n\
              [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\nprotocol = \"HTTPS\"\n\
              certificate = [{{ certificate_file = \"{}\", private_key_file = \"{}\" }}]\n\
@@ -120,12 +121,25 @@ fn a_session_resumes_after_one_ticket_key_rotation_not_two() -> Result<()> {
         .stderr(Stdio::piped());
     let mut w = ns.spawn_command(c)?;
     let rotations = Arc::new(Mutex::new(0usize));
+    let started: Arc<Mutex<Vec<i32>>> = Arc::default();
+    let readies = Arc::new(Mutex::new(0usize));
     {
         let (r, err) = (rotations.clone(), w.child_mut().stderr.take().unwrap());
+        let (st, rd) = (started.clone(), readies.clone());
         std::thread::spawn(move || {
             for line in BufReader::new(err).lines().map_while(Result::ok) {
                 if line.contains(ROTATED) {
                     *r.lock().unwrap() += 1;
+                } else if line.contains("worker ready") {
+                    *rd.lock().unwrap() += 1;
+                } else if let Some(pid) = line
+                    .split("worker started")
+                    .nth(1)
+                    .and_then(|r| r.split("pid=Some(").nth(1))
+                    .and_then(|r| r.split(')').next())
+                    .and_then(|p| p.parse().ok())
+                {
+                    st.lock().unwrap().push(pid);
                 }
             }
         });
@@ -138,7 +152,7 @@ fn a_session_resumes_after_one_ticket_key_rotation_not_two() -> Result<()> {
     })?;
     let count = || *rotations.lock().unwrap();
     let next_rotation = |after: usize| {
-        wait_until(Duration::from_secs(10), "a ticket key rotation", || {
+        wait_until(Duration::from_secs(12), "a ticket key rotation", || {
             Ok(count() > after)
         })
     };
@@ -154,6 +168,24 @@ fn a_session_resumes_after_one_ticket_key_rotation_not_two() -> Result<()> {
     next_rotation(start)?;
     assert_eq!(count(), start + 1);
     assert_eq!(resumed(&ns, &sess1, 8)?, 8, "resumes after one rotation");
+    // Both workers killed and restarted: they get the current and the previous key at start.
+    let ready_before = *readies.lock().unwrap();
+    let pids: Vec<i32> = started.lock().unwrap().clone();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    for pid in pids {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    wait_until(Duration::from_secs(3), "both workers restarted", || {
+        Ok(*readies.lock().unwrap() >= ready_before + 2)
+    })?;
+    assert_eq!(
+        resumed(&ns, &sess1, 8)?,
+        8,
+        "restarted workers resume it after one rotation"
+    );
     assert!(!s_client(&ns, &sess2, true)?);
     assert_eq!(
         resumed(&ns, &sess2, 8)?,

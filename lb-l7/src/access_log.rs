@@ -164,6 +164,8 @@ pub const QUEUE_BYTES: usize = 4 << 20;
 /// The writer hands the kernel at most this much per `write` (whole lines only, so lines of
 /// several workers appending to one file or pipe never interleave; a longer line goes alone).
 const BATCH_BYTES: usize = 64 << 10;
+/// How long a batch waits for more lines before it is written.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// The queue between request tasks and the writer thread.
 #[derive(Debug)]
@@ -287,7 +289,9 @@ impl Write for StdoutLines {
     }
 }
 
-/// The writer thread: batches of whole lines, one `write_all` each.
+/// The writer thread: batches of whole lines, one `write_all` each. A batch waits up to
+/// [`LINGER`] for more lines (or until it is [`BATCH_BYTES`]): under load, one write (and one
+/// wake-up of the control plane's relay) carries many lines instead of one.
 fn write_lines(
     mut out: Box<dyn Write + Send>,
     rx: mpsc::Receiver<String>,
@@ -295,18 +299,26 @@ fn write_lines(
 ) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     while let Ok(first) = rx.recv() {
-        let mut lines = 0;
+        let deadline = std::time::Instant::now() + LINGER;
+        let (mut lines, mut taken) = (0, 0);
         let mut next = Some(first);
         while let Some(line) = next.take() {
             batch.extend_from_slice(line.as_bytes());
             batch.push(b'\n');
             lines += 1;
-            if let Some(q) = queue.upgrade() {
-                q.bytes.fetch_sub(line.len() + 1, Relaxed);
+            taken += line.len() + 1;
+            if batch.len() >= BATCH_BYTES {
+                break;
             }
-            if batch.len() < BATCH_BYTES {
-                next = rx.try_recv().ok();
-            }
+            next = rx.try_recv().ok().or_else(|| {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                (!left.is_zero())
+                    .then(|| rx.recv_timeout(left).ok())
+                    .flatten()
+            });
+        }
+        if let Some(q) = queue.upgrade() {
+            q.bytes.fetch_sub(taken, Relaxed);
         }
         // A failed write loses these lines; there is nowhere better to report it.
         let _ = out.write_all(&batch);

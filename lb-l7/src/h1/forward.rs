@@ -14,6 +14,7 @@ use super::codec::{self, Framing, ResponseHead};
 use super::idle::{CoarseClock, IdleDeadlines};
 use super::relay::{self, NowOrPending, RelayError};
 use super::stream::ClientStream;
+use super::upgrade::Switch;
 use crate::access_log::Record;
 use crate::headers;
 use crate::proxy::forward::{Outstanding, hash_key, idempotent, prepare_upstream, sticky_cookies};
@@ -233,9 +234,20 @@ pub async fn forward(
             l.target_status_code_list.push(resp.status);
             l.target_processing_time = sent_at.map(|t| t.elapsed().as_secs_f64());
         }
-        if upgrade && resp.status == 101 {
-            return upgraded(sh, client, cbuf, up, ubuf, &resp, outstanding).await;
-        }
+        let offered = upgrade.then_some(&parts.headers);
+        let allowed = &sh.config.load_balancer.upgrade_protocols;
+        let target_reusable = match super::upgrade::switch(offered, allowed, resp.status, &resp) {
+            Switch::Tunnel => {
+                return upgraded(sh, client, cbuf, up, ubuf, &resp, outstanding).await;
+            }
+            Switch::Refuse => {
+                // The target would speak another protocol on this connection: dropped here.
+                crate::warn_limited!(target_addr = %t.addr, upgrade, "101 to a request weir did not upgrade");
+                t.count_error();
+                return own(502, UNREQUESTED_UPGRADE, body_state, received);
+            }
+            Switch::Response { target_reusable } => target_reusable,
+        };
         let Ok(rframing) = codec::response_framing(&method, resp.status, &resp) else {
             return own(502, "TargetResponseError", body_state, received);
         };
@@ -289,7 +301,8 @@ pub async fn forward(
         }
         return match result {
             Ok(moved) => {
-                let reusable = resp.target_keeps_alive()
+                let reusable = target_reusable
+                    && resp.target_keeps_alive()
                     && rframing != Framing::UntilClose
                     && ubuf.is_empty()
                     && body_state == BodyState::Done
@@ -531,6 +544,11 @@ async fn connect(t: &TargetRt, timeout: Duration) -> Result<UpStream, (u16, &'st
         Ok(Ok(s)) => Ok(s),
     }
 }
+
+/// weir's `error_reason` for a `101 Switching Protocols` weir did not ask for (a request it
+/// did not forward as an upgrade, or another protocol than offered): the client gets 502
+/// (both engines).
+pub const UNREQUESTED_UPGRADE: &str = "TargetUnrequestedUpgrade";
 
 /// ALB's status and weir's `error_reason` for a client that closed its connection while weir
 /// waited for the target's response (both engines log and count it the same way).

@@ -11,10 +11,10 @@
 //! to the client — all in the connection's own task; an idle connection holds no buffer.
 //!
 //! `codec` is pure (heads, framing, the chunked scanner and re-encoder); `relay` moves bodies
-//! and tunnels; `forward` talks to targets; `server` runs a client connection; `body` is a
-//! target's response as an `http_body::Body`, for HTTP/2 clients (hyper's server), which are
-//! forwarded over the same raw pooled connections; `fuzz` is the pipeline the fuzz target
-//! drives.
+//! and tunnels; `forward` talks to targets (`upgrade`, pure: which 101 it honours); `server`
+//! runs a client connection; `body` is a target's response as an `http_body::Body`, for HTTP/2
+//! clients (hyper's server), which are forwarded over the same raw pooled connections; `fuzz`
+//! is the pipeline the fuzz target drives.
 
 pub mod body;
 pub mod codec;
@@ -24,6 +24,7 @@ pub mod idle;
 pub mod relay;
 pub mod server;
 pub mod stream;
+pub mod upgrade;
 
 #[cfg(test)]
 mod codec_fuzz;

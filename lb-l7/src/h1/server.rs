@@ -144,16 +144,12 @@ async fn turn(
         Next::H2 => return Step::H2,
         Next::Timeout => {
             tracing::debug!(peer = %ci.peer, "request head not complete in time: 408");
-            sh.metrics.elb_status(408);
-            let resp = respond::elb(408, true);
-            let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
+            refuse_head(sh, ci, io, buf, 408, "RequestHeaderTimeout").await;
             return Step::End;
         }
         Next::Reject(e) => {
             tracing::debug!(peer = %ci.peer, status = e.status, reason = e.reason, "request head refused");
-            sh.metrics.elb_status(e.status);
-            let resp = respond::elb(e.status, true);
-            let _ = write_own(sh, io, resp, Version::HTTP_11, false, false).await;
+            refuse_head(sh, ci, io, buf, e.status, e.reason).await;
             return Step::End;
         }
     };
@@ -161,6 +157,82 @@ async fn turn(
         Step::Again
     } else {
         Step::End
+    }
+}
+
+/// Answers a request head weir could not read (malformed, too large, too slow) with `status`
+/// and a close; counted, and access-logged as ALB logs a request it could not parse: the
+/// request as `- scheme://listener- `, `-` for what is unknown (target, user agent,
+/// classification), times -1, the reason in `error_reason`.
+async fn refuse_head(
+    sh: &Shared,
+    ci: &ConnInfo,
+    io: &mut ClientStream,
+    buf: &BytesMut,
+    status: u16,
+    reason: &'static str,
+) {
+    sh.metrics.elb_status(status);
+    let resp = respond::elb(status, true);
+    let sent = write_own(sh, io, resp, Version::HTTP_11, false, false)
+        .await
+        .unwrap_or(0);
+    let received = buf.len() as u64;
+    sh.metrics
+        .processed_bytes
+        .fetch_add(sent + received, Relaxed);
+    // A complete head that did not parse is classified as ALB does (e.g. `BadMethod`,
+    // Severe); a head too large or too slow was never whole: `-`.
+    let class = (status == 400)
+        .then(|| desync::classify(desync::skip_empty_lines(whole_head(buf))))
+        .filter(Classification::non_compliant);
+    if class.is_some() {
+        sh.metrics.desync_non_compliant.fetch_add(1, Relaxed);
+    }
+    if sh.access_log.enabled() {
+        let mut l = unparsed_record(sh, ci, status, reason);
+        l.sent_bytes = sent;
+        l.received_bytes = received;
+        if let Some(c) = class {
+            l.classification = c.tier.log_name();
+            l.classification_reason = c.log_reason();
+        }
+        sh.access_log.write(&l);
+    }
+}
+
+/// The bytes of `buf` up to its first empty line (all of it when there is none).
+fn whole_head(buf: &[u8]) -> &[u8] {
+    buf.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(buf, |i| &buf[..i + 4])
+}
+
+/// The access-log record of a request head that was never parsed.
+fn unparsed_record(sh: &Shared, ci: &ConnInfo, status: u16, reason: &'static str) -> Record {
+    let listener = &ci.listener.config;
+    let now = rfc3339(SystemTime::now());
+    Record {
+        kind: if ci.tls.is_some() { "https" } else { "http" },
+        time: now.clone(),
+        elb: format!("weir/{}", sh.worker_index),
+        client: Some(ci.peer),
+        elb_status_code: status,
+        request: format!(
+            "- {}://{}- ",
+            listener.protocol.scheme(),
+            std::net::SocketAddr::new(listener.address, listener.port)
+        ),
+        user_agent: "-".into(),
+        ssl_cipher: ci.tls.as_ref().map(|t| t.cipher.clone()),
+        ssl_protocol: ci.tls.as_ref().map(|t| t.protocol.clone()),
+        domain_name: ci.tls.as_ref().and_then(|t| t.sni.clone()),
+        chosen_cert: ci.tls.as_ref().and_then(|t| t.chosen_cert.clone()),
+        matched_rule_priority: -1,
+        request_creation_time: now,
+        trace_id: "-".into(),
+        error_reason: Some(reason),
+        ..Record::default()
     }
 }
 

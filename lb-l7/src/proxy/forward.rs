@@ -281,6 +281,13 @@ pub async fn forward(
             l.target_status_code_list.push(status);
             l.target_processing_time = sent_at.map(|t| t.elapsed().as_secs_f64());
         }
+        if status == 101 {
+            // Never asked for on this path (an HTTP/2 request is not an upgrade): the target
+            // would speak another protocol on a connection that could go back to the pool.
+            crate::warn_limited!(target_addr = %t.addr, "101 to a request weir did not upgrade");
+            t.count_error();
+            return fail(sh, log, 502, h1_forward::UNREQUESTED_UPGRADE);
+        }
         let Ok(framing) = codec::response_framing(&parts.method, status, &resp) else {
             return fail(sh, log, 502, "TargetResponseError");
         };

@@ -82,6 +82,8 @@ async fn read_away(
 ) -> Option<UpStream> {
     let resp = loop {
         match codec::parse_response(&mut buf) {
+            // A 101 was never asked for here: the connection is not HTTP/1.1 any more.
+            Ok(Some(r)) if r.status == 101 => return None,
             // Interim 1xx: the final head follows.
             Ok(Some(r)) if (100..200).contains(&r.status) => continue,
             Ok(Some(r)) => break r,

@@ -52,11 +52,27 @@ pub enum Stat {
     DropSynRate = 12,
     /// A TCP segment (not a SYN) to a VIP in cookie mode with no connection behind it: XDP_DROP.
     DropVipStray = 13,
+    /// A SYN to a VIP in cookie mode that XDP could not answer because its IPv4 header has
+    /// options (the SYN-ACK is written for a 20-byte header); the kernel answers: XDP_PASS.
+    PassSynIpOptions = 14,
+    /// A SYN to a VIP in cookie mode to a port nothing listens on; the kernel answers RST:
+    /// XDP_PASS.
+    PassSynNoListener = 15,
+    /// A SYN to a VIP in cookie mode whose 4-tuple already has a socket of its own (TIME-WAIT,
+    /// established); the kernel decides: XDP_PASS.
+    PassSynNotListener = 16,
+    /// A SYN to a VIP in cookie mode for which `bpf_tcp_gen_syncookie` refused a cookie
+    /// (`net.ipv4.tcp_syncookies` = 0 or 1 with a calm queue, a full accept queue, …); the kernel
+    /// answers (or drops): XDP_PASS.
+    PassSynCookieRefused = 17,
+    /// A SYN to a VIP in cookie mode whose frame could not grow to the SYN-ACK
+    /// (`bpf_xdp_adjust_tail` refused: no tailroom); the kernel answers: XDP_PASS.
+    PassSynNoRoom = 18,
 }
 
 impl Stat {
     /// Number of entries in `STATS`.
-    pub const COUNT: u32 = 14;
+    pub const COUNT: u32 = 19;
 
     pub const ALL: [Stat; Self::COUNT as usize] = [
         Stat::PassNotIp,
@@ -73,6 +89,11 @@ impl Stat {
         Stat::DropSynCookieAck,
         Stat::DropSynRate,
         Stat::DropVipStray,
+        Stat::PassSynIpOptions,
+        Stat::PassSynNoListener,
+        Stat::PassSynNotListener,
+        Stat::PassSynCookieRefused,
+        Stat::PassSynNoRoom,
     ];
 
     /// Stable snake_case name, used in `weir stats` and its JSON.
@@ -92,6 +113,11 @@ impl Stat {
             Stat::DropSynCookieAck => "drop_syn_cookie_ack",
             Stat::DropSynRate => "drop_syn_rate",
             Stat::DropVipStray => "drop_vip_stray",
+            Stat::PassSynIpOptions => "pass_syn_ip_options",
+            Stat::PassSynNoListener => "pass_syn_no_listener",
+            Stat::PassSynNotListener => "pass_syn_not_listener",
+            Stat::PassSynCookieRefused => "pass_syn_cookie_refused",
+            Stat::PassSynNoRoom => "pass_syn_no_room",
         }
     }
 
@@ -104,6 +130,23 @@ impl Stat {
                 | Stat::PassVipIcmp
                 | Stat::PassVip
                 | Stat::PassSynCookieAck
+                | Stat::PassSynIpOptions
+                | Stat::PassSynNoListener
+                | Stat::PassSynNotListener
+                | Stat::PassSynCookieRefused
+                | Stat::PassSynNoRoom
+        )
+    }
+
+    /// A SYN to a VIP in cookie mode that XDP left to the kernel, each for its reason.
+    pub const fn is_syn_fallback(self) -> bool {
+        matches!(
+            self,
+            Stat::PassSynIpOptions
+                | Stat::PassSynNoListener
+                | Stat::PassSynNotListener
+                | Stat::PassSynCookieRefused
+                | Stat::PassSynNoRoom
         )
     }
 
@@ -121,7 +164,7 @@ impl Stat {
                 | Stat::DropSynCookieAck
                 | Stat::DropSynRate
                 | Stat::DropVipStray
-        )
+        ) || self.is_syn_fallback()
     }
 }
 

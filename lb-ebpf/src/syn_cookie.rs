@@ -1,18 +1,32 @@
 //! Answering a SYN from XDP: the SYN becomes, in place, a SYN-ACK whose sequence number is the
 //! kernel's SYN cookie for the listening socket, and goes back out of the interface (XDP_TX).
 //!
-//! The SYN-ACK always has a 40-byte TCP header: MSS, then either the timestamp option (with
-//! SACK-permitted in its padding) or NOPs, then window scale or NOPs. The cookie itself encodes
-//! only the client's MSS; window scale, SACK and ECN ride in the low 6 bits of our TSval exactly
-//! as the kernel's `cookie_init_timestamp` puts them, and the kernel decodes them from the
-//! client's TSecr when the ACK arrives (`lb_common::syn::ts`). Without a client timestamp there
-//! is nowhere to keep them, so the SYN-ACK offers only the MSS (as the kernel's cookies do).
+//! The SYN-ACK's options depend on what the SYN offered (RFC 7323: no timestamp, window scale or
+//! SACK the SYN did not offer). A SYN with a timestamp gets a 40-byte TCP header: MSS, the
+//! timestamp option (with SACK-permitted in its padding, or NOPs), then window scale or NOPs.
+//! The cookie itself encodes only the client's MSS; window scale, SACK and ECN ride in the low 6
+//! bits of our TSval exactly as the kernel's `cookie_init_timestamp` puts them, and the kernel
+//! decodes them from the client's TSecr when the ACK arrives (`lb_common::syn::ts`). Without a
+//! client timestamp there is nowhere to keep them, so the SYN-ACK is a 24-byte header with the
+//! MSS alone (as the kernel's cookies do).
+//!
+//! The frame is resized to the SYN-ACK. A SYN without options (hping3 and most flood tools: a
+//! 54-byte frame) grows by only 4 bytes to the MSS-only answer: a veth copies each frame into a
+//! page-pool fragment whose tailroom is the rest of its 64-byte cache line (10 bytes for 54),
+//! which the 20 bytes of a 40-byte header did not fit — `bpf_xdp_adjust_tail` refused, and 5 of
+//! 6 such SYNs went to the kernel. A 60-byte minimum frame from a NIC (6 bytes of padding)
+//! shrinks to it. A SYN with a timestamp is at least 32 bytes of TCP header; if even its
+//! 8 bytes of growth find no room, it gets the MSS-only answer rather than the kernel's.
+//!
+//! Every SYN XDP leaves to the kernel is counted under its reason (`Stat::PassSyn*`).
 
 use aya_ebpf::{
     bindings::{bpf_sock, tcphdr},
     helpers::{
         bpf_ktime_get_coarse_ns, bpf_tcp_gen_syncookie, bpf_xdp_adjust_tail, bpf_xdp_load_bytes,
     },
+    macros::map,
+    maps::PerCpuArray,
 };
 use core::ffi::c_void;
 use lb_common::{
@@ -28,8 +42,10 @@ use crate::{
     syn::{self, Seg, TCP_ACK, TCP_CWR, TCP_ECE, TCP_SYN},
 };
 
-/// TCP header length of every SYN-ACK weir sends.
-const SYNACK_TCP_LEN: usize = 40;
+/// TCP header length of a SYN-ACK with the timestamp option (MSS, SACK, TS, window scale).
+const SYNACK_TS_LEN: usize = 40;
+/// TCP header length of a SYN-ACK with the MSS option alone.
+const SYNACK_MSS_LEN: usize = 24;
 const TTL: u8 = 64;
 /// Option positions and lengths are masked to 0..=63 for the verifier (options are ≤ 40 bytes).
 const POS_MASK: usize = 63;
@@ -40,6 +56,7 @@ const TCPOPT_NOP: u8 = 1;
 const NOPS: u32 = u32::from_ne_bytes([TCPOPT_NOP; 4]);
 
 /// What the SYN carried that the SYN-ACK needs.
+#[derive(Clone, Copy)]
 struct Syn {
     sport: u16,
     dport: u16,
@@ -50,32 +67,62 @@ struct Syn {
     ecn: bool,
 }
 
+/// One `Syn` per CPU, written and read back between the option parser and the SYN-ACK (see
+/// [`settle`]).
+#[map]
+static SYN_SCRATCH: PerCpuArray<Syn> = PerCpuArray::with_max_entries(1, 0);
+
+/// The parsed SYN, through map memory: the verifier knows nothing of what it reads back, so the
+/// option parser's many paths (each with its own constants) meet in one state here and the
+/// SYN-ACK code after them is verified once, not once per path (over a million instructions
+/// otherwise). A per-CPU array lookup is inlined by the verifier: a few instructions.
+#[inline(always)]
+fn settle(syn: Syn) -> Option<Syn> {
+    let p = SYN_SCRATCH.get_ptr_mut(0)?;
+    unsafe {
+        core::ptr::write_volatile(p, syn);
+        Some(core::ptr::read_volatile(p))
+    }
+}
+
 /// Answers a pure SYN to a VIP in cookie mode. Falls back to the stack (which answers with its
-/// own cookie) where XDP cannot: IPv4 options, no listener, a helper refusing.
+/// own cookie, or a RST) where XDP cannot, each reason counted under its own stat: IPv4 options,
+/// no listener, another socket on the 4-tuple, the helper refusing, no room for the SYN-ACK. A
+/// TCP header longer than the frame is dropped (the kernel would discard it too).
 #[inline(always)]
 pub fn answer(seg: &Seg, pkt: &Packet, s: &SynSettings, vip_id: u32) -> Stat {
     if !seg.v6 && seg.l4_off != seg.ip_off + IPV4_HLEN {
-        return Stat::PassVip;
+        return Stat::PassSynIpOptions;
     }
     let Some(sk) = syn::lookup(seg, pkt) else {
         // Nothing listens: the kernel's RST is the right answer.
-        return Stat::PassVip;
+        return Stat::PassSynNoListener;
     };
     if !syn::is_listener(sk) {
         syn::release(sk);
-        return Stat::PassVip;
+        return Stat::PassSynNotListener;
     }
     let cookie = gen_cookie(seg, pkt, sk);
     syn::release(sk);
-    let (Some(cookie), Some(syn)) = (cookie, parse_syn(seg, pkt)) else {
-        return Stat::PassVip;
+    let cookie = match cookie {
+        Ok(c) => c,
+        Err(stat) => return stat,
     };
-    if !resize(seg) {
-        return Stat::PassVip;
+    let Some(syn) = parse_syn(seg, pkt).and_then(settle) else {
+        return Stat::DropMalformed;
+    };
+    let with_ts = s.flags & SYN_F_TIMESTAMPS != 0 && syn.tsval.is_some();
+    let tcp_len = if with_ts {
+        SYNACK_TS_LEN
+    } else {
+        SYNACK_MSS_LEN
+    };
+    if !resize(seg, tcp_len) {
+        return Stat::PassSynNoRoom;
     }
     // The frame changed under us: a fresh view of it.
     let pkt = Packet::new(seg.ctx);
-    if !write_synack(seg, &pkt, &syn, cookie, s) {
+    if !write_synack(seg, &pkt, &syn, cookie, s, with_ts) {
         return Stat::DropMalformed;
     }
     maps::count_syn(vip_id, SynCounter::CookieSent);
@@ -84,21 +131,24 @@ pub fn answer(seg: &Seg, pkt: &Packet, s: &SynSettings, vip_id: u32) -> Stat {
 
 /// `bpf_tcp_gen_syncookie` wants the TCP header length to equal the SYN's data offset, as a
 /// constant the verifier can check against the packet: one arm per possible length.
+/// A header shorter than its data offset says is `DropMalformed`; the helper refusing (no
+/// cookies in this namespace, a full accept queue) is `PassSynCookieRefused`.
 #[inline(always)]
-fn gen_cookie(seg: &Seg, pkt: &Packet, sk: *mut bpf_sock) -> Option<u32> {
-    let th = pkt.bytes::<TCP_HLEN>(seg.l4_off)?;
+fn gen_cookie(seg: &Seg, pkt: &Packet, sk: *mut bpf_sock) -> Result<u32, Stat> {
+    const MALFORMED: Stat = Stat::DropMalformed;
+    let th = pkt.bytes::<TCP_HLEN>(seg.l4_off).ok_or(MALFORMED)?;
     let doff = u8_at(th + 12) >> 4;
     let ip_len = syn::ip_len(seg);
     let ip = if seg.v6 {
-        pkt.bytes::<IPV6_HLEN>(seg.ip_off)?
+        pkt.bytes::<IPV6_HLEN>(seg.ip_off).ok_or(MALFORMED)?
     } else {
-        pkt.bytes::<IPV4_HLEN>(seg.ip_off)?
+        pkt.bytes::<IPV4_HLEN>(seg.ip_off).ok_or(MALFORMED)?
     };
     macro_rules! arms {
         ($($words:literal),*) => {
             match doff {
                 $($words => {
-                    let th = pkt.bytes::<{ $words * 4 }>(seg.l4_off)?;
+                    let th = pkt.bytes::<{ $words * 4 }>(seg.l4_off).ok_or(MALFORMED)?;
                     unsafe {
                         bpf_tcp_gen_syncookie(
                             sk as *mut c_void,
@@ -109,13 +159,17 @@ fn gen_cookie(seg: &Seg, pkt: &Packet, sk: *mut bpf_sock) -> Option<u32> {
                         )
                     }
                 })*
-                _ => return None,
+                _ => return Err(MALFORMED),
             }
         };
     }
     let r = arms!(5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     // Low 32 bits: the cookie; bits 32..48: the MSS it encodes; negative: an error.
-    if r < 0 { None } else { Some(r as u32) }
+    if r < 0 {
+        Err(Stat::PassSynCookieRefused)
+    } else {
+        Ok(r as u32)
+    }
 }
 
 /// Ports, sequence number and the options the SYN-ACK echoes. The options are copied to the
@@ -220,18 +274,29 @@ fn linux_layout(pkt: &Packet, l4_off: usize, syn: &mut Syn) -> bool {
     true
 }
 
-/// Makes the frame exactly as long as the SYN-ACK (it loses the SYN's options and any payload
-/// or Ethernet padding, or grows for a SYN without options).
+/// Makes the frame exactly as long as a SYN-ACK with a `tcp_len`-byte header (it loses the
+/// SYN's options and any payload or Ethernet padding, or grows for a SYN with fewer options).
+/// Growing needs tailroom, which the driver decides.
 #[inline(always)]
-fn resize(seg: &Seg) -> bool {
-    let want = seg.l4_off + SYNACK_TCP_LEN;
+fn resize(seg: &Seg, tcp_len: usize) -> bool {
+    let want = seg.l4_off + tcp_len;
     let have = seg.ctx.data_end() - seg.ctx.data();
     let delta = want as i32 - have as i32;
     delta == 0 || unsafe { bpf_xdp_adjust_tail(seg.ctx.ctx, delta) } == 0
 }
 
+/// Rewrites the frame (already resized) into the SYN-ACK: with the timestamp (and what it
+/// carries) a 40-byte TCP header, else the MSS alone in 24 bytes. One body for both: a copy per
+/// length doubles what the verifier walks after the option parser's many paths.
 #[inline(always)]
-fn write_synack(seg: &Seg, pkt: &Packet, syn: &Syn, cookie: u32, s: &SynSettings) -> bool {
+fn write_synack(
+    seg: &Seg,
+    pkt: &Packet,
+    syn: &Syn,
+    cookie: u32,
+    s: &SynSettings,
+    with_ts: bool,
+) -> bool {
     let Some(eth) = pkt.bytes::<12>(0) else {
         return false;
     };
@@ -246,66 +311,94 @@ fn write_synack(seg: &Seg, pkt: &Packet, syn: &Syn, cookie: u32, s: &SynSettings
     put_u32(eth + 6, d0);
     put_u16(eth + 10, d1);
 
+    let tcp_len = if with_ts {
+        SYNACK_TS_LEN
+    } else {
+        SYNACK_MSS_LEN
+    };
     // Pseudo-header sum: protocol and TCP length, plus the addresses once written (all in
     // memory order, like every word summed here).
-    let mut sum = (IPPROTO_TCP as u16).to_be() as u64 + (SYNACK_TCP_LEN as u16).to_be() as u64;
+    let mut sum = (IPPROTO_TCP as u16).to_be() as u64 + (tcp_len as u16).to_be() as u64;
+    // The IP and TCP headers are checked as one range from the IP header (checked apart, LLVM
+    // rebases TCP writes on the IP pointer past its checked range); the longer range with a
+    // timestamp.
     let (th, mss) = if seg.v6 {
-        let Some(ip) = pkt.bytes::<{ IPV6_HLEN + SYNACK_TCP_LEN }>(seg.ip_off) else {
+        let ip = if with_ts {
+            pkt.bytes::<{ IPV6_HLEN + SYNACK_TS_LEN }>(seg.ip_off)
+        } else {
+            pkt.bytes::<{ IPV6_HLEN + SYNACK_MSS_LEN }>(seg.ip_off)
+        };
+        let Some(ip) = ip else {
             return false;
         };
-        let th = ipv6_header(ip);
+        ipv6_header(ip, tcp_len);
         for i in 0..8 {
             sum += u32_at(ip + 8 + 4 * i) as u64;
         }
-        (th, s.mss_v6)
+        (ip + IPV6_HLEN, s.mss_v6)
     } else {
-        let Some(ip) = pkt.bytes::<{ IPV4_HLEN + SYNACK_TCP_LEN }>(seg.ip_off) else {
+        let ip = if with_ts {
+            pkt.bytes::<{ IPV4_HLEN + SYNACK_TS_LEN }>(seg.ip_off)
+        } else {
+            pkt.bytes::<{ IPV4_HLEN + SYNACK_MSS_LEN }>(seg.ip_off)
+        };
+        let Some(ip) = ip else {
             return false;
         };
-        let th = ipv4_header(ip);
+        ipv4_header(ip, tcp_len);
         sum += u32_at(ip + 12) as u64 + u32_at(ip + 16) as u64;
-        (th, s.mss_v4)
+        (ip + IPV4_HLEN, s.mss_v4)
     };
-
-    let with_ts = s.flags & SYN_F_TIMESTAMPS != 0 && syn.tsval.is_some();
-    let sack = with_ts && syn.sack && s.flags & SYN_F_SACK != 0;
-    let wscale = if with_ts && s.flags & SYN_F_WSCALE != 0 {
-        syn.wscale
-    } else {
-        None
-    };
-    let ecn = with_ts && syn.ecn && s.flags & SYN_F_ECN != 0;
 
     put_u16(th, syn.dport);
     put_u16(th + 2, syn.sport);
     put_u32(th + 4, cookie.to_be());
     put_u32(th + 8, syn.seq.wrapping_add(1).to_be());
-    put_u8(th + 12, ((SYNACK_TCP_LEN / 4) as u8) << 4);
-    put_u8(th + 13, TCP_SYN | TCP_ACK | if ecn { TCP_ECE } else { 0 });
+    put_u8(th + 12, ((tcp_len / 4) as u8) << 4);
     put_u16(th + 14, (s.window.min(65_535) as u16).to_be());
     put_u32(th + 16, 0); // checksum (filled below), urgent pointer
     put_u32(
         th + 20,
         u32::from_ne_bytes([2, 4, (mss >> 8) as u8, mss as u8]),
     );
-    if with_ts {
-        // The coarse clock (up to a tick behind) is cheaper, and a TSval behind the kernel's
-        // later ones is what PAWS needs.
-        let now_ms = (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000) as u32;
-        let tsval = ts::tsval(now_ms, ts::options(wscale, sack, ecn));
-        let lead = if sack {
-            [4, 2]
-        } else {
-            [TCPOPT_NOP, TCPOPT_NOP]
-        };
-        put_u32(th + 24, u32::from_ne_bytes([lead[0], lead[1], 8, 10]));
-        put_u32(th + 28, tsval.to_be());
-        put_u32(th + 32, syn.tsval.unwrap_or(0).to_be());
-    } else {
-        put_u32(th + 24, NOPS);
-        put_u32(th + 28, NOPS);
-        put_u32(th + 32, NOPS);
+    let ecn = with_ts && ts_options(th, syn, s);
+    put_u8(th + 13, TCP_SYN | TCP_ACK | if ecn { TCP_ECE } else { 0 });
+    for i in 0..SYNACK_MSS_LEN / 4 {
+        sum += u32_at(th + 4 * i) as u64;
     }
+    if with_ts {
+        for i in SYNACK_MSS_LEN / 4..SYNACK_TS_LEN / 4 {
+            sum += u32_at(th + 4 * i) as u64;
+        }
+    }
+    put_u16(th + 16, !fold(sum));
+    true
+}
+
+/// The 16 option bytes after the MSS of a 40-byte SYN-ACK (`th` has 40 bytes checked): SACK
+/// (or NOPs) and the timestamp whose TSval carries window scale, SACK and ECN, then window scale
+/// (or NOPs). Returns whether ECN is on.
+#[inline(always)]
+fn ts_options(th: usize, syn: &Syn, s: &SynSettings) -> bool {
+    let sack = syn.sack && s.flags & SYN_F_SACK != 0;
+    let wscale = if s.flags & SYN_F_WSCALE != 0 {
+        syn.wscale
+    } else {
+        None
+    };
+    let ecn = syn.ecn && s.flags & SYN_F_ECN != 0;
+    // The coarse clock (up to a tick behind) is cheaper, and a TSval behind the kernel's
+    // later ones is what PAWS needs.
+    let now_ms = (unsafe { bpf_ktime_get_coarse_ns() } / 1_000_000) as u32;
+    let tsval = ts::tsval(now_ms, ts::options(wscale, sack, ecn));
+    let lead = if sack {
+        [4, 2]
+    } else {
+        [TCPOPT_NOP, TCPOPT_NOP]
+    };
+    put_u32(th + 24, u32::from_ne_bytes([lead[0], lead[1], 8, 10]));
+    put_u32(th + 28, tsval.to_be());
+    put_u32(th + 32, syn.tsval.unwrap_or(0).to_be());
     match wscale {
         Some(_) => put_u32(
             th + 36,
@@ -313,20 +406,16 @@ fn write_synack(seg: &Seg, pkt: &Packet, syn: &Syn, cookie: u32, s: &SynSettings
         ),
         None => put_u32(th + 36, NOPS),
     }
-    for i in 0..SYNACK_TCP_LEN / 4 {
-        sum += u32_at(th + 4 * i) as u64;
-    }
-    put_u16(th + 16, !fold(sum));
-    true
+    ecn
 }
 
-/// IPv4 header of the SYN-ACK, at `ip` (60 bytes checked); returns where TCP starts.
+/// IPv4 header of the SYN-ACK, at `ip` (20 bytes checked), for `tcp_len` bytes of TCP header.
 #[inline(always)]
-fn ipv4_header(ip: usize) -> usize {
+fn ipv4_header(ip: usize, tcp_len: usize) {
     let (src, dst) = (u32_at(ip + 12), u32_at(ip + 16));
     put_u8(ip, 0x45);
     put_u8(ip + 1, 0);
-    put_u16(ip + 2, ((IPV4_HLEN + SYNACK_TCP_LEN) as u16).to_be());
+    put_u16(ip + 2, ((IPV4_HLEN + tcp_len) as u16).to_be());
     put_u16(ip + 4, 0);
     put_u16(ip + 6, 0x4000u16.to_be()); // DF
     put_u8(ip + 8, TTL);
@@ -339,14 +428,13 @@ fn ipv4_header(ip: usize) -> usize {
         sum += u32_at(ip + 4 * i) as u64;
     }
     put_u16(ip + 10, !fold(sum));
-    ip + IPV4_HLEN
 }
 
-/// IPv6 header of the SYN-ACK, at `ip` (80 bytes checked); returns where TCP starts.
+/// IPv6 header of the SYN-ACK, at `ip` (40 bytes checked), for `tcp_len` bytes of TCP header.
 #[inline(always)]
-fn ipv6_header(ip: usize) -> usize {
+fn ipv6_header(ip: usize, tcp_len: usize) {
     put_u32(ip, 0x6000_0000u32.to_be());
-    put_u16(ip + 4, (SYNACK_TCP_LEN as u16).to_be());
+    put_u16(ip + 4, (tcp_len as u16).to_be());
     put_u8(ip + 6, IPPROTO_TCP);
     put_u8(ip + 7, TTL);
     for i in 0..4 {
@@ -355,7 +443,6 @@ fn ipv6_header(ip: usize) -> usize {
         put_u32(a, dst);
         put_u32(b, src);
     }
-    ip + IPV6_HLEN
 }
 
 /// Folds a sum of 32-bit words into the 16-bit ones'-complement sum.

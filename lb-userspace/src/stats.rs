@@ -142,6 +142,7 @@ pub fn table(report: &Value) -> String {
             );
         }
     }
+    syn_fallbacks(&mut out, report);
     if let Some(vips) = report["vips"].as_array() {
         let with_syn: Vec<&Value> = vips.iter().filter(|v| v.get("syn").is_some()).collect();
         if !with_syn.is_empty() {
@@ -184,6 +185,28 @@ pub fn table(report: &Value) -> String {
     out
 }
 
+/// One line under the counters when SYNs to VIPs in cookie mode went to the kernel: how many a
+/// second for each reason (the `pass_syn_*` rows), so the reason stands out.
+fn syn_fallbacks(out: &mut String, report: &Value) {
+    let stats = &report["stats"];
+    let reasons: Vec<String> = Stat::ALL
+        .into_iter()
+        .filter(|s| s.is_syn_fallback())
+        .filter(|s| stats[s.name()]["packets"].as_u64().unwrap_or(0) > 0)
+        .map(|s| {
+            let pps = stats[s.name()]["pps"].as_f64().unwrap_or(0.0);
+            format!("{} {pps:.0}/s", s.name().trim_start_matches("pass_syn_"))
+        })
+        .collect();
+    if !reasons.is_empty() {
+        let _ = writeln!(
+            out,
+            "SYNs left to the kernel (not answered from XDP): {}",
+            reasons.join(", ")
+        );
+    }
+}
+
 /// The daemon's one-line summary.
 pub fn line(report: &Value) -> String {
     let s = &report["stats"];
@@ -224,7 +247,29 @@ mod tests {
         assert_eq!(r["stats"]["pass_vip"]["bps"], 80_000.0);
         assert_eq!(r["packets_total"], 200);
         assert!(table(&r).contains("pass_vip"));
+        assert!(!table(&r).contains("left to the kernel"));
         assert!(line(&r).starts_with("100 pkt/s"));
+    }
+
+    #[test]
+    fn syn_fallbacks_show_by_reason() {
+        let before = Counters {
+            stats: vec![Counter::default(); Stat::COUNT as usize],
+            ..Default::default()
+        };
+        let mut now = before.clone();
+        now.stats[Stat::PassSynNoRoom as usize].packets = 50;
+        now.stats[Stat::PassSynCookieRefused as usize].packets = 10;
+        let r = report("eth0", &before, &now, Duration::from_secs(1));
+        assert_eq!(r["stats"]["pass_syn_no_room"]["packets"], 50);
+        assert_eq!(r["stats"]["pass_syn_cookie_refused"]["pps"], 10.0);
+        let t = table(&r);
+        assert!(
+            t.contains(
+                "left to the kernel (not answered from XDP): cookie_refused 10/s, no_room 50/s"
+            ),
+            "{t}"
+        );
     }
 }
 

@@ -1,6 +1,7 @@
 //! SYN-flood defence fixtures through `BPF_PROG_TEST_RUN`: SYN → exact SYN-ACK (IPv4, IPv6,
-//! VLAN, with and without options), valid and invalid cookie ACKs, strays, established flows,
-//! modes off/always/auto and their transitions, per-source rate limits and the flood guard.
+//! VLAN, with and without options, option-less in 54- and 60-byte frames), valid and invalid cookie ACKs, strays, established flows,
+//! modes off/always/auto and their transitions, per-source rate limits and the flood guard,
+//! and every SYN left to the kernel counted under its reason.
 //!
 //! The cookie helpers work on the kernel's listening socket in the namespace `TestRun` runs in
 //! (the caller's), so every test runs inside a lab namespace with real listeners on the VIPs
@@ -25,7 +26,7 @@ use lb_userspace::{
 };
 use weir_tests::{
     lab::{Lab, Ns},
-    packet::{Frame, Packet, TcpOpt, assert_frames_eq, flags},
+    packet::{Frame, Packet, TcpOpt, assert_frames_eq},
 };
 
 const XDP_DROP: u32 = 1;
@@ -361,50 +362,199 @@ fn other_option_layouts_take_the_general_walk() {
         .build();
     let (action, out, _) = fx.run(&win);
     assert_eq!(action, XDP_TX);
-    let opts = tcp_of(&out).options;
-    assert_eq!(opts[0], TcpOpt::Mss(1460));
-    assert!(opts[1..].iter().all(|o| *o == TcpOpt::Nop), "{opts:?}");
+    assert_eq!(tcp_of(&out).options, [TcpOpt::Mss(1460)]);
+    assert_eq!(out.len(), 58, "MSS only: a 24-byte TCP header");
+}
+
+/// hping3's SYN: no TCP options, a 54-byte frame.
+fn bare_syn(sport: u16) -> Vec<u8> {
+    Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv4(CLIENT4, VIP4)
+        .tcp(sport, PORT4)
+        .syn()
+        .seq(5)
+        .window(512)
+        .build()
+}
+
+/// The SYN-ACK to a SYN without a timestamp: MSS alone (a 24-byte TCP header, a 58-byte frame).
+fn expect_mss_only_synack(sport: u16, cookie: u32) -> Vec<u8> {
+    Packet::new()
+        .eth(MAC_S, MAC_C)
+        .ipv4(VIP4, CLIENT4)
+        .df()
+        .tcp(PORT4, sport)
+        .syn()
+        .ack()
+        .seq(cookie)
+        .ack_seq(6)
+        .window(65535)
+        .mss(1460)
+        .build()
+}
+
+/// Runs `syn` (from `sport`), expects the exact MSS-only SYN-ACK, then checks the cookie with
+/// the kernel through the client's ACK (`bpf_tcp_check_syncookie`): right, and wrong. (Wrong in
+/// bits 8..15: the low two bits are the MSS index, and the default MSS's index 0 plus one is
+/// another valid index.)
+fn answers_mss_only_with_a_valid_cookie(fx: &mut Fx, syn: &[u8], sport: u16) {
+    let (action, out, stat) = fx.run(syn);
+    assert_eq!((action, stat), (XDP_TX, Stat::TxSynCookie));
+    assert_eq!(out.len(), 14 + 20 + 24, "MSS only: the frame is 58 bytes");
+    let cookie = tcp_of(&out).seq;
+    assert_frames_eq(&expect_mss_only_synack(sport, cookie), &out);
+    assert!(Frame::parse(&out).unwrap().checksums_ok());
+    let ack = |ack_seq: u32| {
+        Packet::new()
+            .eth(MAC_C, MAC_S)
+            .ipv4(CLIENT4, VIP4)
+            .tcp(sport, PORT4)
+            .ack()
+            .seq(6)
+            .ack_seq(ack_seq)
+            .build()
+    };
+    let (action, _, stat) = fx.run(&ack(cookie.wrapping_add(1)));
+    assert_eq!((action, stat), (XDP_PASS, Stat::PassSynCookieAck));
+    let (action, _, stat) = fx.run(&ack((cookie ^ 0xff00).wrapping_add(1)));
+    assert_eq!((action, stat), (XDP_DROP, Stat::DropSynCookieAck));
 }
 
 #[test]
-fn syn_without_options_gets_mss_only_and_the_frame_grows() {
+fn option_less_54_byte_syn_gets_an_exact_mss_only_synack() {
     let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
         return;
     };
-    // hping3-style: no options at all, a 54-byte frame.
-    let bare = Packet::new()
-        .eth(MAC_C, MAC_S)
-        .ipv4(CLIENT4, VIP4)
-        .tcp(1234, PORT4)
-        .syn()
-        .seq(5)
-        .build();
-    let (action, out, _) = fx.run(&bare);
-    assert_eq!(action, XDP_TX);
-    assert_eq!(out.len(), 14 + 20 + 40);
-    let f = Frame::parse(&out).unwrap();
-    assert!(f.checksums_ok());
-    let tcp = f.tcp().unwrap();
-    assert_eq!(tcp.flags, flags::SYN | flags::ACK);
-    assert_eq!(tcp.ack, 6);
-    assert_eq!(tcp.options[0], TcpOpt::Mss(1460));
-    assert!(
-        tcp.options[1..].iter().all(|o| *o == TcpOpt::Nop),
-        "no timestamp to carry wscale/SACK: only the MSS, {:?}",
-        tcp.options
-    );
-    // A SYN with a payload (and Ethernet padding) shrinks to the same SYN-ACK.
+    let syn = bare_syn(1234);
+    assert_eq!(syn.len(), 54);
+    answers_mss_only_with_a_valid_cookie(&mut fx, &syn, 1234);
+    assert_eq!(fx.syn_count(0, SynCounter::CookieSent), 1);
+    assert_eq!(fx.syn_count(0, SynCounter::CookieAckValid), 1);
+}
+
+#[test]
+fn option_less_syn_in_a_60_byte_minimum_frame_gets_the_same_synack() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    // What a NIC delivers: the 54-byte SYN padded with 6 bytes to Ethernet's minimum.
+    let mut syn = bare_syn(1235);
+    syn.extend_from_slice(&[0; 6]);
+    answers_mss_only_with_a_valid_cookie(&mut fx, &syn, 1235);
+}
+
+#[test]
+fn syns_without_timestamps_get_mss_only() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    // MSS only, a payload, padding: shrinks to the same 58-byte SYN-ACK.
     let fat = Packet::new()
         .eth(MAC_C, MAC_S)
         .ipv4(CLIENT4, VIP4)
-        .tcp(1235, PORT4)
+        .tcp(1236, PORT4)
         .syn()
+        .seq(5)
         .mss(1400)
         .payload_pattern(300)
         .build();
     let (action, out, _) = fx.run(&fat);
-    assert_eq!((action, out.len()), (XDP_TX, 74));
+    assert_eq!(action, XDP_TX);
+    assert_frames_eq(&expect_mss_only_synack(1236, tcp_of(&out).seq), &out);
+    // IPv6, no options: 74 bytes grow by 4.
+    let bare6 = Packet::new()
+        .eth(MAC_C, MAC_S)
+        .ipv6(CLIENT6, VIP6)
+        .tcp(1237, PORT6)
+        .syn()
+        .seq(9)
+        .build();
+    let (action, out, _) = fx.run(&bare6);
+    assert_eq!(action, XDP_TX);
+    let want = Packet::new()
+        .eth(MAC_S, MAC_C)
+        .ipv6(VIP6, CLIENT6)
+        .tcp(PORT6, 1237)
+        .syn()
+        .ack()
+        .seq(tcp_of(&out).seq)
+        .ack_seq(10)
+        .window(65535)
+        .mss(1440)
+        .build();
+    assert_frames_eq(&want, &out);
     assert!(Frame::parse(&out).unwrap().checksums_ok());
+}
+
+#[test]
+fn every_syn_left_to_the_kernel_is_counted_by_reason() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    let v4 = || Packet::new().eth(MAC_C, MAC_S);
+    // IPv4 options (a router alert).
+    let opts = v4()
+        .ipv4(CLIENT4, VIP4)
+        .ip_options(&[0x94, 4, 0, 0])
+        .tcp(2000, PORT4)
+        .syn()
+        .build();
+    assert_eq!(fx.run(&opts).2, Stat::PassSynIpOptions);
+    // Nothing listens on the port: the kernel's RST.
+    let none = v4().ipv4(CLIENT4, VIP4).tcp(2001, PORT_NONE).syn().build();
+    assert_eq!(fx.run(&none).2, Stat::PassSynNoListener);
+    // The 4-tuple has its own socket (an established connection over lo).
+    let client = fx
+        .ns
+        .in_ns(|| TcpStream::connect((VIP4, PORT4)).unwrap())
+        .unwrap();
+    let local = client.local_addr().unwrap();
+    let again = v4()
+        .ipv4(local.ip().to_string().as_str(), VIP4)
+        .tcp(local.port(), PORT4)
+        .syn()
+        .build();
+    assert_eq!(fx.run(&again).2, Stat::PassSynNotListener);
+    // The kernel's cookie helper refuses: cookies off (0), or only on overflow (1).
+    for value in ["0", "1"] {
+        fx.ns.sysctl("net.ipv4.tcp_syncookies", value).unwrap();
+        let (action, _, stat) = fx.run(&bare_syn(2002));
+        assert_eq!(
+            (action, stat),
+            (XDP_PASS, Stat::PassSynCookieRefused),
+            "{value}"
+        );
+    }
+    fx.ns.sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
+    // A data offset past the frame's end: dropped, as the kernel would.
+    let short = v4()
+        .ipv4(CLIENT4, VIP4)
+        .tcp(2003, PORT4)
+        .syn()
+        .data_offset(15)
+        .build();
+    let (action, _, stat) = fx.run(&short);
+    assert_eq!((action, stat), (XDP_DROP, Stat::DropMalformed));
+    assert_eq!(fx.run(&bare_syn(2004)).2, Stat::TxSynCookie);
+    let c = fx.dp.counters().unwrap();
+    for s in [
+        Stat::PassSynIpOptions,
+        Stat::PassSynNoListener,
+        Stat::PassSynNotListener,
+    ] {
+        assert_eq!(c.stat(s).packets, 1, "{}", s.name());
+    }
+    assert_eq!(c.stat(Stat::PassSynCookieRefused).packets, 2);
+    // No room to grow (`PassSynNoRoom`) needs a driver without tailroom: BPF_PROG_TEST_RUN
+    // always gives a page. e2e_synflood's hping3 flood covers the veth's page-pool fragments.
+    assert_eq!(c.stat(Stat::PassSynNoRoom).packets, 0);
+    assert_eq!(
+        c.stat(Stat::PassVip).packets,
+        0,
+        "no SYN is an unexplained pass"
+    );
+    drop(client);
 }
 
 #[test]
@@ -433,7 +583,7 @@ fn strays_and_established_flows_in_cookie_mode() {
             .syn()
             .build(),
     );
-    assert_eq!((action, stat), (XDP_PASS, Stat::PassVip));
+    assert_eq!((action, stat), (XDP_PASS, Stat::PassSynNoListener));
     // An established connection's segments pass: a real connection over lo.
     let client = fx
         .ns

@@ -93,7 +93,16 @@ async fn serve(mut s: TcpStream, conns: Arc<Mutex<Vec<Conn>>>, i: usize) {
         buf.drain(..end + 4);
         let path = head.split(' ').nth(1).unwrap_or("").to_string();
         conns.lock().unwrap()[i].paths.push(path.clone());
-        if path.starts_with("/switch") {
+        if path.starts_with("/late-switch") {
+            // After the client has gone: the 101 and the would-be response together.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let _ = s
+                .write_all(
+                    b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n\
+                      HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED",
+                )
+                .await;
+        } else if path.starts_with("/switch") {
             let _ = s
                 .write_all(
                     b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
@@ -198,6 +207,66 @@ async fn unrequested_101_is_502_and_never_pooled() {
     }
     let m = w.metrics.snapshot();
     assert_eq!(m.elb_status_codes.get(&502), Some(&3), "{m:?}");
+    w.stop().await;
+}
+
+/// The same for an HTTP/2 client (curl, prior knowledge): its request goes over the same
+/// pooled HTTP/1.1 target connections and is never an upgrade, so a 101 is a 502 and the
+/// connection is closed (on the old code the 101 went to hyper as the response and the
+/// connection to the pool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrequested_101_to_an_http2_client_is_502() {
+    let t = switcher().await;
+    let port = free_port();
+    let w = start(&config(port, t.port, ""));
+    let url = format!("http://127.0.0.1:{port}/switch-h2");
+    let (status, text) = curl(&["--http2-prior-knowledge", &url]).await;
+    assert_eq!(status, 502, "{text}");
+    assert!(text.starts_with("HTTP/2 502"), "{text}");
+    let c = t.conn_of("/switch-h2", true).await;
+    assert!(c.eof, "weir kept the target connection: {c:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let url = format!("http://127.0.0.1:{port}/next-h2");
+    let (status, text) = curl(&["--http2-prior-knowledge", &url]).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+    let c = t.conn_of("/next-h2", false).await;
+    assert!(!c.paths.iter().any(|p| p == "/switch-h2"), "{c:?}");
+    w.stop().await;
+}
+
+/// An HTTP/2 stream cancelled while weir waits for the response (the client went away):
+/// weir reads the response away to pool the connection, but not past a 101 (on the old code
+/// it skipped the 101 as interim, took the target's next bytes for the response and pooled
+/// the connection, which the next request then reused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_stream_answered_with_101_is_not_pooled() {
+    let t = switcher().await;
+    let port = free_port();
+    let w = start(&config(port, t.port, ""));
+    // hyper's HTTP/2 client; the request is dropped after 100 ms: RST_STREAM (CANCEL).
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .unwrap();
+    let conn = tokio::spawn(conn);
+    let req = hyper::Request::get(format!("http://127.0.0.1:{port}/late-switch"))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(100), send.send_request(req)).await;
+    assert!(early.is_err(), "the target answers after 300 ms: {early:?}");
+    let c = t.conn_of("/late-switch", true).await;
+    assert!(c.eof, "weir kept the target connection: {c:?}");
+    let url = format!("http://127.0.0.1:{port}/next-late");
+    let (status, text) = curl(&["--http2-prior-knowledge", &url]).await;
+    assert_eq!(status, 200, "{text}");
+    let c = t.conn_of("/next-late", false).await;
+    assert!(!c.paths.iter().any(|p| p == "/late-switch"), "{c:?}");
+    drop(send);
+    conn.abort();
     w.stop().await;
 }
 

@@ -313,7 +313,8 @@ async fn refused_upgrade_is_a_response_not_a_tunnel() {
 
 /// Heads weir cannot parse get their status and exactly one access-log line each, as ALB logs
 /// them: the status, `-` for the unknown request and target, the reason; a malformed but
-/// complete head classified as ALB's classifier does, one too long `-`. Counted as ELB 4XX.
+/// complete head classified as ALB's classifier does, one too long or too slow `-`. Counted as
+/// ELB 4XX.
 /// (On the old code: no line.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unparsable_heads_are_access_logged() {
@@ -322,10 +323,12 @@ async fn unparsable_heads_are_access_logged() {
     let log = std::env::temp_dir().join(format!("weir-l7-unparsed-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     let extra = format!(
-        "access_logs.enabled = true\naccess_logs.path = \"{}\"",
+        "access_logs.enabled = true\naccess_logs.path = \"{}\"\nheader_read_timeout_seconds = 1",
         log.display()
     );
     let w = start(&config(port, t.port, &extra));
+    let (status, text) = ask(port, "GET /slow HTTP/1.1\r\nHost: a\r\n").await;
+    assert_eq!(status, 408, "a head never completed: {text}");
     let (status, text) = ask(port, "GARBAGE\r\n\r\n").await;
     assert_eq!(status, 400, "{text}");
     let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(70_000));
@@ -337,10 +340,12 @@ async fn unparsable_heads_are_access_logged() {
     w.stop().await;
     assert_eq!(m.elb_status_codes.get(&400), Some(&1), "{m:?}");
     assert_eq!(m.elb_status_codes.get(&414), Some(&1), "{m:?}");
+    assert_eq!(m.elb_status_codes.get(&408), Some(&1), "{m:?}");
+    assert_eq!(m.desync_non_compliant, 1, "GARBAGE is non-compliant: {m:?}");
     let lines = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_file(&log);
     let lines: Vec<&str> = lines.lines().collect();
-    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert_eq!(lines.len(), 4, "{lines:#?}");
     let bad: Vec<&&str> = lines.iter().filter(|l| l.contains(" 400 ")).collect();
     assert_eq!(bad.len(), 1, "{lines:#?}");
     let bad = bad[0];
@@ -365,4 +370,9 @@ async fn unparsable_heads_are_access_logged() {
         .expect("414 logged");
     assert!(long.contains("\"RequestLineTooLong\""), "{long}");
     assert!(long.ends_with("\"-\" \"-\""), "not classified: {long}");
+    let slow = lines
+        .iter()
+        .find(|l| l.contains(" 408 "))
+        .expect("408 logged");
+    assert!(slow.contains("\"RequestHeaderTimeout\""), "{slow}");
 }

@@ -9,6 +9,9 @@
 //! - a reused connection that fails before any response byte is retried once, on a new
 //!   connection, when the request is idempotent and has no body;
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
+//!
+//! A `101` is tunnelled only when `upgrade::switch` says the request asked for it; any other
+//! `101` is a 502 and an upgrade the target refused never leaves its connection in the pool.
 
 use super::codec::{self, Framing, ResponseHead};
 use super::idle::{CoarseClock, IdleDeadlines};

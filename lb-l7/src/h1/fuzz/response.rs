@@ -1,11 +1,13 @@
 //! The response side of the fuzz target: a target's bytes go through what `h1::forward` does
-//! with them (`codec::parse_response`, interim responses skipped, `codec::response_framing`,
+//! with them (`codec::parse_response`, interim responses skipped, an unrequested 101 refused
+//! (`upgrade::switch`), `codec::response_framing`,
 //! `codec::write_client_response_head`, the body copied or re-encoded by `ChunkedReencoder`,
 //! de-chunked for an HTTP/1.0 client), and a client's independent strict parser must read
 //! exactly one response: the same status and the body weir parsed, framed unambiguously.
 
 use super::{dechunk, show};
 use crate::h1::codec::{self, ChunkError, ChunkedReencoder, Framing};
+use crate::h1::upgrade;
 use bytes::BytesMut;
 use http::Method;
 
@@ -38,6 +40,14 @@ pub fn respond(input: &[u8], client: Client) -> Option<(Answer, Vec<u8>)> {
             _ => return None,
         }
     };
+    // The client's request offered no upgrade: a 101 is weir's own 502 (`h1::upgrade`).
+    let offered: Option<&http::HeaderMap> = None;
+    if matches!(
+        upgrade::switch(offered, &[], head.status, &head),
+        upgrade::Switch::Refuse
+    ) {
+        return None;
+    }
     let method = if client.head {
         Method::HEAD
     } else {

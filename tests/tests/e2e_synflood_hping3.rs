@@ -2,7 +2,8 @@
 //! from a raw socket, as most flood tools send them) from a client namespace into a veth whose
 //! peer runs `weir run --no-l7` with `[syn] mode = "always"`. Every SYN must be answered from
 //! XDP (`tx_syn_cookie`), none left to the kernel (`pass_syn_*`), and hping3 must hear the
-//! SYN-ACKs. Bounded: 2000 SYNs, 200 µs apart. Needs root and hping3 (skipped without them).
+//! SYN-ACKs; then a client without timestamps connects through the MSS-only SYN-ACK and its
+//! cookie ACK. Bounded: 2000 SYNs, 200 µs apart. Needs root and hping3 (skipped without them).
 //!
 //! Two wirings: a veth pair, and the issue's (client and server veths in a Linux bridge).
 //! Without its fix this is the root cause of the first defect of issue #11, measured here in
@@ -14,6 +15,7 @@
 mod common;
 
 use std::{
+    io::{Read, Write},
     net::{TcpListener, TcpStream},
     time::Duration,
 };
@@ -24,7 +26,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use common::*;
-use weir_tests::lab::Lab;
+use weir_tests::lab::{Iface, Lab, Ns};
 
 const CLIENT: &str = "10.79.0.1";
 const VIP: &str = "10.79.0.2";
@@ -98,7 +100,7 @@ fn hping3_against_weir(bridged: bool) -> Result<()> {
     };
     c0.addr(&format!("{CLIENT}/24"))?;
     s0.addr(&format!("{VIP}/24"))?;
-    let _listener = server.in_ns(|| TcpListener::bind((VIP, PORT)))??;
+    let listener = server.in_ns(|| TcpListener::bind((VIP, PORT)))??;
     let cfg = TempFile::new(
         "hping3.toml",
         &format!("[[vip]]\naddress = \"{VIP}\"\nport = {PORT}\n\n[syn]\nmode = \"always\"\n"),
@@ -145,6 +147,7 @@ fn hping3_against_weir(bridged: bool) -> Result<()> {
          {fallbacks:?}",
         d("tx_syn_cookie")
     );
+    let no_ts = connect_without_timestamps(&client, &listener, &server, &s0);
     assert!(interrupt(&mut weir)?, "weir exits cleanly");
     ensure!(sent == SYNS, "hping3 sent {sent} of {SYNS}");
     ensure!(
@@ -159,6 +162,59 @@ fn hping3_against_weir(bridged: bool) -> Result<()> {
     ensure!(
         received * 100 >= sent * 99,
         "hping3 heard {received} SYN-ACKs of {sent}"
+    );
+    no_ts
+}
+
+/// A real connection from a client without timestamps (`tcp_timestamps = 0`): its SYN gets the
+/// MSS-only SYN-ACK from XDP, and the kernel completes the handshake from the cookie in its ACK.
+fn connect_without_timestamps(
+    client: &Ns,
+    listener: &TcpListener,
+    server: &Ns,
+    s0: &Iface,
+) -> Result<()> {
+    client.sysctl("net.ipv4.tcp_timestamps", "0")?;
+    let before = stats(server, s0)?;
+    let mut c = client.in_ns(|| {
+        TcpStream::connect_timeout(
+            &format!("{VIP}:{PORT}").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+    })??;
+    c.write_all(b"ping")?;
+    let port = c.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    let mut accepted = None;
+    weir_tests::lab::wait_until(
+        Duration::from_secs(5),
+        "the cookie connection",
+        || match listener.accept() {
+            // The warm-up connection is in the queue too.
+            Ok((a, peer)) => {
+                let ours = peer.port() == port;
+                if ours {
+                    accepted = Some(a);
+                }
+                Ok(ours)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+            Err(e) => Err(e.into()),
+        },
+    )?;
+    let mut a = accepted.context("accepted")?;
+    a.set_nonblocking(false)?;
+    a.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0u8; 4];
+    a.read_exact(&mut buf)?;
+    ensure!(&buf == b"ping", "the bytes sent arrive");
+    let after = stats(server, s0)?;
+    let d = |k: &str| packets(&after, k) - packets(&before, k);
+    ensure!(
+        d("tx_syn_cookie") == 1 && d("pass_syn_cookie_ack") == 1,
+        "the handshake went through XDP's cookie: tx_syn_cookie {}, pass_syn_cookie_ack {}",
+        d("tx_syn_cookie"),
+        d("pass_syn_cookie_ack")
     );
     Ok(())
 }

@@ -75,7 +75,7 @@ static SYN_SCRATCH: PerCpuArray<Syn> = PerCpuArray::with_max_entries(1, 0);
 /// The parsed SYN, through map memory: the verifier knows nothing of what it reads back, so the
 /// option parser's many paths (each with its own constants) meet in one state here and the
 /// SYN-ACK code after them is verified once, not once per path (over a million instructions
-/// otherwise). A per-CPU array lookup is inlined by the verifier: a few instructions.
+/// otherwise). Recent kernels inline a per-CPU array lookup: a few instructions.
 #[inline(always)]
 fn settle(syn: Syn) -> Option<Syn> {
     let p = SYN_SCRATCH.get_ptr_mut(0)?;

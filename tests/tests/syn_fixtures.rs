@@ -590,7 +590,7 @@ fn strays_and_established_flows_in_cookie_mode() {
         .in_ns(|| TcpStream::connect((VIP4, PORT4)).unwrap())
         .unwrap();
     let local = client.local_addr().unwrap();
-    std::thread::sleep(Duration::from_millis(50));
+    wait_server_established(&fx.ns, local.port());
     let data = Packet::new()
         .ipv4(local.ip().to_string().as_str(), VIP4)
         .tcp(local.port(), PORT4)
@@ -602,6 +602,31 @@ fn strays_and_established_flows_in_cookie_mode() {
     assert_eq!((action, stat), (XDP_PASS, Stat::PassVip));
     assert_eq!(fx.syn_count(0, SynCounter::Stray), 2);
     assert_eq!(fx.syn_count(2, SynCounter::Stray), 1);
+}
+
+/// Waits (≤ 2 s) until the server's side of the connection from client port `port` to
+/// PORT4 is established in `ns` (`/proc/net/tcp`, state 01): the client's `connect` returns
+/// when it has sent its ACK, and on a loaded machine the listener may take that ACK later.
+fn wait_server_established(ns: &weir_tests::lab::Ns, port: u16) {
+    let want = format!(":{PORT4:04X} ");
+    let peer = format!(":{port:04X} 01 ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let table = ns
+            .in_ns(|| std::fs::read_to_string("/proc/thread-self/net/tcp").unwrap())
+            .unwrap();
+        if table
+            .lines()
+            .any(|l| l.contains(&want) && l.contains(&peer))
+        {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server side of client port {port} never established:\n{table}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[test]

@@ -262,6 +262,9 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
     let conns = idle_conns + 2_000;
     // HAProxy wants two descriptors per connection (client + server side).
     let hap_conns = conns.min((nofile as usize).saturating_sub(100) / 2);
+    // weir sizes its descriptors the same way (client + target per connection, plus 256 and the
+    // listeners) and refuses to start when a configured limit cannot fit.
+    let weir_conns = conns.min((nofile as usize).saturating_sub(300) / 2);
     std::fs::write(
         dir.join("origin.conf"),
         format!(
@@ -275,7 +278,7 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
     std::fs::write(
         dir.join("weir.toml"),
         format!(
-            "[workers]\ncount = 1\n\n[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n\n\
+            "[workers]\ncount = 1\n\n[load_balancer]\nmax_connections_per_worker = {weir_conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n\n\
              [[listener]]\naddress = \"127.0.0.1\"\nport = {}\ndefault_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
              [[listener]]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"HTTPS\"\n\
              certificate = [{{ certificate_file = \"{d}/cert.pem\", private_key_file = \"{d}/key.pem\" }}]\n\

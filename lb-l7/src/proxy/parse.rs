@@ -144,8 +144,27 @@ pub fn valid_authority(v: &[u8]) -> bool {
 
 /// RFC 3986 `unreserved` and `sub-delims` (not `pct-encoded`: see `valid_authority`).
 fn reg_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=".contains(&b)
+    REG_NAME[usize::from(b)]
 }
+
+/// `reg_name_byte` as a table: every request's Host goes through it byte by byte, and a
+/// search of the 15 punctuation bytes per byte cost ~25 instructions a byte (callgrind).
+const REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric();
+        b += 1;
+    }
+    let punct = b"-._~!$&'()*+,;=";
+    let mut i = 0;
+    while i < punct.len() {
+        t[punct[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
 
 /// Does `Connection` name a header that frames or routes the request, or that weir states to
 /// the target: `Content-Length`, `Transfer-Encoding`, `Host`, any `X-Forwarded-*`, the trace

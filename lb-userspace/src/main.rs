@@ -96,7 +96,8 @@ fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.interval.max(0.0)));
     let now = read_pinned(&iface)?;
-    let r = stats::report(&iface, &before, &now, t0.elapsed());
+    let mut r = stats::report(&iface, &before, &now, t0.elapsed());
+    r["host"] = lb_userspace::xdp::syn::host_json(&iface);
     if args.json {
         println!("{r}");
     } else {

@@ -23,7 +23,7 @@ struct XdpTier {
     iface: String,
     dataplane: Dataplane,
     attachment: Option<attach::Attachment>,
-    _pins: PinDir,
+    pins: PinDir,
     /// SYN modes, auto mode and the host sysctls (restored when dropped, after the detach).
     syn: xdp::syn::SynControl,
 }
@@ -70,7 +70,7 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
         iface: iface.to_string(),
         dataplane,
         attachment: None,
-        _pins: pins,
+        pins,
         syn,
     };
     tier.attachment = Some(attach::attach(
@@ -162,8 +162,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = syn_tick.tick(), if syn_ticks => {
                 if let Some(t) = &mut xdp_tier {
+                    let was = t.syn.reasserted();
                     t.syn.tick(&mut t.dataplane, syn_at.elapsed())?;
                     syn_at = Instant::now();
+                    if t.syn.reasserted() != was {
+                        let note = format!("{} {}\n", xdp::syn::REASSERTED, t.syn.reasserted());
+                        if let Err(e) = t.pins.note(&note) {
+                            warn!("writing the lock file's note for weir stats: {e}");
+                        }
+                    }
                 }
             }
             _ = sighup.recv() => {
@@ -182,7 +189,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 if let (Some(t), Some((prev, at))) = (&xdp_tier, &mut last) {
                     let now = t.dataplane.counters()?;
                     let r = stats::report(&t.iface, prev, &now, at.elapsed());
-                    info!(iface = %t.iface, "{}", stats::line(&r));
+                    info!(
+                        iface = %t.iface,
+                        syncookies_reasserted = t.syn.reasserted(),
+                        "{}",
+                        stats::line(&r)
+                    );
                     *prev = now;
                     *at = Instant::now();
                 }

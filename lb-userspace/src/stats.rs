@@ -143,6 +143,13 @@ pub fn table(report: &Value) -> String {
         }
     }
     syn_fallbacks(&mut out, report);
+    if let Some(v) = report["host"]["tcp_syncookies"].as_str() {
+        let _ = writeln!(
+            out,
+            "net.ipv4.tcp_syncookies = {v} (found rewritten and re-asserted by weir {} times)",
+            report["host"]["syncookies_reasserted"]
+        );
+    }
     if let Some(vips) = report["vips"].as_array() {
         let with_syn: Vec<&Value> = vips.iter().filter(|v| v.get("syn").is_some()).collect();
         if !with_syn.is_empty() {
@@ -311,5 +318,23 @@ mod syn_tests {
         assert_eq!(s["cookies_sent_per_second"], 1000.0);
         let t = table(&r);
         assert!(t.contains("SYN defence") && t.contains(" auto "), "{t}");
+        assert!(!t.contains("tcp_syncookies"), "{t}");
+    }
+
+    #[test]
+    fn the_host_syncookies_line_shows_value_and_reassertions() {
+        let c = Counters {
+            stats: vec![Counter::default(); Stat::COUNT as usize],
+            ..Default::default()
+        };
+        let mut r = report("eth0", &c, &c, Duration::from_secs(1));
+        r["host"] = json!({"tcp_syncookies": "2", "syncookies_reasserted": 3});
+        let t = table(&r);
+        assert!(
+            t.contains(
+                "net.ipv4.tcp_syncookies = 2 (found rewritten and re-asserted by weir 3 times)"
+            ),
+            "{t}"
+        );
     }
 }

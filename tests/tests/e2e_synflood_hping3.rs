@@ -11,6 +11,10 @@
 //! tailroom in the veth's frame, and all 2000 SYNs went to the kernel (`pass_syn_no_room` 2000,
 //! `tx_syn_cookie` 0); the MSS-only answer grows it by 4 bytes. The in-repo generator's live
 //! frames sit in whole pages, so `e2e_synflood` never showed it.
+//!
+//! Issue #11's third defect: `tcp_syncookies` rewritten to 0 and to 1 while weir runs (as
+//! `sysctl --system` would). Without the watch, the helper refused every cookie and the whole
+//! burst went to the kernel (`pass_syn_cookie_refused`); weir now puts 2 back within a tick.
 
 mod common;
 
@@ -215,6 +219,106 @@ fn connect_without_timestamps(
         "the handshake went through XDP's cookie: tx_syn_cookie {}, pass_syn_cookie_ack {}",
         d("tx_syn_cookie"),
         d("pass_syn_cookie_ack")
+    );
+    Ok(())
+}
+
+/// `tcp_syncookies` rewritten under a running weir: weir puts 2 back within 1 s, and a burst of
+/// hping3 SYNs afterwards is answered from XDP, none refused by the helper.
+#[test]
+fn a_rewritten_tcp_syncookies_is_reasserted() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    if !have_hping3() {
+        eprintln!("skipped: hping3 is not installed");
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let client = lab.add_ns("client")?;
+    let server = lab.add_ns("server")?;
+    let (c0, s0) = lab.veth(&client, &server)?;
+    // The SYN-ACKs leave s0 by XDP_TX: its peer needs an XDP program to receive them.
+    c0.attach_xdp_pass(weir_tests::lab::XdpMode::Native)?;
+    c0.addr(&format!("{CLIENT}/24"))?;
+    s0.addr(&format!("{VIP}/24"))?;
+    let _listener = server.in_ns(|| TcpListener::bind((VIP, PORT)))??;
+    let cfg = TempFile::new(
+        "reassert.toml",
+        &format!("[[vip]]\naddress = \"{VIP}\"\nport = {PORT}\n\n[syn]\nmode = \"always\"\n"),
+    );
+    let original = server.sysctl_get(KEY)?;
+    let mut weir = start_weir(&server, &s0, &["--config", cfg.path(), "--no-l7"])?;
+    s0.track_xdp();
+    client.in_ns(|| {
+        TcpStream::connect_timeout(
+            &format!("{VIP}:{PORT}").parse().unwrap(),
+            Duration::from_secs(5),
+        )
+    })??;
+    let result = ["0", "1"]
+        .into_iter()
+        .try_for_each(|v| rewrite_then_burst(&client, &server, &s0, v))
+        .and_then(|()| {
+            // `weir stats` shows the value now and the two re-assertions.
+            let host = &stats(&server, &s0)?["host"];
+            ensure!(
+                host["tcp_syncookies"] == "2" && host["syncookies_reasserted"] == 2,
+                "weir stats: {host}"
+            );
+            Ok(())
+        });
+    assert!(interrupt(&mut weir)?, "weir exits cleanly");
+    result?;
+    // Restored at exit: the namespace's original, not a value weir re-asserted over.
+    ensure!(
+        server.sysctl_get(KEY)? == original,
+        "{KEY} restored to {original}"
+    );
+    Ok(())
+}
+
+const KEY: &str = "net.ipv4.tcp_syncookies";
+
+fn rewrite_then_burst(client: &Ns, server: &Ns, s0: &Iface, value: &str) -> Result<()> {
+    ensure!(server.sysctl_get(KEY)? == "2", "weir set 2 at start");
+    server.sysctl(KEY, value)?;
+    weir_tests::lab::wait_until(Duration::from_secs(1), "weir to re-assert 2", || {
+        Ok(server.sysctl_get(KEY)? == "2")
+    })
+    .with_context(|| format!("{KEY} rewritten to {value}"))?;
+    let before = stats(server, s0)?;
+    let burst = 500u64;
+    let mut hping = client.command("hping3");
+    hping.args([
+        "-S",
+        "-p",
+        &PORT.to_string(),
+        "-c",
+        &burst.to_string(),
+        "-i",
+        "u500",
+        VIP,
+    ]);
+    let out = weir_tests::lab::output(&mut hping, Duration::from_secs(30))?;
+    ensure!(out.status.success() || !out.stdout.is_empty(), "hping3 ran");
+    std::thread::sleep(Duration::from_millis(200));
+    let after = stats(server, s0)?;
+    let d = |k: &str| packets(&after, k) - packets(&before, k);
+    eprintln!(
+        "{KEY} rewritten to {value}: tx_syn_cookie {}, pass_syn_cookie_refused {}",
+        d("tx_syn_cookie"),
+        d("pass_syn_cookie_refused")
+    );
+    ensure!(
+        d("tx_syn_cookie") * 100 >= burst * 99,
+        "after {KEY}={value}: {} of {burst} SYNs answered from XDP",
+        d("tx_syn_cookie")
+    );
+    ensure!(
+        d("pass_syn_cookie_refused") == 0,
+        "after {KEY}={value}: {} SYNs refused a cookie",
+        d("pass_syn_cookie_refused")
     );
     Ok(())
 }

@@ -25,7 +25,7 @@ pub fn dir_for(iface: &str) -> PathBuf {
 pub struct PinDir {
     pub path: PathBuf,
     lock_path: PathBuf,
-    _lock: File,
+    lock: File,
 }
 
 fn lock_path(iface: &str) -> PathBuf {
@@ -90,9 +90,24 @@ impl PinDir {
         Ok(PinDir {
             path,
             lock_path: lock_path(iface),
-            _lock: lock,
+            lock,
         })
     }
+
+    /// Writes the daemon's host-side state (`key value` lines) into its lock file, where
+    /// `weir stats` reads it ([`read_note`]): bpffs holds no regular files.
+    pub fn note(&self, text: &str) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.lock.set_len(0)?;
+        self.lock.write_all_at(text.as_bytes(), 0)
+    }
+}
+
+/// The value of `key` in the note of `iface`'s running daemon ([`PinDir::note`]).
+pub fn read_note(iface: &str, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(lock_path(iface)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_string))
 }
 
 impl Drop for PinDir {

@@ -196,7 +196,7 @@ fn sysctl_get(key: &str) -> std::io::Result<String> {
 ///   options, which would scramble them;
 /// - `net.ipv4.tcp_syncookies = 2` while any VIP has cookies on (the helper generates a cookie
 ///   only then, or when the listener's SYN queue is full), at least 1 otherwise so late cookie
-///   ACKs still validate.
+///   ACKs still validate; re-asserted by [`SynControl`]'s ticks when something else rewrites it.
 ///
 /// The originals are recorded in `/run/weir` before the first change (`crate::sysctl`), so the
 /// next start restores them after a crash or SIGKILL.
@@ -205,6 +205,21 @@ pub struct HostSysctls {
 }
 
 const SYNCOOKIES: &str = "net/ipv4/tcp_syncookies";
+
+/// The key of the re-assert count in the daemon's note (`weir stats`).
+pub const REASSERTED: &str = "syncookies_reasserted";
+
+/// This namespace's `tcp_syncookies` and how often the daemon on `iface` re-asserted it, for
+/// `weir stats` (run in the daemon's namespace).
+pub fn host_json(iface: &str) -> serde_json::Value {
+    let count = super::pins::read_note(iface, REASSERTED)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    serde_json::json!({
+        "tcp_syncookies": sysctl_get(SYNCOOKIES).ok(),
+        REASSERTED: count,
+    })
+}
 const TIMESTAMPS: &str = "net/ipv4/tcp_timestamps";
 
 impl HostSysctls {
@@ -232,6 +247,19 @@ impl HostSysctls {
     /// Sets `tcp_syncookies` for "some VIP has cookies on" or not.
     pub fn cookies(&self, on: bool) -> anyhow::Result<()> {
         crate::sysctl::set(SYNCOOKIES, if on { "2" } else { &self.syncookies_base })
+    }
+
+    /// With cookies on: puts `tcp_syncookies` back to 2 when something else (`sysctl --system`,
+    /// config management) rewrote it, since the helper makes no cookie otherwise. Returns the
+    /// value found when it re-asserted. The original recorded at the first change stays the one
+    /// restored at exit.
+    pub fn reassert_cookies(&self) -> anyhow::Result<Option<String>> {
+        let found = sysctl_get(SYNCOOKIES)?;
+        if found == "2" {
+            return Ok(None);
+        }
+        crate::sysctl::set(SYNCOOKIES, "2")?;
+        Ok(Some(found))
     }
 }
 
@@ -264,6 +292,8 @@ pub struct SynControl {
     tick: Duration,
     host: Option<HostSysctls>,
     cookies_on: bool,
+    /// How many times `tcp_syncookies` was found rewritten and put back to 2.
+    reasserted: u64,
 }
 
 impl SynControl {
@@ -292,6 +322,7 @@ impl SynControl {
             tick: Self::TICK,
             host: None,
             cookies_on: false,
+            reasserted: 0,
         };
         for v in vips
             .iter()
@@ -397,16 +428,41 @@ impl SynControl {
         if changed {
             self.program(dp)?;
         }
+        self.watch_host();
         Ok(())
+    }
+
+    /// While cookies are on, re-asserts `tcp_syncookies = 2` (a warning each time).
+    fn watch_host(&mut self) {
+        let Some(h) = self.host.as_ref().filter(|_| self.cookies_on) else {
+            return;
+        };
+        match h.reassert_cookies() {
+            Ok(None) => {}
+            Ok(Some(found)) => {
+                self.reasserted += 1;
+                warn!(
+                    found = %found,
+                    reasserted = self.reasserted,
+                    "net.ipv4.tcp_syncookies was rewritten while SYN cookies are on: re-asserted 2"
+                );
+            }
+            Err(e) => warn!("net.ipv4.tcp_syncookies: cannot re-assert 2: {e:#}"),
+        }
+    }
+
+    /// How many times `tcp_syncookies` was found rewritten and put back.
+    pub fn reasserted(&self) -> u64 {
+        self.reasserted
     }
 
     pub fn tick_interval(&self) -> Duration {
         self.tick
     }
 
-    /// Whether any VIP is in auto mode (the daemon ticks only then).
+    /// Whether the daemon must tick: a VIP in auto mode, or host sysctls to watch.
     pub fn needs_ticks(&self) -> bool {
-        self.vips.iter().any(|v| v.mode == SynMode::Auto)
+        self.host.is_some() || self.vips.iter().any(|v| v.mode == SynMode::Auto)
     }
 
     /// Changes one VIP's mode at run time.

@@ -15,19 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 const LIMIT: Duration = Duration::from_secs(5);
 
 fn config(port: u16, target: u16, extra: &str) -> String {
-    format!(
-        r#"
-[load_balancer]
-{extra}
-[[listener]]
-address = "127.0.0.1"
-port = {port}
-default_action = {{ type = "forward", target_group = "t" }}
-[[target_group]]
-name = "t"
-target = [{{ id = "127.0.0.1", port = {target} }}]
-"#
-    )
+    one_target_config(port, target, extra, "", "")
 }
 
 /// What one target connection received (appended as it comes).

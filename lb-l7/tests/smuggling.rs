@@ -10,23 +10,7 @@ use std::time::Duration;
 
 /// A listener whose rule answers `/admin*` itself (403); everything else goes to `target`.
 fn guarded(port: u16, target: u16, extra: &str) -> String {
-    format!(
-        r#"
-[load_balancer]
-{extra}
-[[listener]]
-address = "127.0.0.1"
-port = {port}
-default_action = {{ type = "forward", target_group = "app" }}
-[[listener.rule]]
-priority = 10
-condition = [{{ field = "path-pattern", values = ["/admin*"] }}]
-action = {{ type = "fixed-response", status_code = 403, content_type = "text/plain", message_body = "no" }}
-[[target_group]]
-name = "app"
-target = [{{ id = "127.0.0.1", port = {target} }}]
-"#
-    )
+    one_target_config(port, target, extra, ADMIN_403_RULE, "")
 }
 
 /// The issue's attack: `Connection: keep-alive, Content-Length` used to strip the length, so the

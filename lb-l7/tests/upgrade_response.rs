@@ -131,23 +131,12 @@ async fn serve(mut s: TcpStream, conns: Arc<Mutex<Vec<Conn>>>, i: usize) {
 /// connections are reused whenever possible (`always`), so a leaked one would be taken by the
 /// next client.
 fn config(port: u16, target: u16, extra: &str) -> String {
-    format!(
-        r#"
-[load_balancer]
-{extra}
-[[listener]]
-address = "127.0.0.1"
-port = {port}
-default_action = {{ type = "forward", target_group = "t" }}
-[[listener.rule]]
-priority = 10
-condition = [{{ field = "path-pattern", values = ["/admin*"] }}]
-action = {{ type = "fixed-response", status_code = 403, content_type = "text/plain", message_body = "no" }}
-[[target_group]]
-name = "t"
-connection_pool.reuse = "always"
-target = [{{ id = "127.0.0.1", port = {target} }}]
-"#
+    one_target_config(
+        port,
+        target,
+        extra,
+        ADMIN_403_RULE,
+        r#"connection_pool.reuse = "always""#,
     )
 }
 

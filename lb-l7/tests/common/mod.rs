@@ -69,6 +69,41 @@ pub fn local_targets(ports: impl IntoIterator<Item = u16>) -> String {
         .join(", ")
 }
 
+/// A rule that answers `/admin*` itself (403): what a smuggled request would try to get past.
+#[allow(dead_code)] // not every test binary uses it
+pub const ADMIN_403_RULE: &str = r#"[[listener.rule]]
+priority = 10
+condition = [{ field = "path-pattern", values = ["/admin*"] }]
+action = { type = "fixed-response", status_code = 403, content_type = "text/plain", message_body = "no" }"#;
+
+/// One HTTP listener on 127.0.0.1:`port` forwarding to group `t`, whose one target is
+/// 127.0.0.1:`target`. `lb_extra` goes under `[load_balancer]`, `rules` after the listener,
+/// `tg_extra` into the group.
+#[allow(dead_code)] // not every test binary uses it
+pub fn one_target_config(
+    port: u16,
+    target: u16,
+    lb_extra: &str,
+    rules: &str,
+    tg_extra: &str,
+) -> String {
+    format!(
+        r#"
+[load_balancer]
+{lb_extra}
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "t" }}
+{rules}
+[[target_group]]
+name = "t"
+{tg_extra}
+target = [{{ id = "127.0.0.1", port = {target} }}]
+"#
+    )
+}
+
 pub struct Running {
     pub port: u16,
     pub ports: Vec<u16>,

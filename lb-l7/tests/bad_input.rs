@@ -41,18 +41,52 @@ target = [{{ id = "127.0.0.1", port = {} }}]
     let cases: Vec<(String, u16, bool)> = vec![
         ("GARBAGE\r\n\r\n".into(), 400, true),
         ("GET / HTTP/1.1 extra\r\nHost: a\r\n\r\n".into(), 400, true),
-        ("GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n".into(), 400, true),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n".into(),
+            400,
+            true,
+        ),
         // Content-Length with Transfer-Encoding is Ambiguous (ALB's tiers): defensive forwards it
         // and closes both connections (tests/desync.rs), so it is not in this table any more.
-        ("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".into(), 400, true),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".into(), 501, true),
-        ("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n".into(), 400, true),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello"
+                .into(),
+            400,
+            true,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"
+                .into(),
+            501,
+            true,
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n".into(),
+            400,
+            true,
+        ),
         ("GET / HTTP/1.1\r\n\r\n".into(), 400, true),
-        ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400, true),
-        (format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"), 431, true),
-        (format!("GET / HTTP/1.1\r\nHost: a\r\n{huge}\r\n"), 431, true),
+        (
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(),
+            400,
+            true,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {big}\r\n\r\n"),
+            431,
+            true,
+        ),
+        (
+            format!("GET / HTTP/1.1\r\nHost: a\r\n{huge}\r\n"),
+            431,
+            true,
+        ),
         (format!("GET /{big} HTTP/1.1\r\nHost: a\r\n\r\n"), 414, true),
-        (format!("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {xff}\r\n\r\n"), 463, false),
+        (
+            format!("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: {xff}\r\n\r\n"),
+            463,
+            false,
+        ),
     ];
     for (i, (req, want, must_close)) in cases.iter().enumerate() {
         let (resp, closed) = raw(port, req.as_bytes(), Duration::from_secs(3)).await;

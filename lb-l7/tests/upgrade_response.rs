@@ -7,7 +7,7 @@
 mod common;
 mod recorder;
 use common::*;
-use recorder::read_response;
+use recorder::{accept_each, read_response};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,17 +58,7 @@ async fn switcher() -> Switcher {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
-    let all = conns.clone();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let i = {
-                let mut v = all.lock().unwrap();
-                v.push(Conn::default());
-                v.len() - 1
-            };
-            tokio::spawn(serve(s, all.clone(), i));
-        }
-    });
+    accept_each(l, conns.clone(), serve);
     Switcher { port, conns }
 }
 

@@ -87,18 +87,28 @@ pub async fn recorder() -> Recorder {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let conns: Arc<Mutex<Vec<Conn>>> = Arc::default();
-    let all = conns.clone();
+    accept_each(l, conns.clone(), serve);
+    Recorder { addr, conns }
+}
+
+/// Accepts on `l` for as long as the test runs: each connection gets a default record at the
+/// end of `conns` and is served by `serve(stream, conns, its index)` on a task of its own.
+pub fn accept_each<C, F, Fut>(l: TcpListener, conns: Arc<Mutex<Vec<C>>>, serve: F)
+where
+    C: Default + Send + 'static,
+    F: Fn(TcpStream, Arc<Mutex<Vec<C>>>, usize) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     tokio::spawn(async move {
         while let Ok((s, _)) = l.accept().await {
             let i = {
-                let mut v = all.lock().unwrap();
-                v.push(Conn::default());
+                let mut v = conns.lock().unwrap();
+                v.push(C::default());
                 v.len() - 1
             };
-            tokio::spawn(serve(s, all.clone(), i));
+            tokio::spawn(serve(s, conns.clone(), i));
         }
     });
-    Recorder { addr, conns }
 }
 
 async fn serve(mut s: TcpStream, all: Arc<Mutex<Vec<Conn>>>, i: usize) {

@@ -237,13 +237,7 @@ fn receive(mut wire: &[u8]) -> Vec<Received> {
             "bare LF in a head weir wrote: {:?}",
             show(&wire[..n])
         );
-        let fields = |name: &str| -> Vec<&[u8]> {
-            req.headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case(name))
-                .map(|h| h.value)
-                .collect()
-        };
+        let fields = |name: &str| values(req.headers, name);
         let (te, cl, hosts) = (
             fields("transfer-encoding"),
             fields("content-length"),
@@ -346,6 +340,15 @@ fn trailers(wire: &[u8], mut at: usize, data: Vec<u8>) -> (Vec<u8>, usize, bool)
             assert!(!name.eq_ignore_ascii_case(bad.as_bytes()), "trailer {bad}");
         }
     }
+}
+
+/// The values of field `name` in a head the independent parser read.
+fn values<'h>(headers: &[httparse::Header<'h>], name: &str) -> Vec<&'h [u8]> {
+    headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
+        .collect()
 }
 
 fn find_crlf(b: &[u8]) -> Option<usize> {

@@ -5,7 +5,7 @@
 //! de-chunked for an HTTP/1.0 client), and a client's independent strict parser must read
 //! exactly one response: the same status and the body weir parsed, framed unambiguously.
 
-use super::{dechunk, show};
+use super::{dechunk, show, values};
 use crate::h1::codec::{self, ChunkError, ChunkedReencoder, Framing};
 use crate::h1::upgrade;
 use bytes::BytesMut;
@@ -130,13 +130,7 @@ fn read(wire: &[u8], client: Client) -> Answer {
         r => panic!("a head weir wrote does not parse: {r:?} {:?}", show(wire)),
     };
     let status = resp.code.unwrap_or(0);
-    let fields = |name: &str| -> Vec<&[u8]> {
-        resp.headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| h.value)
-            .collect()
-    };
+    let fields = |name: &str| values(resp.headers, name);
     let (te, cl, conn) = (
         fields("transfer-encoding"),
         fields("content-length"),

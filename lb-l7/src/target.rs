@@ -106,6 +106,14 @@ impl TargetRt {
         }
     }
 
+    /// The control plane's active health check of this target passed (Envoy's
+    /// `successful_active_health_check_uneject_host`): passive health's ejection of it, if
+    /// any, ends now. Call on every passing check (not only on a state change).
+    pub fn active_check_passed(&self) {
+        // First version: the signature the health checker calls; passive health (outlier
+        // detection) and its un-ejection land in the following commits.
+    }
+
     /// Counts an error for anomaly detection (a 5xx, or no usable response).
     pub fn count_error(&self) {
         self.counters.errors.fetch_add(1, Relaxed);

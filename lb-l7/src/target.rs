@@ -51,6 +51,12 @@ impl TargetState {
             _ => TargetState::Unavailable,
         }
     }
+    /// The state ALB calls `name` (what [`TargetState::name`] gives).
+    pub fn from_name(name: &str) -> Option<TargetState> {
+        (0..=5)
+            .map(TargetState::from_u8)
+            .find(|s| s.name() == name)
+    }
     pub fn name(self) -> &'static str {
         match self {
             TargetState::Initial => "initial",

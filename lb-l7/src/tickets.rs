@@ -5,8 +5,7 @@
 //! worker the current and the previous key over its control channel (the worker's stdin, a
 //! pipe): new tickets are sealed under the current key, tickets sealed under either key are
 //! accepted, so a ticket stays valid for at least one interval and at most two. A restarted
-//! worker gets both keys at start. The message is a fixed-size frame ([`TicketKeys::encode`]),
-//! written whole (smaller than `PIPE_BUF`, so a write is atomic).
+//! worker gets both keys at start. The message is `crate::control::ControlMsg::TicketKeys`.
 
 use arc_swap::ArcSwap;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
@@ -15,15 +14,11 @@ use std::sync::Arc;
 
 /// Bytes of a key's name in front of every ticket (which key sealed it).
 const NAME_LEN: usize = 8;
-/// `b"WTK1"`, the lifetime (u32, big-endian seconds), a flag byte (bit 0: a previous key
-/// follows), the current key, the previous key (zeros when there is none).
-pub const FRAME_LEN: usize = 4 + 4 + 1 + 32 + 32;
-const MAGIC: &[u8; 4] = b"WTK1";
 /// The longest ticket lifetime TLS 1.3 allows (RFC 8446 §4.6.1).
 const MAX_LIFETIME: u32 = 7 * 24 * 3600;
 
 /// The keys a worker holds: plain data, what the control channel carries.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TicketKeys {
     pub current: [u8; 32],
     pub previous: Option<[u8; 32]>,
@@ -38,14 +33,6 @@ impl std::fmt::Debug for TicketKeys {
             .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
     }
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum FrameError {
-    #[error("ticket-key frame: bad magic")]
-    Magic,
-    #[error("ticket-key frame: unknown flags {0:#x}")]
-    Flags(u8),
 }
 
 impl TicketKeys {
@@ -65,39 +52,6 @@ impl TicketKeys {
             previous: Some(self.current),
             lifetime: self.lifetime,
         }
-    }
-
-    pub fn encode(&self) -> [u8; FRAME_LEN] {
-        let mut f = [0u8; FRAME_LEN];
-        f[..4].copy_from_slice(MAGIC);
-        f[4..8].copy_from_slice(&self.lifetime.to_be_bytes());
-        f[8] = u8::from(self.previous.is_some());
-        f[9..41].copy_from_slice(&self.current);
-        if let Some(p) = &self.previous {
-            f[41..73].copy_from_slice(p);
-        }
-        f
-    }
-
-    pub fn decode(f: &[u8; FRAME_LEN]) -> Result<TicketKeys, FrameError> {
-        if &f[..4] != MAGIC {
-            return Err(FrameError::Magic);
-        }
-        let key = |r: std::ops::Range<usize>| {
-            let mut k = [0u8; 32];
-            k.copy_from_slice(&f[r]);
-            k
-        };
-        let previous = match f[8] {
-            0 => None,
-            1 => Some(key(41..73)),
-            x => return Err(FrameError::Flags(x)),
-        };
-        Ok(TicketKeys {
-            current: key(9..41),
-            previous,
-            lifetime: u32::from_be_bytes([f[4], f[5], f[6], f[7]]),
-        })
     }
 }
 
@@ -222,70 +176,6 @@ impl ProducesTickets for SharedTicketer {
     }
 }
 
-/// Reads the first frame from a worker's control channel, blocking (the control plane writes
-/// it before the worker starts). The descriptor stays open for [`follow`].
-pub fn read_first(fd: &std::os::fd::OwnedFd) -> anyhow::Result<TicketKeys> {
-    use std::io::Read as _;
-    let mut f = std::fs::File::from(fd.try_clone()?);
-    let mut frame = [0u8; FRAME_LEN];
-    f.read_exact(&mut frame).map_err(|e| {
-        anyhow::anyhow!("reading the TLS ticket keys from the control channel: {e}")
-    })?;
-    Ok(TicketKeys::decode(&frame)?)
-}
-
-/// Applies every frame that arrives on the control channel (a pipe) to `ticketer`, until the
-/// control plane closes it. Runs on the worker's runtime; its only system calls are `read` and
-/// the runtime's `epoll` (the worker's seccomp allow-list has no `fstat`, which tokio's own pipe
-/// type calls).
-pub async fn follow(fd: std::os::fd::OwnedFd, ticketer: Arc<SharedTicketer>) {
-    if let Err(e) = apply_frames(fd, &ticketer).await {
-        tracing::warn!(error = %e, "TLS ticket keys no longer follow the control plane");
-    }
-}
-
-async fn apply_frames(fd: std::os::fd::OwnedFd, ticketer: &SharedTicketer) -> anyhow::Result<()> {
-    use std::io::Read as _;
-    set_nonblocking(&fd)?;
-    let file = std::fs::File::from(fd);
-    // SAFETY: the File owns the descriptor and lives inside the AsyncFd: it stays open and the
-    // same for the AsyncFd's whole life.
-    let afd = unsafe {
-        tokio::io::unix::AsyncFd::register_with_interest(file, tokio::io::Interest::READABLE)
-    }
-    .map_err(|e| anyhow::anyhow!("registering the control channel: {e}"))?;
-    let mut frame = [0u8; FRAME_LEN];
-    let mut have = 0;
-    loop {
-        let mut guard = afd.readable().await?;
-        match guard.try_io(|f| f.get_ref().read(&mut frame[have..])) {
-            Ok(Ok(0)) => return Ok(()),
-            Ok(Ok(n)) => have += n,
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Ok(Err(e)) => return Err(e.into()),
-            Err(_would_block) => continue,
-        }
-        if have == FRAME_LEN {
-            have = 0;
-            ticketer.set(&TicketKeys::decode(&frame)?);
-            tracing::debug!("TLS ticket keys rotated");
-        }
-    }
-}
-
-fn set_nonblocking(fd: &std::os::fd::OwnedFd) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd as _;
-    // SAFETY: fcntl on a descriptor this function borrows; no memory is passed.
-    let flags = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GETFL) };
-    // SAFETY: as above.
-    if flags < 0
-        || unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0
-    {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,36 +215,26 @@ mod tests {
         assert_eq!(t.lifetime(), 60);
     }
 
-    #[test]
-    fn frames_round_trip_and_bad_ones_are_refused() {
-        let k = TicketKeys::random(21_600).rotated();
-        let f = k.encode();
-        assert_eq!(TicketKeys::decode(&f).unwrap(), k);
-        let first = TicketKeys::random(5);
-        assert_eq!(TicketKeys::decode(&first.encode()).unwrap(), first);
-        let mut bad = f;
-        bad[0] = b'X';
-        assert_eq!(TicketKeys::decode(&bad), Err(FrameError::Magic));
-        let mut bad = f;
-        bad[8] = 7;
-        assert_eq!(TicketKeys::decode(&bad), Err(FrameError::Flags(7)));
-        const { assert!(FRAME_LEN <= 512, "a frame fits PIPE_BUF: one atomic write") };
-    }
-
     #[tokio::test]
-    async fn follow_applies_frames_from_a_pipe() {
+    async fn rotated_keys_from_the_control_channel_are_applied() {
+        use crate::control::{ControlMsg, encode, follow};
         let (r, mut w) = std::io::pipe().unwrap();
         let k0 = TicketKeys::random(60);
         let t = Arc::new(SharedTicketer::with_keys(&k0));
         let old = t.encrypt(b"x").unwrap();
-        let task = tokio::spawn(follow(r.into(), t.clone()));
+        let ticketer = t.clone();
+        let task = tokio::spawn(follow(r.into(), move |m| {
+            if let ControlMsg::TicketKeys(k) = m {
+                ticketer.set(&k);
+            }
+        }));
         let k1 = k0.rotated();
         let k2 = k1.rotated();
-        for k in [&k1, &k2] {
-            std::io::Write::write_all(&mut w, &k.encode()).unwrap();
+        for k in [k1, k2] {
+            std::io::Write::write_all(&mut w, &encode(&ControlMsg::TicketKeys(k))).unwrap();
         }
         drop(w);
         task.await.unwrap();
-        assert!(t.decrypt(&old).is_none(), "both frames applied");
+        assert!(t.decrypt(&old).is_none(), "both messages applied");
     }
 }

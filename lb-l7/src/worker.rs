@@ -2,10 +2,11 @@
 
 use crate::access_log::{AccessLog, AccessLogTarget};
 use crate::config::{L7Config, Protocol};
+use crate::control::ControlMsg;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::proxy::{Limits, ListenerRt, Shared, accept};
 use crate::rules::RuleSet;
-use crate::target::GroupRt;
+use crate::target::{GroupRt, TargetState};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
 use socket2::{Domain, Socket, Type};
@@ -25,10 +26,10 @@ pub struct WorkerOptions {
     /// A fixed session ticket key shared by several workers, so TLS sessions resume on any of
     /// them (no rotation). `None` (and no `ticket_channel`): a random key for this worker only.
     pub ticket_key: Option<[u8; 32]>,
-    /// The control channel (a pipe, inherited) the control plane sends the rotating session
-    /// ticket keys on (`crate::tickets`); the first frame is read in `bind`, the rest while
-    /// serving. Wins over `ticket_key`.
-    pub ticket_channel: Option<RawFd>,
+    /// The control channel (a pipe, inherited) the control plane talks to this worker on
+    /// (`crate::control`: TLS ticket keys, target states): the initial batch is read in `bind`,
+    /// the rest while serving. Its ticket keys win over `ticket_key`.
+    pub control_channel: Option<RawFd>,
     /// Listening sockets made by the control plane (one per listener, in listener order, already
     /// bound and listening), inherited by this worker process: the control plane keeps them
     /// open across worker restarts so queued connections survive and an SK_REUSEPORT program
@@ -48,8 +49,10 @@ pub struct Worker {
     listeners: Vec<Bound>,
     /// Tells every task the worker stops (`Shared::shutdown` is its receiver).
     stop: tokio::sync::watch::Sender<bool>,
-    /// The rotating ticket keys' channel and the ticketer they go to (see `ticket_channel`).
-    tickets: Option<(std::os::fd::OwnedFd, Arc<SharedTicketer>)>,
+    /// The control channel, followed while serving (see `control_channel`).
+    control: Option<std::os::fd::OwnedFd>,
+    /// Where rotated TLS ticket keys go.
+    ticketer: Arc<SharedTicketer>,
 }
 
 /// A cheap handle to a worker's counters that outlives `serve`'s borrow of the worker.
@@ -120,19 +123,60 @@ fn inherited_socket(fd: RawFd, want: SocketAddr) -> anyhow::Result<std::net::Tcp
     Ok(socket)
 }
 
-/// The ticketer of this worker and, with a control channel, the channel to follow.
-fn ticketer(
+/// The control channel, if any, and the initial batch the control plane sent on it.
+fn control_channel(
     opts: &WorkerOptions,
-) -> anyhow::Result<(Arc<SharedTicketer>, Option<std::os::fd::OwnedFd>)> {
+) -> anyhow::Result<(Option<std::os::fd::OwnedFd>, Vec<ControlMsg>)> {
     use std::os::fd::FromRawFd as _;
-    if let Some(fd) = opts.ticket_channel {
-        // SAFETY: the control plane passed this fd to this process for the ticket keys alone.
-        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-        let keys = crate::tickets::read_first(&fd)?;
-        return Ok((Arc::new(SharedTicketer::with_keys(&keys)), Some(fd)));
+    let Some(fd) = opts.control_channel else {
+        return Ok((None, Vec::new()));
+    };
+    // SAFETY: the control plane passed this fd to this process for the control channel alone.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let batch = crate::control::read_initial(&fd)?;
+    Ok((Some(fd), batch))
+}
+
+/// The ticketer of this worker: the control plane's keys (the initial batch's last), else the
+/// fixed key of the options, else a random one.
+fn ticketer(opts: &WorkerOptions, batch: &[ControlMsg]) -> anyhow::Result<Arc<SharedTicketer>> {
+    let keys = batch.iter().rev().find_map(|m| match m {
+        ControlMsg::TicketKeys(k) => Some(k),
+        _ => None,
+    });
+    match keys {
+        Some(k) => Ok(Arc::new(SharedTicketer::with_keys(k))),
+        None if opts.control_channel.is_some() => {
+            anyhow::bail!("the control plane sent no TLS ticket keys at start")
+        }
+        None => {
+            let key = opts.ticket_key.unwrap_or_else(crate::tickets::random_key);
+            Ok(Arc::new(SharedTicketer::new(&key)))
+        }
     }
-    let key = opts.ticket_key.unwrap_or_else(crate::tickets::random_key);
-    Ok((Arc::new(SharedTicketer::new(&key)), None))
+}
+
+/// Applies one message from the control plane.
+fn apply_control(shared: &Shared, ticketer: &SharedTicketer, msg: ControlMsg) {
+    match msg {
+        ControlMsg::TicketKeys(k) => {
+            ticketer.set(&k);
+            tracing::debug!("TLS ticket keys rotated");
+        }
+        ControlMsg::TargetStates(states) => {
+            for h in states {
+                let target = shared
+                    .groups
+                    .get(&h.group)
+                    .and_then(|g| g.targets.iter().find(|t| t.addr == h.target));
+                match (target, TargetState::from_name(&h.state)) {
+                    (Some(t), Some(s)) => t.set_state(s),
+                    _ => crate::warn_limited!(group = %h.group, target = %h.target, state = %h.state, "control plane: unknown target or state"),
+                }
+            }
+        }
+        ControlMsg::Started => {}
+    }
 }
 
 impl Worker {
@@ -158,7 +202,8 @@ impl Worker {
             .iter()
             .map(|g| (g.name.clone(), Arc::new(GroupRt::new(g))))
             .collect();
-        let (ticketer, ticket_channel) = ticketer(&opts)?;
+        let (control, batch) = control_channel(&opts)?;
+        let ticketer = ticketer(&opts, &batch)?;
         let http2 = config.load_balancer.routing.http2.enabled;
         let mut listeners = Vec::new();
         for (i, l) in config.listener.iter().enumerate() {
@@ -214,11 +259,15 @@ impl Worker {
             h1_state: Default::default(),
             trace_header,
         });
+        for m in batch {
+            apply_control(&shared, &ticketer, m);
+        }
         Ok(Worker {
             shared,
             listeners,
             stop,
-            tickets: ticket_channel.map(|fd| (fd, ticketer)),
+            control,
+            ticketer,
         })
     }
 
@@ -252,8 +301,11 @@ impl Worker {
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let rx = self.shared.shutdown.clone();
         let token = Arc::new(());
-        if let Some((fd, ticketer)) = self.tickets {
-            tokio::spawn(crate::tickets::follow(fd, ticketer));
+        if let Some(fd) = self.control {
+            let (sh, ticketer) = (self.shared.clone(), self.ticketer.clone());
+            tokio::spawn(crate::control::follow(fd, move |m| {
+                apply_control(&sh, &ticketer, m)
+            }));
         }
         let mut loops = Vec::new();
         for b in self.listeners {

@@ -5,11 +5,16 @@ use std::{path::PathBuf, time::Duration};
 
 use tokio::{sync::watch, task::JoinHandle};
 
-use crate::{config::Config, workers::Supervisor};
+use crate::{
+    config::Config,
+    workers::{Supervisor, control::ControlHandle},
+};
 
 /// The running L7 side.
 pub struct L7Handle {
     task: JoinHandle<anyhow::Result<()>>,
+    /// Talks to every worker (health states, …): see `workers::control`.
+    pub control: ControlHandle,
 }
 
 /// Binds every listener's sockets and starts the workers; `None` without listeners.
@@ -25,8 +30,9 @@ pub fn start(
     // Workers drain for the configured time; give them a little more before SIGKILL.
     let drain =
         Duration::from_secs(cfg.l7.load_balancer.drain_timeout_seconds) + Duration::from_secs(2);
+    let control = supervisor.control_handle();
     let task = tokio::spawn(supervisor.run(stop, drain));
-    Ok(Some(L7Handle { task }))
+    Ok(Some(L7Handle { task, control }))
 }
 
 /// Resolves if the supervisor stops on its own (an error), never while it runs or when there is

@@ -61,7 +61,7 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
     let opts = WorkerOptions {
         index,
         listen_fds: inherited_fds()?,
-        ticket_channel: super::tickets::channel_fd()?,
+        control_channel: super::control::channel_fd()?,
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.

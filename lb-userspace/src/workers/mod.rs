@@ -8,6 +8,7 @@
 //! sockets and put back in the table when it reports ready.
 
 pub mod child;
+pub mod control;
 pub mod nofile;
 pub mod relay;
 pub mod sandbox;
@@ -61,8 +62,8 @@ struct Slot {
     started: Instant,
     delay: Duration,
     restart_at: Option<Instant>,
-    /// Our end of the worker's control channel (its stdin): the TLS ticket keys go there.
-    control: Option<std::os::fd::OwnedFd>,
+    /// Our end of the worker's control channel (its stdin).
+    control: Option<control::WorkerPipe>,
 }
 
 /// Supervises the worker processes until told to stop.
@@ -78,6 +79,10 @@ pub struct Supervisor {
     events: mpsc::UnboundedReceiver<Event>,
     /// Workers' access-log lines go to weir's stdout through this one writer.
     log_sink: relay::Sink,
+    /// What the control plane's parts send the workers ([`control::ControlHandle`]).
+    control: control::ControlHandle,
+    commands: mpsc::UnboundedReceiver<control::Command>,
+    sticky: control::Sticky,
 }
 
 impl Supervisor {
@@ -129,6 +134,7 @@ impl Supervisor {
             .collect();
         let tickets =
             tickets::Rotation::new(Duration::from_secs(cfg.workers.tls_ticket_rotation_seconds));
+        let (control, commands) = control::ControlHandle::new();
         if let Err(e) = crate::sysctl::set(MIGRATE_REQ, "1") {
             warn!(error = %format!("{e:#}"), "a dead worker's queued connections wait for its restart");
         }
@@ -142,7 +148,15 @@ impl Supervisor {
             events_tx,
             events,
             log_sink: relay::Sink::stdout()?,
+            control,
+            commands,
+            sticky: control::Sticky::default(),
         })
+    }
+
+    /// Talks to every worker, now and later (see [`control`]).
+    pub fn control_handle(&self) -> control::ControlHandle {
+        self.control.clone()
     }
 
     /// The live workers, by index.
@@ -180,7 +194,7 @@ impl Supervisor {
             cmd.env(MIMALLOC_EAGER_ENV, "0");
         }
         cmd.env(LISTEN_FDS_ENV, fd_list)
-            .env(tickets::CHANNEL_ENV, "0")
+            .env(control::CHANNEL_ENV, "0")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -202,7 +216,7 @@ impl Supervisor {
             .kill_on_drop(false)
             .spawn()
             .with_context(|| format!("spawning worker {worker}"))?;
-        let control = self.give_keys(worker, child.stdin.take());
+        let control = self.start_control(worker, child.stdin.take());
         let slot = &mut self.slots[worker];
         slot.control = control;
         slot.generation += 1;
@@ -242,36 +256,62 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Sends a worker just started the current ticket keys; returns the channel for rotations.
-    /// On failure the worker cannot read its keys and exits; it is restarted.
-    fn give_keys(
+    /// Starts a worker's control channel with its initial batch: the ticket keys, the sticky
+    /// messages, `Started`. Without a channel the worker cannot start; it exits and is restarted.
+    fn start_control(
         &self,
         worker: usize,
         stdin: Option<tokio::process::ChildStdin>,
-    ) -> Option<std::os::fd::OwnedFd> {
-        let sent = stdin
-            .ok_or_else(|| std::io::Error::other("no stdin pipe"))
-            .and_then(|s| s.into_owned_fd())
-            .and_then(|fd| {
-                tickets::nonblocking(&fd)?;
-                tickets::send(&fd, &self.tickets.frame())?;
-                Ok(fd)
-            });
-        sent.map_err(|e| warn!(worker, error = %e, "cannot send the TLS ticket keys"))
-            .ok()
+    ) -> Option<control::WorkerPipe> {
+        let Some(stdin) = stdin else {
+            warn!(worker, "no control channel (stdin pipe) for the worker");
+            return None;
+        };
+        let pipe = control::WorkerPipe::start(worker, stdin);
+        let first = [control::frame(&self.tickets.message())];
+        let last = [control::frame(&lb_l7::control::ControlMsg::Started)];
+        for f in first.iter().chain(self.sticky.frames()).chain(&last) {
+            if let Err(e) = pipe.send(f) {
+                warn!(worker, error = %e, "cannot start the worker's control channel");
+                return None;
+            }
+        }
+        Some(pipe)
+    }
+
+    /// Sends a frame to every running worker. One that stopped reading is killed: its restart
+    /// gets the current state in its initial batch, where a lost message would leave it behind.
+    fn send_all(&mut self, f: &control::Frame) {
+        for (worker, s) in self.slots.iter().enumerate() {
+            let (Some(pipe), Some(pid)) = (&s.control, s.pid) else {
+                continue;
+            };
+            match pipe.send(f) {
+                Ok(()) => {}
+                Err(control::SendError::Closed) => {}
+                Err(e @ control::SendError::Stuck) => {
+                    warn!(worker, error = %e, "restarting the worker");
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+            }
+        }
+    }
+
+    fn command(&mut self, c: control::Command) {
+        match c {
+            control::Command::Broadcast(f) => self.send_all(&f),
+            control::Command::Sticky(key, f) => {
+                self.send_all(&f);
+                self.sticky.set(key, f);
+            }
+        }
     }
 
     /// A new TLS ticket key, sent with the previous one to every running worker.
     fn rotate_tickets(&mut self) {
         self.tickets.rotate();
-        let frame = self.tickets.frame();
-        for (worker, s) in self.slots.iter().enumerate() {
-            if let (Some(fd), Some(_)) = (&s.control, s.pid)
-                && let Err(e) = tickets::send(fd, &frame)
-            {
-                warn!(worker, error = %e, "cannot send the rotated TLS ticket keys");
-            }
-        }
+        let f = control::frame(&self.tickets.message());
+        self.send_all(&f);
         info!("TLS session ticket keys rotated");
     }
 
@@ -323,6 +363,7 @@ impl Supervisor {
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
                 _ = tokio::time::sleep_until(self.tickets.next_at().into()) => self.rotate_tickets(),
+                Some(c) = self.commands.recv() => self.command(c),
                 ev = self.events.recv() => match ev {
                     Some(Event::Ready { worker, generation }) if generation == self.slots[worker].generation => {
                         self.slots[worker].live = true;

@@ -41,12 +41,25 @@ pub fn build_release(args: &[&str]) -> anyhow::Result<()> {
     status(c)
 }
 
-/// Replaces nothing: runs `target/release/weir ARGS`, forwarding Ctrl-C (same process group).
+/// Becomes `target/release/weir ARGS`: the same process (`cargo run` execs xtask, xtask execs
+/// weir), so whatever signals the pid of `cargo xtask run` — Ctrl-C, `kill -TERM`, `timeout`, a
+/// supervisor — signals weir itself, and nothing is left behind when it exits.
 pub fn exec_weir(args: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
     let bin = target_dir().join("release/weir");
-    let mut c = Command::new(&bin);
-    c.args(args).stdin(Stdio::inherit());
-    status(c)
+    let err = Command::new(&bin).args(args).exec();
+    Err(err).with_context(|| format!("exec {}", bin.display()))
+}
+
+/// Becomes `cargo run -p xtask --features lab -- ARGS` (see `main::with_lab`).
+#[cfg(not(feature = "lab"))]
+pub fn exec_xtask_with_lab(args: &[String]) -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt as _;
+    let mut c = cargo();
+    c.args(["run", "--quiet", "--package", "xtask", "--features", "lab", "--"])
+        .args(args);
+    let err = c.exec();
+    Err(err).context("exec cargo run -p xtask --features lab")
 }
 
 /// The whole suite: every default workspace member's unit, fixture and integration tests,

@@ -4,11 +4,20 @@
 //! - `test`: the whole test suite (unit, packet fixtures, netns integration) — what CI runs.
 //! - `bench NAME`: a benchmark with its baseline measured in the same run (`bench list`).
 //! - `lab up|down`: a client/server namespace pair to try `run` on by hand.
+//!
+//! Every command first installs what the machine lacks ([`setup`]). xtask itself needs only
+//! the stable toolchain: the benchmarks and the lab use weir's crates, whose build builds the
+//! eBPF object, so they sit behind the feature `lab`, and `bench`/`lab` re-run xtask with it
+//! once the toolchain is there.
 
+#[cfg(feature = "lab")]
 mod bench;
+#[cfg(feature = "lab")]
 mod bench_http;
 mod cargo;
+#[cfg(feature = "lab")]
 mod lab;
+mod setup;
 
 use clap::{Parser, Subcommand};
 
@@ -63,6 +72,7 @@ fn main() -> anyhow::Result<()> {
             replace,
             rest,
         } => {
+            setup::ensure(setup::Needs::Build)?;
             cargo::build_release(&["-p", "lb-userspace", "--bin", "weir"])?;
             let mut args = vec!["run".to_string()];
             for (flag, v) in [
@@ -80,8 +90,33 @@ fn main() -> anyhow::Result<()> {
             args.extend(rest);
             cargo::exec_weir(&args)
         }
-        Cmd::Test { rest } => cargo::test(&rest),
-        Cmd::Bench { name, args } => bench::run(&name, &args),
-        Cmd::Lab { args } => lab::run(&args),
+        Cmd::Test { rest } => {
+            setup::ensure(setup::Needs::Tests)?;
+            cargo::test(&rest)
+        }
+        Cmd::Bench { name, args } => with_lab("bench", &name, &args),
+        Cmd::Lab { args } => with_lab("lab", "", &args),
     }
+}
+
+/// `bench` and `lab`: run here when built with the feature `lab`.
+#[cfg(feature = "lab")]
+fn with_lab(cmd: &str, name: &str, args: &[String]) -> anyhow::Result<()> {
+    match cmd {
+        "bench" => bench::run(name, args),
+        _ => lab::run(args),
+    }
+}
+
+/// `bench` and `lab` without the feature: install what they need, then become xtask built with
+/// it (same process, same arguments).
+#[cfg(not(feature = "lab"))]
+fn with_lab(cmd: &str, name: &str, args: &[String]) -> anyhow::Result<()> {
+    setup::ensure(setup::Needs::Tests)?;
+    let mut xtask_args = vec![cmd.to_string()];
+    if !name.is_empty() {
+        xtask_args.push(name.to_string());
+    }
+    xtask_args.extend(args.iter().cloned());
+    cargo::exec_xtask_with_lab(&xtask_args)
 }

@@ -28,6 +28,9 @@ pub enum ControlMsg {
     TicketKeys(TicketKeys),
     /// Target states decided by the control plane's health checks.
     TargetStates(Vec<TargetHealth>),
+    /// Targets whose active health check passed since the last such message (the control plane
+    /// sends them once a second): each gets `TargetRt::active_check_passed`.
+    HealthChecksPassed(Vec<CheckedTarget>),
     /// The end of the initial batch: the worker may serve.
     Started,
 }
@@ -42,6 +45,13 @@ pub struct TargetHealth {
     /// ALB's reason code (`Target.Timeout`, …), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+}
+
+/// A target named by its group and address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedTarget {
+    pub group: String,
+    pub target: SocketAddr,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

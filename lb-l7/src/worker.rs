@@ -10,6 +10,7 @@ use crate::target::{GroupRt, TargetState};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
 use socket2::{Domain, Socket, Type};
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -35,6 +36,10 @@ pub struct WorkerOptions {
     /// open across worker restarts so queued connections survive and an SK_REUSEPORT program
     /// can steer to them. `None`: bind our own.
     pub listen_fds: Option<Vec<RawFd>>,
+    /// The control plane checks the targets' health (`weir run`): the targets of groups with
+    /// `health_check.enabled` start `initial` (no traffic while another target is healthy)
+    /// until its states arrive. `false`: every target starts `healthy`.
+    pub health_from_control_plane: bool,
 }
 
 struct Bound {
@@ -156,6 +161,15 @@ fn ticketer(opts: &WorkerOptions, batch: &[ControlMsg]) -> anyhow::Result<Arc<Sh
     }
 }
 
+/// Under a control plane that checks health: the checked targets wait for its verdict.
+fn initial_states(config: &L7Config, groups: &HashMap<String, Arc<GroupRt>>) {
+    for g in config.target_group.iter().filter(|g| g.health_check.enabled) {
+        for t in groups.get(&g.name).iter().flat_map(|rt| &rt.targets) {
+            t.set_state(TargetState::Initial);
+        }
+    }
+}
+
 /// Applies one message from the control plane.
 fn apply_control(shared: &Shared, ticketer: &SharedTicketer, msg: ControlMsg) {
     match msg {
@@ -170,8 +184,24 @@ fn apply_control(shared: &Shared, ticketer: &SharedTicketer, msg: ControlMsg) {
                     .get(&h.group)
                     .and_then(|g| g.targets.iter().find(|t| t.addr == h.target));
                 match (target, TargetState::from_name(&h.state)) {
-                    (Some(t), Some(s)) => t.set_state(s),
+                    (Some(t), Some(s)) => {
+                        if t.state() != s {
+                            tracing::debug!(group = %h.group, target = %h.target, state = %h.state, "target state from the control plane");
+                        }
+                        t.set_state(s)
+                    }
                     _ => crate::warn_limited!(group = %h.group, target = %h.target, state = %h.state, "control plane: unknown target or state"),
+                }
+            }
+        }
+        ControlMsg::HealthChecksPassed(passed) => {
+            for c in passed {
+                if let Some(t) = shared
+                    .groups
+                    .get(&c.group)
+                    .and_then(|g| g.targets.iter().find(|t| t.addr == c.target))
+                {
+                    t.active_check_passed();
                 }
             }
         }
@@ -197,11 +227,14 @@ impl Worker {
             }
         });
         let access_log = AccessLog::start(&log_target).context("access log")?;
-        let groups = config
+        let groups: HashMap<String, Arc<GroupRt>> = config
             .target_group
             .iter()
             .map(|g| (g.name.clone(), Arc::new(GroupRt::new(g))))
             .collect();
+        if opts.health_from_control_plane {
+            initial_states(&config, &groups);
+        }
         let (control, batch) = control_channel(&opts)?;
         let ticketer = ticketer(&opts, &batch)?;
         let http2 = config.load_balancer.routing.http2.enabled;

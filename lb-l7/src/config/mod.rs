@@ -12,7 +12,7 @@ mod validate;
 pub use lb::*;
 pub use listener::*;
 pub use target_group::*;
-pub use validate::FieldError;
+pub use validate::{FieldError, parse_matcher};
 
 use serde::Deserialize;
 

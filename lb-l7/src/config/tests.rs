@@ -157,3 +157,30 @@ fn upgrade_protocols_are_validated() {
         ]
     );
 }
+
+#[test]
+fn health_check_protocols() {
+    let group = |extra: &str| format!("[[target_group]]\nname = \"a\"\n{extra}");
+    for ok in [
+        "health_check.protocol = \"HTTP\"",
+        "health_check.protocol = \"HTTPS\"",
+        "health_check.protocol = \"TCP\"",
+        "health_check.protocol = \"TCP\"\nhealth_check.port = \"8081\"",
+    ] {
+        assert_eq!(paths(&group(ok)), Vec::<String>::new(), "{ok}");
+    }
+    assert_eq!(
+        paths(&group("health_check.protocol = \"UDP\"")),
+        ["target_group[0].health_check.protocol"]
+    );
+    // A TCP check connects only: a path or a matcher would be ignored, so they are refused.
+    assert_eq!(
+        paths(&group(
+            "health_check.protocol = \"TCP\"\nhealth_check.path = \"/x\"\nhealth_check.matcher.http_code = \"200-299\""
+        )),
+        [
+            "target_group[0].health_check.path",
+            "target_group[0].health_check.matcher.http_code"
+        ]
+    );
+}

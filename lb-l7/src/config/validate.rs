@@ -532,8 +532,21 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
             "must be less than interval_seconds",
         );
     }
-    if !matches!(h.protocol.as_str(), "HTTP" | "HTTPS") {
-        e.push(format!("{hp}.protocol"), "HTTP or HTTPS");
+    match h.protocol.as_str() {
+        "HTTP" | "HTTPS" => {}
+        // A connect-only check: a path or a matcher would be parsed and ignored.
+        "TCP" => {
+            if h.path != "/" {
+                e.push(format!("{hp}.path"), "not used with protocol = \"TCP\"");
+            }
+            if h.matcher.http_code != "200" {
+                e.push(
+                    format!("{hp}.matcher.http_code"),
+                    "not used with protocol = \"TCP\"",
+                );
+            }
+        }
+        _ => e.push(format!("{hp}.protocol"), "HTTP, HTTPS or TCP"),
     }
     if h.port != "traffic-port" && h.port.parse::<u16>().map_or(true, |v| v == 0) {
         e.push(format!("{hp}.port"), "\"traffic-port\" or a port 1–65535");

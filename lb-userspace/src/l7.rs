@@ -15,6 +15,9 @@ pub struct L7Handle {
     task: JoinHandle<anyhow::Result<()>>,
     /// Talks to every worker (health states, …): see `workers::control`.
     pub control: ControlHandle,
+    /// The targets' health as the control plane's checks find it (`crate::health`).
+    pub health: crate::health::HealthTable,
+    health_task: JoinHandle<()>,
 }
 
 /// Binds every listener's sockets and starts the workers; `None` without listeners.
@@ -31,8 +34,14 @@ pub fn start(
     let drain =
         Duration::from_secs(cfg.l7.load_balancer.drain_timeout_seconds) + Duration::from_secs(2);
     let control = supervisor.control_handle();
+    let (health, health_task) = crate::health::start(&cfg.l7, control.clone(), stop.clone())?;
     let task = tokio::spawn(supervisor.run(stop, drain));
-    Ok(Some(L7Handle { task, control }))
+    Ok(Some(L7Handle {
+        task,
+        control,
+        health,
+        health_task,
+    }))
 }
 
 /// Resolves if the supervisor stops on its own (an error), never while it runs or when there is
@@ -49,6 +58,8 @@ pub async fn wait(h: &mut Option<L7Handle>) -> anyhow::Result<()> {
 
 /// Waits for the workers to drain after the stop signal.
 pub async fn stop(h: L7Handle) {
+    // The checker stops on the same signal (and removes its state file).
+    let _ = h.health_task.await;
     match h.task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "L7 supervisor ended with an error"),

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod health;
 pub mod l7;
 pub mod run;
 pub mod stats;

@@ -58,10 +58,13 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         let cpu = pin_to_cpu(index).context("pinning to a CPU")?;
         info!(worker = index, cpu, "pinned");
     }
+    let control_channel = super::control::channel_fd()?;
     let opts = WorkerOptions {
         index,
         listen_fds: inherited_fds()?,
-        control_channel: super::control::channel_fd()?,
+        control_channel,
+        // The control plane that talks on the channel checks the targets' health.
+        health_from_control_plane: control_channel.is_some(),
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.

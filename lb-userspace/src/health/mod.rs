@@ -1,0 +1,52 @@
+//! Active health checks, once per host in the control plane (`weir run`), their verdicts sent
+//! to every worker over the control channel.
+//!
+//! - [`state`]: one target's state, reason code and description (ALB's
+//!   `describe-target-health`), moved by check outcomes and thresholds. Pure.
+//! - [`settings`]: `[target_group.health_check]` compiled (protocol, port, matcher, …). Pure.
+//! - [`schedule`]: each target's phase within the interval. Pure.
+//! - [`probe`]: one check (TCP connect, or HTTP/HTTPS `GET` and the status line). I/O.
+//! - [`checker`]: the tasks, the fold into the table, what is published. I/O.
+//! - [`table`]: the [`HealthTable`] and its view ([`HealthTable::snapshot`]).
+//! - [`file`]: the view as a file under `/run/weir/` (the admin API serves the same view).
+
+pub mod checker;
+pub mod file;
+pub mod probe;
+pub mod schedule;
+pub mod settings;
+pub mod state;
+pub mod table;
+pub mod workers;
+
+pub use checker::Publish;
+pub use table::{HealthSnapshot, HealthTable};
+
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::workers::control::ControlHandle;
+
+/// Starts the checker for `cfg`'s target groups on the current runtime: its findings go to
+/// every worker through `control` and to this namespace's state file ([`file::path`]); it stops
+/// when `stop` turns true. Returns the table (for any other view) and the task.
+pub fn start(
+    cfg: &lb_l7::L7Config,
+    control: ControlHandle,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(HealthTable, JoinHandle<()>)> {
+    let table = HealthTable::new(cfg)?;
+    let path = match file::path() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "no health state file: `weir targets health` cannot show the states");
+            None
+        }
+    };
+    let task = tokio::spawn(checker::run(
+        table.clone(),
+        workers::ToWorkers(control),
+        path,
+        stop,
+    ));
+    Ok((table, task))
+}

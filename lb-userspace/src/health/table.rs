@@ -1,0 +1,320 @@
+//! The control plane's table of target health: every group's targets with their [`Health`], the
+//! group's fail-open flag, and the view `weir targets health` (and an admin API) reads through
+//! [`HealthTable::snapshot`]. The checker is its only writer.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, MutexGuard},
+};
+
+use lb_l7::{L7Config, TargetState, control::TargetHealth};
+use serde::{Deserialize, Serialize};
+
+use super::settings::Settings;
+use super::state::{Health, Reason};
+
+/// One target of a group.
+#[derive(Debug, Clone)]
+pub struct TargetEntry {
+    pub addr: SocketAddr,
+    pub zone: Option<String>,
+    pub health: Health,
+}
+
+/// One target group.
+#[derive(Debug, Clone)]
+pub struct GroupEntry {
+    pub name: String,
+    /// `None`: not checked (checks disabled, or the group is not in use).
+    pub settings: Option<Arc<Settings>>,
+    pub targets: Vec<TargetEntry>,
+    /// No target healthy: the workers route to all of them (ALB's fail-open).
+    pub fail_open: bool,
+}
+
+impl GroupEntry {
+    fn healthy(&self) -> usize {
+        self.targets
+            .iter()
+            .filter(|t| t.health.state == TargetState::Healthy)
+            .count()
+    }
+}
+
+/// Shared by the checker (writer) and whoever shows the states.
+#[derive(Debug, Clone, Default)]
+pub struct HealthTable(Arc<Mutex<Vec<GroupEntry>>>);
+
+/// The groups of `cfg` with the listeners' forward actions naming them.
+fn groups_in_use(cfg: &L7Config) -> std::collections::HashSet<String> {
+    cfg.listener
+        .iter()
+        .flat_map(|l| std::iter::once(&l.default_action).chain(l.rule.iter().map(|r| &r.action)))
+        .flat_map(|a| a.forward_groups())
+        .map(|g| g.name)
+        .collect()
+}
+
+impl HealthTable {
+    /// Every target of a validated configuration in its first state: `initial` when checked,
+    /// `healthy` when checks are disabled, `unused` when no listener forwards to its group.
+    pub fn new(cfg: &L7Config) -> anyhow::Result<HealthTable> {
+        let in_use = groups_in_use(cfg);
+        let mut groups = Vec::new();
+        for g in &cfg.target_group {
+            let used = in_use.contains(&g.name);
+            let settings = match (used, g.health_check.enabled) {
+                (true, true) => Some(Arc::new(
+                    Settings::from_config(&g.health_check)
+                        .map_err(|e| anyhow::anyhow!("target group {}: {e}", g.name))?,
+                )),
+                _ => None,
+            };
+            let first = match (used, g.health_check.enabled) {
+                (false, _) => Health::fixed(TargetState::Unused, Some(Reason::NotInUse)),
+                (true, false) => {
+                    Health::fixed(TargetState::Healthy, Some(Reason::HealthCheckDisabled))
+                }
+                (true, true) => Health::registered(),
+            };
+            let targets: Vec<TargetEntry> = g
+                .target
+                .iter()
+                .filter_map(|t| {
+                    let ip: std::net::IpAddr = t.id.parse().ok()?;
+                    Some(TargetEntry {
+                        addr: SocketAddr::new(ip, t.port.unwrap_or(g.port)),
+                        zone: t.availability_zone.clone(),
+                        health: first.clone(),
+                    })
+                })
+                .collect();
+            // Checked targets start `initial`: until one passes, the workers route to all.
+            let fail_open = settings.is_some() && !targets.is_empty();
+            groups.push(GroupEntry {
+                name: g.name.clone(),
+                settings,
+                targets,
+                fail_open,
+            });
+        }
+        Ok(HealthTable(Arc::new(Mutex::new(groups))))
+    }
+
+    pub(super) fn lock(&self) -> MutexGuard<'_, Vec<GroupEntry>> {
+        // A panic while holding it leaves plain data: keep using it.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Every target's state as the workers take it (the sticky message of the control channel).
+    pub fn worker_states(&self) -> Vec<TargetHealth> {
+        let groups = self.lock();
+        groups
+            .iter()
+            .flat_map(|g| g.targets.iter().map(|t| worker_state(&g.name, t)))
+            .collect()
+    }
+
+    /// Recomputes group `gi`'s fail-open flag; returns `Some(new)` when it changed.
+    pub(super) fn update_fail_open(groups: &mut [GroupEntry], gi: usize) -> Option<bool> {
+        let g = &mut groups[gi];
+        let now = g.settings.is_some() && !g.targets.is_empty() && g.healthy() == 0;
+        (now != std::mem::replace(&mut g.fail_open, now)).then_some(now)
+    }
+
+    /// The view: what `weir targets health` prints, in ALB's words.
+    pub fn snapshot(&self) -> HealthSnapshot {
+        let groups = self.lock();
+        HealthSnapshot {
+            target_groups: groups.iter().map(group_view).collect(),
+        }
+    }
+}
+
+pub fn worker_state(group: &str, t: &TargetEntry) -> TargetHealth {
+    TargetHealth {
+        group: group.to_string(),
+        target: t.addr,
+        state: t.health.state.name().to_string(),
+        reason: t.health.reason.as_ref().map(|r| r.code().to_string()),
+    }
+}
+
+/// ALB's `describe-target-health`, per group, with the group's host counts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct HealthSnapshot {
+    pub target_groups: Vec<GroupView>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupView {
+    pub name: String,
+    /// Checked by the control plane (`false`: checks disabled or the group is not in use).
+    pub health_checked: bool,
+    /// No target is healthy: requests go to all of them.
+    pub fail_open: bool,
+    #[serde(rename = "HealthyHostCount")]
+    pub healthy_host_count: usize,
+    #[serde(rename = "UnHealthyHostCount")]
+    pub unhealthy_host_count: usize,
+    /// The same counts per `availability_zone` (`-` for targets without one).
+    pub zones: BTreeMap<String, ZoneCounts>,
+    pub targets: Vec<TargetView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ZoneCounts {
+    #[serde(rename = "HealthyHostCount")]
+    pub healthy_host_count: usize,
+    #[serde(rename = "UnHealthyHostCount")]
+    pub unhealthy_host_count: usize,
+}
+
+/// One `TargetHealthDescription`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TargetView {
+    pub id: String,
+    pub port: u16,
+    pub availability_zone: Option<String>,
+    pub state: String,
+    pub reason: Option<String>,
+    pub description: Option<String>,
+}
+
+fn group_view(g: &GroupEntry) -> GroupView {
+    let mut zones: BTreeMap<String, ZoneCounts> = BTreeMap::new();
+    let (mut healthy, mut unhealthy) = (0, 0);
+    for t in &g.targets {
+        let z = zones
+            .entry(t.zone.clone().unwrap_or_else(|| "-".into()))
+            .or_default();
+        match t.health.state {
+            TargetState::Healthy => {
+                healthy += 1;
+                z.healthy_host_count += 1;
+            }
+            TargetState::Unhealthy | TargetState::Unavailable => {
+                unhealthy += 1;
+                z.unhealthy_host_count += 1;
+            }
+            _ => {}
+        }
+    }
+    GroupView {
+        name: g.name.clone(),
+        health_checked: g.settings.is_some(),
+        fail_open: g.fail_open,
+        healthy_host_count: healthy,
+        unhealthy_host_count: unhealthy,
+        zones,
+        targets: g
+            .targets
+            .iter()
+            .map(|t| TargetView {
+                id: t.addr.ip().to_string(),
+                port: t.addr.port(),
+                availability_zone: t.zone.clone(),
+                state: t.health.state.name().into(),
+                reason: t.health.reason.as_ref().map(|r| r.code().into()),
+                description: t.health.reason.as_ref().map(Reason::description),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::state::{Outcome, Thresholds};
+
+    fn config() -> L7Config {
+        toml::from_str(
+            r#"
+[[listener]]
+port = 8080
+default_action = { type = "forward", target_group = "web" }
+[[listener.rule]]
+priority = 1
+condition = [{ field = "path-pattern", values = ["/nochecks/*"] }]
+action = { type = "forward", target_group = "nochecks" }
+[[target_group]]
+name = "web"
+target = [{ id = "10.0.0.1", availability_zone = "a" }, { id = "10.0.0.2", port = 81, availability_zone = "b" }]
+[[target_group]]
+name = "nochecks"
+health_check.enabled = false
+target = [{ id = "10.0.0.3" }]
+[[target_group]]
+name = "spare"
+target = [{ id = "10.0.0.4" }]
+"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn first_states_follow_use_and_enablement() {
+        let t = HealthTable::new(&config()).unwrap();
+        let s = t.snapshot();
+        let states: Vec<(&str, &str, Option<&str>)> = s
+            .target_groups
+            .iter()
+            .flat_map(|g| {
+                g.targets
+                    .iter()
+                    .map(move |t| (g.name.as_str(), t.state.as_str(), t.reason.as_deref()))
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("web", "initial", Some("Elb.RegistrationInProgress")),
+                ("web", "initial", Some("Elb.RegistrationInProgress")),
+                ("nochecks", "healthy", Some("Target.HealthCheckDisabled")),
+                ("spare", "unused", Some("Target.NotInUse")),
+            ]
+        );
+        assert_eq!(s.target_groups[0].targets[1].port, 81);
+        assert!(s.target_groups[0].health_checked && !s.target_groups[1].health_checked);
+    }
+
+    #[test]
+    fn counts_per_group_and_zone_and_fail_open() {
+        let t = HealthTable::new(&config()).unwrap();
+        let th = Thresholds {
+            healthy: 2,
+            unhealthy: 2,
+        };
+        {
+            let mut g = t.lock();
+            assert!(g[0].fail_open, "no target has passed yet");
+            g[0].targets[0].health.observe(&Outcome::Pass, th);
+            assert_eq!(HealthTable::update_fail_open(&mut g, 0), Some(false));
+            for _ in 0..2 {
+                g[0].targets[0].health.observe(&Outcome::Timeout, th);
+                g[0].targets[1].health.observe(&Outcome::Timeout, th);
+            }
+            assert_eq!(HealthTable::update_fail_open(&mut g, 0), Some(true));
+            assert_eq!(HealthTable::update_fail_open(&mut g, 0), None);
+        }
+        let s = t.snapshot();
+        let web = &s.target_groups[0];
+        assert!(web.fail_open);
+        assert_eq!((web.healthy_host_count, web.unhealthy_host_count), (0, 2));
+        assert_eq!(web.zones["a"].unhealthy_host_count, 1);
+        assert_eq!(
+            web.targets[0].description.as_deref(),
+            Some("Request timed out")
+        );
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["target_groups"][0]["UnHealthyHostCount"], 2);
+        assert_eq!(json["target_groups"][2]["HealthyHostCount"], 0);
+        let w = t.worker_states();
+        assert_eq!(w.len(), 4);
+        assert_eq!(
+            (w[0].state.as_str(), w[0].reason.as_deref()),
+            ("unhealthy", Some("Target.Timeout"))
+        );
+    }
+}

@@ -164,19 +164,28 @@ impl Default for AppCookie {
     }
 }
 
-/// Health check settings (ALB names and defaults). The prober is a later issue; the settings
-/// are parsed and validated now.
+/// Health check settings (ALB names, ranges and defaults), run by the control plane
+/// (`lb-userspace/src/health`), once per host; the workers get the verdicts.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheck {
+    /// `false`: the group's targets are healthy without checks (ALB allows it for lambda
+    /// targets only; weir for any group).
     pub enabled: bool,
+    /// `HTTP` (default), `HTTPS` (certificate not verified, as ALB) or `TCP` (connect only;
+    /// `path` and `matcher` then stay at their defaults).
     pub protocol: String,
     /// `traffic-port` or a port number.
     pub port: String,
     pub path: String,
+    /// 2–120, default 5; less than the interval.
     pub timeout_seconds: u64,
+    /// 5–300, default 30.
     pub interval_seconds: u64,
+    /// 2–10, default 5: passes in a row that bring an unhealthy target back (a new target
+    /// needs one).
     pub healthy_threshold_count: u32,
+    /// 2–10, default 2: failures in a row that make a target unhealthy.
     pub unhealthy_threshold_count: u32,
     pub matcher: Matcher,
 }

@@ -1,8 +1,9 @@
 //! weir's L7 worker: TLS (rustls), HTTP/1.1 (weir's own engine, `h1`) and HTTP/2 (hyper), ALB
 //! listener rules, target groups, pooled keep-alive forwarding. See docs/l7.md.
 //!
-//! Pure modules: `rules`, `wildcard`, `select`, `headers`, `pool::PoolPolicy`, `h1::codec`,
-//! `proxy::parse`, `proxy::respond::redirect_location`, `access_log::Record::format`.
+//! Pure modules: `rules`, `wildcard`, `select`, `outlier`, `slow_start`, `headers`,
+//! `pool::PoolPolicy`, `h1::codec`, `proxy::parse`, `proxy::respond::redirect_location`,
+//! `access_log::Record::format`.
 
 pub mod access_log;
 pub mod anomaly;
@@ -13,12 +14,16 @@ pub mod h1;
 pub mod headers;
 pub mod log_limit;
 pub mod metrics;
+pub mod outlier;
 pub mod pool;
 pub mod proxy;
 pub mod rules;
 pub mod select;
+pub mod slow_start;
 pub mod sticky;
 pub mod target;
+pub mod target_health;
+pub mod target_limit;
 pub mod tcp_or_tls;
 pub mod tickets;
 pub mod tls;

@@ -116,6 +116,10 @@ pub struct TargetCounters {
     /// 5xx answers, failed connections, timeouts, closes and malformed responses (anomaly
     /// detection's errors).
     pub errors: AtomicU64,
+    /// Requests that waited in the target's queue (`target_limits`).
+    pub queued: AtomicU64,
+    /// Requests refused by the target's queue (full or timed out): 503.
+    pub queue_rejected: AtomicU64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -131,6 +135,16 @@ pub struct TargetSnapshot {
     pub anomaly: &'static str,
     /// The weight counts `>> weight_shift` (anomaly mitigation); 0 = the configured weight.
     pub weight_shift: u8,
+    /// Passive health (this worker's outlier detection) ejected the target now.
+    pub ejected: bool,
+    /// Ejections that count towards the next one's length.
+    pub ejections: u32,
+    /// In slow start: thousandths of its full share it gets now.
+    pub slow_start_permille: Option<u16>,
+    /// `target_limits`: requests waiting now, ever queued, refused (503).
+    pub queue_length: u32,
+    pub queued_requests: u64,
+    pub queue_rejected_requests: u64,
 }
 
 /// What `Worker::metrics()` returns; serialises to JSON with ALB's metric names.

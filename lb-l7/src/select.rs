@@ -19,6 +19,8 @@ pub struct Candidate {
     pub id_hash: u64,
     /// Healthy (or fail-open) and not already tried for this request.
     pub eligible: bool,
+    /// Slow start: thousandths of the picks this target turns away (0 = its full share).
+    pub holdback: u16,
 }
 
 /// Inputs that vary per request.
@@ -32,8 +34,42 @@ pub struct Draw {
     pub key: Option<u64>,
 }
 
-/// Picks an index into `c`, or `None` if no candidate is eligible with weight > 0.
+/// Picks an index into `c`, or `None` if no candidate is eligible with weight > 0. A
+/// candidate in slow start keeps a pick with probability `1 - holdback/1000`, else the pick is
+/// made again without it (see `slow_start`); when nothing else is left it keeps it.
 pub fn pick(alg: Algorithm, c: &[Candidate], d: Draw) -> Option<usize> {
+    let first = pick_once(alg, c, d)?;
+    if !held_back(&c[first], d) {
+        return Some(first);
+    }
+    // Slow start only: a copy of the candidates without the ones turned away so far.
+    let mut rest = c.to_vec();
+    let mut kept = first;
+    for _ in 0..c.len() {
+        rest[kept].eligible = false;
+        match pick_once(alg, &rest, d) {
+            None => return Some(first),
+            Some(i) if !held_back(&rest[i], d) => return Some(i),
+            Some(i) => kept = i,
+        }
+    }
+    Some(first)
+}
+
+/// Does slow start turn this pick of `x` away? The roll is the request's key's (so a key stays
+/// on the target once the ramp passed it) or else random.
+fn held_back(x: &Candidate, d: Draw) -> bool {
+    if x.holdback == 0 {
+        return false;
+    }
+    let seed = match d.key {
+        Some(k) => k ^ 0x5851_f42d_4c95_7f2d,
+        None => d.random,
+    };
+    (mix(seed ^ x.id_hash) % 1000) < x.holdback as u64
+}
+
+fn pick_once(alg: Algorithm, c: &[Candidate], d: Draw) -> Option<usize> {
     let usable = |x: &Candidate| x.eligible && x.weight > 0;
     let total: u64 = c
         .iter()
@@ -101,6 +137,52 @@ fn by_weight(c: &[Candidate], mut point: u64) -> Option<usize> {
     None
 }
 
+/// What target choice knows of one target besides its weight (`eligible` turns these into
+/// `Candidate::eligible`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Facts {
+    pub weight: u32,
+    /// State `healthy`.
+    pub healthy: bool,
+    /// Not `unused` or `draining` (fail-open may use it).
+    pub routable: bool,
+    /// Passive health ejected it.
+    pub ejected: bool,
+    /// In weir's zone, or cross-zone is on.
+    pub local: bool,
+    /// At its concurrency cap.
+    pub full: bool,
+    /// Already failed to connect for this request.
+    pub tried: bool,
+}
+
+/// Which targets a request may go to, in tiers: healthy, not ejected and local (cross-zone
+/// off: weir's zone while it has one); else healthy and not ejected in any zone; else, when no
+/// target at all is healthy and not ejected, every routable target (ALB's fail-open, ejected
+/// ones included). Within the tier, targets at their concurrency cap are left out unless all
+/// are (the request then queues at the one picked). Tried targets never.
+pub fn eligible(f: &[Facts], out: &mut [bool]) {
+    let up = |x: &Facts| x.weight > 0 && x.healthy && !x.ejected;
+    let base = |x: &Facts| x.weight > 0 && x.routable && !x.tried;
+    let tiers: [&dyn Fn(&Facts) -> bool; 3] = [
+        &|x| base(x) && up(x) && x.local,
+        &|x| base(x) && up(x),
+        &|x| base(x),
+    ];
+    let fail_open = !f.iter().any(up);
+    let in_tier = tiers[..if fail_open { 3 } else { 2 }]
+        .iter()
+        .find(|t| f.iter().any(t));
+    let Some(in_tier) = in_tier else {
+        out.iter_mut().for_each(|o| *o = false);
+        return;
+    };
+    let room = f.iter().any(|x| in_tier(x) && !x.full);
+    for (o, x) in out.iter_mut().zip(f) {
+        *o = in_tier(x) && !(room && x.full);
+    }
+}
+
 /// Weighted choice among `weights` (a forward action's target groups).
 pub fn pick_weighted(weights: &[u32], random: u64) -> Option<usize> {
     let total: u64 = weights.iter().map(|&w| w as u64).sum();
@@ -147,6 +229,7 @@ mod tests {
                 outstanding: 0,
                 id_hash: hash_bytes(format!("10.0.0.{i}:80").as_bytes()),
                 eligible: true,
+                holdback: 0,
             })
             .collect()
     }
@@ -249,6 +332,131 @@ mod tests {
             (300..500).contains(&on4),
             "{on4} of 2000 keys on one of 5 targets"
         );
+    }
+
+    fn shares(alg: Algorithm, c: &[Candidate], n: u64, keyed: bool) -> Vec<f64> {
+        let mut count = vec![0u64; c.len()];
+        let mut rng = fastrand::Rng::with_seed(11);
+        for s in 0..n {
+            let d = Draw {
+                seq: s,
+                random: rng.u64(..),
+                key: keyed.then(|| hash_bytes(&s.to_le_bytes())),
+            };
+            count[pick(alg, c, d).unwrap()] += 1;
+        }
+        count.iter().map(|&k| k as f64 / n as f64).collect()
+    }
+
+    #[test]
+    fn slow_start_scales_the_share_for_every_algorithm() {
+        for alg in [
+            Algorithm::RoundRobin,
+            Algorithm::WeightedRandom,
+            Algorithm::ConsistentHash,
+        ] {
+            for (hold, want) in [(0u16, 0.25), (500, 0.125), (900, 0.025)] {
+                let mut c = cands(&[1, 1, 1, 1]);
+                c[3].holdback = hold;
+                let keyed = alg == Algorithm::ConsistentHash;
+                let got = shares(alg, &c, 40_000, keyed)[3];
+                assert!(
+                    (got - want).abs() < 0.01,
+                    "{alg:?} holdback {hold}: share {got}, want {want}"
+                );
+            }
+        }
+        // Least outstanding: the idle newcomer would win every pick; the ramp caps it.
+        let mut c = cands(&[1, 1]);
+        c[0].outstanding = 3;
+        c[1].holdback = 700;
+        let got = shares(Algorithm::LeastOutstandingRequests, &c, 20_000, false)[1];
+        assert!((got - 0.3).abs() < 0.02, "share {got}");
+        // Nothing else left: the held-back target still takes the request.
+        let mut c = cands(&[1, 1]);
+        c[0].eligible = false;
+        c[1].holdback = 999;
+        assert_eq!(shares(Algorithm::RoundRobin, &c, 100, false)[1], 1.0);
+    }
+
+    #[test]
+    fn slow_start_moves_a_hashed_key_once() {
+        let mut c = cands(&[1, 1, 1]);
+        let key = |k: u64, c: &[Candidate]| {
+            let d = Draw {
+                seq: 0,
+                random: k.wrapping_mul(7),
+                key: Some(hash_bytes(&k.to_le_bytes())),
+            };
+            pick(Algorithm::ConsistentHash, c, d).unwrap()
+        };
+        let mut on2 = vec![false; 3000];
+        for hold in (0..=900).rev().step_by(100) {
+            c[2].holdback = hold;
+            for (k, was) in on2.iter_mut().enumerate() {
+                let now = key(k as u64, &c) == 2;
+                assert!(
+                    now || !*was,
+                    "key {k} left the ramping target at holdback {hold}"
+                );
+                *was = now;
+            }
+        }
+    }
+
+    fn facts(n: usize) -> Vec<Facts> {
+        vec![
+            Facts {
+                weight: 1,
+                healthy: true,
+                routable: true,
+                local: true,
+                ..Facts::default()
+            };
+            n
+        ]
+    }
+
+    fn which(f: &[Facts]) -> Vec<usize> {
+        let mut out = vec![false; f.len()];
+        eligible(f, &mut out);
+        (0..f.len()).filter(|&i| out[i]).collect()
+    }
+
+    #[test]
+    fn tiers_ejected_zone_fail_open_and_full() {
+        let mut f = facts(4);
+        assert_eq!(which(&f), vec![0, 1, 2, 3]);
+        f[0].ejected = true;
+        f[1].healthy = false;
+        assert_eq!(which(&f), vec![2, 3]);
+        // Zones: the local tier while it has a target.
+        f[2].local = false;
+        assert_eq!(which(&f), vec![3]);
+        f[3].tried = true;
+        assert_eq!(which(&f), vec![2], "local target tried: another zone");
+        f[2].tried = true;
+        assert_eq!(
+            which(&f),
+            Vec::<usize>::new(),
+            "healthy ones exist, all tried"
+        );
+        // Fail-open: nothing healthy and not ejected: every routable one, ejected included.
+        let mut f = facts(3);
+        f[0].ejected = true;
+        f[1].healthy = false;
+        f[2].healthy = false;
+        f[2].routable = false;
+        assert_eq!(which(&f), vec![0, 1]);
+        // Full targets are left out while another has room.
+        let mut f = facts(3);
+        f[0].full = true;
+        assert_eq!(which(&f), vec![1, 2]);
+        f[1].full = true;
+        f[2].full = true;
+        assert_eq!(which(&f), vec![0, 1, 2], "all full: the pick queues");
+        f[2].weight = 0;
+        assert_eq!(which(&f), vec![0, 1]);
     }
 
     #[test]

@@ -7,8 +7,11 @@ use crate::config::{
 };
 use crate::metrics::{TargetCounters, TargetSnapshot};
 use crate::pool::{Pool, PoolPolicy};
-use crate::select::{self, Algorithm, Candidate, Draw};
+use crate::select::{self, Algorithm, Candidate, Draw, Facts};
 use crate::sticky;
+use crate::target_health::GroupHealth;
+pub use crate::target_health::TargetState;
+use crate::target_limit::{Limit, Slot};
 use crate::upstream::UpStream;
 
 /// The TLS client of an HTTPS target group.
@@ -25,56 +28,19 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
-
-/// ALB's target states. Health checks (a later issue) move targets between them; until then
-/// every configured target starts `Healthy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum TargetState {
-    Initial = 0,
-    Healthy = 1,
-    Unhealthy = 2,
-    Unused = 3,
-    Draining = 4,
-    Unavailable = 5,
-}
-
-impl TargetState {
-    fn from_u8(v: u8) -> TargetState {
-        match v {
-            0 => TargetState::Initial,
-            1 => TargetState::Healthy,
-            2 => TargetState::Unhealthy,
-            3 => TargetState::Unused,
-            4 => TargetState::Draining,
-            _ => TargetState::Unavailable,
-        }
-    }
-    /// The state ALB calls `name` (what [`TargetState::name`] gives).
-    pub fn from_name(name: &str) -> Option<TargetState> {
-        (0..=5)
-            .map(TargetState::from_u8)
-            .find(|s| s.name() == name)
-    }
-    pub fn name(self) -> &'static str {
-        match self {
-            TargetState::Initial => "initial",
-            TargetState::Healthy => "healthy",
-            TargetState::Unhealthy => "unhealthy",
-            TargetState::Unused => "unused",
-            TargetState::Draining => "draining",
-            TargetState::Unavailable => "unavailable",
-        }
-    }
-}
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub struct TargetRt {
     pub addr: SocketAddr,
     pub weight: u32,
     pub zone: Option<String>,
-    state: AtomicU8,
+    /// This target's index in its group (its slot in `health`).
+    index: usize,
+    /// State, passive health and slow start, shared with the group's other targets.
+    health: Arc<GroupHealth>,
+    /// `target_limits`: the concurrency cap and queue, when set.
+    limit: Option<Limit>,
     pub outstanding: AtomicU64,
     pub counters: TargetCounters,
     /// Idle keep-alive connections to this target.
@@ -90,11 +56,16 @@ pub struct TargetRt {
 
 impl TargetRt {
     pub fn state(&self) -> TargetState {
-        TargetState::from_u8(self.state.load(Relaxed))
+        self.health.state(self.index)
     }
-    /// For the health checker.
+    /// For the health checker. Becoming healthy may start slow start (ALB's rule, see
+    /// `slow_start`).
     pub fn set_state(&self, s: TargetState) {
-        self.state.store(s as u8, Relaxed);
+        self.health.set_state(self.index, s);
+    }
+    /// Passive health (this worker's outlier detection) has the target ejected now.
+    pub fn is_ejected(&self) -> bool {
+        self.health.is_ejected(self.index)
     }
     pub fn snapshot(&self) -> TargetSnapshot {
         TargetSnapshot {
@@ -109,6 +80,12 @@ impl TargetRt {
                 "normal"
             },
             weight_shift: self.weight_shift.load(Relaxed),
+            ejected: self.is_ejected(),
+            ejections: self.health.ejections(self.index),
+            slow_start_permille: self.health.slow_start_permille(self.index),
+            queue_length: self.limit.as_ref().map_or(0, Limit::queue_length),
+            queued_requests: self.counters.queued.load(Relaxed),
+            queue_rejected_requests: self.counters.queue_rejected.load(Relaxed),
         }
     }
 
@@ -116,13 +93,38 @@ impl TargetRt {
     /// `successful_active_health_check_uneject_host`): passive health's ejection of it, if
     /// any, ends now. Call on every passing check (not only on a state change).
     pub fn active_check_passed(&self) {
-        // First version: the signature the health checker calls; passive health (outlier
-        // detection) and its un-ejection land in the following commits.
+        self.health.active_check_passed(self.index);
     }
 
-    /// Counts an error for anomaly detection (a 5xx, or no usable response).
+    /// Counts an error for anomaly detection and passive health (a 5xx, or no usable
+    /// response).
     pub fn count_error(&self) {
         self.counters.errors.fetch_add(1, Relaxed);
+        self.health.error(self.index);
+    }
+
+    /// The target answered with `status`: a 5xx is an error, anything else ends its run of
+    /// errors (passive health).
+    pub fn answered(&self, status: u16) {
+        if status >= 500 {
+            self.count_error();
+        } else {
+            self.health.success(self.index);
+        }
+    }
+
+    /// At its concurrency cap (`target_limits`)?
+    pub fn is_full(&self) -> bool {
+        self.limit.as_ref().is_some_and(Limit::full)
+    }
+
+    /// A slot for one request when the target is capped (waiting in its queue if need be);
+    /// `None` when it is not capped; the `error_reason` of the 503 when refused.
+    pub async fn admit(&self) -> Result<Option<Slot>, &'static str> {
+        match &self.limit {
+            None => Ok(None),
+            Some(l) => l.admit(&self.counters).await.map(Some),
+        }
     }
 }
 
@@ -132,6 +134,9 @@ pub struct GroupRt {
     pub targets: Vec<Arc<TargetRt>>,
     pub algorithm: Algorithm,
     pub hash_on: Option<HashOn>,
+    /// Cross-zone off: weir's own zone, where requests stay while it has a target.
+    local_zone: Option<String>,
+    health: Arc<GroupHealth>,
     /// Target stickiness, when enabled.
     pub sticky: Option<StickyRt>,
     /// The group's token in a group-stickiness cookie (`AWSALBTG`).
@@ -225,7 +230,9 @@ impl StickyRt {
 }
 
 impl GroupRt {
-    pub fn new(g: &TargetGroup) -> GroupRt {
+    /// The group at run time; `own_zone`: weir's zone (`[load_balancer] availability_zone`,
+    /// "" = unknown).
+    pub fn new(g: &TargetGroup, own_zone: &str) -> GroupRt {
         let policy = PoolPolicy {
             max_idle: g.connection_pool.max_idle_per_target,
             idle_timeout: Duration::from_secs(g.connection_pool.idle_timeout_seconds),
@@ -233,17 +240,36 @@ impl GroupRt {
         };
         let tls =
             (g.protocol == TargetProtocol::Https).then(|| TlsClient(crate::upstream::connector()));
-        let targets: Vec<Arc<TargetRt>> = g
+        let configured: Vec<(SocketAddr, &crate::config::Target)> = g
             .target
             .iter()
             .filter_map(|t| {
                 let ip: IpAddr = t.id.parse().ok()?;
-                let addr = SocketAddr::new(ip, t.port.unwrap_or(g.port));
-                Some(Arc::new(TargetRt {
+                Some((SocketAddr::new(ip, t.port.unwrap_or(g.port)), t))
+            })
+            .collect();
+        let health = Arc::new(GroupHealth::new(
+            g,
+            configured.iter().map(|(a, _)| *a).collect(),
+        ));
+        let lim = &g.target_limits;
+        let targets: Vec<Arc<TargetRt>> = configured
+            .into_iter()
+            .enumerate()
+            .map(|(index, (addr, t))| {
+                Arc::new(TargetRt {
                     addr,
                     weight: t.weight,
                     zone: t.availability_zone.clone(),
-                    state: AtomicU8::new(TargetState::Healthy as u8),
+                    index,
+                    health: health.clone(),
+                    limit: (lim.max_requests > 0).then(|| {
+                        Limit::new(
+                            lim.max_requests,
+                            lim.max_queued,
+                            Duration::from_secs(lim.queue_timeout_seconds),
+                        )
+                    }),
                     outstanding: AtomicU64::new(0),
                     counters: TargetCounters::default(),
                     pool: Pool::new(policy.clone()),
@@ -251,7 +277,7 @@ impl GroupRt {
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
                     anomalous: AtomicBool::new(false),
                     weight_shift: AtomicU8::new(0),
-                }))
+                })
             })
             .collect();
         let algorithm = match g.load_balancing.algorithm.kind {
@@ -260,6 +286,7 @@ impl GroupRt {
             AlgorithmType::WeightedRandom => Algorithm::WeightedRandom,
             AlgorithmType::ConsistentHash => Algorithm::ConsistentHash,
         };
+        let cross_zone = g.load_balancing.cross_zone.enabled.enabled();
         GroupRt {
             name: g.name.clone(),
             sticky: StickyRt::new(&g.name, &g.stickiness, &targets),
@@ -272,6 +299,8 @@ impl GroupRt {
                 .hash_on
                 .as_deref()
                 .and_then(HashOn::parse),
+            local_zone: (!cross_zone && !own_zone.is_empty()).then(|| own_zone.to_string()),
+            health,
             detect: g.load_balancing.algorithm.kind == AlgorithmType::WeightedRandom,
             mitigate: g.load_balancing.algorithm.anomaly_mitigation == AnomalyMitigation::On,
             anomaly: Mutex::new(AnomalyTick::default()),
@@ -279,9 +308,16 @@ impl GroupRt {
         }
     }
 
-    /// The worker's one-second tick: folds each target's last second into its rates, flags
+    /// The worker's one-second tick: anomaly detection, and the end of passive health's
+    /// ejections whose time is up.
+    pub fn tick(&self, now: Instant) {
+        self.anomaly_tick();
+        self.health.tick(now);
+    }
+
+    /// Anomaly detection's second: folds each target's last second into its rates, flags
     /// anomalous targets and moves their weight shifts (`anomaly.rs`).
-    pub fn anomaly_tick(&self) {
+    fn anomaly_tick(&self) {
         if !self.detect {
             return;
         }
@@ -311,22 +347,18 @@ impl GroupRt {
         }
     }
 
-    /// May target `i` take a new request now (the same rule `pick` applies)?
+    /// May target `i` take a new request now? Stickiness's rule: healthy and not ejected, or
+    /// any routable target when the group fails open (zones and caps do not move a sticky
+    /// request; a capped target queues it).
     pub fn can_take(&self, i: usize) -> bool {
         let Some(t) = self.targets.get(i) else {
             return false;
         };
-        if t.weight == 0 {
+        let f = self.facts(t, false);
+        if f.weight == 0 || !f.routable {
             return false;
         }
-        match t.state() {
-            TargetState::Healthy => true,
-            TargetState::Unused | TargetState::Draining => false,
-            _ => !self
-                .targets
-                .iter()
-                .any(|t| t.state() == TargetState::Healthy && t.weight > 0),
-        }
+        (f.healthy && !f.ejected) || !self.targets.iter().any(|t| t.up())
     }
 
     /// The target a request's cookies stick it to, when the group is sticky and that target
@@ -336,24 +368,31 @@ impl GroupRt {
         self.can_take(i).then_some(i)
     }
 
-    /// Picks a target not in `tried`. Healthy targets first; when none is healthy, all targets
-    /// that are not unused/draining (ALB's fail-open).
+    fn facts(&self, t: &TargetRt, tried: bool) -> Facts {
+        let state = t.state();
+        Facts {
+            weight: t.weight,
+            healthy: state == TargetState::Healthy,
+            routable: !matches!(state, TargetState::Unused | TargetState::Draining),
+            ejected: t.is_ejected(),
+            local: match (&self.local_zone, t.zone.as_deref()) {
+                // ALB's `all`: an IP target outside the zones serves every zone.
+                (Some(own), Some(z)) => z == own || z == "all",
+                _ => true,
+            },
+            full: t.is_full(),
+            tried,
+        }
+    }
+
+    /// Picks a target not in `tried` (`select::eligible`'s tiers: healthy, not ejected, local
+    /// zone first; fail-open when nothing is healthy; targets at their cap left out while
+    /// another has room), by the group's algorithm with slow start's holdback.
     pub fn pick(&self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
         let draw = Draw {
             seq: self.seq.fetch_add(1, Relaxed),
             random: fastrand::u64(..),
             key,
-        };
-        let any_healthy = self
-            .targets
-            .iter()
-            .any(|t| t.state() == TargetState::Healthy && t.weight > 0);
-        let ok = |s: TargetState| {
-            if any_healthy {
-                s == TargetState::Healthy
-            } else {
-                !matches!(s, TargetState::Unused | TargetState::Draining)
-            }
         };
         // Mitigation (weighted_random only) scales every weight by 2^MAX_SHIFT and shifts an
         // anomalous target's back down: never to zero.
@@ -364,23 +403,51 @@ impl GroupRt {
                 t.weight
             }
         };
-        let cand = |(i, t): (usize, &Arc<TargetRt>)| Candidate {
+        let n = self.targets.len();
+        let fact = |(i, t): (usize, &Arc<TargetRt>)| self.facts(t, tried.contains(&i));
+        let cand = |t: &Arc<TargetRt>, eligible: bool| Candidate {
             weight: weight(t),
             outstanding: t.outstanding.load(Relaxed),
             id_hash: t.id_hash,
-            eligible: ok(t.state()) && !tried.contains(&i),
+            eligible,
+            holdback: if eligible {
+                self.health.holdback(t.index)
+            } else {
+                0
+            },
         };
         // Small groups (the common case) are described on the stack: no allocation per request.
         const ON_STACK: usize = 16;
-        if self.targets.len() <= ON_STACK {
+        if n <= ON_STACK {
+            let mut f = [Facts::default(); ON_STACK];
+            let mut ok = [false; ON_STACK];
             let mut c = [Candidate::default(); ON_STACK];
-            for (slot, x) in c.iter_mut().zip(self.targets.iter().enumerate()) {
-                *slot = cand(x);
+            for (slot, x) in f.iter_mut().zip(self.targets.iter().enumerate()) {
+                *slot = fact(x);
             }
-            select::pick(self.algorithm, &c[..self.targets.len()], draw)
+            select::eligible(&f[..n], &mut ok[..n]);
+            for ((slot, t), &e) in c.iter_mut().zip(&self.targets).zip(&ok) {
+                *slot = cand(t, e);
+            }
+            select::pick(self.algorithm, &c[..n], draw)
         } else {
-            let c: Vec<Candidate> = self.targets.iter().enumerate().map(cand).collect();
+            let f: Vec<Facts> = self.targets.iter().enumerate().map(fact).collect();
+            let mut ok = vec![false; n];
+            select::eligible(&f, &mut ok);
+            let c: Vec<Candidate> = self
+                .targets
+                .iter()
+                .zip(&ok)
+                .map(|(t, &e)| cand(t, e))
+                .collect();
             select::pick(self.algorithm, &c, draw)
         }
+    }
+}
+
+impl TargetRt {
+    /// Healthy, not ejected, with a weight: fail-open is off while one such target exists.
+    fn up(&self) -> bool {
+        self.weight > 0 && self.state() == TargetState::Healthy && !self.is_ejected()
     }
 }

@@ -230,7 +230,10 @@ impl Worker {
         let groups: HashMap<String, Arc<GroupRt>> = config
             .target_group
             .iter()
-            .map(|g| (g.name.clone(), Arc::new(GroupRt::new(g))))
+            .map(|g| {
+                let zone = &config.load_balancer.availability_zone;
+                (g.name.clone(), Arc::new(GroupRt::new(g, zone)))
+            })
             .collect();
         if opts.health_from_control_plane {
             initial_states(&config, &groups);
@@ -385,7 +388,7 @@ impl Worker {
                             for t in &g.targets {
                                 t.pool.sweep(now);
                             }
-                            g.anomaly_tick();
+                            g.tick(now);
                         }
                     }
                 }

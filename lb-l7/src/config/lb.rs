@@ -54,6 +54,10 @@ pub struct LoadBalancerAttributes {
     /// is forwarded as an ordinary one. `h2c` cannot be listed.
     pub upgrade_protocols: Vec<String>,
     pub access_logs: AccessLogs,
+    /// weir: the availability zone this load balancer runs in (compared with targets'
+    /// `availability_zone`); needed by target groups with `load_balancing.cross_zone.enabled =
+    /// false`. "" = unknown.
+    pub availability_zone: String,
 }
 
 impl Default for LoadBalancerAttributes {
@@ -73,6 +77,7 @@ impl Default for LoadBalancerAttributes {
             max_request_body_bytes: 0,
             upgrade_protocols: vec!["websocket".into()],
             access_logs: AccessLogs::default(),
+            availability_zone: String::new(),
         }
     }
 }

@@ -25,6 +25,15 @@ pub struct TargetGroup {
     pub health_check: HealthCheck,
     #[serde(default)]
     pub connection_pool: ConnectionPool,
+    /// Passive health (Envoy's outlier detection), per worker.
+    #[serde(default)]
+    pub outlier_detection: OutlierDetection,
+    /// ALB's `slow_start.duration_seconds`.
+    #[serde(default)]
+    pub slow_start: SlowStart,
+    /// Per-target concurrency cap and queue (HAProxy's `maxconn`, `maxqueue`, `timeout queue`).
+    #[serde(default)]
+    pub target_limits: TargetLimits,
 }
 
 fn default_port() -> u16 {
@@ -62,6 +71,124 @@ fn one() -> u32 {
 #[serde(default, deny_unknown_fields)]
 pub struct LoadBalancing {
     pub algorithm: AlgorithmConfig,
+    /// ALB's `load_balancing.cross_zone.enabled`.
+    pub cross_zone: CrossZoneConfig,
+}
+
+/// `load_balancing.cross_zone.enabled`: `true`, `false` or `"use_load_balancer_configuration"`
+/// (default). An ALB's own cross-zone setting is always on, so the default means on.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrossZoneConfig {
+    pub enabled: CrossZone,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "CrossZoneRaw")]
+pub enum CrossZone {
+    On,
+    Off,
+    #[default]
+    UseLoadBalancerConfiguration,
+}
+
+impl CrossZone {
+    /// Whether requests may cross zones (the load balancer's own setting is on, as ALB's).
+    pub fn enabled(self) -> bool {
+        self != CrossZone::Off
+    }
+}
+
+/// ALB writes the value as a string; TOML users write a boolean: both are taken.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum CrossZoneRaw {
+    Bool(bool),
+    Text(String),
+}
+
+impl TryFrom<CrossZoneRaw> for CrossZone {
+    type Error = String;
+    fn try_from(r: CrossZoneRaw) -> Result<CrossZone, String> {
+        match r {
+            CrossZoneRaw::Bool(true) => Ok(CrossZone::On),
+            CrossZoneRaw::Bool(false) => Ok(CrossZone::Off),
+            CrossZoneRaw::Text(t) => match t.as_str() {
+                "true" => Ok(CrossZone::On),
+                "false" => Ok(CrossZone::Off),
+                "use_load_balancer_configuration" => Ok(CrossZone::UseLoadBalancerConfiguration),
+                _ => Err(format!(
+                    "{t:?}: expected true, false or \"use_load_balancer_configuration\""
+                )),
+            },
+        }
+    }
+}
+
+/// `[target_group.outlier_detection]`: passive health, Envoy's outlier detection and its
+/// defaults; off unless `enabled = true` (as in Envoy, where it runs only when configured, and
+/// HAProxy's `observe`; ALB has none). `consecutive_errors` errors in a row from a target (5xx answers, refused or failed
+/// connections, resets, timeouts, malformed responses) eject it for `base_ejection_time_seconds`
+/// × its number of ejections, at most `max_ejection_time_seconds`; at most
+/// `max_ejection_percent` of the group's targets are ejected at once (at least one).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutlierDetection {
+    pub enabled: bool,
+    /// 1–1000, default 5 (Envoy's `consecutive_5xx`).
+    pub consecutive_errors: u32,
+    /// 1–3600, default 30.
+    pub base_ejection_time_seconds: u64,
+    /// `base_ejection_time_seconds`–86400, default 300.
+    pub max_ejection_time_seconds: u64,
+    /// 0–100, default 10.
+    pub max_ejection_percent: u32,
+    /// A passing active health check ends the ejection (default true).
+    pub successful_active_health_check_uneject_host: bool,
+}
+impl Default for OutlierDetection {
+    fn default() -> Self {
+        OutlierDetection {
+            enabled: false,
+            consecutive_errors: 5,
+            base_ejection_time_seconds: 30,
+            max_ejection_time_seconds: 300,
+            max_ejection_percent: 10,
+            successful_active_health_check_uneject_host: true,
+        }
+    }
+}
+
+/// `slow_start.duration_seconds`: 0 (off, default) or 30–900 (ALB's range).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SlowStart {
+    pub duration_seconds: u64,
+}
+
+/// `[target_group.target_limits]`: at most `max_requests` requests in flight to one target
+/// (per worker; 0 = no cap, default); a request finding every target at its cap waits in its
+/// target's FIFO queue, at most `max_queued` long, for at most `queue_timeout_seconds`, else
+/// gets 503.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TargetLimits {
+    /// 0–100000, default 0 (no cap).
+    pub max_requests: u32,
+    /// 0–100000, default 128.
+    pub max_queued: u32,
+    /// 0–3600, default 10 (HAProxy's `timeout queue` defaults to `timeout connect`, weir's
+    /// connect timeout is 10 s); 0 = never wait.
+    pub queue_timeout_seconds: u64,
+}
+impl Default for TargetLimits {
+    fn default() -> Self {
+        TargetLimits {
+            max_requests: 0,
+            max_queued: 128,
+            queue_timeout_seconds: 10,
+        }
+    }
 }
 
 /// `load_balancing.algorithm.type` and, for `consistent_hash`, `hash_on`

@@ -45,7 +45,9 @@ pub(super) fn validate(c: &L7Config) -> Vec<FieldError> {
     }
     let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, g) in c.target_group.iter().enumerate() {
-        target_group(&mut e, &format!("target_group[{i}]"), g);
+        let p = format!("target_group[{i}]");
+        target_group(&mut e, &p, g);
+        target_choice(&mut e, &p, g, &c.load_balancer.availability_zone);
         if let Some(first) = names.insert(g.name.as_str(), i) {
             e.push(
                 format!("target_group[{i}].name"),
@@ -573,6 +575,64 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
         0,
         100_000,
     );
+}
+
+/// Passive health, slow start, zones and per-target limits (`target::choice`'s settings).
+fn target_choice(e: &mut Errors, p: &str, g: &TargetGroup, own_zone: &str) {
+    let o = &g.outlier_detection;
+    let op = format!("{p}.outlier_detection");
+    e.range(
+        format!("{op}.consecutive_errors"),
+        o.consecutive_errors as u64,
+        1,
+        1000,
+    );
+    e.range(
+        format!("{op}.base_ejection_time_seconds"),
+        o.base_ejection_time_seconds,
+        1,
+        3600,
+    );
+    e.range(
+        format!("{op}.max_ejection_time_seconds"),
+        o.max_ejection_time_seconds,
+        o.base_ejection_time_seconds.clamp(1, 3600),
+        86_400,
+    );
+    e.range(
+        format!("{op}.max_ejection_percent"),
+        o.max_ejection_percent as u64,
+        0,
+        100,
+    );
+    let d = g.slow_start.duration_seconds;
+    if d != 0 && !(30..=900).contains(&d) {
+        e.push(
+            format!("{p}.slow_start.duration_seconds"),
+            format!("{d}: 0 (off) or 30–900, as on ALB"),
+        );
+    }
+    let l = &g.target_limits;
+    let lp = format!("{p}.target_limits");
+    e.range(
+        format!("{lp}.max_requests"),
+        l.max_requests as u64,
+        0,
+        100_000,
+    );
+    e.range(format!("{lp}.max_queued"), l.max_queued as u64, 0, 100_000);
+    e.range(
+        format!("{lp}.queue_timeout_seconds"),
+        l.queue_timeout_seconds,
+        0,
+        3600,
+    );
+    if !g.load_balancing.cross_zone.enabled.enabled() && own_zone.is_empty() {
+        e.push(
+            format!("{p}.load_balancing.cross_zone.enabled"),
+            "false needs the load balancer's zone: [load_balancer] availability_zone",
+        );
+    }
 }
 
 /// `"200"`, `"200,202"`, `"200-299"` → inclusive ranges, all within 200–499.

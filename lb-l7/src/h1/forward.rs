@@ -229,9 +229,7 @@ pub async fn forward(
 
         // Phase respond: the target's response to the client.
         m.target_status(resp.status);
-        if resp.status >= 500 {
-            t.count_error();
-        }
+        t.answered(resp.status);
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(resp.status);
             l.target_status_code_list.push(resp.status);
@@ -458,6 +456,14 @@ impl Attempts {
                 l.target = Some(t.addr);
                 l.target_list.push(t.addr);
             }
+            // A capped target (`target_limits`): its slot, waiting in its queue if need be.
+            let slot = match t.admit().await {
+                Ok(slot) => slot,
+                Err(reason) => {
+                    self.last_failure = Some((503, reason));
+                    return None;
+                }
+            };
             let fresh = fresh || std::mem::take(&mut self.fresh_only);
             match target_connection(sh, t, fresh, first).await {
                 Ok((up, reused)) => {
@@ -467,7 +473,7 @@ impl Attempts {
                         t,
                         up,
                         reused,
-                        outstanding: Outstanding::new(t),
+                        outstanding: Outstanding::new(t, slot),
                         sent_at: log.is_some().then(Instant::now),
                     });
                 }

@@ -33,17 +33,24 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
-/// Counts a request as outstanding on its target until dropped.
-pub struct Outstanding(Arc<TargetRt>);
+/// Counts a request as outstanding on its target until dropped, and holds its slot at a
+/// capped target (`target_limits`).
+pub struct Outstanding {
+    t: Arc<TargetRt>,
+    _slot: Option<crate::target_limit::Slot>,
+}
 impl Outstanding {
-    pub(crate) fn new(t: &Arc<TargetRt>) -> Outstanding {
+    pub(crate) fn new(t: &Arc<TargetRt>, slot: Option<crate::target_limit::Slot>) -> Outstanding {
         t.outstanding.fetch_add(1, Relaxed);
-        Outstanding(t.clone())
+        Outstanding {
+            t: t.clone(),
+            _slot: slot,
+        }
     }
 }
 impl Drop for Outstanding {
     fn drop(&mut self) {
-        self.0.outstanding.fetch_sub(1, Relaxed);
+        self.t.outstanding.fetch_sub(1, Relaxed);
     }
 }
 
@@ -273,9 +280,7 @@ pub async fn forward(
         // Phase respond (target's response).
         let status = resp.status;
         m.target_status(status);
-        if status >= 500 {
-            t.count_error();
-        }
+        t.answered(status);
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(status);
             l.target_status_code_list.push(status);

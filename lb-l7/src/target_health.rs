@@ -1,0 +1,337 @@
+//! What a group's targets share about their health, indexed by target: their ALB state (set by
+//! the control plane's health checker through `TargetRt::set_state`), passive health
+//! (`outlier`: consecutive errors and ejections) and slow start (`slow_start`: when a target's
+//! ramp began). Kept per group because both ejection (the group's share) and slow start's
+//! entry (another settled target) depend on the siblings. Per worker: each worker process has
+//! its own copy and its own view of errors.
+
+use crate::config::TargetGroup;
+use crate::outlier::{self, Detector};
+use crate::slow_start;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// ALB's target states. The control plane's health checker moves targets between them; a
+/// target starts `Healthy` unless the health checker says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum TargetState {
+    Initial = 0,
+    Healthy = 1,
+    Unhealthy = 2,
+    Unused = 3,
+    Draining = 4,
+    Unavailable = 5,
+}
+
+impl TargetState {
+    fn from_u8(v: u8) -> TargetState {
+        match v {
+            0 => TargetState::Initial,
+            1 => TargetState::Healthy,
+            2 => TargetState::Unhealthy,
+            3 => TargetState::Unused,
+            4 => TargetState::Draining,
+            _ => TargetState::Unavailable,
+        }
+    }
+    /// The state ALB calls `name` (what [`TargetState::name`] gives).
+    pub fn from_name(name: &str) -> Option<TargetState> {
+        (0..=5).map(TargetState::from_u8).find(|s| s.name() == name)
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            TargetState::Initial => "initial",
+            TargetState::Healthy => "healthy",
+            TargetState::Unhealthy => "unhealthy",
+            TargetState::Unused => "unused",
+            TargetState::Draining => "draining",
+            TargetState::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// No slow start running (`ramp_from`).
+const NO_RAMP: u64 = u64::MAX;
+
+#[derive(Debug)]
+pub struct GroupHealth {
+    group: String,
+    addrs: Vec<SocketAddr>,
+    states: Vec<AtomicU8>,
+    /// Passive health's verdict, mirrored from `outlier` for lock-free reads.
+    ejected: Vec<AtomicBool>,
+    consecutive: Vec<AtomicU32>,
+    /// Milliseconds after `epoch` a target's slow start began, or `NO_RAMP`.
+    ramp_from: Vec<AtomicU64>,
+    /// Registered with the group at its start and not yet out of `initial`: its first checks
+    /// passing start no slow start (ALB: targets registered together into a new group).
+    first: Vec<AtomicBool>,
+    epoch: Instant,
+    slow_start: Duration,
+    /// `None`: outlier detection is off.
+    outlier: Option<Mutex<Detector>>,
+    /// `consecutive_errors`, outside the lock: only a run this long takes it.
+    threshold: u32,
+    uneject_on_check: bool,
+}
+
+impl GroupHealth {
+    pub fn new(g: &TargetGroup, addrs: Vec<SocketAddr>) -> GroupHealth {
+        let n = addrs.len();
+        let o = &g.outlier_detection;
+        let settings = outlier::Settings {
+            consecutive_errors: o.consecutive_errors.max(1),
+            base_ejection: Duration::from_secs(o.base_ejection_time_seconds),
+            max_ejection: Duration::from_secs(o.max_ejection_time_seconds),
+            max_ejection_percent: o.max_ejection_percent,
+        };
+        GroupHealth {
+            group: g.name.clone(),
+            addrs,
+            states: (0..n)
+                .map(|_| AtomicU8::new(TargetState::Healthy as u8))
+                .collect(),
+            ejected: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            consecutive: (0..n).map(|_| AtomicU32::new(0)).collect(),
+            ramp_from: (0..n).map(|_| AtomicU64::new(NO_RAMP)).collect(),
+            first: (0..n).map(|_| AtomicBool::new(true)).collect(),
+            epoch: Instant::now(),
+            slow_start: Duration::from_secs(g.slow_start.duration_seconds),
+            outlier: o.enabled.then(|| Mutex::new(Detector::new(n, settings))),
+            threshold: settings.consecutive_errors,
+            uneject_on_check: o.successful_active_health_check_uneject_host,
+        }
+    }
+
+    pub fn state(&self, i: usize) -> TargetState {
+        self.states.get(i).map_or(TargetState::Unavailable, |s| {
+            TargetState::from_u8(s.load(Relaxed))
+        })
+    }
+
+    /// Sets target `i`'s state. Becoming healthy may start its slow start (ALB's rule:
+    /// another target is healthy and not in slow start); leaving healthy ends it.
+    pub fn set_state(&self, i: usize, s: TargetState) {
+        let Some(slot) = self.states.get(i) else {
+            return;
+        };
+        let old = TargetState::from_u8(slot.swap(s as u8, Relaxed));
+        let ramp = &self.ramp_from[i];
+        if s != TargetState::Healthy {
+            ramp.store(NO_RAMP, Relaxed);
+        }
+        let first = old == TargetState::Initial
+            && s != TargetState::Initial
+            && self.first[i].swap(false, Relaxed);
+        if s != TargetState::Healthy || old == TargetState::Healthy || first {
+            return;
+        }
+        let now = self.now_ms();
+        let settled = (0..self.states.len())
+            .any(|j| j != i && self.state(j) == TargetState::Healthy && !self.ramping(j, now));
+        if slow_start::enters(self.slow_start, settled) {
+            ramp.store(now, Relaxed);
+            tracing::info!(group = %self.group, target_addr = %self.addrs[i], "slow start");
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn ramp_elapsed(&self, i: usize, now_ms: u64) -> Option<Duration> {
+        let from = self.ramp_from.get(i)?.load(Relaxed);
+        (from != NO_RAMP && now_ms >= from).then(|| Duration::from_millis(now_ms - from))
+    }
+
+    fn ramping(&self, i: usize, now_ms: u64) -> bool {
+        self.ramp_elapsed(i, now_ms)
+            .is_some_and(|e| e < self.slow_start)
+    }
+
+    /// Whether any slow start is configured (selection only looks at the clock then).
+    pub fn has_slow_start(&self) -> bool {
+        !self.slow_start.is_zero()
+    }
+
+    /// Thousandths of its picks target `i` turns away now (slow start; 0 = full share).
+    pub fn holdback(&self, i: usize) -> u16 {
+        if !self.has_slow_start() {
+            return 0;
+        }
+        self.ramp_elapsed(i, self.now_ms())
+            .map_or(0, |e| slow_start::holdback(e, self.slow_start))
+    }
+
+    pub fn is_ejected(&self, i: usize) -> bool {
+        self.ejected.get(i).is_some_and(|e| e.load(Relaxed))
+    }
+
+    /// Target `i` answered (a status below 500): its run of errors ends.
+    pub fn success(&self, i: usize) {
+        if let Some(c) = self.consecutive.get(i) {
+            c.store(0, Relaxed);
+        }
+    }
+
+    /// Target `i` failed a request (see `outlier`): at `consecutive_errors` in a row it is
+    /// ejected, if the group's share allows.
+    pub fn error(&self, i: usize) {
+        let (Some(out), Some(c)) = (&self.outlier, self.consecutive.get(i)) else {
+            return;
+        };
+        let n = c.fetch_add(1, Relaxed).saturating_add(1);
+        if n < self.threshold || self.is_ejected(i) {
+            return;
+        }
+        let Ok(mut d) = out.lock() else {
+            return;
+        };
+        if let Some(dur) = d.eject(i, Instant::now()) {
+            self.ejected[i].store(true, Relaxed);
+            c.store(0, Relaxed);
+            tracing::warn!(group = %self.group, target_addr = %self.addrs[i], errors = n,
+                seconds = dur.as_secs(), "passive health: target ejected");
+        }
+    }
+
+    /// The control plane's active check of target `i` passed: ends its ejection when the
+    /// group says so (`successful_active_health_check_uneject_host`).
+    pub fn active_check_passed(&self, i: usize) {
+        let Some(out) = &self.outlier else {
+            return;
+        };
+        if !self.uneject_on_check {
+            return;
+        }
+        if let Ok(mut d) = out.lock()
+            && d.uneject(i, Instant::now())
+        {
+            self.back(i, "active health check passed");
+        }
+    }
+
+    fn back(&self, i: usize, why: &'static str) {
+        self.ejected[i].store(false, Relaxed);
+        self.consecutive[i].store(0, Relaxed);
+        tracing::info!(group = %self.group, target_addr = %self.addrs[i], why, "passive health: target back");
+    }
+
+    /// The worker's one-second tick: ejections whose time is up end.
+    pub fn tick(&self, now: Instant) {
+        let Some(out) = &self.outlier else {
+            return;
+        };
+        let Ok(mut d) = out.lock() else {
+            return;
+        };
+        for i in d.tick(now) {
+            self.back(i, "ejection time over");
+        }
+    }
+
+    /// Target `i`'s ejections counted towards the next one's length.
+    pub fn ejections(&self, i: usize) -> u32 {
+        self.outlier
+            .as_ref()
+            .and_then(|o| o.lock().ok())
+            .map_or(0, |d| d.ejections(i))
+    }
+
+    /// Thousandths of its full share target `i` gets now, when in slow start.
+    pub fn slow_start_permille(&self, i: usize) -> Option<u16> {
+        let e = self.ramp_elapsed(i, self.now_ms())?;
+        (e < self.slow_start).then(|| slow_start::permille(e, self.slow_start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(toml_extra: &str, n: usize) -> GroupHealth {
+        let text = format!("name = \"g\"\n{toml_extra}");
+        let g: TargetGroup = toml::from_str(&text).expect("group");
+        let addrs = (0..n)
+            .map(|i| SocketAddr::from(([127, 0, 0, 1], 8000 + i as u16)))
+            .collect();
+        GroupHealth::new(&g, addrs)
+    }
+
+    #[test]
+    fn consecutive_errors_eject_and_a_success_resets_the_run() {
+        let h = group(
+            "[outlier_detection]\nenabled = true\nconsecutive_errors = 3\n",
+            2,
+        );
+        h.error(0);
+        h.error(0);
+        h.success(0);
+        h.error(0);
+        h.error(0);
+        assert!(!h.is_ejected(0));
+        h.error(0);
+        assert!(h.is_ejected(0));
+        // The group's share (10 % of 2 → one) is used up.
+        (0..5).for_each(|_| h.error(1));
+        assert!(!h.is_ejected(1));
+        h.active_check_passed(0);
+        assert!(!h.is_ejected(0));
+        assert_eq!(h.ejections(0), 1);
+        let off = group("", 1);
+        (0..10).for_each(|_| off.error(0));
+        assert!(!off.is_ejected(0));
+    }
+
+    #[test]
+    fn uneject_on_check_can_be_turned_off() {
+        let h = group(
+            "[outlier_detection]\nenabled = true\nconsecutive_errors = 1\nsuccessful_active_health_check_uneject_host = false\n",
+            1,
+        );
+        h.error(0);
+        h.active_check_passed(0);
+        assert!(h.is_ejected(0));
+        h.tick(Instant::now() + Duration::from_secs(31));
+        assert!(!h.is_ejected(0));
+    }
+
+    #[test]
+    fn slow_start_entry_follows_alb() {
+        let h = group("[slow_start]\nduration_seconds = 60\n", 3);
+        // A new group's targets start healthy at full weight.
+        assert!((0..3).all(|i| h.holdback(i) == 0));
+        h.set_state(2, TargetState::Unhealthy);
+        h.set_state(2, TargetState::Healthy);
+        assert_eq!(h.holdback(2), 1000 - slow_start::MIN_PERMILLE);
+        assert_eq!(h.slow_start_permille(2), Some(slow_start::MIN_PERMILLE));
+        h.set_state(2, TargetState::Healthy);
+        assert!(
+            h.holdback(2) > 0,
+            "a repeated healthy does not restart or end it"
+        );
+        h.set_state(2, TargetState::Draining);
+        assert_eq!(h.holdback(2), 0);
+        // Registered with the new group: their first checks passing start no slow start.
+        let h = group("[slow_start]\nduration_seconds = 60\n", 3);
+        (0..3).for_each(|i| h.set_state(i, TargetState::Initial));
+        h.set_state(0, TargetState::Healthy);
+        h.set_state(1, TargetState::Healthy);
+        assert_eq!((h.holdback(0), h.holdback(1)), (0, 0));
+        h.set_state(2, TargetState::Unhealthy);
+        h.set_state(2, TargetState::Healthy);
+        assert!(h.holdback(2) > 0, "back from unhealthy: slow start");
+        // The only other healthy target is in slow start itself: no slow start.
+        h.set_state(0, TargetState::Unhealthy);
+        h.set_state(1, TargetState::Unhealthy);
+        h.set_state(1, TargetState::Healthy);
+        assert_eq!(h.holdback(1), 0);
+        let off = group("", 2);
+        off.set_state(1, TargetState::Unhealthy);
+        off.set_state(1, TargetState::Healthy);
+        assert_eq!(off.holdback(1), 0);
+    }
+}

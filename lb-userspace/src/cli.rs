@@ -1,10 +1,10 @@
 //! The `weir` command line.
 
-use std::path::PathBuf;
+use std::{net::IpAddr, path::PathBuf};
 
 use clap::{Parser, Subcommand};
 
-use crate::config::XdpModeSetting;
+use crate::{admin::model::TargetSpec, config::XdpModeSetting};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +29,19 @@ pub enum Command {
     },
     /// Show the running daemon's XDP counters: totals and per-second rates.
     Stats(StatsArgs),
+    /// The running daemon: configuration generation, workers, uptime, XDP mode per interface.
+    Status(ClientArgs),
+    /// The listeners the daemon serves (ALB's describe-listeners).
+    Listeners(ClientArgs),
+    /// A listener's rules by priority, the default rule last (ALB's describe-rules).
+    Rules(RulesArgs),
+    /// Apply the configuration file again: validated completely first, a bad file changes nothing.
+    Reload(ClientArgs),
+    /// Target groups' targets: health, registration (ALB's register-targets, …).
+    Targets {
+        #[command(subcommand)]
+        command: TargetsCommand,
+    },
     /// One L7 worker process (started by `weir run`, with its listening sockets inherited).
     #[command(hide = true)]
     Worker {
@@ -72,4 +85,164 @@ pub struct StatsArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How the admin CLI verbs reach a daemon and print its answer.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ClientArgs {
+    /// The daemon's admin socket (its `[admin] socket`). Default: the daemon of this network
+    /// namespace (docs/admin-api.md).
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The daemon attached to this interface (`/run/weir/IFACE.sock`).
+    #[arg(long, short)]
+    pub iface: Option<String>,
+    /// Print the API's JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RulesArgs {
+    /// The listener's port.
+    #[arg(long)]
+    pub listener: u16,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TargetsCommand {
+    /// Each target's state and reason code (ALB's describe-target-health).
+    Health {
+        /// Only this target group.
+        #[arg(long)]
+        target_group: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// A target group's registered targets, from the file and from run-time registrations.
+    List {
+        #[arg(long)]
+        target_group: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Register targets at run time (kept by a reload only if the file has them too).
+    Register(TargetChange),
+    /// Deregister targets at run time: they drain first (the group's deregistration delay).
+    Deregister(TargetChange),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TargetChange {
+    #[arg(long)]
+    pub target_group: String,
+    /// `IP`, `IP:PORT` or `[IPv6]:PORT`; repeat for several. Without a port: the group's.
+    #[arg(long = "target", required = true, value_parser = parse_target)]
+    pub targets: Vec<TargetSpec>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// `ID[:PORT]` as ALB's `Id=…,Port=…`: `10.0.0.1`, `10.0.0.1:8080`, `::1`, `[::1]:8080`.
+pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
+    let bad = || format!("`{s}`: expected IP, IP:PORT or [IPv6]:PORT");
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("`{s}`: the port must be 1-65535")),
+        Ok(p) => Ok(Some(p)),
+    };
+    let (ip, port) = if let Ok(ip) = s.parse::<IpAddr>() {
+        (ip, None)
+    } else if let Some(rest) = s.strip_prefix('[') {
+        let (ip, p) = rest.split_once("]:").ok_or_else(bad)?;
+        (
+            ip.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?.into(),
+            port(p)?,
+        )
+    } else {
+        let (ip, p) = s.rsplit_once(':').ok_or_else(bad)?;
+        (
+            ip.parse::<std::net::Ipv4Addr>().map_err(|_| bad())?.into(),
+            port(p)?,
+        )
+    };
+    Ok(TargetSpec {
+        id: ip.to_string(),
+        port,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_like_alb_ids_and_ports() {
+        let t = |id: &str, port| TargetSpec {
+            id: id.into(),
+            port,
+        };
+        assert_eq!(parse_target("10.0.0.1"), Ok(t("10.0.0.1", None)));
+        assert_eq!(parse_target("10.0.0.1:8080"), Ok(t("10.0.0.1", Some(8080))));
+        assert_eq!(parse_target("::1"), Ok(t("::1", None)));
+        assert_eq!(parse_target("[::1]:81"), Ok(t("::1", Some(81))));
+        assert!(parse_target("10.0.0.1:0").unwrap_err().contains("1-65535"));
+        assert!(parse_target("web-1:80").is_err());
+        assert!(parse_target("10.0.0.1:80:1").is_err());
+        assert!(parse_target("[::1]").is_err());
+    }
+
+    #[test]
+    fn every_admin_verb_parses_with_json_and_socket() {
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from([
+            "weir",
+            "targets",
+            "register",
+            "--target-group",
+            "web",
+            "--target",
+            "10.0.0.1:80",
+            "--target",
+            "10.0.0.2",
+            "--json",
+            "--socket",
+            "/tmp/a.sock",
+        ])
+        .unwrap();
+        let Command::Targets {
+            command: TargetsCommand::Register(c),
+        } = cli.command
+        else {
+            panic!("{cli:?}")
+        };
+        assert_eq!(c.targets.len(), 2);
+        assert!(c.client.json);
+        assert_eq!(
+            c.client.socket.as_deref(),
+            Some(std::path::Path::new("/tmp/a.sock"))
+        );
+        for argv in [
+            &["weir", "status", "--json"][..],
+            &["weir", "listeners"],
+            &["weir", "rules", "--listener", "80"],
+            &["weir", "reload"],
+            &["weir", "targets", "health", "--target-group", "g"],
+            &[
+                "weir",
+                "targets",
+                "deregister",
+                "--target-group",
+                "g",
+                "--target",
+                "::1",
+            ],
+        ] {
+            Cli::try_parse_from(argv).unwrap();
+        }
+        assert!(
+            Cli::try_parse_from(["weir", "targets", "register", "--target-group", "g"]).is_err()
+        );
+    }
 }

@@ -1,5 +1,6 @@
 //! The `weir` binary's library: everything but `main`, so tests and benchmarks reuse it.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod health;

@@ -40,7 +40,17 @@ fn main() -> std::process::ExitCode {
         Command::Worker { index, config } => {
             lb_userspace::workers::child::main(index, config.as_deref())
         }
+        // The admin API's verbs.
+        verb @ (Command::Status(_)
+        | Command::Listeners(_)
+        | Command::Rules(_)
+        | Command::Reload(_)
+        | Command::Targets { .. }) => lb_userspace::admin::verbs::run(&verb),
     };
+    exit(result)
+}
+
+fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

@@ -3,6 +3,7 @@
 //!
 //! Every error names the file, line, column and field (`weir check` prints them all at once).
 
+pub mod admin;
 pub mod l4;
 pub mod locate;
 pub mod syn;
@@ -37,6 +38,8 @@ pub struct Config {
     /// `[syn]`: the SYN-flood defence.
     pub syn: syn::SynConfig,
     pub workers: WorkerSettings,
+    /// `[admin]`: the admin API's socket.
+    pub admin: admin::AdminSettings,
     pub l7: L7Config,
 }
 
@@ -53,6 +56,8 @@ struct File {
     syn: syn::SynConfig,
     #[serde(default)]
     workers: WorkerSettings,
+    #[serde(default)]
+    admin: admin::AdminSettings,
     #[serde(default)]
     load_balancer: lb_l7::config::LoadBalancerAttributes,
     #[serde(default)]
@@ -151,6 +156,7 @@ impl Config {
             deny: file.deny,
             syn: file.syn,
             workers: file.workers,
+            admin: file.admin,
             l7: L7Config {
                 load_balancer: file.load_balancer,
                 listener: file.listener,
@@ -178,6 +184,7 @@ impl Config {
         l4::validate_deny(&self.deny, &mut problems);
         self.syn.validate(&mut problems);
         self.workers.validate(self.l7.listener.len(), &mut problems);
+        self.admin.validate(&mut problems);
         problems.extend(
             self.l7
                 .validate()

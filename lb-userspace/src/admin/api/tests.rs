@@ -1,0 +1,261 @@
+//! Routing and answers against a fake control plane: no socket, no daemon.
+
+use std::sync::{Arc, Mutex};
+
+use super::*;
+use crate::admin::model::{RegisteredTarget, Workers};
+
+const CFG: &str = r#"
+[[listener]]
+port = 80
+default_action = { type = "forward", target_group = "web" }
+[[listener.rule]]
+priority = 5
+condition = [{ field = "path-pattern", values = ["/admin/*"] }]
+action = { type = "fixed-response", status_code = 403 }
+[[target_group]]
+name = "web"
+port = 8080
+target = [{ id = "10.0.0.1" }]
+"#;
+
+/// A control plane whose changes are recorded; `reload` fails with a located error.
+struct Fake {
+    cfg: Arc<Config>,
+    calls: Mutex<Vec<String>>,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        Fake {
+            cfg: Arc::new(Config::parse("t.toml", CFG).unwrap()),
+            calls: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl AdminState for Fake {
+    fn status(&self) -> Status {
+        Status {
+            pid: 1,
+            generation: 4,
+            config: "t.toml".into(),
+            uptime_seconds: 2,
+            workers: Workers {
+                configured: 1,
+                running: 0,
+                processes: vec![],
+            },
+            xdp: vec![],
+            admin_socket: "/s".into(),
+        }
+    }
+    fn config(&self) -> Arc<Config> {
+        self.cfg.clone()
+    }
+    fn targets(&self, group: &str) -> Result<TargetList, ApiError> {
+        Ok(TargetList {
+            target_group: group.into(),
+            port: 8080,
+            targets: vec![RegisteredTarget {
+                id: "10.0.0.1".into(),
+                port: 8080,
+                weight: 1,
+                availability_zone: None,
+                source: "config".into(),
+            }],
+        })
+    }
+    fn target_health(&self, group: Option<&str>) -> Result<serde_json::Value, ApiError> {
+        Ok(serde_json::json!({ "asked": group }))
+    }
+    async fn reload(&self) -> Result<Reloaded, ApiError> {
+        Err(ApiError::invalid_configuration(
+            "t.toml: 1 configuration error",
+            vec![super::super::error::Issue {
+                file: "t.toml".into(),
+                line: 3,
+                column: 1,
+                field: "target_group[0].name".into(),
+                message: "bad".into(),
+            }],
+        ))
+    }
+    async fn register(&self, g: &str, t: Vec<TargetSpec>) -> Result<TargetsChanged, ApiError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("register {g} {}", t.len()));
+        Ok(TargetsChanged {
+            target_group: g.into(),
+            targets: t.iter().map(|t| t.id.clone()).collect(),
+            runtime_only: true,
+            config: "t.toml".into(),
+        })
+    }
+    async fn deregister(&self, g: &str, _: Vec<TargetSpec>) -> Result<TargetsChanged, ApiError> {
+        Err(ApiError::invalid_target(format!("not registered in {g}")))
+    }
+}
+
+fn call(state: &Fake, method: &str, uri: &str, body: &str) -> Answer {
+    let (path, query) = match uri.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (uri, None),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(handle(state, method, path, query, body.as_bytes()))
+}
+
+fn code(a: &Answer) -> &str {
+    a.body["error"]["code"].as_str().unwrap_or("")
+}
+
+#[test]
+fn routes_by_method_and_versioned_path() {
+    assert_eq!(route("GET", "/v1/status", None), Ok(Route::Status));
+    assert_eq!(route("GET", "/v1/listeners/", None), Ok(Route::Listeners));
+    assert_eq!(
+        route("GET", "/v1/listeners/443/rules", None),
+        Ok(Route::Rules(443))
+    );
+    assert_eq!(
+        route("DELETE", "/v1/target-groups/web/targets", None),
+        Ok(Route::TargetsDeregister("web".into()))
+    );
+    assert_eq!(
+        route("GET", "/v1/target-health", Some("target_group=web")),
+        Ok(Route::TargetHealth(Some("web".into())))
+    );
+    assert_eq!(route("POST", "/v1/reload", None), Ok(Route::Reload));
+    assert_eq!(
+        route("GET", "/v2/status", None).unwrap_err().code,
+        "NotFound"
+    );
+    assert_eq!(route("GET", "/status", None).unwrap_err().code, "NotFound");
+    assert_eq!(route("GET", "/v1/reload", None).unwrap_err().status, 405);
+    assert_eq!(
+        route("PUT", "/v1/target-groups/w/targets", None)
+            .unwrap_err()
+            .status,
+        405
+    );
+    assert_eq!(
+        route("GET", "/v1/listeners/x/rules", None)
+            .unwrap_err()
+            .code,
+        "InvalidRequest"
+    );
+    assert_eq!(
+        route("GET", "/v1/target-health", Some("group=web"))
+            .unwrap_err()
+            .code,
+        "InvalidRequest"
+    );
+}
+
+#[test]
+fn answers_come_from_the_state_and_the_configuration() {
+    let f = Fake::new();
+    let a = call(&f, "GET", "/v1/status", "");
+    assert_eq!((a.status, a.body["generation"].as_u64()), (200, Some(4)));
+    let a = call(&f, "GET", "/v1/listeners/80/rules", "");
+    assert_eq!(a.body["rules"][0]["priority"], "5");
+    assert_eq!(a.body["rules"][1]["priority"], "default");
+    let a = call(&f, "GET", "/v1/listeners/81/rules", "");
+    assert_eq!((a.status, code(&a)), (404, "ListenerNotFound"));
+    let a = call(&f, "GET", "/v1/target-health?target_group=web", "");
+    assert_eq!(a.body["asked"], "web");
+    let a = call(&f, "GET", "/v1/target-groups/web/targets", "");
+    assert_eq!(a.body["targets"][0]["port"], 8080);
+}
+
+#[test]
+fn unknown_groups_are_target_group_not_found_before_any_change() {
+    let f = Fake::new();
+    for (m, uri) in [
+        ("GET", "/v1/target-groups/nope/targets"),
+        ("POST", "/v1/target-groups/nope/targets"),
+        ("DELETE", "/v1/target-groups/nope/targets"),
+        ("GET", "/v1/target-health?target_group=nope"),
+    ] {
+        let body = if m == "GET" {
+            ""
+        } else {
+            r#"{"targets":[{"id":"10.0.0.9"}]}"#
+        };
+        let a = call(&f, m, uri, body);
+        assert_eq!(
+            (a.status, code(&a)),
+            (404, "TargetGroupNotFound"),
+            "{m} {uri}"
+        );
+        assert!(
+            a.body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("nope")
+        );
+    }
+    assert!(f.calls.lock().unwrap().is_empty());
+}
+
+#[test]
+fn bad_bodies_and_targets_get_json_errors_and_change_nothing() {
+    let f = Fake::new();
+    let uri = "/v1/target-groups/web/targets";
+    for (body, want) in [
+        ("", "InvalidRequest"),
+        ("{", "InvalidRequest"),
+        (r#"{"targets":[]}"#, "InvalidRequest"),
+        (
+            r#"{"targets":[{"id":"10.0.0.1","color":"red"}]}"#,
+            "InvalidRequest",
+        ),
+        (r#"{"targets":[{"id":"web-1"}]}"#, "InvalidTarget"),
+        (
+            r#"{"targets":[{"id":"10.0.0.1","port":0}]}"#,
+            "InvalidTarget",
+        ),
+        (
+            r#"{"targets":[{"id":"10.0.0.1","port":70000}]}"#,
+            "InvalidRequest",
+        ),
+    ] {
+        let a = call(&f, "POST", uri, body);
+        assert_eq!((a.status, code(&a)), (400, want), "{body}");
+    }
+    assert!(f.calls.lock().unwrap().is_empty());
+    let a = call(
+        &f,
+        "POST",
+        uri,
+        r#"{"targets":[{"id":"10.0.0.7","port":81},{"id":"::1"}]}"#,
+    );
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["runtime_only"], true);
+    assert_eq!(*f.calls.lock().unwrap(), ["register web 2"]);
+    let a = call(&f, "GET", "/v1/status", "{}");
+    assert_eq!(code(&a), "InvalidRequest", "a GET with a body");
+}
+
+#[test]
+fn delegate_errors_pass_through_with_their_code_and_issues() {
+    let f = Fake::new();
+    let a = call(
+        &f,
+        "DELETE",
+        "/v1/target-groups/web/targets",
+        r#"{"targets":[{"id":"10.0.0.5"}]}"#,
+    );
+    assert_eq!((a.status, code(&a)), (400, "InvalidTarget"));
+    let a = call(&f, "POST", "/v1/reload", "");
+    assert_eq!((a.status, code(&a)), (400, "InvalidConfiguration"));
+    assert_eq!(a.body["error"]["issues"][0]["line"], 3);
+    assert_eq!(
+        a.body["error"]["issues"][0]["field"],
+        "target_group[0].name"
+    );
+}

@@ -1,0 +1,281 @@
+//! The running control plane as an [`AdminState`]: what it knows itself (start time, the
+//! configuration, the XDP attachments, its worker processes) and the delegates the other parts
+//! of `weir run` give it ([`Delegates`]). A change the daemon has no delegate for is answered
+//! `NotImplemented`: nothing pretends to succeed.
+
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+    pin::Pin,
+    sync::Arc,
+    time::Instant,
+};
+
+use super::{
+    api::AdminState,
+    error::ApiError,
+    model::{
+        RegisteredTarget, Reloaded, Status, TargetList, TargetSpec, TargetsChanged, XdpInterface,
+    },
+    procs,
+};
+use crate::config::Config;
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The configuration every worker serves, and its generation (1 at start).
+#[derive(Clone)]
+pub struct Current {
+    pub generation: u64,
+    pub config: Arc<Config>,
+}
+
+/// Applies the configuration file again (validated completely first).
+pub trait ReloadDelegate: Send + Sync {
+    /// The generation now served, or why the file was refused (nothing changed then).
+    fn reload(&self) -> BoxFuture<'_, Result<u64, ApiError>>;
+}
+
+/// Registers and deregisters targets at run time.
+pub trait TargetDelegate: Send + Sync {
+    fn register(
+        &self,
+        group: &str,
+        targets: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, Result<(), ApiError>>;
+    fn deregister(
+        &self,
+        group: &str,
+        targets: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, Result<(), ApiError>>;
+    /// The group's targets now, `true` for those registered at run time.
+    fn targets(&self, group: &str) -> Option<Vec<(SocketAddr, bool)>>;
+}
+
+/// ALB's `describe-target-health` of every group (the health checker's view, as JSON:
+/// `{"target_groups": [{"name": …, …}]}`).
+pub type HealthView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
+/// The generation in force and its configuration, as whoever reloads keeps them.
+pub trait CurrentSource: Send + Sync {
+    fn current(&self) -> Current;
+}
+
+/// The configuration `weir run` started with, as generation 1 (a daemon that cannot reload).
+struct Fixed(Current);
+
+impl CurrentSource for Fixed {
+    fn current(&self) -> Current {
+        self.0.clone()
+    }
+}
+
+/// What the other parts of the control plane provide; `None`: not available.
+#[derive(Default, Clone)]
+pub struct Delegates {
+    pub reload: Option<Arc<dyn ReloadDelegate>>,
+    pub targets: Option<Arc<dyn TargetDelegate>>,
+    pub health: Option<HealthView>,
+    /// `None`: the configuration `weir run` started with, generation 1.
+    pub current: Option<Arc<dyn CurrentSource>>,
+}
+
+pub struct Daemon {
+    started: Instant,
+    pid: u32,
+    socket: PathBuf,
+    config_path: Option<PathBuf>,
+    xdp: Vec<XdpInterface>,
+    current: Arc<dyn CurrentSource>,
+    delegates: Delegates,
+}
+
+impl Daemon {
+    pub fn new(
+        cfg: &Config,
+        config_path: Option<PathBuf>,
+        socket: PathBuf,
+        xdp: Vec<XdpInterface>,
+        delegates: Delegates,
+    ) -> Daemon {
+        let current = delegates.current.clone().unwrap_or_else(|| {
+            Arc::new(Fixed(Current {
+                generation: 1,
+                config: Arc::new(cfg.clone()),
+            }))
+        });
+        Daemon {
+            started: Instant::now(),
+            pid: std::process::id(),
+            socket,
+            config_path,
+            xdp,
+            current,
+            delegates,
+        }
+    }
+
+    fn config_name(&self) -> String {
+        match &self.config_path {
+            Some(p) => p.display().to_string(),
+            None => crate::config::DEFAULT_NAME.into(),
+        }
+    }
+
+    fn changed(&self, group: &str, addrs: &[SocketAddr]) -> TargetsChanged {
+        TargetsChanged {
+            target_group: group.into(),
+            targets: addrs.iter().map(ToString::to_string).collect(),
+            runtime_only: true,
+            config: self.config_name(),
+        }
+    }
+}
+
+/// The targets' addresses, a missing port being the group's.
+fn resolve(cfg: &Config, group: &str, targets: &[TargetSpec]) -> Result<Vec<SocketAddr>, ApiError> {
+    let port = cfg
+        .l7
+        .target_group(group)
+        .ok_or_else(|| ApiError::target_group_not_found(group))?
+        .port;
+    targets
+        .iter()
+        .map(|t| {
+            let ip: IpAddr = t.id.parse().map_err(|_| {
+                ApiError::invalid_target(format!("target id `{}` is not an IP address", t.id))
+            })?;
+            Ok(SocketAddr::new(ip, t.port.unwrap_or(port)))
+        })
+        .collect()
+}
+
+impl AdminState for Daemon {
+    fn status(&self) -> Status {
+        let cur = self.current.current();
+        let processes = procs::workers_of(self.pid);
+        Status {
+            pid: self.pid,
+            generation: cur.generation,
+            config: self.config_name(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            workers: super::model::Workers {
+                configured: if cur.config.l7.listener.is_empty() {
+                    0
+                } else {
+                    cur.config.workers.resolved_count()
+                },
+                running: processes.len(),
+                processes,
+            },
+            xdp: self.xdp.clone(),
+            admin_socket: self.socket.display().to_string(),
+        }
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.current.current().config
+    }
+
+    fn targets(&self, group: &str) -> Result<TargetList, ApiError> {
+        let cfg = self.config();
+        let g = cfg
+            .l7
+            .target_group(group)
+            .ok_or_else(|| ApiError::target_group_not_found(group))?;
+        let from_file = |t: &lb_l7::config::Target| RegisteredTarget {
+            id: t.id.clone(),
+            port: t.port.unwrap_or(g.port),
+            weight: t.weight,
+            availability_zone: t.availability_zone.clone(),
+            source: "config".into(),
+        };
+        let targets = match self
+            .delegates
+            .targets
+            .as_ref()
+            .and_then(|d| d.targets(group))
+        {
+            None => g.target.iter().map(from_file).collect(),
+            Some(now) => now
+                .into_iter()
+                .map(|(addr, runtime)| {
+                    let in_file = g.target.iter().find(|t| {
+                        t.id.parse::<IpAddr>().ok() == Some(addr.ip())
+                            && t.port.unwrap_or(g.port) == addr.port()
+                    });
+                    match (in_file, runtime) {
+                        (Some(t), false) => from_file(t),
+                        _ => RegisteredTarget {
+                            id: addr.ip().to_string(),
+                            port: addr.port(),
+                            weight: 1,
+                            availability_zone: None,
+                            source: "runtime".into(),
+                        },
+                    }
+                })
+                .collect(),
+        };
+        Ok(TargetList {
+            target_group: group.into(),
+            port: g.port,
+            targets,
+        })
+    }
+
+    fn target_health(&self, group: Option<&str>) -> Result<serde_json::Value, ApiError> {
+        let Some(view) = &self.delegates.health else {
+            return Err(ApiError::not_implemented(
+                "target health (the control plane's health checker is not running)",
+            ));
+        };
+        let mut v = view();
+        if let (Some(g), Some(groups)) = (group, v["target_groups"].as_array_mut()) {
+            groups.retain(|x| x["name"] == g);
+        }
+        Ok(v)
+    }
+
+    async fn reload(&self) -> Result<Reloaded, ApiError> {
+        let Some(r) = self.delegates.reload.clone() else {
+            return Err(ApiError::not_implemented(
+                "reloading through the admin API (SIGHUP reloads the [syn] settings only)",
+            ));
+        };
+        let generation = r.reload().await?;
+        Ok(Reloaded {
+            generation,
+            config: self.config_name(),
+        })
+    }
+
+    async fn register(
+        &self,
+        group: &str,
+        targets: Vec<TargetSpec>,
+    ) -> Result<TargetsChanged, ApiError> {
+        let addrs = resolve(&self.config(), group, &targets)?;
+        let Some(d) = self.delegates.targets.clone() else {
+            return Err(ApiError::not_implemented("registering targets at run time"));
+        };
+        d.register(group, addrs.clone()).await?;
+        Ok(self.changed(group, &addrs))
+    }
+
+    async fn deregister(
+        &self,
+        group: &str,
+        targets: Vec<TargetSpec>,
+    ) -> Result<TargetsChanged, ApiError> {
+        let addrs = resolve(&self.config(), group, &targets)?;
+        let Some(d) = self.delegates.targets.clone() else {
+            return Err(ApiError::not_implemented(
+                "deregistering targets at run time",
+            ));
+        };
+        d.deregister(group, addrs.clone()).await?;
+        Ok(self.changed(group, &addrs))
+    }
+}

@@ -1,0 +1,101 @@
+//! The admin API's objects (`docs/admin-api.md`): what the daemon sends and the CLI reads back.
+//! Plain data with serde; the listener and rule views are in [`super::views`].
+
+use serde::{Deserialize, Serialize};
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The control plane's pid.
+    pub pid: u32,
+    /// The configuration generation every worker serves: 1 at start, +1 per applied reload.
+    pub generation: u64,
+    /// The file the configuration came from (`<embedded default>` without `--config`).
+    pub config: String,
+    pub uptime_seconds: u64,
+    pub workers: Workers,
+    /// One entry per interface XDP is attached to (none for an L7-only daemon).
+    pub xdp: Vec<XdpInterface>,
+    /// The admin socket this answer came through.
+    pub admin_socket: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workers {
+    /// `[workers] count`, resolved (0 = one per CPU).
+    pub configured: usize,
+    /// Worker processes alive now (a restarting worker is missing until it runs again).
+    pub running: usize,
+    pub processes: Vec<WorkerProcess>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerProcess {
+    pub index: usize,
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct XdpInterface {
+    pub iface: String,
+    /// `native` or `generic`: how the program ended up attached.
+    pub mode: String,
+}
+
+/// One target as the API names it: ALB's `TargetDescription` (`Id`, `Port`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    /// The target's IP address.
+    pub id: String,
+    /// Unset: the group's port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+}
+
+/// The body of `POST`/`DELETE /v1/target-groups/{name}/targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsRequest {
+    pub targets: Vec<TargetSpec>,
+}
+
+/// `GET /v1/target-groups/{name}/targets`: the group's registered targets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetList {
+    pub target_group: String,
+    /// The group's port (a target without its own port uses it).
+    pub port: u16,
+    pub targets: Vec<RegisteredTarget>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredTarget {
+    pub id: String,
+    pub port: u16,
+    pub weight: u32,
+    pub availability_zone: Option<String>,
+    /// `config` (in the file) or `runtime` (registered through the API since the last reload).
+    pub source: String,
+}
+
+/// The answer to a registration or deregistration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetsChanged {
+    pub target_group: String,
+    /// The targets as `ip:port`, the port resolved.
+    pub targets: Vec<String>,
+    /// Always `true`: the change lives in the running daemon only; a reload applies the file,
+    /// which keeps a target only if the file has it.
+    pub runtime_only: bool,
+    /// The file a reload reads.
+    pub config: String,
+}
+
+/// `POST /v1/reload`, applied.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reloaded {
+    /// The generation every worker now serves.
+    pub generation: u64,
+    pub config: String,
+}

@@ -1,0 +1,96 @@
+//! Where a daemon's admin socket is, for the daemon (which creates it) and the CLI (which finds
+//! it). weir runs one daemon per interface (`--iface`, beside its lock `/run/weir/<iface>.lock`)
+//! or one L7-only daemon per network namespace, so the defaults are:
+//!
+//! - `--iface IF`: `/run/weir/IF.sock`;
+//! - L7 only, in the host's network namespace: `/run/weir/admin.sock`;
+//! - L7 only, in another network namespace: `/run/weir/admin-<netns inode>.sock` (as weir's
+//!   sysctl records), so daemons in different namespaces sharing `/run` (containers, the tests'
+//!   labs) do not meet, and the CLI run in a namespace finds that namespace's daemon.
+//!
+//! `[admin] socket` overrides the default; the CLI's `--socket` names any.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+
+use crate::config::admin::AdminSettings;
+
+pub const DIR: &str = "/run/weir";
+const SUFFIX: &str = ".sock";
+
+/// Whether this process shares the network namespace of pid 1. Where pid 1's namespace cannot
+/// be read (an unprivileged caller), the host's is assumed.
+fn in_host_netns() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
+    match (ino("/proc/1/ns/net"), ino("/proc/self/ns/net")) {
+        (Ok(init), Ok(me)) => init == me,
+        _ => true,
+    }
+}
+
+/// The default for an L7-only daemon in this network namespace.
+pub fn l7_default() -> anyhow::Result<PathBuf> {
+    if in_host_netns() {
+        return Ok(Path::new(DIR).join("admin.sock"));
+    }
+    let ns = crate::sysctl::Netns::current()?;
+    Ok(Path::new(DIR).join(format!("admin-{}{SUFFIX}", ns.inode)))
+}
+
+pub fn iface_default(iface: &str) -> PathBuf {
+    Path::new(DIR).join(format!("{iface}{SUFFIX}"))
+}
+
+/// The socket a daemon serves: the configured one, or the default for it.
+pub fn for_daemon(cfg: &AdminSettings, iface: Option<&str>) -> anyhow::Result<PathBuf> {
+    match (&cfg.socket, iface) {
+        (Some(p), _) => Ok(p.clone()),
+        (None, Some(i)) => Ok(iface_default(i)),
+        (None, None) => l7_default(),
+    }
+}
+
+/// The socket the CLI talks to: `--socket`, else `--iface`'s default, else the only daemon of
+/// this network namespace (its L7-only socket, or an interface daemon's on one of its
+/// interfaces).
+pub fn for_client(socket: Option<&Path>, iface: Option<&str>) -> anyhow::Result<PathBuf> {
+    if let Some(s) = socket {
+        return Ok(s.to_path_buf());
+    }
+    if let Some(i) = iface {
+        return Ok(iface_default(i));
+    }
+    let l7 = l7_default()?;
+    let mut found: Vec<PathBuf> = l7.exists().then(|| l7.clone()).into_iter().collect();
+    found.extend(
+        std::fs::read_dir(DIR)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let iface = name.strip_suffix(SUFFIX)?;
+                let local =
+                    !iface.starts_with("admin") && nix::net::if_::if_nametoindex(iface).is_ok();
+                local.then(|| e.path())
+            }),
+    );
+    match found.as_slice() {
+        [one] => Ok(one.clone()),
+        [] => bail!(
+            "no weir daemon found here (is `weir run` running?): no admin socket at {} nor \
+             /run/weir/<iface>.sock for an interface of this network namespace (a daemon with \
+             [admin] socket set elsewhere: pass --socket PATH)",
+            l7.display()
+        ),
+        many => bail!(
+            "several weir daemons run here ({}); pick one with --socket PATH or --iface IFACE",
+            many.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}

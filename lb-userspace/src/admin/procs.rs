@@ -1,0 +1,102 @@
+//! The control plane's worker processes as `/proc` shows them: its children whose command line is
+//! `weir worker --index N`. Read from the kernel rather than the supervisor's table so that
+//! `weir status` reports what runs, whatever the supervisor believes.
+
+use std::path::Path;
+
+use super::model::WorkerProcess;
+
+/// The parent pid in a `/proc/PID/stat` line (the field after `(comm) state`; the command name
+/// may itself hold spaces and parentheses, so it is skipped up to the last `)`).
+pub fn ppid_of(stat: &str) -> Option<u32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+}
+
+/// `N` of a NUL-separated command line `… worker --index N …`.
+pub fn worker_index(cmdline: &[u8]) -> Option<usize> {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    let w = args.iter().position(|a| *a == b"worker")?;
+    let i = args[w..].iter().position(|a| *a == b"--index")? + w;
+    std::str::from_utf8(args.get(i + 1)?).ok()?.parse().ok()
+}
+
+/// The worker processes whose parent is `parent`, by index.
+pub fn workers_of(parent: u32) -> Vec<WorkerProcess> {
+    workers_in(Path::new("/proc"), parent)
+}
+
+fn workers_in(proc: &Path, parent: u32) -> Vec<WorkerProcess> {
+    let mut out: Vec<WorkerProcess> = std::fs::read_dir(proc)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            if ppid_of(&stat)? != parent || stat_state(&stat)? == 'Z' {
+                return None;
+            }
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            Some(WorkerProcess {
+                index: worker_index(&cmdline)?,
+                pid,
+            })
+        })
+        .collect();
+    out.sort_by_key(|w| (w.index, w.pid));
+    out
+}
+
+/// The state letter (`R`, `S`, `Z`, …): a zombie has exited.
+fn stat_state(stat: &str) -> Option<char> {
+    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_survive_odd_command_names() {
+        let stat = "4242 (we ir) (x)) S 17 4242 4242 0 -1";
+        assert_eq!(ppid_of(stat), Some(17));
+        assert_eq!(stat_state(stat), Some('S'));
+        assert_eq!(ppid_of("garbage"), None);
+    }
+
+    #[test]
+    fn the_index_comes_from_the_worker_command_line() {
+        assert_eq!(
+            worker_index(b"/usr/bin/weir\0worker\0--index\x003\0--config\0/etc/w.toml\0"),
+            Some(3)
+        );
+        assert_eq!(worker_index(b"/usr/bin/weir\0run\0--index\x003\0"), None);
+        assert_eq!(worker_index(b"/usr/bin/weir\0worker\0--index\0"), None);
+    }
+
+    #[test]
+    fn only_live_children_running_a_worker_are_listed() {
+        let dir = std::env::temp_dir().join(format!("weir-procs-{}", std::process::id()));
+        let mk = |pid: &str, stat: &str, cmd: &[u8]| {
+            let d = dir.join(pid);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("stat"), stat).unwrap();
+            std::fs::write(d.join("cmdline"), cmd).unwrap();
+        };
+        mk("11", "11 (weir) S 10 1", b"weir\0worker\0--index\x001\0");
+        mk("12", "12 (weir) S 10 1", b"weir\0worker\0--index\x000\0");
+        mk("13", "13 (weir) Z 10 1", b"weir\0worker\0--index\x002\0");
+        mk("14", "14 (weir) S 99 1", b"weir\0worker\0--index\x003\0");
+        mk("15", "15 (sh) S 10 1", b"sh\0-c\0true\0");
+        let got = workers_in(&dir, 10);
+        assert_eq!(
+            got,
+            [
+                WorkerProcess { index: 0, pid: 12 },
+                WorkerProcess { index: 1, pid: 11 }
+            ]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,261 @@
+//! The CLI's text output for each admin API object (`--json` prints the object itself). Pure.
+
+use std::fmt::Write as _;
+
+use super::{
+    model::{Reloaded, Status, TargetList, TargetsChanged},
+    views::{ActionView, ConditionView, ListenerList, RuleList},
+};
+
+fn duration(s: u64) -> String {
+    match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
+        (0, 0, 0, sec) => format!("{sec}s"),
+        (0, 0, m, sec) => format!("{m}m{sec:02}s"),
+        (0, h, m, sec) => format!("{h}h{m:02}m{sec:02}s"),
+        (d, h, m, _) => format!("{d}d{h:02}h{m:02}m"),
+    }
+}
+
+pub fn status(s: &Status) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "weir pid {}, configuration generation {}, up {}",
+        s.pid,
+        s.generation,
+        duration(s.uptime_seconds)
+    );
+    let _ = writeln!(o, "config:       {}", s.config);
+    let _ = writeln!(o, "admin socket: {}", s.admin_socket);
+    let _ = writeln!(
+        o,
+        "workers:      {} running of {} configured",
+        s.workers.running, s.workers.configured
+    );
+    for w in &s.workers.processes {
+        let _ = writeln!(o, "  worker {:<3} pid {}", w.index, w.pid);
+    }
+    if s.xdp.is_empty() {
+        let _ = writeln!(o, "xdp:          not attached (L7 only)");
+    }
+    for x in &s.xdp {
+        let _ = writeln!(o, "xdp:          {} {}", x.iface, x.mode);
+    }
+    o
+}
+
+/// One line for an action: `forward web`, `forward api:3 web:1`, `redirect 301 …`, `fixed-response 503`.
+pub fn action(a: &ActionView) -> String {
+    match a {
+        ActionView::Forward {
+            target_groups,
+            stickiness_seconds,
+        } => {
+            let groups = match target_groups.as_slice() {
+                [one] => one.name.clone(),
+                many => many
+                    .iter()
+                    .map(|g| format!("{}:{}", g.name, g.weight))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            };
+            match stickiness_seconds {
+                Some(s) => format!("forward {groups} (sticky {s}s)"),
+                None => format!("forward {groups}"),
+            }
+        }
+        ActionView::Redirect {
+            protocol,
+            host,
+            port,
+            path,
+            query,
+            status_code,
+        } => format!("redirect {status_code} {protocol}://{host}:{port}{path}?{query}"),
+        ActionView::FixedResponse { status_code, .. } => format!("fixed-response {status_code}"),
+    }
+}
+
+pub fn listeners(l: &ListenerList) -> String {
+    let mut o = format!(
+        "{:<16} {:>5} {:<8} {:<15} {:>5}  DEFAULT ACTION\n",
+        "ADDRESS", "PORT", "PROTOCOL", "ALPN", "RULES"
+    );
+    for x in &l.listeners {
+        let _ = writeln!(
+            o,
+            "{:<16} {:>5} {:<8} {:<15} {:>5}  {}",
+            x.address,
+            x.port,
+            x.protocol,
+            x.alpn_policy,
+            x.rule_count,
+            action(&x.default_action)
+        );
+    }
+    o
+}
+
+fn condition(c: &ConditionView) -> String {
+    match &c.http_header_name {
+        Some(h) => format!("{} {h}={}", c.field, c.values.join(",")),
+        None => format!("{}={}", c.field, c.values.join(",")),
+    }
+}
+
+pub fn rules(r: &RuleList) -> String {
+    let mut o = format!(
+        "listener port {}\n{:<9} {:<44} ACTION\n",
+        r.port, "PRIORITY", "CONDITIONS"
+    );
+    for x in &r.rules {
+        let conds = if x.conditions.is_empty() {
+            "-".to_string()
+        } else {
+            x.conditions
+                .iter()
+                .map(condition)
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        };
+        let _ = writeln!(o, "{:<9} {:<44} {}", x.priority, conds, action(&x.action));
+    }
+    o
+}
+
+pub fn target_list(t: &TargetList) -> String {
+    let mut o = format!(
+        "target group {} (port {})\n{:<40} {:>5} {:>6} {:<10} SOURCE\n",
+        t.target_group, t.port, "TARGET", "PORT", "WEIGHT", "ZONE"
+    );
+    for x in &t.targets {
+        let _ = writeln!(
+            o,
+            "{:<40} {:>5} {:>6} {:<10} {}",
+            x.id,
+            x.port,
+            x.weight,
+            x.availability_zone.as_deref().unwrap_or("-"),
+            x.source
+        );
+    }
+    o
+}
+
+/// `registered`/`deregistered`, and the reminder that the file decides at the next reload.
+pub fn targets_changed(c: &TargetsChanged, verb: &str) -> String {
+    let mut o = String::new();
+    for t in &c.targets {
+        let _ = writeln!(o, "{verb} {t} in target group {}", c.target_group);
+    }
+    let keep = if verb == "registered" {
+        "a reload keeps these targets only if they are in"
+    } else {
+        "a reload registers these targets again if they are in"
+    };
+    let _ = writeln!(
+        o,
+        "note: a run-time change: {keep} {} (edit the file to make it last)",
+        c.config
+    );
+    o
+}
+
+pub fn reloaded(r: &Reloaded) -> String {
+    format!(
+        "reloaded {}: every worker serves configuration generation {}\n",
+        r.config, r.generation
+    )
+}
+
+/// ALB's `describe-target-health`, per group, from the health view's JSON.
+pub fn health(v: &serde_json::Value) -> String {
+    let mut o = String::new();
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_string();
+    for g in v["target_groups"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            o,
+            "target group {}: HealthyHostCount {} UnHealthyHostCount {}{}{}",
+            s(&g["name"]),
+            g["HealthyHostCount"],
+            g["UnHealthyHostCount"],
+            if g["health_checked"] == false {
+                " (not checked)"
+            } else {
+                ""
+            },
+            if g["fail_open"] == true {
+                " FAIL-OPEN: no healthy target, requests go to all"
+            } else {
+                ""
+            }
+        );
+        let _ = writeln!(
+            o,
+            "  {:<40} {:>5} {:<12} {:<32} DESCRIPTION",
+            "TARGET", "PORT", "STATE", "REASON"
+        );
+        for t in g["targets"].as_array().into_iter().flatten() {
+            let _ = writeln!(
+                o,
+                "  {:<40} {:>5} {:<12} {:<32} {}",
+                s(&t["id"]),
+                t["port"],
+                s(&t["state"]),
+                s(&t["reason"]),
+                t["description"].as_str().unwrap_or("")
+            );
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admin::model::{WorkerProcess, Workers, XdpInterface};
+
+    #[test]
+    fn status_names_generation_workers_and_xdp() {
+        let s = Status {
+            pid: 7,
+            generation: 3,
+            config: "/etc/weir.toml".into(),
+            uptime_seconds: 3725,
+            workers: Workers {
+                configured: 2,
+                running: 1,
+                processes: vec![WorkerProcess { index: 1, pid: 9 }],
+            },
+            xdp: vec![XdpInterface {
+                iface: "eth0".into(),
+                mode: "native".into(),
+            }],
+            admin_socket: "/run/weir/eth0.sock".into(),
+        };
+        let t = status(&s);
+        assert!(t.contains("generation 3, up 1h02m05s"), "{t}");
+        assert!(t.contains("1 running of 2 configured"), "{t}");
+        assert!(t.contains("worker 1   pid 9"), "{t}");
+        assert!(t.contains("xdp:          eth0 native"), "{t}");
+    }
+
+    #[test]
+    fn health_rows_come_from_the_view() {
+        let v = serde_json::json!({"target_groups": [{"name": "web", "health_checked": true,
+            "fail_open": false, "HealthyHostCount": 1, "UnHealthyHostCount": 1,
+            "targets": [{"id": "10.0.0.1", "port": 80, "state": "healthy", "reason": null},
+                        {"id": "10.0.0.2", "port": 80, "state": "unhealthy",
+                         "reason": "Target.Timeout", "description": "Request timed out"}]}]});
+        let t = health(&v);
+        assert!(
+            t.contains("target group web: HealthyHostCount 1 UnHealthyHostCount 1\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("Target.Timeout") && t.contains("Request timed out"),
+            "{t}"
+        );
+        assert_eq!(t.lines().count(), 4, "{t}");
+    }
+}

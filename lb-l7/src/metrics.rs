@@ -145,6 +145,23 @@ pub struct TargetSnapshot {
     pub queue_length: u32,
     pub queued_requests: u64,
     pub queue_rejected_requests: u64,
+    /// Keep-alive learning, flattened: `learned_keepalive_ms`, ….
+    #[serde(flatten)]
+    pub keepalive: KeepAliveSnapshot,
+}
+
+/// What a target's connection pool knows of its keep-alive (`pool::keepalive`), in
+/// milliseconds: learned from closes seen, advertised by its `Keep-Alive: timeout`, and the
+/// idle ages from which pooled connections are retired for requests weir may retry and for
+/// those it may not; how many pooled connections were found closed idle, or dead on reuse.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct KeepAliveSnapshot {
+    pub learned_keepalive_ms: Option<u64>,
+    pub advertised_keepalive_ms: Option<u64>,
+    pub keepalive_retire_ms: u64,
+    pub keepalive_retire_strict_ms: u64,
+    pub keepalive_closed_idle: u64,
+    pub keepalive_dead_on_reuse: u64,
 }
 
 /// What `Worker::metrics()` returns; serialises to JSON with ALB's metric names.

@@ -1,13 +1,22 @@
 //! Per-target pools of keep-alive HTTP/1.1 connections.
 //!
-//! The policy (`PoolPolicy`) is pure. The connections (`Pooled`) are `upstream::UpStream`s
-//! (raw TCP, or TLS for HTTPS groups), used by both engines (weir's HTTP/1.1 engine and the
-//! HTTP/2 path). One is never handed out once the target closed it: an idle stream is checked
-//! for readability (a FIN, a reset or stray bytes; TLS session tickets are fine) without a
-//! syscall unless the reactor saw it readable, and the 1 s sweep drops closed ones.
+//! The policy (`PoolPolicy`) is pure, and so is keep-alive learning (`keepalive`). The
+//! connections (`Pooled`) are `upstream::UpStream`s (raw TCP, or TLS for HTTPS groups), used
+//! by both engines (weir's HTTP/1.1 engine and the HTTP/2 path). One is never handed out once
+//! the target closed it: an idle stream is checked for readability (a FIN, a reset or stray
+//! bytes; TLS session tickets are fine) without a syscall unless the reactor saw it readable,
+//! and the 1 s sweep drops closed ones. Nor is one handed out once it is older than its target
+//! keeps connections (advertised or learned, `keepalive`), with a stricter margin for a request
+//! that could not be retried; every close the pool or the engines see teaches the learner.
+
+pub mod keepalive;
 
 use crate::config::ReuseMode;
-use std::sync::Mutex;
+use crate::metrics::KeepAliveSnapshot;
+use keepalive::{Advertised, Learner, Seen, retire_after};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
@@ -28,10 +37,6 @@ impl PoolPolicy {
             ReuseMode::Never => false,
         }
     }
-    /// Is an idle connection still usable?
-    pub fn usable(&self, idle_for: Duration, closed: bool) -> bool {
-        !closed && idle_for < self.idle_timeout
-    }
     /// May a connection go back to a pool that holds `idle` connections?
     pub fn may_keep(&self, idle: usize) -> bool {
         self.reuse != ReuseMode::Never && idle < self.max_idle
@@ -42,6 +47,10 @@ impl PoolPolicy {
 pub trait Pooled: Send {
     /// Has the target closed it (or sent something unasked)? Then it is never reused.
     fn is_closed(&mut self) -> bool;
+    /// The target's address (for the pool's log lines).
+    fn peer(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 impl Pooled for TcpStream {
@@ -55,6 +64,9 @@ impl Pooled for TcpStream {
         let mut probe = [0u8; 1];
         !matches!(self.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
+    fn peer(&self) -> Option<SocketAddr> {
+        self.peer_addr().ok()
+    }
 }
 
 /// How long a connection has been idle (0 when `now` is a coarse clock's, behind `since`).
@@ -65,13 +77,40 @@ fn age(now: Instant, since: Instant) -> Duration {
 struct Idle<C> {
     conn: C,
     since: Instant,
+    /// The target's advertised `Keep-Alive: timeout` when the connection was pooled.
+    advertised: Option<Duration>,
+}
+
+struct Inner<C> {
+    /// Newest last.
+    idle: Vec<Idle<C>>,
+    learner: Learner,
+}
+
+/// `u64::MAX` in a millisecond mirror: none.
+const NONE: u64 = u64::MAX;
+
+fn to_ms(d: Option<Duration>) -> u64 {
+    d.map_or(NONE, |d| d.as_millis().min(u128::from(NONE - 1)) as u64)
+}
+
+fn from_ms(v: u64) -> Option<Duration> {
+    (v != NONE).then(|| Duration::from_millis(v))
 }
 
 /// One target's idle connections, newest last (taken LIFO: the most recently used connection is
 /// the least likely to have been closed by the target's own keep-alive timeout).
 pub struct Pool<C> {
     pub policy: PoolPolicy,
-    idle: Mutex<Vec<Idle<C>>>,
+    inner: Mutex<Inner<C>>,
+    /// Lock-free mirrors (milliseconds, `NONE`): the learned limit, the latest advertised
+    /// timeout, and the reuse age from which a successful reuse probes the learned limit.
+    learned_ms: AtomicU64,
+    advertised_ms: AtomicU64,
+    probe_ms: AtomicU64,
+    closed_idle: AtomicU64,
+    dead_on_reuse: AtomicU64,
+    peer: OnceLock<SocketAddr>,
 }
 
 impl<C: Pooled> std::fmt::Debug for Pool<C> {
@@ -79,33 +118,104 @@ impl<C: Pooled> std::fmt::Debug for Pool<C> {
         f.debug_struct("Pool")
             .field("policy", &self.policy)
             .field("idle", &self.idle_count())
+            .field("learned_ms", &self.learned_ms.load(Relaxed))
             .finish()
+    }
+}
+
+/// What the pool knows of its target's keep-alive (for the metrics snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeepAliveView {
+    pub learned: Option<Duration>,
+    pub advertised: Option<Duration>,
+    /// The idle age from which connections are retired, for requests weir may retry / not.
+    pub retire_after: Duration,
+    pub retire_after_strict: Duration,
+    pub closed_idle: u64,
+    pub dead_on_reuse: u64,
+}
+
+impl From<KeepAliveView> for KeepAliveSnapshot {
+    fn from(v: KeepAliveView) -> KeepAliveSnapshot {
+        let ms = |d: Duration| d.as_millis() as u64;
+        KeepAliveSnapshot {
+            learned_keepalive_ms: v.learned.map(ms),
+            advertised_keepalive_ms: v.advertised.map(ms),
+            keepalive_retire_ms: ms(v.retire_after),
+            keepalive_retire_strict_ms: ms(v.retire_after_strict),
+            keepalive_closed_idle: v.closed_idle,
+            keepalive_dead_on_reuse: v.dead_on_reuse,
+        }
     }
 }
 
 impl<C: Pooled> Pool<C> {
     pub fn new(policy: PoolPolicy) -> Pool<C> {
         Pool {
+            inner: Mutex::new(Inner {
+                idle: Vec::new(),
+                learner: Learner::new(policy.idle_timeout),
+            }),
             policy,
-            idle: Mutex::new(Vec::new()),
+            learned_ms: AtomicU64::new(NONE),
+            advertised_ms: AtomicU64::new(NONE),
+            probe_ms: AtomicU64::new(NONE),
+            closed_idle: AtomicU64::new(0),
+            dead_on_reuse: AtomicU64::new(0),
+            peer: OnceLock::new(),
         }
     }
 
     pub fn idle_count(&self) -> usize {
-        self.idle.lock().map(|v| v.len()).unwrap_or(0)
+        self.inner.lock().map(|v| v.idle.len()).unwrap_or(0)
     }
 
-    /// An idle connection that is still open and young enough, if policy allows reuse. `now`
-    /// may be a coarse clock's (ages are in seconds).
-    pub fn checkout(&self, first_request_of_session: bool, now: Instant) -> Option<C> {
+    /// The idle age from which a connection pooled under `advertised` is retired.
+    fn max_age(
+        &self,
+        learned: Option<Duration>,
+        advertised: Option<Duration>,
+        strict: bool,
+    ) -> Duration {
+        [learned, advertised]
+            .into_iter()
+            .flatten()
+            .map(|l| retire_after(l, strict))
+            .fold(self.policy.idle_timeout, Duration::min)
+    }
+
+    /// An idle connection that is still open and young enough, with its idle age, if policy
+    /// allows reuse. `strict`: the request cannot be retried, so only a connection within the
+    /// stricter margin will do (older ones stay for other requests). `now` may be a coarse
+    /// clock's (100 ms).
+    pub fn checkout(
+        &self,
+        first_request_of_session: bool,
+        strict: bool,
+        now: Instant,
+    ) -> Option<(C, Duration)> {
         if !self.policy.may_reuse(first_request_of_session) {
             return None;
         }
-        let mut idle = self.idle.lock().ok()?;
-        while let Some(mut c) = idle.pop() {
-            if self.policy.usable(age(now, c.since), c.conn.is_closed()) {
-                return Some(c.conn);
+        let mut inner = self.inner.lock().ok()?;
+        let inner = &mut *inner;
+        let learned = inner.learner.limit();
+        while let Some(c) = inner.idle.last_mut() {
+            let idle = age(now, c.since);
+            if idle >= self.max_age(learned, c.advertised, false) {
+                inner.idle.pop(); // retired: older than its target keeps connections
+                continue;
             }
+            if c.conn.is_closed() {
+                inner.idle.pop();
+                self.learn(&mut inner.learner, Seen::ClosedIdle(idle), now);
+                continue;
+            }
+            if strict && idle >= self.max_age(learned, c.advertised, true) {
+                // The newest is too old for this request: so is every other one.
+                return None;
+            }
+            return inner.idle.pop().map(|c| (c.conn, idle));
         }
         None
     }
@@ -115,24 +225,121 @@ impl<C: Pooled> Pool<C> {
         if conn.is_closed() {
             return;
         }
-        if let Ok(mut idle) = self.idle.lock()
-            && self.policy.may_keep(idle.len())
+        if self.peer.get().is_none()
+            && let Some(p) = conn.peer()
         {
-            idle.push(Idle { conn, since: now });
+            let _ = self.peer.set(p);
+        }
+        let advertised = from_ms(self.advertised_ms.load(Relaxed));
+        if let Ok(mut inner) = self.inner.lock()
+            && self.policy.may_keep(inner.idle.len())
+        {
+            inner.idle.push(Idle {
+                conn,
+                since: now,
+                advertised,
+            });
         }
     }
 
-    /// Drops idle connections that were closed by the target or idled out.
+    /// Drops idle connections that were closed by the target or idled out, and lets the
+    /// learned limit grow when it was probed and quiet (`keepalive::Learner::tick`).
     pub fn sweep(&self, now: Instant) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.retain_mut(|c| self.policy.usable(age(now, c.since), c.conn.is_closed()));
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let inner = &mut *inner;
+        let learned = inner.learner.limit();
+        // A target that restarts closes idle connections of every age at once, its idle
+        // timeout only those older than it: of one sweep's closes, the oldest is the evidence.
+        let mut closed: Option<Duration> = None;
+        inner.idle.retain_mut(|c| {
+            let idle = age(now, c.since);
+            if idle >= self.max_age(learned, c.advertised, false) {
+                return false;
+            }
+            if c.conn.is_closed() {
+                closed = closed.max(Some(idle));
+                return false;
+            }
+            true
+        });
+        if let Some(idle) = closed {
+            self.learn(&mut inner.learner, Seen::ClosedIdle(idle), now);
+        }
+        if let Some(change) = inner.learner.tick(now) {
+            self.learned(&inner.learner, change);
+        }
+    }
+
+    /// What an engine saw of a connection it took from this pool (`Seen::DeadOnReuse`,
+    /// `Seen::AliveOnReuse`).
+    pub fn observe(&self, seen: Seen, now: Instant) {
+        if let Seen::AliveOnReuse(idle) = seen
+            && from_ms(self.probe_ms.load(Relaxed)).is_none_or(|p| idle < p)
+        {
+            return; // no probe of the limit: no lock taken
+        }
+        if let Ok(mut inner) = self.inner.lock() {
+            self.learn(&mut inner.learner, seen, now);
+        }
+    }
+
+    /// The `Keep-Alive` header of a response from this target: its timeout applies to the
+    /// connections pooled from now on.
+    pub fn note_response(&self, advertised: Advertised) {
+        let ms = to_ms(advertised.timeout);
+        if self.advertised_ms.load(Relaxed) != ms {
+            self.advertised_ms.store(ms, Relaxed);
+        }
+    }
+
+    fn learn(&self, learner: &mut Learner, seen: Seen, now: Instant) {
+        match seen {
+            Seen::ClosedIdle(_) => self.closed_idle.fetch_add(1, Relaxed),
+            Seen::DeadOnReuse { .. } => self.dead_on_reuse.fetch_add(1, Relaxed),
+            Seen::AliveOnReuse(_) => 0,
+        };
+        if let Some(change) = learner.observe(seen, now) {
+            self.learned(learner, change);
+        }
+        self.mirror(learner);
+    }
+
+    fn learned(&self, learner: &Learner, change: keepalive::Change) {
+        self.mirror(learner);
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        tracing::info!(
+            target_addr = ?self.peer.get(),
+            from_ms = ?ms(change.from),
+            to_ms = ?ms(change.to),
+            "learned keep-alive limit of a target changed"
+        );
+    }
+
+    fn mirror(&self, learner: &Learner) {
+        self.learned_ms.store(to_ms(learner.limit()), Relaxed);
+        self.probe_ms.store(to_ms(learner.probe_from()), Relaxed);
+    }
+
+    /// What the pool knows of its target's keep-alive, without taking the lock.
+    pub fn keepalive(&self) -> KeepAliveView {
+        let learned = from_ms(self.learned_ms.load(Relaxed));
+        let advertised = from_ms(self.advertised_ms.load(Relaxed));
+        KeepAliveView {
+            learned,
+            advertised,
+            retire_after: self.max_age(learned, advertised, false),
+            retire_after_strict: self.max_age(learned, advertised, true),
+            closed_idle: self.closed_idle.load(Relaxed),
+            dead_on_reuse: self.dead_on_reuse.load(Relaxed),
         }
     }
 
     /// Drops every idle connection (shutdown).
     pub fn clear(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.clear();
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.idle.clear();
         }
     }
 }
@@ -140,6 +347,8 @@ impl<C: Pooled> Pool<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
 
     fn policy(reuse: ReuseMode) -> PoolPolicy {
         PoolPolicy {
@@ -147,6 +356,21 @@ mod tests {
             idle_timeout: Duration::from_secs(5),
             reuse,
         }
+    }
+
+    /// A connection whose target's close the test decides.
+    struct Conn(Arc<AtomicBool>);
+    impl Pooled for Conn {
+        fn is_closed(&mut self) -> bool {
+            self.0.load(Relaxed)
+        }
+    }
+    fn conn() -> (Conn, Arc<AtomicBool>) {
+        let closed = Arc::new(AtomicBool::new(false));
+        (Conn(closed.clone()), closed)
+    }
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
     #[test]
@@ -158,13 +382,86 @@ mod tests {
     }
 
     #[test]
-    fn usable_and_bounded() {
+    fn bounded_and_idle_timeout() {
         let p = policy(ReuseMode::Safe);
-        assert!(p.usable(Duration::from_secs(1), false));
-        assert!(!p.usable(Duration::from_secs(1), true));
-        assert!(!p.usable(Duration::from_secs(5), false));
         assert!(p.may_keep(1));
         assert!(!p.may_keep(2));
         assert!(!policy(ReuseMode::Never).may_keep(0));
+        let pool = Pool::new(policy(ReuseMode::Always));
+        let t0 = Instant::now();
+        pool.checkin(conn().0, t0);
+        pool.checkin(conn().0, t0);
+        pool.checkin(conn().0, t0);
+        assert_eq!(pool.idle_count(), 2);
+        assert!(pool.checkout(false, false, t0 + ms(4900)).is_some());
+        assert!(pool.checkout(false, false, t0 + ms(5000)).is_none());
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn a_close_found_by_the_sweep_teaches_the_limit() {
+        let pool = Pool::new(policy(ReuseMode::Always));
+        let t0 = Instant::now();
+        let (a, a_closed) = conn();
+        pool.checkin(a, t0);
+        let (b, b_closed) = conn();
+        pool.checkin(b, t0 + ms(700));
+        // Both found closed in one sweep: the older one's age is the evidence.
+        a_closed.store(true, Relaxed);
+        b_closed.store(true, Relaxed);
+        pool.sweep(t0 + ms(1200));
+        let v = pool.keepalive();
+        assert_eq!((v.learned, v.closed_idle), (Some(ms(1200)), 1));
+        assert_eq!((v.retire_after, v.retire_after_strict), (ms(900), ms(600)));
+        // Connections are now retired at 900 ms (700 ms for requests that cannot be retried).
+        let t1 = t0 + ms(2000);
+        pool.checkin(conn().0, t1);
+        assert!(pool.checkout(false, true, t1 + ms(650)).is_none());
+        assert_eq!(
+            pool.idle_count(),
+            1,
+            "kept for a request that may be retried"
+        );
+        assert!(pool.checkout(false, false, t1 + ms(850)).is_some());
+        pool.checkin(conn().0, t1);
+        assert!(pool.checkout(false, false, t1 + ms(950)).is_none());
+        assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn a_close_found_at_checkout_and_on_reuse_lower_the_limit() {
+        let pool = Pool::new(policy(ReuseMode::Always));
+        let t0 = Instant::now();
+        let (a, closed) = conn();
+        pool.checkin(a, t0);
+        closed.store(true, Relaxed);
+        assert!(pool.checkout(false, false, t0 + ms(3000)).is_none());
+        assert_eq!(pool.keepalive().learned, Some(ms(3000)));
+        let dead = Seen::DeadOnReuse {
+            idle: ms(1100),
+            waited: ms(3),
+        };
+        pool.observe(dead, t0);
+        let v = pool.keepalive();
+        assert_eq!((v.learned, v.dead_on_reuse), (Some(ms(1100)), 1));
+    }
+
+    #[test]
+    fn an_advertised_timeout_holds_for_connections_pooled_under_it() {
+        let pool = Pool::new(policy(ReuseMode::Always));
+        let t0 = Instant::now();
+        let two = Advertised {
+            timeout: Some(Duration::from_secs(2)),
+            max: None,
+        };
+        pool.note_response(two);
+        pool.checkin(conn().0, t0);
+        assert_eq!(pool.keepalive().retire_after, ms(1500));
+        pool.note_response(Advertised::default());
+        pool.checkin(conn().0, t0);
+        // The newer connection was pooled without an advertised timeout: usable at 1.6 s.
+        assert!(pool.checkout(false, false, t0 + ms(1600)).is_some());
+        assert!(pool.checkout(false, false, t0 + ms(1600)).is_none());
+        assert_eq!(pool.keepalive().learned, None, "retiring is no close");
     }
 }

@@ -86,6 +86,7 @@ impl TargetRt {
             queue_length: self.limit.as_ref().map_or(0, Limit::queue_length),
             queued_requests: self.counters.queued.load(Relaxed),
             queue_rejected_requests: self.counters.queue_rejected.load(Relaxed),
+            keepalive: self.pool.keepalive().into(),
         }
     }
 

@@ -132,4 +132,10 @@ impl Pooled for UpStream {
             }
         }
     }
+    fn peer(&self) -> Option<SocketAddr> {
+        match self {
+            UpStream::Plain(s) => s.peer_addr().ok(),
+            UpStream::Tls(s) => s.get_ref().0.peer_addr().ok(),
+        }
+    }
 }

@@ -13,13 +13,14 @@
 //! A `101` is tunnelled only when `upgrade::switch` says the request asked for it; any other
 //! `101` is a 502 and an upgrade the target refused never leaves its connection in the pool.
 
-use super::codec::{self, Framing, ResponseHead};
+use super::codec::{self, Fields, Framing, ResponseHead};
 use super::idle::{CoarseClock, IdleDeadlines};
 use super::relay::{self, NowOrPending, RelayError};
 use super::stream::ClientStream;
 use super::upgrade::Switch;
 use crate::access_log::Record;
 use crate::headers;
+use crate::pool::keepalive::{Advertised, Seen};
 use crate::proxy::forward::{Outstanding, hash_key, idempotent, prepare_upstream, sticky_cookies};
 use crate::proxy::service::Route;
 use crate::proxy::{ConnInfo, Shared};
@@ -132,7 +133,7 @@ pub async fn forward(
         BodyState::Untouched
     };
     let mut received = 0u64;
-    let mut attempts = Attempts::stuck_to(stuck);
+    let mut attempts = Attempts::stuck_to(stuck).replayable(out.replayable);
     while let Some(a) = attempts
         .next(sh, g, key, upgrade, first, log.as_deref_mut())
         .await
@@ -142,6 +143,7 @@ pub async fn forward(
             t,
             mut up,
             reused,
+            pooled,
             outstanding,
             sent_at,
         } = a;
@@ -149,6 +151,7 @@ pub async fn forward(
 
         // Phase forward: the head, then the body from the client.
         if let Err(e) = relay::write_all(&mut up, &out.head, idle).await {
+            dead_on_reuse(sh, t, pooled);
             if reused && body_state != BodyState::Partial {
                 tracing::debug!(target_addr = %t.addr, error = %e, "pooled connection failed on write; new connection");
                 attempts.requeue(sh);
@@ -212,6 +215,9 @@ pub async fn forward(
                 return own(504, "TargetResponseTimeout", body_state, received);
             }
             Err(HeadFailure::Closed(partial)) => {
+                if !partial {
+                    dead_on_reuse(sh, t, pooled);
+                }
                 if !partial && attempts.retry(sh, reused, out.replayable) {
                     tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
                     continue;
@@ -228,6 +234,7 @@ pub async fn forward(
         };
 
         // Phase respond: the target's response to the client.
+        let keepalive_allows = keepalive_answered(sh, t, pooled, &resp);
         m.target_status(resp.status);
         t.answered(resp.status);
         if let Some(l) = log.as_deref_mut() {
@@ -303,6 +310,7 @@ pub async fn forward(
         return match result {
             Ok(moved) => {
                 let reusable = target_reusable
+                    && keepalive_allows
                     && resp.target_keeps_alive()
                     && rframing != Framing::UntilClose
                     && ubuf.is_empty()
@@ -408,6 +416,8 @@ pub(crate) struct Attempts {
     last_failure: Option<(u16, &'static str)>,
     /// The target stickiness names: used while it accepts connections.
     stuck: Option<usize>,
+    /// The request cannot be retried: pooled connections only within the strict margin.
+    strict: bool,
 }
 
 /// One attempt's target connection, counted on its target until dropped.
@@ -417,10 +427,41 @@ pub(crate) struct Attempt<'g> {
     pub t: &'g Arc<TargetRt>,
     pub up: UpStream,
     pub reused: bool,
+    /// A reused connection: how long it was idle, and when it was taken (coarse clock).
+    pub pooled: Option<(Duration, Instant)>,
     pub outstanding: Outstanding,
     /// When the request left (for the access log).
     pub sent_at: Option<Instant>,
 }
+
+/// A reused connection (`Attempt::pooled`) died before any response byte (the write failed,
+/// EOF or reset): the target's keep-alive learner is told (both engines).
+pub(crate) fn dead_on_reuse(sh: &Shared, t: &TargetRt, pooled: Option<(Duration, Instant)>) {
+    if let Some((idle, taken)) = pooled {
+        let now = sh.clock.now();
+        let waited = now.saturating_duration_since(taken);
+        t.pool.observe(Seen::DeadOnReuse { idle, waited }, now);
+    }
+}
+
+/// A response head came from target `t` (both engines): its `Keep-Alive` header is noted and
+/// a reused connection (`pooled`) is evidence for the learner. Returns whether the connection
+/// may carry another request by `Keep-Alive: max`.
+pub(crate) fn keepalive_answered(
+    sh: &Shared,
+    t: &TargetRt,
+    pooled: Option<(Duration, Instant)>,
+    resp: &ResponseHead,
+) -> bool {
+    let advertised = Advertised::parse(resp.values(&KEEP_ALIVE));
+    t.pool.note_response(advertised);
+    if let Some((idle, _)) = pooled {
+        t.pool.observe(Seen::AliveOnReuse(idle), sh.clock.now());
+    }
+    advertised.allows_reuse()
+}
+
+static KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
 
 impl Attempts {
     /// Attempts whose first target is `stuck` (stickiness), when given.
@@ -429,6 +470,14 @@ impl Attempts {
             stuck,
             ..Attempts::default()
         }
+    }
+
+    /// Attempts for a request that can (`replayable`) or cannot be sent again on another
+    /// connection: the latter takes only pooled connections well within what the target keeps
+    /// (`pool::keepalive`).
+    pub fn replayable(mut self, replayable: bool) -> Attempts {
+        self.strict = !replayable;
+        self
     }
 
     /// Phase pick_target: the next target and a connection to it (skipping targets that
@@ -465,14 +514,15 @@ impl Attempts {
                 }
             };
             let fresh = fresh || std::mem::take(&mut self.fresh_only);
-            match target_connection(sh, t, fresh, first).await {
-                Ok((up, reused)) => {
+            match target_connection(sh, t, fresh, first, self.strict).await {
+                Ok((up, idle)) => {
                     t.counters.requests.fetch_add(1, Relaxed);
                     return Some(Attempt {
                         ti,
                         t,
                         up,
-                        reused,
+                        reused: idle.is_some(),
+                        pooled: idle.map(|idle| (idle, sh.clock.now())),
                         outstanding: Outstanding::new(t, slot),
                         sent_at: log.is_some().then(Instant::now),
                     });
@@ -511,23 +561,25 @@ impl Attempts {
 }
 
 /// A connection to target `t` (both engines): an idle one from its pool unless `fresh` or the
-/// pool's policy says no (`first`: a client session's first request), else a new one.
-/// Returns whether it was reused; counts reuses, opens and connect errors.
+/// pool's policy says no (`first`: a client session's first request; `strict`: a request that
+/// cannot be retried takes only a connection well within what the target keeps), else a new
+/// one. Returns how long it was idle when reused; counts reuses, opens and connect errors.
 pub(crate) async fn target_connection(
     sh: &Shared,
     t: &TargetRt,
     fresh: bool,
     first: bool,
-) -> Result<(UpStream, bool), (u16, &'static str)> {
+    strict: bool,
+) -> Result<(UpStream, Option<Duration>), (u16, &'static str)> {
     let m = &sh.metrics;
-    if !fresh && let Some(s) = t.pool.checkout(first, sh.clock.now()) {
+    if !fresh && let Some((s, idle)) = t.pool.checkout(first, strict, sh.clock.now()) {
         m.upstream_connections_reused.fetch_add(1, Relaxed);
-        return Ok((s, true));
+        return Ok((s, Some(idle)));
     }
     match connect(t, sh.limits.connect_timeout).await {
         Ok(s) => {
             m.upstream_connections_opened.fetch_add(1, Relaxed);
-            Ok((s, false))
+            Ok((s, None))
         }
         Err(failure) => {
             m.target_connection_errors.fetch_add(1, Relaxed);

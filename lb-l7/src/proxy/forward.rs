@@ -200,7 +200,7 @@ pub async fn forward(
     let mut body = has_body.then_some(body);
     let idle = sh.limits.idle_timeout;
 
-    let mut attempts = Attempts::stuck_to(stuck);
+    let mut attempts = Attempts::stuck_to(stuck).replayable(replayable);
     while let Some(a) = attempts
         .next(sh, g, key, false, first, log.as_deref_mut())
         .await
@@ -210,6 +210,7 @@ pub async fn forward(
             t,
             mut up,
             reused,
+            pooled,
             outstanding,
             sent_at,
         } = a;
@@ -217,6 +218,7 @@ pub async fn forward(
         // Phase forward: the head, then the body.
         if let Err(e) = relay::write_all(&mut up, &head, idle).await {
             // The body is sent after the head, so nothing of it was taken yet.
+            h1_forward::dead_on_reuse(sh, t, pooled);
             if reused {
                 tracing::debug!(target_addr = %t.addr, error = %e, "pooled connection failed on write; new connection");
                 attempts.requeue(sh);
@@ -262,6 +264,9 @@ pub async fn forward(
                 return fail(sh, log, 504, "TargetResponseTimeout");
             }
             Err(HeadFailure::Closed(partial)) => {
+                if !partial {
+                    h1_forward::dead_on_reuse(sh, t, pooled);
+                }
                 if !partial && attempts.retry(sh, reused, replayable) {
                     tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
                     continue;
@@ -278,6 +283,7 @@ pub async fn forward(
         };
 
         // Phase respond (target's response).
+        let keepalive_allows = h1_forward::keepalive_answered(sh, t, pooled, &resp);
         let status = resp.status;
         m.target_status(status);
         t.answered(status);
@@ -307,7 +313,7 @@ pub async fn forward(
             }
         }
         *r.headers_mut() = headers;
-        let reusable = resp.target_keeps_alive();
+        let reusable = keepalive_allows && resp.target_keeps_alive();
         let tb = TargetBody::new(up, ubuf, framing, t.clone(), reusable, idle, outstanding);
         let (rp, ()) = r.into_parts();
         return http::Response::from_parts(rp, tb.boxed_unsync());

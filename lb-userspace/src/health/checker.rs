@@ -170,34 +170,141 @@ fn fold(
             continue;
         };
         let t = &mut g.targets[o.target];
-        let before = (t.health.state, t.health.reason.clone());
         if o.outcome.passed() {
             passed.push((g.name.clone(), t.addr));
         }
-        if t.health.observe(&o.outcome, s.thresholds) {
-            info!(
-                target_group = %g.name,
-                target = %t.addr,
-                from = %before.0.name(),
-                to = %t.health.state.name(),
-                reason = %t.health.reason.as_ref().map_or("", |r| r.code()),
-                description = t.health.reason.as_ref().map(|r| r.description()).unwrap_or_default(),
-                "target health"
-            );
-            changed.push(worker_state(&g.name, t));
+        let before = (t.health.state, t.health.reason.clone());
+        if !t.health.observe(&o.outcome, s.thresholds) {
+            *dirty |= t.health.reason != before.1;
+            continue;
         }
-        *dirty |= before != (t.health.state, t.health.reason.clone());
-        match HealthTable::update_fail_open(&mut groups, o.group) {
-            Some(true) => warn!(
-                target_group = %groups[o.group].name,
-                "no healthy target: failing open, requests go to every target of the group"
-            ),
-            Some(false) => info!(
-                target_group = %groups[o.group].name,
-                "a target is healthy again: no longer failing open"
-            ),
-            None => {}
-        }
+        *dirty = true;
+        info!(
+            target_group = %g.name,
+            target = %t.addr,
+            from = %before.0.name(),
+            to = %t.health.state.name(),
+            reason = %t.health.reason.as_ref().map_or("", |r| r.code()),
+            description = t.health.reason.as_ref().map(|r| r.description()).unwrap_or_default(),
+            "target health"
+        );
+        changed.push(worker_state(&g.name, t));
+        fail_open_news(&mut groups, o.group);
     }
     changed
+}
+
+/// After a state change in group `gi`: says so when the group starts or stops failing open.
+fn fail_open_news(groups: &mut [super::table::GroupEntry], gi: usize) {
+    match HealthTable::update_fail_open(groups, gi) {
+        Some(true) => warn!(
+            target_group = %groups[gi].name,
+            "no healthy target: failing open, requests go to every target of the group"
+        ),
+        Some(false) => info!(
+            target_group = %groups[gi].name,
+            "a target is healthy again: no longer failing open"
+        ),
+        None => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    #[derive(Default)]
+    struct Seen {
+        tables: usize,
+        changes: Vec<TargetHealth>,
+        passed: Vec<SocketAddr>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Recorder(Arc<Mutex<Seen>>);
+
+    impl Publish for Recorder {
+        fn table(&mut self, _all: Vec<TargetHealth>) {
+            self.0.lock().unwrap().tables += 1;
+        }
+        fn changes(&mut self, changed: Vec<TargetHealth>) {
+            self.0.lock().unwrap().changes.extend(changed);
+        }
+        fn passed(&mut self, passed: Vec<(String, SocketAddr)>) {
+            let mut s = self.0.lock().unwrap();
+            s.passed.extend(passed.into_iter().map(|(_, a)| a));
+        }
+    }
+
+    /// A target answering every check `200`.
+    async fn answering() -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1024];
+                    let _ = s.read(&mut b).await;
+                    let _ = s
+                        .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                        .await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn verdicts_and_passes_reach_the_workers_and_the_file() {
+        let up = answering().await;
+        let down = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap(); // closed again: refused
+        let cfg: lb_l7::L7Config = toml::from_str(&format!(
+            "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"g\" }}\n\
+             [[target_group]]\nname = \"g\"\ntarget = [{{ id = \"127.0.0.1\", port = {} }}, {{ id = \"127.0.0.1\", port = {} }}]",
+            up.port(),
+            down.port()
+        ))
+        .unwrap();
+        let table = HealthTable::new(&cfg).unwrap();
+        {
+            // Faster than the configuration allows (interval ≥ 5 s), to keep the test short.
+            let mut g = table.lock();
+            let s = Arc::make_mut(g[0].settings.as_mut().unwrap());
+            s.interval = Duration::from_millis(200);
+            s.timeout = Duration::from_millis(150);
+        }
+        let file = std::env::temp_dir().join(format!("weir-checker-{}.json", std::process::id()));
+        let (stop_tx, stop) = watch::channel(false);
+        let rec = Recorder::default();
+        let task = tokio::spawn(run(table.clone(), rec.clone(), Some(file.clone()), stop));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(file.exists(), "the state file is written");
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        assert!(!file.exists(), "and removed at the end");
+
+        let seen = rec.0.lock().unwrap();
+        let change = |a: SocketAddr| {
+            seen.changes
+                .iter()
+                .find(|c| c.target == a)
+                .map(|c| (c.state.clone(), c.reason.clone()))
+        };
+        assert_eq!(change(up), Some(("healthy".into(), None)));
+        assert_eq!(
+            change(down),
+            Some(("unhealthy".into(), Some("Target.FailedHealthChecks".into())))
+        );
+        assert_eq!(seen.changes.len(), 2, "one change each");
+        assert!(seen.passed.len() >= 4 && seen.passed.iter().all(|&a| a == up));
+        assert!(seen.tables >= 2, "the table at start and after the changes");
+        let snap = table.snapshot();
+        assert!(!snap.target_groups[0].fail_open);
+        assert_eq!(snap.target_groups[0].healthy_host_count, 1);
+    }
 }

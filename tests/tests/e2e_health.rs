@@ -1,0 +1,608 @@
+//! Active health checks (issue #12) with the real `weir run`, its worker processes and real
+//! backends (python3 http.server, one process per target) in a network namespace: a target
+//! SIGKILLed under load is marked unhealthy within interval × threshold and comes back; every
+//! target failing its check fails open; a target that never passes gets no traffic; the reason
+//! codes are ALB's. Needs root.
+//!
+//! Each backend answers `/` with its name; `/health` as its control file says (`200`, `500`,
+//! `hang`), read at each check, so a test flips a target's health without restarting it.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use common::*;
+use serde_json::Value;
+use weir_tests::lab::{Lab, Ns, Proc, wait_until};
+
+const PORT: u16 = 8080;
+/// interval 5 s (ALB's least), timeout 2 s, 2 passes / 2 failures.
+const CHECK: &str = "health_check = { path = \"/health\", interval_seconds = 5, timeout_seconds = 2, healthy_threshold_count = 2, unhealthy_threshold_count = 2 }";
+const INTERVAL: f64 = 5.0;
+
+const BACKEND: &str = r#"
+import http.server, sys, time
+port, name, control = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        code = 200
+        if self.path == "/health":
+            how = open(control).read().strip()
+            if how == "hang":
+                time.sleep(30)
+                return
+            code = int(how)
+        body = name.encode()
+        self.send_response(code)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("127.0.0.1", port), H).serve_forever()
+"#;
+
+/// One backend process and its health control file.
+struct Backend {
+    proc: Option<Proc>,
+    port: u16,
+    name: String,
+    control: TempFile,
+    script: Arc<TempFile>,
+}
+
+impl Backend {
+    fn start(
+        ns: &Ns,
+        script: &Arc<TempFile>,
+        port: u16,
+        name: &str,
+        health: &str,
+    ) -> Result<Backend> {
+        let control = TempFile::new(&format!("health-{name}"), health);
+        let mut b = Backend {
+            proc: None,
+            port,
+            name: name.into(),
+            control,
+            script: script.clone(),
+        };
+        b.run(ns)?;
+        Ok(b)
+    }
+
+    fn run(&mut self, ns: &Ns) -> Result<()> {
+        let mut c = ns.command("python3");
+        c.args([
+            self.script.path(),
+            &self.port.to_string(),
+            &self.name,
+            self.control.path(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+        self.proc = Some(ns.spawn_command(c)?);
+        ns.wait_tcp_listen(self.port, Duration::from_secs(10))
+    }
+
+    fn set_health(&self, how: &str) -> Result<()> {
+        Ok(std::fs::write(&self.control.0, how)?)
+    }
+
+    fn kill(&mut self) -> Result<()> {
+        if let Some(mut p) = self.proc.take() {
+            p.kill()?;
+        }
+        Ok(())
+    }
+}
+
+struct Weir {
+    proc: Proc,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Weir {
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().concat()
+    }
+}
+
+fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut buf = String::new();
+        while r.read_line(&mut buf).unwrap_or(0) > 0 {
+            l.lock().unwrap().push(std::mem::take(&mut buf));
+        }
+    });
+    lines
+}
+
+/// `weir run` with `groups` (TOML) behind one listener whose default action forwards to `web`
+/// (plus `rules`), two workers; returned once both are ready.
+fn start_weir(ns: &Ns, rules: &str, groups: &str) -> Result<(Weir, TempFile)> {
+    let cfg = TempFile::new(
+        "health.toml",
+        &format!(
+            "[workers]\ncount = 2\n\n[load_balancer]\nmax_connections_per_worker = 1000\n\n\
+             [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\nprotocol = \"HTTP\"\n\
+             default_action = {{ type = \"forward\", target_group = \"web\" }}\n{rules}\n{groups}"
+        ),
+    );
+    let mut c = weir_command(ns);
+    c.args(["run", "--config", cfg.path()])
+        .env("RUST_LOG", "info,lb_l7::worker=debug")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut proc = ns.spawn_command(c)?;
+    let stderr = collect(proc.child_mut().stderr.take().unwrap());
+    wait_until(Duration::from_secs(30), "both workers ready", || {
+        if !proc.is_running() {
+            bail!("weir exited:\n{}", stderr.lock().unwrap().concat());
+        }
+        Ok(stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("worker ready"))
+            .count()
+            >= 2)
+    })?;
+    Ok((Weir { proc, stderr }, cfg))
+}
+
+fn group(name: &str, ports: &[u16], extra: &str) -> String {
+    let targets: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{{ id = \"127.0.0.1\", port = {p} }}"))
+        .collect();
+    format!(
+        "[[target_group]]\nname = \"{name}\"\ntarget = [{}]\n{extra}\n",
+        targets.join(", ")
+    )
+}
+
+/// The control plane's state file of `ns`: `/run/weir/health-<netns inode>.json`.
+fn state_file(ns: &Ns) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let netns = ns.netns().context("a lab namespace")?;
+    let inode = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
+    Ok(format!("/run/weir/health-{inode}.json").into())
+}
+
+/// The health view (ALB's describe-target-health per group), as the control plane wrote it.
+fn view(ns: &Ns) -> Result<Value> {
+    let p = state_file(ns)?;
+    let text = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(serde_json::from_slice(&text)?)
+}
+
+fn group_view<'a>(v: &'a Value, g: &str) -> Result<&'a Value> {
+    v["target_groups"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["name"] == g))
+        .with_context(|| format!("no group {g} in {v}"))
+}
+
+/// (state, reason, description) of `group`'s target on `port`.
+fn target_state(v: &Value, g: &str, port: u16) -> Result<(String, String, String)> {
+    let t = group_view(v, g)?["targets"]
+        .as_array()
+        .and_then(|a| a.iter().find(|t| t["port"] == port))
+        .with_context(|| format!("no target :{port} in {g}"))?;
+    let s = |k: &str| t[k].as_str().unwrap_or("").to_string();
+    Ok((s("state"), s("reason"), s("description")))
+}
+
+/// Waits until `group`'s target on `port` is in `state`; returns the time it took.
+fn wait_state(ns: &Ns, g: &str, port: u16, state: &str, within: Duration) -> Result<Duration> {
+    let t0 = Instant::now();
+    wait_until(within, &format!("{g} :{port} {state}"), || {
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(target_state(&view(ns)?, g, port)?.0 == state)
+    })?;
+    Ok(t0.elapsed())
+}
+
+/// One request on `s`: the body of a 200, else an error.
+fn get(r: &mut BufReader<TcpStream>, path: &str, close: bool) -> Result<String> {
+    let conn = if close { "Connection: close\r\n" } else { "" };
+    write!(
+        r.get_mut(),
+        "GET {path} HTTP/1.1\r\nHost: weir.test\r\n{conn}\r\n"
+    )?;
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line.split(' ').nth(1).unwrap_or("").to_string();
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            bail!("closed in the head");
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse()?;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    if status != "200" {
+        bail!("status {status}");
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// What the load saw: each answer's time and target name, each failure.
+#[derive(Default)]
+struct Seen {
+    ok: Vec<(Instant, String)>,
+    errors: Vec<(Instant, String)>,
+}
+
+impl Seen {
+    fn names_since(&self, t: Instant) -> BTreeMap<String, usize> {
+        self.names_between(t, Instant::now())
+    }
+
+    fn names_between(&self, from: Instant, to: Instant) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for (_, n) in self.ok.iter().filter(|(at, _)| *at >= from && *at < to) {
+            *m.entry(n.clone()).or_default() += 1;
+        }
+        m
+    }
+}
+
+/// Client threads in `ns` sending `GET path` until stopped: in turn, 5 requests on one
+/// keep-alive connection, then one on a new connection that closes; 20 ms between requests.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+const CLIENTS: usize = 2;
+
+impl Load {
+    fn start(ns: &Ns, path: &'static str) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let threads = (0..CLIENTS)
+            .map(|_| {
+                let (ns, stop, seen) = (ns.clone(), stop.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let _in = ns.enter().expect("enter the lab namespace");
+                    while !stop.load(Ordering::Relaxed) {
+                        for (n, close) in [(5, false), (1, true)] {
+                            let r = client_round(path, n, close, &stop);
+                            let mut s = seen.lock().unwrap();
+                            for x in r {
+                                match x {
+                                    Ok(name) => s.ok.push((Instant::now(), name)),
+                                    Err(e) => s.errors.push((Instant::now(), format!("{e:#}"))),
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            seen,
+            threads,
+        }
+    }
+
+    fn stop(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+/// `n` requests on one connection (the last with `Connection: close` when `close`).
+fn client_round(path: &str, n: usize, close: bool, stop: &AtomicBool) -> Vec<Result<String>> {
+    let mut out = Vec::new();
+    let conn = TcpStream::connect(("127.0.0.1", PORT)).and_then(|s| {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(s)
+    });
+    let mut r = match conn {
+        Ok(s) => BufReader::new(s),
+        Err(e) => return vec![Err(e.into())],
+    };
+    for i in 0..n {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let res = get(&mut r, path, close && i + 1 == n);
+        let failed = res.is_err();
+        out.push(res);
+        if failed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    out
+}
+
+/// The UTC time of day, in seconds, of a tracing line (`2026-…T01:02:03.456789Z …`).
+fn time_of(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split('T').nth(1)?;
+    let t = t.strip_suffix('Z')?;
+    let mut p = t.split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}
+
+/// From the control plane's last log line of `target` turning `state` to each worker's line
+/// applying it: the delays, in seconds.
+fn propagation(log: &str, target: &str, state: &str) -> Result<Vec<f64>> {
+    let decided = log
+        .lines()
+        .rfind(|l| {
+            l.contains("target health")
+                && l.contains(&format!("target={target}"))
+                && l.contains(&format!("to={state}"))
+        })
+        .and_then(time_of)
+        .context("the control plane's line")?;
+    let applied: Vec<f64> = log
+        .lines()
+        .filter(|l| {
+            l.contains("target state from the control plane")
+                && l.contains(&format!("target={target}"))
+                && l.contains(&format!("state={state}"))
+        })
+        .filter_map(time_of)
+        .filter(|t| *t >= decided)
+        .collect();
+    Ok(applied.iter().map(|t| t - decided).collect())
+}
+
+fn script() -> Arc<TempFile> {
+    Arc::new(TempFile::new("backend.py", BACKEND))
+}
+
+#[test]
+fn a_crashed_target_is_ejected_and_comes_back() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("hcrash")?;
+    let py = script();
+    let mut backends = [(9101, "a"), (9102, "b"), (9103, "c")]
+        .into_iter()
+        .map(|(p, n)| Backend::start(&ns, &py, p, n, "200"))
+        .collect::<Result<Vec<_>>>()?;
+    let (mut weir, _cfg) = start_weir(&ns, "", &group("web", &[9101, 9102, 9103], CHECK))?;
+    for p in [9101, 9102, 9103] {
+        wait_state(&ns, "web", p, "healthy", Duration::from_secs(15))?;
+    }
+    let load = Load::start(&ns, "/");
+    std::thread::sleep(Duration::from_secs(3));
+
+    let killed_at = Instant::now();
+    backends[1].kill()?;
+    let took = wait_state(&ns, "web", 9102, "unhealthy", Duration::from_secs(20))?;
+    let (_, reason, description) = target_state(&view(&ns)?, "web", 9102)?;
+    eprintln!("b SIGKILLed: unhealthy after {took:.1?} ({reason}: {description})");
+    assert!(
+        took.as_secs_f64() <= INTERVAL * 2.0 + 1.5,
+        "unhealthy within interval × threshold: {took:?}"
+    );
+    assert_eq!(reason, "Target.FailedHealthChecks");
+    let ejected_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+
+    let restarted_at = Instant::now();
+    backends[1].run(&ns)?;
+    let back = wait_state(&ns, "web", 9102, "healthy", Duration::from_secs(20))?;
+    eprintln!("b restarted: healthy after {back:.1?}");
+    assert!(back.as_secs_f64() <= INTERVAL * 2.0 + 1.5, "{back:?}");
+    let healthy_at = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let seen = load.stop();
+
+    let during = seen.names_between(ejected_at, restarted_at);
+    let after = seen.names_since(healthy_at);
+    let errors: Vec<_> = seen
+        .errors
+        .iter()
+        .filter(|(t, _)| *t >= killed_at)
+        .collect();
+    eprintln!(
+        "{} answers, {} failed (in flight on b when it died): {:?}; after ejection {during:?}; after recovery {after:?}",
+        seen.ok.len(),
+        errors.len(),
+        errors.iter().map(|(_, e)| e).collect::<Vec<_>>()
+    );
+    assert!(errors.len() <= CLIENTS, "only requests in flight on b fail");
+    assert!(
+        seen.errors.len() == errors.len(),
+        "no failure before the kill"
+    );
+    assert_eq!(during.get("b"), None, "{during:?}");
+    assert!(
+        after.get("b").copied().unwrap_or(0) > 0,
+        "b takes traffic again: {after:?}"
+    );
+    assert!(after.get("a").copied().unwrap_or(0) > 0 && after.get("c").copied().unwrap_or(0) > 0);
+
+    let log = weir.log();
+    for (state, what) in [("unhealthy", "ejection"), ("healthy", "recovery")] {
+        let d = propagation(&log, "127.0.0.1:9102", state)?;
+        eprintln!("{what}: control plane → workers in {d:?} s");
+        assert_eq!(d.len(), 2, "both workers applied the {what}:\n{log}");
+        assert!(
+            d.iter().all(|&x| x < INTERVAL),
+            "within one interval: {d:?}"
+        );
+    }
+    assert!(interrupt(&mut weir.proc)?);
+    Ok(())
+}
+
+#[test]
+fn every_target_failing_its_check_fails_open() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("hopen")?;
+    let py = script();
+    let backends = [(9201, "a"), (9202, "b")]
+        .into_iter()
+        .map(|(p, n)| Backend::start(&ns, &py, p, n, "200"))
+        .collect::<Result<Vec<_>>>()?;
+    let (mut weir, _cfg) = start_weir(&ns, "", &group("web", &[9201, 9202], CHECK))?;
+    for p in [9201, 9202] {
+        wait_state(&ns, "web", p, "healthy", Duration::from_secs(15))?;
+    }
+    for b in &backends {
+        b.set_health("500")?;
+    }
+    for p in [9201, 9202] {
+        wait_state(&ns, "web", p, "unhealthy", Duration::from_secs(15))?;
+    }
+    let v = view(&ns)?;
+    let g = group_view(&v, "web")?;
+    assert_eq!(g["fail_open"], true, "{g}");
+    assert_eq!(
+        (
+            g["HealthyHostCount"].as_u64(),
+            g["UnHealthyHostCount"].as_u64()
+        ),
+        (Some(0), Some(2))
+    );
+    let (_, reason, description) = target_state(&v, "web", 9201)?;
+    assert_eq!(reason, "Target.ResponseCodeMismatch");
+    assert_eq!(description, "Health checks failed with these codes: [500]");
+    assert!(
+        weir.log().contains("no healthy target: failing open"),
+        "the control plane says so"
+    );
+
+    let load = Load::start(&ns, "/");
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = load.stop();
+    let names = seen.names_since(Instant::now() - Duration::from_secs(60));
+    eprintln!("fail-open: {names:?}, {} errors", seen.errors.len());
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors.first());
+    assert!(
+        names.get("a").is_some() && names.get("b").is_some(),
+        "{names:?}"
+    );
+
+    backends[0].set_health("200")?;
+    wait_state(&ns, "web", 9201, "healthy", Duration::from_secs(15))?;
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(group_view(&view(&ns)?, "web")?["fail_open"], false);
+    assert!(weir.log().contains("no longer failing open"));
+    assert!(interrupt(&mut weir.proc)?);
+    Ok(())
+}
+
+#[test]
+fn a_target_that_never_passes_gets_no_traffic() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("hnew")?;
+    let py = script();
+    let _a = Backend::start(&ns, &py, 9301, "a", "200")?;
+    let _n = Backend::start(&ns, &py, 9302, "n", "hang")?;
+    let rules = "[[listener.rule]]\npriority = 1\ncondition = [{ field = \"path-pattern\", values = [\"/tcp/*\"] }]\naction = { type = \"forward\", target_group = \"tcp\" }\n";
+    let groups = group("web", &[9301, 9302], CHECK)
+        + &group(
+            "tcp",
+            &[9301, 9309],
+            "health_check = { protocol = \"TCP\", interval_seconds = 5, timeout_seconds = 2 }",
+        )
+        + &group("spare", &[9301], "");
+    let (mut weir, _cfg) = start_weir(&ns, &rules, &groups)?;
+    wait_state(&ns, "web", 9301, "healthy", Duration::from_secs(15))?;
+    let load = Load::start(&ns, "/");
+    let took = wait_state(&ns, "web", 9302, "unhealthy", Duration::from_secs(20))?;
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = load.stop();
+    let names = seen.names_since(Instant::now() - Duration::from_secs(120));
+    eprintln!("n unhealthy after {took:.1?} more; traffic {names:?}");
+    assert_eq!(
+        names.get("n"),
+        None,
+        "the target that never passed got traffic"
+    );
+    assert!(names.get("a").copied().unwrap_or(0) > 20, "{names:?}");
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors.first());
+
+    let v = view(&ns)?;
+    assert_eq!(target_state(&v, "web", 9302)?.1, "Target.Timeout");
+    assert_eq!(target_state(&v, "web", 9302)?.2, "Request timed out");
+    wait_state(&ns, "tcp", 9301, "healthy", Duration::from_secs(10))?;
+    wait_state(&ns, "tcp", 9309, "unhealthy", Duration::from_secs(15))?;
+    let (_, reason, description) = target_state(&view(&ns)?, "tcp", 9309)?;
+    assert_eq!(reason, "Target.FailedHealthChecks");
+    assert!(description.contains("refused"), "{description}");
+    let (state, reason, _) = target_state(&v, "spare", 9301)?;
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("unused", "Target.NotInUse")
+    );
+    assert!(interrupt(&mut weir.proc)?);
+    Ok(())
+}
+
+/// The state view disappears with the daemon.
+#[test]
+fn the_state_file_is_removed_at_exit() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("hfile")?;
+    let (mut weir, _cfg) = start_weir(&ns, "", &group("web", &[9401], CHECK))?;
+    wait_until(Duration::from_secs(5), "the state file", || {
+        Ok(view(&ns).is_ok())
+    })?;
+    let (state, reason, _) = target_state(&view(&ns)?, "web", 9401)?;
+    // Nothing listens on :9401: initial until its second failed check.
+    assert_eq!(state, "initial");
+    assert!(reason.starts_with("Elb."), "{reason}");
+    assert!(interrupt(&mut weir.proc)?);
+    assert!(!state_file(&ns)?.exists());
+    Ok(())
+}

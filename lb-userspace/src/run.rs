@@ -121,6 +121,8 @@ fn prepare_workers(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = Config::load(args.config.as_deref())?;
     info!(config = %cfg.source, "configuration loaded");
+    // The admin socket first: a path another daemon answers on stops the start here.
+    let admin = crate::admin::bind(&cfg, args.iface.as_deref())?;
     // Host sysctls a weir killed without its cleanup left changed are put back first.
     crate::sysctl::recover().context("restoring host sysctls")?;
     if !args.no_l7 && !cfg.l7.listener.is_empty() {
@@ -136,6 +138,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     } else {
         crate::l7::start(&cfg, args.config.clone(), stop_rx.clone())?
     };
+    let xdp_ifaces = xdp_tier.iter().filter_map(|t| t.attachment.as_ref());
+    let admin = crate::admin::wiring::serve(
+        admin,
+        &cfg,
+        args.config.clone(),
+        xdp_ifaces.map(crate::admin::xdp_interface).collect(),
+        l7.as_ref(),
+    )?;
 
     let interval = args
         .stats_interval
@@ -202,6 +212,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let _ = stop_tx.send(true);
+    // The admin socket closes as shutdown starts: a successor can start while workers drain.
+    drop(admin);
     if let Some(l7) = l7 {
         crate::l7::stop(l7).await;
     }

@@ -23,6 +23,7 @@ pub mod server;
 pub mod text;
 pub mod verbs;
 pub mod views;
+pub mod wiring;
 
 use std::{path::PathBuf, sync::Arc};
 

@@ -20,13 +20,14 @@ pub const DIR: &str = "/run/weir";
 const SUFFIX: &str = ".sock";
 
 /// Whether this process shares the network namespace of pid 1. Where pid 1's namespace cannot
-/// be read (an unprivileged caller), the host's is assumed.
+/// be read (an unprivileged caller; some sandboxes deny it to root too), `false`: the
+/// per-namespace name is always safe, `admin.sock` only when no other namespace can claim it.
 fn in_host_netns() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     let ino = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino()));
     match (ino("/proc/1/ns/net"), ino("/proc/self/ns/net")) {
         (Ok(init), Ok(me)) => init == me,
-        _ => true,
+        _ => false,
     }
 }
 
@@ -63,6 +64,11 @@ pub fn for_client(socket: Option<&Path>, iface: Option<&str>) -> anyhow::Result<
         return Ok(iface_default(i));
     }
     let l7 = l7_default()?;
+    if let Err(e) = std::fs::read_dir(DIR)
+        && e.kind() == std::io::ErrorKind::PermissionDenied
+    {
+        bail!("{DIR}: permission denied: the admin API is root-only (run this as root)");
+    }
     let mut found: Vec<PathBuf> = l7.exists().then(|| l7.clone()).into_iter().collect();
     found.extend(
         std::fs::read_dir(DIR)

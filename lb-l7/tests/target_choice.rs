@@ -456,6 +456,52 @@ async fn a_capped_slow_target_queues_then_refuses_and_the_others_are_unaffected(
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The cap and queue hold for HTTP/2 clients too (curl, h2c): one slot, one place in the
+/// queue; of six requests stuck to the slow target one is served, one times out in the queue,
+/// four find it full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cap_holds_for_http2_clients() {
+    let (fast, slow) = (target("fast", 0).await, target("slow", 1500).await);
+    let token = lb_l7::sticky::token("web", &slow.addr.to_string());
+    let cookie = format!("AWSALB={token}");
+    let port = free_port();
+    let extra = "stickiness.enabled = true
+target_limits.max_requests = 1
+                 target_limits.max_queued = 1
+target_limits.queue_timeout_seconds = 1
+";
+    let lb = Lb::start(&config(port, "", &group("web", &[&fast, &slow], extra)));
+    let url = format!("http://127.0.0.1:{port}/");
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let (url, cookie) = (url.clone(), cookie.clone());
+            tokio::spawn(
+                async move { curl(&["--http2-prior-knowledge", "-b", &cookie, &url]).await },
+            )
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for t in tasks {
+        let (code, text) = t.await.unwrap();
+        if code == 200 {
+            assert!(text.contains("HTTP/2 200"), "{text}");
+        }
+        codes.push(code);
+    }
+    codes.sort();
+    let snap = lb.target("web", &slow);
+    println!(
+        "h2c: statuses {codes:?}; slow target's max in flight {}, queued {}, refused {}",
+        slow.ctl.max_in_flight.load(SeqCst),
+        snap.queued_requests,
+        snap.queue_rejected_requests
+    );
+    assert_eq!(codes, vec![200, 503, 503, 503, 503, 503]);
+    assert_eq!(slow.ctl.max_in_flight.load(SeqCst), 1);
+    assert_eq!((snap.queued_requests, snap.queue_rejected_requests), (1, 5));
+    lb.w.stop().await;
+}
+
 /// Two of four targets start failing under load, one with 500s, one with resets. With
 /// outlier detection both are ejected after their run of errors and the clients' error count
 /// stops growing; without it, errors go on to the end.

@@ -67,29 +67,50 @@ const GEN_FRAME: usize = 14 + 20 + 20;
 #[unsafe(no_mangle)]
 static GEN_TEMPLATE: [u32; 16] = [0; 16];
 
+/// The Linux-layout SYN the Linux-layout generator sends (74 bytes: MSS, SACK-permitted,
+/// timestamp, NOP, window scale, as a Linux client's connect() writes them), set like
+/// [`GEN_TEMPLATE`].
+#[unsafe(no_mangle)]
+static GEN_TEMPLATE_LINUX: [u32; 19] = [0; 19];
+
+/// Length of the Linux-layout generator's frame: 20 bytes of TCP options more.
+const GEN_FRAME_LINUX: usize = GEN_FRAME + 20;
+
 /// The SYN-flood generator: run with `BPF_F_TEST_XDP_LIVE_FRAMES`, each repetition writes the
 /// template SYN (Ethernet/IPv4/TCP, no options) with a random source in 198.18.0.0/15 (RFC
 /// 2544's benchmarking range, never on-link in a lab) and a random source port, both checksums
 /// fixed incrementally, and transmits it out of the interface named in the context.
 #[xdp]
 pub fn gen_syn_flood(ctx: XdpContext) -> u32 {
+    gen_syn::<GEN_FRAME>(&ctx, &GEN_TEMPLATE)
+}
+
+/// [`gen_syn_flood`] with Linux-layout SYNs (`GEN_TEMPLATE_LINUX`, 74 bytes).
+#[xdp]
+pub fn gen_syn_flood_linux(ctx: XdpContext) -> u32 {
+    gen_syn::<GEN_FRAME_LINUX>(&ctx, &GEN_TEMPLATE_LINUX)
+}
+
+/// Writes the `FRAME`-byte SYN of `template` (a whole number of 16-bit halves), with a random
+/// source and port, and transmits it.
+#[inline(always)]
+fn gen_syn<const FRAME: usize>(ctx: &XdpContext, template: &[u32]) -> u32 {
     let have = ctx.data_end() - ctx.data();
-    if have != GEN_FRAME
-        && unsafe { bpf_xdp_adjust_tail(ctx.ctx, GEN_FRAME as i32 - have as i32) } != 0
-    {
+    if have != FRAME && unsafe { bpf_xdp_adjust_tail(ctx.ctx, FRAME as i32 - have as i32) } != 0 {
         return xdp_action::XDP_ABORTED;
     }
     let (start, end) = (ctx.data(), ctx.data_end());
-    if start + GEN_FRAME > end {
+    if start + FRAME > end {
         return xdp_action::XDP_ABORTED;
     }
-    // 54 bytes: 13 words and a half.
     // Volatile: the value is patched in at load time, not the zeros compiled here.
-    let word = |i: usize| unsafe { core::ptr::read_volatile(&GEN_TEMPLATE[i]) };
-    for i in 0..13 {
+    let word = |i: usize| unsafe { core::ptr::read_volatile(&template[i]) };
+    for i in 0..FRAME / 4 {
         unsafe { *((start + 4 * i) as *mut u32) = word(i) };
     }
-    unsafe { *((start + 52) as *mut u16) = word(13) as u16 };
+    if FRAME % 4 == 2 {
+        unsafe { *((start + FRAME - 2) as *mut u16) = word(FRAME / 4) as u16 };
+    }
     let (ip, th) = (start + 14, start + 14 + 20);
     let r = unsafe { bpf_get_prandom_u32() };
     let src = (0xc612_0000u32 | (r & 0x1_ffff)).to_be();

@@ -34,6 +34,15 @@ pub fn weir_xdp(ctx: XdpContext) -> u32 {
     verdict(stat, pkt.len())
 }
 
+/// Passes every frame. `weir run` attaches it to the peer of a veth it runs on when that peer has
+/// no XDP program and no GRO: a veth delivers XDP_TX frames only to a peer with NAPI, which one
+/// of the two turns on, so without it every SYN-ACK weir sends is lost
+/// (`lb-userspace/src/xdp/veth.rs`).
+#[xdp]
+pub fn weir_peer_pass(_ctx: XdpContext) -> u32 {
+    xdp_action::XDP_PASS
+}
+
 /// Counts the packet under `stat` and returns its action.
 #[inline(always)]
 fn verdict(stat: Stat, len: u64) -> u32 {

@@ -73,12 +73,17 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
         pins,
         syn,
     };
-    tier.attachment = Some(attach::attach(
+    tier.attachment = Some(attach::attach_with_peer(
         &mut tier.dataplane,
+        &mut tier.syn,
         iface,
         mode,
         args.replace,
+        cfg.syn.veth_peer,
     )?);
+    if let Err(e) = tier.pins.note(&tier.syn.note()) {
+        warn!("writing the lock file's note for weir stats: {e}");
+    }
     Ok(tier)
 }
 
@@ -159,7 +164,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut tick = tokio::time::interval(Duration::from_secs(interval.max(1)));
     tick.tick().await;
     let mut syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
-    let mut syn_tick = tokio::time::interval(xdp::syn::SynControl::TICK);
+    let mut syn_tick = tokio::time::interval(xdp::syn::SynControl::WATCH);
     let mut syn_at = Instant::now();
     let mut sighup = signal(SignalKind::hangup())?;
     info!("weir running; Ctrl-C to stop");
@@ -172,11 +177,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = syn_tick.tick(), if syn_ticks => {
                 if let Some(t) = &mut xdp_tier {
-                    let was = t.syn.reasserted();
+                    let was = t.syn.note();
                     t.syn.tick(&mut t.dataplane, syn_at.elapsed())?;
                     syn_at = Instant::now();
-                    if t.syn.reasserted() != was {
-                        let note = format!("{} {}\n", xdp::syn::REASSERTED, t.syn.reasserted());
+                    let note = t.syn.note();
+                    if note != was {
                         if let Err(e) = t.pins.note(&note) {
                             warn!("writing the lock file's note for weir stats: {e}");
                         }

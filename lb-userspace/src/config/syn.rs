@@ -9,6 +9,7 @@
 //! per_source_syn_per_second = 0   # token bucket per source (IPv6: per /64); 0 = no limit
 //! per_source_burst = 100
 //! new_sources_per_second = 10000  # per CPU; above it the limiter stops tracking new sources
+//! veth_peer = "attach"            # on a veth: attach | trust (VethPeerSetting; read at start)
 //!
 //! [[syn.vip]]                     # per-VIP overrides
 //! address = "192.0.2.10"          # or "interface"
@@ -20,6 +21,19 @@ use lb_common::syn::SynMode;
 use serde::Deserialize;
 
 use super::l4::{FieldProblem, INTERFACE_ADDRESS};
+
+/// `[syn] veth_peer`: what weir does about a veth's peer, which must run an XDP program or
+/// have GRO on to receive the SYN-ACKs weir sends with XDP_TX (`xdp::veth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VethPeerSetting {
+    /// Check the peer; attach weir's pass program to it when it has neither; refuse cookies on
+    /// the interface when the peer cannot be reached.
+    Attach,
+    /// Do not look at the peer (the operator vouches for it); the XDP_TX error watch still
+    /// switches cookies off when SYN-ACKs are being dropped.
+    Trust,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +64,7 @@ pub struct SynConfig {
     pub per_source_syn_per_second: u64,
     pub per_source_burst: u64,
     pub new_sources_per_second: u64,
+    pub veth_peer: VethPeerSetting,
     pub vip: Vec<SynVipOverride>,
 }
 
@@ -63,6 +78,7 @@ impl Default for SynConfig {
             per_source_syn_per_second: 0,
             per_source_burst: 100,
             new_sources_per_second: 10_000,
+            veth_peer: VethPeerSetting::Attach,
             vip: Vec::new(),
         }
     }

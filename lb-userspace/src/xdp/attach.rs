@@ -4,14 +4,17 @@
 //!
 //! The attachment is a BPF link where the kernel has them, so it also goes away if weir is
 //! killed; [`Attachment`] detaches explicitly on drop for every other exit.
+//!
+//! On a veth, [`attach_with_peer`] first makes sure the peer can receive the SYN-ACKs weir sends
+//! with XDP_TX (`super::veth`), or refuses cookie mode on the interface.
 
 use std::{net::IpAddr, process::Command};
 
 use aya::programs::{XdpMode, xdp::XdpLinkId};
 use tracing::{info, warn};
 
-use super::Dataplane;
-use crate::config::XdpModeSetting;
+use super::{Dataplane, syn::SynControl, veth};
+use crate::config::{XdpModeSetting, syn::VethPeerSetting};
 
 /// Largest MTU native XDP takes on drivers without multi-buffer XDP, 4 KiB pages (AWS ENA; veth
 /// and most others are close: one page minus headroom and skb_shared_info).
@@ -72,6 +75,8 @@ pub struct Attachment {
     pub iface: String,
     pub mode: AttachedMode,
     link: Option<XdpLinkId>,
+    /// What was done about a veth's peer (detached after weir's program).
+    pub peer: Option<veth::PeerLink>,
 }
 
 impl Attachment {
@@ -84,7 +89,45 @@ impl Attachment {
                 info!(iface = %self.iface, "XDP detached");
             }
         }
+        if let Some(mut p) = self.peer.take() {
+            p.detach(dp);
+        }
     }
+}
+
+/// [`attach`], preceded on a veth in native mode by the peer's preparation
+/// ([`veth::prepare`], or nothing with `veth_peer = "trust"`): when the peer cannot receive
+/// XDP_TX frames, cookies are refused on the interface (`syn`) before weir's program runs. The
+/// interface's XDP_TX counters are then watched by `syn`'s ticks.
+pub fn attach_with_peer(
+    dp: &mut Dataplane,
+    syn: &mut SynControl,
+    iface: &str,
+    mode: XdpModeSetting,
+    replace: bool,
+    veth_peer: VethPeerSetting,
+) -> anyhow::Result<Attachment> {
+    let peer = match (mode, veth_peer) {
+        // Generic XDP sends XDP_TX frames through the stack: any peer receives them.
+        (XdpModeSetting::Generic, _) => veth::PeerLink::none(veth::Peer::NotVeth),
+        (_, VethPeerSetting::Trust) => veth::PeerLink::none(veth::Peer::Trusted),
+        (_, VethPeerSetting::Attach) => veth::prepare(dp, iface),
+    };
+    match &peer.peer {
+        veth::Peer::NotVeth | veth::Peer::Trusted => {}
+        veth::Peer::Ready { peer, how } => info!(iface, peer, how, "veth peer receives XDP_TX"),
+        veth::Peer::Attached { peer } => info!(
+            iface,
+            peer, "veth peer had no XDP program and no GRO: attached weir's pass program to it"
+        ),
+        veth::Peer::Refused { why } => syn.refuse_cookies(dp, veth::refusal_message(iface, why))?,
+    }
+    let mut a = attach(dp, iface, mode, replace)?;
+    a.peer = Some(peer);
+    if let Some(w) = veth::TxWatch::new(iface) {
+        syn.watch_xdp_tx(w);
+    }
+    Ok(a)
 }
 
 /// Checks `iface` and attaches the program to it.
@@ -157,6 +200,7 @@ pub fn attach(
         iface: iface.to_string(),
         mode,
         link: Some(link),
+        peer: None,
     })
 }
 

@@ -6,8 +6,11 @@
 //! - [`pins`]: the per-interface bpffs directory `weir stats` reads, removed on exit.
 
 pub mod attach;
+pub mod ethtool;
+pub mod netns;
 pub mod pins;
 pub mod syn;
+pub mod veth;
 pub mod vips;
 
 use std::net::IpAddr;

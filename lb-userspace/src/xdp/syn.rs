@@ -12,7 +12,7 @@ use lb_common::syn::{
     AutoPolicy, AutoState, SYN_COUNTERS, SYN_F_ECN, SYN_F_SACK, SYN_F_TIMESTAMPS, SYN_F_WSCALE,
     SYN_VIP_COOKIES, SYN_VIP_COUNT, SYN_VIP_LIMIT, SynCounter, SynMode, SynSettings, SynVip, names,
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Dataplane, DataplaneError, ResolvedVip};
 use crate::config::syn::SynConfig;
@@ -208,6 +208,10 @@ const SYNCOOKIES: &str = "net/ipv4/tcp_syncookies";
 
 /// The key of the re-assert count in the daemon's note (`weir stats`).
 pub const REASSERTED: &str = "syncookies_reasserted";
+/// The key of the XDP_TX drop count while cookies were on.
+pub const TX_ERRORS: &str = "xdp_tx_errors";
+/// The key of the reason cookies are refused on the interface.
+pub const COOKIES_REFUSED: &str = "cookies_refused";
 
 /// This namespace's `tcp_syncookies` and how often the daemon on `iface` re-asserted it, for
 /// `weir stats` (run in the daemon's namespace).
@@ -215,9 +219,14 @@ pub fn host_json(iface: &str) -> serde_json::Value {
     let count = super::pins::read_note(iface, REASSERTED)
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
+    let tx_errors = super::pins::read_note(iface, TX_ERRORS)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
     serde_json::json!({
         "tcp_syncookies": sysctl_get(SYNCOOKIES).ok(),
         REASSERTED: count,
+        TX_ERRORS: tx_errors,
+        COOKIES_REFUSED: super::pins::read_note(iface, COOKIES_REFUSED),
     })
 }
 const TIMESTAMPS: &str = "net/ipv4/tcp_timestamps";
@@ -290,15 +299,29 @@ pub struct SynControl {
     policy: AutoPolicy,
     limit: bool,
     tick: Duration,
+    /// Time since the last auto-mode step.
+    since_step: Duration,
     host: Option<HostSysctls>,
     cookies_on: bool,
     /// How many times `tcp_syncookies` was found rewritten and put back to 2.
     reasserted: u64,
+    /// Why cookies are refused on this interface (its veth peer cannot receive XDP_TX frames, or
+    /// the XDP_TX counters showed SYN-ACKs being dropped); no VIP gets cookies while set.
+    refused: Option<String>,
+    /// The interface's XDP_TX counters, read every tick while cookies are on.
+    tx_watch: Option<super::veth::TxWatch>,
+    /// SYN-ACKs the interface dropped (XDP_TX errors) while cookies were on.
+    tx_errors: u64,
 }
 
 impl SynControl {
-    /// How often auto mode looks at the SYN rates.
+    /// How often auto mode looks at the SYN rates (and the XDP_TX counters are read).
     pub const TICK: Duration = Duration::from_millis(200);
+    /// How often the daemon calls [`Self::tick`]: the `tcp_syncookies` watch runs at every call
+    /// (a 10 ms window in which a rewritten value refuses cookies, ≈ 1 % of the SYNs of a 1 s
+    /// flood instead of 20 %: the kernel cannot tell us when a sysctl changes), the rest once
+    /// per [`Self::TICK`].
+    pub const WATCH: Duration = Duration::from_millis(10);
 
     /// Programs settings and per-VIP modes; takes over the host sysctls when any VIP can get
     /// cookies (`manage_host`; fixtures manage their namespace themselves).
@@ -320,9 +343,13 @@ impl SynControl {
             },
             limit: cfg.per_source_syn_per_second > 0,
             tick: Self::TICK,
+            since_step: Duration::ZERO,
             host: None,
             cookies_on: false,
             reasserted: 0,
+            refused: None,
+            tx_watch: None,
+            tx_errors: 0,
         };
         for v in vips
             .iter()
@@ -359,6 +386,7 @@ impl SynControl {
             f |= SYN_VIP_LIMIT;
         }
         let cookies = match v.mode {
+            _ if self.refused.is_some() => false,
             SynMode::Off => false,
             SynMode::Auto => v.auto.active,
             SynMode::Always => true,
@@ -401,8 +429,16 @@ impl SynControl {
         Ok(())
     }
 
-    /// One auto-mode step over `elapsed`: SYN rates → hysteresis → flags.
+    /// Called every [`Self::WATCH`] (`elapsed` since the last call): the `tcp_syncookies` watch;
+    /// once [`Self::TICK`] has accumulated, one auto-mode step over it (SYN rates → hysteresis
+    /// → flags) and the XDP_TX watch.
     pub fn tick(&mut self, dp: &mut Dataplane, elapsed: Duration) -> anyhow::Result<()> {
+        self.watch_host();
+        self.since_step += elapsed;
+        if self.since_step < self.tick {
+            return Ok(());
+        }
+        let elapsed = std::mem::take(&mut self.since_step);
         let ids: Vec<u32> = self.vips.iter().map(|v| v.id).collect();
         let states = dp.syn_state(&ids)?;
         let secs = elapsed.as_secs_f64().max(1e-3);
@@ -428,8 +464,63 @@ impl SynControl {
         if changed {
             self.program(dp)?;
         }
-        self.watch_host();
+        self.watch_tx(dp)
+    }
+
+    /// Refuses cookies on this interface from now on (every VIP's SYNs go to the kernel), with
+    /// `why` logged as an error.
+    pub fn refuse_cookies(&mut self, dp: &mut Dataplane, why: String) -> anyhow::Result<()> {
+        error!("{why}");
+        self.refused = Some(why);
+        self.program(dp)
+    }
+
+    /// Watches the interface's XDP_TX counters (see [`Self::tick`]).
+    pub fn watch_xdp_tx(&mut self, watch: super::veth::TxWatch) {
+        self.tx_watch = Some(watch);
+    }
+
+    /// While cookies are on: when most of a tick's XDP_TX frames were dropped, SYN-ACKs are
+    /// being lost; cookies go off on the interface for the rest of the run, loudly.
+    fn watch_tx(&mut self, dp: &mut Dataplane) -> anyhow::Result<()> {
+        let Some((sent, errors)) = self.tx_watch.as_mut().and_then(|w| w.sample()) else {
+            return Ok(());
+        };
+        if !self.cookies_on {
+            return Ok(());
+        }
+        self.tx_errors += errors;
+        if self.refused.is_none() && super::veth::losing(sent, errors) {
+            self.refuse_cookies(
+                dp,
+                format!(
+                    "SYN cookies switched OFF on this interface: {errors} of {} SYN-ACKs sent \
+                     with XDP_TX in the last {:?} were dropped by the driver (a veth whose peer \
+                     lost its XDP program or GRO, or went down); SYNs go to the kernel until \
+                     weir is restarted with the peer fixed",
+                    sent + errors,
+                    self.tick
+                ),
+            )?;
+        }
         Ok(())
+    }
+
+    /// Why cookies are refused on this interface, if they are.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
+    /// The daemon's state for `weir stats` (`key value` lines for the lock file's note).
+    pub fn note(&self) -> String {
+        let mut n = format!(
+            "{REASSERTED} {}\n{TX_ERRORS} {}\n",
+            self.reasserted, self.tx_errors
+        );
+        if let Some(why) = &self.refused {
+            n.push_str(&format!("{COOKIES_REFUSED} {}\n", why.replace('\n', " ")));
+        }
+        n
     }
 
     /// While cookies are on, re-asserts `tcp_syncookies = 2` (a warning each time).

@@ -309,12 +309,12 @@ impl<C: Pooled> Pool<C> {
     fn learned(&self, learner: &Learner, change: keepalive::Change) {
         self.mirror(learner);
         let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
-        tracing::info!(
-            target_addr = ?self.peer.get(),
-            from_ms = ?ms(change.from),
-            to_ms = ?ms(change.to),
-            "learned keep-alive limit of a target changed"
-        );
+        let (addr, from, to) = (self.peer.get(), ms(change.from), ms(change.to));
+        if change.grew {
+            tracing::debug!(target_addr = ?addr, from_ms = ?from, to_ms = ?to, "learned keep-alive limit of a target grew (relearning)");
+        } else {
+            tracing::info!(target_addr = ?addr, from_ms = ?from, to_ms = ?to, "learned keep-alive limit of a target changed");
+        }
     }
 
     fn mirror(&self, learner: &Learner) {

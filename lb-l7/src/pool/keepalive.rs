@@ -109,11 +109,15 @@ pub enum Seen {
     AliveOnReuse(Duration),
 }
 
-/// The learned limit moved enough to be logged.
+/// The learned limit moved enough to be logged: by `LOG_CHANGE` from the last value reported
+/// without `grew`. Growth is reported with `grew` and does not move that reference, so the
+/// steady relearning cycle (grow past the target's limit, meet a close, back) stays quiet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Change {
     pub from: Option<Duration>,
     pub to: Option<Duration>,
+    /// The limit grew (`tick`) rather than being learned from a close.
+    pub grew: bool,
 }
 
 /// One target's learned keep-alive limit.
@@ -153,6 +157,7 @@ impl Learner {
 
     /// Takes one observation in; `Some` when the limit moved enough to be logged.
     pub fn observe(&mut self, seen: Seen, now: Instant) -> Option<Change> {
+        let before = self.limit;
         match seen {
             Seen::ClosedIdle(idle) => self.closed_at(idle, now),
             Seen::DeadOnReuse { idle, waited } if waited < RACE_WINDOW => self.closed_at(idle, now),
@@ -163,7 +168,7 @@ impl Learner {
                 }
             }
         }
-        self.change()
+        self.change(before, false)
     }
 
     /// The sweep's tick: grows the limit after a quiet, probed `RELEARN`.
@@ -178,7 +183,7 @@ impl Learner {
         self.limit = (grown < self.cap).then_some(grown);
         self.quiet_since = Some(now);
         self.probed = false;
-        self.change()
+        self.change(Some(limit), true)
     }
 
     fn closed_at(&mut self, idle: Duration, now: Instant) {
@@ -193,19 +198,24 @@ impl Learner {
         }
     }
 
-    fn change(&mut self) -> Option<Change> {
+    fn change(&mut self, before: Option<Duration>, grew: bool) -> Option<Change> {
         let much = match (self.logged, self.limit) {
             (None, None) => false,
             (Some(a), Some(b)) => a.abs_diff(b) >= a.mul_f64(LOG_CHANGE),
             _ => true,
         };
-        if !much {
+        if !much || before == self.limit {
             return None;
         }
-        let from = std::mem::replace(&mut self.logged, self.limit);
+        // Forgetting the limit is news even when it comes from growth.
+        let grew = grew && self.limit.is_some();
+        if !grew {
+            self.logged = self.limit;
+        }
         Some(Change {
-            from,
+            from: before,
             to: self.limit,
+            grew,
         })
     }
 }
@@ -265,7 +275,8 @@ mod tests {
             c,
             Some(Change {
                 from: None,
-                to: Some(ms(1900))
+                to: Some(ms(1900)),
+                grew: false,
             })
         );
         // A later close is no news; an earlier one lowers the limit.
@@ -317,8 +328,18 @@ mod tests {
         l.observe(Seen::ClosedIdle(ms(1500)), t1);
         l.observe(Seen::AliveOnReuse(ms(700)), t1);
         assert_eq!(l.tick(t1 + RELEARN - ms(1)), None);
-        l.tick(t1 + RELEARN);
-        assert_eq!(l.limit(), Some(ms(1250)));
+        let c = l.tick(t1 + RELEARN).unwrap();
+        assert_eq!((c.to, c.grew), (Some(ms(1250)), true));
+        // Back down at the next close, near the value last reported: not reported again.
+        let again = Seen::DeadOnReuse {
+            idle: ms(1010),
+            waited: ms(1),
+        };
+        assert_eq!(l.observe(again, t1 + RELEARN), None);
+        assert_eq!(l.limit(), Some(ms(1010)));
+        l.observe(Seen::AliveOnReuse(ms(700)), t1 + RELEARN);
+        l.tick(t1 + RELEARN * 2);
+        assert_eq!(l.limit(), Some(Duration::from_micros(1_262_500)));
         // Growth past the pool's own idle timeout forgets the limit.
         let mut t = t1 + RELEARN;
         for _ in 0..10 {

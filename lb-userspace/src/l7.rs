@@ -17,6 +17,8 @@ pub struct L7Handle {
     pub control: ControlHandle,
     /// The targets' health as the control plane's checks find it (`crate::health`).
     pub health: crate::health::HealthTable,
+    /// Gives the checker a reloaded configuration.
+    pub health_config: crate::health::Reconfigure,
     health_task: JoinHandle<()>,
 }
 
@@ -34,12 +36,14 @@ pub fn start(
     let drain =
         Duration::from_secs(cfg.l7.load_balancer.drain_timeout_seconds) + Duration::from_secs(2);
     let control = supervisor.control_handle();
-    let (health, health_task) = crate::health::start(&cfg.l7, control.clone(), stop.clone())?;
+    let (health, health_config, health_task) =
+        crate::health::start(&cfg.l7, control.clone(), stop.clone())?;
     let task = tokio::spawn(supervisor.run(stop, drain));
     Ok(Some(L7Handle {
         task,
         control,
         health,
+        health_config,
         health_task,
     }))
 }

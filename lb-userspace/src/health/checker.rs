@@ -8,7 +8,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use lb_l7::control::TargetHealth;
+use lb_l7::{L7Config, control::TargetHealth};
 use tokio::{
     sync::{Semaphore, mpsc, watch},
     task::JoinSet,
@@ -47,21 +47,25 @@ struct Observation {
 }
 
 /// Runs the checks until `stop` turns true. With `state_file`, the view is written there
-/// (atomically replaced) and removed at the end.
+/// (atomically replaced) and removed at the end. A configuration sent on `configs` (a reload)
+/// replaces the checked groups and targets ([`HealthTable::rebuild`]).
 pub async fn run(
     table: HealthTable,
     mut publish: impl Publish,
     state_file: Option<PathBuf>,
     mut stop: watch::Receiver<bool>,
+    mut configs: watch::Receiver<Arc<L7Config>>,
 ) {
     publish.table(table.worker_states());
     let (tx, mut rx) = mpsc::channel::<Observation>(4096);
     let mut probes = spawn_probes(&table, tx);
+    let mut follow = true;
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut passed = Vec::new();
     let (mut dirty, mut table_stale) = (true, false);
     loop {
+        let mut rebuilt = false;
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             Some(first) = rx.recv() => {
@@ -74,6 +78,18 @@ pub async fn run(
                     publish.changes(changed);
                     table_stale = true;
                 }
+            }
+            r = configs.changed(), if follow => {
+                if r.is_err() {
+                    follow = false;
+                    continue;
+                }
+                let cfg = configs.borrow_and_update().clone();
+                if let Err(e) = table.rebuild(&cfg) {
+                    warn!(error = %format!("{e:#}"), "health checks keep the previous configuration");
+                    continue;
+                }
+                rebuilt = true;
             }
             _ = flush.tick() => {
                 if !passed.is_empty() {
@@ -89,6 +105,17 @@ pub async fn run(
                     dirty = false;
                 }
             }
+        }
+        if rebuilt {
+            // The old tasks' outcomes name the old table's indices: their channel goes too.
+            probes.abort_all();
+            while probes.join_next().await.is_some() {}
+            let (tx, fresh) = mpsc::channel::<Observation>(4096);
+            rx = fresh;
+            probes = spawn_probes(&table, tx);
+            publish.table(table.worker_states());
+            dirty = true;
+            info!("health checks follow the new configuration");
         }
     }
     probes.abort_all();
@@ -281,7 +308,14 @@ mod tests {
         let file = std::env::temp_dir().join(format!("weir-checker-{}.json", std::process::id()));
         let (stop_tx, stop) = watch::channel(false);
         let rec = Recorder::default();
-        let task = tokio::spawn(run(table.clone(), rec.clone(), Some(file.clone()), stop));
+        let (_configs_tx, configs) = watch::channel(Arc::new(cfg.clone()));
+        let task = tokio::spawn(run(
+            table.clone(),
+            rec.clone(),
+            Some(file.clone()),
+            stop,
+            configs,
+        ));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(file.exists(), "the state file is written");
         let _ = stop_tx.send(true);

@@ -22,19 +22,34 @@ pub mod workers;
 pub use checker::Publish;
 pub use table::{HealthSnapshot, HealthTable};
 
+use std::sync::Arc;
+
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::workers::control::ControlHandle;
 
+/// Tells a running checker the configuration changed (a reload).
+#[derive(Clone)]
+pub struct Reconfigure(Arc<watch::Sender<Arc<lb_l7::L7Config>>>);
+
+impl Reconfigure {
+    /// The checker follows `cfg` (validated): groups and targets added, removed or changed.
+    pub fn apply(&self, cfg: &lb_l7::L7Config) {
+        self.0.send_replace(Arc::new(cfg.clone()));
+    }
+}
+
 /// Starts the checker for `cfg`'s target groups on the current runtime: its findings go to
 /// every worker through `control` and to this namespace's state file ([`file::path`]); it stops
-/// when `stop` turns true. Returns the table (for any other view) and the task.
+/// when `stop` turns true. Returns the table (for any other view), the handle that gives it a
+/// new configuration, and the task.
 pub fn start(
     cfg: &lb_l7::L7Config,
     control: ControlHandle,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<(HealthTable, JoinHandle<()>)> {
+) -> anyhow::Result<(HealthTable, Reconfigure, JoinHandle<()>)> {
     let table = HealthTable::new(cfg)?;
+    let (configs_tx, configs) = watch::channel(Arc::new(cfg.clone()));
     let path = match file::path() {
         Ok(p) => Some(p),
         Err(e) => {
@@ -47,6 +62,7 @@ pub fn start(
         workers::ToWorkers(control),
         path,
         stop,
+        configs,
     ));
-    Ok((table, task))
+    Ok((table, Reconfigure(Arc::new(configs_tx)), task))
 }

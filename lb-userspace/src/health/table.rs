@@ -60,48 +60,78 @@ impl HealthTable {
     /// Every target of a validated configuration in its first state: `initial` when checked,
     /// `healthy` when checks are disabled, `unused` when no listener forwards to its group.
     pub fn new(cfg: &L7Config) -> anyhow::Result<HealthTable> {
-        let in_use = groups_in_use(cfg);
-        let mut groups = Vec::new();
-        for g in &cfg.target_group {
-            let used = in_use.contains(&g.name);
-            let settings = match (used, g.health_check.enabled) {
-                (true, true) => Some(Arc::new(
-                    Settings::from_config(&g.health_check)
-                        .map_err(|e| anyhow::anyhow!("target group {}: {e}", g.name))?,
-                )),
-                _ => None,
-            };
-            let first = match (used, g.health_check.enabled) {
-                (false, _) => Health::fixed(TargetState::Unused, Some(Reason::NotInUse)),
-                (true, false) => {
-                    Health::fixed(TargetState::Healthy, Some(Reason::HealthCheckDisabled))
-                }
-                (true, true) => Health::registered(),
-            };
-            let targets: Vec<TargetEntry> = g
-                .target
-                .iter()
-                .filter_map(|t| {
-                    let ip: std::net::IpAddr = t.id.parse().ok()?;
-                    Some(TargetEntry {
-                        addr: SocketAddr::new(ip, t.port.unwrap_or(g.port)),
-                        zone: t.availability_zone.clone(),
-                        health: first.clone(),
-                    })
-                })
-                .collect();
-            // Checked targets start `initial`: until one passes, the workers route to all.
-            let fail_open = settings.is_some() && !targets.is_empty();
-            groups.push(GroupEntry {
-                name: g.name.clone(),
-                settings,
-                targets,
-                fail_open,
-            });
-        }
-        Ok(HealthTable(Arc::new(Mutex::new(groups))))
+        Ok(HealthTable(Arc::new(Mutex::new(entries(cfg)?))))
     }
 
+    /// Follows a new configuration (a reload): a target of a group whose check settings did not
+    /// change keeps its health; any other target starts over (`initial`), as the workers'
+    /// fresh groups do.
+    pub fn rebuild(&self, cfg: &L7Config) -> anyhow::Result<()> {
+        let mut fresh = entries(cfg)?;
+        let mut groups = self.lock();
+        for g in fresh.iter_mut().filter(|g| g.settings.is_some()) {
+            let Some(old) = groups
+                .iter()
+                .find(|o| o.name == g.name && o.settings == g.settings)
+            else {
+                continue;
+            };
+            for t in &mut g.targets {
+                if let Some(o) = old.targets.iter().find(|o| o.addr == t.addr) {
+                    t.health = o.health.clone();
+                }
+            }
+            g.fail_open = !g.targets.is_empty() && g.healthy() == 0;
+        }
+        *groups = fresh;
+        Ok(())
+    }
+}
+
+/// Every target of a validated configuration in its first state: `initial` when checked,
+/// `healthy` when checks are disabled, `unused` when no listener forwards to its group.
+fn entries(cfg: &L7Config) -> anyhow::Result<Vec<GroupEntry>> {
+    let in_use = groups_in_use(cfg);
+    let mut groups = Vec::new();
+    for g in &cfg.target_group {
+        let used = in_use.contains(&g.name);
+        let settings = match (used, g.health_check.enabled) {
+            (true, true) => Some(Arc::new(
+                Settings::from_config(&g.health_check)
+                    .map_err(|e| anyhow::anyhow!("target group {}: {e}", g.name))?,
+            )),
+            _ => None,
+        };
+        let first = match (used, g.health_check.enabled) {
+            (false, _) => Health::fixed(TargetState::Unused, Some(Reason::NotInUse)),
+            (true, false) => Health::fixed(TargetState::Healthy, Some(Reason::HealthCheckDisabled)),
+            (true, true) => Health::registered(),
+        };
+        let targets: Vec<TargetEntry> = g
+            .target
+            .iter()
+            .filter_map(|t| {
+                let ip: std::net::IpAddr = t.id.parse().ok()?;
+                Some(TargetEntry {
+                    addr: SocketAddr::new(ip, t.port.unwrap_or(g.port)),
+                    zone: t.availability_zone.clone(),
+                    health: first.clone(),
+                })
+            })
+            .collect();
+        // Checked targets start `initial`: until one passes, the workers route to all.
+        let fail_open = settings.is_some() && !targets.is_empty();
+        groups.push(GroupEntry {
+            name: g.name.clone(),
+            settings,
+            targets,
+            fail_open,
+        });
+    }
+    Ok(groups)
+}
+
+impl HealthTable {
     pub(super) fn lock(&self) -> MutexGuard<'_, Vec<GroupEntry>> {
         // A panic while holding it leaves plain data: keep using it.
         self.0.lock().unwrap_or_else(|p| p.into_inner())
@@ -316,5 +346,35 @@ target = [{ id = "10.0.0.4" }]
             (w[0].state.as_str(), w[0].reason.as_deref()),
             ("unhealthy", Some("Target.Timeout"))
         );
+    }
+
+    #[test]
+    fn a_reload_keeps_the_health_of_unchanged_targets() {
+        let t = HealthTable::new(&config()).unwrap();
+        let th = Thresholds {
+            healthy: 2,
+            unhealthy: 2,
+        };
+        t.lock()[0].targets[0].health.observe(&Outcome::Pass, th);
+        // web gains a target; its settings are the same.
+        let mut more = config();
+        let first = more.target_group[0].target[0].clone();
+        more.target_group[0].target.push(first);
+        more.target_group[0].target[2].id = "10.0.0.9".into();
+        t.rebuild(&more).unwrap();
+        let states = |t: &HealthTable| -> Vec<String> {
+            t.snapshot().target_groups[0]
+                .targets
+                .iter()
+                .map(|x| x.state.clone())
+                .collect()
+        };
+        assert_eq!(states(&t), ["healthy", "initial", "initial"]);
+        assert!(!t.snapshot().target_groups[0].fail_open);
+        // New check settings: every target of the group starts over.
+        more.target_group[0].health_check.path = "/other".into();
+        t.rebuild(&more).unwrap();
+        assert_eq!(states(&t), ["initial", "initial", "initial"]);
+        assert!(t.snapshot().target_groups[0].fail_open);
     }
 }

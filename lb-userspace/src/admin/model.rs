@@ -95,7 +95,8 @@ pub struct TargetsChanged {
 /// `POST /v1/reload`, applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reloaded {
-    /// The generation every worker now serves.
+    /// The generation now in force: every worker has been sent it (in-flight requests finish
+    /// under the one they started in).
     pub generation: u64,
     pub config: String,
 }

@@ -163,7 +163,7 @@ pub fn targets_changed(c: &TargetsChanged, verb: &str) -> String {
 
 pub fn reloaded(r: &Reloaded) -> String {
     format!(
-        "reloaded {}: every worker serves configuration generation {}\n",
+        "reloaded {}: configuration generation {} in force (sent to every worker)\n",
         r.config, r.generation
     )
 }

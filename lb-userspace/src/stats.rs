@@ -150,6 +150,15 @@ pub fn table(report: &Value) -> String {
             report["host"]["syncookies_reasserted"]
         );
     }
+    if let Some(why) = report["host"]["cookies_refused"].as_str() {
+        let _ = writeln!(out, "SYN COOKIES REFUSED on this interface: {why}");
+    }
+    if let Some(n) = report["host"]["xdp_tx_errors"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "SYN-ACKs dropped by the driver (XDP_TX errors) while cookies were on: {n}"
+        );
+    }
     if let Some(vips) = report["vips"].as_array() {
         let with_syn: Vec<&Value> = vips.iter().filter(|v| v.get("syn").is_some()).collect();
         if !with_syn.is_empty() {
@@ -330,6 +339,15 @@ mod syn_tests {
         let mut r = report("eth0", &c, &c, Duration::from_secs(1));
         r["host"] = json!({"tcp_syncookies": "2", "syncookies_reasserted": 3});
         let t = table(&r);
+        assert!(!t.contains("REFUSED") && !t.contains("XDP_TX"), "{t}");
+        r["host"]["cookies_refused"] = json!("its veth peer is unreachable");
+        r["host"]["xdp_tx_errors"] = json!(70);
+        let refused = table(&r);
+        assert!(
+            refused.contains("SYN COOKIES REFUSED on this interface: its veth peer is unreachable")
+                && refused.contains("(XDP_TX errors) while cookies were on: 70"),
+            "{refused}"
+        );
         assert!(
             t.contains(
                 "net.ipv4.tcp_syncookies = 2 (found rewritten and re-asserted by weir 3 times)"

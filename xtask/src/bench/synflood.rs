@@ -356,6 +356,14 @@ fn outcome_json(rounds: &[Outcome]) -> Value {
         .flat_map(|o| o.connect_ms.iter().copied())
         .collect();
     ms.sort_by(f64::total_cmp);
+    let (seen, sent) = rounds
+        .iter()
+        .fold((0, 0), |a, o| (a.0 + o.xdp.0, a.1 + o.xdp.1));
+    let share = if seen == 0 {
+        f64::NAN
+    } else {
+        sent as f64 / seen as f64
+    };
     json!({
         "offered_syn_per_s": med(&|o| o.offered_pps),
         "received_syn_per_round": med(&|o| o.received as f64),
@@ -368,10 +376,7 @@ fn outcome_json(rounds: &[Outcome]) -> Value {
         "flood_cpu_busy_s_per_million_syn": med(&|o| o.busy / (o.received.max(1) as f64 / 1e6)),
         "softirq_s_per_round": rounds.iter().map(|o| o.softirq).collect::<Vec<_>>(),
         "kernel_syncookies_sent_per_round": med(&|o| o.kernel_cookies as f64),
-        "xdp_answered_share": {
-            let (seen, sent) = rounds.iter().fold((0, 0), |a, o| (a.0 + o.xdp.0, a.1 + o.xdp.1));
-            if seen == 0 { f64::NAN } else { sent as f64 / seen as f64 }
-        },
+        "xdp_answered_share": share,
         "rounds": rounds.len(),
     })
 }

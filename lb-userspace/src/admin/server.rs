@@ -246,3 +246,6 @@ fn to_response(a: &Answer) -> Response<Full<Bytes>> {
     );
     r
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,8 +9,8 @@ use super::FieldProblem;
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminSettings {
-    /// The socket's path. Unset: the default for this daemon (`crate::admin::socket_path`):
-    /// `/run/weir/<iface>.sock` with `--iface`, else `/run/weir/admin.sock` in the host's network
+    /// The socket's path. Unset: the default for this daemon (`crate::admin::path`):
+    /// `/run/weir/<iface>.sock` with `--iface`, else `/run/weir/admin.sock` in pid 1's network
     /// namespace and `/run/weir/admin-<netns inode>.sock` in any other.
     pub socket: Option<PathBuf>,
     /// `false`: no admin socket (the CLI verbs on it then find no daemon). Default `true`.

@@ -522,7 +522,7 @@ fn every_target_failing_its_check_fails_open() -> Result<()> {
     eprintln!("fail-open: {names:?}, {} errors", seen.errors.len());
     assert!(seen.errors.is_empty(), "{:?}", seen.errors.first());
     assert!(
-        names.get("a").is_some() && names.get("b").is_some(),
+        names.contains_key("a") && names.contains_key("b"),
         "{names:?}"
     );
 
@@ -553,7 +553,7 @@ fn a_target_that_never_passes_gets_no_traffic() -> Result<()> {
             "health_check = { protocol = \"TCP\", interval_seconds = 5, timeout_seconds = 2 }",
         )
         + &group("spare", &[9301], "");
-    let (mut weir, _cfg) = start_weir(&ns, &rules, &groups)?;
+    let (mut weir, _cfg) = start_weir(&ns, rules, &groups)?;
     wait_state(&ns, "web", 9301, "healthy", Duration::from_secs(15))?;
     let load = Load::start(&ns, "/");
     let took = wait_state(&ns, "web", 9302, "unhealthy", Duration::from_secs(20))?;

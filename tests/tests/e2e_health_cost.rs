@@ -140,7 +140,7 @@ fn a_thousand_targets_every_five_seconds_cost_little_cpu() -> Result<()> {
     assert_eq!(healthy_count(&ns)?, TARGETS as u64, "all stayed healthy");
     // Generous bounds for a shared machine: the unoptimised build (`cargo test`) is many times
     // slower than the release build the documented number comes from.
-    let bound = if cfg!(debug_assertions) { 0.40 } else { 0.05 };
+    let bound = if cfg!(debug_assertions) { 0.40 } else { 0.10 };
     assert!(
         share < bound,
         "the checker costs {:.1} % of a core (bound {:.0} %)",

@@ -45,6 +45,11 @@ pub struct SteerConfig {
 }
 
 impl SteerConfig {
+    /// The `table` word of a host that is shutting down: every new connection to a steered
+    /// listener is refused (the program returns `SK_DROP`, the kernel answers the SYN with a RST),
+    /// while connections already queued are still accepted and served.
+    pub const REFUSE: u32 = u32::MAX;
+
     pub const fn pack(size: u32, half: u32) -> u32 {
         size << 1 | (half & 1)
     }
@@ -66,17 +71,25 @@ pub enum SteerStat {
     Fallback = 1,
     /// The header could not be read, or the chosen socket was missing.
     Error = 2,
+    /// Refused: weir is shutting down ([`SteerConfig::REFUSE`]).
+    Refused = 3,
 }
 
 impl SteerStat {
-    pub const COUNT: u32 = 3;
-    pub const ALL: [SteerStat; 3] = [SteerStat::Steered, SteerStat::Fallback, SteerStat::Error];
+    pub const COUNT: u32 = 4;
+    pub const ALL: [SteerStat; 4] = [
+        SteerStat::Steered,
+        SteerStat::Fallback,
+        SteerStat::Error,
+        SteerStat::Refused,
+    ];
 
     pub const fn name(self) -> &'static str {
         match self {
             SteerStat::Steered => "steered",
             SteerStat::Fallback => "fallback",
             SteerStat::Error => "error",
+            SteerStat::Refused => "refused",
         }
     }
 }

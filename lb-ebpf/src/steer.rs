@@ -7,7 +7,9 @@
 //! ```
 //!
 //! Any miss (no live worker, an unknown port, a short header) returns SK_PASS without selecting:
-//! the kernel's own reuseport hash then picks a socket, so a connection is never refused here.
+//! the kernel's own reuseport hash then picks a socket, so a connection is never refused here —
+//! except while weir shuts down (`SteerConfig::REFUSE`): then SK_DROP, and the kernel answers the
+//! SYN with a RST (ECONNREFUSED) instead of queueing a connection no worker will accept.
 #![no_std]
 #![no_main]
 
@@ -51,7 +53,10 @@ pub fn weir_steer(ctx: SkReuseportContext) -> u32 {
     if let Some(c) = STEER_STATS.get_ptr_mut(stat as u32) {
         unsafe { *c += 1 };
     }
-    sk_action::SK_PASS
+    match stat {
+        SteerStat::Refused => sk_action::SK_DROP,
+        _ => sk_action::SK_PASS,
+    }
 }
 
 #[inline(always)]
@@ -62,6 +67,9 @@ fn steer(ctx: &SkReuseportContext) -> SteerStat {
     let Some(cfg) = STEER_CONFIG.get(0) else {
         return SteerStat::Error;
     };
+    if cfg.table == SteerConfig::REFUSE {
+        return SteerStat::Refused;
+    }
     let (size, half) = SteerConfig::unpack(cfg.table);
     if size == 0 || size > STEER_TABLE_MAX {
         return SteerStat::Fallback;

@@ -31,8 +31,26 @@ pub enum ControlMsg {
     /// Targets whose active health check passed since the last such message (the control plane
     /// sends them once a second): each gets `TargetRt::active_check_passed`.
     HealthChecksPassed(Vec<CheckedTarget>),
+    /// The configuration, numbered (sticky: a worker started later gets the current one in its
+    /// initial batch). A worker's configuration comes from here, never from the file on disk.
+    Config(ConfigGeneration),
     /// The end of the initial batch: the worker may serve.
     Started,
+}
+
+/// One configuration generation, as the control plane validated it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigGeneration {
+    /// 1 at start, one more at each reload every worker takes.
+    pub generation: u64,
+    /// What errors call the file.
+    pub source: String,
+    /// The whole file's text: the worker reads its `[workers]` and L7 sections from it, without
+    /// validating them again (`crate::generation::parse_l7`).
+    pub toml: String,
+    /// Every certificate and private key file the configuration names, read by the control
+    /// plane when it validated it (a worker in its sandbox opens no file): path → PEM text.
+    pub files: std::collections::BTreeMap<String, String>,
 }
 
 /// One target's state, as the control plane's health checks decided it.

@@ -10,6 +10,7 @@ pub mod anomaly;
 pub mod body;
 pub mod config;
 pub mod control;
+pub mod generation;
 pub mod h1;
 pub mod headers;
 pub mod log_limit;

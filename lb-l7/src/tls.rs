@@ -30,19 +30,37 @@ fn provider() -> rustls::crypto::CryptoProvider {
 
 /// Loads a PEM certificate chain and its PEM private key, checking that they belong together.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|e| e.to_string());
+    let cert_pem = read(cert).map_err(|reason| TlsError::Cert {
+        path: cert.display().to_string(),
+        reason,
+    })?;
+    let key_pem = read(key).map_err(|reason| TlsError::Key {
+        path: key.display().to_string(),
+        reason,
+    })?;
+    certified_key_from_pem(cert, &cert_pem, key, &key_pem)
+}
+
+/// [`load_certified_key`] from the files' contents (`cert` and `key` name them in errors).
+pub fn certified_key_from_pem(
+    cert: &Path,
+    cert_pem: &[u8],
+    key: &Path,
+    key_pem: &[u8],
+) -> Result<CertifiedKey, TlsError> {
     let cert_err = |reason: String| TlsError::Cert {
         path: cert.display().to_string(),
         reason,
     };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| cert_err(e.to_string()))?
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| cert_err(e.to_string()))?;
     if chain.is_empty() {
         return Err(cert_err("no CERTIFICATE block".into()));
     }
     webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| cert_err(format!("{e:?}")))?;
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+    let der = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| TlsError::Key {
         path: key.display().to_string(),
         reason: e.to_string(),
     })?;
@@ -128,7 +146,7 @@ pub fn alpn_protocols(policy: AlpnPolicy, http2_enabled: bool) -> Vec<Vec<u8>> {
 
 /// The rustls server configuration of one HTTPS listener.
 /// The listener's TLS configuration, and its certificate resolver (to tell which certificate
-/// a connection got, for the access log).
+/// a connection got, for the access log). The certificates are read from disk.
 pub fn server_config(
     certs: &[Certificate],
     alpn: AlpnPolicy,
@@ -139,6 +157,16 @@ pub fn server_config(
         .iter()
         .map(|c| load_certified_key(&c.certificate_file, &c.private_key_file).map(Arc::new))
         .collect::<Result<Vec<_>, _>>()?;
+    server_config_with(keys, alpn, http2_enabled, ticketer)
+}
+
+/// [`server_config`] over certificates already loaded.
+pub fn server_config_with(
+    keys: Vec<Arc<CertifiedKey>>,
+    alpn: AlpnPolicy,
+    http2_enabled: bool,
+    ticketer: Arc<SharedTicketer>,
+) -> Result<(Arc<ServerConfig>, Arc<SniResolver>), TlsError> {
     let resolver = Arc::new(SniResolver::new(keys));
     let mut cfg = ServerConfig::builder_with_provider(Arc::new(provider()))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?

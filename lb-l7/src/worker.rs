@@ -1,11 +1,10 @@
 //! A worker: bound listeners (SO_REUSEPORT) plus the shared run-time state; `serve` runs them.
 
 use crate::access_log::{AccessLog, AccessLogTarget};
-use crate::config::{L7Config, Protocol};
+use crate::config::L7Config;
 use crate::control::ControlMsg;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::proxy::{Limits, ListenerRt, Shared, accept};
-use crate::rules::RuleSet;
+use crate::proxy::{ListenerRt, Shared, accept};
 use crate::target::{GroupRt, TargetState};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
@@ -40,12 +39,18 @@ pub struct WorkerOptions {
     /// `health_check.enabled` start `initial` (no traffic while another target is healthy)
     /// until its states arrive. `false`: every target starts `healthy`.
     pub health_from_control_plane: bool,
+    /// The configuration came from the control plane (`ControlMsg::Config`): its generation
+    /// number and the certificate files sent with it. It was validated there, so `bind` does
+    /// not validate it again (validation reads files). `None`: validate, read files from disk.
+    pub generation: Option<(u64, std::collections::BTreeMap<String, String>)>,
+    /// The control channel's initial batch, when the caller already read it (to take the
+    /// configuration from it); `bind` then does not read it again.
+    pub initial_batch: Option<Vec<ControlMsg>>,
 }
 
 struct Bound {
     rt: Arc<ListenerRt>,
     socket: std::net::TcpListener,
-    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// One L7 worker.
@@ -58,6 +63,7 @@ pub struct Worker {
     control: Option<std::os::fd::OwnedFd>,
     /// Where rotated TLS ticket keys go.
     ticketer: Arc<SharedTicketer>,
+    health_from_control_plane: bool,
 }
 
 /// A cheap handle to a worker's counters that outlives `serve`'s borrow of the worker.
@@ -74,7 +80,9 @@ impl MetricsHandle {
     }
 }
 
-fn snapshot(sh: &Shared) -> MetricsSnapshot {
+fn snapshot(first: &Shared) -> MetricsSnapshot {
+    let newest = first.newest();
+    let sh: &Shared = newest.as_deref().unwrap_or(first);
     let mut s = sh.metrics.snapshot();
     s.access_log_dropped = sh.access_log.dropped();
     for g in sh.groups.values() {
@@ -134,11 +142,14 @@ fn control_channel(
 ) -> anyhow::Result<(Option<std::os::fd::OwnedFd>, Vec<ControlMsg>)> {
     use std::os::fd::FromRawFd as _;
     let Some(fd) = opts.control_channel else {
-        return Ok((None, Vec::new()));
+        return Ok((None, opts.initial_batch.clone().unwrap_or_default()));
     };
     // SAFETY: the control plane passed this fd to this process for the control channel alone.
     let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
-    let batch = crate::control::read_initial(&fd)?;
+    let batch = match &opts.initial_batch {
+        Some(b) => b.clone(),
+        None => crate::control::read_initial(&fd)?,
+    };
     Ok((Some(fd), batch))
 }
 
@@ -161,18 +172,75 @@ fn ticketer(opts: &WorkerOptions, batch: &[ControlMsg]) -> anyhow::Result<Arc<Sh
     }
 }
 
+/// The generation after `cur` from the control plane's message.
+fn next_generation(
+    cur: &Shared,
+    ctl: &Ctl,
+    g: &crate::control::ConfigGeneration,
+) -> anyhow::Result<Shared> {
+    let config = Arc::new(crate::generation::parse_l7(&g.toml)?);
+    if let Some((field, why)) = crate::generation::unchangeable(&cur.config, &config) {
+        anyhow::bail!("{field}: {why}");
+    }
+    let files = crate::generation::Files::Sent(&g.files);
+    let listeners = crate::generation::listeners(&config, files, &ctl.ticketer)?;
+    let (new, fresh) = crate::generation::next(cur, g.generation, config, listeners);
+    if ctl.health_from_control_plane {
+        let fresh: HashMap<String, Arc<GroupRt>> = fresh
+            .into_iter()
+            .filter_map(|n| new.groups.get(&n).map(|g| (n, g.clone())))
+            .collect();
+        initial_states(&new.config, &fresh);
+    }
+    Ok(new)
+}
+
 /// Under a control plane that checks health: the checked targets wait for its verdict.
 fn initial_states(config: &L7Config, groups: &HashMap<String, Arc<GroupRt>>) {
-    for g in config.target_group.iter().filter(|g| g.health_check.enabled) {
+    for g in config
+        .target_group
+        .iter()
+        .filter(|g| g.health_check.enabled)
+    {
         for t in groups.get(&g.name).iter().flat_map(|rt| &rt.targets) {
             t.set_state(TargetState::Initial);
         }
     }
 }
 
-/// Applies one message from the control plane.
-fn apply_control(shared: &Shared, ticketer: &SharedTicketer, msg: ControlMsg) {
+/// What applying the control plane's messages needs besides the generation.
+struct Ctl {
+    ticketer: Arc<SharedTicketer>,
+    health_from_control_plane: bool,
+}
+
+/// Applies one message from the control plane, to the newest generation.
+fn apply_control(first: &Shared, ctl: &Ctl, msg: ControlMsg) {
+    let newest = first.newest();
+    let shared: &Shared = newest.as_deref().unwrap_or(first);
+    let ticketer = &ctl.ticketer;
     match msg {
+        ControlMsg::Config(g) => {
+            if g.generation <= shared.generation {
+                return;
+            }
+            match next_generation(shared, ctl, &g) {
+                Ok(new) => {
+                    let number = new.generation;
+                    crate::generation::switch(shared, Arc::new(new));
+                    tracing::info!(
+                        worker = shared.worker_index,
+                        generation = number,
+                        "configuration generation in force"
+                    );
+                }
+                // The control plane validated it: this is a bug or a file that changed between
+                // its reading and ours (the files are sent, so it cannot be).
+                Err(e) => {
+                    tracing::error!(worker = shared.worker_index, generation = g.generation, error = %format!("{e:#}"), "configuration generation NOT applied")
+                }
+            }
+        }
         ControlMsg::TicketKeys(k) => {
             ticketer.set(&k);
             tracing::debug!("TLS ticket keys rotated");
@@ -190,7 +258,9 @@ fn apply_control(shared: &Shared, ticketer: &SharedTicketer, msg: ControlMsg) {
                         }
                         t.set_state(s)
                     }
-                    _ => crate::warn_limited!(group = %h.group, target = %h.target, state = %h.state, "control plane: unknown target or state"),
+                    _ => {
+                        crate::warn_limited!(group = %h.group, target = %h.target, state = %h.state, "control plane: unknown target or state")
+                    }
                 }
             }
         }
@@ -211,12 +281,15 @@ fn apply_control(shared: &Shared, ticketer: &SharedTicketer, msg: ControlMsg) {
 
 impl Worker {
     /// Validates the configuration and binds every listener (SO_REUSEPORT, so several worker
-    /// processes can bind the same port). Needs no async runtime.
+    /// processes can bind the same port). Needs no async runtime. A configuration from the
+    /// control plane (`opts.generation`) was validated there and is not validated again.
     pub fn bind(config: Arc<L7Config>, opts: WorkerOptions) -> anyhow::Result<Worker> {
-        let errors = config.validate();
-        if !errors.is_empty() {
-            let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            anyhow::bail!("invalid configuration:\n  {}", list.join("\n  "));
+        if opts.generation.is_none() {
+            let errors = config.validate();
+            if !errors.is_empty() {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                anyhow::bail!("invalid configuration:\n  {}", list.join("\n  "));
+            }
         }
         let log_target = opts.access_log.clone().unwrap_or_else(|| {
             let a = &config.load_balancer.access_logs;
@@ -227,22 +300,15 @@ impl Worker {
             }
         });
         let access_log = AccessLog::start(&log_target).context("access log")?;
-        let groups: HashMap<String, Arc<GroupRt>> = config
-            .target_group
-            .iter()
-            .map(|g| {
-                let zone = &config.load_balancer.availability_zone;
-                (g.name.clone(), Arc::new(GroupRt::new(g, zone)))
-            })
-            .collect();
-        if opts.health_from_control_plane {
-            initial_states(&config, &groups);
-        }
         let (control, batch) = control_channel(&opts)?;
         let ticketer = ticketer(&opts, &batch)?;
-        let http2 = config.load_balancer.routing.http2.enabled;
+        let files = match &opts.generation {
+            Some((_, files)) => crate::generation::Files::Sent(files),
+            None => crate::generation::Files::Disk,
+        };
+        let rts = crate::generation::listeners(&config, files, &ticketer)?;
         let mut listeners = Vec::new();
-        for (i, l) in config.listener.iter().enumerate() {
+        for (i, (l, rt)) in config.listener.iter().zip(rts).enumerate() {
             let addr = SocketAddr::new(l.address, l.port);
             let socket = match opts.listen_fds.as_ref().map(|fds| fds.get(i).copied()) {
                 None => bind_socket(addr).with_context(|| format!("listener[{i}]"))?,
@@ -251,52 +317,31 @@ impl Worker {
                 }
                 Some(None) => anyhow::bail!("listener[{i}]: no inherited socket for it"),
             };
-            let (tls, sni) = match l.protocol {
-                Protocol::Https => {
-                    let (cfg, sni) = crate::tls::server_config(
-                        &l.certificate,
-                        l.alpn_policy,
-                        http2,
-                        ticketer.clone(),
-                    )
-                    .with_context(|| format!("listener[{i}] TLS"))?;
-                    (Some(cfg), Some(sni))
-                }
-                Protocol::Http => (None, None),
-            };
-            listeners.push(Bound {
-                rt: Arc::new(ListenerRt {
-                    index: i,
-                    config: l.clone(),
-                    rules: RuleSet::compile(l),
-                    port_text: l.port.to_string(),
-                    forwarded: crate::headers::ListenerForwarded::new(l.protocol.scheme(), l.port),
-                    sni,
-                }),
-                socket,
-                tls,
-            });
+            listeners.push(Bound { rt, socket });
         }
-        let trace_header =
-            http::HeaderName::from_bytes(config.load_balancer.trace_header.as_bytes())
-                .unwrap_or(http::HeaderName::from_static("x-amzn-trace-id"));
         let (stop, shutdown) = tokio::sync::watch::channel(false);
-        let shared = Arc::new(Shared {
-            limits: Limits::from_config(&config),
+        let number = opts.generation.as_ref().map_or(0, |(n, _)| *n);
+        let shared = crate::generation::first(
+            number,
             config,
-            groups,
-            metrics: Arc::new(Metrics::default()),
-            access_log,
-            worker_index: opts.index,
-            shutdown,
-            idle: Default::default(),
-            timers: Default::default(),
-            clock: Default::default(),
-            h1_state: Default::default(),
-            trace_header,
-        });
+            listeners.iter().map(|b| b.rt.clone()).collect(),
+            crate::generation::WorkerWide {
+                metrics: Arc::new(Metrics::default()),
+                access_log,
+                worker_index: opts.index,
+                shutdown,
+            },
+        );
+        if opts.health_from_control_plane {
+            initial_states(&shared.config, &shared.groups);
+        }
+        let shared = Arc::new(shared);
+        let ctl = Ctl {
+            ticketer: ticketer.clone(),
+            health_from_control_plane: opts.health_from_control_plane,
+        };
         for m in batch {
-            apply_control(&shared, &ticketer, m);
+            apply_control(&shared, &ctl, m);
         }
         Ok(Worker {
             shared,
@@ -304,6 +349,7 @@ impl Worker {
             stop,
             control,
             ticketer,
+            health_from_control_plane: opts.health_from_control_plane,
         })
     }
 
@@ -336,29 +382,34 @@ impl Worker {
     /// HTTP/2 ones with a GOAWAY (hyper's graceful shutdown), for up to `drain_timeout_seconds`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let rx = self.shared.shutdown.clone();
+        let (close_tx, close_rx) = tokio::sync::watch::channel(false);
         let token = Arc::new(());
         if let Some(fd) = self.control {
-            let (sh, ticketer) = (self.shared.clone(), self.ticketer.clone());
+            let sh = self.shared.clone();
+            let ctl = Ctl {
+                ticketer: self.ticketer.clone(),
+                health_from_control_plane: self.health_from_control_plane,
+            };
             tokio::spawn(crate::control::follow(fd, move |m| {
-                apply_control(&sh, &ticketer, m)
+                apply_control(&sh, &ctl, m)
             }));
         }
         let mut loops = Vec::new();
         for b in self.listeners {
             let tcp = tokio::net::TcpListener::from_std(b.socket)?;
-            let tls = b.tls.map(tokio_rustls::TlsAcceptor::from);
             tracing::info!(
                 worker = self.shared.worker_index,
                 port = b.rt.config.port,
-                tls = tls.is_some(),
+                tls = b.rt.tls.is_some(),
+                generation = self.shared.generation,
                 "listening"
             );
             loops.push(tokio::spawn(accept::accept_loop(
                 self.shared.clone(),
-                b.rt,
+                b.rt.index,
                 tcp,
-                tls,
                 rx.clone(),
+                close_rx.clone(),
                 token.clone(),
             )));
         }
@@ -366,7 +417,7 @@ impl Worker {
         // It runs through the drain (requests in flight keep their response timeout).
         let (drained_tx, mut drained) = tokio::sync::oneshot::channel::<()>();
         let sweeper = {
-            let sh = self.shared.clone();
+            let mut sh = self.shared.clone();
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(crate::h1::idle::TICK);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -384,6 +435,10 @@ impl Worker {
                     // Target connections closed by their target or idled out, every second.
                     if last_sweep.elapsed() >= Duration::from_secs(1) {
                         last_sweep = Instant::now();
+                        if let Some(n) = sh.newest() {
+                            sh = n;
+                        }
+                        sh.draining.tick(now);
                         for g in sh.groups.values() {
                             for t in &g.targets {
                                 t.pool.sweep(now);
@@ -395,19 +450,29 @@ impl Worker {
             })
         };
         shutdown.await;
-        tracing::info!(worker = self.shared.worker_index, "shutting down: draining");
-        let _ = self.stop.send(true);
-        self.shared.idle.expire_all();
+        // Stop taking connections first: each accept loop takes what is still queued on its
+        // socket (the control plane refuses new ones before it signals the workers), then
+        // closes it. Only then does the drain begin, so a connection accepted from the queue is
+        // served like any other rather than closed as idle.
+        tracing::info!(
+            worker = self.shared.worker_index,
+            "shutting down: closing listeners"
+        );
+        let _ = close_tx.send(true);
         for l in loops {
             let _ = l.await;
         }
-        let deadline = Instant::now() + self.shared.limits.drain_timeout + Duration::from_secs(1);
+        tracing::info!(worker = self.shared.worker_index, "shutting down: draining");
+        let _ = self.stop.send(true);
+        self.shared.idle.expire_all();
+        let last = self.shared.newest().unwrap_or_else(|| self.shared.clone());
+        let deadline = Instant::now() + last.limits.drain_timeout + Duration::from_secs(1);
         while Arc::strong_count(&token) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let _ = drained_tx.send(());
         let _ = sweeper.await;
-        for g in self.shared.groups.values() {
+        for g in last.groups.values() {
             for t in &g.targets {
                 t.pool.clear();
             }

@@ -22,16 +22,19 @@ pub struct L7Handle {
     health_task: JoinHandle<()>,
 }
 
-/// Binds every listener's sockets and starts the workers; `None` without listeners.
+/// Binds every listener's sockets and starts the workers, which get `config_msg` (the
+/// configuration generation in force, `crate::reload`) at start; `None` without listeners.
 pub fn start(
     cfg: &Config,
     config_path: Option<PathBuf>,
+    config_msg: lb_l7::control::ControlMsg,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<L7Handle>> {
     if cfg.l7.listener.is_empty() {
         return Ok(None);
     }
-    let supervisor = Supervisor::new(cfg, config_path)?;
+    let mut supervisor = Supervisor::new(cfg, config_path)?;
+    supervisor.set_sticky(crate::reload::STICKY_KEY, &config_msg);
     // Workers drain for the configured time; give them a little more before SIGKILL.
     let drain =
         Duration::from_secs(cfg.l7.load_balancer.drain_timeout_seconds) + Duration::from_secs(2);

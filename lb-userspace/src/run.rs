@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::{
     cli::RunArgs,
     config::{Config, l4},
-    stats,
+    reload, stats,
     workers::{nofile, sandbox::user},
     xdp::{self, Dataplane, attach, pins::PinDir},
 };
@@ -123,9 +123,65 @@ fn prepare_workers(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
     Ok(())
 }
 
+/// Applies the next generation of the file (SIGHUP, or a [`reload::ReloadHandle`]): validated
+/// completely first (a bad file changes nothing and the located reason is returned and logged),
+/// then the XDP maps (deny-list, SYN settings; VIPs and the attach mode cannot change) and the
+/// workers' generation.
+fn apply_reload(
+    gens: &mut reload::Generations,
+    xdp_tier: &mut Option<XdpTier>,
+    l7: &Option<crate::l7::L7Handle>,
+) -> reload::ReloadResult {
+    let (generation, cfg) = match gens.next() {
+        Ok((g, cfg)) => (g, cfg.clone()),
+        Err(e) => {
+            // One line: the log's and the caller's (the error lists each located problem).
+            let why = e
+                .to_string()
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
+            warn!(
+                "reload refused, generation {} stays: {why}",
+                gens.generation()
+            );
+            return Err(why);
+        }
+    };
+    if let Some(t) = xdp_tier {
+        let deny: Vec<ipnet::IpNet> = cfg
+            .deny
+            .sources
+            .iter()
+            .filter_map(|s| l4::parse_prefix(s).ok())
+            .collect();
+        let l4 = t
+            .dataplane
+            .set_deny_list(&deny)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| t.syn.reload(&mut t.dataplane, &cfg.syn));
+        if let Err(e) = l4 {
+            let why = format!("generation {generation}: applying the XDP maps: {e:#}");
+            warn!("{why}");
+            return Err(why);
+        }
+    }
+    if let Some(l7) = l7 {
+        l7.control.set_sticky(reload::STICKY_KEY, &gens.message());
+        // After the generation: the checker's states then reach workers that have it.
+        l7.health_config.apply(&cfg.l7);
+    }
+    reload::write_status(generation, &cfg.source);
+    info!(generation, config = %cfg.source, "configuration reloaded: generation {generation} in force");
+    Ok(generation)
+}
+
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let cfg = Config::load(args.config.as_deref())?;
-    info!(config = %cfg.source, "configuration loaded");
+    let validated = reload::validate(args.config.as_deref())?;
+    let cfg = validated.config.clone();
+    let mut gens = reload::Generations::new(args.config.clone(), validated);
+    info!(config = %cfg.source, generation = 1, "configuration loaded");
     // The admin socket first: a path another daemon answers on stops the start here.
     let admin = crate::admin::bind(&cfg, args.iface.as_deref())?;
     // Host sysctls a weir killed without its cleanup left changed are put back first.
@@ -141,8 +197,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut l7 = if args.no_l7 {
         None
     } else {
-        crate::l7::start(&cfg, args.config.clone(), stop_rx.clone())?
+        crate::l7::start(&cfg, args.config.clone(), gens.message(), stop_rx.clone())?
     };
+    reload::remove_stale_status();
+    reload::write_status(gens.generation(), &cfg.source);
+    // Reloads asked for by other parts (the admin API takes `reload_handle`), like SIGHUP.
+    let (reload_handle, mut reload_requests) = reload::ReloadHandle::new();
     let xdp_ifaces = xdp_tier.iter().filter_map(|t| t.attachment.as_ref());
     let admin = crate::admin::wiring::serve(
         admin,
@@ -189,16 +249,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = sighup.recv() => {
-                // Run-time SYN modes: edit [syn] in the file, then SIGHUP.
-                match (&mut xdp_tier, Config::load(args.config.as_deref())) {
-                    (Some(t), Ok(new)) => {
-                        t.syn.reload(&mut t.dataplane, &new.syn)?;
-                        syn_ticks = t.syn.needs_ticks();
-                        info!("SIGHUP: [syn] modes reloaded");
-                    }
-                    (_, Err(e)) => warn!("SIGHUP: configuration not reloaded: {e:#}"),
-                    _ => {}
-                }
+                info!("SIGHUP: reloading the configuration");
+                let _ = apply_reload(&mut gens, &mut xdp_tier, &l7);
+                syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
+            }
+            Some(reply) = reload_requests.recv() => {
+                let _ = reply.send(apply_reload(&mut gens, &mut xdp_tier, &l7));
+                syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
             }
             _ = tick.tick(), if interval > 0 => {
                 if let (Some(t), Some((prev, at))) = (&xdp_tier, &mut last) {
@@ -219,9 +276,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     // The admin socket closes as shutdown starts: a successor can start while workers drain.
     drop(admin);
+    drop(reload_handle);
     if let Some(l7) = l7 {
         crate::l7::stop(l7).await;
     }
+    // XDP last: the workers have stopped taking and answering connections.
     drop(xdp_tier);
+    reload::remove_status();
     outcome
 }

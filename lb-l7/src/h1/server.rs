@@ -62,7 +62,12 @@ enum Step {
 /// holds the stream, an empty buffer and a slot in the worker's idle deadlines (`idle`), and
 /// no read future (the socket's readiness is polled directly) nor timer; reading and serving a
 /// request happen in a future boxed for the request's duration (`turn`).
-pub async fn serve<G: Send>(sh: Arc<Shared>, ci: Arc<ConnInfo>, mut io: ClientStream, guard: G) {
+pub async fn serve<G: Send>(
+    mut sh: Arc<Shared>,
+    mut ci: Arc<ConnInfo>,
+    mut io: ClientStream,
+    guard: G,
+) {
     let mut buf = BytesMut::new();
     let life_until = sh.clock.now() + sh.limits.client_keep_alive;
     let mut first = true;
@@ -83,6 +88,11 @@ pub async fn serve<G: Send>(sh: Arc<Shared>, ci: Arc<ConnInfo>, mut io: ClientSt
             if !readable {
                 break false;
             }
+        }
+        // A request starts in the newest configuration generation (`crate::generation`).
+        if let Some(n) = sh.newest() {
+            ci = Arc::new(ci.in_generation(&n));
+            sh = n;
         }
         let step = Box::pin(turn(&sh, &ci, &mut io, &mut buf, first, life_until));
         match step.await {

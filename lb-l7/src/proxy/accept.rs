@@ -63,32 +63,102 @@ impl Drop for Active {
     }
 }
 
+/// After the stop, the accept loop takes what is still queued on its socket until none arrived
+/// for this long (the control plane refuses new connections first: see `Worker::serve`).
+const FINAL_QUIET: Duration = Duration::from_millis(50);
+/// ... and for this long at most, in case new connections keep coming (kernel steering).
+const FINAL_MAX: Duration = Duration::from_millis(1000);
+
+/// Accepts connections to listener `index` until `stop_accepting`, then takes the connections
+/// still queued (see [`FINAL_QUIET`]) and returns, closing this process's descriptor of the
+/// socket. Each connection starts in the newest configuration generation.
 pub async fn accept_loop(
     sh: Arc<Shared>,
-    l: Arc<ListenerRt>,
+    index: usize,
     tcp: TcpListener,
-    tls: Option<TlsAcceptor>,
     shutdown: watch::Receiver<bool>,
+    stop_accepting: watch::Receiver<bool>,
     token: Arc<()>,
 ) {
-    let builder = Arc::new(http_builder(&sh));
-    let mut stop = shutdown.clone();
+    let Some(l) = sh.listeners.get(index).cloned() else {
+        tracing::error!(index, "no listener of this index in the configuration");
+        return;
+    };
+    let mut lp = Loop {
+        builder: Arc::new(http_builder(&sh)),
+        sh,
+        l,
+        shutdown,
+        token,
+    };
+    let mut stop = stop_accepting;
     let mut fd_limit = super::fd_limit::FdLimit::new(&tcp);
     loop {
-        let (stream, peer) = tokio::select! {
-            r = tcp.accept() => match r {
-                Ok(x) => x,
-                Err(e) if super::fd_limit::is_fd_limit(&e) => {
-                    out_of_fds(&sh, &l, &tcp, &mut fd_limit, &e).await;
-                    continue;
-                }
-                Err(e) => {
-                    crate::warn_limited!(error = %e, port = l.config.port, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-            },
+        let r = tokio::select! {
+            r = tcp.accept() => r,
             _ = stopped(&mut stop) => break,
+        };
+        lp.accepted(r, &tcp, &mut fd_limit).await;
+    }
+    let end = tokio::time::Instant::now() + FINAL_MAX;
+    let mut taken = 0u64;
+    while tokio::time::Instant::now() < end {
+        match tokio::time::timeout(FINAL_QUIET, tcp.accept()).await {
+            Ok(r) => {
+                taken += u64::from(r.is_ok());
+                lp.accepted(r, &tcp, &mut fd_limit).await;
+            }
+            Err(_) => break,
+        }
+    }
+    tracing::debug!(
+        port = lp.l.config.port,
+        taken,
+        "accept queue drained; listener closed"
+    );
+}
+
+/// What every connection an accept loop takes needs: the generation and listener it starts in.
+struct Loop {
+    sh: Arc<Shared>,
+    l: Arc<ListenerRt>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shutdown: watch::Receiver<bool>,
+    token: Arc<()>,
+}
+
+impl Loop {
+    /// Moves to the newest generation, if there is a newer one.
+    fn refresh(&mut self) {
+        if let Some(n) = self.sh.newest() {
+            if let Some(l) = n.listeners.get(self.l.index) {
+                self.l = l.clone();
+            }
+            self.builder = Arc::new(http_builder(&n));
+            self.sh = n;
+        }
+    }
+
+    /// One result of accept(2): a connection gets its task (or is rejected over the limit).
+    async fn accepted(
+        &mut self,
+        r: std::io::Result<(TcpStream, std::net::SocketAddr)>,
+        tcp: &TcpListener,
+        fd_limit: &mut super::fd_limit::FdLimit,
+    ) {
+        self.refresh();
+        let (sh, l) = (&self.sh, &self.l);
+        let (stream, peer) = match r {
+            Ok(x) => x,
+            Err(e) if super::fd_limit::is_fd_limit(&e) => {
+                out_of_fds(sh, l, tcp, fd_limit, &e).await;
+                return;
+            }
+            Err(e) => {
+                crate::warn_limited!(error = %e, port = l.config.port, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                return;
+            }
         };
         let m = &sh.metrics;
         m.new_connections.fetch_add(1, Relaxed);
@@ -96,21 +166,22 @@ pub async fn accept_loop(
             m.rejected_connections.fetch_add(1, Relaxed);
             tracing::debug!(%peer, "connection limit reached; rejected");
             drop(stream);
-            continue;
+            return;
         }
         m.active_connections.fetch_add(1, Relaxed);
         let active = Active {
             sh: sh.clone(),
-            _token: token.clone(),
+            _token: self.token.clone(),
         };
-        let shutdown = shutdown.clone();
-        match &tls {
+        match &l.tls {
             None => {
                 let fut = plain_connection(active, l.clone(), stream, peer);
                 tokio::spawn(fut);
             }
-            Some(acceptor) => {
-                let (acceptor, builder, l) = (acceptor.clone(), builder.clone(), l.clone());
+            Some(tls) => {
+                let acceptor = TlsAcceptor::from(tls.clone());
+                let (builder, l) = (self.builder.clone(), l.clone());
+                let shutdown = self.shutdown.clone();
                 tokio::spawn(async move {
                     let sh = active.sh.clone();
                     serve_tls(sh, l, stream, peer, acceptor, builder, shutdown).await;
@@ -258,10 +329,23 @@ pub async fn serve_http<T>(
     let keep_alive = sh.limits.client_keep_alive;
     let drain = sh.limits.drain_timeout;
     let svc = {
-        let (sh, ci) = (sh.clone(), ci.clone());
+        // Each request starts in the newest configuration generation and keeps it to its end.
+        let cur = std::sync::Mutex::new((sh.clone(), ci.clone()));
         // Boxed: the request's future (~1.3 KB) is moved several times on its way into its
         // task; moving a pointer instead is measurably cheaper per HTTP/2 request.
-        service_fn(move |req| Box::pin(service::handle(sh.clone(), ci.clone(), req)))
+        service_fn(move |req| {
+            let (sh, ci) = match cur.lock() {
+                Ok(mut c) => {
+                    if let Some(n) = c.0.newest() {
+                        let ci = Arc::new(c.1.in_generation(&n));
+                        *c = (n, ci);
+                    }
+                    c.clone()
+                }
+                Err(p) => p.into_inner().clone(),
+            };
+            Box::pin(service::handle(sh, ci, req))
+        })
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
     tokio::pin!(conn);

@@ -24,29 +24,52 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
-/// Everything a worker's tasks share (read-only apart from atomics and pools).
+/// Everything a worker's tasks share (read-only apart from atomics and pools): one
+/// configuration generation (`config` … `next`) and the worker-wide state every generation
+/// shares (`metrics` …, `Arc`s cloned into each). A task holds the generation it started in;
+/// a request keeps it to its end, a connection moves to the newest one between requests
+/// ([`Shared::newest`], `crate::generation`).
 #[derive(Debug)]
 pub struct Shared {
+    /// The generation's number (the control plane's; 0 for a configuration given directly).
+    pub generation: u64,
     pub config: Arc<L7Config>,
     pub groups: HashMap<String, Arc<GroupRt>>,
+    /// The listeners' rules and TLS, in listener order (the sockets are the worker's).
+    pub listeners: Vec<Arc<ListenerRt>>,
+    pub limits: Limits,
+    /// `[load_balancer] trace_header` as a header name, parsed once.
+    pub trace_header: http::HeaderName,
+    /// The generation that replaced this one, once there is one.
+    pub next: arc_swap::ArcSwapOption<Shared>,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub worker_index: usize,
-    pub limits: Limits,
     /// Turns true when the worker stops.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Deadlines of idle HTTP/1.1 connections (fired by the worker's ticker and at stop).
-    pub idle: crate::h1::idle::IdleDeadlines,
+    pub idle: Arc<crate::h1::idle::IdleDeadlines>,
     /// Deadlines of requests waiting for a target's response head (not fired at stop:
     /// in-flight requests drain).
-    pub timers: crate::h1::idle::IdleDeadlines,
+    pub timers: Arc<crate::h1::idle::IdleDeadlines>,
     /// The time as of the last tick (see `CoarseClock`).
-    pub clock: crate::h1::idle::CoarseClock,
+    pub clock: Arc<crate::h1::idle::CoarseClock>,
     /// The `ConnState` of HTTP/1.1 connections: weir's engine does not use it (hyper's path
     /// does), so they share one instead of allocating one each.
     pub h1_state: Arc<ConnState>,
-    /// `[load_balancer] trace_header` as a header name, parsed once.
-    pub trace_header: http::HeaderName,
+    /// Targets that left the configuration and still finish their requests.
+    pub draining: Arc<crate::generation::Draining>,
+}
+
+impl Shared {
+    /// The newest generation, when this one was replaced (one atomic load when it was not).
+    pub fn newest(&self) -> Option<Arc<Shared>> {
+        let mut cur = self.next.load_full()?;
+        while let Some(n) = cur.next.load_full() {
+            cur = n;
+        }
+        Some(cur)
+    }
 }
 
 /// Durations and sizes taken from `[load_balancer]`.
@@ -96,6 +119,8 @@ pub struct ListenerRt {
     pub forwarded: crate::headers::ListenerForwarded,
     /// HTTPS: which certificate an SNI name gets.
     pub sni: Option<Arc<crate::tls::SniResolver>>,
+    /// HTTPS: the TLS server configuration.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// State one client connection shares between its I/O wrapper and its requests.
@@ -130,6 +155,23 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
+    /// The same connection under generation `sh`: its listener's rules and TLS facts from there
+    /// (the listener at the same index; listeners are the same in every generation of a worker).
+    pub fn in_generation(&self, sh: &Shared) -> ConnInfo {
+        let listener = sh
+            .listeners
+            .get(self.listener.index)
+            .cloned()
+            .unwrap_or_else(|| self.listener.clone());
+        ConnInfo::new(
+            sh,
+            listener,
+            self.peer,
+            self.tls.clone(),
+            self.state.clone(),
+        )
+    }
+
     pub fn new(
         sh: &Shared,
         listener: Arc<ListenerRt>,

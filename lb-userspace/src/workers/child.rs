@@ -8,7 +8,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::info;
 
 use super::{LISTEN_FDS_ENV, READY_LINE, nofile, sandbox::Sandbox};
-use crate::config::Config;
+use crate::config::{Config, WorkerSettings};
+use lb_l7::control::ControlMsg;
 
 fn inherited_fds() -> anyhow::Result<Option<Vec<RawFd>>> {
     let Ok(list) = std::env::var(LISTEN_FDS_ENV) else {
@@ -34,16 +35,76 @@ fn pin_to_cpu(index: usize) -> anyhow::Result<usize> {
     Ok(cpu)
 }
 
+/// What a worker runs: its `[workers]` settings and L7 configuration, and where they came from.
+struct Setup {
+    workers: WorkerSettings,
+    l7: lb_l7::config::L7Config,
+    /// Whether the file sets `max_connections_per_worker` itself.
+    connections_set: bool,
+    /// From the control plane: the generation and its files, and the channel's initial batch.
+    generation: Option<(u64, std::collections::BTreeMap<String, String>)>,
+    batch: Option<Vec<ControlMsg>>,
+}
+
+/// Under `weir run`: the configuration the control plane sent (its current generation), read
+/// from the control channel's initial batch; never the file on disk, which may have changed
+/// since it was validated. The control plane validated it, so it is not validated here.
+fn from_control_plane(fd: RawFd) -> anyhow::Result<Setup> {
+    use std::os::fd::{FromRawFd as _, IntoRawFd as _};
+    // SAFETY: the control plane passed this fd to this process for the control channel; it is
+    // released again below for `Worker::bind`, which takes it.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let batch = lb_l7::control::read_initial(&owned);
+    let _ = owned.into_raw_fd();
+    let batch = batch?;
+    let g = batch
+        .iter()
+        .rev()
+        .find_map(|m| match m {
+            ControlMsg::Config(g) => Some(g.clone()),
+            _ => None,
+        })
+        .context("the control plane sent no configuration at start")?;
+    #[derive(serde::Deserialize)]
+    struct WorkersSection {
+        #[serde(default)]
+        workers: WorkerSettings,
+    }
+    let w: WorkersSection = toml::from_str(&g.toml).context("[workers] as sent by weir run")?;
+    Ok(Setup {
+        workers: w.workers,
+        l7: lb_l7::generation::parse_l7(&g.toml)?,
+        connections_set: nofile::connections_set_in(&g.toml),
+        generation: Some((g.generation, g.files)),
+        batch: Some(batch),
+    })
+}
+
 /// Runs worker `index` until SIGTERM/SIGINT, then drains. Everything the worker opens (sockets,
 /// certificates, the access log, the runtime, the signal handlers) is opened before it enters its
 /// sandbox (an unprivileged user, no capabilities, the seccomp allow-list: [`super::sandbox`]).
+/// Under `weir run` (a control channel) the configuration comes from the control plane and
+/// `config` only names the file in the process list; without one, `config` is read.
 pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
-    let mut cfg = Config::load(config)?;
-    let lb = &mut cfg.l7.load_balancer;
+    let control_channel = super::control::channel_fd()?;
+    let mut setup = match control_channel {
+        Some(fd) => from_control_plane(fd)?,
+        None => {
+            let cfg = Config::load(config)?;
+            Setup {
+                workers: cfg.workers,
+                l7: cfg.l7,
+                connections_set: nofile::connections_set(config),
+                generation: None,
+                batch: None,
+            }
+        }
+    };
+    let lb = &mut setup.l7.load_balancer;
     let connections = nofile::worker_connections(
         lb.max_connections_per_worker,
-        cfg.l7.listener.len(),
-        nofile::connections_set(config),
+        setup.l7.listener.len(),
+        setup.connections_set,
     );
     if connections < lb.max_connections_per_worker {
         info!(
@@ -52,19 +113,27 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         );
         lb.max_connections_per_worker = connections;
     }
+    if let Some((g, _)) = &setup.generation {
+        info!(
+            worker = index,
+            generation = g,
+            "configuration from the control plane"
+        );
+    }
     // While this process has one thread: later threads inherit the emptied capability sets.
-    let sandbox = Sandbox::prepare(&cfg.workers).context("preparing the worker sandbox")?;
-    if cfg.workers.pin_cpus {
+    let sandbox = Sandbox::prepare(&setup.workers).context("preparing the worker sandbox")?;
+    if setup.workers.pin_cpus {
         let cpu = pin_to_cpu(index).context("pinning to a CPU")?;
         info!(worker = index, cpu, "pinned");
     }
-    let control_channel = super::control::channel_fd()?;
     let opts = WorkerOptions {
         index,
         listen_fds: inherited_fds()?,
         control_channel,
         // The control plane that talks on the channel checks the targets' health.
         health_from_control_plane: control_channel.is_some(),
+        generation: setup.generation,
+        initial_batch: setup.batch,
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.
@@ -72,7 +141,7 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let worker = Worker::bind(Arc::new(cfg.l7), opts)?;
+        let worker = Worker::bind(Arc::new(setup.l7), opts)?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         sandbox.enter().context("entering the worker sandbox")?;

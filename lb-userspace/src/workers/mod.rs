@@ -159,6 +159,12 @@ impl Supervisor {
         self.control.clone()
     }
 
+    /// Sets a sticky message before any worker starts (so the first workers have it in their
+    /// initial batch: the configuration, `crate::reload`).
+    pub fn set_sticky(&mut self, key: &str, msg: &lb_l7::control::ControlMsg) {
+        self.sticky.set(key.to_string(), control::frame(msg));
+    }
+
     /// The live workers, by index.
     fn live(&self) -> Vec<u32> {
         (0..self.slots.len())
@@ -393,12 +399,27 @@ impl Supervisor {
         Ok(())
     }
 
+    /// Stops taking connections first, then lets the workers drain: the steering program
+    /// refuses every new connection (RST to its SYN) from now on; each worker, on SIGTERM, accepts
+    /// what is already queued on its sockets and closes them (`lb_l7` accept loop); our own
+    /// descriptors of the sockets close here, so the sockets are gone once the workers' are.
+    /// Nothing new is queued where no one will accept it. (Without the steering program —
+    /// `steering = "kernel"` or no CAP_BPF — a connection arriving between a worker's last
+    /// accept and its close can still be reset.)
     async fn shutdown(&mut self, drain: Duration) {
+        match self.steering.as_mut().map(|s| s.refuse_new()) {
+            Some(Ok(())) => info!("new connections are refused from now on"),
+            Some(Err(e)) => {
+                warn!(error = %format!("{e:#}"), "cannot refuse new connections in the steering program")
+            }
+            None => {}
+        }
         for s in &self.slots {
             if let Some(pid) = s.pid {
                 let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGTERM);
             }
         }
+        self.groups.clear();
         let deadline = Instant::now() + drain;
         while self.slots.iter().any(|s| s.pid.is_some()) && Instant::now() < deadline {
             match tokio::time::timeout(Duration::from_millis(100), self.events.recv()).await {

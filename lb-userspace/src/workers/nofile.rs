@@ -54,7 +54,12 @@ pub fn connections_set(config: Option<&Path>) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
         return true;
     };
-    let Ok(doc) = toml_edit::ImDocument::parse(text.as_str()) else {
+    connections_set_in(&text)
+}
+
+/// [`connections_set`] of a configuration's text.
+pub fn connections_set_in(text: &str) -> bool {
+    let Ok(doc) = toml_edit::ImDocument::parse(text) else {
         return true;
     };
     doc.as_table()

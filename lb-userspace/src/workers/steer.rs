@@ -56,6 +56,8 @@ pub struct Steering {
     seed: u32,
     /// The half of `STEER_TABLE` in use.
     half: u32,
+    /// Set by [`Steering::refuse_new`]: the table is not put back when workers come and go.
+    refusing: bool,
 }
 
 impl Steering {
@@ -78,12 +80,24 @@ impl Steering {
             configured,
             seed,
             half: 0,
+            refusing: false,
         };
         s.write_config(0, 0)?;
         Ok(s)
     }
 
     fn write_config(&mut self, size: u32, half: u32) -> anyhow::Result<()> {
+        self.write_table_word(SteerConfig::pack(size, half))
+    }
+
+    /// Shutting down: every new connection to a steered listener is refused from now on (RST to
+    /// its SYN); connections already queued stay for the workers to accept.
+    pub fn refuse_new(&mut self) -> anyhow::Result<()> {
+        self.refusing = true;
+        self.write_table_word(SteerConfig::REFUSE)
+    }
+
+    fn write_table_word(&mut self, table: u32) -> anyhow::Result<()> {
         let mut cfg: Array<_, SteerConfig> = Array::try_from(
             self.ebpf
                 .map_mut(steer::STEER_CONFIG)
@@ -92,7 +106,7 @@ impl Steering {
         cfg.set(
             0,
             SteerConfig {
-                table: SteerConfig::pack(size, half),
+                table,
                 seed: self.seed,
             },
             0,
@@ -156,6 +170,9 @@ impl Steering {
 
     /// Rebuilds the table over `live` into the idle half, then flips to it in one store.
     pub fn set_live(&mut self, live: &[u32]) -> anyhow::Result<()> {
+        if self.refusing {
+            return Ok(());
+        }
         let Some((size, t)) = table(live, self.configured, self.seed) else {
             // No live worker: the kernel's own choice, until one comes back.
             return self.write_config(0, self.half);

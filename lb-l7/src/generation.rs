@@ -1,0 +1,459 @@
+//! Configuration generations in a worker.
+//!
+//! What a configuration makes at run time — target groups, listeners' rules and TLS, limits —
+//! is one [`Shared`], numbered by the control plane. A reload builds the next one ([`next`]) and
+//! links it from the current one (`Shared::next`): a request keeps the generation it started
+//! in to its end (retries included), a connection moves to the newest between requests, an
+//! accept loop at each connection. So in-flight requests finish under the old rules and
+//! targets, and every new request uses the new ones.
+//!
+//! A target group whose configuration did not change is carried over whole (its targets keep
+//! their pools, counters, outstanding requests and health). The targets of a group that
+//! changed or went away are *draining* ([`Draining`]): only requests that started in an older
+//! generation still reach them, those in flight finish, and they are dropped (their idle
+//! connections closed) once nothing is in flight, or at the group's
+//! `deregistration_delay.timeout_seconds`.
+//!
+//! What a running worker cannot change — its listening sockets and its access-log file — must
+//! stay the same ([`unchangeable`]); the control plane refuses a reload that changes them.
+
+use crate::access_log::AccessLog;
+use crate::config::{L7Config, Protocol};
+use crate::metrics::Metrics;
+use crate::proxy::{ConnState, Limits, ListenerRt, Shared};
+use crate::rules::RuleSet;
+use crate::target::{GroupRt, TargetRt};
+use crate::tickets::SharedTicketer;
+use anyhow::Context as _;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The L7 sections of weir's whole file. Not validated here: the control plane validated the
+/// file (a worker cannot: validation reads certificate files, and a sandboxed worker opens none).
+#[derive(serde::Deserialize)]
+struct L7Sections {
+    #[serde(default)]
+    load_balancer: crate::config::LoadBalancerAttributes,
+    #[serde(default)]
+    listener: Vec<crate::config::Listener>,
+    #[serde(default)]
+    target_group: Vec<crate::config::TargetGroup>,
+}
+
+/// The L7 configuration in the text of weir's whole file (other sections are ignored).
+pub fn parse_l7(text: &str) -> anyhow::Result<L7Config> {
+    let s: L7Sections = toml::from_str(text).context("the configuration sent by weir run")?;
+    Ok(L7Config {
+        load_balancer: s.load_balancer,
+        listener: s.listener,
+        target_group: s.target_group,
+    })
+}
+
+/// Where the certificate and key files of a configuration come from.
+#[derive(Debug, Clone, Copy)]
+pub enum Files<'a> {
+    /// Read from disk (a worker before its sandbox, tests).
+    Disk,
+    /// Sent by the control plane with the configuration: path → PEM text.
+    Sent(&'a BTreeMap<String, String>),
+}
+
+impl Files<'_> {
+    fn certified_key(
+        self,
+        cert: &Path,
+        key: &Path,
+    ) -> anyhow::Result<Arc<rustls::sign::CertifiedKey>> {
+        let ck = match self {
+            Files::Disk => crate::tls::load_certified_key(cert, key)?,
+            Files::Sent(files) => {
+                let get = |p: &Path| {
+                    files.get(&p.display().to_string()).with_context(|| {
+                        format!("{} was not sent with the configuration", p.display())
+                    })
+                };
+                crate::tls::certified_key_from_pem(
+                    cert,
+                    get(cert)?.as_bytes(),
+                    key,
+                    get(key)?.as_bytes(),
+                )?
+            }
+        };
+        Ok(Arc::new(ck))
+    }
+}
+
+/// The listeners' run-time state (rules, TLS) of `config`, in listener order.
+pub fn listeners(
+    config: &L7Config,
+    files: Files<'_>,
+    ticketer: &Arc<SharedTicketer>,
+) -> anyhow::Result<Vec<Arc<ListenerRt>>> {
+    let http2 = config.load_balancer.routing.http2.enabled;
+    let mut out = Vec::with_capacity(config.listener.len());
+    for (i, l) in config.listener.iter().enumerate() {
+        let (tls, sni) = match l.protocol {
+            Protocol::Https => {
+                let keys = l
+                    .certificate
+                    .iter()
+                    .map(|c| files.certified_key(&c.certificate_file, &c.private_key_file))
+                    .collect::<anyhow::Result<Vec<_>>>()
+                    .with_context(|| format!("listener[{i}] TLS"))?;
+                let (cfg, sni) =
+                    crate::tls::server_config_with(keys, l.alpn_policy, http2, ticketer.clone())
+                        .with_context(|| format!("listener[{i}] TLS"))?;
+                (Some(cfg), Some(sni))
+            }
+            Protocol::Http => (None, None),
+        };
+        out.push(Arc::new(ListenerRt {
+            index: i,
+            config: l.clone(),
+            rules: RuleSet::compile(l),
+            port_text: l.port.to_string(),
+            forwarded: crate::headers::ListenerForwarded::new(l.protocol.scheme(), l.port),
+            sni,
+            tls,
+        }));
+    }
+    Ok(out)
+}
+
+/// The target groups of `config`; a group configured exactly as in `prev` is carried over
+/// (the same `GroupRt`). Returns the groups and the names of those built anew.
+pub fn groups(
+    config: &L7Config,
+    prev: Option<&Shared>,
+) -> (HashMap<String, Arc<GroupRt>>, Vec<String>) {
+    let zone = &config.load_balancer.availability_zone;
+    let mut fresh = Vec::new();
+    let map = config
+        .target_group
+        .iter()
+        .map(|g| {
+            let same = prev.and_then(|p| {
+                let old = p.config.target_group.iter().find(|o| o.name == g.name)?;
+                // The configuration types are plain data without `PartialEq`; their `Debug`
+                // text shows every field, so equal text is an equal group.
+                (format!("{old:?}") == format!("{g:?}")
+                    && p.config.load_balancer.availability_zone == *zone)
+                    .then(|| p.groups.get(&g.name).cloned())
+                    .flatten()
+            });
+            let rt = same.unwrap_or_else(|| {
+                fresh.push(g.name.clone());
+                Arc::new(GroupRt::new(g, zone))
+            });
+            (g.name.clone(), rt)
+        })
+        .collect();
+    (map, fresh)
+}
+
+/// The worker-wide state every generation shares.
+pub struct WorkerWide {
+    pub metrics: Arc<Metrics>,
+    pub access_log: AccessLog,
+    pub worker_index: usize,
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The first generation of a worker.
+pub fn first(
+    number: u64,
+    config: Arc<L7Config>,
+    listeners: Vec<Arc<ListenerRt>>,
+    w: WorkerWide,
+) -> Shared {
+    let (groups, _) = groups(&config, None);
+    Shared {
+        generation: number,
+        limits: Limits::from_config(&config),
+        trace_header: trace_header(&config),
+        config,
+        groups,
+        listeners,
+        next: Default::default(),
+        metrics: w.metrics,
+        access_log: w.access_log,
+        worker_index: w.worker_index,
+        shutdown: w.shutdown,
+        idle: Default::default(),
+        timers: Default::default(),
+        clock: Default::default(),
+        h1_state: Arc::new(ConnState::default()),
+        draining: Default::default(),
+    }
+}
+
+/// The generation after `prev`: new configuration and listeners, the worker-wide state of
+/// `prev`. Returns it and the names of the groups built anew. Does not link it: see
+/// [`switch`].
+pub fn next(
+    prev: &Shared,
+    number: u64,
+    config: Arc<L7Config>,
+    listeners: Vec<Arc<ListenerRt>>,
+) -> (Shared, Vec<String>) {
+    let (groups, fresh) = groups(&config, Some(prev));
+    let limits = Limits {
+        // Fitted to the open-file limit at start (the control plane refuses to change it).
+        max_connections: prev.limits.max_connections,
+        ..Limits::from_config(&config)
+    };
+    let sh = Shared {
+        generation: number,
+        limits,
+        trace_header: trace_header(&config),
+        config,
+        groups,
+        listeners,
+        next: Default::default(),
+        metrics: prev.metrics.clone(),
+        access_log: prev.access_log.clone(),
+        worker_index: prev.worker_index,
+        shutdown: prev.shutdown.clone(),
+        idle: prev.idle.clone(),
+        timers: prev.timers.clone(),
+        clock: prev.clock.clone(),
+        h1_state: prev.h1_state.clone(),
+        draining: prev.draining.clone(),
+    };
+    (sh, fresh)
+}
+
+/// Makes `new` the generation after `prev`: every task moves to it at its next request or
+/// connection. The targets of `prev` that `new` does not carry over start draining: no request
+/// of a later generation can pick them; a request that started in `prev` still can (its
+/// routing and target choice may come after the switch, and it must finish under `prev`), so
+/// their state is left as it is.
+pub fn switch(prev: &Shared, new: Arc<Shared>) {
+    let now = Instant::now();
+    for (name, g) in &prev.groups {
+        if new.groups.get(name).is_some_and(|n| Arc::ptr_eq(n, g)) {
+            continue;
+        }
+        let delay = prev
+            .config
+            .target_group
+            .iter()
+            .find(|c| c.name == *name)
+            .map_or(0, |c| c.deregistration_delay.timeout_seconds);
+        for t in &g.targets {
+            prev.draining
+                .add(name, t.clone(), now + Duration::from_secs(delay));
+        }
+    }
+    prev.next.store(Some(new));
+}
+
+fn trace_header(config: &L7Config) -> http::HeaderName {
+    http::HeaderName::from_bytes(config.load_balancer.trace_header.as_bytes())
+        .unwrap_or(http::HeaderName::from_static("x-amzn-trace-id"))
+}
+
+/// What a reload may not change in a running worker, with the reason; `None` when `new` keeps
+/// it. The listening sockets are made once (the listeners' addresses, ports and order), and so
+/// is the access-log file.
+pub fn unchangeable(old: &L7Config, new: &L7Config) -> Option<(String, String)> {
+    let socks = |c: &L7Config| -> Vec<(std::net::IpAddr, u16)> {
+        c.listener.iter().map(|l| (l.address, l.port)).collect()
+    };
+    if socks(old) != socks(new) {
+        return Some((
+            "listener".into(),
+            format!(
+                "listeners cannot be added, removed, moved or reordered by a reload (running: {:?}, new file: {:?}): restart weir",
+                socks(old),
+                socks(new)
+            ),
+        ));
+    }
+    let log = |c: &L7Config| {
+        let a = &c.load_balancer.access_logs;
+        (a.enabled, a.path.clone())
+    };
+    if log(old) != log(new) {
+        return Some((
+            "load_balancer.access_logs".into(),
+            "the access log is opened once, before the workers' sandbox: changing it needs a restart".into(),
+        ));
+    }
+    None
+}
+
+/// Targets that left the configuration and may still have requests in flight.
+#[derive(Debug, Default)]
+pub struct Draining {
+    targets: Mutex<Vec<Leaving>>,
+    /// Targets dropped at their deregistration deadline with requests still in flight.
+    pub expired_with_requests: AtomicU64,
+    /// The requests they still had.
+    pub expired_requests: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Leaving {
+    group: String,
+    target: Arc<TargetRt>,
+    deadline: Instant,
+}
+
+impl Draining {
+    fn add(&self, group: &str, target: Arc<TargetRt>, deadline: Instant) {
+        if let Ok(mut v) = self.targets.lock() {
+            v.push(Leaving {
+                group: group.to_string(),
+                target,
+                deadline,
+            });
+        }
+    }
+
+    /// Targets still draining.
+    pub fn len(&self) -> usize {
+        self.targets.lock().map_or(0, |v| v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The worker's one-second tick: a target with nothing in flight is done; one past its
+    /// deadline is dropped whatever it still has (counted). Either way its idle connections
+    /// close.
+    pub fn tick(&self, now: Instant) {
+        let Ok(mut v) = self.targets.lock() else {
+            return;
+        };
+        v.retain(|l| {
+            let t = &l.target;
+            t.pool.sweep(now);
+            let busy = t.outstanding.load(Relaxed);
+            if busy > 0 && now < l.deadline {
+                return true;
+            }
+            if busy > 0 {
+                self.expired_with_requests.fetch_add(1, Relaxed);
+                self.expired_requests.fetch_add(busy, Relaxed);
+                tracing::warn!(group = %l.group, target = %t.addr, in_flight = busy,
+                    "deregistration delay over with requests in flight");
+            } else {
+                tracing::debug!(group = %l.group, target = %t.addr, "drained");
+            }
+            t.pool.clear();
+            false
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::target::TargetState;
+
+    fn cfg(text: &str) -> L7Config {
+        parse_l7(text).unwrap()
+    }
+
+    const TWO: &str = r#"
+[xdp]
+mode = "generic"
+[[listener]]
+port = 8080
+default_action = { type = "forward", target_group = "a" }
+[[target_group]]
+name = "a"
+port = 9000
+target = [{ id = "127.0.0.1" }]
+[[target_group]]
+name = "b"
+port = 9000
+target = [{ id = "127.0.0.2" }]
+"#;
+
+    fn shared(c: L7Config) -> Shared {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        first(
+            1,
+            Arc::new(c),
+            Vec::new(),
+            WorkerWide {
+                metrics: Default::default(),
+                access_log: AccessLog::start(&crate::access_log::AccessLogTarget::Off).unwrap(),
+                worker_index: 0,
+                shutdown: rx,
+            },
+        )
+    }
+
+    #[test]
+    fn the_whole_file_parses_its_l7_sections_only() {
+        let c = cfg(TWO);
+        assert_eq!(c.listener.len(), 1);
+        assert_eq!(c.target_group.len(), 2);
+    }
+
+    #[test]
+    fn unchanged_groups_are_carried_over_and_the_others_drain() {
+        let old = shared(cfg(TWO));
+        let new_text = TWO.replace("127.0.0.2", "127.0.0.3");
+        let (new, fresh) = next(&old, 2, Arc::new(cfg(&new_text)), Vec::new());
+        assert_eq!(fresh, vec!["b".to_string()]);
+        assert!(Arc::ptr_eq(&old.groups["a"], &new.groups["a"]));
+        assert!(!Arc::ptr_eq(&old.groups["b"], &new.groups["b"]));
+        let b_old = old.groups["b"].targets[0].clone();
+        let new = Arc::new(new);
+        switch(&old, new.clone());
+        // Requests that started in generation 1 may still pick it.
+        assert_eq!(b_old.state(), TargetState::Healthy);
+        assert_eq!(old.newest().unwrap().generation, 2);
+        assert!(new.newest().is_none());
+        // Nothing in flight: dropped at the next tick.
+        assert_eq!(old.draining.len(), 1);
+        old.draining.tick(Instant::now());
+        assert!(old.draining.is_empty());
+    }
+
+    #[test]
+    fn a_target_busy_at_its_deadline_is_counted() {
+        let old = shared(cfg(TWO));
+        let (new, _) = next(
+            &old,
+            2,
+            Arc::new(cfg(&TWO.replace("127.0.0.2", "127.0.0.3"))),
+            Vec::new(),
+        );
+        let b_old = old.groups["b"].targets[0].clone();
+        switch(&old, Arc::new(new));
+        b_old.outstanding.fetch_add(2, Relaxed);
+        // deregistration_delay defaults to 300 s: still draining now, expired past it.
+        old.draining.tick(Instant::now());
+        assert_eq!(old.draining.len(), 1);
+        old.draining.tick(Instant::now() + Duration::from_secs(301));
+        assert!(old.draining.is_empty());
+        assert_eq!(old.draining.expired_with_requests.load(Relaxed), 1);
+        assert_eq!(old.draining.expired_requests.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn sockets_and_the_access_log_cannot_change() {
+        let a = cfg(TWO);
+        assert!(unchangeable(&a, &cfg(&TWO.replace("127.0.0.2", "127.0.0.9"))).is_none());
+        let moved = cfg(&TWO.replace("port = 8080", "port = 8081"));
+        assert_eq!(unchangeable(&a, &moved).unwrap().0, "listener");
+        let logged = cfg(&format!(
+            "[load_balancer]\naccess_logs.enabled = true\n{TWO}"
+        ));
+        assert_eq!(
+            unchangeable(&a, &logged).unwrap().0,
+            "load_balancer.access_logs"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! Reload (SIGHUP; the admin API calls [`Generations::reload`] too): the new file is read and
+//! validated completely first — syntax, every field, the certificate files (read, parsed, and
+//! kept: the workers get their contents, a sandboxed worker opens no file), and what a running
+//! weir cannot change ([`unchangeable`]) — so a bad file changes nothing and its reason, located
+//! (`file:line:column: field …`), goes back to the caller and to the log. Then it is applied:
+//! the XDP maps (deny-list, SYN settings) and the L7 generation, which every worker switches to
+//! (`lb_l7::generation`). The generation number is logged and written to the status file.
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+};
+
+use lb_l7::control::{ConfigGeneration, ControlMsg};
+
+use crate::config::{Config, ConfigError, ConfigIssue, DEFAULT_NAME, DEFAULT_TOML, locate};
+
+/// The sticky key the configuration is sent under (`workers::control`).
+pub const STICKY_KEY: &str = "config";
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("cannot read config {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(#[from] ConfigError),
+    #[error("applying generation {generation} to the XDP maps: {reason}")]
+    Apply { generation: u64, reason: String },
+}
+
+/// A configuration validated completely, ready to send.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub config: Config,
+    pub text: String,
+    /// The certificate and key files it names: path → PEM text.
+    pub files: BTreeMap<String, String>,
+}
+
+impl Validated {
+    /// Its control-channel message as generation `generation`.
+    pub fn message(&self, generation: u64) -> ControlMsg {
+        ControlMsg::Config(ConfigGeneration {
+            generation,
+            source: self.config.source.clone(),
+            toml: self.text.clone(),
+            files: self.files.clone(),
+        })
+    }
+}
+
+/// Reads and validates `path` (the embedded default when `None`): the file, its fields, its
+/// certificate files.
+pub fn validate(path: Option<&Path>) -> Result<Validated, ReloadError> {
+    let (name, text) = match path {
+        None => (DEFAULT_NAME.to_string(), DEFAULT_TOML.to_string()),
+        Some(p) => (
+            p.display().to_string(),
+            std::fs::read_to_string(p).map_err(|e| ReloadError::Read {
+                path: p.display().to_string(),
+                reason: e.to_string(),
+            })?,
+        ),
+    };
+    let config = Config::parse(&name, &text)?;
+    let files = certificate_files(&config, &text)?;
+    Ok(Validated {
+        config,
+        text,
+        files,
+    })
+}
+
+/// Every certificate and key file of the HTTPS listeners, read and checked as the workers will
+/// load them (the file's own validation read them too; they are read once more here, and what
+/// is sent is what was checked).
+fn certificate_files(cfg: &Config, text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut files = BTreeMap::new();
+    let mut issues = Vec::new();
+    for (i, l) in cfg.l7.listener.iter().enumerate() {
+        for (j, c) in l.certificate.iter().enumerate() {
+            let field = format!("listener[{i}].certificate[{j}]");
+            let read = |p: &Path, key: &str| {
+                std::fs::read_to_string(p)
+                    .map_err(|e| (format!("{field}.{key}"), format!("{}: {e}", p.display())))
+            };
+            let checked = read(&c.certificate_file, "certificate_file")
+                .and_then(|cert| Ok((cert, read(&c.private_key_file, "private_key_file")?)))
+                .and_then(|(cert, key)| {
+                    lb_l7::tls::certified_key_from_pem(
+                        &c.certificate_file,
+                        cert.as_bytes(),
+                        &c.private_key_file,
+                        key.as_bytes(),
+                    )
+                    .map_err(|e| (format!("{field}.certificate_file"), e.to_string()))?;
+                    Ok((cert, key))
+                });
+            match checked {
+                Ok((cert, key)) => {
+                    files.insert(c.certificate_file.display().to_string(), cert);
+                    files.insert(c.private_key_file.display().to_string(), key);
+                }
+                Err((field, message)) => issues.push(located(cfg, text, field, message)),
+            }
+        }
+    }
+    if issues.is_empty() {
+        Ok(files)
+    } else {
+        Err(ConfigError { issues })
+    }
+}
+
+/// A problem with `field` of the file `text`, located.
+fn located(cfg: &Config, text: &str, field: String, message: String) -> ConfigIssue {
+    let doc = toml_edit::ImDocument::parse(text).ok();
+    let span = doc.as_ref().and_then(|d| locate::span_of(d, &field));
+    let (line, column) = locate::line_col(text, span.map_or(0, |s| s.start));
+    ConfigIssue {
+        file: cfg.source.clone(),
+        line,
+        column,
+        field,
+        message,
+    }
+}
+
+/// What a running weir cannot change, as a located error; `None` when `new` keeps it.
+pub fn unchangeable(old: &Config, new: &Validated) -> Option<ConfigError> {
+    let n = &new.config;
+    let problem = if format!("{:?}", old.workers) != format!("{:?}", n.workers) {
+        Some((
+            "workers".to_string(),
+            "[workers] (count, user, sandbox, steering) is set up once: changing it needs a restart"
+                .to_string(),
+        ))
+    } else if old.admin != n.admin {
+        Some((
+            "admin".into(),
+            "the admin socket is bound once at start: changing [admin] needs a restart".into(),
+        ))
+    } else if old.xdp.mode != n.xdp.mode {
+        Some((
+            "xdp.mode".into(),
+            "changing the XDP attach mode needs a re-attach: restart weir".into(),
+        ))
+    } else if format!("{:?}", old.vip) != format!("{:?}", n.vip) {
+        // The SYN defence keeps per-VIP state keyed by the VIPs' ids (`xdp::syn`).
+        Some((
+            "vip".into(),
+            "[[vip]] cannot change on reload yet (the SYN defence keys its state by VIP): restart weir"
+                .into(),
+        ))
+    } else if old.l7.load_balancer.max_connections_per_worker
+        != n.l7.load_balancer.max_connections_per_worker
+    {
+        Some((
+            "load_balancer.max_connections_per_worker".into(),
+            "the open-file limit is sized for it at start: changing it needs a restart".into(),
+        ))
+    } else {
+        lb_l7::generation::unchangeable(&old.l7, &n.l7)
+    };
+    let (field, message) = problem?;
+    Some(ConfigError {
+        issues: vec![located(n, &new.text, field, message)],
+    })
+}
+
+/// The configuration in force and its generation number.
+pub struct Generations {
+    path: Option<PathBuf>,
+    current: Validated,
+    generation: u64,
+}
+
+impl Generations {
+    /// Generation 1: the configuration weir started with.
+    pub fn new(path: Option<PathBuf>, first: Validated) -> Generations {
+        Generations {
+            path,
+            current: first,
+            generation: 1,
+        }
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.current.config
+    }
+
+    /// The message every worker gets at start (sticky) and at each reload.
+    pub fn message(&self) -> ControlMsg {
+        self.current.message(self.generation)
+    }
+
+    /// Validates the file again; on success it becomes the next generation (returned with its
+    /// number) for the caller to apply. On failure nothing changes.
+    pub fn next(&mut self) -> Result<(u64, &Config), ReloadError> {
+        let new = validate(self.path.as_deref())?;
+        if let Some(e) = unchangeable(&self.current.config, &new) {
+            return Err(e.into());
+        }
+        self.current = new;
+        self.generation += 1;
+        Ok((self.generation, &self.current.config))
+    }
+}
+
+/// Asks the running control plane for a reload (SIGHUP does the same): the answer is the
+/// generation now in force, or why the file was refused (located).
+#[derive(Clone)]
+pub struct ReloadHandle(tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ReloadResult>>);
+
+/// A reload's outcome: the generation in force, or the reason nothing changed.
+pub type ReloadResult = Result<u64, String>;
+
+/// The other end of [`ReloadHandle`]: the control plane's main loop takes requests from it.
+pub type ReloadRequests = tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<ReloadResult>>;
+
+impl ReloadHandle {
+    pub fn new() -> (ReloadHandle, ReloadRequests) {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        (ReloadHandle(tx), rx)
+    }
+
+    /// Reloads the file and waits for the outcome.
+    pub async fn reload(&self) -> ReloadResult {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0
+            .send(tx)
+            .await
+            .map_err(|_| "weir is stopping".to_string())?;
+        rx.await.map_err(|_| "weir is stopping".to_string())?
+    }
+}
+
+/// The status file (`/run/weir/status-<pid>.json`) says which generation is in force.
+pub fn status_path() -> PathBuf {
+    PathBuf::from(format!("/run/weir/status-{}.json", std::process::id()))
+}
+
+/// Writes the status file: the generation in force and where it came from.
+pub fn write_status(generation: u64, source: &str) {
+    let path = status_path();
+    let body = serde_json::json!({
+        "pid": std::process::id(),
+        "generation": generation,
+        "config": source,
+    });
+    let res = std::fs::create_dir_all("/run/weir")
+        .and_then(|()| std::fs::write(&path, format!("{body}\n")));
+    if let Err(e) = res {
+        tracing::warn!(path = %path.display(), error = %e, "cannot write the status file");
+    }
+}
+
+/// Removes the status files of weirs that are gone (SIGKILLed: no exit ran).
+pub fn remove_stale_status() {
+    let Ok(dir) = std::fs::read_dir("/run/weir") else {
+        return;
+    };
+    for e in dir.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("status-")
+            .and_then(|r| r.strip_suffix(".json"))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Removes the status file at exit.
+pub fn remove_status() {
+    let _ = std::fs::remove_file(status_path());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> tempfile_like::Temp {
+        tempfile_like::Temp::new(text)
+    }
+
+    /// A file under the system temp directory, removed on drop.
+    mod tempfile_like {
+        pub struct Temp(pub std::path::PathBuf);
+        impl Temp {
+            pub fn new(text: &str) -> Temp {
+                static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let p = std::env::temp_dir()
+                    .join(format!("weir-reload-{}-{n}.toml", std::process::id()));
+                std::fs::write(&p, text).unwrap();
+                Temp(p)
+            }
+        }
+        impl Drop for Temp {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+    }
+
+    const BASE: &str = "[[listener]]\naddress = \"127.0.0.1\"\nport = 8080\n\
+        default_action = { type = \"fixed-response\", status_code = 200, message_body = \"one\" }\n";
+
+    #[test]
+    fn a_good_reload_numbers_the_next_generation() {
+        let f = file(BASE);
+        let mut g = Generations::new(Some(f.0.clone()), validate(Some(&f.0)).unwrap());
+        std::fs::write(&f.0, BASE.replace("one", "two")).unwrap();
+        let (n, cfg) = g.next().unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(cfg.l7.listener.len(), 1);
+        assert!(
+            matches!(g.message(), ControlMsg::Config(c) if c.generation == 2 && c.toml.contains("two"))
+        );
+    }
+
+    #[test]
+    fn a_bad_reload_changes_nothing_and_says_where() {
+        let f = file(BASE);
+        let mut g = Generations::new(Some(f.0.clone()), validate(Some(&f.0)).unwrap());
+        for (bad, want) in [
+            (BASE.replace("port = 8080", "port = 8080\nport ="), ":4:"),
+            (
+                BASE.replace("fixed-response\", status_code = 200, message_body = \"one\"", "forward\", target_group = \"nope\""),
+                "listener[0].default_action",
+            ),
+            (BASE.replace("8080", "8081"), "field `listener`"),
+            (
+                format!("{BASE}[workers]\ncount = 3\n"),
+                "field `workers`",
+            ),
+            (
+                BASE.replace("port = 8080", "port = 8080\nprotocol = \"HTTPS\"\ncertificate = [{ certificate_file = \"/nonexistent/c.pem\", private_key_file = \"/nonexistent/k.pem\" }]"),
+                "certificate_file",
+            ),
+        ] {
+            std::fs::write(&f.0, &bad).unwrap();
+            let e = g.next().unwrap_err().to_string();
+            assert!(e.contains(want), "{want:?} not in {e}");
+            assert!(e.contains(&f.0.display().to_string()), "{e}");
+            assert_eq!(g.generation(), 1);
+        }
+        assert!(
+            matches!(g.message(), ControlMsg::Config(c) if c.generation == 1 && c.toml.contains("one"))
+        );
+    }
+}

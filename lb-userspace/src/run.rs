@@ -210,6 +210,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         args.config.clone(),
         xdp_ifaces.map(crate::admin::xdp_interface).collect(),
         l7.as_ref(),
+        reload_handle.clone(),
     )?;
 
     let interval = args

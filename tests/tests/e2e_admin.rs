@@ -285,29 +285,15 @@ fn each_verb_in_text_and_json() -> Result<()> {
     Ok(())
 }
 
-/// The verbs that change something (reload, register, deregister, health). Each either works or
-/// says `NotImplemented` and changes nothing, never a fake success.
+/// The verbs that change something, and target health. Register and deregister either work or
+/// say `NotImplemented` and change nothing (never a fake success).
 fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
-    let (ok, out, err) = weir_cli(
-        ns,
-        &[
-            "targets",
-            "health",
-            "--json",
-            "--socket",
-            socket.to_str().unwrap(),
-        ],
-    )?;
-    if ok {
-        let v: Value = serde_json::from_str(&out)?;
-        assert_eq!(v["target_groups"][0]["name"], "web", "{v}");
-    } else {
-        assert_eq!(
-            serde_json::from_str::<Value>(&out)?["error"]["code"],
-            "NotImplemented",
-            "{err}"
-        );
-    }
+    let h = json(ns, socket, &["targets", "health"])?;
+    let web = &h["target_groups"][0];
+    assert_eq!(web["name"], "web", "{h}");
+    assert_eq!(web["targets"][0]["port"], TARGET_PORT, "{h}");
+    let t = text(ns, socket, &["targets", "health", "--target-group", "web"])?;
+    assert!(t.contains("target group web: HealthyHostCount"), "{t}");
     let (ok, out, err) = weir_cli(
         ns,
         &[
@@ -340,22 +326,15 @@ fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
     }
     // Reload: a new rule body, then a bad file that changes nothing.
     std::fs::write(&cfg.0, config_text(Some(socket), "gamma"))?;
-    let (ok, out, err) = weir_cli(
-        ns,
-        &["reload", "--json", "--socket", socket.to_str().unwrap()],
-    )?;
-    if !ok {
-        assert!(err.contains("NotImplemented"), "{err}");
-        assert_eq!(json(ns, socket, &["status"])?["generation"], 1);
-        return Ok(());
-    }
+    let out = text(ns, socket, &["reload"])?;
+    assert!(out.contains("configuration generation 2"), "{out}");
     assert_eq!(
-        serde_json::from_str::<Value>(&out)?["generation"],
-        2,
-        "{out}"
+        json(ns, socket, &["reload"])?["generation"],
+        3,
+        "the same file again"
     );
     let t = text(ns, socket, &["status"])?;
-    assert!(t.contains("configuration generation 2"), "{t}");
+    assert!(t.contains("configuration generation 3"), "{t}");
     let r = json(ns, socket, &["rules", "--listener", "8080"])?;
     assert_eq!(r["rules"][0]["action"]["message_body"], "gamma", "{r}");
     std::fs::write(
@@ -373,9 +352,19 @@ fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
     );
     assert_eq!(
         json(ns, socket, &["status"])?["generation"],
-        2,
+        3,
         "a bad reload changes nothing"
     );
+    // The socket cannot move on reload: said, not ignored.
+    let moved = socket.with_file_name("moved.sock");
+    std::fs::write(&cfg.0, config_text(Some(&moved), "delta"))?;
+    let (_, err) = fails(ns, socket, &["reload"])?;
+    assert!(
+        err.contains("InvalidConfiguration") && err.contains("field `admin`"),
+        "{err}"
+    );
+    assert_eq!(json(ns, socket, &["status"])?["generation"], 3);
+    assert!(!moved.exists());
     Ok(())
 }
 

@@ -14,11 +14,7 @@ use super::{
     error::ApiError,
     model::XdpInterface,
 };
-use crate::{
-    config::{Config, admin::AdminSettings},
-    l7::L7Handle,
-    reload::ReloadHandle,
-};
+use crate::{config::Config, l7::L7Handle, reload::ReloadHandle};
 
 /// The health checker's view (`crate::health::HealthTable::snapshot`) as the API's JSON.
 fn health(l7: &L7Handle) -> HealthView {
@@ -41,36 +37,12 @@ pub fn reload_error(why: String) -> ApiError {
     }
 }
 
-struct Reload {
-    handle: ReloadHandle,
-    config_path: Option<PathBuf>,
-    /// `[admin]` as bound at start: the socket is not moved by a reload.
-    admin: AdminSettings,
-}
-
-impl Reload {
-    /// A file that parses but changes `[admin]` is refused here (the rest of its validation is
-    /// the reload's own).
-    fn admin_unchanged(&self) -> Result<(), ApiError> {
-        match Config::load(self.config_path.as_deref()) {
-            Ok(new) if new.admin != self.admin => Err(ApiError::invalid_configuration(
-                format!(
-                    "{}: field `admin`: the admin socket is bound once at start: changing [admin] needs a restart",
-                    new.source
-                ),
-                Vec::new(),
-            )),
-            _ => Ok(()),
-        }
-    }
-}
+/// `[admin]` cannot change on reload: `reload::unchangeable` refuses it (located), SIGHUP's too.
+struct Reload(ReloadHandle);
 
 impl ReloadDelegate for Reload {
     fn reload(&self) -> BoxFuture<'_, Result<u64, ApiError>> {
-        Box::pin(async move {
-            self.admin_unchanged()?;
-            self.handle.reload().await.map_err(reload_error)
-        })
+        Box::pin(async move { self.0.reload().await.map_err(reload_error) })
     }
 }
 
@@ -130,11 +102,7 @@ pub fn serve(
 ) -> anyhow::Result<Option<Server>> {
     let delegates = Delegates {
         health: l7.map(health),
-        reload: Some(Arc::new(Reload {
-            handle: reload,
-            config_path: config_path.clone(),
-            admin: cfg.admin.clone(),
-        })),
+        reload: Some(Arc::new(Reload(reload))),
         current: Some(recorded(cfg, config_path.as_deref())),
         ..Delegates::default()
     };

@@ -530,7 +530,7 @@ fn every_target_failing_its_check_fails_open() -> Result<()> {
     wait_state(&ns, "web", 9201, "healthy", Duration::from_secs(15))?;
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(group_view(&view(&ns)?, "web")?["fail_open"], false);
-    assert!(weir.log().contains("no longer failing open"));
+    assert!(weir.log().contains("no longer fails open"));
     assert!(interrupt(&mut weir.proc)?);
     Ok(())
 }

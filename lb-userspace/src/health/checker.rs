@@ -230,7 +230,7 @@ fn fail_open_news(groups: &mut [super::table::GroupEntry], gi: usize) {
         ),
         Some(false) => info!(
             target_group = %groups[gi].name,
-            "a target is healthy again: no longer failing open"
+            "a target is healthy: the group no longer fails open"
         ),
         None => {}
     }

@@ -613,3 +613,47 @@ fn bad_requests_get_the_json_error() -> Result<()> {
     assert!(interrupt(&mut weir.proc)?);
     Ok(())
 }
+
+/// An interface daemon: its default socket `/run/weir/<iface>.sock`, found by the CLI without
+/// options in its namespace; status names the XDP mode as the kernel shows it.
+#[test]
+fn status_names_the_xdp_mode_of_an_interface_daemon() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let client = lab.add_ns("admxc")?;
+    let server = lab.add_ns("admxs")?;
+    let (_c0, s0) = lab.veth(&client, &server)?;
+    s0.addr("10.78.0.2/24")?;
+    let cfg = TempFile::new(
+        "admin-xdp.toml",
+        "[[vip]]\naddress = \"10.78.0.2\"\nport = 8080\n",
+    );
+    let socket = PathBuf::from(format!("/run/weir/{}.sock", s0.name()));
+    let mut weir = start_weir(&server, &s0, &["--config", cfg.path(), "--no-l7"])?;
+    wait_until(Duration::from_secs(10), "the admin socket", || {
+        Ok(socket.exists())
+    })?;
+    let (ok, out, err) = weir_cli(&server, &["status", "--json"])?;
+    assert!(ok, "{err}");
+    let st: Value = serde_json::from_str(&out)?;
+    assert_eq!(st["admin_socket"], socket.to_str().unwrap());
+    assert_eq!(st["xdp"][0]["iface"], s0.name(), "{st}");
+    let shown = s0.show()?;
+    let want = if shown.contains("xdpgeneric") {
+        "generic"
+    } else {
+        "native"
+    };
+    assert_eq!(st["xdp"][0]["mode"], want, "{st}\n{shown}");
+    assert_eq!(st["workers"]["configured"], 0, "--no-l7: {st}");
+    let (ok, out, _) = weir_cli(&server, &["status", "--iface", s0.name()])?;
+    assert!(
+        ok && out.contains(&format!("xdp:          {} {want}", s0.name())),
+        "{out}"
+    );
+    assert!(interrupt(&mut weir)?);
+    assert!(!socket.exists());
+    Ok(())
+}

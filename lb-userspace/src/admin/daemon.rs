@@ -79,6 +79,8 @@ pub struct Delegates {
     pub health: Option<HealthView>,
     /// `None`: the configuration `weir run` started with, generation 1.
     pub current: Option<Arc<dyn CurrentSource>>,
+    /// The L7 workers run (not `--no-l7`, listeners configured).
+    pub workers: bool,
 }
 
 pub struct Daemon {
@@ -161,10 +163,10 @@ impl AdminState for Daemon {
             config: self.config_name(),
             uptime_seconds: self.started.elapsed().as_secs(),
             workers: super::model::Workers {
-                configured: if cur.config.l7.listener.is_empty() {
-                    0
-                } else {
+                configured: if self.delegates.workers {
                     cur.config.workers.resolved_count()
+                } else {
+                    0
                 },
                 running: processes.len(),
                 processes,

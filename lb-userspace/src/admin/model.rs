@@ -22,7 +22,8 @@ pub struct Status {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workers {
-    /// `[workers] count`, resolved (0 = one per CPU).
+    /// `[workers] count`, resolved (its 0 = one per CPU); 0 when no worker runs (`--no-l7`, no
+    /// listeners).
     pub configured: usize,
     /// Worker processes alive now (a restarting worker is missing until it runs again).
     pub running: usize,

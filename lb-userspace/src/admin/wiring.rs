@@ -102,6 +102,7 @@ pub fn serve(
 ) -> anyhow::Result<Option<Server>> {
     let delegates = Delegates {
         health: l7.map(health),
+        workers: l7.is_some(),
         reload: Some(Arc::new(Reload(reload))),
         current: Some(recorded(cfg, config_path.as_deref())),
         ..Delegates::default()

@@ -116,14 +116,14 @@ pub enum TargetsCommand {
     /// Each target's state and reason code (ALB's describe-target-health).
     Health {
         /// Only this target group.
-        #[arg(long)]
+        #[arg(long, value_parser = parse_group)]
         target_group: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
     /// A target group's registered targets, from the file and from run-time registrations.
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = parse_group)]
         target_group: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -136,13 +136,28 @@ pub enum TargetsCommand {
 
 #[derive(Debug, clap::Args)]
 pub struct TargetChange {
-    #[arg(long)]
+    #[arg(long, value_parser = parse_group)]
     pub target_group: String,
     /// `IP`, `IP:PORT` or `[IPv6]:PORT`; repeat for several. Without a port: the group's.
     #[arg(long = "target", required = true, value_parser = parse_target)]
     pub targets: Vec<TargetSpec>,
     #[command(flatten)]
     pub client: ClientArgs,
+}
+
+/// A target group name as ALB (and weir's configuration) allows: 1–32 letters, digits and `-`,
+/// not starting with `-` (so it goes into a request path as it is).
+pub fn parse_group(s: &str) -> Result<String, String> {
+    let ok = (1..=32).contains(&s.len())
+        && !s.starts_with('-')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}`: a target group name is 1-32 letters, digits and '-', not starting with '-'"
+        ))
+    }
 }
 
 /// `ID[:PORT]` as ALB's `Id=…,Port=…`: `10.0.0.1`, `10.0.0.1:8080`, `::1`, `[::1]:8080`.
@@ -191,6 +206,10 @@ mod tests {
         assert!(parse_target("web-1:80").is_err());
         assert!(parse_target("10.0.0.1:80:1").is_err());
         assert!(parse_target("[::1]").is_err());
+        assert_eq!(parse_group("web-1"), Ok("web-1".into()));
+        for bad in ["", "-web", "a b", "web/x", &"a".repeat(33)] {
+            assert!(parse_group(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -54,7 +54,13 @@ class H(http.server.BaseHTTPRequestHandler):
 class S(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-S(("127.0.0.1", port), H).serve_forever()
+srv = S(("127.0.0.1", port), H)
+if len(sys.argv) > 5:
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[4], sys.argv[5])
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
 "#;
 
 /// One backend process and its health control file.
@@ -64,6 +70,8 @@ struct Backend {
     name: String,
     control: TempFile,
     script: Arc<TempFile>,
+    /// HTTPS: certificate and key files.
+    tls: Option<(String, String)>,
 }
 
 impl Backend {
@@ -81,6 +89,7 @@ impl Backend {
             name: name.into(),
             control,
             script: script.clone(),
+            tls: None,
         };
         b.run(ns)?;
         Ok(b)
@@ -93,11 +102,46 @@ impl Backend {
             &self.port.to_string(),
             &self.name,
             self.control.path(),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
+        ]);
+        if let Some((cert, key)) = &self.tls {
+            c.args([cert, key]);
+        }
+        c.stdin(Stdio::null()).stdout(Stdio::null());
         self.proc = Some(ns.spawn_command(c)?);
         ns.wait_tcp_listen(self.port, Duration::from_secs(10))
+    }
+
+    /// The same backend over HTTPS, with a throwaway self-signed certificate in `dir`.
+    fn start_tls(
+        ns: &Ns,
+        script: &Arc<TempFile>,
+        port: u16,
+        name: &str,
+        dir: &std::path::Path,
+    ) -> Result<Backend> {
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let out = std::process::Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=weir.test", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()?;
+        if !out.status.success() {
+            bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let mut b = Backend {
+            proc: None,
+            port,
+            name: name.into(),
+            control: TempFile::new(&format!("health-{name}"), "200"),
+            script: script.clone(),
+            tls: Some((cert.display().to_string(), key.display().to_string())),
+        };
+        b.run(ns)?;
+        Ok(b)
     }
 
     fn set_health(&self, how: &str) -> Result<()> {
@@ -545,15 +589,28 @@ fn a_target_that_never_passes_gets_no_traffic() -> Result<()> {
     let py = script();
     let _a = Backend::start(&ns, &py, 9301, "a", "200")?;
     let _n = Backend::start(&ns, &py, 9302, "n", "hang")?;
-    let rules = "[[listener.rule]]\npriority = 1\ncondition = [{ field = \"path-pattern\", values = [\"/tcp/*\"] }]\naction = { type = \"forward\", target_group = \"tcp\" }\n";
+    let dir = std::env::temp_dir().join(format!("weir-health-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let _s = Backend::start_tls(&ns, &py, 9303, "s", &dir)?;
+    let rule = |prio: u32, path: &str, group: &str| {
+        format!(
+            "[[listener.rule]]\npriority = {prio}\ncondition = [{{ field = \"path-pattern\", values = [\"{path}\"] }}]\naction = {{ type = \"forward\", target_group = \"{group}\" }}\n"
+        )
+    };
+    let rules = rule(1, "/tcp/*", "tcp") + &rule(2, "/secure/*", "secure");
     let groups = group("web", &[9301, 9302], CHECK)
         + &group(
             "tcp",
             &[9301, 9309],
             "health_check = { protocol = \"TCP\", interval_seconds = 5, timeout_seconds = 2 }",
         )
+        + &group(
+            "secure",
+            &[9303, 9301],
+            "protocol = \"HTTPS\"\nhealth_check = { protocol = \"HTTPS\", interval_seconds = 5, timeout_seconds = 2 }",
+        )
         + &group("spare", &[9301], "");
-    let (mut weir, _cfg) = start_weir(&ns, rules, &groups)?;
+    let (mut weir, _cfg) = start_weir(&ns, &rules, &groups)?;
     wait_state(&ns, "web", 9301, "healthy", Duration::from_secs(15))?;
     let load = Load::start(&ns, "/");
     let took = wait_state(&ns, "web", 9302, "unhealthy", Duration::from_secs(20))?;
@@ -577,6 +634,13 @@ fn a_target_that_never_passes_gets_no_traffic() -> Result<()> {
     let (_, reason, description) = target_state(&view(&ns)?, "tcp", 9309)?;
     assert_eq!(reason, "Target.FailedHealthChecks");
     assert!(description.contains("refused"), "{description}");
+    // HTTPS: a self-signed target passes (not verified, as ALB); a plain one fails the handshake.
+    wait_state(&ns, "secure", 9303, "healthy", Duration::from_secs(10))?;
+    wait_state(&ns, "secure", 9301, "unhealthy", Duration::from_secs(15))?;
+    let (_, reason, description) = target_state(&view(&ns)?, "secure", 9301)?;
+    assert_eq!(reason, "Target.FailedHealthChecks");
+    assert!(description.contains("TLS"), "{description}");
+    let _ = std::fs::remove_dir_all(&dir);
     let (state, reason, _) = target_state(&v, "spare", 9301)?;
     assert_eq!(
         (state.as_str(), reason.as_str()),

@@ -123,19 +123,23 @@ pub enum TargetsCommand {
     },
     /// A target group's registered targets, from the file and from run-time registrations.
     List {
+        /// The target group's name.
         #[arg(long, value_parser = parse_group)]
         target_group: String,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Register targets at run time (kept by a reload only if the file has them too).
+    /// Register targets at run time, kept by a reload only if the file has them too (this
+    /// version's daemon answers NotImplemented: edit the file and `weir reload`).
     Register(TargetChange),
-    /// Deregister targets at run time: they drain first (the group's deregistration delay).
+    /// Deregister targets at run time (this version's daemon answers NotImplemented: edit the
+    /// file and `weir reload`; removed targets drain).
     Deregister(TargetChange),
 }
 
 #[derive(Debug, clap::Args)]
 pub struct TargetChange {
+    /// The target group's name.
     #[arg(long, value_parser = parse_group)]
     pub target_group: String,
     /// `IP`, `IP:PORT` or `[IPv6]:PORT`; repeat for several. Without a port: the group's.

@@ -180,17 +180,18 @@ fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
     lines
 }
 
+fn config_text(rules: &str, groups: &str) -> String {
+    format!(
+        "[workers]\ncount = 2\n\n[load_balancer]\nmax_connections_per_worker = 1000\n\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\nprotocol = \"HTTP\"\n\
+         default_action = {{ type = \"forward\", target_group = \"web\" }}\n{rules}\n{groups}"
+    )
+}
+
 /// `weir run` with `groups` (TOML) behind one listener whose default action forwards to `web`
 /// (plus `rules`), two workers; returned once both are ready.
 fn start_weir(ns: &Ns, rules: &str, groups: &str) -> Result<(Weir, TempFile)> {
-    let cfg = TempFile::new(
-        "health.toml",
-        &format!(
-            "[workers]\ncount = 2\n\n[load_balancer]\nmax_connections_per_worker = 1000\n\n\
-             [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\nprotocol = \"HTTP\"\n\
-             default_action = {{ type = \"forward\", target_group = \"web\" }}\n{rules}\n{groups}"
-        ),
-    );
+    let cfg = TempFile::new("health.toml", &config_text(rules, groups));
     let mut c = weir_command(ns);
     c.args(["run", "--config", cfg.path()])
         .env("RUST_LOG", "info,lb_l7::worker=debug")
@@ -262,7 +263,8 @@ fn wait_state(ns: &Ns, g: &str, port: u16, state: &str, within: Duration) -> Res
     let t0 = Instant::now();
     wait_until(within, &format!("{g} :{port} {state}"), || {
         std::thread::sleep(Duration::from_millis(100));
-        Ok(target_state(&view(ns)?, g, port)?.0 == state)
+        // A target a reload adds shows up in the view first.
+        Ok(target_state(&view(ns)?, g, port).is_ok_and(|t| t.0 == state))
     })?;
     Ok(t0.elapsed())
 }
@@ -668,5 +670,45 @@ fn the_state_file_is_removed_at_exit() -> Result<()> {
     assert!(reason.starts_with("Elb."), "{reason}");
     assert!(interrupt(&mut weir.proc)?);
     assert!(!state_file(&ns)?.exists());
+    Ok(())
+}
+
+/// A reload (SIGHUP) that adds a target: the checker follows it, the new target is checked and
+/// gets traffic once healthy; the target that stayed keeps its health.
+#[test]
+fn a_target_added_by_a_reload_is_checked() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("hreload")?;
+    let py = script();
+    let _a = Backend::start(&ns, &py, 9501, "a", "200")?;
+    let _b = Backend::start(&ns, &py, 9502, "b", "200")?;
+    let (mut weir, cfg) = start_weir(&ns, "", &group("web", &[9501], CHECK))?;
+    wait_state(&ns, "web", 9501, "healthy", Duration::from_secs(15))?;
+    std::fs::write(&cfg.0, config_text("", &group("web", &[9501, 9502], CHECK)))?;
+    // SAFETY: kill(2) on weir's pid, a child of this test.
+    unsafe { libc::kill(weir.proc.pid() as i32, libc::SIGHUP) };
+    let took = wait_state(&ns, "web", 9502, "healthy", Duration::from_secs(15))?;
+    let v = view(&ns)?;
+    assert_eq!(
+        target_state(&v, "web", 9501)?.0,
+        "healthy",
+        "kept its health"
+    );
+    eprintln!("the added target healthy {took:.1?} after the reload");
+    let load = Load::start(&ns, "/");
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = load.stop();
+    let names = seen.names_since(Instant::now() - Duration::from_secs(60));
+    eprintln!("after the reload: {names:?}");
+    assert!(names.get("b").copied().unwrap_or(0) > 0, "{names:?}");
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors.first());
+    assert!(
+        weir.log()
+            .contains("health checks follow the new configuration")
+    );
+    assert!(interrupt(&mut weir.proc)?);
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! Reload of the whole configuration while weir serves (issue #13), real `weir`, real targets,
 //! real clients, in a namespace. Needs root.
 //!
-//! - a storm: 100 reloads alternating two valid files (different rules and target groups) under
-//!   keep-alive and new-connection HTTP/1.1 load and h2load's HTTP/2: no failed request; every
-//!   response belongs to one of the two configurations; a keep-alive connection moves to the new
-//!   generation between its requests; a request in flight across a reload is answered by the
-//!   target of the generation it started in while new requests get the new one; every worker
-//!   ends on generation 101.
+//! - a storm: 100 reloads alternating two valid files (different rules and target groups, an
+//!   HTTP and an HTTPS listener) under keep-alive and new-connection HTTP/1.1 load, curl's
+//!   HTTP/2 (40 checked requests in a row on one TLS connection) and h2load's HTTP/2: no failed
+//!   request; every response belongs to one of the two configurations; a keep-alive connection
+//!   (HTTP/1.1 and HTTP/2) moves to the new generation between its requests; a request in flight
+//!   across a reload is answered by the target of the generation it started in while new
+//!   requests get the new one; every worker ends on generation 101.
 //! - bad reloads (syntax error, unknown target group, missing certificate): refused with the
 //!   file's location in the log, the generation unchanged, traffic unaffected.
 //! - a worker SIGKILLed after a reload comes back with the control plane's generation, not
@@ -102,6 +103,8 @@ struct Load {
     /// Per keep-alive connection: the configurations its `/which` answers named, and whether
     /// it had to reconnect.
     keepalive_seen: Arc<Mutex<Vec<(Vec<String>, u64)>>>,
+    /// curl runs whose one HTTP/2 connection answered from both configurations.
+    h2_across: Arc<AtomicU64>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -216,13 +219,73 @@ fn start_load(ns: &Ns) -> Load {
             }
         }));
     }
+    // HTTP/2 (prior knowledge): curl sends 40 requests on one connection, one after another;
+    // each is checked, and a connection that spans a reload must see both configurations.
+    let h2_across = Arc::new(AtomicU64::new(0));
+    let (ns2, stop2, ok2, failures2, across) = (
+        ns.clone(),
+        stop.clone(),
+        ok.clone(),
+        failures.clone(),
+        h2_across.clone(),
+    );
+    threads.push(std::thread::spawn(move || {
+        while !stop2.load(Relaxed) {
+            match h2_run(&ns2) {
+                Ok((answered, bad, configs)) => {
+                    ok2.fetch_add(answered, Relaxed);
+                    failures2.lock().unwrap().extend(bad);
+                    if configs > 1 {
+                        across.fetch_add(1, Relaxed);
+                    }
+                }
+                Err(e) => failures2.lock().unwrap().push(format!("h2 curl: {e:#}")),
+            }
+        }
+    }));
     Load {
         stop,
         ok,
         failures,
         keepalive_seen,
+        h2_across,
         threads,
     }
+}
+
+/// One curl run: 40 `/which` over one HTTP/2 connection to the HTTPS listener. (answered, failures, configurations in
+/// the order seen).
+fn h2_run(ns: &Ns) -> Result<(u64, Vec<String>, usize)> {
+    let mut c = ns.command("curl");
+    // HTTP/2 over TLS (ALPN): curl 7.88 does not reuse a prior-knowledge h2c connection.
+    c.args(["-sk", "--http2", "--max-time", "20"])
+        .args(["-w", "|%{http_version} %{http_code} %{num_connects}\\n"]);
+    for _ in 0..40 {
+        c.arg(format!("https://127.0.0.1:{TLS_PORT}/which"));
+    }
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
+    let out = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (mut answered, mut bad, mut configs, mut connects) = (0, Vec::new(), Vec::new(), 0);
+    for line in out.lines() {
+        let (body, meta) = line.split_once('|').unwrap_or((line, ""));
+        let f: Vec<&str> = meta.split_whitespace().collect();
+        connects += f.get(2).and_then(|n| n.parse::<u32>().ok()).unwrap_or(0);
+        if f.first() != Some(&"2") || f.get(1) != Some(&"200") || !valid("/which", 200, body) {
+            bad.push(format!("h2 /which: {line:?}"));
+            continue;
+        }
+        answered += 1;
+        if configs.last() != Some(&body) {
+            configs.push(body);
+        }
+    }
+    if out.lines().count() != 40 || connects != 1 {
+        bad.push(format!(
+            "h2: {} answers of 40 on {connects} connections",
+            out.lines().count()
+        ));
+    }
+    Ok((answered, bad, configs.len()))
 }
 
 /// h2load's summary: (succeeded, failed, errored, non-2xx).
@@ -265,7 +328,13 @@ fn a_reload_storm_loses_no_request_and_answers_each_from_its_generation() -> Res
     ns.ip(&["link", "set", "lo", "up"])?;
     let a = Backend::start(&ns, "127.0.0.1:0", "a", SLOW)?;
     let b = Backend::start(&ns, "127.0.0.2:0", "b", SLOW)?;
-    let (ca, cb) = (config("a", a.addr, ""), config("b", b.addr, ""));
+    let dir = std::env::temp_dir().join(format!("weir-storm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (cert, key) = openssl_cert(&dir)?;
+    let (ca, cb) = (
+        config("a", a.addr, &tls_listener_of("a", &cert, &key)),
+        config("b", b.addr, &tls_listener_of("b", &cert, &key)),
+    );
     let cfg = TempFile::new("storm.toml", &ca);
     let mut weir = Weir::start(&ns, &cfg, 2)?;
     wait_config(&ns, "config-A")?;
@@ -336,11 +405,12 @@ fn a_reload_storm_loses_no_request_and_answers_each_from_its_generation() -> Res
     let failures = load.failures.lock().unwrap();
     let seen = load.keepalive_seen.lock().unwrap();
     eprintln!(
-        "storm: 100 reloads in {storm:?}; HTTP/1.1 {} answered, {} failed; h2load {h2_ok} succeeded, \
-         {h2_failed} failed, {h2_errored} errored, {h2_non2xx} non-2xx; keep-alive connections saw {:?}",
+        "storm: 100 reloads in {storm:?}; checked clients (HTTP/1.1, HTTP/2 curl) {} answered, {} failed; h2load {h2_ok} succeeded, \
+         {h2_failed} failed, {h2_errored} errored, {h2_non2xx} non-2xx; keep-alive connections saw {:?}; HTTP/2 connections across a reload {}",
         load.ok.load(Relaxed),
         failures.len(),
-        seen.iter().map(|(c, r)| (c.len(), *r)).collect::<Vec<_>>()
+        seen.iter().map(|(c, r)| (c.len(), *r)).collect::<Vec<_>>(),
+        load.h2_across.load(Relaxed)
     );
     assert!(
         failures.is_empty(),
@@ -352,6 +422,10 @@ fn a_reload_storm_loses_no_request_and_answers_each_from_its_generation() -> Res
         "{h2out}"
     );
     assert_eq!(in_flight_checks, 10);
+    assert!(
+        load.h2_across.load(Relaxed) > 0,
+        "an HTTP/2 connection moves to the new generation between its streams"
+    );
     for (configs, reconnects) in seen.iter() {
         assert_eq!(
             *reconnects, 0,
@@ -371,6 +445,7 @@ fn a_reload_storm_loses_no_request_and_answers_each_from_its_generation() -> Res
     );
     weir.signal(libc::SIGTERM);
     weir.wait_exit(Duration::from_secs(15))?;
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
 
@@ -395,6 +470,18 @@ fn openssl_cert(dir: &std::path::Path) -> Result<(String, String)> {
         bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok((cert.display().to_string(), key.display().to_string()))
+}
+
+/// An HTTPS listener with the same rules as configuration `x`'s HTTP one.
+fn tls_listener_of(x: &str, cert: &str, key: &str) -> String {
+    format!(
+        "[[listener]]\naddress = \"127.0.0.1\"\nport = {TLS_PORT}\nprotocol = \"HTTPS\"\n\
+         certificate = [{{ certificate_file = \"{cert}\", private_key_file = \"{key}\" }}]\n\
+         default_action = {{ type = \"forward\", target_group = \"app-{x}\" }}\n\
+         [[listener.rule]]\npriority = 10\ncondition = [{{ field = \"path-pattern\", values = [\"/which\"] }}]\n\
+         action = {{ type = \"fixed-response\", status_code = 200, message_body = \"config-{}\" }}\n",
+        x.to_uppercase()
+    )
 }
 
 fn tls_listener(cert: &str, key: &str) -> String {

@@ -15,6 +15,9 @@ pub struct TargetGroup {
     pub port: u16,
     #[serde(default)]
     pub target: Vec<Target>,
+    /// Targets found in DNS (beside `target`), resolved by the control plane.
+    #[serde(default)]
+    pub discovery: Option<Discovery>,
     #[serde(default)]
     pub load_balancing: LoadBalancing,
     #[serde(default)]
@@ -65,6 +68,87 @@ pub struct Target {
 
 fn one() -> u32 {
     1
+}
+
+/// `[target_group.discovery]`: the group's targets are also the addresses a DNS name resolves
+/// to (HAProxy's `server-template … resolvers`), resolved once per host by the control plane
+/// (`lb-userspace/src/discovery`) and re-resolved as the records' TTL says, clamped to
+/// `ttl_floor_seconds`–`ttl_ceiling_seconds`. Added targets go through health checks, removed
+/// ones drain; a failed resolution keeps the last targets.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Discovery {
+    /// The name, absolute (no search domains): `web.svc.test`, or `_web._tcp.svc.test` for SRV.
+    pub name: String,
+    /// `A`, `AAAA`, `A+AAAA` (the group's `port`) or `SRV` (the records' ports, their target
+    /// hosts' A and AAAA addresses).
+    #[serde(rename = "type")]
+    pub kind: DiscoveryType,
+    /// Name servers, `IP` or `IP:PORT` (port 53); empty (default): `/etc/resolv.conf`'s.
+    #[serde(default)]
+    pub resolvers: Vec<String>,
+    /// 1–3600, default 5: the soonest a name is resolved again, whatever its TTL.
+    #[serde(default = "default_ttl_floor")]
+    pub ttl_floor_seconds: u64,
+    /// `ttl_floor_seconds`–86400, default 300: the latest.
+    #[serde(default = "default_ttl_ceiling")]
+    pub ttl_ceiling_seconds: u64,
+    /// 0–86400, default 30 (HAProxy's `hold nx`): how long an empty answer (NXDOMAIN, or no
+    /// records) must last before the group's discovered targets are removed.
+    #[serde(default = "default_hold_empty")]
+    pub hold_empty_seconds: u64,
+    /// 1–30, default 2: one query's timeout (each resolver is tried twice).
+    #[serde(default = "default_dns_timeout")]
+    pub timeout_seconds: u64,
+    /// 1–1000, default 64: at most this many discovered targets (the lowest addresses kept).
+    #[serde(default = "default_max_targets")]
+    pub max_targets: u32,
+}
+
+fn default_ttl_floor() -> u64 {
+    5
+}
+fn default_ttl_ceiling() -> u64 {
+    300
+}
+fn default_hold_empty() -> u64 {
+    30
+}
+fn default_dns_timeout() -> u64 {
+    2
+}
+fn default_max_targets() -> u32 {
+    64
+}
+
+/// The records discovery asks for.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+pub enum DiscoveryType {
+    A,
+    #[serde(rename = "AAAA")]
+    Aaaa,
+    #[serde(rename = "A+AAAA")]
+    AAndAaaa,
+    #[serde(rename = "SRV")]
+    Srv,
+}
+
+impl Discovery {
+    /// The configured resolvers as socket addresses (port 53 when none is given); `None` if
+    /// one of them is neither `IP` nor `IP:PORT`.
+    pub fn resolver_addrs(&self) -> Option<Vec<std::net::SocketAddr>> {
+        self.resolvers.iter().map(|r| parse_resolver(r)).collect()
+    }
+}
+
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`.
+pub fn parse_resolver(s: &str) -> Option<std::net::SocketAddr> {
+    if let Ok(a) = s.parse::<std::net::SocketAddr>() {
+        return (a.port() != 0).then_some(a);
+    }
+    s.parse::<std::net::IpAddr>()
+        .ok()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -184,3 +184,91 @@ fn health_check_protocols() {
         ]
     );
 }
+
+#[test]
+fn discovery_parses_with_defaults_and_is_validated() {
+    let c: L7Config = toml::from_str(
+        r#"
+[[target_group]]
+name = "a"
+port = 8000
+discovery = { name = "_web._tcp.svc.test", type = "SRV", resolvers = ["10.0.0.2", "[fd00::2]:5353"] }
+[[target_group]]
+name = "b"
+[target_group.discovery]
+name = "web.svc.test."
+type = "A+AAAA"
+"#,
+    )
+    .unwrap();
+    assert_eq!(c.validate(), vec![]);
+    let d = c.target_group[0].discovery.as_ref().unwrap();
+    assert_eq!(d.kind, DiscoveryType::Srv);
+    assert_eq!(
+        (
+            d.ttl_floor_seconds,
+            d.ttl_ceiling_seconds,
+            d.hold_empty_seconds
+        ),
+        (5, 300, 30)
+    );
+    assert_eq!(
+        d.resolver_addrs().unwrap(),
+        vec![
+            "10.0.0.2:53".parse().unwrap(),
+            "[fd00::2]:5353".parse().unwrap()
+        ]
+    );
+    assert!(
+        c.target_group[1]
+            .discovery
+            .as_ref()
+            .unwrap()
+            .resolvers
+            .is_empty()
+    );
+
+    let bad = |d: &str| {
+        paths(&format!(
+            "[[target_group]]\nname = \"a\"\ndiscovery = {{ {d} }}"
+        ))
+    };
+    assert_eq!(
+        bad(r#"name = "web.svc.test", type = "SRV""#),
+        ["target_group[0].discovery.name"]
+    );
+    assert_eq!(
+        bad(r#"name = "we b", type = "A""#),
+        ["target_group[0].discovery.name"]
+    );
+    assert_eq!(
+        bad(r#"name = "10.0.0.1", type = "A""#),
+        ["target_group[0].discovery.name"]
+    );
+    assert_eq!(
+        bad(r#"name = "w.test", type = "A", resolvers = ["dns.test"]"#),
+        ["target_group[0].discovery.resolvers[0]"]
+    );
+    assert_eq!(
+        bad(r#"name = "w.test", type = "A", ttl_floor_seconds = 60, ttl_ceiling_seconds = 30"#),
+        ["target_group[0].discovery.ttl_ceiling_seconds"]
+    );
+    assert_eq!(
+        bad(r#"name = "w.test", type = "A", max_targets = 0, timeout_seconds = 0"#),
+        [
+            "target_group[0].discovery.timeout_seconds",
+            "target_group[0].discovery.max_targets"
+        ]
+    );
+    for unknown in [
+        r#"name = "w.test", type = "MX""#,
+        r#"name = "w.test", type = "A", interval = 5"#,
+        r#"name = "w.test""#,
+    ] {
+        let t = format!("[[target_group]]\nname = \"a\"\ndiscovery = {{ {unknown} }}");
+        assert!(
+            toml::from_str::<L7Config>(&t).is_err(),
+            "accepted: {unknown}"
+        );
+    }
+}

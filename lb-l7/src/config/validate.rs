@@ -480,6 +480,9 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
         }
         e.range(format!("{tp}.weight"), t.weight as u64, 0, 999);
     }
+    if let Some(d) = &g.discovery {
+        discovery(e, &format!("{p}.discovery"), d);
+    }
     let alg = &g.load_balancing.algorithm;
     let ap = format!("{p}.load_balancing.algorithm");
     match (alg.kind, &alg.hash_on) {
@@ -575,6 +578,72 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
         0,
         100_000,
     );
+}
+
+/// `[target_group.discovery]`: a DNS name, its record type, resolvers and timings.
+fn discovery(e: &mut Errors, p: &str, d: &Discovery) {
+    let name = d.name.strip_suffix('.').unwrap_or(&d.name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        e.push(
+            format!("{p}.name"),
+            format!(
+                "{:?} is not a DNS name (labels of 1–63 letters, digits, '-', '_')",
+                d.name
+            ),
+        );
+    } else if name.parse::<IpAddr>().is_ok() {
+        e.push(
+            format!("{p}.name"),
+            "an address, not a name: list it in target instead",
+        );
+    } else if d.kind == DiscoveryType::Srv {
+        let mut labels = name.split('.');
+        let srv = matches!((labels.next(), labels.next(), labels.next()),
+            (Some(s), Some(t), Some(_)) if s.starts_with('_') && t.starts_with('_'));
+        if !srv {
+            e.push(
+                format!("{p}.name"),
+                "an SRV name is _service._proto.domain (RFC 2782), e.g. _web._tcp.svc.example",
+            );
+        }
+    }
+    for (i, r) in d.resolvers.iter().enumerate() {
+        if parse_resolver(r).is_none() {
+            e.push(
+                format!("{p}.resolvers[{i}]"),
+                format!("{r:?} is not IP or IP:PORT (e.g. \"10.0.0.2\", \"10.0.0.2:5353\", \"[fd00::2]:53\")"),
+            );
+        }
+    }
+    if d.resolvers.len() > 8 {
+        e.push(format!("{p}.resolvers"), "at most 8 resolvers");
+    }
+    e.range(
+        format!("{p}.ttl_floor_seconds"),
+        d.ttl_floor_seconds,
+        1,
+        3600,
+    );
+    e.range(
+        format!("{p}.ttl_ceiling_seconds"),
+        d.ttl_ceiling_seconds,
+        d.ttl_floor_seconds.clamp(1, 3600),
+        86_400,
+    );
+    e.range(
+        format!("{p}.hold_empty_seconds"),
+        d.hold_empty_seconds,
+        0,
+        86_400,
+    );
+    e.range(format!("{p}.timeout_seconds"), d.timeout_seconds, 1, 30);
+    e.range(format!("{p}.max_targets"), d.max_targets as u64, 1, 1000);
 }
 
 /// Passive health, slow start, zones and per-target limits (`target::choice`'s settings).

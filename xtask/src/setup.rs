@@ -48,6 +48,9 @@ const TEST_PACKAGES: &[&str] = &[
     "util-linux",
     // useradd, for weir's own `weir` user.
     "passwd",
+    // e2e_discovery's DNS server (the binary alone: the `dnsmasq` package also starts a
+    // system-wide service on port 53).
+    "dnsmasq-base",
     // The HTTP/1.1 fuzz target: libfuzzer-sys builds libFuzzer with g++.
     "g++",
 ];

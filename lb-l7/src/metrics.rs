@@ -5,6 +5,12 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+/// `TargetResponseTime`'s bucket bounds in microseconds (a last bucket holds the slower ones).
+pub const RESPONSE_TIME_BOUNDS_US: [u64; 16] = [
+    100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
 /// Live counters; cheap to bump from any task.
 #[derive(Debug, Default)]
 pub struct Metrics {

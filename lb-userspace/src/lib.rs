@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod health;
 pub mod l7;
+pub mod metrics;
 pub mod reload;
 pub mod run;
 pub mod stats;

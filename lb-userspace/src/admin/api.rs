@@ -24,6 +24,10 @@ pub trait AdminState: Send + Sync + 'static {
     /// ALB's `describe-target-health` for every group, or the one named.
     fn target_health(&self, group: Option<&str>) -> Result<serde_json::Value, ApiError>;
     fn reload(&self) -> impl Future<Output = Result<Reloaded, ApiError>> + Send;
+    /// The aggregate of every worker and the XDP tier (`crate::metrics::view::MetricsView`).
+    fn metrics(&self) -> Result<serde_json::Value, ApiError> {
+        Err(ApiError::not_implemented("metrics"))
+    }
     /// `targets` are checked (addresses, ports) and the group exists.
     fn register(
         &self,
@@ -54,6 +58,7 @@ pub enum Route {
     TargetsDeregister(String),
     TargetHealth(Option<String>),
     Reload,
+    Metrics,
 }
 
 /// Maps a request line to its endpoint, or the error to answer.
@@ -90,6 +95,7 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Api
         }
         ["v1", "target-health"] => only("GET", Route::TargetHealth(target_group_param(query)?)),
         ["v1", "reload"] => only("POST", Route::Reload),
+        ["v1", "metrics"] => only("GET", Route::Metrics),
         _ => Err(ApiError::not_found(path)),
     }
 }
@@ -201,6 +207,7 @@ async fn answer<S: AdminState>(
             ok(&state.target_health(g.as_deref())?)
         }
         Route::Reload => ok(&state.reload().await?),
+        Route::Metrics => ok(&state.metrics()?),
     })
 }
 

@@ -57,6 +57,9 @@ pub trait TargetDelegate: Send + Sync {
 /// `{"target_groups": [{"name": …, …}]}`).
 pub type HealthView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// The metrics aggregate now (`crate::metrics::view::MetricsView` as JSON).
+pub type MetricsJson = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
+
 /// The generation in force and its configuration, as whoever reloads keeps them.
 pub trait CurrentSource: Send + Sync {
     fn current(&self) -> Current;
@@ -77,6 +80,8 @@ pub struct Delegates {
     pub reload: Option<Arc<dyn ReloadDelegate>>,
     pub targets: Option<Arc<dyn TargetDelegate>>,
     pub health: Option<HealthView>,
+    /// `GET /v1/metrics`.
+    pub metrics: Option<MetricsJson>,
     /// `None`: the configuration `weir run` started with, generation 1.
     pub current: Option<Arc<dyn CurrentSource>>,
     /// The L7 workers run (not `--no-l7`, listeners configured).
@@ -238,6 +243,13 @@ impl AdminState for Daemon {
             groups.retain(|x| x["name"] == g);
         }
         Ok(v)
+    }
+
+    fn metrics(&self) -> Result<serde_json::Value, ApiError> {
+        match &self.delegates.metrics {
+            Some(view) => Ok(view()),
+            None => Err(ApiError::not_implemented("metrics")),
+        }
     }
 
     async fn reload(&self) -> Result<Reloaded, ApiError> {

@@ -1,0 +1,192 @@
+//! The accept loops a worker runs, one per listener (named by its port: ports are unique in a
+//! configuration, and the control plane refuses a reload that moves a kept port to another
+//! address). A generation that adds a listener starts its loop on the socket the control plane
+//! sent over the socket channel (`crate::socket_channel`); one that removes a listener stops
+//! its loop, which takes what is still queued and closes this worker's descriptor of the socket
+//! (as at shutdown, per socket). Connections it accepted stay in the generation they started in.
+
+use crate::proxy::{Shared, accept};
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+struct Running {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Inner {
+    running: HashMap<u16, Running>,
+    /// Loops told to stop that may still be taking their queue (awaited at shutdown).
+    stopping: Vec<JoinHandle<()>>,
+    /// Sockets received for listeners no generation has named yet, by port.
+    received: HashMap<u16, OwnedFd>,
+    /// Set at shutdown: nothing starts any more.
+    closed: bool,
+}
+
+/// The accept loops of a worker, started and stopped as generations come.
+pub struct Listening {
+    inner: Mutex<Inner>,
+    /// The drain token every connection holds (`Worker::serve` waits for it).
+    token: Arc<()>,
+    shutdown: watch::Receiver<bool>,
+    /// The socket channel, when a control plane sends sockets.
+    channel: Option<OwnedFd>,
+    worker: usize,
+}
+
+/// Why a worker could not follow a generation's listeners.
+#[derive(Debug, thiserror::Error)]
+pub enum ListeningError {
+    #[error("listener on port {0}: the control plane sent no socket for it")]
+    NoSocket(u16),
+    #[error("listener on port {0}: {1}")]
+    Socket(u16, std::io::Error),
+    #[error(transparent)]
+    Channel(#[from] crate::socket_channel::ChannelError),
+}
+
+impl Listening {
+    pub fn new(
+        token: Arc<()>,
+        shutdown: watch::Receiver<bool>,
+        channel: Option<OwnedFd>,
+        worker: usize,
+    ) -> Listening {
+        Listening {
+            inner: Mutex::default(),
+            token,
+            shutdown,
+            channel,
+            worker,
+        }
+    }
+
+    /// Starts the accept loop of listener `index` of generation `sh` on `socket`.
+    pub fn start(&self, sh: &Arc<Shared>, index: usize, socket: std::net::TcpListener) {
+        let Some(l) = sh.listeners.get(index) else {
+            return;
+        };
+        let port = l.config.port;
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if inner.closed {
+            return;
+        }
+        let tcp = match socket
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpListener::from_std(socket))
+        {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(worker = self.worker, port, error = %e, "cannot listen");
+                return;
+            }
+        };
+        tracing::info!(
+            worker = self.worker,
+            port,
+            tls = l.tls.is_some(),
+            generation = sh.generation,
+            "listening"
+        );
+        let (stop, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(accept::accept_loop(
+            sh.clone(),
+            index,
+            tcp,
+            self.shutdown.clone(),
+            stop_rx,
+            self.token.clone(),
+        ));
+        if let Some(old) = inner.running.insert(port, Running { stop, task }) {
+            let _ = old.stop.send(true);
+            inner.stopping.push(old.task);
+        }
+    }
+
+    /// Makes the running loops those of `sh`'s listeners: the removed ones stop (taking their
+    /// queue first), the added ones start on the sockets the control plane sent.
+    pub fn follow(&self, sh: &Arc<Shared>) -> Result<(), ListeningError> {
+        let received = match &self.channel {
+            Some(c) => crate::socket_channel::take_all(c)?,
+            None => Vec::new(),
+        };
+        let mut to_start = Vec::new();
+        {
+            let Ok(mut inner) = self.inner.lock() else {
+                return Ok(());
+            };
+            if inner.closed {
+                return Ok(());
+            }
+            for (addr, fd) in received {
+                inner.received.insert(addr.port(), fd);
+            }
+            let wanted: Vec<u16> = sh.listeners.iter().map(|l| l.config.port).collect();
+            let gone: Vec<u16> = inner
+                .running
+                .keys()
+                .copied()
+                .filter(|p| !wanted.contains(p))
+                .collect();
+            for port in gone {
+                if let Some(r) = inner.running.remove(&port) {
+                    tracing::info!(
+                        worker = self.worker,
+                        port,
+                        generation = sh.generation,
+                        "listener removed: taking its queue, then closing it"
+                    );
+                    let _ = r.stop.send(true);
+                    inner.stopping.push(r.task);
+                }
+            }
+            inner.stopping.retain(|t| !t.is_finished());
+            for (index, port) in wanted.iter().enumerate() {
+                if inner.running.contains_key(port) {
+                    continue;
+                }
+                let fd = inner
+                    .received
+                    .remove(port)
+                    .ok_or(ListeningError::NoSocket(*port))?;
+                to_start.push((index, *port, std::net::TcpListener::from(fd)));
+            }
+        }
+        for (index, port, socket) in to_start {
+            match socket.local_addr() {
+                Ok(a) if a.port() == port => self.start(sh, index, socket),
+                Ok(a) => {
+                    return Err(ListeningError::Socket(
+                        port,
+                        std::io::Error::other(format!("the socket sent listens on {a}")),
+                    ));
+                }
+                Err(e) => return Err(ListeningError::Socket(port, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Shutdown: every loop stops (each takes its queue, then closes its socket); returns them
+    /// to be awaited. Nothing starts afterwards.
+    pub fn close_all(&self) -> Vec<JoinHandle<()>> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return Vec::new();
+        };
+        inner.closed = true;
+        inner.received.clear();
+        let mut tasks = std::mem::take(&mut inner.stopping);
+        for (_, r) in inner.running.drain() {
+            let _ = r.stop.send(true);
+            tasks.push(r.task);
+        }
+        tasks
+    }
+}

@@ -51,6 +51,21 @@ pub struct ConfigGeneration {
     /// Every certificate and private key file the configuration names, read by the control
     /// plane when it validated it (a worker in its sandbox opens no file): path → PEM text.
     pub files: std::collections::BTreeMap<String, String>,
+    /// The targets registered, deregistered or discovered at run time (the control plane's
+    /// overlay over the file): for each group named, its targets in force, replacing the file's
+    /// (`crate::target_sets::apply`). Empty (and absent on the wire) when nothing changed at
+    /// run time.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub target_sets: crate::target_sets::TargetSets,
+}
+
+impl ConfigGeneration {
+    /// The L7 configuration this generation runs: the file's L7 sections with the run-time
+    /// target sets applied.
+    pub fn l7(&self) -> anyhow::Result<crate::config::L7Config> {
+        let file = crate::generation::parse_l7(&self.toml)?;
+        Ok(crate::target_sets::apply(&file, &self.target_sets))
+    }
 }
 
 /// One target's state, as the control plane's health checks decided it.

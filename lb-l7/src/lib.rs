@@ -25,6 +25,7 @@ pub mod sticky;
 pub mod target;
 pub mod target_health;
 pub mod target_limit;
+pub mod target_sets;
 pub mod tcp_or_tls;
 pub mod tickets;
 pub mod tls;

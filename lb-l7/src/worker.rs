@@ -178,7 +178,7 @@ fn next_generation(
     ctl: &Ctl,
     g: &crate::control::ConfigGeneration,
 ) -> anyhow::Result<Shared> {
-    let config = Arc::new(crate::generation::parse_l7(&g.toml)?);
+    let config = Arc::new(g.l7()?);
     if let Some((field, why)) = crate::generation::unchangeable(&cur.config, &config) {
         anyhow::bail!("{field}: {why}");
     }
@@ -191,8 +191,25 @@ fn next_generation(
             .filter_map(|n| new.groups.get(&n).map(|g| (n, g.clone())))
             .collect();
         initial_states(&new.config, &fresh);
+        kept_states(cur, &fresh);
     }
     Ok(new)
+}
+
+/// A target that stays in a group rebuilt by a generation (another target registered or
+/// deregistered, a setting changed) keeps the state the control plane last gave it, so the
+/// group does not wait for the checker's next table with every target `initial`.
+fn kept_states(prev: &Shared, fresh: &HashMap<String, Arc<GroupRt>>) {
+    for (name, g) in fresh {
+        let Some(old) = prev.groups.get(name) else {
+            continue;
+        };
+        for t in &g.targets {
+            if let Some(o) = old.targets.iter().find(|o| o.addr == t.addr) {
+                t.set_state(o.state());
+            }
+        }
+    }
 }
 
 /// Under a control plane that checks health: the checked targets wait for its verdict.

@@ -6,6 +6,7 @@ pub mod config;
 pub mod health;
 pub mod l7;
 pub mod metrics;
+pub mod overlay;
 pub mod reload;
 pub mod run;
 pub mod stats;

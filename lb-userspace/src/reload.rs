@@ -5,6 +5,11 @@
 //! (`file:line:column: field …`), goes back to the caller and to the log. Then it is applied:
 //! the XDP maps (deny-list, SYN settings) and the L7 generation, which every worker switches to
 //! (`lb_l7::generation`). The generation number is logged and written to the status file.
+//!
+//! Run-time target changes (`crate::overlay`: registrations, deregistrations, discovery) make
+//! generations the same way ([`Generations::change_targets`], asked for through
+//! [`ReloadHandle::change_targets`]): the configuration in force is the file with the overlay
+//! applied, and the workers get the overlay's target sets with the file's text.
 
 use std::{
     collections::BTreeMap,
@@ -14,6 +19,7 @@ use std::{
 use lb_l7::control::{ConfigGeneration, ControlMsg};
 
 use crate::config::{Config, ConfigError, ConfigIssue, DEFAULT_NAME, DEFAULT_TOML, locate};
+use crate::overlay::{Overlay, OverlayError, TargetChange};
 
 /// The sticky key the configuration is sent under (`workers::control`).
 pub const STICKY_KEY: &str = "config";
@@ -39,13 +45,18 @@ pub struct Validated {
 }
 
 impl Validated {
-    /// Its control-channel message as generation `generation`.
-    pub fn message(&self, generation: u64) -> ControlMsg {
+    /// Its control-channel message as generation `generation`, with the run-time target sets.
+    pub fn message(
+        &self,
+        generation: u64,
+        target_sets: lb_l7::target_sets::TargetSets,
+    ) -> ControlMsg {
         ControlMsg::Config(ConfigGeneration {
             generation,
             source: self.config.source.clone(),
             toml: self.text.clone(),
             files: self.files.clone(),
+            target_sets,
         })
     }
 }
@@ -146,13 +157,6 @@ pub fn unchangeable(old: &Config, new: &Validated) -> Option<ConfigError> {
             "xdp.mode".into(),
             "changing the XDP attach mode needs a re-attach: restart weir".into(),
         ))
-    } else if format!("{:?}", old.vip) != format!("{:?}", n.vip) {
-        // The SYN defence keeps per-VIP state keyed by the VIPs' ids (`xdp::syn`).
-        Some((
-            "vip".into(),
-            "[[vip]] cannot change on reload yet (the SYN defence keys its state by VIP): restart weir"
-                .into(),
-        ))
     } else if old.l7.load_balancer.max_connections_per_worker
         != n.l7.load_balancer.max_connections_per_worker
     {
@@ -169,10 +173,13 @@ pub fn unchangeable(old: &Config, new: &Validated) -> Option<ConfigError> {
     })
 }
 
-/// The configuration in force and its generation number.
+/// The configuration in force (the file with the run-time overlay applied) and its generation
+/// number.
 pub struct Generations {
     path: Option<PathBuf>,
-    current: Validated,
+    file: Validated,
+    overlay: Overlay,
+    in_force: Config,
     generation: u64,
 }
 
@@ -181,7 +188,9 @@ impl Generations {
     pub fn new(path: Option<PathBuf>, first: Validated) -> Generations {
         Generations {
             path,
-            current: first,
+            in_force: first.config.clone(),
+            file: first,
+            overlay: Overlay::default(),
             generation: 1,
         }
     }
@@ -190,38 +199,107 @@ impl Generations {
         self.generation
     }
 
+    /// The configuration in force: the file with the run-time overlay applied.
     pub fn config(&self) -> &Config {
-        &self.current.config
+        &self.in_force
     }
 
-    /// The message every worker gets at start (sticky) and at each reload.
+    /// The file's configuration (what a reload read last).
+    pub fn file(&self) -> &Config {
+        &self.file.config
+    }
+
+    pub fn overlay(&self) -> &Overlay {
+        &self.overlay
+    }
+
+    /// The message every worker gets at start (sticky) and at each new generation.
     pub fn message(&self) -> ControlMsg {
-        self.current.message(self.generation)
+        let sets = self.overlay.target_sets(&self.file.config);
+        self.file.message(self.generation, sets)
     }
 
     /// Validates the file again; on success it becomes the next generation (returned with its
-    /// number) for the caller to apply. On failure nothing changes.
+    /// number) for the caller to apply: the file is applied, run-time registrations and
+    /// deregistrations are forgotten, discovered targets stay (`Overlay::after_reload`). On
+    /// failure nothing changes.
     pub fn next(&mut self) -> Result<(u64, &Config), ReloadError> {
+        self.next_with(|_, _| Ok(()))
+    }
+
+    /// As [`Self::next`], with `prepare(running file, new file)` run after the validation and
+    /// before the new file becomes the generation: its refusal `(field, reason)` is located and
+    /// changes nothing (the listeners a reload adds are bound there: `workers::relisten`).
+    pub fn next_with(
+        &mut self,
+        prepare: impl FnOnce(&Config, &Config) -> Result<(), (String, String)>,
+    ) -> Result<(u64, &Config), ReloadError> {
         let new = validate(self.path.as_deref())?;
-        if let Some(e) = unchangeable(&self.current.config, &new) {
+        if let Some(e) = unchangeable(&self.file.config, &new) {
             return Err(e.into());
         }
-        self.current = new;
+        if let Err((field, message)) = prepare(&self.file.config, &new.config) {
+            let issues = vec![located(&new.config, &new.text, field, message)];
+            return Err(ConfigError { issues }.into());
+        }
+        self.overlay = self.overlay.after_reload(&new.config);
+        self.in_force = self.overlay.apply(&new.config);
+        self.file = new;
         self.generation += 1;
-        Ok((self.generation, &self.current.config))
+        Ok((self.generation, &self.in_force))
+    }
+
+    /// Applies a run-time target change: `Ok(Some(n))` when it made generation `n` (for the
+    /// caller to send), `Ok(None)` when the targets in force did not change (no new
+    /// generation). The configuration it makes is validated as the file's L7 sections are; on
+    /// any error nothing changes.
+    pub fn change_targets(&mut self, change: &TargetChange) -> Result<Option<u64>, OverlayError> {
+        let mut overlay = self.overlay.clone();
+        if !overlay.change(&self.file.config, change)? {
+            return Ok(None);
+        }
+        let in_force = overlay.apply(&self.file.config);
+        let problems = in_force.l7.validate();
+        if !problems.is_empty() {
+            let list: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            return Err(OverlayError::InvalidTarget(list.join("; ")));
+        }
+        self.overlay = overlay;
+        self.in_force = in_force;
+        self.generation += 1;
+        Ok(Some(self.generation))
     }
 }
 
-/// Asks the running control plane for a reload (SIGHUP does the same): the answer is the
-/// generation now in force, or why the file was refused (located).
+/// Asks the running control plane for a new generation: a reload (SIGHUP does the same; the
+/// answer is the generation now in force, or why the file was refused, located) or a run-time
+/// target change (`crate::overlay`).
 #[derive(Clone)]
-pub struct ReloadHandle(tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<ReloadResult>>);
+pub struct ReloadHandle(tokio::sync::mpsc::Sender<Request>);
 
 /// A reload's outcome: the generation in force, or the reason nothing changed.
 pub type ReloadResult = Result<u64, String>;
 
+/// A target change's outcome: the generation in force (the same one when nothing changed).
+pub type TargetsResult = Result<u64, TargetsError>;
+
+/// Why a target change changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetsError {
+    #[error(transparent)]
+    Refused(#[from] OverlayError),
+    #[error("weir is stopping")]
+    Stopping,
+}
+
+/// What the control plane's main loop is asked for.
+pub enum Request {
+    Reload(tokio::sync::oneshot::Sender<ReloadResult>),
+    Targets(TargetChange, tokio::sync::oneshot::Sender<TargetsResult>),
+}
+
 /// The other end of [`ReloadHandle`]: the control plane's main loop takes requests from it.
-pub type ReloadRequests = tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<ReloadResult>>;
+pub type ReloadRequests = tokio::sync::mpsc::Receiver<Request>;
 
 impl ReloadHandle {
     pub fn new() -> (ReloadHandle, ReloadRequests) {
@@ -233,10 +311,65 @@ impl ReloadHandle {
     pub async fn reload(&self) -> ReloadResult {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.0
-            .send(tx)
+            .send(Request::Reload(tx))
             .await
             .map_err(|_| "weir is stopping".to_string())?;
         rx.await.map_err(|_| "weir is stopping".to_string())?
+    }
+
+    /// Applies a run-time target change (`crate::overlay`) and waits until its generation has
+    /// been sent to every worker and to the health checker.
+    pub async fn change_targets(&self, change: TargetChange) -> TargetsResult {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0
+            .send(Request::Targets(change, tx))
+            .await
+            .map_err(|_| TargetsError::Stopping)?;
+        rx.await.map_err(|_| TargetsError::Stopping)?
+    }
+}
+
+/// The generation in force as the rest of the control plane reads it (the admin API): the
+/// main loop records each generation once it has applied it.
+#[derive(Clone)]
+pub struct InForce(std::sync::Arc<std::sync::Mutex<InForceNow>>);
+
+/// One generation: its number, its configuration (the file with the overlay applied), the
+/// file's and the overlay.
+#[derive(Clone)]
+pub struct InForceNow {
+    pub generation: u64,
+    pub config: std::sync::Arc<Config>,
+    pub file: std::sync::Arc<Config>,
+    pub overlay: Overlay,
+}
+
+impl InForceNow {
+    fn of(g: &Generations) -> InForceNow {
+        InForceNow {
+            generation: g.generation(),
+            config: std::sync::Arc::new(g.config().clone()),
+            file: std::sync::Arc::new(g.file().clone()),
+            overlay: g.overlay().clone(),
+        }
+    }
+}
+
+impl InForce {
+    pub fn new(g: &Generations) -> InForce {
+        InForce(std::sync::Arc::new(std::sync::Mutex::new(InForceNow::of(
+            g,
+        ))))
+    }
+
+    /// `g`'s generation is in force now.
+    pub fn record(&self, g: &Generations) {
+        let now = InForceNow::of(g);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = now;
+    }
+
+    pub fn now(&self) -> InForceNow {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -330,6 +463,50 @@ mod tests {
     }
 
     #[test]
+    fn target_changes_make_generations_and_a_reload_applies_the_file() {
+        let text = BASE.replace(
+            "default_action = { type = \"fixed-response\", status_code = 200, message_body = \"one\" }",
+            "default_action = { type = \"forward\", target_group = \"web\" }\n\
+             [[target_group]]\nname = \"web\"\ntarget = [{ id = \"10.0.0.1\" }]",
+        );
+        let f = file(&text);
+        let mut g = Generations::new(Some(f.0.clone()), validate(Some(&f.0)).unwrap());
+        let add = TargetChange::Register {
+            group: "web".into(),
+            targets: vec!["10.0.0.2:80".parse().unwrap()],
+        };
+        assert_eq!(g.change_targets(&add), Ok(Some(2)));
+        assert_eq!(
+            g.change_targets(&add),
+            Ok(None),
+            "already registered: no generation"
+        );
+        assert_eq!(g.config().l7.target_group("web").unwrap().target.len(), 2);
+        assert_eq!(g.file().l7.target_group("web").unwrap().target.len(), 1);
+        let ControlMsg::Config(c) = g.message() else {
+            panic!("not a configuration")
+        };
+        assert_eq!(c.generation, 2);
+        assert_eq!(c.l7().unwrap().target_group("web").unwrap().target.len(), 2);
+        let bad = TargetChange::Deregister {
+            group: "web".into(),
+            targets: vec!["10.0.0.3:80".parse().unwrap()],
+        };
+        assert!(matches!(
+            g.change_targets(&bad),
+            Err(OverlayError::InvalidTarget(_))
+        ));
+        assert_eq!(g.generation(), 2);
+        // A reload applies the file: the registration is gone.
+        let (n, cfg) = g.next().unwrap();
+        assert_eq!(
+            (n, cfg.l7.target_group("web").unwrap().target.len()),
+            (3, 1)
+        );
+        assert!(matches!(g.message(), ControlMsg::Config(c) if c.target_sets.is_empty()));
+    }
+
+    #[test]
     fn a_bad_reload_changes_nothing_and_says_where() {
         let f = file(BASE);
         let mut g = Generations::new(Some(f.0.clone()), validate(Some(&f.0)).unwrap());
@@ -339,7 +516,7 @@ mod tests {
                 BASE.replace("fixed-response\", status_code = 200, message_body = \"one\"", "forward\", target_group = \"nope\""),
                 "listener[0].default_action",
             ),
-            (BASE.replace("8080", "8081"), "field `listener`"),
+            (BASE.replace("127.0.0.1", "127.0.0.2"), "listener[0].address"),
             (
                 format!("{BASE}[workers]\ncount = 3\n"),
                 "field `workers`",

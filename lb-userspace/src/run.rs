@@ -167,14 +167,40 @@ fn apply_reload(
             return Err(why);
         }
     }
-    if let Some(l7) = l7 {
-        l7.control.set_sticky(reload::STICKY_KEY, &gens.message());
-        // After the generation: the checker's states then reach workers that have it.
-        l7.health_config.apply(&cfg.l7);
-    }
-    reload::write_status(generation, &cfg.source);
+    send_generation(gens, l7);
     info!(generation, config = %cfg.source, "configuration reloaded: generation {generation} in force");
     Ok(generation)
+}
+
+/// The generation `gens` holds goes to every worker (sticky: a restarted worker gets it too),
+/// then to the health checker (its states then reach workers that have it), the status file.
+fn send_generation(gens: &reload::Generations, l7: &Option<crate::l7::L7Handle>) {
+    if let Some(l7) = l7 {
+        l7.control.set_sticky(reload::STICKY_KEY, &gens.message());
+        l7.health_config.apply(&gens.config().l7);
+    }
+    reload::write_status(gens.generation(), &gens.config().source);
+}
+
+/// Applies a run-time target change (`crate::overlay`): a new generation as a reload makes
+/// one, or the generation in force when the targets in force stay the same.
+fn apply_targets(
+    gens: &mut reload::Generations,
+    l7: &Option<crate::l7::L7Handle>,
+    change: &crate::overlay::TargetChange,
+) -> reload::TargetsResult {
+    match gens.change_targets(change) {
+        Ok(Some(generation)) => {
+            send_generation(gens, l7);
+            info!(generation, change = ?change, "run-time target change: generation {generation} in force");
+            Ok(generation)
+        }
+        Ok(None) => Ok(gens.generation()),
+        Err(e) => {
+            warn!(change = ?change, "run-time target change refused: {e}");
+            Err(e.into())
+        }
+    }
 }
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -203,6 +229,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     reload::write_status(gens.generation(), &cfg.source);
     // Reloads asked for by other parts (the admin API takes `reload_handle`), like SIGHUP.
     let (reload_handle, mut reload_requests) = reload::ReloadHandle::new();
+    let in_force = reload::InForce::new(&gens);
     let xdp_ifaces = xdp_tier.iter().filter_map(|t| t.attachment.as_ref());
     let admin = crate::admin::wiring::serve(
         admin,
@@ -211,6 +238,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         xdp_ifaces.map(crate::admin::xdp_interface).collect(),
         l7.as_ref(),
         reload_handle.clone(),
+        in_force.clone(),
     )?;
 
     let interval = args
@@ -252,10 +280,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = apply_reload(&mut gens, &mut xdp_tier, &l7);
+                in_force.record(&gens);
                 syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
             }
-            Some(reply) = reload_requests.recv() => {
-                let _ = reply.send(apply_reload(&mut gens, &mut xdp_tier, &l7));
+            Some(request) = reload_requests.recv() => {
+                match request {
+                    reload::Request::Reload(reply) => {
+                        let r = apply_reload(&mut gens, &mut xdp_tier, &l7);
+                        in_force.record(&gens);
+                        let _ = reply.send(r);
+                    }
+                    reload::Request::Targets(change, reply) => {
+                        let r = apply_targets(&mut gens, &l7, &change);
+                        in_force.record(&gens);
+                        let _ = reply.send(r);
+                    }
+                }
                 syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
             }
             _ = tick.tick(), if interval > 0 => {

@@ -20,7 +20,7 @@ use super::{
     },
     procs,
 };
-use crate::config::Config;
+use crate::{config::Config, overlay::Source};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -37,20 +37,21 @@ pub trait ReloadDelegate: Send + Sync {
     fn reload(&self) -> BoxFuture<'_, Result<u64, ApiError>>;
 }
 
-/// Registers and deregisters targets at run time.
+/// Registers and deregisters targets at run time (`crate::overlay`), each change answered with
+/// the generation in force once every worker has been sent it.
 pub trait TargetDelegate: Send + Sync {
     fn register(
         &self,
         group: &str,
         targets: Vec<SocketAddr>,
-    ) -> BoxFuture<'_, Result<(), ApiError>>;
+    ) -> BoxFuture<'_, Result<u64, ApiError>>;
     fn deregister(
         &self,
         group: &str,
         targets: Vec<SocketAddr>,
-    ) -> BoxFuture<'_, Result<(), ApiError>>;
-    /// The group's targets now, `true` for those registered at run time.
-    fn targets(&self, group: &str) -> Option<Vec<(SocketAddr, bool)>>;
+    ) -> BoxFuture<'_, Result<u64, ApiError>>;
+    /// Where a target in force comes from (the file, a registration, discovery).
+    fn source(&self, group: &str, target: SocketAddr) -> Option<Source>;
 }
 
 /// ALB's `describe-target-health` of every group (the health checker's view, as JSON:
@@ -130,10 +131,11 @@ impl Daemon {
         }
     }
 
-    fn changed(&self, group: &str, addrs: &[SocketAddr]) -> TargetsChanged {
+    fn changed(&self, group: &str, addrs: &[SocketAddr], generation: u64) -> TargetsChanged {
         TargetsChanged {
             target_group: group.into(),
             targets: addrs.iter().map(ToString::to_string).collect(),
+            generation,
             runtime_only: true,
             config: self.config_name(),
         }
@@ -191,40 +193,26 @@ impl AdminState for Daemon {
             .l7
             .target_group(group)
             .ok_or_else(|| ApiError::target_group_not_found(group))?;
-        let from_file = |t: &lb_l7::config::Target| RegisteredTarget {
-            id: t.id.clone(),
-            port: t.port.unwrap_or(g.port),
-            weight: t.weight,
-            availability_zone: t.availability_zone.clone(),
-            source: "config".into(),
-        };
-        let targets = match self
-            .delegates
-            .targets
-            .as_ref()
-            .and_then(|d| d.targets(group))
-        {
-            None => g.target.iter().map(from_file).collect(),
-            Some(now) => now
-                .into_iter()
-                .map(|(addr, runtime)| {
-                    let in_file = g.target.iter().find(|t| {
-                        t.id.parse::<IpAddr>().ok() == Some(addr.ip())
-                            && t.port.unwrap_or(g.port) == addr.port()
-                    });
-                    match (in_file, runtime) {
-                        (Some(t), false) => from_file(t),
-                        _ => RegisteredTarget {
-                            id: addr.ip().to_string(),
-                            port: addr.port(),
-                            weight: 1,
-                            availability_zone: None,
-                            source: "runtime".into(),
-                        },
-                    }
-                })
-                .collect(),
-        };
+        let targets = g
+            .target
+            .iter()
+            .map(|t| {
+                let port = t.port.unwrap_or(g.port);
+                let source =
+                    t.id.parse::<IpAddr>()
+                        .ok()
+                        .zip(self.delegates.targets.as_ref())
+                        .and_then(|(ip, d)| d.source(group, SocketAddr::new(ip, port)))
+                        .unwrap_or(Source::Config);
+                RegisteredTarget {
+                    id: t.id.clone(),
+                    port,
+                    weight: t.weight,
+                    availability_zone: t.availability_zone.clone(),
+                    source: source.name().into(),
+                }
+            })
+            .collect();
         Ok(TargetList {
             target_group: group.into(),
             port: g.port,
@@ -274,8 +262,8 @@ impl AdminState for Daemon {
         let Some(d) = self.delegates.targets.clone() else {
             return Err(ApiError::not_implemented("registering targets at run time"));
         };
-        d.register(group, addrs.clone()).await?;
-        Ok(self.changed(group, &addrs))
+        let generation = d.register(group, addrs.clone()).await?;
+        Ok(self.changed(group, &addrs, generation))
     }
 
     async fn deregister(
@@ -289,7 +277,7 @@ impl AdminState for Daemon {
                 "deregistering targets at run time",
             ));
         };
-        d.deregister(group, addrs.clone()).await?;
-        Ok(self.changed(group, &addrs))
+        let generation = d.deregister(group, addrs.clone()).await?;
+        Ok(self.changed(group, &addrs, generation))
     }
 }

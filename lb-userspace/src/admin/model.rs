@@ -76,7 +76,8 @@ pub struct RegisteredTarget {
     pub port: u16,
     pub weight: u32,
     pub availability_zone: Option<String>,
-    /// `config` (in the file) or `runtime` (registered through the API since the last reload).
+    /// `config` (in the file), `runtime` (registered through the API since the last reload) or
+    /// `discovered` (found by discovery).
     pub source: String,
 }
 
@@ -86,6 +87,9 @@ pub struct TargetsChanged {
     pub target_group: String,
     /// The targets as `ip:port`, the port resolved.
     pub targets: Vec<String>,
+    /// The configuration generation in force after the change (the same one when nothing
+    /// changed: registering a target already registered).
+    pub generation: u64,
     /// Always `true`: the change lives in the running daemon only; a reload applies the file,
     /// which keeps a target only if the file has it.
     pub runtime_only: bool,

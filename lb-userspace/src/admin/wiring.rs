@@ -1,20 +1,22 @@
 //! The admin API's delegates from the rest of `weir run`: the health checker's table (through
-//! the L7 side), the XDP attachments, the reload request channel and the generation record
-//! (`crate::reload`). One call from the control plane's main loop ([`serve`]) starts the server
-//! with all of them.
+//! the L7 side), the XDP attachments, the request channel to the main loop (reloads, run-time
+//! target changes) and the generation in force (`crate::reload`). One call from the control
+//! plane's main loop ([`serve`]) starts the server with all of them.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::{Arc, Mutex},
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use super::{
     Bound, Delegates, Server,
-    daemon::{BoxFuture, Current, CurrentSource, HealthView, ReloadDelegate},
+    daemon::{BoxFuture, Current, CurrentSource, HealthView, ReloadDelegate, TargetDelegate},
     error::ApiError,
     model::XdpInterface,
 };
-use crate::{config::Config, l7::L7Handle, reload::ReloadHandle};
+use crate::{
+    config::Config,
+    l7::L7Handle,
+    overlay::{OverlayError, Source, TargetChange},
+    reload::{InForce, ReloadHandle, TargetsError},
+};
 
 /// The health checker's view (`crate::health::HealthTable::snapshot`) as the API's JSON.
 fn health(l7: &L7Handle) -> HealthView {
@@ -46,48 +48,74 @@ impl ReloadDelegate for Reload {
     }
 }
 
-/// The generation in force as the main loop records it after every applied reload, SIGHUP's
-/// included (`crate::reload::write_status`), and the file re-read when it moved.
-struct Recorded {
-    status_file: PathBuf,
-    config_path: Option<PathBuf>,
-    cache: Mutex<Current>,
-}
-
-/// The `generation` of a status record (`{"generation": N, …}`).
-pub fn recorded_generation(text: &str) -> Option<u64> {
-    serde_json::from_str::<serde_json::Value>(text).ok()?["generation"].as_u64()
-}
-
-impl CurrentSource for Recorded {
+/// The generation in force as the main loop records it after every applied generation (reloads,
+/// SIGHUP's included, and run-time target changes).
+impl CurrentSource for InForce {
     fn current(&self) -> Current {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        let now = std::fs::read_to_string(&self.status_file)
-            .ok()
-            .and_then(|t| recorded_generation(&t));
-        if let Some(g) = now.filter(|g| *g != cache.generation) {
-            // The file that generation was made from; should it have been edited (and broken)
-            // since, the last configuration read stays, under its own generation.
-            if let Ok(cfg) = Config::load(self.config_path.as_deref()) {
-                *cache = Current {
-                    generation: g,
-                    config: Arc::new(cfg),
-                };
-            }
+        let now = self.now();
+        Current {
+            generation: now.generation,
+            config: now.config,
         }
-        cache.clone()
     }
 }
 
-fn recorded(cfg: &Config, config_path: Option<&Path>) -> Arc<dyn CurrentSource> {
-    Arc::new(Recorded {
-        status_file: crate::reload::status_path(),
-        config_path: config_path.map(Path::to_path_buf),
-        cache: Mutex::new(Current {
-            generation: 1,
-            config: Arc::new(cfg.clone()),
-        }),
-    })
+/// A refused target change as the API's error (ALB's codes).
+pub fn targets_error(e: TargetsError) -> ApiError {
+    match e {
+        TargetsError::Refused(OverlayError::TargetGroupNotFound(g)) => {
+            ApiError::target_group_not_found(&g)
+        }
+        TargetsError::Refused(OverlayError::InvalidTarget(why)) => ApiError::invalid_target(why),
+        TargetsError::Stopping => ApiError::unavailable(e.to_string()),
+    }
+}
+
+/// Register and deregister through the main loop (`crate::overlay`); the list from the
+/// generation in force.
+struct Targets {
+    handle: ReloadHandle,
+    in_force: InForce,
+}
+
+impl Targets {
+    fn send(&self, change: TargetChange) -> BoxFuture<'_, Result<u64, ApiError>> {
+        Box::pin(async move {
+            self.handle
+                .change_targets(change)
+                .await
+                .map_err(targets_error)
+        })
+    }
+}
+
+impl TargetDelegate for Targets {
+    fn register(
+        &self,
+        group: &str,
+        targets: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, Result<u64, ApiError>> {
+        self.send(TargetChange::Register {
+            group: group.into(),
+            targets,
+        })
+    }
+
+    fn deregister(
+        &self,
+        group: &str,
+        targets: Vec<SocketAddr>,
+    ) -> BoxFuture<'_, Result<u64, ApiError>> {
+        self.send(TargetChange::Deregister {
+            group: group.into(),
+            targets,
+        })
+    }
+
+    fn source(&self, group: &str, target: SocketAddr) -> Option<Source> {
+        let now = self.in_force.now();
+        now.overlay.source(&now.file, group, target)
+    }
 }
 
 /// Serves the bound admin socket with what the control plane has: called once the workers and
@@ -99,12 +127,17 @@ pub fn serve(
     xdp: Vec<XdpInterface>,
     l7: Option<&L7Handle>,
     reload: ReloadHandle,
+    in_force: InForce,
 ) -> anyhow::Result<Option<Server>> {
     let delegates = Delegates {
         health: l7.map(health),
         workers: l7.is_some(),
-        reload: Some(Arc::new(Reload(reload))),
-        current: Some(recorded(cfg, config_path.as_deref())),
+        reload: Some(Arc::new(Reload(reload.clone()))),
+        targets: Some(Arc::new(Targets {
+            handle: reload,
+            in_force: in_force.clone(),
+        })),
+        current: Some(Arc::new(in_force)),
         ..Delegates::default()
     };
     super::serve(bound, cfg, config_path, xdp, delegates)
@@ -127,11 +160,14 @@ mod tests {
     }
 
     #[test]
-    fn the_recorded_generation_is_read_from_the_status_record() {
-        assert_eq!(
-            recorded_generation(r#"{"pid":1,"generation":7,"config":"x"}"#),
-            Some(7)
+    fn target_refusals_get_albs_codes() {
+        let e = targets_error(OverlayError::TargetGroupNotFound("g".into()).into());
+        assert_eq!((e.status, e.code), (404, "TargetGroupNotFound"));
+        let e = targets_error(
+            OverlayError::InvalidTarget("target 10.0.0.1:80 is not registered".into()).into(),
         );
-        assert_eq!(recorded_generation("garbage"), None);
+        assert_eq!((e.status, e.code), (400, "InvalidTarget"));
+        assert!(e.message.contains("not registered"));
+        assert_eq!(targets_error(TargetsError::Stopping).status, 503);
     }
 }

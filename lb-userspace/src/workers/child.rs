@@ -73,7 +73,7 @@ fn from_control_plane(fd: RawFd) -> anyhow::Result<Setup> {
     let w: WorkersSection = toml::from_str(&g.toml).context("[workers] as sent by weir run")?;
     Ok(Setup {
         workers: w.workers,
-        l7: lb_l7::generation::parse_l7(&g.toml)?,
+        l7: g.l7()?,
         connections_set: nofile::connections_set_in(&g.toml),
         generation: Some((g.generation, g.files)),
         batch: Some(batch),

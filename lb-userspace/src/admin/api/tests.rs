@@ -89,6 +89,7 @@ impl AdminState for Fake {
         Ok(TargetsChanged {
             target_group: g.into(),
             targets: t.iter().map(|t| t.id.clone()).collect(),
+            generation: 2,
             runtime_only: true,
             config: "t.toml".into(),
         })

@@ -1,0 +1,280 @@
+//! Run-time target sets: the targets in force are the file's targets with an overlay on top,
+//! per group — targets registered at run time added, deregistered ones removed, and the targets
+//! discovery found (#12) as a third source. Pure: no I/O, no clock.
+//!
+//! **Entry point.** The control plane holds one [`Overlay`] in `crate::reload::Generations`;
+//! a change reaches it as a [`TargetChange`] through
+//! `crate::reload::ReloadHandle::change_targets` (the admin API's register/deregister,
+//! discovery's [`TargetChange::Discovered`]). A change that changes the targets in force makes
+//! the next configuration generation, exactly as a reload does: validated, sent to every worker
+//! (`ControlMsg::Config` with the overlay's [`Overlay::target_sets`], sticky, so a restarted
+//! worker gets it too), given to the health checker (a new target is checked and gets traffic
+//! once healthy; a removed one drains). A change that changes nothing (registering a target
+//! already in force) is a success without a new generation.
+//!
+//! In force, per group: `((file ∪ discovered) − deregistered) ∪ registered`, the file's targets
+//! first in file order, then the others in address order (`lb_l7::target_sets::apply` builds
+//! the group from it, in the control plane and in every worker).
+//!
+//! **Reload** applies the file ([`Overlay::after_reload`]): registrations and deregistrations
+//! made at run time are forgotten (HAProxy's runtime API does the same; weir never rewrites its
+//! file), discovered targets stay for the groups the new file still has (discovery keeps them
+//! current).
+//!
+//! The semantics are `aws elbv2 register-targets` / `deregister-targets`'s: registering a
+//! target already registered succeeds and changes nothing; deregistering one that is not
+//! registered is `InvalidTarget`; an unknown group is `TargetGroupNotFound`; a change names its
+//! targets with their ports resolved (the group's port when none is given: the admin API does
+//! that) and is applied whole or not at all.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+};
+
+use lb_l7::{
+    config::TargetGroup,
+    target_sets::{self, TargetSets},
+};
+
+use crate::config::Config;
+
+/// One change to the overlay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetChange {
+    /// `register-targets`: these targets are in force from now on.
+    Register {
+        group: String,
+        targets: Vec<SocketAddr>,
+    },
+    /// `deregister-targets`: these targets leave (and drain).
+    Deregister {
+        group: String,
+        targets: Vec<SocketAddr>,
+    },
+    /// Discovery's whole answer for the group (replacing its previous one); an empty list
+    /// removes every discovered target of the group.
+    Discovered {
+        group: String,
+        targets: Vec<SocketAddr>,
+    },
+}
+
+impl TargetChange {
+    pub fn group(&self) -> &str {
+        match self {
+            TargetChange::Register { group, .. }
+            | TargetChange::Deregister { group, .. }
+            | TargetChange::Discovered { group, .. } => group,
+        }
+    }
+}
+
+/// Why a change was refused (nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OverlayError {
+    /// ALB's `TargetGroupNotFound`.
+    #[error("no target group named `{0}`")]
+    TargetGroupNotFound(String),
+    /// ALB's `InvalidTarget`.
+    #[error("{0}")]
+    InvalidTarget(String),
+}
+
+/// Where a target in force comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The configuration file.
+    Config,
+    /// Registered at run time (the admin API).
+    Runtime,
+    /// Found by discovery.
+    Discovered,
+}
+
+impl Source {
+    /// The admin API's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Config => "config",
+            Source::Runtime => "runtime",
+            Source::Discovered => "discovered",
+        }
+    }
+}
+
+/// One group's changes over the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct GroupOverlay {
+    registered: BTreeSet<SocketAddr>,
+    deregistered: BTreeSet<SocketAddr>,
+    discovered: BTreeSet<SocketAddr>,
+}
+
+impl GroupOverlay {
+    fn is_empty(&self) -> bool {
+        self.registered.is_empty() && self.deregistered.is_empty() && self.discovered.is_empty()
+    }
+}
+
+/// The run-time changes over the file's targets, per group.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overlay {
+    groups: BTreeMap<String, GroupOverlay>,
+}
+
+/// The file's targets of a group, as addresses, in file order.
+fn file_targets(g: &TargetGroup) -> Vec<SocketAddr> {
+    g.target
+        .iter()
+        .filter_map(|t| target_sets::address(g, t))
+        .collect()
+}
+
+impl Overlay {
+    /// Applies `change` to the overlay over `file` (the configuration file in force). Returns
+    /// whether the targets in force changed; on an error nothing changed.
+    pub fn change(&mut self, file: &Config, change: &TargetChange) -> Result<bool, OverlayError> {
+        let name = change.group();
+        let group = file
+            .l7
+            .target_group(name)
+            .ok_or_else(|| OverlayError::TargetGroupNotFound(name.to_string()))?;
+        let before = self.in_force(group);
+        let mut o = self.groups.get(name).cloned().unwrap_or_default();
+        match change {
+            TargetChange::Register { targets, .. } => {
+                let file_or_found = self.base(group);
+                for t in targets {
+                    o.deregistered.remove(t);
+                    if !file_or_found.contains(t) {
+                        o.registered.insert(*t);
+                    }
+                }
+            }
+            TargetChange::Deregister { targets, .. } => {
+                if let Some(t) = targets.iter().find(|t| !before.contains(t)) {
+                    return Err(OverlayError::InvalidTarget(format!(
+                        "target {t} is not registered in target group {name}"
+                    )));
+                }
+                let file_or_found = self.base(group);
+                for t in targets {
+                    o.registered.remove(t);
+                    if file_or_found.contains(t) {
+                        o.deregistered.insert(*t);
+                    }
+                }
+            }
+            TargetChange::Discovered { targets, .. } => {
+                o.discovered = targets.iter().copied().collect();
+            }
+        }
+        self.set(name, o);
+        Ok(self.in_force(group) != before)
+    }
+
+    fn set(&mut self, name: &str, o: GroupOverlay) {
+        if o.is_empty() {
+            self.groups.remove(name);
+        } else {
+            self.groups.insert(name.to_string(), o);
+        }
+    }
+
+    /// The file's targets and the discovered ones, before deregistrations and registrations.
+    fn base(&self, g: &TargetGroup) -> Vec<SocketAddr> {
+        let mut v = file_targets(g);
+        if let Some(o) = self.groups.get(&g.name) {
+            v.extend(
+                o.discovered
+                    .iter()
+                    .filter(|a| !v.contains(a))
+                    .copied()
+                    .collect::<Vec<_>>(),
+            );
+        }
+        v
+    }
+
+    /// The group's targets in force: the file's first (file order), then the others (address
+    /// order).
+    fn in_force(&self, g: &TargetGroup) -> Vec<SocketAddr> {
+        let mut v = self.base(g);
+        if let Some(o) = self.groups.get(&g.name) {
+            v.retain(|a| !o.deregistered.contains(a));
+            let extra: Vec<SocketAddr> = o
+                .registered
+                .iter()
+                .filter(|a| !v.contains(a))
+                .copied()
+                .collect();
+            v.extend(extra);
+            let (file, mut rest): (Vec<_>, Vec<_>) = {
+                let f = file_targets(g);
+                v.into_iter().partition(|a| f.contains(a))
+            };
+            rest.sort();
+            v = file.into_iter().chain(rest).collect();
+        }
+        v
+    }
+
+    /// What the workers are sent: the targets in force of every group the overlay touches.
+    pub fn target_sets(&self, file: &Config) -> TargetSets {
+        self.groups
+            .keys()
+            .filter_map(|name| file.l7.target_group(name))
+            .map(|g| (g.name.clone(), self.in_force(g)))
+            .collect()
+    }
+
+    /// `file` with the overlay applied: the configuration in force.
+    pub fn apply(&self, file: &Config) -> Config {
+        let mut c = file.clone();
+        c.l7 = target_sets::apply(&file.l7, &self.target_sets(file));
+        c
+    }
+
+    /// Where target `addr` of `group` in force comes from; `None` when it is not in force.
+    pub fn source(&self, file: &Config, group: &str, addr: SocketAddr) -> Option<Source> {
+        let g = file.l7.target_group(group)?;
+        if !self.in_force(g).contains(&addr) {
+            return None;
+        }
+        let o = self.groups.get(group);
+        Some(if file_targets(g).contains(&addr) {
+            Source::Config
+        } else if o.is_some_and(|o| o.registered.contains(&addr)) {
+            Source::Runtime
+        } else {
+            Source::Discovered
+        })
+    }
+
+    /// The overlay after a reload to `file`: the file is applied, so run-time registrations
+    /// and deregistrations are forgotten; discovered targets stay for the groups `file` has.
+    pub fn after_reload(&self, file: &Config) -> Overlay {
+        let mut next = Overlay::default();
+        for (name, o) in &self.groups {
+            if file.l7.target_group(name).is_some() && !o.discovered.is_empty() {
+                next.groups.insert(
+                    name.clone(),
+                    GroupOverlay {
+                        discovered: o.discovered.clone(),
+                        ..GroupOverlay::default()
+                    },
+                );
+            }
+        }
+        next
+    }
+
+    /// Nothing changed at run time.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests;

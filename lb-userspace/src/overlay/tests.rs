@@ -1,0 +1,217 @@
+use super::*;
+
+const FILE: &str = r#"
+[[listener]]
+address = "127.0.0.1"
+port = 8080
+default_action = { type = "forward", target_group = "web" }
+[[target_group]]
+name = "web"
+port = 9000
+target = [{ id = "10.0.0.1", weight = 3 }, { id = "10.0.0.2" }]
+[[target_group]]
+name = "other"
+target = [{ id = "10.0.0.5" }]
+"#;
+
+fn file() -> Config {
+    Config::parse("w.toml", FILE).unwrap()
+}
+
+fn a(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+fn reg(group: &str, t: &[&str]) -> TargetChange {
+    TargetChange::Register {
+        group: group.into(),
+        targets: t.iter().map(|s| a(s)).collect(),
+    }
+}
+
+fn dereg(group: &str, t: &[&str]) -> TargetChange {
+    TargetChange::Deregister {
+        group: group.into(),
+        targets: t.iter().map(|s| a(s)).collect(),
+    }
+}
+
+fn found(group: &str, t: &[&str]) -> TargetChange {
+    TargetChange::Discovered {
+        group: group.into(),
+        targets: t.iter().map(|s| a(s)).collect(),
+    }
+}
+
+/// The group's targets in force as `ip:port`, from the configuration built.
+fn in_force(o: &Overlay, group: &str) -> Vec<String> {
+    let c = o.apply(&file());
+    let g = c.l7.target_group(group).unwrap();
+    g.target
+        .iter()
+        .map(|t| target_sets::address(g, t).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn register_adds_after_the_file_and_again_is_a_no_op() {
+    let f = file();
+    let mut o = Overlay::default();
+    assert_eq!(
+        o.change(&f, &reg("web", &["10.0.0.9:9000", "10.0.0.3:9000"])),
+        Ok(true)
+    );
+    assert_eq!(
+        in_force(&o, "web"),
+        [
+            "10.0.0.1:9000",
+            "10.0.0.2:9000",
+            "10.0.0.3:9000",
+            "10.0.0.9:9000"
+        ]
+    );
+    let before = o.clone();
+    assert_eq!(o.change(&f, &reg("web", &["10.0.0.9:9000"])), Ok(false));
+    assert_eq!(
+        o.change(&f, &reg("web", &["10.0.0.1:9000"])),
+        Ok(false),
+        "in the file"
+    );
+    assert_eq!(o, before);
+    assert_eq!(
+        o.source(&f, "web", a("10.0.0.9:9000")),
+        Some(Source::Runtime)
+    );
+    assert_eq!(
+        o.source(&f, "web", a("10.0.0.1:9000")),
+        Some(Source::Config)
+    );
+    assert_eq!(o.source(&f, "web", a("10.0.0.7:9000")), None);
+    // The file's entry (weight) stays; a registered target has weight 1.
+    let c = o.apply(&f);
+    let w: Vec<u32> =
+        c.l7.target_group("web")
+            .unwrap()
+            .target
+            .iter()
+            .map(|t| t.weight)
+            .collect();
+    assert_eq!(w, [3, 1, 1, 1]);
+    assert_eq!(in_force(&o, "other"), ["10.0.0.5:80"]);
+}
+
+#[test]
+fn deregister_removes_file_and_runtime_targets_and_refuses_strangers_whole() {
+    let f = file();
+    let mut o = Overlay::default();
+    o.change(&f, &reg("web", &["10.0.0.9:9000"])).unwrap();
+    assert_eq!(
+        o.change(&f, &dereg("web", &["10.0.0.1:9000", "10.0.0.9:9000"])),
+        Ok(true)
+    );
+    assert_eq!(in_force(&o, "web"), ["10.0.0.2:9000"]);
+    // Not registered (any more, or on another port): refused, nothing changed.
+    let before = o.clone();
+    for bad in [
+        dereg("web", &["10.0.0.2:9000", "10.0.0.1:9000"]),
+        dereg("web", &["10.0.0.2:9001"]),
+    ] {
+        let e = o.change(&f, &bad).unwrap_err();
+        assert!(
+            matches!(&e, OverlayError::InvalidTarget(m) if m.contains("not registered")),
+            "{e}"
+        );
+        assert_eq!(o, before);
+    }
+    // Registered again: a file target is back in file order with its entry.
+    assert_eq!(o.change(&f, &reg("web", &["10.0.0.1:9000"])), Ok(true));
+    assert_eq!(in_force(&o, "web"), ["10.0.0.1:9000", "10.0.0.2:9000"]);
+    assert!(o.is_empty(), "nothing left over the file");
+    // Every target can leave: the group has none.
+    o.change(&f, &dereg("web", &["10.0.0.1:9000", "10.0.0.2:9000"]))
+        .unwrap();
+    assert!(in_force(&o, "web").is_empty());
+}
+
+#[test]
+fn unknown_groups_are_refused() {
+    let mut o = Overlay::default();
+    for c in [
+        reg("nope", &["10.0.0.1:80"]),
+        dereg("nope", &["10.0.0.1:80"]),
+        found("nope", &[]),
+    ] {
+        assert_eq!(
+            o.change(&file(), &c),
+            Err(OverlayError::TargetGroupNotFound("nope".into()))
+        );
+    }
+    assert!(o.is_empty());
+}
+
+#[test]
+fn discovered_targets_are_a_third_source() {
+    let f = file();
+    let mut o = Overlay::default();
+    assert_eq!(
+        o.change(&f, &found("web", &["10.0.1.2:9000", "10.0.0.2:9000"])),
+        Ok(true)
+    );
+    assert_eq!(
+        in_force(&o, "web"),
+        ["10.0.0.1:9000", "10.0.0.2:9000", "10.0.1.2:9000"]
+    );
+    assert_eq!(
+        o.source(&f, "web", a("10.0.1.2:9000")),
+        Some(Source::Discovered)
+    );
+    assert_eq!(
+        o.source(&f, "web", a("10.0.0.2:9000")),
+        Some(Source::Config)
+    );
+    // Deregistered, it stays out whatever discovery says; registered again, it is back.
+    o.change(&f, &dereg("web", &["10.0.1.2:9000"])).unwrap();
+    assert_eq!(o.change(&f, &found("web", &["10.0.1.2:9000"])), Ok(false));
+    assert_eq!(in_force(&o, "web"), ["10.0.0.1:9000", "10.0.0.2:9000"]);
+    o.change(&f, &reg("web", &["10.0.1.2:9000"])).unwrap();
+    assert_eq!(
+        o.source(&f, "web", a("10.0.1.2:9000")),
+        Some(Source::Discovered)
+    );
+    // A new answer replaces the old one.
+    assert_eq!(o.change(&f, &found("web", &["10.0.1.3:9000"])), Ok(true));
+    assert_eq!(
+        in_force(&o, "web"),
+        ["10.0.0.1:9000", "10.0.0.2:9000", "10.0.1.3:9000"]
+    );
+}
+
+#[test]
+fn a_reload_applies_the_file_and_keeps_discovery() {
+    let f = file();
+    let mut o = Overlay::default();
+    o.change(&f, &reg("web", &["10.0.0.9:9000"])).unwrap();
+    o.change(&f, &dereg("web", &["10.0.0.1:9000"])).unwrap();
+    o.change(&f, &found("other", &["10.0.2.1:80"])).unwrap();
+    let o = o.after_reload(&f);
+    assert_eq!(in_force(&o, "web"), ["10.0.0.1:9000", "10.0.0.2:9000"]);
+    assert_eq!(in_force(&o, "other"), ["10.0.0.5:80", "10.0.2.1:80"]);
+    // A group the new file lacks loses its discovered targets.
+    let without = Config::parse(
+        "w.toml",
+        &FILE.replace("name = \"other\"", "name = \"else\""),
+    )
+    .unwrap();
+    assert!(o.after_reload(&without).is_empty());
+}
+
+#[test]
+fn the_workers_get_only_the_groups_touched() {
+    let f = file();
+    let mut o = Overlay::default();
+    assert!(o.target_sets(&f).is_empty());
+    o.change(&f, &dereg("web", &["10.0.0.2:9000"])).unwrap();
+    let sets = o.target_sets(&f);
+    assert_eq!(sets.len(), 1);
+    assert_eq!(sets["web"], [a("10.0.0.1:9000")]);
+}

@@ -29,6 +29,9 @@ pub enum Command {
     },
     /// Show the running daemon's XDP counters: totals and per-second rates.
     Stats(StatsArgs),
+    /// A live view of the running daemon, like `top`: XDP actions, SYN floods, listeners,
+    /// targets, workers (`q` quits; `--once` prints one frame as plain text).
+    Top(TopArgs),
     /// The running daemon: configuration generation, workers, uptime, XDP mode per interface.
     Status(ClientArgs),
     /// The listeners the daemon serves (ALB's describe-listeners).
@@ -87,6 +90,32 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Clone, clap::Args)]
+pub struct TopArgs {
+    /// The daemon's admin socket. Default: the daemon of this network namespace, or the one
+    /// attached to --iface.
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// The daemon attached to this interface (its pinned XDP counters and its admin socket).
+    /// Default: the interface the daemon reports XDP attached to.
+    #[arg(long, short)]
+    pub iface: Option<String>,
+    /// Seconds between refreshes; rates are the changes between two refreshes.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_interval)]
+    pub interval: f64,
+    /// Print one frame as plain text (rates over --interval) and exit: for scripts.
+    #[arg(long)]
+    pub once: bool,
+}
+
+/// A refresh interval: 0.1 s to one hour.
+fn parse_interval(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.1..=3600.0).contains(&v) => Ok(v),
+        _ => Err(format!("`{s}`: the interval is 0.1 to 3600 seconds")),
+    }
+}
+
 /// How the admin CLI verbs reach a daemon and print its answer.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ClientArgs {
@@ -121,7 +150,8 @@ pub enum TargetsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// A target group's registered targets, from the file and from run-time registrations.
+    /// A target group's registered targets (the file's, those registered at run time and those
+    /// discovered), each with where it comes from.
     List {
         /// The target group's name.
         #[arg(long, value_parser = parse_group)]
@@ -129,11 +159,13 @@ pub enum TargetsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Register targets at run time, kept by a reload only if the file has them too (this
-    /// version's daemon answers NotImplemented: edit the file and `weir reload`).
+    /// Register targets at run time (ALB's register-targets): a new configuration generation
+    /// for every worker; a new target gets traffic once its health checks pass. Not persisted:
+    /// a reload applies the file, which keeps a target only if the file has it.
     Register(TargetChange),
-    /// Deregister targets at run time (this version's daemon answers NotImplemented: edit the
-    /// file and `weir reload`; removed targets drain).
+    /// Deregister targets at run time (ALB's deregister-targets): no new requests, in-flight
+    /// ones finish; `draining` for the group's deregistration delay. Not persisted: a reload
+    /// applies the file, which registers the target again if the file has it.
     Deregister(TargetChange),
 }
 
@@ -251,6 +283,15 @@ mod tests {
             &["weir", "listeners"],
             &["weir", "rules", "--listener", "80"],
             &["weir", "reload"],
+            &[
+                "weir",
+                "top",
+                "--once",
+                "--interval",
+                "0.5",
+                "--iface",
+                "eth0",
+            ],
             &["weir", "targets", "health", "--target-group", "g"],
             &[
                 "weir",
@@ -267,5 +308,11 @@ mod tests {
         assert!(
             Cli::try_parse_from(["weir", "targets", "register", "--target-group", "g"]).is_err()
         );
+        for bad in ["0", "-1", "nan", "x", "7200"] {
+            assert!(
+                Cli::try_parse_from(["weir", "top", "--interval", bad]).is_err(),
+                "{bad}"
+            );
+        }
     }
 }

@@ -11,6 +11,7 @@ pub mod reload;
 pub mod run;
 pub mod stats;
 pub mod sysctl;
+pub mod top;
 pub mod workers;
 pub mod xdp;
 

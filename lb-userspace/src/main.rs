@@ -2,14 +2,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use aya::maps::{Map, MapData};
+use anyhow::bail;
 use clap::Parser;
 use lb_userspace::{
     cli::{Cli, Command, StatsArgs},
     config::Config,
-    run, stats,
-    xdp::{Counters, pins},
+    run,
+    stats::{self, read_pinned},
+    xdp::pins,
 };
 
 // glibc's malloc cost about 10 % of each proxied request in the L7 benchmark (docs/l7.md).
@@ -37,6 +37,7 @@ fn main() -> std::process::ExitCode {
             .and_then(|rt| rt.block_on(run::run(args))),
         Command::Check { config } => check(config.as_deref()),
         Command::Stats(args) => show_stats(&args),
+        Command::Top(args) => lb_userspace::top::run(&args),
         Command::Worker { index, config } => {
             lb_userspace::workers::child::main(index, config.as_deref())
         }
@@ -71,20 +72,6 @@ fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
         cfg.deny.sources.len()
     );
     Ok(())
-}
-
-fn read_pinned(iface: &str) -> anyhow::Result<Counters> {
-    let dir = pins::dir_for(iface);
-    let open = |name: &str| {
-        MapData::from_pin(dir.join(name))
-            .with_context(|| format!("opening {}/{name}", dir.display()))
-    };
-    let stats = Map::PerCpuArray(open(lb_common::maps::STATS)?);
-    let vip_stats = Map::PerCpuArray(open(lb_common::maps::VIP_STATS)?);
-    let vips = Map::HashMap(open(lb_common::maps::VIPS)?);
-    let mut counters = Counters::read(&stats, &vip_stats, &vips)?;
-    counters.syn = lb_userspace::xdp::syn::read_pinned(&dir, &counters.tcp_vip_ids())?;
-    Ok(counters)
 }
 
 fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {

@@ -2,10 +2,27 @@
 
 use std::{fmt::Write as _, time::Duration};
 
+use anyhow::Context as _;
+use aya::maps::{Map, MapData};
 use lb_common::{Counter, Stat, proto, syn::SynCounter};
 use serde_json::{Value, json};
 
-use crate::xdp::Counters;
+use crate::xdp::{Counters, pins};
+
+/// The counters of the daemon attached to `iface`, from its pinned maps (`weir stats`, `weir top`).
+pub fn read_pinned(iface: &str) -> anyhow::Result<Counters> {
+    let dir = pins::dir_for(iface);
+    let open = |name: &str| {
+        MapData::from_pin(dir.join(name))
+            .with_context(|| format!("opening {}/{name}", dir.display()))
+    };
+    let stats = Map::PerCpuArray(open(lb_common::maps::STATS)?);
+    let vip_stats = Map::PerCpuArray(open(lb_common::maps::VIP_STATS)?);
+    let vips = Map::HashMap(open(lb_common::maps::VIPS)?);
+    let mut counters = Counters::read(&stats, &vip_stats, &vips)?;
+    counters.syn = crate::xdp::syn::read_pinned(&dir, &counters.tcp_vip_ids())?;
+    Ok(counters)
+}
 
 fn rate(now: u64, before: u64, secs: f64) -> f64 {
     if secs <= 0.0 {

@@ -1,0 +1,84 @@
+//! `weir top`: a live view of the running daemon, like `top` and HAProxy's stats page.
+//!
+//! - [`snapshot`]: the [`Snapshot`] model built from two samples (rates = changes between
+//!   refreshes). Pure.
+//! - [`render`]: drawing a snapshot (ratatui), laid out for 80×24; `--once`'s plain text. Pure.
+//! - [`sample`]: reading a sample: pinned XDP counters, the admin API, `/proc`.
+//! - [`term`]: the terminal (raw mode, alternate screen), restored on every exit, panics included.
+
+pub mod render;
+pub mod sample;
+pub mod snapshot;
+pub mod term;
+
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+
+pub use snapshot::{Sample, Snapshot};
+
+use crate::cli::TopArgs;
+
+/// Runs `weir top`.
+pub fn run(args: &TopArgs) -> anyhow::Result<()> {
+    let source = sample::Source::new(args)?;
+    let interval = Duration::from_secs_f64(args.interval);
+    if args.once {
+        return once(&source, interval);
+    }
+    interactive(&source, interval)
+}
+
+/// One frame, rates over `interval`, printed as plain text. Fails when the daemon could be
+/// reached neither through its admin API nor through its pins.
+fn once(source: &sample::Source, interval: Duration) -> anyhow::Result<()> {
+    let before = source.sample();
+    std::thread::sleep(interval);
+    let now = source.sample();
+    if let (Err(api), Err(xdp)) = (&now.status, &now.xdp) {
+        anyhow::bail!("no weir daemon to show: admin API: {api}; XDP: {xdp}");
+    }
+    print!("{}", render::text(&Snapshot::new(Some(&before), &now)));
+    Ok(())
+}
+
+/// Whether a key quits: `q`, `Q`, Esc, Ctrl-C (raw mode delivers Ctrl-C as a key).
+fn quits(k: &KeyEvent) -> bool {
+    k.kind == KeyEventKind::Press
+        && match k.code {
+            KeyCode::Char('q') | KeyCode::Char('Q') | KeyCode::Esc => true,
+            KeyCode::Char('c') => k.modifiers.contains(KeyModifiers::CONTROL),
+            _ => false,
+        }
+}
+
+fn interactive(source: &sample::Source, interval: Duration) -> anyhow::Result<()> {
+    let mut terminal = term::Guard::enter()?;
+    let mut before: Option<Sample> = None;
+    let mut now = source.sample();
+    loop {
+        let snap = Snapshot::new(before.as_ref(), &now);
+        terminal.draw(&snap)?;
+        let next = Instant::now() + interval;
+        loop {
+            if term::stop_requested() {
+                return Ok(());
+            }
+            let left = next.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if event::poll(left.min(Duration::from_millis(100)))? {
+                match event::read()? {
+                    Event::Key(k) if quits(&k) => return Ok(()),
+                    Event::Resize(..) => terminal.draw(&snap)?,
+                    _ => {}
+                }
+            }
+        }
+        before = Some(std::mem::replace(&mut now, source.sample()));
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -285,8 +285,8 @@ fn each_verb_in_text_and_json() -> Result<()> {
     Ok(())
 }
 
-/// The verbs that change something, and target health. Register and deregister either work or
-/// say `NotImplemented` and change nothing (never a fake success).
+/// The verbs that change something, and target health. A registration makes generation 2; a
+/// reload applies the file (the registration is gone) as generation 3.
 fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
     let h = json(ns, socket, &["targets", "health"])?;
     let web = &h["target_groups"][0];
@@ -294,8 +294,9 @@ fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
     assert_eq!(web["targets"][0]["port"], TARGET_PORT, "{h}");
     let t = text(ns, socket, &["targets", "health", "--target-group", "web"])?;
     assert!(t.contains("target group web: HealthyHostCount"), "{t}");
-    let (ok, out, err) = weir_cli(
+    let out = text(
         ns,
+        socket,
         &[
             "targets",
             "register",
@@ -303,38 +304,36 @@ fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
             "web",
             "--target",
             "127.0.0.1:9302",
-            "--socket",
-            socket.to_str().unwrap(),
         ],
     )?;
-    if ok {
-        assert!(
-            out.contains("registered 127.0.0.1:9302 in target group web"),
-            "{out}"
-        );
-        assert!(
-            out.contains("a reload keeps these targets only if they are in"),
-            "{out}"
-        );
-    } else {
-        assert!(
-            err.contains("NotImplemented") && err.contains("nothing was changed"),
-            "{err}"
-        );
-        let tl = json(ns, socket, &["targets", "list", "--target-group", "web"])?;
-        assert_eq!(tl["targets"].as_array().unwrap().len(), 1, "{tl}");
-    }
-    // Reload: a new rule body, then a bad file that changes nothing.
+    assert!(
+        out.contains("registered 127.0.0.1:9302 in target group web"),
+        "{out}"
+    );
+    assert!(out.contains("configuration generation 2 in force"), "{out}");
+    assert!(
+        out.contains("a reload keeps these targets only if they are in"),
+        "{out}"
+    );
+    let tl = json(ns, socket, &["targets", "list", "--target-group", "web"])?;
+    assert_eq!(tl["targets"][1]["port"], 9302, "{tl}");
+    assert_eq!(tl["targets"][1]["source"], "runtime", "{tl}");
+    let t = text(ns, socket, &["targets", "list", "--target-group", "web"])?;
+    assert!(t.contains("9302") && t.contains("runtime"), "{t}");
+    // Reload: a new rule body (the registration is not in the file: gone), then a bad file
+    // that changes nothing.
     std::fs::write(&cfg.0, config_text(Some(socket), "gamma"))?;
     let out = text(ns, socket, &["reload"])?;
-    assert!(out.contains("configuration generation 2"), "{out}");
+    assert!(out.contains("configuration generation 3"), "{out}");
+    let tl = json(ns, socket, &["targets", "list", "--target-group", "web"])?;
+    assert_eq!(tl["targets"].as_array().unwrap().len(), 1, "{tl}");
     assert_eq!(
         json(ns, socket, &["reload"])?["generation"],
-        3,
+        4,
         "the same file again"
     );
     let t = text(ns, socket, &["status"])?;
-    assert!(t.contains("configuration generation 3"), "{t}");
+    assert!(t.contains("configuration generation 4"), "{t}");
     let r = json(ns, socket, &["rules", "--listener", "8080"])?;
     assert_eq!(r["rules"][0]["action"]["message_body"], "gamma", "{r}");
     std::fs::write(
@@ -352,7 +351,7 @@ fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
     );
     assert_eq!(
         json(ns, socket, &["status"])?["generation"],
-        3,
+        4,
         "a bad reload changes nothing"
     );
     // The socket cannot move on reload: said, not ignored.
@@ -363,7 +362,7 @@ fn changes(ns: &Ns, socket: &Path, cfg: &TempFile) -> Result<()> {
         err.contains("InvalidConfiguration") && err.contains("field `admin`"),
         "{err}"
     );
-    assert_eq!(json(ns, socket, &["status"])?["generation"], 3);
+    assert_eq!(json(ns, socket, &["status"])?["generation"], 4);
     assert!(!moved.exists());
     Ok(())
 }

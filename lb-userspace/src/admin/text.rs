@@ -148,6 +148,7 @@ pub fn targets_changed(c: &TargetsChanged, verb: &str) -> String {
     for t in &c.targets {
         let _ = writeln!(o, "{verb} {t} in target group {}", c.target_group);
     }
+    let _ = writeln!(o, "configuration generation {} in force", c.generation);
     let keep = if verb == "registered" {
         "a reload keeps these targets only if they are in"
     } else {
@@ -155,7 +156,7 @@ pub fn targets_changed(c: &TargetsChanged, verb: &str) -> String {
     };
     let _ = writeln!(
         o,
-        "note: a run-time change: {keep} {} (edit the file to make it last)",
+        "note: a run-time change, not persisted: {keep} {} (edit the file to make it last)",
         c.config
     );
     o

@@ -92,6 +92,7 @@ pub async fn run(
                 rebuilt = true;
             }
             _ = flush.tick() => {
+                dirty |= table.prune_drained(std::time::Instant::now());
                 if !passed.is_empty() {
                     publish.passed(std::mem::take(&mut passed));
                 }

@@ -48,6 +48,9 @@ pub enum Reason {
     NotInUse,
     /// `health_check.enabled = false`: weir routes to the target without checking it.
     HealthCheckDisabled,
+    /// Removed (deregistered, or gone from the file by a reload): `draining` until the group's
+    /// `deregistration_delay.timeout_seconds` is over.
+    DeregistrationInProgress,
 }
 
 impl Reason {
@@ -61,6 +64,7 @@ impl Reason {
             Reason::InternalError(_) => "Elb.InternalError",
             Reason::NotInUse => "Target.NotInUse",
             Reason::HealthCheckDisabled => "Target.HealthCheckDisabled",
+            Reason::DeregistrationInProgress => "Target.DeregistrationInProgress",
         }
     }
 
@@ -81,6 +85,7 @@ impl Reason {
                 "Target group is not configured to receive traffic from the load balancer".into()
             }
             Reason::HealthCheckDisabled => "Health checks are disabled".into(),
+            Reason::DeregistrationInProgress => "Target deregistration is in progress".into(),
         }
     }
 

@@ -6,6 +6,7 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 use lb_l7::{L7Config, TargetState, control::TargetHealth};
@@ -31,6 +32,11 @@ pub struct GroupEntry {
     pub targets: Vec<TargetEntry>,
     /// No target healthy: the workers route to all of them (ALB's fail-open).
     pub fail_open: bool,
+    /// `deregistration_delay.timeout_seconds`.
+    pub delay: Duration,
+    /// Targets a generation removed (deregistered, or gone from the file), `draining` until
+    /// their deadline; not checked, not sent to the workers (which drain their own).
+    pub draining: Vec<(TargetEntry, Instant)>,
 }
 
 impl GroupEntry {
@@ -63,19 +69,26 @@ impl HealthTable {
         Ok(HealthTable(Arc::new(Mutex::new(entries(cfg)?))))
     }
 
-    /// Follows a new configuration (a reload): a target of a group whose check settings did not
-    /// change keeps its health; any other target starts over (`initial`), as the workers'
-    /// fresh groups do.
+    /// Follows a new configuration (a reload, a run-time target change): a target of a group
+    /// whose check settings did not change keeps its health; any other target starts over
+    /// (`initial`), as the workers' fresh groups do. A target the new configuration no longer
+    /// has is `draining` (`Target.DeregistrationInProgress`) for its group's deregistration
+    /// delay; one that comes back is a new registration.
     pub fn rebuild(&self, cfg: &L7Config) -> anyhow::Result<()> {
+        self.rebuild_at(cfg, Instant::now())
+    }
+
+    pub(super) fn rebuild_at(&self, cfg: &L7Config, now: Instant) -> anyhow::Result<()> {
         let mut fresh = entries(cfg)?;
         let mut groups = self.lock();
-        for g in fresh.iter_mut().filter(|g| g.settings.is_some()) {
-            let Some(old) = groups
-                .iter()
-                .find(|o| o.name == g.name && o.settings == g.settings)
-            else {
+        for g in &mut fresh {
+            let Some(old) = groups.iter().find(|o| o.name == g.name) else {
                 continue;
             };
+            g.draining = leaving(old, g, now);
+            if g.settings.is_none() || old.settings != g.settings {
+                continue;
+            }
             for t in &mut g.targets {
                 if let Some(o) = old.targets.iter().find(|o| o.addr == t.addr) {
                     t.health = o.health.clone();
@@ -86,6 +99,38 @@ impl HealthTable {
         *groups = fresh;
         Ok(())
     }
+
+    /// Forgets the draining targets whose deadline is past; `true` if there were any.
+    pub fn prune_drained(&self, now: Instant) -> bool {
+        let mut groups = self.lock();
+        let mut pruned = false;
+        for g in groups.iter_mut() {
+            let before = g.draining.len();
+            g.draining.retain(|(_, until)| *until > now);
+            pruned |= g.draining.len() != before;
+        }
+        pruned
+    }
+}
+
+/// The targets of `old` that `new` no longer has, and those still draining from before, each
+/// with its deadline.
+fn leaving(old: &GroupEntry, new: &GroupEntry, now: Instant) -> Vec<(TargetEntry, Instant)> {
+    let kept = |a: SocketAddr| new.targets.iter().any(|t| t.addr == a);
+    let draining = Health::fixed(TargetState::Draining, Some(Reason::DeregistrationInProgress));
+    let still = old
+        .draining
+        .iter()
+        .filter(|(t, until)| *until > now && !kept(t.addr))
+        .cloned();
+    let gone = old.targets.iter().filter(|t| !kept(t.addr)).map(|t| {
+        let entry = TargetEntry {
+            health: draining.clone(),
+            ..t.clone()
+        };
+        (entry, now + old.delay)
+    });
+    still.chain(gone).collect()
 }
 
 /// Every target of a validated configuration in its first state: `initial` when checked,
@@ -126,6 +171,8 @@ fn entries(cfg: &L7Config) -> anyhow::Result<Vec<GroupEntry>> {
             settings,
             targets,
             fail_open,
+            delay: Duration::from_secs(g.deregistration_delay.timeout_seconds),
+            draining: Vec::new(),
         });
     }
     Ok(groups)
@@ -155,9 +202,13 @@ impl HealthTable {
 
     /// The view: what `weir targets health` prints, in ALB's words.
     pub fn snapshot(&self) -> HealthSnapshot {
+        self.snapshot_at(Instant::now())
+    }
+
+    fn snapshot_at(&self, now: Instant) -> HealthSnapshot {
         let groups = self.lock();
         HealthSnapshot {
-            target_groups: groups.iter().map(group_view).collect(),
+            target_groups: groups.iter().map(|g| group_view(g, now)).collect(),
         }
     }
 }
@@ -212,7 +263,18 @@ pub struct TargetView {
     pub description: Option<String>,
 }
 
-fn group_view(g: &GroupEntry) -> GroupView {
+fn target_view(t: &TargetEntry) -> TargetView {
+    TargetView {
+        id: t.addr.ip().to_string(),
+        port: t.addr.port(),
+        availability_zone: t.zone.clone(),
+        state: t.health.state.name().into(),
+        reason: t.health.reason.as_ref().map(|r| r.code().into()),
+        description: t.health.reason.as_ref().map(Reason::description),
+    }
+}
+
+fn group_view(g: &GroupEntry, now: Instant) -> GroupView {
     let mut zones: BTreeMap<String, ZoneCounts> = BTreeMap::new();
     let (mut healthy, mut unhealthy) = (0, 0);
     for t in &g.targets {
@@ -241,14 +303,13 @@ fn group_view(g: &GroupEntry) -> GroupView {
         targets: g
             .targets
             .iter()
-            .map(|t| TargetView {
-                id: t.addr.ip().to_string(),
-                port: t.addr.port(),
-                availability_zone: t.zone.clone(),
-                state: t.health.state.name().into(),
-                reason: t.health.reason.as_ref().map(|r| r.code().into()),
-                description: t.health.reason.as_ref().map(Reason::description),
-            })
+            .chain(
+                g.draining
+                    .iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(t, _)| t),
+            )
+            .map(target_view)
             .collect(),
     }
 }
@@ -346,6 +407,55 @@ target = [{ id = "10.0.0.4" }]
             (w[0].state.as_str(), w[0].reason.as_deref()),
             ("unhealthy", Some("Target.Timeout"))
         );
+    }
+
+    #[test]
+    fn a_removed_target_drains_for_the_delay_and_a_returning_one_starts_over() {
+        let t = HealthTable::new(&config()).unwrap();
+        let th = Thresholds {
+            healthy: 2,
+            unhealthy: 2,
+        };
+        t.lock()[0].targets[1].health.observe(&Outcome::Pass, th);
+        let now = Instant::now();
+        let mut less = config();
+        less.target_group[0].target.remove(1);
+        t.rebuild_at(&less, now).unwrap();
+        let web = |t: &HealthTable, at: Instant| -> Vec<(String, String, Option<String>)> {
+            t.snapshot_at(at).target_groups[0]
+                .targets
+                .iter()
+                .map(|x| (format!("{}:{}", x.id, x.port), x.state.clone(), x.reason.clone()))
+                .collect()
+        };
+        let draining = (
+            "10.0.0.2:81".to_string(),
+            "draining".to_string(),
+            Some("Target.DeregistrationInProgress".to_string()),
+        );
+        assert_eq!(web(&t, now)[1], draining);
+        assert_eq!(t.worker_states().len(), 3, "the workers drain their own");
+        // Another generation within the delay: still draining, with the same deadline.
+        t.rebuild_at(&less, now + Duration::from_secs(100)).unwrap();
+        assert_eq!(web(&t, now + Duration::from_secs(299))[1], draining);
+        assert_eq!(web(&t, now + Duration::from_secs(300)).len(), 1, "300 s: gone");
+        assert!(!t.prune_drained(now + Duration::from_secs(299)));
+        assert!(t.prune_drained(now + Duration::from_secs(300)));
+        // Deregistered and registered again: checked from the start, not draining.
+        t.rebuild_at(&less, now).unwrap();
+        t.rebuild_at(&config(), now).unwrap();
+        let v = web(&t, now);
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[1].1, "initial");
+        let t0 = HealthTable::new(&config()).unwrap();
+        let mut zero = config();
+        zero.target_group[0].deregistration_delay.timeout_seconds = 0;
+        let t0 = {
+            t0.rebuild_at(&zero, now).unwrap();
+            t0
+        };
+        t0.rebuild_at(&less, now).unwrap();
+        assert_eq!(web(&t0, now).len(), 1, "no delay: no draining");
     }
 
     #[test]

@@ -1,0 +1,645 @@
+//! Run-time target registration and deregistration (issue #13) through the CLI, against a real
+//! `weir run` (two workers) and three python3 targets in a lab namespace. Needs root.
+//!
+//! - a rolling deployment under steady load (keep-alive and new connections): each target in
+//!   turn deregistered (`draining`, `Target.DeregistrationInProgress`, until its deregistration
+//!   delay is over and it is gone from `weir targets health`), stopped, started again,
+//!   registered, and waited healthy: no request fails;
+//! - the errors: unknown group (`TargetGroupNotFound`), a target not registered and a bad one
+//!   (`InvalidTarget`), in text and `--json`; registering a registered target changes nothing;
+//! - a worker SIGKILLed after a registration comes back with the registered target (its
+//!   generation comes over the control channel), and a reload applies the file again.
+//!
+//! `WEIR_BIN_UNDER_TEST` runs another build (see `e2e_reload_support::weir_command`): the code
+//! before answered register/deregister `501 NotImplemented`, and this test fails at once.
+
+mod common;
+mod e2e_reload_support;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::Write as _,
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use common::TempFile;
+use e2e_reload_support::{Outcome, Weir, read_response, request_new_conn, weir_command};
+use serde_json::Value;
+use weir_tests::lab::{Lab, Ns, Proc, wait_until};
+
+const PORT: u16 = 8080;
+const TARGETS: [u16; 3] = [9401, 9402, 9403];
+/// The groups' deregistration delay, seconds.
+const DELAY: u64 = 3;
+/// ALB's least interval (5 s) and threshold (2): a registered target is healthy within 10 s.
+const CHECK: &str = "health_check = { path = \"/\", interval_seconds = 5, timeout_seconds = 2, healthy_threshold_count = 2, unhealthy_threshold_count = 2 }";
+
+const SCRIPT: &str = r#"
+import http.server, sys
+port, name = int(sys.argv[1]), sys.argv[2].encode()
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(name)))
+        self.end_headers()
+        self.wfile.write(name)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S(("127.0.0.1", port), H).serve_forever()
+"#;
+
+fn to() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], PORT))
+}
+
+fn name_of(port: u16) -> String {
+    format!("t{}", port - 9400)
+}
+
+fn config_text(socket: &Path) -> String {
+    let targets: Vec<String> = TARGETS
+        .iter()
+        .map(|p| format!("{{ id = \"127.0.0.1\", port = {p} }}"))
+        .collect();
+    format!(
+        "[admin]\nsocket = \"{}\"\n[workers]\ncount = 2\n\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\n\
+         default_action = {{ type = \"forward\", target_group = \"web\" }}\n\
+         [[listener.rule]]\npriority = 10\n\
+         condition = [{{ field = \"path-pattern\", values = [\"/solo/*\"] }}]\n\
+         action = {{ type = \"forward\", target_group = \"solo\" }}\n\n\
+         [[target_group]]\nname = \"web\"\nderegistration_delay.timeout_seconds = {DELAY}\n{CHECK}\n\
+         target = [{}]\n\n\
+         [[target_group]]\nname = \"solo\"\nport = {}\nderegistration_delay.timeout_seconds = {DELAY}\n{CHECK}\n\
+         target = [{{ id = \"127.0.0.1\" }}]\n",
+        socket.display(),
+        targets.join(", "),
+        TARGETS[0],
+    )
+}
+
+/// A python3 target answering every GET with its name.
+struct Target {
+    port: u16,
+    proc: Option<Proc>,
+}
+
+impl Target {
+    fn start(ns: &Ns, script: &TempFile, port: u16) -> Result<Target> {
+        let mut c = ns.command("python3");
+        c.args([script.path(), &port.to_string(), &name_of(port)])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let proc = ns.spawn_command(c)?;
+        ns.wait_tcp_listen(port, Duration::from_secs(10))?;
+        Ok(Target {
+            port,
+            proc: Some(proc),
+        })
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if let Some(mut p) = self.proc.take() {
+            p.kill()?;
+        }
+        Ok(())
+    }
+}
+
+/// A directory for the admin socket, removed on drop.
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `weir ARGS --socket S` in `ns`, bounded: (success, stdout, stderr).
+fn cli(ns: &Ns, socket: &Path, args: &[&str]) -> Result<(bool, String, String)> {
+    let mut c = weir_command(ns);
+    c.args(args)
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null());
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+fn ok(ns: &Ns, socket: &Path, args: &[&str]) -> Result<String> {
+    let (good, out, err) = cli(ns, socket, args)?;
+    if !good {
+        bail!("weir {args:?} failed: {err}");
+    }
+    Ok(out)
+}
+
+fn json(ns: &Ns, socket: &Path, args: &[&str]) -> Result<Value> {
+    let mut a = args.to_vec();
+    a.push("--json");
+    let out = ok(ns, socket, &a)?;
+    serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
+}
+
+/// A verb that must fail: (stdout, stderr).
+fn fails(ns: &Ns, socket: &Path, args: &[&str]) -> Result<(String, String)> {
+    let (good, out, err) = cli(ns, socket, args)?;
+    if good {
+        bail!("weir {args:?} succeeded: {out}");
+    }
+    Ok((out, err))
+}
+
+/// (state, reason) of target `port` of `group` in `weir targets health`; `None`: not listed.
+fn state(ns: &Ns, socket: &Path, group: &str, port: u16) -> Result<Option<(String, String)>> {
+    let h = json(ns, socket, &["targets", "health", "--target-group", group])?;
+    let targets = h["target_groups"][0]["targets"]
+        .as_array()
+        .context("no targets")?;
+    Ok(targets.iter().find(|t| t["port"] == port).map(|t| {
+        (
+            t["state"].as_str().unwrap_or_default().to_string(),
+            t["reason"].as_str().unwrap_or_default().to_string(),
+        )
+    }))
+}
+
+fn wait_state(
+    ns: &Ns,
+    socket: &Path,
+    group: &str,
+    port: u16,
+    want: Option<&str>,
+    within: Duration,
+) -> Result<Duration> {
+    let t = Instant::now();
+    wait_until(within, &format!("{group} {port} {want:?}"), || {
+        Ok(state(ns, socket, group, port)?.map(|s| s.0).as_deref() == want)
+    })?;
+    Ok(t.elapsed())
+}
+
+fn generation(ns: &Ns, socket: &Path) -> Result<u64> {
+    json(ns, socket, &["status"])?["generation"]
+        .as_u64()
+        .context("generation")
+}
+
+fn listed(ns: &Ns, socket: &Path, group: &str) -> Result<Vec<(u64, String)>> {
+    let l = json(ns, socket, &["targets", "list", "--target-group", group])?;
+    Ok(l["targets"]
+        .as_array()
+        .context("targets")?
+        .iter()
+        .map(|t| {
+            (
+                t["port"].as_u64().unwrap_or(0),
+                t["source"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+/// Steady client load on `/`: two keep-alive connections and two clients opening a connection
+/// per request; every answer must be 200 from one of the targets.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failures: Arc<Mutex<Vec<String>>>,
+    by_target: Arc<Mutex<BTreeMap<String, u64>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(ns: &Ns) -> Load {
+        let load = Load {
+            stop: Arc::default(),
+            ok: Arc::default(),
+            failures: Arc::default(),
+            by_target: Arc::default(),
+            threads: Vec::new(),
+        };
+        let mut threads = Vec::new();
+        for k in 0..4 {
+            let (ns, stop, okc, failures, by) = (
+                ns.clone(),
+                load.stop.clone(),
+                load.ok.clone(),
+                load.failures.clone(),
+                load.by_target.clone(),
+            );
+            threads.push(std::thread::spawn(move || {
+                let mut conn: Option<TcpStream> = None;
+                while !stop.load(Relaxed) {
+                    let r = if k < 2 {
+                        keep_alive(&ns, &mut conn)
+                    } else {
+                        match request_new_conn(&ns, to(), "/", Duration::from_secs(10)) {
+                            Outcome::Answered(s, b) => Ok((s, b)),
+                            other => Err(format!("{other:?}")),
+                        }
+                    };
+                    match r {
+                        Ok((200, body)) if body.starts_with('t') => {
+                            okc.fetch_add(1, Relaxed);
+                            *by.lock().unwrap().entry(body).or_default() += 1;
+                        }
+                        other => failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("client {k}: {other:?}")),
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }));
+        }
+        Load { threads, ..load }
+    }
+
+    /// Stops the clients: (answered, failures, answers per target).
+    fn finish(self) -> (u64, Vec<String>, BTreeMap<String, u64>) {
+        self.stop.store(true, Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        let f = self.failures.lock().unwrap().clone();
+        let by = self.by_target.lock().unwrap().clone();
+        (self.ok.load(Relaxed), f, by)
+    }
+}
+
+/// One request on the keep-alive connection `conn` (made anew when there is none).
+fn keep_alive(ns: &Ns, conn: &mut Option<TcpStream>) -> Result<(u16, String), String> {
+    if conn.is_none() {
+        let s = ns
+            .in_ns(|| TcpStream::connect_timeout(&to(), Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        *conn = Some(s);
+    }
+    let Some(s) = conn.as_mut() else {
+        return Err("no connection".into());
+    };
+    let r = s
+        .write_all(b"GET / HTTP/1.1\r\nhost: weir.test\r\n\r\n")
+        .map_err(|e| e.to_string())
+        .and_then(|()| read_response(s));
+    match r {
+        Ok((status, head, body)) => {
+            if head.contains("connection: close") {
+                *conn = None;
+            }
+            Ok((status, body))
+        }
+        Err(why) => {
+            *conn = None;
+            Err(why)
+        }
+    }
+}
+
+/// pid of each `weir worker --index i … <marker> …` process, by index.
+fn worker_pids(marker: &str) -> HashMap<usize, i32> {
+    let mut out = HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.get(1).map(String::as_str) == Some("worker")
+            && args.iter().any(|a| a == marker)
+            && let Some(i) = args
+                .iter()
+                .position(|a| a == "--index")
+                .and_then(|i| args.get(i + 1))
+            && let Ok(i) = i.parse()
+        {
+            out.insert(i, pid);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_rolling_deployment_through_the_cli_fails_no_request() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("roll")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let script = TempFile::new("rolling-target.py", SCRIPT);
+    let mut targets = TARGETS
+        .iter()
+        .map(|p| Target::start(&ns, &script, *p))
+        .collect::<Result<Vec<_>>>()?;
+    let dir = Dir(std::env::temp_dir().join(format!("weir-rolling-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let socket = dir.0.join("admin.sock");
+    let cfg = TempFile::new("rolling.toml", &config_text(&socket));
+    let weir = Weir::start(&ns, &cfg, 2)?;
+    for p in TARGETS {
+        wait_state(
+            &ns,
+            &socket,
+            "web",
+            p,
+            Some("healthy"),
+            Duration::from_secs(15),
+        )?;
+    }
+    let started = Instant::now();
+    let load = Load::start(&ns);
+    let mut drained = Vec::new();
+    let mut healthy = Vec::new();
+    for (i, t) in targets.iter_mut().enumerate() {
+        let target = format!("127.0.0.1:{}", t.port);
+        let out = ok(
+            &ns,
+            &socket,
+            &[
+                "targets",
+                "deregister",
+                "--target-group",
+                "web",
+                "--target",
+                &target,
+            ],
+        )
+        .with_context(|| weir.log_text())?;
+        assert!(
+            out.contains(&format!("deregistered {target} in target group web")),
+            "{out}"
+        );
+        assert!(out.contains("not persisted"), "{out}");
+        assert_eq!(generation(&ns, &socket)?, 2 + 2 * i as u64);
+        assert_eq!(listed(&ns, &socket, "web")?.len(), 2);
+        wait_state(
+            &ns,
+            &socket,
+            "web",
+            t.port,
+            Some("draining"),
+            Duration::from_secs(2),
+        )?;
+        let (_, reason) = state(&ns, &socket, "web", t.port)?.context("draining")?;
+        assert_eq!(reason, "Target.DeregistrationInProgress");
+        drained.push(wait_state(
+            &ns,
+            &socket,
+            "web",
+            t.port,
+            None,
+            Duration::from_secs(DELAY + 3),
+        )?);
+        // The new version: stopped, started again, registered, healthy.
+        t.stop()?;
+        std::thread::sleep(Duration::from_millis(500));
+        *t = Target::start(&ns, &script, t.port)?;
+        let out = ok(
+            &ns,
+            &socket,
+            &[
+                "targets",
+                "register",
+                "--target-group",
+                "web",
+                "--target",
+                &target,
+            ],
+        )?;
+        assert!(
+            out.contains(&format!("registered {target} in target group web")),
+            "{out}"
+        );
+        assert!(
+            out.contains("a reload keeps these targets only if they are in"),
+            "{out}"
+        );
+        let (st, reason) = state(&ns, &socket, "web", t.port)?.context("registered")?;
+        assert_eq!(st, "initial", "{reason}");
+        healthy.push(wait_state(
+            &ns,
+            &socket,
+            "web",
+            t.port,
+            Some("healthy"),
+            Duration::from_secs(20),
+        )?);
+    }
+    // A last round of requests with every target back.
+    std::thread::sleep(Duration::from_secs(1));
+    let (answered, failures, by_target) = load.finish();
+    println!(
+        "rolling deployment: {answered} requests answered in {:.1} s, {} failed; per target {by_target:?}; \
+         drained (gone from health) after {drained:?}, healthy after registration {healthy:?}",
+        started.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(answered > 1000, "{answered}");
+    assert_eq!(by_target.len(), 3, "{by_target:?}");
+    assert_eq!(generation(&ns, &socket)?, 7);
+    let sources = listed(&ns, &socket, "web")?;
+    assert_eq!(
+        sources,
+        TARGETS.map(|p| (u64::from(p), "config".to_string())),
+        "back in the file's order, from the file"
+    );
+
+    errors(&ns, &socket)?;
+    after_a_registration(&ns, &socket, &cfg, &weir)?;
+    Ok(())
+}
+
+/// Unknown group, targets not registered or not addresses, in text and `--json`; registering
+/// a registered target changes nothing.
+fn errors(ns: &Ns, socket: &Path) -> Result<()> {
+    let before = generation(ns, socket)?;
+    let cases: [(&[&str], &str, &str); 3] = [
+        (
+            &[
+                "register",
+                "--target-group",
+                "nope",
+                "--target",
+                "127.0.0.1",
+            ],
+            "TargetGroupNotFound",
+            "`nope`",
+        ),
+        (
+            &[
+                "deregister",
+                "--target-group",
+                "nope",
+                "--target",
+                "127.0.0.1",
+            ],
+            "TargetGroupNotFound",
+            "`nope`",
+        ),
+        (
+            &[
+                "deregister",
+                "--target-group",
+                "web",
+                "--target",
+                "127.0.0.1:9499",
+            ],
+            "InvalidTarget",
+            "target 127.0.0.1:9499 is not registered in target group web",
+        ),
+    ];
+    for (args, code, text) in cases {
+        let mut a = vec!["targets"];
+        a.extend_from_slice(args);
+        let (_, err) = fails(ns, socket, &a)?;
+        assert!(err.contains(code) && err.contains(text), "{a:?}: {err}");
+        a.push("--json");
+        let (out, _) = fails(ns, socket, &a)?;
+        let v: Value = serde_json::from_str(&out).with_context(|| out.clone())?;
+        assert_eq!(v["error"]["code"], code, "{v}");
+    }
+    // The CLI refuses what is not an address; the API refuses it too (curl on the socket).
+    for (bad, why) in [
+        ("web-1", "expected IP"),
+        ("127.0.0.1:0", "port must be 1-65535"),
+    ] {
+        let (_, err) = fails(
+            ns,
+            socket,
+            &[
+                "targets",
+                "register",
+                "--target-group",
+                "web",
+                "--target",
+                bad,
+            ],
+        )?;
+        assert!(err.contains(why), "{err}");
+    }
+    let mut c = ns.command("curl");
+    c.args(["-s", "--unix-socket"])
+        .arg(socket)
+        .args(["-X", "POST", "-d", r#"{"targets": [{"id": "web-1"}]}"#])
+        .arg("http://weir/v1/target-groups/web/targets");
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(10))?;
+    let v: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["error"]["code"], "InvalidTarget", "{v}");
+    let again = json(
+        ns,
+        socket,
+        &[
+            "targets",
+            "register",
+            "--target-group",
+            "web",
+            "--target",
+            "127.0.0.1:9401",
+        ],
+    )?;
+    assert_eq!(
+        again["generation"], before,
+        "already registered: no new generation"
+    );
+    assert_eq!(again["runtime_only"], true);
+    assert_eq!(generation(ns, socket)?, before);
+    Ok(())
+}
+
+/// `solo` (the file: t1) gets t2 registered and t1 deregistered; its workers SIGKILLed come
+/// back with t2 only; a reload applies the file (t1) again.
+fn after_a_registration(ns: &Ns, socket: &Path, cfg: &TempFile, weir: &Weir) -> Result<()> {
+    let (t1, t2) = (TARGETS[0], TARGETS[1]);
+    let reg = json(
+        ns,
+        socket,
+        &[
+            "targets",
+            "register",
+            "--target-group",
+            "solo",
+            "--target",
+            &format!("127.0.0.1:{t2}"),
+        ],
+    )?;
+    assert_eq!(reg["targets"][0], format!("127.0.0.1:{t2}"), "{reg}");
+    wait_state(
+        ns,
+        socket,
+        "solo",
+        t2,
+        Some("healthy"),
+        Duration::from_secs(20),
+    )?;
+    ok(
+        ns,
+        socket,
+        &[
+            "targets",
+            "deregister",
+            "--target-group",
+            "solo",
+            "--target",
+            "127.0.0.1",
+        ],
+    )?;
+    assert_eq!(
+        listed(ns, socket, "solo")?,
+        [(u64::from(t2), "runtime".to_string())]
+    );
+    let only_t2 = |what: &str| -> Result<()> {
+        for _ in 0..40 {
+            let got = request_new_conn(ns, to(), "/solo/x", Duration::from_secs(5));
+            assert_eq!(got, Outcome::Answered(200, "t2".into()), "{what}");
+        }
+        Ok(())
+    };
+    only_t2("after the registration")?;
+    for k in 0..2 {
+        let ready = weir.log_text().matches("worker ready").count();
+        let pid = *worker_pids(cfg.path()).get(&k).context("worker pid")?;
+        // SAFETY: kill(2) on a worker of the weir this test started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_until(Duration::from_secs(15), "the worker back and ready", || {
+            Ok(weir.log_text().matches("worker ready").count() > ready)
+        })
+        .with_context(|| weir.log_text())?;
+    }
+    only_t2("every worker SIGKILLed and restarted")?;
+    let out = ok(ns, socket, &["reload"])?;
+    assert!(out.contains("configuration generation"), "{out}");
+    assert_eq!(
+        listed(ns, socket, "solo")?,
+        [(u64::from(t1), "config".to_string())],
+        "a reload applies the file"
+    );
+    let (st, _) = state(ns, socket, "solo", t2)?.context("t2 drains")?;
+    assert_eq!(st, "draining");
+    Ok(())
+}

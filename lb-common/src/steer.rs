@@ -16,9 +16,13 @@
 pub const STEER_CONFIG: &str = "STEER_CONFIG";
 /// Array `half * STEER_TABLE_MAX + slot -> worker index`.
 pub const STEER_TABLE: &str = "STEER_TABLE";
-/// Array `listening port (host order) -> listener index + 1` (0: not a steered port). An array
-/// rather than a hash map: the verifier inlines its lookup.
+/// Array `listening port (host order) -> listener index + 1` (0: not a steered port;
+/// [`LISTENER_REFUSE`]: a listener a reload removed). An array rather than a hash map: the
+/// verifier inlines its lookup.
 pub const STEER_LISTENERS: &str = "STEER_LISTENERS";
+/// `STEER_LISTENERS` value of a listener a reload removed: its new connections are refused
+/// (`SK_DROP`, a RST to the SYN) while the workers take what is queued and close its sockets.
+pub const LISTENER_REFUSE: u32 = u32::MAX;
 /// ReusePortSockArray `listener index * MAX_WORKERS + worker -> socket`.
 pub const STEER_SOCKETS: &str = "STEER_SOCKETS";
 /// Per-CPU array of [`SteerStat`] counters.
@@ -71,7 +75,8 @@ pub enum SteerStat {
     Fallback = 1,
     /// The header could not be read, or the chosen socket was missing.
     Error = 2,
-    /// Refused: weir is shutting down ([`SteerConfig::REFUSE`]).
+    /// Refused: weir is shutting down ([`SteerConfig::REFUSE`]), or the listener was removed
+    /// ([`LISTENER_REFUSE`]).
     Refused = 3,
 }
 

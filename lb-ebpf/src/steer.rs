@@ -8,8 +8,9 @@
 //!
 //! Any miss (no live worker, an unknown port, a short header) returns SK_PASS without selecting:
 //! the kernel's own reuseport hash then picks a socket, so a connection is never refused here —
-//! except while weir shuts down (`SteerConfig::REFUSE`): then SK_DROP, and the kernel answers the
-//! SYN with a RST (ECONNREFUSED) instead of queueing a connection no worker will accept.
+//! except while weir shuts down (`SteerConfig::REFUSE`) or for a listener a reload removed
+//! (`LISTENER_REFUSE`): then SK_DROP, and the kernel answers the SYN with a RST (ECONNREFUSED)
+//! instead of queueing a connection no worker will accept.
 #![no_std]
 #![no_main]
 
@@ -25,7 +26,7 @@ use lb_common::{
     Addr,
     hash::{flow_hash, table_slot},
     proto,
-    steer::{MAX_LISTENERS, MAX_WORKERS, STEER_TABLE_MAX, SteerConfig, SteerStat},
+    steer::{LISTENER_REFUSE, MAX_LISTENERS, MAX_WORKERS, STEER_TABLE_MAX, SteerConfig, SteerStat},
 };
 
 #[map]
@@ -82,6 +83,7 @@ fn steer(ctx: &SkReuseportContext) -> SteerStat {
     let sport_be = unsafe { *(start as *const u16) };
     let dport_be = unsafe { *((start + 2) as *const u16) };
     let base = match STEER_LISTENERS.get(u16::from_be(dport_be) as u32) {
+        Some(&LISTENER_REFUSE) => return SteerStat::Refused,
         Some(&b) if b > 0 => b - 1,
         _ => return SteerStat::Fallback,
     };

@@ -14,8 +14,9 @@
 //! connections closed) once nothing is in flight, or at the group's
 //! `deregistration_delay.timeout_seconds`.
 //!
-//! What a running worker cannot change — its listening sockets and its access-log file — must
-//! stay the same ([`unchangeable`]); the control plane refuses a reload that changes them.
+//! A generation may add and remove listeners (their accept loops: `crate::listening`); what a
+//! running worker cannot change — a kept listener's address and the access-log file — must stay
+//! the same ([`unchangeable`]); the control plane refuses a reload that changes them.
 
 use crate::access_log::AccessLog;
 use crate::config::{L7Config, Protocol};
@@ -259,21 +260,21 @@ fn trace_header(config: &L7Config) -> http::HeaderName {
 }
 
 /// What a reload may not change in a running worker, with the reason; `None` when `new` keeps
-/// it. The listening sockets are made once (the listeners' addresses, ports and order), and so
-/// is the access-log file.
+/// it. Listeners are added and removed (`crate::listening`), but a kept port stays on its
+/// address (its sockets are bound there); the access-log file is opened once.
 pub fn unchangeable(old: &L7Config, new: &L7Config) -> Option<(String, String)> {
-    let socks = |c: &L7Config| -> Vec<(std::net::IpAddr, u16)> {
-        c.listener.iter().map(|l| (l.address, l.port)).collect()
-    };
-    if socks(old) != socks(new) {
-        return Some((
-            "listener".into(),
-            format!(
-                "listeners cannot be added, removed, moved or reordered by a reload (running: {:?}, new file: {:?}): restart weir",
-                socks(old),
-                socks(new)
-            ),
-        ));
+    for (i, l) in new.listener.iter().enumerate() {
+        if let Some(o) = old.listener.iter().find(|o| o.port == l.port)
+            && o.address != l.address
+        {
+            return Some((
+                format!("listener[{i}].address"),
+                format!(
+                    "the listener on port {} cannot move from {} to {} in one reload (its sockets are bound there): remove it in one reload, add it back in the next",
+                    l.port, o.address, l.address
+                ),
+            ));
+        }
     }
     let log = |c: &L7Config| {
         let a = &c.load_balancer.access_logs;
@@ -443,11 +444,16 @@ target = [{ id = "127.0.0.2" }]
     }
 
     #[test]
-    fn sockets_and_the_access_log_cannot_change() {
+    fn listeners_come_and_go_but_a_port_keeps_its_address_and_the_log_its_file() {
         let a = cfg(TWO);
         assert!(unchangeable(&a, &cfg(&TWO.replace("127.0.0.2", "127.0.0.9"))).is_none());
-        let moved = cfg(&TWO.replace("port = 8080", "port = 8081"));
-        assert_eq!(unchangeable(&a, &moved).unwrap().0, "listener");
+        let replaced = cfg(&TWO.replace("port = 8080", "port = 8081"));
+        assert!(
+            unchangeable(&a, &replaced).is_none(),
+            "one removed, one added"
+        );
+        let moved = cfg(&TWO.replace("port = 8080", "address = \"127.0.0.1\"\nport = 8080"));
+        assert_eq!(unchangeable(&a, &moved).unwrap().0, "listener[0].address");
         let logged = cfg(&format!(
             "[load_balancer]\naccess_logs.enabled = true\n{TWO}"
         ));

@@ -4,7 +4,7 @@ use crate::access_log::{AccessLog, AccessLogTarget};
 use crate::config::L7Config;
 use crate::control::ControlMsg;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::proxy::{ListenerRt, Shared, accept};
+use crate::proxy::{ListenerRt, Shared};
 use crate::target::{GroupRt, TargetState};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
@@ -46,6 +46,9 @@ pub struct WorkerOptions {
     /// The control channel's initial batch, when the caller already read it (to take the
     /// configuration from it); `bind` then does not read it again.
     pub initial_batch: Option<Vec<ControlMsg>>,
+    /// The socket channel (inherited, `crate::socket_channel`): the listening sockets of
+    /// listeners a reload adds arrive on it. `None`: a generation may not add listeners.
+    pub socket_channel: Option<RawFd>,
 }
 
 struct Bound {
@@ -64,6 +67,8 @@ pub struct Worker {
     /// Where rotated TLS ticket keys go.
     ticketer: Arc<SharedTicketer>,
     health_from_control_plane: bool,
+    /// The socket channel (see `socket_channel`).
+    sockets: Option<std::os::fd::OwnedFd>,
 }
 
 /// A cheap handle to a worker's counters that outlives `serve`'s borrow of the worker.
@@ -225,10 +230,15 @@ fn initial_states(config: &L7Config, groups: &HashMap<String, Arc<GroupRt>>) {
     }
 }
 
+/// The exit status of a worker that could not start a generation's listener.
+const EXIT_LISTENERS: i32 = 75;
+
 /// What applying the control plane's messages needs besides the generation.
 struct Ctl {
     ticketer: Arc<SharedTicketer>,
     health_from_control_plane: bool,
+    /// The accept loops, once the worker serves (a generation's listeners start and stop them).
+    listening: Option<Arc<crate::listening::Listening>>,
 }
 
 /// Applies one message from the control plane, to the newest generation.
@@ -244,12 +254,20 @@ fn apply_control(first: &Shared, ctl: &Ctl, msg: ControlMsg) {
             match next_generation(shared, ctl, &g) {
                 Ok(new) => {
                     let number = new.generation;
-                    crate::generation::switch(shared, Arc::new(new));
+                    let new = Arc::new(new);
+                    crate::generation::switch(shared, new.clone());
                     tracing::info!(
                         worker = shared.worker_index,
                         generation = number,
                         "configuration generation in force"
                     );
+                    if let Some(Err(e)) = ctl.listening.as_ref().map(|l| l.follow(&new)) {
+                        // A listener this worker cannot serve would queue its share of the
+                        // connections forever: exit, and the supervisor restarts this worker
+                        // with every listening socket inherited.
+                        tracing::error!(worker = shared.worker_index, generation = number, error = %e, "cannot follow the generation's listeners: exiting");
+                        std::process::exit(EXIT_LISTENERS);
+                    }
                 }
                 // The control plane validated it: this is a bug or a file that changed between
                 // its reading and ours (the files are sent, so it cannot be).
@@ -356,6 +374,7 @@ impl Worker {
         let ctl = Ctl {
             ticketer: ticketer.clone(),
             health_from_control_plane: opts.health_from_control_plane,
+            listening: None,
         };
         for m in batch {
             apply_control(&shared, &ctl, m);
@@ -367,6 +386,12 @@ impl Worker {
             control,
             ticketer,
             health_from_control_plane: opts.health_from_control_plane,
+            sockets: opts.socket_channel.map(|fd| {
+                use std::os::fd::FromRawFd as _;
+                // SAFETY: the control plane passed this fd to this process for the socket
+                // channel alone.
+                unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+            }),
         })
     }
 
@@ -399,36 +424,26 @@ impl Worker {
     /// HTTP/2 ones with a GOAWAY (hyper's graceful shutdown), for up to `drain_timeout_seconds`.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let rx = self.shared.shutdown.clone();
-        let (close_tx, close_rx) = tokio::sync::watch::channel(false);
         let token = Arc::new(());
+        let listening = Arc::new(crate::listening::Listening::new(
+            token.clone(),
+            rx.clone(),
+            self.sockets,
+            self.shared.worker_index,
+        ));
+        for b in self.listeners {
+            listening.start(&self.shared, b.rt.index, b.socket);
+        }
         if let Some(fd) = self.control {
             let sh = self.shared.clone();
             let ctl = Ctl {
                 ticketer: self.ticketer.clone(),
                 health_from_control_plane: self.health_from_control_plane,
+                listening: Some(listening.clone()),
             };
             tokio::spawn(crate::control::follow(fd, move |m| {
                 apply_control(&sh, &ctl, m)
             }));
-        }
-        let mut loops = Vec::new();
-        for b in self.listeners {
-            let tcp = tokio::net::TcpListener::from_std(b.socket)?;
-            tracing::info!(
-                worker = self.shared.worker_index,
-                port = b.rt.config.port,
-                tls = b.rt.tls.is_some(),
-                generation = self.shared.generation,
-                "listening"
-            );
-            loops.push(tokio::spawn(accept::accept_loop(
-                self.shared.clone(),
-                b.rt.index,
-                tcp,
-                rx.clone(),
-                close_rx.clone(),
-                token.clone(),
-            )));
         }
         // The ticker: deadlines of idle connections and of response waits, and the pool sweep.
         // It runs through the drain (requests in flight keep their response timeout).
@@ -475,8 +490,7 @@ impl Worker {
             worker = self.shared.worker_index,
             "shutting down: closing listeners"
         );
-        let _ = close_tx.send(true);
-        for l in loops {
+        for l in listening.close_all() {
             let _ = l.await;
         }
         tracing::info!(worker = self.shared.worker_index, "shutting down: draining");
@@ -526,7 +540,7 @@ mod idle_size {
             .await
             .unwrap();
         let (server, peer) = l.accept().await.unwrap();
-        let fut = accept::plain_connection_for_test(
+        let fut = crate::proxy::accept::plain_connection_for_test(
             w.shared.clone(),
             w.listeners[0].rt.clone(),
             server,

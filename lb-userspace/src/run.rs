@@ -26,6 +26,8 @@ struct XdpTier {
     pins: PinDir,
     /// SYN modes, auto mode and the host sysctls (restored when dropped, after the detach).
     syn: xdp::syn::SynControl,
+    /// The VIPs in force (their ids key the counters and the SYN state: `xdp::reload`).
+    vips: Vec<xdp::ResolvedVip>,
 }
 
 impl Drop for XdpTier {
@@ -72,6 +74,7 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
         attachment: None,
         pins,
         syn,
+        vips,
     };
     tier.attachment = Some(attach::attach_with_peer(
         &mut tier.dataplane,
@@ -124,15 +127,33 @@ fn prepare_workers(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
 }
 
 /// Applies the next generation of the file (SIGHUP, or a [`reload::ReloadHandle`]): validated
-/// completely first (a bad file changes nothing and the located reason is returned and logged),
-/// then the XDP maps (deny-list, SYN settings; VIPs and the attach mode cannot change) and the
-/// workers' generation.
+/// completely first (a bad file changes nothing and the located reason is returned and logged;
+/// the sockets of added listeners are bound then, `workers::relisten`), then the XDP maps in
+/// place (VIPs, deny-list, SYN settings: `xdp::reload`; the attach mode cannot change) and the
+/// workers' generation with its listeners.
 fn apply_reload(
     gens: &mut reload::Generations,
     xdp_tier: &mut Option<XdpTier>,
     l7: &Option<crate::l7::L7Handle>,
+    no_l7: bool,
 ) -> reload::ReloadResult {
-    let (generation, cfg) = match gens.next() {
+    let mut listeners = None;
+    let next = gens.next_with(|running, new| {
+        if l7.is_none() {
+            // No workers run: with --no-l7 the listeners only name VIPs; without listeners at
+            // start there is no supervisor to serve new ones.
+            if !no_l7 && !new.l7.listener.is_empty() {
+                return Err((
+                    "listener".into(),
+                    "weir started without listeners, so no L7 workers run: adding the first listener needs a restart".into(),
+                ));
+            }
+            return Ok(());
+        }
+        listeners = crate::workers::relisten::prepare(running, new)?;
+        Ok(())
+    });
+    let (generation, cfg) = match next {
         Ok((g, cfg)) => (g, cfg.clone()),
         Err(e) => {
             // One line: the log's and the caller's (the error lists each located problem).
@@ -150,33 +171,34 @@ fn apply_reload(
         }
     };
     if let Some(t) = xdp_tier {
-        let deny: Vec<ipnet::IpNet> = cfg
-            .deny
-            .sources
-            .iter()
-            .filter_map(|s| l4::parse_prefix(s).ok())
-            .collect();
-        let l4 = t
-            .dataplane
-            .set_deny_list(&deny)
-            .map_err(anyhow::Error::from)
-            .and_then(|()| t.syn.reload(&mut t.dataplane, &cfg.syn));
-        if let Err(e) = l4 {
-            let why = format!("generation {generation}: applying the XDP maps: {e:#}");
-            warn!("{why}");
-            return Err(why);
+        match xdp::reload::apply(&mut t.dataplane, &mut t.syn, &t.iface, &t.vips, &cfg) {
+            Ok(vips) => t.vips = vips,
+            Err(e) => {
+                let why = format!("generation {generation}: applying the XDP maps: {e:#}");
+                warn!("{why}");
+                return Err(why);
+            }
         }
     }
-    send_generation(gens, l7);
+    send_generation(gens, l7, listeners);
     info!(generation, config = %cfg.source, "configuration reloaded: generation {generation} in force");
     Ok(generation)
 }
 
 /// The generation `gens` holds goes to every worker (sticky: a restarted worker gets it too),
 /// then to the health checker (its states then reach workers that have it), the status file.
-fn send_generation(gens: &reload::Generations, l7: &Option<crate::l7::L7Handle>) {
+fn send_generation(
+    gens: &reload::Generations,
+    l7: &Option<crate::l7::L7Handle>,
+    listeners: Option<crate::workers::control::Listeners>,
+) {
     if let Some(l7) = l7 {
-        l7.control.set_sticky(reload::STICKY_KEY, &gens.message());
+        match listeners {
+            None => l7.control.set_sticky(reload::STICKY_KEY, &gens.message()),
+            Some(l) => l7
+                .control
+                .set_generation(reload::STICKY_KEY, &gens.message(), l),
+        }
         l7.health_config.apply(&gens.config().l7);
     }
     reload::write_status(gens.generation(), &gens.config().source);
@@ -191,7 +213,7 @@ fn apply_targets(
 ) -> reload::TargetsResult {
     match gens.change_targets(change) {
         Ok(Some(generation)) => {
-            send_generation(gens, l7);
+            send_generation(gens, l7, None);
             info!(generation, change = ?change, "run-time target change: generation {generation} in force");
             Ok(generation)
         }
@@ -279,14 +301,14 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
-                let _ = apply_reload(&mut gens, &mut xdp_tier, &l7);
+                let _ = apply_reload(&mut gens, &mut xdp_tier, &l7, args.no_l7);
                 in_force.record(&gens);
                 syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
             }
             Some(request) = reload_requests.recv() => {
                 match request {
                     reload::Request::Reload(reply) => {
-                        let r = apply_reload(&mut gens, &mut xdp_tier, &l7);
+                        let r = apply_reload(&mut gens, &mut xdp_tier, &l7, args.no_l7);
                         in_force.record(&gens);
                         let _ = reply.send(r);
                     }

@@ -89,10 +89,16 @@ pub async fn serve<G: Send>(
                 break false;
             }
         }
-        // A request starts in the newest configuration generation (`crate::generation`).
+        // A request starts in the newest configuration generation (`crate::generation`),
+        // unless that one removed this connection's listener: then it is served in its own,
+        // and is the connection's last.
         if let Some(n) = sh.newest() {
-            ci = Arc::new(ci.in_generation(&n));
-            sh = n;
+            if n.listener_on(ci.listener.config.port).is_some() {
+                ci = Arc::new(ci.in_generation(&n));
+                sh = n;
+            } else if !ci.closing {
+                ci = Arc::new(ci.closing());
+            }
         }
         let step = Box::pin(turn(&sh, &ci, &mut io, &mut buf, first, life_until));
         match step.await {
@@ -109,6 +115,7 @@ pub async fn serve<G: Send>(
             tls: ci.tls.clone(),
             xff_client: ci.xff_client.clone(),
             peer: ci.peer,
+            closing: ci.closing,
         });
         let builder = Arc::new(accept::http_builder(&sh));
         let io = Rewind::new(buf, io);
@@ -333,6 +340,7 @@ async fn request(
     let keep_client = codec::client_keeps_alive(version, req.headers())
         && sh.clock.now() < life_until
         && !*sh.shutdown.borrow()
+        && !ci.closing
         && desync == desync::Action::Forward;
     let client = ClientFacts {
         version,

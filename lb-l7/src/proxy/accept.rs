@@ -128,12 +128,13 @@ struct Loop {
 }
 
 impl Loop {
-    /// Moves to the newest generation, if there is a newer one.
+    /// Moves to the newest generation, if there is a newer one that still has this listener
+    /// (a listener a reload removed takes its last connections in its own generation).
     fn refresh(&mut self) {
-        if let Some(n) = self.sh.newest() {
-            if let Some(l) = n.listeners.get(self.l.index) {
-                self.l = l.clone();
-            }
+        if let Some(n) = self.sh.newest()
+            && let Some(l) = n.listener_on(self.l.config.port)
+        {
+            self.l = l.clone();
             self.builder = Arc::new(http_builder(&n));
             self.sh = n;
         }
@@ -337,8 +338,14 @@ pub async fn serve_http<T>(
             let (sh, ci) = match cur.lock() {
                 Ok(mut c) => {
                     if let Some(n) = c.0.newest() {
-                        let ci = Arc::new(c.1.in_generation(&n));
-                        *c = (n, ci);
+                        if n.listener_on(c.1.listener.config.port).is_some() {
+                            let ci = Arc::new(c.1.in_generation(&n));
+                            *c = (n, ci);
+                        } else {
+                            // Its listener was removed: this stream stays in the connection's
+                            // generation, and the connection ends (GOAWAY) once its streams do.
+                            c.1.state.close_gracefully.notify_one();
+                        }
                     }
                     c.clone()
                 }

@@ -70,6 +70,12 @@ impl Shared {
         }
         Some(cur)
     }
+
+    /// The listener on `port` in this generation (ports are unique in a configuration), if
+    /// the generation has one there.
+    pub fn listener_on(&self, port: u16) -> Option<&Arc<ListenerRt>> {
+        self.listeners.iter().find(|l| l.config.port == port)
+    }
 }
 
 /// Durations and sizes taken from `[load_balancer]`.
@@ -152,15 +158,19 @@ pub struct ConnInfo {
     pub state: Arc<ConnState>,
     /// This client in X-Forwarded-For.
     pub xff_client: http::HeaderValue,
+    /// Its listener was removed by a reload: the request being served is the last (HTTP/1.1
+    /// `connection: close`).
+    pub closing: bool,
 }
 
 impl ConnInfo {
     /// The same connection under generation `sh`: its listener's rules and TLS facts from there
-    /// (the listener at the same index; listeners are the same in every generation of a worker).
+    /// (the listener on the same port). Callers move a connection only to a generation that
+    /// still has its listener ([`Shared::listener_on`]); one whose listener a reload removed
+    /// stays in its generation and closes.
     pub fn in_generation(&self, sh: &Shared) -> ConnInfo {
         let listener = sh
-            .listeners
-            .get(self.listener.index)
+            .listener_on(self.listener.config.port)
             .cloned()
             .unwrap_or_else(|| self.listener.clone());
         ConnInfo::new(
@@ -190,6 +200,19 @@ impl ConnInfo {
             tls,
             state,
             xff_client,
+            closing: false,
+        }
+    }
+
+    /// The same connection, told its listener is gone (see `closing`).
+    pub fn closing(&self) -> ConnInfo {
+        ConnInfo {
+            listener: self.listener.clone(),
+            peer: self.peer,
+            tls: self.tls.clone(),
+            state: self.state.clone(),
+            xff_client: self.xff_client.clone(),
+            closing: true,
         }
     }
 }

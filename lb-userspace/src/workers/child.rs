@@ -134,6 +134,7 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         health_from_control_plane: control_channel.is_some(),
         generation: setup.generation,
         initial_batch: setup.batch,
+        socket_channel: super::control::sockets_fd()?,
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.

@@ -15,16 +15,28 @@ use tokio::{io::AsyncWriteExt as _, process::ChildStdin, sync::mpsc};
 
 /// Set by the supervisor for `weir worker`: the fd its control channel arrives on (its stdin).
 pub const CHANNEL_ENV: &str = "WEIR_CONTROL_FD";
+/// Set by the supervisor for `weir worker`: the fd of its socket channel
+/// (`lb_l7::socket_channel`), where the sockets of listeners added by a reload arrive.
+pub const SOCKETS_ENV: &str = "WEIR_SOCKETS_FD";
 /// Messages queued for one worker before it counts as stuck (it reads them as they come; a full
 /// queue means it stopped).
 const QUEUE: usize = 4096;
 
 /// The fd of the control channel this worker process was given, if any.
 pub fn channel_fd() -> anyhow::Result<Option<RawFd>> {
-    match std::env::var(CHANNEL_ENV) {
+    fd_from(CHANNEL_ENV)
+}
+
+/// The fd of the socket channel this worker process was given, if any.
+pub fn sockets_fd() -> anyhow::Result<Option<RawFd>> {
+    fd_from(SOCKETS_ENV)
+}
+
+fn fd_from(var: &str) -> anyhow::Result<Option<RawFd>> {
+    match std::env::var(var) {
         Err(_) => Ok(None),
         Ok(v) => Ok(Some(v.parse().map_err(|_| {
-            anyhow::anyhow!("{CHANNEL_ENV}: `{v}` is not a file descriptor")
+            anyhow::anyhow!("{var}: `{v}` is not a file descriptor")
         })?)),
     }
 }
@@ -40,6 +52,17 @@ pub fn frame(msg: &ControlMsg) -> Frame {
 pub(super) enum Command {
     Broadcast(Frame),
     Sticky(String, Frame),
+    /// A generation that adds or removes listeners: applied with its listeners at once
+    /// (`Supervisor::reconfigure`).
+    Generation(String, Frame, Listeners),
+}
+
+/// The listeners of a new generation: all of them in its order, and the sockets of the added
+/// ones, bound by the caller before the generation was committed (so a port that cannot be
+/// bound refuses the reload instead).
+pub struct Listeners {
+    pub order: Vec<std::net::SocketAddr>,
+    pub added: Vec<super::sockets::ListenerGroup>,
 }
 
 /// Sends messages to every worker. Cheap to clone; outlives nothing (the supervisor may have
@@ -64,6 +87,15 @@ impl ControlHandle {
     /// the last message sent under `key`.
     pub fn set_sticky(&self, key: &str, msg: &ControlMsg) {
         let _ = self.tx.send(Command::Sticky(key.to_string(), frame(msg)));
+    }
+
+    /// As [`Self::set_sticky`], for a generation whose listeners differ from the running ones:
+    /// the removed listeners stop taking connections and the added ones' sockets reach every
+    /// worker before the generation does.
+    pub fn set_generation(&self, key: &str, msg: &ControlMsg, listeners: Listeners) {
+        let _ = self
+            .tx
+            .send(Command::Generation(key.to_string(), frame(msg), listeners));
     }
 }
 

@@ -11,6 +11,7 @@ pub mod child;
 pub mod control;
 pub mod nofile;
 pub mod relay;
+pub mod relisten;
 pub mod sandbox;
 pub mod sockets;
 pub mod steer;
@@ -18,7 +19,10 @@ pub mod tickets;
 
 use std::{
     net::SocketAddr,
-    os::{fd::RawFd, unix::process::CommandExt},
+    os::{
+        fd::{AsRawFd, RawFd},
+        unix::process::CommandExt,
+    },
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
@@ -64,6 +68,8 @@ struct Slot {
     restart_at: Option<Instant>,
     /// Our end of the worker's control channel (its stdin).
     control: Option<control::WorkerPipe>,
+    /// Our end of the worker's socket channel (`lb_l7::socket_channel`).
+    sockets: Option<std::os::fd::OwnedFd>,
 }
 
 /// Supervises the worker processes until told to stop.
@@ -130,6 +136,7 @@ impl Supervisor {
                 delay: base_delay,
                 restart_at: Some(Instant::now()),
                 control: None,
+                sockets: None,
             })
             .collect();
         let tickets =
@@ -182,8 +189,11 @@ impl Supervisor {
 
     fn spawn(&mut self, worker: usize) -> anyhow::Result<()> {
         const MIMALLOC_EAGER_ENV: &str = "MIMALLOC_ARENA_EAGER_COMMIT";
-        let fds: Vec<RawFd> = self.groups.iter().map(|g| g.fd_of(worker)).collect();
-        let fd_list = fds
+        let listen: Vec<RawFd> = self.groups.iter().map(|g| g.fd_of(worker)).collect();
+        let (ours, theirs) =
+            lb_l7::socket_channel::pair().context("the worker's socket channel")?;
+        let fds: Vec<RawFd> = listen.iter().copied().chain([theirs.as_raw_fd()]).collect();
+        let fd_list = listen
             .iter()
             .map(|f| f.to_string())
             .collect::<Vec<_>>()
@@ -201,6 +211,7 @@ impl Supervisor {
         }
         cmd.env(LISTEN_FDS_ENV, fd_list)
             .env(control::CHANNEL_ENV, "0")
+            .env(control::SOCKETS_ENV, theirs.as_raw_fd().to_string())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -222,9 +233,11 @@ impl Supervisor {
             .kill_on_drop(false)
             .spawn()
             .with_context(|| format!("spawning worker {worker}"))?;
+        drop(theirs);
         let control = self.start_control(worker, child.stdin.take());
         let slot = &mut self.slots[worker];
         slot.control = control;
+        slot.sockets = Some(ours);
         slot.generation += 1;
         slot.pid = child.id();
         slot.started = Instant::now();
@@ -310,7 +323,56 @@ impl Supervisor {
                 self.send_all(&f);
                 self.sticky.set(key, f);
             }
+            control::Command::Generation(key, f, listeners) => {
+                self.reconfigure(listeners);
+                self.send_all(&f);
+                self.sticky.set(key, f);
+            }
         }
+    }
+
+    /// A generation's listeners, before the generation is sent. A removed listener's port is
+    /// refused by the steering program from now on (RST to new SYNs); the workers, at the
+    /// generation, take what is queued on its sockets and close them, and our descriptors close
+    /// here. An added listener gets a free steering slot, the program on its group, and its
+    /// sockets sent to every running worker over its socket channel (a worker that cannot take
+    /// them is restarted: a new worker inherits every socket). The groups take the generation's
+    /// order, which is the order a worker started from now on inherits them in.
+    fn reconfigure(&mut self, l: control::Listeners) {
+        let ports: Vec<u16> = l.order.iter().map(SocketAddr::port).collect();
+        let (kept, removed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.groups)
+            .into_iter()
+            .partition(|g| ports.contains(&g.addr.port()));
+        for g in &removed {
+            if let Some(Err(e)) = self.steering.as_mut().map(|s| s.refuse_port(g.addr.port())) {
+                warn!(listener = %g.addr, error = %format!("{e:#}"), "cannot refuse the removed listener's new connections");
+            }
+            info!(listener = %g.addr, "listener removed: new connections refused, queued ones served");
+        }
+        let mut groups = kept;
+        for mut g in l.added {
+            g.slot = (0..)
+                .find(|s| !groups.iter().any(|k| k.slot == *s))
+                .unwrap_or(0);
+            if let Some(Err(e)) = self.steering.as_mut().map(|s| s.add_group(&g)) {
+                warn!(listener = %g.addr, error = %format!("{e:#}"), "steering the added listener failed: the kernel's hash spreads its connections");
+            }
+            for (worker, slot) in self.slots.iter().enumerate() {
+                let (Some(pid), Some(chan)) = (slot.pid, &slot.sockets) else {
+                    continue;
+                };
+                if let Err(e) = lb_l7::socket_channel::send(chan, &[(g.addr, g.fd_of(worker))]) {
+                    warn!(worker, listener = %g.addr, error = %e, "cannot send the worker the added listener's socket: restarting it");
+                    let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+                }
+            }
+            info!(listener = %g.addr, slot = g.slot, "listener added");
+            groups.push(g);
+        }
+        groups.sort_by_key(|g| ports.iter().position(|p| *p == g.addr.port()));
+        self.groups = groups;
+        // Our descriptors of the removed sockets: each closes when its worker's does.
+        drop(removed);
     }
 
     /// A new TLS ticket key, sent with the previous one to every running worker.
@@ -324,20 +386,21 @@ impl Supervisor {
     /// After `worker` died: close its sockets so the kernel migrates their queued connections to
     /// the live workers, and give the restart fresh ones (steered once it is ready again).
     fn replace_sockets(&mut self, worker: usize) {
-        for (i, g) in self.groups.iter_mut().enumerate() {
+        for g in self.groups.iter_mut() {
+            let (i, slot) = (g.addr, g.slot);
             match g.replace(worker) {
                 Ok(Some(fresh)) => {
                     if let Some(Err(e)) = self
                         .steering
                         .as_mut()
-                        .map(|s| s.set_socket(i, worker, fresh))
+                        .map(|s| s.set_socket(slot, worker, fresh))
                     {
-                        warn!(worker, listener = i, error = %format!("{e:#}"), "steering the fresh socket failed");
+                        warn!(worker, listener = %i, error = %format!("{e:#}"), "steering the fresh socket failed");
                     }
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    warn!(worker, listener = i, error = %format!("{e:#}"), "replacing the socket failed")
+                    warn!(worker, listener = %i, error = %format!("{e:#}"), "replacing the socket failed")
                 }
             }
         }

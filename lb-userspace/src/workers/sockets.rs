@@ -18,6 +18,9 @@ use socket2::Socket;
 pub struct ListenerGroup {
     pub addr: SocketAddr,
     pub sockets: Vec<Socket>,
+    /// Its slot in the steering program's socket array (`STEER_SOCKETS[slot · 64 + worker]`):
+    /// kept for the listener's life, whatever its place in later configurations.
+    pub slot: usize,
 }
 
 impl ListenerGroup {
@@ -47,20 +50,25 @@ impl ListenerGroup {
     }
 }
 
-/// Binds `workers` SO_REUSEPORT sockets for every listener address.
+/// Binds `workers` SO_REUSEPORT sockets for every listener address (steering slots in order).
 pub fn bind_groups(addrs: &[SocketAddr], workers: usize) -> anyhow::Result<Vec<ListenerGroup>> {
     addrs
         .iter()
         .enumerate()
-        .map(|(i, addr)| {
-            let sockets = (0..workers)
-                .map(|_| lb_l7::bind_socket(*addr).map(Socket::from))
-                .collect::<anyhow::Result<Vec<_>>>()
-                .with_context(|| format!("listener[{i}] on {addr}"))?;
-            Ok(ListenerGroup {
-                addr: *addr,
-                sockets,
-            })
-        })
+        .map(|(i, addr)| bind_group(*addr, workers, i).with_context(|| format!("listener[{i}]")))
         .collect()
+}
+
+/// Binds `workers` SO_REUSEPORT sockets on `addr` (a listener added by a reload gets a free
+/// `slot`).
+pub fn bind_group(addr: SocketAddr, workers: usize, slot: usize) -> anyhow::Result<ListenerGroup> {
+    let sockets = (0..workers)
+        .map(|_| lb_l7::bind_socket(addr).map(Socket::from))
+        .collect::<anyhow::Result<Vec<_>>>()
+        .with_context(|| format!("on {addr}"))?;
+    Ok(ListenerGroup {
+        addr,
+        sockets,
+        slot,
+    })
 }

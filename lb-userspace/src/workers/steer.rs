@@ -13,7 +13,7 @@ use lb_common::{
     hash::{flow_hash, table_slot},
     maglev::{self, Backend},
     proto,
-    steer::{self, MAX_WORKERS, STEER_TABLE_MAX, SteerConfig, SteerStat},
+    steer::{self, MAX_LISTENERS, MAX_WORKERS, STEER_TABLE_MAX, SteerConfig, SteerStat},
 };
 
 use super::sockets::ListenerGroup;
@@ -122,8 +122,8 @@ impl Steering {
                     .map_mut(steer::STEER_LISTENERS)
                     .context("STEER_LISTENERS")?,
             )?;
-            for (i, g) in groups.iter().enumerate() {
-                listeners.set(u32::from(g.addr.port()), i as u32 + 1, 0)?;
+            for g in groups {
+                listeners.set(u32::from(g.addr.port()), g.slot as u32 + 1, 0)?;
             }
         }
         {
@@ -132,9 +132,13 @@ impl Steering {
                     .map_mut(steer::STEER_SOCKETS)
                     .context("STEER_SOCKETS")?,
             )?;
-            for (i, g) in groups.iter().enumerate() {
+            for g in groups {
+                anyhow::ensure!(
+                    (g.slot as u32) < MAX_LISTENERS,
+                    "at most {MAX_LISTENERS} listeners are steered"
+                );
                 for (w, s) in g.sockets.iter().enumerate() {
-                    sockets.set(i as u32 * MAX_WORKERS + w as u32, s, 0)?;
+                    sockets.set(g.slot as u32 * MAX_WORKERS + w as u32, s, 0)?;
                 }
             }
         }
@@ -152,7 +156,26 @@ impl Steering {
         Ok(())
     }
 
-    /// Puts `socket` in the array as worker `worker`'s socket of listener `listener`.
+    /// A listener added by a reload: its sockets in the array at its slot, the program on its
+    /// group, then its port steered.
+    pub fn add_group(&mut self, g: &ListenerGroup) -> anyhow::Result<()> {
+        self.attach(std::slice::from_ref(g))
+    }
+
+    /// A listener removed by a reload: new connections to its port are refused from now on
+    /// (RST to the SYN) while the workers take what is queued on its sockets and close them.
+    pub fn refuse_port(&mut self, port: u16) -> anyhow::Result<()> {
+        let mut listeners: Array<_, u32> = Array::try_from(
+            self.ebpf
+                .map_mut(steer::STEER_LISTENERS)
+                .context("STEER_LISTENERS")?,
+        )?;
+        listeners.set(u32::from(port), steer::LISTENER_REFUSE, 0)?;
+        Ok(())
+    }
+
+    /// Puts `socket` in the array as worker `worker`'s socket of the listener in steering slot
+    /// `listener`.
     pub fn set_socket(
         &mut self,
         listener: usize,

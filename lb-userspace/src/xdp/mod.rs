@@ -9,6 +9,7 @@ pub mod attach;
 pub mod ethtool;
 pub mod netns;
 pub mod pins;
+pub mod reload;
 pub mod syn;
 pub mod veth;
 pub mod vips;
@@ -61,6 +62,10 @@ pub enum DataplaneError {
     Missing(&'static str, &'static str),
     #[error("map `{0}`: {1}")]
     Map(&'static str, #[source] aya::maps::MapError),
+    #[error("map `{0}` is full")]
+    Full(&'static str),
+    #[error("cannot count the possible CPUs: {0}")]
+    Cpus(String),
 }
 
 /// weir's loaded eBPF object.
@@ -68,6 +73,8 @@ pub struct Dataplane {
     ebpf: Ebpf,
     /// The `VIP_INDEX` slots last written (to clear the ones a reload no longer uses).
     index_slots: Vec<u32>,
+    /// Each VIP key's `VIP_TABLE` slot (kept across reloads).
+    table_slots: std::collections::HashMap<VipKey, u32>,
 }
 
 impl Dataplane {
@@ -89,6 +96,7 @@ impl Dataplane {
         Ok(Dataplane {
             ebpf,
             index_slots: Vec::new(),
+            table_slots: std::collections::HashMap::new(),
         })
     }
 
@@ -108,11 +116,46 @@ impl Dataplane {
 
     /// Programs the VIPs: one service entry each, plus one address entry per distinct address,
     /// into the hash map, the table and the direct-mapped index. Entries not in `vips` are
-    /// removed, so this also serves a reload (a packet racing a reload may miss a VIP that moves
-    /// to another table slot: it is passed to the stack, never misrouted).
+    /// removed, so this also serves a reload, in place while the program runs: a key keeps its
+    /// table slot, a new key is written into a slot no index entry points at before the index
+    /// points at it, and a removed key leaves the index before the hash map; so a packet racing
+    /// the update sees each key's old or new entry whole, and a kept VIP is found throughout.
     pub fn set_vips(&mut self, vips: &[ResolvedVip]) -> Result<(), DataplaneError> {
         let wanted = vips::entries(vips);
-        let index = vips::index(&wanted);
+        // Table slots: kept keys keep theirs; new keys take slots free before and after.
+        let old_slots = std::mem::take(&mut self.table_slots);
+        let mut slots: std::collections::HashMap<VipKey, u32> = wanted
+            .iter()
+            .filter_map(|(k, _)| old_slots.get(k).map(|s| (*k, *s)))
+            .collect();
+        let mut taken: std::collections::BTreeSet<u32> =
+            old_slots.values().chain(slots.values()).copied().collect();
+        for (k, _) in &wanted {
+            if slots.contains_key(k) {
+                continue;
+            }
+            let free = (0..names::VIPS_ENTRIES)
+                .find(|s| !taken.contains(s))
+                .or_else(|| (0..names::VIPS_ENTRIES).find(|s| !slots.values().any(|v| v == s)))
+                .ok_or(DataplaneError::Full(names::VIP_TABLE))?;
+            taken.insert(free);
+            slots.insert(*k, free);
+        }
+        let placed: Vec<(VipKey, VipInfo, u32)> =
+            wanted.iter().map(|(k, i)| (*k, *i, slots[k])).collect();
+        let index = vips::index_at(&placed);
+
+        let mut entries: Array<_, VipEntry> = Array::try_from(self.map_mut(names::VIP_TABLE)?)
+            .map_err(|e| DataplaneError::Map(names::VIP_TABLE, e))?;
+        for (key, info, slot) in &placed {
+            let entry = VipEntry {
+                key: *key,
+                info: *info,
+            };
+            entries
+                .set(*slot, entry, 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_TABLE, e))?;
+        }
 
         let mut table: HashMap<_, VipKey, VipInfo> = HashMap::try_from(self.map_mut(names::VIPS)?)
             .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
@@ -126,37 +169,49 @@ impl Dataplane {
                 .insert(key, info, 0)
                 .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
         }
+
+        let old_index = std::mem::take(&mut self.index_slots);
+        let mut idx: Array<_, u32> = Array::try_from(self.map_mut(names::VIP_INDEX)?)
+            .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
+        for (slot, value) in &index {
+            idx.set(*slot, *value, 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
+        }
+        for slot in old_index.iter().filter(|s| !index.contains_key(s)) {
+            idx.set(*slot, VIP_INDEX_EMPTY, 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
+        }
+        self.index_slots = index.into_keys().collect();
+
+        let mut table: HashMap<_, VipKey, VipInfo> = HashMap::try_from(self.map_mut(names::VIPS)?)
+            .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
         for key in stale {
             table
                 .remove(&key)
                 .map_err(|e| DataplaneError::Map(names::VIPS, e))?;
         }
-
-        let mut entries: Array<_, VipEntry> = Array::try_from(self.map_mut(names::VIP_TABLE)?)
-            .map_err(|e| DataplaneError::Map(names::VIP_TABLE, e))?;
-        for (slot, (key, info)) in wanted.iter().enumerate() {
-            let entry = VipEntry {
-                key: *key,
-                info: *info,
-            };
-            entries
-                .set(slot as u32, entry, 0)
-                .map_err(|e| DataplaneError::Map(names::VIP_TABLE, e))?;
-        }
-
-        let old_slots = std::mem::take(&mut self.index_slots);
-        let mut idx: Array<_, u32> = Array::try_from(self.map_mut(names::VIP_INDEX)?)
-            .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
-        for slot in old_slots.iter().filter(|s| !index.contains_key(s)) {
-            idx.set(*slot, VIP_INDEX_EMPTY, 0)
-                .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
-        }
-        for (slot, value) in &index {
-            idx.set(*slot, *value, 0)
-                .map_err(|e| DataplaneError::Map(names::VIP_INDEX, e))?;
-        }
-        self.index_slots = index.into_keys().collect();
+        self.table_slots = slots;
         Ok(())
+    }
+
+    /// Zeroes the counters of VIP ids a reload gives to new VIPs (an id a removed VIP had
+    /// counts from 0 again), before their entries go in.
+    pub fn reset_vip_counters(&mut self, ids: &[u32]) -> Result<(), DataplaneError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let cpus = aya::util::nr_cpus().map_err(|(_, e)| DataplaneError::Cpus(e.to_string()))?;
+        let mut stats: PerCpuArray<_, Counter> =
+            PerCpuArray::try_from(self.map_mut(names::VIP_STATS)?)
+                .map_err(|e| DataplaneError::Map(names::VIP_STATS, e))?;
+        for id in ids {
+            let zero = aya::maps::PerCpuValues::try_from(vec![Counter::default(); cpus])
+                .map_err(|e| DataplaneError::Cpus(e.to_string()))?;
+            stats
+                .set(*id, zero, 0)
+                .map_err(|e| DataplaneError::Map(names::VIP_STATS, e))?;
+        }
+        self.reset_syn_counters(ids, cpus)
     }
 
     /// Programs the deny-list (replacing what was there) and the settings flags that say which

@@ -58,6 +58,25 @@ impl Dataplane {
         read(map(names::VIP_SYN)?, map(names::VIP_SYN_STATS)?, ids)
     }
 
+    /// Zeroes the SYN counters of VIP ids `ids` (see `reset_vip_counters`).
+    pub(super) fn reset_syn_counters(
+        &mut self,
+        ids: &[u32],
+        cpus: usize,
+    ) -> Result<(), DataplaneError> {
+        let mut a: PerCpuArray<_, u64> = PerCpuArray::try_from(self.map_mut(names::VIP_SYN_STATS)?)
+            .map_err(|e| DataplaneError::Map(names::VIP_SYN_STATS, e))?;
+        for id in ids {
+            for k in 0..SYN_COUNTERS {
+                let zero = aya::maps::PerCpuValues::try_from(vec![0u64; cpus])
+                    .map_err(|e| DataplaneError::Cpus(e.to_string()))?;
+                a.set(id * SYN_COUNTERS + k, zero, 0)
+                    .map_err(|e| DataplaneError::Map(names::VIP_SYN_STATS, e))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Entries in the per-source rate limiter (for tests and `weir stats`).
     pub fn syn_rate_sources(&self) -> Result<usize, DataplaneError> {
         let m = self
@@ -312,6 +331,11 @@ pub struct SynControl {
     tx_watch: Option<super::veth::TxWatch>,
     /// SYN-ACKs the interface dropped (XDP_TX errors) while cookies were on.
     tx_errors: u64,
+    /// The interface's MTU (the SYN-ACK's MSS), kept for a reload's settings.
+    mtu: Option<u32>,
+    /// Whether this daemon takes over the host sysctls (a reload that turns a mode on takes
+    /// them then).
+    manage_host: bool,
 }
 
 impl SynControl {
@@ -350,6 +374,8 @@ impl SynControl {
             refused: None,
             tx_watch: None,
             tx_errors: 0,
+            mtu,
+            manage_host,
         };
         for v in vips
             .iter()
@@ -567,11 +593,70 @@ impl SynControl {
         self.program(dp)
     }
 
-    /// Applies the modes and thresholds of a reloaded `[syn]` (SIGHUP). The host sysctls stay as
-    /// taken at start: a VIP switched on from all-off keeps MSS-only cookies until a restart.
+    /// A reload's VIPs (ids made stable by `vips::renumber`, counters of new ids zeroed): a kept
+    /// VIP keeps its state (mode, auto-mode hysteresis, last SYN count), a new one starts in its
+    /// configured mode with its flags written before its map entries go in (the caller's
+    /// `Dataplane::set_vips`), and a removed one leaves the list (its flags are cleared by
+    /// [`Self::forget`] once its entries are gone).
+    pub fn set_vips(
+        &mut self,
+        dp: &mut Dataplane,
+        cfg: &SynConfig,
+        vips: &[ResolvedVip],
+    ) -> anyhow::Result<()> {
+        let mut old = std::mem::take(&mut self.vips);
+        for v in vips
+            .iter()
+            .filter(|v| v.protocol == crate::config::Protocol::Tcp)
+        {
+            match old
+                .iter()
+                .position(|o| o.id == v.id && o.address == v.address && o.port == v.port)
+            {
+                Some(i) => {
+                    let mut o = old.swap_remove(i);
+                    o.name = v.name.clone();
+                    self.vips.push(o);
+                }
+                None => self.vips.push(Controlled {
+                    id: v.id,
+                    name: v.name.clone(),
+                    address: v.address,
+                    port: v.port,
+                    mode: cfg.mode_for(&v.address, v.port),
+                    auto: AutoState::default(),
+                    last_syns: 0,
+                }),
+            }
+        }
+        self.reload(dp, cfg)
+    }
+
+    /// Clears the SYN state of VIP ids a reload removed (after their map entries are gone).
+    pub fn forget(&mut self, dp: &mut Dataplane, ids: &[u32]) -> anyhow::Result<()> {
+        for id in ids {
+            dp.set_syn_vip(*id, SynVip::default())?;
+        }
+        Ok(())
+    }
+
+    /// Applies a reloaded `[syn]` (SIGHUP): modes, thresholds, hold time, the per-source limit
+    /// and the SYN-ACK settings. A reload that gives a VIP a mode other than off when none had
+    /// one takes over the host sysctls then (as a start would).
     pub fn reload(&mut self, dp: &mut Dataplane, cfg: &SynConfig) -> anyhow::Result<()> {
         self.policy.on_per_sec = cfg.auto_on_syn_per_second;
         self.policy.off_per_sec = cfg.auto_off_syn_per_second;
+        self.policy.hold_ticks =
+            ((cfg.auto_hold_seconds * 1000) / Self::TICK.as_millis() as u64).max(1) as u32;
+        self.limit = cfg.per_source_syn_per_second > 0;
+        let wants_host = self
+            .vips
+            .iter()
+            .any(|v| cfg.mode_for(&v.address, v.port) != SynMode::Off);
+        if self.manage_host && self.host.is_none() && wants_host {
+            self.host = Some(HostSysctls::apply()?);
+        }
+        dp.set_syn_settings(host_settings(cfg, self.mtu))?;
         let modes: Vec<(u32, SynMode)> = self
             .vips
             .iter()
@@ -580,6 +665,6 @@ impl SynControl {
         for (id, mode) in modes {
             self.set_mode(dp, id, mode)?;
         }
-        Ok(())
+        self.program(dp)
     }
 }

@@ -56,6 +56,44 @@ pub fn resolve(specs: &[VipSpec], interface_addrs: &[IpAddr]) -> Vec<ResolvedVip
     out
 }
 
+/// The ids of `vips` (numbered in order by [`resolve`]) made stable across a reload: a VIP the
+/// running set has (same address, port and protocol) keeps its id — its counters and its SYN
+/// state (mode, auto-mode hysteresis) are keyed by it — and a new one takes the lowest id no VIP
+/// of either set uses, so a packet of a removed VIP racing the update is never counted as the
+/// new one's; only when those run out does it take a removed VIP's id. Fails when more VIPs
+/// than `max` ids are needed.
+pub fn renumber(
+    vips: Vec<ResolvedVip>,
+    running: &[ResolvedVip],
+    max: u32,
+) -> Result<Vec<ResolvedVip>, String> {
+    let same = |a: &ResolvedVip, b: &ResolvedVip| {
+        a.address == b.address && a.port == b.port && a.protocol == b.protocol
+    };
+    let kept: Vec<Option<u32>> = vips
+        .iter()
+        .map(|v| running.iter().find(|r| same(r, v)).map(|r| r.id))
+        .collect();
+    let mut used: BTreeSet<u32> = kept.iter().flatten().copied().collect();
+    let removed: BTreeSet<u32> = running.iter().map(|r| r.id).collect();
+    let mut out = Vec::with_capacity(vips.len());
+    for (mut v, k) in vips.into_iter().zip(kept) {
+        v.id = match k {
+            Some(id) => id,
+            None => {
+                let id = (0..max)
+                    .find(|i| !used.contains(i) && !removed.contains(i))
+                    .or_else(|| (0..max).find(|i| !used.contains(i)))
+                    .ok_or_else(|| format!("more than {max} VIPs"))?;
+                used.insert(id);
+                id
+            }
+        };
+        out.push(v);
+    }
+    Ok(out)
+}
+
 /// The map entries for `vips`: services, then one address entry per distinct address.
 pub fn entries(vips: &[ResolvedVip]) -> Vec<(VipKey, VipInfo)> {
     let mut out: Vec<(VipKey, VipInfo)> = vips
@@ -86,12 +124,22 @@ pub fn entries(vips: &[ResolvedVip]) -> Vec<(VipKey, VipInfo)> {
 /// The `VIP_INDEX` contents for `entries` (table slot `i` holds `entries[i]`): each key's index
 /// slot points at `i + 1`, or is `VIP_INDEX_SHARED` when several keys fold to it.
 pub fn index(entries: &[(VipKey, VipInfo)]) -> std::collections::BTreeMap<u32, u32> {
+    let placed: Vec<(VipKey, VipInfo, u32)> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| (*k, *v, i as u32))
+        .collect();
+    index_at(&placed)
+}
+
+/// As [`index`], for entries placed at the given table slots.
+pub fn index_at(entries: &[(VipKey, VipInfo, u32)]) -> std::collections::BTreeMap<u32, u32> {
     let mut index = std::collections::BTreeMap::new();
-    for (i, (key, _)) in entries.iter().enumerate() {
+    for (key, _, slot) in entries {
         index
             .entry(key.index_slot())
             .and_modify(|v| *v = VIP_INDEX_SHARED)
-            .or_insert(i as u32 + 1);
+            .or_insert(slot + 1);
     }
     index
 }
@@ -124,6 +172,32 @@ mod tests {
         let idx = index(&e);
         assert_eq!(idx.len(), 4);
         assert_eq!(idx[&e[0].0.index_slot()], 1);
+    }
+
+    #[test]
+    fn a_reload_keeps_the_ids_of_kept_vips_and_gives_new_ones_unused_ids() {
+        let running = resolve(&[spec("10.0.0.1", 80), spec("10.0.0.1", 443)], &[]);
+        // 80 removed, 8080 added before 443: 443 keeps id 1, 8080 takes 2 (not 80's 0).
+        let next = resolve(&[spec("10.0.0.1", 8080), spec("10.0.0.1", 443)], &[]);
+        let next = renumber(next, &running, 512).unwrap();
+        assert_eq!((next[0].port, next[0].id), (8080, 2));
+        assert_eq!((next[1].port, next[1].id), (443, 1));
+        // With no unused id left, a removed VIP's id is taken.
+        let tight = renumber(
+            resolve(&[spec("10.0.0.1", 9), spec("10.0.0.1", 443)], &[]),
+            &running,
+            2,
+        )
+        .unwrap();
+        assert_eq!((tight[0].id, tight[1].id), (0, 1));
+        assert!(
+            renumber(
+                resolve(&[spec("10.0.0.1", 1), spec("10.0.0.1", 2)], &[]),
+                &[],
+                1
+            )
+            .is_err()
+        );
     }
 
     #[test]

@@ -133,10 +133,13 @@ pub fn serve(
         health: l7.map(health),
         workers: l7.is_some(),
         reload: Some(Arc::new(Reload(reload.clone()))),
-        targets: Some(Arc::new(Targets {
-            handle: reload,
-            in_force: in_force.clone(),
-        })),
+        // Without workers (`--no-l7`) there is nothing to register a target with.
+        targets: l7.map(|_| -> Arc<dyn TargetDelegate> {
+            Arc::new(Targets {
+                handle: reload,
+                in_force: in_force.clone(),
+            })
+        }),
         current: Some(Arc::new(in_force)),
         ..Delegates::default()
     };

@@ -113,6 +113,7 @@ fn prepare_workers(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Resu
         return Ok(());
     }
     let (id, origin) = user::ensure(&cfg.workers)?;
+    crate::workers::sandbox::privileges::check_can_supervise(&id)?;
     match origin {
         user::Origin::Existing => {}
         user::Origin::Created => {

@@ -28,6 +28,18 @@ pub enum PrivilegeError {
     Left(CapSet, CapsHashSet),
     #[error("the control plane exited while the worker started")]
     Orphaned,
+    #[error(
+        "weir runs without CAP_SETPCAP, which a worker needs to empty its capability bounding \
+         set; give it to weir (systemd: add CAP_SETPCAP to CapabilityBoundingSet, as \
+         dist/weir.service does)"
+    )]
+    NoSetpcap,
+    #[error(
+        "weir runs without CAP_KILL, which it needs to stop its workers once they run as user \
+         `{0}` (a signal to another user's process needs it); give it to weir (systemd: add \
+         CAP_KILL to CapabilityBoundingSet, as dist/weir.service does)"
+    )]
+    NoKill(String),
 }
 
 fn caps_step(step: &'static str) -> impl Fn(caps::errors::CapsError) -> PrivilegeError {
@@ -42,6 +54,12 @@ fn sys_step(step: &'static str) -> impl Fn(nix::Error) -> PrivilegeError {
 /// effective ones stay until [`switch_user`], for opening the certificates and the log file.
 pub fn drop_inheritable() -> Result<(), PrivilegeError> {
     caps::clear(None, CapSet::Ambient).map_err(caps_step("ambient"))?;
+    let bounding = caps::read(None, CapSet::Bounding).map_err(caps_step("read"))?;
+    let setpcap = caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP)
+        .map_err(caps_step("read"))?;
+    if !bounding.is_empty() && !setpcap {
+        return Err(PrivilegeError::NoSetpcap);
+    }
     caps::clear(None, CapSet::Bounding).map_err(caps_step("bounding"))?;
     caps::clear(None, CapSet::Inheritable).map_err(caps_step("inheritable"))?;
     Ok(())
@@ -69,6 +87,23 @@ pub fn switch_user(id: &Identity, parent: Pid) -> Result<(), PrivilegeError> {
         }
     }
     rearm_parent_death(parent)
+}
+
+/// In the control plane, before any worker starts, what the workers will need of it: CAP_SETPCAP
+/// for each to empty its bounding set ([`drop_inheritable`] would fail in every worker, restarted
+/// in a loop), and, unless they run as root (`id`), CAP_KILL to stop them (SIGTERM, then SIGKILL
+/// after the drain bound): without it every signal fails with EPERM and a stop would leave them
+/// running.
+pub fn check_can_supervise(id: &Identity) -> Result<(), PrivilegeError> {
+    let has = |cap| caps::has_cap(None, CapSet::Effective, cap).map_err(caps_step("read"));
+    let bounding = caps::read(None, CapSet::Bounding).map_err(caps_step("read"))?;
+    if !bounding.is_empty() && !has(caps::Capability::CAP_SETPCAP)? {
+        return Err(PrivilegeError::NoSetpcap);
+    }
+    if !id.uid.is_root() && !has(caps::Capability::CAP_KILL)? {
+        return Err(PrivilegeError::NoKill(id.user.clone()));
+    }
+    Ok(())
 }
 
 /// `PR_SET_PDEATHSIG` again, and a check that the parent did not die before it.

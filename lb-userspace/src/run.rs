@@ -263,6 +263,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         reload_handle.clone(),
         in_force.clone(),
     )?;
+    // DNS discovery: the targets it finds come back through `reload_handle` (`crate::overlay`).
+    let discovery = l7.as_ref().map(|_| {
+        let sink = std::sync::Arc::new(reload_handle.clone());
+        crate::discovery::start(&gens.file().l7, sink, stop_rx.clone()).0
+    });
 
     let interval = args
         .stats_interval
@@ -304,6 +309,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 info!("SIGHUP: reloading the configuration");
                 let _ = apply_reload(&mut gens, &mut xdp_tier, &l7, args.no_l7);
                 in_force.record(&gens);
+                discovery.iter().for_each(|d| d.apply(&gens.file().l7));
                 syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
             }
             Some(request) = reload_requests.recv() => {
@@ -311,6 +317,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     reload::Request::Reload(reply) => {
                         let r = apply_reload(&mut gens, &mut xdp_tier, &l7, args.no_l7);
                         in_force.record(&gens);
+                        discovery.iter().for_each(|d| d.apply(&gens.file().l7));
                         let _ = reply.send(r);
                     }
                     reload::Request::Targets(change, reply) => {

@@ -1,0 +1,588 @@
+//! DNS discovery (issue #12) with the real `weir run`, its workers, dnsmasq (Debian's) serving
+//! SRV and A records, and python3 targets, in a network namespace: traffic reaches the targets
+//! the SRV records name; a record change (one dropped, a third added) is picked up within the
+//! TTL and the retry — the new target takes traffic after passing its health check, the dropped
+//! one drains — with no failed client request; DNS going away keeps the last targets. Needs
+//! root.
+//!
+//! dnsmasq does not re-read `srv-host` lines on SIGHUP, so a record change is a new dnsmasq on
+//! the same port with the new records (the few milliseconds between are a DNS failure weir rides
+//! out like any other).
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader, Read, Write},
+    net::TcpStream,
+    process::Stdio,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use common::*;
+use serde_json::Value;
+use weir_tests::lab::{Lab, Ns, Proc, wait_until};
+
+const PORT: u16 = 8080;
+const DNS: &str = "127.0.0.1:5353";
+/// The records' TTL (dnsmasq's `local-ttl`) and weir's floor: resolved every second.
+const TTL: u64 = 1;
+/// ALB's least check interval; one pass makes a new target healthy.
+const INTERVAL: u64 = 5;
+
+const BACKEND: &str = r#"
+import http.server, sys
+addr, port, name = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = name.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+class S(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+S((addr, port), H).serve_forever()
+"#;
+
+/// The targets: name, address, port.
+const TARGETS: [(&str, &str, u16); 3] = [
+    ("a", "127.0.0.11", 9301),
+    ("b", "127.0.0.12", 9302),
+    ("c", "127.0.0.13", 9303),
+];
+
+fn target(name: &str) -> (&'static str, &'static str, u16) {
+    *TARGETS
+        .iter()
+        .find(|t| t.0 == name)
+        .expect("a known target")
+}
+
+/// dnsmasq in `ns` on [`DNS`], authoritative for `svc.test`, serving `_web._tcp.svc.test`'s
+/// SRV records for `names` and each name's A record; killed on drop.
+struct Dnsmasq {
+    proc: Option<Proc>,
+    _conf: TempFile,
+}
+
+impl Dnsmasq {
+    fn start(ns: &Ns, names: &[&str]) -> Result<Dnsmasq> {
+        let mut conf = format!(
+            "port=5353\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
+             no-poll\npid-file=\nlocal=/svc.test/\nlocal-ttl={TTL}\nlog-queries\n"
+        );
+        for n in names {
+            let (_, ip, port) = target(n);
+            conf += &format!(
+                "srv-host=_web._tcp.svc.test,{n}.svc.test,{port}\nhost-record={n}.svc.test,{ip}\n"
+            );
+        }
+        let conf = TempFile::new("dnsmasq.conf", &conf);
+        let mut c = ns.command("dnsmasq");
+        c.args(["--keep-in-foreground", "--log-facility=-", "--user=root"])
+            .arg(format!("--conf-file={}", conf.path()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let proc = ns.spawn_command(c)?;
+        let d = Dnsmasq {
+            proc: Some(proc),
+            _conf: conf,
+        };
+        wait_until(
+            Duration::from_secs(10),
+            "dnsmasq to listen on udp 5353",
+            || Ok(ns.exec(&["ss", "-Hlun", "sport = :5353"])?.contains("5353")),
+        )?;
+        Ok(d)
+    }
+
+    fn stop(&mut self) -> Result<()> {
+        if let Some(mut p) = self.proc.take() {
+            p.kill()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+struct Weir {
+    proc: Proc,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Weir {
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap().concat()
+    }
+}
+
+fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let l = lines.clone();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(r);
+        let mut buf = String::new();
+        while r.read_line(&mut buf).unwrap_or(0) > 0 {
+            l.lock().unwrap().push(std::mem::take(&mut buf));
+        }
+    });
+    lines
+}
+
+fn start_weir(ns: &Ns, cfg: &TempFile) -> Result<Weir> {
+    let mut c = weir_command(ns);
+    c.args(["run", "--config", cfg.path()])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut proc = ns.spawn_command(c)?;
+    let stderr = collect(proc.child_mut().stderr.take().unwrap());
+    wait_until(Duration::from_secs(30), "both workers ready", || {
+        if !proc.is_running() {
+            bail!("weir exited:\n{}", stderr.lock().unwrap().concat());
+        }
+        Ok(stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("worker ready"))
+            .count()
+            >= 2)
+    })?;
+    Ok(Weir { proc, stderr })
+}
+
+fn config() -> String {
+    format!(
+        r#"[workers]
+count = 2
+
+[load_balancer]
+max_connections_per_worker = 1000
+
+[[listener]]
+address = "127.0.0.1"
+port = {PORT}
+default_action = {{ type = "forward", target_group = "web" }}
+
+[[target_group]]
+name = "web"
+deregistration_delay.timeout_seconds = 5
+health_check = {{ interval_seconds = {INTERVAL}, timeout_seconds = 2, healthy_threshold_count = 2, unhealthy_threshold_count = 2 }}
+discovery = {{ name = "_web._tcp.svc.test", type = "SRV", resolvers = ["{DNS}"], timeout_seconds = 1, ttl_floor_seconds = {TTL}, ttl_ceiling_seconds = 5, hold_empty_seconds = 5 }}
+"#
+    )
+}
+
+/// The control plane's health view: `/run/weir/health-<netns inode>.json`.
+fn view(ns: &Ns) -> Result<Value> {
+    use std::os::unix::fs::MetadataExt as _;
+    let netns = ns.netns().context("a lab namespace")?;
+    let inode = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
+    let p = format!("/run/weir/health-{inode}.json");
+    Ok(serde_json::from_slice(
+        &std::fs::read(&p).with_context(|| p.clone())?,
+    )?)
+}
+
+/// `web`'s targets in the health view: `ip:port` → state.
+fn states(ns: &Ns) -> BTreeMap<String, String> {
+    let Ok(v) = view(ns) else {
+        return BTreeMap::new();
+    };
+    let mut out = BTreeMap::new();
+    for g in v["target_groups"].as_array().into_iter().flatten() {
+        if g["name"] != "web" {
+            continue;
+        }
+        for t in g["targets"].as_array().into_iter().flatten() {
+            out.insert(
+                format!("{}:{}", t["id"].as_str().unwrap_or(""), t["port"]),
+                t["state"].as_str().unwrap_or("").to_string(),
+            );
+        }
+    }
+    out
+}
+
+fn addr(name: &str) -> String {
+    let (_, ip, port) = target(name);
+    format!("{ip}:{port}")
+}
+
+/// Waits until `web`'s targets in the view are exactly `want` (name → state).
+fn wait_targets(ns: &Ns, want: &[(&str, &str)], within: Duration) -> Result<Duration> {
+    let t0 = Instant::now();
+    let want: BTreeMap<String, String> =
+        want.iter().map(|(n, s)| (addr(n), s.to_string())).collect();
+    wait_until(within, &format!("web's targets {want:?}"), || {
+        std::thread::sleep(Duration::from_millis(100));
+        Ok(states(ns) == want)
+    })
+    .with_context(|| format!("last seen: {:?}", states(ns)))?;
+    Ok(t0.elapsed())
+}
+
+/// Waits until `name`'s state in the view is `state` (`None`: not in the view).
+fn wait_state(ns: &Ns, name: &str, state: Option<&str>, within: Duration) -> Result<Duration> {
+    let t0 = Instant::now();
+    wait_until(within, &format!("{name} {state:?}"), || {
+        std::thread::sleep(Duration::from_millis(50));
+        Ok(states(ns).get(&addr(name)).map(String::as_str) == state)
+    })
+    .with_context(|| format!("last seen: {:?}", states(ns)))?;
+    Ok(t0.elapsed())
+}
+
+/// An `Instant` of this process as the UTC seconds of the day (the log's clock).
+fn wall(t: Instant) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let back = Instant::now().saturating_duration_since(t).as_secs_f64();
+    (now - back).rem_euclid(86_400.0)
+}
+
+/// The time (UTC seconds of the day) of the last log line naming `target` and `what`.
+fn log_time(log: &str, target: &str, what: &str) -> Result<f64> {
+    let line = log
+        .lines()
+        .rfind(|l| l.contains(&format!("target={target}")) && l.contains(what))
+        .with_context(|| format!("no log line for {target} {what}"))?;
+    let t = line
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.split('T').nth(1))
+        .and_then(|t| t.strip_suffix('Z'))
+        .context("a timestamp")?;
+    let mut p = t.split(':').map(|x| x.parse::<f64>());
+    match (p.next(), p.next(), p.next()) {
+        (Some(Ok(h)), Some(Ok(m)), Some(Ok(s))) => Ok(h * 3600.0 + m * 60.0 + s),
+        _ => bail!("bad timestamp in {line}"),
+    }
+}
+
+/// One request on `r`: the body of a 200, else an error.
+fn get(r: &mut BufReader<TcpStream>, close: bool) -> Result<String> {
+    let conn = if close { "Connection: close\r\n" } else { "" };
+    write!(
+        r.get_mut(),
+        "GET / HTTP/1.1\r\nHost: weir.test\r\n{conn}\r\n"
+    )?;
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let status = line.split(' ').nth(1).unwrap_or("").to_string();
+    let mut len = 0usize;
+    loop {
+        line.clear();
+        if r.read_line(&mut line)? == 0 {
+            bail!("closed in the head");
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            len = v.trim().parse()?;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    if status != "200" {
+        bail!("status {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+#[derive(Default)]
+struct Seen {
+    ok: Vec<(Instant, String)>,
+    errors: Vec<(Instant, String)>,
+}
+
+impl Seen {
+    fn names_between(&self, from: Instant, to: Instant) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for (_, n) in self.ok.iter().filter(|(at, _)| *at >= from && *at < to) {
+            *m.entry(n.clone()).or_default() += 1;
+        }
+        m
+    }
+
+    fn last(&self, name: &str) -> Option<Instant> {
+        self.ok
+            .iter()
+            .filter(|(_, n)| n == name)
+            .map(|(t, _)| *t)
+            .max()
+    }
+
+    fn first_after(&self, name: &str, t: Instant) -> Option<Instant> {
+        self.ok
+            .iter()
+            .filter(|(at, n)| n == name && *at >= t)
+            .map(|(t, _)| *t)
+            .min()
+    }
+}
+
+/// Two client threads in `ns`: 5 requests on a keep-alive connection, then one on a new
+/// connection, 20 ms apart, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Seen>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(ns: &Ns) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let threads = (0..2)
+            .map(|_| {
+                let (ns, stop, seen) = (ns.clone(), stop.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    let _in = ns.enter().expect("enter the lab namespace");
+                    while !stop.load(Ordering::Relaxed) {
+                        for (n, close) in [(5, false), (1, true)] {
+                            for x in round(n, close, &stop) {
+                                let mut s = seen.lock().unwrap();
+                                match x {
+                                    Ok(name) => s.ok.push((Instant::now(), name)),
+                                    Err(e) => s.errors.push((Instant::now(), format!("{e:#}"))),
+                                }
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            seen,
+            threads,
+        }
+    }
+
+    fn snapshot<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
+        f(&self.seen.lock().unwrap())
+    }
+
+    fn stop(self) -> Seen {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            let _ = t.join();
+        }
+        std::mem::take(&mut *self.seen.lock().unwrap())
+    }
+}
+
+fn round(n: usize, close: bool, stop: &AtomicBool) -> Vec<Result<String>> {
+    let mut out = Vec::new();
+    let conn = TcpStream::connect(("127.0.0.1", PORT)).and_then(|s| {
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        Ok(s)
+    });
+    let mut r = match conn {
+        Ok(s) => BufReader::new(s),
+        Err(e) => return vec![Err(e.into())],
+    };
+    for i in 0..n {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let res = get(&mut r, close && i + 1 == n);
+        let failed = res.is_err();
+        out.push(res);
+        if failed {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    out
+}
+
+/// `weir targets list --target-group web --json` in `ns`: `ip:port` → source.
+fn sources(ns: &Ns) -> Result<BTreeMap<String, String>> {
+    let (ok, out, err) = weir_once(ns, &["targets", "list", "--target-group", "web", "--json"])?;
+    if !ok {
+        bail!("weir targets list: {err}");
+    }
+    let v: Value = serde_json::from_str(&out)?;
+    Ok(v["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| {
+            (
+                format!("{}:{}", t["id"].as_str().unwrap_or(""), t["port"]),
+                t["source"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect())
+}
+
+#[test]
+fn srv_records_are_followed_through_health_checks_and_draining() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("disc")?;
+    let py = TempFile::new("backend.py", BACKEND);
+    // Every target runs all along: only DNS decides which ones weir uses.
+    let mut backends = Vec::new();
+    for (name, ip, port) in TARGETS {
+        let mut c = ns.command("python3");
+        c.args([py.path(), ip, &port.to_string(), name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        backends.push(ns.spawn_command(c)?);
+        ns.wait_tcp_listen(port, Duration::from_secs(10))?;
+    }
+    let mut dns = Dnsmasq::start(&ns, &["a", "b"])?;
+    let cfg = TempFile::new("discovery.toml", &config());
+    let started = Instant::now();
+    let mut weir = start_weir(&ns, &cfg)?;
+
+    // Discovered, checked, healthy: a new target needs one pass (≤ one interval).
+    let took = wait_targets(
+        &ns,
+        &[("a", "healthy"), ("b", "healthy")],
+        Duration::from_secs(INTERVAL + 10),
+    )?;
+    eprintln!(
+        "a and b discovered and healthy {:.1?} after weir started",
+        took + (Instant::now() - started - took)
+    );
+    let listed = sources(&ns)?;
+    eprintln!("weir targets list: {listed:?}");
+    assert_eq!(
+        listed.get(&addr("a")).map(String::as_str),
+        Some("discovered")
+    );
+    assert_eq!(
+        listed.get(&addr("b")).map(String::as_str),
+        Some("discovered")
+    );
+
+    let load = Load::start(&ns);
+    std::thread::sleep(Duration::from_secs(3));
+    let before = load.snapshot(|s| s.names_between(started, Instant::now()));
+    eprintln!("before the change: {before:?}");
+    assert!(before.get("a").is_some_and(|&n| n > 0) && before.get("b").is_some_and(|&n| n > 0));
+    assert_eq!(before.get("c"), None, "c is not in DNS yet");
+
+    // The records change: a dropped, c added.
+    let changed = Instant::now();
+    dns.stop()?;
+    let mut dns = Dnsmasq::start(&ns, &["b", "c"])?;
+    let c_healthy = wait_state(
+        &ns,
+        "c",
+        Some("healthy"),
+        Duration::from_secs(TTL + 2 + INTERVAL + 5),
+    )?;
+    let a_state = states(&ns).get(&addr("a")).cloned();
+    let a_gone = wait_state(&ns, "a", None, Duration::from_secs(15))?;
+    eprintln!(
+        "record change: c healthy in the view {c_healthy:.1?} later (a then {a_state:?}), a gone from it {a_gone:.1?} later"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let (c_first, a_last) = load.snapshot(|s| (s.first_after("c", changed), s.last("a")));
+    let c_first = c_first.context("c never took traffic")?;
+    let a_last = a_last.context("a never took traffic")?;
+    let c_passed = log_time(&weir.log(), &addr("c"), "to=healthy")?;
+    let c_first_wall = wall(c_first);
+    eprintln!(
+        "c's first answer {:.1?} after the change, {:+.3} s from its passing check; a's last {:.1?} after the change",
+        c_first - changed,
+        c_first_wall - c_passed,
+        a_last.saturating_duration_since(changed)
+    );
+    assert!(
+        c_first_wall >= c_passed - 0.005,
+        "c takes traffic only after passing its check"
+    );
+    assert!(
+        c_first - changed <= Duration::from_secs(TTL + 2 + INTERVAL + 2),
+        "c takes traffic within TTL + retry + one check interval"
+    );
+    let log = weir.log();
+    assert!(
+        log.contains("discovered targets changed"),
+        "the change is logged:\n{log}"
+    );
+    let listed = sources(&ns)?;
+    assert_eq!(
+        listed.get(&addr("c")).map(String::as_str),
+        Some("discovered")
+    );
+    assert!(!listed.contains_key(&addr("a")), "{listed:?}");
+
+    // DNS goes away: the last targets stay, and weir says so.
+    let dns_gone = Instant::now();
+    dns.stop()?;
+    std::thread::sleep(Duration::from_secs(10));
+    let since =
+        load.snapshot(|s| s.names_between(dns_gone + Duration::from_secs(7), Instant::now()));
+    eprintln!(
+        "DNS gone for 10 s: last 3 s {since:?}; view {:?}",
+        states(&ns)
+    );
+    assert!(since.get("b").is_some_and(|&n| n > 0) && since.get("c").is_some_and(|&n| n > 0));
+    assert_eq!(since.get("a"), None);
+    assert_eq!(
+        states(&ns),
+        [(addr("b"), "healthy".into()), (addr("c"), "healthy".into())].into()
+    );
+    let log = weir.log();
+    assert!(
+        log.contains("DNS resolution failed") && log.contains("discovered targets stay"),
+        "the failure is a warning:\n{log}"
+    );
+
+    let seen = load.stop();
+    let totals = seen.names_between(started, Instant::now());
+    eprintln!(
+        "totals: {} answered {totals:?}, {} failed {:?}",
+        seen.ok.len(),
+        seen.errors.len(),
+        seen.errors.iter().take(5).collect::<Vec<_>>()
+    );
+    assert!(seen.errors.is_empty(), "no client request failed");
+    assert!(
+        seen.last("a")
+            .is_some_and(|t| t < changed + Duration::from_secs(10)),
+        "a takes no request after it left DNS and drained"
+    );
+    let clean = interrupt(&mut weir.proc);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = weir.log();
+    let tail: Vec<&str> = log.lines().rev().take(25).collect();
+    assert!(
+        clean.as_ref().is_ok_and(|c| *c),
+        "weir exits cleanly at SIGINT ({clean:?}): {tail:#?}"
+    );
+    drop(backends);
+    Ok(())
+}

@@ -17,17 +17,10 @@ use lb_userspace::{
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    // Colour only on a terminal: a file or a pipe (a journal, a log shipper) gets plain text.
-    // Workers inherit weir's stderr and decide the same way.
-    use std::io::IsTerminal as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = init_logging() {
+        eprintln!("weir: error: {e}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
@@ -49,6 +42,34 @@ fn main() -> std::process::ExitCode {
         | Command::Targets { .. }) => lb_userspace::admin::verbs::run(&verb),
     };
     exit(result)
+}
+
+/// Logs on stderr: text, coloured only on a terminal (a file or a pipe — a journal, a log shipper
+/// — gets plain text), or one JSON object per line with `WEIR_LOG_FORMAT=json`. Workers inherit
+/// weir's stderr and environment and decide the same way. `RUST_LOG` filters (default `info`).
+fn init_logging() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let format = std::env::var("WEIR_LOG_FORMAT").unwrap_or_default();
+    match format.as_str() {
+        "" | "text" => tracing_subscriber::fmt()
+            .with_env_filter(filter())
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+            .init(),
+        "json" => tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter())
+            .with_writer(std::io::stderr)
+            .init(),
+        other => {
+            bail!("WEIR_LOG_FORMAT={other:?}: the log formats are `text` (the default) and `json`")
+        }
+    }
+    Ok(())
 }
 
 fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {

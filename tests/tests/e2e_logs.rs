@@ -58,7 +58,10 @@ struct Running {
 
 /// `weir run` with `config`, stdout and stderr piped, once it listens.
 fn start(ns: &Ns, config: &TempFile) -> Result<Running> {
-    let mut c = weir(ns);
+    start_with(ns, config, weir(ns))
+}
+
+fn start_with(ns: &Ns, config: &TempFile, mut c: Command) -> Result<Running> {
     c.args(["run", "--config", config.path()])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -304,6 +307,44 @@ fn a_flood_of_failing_requests_writes_bounded_warnings_without_colour() -> Resul
         "no ANSI colour codes in logs written to a pipe:\n{}",
         &err[..err.len().min(600)]
     );
+    Ok(())
+}
+
+/// `WEIR_LOG_FORMAT=json`: every line on stderr, the control plane's and the workers' (a
+/// failing request's warning comes from a worker), is one JSON object with a level and a message
+/// (for a log shipper); an unknown format is refused before anything starts.
+#[test]
+fn json_logs_on_request_from_every_process() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("logjson")?;
+    let cfg = config(
+        "{ enabled = false }",
+        r#"{ type = "forward", target_group = "dead" }"#,
+    );
+    let mut c = weir(&ns);
+    c.env("WEIR_LOG_FORMAT", "json");
+    let mut w = start_with(&ns, &cfg, c)?;
+    let out = ns.exec(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{PORT}/")])?;
+    assert_eq!(out, "502");
+    wait_until(Duration::from_secs(5), "the worker's warning", || {
+        Ok(w.stderr.lock().unwrap().iter().any(|l| l.contains("target connection failed")))
+    })?;
+    assert!(interrupt(&mut w.proc)?);
+    let lines = w.stderr.lock().unwrap().clone();
+    assert!(lines.len() > 5, "{lines:?}");
+    for l in &lines {
+        let v: serde_json::Value = serde_json::from_str(l.trim())
+            .map_err(|e| anyhow::anyhow!("not a JSON line ({e}): {l}"))?;
+        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{l}");
+    }
+    let mut c = weir(&ns);
+    let bad = c.args(["check", "--config", cfg.path()]).env("WEIR_LOG_FORMAT", "xml").output()?;
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("WEIR_LOG_FORMAT") && said.contains("json"), "{said}");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Attaching the XDP program to an interface, with the checks an operator needs to hear about
-//! before anything changes: the interface exists, nobody else's XDP program is on it, the MTU
-//! fits native XDP.
+//! before anything changes: the interface exists, nobody else's XDP program is on it, and, for
+//! drivers whose native XDP limits are documented (AWS ENA), the MTU and queue count fit before
+//! anything is attached ([`native_preflight`]); for the rest a failed native attach names the MTU.
 //!
 //! The attachment is a BPF link where the kernel has them, so it also goes away if weir is
 //! killed; [`Attachment`] detaches explicitly on drop for every other exit.
@@ -13,7 +14,7 @@ use std::{net::IpAddr, process::Command};
 use aya::programs::{XdpMode, xdp::XdpLinkId};
 use tracing::{info, warn};
 
-use super::{Dataplane, syn::SynControl, veth};
+use super::{Dataplane, ethtool, syn::SynControl, veth};
 use crate::config::{XdpModeSetting, syn::VethPeerSetting};
 
 /// Largest MTU native XDP takes on drivers without multi-buffer XDP, 4 KiB pages (AWS ENA; veth
@@ -46,12 +47,68 @@ pub enum AttachError {
         #[source]
         source: aya::programs::ProgramError,
     },
+    #[error("native XDP on `{iface}`: {problem}")]
+    Preflight { iface: String, problem: Preflight },
     #[error("generic XDP attach to `{iface}` failed")]
     Generic {
         iface: String,
         #[source]
         source: aya::programs::ProgramError,
     },
+}
+
+/// Why a driver cannot run weir's program natively as the interface is set up, known before
+/// attaching (the program is not multi-buffer aware: a frame must fit one page).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Preflight {
+    #[error(
+        "the {driver} driver takes native XDP only up to MTU {limit}, and the MTU is {mtu}: lower \
+         it first (`ip link set dev IFACE mtu {limit}`; on AWS set the instance's MTU the same way)"
+    )]
+    Mtu {
+        driver: String,
+        mtu: u32,
+        limit: u32,
+    },
+    #[error(
+        "the ena driver needs half its queues free for XDP_TX (one TX queue per RX queue): \
+         {current} of {max} combined queues are in use; use at most {half} (`ethtool -L IFACE \
+         combined {half}`)"
+    )]
+    EnaQueues { current: u32, max: u32, half: u32 },
+}
+
+/// What `driver` says about running weir natively with this MTU and these queues, where its
+/// limits are documented: AWS ENA takes XDP with MTU ≤ 3498 and at most half its combined
+/// queues in use (the other half carries XDP_TX). Other drivers are tried, and a failure names
+/// the MTU ([`AttachError::Native`]).
+pub fn native_preflight(
+    driver: &str,
+    mtu: u32,
+    channels: Option<ethtool::Channels>,
+) -> Option<Preflight> {
+    if driver != "ena" {
+        return None;
+    }
+    if mtu > NATIVE_XDP_MTU_HINT {
+        return Some(Preflight::Mtu {
+            driver: driver.into(),
+            mtu,
+            limit: NATIVE_XDP_MTU_HINT,
+        });
+    }
+    let c = channels?;
+    let half = c.max_combined / 2;
+    (c.max_combined > 0 && c.combined_count > half).then_some(Preflight::EnaQueues {
+        current: c.combined_count,
+        max: c.max_combined,
+        half,
+    })
+}
+
+fn preflight(iface: &str) -> Option<Preflight> {
+    let driver = ethtool::driver(iface).ok()?;
+    native_preflight(&driver, mtu(iface), ethtool::channels(iface).ok())
 }
 
 /// How the program ended up attached.
@@ -159,6 +216,23 @@ pub fn attach(
             });
         }
     }
+    let problem = match mode {
+        XdpModeSetting::Generic => None,
+        _ => preflight(iface),
+    };
+    let mode = match (mode, problem) {
+        (XdpModeSetting::Native, Some(problem)) => {
+            return Err(AttachError::Preflight {
+                iface: iface.into(),
+                problem,
+            });
+        }
+        (XdpModeSetting::Auto, Some(problem)) => {
+            warn!(iface, %problem, "native XDP not possible as the interface is set up; using generic XDP (slower: runs after the kernel has built an skb)");
+            XdpModeSetting::Generic
+        }
+        (mode, _) => mode,
+    };
     let (link, mode) = match mode {
         XdpModeSetting::Native => (
             prog_attach(dp, index, XdpMode::Driver).map_err(|source| AttachError::Native {
@@ -283,4 +357,50 @@ pub fn interface_addresses(iface: &str) -> anyhow::Result<Vec<IpAddr>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ethtool::Channels;
+
+    #[test]
+    fn ena_is_checked_before_attaching() {
+        // AWS's limits: MTU ≤ 3498, at most half the combined queues in use.
+        assert_eq!(
+            native_preflight("ena", 3498, Some(Channels::combined(8, 4))),
+            None
+        );
+        let mtu = native_preflight("ena", 9001, Some(Channels::combined(8, 4))).unwrap();
+        assert!(matches!(
+            mtu,
+            Preflight::Mtu {
+                mtu: 9001,
+                limit: 3498,
+                ..
+            }
+        ));
+        assert!(mtu.to_string().contains("mtu 3498"), "{mtu}");
+        let queues = native_preflight("ena", 1500, Some(Channels::combined(8, 8))).unwrap();
+        assert_eq!(
+            queues,
+            Preflight::EnaQueues {
+                current: 8,
+                max: 8,
+                half: 4
+            }
+        );
+        assert!(queues.to_string().contains("combined 4"), "{queues}");
+        // The queue counts unknown: only the MTU is checked.
+        assert_eq!(native_preflight("ena", 1500, None), None);
+    }
+
+    #[test]
+    fn other_drivers_are_tried() {
+        assert_eq!(native_preflight("veth", 9000, None), None);
+        assert_eq!(
+            native_preflight("mlx5_core", 1500, Some(Channels::combined(8, 8))),
+            None
+        );
+    }
 }

@@ -1,9 +1,10 @@
 //! The few ethtool queries weir needs, through the `SIOCETHTOOL` ioctl on a socket, so they answer
 //! for the calling thread's network namespace (as `ethtool` does; /sys/class/net answers for
-//! whoever mounted /sys): the driver's name, GRO, and the driver's statistics by name.
+//! whoever mounted /sys): the driver's name, GRO, the queue counts, and the driver's statistics
+//! by name.
 //!
 //! Hand-written: the crates that speak ethtool (`ethtool`, `neli`) do it over generic netlink
-//! with an async runtime and cover none of these three better than the ioctl, which every kernel
+//! with an async runtime and cover none of these better than the ioctl, which every kernel
 //! since 2.6 answers.
 
 use std::io;
@@ -13,6 +14,7 @@ const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSTATS: u32 = 0x1d;
 const ETHTOOL_GGRO: u32 = 0x2b;
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETH_SS_STATS: u32 = 1;
 const ETH_GSTRING_LEN: usize = 32;
 
@@ -77,6 +79,42 @@ fn c_string(bytes: &[u8]) -> String {
 /// The name of `iface`'s driver (`veth`, `mlx5_core`, `ena`, …).
 pub fn driver(iface: &str) -> io::Result<String> {
     Ok(c_string(&drvinfo(iface)?.driver))
+}
+
+/// `struct ethtool_channels` (`ethtool -l`): the queue counts, maxima first.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Channels {
+    cmd: u32,
+    pub max_rx: u32,
+    pub max_tx: u32,
+    pub max_other: u32,
+    pub max_combined: u32,
+    pub rx_count: u32,
+    pub tx_count: u32,
+    pub other_count: u32,
+    pub combined_count: u32,
+}
+
+impl Channels {
+    /// The counts `ethtool -l` would show as "Combined" (maximum, current).
+    pub fn combined(max: u32, current: u32) -> Channels {
+        Channels {
+            max_combined: max,
+            combined_count: current,
+            ..Channels::default()
+        }
+    }
+}
+
+/// `iface`'s queue counts (`ethtool -l`).
+pub fn channels(iface: &str) -> io::Result<Channels> {
+    let mut c = Channels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Channels::default()
+    };
+    ioctl(iface, (&mut c as *mut Channels).cast())?;
+    Ok(c)
 }
 
 /// Whether GRO is on.

@@ -7,6 +7,7 @@
 
 pub mod attach;
 pub mod ethtool;
+pub mod kernel;
 pub mod netns;
 pub mod pins;
 pub mod reload;
@@ -52,10 +53,12 @@ pub const PROGRAM: &str = "weir_xdp";
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error(
-        "the kernel refused weir's eBPF object: {0} (weir needs Linux >= 5.10 with BPF and \
+        "the kernel refused weir's eBPF object: {0} (weir needs Linux >= 5.18 with BTF and \
          CAP_BPF/CAP_NET_ADMIN; run as root)"
     )]
     Load(#[source] aya::EbpfError),
+    #[error(transparent)]
+    Kernel(#[from] kernel::TooOld),
     #[error("the kernel's verifier rejected the XDP program `{PROGRAM}`: {0}")]
     Verify(#[source] aya::programs::ProgramError),
     #[error("the eBPF object has no {0} `{1}` (build mismatch between lb-common and lb-ebpf)")]
@@ -80,6 +83,7 @@ pub struct Dataplane {
 impl Dataplane {
     /// Loads the embedded object and the XDP program into the kernel (no attachment).
     pub fn load() -> Result<Self, DataplaneError> {
+        kernel::check_xdp(&kernel::release())?;
         let mut ebpf = Ebpf::load(crate::XDP_OBJECT).map_err(DataplaneError::Load)?;
         for name in names::ALL.iter().chain(&lb_common::syn::names::ALL) {
             let name = *name;

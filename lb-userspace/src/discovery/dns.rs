@@ -231,3 +231,6 @@ async fn srv(r: &TokioResolver, name: &Name) -> Answer {
     }
     Answer::Records(found)
 }
+
+#[cfg(test)]
+pub(crate) mod tests;

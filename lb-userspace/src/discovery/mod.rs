@@ -266,3 +266,6 @@ fn log(group: &str, name: &str, n: &News) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! The runner: answers reach the sink, a reload restarts a changed group from the targets
+//! handed over, a group losing its discovery gets an empty set.
+
+use super::dns::tests::{Reply, a, server};
+use super::*;
+use hickory_resolver::proto::rr::{Name, RecordType};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(String, Vec<SocketAddr>)>>);
+
+impl Sink for Recorder {
+    fn discovered(
+        &self,
+        group: String,
+        targets: Vec<SocketAddr>,
+    ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
+        Box::pin(async move {
+            let mut v = self.0.lock().unwrap();
+            v.push((group, targets));
+            Ok(v.len() as u64 + 1)
+        })
+    }
+}
+
+impl Recorder {
+    async fn wait_for(&self, want: &[&str]) {
+        let want: Vec<SocketAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
+        for _ in 0..100 {
+            if self
+                .0
+                .lock()
+                .unwrap()
+                .last()
+                .is_some_and(|(_, t)| *t == want)
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("never got {want:?}: {:?}", self.0.lock().unwrap());
+    }
+}
+
+fn config(dns: SocketAddr, port: u16, discovery: bool) -> L7Config {
+    let d = if discovery {
+        format!(
+            "discovery = {{ name = \"web.svc.test\", type = \"A\", resolvers = [\"{dns}\"], ttl_floor_seconds = 1, ttl_ceiling_seconds = 1 }}"
+        )
+    } else {
+        String::new()
+    };
+    let text = format!(
+        "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"web\" }}\n\
+         [[target_group]]\nname = \"web\"\nport = {port}\n{d}\n"
+    );
+    let c: L7Config = toml::from_str(&text).unwrap();
+    assert_eq!(c.validate(), vec![]);
+    c
+}
+
+#[tokio::test]
+async fn answers_reach_the_sink_and_reloads_are_followed() {
+    let ips = Arc::new(Mutex::new(vec!["10.0.0.1"]));
+    let zone_ips = ips.clone();
+    let dns = server(Arc::new(move |n: &Name, t| {
+        if *n == super::dns::tests::name("web.svc.test") && t == RecordType::A {
+            let recs = zone_ips
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|ip| a("web.svc.test", ip, 1))
+                .collect();
+            Reply::Records(recs, vec![])
+        } else {
+            Reply::Negative(false, 1)
+        }
+    }))
+    .await;
+    let sink = Arc::new(Recorder::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let (reconf, task) = start(&config(dns, 8080, true), sink.clone(), stop);
+    sink.wait_for(&["10.0.0.1:8080"]).await;
+
+    // A record change, picked up at the next resolution (TTL 1 s).
+    *ips.lock().unwrap() = vec!["10.0.0.3", "10.0.0.2"];
+    sink.wait_for(&["10.0.0.2:8080", "10.0.0.3:8080"]).await;
+
+    // A reload changing the group's port restarts its discovery.
+    reconf.apply(&config(dns, 9090, true));
+    sink.wait_for(&["10.0.0.2:9090", "10.0.0.3:9090"]).await;
+    let calls = sink.0.lock().unwrap().len();
+    // The same configuration again: nothing restarts, nothing is sent while records stay.
+    reconf.apply(&config(dns, 9090, true));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(sink.0.lock().unwrap().len(), calls);
+
+    // Discovery removed from the group: its discovered targets leave.
+    reconf.apply(&config(dns, 9090, false));
+    sink.wait_for(&[]).await;
+    assert!(sink.0.lock().unwrap().iter().all(|(g, _)| g == "web"));
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("stops")
+        .unwrap();
+}

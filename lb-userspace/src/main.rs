@@ -23,11 +23,13 @@ fn main() -> std::process::ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .map_err(Into::into)
-            .and_then(|rt| rt.block_on(run::run(args))),
+        Command::Run(args) => close_inherited_on_exec().and_then(|()| {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .map_err(Into::into)
+                .and_then(|rt| rt.block_on(run::run(args)))
+        }),
         Command::Check { config } => check(config.as_deref()),
         Command::Stats(args) => show_stats(&args),
         Command::Top(args) => lb_userspace::top::run(&args),
@@ -42,6 +44,42 @@ fn main() -> std::process::ExitCode {
         | Command::Targets { .. }) => lb_userspace::admin::verbs::run(&verb),
     };
     exit(result)
+}
+
+/// Marks every descriptor `weir run` inherited beyond stdin, stdout and stderr close-on-exec,
+/// before it opens any of its own: the workers get only what the supervisor hands them (their
+/// sockets, pipes), never a lock, socket or file of whatever started weir. (Found with a script's
+/// `flock FILE weir run`: the workers kept the lock held after weir exited.)
+fn close_inherited_on_exec() -> anyhow::Result<()> {
+    // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets a flag on descriptors.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    // Before Linux 5.11: one by one.
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Ok(());
+    };
+    for entry in dir.flatten() {
+        if let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        {
+            if fd > 2 {
+                // SAFETY: fcntl on a descriptor number; a stale one (the read_dir's own) fails.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Logs on stderr: text, coloured only on a terminal (a file or a pipe — a journal, a log shipper

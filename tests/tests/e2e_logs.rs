@@ -327,10 +327,22 @@ fn json_logs_on_request_from_every_process() -> Result<()> {
     let mut c = weir(&ns);
     c.env("WEIR_LOG_FORMAT", "json");
     let mut w = start_with(&ns, &cfg, c)?;
-    let out = ns.exec(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", &format!("http://127.0.0.1:{PORT}/")])?;
+    let out = ns.exec(&[
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://127.0.0.1:{PORT}/"),
+    ])?;
     assert_eq!(out, "502");
     wait_until(Duration::from_secs(5), "the worker's warning", || {
-        Ok(w.stderr.lock().unwrap().iter().any(|l| l.contains("target connection failed")))
+        Ok(w.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("target connection failed")))
     })?;
     assert!(interrupt(&mut w.proc)?);
     let lines = w.stderr.lock().unwrap().clone();
@@ -338,13 +350,22 @@ fn json_logs_on_request_from_every_process() -> Result<()> {
     for l in &lines {
         let v: serde_json::Value = serde_json::from_str(l.trim())
             .map_err(|e| anyhow::anyhow!("not a JSON line ({e}): {l}"))?;
-        assert!(v["level"].is_string() && v["fields"]["message"].is_string(), "{l}");
+        assert!(
+            v["level"].is_string() && v["fields"]["message"].is_string(),
+            "{l}"
+        );
     }
     let mut c = weir(&ns);
-    let bad = c.args(["check", "--config", cfg.path()]).env("WEIR_LOG_FORMAT", "xml").output()?;
+    let bad = c
+        .args(["check", "--config", cfg.path()])
+        .env("WEIR_LOG_FORMAT", "xml")
+        .output()?;
     assert!(!bad.status.success());
     let said = String::from_utf8_lossy(&bad.stderr);
-    assert!(said.contains("WEIR_LOG_FORMAT") && said.contains("json"), "{said}");
+    assert!(
+        said.contains("WEIR_LOG_FORMAT") && said.contains("json"),
+        "{said}"
+    );
     Ok(())
 }
 

@@ -159,6 +159,12 @@ impl Drop for Setup {
 /// `weir run` with two workers, an HTTP and an HTTPS listener (key file readable by root only)
 /// and an access-log file; returned once both workers are sandboxed and both ports listen.
 fn start(name: &str) -> Result<Setup> {
+    start_holding(name, None)
+}
+
+/// As [`start`], weir started holding `held` open on descriptor 9 without close-on-exec, as a
+/// script's `flock FILE weir run` or a supervisor's stray descriptor would leave it.
+fn start_holding(name: &str, held: Option<&std::path::Path>) -> Result<Setup> {
     let lab = Lab::new()?;
     let ns = lab.add_ns(name)?;
     let dir = std::env::temp_dir().join(format!("weir-priv-{}-{name}", std::process::id()));
@@ -197,7 +203,35 @@ fn start(name: &str) -> Result<Setup> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?);
-    let mut weir = ns.spawn_command(c)?;
+    if let Some(held) = held {
+        let held = std::fs::File::create(held)?;
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&held);
+        // SAFETY: dup2 between fork and exec is async-signal-safe; the new descriptor has no
+        // close-on-exec flag, so weir inherits it. `held` outlives the spawn.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, move || {
+                if libc::dup2(fd, 9) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let weir = ns.spawn_command(c);
+        drop(held);
+        return finish_start(lab, ns, dir, cfg, weir?, log);
+    }
+    let weir = ns.spawn_command(c)?;
+    finish_start(lab, ns, dir, cfg, weir, log)
+}
+
+fn finish_start(
+    lab: Lab,
+    ns: Ns,
+    dir: std::path::PathBuf,
+    cfg: TempFile,
+    mut weir: Proc,
+    log: std::path::PathBuf,
+) -> Result<Setup> {
     let pid = weir.pid();
     wait_until(Duration::from_secs(30), "two sandboxed workers", || {
         if !weir.is_running() {
@@ -310,6 +344,47 @@ fn workers_are_unprivileged_and_a_forbidden_syscall_kills_only_that_worker() -> 
 
 /// A worker that dropped root still dies with its control plane: the kernel forgets
 /// `PR_SET_PDEATHSIG` when the credentials change, so the worker sets it again after the switch.
+/// Whether process `pid` has `path` open.
+fn holds(pid: u32, path: &std::path::Path) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l == path))
+        })
+        .unwrap_or(false)
+}
+
+/// weir's workers get the descriptors the supervisor hands them and nothing that weir itself
+/// inherited (before: a `flock FILE weir run` lock stayed held by sandboxed workers, and by
+/// orphans of a killed weir). weir keeps its own copy: only the workers are checked.
+#[test]
+fn workers_inherit_no_descriptor_of_whoever_started_weir() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let held = std::env::temp_dir().join(format!("weir-priv-held-{}", std::process::id()));
+    let s = match start_holding("fds", Some(&held)) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_file(&held);
+            return Err(e);
+        }
+    };
+    assert!(
+        holds(s.weir.pid(), &held),
+        "weir was started holding the file"
+    );
+    for (i, pid) in workers(s.weir.pid()) {
+        assert!(
+            !holds(pid, &held),
+            "worker {i} inherited weir's descriptor 9"
+        );
+    }
+    drop(s);
+    let _ = std::fs::remove_file(&held);
+    Ok(())
+}
+
 #[test]
 fn workers_die_with_a_killed_control_plane() -> Result<()> {
     if !Lab::root_required() {

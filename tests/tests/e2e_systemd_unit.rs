@@ -118,7 +118,13 @@ fn rig() -> Result<Rig> {
          [workers]\ncount = 2\n\n[[listener]]\nport = 80\n\
          default_action = { type = \"fixed-response\", status_code = 200, message_body = \"capped\" }\n",
     );
-    Ok(Rig { _lab: lab, client, lb, l0, cfg })
+    Ok(Rig {
+        _lab: lab,
+        client,
+        lb,
+        l0,
+        cfg,
+    })
 }
 
 #[test]
@@ -126,7 +132,13 @@ fn weir_runs_with_only_the_units_capabilities() -> Result<()> {
     if !Lab::root_required() || !have("setpriv") {
         return Ok(());
     }
-    let Rig { client, lb, l0, cfg, .. } = &rig()?;
+    let Rig {
+        client,
+        lb,
+        l0,
+        cfg,
+        ..
+    } = &rig()?;
     let mut weir = lb.spawn_command(weir_under(&bounding_set(&[])?, lb, l0, cfg)?)?;
     wait_until(Duration::from_secs(20), "weir to attach and listen", || {
         if !weir.is_running() {

@@ -12,7 +12,10 @@
 //! changed or went away are *draining* ([`Draining`]): only requests that started in an older
 //! generation still reach them, those in flight finish, and they are dropped (their idle
 //! connections closed) once nothing is in flight, or at the group's
-//! `deregistration_delay.timeout_seconds`.
+//! `deregistration_delay.timeout_seconds`, where the requests still waiting for a response
+//! head are answered 502 (`crate::expiry`). A target the new generation still has (the group
+//! changed around it) is not deregistered: its old runtime state waits for its requests to end
+//! without a deadline.
 //!
 //! A generation may add and remove listeners (their accept loops: `crate::listening`); what a
 //! running worker cannot change — a kept listener's address and the access-log file — must stay
@@ -246,9 +249,14 @@ pub fn switch(prev: &Shared, new: Arc<Shared>) {
             .iter()
             .find(|c| c.name == *name)
             .map_or(0, |c| c.deregistration_delay.timeout_seconds);
+        let kept = |t: &TargetRt| {
+            new.groups
+                .get(name)
+                .is_some_and(|n| n.targets.iter().any(|k| k.addr == t.addr))
+        };
         for t in &g.targets {
-            prev.draining
-                .add(name, t.clone(), now + Duration::from_secs(delay));
+            let deadline = (!kept(t)).then(|| now + Duration::from_secs(delay));
+            prev.draining.add(name, t.clone(), deadline);
         }
     }
     prev.next.store(Some(new));
@@ -303,11 +311,12 @@ pub struct Draining {
 struct Leaving {
     group: String,
     target: Arc<TargetRt>,
-    deadline: Instant,
+    /// `None`: still registered (in a rebuilt group): no deadline.
+    deadline: Option<Instant>,
 }
 
 impl Draining {
-    fn add(&self, group: &str, target: Arc<TargetRt>, deadline: Instant) {
+    fn add(&self, group: &str, target: Arc<TargetRt>, deadline: Option<Instant>) {
         if let Ok(mut v) = self.targets.lock() {
             v.push(Leaving {
                 group: group.to_string(),
@@ -327,8 +336,8 @@ impl Draining {
     }
 
     /// The worker's one-second tick: a target with nothing in flight is done; one past its
-    /// deadline is dropped whatever it still has (counted). Either way its idle connections
-    /// close.
+    /// deadline is dropped whatever it still has (counted), the requests waiting for its
+    /// response answered 502 ([`crate::expiry`]). Either way its idle connections close.
     pub fn tick(&self, now: Instant) {
         let Ok(mut v) = self.targets.lock() else {
             return;
@@ -337,14 +346,15 @@ impl Draining {
             let t = &l.target;
             t.pool.sweep(now);
             let busy = t.outstanding.load(Relaxed);
-            if busy > 0 && now < l.deadline {
+            if busy > 0 && l.deadline.is_none_or(|d| now < d) {
                 return true;
             }
             if busy > 0 {
                 self.expired_with_requests.fetch_add(1, Relaxed);
                 self.expired_requests.fetch_add(busy, Relaxed);
+                t.expiry.expire();
                 tracing::warn!(group = %l.group, target = %t.addr, in_flight = busy,
-                    "deregistration delay over with requests in flight");
+                    "deregistration delay over with requests in flight: those waiting for a response get a 502");
             } else {
                 tracing::debug!(group = %l.group, target = %t.addr, "drained");
             }
@@ -441,6 +451,28 @@ target = [{ id = "127.0.0.2" }]
         assert!(old.draining.is_empty());
         assert_eq!(old.draining.expired_with_requests.load(Relaxed), 1);
         assert_eq!(old.draining.expired_requests.load(Relaxed), 2);
+        assert!(b_old.expiry.is_expired(), "its waiting requests get a 502");
+    }
+
+    #[test]
+    fn a_target_kept_in_a_changed_group_has_no_deadline() {
+        let old = shared(cfg(TWO));
+        // b gains a target; 127.0.0.2 stays.
+        let more = TWO.replace(
+            "target = [{ id = \"127.0.0.2\" }]",
+            "target = [{ id = \"127.0.0.2\" }, { id = \"127.0.0.3\" }]",
+        );
+        let (new, fresh) = next(&old, 2, Arc::new(cfg(&more)), Vec::new());
+        assert_eq!(fresh, vec!["b".to_string()]);
+        let b_old = old.groups["b"].targets[0].clone();
+        switch(&old, Arc::new(new));
+        b_old.outstanding.fetch_add(1, Relaxed);
+        old.draining.tick(Instant::now() + Duration::from_secs(301));
+        assert_eq!(old.draining.len(), 1, "waits for its request");
+        assert!(!b_old.expiry.is_expired());
+        b_old.outstanding.fetch_sub(1, Relaxed);
+        old.draining.tick(Instant::now());
+        assert!(old.draining.is_empty());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod access_log;
 pub mod anomaly;
 pub mod body;
+pub mod expiry;
 pub mod config;
 pub mod control;
 pub mod generation;

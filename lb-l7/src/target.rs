@@ -52,6 +52,8 @@ pub struct TargetRt {
     anomalous: AtomicBool,
     /// Anomaly mitigation: the weight counts `>> weight_shift`.
     weight_shift: AtomicU8,
+    /// Draining, past its deregistration deadline: requests waiting on it get a 502.
+    pub expiry: crate::expiry::Expiry,
 }
 
 impl TargetRt {
@@ -278,6 +280,7 @@ impl GroupRt {
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
                     anomalous: AtomicBool::new(false),
                     weight_shift: AtomicU8::new(0),
+                    expiry: Default::default(),
                 })
             })
             .collect();

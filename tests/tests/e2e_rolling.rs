@@ -643,3 +643,86 @@ fn after_a_registration(ns: &Ns, socket: &Path, cfg: &TempFile, weir: &Weir) -> 
     assert_eq!(st, "draining");
     Ok(())
 }
+
+/// A request still waiting for its response at its target's deregistration deadline is
+/// answered 502 (ALB's behaviour), counted in the log; one that finished before is not touched.
+#[test]
+fn a_request_still_running_at_the_deregistration_deadline_gets_a_502() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("dereg")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let slow = e2e_reload_support::Backend::start(&ns, "127.0.0.1:0", "a", Duration::from_secs(8))?;
+    let dir = Dir(std::env::temp_dir().join(format!("weir-dereg-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let socket = dir.0.join("admin.sock");
+    let text = format!(
+        "[admin]\nsocket = \"{}\"\n[workers]\ncount = 2\n\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\n\
+         default_action = {{ type = \"forward\", target_group = \"web\" }}\n\n\
+         [[target_group]]\nname = \"web\"\nderegistration_delay.timeout_seconds = 2\n\
+         health_check.enabled = false\n\
+         target = [{{ id = \"127.0.0.1\", port = {} }}]\n",
+        socket.display(),
+        slow.addr.port()
+    );
+    let cfg = TempFile::new("dereg.toml", &text);
+    let weir = Weir::start(&ns, &cfg, 2)?;
+    assert_eq!(
+        request_new_conn(&ns, to(), "/fast", Duration::from_secs(5)),
+        Outcome::Answered(200, "target a\n".into())
+    );
+    let ns2 = ns.clone();
+    let in_flight = std::thread::spawn(move || {
+        let t = Instant::now();
+        (
+            request_new_conn(&ns2, to(), "/slow", Duration::from_secs(15)),
+            t.elapsed(),
+        )
+    });
+    wait_until(Duration::from_secs(5), "the request at the target", || {
+        Ok(slow.seen.load(Relaxed) >= 2)
+    })?;
+    let t = Instant::now();
+    ok(
+        &ns,
+        &socket,
+        &[
+            "targets",
+            "deregister",
+            "--target-group",
+            "web",
+            "--target",
+            &slow.addr.to_string(),
+        ],
+    )?;
+    let (got, took) = in_flight.join().expect("client thread");
+    let after = t.elapsed();
+    println!(
+        "request in flight at deregistration: {got:?} {:.2} s after the deregistration (delay 2 s, \
+         target answers after 8 s), {:.2} s after it started",
+        after.as_secs_f64(),
+        took.as_secs_f64()
+    );
+    assert!(
+        matches!(&got, Outcome::Answered(502, _)),
+        "ALB's 502 at the deadline: {got:?}"
+    );
+    assert!(
+        after >= Duration::from_secs(2) && after < Duration::from_millis(4500),
+        "{after:?}"
+    );
+    assert!(
+        weir.log_text()
+            .contains("deregistration delay over with requests in flight"),
+        "counted in the log"
+    );
+    // The group has no target now: ALB's 503.
+    assert!(matches!(
+        request_new_conn(&ns, to(), "/fast", Duration::from_secs(5)),
+        Outcome::Answered(503, _)
+    ));
+    Ok(())
+}

@@ -78,6 +78,13 @@ fn own(status: u16, reason: &'static str, body: BodyState, received: u64) -> For
     }
 }
 
+/// A request still waiting for its response at its target's deregistration deadline: 502, the
+/// target connection dropped (`crate::expiry`).
+fn deregistered(t: &TargetRt, body: BodyState, received: u64) -> Forwarded {
+    crate::warn_limited!(target_addr = %t.addr, "deregistration delay over before the response: 502");
+    own(502, crate::expiry::DEREGISTERED, body, received)
+}
+
 /// The request as it goes out, kept so it can be written again on another connection.
 struct Outgoing {
     head: Bytes,
@@ -202,7 +209,10 @@ pub async fn forward(
         // The response head (interim 1xx skipped, except 101), watching for the client going
         // away meanwhile (ALB's 460).
         let watch = (body_state == BodyState::Done).then(|| client.tcp());
-        let waited = read_response_head_or_gone(&mut up, &mut ubuf, idle, sh, watch).await;
+        let waited = read_response_head_or_gone(&mut up, &mut ubuf, idle, sh, watch);
+        let Some(waited) = t.expiry.or_expired(waited).await else {
+            return deregistered(t, body_state, received);
+        };
         let Waited::Head(resp) = waited else {
             tracing::debug!(target_addr = %t.addr, "client closed before the response");
             return client_closed(sh, log);

@@ -249,12 +249,18 @@ pub async fn forward(
         let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &parts.method, idle);
         let read = match waiting.io() {
             Some((up, ubuf)) => {
-                h1_forward::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock).await
+                let head = h1_forward::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock);
+                t.expiry.or_expired(head).await
             }
-            None => Err(HeadFailure::Closed(false)),
+            None => Some(Err(HeadFailure::Closed(false))),
         };
         let Some((up, ubuf)) = waiting.disarm() else {
             return fail(sh, log, 502, "TargetResponseError");
+        };
+        let Some(read) = read else {
+            // The deregistration deadline (`crate::expiry`): the connection is dropped.
+            crate::warn_limited!(target_addr = %t.addr, "deregistration delay over before the response: 502");
+            return fail(sh, log, 502, crate::expiry::DEREGISTERED);
         };
         let resp = match read {
             Ok(r) => r,

@@ -8,9 +8,9 @@
 pub mod access_log;
 pub mod anomaly;
 pub mod body;
-pub mod expiry;
 pub mod config;
 pub mod control;
+pub mod expiry;
 pub mod generation;
 pub mod h1;
 pub mod headers;

@@ -117,7 +117,10 @@ impl HealthTable {
 /// with its deadline.
 fn leaving(old: &GroupEntry, new: &GroupEntry, now: Instant) -> Vec<(TargetEntry, Instant)> {
     let kept = |a: SocketAddr| new.targets.iter().any(|t| t.addr == a);
-    let draining = Health::fixed(TargetState::Draining, Some(Reason::DeregistrationInProgress));
+    let draining = Health::fixed(
+        TargetState::Draining,
+        Some(Reason::DeregistrationInProgress),
+    );
     let still = old
         .draining
         .iter()
@@ -425,7 +428,13 @@ target = [{ id = "10.0.0.4" }]
             t.snapshot_at(at).target_groups[0]
                 .targets
                 .iter()
-                .map(|x| (format!("{}:{}", x.id, x.port), x.state.clone(), x.reason.clone()))
+                .map(|x| {
+                    (
+                        format!("{}:{}", x.id, x.port),
+                        x.state.clone(),
+                        x.reason.clone(),
+                    )
+                })
                 .collect()
         };
         let draining = (
@@ -438,7 +447,11 @@ target = [{ id = "10.0.0.4" }]
         // Another generation within the delay: still draining, with the same deadline.
         t.rebuild_at(&less, now + Duration::from_secs(100)).unwrap();
         assert_eq!(web(&t, now + Duration::from_secs(299))[1], draining);
-        assert_eq!(web(&t, now + Duration::from_secs(300)).len(), 1, "300 s: gone");
+        assert_eq!(
+            web(&t, now + Duration::from_secs(300)).len(),
+            1,
+            "300 s: gone"
+        );
         assert!(!t.prune_drained(now + Duration::from_secs(299)));
         assert!(t.prune_drained(now + Duration::from_secs(300)));
         // Deregistered and registered again: checked from the start, not draining.

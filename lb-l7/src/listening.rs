@@ -17,22 +17,20 @@ struct Running {
     task: JoinHandle<()>,
 }
 
-#[derive(Default)]
 struct Inner {
     running: HashMap<u16, Running>,
     /// Loops told to stop that may still be taking their queue (awaited at shutdown).
     stopping: Vec<JoinHandle<()>>,
     /// Sockets received for listeners no generation has named yet, by port.
     received: HashMap<u16, OwnedFd>,
-    /// Set at shutdown: nothing starts any more.
-    closed: bool,
+    /// The drain token every connection holds (`Worker::serve` waits until it is the last
+    /// holder): given to each loop, dropped here at shutdown.
+    token: Option<Arc<()>>,
 }
 
 /// The accept loops of a worker, started and stopped as generations come.
 pub struct Listening {
     inner: Mutex<Inner>,
-    /// The drain token every connection holds (`Worker::serve` waits for it).
-    token: Arc<()>,
     shutdown: watch::Receiver<bool>,
     /// The socket channel, when a control plane sends sockets.
     channel: Option<OwnedFd>,
@@ -58,8 +56,12 @@ impl Listening {
         worker: usize,
     ) -> Listening {
         Listening {
-            inner: Mutex::default(),
-            token,
+            inner: Mutex::new(Inner {
+                running: HashMap::new(),
+                stopping: Vec::new(),
+                received: HashMap::new(),
+                token: Some(token),
+            }),
             shutdown,
             channel,
             worker,
@@ -75,9 +77,9 @@ impl Listening {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
-        if inner.closed {
+        let Some(token) = inner.token.clone() else {
             return;
-        }
+        };
         let tcp = match socket
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpListener::from_std(socket))
@@ -102,7 +104,7 @@ impl Listening {
             tcp,
             self.shutdown.clone(),
             stop_rx,
-            self.token.clone(),
+            token,
         ));
         if let Some(old) = inner.running.insert(port, Running { stop, task }) {
             let _ = old.stop.send(true);
@@ -122,7 +124,7 @@ impl Listening {
             let Ok(mut inner) = self.inner.lock() else {
                 return Ok(());
             };
-            if inner.closed {
+            if inner.token.is_none() {
                 return Ok(());
             }
             for (addr, fd) in received {
@@ -180,7 +182,7 @@ impl Listening {
         let Ok(mut inner) = self.inner.lock() else {
             return Vec::new();
         };
-        inner.closed = true;
+        inner.token = None;
         inner.received.clear();
         let mut tasks = std::mem::take(&mut inner.stopping);
         for (_, r) in inner.running.drain() {

@@ -3,7 +3,8 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
 /// `TargetResponseTime`'s bucket bounds in microseconds (a last bucket holds the slower ones).
 pub const RESPONSE_TIME_BOUNDS_US: [u64; 16] = [
@@ -35,9 +36,90 @@ pub struct Metrics {
     /// again on another connection. "Unsent" is hyper's view: the target may have read the
     /// bytes before the close, so a target can see such a request twice.
     pub upstream_requeued: AtomicU64,
+    /// Per listener, found by its port (a listener is its port across generations).
+    listeners: Listeners,
+}
+
+/// The most listeners counted apart; the steering program holds at most 64 too.
+pub const MAX_LISTENERS: usize = 64;
+
+/// The counters of one listener (`port` 0: a free slot, else the port + 1).
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    port: AtomicU32,
+    pub new_connections: AtomicU64,
+    pub active_connections: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub requests: AtomicU64,
+    pub processed_bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Listeners(Box<[ListenerCounters]>);
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners(
+            (0..MAX_LISTENERS)
+                .map(|_| ListenerCounters::default())
+                .collect(),
+        )
+    }
+}
+
+/// What a listener counted (`MetricsSnapshot::listeners`, by port), ALB's names.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ListenerSnapshot {
+    #[serde(rename = "NewConnectionCount")]
+    pub new_connection_count: u64,
+    #[serde(rename = "ActiveConnectionCount")]
+    pub active_connection_count: u64,
+    #[serde(rename = "RejectedConnectionCount")]
+    pub rejected_connection_count: u64,
+    #[serde(rename = "RequestCount")]
+    pub request_count: u64,
+    #[serde(rename = "ProcessedBytes")]
+    pub processed_bytes: u64,
 }
 
 impl Metrics {
+    /// The counters of the listener on `port`: a scan of the few slots in use (claimed at the
+    /// first connection); `None` past [`MAX_LISTENERS`] ports.
+    pub fn listener(&self, port: u16) -> Option<&ListenerCounters> {
+        let tag = u32::from(port) + 1;
+        for l in self.listeners.0.iter() {
+            match l.port.load(Relaxed) {
+                t if t == tag => return Some(l),
+                0 => match l.port.compare_exchange(0, tag, Relaxed, Relaxed) {
+                    Ok(_) => return Some(l),
+                    Err(t) if t == tag => return Some(l),
+                    Err(_) => {}
+                },
+                _ => {}
+            }
+        }
+        None
+    }
+
+    fn listener_snapshots(&self) -> BTreeMap<u16, ListenerSnapshot> {
+        self.listeners
+            .0
+            .iter()
+            .filter_map(|l| {
+                let port = u16::try_from(l.port.load(Relaxed).checked_sub(1)?).ok()?;
+                Some((
+                    port,
+                    ListenerSnapshot {
+                        new_connection_count: l.new_connections.load(Relaxed),
+                        active_connection_count: l.active_connections.load(Relaxed),
+                        rejected_connection_count: l.rejected_connections.load(Relaxed),
+                        request_count: l.requests.load(Relaxed),
+                        processed_bytes: l.processed_bytes.load(Relaxed),
+                    },
+                ))
+            })
+            .collect()
+    }
+
     pub fn elb_status(&self, code: u16) {
         if (100..600).contains(&code) {
             self.elb_codes.0[(code - 100) as usize].fetch_add(1, Relaxed);
@@ -101,6 +183,7 @@ impl Metrics {
             anomalous_host_count: 0,
             mitigated_host_count: 0,
             targets: BTreeMap::new(),
+            listeners: self.listener_snapshots(),
             access_log_dropped: 0,
         }
     }
@@ -126,6 +209,28 @@ pub struct TargetCounters {
     pub queued: AtomicU64,
     /// Requests refused by the target's queue (full or timed out): 503.
     pub queue_rejected: AtomicU64,
+    /// The target's responses by class: 2xx, 3xx, 4xx, 5xx (`HTTPCode_Target_*`).
+    pub responses: [AtomicU64; 4],
+    /// `TargetResponseTime`: request sent → response head, per [`RESPONSE_TIME_BOUNDS_US`]
+    /// bucket (the last: slower), and the sum in microseconds.
+    pub response_time: [AtomicU64; RESPONSE_TIME_BOUNDS_US.len() + 1],
+    pub response_time_sum_us: AtomicU64,
+}
+
+impl TargetCounters {
+    /// A response head with `status` arrived `took` after the request was sent.
+    pub fn answered(&self, status: u16, took: Duration) {
+        if let Some(c) = (status / 100)
+            .checked_sub(2)
+            .and_then(|i| self.responses.get(i as usize))
+        {
+            c.fetch_add(1, Relaxed);
+        }
+        let us = took.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = RESPONSE_TIME_BOUNDS_US.partition_point(|b| *b < us);
+        self.response_time[i].fetch_add(1, Relaxed);
+        self.response_time_sum_us.fetch_add(us, Relaxed);
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -154,6 +259,18 @@ pub struct TargetSnapshot {
     /// Keep-alive learning, flattened: `learned_keepalive_ms`, ….
     #[serde(flatten)]
     pub keepalive: KeepAliveSnapshot,
+    #[serde(rename = "HTTPCode_Target_2XX_Count")]
+    pub target_2xx: u64,
+    #[serde(rename = "HTTPCode_Target_3XX_Count")]
+    pub target_3xx: u64,
+    #[serde(rename = "HTTPCode_Target_4XX_Count")]
+    pub target_4xx: u64,
+    #[serde(rename = "HTTPCode_Target_5XX_Count")]
+    pub target_5xx: u64,
+    /// `TargetResponseTime`: responses per [`RESPONSE_TIME_BOUNDS_US`] bucket (not cumulative;
+    /// one more for the slower ones), and their sum in microseconds.
+    pub response_time_buckets: Vec<u64>,
+    pub response_time_sum_us: u64,
 }
 
 /// What a target's connection pool knows of its keep-alive (`pool::keepalive`), in
@@ -227,6 +344,8 @@ pub struct MetricsSnapshot {
     pub mitigated_host_count: u64,
     /// `"group/address:port"` → counters.
     pub targets: BTreeMap<String, TargetSnapshot>,
+    /// Listener port → its counters.
+    pub listeners: BTreeMap<u16, ListenerSnapshot>,
     /// weir: access-log lines dropped because the writer's queue was full.
     pub access_log_dropped: u64,
 }

@@ -89,6 +89,17 @@ impl TargetRt {
             queued_requests: self.counters.queued.load(Relaxed),
             queue_rejected_requests: self.counters.queue_rejected.load(Relaxed),
             keepalive: self.pool.keepalive().into(),
+            target_2xx: self.counters.responses[0].load(Relaxed),
+            target_3xx: self.counters.responses[1].load(Relaxed),
+            target_4xx: self.counters.responses[2].load(Relaxed),
+            target_5xx: self.counters.responses[3].load(Relaxed),
+            response_time_buckets: self
+                .counters
+                .response_time
+                .iter()
+                .map(|b| b.load(Relaxed))
+                .collect(),
+            response_time_sum_us: self.counters.response_time_sum_us.load(Relaxed),
         }
     }
 

@@ -19,6 +19,8 @@ pub struct L7Handle {
     pub health: crate::health::HealthTable,
     /// Gives the checker a reloaded configuration.
     pub health_config: crate::health::Reconfigure,
+    /// The workers' metrics, summed (`crate::metrics`).
+    pub metrics: crate::metrics::store::Store,
     health_task: JoinHandle<()>,
 }
 
@@ -39,6 +41,7 @@ pub fn start(
     let drain =
         Duration::from_secs(cfg.l7.load_balancer.drain_timeout_seconds) + Duration::from_secs(2);
     let control = supervisor.control_handle();
+    let metrics = supervisor.metrics_store();
     let (health, health_config, health_task) =
         crate::health::start(&cfg.l7, control.clone(), stop.clone())?;
     let task = tokio::spawn(supervisor.run(stop, drain));
@@ -47,6 +50,7 @@ pub fn start(
         control,
         health,
         health_config,
+        metrics,
         health_task,
     }))
 }

@@ -152,6 +152,11 @@ pub fn unchangeable(old: &Config, new: &Validated) -> Option<ConfigError> {
             "admin".into(),
             "the admin socket is bound once at start: changing [admin] needs a restart".into(),
         ))
+    } else if old.metrics != n.metrics {
+        Some((
+            "metrics".into(),
+            "the metrics page is bound once at start: changing [metrics] needs a restart".into(),
+        ))
     } else if old.xdp.mode != n.xdp.mode {
         Some((
             "xdp.mode".into(),

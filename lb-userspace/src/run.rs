@@ -233,6 +233,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     info!(config = %cfg.source, generation = 1, "configuration loaded");
     // The admin socket first: a path another daemon answers on stops the start here.
     let admin = crate::admin::bind(&cfg, args.iface.as_deref())?;
+    let metrics_page = crate::metrics::server::bind(&cfg.metrics)?;
     // Host sysctls a weir killed without its cleanup left changed are put back first.
     crate::sysctl::recover().context("restoring host sysctls")?;
     if !args.no_l7 && !cfg.l7.listener.is_empty() {
@@ -263,6 +264,18 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         reload_handle.clone(),
         in_force.clone(),
     )?;
+    // The Prometheus page (`[metrics] address`), from the same figures as the admin API's.
+    let metrics_page = match metrics_page {
+        Some(l) => Some(crate::metrics::server::serve(
+            l,
+            crate::metrics::source::Source::new(
+                l7.as_ref(),
+                xdp_tier.as_ref().map(|t| t.iface.clone()),
+                in_force.clone(),
+            ),
+        )?),
+        None => None,
+    };
     // DNS discovery: the targets it finds come back through `reload_handle` (`crate::overlay`).
     let discovery = l7.as_ref().map(|_| {
         let sink = std::sync::Arc::new(reload_handle.clone());
@@ -347,6 +360,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     // The admin socket closes as shutdown starts: a successor can start while workers drain.
     drop(admin);
+    drop(metrics_page);
     drop(reload_handle);
     if let Some(l7) = l7 {
         crate::l7::stop(l7).await;

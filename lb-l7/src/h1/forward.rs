@@ -247,6 +247,9 @@ pub async fn forward(
         let keepalive_allows = keepalive_answered(sh, t, pooled, &resp);
         m.target_status(resp.status);
         t.answered(resp.status);
+        if let Some(at) = sent_at {
+            t.counters.answered(resp.status, at.elapsed());
+        }
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(resp.status);
             l.target_status_code_list.push(resp.status);
@@ -534,7 +537,8 @@ impl Attempts {
                         reused: idle.is_some(),
                         pooled: idle.map(|idle| (idle, sh.clock.now())),
                         outstanding: Outstanding::new(t, slot),
-                        sent_at: log.is_some().then(Instant::now),
+                        // Always: TargetResponseTime (`crate::metrics`), and the access log.
+                        sent_at: Some(Instant::now()),
                     });
                 }
                 Err(failure) => {

@@ -319,6 +319,10 @@ async fn request(
 ) -> bool {
     let m = &sh.metrics;
     m.requests.fetch_add(1, Relaxed);
+    let per_listener = m.listener(ci.listener.config.port);
+    if let Some(c) = per_listener {
+        c.requests.fetch_add(1, Relaxed);
+    }
     // Clock reads only for the access log.
     let started = sh.access_log.enabled().then(Instant::now);
     let mut req = Request::from_parts(head.parts, ());
@@ -428,6 +432,9 @@ async fn request(
     // Phase log.
     let received = received + head.len as u64;
     m.processed_bytes.fetch_add(sent + received, Relaxed);
+    if let Some(c) = per_listener {
+        c.processed_bytes.fetch_add(sent + received, Relaxed);
+    }
     if let (Some(mut l), Some(started)) = (log, started) {
         l.elb_status_code = status;
         l.sent_bytes = sent;

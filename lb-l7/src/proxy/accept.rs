@@ -56,10 +56,16 @@ pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
 pub(crate) struct Active {
     sh: Arc<Shared>,
     _token: Arc<()>,
+    /// The listener's port, for its own count (`Metrics::listener`).
+    port: u16,
 }
 impl Drop for Active {
     fn drop(&mut self) {
-        self.sh.metrics.active_connections.fetch_sub(1, Relaxed);
+        let m = &self.sh.metrics;
+        m.active_connections.fetch_sub(1, Relaxed);
+        if let Some(l) = m.listener(self.port) {
+            l.active_connections.fetch_sub(1, Relaxed);
+        }
     }
 }
 
@@ -162,17 +168,29 @@ impl Loop {
             }
         };
         let m = &sh.metrics;
+        let port = l.config.port;
+        let per_listener = m.listener(port);
         m.new_connections.fetch_add(1, Relaxed);
+        if let Some(c) = per_listener {
+            c.new_connections.fetch_add(1, Relaxed);
+        }
         if m.active_connections.load(Relaxed) as usize >= sh.limits.max_connections {
             m.rejected_connections.fetch_add(1, Relaxed);
+            if let Some(c) = per_listener {
+                c.rejected_connections.fetch_add(1, Relaxed);
+            }
             tracing::debug!(%peer, "connection limit reached; rejected");
             drop(stream);
             return;
         }
         m.active_connections.fetch_add(1, Relaxed);
+        if let Some(c) = per_listener {
+            c.active_connections.fetch_add(1, Relaxed);
+        }
         let active = Active {
             sh: sh.clone(),
             _token: self.token.clone(),
+            port,
         };
         match &l.tls {
             None => {
@@ -208,6 +226,9 @@ async fn out_of_fds(
         .rejected_connections
         .fetch_add(shed.rejected, Relaxed)
         + shed.rejected;
+    if let Some(c) = sh.metrics.listener(l.config.port) {
+        c.rejected_connections.fetch_add(shed.rejected, Relaxed);
+    }
     if let Some(rejected) = fd_limit.log_due(std::time::Instant::now()) {
         tracing::warn!(error = %e, port = l.config.port, rejected, total_rejected = total,
             "out of file descriptors: connections rejected (raise RLIMIT_NOFILE or lower max_connections_per_worker)");
@@ -226,7 +247,13 @@ pub(crate) fn plain_connection_for_test(
     stream: TcpStream,
     peer: std::net::SocketAddr,
 ) -> impl Future<Output = ()> + Send + 'static {
+    // Counted as the accept loop does.
+    sh.metrics.active_connections.fetch_add(1, Relaxed);
+    if let Some(c) = sh.metrics.listener(l.config.port) {
+        c.active_connections.fetch_add(1, Relaxed);
+    }
     let active = Active {
+        port: l.config.port,
         sh,
         _token: Arc::new(()),
     };

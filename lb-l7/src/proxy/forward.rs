@@ -293,6 +293,9 @@ pub async fn forward(
         let status = resp.status;
         m.target_status(status);
         t.answered(status);
+        if let Some(at) = sent_at {
+            t.counters.answered(status, at.elapsed());
+        }
         if let Some(l) = log.as_deref_mut() {
             l.target_status_code = Some(status);
             l.target_status_code_list.push(status);

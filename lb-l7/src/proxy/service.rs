@@ -28,6 +28,9 @@ pub async fn handle(
         st.close_gracefully.notify_one();
     }
     sh.metrics.requests.fetch_add(1, Relaxed);
+    if let Some(c) = sh.metrics.listener(ci.listener.config.port) {
+        c.requests.fetch_add(1, Relaxed);
+    }
     let mut stream = InFlight::new(&sh, &ci);
     stream.log = sh.access_log.enabled().then(|| {
         new_record(
@@ -83,6 +86,8 @@ struct InFlight {
     recv0: u64,
     /// weir has the response (the target's or its own).
     has_response: bool,
+    /// The listener's port (its `ProcessedBytes`).
+    port: u16,
 }
 
 impl InFlight {
@@ -95,6 +100,7 @@ impl InFlight {
             started: Instant::now(),
             recv0: ci.state.received.load(Relaxed),
             has_response: false,
+            port: ci.listener.config.port,
         }
     }
 
@@ -111,6 +117,9 @@ impl InFlight {
     /// The response body was sent to its end (`done`) or dropped with `bytes` sent.
     fn end(mut self, bytes: u64, done: bool) {
         self.sh.metrics.processed_bytes.fetch_add(bytes, Relaxed);
+        if let Some(c) = self.sh.metrics.listener(self.port) {
+            c.processed_bytes.fetch_add(bytes, Relaxed);
+        }
         if !done {
             self.cancelled();
         }
@@ -354,6 +363,8 @@ pub fn decide<'s, B>(
             message_body,
         } => {
             m.fixed_responses.fetch_add(1, Relaxed);
+            // ALB counts a rule's own answers under HTTPCode_ELB_* too.
+            m.elb_status(*status_code);
             if let Some(l) = log {
                 l.actions_executed.push("fixed-response");
             }
@@ -372,6 +383,7 @@ pub fn decide<'s, B>(
             status_code,
         } => {
             m.redirects.fetch_add(1, Relaxed);
+            m.elb_status(status_code.code());
             let facts = respond::RedirectFacts {
                 protocol: ci.listener.config.protocol.scheme(),
                 host: host.as_deref().unwrap_or(""),

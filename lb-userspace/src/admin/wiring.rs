@@ -129,8 +129,14 @@ pub fn serve(
     reload: ReloadHandle,
     in_force: InForce,
 ) -> anyhow::Result<Option<Server>> {
+    let metrics = crate::metrics::source::Source::new(
+        l7,
+        xdp.first().map(|x| x.iface.clone()),
+        in_force.clone(),
+    );
     let delegates = Delegates {
         health: l7.map(health),
+        metrics: Some(Arc::new(move || metrics.json())),
         workers: l7.is_some(),
         reload: Some(Arc::new(Reload(reload.clone()))),
         // Without workers (`--no-l7`) there is nothing to register a target with.
@@ -141,7 +147,6 @@ pub fn serve(
             })
         }),
         current: Some(Arc::new(in_force)),
-        ..Delegates::default()
     };
     super::serve(bound, cfg, config_path, xdp, delegates)
 }

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod l4;
 pub mod locate;
+pub mod metrics;
 pub mod syn;
 pub mod workers;
 
@@ -40,6 +41,8 @@ pub struct Config {
     pub workers: WorkerSettings,
     /// `[admin]`: the admin API's socket.
     pub admin: admin::AdminSettings,
+    /// `[metrics]`: the Prometheus page.
+    pub metrics: metrics::MetricsSettings,
     pub l7: L7Config,
 }
 
@@ -58,6 +61,8 @@ struct File {
     workers: WorkerSettings,
     #[serde(default)]
     admin: admin::AdminSettings,
+    #[serde(default)]
+    metrics: metrics::MetricsSettings,
     #[serde(default)]
     load_balancer: lb_l7::config::LoadBalancerAttributes,
     #[serde(default)]
@@ -157,6 +162,7 @@ impl Config {
             syn: file.syn,
             workers: file.workers,
             admin: file.admin,
+            metrics: file.metrics,
             l7: L7Config {
                 load_balancer: file.load_balancer,
                 listener: file.listener,
@@ -185,6 +191,8 @@ impl Config {
         self.syn.validate(&mut problems);
         self.workers.validate(self.l7.listener.len(), &mut problems);
         self.admin.validate(&mut problems);
+        self.metrics
+            .validate(&self.l7.listener, self.vip.as_deref(), &mut problems);
         problems.extend(
             self.l7
                 .validate()

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use lb_common::{Stat, proto, syn::SynCounter};
 
 use super::{
-    series::{ELB_CODE, Key},
+    series::{ELB_CODE, Key, RT_BUCKET, RT_COUNT, RT_SUM_US},
     store::{Store, WorkerFigures, sum},
     view::{
         GroupFigures, Histogram, L7View, ListenerFigures, MetricsView, PacketsBytes, SynFigures,
@@ -14,11 +14,6 @@ use super::{
     },
 };
 use crate::{health::table::HealthSnapshot, xdp::Counters};
-
-/// The response-time histogram's series (per target group, `Key::code` = bucket index).
-pub const RT_BUCKET: &str = "TargetResponseTime_bucket";
-pub const RT_SUM_US: &str = "TargetResponseTime_sum_us";
-pub const RT_COUNT: &str = "TargetResponseTime_count";
 
 /// The L7 side's inputs.
 pub struct L7Input<'a> {
@@ -97,11 +92,10 @@ fn l7_view(input: L7Input<'_>) -> L7View {
     let listeners = input
         .listeners
         .iter()
-        .enumerate()
-        .map(|(i, l)| {
+        .map(|l| {
             let of = |m: &BTreeMap<Key, u64>| {
                 m.iter()
-                    .filter(|(k, _)| k.listener == Some(i as u16))
+                    .filter(|(k, _)| k.listener == Some(l.port))
                     .map(|(k, v)| (k.name.clone(), *v))
                     .collect()
             };
@@ -173,7 +167,7 @@ fn groups(
                     h.targets
                         .iter()
                         .map(|t| TargetFigures {
-                            target: format!("{}", target_addr(&t.id, t.port)),
+                            target: target_addr(&t.id, t.port),
                             availability_zone: t.availability_zone.clone(),
                             state: Some(t.state.clone()),
                             counters: BTreeMap::new(),
@@ -183,7 +177,10 @@ fn groups(
                 })
                 .unwrap_or_default();
             let mut fill = |m: &BTreeMap<Key, u64>, gauge: bool| {
-                for (k, v) in m.iter().filter(|(k, _)| k.group == name && !k.target.is_empty()) {
+                for (k, v) in m
+                    .iter()
+                    .filter(|(k, _)| k.group == name && !k.target.is_empty())
+                {
                     let t = match targets.iter_mut().position(|t| t.target == k.target) {
                         Some(i) => &mut targets[i],
                         None => {
@@ -197,7 +194,11 @@ fn groups(
                             targets.last_mut().expect("pushed")
                         }
                     };
-                    let into = if gauge { &mut t.gauges } else { &mut t.counters };
+                    let into = if gauge {
+                        &mut t.gauges
+                    } else {
+                        &mut t.counters
+                    };
                     into.insert(k.name.clone(), *v);
                 }
             };

@@ -18,7 +18,12 @@
 //! - [`push`]: the worker's side. [`server`]: the control plane's HTTP endpoint.
 
 pub mod assemble;
+pub mod prom;
+pub mod push;
+pub mod reader;
 pub mod series;
+pub mod server;
+pub mod source;
 pub mod store;
 pub mod view;
 
@@ -29,3 +34,6 @@ pub const PERIOD: Duration = Duration::from_millis(500);
 
 /// The environment variable naming the fd a worker writes its reports to.
 pub const FD_ENV: &str = "WEIR_METRICS_FD";
+
+#[cfg(test)]
+mod tests;

@@ -21,7 +21,7 @@ pub struct Key {
     /// A status code (the `HTTPCode_ELB` series, one per code weir answered with).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<u16>,
-    /// The listener's index in the file's `[[listener]]` list (listener series).
+    /// The listener's port (listener series: a listener is its port across generations).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listener: Option<u16>,
 }
@@ -52,9 +52,9 @@ impl Key {
         }
     }
 
-    pub fn listener(name: &str, index: u16) -> Key {
+    pub fn listener(name: &str, port: u16) -> Key {
         Key {
-            listener: Some(index),
+            listener: Some(port),
             ..Key::plain(name)
         }
     }
@@ -62,6 +62,11 @@ impl Key {
 
 /// The series name of the status codes weir answered with itself (one series per code).
 pub const ELB_CODE: &str = "HTTPCode_ELB";
+/// The response-time histogram's series, per target group (`Key::code` = bucket index into
+/// `lb_l7::metrics::RESPONSE_TIME_BOUNDS_US`, one more for the slower ones).
+pub const RT_BUCKET: &str = "TargetResponseTime_bucket";
+pub const RT_SUM_US: &str = "TargetResponseTime_sum_us";
+pub const RT_COUNT: &str = "TargetResponseTime_count";
 
 /// A worker's figures: counters (only ever grow within one worker process, except a target's
 /// after a reload replaced its group) and gauges (values now).
@@ -100,7 +105,10 @@ fn worker_counters(s: &MetricsSnapshot) -> [(&'static str, u64); 19] {
         ("HTTPCode_Target_3XX_Count", s.target_3xx),
         ("HTTPCode_Target_4XX_Count", s.target_4xx),
         ("HTTPCode_Target_5XX_Count", s.target_5xx),
-        ("TargetConnectionErrorCount", s.target_connection_error_count),
+        (
+            "TargetConnectionErrorCount",
+            s.target_connection_error_count,
+        ),
         ("upstream_connections_opened", s.upstream_connections_opened),
         ("upstream_connections_reused", s.upstream_connections_reused),
         ("upstream_retries", s.upstream_retries),
@@ -127,12 +135,30 @@ impl Figures {
             .insert(Key::plain("AnomalousHostCount"), s.anomalous_host_count);
         f.gauges
             .insert(Key::plain("MitigatedHostCount"), s.mitigated_host_count);
+        for (&port, l) in &s.listeners {
+            for (name, v) in [
+                ("NewConnectionCount", l.new_connection_count),
+                ("RejectedConnectionCount", l.rejected_connection_count),
+                ("RequestCount", l.request_count),
+                ("ProcessedBytes", l.processed_bytes),
+            ] {
+                f.counters.insert(Key::listener(name, port), v);
+            }
+            f.gauges.insert(
+                Key::listener("ActiveConnectionCount", port),
+                l.active_connection_count,
+            );
+        }
         for (id, t) in &s.targets {
             // `group/address:port`; group names have no `/`.
             let (group, target) = id.split_once('/').unwrap_or(("", id));
             let c = |name: &str| Key::target(name, group, target);
             for (name, v) in [
                 ("RequestCountPerTarget", t.request_count),
+                ("HTTPCode_Target_2XX_Count", t.target_2xx),
+                ("HTTPCode_Target_3XX_Count", t.target_3xx),
+                ("HTTPCode_Target_4XX_Count", t.target_4xx),
+                ("HTTPCode_Target_5XX_Count", t.target_5xx),
                 ("TargetConnectionErrorCount", t.connection_error_count),
                 ("queued_requests", t.queued_requests),
                 ("queue_rejected_requests", t.queue_rejected_requests),
@@ -144,6 +170,20 @@ impl Figures {
             ] {
                 f.counters.insert(c(name), v);
             }
+            // TargetResponseTime, per group: the targets' buckets summed.
+            let group_key = |name: &str, bucket: Option<u16>| Key {
+                group: group.into(),
+                code: bucket,
+                ..Key::plain(name)
+            };
+            for (i, n) in t.response_time_buckets.iter().enumerate() {
+                *f.counters
+                    .entry(group_key(RT_BUCKET, Some(i as u16)))
+                    .or_default() += n;
+            }
+            *f.counters.entry(group_key(RT_COUNT, None)).or_default() +=
+                t.response_time_buckets.iter().sum::<u64>();
+            *f.counters.entry(group_key(RT_SUM_US, None)).or_default() += t.response_time_sum_us;
             for (name, v) in [
                 ("outstanding_requests", t.outstanding_requests),
                 ("idle_connections", t.idle_connections),

@@ -169,15 +169,20 @@ mod tests {
     fn figs(requests: u64, target: u64, active: u64) -> Figures {
         let mut f = Figures::default();
         f.counters.insert(Key::plain("RequestCount"), requests);
-        f.counters
-            .insert(Key::target("RequestCountPerTarget", "g", "10.0.0.1:80"), target);
+        f.counters.insert(
+            Key::target("RequestCountPerTarget", "g", "10.0.0.1:80"),
+            target,
+        );
         f.gauges.insert(Key::plain("ActiveConnectionCount"), active);
         f
     }
 
     fn total(s: &Store, k: &Key) -> u64 {
         let w = s.workers();
-        sum(w.iter().map(|w| &w.counters)).get(k).copied().unwrap_or(0)
+        sum(w.iter().map(|w| &w.counters))
+            .get(k)
+            .copied()
+            .unwrap_or(0)
     }
 
     #[test]
@@ -228,7 +233,8 @@ mod tests {
     #[test]
     fn the_wire_line_round_trips() {
         let mut f = figs(3, 2, 1);
-        f.counters.insert(Key::code(super::super::series::ELB_CODE, 404), 4);
+        f.counters
+            .insert(Key::code(super::super::series::ELB_CODE, 404), 4);
         f.counters.insert(Key::listener("RequestCount", 80), 3);
         let line = f.to_line();
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));

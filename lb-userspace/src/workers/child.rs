@@ -143,19 +143,31 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async move {
         let worker = Worker::bind(Arc::new(setup.l7), opts)?;
+        // The reports to the control plane (`crate::metrics`), opened before the sandbox.
+        let reports = match crate::metrics::push::fd_from_env()? {
+            Some(fd) => Some(crate::metrics::push::Pusher::start(
+                fd,
+                worker.metrics_handle(),
+            )?),
+            None => None,
+        };
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         sandbox.enter().context("entering the worker sandbox")?;
         let mut out = std::io::stdout();
         writeln!(out, "{READY_LINE}")?;
         out.flush()?;
-        worker
+        let served = worker
             .serve(async move {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
             })
-            .await
+            .await;
+        if let Some(r) = reports {
+            r.finish().await;
+        }
+        served
     })
 }

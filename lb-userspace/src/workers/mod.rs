@@ -89,6 +89,8 @@ pub struct Supervisor {
     control: control::ControlHandle,
     commands: mpsc::UnboundedReceiver<control::Command>,
     sticky: control::Sticky,
+    /// The workers' metrics reports, summed (`crate::metrics::store`).
+    metrics: crate::metrics::store::Store,
 }
 
 impl Supervisor {
@@ -158,7 +160,13 @@ impl Supervisor {
             control,
             commands,
             sticky: control::Sticky::default(),
+            metrics: crate::metrics::store::Store::new(n),
         })
+    }
+
+    /// The workers' metrics, summed over their processes (`crate::metrics`).
+    pub fn metrics_store(&self) -> crate::metrics::store::Store {
+        self.metrics.clone()
     }
 
     /// Talks to every worker, now and later (see [`control`]).
@@ -198,7 +206,17 @@ impl Supervisor {
             .map(|f| f.to_string())
             .collect::<Vec<_>>()
             .join(",");
+        // The worker's metrics reports (`crate::metrics`): it inherits the write end.
+        let (report_r, report_w) = crate::metrics::reader::pipe().context("the metrics pipe")?;
+        let fds: Vec<RawFd> = fds
+            .into_iter()
+            .chain([std::os::fd::AsRawFd::as_raw_fd(&report_w)])
+            .collect();
         let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        cmd.env(
+            crate::metrics::FD_ENV,
+            std::os::fd::AsRawFd::as_raw_fd(&report_w).to_string(),
+        );
         cmd.arg("worker").arg("--index").arg(worker.to_string());
         if let Some(p) = &self.config_path {
             cmd.arg("--config").arg(p);
@@ -272,6 +290,15 @@ impl Supervisor {
             });
         });
         info!(worker, pid = ?self.slots[worker].pid, "worker started");
+        drop(report_w);
+        self.metrics
+            .started(worker, generation, self.slots[worker].pid);
+        tokio::spawn(crate::metrics::reader::read(
+            report_r,
+            self.metrics.clone(),
+            worker,
+            generation,
+        ));
         Ok(())
     }
 

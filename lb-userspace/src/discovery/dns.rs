@@ -204,7 +204,7 @@ async fn srv(r: &TokioResolver, name: &Name) -> Answer {
     let mut found = Vec::new();
     for rec in &records {
         let RData::SRV(s) = &rec.data else { continue };
-        if s.target.is_root() || rec.name != *name {
+        if s.target.is_root() {
             continue;
         }
         let mut ips = ips_of(&records, &s.target);

@@ -185,6 +185,19 @@ async fn a_and_aaaa_on_the_groups_port_and_negative_answers() {
             vec![],
         ),
         ("web.svc.test.", RecordType::AAAA) => Reply::Negative(false, 30),
+        ("alias.svc.test.", RecordType::A) => Reply::Records(
+            vec![
+                Record::from_rdata(
+                    name("alias.svc.test"),
+                    30,
+                    RData::CNAME(hickory_resolver::proto::rr::rdata::CNAME(name(
+                        "web.svc.test",
+                    ))),
+                ),
+                a("web.svc.test", "10.0.0.5", 20),
+            ],
+            vec![],
+        ),
         ("nx.svc.test.", _) => Reply::Negative(true, 45),
         ("nodata.svc.test.", _) => Reply::Negative(false, 45),
         _ => Reply::Refused,
@@ -194,6 +207,12 @@ async fn a_and_aaaa_on_the_groups_port_and_negative_answers() {
     assert_eq!(
         sorted(both.resolve().await),
         found(&[("10.0.0.1:8080", 7), ("10.0.0.2:8080", 5)])
+    );
+    let alias = Dns::new(&discovery(dns, "alias.svc.test", "A"), 8080);
+    assert_eq!(
+        alias.resolve().await,
+        found(&[("10.0.0.5:8080", 20)]),
+        "a CNAME is followed"
     );
     let v6 = Dns::new(&discovery(dns, "web.svc.test", "AAAA"), 8080);
     assert!(

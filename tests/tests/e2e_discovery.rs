@@ -2,10 +2,11 @@
 //! SRV and A records, and python3 targets, in a network namespace: traffic reaches the targets
 //! the SRV records name; a record change (one dropped, a third added) is picked up within the
 //! TTL and the retry — the new target takes traffic after passing its health check, the dropped
-//! one drains — with no failed client request; DNS going away keeps the last targets. Needs
-//! root.
+//! one drains — with no failed client request; DNS going away keeps the last targets. A records
+//! from a hosts file dnsmasq re-reads at SIGHUP: a removed address drains; NXDOMAIN keeps the
+//! last target for `hold_empty_seconds`, then the group is empty (503). Needs root.
 //!
-//! dnsmasq does not re-read `srv-host` lines on SIGHUP, so a record change is a new dnsmasq on
+//! dnsmasq does not re-read `srv-host` lines on SIGHUP, so an SRV change is a new dnsmasq on
 //! the same port with the new records (the few milliseconds between are a DNS failure weir rides
 //! out like any other).
 
@@ -77,16 +78,23 @@ struct Dnsmasq {
 
 impl Dnsmasq {
     fn start(ns: &Ns, names: &[&str]) -> Result<Dnsmasq> {
-        let mut conf = format!(
-            "port=5353\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
-             no-poll\npid-file=\nlocal=/svc.test/\nlocal-ttl={TTL}\nlog-queries\n"
-        );
+        let mut conf = String::new();
         for n in names {
             let (_, ip, port) = target(n);
             conf += &format!(
                 "srv-host=_web._tcp.svc.test,{n}.svc.test,{port}\nhost-record={n}.svc.test,{ip}\n"
             );
         }
+        Dnsmasq::with(ns, &conf)
+    }
+
+    /// dnsmasq on [`DNS`], authoritative for `svc.test` (other names there are NXDOMAIN),
+    /// TTL [`TTL`], with `records` (dnsmasq.conf lines).
+    fn with(ns: &Ns, records: &str) -> Result<Dnsmasq> {
+        let conf = format!(
+            "port=5353\nlisten-address=127.0.0.1\nbind-interfaces\nno-resolv\nno-hosts\n\
+             no-poll\npid-file=\nlocal=/svc.test/\nlocal-ttl={TTL}\nlog-queries\n{records}"
+        );
         let conf = TempFile::new("dnsmasq.conf", &conf);
         let mut c = ns.command("dnsmasq");
         c.args(["--keep-in-foreground", "--log-facility=-", "--user=root"])
@@ -105,6 +113,16 @@ impl Dnsmasq {
             || Ok(ns.exec(&["ss", "-Hlun", "sport = :5353"])?.contains("5353")),
         )?;
         Ok(d)
+    }
+
+    /// SIGHUP: dnsmasq re-reads its `addn-hosts` files.
+    fn hup(&self) -> Result<()> {
+        let p = self.proc.as_ref().context("dnsmasq runs")?;
+        // SAFETY: plain kill(2) on a child pid we own.
+        if unsafe { libc::kill(p.pid() as i32, libc::SIGHUP) } != 0 {
+            bail!("kill -HUP dnsmasq: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
     }
 
     fn stop(&mut self) -> Result<()> {
@@ -170,6 +188,17 @@ fn start_weir(ns: &Ns, cfg: &TempFile) -> Result<Weir> {
 }
 
 fn config() -> String {
+    config_with(
+        80,
+        &format!(
+            "{{ name = \"_web._tcp.svc.test\", type = \"SRV\", resolvers = [\"{DNS}\"], timeout_seconds = 1, ttl_floor_seconds = {TTL}, ttl_ceiling_seconds = 5, hold_empty_seconds = 5 }}"
+        ),
+    )
+}
+
+/// weir's file: one listener forwarding to `web` (`port`, checks every [`INTERVAL`], 5 s
+/// deregistration delay) whose `discovery` is `discovery`.
+fn config_with(port: u16, discovery: &str) -> String {
     format!(
         r#"[workers]
 count = 2
@@ -186,9 +215,10 @@ default_action = {{ type = "forward", target_group = "web" }}
 
 [[target_group]]
 name = "web"
+port = {port}
 deregistration_delay.timeout_seconds = 5
 health_check = {{ interval_seconds = {INTERVAL}, timeout_seconds = 2, healthy_threshold_count = 2, unhealthy_threshold_count = 2 }}
-discovery = {{ name = "_web._tcp.svc.test", type = "SRV", resolvers = ["{DNS}"], timeout_seconds = 1, ttl_floor_seconds = {TTL}, ttl_ceiling_seconds = 5, hold_empty_seconds = 5 }}
+discovery = {discovery}
 "#
     )
 }
@@ -244,10 +274,15 @@ fn wait_targets(ns: &Ns, want: &[(&str, &str)], within: Duration) -> Result<Dura
 
 /// Waits until `name`'s state in the view is `state` (`None`: not in the view).
 fn wait_state(ns: &Ns, name: &str, state: Option<&str>, within: Duration) -> Result<Duration> {
+    wait_addr(ns, &addr(name), state, within)
+}
+
+/// Waits until the target `ip:port`'s state in the view is `state` (`None`: not in the view).
+fn wait_addr(ns: &Ns, target: &str, state: Option<&str>, within: Duration) -> Result<Duration> {
     let t0 = Instant::now();
-    wait_until(within, &format!("{name} {state:?}"), || {
+    wait_until(within, &format!("{target} {state:?}"), || {
         std::thread::sleep(Duration::from_millis(50));
-        Ok(states(ns).get(&addr(name)).map(String::as_str) == state)
+        Ok(states(ns).get(target).map(String::as_str) == state)
     })
     .with_context(|| format!("last seen: {:?}", states(ns)))?;
     Ok(t0.elapsed())
@@ -416,6 +451,8 @@ fn round(n: usize, close: bool, stop: &AtomicBool) -> Vec<Result<String>> {
         let failed = res.is_err();
         out.push(res);
         if failed {
+            // Not a flood when the group has no target (503s come fast).
+            std::thread::sleep(Duration::from_millis(20));
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -584,6 +621,128 @@ fn srv_records_are_followed_through_health_checks_and_draining() -> Result<()> {
     assert!(
         clean.as_ref().is_ok_and(|c| *c),
         "weir exits cleanly at SIGINT ({clean:?}): {tail:#?}"
+    );
+    drop(backends);
+    Ok(())
+}
+
+/// `type = "A"` from a hosts file dnsmasq re-reads at SIGHUP: both addresses take traffic on
+/// the group's port; one removed drains; the name removed (NXDOMAIN) keeps the last target for
+/// `hold_empty_seconds`, then the group has none.
+#[test]
+fn a_records_and_nxdomain_after_the_hold() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const GROUP_PORT: u16 = 9400;
+    const HOLD: u64 = 4;
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("discnx")?;
+    let py = TempFile::new("backend.py", BACKEND);
+    let mut backends = Vec::new();
+    for (name, ip) in [("d", "127.0.0.21"), ("e", "127.0.0.22")] {
+        let mut c = ns.command("python3");
+        c.args([py.path(), ip, &GROUP_PORT.to_string(), name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        backends.push(ns.spawn_command(c)?);
+    }
+    ns.wait_tcp_listen(GROUP_PORT, Duration::from_secs(10))?;
+    let (d, e) = (
+        format!("127.0.0.21:{GROUP_PORT}"),
+        format!("127.0.0.22:{GROUP_PORT}"),
+    );
+    let hosts = TempFile::new(
+        "hosts",
+        "127.0.0.21 web.svc.test\n127.0.0.22 web.svc.test\n",
+    );
+    let dns = Dnsmasq::with(&ns, &format!("addn-hosts={}\n", hosts.path()))?;
+    let cfg = TempFile::new(
+        "discovery-a.toml",
+        &config_with(
+            GROUP_PORT,
+            &format!(
+                "{{ name = \"web.svc.test\", type = \"A\", resolvers = [\"{DNS}\"], ttl_floor_seconds = {TTL}, ttl_ceiling_seconds = 5, hold_empty_seconds = {HOLD} }}"
+            ),
+        ),
+    );
+    let started = Instant::now();
+    let mut weir = start_weir(&ns, &cfg)?;
+    wait_addr(&ns, &d, Some("healthy"), Duration::from_secs(INTERVAL + 10))?;
+    wait_addr(&ns, &e, Some("healthy"), Duration::from_secs(INTERVAL + 10))?;
+    let load = Load::start(&ns);
+    std::thread::sleep(Duration::from_secs(2));
+    let both = load.snapshot(|s| s.names_between(started, Instant::now()));
+    eprintln!("A records: {both:?}");
+    assert!(both.get("d").is_some_and(|&n| n > 0) && both.get("e").is_some_and(|&n| n > 0));
+
+    // d's address leaves the hosts file: dnsmasq re-reads it at SIGHUP.
+    std::fs::write(&hosts.0, "127.0.0.22 web.svc.test\n")?;
+    let dropped = Instant::now();
+    dns.hup()?;
+    let gone = wait_addr(&ns, &d, None, Duration::from_secs(TTL + 2 + 5 + 3))?;
+    let d_last = load.snapshot(|s| s.last("d")).context("d took traffic")?;
+    eprintln!(
+        "d's record removed: its last request {:.1?} after, gone from the view (drained) {gone:.1?} after",
+        d_last.saturating_duration_since(dropped)
+    );
+    assert!(d_last < dropped + Duration::from_secs(TTL + 2));
+
+    // The name itself goes: NXDOMAIN. e stays for the hold, then the group is empty.
+    std::fs::write(&hosts.0, "")?;
+    let nx = Instant::now();
+    dns.hup()?;
+    std::thread::sleep(Duration::from_secs(HOLD - 1));
+    let held = load.snapshot(|s| (s.names_between(nx, Instant::now()), s.errors.len()));
+    eprintln!(
+        "NXDOMAIN, within the hold: {held:?}; view {:?}",
+        states(&ns)
+    );
+    assert!(
+        held.0.get("e").is_some_and(|&n| n > 0),
+        "e is kept during the hold"
+    );
+    assert_eq!(held.1, 0, "no request failed so far");
+    wait_addr(&ns, &e, None, Duration::from_secs(HOLD + TTL + 5))?;
+    let emptied = Instant::now() - nx;
+    let e_last = load.snapshot(|s| s.last("e")).context("e took traffic")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let seen = load.stop();
+    let after: Vec<&String> = seen
+        .errors
+        .iter()
+        .filter(|(t, _)| *t > e_last)
+        .map(|(_, e)| e)
+        .collect();
+    eprintln!(
+        "e's last request {:.1?} after NXDOMAIN (hold {HOLD} s, TTL {TTL} s; gone from the view by {emptied:.1?}); then {} requests failed, e.g. {:?}; totals {} answered, {} failed",
+        e_last.saturating_duration_since(nx),
+        after.len(),
+        after.first(),
+        seen.ok.len(),
+        seen.errors.len()
+    );
+    assert!(e_last >= nx + Duration::from_secs(HOLD - 1), "held");
+    assert!(
+        e_last <= nx + Duration::from_secs(HOLD + TTL + 3),
+        "then removed"
+    );
+    assert!(
+        seen.errors
+            .iter()
+            .all(|(t, _)| *t > nx + Duration::from_secs(HOLD - 1)),
+        "requests fail only once the group is empty"
+    );
+    assert!(
+        !after.is_empty() && after.iter().all(|e| e.contains("status 503")),
+        "an empty group answers 503: {after:?}"
+    );
+    let log = weir.log();
+    assert!(log.contains("DNS says the name has no targets"), "{log}");
+    let clean = interrupt(&mut weir.proc);
+    assert!(
+        clean.as_ref().is_ok_and(|c| *c),
+        "weir exits cleanly ({clean:?})"
     );
     drop(backends);
     Ok(())

@@ -364,6 +364,16 @@ fn a_reload_adds_a_listener_every_worker_serves_and_removes_it_draining() -> Res
             })
         })
         .collect();
+    // And a keep-alive connection on it, idle across the removal.
+    let mut kept = ns.in_ns(|| TcpStream::connect_timeout(&new, Duration::from_secs(5)))??;
+    kept.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let req = "GET /kept HTTP/1.1\r\nhost: weir.test\r\n\r\n";
+    kept.write_all(req.as_bytes())?;
+    let first = read_response(&mut kept).map_err(anyhow::Error::msg)?;
+    ensure!(
+        first.0 == 200 && !first.1.contains("connection: close"),
+        "{first:?}"
+    );
     std::thread::sleep(Duration::from_millis(400));
     let t = Instant::now();
     weir.reload(&cfg, &listeners_config(false, target.addr), 2)?;
@@ -382,6 +392,23 @@ fn a_reload_adds_a_listener_every_worker_serves_and_removes_it_draining() -> Res
     )?;
     let refused_after = t.elapsed();
     let slow: Vec<Outcome> = slow.into_iter().map(|h| h.join().unwrap()).collect();
+    // The kept connection's next request is served in its generation, and is its last.
+    kept.write_all(req.as_bytes())?;
+    let last = read_response(&mut kept).map_err(anyhow::Error::msg)?;
+    let mut rest = [0u8; 16];
+    let after = std::io::Read::read(&mut kept, &mut rest);
+    eprintln!(
+        "keep-alive connection on the removed listener: {} {:?}, then {after:?}",
+        last.0, last.2
+    );
+    assert!(
+        last.0 == 200 && last.1.contains("connection: close"),
+        "{last:?}"
+    );
+    assert!(
+        matches!(after, Ok(0)),
+        "closed after its last response: {after:?}"
+    );
     wait_until(Duration::from_secs(5), "its sockets closed", || {
         Ok(listening_pids(&ns, NEW_PORT)?.is_empty())
     })?;

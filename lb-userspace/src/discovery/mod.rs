@@ -209,7 +209,16 @@ async fn resolve_loop(
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(group.clone(), targets);
                 }
-                Err(e) => warn!(target_group = %group, "discovered targets refused: {e}"),
+                Err(e) => {
+                    warn!(target_group = %group, "discovered targets refused (tried again at the next resolution): {e}");
+                    let before = published
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&group)
+                        .cloned()
+                        .unwrap_or_default();
+                    plan.reset_targets(before);
+                }
             }
         }
         tokio::time::sleep_until(tokio::time::Instant::from_std(step.next)).await;

@@ -140,6 +140,12 @@ impl Plan {
         self.targets.iter().copied()
     }
 
+    /// Forgets a change its receiver refused: `targets` are the ones in force, so the next
+    /// answer that differs from them is a change again (and is handed over again).
+    pub fn reset_targets(&mut self, targets: impl IntoIterator<Item = SocketAddr>) {
+        self.targets = targets.into_iter().collect();
+    }
+
     /// Resolution failures in a row.
     pub fn failures(&self) -> u32 {
         self.failures
@@ -450,6 +456,13 @@ mod tests {
         };
         let mut p = Plan::with_targets(st, [a("10.0.0.1:80")]);
         assert_eq!(p.targets().collect::<Vec<_>>(), [a("10.0.0.1:80")]);
+        // A refused hand-over is forgotten: the same answer is a change again.
+        let s = p.observe(t0, found(&[("10.0.0.2:80", 10)]));
+        assert!(s.targets.is_some());
+        p.reset_targets([a("10.0.0.1:80")]);
+        let s = p.observe(t0, found(&[("10.0.0.2:80", 10)]));
+        assert_eq!(s.targets, Some(vec![a("10.0.0.2:80")]));
+        p.reset_targets([a("10.0.0.1:80")]);
         let s = p.observe(
             t0,
             Answer::Empty {

@@ -205,8 +205,6 @@ count = 2
 
 [load_balancer]
 max_connections_per_worker = 1000
-# Bounds the exit (the load has stopped by then).
-drain_timeout_seconds = 3
 
 [[listener]]
 address = "127.0.0.1"

@@ -22,6 +22,9 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Run(_) | Command::Worker { .. }) {
+        unblock_signals();
+    }
     let result = match cli.command {
         Command::Run(args) => close_inherited_on_exec().and_then(|()| {
             tokio::runtime::Builder::new_multi_thread()
@@ -44,6 +47,15 @@ fn main() -> std::process::ExitCode {
         | Command::Targets { .. }) => lb_userspace::admin::verbs::run(&verb),
     };
     exit(result)
+}
+
+/// Empties the signal mask weir inherited, before any thread starts (threads inherit it). A
+/// mask survives exec: a parent that blocked SIGTERM and SIGINT to `sigwait` for them (a
+/// script's runner, a supervisor, a test harness) would otherwise pass the block to weir and,
+/// through it, to every worker, and neither would ever see a stop. (Found with workers left
+/// running for minutes after their control plane was killed: SIGTERM pending, blocked.)
+fn unblock_signals() {
+    let _ = nix::sys::signal::SigSet::empty().thread_set_mask();
 }
 
 /// Marks every descriptor `weir run` inherited beyond stdin, stdout and stderr close-on-exec,

@@ -162,9 +162,20 @@ fn start(name: &str) -> Result<Setup> {
     start_holding(name, None)
 }
 
-/// As [`start`], weir started holding `held` open on descriptor 9 without close-on-exec, as a
-/// script's `flock FILE weir run` or a supervisor's stray descriptor would leave it.
+/// As [`start`], weir started with SIGINT and SIGTERM blocked, as by a parent that `sigwait`s
+/// for them (the mask survives exec).
+fn start_blocked(name: &str) -> Result<Setup> {
+    start_as(name, None, true)
+}
+
 fn start_holding(name: &str, held: Option<&std::path::Path>) -> Result<Setup> {
+    start_as(name, held, false)
+}
+
+/// As [`start`], weir started holding `held` open on descriptor 9 without close-on-exec, as a
+/// script's `flock FILE weir run` or a supervisor's stray descriptor would leave it, and with
+/// SIGINT and SIGTERM blocked if `block`.
+fn start_as(name: &str, held: Option<&std::path::Path>, block: bool) -> Result<Setup> {
     let lab = Lab::new()?;
     let ns = lab.add_ns(name)?;
     let dir = std::env::temp_dir().join(format!("weir-priv-{}-{name}", std::process::id()));
@@ -203,6 +214,21 @@ fn start_holding(name: &str, held: Option<&std::path::Path>) -> Result<Setup> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log)?);
+    if block {
+        // SAFETY: sigprocmask between fork and exec is async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGINT);
+                libc::sigaddset(&mut set, libc::SIGTERM);
+                if libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
     if let Some(held) = held {
         let held = std::fs::File::create(held)?;
         let fd = std::os::fd::AsRawFd::as_raw_fd(&held);
@@ -382,6 +408,49 @@ fn workers_inherit_no_descriptor_of_whoever_started_weir() -> Result<()> {
     }
     drop(s);
     let _ = std::fs::remove_file(&held);
+    Ok(())
+}
+
+/// Whether `pid` blocks SIGTERM (bit 15 of `SigBlk` in /proc/PID/status).
+fn blocks_sigterm(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let hex = s
+                .lines()
+                .find_map(|l| l.strip_prefix("SigBlk:"))?
+                .trim()
+                .to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|mask| mask & (1 << (libc::SIGTERM - 1)) != 0)
+}
+
+/// Started by a parent that blocked SIGINT and SIGTERM (the mask survives exec), weir and its
+/// workers still stop on SIGTERM. Before, the block passed to weir and every worker: SIGTERM
+/// stayed pending, weir never stopped, and a killed weir left its workers running for good.
+#[test]
+fn weir_stops_when_started_with_signals_blocked() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let mut s = start_blocked("sigmask")?;
+    let weir = s.weir.pid();
+    let workers = workers(weir);
+    for (i, pid) in &workers {
+        assert!(!blocks_sigterm(*pid), "worker {i} blocks SIGTERM");
+    }
+    // SAFETY: kill(2) on the pid of the child we spawned.
+    unsafe { libc::kill(weir as i32, libc::SIGTERM) };
+    let stopped = s.weir.wait_timeout(Duration::from_secs(45))?;
+    assert!(
+        stopped.is_some(),
+        "weir did not stop on SIGTERM: {}",
+        std::fs::read_to_string(&s.log).unwrap_or_default()
+    );
+    wait_until(Duration::from_secs(5), "the workers to exit", || {
+        Ok(workers.values().all(|&p| exited(p)))
+    })?;
     Ok(())
 }
 

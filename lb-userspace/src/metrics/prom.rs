@@ -296,6 +296,10 @@ fn l7_families(enc: &mut DescriptorEncoder, l7: &super::view::L7View) -> fmt::Re
         l7.staleness_ms as f64 / 1000.0,
     )?;
     for (key, name, kind, help) in L7_FIGURES {
+        // Its total is the sum of the per-target family of the same name (below).
+        if *key == "TargetConnectionErrorCount" {
+            continue;
+        }
         if let Some(v) = l7.totals.get(*key) {
             family(
                 enc,

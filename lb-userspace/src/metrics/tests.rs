@@ -232,6 +232,20 @@ fn workers_sum_into_the_view_with_health_and_xdp() {
         assert!(page.contains(want), "missing `{want}` in:\n{page}");
     }
     assert!(page.ends_with("# EOF\n"));
+    // For checking the page with another parser by hand (docs/metrics.md).
+    if let Ok(path) = std::env::var("WEIR_TEST_DUMP_PAGE") {
+        std::fs::write(path, &page).unwrap();
+    }
+    // One descriptor per family.
+    let mut families: Vec<&str> = page
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    let n = families.len();
+    families.sort_unstable();
+    families.dedup();
+    assert_eq!(families.len(), n, "a family is described twice");
     // Every sample line is a legal name, labels and a number.
     for line in page.lines().filter(|l| !l.starts_with('#')) {
         let name_end = line.find(['{', ' ']).unwrap();

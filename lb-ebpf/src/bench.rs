@@ -151,6 +151,32 @@ pub fn sink_spoofed(ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 
+/// The one IPv4 address (network order) [`sink_not_to`] lets through, set at load.
+#[unsafe(no_mangle)]
+static SINK_KEEP: u32 = 0;
+
+/// The far side of a flood from random sources (hping3 `--rand-source`): drops every IPv4 frame
+/// not addressed to `SINK_KEEP` (the legitimate client), as the Internet would lose the SYN-ACKs
+/// to spoofed sources, and passes the rest (ARP, the client's own traffic).
+#[xdp]
+pub fn sink_not_to(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + 14 + 20 > end {
+        return xdp_action::XDP_PASS;
+    }
+    let (ethertype, dst) = unsafe {
+        (
+            *((start + 12) as *const u16),
+            *((start + 14 + 16) as *const u32),
+        )
+    };
+    let keep = unsafe { core::ptr::read_volatile(&SINK_KEEP) };
+    if ethertype == 0x0800u16.to_be() && dst != keep {
+        return xdp_action::XDP_DROP;
+    }
+    xdp_action::XDP_PASS
+}
+
 /// RFC 1624 incremental update of a checksum for a 32-bit word changing from `old` to `new`
 /// (all values as they lie in memory).
 #[inline(always)]

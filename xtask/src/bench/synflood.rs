@@ -16,8 +16,8 @@
 //! by `--hping-secs`. Also reported per flood: the share of the SYNs weir saw that it answered
 //! from XDP, and the kernel's `SyncookiesSent` during the flood (nstat; ≈ 0 when XDP answers).
 //! Replies to spoofed sources leave the server through a sink router (kernel case) or are
-//! dropped by `sink_spoofed` on the generator's veth (weir case; hping3's random sources outside
-//! 198.18.0.0/15 reach the generator namespace's stack, which drops them as not its own).
+//! dropped by `sink_not_to` on the generator's veth (weir case: every IPv4 frame not to the
+//! client, as the Internet would lose them).
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
@@ -106,8 +106,12 @@ fn rig() -> anyhow::Result<Rig> {
     g0.addr(&format!("{CLIENT}/24"))?;
     d0.addr(&format!("{VIP}/24"))?;
     lab.sink_gateway(&dut, "gw", &[("10.92.0.1/30", "10.92.0.2/30")])?;
-    let mut sink = Ebpf::load(BENCH_OBJECT)?;
-    let s = prog(&mut sink, "sink_spoofed")?;
+    // Replies to spoofed sources (both floods) are dropped on arrival; the client's pass.
+    let keep = u32::from_ne_bytes(CLIENT.parse::<std::net::Ipv4Addr>()?.octets());
+    let mut sink = aya::EbpfLoader::new()
+        .override_global("SINK_KEEP", &keep, true)
+        .load(BENCH_OBJECT)?;
+    let s = prog(&mut sink, "sink_not_to")?;
     g0.track_xdp();
     gen_ns.in_ns(|| s.attach(g0.name(), XdpMode::Driver))??;
     let frame = Packet::new()

@@ -620,17 +620,12 @@ pub fn run(args: &[String]) -> Result<()> {
             ],
         ),
         None => {
-            // Built like a shipped binary: fat LTO, one codegen unit, in its own target dir
-            // so the profile override does not invalidate anyone's release build.
-            eprintln!("building weir (release, fat LTO)");
+            // The release profile users get (fat LTO, one codegen unit: Cargo.toml).
+            eprintln!("building weir (release)");
             let target = std::env::var("CARGO_TARGET_DIR")
-                .map_or_else(|_| root.join("target"), PathBuf::from)
-                .join("bench-lto");
+                .map_or_else(|_| root.join("target"), PathBuf::from);
             let st = Command::new("cargo")
                 .current_dir(&root)
-                .env("CARGO_TARGET_DIR", &target)
-                .env("CARGO_PROFILE_RELEASE_LTO", "fat")
-                .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "1")
                 .args([
                     "build",
                     "--release",

@@ -4,6 +4,7 @@
 //! - `test`: the whole test suite (unit, packet fixtures, netns integration) — what CI runs.
 //! - `bench NAME`: a benchmark with its baseline measured in the same run (`bench list`).
 //! - `lab up|down`: a client/server namespace pair to try `run` on by hand.
+//! - `demo [--quick]`: the five-minute tour in a lab of namespaces, torn down at the end.
 //!
 //! Every command first installs what the machine lacks ([`setup`]). xtask itself needs only
 //! the stable toolchain: the benchmarks and the lab use weir's crates, whose build builds the
@@ -15,6 +16,8 @@ mod bench;
 #[cfg(feature = "lab")]
 mod bench_http;
 mod cargo;
+#[cfg(feature = "lab")]
+mod demo;
 #[cfg(feature = "lab")]
 mod lab;
 mod setup;
@@ -61,6 +64,12 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The five-minute tour: weir in a lab of namespaces under traffic, a SYN flood and a
+    /// backend failure, shown with `weir top --once`; everything removed at the end.
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -96,20 +105,22 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Bench { name, args } => with_lab("bench", &name, &args),
         Cmd::Lab { args } => with_lab("lab", "", &args),
+        Cmd::Demo { args } => with_lab("demo", "", &args),
     }
 }
 
-/// `bench` and `lab`: run here when built with the feature `lab`.
+/// `bench`, `lab` and `demo`: run here when built with the feature `lab`.
 #[cfg(feature = "lab")]
 fn with_lab(cmd: &str, name: &str, args: &[String]) -> anyhow::Result<()> {
     match cmd {
         "bench" => bench::run(name, args),
+        "demo" => demo::run(args),
         _ => lab::run(args),
     }
 }
 
-/// `bench` and `lab` without the feature: install what they need, then become xtask built with
-/// it (same process, same arguments).
+/// `bench`, `lab` and `demo` without the feature: install what they need, then become xtask
+/// built with it (same process, same arguments).
 #[cfg(not(feature = "lab"))]
 fn with_lab(cmd: &str, name: &str, args: &[String]) -> anyhow::Result<()> {
     setup::ensure(setup::Needs::Tests)?;

@@ -96,7 +96,8 @@ pub struct SynRow {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerRow {
-    /// `HTTP 0.0.0.0:8080`.
+    /// `HTTP 0.0.0.0:8080`, or `all listeners`: the sum (`l7.totals`), a row of its own when
+    /// there are several listeners.
     pub name: String,
     pub requests: Option<Rate>,
     /// Targets' answers by class: 2xx, 3xx, 4xx, 5xx.
@@ -290,7 +291,7 @@ fn listener_rows(
     secs: Option<f64>,
 ) -> Vec<ListenerRow> {
     if let Some(figures) = l7_list(metrics, "listeners") {
-        return figures
+        let mut rows: Vec<ListenerRow> = figures
             .iter()
             .map(|l| {
                 let key = l["listener"].as_str().unwrap_or("?");
@@ -300,6 +301,29 @@ fn listener_rows(
                 listener_row(name, l, b, secs)
             })
             .collect();
+        // The sum over listeners (`l7.totals`): a single listener's figures are the sum, so it
+        // fills what the listener's own series lack; several get a row of their own.
+        let totals = |m: Option<&Value>| -> Option<Value> {
+            let t = m?.get("l7")?.get("totals")?;
+            Some(serde_json::json!({"counters": t, "gauges": t}))
+        };
+        if let Some(t) = totals(metrics) {
+            let b = totals(before);
+            let sum = listener_row("all listeners".into(), &t, b.as_ref(), secs);
+            match rows.as_mut_slice() {
+                [one] => {
+                    one.requests = one.requests.or(sum.requests);
+                    for (mine, all) in one.target_codes.iter_mut().zip(sum.target_codes) {
+                        *mine = mine.or(all);
+                    }
+                    one.elb_4xx = one.elb_4xx.or(sum.elb_4xx);
+                    one.elb_5xx = one.elb_5xx.or(sum.elb_5xx);
+                    one.active_connections = one.active_connections.or(sum.active_connections);
+                }
+                _ => rows.push(sum),
+            }
+        }
+        return rows;
     }
     // No L7 figures from the daemon: the listeners, their numbers n/a.
     listeners

@@ -269,6 +269,45 @@ fn small_screens_cut_lists_with_a_count_then_the_bottom() {
 }
 
 #[test]
+fn a_single_listener_takes_what_its_own_series_lack_from_the_totals() {
+    let t0 = Instant::now();
+    let strip = |mut s: Sample, second: bool| {
+        let m = s.metrics.as_mut().unwrap();
+        m["l7"]["totals"] = json!({"RequestCount": m["l7"]["totals"]["RequestCount"],
+            "HTTPCode_Target_2XX_Count": 42, "ActiveConnectionCount": 3});
+        m["l7"]["listeners"][0]["counters"] = json!({});
+        m["l7"]["listeners"][0]["gauges"] = json!({});
+        if second {
+            let mut other = m["l7"]["listeners"][0].clone();
+            other["listener"] = json!("0.0.0.0:8443");
+            m["l7"]["listeners"].as_array_mut().unwrap().push(other);
+        }
+        s
+    };
+    let a = strip(sample(t0, 100, false, true), false);
+    let b = strip(sample(t0 + Duration::from_secs(2), 300, false, true), false);
+    let s = Snapshot::new(Some(&a), &b);
+    assert_eq!(s.listeners.len(), 1);
+    assert_eq!(s.listeners[0].requests.unwrap().total, 300);
+    assert_eq!(s.listeners[0].requests.unwrap().per_second, Some(100.0));
+    assert_eq!(s.listeners[0].target_codes[0], Some(42));
+    assert_eq!(s.listeners[0].active_connections, Some(3));
+    // Two listeners without their own figures: n/a each, and the sum in a row of its own.
+    let a = strip(sample(t0, 100, false, true), true);
+    let b = strip(sample(t0 + Duration::from_secs(2), 300, false, true), true);
+    let s = Snapshot::new(Some(&a), &b);
+    assert_eq!(s.listeners.len(), 3);
+    assert_eq!(s.listeners[0].requests, None);
+    assert_eq!(s.listeners[2].name, "all listeners");
+    let t = render::text(&s);
+    assert!(t.contains("HTTP 0.0.0.0:8443       n/a      n/a"), "{t}");
+    assert!(
+        t.contains("all listeners           100      300    42"),
+        "{t}"
+    );
+}
+
+#[test]
 fn an_unreachable_daemon_shows_why_and_no_numbers() {
     let mut a = sample(Instant::now(), 1, false, false);
     a.status = Err("no weir daemon at /run/weir/x.sock".into());

@@ -899,8 +899,7 @@ pub fn run(args: &[String]) -> Result<()> {
                    "nginx": sh("nginx", &["-v"]).unwrap_or_default().trim() },
         "median": med, "rounds": m, "ratios": ratios, "lab": lab, "targets": targets, "errors": errors,
     });
-    let out = root.join("target/bench/http.json");
-    std::fs::write(&out, serde_json::to_string_pretty(&all)?)?;
+    let out = crate::bench::report::write_json("http", &all)?;
     println!("wrote {}", out.display());
     Ok(())
 }

@@ -2,7 +2,9 @@
 //!
 //! - `run --iface IFACE [--config FILE] [--xdp-mode M] [--replace]`: build weir (release) and run it.
 //! - `test`: the whole test suite (unit, packet fixtures, netns integration) — what CI runs.
-//! - `bench NAME`: a benchmark with its baseline measured in the same run (`bench list`).
+//! - `bench NAME`: a benchmark with its baseline measured in the same run (`bench list`);
+//!   `bench all [--quick]` runs every one and writes `target/bench/REPORT.md` with charts;
+//!   `bench report` rebuilds that report from the results present (no eBPF toolchain needed).
 //! - `lab up|down`: a client/server namespace pair to try `run` on by hand.
 //! - `demo [--quick]`: the five-minute tour in a lab of namespaces, torn down at the end.
 //!
@@ -15,6 +17,7 @@
 mod bench;
 #[cfg(feature = "lab")]
 mod bench_http;
+mod bench_report;
 mod cargo;
 #[cfg(feature = "lab")]
 mod demo;
@@ -53,7 +56,8 @@ enum Cmd {
         #[arg(last = true)]
         rest: Vec<String>,
     },
-    /// Run a benchmark: xdp, pps, steer, synflood, http (see `cargo xtask bench list`).
+    /// Run a benchmark: xdp, pps, steer, synflood, http; `all` for every one and the report,
+    /// `report` to rebuild the report (see `cargo xtask bench list`).
     Bench {
         name: String,
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -103,6 +107,7 @@ fn main() -> anyhow::Result<()> {
             setup::ensure(setup::Needs::Tests)?;
             cargo::test(&rest)
         }
+        Cmd::Bench { name, args } if name == "report" => bench_report::run(&args),
         Cmd::Bench { name, args } => with_lab("bench", &name, &args),
         Cmd::Lab { args } => with_lab("lab", "", &args),
         Cmd::Demo { args } => with_lab("demo", "", &args),

@@ -1,8 +1,10 @@
 //! `cargo xtask bench NAME`: each benchmark measures weir beside its baseline in the same run,
-//! prints a table with the ratio, and writes `target/bench/NAME.json`.
+//! prints a table with the ratio, and writes `target/bench/NAME.json` (with the machine it ran
+//! on). `bench all` runs them all and writes `target/bench/REPORT.md` (`crate::bench_report`).
 
+mod all;
 mod pps;
-mod report;
+pub mod report;
 mod steer;
 mod synflood;
 mod xdp;
@@ -32,6 +34,14 @@ const LIST: &[(&str, &str)] = &[
         "http",
         "L7 req/s and latency: weir vs HAProxy and nginx, one worker on one core",
     ),
+    (
+        "all",
+        "every benchmark above, then target/bench/REPORT.md with charts (--quick, --report-only)",
+    ),
+    (
+        "report",
+        "target/bench/REPORT.md and its charts from the JSON results present",
+    ),
 ];
 
 pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
@@ -47,6 +57,8 @@ pub fn run(name: &str, args: &[String]) -> anyhow::Result<()> {
         "steer" => steer::run(args),
         "synflood" => synflood::run(args),
         "http" => crate::bench_http::run(args),
+        "all" => all::run(args),
+        "report" => crate::bench_report::run(args),
         other => bail!("no benchmark `{other}` (cargo xtask bench list)"),
     }
 }

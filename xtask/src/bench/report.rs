@@ -6,11 +6,21 @@ use serde_json::Value;
 
 use crate::cargo;
 
+/// Writes `target/bench/NAME.json`: `v` plus the `machine` block (host, CPU, cores, kernel,
+/// date, commit: `crate::bench_report::machine`), which every result carries so that the report
+/// can say where and when each figure came from.
 pub fn write_json(name: &str, v: &Value) -> anyhow::Result<PathBuf> {
     let dir = cargo::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("{name}.json"));
-    std::fs::write(&path, serde_json::to_string_pretty(v)?)?;
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        o.insert(
+            "machine".into(),
+            crate::bench_report::machine::block(&cargo::root()),
+        );
+    }
+    std::fs::write(&path, serde_json::to_string_pretty(&v)?)?;
     Ok(path)
 }
 

@@ -53,6 +53,8 @@ const TEST_PACKAGES: &[&str] = &[
     "dnsmasq-base",
     // The HTTP/1.1 fuzz target: libfuzzer-sys builds libFuzzer with g++.
     "g++",
+    // e2e_top drives `weir top` in a real terminal.
+    "tmux",
 ];
 
 /// Checks and installs what `needs` asks for. `WEIR_SKIP_SETUP=1` skips it (a machine set up

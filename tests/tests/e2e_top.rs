@@ -7,7 +7,6 @@
 mod common;
 
 use std::{
-    path::PathBuf,
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -115,7 +114,7 @@ fn interactive(
     want: &dyn Fn(&str) -> bool,
 ) -> Result<(String, i32)> {
     let tmux = Tmux(format!("weir-top-{}-{key}", std::process::id()));
-    let status_file = PathBuf::from(std::env::temp_dir()).join(format!(
+    let status_file = std::env::temp_dir().join(format!(
         "weir-top-{}-{}.status",
         std::process::id(),
         key.replace('-', "")

@@ -113,6 +113,72 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// At most this many type errors are reported from one file.
+const MAX_TYPE_ERRORS: usize = 20;
+
+/// Deserializes `text`, or returns every type error it can find (span, key path, message).
+///
+/// serde stops at its first error. To find the next, the lines of the offending key are blanked
+/// (spaces; line breaks kept, so later positions still point at the file's own lines) and the
+/// text deserialized again. A blanked key that was required then reads as "missing field" in
+/// its table, which already has an error: such echoes are not reported. Blanking stops at the
+/// first change that makes the text unparsable, and after [`MAX_TYPE_ERRORS`].
+fn every_type_error(
+    text: &str,
+    doc: &ImDocument<&str>,
+) -> Result<File, Vec<(Option<std::ops::Range<usize>>, String, String)>> {
+    let mut found: Vec<(Option<std::ops::Range<usize>>, String, String)> = Vec::new();
+    let mut current = text.to_string();
+    loop {
+        let e = match toml::from_str::<File>(&current) {
+            Ok(file) if found.is_empty() => return Ok(file),
+            Ok(_) => return Err(found),
+            Err(e) => e,
+        };
+        let span = e.span();
+        let field = span
+            .clone()
+            .and_then(|s| locate::path_at(doc, s.start))
+            .unwrap_or_default();
+        let message = e.message().trim().to_string();
+        let echo = message.starts_with("missing field")
+            && found.iter().any(|(_, f, _)| f.starts_with(&field));
+        let first = found.is_empty();
+        if !echo {
+            found.push((span.clone(), field, message));
+        }
+        let blanked = span.map(|s| blank_lines(&current, s));
+        match blanked {
+            Some(b) if found.len() < MAX_TYPE_ERRORS && b != current && (first || !echo) => {
+                if ImDocument::parse(b.as_str()).is_err() {
+                    return Err(found);
+                }
+                current = b;
+            }
+            _ => return Err(found),
+        }
+    }
+}
+
+/// `text` with the whole lines that `span` touches turned into spaces (line breaks kept).
+fn blank_lines(text: &str, span: std::ops::Range<usize>) -> String {
+    let start = text[..span.start.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let end = text[span.end.min(text.len())..]
+        .find('\n')
+        .map_or(text.len(), |i| span.end + i);
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    out.extend(
+        text[start..end]
+            .chars()
+            .map(|c| if c == '\n' { '\n' } else { ' ' }),
+    );
+    out.push_str(&text[end..]);
+    out
+}
+
 impl Config {
     /// Reads and validates `path`, or the embedded default when `None`.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
@@ -145,14 +211,11 @@ impl Config {
                 e.message().trim().to_string(),
             )],
         })?;
-        let file: File = toml::from_str(text).map_err(|e| {
-            let field = e
-                .span()
-                .and_then(|s| locate::path_at(&doc, s.start))
-                .unwrap_or_default();
-            ConfigError {
-                issues: vec![issue(e.span(), field, e.message().trim().to_string())],
-            }
+        let file: File = every_type_error(text, &doc).map_err(|found| ConfigError {
+            issues: found
+                .into_iter()
+                .map(|(span, field, message)| issue(span, field, message))
+                .collect(),
         })?;
         let config = Config {
             source: name.to_string(),

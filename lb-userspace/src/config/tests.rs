@@ -40,6 +40,47 @@ fn unknown_field_is_refused() {
     assert!(e[0].contains("mdoe"), "{}", e[0]);
 }
 
+/// `weir check` reports every type error it can, not only serde's first, each at its own line.
+#[test]
+fn every_type_error_is_reported_where_it_is() {
+    let text = "[xdp]\nmode = \"turbo\"\n\n[workers]\ncount = \"two\"\nmdoe = 1\n\n\
+                [[listener]]\nport = 80\n\
+                default_action = { type = \"fixed-response\", status_code = 200 }\n\n\
+                [[target_group]]\nname = \"app\"\ntarget = [\n  { id = \"10.0.0.1\", port = 70000 },\n]\n";
+    let e = errors(text);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert!(
+        e[0].starts_with("weir.toml:2:8: field `xdp.mode`"),
+        "{}",
+        e[0]
+    );
+    assert!(
+        e[1].starts_with("weir.toml:5:9: field `workers.count`"),
+        "{}",
+        e[1]
+    );
+    assert!(
+        e[2].starts_with("weir.toml:6:1:") && e[2].contains("mdoe"),
+        "{}",
+        e[2]
+    );
+    assert!(
+        e[3].starts_with("weir.toml:15:29:") && e[3].contains("70000"),
+        "{}",
+        e[3]
+    );
+}
+
+#[test]
+fn a_blanked_required_key_is_not_reported_twice() {
+    // `default_action` has the type error; blanking it must not add "missing field".
+    let e = errors(
+        "[[listener]]\nport = 80\ndefault_action = { type = \"fixed-response\", status_code = \"ok\" }\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].contains("listener[0].default_action"), "{}", e[0]);
+}
+
 #[test]
 fn bad_enum_value_lists_the_choices() {
     let e = errors("[xdp]\nmode = \"turbo\"\n");

@@ -764,3 +764,40 @@ fn per_source_rate_limit_and_flood_guard() {
     // The real client's bucket survived the flood: still limited.
     assert_eq!(fx.run(&syn4(real, 30010).build()).2, Stat::DropSynRate);
 }
+
+#[test]
+fn a_reload_turns_the_per_source_limit_on() {
+    let Some(mut fx) = setup(&config(SynModeSetting::Always)) else {
+        return;
+    };
+    pin_to_cpu0();
+    let src = "203.0.113.7";
+    for i in 0..5 {
+        assert_eq!(
+            fx.run(&syn4(src, 31000 + i).build()).2,
+            Stat::TxSynCookie,
+            "no limit configured"
+        );
+    }
+    // A reloaded `[syn]` (SIGHUP in `weir run`) with a per-source limit: in force at once.
+    let limited = SynConfig {
+        per_source_syn_per_second: 1,
+        per_source_burst: 3,
+        ..config(SynModeSetting::Always)
+    };
+    fx.syn.reload(&mut fx.dp, &limited).unwrap();
+    let stats: Vec<Stat> = (0..5)
+        .map(|i| fx.run(&syn4(src, 31100 + i).build()).2)
+        .collect();
+    assert_eq!(
+        stats,
+        [
+            Stat::TxSynCookie,
+            Stat::TxSynCookie,
+            Stat::TxSynCookie,
+            Stat::DropSynRate,
+            Stat::DropSynRate
+        ],
+        "burst of 3, then 1/s, from the reload on"
+    );
+}

@@ -26,7 +26,7 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     if args.once {
         return once(&source, interval);
     }
-    interactive(&source, interval)
+    interactive(source, interval)
 }
 
 /// One frame, rates over `interval`, printed as plain text. Fails when the daemon could be
@@ -52,31 +52,51 @@ fn quits(k: &KeyEvent) -> bool {
         }
 }
 
-fn interactive(source: &sample::Source, interval: Duration) -> anyhow::Result<()> {
-    let mut terminal = term::Guard::enter()?;
-    let mut before: Option<Sample> = None;
-    let mut now = source.sample();
-    loop {
-        let snap = Snapshot::new(before.as_ref(), &now);
-        terminal.draw(&snap)?;
-        let next = Instant::now() + interval;
-        loop {
-            if term::stop_requested() {
-                return Ok(());
-            }
-            let left = next.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            if event::poll(left.min(Duration::from_millis(100)))? {
-                match event::read()? {
-                    Event::Key(k) if quits(&k) => return Ok(()),
-                    Event::Resize(..) => terminal.draw(&snap)?,
-                    _ => {}
+/// The live view: samples come from a thread every `interval` (a slow daemon never delays a
+/// key), each redraws the screen with rates against the previous one.
+fn interactive(source: sample::Source, interval: Duration) -> anyhow::Result<()> {
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Sample>(1);
+    std::thread::Builder::new()
+        .name("weir-top-sampler".into())
+        .spawn(move || {
+            loop {
+                let next = Instant::now() + interval;
+                if tx.send(source.sample()).is_err() {
+                    return;
                 }
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        })?;
+    let mut terminal = term::Guard::enter()?;
+    let mut now: Option<Sample> = None;
+    let mut snap: Option<Snapshot> = None;
+    loop {
+        if term::stop_requested() {
+            return Ok(());
+        }
+        match rx.try_recv() {
+            Ok(s) => {
+                let shown = Snapshot::new(now.as_ref(), &s);
+                now = Some(s);
+                terminal.draw(&shown)?;
+                snap = Some(shown);
+            }
+            Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                anyhow::bail!("the sampling thread stopped")
             }
         }
-        before = Some(std::mem::replace(&mut now, source.sample()));
+        if event::poll(Duration::from_millis(50))? {
+            match event::read()? {
+                Event::Key(k) if quits(&k) => return Ok(()),
+                Event::Resize(..) => {
+                    if let Some(s) = &snap {
+                        terminal.draw(s)?;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 }
 

@@ -58,12 +58,14 @@ impl Source {
             .as_ref()
             .map_err(Clone::clone)
             .and_then(|s| self.get(s, "/v1/status"));
+        // The XDP counters' rates are over the time between two of these reads.
+        let at = Instant::now();
+        let xdp = self.xdp(status.as_ref().ok());
         let ok_socket = socket.as_ref().ok().filter(|_| status.is_ok());
         let ask = |uri: &str| ok_socket.and_then(|s| self.get::<Value>(s, uri).ok());
         let listeners = ok_socket.and_then(|s| self.get(s, "/v1/listeners").ok());
         let health = ask("/v1/target-health");
         let metrics = ask("/v1/metrics");
-        let xdp = self.xdp(status.as_ref().ok());
         let worker_cpu = status
             .as_ref()
             .map(|s| {
@@ -75,7 +77,7 @@ impl Source {
             })
             .unwrap_or_default();
         Sample {
-            at: Instant::now(),
+            at,
             xdp,
             status,
             listeners,

@@ -164,8 +164,9 @@ pub enum TargetsCommand {
     /// a reload applies the file, which keeps a target only if the file has it.
     Register(TargetChange),
     /// Deregister targets at run time (ALB's deregister-targets): no new requests, in-flight
-    /// ones finish; `draining` for the group's deregistration delay. Not persisted: a reload
-    /// applies the file, which registers the target again if the file has it.
+    /// ones finish (those still waiting for a response at the group's deregistration delay get
+    /// a 502); `draining` for that delay. Not persisted: a reload applies the file, which
+    /// registers the target again if the file has it.
     Deregister(TargetChange),
 }
 

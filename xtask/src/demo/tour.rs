@@ -284,6 +284,8 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         !shown.contains("prog/xdp"),
         "XDP still attached after weir exited: {shown}"
     );
+    let pins = lb_userspace::xdp::pins::dir_for(&weir.iface);
+    ensure!(!pins.exists(), "{} left after weir exited", pins.display());
     println!("weir stopped by SIGINT ({st}): workers drained, XDP detached, pins removed");
     ensure!(
         st.success(),

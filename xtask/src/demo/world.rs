@@ -142,8 +142,11 @@ pub struct Weir {
 impl Weir {
     pub fn start(bin: &Path, w: &World, config: &Path) -> anyhow::Result<Weir> {
         let iface = w.iface.name().to_string();
-        // Should weir die without cleaning up, the lab removes its pins and socket.
+        // Should weir die without cleaning up, the lab removes its pins, lock and socket.
         w.lab.track_pin(lb_userspace::xdp::pins::dir_for(&iface));
+        w.lab.track_pin(
+            std::path::Path::new(lb_userspace::xdp::pins::LOCK_ROOT).join(format!("{iface}.lock")),
+        );
         w.lab
             .track_pin(lb_userspace::admin::path::for_client(None, Some(&iface))?);
         let mut c = weir_command(bin, &w.lb);

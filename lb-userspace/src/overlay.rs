@@ -184,40 +184,37 @@ impl Overlay {
 
     /// The file's targets and the discovered ones, before deregistrations and registrations.
     fn base(&self, g: &TargetGroup) -> Vec<SocketAddr> {
-        let mut v = file_targets(g);
-        if let Some(o) = self.groups.get(&g.name) {
-            v.extend(
-                o.discovered
-                    .iter()
-                    .filter(|a| !v.contains(a))
-                    .copied()
-                    .collect::<Vec<_>>(),
-            );
-        }
-        v
+        let file = file_targets(g);
+        let found = self.groups.get(&g.name).map(|o| &o.discovered);
+        let extra: Vec<SocketAddr> = found
+            .into_iter()
+            .flatten()
+            .filter(|a| !file.contains(a))
+            .copied()
+            .collect();
+        file.into_iter().chain(extra).collect()
     }
 
     /// The group's targets in force: the file's first (file order), then the others (address
-    /// order).
+    /// order). Registered and deregistered targets never overlap (each change removes the
+    /// target from the other set).
     fn in_force(&self, g: &TargetGroup) -> Vec<SocketAddr> {
-        let mut v = self.base(g);
-        if let Some(o) = self.groups.get(&g.name) {
-            v.retain(|a| !o.deregistered.contains(a));
-            let extra: Vec<SocketAddr> = o
-                .registered
-                .iter()
-                .filter(|a| !v.contains(a))
-                .copied()
-                .collect();
-            v.extend(extra);
-            let (file, mut rest): (Vec<_>, Vec<_>) = {
-                let f = file_targets(g);
-                v.into_iter().partition(|a| f.contains(a))
-            };
-            rest.sort();
-            v = file.into_iter().chain(rest).collect();
-        }
-        v
+        let file = file_targets(g);
+        let Some(o) = self.groups.get(&g.name) else {
+            return file;
+        };
+        let rest: BTreeSet<SocketAddr> = o
+            .discovered
+            .iter()
+            .filter(|a| !o.deregistered.contains(a))
+            .chain(&o.registered)
+            .filter(|a| !file.contains(a))
+            .copied()
+            .collect();
+        file.into_iter()
+            .filter(|a| !o.deregistered.contains(a))
+            .chain(rest)
+            .collect()
     }
 
     /// What the workers are sent: the targets in force of every group the overlay touches.

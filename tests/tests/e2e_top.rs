@@ -1,8 +1,8 @@
 //! `weir top` against a live weir (XDP on a veth, two workers, a python3 target) after a known
 //! number of requests: `--once` prints the live numbers as plain text (the listener's and the
 //! target's request counts equal what was sent); the interactive view under a real terminal
-//! (tmux, 80×24) refreshes, shows the numbers, and `q` (then Ctrl-C) ends it with status 0 and
-//! the terminal restored (tmux's alternate screen off again). Needs root and tmux.
+//! (tmux, 80×24) refreshes, shows the numbers, and `q` (then Ctrl-C, then SIGTERM) ends it with
+//! status 0 and the terminal restored (tmux's alternate screen off again). Needs root and tmux.
 
 mod common;
 
@@ -151,7 +151,29 @@ fn interactive(
         tmux.alternate_on()?,
         "weir top is not on the alternate screen"
     );
-    tmux.run(&["send-keys", "-t", "top", key])?;
+    match key {
+        // SIGTERM to weir top itself (the pane's shell waits for it).
+        "SIGTERM" => {
+            let pid = tmux
+                .run(&["display-message", "-p", "-t", "top", "#{pane_pid}"])?
+                .trim()
+                .to_string();
+            let children = weir_tests::lab::output(
+                Command::new("pgrep").args(["-P", &pid]),
+                Duration::from_secs(5),
+            )?;
+            let top = String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .next()
+                .context("weir top's pid")?
+                .parse::<i32>()?;
+            // SAFETY: kill(2) on a process of this test.
+            unsafe { libc::kill(top, libc::SIGTERM) };
+        }
+        key => {
+            tmux.run(&["send-keys", "-t", "top", key])?;
+        }
+    }
     let t0 = Instant::now();
     let code = loop {
         if let Ok(s) = std::fs::read_to_string(&status_file)
@@ -288,6 +310,9 @@ fn top_shows_the_live_numbers_once_and_under_a_terminal() -> Result<()> {
         // Ctrl-C quits the same way (raw mode delivers it as a key).
         let (_, code) = interactive(&lb, &w0, "C-c", &|s: &str| s.contains("rates over"))?;
         assert_eq!(code, 0, "weir top's exit status after Ctrl-C");
+        // SIGTERM (a closing SSH session's supervisor, `timeout`): the same clean exit.
+        let (_, code) = interactive(&lb, &w0, "SIGTERM", &|s: &str| s.contains("rates over"))?;
+        assert_eq!(code, 0, "weir top's exit status after SIGTERM");
     }
     assert!(interrupt(&mut weir)?, "weir exits cleanly");
     Ok(())

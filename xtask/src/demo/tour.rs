@@ -346,7 +346,10 @@ fn flood(o: &Options, weir: &Weir, world: &World) -> anyhow::Result<()> {
         .unwrap_or("")
         .trim()
         .to_string();
-    println!("hping3 done in {:.1} s: {sent}", t0.elapsed().as_secs_f64());
+    println!(
+        "hping3 done in {:.1} s: {sent} (the SYN-ACKs go to the spoofed sources: hping3 hears few)",
+        t0.elapsed().as_secs_f64()
+    );
     println!("20 real requests during the flood: {}", during.show());
     ensure!(
         during.ok() == 20,
@@ -359,7 +362,9 @@ fn flood(o: &Options, weir: &Weir, world: &World) -> anyhow::Result<()> {
     let v: Value = serde_json::from_str(&stats)?;
     let syn = &v["vips"][0]["syn"];
     println!(
-        "SYN defence on {VIP}:{PORT}: {} SYNs seen, {} SYN-ACKs with a cookie sent from XDP, {} cookie ACKs valid",
+        "SYN defence on {VIP}:{PORT}: {} SYNs seen, {} answered from XDP with a cookie (the \
+         others came before auto mode turned cookies on, or were left to the kernel), {} cookie \
+         ACKs valid",
         syn["syn_seen"], syn["cookies_sent"], syn["cookie_acks_valid"]
     );
     let t1 = Instant::now();

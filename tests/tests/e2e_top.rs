@@ -339,5 +339,9 @@ fn once_without_a_daemon_fails_with_the_reason() -> Result<()> {
     assert!(!ok, "{out}");
     assert!(err.contains("no weir daemon to show"), "{err}");
     assert!(err.contains("/run/weir/wt-no-such0.sock"), "{err}");
+    // Without --once and without a terminal: the way to script it.
+    let (ok, _, err) = weir_once(&ns, &["top", "--iface", "wt-no-such0"])?;
+    assert!(!ok);
+    assert!(err.contains("use `weir top --once`"), "{err}");
     Ok(())
 }

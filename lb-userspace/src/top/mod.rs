@@ -26,6 +26,10 @@ pub fn run(args: &TopArgs) -> anyhow::Result<()> {
     if args.once {
         return once(&source, interval);
     }
+    use std::io::IsTerminal as _;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        anyhow::bail!("weir top draws on a terminal: use `weir top --once` for scripts and pipes");
+    }
     interactive(source, interval)
 }
 

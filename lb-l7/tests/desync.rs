@@ -241,17 +241,35 @@ target = [{{ id = "127.0.0.1", port = {} }}]
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
+/// The host's target triple, as rustc names it (`rustc -vV`'s `host:` line).
+fn host_triple() -> String {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let out = std::process::Command::new(rustc)
+        .arg("-vV")
+        .output()
+        .expect("running rustc -vV");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_string()
+}
+
 /// Where cargo unpacked the `http_desync_guardian` package weir depends on (its published
 /// package carries its test vectors in `tests/*.yaml`): read from `cargo metadata`, so the
 /// vectors are the crate's own, never a copy kept here.
 fn guardian_vectors_dir() -> std::path::PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Offline, the graph only resolves for what was downloaded: the host's packages (a
+    // dependency's wasm-only ones, e.g. plotters' web-sys, never are).
     let out = std::process::Command::new(cargo)
         .args([
             "metadata",
             "--format-version",
             "1",
             "--offline",
+            "--filter-platform",
+            &host_triple(),
             "--manifest-path",
         ])
         .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))

@@ -43,6 +43,9 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     if report_only {
         return bench_report::run(&[]);
     }
+    let run_started = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let mut entries: Vec<Value> = Vec::new();
     let mut failed = Vec::new();
     for name in bench_report::BENCHES {
@@ -84,7 +87,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         // Written after every benchmark, so an interrupted run still leaves its record.
         write_json(
             bench_report::RUN_RECORD.trim_end_matches(".json"),
-            &json!({"quick": quick, "benches": entries}),
+            &json!({"quick": quick, "started_unix": run_started,
+                    "started_utc": bench_report::machine::utc(run_started), "benches": entries}),
         )?;
     }
     println!("\n=== bench all: report ===");

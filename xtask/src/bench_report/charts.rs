@@ -27,7 +27,7 @@ pub struct Bars {
     pub source: String,
     pub y_label: String,
     pub categories: Vec<String>,
-    /// (series name, one value per category; NaN draws no bar).
+    /// (series name, one value per category; NaN or a negative value draws no bar).
     pub series: Vec<(String, Vec<f64>)>,
 }
 
@@ -110,7 +110,7 @@ fn draw_inner(path: &Path, b: &Bars) -> Result<(), Box<dyn std::error::Error>> {
         let bars: Vec<(f64, f64)> = values
             .iter()
             .enumerate()
-            .filter(|(_, v)| v.is_finite())
+            .filter(|(_, v)| v.is_finite() && **v >= 0.0)
             .map(|(c, v)| (c as f64 + 0.1 + width * s as f64, *v))
             .collect();
         chart

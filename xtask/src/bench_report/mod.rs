@@ -143,9 +143,11 @@ fn summary(inputs: &Inputs) -> String {
         } else {
             ""
         };
+        let started = run["started_utc"]
+            .as_str()
+            .map_or_else(|| machine::date(&run["machine"]), str::to_string);
         s.push_str(&format!(
-            "\nLast `bench all`{quick}: started {}, {}.\n",
-            machine::date(&run["machine"]),
+            "\nLast `bench all`{quick}: started {started} on {}.\n",
             machine::describe(&run["machine"])
         ));
     }

@@ -329,6 +329,21 @@ pub fn synflood(v: &Value) -> Section {
             &["", "kernel only", "weir (XDP cookies)", "weir / kernel"],
             &rows,
         ));
+        let negative = ["kernel_only", "weir"].iter().any(|case| {
+            [
+                "flood_cpu_busy_s_per_million_syn",
+                "softirq_s_per_million_syn",
+            ]
+            .iter()
+            .any(|k| f(&fl[*case][*k]) < 0.0)
+        });
+        if negative {
+            s.line(
+                "A negative CPU figure above is a fault of that round's measurement (a \
+                 `/proc/stat` delta of the flood's CPU), not a cost; it is not drawn.",
+            );
+            s.line("");
+        }
     }
     if let Some(paths) = v["testrun"].as_array() {
         s.line("The SYN path alone, ns/packet through `BPF_PROG_TEST_RUN` (one call per packet):");
@@ -448,6 +463,10 @@ pub fn http(v: &Value) -> Section {
         setup["haproxy"].as_str().unwrap_or("?"),
         setup["nginx"].as_str().unwrap_or("?"),
     ));
+    if let Some(w) = setup["weir"].as_str() {
+        s.line("");
+        s.line(format!("weir binary: `{w}`."));
+    }
     s.line("");
     let med = &v["median"];
     let rows: Vec<Vec<String>> = HTTP_ROWS

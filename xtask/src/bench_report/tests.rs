@@ -28,7 +28,8 @@ fn synflood() -> Value {
     };
     json!({"rounds": 3, "machine": machine(1_796_443_300),
            "floods": {"generator_linux_syns": {"kernel_only": case(0.75, 2.4), "weir": case(1.0, 0.6),
-                      "targets_met": {"legit_100": true, "softirq_0_3": true}}},
+                      "targets_met": {"legit_100": true, "softirq_0_3": true}},
+                      "hping3_option_less": {"kernel_only": case(0.9, -1117.0), "weir": case(1.0, 9.4)}},
            "testrun": [{"path": "syn_cookie_v4", "weir_ns": 88.0, "bare_pass_ns": 20.0, "target_ns": 100.0, "met": true}]})
 }
 
@@ -78,7 +79,8 @@ fn tables_charts_and_missing_benchmarks() {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
     // steer failed in the last `bench all`; pps has neither a result nor a failure.
-    let run = json!({"quick": true, "machine": machine(1_796_443_000), "benches": [
+    let run = json!({"quick": true, "machine": machine(1_796_443_500), "started_unix": 1_796_443_000,
+        "started_utc": "2026-12-05 03:56:40 UTC", "benches": [
         {"name": "xdp", "status": "ok", "seconds": 21.0, "started_unix": 1_796_443_000},
         {"name": "steer", "status": "failed", "reason": "weir exited\n(see log)", "seconds": 3.0, "started_unix": 1_796_443_100}]});
     let inputs = inputs::from_values(results, Some(run));
@@ -89,7 +91,10 @@ fn tables_charts_and_missing_benchmarks() {
     assert!(md.contains("| `pps` | not run | – | – | – |"), "{md}");
     assert!(md.contains("| `steer` | **failed** |"), "{md}");
     assert!(md.contains("| `xdp` | measured | lab-1 (AMD EPYC 7R13 Processor, 2 cores, Linux 6.1.0-28-cloud-amd64) | 2026-12-05 04:00:00 UTC | 21 s |"), "{md}");
-    assert!(md.contains("Last `bench all` with `--quick`"), "{md}");
+    assert!(
+        md.contains("Last `bench all` with `--quick`: started 2026-12-05 03:56:40 UTC on lab-1"),
+        "{md}"
+    );
     assert!(md.contains("**not run** — no `pps.json` here"), "{md}");
     assert!(
         md.contains("**failed** — in the last `bench all`: weir exited (see log)"),
@@ -119,6 +124,12 @@ fn tables_charts_and_missing_benchmarks() {
         "{md}"
     );
     assert!(md.contains("| SYNs answered in XDP | – | – | – |"), "{md}");
+    // A negative CPU figure is shown as measured, flagged, and not drawn.
+    assert!(
+        md.contains("| CPU µs per SYN (flood CPU busy) | -1,117 | 9.40 |"),
+        "{md}"
+    );
+    assert_eq!(md.matches("A negative CPU figure above").count(), 1, "{md}");
     assert!(md.contains("commit `0123456789`"), "{md}");
     // Every chart is linked, captioned with machine and date, and written as a PNG.
     for (file, date) in [

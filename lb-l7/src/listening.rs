@@ -137,6 +137,11 @@ impl Listening {
                 .copied()
                 .filter(|p| !wanted.contains(p))
                 .collect();
+            if !gone.is_empty() {
+                // Idle HTTP/1.1 connections of a removed listener close now (FIN), as at
+                // shutdown; the others are woken, see their listener is there, wait again.
+                sh.idle.poke_all();
+            }
             for port in gone {
                 if let Some(r) = inner.running.remove(&port) {
                     tracing::info!(

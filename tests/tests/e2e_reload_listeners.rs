@@ -6,7 +6,8 @@
 //!   its port are refused, after it 400 new connections are all answered and both workers
 //!   answer some (the access log names the worker) and hold its socket (`ss -p`); worker 0,
 //!   SIGKILLed, comes back holding and serving it; a reload removes it while 4 slow requests run
-//!   on it: they are answered, new connections to its port are refused, its sockets are gone.
+//!   on it: they are answered, new connections to its port are refused, its sockets are gone; a
+//!   keep-alive connection idle on it is closed at once, one busy on it after its response.
 //! - VIPs: `weir run --no-l7` on a veth with SYN cookies always on; a reload adds a VIP (its
 //!   SYNs are answered with cookies from XDP at once, its counters start at 0, the first VIP's
 //!   keep counting) and another removes the first (its traffic passes untouched as not-a-VIP),
@@ -364,16 +365,23 @@ fn a_reload_adds_a_listener_every_worker_serves_and_removes_it_draining() -> Res
             })
         })
         .collect();
-    // And a keep-alive connection on it, idle across the removal.
-    let mut kept = ns.in_ns(|| TcpStream::connect_timeout(&new, Duration::from_secs(5)))??;
-    kept.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let req = "GET /kept HTTP/1.1\r\nhost: weir.test\r\n\r\n";
-    kept.write_all(req.as_bytes())?;
-    let first = read_response(&mut kept).map_err(anyhow::Error::msg)?;
+    // And two keep-alive connections on it: one idle across the removal, one with a slow
+    // request in flight.
+    let keep = |path: &str| -> Result<TcpStream> {
+        let mut c = ns.in_ns(|| TcpStream::connect_timeout(&new, Duration::from_secs(5)))??;
+        c.set_read_timeout(Some(Duration::from_secs(5)))?;
+        c.write_all(format!("GET {path} HTTP/1.1\r\nhost: weir.test\r\n\r\n").as_bytes())?;
+        Ok(c)
+    };
+    let mut idle = keep("/kept")?;
+    let first = read_response(&mut idle).map_err(anyhow::Error::msg)?;
     ensure!(
         first.0 == 200 && !first.1.contains("connection: close"),
         "{first:?}"
     );
+    let mut busy = keep("/kept")?;
+    read_response(&mut busy).map_err(anyhow::Error::msg)?;
+    busy.write_all(b"GET /slow-kept HTTP/1.1\r\nhost: weir.test\r\n\r\n")?;
     std::thread::sleep(Duration::from_millis(400));
     let t = Instant::now();
     weir.reload(&cfg, &listeners_config(false, target.addr), 2)?;
@@ -392,22 +400,23 @@ fn a_reload_adds_a_listener_every_worker_serves_and_removes_it_draining() -> Res
     )?;
     let refused_after = t.elapsed();
     let slow: Vec<Outcome> = slow.into_iter().map(|h| h.join().unwrap()).collect();
-    // The kept connection's next request is served in its generation, and is its last.
-    kept.write_all(req.as_bytes())?;
-    let last = read_response(&mut kept).map_err(anyhow::Error::msg)?;
+    // The idle connection was closed (FIN) at the removal; the busy one after its response.
     let mut rest = [0u8; 16];
-    let after = std::io::Read::read(&mut kept, &mut rest);
+    let idle_end = std::io::Read::read(&mut idle, &mut rest);
+    let busy_last = read_response(&mut busy).map_err(anyhow::Error::msg)?;
+    let busy_end = std::io::Read::read(&mut busy, &mut rest);
     eprintln!(
-        "keep-alive connection on the removed listener: {} {:?}, then {after:?}",
-        last.0, last.2
+        "keep-alive connections on the removed listener: idle one {idle_end:?}; busy one {} {:?}, then {busy_end:?}",
+        busy_last.0, busy_last.2
     );
     assert!(
-        last.0 == 200 && last.1.contains("connection: close"),
-        "{last:?}"
+        matches!(idle_end, Ok(0)),
+        "the idle one is closed: {idle_end:?}"
     );
+    assert_eq!((busy_last.0, busy_last.2.as_str()), (200, "target a\n"));
     assert!(
-        matches!(after, Ok(0)),
-        "closed after its last response: {after:?}"
+        matches!(busy_end, Ok(0)),
+        "the busy one is closed after its response: {busy_end:?}"
     );
     wait_until(Duration::from_secs(5), "its sockets closed", || {
         Ok(listening_pids(&ns, NEW_PORT)?.is_empty())

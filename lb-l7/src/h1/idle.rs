@@ -65,6 +65,8 @@ struct Slot {
     deadline: Instant,
     waker: Option<Waker>,
     fired: bool,
+    /// Fired by [`IdleDeadlines::poke_all`], not by its deadline.
+    poked: bool,
 }
 
 #[derive(Debug, Default)]
@@ -95,6 +97,7 @@ impl IdleDeadlines {
             deadline,
             waker: None,
             fired: t.stopped,
+            poked: false,
         };
         let index = match t.free.pop() {
             Some(i) => {
@@ -140,6 +143,23 @@ impl IdleDeadlines {
         wake.into_iter().for_each(Waker::wake);
     }
 
+    /// Wakes every waiting connection before its deadline, so each looks whether it must
+    /// close (a reload removed its listener); one that need not arms again.
+    pub fn poke_all(&self) {
+        let mut wake = Vec::new();
+        {
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            for s in t.slots.iter_mut().flatten() {
+                if !s.fired {
+                    s.fired = true;
+                    s.poked = true;
+                    wake.extend(s.waker.take());
+                }
+            }
+        }
+        wake.into_iter().for_each(Waker::wake);
+    }
+
     /// Slots in use (for tests and metrics).
     pub fn armed(&self) -> usize {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -148,6 +168,14 @@ impl IdleDeadlines {
 }
 
 impl Armed<'_> {
+    /// Whether it fired by [`IdleDeadlines::poke_all`] only (not its deadline, not the stop).
+    pub fn poked(&self) -> bool {
+        let t = self.owner.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.slots[self.index as usize]
+            .as_ref()
+            .is_some_and(|s| s.poked && !t.stopped)
+    }
+
     /// Ready once the deadline passed (or the worker stops); else keeps `cx`'s waker.
     pub fn poll_fired(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut t = self.owner.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -185,6 +213,28 @@ mod tests {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn a_poke_fires_every_waiting_slot_and_says_so_unless_the_worker_stops() {
+        let d = IdleDeadlines::default();
+        let t0 = Instant::now();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let a = d.arm(t0 + Duration::from_secs(60));
+        assert!(a.poll_fired(&mut cx).is_pending());
+        d.poke_all();
+        assert!(a.poll_fired(&mut cx).is_ready());
+        assert!(a.poked());
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        drop(a);
+        let b = d.arm(t0 + Duration::from_secs(60));
+        assert!(!b.poked());
+        d.poke_all();
+        d.expire_all();
+        assert!(b.poll_fired(&mut cx).is_ready());
+        assert!(!b.poked(), "a stop is no poke");
     }
 
     #[test]

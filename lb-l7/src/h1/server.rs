@@ -73,6 +73,13 @@ pub async fn serve<G: Send>(
     let mut first = true;
     let h2 = loop {
         if buf.is_empty() {
+            // A connection whose listener a reload removed closes once idle.
+            if sh
+                .newest()
+                .is_some_and(|n| n.listener_on(ci.listener.config.port).is_none())
+            {
+                break false;
+            }
             // Phase idle: wait for the client's next bytes.
             buf = BytesMut::new();
             let deadline = life_until.min(sh.clock.now() + sh.limits.idle_timeout);
@@ -84,7 +91,13 @@ pub async fn serve<G: Send>(
                 armed.poll_fired(cx).map(|()| false)
             })
             .await;
+            // Woken early (a reload removed some listener): look again above, where only a
+            // connection of a removed listener closes; the others wait again.
+            let poked = !readable && armed.poked();
             drop(armed);
+            if poked {
+                continue;
+            }
             if !readable {
                 break false;
             }

@@ -152,8 +152,12 @@ fn rig() -> anyhow::Result<Rig> {
 
 /// The CPU the flood runs on: the generator, and with it the receiving veth's softirq work
 /// (on veth the receiver runs on the sender's CPU). The clients run on the others.
+/// Fixed at the first call (in `run`, before anything is pinned): `available_parallelism`
+/// follows the calling thread's affinity, which `flood_round` narrows to this CPU, so asking
+/// again moved every later round (and the `/proc/stat` reading after the first) to CPU 0.
 fn flood_cpu() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+    static CPU: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CPU.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()) - 1)
 }
 
 fn pin(cpus: &[usize]) -> anyhow::Result<()> {

@@ -165,17 +165,41 @@ fn start(name: &str) -> Result<Setup> {
 /// As [`start`], weir started with SIGINT and SIGTERM blocked, as by a parent that `sigwait`s
 /// for them (the mask survives exec).
 fn start_blocked(name: &str) -> Result<Setup> {
-    start_as(name, None, true)
+    start_as(
+        name,
+        Opts {
+            block: true,
+            ..Opts::default()
+        },
+    )
 }
 
 fn start_holding(name: &str, held: Option<&std::path::Path>) -> Result<Setup> {
-    start_as(name, held, false)
+    start_as(
+        name,
+        Opts {
+            held,
+            ..Opts::default()
+        },
+    )
+}
+
+/// How [`start_as`] starts weir.
+#[derive(Default)]
+struct Opts<'a> {
+    /// Held open on descriptor 9 without close-on-exec.
+    held: Option<&'a std::path::Path>,
+    /// SIGINT and SIGTERM blocked.
+    block: bool,
+    /// This binary instead of the built one.
+    bin: Option<&'a std::path::Path>,
 }
 
 /// As [`start`], weir started holding `held` open on descriptor 9 without close-on-exec, as a
 /// script's `flock FILE weir run` or a supervisor's stray descriptor would leave it, and with
 /// SIGINT and SIGTERM blocked if `block`.
-fn start_as(name: &str, held: Option<&std::path::Path>, block: bool) -> Result<Setup> {
+fn start_as(name: &str, opts: Opts) -> Result<Setup> {
+    let Opts { held, block, bin } = opts;
     let lab = Lab::new()?;
     let ns = lab.add_ns(name)?;
     let dir = std::env::temp_dir().join(format!("weir-priv-{}-{name}", std::process::id()));
@@ -209,7 +233,16 @@ fn start_as(name: &str, held: Option<&std::path::Path>, block: bool) -> Result<S
         ),
     );
     let log = dir.join("weir.log");
-    let mut c = weir_command(&ns);
+    let mut c = match bin {
+        None => weir_command(&ns),
+        Some(bin) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net=/run/netns/{}", ns.netns().context("netns")?))
+                .arg("--")
+                .arg(bin);
+            c
+        }
+    };
     c.args(["run", "--config", cfg.path()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -451,6 +484,44 @@ fn weir_stops_when_started_with_signals_blocked() -> Result<()> {
     wait_until(Duration::from_secs(5), "the workers to exit", || {
         Ok(workers.values().all(|&p| exited(p)))
     })?;
+    Ok(())
+}
+
+/// The binary weir runs from is replaced or removed under it (a package upgrade, a rebuild): a
+/// worker that dies is restarted from the running image, not from the file now at that path.
+/// Before, the restart exec'd the path: ENOENT for as long as it was gone.
+#[test]
+fn a_worker_restarts_after_weirs_binary_is_removed() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let dir = std::env::temp_dir().join(format!("weir-priv-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let bin = dir.join("weir");
+    std::fs::copy(weir_bin(), &bin)?;
+    let started = start_as(
+        "rmbin",
+        Opts {
+            bin: Some(&bin),
+            ..Opts::default()
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let s = started?;
+    let before = workers(s.weir.pid());
+    let victim = before[&0];
+    // SAFETY: kill(2) on a worker of the weir we started.
+    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    wait_until(
+        Duration::from_secs(15),
+        "worker 0 restarted and sandboxed",
+        || {
+            let now = workers(s.weir.pid());
+            Ok(now.get(&0).is_some_and(|&p| p != victim && sandboxed(p)))
+        },
+    )
+    .with_context(|| std::fs::read_to_string(&s.log).unwrap_or_default())?;
+    assert_eq!(curl_ok(&s.ns, "http://127.0.0.1:8080/", 20)?, 20);
     Ok(())
 }
 

@@ -212,7 +212,12 @@ impl Supervisor {
             .into_iter()
             .chain([std::os::fd::AsRawFd::as_raw_fd(&report_w)])
             .collect();
-        let mut cmd = std::process::Command::new(std::env::current_exe()?);
+        // The running binary itself, not the file at its path: a package upgrade or a rebuild
+        // that replaced the file under a running weir would otherwise fail every restart
+        // (ENOENT while it is relinked) or start a worker of another version. argv[0] keeps
+        // the path, for ps and the logs.
+        let mut cmd = std::process::Command::new("/proc/self/exe");
+        std::os::unix::process::CommandExt::arg0(&mut cmd, std::env::current_exe()?);
         cmd.env(
             crate::metrics::FD_ENV,
             std::os::fd::AsRawFd::as_raw_fd(&report_w).to_string(),

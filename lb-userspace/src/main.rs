@@ -84,11 +84,10 @@ fn close_inherited_on_exec() -> anyhow::Result<()> {
             .file_name()
             .to_str()
             .and_then(|n| n.parse::<i32>().ok())
+            && fd > 2
         {
-            if fd > 2 {
-                // SAFETY: fcntl on a descriptor number; a stale one (the read_dir's own) fails.
-                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            }
+            // SAFETY: fcntl on a descriptor number; a stale one (the read_dir's own) fails.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
         }
     }
     Ok(())

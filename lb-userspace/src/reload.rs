@@ -228,11 +228,11 @@ impl Generations {
     /// number) for the caller to apply: the file is applied, run-time registrations and
     /// deregistrations are forgotten, discovered targets stay (`Overlay::after_reload`). On
     /// failure nothing changes.
-    pub fn next(&mut self) -> Result<(u64, &Config), ReloadError> {
+    pub fn reload_file(&mut self) -> Result<(u64, &Config), ReloadError> {
         self.next_with(|_, _| Ok(()))
     }
 
-    /// As [`Self::next`], with `prepare(running file, new file)` run after the validation and
+    /// As [`Self::reload_file`], with `prepare(running file, new file)` run after the validation and
     /// before the new file becomes the generation: its refusal `(field, reason)` is located and
     /// changes nothing (the listeners a reload adds are bound there: `workers::relisten`).
     pub fn next_with(
@@ -459,7 +459,7 @@ mod tests {
         let f = file(BASE);
         let mut g = Generations::new(Some(f.0.clone()), validate(Some(&f.0)).unwrap());
         std::fs::write(&f.0, BASE.replace("one", "two")).unwrap();
-        let (n, cfg) = g.next().unwrap();
+        let (n, cfg) = g.reload_file().unwrap();
         assert_eq!(n, 2);
         assert_eq!(cfg.l7.listener.len(), 1);
         assert!(
@@ -503,7 +503,7 @@ mod tests {
         ));
         assert_eq!(g.generation(), 2);
         // A reload applies the file: the registration is gone.
-        let (n, cfg) = g.next().unwrap();
+        let (n, cfg) = g.reload_file().unwrap();
         assert_eq!(
             (n, cfg.l7.target_group("web").unwrap().target.len()),
             (3, 1)
@@ -532,7 +532,7 @@ mod tests {
             ),
         ] {
             std::fs::write(&f.0, &bad).unwrap();
-            let e = g.next().unwrap_err().to_string();
+            let e = g.reload_file().unwrap_err().to_string();
             assert!(e.contains(want), "{want:?} not in {e}");
             assert!(e.contains(&f.0.display().to_string()), "{e}");
             assert_eq!(g.generation(), 1);

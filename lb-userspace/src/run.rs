@@ -311,10 +311,10 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     t.syn.tick(&mut t.dataplane, syn_at.elapsed())?;
                     syn_at = Instant::now();
                     let note = t.syn.note();
-                    if note != was {
-                        if let Err(e) = t.pins.note(&note) {
-                            warn!("writing the lock file's note for weir stats: {e}");
-                        }
+                    if note != was
+                        && let Err(e) = t.pins.note(&note)
+                    {
+                        warn!("writing the lock file's note for weir stats: {e}");
                     }
                 }
             }

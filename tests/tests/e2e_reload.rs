@@ -96,13 +96,17 @@ fn wait_config(ns: &Ns, want: &str) -> Result<()> {
     })
 }
 
+/// A keep-alive connection's view: the configurations its `/which` answers named, and how many
+/// times it had to reconnect.
+type Seen = (Vec<String>, u64);
+
 struct Load {
     stop: Arc<AtomicBool>,
     ok: Arc<AtomicU64>,
     failures: Arc<Mutex<Vec<String>>>,
     /// Per keep-alive connection: the configurations its `/which` answers named, and whether
     /// it had to reconnect.
-    keepalive_seen: Arc<Mutex<Vec<(Vec<String>, u64)>>>,
+    keepalive_seen: Arc<Mutex<Vec<Seen>>>,
     /// curl runs whose one HTTP/2 connection answered from both configurations.
     h2_across: Arc<AtomicU64>,
     threads: Vec<std::thread::JoinHandle<()>>,

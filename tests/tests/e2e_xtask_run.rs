@@ -27,8 +27,7 @@ fn weir_pids_on(iface: &str) -> Vec<i32> {
         .filter(|pid| {
             let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-            args.first().is_some_and(|a| a.ends_with(b"weir"))
-                && args.iter().any(|a| *a == iface.as_bytes())
+            args.first().is_some_and(|a| a.ends_with(b"weir")) && args.contains(&iface.as_bytes())
         })
         .collect()
 }

@@ -113,6 +113,9 @@ impl fmt::Display for ConfigError {
     }
 }
 
+/// One type error: where (a byte range of the file), the key path, the message.
+type TypeError = (Option<std::ops::Range<usize>>, String, String);
+
 /// At most this many type errors are reported from one file.
 const MAX_TYPE_ERRORS: usize = 20;
 
@@ -123,11 +126,8 @@ const MAX_TYPE_ERRORS: usize = 20;
 /// text deserialized again. A blanked key that was required then reads as "missing field" in
 /// its table, which already has an error: such echoes are not reported. Blanking stops at the
 /// first change that makes the text unparsable, and after [`MAX_TYPE_ERRORS`].
-fn every_type_error(
-    text: &str,
-    doc: &ImDocument<&str>,
-) -> Result<File, Vec<(Option<std::ops::Range<usize>>, String, String)>> {
-    let mut found: Vec<(Option<std::ops::Range<usize>>, String, String)> = Vec::new();
+fn every_type_error(text: &str, doc: &ImDocument<&str>) -> Result<File, Vec<TypeError>> {
+    let mut found: Vec<TypeError> = Vec::new();
     let mut current = text.to_string();
     loop {
         let e = match toml::from_str::<File>(&current) {

@@ -4,8 +4,8 @@
 //! benchmark is recorded in `all.json` and shown as failed in the report, and the command exits
 //! non-zero at the end.
 //!
-//! `--quick` runs each with fewer repetitions (the list below; `bench http --quick`), to fit
-//! about ten minutes on a 2-core machine. `--report-only` only rebuilds the report
+//! `--quick` runs steer and synflood with fewer rounds and `bench http --quick` (the list
+//! below): about two minutes of measuring on a 2-core VM, once weir's release build is there. `--report-only` only rebuilds the report
 //! (`bench report`).
 
 use std::{

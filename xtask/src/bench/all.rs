@@ -5,8 +5,8 @@
 //! non-zero at the end.
 //!
 //! `--quick` runs steer and synflood with fewer rounds and `bench http --quick` (the list
-//! below): about two minutes of measuring on a 2-core VM, once weir's release build is there. `--report-only` only rebuilds the report
-//! (`bench report`).
+//! below): about two minutes of measuring on a 2-core VM, once weir's release build is there.
+//! `--report-only` only rebuilds the report (`bench report`).
 
 use std::{
     process::Command,

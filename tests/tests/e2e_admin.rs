@@ -7,16 +7,15 @@
 mod common;
 
 use std::{
-    io::{BufRead as _, BufReader, Read as _, Write as _},
+    io::{Read as _, Write as _},
     os::unix::{fs::PermissionsExt as _, net::UnixStream},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    process::Command,
     time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
-use common::*;
+use common::{logged::Weir, *};
 use serde_json::Value;
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 
@@ -62,43 +61,9 @@ fn config_text(socket: Option<&Path>, rule_body: &str) -> String {
     )
 }
 
-/// `weir run` with its stderr collected.
-struct Weir {
-    proc: Proc,
-    log: Arc<Mutex<String>>,
-}
-
-impl Weir {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-fn spawn_weir(ns: &Ns, cfg: &TempFile) -> Result<Weir> {
-    let mut c = weir_command(ns);
-    c.args(["run", "--config", cfg.path()])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut proc = ns.spawn_command(c)?;
-    let err = proc.child_mut().stderr.take().context("stderr")?;
-    let log = Arc::new(Mutex::new(String::new()));
-    let l = log.clone();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(err);
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            l.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    Ok(Weir { proc, log })
-}
-
 /// `weir run` serving, with both workers running and the admin API up.
 fn start(ns: &Ns, cfg: &TempFile, socket: &Path) -> Result<Weir> {
-    let mut w = spawn_weir(ns, cfg)?;
+    let mut w = Weir::spawn(ns, cfg, None)?;
     wait_until(Duration::from_secs(30), "weir to serve", || {
         if !w.proc.is_running() {
             bail!("weir exited:\n{}", w.log());
@@ -480,7 +445,7 @@ fn a_stale_socket_is_replaced_a_live_one_stops_the_start() -> Result<()> {
     assert_ne!(second.proc.pid(), pid);
 
     // A third daemon on the same socket: refused before it starts anything; the second goes on.
-    let mut third = spawn_weir(&ns, &cfg)?;
+    let mut third = Weir::spawn(&ns, &cfg, None)?;
     let st3 = third
         .proc
         .wait_timeout(Duration::from_secs(20))?
@@ -501,7 +466,7 @@ fn a_stale_socket_is_replaced_a_live_one_stops_the_start() -> Result<()> {
         &config_text(Some(&file_cfg_path), "beta")
             .replace(&format!("port = {PORT}"), "port = 8081"),
     );
-    let mut fourth = spawn_weir(&ns, &cfg2)?;
+    let mut fourth = Weir::spawn(&ns, &cfg2, None)?;
     let st4 = fourth
         .proc
         .wait_timeout(Duration::from_secs(20))?

@@ -14,18 +14,12 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
     process::Stdio,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use common::*;
+use common::{http::Load, logged::Weir, *};
 use serde_json::Value;
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 
@@ -139,52 +133,10 @@ impl Drop for Dnsmasq {
     }
 }
 
-struct Weir {
-    proc: Proc,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Weir {
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().concat()
-    }
-}
-
-fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut buf = String::new();
-        while r.read_line(&mut buf).unwrap_or(0) > 0 {
-            l.lock().unwrap().push(std::mem::take(&mut buf));
-        }
-    });
-    lines
-}
-
 fn start_weir(ns: &Ns, cfg: &TempFile) -> Result<Weir> {
-    let mut c = weir_command(ns);
-    c.args(["run", "--config", cfg.path()])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut proc = ns.spawn_command(c)?;
-    let stderr = collect(proc.child_mut().stderr.take().unwrap());
-    wait_until(Duration::from_secs(30), "both workers ready", || {
-        if !proc.is_running() {
-            bail!("weir exited:\n{}", stderr.lock().unwrap().concat());
-        }
-        Ok(stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("worker ready"))
-            .count()
-            >= 2)
-    })?;
-    Ok(Weir { proc, stderr })
+    let mut w = Weir::spawn(ns, cfg, Some("info"))?;
+    w.wait_workers(2)?;
+    Ok(w)
 }
 
 fn config() -> String {
@@ -315,149 +267,6 @@ fn log_time(log: &str, target: &str, what: &str) -> Result<f64> {
     }
 }
 
-/// One request on `r`: the body of a 200, else an error.
-fn get(r: &mut BufReader<TcpStream>, close: bool) -> Result<String> {
-    let conn = if close { "Connection: close\r\n" } else { "" };
-    write!(
-        r.get_mut(),
-        "GET / HTTP/1.1\r\nHost: weir.test\r\n{conn}\r\n"
-    )?;
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line.split(' ').nth(1).unwrap_or("").to_string();
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            bail!("closed in the head");
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse()?;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    if status != "200" {
-        bail!("status {status}: {}", String::from_utf8_lossy(&body));
-    }
-    Ok(String::from_utf8_lossy(&body).into_owned())
-}
-
-#[derive(Default)]
-struct Seen {
-    ok: Vec<(Instant, String)>,
-    errors: Vec<(Instant, String)>,
-}
-
-impl Seen {
-    fn names_between(&self, from: Instant, to: Instant) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
-        for (_, n) in self.ok.iter().filter(|(at, _)| *at >= from && *at < to) {
-            *m.entry(n.clone()).or_default() += 1;
-        }
-        m
-    }
-
-    fn last(&self, name: &str) -> Option<Instant> {
-        self.ok
-            .iter()
-            .filter(|(_, n)| n == name)
-            .map(|(t, _)| *t)
-            .max()
-    }
-
-    fn first_after(&self, name: &str, t: Instant) -> Option<Instant> {
-        self.ok
-            .iter()
-            .filter(|(at, n)| n == name && *at >= t)
-            .map(|(t, _)| *t)
-            .min()
-    }
-}
-
-/// Two client threads in `ns`: 5 requests on a keep-alive connection, then one on a new
-/// connection, 20 ms apart, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(ns: &Ns) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let threads = (0..2)
-            .map(|_| {
-                let (ns, stop, seen) = (ns.clone(), stop.clone(), seen.clone());
-                std::thread::spawn(move || {
-                    let _in = ns.enter().expect("enter the lab namespace");
-                    while !stop.load(Ordering::Relaxed) {
-                        for (n, close) in [(5, false), (1, true)] {
-                            for x in round(n, close, &stop) {
-                                let mut s = seen.lock().unwrap();
-                                match x {
-                                    Ok(name) => s.ok.push((Instant::now(), name)),
-                                    Err(e) => s.errors.push((Instant::now(), format!("{e:#}"))),
-                                }
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            seen,
-            threads,
-        }
-    }
-
-    fn snapshot<T>(&self, f: impl FnOnce(&Seen) -> T) -> T {
-        f(&self.seen.lock().unwrap())
-    }
-
-    fn stop(self) -> Seen {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
-fn round(n: usize, close: bool, stop: &AtomicBool) -> Vec<Result<String>> {
-    let mut out = Vec::new();
-    let conn = TcpStream::connect(("127.0.0.1", PORT)).and_then(|s| {
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(s)
-    });
-    let mut r = match conn {
-        Ok(s) => BufReader::new(s),
-        Err(e) => return vec![Err(e.into())],
-    };
-    for i in 0..n {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let res = get(&mut r, close && i + 1 == n);
-        let failed = res.is_err();
-        out.push(res);
-        if failed {
-            // Not a flood when the group has no target (503s come fast).
-            std::thread::sleep(Duration::from_millis(20));
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    out
-}
-
 /// `weir targets list --target-group web --json` in `ns`: `ip:port` → source.
 fn sources(ns: &Ns) -> Result<BTreeMap<String, String>> {
     let (ok, out, err) = weir_once(ns, &["targets", "list", "--target-group", "web", "--json"])?;
@@ -522,7 +331,7 @@ fn srv_records_are_followed_through_health_checks_and_draining() -> Result<()> {
         Some("discovered")
     );
 
-    let load = Load::start(&ns);
+    let load = Load::start(&ns, PORT);
     std::thread::sleep(Duration::from_secs(3));
     let before = load.snapshot(|s| s.names_between(started, Instant::now()));
     eprintln!("before the change: {before:?}");
@@ -668,7 +477,7 @@ fn a_records_and_nxdomain_after_the_hold() -> Result<()> {
     let mut weir = start_weir(&ns, &cfg)?;
     wait_addr(&ns, &d, Some("healthy"), Duration::from_secs(INTERVAL + 10))?;
     wait_addr(&ns, &e, Some("healthy"), Duration::from_secs(INTERVAL + 10))?;
-    let load = Load::start(&ns);
+    let load = Load::start(&ns, PORT);
     std::thread::sleep(Duration::from_secs(2));
     let both = load.snapshot(|s| s.names_between(started, Instant::now()));
     eprintln!("A records: {both:?}");

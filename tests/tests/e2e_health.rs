@@ -10,19 +10,13 @@
 mod common;
 
 use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader, Read, Write},
-    net::TcpStream,
     process::Stdio,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use common::*;
+use common::{http::Load, logged::Weir, *};
 use serde_json::Value;
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 
@@ -156,30 +150,6 @@ impl Backend {
     }
 }
 
-struct Weir {
-    proc: Proc,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Weir {
-    fn log(&self) -> String {
-        self.stderr.lock().unwrap().concat()
-    }
-}
-
-fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut buf = String::new();
-        while r.read_line(&mut buf).unwrap_or(0) > 0 {
-            l.lock().unwrap().push(std::mem::take(&mut buf));
-        }
-    });
-    lines
-}
-
 fn config_text(rules: &str, groups: &str) -> String {
     format!(
         "[workers]\ncount = 2\n\n[load_balancer]\nmax_connections_per_worker = 1000\n\n\
@@ -192,27 +162,9 @@ fn config_text(rules: &str, groups: &str) -> String {
 /// (plus `rules`), two workers; returned once both are ready.
 fn start_weir(ns: &Ns, rules: &str, groups: &str) -> Result<(Weir, TempFile)> {
     let cfg = TempFile::new("health.toml", &config_text(rules, groups));
-    let mut c = weir_command(ns);
-    c.args(["run", "--config", cfg.path()])
-        .env("RUST_LOG", "info,lb_l7::worker=debug")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut proc = ns.spawn_command(c)?;
-    let stderr = collect(proc.child_mut().stderr.take().unwrap());
-    wait_until(Duration::from_secs(30), "both workers ready", || {
-        if !proc.is_running() {
-            bail!("weir exited:\n{}", stderr.lock().unwrap().concat());
-        }
-        Ok(stderr
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains("worker ready"))
-            .count()
-            >= 2)
-    })?;
-    Ok((Weir { proc, stderr }, cfg))
+    let mut w = Weir::spawn(ns, &cfg, Some("info,lb_l7::worker=debug"))?;
+    w.wait_workers(2)?;
+    Ok((w, cfg))
 }
 
 fn group(name: &str, ports: &[u16], extra: &str) -> String {
@@ -267,136 +219,6 @@ fn wait_state(ns: &Ns, g: &str, port: u16, state: &str, within: Duration) -> Res
         Ok(target_state(&view(ns)?, g, port).is_ok_and(|t| t.0 == state))
     })?;
     Ok(t0.elapsed())
-}
-
-/// One request on `s`: the body of a 200, else an error.
-fn get(r: &mut BufReader<TcpStream>, path: &str, close: bool) -> Result<String> {
-    let conn = if close { "Connection: close\r\n" } else { "" };
-    write!(
-        r.get_mut(),
-        "GET {path} HTTP/1.1\r\nHost: weir.test\r\n{conn}\r\n"
-    )?;
-    let mut line = String::new();
-    r.read_line(&mut line)?;
-    let status = line.split(' ').nth(1).unwrap_or("").to_string();
-    let mut len = 0usize;
-    loop {
-        line.clear();
-        if r.read_line(&mut line)? == 0 {
-            bail!("closed in the head");
-        }
-        if line == "\r\n" {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':')
-            && k.eq_ignore_ascii_case("content-length")
-        {
-            len = v.trim().parse()?;
-        }
-    }
-    let mut body = vec![0; len];
-    r.read_exact(&mut body)?;
-    if status != "200" {
-        bail!("status {status}");
-    }
-    Ok(String::from_utf8_lossy(&body).into_owned())
-}
-
-/// What the load saw: each answer's time and target name, each failure.
-#[derive(Default)]
-struct Seen {
-    ok: Vec<(Instant, String)>,
-    errors: Vec<(Instant, String)>,
-}
-
-impl Seen {
-    fn names_since(&self, t: Instant) -> BTreeMap<String, usize> {
-        self.names_between(t, Instant::now())
-    }
-
-    fn names_between(&self, from: Instant, to: Instant) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
-        for (_, n) in self.ok.iter().filter(|(at, _)| *at >= from && *at < to) {
-            *m.entry(n.clone()).or_default() += 1;
-        }
-        m
-    }
-}
-
-/// Client threads in `ns` sending `GET path` until stopped: in turn, 5 requests on one
-/// keep-alive connection, then one on a new connection that closes; 20 ms between requests.
-struct Load {
-    stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Seen>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-const CLIENTS: usize = 2;
-
-impl Load {
-    fn start(ns: &Ns, path: &'static str) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Seen::default()));
-        let threads = (0..CLIENTS)
-            .map(|_| {
-                let (ns, stop, seen) = (ns.clone(), stop.clone(), seen.clone());
-                std::thread::spawn(move || {
-                    let _in = ns.enter().expect("enter the lab namespace");
-                    while !stop.load(Ordering::Relaxed) {
-                        for (n, close) in [(5, false), (1, true)] {
-                            let r = client_round(path, n, close, &stop);
-                            let mut s = seen.lock().unwrap();
-                            for x in r {
-                                match x {
-                                    Ok(name) => s.ok.push((Instant::now(), name)),
-                                    Err(e) => s.errors.push((Instant::now(), format!("{e:#}"))),
-                                }
-                            }
-                        }
-                    }
-                })
-            })
-            .collect();
-        Load {
-            stop,
-            seen,
-            threads,
-        }
-    }
-
-    fn stop(self) -> Seen {
-        self.stop.store(true, Ordering::Relaxed);
-        for t in self.threads {
-            let _ = t.join();
-        }
-        std::mem::take(&mut *self.seen.lock().unwrap())
-    }
-}
-
-/// `n` requests on one connection (the last with `Connection: close` when `close`).
-fn client_round(path: &str, n: usize, close: bool, stop: &AtomicBool) -> Vec<Result<String>> {
-    let mut out = Vec::new();
-    let conn = TcpStream::connect(("127.0.0.1", PORT)).and_then(|s| {
-        s.set_read_timeout(Some(Duration::from_secs(10)))?;
-        Ok(s)
-    });
-    let mut r = match conn {
-        Ok(s) => BufReader::new(s),
-        Err(e) => return vec![Err(e.into())],
-    };
-    for i in 0..n {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        let res = get(&mut r, path, close && i + 1 == n);
-        let failed = res.is_err();
-        out.push(res);
-        if failed {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    out
 }
 
 /// The UTC time of day, in seconds, of a tracing line (`2026-…T01:02:03.456789Z …`).
@@ -457,7 +279,7 @@ fn a_crashed_target_is_ejected_and_comes_back() -> Result<()> {
     for p in [9101, 9102, 9103] {
         wait_state(&ns, "web", p, "healthy", Duration::from_secs(15))?;
     }
-    let load = Load::start(&ns, "/");
+    let load = Load::start(&ns, PORT);
     std::thread::sleep(Duration::from_secs(3));
 
     let killed_at = Instant::now();
@@ -495,7 +317,10 @@ fn a_crashed_target_is_ejected_and_comes_back() -> Result<()> {
         errors.len(),
         errors.iter().map(|(_, e)| e).collect::<Vec<_>>()
     );
-    assert!(errors.len() <= CLIENTS, "only requests in flight on b fail");
+    assert!(
+        errors.len() <= Load::CLIENTS,
+        "only requests in flight on b fail"
+    );
     assert!(
         seen.errors.len() == errors.len(),
         "no failure before the kill"
@@ -561,7 +386,7 @@ fn every_target_failing_its_check_fails_open() -> Result<()> {
         "the control plane says so"
     );
 
-    let load = Load::start(&ns, "/");
+    let load = Load::start(&ns, PORT);
     std::thread::sleep(Duration::from_secs(2));
     let seen = load.stop();
     let names = seen.names_since(Instant::now() - Duration::from_secs(60));
@@ -614,7 +439,7 @@ fn a_target_that_never_passes_gets_no_traffic() -> Result<()> {
         + &group("spare", &[9301], "");
     let (mut weir, _cfg) = start_weir(&ns, &rules, &groups)?;
     wait_state(&ns, "web", 9301, "healthy", Duration::from_secs(15))?;
-    let load = Load::start(&ns, "/");
+    let load = Load::start(&ns, PORT);
     let took = wait_state(&ns, "web", 9302, "unhealthy", Duration::from_secs(20))?;
     std::thread::sleep(Duration::from_secs(2));
     let seen = load.stop();
@@ -698,7 +523,7 @@ fn a_target_added_by_a_reload_is_checked() -> Result<()> {
         "kept its health"
     );
     eprintln!("the added target healthy {took:.1?} after the reload");
-    let load = Load::start(&ns, "/");
+    let load = Load::start(&ns, PORT);
     std::thread::sleep(Duration::from_secs(2));
     let seen = load.stop();
     let names = seen.names_since(Instant::now() - Duration::from_secs(60));

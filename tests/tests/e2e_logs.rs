@@ -9,7 +9,6 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead, BufReader, Read},
     path::PathBuf,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
@@ -17,7 +16,7 @@ use std::{
 };
 
 use anyhow::{Result, bail};
-use common::*;
+use common::{logged::collect, *};
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 
 const PORT: u16 = 8080;
@@ -31,23 +30,6 @@ fn weir(ns: &Ns) -> Command {
     }
     c.arg("--").arg(bin);
     c
-}
-
-/// Collects a pipe's lines (stdout or stderr of weir) as they come.
-fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
-    let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(r);
-        let mut buf = Vec::new();
-        while r.read_until(b'\n', &mut buf).unwrap_or(0) > 0 {
-            l.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf).into_owned());
-            buf.clear();
-        }
-    });
-    lines
 }
 
 struct Running {

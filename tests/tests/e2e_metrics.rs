@@ -15,17 +15,13 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{BufRead as _, BufReader},
-    path::PathBuf,
-    process::Stdio,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
-use common::*;
+use common::{logged::Weir, *};
 use serde_json::Value;
-use weir_tests::lab::{Lab, Ns, Proc, wait_until};
+use weir_tests::lab::{Lab, Ns, wait_until};
 
 const PORT: u16 = 8080;
 const WEB: u16 = 9401;
@@ -73,40 +69,6 @@ fn config(socket: &std::path::Path) -> String {
          target = [{{ id = \"127.0.0.1\", port = {DEAD} }}]\n",
         socket.display()
     )
-}
-
-/// `weir run` with its stderr collected.
-struct Weir {
-    proc: Proc,
-    log: Arc<Mutex<String>>,
-}
-
-impl Weir {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-fn spawn_weir(ns: &Ns, cfg: &TempFile) -> Result<Weir> {
-    let mut c = weir_command(ns);
-    c.args(["run", "--config", cfg.path()])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut proc = ns.spawn_command(c)?;
-    let err = proc.child_mut().stderr.take().context("stderr")?;
-    let log = Arc::new(Mutex::new(String::new()));
-    let l = log.clone();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(err);
-        let mut line = String::new();
-        while r.read_line(&mut line).unwrap_or(0) > 0 {
-            l.lock().unwrap().push_str(&line);
-            line.clear();
-        }
-    });
-    Ok(Weir { proc, log })
 }
 
 /// `curl` in `ns`: stdout.
@@ -181,13 +143,6 @@ fn admin_metrics(ns: &Ns, socket: &std::path::Path) -> Result<Value> {
     serde_json::from_str(&out).with_context(|| format!("not JSON: {out}"))
 }
 
-struct SocketDir(PathBuf);
-impl Drop for SocketDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 #[test]
 fn scraped_values_equal_what_was_sent() -> Result<()> {
     if !Lab::root_required() {
@@ -198,11 +153,11 @@ fn scraped_values_equal_what_was_sent() -> Result<()> {
     let script = TempFile::new("metrics-backend.py", BACKEND);
     let _web = ns.spawn(&["python3", script.path(), &WEB.to_string()])?;
     ns.wait_tcp_listen(WEB, Duration::from_secs(10))?;
-    let dir = SocketDir(std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id())));
+    let dir = TempDir(std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let socket = dir.0.join("admin.sock");
     let cfg = TempFile::new("metrics.toml", &config(&socket));
-    let mut weir = spawn_weir(&ns, &cfg)?;
+    let mut weir = Weir::spawn(&ns, &cfg, None)?;
     wait_until(Duration::from_secs(30), "weir to serve", || {
         if !weir.proc.is_running() {
             bail!("weir exited:\n{}", weir.log());

@@ -17,7 +17,6 @@ mod common;
 mod e2e_reload_support;
 
 use std::{
-    collections::HashMap,
     io::Write,
     net::{SocketAddr, TcpStream},
     sync::{
@@ -28,7 +27,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use common::TempFile;
+use common::{TempFile, worker_pids};
 use e2e_reload_support::{Backend, Outcome, Weir, read_response, request_new_conn};
 use weir_tests::lab::{Lab, Ns, wait_until};
 
@@ -591,34 +590,6 @@ fn a_bad_reload_changes_nothing_and_says_where() -> Result<()> {
     weir.wait_exit(Duration::from_secs(15))?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
-}
-
-/// pid of each `weir worker --index i … <marker> …` process, by index.
-fn worker_pids(marker: &str) -> HashMap<usize, i32> {
-    let mut out = HashMap::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmd
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.get(1).map(String::as_str) == Some("worker")
-            && args.iter().any(|a| a == marker)
-            && let Some(i) = args
-                .iter()
-                .position(|a| a == "--index")
-                .and_then(|i| args.get(i + 1))
-            && let Ok(i) = i.parse()
-        {
-            out.insert(i, pid);
-        }
-    }
-    out
 }
 
 #[test]

@@ -17,10 +17,10 @@ mod common;
 mod e2e_reload_support;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     io::Write as _,
     net::{SocketAddr, TcpStream},
-    path::{Path, PathBuf},
+    path::Path,
     process::Stdio,
     sync::{
         Arc, Mutex,
@@ -30,7 +30,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use common::TempFile;
+use common::{TempDir, TempFile, worker_pids};
 use e2e_reload_support::{Outcome, Weir, read_response, request_new_conn, weir_command};
 use serde_json::Value;
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
@@ -115,15 +115,6 @@ impl Target {
             p.kill()?;
         }
         Ok(())
-    }
-}
-
-/// A directory for the admin socket, removed on drop.
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -315,34 +306,6 @@ fn keep_alive(ns: &Ns, conn: &mut Option<TcpStream>) -> Result<(u16, String), St
     }
 }
 
-/// pid of each `weir worker --index i … <marker> …` process, by index.
-fn worker_pids(marker: &str) -> HashMap<usize, i32> {
-    let mut out = HashMap::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmd
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.get(1).map(String::as_str) == Some("worker")
-            && args.iter().any(|a| a == marker)
-            && let Some(i) = args
-                .iter()
-                .position(|a| a == "--index")
-                .and_then(|i| args.get(i + 1))
-            && let Ok(i) = i.parse()
-        {
-            out.insert(i, pid);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_rolling_deployment_through_the_cli_fails_no_request() -> Result<()> {
     if !Lab::root_required() {
@@ -356,7 +319,7 @@ fn a_rolling_deployment_through_the_cli_fails_no_request() -> Result<()> {
         .iter()
         .map(|p| Target::start(&ns, &script, *p))
         .collect::<Result<Vec<_>>>()?;
-    let dir = Dir(std::env::temp_dir().join(format!("weir-rolling-{}", std::process::id())));
+    let dir = TempDir(std::env::temp_dir().join(format!("weir-rolling-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let socket = dir.0.join("admin.sock");
     let cfg = TempFile::new("rolling.toml", &config_text(&socket));
@@ -675,7 +638,7 @@ fn a_request_still_running_at_the_deregistration_deadline_gets_a_502() -> Result
     let ns = lab.add_ns("dereg")?;
     ns.ip(&["link", "set", "lo", "up"])?;
     let slow = e2e_reload_support::Backend::start(&ns, "127.0.0.1:0", "a", Duration::from_secs(8))?;
-    let dir = Dir(std::env::temp_dir().join(format!("weir-dereg-{}", std::process::id())));
+    let dir = TempDir(std::env::temp_dir().join(format!("weir-dereg-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
     let socket = dir.0.join("admin.sock");
     let text = format!(

@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    collections::HashMap,
     io::{Read, Write},
     net::{IpAddr, SocketAddr, TcpStream},
     sync::{
@@ -92,34 +91,6 @@ fn setup_with(workers_extra: &str) -> Result<Setup> {
 
 fn server_marker(cfg: &TempFile) -> String {
     cfg.path().to_string()
-}
-
-/// pid of each `weir worker --index i … --config <marker>` process, by index.
-fn worker_pids(marker: &str) -> HashMap<usize, i32> {
-    let mut out = HashMap::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<String> = cmd
-            .split(|b| *b == 0)
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        if args.get(1).map(String::as_str) == Some("worker")
-            && args.iter().any(|a| a == marker)
-            && let Some(i) = args
-                .iter()
-                .position(|a| a == "--index")
-                .and_then(|i| args.get(i + 1))
-            && let Ok(i) = i.parse()
-        {
-            out.insert(i, pid);
-        }
-    }
-    out
 }
 
 /// One HTTP request on a new connection; returns the client's local address.

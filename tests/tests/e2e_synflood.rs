@@ -76,14 +76,6 @@ struct Setup {
     _sink: Ebpf,
 }
 
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn setup() -> Result<Setup> {
     let lab = Lab::new()?;
     let client = lab.add_ns("client")?;
@@ -200,26 +192,9 @@ fn template(frame: &[u8]) -> Result<[u32; 16]> {
     Ok(words)
 }
 
-/// One `curl` from the client namespace: (HTTP code, connect seconds, bytes).
+/// One `curl` of `path` on the VIP from the client namespace: (HTTP code, connect seconds, bytes).
 fn curl(client: &Ns, path: &str) -> Result<(u16, f64, u64)> {
-    let mut c = client.command("curl");
-    c.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "--max-time",
-        "10",
-        "-w",
-        "%{http_code} %{time_connect} %{size_download}",
-        &format!("http://{VIP}:{PORT}{path}"),
-    ]);
-    let out = weir_tests::lab::output(&mut c, Duration::from_secs(15))?;
-    let s = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut w = s.split_whitespace();
-    let code = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-    let connect = w.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
-    let size = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-    Ok((code, connect, size))
+    curl_timing(client, &format!("http://{VIP}:{PORT}{path}"))
 }
 
 /// A SYN counter summed over the VIPs.

@@ -32,7 +32,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp};
-use common::{TempFile, packets, stats};
+use common::{TempDir, TempFile, curl_timing, packets, stats};
 use serde_json::Value;
 use weir_tests::{
     lab::{Iface, Lab, Ns, Proc, XdpMode, wait_until},
@@ -61,14 +61,6 @@ struct Rig {
     s_port: Iface,
     _nginx: Proc,
     _dir: TempDir,
-}
-
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn rig() -> Result<Rig> {
@@ -341,27 +333,6 @@ impl Outcome {
     }
 }
 
-fn curl(client: &Ns) -> Result<(u16, f64)> {
-    let mut c = client.command("curl");
-    c.args([
-        "-s",
-        "-o",
-        "/dev/null",
-        "--max-time",
-        "10",
-        "-w",
-        "%{http_code} %{time_connect}",
-        &format!("http://{VIP}:{PORT}/"),
-    ]);
-    let out = weir_tests::lab::output(&mut c, Duration::from_secs(15))?;
-    let s = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut w = s.split_whitespace();
-    Ok((
-        w.next().and_then(|v| v.parse().ok()).unwrap_or(0),
-        w.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN),
-    ))
-}
-
 /// Under the running flood: waits until cookies are on (when `cookies`), then makes the paced
 /// requests, calling `during(i)` before request `i`.
 fn measure(
@@ -381,7 +352,7 @@ fn measure(
     let (mut ok, mut failures, mut ms) = (0, Vec::new(), Vec::new());
     for i in 0..REQUESTS {
         during(i)?;
-        let (code, connect) = curl(&rig.client)?;
+        let (code, connect, _) = curl_timing(&rig.client, &format!("http://{VIP}:{PORT}/"))?;
         if code == 200 {
             ok += 1;
             ms.push(connect * 1000.0);

@@ -11,6 +11,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use weir_tests::lab::{Iface, Ns, Proc, wait_until};
 
+pub mod http;
+pub mod logged;
+
 /// `target/<profile>/weir`, built by the same `cargo test` that built this test.
 pub fn weir_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
@@ -133,4 +136,65 @@ pub fn stats(ns: &Ns, iface: &Iface) -> Result<serde_json::Value> {
 
 pub fn packets(stats: &serde_json::Value, stat: &str) -> u64 {
     stats["stats"][stat]["packets"].as_u64().unwrap_or(0)
+}
+
+/// pid of each `weir worker --index i … <marker> …` process (one argument equal to `marker`,
+/// e.g. the config path), by index, from /proc.
+pub fn worker_pids(marker: &str) -> std::collections::HashMap<usize, i32> {
+    let mut out = std::collections::HashMap::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        if args.get(1).map(String::as_str) == Some("worker")
+            && args.iter().any(|a| a == marker)
+            && let Some(i) = args
+                .iter()
+                .position(|a| a == "--index")
+                .and_then(|i| args.get(i + 1))
+            && let Ok(i) = i.parse()
+        {
+            out.insert(i, pid);
+        }
+    }
+    out
+}
+
+/// A directory removed, with what is in it, on drop.
+pub struct TempDir(pub PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// One `curl` of `url` from `client` (≤ 10 s): (HTTP code, connect seconds, bytes received);
+/// 0 and NaN stand for what curl did not report.
+pub fn curl_timing(client: &Ns, url: &str) -> Result<(u16, f64, u64)> {
+    let mut c = client.command("curl");
+    c.args([
+        "-s",
+        "-o",
+        "/dev/null",
+        "--max-time",
+        "10",
+        "-w",
+        "%{http_code} %{time_connect} %{size_download}",
+        url,
+    ]);
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(15))?;
+    let s = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut w = s.split_whitespace();
+    let code = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let connect = w.next().and_then(|v| v.parse().ok()).unwrap_or(f64::NAN);
+    let size = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    Ok((code, connect, size))
 }

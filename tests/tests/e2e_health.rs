@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use common::{http::Load, logged::Weir, *};
 use serde_json::Value;
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
@@ -113,19 +113,7 @@ impl Backend {
         name: &str,
         dir: &std::path::Path,
     ) -> Result<Backend> {
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let out = std::process::Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=weir.test", "-keyout"])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .output()?;
-        if !out.status.success() {
-            bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
-        }
+        let (cert, key) = self_signed_cert(dir)?;
         let mut b = Backend {
             proc: None,
             port,

@@ -204,17 +204,7 @@ fn start_as(name: &str, opts: Opts) -> Result<Setup> {
     let ns = lab.add_ns(name)?;
     let dir = std::env::temp_dir().join(format!("weir-priv-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=weir.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()?;
-    assert!(out.status.success(), "openssl: {out:?}");
+    let (cert, key) = self_signed_cert(&dir)?;
     std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     let access = dir.join("access.log");
     let cfg = TempFile::new(

@@ -198,3 +198,22 @@ pub fn curl_timing(client: &Ns, url: &str) -> Result<(u16, f64, u64)> {
     let size = w.next().and_then(|v| v.parse().ok()).unwrap_or(0);
     Ok((code, connect, size))
 }
+
+/// A throwaway self-signed RSA certificate for `CN=weir.test` (valid one day), written by
+/// `openssl` to `dir/cert.pem` with its key in `dir/key.pem`: (certificate, key).
+pub fn self_signed_cert(dir: &std::path::Path) -> Result<(PathBuf, PathBuf)> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=weir.test", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()?;
+    if !out.status.success() {
+        bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok((cert, key))
+}

@@ -173,20 +173,9 @@ discovery = {discovery}
     )
 }
 
-/// The control plane's health view: `/run/weir/health-<netns inode>.json`.
-fn view(ns: &Ns) -> Result<Value> {
-    use std::os::unix::fs::MetadataExt as _;
-    let netns = ns.netns().context("a lab namespace")?;
-    let inode = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
-    let p = format!("/run/weir/health-{inode}.json");
-    Ok(serde_json::from_slice(
-        &std::fs::read(&p).with_context(|| p.clone())?,
-    )?)
-}
-
 /// `web`'s targets in the health view: `ip:port` → state.
 fn states(ns: &Ns) -> BTreeMap<String, String> {
-    let Ok(v) = view(ns) else {
+    let Ok(v) = health_view(ns) else {
         return BTreeMap::new();
     };
     let mut out = BTreeMap::new();
@@ -254,17 +243,7 @@ fn log_time(log: &str, target: &str, what: &str) -> Result<f64> {
         .lines()
         .rfind(|l| l.contains(&format!("target={target}")) && l.contains(what))
         .with_context(|| format!("no log line for {target} {what}"))?;
-    let t = line
-        .split_whitespace()
-        .next()
-        .and_then(|t| t.split('T').nth(1))
-        .and_then(|t| t.strip_suffix('Z'))
-        .context("a timestamp")?;
-    let mut p = t.split(':').map(|x| x.parse::<f64>());
-    match (p.next(), p.next(), p.next()) {
-        (Some(Ok(h)), Some(Ok(m)), Some(Ok(s))) => Ok(h * 3600.0 + m * 60.0 + s),
-        _ => bail!("bad timestamp in {line}"),
-    }
+    time_of_day(line).with_context(|| format!("bad timestamp in {line}"))
 }
 
 /// `weir targets list --target-group web --json` in `ns`: `ip:port` → source.

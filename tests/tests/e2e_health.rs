@@ -166,21 +166,6 @@ fn group(name: &str, ports: &[u16], extra: &str) -> String {
     )
 }
 
-/// The control plane's state file of `ns`: `/run/weir/health-<netns inode>.json`.
-fn state_file(ns: &Ns) -> Result<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
-    let netns = ns.netns().context("a lab namespace")?;
-    let inode = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
-    Ok(format!("/run/weir/health-{inode}.json").into())
-}
-
-/// The health view (ALB's describe-target-health per group), as the control plane wrote it.
-fn view(ns: &Ns) -> Result<Value> {
-    let p = state_file(ns)?;
-    let text = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
-    Ok(serde_json::from_slice(&text)?)
-}
-
 fn group_view<'a>(v: &'a Value, g: &str) -> Result<&'a Value> {
     v["target_groups"]
         .as_array()
@@ -204,22 +189,9 @@ fn wait_state(ns: &Ns, g: &str, port: u16, state: &str, within: Duration) -> Res
     wait_until(within, &format!("{g} :{port} {state}"), || {
         std::thread::sleep(Duration::from_millis(100));
         // A target a reload adds shows up in the view first.
-        Ok(target_state(&view(ns)?, g, port).is_ok_and(|t| t.0 == state))
+        Ok(target_state(&health_view(ns)?, g, port).is_ok_and(|t| t.0 == state))
     })?;
     Ok(t0.elapsed())
-}
-
-/// The UTC time of day, in seconds, of a tracing line (`2026-…T01:02:03.456789Z …`).
-fn time_of(line: &str) -> Option<f64> {
-    let t = line.split_whitespace().next()?.split('T').nth(1)?;
-    let t = t.strip_suffix('Z')?;
-    let mut p = t.split(':');
-    let (h, m, s): (f64, f64, f64) = (
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-        p.next()?.parse().ok()?,
-    );
-    Some(h * 3600.0 + m * 60.0 + s)
 }
 
 /// From the control plane's last log line of `target` turning `state` to each worker's line
@@ -232,7 +204,7 @@ fn propagation(log: &str, target: &str, state: &str) -> Result<Vec<f64>> {
                 && l.contains(&format!("target={target}"))
                 && l.contains(&format!("to={state}"))
         })
-        .and_then(time_of)
+        .and_then(time_of_day)
         .context("the control plane's line")?;
     let applied: Vec<f64> = log
         .lines()
@@ -241,7 +213,7 @@ fn propagation(log: &str, target: &str, state: &str) -> Result<Vec<f64>> {
                 && l.contains(&format!("target={target}"))
                 && l.contains(&format!("state={state}"))
         })
-        .filter_map(time_of)
+        .filter_map(time_of_day)
         .filter(|t| *t >= decided)
         .collect();
     Ok(applied.iter().map(|t| t - decided).collect())
@@ -273,7 +245,7 @@ fn a_crashed_target_is_ejected_and_comes_back() -> Result<()> {
     let killed_at = Instant::now();
     backends[1].kill()?;
     let took = wait_state(&ns, "web", 9102, "unhealthy", Duration::from_secs(20))?;
-    let (_, reason, description) = target_state(&view(&ns)?, "web", 9102)?;
+    let (_, reason, description) = target_state(&health_view(&ns)?, "web", 9102)?;
     eprintln!("b SIGKILLed: unhealthy after {took:.1?} ({reason}: {description})");
     assert!(
         took.as_secs_f64() <= INTERVAL * 2.0 + 1.5,
@@ -356,7 +328,7 @@ fn every_target_failing_its_check_fails_open() -> Result<()> {
     for p in [9201, 9202] {
         wait_state(&ns, "web", p, "unhealthy", Duration::from_secs(15))?;
     }
-    let v = view(&ns)?;
+    let v = health_view(&ns)?;
     let g = group_view(&v, "web")?;
     assert_eq!(g["fail_open"], true, "{g}");
     assert_eq!(
@@ -388,7 +360,7 @@ fn every_target_failing_its_check_fails_open() -> Result<()> {
     backends[0].set_health("200")?;
     wait_state(&ns, "web", 9201, "healthy", Duration::from_secs(15))?;
     std::thread::sleep(Duration::from_millis(1500));
-    assert_eq!(group_view(&view(&ns)?, "web")?["fail_open"], false);
+    assert_eq!(group_view(&health_view(&ns)?, "web")?["fail_open"], false);
     assert!(weir.log().contains("no longer fails open"));
     assert!(interrupt(&mut weir.proc)?);
     Ok(())
@@ -441,18 +413,18 @@ fn a_target_that_never_passes_gets_no_traffic() -> Result<()> {
     assert!(names.get("a").copied().unwrap_or(0) > 20, "{names:?}");
     assert!(seen.errors.is_empty(), "{:?}", seen.errors.first());
 
-    let v = view(&ns)?;
+    let v = health_view(&ns)?;
     assert_eq!(target_state(&v, "web", 9302)?.1, "Target.Timeout");
     assert_eq!(target_state(&v, "web", 9302)?.2, "Request timed out");
     wait_state(&ns, "tcp", 9301, "healthy", Duration::from_secs(10))?;
     wait_state(&ns, "tcp", 9309, "unhealthy", Duration::from_secs(15))?;
-    let (_, reason, description) = target_state(&view(&ns)?, "tcp", 9309)?;
+    let (_, reason, description) = target_state(&health_view(&ns)?, "tcp", 9309)?;
     assert_eq!(reason, "Target.FailedHealthChecks");
     assert!(description.contains("refused"), "{description}");
     // HTTPS: a self-signed target passes (not verified, as ALB); a plain one fails the handshake.
     wait_state(&ns, "secure", 9303, "healthy", Duration::from_secs(10))?;
     wait_state(&ns, "secure", 9301, "unhealthy", Duration::from_secs(15))?;
-    let (_, reason, description) = target_state(&view(&ns)?, "secure", 9301)?;
+    let (_, reason, description) = target_state(&health_view(&ns)?, "secure", 9301)?;
     assert_eq!(reason, "Target.FailedHealthChecks");
     assert!(description.contains("TLS"), "{description}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -475,14 +447,14 @@ fn the_state_file_is_removed_at_exit() -> Result<()> {
     let ns = lab.add_ns("hfile")?;
     let (mut weir, _cfg) = start_weir(&ns, "", &group("web", &[9401], CHECK))?;
     wait_until(Duration::from_secs(5), "the state file", || {
-        Ok(view(&ns).is_ok())
+        Ok(health_view(&ns).is_ok())
     })?;
-    let (state, reason, _) = target_state(&view(&ns)?, "web", 9401)?;
+    let (state, reason, _) = target_state(&health_view(&ns)?, "web", 9401)?;
     // Nothing listens on :9401: initial until its second failed check.
     assert_eq!(state, "initial");
     assert!(reason.starts_with("Elb."), "{reason}");
     assert!(interrupt(&mut weir.proc)?);
-    assert!(!state_file(&ns)?.exists());
+    assert!(!health_state_file(&ns)?.exists());
     Ok(())
 }
 
@@ -504,7 +476,7 @@ fn a_target_added_by_a_reload_is_checked() -> Result<()> {
     // SAFETY: kill(2) on weir's pid, a child of this test.
     unsafe { libc::kill(weir.proc.pid() as i32, libc::SIGHUP) };
     let took = wait_state(&ns, "web", 9502, "healthy", Duration::from_secs(15))?;
-    let v = view(&ns)?;
+    let v = health_view(&ns)?;
     assert_eq!(
         target_state(&v, "web", 9501)?.0,
         "healthy",

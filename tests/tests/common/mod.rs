@@ -217,3 +217,31 @@ pub fn self_signed_cert(dir: &std::path::Path) -> Result<(PathBuf, PathBuf)> {
     }
     Ok((cert, key))
 }
+
+/// The control plane's health state file of `ns`: `/run/weir/health-<netns inode>.json`.
+pub fn health_state_file(ns: &Ns) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let netns = ns.netns().context("a lab namespace")?;
+    let inode = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
+    Ok(format!("/run/weir/health-{inode}.json").into())
+}
+
+/// The health view (ALB's describe-target-health per group), as the control plane wrote it.
+pub fn health_view(ns: &Ns) -> Result<serde_json::Value> {
+    let p = health_state_file(ns)?;
+    let text = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(serde_json::from_slice(&text)?)
+}
+
+/// The UTC time of day, in seconds, of a tracing line (`2026-…T01:02:03.456789Z …`).
+pub fn time_of_day(line: &str) -> Option<f64> {
+    let t = line.split_whitespace().next()?.split('T').nth(1)?;
+    let t = t.strip_suffix('Z')?;
+    let mut p = t.split(':');
+    let (h, m, s): (f64, f64, f64) = (
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+        p.next()?.parse().ok()?,
+    );
+    Some(h * 3600.0 + m * 60.0 + s)
+}

@@ -26,8 +26,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
-use common::{TempFile, worker_pids};
+use anyhow::{Context, Result};
+use common::{TempFile, self_signed_cert_with, worker_pids};
 use e2e_reload_support::{Backend, Outcome, Weir, read_response, request_new_conn};
 use weir_tests::lab::{Lab, Ns, wait_until};
 
@@ -452,26 +452,12 @@ fn a_reload_storm_loses_no_request_and_answers_each_from_its_generation() -> Res
     Ok(())
 }
 
+/// A self-signed P-256 certificate in `dir`: (certificate, key) paths.
 fn openssl_cert(dir: &std::path::Path) -> Result<(String, String)> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .args(["-days", "1", "-subj", "/CN=weir.test", "-keyout"])
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()?;
-    if !out.status.success() {
-        bail!("openssl: {}", String::from_utf8_lossy(&out.stderr));
-    }
+    let (cert, key) = self_signed_cert_with(
+        dir,
+        &["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    )?;
     Ok((cert.display().to_string(), key.display().to_string()))
 }
 

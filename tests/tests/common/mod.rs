@@ -202,12 +202,20 @@ pub fn curl_timing(client: &Ns, url: &str) -> Result<(u16, f64, u64)> {
 /// A throwaway self-signed RSA certificate for `CN=weir.test` (valid one day), written by
 /// `openssl` to `dir/cert.pem` with its key in `dir/key.pem`: (certificate, key).
 pub fn self_signed_cert(dir: &std::path::Path) -> Result<(PathBuf, PathBuf)> {
+    self_signed_cert_with(dir, &["-newkey", "rsa:2048"])
+}
+
+/// [`self_signed_cert`] with `openssl req` arguments `key_args` choosing the key instead of
+/// RSA, e.g. `["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]`.
+pub fn self_signed_cert_with(
+    dir: &std::path::Path,
+    key_args: &[&str],
+) -> Result<(PathBuf, PathBuf)> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let out = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=weir.test", "-keyout"])
+        .args(["req", "-x509"])
+        .args(key_args)
+        .args(["-nodes", "-days", "1", "-subj", "/CN=weir.test", "-keyout"])
         .arg(&key)
         .arg("-out")
         .arg(&cert)

@@ -53,6 +53,17 @@ pub fn for_daemon(cfg: &AdminSettings, iface: Option<&str>) -> anyhow::Result<Pa
     }
 }
 
+/// Whether a daemon may answer on `p`: it exists and a connection to it is not refused. A
+/// socket a killed daemon left behind refuses; so does `admin-<netns inode>.sock` of a namespace
+/// since gone, whose inode a new namespace may reuse, and `<iface>.sock` of a reused name.
+fn answers(p: &Path) -> bool {
+    use std::io::ErrorKind::{ConnectionRefused, NotFound};
+    match std::os::unix::net::UnixStream::connect(p) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), ConnectionRefused | NotFound),
+    }
+}
+
 /// The socket the CLI talks to: `--socket`, else `--iface`'s default, else the only daemon of
 /// this network namespace (its L7-only socket, or an interface daemon's on one of its
 /// interfaces).
@@ -69,7 +80,7 @@ pub fn for_client(socket: Option<&Path>, iface: Option<&str>) -> anyhow::Result<
     {
         bail!("{DIR}: permission denied: the admin API is root-only (run this as root)");
     }
-    let mut found: Vec<PathBuf> = l7.exists().then(|| l7.clone()).into_iter().collect();
+    let mut found: Vec<PathBuf> = answers(&l7).then(|| l7.clone()).into_iter().collect();
     found.extend(
         std::fs::read_dir(DIR)
             .into_iter()
@@ -80,7 +91,7 @@ pub fn for_client(socket: Option<&Path>, iface: Option<&str>) -> anyhow::Result<
                 let iface = name.strip_suffix(SUFFIX)?;
                 let local =
                     !iface.starts_with("admin") && nix::net::if_::if_nametoindex(iface).is_ok();
-                local.then(|| e.path())
+                (local && answers(&e.path())).then(|| e.path())
             }),
     );
     match found.as_slice() {
@@ -98,5 +109,24 @@ pub fn for_client(socket: Option<&Path>, iface: Option<&str>) -> anyhow::Result<
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::answers;
+
+    #[test]
+    fn a_socket_nobody_listens_on_does_not_answer() {
+        let dir = std::env::temp_dir().join(format!("weir-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("a.sock");
+        assert!(!answers(&p), "missing");
+        let l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        assert!(answers(&p), "listening");
+        drop(l);
+        assert!(p.exists());
+        assert!(!answers(&p), "left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -23,16 +23,16 @@
 
 use crate::access_log::AccessLog;
 use crate::config::{L7Config, Protocol};
+pub use crate::draining::Draining;
 use crate::metrics::Metrics;
-use crate::proxy::{ConnState, Limits, ListenerRt, Shared};
+use crate::pipeline::{ConnState, Limits, ListenerRt, Shared};
 use crate::rules::RuleSet;
 use crate::target::{GroupRt, TargetRt};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The L7 sections of weir's whole file. Not validated here: the control plane validated the
@@ -297,77 +297,11 @@ pub fn unchangeable(old: &L7Config, new: &L7Config) -> Option<(String, String)> 
     None
 }
 
-/// Targets that left the configuration and may still have requests in flight.
-#[derive(Debug, Default)]
-pub struct Draining {
-    targets: Mutex<Vec<Leaving>>,
-    /// Targets dropped at their deregistration deadline with requests still in flight.
-    pub expired_with_requests: AtomicU64,
-    /// The requests they still had.
-    pub expired_requests: AtomicU64,
-}
-
-#[derive(Debug)]
-struct Leaving {
-    group: String,
-    target: Arc<TargetRt>,
-    /// `None`: still registered (in a rebuilt group): no deadline.
-    deadline: Option<Instant>,
-}
-
-impl Draining {
-    fn add(&self, group: &str, target: Arc<TargetRt>, deadline: Option<Instant>) {
-        if let Ok(mut v) = self.targets.lock() {
-            v.push(Leaving {
-                group: group.to_string(),
-                target,
-                deadline,
-            });
-        }
-    }
-
-    /// Targets still draining.
-    pub fn len(&self) -> usize {
-        self.targets.lock().map_or(0, |v| v.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The worker's one-second tick: a target with nothing in flight is done; one past its
-    /// deadline is dropped whatever it still has (counted), the requests waiting for its
-    /// response answered 502 ([`crate::expiry`]). Either way its idle connections close.
-    pub fn tick(&self, now: Instant) {
-        let Ok(mut v) = self.targets.lock() else {
-            return;
-        };
-        v.retain(|l| {
-            let t = &l.target;
-            t.pool.sweep(now);
-            let busy = t.outstanding.load(Relaxed);
-            if busy > 0 && l.deadline.is_none_or(|d| now < d) {
-                return true;
-            }
-            if busy > 0 {
-                self.expired_with_requests.fetch_add(1, Relaxed);
-                self.expired_requests.fetch_add(busy, Relaxed);
-                t.expiry.expire();
-                tracing::warn!(group = %l.group, target = %t.addr, in_flight = busy,
-                    "deregistration delay over with requests in flight: those waiting for a response get a 502");
-            } else {
-                tracing::debug!(group = %l.group, target = %t.addr, "drained");
-            }
-            t.pool.clear();
-            false
-        });
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::target::TargetState;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn cfg(text: &str) -> L7Config {
         parse_l7(text).unwrap()

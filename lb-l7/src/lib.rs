@@ -1,25 +1,35 @@
-//! weir's L7 worker: TLS (rustls), HTTP/1.1 (weir's own engine, `h1`) and HTTP/2 (hyper), ALB
-//! listener rules, target groups, pooled keep-alive forwarding. See docs/l7.md.
+//! weir's L7 worker: TLS (rustls), HTTP/1.1 (weir's own engine, `h1`) and HTTP/2 (hyper,
+//! `h2`), ALB listener rules, target groups, pooled keep-alive forwarding. See docs/l7.md.
+//!
+//! Layering (no import cycles; `layering` checks): `worker`, `listening`, `generation` (which
+//! build and run generations) → `accept` → the engines `h1` and `h2` (never each other) →
+//! `pipeline` (the request's phases, no engine) → the rest (`target`, `pool`, `rules`,
+//! `select`, `headers`, `upstream`, `idle`, `draining`, `tls`, `config`, …).
 //!
 //! Pure modules: `rules`, `wildcard`, `select`, `outlier`, `slow_start`, `headers`,
-//! `pool::PoolPolicy`, `h1::codec`, `proxy::parse`, `proxy::respond::redirect_location`,
-//! `access_log::Record::format`.
+//! `pool::PoolPolicy`, `pipeline::codec`, `pipeline::parse`,
+//! `pipeline::respond::redirect_location`, `access_log::Record::format`.
 
+pub mod accept;
 pub mod access_log;
 pub mod anomaly;
 pub mod body;
+pub mod certs;
 pub mod config;
 pub mod control;
+pub mod draining;
 pub mod expiry;
 pub mod generation;
 pub mod h1;
+pub mod h2;
 pub mod headers;
+pub mod idle;
 pub mod listening;
 pub mod log_limit;
 pub mod metrics;
 pub mod outlier;
+pub mod pipeline;
 pub mod pool;
-pub mod proxy;
 pub mod rules;
 pub mod select;
 pub mod slow_start;
@@ -36,6 +46,8 @@ pub mod upstream;
 pub mod wildcard;
 mod worker;
 
+#[cfg(test)]
+mod layering;
 #[cfg(test)]
 mod rules_tests;
 

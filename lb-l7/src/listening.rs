@@ -5,7 +5,8 @@
 //! its loop, which takes what is still queued and closes this worker's descriptor of the socket
 //! (as at shutdown, per socket). Connections it accepted stay in the generation they started in.
 
-use crate::proxy::{Shared, accept};
+use crate::accept;
+use crate::pipeline::Shared;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex};

@@ -214,27 +214,4 @@ mod tests {
         assert_eq!(t.decrypt(&fresh).unwrap(), b"f");
         assert_eq!(t.lifetime(), 60);
     }
-
-    #[tokio::test]
-    async fn rotated_keys_from_the_control_channel_are_applied() {
-        use crate::control::{ControlMsg, encode, follow};
-        let (r, mut w) = std::io::pipe().unwrap();
-        let k0 = TicketKeys::random(60);
-        let t = Arc::new(SharedTicketer::with_keys(&k0));
-        let old = t.encrypt(b"x").unwrap();
-        let ticketer = t.clone();
-        let task = tokio::spawn(follow(r.into(), move |m| {
-            if let ControlMsg::TicketKeys(k) = m {
-                ticketer.set(&k);
-            }
-        }));
-        let k1 = k0.rotated();
-        let k2 = k1.rotated();
-        for k in [k1, k2] {
-            std::io::Write::write_all(&mut w, &encode(&ControlMsg::TicketKeys(k))).unwrap();
-        }
-        drop(w);
-        task.await.unwrap();
-        assert!(t.decrypt(&old).is_none(), "both messages applied");
-    }
 }

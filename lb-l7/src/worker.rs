@@ -4,7 +4,7 @@ use crate::access_log::{AccessLog, AccessLogTarget};
 use crate::config::L7Config;
 use crate::control::ControlMsg;
 use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::proxy::{ListenerRt, Shared};
+use crate::pipeline::{ListenerRt, Shared};
 use crate::target::{GroupRt, TargetState};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
@@ -451,7 +451,7 @@ impl Worker {
         let sweeper = {
             let mut sh = self.shared.clone();
             tokio::spawn(async move {
-                let mut ticks = tokio::time::interval(crate::h1::idle::TICK);
+                let mut ticks = tokio::time::interval(crate::idle::TICK);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 let mut last_sweep = Instant::now();
                 loop {
@@ -540,7 +540,7 @@ mod idle_size {
             .await
             .unwrap();
         let (server, peer) = l.accept().await.unwrap();
-        let fut = crate::proxy::accept::plain_connection_for_test(
+        let fut = crate::accept::plain_connection_for_test(
             w.shared.clone(),
             w.listeners[0].rt.clone(),
             server,

@@ -292,7 +292,7 @@ fn guardian_vectors_dir() -> std::path::PathBuf {
 }
 
 /// The `http_desync_guardian` crate's own request vectors (its package's `tests/*.yaml`), each
-/// written as a raw head and taken through weir's HTTP/1.1 parser (`h1::codec::parse_request`,
+/// written as a raw head and taken through weir's HTTP/1.1 parser (`pipeline::codec::parse_request`,
 /// which classifies the head as the engine does): weir's tier and reason are the vector's
 /// expectation. A head `httparse` refuses (a name with a space or a control character, a
 /// folded line, HTTP/0.9) is a 400 in every mode before classification and is skipped.
@@ -331,7 +331,7 @@ fn guardian_vectors_through_weirs_parse() {
             }
             raw.push_str("\r\n");
             let mut buf = bytes::BytesMut::from(raw.as_bytes());
-            let Ok(Some(head)) = lb_l7::h1::codec::parse_request(&mut buf) else {
+            let Ok(Some(head)) = lb_l7::pipeline::codec::parse_request(&mut buf) else {
                 refused += 1;
                 continue;
             };

@@ -165,10 +165,10 @@ fn listener(e: &mut Errors, p: &str, l: &Listener, groups: &HashSet<&str>) {
     for (j, cert) in l.certificate.iter().enumerate() {
         let cp = format!("{p}.certificate[{j}]");
         if let Err(err) =
-            crate::tls::load_certified_key(&cert.certificate_file, &cert.private_key_file)
+            crate::certs::load_certified_key(&cert.certificate_file, &cert.private_key_file)
         {
             let key = match err {
-                crate::tls::TlsError::Key { .. } | crate::tls::TlsError::Mismatch => {
+                crate::certs::TlsError::Key { .. } | crate::certs::TlsError::Mismatch => {
                     "private_key_file"
                 }
                 _ => "certificate_file",

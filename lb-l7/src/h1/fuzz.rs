@@ -2,7 +2,7 @@
 //! (`lb-l7/fuzz`, cargo-fuzz) and the seeded test below: a client's bytes go through the
 //! functions the engine calls (`codec::parse_request` with the desync classification,
 //! `headers::drop_unsupported_upgrade`, `desync::action`, `codec::request_framing`,
-//! `proxy::parse::check`, `forward::over_body_limit`, `headers::remove_hop_by_hop` as in
+//! `pipeline::parse::check`, `forward::over_body_limit`, `headers::remove_hop_by_hop` as in
 //! `prepare_upstream`, `forward::upstream_head`, `relay`'s body handling: a length copied,
 //! chunked through `ChunkedReencoder`), and what a target would receive is parsed again by an
 //! independent parser (`httparse` heads, strict framing written here) that must find exactly
@@ -20,11 +20,11 @@
 
 mod response;
 
-use super::codec::{self, ChunkError, ChunkedReencoder, Framing};
-use super::{desync, forward};
+use super::forward;
 use crate::config::{DesyncMitigationMode, L7Config};
 use crate::headers::{self, Added};
-use crate::proxy::{parse, service};
+use crate::pipeline::codec::{self, ChunkError, ChunkedReencoder, Framing};
+use crate::pipeline::{decide, desync, parse};
 use bytes::BytesMut;
 use http::{HeaderName, HeaderValue, header};
 
@@ -115,7 +115,7 @@ pub fn pipeline(input: &[u8], setup: Setup) -> (Vec<Routed>, Vec<u8>) {
             .headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        let host = service::host_of(&parts.headers, &parts.uri);
+        let host = decide::host_of(&parts.headers, &parts.uri);
         let added = added(&mut parts, host.as_deref(), upgrade);
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let mut r = Routed {
@@ -438,7 +438,7 @@ mod tests {
         for i in 0..20_000 {
             let mut data = vec![rng.u8(0x80..)];
             let seed = RESPONSES[i % RESPONSES.len()];
-            data.extend(crate::h1::codec_fuzz::mutate(&mut rng, seed));
+            data.extend(crate::pipeline::codec_fuzz::mutate(&mut rng, seed));
             check(&data);
         }
     }
@@ -459,7 +459,7 @@ mod tests {
         let mut rng = fastrand::Rng::with_seed(0x6675_7a7a);
         for i in 0..20_000 {
             let mut data = vec![rng.u8(..)];
-            data.extend(crate::h1::codec_fuzz::mutate(
+            data.extend(crate::pipeline::codec_fuzz::mutate(
                 &mut rng,
                 SEEDS[i % SEEDS.len()],
             ));

@@ -7,16 +7,16 @@
 //! (slowloris). After `client_keep_alive`, and once shutdown was asked, the response in
 //! flight says `connection: close` and the connection ends.
 
-use super::codec::{self, Framing, HeadError};
-use super::desync::{self, Classification};
 use super::forward::{self, BodyState, Forwarded};
-use super::relay::{self, NowOrPending};
 use super::stream::{ClientStream, Rewind};
 use crate::access_log::{Record, rfc3339};
 use crate::body::Body;
 use crate::headers;
-use crate::proxy::service::{self, Decision};
-use crate::proxy::{ConnInfo, Shared, accept, respond};
+use crate::pipeline::codec::{self, Framing, HeadError};
+use crate::pipeline::decide::{self, Decision};
+use crate::pipeline::desync::{self, Classification};
+use crate::pipeline::relay::{self, NowOrPending};
+use crate::pipeline::{ConnInfo, MAX_DISCARD, Shared, respond, stopped};
 use bytes::{BufMut, BytesMut};
 use http::{Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
@@ -29,9 +29,6 @@ use tokio::io::AsyncReadExt;
 const HEAD_READ: usize = 4096;
 /// The HTTP/2 connection preface (prior knowledge, h2c).
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-/// A request body weir does not forward (it answered itself) is read and dropped up to this
-/// size so the connection can go on; a larger one closes the connection.
-pub(crate) const MAX_DISCARD: u64 = 1024 * 1024;
 
 #[allow(clippy::large_enum_variant)] // one per request, on the stack of a boxed future
 enum Next {
@@ -56,18 +53,24 @@ enum Step {
     H2,
 }
 
-/// Serves a client connection until it ends; `guard` is dropped at the end.
+/// Serves a client connection until it ends; `guard` is dropped at the end. A connection that
+/// speaks HTTP/2 with prior knowledge (h2c) is handed to `h2c` (the HTTP/2 engine, given by
+/// the accept loop: this engine does not know it), the bytes already read replayed first.
 ///
 /// Memory: this future is what an idle connection costs (with its socket), so while idle it
 /// holds the stream, an empty buffer and a slot in the worker's idle deadlines (`idle`), and
 /// no read future (the socket's readiness is polled directly) nor timer; reading and serving a
 /// request happen in a future boxed for the request's duration (`turn`).
-pub async fn serve<G: Send>(
+pub async fn serve<G: Send, H, F>(
     mut sh: Arc<Shared>,
     mut ci: Arc<ConnInfo>,
     mut io: ClientStream,
     guard: G,
-) {
+    h2c: H,
+) where
+    H: FnOnce(Arc<Shared>, Arc<ConnInfo>, Rewind<ClientStream>) -> F + Send,
+    F: Future<Output = ()> + Send,
+{
     let mut buf = BytesMut::new();
     let life_until = sh.clock.now() + sh.limits.client_keep_alive;
     let mut first = true;
@@ -123,17 +126,15 @@ pub async fn serve<G: Send>(
     if h2 {
         // hyper's path keeps per-connection state: give it its own.
         let ci = Arc::new(ConnInfo {
-            state: Arc::new(crate::proxy::ConnState::default()),
+            state: Arc::new(crate::pipeline::ConnState::default()),
             listener: ci.listener.clone(),
             tls: ci.tls.clone(),
             xff_client: ci.xff_client.clone(),
             peer: ci.peer,
             closing: ci.closing,
         });
-        let builder = Arc::new(accept::http_builder(&sh));
         let io = Rewind::new(buf, io);
-        let shutdown = sh.shutdown.clone();
-        Box::pin(accept::serve_http(sh, ci, io, builder, shutdown)).await;
+        Box::pin(h2c(sh, ci, io)).await;
     } else {
         Box::pin(close(io)).await;
     }
@@ -284,7 +285,7 @@ async fn read_head(sh: &Shared, io: &mut ClientStream, buf: &mut BytesMut, first
                         Ok(Ok(n)) => n,
                         _ => return Next::End,
                     },
-                    _ = accept::stopped(&mut shutdown) => return Next::End,
+                    _ = stopped(&mut shutdown) => return Next::End,
                 }
             }
         };
@@ -342,7 +343,7 @@ async fn request(
     let lb = &sh.config.load_balancer;
     headers::drop_unsupported_upgrade(req.headers_mut(), &lb.upgrade_protocols);
     let mut log = sh.access_log.enabled().then(|| {
-        service::new_record(
+        decide::new_record(
             sh,
             ci,
             req.method(),
@@ -383,7 +384,7 @@ async fn request(
             m.elb_status(e.status);
             Decision::Respond(respond::elb(e.status, true))
         }
-        Ok(_) => service::decide(sh, ci, &req, head.class.non_compliant(), log.as_mut()),
+        Ok(_) => decide::decide(sh, ci, &req, head.class.non_compliant(), log.as_mut()),
     };
     if let (Some(l), Some(t0)) = (log.as_mut(), started) {
         l.request_processing_time = Some(t0.elapsed().as_secs_f64());
@@ -464,7 +465,7 @@ async fn request(
 
 /// ALB's desync mitigation for one request: its classification counted
 /// (`DesyncMitigationMode_NonCompliant_Request_Count`) and logged, and what the mode does with
-/// it (`h1::desync`).
+/// it (`pipeline::desync`).
 fn desync_action(
     sh: &Shared,
     ci: &ConnInfo,

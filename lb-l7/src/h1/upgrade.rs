@@ -11,7 +11,7 @@
 //! ordinary response, never tunnelled, and the target connection is closed afterwards (the
 //! target may still expect the other protocol on it).
 
-use super::codec::Fields;
+use crate::pipeline::codec::Fields;
 use http::header;
 
 /// What the target's response status and head mean for the connection.

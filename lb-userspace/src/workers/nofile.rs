@@ -8,7 +8,7 @@
 //! the file makes weir refuse to start, saying what to set; left at its default (10,000), the
 //! workers take as many connections as the limit fits, with a warning (HAProxy sizes its default
 //! `maxconn` from the limit the same way). Past the limit anyway (descriptors held elsewhere),
-//! the worker's accept loop sheds connections instead of spinning (`lb_l7::proxy::fd_limit`).
+//! the worker's accept loop sheds connections instead of spinning (`lb_l7::accept::fd_limit`).
 
 use std::path::Path;
 

@@ -6,8 +6,8 @@
 //! exactly one response: the same status and the body weir parsed, framed unambiguously.
 
 use super::{dechunk, show, values};
-use crate::h1::codec::{self, ChunkError, ChunkedReencoder, Framing};
 use crate::h1::upgrade;
+use crate::pipeline::codec::{self, ChunkError, ChunkedReencoder, Framing};
 use bytes::BytesMut;
 use http::Method;
 

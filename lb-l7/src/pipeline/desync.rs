@@ -278,7 +278,7 @@ mod tests {
         }
     }
 
-    /// `classify_parsed` on what httparse accepted (as `h1::codec` calls it).
+    /// `classify_parsed` on what httparse accepted (as `pipeline::codec` calls it).
     fn parsed(raw: &[u8]) -> Option<Classification> {
         let mut slots = [httparse::EMPTY_HEADER; 100];
         let mut req = httparse::Request::new(&mut slots);

@@ -7,9 +7,9 @@
 //! (over `MAX_DISCARD`), too slow (the idle timeout for all of it), until-close or malformed
 //! closes the connection.
 
-use crate::h1::codec::{self, Framing};
-use crate::h1::relay::{self, BodyShape};
-use crate::h1::server::MAX_DISCARD;
+use crate::pipeline::MAX_DISCARD;
+use crate::pipeline::codec::{self, Framing};
+use crate::pipeline::relay::{self, BodyShape};
 use crate::target::TargetRt;
 use crate::upstream::UpStream;
 use bytes::BytesMut;

@@ -1,7 +1,7 @@
 //! Unit tests for the pure HTTP/1.1 codec (`codec.rs`).
 
 use super::codec::*;
-use crate::proxy::parse::MAX_REQUEST_LINE;
+use crate::pipeline::parse::MAX_REQUEST_LINE;
 use bytes::BytesMut;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Version};
 

@@ -1,17 +1,26 @@
-//! The request path, in Pingora-like phases:
-//! accept → tls → (h1 engine or hyper parses) → parse → route → pick_target → forward →
-//! respond → log. HTTP/1.1 runs the phases in `h1::server`; HTTP/2 in `service::handle`.
+//! The request pipeline both engines drive, in Pingora-like phases: parse checks (`parse`) →
+//! route (`decide`) → pick target and forward with the retry rules (`attempt`) → prepare
+//! upstream (`prepare`) → respond (`respond`) → log (`crate::access_log`). It knows no engine:
+//! `crate::h1` (weir's HTTP/1.1 engine) and `crate::h2` (hyper's HTTP/2 server) import it,
+//! never the other way (`crate::layering` checks). What it speaks to targets is HTTP/1.1:
+//! `codec` (heads, framing, the chunked scanner; pure, with the desync classification of
+//! `desync`) and `relay` (bodies and tunnels), which the HTTP/1.1 engine uses for its clients
+//! too. This module holds what a request's phases share: the generation (`Shared`) and the
+//! client connection (`ConnInfo`).
 
-pub mod accept;
-pub mod fd_limit;
-pub mod forward;
-pub mod frames;
-pub mod h2rules;
-pub mod io;
-pub mod orphan;
+pub mod attempt;
+pub mod codec;
+pub mod decide;
+pub mod desync;
 pub mod parse;
+pub mod prepare;
+pub mod relay;
 pub mod respond;
-pub mod service;
+
+#[cfg(test)]
+pub(crate) mod codec_fuzz;
+#[cfg(test)]
+mod codec_tests;
 
 use crate::access_log::AccessLog;
 use crate::config::{L7Config, Listener};
@@ -48,17 +57,17 @@ pub struct Shared {
     /// Turns true when the worker stops.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Deadlines of idle HTTP/1.1 connections (fired by the worker's ticker and at stop).
-    pub idle: Arc<crate::h1::idle::IdleDeadlines>,
+    pub idle: Arc<crate::idle::IdleDeadlines>,
     /// Deadlines of requests waiting for a target's response head (not fired at stop:
     /// in-flight requests drain).
-    pub timers: Arc<crate::h1::idle::IdleDeadlines>,
+    pub timers: Arc<crate::idle::IdleDeadlines>,
     /// The time as of the last tick (see `CoarseClock`).
-    pub clock: Arc<crate::h1::idle::CoarseClock>,
+    pub clock: Arc<crate::idle::CoarseClock>,
     /// The `ConnState` of HTTP/1.1 connections: weir's engine does not use it (hyper's path
     /// does), so they share one instead of allocating one each.
     pub h1_state: Arc<ConnState>,
     /// Targets that left the configuration and still finish their requests.
-    pub draining: Arc<crate::generation::Draining>,
+    pub draining: Arc<crate::draining::Draining>,
 }
 
 impl Shared {
@@ -76,6 +85,15 @@ impl Shared {
     pub fn listener_on(&self, port: u16) -> Option<&Arc<ListenerRt>> {
         self.listeners.iter().find(|l| l.config.port == port)
     }
+}
+
+/// A request body weir does not forward (it answered itself) is read and dropped up to this
+/// size so the connection can go on; a larger one closes the connection.
+pub(crate) const MAX_DISCARD: u64 = 1024 * 1024;
+
+/// Completes once shutdown was asked (or the sender is gone).
+pub async fn stopped(rx: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = rx.wait_for(|&s| s).await;
 }
 
 /// Durations and sizes taken from `[load_balancer]`.

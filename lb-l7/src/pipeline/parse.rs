@@ -1,9 +1,9 @@
 //! Phase `parse`: checks on a parsed request head, before any routing, for both engines. Pure.
 //!
-//! What cannot be parsed is answered before this: by the HTTP/1.1 engine (`h1::codec`: a bad
+//! What cannot be parsed is answered before this: by the HTTP/1.1 engine (`pipeline::codec`: a bad
 //! request line or header → 400, a request line over 16 KiB → 414, more than 100 headers or a
 //! head over 80 KiB → 431, `Transfer-Encoding` whose last coding is not `chunked` or differing
-//! `Content-Length`s → 400; its desync classification, `h1::desync`) or by hyper's HTTP/2
+//! `Content-Length`s → 400; its desync classification, `pipeline::desync`) or by hyper's HTTP/2
 //! server.
 
 use crate::headers::{MAX_XFF_ADDRESSES, xff_count};
@@ -95,7 +95,7 @@ pub fn check(
 }
 
 /// RFC 9112 §3.2: exactly one `Host` in an HTTP/1.1 request, with a valid value (an
-/// absolute-form target's authority has replaced it by then: `h1::codec`), and no userinfo in
+/// absolute-form target's authority has replaced it by then: `pipeline::codec`), and no userinfo in
 /// a URI's authority (RFC 9110 §4.2.4; RFC 9113 §8.3.1 for HTTP/2's `:authority`).
 fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Reject> {
     let mut hosts = headers.get_all(header::HOST).iter();

@@ -1,7 +1,7 @@
 //! The HTTP/1.1 wire format, pure: request and response heads (parsed with `httparse`), body
 //! framing (RFC 9112 §6), a chunked-body scanner and re-encoder, and head serialisation. No I/O.
 
-use crate::proxy::parse::{MAX_HEADERS_TOTAL, MAX_REQUEST_LINE};
+use crate::pipeline::parse::{MAX_HEADERS_TOTAL, MAX_REQUEST_LINE};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
@@ -33,7 +33,7 @@ pub struct RequestHead {
     pub saw_content_length: bool,
     /// Bytes of the head on the wire.
     pub len: usize,
-    /// ALB's desync classification of the head's raw bytes (`h1::desync`).
+    /// ALB's desync classification of the head's raw bytes (`pipeline::desync`).
     pub class: super::desync::Classification,
 }
 
@@ -125,7 +125,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
 /// RFC 9112 §3.2.2: the authority of an absolute-form target wins over `Host`, so weir routes
 /// on it and the target's `Host` is it. It replaces a single `Host` (or stands in for a
 /// missing one in HTTP/1.0); a missing or repeated `Host` in HTTP/1.1 is left for
-/// `proxy::parse::check` to refuse (400), as RFC 9112 §3.2 wants whatever the target says.
+/// `pipeline::parse::check` to refuse (400), as RFC 9112 §3.2 wants whatever the target says.
 fn authority_wins(method: &Method, uri: &Uri, version: Version, h: &mut HeaderMap) {
     let Some(authority) = uri.authority().filter(|_| method != Method::CONNECT) else {
         return;
@@ -580,7 +580,7 @@ enum Chunk {
 /// Largest chunk size accepted (2^56 − 1: far beyond any body, far from overflow).
 const MAX_CHUNK_SIZE: u64 = (1 << 56) - 1;
 /// Most bytes a trailer section may have (as one header line, `MAX_HEADER`); more is malformed.
-pub const MAX_TRAILERS: usize = crate::proxy::parse::MAX_HEADER;
+pub const MAX_TRAILERS: usize = crate::pipeline::parse::MAX_HEADER;
 
 /// Follows a chunked body byte by byte (strictly: hex sizes, CRLF line ends) to find where it
 /// ends and where its data is. A malformed body is an error (the connection is closed; nothing

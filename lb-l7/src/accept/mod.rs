@@ -1,56 +1,23 @@
 //! Phases accept and tls: take connections, enforce the per-worker limit, terminate TLS, and
-//! hand the stream to hyper-util's auto server (HTTP/1.1 and HTTP/2, with upgrades).
+//! hand the stream to an engine: weir's HTTP/1.1 engine (`crate::h1`), or hyper's HTTP/2
+//! server (`crate::h2`) for clients that negotiated h2; a plain connection that turns out to
+//! speak h2c goes from the first to the second through here. The one module above both
+//! engines (`crate::layering`).
 
-use super::io::ClientIo;
-use super::{ConnInfo, ConnState, ListenerRt, Shared, TlsInfo, service};
+pub mod fd_limit;
+
 use crate::h1;
 use crate::h1::stream::ClientStream;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use crate::h2::server::{http_builder, serve_h2c, serve_http};
+use crate::pipeline::{ConnInfo, ConnState, ListenerRt, Shared, TlsInfo, stopped};
+use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
-
-/// Concurrent streams per HTTP/2 connection (ALB's 128).
-pub const H2_MAX_STREAMS: u32 = 128;
-/// Response bytes h2 queues per stream before it stops taking more from the stream's body
-/// (hyper's default is ~400 KiB). With the one chunk hyper holds and the next read of
-/// `h1::body::TargetBody` (16 KiB each), a stream holds at most 48 KiB of response data, so
-/// an HTTP/2 connection holds at most 128 × 48 KiB = 6 MiB, and only until a client that
-/// stopped reading is cut by the write deadline (`io::ClientIo`, the idle timeout).
-pub const H2_SEND_BUF: usize = 16 * 1024;
-/// Streams h2 resets itself because of the client's frames (MadeYouReset, CVE-2025-8671)
-/// before it sends GOAWAY (ENHANCE_YOUR_CALM); hyper's default is 1,024 per connection.
-pub const H2_MAX_LOCAL_RESETS: usize = 100;
-/// Streams the client resets before they were accepted (rapid reset, CVE-2023-44487), at any
-/// one time, before GOAWAY: h2's default, stated here. Streams reset after they were accepted
-/// are counted by weir (`h2rules::abusive`).
-pub const H2_MAX_PENDING_RESETS: usize = 20;
-/// How long an abusive connection's streams may still run after its GOAWAY.
-const ABUSER_DRAIN: Duration = Duration::from_secs(1);
-
-/// The hyper server of HTTP/2 clients (HTTP/1.1 is weir's own engine, `h1`): a client that
-/// negotiated h2 must speak it. Keep-alive PINGs every idle timeout without a read; no answer
-/// within the idle timeout closes the connection.
-pub fn http_builder(sh: &Shared) -> auto::Builder<TokioExecutor> {
-    let idle = sh.limits.idle_timeout;
-    let mut b = auto::Builder::new(TokioExecutor::new()).http2_only();
-    b.http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(H2_MAX_STREAMS)
-        .max_header_list_size(64 * 1024)
-        .max_send_buf_size(H2_SEND_BUF)
-        .max_local_error_reset_streams(Some(H2_MAX_LOCAL_RESETS))
-        .max_pending_accept_reset_streams(Some(H2_MAX_PENDING_RESETS))
-        .keep_alive_interval(idle)
-        .keep_alive_timeout(idle);
-    b
-}
 
 /// Decrements the active connection count and releases the drain token when dropped.
 pub(crate) struct Active {
@@ -98,7 +65,7 @@ pub async fn accept_loop(
         token,
     };
     let mut stop = stop_accepting;
-    let mut fd_limit = super::fd_limit::FdLimit::new(&tcp);
+    let mut fd_limit = fd_limit::FdLimit::new(&tcp);
     loop {
         let r = tokio::select! {
             r = tcp.accept() => r,
@@ -151,13 +118,13 @@ impl Loop {
         &mut self,
         r: std::io::Result<(TcpStream, std::net::SocketAddr)>,
         tcp: &TcpListener,
-        fd_limit: &mut super::fd_limit::FdLimit,
+        fd_limit: &mut fd_limit::FdLimit,
     ) {
         self.refresh();
         let (sh, l) = (&self.sh, &self.l);
         let (stream, peer) = match r {
             Ok(x) => x,
-            Err(e) if super::fd_limit::is_fd_limit(&e) => {
+            Err(e) if fd_limit::is_fd_limit(&e) => {
                 out_of_fds(sh, l, tcp, fd_limit, &e).await;
                 return;
             }
@@ -212,12 +179,12 @@ impl Loop {
 }
 
 /// accept(2) found no free descriptor: shed the queued connections (counted as rejected), warn
-/// once per interval, pause only when nothing could be shed ([`super::fd_limit`]).
+/// once per interval, pause only when nothing could be shed ([`fd_limit`]).
 async fn out_of_fds(
     sh: &Shared,
     l: &ListenerRt,
     tcp: &TcpListener,
-    fd_limit: &mut super::fd_limit::FdLimit,
+    fd_limit: &mut fd_limit::FdLimit,
     e: &std::io::Error,
 ) {
     let shed = fd_limit.shed(tcp).await;
@@ -234,7 +201,7 @@ async fn out_of_fds(
             "out of file descriptors: connections rejected (raise RLIMIT_NOFILE or lower max_connections_per_worker)");
     }
     if shed.pause {
-        tokio::time::sleep(super::fd_limit::PAUSE).await;
+        tokio::time::sleep(fd_limit::PAUSE).await;
     } else {
         tokio::task::yield_now().await;
     }
@@ -272,7 +239,7 @@ fn plain_connection(
     let _ = stream.set_nodelay(true);
     let sh = active.sh.clone();
     let ci = Arc::new(ConnInfo::new(&sh, l, peer, None, sh.h1_state.clone()));
-    h1::server::serve(sh, ci, ClientStream::Plain(stream), active)
+    h1::server::serve(sh, ci, ClientStream::Plain(stream), active, serve_h2c)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -335,96 +302,6 @@ async fn serve_tls(
         Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await
     } else {
         let io = ClientStream::Tls(Box::new(tls_stream));
-        h1::server::serve(sh, ci, io, ()).await
+        h1::server::serve(sh, ci, io, (), serve_h2c).await
     }
-}
-
-pub async fn serve_http<T>(
-    sh: Arc<Shared>,
-    ci: Arc<ConnInfo>,
-    io: T,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let io = ClientIo::new(
-        io,
-        ci.state.clone(),
-        sh.limits.idle_timeout,
-        sh.limits.header_read_timeout,
-    );
-    let keep_alive = sh.limits.client_keep_alive;
-    let drain = sh.limits.drain_timeout;
-    let svc = {
-        // Each request starts in the newest configuration generation and keeps it to its end.
-        let cur = std::sync::Mutex::new((sh.clone(), ci.clone()));
-        // Boxed: the request's future (~1.3 KB) is moved several times on its way into its
-        // task; moving a pointer instead is measurably cheaper per HTTP/2 request.
-        service_fn(move |req| {
-            let (sh, ci) = match cur.lock() {
-                Ok(mut c) => {
-                    if let Some(n) = c.0.newest() {
-                        if n.listener_on(c.1.listener.config.port).is_some() {
-                            let ci = Arc::new(c.1.in_generation(&n));
-                            *c = (n, ci);
-                        } else {
-                            // Its listener was removed: this stream stays in the connection's
-                            // generation, and the connection ends (GOAWAY) once its streams do.
-                            c.1.state.close_gracefully.notify_one();
-                        }
-                    }
-                    c.clone()
-                }
-                Err(p) => p.into_inner().clone(),
-            };
-            Box::pin(service::handle(sh, ci, req))
-        })
-    };
-    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                if let Some(status) = parse_error_status(e.as_ref()) {
-                    sh.metrics.elb_status(status);
-                }
-                tracing::debug!(peer = %ci.peer, error = %e, "client connection ended with an error");
-            }
-            return;
-        }
-        _ = stopped(&mut shutdown) => {}
-        _ = tokio::time::sleep(keep_alive) => {}
-        _ = ci.state.close_gracefully.notified() => {
-            tracing::debug!(peer = %ci.peer, "request limit reached or abusive: GOAWAY");
-        }
-    }
-    conn.as_mut().graceful_shutdown();
-    let drain = if ci.state.abusive.load(Relaxed) {
-        drain.min(ABUSER_DRAIN)
-    } else {
-        drain
-    };
-    let _ = tokio::time::timeout(drain, conn).await;
-}
-
-/// Completes once shutdown was asked (or the sender is gone).
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|&s| s).await;
-}
-
-/// The status hyper answered a request it could not parse with (so it is counted like weir's
-/// own responses): 431 headers too large, 414 URI too long, 400 otherwise.
-fn parse_error_status(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
-    let h = e.downcast_ref::<hyper::Error>()?;
-    if !h.is_parse() {
-        return None;
-    }
-    Some(if h.to_string().contains("URI too long") {
-        414
-    } else if h.is_parse_too_large() {
-        431
-    } else {
-        400
-    })
 }

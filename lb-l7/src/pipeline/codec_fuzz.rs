@@ -11,7 +11,7 @@
 //!   arrives at once or split at random points.
 
 use super::codec::*;
-use crate::proxy::parse::check;
+use crate::pipeline::parse::check;
 use bytes::BytesMut;
 
 const REQUESTS: [&[u8]; 5] = [

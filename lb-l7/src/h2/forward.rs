@@ -1,7 +1,7 @@
 //! Phases pick_target (second half) and forward for HTTP/2 clients (hyper's server): a target
 //! of the group, a pooled or new HTTP/1.1 connection (the same raw pool as the h1 engine), the
-//! request with rewritten headers, the retry rules, and the target's response as a body hyper
-//! sends on. Also what both engines share: `prepare_upstream`, `hash_key`, `Outstanding`.
+//! request with rewritten headers (`pipeline::prepare`), the retry rules
+//! (`pipeline::attempt`), and the target's response as a body hyper sends on.
 //!
 //! Retry rules:
 //! - a connect failure (nothing was sent) goes to another target;
@@ -11,140 +11,19 @@
 //!   connection, when the request is idempotent and has no body (so it can be replayed);
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
 
+use super::body::TargetBody;
 use super::orphan::AwaitingResponse;
-use super::service::Route;
-use super::{ConnInfo, Shared, h2rules, respond};
+use super::{h2rules, unread};
 use crate::access_log::Record;
 use crate::body::Body;
-use crate::config::HashOn;
-use crate::h1::body::TargetBody;
-use crate::h1::codec;
-use crate::h1::forward::{self as h1_forward, Attempt, Attempts, HeadFailure};
-use crate::h1::relay;
-use crate::headers;
-use crate::select::hash_bytes;
-use crate::sticky;
-use crate::target::StickyKind;
-use crate::target::{GroupRt, TargetRt};
-use http::{HeaderMap, HeaderValue, Method, Request, Version, header};
+use crate::pipeline::attempt::{self, Attempt, Attempts, HeadFailure};
+use crate::pipeline::decide::Route;
+use crate::pipeline::prepare::{hash_key, idempotent, prepare_upstream, sticky_cookies};
+use crate::pipeline::{ConnInfo, Shared, codec, relay, respond};
+use http::{HeaderValue, Request, Version, header};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
-
-/// Counts a request as outstanding on its target until dropped, and holds its slot at a
-/// capped target (`target_limits`).
-pub struct Outstanding {
-    t: Arc<TargetRt>,
-    _slot: Option<crate::target_limit::Slot>,
-}
-impl Outstanding {
-    pub(crate) fn new(t: &Arc<TargetRt>, slot: Option<crate::target_limit::Slot>) -> Outstanding {
-        t.outstanding.fetch_add(1, Relaxed);
-        Outstanding {
-            t: t.clone(),
-            _slot: slot,
-        }
-    }
-}
-impl Drop for Outstanding {
-    fn drop(&mut self) {
-        self.t.outstanding.fetch_sub(1, Relaxed);
-    }
-}
-
-pub(crate) fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
-    )
-}
-
-pub(crate) fn hash_key(on: Option<&HashOn>, h: &HeaderMap, ci: &ConnInfo) -> Option<u64> {
-    match on? {
-        HashOn::SourceIp => Some(hash_bytes(
-            crate::rules::canonical_ip(ci.peer.ip())
-                .to_string()
-                .as_bytes(),
-        )),
-        HashOn::Header(name) => h.get(name.as_str()).map(|v| hash_bytes(v.as_bytes())),
-        HashOn::Cookie(name) => h
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|kv| kv.trim().split_once('='))
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| hash_bytes(v.as_bytes())),
-    }
-}
-
-/// weir's `Set-Cookie` values for a response from target `ti` of `g` (both engines):
-/// `AWSALB`/`AWSALBCORS` for `lb_cookie` stickiness, `AWSALBAPP-0` when the target set the
-/// application's cookie (`sets_cookie(name)`), and `AWSALBTG`/`AWSALBTGCORS` for group
-/// stickiness (`group_cookie`). Empty (no allocation) when none applies.
-pub(crate) fn sticky_cookies(
-    g: &GroupRt,
-    ti: usize,
-    group_cookie: Option<std::time::Duration>,
-    sets_cookie: impl Fn(&str) -> bool,
-) -> Vec<String> {
-    let mut v = Vec::new();
-    if g.sticky.is_none() && group_cookie.is_none() {
-        return v;
-    }
-    let now = std::time::SystemTime::now();
-    if let Some(s) = &g.sticky
-        && let Some(token) = s.tokens.get(ti)
-    {
-        match &s.kind {
-            StickyKind::LbCookie => {
-                v.push(sticky::set_cookie(
-                    sticky::LB_COOKIE,
-                    token,
-                    now,
-                    s.lasts,
-                    false,
-                ));
-                v.push(sticky::set_cookie(
-                    sticky::LB_COOKIE_CORS,
-                    token,
-                    now,
-                    s.lasts,
-                    true,
-                ));
-            }
-            StickyKind::AppCookie(name) if sets_cookie(name) => {
-                v.push(sticky::set_cookie(
-                    sticky::APP_COOKIE,
-                    token,
-                    now,
-                    s.lasts,
-                    false,
-                ));
-            }
-            StickyKind::AppCookie(_) => {}
-        }
-    }
-    if let Some(lasts) = group_cookie {
-        v.push(sticky::set_cookie(
-            sticky::GROUP_COOKIE,
-            &g.token,
-            now,
-            lasts,
-            false,
-        ));
-        v.push(sticky::set_cookie(
-            sticky::GROUP_COOKIE_CORS,
-            &g.token,
-            now,
-            lasts,
-            true,
-        ));
-    }
-    v
-}
 
 fn fail(
     sh: &Shared,
@@ -218,7 +97,7 @@ pub async fn forward(
         // Phase forward: the head, then the body.
         if let Err(e) = relay::write_all(&mut up, &head, idle).await {
             // The body is sent after the head, so nothing of it was taken yet.
-            h1_forward::dead_on_reuse(sh, t, pooled);
+            attempt::dead_on_reuse(sh, t, pooled);
             if reused {
                 tracing::debug!(target_addr = %t.addr, error = %e, "pooled connection failed on write; new connection");
                 attempts.requeue(sh);
@@ -234,7 +113,7 @@ pub async fn forward(
                     // The target has part of the body: its connection is dropped, not pooled.
                     tracing::debug!(target_addr = %t.addr, "request body over the limit");
                     let r = fail(sh, log, 413, "RequestBodyTooLarge");
-                    return super::service::with_unread_body(r, rest, idle);
+                    return unread::with_unread_body(r, rest, idle);
                 }
                 Err(SendBodyError::Other(why)) => {
                     crate::warn_limited!(target_addr = %t.addr, why, "request body not sent");
@@ -249,7 +128,7 @@ pub async fn forward(
         let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &parts.method, idle);
         let read = match waiting.io() {
             Some((up, ubuf)) => {
-                let head = h1_forward::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock);
+                let head = attempt::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock);
                 t.expiry.or_expired(head).await
             }
             None => Some(Err(HeadFailure::Closed(false))),
@@ -271,7 +150,7 @@ pub async fn forward(
             }
             Err(HeadFailure::Closed(partial)) => {
                 if !partial {
-                    h1_forward::dead_on_reuse(sh, t, pooled);
+                    attempt::dead_on_reuse(sh, t, pooled);
                 }
                 if !partial && attempts.retry(sh, reused, replayable) {
                     tracing::debug!(target_addr = %t.addr, "reused connection closed before a response; retrying once");
@@ -289,7 +168,7 @@ pub async fn forward(
         };
 
         // Phase respond (target's response).
-        let keepalive_allows = h1_forward::keepalive_answered(sh, t, pooled, &resp);
+        let keepalive_allows = attempt::keepalive_answered(sh, t, pooled, &resp);
         let status = resp.status;
         m.target_status(status);
         t.answered(status);
@@ -306,7 +185,7 @@ pub async fn forward(
             // would speak another protocol on a connection that could go back to the pool.
             crate::warn_limited!(target_addr = %t.addr, "101 to a request weir did not upgrade");
             t.count_error();
-            return fail(sh, log, 502, h1_forward::UNREQUESTED_UPGRADE);
+            return fail(sh, log, 502, attempt::UNREQUESTED_UPGRADE);
         }
         let Ok(framing) = codec::response_framing(&parts.method, status, &resp) else {
             return fail(sh, log, 502, "TargetResponseError");
@@ -392,87 +271,4 @@ async fn send_body(
             .map_err(|_| "target write failed")?;
     }
     Ok(())
-}
-
-/// The request as the target sees it (both engines): hop-by-hop headers removed, invalid
-/// names dropped when configured, X-Forwarded-*, the trace header, `Host`, HTTP/1.1. The URI
-/// is left as it came: `codec::write_request_head` writes its origin form (path and query).
-pub fn prepare_upstream(
-    sh: &Shared,
-    ci: &ConnInfo,
-    parts: &mut http::request::Parts,
-    upgrade: bool,
-    host: Option<&str>,
-    log: Option<&mut Record>,
-) -> headers::Added {
-    let lb = &sh.config.load_balancer;
-    let h = &mut parts.headers;
-    headers::remove_hop_by_hop(h, upgrade);
-    if lb.routing.http.drop_invalid_header_fields.enabled {
-        let bad: Vec<_> = h
-            .keys()
-            .filter(|k| !headers::is_valid_header_name(k.as_str()))
-            .cloned()
-            .collect();
-        for k in bad {
-            h.remove(k);
-        }
-    }
-    let listener = &ci.listener.config;
-    let xff = headers::xff_out(
-        h,
-        lb.routing.http.xff_header_processing.mode,
-        &ci.xff_client,
-    );
-    let now = sh.clock.epoch_secs();
-    let trace = headers::trace_value(
-        h.get(&sh.trace_header).and_then(|v| v.to_str().ok()),
-        now,
-        fastrand::u128(..),
-    );
-    if let Some(l) = log {
-        l.trace_id.clone_from(&trace);
-    }
-    // The String's buffer becomes the header value's (no copy).
-    let trace = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.into_bytes()))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"));
-    let mut new_host = None;
-    let rewrite_host =
-        !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST);
-    if let (true, Some(host)) = (rewrite_host, host) {
-        let default_port = matches!(
-            (listener.protocol.scheme(), listener.port),
-            ("http", 80) | ("https", 443)
-        );
-        let port = (!default_port).then_some(ci.listener.port_text.as_str());
-        let same = h
-            .get(header::HOST)
-            .is_some_and(|v| headers::host_is(v.as_bytes(), host, port));
-        if !same {
-            // Sized exactly: the buffer becomes the header value's without a copy.
-            let v6 = host.contains(':');
-            let len = host.len() + 2 * usize::from(v6) + port.map_or(0, |p| p.len() + 1);
-            let mut v = Vec::with_capacity(len);
-            if v6 {
-                v.push(b'[');
-            }
-            v.extend_from_slice(host.as_bytes());
-            if v6 {
-                v.push(b']');
-            }
-            if let Some(p) = port {
-                v.push(b':');
-                v.extend_from_slice(p.as_bytes());
-            }
-            new_host = HeaderValue::from_maybe_shared(bytes::Bytes::from(v)).ok();
-        }
-    }
-    parts.version = Version::HTTP_11;
-    headers::Added {
-        xff,
-        proto: ci.listener.forwarded.proto.clone(),
-        port: ci.listener.forwarded.port.clone(),
-        trace: (sh.trace_header.clone(), trace),
-        host: new_host,
-    }
 }

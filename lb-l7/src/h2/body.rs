@@ -3,10 +3,10 @@
 //! or until-close, with the idle timeout between reads. When the body ends cleanly on a
 //! connection the target keeps alive, the connection goes back to the target's pool.
 
-use super::codec::{ChunkedScanner, Framing};
-use super::server::MAX_DISCARD;
 use crate::body::BoxError;
-use crate::proxy::forward::Outstanding;
+use crate::pipeline::MAX_DISCARD;
+use crate::pipeline::codec::{ChunkedScanner, Framing};
+use crate::pipeline::prepare::Outstanding;
 use crate::target::TargetRt;
 use crate::upstream::UpStream;
 use bytes::{Bytes, BytesMut};

@@ -1,0 +1,76 @@
+//! Targets that left the configuration (a reload, a deregistration) and still finish their
+//! requests: every generation of a worker shares one `Draining` (`crate::generation` adds to
+//! it, the worker's tick empties it). Its own module so the generation (`pipeline::Shared`)
+//! can hold it without importing `crate::generation`, which builds generations.
+
+use crate::target::TargetRt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Targets that left the configuration and may still have requests in flight.
+#[derive(Debug, Default)]
+pub struct Draining {
+    targets: Mutex<Vec<Leaving>>,
+    /// Targets dropped at their deregistration deadline with requests still in flight.
+    pub expired_with_requests: AtomicU64,
+    /// The requests they still had.
+    pub expired_requests: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Leaving {
+    group: String,
+    target: Arc<TargetRt>,
+    /// `None`: still registered (in a rebuilt group): no deadline.
+    deadline: Option<Instant>,
+}
+
+impl Draining {
+    pub(crate) fn add(&self, group: &str, target: Arc<TargetRt>, deadline: Option<Instant>) {
+        if let Ok(mut v) = self.targets.lock() {
+            v.push(Leaving {
+                group: group.to_string(),
+                target,
+                deadline,
+            });
+        }
+    }
+
+    /// Targets still draining.
+    pub fn len(&self) -> usize {
+        self.targets.lock().map_or(0, |v| v.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The worker's one-second tick: a target with nothing in flight is done; one past its
+    /// deadline is dropped whatever it still has (counted), the requests waiting for its
+    /// response answered 502 ([`crate::expiry`]). Either way its idle connections close.
+    pub fn tick(&self, now: Instant) {
+        let Ok(mut v) = self.targets.lock() else {
+            return;
+        };
+        v.retain(|l| {
+            let t = &l.target;
+            t.pool.sweep(now);
+            let busy = t.outstanding.load(Relaxed);
+            if busy > 0 && l.deadline.is_none_or(|d| now < d) {
+                return true;
+            }
+            if busy > 0 {
+                self.expired_with_requests.fetch_add(1, Relaxed);
+                self.expired_requests.fetch_add(busy, Relaxed);
+                t.expiry.expire();
+                tracing::warn!(group = %l.group, target = %t.addr, in_flight = busy,
+                    "deregistration delay over with requests in flight: those waiting for a response get a 502");
+            } else {
+                tracing::debug!(group = %l.group, target = %t.addr, "drained");
+            }
+            t.pool.clear();
+            false
+        });
+    }
+}

@@ -1,0 +1,175 @@
+//! One HTTP/2 request (hyper's service) through the pipeline's phases: parse → route
+//! (`pipeline::decide`) → (pick_target → forward) | respond → log.
+
+use super::unread::with_unread_body;
+use super::{forward, h2rules};
+use crate::access_log::{Record, rfc3339};
+use crate::body::{self, Body};
+use crate::pipeline::attempt::CLIENT_CLOSED;
+use crate::pipeline::decide::{Decision, decide, new_record};
+use crate::pipeline::{ConnInfo, ConnState, Shared, respond};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Instant, SystemTime};
+
+/// hyper's service entry point.
+pub async fn handle(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let st = &ci.state;
+    let seen = st.requests.fetch_add(1, Relaxed);
+    let first = seen == 0;
+    if seen + 1 == sh.limits.h2_max_requests && req.version() == http::Version::HTTP_2 {
+        st.close_gracefully.notify_one();
+    }
+    sh.metrics.requests.fetch_add(1, Relaxed);
+    if let Some(c) = sh.metrics.listener(ci.listener.config.port) {
+        c.requests.fetch_add(1, Relaxed);
+    }
+    let mut stream = InFlight::new(&sh, &ci);
+    stream.log = sh.access_log.enabled().then(|| {
+        new_record(
+            &sh,
+            &ci,
+            req.method(),
+            req.uri(),
+            req.version(),
+            req.headers(),
+        )
+    });
+    let decision = if req.version() == Version::HTTP_2
+        && h2rules::authority_conflict(req.uri(), req.headers())
+    {
+        sh.metrics.elb_status(400);
+        if let Some(l) = stream.log.as_mut() {
+            l.error_reason = Some("HostAuthorityMismatch");
+        }
+        Decision::Respond(respond::elb(400, false))
+    } else {
+        decide(&sh, &ci, &req, false, stream.log.as_mut())
+    };
+    let resp = match decision {
+        // The request's body is kept (unread) until the response has been sent (dropped
+        // earlier, the stream would be reset with CANCEL before the client got the answer),
+        // then drained like nginx does: see `discard`.
+        Decision::Respond(r) => with_unread_body(r, req.into_body(), sh.limits.idle_timeout),
+        Decision::Forward(route) => {
+            // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
+            let log = stream.log.as_mut();
+            Box::pin(forward::forward(&sh, &ci, route, req, first, log)).await
+        }
+    };
+
+    // Phase log: when the response body has been sent (or dropped).
+    let (parts, body) = resp.into_parts();
+    stream.responded(parts.status.as_u16());
+    let on_end: body::OnEnd = Box::new(move |bytes, done| stream.end(bytes, done));
+    Ok(Response::from_parts(parts, body::tracked(body, on_end)))
+}
+
+/// One HTTP/2 stream in flight. It counts in its connection's `in_flight` until dropped (so
+/// a stream reset while weir waits for the target cannot leak the count and switch the idle
+/// timeout off), writes the stream's access-log line, and counts streams cancelled before
+/// their response ended: one dropped before weir had a response is ALB's 460 (client closed),
+/// and a connection with too many (`h2rules::abusive`) gets GOAWAY.
+struct InFlight {
+    sh: Arc<Shared>,
+    state: Arc<ConnState>,
+    log: Option<Record>,
+    started: Instant,
+    /// Bytes read on the connection when the stream started.
+    recv0: u64,
+    /// weir has the response (the target's or its own).
+    has_response: bool,
+    /// The listener's port (its `ProcessedBytes`).
+    port: u16,
+}
+
+impl InFlight {
+    fn new(sh: &Arc<Shared>, ci: &ConnInfo) -> InFlight {
+        ci.state.in_flight.fetch_add(1, Relaxed);
+        InFlight {
+            sh: sh.clone(),
+            state: ci.state.clone(),
+            log: None,
+            started: Instant::now(),
+            recv0: ci.state.received.load(Relaxed),
+            has_response: false,
+            port: ci.listener.config.port,
+        }
+    }
+
+    fn responded(&mut self, status: u16) {
+        self.has_response = true;
+        let started = self.started;
+        if let Some(l) = self.log.as_mut() {
+            l.elb_status_code = status;
+            l.request_processing_time
+                .get_or_insert(started.elapsed().as_secs_f64());
+        }
+    }
+
+    /// The response body was sent to its end (`done`) or dropped with `bytes` sent.
+    fn end(mut self, bytes: u64, done: bool) {
+        self.sh.metrics.processed_bytes.fetch_add(bytes, Relaxed);
+        if let Some(c) = self.sh.metrics.listener(self.port) {
+            c.processed_bytes.fetch_add(bytes, Relaxed);
+        }
+        if !done {
+            self.cancelled();
+        }
+        if let Some(mut l) = self.log.take() {
+            l.sent_bytes = bytes;
+            self.write_log(l);
+        }
+    }
+
+    fn write_log(&self, mut l: Record) {
+        l.received_bytes = self.state.received.load(Relaxed).saturating_sub(self.recv0);
+        let total = self.started.elapsed().as_secs_f64();
+        let before =
+            l.request_processing_time.unwrap_or(0.0) + l.target_processing_time.unwrap_or(0.0);
+        l.response_processing_time = Some((total - before).max(0.0));
+        l.time = rfc3339(SystemTime::now());
+        self.sh.access_log.write(&l);
+    }
+
+    /// One more stream of this connection ended before its response did.
+    fn cancelled(&self) {
+        let st = &self.state;
+        let n = st.cancelled.fetch_add(1, Relaxed) + 1;
+        if h2rules::abusive(n, st.requests.load(Relaxed)) && !st.abusive.swap(true, Relaxed) {
+            crate::warn_limited!(
+                cancelled = n,
+                "HTTP/2 client cancels most of its streams: GOAWAY"
+            );
+            st.close_gracefully.notify_one();
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Relaxed);
+        if self.has_response {
+            return;
+        }
+        // Dropped before weir had a response: the client reset the stream (or the connection
+        // ended) while the request was being routed or was with a target.
+        let (status, reason) = CLIENT_CLOSED;
+        self.sh.metrics.elb_status(status);
+        self.cancelled();
+        if let Some(mut l) = self.log.take() {
+            l.elb_status_code = status;
+            l.error_reason = Some(reason);
+            l.request_processing_time
+                .get_or_insert(self.started.elapsed().as_secs_f64());
+            self.write_log(l);
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! A response of weir's own to a request whose body hyper has not read: the body drained
+//! after the response (`service` and `forward` both answer such requests).
+
+use crate::body::{self, Body};
+use crate::pipeline::MAX_DISCARD;
+use http::Response;
+use hyper::body::Incoming;
+use std::time::Duration;
+
+/// A response of weir's own to a request whose body was not (all) read: the body is kept
+/// until the response has been sent (dropped earlier, the stream would be reset with CANCEL
+/// before the client got the answer), then drained (`discard`), like nginx does.
+pub fn with_unread_body(r: Response<Body>, unread: Incoming, idle: Duration) -> Response<Body> {
+    if hyper::body::Body::is_end_stream(&unread) {
+        return r;
+    }
+    let (parts, b) = r.into_parts();
+    let on_end: body::OnEnd = Box::new(move |_, _| {
+        tokio::spawn(discard(unread, idle));
+    });
+    Response::from_parts(parts, body::tracked(b, on_end))
+}
+
+/// Reads away the rest of a request body weir answered without reading (up to
+/// `MAX_DISCARD` bytes, while it keeps coming within `idle`), so the stream ends cleanly; a
+/// larger or stalled one is dropped: the stream is reset with NO_ERROR after the response
+/// (RFC 9113 §8.1), which some clients (curl 7.88) report as a failed transfer.
+async fn discard(mut body: Incoming, idle: Duration) {
+    use http_body_util::BodyExt;
+    if hyper::body::Body::size_hint(&body)
+        .exact()
+        .is_some_and(|n| n > MAX_DISCARD)
+    {
+        return;
+    }
+    let mut seen = 0u64;
+    while seen <= MAX_DISCARD {
+        match tokio::time::timeout(idle, body.frame()).await {
+            Ok(Some(Ok(f))) => seen += f.data_ref().map_or(0, |d| d.len() as u64),
+            _ => return,
+        }
+    }
+}

@@ -56,8 +56,16 @@ pub fn exec_weir(args: &[String]) -> anyhow::Result<()> {
 pub fn exec_xtask_with_lab(args: &[String]) -> anyhow::Result<()> {
     use std::os::unix::process::CommandExt as _;
     let mut c = cargo();
-    c.args(["run", "--quiet", "--package", "xtask", "--features", "lab", "--"])
-        .args(args);
+    c.args([
+        "run",
+        "--quiet",
+        "--package",
+        "xtask",
+        "--features",
+        "lab",
+        "--",
+    ])
+    .args(args);
     let err = c.exec();
     Err(err).context("exec cargo run -p xtask --features lab")
 }

@@ -187,12 +187,22 @@ fn bpf_linker() -> anyhow::Result<()> {
          cargo install bpf-linker --version ~0.13 --no-default-features --features llvm-{LLVM}"
     );
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    c.args(["install", "bpf-linker", "--version", "~0.13", "--no-default-features"])
-        .args(["--features", &format!("llvm-{LLVM}")])
-        .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM}"));
+    c.args([
+        "install",
+        "bpf-linker",
+        "--version",
+        "~0.13",
+        "--no-default-features",
+    ])
+    .args(["--features", &format!("llvm-{LLVM}")])
+    .env("LLVM_PREFIX", format!("/usr/lib/llvm-{LLVM}"));
     run(&mut c)?;
     // `cargo install` puts it in ~/.cargo/bin, which a fresh shell may not have on PATH.
-    if Command::new("bpf-linker").arg("--version").output().is_err() {
+    if Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         bail!("bpf-linker was installed but is not on PATH: add ~/.cargo/bin to PATH");
     }
     Ok(())

@@ -215,12 +215,17 @@ mod tests {
         }
     }
 
+    /// A waker that counts its wakes.
+    fn counting_waker() -> (Arc<Count>, Waker) {
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
     #[test]
     fn a_poke_fires_every_waiting_slot_and_says_so_unless_the_worker_stops() {
         let d = IdleDeadlines::default();
         let t0 = Instant::now();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let a = d.arm(t0 + Duration::from_secs(60));
         assert!(a.poll_fired(&mut cx).is_pending());
@@ -241,8 +246,7 @@ mod tests {
     fn fires_at_its_deadline_once_and_frees_its_slot() {
         let d = IdleDeadlines::default();
         let t0 = Instant::now();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let early = d.arm(t0 + Duration::from_secs(1));
         let late = d.arm(t0 + Duration::from_secs(5));
@@ -276,8 +280,7 @@ mod tests {
     fn expire_all_fires_every_slot_and_later_ones() {
         let d = IdleDeadlines::default();
         let t0 = Instant::now();
-        let count = Arc::new(Count(AtomicUsize::new(0)));
-        let waker = Waker::from(count.clone());
+        let (count, waker) = counting_waker();
         let mut cx = Context::from_waker(&waker);
         let a = d.arm(t0 + Duration::from_secs(60));
         assert!(a.poll_fired(&mut cx).is_pending());

@@ -83,12 +83,14 @@ pub fn test(rest: &[String]) -> anyhow::Result<()> {
     if !rest.is_empty() {
         c.arg("--").args(rest);
     }
-    let tests = status(c);
+    let (tests, failures) = crate::test_report::run(c);
     let fuzzed = if rest.is_empty() {
         fuzz(fuzz_seconds()?)
     } else {
         Ok(())
     };
+    // Last, after the fuzz run's long output: a CI log is often read from its tail only.
+    failures.print();
     tests.and(fuzzed)
 }
 

@@ -24,6 +24,7 @@ mod demo;
 #[cfg(feature = "lab")]
 mod lab;
 mod setup;
+mod test_report;
 
 use clap::{Parser, Subcommand};
 

@@ -55,6 +55,9 @@ const TEST_PACKAGES: &[&str] = &[
     "g++",
     // e2e_top drives `weir top` in a real terminal.
     "tmux",
+    // lb-l7's h2_conformance drives weir's HTTP/2 servers with real Python clients.
+    "python3-h2",
+    "python3-httpx",
 ];
 
 /// Checks and installs what `needs` asks for. `WEIR_SKIP_SETUP=1` skips it (a machine set up

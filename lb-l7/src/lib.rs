@@ -22,6 +22,7 @@ pub mod expiry;
 pub mod generation;
 pub mod h1;
 pub mod h2;
+pub mod h2conn;
 pub mod headers;
 pub mod idle;
 pub mod listening;

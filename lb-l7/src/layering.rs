@@ -1,30 +1,64 @@
-//! The crate's layering, checked over its source: `accept` → the engines `h1` and `h2` →
-//! `pipeline` → the rest. An engine never imports the other engine, the pipeline imports no
-//! engine (nor `accept`), and the top-level modules import each other without a cycle (test
-//! code included). A reference is any `crate::<module>` path outside a comment, `use`
+//! The crate's layering, checked over its source: `accept` → the engines `h1`, `h2` (hyper's
+//! HTTP/2) and `h2weir` (weir's HTTP/2, over the protocol core `h2conn`) → `http2` (HTTP/2
+//! requests through the pipeline, both HTTP/2 engines') → `pipeline` → the rest. An engine
+//! never imports another engine, neither `http2` nor the pipeline imports an engine (nor
+//! `accept`), and the top-level modules import each other without a cycle (test code
+//! included). A reference is any `crate::<module>` path outside a comment, `use`
 //! lines and paths written inline alike (`use crate::{a, b}` counts each).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// Modules a module must never reference: (module, forbidden, why).
+/// The HTTP/2 engines: hyper's (`h2`) and weir's own (`h2weir`, over the protocol core
+/// `h2conn`); with `h1` the engines, which never import each other.
+const ENGINES: &[&str] = &["h1", "h2", "h2weir"];
+
+/// Modules a module must never reference, besides the engine rules: (module, forbidden, why).
 const RULES: &[(&str, &str, &str)] = &[
-    ("pipeline", "h1", "the pipeline knows no engine"),
-    ("pipeline", "h2", "the pipeline knows no engine"),
     ("pipeline", "accept", "the pipeline knows no engine"),
-    ("h1", "h2", "the engines never import each other"),
-    ("h2", "h1", "the engines never import each other"),
+    ("pipeline", "http2", "the pipeline knows no engine"),
+    ("pipeline", "h2conn", "the pipeline knows no engine"),
     (
-        "h1",
+        "http2",
         "accept",
-        "an engine is driven by the accept loop, never the reverse",
+        "HTTP/2 requests through the pipeline know no engine",
     ),
     (
-        "h2",
-        "accept",
-        "an engine is driven by the accept loop, never the reverse",
+        "http2",
+        "h2conn",
+        "HTTP/2 requests through the pipeline know no engine",
+    ),
+    (
+        "h2conn",
+        "http2",
+        "the sans-I/O protocol core knows nothing of requests' phases",
+    ),
+    (
+        "h2conn",
+        "pipeline",
+        "the sans-I/O protocol core knows nothing of requests' phases",
     ),
 ];
+
+/// Every (module, forbidden, why): `RULES` and, for each engine, that no other engine, nor the
+/// pipeline, nor `http2`, nor `h2conn` imports it, and that it does not import `accept`.
+fn rules() -> Vec<(&'static str, &'static str, &'static str)> {
+    let mut all = RULES.to_vec();
+    for &e in ENGINES {
+        for &other in ENGINES.iter().filter(|&&o| o != e) {
+            all.push((other, e, "the engines never import each other"));
+        }
+        all.push(("pipeline", e, "the pipeline knows no engine"));
+        all.push(("http2", e, "HTTP/2 requests through the pipeline know no engine"));
+        all.push(("h2conn", e, "the sans-I/O protocol core is driven, it drives nothing"));
+        all.push((
+            e,
+            "accept",
+            "an engine is driven by the accept loop, never the reverse",
+        ));
+    }
+    all
+}
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("reading src/") {
@@ -129,10 +163,12 @@ fn cycle_from(
 #[test]
 fn the_pipeline_imports_no_engine_and_the_engines_not_each_other() {
     let g = graph();
-    assert!(g.contains_key("pipeline") && g.contains_key("h1") && g.contains_key("h2"));
+    for m in ["pipeline", "http2", "h1", "h2"] {
+        assert!(g.contains_key(m), "no module {m} in src/");
+    }
     let mut broken = Vec::new();
-    for (from, to, why) in RULES {
-        if let Some(file) = g.get(*from).and_then(|m| m.get(*to)) {
+    for (from, to, why) in rules() {
+        if let Some(file) = g.get(from).and_then(|m| m.get(to)) {
             broken.push(format!(
                 "src/{} references crate::{to}: {why} ({from} must not import {to})",
                 file.display()
@@ -141,7 +177,7 @@ fn the_pipeline_imports_no_engine_and_the_engines_not_each_other() {
     }
     assert!(
         broken.is_empty(),
-        "lb-l7's layering (accept → h1, h2 → pipeline → the rest; ARCHITECTURE.md, \"Layering\") is broken:\n{}",
+        "lb-l7's layering (accept → h1, h2, h2weir → http2 → pipeline → the rest; ARCHITECTURE.md, \"Layering\") is broken:\n{}",
         broken.join("\n")
     );
 }

@@ -24,6 +24,7 @@ pub mod h1;
 pub mod h2;
 pub mod h2conn;
 pub mod headers;
+pub mod http2;
 pub mod idle;
 pub mod listening;
 pub mod log_limit;

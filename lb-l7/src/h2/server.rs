@@ -1,10 +1,10 @@
 //! The HTTP/2 engine: hyper's server for clients that negotiated h2 (ALPN) or spoke it with
 //! prior knowledge (h2c, handed over by the HTTP/1.1 engine through the accept loop), with
-//! weir's limits on it (`io::ClientIo` deadlines, `frames`, `h2rules`), each request through
-//! the pipeline (`service`).
+//! weir's limits on it (`io::ClientIo` deadlines, `frames`, `crate::http2::h2rules`), each
+//! request through the pipeline (`crate::http2::service`).
 
 use super::io::ClientIo;
-use super::service;
+use crate::http2::service;
 use crate::pipeline::{ConnInfo, Shared, stopped};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};

@@ -1,8 +1,9 @@
 //! The request pipeline both engines drive, in Pingora-like phases: parse checks (`parse`) →
 //! route (`decide`) → pick target and forward with the retry rules (`attempt`) → prepare
 //! upstream (`prepare`) → respond (`respond`) → log (`crate::access_log`). It knows no engine:
-//! `crate::h1` (weir's HTTP/1.1 engine) and `crate::h2` (hyper's HTTP/2 server) import it,
-//! never the other way (`crate::layering` checks). What it speaks to targets is HTTP/1.1:
+//! `crate::h1` (weir's HTTP/1.1 engine) and `crate::http2` (HTTP/2 requests, for hyper's
+//! engine `crate::h2` and weir's `crate::h2weir`) import it, never the other way
+//! (`crate::layering` checks). What it speaks to targets is HTTP/1.1:
 //! `codec` (heads, framing, the chunked scanner; pure, with the desync classification of
 //! `desync`) and `relay` (bodies and tunnels), which the HTTP/1.1 engine uses for its clients
 //! too. This module holds what a request's phases share: the generation (`Shared`) and the

@@ -1,5 +1,5 @@
-//! A target connection whose HTTP/2 stream was cancelled (reset by the client, or by h2 for
-//! the client's frames) while weir waited for the response head. Closing it would cost a
+//! A target connection whose HTTP/2 stream was cancelled (reset by the client, or by the engine
+//! for the client's frames) while weir waited for the response head. Closing it would cost a
 //! connection teardown per cancelled stream — and a new connection for the next one — which
 //! is what rapid reset (CVE-2023-44487) turns into a storm. When the target has the whole
 //! request, its response is read away in a task of its own instead and the connection goes

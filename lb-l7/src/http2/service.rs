@@ -1,25 +1,24 @@
-//! One HTTP/2 request (hyper's service) through the pipeline's phases: parse → route
+//! One HTTP/2 request (of either engine) through the pipeline's phases: parse → route
 //! (`pipeline::decide`) → (pick_target → forward) | respond → log.
 
 use super::unread::with_unread_body;
-use super::{forward, h2rules};
+use super::{RequestBody, forward, h2rules};
 use crate::access_log::{Record, rfc3339};
 use crate::body::{self, Body};
 use crate::pipeline::attempt::CLIENT_CLOSED;
 use crate::pipeline::decide::{Decision, decide, new_record};
 use crate::pipeline::{ConnInfo, ConnState, Shared, respond};
 use http::{Request, Response, Version};
-use hyper::body::Incoming;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Instant, SystemTime};
 
-/// hyper's service entry point.
-pub async fn handle(
+/// One request: hyper's service entry point, and the future weir's engine runs per stream.
+pub async fn handle<B: RequestBody>(
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
-    req: Request<Incoming>,
+    req: Request<B>,
 ) -> Result<Response<Body>, Infallible> {
     let st = &ci.state;
     let seen = st.requests.fetch_add(1, Relaxed);

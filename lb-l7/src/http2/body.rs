@@ -1,5 +1,5 @@
 //! A target's response body read from a raw target connection, as an `http_body::Body` for
-//! hyper's HTTP/2 server: `Content-Length`, chunked (de-chunked: HTTP/2 has its own framing)
+//! either HTTP/2 engine: `Content-Length`, chunked (de-chunked: HTTP/2 has its own framing)
 //! or until-close, with the idle timeout between reads. When the body ends cleanly on a
 //! connection the target keeps alive, the connection goes back to the target's pool.
 

@@ -1,17 +1,21 @@
-//! A response of weir's own to a request whose body hyper has not read: the body drained
+//! A response of weir's own to a request whose body the engine has not read: the body drained
 //! after the response (`service` and `forward` both answer such requests).
 
+use super::RequestBody;
 use crate::body::{self, Body};
 use crate::pipeline::MAX_DISCARD;
 use http::Response;
-use hyper::body::Incoming;
 use std::time::Duration;
 
 /// A response of weir's own to a request whose body was not (all) read: the body is kept
 /// until the response has been sent (dropped earlier, the stream would be reset with CANCEL
 /// before the client got the answer), then drained (`discard`), like nginx does.
-pub fn with_unread_body(r: Response<Body>, unread: Incoming, idle: Duration) -> Response<Body> {
-    if hyper::body::Body::is_end_stream(&unread) {
+pub fn with_unread_body<B: RequestBody>(
+    r: Response<Body>,
+    unread: B,
+    idle: Duration,
+) -> Response<Body> {
+    if unread.is_end_stream() {
         return r;
     }
     let (parts, b) = r.into_parts();
@@ -25,9 +29,10 @@ pub fn with_unread_body(r: Response<Body>, unread: Incoming, idle: Duration) -> 
 /// `MAX_DISCARD` bytes, while it keeps coming within `idle`), so the stream ends cleanly; a
 /// larger or stalled one is dropped: the stream is reset with NO_ERROR after the response
 /// (RFC 9113 §8.1), which some clients (curl 7.88) report as a failed transfer.
-async fn discard(mut body: Incoming, idle: Duration) {
+async fn discard<B: RequestBody>(mut body: B, idle: Duration) {
     use http_body_util::BodyExt;
-    if hyper::body::Body::size_hint(&body)
+    if body
+        .size_hint()
         .exact()
         .is_some_and(|n| n > MAX_DISCARD)
     {

@@ -1,7 +1,7 @@
-//! Phases pick_target (second half) and forward for HTTP/2 clients (hyper's server): a target
+//! Phases pick_target (second half) and forward for HTTP/2 clients (either engine): a target
 //! of the group, a pooled or new HTTP/1.1 connection (the same raw pool as the h1 engine), the
 //! request with rewritten headers (`pipeline::prepare`), the retry rules
-//! (`pipeline::attempt`), and the target's response as a body hyper sends on.
+//! (`pipeline::attempt`), and the target's response as a body the engine sends on.
 //!
 //! Retry rules:
 //! - a connect failure (nothing was sent) goes to another target;
@@ -13,7 +13,7 @@
 
 use super::body::TargetBody;
 use super::orphan::AwaitingResponse;
-use super::{h2rules, unread};
+use super::{RequestBody, h2rules, unread};
 use crate::access_log::Record;
 use crate::body::Body;
 use crate::pipeline::attempt::{self, Attempt, Attempts, HeadFailure};
@@ -21,9 +21,7 @@ use crate::pipeline::decide::Route;
 use crate::pipeline::prepare::{hash_key, idempotent, prepare_upstream, sticky_cookies};
 use crate::pipeline::{ConnInfo, Shared, codec, relay, respond};
 use http::{HeaderValue, Request, Version, header};
-use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 fn fail(
     sh: &Shared,
@@ -38,11 +36,11 @@ fn fail(
     respond::elb(status, false)
 }
 
-pub async fn forward(
+pub async fn forward<B: RequestBody>(
     sh: &Shared,
     ci: &ConnInfo,
     route: Route<'_>,
-    req: Request<Incoming>,
+    req: Request<B>,
     first: bool,
     mut log: Option<&mut Record>,
 ) -> http::Response<Body> {
@@ -210,13 +208,13 @@ pub async fn forward(
     fail(sh, log, status, reason)
 }
 
-enum SendBodyError {
+enum SendBodyError<B> {
     /// More than `max_request_body_bytes`; the rest of the body.
-    TooLarge(Incoming),
+    TooLarge(B),
     Other(&'static str),
 }
 
-impl From<&'static str> for SendBodyError {
+impl<B> From<&'static str> for SendBodyError<B> {
     fn from(why: &'static str) -> Self {
         SendBodyError::Other(why)
     }
@@ -225,13 +223,13 @@ impl From<&'static str> for SendBodyError {
 /// Streams a client's (HTTP/2) request body to the target: as it is when the length was
 /// declared, else chunk-encoded. Trailers are not forwarded. Stops before the byte that would
 /// go over `max` (a declared length over it was refused before).
-async fn send_body(
+async fn send_body<B: RequestBody>(
     up: &mut crate::upstream::UpStream,
-    mut body: Incoming,
+    mut body: B,
     chunked: bool,
     max: Option<u64>,
     idle: std::time::Duration,
-) -> Result<(), SendBodyError> {
+) -> Result<(), SendBodyError<B>> {
     let mut sent = 0u64;
     loop {
         let frame = match tokio::time::timeout(idle, body.frame()).await {

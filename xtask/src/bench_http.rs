@@ -2,15 +2,31 @@
 //!
 //! Layout (2 cores): every proxy runs one worker pinned to core 0 (`taskset -c 0`); the origin
 //! (an nginx answering `200` with a short body) and the load generators run on core 1. All
-//! three proxies are started once and stay up; the scenarios run alternated (weir, HAProxy,
-//! nginx, weir, …) for `--rounds` rounds, and the median of the rounds is reported.
+//! proxies are started once and stay up; the scenarios run alternated (weir, HAProxy, nginx,
+//! weir, …) for `--rounds` rounds, and the median of the rounds is reported.
+//!
+//! CPU per request (utime + stime of the proxy's processes over the run, divided by the
+//! requests the client completed) is the primary figure: on 2 cores the load core saturates
+//! first, so req/s mostly measures the client and the origin (busy % of both cores is printed).
 //!
 //! Scenarios:
-//! - `h1`: HTTP/1.1 keep-alive, `wrk -t1 -c64`: req/s, p50, p99, proxy CPU µs per request.
-//! - `h2tls`: HTTPS + HTTP/2, `h2load -c16 -m32`: req/s, p50, p99 (from h2load's request log).
-//! - `tls_handshakes`: new TLS connection per request (`wrk` with `Connection: close`),
-//!   RSA-2048, full handshakes/s.
-//! - `idle_conns`: 10,000 idle keep-alive client connections; proxy RSS growth per connection.
+//! - `h1`: HTTP/1.1 keep-alive, `wrk -t1 -c64`: proxy CPU µs per request, req/s, p50, p99.
+//! - `h2tls`: HTTPS + HTTP/2, `h2load -c16 -m32`: proxy CPU µs per request, req/s, p50, p99
+//!   (from h2load's request log).
+//! - `tls_handshakes`: a new TLS connection per request (`wrk` with `Connection: close`; wrk keeps
+//!   no client session, so every handshake is full), RSA-2048: handshakes/s and proxy CPU µs per
+//!   handshake (the whole connection: handshake, one request, close).
+//! - `idle_conns`: `--idle-conns` (10,000) idle keep-alive client connections, plain and TLS
+//!   (one request each, then idle), on fresh processes: proxy RSS growth per connection. The
+//!   plain ones are held by this process; the TLS ones by a Python asyncio client (`python3`,
+//!   its `ssl` module, ALPN `http/1.1`) on the load core, which completes every handshake and
+//!   request and then holds the connections without a thread per connection. Capped by the
+//!   open-files hard limit (printed when it applies).
+//! - `syscalls`: after the rounds, a separate run per proxy under `strace -c -f` attached to
+//!   every thread of the proxy's processes, over a fixed count of requests (`--strace-requests`,
+//!   20,000; `h2load --h1 -c64` for `h1`, `h2load -c16 -m32` for `h2tls`): syscalls per request,
+//!   total and the most frequent ones, printed beside the CPU figures. strace slows the proxy
+//!   down, so no timing is taken from this run.
 //!
 //! The lab's own limits are measured in the same run, so that a ratio can be read against what
 //! this machine can show at all:
@@ -22,18 +38,29 @@
 //! - Busy % of both cores during every `h1` and `h2tls` run (`/proc/stat`): when the load core
 //!   is saturated, the client and origin, not the proxy, set the req/s.
 //!
-//! Which weir runs: the `weir` binary built with fat LTO in `target/bench-lto`, as
+//! Targets (issue 15), each marked met / not met for every weir in the run: HTTP/2 over TLS CPU
+//! per request ≤ 0.8× HAProxy's and ≤ 0.7× nginx's, its p99 no worse than either; HTTP/1.1 CPU
+//! per request ≤ 0.85× the better of HAProxy and nginx; idle RSS per connection (plain and TLS)
+//! ≤ nginx's; CPU per full TLS handshake ≤ 0.8× the better of HAProxy and nginx.
+//!
+//! Which weir runs: the `weir` binary built by `cargo build --release` (fat LTO, Cargo.toml), as
 //! `weir run --config FILE` with `[workers] count = 1` (the control plane and one worker process
 //! pinned to the proxy core). `--weir-bin PATH` runs `PATH run --config FILE` instead.
+//! `--h2-engine weir|hyper` writes `[load_balancer] http2_engine = "…"` into weir's config
+//! (without the option the key is left out: weir's default engine); `--h2-engine both` runs
+//! weir twice, as the proxies `weir` (engine `weir`) and `weir-hyper` (engine `hyper`), in the
+//! same alternation.
 //!
-//! Options: `--duration SECS` (default 10), `--rounds N` (default 3), `--quick` (3 s, 1 round,
-//! 2,000 idle connections), `--weir-bin PATH`. Writes `target/bench/http.json`.
-//! Traffic goes to 127.0.0.1 only.
+//! Options: `--duration SECS` (default 10), `--rounds N` (default 3), `--idle-conns N` (10,000),
+//! `--strace-requests N` (20,000), `--quick` (3 s, 1 round, 2,000 idle connections, 5,000
+//! strace requests), `--weir-bin PATH`, `--h2-engine weir|hyper|both`, `--compare FILE` (a
+//! previous `http.json`: prints every median figure's change against it, per proxy). Writes
+//! `target/bench/http.json`. Traffic goes to 127.0.0.1 only.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,14 +70,69 @@ const PROXY_CORE: &str = "0";
 const LOAD_CORE: &str = "1";
 const ORIGIN: u16 = 18_100;
 /// The TCP relay that measures the lab's ceiling (see the module comment).
-const RELAY: u16 = 18_140;
-const NAMES: [&str; 3] = ["weir", "haproxy", "nginx"];
+const RELAY: u16 = 18_190;
+
+/// Which HTTP/2 engine weir is told to use (`--h2-engine`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum H2Engine {
+    /// No `http2_engine` key: weir's default.
+    Default,
+    Weir,
+    Hyper,
+    /// weir twice: `weir` (engine `weir`) and `weir-hyper` (engine `hyper`).
+    Both,
+}
+
+/// What a proxy under test is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// weir, with the `http2_engine` value to write (`None`: leave the key out).
+    Weir(Option<&'static str>),
+    Haproxy,
+    Nginx,
+}
+
+/// One proxy under test: its name in the report and the tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Spec {
+    name: &'static str,
+    kind: Kind,
+}
+
+/// The proxies of a run, weir first (in the alternation's order).
+fn specs(engine: H2Engine) -> Vec<Spec> {
+    let weir = |name, e| Spec {
+        name,
+        kind: Kind::Weir(e),
+    };
+    let mut v = match engine {
+        H2Engine::Default => vec![weir("weir", None)],
+        H2Engine::Weir => vec![weir("weir", Some("weir"))],
+        H2Engine::Hyper => vec![weir("weir-hyper", Some("hyper"))],
+        H2Engine::Both => vec![
+            weir("weir", Some("weir")),
+            weir("weir-hyper", Some("hyper")),
+        ],
+    };
+    v.push(Spec {
+        name: "haproxy",
+        kind: Kind::Haproxy,
+    });
+    v.push(Spec {
+        name: "nginx",
+        kind: Kind::Nginx,
+    });
+    v
+}
 
 struct Opts {
     duration: u64,
     rounds: usize,
     idle_conns: usize,
+    strace_requests: u64,
     weir_bin: Option<PathBuf>,
+    h2_engine: H2Engine,
+    compare: Option<PathBuf>,
 }
 
 fn parse(args: &[String]) -> Result<Opts> {
@@ -58,21 +140,41 @@ fn parse(args: &[String]) -> Result<Opts> {
         duration: 10,
         rounds: 3,
         idle_conns: 10_000,
+        strace_requests: 20_000,
         weir_bin: None,
+        h2_engine: H2Engine::Default,
+        compare: None,
     };
     let mut it = args.iter().filter(|a| *a != "bench" && *a != "http");
     while let Some(a) = it.next() {
         match a.as_str() {
             "--duration" => o.duration = it.next().context("--duration SECS")?.parse()?,
             "--rounds" => o.rounds = it.next().context("--rounds N")?.parse()?,
+            "--idle-conns" => o.idle_conns = it.next().context("--idle-conns N")?.parse()?,
+            "--strace-requests" => {
+                o.strace_requests = it.next().context("--strace-requests N")?.parse()?;
+            }
             "--weir-bin" => o.weir_bin = Some(it.next().context("--weir-bin PATH")?.into()),
+            "--compare" => o.compare = Some(it.next().context("--compare FILE")?.into()),
+            "--h2-engine" => {
+                o.h2_engine = match it.next().map(String::as_str) {
+                    Some("weir") => H2Engine::Weir,
+                    Some("hyper") => H2Engine::Hyper,
+                    Some("both") => H2Engine::Both,
+                    other => bail!("--h2-engine weir|hyper|both, not {other:?}"),
+                };
+            }
             "--quick" => {
                 o.duration = 3;
                 o.rounds = 1;
                 o.idle_conns = 2_000;
+                o.strace_requests = 5_000;
             }
             other => bail!("unknown option {other}; see xtask/src/bench_http.rs"),
         }
+    }
+    if o.rounds == 0 || o.duration == 0 || o.strace_requests == 0 {
+        bail!("--rounds, --duration and --strace-requests must be at least 1");
     }
     Ok(o)
 }
@@ -119,6 +221,8 @@ fn ensure_tools() -> Result<()> {
         ("h2load", "nghttp2-client"),
         ("openssl", "openssl"),
         ("taskset", "util-linux"),
+        ("strace", "strace"),
+        ("python3", "python3"),
     ];
     let missing: Vec<&str> = need
         .iter()
@@ -159,6 +263,20 @@ impl Proc {
                 if ppid == Some(me) {
                     v.push(pid);
                 }
+            }
+        }
+        v
+    }
+    /// Every thread of the process and its direct children (what strace attaches to).
+    fn tids(&self) -> Vec<u32> {
+        let mut v = Vec::new();
+        for p in self.pids() {
+            match std::fs::read_dir(format!("/proc/{p}/task")) {
+                Ok(rd) => v.extend(
+                    rd.flatten()
+                        .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok()),
+                ),
+                Err(_) => v.push(p),
             }
         }
         v
@@ -256,7 +374,23 @@ fn nofile_hard() -> u64 {
         .unwrap_or(65_536)
 }
 
-fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
+/// weir's configuration, with `http2_engine` only when one is asked for.
+fn weir_config(d: &str, conns: usize, p: &Ports, engine: Option<&str>) -> String {
+    let engine = engine.map_or_else(String::new, |e| format!("http2_engine = \"{e}\"\n"));
+    format!(
+        "[workers]\ncount = 1\n\n[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n{engine}\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = {}\ndefault_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"HTTPS\"\n\
+         certificate = [{{ certificate_file = \"{d}/cert.pem\", private_key_file = \"{d}/key.pem\" }}]\n\
+         default_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
+         [[target_group]]\nname = \"origin\"\ntarget = [{{ id = \"127.0.0.1\", port = {ORIGIN} }}]\n",
+        p.h1, p.tls
+    )
+}
+
+/// Writes every proxy's configuration (`<name>.toml` for weir, `haproxy.cfg`, `nginx.conf`), the
+/// origin's and the relay's.
+fn write_configs(dir: &Path, specs: &[Spec], idle_conns: usize) -> Result<()> {
     let d = dir.display();
     let nofile = nofile_hard();
     let conns = idle_conns + 2_000;
@@ -274,30 +408,39 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
                server {{ listen 127.0.0.1:{ORIGIN} backlog=4096; location / {{ return 200 \"hello from the origin\\n\"; }} }} }}\n"
         ),
     )?;
-    let (w, h, n) = (ports(0), ports(1), ports(2));
-    std::fs::write(
-        dir.join("weir.toml"),
-        format!(
-            "[workers]\ncount = 1\n\n[load_balancer]\nmax_connections_per_worker = {weir_conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n\n\
-             [[listener]]\naddress = \"127.0.0.1\"\nport = {}\ndefault_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
-             [[listener]]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"HTTPS\"\n\
-             certificate = [{{ certificate_file = \"{d}/cert.pem\", private_key_file = \"{d}/key.pem\" }}]\n\
-             default_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
-             [[target_group]]\nname = \"origin\"\ntarget = [{{ id = \"127.0.0.1\", port = {ORIGIN} }}]\n",
-            w.h1, w.tls
-        ),
-    )?;
-    std::fs::write(
-        dir.join("haproxy.cfg"),
-        format!(
-            "global\n  nbthread 1\n  maxconn {hap_conns}\n  ulimit-n {nofile}\n  tune.ssl.default-dh-param 2048\n\
-             defaults\n  mode http\n  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n  option http-keep-alive\n  http-reuse safe\n\
-             frontend h1\n  bind 127.0.0.1:{}\n  default_backend origin\n\
-             frontend tls\n  bind 127.0.0.1:{} ssl crt {d}/combined.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2\n  default_backend origin\n\
-             backend origin\n  server o 127.0.0.1:{ORIGIN}\n",
-            h.h1, h.tls
-        ),
-    )?;
+    for (i, spec) in specs.iter().enumerate() {
+        let p = ports(i);
+        match spec.kind {
+            Kind::Weir(engine) => std::fs::write(
+                dir.join(format!("{}.toml", spec.name)),
+                weir_config(&d.to_string(), weir_conns, &p, engine),
+            )?,
+            Kind::Haproxy => std::fs::write(
+                dir.join("haproxy.cfg"),
+                format!(
+                    "global\n  nbthread 1\n  maxconn {hap_conns}\n  ulimit-n {nofile}\n  tune.ssl.default-dh-param 2048\n\
+                     defaults\n  mode http\n  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n  option http-keep-alive\n  http-reuse safe\n\
+                     frontend h1\n  bind 127.0.0.1:{}\n  default_backend origin\n\
+                     frontend tls\n  bind 127.0.0.1:{} ssl crt {d}/combined.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2\n  default_backend origin\n\
+                     backend origin\n  server o 127.0.0.1:{ORIGIN}\n",
+                    p.h1, p.tls
+                ),
+            )?,
+            Kind::Nginx => std::fs::write(
+                dir.join("nginx.conf"),
+                format!(
+                    "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/nginx.err; worker_rlimit_nofile {nofile};\n\
+                     events {{ worker_connections {conns}; }}\n\
+                     http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;\n\
+                       upstream origin {{ server 127.0.0.1:{ORIGIN}; keepalive 128; }}\n\
+                       server {{ listen 127.0.0.1:{} backlog=4096; listen 127.0.0.1:{} ssl http2 backlog=4096;\n\
+                         ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; ssl_protocols TLSv1.2 TLSv1.3;\n\
+                         location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n",
+                    p.h1, p.tls
+                ),
+            )?,
+        }
+    }
     // The ceiling/floor baseline: a TCP relay doing no HTTP work (see the module comment).
     std::fs::write(
         dir.join("relay.cfg"),
@@ -305,19 +448,6 @@ fn write_configs(dir: &Path, idle_conns: usize) -> Result<()> {
             "global\n  nbthread 1\n  maxconn 2000\n\
              defaults\n  mode tcp\n  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n\
              listen relay\n  bind 127.0.0.1:{RELAY}\n  server o 127.0.0.1:{ORIGIN}\n"
-        ),
-    )?;
-    std::fs::write(
-        dir.join("nginx.conf"),
-        format!(
-            "daemon off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/nginx.err; worker_rlimit_nofile {nofile};\n\
-             events {{ worker_connections {conns}; }}\n\
-             http {{ access_log off; keepalive_requests 10000000; keepalive_timeout 300s;\n\
-               upstream origin {{ server 127.0.0.1:{ORIGIN}; keepalive 128; }}\n\
-               server {{ listen 127.0.0.1:{} backlog=4096; listen 127.0.0.1:{} ssl http2 backlog=4096;\n\
-                 ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; ssl_protocols TLSv1.2 TLSv1.3;\n\
-                 location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n",
-            n.h1, n.tls
         ),
     )?;
     Ok(())
@@ -410,8 +540,9 @@ fn wrk(url: &str, conns: u32, secs: u64, extra: &[&str]) -> Result<(f64, f64, f6
     Ok((rps, p50, p99, total, errors))
 }
 
-fn h2load(url: &str, secs: u64, log: &Path) -> Result<(f64, f64, f64, u64, u64)> {
-    let d = secs.to_string();
+/// One h2load run with `load` (connections, streams, `-D SECS` or `-n COUNT`, `--h1`): req/s,
+/// p50, p99 (µs), requests done, requests failed.
+fn h2load(url: &str, load: &[&str], log: &Path) -> Result<(f64, f64, f64, u64, u64)> {
     let lf = log.display().to_string();
     // h2load appends to its log file: without this, every earlier run would be in the p99.
     match std::fs::remove_file(log) {
@@ -422,22 +553,12 @@ fn h2load(url: &str, secs: u64, log: &Path) -> Result<(f64, f64, f64, u64, u64)>
     }
     let out = sh(
         "taskset",
-        &[
-            "-c",
-            LOAD_CORE,
-            "h2load",
-            "-c",
-            "16",
-            "-m",
-            "32",
-            "-t",
-            "1",
-            "-D",
-            &d,
-            "--log-file",
-            &lf,
-            url,
-        ],
+        &["-c", LOAD_CORE, "h2load", "-t", "1", "--log-file", &lf]
+            .iter()
+            .chain(load)
+            .chain(&[url])
+            .copied()
+            .collect::<Vec<_>>(),
     )?;
     let rps = out
         .lines()
@@ -585,8 +706,341 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// The Python client that holds TLS keep-alive connections: `N` handshakes (ALPN `http/1.1`,
+/// 64 at a time), one request each, then `ready N` on stdout, and it holds them until stdin
+/// closes. asyncio: one process and no thread per connection, so 10,000 fit.
+const TLS_HOLDER: &str = r#"
+import asyncio, resource, ssl, sys
+port, n = int(sys.argv[1]), int(sys.argv[2])
+_, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+ctx.set_alpn_protocols(["http/1.1"])
+async def one(sem, keep):
+    async with sem:
+        r, w = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=ctx), 30)
+        w.write(b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
+        head = await asyncio.wait_for(r.read(1024), 30)
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise SystemExit("unexpected answer: %r" % head[:64])
+        keep.append((r, w))
+async def main():
+    sem, keep = asyncio.Semaphore(64), []
+    await asyncio.gather(*(one(sem, keep) for _ in range(n)))
+    print("ready", len(keep), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+asyncio.run(main())
+"#;
+
+/// The TLS holder while it holds its connections; they close when it is dropped.
+struct TlsHolder(Child);
+
+impl Drop for TlsHolder {
+    fn drop(&mut self) {
+        drop(self.0.stdin.take());
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Opens `n` TLS keep-alive connections to `port` (one request each) and holds them.
+fn tls_connections(port: u16, n: usize) -> Result<TlsHolder> {
+    let mut child = Command::new("taskset")
+        .args(["-c", LOAD_CORE, "python3", "-c", TLS_HOLDER])
+        .args([port.to_string(), n.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("start python3 (the TLS client)")?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        BufReader::new(out).read_line(&mut line)?;
+    }
+    if line.trim() != format!("ready {n}") {
+        let _ = child.kill();
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        let _ = child.wait();
+        bail!("TLS client on port {port}: {line:?} {err}");
+    }
+    Ok(TlsHolder(child))
+}
+
+/// RSS (KiB) once it holds steady: a process may still be settling after it listens (weir's
+/// control plane loads its programs and maps after starting the worker), and only the
+/// connections' memory is to be counted.
+fn steady_rss(p: &Proc) -> u64 {
+    let mut before = p.rss_kib();
+    for _ in 0..20 {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = p.rss_kib();
+        if now.abs_diff(before) * 200 <= before {
+            return now;
+        }
+        before = now;
+    }
+    before
+}
+
+/// RSS growth per connection, in bytes, while `hold` holds `n` connections.
+fn rss_per_conn<T>(p: &Proc, n: usize, hold: impl FnOnce() -> Result<T>) -> Result<f64> {
+    let before = steady_rss(p);
+    let held = hold()?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after = p.rss_kib();
+    drop(held);
+    Ok(after.saturating_sub(before) as f64 * 1024.0 / n as f64)
+}
+
+/// Calls per syscall (and `total`) from `strace -c`'s summary table.
+fn parse_strace(text: &str) -> BTreeMap<String, u64> {
+    let mut m = BTreeMap::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        // % time, seconds, usecs/call, calls, [errors], syscall
+        if !(5..=6).contains(&f.len()) || f[0].parse::<f64>().is_err() {
+            continue;
+        }
+        if let (Ok(calls), Some(name)) = (f[3].parse::<u64>(), f.last()) {
+            m.insert((*name).to_string(), calls);
+        }
+    }
+    m
+}
+
+/// Syscalls per request of proxy `p` over one `h2load` run of a fixed count (`load`), from
+/// `strace -c -f` attached to every thread of the proxy's processes.
+fn syscalls_per_request(
+    p: &Proc,
+    url: &str,
+    load: &[&str],
+    dir: &Path,
+    tag: &str,
+) -> Result<BTreeMap<String, f64>> {
+    let out = dir.join(format!("strace-{tag}.txt"));
+    let mut args = vec![
+        "-c".to_string(),
+        "-f".into(),
+        "-o".into(),
+        out.display().to_string(),
+    ];
+    for t in p.tids() {
+        args.push("-p".into());
+        args.push(t.to_string());
+    }
+    let mut st = Command::new("strace")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start strace")?;
+    // Attaching takes a moment per thread.
+    std::thread::sleep(Duration::from_secs(1));
+    let run = h2load(url, load, &dir.join(format!("h2load-strace-{tag}.log")));
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = Command::new("kill")
+        .args(["-INT", &st.id().to_string()])
+        .status();
+    let _ = st.wait();
+    let (_, _, _, done, failed) = run?;
+    if done == 0 || failed > 0 {
+        bail!("strace run {tag}: {done} requests done, {failed} failed");
+    }
+    let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
+    Ok(parse_strace(&text)
+        .into_iter()
+        .map(|(k, v)| (k, v as f64 / done as f64))
+        .collect())
+}
+
+/// `total 4.09/req: sendto 2.00, recvfrom 2.01, …` (the `top` most frequent).
+fn syscall_line(per_req: &BTreeMap<String, f64>, top: usize) -> String {
+    let mut v: Vec<(&String, &f64)> = per_req.iter().filter(|(k, _)| *k != "total").collect();
+    v.sort_by(|a, b| b.1.total_cmp(a.1));
+    let list: Vec<String> = v
+        .iter()
+        .take(top)
+        .map(|(k, n)| format!("{k} {n:.2}"))
+        .collect();
+    format!(
+        "total {:.2}/req: {}",
+        per_req.get("total").copied().unwrap_or(f64::NAN),
+        list.join(", ")
+    )
+}
+
+/// name → metric → median.
+type Medians = BTreeMap<String, BTreeMap<String, f64>>;
+
+fn get(med: &Medians, name: &str, key: &str) -> f64 {
+    med.get(name)
+        .and_then(|m| m.get(key))
+        .copied()
+        .unwrap_or(f64::NAN)
+}
+
+/// One of issue 15's targets for one weir: weir's figure over the reference's, and the bound.
+#[derive(Debug)]
+struct Goal {
+    what: &'static str,
+    ratio: f64,
+    limit: f64,
+}
+
+impl Goal {
+    /// A figure that was not measured (NaN) is not met.
+    fn met(&self) -> bool {
+        self.ratio <= self.limit
+    }
+}
+
+/// Issue 15's targets for weir `w` (every figure: lower is better).
+fn goals(med: &Medians, w: &str) -> Vec<Goal> {
+    let g = |k: &str| (get(med, w, k), get(med, "haproxy", k), get(med, "nginx", k));
+    let better = |h: f64, n: f64| {
+        if h.is_nan() || n.is_nan() {
+            f64::NAN
+        } else {
+            h.min(n)
+        }
+    };
+    let (h2w, h2h, h2n) = g("h2tls_cpu_us_per_req");
+    let (p99w, p99h, p99n) = g("h2tls_p99_us");
+    let (h1w, h1h, h1n) = g("h1_cpu_us_per_req");
+    let (iw, _, i_n) = g("idle_conn_bytes");
+    let (tw, _, tn) = g("idle_tls_conn_bytes");
+    let (hsw, hsh, hsn) = g("tls_handshake_cpu_us");
+    let goal = |what, ratio, limit| Goal { what, ratio, limit };
+    vec![
+        goal("HTTP/2 TLS CPU/request vs HAProxy", h2w / h2h, 0.8),
+        goal("HTTP/2 TLS CPU/request vs nginx", h2w / h2n, 0.7),
+        goal(
+            "HTTP/2 TLS p99 vs the better",
+            p99w / better(p99h, p99n),
+            1.0,
+        ),
+        goal(
+            "HTTP/1.1 CPU/request vs the better",
+            h1w / better(h1h, h1n),
+            0.85,
+        ),
+        goal("idle plain RSS/conn vs nginx", iw / i_n, 1.0),
+        goal("idle TLS RSS/conn vs nginx", tw / tn, 1.0),
+        goal(
+            "CPU per TLS handshake vs the better",
+            hsw / better(hsh, hsn),
+            0.8,
+        ),
+    ]
+}
+
+/// (metric, proxy, before, after) for every median present in both `old` (a previous
+/// `http.json`) and `new`, in `order`'s order of metrics.
+fn changes(old: &Value, new: &Medians, order: &[&str]) -> Vec<(String, String, f64, f64)> {
+    let mut v = Vec::new();
+    for k in order {
+        for (name, ms) in new {
+            if let (Some(after), Some(before)) = (ms.get(*k), old["median"][name][*k].as_f64()) {
+                v.push(((*k).to_string(), name.clone(), before, *after));
+            }
+        }
+    }
+    v
+}
+
+/// Change in percent, `+` meaning the figure grew.
+fn change_pct(before: f64, after: f64) -> f64 {
+    100.0 * (after - before) / before
+}
+
+/// Figures of the table and of `--compare`, in print order.
+const METRICS: [&str; 18] = [
+    "h1_cpu_us_per_req",
+    "h1_syscalls_per_req",
+    "h1_rps",
+    "h1_p50_us",
+    "h1_p99_us",
+    "h1_proxy_core_busy_pct",
+    "h1_load_core_busy_pct",
+    "h2tls_cpu_us_per_req",
+    "h2tls_syscalls_per_req",
+    "h2tls_rps",
+    "h2tls_p50_us",
+    "h2tls_p99_us",
+    "h2tls_proxy_core_busy_pct",
+    "h2tls_load_core_busy_pct",
+    "tls_handshake_cpu_us",
+    "tls_handshakes_per_s",
+    "idle_conn_bytes",
+    "idle_tls_conn_bytes",
+];
+
+/// Starts every proxy of `specs` on the proxy core and waits until each listens.
+fn start_proxies(specs: &[Spec], weir_bin: &str, dir: &Path) -> Result<Vec<Proc>> {
+    let d = dir.display().to_string();
+    let mut procs = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let log = dir.join(format!("{}.log", spec.name));
+        let (cmd, args): (&str, Vec<String>) = match spec.kind {
+            Kind::Weir(_) => (
+                weir_bin,
+                vec![
+                    "run".into(),
+                    "--config".into(),
+                    format!("{d}/{}.toml", spec.name),
+                ],
+            ),
+            Kind::Haproxy => ("haproxy", vec!["-f".into(), format!("{d}/haproxy.cfg")]),
+            Kind::Nginx => (
+                "nginx",
+                vec![
+                    "-c".into(),
+                    format!("{d}/nginx.conf"),
+                    "-p".into(),
+                    d.clone(),
+                ],
+            ),
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        procs.push(spawn(spec.name, PROXY_CORE, cmd, &args, &log)?);
+        if let Err(e) = wait_port(ports(i).h1).and_then(|()| wait_port(ports(i).tls)) {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(10).collect();
+            bail!(
+                "{}: {e}; last lines of {}:\n{}",
+                spec.name,
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+    }
+    Ok(procs)
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let mut o = parse(args)?;
+    let compare: Option<Value> = match &o.compare {
+        Some(f) => Some(
+            serde_json::from_str(
+                &std::fs::read_to_string(f).with_context(|| format!("read {}", f.display()))?,
+            )
+            .with_context(|| format!("{}: not JSON", f.display()))?,
+        ),
+        None => None,
+    };
     let cap = (nofile_hard() as usize).saturating_sub(100) / 2 - 500;
     if o.idle_conns > cap {
         eprintln!(
@@ -610,15 +1064,8 @@ pub fn run(args: &[String]) -> Result<()> {
         .stderr(Stdio::null())
         .status();
 
-    let weir_cmd: (String, Vec<String>) = match &o.weir_bin {
-        Some(b) => (
-            b.display().to_string(),
-            vec![
-                "run".into(),
-                "--config".into(),
-                dir.join("weir.toml").display().to_string(),
-            ],
-        ),
+    let weir_bin: String = match &o.weir_bin {
+        Some(b) => b.display().to_string(),
         None => {
             // The release profile users get (fat LTO, one codegen unit: Cargo.toml).
             eprintln!("building weir (release)");
@@ -641,19 +1088,18 @@ pub fn run(args: &[String]) -> Result<()> {
             }
             // The real product path: `weir run` (control plane + one pinned worker process,
             // steered by the SK_REUSEPORT program), no XDP since the traffic is on loopback.
-            (
-                target.join("release/weir").display().to_string(),
-                vec![
-                    "run".into(),
-                    "--config".into(),
-                    dir.join("weir.toml").display().to_string(),
-                ],
-            )
+            target.join("release/weir").display().to_string()
         }
     };
 
+    let specs = specs(o.h2_engine);
+    let weirs: Vec<&str> = specs
+        .iter()
+        .filter(|s| matches!(s.kind, Kind::Weir(_)))
+        .map(|s| s.name)
+        .collect();
     make_cert(&dir)?;
-    write_configs(&dir, o.idle_conns)?;
+    write_configs(&dir, &specs, o.idle_conns)?;
     let d = dir.display().to_string();
     let _origin = spawn(
         "origin",
@@ -663,30 +1109,70 @@ pub fn run(args: &[String]) -> Result<()> {
         &dir.join("origin.log"),
     )?;
     wait_port(ORIGIN)?;
-    let weir_args: Vec<&str> = weir_cmd.1.iter().map(String::as_str).collect();
-    let procs = [
-        spawn(
-            "weir",
-            PROXY_CORE,
-            &weir_cmd.0,
-            &weir_args,
-            &dir.join("weir.log"),
-        )?,
-        spawn(
-            "haproxy",
-            PROXY_CORE,
-            "haproxy",
-            &["-f", &format!("{d}/haproxy.cfg")],
-            &dir.join("haproxy.log"),
-        )?,
-        spawn(
-            "nginx",
-            PROXY_CORE,
-            "nginx",
-            &["-c", &format!("{d}/nginx.conf"), "-p", &d],
-            &dir.join("nginx.log"),
-        )?,
-    ];
+    // name → metric → values over rounds
+    let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
+    // Memory first, on fresh processes: RSS growth per idle keep-alive connection, plain, then
+    // TLS on processes started again (an allocator keeps what the plain connections freed, which
+    // the TLS ones would reuse unseen).
+    let procs = start_proxies(&specs, &weir_bin, &dir)?;
+    idle_pass(&specs, &procs, false, o.idle_conns, &mut m)?;
+    drop(procs);
+    let procs = start_proxies(&specs, &weir_bin, &dir)?;
+    idle_pass(&specs, &procs, true, o.idle_conns, &mut m)?;
+    rounds(&o, &specs, &weirs, procs, m, &dir, &weir_bin, compare)
+}
+
+/// RSS growth per idle keep-alive connection (`tls` or plain) of every proxy, into `m`.
+fn idle_pass<'a>(
+    specs: &'a [Spec],
+    procs: &[Proc],
+    tls: bool,
+    n: usize,
+    m: &mut BTreeMap<&'a str, BTreeMap<&'static str, Vec<f64>>>,
+) -> Result<()> {
+    for (i, (spec, p)) in specs.iter().zip(procs).enumerate() {
+        eprintln!(
+            "{}: {n} idle {} connections",
+            spec.name,
+            if tls { "TLS" } else { "plain" }
+        );
+        let port = ports(i);
+        // Warm up first (code paged in, allocator pools, first target connections, session
+        // caches) so that only what the idle connections hold is counted, for every proxy.
+        let per = if tls {
+            drop(tls_connections(port.tls, 200)?);
+            rss_per_conn(p, n, || tls_connections(port.tls, n))?
+        } else {
+            drop(idle_connections(port.h1, 200)?);
+            rss_per_conn(p, n, || idle_connections(port.h1, n))?
+        };
+        let key = if tls {
+            "idle_tls_conn_bytes"
+        } else {
+            "idle_conn_bytes"
+        };
+        m.entry(spec.name)
+            .or_default()
+            .entry(key)
+            .or_default()
+            .push(per);
+    }
+    Ok(())
+}
+
+/// The alternated rounds, the strace runs and the report, on the proxies started last.
+#[allow(clippy::too_many_arguments)]
+fn rounds(
+    o: &Opts,
+    specs: &[Spec],
+    weirs: &[&str],
+    procs: Vec<Proc>,
+    mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>>,
+    dir: &Path,
+    weir_bin: &str,
+    compare: Option<Value>,
+) -> Result<()> {
+    let d = dir.display().to_string();
     let relay = spawn(
         "relay",
         PROXY_CORE,
@@ -694,53 +1180,19 @@ pub fn run(args: &[String]) -> Result<()> {
         &["-f", &format!("{d}/relay.cfg")],
         &dir.join("relay.log"),
     )?;
-    for i in 0..3 {
-        wait_port(ports(i).h1)?;
-        wait_port(ports(i).tls)?;
-    }
     wait_port(RELAY)?;
-    // name → metric → values over rounds
-    let mut m: BTreeMap<&str, BTreeMap<&str, Vec<f64>>> = BTreeMap::new();
-    // Memory first, on fresh processes: RSS growth for 10,000 idle keep-alive connections.
-    for (i, p) in procs.iter().enumerate() {
-        // Warm up first (code paged in, allocator pools, first target connections) so that
-        // only what the idle connections hold is counted, for every proxy alike.
-        drop(idle_connections(ports(i).h1, 200)?);
-        // A process may still be settling after it listens (weir's control plane loads its
-        // programs and maps after starting the worker): wait until RSS is steady, so only the
-        // connections' memory is counted.
-        let mut before = p.rss_kib();
-        for _ in 0..20 {
-            std::thread::sleep(Duration::from_millis(250));
-            let now = p.rss_kib();
-            if now.abs_diff(before) * 200 <= before {
-                before = now;
-                break;
-            }
-            before = now;
-        }
-        let conns = idle_connections(ports(i).h1, o.idle_conns)?;
-        std::thread::sleep(Duration::from_millis(500));
-        let after = p.rss_kib();
-        drop(conns);
-        let per = (after.saturating_sub(before)) as f64 * 1024.0 / o.idle_conns as f64;
-        m.entry(NAMES[i])
-            .or_default()
-            .entry("idle_conn_bytes")
-            .or_default()
-            .push(per);
-    }
     std::thread::sleep(Duration::from_secs(1));
     // Warm-up: pools, caches.
-    for i in 0..3 {
+    for i in 0..specs.len() {
         wrk(&format!("http://127.0.0.1:{}/", ports(i).h1), 64, 1, &[])?;
     }
     wrk(&format!("http://127.0.0.1:{RELAY}/"), 64, 1, &[])?;
 
+    let secs = o.duration.to_string();
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
     for round in 0..o.rounds {
-        for (i, p) in procs.iter().enumerate() {
-            let name = NAMES[i];
+        for (i, (spec, p)) in specs.iter().zip(&procs).enumerate() {
+            let name = spec.name;
             eprintln!("round {}/{}: {name}", round + 1, o.rounds);
             let e = m.entry(name).or_default();
             *errors.entry(name).or_default() += h1_run(e, p, ports(i).h1, o.duration)?;
@@ -748,7 +1200,7 @@ pub fn run(args: &[String]) -> Result<()> {
             let cores0 = CoreTimes::now();
             let (rps, p50, p99, done, err) = h2load(
                 &format!("https://127.0.0.1:{}/", ports(i).tls),
-                o.duration,
+                &["-c", "16", "-m", "32", "-D", &secs],
                 &dir.join(format!("h2load-{name}.log")),
             )?;
             let cpu = p.cpu_seconds() - cpu0;
@@ -767,13 +1219,21 @@ pub fn run(args: &[String]) -> Result<()> {
             e.entry("h2tls_p50_us").or_default().push(p50);
             e.entry("h2tls_p99_us").or_default().push(p99);
             *errors.entry(name).or_default() += err;
-            let (hs, ..) = wrk(
+            // Full handshakes: a new connection per request, CPU per connection.
+            let cpu0 = p.cpu_seconds();
+            let (hs, _, _, total, _) = wrk(
                 &format!("https://127.0.0.1:{}/", ports(i).tls),
                 32,
                 o.duration.min(5),
                 &["-H", "Connection: close"],
             )?;
+            let cpu = p.cpu_seconds() - cpu0;
             e.entry("tls_handshakes_per_s").or_default().push(hs);
+            if total > 0 {
+                e.entry("tls_handshake_cpu_us")
+                    .or_default()
+                    .push(cpu * 1e6 / total as f64);
+            }
         }
         eprintln!(
             "round {}/{}: relay (the lab's ceiling)",
@@ -783,121 +1243,169 @@ pub fn run(args: &[String]) -> Result<()> {
         let e = m.entry("relay").or_default();
         *errors.entry("relay").or_default() += h1_run(e, &relay, RELAY, o.duration)?;
     }
-    drop(procs);
     drop(relay);
 
-    let med: BTreeMap<&str, BTreeMap<&str, f64>> = m
+    // Syscalls per request: a separate run of a fixed count under strace.
+    let n = o.strace_requests.to_string();
+    let mut sys: BTreeMap<&str, BTreeMap<&str, BTreeMap<String, f64>>> = BTreeMap::new();
+    for (i, (spec, p)) in specs.iter().zip(&procs).enumerate() {
+        eprintln!("strace: {} over {n} requests", spec.name);
+        let h1 = syscalls_per_request(
+            p,
+            &format!("http://127.0.0.1:{}/", ports(i).h1),
+            &["--h1", "-c", "64", "-n", &n],
+            dir,
+            &format!("{}-h1", spec.name),
+        )?;
+        let h2 = syscalls_per_request(
+            p,
+            &format!("https://127.0.0.1:{}/", ports(i).tls),
+            &["-c", "16", "-m", "32", "-n", &n],
+            dir,
+            &format!("{}-h2tls", spec.name),
+        )?;
+        let e = m.entry(spec.name).or_default();
+        for (key, per) in [
+            ("h1_syscalls_per_req", &h1),
+            ("h2tls_syscalls_per_req", &h2),
+        ] {
+            e.entry(key)
+                .or_default()
+                .push(per.get("total").copied().unwrap_or(f64::NAN));
+        }
+        let s = sys.entry(spec.name).or_default();
+        s.insert("h1", h1);
+        s.insert("h2tls", h2);
+    }
+    drop(procs);
+
+    let med: Medians = m
         .iter()
         .map(|(n, ms)| {
             (
-                *n,
-                ms.iter().map(|(k, v)| (*k, median(v.clone()))).collect(),
+                (*n).to_string(),
+                ms.iter()
+                    .map(|(k, v)| ((*k).to_string(), median(v.clone())))
+                    .collect(),
             )
         })
         .collect();
-    let metrics = [
-        "h1_rps",
-        "h1_p50_us",
-        "h1_p99_us",
-        "h1_cpu_us_per_req",
-        "h1_proxy_core_busy_pct",
-        "h1_load_core_busy_pct",
-        "h2tls_rps",
-        "h2tls_p50_us",
-        "h2tls_p99_us",
-        "h2tls_cpu_us_per_req",
-        "h2tls_proxy_core_busy_pct",
-        "h2tls_load_core_busy_pct",
-        "tls_handshakes_per_s",
-        "idle_conn_bytes",
-    ];
-    let get = |n: &str, k: &str| {
-        med.get(n)
-            .and_then(|x| x.get(k))
-            .copied()
-            .unwrap_or(f64::NAN)
-    };
+    let names: Vec<&str> = specs
+        .iter()
+        .map(|s| s.name)
+        .chain(["relay"])
+        .collect::<Vec<_>>();
     println!(
         "\nweir vs HAProxy 2.6 vs nginx 1.22 — one worker on core {PROXY_CORE}, origin + client on core {LOAD_CORE}, median of {} round(s) of {} s",
         o.rounds, o.duration
     );
-    println!(
-        "{:<26}{:>12}{:>12}{:>12}{:>12}{:>10}{:>10}",
-        "metric", "weir", "haproxy", "nginx", "tcp relay", "weir/hap", "weir/ngx"
-    );
+    let mut head = format!("{:<26}", "metric");
+    for n in &names {
+        head += &format!("{:>12}", if *n == "relay" { "tcp relay" } else { n });
+    }
+    for w in weirs {
+        head += &format!("{:>16}{:>16}", format!("{w}/hap"), format!("{w}/ngx"));
+    }
+    println!("{head}");
     let mut ratios = serde_json::Map::new();
-    for k in metrics {
-        let (w, h, n, r) = (
-            get("weir", k),
-            get("haproxy", k),
-            get("nginx", k),
-            get("relay", k),
-        );
-        let relay = if r.is_nan() {
-            "-".to_string()
-        } else {
-            format!("{r:.1}")
-        };
-        println!(
-            "{k:<26}{w:>12.1}{h:>12.1}{n:>12.1}{relay:>12}{:>10.2}{:>10.2}",
-            w / h,
-            w / n
-        );
-        ratios.insert(
-            k.to_string(),
-            json!({ "weir_over_haproxy": w / h, "weir_over_nginx": w / n }),
-        );
+    for k in METRICS {
+        let mut line = format!("{k:<26}");
+        for n in &names {
+            let v = get(&med, n, k);
+            line += &if v.is_nan() {
+                format!("{:>12}", "-")
+            } else {
+                format!("{v:>12.1}")
+            };
+        }
+        for w in weirs {
+            let (rh, rn) = (
+                get(&med, w, k) / get(&med, "haproxy", k),
+                get(&med, w, k) / get(&med, "nginx", k),
+            );
+            line += &format!("{rh:>16.2}{rn:>16.2}");
+            ratios
+                .entry((*w).to_string())
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .map(|o| o.insert(k.into(), json!({ "over_haproxy": rh, "over_nginx": rn })));
+        }
+        println!("{line}");
+    }
+    println!(
+        "\nsyscalls per request (strace -c -f over {} requests; h1: h2load --h1 -c64, h2tls: h2load -c16 -m32)",
+        o.strace_requests
+    );
+    for (name, by) in &sys {
+        for (scenario, per) in by {
+            println!("  {name:<12}{scenario:<7}{}", syscall_line(per, 8));
+        }
     }
     // The lab: what this machine can show at all (see the module comment).
-    let ceiling = get("relay", "h1_rps");
-    let floor = get("relay", "h1_cpu_us_per_req");
-    let (need_hap, need_ngx) = (1.3 * get("haproxy", "h1_rps"), 1.1 * get("nginx", "h1_rps"));
-    let work = |n: &str| get(n, "h1_cpu_us_per_req") - floor;
+    let ceiling = get(&med, "relay", "h1_rps");
+    let floor = get(&med, "relay", "h1_cpu_us_per_req");
+    let work = |n: &str| get(&med, n, "h1_cpu_us_per_req") - floor;
     println!(
-        "\nthe lab (h1): a TCP relay doing no HTTP work reaches {ceiling:.0} req/s (proxy core {:.0} % busy, load core {:.0} %): no proxy can show more here",
-        get("relay", "h1_proxy_core_busy_pct"),
-        get("relay", "h1_load_core_busy_pct")
+        "\nthe lab (h1): a TCP relay doing no HTTP work reaches {ceiling:.0} req/s at {floor:.1} µs CPU/request (proxy core {:.0} % busy, load core {:.0} %): no proxy can show more req/s or less CPU here",
+        get(&med, "relay", "h1_proxy_core_busy_pct"),
+        get(&med, "relay", "h1_load_core_busy_pct")
     );
+    let mut work_json = serde_json::Map::new();
+    let mut parts = Vec::new();
+    for s in specs {
+        parts.push(format!("{} {:.2}", s.name, work(s.name)));
+        work_json.insert(s.name.into(), json!(work(s.name)));
+    }
     println!(
-        "  h1 targets: 1.3 × HAProxy = {need_hap:.0} req/s, 1.1 × nginx = {need_ngx:.0} req/s → {}",
-        if need_hap.max(need_ngx) <= ceiling {
-            "within the ceiling"
-        } else {
-            "beyond the ceiling: not measurable on this machine"
-        }
-    );
-    println!(
-        "  HTTP work per request (CPU µs above the relay's floor of {floor:.1} µs): weir {:.2}, HAProxy {:.2}, nginx {:.2} → weir/hap {:.2}, weir/ngx {:.2}",
-        work("weir"),
-        work("haproxy"),
-        work("nginx"),
-        work("weir") / work("haproxy"),
-        work("weir") / work("nginx")
+        "  HTTP work per request (CPU µs above the relay's floor): {}",
+        parts.join(", ")
     );
     let lab = json!({
         "h1_ceiling_rps": ceiling,
         "h1_floor_cpu_us_per_req": floor,
-        "h1_targets_within_ceiling": need_hap.max(need_ngx) <= ceiling,
-        "h1_http_work_us_per_req": { "weir": work("weir"), "haproxy": work("haproxy"), "nginx": work("nginx") },
+        "h1_http_work_us_per_req": work_json,
     });
-    let targets = json!({
-        "h1_rps_vs_haproxy_ge_1.3": get("weir", "h1_rps") >= need_hap,
-        "h1_rps_vs_nginx_ge_1.1": get("weir", "h1_rps") >= need_ngx,
-        "h2tls_rps_vs_haproxy_ge_1.2": get("weir", "h2tls_rps") >= 1.2 * get("haproxy", "h2tls_rps"),
-        "p99_no_worse": get("weir", "h1_p99_us") <= get("haproxy", "h1_p99_us").min(get("nginx", "h1_p99_us"))
-            && get("weir", "h2tls_p99_us") <= get("haproxy", "h2tls_p99_us").min(get("nginx", "h2tls_p99_us")),
-        "tls_handshakes_ge_haproxy": get("weir", "tls_handshakes_per_s") >= get("haproxy", "tls_handshakes_per_s"),
-        "cpu_per_request_below_both": get("weir", "h1_cpu_us_per_req") < get("haproxy", "h1_cpu_us_per_req").min(get("nginx", "h1_cpu_us_per_req")),
-        "idle_conn_memory_below_haproxy": get("weir", "idle_conn_bytes") < get("haproxy", "idle_conn_bytes"),
-    });
-    println!("\ntargets: {targets}");
+    println!("\ntargets (issue 15; ratio = weir's figure over the reference's, lower is better)");
+    let mut targets = serde_json::Map::new();
+    for w in weirs {
+        for g in goals(&med, w) {
+            println!(
+                "  {w:<12}{:<40}{:>8.2}×  (≤ {}×)  {}",
+                g.what,
+                g.ratio,
+                g.limit,
+                if g.met() { "met" } else { "NOT MET" }
+            );
+            targets.insert(format!("{w}: {} ≤ {}×", g.what, g.limit), json!(g.met()));
+        }
+    }
     println!("client-visible errors: {errors:?}");
+    if let (Some(old), Some(f)) = (&compare, &o.compare) {
+        println!(
+            "\nbefore → after (before: {}, {})",
+            f.display(),
+            old["machine"]["date_utc"].as_str().unwrap_or("undated")
+        );
+        for (k, name, before, after) in changes(old, &med, &METRICS) {
+            println!(
+                "  {k:<26}{name:<12}{before:>12.1} →{after:>12.1}  {:>+7.1} %",
+                change_pct(before, after)
+            );
+        }
+    }
+    let engine = match o.h2_engine {
+        H2Engine::Default => "default",
+        H2Engine::Weir => "weir",
+        H2Engine::Hyper => "hyper",
+        H2Engine::Both => "both",
+    };
     let all: Value = json!({
         "setup": { "proxy_core": PROXY_CORE, "load_core": LOAD_CORE, "duration_s": o.duration, "rounds": o.rounds,
-                   "idle_connections": o.idle_conns, "weir": weir_cmd.0,
+                   "idle_connections": o.idle_conns, "strace_requests": o.strace_requests, "weir": weir_bin,
+                   "h2_engine": engine, "proxies": names,
                    "haproxy": sh("haproxy", &["-v"]).unwrap_or_default().lines().next().unwrap_or(""),
                    "nginx": sh("nginx", &["-v"]).unwrap_or_default().trim() },
-        "median": med, "rounds": m, "ratios": ratios, "lab": lab, "targets": targets, "errors": errors,
+        "median": med, "rounds": m, "ratios": ratios, "syscalls": sys, "lab": lab, "targets": targets, "errors": errors,
     });
     let out = crate::bench::report::write_json("http", &all)?;
     println!("wrote {}", out.display());
@@ -935,5 +1443,150 @@ mod tests {
             "cpu0/cpu1 missing in /proc/stat"
         );
         assert!(now.0.iter().all(|(busy, total)| busy <= total));
+    }
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| (*s).to_string()).collect()
+    }
+
+    #[test]
+    fn options_engine_compare_and_quick() {
+        let o = parse(&args(&[
+            "bench",
+            "http",
+            "--h2-engine",
+            "both",
+            "--compare",
+            "old.json",
+        ]))
+        .unwrap();
+        assert_eq!(o.h2_engine, H2Engine::Both);
+        assert_eq!(o.compare.as_deref(), Some(Path::new("old.json")));
+        let o = parse(&args(&["--quick", "--strace-requests", "100"])).unwrap();
+        assert_eq!((o.duration, o.rounds, o.idle_conns), (3, 1, 2_000));
+        assert_eq!(o.strace_requests, 100);
+        assert_eq!(parse(&[]).unwrap().h2_engine, H2Engine::Default);
+        assert!(parse(&args(&["--h2-engine", "h3"])).is_err());
+        assert!(parse(&args(&["--h2-engine"])).is_err());
+        assert!(parse(&args(&["--rounds", "0"])).is_err());
+        assert!(parse(&args(&["--fast"])).is_err());
+    }
+
+    #[test]
+    fn both_engines_are_two_weirs_in_the_alternation() {
+        let names = |e| specs(e).iter().map(|s| s.name).collect::<Vec<_>>();
+        assert_eq!(
+            names(H2Engine::Both),
+            ["weir", "weir-hyper", "haproxy", "nginx"]
+        );
+        assert_eq!(names(H2Engine::Default), ["weir", "haproxy", "nginx"]);
+        assert_eq!(specs(H2Engine::Both)[1].kind, Kind::Weir(Some("hyper")));
+        // No port of a proxy is the relay's or the origin's.
+        for i in 0..4 {
+            let p = ports(i);
+            assert!(![RELAY, ORIGIN].contains(&p.h1) && ![RELAY, ORIGIN].contains(&p.tls));
+        }
+    }
+
+    #[test]
+    fn weir_config_names_the_engine_only_when_asked() {
+        let p = ports(0);
+        let plain = weir_config("/d", 100, &p, None);
+        assert!(!plain.contains("http2_engine"), "{plain}");
+        let hyper = weir_config("/d", 100, &p, Some("hyper"));
+        let lb = hyper.split("[[listener]]").next().unwrap();
+        assert!(lb.contains("[load_balancer]") && lb.contains("http2_engine = \"hyper\"\n"));
+    }
+
+    const STRACE: &str = "\
+% time     seconds  usecs/call     calls    errors syscall
+------ ----------- ----------- --------- --------- ----------------
+ 69.33    0.455253          11     40000           sendto
+ 27.85    0.182901           4     40192        84 recvfrom
+  1.87    0.012264          15       810           epoll_wait
+  0.21    0.001356          21        64        64 connect
+------ ----------- ----------- --------- --------- ----------------
+100.00    0.656628           8     81066       148 total
+";
+
+    #[test]
+    fn strace_summary_per_syscall_and_total() {
+        let m = parse_strace(STRACE);
+        assert_eq!(m["sendto"], 40_000);
+        assert_eq!(m["recvfrom"], 40_192);
+        assert_eq!(m["connect"], 64);
+        assert_eq!(m["total"], 81_066);
+        assert_eq!(m.len(), 5);
+        let per: BTreeMap<String, f64> = m
+            .into_iter()
+            .map(|(k, v)| (k, v as f64 / 20_000.0))
+            .collect();
+        assert_eq!(
+            syscall_line(&per, 2),
+            "total 4.05/req: recvfrom 2.01, sendto 2.00"
+        );
+        assert!(parse_strace("strace: Process 1 attached\n").is_empty());
+    }
+
+    fn med(rows: &[(&str, &str, f64)]) -> Medians {
+        let mut m = Medians::new();
+        for (n, k, v) in rows {
+            m.entry((*n).to_string())
+                .or_default()
+                .insert((*k).to_string(), *v);
+        }
+        m
+    }
+
+    #[test]
+    fn targets_against_the_better_peer() {
+        let m = med(&[
+            ("weir", "h1_cpu_us_per_req", 17.0),
+            ("haproxy", "h1_cpu_us_per_req", 20.0),
+            ("nginx", "h1_cpu_us_per_req", 24.0),
+            ("weir", "h2tls_cpu_us_per_req", 12.0),
+            ("haproxy", "h2tls_cpu_us_per_req", 15.0),
+            ("nginx", "h2tls_cpu_us_per_req", 17.0),
+            ("weir", "idle_conn_bytes", 500.0),
+            ("nginx", "idle_conn_bytes", 500.0),
+            ("weir", "tls_handshake_cpu_us", 900.0),
+            ("haproxy", "tls_handshake_cpu_us", 1_000.0),
+            ("nginx", "tls_handshake_cpu_us", 1_100.0),
+        ]);
+        let g = goals(&m, "weir");
+        let find = |w: &str| g.iter().find(|x| x.what == w).unwrap();
+        // 17 / min(20, 24) = 0.85: on the bound is met.
+        let h1 = find("HTTP/1.1 CPU/request vs the better");
+        assert!((h1.ratio - 0.85).abs() < 1e-9 && h1.met());
+        // 12 / 15 = 0.8 met; 12 / 17 = 0.71 > 0.7 not met.
+        assert!(find("HTTP/2 TLS CPU/request vs HAProxy").met());
+        assert!(!find("HTTP/2 TLS CPU/request vs nginx").met());
+        assert!(find("idle plain RSS/conn vs nginx").met());
+        // 900 / 1000 = 0.9 > 0.8.
+        assert!(!find("CPU per TLS handshake vs the better").met());
+        // Not measured: not met.
+        assert!(!find("idle TLS RSS/conn vs nginx").met());
+        assert!(!find("HTTP/2 TLS p99 vs the better").met());
+    }
+
+    #[test]
+    fn compare_with_a_previous_run() {
+        let old = json!({"median": {"weir": {"h1_cpu_us_per_req": 24.0, "h1_rps": 20_000.0},
+                                    "nginx": {"h1_cpu_us_per_req": 20.0}}});
+        let new = med(&[
+            ("weir", "h1_cpu_us_per_req", 18.0),
+            ("weir", "idle_tls_conn_bytes", 900.0),
+            ("nginx", "h1_cpu_us_per_req", 21.0),
+            ("weir-hyper", "h1_cpu_us_per_req", 19.0),
+        ]);
+        let c = changes(&old, &new, &METRICS);
+        assert_eq!(
+            c,
+            [
+                ("h1_cpu_us_per_req".into(), "nginx".into(), 20.0, 21.0),
+                ("h1_cpu_us_per_req".into(), "weir".into(), 24.0, 18.0),
+            ]
+        );
+        assert!((change_pct(24.0, 18.0) + 25.0).abs() < 1e-9);
     }
 }

@@ -67,3 +67,20 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TcpOrTls<T> {
         }
     }
 }
+
+/// Readiness to read a TLS server stream, as a poll (the waker is kept in the socket's
+/// registration): ready at once when rustls holds decrypted bytes not yet read or the peer's
+/// close_notify (`wants_read` is false then), otherwise when the socket is readable. rustls
+/// processes every complete record it read (`process_new_packets`), so bytes it holds
+/// otherwise are a partial record, which needs the socket's next bytes anyway. A spurious
+/// readiness only costs the caller a read that finds nothing.
+pub fn poll_tls_read_ready(
+    s: &tokio_rustls::server::TlsStream<TcpStream>,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let (tcp, conn) = s.get_ref();
+    if !conn.wants_read() {
+        return Poll::Ready(());
+    }
+    tcp.poll_read_ready(cx).map(|_| ())
+}

@@ -26,7 +26,10 @@ impl ClientStream {
                 s.poll_peek(cx, &mut b).map(|_| ())
             }
             ClientStream::Plain(s) => s.poll_read_ready(cx).map(|_| ()),
-            ClientStream::Tls(_) => Poll::Ready(()),
+            // TLS: ready when rustls holds plaintext (or a close_notify) already, else when
+            // the socket is: an idle TLS connection then waits here, without a read future
+            // or a buffer (`crate::tcp_or_tls::poll_tls_read_ready`).
+            ClientStream::Tls(s) => crate::tcp_or_tls::poll_tls_read_ready(s, cx),
         }
     }
 

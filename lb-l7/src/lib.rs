@@ -23,6 +23,7 @@ pub mod generation;
 pub mod h1;
 pub mod h2;
 pub mod h2conn;
+pub mod h2weir;
 pub mod headers;
 pub mod http2;
 pub mod idle;

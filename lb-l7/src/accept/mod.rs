@@ -1,17 +1,21 @@
 //! Phases accept and tls: take connections, enforce the per-worker limit, terminate TLS, and
-//! hand the stream to an engine: weir's HTTP/1.1 engine (`crate::h1`), or hyper's HTTP/2
-//! server (`crate::h2`) for clients that negotiated h2; a plain connection that turns out to
-//! speak h2c goes from the first to the second through here. The one module above both
-//! engines (`crate::layering`).
+//! hand the stream to an engine: weir's HTTP/1.1 engine (`crate::h1`), or, for clients that
+//! negotiated h2, the HTTP/2 engine the connection's generation names
+//! (`[load_balancer] http2_engine`: hyper's server `crate::h2`, or weir's own
+//! `crate::h2weir`); a plain connection that turns out to speak h2c goes from the first to
+//! the second through here. The one module above the engines (`crate::layering`).
 
 pub mod fd_limit;
 
+use crate::config::Http2Engine;
 use crate::h1;
-use crate::h1::stream::ClientStream;
+use crate::h1::stream::{ClientStream, Rewind};
 use crate::h2::server::{http_builder, serve_h2c, serve_http};
+use crate::h2weir;
 use crate::pipeline::{ConnInfo, ConnState, ListenerRt, Shared, TlsInfo, stopped};
 use hyper_util::rt::TokioExecutor;
 use hyper_util::server::conn::auto;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -239,7 +243,20 @@ fn plain_connection(
     let _ = stream.set_nodelay(true);
     let sh = active.sh.clone();
     let ci = Arc::new(ConnInfo::new(&sh, l, peer, None, sh.h1_state.clone()));
-    h1::server::serve(sh, ci, ClientStream::Plain(stream), active, serve_h2c)
+    h1::server::serve(sh, ci, ClientStream::Plain(stream), active, h2c)
+}
+
+/// A connection the HTTP/1.1 engine found speaking h2c: to the HTTP/2 engine its generation
+/// names.
+fn h2c(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    io: Rewind<ClientStream>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    match sh.config.load_balancer.http2_engine {
+        Http2Engine::Hyper => Box::pin(serve_h2c(sh, ci, io)),
+        Http2Engine::Weir => Box::pin(h2weir::server::serve(sh, ci, io)),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -297,11 +314,16 @@ async fn serve_tls(
         sh.h1_state.clone()
     };
     let ci = Arc::new(ConnInfo::new(&sh, l, peer, Some(Box::new(info)), state));
-    // Boxed: hyper's connection future is large and only HTTP/2 connections need it.
+    // Boxed: an HTTP/2 connection's future is large and only HTTP/2 connections need it.
     if h2 {
-        Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await
+        match sh.config.load_balancer.http2_engine {
+            Http2Engine::Hyper => {
+                Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await
+            }
+            Http2Engine::Weir => Box::pin(h2weir::server::serve(sh, ci, tls_stream)).await,
+        }
     } else {
         let io = ClientStream::Tls(Box::new(tls_stream));
-        h1::server::serve(sh, ci, io, (), serve_h2c).await
+        h1::server::serve(sh, ci, io, (), h2c).await
     }
 }

@@ -40,6 +40,10 @@ pub struct LoadBalancerAttributes {
     /// weir: an HTTP/2 connection is closed gracefully (GOAWAY) after this many requests, like
     /// ALB's fixed 10,000; 0 = no limit.
     pub http2_max_requests_per_connection: u64,
+    /// weir: which engine serves HTTP/2 clients: hyper's server (`"hyper"`, the default) or
+    /// weir's own (`"weir"`, `crate::h2weir`). Taken per connection from the generation it
+    /// starts in.
+    pub http2_engine: Http2Engine,
     /// weir: idle timeout of a WebSocket (upgraded) tunnel; default 0 = `idle_timeout`.
     pub websocket_idle_timeout_seconds: u64,
     /// weir: how long `serve` waits for in-flight requests after shutdown is asked.
@@ -72,6 +76,7 @@ impl Default for LoadBalancerAttributes {
             health_check_path: "/weir-health".into(),
             trace_header: "X-Amzn-Trace-Id".into(),
             http2_max_requests_per_connection: 10_000,
+            http2_engine: Http2Engine::default(),
             websocket_idle_timeout_seconds: 0,
             drain_timeout_seconds: 30,
             max_request_body_bytes: 0,
@@ -80,6 +85,17 @@ impl Default for LoadBalancerAttributes {
             availability_zone: String::new(),
         }
     }
+}
+
+/// `http2_engine`: `"hyper"` or `"weir"`; anything else is refused when the file is read.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Http2Engine {
+    /// hyper's HTTP/2 server (`crate::h2`).
+    #[default]
+    Hyper,
+    /// weir's own HTTP/2 engine (`crate::h2weir` over `crate::h2conn`).
+    Weir,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -272,3 +272,19 @@ type = "A+AAAA"
         );
     }
 }
+
+#[test]
+fn http2_engine_is_hyper_or_weir() {
+    let c: L7Config = toml::from_str("").unwrap();
+    assert_eq!(c.load_balancer.http2_engine, Http2Engine::Hyper);
+    let w: L7Config = toml::from_str("[load_balancer]\nhttp2_engine = \"weir\"").unwrap();
+    assert_eq!(w.load_balancer.http2_engine, Http2Engine::Weir);
+    let h: L7Config = toml::from_str("[load_balancer]\nhttp2_engine = \"hyper\"").unwrap();
+    assert_eq!(h.load_balancer.http2_engine, Http2Engine::Hyper);
+    for bad in ["\"h2\"", "\"Weir\"", "\"\"", "1"] {
+        let e = toml::from_str::<L7Config>(&format!("[load_balancer]\nhttp2_engine = {bad}"))
+            .expect_err(bad)
+            .to_string();
+        assert!(e.contains("http2_engine"), "{bad}: {e}");
+    }
+}

@@ -1,0 +1,605 @@
+//! One HTTP/2 client connection on weir's engine: a task that owns the protocol state
+//! (`h2conn::Connection`), the client's I/O and the streams' request futures, and turns:
+//! read what the client sent until the socket has no more (`recv`) → the connection's events
+//! (a request starts its future in the newest generation, DATA feeds the stream's body, a reset
+//! drops the stream's work) → the streams that were woken (a future that has its response
+//! sends the head; a body is pulled while its stream can take more) → request-body credit
+//! handed back → the connection's deadlines → its output gathered into one buffer, written
+//! with one call when nothing else is left to do.
+//!
+//! Limits: the output gathered is bounded ([`WRITE_HIGH`]; the connection is asked for more
+//! only as the client takes it, and a client that takes nothing is not read from either), each
+//! stream queues at most [`SEND_BUF`] of response (`h2conn::Config::max_send_buffer_per_stream`)
+//! before its body is no longer pulled, and a write that makes no progress for the idle timeout
+//! ends the connection. The protocol core holds the rest (streams, header list size, floods,
+//! glitches, the idle and header-read deadlines). GOAWAY at the worker's stop, after
+//! `client_keep_alive`, after `http2_max_requests_per_connection` requests, when its listener
+//! was removed, and when most of its streams were cancelled (then only [`ABUSER_DRAIN`] to
+//! finish); the streams get `drain_timeout` otherwise.
+
+use super::head;
+use super::recv::RecvBody;
+use super::streams::{Phase, Stream, Streams};
+use crate::h2conn::{self, Connection, Event, Reason, StreamId};
+use crate::http2::service;
+use crate::pipeline::{ConnInfo, Shared, stopped};
+use bytes::Bytes;
+use http::Request;
+use http_body::Body as _;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+/// Concurrent streams per connection (ALB's 128).
+pub const MAX_STREAMS: u32 = 128;
+/// Response bytes a stream queues in the connection before its body is no longer pulled: with
+/// the one chunk of the body's next read (16 KiB), a stream holds at most 32 KiB of response
+/// data, a connection 128 × 32 KiB = 4 MiB plus [`WRITE_HIGH`].
+pub const SEND_BUF: usize = 16 * 1024;
+/// Glitches (streams reset for the client's protocol errors, rapid resets, flood frames)
+/// before the protocol core sends GOAWAY(ENHANCE_YOUR_CALM), as hyper's path is configured.
+pub const MAX_GLITCHES: u32 = 100;
+/// How long an abusive connection's streams may still run after its GOAWAY.
+const ABUSER_DRAIN: Duration = Duration::from_secs(1);
+/// One read of the client's bytes.
+const READ_BUF: usize = 16 * 1024;
+/// Reads per turn before the task looks at what they brought.
+const READS_PER_TURN: usize = 8;
+/// Output gathered (and not yet written) above which the connection is not asked for more and
+/// the client is not read from.
+pub const WRITE_HIGH: usize = 64 * 1024;
+
+/// The protocol core's settings from the generation's limits.
+pub fn config(sh: &Shared) -> h2conn::Config {
+    h2conn::Config {
+        max_concurrent_streams: MAX_STREAMS,
+        max_send_buffer_per_stream: SEND_BUF,
+        idle_timeout: sh.limits.idle_timeout,
+        header_read_timeout: sh.limits.header_read_timeout,
+        max_glitches: MAX_GLITCHES,
+        ..h2conn::Config::default()
+    }
+}
+
+/// A connection the HTTP/1.1 engine found speaking HTTP/2 with prior knowledge (h2c), its
+/// first bytes replayed by `io`, or one that negotiated h2 over TLS: served until it ends.
+pub async fn serve<T>(sh: Arc<Shared>, ci: Arc<ConnInfo>, io: T)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut shutdown = sh.shutdown.clone();
+    let keep_alive = sh.limits.client_keep_alive;
+    let drain = sh.limits.drain_timeout;
+    let state = ci.state.clone();
+    let peer = ci.peer;
+    let mut d = Driver::new(sh, ci, io);
+    let ended = {
+        let turns = std::future::poll_fn(|cx| d.poll(cx));
+        tokio::select! {
+            e = turns => Some(e),
+            _ = stopped(&mut shutdown) => None,
+            _ = tokio::time::sleep(keep_alive) => None,
+            _ = state.close_gracefully.notified() => {
+                tracing::debug!(%peer, "request limit reached, listener removed or abusive: GOAWAY");
+                None
+            }
+        }
+    };
+    let bound = match ended {
+        Some(Ended::Closed) => None,
+        // The client's GOAWAY, or the core's for a connection error: what runs may finish.
+        Some(Ended::GoAway(error)) => Some(if error.is_some() {
+            drain.min(ABUSER_DRAIN)
+        } else {
+            drain
+        }),
+        None => {
+            d.conn.go_away();
+            Some(if state.abusive.load(Relaxed) {
+                drain.min(ABUSER_DRAIN)
+            } else {
+                drain
+            })
+        }
+    };
+    if let Some(bound) = bound {
+        d.draining = true;
+        let turns = std::future::poll_fn(|cx| d.poll(cx));
+        let _ = tokio::time::timeout(bound, turns).await;
+    }
+    d.finish().await;
+}
+
+/// Why the turns stopped.
+enum Ended {
+    /// The connection is over (closed by the protocol, the client, an I/O error or a deadline).
+    Closed,
+    /// A GOAWAY arrived or was sent by the core (`Some`: for a connection error).
+    GoAway(Option<Reason>),
+}
+
+struct Driver<T> {
+    io: T,
+    conn: Connection,
+    streams: Streams,
+    /// The generation new requests start in, and the connection as seen in it.
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    rbuf: Box<[u8]>,
+    /// Output gathered; `wbuf[wpos..]` is not written yet.
+    wbuf: Vec<u8>,
+    wpos: usize,
+    /// The TLS layer may hold written bytes until flushed.
+    flush: bool,
+    /// Slots to poll and to release credit for, this turn.
+    poll_list: Vec<usize>,
+    release_list: Vec<usize>,
+    timer: Pin<Box<Sleep>>,
+    timer_at: Option<Instant>,
+    /// A write waits: the connection ends if none progresses by then.
+    write_deadline: Option<Instant>,
+    /// The client closed its side, or reading failed.
+    eof: bool,
+    /// A GOAWAY was seen and not reported yet.
+    goaway: Option<Option<Reason>>,
+    /// Past the first GOAWAY: further ones are not reported.
+    draining: bool,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
+    fn new(sh: Arc<Shared>, ci: Arc<ConnInfo>, io: T) -> Driver<T> {
+        let now = Instant::now();
+        let conn = Connection::new(config(&sh), now);
+        let idle = sh.limits.idle_timeout;
+        Driver {
+            io,
+            conn,
+            streams: Streams::new(),
+            sh,
+            ci,
+            rbuf: vec![0; READ_BUF].into_boxed_slice(),
+            wbuf: Vec::new(),
+            wpos: 0,
+            flush: false,
+            poll_list: Vec::new(),
+            release_list: Vec::new(),
+            timer: Box::pin(tokio::time::sleep(idle)),
+            timer_at: None,
+            write_deadline: None,
+            eof: false,
+            goaway: None,
+            draining: false,
+        }
+    }
+
+    fn unwritten(&self) -> usize {
+        self.wbuf.len() - self.wpos
+    }
+
+    /// Turns until nothing is left to do (`Pending`) or the connection ends.
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+        self.streams.ready.begin();
+        loop {
+            let mut progress = false;
+            let now = Instant::now();
+            if !self.eof && self.unwritten() < WRITE_HIGH {
+                progress |= self.read(cx, now);
+            }
+            if self.eof {
+                return Poll::Ready(Ended::Closed);
+            }
+            while let Some(ev) = self.conn.poll_event() {
+                progress = true;
+                self.event(ev);
+            }
+            self.streams
+                .ready
+                .take_or_sleep(&mut self.poll_list, &mut self.release_list, None);
+            progress |= self.run_streams();
+            if let Some(at) = self.conn.poll_timeout()
+                && at <= now
+            {
+                self.conn.handle_timeout(now);
+                progress = true;
+            }
+            while self.unwritten() < WRITE_HIGH && self.conn.poll_transmit(&mut self.wbuf) {
+                progress = true;
+            }
+            if let Some(e) = self.goaway.take()
+                && !self.draining
+            {
+                self.draining = true;
+                return Poll::Ready(Ended::GoAway(e));
+            }
+            if progress {
+                continue;
+            }
+            // Nothing more to read, handle or gather: write the batch.
+            match self.write(cx, now) {
+                Err(e) => {
+                    tracing::debug!(peer = %self.ci.peer, error = %e, "HTTP/2 client write failed");
+                    return Poll::Ready(Ended::Closed);
+                }
+                Ok(true) if self.conn.wants_write() || self.unwritten() > 0 => continue,
+                Ok(_) => {}
+            }
+            if self.conn.is_closed() && self.unwritten() == 0 && !self.flush {
+                return Poll::Ready(Ended::Closed);
+            }
+            // Going to sleep: anything woken in the meantime is handled first.
+            self.streams.ready.take_or_sleep(
+                &mut self.poll_list,
+                &mut self.release_list,
+                Some(cx.waker()),
+            );
+            if !self.poll_list.is_empty() || !self.release_list.is_empty() {
+                continue;
+            }
+            match self.poll_deadlines(cx) {
+                Poll::Ready(true) => return Poll::Ready(Ended::Closed),
+                Poll::Ready(false) => {
+                    self.streams.ready.begin();
+                    continue;
+                }
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+
+    /// Reads until the socket has nothing more (or a turn's worth); whether anything came.
+    fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        let mut any = false;
+        for _ in 0..READS_PER_TURN {
+            let mut rb = ReadBuf::new(&mut self.rbuf);
+            match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        self.eof = true;
+                        return any;
+                    }
+                    self.ci.state.received.fetch_add(n as u64, Relaxed);
+                    self.conn.recv(&self.rbuf[..n], now);
+                    any = true;
+                }
+                Poll::Ready(Err(e)) => {
+                    tracing::debug!(peer = %self.ci.peer, error = %e, "HTTP/2 client read failed");
+                    self.eof = true;
+                    return any;
+                }
+                Poll::Pending => return any,
+            }
+        }
+        any
+    }
+
+    /// Writes what was gathered (one call, and a flush for TLS); whether it made progress.
+    fn write(&mut self, cx: &mut Context<'_>, now: Instant) -> io::Result<bool> {
+        let mut progress = false;
+        while self.unwritten() > 0 {
+            match Pin::new(&mut self.io).poll_write(cx, &self.wbuf[self.wpos..]) {
+                Poll::Ready(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Poll::Ready(Ok(n)) => {
+                    self.wpos += n;
+                    self.flush = true;
+                    progress = true;
+                    self.write_deadline = None;
+                }
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => break,
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+        } else if self.wpos > self.wbuf.len() / 2 {
+            self.wbuf.drain(..self.wpos);
+            self.wpos = 0;
+        }
+        if self.flush {
+            match Pin::new(&mut self.io).poll_flush(cx) {
+                Poll::Ready(Ok(())) => self.flush = false,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => {}
+            }
+        }
+        if self.unwritten() > 0 || self.flush {
+            self.write_deadline
+                .get_or_insert(now + self.sh.limits.idle_timeout);
+        } else {
+            self.write_deadline = None;
+        }
+        Ok(progress)
+    }
+
+    /// The earliest deadline (the core's, the write's) on the timer: `Ready(true)` when the
+    /// write's passed (the connection ends), `Ready(false)` when the core's did.
+    fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
+        let at = match (self.conn.poll_timeout(), self.write_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(at) = at else {
+            return Poll::Pending;
+        };
+        if self.timer_at != Some(at) {
+            self.timer_at = Some(at);
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(at));
+        }
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.timer_at = None;
+        let now = Instant::now();
+        if self.write_deadline.is_some_and(|w| w <= now) {
+            tracing::debug!(peer = %self.ci.peer, "HTTP/2 client took no bytes for the idle timeout: closing");
+            return Poll::Ready(true);
+        }
+        self.conn.handle_timeout(now);
+        Poll::Ready(false)
+    }
+
+    fn event(&mut self, ev: Event) {
+        match ev {
+            Event::Request {
+                id,
+                parts,
+                end_stream,
+            } => self.request(id, parts, end_stream),
+            Event::Data {
+                id,
+                data,
+                end_stream,
+            } => self.data(id, data, end_stream),
+            Event::Trailers { id, trailers } => {
+                if let Some(idx) = self.streams.index_of(id)
+                    && let Some(s) = self.streams.get_mut(idx)
+                {
+                    s.recv_ended = true;
+                    if let Some(r) = &s.recv {
+                        r.trailers(trailers);
+                    }
+                    self.finish_if_done(idx);
+                }
+            }
+            Event::Reset { id, code } => {
+                tracing::trace!(id, ?code, "HTTP/2 stream reset");
+                if let Some(idx) = self.streams.index_of(id) {
+                    self.drop_stream(idx);
+                }
+            }
+            Event::Writable { id } => {
+                if let Some(idx) = self.streams.index_of(id)
+                    && self
+                        .streams
+                        .get_mut(idx)
+                        .is_some_and(|s| matches!(s.phase, Phase::Sending(_)))
+                {
+                    self.poll_list.push(idx);
+                }
+            }
+            Event::GoAway { error } => {
+                if error.is_some() {
+                    tracing::debug!(peer = %self.ci.peer, ?error, "HTTP/2 connection error: GOAWAY");
+                }
+                self.goaway = Some(error);
+            }
+        }
+    }
+
+    /// A request's head: its future starts in the newest generation (which keeps it to its
+    /// end), unless that one removed the connection's listener: then it runs in the
+    /// connection's generation, and the connection ends (GOAWAY) once its streams do.
+    fn request(&mut self, id: StreamId, parts: http::request::Parts, end_stream: bool) {
+        if let Some(n) = self.sh.newest() {
+            if n.listener_on(self.ci.listener.config.port).is_some() {
+                self.ci = Arc::new(self.ci.in_generation(&n));
+                self.sh = n;
+            } else {
+                self.ci.state.close_gracefully.notify_one();
+            }
+        }
+        let idx = self.streams.vacant();
+        let (body, recv) = if end_stream {
+            (RecvBody::empty(), None)
+        } else {
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok());
+            let (b, r) = RecvBody::open(idx, self.streams.ready.clone(), declared);
+            (b, Some(r))
+        };
+        let req = Request::from_parts(parts, body);
+        let fut = Box::pin(service::handle(self.sh.clone(), self.ci.clone(), req));
+        self.streams.insert(
+            idx,
+            Stream {
+                id,
+                phase: Phase::Handling(fut),
+                recv,
+                recv_ended: end_stream,
+            },
+        );
+        self.poll_list.push(idx);
+    }
+
+    fn data(&mut self, id: StreamId, data: Bytes, end_stream: bool) {
+        let n = data.len();
+        let Some(idx) = self.streams.index_of(id) else {
+            // The stream's work is gone: its bytes only take connection credit.
+            if n > 0 {
+                self.conn.release_capacity(id, n);
+            }
+            return;
+        };
+        let Some(s) = self.streams.get_mut(idx) else {
+            return;
+        };
+        let taken = s.recv.as_ref().is_some_and(|r| r.push(data, end_stream));
+        if !taken && n > 0 {
+            self.conn.release_capacity(id, n);
+        }
+        if end_stream {
+            s.recv_ended = true;
+            self.finish_if_done(idx);
+        }
+    }
+
+    /// Polls the slots that were woken or can send again, and hands back the credit of
+    /// request bodies that were read; whether anything was looked at.
+    fn run_streams(&mut self) -> bool {
+        let any = !self.poll_list.is_empty() || !self.release_list.is_empty();
+        while let Some(idx) = self.release_list.pop() {
+            let Some(s) = self.streams.get_mut(idx) else {
+                continue;
+            };
+            let Some(r) = &s.recv else {
+                continue;
+            };
+            let (n, dropped) = r.take_consumed();
+            if n > 0 {
+                self.conn.release_capacity(s.id, n);
+            }
+            if dropped {
+                s.recv = None;
+                self.finish_if_done(idx);
+            }
+        }
+        while let Some(idx) = self.poll_list.pop() {
+            let Some((s, waker)) = self.streams.get(idx) else {
+                continue;
+            };
+            poll_stream(&mut self.conn, s, &waker);
+            self.finish_if_done(idx);
+        }
+        any
+    }
+
+    /// A stream whose response ended and whose request ended (or whose body was dropped) is
+    /// over: its slot is freed, with RST_STREAM(NO_ERROR) if the client was still sending
+    /// (RFC 9113 §8.1).
+    fn finish_if_done(&mut self, idx: usize) {
+        let Some(s) = self.streams.get_mut(idx) else {
+            return;
+        };
+        if !matches!(s.phase, Phase::Done) || !(s.recv_ended || s.recv.is_none()) {
+            return;
+        }
+        let Some(s) = self.streams.remove(idx) else {
+            return;
+        };
+        if let Some(r) = &s.recv {
+            let n = r.reset();
+            if n > 0 {
+                self.conn.release_capacity(s.id, n);
+            }
+        }
+        if !s.recv_ended {
+            self.conn.reset(s.id, Reason::NO_ERROR);
+        }
+    }
+
+    /// The stream was reset (or the connection ends): its future and body are dropped (the
+    /// pipeline's cancel: a 460 log line before a response, a target connection that has the
+    /// request finished in the background), its request body fails.
+    fn drop_stream(&mut self, idx: usize) {
+        let Some(s) = self.streams.remove(idx) else {
+            return;
+        };
+        if let Some(r) = &s.recv {
+            let n = r.reset();
+            if n > 0 {
+                self.conn.release_capacity(s.id, n);
+            }
+        }
+        drop(s);
+    }
+
+    /// The connection is over: the streams still running are dropped, the rest of the
+    /// output is written (briefly) and the connection shut.
+    async fn finish(mut self) {
+        for s in self.streams.drain() {
+            if let Some(r) = &s.recv {
+                r.reset();
+            }
+            drop(s);
+        }
+        if self.eof {
+            return;
+        }
+        let flushed = async {
+            while self.conn.poll_transmit(&mut self.wbuf) {}
+            use tokio::io::AsyncWriteExt;
+            self.io.write_all(&self.wbuf[self.wpos..]).await?;
+            self.io.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
+    }
+}
+
+/// One woken stream: its future polled (a response sends its head), or its body pulled while
+/// the stream can take more.
+fn poll_stream(conn: &mut Connection, s: &mut Stream, waker: &Waker) {
+    let mut cx = Context::from_waker(waker);
+    if let Phase::Handling(fut) = &mut s.phase {
+        let Poll::Ready(Ok(resp)) = fut.as_mut().poll(&mut cx) else {
+            return;
+        };
+        let (mut parts, body) = resp.into_parts();
+        let empty = body.is_end_stream();
+        head::prepare(&mut parts.headers, body.size_hint().exact(), empty);
+        s.phase = match conn.send_response(s.id, parts.status, &parts.headers, empty) {
+            Ok(()) if !empty => Phase::Sending(body),
+            // Sent whole, or the stream is gone.
+            _ => Phase::Done,
+        };
+    }
+    let id = s.id;
+    while let Phase::Sending(body) = &mut s.phase {
+        if conn.send_capacity(id) == 0 {
+            // `Event::Writable` brings it back.
+            return;
+        }
+        let sent = match Pin::new(&mut *body).poll_frame(&mut cx) {
+            Poll::Pending => return,
+            Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                Ok(data) => {
+                    let end = body.is_end_stream();
+                    if data.is_empty() && !end {
+                        continue;
+                    }
+                    conn.send_data(id, data, end).is_ok() && !end
+                }
+                Err(frame) => {
+                    if let Ok(t) = frame.into_trailers() {
+                        let _ = conn.send_trailers(id, &t);
+                    }
+                    false
+                }
+            },
+            Poll::Ready(None) => {
+                let _ = conn.send_data(id, Bytes::new(), true);
+                false
+            }
+            Poll::Ready(Some(Err(e))) => {
+                tracing::debug!(id, error = %e, "response body failed: stream reset");
+                conn.reset(id, Reason::INTERNAL_ERROR);
+                // The reset ends both sides: no RST_STREAM(NO_ERROR) after it.
+                s.recv_ended = true;
+                false
+            }
+        };
+        if !sent {
+            s.phase = Phase::Done;
+        }
+    }
+}

@@ -49,8 +49,16 @@ fn rules() -> Vec<(&'static str, &'static str, &'static str)> {
             all.push((other, e, "the engines never import each other"));
         }
         all.push(("pipeline", e, "the pipeline knows no engine"));
-        all.push(("http2", e, "HTTP/2 requests through the pipeline know no engine"));
-        all.push(("h2conn", e, "the sans-I/O protocol core is driven, it drives nothing"));
+        all.push((
+            "http2",
+            e,
+            "HTTP/2 requests through the pipeline know no engine",
+        ));
+        all.push((
+            "h2conn",
+            e,
+            "the sans-I/O protocol core is driven, it drives nothing",
+        ));
         all.push((
             e,
             "accept",

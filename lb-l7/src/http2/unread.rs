@@ -31,11 +31,7 @@ pub fn with_unread_body<B: RequestBody>(
 /// (RFC 9113 §8.1), which some clients (curl 7.88) report as a failed transfer.
 async fn discard<B: RequestBody>(mut body: B, idle: Duration) {
     use http_body_util::BodyExt;
-    if body
-        .size_hint()
-        .exact()
-        .is_some_and(|n| n > MAX_DISCARD)
-    {
+    if body.size_hint().exact().is_some_and(|n| n > MAX_DISCARD) {
         return;
     }
     let mut seen = 0u64;

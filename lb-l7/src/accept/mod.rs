@@ -317,9 +317,7 @@ async fn serve_tls(
     // Boxed: an HTTP/2 connection's future is large and only HTTP/2 connections need it.
     if h2 {
         match sh.config.load_balancer.http2_engine {
-            Http2Engine::Hyper => {
-                Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await
-            }
+            Http2Engine::Hyper => Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await,
             Http2Engine::Weir => Box::pin(h2weir::server::serve(sh, ci, tls_stream)).await,
         }
     } else {

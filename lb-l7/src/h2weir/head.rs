@@ -87,7 +87,13 @@ mod tests {
         h.insert("x-end", HeaderValue::from_static("kept"));
         prepare(&mut h, Some(12), false);
         assert_eq!(h.get("x-end").unwrap(), "kept");
-        for gone in ["connection", "x-hop", "keep-alive", "transfer-encoding", "te"] {
+        for gone in [
+            "connection",
+            "x-hop",
+            "keep-alive",
+            "transfer-encoding",
+            "te",
+        ] {
             assert!(!h.contains_key(gone), "{gone} kept");
         }
         assert_eq!(h.get("content-length").unwrap(), "12");
@@ -98,7 +104,10 @@ mod tests {
     #[test]
     fn given_date_and_length_are_kept_and_an_empty_body_gets_no_length() {
         let mut h = HeaderMap::new();
-        h.insert("date", HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"));
+        h.insert(
+            "date",
+            HeaderValue::from_static("Sun, 06 Nov 1994 08:49:37 GMT"),
+        );
         h.insert("content-length", HeaderValue::from_static("5"));
         prepare(&mut h, Some(7), false);
         assert_eq!(h.get("date").unwrap(), "Sun, 06 Nov 1994 08:49:37 GMT");

@@ -1,12 +1,69 @@
 //! weir's own HTTP/2 server protocol core (RFC 9113), sans-I/O in the style of quinn-proto:
 //! bytes in (`Connection::recv`), events out (`poll_event`), bytes out (`poll_transmit`), a
 //! deadline (`poll_timeout` / `handle_timeout`), and the application's side (`send_response`,
-//! `send_data`, `send_trailers`, `reset`, `release_capacity`, `go_away`). No I/O, no tokio, no
-//! hyper, nothing from the rest of the crate: a driver (the `h2` engine) runs it over a socket.
+//! `send_data`, `send_trailers`, `send_capacity`, `reset`, `release_capacity`, `go_away`). No
+//! I/O, no tokio, no hyper, nothing from the rest of the crate (a test checks): the `h2`
+//! engine's driver runs it over a socket, one state machine per connection, no task per stream.
 //!
-//! Work in progress: the public API is fixed; the implementation follows.
+//! Modules, one concern each: `frame` (the codec), `hpack` (loona-hpack's decoder, our
+//! encoder: why in its doc), `request` (header list → `http::request::Parts`, §8.3 checks),
+//! `stream` (one stream's state and the recently closed ones), `flow` (windows and credit),
+//! `glitch` (abuse accounting), `conn` (the connection's state, errors, deadlines), `recv`
+//! (frame handlers), `headers` (complete header blocks), `send` (responses, transmit).
+//!
+//! What the connection decides by itself (the driver never sees these streams):
+//! - a header list over `max_header_list_size` → a `431` response (and RST_STREAM(NO_ERROR)
+//!   if the request body is still coming), a glitch;
+//! - CONNECT (§8.5) → a `405` response: weir does not tunnel; a CONNECT with `:scheme` or
+//!   `:path` is malformed (RST_STREAM PROTOCOL_ERROR);
+//! - over `max_concurrent_streams` → RST_STREAM(REFUSED_STREAM) (a glitch once the client
+//!   acknowledged our SETTINGS);
+//! - a malformed request (§8.1.1) → RST_STREAM(PROTOCOL_ERROR), a glitch.
+//!
+//! Protections (`glitch` has the accounting): rapid reset (a client reset before the response
+//! finished), MadeYouReset (every stream error we send), empty DATA / CONTINUATION frames,
+//! control-frame rows without progress (PING, SETTINGS, PRIORITY, idle WINDOW_UPDATE, unknown
+//! types) → glitches → past `max_glitches`, GOAWAY(ENHANCE_YOUR_CALM). A header block over
+//! twice `max_header_list_size` bytes or with more than 32 CONTINUATION frames →
+//! GOAWAY(ENHANCE_YOUR_CALM). Output: at most 64 KiB per `poll_transmit`; DATA is only framed
+//! when that much is not already pending, each stream holds at most
+//! `max_send_buffer_per_stream` queued (`send_capacity`); control replies (PING/SETTINGS ACK,
+//! RST_STREAM) with over 1 MiB unread output → GOAWAY(ENHANCE_YOUR_CALM). Input: a frame
+//! longer than our MAX_FRAME_SIZE is refused from its header (FRAME_SIZE_ERROR), so at most
+//! one frame is buffered. Deadlines: a header block (or the preface and first SETTINGS) not
+//! complete in `header_read_timeout` → GOAWAY(ENHANCE_YOUR_CALM); no stream for
+//! `idle_timeout` → GOAWAY(NO_ERROR), `Event::GoAway { error: None }`, closed.
+//!
+//! Events, in order: `Request` before its `Data`/`Trailers`; a stream the client resets
+//! before the driver polled its `Request` is dropped from the queue (no `Reset`); `Reset`
+//! with NO_ERROR when the response ended before the request body (we RST_STREAM(NO_ERROR)
+//! it, §8.1); on a connection error a `Reset` per open stream, then `GoAway { error }`. The
+//! driver's own `go_away()` raises no event. Request URIs carry scheme, authority (from
+//! `:authority`, else `host`; none if neither) and path; several `cookie` fields are joined.
+//!
+//! API changes from the first contract (source-compatible): `StreamError::NotStarted` and
+//! `StreamError::AlreadyStarted` (the contract's `Closed` stays for unknown/ended streams);
+//! `Connection::error_detail()` (why a connection error happened, for logs).
+//!
+//! Not built: PING keep-alive from our side, a SETTINGS-ACK timeout (SETTINGS_TIMEOUT),
+//! server push (never: RFC 9113 lets a server not push), RFC 8441 extended CONNECT.
 
-use std::time::{Duration, Instant};
+mod conn;
+mod flow;
+mod frame;
+mod glitch;
+mod headers;
+mod hpack;
+mod recv;
+mod request;
+mod send;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+pub use conn::Connection;
 
 /// A stream identifier (31 bits; client streams are odd).
 pub type StreamId = u32;
@@ -78,6 +135,12 @@ pub enum StreamError {
     /// The stream is unknown, reset, or its response already ended.
     #[error("the stream is closed")]
     Closed,
+    /// `send_data`/`send_trailers` before `send_response`.
+    #[error("no response head was sent on the stream")]
+    NotStarted,
+    /// A second `send_response`.
+    #[error("the stream's response head was already sent")]
+    AlreadyStarted,
 }
 
 /// What the connection tells the driver.
@@ -109,99 +172,3 @@ pub enum Event {
     GoAway { error: Option<Reason> },
 }
 
-/// One HTTP/2 server connection's protocol state.
-pub struct Connection {
-    _cfg: Config,
-}
-
-impl Connection {
-    /// A new connection; queues our SETTINGS (and the connection WINDOW_UPDATE).
-    pub fn new(cfg: Config, now: Instant) -> Self {
-        let _ = now;
-        unimplemented!("h2conn: work in progress {:?}", cfg.max_frame_size)
-    }
-    /// Bytes read from the client, in any split.
-    pub fn recv(&mut self, data: &[u8], now: Instant) {
-        let _ = (data, now);
-        unimplemented!()
-    }
-    /// The next event for the driver.
-    pub fn poll_event(&mut self) -> Option<Event> {
-        unimplemented!()
-    }
-    /// Appends bytes to write to `out`; true if it appended any.
-    pub fn poll_transmit(&mut self, out: &mut Vec<u8>) -> bool {
-        let _ = out;
-        unimplemented!()
-    }
-    /// Whether `poll_transmit` has bytes to give.
-    pub fn wants_write(&self) -> bool {
-        unimplemented!()
-    }
-    /// The next deadline `handle_timeout` should be called at.
-    pub fn poll_timeout(&self) -> Option<Instant> {
-        unimplemented!()
-    }
-    /// Applies the deadlines that passed by `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
-        unimplemented!()
-    }
-    /// Queues a response head.
-    pub fn send_response(
-        &mut self,
-        id: StreamId,
-        status: http::StatusCode,
-        headers: &http::HeaderMap,
-        end_stream: bool,
-    ) -> Result<(), StreamError> {
-        let _ = (id, status, headers, end_stream);
-        unimplemented!()
-    }
-    /// Queues response body bytes (flow control is applied when transmitting).
-    pub fn send_data(
-        &mut self,
-        id: StreamId,
-        data: bytes::Bytes,
-        end_stream: bool,
-    ) -> Result<(), StreamError> {
-        let _ = (id, data, end_stream);
-        unimplemented!()
-    }
-    /// Queues the response's trailers (they end the stream).
-    pub fn send_trailers(
-        &mut self,
-        id: StreamId,
-        trailers: &http::HeaderMap,
-    ) -> Result<(), StreamError> {
-        let _ = (id, trailers);
-        unimplemented!()
-    }
-    /// Bytes the driver may still queue on the stream now; 0 → wait for `Event::Writable`.
-    pub fn send_capacity(&self, id: StreamId) -> usize {
-        let _ = id;
-        unimplemented!()
-    }
-    /// RST_STREAM from us.
-    pub fn reset(&mut self, id: StreamId, code: Reason) {
-        let _ = (id, code);
-        unimplemented!()
-    }
-    /// The driver consumed `n` request-body bytes of the stream: WINDOW_UPDATEs, batched.
-    pub fn release_capacity(&mut self, id: StreamId, n: usize) {
-        let _ = (id, n);
-        unimplemented!()
-    }
-    /// Graceful end: GOAWAY(last accepted id, NO_ERROR), no new streams, existing ones finish.
-    pub fn go_away(&mut self) {
-        unimplemented!()
-    }
-    /// Nothing more to do: close the socket once the transmit is drained.
-    pub fn is_closed(&self) -> bool {
-        unimplemented!()
-    }
-    /// Streams open (request or response not finished).
-    pub fn active_streams(&self) -> usize {
-        unimplemented!()
-    }
-}

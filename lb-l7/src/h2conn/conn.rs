@@ -1,0 +1,294 @@
+//! The connection: its state, construction, connection errors, deadlines, and the public
+//! API's entry points. Receiving frames is in `recv.rs`, the response side and the transmit
+//! scheduler in `send.rs`, flow-control credit in `flow.rs`.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use bytes::BytesMut;
+
+use super::frame::{self, setting};
+use super::glitch::Glitches;
+use super::hpack;
+use super::stream::{Closed, Recent, Stream};
+use super::{Config, Event, Reason, StreamId};
+
+/// Output bytes not yet taken by `poll_transmit` past which a control reply (PING or
+/// SETTINGS ACK, RST_STREAM) means the client floods without reading: GOAWAY.
+pub(super) const MAX_PENDING_OUT: usize = 1 << 20;
+/// At most this much output per `poll_transmit` call.
+pub(super) const CHUNK: usize = 64 << 10;
+/// CONTINUATION frames allowed in one header block.
+pub(super) const MAX_CONTINUATIONS: u32 = 32;
+
+/// Where the connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Matching the client preface; bytes matched so far.
+    Preface(usize),
+    /// The preface is in; the next frame must be the client's SETTINGS.
+    FirstSettings,
+    Open,
+    /// A connection error or the idle timeout: GOAWAY queued, input ignored.
+    Closed,
+}
+
+/// A header block waiting for its CONTINUATION frames.
+pub(super) struct Block {
+    pub id: StreamId,
+    pub end_stream: bool,
+    pub self_dependent: bool,
+    pub buf: Vec<u8>,
+    pub frames: u32,
+    pub started: Instant,
+}
+
+/// A connection error (§5.4.1): the GOAWAY code and why, for logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("HTTP/2 connection error {reason:?}: {why}")]
+pub(super) struct ConnError {
+    pub reason: Reason,
+    pub why: &'static str,
+}
+
+pub(super) fn err(reason: Reason, why: &'static str) -> ConnError {
+    ConnError { reason, why }
+}
+
+pub(super) type Res = Result<(), ConnError>;
+
+/// One HTTP/2 server connection's protocol state (see the module doc).
+pub struct Connection {
+    pub(super) cfg: Config,
+    pub(super) phase: Phase,
+    pub(super) inbuf: BytesMut,
+    pub(super) dec: hpack::Decoder,
+    pub(super) enc: hpack::Encoder,
+    pub(super) streams: HashMap<StreamId, Stream>,
+    pub(super) recent: Recent,
+    /// The highest client stream id opened (or refused, or ignored).
+    pub(super) last_id: StreamId,
+    pub(super) block: Option<Block>,
+    pub(super) events: VecDeque<Event>,
+    pub(super) out: Vec<u8>,
+    pub(super) out_pos: usize,
+    pub(super) scratch: Vec<u8>,
+    /// Streams with something to write, round robin.
+    pub(super) order: VecDeque<StreamId>,
+    pub(super) peer_max_frame: usize,
+    pub(super) peer_initial_window: i64,
+    pub(super) conn_send_window: i64,
+    pub(super) conn_recv_window: i64,
+    pub(super) conn_unreleased: u64,
+    pub(super) settings_acked: bool,
+    pub(super) settings_received: u32,
+    pub(super) goaway_sent: bool,
+    pub(super) peer_goaway: bool,
+    pub(super) glitches: Glitches,
+    pub(super) now: Instant,
+    pub(super) started: Instant,
+    pub(super) idle_since: Instant,
+    pub(super) error: Option<ConnError>,
+}
+
+impl Connection {
+    /// A new connection; queues our SETTINGS (and the connection WINDOW_UPDATE). Out of range
+    /// values in `cfg` are clamped to what RFC 9113 allows.
+    pub fn new(cfg: Config, now: Instant) -> Self {
+        let cfg = clamp(cfg);
+        let mut out = Vec::with_capacity(128);
+        frame::write_settings(
+            &mut out,
+            &[
+                (setting::MAX_CONCURRENT_STREAMS, cfg.max_concurrent_streams),
+                (setting::INITIAL_WINDOW_SIZE, cfg.initial_window_size),
+                (setting::MAX_FRAME_SIZE, cfg.max_frame_size),
+                (setting::MAX_HEADER_LIST_SIZE, cfg.max_header_list_size),
+                (setting::NO_RFC7540_PRIORITIES, 1),
+            ],
+        );
+        let extra = cfg.connection_window - frame::DEFAULT_WINDOW;
+        if extra > 0 {
+            frame::write_window_update(&mut out, 0, extra);
+        }
+        let ring = (2 * cfg.max_concurrent_streams as usize).clamp(64, 1024);
+        Connection {
+            phase: Phase::Preface(0),
+            inbuf: BytesMut::new(),
+            dec: hpack::Decoder::new(),
+            enc: hpack::Encoder::new(),
+            streams: HashMap::new(),
+            recent: Recent::new(ring),
+            last_id: 0,
+            block: None,
+            events: VecDeque::new(),
+            out,
+            out_pos: 0,
+            scratch: Vec::new(),
+            order: VecDeque::new(),
+            peer_max_frame: frame::DEFAULT_MAX_FRAME_SIZE as usize,
+            peer_initial_window: i64::from(frame::DEFAULT_WINDOW),
+            conn_send_window: i64::from(frame::DEFAULT_WINDOW),
+            conn_recv_window: i64::from(cfg.connection_window),
+            conn_unreleased: 0,
+            settings_acked: false,
+            settings_received: 0,
+            goaway_sent: false,
+            peer_goaway: false,
+            glitches: Glitches::new(cfg.max_glitches),
+            now,
+            started: now,
+            idle_since: now,
+            error: None,
+            cfg,
+        }
+    }
+
+    /// Bytes read from the client, in any split (a partial frame waits for the rest; a frame
+    /// longer than our SETTINGS_MAX_FRAME_SIZE is a FRAME_SIZE_ERROR as soon as its header is in).
+    pub fn recv(&mut self, data: &[u8], now: Instant) {
+        self.now = now;
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.inbuf.extend_from_slice(data);
+        if let Err(e) = self.process() {
+            self.conn_error(e);
+        }
+        if self.phase == Phase::Closed {
+            self.inbuf = BytesMut::new();
+        }
+    }
+
+    /// The next event for the driver.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The next deadline `handle_timeout` should be called at.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Closed => None,
+            Phase::Preface(_) | Phase::FirstSettings => {
+                Some(self.started + self.cfg.header_read_timeout)
+            }
+            Phase::Open => match &self.block {
+                Some(b) => Some(b.started + self.cfg.header_read_timeout),
+                None if self.streams.is_empty() => Some(self.idle_since + self.cfg.idle_timeout),
+                None => None,
+            },
+        }
+    }
+
+    /// Applies the deadlines that passed by `now`: a header block (or the preface and first
+    /// SETTINGS) not finished within `header_read_timeout` is a connection error
+    /// ENHANCE_YOUR_CALM; no stream for `idle_timeout` is GOAWAY(NO_ERROR), then closed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.now = now;
+        let Some(at) = self.poll_timeout() else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        if self.block.is_some() || self.phase != Phase::Open {
+            self.conn_error(err(Reason::ENHANCE_YOUR_CALM, "header read timeout"));
+            return;
+        }
+        frame::write_goaway(&mut self.out, self.last_id, Reason::NO_ERROR.0);
+        self.goaway_sent = true;
+        self.phase = Phase::Closed;
+        self.events.push_back(Event::GoAway { error: None });
+    }
+
+    /// Graceful end: GOAWAY(last accepted id, NO_ERROR); later streams are not processed,
+    /// the open ones finish. (No `Event::GoAway` for this one: the driver asked.)
+    pub fn go_away(&mut self) {
+        if self.phase == Phase::Closed || self.goaway_sent {
+            return;
+        }
+        frame::write_goaway(&mut self.out, self.last_id, Reason::NO_ERROR.0);
+        self.goaway_sent = true;
+    }
+
+    /// Nothing more to do: close the socket once the transmit is drained.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+            || ((self.goaway_sent || self.peer_goaway)
+                && self.streams.is_empty()
+                && self.block.is_none())
+    }
+
+    /// Streams open or half-closed (request or response not finished).
+    pub fn active_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Why the connection failed (a connection error's cause), for logs.
+    pub fn error_detail(&self) -> Option<&'static str> {
+        self.error.map(|e| e.why)
+    }
+
+    /// A connection error: GOAWAY with its code, every stream reset, input ignored.
+    pub(super) fn conn_error(&mut self, e: ConnError) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        frame::write_goaway(&mut self.out, self.last_id, e.reason.0);
+        self.goaway_sent = true;
+        self.phase = Phase::Closed;
+        self.error = Some(e);
+        self.block = None;
+        self.order.clear();
+        let mut ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        ids.sort_unstable();
+        self.streams.clear();
+        for id in ids {
+            self.events.push_back(Event::Reset { id, code: e.reason });
+        }
+        self.events.push_back(Event::GoAway {
+            error: Some(e.reason),
+        });
+    }
+
+    /// Forgets a stream: its held receive bytes go back to the connection window.
+    pub(super) fn remove_stream(&mut self, id: StreamId, how: Closed) -> Option<Stream> {
+        let s = self.streams.remove(&id)?;
+        self.recent.record(id, how);
+        self.credit_conn(s.recv_held + u64::from(s.recv_unreleased));
+        if self.streams.is_empty() {
+            self.idle_since = self.now;
+        }
+        Some(s)
+    }
+
+    /// Output not yet taken by `poll_transmit`.
+    pub(super) fn unsent(&self) -> usize {
+        self.out.len() - self.out_pos
+    }
+
+    /// Room for a control reply, or the client floods without reading.
+    pub(super) fn control_room(&self) -> Res {
+        if self.unsent() > MAX_PENDING_OUT {
+            return Err(err(
+                Reason::ENHANCE_YOUR_CALM,
+                "control replies pile up unread",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `cfg` within the RFC's bounds.
+fn clamp(mut cfg: Config) -> Config {
+    let max_window = frame::MAX_WINDOW as u32;
+    cfg.max_frame_size = cfg
+        .max_frame_size
+        .clamp(frame::DEFAULT_MAX_FRAME_SIZE, frame::MAX_FRAME_SIZE_LIMIT);
+    cfg.initial_window_size = cfg.initial_window_size.min(max_window);
+    cfg.connection_window = cfg
+        .connection_window
+        .clamp(frame::DEFAULT_WINDOW, max_window);
+    cfg.max_header_list_size = cfg.max_header_list_size.max(1024);
+    cfg
+}

@@ -1,0 +1,323 @@
+//! A request's header list → `http::request::Parts`, checked as RFC 9113 §8.2–§8.3 require:
+//! field names lowercase tokens, values without NUL/CR/LF or surrounding whitespace, the
+//! request pseudo-headers exactly once each and before the regular fields, no response or
+//! unknown pseudo-headers, no connection-specific fields, `te` only "trailers", one
+//! `content-length`, `:authority` without userinfo and equal to `host` when both are sent.
+//! Several `cookie` fields are joined with "; " (§8.2.3) for the HTTP/1.1 targets. Pure.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Uri, Version};
+
+/// Why a request is malformed (a stream PROTOCOL_ERROR, §8.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("malformed request: {0}")]
+pub(super) struct Malformed(pub &'static str);
+
+/// A checked request head.
+#[derive(Debug)]
+pub(super) struct Head {
+    pub parts: http::request::Parts,
+    pub content_length: Option<u64>,
+    /// A CONNECT request (§8.5), which weir does not tunnel.
+    pub connect: bool,
+}
+
+/// Collects one header block's fields, for a request or for trailers.
+#[derive(Default)]
+pub(super) struct Fields {
+    method: Option<Method>,
+    scheme: Option<Vec<u8>>,
+    authority: Option<Vec<u8>>,
+    path: Option<Vec<u8>>,
+    headers: HeaderMap,
+    cookie: Option<Vec<u8>>,
+    regular_seen: bool,
+    error: Option<&'static str>,
+}
+
+impl Fields {
+    /// One decoded field.
+    pub fn field(&mut self, name: &[u8], value: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.take(name, value) {
+            self.error = Some(e);
+        }
+    }
+
+    fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        check_value(value)?;
+        if let Some(pseudo) = name.strip_prefix(b":") {
+            if self.regular_seen {
+                return Err("a pseudo-header after a regular field");
+            }
+            return self.pseudo(pseudo, value);
+        }
+        self.regular_seen = true;
+        let name = HeaderName::from_lowercase(name).map_err(|_| "an invalid field name")?;
+        if is_connection_specific(&name) {
+            return Err("a connection-specific field");
+        }
+        if name == header::TE && value != b"trailers" {
+            return Err("te other than \"trailers\"");
+        }
+        let value = HeaderValue::from_bytes(value).map_err(|_| "an invalid field value")?;
+        if name == header::COOKIE {
+            let c = self.cookie.get_or_insert_with(Vec::new);
+            if !c.is_empty() {
+                c.extend_from_slice(b"; ");
+            }
+            c.extend_from_slice(value.as_bytes());
+            return Ok(());
+        }
+        self.headers.append(name, value);
+        Ok(())
+    }
+
+    fn pseudo(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
+        fn once<T>(slot: &mut Option<T>, v: T) -> Result<(), &'static str> {
+            if slot.is_some() {
+                return Err("a repeated pseudo-header");
+            }
+            *slot = Some(v);
+            Ok(())
+        }
+        match name {
+            b"method" => {
+                let m = Method::from_bytes(value).map_err(|_| "an invalid :method")?;
+                once(&mut self.method, m)
+            }
+            b"scheme" => once(&mut self.scheme, value.to_vec()),
+            b"authority" => once(&mut self.authority, value.to_vec()),
+            b"path" => once(&mut self.path, value.to_vec()),
+            _ => Err("an unknown or response pseudo-header"),
+        }
+    }
+
+    /// The trailers: regular fields only.
+    pub fn trailers(self) -> Result<HeaderMap, Malformed> {
+        if let Some(e) = self.error {
+            return Err(Malformed(e));
+        }
+        if self.method.is_some()
+            || self.scheme.is_some()
+            || self.authority.is_some()
+            || self.path.is_some()
+        {
+            return Err(Malformed("a pseudo-header in trailers"));
+        }
+        let mut h = self.headers;
+        if let Some(c) = self.cookie {
+            h.append(header::COOKIE, cookie_value(c)?);
+        }
+        Ok(h)
+    }
+
+    /// The request head.
+    pub fn request(mut self) -> Result<Head, Malformed> {
+        if let Some(e) = self.error {
+            return Err(Malformed(e));
+        }
+        let method = self.method.take().ok_or(Malformed("no :method"))?;
+        if let Some(c) = self.cookie.take() {
+            self.headers.append(header::COOKIE, cookie_value(c)?);
+        }
+        let content_length = content_length(&self.headers)?;
+        let authority = self.authority_checked()?;
+        let connect = method == Method::CONNECT;
+        let uri = if connect {
+            if self.scheme.is_some() || self.path.is_some() {
+                return Err(Malformed("CONNECT with :scheme or :path"));
+            }
+            let a = authority.ok_or(Malformed("CONNECT without :authority"))?;
+            Uri::builder().authority(a).build()
+        } else {
+            let scheme = self.scheme.take().ok_or(Malformed("no :scheme"))?;
+            let path = self.path.take().ok_or(Malformed("no :path"))?;
+            check_path(&method, &path)?;
+            let b = Uri::builder().scheme(&scheme[..]).path_and_query(path);
+            match authority {
+                Some(a) => b.authority(a),
+                None => b,
+            }
+            .build()
+        }
+        .map_err(|_| Malformed("an invalid request target"))?;
+        let mut parts = http::Request::new(()).into_parts().0;
+        parts.method = method;
+        parts.uri = uri;
+        parts.version = Version::HTTP_2;
+        parts.headers = self.headers;
+        Ok(Head {
+            parts,
+            content_length,
+            connect,
+        })
+    }
+
+    /// `:authority` (or `host` without it): no userinfo, and the two agree when both are sent.
+    fn authority_checked(&mut self) -> Result<Option<Vec<u8>>, Malformed> {
+        let host = self.headers.get(header::HOST).map(|h| h.as_bytes());
+        match (self.authority.take(), host) {
+            (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => {
+                Err(Malformed(":authority and host differ"))
+            }
+            (Some(a), _) if a.contains(&b'@') => Err(Malformed("userinfo in :authority")),
+            (Some(a), _) if a.is_empty() => Ok(host.map(|h| h.to_vec())),
+            (Some(a), _) => Ok(Some(a)),
+            (None, Some(h)) => Ok(Some(h.to_vec())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+fn cookie_value(c: Vec<u8>) -> Result<HeaderValue, Malformed> {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(c))
+        .map_err(|_| Malformed("an invalid cookie"))
+}
+
+/// §8.2.1: no NUL, CR or LF (`HeaderValue` refuses the other controls), no whitespace at
+/// either end.
+fn check_value(v: &[u8]) -> Result<(), &'static str> {
+    let ws = |b: &u8| *b == b' ' || *b == b'\t';
+    if v.first().is_some_and(ws) || v.last().is_some_and(ws) {
+        return Err("whitespace around a field value");
+    }
+    if v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n') {
+        return Err("NUL, CR or LF in a field value");
+    }
+    Ok(())
+}
+
+fn is_connection_specific(n: &HeaderName) -> bool {
+    *n == header::CONNECTION
+        || *n == header::TRANSFER_ENCODING
+        || *n == header::UPGRADE
+        || n.as_str() == "keep-alive"
+        || n.as_str() == "proxy-connection"
+}
+
+/// §8.3.1: `:path` not empty; "*" only for OPTIONS; otherwise starts with "/".
+fn check_path(method: &Method, path: &[u8]) -> Result<(), Malformed> {
+    match path.first() {
+        None => Err(Malformed("an empty :path")),
+        Some(b'/') => Ok(()),
+        Some(b'*') if path.len() == 1 && *method == Method::OPTIONS => Ok(()),
+        Some(_) => Err(Malformed("a :path not starting with /")),
+    }
+}
+
+/// All `content-length` fields must be the same number.
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, Malformed> {
+    let mut out = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        let s = v.to_str().map_err(|_| Malformed("an invalid content-length"))?;
+        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Malformed("an invalid content-length"));
+        }
+        let n: u64 = s.parse().map_err(|_| Malformed("an invalid content-length"))?;
+        if out.is_some_and(|o| o != n) {
+            return Err(Malformed("conflicting content-length"));
+        }
+        out = Some(n);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(fields: &[(&str, &str)]) -> Result<Head, Malformed> {
+        let mut f = Fields::default();
+        for (n, v) in fields {
+            f.field(n.as_bytes(), v.as_bytes());
+        }
+        f.request()
+    }
+
+    const BASE: [(&str, &str); 4] = [
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "example.com"),
+        (":path", "/a?b=c"),
+    ];
+
+    fn with(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut v = BASE.to_vec();
+        v.extend_from_slice(extra);
+        v
+    }
+
+    #[test]
+    fn a_good_request_builds_its_parts() {
+        let h = req(&with(&[("accept", "*/*"), ("cookie", "a=1"), ("cookie", "b=2")])).unwrap();
+        assert_eq!(h.parts.method, Method::GET);
+        assert_eq!(h.parts.uri, "https://example.com/a?b=c");
+        assert_eq!(h.parts.version, Version::HTTP_2);
+        assert_eq!(h.parts.headers["accept"], "*/*");
+        assert_eq!(h.parts.headers["cookie"], "a=1; b=2");
+        assert!(!h.connect);
+        // host instead of :authority.
+        let h = req(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            ("host", "h.example"),
+        ])
+        .unwrap();
+        assert_eq!(h.parts.uri, "http://h.example/");
+    }
+
+    #[test]
+    fn every_rule_of_section_8_3_is_enforced() {
+        let bad: Vec<Vec<(&str, &str)>> = vec![
+            vec![(":scheme", "https"), (":path", "/")],
+            vec![(":method", "GET"), (":path", "/")],
+            vec![(":method", "GET"), (":scheme", "https")],
+            with(&[(":method", "GET")]),
+            with(&[(":path", "/x")]),
+            with(&[(":status", "200")]),
+            with(&[(":foo", "x")]),
+            vec![("accept", "*/*"), (":method", "GET"), (":scheme", "https"), (":path", "/")],
+            with(&[("Accept", "x")]),
+            with(&[("connection", "close")]),
+            with(&[("keep-alive", "1")]),
+            with(&[("proxy-connection", "1")]),
+            with(&[("transfer-encoding", "chunked")]),
+            with(&[("upgrade", "h2c")]),
+            with(&[("te", "gzip")]),
+            with(&[("x", " padded")]),
+            with(&[("x", "a\0b")]),
+            with(&[("content-length", "1"), ("content-length", "2")]),
+            with(&[("content-length", "+1")]),
+            with(&[("host", "other.example")]),
+            vec![(":method", "GET"), (":scheme", "https"), (":path", "")],
+            vec![(":method", "GET"), (":scheme", "https"), (":path", "*")],
+            vec![(":method", "GET"), (":scheme", "https"), (":path", "x")],
+            vec![(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "u@h")],
+            vec![(":method", "CONNECT"), (":authority", "h:443"), (":path", "/")],
+            vec![(":method", "CONNECT")],
+        ];
+        for b in bad {
+            assert!(req(&b).is_err(), "accepted {b:?}");
+        }
+        assert!(req(&with(&[("te", "trailers")])).is_ok());
+        assert_eq!(req(&with(&[("content-length", "5")])).unwrap().content_length, Some(5));
+        let opts = [(":method", "OPTIONS"), (":scheme", "https"), (":path", "*")];
+        assert!(req(&opts).is_ok());
+        let c = req(&[(":method", "CONNECT"), (":authority", "h:443")]).unwrap();
+        assert!(c.connect);
+    }
+
+    #[test]
+    fn trailers_take_no_pseudo_headers() {
+        let mut f = Fields::default();
+        f.field(b"grpc-status", b"0");
+        assert_eq!(f.trailers().unwrap()["grpc-status"], "0");
+        let mut f = Fields::default();
+        f.field(b":path", b"/");
+        assert!(f.trailers().is_err());
+    }
+}

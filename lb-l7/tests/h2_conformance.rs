@@ -45,7 +45,7 @@ static LOCK: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 /// The `[load_balancer]` line choosing the engine.
 fn engine_key(engine: &str) -> &'static str {
     match engine {
-        "hyper" => "",
+        "hyper" => "http2_engine = \"hyper\"",
         "weir" => "http2_engine = \"weir\"",
         other => panic!("unknown engine {other}"),
     }
@@ -208,9 +208,9 @@ macro_rules! engine_tests {
     };
 }
 
-// The engines every case runs on: add `on_weir` once `[load_balancer] http2_engine` exists.
+// The engines every case runs on (`[load_balancer] http2_engine`).
 engines!(
-    [on_hyper]
+    [on_hyper, on_weir]
     [
         // generic
         g1_preface_is_accepted,

@@ -485,14 +485,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// A stream whose response ended and whose request ended (or whose body was dropped) is
-    /// over: its slot is freed, with RST_STREAM(NO_ERROR) if the client was still sending
-    /// (RFC 9113 §8.1).
+    /// over: a withheld END_STREAM goes out (the core resets a stream whose request is still
+    /// coming, RFC 9113 §8.1), and the slot is freed.
     fn finish_if_done(&mut self, idx: usize) {
         let Some(s) = self.streams.get_mut(idx) else {
             return;
         };
-        if !matches!(s.phase, Phase::Done) || !(s.recv_ended || s.recv.is_none()) {
+        if request_coming(s) {
             return;
+        }
+        match s.phase {
+            Phase::Ended => {
+                let _ = self.conn.send_data(s.id, Bytes::new(), true);
+            }
+            Phase::Done => {}
+            Phase::Handling(_) | Phase::Sending(_) => return,
         }
         let Some(s) = self.streams.remove(idx) else {
             return;
@@ -502,9 +509,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             if n > 0 {
                 self.conn.release_capacity(s.id, n);
             }
-        }
-        if !s.recv_ended {
-            self.conn.reset(s.id, Reason::NO_ERROR);
         }
     }
 
@@ -557,19 +561,26 @@ fn poll_stream(conn: &mut Connection, s: &mut Stream, waker: &Waker) {
         let (mut parts, body) = resp.into_parts();
         let empty = body.is_end_stream();
         head::prepare(&mut parts.headers, body.size_hint().exact(), empty);
-        s.phase = match conn.send_response(s.id, parts.status, &parts.headers, empty) {
+        let withhold = empty && request_coming(s);
+        let sent = conn.send_response(s.id, parts.status, &parts.headers, empty && !withhold);
+        s.phase = match sent {
             Ok(()) if !empty => Phase::Sending(body),
+            Ok(()) if withhold => Phase::Ended,
             // Sent whole, or the stream is gone.
             _ => Phase::Done,
         };
     }
     let id = s.id;
-    while let Phase::Sending(body) = &mut s.phase {
+    loop {
+        let withhold = request_coming(s);
+        let Phase::Sending(body) = &mut s.phase else {
+            return;
+        };
         if conn.send_capacity(id) == 0 {
             // `Event::Writable` brings it back.
             return;
         }
-        let sent = match Pin::new(&mut *body).poll_frame(&mut cx) {
+        let next = match Pin::new(&mut *body).poll_frame(&mut cx) {
             Poll::Pending => return,
             Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                 Ok(data) => {
@@ -577,29 +588,38 @@ fn poll_stream(conn: &mut Connection, s: &mut Stream, waker: &Waker) {
                     if data.is_empty() && !end {
                         continue;
                     }
-                    conn.send_data(id, data, end).is_ok() && !end
+                    match conn.send_data(id, data, end && !withhold) {
+                        Err(_) => Phase::Done,
+                        Ok(()) if !end => continue,
+                        Ok(()) if withhold => Phase::Ended,
+                        Ok(()) => Phase::Done,
+                    }
                 }
                 Err(frame) => {
                     if let Ok(t) = frame.into_trailers() {
                         let _ = conn.send_trailers(id, &t);
                     }
-                    false
+                    Phase::Done
                 }
             },
+            Poll::Ready(None) if withhold => Phase::Ended,
             Poll::Ready(None) => {
                 let _ = conn.send_data(id, Bytes::new(), true);
-                false
+                Phase::Done
             }
             Poll::Ready(Some(Err(e))) => {
                 tracing::debug!(id, error = %e, "response body failed: stream reset");
                 conn.reset(id, Reason::INTERNAL_ERROR);
-                // The reset ends both sides: no RST_STREAM(NO_ERROR) after it.
+                // The reset ends both sides.
                 s.recv_ended = true;
-                false
+                Phase::Done
             }
         };
-        if !sent {
-            s.phase = Phase::Done;
-        }
+        s.phase = next;
     }
+}
+
+/// The client is still sending the request body and the body is still read (or kept).
+fn request_coming(s: &Stream) -> bool {
+    !s.recv_ended && s.recv.is_some()
 }

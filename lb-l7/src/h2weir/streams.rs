@@ -118,6 +118,12 @@ pub(super) enum Phase {
     Handling(RequestFuture),
     /// The head was sent; the body is pulled while the stream can take more.
     Sending(Body),
+    /// The response's data is all queued; its END_STREAM waits for the request to end (or its
+    /// body to be dropped). The protocol core resets a stream whose response ends while its
+    /// request body still comes (RFC 9113 §8.1), and a response of weir's own may leave the
+    /// body to be read away first (`crate::http2::unread`), as hyper's path does: so a client
+    /// that sends its whole body is not reset.
+    Ended,
     /// The response ended (or the stream was reset by weir).
     Done,
 }

@@ -1,0 +1,373 @@
+//! Real HTTP/2 clients through both HTTP/2 engines (`[load_balancer] http2_engine`, hyper's
+//! and weir's own), over TLS (ALPN h2) and h2c (prior knowledge), to a real HTTP/1.1 backend:
+//! curl (GET, a 1 MB POST, a 10 MB response), nghttp with a 64 KiB window (flow control: the
+//! 10 MB arrive whole through many WINDOW_UPDATEs), h2load with many concurrent streams
+//! (-c4 -m64 -n20000, no error), and Python's `h2` resetting a stream in the middle of its
+//! response, then using the connection again.
+
+mod common;
+use bytes::Bytes;
+use common::*;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use tokio::net::TcpListener;
+
+/// FNV-1a over the bytes: what the backend reports for a request body.
+fn fnv(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// The byte at offset `i` of every `/big` response.
+fn pattern(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8).collect()
+}
+
+/// A hyper HTTP/1.1 backend: `/big?n=N` answers N bytes of `pattern`, `/sum` the length and
+/// FNV-1a of the request body, anything else `ok`. Counts connections.
+async fn body_backend() -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let conns = Arc::new(AtomicUsize::new(0));
+    let c = conns.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            c.fetch_add(1, SeqCst);
+            tokio::spawn(async move {
+                let svc = service_fn(|req: Request<hyper::body::Incoming>| async move {
+                    let path = req.uri().path().to_string();
+                    let query = req.uri().query().unwrap_or("").to_string();
+                    let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                    let answer = match (path.as_str(), body) {
+                        ("/big", _) => {
+                            let n = query
+                                .strip_prefix("n=")
+                                .and_then(|n| n.parse().ok())
+                                .unwrap_or(0);
+                            Bytes::from(pattern(n))
+                        }
+                        ("/sum", Ok(b)) => {
+                            Bytes::from(format!("len={} fnv={:016x}", b.len(), fnv(&b)))
+                        }
+                        _ => Bytes::from_static(b"ok"),
+                    };
+                    Ok::<_, std::convert::Infallible>(Response::new(Full::new(answer)))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    (port, conns)
+}
+
+/// A worker with an h2c listener and a TLS listener (h2 preferred), both to `target`.
+struct Lb {
+    _w: Running,
+    plain: u16,
+    tls: u16,
+    _pki: TestPki,
+    ca: String,
+}
+
+fn lb(engine: &str, target: u16) -> Lb {
+    let pki = TestPki::new(&format!("h2-clients-{engine}"));
+    let (cert, key) = pki.leaf("lb", &["lb.test"]);
+    let (plain, tls) = (free_port(), free_port());
+    let w = start(&format!(
+        r#"
+[load_balancer]
+http2_engine = "{engine}"
+[[listener]]
+address = "127.0.0.1"
+port = {plain}
+default_action = {{ type = "forward", target_group = "t" }}
+[[listener]]
+address = "127.0.0.1"
+port = {tls}
+protocol = "HTTPS"
+certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
+default_action = {{ type = "forward", target_group = "t" }}
+[[target_group]]
+name = "t"
+target = [{{ id = "127.0.0.1", port = {target} }}]
+"#
+    ));
+    Lb {
+        _w: w,
+        plain,
+        tls,
+        ca: pki.ca.display().to_string(),
+        _pki: pki,
+    }
+}
+
+impl Lb {
+    /// The URL of `path` on the h2c listener or the TLS one, and curl's arguments for it.
+    fn curl_args(&self, tls: bool, path: &str) -> Vec<String> {
+        if tls {
+            vec![
+                "--http2".into(),
+                "--cacert".into(),
+                self.ca.clone(),
+                "--resolve".into(),
+                format!("lb.test:{}:127.0.0.1", self.tls),
+                format!("https://lb.test:{}{path}", self.tls),
+            ]
+        } else {
+            vec![
+                "--http2-prior-knowledge".into(),
+                format!("http://127.0.0.1:{}{path}", self.plain),
+            ]
+        }
+    }
+}
+
+/// curl: (HTTP version, status, body bytes).
+async fn curl_h2(args: &[String], extra: &[&str]) -> (String, u16, Vec<u8>) {
+    curl_h2_stdin(args, extra, None).await
+}
+
+async fn curl_h2_stdin(
+    args: &[String],
+    extra: &[&str],
+    stdin: Option<&[u8]>,
+) -> (String, u16, Vec<u8>) {
+    let dir = std::env::temp_dir().join(format!(
+        "weir-h2c-{}-{}",
+        std::process::id(),
+        fastrand_u64()
+    ));
+    let out = dir.display().to_string();
+    let mut a: Vec<&str> = vec![
+        "-s",
+        "--max-time",
+        "30",
+        "-o",
+        &out,
+        "-w",
+        "%{http_version} %{http_code}",
+    ];
+    a.extend_from_slice(extra);
+    a.extend(args.iter().map(String::as_str));
+    let (_, stdout, stderr) = run_stdin("curl", &a, stdin).await;
+    let body = std::fs::read(&dir).unwrap_or_default();
+    let _ = std::fs::remove_file(&dir);
+    let mut it = stdout.split_whitespace();
+    let version = it.next().unwrap_or("").to_string();
+    let code = it.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+    assert!(code != 0, "curl {a:?}: {stdout} {stderr}");
+    (version, code, body)
+}
+
+fn fastrand_u64() -> u64 {
+    use std::sync::atomic::AtomicU64;
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, SeqCst)
+}
+
+async fn curl_get_post_and_large(engine: &str) {
+    let (target, _) = body_backend().await;
+    let lb = lb(engine, target);
+    let upload =
+        std::env::temp_dir().join(format!("weir-h2-upload-{}-{engine}", std::process::id()));
+    let data: Vec<u8> = (0..1_000_000u32).map(|i| (i * 7 % 256) as u8).collect();
+    std::fs::write(&upload, &data).unwrap();
+    let at_file = format!("@{}", upload.display());
+    for tls in [false, true] {
+        let what = format!("{engine}, tls {tls}");
+        let (v, code, body) = curl_h2(&lb.curl_args(tls, "/hello"), &[]).await;
+        assert_eq!(
+            (v.as_str(), code, body.as_slice()),
+            ("2", 200, &b"ok"[..]),
+            "{what}"
+        );
+        // A 1 MB request body, with its length and without (chunked to the target).
+        let want = format!("len=1000000 fnv={:016x}", fnv(&data));
+        let (v, code, body) =
+            curl_h2(&lb.curl_args(tls, "/sum"), &["--data-binary", &at_file]).await;
+        assert_eq!((v.as_str(), code), ("2", 200), "{what}");
+        assert_eq!(String::from_utf8_lossy(&body), want, "{what}");
+        // From stdin with -T: no length, DATA frames as they come.
+        let (_, code, body) = curl_h2_stdin(
+            &lb.curl_args(tls, "/sum"),
+            &["-X", "POST", "-T", "-"],
+            Some(&data),
+        )
+        .await;
+        assert_eq!(code, 200, "{what} (no length)");
+        assert_eq!(String::from_utf8_lossy(&body), want, "{what} (no length)");
+        // A 10 MB response.
+        let (v, code, body) = curl_h2(&lb.curl_args(tls, "/big?n=10000000"), &[]).await;
+        assert_eq!(
+            (v.as_str(), code, body.len()),
+            ("2", 200, 10_000_000),
+            "{what}"
+        );
+        assert!(body == pattern(10_000_000), "{what}: 10 MB body differs");
+    }
+    let _ = std::fs::remove_file(&upload);
+}
+
+/// nghttp with a 64 KiB stream and connection window (`-w 16 -W 16`): the 10 MB response
+/// arrives whole through flow control.
+async fn nghttp_small_window(engine: &str) {
+    let (target, _) = body_backend().await;
+    let lb = lb(engine, target);
+    let url = format!("http://127.0.0.1:{}/big?n=10000000", lb.plain);
+    let (ok, out, err) = run("nghttp", &["-w", "16", "-W", "16", "-s", &url]).await;
+    assert!(ok, "{engine}: nghttp failed: {err}");
+    // `-s` prints the stream's statistics: status and body bytes received.
+    assert!(out.contains("200") || err.is_empty(), "{engine}: {out}");
+    let (ok, out, err) = run("nghttp", &["-w", "16", "-W", "16", "-n", "-v", &url]).await;
+    assert!(ok, "{engine}: nghttp -v failed: {err}");
+    let data: usize = out
+        .lines()
+        .filter(|l| l.contains("recv DATA frame <length="))
+        .filter_map(|l| {
+            let s = l.split("length=").nth(1)?;
+            s.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .sum();
+    assert_eq!(data, 10_000_000, "{engine}: DATA bytes received");
+    let updates = out.matches("send WINDOW_UPDATE frame").count();
+    assert!(
+        updates > 100,
+        "{engine}: only {updates} WINDOW_UPDATEs: flow control not exercised"
+    );
+    assert!(out.contains("END_STREAM"), "{engine}");
+}
+
+/// h2load -c4 -m64 -n20000 over h2c and over TLS: every request succeeds.
+async fn h2load_many_streams(engine: &str) {
+    let (target, _) = body_backend().await;
+    let lb = lb(engine, target);
+    for tls in [false, true] {
+        let url = if tls {
+            format!("https://127.0.0.1:{}/hello", lb.tls)
+        } else {
+            format!("http://127.0.0.1:{}/hello", lb.plain)
+        };
+        let (ok, out, err) = run("h2load", &["-c4", "-m64", "-n20000", &url]).await;
+        let line = out
+            .lines()
+            .find(|l| l.starts_with("requests:"))
+            .unwrap_or_default()
+            .to_string();
+        let status = out
+            .lines()
+            .find(|l| l.starts_with("status codes:"))
+            .unwrap_or_default()
+            .to_string();
+        println!("{engine}, tls {tls}: {line}; {status}");
+        assert!(ok, "{engine}, tls {tls}: h2load failed: {err}\n{out}");
+        assert!(
+            line.contains("20000 succeeded, 0 failed, 0 errored"),
+            "{engine}, tls {tls}: {line}\n{out}"
+        );
+        assert!(
+            status.contains("20000 2xx"),
+            "{engine}, tls {tls}: {status}"
+        );
+        assert!(out.contains("h2"), "{engine}, tls {tls}: not HTTP/2: {out}");
+    }
+}
+
+/// Python's h2 (a real client library): a 600 KB response reset after its first 32 KB, then
+/// another request on the same connection.
+const RESET_SCRIPT: &str = r#"
+import socket, sys
+import h2.connection, h2.config, h2.events, h2.errors
+port = int(sys.argv[1])
+s = socket.create_connection(("127.0.0.1", port), timeout=10)
+c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+c.initiate_connection()
+s.sendall(c.data_to_send())
+def req(path):
+    sid = c.get_next_available_stream_id()
+    c.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "lb"), (":path", path)], end_stream=True)
+    s.sendall(c.data_to_send())
+    return sid
+first = req("/big?n=600000")
+got, reset, second, status2, body2, done2 = 0, False, None, None, b"", False
+while not done2:
+    data = s.recv(65536)
+    if not data:
+        break
+    for e in c.receive_data(data):
+        if isinstance(e, h2.events.DataReceived):
+            if e.stream_id == first:
+                got += len(e.data)
+                # no credit back for the first stream: the rest waits on flow control
+                if got >= 32768 and not reset:
+                    c.reset_stream(first, h2.errors.ErrorCodes.CANCEL)
+                    reset = True
+                    second = req("/hello")
+            elif e.stream_id == second:
+                body2 += e.data
+                c.acknowledge_received_data(e.flow_controlled_length, e.stream_id)
+        elif isinstance(e, h2.events.ResponseReceived) and e.stream_id == second:
+            status2 = dict(e.headers).get(b":status")
+        elif isinstance(e, h2.events.StreamEnded) and e.stream_id == second:
+            done2 = True
+        elif isinstance(e, h2.events.StreamEnded) and e.stream_id == first:
+            print("first stream ended before the reset")
+    s.sendall(c.data_to_send())
+print("first", got, "reset", reset, "second", status2.decode() if status2 else None, body2.decode())
+"#;
+
+async fn reset_mid_response(engine: &str) {
+    let (target, _) = body_backend().await;
+    let lb = lb(engine, target);
+    let port = lb.plain.to_string();
+    let (ok, out, err) = run("/usr/bin/python3", &["-c", RESET_SCRIPT, &port]).await;
+    assert!(ok, "{engine}: {err}\n{out}");
+    let line = out.lines().last().unwrap_or_default();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        matches!(words.as_slice(), ["first", n, "reset", "True", "second", "200", "ok"]
+            if n.parse::<usize>().is_ok_and(|n| (32768..600_000).contains(&n))),
+        "{engine}: {out}"
+    );
+}
+
+macro_rules! for_both_engines {
+    ($($name:ident),* $(,)?) => {
+        mod hyper_engine {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name("hyper").await
+                }
+            )*
+        }
+        mod weir_engine {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name("weir").await
+                }
+            )*
+        }
+    };
+}
+
+for_both_engines!(
+    curl_get_post_and_large,
+    nghttp_small_window,
+    h2load_many_streams,
+    reset_mid_response,
+);

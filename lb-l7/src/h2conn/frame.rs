@@ -176,7 +176,11 @@ pub(super) fn write_header_block(
     }
     while let Some(c) = chunks.next() {
         let last = chunks.peek().is_none();
-        let f = if last { flags | flag::END_HEADERS } else { flags };
+        let f = if last {
+            flags | flag::END_HEADERS
+        } else {
+            flags
+        };
         write_head(out, c.len(), kind, f, stream);
         out.extend_from_slice(c);
         kind = kind::CONTINUATION;
@@ -191,7 +195,13 @@ mod tests {
     #[test]
     fn head_round_trips_and_clears_the_reserved_bit() {
         let mut out = Vec::new();
-        write_head(&mut out, 0x01_0203, kind::DATA, flag::END_STREAM, 0x8000_0005);
+        write_head(
+            &mut out,
+            0x01_0203,
+            kind::DATA,
+            flag::END_STREAM,
+            0x8000_0005,
+        );
         let h = Head::parse(&out);
         assert_eq!(h.len, 0x01_0203);
         assert_eq!(h.stream, 5);
@@ -214,11 +224,17 @@ mod tests {
         let mut out = Vec::new();
         write_header_block(&mut out, 1, true, &[7u8; 25], 10);
         let h1 = Head::parse(&out);
-        assert_eq!((h1.len, h1.kind, h1.flags), (10, kind::HEADERS, flag::END_STREAM));
+        assert_eq!(
+            (h1.len, h1.kind, h1.flags),
+            (10, kind::HEADERS, flag::END_STREAM)
+        );
         let h2 = Head::parse(&out[19..]);
         assert_eq!((h2.len, h2.kind, h2.flags), (10, kind::CONTINUATION, 0));
         let h3 = Head::parse(&out[38..]);
-        assert_eq!((h3.len, h3.kind, h3.flags), (5, kind::CONTINUATION, flag::END_HEADERS));
+        assert_eq!(
+            (h3.len, h3.kind, h3.flags),
+            (5, kind::CONTINUATION, flag::END_HEADERS)
+        );
         assert_eq!(out.len(), 3 * 9 + 25);
     }
 }

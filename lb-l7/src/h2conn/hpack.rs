@@ -314,12 +314,18 @@ mod tests {
                 e.field(n, v, &mut out);
             }
             let got = decode_all(&mut d, &out);
-            assert_eq!(got[0], (b":status".to_vec(), status.to_string().into_bytes()));
+            assert_eq!(
+                got[0],
+                (b":status".to_vec(), status.to_string().into_bytes())
+            );
             let rest: Vec<_> = got[1..].iter().map(|(n, v)| (&n[..], &v[..])).collect();
             assert_eq!(rest, fields);
             sizes.push(out.len());
         }
-        assert!(sizes[2] < sizes[0], "the second response is smaller: {sizes:?}");
+        assert!(
+            sizes[2] < sizes[0],
+            "the second response is smaller: {sizes:?}"
+        );
     }
 
     #[test]
@@ -336,7 +342,10 @@ mod tests {
         e.begin(&mut out);
         assert_eq!(&out[..2], &[0x20, 0x3f], "0 then 100 (0x3f 0x45)");
         e.field(b"x-a", b"1", &mut out);
-        assert_eq!(decode_all(&mut d, &out), vec![(b"x-a".to_vec(), b"1".to_vec())]);
+        assert_eq!(
+            decode_all(&mut d, &out),
+            vec![(b"x-a".to_vec(), b"1".to_vec())]
+        );
     }
 
     #[test]
@@ -359,7 +368,10 @@ mod tests {
     #[test]
     fn garbage_is_a_compression_error_and_integers_encode_per_the_rfc() {
         let mut d = Decoder::new();
-        assert!(d.decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1000, |_, _| {}).is_err());
+        assert!(
+            d.decode(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff], 1000, |_, _| {})
+                .is_err()
+        );
         // An out-of-range index.
         assert!(d.decode(&[0x80 | 70], 1000, |_, _| {}).is_err());
         // RFC 7541 C.1.2: 1337 with a 5-bit prefix.

@@ -171,4 +171,3 @@ pub enum Event {
     /// The connection is ending (ours or the peer's); the error code of a connection error.
     GoAway { error: Option<Reason> },
 }
-

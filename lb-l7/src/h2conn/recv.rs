@@ -21,6 +21,7 @@ impl Connection {
                 }
                 self.inbuf.advance(k);
                 if n + k < frame::PREFACE.len() {
+                    self.phase = Phase::Preface(n + k);
                     return Ok(());
                 }
                 self.phase = Phase::FirstSettings;
@@ -30,7 +31,10 @@ impl Connection {
             }
             let head = Head::parse(&self.inbuf);
             if head.len > self.cfg.max_frame_size as usize {
-                return Err(err(Reason::FRAME_SIZE_ERROR, "a frame over our MAX_FRAME_SIZE"));
+                return Err(err(
+                    Reason::FRAME_SIZE_ERROR,
+                    "a frame over our MAX_FRAME_SIZE",
+                ));
             }
             if self.inbuf.len() < frame::HEAD_LEN + head.len {
                 return Ok(());
@@ -47,7 +51,10 @@ impl Connection {
     fn on_frame(&mut self, h: Head, payload: Bytes) -> Res {
         if self.phase == Phase::FirstSettings {
             if h.kind != kind::SETTINGS || h.has(flag::ACK) {
-                return Err(err(Reason::PROTOCOL_ERROR, "the first frame is not SETTINGS"));
+                return Err(err(
+                    Reason::PROTOCOL_ERROR,
+                    "the first frame is not SETTINGS",
+                ));
             }
             self.phase = Phase::Open;
         }
@@ -124,7 +131,10 @@ impl Connection {
             Some(Closed::ByUs) => Ok(()),
             Some(Closed::ByPeer) => self.stream_error(id, Reason::STREAM_CLOSED),
             Some(Closed::Finished) => Err(err(Reason::STREAM_CLOSED, "a frame on a closed stream")),
-            None if headers => Err(err(Reason::PROTOCOL_ERROR, "a stream id not above the last")),
+            None if headers => Err(err(
+                Reason::PROTOCOL_ERROR,
+                "a stream id not above the last",
+            )),
             None => Err(err(Reason::STREAM_CLOSED, "a frame on a closed stream")),
         }
     }
@@ -138,7 +148,10 @@ impl Connection {
             .map_err(|_| err(Reason::PROTOCOL_ERROR, "DATA padding too long"))?;
         let flow = h.len as i64;
         if flow > self.conn_recv_window {
-            return Err(err(Reason::FLOW_CONTROL_ERROR, "DATA beyond the connection window"));
+            return Err(err(
+                Reason::FLOW_CONTROL_ERROR,
+                "DATA beyond the connection window",
+            ));
         }
         self.conn_recv_window -= flow;
         if id > self.last_id {
@@ -193,7 +206,10 @@ impl Connection {
     fn on_headers(&mut self, h: Head, payload: Bytes) -> Res {
         let id = h.stream;
         if id == 0 || id % 2 == 0 {
-            return Err(err(Reason::PROTOCOL_ERROR, "HEADERS on stream 0 or an even stream"));
+            return Err(err(
+                Reason::PROTOCOL_ERROR,
+                "HEADERS on stream 0 or an even stream",
+            ));
         }
         let prio = h.has(flag::PRIORITY);
         let range = frame::unpad(&payload, h.has(flag::PADDED), if prio { 5 } else { 0 })
@@ -221,7 +237,10 @@ impl Connection {
     fn on_continuation(&mut self, h: Head, payload: &[u8]) -> Res {
         let limit = self.block_limit();
         let Some(b) = self.block.as_mut() else {
-            return Err(err(Reason::PROTOCOL_ERROR, "CONTINUATION without a header block"));
+            return Err(err(
+                Reason::PROTOCOL_ERROR,
+                "CONTINUATION without a header block",
+            ));
         };
         b.frames += 1;
         if b.frames > MAX_CONTINUATIONS || b.buf.len() + payload.len() > limit {
@@ -295,7 +314,10 @@ impl Connection {
             return Ok(());
         }
         if h.len % 6 != 0 {
-            return Err(err(Reason::FRAME_SIZE_ERROR, "SETTINGS not a multiple of 6"));
+            return Err(err(
+                Reason::FRAME_SIZE_ERROR,
+                "SETTINGS not a multiple of 6",
+            ));
         }
         for p in payload.chunks_exact(6) {
             self.apply_setting(u16::from_be_bytes([p[0], p[1]]), read_u32(&p[2..]))?;
@@ -317,7 +339,10 @@ impl Connection {
             }
             setting::INITIAL_WINDOW_SIZE => {
                 if i64::from(v) > frame::MAX_WINDOW {
-                    return Err(err(Reason::FLOW_CONTROL_ERROR, "INITIAL_WINDOW_SIZE over 2^31-1"));
+                    return Err(err(
+                        Reason::FLOW_CONTROL_ERROR,
+                        "INITIAL_WINDOW_SIZE over 2^31-1",
+                    ));
                 }
                 let delta = i64::from(v) - self.peer_initial_window;
                 self.peer_initial_window = i64::from(v);
@@ -325,7 +350,10 @@ impl Connection {
                 ids.sort_unstable();
                 for id in ids {
                     if self.move_send_window(id, delta).is_err() {
-                        return Err(err(Reason::FLOW_CONTROL_ERROR, "a stream window over 2^31-1"));
+                        return Err(err(
+                            Reason::FLOW_CONTROL_ERROR,
+                            "a stream window over 2^31-1",
+                        ));
                     }
                 }
             }
@@ -381,12 +409,22 @@ impl Connection {
             }
             self.conn_send_window += inc;
             if self.conn_send_window > frame::MAX_WINDOW {
-                return Err(err(Reason::FLOW_CONTROL_ERROR, "the connection window over 2^31-1"));
+                return Err(err(
+                    Reason::FLOW_CONTROL_ERROR,
+                    "the connection window over 2^31-1",
+                ));
             }
-            return if self.order.is_empty() { self.chatter() } else { Ok(()) };
+            return if self.order.is_empty() {
+                self.chatter()
+            } else {
+                Ok(())
+            };
         }
         if id > self.last_id {
-            return Err(err(Reason::PROTOCOL_ERROR, "WINDOW_UPDATE on an idle stream"));
+            return Err(err(
+                Reason::PROTOCOL_ERROR,
+                "WINDOW_UPDATE on an idle stream",
+            ));
         }
         let Some(s) = self.streams.get(&id) else {
             return self.chatter();

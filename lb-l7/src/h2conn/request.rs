@@ -136,12 +136,15 @@ impl Fields {
             let scheme = self.scheme.take().ok_or(Malformed("no :scheme"))?;
             let path = self.path.take().ok_or(Malformed("no :path"))?;
             check_path(&method, &path)?;
-            let b = Uri::builder().scheme(&scheme[..]).path_and_query(path);
             match authority {
-                Some(a) => b.authority(a),
-                None => b,
+                // Asterisk-form (OPTIONS *) and origin-form keep the path alone.
+                Some(a) if path != b"*" => Uri::builder()
+                    .scheme(&scheme[..])
+                    .authority(a)
+                    .path_and_query(path)
+                    .build(),
+                _ => Uri::builder().path_and_query(path).build(),
             }
-            .build()
         }
         .map_err(|_| Malformed("an invalid request target"))?;
         let mut parts = http::Request::new(()).into_parts().0;
@@ -212,11 +215,15 @@ fn check_path(method: &Method, path: &[u8]) -> Result<(), Malformed> {
 fn content_length(h: &HeaderMap) -> Result<Option<u64>, Malformed> {
     let mut out = None;
     for v in h.get_all(header::CONTENT_LENGTH) {
-        let s = v.to_str().map_err(|_| Malformed("an invalid content-length"))?;
+        let s = v
+            .to_str()
+            .map_err(|_| Malformed("an invalid content-length"))?;
         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Malformed("an invalid content-length"));
         }
-        let n: u64 = s.parse().map_err(|_| Malformed("an invalid content-length"))?;
+        let n: u64 = s
+            .parse()
+            .map_err(|_| Malformed("an invalid content-length"))?;
         if out.is_some_and(|o| o != n) {
             return Err(Malformed("conflicting content-length"));
         }
@@ -252,7 +259,12 @@ mod tests {
 
     #[test]
     fn a_good_request_builds_its_parts() {
-        let h = req(&with(&[("accept", "*/*"), ("cookie", "a=1"), ("cookie", "b=2")])).unwrap();
+        let h = req(&with(&[
+            ("accept", "*/*"),
+            ("cookie", "a=1"),
+            ("cookie", "b=2"),
+        ]))
+        .unwrap();
         assert_eq!(h.parts.method, Method::GET);
         assert_eq!(h.parts.uri, "https://example.com/a?b=c");
         assert_eq!(h.parts.version, Version::HTTP_2);
@@ -280,7 +292,12 @@ mod tests {
             with(&[(":path", "/x")]),
             with(&[(":status", "200")]),
             with(&[(":foo", "x")]),
-            vec![("accept", "*/*"), (":method", "GET"), (":scheme", "https"), (":path", "/")],
+            vec![
+                ("accept", "*/*"),
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/"),
+            ],
             with(&[("Accept", "x")]),
             with(&[("connection", "close")]),
             with(&[("keep-alive", "1")]),
@@ -296,15 +313,29 @@ mod tests {
             vec![(":method", "GET"), (":scheme", "https"), (":path", "")],
             vec![(":method", "GET"), (":scheme", "https"), (":path", "*")],
             vec![(":method", "GET"), (":scheme", "https"), (":path", "x")],
-            vec![(":method", "GET"), (":scheme", "https"), (":path", "/"), (":authority", "u@h")],
-            vec![(":method", "CONNECT"), (":authority", "h:443"), (":path", "/")],
+            vec![
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/"),
+                (":authority", "u@h"),
+            ],
+            vec![
+                (":method", "CONNECT"),
+                (":authority", "h:443"),
+                (":path", "/"),
+            ],
             vec![(":method", "CONNECT")],
         ];
         for b in bad {
             assert!(req(&b).is_err(), "accepted {b:?}");
         }
         assert!(req(&with(&[("te", "trailers")])).is_ok());
-        assert_eq!(req(&with(&[("content-length", "5")])).unwrap().content_length, Some(5));
+        assert_eq!(
+            req(&with(&[("content-length", "5")]))
+                .unwrap()
+                .content_length,
+            Some(5)
+        );
         let opts = [(":method", "OPTIONS"), (":scheme", "https"), (":path", "*")];
         assert!(req(&opts).is_ok());
         let c = req(&[(":method", "CONNECT"), (":authority", "h:443")]).unwrap();

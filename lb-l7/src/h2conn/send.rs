@@ -35,7 +35,13 @@ impl Connection {
             Some(status.as_u16()),
             headers,
         );
-        frame::write_header_block(&mut self.out, id, end_stream, &self.scratch, self.peer_max_frame);
+        frame::write_header_block(
+            &mut self.out,
+            id,
+            end_stream,
+            &self.scratch,
+            self.peer_max_frame,
+        );
         if end_stream {
             self.maybe_finish(id);
         }

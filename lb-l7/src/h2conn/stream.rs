@@ -130,7 +130,11 @@ impl Recent {
     }
 
     pub fn get(&self, id: StreamId) -> Option<Closed> {
-        self.ring.iter().rev().find(|(i, _)| *i == id).map(|(_, c)| *c)
+        self.ring
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == id)
+            .map(|(_, c)| *c)
     }
 }
 

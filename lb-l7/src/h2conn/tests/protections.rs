@@ -1,0 +1,354 @@
+//! Every protection, driven by raw frames: CONTINUATION floods, rapid reset, MadeYouReset,
+//! SETTINGS/PING/empty-frame/WINDOW_UPDATE floods, unread control replies, oversized header
+//! lists, idle and header-read deadlines; and the core never panics on random input.
+
+use super::super::glitch::{CHATTER_FREE, REFUND_EVERY};
+use super::*;
+
+fn calm(max_glitches: u32) -> Config {
+    Config {
+        max_glitches,
+        ..Config::default()
+    }
+}
+
+#[test]
+fn continuation_flood_by_count() {
+    let mut c = Client::new(Config::default());
+    let b = c.block(GET);
+    c.send(&raw(kind::HEADERS, 0, 1, &b));
+    for _ in 0..super::super::conn::MAX_CONTINUATIONS {
+        c.send(&raw(kind::CONTINUATION, 0, 1, b"a"));
+    }
+    assert!(!c.conn.is_closed());
+    c.send(&raw(kind::CONTINUATION, 0, 1, b"a"));
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+#[test]
+fn continuation_flood_by_bytes() {
+    let cfg = Config {
+        max_header_list_size: 4096,
+        ..Config::default()
+    };
+    let mut c = Client::new(cfg);
+    c.send(&raw(kind::HEADERS, 0, 1, &[0u8; 4000]));
+    c.send(&raw(kind::CONTINUATION, 0, 1, &[0u8; 4000]));
+    assert!(!c.conn.is_closed());
+    c.send(&raw(kind::CONTINUATION, 0, 1, &[0u8; 500]));
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+#[test]
+fn empty_continuations_are_glitches() {
+    let mut c = Client::new(calm(5));
+    let b = c.block(GET);
+    c.send(&raw(kind::HEADERS, 0, 1, &b));
+    for _ in 0..6 {
+        c.send(&raw(kind::CONTINUATION, 0, 1, &[]));
+    }
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+#[test]
+fn rapid_reset_is_counted_and_stopped() {
+    let mut c = Client::new(calm(100));
+    let mut id = 1;
+    for _ in 0..100 {
+        c.request(id, GET, false);
+        c.send(&rst(id, Reason::CANCEL));
+        id += 2;
+    }
+    assert!(!c.conn.is_closed());
+    assert!(
+        c.events().is_empty(),
+        "the driver never saw the reset streams"
+    );
+    c.request(id, GET, false);
+    c.send(&rst(id, Reason::CANCEL));
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+#[test]
+fn a_reset_after_the_response_finished_is_no_glitch_and_completions_refund() {
+    let mut c = Client::new(calm(1));
+    // A glitch: reset of an unanswered stream.
+    c.request(1, GET, false);
+    c.send(&rst(1, Reason::CANCEL));
+    // Completed streams pay it back.
+    let mut id = 3;
+    for _ in 0..REFUND_EVERY {
+        c.request(id, GET, true);
+        c.conn
+            .send_response(id, StatusCode::OK, &HeaderMap::new(), true)
+            .unwrap();
+        id += 2;
+    }
+    c.request(id, GET, false);
+    c.send(&rst(id, Reason::CANCEL));
+    assert!(!c.conn.is_closed());
+    c.request(id + 2, GET, false);
+    c.send(&rst(id + 2, Reason::CANCEL));
+    c.request(id + 4, GET, false);
+    c.send(&rst(id + 4, Reason::CANCEL));
+    assert!(c.conn.is_closed());
+}
+
+#[test]
+fn made_you_reset_stream_errors_we_send_are_counted() {
+    let mut c = Client::new(calm(10));
+    let mut id = 1;
+    for _ in 0..10 {
+        c.request(id, GET, false);
+        c.send(&window_update(id, 0));
+        id += 2;
+    }
+    assert!(!c.conn.is_closed());
+    c.request(id, GET, false);
+    c.send(&window_update(id, 0));
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+#[test]
+fn malformed_requests_are_counted_too() {
+    let mut c = Client::new(calm(3));
+    for id in [1, 3, 5, 7] {
+        c.request(id, &[(":method", "GET")], true);
+    }
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+fn flood(frame: &[u8], max_glitches: u32) -> (Client, usize) {
+    let mut c = Client::new(calm(max_glitches));
+    let mut n = 0;
+    while !c.conn.is_closed() && n < 10_000 {
+        c.send(frame);
+        c.frames();
+        n += 1;
+    }
+    (c, n)
+}
+
+#[test]
+fn ping_settings_priority_window_update_and_unknown_floods() {
+    let frames = [
+        ping([0; 8]),
+        settings(&[]),
+        priority(1, 0),
+        window_update(0, 1),
+        raw(0x42, 0, 0, &[]),
+    ];
+    for f in frames {
+        let (mut c, n) = flood(&f, 10);
+        let want = (CHATTER_FREE + 11) as usize;
+        assert_eq!(n, want, "frame {f:?}");
+        assert_eq!(c.conn.error_detail(), Some("a control-frame flood"));
+        c.events();
+    }
+}
+
+#[test]
+fn progress_ends_a_row_of_control_frames() {
+    let mut c = Client::new(calm(0));
+    let mut id = 1;
+    for _ in 0..5 {
+        for _ in 0..CHATTER_FREE {
+            c.send(&ping([0; 8]));
+        }
+        c.request(id, GET, true);
+        id += 2;
+    }
+    assert!(!c.conn.is_closed());
+}
+
+#[test]
+fn empty_data_frames_are_glitches() {
+    let mut c = Client::new(calm(20));
+    c.request(1, POST, false);
+    for _ in 0..20 {
+        c.send(&data(1, b"", false));
+    }
+    assert!(!c.conn.is_closed());
+    c.send(&data(1, b"", false));
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+#[test]
+fn window_updates_on_a_stream_with_nothing_to_send_are_chatter() {
+    let (c, n) = {
+        let mut c = Client::new(calm(5));
+        c.request(1, GET, false);
+        let mut n = 0;
+        while !c.conn.is_closed() && n < 1000 {
+            c.send(&window_update(1, 1));
+            n += 1;
+        }
+        (c, n)
+    };
+    assert_eq!(n, (CHATTER_FREE + 6) as usize);
+    assert_eq!(c.conn.error_detail(), Some("a control-frame flood"));
+}
+
+#[test]
+fn control_replies_the_client_never_reads_are_bounded() {
+    let mut c = Client::new(calm(u32::MAX));
+    let mut pings = Vec::new();
+    for _ in 0..70_000 {
+        pings.extend(ping([1; 8]));
+    }
+    c.send(&pings);
+    assert!(c.conn.is_closed());
+    assert_eq!(
+        c.conn.error_detail(),
+        Some("control replies pile up unread")
+    );
+    assert!(c.conn.unsent() <= super::super::conn::MAX_PENDING_OUT + 64);
+}
+
+#[test]
+fn an_oversized_header_list_gets_431_and_the_connection_lives() {
+    let cfg = Config {
+        max_header_list_size: 2048,
+        ..Config::default()
+    };
+    let mut c = Client::new(cfg);
+    let big = "x".repeat(3000);
+    let mut f = GET.to_vec();
+    f.push(("x-big", &big));
+    c.request(1, &f, true);
+    assert!(c.events().is_empty());
+    let fs = c.frames();
+    assert_eq!(fs.len(), 1);
+    assert_eq!(fs[0].flags & flag::END_STREAM, flag::END_STREAM);
+    assert_eq!(
+        c.decode(&fs[0].payload),
+        vec![(":status".into(), "431".into())]
+    );
+    c.request(3, GET, true);
+    expect_request(&mut c);
+}
+
+#[test]
+fn a_huge_partial_frame_is_refused_at_once() {
+    let mut c = Client::new(Config::default());
+    let mut head = Vec::new();
+    frame::write_head(&mut head, (1 << 24) - 1, kind::HEADERS, 0, 1);
+    c.send(&head);
+    assert_conn_error(&mut c, Reason::FRAME_SIZE_ERROR);
+}
+
+#[test]
+fn idle_timeout_sends_goaway_no_error_and_closes() {
+    let cfg = Config {
+        idle_timeout: Duration::from_secs(5),
+        ..Config::default()
+    };
+    let mut c = Client::new(cfg);
+    c.request(1, GET, true);
+    c.events();
+    assert_eq!(
+        c.conn.poll_timeout(),
+        None,
+        "a stream open: no idle deadline"
+    );
+    c.conn
+        .send_response(1, StatusCode::OK, &HeaderMap::new(), true)
+        .unwrap();
+    let at = c.conn.poll_timeout().unwrap();
+    assert_eq!(at, c.now + Duration::from_secs(5));
+    c.advance(Duration::from_secs(4));
+    assert!(!c.conn.is_closed());
+    c.advance(Duration::from_secs(1));
+    assert!(c.conn.is_closed());
+    let fs = c.frames();
+    assert_eq!(goaway(&fs), Some(Reason::NO_ERROR));
+    assert!(matches!(c.events()[..], [Event::GoAway { error: None }]));
+}
+
+#[test]
+fn header_read_timeout_for_an_unfinished_block_and_for_the_preface() {
+    let cfg = Config {
+        header_read_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let mut c = Client::new(cfg.clone());
+    let b = c.block(GET);
+    c.send(&raw(kind::HEADERS, 0, 1, &b));
+    assert_eq!(c.conn.poll_timeout(), Some(c.now + Duration::from_secs(2)));
+    c.advance(Duration::from_secs(2));
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+    let mut c = Client::raw(cfg);
+    c.send(&frame::PREFACE[..10]);
+    c.advance(Duration::from_secs(3));
+    assert_conn_error(&mut c, Reason::ENHANCE_YOUR_CALM);
+}
+
+/// A small deterministic generator (xorshift), so the test needs no crate and no seed file.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+/// A random frame, biased to valid-looking ones so the deeper paths run.
+fn random_frame(r: &mut Rng, c: &mut Client) -> Vec<u8> {
+    let id = (r.below(8) * 2 + 1) as u32;
+    match r.below(12) {
+        0 => c.headers(id, GET, r.below(2) == 0),
+        1 => c.headers(id, POST, false),
+        2 => data(id, &vec![0; r.below(300) as usize], r.below(2) == 0),
+        3 => rst(id, Reason(r.below(14) as u32)),
+        4 => window_update(r.below(2) as u32 * id, r.below(1 << 20) as u32),
+        5 => settings(&[(r.below(10) as u16, r.next() as u32)]),
+        6 => ping([r.next() as u8; 8]),
+        7 => priority(id, r.below(8) as u32),
+        8 => raw(kind::CONTINUATION, r.next() as u8, id, &[r.next() as u8; 3]),
+        9 => {
+            let len = r.below(40) as usize;
+            (0..len).map(|_| r.next() as u8).collect()
+        }
+        10 => raw(r.below(16) as u8, r.next() as u8, id, &[r.next() as u8; 5]),
+        _ => raw(kind::HEADERS, r.next() as u8, id, &[r.next() as u8; 7]),
+    }
+}
+
+#[test]
+fn random_input_never_panics_and_the_driver_calls_stay_safe() {
+    let mut r = Rng(0x9e37_79b9_7f4a_7c15);
+    for _ in 0..300 {
+        let mut c = Client::new(Config::default());
+        for _ in 0..60 {
+            let f = random_frame(&mut r, &mut c);
+            let split = r.below(f.len() as u64 + 1) as usize;
+            c.send(&f[..split]);
+            c.send(&f[split..]);
+            for e in c.events() {
+                if let Event::Request { id, .. } = e {
+                    let _ = c
+                        .conn
+                        .send_response(id, StatusCode::OK, &HeaderMap::new(), false);
+                    let _ = c
+                        .conn
+                        .send_data(id, Bytes::from(vec![0; 100]), r.below(2) == 0);
+                }
+                if let Event::Data { id, data, .. } = e {
+                    c.conn.release_capacity(id, data.len());
+                }
+            }
+            let mut out = Vec::new();
+            c.conn.poll_transmit(&mut out);
+            c.advance(Duration::from_millis(r.below(3000)));
+            if c.conn.is_closed() {
+                break;
+            }
+        }
+    }
+}

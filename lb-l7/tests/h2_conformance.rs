@@ -468,12 +468,6 @@ fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
     parts.concat()
 }
 
-fn rss_bytes() -> usize {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
 // ---- generic ----------------------------------------------------------------------------
 
 async fn g1_preface_is_accepted(c: Ctx) -> Check {

@@ -571,3 +571,10 @@ fn names(codes: &[u32]) -> String {
         .collect::<Vec<_>>()
         .join(" or ")
 }
+
+/// The test process's resident memory.
+pub fn rss_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}

@@ -65,9 +65,12 @@ impl Decoder {
     }
 }
 
+/// A dynamic table entry: (name, value).
+type Entry = (Box<[u8]>, Box<[u8]>);
+
 /// The response side, with its dynamic table.
 pub(super) struct Encoder {
-    table: VecDeque<(Box<[u8]>, Box<[u8]>)>,
+    table: VecDeque<Entry>,
     size: usize,
     max: usize,
     /// Size updates to signal at the start of the next block: (smallest, final).

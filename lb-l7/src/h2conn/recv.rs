@@ -205,7 +205,7 @@ impl Connection {
 
     fn on_headers(&mut self, h: Head, payload: Bytes) -> Res {
         let id = h.stream;
-        if id == 0 || id % 2 == 0 {
+        if id == 0 || id.is_multiple_of(2) {
             return Err(err(
                 Reason::PROTOCOL_ERROR,
                 "HEADERS on stream 0 or an even stream",
@@ -313,7 +313,7 @@ impl Connection {
             self.settings_acked = true;
             return Ok(());
         }
-        if h.len % 6 != 0 {
+        if !h.len.is_multiple_of(6) {
             return Err(err(
                 Reason::FRAME_SIZE_ERROR,
                 "SETTINGS not a multiple of 6",

@@ -170,8 +170,10 @@ impl Connection {
             let last = n == s.queued && s.send == Send::Ending;
             let end = last && s.trailers.is_none();
             let f = if end { flag::END_STREAM } else { 0 };
-            frame::write_head(&mut self.out, n, kind::DATA, f, id);
-            s.take_into(n, &mut self.out);
+            if n > 0 || end {
+                frame::write_head(&mut self.out, n, kind::DATA, f, id);
+                s.take_into(n, &mut self.out);
+            }
             s.send_window -= n as i64;
             self.conn_send_window -= n as i64;
             if last {

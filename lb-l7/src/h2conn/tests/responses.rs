@@ -222,6 +222,19 @@ fn trailers_follow_the_data_and_end_the_stream() {
 }
 
 #[test]
+fn trailers_without_data_need_no_empty_data_frame() {
+    let mut c = started(Config::default());
+    c.conn
+        .send_response(1, StatusCode::OK, &HeaderMap::new(), false)
+        .unwrap();
+    let mut t = HeaderMap::new();
+    t.insert("grpc-status", "0".parse().unwrap());
+    c.conn.send_trailers(1, &t).unwrap();
+    let kinds: Vec<u8> = c.frames().iter().map(|f| f.kind).collect();
+    assert_eq!(kinds, vec![kind::HEADERS, kind::HEADERS]);
+}
+
+#[test]
 fn a_response_before_the_request_body_resets_the_request_side() {
     let mut c = Client::new(Config::default());
     c.request(1, POST, false);

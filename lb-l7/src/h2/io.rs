@@ -13,7 +13,7 @@
 //! interval) wakes it.
 //! (HTTP/1.1 connections are weir's own engine's, `h1::server`, with their own timing.)
 
-use super::frames::Inbound;
+use crate::http2::frames::Inbound;
 use crate::pipeline::ConnState;
 use std::io;
 use std::pin::Pin;

@@ -2,8 +2,7 @@
 //! buffering bound per connection, idle/header-read/write deadlines, cancelled-stream
 //! accounting: docs/l7.md, "HTTP/2 clients"). `server` runs a connection (hyper's settings),
 //! each request through `crate::http2` (shared with weir's own engine, `crate::h2weir`); `io`
-//! and `frames` are the limits. Never imports the other engines (`crate::layering` checks).
+//! is the limits (with `crate::http2::frames`). Never imports the other engines (`crate::layering` checks).
 
-pub mod frames;
 pub mod io;
 pub mod server;

@@ -21,6 +21,7 @@ use super::head;
 use super::recv::RecvBody;
 use super::streams::{Phase, Stream, Streams};
 use crate::h2conn::{self, Connection, Event, Reason, StreamId};
+use crate::http2::frames::Inbound;
 use crate::http2::service;
 use crate::pipeline::{ConnInfo, Shared, stopped};
 use bytes::Bytes;
@@ -143,6 +144,10 @@ struct Driver<T> {
     timer_at: Option<Instant>,
     /// A write waits: the connection ends if none progresses by then.
     write_deadline: Option<Instant>,
+    /// The client's frame boundaries: a frame other than DATA begun and not complete (which
+    /// the core, seeing whole frames, does not time) must be complete by `head_deadline`.
+    frames: Inbound,
+    head_deadline: Option<Instant>,
     /// The client closed its side, or reading failed.
     eof: bool,
     /// A GOAWAY was seen and not reported yet.
@@ -171,6 +176,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             timer: Box::pin(tokio::time::sleep(idle)),
             timer_at: None,
             write_deadline: None,
+            frames: Inbound::default(),
+            head_deadline: None,
             eof: false,
             goaway: None,
             draining: false,
@@ -264,6 +271,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                         return any;
                     }
                     self.ci.state.received.fetch_add(n as u64, Relaxed);
+                    self.frames.feed(&self.rbuf[..n]);
+                    if !self.frames.mid_head() {
+                        self.head_deadline = None;
+                    } else if self.head_deadline.is_none() {
+                        self.head_deadline = Some(now + self.sh.limits.header_read_timeout);
+                    }
                     self.conn.recv(&self.rbuf[..n], now);
                     any = true;
                 }
@@ -317,13 +330,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         Ok(progress)
     }
 
-    /// The earliest deadline (the core's, the write's) on the timer: `Ready(true)` when the
-    /// write's passed (the connection ends), `Ready(false)` when the core's did.
+    /// The earliest deadline (the core's, the write's, a frame's) on the timer: `Ready(true)`
+    /// when the write's or the frame's passed (the connection ends), `Ready(false)` when the
+    /// core's did.
     fn poll_deadlines(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        let at = match (self.conn.poll_timeout(), self.write_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let at = [
+            self.conn.poll_timeout(),
+            self.write_deadline,
+            self.head_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let Some(at) = at else {
             return Poll::Pending;
         };
@@ -340,6 +358,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let now = Instant::now();
         if self.write_deadline.is_some_and(|w| w <= now) {
             tracing::debug!(peer = %self.ci.peer, "HTTP/2 client took no bytes for the idle timeout: closing");
+            return Poll::Ready(true);
+        }
+        if self.head_deadline.is_some_and(|h| h <= now) {
+            tracing::debug!(peer = %self.ci.peer, "HTTP/2 frame not complete within the header read timeout: closing");
             return Poll::Ready(true);
         }
         self.conn.handle_timeout(now);

@@ -1,6 +1,6 @@
 //! Follows the frame boundaries of what an HTTP/2 client sends (the 24-byte preface, then each
-//! frame's 9-byte header and payload length; nothing is decoded), so the connection's I/O
-//! wrapper can tell two things hyper does not:
+//! frame's 9-byte header and payload length; nothing is decoded), so an engine (hyper's
+//! I/O wrapper, weir's driver) can tell two things its protocol layer does not:
 //! - whether a frame other than DATA, or a header block (HEADERS … CONTINUATION with
 //!   END_HEADERS), is incomplete: a request head in progress, which must be finished within
 //!   `header_read_timeout` (HTTP/2 slowloris);

@@ -10,9 +10,10 @@
 //! first, so req/s mostly measures the client and the origin (busy % of both cores is printed).
 //!
 //! Scenarios:
-//! - `h1`: HTTP/1.1 keep-alive, `wrk -t1 -c64`: proxy CPU µs per request, req/s, p50, p99.
-//! - `h2tls`: HTTPS + HTTP/2, `h2load -c16 -m32`: proxy CPU µs per request, req/s, p50, p99
-//!   (from h2load's request log).
+//! - `h1`: HTTP/1.1 keep-alive, `wrk -t1 -c64`: proxy CPU µs per request (and its user-space
+//!   part alone: the rest is the kernel's, mostly loopback TCP), req/s, p50, p99.
+//! - `h2tls`: HTTPS + HTTP/2, `h2load -c16 -m32`: proxy CPU µs per request (and user), req/s,
+//!   p50, p99 (from h2load's request log).
 //! - `tls_handshakes`: a new TLS connection per request (`wrk` with `Connection: close`; wrk keeps
 //!   no client session, so every handshake is full), RSA-2048: handshakes/s and proxy CPU µs per
 //!   handshake (the whole connection: handshake, one request, close).
@@ -281,18 +282,26 @@ impl Proc {
         }
         v
     }
-    /// utime + stime of the process and its direct children, in seconds.
-    fn cpu_seconds(&self) -> f64 {
-        let ticks: u64 = self
+    /// (utime, stime) of the process and its direct children, in seconds.
+    fn cpu_times(&self) -> (f64, f64) {
+        let (user, sys) = self
             .pids()
             .iter()
             .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
             .filter_map(|s| {
                 let f: Vec<&str> = s.rsplit(')').next()?.split_whitespace().collect();
-                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+                Some((
+                    f.get(11)?.parse::<u64>().ok()?,
+                    f.get(12)?.parse::<u64>().ok()?,
+                ))
             })
-            .sum();
-        ticks as f64 / 100.0
+            .fold((0, 0), |(u, s), (du, ds)| (u + du, s + ds));
+        (user as f64 / 100.0, sys as f64 / 100.0)
+    }
+    /// utime + stime of the process and its direct children, in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let (user, sys) = self.cpu_times();
+        user + sys
     }
     fn rss_kib(&self) -> u64 {
         self.pids()
@@ -374,11 +383,12 @@ fn nofile_hard() -> u64 {
         .unwrap_or(65_536)
 }
 
-/// weir's configuration, with `http2_engine` only when one is asked for.
+/// weir's configuration, with `http2_engine` only when one is asked for. No admin socket: two
+/// weirs (`--h2-engine both`) or another daemon in this network namespace would want the same.
 fn weir_config(d: &str, conns: usize, p: &Ports, engine: Option<&str>) -> String {
     let engine = engine.map_or_else(String::new, |e| format!("http2_engine = \"{e}\"\n"));
     format!(
-        "[workers]\ncount = 1\n\n[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n{engine}\n\
+        "[workers]\ncount = 1\n\n[admin]\nenabled = false\n\n[load_balancer]\nmax_connections_per_worker = {conns}\ndrain_timeout_seconds = 1\nhttp2_max_requests_per_connection = 0\nidle_timeout.timeout_seconds = 300\n{engine}\n\
          [[listener]]\naddress = \"127.0.0.1\"\nport = {}\ndefault_action = {{ type = \"forward\", target_group = \"origin\" }}\n\n\
          [[listener]]\naddress = \"127.0.0.1\"\nport = {}\nprotocol = \"HTTPS\"\n\
          certificate = [{{ certificate_file = \"{d}/cert.pem\", private_key_file = \"{d}/key.pem\" }}]\n\
@@ -599,10 +609,10 @@ fn h2load(url: &str, load: &[&str], log: &Path) -> Result<(f64, f64, f64, u64, u
 /// One `h1` run (wrk keep-alive) against `port`: req/s, latency, the proxy's CPU per request
 /// and both cores' busy %, pushed into `e`. Returns the client-visible errors.
 fn h1_run(e: &mut BTreeMap<&str, Vec<f64>>, p: &Proc, port: u16, secs: u64) -> Result<u64> {
-    let cpu0 = p.cpu_seconds();
+    let cpu0 = p.cpu_times();
     let cores0 = CoreTimes::now();
     let (rps, p50, p99, total, err) = wrk(&format!("http://127.0.0.1:{port}/"), 64, secs, &[])?;
-    let cpu = p.cpu_seconds() - cpu0;
+    let cpu = since(p.cpu_times(), cpu0);
     let busy = CoreTimes::now().busy_since(&cores0);
     e.entry("h1_rps").or_default().push(rps);
     e.entry("h1_p50_us").or_default().push(p50);
@@ -611,6 +621,7 @@ fn h1_run(e: &mut BTreeMap<&str, Vec<f64>>, p: &Proc, port: u16, secs: u64) -> R
         e,
         [
             "h1_cpu_us_per_req",
+            "h1_user_us_per_req",
             "h1_proxy_core_busy_pct",
             "h1_load_core_busy_pct",
         ],
@@ -621,21 +632,27 @@ fn h1_run(e: &mut BTreeMap<&str, Vec<f64>>, p: &Proc, port: u16, secs: u64) -> R
     Ok(err)
 }
 
-/// Pushes a run's proxy CPU µs per request and both cores' busy % under `keys`.
+/// (utime, stime) spent between `before` and `now`.
+fn since(now: (f64, f64), before: (f64, f64)) -> (f64, f64) {
+    (now.0 - before.0, now.1 - before.1)
+}
+
+/// Pushes a run's proxy CPU µs per request (all, and user space alone: the rest is the
+/// kernel's, mostly loopback TCP) and both cores' busy % under `keys`.
 fn push_load(
     e: &mut BTreeMap<&str, Vec<f64>>,
-    keys: [&'static str; 3],
-    cpu_s: f64,
+    keys: [&'static str; 4],
+    (user_s, sys_s): (f64, f64),
     requests: u64,
     (proxy_busy, load_busy): (f64, f64),
 ) {
     if requests > 0 {
-        e.entry(keys[0])
-            .or_default()
-            .push(cpu_s * 1e6 / requests as f64);
+        let per = |s: f64| s * 1e6 / requests as f64;
+        e.entry(keys[0]).or_default().push(per(user_s + sys_s));
+        e.entry(keys[1]).or_default().push(per(user_s));
     }
-    e.entry(keys[1]).or_default().push(proxy_busy);
-    e.entry(keys[2]).or_default().push(load_busy);
+    e.entry(keys[2]).or_default().push(proxy_busy);
+    e.entry(keys[3]).or_default().push(load_busy);
 }
 
 /// Opens `n` keep-alive connections, one request each, and keeps them open.
@@ -967,8 +984,9 @@ fn change_pct(before: f64, after: f64) -> f64 {
 }
 
 /// Figures of the table and of `--compare`, in print order.
-const METRICS: [&str; 18] = [
+const METRICS: [&str; 20] = [
     "h1_cpu_us_per_req",
+    "h1_user_us_per_req",
     "h1_syscalls_per_req",
     "h1_rps",
     "h1_p50_us",
@@ -976,6 +994,7 @@ const METRICS: [&str; 18] = [
     "h1_proxy_core_busy_pct",
     "h1_load_core_busy_pct",
     "h2tls_cpu_us_per_req",
+    "h2tls_user_us_per_req",
     "h2tls_syscalls_per_req",
     "h2tls_rps",
     "h2tls_p50_us",
@@ -1196,18 +1215,19 @@ fn rounds(
             eprintln!("round {}/{}: {name}", round + 1, o.rounds);
             let e = m.entry(name).or_default();
             *errors.entry(name).or_default() += h1_run(e, p, ports(i).h1, o.duration)?;
-            let cpu0 = p.cpu_seconds();
+            let cpu0 = p.cpu_times();
             let cores0 = CoreTimes::now();
             let (rps, p50, p99, done, err) = h2load(
                 &format!("https://127.0.0.1:{}/", ports(i).tls),
                 &["-c", "16", "-m", "32", "-D", &secs],
                 &dir.join(format!("h2load-{name}.log")),
             )?;
-            let cpu = p.cpu_seconds() - cpu0;
+            let cpu = since(p.cpu_times(), cpu0);
             push_load(
                 e,
                 [
                     "h2tls_cpu_us_per_req",
+                    "h2tls_user_us_per_req",
                     "h2tls_proxy_core_busy_pct",
                     "h2tls_load_core_busy_pct",
                 ],
@@ -1496,6 +1516,23 @@ mod tests {
         let hyper = weir_config("/d", 100, &p, Some("hyper"));
         let lb = hyper.split("[[listener]]").next().unwrap();
         assert!(lb.contains("[load_balancer]") && lb.contains("http2_engine = \"hyper\"\n"));
+        // No admin socket to fight over with a second weir or another daemon.
+        assert!(plain.contains("[admin]\nenabled = false\n"));
+    }
+
+    #[test]
+    fn cpu_per_request_and_its_user_part() {
+        let mut e = BTreeMap::new();
+        let keys = ["cpu", "user", "proxy", "load"];
+        push_load(&mut e, keys, (1.0, 3.0), 1_000_000, (90.0, 50.0));
+        assert_eq!(e["cpu"], [4.0]);
+        assert_eq!(e["user"], [1.0]);
+        assert_eq!((e["proxy"][0], e["load"][0]), (90.0, 50.0));
+        // No request done: no CPU per request, but the cores' busy share still.
+        push_load(&mut e, keys, (1.0, 3.0), 0, (10.0, 10.0));
+        assert_eq!(e["cpu"].len(), 1);
+        assert_eq!(e["proxy"].len(), 2);
+        assert_eq!(since((3.0, 5.0), (1.0, 1.5)), (2.0, 3.5));
     }
 
     const STRACE: &str = "\

@@ -1,9 +1,12 @@
-//! weir's L7 worker: TLS (rustls), HTTP/1.1 (weir's own engine, `h1`) and HTTP/2 (hyper,
-//! `h2`), ALB listener rules, target groups, pooled keep-alive forwarding. See docs/l7.md.
+//! weir's L7 worker: TLS (rustls), HTTP/1.1 (weir's own engine, `h1`) and HTTP/2 (hyper's,
+//! `h2`, or weir's own, `h2weir` over the protocol core `h2conn`: `[load_balancer]
+//! http2_engine`), ALB listener rules, target groups, pooled keep-alive forwarding. See
+//! docs/l7.md.
 //!
 //! Layering (no import cycles; `layering` checks): `worker`, `listening`, `generation` (which
-//! build and run generations) → `accept` → the engines `h1` and `h2` (never each other) →
-//! `pipeline` (the request's phases, no engine) → the rest (`target`, `pool`, `rules`,
+//! build and run generations) → `accept` → the engines `h1`, `h2`, `h2weir` (never each
+//! other) → `http2` (HTTP/2 requests, no engine) → `pipeline` (the request's phases, no
+//! engine) → the rest (`target`, `pool`, `rules`,
 //! `select`, `headers`, `upstream`, `idle`, `draining`, `tls`, `config`, …).
 //!
 //! Pure modules: `rules`, `wildcard`, `select`, `outlier`, `slow_start`, `headers`,

@@ -129,6 +129,10 @@ fn with_args(pid: u32) -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, seccompi
         (libc::SYS_mprotect, without(2, exec)?),
         // abort() signals its own process only.
         (libc::SYS_tgkill, one_of(0, &[u64::from(pid)])?),
+        // mimalloc names every region it maps (`prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, …)`,
+        // libmimalloc-sys's prim.c): a worker whose memory grew past its first regions
+        // (thousands of idle TLS connections) died by SIGSYS there. That option only.
+        (libc::SYS_prctl, one_of(0, &[libc::PR_SET_VMA as u64])?),
     ])
 }
 

@@ -550,4 +550,44 @@ mod idle_size {
         assert!(size <= 320, "idle connection future grew to {size} bytes");
         drop((fut, client));
     }
+
+    /// An idle TLS connection's task is `accept::serve_tls`'s future: with the handshake and
+    /// the established stream boxed, it holds little more than a plain one's, not rustls's
+    /// connection state inline (over a kilobyte).
+    #[tokio::test]
+    async fn an_idle_tls_connection_is_a_small_future() {
+        let mut cfg = L7Config::default();
+        cfg.listener[0].address = std::net::Ipv4Addr::LOCALHOST.into();
+        cfg.listener[0].port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let w = Worker::bind(Arc::new(cfg), WorkerOptions::default()).unwrap();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        let tls = rustls::ServerConfig::builder_with_provider(Arc::new(crate::certs::provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(rustls::server::ResolvesServerCertUsingSni::new()));
+        let fut = crate::accept::tls_connection_for_test(
+            w.shared.clone(),
+            w.listeners[0].rt.clone(),
+            server,
+            peer,
+            Arc::new(tls),
+        );
+        let size = std::mem::size_of_val(&fut);
+        let rustls = std::mem::size_of::<rustls::ServerConnection>();
+        println!("idle TLS connection future: {size} bytes (rustls::ServerConnection {rustls})");
+        assert!(
+            size <= 640 && size < rustls,
+            "idle TLS connection future grew to {size} bytes"
+        );
+        drop((fut, client));
+    }
 }

@@ -259,6 +259,10 @@ fn h2c(
     }
 }
 
+/// A TLS connection: the handshake, then weir's HTTP/1.1 engine or the HTTP/2 engine by
+/// ALPN. Memory: the task of an idle TLS connection is this future, so the handshake's state
+/// (rustls's connection in the making, its deadline) is boxed and freed when it completes, and
+/// the established stream is boxed once, outside the future (`established`).
 #[allow(clippy::too_many_arguments)]
 async fn serve_tls(
     sh: Arc<Shared>,
@@ -269,25 +273,61 @@ async fn serve_tls(
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    // The handshake is the first part of the request head: it gets the header read timeout
-    // from the accept on (TLS slowloris).
-    let handshake = sh.limits.header_read_timeout;
-    let tls_stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => s,
+    let Some(tls_stream) = Box::pin(handshake(&sh, stream, peer, acceptor)).await else {
+        return;
+    };
+    let (ci, h2) = established(&sh, l, peer, &tls_stream);
+    // Boxed: an HTTP/2 connection's future is large and only HTTP/2 connections need it. The
+    // HTTP/2 engine is the generation's `http2_engine`.
+    if h2 {
+        match sh.config.load_balancer.http2_engine {
+            Http2Engine::Hyper => {
+                Box::pin(serve_http(sh, ci, *tls_stream, builder, shutdown)).await
+            }
+            Http2Engine::Weir => Box::pin(h2weir::server::serve(sh, ci, *tls_stream)).await,
+        }
+    } else {
+        let io = ClientStream::Tls(tls_stream);
+        h1::server::serve(sh, ci, io, (), h2c).await
+    }
+}
+
+/// The TLS handshake, counted when it fails. The handshake is the first part of the request
+/// head: it gets the header read timeout from the accept on (TLS slowloris).
+async fn handshake(
+    sh: &Shared,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    acceptor: TlsAcceptor,
+) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
+    let limit = sh.limits.header_read_timeout;
+    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => Some(Box::new(s)),
         Ok(Err(e)) => {
             sh.metrics
                 .client_tls_negotiation_errors
                 .fetch_add(1, Relaxed);
             tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            return;
+            None
         }
         Err(_) => {
             sh.metrics
                 .client_tls_negotiation_errors
                 .fetch_add(1, Relaxed);
-            return;
+            None
         }
-    };
+    }
+}
+
+/// The connection's facts once its handshake completed (for the access log and the rules),
+/// and whether it negotiated HTTP/2. Not in `serve_tls`: a borrow of the stream there would
+/// keep a copy of it in that future for the connection's life.
+fn established(
+    sh: &Arc<Shared>,
+    l: Arc<ListenerRt>,
+    peer: std::net::SocketAddr,
+    tls_stream: &tokio_rustls::server::TlsStream<TcpStream>,
+) -> (Arc<ConnInfo>, bool) {
     let c = tls_stream.get_ref().1;
     let info = TlsInfo {
         cipher: c
@@ -313,15 +353,20 @@ async fn serve_tls(
     } else {
         sh.h1_state.clone()
     };
-    let ci = Arc::new(ConnInfo::new(&sh, l, peer, Some(Box::new(info)), state));
-    // Boxed: an HTTP/2 connection's future is large and only HTTP/2 connections need it.
-    if h2 {
-        match sh.config.load_balancer.http2_engine {
-            Http2Engine::Hyper => Box::pin(serve_http(sh, ci, tls_stream, builder, shutdown)).await,
-            Http2Engine::Weir => Box::pin(h2weir::server::serve(sh, ci, tls_stream)).await,
-        }
-    } else {
-        let io = ClientStream::Tls(Box::new(tls_stream));
-        h1::server::serve(sh, ci, io, (), h2c).await
-    }
+    let ci = Arc::new(ConnInfo::new(sh, l, peer, Some(Box::new(info)), state));
+    (ci, h2)
+}
+
+/// `serve_tls`'s future, for `worker::idle_size` (an idle TLS connection's task).
+#[cfg(test)]
+pub(crate) fn tls_connection_for_test(
+    sh: Arc<Shared>,
+    l: Arc<ListenerRt>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+) -> impl Future<Output = ()> + Send + 'static {
+    let builder = Arc::new(http_builder(&sh));
+    let shutdown = sh.shutdown.clone();
+    serve_tls(sh, l, stream, peer, TlsAcceptor::from(tls), builder, shutdown)
 }

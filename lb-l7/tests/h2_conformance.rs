@@ -2014,10 +2014,8 @@ async fn p_continuation_flood(c: Ctx) -> Check {
         sent >> 10,
         growth >> 10
     );
-    if !closed && goaways.is_empty() {
-        if let Some(_) = h.closed_within(T).await {
-            closed = true;
-        }
+    if !closed && goaways.is_empty() && h.closed_within(T).await.is_some() {
+        closed = true;
     }
     if goaways.is_empty() {
         return Err(format!(

@@ -396,6 +396,9 @@ engines!(
         x8_3_1_path_not_absolute,
         x8_1_1_content_length_not_a_number,
         x8_1_1_two_content_lengths,
+        // what the server sends
+        x6_9_1_connection_window_and_frame_size_respected,
+        xhp4_2_table_size_0_honoured,
         // protections
         p_rapid_reset_flood,
         p_made_you_reset,
@@ -1980,6 +1983,162 @@ async fn x8_1_1_two_content_lengths(c: Ctx) -> Check {
         data(1, b"test", true),
     ]);
     refused(c, b).await
+}
+
+// ---- what the server sends ---------------------------------------------------------------
+
+/// RFC 9113 §6.9.1 and §4.2: with stream windows of 1 MiB but the connection's left at
+/// 65,535, eight responses of ~15 KiB each stop at 65,535 bytes in all until a WINDOW_UPDATE
+/// on stream 0; no frame is larger than SETTINGS_MAX_FRAME_SIZE (16,384); then all complete.
+async fn x6_9_1_connection_window_and_frame_size_respected(c: Ctx) -> Check {
+    let mut h = open_with(&c, &[(SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20)]).await?;
+    // The backend echoes the request's fields: a 14 KiB field makes a ~15 KiB body.
+    let big = "e".repeat(14 * 1024);
+    let mut b = Vec::new();
+    for i in 0..8u32 {
+        b.extend(request(1 + 2 * i, "/", &[("x-echo", &big)], true));
+    }
+    send(&mut h, &b).await?;
+    let (mut got, mut ended) = (0usize, 0);
+    let mut oversize = None;
+    let until = Instant::now() + Duration::from_secs(2);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        match h.next(left.min(Duration::from_millis(500))).await {
+            Got::Frame(f) => {
+                if f.payload.len() > 16_384 {
+                    oversize = Some(f.to_string());
+                }
+                if f.ty == DATA {
+                    got += f.payload.len();
+                    ended += usize::from(f.flags & END_STREAM != 0);
+                }
+            }
+            Got::Quiet => break, // stalled on the connection window
+            Got::Closed => return Err(format!("closed; frames: {}", h.trace())),
+        }
+    }
+    if let Some(f) = oversize {
+        return Err(format!("a frame over SETTINGS_MAX_FRAME_SIZE: {f}"));
+    }
+    if got > 65_535 {
+        return Err(format!(
+            "{got} DATA bytes sent on a connection window of 65,535"
+        ));
+    }
+    if got < 60_000 {
+        return Err(format!(
+            "only {got} of the 65,535 bytes the window allows came"
+        ));
+    }
+    send(&mut h, &window_update(0, 1 << 20)).await?;
+    let until = Instant::now() + T;
+    while ended < 8 {
+        let Some(left) = until.checked_duration_since(Instant::now()) else {
+            return Err(format!(
+                "{ended} of 8 responses ended after the WINDOW_UPDATE"
+            ));
+        };
+        match h.next(left).await {
+            Got::Frame(f) if f.ty == DATA => {
+                if f.payload.len() > 16_384 {
+                    return Err(format!("a frame over SETTINGS_MAX_FRAME_SIZE: {f}"));
+                }
+                ended += usize::from(f.flags & END_STREAM != 0);
+            }
+            Got::Frame(_) => {}
+            other => return Err(format!("{ended} of 8 responses ended: {other:?}")),
+        }
+    }
+    Ok(())
+}
+
+/// One HPACK representation of a header block: (kind, index), kind one of `indexed`,
+/// `incremental`, `size-update`, `literal`; index 0 for a new name.
+fn hpack_walk(mut b: &[u8]) -> Result<Vec<(&'static str, usize)>, String> {
+    fn int(b: &mut &[u8], n: u32) -> Result<usize, String> {
+        let max = (1usize << n) - 1;
+        let (&first, rest) = b.split_first().ok_or("truncated integer")?;
+        *b = rest;
+        let mut v = usize::from(first) & max;
+        if v < max {
+            return Ok(v);
+        }
+        let mut shift = 0;
+        loop {
+            let (&x, rest) = b.split_first().ok_or("truncated integer")?;
+            *b = rest;
+            v += (usize::from(x) & 0x7f) << shift;
+            shift += 7;
+            if x & 0x80 == 0 || shift > 28 {
+                return Ok(v);
+            }
+        }
+    }
+    fn string(b: &mut &[u8]) -> Result<(), String> {
+        let len = int(b, 7)?;
+        if b.len() < len {
+            return Err("truncated string".into());
+        }
+        *b = &b[len..];
+        Ok(())
+    }
+    let mut out = Vec::new();
+    while let Some(&first) = b.first() {
+        let (kind, n) = match first {
+            x if x & 0x80 != 0 => ("indexed", 7),
+            x if x & 0xc0 == 0x40 => ("incremental", 6),
+            x if x & 0xe0 == 0x20 => ("size-update", 5),
+            _ => ("literal", 4),
+        };
+        let idx = int(&mut b, n)?;
+        if kind == "incremental" || kind == "literal" {
+            if idx == 0 {
+                string(&mut b)?;
+            }
+            string(&mut b)?;
+        }
+        out.push((kind, idx));
+    }
+    Ok(out)
+}
+
+/// RFC 7541 §4.2 and §6.3: a client that sets SETTINGS_HEADER_TABLE_SIZE to 0 gets a dynamic
+/// table size update of 0 at the start of the first header block after it, and no field
+/// refers to the dynamic table (an index over 61).
+async fn xhp4_2_table_size_0_honoured(c: Ctx) -> Check {
+    let mut h = open_with(&c, &[(SETTINGS_HEADER_TABLE_SIZE, 0)]).await?;
+    let mut blocks = Vec::new();
+    for i in 0..3u32 {
+        let id = 1 + 2 * i;
+        send(&mut h, &request(id, "/", &[], true)).await?;
+        let block = h
+            .until(T, |f| {
+                (f.ty == HEADERS && f.stream == id).then(|| f.payload.clone())
+            })
+            .await?;
+        h.body(id, T).await;
+        blocks.push(block);
+    }
+    for (i, block) in blocks.iter().enumerate() {
+        let reps = hpack_walk(block).map_err(|e| format!("response {i}: {e}: {block:02x?}"))?;
+        if i == 0 && reps.first() != Some(&("size-update", 0)) {
+            return Err(format!(
+                "the first response's block does not begin with a size update to 0: {reps:?}"
+            ));
+        }
+        if let Some(r) = reps
+            .iter()
+            .find(|(k, idx)| *k != "size-update" && *idx > 61)
+        {
+            return Err(format!(
+                "response {i} refers to the dynamic table ({r:?}) after SETTINGS_HEADER_TABLE_SIZE 0"
+            ));
+        }
+        if let Some(r) = reps.iter().find(|(k, idx)| *k == "size-update" && *idx > 0) {
+            return Err(format!("response {i} raises the table over 0: {r:?}"));
+        }
+    }
+    Ok(())
 }
 
 // ---- protections -------------------------------------------------------------------------

@@ -199,3 +199,70 @@ impl Drop for RecvBody {
         sh.ready.release(sh.idx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    fn open(declared: Option<u64>) -> (RecvBody, Arc<RecvShared>, Arc<Ready>) {
+        let ready = Arc::new(Ready::default());
+        let (b, r) = RecvBody::open(3, ready.clone(), declared);
+        (b, r, ready)
+    }
+
+    fn queued(ready: &Ready) -> Vec<usize> {
+        let (mut p, mut r) = (Vec::new(), Vec::new());
+        ready.take_or_sleep(&mut p, &mut r, None);
+        assert!(p.is_empty());
+        r
+    }
+
+    #[tokio::test]
+    async fn credit_is_released_only_for_what_the_pipeline_took() {
+        let (mut b, r, ready) = open(Some(5));
+        assert!(!b.is_end_stream());
+        assert_eq!(b.size_hint().exact(), Some(5));
+        assert!(r.push(Bytes::from_static(b"abc"), false));
+        assert!(r.push(Bytes::from_static(b"de"), true));
+        // Nothing read yet: nothing to release.
+        assert_eq!(r.take_consumed(), (0, false));
+        let f = b.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "abc");
+        assert_eq!(queued(&ready), [3]);
+        assert_eq!(r.take_consumed(), (3, false));
+        assert_eq!(b.size_hint().exact(), Some(2));
+        let f = b.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_data().unwrap(), "de");
+        assert!(b.is_end_stream());
+        assert!(b.frame().await.is_none());
+        assert_eq!(r.take_consumed(), (2, false));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_body_gives_back_what_it_buffered_and_takes_no_more() {
+        let (b, r, ready) = open(None);
+        assert!(r.push(Bytes::from_static(b"0123456789"), false));
+        drop(b);
+        assert_eq!(queued(&ready), [3]);
+        assert_eq!(r.take_consumed(), (10, true));
+        // Further DATA is the driver's to release.
+        assert!(!r.push(Bytes::from_static(b"x"), false));
+    }
+
+    #[tokio::test]
+    async fn a_reset_stream_fails_the_body_and_trailers_end_it() {
+        let (mut b, r, _ready) = open(None);
+        assert!(r.push(Bytes::from_static(b"ab"), false));
+        assert_eq!(r.reset(), 2);
+        assert!(b.frame().await.unwrap().is_err());
+        let (mut t, r2, _ready) = open(None);
+        let mut h = HeaderMap::new();
+        h.insert("x-t", http::HeaderValue::from_static("1"));
+        r2.trailers(h);
+        let f = t.frame().await.unwrap().unwrap();
+        assert_eq!(f.into_trailers().unwrap()["x-t"], "1");
+        assert!(t.frame().await.is_none());
+        assert!(RecvBody::empty().is_end_stream());
+    }
+}

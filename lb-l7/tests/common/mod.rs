@@ -140,8 +140,29 @@ pub fn start(toml: &str) -> Running {
     start_with(toml, WorkerOptions::default())
 }
 
+/// `toml` with `[load_balancer] http2_engine = "<engine>"` (added to its `[load_balancer]`
+/// table, or as one).
+pub fn with_h2_engine(toml: &str, engine: &str) -> String {
+    let line = format!("http2_engine = \"{engine}\"\n");
+    match toml.find("[load_balancer]\n") {
+        Some(at) => {
+            let end = at + "[load_balancer]\n".len();
+            format!("{}{line}{}", &toml[..end], &toml[end..])
+        }
+        None => format!("[load_balancer]\n{line}{toml}"),
+    }
+}
+
 pub fn start_with(toml: &str, opts: WorkerOptions) -> Running {
     init_tracing();
+    // `WEIR_TEST_H2_ENGINE=weir|hyper` runs every test's HTTP/2 clients on that engine (a test
+    // that names one keeps it).
+    let engine = std::env::var("WEIR_TEST_H2_ENGINE").ok();
+    let toml = match engine {
+        Some(e) if !toml.contains("http2_engine") => with_h2_engine(toml, &e),
+        _ => toml.to_string(),
+    };
+    let toml = toml.as_str();
     let cfg =
         L7Config::from_toml_str(toml).unwrap_or_else(|e| panic!("bad test config: {e}\n{toml}"));
     let w = Worker::bind(Arc::new(cfg), opts).expect("bind");

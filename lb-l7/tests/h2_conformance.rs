@@ -399,7 +399,10 @@ engines!(
         // what the server sends
         x6_9_1_connection_window_and_frame_size_respected,
         xhp4_2_table_size_0_honoured,
+        x5_1_1_highest_stream_id,
+        x6_8_goaway_on_shutdown_finishes_streams,
         // protections
+        p_hpack_bomb,
         p_rapid_reset_flood,
         p_made_you_reset,
         p_empty_data_flood,
@@ -2141,7 +2144,139 @@ async fn xhp4_2_table_size_0_honoured(c: Ctx) -> Check {
     Ok(())
 }
 
-// ---- protections -------------------------------------------------------------------------
+/// RFC 9113 §5.1.1: a client may open its first stream at 2³¹−1 (the last one it can open).
+async fn x5_1_1_highest_stream_id(c: Ctx) -> Check {
+    let mut h = open(&c).await?;
+    send(&mut h, &request(0x7fff_ffff, "/", &[], true)).await?;
+    expect_forwarded(&mut h, 0x7fff_ffff).await.map(drop)
+}
+
+/// RFC 9113 §6.8: a worker that stops sends GOAWAY(NO_ERROR) whose last stream identifier
+/// covers the stream in flight, which still gets its whole response; a stream the client
+/// opens after the GOAWAY is not forwarded; then the connection closes.
+async fn x6_8_goaway_on_shutdown_finishes_streams(c: Ctx) -> Check {
+    let be = backend("drain").await;
+    let port = free_port();
+    let w = start(&format!(
+        r#"
+[load_balancer]
+{}
+drain_timeout_seconds = 5
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "t" }}
+[[target_group]]
+name = "t"
+target = [{{ id = "127.0.0.1", port = {} }}]
+"#,
+        engine_key(c.engine),
+        be.addr.port()
+    ));
+    let mut h = H2::connect(port, &[]).await;
+    send(&mut h, &request(1, "/slow?ms=800", &[], true)).await?;
+    let hits = be.hits.clone();
+    let reached = async {
+        let until = Instant::now() + T;
+        while hits.load(SeqCst) == 0 && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        hits.load(SeqCst) == 1
+    };
+    if !reached.await {
+        return Err("the request did not reach the target".into());
+    }
+    let stopping = tokio::spawn(w.stop());
+    // A graceful shutdown may take two GOAWAYs (the first with the highest identifier, the
+    // last naming the last stream processed): read them until the last is below 2³¹−1.
+    let mut goaways = Vec::new();
+    let last = h
+        .until(T, |f| {
+            if f.ty != GOAWAY {
+                return None;
+            }
+            let p = &f.payload;
+            let last = u32::from_be_bytes([p[0], p[1], p[2], p[3]]) & 0x7fff_ffff;
+            goaways.push((last, f.code()));
+            (f.code() != Some(NO_ERROR) || last < 0x7fff_ffff).then_some((last, f.code()))
+        })
+        .await
+        .map_err(|e| format!("expected a GOAWAY when the worker stops (got {goaways:?}): {e}"))?;
+    if last.1 != Some(NO_ERROR) || last.0 != 1 {
+        return Err(format!(
+            "expected GOAWAY(NO_ERROR) with last stream 1, got last {} code {:?}",
+            last.0, last.1
+        ));
+    }
+    // A stream opened after it is not processed.
+    let _ = h.send(&request(3, "/late", &[], true)).await;
+    let body = h
+        .expect_response(1, T)
+        .await
+        .map_err(|e| format!("the stream in flight did not finish after the GOAWAY: {e}"))?;
+    if !body.contains("backend=drain") {
+        return Err(format!("stream 1's response: {body:?}"));
+    }
+    if h.closed_within(Duration::from_secs(6)).await.is_none() {
+        return Err("the connection stayed open after its last stream".into());
+    }
+    let _ = stopping.await;
+    match be.hits.load(SeqCst) {
+        1 => Ok(()),
+        n => Err(format!(
+            "{n} requests reached the target: one opened after the GOAWAY was forwarded"
+        )),
+    }
+}
+
+// ---- protections ----
+
+/// An HPACK bomb: a 4,000-byte field put in the dynamic table once, then referred to 2,000
+/// times by one-byte indexed fields: 6 KiB on the wire, ~8 MB decoded. The header
+/// list limit applies to the decoded size (RFC 9113 §6.5.2): refused, never forwarded, memory
+/// bounded, and others still served.
+async fn p_hpack_bomb(c: Ctx) -> Check {
+    let mut h = open(&c).await?;
+    let mut block = indexed_base();
+    block.push(0x40);
+    hpack_str(&mut block, b"x-bomb");
+    hpack_str(&mut block, "b".repeat(4000).as_bytes());
+    block.extend(std::iter::repeat_n(0x80 | 62, 2000));
+    let mut b = frame(HEADERS, END_STREAM, 1, &block[..4000]);
+    b.extend(frame(CONTINUATION, END_HEADERS, 1, &block[4000..]));
+    let rss0 = rss_bytes();
+    send(&mut h, &b).await?;
+    let reaction = h
+        .until(T, |f| {
+            ((f.stream == 1 && (f.ty == HEADERS || f.ty == RST_STREAM)) || f.ty == GOAWAY)
+                .then(|| f.to_string())
+        })
+        .await;
+    let growth = rss_bytes().saturating_sub(rss0);
+    let reaction = match reaction {
+        Ok(r) => r,
+        Err(e) if e.starts_with("connection closed") => "close".into(),
+        Err(e) => {
+            return Err(format!(
+                "expected a refusal of an 8 MB decoded header list: {e}"
+            ));
+        }
+    };
+    eprintln!(
+        "[{}] HPACK bomb ({} bytes on the wire): {reaction}, RSS +{} KiB",
+        c.engine,
+        block.len(),
+        growth >> 10
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    nothing_forwarded(&c)?;
+    if growth > 16 << 20 {
+        return Err(format!("RSS grew by {} KiB", growth >> 10));
+    }
+    let mut other = open(&c).await?;
+    send(&mut other, &request(1, "/", &[], true)).await?;
+    expect_forwarded(&mut other, 1).await.map(drop)
+}
 
 /// Reads whatever the server sent so far without waiting; `Err` once it closed.
 async fn drain(h: &mut H2, goaways: &mut Vec<u32>) -> Result<(), ()> {

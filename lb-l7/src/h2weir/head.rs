@@ -53,7 +53,7 @@ fn strip_connection_specific(headers: &mut HeaderMap) {
 
 thread_local! {
     /// The `date` value of the current second (a worker is one thread).
-    static DATE: RefCell<(u64, HeaderValue)> = RefCell::new((0, HeaderValue::from_static("")));
+    static DATE: RefCell<(u64, HeaderValue)> = const { RefCell::new((0, HeaderValue::from_static(""))) };
 }
 
 /// The current time as an HTTP date, formatted once per second.

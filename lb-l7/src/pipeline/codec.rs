@@ -430,12 +430,17 @@ impl ResponseHead {
         })
     }
 
-    fn connection_listed(&self) -> Vec<&[u8]> {
-        self.values(&header::CONNECTION)
+    fn connection_listed(&self) -> Listed<'_> {
+        let mut l = Listed::default();
+        for t in self
+            .values(&header::CONNECTION)
             .flat_map(|v| v.split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
             .filter(|t| !t.is_empty())
-            .collect()
+        {
+            l.push(t);
+        }
+        l
     }
 
     /// May the target connection be used again after this response (by the target's word)?
@@ -499,9 +504,35 @@ const HOP_BY_HOP: [&[u8]; 7] = [
     b"upgrade",
 ];
 
-fn is_hop_by_hop(name: &[u8], listed: &[&[u8]]) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-        || listed.iter().any(|l| name.eq_ignore_ascii_case(l))
+/// The options of a target's `Connection` header(s): the first few on the stack (a response
+/// usually has one, `keep-alive`), so listing them costs no allocation per response.
+#[derive(Default)]
+struct Listed<'a> {
+    few: [&'a [u8]; 4],
+    n: usize,
+    more: Vec<&'a [u8]>,
+}
+
+impl<'a> Listed<'a> {
+    fn push(&mut self, t: &'a [u8]) {
+        match self.few.get_mut(self.n) {
+            Some(slot) => {
+                *slot = t;
+                self.n += 1;
+            }
+            None => self.more.push(t),
+        }
+    }
+    fn contains(&self, name: &[u8]) -> bool {
+        self.few[..self.n]
+            .iter()
+            .chain(&self.more)
+            .any(|l| name.eq_ignore_ascii_case(l))
+    }
+}
+
+fn is_hop_by_hop(name: &[u8], listed: &Listed) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || listed.contains(name)
 }
 
 fn is_content_length(name: &[u8]) -> bool {

@@ -511,6 +511,16 @@ fn client_head_drops_hop_by_hop() {
 }
 
 #[test]
+fn client_head_drops_every_connection_option() {
+    // More options than `Listed` keeps on the stack, over two `Connection` lines, with empty
+    // and padded ones: every named header goes, the others stay.
+    let raw = "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-A ,, X-B\r\nX-A: 1\r\nX-B: 2\r\n\
+               Connection: X-C, x-d,X-E\r\nX-C: 3\r\nX-D: 4\r\nX-E: 5\r\nX-F: 6\r\n\r\n";
+    let want = "HTTP/1.1 200 OK\r\nX-F: 6\r\n\r\n";
+    assert_eq!(client_head(raw, false, None, false), want);
+}
+
+#[test]
 fn client_head_upgrade() {
     let raw = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
                Sec-WebSocket-Accept: abc\r\n\r\n";

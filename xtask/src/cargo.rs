@@ -83,7 +83,16 @@ pub fn test(rest: &[String]) -> anyhow::Result<()> {
     if !rest.is_empty() {
         c.arg("--").args(rest);
     }
-    let (tests, failures) = crate::test_report::run(c);
+    let (mut tests, mut failures) = crate::test_report::run(c);
+    if tests.is_err()
+        && crate::test_report::retry(&mut failures, || {
+            let mut c = cargo();
+            c.arg("test");
+            c
+        })
+    {
+        tests = Ok(());
+    }
     let fuzzed = if rest.is_empty() {
         fuzz(fuzz_seconds()?)
     } else {

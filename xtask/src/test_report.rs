@@ -5,6 +5,12 @@
 //! and watched: each failing test's name and captured output (libtest's `---- NAME stdout ----`
 //! sections) and cargo's `to rerun pass …` lines are kept and printed again as the very last
 //! thing the command prints.
+//!
+//! A failing test is run once more, alone (`retry`). If it passes then, it is reported as
+//! FLAKY at the end (loudly, with the first run's output) and does not fail the suite; a test
+//! that fails twice does. nextest's `--retries` does the same, but nextest runs every test of
+//! every binary in parallel, which the namespace and port fixtures of the e2e tests are not
+//! written for.
 
 use std::{
     io::{BufRead as _, BufReader, Read, Write as _},
@@ -27,6 +33,8 @@ pub struct Failures {
     sections: Vec<(String, Vec<String>)>,
     /// cargo's `error: test failed, to rerun pass …` lines (one per failing test binary).
     targets: Vec<String>,
+    /// Failed once, passed when run again (set by `retry`).
+    flaky: Vec<String>,
     /// The section being read, if any.
     open: Option<usize>,
 }
@@ -63,14 +71,43 @@ impl Failures {
         }
     }
 
+    /// The failed tests' names (`test NAME ... FAILED`).
+    fn names(&self) -> Vec<String> {
+        self.tests
+            .iter()
+            .filter_map(|l| l.strip_prefix("test ")?.strip_suffix(" ... FAILED"))
+            .map(|n| n.trim_end_matches(" - should panic").to_string())
+            .collect()
+    }
+
+    /// cargo's arguments that select each failing test binary (`-p weir-tests --test e2e_x`).
+    fn target_args(&self) -> Vec<Vec<String>> {
+        self.targets
+            .iter()
+            .filter_map(|l| {
+                let args = l.split("to rerun pass `").nth(1)?.split('`').next()?;
+                Some(args.split_whitespace().map(str::to_string).collect())
+            })
+            .collect()
+    }
+
     pub fn print(&self) {
         if self.tests.is_empty() && self.targets.is_empty() {
             return;
         }
         let mut out = std::io::stdout().lock();
+        if !self.flaky.is_empty() {
+            let _ = writeln!(
+                out,
+                "\n======== xtask: FLAKY: failed, then passed when run again alone ========"
+            );
+            for t in &self.flaky {
+                let _ = writeln!(out, "FLAKY {t}");
+            }
+        }
         let _ = writeln!(
             out,
-            "\n======== xtask: what failed in `cargo test` ========"
+            "\n======== xtask: what failed in `cargo test` (first run) ========"
         );
         for (name, lines) in &self.sections {
             let _ = writeln!(out, "---- {name} (last {} lines) ----", lines.len());
@@ -85,6 +122,47 @@ impl Failures {
             let _ = writeln!(out, "{t}");
         }
     }
+}
+
+/// Runs each failed test once more, alone, in its binary (`cargo ARGS -- NAME --exact`, with
+/// `cargo` the command `cargo_test` makes). Returns whether every one of them passed; those
+/// are recorded as flaky.
+pub fn retry(failures: &mut Failures, cargo_test: impl Fn() -> Command) -> bool {
+    let names = failures.names();
+    let targets = failures.target_args();
+    if names.is_empty() || targets.is_empty() {
+        // A build error or a binary that failed without naming a test: nothing to retry.
+        return false;
+    }
+    println!(
+        "\nxtask: running the {} failed test(s) once more, alone",
+        names.len()
+    );
+    let mut passed = Vec::new();
+    let mut all = true;
+    for name in &names {
+        let mut ok = false;
+        for args in &targets {
+            let mut c = cargo_test();
+            c.args(args).arg("--").arg(name).arg("--exact");
+            let out = c.output();
+            let Ok(out) = out else { continue };
+            let text = String::from_utf8_lossy(&out.stdout);
+            // Only the binary that holds the test runs it ("running 1 test").
+            if text.contains("running 1 test") {
+                ok = out.status.success() && text.contains("test result: ok. 1 passed");
+                print!("{text}");
+                break;
+            }
+        }
+        if ok {
+            passed.push(name.clone());
+        } else {
+            all = false;
+        }
+    }
+    failures.flaky = passed;
+    all
 }
 
 /// Runs `cmd` (a `cargo test`), passing its output through and watching it.
@@ -186,6 +264,13 @@ mod tests {
                 .any(|l| l.contains("b::bad") && l.starts_with("    "))
         );
         assert_eq!(f.targets.len(), 1);
+        assert_eq!(f.names(), ["b::bad"]);
+        assert_eq!(
+            f.target_args(),
+            [["-p", "weir-tests", "--test", "e2e_x"]
+                .map(String::from)
+                .to_vec()]
+        );
     }
 
     #[test]

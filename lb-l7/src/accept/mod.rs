@@ -368,5 +368,13 @@ pub(crate) fn tls_connection_for_test(
 ) -> impl Future<Output = ()> + Send + 'static {
     let builder = Arc::new(http_builder(&sh));
     let shutdown = sh.shutdown.clone();
-    serve_tls(sh, l, stream, peer, TlsAcceptor::from(tls), builder, shutdown)
+    serve_tls(
+        sh,
+        l,
+        stream,
+        peer,
+        TlsAcceptor::from(tls),
+        builder,
+        shutdown,
+    )
 }

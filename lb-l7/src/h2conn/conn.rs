@@ -3,6 +3,7 @@
 //! scheduler in `send.rs`, flow-control credit in `flow.rs`.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use bytes::BytesMut;
@@ -20,6 +21,28 @@ pub(super) const MAX_PENDING_OUT: usize = 1 << 20;
 pub(super) const CHUNK: usize = 64 << 10;
 /// CONTINUATION frames allowed in one header block.
 pub(super) const MAX_CONTINUATIONS: u32 = 32;
+
+/// Stream ids hashed by one multiply (Fibonacci hashing) rather than SipHash: the table
+/// holds at most `max_concurrent_streams` entries, so a client choosing colliding ids gains
+/// next to nothing, and every frame pays for the hash.
+#[derive(Default, Clone, Copy)]
+pub(super) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = ((self.0 << 8) | u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = u64::from(n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+pub(super) type Streams = HashMap<StreamId, Stream, BuildHasherDefault<IdHasher>>;
 
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +87,7 @@ pub struct Connection {
     pub(super) inbuf: BytesMut,
     pub(super) dec: hpack::Decoder,
     pub(super) enc: hpack::Encoder,
-    pub(super) streams: HashMap<StreamId, Stream>,
+    pub(super) streams: Streams,
     pub(super) recent: Recent,
     /// The highest client stream id opened (or refused, or ignored).
     pub(super) last_id: StreamId,
@@ -117,7 +140,7 @@ impl Connection {
             inbuf: BytesMut::new(),
             dec: hpack::Decoder::new(),
             enc: hpack::Encoder::new(),
-            streams: HashMap::new(),
+            streams: Streams::default(),
             recent: Recent::new(ring),
             last_id: 0,
             block: None,

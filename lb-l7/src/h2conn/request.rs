@@ -5,7 +5,9 @@
 //! `content-length`, `:authority` without userinfo and equal to `host` when both are sent.
 //! Several `cookie` fields are joined with "; " (§8.2.3) for the HTTP/1.1 targets. Pure.
 
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Method, Uri, Version};
 
 /// Why a request is malformed (a stream PROTOCOL_ERROR, §8.1.1).
@@ -22,17 +24,35 @@ pub(super) struct Head {
     pub connect: bool,
 }
 
-/// Collects one header block's fields, for a request or for trailers.
-#[derive(Default)]
+/// Collects one header block's fields, for a request or for trailers. Values are copied
+/// once, into one buffer the request's `HeaderValue`s, authority and path share (one
+/// allocation per request, not one per field).
 pub(super) struct Fields {
     method: Option<Method>,
-    scheme: Option<Vec<u8>>,
-    authority: Option<Vec<u8>>,
-    path: Option<Vec<u8>>,
+    scheme: Option<Scheme>,
+    authority: Option<Bytes>,
+    path: Option<Bytes>,
     headers: HeaderMap,
     cookie: Option<Vec<u8>>,
     regular_seen: bool,
     error: Option<&'static str>,
+    arena: BytesMut,
+}
+
+impl Default for Fields {
+    fn default() -> Self {
+        Fields {
+            method: None,
+            scheme: None,
+            authority: None,
+            path: None,
+            headers: HeaderMap::with_capacity(12),
+            cookie: None,
+            regular_seen: false,
+            error: None,
+            arena: BytesMut::new(),
+        }
+    }
 }
 
 impl Fields {
@@ -62,8 +82,8 @@ impl Fields {
         if name == header::TE && value != b"trailers" {
             return Err("te other than \"trailers\"");
         }
-        let value = HeaderValue::from_bytes(value).map_err(|_| "an invalid field value")?;
         if name == header::COOKIE {
+            let value = HeaderValue::from_bytes(value).map_err(|_| "an invalid field value")?;
             let c = self.cookie.get_or_insert_with(Vec::new);
             if !c.is_empty() {
                 c.extend_from_slice(b"; ");
@@ -71,8 +91,19 @@ impl Fields {
             c.extend_from_slice(value.as_bytes());
             return Ok(());
         }
+        let value = HeaderValue::from_maybe_shared(self.copy(value))
+            .map_err(|_| "an invalid field value")?;
         self.headers.append(name, value);
         Ok(())
+    }
+
+    /// `v` as `Bytes` in the shared buffer (sized for a typical request at first use).
+    fn copy(&mut self, v: &[u8]) -> Bytes {
+        if self.arena.capacity() < v.len() {
+            self.arena.reserve(v.len().max(1024));
+        }
+        self.arena.extend_from_slice(v);
+        self.arena.split().freeze()
     }
 
     fn pseudo(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
@@ -88,9 +119,22 @@ impl Fields {
                 let m = Method::from_bytes(value).map_err(|_| "an invalid :method")?;
                 once(&mut self.method, m)
             }
-            b"scheme" => once(&mut self.scheme, value.to_vec()),
-            b"authority" => once(&mut self.authority, value.to_vec()),
-            b"path" => once(&mut self.path, value.to_vec()),
+            b"scheme" => {
+                let s = match value {
+                    b"https" => Scheme::HTTPS,
+                    b"http" => Scheme::HTTP,
+                    _ => Scheme::try_from(value).map_err(|_| "an invalid :scheme")?,
+                };
+                once(&mut self.scheme, s)
+            }
+            b"authority" => {
+                let a = self.copy(value);
+                once(&mut self.authority, a)
+            }
+            b"path" => {
+                let p = self.copy(value);
+                once(&mut self.path, p)
+            }
             _ => Err("an unknown or response pseudo-header"),
         }
     }
@@ -131,22 +175,24 @@ impl Fields {
                 return Err(Malformed("CONNECT with :scheme or :path"));
             }
             let a = authority.ok_or(Malformed("CONNECT without :authority"))?;
-            Uri::builder().authority(a).build()
+            let mut p = http::uri::Parts::default();
+            p.authority = Some(Authority::from_maybe_shared(a).map_err(|_| BAD_TARGET)?);
+            Uri::from_parts(p).map_err(|_| BAD_TARGET)?
         } else {
             let scheme = self.scheme.take().ok_or(Malformed("no :scheme"))?;
             let path = self.path.take().ok_or(Malformed("no :path"))?;
             check_path(&method, &path)?;
-            match authority {
-                // Asterisk-form (OPTIONS *) and origin-form keep the path alone.
-                Some(a) if path != b"*" => Uri::builder()
-                    .scheme(&scheme[..])
-                    .authority(a)
-                    .path_and_query(path)
-                    .build(),
-                _ => Uri::builder().path_and_query(path).build(),
+            let mut p = http::uri::Parts::default();
+            p.path_and_query = Some(PathAndQuery::from_maybe_shared(path).map_err(|_| BAD_TARGET)?);
+            // Asterisk-form (OPTIONS *) and origin-form (no authority) keep the path alone.
+            if let Some(a) =
+                authority.filter(|_| p.path_and_query.as_ref().is_some_and(|x| x != "*"))
+            {
+                p.scheme = Some(scheme);
+                p.authority = Some(Authority::from_maybe_shared(a).map_err(|_| BAD_TARGET)?);
             }
-        }
-        .map_err(|_| Malformed("an invalid request target"))?;
+            Uri::from_parts(p).map_err(|_| BAD_TARGET)?
+        };
         let mut parts = http::Request::new(()).into_parts().0;
         parts.method = method;
         parts.uri = uri;
@@ -160,20 +206,22 @@ impl Fields {
     }
 
     /// `:authority` (or `host` without it): no userinfo, and the two agree when both are sent.
-    fn authority_checked(&mut self) -> Result<Option<Vec<u8>>, Malformed> {
+    fn authority_checked(&mut self) -> Result<Option<Bytes>, Malformed> {
         let host = self.headers.get(header::HOST).map(|h| h.as_bytes());
         match (self.authority.take(), host) {
             (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => {
                 Err(Malformed(":authority and host differ"))
             }
             (Some(a), _) if a.contains(&b'@') => Err(Malformed("userinfo in :authority")),
-            (Some(a), _) if a.is_empty() => Ok(host.map(|h| h.to_vec())),
+            (Some(a), _) if a.is_empty() => Ok(host.map(Bytes::copy_from_slice)),
             (Some(a), _) => Ok(Some(a)),
-            (None, Some(h)) => Ok(Some(h.to_vec())),
+            (None, Some(h)) => Ok(Some(Bytes::copy_from_slice(h))),
             (None, None) => Ok(None),
         }
     }
 }
+
+const BAD_TARGET: Malformed = Malformed("an invalid request target");
 
 fn cookie_value(c: Vec<u8>) -> Result<HeaderValue, Malformed> {
     HeaderValue::from_maybe_shared(bytes::Bytes::from(c))

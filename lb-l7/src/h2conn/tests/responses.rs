@@ -314,3 +314,62 @@ fn a_connection_error_resets_every_stream_for_the_driver() {
     );
     assert_eq!(c.conn.poll_timeout(), None);
 }
+
+/// The core's cost per request (GET in, 200 with a small body out), for profiling:
+/// `cargo test -p lb-l7 --release --lib h2conn::tests::responses::cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn cost_per_request() {
+    let mut c = Client::new(Config::default());
+    let fields: Vec<(&str, &str)> = vec![
+        (":method", "GET"),
+        (":scheme", "https"),
+        (":authority", "bench.example"),
+        (":path", "/index.html"),
+        ("user-agent", "h2load nghttp2/1.59"),
+        ("accept", "*/*"),
+        ("accept-encoding", "gzip, deflate, br"),
+    ];
+    let mut h = HeaderMap::new();
+    h.insert("content-type", "text/plain".parse().unwrap());
+    h.insert("content-length", "13".parse().unwrap());
+    h.insert("date", "Sat, 05 Dec 2026 06:40:00 GMT".parse().unwrap());
+    h.insert("server", "weir".parse().unwrap());
+    let body = Bytes::from_static(b"hello, world\n");
+    let n = 200_000u32;
+    let mut out = Vec::with_capacity(1 << 16);
+    // After the first request every field is in the client's dynamic table: one block serves.
+    c.headers(1, &fields, true);
+    let mut frame = c.headers(1, &fields, true);
+    let (mut t_in, mut t_app, mut t_out) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
+    let t = Instant::now();
+    for i in 0..n {
+        let id = 2 * i + 1;
+        frame[5..9].copy_from_slice(&id.to_be_bytes());
+        if i % 1000 == 0 {
+            c.conn.recv(&window_update(0, 13_000), c.now);
+        }
+        let t0 = Instant::now();
+        c.conn.recv(&frame, c.now);
+        let Some(Event::Request { id, .. }) = c.conn.poll_event() else {
+            panic!("a request");
+        };
+        let t1 = Instant::now();
+        c.conn.send_response(id, StatusCode::OK, &h, false).unwrap();
+        c.conn.send_data(id, body.clone(), true).unwrap();
+        let t2 = Instant::now();
+        out.clear();
+        while c.conn.poll_transmit(&mut out) {}
+        t_out += t2.elapsed();
+        t_app += t2 - t1;
+        t_in += t1 - t0;
+        assert_eq!(c.conn.active_streams(), 0, "{id}");
+    }
+    let per = t.elapsed() / n;
+    println!(
+        "h2conn: {per:?} per request (GET in, 200 + 13 bytes out): in {:?}, respond {:?}, transmit {:?}",
+        t_in / n,
+        t_app / n,
+        t_out / n
+    );
+}

@@ -81,7 +81,8 @@ struct Lb {
 }
 
 fn lb(engine: &str, target: u16) -> Lb {
-    let pki = TestPki::new(&format!("h2-clients-{engine}"));
+    // A directory of its own: the tests run in parallel, and each removes its own at the end.
+    let pki = TestPki::new(&format!("h2-clients-{engine}-{}", fastrand_u64()));
     let (cert, key) = pki.leaf("lb", &["lb.test"]);
     let (plain, tls) = (free_port(), free_port());
     let w = start(&format!(
@@ -170,6 +171,7 @@ async fn curl_h2_stdin(
     (version, code, body)
 }
 
+/// A number no other call in this process returned.
 fn fastrand_u64() -> u64 {
     use std::sync::atomic::AtomicU64;
     static N: AtomicU64 = AtomicU64::new(0);

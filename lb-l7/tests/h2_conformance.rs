@@ -401,6 +401,11 @@ engines!(
         xhp4_2_table_size_0_honoured,
         x5_1_1_highest_stream_id,
         x6_8_goaway_on_shutdown_finishes_streams,
+        // legitimate traffic the protections must let through
+        l_empty_data_with_end_stream,
+        l_many_small_data_frames,
+        l_priority_tree_of_idle_streams,
+        l_some_cancelled_streams,
         // protections
         p_hpack_bomb,
         p_rapid_reset_flood,
@@ -2180,7 +2185,7 @@ target = [{{ id = "127.0.0.1", port = {} }}]
         be.addr.port()
     ));
     let mut h = H2::connect(port, &[]).await;
-    send(&mut h, &request(1, "/slow?ms=800", &[], true)).await?;
+    send(&mut h, &request(1, "/slow?ms=1500", &[], true)).await?;
     let hits = be.hits.clone();
     let reached = async {
         let until = Instant::now() + T;
@@ -2233,6 +2238,86 @@ target = [{{ id = "127.0.0.1", port = {} }}]
             "{n} requests reached the target: one opened after the GOAWAY was forwarded"
         )),
     }
+}
+
+// ---- legitimate traffic the protections must let through ----------------------------------
+
+/// A body ended by an empty DATA frame with END_STREAM (what many clients send).
+async fn l_empty_data_with_end_stream(c: Ctx) -> Check {
+    let mut h = open(&c).await?;
+    send(&mut h, &cat(&[post(1, "/", &[]), data(1, b"", true)])).await?;
+    body_bytes(&mut h, 1, 0).await
+}
+
+/// A body of 2,000 one-byte DATA frames: each carries data, none is a flood frame.
+async fn l_many_small_data_frames(c: Ctx) -> Check {
+    let mut h = open(&c).await?;
+    let mut b = post(1, "/", &[]);
+    for i in 0..2000 {
+        b.extend(data(1, b"x", i == 1999));
+    }
+    send(&mut h, &b).await?;
+    body_bytes(&mut h, 1, 2000).await
+}
+
+/// Firefox's old priority tree: PRIORITY frames for idle streams 3–11, then requests on 13
+/// and 15 that depend on them.
+async fn l_priority_tree_of_idle_streams(c: Ctx) -> Check {
+    let mut h = open(&c).await?;
+    let mut b = cat(&[
+        priority(3, 0, false, 201),
+        priority(5, 0, false, 101),
+        priority(7, 0, false, 1),
+        priority(9, 7, false, 1),
+        priority(11, 3, false, 1),
+    ]);
+    for id in [13u32, 15] {
+        let mut p = 11u32.to_be_bytes().to_vec();
+        p.push(41);
+        p.extend(hpack(&head("GET", "/")));
+        b.extend(frame(
+            HEADERS,
+            END_HEADERS | END_STREAM | PRIORITY_FLAG,
+            id,
+            &p,
+        ));
+    }
+    send(&mut h, &b).await?;
+    let bodies = h.expect_responses(&[13, 15], T).await?;
+    match bodies.iter().find(|b| !b.contains("backend=conf")) {
+        Some(b) => Err(format!("expected the backend's answer, got body {b:?}")),
+        None => Ok(()),
+    }
+}
+
+/// 200 requests, one in four cancelled at once (a browser navigating away now and then): no
+/// GOAWAY, every other request answered.
+async fn l_some_cancelled_streams(c: Ctx) -> Check {
+    let mut h = open(&c).await?;
+    for i in 0..200u32 {
+        let id = 1 + 2 * i;
+        if i % 4 == 3 {
+            send(
+                &mut h,
+                &cat(&[request(id, "/", &[], true), rst(id, CANCEL)]),
+            )
+            .await?;
+            continue;
+        }
+        send(&mut h, &request(id, "/", &[], true)).await?;
+        expect_forwarded(&mut h, id)
+            .await
+            .map_err(|e| format!("request {i} of 200 (every 4th cancelled): {e}"))?;
+    }
+    if let Ok(f) = h
+        .until(Duration::from_millis(300), |f| {
+            (f.ty == GOAWAY).then(|| f.to_string())
+        })
+        .await
+    {
+        return Err(format!("{f} for 50 cancelled streams of 200"));
+    }
+    Ok(())
 }
 
 // ---- protections ----
@@ -2316,6 +2401,12 @@ async fn calmed(h: &mut H2, mut goaways: Vec<u32>, what: &str) -> Check {
         }
     }
     if goaways.contains(&ENHANCE_YOUR_CALM) {
+        return Ok(());
+    }
+    if goaways.is_empty() && h.reset {
+        // The server reset the connection with the flood unread: the GOAWAY it sent first
+        // was dropped by TCP with the rest of what the client had not read.
+        eprintln!("{what}: connection reset, its GOAWAY not observable");
         return Ok(());
     }
     let seen: Vec<String> = goaways.iter().map(|c| code_name(*c)).collect();
@@ -2457,7 +2548,9 @@ async fn p_continuation_flood(c: Ctx) -> Check {
     if !closed && goaways.is_empty() && h.closed_within(T).await.is_some() {
         closed = true;
     }
-    if goaways.is_empty() {
+    // A GOAWAY is required unless the connection was reset: TCP drops what the client had
+    // not read yet (the GOAWAY) when the server closes with our flood unread.
+    if goaways.is_empty() && !h.reset {
         return Err(format!(
             "no GOAWAY after {} KiB of CONTINUATION (closed: {closed})",
             sent >> 10

@@ -253,6 +253,9 @@ pub struct H2 {
     pub seen: Vec<String>,
     /// Answer the server's SETTINGS and PING (on by default).
     pub auto_ack: bool,
+    /// The connection was reset (RST), not closed: frames the server sent last (a GOAWAY)
+    /// may have been lost with it, as TCP drops unread data on a reset.
+    pub reset: bool,
 }
 
 /// How a check failed: what was expected, what came.
@@ -310,12 +313,25 @@ impl H2 {
             buf: Vec::new(),
             seen: Vec::new(),
             auto_ack: true,
+            reset: false,
         }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        self.s.write_all(bytes).await?;
-        self.s.flush().await
+        let r = async {
+            self.s.write_all(bytes).await?;
+            self.s.flush().await
+        }
+        .await;
+        if let Err(e) = &r
+            && matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            self.reset = true;
+        }
+        r
     }
 
     /// The next frame; SETTINGS and PING from the server are acknowledged on the way.
@@ -329,7 +345,11 @@ impl H2 {
             let mut tmp = [0u8; 16 * 1024];
             match tokio::time::timeout_at(until, self.s.read(&mut tmp)).await {
                 Err(_) => return Got::Quiet,
-                Ok(Ok(0) | Err(_)) => return Got::Closed,
+                Ok(Ok(0)) => return Got::Closed,
+                Ok(Err(e)) => {
+                    self.reset |= e.kind() == std::io::ErrorKind::ConnectionReset;
+                    return Got::Closed;
+                }
                 Ok(Ok(n)) => self.buf.extend_from_slice(&tmp[..n]),
             }
         };
@@ -544,6 +564,56 @@ impl H2 {
             ));
         }
         Ok(body)
+    }
+
+    /// Whole responses on several streams whose frames may interleave; their bodies in the
+    /// order of `streams`.
+    pub async fn expect_responses(
+        &mut self,
+        streams: &[u32],
+        limit: Duration,
+    ) -> Result<Vec<String>, String> {
+        let mut heads = vec![false; streams.len()];
+        let mut ended = vec![false; streams.len()];
+        let mut bodies = vec![Vec::new(); streams.len()];
+        let until = Instant::now() + limit;
+        while ended.iter().any(|e| !e) {
+            let Some(left) = until.checked_duration_since(Instant::now()) else {
+                break;
+            };
+            let f = match self.next(left).await {
+                Got::Frame(f) => f,
+                Got::Closed | Got::Quiet => break,
+            };
+            let Some(i) = streams.iter().position(|s| *s == f.stream) else {
+                continue;
+            };
+            match f.ty {
+                HEADERS => heads[i] = true,
+                DATA => bodies[i].extend_from_slice(&f.payload),
+                RST_STREAM => {
+                    return Err(format!(
+                        "expected a response on stream {}, got {f}",
+                        f.stream
+                    ));
+                }
+                _ => {}
+            }
+            if heads[i] && f.flags & END_STREAM != 0 && (f.ty == HEADERS || f.ty == DATA) {
+                ended[i] = true;
+            }
+        }
+        if let Some(i) = ended.iter().position(|e| !e) {
+            return Err(format!(
+                "the response on stream {} did not end; frames: {}",
+                streams[i],
+                self.trace()
+            ));
+        }
+        Ok(bodies
+            .into_iter()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .collect())
     }
 
     /// The connection is alive: a PING is answered with a PING ACK of the same payload, and no

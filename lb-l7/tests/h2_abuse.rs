@@ -769,6 +769,51 @@ async fn cookie_fields_are_joined_for_the_target(engine: &str) {
     w.stop().await;
 }
 
+/// The worker's stop: GOAWAY at once, and a stream in flight still gets its whole response
+/// (within `drain_timeout_seconds`).
+async fn stop_sends_goaway_and_the_stream_in_flight_finishes(engine: &str) {
+    let _serial = serial().await;
+    let be = backend("drain").await;
+    let port = free_port();
+    let w = start(&config(
+        engine,
+        "drain_timeout_seconds = 5",
+        port,
+        &[be.addr.port()],
+    ));
+    let mut c = H2::connect(port, &[]).await;
+    c.send(&request(1, "/slow?ms=1000", &[], true))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop = tokio::spawn(w.stop());
+    let (mut goaway_at, mut ended_at, mut body) = (None, None, Vec::new());
+    let t0 = Instant::now();
+    while let Some(left) = (t0 + Duration::from_secs(5)).checked_duration_since(Instant::now()) {
+        match c.next(left).await {
+            Got::Frame(f) if f.ty == GOAWAY => goaway_at = Some(t0.elapsed()),
+            Got::Frame(f) if f.ty == DATA && f.stream == 1 => {
+                body.extend_from_slice(&f.payload);
+                if f.flags & END_STREAM != 0 {
+                    ended_at = Some(t0.elapsed());
+                    break;
+                }
+            }
+            Got::Frame(_) => {}
+            Got::Closed | Got::Quiet => break,
+        }
+    }
+    let body = String::from_utf8_lossy(&body);
+    assert!(body.contains("backend=drain"), "{engine}: {body}");
+    let (goaway, ended) = (goaway_at.expect("GOAWAY"), ended_at.expect("END_STREAM"));
+    assert!(
+        goaway < ended,
+        "{engine}: GOAWAY {goaway:?}, response ended {ended:?}"
+    );
+    drop(c);
+    stop.await.unwrap();
+}
+
 macro_rules! for_both_engines {
     ($($name:ident),* $(,)?) => {
         mod hyper_engine {
@@ -799,4 +844,5 @@ for_both_engines!(
     h2_header_block_dribble_is_closed_at_the_header_read_timeout,
     authority_and_host_that_differ_are_400,
     cookie_fields_are_joined_for_the_target,
+    stop_sends_goaway_and_the_stream_in_flight_finishes,
 );

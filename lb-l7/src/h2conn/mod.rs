@@ -45,6 +45,12 @@
 //! `StreamError::AlreadyStarted` (the contract's `Closed` stays for unknown/ended streams);
 //! `Connection::error_detail()` (why a connection error happened, for logs).
 //!
+//! Cost: one copy of the input (DATA payloads are `Bytes` slices of it), response heads
+//! HPACK-encoded into a reused scratch buffer and framed into the output, one buffer for all
+//! of a request's field values, no task or heap per stream beyond its state and body queue.
+//! `tests::responses::cost_per_request` (ignored; `--release -- --ignored --nocapture`)
+//! prints the core's time per GET → 200 exchange.
+//!
 //! Not built: PING keep-alive from our side, a SETTINGS-ACK timeout (SETTINGS_TIMEOUT),
 //! server push (never: RFC 9113 lets a server not push), RFC 8441 extended CONNECT.
 

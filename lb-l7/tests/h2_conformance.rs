@@ -174,16 +174,6 @@ const KNOWN: &[(&str, &str, &str)] = &[
     // h2 takes a field value that begins or ends with whitespace (RFC 9113 §8.2.1: malformed)
     // and weir's http2/ request checks do not refuse it either: forwarded (the HTTP/1.1
     // target reads the whitespace as optional whitespace). Fixable in weir, not in h2.
-    (
-        "hyper",
-        "x8_2_1_value_with_leading_space",
-        "the malformed request was forwarded",
-    ),
-    (
-        "hyper",
-        "x8_2_1_value_with_trailing_tab",
-        "the malformed request was forwarded",
-    ),
     // As s5_1_5: DATA on a half-closed (remote) stream is a connection PROTOCOL_ERROR.
     (
         "hyper",

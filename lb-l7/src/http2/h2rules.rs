@@ -1,5 +1,5 @@
 //! Pure rules of the HTTP/2 path: a `host` field that contradicts `:authority` (RFC 9113
-//! §8.3.1), `cookie` fields joined for an HTTP/1.1 target (RFC 9113 §8.2.3), and when a
+//! §8.3.1), a field value with whitespace at either end (§8.2.1), `cookie` fields joined for an HTTP/1.1 target (RFC 9113 §8.2.3), and when a
 //! connection's cancelled streams make it an abuser (rapid reset, CVE-2023-44487).
 
 use http::{HeaderMap, HeaderValue, Uri, header};
@@ -28,6 +28,18 @@ pub fn authority_conflict(uri: &Uri, headers: &HeaderMap) -> bool {
         .any(|h| !h.as_bytes().eq_ignore_ascii_case(auth.as_str().as_bytes()))
 }
 
+/// Whether a field value begins or ends with whitespace (SP or HTAB), which makes an HTTP/2
+/// request malformed (RFC 9113 §8.2.1). hyper's h2 does not check it; an HTTP/1.1 target would
+/// read the whitespace as optional and the request would mean something else there than here.
+/// (weir's own engine refuses it in `h2conn`.)
+pub fn value_edge_whitespace(headers: &HeaderMap) -> bool {
+    let ws = |b: Option<&u8>| matches!(b, Some(b' ' | b'\t'));
+    headers.values().any(|v| {
+        let b = v.as_bytes();
+        ws(b.first()) || ws(b.last())
+    })
+}
+
 /// Several `cookie` fields become one, joined with "; " (RFC 9113 §8.2.3), before the request
 /// goes to an HTTP/1.1 target. One field (or none) is left as it is.
 pub fn join_cookies(headers: &mut HeaderMap) {
@@ -48,6 +60,18 @@ pub fn join_cookies(headers: &mut HeaderMap) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn whitespace_at_a_value_edge_is_malformed() {
+        let mut h = http::HeaderMap::new();
+        h.insert("x-a", http::HeaderValue::from_static("a b"));
+        assert!(!super::value_edge_whitespace(&h));
+        for bad in [" a", "a\t", "\ta", "a "] {
+            let mut h = h.clone();
+            h.append("x-b", http::HeaderValue::from_str(bad).unwrap());
+            assert!(super::value_edge_whitespace(&h), "{bad:?}");
+        }
+    }
+
     use super::*;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

@@ -41,12 +41,18 @@ pub async fn handle<B: RequestBody>(
             req.headers(),
         )
     });
-    let decision = if req.version() == Version::HTTP_2
-        && h2rules::authority_conflict(req.uri(), req.headers())
-    {
+    let malformed = match req.version() == Version::HTTP_2 {
+        false => None,
+        true if h2rules::authority_conflict(req.uri(), req.headers()) => {
+            Some("HostAuthorityMismatch")
+        }
+        true if h2rules::value_edge_whitespace(req.headers()) => Some("MalformedHeaderValue"),
+        true => None,
+    };
+    let decision = if let Some(reason) = malformed {
         sh.metrics.elb_status(400);
         if let Some(l) = stream.log.as_mut() {
-            l.error_reason = Some("HostAuthorityMismatch");
+            l.error_reason = Some(reason);
         }
         Decision::Respond(respond::elb(400, false))
     } else {

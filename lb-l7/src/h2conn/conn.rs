@@ -111,6 +111,12 @@ pub struct Connection {
     pub(super) now: Instant,
     pub(super) started: Instant,
     pub(super) idle_since: Instant,
+    /// When bytes last came from the client (keep-alive PINGs count from it).
+    pub(super) last_read: Instant,
+    /// Our keep-alive PING waiting for its ACK: when it was sent.
+    pub(super) ping_sent: Option<Instant>,
+    /// Keep-alive PINGs sent (the opaque data of the last one).
+    pub(super) pings: u64,
     pub(super) error: Option<ConnError>,
 }
 
@@ -162,6 +168,9 @@ impl Connection {
             now,
             started: now,
             idle_since: now,
+            last_read: now,
+            ping_sent: None,
+            pings: 0,
             error: None,
             cfg,
         }
@@ -173,6 +182,9 @@ impl Connection {
         self.now = now;
         if self.phase == Phase::Closed {
             return;
+        }
+        if !data.is_empty() {
+            self.last_read = now;
         }
         self.inbuf.extend_from_slice(data);
         if let Err(e) = self.process() {
@@ -195,33 +207,81 @@ impl Connection {
             Phase::Preface(_) | Phase::FirstSettings => {
                 Some(self.started + self.cfg.header_read_timeout)
             }
-            Phase::Open => match &self.block {
-                Some(b) => Some(b.started + self.cfg.header_read_timeout),
-                None if self.streams.is_empty() => Some(self.idle_since + self.cfg.idle_timeout),
-                None => None,
-            },
+            Phase::Open => [
+                self.header_deadline(),
+                self.idle_deadline(),
+                self.ping_deadline(),
+                self.ping_ack_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
         }
     }
 
     /// Applies the deadlines that passed by `now`: a header block (or the preface and first
     /// SETTINGS) not finished within `header_read_timeout` is a connection error
-    /// ENHANCE_YOUR_CALM; no stream for `idle_timeout` is GOAWAY(NO_ERROR), then closed.
+    /// ENHANCE_YOUR_CALM; our keep-alive PING not acknowledged within `idle_timeout` is a
+    /// connection error NO_ERROR (GOAWAY, streams reset, closed); no stream for `idle_timeout`
+    /// is GOAWAY(NO_ERROR), then closed; a stream open and nothing read for `idle_timeout`
+    /// sends a keep-alive PING.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
-        let Some(at) = self.poll_timeout() else {
-            return;
-        };
-        if now < at {
-            return;
+        let due = |d: Option<Instant>| d.is_some_and(|at| at <= now);
+        match self.phase {
+            Phase::Closed => return,
+            Phase::Preface(_) | Phase::FirstSettings => {
+                if now >= self.started + self.cfg.header_read_timeout {
+                    self.conn_error(err(Reason::ENHANCE_YOUR_CALM, "header read timeout"));
+                }
+                return;
+            }
+            Phase::Open => {}
         }
-        if self.block.is_some() || self.phase != Phase::Open {
+        if due(self.header_deadline()) {
             self.conn_error(err(Reason::ENHANCE_YOUR_CALM, "header read timeout"));
-            return;
+        } else if due(self.ping_ack_deadline()) {
+            self.conn_error(err(Reason::NO_ERROR, "no PING ACK within the idle timeout"));
+        } else if due(self.idle_deadline()) {
+            frame::write_goaway(&mut self.out, self.last_id, Reason::NO_ERROR.0);
+            self.goaway_sent = true;
+            self.phase = Phase::Closed;
+            self.events.push_back(Event::GoAway { error: None });
+        } else if due(self.ping_deadline()) {
+            self.pings += 1;
+            let opaque = self.ping_opaque();
+            frame::write_ping(&mut self.out, &opaque);
+            self.ping_sent = Some(now);
         }
-        frame::write_goaway(&mut self.out, self.last_id, Reason::NO_ERROR.0);
-        self.goaway_sent = true;
-        self.phase = Phase::Closed;
-        self.events.push_back(Event::GoAway { error: None });
+    }
+
+    /// The opaque data of our last keep-alive PING.
+    pub(super) fn ping_opaque(&self) -> [u8; 8] {
+        self.pings.to_be_bytes()
+    }
+
+    /// A header block begun: its end is due.
+    fn header_deadline(&self) -> Option<Instant> {
+        let b = self.block.as_ref()?;
+        Some(b.started + self.cfg.header_read_timeout)
+    }
+
+    /// No stream (and no header block coming): the connection ends.
+    fn idle_deadline(&self) -> Option<Instant> {
+        (self.streams.is_empty() && self.block.is_none())
+            .then(|| self.idle_since + self.cfg.idle_timeout)
+    }
+
+    /// A stream open and nothing read for the idle timeout: a keep-alive PING (one at a time;
+    /// without streams the idle deadline ends the connection instead).
+    fn ping_deadline(&self) -> Option<Instant> {
+        (self.ping_sent.is_none() && !self.streams.is_empty())
+            .then(|| self.last_read + self.cfg.idle_timeout)
+    }
+
+    /// Our PING's ACK is due within the idle timeout.
+    fn ping_ack_deadline(&self) -> Option<Instant> {
+        Some(self.ping_sent? + self.cfg.idle_timeout)
     }
 
     /// Graceful end: GOAWAY(last accepted id, NO_ERROR); later streams are not processed,

@@ -141,6 +141,11 @@ pub(super) fn write_ping_ack(out: &mut Vec<u8>, opaque: &[u8]) {
     out.extend_from_slice(opaque);
 }
 
+pub(super) fn write_ping(out: &mut Vec<u8>, opaque: &[u8; 8]) {
+    write_head(out, 8, kind::PING, 0, 0);
+    out.extend_from_slice(opaque);
+}
+
 pub(super) fn write_goaway(out: &mut Vec<u8>, last: u32, code: u32) {
     write_head(out, 8, kind::GOAWAY, 0, 0);
     out.extend_from_slice(&(last & 0x7fff_ffff).to_be_bytes());

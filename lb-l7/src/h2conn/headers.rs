@@ -38,13 +38,16 @@ impl Connection {
             return Ok(());
         }
         if self_dependent {
+            self.refused(id, None, "a stream that depends on itself");
             return self.stream_error(id, Reason::PROTOCOL_ERROR);
         }
         if over {
+            self.refused(id, Some(431), "a header list over the limit");
             self.respond_locally(id, 431, end_stream)?;
             return self.glitch("header lists over the limit");
         }
         if self.streams.len() >= self.cfg.max_concurrent_streams as usize {
+            self.refused(id, None, "over the concurrent stream limit");
             return self.refuse(id);
         }
         self.on_request(id, end_stream, fields)
@@ -53,12 +56,17 @@ impl Connection {
     fn on_request(&mut self, id: StreamId, end_stream: bool, fields: Fields) -> Res {
         let head = match fields.request() {
             Ok(h) => h,
-            Err(_) => return self.stream_error(id, Reason::PROTOCOL_ERROR),
+            Err(m) => {
+                self.refused(id, None, m.0);
+                return self.stream_error(id, Reason::PROTOCOL_ERROR);
+            }
         };
         if head.connect {
+            self.refused(id, Some(405), "CONNECT (weir does not tunnel)");
             return self.respond_locally(id, 405, end_stream);
         }
         if end_stream && head.content_length.is_some_and(|n| n != 0) {
+            self.refused(id, None, "a content-length and no body");
             return self.stream_error(id, Reason::PROTOCOL_ERROR);
         }
         let mut recv_window = i64::from(self.cfg.initial_window_size);
@@ -98,6 +106,11 @@ impl Connection {
         self.events.push_back(Event::Trailers { id, trailers });
         self.maybe_finish(id);
         Ok(())
+    }
+
+    /// Tells the driver of a request the connection answers or refuses itself.
+    fn refused(&mut self, id: StreamId, status: Option<u16>, reason: &'static str) {
+        self.events.push_back(Event::Refused { id, status, reason });
     }
 
     /// RST_STREAM(REFUSED_STREAM): over the concurrency limit. A glitch once the client has

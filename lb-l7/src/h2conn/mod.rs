@@ -11,7 +11,8 @@
 //! `glitch` (abuse accounting), `conn` (the connection's state, errors, deadlines), `recv`
 //! (frame handlers), `headers` (complete header blocks), `send` (responses, transmit).
 //!
-//! What the connection decides by itself (the driver never sees these streams):
+//! What the connection decides by itself (the driver never sees these streams' requests, only
+//! an `Event::Refused` with the status it answered, if any, to count and log):
 //! - a header list over `max_header_list_size` → a `431` response (and RST_STREAM(NO_ERROR)
 //!   if the request body is still coming), a glitch;
 //! - CONNECT (§8.5) → a `405` response: weir does not tunnel; a CONNECT with `:scheme` or
@@ -32,7 +33,15 @@
 //! longer than our MAX_FRAME_SIZE is refused from its header (FRAME_SIZE_ERROR), so at most
 //! one frame is buffered. Deadlines: a header block (or the preface and first SETTINGS) not
 //! complete in `header_read_timeout` → GOAWAY(ENHANCE_YOUR_CALM); no stream for
-//! `idle_timeout` → GOAWAY(NO_ERROR), `Event::GoAway { error: None }`, closed.
+//! `idle_timeout` → GOAWAY(NO_ERROR), `Event::GoAway { error: None }`, closed. Keep-alive
+//! PINGs (as hyper's `keep_alive_interval(idle)` / `keep_alive_timeout(idle)`): with a stream
+//! open and nothing read for `idle_timeout`, a PING; its ACK not in within `idle_timeout` →
+//! a connection error NO_ERROR (GOAWAY(NO_ERROR), every stream `Reset`, `GoAway { error:
+//! Some(NO_ERROR) }`, `error_detail` "no PING ACK within the idle timeout"); the ACK (only
+//! one with our PING's data) is not chatter, and the next PING is due an idle timeout after
+//! the last read. Without a stream no PING is sent: the idle GOAWAY ends the connection at
+//! the same point (idle timeout after its last stream), and a PING still unanswered when the
+//! last stream ends still closes it at its own deadline if that comes first.
 //!
 //! Events, in order: `Request` before its `Data`/`Trailers`; a stream the client resets
 //! before the driver polled its `Request` is dropped from the queue (no `Reset`); `Reset`
@@ -43,7 +52,12 @@
 //!
 //! API changes from the first contract (source-compatible): `StreamError::NotStarted` and
 //! `StreamError::AlreadyStarted` (the contract's `Closed` stays for unknown/ended streams);
-//! `Connection::error_detail()` (why a connection error happened, for logs).
+//! `Connection::error_detail()` (why a connection error happened, for logs);
+//! `Event::Refused` (a request answered or refused by the connection itself).
+//!
+//! A `host` field that contradicts `:authority` is not refused here (RFC 9113 §8.3.1 lets a
+//! server treat it as malformed or not): the request goes to the driver with both, and the
+//! engine-neutral service answers it 400 HostAuthorityMismatch as on hyper's path.
 //!
 //! Cost: one copy of the input (DATA payloads are `Bytes` slices of it), response heads
 //! HPACK-encoded into a reused scratch buffer and framed into the output, one buffer for all
@@ -51,7 +65,7 @@
 //! `tests::responses::cost_per_request` (ignored; `--release -- --ignored --nocapture`)
 //! prints the core's time per GET → 200 exchange.
 //!
-//! Not built: PING keep-alive from our side, a SETTINGS-ACK timeout (SETTINGS_TIMEOUT),
+//! Not built: a SETTINGS-ACK timeout (SETTINGS_TIMEOUT),
 //! server push (never: RFC 9113 lets a server not push), RFC 8441 extended CONNECT.
 
 mod conn;
@@ -176,4 +190,13 @@ pub enum Event {
     Writable { id: StreamId },
     /// The connection is ending (ours or the peer's); the error code of a connection error.
     GoAway { error: Option<Reason> },
+    /// A request the connection answered or refused by itself (the driver never gets its
+    /// `Request`): `status` when it sent a response (431, 405), `None` for a RST_STREAM
+    /// (REFUSED_STREAM over the concurrency limit, PROTOCOL_ERROR for a malformed request);
+    /// `reason` says why, for logs.
+    Refused {
+        id: StreamId,
+        status: Option<u16>,
+        reason: &'static str,
+    },
 }

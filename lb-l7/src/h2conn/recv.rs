@@ -119,7 +119,7 @@ impl Connection {
                 | Event::Trailers { id: i, .. }
                 | Event::Writable { id: i }
                 | Event::Reset { id: i, .. } => *i != id,
-                Event::GoAway { .. } => true,
+                Event::GoAway { .. } | Event::Refused { .. } => true,
             });
         }
         unseen
@@ -378,6 +378,10 @@ impl Connection {
         if !h.has(flag::ACK) {
             self.control_room()?;
             frame::write_ping_ack(&mut self.out, payload);
+        } else if self.ping_sent.is_some() && payload == self.ping_opaque() {
+            // The answer to our keep-alive PING: not chatter.
+            self.ping_sent = None;
+            return Ok(());
         }
         self.chatter()
     }

@@ -2,7 +2,9 @@
 //! field names lowercase tokens, values without NUL/CR/LF or surrounding whitespace, the
 //! request pseudo-headers exactly once each and before the regular fields, no response or
 //! unknown pseudo-headers, no connection-specific fields, `te` only "trailers", one
-//! `content-length`, `:authority` without userinfo and equal to `host` when both are sent.
+//! `content-length`, `:authority` without userinfo. A `host` that contradicts `:authority` is
+//! passed through (§8.3.1 lets a server refuse it or answer it): the engine-neutral service
+//! answers it 400 (HostAuthorityMismatch), as on hyper's path.
 //! Several `cookie` fields are joined with "; " (§8.2.3) for the HTTP/1.1 targets. Pure.
 
 use bytes::{Bytes, BytesMut};
@@ -205,13 +207,11 @@ impl Fields {
         })
     }
 
-    /// `:authority` (or `host` without it): no userinfo, and the two agree when both are sent.
+    /// `:authority` (or `host` without it), without userinfo. A `host` that differs from
+    /// `:authority` stays in the headers for the service to answer (400, as hyper's path).
     fn authority_checked(&mut self) -> Result<Option<Bytes>, Malformed> {
         let host = self.headers.get(header::HOST).map(|h| h.as_bytes());
         match (self.authority.take(), host) {
-            (Some(a), Some(h)) if !a.eq_ignore_ascii_case(h) => {
-                Err(Malformed(":authority and host differ"))
-            }
             (Some(a), _) if a.contains(&b'@') => Err(Malformed("userinfo in :authority")),
             (Some(a), _) if a.is_empty() => Ok(host.map(Bytes::copy_from_slice)),
             (Some(a), _) => Ok(Some(a)),
@@ -328,6 +328,11 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(h.parts.uri, "http://h.example/");
+        // A host that contradicts :authority passes (the service answers it 400); the URI
+        // keeps :authority, the headers keep host.
+        let h = req(&with(&[("host", "other.example")])).unwrap();
+        assert_eq!(h.parts.uri, "https://example.com/a?b=c");
+        assert_eq!(h.parts.headers["host"], "other.example");
     }
 
     #[test]
@@ -357,7 +362,6 @@ mod tests {
             with(&[("x", "a\0b")]),
             with(&[("content-length", "1"), ("content-length", "2")]),
             with(&[("content-length", "+1")]),
-            with(&[("host", "other.example")]),
             vec![(":method", "GET"), (":scheme", "https"), (":path", "")],
             vec![(":method", "GET"), (":scheme", "https"), (":path", "*")],
             vec![(":method", "GET"), (":scheme", "https"), (":path", "x")],

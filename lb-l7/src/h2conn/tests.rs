@@ -227,6 +227,17 @@ pub(super) fn assert_stream_error(c: &mut Client, id: u32, code: Reason) {
     assert!(!c.conn.is_closed());
 }
 
+/// The events are exactly one `Refused` for `id` with `status` (the driver hears of the
+/// request the connection answered or refused itself, and of nothing else).
+pub(super) fn assert_refused(c: &mut Client, id: u32, status: Option<u16>) {
+    let evs = c.events();
+    assert!(
+        matches!(evs[..], [Event::Refused { id: i, status: s, reason }]
+            if i == id && s == status && !reason.is_empty()),
+        "events: {evs:?}"
+    );
+}
+
 /// Polls the one `Request` event, its id.
 pub(super) fn expect_request(c: &mut Client) -> http::request::Parts {
     let mut evs = c.events();

@@ -407,9 +407,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     self.poll_list.push(idx);
                 }
             }
+            Event::Refused { id, status, reason } => {
+                // Counted as hyper's path counts the requests hyper answers itself (431,
+                // 400); no access-log line (docs/l7.md: the core keeps no head of these).
+                if let Some(status) = status {
+                    self.sh.metrics.elb_status(status);
+                }
+                tracing::debug!(peer = %self.ci.peer, id, ?status, reason, "HTTP/2 request answered by the protocol core");
+            }
             Event::GoAway { error } => {
                 if error.is_some() {
-                    tracing::debug!(peer = %self.ci.peer, ?error, "HTTP/2 connection error: GOAWAY");
+                    let detail = self.conn.error_detail();
+                    tracing::debug!(peer = %self.ci.peer, ?error, detail, "HTTP/2 connection error: GOAWAY");
                 }
                 self.goaway = Some(error);
             }

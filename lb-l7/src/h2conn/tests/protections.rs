@@ -216,7 +216,7 @@ fn an_oversized_header_list_gets_431_and_the_connection_lives() {
     let mut f = GET.to_vec();
     f.push(("x-big", &big));
     c.request(1, &f, true);
-    assert!(c.events().is_empty());
+    assert_refused(&mut c, 1, Some(431));
     let fs = c.frames();
     assert_eq!(fs.len(), 1);
     assert_eq!(fs[0].flags & flag::END_STREAM, flag::END_STREAM);
@@ -248,8 +248,8 @@ fn idle_timeout_sends_goaway_no_error_and_closes() {
     c.events();
     assert_eq!(
         c.conn.poll_timeout(),
-        None,
-        "a stream open: no idle deadline"
+        Some(c.now + Duration::from_secs(5)),
+        "a stream open: no idle deadline, the keep-alive PING's"
     );
     c.conn
         .send_response(1, StatusCode::OK, &HeaderMap::new(), true)
@@ -263,6 +263,131 @@ fn idle_timeout_sends_goaway_no_error_and_closes() {
     let fs = c.frames();
     assert_eq!(goaway(&fs), Some(Reason::NO_ERROR));
     assert!(matches!(c.events()[..], [Event::GoAway { error: None }]));
+}
+
+/// The PINGs among `fs`: (ACK flag set, opaque data).
+fn pings(fs: &[F]) -> Vec<(bool, Vec<u8>)> {
+    fs.iter()
+        .filter(|f| f.kind == kind::PING)
+        .map(|f| (f.flags & flag::ACK != 0, f.payload.clone()))
+        .collect()
+}
+
+#[test]
+fn keep_alive_ping_after_the_idle_timeout_without_a_read_and_no_ack_closes() {
+    let idle = Duration::from_secs(5);
+    let cfg = Config {
+        idle_timeout: idle,
+        ..Config::default()
+    };
+    let mut c = Client::new(cfg);
+    c.request(1, GET, true);
+    expect_request(&mut c);
+    // A stream waits for its response; the client says nothing more.
+    c.advance(idle - Duration::from_millis(1));
+    assert!(pings(&c.frames()).is_empty(), "no PING before +idle");
+    c.advance(Duration::from_millis(1));
+    let ping = pings(&c.frames());
+    assert_eq!(ping.len(), 1, "a PING at +idle");
+    assert!(!ping[0].0, "not an ACK");
+    assert_eq!(c.conn.poll_timeout(), Some(c.now + idle), "its ACK is due");
+    assert!(!c.conn.is_closed());
+    // No second PING while the first waits; no ACK by +2×idle: GOAWAY, the stream reset.
+    c.advance(idle - Duration::from_millis(1));
+    assert!(c.frames().is_empty());
+    assert!(!c.conn.is_closed());
+    c.advance(Duration::from_millis(1));
+    assert!(c.conn.is_closed());
+    assert_eq!(goaway(&c.frames()), Some(Reason::NO_ERROR));
+    let evs = c.events();
+    assert!(
+        matches!(
+            evs[..],
+            [
+                Event::Reset { id: 1, .. },
+                Event::GoAway {
+                    error: Some(Reason::NO_ERROR)
+                }
+            ]
+        ),
+        "{evs:?}"
+    );
+    assert_eq!(
+        c.conn.error_detail(),
+        Some("no PING ACK within the idle timeout")
+    );
+}
+
+#[test]
+fn keep_alive_ping_acked_keeps_the_connection() {
+    let idle = Duration::from_secs(5);
+    let cfg = Config {
+        idle_timeout: idle,
+        ..Config::default()
+    };
+    let mut c = Client::new(cfg);
+    c.request(1, GET, true);
+    expect_request(&mut c);
+    let mut wait = idle;
+    for round in 0..3 {
+        c.advance(wait);
+        let ping = pings(&c.frames());
+        assert_eq!(ping.len(), 1, "round {round}: {ping:?}");
+        // The client answers a second later: the next PING is due an idle timeout after.
+        c.advance(Duration::from_secs(1));
+        c.send(&raw(kind::PING, flag::ACK, 0, &ping[0].1));
+        assert!(!c.conn.is_closed());
+        assert!(
+            c.events().is_empty(),
+            "the ACK is not chatter, raises nothing"
+        );
+        assert_eq!(c.conn.poll_timeout(), Some(c.now + idle));
+        c.advance(idle - Duration::from_millis(1));
+        assert!(c.frames().is_empty(), "no PING before +idle after the ACK");
+        assert!(!c.conn.is_closed());
+        wait = Duration::from_millis(1);
+    }
+    // An ACK with other data is not ours: the PING stays unanswered.
+    c.advance(wait);
+    assert_eq!(pings(&c.frames()).len(), 1);
+    c.send(&raw(kind::PING, flag::ACK, 0, b"notours!"));
+    c.advance(idle);
+    assert!(c.conn.is_closed());
+    // A stream that ends after an answered PING: the idle GOAWAY takes over.
+    let mut c = Client::new(Config {
+        idle_timeout: idle,
+        ..Config::default()
+    });
+    c.request(1, GET, true);
+    expect_request(&mut c);
+    c.advance(idle);
+    let ping = pings(&c.frames());
+    c.send(&raw(kind::PING, flag::ACK, 0, &ping[0].1));
+    c.conn
+        .send_response(1, StatusCode::OK, &HeaderMap::new(), true)
+        .unwrap();
+    // No stream: the idle GOAWAY an idle timeout after the last one ended, no more PINGs.
+    assert_eq!(c.conn.poll_timeout(), Some(c.now + idle));
+    c.advance(idle);
+    let fs = c.frames();
+    assert!(pings(&fs).is_empty(), "{fs:?}");
+    assert_eq!(goaway(&fs), Some(Reason::NO_ERROR));
+    assert!(matches!(c.events()[..], [Event::GoAway { error: None }]));
+}
+
+#[test]
+fn a_connection_without_streams_gets_no_ping_only_the_idle_goaway() {
+    let idle = Duration::from_secs(5);
+    let mut c = Client::new(Config {
+        idle_timeout: idle,
+        ..Config::default()
+    });
+    assert_eq!(c.conn.poll_timeout(), Some(c.now + idle));
+    c.advance(idle);
+    let fs = c.frames();
+    assert!(pings(&fs).is_empty(), "{fs:?}");
+    assert_eq!(goaway(&fs), Some(Reason::NO_ERROR));
+    assert!(c.conn.is_closed());
 }
 
 #[test]

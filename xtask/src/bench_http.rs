@@ -14,9 +14,15 @@
 //!   part alone: the rest is the kernel's, mostly loopback TCP), req/s, p50, p99.
 //! - `h2tls`: HTTPS + HTTP/2, `h2load -c16 -m32`: proxy CPU µs per request (and user), req/s,
 //!   p50, p99 (from h2load's request log).
-//! - `tls_handshakes`: a new TLS connection per request (`wrk` with `Connection: close`; wrk keeps
-//!   no client session, so every handshake is full), RSA-2048: handshakes/s and proxy CPU µs per
-//!   handshake (the whole connection: handshake, one request, close).
+//! - `tls_handshakes`: full TLS handshakes only, RSA-2048: `S_TIME_CLIENTS` (8) `openssl s_time
+//!   -new -www /` clients in parallel on the load core, each making a new connection with no
+//!   session ticket or ID offered, one `GET / HTTP/1.0`, close, for `min(--duration, 5)` s.
+//!   Handshakes = the connections the clients made (summed from s_time's "N connections in"),
+//!   handshakes/s over the run's wall time, proxy CPU µs per full handshake (the whole
+//!   connection: handshake, one request, close). s_time prints a mark per connection, `r` for a
+//!   resumed session: their count is `tls_resumed` (must be 0; the run prints the check). wrk
+//!   is not used here: it resumes sessions (nginx logged 1,090 of 1,154 of its connections as
+//!   resumed).
 //! - `idle_conns`: `--idle-conns` (10,000) idle keep-alive client connections, plain and TLS
 //!   (one request each, then idle), on fresh processes: proxy RSS growth per connection. The
 //!   plain ones are held by this process; the TLS ones by a Python asyncio client (`python3`,
@@ -550,6 +556,76 @@ fn wrk(url: &str, conns: u32, secs: u64, extra: &[&str]) -> Result<(f64, f64, f6
     Ok((rps, p50, p99, total, errors))
 }
 
+/// How many `openssl s_time -new` clients the `tls_handshakes` scenario runs in parallel.
+const S_TIME_CLIENTS: usize = 8;
+
+/// What the `s_time` clients of one `tls_handshakes` run did.
+#[derive(Debug, PartialEq)]
+struct Handshakes {
+    /// Connections made, each with a handshake.
+    connections: u64,
+    /// Of which the session was resumed (`r` marks; 0 with `-new`).
+    resumed: u64,
+    /// Wall time of the run.
+    secs: f64,
+}
+
+/// One `openssl s_time -new` output: connections made and how many of them resumed a session.
+/// s_time prints one mark per connection (`r` resumed, `*` a full TLS 1.2/1.3 handshake, `t`
+/// / `3` older versions) on one line, then "N connections in T real seconds, …".
+fn parse_s_time(out: &str) -> Option<(u64, u64)> {
+    let n = out
+        .lines()
+        .find(|l| l.contains(" connections in ") && l.contains(" real seconds"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let marks = out
+        .lines()
+        .find(|l| !l.is_empty() && l.chars().all(|c| matches!(c, '*' | 'r' | 't' | '3')))
+        .unwrap_or("");
+    let resumed = marks.chars().filter(|&c| c == 'r').count() as u64;
+    Some((n, resumed))
+}
+
+/// `S_TIME_CLIENTS` parallel `openssl s_time -new` clients on the load core against
+/// 127.0.0.1:`port` for `secs`: each connection a full handshake (no session offered), one
+/// `GET / HTTP/1.0`, close.
+fn full_handshakes(port: u16, secs: u64) -> Result<Handshakes> {
+    let (addr, t) = (format!("127.0.0.1:{port}"), secs.to_string());
+    let start = Instant::now();
+    let clients = (0..S_TIME_CLIENTS)
+        .map(|_| {
+            Command::new("taskset")
+                .args(["-c", LOAD_CORE, "openssl", "s_time", "-new", "-connect"])
+                .args([addr.as_str(), "-www", "/", "-time", t.as_str()])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .context("run openssl s_time")
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut hs = Handshakes {
+        connections: 0,
+        resumed: 0,
+        secs: 0.0,
+    };
+    for c in clients {
+        let out = c.wait_with_output().context("openssl s_time")?;
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        let Some((n, r)) = parse_s_time(&text).filter(|_| out.status.success()) else {
+            bail!("openssl s_time -connect {addr}: {text}");
+        };
+        hs.connections += n;
+        hs.resumed += r;
+    }
+    hs.secs = start.elapsed().as_secs_f64();
+    Ok(hs)
+}
+
 /// One h2load run with `load` (connections, streams, `-D SECS` or `-n COUNT`, `--h1`): req/s,
 /// p50, p99 (µs), requests done, requests failed.
 fn h2load(url: &str, load: &[&str], log: &Path) -> Result<(f64, f64, f64, u64, u64)> {
@@ -984,7 +1060,7 @@ fn change_pct(before: f64, after: f64) -> f64 {
 }
 
 /// Figures of the table and of `--compare`, in print order.
-const METRICS: [&str; 20] = [
+const METRICS: [&str; 21] = [
     "h1_cpu_us_per_req",
     "h1_user_us_per_req",
     "h1_syscalls_per_req",
@@ -1003,6 +1079,7 @@ const METRICS: [&str; 20] = [
     "h2tls_load_core_busy_pct",
     "tls_handshake_cpu_us",
     "tls_handshakes_per_s",
+    "tls_resumed",
     "idle_conn_bytes",
     "idle_tls_conn_bytes",
 ];
@@ -1209,6 +1286,8 @@ fn rounds(
 
     let secs = o.duration.to_string();
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
+    // Per proxy: TLS connections made by s_time, of which resumed (must be none).
+    let mut handshakes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     for round in 0..o.rounds {
         for (i, (spec, p)) in specs.iter().zip(&procs).enumerate() {
             let name = spec.name;
@@ -1239,20 +1318,21 @@ fn rounds(
             e.entry("h2tls_p50_us").or_default().push(p50);
             e.entry("h2tls_p99_us").or_default().push(p99);
             *errors.entry(name).or_default() += err;
-            // Full handshakes: a new connection per request, CPU per connection.
+            // Full handshakes only: a new connection per request, CPU per connection.
             let cpu0 = p.cpu_seconds();
-            let (hs, _, _, total, _) = wrk(
-                &format!("https://127.0.0.1:{}/", ports(i).tls),
-                32,
-                o.duration.min(5),
-                &["-H", "Connection: close"],
-            )?;
+            let hs = full_handshakes(ports(i).tls, o.duration.min(5))?;
             let cpu = p.cpu_seconds() - cpu0;
-            e.entry("tls_handshakes_per_s").or_default().push(hs);
-            if total > 0 {
+            e.entry("tls_handshakes_per_s")
+                .or_default()
+                .push(hs.connections as f64 / hs.secs);
+            e.entry("tls_resumed").or_default().push(hs.resumed as f64);
+            let t = handshakes.entry(name).or_default();
+            t.0 += hs.connections;
+            t.1 += hs.resumed;
+            if hs.connections > 0 {
                 e.entry("tls_handshake_cpu_us")
                     .or_default()
-                    .push(cpu * 1e6 / total as f64);
+                    .push(cpu * 1e6 / hs.connections as f64);
             }
         }
         eprintln!(
@@ -1399,6 +1479,20 @@ fn rounds(
             targets.insert(format!("{w}: {} ≤ {}×", g.what, g.limit), json!(g.met()));
         }
     }
+    let resumed: u64 = handshakes.values().map(|t| t.1).sum();
+    println!(
+        "\nTLS handshakes (openssl s_time -new): {}; resumed: {resumed} — {}",
+        handshakes
+            .iter()
+            .map(|(n, t)| format!("{n} {} ({} resumed)", t.0, t.1))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if resumed == 0 {
+            "all full handshakes"
+        } else {
+            "NOT ALL FULL: the CPU per handshake figure includes resumptions"
+        }
+    );
     println!("client-visible errors: {errors:?}");
     if let (Some(old), Some(f)) = (&compare, &o.compare) {
         println!(
@@ -1425,7 +1519,8 @@ fn rounds(
                    "h2_engine": engine, "proxies": names,
                    "haproxy": sh("haproxy", &["-v"]).unwrap_or_default().lines().next().unwrap_or(""),
                    "nginx": sh("nginx", &["-v"]).unwrap_or_default().trim() },
-        "median": med, "rounds": m, "ratios": ratios, "syscalls": sys, "lab": lab, "targets": targets, "errors": errors,
+        "median": med, "rounds": m, "ratios": ratios,
+        "tls_handshakes": handshakes.iter().map(|(n, t)| ((*n).to_string(), json!({ "connections": t.0, "resumed": t.1 }))).collect::<serde_json::Map<_, _>>(), "syscalls": sys, "lab": lab, "targets": targets, "errors": errors,
     });
     let out = crate::bench::report::write_json("http", &all)?;
     println!("wrote {}", out.display());
@@ -1435,6 +1530,23 @@ fn rounds(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn s_time_connections_and_resumptions() {
+        let new = "Collecting connection statistics for 1 seconds\n*****\n\n\
+                   5 connections in 0.29s; 17.24 connections/user sec, bytes read 2000\n\
+                   5 connections in 2 real seconds, 400 bytes read per connection\n";
+        assert_eq!(parse_s_time(new), Some((5, 0)));
+        let reused = "Collecting connection statistics for 1 seconds\n*rrr\n\n\
+                      4 connections in 0.01s; 400.00 connections/user sec, bytes read 1600\n\
+                      4 connections in 1 real seconds, 400 bytes read per connection\n";
+        assert_eq!(parse_s_time(reused), Some((4, 3)));
+        let none = "Collecting connection statistics for 1 seconds\n\n\
+                    0 connections in 0.00s; 0.00 connections/user sec, bytes read 0\n\
+                    0 connections in 1 real seconds, 0 bytes read per connection\n";
+        assert_eq!(parse_s_time(none), Some((0, 0)));
+        assert_eq!(parse_s_time("Unable to get connection\n"), None);
+    }
 
     #[test]
     fn wrk_latencies_in_microseconds() {

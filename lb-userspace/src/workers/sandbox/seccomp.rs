@@ -173,4 +173,48 @@ mod tests {
         let p = program(std::process::id()).unwrap();
         assert!(p.len() > ANY_ARGS.len(), "{} instructions", p.len());
     }
+
+    /// The worker's allocator, mimalloc, maps memory long after the filter is on (a heap that
+    /// grows), naming every mapping with `prctl(PR_SET_VMA, …)`: a worker holding thousands of
+    /// idle TLS connections died by SIGSYS there. A forked child takes the filter, then has
+    /// mimalloc map 2 GiB (more than an arena: straight from the OS).
+    #[test]
+    fn mimalloc_maps_memory_under_the_filter() {
+        use std::alloc::{GlobalAlloc, Layout};
+        let a = mimalloc::MiMalloc;
+        let layout = Layout::from_size_align(2 << 30, 4096).unwrap();
+        let small = Layout::from_size_align(64, 8).unwrap();
+        // mimalloc initialises itself on first use (reading its options): done here, before
+        // the filter, as in a worker.
+        unsafe { a.dealloc(a.alloc(small), small) };
+        let prog = program(std::process::id()).unwrap();
+        // SAFETY: the child only installs the filter, allocates with mimalloc and _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork");
+        if pid == 0 {
+            let code = match seccompiler::apply_filter(&prog) {
+                Err(_) => 3,
+                Ok(()) => {
+                    let p = unsafe { a.alloc(layout) };
+                    if p.is_null() {
+                        2
+                    } else {
+                        unsafe { a.dealloc(p, layout) };
+                        0
+                    }
+                }
+            };
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+        assert!(
+            !(libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS),
+            "mimalloc mapping memory was killed by the filter (SIGSYS)"
+        );
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "the child: status {status:#x}"
+        );
+    }
 }

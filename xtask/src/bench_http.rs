@@ -22,7 +22,9 @@
 //!   connection: handshake, one request, close). s_time prints a mark per connection, `r` for a
 //!   resumed session: their count is `tls_resumed` (must be 0; the run prints the check). wrk
 //!   is not used here: it resumes sessions (nginx logged 1,090 of 1,154 of its connections as
-//!   resumed).
+//!   resumed). Handshakes/s is printed too, but 8 s_time processes on the load core do not
+//!   keep the proxy core busy (a `--quick` run: ~700/s at ~1 ms CPU each, ~75 %), so CPU per
+//!   handshake is the figure to compare.
 //! - `idle_conns`: `--idle-conns` (10,000) idle keep-alive client connections, plain and TLS
 //!   (one request each, then idle), on fresh processes: proxy RSS growth per connection. The
 //!   plain ones are held by this process; the TLS ones by a Python asyncio client (`python3`,

@@ -3,7 +3,8 @@
 //! reads), rapid reset (CVE-2023-44487) and MadeYouReset (CVE-2025-8671), a cancelled stream
 //! (idle timeout and the 460 log line), slowloris on an HTTP/2 header block and on a TLS
 //! handshake, `:authority` against `host`, `cookie` fields joined for the target, and (weir's
-//! engine) the requests its protocol core answers itself counted.
+//! engine) the requests its protocol core answers itself counted, keep-alive PINGs to a client
+//! that stopped talking.
 //!
 //! Each test but the TLS one runs with both HTTP/2 engines (`hyper_engine::…`,
 //! `weir_engine::…`: `[load_balancer] http2_engine`). The tests run one at a time (`serial`):
@@ -889,6 +890,104 @@ async fn weir_engine_counts_what_its_core_answers() {
     w.stop().await;
 }
 
+/// A raw HTTP/1.1 backend whose every response is `chunks` one-byte chunks, one per `every`:
+/// a target that keeps its side of a stream busy for `chunks × every`.
+async fn trickle_backend(every: Duration, chunks: usize) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut tmp = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut tmp).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                let start = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n";
+                if s.write_all(start).await.is_err() {
+                    return;
+                }
+                for _ in 0..chunks {
+                    tokio::time::sleep(every).await;
+                    if s.write_all(b"1\r\nx\r\n").await.is_err() {
+                        return;
+                    }
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    port
+}
+
+/// Keep-alive PINGs (hyper's `keep_alive_interval`/`keep_alive_timeout(idle)`, weir's core):
+/// a stream's response trickles for 5 s with a 1 s idle timeout. A client that answers PINGs
+/// gets all of it; a client that sends nothing after its request gets a PING an idle timeout
+/// after its last bytes and the connection closed an idle timeout later, mid-response.
+async fn keep_alive_ping_closes_a_silent_client(engine: &str) {
+    let _serial = serial().await;
+    let be = trickle_backend(Duration::from_millis(200), 25).await;
+    let port = free_port();
+    let w = start(&config(
+        engine,
+        "idle_timeout.timeout_seconds = 1",
+        port,
+        &[be],
+    ));
+    let mut c = H2::connect(port, &[]).await;
+    c.send(&request(1, "/", &[], true)).await.unwrap();
+    let (body, ended) = c.body(1, Duration::from_secs(10)).await;
+    assert!(
+        ended && body == "x".repeat(25),
+        "{engine}: answering client: {body:?}"
+    );
+    drop(c);
+
+    let mut c = H2::connect(port, &[]).await;
+    c.send(&request(1, "/", &[], true)).await.unwrap();
+    let t0 = Instant::now();
+    // The server's SETTINGS acknowledged (our last bytes), then nothing from us.
+    while t0.elapsed() < Duration::from_millis(300) {
+        if let Got::Closed = c.next(Duration::from_millis(100)).await {
+            break;
+        }
+    }
+    let (mut ping_at, mut closed_at, mut data) = (None, None, 0);
+    let mut tmp = [0u8; 16 * 1024];
+    while t0.elapsed() < Duration::from_secs(8) && closed_at.is_none() {
+        match tokio::time::timeout(Duration::from_millis(200), c.s.read(&mut tmp)).await {
+            Err(_) => {}
+            Ok(Ok(0) | Err(_)) => closed_at = Some(t0.elapsed()),
+            Ok(Ok(n)) => c.buf.extend_from_slice(&tmp[..n]),
+        }
+        while let Some(f) = c.parse() {
+            if f.ty == PING && f.flags & ACK == 0 {
+                ping_at.get_or_insert(t0.elapsed());
+            }
+            if f.ty == DATA {
+                data += f.payload.len();
+            }
+        }
+    }
+    let ping_at = ping_at.unwrap_or_else(|| panic!("{engine}: no PING"));
+    let closed_at = closed_at.unwrap_or_else(|| panic!("{engine}: not closed"));
+    eprintln!("{engine}: PING at {ping_at:?}, closed at {closed_at:?}, {data} bytes of 25");
+    assert!(
+        ping_at >= Duration::from_millis(700) && ping_at < Duration::from_millis(2500),
+        "{engine}: PING at {ping_at:?}"
+    );
+    assert!(
+        closed_at >= ping_at + Duration::from_millis(700)
+            && closed_at < Duration::from_millis(4500),
+        "{engine}: PING at {ping_at:?}, closed at {closed_at:?}"
+    );
+    assert!(data < 25, "{engine}: closed mid-response ({data} bytes)");
+    w.stop().await;
+}
+
 macro_rules! for_both_engines {
     ($($name:ident),* $(,)?) => {
         mod hyper_engine {
@@ -920,4 +1019,5 @@ for_both_engines!(
     authority_and_host_that_differ_are_400,
     cookie_fields_are_joined_for_the_target,
     stop_sends_goaway_and_the_stream_in_flight_finishes,
+    keep_alive_ping_closes_a_silent_client,
 );

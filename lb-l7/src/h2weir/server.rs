@@ -345,7 +345,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         let Some(at) = at else {
             return Poll::Pending;
         };
-        if self.timer_at != Some(at) {
+        // Armed lazily: a later deadline (the keep-alive PING's moves with every read) keeps
+        // the earlier timer, which then fires, finds nothing due and is armed again; only an
+        // earlier one resets it (a timer reset per turn costs more than a spare wake-up).
+        if self.timer_at.is_none_or(|t| t > at) {
             self.timer_at = Some(at);
             self.timer
                 .as_mut()

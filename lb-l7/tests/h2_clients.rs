@@ -313,7 +313,11 @@ while not done2:
         if isinstance(e, h2.events.DataReceived):
             if e.stream_id == first:
                 got += len(e.data)
-                # no credit back for the first stream: the rest waits on flow control
+                # no credit back for the first stream: the rest waits on its flow control.
+                # The connection's window is credited, or the second stream's response could
+                # find it spent by the first's bytes (h2 credits only those that arrive after
+                # the reset by itself).
+                c.increment_flow_control_window(e.flow_controlled_length)
                 if got >= 32768 and not reset:
                     c.reset_stream(first, h2.errors.ErrorCodes.CANCEL)
                     reset = True

@@ -24,90 +24,15 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
     LOCK.lock().await
 }
 
-// ---- A raw HTTP/2 client: frames written and read by hand. HPACK: literal fields without
-// ---- indexing and without Huffman coding, which every decoder must accept (RFC 7541 §6.2.2).
-
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-const DATA: u8 = 0;
-const HEADERS: u8 = 1;
-const RST_STREAM: u8 = 3;
-const SETTINGS: u8 = 4;
-const PING: u8 = 6;
-const GOAWAY: u8 = 7;
-const WINDOW_UPDATE: u8 = 8;
-const CONTINUATION: u8 = 9;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
-const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
-const CANCEL: u32 = 0x8;
-
-fn frame(ty: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let len = payload.len() as u32;
-    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, ty, flags];
-    f.extend_from_slice(&stream.to_be_bytes());
-    f.extend_from_slice(payload);
-    f
-}
-
-/// An HPACK integer with an `n`-bit prefix (RFC 7541 §5.1); `high` holds the first byte's
-/// other bits.
-fn hpack_int(out: &mut Vec<u8>, n: u32, high: u8, v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(high | v as u8);
-        return;
-    }
-    out.push(high | max as u8);
-    let mut v = v - max;
-    while v >= 128 {
-        out.push((v % 128) as u8 | 0x80);
-        v /= 128;
-    }
-    out.push(v as u8);
-}
-
-fn hpack(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (name, value) in fields {
-        out.push(0x00); // literal without indexing, new name
-        for s in [name, value] {
-            hpack_int(&mut out, 7, 0, s.len());
-            out.extend_from_slice(s.as_bytes());
-        }
-    }
-    out
-}
-
-/// A whole request head (`GET` unless `fields` says otherwise) in one HEADERS frame.
-fn request(stream: u32, path: &str, extra: &[(&str, &str)], end_stream: bool) -> Vec<u8> {
-    let mut fields = vec![
-        (":method", "GET"),
-        (":scheme", "http"),
-        (":authority", "app.test"),
-        (":path", path),
-    ];
-    fields.extend_from_slice(extra);
-    let flags = END_HEADERS | if end_stream { END_STREAM } else { 0 };
-    frame(HEADERS, flags, stream, &hpack(&fields))
-}
-
-fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
-    let mut p = Vec::new();
-    for (id, v) in pairs {
-        p.extend_from_slice(&id.to_be_bytes());
-        p.extend_from_slice(&v.to_be_bytes());
-    }
-    frame(SETTINGS, 0, 0, &p)
-}
-
-fn window_update(stream: u32, inc: u32) -> Vec<u8> {
-    frame(WINDOW_UPDATE, 0, stream, &inc.to_be_bytes())
-}
-
-fn rst(stream: u32, code: u32) -> Vec<u8> {
-    frame(RST_STREAM, 0, stream, &code.to_be_bytes())
-}
+// ---- The raw frame builders are shared with h2_conformance.rs (`common/h2frames.rs`); the
+// ---- client below reads what these tests look at.
+#[path = "common/h2frames.rs"]
+mod h2frames;
+use h2frames::{
+    ACK, CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, PREFACE,
+    RST_STREAM, SETTINGS, SETTINGS_INITIAL_WINDOW_SIZE, frame, hpack, request, rst, settings,
+    window_update,
+};
 
 #[derive(Debug)]
 struct Frame {

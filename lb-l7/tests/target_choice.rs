@@ -552,7 +552,10 @@ async fn targets_failing_under_load_are_ejected_and_errors_stop() {
         assert_eq!(errors(0, 800), 0, "nothing fails before the targets do");
         if detection {
             assert!(snaps.iter().all(|s| s.ejected), "both ejected: {snaps:?}");
-            assert_eq!(errors(1500, 3000), 0, "errors stopped growing: {curve:?}");
+            // Ejection follows each target's fifth error within a few requests; the last
+            // second is checked, so a loaded machine's slower clients still have time to
+            // make those five (seen: errors until 1.75 s with 1,381 requests in all).
+            assert_eq!(errors(2000, 3000), 0, "errors stopped growing: {curve:?}");
             // Each target's run of 5 errors (a reset request is tried twice), as the 4 clients
             // saw them.
             // (plus what was in flight when each was ejected).

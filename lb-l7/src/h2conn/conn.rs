@@ -21,6 +21,8 @@ pub(super) const MAX_PENDING_OUT: usize = 1 << 20;
 pub(super) const CHUNK: usize = 64 << 10;
 /// CONTINUATION frames allowed in one header block.
 pub(super) const MAX_CONTINUATIONS: u32 = 32;
+/// The opaque data of the graceful end's PING (keep-alive PINGs count up from 1).
+pub(super) const GOAWAY_PING: [u8; 8] = *b"h2-drain";
 
 /// Stream ids hashed by one multiply (Fibonacci hashing) rather than SipHash: the table
 /// holds at most `max_concurrent_streams` entries, so a client choosing colliding ids gains
@@ -105,7 +107,11 @@ pub struct Connection {
     pub(super) conn_unreleased: u64,
     pub(super) settings_acked: bool,
     pub(super) settings_received: u32,
+    /// The GOAWAY with the last stream id processed is sent: later streams are ignored.
     pub(super) goaway_sent: bool,
+    /// The first step of the graceful end (GOAWAY(2^31-1) and a PING) is sent, the PING's ACK
+    /// not received yet: streams are still processed.
+    pub(super) goaway_ping: bool,
     pub(super) peer_goaway: bool,
     pub(super) glitches: Glitches,
     pub(super) now: Instant,
@@ -163,6 +169,7 @@ impl Connection {
             settings_acked: false,
             settings_received: 0,
             goaway_sent: false,
+            goaway_ping: false,
             peer_goaway: false,
             glitches: Glitches::new(cfg.max_glitches),
             now,
@@ -284,9 +291,34 @@ impl Connection {
         Some(self.ping_sent? + self.cfg.idle_timeout)
     }
 
-    /// Graceful end: GOAWAY(last accepted id, NO_ERROR); later streams are not processed,
-    /// the open ones finish. (No `Event::GoAway` for this one: the driver asked.)
+    /// Graceful end in two steps (RFC 9113 §6.8): GOAWAY(2^31-1, NO_ERROR) and a PING; the
+    /// streams the client sent before it saw that GOAWAY still arrive and are processed; at the
+    /// PING's ACK (every such stream read by then) GOAWAY(last accepted id, NO_ERROR), later
+    /// streams are not processed, the open ones finish. A single GOAWAY with the last id would
+    /// make the client fail the streams already on the wire (REFUSED_STREAM). (No
+    /// `Event::GoAway` for this one: the driver asked.)
     pub fn go_away(&mut self) {
+        if self.phase == Phase::Closed || self.goaway_sent || self.goaway_ping {
+            return;
+        }
+        frame::write_goaway(&mut self.out, frame::MAX_STREAM_ID, Reason::NO_ERROR.0);
+        frame::write_ping(&mut self.out, &GOAWAY_PING);
+        self.goaway_ping = true;
+    }
+
+    /// GOAWAY(last accepted id, NO_ERROR) at once, without waiting for a PING's ACK (for an
+    /// abusive client: its streams on the wire are not processed).
+    pub fn go_away_at_once(&mut self) {
+        self.goaway_ping = true;
+        self.goaway_acked();
+    }
+
+    /// The ACK of the graceful end's PING: its second GOAWAY, with the last stream id.
+    pub(super) fn goaway_acked(&mut self) {
+        if !self.goaway_ping {
+            return;
+        }
+        self.goaway_ping = false;
         if self.phase == Phase::Closed || self.goaway_sent {
             return;
         }

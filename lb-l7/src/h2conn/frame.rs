@@ -8,6 +8,8 @@ pub(super) const HEAD_LEN: usize = 9;
 pub(super) const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// The largest flow-control window (§6.9.1).
 pub(super) const MAX_WINDOW: i64 = (1 << 31) - 1;
+/// The highest stream id (2^31-1): a GOAWAY's last id that refuses nothing yet (§6.8).
+pub(super) const MAX_STREAM_ID: u32 = (1 << 31) - 1;
 /// The largest SETTINGS_MAX_FRAME_SIZE (§6.5.2).
 pub(super) const MAX_FRAME_SIZE_LIMIT: u32 = (1 << 24) - 1;
 /// The initial SETTINGS_MAX_FRAME_SIZE and its smallest allowed value.

@@ -5,7 +5,7 @@
 
 use bytes::{Buf, Bytes};
 
-use super::conn::{Block, Connection, MAX_CONTINUATIONS, Phase, Res, err};
+use super::conn::{Block, Connection, GOAWAY_PING, MAX_CONTINUATIONS, Phase, Res, err};
 use super::frame::{self, Head, flag, kind, read_u31, read_u32, setting};
 use super::stream::Closed;
 use super::{Event, Reason, StreamId};
@@ -381,6 +381,11 @@ impl Connection {
         } else if self.ping_sent.is_some() && payload == self.ping_opaque() {
             // The answer to our keep-alive PING: not chatter.
             self.ping_sent = None;
+            return Ok(());
+        } else if self.goaway_ping && payload == GOAWAY_PING {
+            // The graceful end's PING answered: every stream sent before the first GOAWAY
+            // was read; the second one names the last.
+            self.goaway_acked();
             return Ok(());
         }
         self.chatter()

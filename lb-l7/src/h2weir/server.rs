@@ -99,14 +99,14 @@ where
         } else {
             drain
         }),
-        None => {
+        None => Some(if state.abusive.load(Relaxed) {
+            d.conn.go_away_at_once();
+            drain.min(ABUSER_DRAIN)
+        } else {
+            // Two steps: the requests already on the wire are served (RFC 9113 §6.8).
             d.conn.go_away();
-            Some(if state.abusive.load(Relaxed) {
-                drain.min(ABUSER_DRAIN)
-            } else {
-                drain
-            })
-        }
+            drain
+        }),
     };
     if let Some(bound) = bound {
         d.draining = true;

@@ -446,19 +446,84 @@ fn s6_8_our_graceful_goaway_lets_open_streams_finish() {
     c.request(1, GET, true);
     c.events();
     c.conn.go_away();
+    // Step one: GOAWAY(2^31-1) and a PING; nothing refused yet.
     let fs = c.frames();
     let g = fs.iter().find(|f| f.kind == kind::GOAWAY).unwrap();
-    assert_eq!(frame::read_u32(&g.payload), 1);
+    assert_eq!(frame::read_u32(&g.payload), (1 << 31) - 1);
     assert_eq!(g.code(), 0);
+    let p = fs.iter().find(|f| f.kind == kind::PING).unwrap();
+    assert_eq!(p.flags, 0);
+    let opaque: [u8; 8] = p.payload.clone().try_into().unwrap();
+    // A stream the client sent before it saw the GOAWAY: processed.
     c.request(3, GET, true);
     assert!(
+        matches!(c.events()[..], [Event::Request { id: 3, .. }]),
+        "a stream on the wire during the first GOAWAY is served"
+    );
+    // Step two at the PING's ACK: GOAWAY(last id); later streams are not processed.
+    c.send(&raw(kind::PING, flag::ACK, 0, &opaque));
+    let fs = c.frames();
+    let g = fs.iter().find(|f| f.kind == kind::GOAWAY).unwrap();
+    assert_eq!(frame::read_u32(&g.payload), 3);
+    assert_eq!(g.code(), 0);
+    c.request(5, GET, true);
+    assert!(
         c.events().is_empty(),
-        "a stream after GOAWAY is not processed"
+        "a stream after the second GOAWAY is not processed"
     );
     assert!(!c.conn.is_closed());
-    c.conn
-        .send_response(1, StatusCode::OK, &HeaderMap::new(), true)
+    for id in [1, 3] {
+        c.conn
+            .send_response(id, StatusCode::OK, &HeaderMap::new(), true)
+            .unwrap();
+    }
+    assert!(c.conn.is_closed());
+}
+
+#[test]
+fn s6_8_goaway_at_once_names_the_last_id_without_a_ping() {
+    let mut c = Client::new(Config::default());
+    c.request(1, GET, true);
+    c.events();
+    c.conn.go_away_at_once();
+    let fs = c.frames();
+    assert!(fs.iter().all(|f| f.kind != kind::PING), "{fs:?}");
+    let g = fs.iter().find(|f| f.kind == kind::GOAWAY).unwrap();
+    assert_eq!(frame::read_u32(&g.payload), 1);
+    c.request(3, GET, true);
+    assert!(c.events().is_empty(), "a stream after it is not processed");
+}
+
+#[test]
+fn s6_8_graceful_goaway_waits_for_the_ping_ack_before_closing() {
+    let mut c = Client::new(Config::default());
+    c.conn.go_away();
+    c.conn.go_away();
+    let fs = c.frames();
+    assert_eq!(
+        fs.iter().filter(|f| f.kind == kind::GOAWAY).count(),
+        1,
+        "one first step: {fs:?}"
+    );
+    assert!(
+        !c.conn.is_closed(),
+        "no stream, but the client may have streams on the wire"
+    );
+    // A keep-alive-looking ACK with other data does not end the first step.
+    c.send(&raw(kind::PING, flag::ACK, 0, &[0; 8]));
+    assert!(c.frames().iter().all(|f| f.kind != kind::GOAWAY));
+    let opaque: [u8; 8] = fs
+        .iter()
+        .find(|f| f.kind == kind::PING)
+        .unwrap()
+        .payload
+        .clone()
+        .try_into()
         .unwrap();
+    c.send(&raw(kind::PING, flag::ACK, 0, &opaque));
+    let fs = c.frames();
+    let g = fs.iter().find(|f| f.kind == kind::GOAWAY).unwrap();
+    assert_eq!(frame::read_u32(&g.payload), 0);
     assert!(c.conn.is_closed());
 }
 

@@ -549,7 +549,9 @@ async fn targets_failing_under_load_are_ejected_and_errors_stop() {
             seen.len()
         );
         let snaps = [lb.target("web", &ts[2]), lb.target("web", &ts[3])];
-        assert_eq!(errors(0, 800), 0, "nothing fails before the targets do");
+        // The targets start failing 800 ms after the load (as the test's sleep measures it);
+        // a request stamped a little before that can still meet the failing target.
+        assert_eq!(errors(0, 700), 0, "nothing fails before the targets do");
         if detection {
             assert!(snaps.iter().all(|s| s.ejected), "both ejected: {snaps:?}");
             // Ejection follows each target's fifth error within a few requests; the last

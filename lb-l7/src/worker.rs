@@ -523,10 +523,14 @@ impl Worker {
 mod idle_size {
     use super::*;
 
-    /// What an idle keep-alive connection costs is mostly its task: keep the future small
-    /// (the idle HTTP/1.1 connection target of the L7 issue depends on it).
-    #[tokio::test]
-    async fn an_idle_plain_connection_is_a_small_future() {
+    /// A worker on a free port, and one accepted loopback connection: (worker, client side,
+    /// server side, peer address).
+    async fn idle_connection() -> (
+        Worker,
+        tokio::net::TcpStream,
+        tokio::net::TcpStream,
+        std::net::SocketAddr,
+    ) {
         let mut cfg = L7Config::default();
         cfg.listener[0].address = std::net::Ipv4Addr::LOCALHOST.into();
         cfg.listener[0].port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -540,6 +544,14 @@ mod idle_size {
             .await
             .unwrap();
         let (server, peer) = l.accept().await.unwrap();
+        (w, client, server, peer)
+    }
+
+    /// What an idle keep-alive connection costs is mostly its task: keep the future small
+    /// (the idle HTTP/1.1 connection target of the L7 issue depends on it).
+    #[tokio::test]
+    async fn an_idle_plain_connection_is_a_small_future() {
+        let (w, client, server, peer) = idle_connection().await;
         let fut = crate::accept::plain_connection_for_test(
             w.shared.clone(),
             w.listeners[0].rt.clone(),
@@ -556,19 +568,7 @@ mod idle_size {
     /// connection state inline (over a kilobyte).
     #[tokio::test]
     async fn an_idle_tls_connection_is_a_small_future() {
-        let mut cfg = L7Config::default();
-        cfg.listener[0].address = std::net::Ipv4Addr::LOCALHOST.into();
-        cfg.listener[0].port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let w = Worker::bind(Arc::new(cfg), WorkerOptions::default()).unwrap();
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
-            .await
-            .unwrap();
-        let (server, peer) = l.accept().await.unwrap();
+        let (w, client, server, peer) = idle_connection().await;
         let tls = rustls::ServerConfig::builder_with_provider(Arc::new(crate::certs::provider()))
             .with_safe_default_protocol_versions()
             .unwrap()

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod conn_cap;
 pub mod discovery;
 pub mod health;
 pub mod l7;

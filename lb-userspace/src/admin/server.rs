@@ -1,6 +1,7 @@
 //! The admin socket: bound before `weir run` starts anything (a path in use stops the start),
 //! served once the control plane runs. HTTP/1.1 only (hyper), JSON bodies, one task per
-//! connection, at most [`MAX_CONNECTIONS`] at once.
+//! connection, at most [`MAX_CONNECTIONS`] at once (a new one closes the oldest when full:
+//! [`ConnCap`]).
 //!
 //! Root-only, twice over: the socket is mode 0600 and owned by the daemon's user (connect(2)
 //! needs write permission on it), and a peer whose credentials (`SO_PEERCRED`) are neither root
@@ -19,16 +20,17 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{Request, Response, body::Incoming, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::UnixListener, sync::Semaphore, task::JoinHandle};
+use tokio::{net::UnixListener, task::JoinHandle};
 use tracing::{info, warn};
 
 use super::{
     api::{self, AdminState, Answer},
     error::ApiError,
 };
+use crate::conn_cap::ConnCap;
 
-/// Connections served at once; more wait in the listen backlog.
-pub const MAX_CONNECTIONS: usize = 16;
+/// Connections served at once; a new one closes the oldest.
+pub const MAX_CONNECTIONS: usize = 64;
 /// A request's head and body must arrive within this.
 const READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -164,12 +166,9 @@ impl Bound {
 }
 
 async fn accept_loop<S: AdminState>(listener: UnixListener, state: Arc<S>) {
-    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut open = ConnCap::new(MAX_CONNECTIONS);
     let me = nix::unistd::geteuid().as_raw();
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
@@ -181,8 +180,11 @@ async fn accept_loop<S: AdminState>(listener: UnixListener, state: Arc<S>) {
         let allowed = stream
             .peer_cred()
             .is_ok_and(|c| c.uid() == 0 || c.uid() == me);
+        if open.make_room() > 0 {
+            tracing::debug!("admin socket: full, closed the oldest connection");
+        }
         let state = state.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let svc = service_fn(move |req| respond(state.clone(), allowed, req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -191,8 +193,8 @@ async fn accept_loop<S: AdminState>(listener: UnixListener, state: Arc<S>) {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "admin connection ended");
             }
-            drop(permit);
         });
+        open.admit(task.abort_handle());
     }
 }
 

@@ -29,11 +29,22 @@ pub struct PoolPolicy {
 }
 
 impl PoolPolicy {
-    /// May this request take an idle connection? (`safe`: not a client session's first request.)
-    pub fn may_reuse(&self, first_request_of_session: bool) -> bool {
+    /// May this request take an idle connection? `safe`: not when it is a client session's
+    /// first request that weir could not send again (`strict`: not idempotent, or with a body).
+    ///
+    /// HAProxy's `http-reuse safe` gives every first request a new connection because the
+    /// client retries a failed later request by itself but not a failed first one: the race
+    /// where the target closes an idle connection as the request goes out must not reach a
+    /// first request. weir does not leave that race to the client: a replayable request that
+    /// meets a reused connection dead before any response byte goes again on a new connection
+    /// (`pipeline::attempt::Attempts::retry`, `requeue`), so the client sees nothing of it,
+    /// first request or not. Only a first request weir cannot replay keeps a new connection.
+    /// (Without this, every short client connection — one TLS handshake, one request — also
+    /// cost a target connect and close: ~7 syscalls.)
+    pub fn may_reuse(&self, first_request_of_session: bool, strict: bool) -> bool {
         match self.reuse {
             ReuseMode::Always => true,
-            ReuseMode::Safe => !first_request_of_session,
+            ReuseMode::Safe => !(first_request_of_session && strict),
             ReuseMode::Never => false,
         }
     }
@@ -194,7 +205,7 @@ impl<C: Pooled> Pool<C> {
         strict: bool,
         now: Instant,
     ) -> Option<(C, Duration)> {
-        if !self.policy.may_reuse(first_request_of_session) {
+        if !self.policy.may_reuse(first_request_of_session, strict) {
             return None;
         }
         let mut inner = self.inner.lock().ok()?;
@@ -375,10 +386,17 @@ mod tests {
 
     #[test]
     fn reuse_modes() {
-        assert!(!policy(ReuseMode::Safe).may_reuse(true));
-        assert!(policy(ReuseMode::Safe).may_reuse(false));
-        assert!(policy(ReuseMode::Always).may_reuse(true));
-        assert!(!policy(ReuseMode::Never).may_reuse(false));
+        // (first request of the session, strict = weir cannot replay it)
+        let safe = policy(ReuseMode::Safe);
+        assert!(
+            safe.may_reuse(true, false),
+            "a replayable first request reuses"
+        );
+        assert!(!safe.may_reuse(true, true), "a first POST gets a new one");
+        assert!(safe.may_reuse(false, true));
+        assert!(safe.may_reuse(false, false));
+        assert!(policy(ReuseMode::Always).may_reuse(true, true));
+        assert!(!policy(ReuseMode::Never).may_reuse(false, false));
     }
 
     #[test]

@@ -439,8 +439,10 @@ pub struct ConnectionPool {
     /// Idle connections older than this are closed; default 55 s (below ALB's 60 s idle timeout,
     /// and targets should keep theirs longer, but weir survives when they don't).
     pub idle_timeout_seconds: u64,
-    /// `safe` (default): a client connection's first request gets a fresh target connection,
-    /// later ones may reuse; `always`: reuse whenever possible; `never`: no reuse.
+    /// `safe` (default): a client connection's first request gets a fresh target connection
+    /// when weir could not send it again (not idempotent, or with a body), every other request
+    /// may reuse (`pool::PoolPolicy::may_reuse`); `always`: reuse whenever possible; `never`:
+    /// no reuse.
     pub reuse: ReuseMode,
 }
 impl Default for ConnectionPool {

@@ -36,6 +36,8 @@ pub struct Listening {
     /// The socket channel, when a control plane sends sockets.
     channel: Option<OwnedFd>,
     worker: usize,
+    /// The worker's parking lot (idle plain connections), given to every loop.
+    lot: Arc<accept::park::Lot>,
 }
 
 /// Why a worker could not follow a generation's listeners.
@@ -55,6 +57,7 @@ impl Listening {
         shutdown: watch::Receiver<bool>,
         channel: Option<OwnedFd>,
         worker: usize,
+        lot: Arc<accept::park::Lot>,
     ) -> Listening {
         Listening {
             inner: Mutex::new(Inner {
@@ -66,6 +69,7 @@ impl Listening {
             shutdown,
             channel,
             worker,
+            lot,
         }
     }
 
@@ -106,6 +110,7 @@ impl Listening {
             self.shutdown.clone(),
             stop_rx,
             token,
+            self.lot.clone(),
         ));
         if let Some(old) = inner.running.insert(port, Running { stop, task }) {
             let _ = old.stop.send(true);
@@ -142,6 +147,7 @@ impl Listening {
                 // Idle HTTP/1.1 connections of a removed listener close now (FIN), as at
                 // shutdown; the others are woken, see their listener is there, wait again.
                 sh.idle.poke_all();
+                self.lot.close_removed(sh);
             }
             for port in gone {
                 if let Some(r) = inner.running.remove(&port) {

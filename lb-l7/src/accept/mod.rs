@@ -6,6 +6,7 @@
 //! the second through here. The one module above the engines (`crate::layering`).
 
 pub mod fd_limit;
+pub mod park;
 
 use crate::config::Http2Engine;
 use crate::h1;
@@ -27,8 +28,19 @@ use tokio_rustls::TlsAcceptor;
 pub(crate) struct Active {
     sh: Arc<Shared>,
     _token: Arc<()>,
+    /// The worker's parking lot, which takes the connection over while it is idle.
+    lot: Arc<park::Lot>,
     /// The listener's port, for its own count (`Metrics::listener`).
     port: u16,
+}
+
+/// A plain connection's guard parks it in the worker's lot (`park`) while it is idle.
+impl h1::server::Guard for Active {
+    const PARKS: bool = true;
+    fn park(self, idle: h1::server::Idle) -> Result<(), (Self, h1::server::Idle)> {
+        let lot = self.lot.clone();
+        lot.park(self, idle)
+    }
 }
 impl Drop for Active {
     fn drop(&mut self) {
@@ -56,6 +68,7 @@ pub async fn accept_loop(
     shutdown: watch::Receiver<bool>,
     stop_accepting: watch::Receiver<bool>,
     token: Arc<()>,
+    lot: Arc<park::Lot>,
 ) {
     let Some(l) = sh.listeners.get(index).cloned() else {
         tracing::error!(index, "no listener of this index in the configuration");
@@ -67,6 +80,7 @@ pub async fn accept_loop(
         l,
         shutdown,
         token,
+        lot,
     };
     let mut stop = stop_accepting;
     let mut fd_limit = fd_limit::FdLimit::new(&tcp);
@@ -102,6 +116,7 @@ struct Loop {
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
     token: Arc<()>,
+    lot: Arc<park::Lot>,
 }
 
 impl Loop {
@@ -161,6 +176,7 @@ impl Loop {
         let active = Active {
             sh: sh.clone(),
             _token: self.token.clone(),
+            lot: self.lot.clone(),
             port,
         };
         match &l.tls {
@@ -227,6 +243,7 @@ pub(crate) fn plain_connection_for_test(
         port: l.config.port,
         sh,
         _token: Arc::new(()),
+        lot: Arc::new(park::Lot::new().expect("epoll_create1")),
     };
     plain_connection(active, l, stream, peer)
 }

@@ -22,7 +22,7 @@ use http::{Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncReadExt;
 
 /// The first read of a request head.
@@ -53,6 +53,48 @@ enum Step {
     H2,
 }
 
+/// An idle plain connection goes to the worker's parking lot (`crate::accept::park`: its task
+/// ends, a small entry and the socket wait there) once it sat idle this long with nothing
+/// buffered. Busy keep-alive connections (a request more often than this) never get there, so
+/// parking costs the request path nothing; one that parks and wakes pays a few syscalls and a
+/// task spawn, at most once per this interval.
+pub const PARK_AFTER: Duration = Duration::from_millis(500);
+
+/// What the accept loop gives a connection to hold for its life (its place in the worker's
+/// counts); a plain connection's can take the connection over while it is idle ("parking").
+pub trait Guard: Send + Sized + 'static {
+    /// Whether `park` can take connections (a TLS connection's guard never does: rustls's
+    /// state stays in its task).
+    const PARKS: bool;
+    /// Takes the idle connection over (with the guard); gives both back when it cannot.
+    fn park(self, idle: Idle) -> Result<(), (Self, Idle)>;
+}
+
+impl Guard for () {
+    const PARKS: bool = false;
+    fn park(self, idle: Idle) -> Result<(), ((), Idle)> {
+        Err(((), idle))
+    }
+}
+
+/// An idle plain connection handed to `Guard::park`: nothing buffered, at least one request
+/// served (so it is not h2c), waiting for its next bytes until `deadline`.
+pub struct Idle {
+    pub sh: Arc<Shared>,
+    pub ci: Arc<ConnInfo>,
+    pub tcp: tokio::net::TcpStream,
+    pub life_until: Instant,
+    /// The idle deadline it had (idle timeout or keep-alive lifetime, the earlier).
+    pub deadline: Instant,
+}
+
+/// Where a parked connection's new task starts: its idle wait, with the deadlines it had.
+#[derive(Debug, Clone, Copy)]
+pub struct Resumed {
+    pub life_until: Instant,
+    pub deadline: Instant,
+}
+
 /// Serves a client connection until it ends; `guard` is dropped at the end. A connection that
 /// speaks HTTP/2 with prior knowledge (h2c) is handed to `h2c` (the HTTP/2 engine, given by
 /// the accept loop: this engine does not know it), the bytes already read replayed first.
@@ -60,20 +102,70 @@ enum Step {
 /// Memory: this future is what an idle connection costs (with its socket), so while idle it
 /// holds the stream, an empty buffer and a slot in the worker's idle deadlines (`idle`), and
 /// no read future (the socket's readiness is polled directly) nor timer; reading and serving a
-/// request happen in a future boxed for the request's duration (`turn`).
-pub async fn serve<G: Send, H, F>(
+/// request happen in a future boxed for the request's duration (`turn`). A plain connection
+/// idle for `PARK_AFTER` is parked by its guard, and its task ends.
+pub fn serve<G: Guard, H, F>(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    io: ClientStream,
+    guard: G,
+    h2c: H,
+) -> impl Future<Output = ()> + Send
+where
+    H: FnOnce(Arc<Shared>, Arc<ConnInfo>, Rewind<ClientStream>) -> F + Send,
+    F: Future<Output = ()> + Send,
+{
+    let life_until = sh.clock.now() + sh.limits.client_keep_alive;
+    run(sh, ci, io, Some(guard), h2c, life_until, None)
+}
+
+/// A parked connection's new task (`crate::accept::park`): `serve` from its idle wait, its
+/// socket readable (or closed by the client).
+pub fn resume<G: Guard, H, F>(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    io: ClientStream,
+    guard: G,
+    h2c: H,
+    r: Resumed,
+) -> impl Future<Output = ()> + Send
+where
+    H: FnOnce(Arc<Shared>, Arc<ConnInfo>, Rewind<ClientStream>) -> F + Send,
+    F: Future<Output = ()> + Send,
+{
+    run(sh, ci, io, Some(guard), h2c, r.life_until, Some(r.deadline))
+}
+
+/// How an idle wait ended.
+enum Woken {
+    /// Bytes (or the client's FIN) arrived.
+    Readable,
+    /// Its deadline passed or the worker stops.
+    Expired,
+    /// Woken early (a reload removed some listener): look whether this one must close.
+    Poked,
+    /// Idle for `PARK_AFTER`: park it.
+    Park,
+}
+
+async fn run<G: Guard, H, F>(
     mut sh: Arc<Shared>,
     mut ci: Arc<ConnInfo>,
     mut io: ClientStream,
-    guard: G,
+    // Taken (and given back) by a parking that fails; there until the end otherwise.
+    mut guard: Option<G>,
     h2c: H,
+    life_until: Instant,
+    // A resumed connection's idle deadline; `None`: a new connection.
+    mut deadline: Option<Instant>,
 ) where
     H: FnOnce(Arc<Shared>, Arc<ConnInfo>, Rewind<ClientStream>) -> F + Send,
     F: Future<Output = ()> + Send,
 {
     let mut buf = BytesMut::new();
-    let life_until = sh.clock.now() + sh.limits.client_keep_alive;
-    let mut first = true;
+    let mut first = deadline.is_none();
+    // Cleared when the lot refused (the worker stops): the connection waits as before.
+    let mut may_park = G::PARKS && matches!(io, ClientStream::Plain(_));
     let h2 = loop {
         if buf.is_empty() {
             // A connection whose listener a reload removed closes once idle.
@@ -83,10 +175,15 @@ pub async fn serve<G: Send, H, F>(
             {
                 break false;
             }
-            // Phase idle: wait for the client's next bytes.
+            // Phase idle: wait for the client's next bytes, until the deadline (kept across
+            // a poke and a parking).
             buf = BytesMut::new();
-            let deadline = life_until.min(sh.clock.now() + sh.limits.idle_timeout);
-            let armed = sh.idle.arm(deadline);
+            let now = sh.clock.now();
+            let until =
+                *deadline.get_or_insert_with(|| life_until.min(now + sh.limits.idle_timeout));
+            let parks = may_park && !first && now + PARK_AFTER + crate::idle::TICK < until;
+            // Inline, not a helper future: this wait is what an idle connection's task holds.
+            let armed = sh.idle.arm(if parks { now + PARK_AFTER } else { until });
             let readable = std::future::poll_fn(|cx| {
                 if io.poll_read_ready(cx, first).is_ready() {
                     return std::task::Poll::Ready(true);
@@ -94,15 +191,43 @@ pub async fn serve<G: Send, H, F>(
                 armed.poll_fired(cx).map(|()| false)
             })
             .await;
-            // Woken early (a reload removed some listener): look again above, where only a
-            // connection of a removed listener closes; the others wait again.
-            let poked = !readable && armed.poked();
+            let woken = match (readable, armed.poked()) {
+                (true, _) => Woken::Readable,
+                (false, true) => Woken::Poked,
+                (false, false) if parks => Woken::Park,
+                (false, false) => Woken::Expired,
+            };
             drop(armed);
-            if poked {
-                continue;
-            }
-            if !readable {
-                break false;
+            match woken {
+                Woken::Readable => deadline = None,
+                Woken::Poked => continue,
+                Woken::Expired => break false,
+                Woken::Park if *sh.shutdown.borrow() => break false,
+                Woken::Park => match (guard.take(), io) {
+                    (Some(g), ClientStream::Plain(tcp)) => {
+                        let idle = Idle {
+                            sh: sh.clone(),
+                            ci: ci.clone(),
+                            tcp,
+                            life_until,
+                            deadline: deadline.unwrap_or(life_until),
+                        };
+                        match g.park(idle) {
+                            Ok(()) => return,
+                            Err((g, idle)) => {
+                                (guard, io, may_park) =
+                                    (Some(g), ClientStream::Plain(idle.tcp), false);
+                                continue;
+                            }
+                        }
+                    }
+                    // Not reached (`may_park` wants a plain stream and the guard is kept to
+                    // the end); waits on without parking.
+                    (g, other) => {
+                        (guard, io, may_park) = (g, other, false);
+                        continue;
+                    }
+                },
             }
         }
         // A request starts in the newest configuration generation (`crate::generation`),

@@ -1,0 +1,413 @@
+//! Parking: idle plain HTTP/1.1 keep-alive connections without a task.
+//!
+//! Why: an idle plain connection's task (~400–500 B), its tokio registration (~256 B) and its
+//! `ConnInfo` are what a keep-alive connection costs the worker while it waits, twice what
+//! nginx's connection struct costs. nginx frees everything but that struct while a keep-alive
+//! connection waits; this does the same: once a plain connection sat idle for
+//! `h1::server::PARK_AFTER` with no byte buffered, its task hands the socket here and ends.
+//! The lot keeps a small [`Entry`] per socket in a slab, watched by an epoll instance of its
+//! own (EPOLLIN | EPOLLRDHUP | EPOLLONESHOT; tokio's `AsyncFd` on the epoll fd), the socket
+//! deregistered from tokio. When a parked socket turns readable it is registered with tokio
+//! again and a fresh connection task picks it up in its idle wait (`h1::server::resume`):
+//! the next request, pipelined bytes, or the client's FIN alike. A hang-up or error closes it
+//! here.
+//!
+//! What an operator relies on holds for parked connections as for waiting tasks:
+//! - the idle timeout (and `client_keep_alive`) close them on time: each entry keeps the
+//!   deadline its task computed, checked by the worker's ticker (`tick`) in deadline order;
+//! - the worker's stop closes them all at once (`stop`), and the lot takes no more;
+//! - a reload that removes their listener closes them (`close_removed`), as a poked idle
+//!   task would close; other generations' connections wait on, and a resumed one moves to
+//!   the newest generation at its next request as any connection does;
+//! - an entry keeps the connection's `Active` guard: the gauges, `max_connections` and the
+//!   drain's token count it until it is closed or resumed.
+//!
+//! Closing is the engine's quiet close: FIN, then unread bytes read away, then close(2).
+//!
+//! Why `libc` and not a crate: the three epoll calls are all this needs; `mio` (tokio's) only
+//! registers edge-triggered without EPOLLONESHOT and would be a second poller with its own
+//! token and event types, and `nix`'s epoll needs a feature the workspace does not enable. The
+//! epoll fd is made in `Worker::bind`, before the worker's sandbox (which does not allow
+//! `epoll_create1`).
+
+use super::{Active, h2c};
+use crate::h1::server::{Idle, Resumed};
+use crate::h1::stream::ClientStream;
+use crate::pipeline::{ConnInfo, ListenerRt, Shared, stopped};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::io::Read;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+
+/// Events taken from the epoll instance per `epoll_wait`.
+const BATCH: usize = 64;
+/// Events handled per wake-up before the lot's task yields to the connections' tasks.
+const PER_WAKE: usize = 1024;
+
+/// A parked connection: what its next task needs.
+struct Entry {
+    tcp: std::net::TcpStream,
+    /// The generation its last request was served in, and its listener there.
+    sh: Arc<Shared>,
+    listener: Arc<ListenerRt>,
+    peer: SocketAddr,
+    /// Its place in the worker's counts and the drain's token.
+    active: Active,
+    life_until: Instant,
+    /// When it closes unless a byte arrives (idle timeout or keep-alive lifetime).
+    deadline: Instant,
+}
+
+struct Slot {
+    /// Bumped at every take, so a stale epoll event or deadline of a slot's earlier occupant
+    /// finds nothing.
+    generation: u32,
+    entry: Option<Entry>,
+}
+
+#[derive(Default)]
+struct Inner {
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// (deadline, slot, generation), the earliest first; an item whose slot moved on is stale
+    /// and skipped (rebuilt when stale ones outnumber the live).
+    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    parked: usize,
+    /// The worker stops (or the lot cannot watch its sockets): nothing parks any more.
+    stopped: bool,
+}
+
+/// The worker's parking lot.
+pub struct Lot {
+    epoll: OwnedFd,
+    inner: Mutex<Inner>,
+}
+
+fn key(slot: u32, generation: u32) -> u64 {
+    (u64::from(generation) << 32) | u64::from(slot)
+}
+
+impl Lot {
+    /// A lot with its epoll instance (made before the worker's sandbox, which forbids it).
+    pub fn new() -> std::io::Result<Lot> {
+        // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Lot {
+            // SAFETY: a fresh descriptor owned by nothing else.
+            epoll: unsafe { OwnedFd::from_raw_fd(fd) },
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections parked now.
+    pub fn parked(&self) -> usize {
+        self.lock().parked
+    }
+
+    fn ctl(&self, op: libc::c_int, fd: RawFd, data: u64) -> std::io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: (libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLONESHOT) as u32,
+            u64: data,
+        };
+        // SAFETY: both descriptors are open (the lot's and a socket it owns); `ev` outlives the call.
+        let r = unsafe { libc::epoll_ctl(self.epoll.as_raw_fd(), op, fd, &mut ev) };
+        if r < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Parks `idle` with its guard; gives both back when the lot takes no more (the worker
+    /// stops). A socket that cannot be moved from tokio to the lot is closed (counted out).
+    pub(super) fn park(&self, active: Active, idle: Idle) -> Result<(), (Active, Idle)> {
+        let mut t = self.lock();
+        if t.stopped {
+            return Err((active, idle));
+        }
+        let Idle {
+            sh,
+            ci,
+            tcp,
+            life_until,
+            deadline,
+        } = idle;
+        let tcp = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(peer = %ci.peer, error = %e, "cannot park an idle connection: closed");
+                return Ok(());
+            }
+        };
+        let slot = match t.free.pop() {
+            Some(i) => i,
+            None => {
+                t.slots.push(Slot {
+                    generation: 0,
+                    entry: None,
+                });
+                (t.slots.len() - 1) as u32
+            }
+        };
+        let generation = t.slots[slot as usize].generation;
+        if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, tcp.as_raw_fd(), key(slot, generation)) {
+            t.free.push(slot);
+            tracing::debug!(peer = %ci.peer, error = %e, "cannot watch a parked connection: closed");
+            drop(t);
+            close(tcp);
+            return Ok(());
+        }
+        t.slots[slot as usize].entry = Some(Entry {
+            tcp,
+            sh,
+            listener: ci.listener.clone(),
+            peer: ci.peer,
+            active,
+            life_until,
+            deadline,
+        });
+        t.parked += 1;
+        t.deadlines.push(Reverse((deadline, slot, generation)));
+        if t.deadlines.len() > 2 * t.parked + 64 {
+            let Inner {
+                slots, deadlines, ..
+            } = &mut *t;
+            deadlines.retain(|Reverse((_, s, g))| {
+                let s = &slots[*s as usize];
+                s.generation == *g && s.entry.is_some()
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes the entry of `slot` if it still is the one of `generation`.
+    fn take(t: &mut Inner, slot: u32, generation: u32) -> Option<Entry> {
+        let s = t.slots.get_mut(slot as usize)?;
+        if s.generation != generation {
+            return None;
+        }
+        let e = s.entry.take()?;
+        s.generation = s.generation.wrapping_add(1);
+        t.free.push(slot);
+        t.parked -= 1;
+        Some(e)
+    }
+
+    /// Every entry `close_it` picks, taken out.
+    fn take_where(&self, mut close_it: impl FnMut(&Entry) -> bool) -> Vec<Entry> {
+        let mut t = self.lock();
+        let mut out = Vec::new();
+        for i in 0..t.slots.len() {
+            let s = &t.slots[i];
+            if s.entry.as_ref().is_some_and(&mut close_it) {
+                let g = s.generation;
+                out.extend(Self::take(&mut t, i as u32, g));
+            }
+        }
+        out
+    }
+
+    /// Closes the parked connections whose deadline is at or before `now` (the worker's
+    /// ticker calls this every `idle::TICK`); returns how many.
+    pub fn tick(&self, now: Instant) -> usize {
+        let mut due = Vec::new();
+        {
+            let mut t = self.lock();
+            while let Some(&Reverse((d, slot, g))) = t.deadlines.peek() {
+                if d > now {
+                    break;
+                }
+                t.deadlines.pop();
+                due.extend(Self::take(&mut t, slot, g));
+            }
+        }
+        let n = due.len();
+        due.into_iter().for_each(close_entry);
+        n
+    }
+
+    /// The worker stops: every parked connection closes now, and nothing parks any more.
+    pub fn stop(&self) {
+        self.lock().stopped = true;
+        let all = self.take_where(|_| true);
+        if !all.is_empty() {
+            tracing::debug!(closed = all.len(), "parked idle connections closed at stop");
+        }
+        all.into_iter().for_each(close_entry);
+    }
+
+    /// A reload made `sh` the newest generation: parked connections of listeners it no longer
+    /// has close now (idle connections of a removed listener close, as at shutdown).
+    pub fn close_removed(&self, sh: &Shared) {
+        let gone = self.take_where(|e| sh.listener_on(e.listener.config.port).is_none());
+        gone.into_iter().for_each(close_entry);
+    }
+
+    /// Handles the ready sockets: a hang-up or error closes its entry, anything else (bytes,
+    /// the client's FIN) resumes it. Returns whether the epoll instance was found empty.
+    fn poll_events(&self, events: &mut [libc::epoll_event]) -> bool {
+        let mut handled = 0;
+        while handled < PER_WAKE {
+            // SAFETY: `events` is a valid buffer of `events.len()` entries; timeout 0.
+            let n = unsafe {
+                libc::epoll_wait(
+                    self.epoll.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    events.len() as libc::c_int,
+                    0,
+                )
+            };
+            if n < 0 {
+                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return true;
+            }
+            let n = n as usize;
+            let mut ready = Vec::with_capacity(n);
+            {
+                let mut t = self.lock();
+                for ev in &events[..n] {
+                    let (data, flags) = (ev.u64, ev.events);
+                    if let Some(e) = Self::take(&mut t, data as u32, (data >> 32) as u32) {
+                        ready.push((e, flags));
+                    }
+                }
+            }
+            for (e, flags) in ready {
+                if flags & (libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0 {
+                    close_entry(e);
+                } else {
+                    // Out of the lot's epoll before tokio's registration (a one-shot entry
+                    // stays in the set, disarmed, until removed or closed).
+                    let _ = self.ctl(libc::EPOLL_CTL_DEL, e.tcp.as_raw_fd(), 0);
+                    resume(e);
+                }
+            }
+            handled += n;
+            if n < events.len() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// A fresh connection task for a parked connection that turned readable.
+fn resume(e: Entry) {
+    let Entry {
+        tcp,
+        sh,
+        listener,
+        peer,
+        active,
+        life_until,
+        deadline,
+    } = e;
+    let tcp = match tokio::net::TcpStream::from_std(tcp) {
+        Ok(t) => t,
+        Err(err) => {
+            // Dropping the socket and its guard closes it and counts it out.
+            tracing::debug!(%peer, error = %err, "cannot resume a parked connection: closed");
+            return;
+        }
+    };
+    let ci = Arc::new(ConnInfo::new(
+        &sh,
+        listener,
+        peer,
+        None,
+        sh.h1_state.clone(),
+    ));
+    let r = Resumed {
+        life_until,
+        deadline,
+    };
+    tokio::spawn(crate::h1::server::resume(
+        sh,
+        ci,
+        ClientStream::Plain(tcp),
+        active,
+        h2c,
+        r,
+    ));
+}
+
+fn close_entry(e: Entry) {
+    close(e.tcp);
+    // `e.active` drops here: the connection is counted out.
+}
+
+/// The engine's quiet close: FIN, unread bytes read away (so the kernel does not answer them
+/// with a reset), close(2).
+fn close(tcp: std::net::TcpStream) {
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    let mut scratch = [0u8; 4096];
+    for _ in 0..16 {
+        match (&tcp).read(&mut scratch) {
+            Ok(n) if n > 0 => continue,
+            _ => break,
+        }
+    }
+}
+
+/// The lot's epoll descriptor, as `AsyncFd` wants it: the lot owns it, and this keeps the lot.
+struct EpollFd(Arc<Lot>);
+impl AsRawFd for EpollFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.epoll.as_raw_fd()
+    }
+}
+
+/// The lot's task: resumes parked connections as they turn readable, until the worker stops
+/// (then closes every parked connection).
+pub async fn run(lot: Arc<Lot>, mut shutdown: watch::Receiver<bool>) {
+    // SAFETY: the descriptor is the lot's, open until the lot drops, and `EpollFd` keeps the
+    // lot for as long as the `AsyncFd` lives.
+    let registered =
+        unsafe { AsyncFd::register_with_interest(EpollFd(lot.clone()), Interest::READABLE) };
+    let afd = match registered {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(error = %e, "parking lot: cannot watch its epoll instance; idle connections keep their tasks");
+            lot.stop();
+            return;
+        }
+    };
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; BATCH];
+    loop {
+        tokio::select! {
+            r = afd.readable() => match r {
+                Ok(mut g) => {
+                    if lot.poll_events(&mut events) {
+                        g.clear_ready();
+                    } else {
+                        drop(g);
+                        tokio::task::yield_now().await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "parking lot: epoll readiness failed; parked connections closed");
+                    lot.stop();
+                    return;
+                }
+            },
+            _ = stopped(&mut shutdown) => {
+                lot.stop();
+                return;
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 
-use super::frame::{self, setting};
+use super::frame::{self, kind, setting};
 use super::glitch::Glitches;
 use super::hpack;
 use super::stream::{Closed, Recent, Stream};
@@ -97,6 +97,10 @@ pub struct Connection {
     pub(super) events: VecDeque<Event>,
     pub(super) out: Vec<u8>,
     pub(super) out_pos: usize,
+    /// Where in `out` the first whole frame not yet taken by `poll_transmit` starts
+    /// (`out_pos`, or past it when a transmit ended inside a frame): the graceful GOAWAY goes
+    /// in there, ahead of the responses not yet handed out.
+    pub(super) out_frame: usize,
     pub(super) scratch: Vec<u8>,
     /// Streams with something to write, round robin.
     pub(super) order: VecDeque<StreamId>,
@@ -159,6 +163,7 @@ impl Connection {
             events: VecDeque::new(),
             out,
             out_pos: 0,
+            out_frame: 0,
             scratch: Vec::new(),
             order: VecDeque::new(),
             peer_max_frame: frame::DEFAULT_MAX_FRAME_SIZE as usize,
@@ -297,13 +302,32 @@ impl Connection {
     /// streams are not processed, the open ones finish. A single GOAWAY with the last id would
     /// make the client fail the streams already on the wire (REFUSED_STREAM). (No
     /// `Event::GoAway` for this one: the driver asked.)
+    ///
+    /// The first GOAWAY and its PING go ahead of every frame not yet taken by `poll_transmit`
+    /// (after a frame or header block a transmit began): a client that reads a response
+    /// before the GOAWAY may open a request in the stream slot it frees, and then may not send
+    /// it (RFC 9113 §6.8: no new streams after a GOAWAY; nghttp2 fails it with REFUSED_STREAM,
+    /// h2load counts it failed), as seen in e2e_reload's storm.
     pub fn go_away(&mut self) {
         if self.phase == Phase::Closed || self.goaway_sent || self.goaway_ping {
             return;
         }
-        frame::write_goaway(&mut self.out, frame::MAX_STREAM_ID, Reason::NO_ERROR.0);
-        frame::write_ping(&mut self.out, &GOAWAY_PING);
+        let mut first = Vec::with_capacity(2 * frame::HEAD_LEN + 16);
+        frame::write_goaway(&mut first, frame::MAX_STREAM_ID, Reason::NO_ERROR.0);
+        frame::write_ping(&mut first, &GOAWAY_PING);
+        let at = self.next_frame_outside_a_block();
+        self.out.splice(at..at, first);
         self.goaway_ping = true;
+    }
+
+    /// The first frame start in the untaken output that is not a CONTINUATION (a header block's
+    /// frames must stay together, §6.10), or the end of the output.
+    fn next_frame_outside_a_block(&self) -> usize {
+        let mut at = self.out_frame;
+        while at + frame::HEAD_LEN <= self.out.len() && self.out[at + 3] == kind::CONTINUATION {
+            at += frame::HEAD_LEN + frame::Head::parse(&self.out[at..]).len;
+        }
+        at.min(self.out.len())
     }
 
     /// GOAWAY(last accepted id, NO_ERROR) at once, without waiting for a PING's ACK (for an

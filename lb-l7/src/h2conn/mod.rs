@@ -48,9 +48,10 @@
 //! with NO_ERROR when the response ended before the request body (we RST_STREAM(NO_ERROR)
 //! it, §8.1); on a connection error a `Reset` per open stream, then `GoAway { error }`. The
 //! driver's own `go_away()` raises no event; it is §6.8's two steps: GOAWAY(2^31-1) and a
-//! PING, streams still processed, then at the PING's ACK GOAWAY(last id) (one GOAWAY with the
-//! last id would refuse the requests already on the wire). Request URIs carry scheme, authority (from
-//! `:authority`, else `host`; none if neither) and path; several `cookie` fields are joined.
+//! PING, ahead of the output not yet transmitted, streams still processed, then at the
+//! PING's ACK GOAWAY(last id) (one GOAWAY with the last id would refuse the requests already
+//! on the wire). Request URIs carry scheme, authority (from `:authority`, else `host`; none
+//! if neither) and path; several `cookie` fields are joined.
 //!
 //! API changes from the first contract (source-compatible): `StreamError::NotStarted` and
 //! `StreamError::AlreadyStarted` (the contract's `Closed` stays for unknown/ended streams);

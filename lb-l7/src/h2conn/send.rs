@@ -127,6 +127,7 @@ impl Connection {
         }
         if out.is_empty() && self.out_pos == 0 && unsent <= CHUNK {
             std::mem::swap(out, &mut self.out);
+            self.out_frame = 0;
             return true;
         }
         let k = unsent.min(CHUNK);
@@ -135,8 +136,16 @@ impl Connection {
         if self.out_pos == self.out.len() {
             self.out.clear();
             self.out_pos = 0;
-        } else if self.out_pos >= CHUNK {
+            self.out_frame = 0;
+            return true;
+        }
+        // The transmit may have ended inside a frame: the next whole one starts after it.
+        while self.out_frame < self.out_pos {
+            self.out_frame += frame::HEAD_LEN + frame::Head::parse(&self.out[self.out_frame..]).len;
+        }
+        if self.out_pos >= CHUNK {
             self.out.drain(..self.out_pos);
+            self.out_frame -= self.out_pos;
             self.out_pos = 0;
         }
         true

@@ -34,6 +34,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::futures::Notified;
 use tokio::time::Sleep;
 
 /// Concurrent streams per connection (ALB's 128).
@@ -79,16 +80,15 @@ where
     let state = ci.state.clone();
     let peer = ci.peer;
     let mut d = Driver::new(sh, ci, io);
+    // Asked by the connection's own streams (the request limit, a removed listener, an
+    // abusive client): seen within the turn, so the GOAWAY goes ahead of its responses.
+    let mut close = std::pin::pin!(state.close_gracefully.notified());
     let ended = {
-        let turns = std::future::poll_fn(|cx| d.poll(cx));
+        let turns = std::future::poll_fn(|cx| d.poll(cx, Some(close.as_mut())));
         tokio::select! {
             e = turns => Some(e),
             _ = stopped(&mut shutdown) => None,
             _ = tokio::time::sleep(keep_alive) => None,
-            _ = state.close_gracefully.notified() => {
-                tracing::debug!(%peer, "request limit reached, listener removed or abusive: GOAWAY");
-                None
-            }
         }
     };
     let bound = match ended {
@@ -99,7 +99,7 @@ where
         } else {
             drain
         }),
-        None => Some(if state.abusive.load(Relaxed) {
+        Some(Ended::CloseAsked) | None => Some(if state.abusive.load(Relaxed) {
             d.conn.go_away_at_once();
             drain.min(ABUSER_DRAIN)
         } else {
@@ -108,9 +108,12 @@ where
             drain
         }),
     };
+    if matches!(ended, Some(Ended::CloseAsked)) {
+        tracing::debug!(%peer, "request limit reached, listener removed or abusive: GOAWAY");
+    }
     if let Some(bound) = bound {
         d.draining = true;
-        let turns = std::future::poll_fn(|cx| d.poll(cx));
+        let turns = std::future::poll_fn(|cx| d.poll(cx, None));
         let _ = tokio::time::timeout(bound, turns).await;
     }
     d.finish().await;
@@ -122,6 +125,8 @@ enum Ended {
     Closed,
     /// A GOAWAY arrived or was sent by the core (`Some`: for a connection error).
     GoAway(Option<Reason>),
+    /// `close_gracefully` was notified (the turn stopped before gathering its output).
+    CloseAsked,
 }
 
 struct Driver<T> {
@@ -188,9 +193,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         self.wbuf.len() - self.wpos
     }
 
-    /// Turns until nothing is left to do (`Pending`) or the connection ends.
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Ended> {
+    /// Turns until nothing is left to do (`Pending`) or the connection ends. `close` (while
+    /// not draining): the connection's `close_gracefully`, looked at after the streams ran
+    /// (where it is notified), before their output is gathered.
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut close: Option<Pin<&mut Notified<'_>>>,
+    ) -> Poll<Ended> {
         self.streams.ready.begin();
+        // Once per call and after any stream work: one look per wake-up in the common case.
+        let mut close_seen = false;
         loop {
             let mut progress = false;
             let now = Instant::now();
@@ -200,14 +213,24 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             if self.eof {
                 return Poll::Ready(Ended::Closed);
             }
+            let mut worked = false;
             while let Some(ev) = self.conn.poll_event() {
-                progress = true;
+                worked = true;
                 self.event(ev);
             }
             self.streams
                 .ready
                 .take_or_sleep(&mut self.poll_list, &mut self.release_list, None);
-            progress |= self.run_streams();
+            worked |= self.run_streams();
+            progress |= worked;
+            if let Some(c) = close.as_mut()
+                && (worked || !close_seen)
+            {
+                close_seen = true;
+                if c.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Ended::CloseAsked);
+                }
+            }
             if let Some(at) = self.conn.poll_timeout()
                 && at <= now
             {

@@ -480,6 +480,88 @@ fn s6_8_our_graceful_goaway_lets_open_streams_finish() {
     assert!(c.conn.is_closed());
 }
 
+/// The frame kinds (and streams) of `fs`, for order checks.
+fn kinds(fs: &[F]) -> Vec<(u8, u32)> {
+    fs.iter().map(|f| (f.kind, f.stream)).collect()
+}
+
+#[test]
+fn s6_8_the_first_goaway_goes_ahead_of_responses_not_yet_transmitted() {
+    // The request limit is reached while a response is queued: the client must read the
+    // GOAWAY first, or it opens a request in the slot the response frees that it then may not
+    // send (nghttp2 fails it REFUSED_STREAM; e2e_reload's storm lost requests so).
+    let mut c = Client::new(Config::default());
+    c.request(1, GET, true);
+    c.request(3, GET, true);
+    c.events();
+    c.conn
+        .send_response(1, StatusCode::OK, &HeaderMap::new(), true)
+        .unwrap();
+    c.conn.go_away();
+    c.conn
+        .send_response(3, StatusCode::OK, &HeaderMap::new(), true)
+        .unwrap();
+    assert_eq!(
+        kinds(&c.frames()),
+        [
+            (kind::GOAWAY, 0),
+            (kind::PING, 0),
+            (kind::HEADERS, 1),
+            (kind::HEADERS, 3)
+        ]
+    );
+}
+
+#[test]
+fn s6_8_the_first_goaway_waits_for_a_frame_and_header_block_a_transmit_began() {
+    // A ~100 KB response head: HEADERS and CONTINUATIONs past one transmit (64 KiB), so the
+    // first transmit ends inside a CONTINUATION. The GOAWAY goes after that header block (its
+    // frames stay together, §6.10) and ahead of the next response.
+    let mut c = Client::new(Config::default());
+    c.request(1, GET, true);
+    c.request(3, GET, true);
+    c.events();
+    let mut big = HeaderMap::new();
+    big.insert("x-big", "a".repeat(160_000).parse().unwrap());
+    c.conn.send_response(1, StatusCode::OK, &big, true).unwrap();
+    c.conn
+        .send_response(3, StatusCode::OK, &HeaderMap::new(), true)
+        .unwrap();
+    let mut bytes = Vec::new();
+    assert!(c.conn.poll_transmit(&mut bytes));
+    assert_eq!(
+        bytes.len(),
+        super::super::conn::CHUNK,
+        "a transmit ends inside a frame"
+    );
+    c.conn.go_away();
+    loop {
+        let mut chunk = Vec::new();
+        if !c.conn.poll_transmit(&mut chunk) {
+            break;
+        }
+        bytes.extend(chunk);
+    }
+    let fs = parse(&bytes);
+    let k = kinds(&fs);
+    let goaway_at = k.iter().position(|&(t, _)| t == kind::GOAWAY).unwrap();
+    assert!(
+        k[1..goaway_at]
+            .iter()
+            .all(|&(t, s)| (t, s) == (kind::CONTINUATION, 1)),
+        "{k:?}"
+    );
+    assert_eq!(
+        fs[goaway_at - 1].flags & flag::END_HEADERS,
+        flag::END_HEADERS,
+        "the GOAWAY follows the whole header block: {k:?}"
+    );
+    assert_eq!(
+        k[goaway_at..],
+        [(kind::GOAWAY, 0), (kind::PING, 0), (kind::HEADERS, 3)]
+    );
+}
+
 #[test]
 fn s6_8_goaway_at_once_names_the_last_id_without_a_ping() {
     let mut c = Client::new(Config::default());

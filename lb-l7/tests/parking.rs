@@ -1,0 +1,289 @@
+//! Parked idle connections (`lb_l7::accept::park`): a plain HTTP/1.1 keep-alive connection idle
+//! for `PARK_AFTER` loses its task and waits in the worker's parking lot. Through a real worker
+//! and a real backend: it serves its next request (a whole one, pipelined ones, one trickled in
+//! while it is parked), closes at its idle timeout, at the worker's stop and when a reload
+//! removes its listener, is freed when its client closes (FIN or RST), and counts as an
+//! active connection (gauge, `max_connections_per_worker`) while parked.
+
+mod common;
+use common::*;
+use lb_l7::MetricsHandle;
+use lb_l7::control::{self, ConfigGeneration, ControlMsg};
+use std::io::Write as _;
+use std::os::fd::IntoRawFd;
+use std::os::unix::net::UnixStream;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn config(ports: &[u16], backend: u16, lb_extra: &str) -> String {
+    let mut t = format!("[load_balancer]\n{lb_extra}\n");
+    for p in ports {
+        t += &format!(
+            "[[listener]]\naddress = \"127.0.0.1\"\nport = {p}\ndefault_action = {{ type = \"forward\", target_group = \"t\" }}\n"
+        );
+    }
+    t += &format!(
+        "[[target_group]]\nname = \"t\"\ntarget = [{{ id = \"127.0.0.1\", port = {backend} }}]\n"
+    );
+    t
+}
+
+/// Reads one response; returns its head and body.
+async fn response(c: &mut TcpStream) -> (String, String) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("content-length");
+            if got.len() >= end + 4 + len {
+                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).to_string();
+                assert!(
+                    got.len() == end + 4 + len,
+                    "bytes after the response: {got:?}"
+                );
+                return (head, body);
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("a response within 5 s")
+            .unwrap();
+        assert!(n > 0, "closed before the response ended: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nhost: park.test\r\n\r\n")
+}
+
+/// Sends a request and checks the response is the backend's answer to it.
+async fn get(c: &mut TcpStream, path: &str) {
+    c.write_all(request(path).as_bytes()).await.unwrap();
+    let (head, body) = response(c).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains(&format!("GET {path} ")), "{body}");
+}
+
+/// Waits until `n` connections are parked.
+async fn parked(m: &MetricsHandle, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.parked() != n {
+        assert!(Instant::now() < deadline, "{} parked, not {n}", m.parked());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the worker counts `n` active connections.
+async fn active(m: &MetricsHandle, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while m.snapshot().active_connection_count != n {
+        assert!(
+            Instant::now() < deadline,
+            "{} active, not {n}",
+            m.snapshot().active_connection_count
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Reads until the end; what it ended with: `Ok(0)` for a FIN.
+async fn end(c: &mut TcpStream, within: Duration) -> std::io::Result<usize> {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(within, c.read(&mut buf))
+        .await
+        .expect("closed in time")
+}
+
+#[tokio::test]
+async fn a_parked_connection_serves_its_next_requests_whole_pipelined_and_trickled() {
+    let be = backend("be").await;
+    let p = free_port();
+    let w = start(&config(&[p], be.addr.port(), ""));
+    let mut c = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    get(&mut c, "/first").await;
+    parked(&w.metrics, 1).await;
+    assert_eq!(w.metrics.snapshot().active_connection_count, 1);
+    // The next request: the connection gets a task again, and parks again once idle.
+    get(&mut c, "/second").await;
+    parked(&w.metrics, 1).await;
+    // Two requests in one write while parked: both answered, in order.
+    let two = request("/p1") + &request("/p2");
+    c.write_all(two.as_bytes()).await.unwrap();
+    for path in ["/p1", "/p2"] {
+        let (head, body) = response(&mut c).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(body.contains(&format!("GET {path} ")), "{body}");
+    }
+    // A head trickled in: its first bytes wake the parked connection, the rest follow.
+    parked(&w.metrics, 1).await;
+    let req = request("/trickled");
+    c.write_all(&req.as_bytes()[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(w.metrics.parked(), 0, "resumed by its first bytes");
+    c.write_all(&req.as_bytes()[10..]).await.unwrap();
+    let (head, body) = response(&mut c).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(body.contains("GET /trickled "), "{body}");
+    // A second connection parks beside it.
+    let mut d = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    get(&mut d, "/other").await;
+    parked(&w.metrics, 2).await;
+    get(&mut c, "/again").await;
+    get(&mut d, "/again").await;
+    assert_eq!(w.metrics.snapshot().request_count, 8);
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_parked_connection_closes_at_its_idle_timeout() {
+    let be = backend("be").await;
+    let p = free_port();
+    let w = start(&config(
+        &[p],
+        be.addr.port(),
+        "idle_timeout.timeout_seconds = 2",
+    ));
+    let mut c = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    get(&mut c, "/once").await;
+    let t = Instant::now();
+    parked(&w.metrics, 1).await;
+    assert_eq!(
+        end(&mut c, Duration::from_secs(5)).await.unwrap(),
+        0,
+        "a FIN"
+    );
+    let after = t.elapsed();
+    assert!(
+        after >= Duration::from_millis(1800) && after <= Duration::from_millis(2600),
+        "closed {after:?} after its last response, the idle timeout is 2 s"
+    );
+    assert_eq!(w.metrics.parked(), 0);
+    active(&w.metrics, 0).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn parked_connections_close_at_the_stop_without_waiting_for_the_drain() {
+    let be = backend("be").await;
+    let p = free_port();
+    let w = start(&config(&[p], be.addr.port(), "drain_timeout_seconds = 30"));
+    let mut conns = Vec::new();
+    for i in 0..3 {
+        let mut c = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+        get(&mut c, &format!("/c{i}")).await;
+        conns.push(c);
+    }
+    parked(&w.metrics, 3).await;
+    let m = w.metrics.clone();
+    let t = Instant::now();
+    w.stop().await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "the stop waited {:?}: the drain counts parked connections until they close",
+        t.elapsed()
+    );
+    for c in &mut conns {
+        assert_eq!(end(c, Duration::from_secs(2)).await.unwrap(), 0, "a FIN");
+    }
+    assert_eq!(m.parked(), 0);
+    assert_eq!(m.snapshot().active_connection_count, 0);
+}
+
+#[tokio::test]
+async fn a_client_closing_a_parked_connection_frees_it_fin_or_reset() {
+    let be = backend("be").await;
+    let p = free_port();
+    let w = start(&config(&[p], be.addr.port(), ""));
+    let mut fin = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    get(&mut fin, "/fin").await;
+    let mut rst = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    get(&mut rst, "/rst").await;
+    parked(&w.metrics, 2).await;
+    active(&w.metrics, 2).await;
+    drop(fin);
+    parked(&w.metrics, 1).await;
+    active(&w.metrics, 1).await;
+    let rst = rst.into_std().unwrap();
+    socket2::SockRef::from(&rst)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(rst);
+    parked(&w.metrics, 0).await;
+    active(&w.metrics, 0).await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn parked_connections_count_against_max_connections() {
+    let be = backend("be").await;
+    let p = free_port();
+    let w = start(&config(
+        &[p],
+        be.addr.port(),
+        "max_connections_per_worker = 1",
+    ));
+    let mut c = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    get(&mut c, "/kept").await;
+    parked(&w.metrics, 1).await;
+    let mut over = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    let _ = over.write_all(request("/over").as_bytes()).await;
+    let mut buf = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(5), over.read(&mut buf))
+        .await
+        .expect("refused in time");
+    assert!(matches!(r, Ok(0) | Err(_)), "over the limit: {r:?}");
+    assert_eq!(w.metrics.snapshot().rejected_connection_count, 1);
+    get(&mut c, "/still").await;
+    w.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_removing_its_listener_closes_a_parked_connection_and_no_other() {
+    let be = backend("be").await;
+    let (kept, removed) = (free_port(), free_port());
+    let (mut ours, theirs) = UnixStream::pair().unwrap();
+    for m in [
+        ControlMsg::TicketKeys(lb_l7::tickets::TicketKeys::random(3600)),
+        ControlMsg::Started,
+    ] {
+        ours.write_all(&control::encode(&m)).unwrap();
+    }
+    let opts = lb_l7::WorkerOptions {
+        control_channel: Some(theirs.into_raw_fd()),
+        ..lb_l7::WorkerOptions::default()
+    };
+    let w = start_with(&config(&[kept, removed], be.addr.port(), ""), opts);
+    let mut a = TcpStream::connect(("127.0.0.1", kept)).await.unwrap();
+    get(&mut a, "/kept").await;
+    let mut b = TcpStream::connect(("127.0.0.1", removed)).await.unwrap();
+    get(&mut b, "/removed").await;
+    parked(&w.metrics, 2).await;
+    let g = ConfigGeneration {
+        generation: 2,
+        source: "parking.toml".into(),
+        toml: config(&[kept], be.addr.port(), ""),
+        files: Default::default(),
+        target_sets: Default::default(),
+    };
+    ours.write_all(&control::encode(&ControlMsg::Config(g)))
+        .unwrap();
+    assert_eq!(
+        end(&mut b, Duration::from_secs(3)).await.unwrap(),
+        0,
+        "a FIN"
+    );
+    parked(&w.metrics, 1).await;
+    active(&w.metrics, 1).await;
+    get(&mut a, "/after-the-reload").await;
+    w.stop().await;
+}

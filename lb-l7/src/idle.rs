@@ -99,16 +99,18 @@ impl IdleDeadlines {
             fired: t.stopped,
             poked: false,
         };
-        let index = match t.free.pop() {
-            Some(i) => {
-                t.slots[i as usize] = Some(slot);
-                i
+        // The free list may hold indices the table shrank past, or taken again since: skip them.
+        while let Some(i) = t.free.pop() {
+            if let Some(s @ None) = t.slots.get_mut(i as usize) {
+                *s = Some(slot);
+                return Armed {
+                    owner: self,
+                    index: i,
+                };
             }
-            None => {
-                t.slots.push(Some(slot));
-                (t.slots.len() - 1) as u32
-            }
-        };
+        }
+        t.slots.push(Some(slot));
+        let index = (t.slots.len() - 1) as u32;
         Armed { owner: self, index }
     }
 
@@ -197,7 +199,26 @@ impl Drop for Armed<'_> {
     fn drop(&mut self) {
         let mut t = self.owner.table.lock().unwrap_or_else(|e| e.into_inner());
         t.slots[self.index as usize] = None;
-        t.free.push(self.index);
+        if self.index as usize + 1 < t.slots.len() {
+            t.free.push(self.index);
+            return;
+        }
+        // The last slot: the table shrinks past its free tail, and gives memory back once
+        // mostly empty (idle connections parked after a crowd waited here: `accept::park`).
+        while t.slots.last().is_some_and(Option::is_none) {
+            t.slots.pop();
+        }
+        let len = t.slots.len();
+        if t.slots.capacity() > 64 && len < t.slots.capacity() / 4 {
+            t.slots.shrink_to(len * 2);
+        }
+        if t.free.len() > 2 * len + 64 {
+            let Table { slots, free, .. } = &mut *t;
+            free.retain(|&i| slots.get(i as usize).is_some_and(Option::is_none));
+            free.sort_unstable();
+            free.dedup();
+            free.shrink_to(2 * free.len());
+        }
     }
 }
 
@@ -263,6 +284,38 @@ mod tests {
         let again = d.arm(t0 + Duration::from_secs(9));
         assert_eq!(again.index, 0, "the freed slot is reused");
         assert_eq!(d.armed(), 2);
+    }
+
+    #[test]
+    fn the_table_shrinks_once_its_tail_is_free_and_reuses_slots_correctly() {
+        let d = IdleDeadlines::default();
+        let t0 = Instant::now();
+        let far = t0 + Duration::from_secs(60);
+        let mut crowd: Vec<Armed<'_>> = (0..1000).map(|_| d.arm(far)).collect();
+        let cap = |d: &IdleDeadlines| d.table.lock().unwrap().slots.capacity();
+        assert!(cap(&d) >= 1000);
+        // Dropped from the front (the free list fills), then the tail goes: the table empties.
+        let keep = crowd.split_off(990);
+        drop(crowd);
+        assert_eq!(d.armed(), 10);
+        drop(keep);
+        assert_eq!(d.armed(), 0);
+        assert_eq!(d.table.lock().unwrap().slots.len(), 0);
+        assert!(cap(&d) <= 64, "memory given back: capacity {}", cap(&d));
+        // Stale free-list entries are skipped: every new slot is distinct and fires alone.
+        let a: Vec<Armed<'_>> = (0..50).map(|_| d.arm(far)).collect();
+        let mut idx: Vec<u32> = a.iter().map(|x| x.index).collect();
+        idx.sort_unstable();
+        idx.dedup();
+        assert_eq!(idx.len(), 50);
+        let soon = d.arm(t0 + Duration::from_secs(1));
+        let (_, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert!(soon.poll_fired(&mut cx).is_pending());
+        assert!(a.iter().all(|x| x.poll_fired(&mut cx).is_pending()));
+        assert_eq!(d.tick(t0 + Duration::from_secs(2)), 1);
+        assert!(soon.poll_fired(&mut cx).is_ready());
+        assert!(a.iter().all(|x| x.poll_fired(&mut cx).is_pending()));
     }
 
     #[test]

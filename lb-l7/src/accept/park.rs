@@ -33,11 +33,10 @@
 use super::{Active, h2c};
 use crate::h1::server::{Idle, Resumed};
 use crate::h1::stream::ClientStream;
-use crate::pipeline::{ConnInfo, ListenerRt, Shared, stopped};
+use crate::pipeline::{ConnInfo, Shared, stopped};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::Read;
-use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -49,21 +48,24 @@ use tokio::sync::watch;
 const BATCH: usize = 64;
 /// Events handled per wake-up before the lot's task yields to the connections' tasks.
 const PER_WAKE: usize = 1024;
+/// Slots per chunk of the slab: it grows a chunk at a time (no doubling, no copy).
+const CHUNK: usize = 256;
 
-/// A parked connection: what its next task needs.
+/// A parked connection: what its next task needs, 64 bytes with its slot. Its peer address is
+/// asked of the kernel again at resume, and its generation and listener are found again from
+/// the guard's (the newest generation, the listener on its port), so the entry holds neither.
 struct Entry {
     tcp: std::net::TcpStream,
-    /// The generation its last request was served in, and its listener there.
-    sh: Arc<Shared>,
-    listener: Arc<ListenerRt>,
-    peer: SocketAddr,
-    /// Its place in the worker's counts and the drain's token.
+    /// Its place in the worker's counts, the drain's token and its listener's port.
     active: Active,
-    life_until: Instant,
-    /// When it closes unless a byte arrives (idle timeout or keep-alive lifetime).
-    deadline: Instant,
+    /// The end of its keep-alive lifetime, in milliseconds from the lot's `base`.
+    life_until: u64,
+    /// When it closes unless a byte arrives (idle timeout or keep-alive lifetime, the
+    /// earlier), in milliseconds from the lot's `base`.
+    deadline: u64,
 }
 
+#[derive(Default)]
 struct Slot {
     /// Bumped at every take, so a stale epoll event or deadline of a slot's earlier occupant
     /// finds nothing.
@@ -73,20 +75,42 @@ struct Slot {
 
 #[derive(Default)]
 struct Inner {
-    slots: Vec<Slot>,
+    /// The slab, in chunks of `CHUNK`.
+    chunks: Vec<Box<[Slot]>>,
     free: Vec<u32>,
     /// (deadline, slot, generation), the earliest first; an item whose slot moved on is stale
     /// and skipped (rebuilt when stale ones outnumber the live).
-    deadlines: BinaryHeap<Reverse<(Instant, u32, u32)>>,
+    deadlines: BinaryHeap<Reverse<(u64, u32, u32)>>,
     parked: usize,
     /// The worker stops (or the lot cannot watch its sockets): nothing parks any more.
     stopped: bool,
+}
+
+impl Inner {
+    fn slot(&mut self, i: u32) -> Option<&mut Slot> {
+        let i = i as usize;
+        self.chunks.get_mut(i / CHUNK)?.get_mut(i % CHUNK)
+    }
+
+    /// A vacant slot's index, the slab grown by a chunk when none is.
+    fn vacant(&mut self) -> u32 {
+        if let Some(i) = self.free.pop() {
+            return i;
+        }
+        let first = (self.chunks.len() * CHUNK) as u32;
+        self.chunks
+            .push((0..CHUNK).map(|_| Slot::default()).collect());
+        self.free.extend((first + 1..first + CHUNK as u32).rev());
+        first
+    }
 }
 
 /// The worker's parking lot.
 pub struct Lot {
     epoll: OwnedFd,
     inner: Mutex<Inner>,
+    /// What entries' times count from.
+    base: Instant,
 }
 
 fn key(slot: u32, generation: u32) -> u64 {
@@ -105,11 +129,20 @@ impl Lot {
             // SAFETY: a fresh descriptor owned by nothing else.
             epoll: unsafe { OwnedFd::from_raw_fd(fd) },
             inner: Mutex::new(Inner::default()),
+            base: Instant::now(),
         })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.base).as_millis() as u64
+    }
+
+    fn instant(&self, ms: u64) -> Instant {
+        self.base + std::time::Duration::from_millis(ms)
     }
 
     /// Connections parked now.
@@ -138,7 +171,6 @@ impl Lot {
             return Err((active, idle));
         }
         let Idle {
-            sh,
             ci,
             tcp,
             life_until,
@@ -151,17 +183,11 @@ impl Lot {
                 return Ok(());
             }
         };
-        let slot = match t.free.pop() {
-            Some(i) => i,
-            None => {
-                t.slots.push(Slot {
-                    generation: 0,
-                    entry: None,
-                });
-                (t.slots.len() - 1) as u32
-            }
+        let slot = t.vacant();
+        let Some(s) = t.slot(slot) else {
+            return Ok(());
         };
-        let generation = t.slots[slot as usize].generation;
+        let generation = s.generation;
         if let Err(e) = self.ctl(libc::EPOLL_CTL_ADD, tcp.as_raw_fd(), key(slot, generation)) {
             t.free.push(slot);
             tracing::debug!(peer = %ci.peer, error = %e, "cannot watch a parked connection: closed");
@@ -169,32 +195,29 @@ impl Lot {
             close(tcp);
             return Ok(());
         }
-        t.slots[slot as usize].entry = Some(Entry {
+        let deadline = self.ms(deadline);
+        s.entry = Some(Entry {
             tcp,
-            sh,
-            listener: ci.listener.clone(),
-            peer: ci.peer,
             active,
-            life_until,
+            life_until: self.ms(life_until),
             deadline,
         });
         t.parked += 1;
         t.deadlines.push(Reverse((deadline, slot, generation)));
         if t.deadlines.len() > 2 * t.parked + 64 {
-            let Inner {
-                slots, deadlines, ..
-            } = &mut *t;
-            deadlines.retain(|Reverse((_, s, g))| {
-                let s = &slots[*s as usize];
-                s.generation == *g && s.entry.is_some()
+            let mut heap = std::mem::take(&mut t.deadlines).into_vec();
+            heap.retain(|Reverse((_, s, g))| {
+                t.slot(*s)
+                    .is_some_and(|s| s.generation == *g && s.entry.is_some())
             });
+            t.deadlines = heap.into();
         }
         Ok(())
     }
 
     /// Takes the entry of `slot` if it still is the one of `generation`.
     fn take(t: &mut Inner, slot: u32, generation: u32) -> Option<Entry> {
-        let s = t.slots.get_mut(slot as usize)?;
+        let s = t.slot(slot)?;
         if s.generation != generation {
             return None;
         }
@@ -209,11 +232,11 @@ impl Lot {
     fn take_where(&self, mut close_it: impl FnMut(&Entry) -> bool) -> Vec<Entry> {
         let mut t = self.lock();
         let mut out = Vec::new();
-        for i in 0..t.slots.len() {
-            let s = &t.slots[i];
+        for i in 0..(t.chunks.len() * CHUNK) as u32 {
+            let Some(s) = t.slot(i) else { break };
             if s.entry.as_ref().is_some_and(&mut close_it) {
                 let g = s.generation;
-                out.extend(Self::take(&mut t, i as u32, g));
+                out.extend(Self::take(&mut t, i, g));
             }
         }
         out
@@ -222,6 +245,7 @@ impl Lot {
     /// Closes the parked connections whose deadline is at or before `now` (the worker's
     /// ticker calls this every `idle::TICK`); returns how many.
     pub fn tick(&self, now: Instant) -> usize {
+        let now = self.ms(now);
         let mut due = Vec::new();
         {
             let mut t = self.lock();
@@ -251,7 +275,7 @@ impl Lot {
     /// A reload made `sh` the newest generation: parked connections of listeners it no longer
     /// has close now (idle connections of a removed listener close, as at shutdown).
     pub fn close_removed(&self, sh: &Shared) {
-        let gone = self.take_where(|e| sh.listener_on(e.listener.config.port).is_none());
+        let gone = self.take_where(|e| sh.listener_on(e.active.port).is_none());
         gone.into_iter().for_each(close_entry);
     }
 
@@ -293,7 +317,7 @@ impl Lot {
                     // Out of the lot's epoll before tokio's registration (a one-shot entry
                     // stays in the set, disarmed, until removed or closed).
                     let _ = self.ctl(libc::EPOLL_CTL_DEL, e.tcp.as_raw_fd(), 0);
-                    resume(e);
+                    self.resume(e);
                 }
             }
             handled += n;
@@ -303,46 +327,55 @@ impl Lot {
         }
         false
     }
-}
 
-/// A fresh connection task for a parked connection that turned readable.
-fn resume(e: Entry) {
-    let Entry {
-        tcp,
-        sh,
-        listener,
-        peer,
-        active,
-        life_until,
-        deadline,
-    } = e;
-    let tcp = match tokio::net::TcpStream::from_std(tcp) {
-        Ok(t) => t,
-        Err(err) => {
-            // Dropping the socket and its guard closes it and counts it out.
-            tracing::debug!(%peer, error = %err, "cannot resume a parked connection: closed");
+    /// A fresh connection task for a parked connection that turned readable, in the newest
+    /// generation; one whose listener a reload removed closes (as it would at its next idle
+    /// wait).
+    fn resume(&self, e: Entry) {
+        let Entry {
+            tcp,
+            active,
+            life_until,
+            deadline,
+        } = e;
+        let sh = active.sh.newest().unwrap_or_else(|| active.sh.clone());
+        let Some(listener) = sh.listener_on(active.port).cloned() else {
+            close(tcp);
             return;
-        }
-    };
-    let ci = Arc::new(ConnInfo::new(
-        &sh,
-        listener,
-        peer,
-        None,
-        sh.h1_state.clone(),
-    ));
-    let r = Resumed {
-        life_until,
-        deadline,
-    };
-    tokio::spawn(crate::h1::server::resume(
-        sh,
-        ci,
-        ClientStream::Plain(tcp),
-        active,
-        h2c,
-        r,
-    ));
+        };
+        let peer = match tcp.peer_addr() {
+            Ok(p) => p,
+            // Reset by the client meanwhile: closed, counted out.
+            Err(_) => return,
+        };
+        let tcp = match tokio::net::TcpStream::from_std(tcp) {
+            Ok(t) => t,
+            Err(err) => {
+                // Dropping the socket and its guard closes it and counts it out.
+                tracing::debug!(%peer, error = %err, "cannot resume a parked connection: closed");
+                return;
+            }
+        };
+        let ci = Arc::new(ConnInfo::new(
+            &sh,
+            listener,
+            peer,
+            None,
+            sh.h1_state.clone(),
+        ));
+        let r = Resumed {
+            life_until: self.instant(life_until),
+            deadline: self.instant(deadline),
+        };
+        tokio::spawn(crate::h1::server::resume(
+            sh,
+            ci,
+            ClientStream::Plain(tcp),
+            active,
+            h2c,
+            r,
+        ));
+    }
 }
 
 fn close_entry(e: Entry) {
@@ -409,5 +442,33 @@ pub async fn run(lot: Arc<Lot>, mut shutdown: watch::Receiver<bool>) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a parked connection costs the worker is its slot (and a deadline in the heap).
+    #[test]
+    fn a_parked_connection_is_a_64_byte_slot() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 64,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+        assert_eq!(std::mem::size_of::<Reverse<(u64, u32, u32)>>(), 16);
+    }
+
+    #[test]
+    fn the_slab_grows_by_chunks_and_reuses_freed_slots() {
+        let mut t = Inner::default();
+        let first: Vec<u32> = (0..CHUNK + 1).map(|_| t.vacant()).collect();
+        assert_eq!(t.chunks.len(), 2);
+        assert_eq!(first[..3], [0, 1, 2], "in order");
+        assert!(t.slot(first[CHUNK]).is_some());
+        t.free.push(7);
+        assert_eq!(t.vacant(), 7);
+        assert!(t.slot((2 * CHUNK) as u32).is_none());
     }
 }

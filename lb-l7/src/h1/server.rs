@@ -80,7 +80,6 @@ impl Guard for () {
 /// An idle plain connection handed to `Guard::park`: nothing buffered, at least one request
 /// served (so it is not h2c), waiting for its next bytes until `deadline`.
 pub struct Idle {
-    pub sh: Arc<Shared>,
     pub ci: Arc<ConnInfo>,
     pub tcp: tokio::net::TcpStream,
     pub life_until: Instant,
@@ -206,7 +205,6 @@ async fn run<G: Guard, H, F>(
                 Woken::Park => match (guard.take(), io) {
                     (Some(g), ClientStream::Plain(tcp)) => {
                         let idle = Idle {
-                            sh: sh.clone(),
                             ci: ci.clone(),
                             tcp,
                             life_until,

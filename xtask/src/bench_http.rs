@@ -889,11 +889,14 @@ fn steady_rss(p: &Proc) -> u64 {
     before
 }
 
-/// RSS growth per connection, in bytes, while `hold` holds `n` connections.
+/// RSS growth per connection, in bytes, while `hold` holds `n` connections, read once the
+/// last one has been idle for 1.5 s: what an idle connection costs for as long as it stays
+/// idle (weir parks a plain one idle for 0.5 s, `lb_l7::accept::park`; nginx and HAProxy
+/// change nothing after the request).
 fn rss_per_conn<T>(p: &Proc, n: usize, hold: impl FnOnce() -> Result<T>) -> Result<f64> {
     let before = steady_rss(p);
     let held = hold()?;
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(1500));
     let after = p.rss_kib();
     drop(held);
     Ok(after.saturating_sub(before) as f64 * 1024.0 / n as f64)

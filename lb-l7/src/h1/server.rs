@@ -190,11 +190,14 @@ async fn run<G: Guard, H, F>(
                 armed.poll_fired(cx).map(|()| false)
             })
             .await;
-            let woken = match (readable, armed.poked()) {
-                (true, _) => Woken::Readable,
-                (false, true) => Woken::Poked,
-                (false, false) if parks => Woken::Park,
-                (false, false) => Woken::Expired,
+            let woken = if readable {
+                Woken::Readable
+            } else if armed.poked() {
+                Woken::Poked
+            } else if parks {
+                Woken::Park
+            } else {
+                Woken::Expired
             };
             drop(armed);
             match woken {

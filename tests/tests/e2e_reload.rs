@@ -12,6 +12,8 @@
 //!   file's location in the log, the generation unchanged, traffic unaffected.
 //! - a worker SIGKILLed after a reload comes back with the control plane's generation, not
 //!   with the file on disk (changed since, or broken).
+//!
+//! `WEIR_TEST_H2_ENGINE=weir|hyper` serves the HTTP/2 clients on that engine (else the default).
 
 mod common;
 mod e2e_reload_support;
@@ -48,8 +50,12 @@ fn config(x: &str, target: SocketAddr, extra: &str) -> String {
     } else {
         ""
     };
+    // `WEIR_TEST_H2_ENGINE=weir|hyper`: the HTTP/2 clients on that engine (else the default).
+    let engine = std::env::var("WEIR_TEST_H2_ENGINE")
+        .map(|e| format!("http2_engine = \"{e}\"\n"))
+        .unwrap_or_default();
     format!(
-        "[workers]\ncount = 2\n\n[load_balancer]\ndrain_timeout_seconds = 5\n\n\
+        "[workers]\ncount = 2\n\n[load_balancer]\ndrain_timeout_seconds = 5\n{engine}\n\
          [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\n\
          default_action = {{ type = \"forward\", target_group = \"app-{x}\" }}\n\
          [[listener.rule]]\npriority = 10\ncondition = [{{ field = \"path-pattern\", values = [\"/which\"] }}]\n\

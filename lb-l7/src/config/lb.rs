@@ -40,9 +40,9 @@ pub struct LoadBalancerAttributes {
     /// weir: an HTTP/2 connection is closed gracefully (GOAWAY) after this many requests, like
     /// ALB's fixed 10,000; 0 = no limit.
     pub http2_max_requests_per_connection: u64,
-    /// weir: which engine serves HTTP/2 clients: hyper's server (`"hyper"`, the default) or
-    /// weir's own (`"weir"`, `crate::h2weir`). Taken per connection from the generation it
-    /// starts in.
+    /// weir: which engine serves HTTP/2 clients: weir's own (`"weir"`, the default,
+    /// `crate::h2weir`) or hyper's server (`"hyper"`). Taken per connection from the
+    /// generation it starts in.
     pub http2_engine: Http2Engine,
     /// weir: idle timeout of a WebSocket (upgraded) tunnel; default 0 = `idle_timeout`.
     pub websocket_idle_timeout_seconds: u64,
@@ -92,9 +92,9 @@ impl Default for LoadBalancerAttributes {
 #[serde(rename_all = "lowercase")]
 pub enum Http2Engine {
     /// hyper's HTTP/2 server (`crate::h2`).
-    #[default]
     Hyper,
     /// weir's own HTTP/2 engine (`crate::h2weir` over `crate::h2conn`).
+    #[default]
     Weir,
 }
 

@@ -276,7 +276,7 @@ type = "A+AAAA"
 #[test]
 fn http2_engine_is_hyper_or_weir() {
     let c: L7Config = toml::from_str("").unwrap();
-    assert_eq!(c.load_balancer.http2_engine, Http2Engine::Hyper);
+    assert_eq!(c.load_balancer.http2_engine, Http2Engine::Weir);
     let w: L7Config = toml::from_str("[load_balancer]\nhttp2_engine = \"weir\"").unwrap();
     assert_eq!(w.load_balancer.http2_engine, Http2Engine::Weir);
     let h: L7Config = toml::from_str("[load_balancer]\nhttp2_engine = \"hyper\"").unwrap();

@@ -25,6 +25,9 @@
 //!   resumed). Handshakes/s is printed too, but 8 s_time processes on the load core do not
 //!   keep the proxy core busy (a `--quick` run: ~700/s at ~1 ms CPU each, ~75 %), so CPU per
 //!   handshake is the figure to compare.
+//!   What each proxy negotiates with that client library (`openssl s_client`: protocol, cipher,
+//!   key exchange, signature, TLS 1.3 session tickets sent) is printed, with whether protocol,
+//!   key exchange and ticket count are the same for all.
 //! - `idle_conns`: `--idle-conns` (10,000) idle keep-alive client connections, plain and TLS
 //!   (one request each, then idle), on fresh processes: proxy RSS growth per connection. The
 //!   plain ones are held by this process; the TLS ones by a Python asyncio client (`python3`,
@@ -626,6 +629,70 @@ fn full_handshakes(port: u16, secs: u64) -> Result<Handshakes> {
     }
     hs.secs = start.elapsed().as_secs_f64();
     Ok(hs)
+}
+
+/// What a default OpenSSL client (`s_client`, the same library and defaults as the `s_time`
+/// clients) negotiates with the proxy on 127.0.0.1:`port`, and how many TLS 1.3 session
+/// tickets the proxy sends after one `GET / HTTP/1.0`: the full-handshake figures compare the
+/// same work only when the version, the key exchange, the certificate (the bench's one RSA-2048
+/// key) and the tickets are the same.
+#[derive(Debug, Default, PartialEq)]
+struct Negotiated {
+    protocol: String,
+    cipher: String,
+    key_exchange: String,
+    signature: String,
+    tickets: usize,
+}
+
+fn negotiated(port: u16) -> Result<Negotiated> {
+    let mut c = Command::new("timeout")
+        .args([
+            "10",
+            "openssl",
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["-ign_eof", "-msg"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run openssl s_client")?;
+    c.stdin
+        .take()
+        .context("s_client stdin")?
+        .write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+    let out = c.wait_with_output().context("openssl s_client")?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    Ok(parse_negotiated(&text))
+}
+
+fn parse_negotiated(text: &str) -> Negotiated {
+    let after = |l: &str, key: &str| l.strip_prefix(key).map(|v| v.trim().to_string());
+    let mut n = Negotiated::default();
+    let (mut sig_type, mut sig_digest) = (String::new(), String::new());
+    for l in text.lines() {
+        if let Some(v) = l.strip_prefix("New, ") {
+            // "New, TLSv1.3, Cipher is TLS_AES_128_GCM_SHA256"
+            if let Some((proto, cipher)) = v.split_once(", Cipher is ") {
+                n.protocol = proto.trim().to_string();
+                n.cipher = cipher.trim().to_string();
+            }
+        } else if let Some(v) = after(l, "Server Temp Key:") {
+            n.key_exchange = v;
+        } else if let Some(v) = after(l, "Peer signature type:") {
+            sig_type = v;
+        } else if let Some(v) = after(l, "Peer signing digest:") {
+            sig_digest = v;
+        } else if l.starts_with("<<< ") && l.ends_with("NewSessionTicket") {
+            n.tickets += 1;
+        }
+    }
+    n.signature = format!("{sig_type}/{sig_digest}");
+    n
 }
 
 /// One h2load run with `load` (connections, streams, `-D SECS` or `-n COUNT`, `--h1`): req/s,
@@ -1289,6 +1356,12 @@ fn rounds(
     }
     wrk(&format!("http://127.0.0.1:{RELAY}/"), 64, 1, &[])?;
 
+    // What each proxy negotiates with the handshake scenario's client library.
+    let mut tls_params = BTreeMap::new();
+    for (i, spec) in specs.iter().enumerate() {
+        tls_params.insert(spec.name, negotiated(ports(i).tls)?);
+    }
+
     let secs = o.duration.to_string();
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
     // Per proxy: TLS connections made by s_time, of which resumed (must be none).
@@ -1498,6 +1571,29 @@ fn rounds(
             "NOT ALL FULL: the CPU per handshake figure includes resumptions"
         }
     );
+    println!("TLS negotiated with a default OpenSSL client (openssl s_client, as s_time):");
+    for (name, n) in &tls_params {
+        println!(
+            "  {name:<12}{} {} key exchange {}, signature {}, {} session tickets",
+            n.protocol, n.cipher, n.key_exchange, n.signature, n.tickets
+        );
+    }
+    let same = |f: fn(&Negotiated) -> &str| {
+        let mut v: Vec<&str> = tls_params.values().map(f).collect();
+        v.dedup();
+        v.len() <= 1
+    };
+    let same_tickets = {
+        let mut v: Vec<usize> = tls_params.values().map(|n| n.tickets).collect();
+        v.dedup();
+        v.len() <= 1
+    };
+    println!(
+        "  same protocol: {}, same key exchange: {}, same ticket count: {}",
+        same(|n| &n.protocol),
+        same(|n| &n.key_exchange),
+        same_tickets
+    );
     println!("client-visible errors: {errors:?}");
     if let (Some(old), Some(f)) = (&compare, &o.compare) {
         println!(
@@ -1525,6 +1621,7 @@ fn rounds(
                    "haproxy": sh("haproxy", &["-v"]).unwrap_or_default().lines().next().unwrap_or(""),
                    "nginx": sh("nginx", &["-v"]).unwrap_or_default().trim() },
         "median": med, "rounds": m, "ratios": ratios,
+        "tls_negotiated": tls_params.iter().map(|(n, t)| ((*n).to_string(), json!({ "protocol": t.protocol, "cipher": t.cipher, "key_exchange": t.key_exchange, "signature": t.signature, "tickets": t.tickets }))).collect::<serde_json::Map<_, _>>(),
         "tls_handshakes": handshakes.iter().map(|(n, t)| ((*n).to_string(), json!({ "connections": t.0, "resumed": t.1 }))).collect::<serde_json::Map<_, _>>(), "syscalls": sys, "lab": lab, "targets": targets, "errors": errors,
     });
     let out = crate::bench::report::write_json("http", &all)?;
@@ -1535,6 +1632,26 @@ fn rounds(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn negotiated_parameters_from_s_client() {
+        let out = "<<< TLS 1.3, Handshake [length 0078], ServerHello\n\
+                   Peer signing digest: SHA256\nPeer signature type: RSA-PSS\n\
+                   Server Temp Key: X25519, 253 bits\n\
+                   New, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384\n\
+                   <<< TLS 1.3, Handshake [length 00e9], NewSessionTicket\n\
+                   <<< TLS 1.3, Handshake [length 00e9], NewSessionTicket\n";
+        assert_eq!(
+            parse_negotiated(out),
+            Negotiated {
+                protocol: "TLSv1.3".into(),
+                cipher: "TLS_AES_256_GCM_SHA384".into(),
+                key_exchange: "X25519, 253 bits".into(),
+                signature: "RSA-PSS/SHA256".into(),
+                tickets: 2,
+            }
+        );
+    }
 
     #[test]
     fn s_time_connections_and_resumptions() {

@@ -848,6 +848,48 @@ async fn trickle_backend(every: Duration, chunks: usize) -> u16 {
     port
 }
 
+/// weir's engine: the GOAWAY of `http2_max_requests_per_connection` goes out ahead of the
+/// responses of the turn that reached the limit. Behind them, a client that reads both at once
+/// opens requests in the slots those responses free, then may not send them (RFC 9113 §6.8;
+/// nghttp2 fails them REFUSED_STREAM): e2e_reload's storm lost requests so. hyper's engine
+/// writes its GOAWAY after responses at times (docs/l7.md), so this one is weir's only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_engine_sends_the_request_limit_goaway_ahead_of_the_responses() {
+    let _serial = serial().await;
+    let port = free_port();
+    let _w = start(&format!(
+        r#"
+[load_balancer]
+http2_engine = "weir"
+http2_max_requests_per_connection = 4
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "fixed-response", status_code = 200, message_body = "ok" }}
+"#
+    ));
+    let mut c = H2::connect(port, &[]).await;
+    // The limit is reached in the turn that reads these four and answers them.
+    let batch: Vec<u8> = [1, 3, 5, 7]
+        .into_iter()
+        .flat_map(|id| request(id, "/", &[], true))
+        .collect();
+    c.send(&batch).await.unwrap();
+    let mut order = Vec::new();
+    while order.iter().filter(|&&(t, _)| t == HEADERS).count() < 4 {
+        match c.next(Duration::from_secs(5)).await {
+            Got::Frame(f) if matches!(f.ty, HEADERS | GOAWAY) => order.push((f.ty, f.stream)),
+            Got::Frame(_) => {}
+            g => panic!("{g:?} after {order:?}"),
+        }
+    }
+    assert_eq!(
+        order.first(),
+        Some(&(GOAWAY, 0)),
+        "the GOAWAY ahead of every response: {order:?}"
+    );
+}
+
 /// Keep-alive PINGs (hyper's `keep_alive_interval`/`keep_alive_timeout(idle)`, weir's core):
 /// a stream's response trickles for 5 s with a 1 s idle timeout. A client that answers PINGs
 /// gets all of it; a client that sends nothing after its request gets a PING an idle timeout

@@ -3,6 +3,7 @@
 //! it, the worker's tick empties it). Its own module so the generation (`pipeline::Shared`)
 //! can hold it without importing `crate::generation`, which builds generations.
 
+use crate::idle::IdleDeadlines;
 use crate::target::TargetRt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,9 @@ pub struct Draining {
     pub expired_with_requests: AtomicU64,
     /// The requests they still had.
     pub expired_requests: AtomicU64,
+    /// The worker's table the requests waiting for a response head arm their deadline on:
+    /// poked when a target expires, so its waiters look at `Expiry` (`crate::expiry`).
+    timers: Arc<IdleDeadlines>,
 }
 
 #[derive(Debug)]
@@ -27,6 +31,14 @@ struct Leaving {
 }
 
 impl Draining {
+    /// Expiries wake the waiters armed on `timers` (the worker's `Shared::timers`).
+    pub fn new(timers: Arc<IdleDeadlines>) -> Draining {
+        Draining {
+            timers,
+            ..Draining::default()
+        }
+    }
+
     pub(crate) fn add(&self, group: &str, target: Arc<TargetRt>, deadline: Option<Instant>) {
         if let Ok(mut v) = self.targets.lock() {
             v.push(Leaving {
@@ -53,6 +65,7 @@ impl Draining {
         let Ok(mut v) = self.targets.lock() else {
             return;
         };
+        let mut expired = false;
         v.retain(|l| {
             let t = &l.target;
             t.pool.sweep(now);
@@ -64,6 +77,7 @@ impl Draining {
                 self.expired_with_requests.fetch_add(1, Relaxed);
                 self.expired_requests.fetch_add(busy, Relaxed);
                 t.expiry.expire();
+                expired = true;
                 tracing::warn!(group = %l.group, target = %t.addr, in_flight = busy,
                     "deregistration delay over with requests in flight: those waiting for a response get a 502");
             } else {
@@ -72,5 +86,9 @@ impl Draining {
             t.pool.clear();
             false
         });
+        drop(v);
+        if expired {
+            self.timers.poke_all();
+        }
     }
 }

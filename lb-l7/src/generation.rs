@@ -176,6 +176,7 @@ pub fn first(
     w: WorkerWide,
 ) -> Shared {
     let (groups, _) = groups(&config, None);
+    let timers: Arc<crate::idle::IdleDeadlines> = Default::default();
     Shared {
         generation: number,
         limits: Limits::from_config(&config),
@@ -189,10 +190,10 @@ pub fn first(
         worker_index: w.worker_index,
         shutdown: w.shutdown,
         idle: Default::default(),
-        timers: Default::default(),
+        timers: timers.clone(),
         clock: Default::default(),
         h1_state: Arc::new(ConnState::default()),
-        draining: Default::default(),
+        draining: Arc::new(Draining::new(timers)),
     }
 }
 

@@ -207,13 +207,14 @@ pub async fn forward(
         // The response head (interim 1xx skipped, except 101), watching for the client going
         // away meanwhile (ALB's 460).
         let watch = (body_state == BodyState::Done).then(|| client.tcp());
-        let waited = read_response_head_or_gone(&mut up, &mut ubuf, idle, sh, watch);
-        let Some(waited) = t.expiry.or_expired(waited).await else {
-            return deregistered(t, body_state, received);
-        };
-        let Waited::Head(resp) = waited else {
-            tracing::debug!(target_addr = %t.addr, "client closed before the response");
-            return client_closed(sh, log);
+        let waited = read_response_head_or_gone(&mut up, &mut ubuf, idle, sh, t, watch).await;
+        let resp = match waited {
+            Waited::Head(resp) => resp,
+            Waited::Expired => return deregistered(t, body_state, received),
+            Waited::ClientGone => {
+                tracing::debug!(target_addr = %t.addr, "client closed before the response");
+                return client_closed(sh, log);
+            }
         };
         let resp = match resp {
             Ok(r) => r,
@@ -431,9 +432,10 @@ async fn read_response_head_or_gone(
     buf: &mut BytesMut,
     idle: Duration,
     sh: &Shared,
+    t: &TargetRt,
     client: Option<&TcpStream>,
 ) -> Waited {
-    attempt::read_head_watching(up, buf, idle, &sh.timers, &sh.clock, client).await
+    attempt::read_head_watching(up, buf, idle, &sh.timers, &sh.clock, &t.expiry, client).await
 }
 
 /// A `101 Switching Protocols`: the head goes to the client, then bytes flow both ways.

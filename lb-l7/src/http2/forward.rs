@@ -126,8 +126,7 @@ pub async fn forward<B: RequestBody>(
         let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &parts.method, idle);
         let read = match waiting.io() {
             Some((up, ubuf)) => {
-                let head = attempt::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock);
-                t.expiry.or_expired(head).await
+                attempt::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock, &t.expiry).await
             }
             None => Some(Err(HeadFailure::Closed(false))),
         };

@@ -7,6 +7,7 @@ use super::codec::{self, Fields, ResponseHead};
 use super::prepare::Outstanding;
 use super::relay::{self, NowOrPending};
 use crate::access_log::Record;
+use crate::expiry::Expiry;
 use crate::idle::{CoarseClock, IdleDeadlines};
 use crate::pool::keepalive::{Advertised, Seen};
 use crate::target::{GroupRt, TargetRt};
@@ -194,7 +195,9 @@ pub(crate) async fn target_connection(
         m.upstream_connections_reused.fetch_add(1, Relaxed);
         return Ok((s, Some(idle)));
     }
-    match connect(t, sh.limits.connect_timeout).await {
+    // Boxed: the connect future (a TLS handshake's included) is ~1.4 KB, and every request's
+    // future would carry that room while only a new connection needs it.
+    match Box::pin(connect(t, sh.limits.connect_timeout)).await {
         Ok(s) => {
             m.upstream_connections_opened.fetch_add(1, Relaxed);
             Ok((s, None))
@@ -238,6 +241,9 @@ pub(crate) enum Waited {
     Head(Result<ResponseHead, HeadFailure>),
     /// The watched client closed (FIN or reset) first.
     ClientGone,
+    /// The target's deregistration deadline passed first (`crate::expiry`): 502, the
+    /// connection dropped.
+    Expired,
 }
 
 pub(crate) enum HeadFailure {
@@ -248,17 +254,20 @@ pub(crate) enum HeadFailure {
 }
 
 /// Reads a target's response head, waiting at most `idle` between reads (on the worker's
-/// coarse deadline table `timers`, not a tokio timer: one per request adds up).
+/// coarse deadline table `timers`, not a tokio timer: one per request adds up); `None` when
+/// the target's deregistration deadline (`expiry`) passed first.
 pub(crate) async fn read_response_head(
     up: &mut UpStream,
     buf: &mut BytesMut,
     idle: Duration,
     timers: &IdleDeadlines,
     clock: &CoarseClock,
-) -> Result<ResponseHead, HeadFailure> {
-    match read_head_watching(up, buf, idle, timers, clock, None).await {
-        Waited::Head(r) => r,
-        Waited::ClientGone => Err(HeadFailure::Closed(false)),
+    expiry: &Expiry,
+) -> Option<Result<ResponseHead, HeadFailure>> {
+    match read_head_watching(up, buf, idle, timers, clock, expiry, None).await {
+        Waited::Head(r) => Some(r),
+        Waited::ClientGone => Some(Err(HeadFailure::Closed(false))),
+        Waited::Expired => None,
     }
 }
 
@@ -275,12 +284,17 @@ async fn closed(client: Option<&TcpStream>) {
     }
 }
 
+/// The response head as `read_response_head` reads it, and `client` watched meanwhile (see
+/// `closed`). A head already read wins over an expiry; a wait is given up at the expiry's
+/// poke (`crate::expiry`), and any other poke of `timers` only re-arms the deadline.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_head_watching(
     up: &mut UpStream,
     buf: &mut BytesMut,
     idle: Duration,
     timers: &IdleDeadlines,
     clock: &CoarseClock,
+    expiry: &Expiry,
     client: Option<&TcpStream>,
 ) -> Waited {
     let mut any = false;
@@ -294,6 +308,9 @@ pub(crate) async fn read_head_watching(
                 Ok(None) => {}
                 Err(why) => return Waited::Head(Err(HeadFailure::Malformed(why))),
             }
+        }
+        if expiry.is_expired() {
+            return Waited::Expired;
         }
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(relay::CHUNK);
@@ -312,12 +329,20 @@ pub(crate) async fn read_head_watching(
                     if gone.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wake::ClientGone);
                     }
-                    armed.poll_fired(cx).map(|()| Wake::Timeout)
+                    armed.poll_fired(cx).map(|()| {
+                        if armed.poked() {
+                            Wake::Poked
+                        } else {
+                            Wake::Timeout
+                        }
+                    })
                 })
                 .await
             }
         };
         match read {
+            // Looks at the expiry, then waits again (a new deadline: the poke came early).
+            Wake::Poked => continue,
             Wake::Timeout => return Waited::Head(Err(HeadFailure::Timeout)),
             Wake::ClientGone => return Waited::ClientGone,
             Wake::Read(Ok(0) | Err(_)) => return Waited::Head(Err(HeadFailure::Closed(any))),
@@ -331,4 +356,58 @@ enum Wake {
     Read(std::io::Result<usize>),
     ClientGone,
     Timeout,
+    /// The deadline table was poked (a target expired somewhere).
+    Poked,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A waiter on a target that expires wakes at the expiry's poke and gives up; a poke
+    /// without an expiry (another target's) only re-arms, and the head that comes later is
+    /// read.
+    #[tokio::test]
+    async fn a_wait_ends_at_the_expiry_poke_and_other_pokes_rearm() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let timers = Arc::new(IdleDeadlines::default());
+        let clock = Arc::new(CoarseClock::default());
+        let wait = |expiry: Arc<Expiry>| {
+            let (timers, clock) = (timers.clone(), clock.clone());
+            tokio::spawn(async move {
+                let mut up = upstream::connect(addr, None).await.unwrap();
+                let mut buf = BytesMut::new();
+                let idle = Duration::from_secs(30);
+                read_head_watching(&mut up, &mut buf, idle, &timers, &clock, &expiry, None).await
+            })
+        };
+        let (gone, kept) = (Arc::new(Expiry::default()), Arc::new(Expiry::default()));
+        let expiring = wait(gone.clone());
+        let (_a, _) = listener.accept().await.unwrap();
+        let answered = wait(kept.clone());
+        let (mut b, _) = listener.accept().await.unwrap();
+        while timers.armed() < 2 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // `Draining::tick` at a deadline: the flag, then the poke.
+        gone.expire();
+        timers.poke_all();
+        let r = tokio::time::timeout(Duration::from_secs(5), expiring).await;
+        assert!(matches!(r, Ok(Ok(Waited::Expired))), "gave up at the poke");
+        // The other waiter armed again and still waits.
+        while timers.armed() < 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(!answered.is_finished());
+        b.write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+            .await
+            .unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(5), answered).await;
+        assert!(
+            matches!(r, Ok(Ok(Waited::Head(Ok(ref h)))) if h.status == 204),
+            "the head after the poke"
+        );
+    }
 }

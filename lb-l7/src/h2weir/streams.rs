@@ -5,8 +5,8 @@
 //! A request body consumed (or dropped) queues its slot for `release_capacity` the same way.
 
 use super::recv::RecvShared;
-use crate::body::Body;
 use crate::h2conn::StreamId;
+use crate::http2::service::ResponseBody;
 use http::Response;
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -19,7 +19,7 @@ use std::task::{Wake, Waker};
 
 /// A request's phases through the pipeline (`crate::http2::service::handle`).
 pub(super) type RequestFuture =
-    Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
 
 /// What the connection's task must look at, filled by wakers (any task of the worker).
 #[derive(Default)]
@@ -117,7 +117,7 @@ pub(super) enum Phase {
     /// The request is in the pipeline.
     Handling(RequestFuture),
     /// The head was sent; the body is pulled while the stream can take more.
-    Sending(Body),
+    Sending(ResponseBody),
     /// The response's data is all queued; its END_STREAM waits for the request to end (or its
     /// body to be dropped). The protocol core resets a stream whose response ends while its
     /// request body still comes (RFC 9113 §8.1), and a response of weir's own may leave the

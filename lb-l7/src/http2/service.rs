@@ -4,14 +4,18 @@
 use super::unread::with_unread_body;
 use super::{RequestBody, forward, h2rules};
 use crate::access_log::{Record, rfc3339};
-use crate::body::{self, Body};
+use crate::body::{Body, BoxError};
 use crate::pipeline::attempt::CLIENT_CLOSED;
 use crate::pipeline::decide::{Decision, decide, new_record};
 use crate::pipeline::{ConnInfo, ConnState, Shared, respond};
+use bytes::Bytes;
 use http::{Request, Response, Version};
+use http_body::{Body as _, Frame, SizeHint};
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 /// One request: hyper's service entry point, and the future weir's engine runs per stream.
@@ -19,7 +23,7 @@ pub async fn handle<B: RequestBody>(
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
     req: Request<B>,
-) -> Result<Response<Body>, Infallible> {
+) -> Result<Response<ResponseBody>, Infallible> {
     let st = &ci.state;
     let seen = st.requests.fetch_add(1, Relaxed);
     let first = seen == 0;
@@ -32,14 +36,14 @@ pub async fn handle<B: RequestBody>(
     }
     let mut stream = InFlight::new(&sh, &ci);
     stream.log = sh.access_log.enabled().then(|| {
-        new_record(
+        Box::new(new_record(
             &sh,
             &ci,
             req.method(),
             req.uri(),
             req.version(),
             req.headers(),
-        )
+        ))
     });
     let malformed = match req.version() == Version::HTTP_2 {
         false => None,
@@ -51,12 +55,12 @@ pub async fn handle<B: RequestBody>(
     };
     let decision = if let Some(reason) = malformed {
         sh.metrics.elb_status(400);
-        if let Some(l) = stream.log.as_mut() {
+        if let Some(l) = stream.log.as_deref_mut() {
             l.error_reason = Some(reason);
         }
         Decision::Respond(respond::elb(400, false))
     } else {
-        decide(&sh, &ci, &req, false, stream.log.as_mut())
+        decide(&sh, &ci, &req, false, stream.log.as_deref_mut())
     };
     let resp = match decision {
         // The request's body is kept (unread) until the response has been sent (dropped
@@ -65,7 +69,7 @@ pub async fn handle<B: RequestBody>(
         Decision::Respond(r) => with_unread_body(r, req.into_body(), sh.limits.idle_timeout),
         Decision::Forward(route) => {
             // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
-            let log = stream.log.as_mut();
+            let log = stream.log.as_deref_mut();
             Box::pin(forward::forward(&sh, &ci, route, req, first, log)).await
         }
     };
@@ -73,8 +77,72 @@ pub async fn handle<B: RequestBody>(
     // Phase log: when the response body has been sent (or dropped).
     let (parts, body) = resp.into_parts();
     stream.responded(parts.status.as_u16());
-    let on_end: body::OnEnd = Box::new(move |bytes, done| stream.end(bytes, done));
-    Ok(Response::from_parts(parts, body::tracked(body, on_end)))
+    Ok(Response::from_parts(parts, ResponseBody::new(body, stream)))
+}
+
+/// A stream's response body as the engine sends it: the bytes counted, and the stream's
+/// bookkeeping ended (`InFlight::end`: the access-log line, a cancelled stream counted) when
+/// it ends, fails or is dropped. A type of its own, not a boxed `body::Tracked` with a boxed
+/// closure: two allocations and an indirection less per response.
+pub struct ResponseBody {
+    inner: Body,
+    bytes: u64,
+    stream: Option<InFlight>,
+}
+
+impl ResponseBody {
+    fn new(inner: Body, stream: InFlight) -> ResponseBody {
+        ResponseBody {
+            inner,
+            bytes: 0,
+            stream: Some(stream),
+        }
+    }
+
+    fn end(&mut self, done: bool) {
+        if let Some(s) = self.stream.take() {
+            s.end(self.bytes, done);
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    this.bytes += d.len() as u64;
+                }
+            }
+            Poll::Ready(Some(Err(_))) => this.end(false),
+            Poll::Ready(None) => this.end(true),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for ResponseBody {
+    fn drop(&mut self) {
+        let done = self.inner.is_end_stream();
+        self.end(done);
+    }
 }
 
 /// One HTTP/2 stream in flight. It counts in its connection's `in_flight` until dropped (so
@@ -85,7 +153,9 @@ pub async fn handle<B: RequestBody>(
 struct InFlight {
     sh: Arc<Shared>,
     state: Arc<ConnState>,
-    log: Option<Record>,
+    /// Boxed: a `Record` is ~570 bytes, and the stream's future and its response body's
+    /// end callback carry `InFlight` whether the access log is on or not.
+    log: Option<Box<Record>>,
     started: Instant,
     /// Bytes read on the connection when the stream started.
     recv0: u64,
@@ -134,7 +204,7 @@ impl InFlight {
         }
     }
 
-    fn write_log(&self, mut l: Record) {
+    fn write_log(&self, mut l: Box<Record>) {
         l.received_bytes = self.state.received.load(Relaxed).saturating_sub(self.recv0);
         let total = self.started.elapsed().as_secs_f64();
         let before =

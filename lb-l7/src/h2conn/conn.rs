@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::frame::{self, kind, setting};
 use super::glitch::Glitches;
@@ -82,6 +82,9 @@ pub(super) fn err(reason: Reason, why: &'static str) -> ConnError {
 
 pub(super) type Res = Result<(), ConnError>;
 
+/// Empty send queues kept for the next streams (a few hundred bytes at most).
+const SPARE_QUEUES: usize = 16;
+
 /// One HTTP/2 server connection's protocol state (see the module doc).
 pub struct Connection {
     pub(super) cfg: Config,
@@ -102,6 +105,11 @@ pub struct Connection {
     /// in there, ahead of the responses not yet handed out.
     pub(super) out_frame: usize,
     pub(super) scratch: Vec<u8>,
+    /// Where decoded header values are copied (`request::Fields`): shared by the requests of
+    /// a run, dropped when the connection has no stream.
+    pub(super) arena: BytesMut,
+    /// Empty send queues of ended streams, for the next ones (an allocation per stream less).
+    pub(super) spare_queues: Vec<VecDeque<Bytes>>,
     /// Streams with something to write, round robin.
     pub(super) order: VecDeque<StreamId>,
     pub(super) peer_max_frame: usize,
@@ -165,6 +173,8 @@ impl Connection {
             out_pos: 0,
             out_frame: 0,
             scratch: Vec::new(),
+            arena: BytesMut::new(),
+            spare_queues: Vec::new(),
             order: VecDeque::new(),
             peer_max_frame: frame::DEFAULT_MAX_FRAME_SIZE as usize,
             peer_initial_window: i64::from(frame::DEFAULT_WINDOW),
@@ -392,11 +402,19 @@ impl Connection {
 
     /// Forgets a stream: its held receive bytes go back to the connection window.
     pub(super) fn remove_stream(&mut self, id: StreamId, how: Closed) -> Option<Stream> {
-        let s = self.streams.remove(&id)?;
+        let mut s = self.streams.remove(&id)?;
         self.recent.record(id, how);
         self.credit_conn(s.recv_held + u64::from(s.recv_unreleased));
+        if s.queue.capacity() > 0 && self.spare_queues.len() < SPARE_QUEUES {
+            let mut q = std::mem::take(&mut s.queue);
+            q.clear();
+            self.spare_queues.push(q);
+        }
         if self.streams.is_empty() {
             self.idle_since = self.now;
+            // An idle connection keeps no arena block and no spare queue.
+            self.arena = BytesMut::new();
+            self.spare_queues = Vec::new();
         }
         Some(s)
     }

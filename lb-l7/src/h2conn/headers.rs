@@ -19,12 +19,11 @@ impl Connection {
         self_dependent: bool,
         block: &[u8],
     ) -> Res {
-        let mut fields = Fields::default();
+        let mut fields = Fields::with_arena(std::mem::take(&mut self.arena));
         let limit = self.cfg.max_header_list_size as usize;
-        let over = self
-            .dec
-            .decode(block, limit, |n, v| fields.field(n, v))
-            .map_err(|_| err(Reason::COMPRESSION_ERROR, "HPACK decoding failed"))?;
+        let decoded = self.dec.decode(block, limit, |n, v| fields.field(n, v));
+        self.arena = fields.take_arena();
+        let over = decoded.map_err(|_| err(Reason::COMPRESSION_ERROR, "HPACK decoding failed"))?;
         if self.streams.contains_key(&id) {
             return self.on_trailers(id, end_stream, over, fields);
         }
@@ -74,12 +73,15 @@ impl Connection {
             // The client may not have applied our SETTINGS yet.
             recv_window = recv_window.max(i64::from(frame::DEFAULT_WINDOW));
         }
-        let s = Stream::new(
+        let mut s = Stream::new(
             recv_window,
             self.peer_initial_window,
             end_stream,
             head.content_length,
         );
+        if let Some(q) = self.spare_queues.pop() {
+            s.queue = q;
+        }
         self.streams.insert(id, s);
         self.glitches.progress();
         self.events.push_back(Event::Request {

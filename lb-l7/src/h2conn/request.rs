@@ -27,8 +27,10 @@ pub(super) struct Head {
 }
 
 /// Collects one header block's fields, for a request or for trailers. Values are copied
-/// once, into one buffer the request's `HeaderValue`s, authority and path share (one
-/// allocation per request, not one per field).
+/// once, into a buffer the request's `HeaderValue`s, authority and path share: the
+/// connection's arena (`with_arena` / `into_arena`), so that a run of requests shares one
+/// allocation (a block of [`ARENA_BLOCK`] bytes is freed when the last value in it is, and
+/// taken up again by the arena when it is its only user).
 pub(super) struct Fields {
     method: Option<Method>,
     scheme: Option<Scheme>,
@@ -41,8 +43,18 @@ pub(super) struct Fields {
     arena: BytesMut,
 }
 
+/// The arena's allocation unit.
+pub(super) const ARENA_BLOCK: usize = 4096;
+
 impl Default for Fields {
     fn default() -> Self {
+        Fields::with_arena(BytesMut::new())
+    }
+}
+
+impl Fields {
+    /// Fields whose values go into `arena` (what is left of it after the previous block).
+    pub fn with_arena(arena: BytesMut) -> Self {
         Fields {
             method: None,
             scheme: None,
@@ -52,8 +64,13 @@ impl Default for Fields {
             cookie: None,
             regular_seen: false,
             error: None,
-            arena: BytesMut::new(),
+            arena,
         }
+    }
+
+    /// The rest of the arena, for the next block.
+    pub fn take_arena(&mut self) -> BytesMut {
+        std::mem::take(&mut self.arena)
     }
 }
 
@@ -99,10 +116,11 @@ impl Fields {
         Ok(())
     }
 
-    /// `v` as `Bytes` in the shared buffer (sized for a typical request at first use).
+    /// `v` as `Bytes` in the shared buffer (a new block when the rest is too small; the old
+    /// block is reused in place once no value points into it).
     fn copy(&mut self, v: &[u8]) -> Bytes {
         if self.arena.capacity() < v.len() {
-            self.arena.reserve(v.len().max(1024));
+            self.arena.reserve(v.len().max(ARENA_BLOCK));
         }
         self.arena.extend_from_slice(v);
         self.arena.split().freeze()

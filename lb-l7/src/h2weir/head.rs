@@ -32,6 +32,14 @@ pub fn prepare(headers: &mut HeaderMap, exact_len: Option<u64>, empty: bool) {
 }
 
 fn strip_connection_specific(headers: &mut HeaderMap) {
+    // One pass over the names first: the pipeline's heads rarely carry any of these, and a
+    // removal by name costs a hash and a probe each (six per response).
+    let any = headers.keys().any(|n| {
+        *n == header::CONNECTION || *n == header::TE || CONNECTION_SPECIFIC.contains(&n.as_str())
+    });
+    if !any {
+        return;
+    }
     for name in CONNECTION_SPECIFIC {
         headers.remove(name);
     }

@@ -168,3 +168,28 @@ async fn a_first_request_on_a_dead_reused_connection_is_retried_by_weir() {
     assert_eq!(seen.load(SeqCst), 4);
     w.stop().await;
 }
+
+/// An HTTP/1.0 request without a Host (what `openssl s_time -www` sends) leaves as HTTP/1.1
+/// with a Host naming the listener's address (ALB generates one with its DNS name): a strict
+/// target (nginx) answers a Host-less HTTP/1.1 request 400 and closes, so each such client
+/// connection also cost a target connection. Three of them share one here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_request_without_host_gets_the_listeners_address() {
+    let b = backend("a").await;
+    let port = free_port();
+    let w = start(&one_target_config(port, b.addr.port(), "", "", ""));
+    for _ in 0..3 {
+        let (out, _) = raw(port, b"GET / HTTP/1.0\r\n\r\n", LIMIT).await;
+        assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+        assert!(
+            out.contains(&format!("\nhost: 127.0.0.1:{port}\n")),
+            "the target saw no Host: {out}"
+        );
+    }
+    let m = w.metrics.snapshot();
+    assert_eq!(
+        (m.upstream_connections_opened, m.upstream_connections_reused),
+        (1, 2)
+    );
+    w.stop().await;
+}

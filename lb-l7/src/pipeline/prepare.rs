@@ -169,6 +169,18 @@ pub fn prepare_upstream(
     // The String's buffer becomes the header value's (no copy).
     let trace = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.into_bytes()))
         .unwrap_or_else(|_| HeaderValue::from_static("-"));
+    // An HTTP/1.0 request may come without a Host (an HTTP/1.1 one gets 400 before this); it
+    // leaves as HTTP/1.1, which must have one (RFC 9112 §3.2: a strict target answers 400 and
+    // closes, so the pooled connection is lost too). ALB generates a Host with its own DNS
+    // name; weir has none and names the listener's address.
+    let listener_host;
+    let host = match host {
+        None if !h.contains_key(header::HOST) => {
+            listener_host = listener.address.to_string();
+            Some(listener_host.as_str())
+        }
+        host => host,
+    };
     let mut new_host = None;
     let rewrite_host =
         !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST);

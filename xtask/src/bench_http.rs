@@ -643,6 +643,9 @@ struct Negotiated {
     key_exchange: String,
     signature: String,
     tickets: usize,
+    /// The status line the proxy answered `GET / HTTP/1.0` (no Host: what `s_time -www`
+    /// sends) with: the scenario compares the same work only when every proxy answers 200.
+    status: String,
 }
 
 fn negotiated(port: u16) -> Result<Negotiated> {
@@ -689,6 +692,8 @@ fn parse_negotiated(text: &str) -> Negotiated {
             sig_digest = v;
         } else if l.starts_with("<<< ") && l.ends_with("NewSessionTicket") {
             n.tickets += 1;
+        } else if l.starts_with("HTTP/") && n.status.is_empty() {
+            n.status = l.trim().to_string();
         }
     }
     n.signature = format!("{sig_type}/{sig_digest}");
@@ -1574,8 +1579,8 @@ fn rounds(
     println!("TLS negotiated with a default OpenSSL client (openssl s_client, as s_time):");
     for (name, n) in &tls_params {
         println!(
-            "  {name:<12}{} {} key exchange {}, signature {}, {} session tickets",
-            n.protocol, n.cipher, n.key_exchange, n.signature, n.tickets
+            "  {name:<12}{} {} key exchange {}, signature {}, {} session tickets; answered {}",
+            n.protocol, n.cipher, n.key_exchange, n.signature, n.tickets, n.status
         );
     }
     let same = |f: fn(&Negotiated) -> &str| {
@@ -1589,10 +1594,11 @@ fn rounds(
         v.len() <= 1
     };
     println!(
-        "  same protocol: {}, same key exchange: {}, same ticket count: {}",
+        "  same protocol: {}, same key exchange: {}, same ticket count: {}, all answered 200: {}",
         same(|n| &n.protocol),
         same(|n| &n.key_exchange),
-        same_tickets
+        same_tickets,
+        tls_params.values().all(|n| n.status.contains(" 200"))
     );
     println!("client-visible errors: {errors:?}");
     if let (Some(old), Some(f)) = (&compare, &o.compare) {
@@ -1621,7 +1627,7 @@ fn rounds(
                    "haproxy": sh("haproxy", &["-v"]).unwrap_or_default().lines().next().unwrap_or(""),
                    "nginx": sh("nginx", &["-v"]).unwrap_or_default().trim() },
         "median": med, "rounds": m, "ratios": ratios,
-        "tls_negotiated": tls_params.iter().map(|(n, t)| ((*n).to_string(), json!({ "protocol": t.protocol, "cipher": t.cipher, "key_exchange": t.key_exchange, "signature": t.signature, "tickets": t.tickets }))).collect::<serde_json::Map<_, _>>(),
+        "tls_negotiated": tls_params.iter().map(|(n, t)| ((*n).to_string(), json!({ "protocol": t.protocol, "cipher": t.cipher, "key_exchange": t.key_exchange, "signature": t.signature, "tickets": t.tickets, "status": t.status }))).collect::<serde_json::Map<_, _>>(),
         "tls_handshakes": handshakes.iter().map(|(n, t)| ((*n).to_string(), json!({ "connections": t.0, "resumed": t.1 }))).collect::<serde_json::Map<_, _>>(), "syscalls": sys, "lab": lab, "targets": targets, "errors": errors,
     });
     let out = crate::bench::report::write_json("http", &all)?;
@@ -1640,7 +1646,8 @@ mod tests {
                    Server Temp Key: X25519, 253 bits\n\
                    New, TLSv1.3, Cipher is TLS_AES_256_GCM_SHA384\n\
                    <<< TLS 1.3, Handshake [length 00e9], NewSessionTicket\n\
-                   <<< TLS 1.3, Handshake [length 00e9], NewSessionTicket\n";
+                   <<< TLS 1.3, Handshake [length 00e9], NewSessionTicket\n\
+                   HTTP/1.1 200 OK\nServer: nginx\n";
         assert_eq!(
             parse_negotiated(out),
             Negotiated {
@@ -1649,6 +1656,7 @@ mod tests {
                 key_exchange: "X25519, 253 bits".into(),
                 signature: "RSA-PSS/SHA256".into(),
                 tickets: 2,
+                status: "HTTP/1.1 200 OK".into(),
             }
         );
     }

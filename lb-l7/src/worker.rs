@@ -49,6 +49,10 @@ pub struct WorkerOptions {
     /// The socket channel (inherited, `crate::socket_channel`): the listening sockets of
     /// listeners a reload adds arrive on it. `None`: a generation may not add listeners.
     pub socket_channel: Option<RawFd>,
+    /// Gives memory the process's allocator holds freed back to the OS (`weir` passes
+    /// mimalloc's `mi_collect`): called after idle connections parked in bulk
+    /// (`crate::accept::park`), whose tasks' memory is then free, at most once a second.
+    pub release_memory: Option<fn()>,
 }
 
 struct Bound {
@@ -386,7 +390,9 @@ impl Worker {
         for m in batch {
             apply_control(&shared, &ctl, m);
         }
-        let lot = Arc::new(crate::accept::park::Lot::new().context("parking lot: epoll")?);
+        let lot = Arc::new(
+            crate::accept::park::Lot::new(opts.release_memory).context("parking lot: epoll")?,
+        );
         Ok(Worker {
             lot,
             shared,

@@ -243,7 +243,7 @@ pub(crate) fn plain_connection_for_test(
         port: l.config.port,
         sh,
         _token: Arc::new(()),
-        lot: Arc::new(park::Lot::new().expect("epoll_create1")),
+        lot: Arc::new(park::Lot::new(None).expect("epoll_create1")),
     };
     plain_connection(active, l, stream, peer)
 }

@@ -50,6 +50,11 @@ const BATCH: usize = 64;
 const PER_WAKE: usize = 1024;
 /// Slots per chunk of the slab: it grows a chunk at a time (no doubling, no copy).
 const CHUNK: usize = 256;
+/// The allocator is asked to give freed memory back once this many connections parked since
+/// it last was ...
+const RELEASE_AFTER: usize = 64;
+/// ... and at most this often.
+const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A parked connection: what its next task needs, 64 bytes with its slot. Its peer address is
 /// asked of the kernel again at resume, and its generation and listener are found again from
@@ -84,6 +89,9 @@ struct Inner {
     parked: usize,
     /// The worker stops (or the lot cannot watch its sockets): nothing parks any more.
     stopped: bool,
+    /// Connections parked since the allocator last gave memory back, and when that was.
+    parked_since_release: usize,
+    last_release: Option<Instant>,
 }
 
 impl Inner {
@@ -111,6 +119,9 @@ pub struct Lot {
     inner: Mutex<Inner>,
     /// What entries' times count from.
     base: Instant,
+    /// `WorkerOptions::release_memory`: a parked connection's task and registration are freed
+    /// memory, which an allocator keeps (and RSS counts) until asked to give it back.
+    release: Option<fn()>,
 }
 
 fn key(slot: u32, generation: u32) -> u64 {
@@ -119,7 +130,7 @@ fn key(slot: u32, generation: u32) -> u64 {
 
 impl Lot {
     /// A lot with its epoll instance (made before the worker's sandbox, which forbids it).
-    pub fn new() -> std::io::Result<Lot> {
+    pub fn new(release: Option<fn()>) -> std::io::Result<Lot> {
         // SAFETY: epoll_create1 takes a flag and returns a new descriptor or -1.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
@@ -130,6 +141,7 @@ impl Lot {
             epoll: unsafe { OwnedFd::from_raw_fd(fd) },
             inner: Mutex::new(Inner::default()),
             base: Instant::now(),
+            release,
         })
     }
 
@@ -203,6 +215,7 @@ impl Lot {
             deadline,
         });
         t.parked += 1;
+        t.parked_since_release += 1;
         t.deadlines.push(Reverse((deadline, slot, generation)));
         if t.deadlines.len() > 2 * t.parked + 64 {
             let mut heap = std::mem::take(&mut t.deadlines).into_vec();
@@ -245,10 +258,19 @@ impl Lot {
     /// Closes the parked connections whose deadline is at or before `now` (the worker's
     /// ticker calls this every `idle::TICK`); returns how many.
     pub fn tick(&self, now: Instant) -> usize {
+        let at = now;
         let now = self.ms(now);
         let mut due = Vec::new();
+        let mut release = None;
         {
             let mut t = self.lock();
+            if t.parked_since_release >= RELEASE_AFTER
+                && t.last_release.is_none_or(|l| at >= l + RELEASE_EVERY)
+            {
+                t.parked_since_release = 0;
+                t.last_release = Some(at);
+                release = self.release;
+            }
             while let Some(&Reverse((d, slot, g))) = t.deadlines.peek() {
                 if d > now {
                     break;
@@ -259,6 +281,9 @@ impl Lot {
         }
         let n = due.len();
         due.into_iter().for_each(close_entry);
+        if let Some(release) = release {
+            release();
+        }
         n
     }
 
@@ -458,6 +483,31 @@ mod tests {
             std::mem::size_of::<Slot>()
         );
         assert_eq!(std::mem::size_of::<Reverse<(u64, u32, u32)>>(), 16);
+    }
+
+    static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn count_release() {
+        RELEASED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The allocator is asked to give memory back after connections parked in bulk, at most
+    /// once a second, from the ticker.
+    #[test]
+    fn memory_is_released_after_parking_in_bulk_at_most_once_a_second() {
+        let released = || RELEASED.load(std::sync::atomic::Ordering::SeqCst);
+        let lot = Lot::new(Some(count_release)).unwrap();
+        let t0 = Instant::now();
+        lot.lock().parked_since_release = RELEASE_AFTER - 1;
+        lot.tick(t0);
+        assert_eq!(released(), 0, "not for a few");
+        lot.lock().parked_since_release = RELEASE_AFTER;
+        lot.tick(t0);
+        assert_eq!(released(), 1);
+        lot.lock().parked_since_release = RELEASE_AFTER;
+        lot.tick(t0 + RELEASE_EVERY / 2);
+        assert_eq!(released(), 1, "not twice within RELEASE_EVERY");
+        lot.tick(t0 + RELEASE_EVERY);
+        assert_eq!(released(), 2);
     }
 
     #[test]

@@ -135,6 +135,7 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         generation: setup.generation,
         initial_batch: setup.batch,
         socket_channel: super::control::sockets_fd()?,
+        release_memory: Some(release_memory),
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.
@@ -170,4 +171,17 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         }
         served
     })
+}
+
+// mimalloc's C library, linked by the `mimalloc` crate (the process's allocator, `main.rs`);
+// its Rust binding declares this only under a feature that needs another crate.
+unsafe extern "C" {
+    fn mi_collect(force: bool);
+}
+
+/// Gives the memory mimalloc holds freed back to the OS (`WorkerOptions::release_memory`: the
+/// worker calls it after idle connections parked in bulk).
+fn release_memory() {
+    // SAFETY: `mi_collect` takes a flag and may be called at any time on any thread.
+    unsafe { mi_collect(true) }
 }

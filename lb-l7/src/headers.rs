@@ -89,7 +89,7 @@ pub fn wants_upgrade(h: &HeaderMap) -> bool {
 
 /// Number of addresses in all X-Forwarded-For headers.
 pub fn xff_count(h: &HeaderMap) -> usize {
-    h.get_all("x-forwarded-for")
+    h.get_all(&XFF_NAME)
         .iter()
         .map(|v| {
             v.as_bytes()
@@ -182,6 +182,8 @@ impl Added {
 }
 
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
+/// As a name: a lookup by `&str` parses and hashes the text on every call (per request).
+static XFF_NAME: HeaderName = HeaderName::from_static(X_FORWARDED_FOR);
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_PORT: &str = "x-forwarded-port";
 
@@ -191,7 +193,7 @@ pub fn xff_out(h: &HeaderMap, mode: XffMode, client: &HeaderValue) -> Option<Opt
         XffMode::Preserve => None,
         XffMode::Remove => Some(None),
         XffMode::Append => {
-            let mut prior = h.get_all(X_FORWARDED_FOR).iter().peekable();
+            let mut prior = h.get_all(&XFF_NAME).iter().peekable();
             if prior.peek().is_none() {
                 return Some(Some(client.clone()));
             }

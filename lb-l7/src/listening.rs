@@ -143,6 +143,8 @@ impl Listening {
                 .copied()
                 .filter(|p| !wanted.contains(p))
                 .collect();
+            // HTTP/2 connections of a removed listener start their graceful GOAWAY now.
+            sh.ports.set(&wanted);
             if !gone.is_empty() {
                 // Idle HTTP/1.1 connections of a removed listener close now (FIN), as at
                 // shutdown; the others are woken, see their listener is there, wait again.

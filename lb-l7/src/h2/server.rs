@@ -79,6 +79,8 @@ pub async fn serve_http<T>(
     );
     let keep_alive = sh.limits.client_keep_alive;
     let drain = sh.limits.drain_timeout;
+    // A reload that removes the connection's listener: GOAWAY now, idle or not.
+    let removed = sh.ports.removed(ci.listener.config.port);
     let svc = {
         // Each request starts in the newest configuration generation and keeps it to its end.
         let cur = std::sync::Mutex::new((sh.clone(), ci.clone()));
@@ -118,6 +120,9 @@ pub async fn serve_http<T>(
         }
         _ = stopped(&mut shutdown) => {}
         _ = tokio::time::sleep(keep_alive) => {}
+        _ = removed => {
+            tracing::debug!(peer = %ci.peer, "listener removed: GOAWAY");
+        }
         _ = ci.state.close_gracefully.notified() => {
             tracing::debug!(peer = %ci.peer, "request limit reached or abusive: GOAWAY");
         }

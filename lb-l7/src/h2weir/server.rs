@@ -79,6 +79,8 @@ where
     let drain = sh.limits.drain_timeout;
     let state = ci.state.clone();
     let peer = ci.peer;
+    // A reload that removes the connection's listener: GOAWAY now, idle or not.
+    let removed = sh.ports.removed(ci.listener.config.port);
     let mut d = Driver::new(sh, ci, io);
     // Asked by the connection's own streams (the request limit, a removed listener, an
     // abusive client): seen within the turn, so the GOAWAY goes ahead of its responses.
@@ -89,6 +91,10 @@ where
             e = turns => Some(e),
             _ = stopped(&mut shutdown) => None,
             _ = tokio::time::sleep(keep_alive) => None,
+            _ = removed => {
+                tracing::debug!(%peer, "listener removed: GOAWAY");
+                None
+            }
         }
     };
     let bound = match ended {

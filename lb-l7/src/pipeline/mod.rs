@@ -59,6 +59,9 @@ pub struct Shared {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Deadlines of idle HTTP/1.1 connections (fired by the worker's ticker and at stop).
     pub idle: Arc<crate::idle::IdleDeadlines>,
+    /// The ports the worker listens on: HTTP/2 connections wait there for their listener's
+    /// removal (`crate::listener_ports`).
+    pub ports: Arc<crate::listener_ports::ListenerPorts>,
     /// Deadlines of requests waiting for a target's response head (not fired at stop:
     /// in-flight requests drain).
     pub timers: Arc<crate::idle::IdleDeadlines>,

@@ -1,8 +1,9 @@
 //! A reload that removes a listener, seen by the HTTP/2 connections on it: through a real
 //! worker, a real backend and a raw-frame client, with each HTTP/2 engine (`weir_engine`,
 //! `hyper_engine`). An idle h2c connection on the removed listener gets its graceful GOAWAY
-//! (NO_ERROR) at once, not at its next stream, and then closes; one on a listener that stays
-//! gets nothing and goes on serving.
+//! (NO_ERROR) at once, not at its next stream, and then closes; a busy one there gets it at
+//! once too and still gets its response whole; one on a listener that stays gets nothing and
+//! goes on serving.
 
 mod common;
 use common::*;
@@ -62,6 +63,12 @@ async fn a_reload_removing_its_listener_sends_goaway_at_once_and_to_no_other(eng
     for c in [&mut a, &mut b] {
         while let Got::Frame(_) = c.next(Duration::from_millis(200)).await {}
     }
+    // A busy one on the removed listener: its request is still at the target at the reload.
+    let mut busy = H2::connect(removed, &[]).await;
+    busy.send(&request(1, "/slow?ms=1500", &[], true))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let g = ConfigGeneration {
         generation: 2,
         source: "h2_listener_removal.toml".into(),
@@ -92,6 +99,28 @@ async fn a_reload_removing_its_listener_sends_goaway_at_once_and_to_no_other(eng
         b.trace()
     );
     eprintln!("{engine}: closed {:?} after the reload", t0.elapsed());
+    // The busy one gets its GOAWAY before its response, which still comes whole.
+    let code = busy
+        .until(Duration::from_secs(1), |f| {
+            assert!(
+                f.stream != 1,
+                "{engine}: the response came before the GOAWAY: {f}"
+            );
+            (f.ty == GOAWAY).then(|| f.code())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{engine}: a GOAWAY for the busy one at once: {e}"));
+    assert_eq!(code, Some(NO_ERROR), "{engine}");
+    let body = busy
+        .expect_response(1, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("{engine}: the busy one's response: {e}"));
+    assert!(body.contains("GET /slow?ms=1500 "), "{body}");
+    assert!(
+        busy.closed_within(Duration::from_secs(5)).await.is_some(),
+        "{engine}: the busy one closed after its response; frames: {}",
+        busy.trace()
+    );
     // The connection on the listener that stays heard nothing, and serves its next request.
     match a.next(Duration::from_millis(300)).await {
         Got::Quiet => {}

@@ -7,10 +7,6 @@
 
 mod common;
 use common::*;
-use lb_l7::control::{self, ConfigGeneration, ControlMsg};
-use std::io::Write as _;
-use std::os::fd::IntoRawFd;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 #[path = "common/h2frames.rs"]
@@ -43,17 +39,7 @@ async fn get(c: &mut H2, stream: u32, path: &str) {
 async fn a_reload_removing_its_listener_sends_goaway_at_once_and_to_no_other(engine: &str) {
     let be = backend("be").await;
     let (kept, removed) = (free_port(), free_port());
-    let (mut ours, theirs) = UnixStream::pair().unwrap();
-    for m in [
-        ControlMsg::TicketKeys(lb_l7::tickets::TicketKeys::random(3600)),
-        ControlMsg::Started,
-    ] {
-        ours.write_all(&control::encode(&m)).unwrap();
-    }
-    let opts = lb_l7::WorkerOptions {
-        control_channel: Some(theirs.into_raw_fd()),
-        ..lb_l7::WorkerOptions::default()
-    };
+    let (mut control, opts) = Control::new(lb_l7::WorkerOptions::default());
     let w = start_with(&config(engine, &[kept, removed], be.addr.port()), opts);
     let mut a = H2::connect(kept, &[]).await;
     get(&mut a, 1, "/kept").await;
@@ -69,15 +55,11 @@ async fn a_reload_removing_its_listener_sends_goaway_at_once_and_to_no_other(eng
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let g = ConfigGeneration {
-        generation: 2,
-        source: "h2_listener_removal.toml".into(),
-        toml: config(engine, &[kept], be.addr.port()),
-        files: Default::default(),
-        target_sets: Default::default(),
-    };
-    ours.write_all(&control::encode(&ControlMsg::Config(g)))
-        .unwrap();
+    control.reload(
+        2,
+        "h2_listener_removal.toml",
+        config(engine, &[kept], be.addr.port()),
+    );
     let t0 = Instant::now();
     let code = b
         .until(Duration::from_secs(2), |f| {

@@ -8,10 +8,6 @@
 mod common;
 use common::*;
 use lb_l7::MetricsHandle;
-use lb_l7::control::{self, ConfigGeneration, ControlMsg};
-use std::io::Write as _;
-use std::os::fd::IntoRawFd;
-use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -251,32 +247,14 @@ async fn parked_connections_count_against_max_connections() {
 async fn a_reload_removing_its_listener_closes_a_parked_connection_and_no_other() {
     let be = backend("be").await;
     let (kept, removed) = (free_port(), free_port());
-    let (mut ours, theirs) = UnixStream::pair().unwrap();
-    for m in [
-        ControlMsg::TicketKeys(lb_l7::tickets::TicketKeys::random(3600)),
-        ControlMsg::Started,
-    ] {
-        ours.write_all(&control::encode(&m)).unwrap();
-    }
-    let opts = lb_l7::WorkerOptions {
-        control_channel: Some(theirs.into_raw_fd()),
-        ..lb_l7::WorkerOptions::default()
-    };
+    let (mut control, opts) = Control::new(lb_l7::WorkerOptions::default());
     let w = start_with(&config(&[kept, removed], be.addr.port(), ""), opts);
     let mut a = TcpStream::connect(("127.0.0.1", kept)).await.unwrap();
     get(&mut a, "/kept").await;
     let mut b = TcpStream::connect(("127.0.0.1", removed)).await.unwrap();
     get(&mut b, "/removed").await;
     parked(&w.metrics, 2).await;
-    let g = ConfigGeneration {
-        generation: 2,
-        source: "parking.toml".into(),
-        toml: config(&[kept], be.addr.port(), ""),
-        files: Default::default(),
-        target_sets: Default::default(),
-    };
-    ours.write_all(&control::encode(&ControlMsg::Config(g)))
-        .unwrap();
+    control.reload(2, "parking.toml", config(&[kept], be.addr.port(), ""));
     assert_eq!(
         end(&mut b, Duration::from_secs(3)).await.unwrap(),
         0,

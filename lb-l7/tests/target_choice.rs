@@ -20,7 +20,6 @@ use lb_l7::{AccessLogTarget, WorkerOptions};
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::fd::IntoRawFd as _;
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::SeqCst};
@@ -244,18 +243,10 @@ impl Lb {
     }
 
     fn start_logged(cfg: &str, log: Option<std::path::PathBuf>) -> Lb {
-        let (mut ours, theirs) = UnixStream::pair().unwrap();
-        for m in [
-            ControlMsg::TicketKeys(lb_l7::tickets::TicketKeys::random(3600)),
-            ControlMsg::Started,
-        ] {
-            ours.write_all(&control::encode(&m)).unwrap();
-        }
-        let opts = WorkerOptions {
-            control_channel: Some(theirs.into_raw_fd()),
+        let (Control(ours), opts) = Control::new(WorkerOptions {
             access_log: log.map(AccessLogTarget::File),
             ..WorkerOptions::default()
-        };
+        });
         Lb {
             w: start_with(cfg, opts),
             control: ours,

@@ -471,3 +471,44 @@ impl Drop for TestPki {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// The control plane's end of a worker's control channel, as `weir run` gives it: ticket keys
+/// and `Started` already sent.
+pub struct Control(pub std::os::unix::net::UnixStream);
+
+impl Control {
+    /// A channel, and `opts` carrying the worker's end of it.
+    pub fn new(opts: WorkerOptions) -> (Control, WorkerOptions) {
+        use lb_l7::control::{self, ControlMsg};
+        use std::io::Write as _;
+        use std::os::fd::IntoRawFd as _;
+        let (mut ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+        for m in [
+            ControlMsg::TicketKeys(lb_l7::tickets::TicketKeys::random(3600)),
+            ControlMsg::Started,
+        ] {
+            ours.write_all(&control::encode(&m)).unwrap();
+        }
+        let opts = WorkerOptions {
+            control_channel: Some(theirs.into_raw_fd()),
+            ..opts
+        };
+        (Control(ours), opts)
+    }
+
+    /// A reload: `toml` becomes configuration generation `generation`.
+    pub fn reload(&mut self, generation: u64, source: &str, toml: String) {
+        use lb_l7::control::{self, ConfigGeneration, ControlMsg};
+        use std::io::Write as _;
+        let g = ConfigGeneration {
+            generation,
+            source: source.into(),
+            toml,
+            files: Default::default(),
+            target_sets: Default::default(),
+        };
+        self.0
+            .write_all(&control::encode(&ControlMsg::Config(g)))
+            .unwrap();
+    }
+}

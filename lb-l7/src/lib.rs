@@ -30,6 +30,7 @@ pub mod h2weir;
 pub mod headers;
 pub mod http2;
 pub mod idle;
+pub mod linger;
 pub mod listener_ports;
 pub mod listening;
 pub mod log_limit;

@@ -5,6 +5,7 @@
 
 use super::io::ClientIo;
 use crate::http2::service;
+use crate::linger;
 use crate::pipeline::{ConnInfo, Shared, stopped};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -71,6 +72,8 @@ pub async fn serve_http<T>(
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // hyper drops the stream when the connection ends: it comes back here to linger on.
+    let (io, mut back) = linger::GiveBack::new(io);
     let io = ClientIo::new(
         io,
         ci.state.clone(),
@@ -107,8 +110,9 @@ pub async fn serve_http<T>(
         })
     };
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
-    tokio::pin!(conn);
-    tokio::select! {
+    // Boxed so that it can be dropped (and with it the stream handed back) before the linger.
+    let mut conn = Box::pin(conn);
+    let ended = tokio::select! {
         r = conn.as_mut() => {
             if let Err(e) = r {
                 if let Some(status) = parse_error_status(e.as_ref()) {
@@ -116,24 +120,35 @@ pub async fn serve_http<T>(
                 }
                 tracing::debug!(peer = %ci.peer, error = %e, "client connection ended with an error");
             }
-            return;
+            true
         }
-        _ = stopped(&mut shutdown) => {}
-        _ = tokio::time::sleep(keep_alive) => {}
+        _ = stopped(&mut shutdown) => false,
+        _ = tokio::time::sleep(keep_alive) => false,
         _ = removed => {
             tracing::debug!(peer = %ci.peer, "listener removed: GOAWAY");
+            false
         }
         _ = ci.state.close_gracefully.notified() => {
             tracing::debug!(peer = %ci.peer, "request limit reached or abusive: GOAWAY");
+            false
         }
-    }
-    conn.as_mut().graceful_shutdown();
-    let drain = if ci.state.abusive.load(Relaxed) {
-        drain.min(ABUSER_DRAIN)
-    } else {
-        drain
     };
-    let _ = tokio::time::timeout(drain, conn).await;
+    if !ended {
+        conn.as_mut().graceful_shutdown();
+        let drain = if ci.state.abusive.load(Relaxed) {
+            drain.min(ABUSER_DRAIN)
+        } else {
+            drain
+        };
+        let _ = tokio::time::timeout(drain, conn.as_mut()).await;
+    }
+    drop(conn);
+    // h2 wrote its GOAWAY and shut the write side (TLS: close_notify) when it closed; what the
+    // client still sends is read away before the socket closes (`crate::linger`).
+    if let Ok(mut io) = back.try_recv() {
+        let ended = linger::close(&mut io, linger::BOUNDS).await;
+        tracing::trace!(peer = %ci.peer, ?ended, "HTTP/2 connection lingered");
+    }
 }
 
 /// The status hyper answered a request it could not parse with (so it is counted like weir's

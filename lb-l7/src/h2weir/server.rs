@@ -592,7 +592,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// The connection is over: the streams still running are dropped, the rest of the
-    /// output is written (briefly) and the connection shut.
+    /// output is written (briefly), the write side shut (TLS: close_notify, then FIN) and,
+    /// unless the client closed first, what it still sends read away (`crate::linger`) before
+    /// the socket closes, so its GOAWAY and last responses are not lost to a reset.
     async fn finish(mut self) {
         for s in self.streams.drain() {
             if let Some(r) = &s.recv {
@@ -603,13 +605,19 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         if self.eof {
             return;
         }
+        let bounds = crate::linger::BOUNDS;
+        let until = tokio::time::Instant::now() + bounds.total;
         let flushed = async {
             while self.conn.poll_transmit(&mut self.wbuf) {}
             use tokio::io::AsyncWriteExt;
             self.io.write_all(&self.wbuf[self.wpos..]).await?;
             self.io.shutdown().await
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), flushed).await;
+        // A client that takes no bytes is not lingered on.
+        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), flushed).await {
+            let ended = crate::linger::drain(&mut self.io, &mut self.rbuf, bounds, until).await;
+            tracing::trace!(peer = %self.ci.peer, ?ended, "HTTP/2 connection lingered");
+        }
     }
 }
 

@@ -254,10 +254,13 @@ impl Client {
     }
 }
 
+/// A stream's (id, body bytes, ended).
+type StreamSeen = (u32, usize, bool);
+
 /// What the frames say: each stream's body and whether it ended, the last GOAWAY's (last
 /// stream id, code).
-fn summary(frames: &[Frame]) -> (Vec<(u32, usize, bool)>, Option<(u32, u32)>) {
-    let mut streams: Vec<(u32, usize, bool)> = Vec::new();
+fn summary(frames: &[Frame]) -> (Vec<StreamSeen>, Option<(u32, u32)>) {
+    let mut streams: Vec<StreamSeen> = Vec::new();
     let mut goaway = None;
     for f in frames {
         match f.ty {

@@ -614,9 +614,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             self.io.shutdown().await
         };
         // A client that takes no bytes is not lingered on.
-        if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(1), flushed).await {
-            let ended = crate::linger::drain(&mut self.io, &mut self.rbuf, bounds, until).await;
-            tracing::trace!(peer = %self.ci.peer, ?ended, "HTTP/2 connection lingered");
+        let shut = matches!(
+            tokio::time::timeout(Duration::from_secs(1), flushed).await,
+            Ok(Ok(()))
+        );
+        if shut {
+            // Only the socket and the read buffer are kept while lingering.
+            let (mut io, mut rbuf, peer) = {
+                let d = self;
+                (d.io, d.rbuf, d.ci.peer)
+            };
+            let ended = crate::linger::drain(&mut io, &mut rbuf, bounds, until).await;
+            tracing::trace!(%peer, ?ended, "HTTP/2 connection lingered");
         }
     }
 }

@@ -8,6 +8,20 @@
 //! and the 1 s sweep drops closed ones. Nor is one handed out once it is older than its target
 //! keeps connections (advertised or learned, `keepalive`), with a stricter margin for a request
 //! that could not be retried; every close the pool or the engines see teaches the learner.
+//!
+//! Idle ages come from the worker's coarse clock (`idle::CoarseClock`, no clock read per
+//! request) while nothing is known of the target's keep-alive: they only decide the pool's own
+//! idle timeout, in seconds. Once a limit is known (learned or advertised), ages decide at the
+//! scale of the coarse clock's error (margins of 25 % and 50 % of a one-second limit, and the
+//! probes that let a learned limit grow): the coarse clock is up to a tick (100 ms) late, and
+//! more on a loaded worker whose ticker runs late, so one pooled at the tick's end and taken
+//! just after the next looked older than it was. A "successful reuse" at an age the target had
+//! never kept then counted as a probe, the limit grew past the target's, and requests weir
+//! cannot retry went out on connections the target was about to reset (502). So a connection
+//! pooled while its target's limit is known is stamped with the exact clock and its age read
+//! with it (`Idle::exact`): an age is then never more than the target's own idea of it (weir
+//! pools a connection after the target's last write and takes it before the next request
+//! arrives), and the learner's evidence holds.
 
 pub mod keepalive;
 
@@ -88,6 +102,9 @@ fn age(now: Instant, since: Instant) -> Duration {
 struct Idle<C> {
     conn: C,
     since: Instant,
+    /// `since` is the exact clock's (`Pool::clock`): the target's keep-alive limit was known
+    /// when the connection was pooled. Otherwise the coarse clock's.
+    exact: bool,
     /// The target's advertised `Keep-Alive: timeout` when the connection was pooled.
     advertised: Option<Duration>,
 }
@@ -122,6 +139,8 @@ pub struct Pool<C> {
     closed_idle: AtomicU64,
     dead_on_reuse: AtomicU64,
     peer: OnceLock<SocketAddr>,
+    /// The exact clock, read only for the ages of a target whose limit is known (module doc).
+    clock: fn() -> Instant,
 }
 
 impl<C: Pooled> std::fmt::Debug for Pool<C> {
@@ -162,6 +181,11 @@ impl From<KeepAliveView> for KeepAliveSnapshot {
 
 impl<C: Pooled> Pool<C> {
     pub fn new(policy: PoolPolicy) -> Pool<C> {
+        Pool::with_clock(policy, Instant::now)
+    }
+
+    /// A pool reading `clock` for exact ages (tests give a fake one).
+    fn with_clock(policy: PoolPolicy, clock: fn() -> Instant) -> Pool<C> {
         Pool {
             inner: Mutex::new(Inner {
                 idle: Vec::new(),
@@ -174,7 +198,14 @@ impl<C: Pooled> Pool<C> {
             closed_idle: AtomicU64::new(0),
             dead_on_reuse: AtomicU64::new(0),
             peer: OnceLock::new(),
+            clock,
         }
+    }
+
+    /// Is the target's keep-alive limit known (learned, or `advertised` with the last
+    /// response)? Then ages are read from the exact clock.
+    fn limit_known(&self, advertised: Option<Duration>) -> bool {
+        advertised.is_some() || self.learned_ms.load(Relaxed) != NONE
     }
 
     pub fn idle_count(&self) -> usize {
@@ -198,7 +229,8 @@ impl<C: Pooled> Pool<C> {
     /// An idle connection that is still open and young enough, with its idle age, if policy
     /// allows reuse. `strict`: the request cannot be retried, so only a connection within the
     /// stricter margin will do (older ones stay for other requests). `now` may be a coarse
-    /// clock's (100 ms).
+    /// clock's (100 ms): it ages the connections pooled while the target's limit was unknown;
+    /// the others are aged by the exact clock.
     pub fn checkout(
         &self,
         first_request_of_session: bool,
@@ -210,8 +242,20 @@ impl<C: Pooled> Pool<C> {
         }
         let mut inner = self.inner.lock().ok()?;
         let inner = &mut *inner;
-        let learned = inner.learner.limit();
+        let mut learned = inner.learner.limit();
+        let mut exact_now = None;
         while let Some(c) = inner.idle.last_mut() {
+            if learned.is_some() && !c.exact {
+                // Pooled before the limit was learned: its coarse age is no evidence for the
+                // learner, nor precise enough for the margins. Closed rather than reused.
+                inner.idle.pop();
+                continue;
+            }
+            let now = if c.exact {
+                *exact_now.get_or_insert_with(self.clock)
+            } else {
+                now
+            };
             let idle = age(now, c.since);
             if idle >= self.max_age(learned, c.advertised, false) {
                 inner.idle.pop(); // retired: older than its target keeps connections
@@ -220,6 +264,7 @@ impl<C: Pooled> Pool<C> {
             if c.conn.is_closed() {
                 inner.idle.pop();
                 self.learn(&mut inner.learner, Seen::ClosedIdle(idle), now);
+                learned = inner.learner.limit();
                 continue;
             }
             if strict && idle >= self.max_age(learned, c.advertised, true) {
@@ -231,7 +276,8 @@ impl<C: Pooled> Pool<C> {
         None
     }
 
-    /// Returns a connection whose last response was read to the end, idle since `now`.
+    /// Returns a connection whose last response was read to the end, idle since `now` (a
+    /// coarse clock's will do: the exact clock is read instead once the target's limit is known).
     pub fn checkin(&self, mut conn: C, now: Instant) {
         if conn.is_closed() {
             return;
@@ -242,19 +288,23 @@ impl<C: Pooled> Pool<C> {
             let _ = self.peer.set(p);
         }
         let advertised = from_ms(self.advertised_ms.load(Relaxed));
+        let exact = self.limit_known(advertised);
+        let since = if exact { (self.clock)() } else { now };
         if let Ok(mut inner) = self.inner.lock()
             && self.policy.may_keep(inner.idle.len())
         {
             inner.idle.push(Idle {
                 conn,
-                since: now,
+                since,
+                exact,
                 advertised,
             });
         }
     }
 
     /// Drops idle connections that were closed by the target or idled out, and lets the
-    /// learned limit grow when it was probed and quiet (`keepalive::Learner::tick`).
+    /// learned limit grow when it was probed and quiet (`keepalive::Learner::tick`). `now`: the
+    /// exact clock's (the worker's ticker reads it).
     pub fn sweep(&self, now: Instant) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
@@ -265,6 +315,9 @@ impl<C: Pooled> Pool<C> {
         // timeout only those older than it: of one sweep's closes, the oldest is the evidence.
         let mut closed: Option<Duration> = None;
         inner.idle.retain_mut(|c| {
+            if learned.is_some() && !c.exact {
+                return false; // pooled before the limit was learned (`checkout`)
+            }
             let idle = age(now, c.since);
             if idle >= self.max_age(learned, c.advertised, false) {
                 return false;
@@ -384,6 +437,23 @@ mod tests {
         Duration::from_millis(n)
     }
 
+    std::thread_local! {
+        /// The fake exact clock (`at`).
+        static NOW: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    }
+    fn fake_clock() -> Instant {
+        NOW.with(|n| n.get())
+            .expect("the test sets the exact clock")
+    }
+    /// Sets the exact clock to `t` and returns `t` (for the coarse clock, which then agrees).
+    fn at(t: Instant) -> Instant {
+        NOW.with(|n| n.set(Some(t)));
+        t
+    }
+    fn pool(reuse: ReuseMode) -> Pool<Conn> {
+        Pool::with_clock(policy(reuse), fake_clock)
+    }
+
     #[test]
     fn reuse_modes() {
         // (first request of the session, strict = weir cannot replay it)
@@ -405,7 +475,7 @@ mod tests {
         assert!(p.may_keep(1));
         assert!(!p.may_keep(2));
         assert!(!policy(ReuseMode::Never).may_keep(0));
-        let pool = Pool::new(policy(ReuseMode::Always));
+        let pool = pool(ReuseMode::Always);
         let t0 = Instant::now();
         pool.checkin(conn().0, t0);
         pool.checkin(conn().0, t0);
@@ -418,37 +488,37 @@ mod tests {
 
     #[test]
     fn a_close_found_by_the_sweep_teaches_the_limit() {
-        let pool = Pool::new(policy(ReuseMode::Always));
+        let pool = pool(ReuseMode::Always);
         let t0 = Instant::now();
         let (a, a_closed) = conn();
-        pool.checkin(a, t0);
+        pool.checkin(a, at(t0));
         let (b, b_closed) = conn();
-        pool.checkin(b, t0 + ms(700));
+        pool.checkin(b, at(t0 + ms(700)));
         // Both found closed in one sweep: the older one's age is the evidence.
         a_closed.store(true, Relaxed);
         b_closed.store(true, Relaxed);
-        pool.sweep(t0 + ms(1200));
+        pool.sweep(at(t0 + ms(1200)));
         let v = pool.keepalive();
         assert_eq!((v.learned, v.closed_idle), (Some(ms(1200)), 1));
         assert_eq!((v.retire_after, v.retire_after_strict), (ms(900), ms(600)));
         // Connections are now retired at 900 ms (700 ms for requests that cannot be retried).
         let t1 = t0 + ms(2000);
-        pool.checkin(conn().0, t1);
-        assert!(pool.checkout(false, true, t1 + ms(650)).is_none());
+        pool.checkin(conn().0, at(t1));
+        assert!(pool.checkout(false, true, at(t1 + ms(650))).is_none());
         assert_eq!(
             pool.idle_count(),
             1,
             "kept for a request that may be retried"
         );
-        assert!(pool.checkout(false, false, t1 + ms(850)).is_some());
-        pool.checkin(conn().0, t1);
-        assert!(pool.checkout(false, false, t1 + ms(950)).is_none());
+        assert!(pool.checkout(false, false, at(t1 + ms(850))).is_some());
+        pool.checkin(conn().0, at(t1));
+        assert!(pool.checkout(false, false, at(t1 + ms(950))).is_none());
         assert_eq!(pool.idle_count(), 0);
     }
 
     #[test]
     fn a_close_found_at_checkout_and_on_reuse_lower_the_limit() {
-        let pool = Pool::new(policy(ReuseMode::Always));
+        let pool = pool(ReuseMode::Always);
         let t0 = Instant::now();
         let (a, closed) = conn();
         pool.checkin(a, t0);
@@ -466,20 +536,67 @@ mod tests {
 
     #[test]
     fn an_advertised_timeout_holds_for_connections_pooled_under_it() {
-        let pool = Pool::new(policy(ReuseMode::Always));
+        let pool = pool(ReuseMode::Always);
         let t0 = Instant::now();
         let two = Advertised {
             timeout: Some(Duration::from_secs(2)),
             max: None,
         };
         pool.note_response(two);
-        pool.checkin(conn().0, t0);
+        pool.checkin(conn().0, at(t0));
         assert_eq!(pool.keepalive().retire_after, ms(1500));
         pool.note_response(Advertised::default());
-        pool.checkin(conn().0, t0);
+        pool.checkin(conn().0, at(t0));
         // The newer connection was pooled without an advertised timeout: usable at 1.6 s.
-        assert!(pool.checkout(false, false, t0 + ms(1600)).is_some());
-        assert!(pool.checkout(false, false, t0 + ms(1600)).is_none());
+        assert!(pool.checkout(false, false, at(t0 + ms(1600))).is_some());
+        assert!(pool.checkout(false, false, at(t0 + ms(1600))).is_none());
         assert_eq!(pool.keepalive().learned, None, "retiring is no close");
+    }
+
+    #[test]
+    fn with_a_known_limit_ages_are_the_exact_clocks() {
+        let pool = pool(ReuseMode::Always);
+        let t0 = Instant::now();
+        // Pooled while nothing is known: coarse ages. One is found closed at 1 s, which is
+        // learned; the other, pooled before, is closed rather than reused (its age is coarse).
+        let (older, _) = conn();
+        pool.checkin(older, at(t0));
+        let (a, closed) = conn();
+        pool.checkin(a, at(t0));
+        closed.store(true, Relaxed);
+        assert!(pool.checkout(false, false, at(t0 + ms(1000))).is_none());
+        assert_eq!(pool.keepalive().learned, Some(ms(1000)));
+        assert_eq!(pool.idle_count(), 0);
+        // Retired at 750 ms; reuses from 675 ms probe the limit. A loaded worker's coarse
+        // clock lags 100 ms as the connection is pooled and nothing as it is taken 640 ms
+        // later: 740 ms by the coarse clock, a probe the target never answered. The exact age
+        // is what counts.
+        let t1 = t0 + ms(1000);
+        at(t1);
+        pool.checkin(conn().0, t1 - ms(100));
+        let (_, idle) = pool.checkout(false, false, at(t1 + ms(640))).unwrap();
+        assert_eq!(idle, ms(640));
+        pool.observe(Seen::AliveOnReuse(idle), t1 + ms(640));
+        pool.sweep(at(t1 + keepalive::RELEARN * 2));
+        assert_eq!(
+            pool.keepalive().learned,
+            Some(ms(1000)),
+            "no growth without a real probe"
+        );
+        // The other way round (pooled when the coarse clock was on time, taken when it lags
+        // 100 ms): 740 ms exactly is within 750 ms, 640 ms by the coarse clock is past the
+        // strict 500 ms either way.
+        let t2 = t1 + keepalive::RELEARN * 2;
+        pool.checkin(conn().0, at(t2));
+        at(t2 + ms(740));
+        assert!(pool.checkout(false, true, t2 + ms(640)).is_none());
+        let (_, idle) = pool.checkout(false, false, t2 + ms(640)).unwrap();
+        assert_eq!(idle, ms(740));
+        // A real probe (an exact 700 ms) lets it grow.
+        pool.checkin(conn().0, at(t2 + ms(800)));
+        let (_, idle) = pool.checkout(false, false, at(t2 + ms(1500))).unwrap();
+        pool.observe(Seen::AliveOnReuse(idle), t2 + ms(1500));
+        pool.sweep(at(t2 + keepalive::RELEARN * 2));
+        assert_eq!(pool.keepalive().learned, Some(ms(1250)));
     }
 }

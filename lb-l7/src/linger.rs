@@ -1,8 +1,9 @@
-//! A lingering close (nginx's `lingering_close`, HAProxy's drain before close), for the HTTP/2
-//! engines: once a connection's last bytes are written and its write side is shut (FIN; TLS:
-//! close_notify first), what the client still sends is read and dropped until it closes its
-//! side, a read fails, it stays quiet for [`Bounds::quiet`], [`Bounds::total`] passes or
-//! [`Bounds::bytes`] were read; only then is the socket closed.
+//! A lingering close (nginx's `lingering_close`, HAProxy's drain before close), for both HTTP/2
+//! engines' connections and HTTP/1.1 ones whose client was still sending: once a connection's
+//! last bytes are written and its write side is shut (FIN; TLS: close_notify first), what the
+//! client still sends is read and dropped until it closes its side, a read fails, it stays
+//! quiet for [`Bounds::quiet`], [`Bounds::total`] passes or [`Bounds::bytes`] were read; only
+//! then is the socket closed.
 //!
 //! Why: Linux answers close(2) with a reset instead of a FIN when unread bytes are in the
 //! receive queue (and answers bytes arriving after it with resets too). That reset drops what
@@ -18,7 +19,7 @@
 //! at once), so 2 s in all is ten round trips of a bad mobile path (200 ms), and 0.5 s without
 //! a byte means the client is not sending (closing then resets nothing). A client that keeps
 //! sending is closed at the total (reset, as before) and at most 1 MiB is read and dropped
-//! (under a TLS 1.3 record's decryption cost, about a millisecond of CPU). While it lingers the
+//! (decrypted, on an HTTP/2 TLS connection: about a millisecond of CPU). While it lingers the
 //! connection keeps its place in the gauges, the connection limit and the worker's drain (its
 //! task is still running), so a stop waits for it at most the total, and never past the
 //! drain's own deadline. A client that closed or reset first is closed at once (its read

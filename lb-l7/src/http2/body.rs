@@ -7,6 +7,7 @@ use crate::body::BoxError;
 use crate::pipeline::MAX_DISCARD;
 use crate::pipeline::codec::{ChunkedScanner, Framing};
 use crate::pipeline::prepare::Outstanding;
+use crate::pipeline::readbuf;
 use crate::target::TargetRt;
 use crate::upstream::UpStream;
 use bytes::{Bytes, BytesMut};
@@ -83,6 +84,7 @@ impl TargetBody {
         {
             self.target.pool.checkin(up, std::time::Instant::now());
         }
+        readbuf::give_back(std::mem::take(&mut self.buf));
     }
 
     /// Body data at the front of `buf`, if any.

@@ -19,7 +19,7 @@ use crate::body::Body;
 use crate::pipeline::attempt::{self, Attempt, Attempts, HeadFailure};
 use crate::pipeline::decide::Route;
 use crate::pipeline::prepare::{hash_key, idempotent, prepare_upstream, sticky_cookies};
-use crate::pipeline::{ConnInfo, Shared, codec, relay, respond};
+use crate::pipeline::{ConnInfo, Shared, codec, readbuf, relay, respond};
 use http::{HeaderValue, Request, Version, header};
 use http_body_util::BodyExt;
 
@@ -122,7 +122,7 @@ pub async fn forward<B: RequestBody>(
 
         // The response head. The target has the whole request: if the stream is cancelled
         // now, the connection finishes its response in the background and is pooled.
-        let ubuf = bytes::BytesMut::with_capacity(relay::HEAD_READ);
+        let ubuf = readbuf::take();
         let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &parts.method, idle);
         let read = match waiting.io() {
             Some((up, ubuf)) => {

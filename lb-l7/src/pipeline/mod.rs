@@ -15,6 +15,7 @@ pub mod decide;
 pub mod desync;
 pub mod parse;
 pub mod prepare;
+pub mod readbuf;
 pub mod relay;
 pub mod respond;
 

@@ -1,0 +1,82 @@
+//! Read buffers for targets' responses, kept for the worker's next request instead of one
+//! allocated per request. A response head and a small body are split off the front of the
+//! buffer (`codec::parse_response`, the HTTP/2 path's `TargetBody`) as `Bytes` that share
+//! it; once those are gone (sent to the client), the whole buffer is reclaimed in place. So a
+//! request costs no buffer allocation (and no promotion of a fresh `BytesMut` to shared
+//! storage, which is a second one) as long as buffers come back.
+//!
+//! Per thread (a worker is one thread), at most [`SPARES`] of [`HEAD_READ`]'s size or the
+//! size a larger body grew them to: a spare costs memory per worker, never per connection.
+
+use super::relay::HEAD_READ;
+use bytes::BytesMut;
+use std::cell::RefCell;
+
+/// Spare buffers kept per thread: enough for the responses one turn of a busy HTTP/2
+/// connection finishes.
+const SPARES: usize = 32;
+/// Room a buffer must offer to be used as it is (below this, the read path would grow it).
+const MIN_ROOM: usize = 1024;
+/// A buffer larger than this (a large body grew it) is not kept.
+const MAX_KEPT: usize = 64 * 1024;
+
+thread_local! {
+    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer to read a target's response into: a spare one, reclaimed in place when what was
+/// split off it is gone, else a new one of [`HEAD_READ`].
+pub fn take() -> BytesMut {
+    let spare = SPARE.with(|s| s.borrow_mut().pop());
+    if let Some(mut b) = spare
+        && (b.capacity() >= MIN_ROOM || b.try_reclaim(HEAD_READ))
+    {
+        return b;
+    }
+    BytesMut::with_capacity(HEAD_READ)
+}
+
+/// Gives back a buffer whose response was read to its end (empty: anything left in it is
+/// the target's, and the buffer goes with its connection).
+pub fn give_back(b: BytesMut) {
+    if !b.is_empty() || b.capacity() > MAX_KEPT {
+        return;
+    }
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARES {
+            s.push(b);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_buffer_comes_back_and_is_reclaimed_once_its_parts_are_gone() {
+        let mut b = take();
+        let base = b.as_ptr();
+        b.extend_from_slice(&[b'x'; 3500]);
+        let part = b.split().freeze();
+        // Little room left, and a part still shares it: not reclaimable yet.
+        give_back(b);
+        let mut again = take();
+        assert_ne!(again.as_ptr(), base, "a new buffer while the part lives");
+        assert!(again.capacity() >= HEAD_READ);
+        again.extend_from_slice(b"y");
+        give_back(again); // not empty: not kept
+        drop(part);
+        // The first one was dropped (no room, shared); the next take allocates again, and
+        // that buffer, split and released, is reclaimed in place.
+        let mut c = take();
+        let cbase = c.as_ptr();
+        c.extend_from_slice(&[b'z'; 3500]);
+        drop(c.split().freeze());
+        give_back(c);
+        let d = take();
+        assert_eq!(d.as_ptr(), cbase, "reclaimed in place");
+        assert!(d.capacity() >= HEAD_READ);
+    }
+}

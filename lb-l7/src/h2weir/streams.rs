@@ -112,7 +112,9 @@ impl Wake for SlotWaker {
     }
 }
 
-/// Where a stream's response is.
+/// Where a stream's response is. `Sending` holds the response body inline (a target's body
+/// is not boxed: `ResponseBody`), larger than the rest: one per stream slot, reused.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum Phase {
     /// The request is in the pipeline.
     Handling(RequestFuture),

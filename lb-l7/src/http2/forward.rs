@@ -43,12 +43,12 @@ pub async fn forward<B: RequestBody>(
     req: Request<B>,
     first: bool,
     mut log: Option<&mut Record>,
-) -> http::Response<Body> {
+) -> Answer {
     let m = &sh.metrics;
     let g = route.group;
     let host = route.host.as_deref();
     if g.targets.is_empty() {
-        return fail(sh, log, 503, "NoRegisteredTargets");
+        return Err(fail(sh, log, 503, "NoRegisteredTargets"));
     }
     let client_version = req.version();
     let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
@@ -102,7 +102,7 @@ pub async fn forward<B: RequestBody>(
                 continue;
             }
             crate::warn_limited!(target_addr = %t.addr, error = %e, "writing to target failed");
-            return fail(sh, log, 502, "TargetResponseError");
+            return Err(fail(sh, log, 502, "TargetResponseError"));
         }
         if let Some(b) = body.take() {
             match send_body(&mut up, b, chunked, sh.limits.max_request_body, idle).await {
@@ -111,11 +111,11 @@ pub async fn forward<B: RequestBody>(
                     // The target has part of the body: its connection is dropped, not pooled.
                     tracing::debug!(target_addr = %t.addr, "request body over the limit");
                     let r = fail(sh, log, 413, "RequestBodyTooLarge");
-                    return unread::with_unread_body(r, rest, idle);
+                    return Err(unread::with_unread_body(r, rest, idle));
                 }
                 Err(SendBodyError::Other(why)) => {
                     crate::warn_limited!(target_addr = %t.addr, why, "request body not sent");
-                    return fail(sh, log, 502, "TargetResponseError");
+                    return Err(fail(sh, log, 502, "TargetResponseError"));
                 }
             }
         }
@@ -131,19 +131,19 @@ pub async fn forward<B: RequestBody>(
             None => Some(Err(HeadFailure::Closed(false))),
         };
         let Some((up, ubuf)) = waiting.disarm() else {
-            return fail(sh, log, 502, "TargetResponseError");
+            return Err(fail(sh, log, 502, "TargetResponseError"));
         };
         let Some(read) = read else {
             // The deregistration deadline (`crate::expiry`): the connection is dropped.
             crate::warn_limited!(target_addr = %t.addr, "deregistration delay over before the response: 502");
-            return fail(sh, log, 502, crate::expiry::DEREGISTERED);
+            return Err(fail(sh, log, 502, crate::expiry::DEREGISTERED));
         };
         let resp = match read {
             Ok(r) => r,
             Err(HeadFailure::Timeout) => {
                 crate::warn_limited!(target_addr = %t.addr, "no response within the idle timeout");
                 t.count_error();
-                return fail(sh, log, 504, "TargetResponseTimeout");
+                return Err(fail(sh, log, 504, "TargetResponseTimeout"));
             }
             Err(HeadFailure::Closed(partial)) => {
                 if !partial {
@@ -155,12 +155,12 @@ pub async fn forward<B: RequestBody>(
                 }
                 crate::warn_limited!(target_addr = %t.addr, reused, "target closed without a response");
                 t.count_error();
-                return fail(sh, log, 502, "TargetResponseError");
+                return Err(fail(sh, log, 502, "TargetResponseError"));
             }
             Err(HeadFailure::Malformed(why)) => {
                 crate::warn_limited!(target_addr = %t.addr, why, "malformed response from target");
                 t.count_error();
-                return fail(sh, log, 502, "TargetResponseError");
+                return Err(fail(sh, log, 502, "TargetResponseError"));
             }
         };
 
@@ -182,10 +182,10 @@ pub async fn forward<B: RequestBody>(
             // would speak another protocol on a connection that could go back to the pool.
             crate::warn_limited!(target_addr = %t.addr, "101 to a request weir did not upgrade");
             t.count_error();
-            return fail(sh, log, 502, attempt::UNREQUESTED_UPGRADE);
+            return Err(fail(sh, log, 502, attempt::UNREQUESTED_UPGRADE));
         }
         let Ok(framing) = codec::response_framing(&parts.method, status, &resp) else {
-            return fail(sh, log, 502, "TargetResponseError");
+            return Err(fail(sh, log, 502, "TargetResponseError"));
         };
         let mut r = http::Response::new(());
         *r.status_mut() =
@@ -201,11 +201,15 @@ pub async fn forward<B: RequestBody>(
         let reusable = keepalive_allows && resp.target_keeps_alive();
         let tb = TargetBody::new(up, ubuf, framing, t.clone(), reusable, idle, outstanding);
         let (rp, ()) = r.into_parts();
-        return http::Response::from_parts(rp, tb.boxed_unsync());
+        return Ok(http::Response::from_parts(rp, tb));
     }
     let (status, reason) = attempts.give_up();
-    fail(sh, log, status, reason)
+    Err(fail(sh, log, status, reason))
 }
+
+/// What `forward` answers: the target's response, its body read as the engine sends it (not
+/// boxed: it is most responses, and a box costs an allocation per response), or weir's own.
+pub type Answer = Result<http::Response<TargetBody>, http::Response<Body>>;
 
 enum SendBodyError<B> {
     /// More than `max_request_body_bytes`; the rest of the body.

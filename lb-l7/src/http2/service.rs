@@ -1,6 +1,7 @@
 //! One HTTP/2 request (of either engine) through the pipeline's phases: parse → route
 //! (`pipeline::decide`) → (pick_target → forward) | respond → log.
 
+use super::body::TargetBody;
 use super::unread::with_unread_body;
 use super::{RequestBody, forward, h2rules};
 use crate::access_log::{Record, rfc3339};
@@ -10,7 +11,7 @@ use crate::pipeline::decide::{Decision, decide, new_record};
 use crate::pipeline::{ConnInfo, ConnState, Shared, respond};
 use bytes::Bytes;
 use http::{Request, Response, Version};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,11 +67,16 @@ pub async fn handle<B: RequestBody>(
         // The request's body is kept (unread) until the response has been sent (dropped
         // earlier, the stream would be reset with CANCEL before the client got the answer),
         // then drained like nginx does: see `discard`.
-        Decision::Respond(r) => with_unread_body(r, req.into_body(), sh.limits.idle_timeout),
+        Decision::Respond(r) => {
+            with_unread_body(r, req.into_body(), sh.limits.idle_timeout).map(Inner::Own)
+        }
         Decision::Forward(route) => {
             // Boxed: the forward future is large; moving a pointer is cheaper than moving it.
             let log = stream.log.as_deref_mut();
-            Box::pin(forward::forward(&sh, &ci, route, req, first, log)).await
+            match Box::pin(forward::forward(&sh, &ci, route, req, first, log)).await {
+                Ok(r) => r.map(Inner::Target),
+                Err(r) => r.map(Inner::Own),
+            }
         }
     };
 
@@ -85,13 +91,21 @@ pub async fn handle<B: RequestBody>(
 /// it ends, fails or is dropped. A type of its own, not a boxed `body::Tracked` with a boxed
 /// closure: two allocations and an indirection less per response.
 pub struct ResponseBody {
-    inner: Body,
+    inner: Inner,
     bytes: u64,
     stream: Option<InFlight>,
 }
 
+/// The body inside: a target's, inline (most responses; `Body` would box it), or weir's own.
+/// The size difference is the point: a box per response is what the inline variant saves.
+#[allow(clippy::large_enum_variant)]
+enum Inner {
+    Target(TargetBody),
+    Own(Body),
+}
+
 impl ResponseBody {
-    fn new(inner: Body, stream: InFlight) -> ResponseBody {
+    fn new(inner: Inner, stream: InFlight) -> ResponseBody {
         ResponseBody {
             inner,
             bytes: 0,
@@ -115,7 +129,10 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = match &mut this.inner {
+            Inner::Target(b) => Pin::new(b).poll_frame(cx),
+            Inner::Own(b) => Pin::new(b).poll_frame(cx),
+        };
         match &polled {
             Poll::Ready(Some(Ok(f))) => {
                 if let Some(d) = f.data_ref() {
@@ -130,17 +147,23 @@ impl http_body::Body for ResponseBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        match &self.inner {
+            Inner::Target(b) => b.is_end_stream(),
+            Inner::Own(b) => b.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.inner {
+            Inner::Target(b) => b.size_hint(),
+            Inner::Own(b) => b.size_hint(),
+        }
     }
 }
 
 impl Drop for ResponseBody {
     fn drop(&mut self) {
-        let done = self.inner.is_end_stream();
+        let done = http_body::Body::is_end_stream(self);
         self.end(done);
     }
 }

@@ -52,6 +52,8 @@ const ABUSER_DRAIN: Duration = Duration::from_secs(1);
 const READ_BUF: usize = 16 * 1024;
 /// Reads per turn before the task looks at what they brought.
 const READS_PER_TURN: usize = 8;
+/// Turns of one wake-up between two clock reads.
+const CLOCK_TURNS: u32 = 16;
 /// Output gathered (and not yet written) above which the connection is not asked for more and
 /// the client is not read from.
 pub const WRITE_HIGH: usize = 64 * 1024;
@@ -210,9 +212,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         self.streams.ready.begin();
         // Once per call and after any stream work: one look per wake-up in the common case.
         let mut close_seen = false;
+        // The clock once per call (a turn loops a few times per wake-up, a clock read each
+        // was one per request or more), read again every `CLOCK_TURNS` turns and after a
+        // timer fired: deadlines are seconds, a turn is microseconds.
+        let mut now = Instant::now();
+        let mut turns = 0u32;
         loop {
             let mut progress = false;
-            let now = Instant::now();
+            turns += 1;
+            if turns.is_multiple_of(CLOCK_TURNS) {
+                now = Instant::now();
+            }
             if !self.eof && self.unwritten() < WRITE_HIGH {
                 progress |= self.read(cx, now);
             }
@@ -280,6 +290,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 Poll::Ready(true) => return Poll::Ready(Ended::Closed),
                 Poll::Ready(false) => {
                     self.streams.ready.begin();
+                    now = Instant::now();
                     continue;
                 }
                 Poll::Pending => return Poll::Pending,

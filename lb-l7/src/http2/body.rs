@@ -4,6 +4,7 @@
 //! connection the target keeps alive, the connection goes back to the target's pool.
 
 use crate::body::BoxError;
+use crate::idle::CoarseClock;
 use crate::pipeline::MAX_DISCARD;
 use crate::pipeline::codec::{ChunkedScanner, Framing};
 use crate::pipeline::prepare::Outstanding;
@@ -35,12 +36,16 @@ pub struct TargetBody {
     timer: Option<Pin<Box<Sleep>>>,
     /// The request counts as outstanding on its target until the body ends (or is dropped).
     outstanding: Option<Outstanding>,
+    /// The worker's coarse clock: a connection goes back to its pool idle since then (as the
+    /// HTTP/1.1 engine's do; the pool's ages are the coarse clock's too).
+    clock: Arc<CoarseClock>,
     /// The rest of a body whose client went away, read in the background (see `Drop`).
     detached: bool,
 }
 
 impl TargetBody {
     /// `buf` holds what was read after the response head.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         up: UpStream,
         buf: BytesMut,
@@ -49,6 +54,7 @@ impl TargetBody {
         reusable: bool,
         idle: Duration,
         outstanding: Outstanding,
+        clock: Arc<CoarseClock>,
     ) -> TargetBody {
         let mut b = TargetBody {
             up: Some(up),
@@ -66,6 +72,7 @@ impl TargetBody {
             idle,
             timer: None,
             outstanding: Some(outstanding),
+            clock,
             detached: false,
         };
         if framing == Framing::Empty {
@@ -82,7 +89,7 @@ impl TargetBody {
             && self.reusable
             && self.buf.is_empty()
         {
-            self.target.pool.checkin(up, std::time::Instant::now());
+            self.target.pool.checkin(up, self.clock.now());
         }
         readbuf::give_back(std::mem::take(&mut self.buf));
     }
@@ -166,6 +173,7 @@ impl Drop for TargetBody {
             idle: self.idle,
             timer: None,
             outstanding: None,
+            clock: self.clock.clone(),
             detached: true,
         };
         rt.spawn(async move {

@@ -199,7 +199,17 @@ pub async fn forward<B: RequestBody>(
         }
         *r.headers_mut() = headers;
         let reusable = keepalive_allows && resp.target_keeps_alive();
-        let tb = TargetBody::new(up, ubuf, framing, t.clone(), reusable, idle, outstanding);
+        let clock = sh.clock.clone();
+        let tb = TargetBody::new(
+            up,
+            ubuf,
+            framing,
+            t.clone(),
+            reusable,
+            idle,
+            outstanding,
+            clock,
+        );
         let (rp, ()) = r.into_parts();
         return Ok(http::Response::from_parts(rp, tb));
     }

@@ -239,22 +239,64 @@ pub fn host_is(value: &[u8], host: &str, port: Option<&str>) -> bool {
 const TRACE_ROOT_LEN: usize = 40;
 
 pub fn new_trace_root(epoch_secs: u64, random: u128) -> String {
-    // By hand: `format!` with hex widths costs more than the rest of the header work.
-    fn hex(s: &mut String, v: u128, digits: u32) {
-        for i in (0..digits).rev() {
-            s.push(char::from(
-                b"0123456789abcdef"[((v >> (i * 4)) & 0xf) as usize],
-            ));
-        }
-    }
-    // Exactly its length: the String becomes the header value's buffer without a copy.
+    let root = trace_root(epoch_secs, random);
+    // Exactly its length: no regrowth, no spare room.
     let mut s = String::with_capacity(TRACE_ROOT_LEN);
-    s.push_str("Root=1-");
-    hex(&mut s, u128::from(epoch_secs as u32), 8);
-    s.push('-');
-    hex(&mut s, random & ((1u128 << 96) - 1), 24);
+    s.extend(root.iter().map(|&b| char::from(b)));
     s
 }
+
+/// A new trace id's bytes (ASCII).
+fn trace_root(epoch_secs: u64, random: u128) -> [u8; TRACE_ROOT_LEN] {
+    // By hand: `format!` with hex widths costs more than the rest of the header work.
+    fn hex(out: &mut [u8], v: u128) {
+        let n = out.len();
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = b"0123456789abcdef"[((v >> ((n - 1 - i) * 4)) & 0xf) as usize];
+        }
+    }
+    let mut r = [0u8; TRACE_ROOT_LEN];
+    r[..7].copy_from_slice(b"Root=1-");
+    hex(&mut r[7..15], u128::from(epoch_secs as u32));
+    r[15] = b'-';
+    hex(&mut r[16..], random & ((1u128 << 96) - 1));
+    r
+}
+
+/// The trace header value to forward (`trace_value`), as a header value: a new root (the
+/// common case) is carved from a per-thread block (`carved`), not allocated.
+pub fn trace_header_value(existing: Option<&str>, epoch_secs: u64, random: u128) -> HeaderValue {
+    let joins =
+        existing.is_some_and(|v| v.split(';').any(|f| f.trim_start().starts_with("Root=1-")));
+    let value = if joins {
+        bytes::Bytes::from(trace_value(existing, epoch_secs, random).into_bytes())
+    } else {
+        carved(&trace_root(epoch_secs, random))
+    };
+    HeaderValue::from_maybe_shared(value).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// Small values weir writes per request, carved from a per-thread block of `CARVE_BLOCK`
+/// bytes instead of an allocation each: a value shares its block (a reference count), and the
+/// block is reclaimed in place once its values are gone (else a new one is taken, and the old
+/// one goes with its last value).
+fn carved(v: &[u8]) -> bytes::Bytes {
+    use std::cell::RefCell;
+    thread_local! {
+        static BLOCK: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
+    }
+    BLOCK.with(|b| {
+        let mut b = b.borrow_mut();
+        if b.capacity() < v.len() && !b.try_reclaim(CARVE_BLOCK) {
+            *b = bytes::BytesMut::with_capacity(CARVE_BLOCK.max(v.len()));
+        }
+        b.extend_from_slice(v);
+        b.split().freeze()
+    })
+}
+
+/// A carving block holds ~100 trace ids.
+const CARVE_BLOCK: usize = 4096;
 
 /// The trace header value to forward: an existing `Root=` is kept and a `Self=` for this hop
 /// replaces any earlier one; otherwise a new root.
@@ -411,6 +453,30 @@ mod tests {
         assert!(host_is(b"[2001:db8::1]:8080", "2001:db8::1", Some("8080")));
         assert!(!host_is(b"2001:db8::1:8080", "2001:db8::1", Some("8080")));
         assert!(!host_is(b"b.example:8080", "a.example", Some("8080")));
+    }
+
+    #[test]
+    fn trace_header_values_are_carved_and_joined() {
+        let fresh = trace_header_value(None, 0x5f00_0000, 0xabc);
+        assert_eq!(fresh, "Root=1-5f000000-000000000000000000000abc");
+        let other = trace_header_value(Some("Foo=bar"), 0x5f00_0000, 0xabd);
+        assert_eq!(other, "Root=1-5f000000-000000000000000000000abd");
+        assert_eq!(
+            fresh, "Root=1-5f000000-000000000000000000000abc",
+            "not overwritten"
+        );
+        let joined = trace_header_value(Some("Root=1-a-b;Self=x"), 0x10, 0x1);
+        assert_eq!(
+            joined,
+            "Root=1-a-b;Self=1-00000010-000000000000000000000001"
+        );
+        // Many more than a block holds, each still its own.
+        let many: Vec<HeaderValue> = (0..300u128)
+            .map(|i| trace_header_value(None, 1, i))
+            .collect();
+        for (i, v) in many.iter().enumerate() {
+            assert_eq!(*v, new_trace_root(1, i as u128).as_str());
+        }
     }
 
     #[test]

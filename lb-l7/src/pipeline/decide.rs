@@ -9,6 +9,7 @@ use crate::rules::RequestFacts;
 use crate::select::pick_weighted;
 use crate::sticky;
 use crate::target::GroupRt;
+use compact_str::CompactString;
 use http::{Request, Response, Version, header};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
@@ -60,7 +61,7 @@ pub fn new_record(
 }
 
 /// Host without port: the `Host` header, or the HTTP/2 `:authority`.
-pub fn host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
+pub fn host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<CompactString> {
     let raw = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -76,7 +77,7 @@ pub fn host_of(headers: &http::HeaderMap, uri: &http::Uri) -> Option<String> {
             }
         })
     };
-    Some(host.to_string())
+    Some(CompactString::from(host))
 }
 
 /// What to do with a request: weir answers it itself, or it goes to a target group.
@@ -88,8 +89,9 @@ pub enum Decision<'s> {
 /// Where phase route sends a request.
 pub struct Route<'s> {
     pub group: &'s GroupRt,
-    /// The request's host (without port), for the forwarded `Host`.
-    pub host: Option<String>,
+    /// The request's host (without port), for the forwarded `Host`. Inline up to 24 bytes
+    /// (an IP address, most names): a `String` cost an allocation per request.
+    pub host: Option<CompactString>,
     /// Group stickiness: the response sets `AWSALBTG` lasting this long.
     pub group_cookie: Option<Duration>,
     /// Desync mitigation (`pipeline::desync`): the target connection is closed after this request,

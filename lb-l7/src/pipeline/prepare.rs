@@ -158,17 +158,14 @@ pub fn prepare_upstream(
         &ci.xff_client,
     );
     let now = sh.clock.epoch_secs();
-    let trace = headers::trace_value(
+    let trace = headers::trace_header_value(
         h.get(&sh.trace_header).and_then(|v| v.to_str().ok()),
         now,
         fastrand::u128(..),
     );
     if let Some(l) = log {
-        l.trace_id.clone_from(&trace);
+        l.trace_id = trace.to_str().unwrap_or("-").to_owned();
     }
-    // The String's buffer becomes the header value's (no copy).
-    let trace = HeaderValue::from_maybe_shared(bytes::Bytes::from(trace.into_bytes()))
-        .unwrap_or_else(|_| HeaderValue::from_static("-"));
     // An HTTP/1.0 request may come without a Host (an HTTP/1.1 one gets 400 before this); it
     // leaves as HTTP/1.1, which must have one (RFC 9112 §3.2: a strict target answers 400 and
     // closes, so the pooled connection is lost too). ALB generates a Host with its own DNS

@@ -23,7 +23,7 @@ use super::streams::{Phase, Stream, Streams};
 use crate::h2conn::{self, Connection, Event, Reason, StreamId};
 use crate::http2::frames::Inbound;
 use crate::http2::service;
-use crate::pipeline::{ConnInfo, Shared, stopped};
+use crate::pipeline::{ConnInfo, Shared, codec, stopped};
 use bytes::Bytes;
 use http::Request;
 use http_body::Body as _;
@@ -654,6 +654,7 @@ fn poll_stream(conn: &mut Connection, s: &mut Stream, waker: &Waker) {
         head::prepare(&mut parts.headers, body.size_hint().exact(), empty);
         let withhold = empty && request_coming(s);
         let sent = conn.send_response(s.id, parts.status, &parts.headers, empty && !withhold);
+        codec::recycle_headers(parts.headers);
         s.phase = match sent {
             Ok(()) if !empty => Phase::Sending(body),
             Ok(()) if withhold => Phase::Ended,

@@ -199,6 +199,7 @@ pub async fn forward<B: RequestBody>(
         }
         *r.headers_mut() = headers;
         let reusable = keepalive_allows && resp.target_keeps_alive();
+        resp.recycle();
         let clock = sh.clock.clone();
         let tb = TargetBody::new(
             up,

@@ -356,7 +356,7 @@ pub struct ResponseHead {
     /// The head's bytes (kept: headers are copied to the client from them, filtered).
     pub raw: Bytes,
     /// (name, value) ranges into `raw`.
-    pub fields: Vec<((usize, usize), (usize, usize))>,
+    pub fields: FieldRanges,
     pub reason: (usize, usize),
 }
 
@@ -383,7 +383,7 @@ impl ResponseHead {
     /// target's framing (`declared_length`), never the target's line as it came.
     pub fn end_to_end_headers(&self) -> HeaderMap {
         let listed = self.connection_listed();
-        let mut h = HeaderMap::with_capacity(self.fields.len() + 1);
+        let mut h = spare_map(self.fields.len() + 1);
         for i in 0..self.fields.len() {
             let name = self.name(i);
             if is_hop_by_hop(name, &listed) || is_content_length(name) {
@@ -449,6 +449,72 @@ impl ResponseHead {
     pub fn target_keeps_alive(&self) -> bool {
         client_keeps_alive(self.version, self)
     }
+
+    /// Done with the head: its field list goes back for the next response (`SPARE`).
+    pub fn recycle(self) {
+        let mut fields = self.fields;
+        fields.clear();
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.fields.len() < SPARES && fields.capacity() <= MAX_RESPONSE_HEADERS {
+                s.fields.push(fields);
+            }
+        });
+    }
+}
+
+/// A response head's (name, value) ranges into its raw bytes.
+pub type FieldRanges = Vec<((usize, usize), (usize, usize))>;
+
+/// Spare field lists (`parse_response`) and header maps (`end_to_end_headers`), per thread (a
+/// worker is one), given back by the engine that is done with them (`ResponseHead::recycle`,
+/// `recycle_headers`): two allocations of a map and one of a list per response, otherwise. A
+/// map comes back emptied (its values, which share the target's read buffer, dropped).
+#[derive(Default)]
+struct Spare {
+    fields: Vec<FieldRanges>,
+    maps: Vec<HeaderMap>,
+}
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::new(Spare::default());
+}
+
+/// Spares kept of each kind.
+const SPARES: usize = 32;
+/// A map that grew larger than this (a response with many headers) is not kept.
+const MAX_KEPT_MAP: usize = 64;
+
+fn spare_fields(n: usize) -> FieldRanges {
+    match SPARE.with(|s| s.borrow_mut().fields.pop()) {
+        Some(f) => f,
+        None => Vec::with_capacity(n),
+    }
+}
+
+fn spare_map(n: usize) -> HeaderMap {
+    match SPARE.with(|s| s.borrow_mut().maps.pop()) {
+        Some(mut h) => {
+            h.reserve(n);
+            h
+        }
+        None => HeaderMap::with_capacity(n),
+    }
+}
+
+/// A response's header map the engine has sent (any map: weir's own answers' too), emptied
+/// and kept for `end_to_end_headers`.
+pub fn recycle_headers(mut h: HeaderMap) {
+    if h.capacity() > MAX_KEPT_MAP {
+        return;
+    }
+    h.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.maps.len() < SPARES {
+            s.maps.push(h);
+        }
+    });
 }
 
 /// Parses a target's response head at the front of `buf` (split off on success).
@@ -484,11 +550,12 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
         Some(r) if !r.is_empty() => range_of(base, r.as_bytes()),
         _ => (0, 0),
     };
-    let fields: Vec<_> = resp
-        .headers
-        .iter()
-        .map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value)))
-        .collect();
+    let mut fields = spare_fields(resp.headers.len());
+    fields.extend(
+        resp.headers
+            .iter()
+            .map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))),
+    );
     let raw = buf.split_to(len).freeze();
     Ok(Some(ResponseHead {
         status,

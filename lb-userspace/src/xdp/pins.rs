@@ -35,8 +35,19 @@ fn lock_path(iface: &str) -> PathBuf {
 /// Opens and try-locks `iface`'s lock file: `Some(file)` holds the lock, `None` means a live
 /// daemon holds it.
 fn try_lock(iface: &str) -> anyhow::Result<Option<File>> {
-    let path = lock_path(iface);
-    let lock = File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    try_lock_at(&lock_path(iface))
+}
+
+/// Opens `path` without truncating it (a live daemon's lock file holds its note, which every
+/// other daemon's start looks at through [`remove_stale`]) and try-locks it.
+fn try_lock_at(path: &Path) -> anyhow::Result<Option<File>> {
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
     // SAFETY: flock on an fd we own.
     let held = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     Ok(held.then_some(lock))
@@ -79,6 +90,9 @@ impl PinDir {
                 lock_path(iface).display()
             );
         };
+        // A dead daemon's note is not ours.
+        lock.set_len(0)
+            .with_context(|| format!("emptying {}", lock_path(iface).display()))?;
         ensure_bpffs()?;
         remove_stale(iface);
         let path = dir_for(iface);
@@ -95,12 +109,18 @@ impl PinDir {
     }
 
     /// Writes the daemon's host-side state (`key value` lines) into its lock file, where
-    /// `weir stats` reads it ([`read_note`]): bpffs holds no regular files.
+    /// `weir stats` reads it ([`read_note`]): bpffs holds no regular files. Written over the
+    /// old text, then cut to length, so a reader never finds the file empty in between (the
+    /// counts in it only grow, so a new text is never shorter than the one it replaces).
     pub fn note(&self, text: &str) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
-        self.lock.set_len(0)?;
-        self.lock.write_all_at(text.as_bytes(), 0)
+        write_note(&self.lock, text)
     }
+}
+
+fn write_note(lock: &File, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    lock.write_all_at(text.as_bytes(), 0)?;
+    lock.set_len(text.len() as u64)
 }
 
 /// The value of `key` in the note of `iface`'s running daemon ([`PinDir::note`]).
@@ -150,4 +170,29 @@ pub fn running_interfaces() -> Vec<String> {
         .collect();
     v.sort();
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Another daemon's start looks at every lock file (`remove_stale`): a live daemon's note
+    /// must survive it. Opening with truncation once emptied it, and `weir stats` showed
+    /// `syncookies_reasserted` 0 after the log said 2.
+    #[test]
+    fn a_held_lock_files_note_survives_another_daemons_look() {
+        let path = std::env::temp_dir().join(format!("weir-pins-test-{}.lock", std::process::id()));
+        let held = try_lock_at(&path)
+            .unwrap()
+            .expect("a fresh lock file is free");
+        write_note(&held, "syncookies_reasserted 2\nxdp_tx_errors 0\n").unwrap();
+        assert!(try_lock_at(&path).unwrap().is_none(), "held by the daemon");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "syncookies_reasserted 2\nxdp_tx_errors 0\n");
+        write_note(&held, "syncookies_reasserted 3\nxdp_tx_errors 10\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "syncookies_reasserted 3\nxdp_tx_errors 10\n");
+        drop(held);
+        let _ = std::fs::remove_file(&path);
+    }
 }

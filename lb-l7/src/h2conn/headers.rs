@@ -19,7 +19,8 @@ impl Connection {
         self_dependent: bool,
         block: &[u8],
     ) -> Res {
-        let mut fields = Fields::with_arena(std::mem::take(&mut self.arena));
+        let headers = (self.cfg.header_map)(super::request::FIELDS);
+        let mut fields = Fields::with_arena(std::mem::take(&mut self.arena), headers);
         let limit = self.cfg.max_header_list_size as usize;
         let decoded = self.dec.decode(block, limit, |n, v| fields.field(n, v));
         self.arena = fields.take_arena();

@@ -43,24 +43,27 @@ pub(super) struct Fields {
     arena: BytesMut,
 }
 
+/// Regular fields a request's header map is made for.
+pub(super) const FIELDS: usize = 12;
 /// The arena's allocation unit.
 pub(super) const ARENA_BLOCK: usize = 4096;
 
 impl Default for Fields {
     fn default() -> Self {
-        Fields::with_arena(BytesMut::new())
+        Fields::with_arena(BytesMut::new(), HeaderMap::with_capacity(FIELDS))
     }
 }
 
 impl Fields {
-    /// Fields whose values go into `arena` (what is left of it after the previous block).
-    pub fn with_arena(arena: BytesMut) -> Self {
+    /// Fields whose values go into `arena` (what is left of it after the previous block) and
+    /// whose regular ones into `headers` (empty).
+    pub fn with_arena(arena: BytesMut, headers: HeaderMap) -> Self {
         Fields {
             method: None,
             scheme: None,
             authority: None,
             path: None,
-            headers: HeaderMap::with_capacity(12),
+            headers,
             cookie: None,
             regular_seen: false,
             error: None,

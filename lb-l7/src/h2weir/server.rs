@@ -66,6 +66,9 @@ pub fn config(sh: &Shared) -> h2conn::Config {
         idle_timeout: sh.limits.idle_timeout,
         header_read_timeout: sh.limits.header_read_timeout,
         max_glitches: MAX_GLITCHES,
+        // Spares the pipeline gives back once a request's head is written (and after a
+        // response's head was sent).
+        header_map: codec::spare_map,
         ..h2conn::Config::default()
     }
 }

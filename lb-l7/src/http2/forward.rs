@@ -72,6 +72,8 @@ pub async fn forward<B: RequestBody>(
     let mut head = bytes::BytesMut::new();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
+    // The head is written (a retry sends `head` again): the map goes back for the next request.
+    codec::recycle_headers(std::mem::take(&mut parts.headers));
     let head = head.freeze();
     let replayable = idempotent(&parts.method) && !has_body;
     let mut body = has_body.then_some(body);

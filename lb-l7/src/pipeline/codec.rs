@@ -492,7 +492,8 @@ fn spare_fields(n: usize) -> FieldRanges {
     }
 }
 
-fn spare_map(n: usize) -> HeaderMap {
+/// An empty header map with room for `n` fields: a spare (`recycle_headers`) if any.
+pub fn spare_map(n: usize) -> HeaderMap {
     match SPARE.with(|s| s.borrow_mut().maps.pop()) {
         Some(mut h) => {
             h.reserve(n);

@@ -30,7 +30,7 @@ use aya::{
     programs::{Xdp, XdpMode},
 };
 use common::*;
-use weir_tests::lab::{Iface, Lab, Ns};
+use weir_tests::lab::{Iface, Lab, Ns, Proc};
 
 const CLIENT: &str = "10.79.0.1";
 const VIP: &str = "10.79.0.2";
@@ -224,7 +224,8 @@ fn connect_without_timestamps(
 }
 
 /// `tcp_syncookies` rewritten under a running weir: weir puts 2 back within 1 s, and a burst of
-/// hping3 SYNs afterwards is answered from XDP, none refused by the helper.
+/// hping3 SYNs afterwards is answered from XDP, none refused by the helper; `weir stats` counts
+/// both re-assertions, also once another weir has started.
 #[test]
 fn a_rewritten_tcp_syncookies_is_reasserted() -> Result<()> {
     if !Lab::root_required() {
@@ -260,12 +261,18 @@ fn a_rewritten_tcp_syncookies_is_reasserted() -> Result<()> {
         .into_iter()
         .try_for_each(|v| rewrite_then_burst(&client, &server, &s0, v))
         .and_then(|()| {
-            // `weir stats` shows the value now and the two re-assertions.
-            let host = &stats(&server, &s0)?["host"];
+            // `weir stats` shows the value now and the two re-assertions, also after another
+            // weir started on the host (its start looks at every daemon's lock file, where the
+            // count is noted: it once emptied it, and `weir stats` read 0 after the log said 2).
+            let (mut other, _cfg) = another_weir(&lab)?;
+            let host = stats(&server, &s0).map(|s| s["host"].clone());
+            let stopped = interrupt(&mut other)?;
+            let host = host?;
             ensure!(
                 host["tcp_syncookies"] == "2" && host["syncookies_reasserted"] == 2,
                 "weir stats: {host}"
             );
+            ensure!(stopped, "the other weir exits cleanly");
             Ok(())
         });
     assert!(interrupt(&mut weir)?, "weir exits cleanly");
@@ -279,6 +286,22 @@ fn a_rewritten_tcp_syncookies_is_reasserted() -> Result<()> {
 }
 
 const KEY: &str = "net.ipv4.tcp_syncookies";
+
+/// A second `weir run` (no SYN cookies) on an interface of its own namespaces, with its config.
+fn another_weir(lab: &Lab) -> Result<(Proc, TempFile)> {
+    let a = lab.add_ns("other-client")?;
+    let b = lab.add_ns("other-server")?;
+    let (_a0, b0) = lab.veth(&a, &b)?;
+    b0.addr("10.79.1.2/24")?;
+    let cfg = TempFile::new(
+        "other.toml",
+        "[[vip]]\naddress = \"10.79.1.2\"\nport = 8080\n",
+    );
+    Ok((
+        start_weir(&b, &b0, &["--config", cfg.path(), "--no-l7"])?,
+        cfg,
+    ))
+}
 
 fn rewrite_then_burst(client: &Ns, server: &Ns, s0: &Iface, value: &str) -> Result<()> {
     ensure!(server.sysctl_get(KEY)? == "2", "weir set 2 at start");

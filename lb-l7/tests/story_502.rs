@@ -120,32 +120,36 @@ load_balancing.algorithm.hash_on = "header:x-session"
     assert_eq!(ok, SESSIONS * PER_SESSION);
     assert_eq!(m.elb_5xx, 0);
     assert_eq!(m.elb_502, 0);
-    // The scenario really happened, at every target the sessions reached: the target closed
-    // idle connections under weir's pool, and weir's pool met those closes (found closed in the
-    // pool, or dead on reuse). Not a total: once weir has learned a target's 2 s from its first
-    // closes (keep-alive learning), it retires pooled connections at 1.5 s, at the first 1 s
-    // sweep or checkout after that age; whether the target's timer or that sweep comes first
-    // is up to the sweep's phase and the scheduler, and a loaded machine sees fewer such
-    // closes (86 of 1,000 requests on a loaded CI machine, ~120 on a quiet one).
-    let mut used = 0;
+    // The scenario really happened, at every target one session alone reached: the target
+    // closed idle connections under weir's pool, and weir's pool met those closes (found closed
+    // in the pool, or dead on reuse). Not a total: once weir has learned a target's 2 s from
+    // its first closes (keep-alive learning), it retires pooled connections at 1.5 s, at the
+    // first 1 s sweep or checkout after that age; whether the target's timer or that sweep
+    // comes first is up to the sweep's phase and the scheduler, and a loaded machine sees fewer
+    // such closes (86 of 1,000 requests on a loaded CI machine, ~120 on a quiet one). Not at a
+    // target two sessions share (40 requests and more): their requests interleave on its pooled
+    // connections, so none need sit idle for 2 s there.
+    let mut alone = 0;
     for b in &backends {
-        if b.hits.load(SeqCst) == 0 {
-            continue; // no session hashed to it
+        let hits = b.hits.load(SeqCst);
+        if hits == 0 || hits >= 2 * PER_SESSION {
+            continue; // no session hashed to it, or more than one
         }
-        used += 1;
+        alone += 1;
         let ka = &m.targets[&format!("app/{}", b.addr)].keepalive;
         assert!(
             b.idle_closes.load(SeqCst) >= 1
                 && ka.keepalive_closed_idle + ka.keepalive_dead_on_reuse >= 1,
-            "target {} closed {} idle connections, weir's pool met {} closed idle and {} dead \
-             on reuse: {ka:?}",
+            "target {} served {hits} requests, closed {} idle connections, weir's pool met {} \
+             closed idle and {} dead on reuse: {ka:?}",
             b.addr,
             b.idle_closes.load(SeqCst),
             ka.keepalive_closed_idle,
             ka.keepalive_dead_on_reuse,
         );
     }
-    assert!(used >= SESSIONS / 4, "only {used} targets served requests");
+    // 50 sessions hashed over 50 targets: about 18 targets get exactly one.
+    assert!(alone >= 5, "only {alone} targets served one session alone");
     // Weir still reused connections (it did not just give up pooling).
     assert!(
         m.upstream_connections_reused >= 200,

@@ -29,18 +29,10 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 #[path = "common/h2frames.rs"]
 mod h2frames;
 use h2frames::{
-    ACK, CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, PREFACE,
-    RST_STREAM, SETTINGS, SETTINGS_INITIAL_WINDOW_SIZE, frame, hpack, request, rst, settings,
-    window_update,
+    ACK, CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM, Frame, GOAWAY, HEADERS, PING,
+    PREFACE, RST_STREAM, SETTINGS, SETTINGS_INITIAL_WINDOW_SIZE, frame, hpack, request, rst,
+    settings, take_frame, window_update,
 };
-
-#[derive(Debug)]
-struct Frame {
-    ty: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
 
 /// What reading the next frame gave.
 #[derive(Debug)]
@@ -97,19 +89,7 @@ impl H2 {
 
     /// A whole frame from the front of `buf`.
     fn parse(&mut self) -> Option<Frame> {
-        let h = self.buf.get(..9)?;
-        let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
-        if self.buf.len() < 9 + len {
-            return None;
-        }
-        let f = Frame {
-            ty: h[3],
-            flags: h[4],
-            stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
-            payload: self.buf[9..9 + len].to_vec(),
-        };
-        self.buf.drain(..9 + len);
-        Some(f)
+        take_frame(&mut self.buf)
     }
 
     /// The DATA of `stream` until its END_STREAM (or a reset, a close, `limit`).

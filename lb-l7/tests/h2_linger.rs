@@ -25,8 +25,8 @@ use tokio::sync::Mutex;
 #[path = "common/h2frames.rs"]
 mod h2frames;
 use h2frames::{
-    ACK, DATA, END_STREAM, GOAWAY, HEADERS, Io, NO_ERROR, PING, PREFACE, PROTOCOL_ERROR, SETTINGS,
-    code_name, frame, request, settings,
+    ACK, DATA, END_STREAM, Frame, GOAWAY, HEADERS, Io, NO_ERROR, PING, PREFACE, PROTOCOL_ERROR,
+    SETTINGS, code_name, frame, request, settings, take_frame,
 };
 
 /// The tests run one at a time: they time closes.
@@ -124,14 +124,6 @@ async fn small_tls(
 }
 
 type Writer = Arc<Mutex<WriteHalf<Box<dyn Io>>>>;
-
-#[derive(Debug)]
-struct Frame {
-    ty: u8,
-    flags: u8,
-    stream: u32,
-    payload: Vec<u8>,
-}
 
 /// How the client's reading ended.
 #[derive(Debug, PartialEq)]
@@ -238,19 +230,7 @@ impl Client {
     }
 
     fn parse(&mut self) -> Option<Frame> {
-        let h = self.buf.get(..9)?;
-        let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
-        if self.buf.len() < 9 + len {
-            return None;
-        }
-        let f = Frame {
-            ty: h[3],
-            flags: h[4],
-            stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
-            payload: self.buf[9..9 + len].to_vec(),
-        };
-        self.buf.drain(..9 + len);
-        Some(f)
+        take_frame(&mut self.buf)
     }
 }
 

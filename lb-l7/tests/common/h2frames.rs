@@ -246,6 +246,23 @@ pub enum Got {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// A whole frame taken from the front of `buf`, if one is there.
+pub fn take_frame(buf: &mut Vec<u8>) -> Option<Frame> {
+    let h = buf.get(..9)?;
+    let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
+    if buf.len() < 9 + len {
+        return None;
+    }
+    let f = Frame {
+        ty: h[3],
+        flags: h[4],
+        stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+        payload: buf[9..9 + len].to_vec(),
+    };
+    buf.drain(..9 + len);
+    Some(f)
+}
+
 pub struct H2 {
     pub s: Pin<Box<dyn Io>>,
     pub buf: Vec<u8>,
@@ -367,19 +384,7 @@ impl H2 {
 
     /// A whole frame from the front of `buf`.
     fn parse(&mut self) -> Option<Frame> {
-        let h = self.buf.get(..9)?;
-        let len = (h[0] as usize) << 16 | (h[1] as usize) << 8 | h[2] as usize;
-        if self.buf.len() < 9 + len {
-            return None;
-        }
-        let f = Frame {
-            ty: h[3],
-            flags: h[4],
-            stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
-            payload: self.buf[9..9 + len].to_vec(),
-        };
-        self.buf.drain(..9 + len);
-        Some(f)
+        take_frame(&mut self.buf)
     }
 
     /// What was read so far, for a failure message.

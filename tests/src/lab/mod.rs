@@ -45,6 +45,7 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -290,6 +291,16 @@ impl Drop for Lab {
         for (ns, dev) in s.links.drain(..) {
             cmd::ip_quiet(ns.as_deref(), &["link", "del", "dev", &dev]);
         }
+        // weir names its per-namespace files by the namespace's inode (`admin/path.rs`,
+        // `sysctl.rs`, `health/file.rs`). Removed while the namespaces still hold their inodes
+        // (their daemons are killed above), so no new namespace can have one of them yet.
+        let inodes: Vec<u64> = s
+            .netns
+            .values()
+            .filter_map(|full| std::fs::metadata(Path::new("/run/netns").join(full)).ok())
+            .map(|m| m.ino())
+            .collect();
+        remove_weir_files(&self.id, &inodes);
         for (_, full) in std::mem::take(&mut s.netns) {
             if !cmd::ip_quiet(None, &["netns", "del", &full]) {
                 eprintln!("lab {}: could not delete netns {full}", self.id);
@@ -301,6 +312,35 @@ impl Drop for Lab {
             } else {
                 std::fs::remove_file(&p)
             };
+        }
+    }
+}
+
+/// What weir leaves in `/run/weir` for the lab's namespaces (by their inodes) and its
+/// interfaces (named `<lab id>v…`) when a test SIGKILLs it or it never reaches its cleanup:
+/// admin sockets, health files, sysctl records and locks, per-interface sockets and locks.
+/// Called once the lab's processes are killed.
+fn remove_weir_files(id: &str, inodes: &[u64]) {
+    let Ok(dir) = std::fs::read_dir("/run/weir") else {
+        return;
+    };
+    let iface = format!("{id}v");
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let ours = name.starts_with(&iface)
+            || inodes.iter().any(|ino| {
+                [
+                    format!("admin-{ino}.sock"),
+                    format!("health-{ino}.json"),
+                    format!("sysctl-{ino}"),
+                    format!("sysctl-{ino}.lock"),
+                ]
+                .iter()
+                .any(|f| f == name)
+            });
+        if ours {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }

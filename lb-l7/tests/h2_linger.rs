@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 mod h2frames;
 use h2frames::{
     ACK, DATA, END_STREAM, Frame, GOAWAY, HEADERS, Io, NO_ERROR, PING, PREFACE, PROTOCOL_ERROR,
-    SETTINGS, code_name, frame, request, settings, take_frame,
+    SETTINGS, code_name, frame, request, settings, take_frame, tls_h2,
 };
 
 /// The tests run one at a time: they time closes.
@@ -98,29 +98,7 @@ async fn small_tls(
     port: u16,
     ca: &std::path::Path,
 ) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).unwrap();
-    for c in
-        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
-            &pem,
-        )
-    {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, small_tcp(port).await)
-        .await
-        .unwrap();
-    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    tls
+    tls_h2(small_tcp(port).await, ca).await
 }
 
 type Writer = Arc<Mutex<WriteHalf<Box<dyn Io>>>>;

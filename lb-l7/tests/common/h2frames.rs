@@ -246,6 +246,37 @@ pub enum Got {
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// TLS over `tcp` (ALPN `h2` only, server name 127.0.0.1, trusting `ca`); panics unless the
+/// server chose h2.
+pub async fn tls_h2(
+    tcp: TcpStream,
+    ca: &std::path::Path,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    for c in
+        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+            &pem,
+        )
+    {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    tls
+}
+
 /// A whole frame taken from the front of `buf`, if one is there.
 pub fn take_frame(buf: &mut Vec<u8>) -> Option<Frame> {
     let h = buf.get(..9)?;
@@ -298,30 +329,8 @@ impl H2 {
     /// A TLS connection (ALPN `h2` only, server name 127.0.0.1, trusting `ca`) with nothing
     /// sent yet; panics unless the server chose h2.
     pub async fn tls(port: u16, ca: &std::path::Path) -> H2 {
-        let mut roots = rustls::RootCertStore::empty();
-        let pem = std::fs::read(ca).unwrap();
-        for c in
-            <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
-                &pem,
-            )
-        {
-            roots.add(c.unwrap()).unwrap();
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"h2".to_vec()];
         let s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-        let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
-            .connect(name, s)
-            .await
-            .unwrap();
-        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-        H2::over(Box::pin(tls))
+        H2::over(Box::pin(tls_h2(s, ca).await))
     }
 
     pub fn over(s: Pin<Box<dyn Io>>) -> H2 {

@@ -259,7 +259,15 @@ fn plain_connection(
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let sh = active.sh.clone();
-    let ci = Arc::new(ConnInfo::new(&sh, l, peer, None, sh.h1_state.clone()));
+    let local = crate::pipeline::local_ip(&l.config, || stream.local_addr());
+    let ci = Arc::new(ConnInfo::new(
+        &sh,
+        l,
+        peer,
+        local,
+        None,
+        sh.h1_state.clone(),
+    ));
     h1::server::serve(sh, ci, ClientStream::Plain(stream), active, h2c)
 }
 
@@ -370,7 +378,15 @@ fn established(
     } else {
         sh.h1_state.clone()
     };
-    let ci = Arc::new(ConnInfo::new(sh, l, peer, Some(Box::new(info)), state));
+    let local = crate::pipeline::local_ip(&l.config, || tls_stream.get_ref().0.local_addr());
+    let ci = Arc::new(ConnInfo::new(
+        sh,
+        l,
+        peer,
+        local,
+        Some(Box::new(info)),
+        state,
+    ));
     (ci, h2)
 }
 

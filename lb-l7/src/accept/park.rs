@@ -56,8 +56,8 @@ const RELEASE_AFTER: usize = 64;
 /// ... and at most this often.
 const RELEASE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// A parked connection: what its next task needs, 64 bytes with its slot. Its peer address is
-/// asked of the kernel again at resume, and its generation and listener are found again from
+/// A parked connection: what its next task needs, 64 bytes with its slot. Its peer (and, on a
+/// wildcard listener, local) address is asked of the kernel again at resume, and its generation and listener are found again from
 /// the guard's (the newest generation, the listener on its port), so the entry holds neither.
 struct Entry {
     tcp: std::net::TcpStream,
@@ -381,10 +381,12 @@ impl Lot {
                 return;
             }
         };
+        let local = crate::pipeline::local_ip(&listener.config, || tcp.local_addr());
         let ci = Arc::new(ConnInfo::new(
             &sh,
             listener,
             peer,
+            local,
             None,
             sh.h1_state.clone(),
         ));

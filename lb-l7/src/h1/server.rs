@@ -257,6 +257,7 @@ async fn run<G: Guard, H, F>(
             tls: ci.tls.clone(),
             xff_client: ci.xff_client.clone(),
             peer: ci.peer,
+            local: ci.local,
             closing: ci.closing,
         });
         let io = Rewind::new(buf, io);

@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::rules::RuleSet;
 use crate::target::GroupRt;
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
@@ -176,6 +176,9 @@ pub struct ConnState {
 pub struct ConnInfo {
     pub listener: Arc<ListenerRt>,
     pub peer: SocketAddr,
+    /// The address the client connected to ([`local_ip`]): the Host weir generates for a
+    /// request without one names it.
+    pub local: IpAddr,
     /// Boxed: a plain connection (most idle ones) then pays one pointer for it.
     pub tls: Option<Box<TlsInfo>>,
     pub state: Arc<ConnState>,
@@ -200,6 +203,7 @@ impl ConnInfo {
             sh,
             listener,
             self.peer,
+            self.local,
             self.tls.clone(),
             self.state.clone(),
         )
@@ -209,6 +213,7 @@ impl ConnInfo {
         sh: &Shared,
         listener: Arc<ListenerRt>,
         peer: SocketAddr,
+        local: IpAddr,
         tls: Option<Box<TlsInfo>>,
         state: Arc<ConnState>,
     ) -> ConnInfo {
@@ -220,6 +225,7 @@ impl ConnInfo {
         ConnInfo {
             listener,
             peer,
+            local,
             tls,
             state,
             xff_client,
@@ -232,12 +238,27 @@ impl ConnInfo {
         ConnInfo {
             listener: self.listener.clone(),
             peer: self.peer,
+            local: self.local,
             tls: self.tls.clone(),
             state: self.state.clone(),
             xff_client: self.xff_client.clone(),
             closing: true,
         }
     }
+}
+
+/// The address a client connected to: its listener's, or for a listener on a wildcard
+/// address (0.0.0.0, ::) the accepted socket's own (`local_addr`: getsockname, asked once per
+/// connection), an IPv4-mapped one as IPv4; the listener's if the kernel will not say.
+pub fn local_ip(
+    listener: &Listener,
+    local_addr: impl FnOnce() -> std::io::Result<SocketAddr>,
+) -> IpAddr {
+    let ip = match listener.address {
+        a if !a.is_unspecified() => a,
+        a => local_addr().map_or(a, |l| l.ip()),
+    };
+    crate::rules::canonical_ip(ip)
 }
 
 #[derive(Debug, Clone)]

@@ -169,12 +169,13 @@ pub fn prepare_upstream(
     // An HTTP/1.0 request may come without a Host (an HTTP/1.1 one gets 400 before this); it
     // leaves as HTTP/1.1, which must have one (RFC 9112 §3.2: a strict target answers 400 and
     // closes, so the pooled connection is lost too). ALB generates a Host with its own DNS
-    // name; weir has none and names the listener's address.
-    let listener_host;
+    // name; weir has none and names the address the client connected to (the listener's, or
+    // on a wildcard listener the connection's own: 0.0.0.0 would mean nothing to the target).
+    let local_host;
     let host = match host {
         None if !h.contains_key(header::HOST) => {
-            listener_host = listener.address.to_string();
-            Some(listener_host.as_str())
+            local_host = ci.local.to_string();
+            Some(local_host.as_str())
         }
         host => host,
     };

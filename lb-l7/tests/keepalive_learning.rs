@@ -6,6 +6,11 @@
 //! After the first few resets, no request may fail, GET or POST: weir learns the limit and
 //! retires pooled connections before it (POSTs, which it cannot retry, well before it).
 //! A third target advertises `Keep-Alive: timeout=1`: weir honours it from the first response.
+//!
+//! "After" is measured from the request before which weir's metrics first show the limit
+//! (learned or advertised), and the window must hold enough requests sent after a pause longer
+//! than the target's limit (every pooled connection then idled past it: without learning, a
+//! POST there meets a reset) for its "no errors" to say something.
 
 mod common;
 use bytes::Bytes;
@@ -24,6 +29,10 @@ use tokio::net::{TcpListener, TcpStream};
 const LIMIT: Duration = Duration::from_millis(1000);
 /// Resets (or closes) weir may meet before it knows: "the first few".
 const FEW: usize = 2;
+/// Requests sent after a pause longer than `LIMIT` once weir knows the limit, at least: the
+/// window's "no errors" is about these. weir learns before round 2; from there the seeded
+/// sequences hold 9 such requests (seed 12, 5 of them POSTs) and 5 (seed 34, 2 POSTs).
+const LATE_AFTER_KNOWN: usize = 4;
 
 #[derive(Clone, Copy, PartialEq)]
 enum Close {
@@ -188,44 +197,91 @@ impl Session {
     }
 }
 
-/// What one run saw.
+/// What one run saw, before and after the request from which weir knew the target's limit.
 #[derive(Debug, Default)]
 struct Totals {
     requests: usize,
-    /// Client-visible failures before and after the target had killed `FEW` connections.
+    /// The first round before which weir's metrics showed a learned or advertised limit.
+    known_from: Option<usize>,
+    /// Client-visible failures before and after that round.
     errors_before: Vec<String>,
     errors_after: Vec<String>,
-    /// Connections the target killed before and after that point.
+    /// Connections the target killed before and after that round.
     killed_before: usize,
     killed_after: usize,
+    /// Requests from that round on, and those of them sent after a pause longer than `LIMIT`
+    /// (one request at a time: every pooled connection had idled past the target's limit).
+    requests_after: usize,
+    late_after: usize,
+    late_posts_after: usize,
+}
+
+impl Totals {
+    /// The claim of the learning tests: weir knew the limit after at most `FEW` kills, the
+    /// requests after that include enough late ones, and none of them failed.
+    fn assert_learned(&self, what: &str) {
+        assert!(
+            self.errors_after.is_empty(),
+            "client-visible errors after weir learned the limit (round {:?}, {} {what} before): \
+             {:?}",
+            self.known_from,
+            self.killed_before,
+            self.errors_after
+        );
+        let Some(from) = self.known_from else {
+            panic!(
+                "weir never showed a learned limit ({} requests, {} {what})",
+                self.requests, self.killed_after
+            );
+        };
+        assert!(
+            self.killed_before <= FEW,
+            "weir learned the limit only at round {from}, after {} {what}",
+            self.killed_before
+        );
+        assert!(
+            self.late_after >= LATE_AFTER_KNOWN,
+            "after weir learned the limit (round {from}), only {} of {} requests came after a \
+             pause past the target's limit: too few for \"no errors\" to mean anything",
+            self.late_after,
+            self.requests_after
+        );
+    }
 }
 
 /// `rounds` requests, one at a time, each after a pause of 0.5–1.3 s, GET or POST, over the
 /// HTTP/1.1 or the HTTP/2 session (seeded: the same sequence on every run).
-async fn drive(port: u16, t: &RawTarget, rounds: usize, seed: u64) -> Totals {
+async fn drive(w: &Running, port: u16, t: &RawTarget, rounds: usize, seed: u64) -> Totals {
     let mut rng = fastrand::Rng::with_seed(seed);
     let mut sessions = [
         Session::open(port, false).await,
         Session::open(port, true).await,
     ];
     let mut tot = Totals::default();
-    let mut learned_at = None;
     for i in 0..rounds {
-        tokio::time::sleep(Duration::from_millis(500 + rng.u64(0..800))).await;
+        let pause = Duration::from_millis(500 + rng.u64(0..800));
+        tokio::time::sleep(pause).await;
         let (post, h2) = (rng.bool(), rng.bool());
-        let killed = t.killed.load(SeqCst);
-        if learned_at.is_none() && killed >= FEW {
-            learned_at = Some(killed);
+        if tot.known_from.is_none() && knows_limit(w, t) {
+            tot.known_from = Some(i);
+            tot.killed_before = t.killed.load(SeqCst);
         }
+        let late = i > 0 && pause > LIMIT;
         let r = sessions[usize::from(h2)].request(post, i).await;
         tot.requests += 1;
+        if tot.known_from.is_some() {
+            tot.requests_after += 1;
+            tot.late_after += usize::from(late);
+            tot.late_posts_after += usize::from(late && post);
+        }
         if let Err(e) = r {
             let what = format!(
-                "round {i} {} over {}: {e}",
+                "round {i} {} over {} after {} ms: {e}",
                 if post { "POST" } else { "GET" },
-                if h2 { "HTTP/2" } else { "HTTP/1.1" }
+                if h2 { "HTTP/2" } else { "HTTP/1.1" },
+                pause.as_millis()
             );
-            if learned_at.is_some() {
+            if tot.known_from.is_some() {
                 tot.errors_after.push(what);
             } else {
                 tot.errors_before.push(what);
@@ -235,8 +291,10 @@ async fn drive(port: u16, t: &RawTarget, rounds: usize, seed: u64) -> Totals {
         }
     }
     let killed = t.killed.load(SeqCst);
-    let at = learned_at.unwrap_or(killed);
-    (tot.killed_before, tot.killed_after) = (at, killed - at);
+    if tot.known_from.is_none() {
+        tot.killed_before = killed;
+    }
+    tot.killed_after = killed - tot.killed_before;
     tot
 }
 
@@ -261,23 +319,34 @@ fn keepalive_json(w: &Running, t: &RawTarget) -> serde_json::Value {
     t
 }
 
+/// Do weir's metrics show a limit for the target, learned or advertised?
+fn knows_limit(w: &Running, t: &RawTarget) -> bool {
+    let k = keepalive_json(w, t);
+    !k["learned_keepalive_ms"].is_null() || !k["advertised_keepalive_ms"].is_null()
+}
+
 async fn run(close: Close, rounds: usize, seed: u64) -> (Totals, serde_json::Value) {
     let t = raw_target(close).await;
     let port = free_port();
     let w = start(&config(port, t.addr.port()));
-    let tot = drive(port, &t, rounds, seed).await;
+    let tot = drive(&w, port, &t, rounds, seed).await;
     let learned = keepalive_json(&w, &t);
     let m = w.metrics.snapshot();
     eprintln!(
-        "{}: {} requests; client-visible errors {} before / {} after the first {FEW} kills; \
-         target: {} answered, {} connections, {} killed before / {} after; weir: {} opened, \
-         {} reused, {} retried, {} requeued; learned: {learned}",
+        "{}: {} requests, weir knew the limit from round {:?}; after it: {} requests, {} late \
+         ({} POSTs); client-visible errors {} before / {} after; target: {} answered, {} \
+         connections, {} killed before / {} after; weir: {} opened, {} reused, {} retried, {} \
+         requeued; learned: {learned}",
         match close {
             Close::ResetOnArrival => "reset on arrival",
             Close::SilentAtLimit => "silent close at the limit",
             Close::Advertise => "advertised timeout=1, reset on arrival",
         },
         tot.requests,
+        tot.known_from,
+        tot.requests_after,
+        tot.late_after,
+        tot.late_posts_after,
         tot.errors_before.len(),
         tot.errors_after.len(),
         t.served.load(SeqCst),
@@ -301,11 +370,7 @@ async fn run(close: Close, rounds: usize, seed: u64) -> (Totals, serde_json::Val
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_resetting_requests_on_idle_connections_is_learned() {
     let (tot, learned) = run(Close::ResetOnArrival, 26, 12).await;
-    assert!(
-        tot.errors_after.is_empty(),
-        "client-visible errors after the first {FEW} resets: {:?}",
-        tot.errors_after
-    );
+    tot.assert_learned("resets");
     // What weir learned is shown: about the target's limit (a reset comes only past it; the
     // snapshot may follow a relearning step of +25 %), and requests weir cannot retry retire
     // their pooled connections well before it.
@@ -318,11 +383,7 @@ async fn target_resetting_requests_on_idle_connections_is_learned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn target_closing_idle_connections_silently_is_learned() {
     let (tot, learned) = run(Close::SilentAtLimit, 26, 34).await;
-    assert!(
-        tot.errors_after.is_empty(),
-        "client-visible errors after the first {FEW} closes: {:?}",
-        tot.errors_after
-    );
+    tot.assert_learned("closes");
     // Learned from closes the pool found (never before the target's limit).
     let ms = learned["learned_keepalive_ms"].as_u64();
     assert!(ms.is_some_and(|ms| (800..=3000).contains(&ms)), "{learned}");

@@ -581,24 +581,14 @@ async fn h2_header_block_dribble_is_closed_at_the_header_read_timeout(engine: &s
 async fn tls_handshake_dribble_is_closed_at_the_header_read_timeout() {
     let _serial = serial().await;
     let pki = TestPki::new("h2abuse");
-    let (cert, key) = pki.leaf("a", &["a.test"]);
+    let cert = pki.leaf("a", &["a.test"]);
     let be = backend("tls").await;
     let port = free_port();
-    let w = start(&format!(
-        r#"
-[load_balancer]
-header_read_timeout_seconds = 2
-[[listener]]
-address = "127.0.0.1"
-port = {port}
-protocol = "HTTPS"
-certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
-default_action = {{ type = "forward", target_group = "t" }}
-[[target_group]]
-name = "t"
-target = [{{ id = "127.0.0.1", port = {} }}]
-"#,
-        be.addr.port()
+    let w = start(&tls_config(
+        port,
+        &cert,
+        be.addr.port(),
+        "header_read_timeout_seconds = 2",
     ));
     let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     // A TLS record header announcing a 512-byte handshake message, then its bytes slowly.

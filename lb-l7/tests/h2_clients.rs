@@ -83,27 +83,12 @@ struct Lb {
 fn lb(engine: &str, target: u16) -> Lb {
     // A directory of its own: the tests run in parallel, and each removes its own at the end.
     let pki = TestPki::new(&format!("h2-clients-{engine}-{}", fastrand_u64()));
-    let (cert, key) = pki.leaf("lb", &["lb.test"]);
-    let (plain, tls) = (free_port(), free_port());
-    let w = start(&format!(
-        r#"
-[load_balancer]
-http2_engine = "{engine}"
-[[listener]]
-address = "127.0.0.1"
-port = {plain}
-default_action = {{ type = "forward", target_group = "t" }}
-[[listener]]
-address = "127.0.0.1"
-port = {tls}
-protocol = "HTTPS"
-certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
-default_action = {{ type = "forward", target_group = "t" }}
-[[target_group]]
-name = "t"
-target = [{{ id = "127.0.0.1", port = {target} }}]
-"#
-    ));
+    let (w, plain, tls) = start_plain_and_tls(
+        &pki,
+        &["lb.test"],
+        target,
+        &format!("http2_engine = \"{engine}\""),
+    );
     Lb {
         _w: w,
         plain,

@@ -73,32 +73,12 @@ where
     };
     let be = backend("conf").await;
     let pki = TestPki::new(&format!("h2conf-{engine}-{case}"));
-    let (cert, key) = pki.leaf("srv", &["127.0.0.1"]);
-    let (port, tls_port) = (free_port(), free_port());
-    let toml = format!(
-        r#"
-[load_balancer]
-{}
-{}
-[[listener]]
-address = "127.0.0.1"
-port = {port}
-default_action = {{ type = "forward", target_group = "t" }}
-[[listener]]
-address = "127.0.0.1"
-port = {tls_port}
-protocol = "HTTPS"
-certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
-default_action = {{ type = "forward", target_group = "t" }}
-[[target_group]]
-name = "t"
-target = [{{ id = "127.0.0.1", port = {} }}]
-"#,
-        engine_key(engine),
-        extra_for(case),
-        be.addr.port()
+    let (w, port, tls_port) = start_plain_and_tls(
+        &pki,
+        &["127.0.0.1"],
+        be.addr.port(),
+        &format!("{}\n{}", engine_key(engine), extra_for(case)),
     );
-    let w = start(&toml);
     let ctx = Ctx {
         engine,
         port,

@@ -52,30 +52,12 @@ struct Setup {
 async fn setup(engine: &str, extra: &str) -> Setup {
     let be = backend("linger").await;
     let pki = TestPki::new(&format!("h2linger-{engine}"));
-    let (cert, key) = pki.leaf("srv", &["127.0.0.1"]);
-    let (port, tls_port) = (free_port(), free_port());
-    let toml = format!(
-        r#"
-[load_balancer]
-http2_engine = "{engine}"
-{extra}
-[[listener]]
-address = "127.0.0.1"
-port = {port}
-default_action = {{ type = "forward", target_group = "t" }}
-[[listener]]
-address = "127.0.0.1"
-port = {tls_port}
-protocol = "HTTPS"
-certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
-default_action = {{ type = "forward", target_group = "t" }}
-[[target_group]]
-name = "t"
-target = [{{ id = "127.0.0.1", port = {} }}]
-"#,
-        be.addr.port()
+    let (w, port, tls_port) = start_plain_and_tls(
+        &pki,
+        &["127.0.0.1"],
+        be.addr.port(),
+        &format!("http2_engine = \"{engine}\"\n{extra}"),
     );
-    let w = start(&toml);
     Setup {
         w,
         port,

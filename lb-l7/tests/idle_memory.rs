@@ -244,27 +244,14 @@ use rustls::pki_types::pem::PemObject;
 async fn an_idle_connection_costs_little_heap_plain_and_tls() {
     let be = backend("be").await;
     let pki = TestPki::new("idle-memory");
-    let (cert, key) = pki.leaf("idle", &["idle.test"]);
+    let cert = pki.leaf("idle", &["idle.test"]);
     let (p, ptls) = (free_port(), free_port());
-    let toml = format!(
-        r#"
-[load_balancer]
-idle_timeout.timeout_seconds = 300
-[[listener]]
-address = "127.0.0.1"
-port = {p}
-default_action = {{ type = "forward", target_group = "t" }}
-[[listener]]
-address = "127.0.0.1"
-port = {ptls}
-protocol = "HTTPS"
-certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
-default_action = {{ type = "forward", target_group = "t" }}
-[[target_group]]
-name = "t"
-target = [{{ id = "127.0.0.1", port = {} }}]
-"#,
-        be.addr.port()
+    let toml = plain_and_tls_config(
+        p,
+        ptls,
+        &cert,
+        be.addr.port(),
+        "idle_timeout.timeout_seconds = 300",
     );
     let (ports, stop, m) = counted_worker(toml);
     assert_eq!(ports, vec![p, ptls]);

@@ -26,41 +26,20 @@ const GET: &str = "GET / HTTP/1.1\r\nhost: t\r\nconnection: close\r\n\r\n";
 const POST: &str =
     "POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 4\r\nconnection: close\r\n\r\nbody";
 
-fn https_config(http: u16, https: u16, cert: &(String, String), target: u16) -> String {
-    format!(
-        r#"
-[[listener]]
-address = "127.0.0.1"
-port = {http}
-default_action = {{ type = "forward", target_group = "t" }}
-[[listener]]
-address = "127.0.0.1"
-port = {https}
-protocol = "HTTPS"
-certificate = [{{ certificate_file = "{}", private_key_file = "{}" }}]
-default_action = {{ type = "forward", target_group = "t" }}
-[[target_group]]
-name = "t"
-target = [{{ id = "127.0.0.1", port = {target} }}]
-"#,
-        cert.0, cert.1
-    )
-}
-
 /// Client connections one after another, each one request: HTTP/1.1, then HTTPS with a full
 /// handshake each (curl, HTTP/1.1 and HTTP/2 on both engines). All of them share one target
 /// connection; a first POST opens a second one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_requests_of_new_client_connections_reuse_idle_target_connections() {
     let pki = TestPki::new("pool-reuse");
-    let cert = pki.leaf("a", &["a.test"]);
     let b = backend("a").await;
     for engine in ["hyper", "weir"] {
-        let (http, https) = (free_port(), free_port());
-        let w = start(&with_h2_engine(
-            &https_config(http, https, &cert, b.addr.port()),
-            engine,
-        ));
+        let (w, http, https) = start_plain_and_tls(
+            &pki,
+            &["a.test"],
+            b.addr.port(),
+            &format!("http2_engine = \"{engine}\""),
+        );
         let conns0 = b.conns.load(SeqCst);
         for _ in 0..10 {
             assert_eq!(one_request(http, GET).await, 200);

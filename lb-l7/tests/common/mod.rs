@@ -104,6 +104,86 @@ target = [{{ id = "127.0.0.1", port = {target} }}]
     )
 }
 
+/// A plain HTTP listener on 127.0.0.1:`port` and an HTTPS one on 127.0.0.1:`tls_port` with
+/// `cert` (certificate and key paths, as `TestPki::leaf` gives them), both forwarding to group
+/// `t`, whose one target is 127.0.0.1:`target`. `lb_extra` goes under `[load_balancer]`.
+#[allow(dead_code)] // not every test binary uses it
+pub fn plain_and_tls_config(
+    port: u16,
+    tls_port: u16,
+    cert: &(String, String),
+    target: u16,
+    lb_extra: &str,
+) -> String {
+    format!(
+        "\n[load_balancer]\n{lb_extra}\n{}{}{}",
+        http_listener(port),
+        https_listener(tls_port, cert),
+        group_t(target)
+    )
+}
+
+/// A worker from `plain_and_tls_config` on two free ports, its certificate for `names` issued
+/// by `pki`; the worker, the plain port and the HTTPS port.
+#[allow(dead_code)] // not every test binary uses it
+pub fn start_plain_and_tls(
+    pki: &TestPki,
+    names: &[&str],
+    target: u16,
+    lb_extra: &str,
+) -> (Running, u16, u16) {
+    let cert = pki.leaf("srv", names);
+    let (port, tls_port) = (free_port(), free_port());
+    let w = start(&plain_and_tls_config(
+        port, tls_port, &cert, target, lb_extra,
+    ));
+    (w, port, tls_port)
+}
+
+/// As `plain_and_tls_config`, with the HTTPS listener only.
+#[allow(dead_code)] // not every test binary uses it
+pub fn tls_config(tls_port: u16, cert: &(String, String), target: u16, lb_extra: &str) -> String {
+    format!(
+        "\n[load_balancer]\n{lb_extra}\n{}{}",
+        https_listener(tls_port, cert),
+        group_t(target)
+    )
+}
+
+/// A plain HTTP listener on 127.0.0.1:`port` forwarding to group `t`.
+fn http_listener(port: u16) -> String {
+    format!(
+        r#"[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "forward", target_group = "t" }}
+"#
+    )
+}
+
+/// An HTTPS listener on 127.0.0.1:`port` with one certificate, forwarding to group `t`.
+fn https_listener(port: u16, (cert, key): &(String, String)) -> String {
+    format!(
+        r#"[[listener]]
+address = "127.0.0.1"
+port = {port}
+protocol = "HTTPS"
+certificate = [{{ certificate_file = "{cert}", private_key_file = "{key}" }}]
+default_action = {{ type = "forward", target_group = "t" }}
+"#
+    )
+}
+
+/// Target group `t` with one target, 127.0.0.1:`target`.
+fn group_t(target: u16) -> String {
+    format!(
+        r#"[[target_group]]
+name = "t"
+target = [{{ id = "127.0.0.1", port = {target} }}]
+"#
+    )
+}
+
 pub struct Running {
     pub port: u16,
     pub ports: Vec<u16>,

@@ -1,12 +1,97 @@
-//! The state file `weir targets health` reads: the [`HealthSnapshot`] as JSON under
-//! `/run/weir/`, one per network namespace (`health-<netns inode>.json`, as the sysctl record),
-//! replaced atomically (written beside, then renamed) so a reader never sees half of it.
+//! The health state file: the [`HealthSnapshot`] as JSON under `/run/weir/`, one per network
+//! namespace (`health-<netns inode>.json`, as the sysctl record), replaced atomically (written
+//! beside, then renamed) so a reader never sees half of it, and removed at a clean exit. The
+//! admin API serves the same view from the live daemon (`weir targets health`); the file is for
+//! readers without the socket.
+//!
+//! The file names its writer ([`Writer`]: its namespace's cookie, its pid, pid namespace and
+//! start time), so a reader ([`read`]) can refuse a file no daemon keeps up to date:
+//! - a namespace's inode is reused once it is gone, and a weir killed there (SIGKILL, a crash)
+//!   left its file, which a new namespace with that inode would find: its cookie
+//!   (`SO_NETNS_COOKIE`, never reused within a boot) differs from the new namespace's;
+//! - a weir killed in a live namespace left its file until the next `weir run` there replaces
+//!   it (at its checker's first flush): its pid is gone or is another process (its start time
+//!   differs). Judged only from the writer's pid namespace, where its pid means it.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::{Deserialize, Serialize};
 
 use super::table::HealthSnapshot;
+
+/// The process that writes (or reads) the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Writer {
+    /// Its network namespace's cookie (0 where the kernel has none: not checked).
+    pub netns_cookie: u64,
+    pub pid: u32,
+    /// The inode of its pid namespace: where `pid` names it.
+    pub pid_ns: u64,
+    /// When it started, in clock ticks after boot (`/proc/<pid>/stat` field 22): tells a reused
+    /// pid apart.
+    pub start_time: u64,
+}
+
+impl Writer {
+    /// A writer that could not tell who it is (no `/proc`): a reader does not judge it.
+    const UNKNOWN: Writer = Writer {
+        netns_cookie: 0,
+        pid: 0,
+        pid_ns: 0,
+        start_time: 0,
+    };
+
+    /// This process.
+    pub fn current() -> anyhow::Result<Writer> {
+        use std::os::unix::fs::MetadataExt as _;
+        let pid = std::process::id();
+        Ok(Writer {
+            netns_cookie: crate::sysctl::Netns::current()?.cookie,
+            pid,
+            pid_ns: std::fs::metadata("/proc/self/ns/pid")
+                .context("reading /proc/self/ns/pid")?
+                .ino(),
+            start_time: start_time(Path::new("/proc"), pid).context("reading /proc/self/stat")?,
+        })
+    }
+}
+
+/// The start time of process `pid` as `proc` (the proc file system's root) shows it; `None`
+/// when there is no such process.
+fn start_time(proc: &Path, pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?;
+    // After the command's closing parenthesis: field 3 first, so field 22 is the 20th.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// The file as written: its writer, then the view's fields.
+#[derive(Serialize, Deserialize)]
+struct Contents {
+    writer: Writer,
+    #[serde(flatten)]
+    snapshot: HealthSnapshot,
+}
+
+/// Why a file that is there is not shown.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Stale {
+    #[error(
+        "{path} is left from a network namespace that is gone (its cookie {file}, this namespace's {here}): \
+         no daemon keeps it; `weir run` with target groups in this namespace replaces it"
+    )]
+    NetnsGone { path: String, file: u64, here: u64 },
+    #[error(
+        "{path} is left by a weir run (pid {pid}) that is gone (killed without its cleanup): \
+         its states are old; `weir run` with target groups in this namespace replaces it"
+    )]
+    WriterGone { path: String, pid: u32 },
+}
 
 /// This network namespace's state file.
 pub fn path() -> anyhow::Result<PathBuf> {
@@ -14,44 +99,176 @@ pub fn path() -> anyhow::Result<PathBuf> {
     Ok(Path::new(crate::sysctl::RECORD_DIR).join(format!("health-{}.json", ns.inode)))
 }
 
+/// Writes `snapshot` over what `path` held, as this process's.
 pub fn write(path: &Path, snapshot: &HealthSnapshot) -> anyhow::Result<()> {
+    static ME: std::sync::OnceLock<Writer> = std::sync::OnceLock::new();
+    let me = match ME.get() {
+        Some(w) => *w,
+        None => *ME.get_or_init(|| Writer::current().unwrap_or(Writer::UNKNOWN)),
+    };
+    write_as(path, &me, snapshot)
+}
+
+/// [`write`] as `writer`'s.
+fn write_as(path: &Path, writer: &Writer, snapshot: &HealthSnapshot) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(snapshot)?;
+    let text = serde_json::to_vec_pretty(&Contents {
+        writer: *writer,
+        snapshot: snapshot.clone(),
+    })?;
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
     Ok(())
 }
 
+/// The view in `path`, read by this process: an error ([`Stale`]) for a file of another
+/// namespace or of a daemon that is gone.
 pub fn read(path: &Path) -> anyhow::Result<HealthSnapshot> {
+    read_as(path, &Writer::current()?, Path::new("/proc"))
+}
+
+/// [`read`] by `reader`, with `proc` as the proc file system.
+fn read_as(path: &Path, reader: &Writer, proc: &Path) -> anyhow::Result<HealthSnapshot> {
     let text = std::fs::read(path).with_context(|| {
         format!(
             "reading {} (is `weir run` with target groups running in this network namespace?)",
             path.display()
         )
     })?;
-    serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))
+    let c: Contents =
+        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let (w, shown) = (c.writer, path.display().to_string());
+    if w.netns_cookie != 0 && reader.netns_cookie != 0 && w.netns_cookie != reader.netns_cookie {
+        return Err(Stale::NetnsGone {
+            path: shown,
+            file: w.netns_cookie,
+            here: reader.netns_cookie,
+        }
+        .into());
+    }
+    if w.pid_ns == reader.pid_ns && start_time(proc, w.pid) != Some(w.start_time) {
+        return Err(Stale::WriterGone {
+            path: shown,
+            pid: w.pid,
+        }
+        .into());
+    }
+    Ok(c.snapshot)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn written_then_read_back() {
-        let dir = std::env::temp_dir().join(format!("weir-health-file-{}", std::process::id()));
-        let p = dir.join("health.json");
+    /// A temporary directory, removed on drop.
+    struct Tmp(PathBuf);
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    fn tmp(tag: &str) -> Tmp {
+        let d = std::env::temp_dir().join(format!("weir-health-file-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Tmp(d)
+    }
+
+    fn snapshot() -> HealthSnapshot {
         let cfg: lb_l7::L7Config = toml::from_str(
             "[[listener]]\nport = 80\ndefault_action = { type = \"forward\", target_group = \"g\" }\n\
              [[target_group]]\nname = \"g\"\ntarget = [{ id = \"10.0.0.1\" }]",
         )
         .unwrap();
-        let snap = super::super::HealthTable::new(&cfg).unwrap().snapshot();
+        super::super::HealthTable::new(&cfg).unwrap().snapshot()
+    }
+
+    #[test]
+    fn written_then_read_back() {
+        let d = tmp("rw");
+        let p = d.0.join("health.json");
+        let snap = snapshot();
         write(&p, &snap).unwrap();
         assert_eq!(read(&p).unwrap(), snap);
         assert!(!p.with_extension("json.tmp").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
+        // The view's fields stay where a reader of the plain JSON finds them.
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        assert_eq!(v["target_groups"][0]["name"], "g");
+        assert_eq!(v["writer"]["pid"], std::process::id());
+    }
+
+    /// A file whose namespace cookie is not this namespace's: left by a weir killed in a
+    /// namespace that is gone, found by the new one that reuses its inode.
+    #[test]
+    fn a_file_of_a_namespace_that_is_gone_is_refused() {
+        let d = tmp("netns");
+        let p = d.0.join("health-4026532000.json");
+        let me = Writer::current().unwrap();
+        let there = Writer {
+            netns_cookie: me.netns_cookie + 1,
+            ..me
+        };
+        write_as(&p, &there, &snapshot()).unwrap();
+        let e = read(&p).unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<Stale>(),
+            Some(&Stale::NetnsGone {
+                path: p.display().to_string(),
+                file: me.netns_cookie + 1,
+                here: me.netns_cookie,
+            }),
+            "{e:#}"
+        );
+        assert!(
+            format!("{e:#}").contains("left from a network namespace that is gone"),
+            "{e:#}"
+        );
+        // A kernel without namespace cookies (0) is not judged by them.
+        assert!(
+            read_as(
+                &p,
+                &Writer {
+                    netns_cookie: 0,
+                    ..me
+                },
+                Path::new("/proc")
+            )
+            .is_ok()
+        );
+    }
+
+    /// A file of a daemon that is gone (killed in this namespace): its pid names no process,
+    /// or another one (another start time). From another pid namespace the pid is not judged.
+    #[test]
+    fn a_file_of_a_daemon_that_is_gone_is_refused() {
+        let d = tmp("pid");
+        let p = d.0.join("health.json");
+        let me = Writer::current().unwrap();
+        let reused = Writer {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        write_as(&p, &reused, &snapshot()).unwrap();
+        let e = read(&p).unwrap_err();
+        assert_eq!(
+            e.downcast_ref::<Stale>(),
+            Some(&Stale::WriterGone {
+                path: p.display().to_string(),
+                pid: me.pid,
+            }),
+            "{e:#}"
+        );
+        let proc = d.0.join("proc");
+        std::fs::create_dir_all(&proc).unwrap();
+        write_as(&p, &me, &snapshot()).unwrap();
+        assert!(read_as(&p, &me, &proc).is_err(), "no such process: refused");
+        let elsewhere = Writer {
+            pid_ns: me.pid_ns + 1,
+            ..me
+        };
+        assert!(read_as(&p, &elsewhere, &proc).is_ok());
     }
 }

@@ -2,9 +2,16 @@
 //! requests: every generation of a worker shares one `Draining` (`crate::generation` adds to
 //! it, the worker's tick empties it). Its own module so the generation (`pipeline::Shared`)
 //! can hold it without importing `crate::generation`, which builds generations.
+//!
+//! The control plane learns what is left from [`DrainReport`]s (the worker's metrics report
+//! carries one, `crate::generation::drain_report`): its health view ends a deregistered
+//! target's `draining` once every worker has dropped it, as ALB's ends early when nothing is in
+//! flight.
 
 use crate::idle::IdleDeadlines;
 use crate::target::TargetRt;
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -20,6 +27,30 @@ pub struct Draining {
     /// The worker's table the requests waiting for a response head arm their deadline on:
     /// poked when a target expires, so its waiters look at `Expiry` (`crate::expiry`).
     timers: Arc<IdleDeadlines>,
+}
+
+/// What a worker tells the control plane about its draining targets: the generation it runs
+/// and every target still in its [`Draining`] list (with requests in flight, or not yet seen
+/// idle by the tick). A target the control plane shows `draining` since generation `G` and
+/// that a report of generation `G` or later does not list is done in that worker: the worker
+/// dropped it, or never had it (it started after `G`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    pub generation: u64,
+    /// `(group, target)`, sorted, without repeats.
+    pub draining: Vec<(String, SocketAddr)>,
+}
+
+impl DrainReport {
+    /// Whether this report says the worker is done with `target` of `group`, which left in
+    /// generation `since`: a report of an earlier generation says nothing about it.
+    pub fn done_with(&self, group: &str, target: SocketAddr, since: u64) -> bool {
+        self.generation >= since
+            && !self
+                .draining
+                .iter()
+                .any(|(g, t)| *t == target && g == group)
+    }
 }
 
 #[derive(Debug)]
@@ -56,6 +87,18 @@ impl Draining {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The targets still draining, `(group, target)`, sorted, without repeats (a target may
+    /// drain from several generations at once).
+    pub fn targets(&self) -> Vec<(String, SocketAddr)> {
+        let mut out: Vec<(String, SocketAddr)> = self.targets.lock().map_or_else(
+            |_| Vec::new(),
+            |v| v.iter().map(|l| (l.group.clone(), l.target.addr)).collect(),
+        );
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// The worker's one-second tick: a target with nothing in flight is done; one past its

@@ -23,7 +23,7 @@
 
 use crate::access_log::AccessLog;
 use crate::config::{L7Config, Protocol};
-pub use crate::draining::Draining;
+pub use crate::draining::{DrainReport, Draining};
 use crate::metrics::Metrics;
 use crate::pipeline::{ConnState, Limits, ListenerRt, Shared};
 use crate::rules::RuleSet;
@@ -265,6 +265,19 @@ pub fn switch(prev: &Shared, new: Arc<Shared>) {
     prev.next.store(Some(new));
 }
 
+/// What this worker tells the control plane about its draining targets (its metrics report
+/// carries it): the newest generation's number, then the draining list. In that order: a
+/// generation's leaving targets join the list before it is linked ([`switch`]), so a report
+/// of generation `G` lists every target `G` removed that is not done yet.
+pub fn drain_report(first: &Shared) -> DrainReport {
+    let newest = first.newest();
+    let sh: &Shared = newest.as_deref().unwrap_or(first);
+    DrainReport {
+        generation: sh.generation,
+        draining: sh.draining.targets(),
+    }
+}
+
 fn trace_header(config: &L7Config) -> http::HeaderName {
     http::HeaderName::from_bytes(config.load_balancer.trace_header.as_bytes())
         .unwrap_or(http::HeaderName::from_static("x-amzn-trace-id"))
@@ -363,10 +376,24 @@ target = [{ id = "127.0.0.2" }]
         assert_eq!(b_old.state(), TargetState::Healthy);
         assert_eq!(old.newest().unwrap().generation, 2);
         assert!(new.newest().is_none());
-        // Nothing in flight: dropped at the next tick.
+        // The control plane hears of it with generation 2.
+        let b = ("b".to_string(), b_old.addr);
+        let report = drain_report(&old);
+        assert_eq!(
+            (report.generation, &report.draining[..]),
+            (2, &[b.clone()][..])
+        );
+        assert!(!report.done_with("b", b_old.addr, 2));
+        // Nothing in flight: dropped at the next tick, and the next report says so.
         assert_eq!(old.draining.len(), 1);
         old.draining.tick(Instant::now());
         assert!(old.draining.is_empty());
+        let report = drain_report(&old);
+        assert!(report.done_with("b", b_old.addr, 2));
+        assert!(
+            !report.done_with("b", b_old.addr, 3),
+            "a report of an older generation says nothing about a later drain"
+        );
     }
 
     #[test]

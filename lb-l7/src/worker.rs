@@ -94,6 +94,10 @@ impl MetricsHandle {
     pub fn raw(&self) -> Arc<Metrics> {
         self.0.metrics.clone()
     }
+    /// The targets this worker is still draining, for the control plane's health view.
+    pub fn drain_report(&self) -> crate::generation::DrainReport {
+        crate::generation::drain_report(&self.0)
+    }
 }
 
 fn snapshot(first: &Shared) -> MetricsSnapshot {

@@ -43,7 +43,7 @@ pub fn start(
     let control = supervisor.control_handle();
     let metrics = supervisor.metrics_store();
     let (health, health_config, health_task) =
-        crate::health::start(&cfg.l7, control.clone(), stop.clone())?;
+        crate::health::start(&cfg.l7, control.clone(), metrics.clone(), stop.clone())?;
     let task = tokio::spawn(supervisor.run(stop, drain));
     Ok(Some(L7Handle {
         task,

@@ -200,7 +200,7 @@ fn send_generation(
                 .control
                 .set_generation(reload::STICKY_KEY, &gens.message(), l),
         }
-        l7.health_config.apply(&gens.config().l7);
+        l7.health_config.apply(gens.generation(), &gens.config().l7);
     }
     reload::write_status(gens.generation(), &gens.config().source);
 }

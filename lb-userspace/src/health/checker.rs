@@ -4,11 +4,12 @@
 //! ([`Publish`]): state changes at once (every outcome already waiting is folded first, so a
 //! burst becomes one message); once a second, the passing checks, the whole table (for workers
 //! started since: their initial batch may predate the last change) and the state file, each
-//! when there is something new.
+//! when there is something new. At the same pace it ends the `draining` of the targets every
+//! worker is done with, by the workers' reports ([`DrainReports`]).
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
-use lb_l7::{L7Config, control::TargetHealth};
+use lb_l7::{L7Config, control::TargetHealth, generation::DrainReport};
 use tokio::{
     sync::{Semaphore, mpsc, watch},
     task::JoinSet,
@@ -40,6 +41,16 @@ pub trait Publish: Send + 'static {
     fn passed(&mut self, passed: Vec<(String, SocketAddr)>);
 }
 
+/// The workers' reports of their draining targets: the last one of every worker process running
+/// now, `None` for one that has not reported yet (`weir run`: their metrics reports,
+/// `crate::metrics::store::Store`).
+pub trait DrainReports: Send + 'static {
+    fn reports(&self) -> Vec<Option<DrainReport>>;
+}
+
+/// A configuration generation for the checker: its number and L7 sections.
+pub type Generation = (u64, Arc<L7Config>);
+
 struct Observation {
     group: usize,
     target: usize,
@@ -48,13 +59,16 @@ struct Observation {
 
 /// Runs the checks until `stop` turns true. With `state_file`, the view is written there
 /// (atomically replaced) and removed at the end. A configuration sent on `configs` (a reload)
-/// replaces the checked groups and targets ([`HealthTable::rebuild`]).
+/// replaces the checked groups and targets ([`HealthTable::rebuild`]). With `drains`, a
+/// removed target stops `draining` once every worker is done with it; without, at its
+/// deadline only.
 pub async fn run(
     table: HealthTable,
     mut publish: impl Publish,
     state_file: Option<PathBuf>,
     mut stop: watch::Receiver<bool>,
-    mut configs: watch::Receiver<Arc<L7Config>>,
+    mut configs: watch::Receiver<Generation>,
+    drains: Option<impl DrainReports>,
 ) {
     publish.table(table.worker_states());
     let (tx, mut rx) = mpsc::channel::<Observation>(4096);
@@ -84,8 +98,8 @@ pub async fn run(
                     follow = false;
                     continue;
                 }
-                let cfg = configs.borrow_and_update().clone();
-                if let Err(e) = table.rebuild(&cfg) {
+                let (generation, cfg) = configs.borrow_and_update().clone();
+                if let Err(e) = table.rebuild(&cfg, generation) {
                     warn!(error = %format!("{e:#}"), "health checks keep the previous configuration");
                     continue;
                 }
@@ -93,6 +107,12 @@ pub async fn run(
             }
             _ = flush.tick() => {
                 dirty |= table.prune_drained(std::time::Instant::now());
+                if let Some(d) = &drains {
+                    for (group, target) in table.finish_drained(&d.reports()) {
+                        info!(target_group = %group, target = %target, "target drained: no worker has a request in flight to it");
+                        dirty = true;
+                    }
+                }
                 if !passed.is_empty() {
                     publish.passed(std::mem::take(&mut passed));
                 }
@@ -309,13 +329,14 @@ mod tests {
         let file = std::env::temp_dir().join(format!("weir-checker-{}.json", std::process::id()));
         let (stop_tx, stop) = watch::channel(false);
         let rec = Recorder::default();
-        let (_configs_tx, configs) = watch::channel(Arc::new(cfg.clone()));
+        let (_configs_tx, configs) = watch::channel((1, Arc::new(cfg.clone())));
         let task = tokio::spawn(run(
             table.clone(),
             rec.clone(),
             Some(file.clone()),
             stop,
             configs,
+            None::<crate::metrics::store::Store>,
         ));
         tokio::time::sleep(Duration::from_millis(1500)).await;
         assert!(file.exists(), "the state file is written");

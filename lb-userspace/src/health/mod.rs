@@ -30,26 +30,30 @@ use crate::workers::control::ControlHandle;
 
 /// Tells a running checker the configuration changed (a reload).
 #[derive(Clone)]
-pub struct Reconfigure(Arc<watch::Sender<Arc<lb_l7::L7Config>>>);
+pub struct Reconfigure(Arc<watch::Sender<checker::Generation>>);
 
 impl Reconfigure {
-    /// The checker follows `cfg` (validated): groups and targets added, removed or changed.
-    pub fn apply(&self, cfg: &lb_l7::L7Config) {
-        self.0.send_replace(Arc::new(cfg.clone()));
+    /// The checker follows `cfg` (validated), configuration generation `generation`: groups
+    /// and targets added, removed or changed.
+    pub fn apply(&self, generation: u64, cfg: &lb_l7::L7Config) {
+        self.0.send_replace((generation, Arc::new(cfg.clone())));
     }
 }
 
 /// Starts the checker for `cfg`'s target groups on the current runtime: its findings go to
 /// every worker through `control` and to this namespace's state file ([`file::path`]); it stops
-/// when `stop` turns true. Returns the table (for any other view), the handle that gives it a
-/// new configuration, and the task.
+/// when `stop` turns true; the workers' reports in `reports` end the drains of the targets
+/// they are done with. Returns the table (for any other view), the handle that gives it a new
+/// configuration, and the task.
 pub fn start(
     cfg: &lb_l7::L7Config,
     control: ControlHandle,
+    reports: crate::metrics::store::Store,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(HealthTable, Reconfigure, JoinHandle<()>)> {
     let table = HealthTable::new(cfg)?;
-    let (configs_tx, configs) = watch::channel(Arc::new(cfg.clone()));
+    // Generation 1, the table's first state (rebuilt at each change after it).
+    let (configs_tx, configs) = watch::channel((1, Arc::new(cfg.clone())));
     let path = match file::path() {
         Ok(p) => Some(p),
         Err(e) => {
@@ -63,6 +67,7 @@ pub fn start(
         path,
         stop,
         configs,
+        Some(reports),
     ));
     Ok((table, Reconfigure(Arc::new(configs_tx)), task))
 }

@@ -1,6 +1,11 @@
 //! The control plane's table of target health: every group's targets with their [`Health`], the
 //! group's fail-open flag, and the view `weir targets health` (and an admin API) reads through
 //! [`HealthTable::snapshot`]. The checker is its only writer.
+//!
+//! A target a generation removed is `draining` until every worker running now has reported,
+//! for that generation or a later one, that it no longer drains it
+//! ([`HealthTable::finish_drained`], ALB's "ends early when nothing is in flight"), or until
+//! its group's deregistration delay is over ([`HealthTable::prune_drained`]).
 
 use std::{
     collections::BTreeMap,
@@ -9,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lb_l7::{L7Config, TargetState, control::TargetHealth};
+use lb_l7::{L7Config, TargetState, control::TargetHealth, generation::DrainReport};
 use serde::{Deserialize, Serialize};
 
 use super::settings::Settings;
@@ -35,8 +40,20 @@ pub struct GroupEntry {
     /// `deregistration_delay.timeout_seconds`.
     pub delay: Duration,
     /// Targets a generation removed (deregistered, or gone from the file), `draining` until
-    /// their deadline; not checked, not sent to the workers (which drain their own).
-    pub draining: Vec<(TargetEntry, Instant)>,
+    /// the workers are done with them or their deadline; not checked, not sent to the workers
+    /// (which drain their own).
+    pub draining: Vec<Leaving>,
+}
+
+/// A target leaving its group.
+#[derive(Debug, Clone)]
+pub struct Leaving {
+    pub entry: TargetEntry,
+    /// The group's deregistration delay after it left.
+    pub until: Instant,
+    /// The generation that removed it: only a worker's report of this generation or a later
+    /// one can say the worker is done with it.
+    pub since: u64,
 }
 
 impl GroupEntry {
@@ -73,19 +90,25 @@ impl HealthTable {
     /// whose check settings did not change keeps its health; any other target starts over
     /// (`initial`), as the workers' fresh groups do. A target the new configuration no longer
     /// has is `draining` (`Target.DeregistrationInProgress`) for its group's deregistration
-    /// delay; one that comes back is a new registration.
-    pub fn rebuild(&self, cfg: &L7Config) -> anyhow::Result<()> {
-        self.rebuild_at(cfg, Instant::now())
+    /// delay, or until the workers are done with it ([`Self::finish_drained`]); one that comes
+    /// back is a new registration. `cfg` is generation `generation`.
+    pub fn rebuild(&self, cfg: &L7Config, generation: u64) -> anyhow::Result<()> {
+        self.rebuild_at(cfg, generation, Instant::now())
     }
 
-    pub(super) fn rebuild_at(&self, cfg: &L7Config, now: Instant) -> anyhow::Result<()> {
+    pub(super) fn rebuild_at(
+        &self,
+        cfg: &L7Config,
+        generation: u64,
+        now: Instant,
+    ) -> anyhow::Result<()> {
         let mut fresh = entries(cfg)?;
         let mut groups = self.lock();
         for g in &mut fresh {
             let Some(old) = groups.iter().find(|o| o.name == g.name) else {
                 continue;
             };
-            g.draining = leaving(old, g, now);
+            g.draining = leaving(old, g, generation, now);
             if g.settings.is_none() || old.settings != g.settings {
                 continue;
             }
@@ -106,16 +129,41 @@ impl HealthTable {
         let mut pruned = false;
         for g in groups.iter_mut() {
             let before = g.draining.len();
-            g.draining.retain(|(_, until)| *until > now);
+            g.draining.retain(|l| l.until > now);
             pruned |= g.draining.len() != before;
         }
         pruned
     }
+
+    /// Ends the `draining` of every target all of `workers` are done with, given the last
+    /// report of each worker process running now (`None`: it has not reported yet, so it is
+    /// not done with anything). A worker restarted since the target left reports the
+    /// generation it started on and no such target: done. Returns the targets, `(group,
+    /// target)`. Only the draining list changes: a target registered again is in `targets`,
+    /// which no report touches.
+    pub fn finish_drained(&self, workers: &[Option<DrainReport>]) -> Vec<(String, SocketAddr)> {
+        let mut groups = self.lock();
+        let mut done = Vec::new();
+        for g in groups.iter_mut() {
+            let name = &g.name;
+            g.draining.retain(|l| {
+                let finished = workers.iter().all(|w| {
+                    w.as_ref()
+                        .is_some_and(|r| r.done_with(name, l.entry.addr, l.since))
+                });
+                if finished {
+                    done.push((name.clone(), l.entry.addr));
+                }
+                !finished
+            });
+        }
+        done
+    }
 }
 
-/// The targets of `old` that `new` no longer has, and those still draining from before, each
-/// with its deadline.
-fn leaving(old: &GroupEntry, new: &GroupEntry, now: Instant) -> Vec<(TargetEntry, Instant)> {
+/// The targets of `old` that `new` (generation `generation`) no longer has, and those still
+/// draining from before, each with its deadline and the generation it left in.
+fn leaving(old: &GroupEntry, new: &GroupEntry, generation: u64, now: Instant) -> Vec<Leaving> {
     let kept = |a: SocketAddr| new.targets.iter().any(|t| t.addr == a);
     let draining = Health::fixed(
         TargetState::Draining,
@@ -124,15 +172,26 @@ fn leaving(old: &GroupEntry, new: &GroupEntry, now: Instant) -> Vec<(TargetEntry
     let still = old
         .draining
         .iter()
-        .filter(|(t, until)| *until > now && !kept(t.addr))
-        .cloned();
-    let gone = old.targets.iter().filter(|t| !kept(t.addr)).map(|t| {
-        let entry = TargetEntry {
-            health: draining.clone(),
-            ..t.clone()
-        };
-        (entry, now + old.delay)
-    });
+        .filter(|l| l.until > now && !kept(l.entry.addr))
+        .map(|l| Leaving {
+            // The checker may have skipped generations (it follows the latest): the target
+            // may have come back and left again in between, with new requests. Only reports
+            // of this generation speak for sure.
+            since: generation,
+            ..l.clone()
+        });
+    let gone = old
+        .targets
+        .iter()
+        .filter(|t| !kept(t.addr))
+        .map(|t| Leaving {
+            entry: TargetEntry {
+                health: draining.clone(),
+                ..t.clone()
+            },
+            until: now + old.delay,
+            since: generation,
+        });
     still.chain(gone).collect()
 }
 
@@ -309,8 +368,8 @@ fn group_view(g: &GroupEntry, now: Instant) -> GroupView {
             .chain(
                 g.draining
                     .iter()
-                    .filter(|(_, until)| *until > now)
-                    .map(|(t, _)| t),
+                    .filter(|l| l.until > now)
+                    .map(|l| &l.entry),
             )
             .map(target_view)
             .collect(),
@@ -423,7 +482,7 @@ target = [{ id = "10.0.0.4" }]
         let now = Instant::now();
         let mut less = config();
         less.target_group[0].target.remove(1);
-        t.rebuild_at(&less, now).unwrap();
+        t.rebuild_at(&less, 2, now).unwrap();
         let web = |t: &HealthTable, at: Instant| -> Vec<(String, String, Option<String>)> {
             t.snapshot_at(at).target_groups[0]
                 .targets
@@ -445,7 +504,8 @@ target = [{ id = "10.0.0.4" }]
         assert_eq!(web(&t, now)[1], draining);
         assert_eq!(t.worker_states().len(), 3, "the workers drain their own");
         // Another generation within the delay: still draining, with the same deadline.
-        t.rebuild_at(&less, now + Duration::from_secs(100)).unwrap();
+        t.rebuild_at(&less, 3, now + Duration::from_secs(100))
+            .unwrap();
         assert_eq!(web(&t, now + Duration::from_secs(299))[1], draining);
         assert_eq!(
             web(&t, now + Duration::from_secs(300)).len(),
@@ -455,8 +515,8 @@ target = [{ id = "10.0.0.4" }]
         assert!(!t.prune_drained(now + Duration::from_secs(299)));
         assert!(t.prune_drained(now + Duration::from_secs(300)));
         // Deregistered and registered again: checked from the start, not draining.
-        t.rebuild_at(&less, now).unwrap();
-        t.rebuild_at(&config(), now).unwrap();
+        t.rebuild_at(&less, 4, now).unwrap();
+        t.rebuild_at(&config(), 5, now).unwrap();
         let v = web(&t, now);
         assert_eq!(v.len(), 2);
         assert_eq!(v[1].1, "initial");
@@ -464,11 +524,128 @@ target = [{ id = "10.0.0.4" }]
         let mut zero = config();
         zero.target_group[0].deregistration_delay.timeout_seconds = 0;
         let t0 = {
-            t0.rebuild_at(&zero, now).unwrap();
+            t0.rebuild_at(&zero, 2, now).unwrap();
             t0
         };
-        t0.rebuild_at(&less, now).unwrap();
+        t0.rebuild_at(&less, 3, now).unwrap();
         assert_eq!(web(&t0, now).len(), 1, "no delay: no draining");
+    }
+
+    /// `(addr, state)` of group `web`'s targets in the view.
+    fn web_states(t: &HealthTable) -> Vec<(String, String)> {
+        t.snapshot().target_groups[0]
+            .targets
+            .iter()
+            .map(|x| (format!("{}:{}", x.id, x.port), x.state.clone()))
+            .collect()
+    }
+
+    fn report(generation: u64, draining: &[&str]) -> Option<DrainReport> {
+        Some(DrainReport {
+            generation,
+            draining: draining
+                .iter()
+                .map(|a| ("web".to_string(), a.parse().unwrap()))
+                .collect(),
+        })
+    }
+
+    const GONE: &str = "10.0.0.2:81";
+
+    #[test]
+    fn draining_ends_once_every_running_worker_is_done() {
+        let t = HealthTable::new(&config()).unwrap();
+        let mut less = config();
+        less.target_group[0].target.remove(1);
+        t.rebuild(&less, 2).unwrap();
+        let draining = || {
+            web_states(&t)
+                .iter()
+                .any(|(a, s)| a == GONE && s == "draining")
+        };
+        assert!(draining());
+        // Not done: a worker that has not reported, one still on generation 1 (its report
+        // predates the deregistration), one still draining the target.
+        for workers in [
+            vec![report(2, &[]), None],
+            vec![report(2, &[]), report(1, &[])],
+            vec![report(2, &[]), report(2, &[GONE])],
+            vec![report(3, &[GONE]), report(2, &[])],
+        ] {
+            assert!(t.finish_drained(&workers).is_empty(), "{workers:?}");
+            assert!(draining(), "{workers:?}");
+        }
+        // Another group's target of the same address is not this one.
+        let other = Some(DrainReport {
+            generation: 2,
+            draining: vec![("nochecks".into(), GONE.parse().unwrap())],
+        });
+        // Every worker running now is done (one of them a restarted worker, on a later
+        // generation, that never had it).
+        let done = t.finish_drained(&[report(2, &[]), report(3, &[]), other]);
+        assert_eq!(done, [("web".to_string(), GONE.parse().unwrap())]);
+        assert!(!draining());
+        assert_eq!(web_states(&t).len(), 1);
+        assert!(t.finish_drained(&[report(2, &[])]).is_empty(), "once");
+    }
+
+    #[test]
+    fn no_worker_running_has_nothing_in_flight() {
+        let t = HealthTable::new(&config()).unwrap();
+        let mut less = config();
+        less.target_group[0].target.remove(1);
+        t.rebuild(&less, 2).unwrap();
+        // Every worker dead (their requests died with them): done.
+        assert_eq!(t.finish_drained(&[]).len(), 1);
+    }
+
+    #[test]
+    fn a_target_registered_again_is_not_ended_by_reports_of_its_old_drain() {
+        let t = HealthTable::new(&config()).unwrap();
+        let mut less = config();
+        less.target_group[0].target.remove(1);
+        t.rebuild(&less, 2).unwrap();
+        // Registered again before the workers reported: a target again, not draining.
+        t.rebuild(&config(), 3).unwrap();
+        assert_eq!(
+            web_states(&t),
+            [
+                ("10.0.0.1:80".to_string(), "initial".to_string()),
+                (GONE.to_string(), "initial".to_string())
+            ]
+        );
+        // The workers' reports that they finished the old drain touch no registered target.
+        assert!(
+            t.finish_drained(&[report(2, &[]), report(3, &[])])
+                .is_empty()
+        );
+        assert_eq!(web_states(&t).len(), 2);
+        // Deregistered again: reports from before that generation (generation 3, where it was
+        // registered and may have had requests) do not end the new drain; its own do.
+        t.rebuild(&less, 4).unwrap();
+        assert!(
+            t.finish_drained(&[report(3, &[]), report(3, &[])])
+                .is_empty()
+        );
+        assert!(
+            t.finish_drained(&[report(4, &[GONE]), report(4, &[])])
+                .is_empty()
+        );
+        assert_eq!(t.finish_drained(&[report(4, &[]), report(5, &[])]).len(), 1);
+        assert_eq!(web_states(&t).len(), 1);
+    }
+
+    #[test]
+    fn a_drain_carried_over_generations_waits_for_reports_of_the_latest() {
+        // The checker follows the latest configuration and may skip some: the target may have
+        // come back and left again in between, so only the latest generation's reports count.
+        let t = HealthTable::new(&config()).unwrap();
+        let mut less = config();
+        less.target_group[0].target.remove(1);
+        t.rebuild(&less, 2).unwrap();
+        t.rebuild(&less, 5).unwrap();
+        assert!(t.finish_drained(&[report(4, &[])]).is_empty());
+        assert_eq!(t.finish_drained(&[report(5, &[])]).len(), 1);
     }
 
     #[test]
@@ -484,7 +661,7 @@ target = [{ id = "10.0.0.4" }]
         let first = more.target_group[0].target[0].clone();
         more.target_group[0].target.push(first);
         more.target_group[0].target[2].id = "10.0.0.9".into();
-        t.rebuild(&more).unwrap();
+        t.rebuild(&more, 2).unwrap();
         let states = |t: &HealthTable| -> Vec<String> {
             t.snapshot().target_groups[0]
                 .targets
@@ -496,7 +673,7 @@ target = [{ id = "10.0.0.4" }]
         assert!(!t.snapshot().target_groups[0].fail_open);
         // New check settings: every target of the group starts over.
         more.target_group[0].health_check.path = "/other".into();
-        t.rebuild(&more).unwrap();
+        t.rebuild(&more, 3).unwrap();
         assert_eq!(states(&t), ["initial", "initial", "initial"]);
         assert!(t.snapshot().target_groups[0].fail_open);
     }

@@ -1,13 +1,15 @@
 //! The checker's findings to every worker, over the control channel
 //! ([`crate::workers::control`]): the whole table as a sticky message (what a worker started
 //! later gets first, and every running worker gets too), changes and passing checks as
-//! broadcasts.
+//! broadcasts; and what the workers say back about their draining targets (their metrics
+//! reports, kept per worker by [`crate::metrics::store::Store`]).
 
 use std::net::SocketAddr;
 
 use lb_l7::control::{CheckedTarget, ControlMsg, TargetHealth};
+use lb_l7::generation::DrainReport;
 
-use super::Publish;
+use super::{Publish, checker::DrainReports};
 use crate::workers::control::ControlHandle;
 
 /// The sticky message's key.
@@ -29,5 +31,11 @@ impl Publish for ToWorkers {
             .map(|(group, target)| CheckedTarget { group, target })
             .collect();
         self.0.broadcast(&ControlMsg::HealthChecksPassed(p));
+    }
+}
+
+impl DrainReports for crate::metrics::store::Store {
+    fn reports(&self) -> Vec<Option<DrainReport>> {
+        self.drain_reports()
     }
 }

@@ -2,6 +2,9 @@
 //! ([`Figures::to_line`]) on the pipe the control plane gave it ([`super::FD_ENV`]). Nothing on
 //! the request path: the atomics are read here, on the worker's own runtime, twice a second.
 //! A control plane that stops reading only stalls this task (the pipe fills), never a request.
+//! Each report also names the targets the worker is still draining
+//! (`lb_l7::generation::drain_report`): the health view ends a target's `draining` once every
+//! worker is done with it.
 
 use std::os::fd::{FromRawFd as _, OwnedFd, RawFd};
 
@@ -43,7 +46,9 @@ impl Pusher {
                     _ = tick.tick() => false,
                     _ = &mut stop => true,
                 };
-                let line = Figures::from_snapshot(&metrics.snapshot()).to_line();
+                let mut figures = Figures::from_snapshot(&metrics.snapshot());
+                figures.drain = Some(metrics.drain_report());
+                let line = figures.to_line();
                 if tx.write_all(line.as_bytes()).await.is_err() || done {
                     return;
                 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use lb_l7::metrics::MetricsSnapshot;
+use lb_l7::{generation::DrainReport, metrics::MetricsSnapshot};
 use serde::{Deserialize, Serialize};
 
 /// A series: the metric's name (ALB's CloudWatch name where it has one) and its labels.
@@ -69,11 +69,15 @@ pub const RT_SUM_US: &str = "TargetResponseTime_sum_us";
 pub const RT_COUNT: &str = "TargetResponseTime_count";
 
 /// A worker's figures: counters (only ever grow within one worker process, except a target's
-/// after a reload replaced its group) and gauges (values now).
+/// after a reload replaced its group) and gauges (values now). The same report carries the
+/// worker's draining targets for the health view (`crate::health::table`): not metrics, but
+/// what the worker tells the control plane at the same pace, on the same pipe.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Figures {
     pub counters: BTreeMap<Key, u64>,
     pub gauges: BTreeMap<Key, u64>,
+    /// `None` from a worker that does not report it.
+    pub drain: Option<DrainReport>,
 }
 
 /// The wire form: JSON object keys must be strings, so the maps travel as pairs.
@@ -81,6 +85,8 @@ pub struct Figures {
 struct Wire {
     counters: Vec<(Key, u64)>,
     gauges: Vec<(Key, u64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    drain: Option<DrainReport>,
 }
 
 /// The worker-wide counters of `MetricsSnapshot`, by CloudWatch name (or weir's own).
@@ -201,6 +207,7 @@ impl Figures {
         let w = Wire {
             counters: self.counters.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             gauges: self.gauges.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            drain: self.drain.clone(),
         };
         let mut s = serde_json::to_string(&w).unwrap_or_default();
         s.push('\n');
@@ -212,6 +219,7 @@ impl Figures {
         Ok(Figures {
             counters: w.counters.into_iter().collect(),
             gauges: w.gauges.into_iter().collect(),
+            drain: w.drain,
         })
     }
 }

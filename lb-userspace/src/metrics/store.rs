@@ -16,6 +16,8 @@ use std::{
     time::Instant,
 };
 
+use lb_l7::generation::DrainReport;
+
 use super::series::{Figures, Key};
 
 #[derive(Debug, Default)]
@@ -30,6 +32,8 @@ struct Slot {
     last: BTreeMap<Key, u64>,
     gauges: BTreeMap<Key, u64>,
     reported_at: Option<Instant>,
+    /// The current process's last drain report (`None`: none yet).
+    drain: Option<DrainReport>,
 }
 
 impl Slot {
@@ -39,6 +43,7 @@ impl Slot {
         }
         self.gauges.clear();
         self.reported_at = None;
+        self.drain = None;
     }
 
     fn counters(&self) -> BTreeMap<Key, u64> {
@@ -117,6 +122,7 @@ impl Store {
             }
             s.last = f.counters;
             s.gauges = f.gauges;
+            s.drain = f.drain;
             s.reported_at = Some(Instant::now());
         });
     }
@@ -130,6 +136,18 @@ impl Store {
                 s.pid = None;
             }
         });
+    }
+
+    /// The last drain report of every worker process running now (`None`: it has not reported
+    /// yet); slots without a process are left out (what a dead process had in flight died with
+    /// it). For the health view (`crate::health::table::HealthTable::finish_drained`).
+    pub fn drain_reports(&self) -> Vec<Option<DrainReport>> {
+        let slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .iter()
+            .filter(|s| s.open)
+            .map(|s| s.drain.clone())
+            .collect()
     }
 
     /// Every slot.
@@ -231,6 +249,30 @@ mod tests {
     }
 
     #[test]
+    fn drain_reports_are_the_running_processes_latest() {
+        let s = Store::new(2);
+        let report = |generation| DrainReport {
+            generation,
+            draining: vec![("g".into(), "10.0.0.1:80".parse().unwrap())],
+        };
+        s.started(0, 1, Some(10));
+        s.started(1, 1, Some(11));
+        assert_eq!(s.drain_reports(), [None, None], "none reported yet");
+        let mut f = figs(1, 1, 0);
+        f.drain = Some(report(2));
+        s.report(0, 1, f.clone());
+        assert_eq!(s.drain_reports(), [Some(report(2)), None]);
+        // Worker 1 dies: left out until its successor starts, which has not reported yet.
+        s.closed(1, 1);
+        assert_eq!(s.drain_reports(), [Some(report(2))]);
+        s.started(1, 2, Some(12));
+        assert_eq!(s.drain_reports(), [Some(report(2)), None]);
+        // A late report of a dead process is not taken.
+        s.report(1, 1, f);
+        assert_eq!(s.drain_reports(), [Some(report(2)), None]);
+    }
+
+    #[test]
     fn the_wire_line_round_trips() {
         let mut f = figs(3, 2, 1);
         f.counters
@@ -238,6 +280,13 @@ mod tests {
         f.counters.insert(Key::listener("RequestCount", 80), 3);
         let line = f.to_line();
         assert!(line.ends_with('\n') && !line.trim_end().contains('\n'));
+        assert_eq!(Figures::from_line(line.trim_end().as_bytes()).unwrap(), f);
+        f.drain = Some(DrainReport {
+            generation: 3,
+            draining: vec![("web".into(), "[::1]:80".parse().unwrap())],
+        });
+        let line = f.to_line();
+        assert!(!line.trim_end().contains('\n'));
         assert_eq!(Figures::from_line(line.trim_end().as_bytes()).unwrap(), f);
     }
 }

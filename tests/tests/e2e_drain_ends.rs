@@ -1,0 +1,313 @@
+//! A deregistered target's `draining` ends when nothing is in flight to it, as ALB's does
+//! (`deregistration_delay.timeout_seconds` is the longest it lasts, not how long): against a
+//! real `weir run` (two workers) and real targets in a lab namespace, the delay left at its
+//! default, 300 s. Needs root.
+//!
+//! - an idle target leaves `GET /v1/target-health` within a few seconds of its deregistration;
+//! - a target with a slow request in flight stays `draining` while the request runs, the
+//!   request is answered 200, and the target leaves promptly after;
+//! - a target whose workers were SIGKILLed with a request in flight does not stay `draining`:
+//!   the restarted workers never had it.
+//!
+//! On the code before, each target stayed `draining` for the whole 300 s (`WEIR_BIN_UNDER_TEST`
+//! runs another build, see `e2e_reload_support::weir_command`).
+
+mod common;
+mod e2e_reload_support;
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::Stdio,
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use common::{TempDir, TempFile, worker_pids};
+use e2e_reload_support::{Backend, Outcome, Weir, request_new_conn, weir_command};
+use serde_json::Value;
+use weir_tests::lab::{Lab, Ns, wait_until};
+
+const PORT: u16 = 8080;
+
+fn to() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], PORT))
+}
+
+/// A lab namespace with `weir run` (two workers) on `targets`, group `web`, health checks off
+/// (the targets are `healthy` at once), the deregistration delay at its default (300 s).
+struct Setup {
+    weir: Weir,
+    socket: PathBuf,
+    cfg: TempFile,
+    _dir: TempDir,
+}
+
+fn start(ns: &Ns, name: &str, targets: &[&Backend]) -> Result<Setup> {
+    let dir =
+        TempDir(std::env::temp_dir().join(format!("weir-drain-{name}-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let socket = dir.0.join("admin.sock");
+    let list: Vec<String> = targets
+        .iter()
+        .map(|b| format!("{{ id = \"127.0.0.1\", port = {} }}", b.addr.port()))
+        .collect();
+    let text = format!(
+        "[admin]\nsocket = \"{}\"\n[workers]\ncount = 2\n\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\n\
+         default_action = {{ type = \"forward\", target_group = \"web\" }}\n\n\
+         [[target_group]]\nname = \"web\"\nhealth_check.enabled = false\n\
+         target = [{}]\n",
+        socket.display(),
+        list.join(", ")
+    );
+    let cfg = TempFile::new(&format!("drain-{name}.toml"), &text);
+    let weir = Weir::start(ns, &cfg, 2)?;
+    Ok(Setup {
+        weir,
+        socket,
+        cfg,
+        _dir: dir,
+    })
+}
+
+/// `weir targets deregister` of `target` from `web`.
+fn deregister(ns: &Ns, socket: &Path, target: SocketAddr) -> Result<()> {
+    let mut c = weir_command(ns);
+    c.args(["targets", "deregister", "--target-group", "web", "--target"])
+        .arg(target.to_string())
+        .arg("--socket")
+        .arg(socket)
+        .stdin(Stdio::null());
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
+    if !out.status.success() {
+        bail!(
+            "deregister failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `target`'s state in `GET /v1/target-health?target_group=web` (the admin API, as `weir
+/// targets health --json` shows it); `None`: not listed.
+fn state(socket: &Path, target: SocketAddr) -> Result<Option<String>> {
+    let mut c = std::process::Command::new("curl");
+    c.args(["-s", "--max-time", "5", "--unix-socket"])
+        .arg(socket)
+        .arg("http://weir/v1/target-health?target_group=web")
+        .stdin(Stdio::null());
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(10))?;
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .with_context(|| String::from_utf8_lossy(&out.stdout).into_owned())?;
+    let targets = v["target_groups"][0]["targets"]
+        .as_array()
+        .with_context(|| format!("no targets: {v}"))?;
+    Ok(targets
+        .iter()
+        .find(|t| t["id"] == "127.0.0.1" && t["port"] == target.port())
+        .map(|t| {
+            let s = t["state"].as_str().unwrap_or_default();
+            if s == "draining" {
+                assert_eq!(t["reason"], "Target.DeregistrationInProgress", "{t}");
+            }
+            s.to_string()
+        }))
+}
+
+/// Polls `target`'s state until it is no longer listed (≤ `within`): when that was, and every
+/// state seen before, with its time.
+fn until_gone(
+    socket: &Path,
+    target: SocketAddr,
+    within: Duration,
+) -> Result<(Instant, Vec<(Instant, String)>)> {
+    let t = Instant::now();
+    let mut seen = Vec::new();
+    while t.elapsed() < within {
+        match state(socket, target)? {
+            None => return Ok((Instant::now(), seen)),
+            Some(s) => seen.push((Instant::now(), s)),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!(
+        "{target} still listed {within:?} later: last {:?}",
+        seen.last().map(|s| &s.1)
+    )
+}
+
+#[test]
+fn an_idle_target_leaves_draining_within_seconds() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("drainidle")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let a = Backend::start(&ns, "127.0.0.1:0", "a", Duration::ZERO)?;
+    let b = Backend::start(&ns, "127.0.0.1:0", "b", Duration::ZERO)?;
+    let s = start(&ns, "idle", &[&a, &b])?;
+    for _ in 0..20 {
+        let got = request_new_conn(&ns, to(), "/", Duration::from_secs(5));
+        assert!(matches!(got, Outcome::Answered(200, _)), "{got:?}");
+    }
+    assert!(b.seen.load(Relaxed) > 0, "b served before");
+    assert_eq!(state(&s.socket, b.addr)?.as_deref(), Some("healthy"));
+    let t = Instant::now();
+    deregister(&ns, &s.socket, b.addr)?;
+    let (gone, seen) = until_gone(&s.socket, b.addr, Duration::from_secs(15))
+        .with_context(|| s.weir.log_text())?;
+    let took = gone - t;
+    let draining = seen.iter().filter(|(_, st)| st == "draining").count();
+    println!(
+        "idle target: left draining {:.2} s after its deregistration (delay 300 s; {} polls saw it draining)",
+        took.as_secs_f64(),
+        draining
+    );
+    assert!(draining > 0, "shown draining first: {seen:?}");
+    assert!(
+        seen.iter().all(|(_, st)| st == "draining"),
+        "nothing but draining: {seen:?}"
+    );
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert!(
+        s.weir.log_text().contains("target drained"),
+        "logged:\n{}",
+        s.weir.log_text()
+    );
+    // Only a takes requests now.
+    let before = b.seen.load(Relaxed);
+    for _ in 0..10 {
+        assert_eq!(
+            request_new_conn(&ns, to(), "/", Duration::from_secs(5)),
+            Outcome::Answered(200, "target a\n".into())
+        );
+    }
+    assert_eq!(b.seen.load(Relaxed), before);
+    Ok(())
+}
+
+#[test]
+fn a_target_stays_draining_while_a_request_runs_and_leaves_after_it() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const SLOW: Duration = Duration::from_secs(5);
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("drainslow")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let slow = Backend::start(&ns, "127.0.0.1:0", "s", SLOW)?;
+    let other = Backend::start(&ns, "127.0.0.1:0", "o", Duration::ZERO)?;
+    let s = start(&ns, "slow", &[&slow, &other])?;
+    // Until the slow request lands on `slow` (round robin in each worker: at most a few).
+    let (client, started) = loop {
+        let seen = slow.seen.load(Relaxed);
+        let ns2 = ns.clone();
+        let started = Instant::now();
+        let client = std::thread::spawn(move || {
+            let got = request_new_conn(&ns2, to(), "/slow", Duration::from_secs(20));
+            (got, Instant::now())
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        if slow.seen.load(Relaxed) > seen {
+            break (client, started);
+        }
+        let (got, _) = client.join().expect("client");
+        assert_eq!(got, Outcome::Answered(200, "target o\n".into()));
+    };
+    let t = Instant::now();
+    deregister(&ns, &s.socket, slow.addr)?;
+    let (gone, seen) = until_gone(&s.socket, slow.addr, Duration::from_secs(20))
+        .with_context(|| s.weir.log_text())?;
+    let (got, answered) = client.join().expect("client");
+    assert_eq!(got, Outcome::Answered(200, "target s\n".into()));
+    let took = gone - t;
+    let after_answer = gone.saturating_duration_since(answered);
+    let last_draining = seen
+        .iter()
+        .rev()
+        .find(|(_, st)| st == "draining")
+        .map(|(at, _)| *at);
+    println!(
+        "target with a {:.0} s request in flight: draining {} polls until {:.2} s after the \
+         deregistration; the request answered 200 {:.2} s after it started; the target left \
+         draining {:.2} s after the deregistration, {:.2} s after the answer",
+        SLOW.as_secs_f64(),
+        seen.len(),
+        last_draining.map_or(0.0, |l| (l - t).as_secs_f64()),
+        (answered - started).as_secs_f64(),
+        took.as_secs_f64(),
+        after_answer.as_secs_f64()
+    );
+    assert!(
+        seen.iter().all(|(_, st)| st == "draining"),
+        "draining all along: {seen:?}"
+    );
+    assert!(
+        gone + Duration::from_millis(200) >= answered,
+        "listed until the request was answered ({:?} before)",
+        answered.saturating_duration_since(gone)
+    );
+    assert!(
+        last_draining
+            .is_some_and(|l| answered.saturating_duration_since(l) < Duration::from_millis(500)),
+        "seen draining until the answer"
+    );
+    assert!(after_answer < Duration::from_secs(4), "{after_answer:?}");
+    Ok(())
+}
+
+#[test]
+fn workers_killed_with_a_request_in_flight_leave_no_target_draining() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("drainkill")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let slow = Backend::start(&ns, "127.0.0.1:0", "s", Duration::from_secs(30))?;
+    let s = start(&ns, "kill", &[&slow])?;
+    let ns2 = ns.clone();
+    let client =
+        std::thread::spawn(move || request_new_conn(&ns2, to(), "/slow", Duration::from_secs(40)));
+    wait_until(Duration::from_secs(5), "the request at the target", || {
+        Ok(slow.seen.load(Relaxed) >= 1)
+    })?;
+    deregister(&ns, &s.socket, slow.addr)?;
+    // The request runs: draining (its worker reports it, the other is done).
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        state(&s.socket, slow.addr)?.as_deref(),
+        Some("draining"),
+        "{}",
+        s.weir.log_text()
+    );
+    let ready = s.weir.log_text().matches("worker ready").count();
+    let pids = worker_pids(s.cfg.path());
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    let t = Instant::now();
+    for pid in pids.values() {
+        // SAFETY: kill(2) on a worker of the weir this test started.
+        unsafe { libc::kill(*pid, libc::SIGKILL) };
+    }
+    let (gone, _) = until_gone(&s.socket, slow.addr, Duration::from_secs(20))
+        .with_context(|| s.weir.log_text())?;
+    let took = gone - t;
+    wait_until(Duration::from_secs(15), "both workers back", || {
+        Ok(s.weir.log_text().matches("worker ready").count() >= ready + 2)
+    })?;
+    let got = client.join().expect("client");
+    println!(
+        "workers SIGKILLed with a request in flight: the target left draining {:.2} s after \
+         the kill (the client got {got:?})",
+        took.as_secs_f64()
+    );
+    assert!(
+        !matches!(got, Outcome::Answered(200, _)),
+        "its worker died: {got:?}"
+    );
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    Ok(())
+}

@@ -75,16 +75,59 @@ pub enum Ended {
 /// shares the total bound: a client that takes no bytes is not waited for.
 pub async fn close<T: AsyncRead + AsyncWrite + Unpin>(io: &mut T, bounds: Bounds) -> Ended {
     let until = Instant::now() + bounds.total;
-    match tokio::time::timeout_at(until, io.shutdown()).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => {
-            tracing::trace!(error = %e, "shutdown before the linger failed");
-            return Ended::NotShut;
-        }
-        Err(_) => return Ended::NotShut,
+    if !shut(io, until).await {
+        return Ended::NotShut;
     }
     let mut scratch = vec![0u8; SCRATCH];
     drain(io, &mut scratch, bounds, until).await
+}
+
+/// HTTP/1.1's close, as nginx's `lingering_close on` decides: the write side of `io` shut (as
+/// [`close`]), what the client queued already read at once, without waiting, and the linger
+/// ([`drain`]) only for a client that was still sending: `sending` (bytes the engine read and
+/// will not serve) or bytes found queued now (a body weir refused, pipelined requests after
+/// the last). A client that was not (an idle close, the usual `connection: close`) is closed
+/// at once, as is one that closed or reset first. The bytes are read from `tcp(io)`, the
+/// socket under any TLS: nothing the client sends after weir's last response is decrypted.
+/// `None`: the client was not sending, not lingered.
+pub async fn close_if_sending<T: AsyncWrite + Unpin>(
+    io: &mut T,
+    tcp: fn(&mut T) -> &mut tokio::net::TcpStream,
+    mut sending: bool,
+    bounds: Bounds,
+) -> Option<Ended> {
+    let until = Instant::now() + bounds.total;
+    if !shut(io, until).await {
+        return Some(Ended::NotShut);
+    }
+    let tcp = tcp(io);
+    // A few reads of what is queued: enough to see whether the client was sending; more is
+    // the linger's.
+    let mut scratch = [0u8; 4096];
+    for _ in 0..16 {
+        match tcp.try_read(&mut scratch) {
+            Ok(0) => return Some(Ended::Eof),
+            Ok(_) => sending = true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(_) => return Some(Ended::Error),
+        }
+    }
+    if !sending {
+        return None;
+    }
+    Some(drain(tcp, &mut scratch, bounds, until).await)
+}
+
+/// Shuts the write side of `io` by `until`; false if it failed or did not finish.
+async fn shut<T: AsyncWrite + Unpin>(io: &mut T, until: Instant) -> bool {
+    match tokio::time::timeout_at(until, io.shutdown()).await {
+        Ok(Ok(())) => true,
+        Ok(Err(e)) => {
+            tracing::trace!(error = %e, "shutdown before the linger failed");
+            false
+        }
+        Err(_) => false,
+    }
 }
 
 /// Reads and drops what the client sends until it closes, a read fails, it is quiet for
@@ -289,6 +332,65 @@ mod tests {
         c.write_all(&[1u8; 5000]).await.unwrap();
         let few = Bounds { bytes: 4000, ..b };
         assert_eq!(close(&mut s, few).await, Ended::Bytes);
+    }
+
+    /// HTTP/1.1's close lingers only on a client that was still sending: one that sent
+    /// nothing more is closed at once; one with bytes queued, or whose bytes the engine had
+    /// read (`sending`), is read from until it closes or goes quiet.
+    #[tokio::test]
+    async fn http11_lingers_only_on_a_client_still_sending() {
+        fn tcp(s: &mut TcpStream) -> &mut TcpStream {
+            s
+        }
+        let b = Bounds {
+            total: Duration::from_millis(2000),
+            quiet: Duration::from_millis(200),
+            bytes: 1 << 20,
+        };
+        // Idle: closed at once, the client reads EOF.
+        let (mut c, mut s) = pair().await;
+        let t0 = std::time::Instant::now();
+        assert_eq!(close_if_sending(&mut s, tcp, false, b).await, None);
+        assert!(t0.elapsed() < Duration::from_millis(100));
+        drop(s);
+        let mut rest = Vec::new();
+        assert_eq!(c.read_to_end(&mut rest).await.unwrap(), 0);
+
+        // Bytes queued (a pipelined request): lingered on until the client's EOF.
+        let (mut c, mut s) = pair().await;
+        c.write_all(b"GET /next HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let client = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.write_all(b"host: a\r\n\r\n").await.unwrap();
+            drop(c);
+        });
+        let t0 = std::time::Instant::now();
+        assert_eq!(
+            close_if_sending(&mut s, tcp, false, b).await,
+            Some(Ended::Eof)
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(90));
+        client.await.unwrap();
+
+        // Bytes the engine read and left: lingered on until the client is quiet.
+        let (_c, mut s) = pair().await;
+        let t0 = std::time::Instant::now();
+        assert_eq!(
+            close_if_sending(&mut s, tcp, true, b).await,
+            Some(Ended::Quiet)
+        );
+        assert!(t0.elapsed() >= Duration::from_millis(200));
+
+        // The client closed first: not lingered on.
+        let (c, mut s) = pair().await;
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let e = close_if_sending(&mut s, tcp, true, b).await;
+        assert!(
+            matches!(e, Some(Ended::Eof | Ended::Error | Ended::NotShut)),
+            "{e:?}"
+        );
     }
 
     /// A client that closed first is not lingered on.

@@ -269,37 +269,19 @@ async fn run<G: Guard, H, F>(
     drop(guard);
 }
 
-/// Ends a connection: FIN (TLS: close_notify) after the last response, and unread bytes are
-/// read away first so the kernel does not answer them with a reset that could destroy the
-/// response in flight. A client that was still sending (`sending`: bytes weir read and left,
-/// or bytes queued now: a body weir refused, pipelined requests after the last) is read from
-/// until it closes, within `crate::linger`'s bounds (its raw TCP bytes, TLS or not); one that
-/// was not (an idle close, the usual `connection: close`) is closed at once, as nginx's
-/// `lingering_close on` decides.
-async fn close(mut io: ClientStream, mut sending: bool) {
-    let bounds = crate::linger::BOUNDS;
-    let until = tokio::time::Instant::now() + bounds.total;
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        tokio::io::AsyncWriteExt::shutdown(&mut io),
-    )
-    .await;
-    let mut scratch = [0u8; 4096];
-    for _ in 0..16 {
-        match io.tcp().try_read(&mut scratch) {
-            Ok(n) if n > 0 => sending = true,
-            // The client closed or reset: nothing to wait for.
-            Ok(_) => return,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-            Err(_) => return,
-        }
-    }
-    if sending {
-        let tcp = match &mut io {
+/// Ends a connection: FIN (TLS: close_notify) after the last response, unread bytes read
+/// away so the kernel does not answer them with a reset that could destroy the response in
+/// flight, and a lingering close only for a client that was still sending (`sending`: bytes
+/// weir read and left; or bytes queued now): `crate::linger::close_if_sending`.
+async fn close(mut io: ClientStream, sending: bool) {
+    fn tcp(io: &mut ClientStream) -> &mut tokio::net::TcpStream {
+        match io {
             ClientStream::Plain(s) => s,
             ClientStream::Tls(s) => s.get_mut().0,
-        };
-        let ended = crate::linger::drain(tcp, &mut scratch, bounds, until).await;
+        }
+    }
+    let ended = crate::linger::close_if_sending(&mut io, tcp, sending, crate::linger::BOUNDS).await;
+    if let Some(ended) = ended {
         tracing::trace!(?ended, "HTTP/1.1 connection lingered");
     }
 }

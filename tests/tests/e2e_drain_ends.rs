@@ -7,7 +7,9 @@
 //! - a target with a slow request in flight stays `draining` while the request runs, the
 //!   request is answered 200, and the target leaves promptly after;
 //! - a target whose workers were SIGKILLed with a request in flight does not stay `draining`:
-//!   the restarted workers never had it.
+//!   the restarted workers never had it;
+//! - a target registered again while it drains is a target again, and stays one when the
+//!   workers finish its old drain.
 //!
 //! On the code before, each target stayed `draining` for the whole 300 s (`WEIR_BIN_UNDER_TEST`
 //! runs another build, see `e2e_reload_support::weir_command`).
@@ -74,18 +76,20 @@ fn start(ns: &Ns, name: &str, targets: &[&Backend]) -> Result<Setup> {
 
 /// `weir targets deregister` of `target` from `web`.
 fn deregister(ns: &Ns, socket: &Path, target: SocketAddr) -> Result<()> {
+    targets(ns, socket, "deregister", target)
+}
+
+/// `weir targets VERB` (`register`, `deregister`) of `target` in `web`.
+fn targets(ns: &Ns, socket: &Path, verb: &str, target: SocketAddr) -> Result<()> {
     let mut c = weir_command(ns);
-    c.args(["targets", "deregister", "--target-group", "web", "--target"])
+    c.args(["targets", verb, "--target-group", "web", "--target"])
         .arg(target.to_string())
         .arg("--socket")
         .arg(socket)
         .stdin(Stdio::null());
     let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
     if !out.status.success() {
-        bail!(
-            "deregister failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("{verb} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(())
 }
@@ -309,5 +313,50 @@ fn workers_killed_with_a_request_in_flight_leave_no_target_draining() -> Result<
         "its worker died: {got:?}"
     );
     assert!(took < Duration::from_secs(10), "{took:?}");
+    Ok(())
+}
+
+#[test]
+fn a_target_registered_again_while_draining_stays_when_the_old_drain_ends() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("drainback")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let slow = Backend::start(&ns, "127.0.0.1:0", "s", Duration::from_secs(3))?;
+    let s = start(&ns, "back", &[&slow])?;
+    let ns2 = ns.clone();
+    let client =
+        std::thread::spawn(move || request_new_conn(&ns2, to(), "/slow", Duration::from_secs(20)));
+    wait_until(Duration::from_secs(5), "the request at the target", || {
+        Ok(slow.seen.load(Relaxed) >= 1)
+    })?;
+    deregister(&ns, &s.socket, slow.addr)?;
+    wait_until(Duration::from_secs(3), "draining", || {
+        Ok(state(&s.socket, slow.addr)?.as_deref() == Some("draining"))
+    })?;
+    targets(&ns, &s.socket, "register", slow.addr)?;
+    // Health checks are off: a registered target is `healthy` at once.
+    wait_until(Duration::from_secs(3), "registered again", || {
+        Ok(state(&s.socket, slow.addr)?.as_deref() == Some("healthy"))
+    })?;
+    let got = client.join().expect("client");
+    assert_eq!(got, Outcome::Answered(200, "target s\n".into()));
+    // The workers drop the old drain (its request is done) and report it: the registration
+    // stays, listed once, and takes requests.
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(4) {
+        let v = state(&s.socket, slow.addr)?;
+        assert_eq!(v.as_deref(), Some("healthy"), "{}", s.weir.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        request_new_conn(&ns, to(), "/", Duration::from_secs(5)),
+        Outcome::Answered(200, "target s\n".into())
+    );
+    println!(
+        "registered again while draining: healthy throughout the 4 s after its old request ended"
+    );
     Ok(())
 }

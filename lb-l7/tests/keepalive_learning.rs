@@ -230,8 +230,9 @@ impl Totals {
         );
         let Some(from) = self.known_from else {
             panic!(
-                "weir never showed a learned limit ({} requests, {} {what})",
-                self.requests, self.killed_after
+                "weir never showed a learned limit ({} requests, {} {what}); client-visible \
+                 errors: {:?}",
+                self.requests, self.killed_before, self.errors_before
             );
         };
         assert!(

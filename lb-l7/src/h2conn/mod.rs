@@ -88,6 +88,7 @@ use http::HeaderMap;
 use std::time::Duration;
 
 pub use conn::Connection;
+pub use send::HeadFields;
 
 /// A stream identifier (31 bits; client streams are odd).
 pub type StreamId = u32;

@@ -7,7 +7,6 @@
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http::header::{self, HeaderName};
 
 use super::conn::{CHUNK, Connection, Phase};
 use super::frame::{self, flag, kind};
@@ -24,17 +23,34 @@ impl Connection {
         headers: &HeaderMap,
         end_stream: bool,
     ) -> Result<(), StreamError> {
+        self.send_response_with(id, status, end_stream, |f| {
+            for (name, value) in headers {
+                f.field(name.as_str().as_bytes(), value.as_bytes());
+            }
+        })
+    }
+
+    /// Queues a response head whose fields `fields` hands to the [`HeadFields`] it is given
+    /// (no `HeaderMap` needed: a proxy can encode a head straight from another form of it).
+    pub fn send_response_with(
+        &mut self,
+        id: StreamId,
+        status: http::StatusCode,
+        end_stream: bool,
+        fields: impl FnOnce(&mut HeadFields<'_>),
+    ) -> Result<(), StreamError> {
         let s = self.streams.get_mut(&id).ok_or(StreamError::Closed)?;
         if s.send != Send::Idle {
             return Err(StreamError::AlreadyStarted);
         }
         s.send = if end_stream { Send::Done } else { Send::Open };
-        encode_block(
-            &mut self.enc,
-            &mut self.scratch,
-            Some(status.as_u16()),
-            headers,
-        );
+        self.scratch.clear();
+        self.enc.begin(&mut self.scratch);
+        self.enc.status(status.as_u16(), &mut self.scratch);
+        fields(&mut HeadFields {
+            enc: &mut self.enc,
+            out: &mut self.scratch,
+        });
         frame::write_header_block(
             &mut self.out,
             id,
@@ -187,7 +203,7 @@ impl Connection {
             self.conn_send_window -= n as i64;
             if last {
                 if let Some(t) = s.trailers.take() {
-                    encode_block(&mut self.enc, &mut self.scratch, None, &t);
+                    encode_trailers(&mut self.enc, &mut self.scratch, &t);
                     let max = self.peer_max_frame;
                     frame::write_header_block(&mut self.out, id, true, &self.scratch, max);
                 }
@@ -209,25 +225,42 @@ impl Connection {
     }
 }
 
-/// Encodes a header block (a response head with `status`, or trailers) into `scratch`.
-fn encode_block(enc: &mut Encoder, scratch: &mut Vec<u8>, status: Option<u16>, h: &HeaderMap) {
-    scratch.clear();
-    enc.begin(scratch);
-    if let Some(code) = status {
-        enc.status(code, scratch);
-    }
-    for (name, value) in h {
+/// The fields of a response head being encoded (`send_response_with`).
+pub struct HeadFields<'a> {
+    enc: &'a mut Encoder,
+    out: &'a mut Vec<u8>,
+}
+
+impl HeadFields<'_> {
+    /// One field; `name` must be a valid lowercase field name (as `http::HeaderName`s are)
+    /// and `value` a valid value. A connection-specific field is left out.
+    pub fn field(&mut self, name: &[u8], value: &[u8]) {
         if !connection_specific(name) {
-            enc.field(name.as_str().as_bytes(), value.as_bytes(), scratch);
+            self.enc.field(name, value, self.out);
         }
     }
 }
 
-fn connection_specific(n: &HeaderName) -> bool {
-    *n == header::CONNECTION
-        || *n == header::TRANSFER_ENCODING
-        || *n == header::UPGRADE
-        || *n == header::TE
-        || n.as_str() == "keep-alive"
-        || n.as_str() == "proxy-connection"
+/// Encodes trailers into `scratch`.
+fn encode_trailers(enc: &mut Encoder, scratch: &mut Vec<u8>, h: &HeaderMap) {
+    scratch.clear();
+    enc.begin(scratch);
+    for (name, value) in h {
+        let name = name.as_str().as_bytes();
+        if !connection_specific(name) {
+            enc.field(name, value.as_bytes(), scratch);
+        }
+    }
+}
+
+fn connection_specific(n: &[u8]) -> bool {
+    matches!(
+        n,
+        b"connection"
+            | b"transfer-encoding"
+            | b"upgrade"
+            | b"te"
+            | b"keep-alive"
+            | b"proxy-connection"
+    )
 }

@@ -496,7 +496,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             (b, Some(r))
         };
         let req = Request::from_parts(parts, body);
-        let fut = Box::pin(service::handle(self.sh.clone(), self.ci.clone(), req));
+        let fut = Box::pin(service::handle_head_in_body(
+            self.sh.clone(),
+            self.ci.clone(),
+            req,
+        ));
         self.streams.insert(
             idx,
             Stream {
@@ -652,12 +656,21 @@ fn poll_stream(conn: &mut Connection, s: &mut Stream, waker: &Waker) {
         let Poll::Ready(Ok(resp)) = fut.as_mut().poll(&mut cx) else {
             return;
         };
-        let (mut parts, body) = resp.into_parts();
+        let (mut parts, mut body) = resp.into_parts();
         let empty = body.is_end_stream();
-        head::prepare(&mut parts.headers, body.size_hint().exact(), empty);
+        let exact = body.size_hint().exact();
         let withhold = empty && request_coming(s);
-        let sent = conn.send_response(s.id, parts.status, &parts.headers, empty && !withhold);
-        codec::recycle_headers(parts.headers);
+        let end = empty && !withhold;
+        let sent = match body.take_target_head() {
+            // A target's: encoded from its bytes.
+            Some(t) => head::send_target(conn, s.id, parts.status, t, exact, empty, end),
+            None => {
+                head::prepare(&mut parts.headers, exact, empty);
+                let sent = conn.send_response(s.id, parts.status, &parts.headers, end);
+                codec::recycle_headers(parts.headers);
+                sent
+            }
+        };
         s.phase = match sent {
             Ok(()) if !empty => Phase::Sending(body),
             Ok(()) if withhold => Phase::Ended,

@@ -6,12 +6,13 @@
 use crate::body::BoxError;
 use crate::idle::CoarseClock;
 use crate::pipeline::MAX_DISCARD;
-use crate::pipeline::codec::{ChunkedScanner, Framing};
+use crate::pipeline::codec::{ChunkedScanner, Framing, ResponseHead};
 use crate::pipeline::prepare::Outstanding;
 use crate::pipeline::readbuf;
 use crate::target::TargetRt;
 use crate::upstream::UpStream;
 use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, header};
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -41,6 +42,30 @@ pub struct TargetBody {
     clock: Arc<CoarseClock>,
     /// The rest of a body whose client went away, read in the background (see `Drop`).
     detached: bool,
+    /// The response's head, until the engine takes it (`take_head`).
+    head: Option<TargetHead>,
+}
+
+/// A target's response head as the engine sends it on: the parsed head (its end-to-end
+/// fields: `ResponseHead::each_end_to_end`) and weir's own `Set-Cookie` values after them.
+/// weir's engine encodes it as it is; hyper's gets it as a `HeaderMap` (`into_map`).
+pub struct TargetHead {
+    pub head: ResponseHead,
+    pub cookies: Vec<String>,
+}
+
+impl TargetHead {
+    /// The head as a `HeaderMap` (the head goes back for the next response).
+    pub fn into_map(self) -> HeaderMap {
+        let mut h = self.head.end_to_end_headers();
+        for c in self.cookies {
+            if let Ok(v) = HeaderValue::try_from(c) {
+                h.append(header::SET_COOKIE, v);
+            }
+        }
+        self.head.recycle();
+        h
+    }
 }
 
 impl TargetBody {
@@ -74,11 +99,22 @@ impl TargetBody {
             outstanding: Some(outstanding),
             clock,
             detached: false,
+            head: None,
         };
         if framing == Framing::Empty {
             b.finish();
         }
         b
+    }
+
+    /// The response's head goes with its body (`take_head`).
+    pub fn set_head(&mut self, head: TargetHead) {
+        self.head = Some(head);
+    }
+
+    /// The response's head, once.
+    pub fn take_head(&mut self) -> Option<TargetHead> {
+        self.head.take()
     }
 
     /// The body ended cleanly: the connection goes back to the pool if it can carry more.
@@ -175,6 +211,7 @@ impl Drop for TargetBody {
             outstanding: None,
             clock: self.clock.clone(),
             detached: true,
+            head: None,
         };
         rt.spawn(async move {
             use http_body_util::BodyExt;

@@ -11,7 +11,7 @@
 //!   connection, when the request is idempotent and has no body (so it can be replayed);
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
 
-use super::body::TargetBody;
+use super::body::{TargetBody, TargetHead};
 use super::orphan::AwaitingResponse;
 use super::{RequestBody, h2rules, unread};
 use crate::access_log::Record;
@@ -193,17 +193,10 @@ pub async fn forward<B: RequestBody>(
         *r.status_mut() =
             http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
         *r.version_mut() = client_version;
-        let mut headers = resp.end_to_end_headers();
-        for c in sticky_cookies(g, ti, route.group_cookie, |n| resp.sets_cookie(n)) {
-            if let Ok(v) = HeaderValue::try_from(c) {
-                headers.append(header::SET_COOKIE, v);
-            }
-        }
-        *r.headers_mut() = headers;
+        let cookies = sticky_cookies(g, ti, route.group_cookie, |n| resp.sets_cookie(n));
         let reusable = keepalive_allows && resp.target_keeps_alive();
-        resp.recycle();
         let clock = sh.clock.clone();
-        let tb = TargetBody::new(
+        let mut tb = TargetBody::new(
             up,
             ubuf,
             framing,
@@ -213,6 +206,11 @@ pub async fn forward<B: RequestBody>(
             outstanding,
             clock,
         );
+        // The head stays as the target sent it: the engine makes its own from it.
+        tb.set_head(TargetHead {
+            head: resp,
+            cookies,
+        });
         let (rp, ()) = r.into_parts();
         return Ok(http::Response::from_parts(rp, tb));
     }
@@ -221,7 +219,8 @@ pub async fn forward<B: RequestBody>(
 }
 
 /// What `forward` answers: the target's response, its body read as the engine sends it (not
-/// boxed: it is most responses, and a box costs an allocation per response), or weir's own.
+/// boxed: it is most responses, and a box costs an allocation per response) and its head in
+/// the body (`TargetBody::take_head`: the response's `HeaderMap` is empty), or weir's own.
 pub type Answer = Result<http::Response<TargetBody>, http::Response<Body>>;
 
 enum SendBodyError<B> {

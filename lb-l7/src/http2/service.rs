@@ -1,7 +1,7 @@
 //! One HTTP/2 request (of either engine) through the pipeline's phases: parse → route
 //! (`pipeline::decide`) → (pick_target → forward) | respond → log.
 
-use super::body::TargetBody;
+use super::body::{TargetBody, TargetHead};
 use super::unread::with_unread_body;
 use super::{RequestBody, forward, h2rules};
 use crate::access_log::{Record, rfc3339};
@@ -19,8 +19,24 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-/// One request: hyper's service entry point, and the future weir's engine runs per stream.
+/// One request: hyper's service entry point. A target's head is in the response's
+/// `HeaderMap`.
 pub async fn handle<B: RequestBody>(
+    sh: Arc<Shared>,
+    ci: Arc<ConnInfo>,
+    req: Request<B>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let Ok(mut r) = handle_head_in_body(sh, ci, req).await;
+    if let Some(head) = r.body_mut().take_target_head() {
+        *r.headers_mut() = head.into_map();
+    }
+    Ok(r)
+}
+
+/// One request: the future weir's engine runs per stream. A target's head stays in the
+/// body (`ResponseBody::take_target_head`), the response's `HeaderMap` empty: the engine
+/// encodes it from the target's bytes (no map is built per response).
+pub async fn handle_head_in_body<B: RequestBody>(
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
     req: Request<B>,
@@ -112,6 +128,15 @@ impl ResponseBody {
             inner,
             bytes: 0,
             stream: Some(stream),
+        }
+    }
+
+    /// A target's response head, once (`None` for weir's own responses, whose head is the
+    /// response's `HeaderMap`).
+    pub fn take_target_head(&mut self) -> Option<TargetHead> {
+        match &mut self.inner {
+            Inner::Target(b) => b.take_head(),
+            Inner::Own(_) => None,
         }
     }
 

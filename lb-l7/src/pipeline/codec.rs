@@ -355,29 +355,128 @@ pub struct ResponseHead {
     pub version: Version,
     /// The head's bytes (kept: headers are copied to the client from them, filtered).
     pub raw: Bytes,
-    /// (name, value) ranges into `raw`.
+    /// The fields: ranges into `raw` and what each is (`FieldKind`).
     pub fields: FieldRanges,
     pub reason: (usize, usize),
+    /// The kinds present among `fields` (a bit per `FieldKind`): most heads carry none of
+    /// those a look-up asks for, and then it scans nothing.
+    kinds: u16,
+}
+
+/// What a response field is to weir, found once when the head is parsed: the fields weir
+/// looks at or leaves out by name, so that no later step compares names again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FieldKind {
+    Other,
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    KeepAlive,
+    Upgrade,
+    /// `proxy-connection`, `te`, `trailer`: hop-by-hop, never looked at.
+    HopByHop,
+    SetCookie,
+    Date,
+}
+
+impl FieldKind {
+    /// The kind of a field called `name` (any case).
+    fn of(name: &[u8]) -> FieldKind {
+        let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+        match name.len() {
+            2 if is(b"te") => FieldKind::HopByHop,
+            4 if is(b"date") => FieldKind::Date,
+            7 if is(b"upgrade") => FieldKind::Upgrade,
+            7 if is(b"trailer") => FieldKind::HopByHop,
+            10 if is(b"connection") => FieldKind::Connection,
+            10 if is(b"keep-alive") => FieldKind::KeepAlive,
+            10 if is(b"set-cookie") => FieldKind::SetCookie,
+            14 if is(b"content-length") => FieldKind::ContentLength,
+            16 if is(b"proxy-connection") => FieldKind::HopByHop,
+            17 if is(b"transfer-encoding") => FieldKind::TransferEncoding,
+            _ => FieldKind::Other,
+        }
+    }
+
+    /// The kind that stands for exactly the fields called `name` (`None`: `Other`, or a kind
+    /// shared by several names).
+    fn of_header(name: &HeaderName) -> Option<FieldKind> {
+        Some(match *name {
+            header::CONTENT_LENGTH => FieldKind::ContentLength,
+            header::TRANSFER_ENCODING => FieldKind::TransferEncoding,
+            header::CONNECTION => FieldKind::Connection,
+            header::UPGRADE => FieldKind::Upgrade,
+            header::SET_COOKIE => FieldKind::SetCookie,
+            header::DATE => FieldKind::Date,
+            _ if name.as_str() == "keep-alive" => FieldKind::KeepAlive,
+            _ => return None,
+        })
+    }
+
+    fn bit(self) -> u16 {
+        1 << self as u8
+    }
+
+    /// Never passed on to a client as the target sent it: hop-by-hop, or framing weir states
+    /// itself (`content-length`, `declared_length`).
+    fn dropped(self) -> bool {
+        !matches!(
+            self,
+            FieldKind::Other | FieldKind::SetCookie | FieldKind::Date
+        )
+    }
+}
+
+/// One field of a response head.
+#[derive(Debug, Clone, Copy)]
+pub struct Field {
+    /// Ranges into the head's raw bytes.
+    pub name: (usize, usize),
+    pub value: (usize, usize),
+    pub kind: FieldKind,
 }
 
 impl Fields for ResponseHead {
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl DoubleEndedIterator<Item = &'a [u8]> {
         let want = name.as_str().as_bytes();
-        (0..self.fields.len())
-            .filter(move |&i| self.name(i).eq_ignore_ascii_case(want))
-            .map(|i| self.value(i))
+        let kind = FieldKind::of_header(name);
+        // A kind absent from the head: nothing to scan.
+        let none = kind.is_some_and(|k| self.kinds & k.bit() == 0);
+        let fields = if none { &[][..] } else { &self.fields[..] };
+        fields
+            .iter()
+            .filter(move |f| match kind {
+                Some(k) => f.kind == k,
+                None => self.raw[f.name.0..f.name.1].eq_ignore_ascii_case(want),
+            })
+            .map(|f| &self.raw[f.value.0..f.value.1])
+    }
+
+    fn has(&self, name: &HeaderName) -> bool {
+        match FieldKind::of_header(name) {
+            Some(k) => self.kinds & k.bit() != 0,
+            None => self.values(name).next().is_some(),
+        }
     }
 }
 
 impl ResponseHead {
     pub fn name(&self, i: usize) -> &[u8] {
-        let (s, e) = self.fields[i].0;
+        let (s, e) = self.fields[i].name;
         &self.raw[s..e]
     }
     pub fn value(&self, i: usize) -> &[u8] {
-        let (s, e) = self.fields[i].1;
+        let (s, e) = self.fields[i].value;
         &self.raw[s..e]
     }
+
+    /// Does field `i` go to the client (when the response is not an upgrade)? Not when it is
+    /// hop-by-hop, named in `Connection` (`listed`), or `Content-Length`.
+    fn end_to_end(&self, i: usize, listed: &Listed) -> bool {
+        !self.fields[i].kind.dropped() && !listed.contains(self.name(i))
+    }
+
     /// The target's end-to-end headers (hop-by-hop ones and those its `Connection` names
     /// removed), for a response hyper sends on. `Content-Length` is weir's statement of the
     /// target's framing (`declared_length`), never the target's line as it came.
@@ -385,32 +484,66 @@ impl ResponseHead {
         let listed = self.connection_listed();
         let mut h = spare_map(self.fields.len() + 1);
         for i in 0..self.fields.len() {
-            let name = self.name(i);
-            if is_hop_by_hop(name, &listed) || is_content_length(name) {
+            if !self.end_to_end(i, &listed) {
                 continue;
             }
-            let (vs, ve) = self.fields[i].1;
+            let (vs, ve) = self.fields[i].value;
             if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name),
+                HeaderName::from_bytes(self.name(i)),
                 HeaderValue::from_maybe_shared(self.raw.slice(vs..ve)),
             ) {
                 h.append(n, v);
             }
         }
         if let Some(n) = self.declared_length() {
-            // The target's own line when it is the plain number (no copy), else weir's.
-            let plain = (0..self.fields.len()).find(|&i| {
-                is_content_length(self.name(i)) && self.value(i).iter().all(u8::is_ascii_digit)
-            });
-            let v = plain
-                .and_then(|i| {
-                    let (vs, ve) = self.fields[i].1;
-                    HeaderValue::from_maybe_shared(self.raw.slice(vs..ve)).ok()
+            let v = self
+                .plain_length()
+                .map(|i| {
+                    let (vs, ve) = self.fields[i].value;
+                    // All digits: a valid value (no check, and no copy).
+                    HeaderValue::from_maybe_shared(self.raw.slice(vs..ve))
                 })
+                .and_then(Result::ok)
                 .unwrap_or_else(|| HeaderValue::from(n));
             h.insert(header::CONTENT_LENGTH, v);
         }
         h
+    }
+
+    /// The same fields as `end_to_end_headers` has, for an HTTP/2 client's head encoded
+    /// straight from the raw head (no `HeaderMap` per response): each handed to `field` as
+    /// (lowercase name, value) in the target's order, fields `HeaderName`/`HeaderValue`
+    /// would refuse left out as there, then `content-length` as weir states it.
+    pub fn each_end_to_end(&self, mut field: impl FnMut(&[u8], &[u8])) {
+        let listed = self.connection_listed();
+        let mut lower = LowerName::default();
+        for i in 0..self.fields.len() {
+            if !self.end_to_end(i, &listed) || !value_ok(self.value(i)) {
+                continue;
+            }
+            if let Some(name) = lower.of(self.name(i)) {
+                field(name, self.value(i));
+            }
+        }
+        if let Some(n) = self.declared_length() {
+            match self.plain_length() {
+                Some(i) => field(b"content-length", self.value(i)),
+                None => {
+                    let mut v = BytesMut::new();
+                    put_dec(&mut v, n);
+                    field(b"content-length", &v);
+                }
+            }
+        }
+    }
+
+    /// A `Content-Length` line that is the plain number, to pass on as it came (when
+    /// `declared_length` is `Some`: else a list like `5, 5` is restated).
+    fn plain_length(&self) -> Option<usize> {
+        (0..self.fields.len()).find(|&i| {
+            self.fields[i].kind == FieldKind::ContentLength
+                && self.value(i).iter().all(u8::is_ascii_digit)
+        })
     }
 
     /// The target's `Content-Length` as weir passes it on: one number (a list of equal values
@@ -426,10 +559,8 @@ impl ResponseHead {
 
     /// Does the response set cookie `name`?
     pub fn sets_cookie(&self, name: &str) -> bool {
-        (0..self.fields.len()).any(|i| {
-            self.name(i).eq_ignore_ascii_case(b"set-cookie")
-                && crate::sticky::sets_cookie(self.value(i), name)
-        })
+        self.values(&header::SET_COOKIE)
+            .any(|v| crate::sticky::sets_cookie(v, name))
     }
 
     fn connection_listed(&self) -> Listed<'_> {
@@ -438,7 +569,8 @@ impl ResponseHead {
             .values(&header::CONNECTION)
             .flat_map(|v| v.split(|&b| b == b','))
             .map(<[u8]>::trim_ascii)
-            .filter(|t| !t.is_empty())
+            // A name that is hop-by-hop anyway need not be listed (`keep-alive`, mostly).
+            .filter(|t| !t.is_empty() && !FieldKind::of(t).dropped())
         {
             l.push(t);
         }
@@ -463,8 +595,70 @@ impl ResponseHead {
     }
 }
 
-/// A response head's (name, value) ranges into its raw bytes.
-pub type FieldRanges = Vec<((usize, usize), (usize, usize))>;
+/// A header name in lower case, checked as `HeaderName::from_bytes` checks it (tchar, not
+/// empty): on the stack up to 64 bytes, in a buffer kept across names beyond.
+struct LowerName {
+    short: [u8; 64],
+    long: Vec<u8>,
+}
+
+impl Default for LowerName {
+    fn default() -> Self {
+        LowerName {
+            short: [0; 64],
+            long: Vec::new(),
+        }
+    }
+}
+
+impl LowerName {
+    fn of(&mut self, name: &[u8]) -> Option<&[u8]> {
+        if name.is_empty() || name.len() > u16::MAX as usize {
+            return None;
+        }
+        let out: &mut [u8] = match self.short.get_mut(..name.len()) {
+            Some(s) => s,
+            None => {
+                self.long.resize(name.len(), 0);
+                &mut self.long
+            }
+        };
+        for (o, &b) in out.iter_mut().zip(name) {
+            *o = TCHAR_LOWER[b as usize];
+            if *o == 0 {
+                return None;
+            }
+        }
+        Some(out)
+    }
+}
+
+/// A name byte in lower case, 0 for a byte that is not a tchar (RFC 9110 §5.6.2; the table
+/// of `http::HeaderName`).
+const TCHAR_LOWER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = match c {
+            b'A'..=b'Z' => c.to_ascii_lowercase(),
+            b'a'..=b'z' | b'0'..=b'9' => c,
+            b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_'
+            | b'`' | b'|' | b'~' => c,
+            _ => 0,
+        };
+        b += 1;
+    }
+    t
+};
+
+/// A value `HeaderValue` accepts (visible ASCII, obs-text, space and tab).
+pub fn value_ok(v: &[u8]) -> bool {
+    v.iter().all(|&b| (b >= 32 && b != 127) || b == b'\t')
+}
+
+/// A response head's fields.
+pub type FieldRanges = Vec<Field>;
 
 /// Spare field lists (`parse_response`) and header maps (`end_to_end_headers`), per thread (a
 /// worker is one), given back by the engine that is done with them (`ResponseHead::recycle`,
@@ -552,11 +746,16 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
         _ => (0, 0),
     };
     let mut fields = spare_fields(resp.headers.len());
-    fields.extend(
-        resp.headers
-            .iter()
-            .map(|h| (range_of(base, h.name.as_bytes()), range_of(base, h.value))),
-    );
+    let mut kinds = 0;
+    fields.extend(resp.headers.iter().map(|h| {
+        let kind = FieldKind::of(h.name.as_bytes());
+        kinds |= kind.bit();
+        Field {
+            name: range_of(base, h.name.as_bytes()),
+            value: range_of(base, h.value),
+            kind,
+        }
+    }));
     let raw = buf.split_to(len).freeze();
     Ok(Some(ResponseHead {
         status,
@@ -564,19 +763,9 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
         raw,
         fields,
         reason,
+        kinds,
     }))
 }
-
-/// Hop-by-hop response headers weir does not pass to the client (framing is re-stated by weir).
-const HOP_BY_HOP: [&[u8]; 7] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"transfer-encoding",
-    b"upgrade",
-];
 
 /// The options of a target's `Connection` header(s): the first few on the stack (a response
 /// usually has one, `keep-alive`), so listing them costs no allocation per response.
@@ -605,14 +794,6 @@ impl<'a> Listed<'a> {
     }
 }
 
-fn is_hop_by_hop(name: &[u8], listed: &Listed) -> bool {
-    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) || listed.contains(name)
-}
-
-fn is_content_length(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"content-length")
-}
-
 /// Writes the response head for the client: the target's status line and end-to-end headers,
 /// then the framing weir relays the body with — `transfer-encoding: chunked` when `chunked`,
 /// else the target's length as `declared_length` states it (the target's own framing lines are
@@ -635,11 +816,11 @@ pub fn write_client_response_head(
     out.put_slice(b"\r\n");
     let listed = r.connection_listed();
     for i in 0..r.fields.len() {
-        let name = r.name(i);
-        let keep_upgrade = upgrade && name.eq_ignore_ascii_case(b"upgrade");
-        if (!keep_upgrade && is_hop_by_hop(name, &listed)) || is_content_length(name) {
+        let keep_upgrade = upgrade && r.fields[i].kind == FieldKind::Upgrade;
+        if !keep_upgrade && !r.end_to_end(i, &listed) {
             continue;
         }
+        let name = r.name(i);
         out.put_slice(name);
         out.put_slice(b": ");
         out.put_slice(r.value(i));

@@ -128,6 +128,14 @@ impl Client {
         w.flush().await
     }
 
+    /// A request for `path` on stream `id` whose response is longer than the receive buffer
+    /// (the backend echoes its `pad()` header).
+    async fn send_padded(&self, id: u32, path: &str) {
+        self.send(&request(id, path, &[("x-pad", &pad())], true))
+            .await
+            .unwrap();
+    }
+
     /// A PING every 10 ms until `quiet` or a write fails (its time recorded).
     fn keep_sending(&self) {
         let (w, quiet, failed) = (
@@ -197,6 +205,13 @@ impl Client {
 /// A stream's (id, body bytes, ended).
 type StreamSeen = (u32, usize, bool);
 
+/// Stream `id`'s response came whole: ended, its body longer than the 8 KiB `pad`.
+fn whole(streams: &[StreamSeen], id: u32) -> bool {
+    streams
+        .iter()
+        .any(|&(i, n, ended)| i == id && n > 8 * 1024 && ended)
+}
+
 /// What the frames say: each stream's body and whether it ended, the last GOAWAY's (last
 /// stream id, code).
 fn summary(frames: &[Frame]) -> (Vec<StreamSeen>, Option<(u32, u32)>) {
@@ -248,15 +263,22 @@ async fn connect(s: &Setup, tls: bool) -> Client {
     Client::new(io).await
 }
 
+/// Each test's opening: its turn (`serial`), a worker (`setup`) and a client connected to it.
+async fn open(
+    engine: &str,
+    extra: &str,
+    tls: bool,
+) -> (tokio::sync::MutexGuard<'static, ()>, Setup, Client) {
+    let turn = serial().await;
+    let s = setup(engine, extra).await;
+    let c = connect(&s, tls).await;
+    (turn, s, c)
+}
+
 /// A connection error after a response the client has not read yet.
 async fn connection_error_goaway_survives(engine: &str, tls: bool) {
-    let _g = serial().await;
-    let s = setup(engine, "").await;
-    let mut c = connect(&s, tls).await;
-    let pad = pad();
-    c.send(&request(1, "/first", &[("x-pad", &pad)], true))
-        .await
-        .unwrap();
+    let (_turn, s, mut c) = open(engine, "", tls).await;
+    c.send_padded(1, "/first").await;
     // The response reaches the server's send queue; the client reads nothing yet.
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.keep_sending();
@@ -276,9 +298,7 @@ async fn connection_error_goaway_survives(engine: &str, tls: bool) {
         "{engine} tls={tls}: GOAWAY(last 1, PROTOCOL_ERROR); {what}; then {end:?}"
     );
     assert!(
-        streams
-            .iter()
-            .any(|&(id, n, ended)| id == 1 && n > 8 * 1024 && ended),
+        whole(&streams, 1),
         "{engine} tls={tls}: stream 1's response whole; {what}"
     );
     assert_eq!(
@@ -292,14 +312,9 @@ async fn connection_error_goaway_survives(engine: &str, tls: bool) {
 
 /// The request limit's graceful GOAWAY after three responses the client has not read yet.
 async fn request_limit_responses_survive(engine: &str) {
-    let _g = serial().await;
-    let s = setup(engine, "http2_max_requests_per_connection = 3").await;
-    let mut c = connect(&s, false).await;
-    let pad = pad();
+    let (_turn, s, mut c) = open(engine, "http2_max_requests_per_connection = 3", false).await;
     for id in [1, 3, 5] {
-        c.send(&request(id, &format!("/r{id}"), &[("x-pad", &pad)], true))
-            .await
-            .unwrap();
+        c.send_padded(id, &format!("/r{id}")).await;
     }
     c.keep_sending();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -310,9 +325,7 @@ async fn request_limit_responses_survive(engine: &str) {
     let (streams, goaway) = summary(&frames);
     for id in [1, 3, 5] {
         assert!(
-            streams
-                .iter()
-                .any(|&(i, n, ended)| i == id && n > 8 * 1024 && ended),
+            whole(&streams, id),
             "{engine}: stream {id}'s response whole; {what}; then {end:?}"
         );
     }
@@ -329,9 +342,7 @@ async fn request_limit_responses_survive(engine: &str) {
 /// A client that never stops sending (nor closes): the server still closes, at the linger's
 /// bound, and counts the connection as active until then.
 async fn never_stopping_client_is_closed_at_the_bound(engine: &str) {
-    let _g = serial().await;
-    let s = setup(engine, "http2_max_requests_per_connection = 1").await;
-    let mut c = connect(&s, false).await;
+    let (_turn, s, mut c) = open(engine, "http2_max_requests_per_connection = 1", false).await;
     c.send(&request(1, "/only", &[], true)).await.unwrap();
     c.keep_sending();
     let (frames, end) = c.read_to_close(Duration::from_secs(5)).await;
@@ -378,13 +389,8 @@ async fn never_stopping_client_is_closed_at_the_bound(engine: &str) {
 /// stops sending still gets its response, the GOAWAY and EOF, and the stop does not wait for
 /// the linger's 2 s.
 async fn stop_does_not_wait_for_the_linger(engine: &str) {
-    let _g = serial().await;
-    let s = setup(engine, "drain_timeout_seconds = 0").await;
-    let mut c = connect(&s, false).await;
-    let pad = pad();
-    c.send(&request(1, "/before-stop", &[("x-pad", &pad)], true))
-        .await
-        .unwrap();
+    let (_turn, s, mut c) = open(engine, "drain_timeout_seconds = 0", false).await;
+    c.send_padded(1, "/before-stop").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     c.keep_sending();
     let t0 = Instant::now();
@@ -395,9 +401,7 @@ async fn stop_does_not_wait_for_the_linger(engine: &str) {
     eprintln!("{engine}: {what}; then {end:?}");
     let (streams, goaway) = summary(&frames);
     assert!(
-        streams
-            .iter()
-            .any(|&(id, n, ended)| id == 1 && n > 8 * 1024 && ended),
+        whole(&streams, 1),
         "{engine}: stream 1's response whole; {what}; then {end:?}"
     );
     assert_eq!(goaway.map(|g| g.1), Some(NO_ERROR), "{engine}: {what}");

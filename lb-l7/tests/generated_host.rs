@@ -181,31 +181,8 @@ async fn a_resumed_parked_connection_names_the_connections_address() {
 
 /// One response with a Content-Length: (head, body).
 async fn one_response(c: &mut TcpStream) -> (String, String) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .expect("content-length");
-            if got.len() >= end + 4 + len {
-                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).to_string();
-                return (head, body);
-            }
-        }
-        let n = tokio::time::timeout(LIMIT, c.read(&mut buf))
-            .await
-            .expect("a response in time")
-            .unwrap();
-        assert!(n > 0, "closed before the response ended: {got:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let (head, body, _) = content_length_response(c, LIMIT).await;
+    (head, body)
 }
 
 /// RFC 9113 §8.3.1 lets an HTTP/2 client omit `:authority` (and send no `host`): such a

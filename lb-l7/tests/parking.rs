@@ -27,35 +27,9 @@ fn config(ports: &[u16], backend: u16, lb_extra: &str) -> String {
 
 /// Reads one response; returns its head and body.
 async fn response(c: &mut TcpStream) -> (String, String) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&got[..end]).to_string();
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .expect("content-length");
-            if got.len() >= end + 4 + len {
-                let body = String::from_utf8_lossy(&got[end + 4..end + 4 + len]).to_string();
-                assert!(
-                    got.len() == end + 4 + len,
-                    "bytes after the response: {got:?}"
-                );
-                return (head, body);
-            }
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
-            .await
-            .expect("a response within 5 s")
-            .unwrap();
-        assert!(n > 0, "closed before the response ended: {got:?}");
-        got.extend_from_slice(&buf[..n]);
-    }
+    let (head, body, after) = content_length_response(c, Duration::from_secs(5)).await;
+    assert!(after.is_empty(), "bytes after the response: {after:?}");
+    (head, body)
 }
 
 fn request(path: &str) -> String {

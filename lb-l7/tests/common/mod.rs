@@ -447,6 +447,40 @@ pub async fn read_all(s: &mut TcpStream, limit: Duration) -> (String, bool) {
     }
 }
 
+/// Reads one HTTP/1.1 response framed by its Content-Length (each read within `limit`):
+/// (head, body, the bytes read past its end).
+pub async fn content_length_response(
+    c: &mut TcpStream,
+    limit: Duration,
+) -> (String, String, Vec<u8>) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..end]).to_string();
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("content-length");
+            let stop = end + 4 + len;
+            if got.len() >= stop {
+                let body = String::from_utf8_lossy(&got[end + 4..stop]).to_string();
+                return (head, body, got.split_off(stop));
+            }
+        }
+        let n = tokio::time::timeout(limit, c.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "closed before the response ended: {got:?}");
+        got.extend_from_slice(&buf[..n]);
+    }
+}
+
 /// Runs a command with a time limit; returns (status ok, stdout, stderr).
 pub async fn run(cmd: &str, args: &[&str]) -> (bool, String, String) {
     run_stdin(cmd, args, None).await

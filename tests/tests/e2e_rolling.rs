@@ -2,8 +2,9 @@
 //! `weir run` (two workers) and three python3 targets in a lab namespace. Needs root.
 //!
 //! - a rolling deployment under steady load (keep-alive and new connections): each target in
-//!   turn deregistered (`draining`, `Target.DeregistrationInProgress`, until its deregistration
-//!   delay is over and it is gone from `weir targets health`), stopped, started again,
+//!   turn deregistered (`draining`, `Target.DeregistrationInProgress`, until no worker has a
+//!   request in flight to it or its deregistration delay is over, then gone from `weir targets
+//!   health`), stopped, started again,
 //!   registered, and waited healthy: no request fails;
 //! - the errors: unknown group (`TargetGroupNotFound`), a target not registered and a bad one
 //!   (`InvalidTarget`), in text and `--json`; registering a registered target changes nothing;

@@ -20,7 +20,7 @@ use crate::pipeline::attempt::{self, Attempt, Attempts, HeadFailure};
 use crate::pipeline::decide::Route;
 use crate::pipeline::prepare::{hash_key, idempotent, prepare_upstream, sticky_cookies};
 use crate::pipeline::{ConnInfo, Shared, codec, readbuf, relay, respond};
-use http::{HeaderValue, Request, Version, header};
+use http::{HeaderValue, Method, Request, Version, header};
 use http_body_util::BodyExt;
 
 fn fail(
@@ -50,32 +50,31 @@ pub async fn forward<B: RequestBody>(
     if g.targets.is_empty() {
         return Err(fail(sh, log, 503, "NoRegisteredTargets"));
     }
-    let client_version = req.version();
-    let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
-    let stuck = g.sticky_target(req.headers());
-
-    // The request as the target sees it: HTTP/1.1, a body with its length or chunked.
-    let (mut parts, body) = req.into_parts();
-    if client_version == Version::HTTP_2 {
-        // One Cookie header for the HTTP/1.1 target (RFC 9113 §8.2.3).
-        h2rules::join_cookies(&mut parts.headers);
-    }
-    let added = prepare_upstream(sh, ci, &mut parts, false, host, log.as_deref_mut());
-    let has_body = !body.is_end_stream();
-    let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
-    if chunked {
-        parts.headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-    }
-    let mut head = bytes::BytesMut::new();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
-    // The head is written (a retry sends `head` again): the map goes back for the next request.
-    codec::recycle_headers(std::mem::take(&mut parts.headers));
-    let head = head.freeze();
-    let replayable = idempotent(&parts.method) && !has_body;
+    // Only the head's bytes and the method are kept across the awaits below: the request
+    // and weir's added headers are used up in a block (a local borrowed in the body keeps
+    // its room in the future to the end, and the future is moved as it starts).
+    let (key, stuck, client_version, has_body, head, method, chunked, body) = {
+        let req = req;
+        let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
+        let stuck = g.sticky_target(req.headers());
+        let client_version = req.version();
+        let (parts, body) = req.into_parts();
+        let has_body = !body.is_end_stream();
+        let log = log.as_deref_mut();
+        let (head, method, chunked) =
+            upstream_head(sh, ci, parts, client_version, has_body, host, log);
+        (
+            key,
+            stuck,
+            client_version,
+            has_body,
+            head,
+            method,
+            chunked,
+            body,
+        )
+    };
+    let replayable = idempotent(&method) && !has_body;
     let mut body = has_body.then_some(body);
     let idle = sh.limits.idle_timeout;
 
@@ -125,7 +124,7 @@ pub async fn forward<B: RequestBody>(
         // The response head. The target has the whole request: if the stream is cancelled
         // now, the connection finishes its response in the background and is pooled.
         let ubuf = readbuf::take();
-        let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &parts.method, idle);
+        let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &method, idle);
         let read = match waiting.io() {
             Some((up, ubuf)) => {
                 attempt::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock, &t.expiry).await
@@ -186,7 +185,7 @@ pub async fn forward<B: RequestBody>(
             t.count_error();
             return Err(fail(sh, log, 502, attempt::UNREQUESTED_UPGRADE));
         }
-        let Ok(framing) = codec::response_framing(&parts.method, status, &resp) else {
+        let Ok(framing) = codec::response_framing(&method, status, &resp) else {
             return Err(fail(sh, log, 502, "TargetResponseError"));
         };
         let mut r = http::Response::new(());
@@ -216,6 +215,37 @@ pub async fn forward<B: RequestBody>(
     }
     let (status, reason) = attempts.give_up();
     Err(fail(sh, log, status, reason))
+}
+
+/// The request as the target sees it (HTTP/1.1, a body with its length or chunked): its head
+/// written once (a retry sends it again), its method, and whether its body goes chunked.
+fn upstream_head(
+    sh: &Shared,
+    ci: &ConnInfo,
+    mut parts: http::request::Parts,
+    client_version: Version,
+    has_body: bool,
+    host: Option<&str>,
+    log: Option<&mut Record>,
+) -> (bytes::Bytes, Method, bool) {
+    if client_version == Version::HTTP_2 {
+        // One Cookie header for the HTTP/1.1 target (RFC 9113 §8.2.3).
+        h2rules::join_cookies(&mut parts.headers);
+    }
+    let added = prepare_upstream(sh, ci, &mut parts, false, host, log);
+    let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);
+    if chunked {
+        parts.headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    let mut head = bytes::BytesMut::new();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
+    // The head is written: the map goes back for the next request.
+    codec::recycle_headers(std::mem::take(&mut parts.headers));
+    (head.freeze(), parts.method, chunked)
 }
 
 /// What `forward` answers: the target's response, its body read as the engine sends it (not

@@ -52,41 +52,41 @@ pub async fn handle_head_in_body<B: RequestBody>(
         c.requests.fetch_add(1, Relaxed);
     }
     let mut stream = InFlight::new(&sh, &ci);
-    stream.log = sh.access_log.enabled().then(|| {
-        Box::new(new_record(
-            &sh,
-            &ci,
-            req.method(),
-            req.uri(),
-            req.version(),
-            req.headers(),
-        ))
-    });
-    let malformed = match req.version() == Version::HTTP_2 {
-        false => None,
-        true if h2rules::authority_conflict(req.uri(), req.headers()) => {
-            Some("HostAuthorityMismatch")
-        }
-        true if h2rules::value_edge_whitespace(req.headers()) => Some("MalformedHeaderValue"),
-        true => None,
+    // Parse and route in a block: a local borrowed in the body keeps its room in the future
+    // to the end (and the future is moved as it starts); only the route and the request leave.
+    let (decided, req) = {
+        let req = req;
+        stream.log = sh.access_log.enabled().then(|| {
+            Box::new(new_record(
+                &sh,
+                &ci,
+                req.method(),
+                req.uri(),
+                req.version(),
+                req.headers(),
+            ))
+        });
+        let decided = match malformed(&req) {
+            Some(reason) => {
+                sh.metrics.elb_status(400);
+                if let Some(l) = stream.log.as_deref_mut() {
+                    l.error_reason = Some(reason);
+                }
+                Err(respond::elb(400, false))
+            }
+            None => match decide(&sh, &ci, &req, false, stream.log.as_deref_mut()) {
+                Decision::Respond(r) => Err(r),
+                Decision::Forward(route) => Ok(route),
+            },
+        };
+        (decided, req)
     };
-    let decision = if let Some(reason) = malformed {
-        sh.metrics.elb_status(400);
-        if let Some(l) = stream.log.as_deref_mut() {
-            l.error_reason = Some(reason);
-        }
-        Decision::Respond(respond::elb(400, false))
-    } else {
-        decide(&sh, &ci, &req, false, stream.log.as_deref_mut())
-    };
-    let resp = match decision {
+    let resp = match decided {
         // The request's body is kept (unread) until the response has been sent (dropped
         // earlier, the stream would be reset with CANCEL before the client got the answer),
         // then drained like nginx does: see `discard`.
-        Decision::Respond(r) => {
-            with_unread_body(r, req.into_body(), sh.limits.idle_timeout).map(Inner::Own)
-        }
-        Decision::Forward(route) => {
+        Err(r) => with_unread_body(r, req.into_body(), sh.limits.idle_timeout).map(Inner::Own),
+        Ok(route) => {
             // Not boxed on its own: both engines put this whole future on the heap once (weir's
             // in its stream slot, hyper's in a task), so a box of its own was one allocation
             // more per request for nothing.
@@ -102,6 +102,19 @@ pub async fn handle_head_in_body<B: RequestBody>(
     let (parts, body) = resp.into_parts();
     stream.responded(parts.status.as_u16());
     Ok(Response::from_parts(parts, ResponseBody::new(body, stream)))
+}
+
+/// What makes an HTTP/2 request malformed beyond the protocol core's checks (`None`: nothing).
+fn malformed<B>(req: &Request<B>) -> Option<&'static str> {
+    if req.version() != Version::HTTP_2 {
+        None
+    } else if h2rules::authority_conflict(req.uri(), req.headers()) {
+        Some("HostAuthorityMismatch")
+    } else if h2rules::value_edge_whitespace(req.headers()) {
+        Some("MalformedHeaderValue")
+    } else {
+        None
+    }
 }
 
 /// A stream's response body as the engine sends it: the bytes counted, and the stream's

@@ -64,25 +64,29 @@ pub fn check(
         return Err(reject(414, "RequestLineTooLong"));
     }
     let mut total = 0;
+    let mut present = Present::default();
     for (n, v) in headers {
         let len = n.as_str().len() + v.len() + 4;
         if len > MAX_HEADER {
             return Err(reject(431, "HeaderTooLarge"));
         }
         total += len;
+        present.note(n);
     }
     if total > MAX_HEADERS_TOTAL {
         return Err(reject(431, "HeadersTooLarge"));
     }
     check_host(uri, version, headers)?;
-    if connection_names_protected(headers, trace_header) {
+    if present.connection && connection_names_protected(headers, trace_header) {
         // `Connection: Content-Length` would have weir strip the framing it forwards by (the
         // body then reaches the target as a request no rule saw); `Host`, X-Forwarded-* and
         // the trace header are weir's routing and statements to the target.
         return Err(reject(400, "ConnectionRemovesProtectedHeader"));
     }
-    check_transfer_codings(headers)?;
-    let xff = xff_count(headers);
+    if present.transfer_encoding {
+        check_transfer_codings(headers)?;
+    }
+    let xff = if present.xff { xff_count(headers) } else { 0 };
     if xff > MAX_XFF_ADDRESSES {
         return Err(Reject {
             status: 463,
@@ -92,6 +96,23 @@ pub fn check(
         });
     }
     Ok(())
+}
+
+/// Which of the headers `check` looks into a request has, noted in its one pass over them:
+/// an absent one then costs no look-up (a hash and a probe each, per request).
+#[derive(Default)]
+struct Present {
+    connection: bool,
+    transfer_encoding: bool,
+    xff: bool,
+}
+
+impl Present {
+    fn note(&mut self, n: &HeaderName) {
+        self.connection |= n == header::CONNECTION;
+        self.transfer_encoding |= n == header::TRANSFER_ENCODING;
+        self.xff |= n.as_str() == "x-forwarded-for";
+    }
 }
 
 /// RFC 9112 §3.2: exactly one `Host` in an HTTP/1.1 request, with a valid value (an

@@ -6,7 +6,7 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 
 use super::frame::{self, kind, setting};
 use super::glitch::Glitches;
@@ -82,9 +82,6 @@ pub(super) fn err(reason: Reason, why: &'static str) -> ConnError {
 
 pub(super) type Res = Result<(), ConnError>;
 
-/// Empty send queues kept for the next streams (a few hundred bytes at most).
-const SPARE_QUEUES: usize = 16;
-
 /// One HTTP/2 server connection's protocol state (see the module doc).
 pub struct Connection {
     pub(super) cfg: Config,
@@ -108,8 +105,6 @@ pub struct Connection {
     /// Where decoded header values are copied (`request::Fields`): shared by the requests of
     /// a run, dropped when the connection has no stream.
     pub(super) arena: BytesMut,
-    /// Empty send queues of ended streams, for the next ones (an allocation per stream less).
-    pub(super) spare_queues: Vec<VecDeque<Bytes>>,
     /// Streams with something to write, round robin.
     pub(super) order: VecDeque<StreamId>,
     pub(super) peer_max_frame: usize,
@@ -174,7 +169,6 @@ impl Connection {
             out_frame: 0,
             scratch: Vec::new(),
             arena: BytesMut::new(),
-            spare_queues: Vec::new(),
             order: VecDeque::new(),
             peer_max_frame: frame::DEFAULT_MAX_FRAME_SIZE as usize,
             peer_initial_window: i64::from(frame::DEFAULT_WINDOW),
@@ -405,16 +399,11 @@ impl Connection {
         let mut s = self.streams.remove(&id)?;
         self.recent.record(id, how);
         self.credit_conn(s.recv_held + u64::from(s.recv_unreleased));
-        if s.queue.capacity() > 0 && self.spare_queues.len() < SPARE_QUEUES {
-            let mut q = std::mem::take(&mut s.queue);
-            q.clear();
-            self.spare_queues.push(q);
-        }
+        super::stream::recycle_queue(std::mem::take(&mut s.queue));
         if self.streams.is_empty() {
             self.idle_since = self.now;
-            // An idle connection keeps no arena block and no spare queue.
+            // An idle connection keeps no arena block.
             self.arena = BytesMut::new();
-            self.spare_queues = Vec::new();
         }
         Some(s)
     }

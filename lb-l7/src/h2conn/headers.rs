@@ -74,15 +74,12 @@ impl Connection {
             // The client may not have applied our SETTINGS yet.
             recv_window = recv_window.max(i64::from(frame::DEFAULT_WINDOW));
         }
-        let mut s = Stream::new(
+        let s = Stream::new(
             recv_window,
             self.peer_initial_window,
             end_stream,
             head.content_length,
         );
-        if let Some(q) = self.spare_queues.pop() {
-            s.queue = q;
-        }
         self.streams.insert(id, s);
         self.glitches.progress();
         self.events.push_back(Event::Request {

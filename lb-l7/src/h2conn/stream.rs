@@ -3,6 +3,7 @@
 //! windows, the response bytes queued, the content-length count; and the memory of recently
 //! closed streams (how they closed decides what a late frame on them means).
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes};
@@ -53,7 +54,7 @@ impl Stream {
             recv_unreleased: 0,
             recv_held: 0,
             send_window,
-            queue: VecDeque::new(),
+            queue: spare_queue(),
             queued: 0,
             trailers: None,
             scheduled: false,
@@ -95,6 +96,35 @@ impl Stream {
             }
         }
     }
+}
+
+/// Empty send queues kept for the next streams, per thread (a worker is one): a new queue
+/// per stream is an allocation per response, and spares kept per connection went each time
+/// it had no stream left (an idle connection keeps none).
+const SPARE_QUEUES: usize = 64;
+/// A queue that grew beyond this many chunks (a large response) is not kept.
+const MAX_KEPT_QUEUE: usize = 16;
+
+thread_local! {
+    static SPARE: RefCell<Vec<VecDeque<Bytes>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn spare_queue() -> VecDeque<Bytes> {
+    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// A stream's send queue, done with: emptied and kept for the next stream.
+pub(super) fn recycle_queue(mut q: VecDeque<Bytes>) {
+    if q.capacity() == 0 || q.capacity() > MAX_KEPT_QUEUE {
+        return;
+    }
+    q.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < SPARE_QUEUES {
+            s.push(q);
+        }
+    });
 }
 
 /// How a stream closed.

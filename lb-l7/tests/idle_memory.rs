@@ -14,7 +14,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering::SeqCst};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Counts the live heap bytes of the threads that set `COUNTED`.
@@ -132,28 +132,8 @@ async fn one_request(port: u16, tls: Option<&tokio_rustls::TlsConnector>) -> Box
 
 /// Reads one whole 200 response.
 async fn read_response(io: &mut Box<dyn Io>) {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = io.read(&mut buf).await.unwrap();
-        assert!(n > 0, "closed before the response ended");
-        got.extend_from_slice(&buf[..n]);
-        let text = String::from_utf8_lossy(&got);
-        if let Some(end) = text.find("\r\n\r\n") {
-            let len: usize = text[..end]
-                .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
-                .expect("content-length");
-            if got.len() >= end + 4 + len {
-                assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-                return;
-            }
-        }
-    }
+    let (head, _, _) = content_length_response(io, Duration::from_secs(30)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 }
 
 /// Live heap bytes of the worker once they stopped moving (the last responses' tasks finish).

@@ -449,8 +449,8 @@ pub async fn read_all(s: &mut TcpStream, limit: Duration) -> (String, bool) {
 
 /// Reads one HTTP/1.1 response framed by its Content-Length (each read within `limit`):
 /// (head, body, the bytes read past its end).
-pub async fn content_length_response(
-    c: &mut TcpStream,
+pub async fn content_length_response<R: tokio::io::AsyncRead + Unpin + ?Sized>(
+    c: &mut R,
     limit: Duration,
 ) -> (String, String, Vec<u8>) {
     let mut got = Vec::new();

@@ -9,6 +9,7 @@ pub mod health;
 pub mod l7;
 pub mod metrics;
 pub mod overlay;
+pub mod proc_stat;
 pub mod reload;
 pub mod run;
 pub mod stats;

@@ -6,11 +6,9 @@ use std::path::Path;
 
 use super::model::WorkerProcess;
 
-/// The parent pid in a `/proc/PID/stat` line (the field after `(comm) state`; the command name
-/// may itself hold spaces and parentheses, so it is skipped up to the last `)`).
+/// The parent pid in a `/proc/PID/stat` line (field 4).
 pub fn ppid_of(stat: &str) -> Option<u32> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(1)?.parse().ok()
+    crate::proc_stat::field(stat, 4)?.parse().ok()
 }
 
 /// `N` of a NUL-separated command line `… worker --index N …`.
@@ -50,7 +48,7 @@ fn workers_in(proc: &Path, parent: u32) -> Vec<WorkerProcess> {
 
 /// The state letter (`R`, `S`, `Z`, …): a zombie has exited.
 fn stat_state(stat: &str) -> Option<char> {
-    stat[stat.rfind(')')? + 1..].trim_start().chars().next()
+    crate::proc_stat::field(stat, 3)?.chars().next()
 }
 
 #[cfg(test)]

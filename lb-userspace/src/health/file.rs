@@ -61,21 +61,16 @@ impl Writer {
 /// when there is no such process.
 fn start_time(proc: &Path, pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(proc.join(pid.to_string()).join("stat")).ok()?;
-    // After the command's closing parenthesis: field 3 first, so field 22 is the 20th.
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
+    crate::proc_stat::number(&stat, 22)
 }
 
-/// The file as written: its writer, then the view's fields.
+/// The file as written: its writer, then the view's fields (`S`: the snapshot, borrowed when
+/// written).
 #[derive(Serialize, Deserialize)]
-struct Contents {
+struct Contents<S> {
     writer: Writer,
     #[serde(flatten)]
-    snapshot: HealthSnapshot,
+    snapshot: S,
 }
 
 /// Why a file that is there is not shown.
@@ -102,11 +97,8 @@ pub fn path() -> anyhow::Result<PathBuf> {
 /// Writes `snapshot` over what `path` held, as this process's.
 pub fn write(path: &Path, snapshot: &HealthSnapshot) -> anyhow::Result<()> {
     static ME: std::sync::OnceLock<Writer> = std::sync::OnceLock::new();
-    let me = match ME.get() {
-        Some(w) => *w,
-        None => *ME.get_or_init(|| Writer::current().unwrap_or(Writer::UNKNOWN)),
-    };
-    write_as(path, &me, snapshot)
+    let me = ME.get_or_init(|| Writer::current().unwrap_or(Writer::UNKNOWN));
+    write_as(path, me, snapshot)
 }
 
 /// [`write`] as `writer`'s.
@@ -117,7 +109,7 @@ fn write_as(path: &Path, writer: &Writer, snapshot: &HealthSnapshot) -> anyhow::
     let tmp = path.with_extension("json.tmp");
     let text = serde_json::to_vec_pretty(&Contents {
         writer: *writer,
-        snapshot: snapshot.clone(),
+        snapshot,
     })?;
     std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
@@ -138,7 +130,7 @@ fn read_as(path: &Path, reader: &Writer, proc: &Path) -> anyhow::Result<HealthSn
             path.display()
         )
     })?;
-    let c: Contents =
+    let c: Contents<HealthSnapshot> =
         serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
     let (w, shown) = (c.writer, path.display().to_string());
     if w.netns_cookie != 0 && reader.netns_cookie != 0 && w.netns_cookie != reader.netns_cookie {

@@ -114,14 +114,10 @@ pub fn cpu_ticks(pid: u32) -> Option<u64> {
     parse_cpu_ticks(&s)
 }
 
-/// Fields 14 and 15 counted after the command's closing parenthesis (the command may hold
-/// spaces and parentheses).
+/// Fields 14 (utime) and 15 (stime) of a stat line.
 pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut f = rest.split_whitespace().skip(11);
-    let utime: u64 = f.next()?.parse().ok()?;
-    let stime: u64 = f.next()?.parse().ok()?;
-    Some(utime + stime)
+    use crate::proc_stat::number;
+    Some(number(stat, 14)? + number(stat, 15)?)
 }
 
 fn ticks_per_second() -> u64 {

@@ -1,12 +1,15 @@
 //! Targets that left the configuration (a reload, a deregistration) and still finish their
 //! requests: every generation of a worker shares one `Draining` (`crate::generation` adds to
-//! it, the worker's tick empties it). Its own module so the generation (`pipeline::Shared`)
-//! can hold it without importing `crate::generation`, which builds generations.
+//! it, the worker's tick empties it: every `crate::idle::TICK`, so a target leaves the list at
+//! most 100 ms after its last request ended). Its own module so the generation
+//! (`pipeline::Shared`) can hold it without importing `crate::generation`, which builds
+//! generations.
 //!
 //! The control plane learns what is left from [`DrainReport`]s (the worker's metrics report
 //! carries one, `crate::generation::drain_report`): its health view ends a deregistered
 //! target's `draining` once every worker has dropped it, as ALB's ends early when nothing is in
-//! flight.
+//! flight. [`Draining::changed`] tells the reporter when the report changes (a target dropped,
+//! a new generation), so it need not wait for its period.
 
 use crate::idle::IdleDeadlines;
 use crate::target::TargetRt;
@@ -15,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
+use tokio::sync::Notify;
 
 /// Targets that left the configuration and may still have requests in flight.
 #[derive(Debug, Default)]
@@ -27,6 +31,8 @@ pub struct Draining {
     /// The worker's table the requests waiting for a response head arm their deadline on:
     /// poked when a target expires, so its waiters look at `Expiry` (`crate::expiry`).
     timers: Arc<IdleDeadlines>,
+    /// Signalled when this worker's [`DrainReport`] changes ([`Draining::changed`]).
+    news: Notify,
 }
 
 /// What a worker tells the control plane about its draining targets: the generation it runs
@@ -80,6 +86,20 @@ impl Draining {
         }
     }
 
+    /// Resolves once this worker's [`DrainReport`] may have changed since the last call
+    /// returned: a target left the list, or a new generation was linked
+    /// ([`Draining::report_changed`]). A change with nobody waiting is kept for the next
+    /// call (one, however many changes).
+    pub async fn changed(&self) {
+        self.news.notified().await;
+    }
+
+    /// The report changed in a way [`Draining::tick`] does not see: a new generation (its
+    /// targets that left were [`Draining::add`]ed before it was linked).
+    pub(crate) fn report_changed(&self) {
+        self.news.notify_one();
+    }
+
     /// Targets still draining.
     pub fn len(&self) -> usize {
         self.targets.lock().map_or(0, |v| v.len())
@@ -101,17 +121,21 @@ impl Draining {
         out
     }
 
-    /// The worker's one-second tick: a target with nothing in flight is done; one past its
-    /// deadline is dropped whatever it still has (counted), the requests waiting for its
-    /// response answered 502 ([`crate::expiry`]). Either way its idle connections close.
+    /// The worker's tick (every `crate::idle::TICK`): a target with nothing in flight is
+    /// done; one past its deadline is dropped whatever it still has (counted), the requests
+    /// waiting for its response answered 502 ([`crate::expiry`]). Either way its idle
+    /// connections close, and [`Draining::changed`] resolves.
     pub fn tick(&self, now: Instant) {
         let Ok(mut v) = self.targets.lock() else {
             return;
         };
+        if v.is_empty() {
+            return;
+        }
+        let before = v.len();
         let mut expired = false;
         v.retain(|l| {
             let t = &l.target;
-            t.pool.sweep(now);
             let busy = t.outstanding.load(Relaxed);
             if busy > 0 && l.deadline.is_none_or(|d| now < d) {
                 return true;
@@ -129,9 +153,23 @@ impl Draining {
             t.pool.clear();
             false
         });
+        let dropped = v.len() != before;
         drop(v);
         if expired {
             self.timers.poke_all();
+        }
+        if dropped {
+            self.news.notify_one();
+        }
+    }
+
+    /// Once a second: the idle connections of the targets still draining that their target
+    /// closed or that idled out go (`crate::pool::Pool::sweep`).
+    pub fn sweep(&self, now: Instant) {
+        if let Ok(v) = self.targets.lock() {
+            for l in v.iter() {
+                l.target.pool.sweep(now);
+            }
         }
     }
 }

@@ -263,6 +263,8 @@ pub fn switch(prev: &Shared, new: Arc<Shared>) {
         }
     }
     prev.next.store(Some(new));
+    // The report names the new generation now: the control plane hears it at once.
+    prev.draining.report_changed();
 }
 
 /// What this worker tells the control plane about its draining targets (its metrics report
@@ -394,6 +396,40 @@ target = [{ id = "127.0.0.2" }]
             !report.done_with("b", b_old.addr, 3),
             "a report of an older generation says nothing about a later drain"
         );
+    }
+
+    /// Whether `f` is ready at its first poll.
+    fn ready(f: impl std::future::Future<Output = ()>) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::pin::pin!(f).poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn the_reporter_hears_of_a_new_generation_and_of_each_drop_at_once() {
+        let old = shared(cfg(TWO));
+        assert!(!ready(old.draining.changed()), "nothing yet");
+        let (new, _) = next(
+            &old,
+            2,
+            Arc::new(cfg(&TWO.replace("127.0.0.2", "127.0.0.3"))),
+            Vec::new(),
+        );
+        let b_old = old.groups["b"].targets[0].clone();
+        b_old.outstanding.fetch_add(1, Relaxed);
+        switch(&old, Arc::new(new));
+        assert!(ready(old.draining.changed()), "generation 2");
+        assert!(!ready(old.draining.changed()), "told once");
+        // Busy: kept, nothing to tell.
+        old.draining.tick(Instant::now());
+        assert_eq!(old.draining.len(), 1);
+        assert!(!ready(old.draining.changed()));
+        // Its request ends: the next tick drops it and says so.
+        b_old.outstanding.fetch_sub(1, Relaxed);
+        old.draining.tick(Instant::now());
+        assert!(old.draining.is_empty());
+        assert!(ready(old.draining.changed()), "dropped");
+        old.draining.tick(Instant::now());
+        assert!(!ready(old.draining.changed()), "an empty list has no news");
     }
 
     #[test]

@@ -98,6 +98,10 @@ impl MetricsHandle {
     pub fn drain_report(&self) -> crate::generation::DrainReport {
         crate::generation::drain_report(&self.0)
     }
+    /// Resolves once [`Self::drain_report`] may have changed (`Draining::changed`).
+    pub async fn drain_changed(&self) {
+        self.0.draining.changed().await;
+    }
 }
 
 fn snapshot(first: &Shared) -> MetricsSnapshot {
@@ -487,13 +491,15 @@ impl Worker {
                     sh.idle.tick(now);
                     lot.tick(now);
                     sh.timers.tick(now);
+                    // Draining targets with nothing in flight left, at most a tick late.
+                    sh.draining.tick(now);
                     // Target connections closed by their target or idled out, every second.
                     if last_sweep.elapsed() >= Duration::from_secs(1) {
                         last_sweep = Instant::now();
                         if let Some(n) = sh.newest() {
                             sh = n;
                         }
-                        sh.draining.tick(now);
+                        sh.draining.sweep(now);
                         for g in sh.groups.values() {
                             for t in &g.targets {
                                 t.pool.sweep(now);

@@ -4,8 +4,9 @@
 //! ([`Publish`]): state changes at once (every outcome already waiting is folded first, so a
 //! burst becomes one message); once a second, the passing checks, the whole table (for workers
 //! started since: their initial batch may predate the last change) and the state file, each
-//! when there is something new. At the same pace it ends the `draining` of the targets every
-//! worker is done with, by the workers' reports ([`DrainReports`]).
+//! when there is something new. It ends the `draining` of the targets every worker is done
+//! with, by the workers' reports ([`DrainReports`]), as soon as those change (and once a second,
+//! and after a reload): the view shows it at once, the state file at the next second.
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
@@ -44,8 +45,11 @@ pub trait Publish: Send + 'static {
 /// The workers' reports of their draining targets: the last one of every worker process running
 /// now, `None` for one that has not reported yet (`weir run`: their metrics reports,
 /// `crate::metrics::store::Store`).
-pub trait DrainReports: Send + 'static {
+pub trait DrainReports: Send + Sync + 'static {
     fn reports(&self) -> Vec<Option<DrainReport>>;
+    /// Resolves once [`DrainReports::reports`] may end a drain it did not before (a report
+    /// changed, a worker process ended).
+    fn changed(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// A configuration generation for the checker: its number and L7 sections.
@@ -105,14 +109,12 @@ pub async fn run(
                 }
                 rebuilt = true;
             }
+            _ = drain_news(drains.as_ref()) => {
+                dirty |= end_drains(&table, drains.as_ref());
+            }
             _ = flush.tick() => {
                 dirty |= table.prune_drained(std::time::Instant::now());
-                if let Some(d) = &drains {
-                    for (group, target) in table.finish_drained(&d.reports()) {
-                        info!(target_group = %group, target = %target, "target drained: no worker has a request in flight to it");
-                        dirty = true;
-                    }
-                }
+                dirty |= end_drains(&table, drains.as_ref());
                 if !passed.is_empty() {
                     publish.passed(std::mem::take(&mut passed));
                 }
@@ -135,6 +137,9 @@ pub async fn run(
             rx = fresh;
             probes = spawn_probes(&table, tx);
             publish.table(table.worker_states());
+            // The workers may have reported the new generation, and dropped its targets,
+            // before the table had them.
+            end_drains(&table, drains.as_ref());
             dirty = true;
             info!("health checks follow the new configuration");
         }
@@ -144,6 +149,26 @@ pub async fn run(
     if let Some(path) = &state_file {
         let _ = std::fs::remove_file(path);
     }
+}
+
+/// Resolves when `drains` may end a drain; never without them.
+async fn drain_news(drains: Option<&impl DrainReports>) {
+    match drains {
+        Some(d) => d.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Ends the drains every worker is done with ([`HealthTable::finish_drained`]); `true` if any.
+fn end_drains(table: &HealthTable, drains: Option<&impl DrainReports>) -> bool {
+    let Some(d) = drains else {
+        return false;
+    };
+    let done = table.finish_drained(&d.reports());
+    for (group, target) in &done {
+        info!(target_group = %group, target = %target, "target drained: no worker has a request in flight to it");
+    }
+    !done.is_empty()
 }
 
 /// One task per checked target.
@@ -362,5 +387,115 @@ mod tests {
         let snap = table.snapshot();
         assert!(!snap.target_groups[0].fail_open);
         assert_eq!(snap.target_groups[0].healthy_host_count, 1);
+    }
+
+    /// Drain reports the test sets.
+    #[derive(Clone, Default)]
+    struct Reports(Arc<(Mutex<Vec<Option<DrainReport>>>, tokio::sync::Notify)>);
+
+    impl DrainReports for Reports {
+        fn reports(&self) -> Vec<Option<DrainReport>> {
+            self.0.0.lock().unwrap().clone()
+        }
+        fn changed(&self) -> impl Future<Output = ()> + Send {
+            self.0.1.notified()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_when_the_reports_say_so_not_at_the_next_second() {
+        let text = |targets: &str| {
+            format!(
+                "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"g\" }}\n\
+                 [[target_group]]\nname = \"g\"\nhealth_check.enabled = false\ntarget = [{targets}]"
+            )
+        };
+        let two: lb_l7::L7Config =
+            toml::from_str(&text("{ id = \"10.0.0.1\" }, { id = \"10.0.0.2\" }")).unwrap();
+        let one: lb_l7::L7Config = toml::from_str(&text("{ id = \"10.0.0.1\" }")).unwrap();
+        let table = HealthTable::new(&two).unwrap();
+        let reports = Reports::default();
+        let report = |generation, draining: &[&str]| {
+            Some(DrainReport {
+                generation,
+                draining: draining
+                    .iter()
+                    .map(|t| ("g".to_string(), t.parse().unwrap()))
+                    .collect(),
+            })
+        };
+        *reports.0.0.lock().unwrap() = vec![report(1, &[]), report(1, &[])];
+        let (stop_tx, stop) = watch::channel(false);
+        let (configs_tx, configs) = watch::channel((1, Arc::new(two.clone())));
+        let task = tokio::spawn(run(
+            table.clone(),
+            Recorder::default(),
+            None,
+            stop,
+            configs,
+            Some(reports.clone()),
+        ));
+        let draining = || table.lock()[0].draining.len();
+        // 10.0.0.2 leaves in generation 2; the workers still have it.
+        *reports.0.0.lock().unwrap() = vec![report(2, &["10.0.0.2:80"]), report(1, &[])];
+        configs_tx.send_replace((2, Arc::new(one)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(draining(), 1);
+        // One worker is done; the other has not reported generation 2 yet.
+        *reports.0.0.lock().unwrap() = vec![report(2, &[]), report(1, &[])];
+        reports.0.1.notify_one();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(draining(), 1, "a worker of an older generation is not done");
+        let t = Instant::now();
+        *reports.0.0.lock().unwrap() = vec![report(2, &[]), report(2, &[])];
+        reports.0.1.notify_one();
+        while draining() > 0 {
+            assert!(t.elapsed() < FLUSH_EVERY / 2, "not ended at once");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_drain_the_workers_finished_before_the_reload_reached_the_checker_ends_with_it() {
+        let text = |targets: &str| {
+            format!(
+                "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"g\" }}\n\
+                 [[target_group]]\nname = \"g\"\nhealth_check.enabled = false\ntarget = [{targets}]"
+            )
+        };
+        let two: lb_l7::L7Config =
+            toml::from_str(&text("{ id = \"10.0.0.1\" }, { id = \"10.0.0.2\" }")).unwrap();
+        let one: lb_l7::L7Config = toml::from_str(&text("{ id = \"10.0.0.1\" }")).unwrap();
+        let table = HealthTable::new(&two).unwrap();
+        let reports = Reports::default();
+        let (stop_tx, stop) = watch::channel(false);
+        let (configs_tx, configs) = watch::channel((1, Arc::new(two.clone())));
+        let task = tokio::spawn(run(
+            table.clone(),
+            Recorder::default(),
+            None,
+            stop,
+            configs,
+            Some(reports.clone()),
+        ));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Every worker reported generation 2 without 10.0.0.2 (woken: nothing to end yet)...
+        *reports.0.0.lock().unwrap() = vec![Some(DrainReport {
+            generation: 2,
+            draining: Vec::new(),
+        })];
+        reports.0.1.notify_one();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ... before the checker follows generation 2: it ends the drain as it rebuilds.
+        let t = Instant::now();
+        configs_tx.send_replace((2, Arc::new(one)));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(t.elapsed() < FLUSH_EVERY / 2);
+        let left = table.lock()[0].targets.len();
+        assert_eq!((left, table.lock()[0].draining.len()), (1, 0));
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
     }
 }

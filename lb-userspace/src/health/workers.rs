@@ -38,4 +38,7 @@ impl DrainReports for crate::metrics::store::Store {
     fn reports(&self) -> Vec<Option<DrainReport>> {
         self.drain_reports()
     }
+    fn changed(&self) -> impl Future<Output = ()> + Send {
+        self.drain_changed()
+    }
 }

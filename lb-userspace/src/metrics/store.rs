@@ -9,6 +9,9 @@
 //! a reload replaced starts at 0) or that disappears (a target removed) is folded into the base
 //! the same way. What a SIGKILLed process counted after its last report (at most one report
 //! period, [`super::PERIOD`]) is lost; nothing is counted twice.
+//!
+//! The store also keeps each running process's last drain report for the health view, and
+//! tells it when they change ([`Store::drain_changed`]).
 
 use std::{
     collections::BTreeMap,
@@ -17,6 +20,7 @@ use std::{
 };
 
 use lb_l7::generation::DrainReport;
+use tokio::sync::Notify;
 
 use super::series::{Figures, Key};
 
@@ -73,18 +77,31 @@ pub struct WorkerFigures {
 
 /// Shared by the supervisor (processes start and end), the report readers and the views.
 #[derive(Debug, Clone)]
-pub struct Store(Arc<Mutex<Vec<Slot>>>);
+pub struct Store {
+    slots: Arc<Mutex<Vec<Slot>>>,
+    /// Signalled when [`Store::drain_reports`] may say more than before.
+    drains: Arc<Notify>,
+}
 
 impl Store {
     pub fn new(workers: usize) -> Store {
-        Store(Arc::new(Mutex::new(
-            (0..workers).map(|_| Slot::default()).collect(),
-        )))
+        Store {
+            slots: Arc::new(Mutex::new((0..workers).map(|_| Slot::default()).collect())),
+            drains: Arc::default(),
+        }
     }
 
     fn with<T>(&self, worker: usize, f: impl FnOnce(&mut Slot) -> T) -> Option<T> {
-        let mut slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots.get_mut(worker).map(f)
+    }
+
+    /// Resolves once a running process's drain report changed, or a process ended, since the
+    /// last call returned (one wake-up for any number of changes): what
+    /// [`Store::drain_reports`] says may end a drain. A process starting cannot (it has not
+    /// reported).
+    pub async fn drain_changed(&self) {
+        self.drains.notified().await;
     }
 
     /// Process `incarnation` of `worker` started: what the previous one reported is kept.
@@ -122,7 +139,10 @@ impl Store {
             }
             s.last = f.counters;
             s.gauges = f.gauges;
-            s.drain = f.drain;
+            if s.drain != f.drain {
+                s.drain = f.drain;
+                self.drains.notify_one();
+            }
             s.reported_at = Some(Instant::now());
         });
     }
@@ -134,6 +154,7 @@ impl Store {
                 s.fold();
                 s.open = false;
                 s.pid = None;
+                self.drains.notify_one();
             }
         });
     }
@@ -142,7 +163,7 @@ impl Store {
     /// yet); slots without a process are left out (what a dead process had in flight died with
     /// it). For the health view (`crate::health::table::HealthTable::finish_drained`).
     pub fn drain_reports(&self) -> Vec<Option<DrainReport>> {
-        let slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .iter()
             .filter(|s| s.open)
@@ -152,7 +173,7 @@ impl Store {
 
     /// Every slot.
     pub fn workers(&self) -> Vec<WorkerFigures> {
-        let slots = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
         slots
             .iter()
             .enumerate()
@@ -270,6 +291,46 @@ mod tests {
         // A late report of a dead process is not taken.
         s.report(1, 1, f);
         assert_eq!(s.drain_reports(), [Some(report(2)), None]);
+    }
+
+    /// Whether a [`Store::drain_changed`] wake-up is waiting.
+    fn woken(s: &Store) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        std::pin::pin!(s.drain_changed()).poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn the_health_view_is_woken_by_a_changed_drain_report_or_an_ended_process() {
+        let s = Store::new(2);
+        s.started(0, 1, Some(10));
+        s.started(1, 1, Some(11));
+        assert!(!woken(&s), "a start cannot end a drain");
+        let mut f = figs(1, 1, 0);
+        f.drain = Some(DrainReport {
+            generation: 2,
+            draining: vec![("g".into(), "10.0.0.1:80".parse().unwrap())],
+        });
+        s.report(0, 1, f.clone());
+        assert!(woken(&s), "the first drain report");
+        assert!(!woken(&s), "once");
+        // The same drain report with other figures: nothing new for the health view.
+        f.counters.insert(Key::plain("RequestCount"), 9);
+        s.report(0, 1, f.clone());
+        assert!(!woken(&s));
+        f.drain = Some(DrainReport {
+            generation: 2,
+            draining: Vec::new(),
+        });
+        s.report(0, 1, f.clone());
+        s.report(1, 1, f.clone());
+        assert!(woken(&s), "dropped");
+        assert!(!woken(&s), "two changes, one wake-up");
+        // A late report of a dead process changes nothing; its end does.
+        s.closed(1, 1);
+        assert!(woken(&s));
+        s.report(1, 1, figs(1, 1, 0));
+        s.closed(1, 1);
+        assert!(!woken(&s));
     }
 
     #[test]

@@ -3,16 +3,21 @@
 //! real `weir run` (two workers) and real targets in a lab namespace, the delay left at its
 //! default, 300 s. Needs root.
 //!
-//! - an idle target leaves `GET /v1/target-health` within a few seconds of its deregistration;
+//! - an idle target leaves `GET /v1/target-health` within 1 s of its deregistration;
 //! - a target with a slow request in flight stays `draining` while the request runs, the
-//!   request is answered 200, and the target leaves promptly after;
-//! - a target whose workers were SIGKILLed with a request in flight does not stay `draining`:
-//!   the restarted workers never had it;
+//!   request is answered 200, and the target leaves within 0.6 s after;
+//! - a target whose workers were SIGKILLed with a request in flight does not stay `draining`
+//!   (within 0.5 s): the restarted workers never had it;
 //! - a target registered again while it drains is a target again, and stays one when the
 //!   workers finish its old drain.
 //!
-//! On the code before, each target stayed `draining` for the whole 300 s (`WEIR_BIN_UNDER_TEST`
-//! runs another build, see `e2e_reload_support::weir_command`).
+//! On the code before 9fdbc98, each target stayed `draining` for the whole 300 s; on the code
+//! before 7dc49a1 (the worker's one-second drain tick, its half-second report and the checker's
+//! one-second pass in series) an idle target left 1.6–1.9 s after its deregistration, a busy one
+//! 0.9–1.6 s after its answer, one with its workers SIGKILLed 0.7–0.9 s after the kill: each
+//! over these bounds (`WEIR_BIN_UNDER_TEST` runs another build, see
+//! `e2e_reload_support::weir_command`). Now (each step reacts: the worker's 100 ms tick, a
+//! report at once, the checker on each report) they are ~0.1, ~0.1 and ~0.01 s.
 
 mod common;
 mod e2e_reload_support;
@@ -143,7 +148,7 @@ fn until_gone(
 }
 
 #[test]
-fn an_idle_target_leaves_draining_within_seconds() -> Result<()> {
+fn an_idle_target_leaves_draining_within_a_second() -> Result<()> {
     if !Lab::root_required() {
         return Ok(());
     }
@@ -170,12 +175,13 @@ fn an_idle_target_leaves_draining_within_seconds() -> Result<()> {
         took.as_secs_f64(),
         draining
     );
-    assert!(draining > 0, "shown draining first: {seen:?}");
+    // An idle target may be gone before the first poll (the drain takes ~0.1 s): if it is
+    // listed, it is `draining`.
     assert!(
         seen.iter().all(|(_, st)| st == "draining"),
         "nothing but draining: {seen:?}"
     );
-    assert!(took < Duration::from_secs(6), "{took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
     assert!(
         s.weir.log_text().contains("target drained"),
         "logged:\n{}",
@@ -259,7 +265,10 @@ fn a_target_stays_draining_while_a_request_runs_and_leaves_after_it() -> Result<
             .is_some_and(|l| answered.saturating_duration_since(l) < Duration::from_millis(500)),
         "seen draining until the answer"
     );
-    assert!(after_answer < Duration::from_secs(4), "{after_answer:?}");
+    assert!(
+        after_answer < Duration::from_millis(600),
+        "{after_answer:?}"
+    );
     Ok(())
 }
 
@@ -312,7 +321,7 @@ fn workers_killed_with_a_request_in_flight_leave_no_target_draining() -> Result<
         !matches!(got, Outcome::Answered(200, _)),
         "its worker died: {got:?}"
     );
-    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
     Ok(())
 }
 

@@ -99,6 +99,22 @@ fn targets(ns: &Ns, socket: &Path, verb: &str, target: SocketAddr) -> Result<()>
     Ok(())
 }
 
+/// `weir targets health --target-group web`, the text.
+fn health_text(ns: &Ns, socket: &Path) -> Result<String> {
+    let mut c = weir_command(ns);
+    c.args(["targets", "health", "--target-group", "web", "--socket"])
+        .arg(socket)
+        .stdin(Stdio::null());
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
+    if !out.status.success() {
+        bail!(
+            "targets health failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
 /// `target`'s state in `GET /v1/target-health?target_group=web` (the admin API, as `weir
 /// targets health --json` shows it); `None`: not listed.
 fn state(socket: &Path, target: SocketAddr) -> Result<Option<String>> {
@@ -229,6 +245,16 @@ fn a_target_stays_draining_while_a_request_runs_and_leaves_after_it() -> Result<
     };
     let t = Instant::now();
     deregister(&ns, &s.socket, slow.addr)?;
+    // The CLI's text says so too while the request runs.
+    let shown = health_text(&ns, &s.socket)?;
+    let line = shown
+        .lines()
+        .find(|l| l.contains(&slow.addr.port().to_string()))
+        .unwrap_or_default();
+    assert!(
+        line.contains("draining") && line.contains("Target.DeregistrationInProgress"),
+        "{shown}"
+    );
     let (gone, seen) = until_gone(&s.socket, slow.addr, Duration::from_secs(20))
         .with_context(|| s.weir.log_text())?;
     let (got, answered) = client.join().expect("client");

@@ -361,29 +361,26 @@ fn a_rolling_deployment_through_the_cli_fails_no_request() -> Result<()> {
         assert!(out.contains("not persisted"), "{out}");
         assert_eq!(generation(&ns, &socket)?, 2 + 2 * i as u64);
         assert_eq!(listed(&ns, &socket, "web")?.len(), 2);
-        wait_state(
-            &ns,
-            &socket,
-            "web",
-            t.port,
-            Some("draining"),
-            Duration::from_secs(2),
-        )?;
-        let (_, reason) = state(&ns, &socket, "web", t.port)?.context("draining")?;
-        assert_eq!(reason, "Target.DeregistrationInProgress");
+        // `draining` until no worker has a request in flight to it: ~0.1 s under this load, so
+        // it may be gone before a view is read (e2e_drain_ends holds a longer drain); while it
+        // is listed, both views say `draining`.
+        if let Some(st) = state(&ns, &socket, "web", t.port)? {
+            assert_eq!(
+                (st.0.as_str(), st.1.as_str()),
+                ("draining", "Target.DeregistrationInProgress")
+            );
+        }
         let shown = ok(
             &ns,
             &socket,
             &["targets", "health", "--target-group", "web"],
         )?;
-        let line = shown
-            .lines()
-            .find(|l| l.contains(&t.port.to_string()))
-            .unwrap_or_default();
-        assert!(
-            line.contains("draining") && line.contains("Target.DeregistrationInProgress"),
-            "{shown}"
-        );
+        if let Some(line) = shown.lines().find(|l| l.contains(&t.port.to_string())) {
+            assert!(
+                line.contains("draining") && line.contains("Target.DeregistrationInProgress"),
+                "{shown}"
+            );
+        }
         drained.push(wait_state(
             &ns,
             &socket,
@@ -623,8 +620,11 @@ fn after_a_registration(ns: &Ns, socket: &Path, cfg: &TempFile, weir: &Weir) -> 
         [(u64::from(t1), "config".to_string())],
         "a reload applies the file"
     );
-    let (st, _) = state(ns, socket, "solo", t2)?.context("t2 drains")?;
-    assert_eq!(st, "draining");
+    // t2 drains (idle: ~0.1 s, it may be gone already), then leaves.
+    if let Some((st, _)) = state(ns, socket, "solo", t2)? {
+        assert_eq!(st, "draining");
+    }
+    wait_state(ns, socket, "solo", t2, None, Duration::from_secs(DELAY + 3))?;
     Ok(())
 }
 

@@ -21,13 +21,18 @@ pub struct L7Handle {
     pub health_config: crate::health::Reconfigure,
     /// The workers' metrics, summed (`crate::metrics`).
     pub metrics: crate::metrics::store::Store,
+    /// The health state file this daemon writes (`crate::health::file`), if any.
+    pub health_file: Option<PathBuf>,
     health_task: JoinHandle<()>,
 }
 
 /// Binds every listener's sockets and starts the workers, which get `config_msg` (the
-/// configuration generation in force, `crate::reload`) at start; `None` without listeners.
+/// configuration generation in force, `crate::reload`) at start, and the health checker (its
+/// state file is `iface`'s, `weir run --iface`'s, or the L7-only daemon's); `None` without
+/// listeners.
 pub fn start(
     cfg: &Config,
+    iface: Option<&str>,
     config_path: Option<PathBuf>,
     config_msg: lb_l7::control::ControlMsg,
     stop: watch::Receiver<bool>,
@@ -42,16 +47,22 @@ pub fn start(
         Duration::from_secs(cfg.l7.load_balancer.drain_timeout_seconds) + Duration::from_secs(2);
     let control = supervisor.control_handle();
     let metrics = supervisor.metrics_store();
-    let (health, health_config, health_task) =
-        crate::health::start(&cfg.l7, control.clone(), metrics.clone(), stop.clone())?;
+    let health = crate::health::start(
+        &cfg.l7,
+        iface,
+        control.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )?;
     let task = tokio::spawn(supervisor.run(stop, drain));
     Ok(Some(L7Handle {
         task,
         control,
-        health,
-        health_config,
+        health: health.table,
+        health_config: health.reconfigure,
         metrics,
-        health_task,
+        health_file: health.file,
+        health_task: health.task,
     }))
 }
 

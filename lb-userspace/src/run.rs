@@ -247,7 +247,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut l7 = if args.no_l7 {
         None
     } else {
-        crate::l7::start(&cfg, args.config.clone(), gens.message(), stop_rx.clone())?
+        crate::l7::start(
+            &cfg,
+            args.iface.as_deref(),
+            args.config.clone(),
+            gens.message(),
+            stop_rx.clone(),
+        )?
     };
     reload::remove_stale_status();
     reload::write_status(gens.generation(), &cfg.source);

@@ -87,6 +87,8 @@ pub struct Delegates {
     pub current: Option<Arc<dyn CurrentSource>>,
     /// The L7 workers run (not `--no-l7`, listeners configured).
     pub workers: bool,
+    /// The health state file the checker writes (`crate::health::file`).
+    pub health_file: Option<PathBuf>,
 }
 
 pub struct Daemon {
@@ -180,6 +182,7 @@ impl AdminState for Daemon {
             },
             xdp: self.xdp.clone(),
             admin_socket: self.socket.display().to_string(),
+            health_file: (self.delegates.health_file.as_ref()).map(|p| p.display().to_string()),
         }
     }
 

@@ -18,6 +18,10 @@ pub struct Status {
     pub xdp: Vec<XdpInterface>,
     /// The admin socket this answer came through.
     pub admin_socket: String,
+    /// The health state file this daemon writes (`health::file`), absent when it writes none
+    /// (no target groups' checker: `--no-l7`, no listeners).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_file: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -27,6 +27,9 @@ pub fn status(s: &Status) -> String {
     );
     let _ = writeln!(o, "config:       {}", s.config);
     let _ = writeln!(o, "admin socket: {}", s.admin_socket);
+    if let Some(f) = &s.health_file {
+        let _ = writeln!(o, "health file:  {f}");
+    }
     let _ = writeln!(
         o,
         "workers:      {} running of {} configured",
@@ -233,12 +236,22 @@ mod tests {
                 mode: "native".into(),
             }],
             admin_socket: "/run/weir/eth0.sock".into(),
+            health_file: Some("/run/weir/eth0.health.json".into()),
         };
         let t = status(&s);
         assert!(t.contains("generation 3, up 1h02m05s"), "{t}");
         assert!(t.contains("1 running of 2 configured"), "{t}");
         assert!(t.contains("worker 1   pid 9"), "{t}");
         assert!(t.contains("xdp:          eth0 native"), "{t}");
+        assert!(
+            t.contains("health file:  /run/weir/eth0.health.json\n"),
+            "{t}"
+        );
+        let none = status(&Status {
+            health_file: None,
+            ..s
+        });
+        assert!(!none.contains("health file"), "{none}");
     }
 
     #[test]

@@ -138,6 +138,7 @@ pub fn serve(
         health: l7.map(health),
         metrics: Some(Arc::new(move || metrics.json())),
         workers: l7.is_some(),
+        health_file: l7.and_then(|h| h.health_file.clone()),
         reload: Some(Arc::new(Reload(reload.clone()))),
         // Without workers (`--no-l7`) there is nothing to register a target with.
         targets: l7.map(|_| -> Arc<dyn TargetDelegate> {

@@ -147,7 +147,7 @@ pub async fn run(
     probes.abort_all();
     while probes.join_next().await.is_some() {}
     if let Some(path) = &state_file {
-        let _ = std::fs::remove_file(path);
+        super::file::remove_own(path);
     }
 }
 

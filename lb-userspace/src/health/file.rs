@@ -1,8 +1,17 @@
-//! The health state file: the [`HealthSnapshot`] as JSON under `/run/weir/`, one per network
-//! namespace (`health-<netns inode>.json`, as the sysctl record), replaced atomically (written
-//! beside, then renamed) so a reader never sees half of it, and removed at a clean exit. The
-//! admin API serves the same view from the live daemon (`weir targets health`); the file is for
-//! readers without the socket.
+//! The health state file: the [`HealthSnapshot`] as JSON under `/run/weir/`, one per daemon,
+//! named as its admin socket is (`crate::admin::path`; [`path`] holds the rule):
+//!
+//! - `weir run --iface IF`: `/run/weir/IF.health.json`, beside its lock `IF.lock` and socket
+//!   `IF.sock` (several interface daemons may share a network namespace: eth0's and eth1's);
+//! - an L7-only daemon (one per network namespace): `/run/weir/health-<netns inode>.json`, as
+//!   the sysctl record, in the host's namespace too.
+//!
+//! Replaced atomically (written beside, then renamed) so a reader never sees half of it, and
+//! removed at a clean exit, only if it still names this daemon as its writer ([`remove_own`]);
+//! a daemon that finds its file kept by another live daemon (two L7-only daemons in one
+//! namespace, their admin sockets configured apart) writes none ([`kept_by_another`]).
+//! `weir status` and the start-up log name the file. The admin API serves the same view from
+//! the live daemon (`weir targets health`); the file is for readers without the socket.
 //!
 //! The file names its writer ([`Writer`]: its namespace's cookie, its pid, pid namespace and
 //! start time), so a reader ([`read`]) can refuse a file no daemon keeps up to date:
@@ -88,17 +97,49 @@ pub enum Stale {
     WriterGone { path: String, pid: u32 },
 }
 
-/// This network namespace's state file.
-pub fn path() -> anyhow::Result<PathBuf> {
-    let ns = crate::sysctl::Netns::current()?;
-    Ok(Path::new(crate::sysctl::RECORD_DIR).join(format!("health-{}.json", ns.inode)))
+/// The daemon a state file belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// `weir run --iface IF`: one daemon per interface (its lock `/run/weir/IF.lock`).
+    Iface(&'a str),
+    /// An L7-only daemon: one per network namespace, by the namespace's inode.
+    L7Only { netns_inode: u64 },
+}
+
+/// `owner`'s state file in `dir`. An L7-only daemon's name (`health-<digits>.json`) never ends
+/// in `.health.json`, so it is never an interface daemon's; two interfaces have two names.
+pub fn path_in(dir: &Path, owner: Owner) -> PathBuf {
+    match owner {
+        Owner::Iface(iface) => dir.join(format!("{iface}.health.json")),
+        Owner::L7Only { netns_inode } => dir.join(format!("health-{netns_inode}.json")),
+    }
+}
+
+/// The state file of this process's daemon: `weir run --iface IF`'s when `iface` is given,
+/// else this network namespace's L7-only daemon's.
+pub fn path(iface: Option<&str>) -> anyhow::Result<PathBuf> {
+    let dir = Path::new(crate::sysctl::RECORD_DIR);
+    let owner = match iface {
+        Some(i) if i.is_empty() || i.contains('/') || i == "." || i == ".." => {
+            anyhow::bail!("`{i}` is not an interface name")
+        }
+        Some(i) => Owner::Iface(i),
+        None => Owner::L7Only {
+            netns_inode: crate::sysctl::Netns::current()?.inode,
+        },
+    };
+    Ok(path_in(dir, owner))
+}
+
+/// This process as a writer (once: its identity does not change).
+fn me() -> &'static Writer {
+    static ME: std::sync::OnceLock<Writer> = std::sync::OnceLock::new();
+    ME.get_or_init(|| Writer::current().unwrap_or(Writer::UNKNOWN))
 }
 
 /// Writes `snapshot` over what `path` held, as this process's.
 pub fn write(path: &Path, snapshot: &HealthSnapshot) -> anyhow::Result<()> {
-    static ME: std::sync::OnceLock<Writer> = std::sync::OnceLock::new();
-    let me = ME.get_or_init(|| Writer::current().unwrap_or(Writer::UNKNOWN));
-    write_as(path, me, snapshot)
+    write_as(path, me(), snapshot)
 }
 
 /// [`write`] as `writer`'s.
@@ -132,23 +173,61 @@ fn read_as(path: &Path, reader: &Writer, proc: &Path) -> anyhow::Result<HealthSn
     })?;
     let c: Contents<HealthSnapshot> =
         serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let (w, shown) = (c.writer, path.display().to_string());
+    match stale(path, &c.writer, reader, proc) {
+        Some(e) => Err(e.into()),
+        None => Ok(c.snapshot),
+    }
+}
+
+/// Why `reader` must not take a file `w` wrote as up to date; `None`: it may.
+fn stale(path: &Path, w: &Writer, reader: &Writer, proc: &Path) -> Option<Stale> {
+    let shown = || path.display().to_string();
     if w.netns_cookie != 0 && reader.netns_cookie != 0 && w.netns_cookie != reader.netns_cookie {
-        return Err(Stale::NetnsGone {
-            path: shown,
+        return Some(Stale::NetnsGone {
+            path: shown(),
             file: w.netns_cookie,
             here: reader.netns_cookie,
-        }
-        .into());
+        });
     }
     if w.pid_ns == reader.pid_ns && start_time(proc, w.pid) != Some(w.start_time) {
-        return Err(Stale::WriterGone {
-            path: shown,
+        return Some(Stale::WriterGone {
+            path: shown(),
             pid: w.pid,
-        }
-        .into());
+        });
     }
-    Ok(c.snapshot)
+    None
+}
+
+/// The writer `path` names, if it holds a file of ours (the rest is not parsed).
+fn writer_of(path: &Path) -> Option<Writer> {
+    #[derive(Deserialize)]
+    struct Head {
+        writer: Writer,
+    }
+    let text = std::fs::read(path).ok()?;
+    serde_json::from_slice::<Head>(&text).ok().map(|h| h.writer)
+}
+
+/// The other daemon that keeps `path` up to date, if one does: the file names a writer that is
+/// not this process and that [`read`] would not refuse (alive, in this namespace). A daemon
+/// writes no file another keeps.
+pub fn kept_by_another(path: &Path) -> Option<Writer> {
+    kept_by_another_as(path, me(), Path::new("/proc"))
+}
+
+fn kept_by_another_as(path: &Path, me: &Writer, proc: &Path) -> Option<Writer> {
+    let w = writer_of(path)?;
+    (w != *me && stale(path, &w, me, proc).is_none()).then_some(w)
+}
+
+/// Removes `path` if it names this process as its writer: a daemon never removes another's
+/// file. `true` if removed.
+pub fn remove_own(path: &Path) -> bool {
+    remove_as(path, me())
+}
+
+fn remove_as(path: &Path, me: &Writer) -> bool {
+    writer_of(path).is_some_and(|w| w == *me) && std::fs::remove_file(path).is_ok()
 }
 
 #[cfg(test)]
@@ -176,6 +255,114 @@ mod tests {
         )
         .unwrap();
         super::super::HealthTable::new(&cfg).unwrap().snapshot()
+    }
+
+    #[test]
+    fn each_daemon_has_its_own_name() {
+        let dir = Path::new("/run/weir");
+        assert_eq!(
+            path_in(dir, Owner::Iface("eth0")),
+            Path::new("/run/weir/eth0.health.json")
+        );
+        assert_ne!(
+            path_in(dir, Owner::Iface("eth0")),
+            path_in(dir, Owner::Iface("eth1")),
+            "two interface daemons in one namespace"
+        );
+        // L7 only, in the host's namespace and in another: by the namespace's inode (the host's
+        // is no exception, unlike its admin socket's `admin.sock`).
+        assert_eq!(
+            path_in(dir, Owner::L7Only { netns_inode: 4026531840 }),
+            Path::new("/run/weir/health-4026531840.json")
+        );
+        assert_eq!(
+            path_in(dir, Owner::L7Only { netns_inode: 4026532000 }),
+            Path::new("/run/weir/health-4026532000.json")
+        );
+        // An interface named like a namespace's inode, or like an L7-only daemon's file, still
+        // has a name of its own.
+        for odd in ["4026531840", "health-4026531840"] {
+            assert_ne!(
+                path_in(dir, Owner::Iface(odd)),
+                path_in(dir, Owner::L7Only { netns_inode: 4026531840 })
+            );
+        }
+    }
+
+    /// [`path`] in this process: `--iface`'s name, or this namespace's (whichever it is).
+    #[test]
+    fn the_daemon_names_its_file_by_iface_or_namespace() {
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!(
+            path(Some("eth1")).unwrap(),
+            Path::new("/run/weir/eth1.health.json")
+        );
+        let ino = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+        assert_eq!(
+            path(None).unwrap(),
+            PathBuf::from(format!("/run/weir/health-{ino}.json"))
+        );
+        for bad in ["", "..", "a/b"] {
+            assert!(path(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    /// A daemon removes its own file, never another's (nor a file it cannot read).
+    #[test]
+    fn only_the_writer_removes_its_file() {
+        let d = tmp("remove");
+        let p = d.0.join("eth0.health.json");
+        let me = Writer::current().unwrap();
+        let other = Writer {
+            pid: me.pid + 1,
+            ..me
+        };
+        write_as(&p, &other, &snapshot()).unwrap();
+        assert!(!remove_as(&p, &me));
+        assert!(p.exists(), "another daemon's file stays");
+        write_as(&p, &me, &snapshot()).unwrap();
+        assert!(remove_as(&p, &me));
+        assert!(!p.exists());
+        assert!(!remove_as(&p, &me), "gone already");
+        std::fs::write(&p, "not ours").unwrap();
+        assert!(!remove_as(&p, &me));
+        assert!(p.exists());
+    }
+
+    /// A file another live daemon writes is kept by it; this process's own, a dead daemon's or
+    /// another namespace's is not.
+    #[test]
+    fn a_file_another_live_daemon_writes_is_kept_by_it() {
+        let d = tmp("kept");
+        let p = d.0.join("health-4026532000.json");
+        let proc = Path::new("/proc");
+        let me = Writer::current().unwrap();
+        assert_eq!(kept_by_another_as(&p, &me, proc), None, "no file");
+        // A live process other than this one: our parent (cargo's test harness or a shell).
+        let ppid = std::os::unix::process::parent_id();
+        let parent = Writer {
+            pid: ppid,
+            start_time: start_time(proc, ppid).unwrap(),
+            ..me
+        };
+        write_as(&p, &parent, &snapshot()).unwrap();
+        assert_eq!(kept_by_another_as(&p, &me, proc), Some(parent));
+        write_as(&p, &me, &snapshot()).unwrap();
+        assert_eq!(kept_by_another_as(&p, &me, proc), None, "our own");
+        let dead = Writer {
+            start_time: parent.start_time + 1,
+            ..parent
+        };
+        write_as(&p, &dead, &snapshot()).unwrap();
+        assert_eq!(kept_by_another_as(&p, &me, proc), None, "its writer is gone");
+        let gone_ns = Writer {
+            netns_cookie: me.netns_cookie + 1,
+            ..parent
+        };
+        write_as(&p, &gone_ns, &snapshot()).unwrap();
+        if me.netns_cookie != 0 {
+            assert_eq!(kept_by_another_as(&p, &me, proc), None, "another namespace's");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - [`probe`]: one check (TCP connect, or HTTP/HTTPS `GET` and the status line). I/O.
 //! - [`checker`]: the tasks, the fold into the table, what is published. I/O.
 //! - [`table`]: the [`HealthTable`] and its view ([`HealthTable::snapshot`]).
-//! - [`file`]: the view as a file under `/run/weir/` (the admin API serves the same view).
+//! - [`file`]: the view as a file under `/run/weir/`, one per daemon (the admin API serves the
+//!   same view).
 
 pub mod checker;
 pub mod file;
@@ -40,34 +41,61 @@ impl Reconfigure {
     }
 }
 
+/// The running checker, as [`start`] returns it.
+pub struct Started {
+    /// The view, for any other reader.
+    pub table: HealthTable,
+    /// Gives the checker a new configuration.
+    pub reconfigure: Reconfigure,
+    /// The checker's task.
+    pub task: JoinHandle<()>,
+    /// This daemon's state file ([`file::path`]); `None` when it writes none.
+    pub file: Option<std::path::PathBuf>,
+}
+
 /// Starts the checker for `cfg`'s target groups on the current runtime: its findings go to
-/// every worker through `control` and to this namespace's state file ([`file::path`]); it stops
-/// when `stop` turns true; the workers' reports in `reports` end the drains of the targets
-/// they are done with. Returns the table (for any other view), the handle that gives it a new
-/// configuration, and the task.
+/// every worker through `control` and to this daemon's state file ([`file::path`]: per
+/// interface with `iface`, `weir run --iface`'s; else this namespace's L7-only daemon's); it
+/// stops when `stop` turns true; the workers' reports in `reports` end the drains of the
+/// targets they are done with.
 pub fn start(
     cfg: &lb_l7::L7Config,
+    iface: Option<&str>,
     control: ControlHandle,
     reports: crate::metrics::store::Store,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<(HealthTable, Reconfigure, JoinHandle<()>)> {
+) -> anyhow::Result<Started> {
     let table = HealthTable::new(cfg)?;
     // Generation 1, the table's first state (rebuilt at each change after it).
     let (configs_tx, configs) = watch::channel((1, Arc::new(cfg.clone())));
-    let path = match file::path() {
-        Ok(p) => Some(p),
+    let path = match file::path(iface) {
+        Ok(p) => match file::kept_by_another(&p) {
+            Some(w) => {
+                tracing::warn!(path = %p.display(), pid = w.pid, "the health state file is another running weir's: this daemon writes none (`weir targets health` shows its states)");
+                None
+            }
+            None => {
+                tracing::info!(path = %p.display(), "health state file");
+                Some(p)
+            }
+        },
         Err(e) => {
-            tracing::warn!(error = %format!("{e:#}"), "no health state file: `weir targets health` cannot show the states");
+            tracing::warn!(error = %format!("{e:#}"), "no health state file: `weir targets health` shows the states");
             None
         }
     };
     let task = tokio::spawn(checker::run(
         table.clone(),
         workers::ToWorkers(control),
-        path,
+        path.clone(),
         stop,
         configs,
         Some(reports),
     ));
-    Ok((table, Reconfigure(Arc::new(configs_tx)), task))
+    Ok(Started {
+        table,
+        reconfigure: Reconfigure(Arc::new(configs_tx)),
+        task,
+        file: path,
+    })
 }

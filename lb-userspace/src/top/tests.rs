@@ -67,6 +67,7 @@ fn status() -> Status {
             mode: "native".into(),
         }],
         admin_socket: "/run/weir/veth0.sock".into(),
+        health_file: None,
     }
 }
 

@@ -48,6 +48,7 @@ impl AdminState for Fake {
             },
             xdp: vec![],
             admin_socket: "/s".into(),
+            health_file: None,
         }
     }
     fn config(&self) -> Arc<Config> {

@@ -136,7 +136,7 @@ impl Draining {
         let mut expired = false;
         v.retain(|l| {
             let t = &l.target;
-            let busy = t.outstanding.load(Relaxed);
+            let busy = t.busy();
             if busy > 0 && l.deadline.is_none_or(|d| now < d) {
                 return true;
             }

@@ -432,6 +432,44 @@ target = [{ id = "127.0.0.2" }]
         assert!(!ready(old.draining.changed()), "an empty list has no news");
     }
 
+    #[tokio::test]
+    async fn a_draining_target_waits_for_its_queued_requests_and_their_connection_attempts() {
+        let capped = TWO.replace(
+            "target = [{ id = \"127.0.0.2\" }]",
+            "target = [{ id = \"127.0.0.2\" }]\ntarget_limits = { max_requests = 1 }",
+        );
+        let old = shared(cfg(&capped));
+        let b_old = old.groups["b"].targets[0].clone();
+        let held = b_old.admit().await.unwrap();
+        let waiter = {
+            let t = b_old.clone();
+            tokio::spawn(async move { t.admit().await.unwrap() })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(b_old.busy(), 1, "queued");
+        let (new, _) = next(
+            &old,
+            2,
+            Arc::new(cfg(&TWO.replace("127.0.0.2", "127.0.0.3"))),
+            Vec::new(),
+        );
+        switch(&old, Arc::new(new));
+        // The slot goes to the waiter, which has not run yet: still on its way.
+        drop(held);
+        old.draining.tick(Instant::now());
+        assert_eq!(old.draining.len(), 1);
+        // It runs: outstanding from its slot on, while it connects
+        // (`pipeline::attempt::Attempts::next`).
+        let slot = waiter.await.unwrap();
+        let connecting = crate::pipeline::prepare::Outstanding::new(&b_old, slot);
+        old.draining.tick(Instant::now());
+        assert_eq!(old.draining.len(), 1);
+        drop(connecting);
+        assert_eq!(b_old.busy(), 0);
+        old.draining.tick(Instant::now());
+        assert!(old.draining.is_empty());
+    }
+
     #[test]
     fn a_target_busy_at_its_deadline_is_counted() {
         let old = shared(cfg(TWO));

@@ -132,6 +132,19 @@ impl TargetRt {
         self.limit.as_ref().is_some_and(Limit::full)
     }
 
+    /// Requests to this target in flight (from their slot on, the connection attempt
+    /// included: `pipeline::prepare::Outstanding`) or waiting in its queue: what a draining
+    /// target waits for. A request holds one or the other at every await from its pick on (a
+    /// freed slot wakes its waiter, counted queued until it runs), so on the worker's one
+    /// thread this is never 0 while a request still means to reach the target.
+    pub fn busy(&self) -> u64 {
+        self.outstanding.load(Relaxed)
+            + self
+                .limit
+                .as_ref()
+                .map_or(0, |l| u64::from(l.queue_length()))
+    }
+
     /// A slot for one request when the target is capped (waiting in its queue if need be);
     /// `None` when it is not capped; the `error_reason` of the 503 when refused.
     pub async fn admit(&self) -> Result<Option<Slot>, &'static str> {

@@ -131,6 +131,9 @@ impl Attempts {
                     return None;
                 }
             };
+            // Outstanding from here, the connection attempt included: a draining target is
+            // not done while a request is connecting to it (`TargetRt::busy`).
+            let outstanding = Outstanding::new(t, slot);
             let fresh = fresh || std::mem::take(&mut self.fresh_only);
             match target_connection(sh, t, fresh, first, self.strict).await {
                 Ok((up, idle)) => {
@@ -141,7 +144,7 @@ impl Attempts {
                         up,
                         reused: idle.is_some(),
                         pooled: idle.map(|idle| (idle, sh.clock.now())),
-                        outstanding: Outstanding::new(t, slot),
+                        outstanding,
                         // Always: TargetResponseTime (`crate::metrics`), and the access log.
                         sent_at: Some(Instant::now()),
                     });

@@ -1,5 +1,6 @@
 //! The health state file: the [`HealthSnapshot`] as JSON under `/run/weir/`, one per daemon,
-//! named as its admin socket is (`crate::admin::path`; [`path`] holds the rule):
+//! per interface or per namespace as its admin socket's default (`crate::admin::path`;
+//! `[admin] socket` does not move it; [`path`] holds the rule):
 //!
 //! - `weir run --iface IF`: `/run/weir/IF.health.json`, beside its lock `IF.lock` and socket
 //!   `IF.sock` (several interface daemons may share a network namespace: eth0's and eth1's);
@@ -272,11 +273,21 @@ mod tests {
         // L7 only, in the host's namespace and in another: by the namespace's inode (the host's
         // is no exception, unlike its admin socket's `admin.sock`).
         assert_eq!(
-            path_in(dir, Owner::L7Only { netns_inode: 4026531840 }),
+            path_in(
+                dir,
+                Owner::L7Only {
+                    netns_inode: 4026531840
+                }
+            ),
             Path::new("/run/weir/health-4026531840.json")
         );
         assert_eq!(
-            path_in(dir, Owner::L7Only { netns_inode: 4026532000 }),
+            path_in(
+                dir,
+                Owner::L7Only {
+                    netns_inode: 4026532000
+                }
+            ),
             Path::new("/run/weir/health-4026532000.json")
         );
         // An interface named like a namespace's inode, or like an L7-only daemon's file, still
@@ -284,7 +295,12 @@ mod tests {
         for odd in ["4026531840", "health-4026531840"] {
             assert_ne!(
                 path_in(dir, Owner::Iface(odd)),
-                path_in(dir, Owner::L7Only { netns_inode: 4026531840 })
+                path_in(
+                    dir,
+                    Owner::L7Only {
+                        netns_inode: 4026531840
+                    }
+                )
             );
         }
     }
@@ -354,14 +370,22 @@ mod tests {
             ..parent
         };
         write_as(&p, &dead, &snapshot()).unwrap();
-        assert_eq!(kept_by_another_as(&p, &me, proc), None, "its writer is gone");
+        assert_eq!(
+            kept_by_another_as(&p, &me, proc),
+            None,
+            "its writer is gone"
+        );
         let gone_ns = Writer {
             netns_cookie: me.netns_cookie + 1,
             ..parent
         };
         write_as(&p, &gone_ns, &snapshot()).unwrap();
         if me.netns_cookie != 0 {
-            assert_eq!(kept_by_another_as(&p, &me, proc), None, "another namespace's");
+            assert_eq!(
+                kept_by_another_as(&p, &me, proc),
+                None,
+                "another namespace's"
+            );
         }
     }
 

@@ -318,7 +318,8 @@ impl Drop for Lab {
 
 /// What weir leaves in `/run/weir` for the lab's namespaces (by their inodes) and its
 /// interfaces (named `<lab id>v…`) when a test SIGKILLs it or it never reaches its cleanup:
-/// admin sockets, health files, sysctl records and locks, per-interface sockets and locks.
+/// admin sockets, health files, sysctl records and locks, per-interface sockets, locks and health
+/// files (`<iface>.health.json`).
 /// Called once the lab's processes are killed.
 fn remove_weir_files(id: &str, inodes: &[u64]) {
     let Ok(dir) = std::fs::read_dir("/run/weir") else {

@@ -226,7 +226,8 @@ pub fn self_signed_cert_with(
     Ok((cert, key))
 }
 
-/// The control plane's health state file of `ns`: `/run/weir/health-<netns inode>.json`.
+/// The health state file of `ns`'s L7-only daemon: `/run/weir/health-<netns inode>.json` (a
+/// `weir run --iface IF` daemon's is `/run/weir/IF.health.json`).
 pub fn health_state_file(ns: &Ns) -> Result<PathBuf> {
     use std::os::unix::fs::MetadataExt as _;
     let netns = ns.netns().context("a lab namespace")?;

@@ -268,3 +268,72 @@ fn daemons_in_one_namespace_keep_their_own_health_files() -> Result<()> {
     );
     Ok(())
 }
+
+/// Two L7-only daemons in one namespace (the second without an admin socket, so nothing stops
+/// its start) would share `health-<netns inode>.json`: the second finds it kept by the first,
+/// running, and writes none; its own checks' changes leave the first's file alone, and its exit
+/// does not remove it.
+#[test]
+fn a_second_l7_only_daemon_leaves_the_first_ones_file_alone() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("hf2")?;
+    let cfg_c = TempFile::new("hf2-c.toml", &config(8183, "gamma", 9683));
+    let cfg_d = TempFile::new(
+        "hf2-d.toml",
+        &format!(
+            "[admin]\nenabled = false\n\n{}",
+            config(8184, "delta", 9684)
+        ),
+    );
+    let mut c = {
+        let mut w = Weir::spawn(&ns, &cfg_c, None)?;
+        w.wait_workers(1)?;
+        Daemon {
+            name: "C",
+            proc: w.proc,
+            pick: vec![],
+            file: health_state_file(&ns)?,
+            group: "gamma",
+            target: 9683,
+        }
+    };
+    wait_until(Duration::from_secs(10), "C's file", || {
+        Ok(c.file_is_its_own().is_ok())
+    })?;
+    let mut d = Weir::spawn(&ns, &cfg_d, None)?;
+    d.wait_workers(1)?;
+    // D's target turns unhealthy (a change it would flush): C's file stays C's meanwhile.
+    let t0 = Instant::now();
+    let mut samples = 0;
+    while !d
+        .log()
+        .lines()
+        .any(|l| l.contains("target health") && l.contains("to=unhealthy"))
+    {
+        c.file_is_its_own()?;
+        samples += 1;
+        ensure!(
+            t0.elapsed() < Duration::from_secs(25),
+            "D's target did not turn unhealthy:\n{}",
+            d.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    samples += own_files_for(&[&c], Duration::from_millis(1500))?;
+    ensure!(
+        d.log()
+            .contains("the health state file is another running weir's: this daemon writes none"),
+        "D did not say it writes no file:\n{}",
+        d.log()
+    );
+    ensure!(interrupt(&mut d.proc)?, "D did not exit cleanly");
+    samples += own_files_for(&[&c], Duration::from_millis(1500))?;
+    eprintln!(
+        "C's file stayed C's in {samples} samples over {:.1} s, through D's target turning unhealthy and D's exit",
+        t0.elapsed().as_secs_f64()
+    );
+    c.stop()
+}

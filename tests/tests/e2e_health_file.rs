@@ -3,8 +3,9 @@
 //! their own file (`/run/weir/<iface>.health.json`, the L7-only one
 //! `/run/weir/health-<netns inode>.json`) with only their own targets, through the checks'
 //! outcomes; `weir status` names it; stopping a daemon removes its file only: the others' stay,
-//! and stay their own. Before, all three wrote `health-<netns inode>.json` in turn and the first
-//! to exit removed it. Needs root.
+//! and stay their own. A second L7-only daemon in a namespace (no admin socket to stop its start)
+//! finds the file kept by the first and writes none. Before, all of them wrote
+//! `health-<netns inode>.json` in turn and the first to exit removed it. Needs root.
 
 mod common;
 

@@ -10,7 +10,8 @@
 //! Replaced atomically (written beside, then renamed) so a reader never sees half of it, and
 //! removed at a clean exit, only if it still names this daemon as its writer ([`remove_own`]);
 //! a daemon that finds its file kept by another live daemon (two L7-only daemons in one
-//! namespace, their admin sockets configured apart) writes none ([`kept_by_another`]).
+//! namespace, their admin sockets configured apart) writes none ([`claim`], which gives a
+//! stopping predecessor a moment to remove its own).
 //! `weir status` and the start-up log name the file. The admin API serves the same view from
 //! the live daemon (`weir targets health`); the file is for readers without the socket.
 //!
@@ -212,13 +213,36 @@ fn writer_of(path: &Path) -> Option<Writer> {
 /// The other daemon that keeps `path` up to date, if one does: the file names a writer that is
 /// not this process and that [`read`] would not refuse (alive, in this namespace). A daemon
 /// writes no file another keeps.
-pub fn kept_by_another(path: &Path) -> Option<Writer> {
-    kept_by_another_as(path, me(), Path::new("/proc"))
-}
-
 fn kept_by_another_as(path: &Path, me: &Writer, proc: &Path) -> Option<Writer> {
     let w = writer_of(path)?;
     (w != *me && stale(path, &w, me, proc).is_none()).then_some(w)
+}
+
+/// How long [`claim`] waits for a predecessor's file to go.
+pub const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether this daemon may write `path`: `Err` with the other daemon that keeps it, still, after
+/// waiting up to `within` (blocking) for it to go. A predecessor that is stopping (its admin
+/// socket closed at once, so a successor may start while its workers drain) removes its file
+/// within milliseconds of its stop.
+pub fn claim(path: &Path, within: std::time::Duration) -> Result<(), Writer> {
+    claim_as(path, me(), Path::new("/proc"), within)
+}
+
+fn claim_as(
+    path: &Path,
+    me: &Writer,
+    proc: &Path,
+    within: std::time::Duration,
+) -> Result<(), Writer> {
+    let t0 = std::time::Instant::now();
+    loop {
+        match kept_by_another_as(path, me, proc) {
+            None => return Ok(()),
+            Some(w) if t0.elapsed() >= within => return Err(w),
+            Some(_) => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
 }
 
 /// Removes `path` if it names this process as its writer: a daemon never removes another's
@@ -363,6 +387,24 @@ mod tests {
         };
         write_as(&p, &parent, &snapshot()).unwrap();
         assert_eq!(kept_by_another_as(&p, &me, proc), Some(parent));
+        let t0 = std::time::Instant::now();
+        let short = std::time::Duration::from_millis(60);
+        assert_eq!(claim_as(&p, &me, proc, short), Err(parent));
+        assert!(t0.elapsed() >= short, "it waited");
+        // A predecessor that removes its file while the claim waits: claimed.
+        let gone = {
+            let p = p.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(std::time::Duration::from_millis(40));
+                std::fs::remove_file(p).unwrap();
+            })
+        };
+        assert_eq!(
+            claim_as(&p, &me, proc, std::time::Duration::from_secs(5)),
+            Ok(())
+        );
+        gone.join().unwrap();
+        write_as(&p, &parent, &snapshot()).unwrap();
         write_as(&p, &me, &snapshot()).unwrap();
         assert_eq!(kept_by_another_as(&p, &me, proc), None, "our own");
         let dead = Writer {

@@ -55,9 +55,9 @@ pub struct Started {
 
 /// Starts the checker for `cfg`'s target groups on the current runtime: its findings go to
 /// every worker through `control` and to this daemon's state file ([`file::path`]: per
-/// interface with `iface`, `weir run --iface`'s; else this namespace's L7-only daemon's); it
-/// stops when `stop` turns true; the workers' reports in `reports` end the drains of the
-/// targets they are done with.
+/// interface with `iface`, `weir run --iface`'s; else this namespace's L7-only daemon's; none
+/// if another running weir keeps it after [`file::CLAIM_WAIT`]); it stops when `stop` turns
+/// true; the workers' reports in `reports` end the drains of the targets they are done with.
 pub fn start(
     cfg: &lb_l7::L7Config,
     iface: Option<&str>,
@@ -69,12 +69,12 @@ pub fn start(
     // Generation 1, the table's first state (rebuilt at each change after it).
     let (configs_tx, configs) = watch::channel((1, Arc::new(cfg.clone())));
     let path = match file::path(iface) {
-        Ok(p) => match file::kept_by_another(&p) {
-            Some(w) => {
+        Ok(p) => match file::claim(&p, file::CLAIM_WAIT) {
+            Err(w) => {
                 tracing::warn!(path = %p.display(), pid = w.pid, "the health state file is another running weir's: this daemon writes none (`weir targets health` shows its states)");
                 None
             }
-            None => {
+            Ok(()) => {
                 tracing::info!(path = %p.display(), "health state file");
                 Some(p)
             }

@@ -281,16 +281,24 @@ pub fn trace_header_value(existing: Option<&str>, epoch_secs: u64, random: u128)
 /// block is reclaimed in place once its values are gone (else a new one is taken, and the old
 /// one goes with its last value).
 fn carved(v: &[u8]) -> bytes::Bytes {
+    carved_concat(&[v])
+}
+
+/// [`carved`] of `parts` written one after the other.
+pub(crate) fn carved_concat(parts: &[&[u8]]) -> bytes::Bytes {
     use std::cell::RefCell;
     thread_local! {
         static BLOCK: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
     }
+    let len = parts.iter().map(|p| p.len()).sum::<usize>();
     BLOCK.with(|b| {
         let mut b = b.borrow_mut();
-        if b.capacity() < v.len() && !b.try_reclaim(CARVE_BLOCK) {
-            *b = bytes::BytesMut::with_capacity(CARVE_BLOCK.max(v.len()));
+        if b.capacity() < len && !b.try_reclaim(CARVE_BLOCK) {
+            *b = bytes::BytesMut::with_capacity(CARVE_BLOCK.max(len));
         }
-        b.extend_from_slice(v);
+        for p in parts {
+            b.extend_from_slice(p);
+        }
         b.split().freeze()
     })
 }
@@ -453,6 +461,21 @@ mod tests {
         assert!(host_is(b"[2001:db8::1]:8080", "2001:db8::1", Some("8080")));
         assert!(!host_is(b"2001:db8::1:8080", "2001:db8::1", Some("8080")));
         assert!(!host_is(b"b.example:8080", "a.example", Some("8080")));
+    }
+
+    #[test]
+    fn carved_values_concatenate_and_share_a_block() {
+        let a = carved_concat(&[b"[", b"::1", b"]", b":", b"8080"]);
+        assert_eq!(&a[..], b"[::1]:8080");
+        let b = carved_concat(&[b"example.com"]);
+        assert_eq!(&b[..], b"example.com");
+        assert_eq!(&a[..], b"[::1]:8080", "not overwritten");
+        assert_eq!(
+            b.as_ptr(),
+            a.as_ptr().wrapping_add(a.len()),
+            "from the same block"
+        );
+        assert!(carved_concat(&[]).is_empty());
     }
 
     #[test]

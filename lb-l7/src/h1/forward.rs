@@ -29,7 +29,7 @@ use crate::pipeline::relay::{self, RelayError};
 use crate::pipeline::{ConnInfo, Shared};
 use crate::target::TargetRt;
 use crate::upstream::UpStream;
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use http::{HeaderValue, Request, header};
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -85,7 +85,7 @@ fn deregistered(t: &TargetRt, body: BodyState, received: u64) -> Forwarded {
 
 /// The request as it goes out, kept so it can be written again on another connection.
 struct Outgoing {
-    head: Bytes,
+    head: codec::UpstreamHead,
     replayable: bool,
 }
 
@@ -359,16 +359,14 @@ pub fn upstream_head(
     framing: Framing,
     added: &headers::Added,
     expect_continue: bool,
-) -> Bytes {
+) -> codec::UpstreamHead {
     let h = &mut parts.headers;
     set_upstream_framing(h, framing);
     if expect_continue {
         h.remove(header::EXPECT);
     }
-    let mut head = BytesMut::new();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(added));
-    head.freeze()
+    codec::UpstreamHead::new(&parts.method, path, &parts.headers, Some(added))
 }
 
 /// Is a declared body length over `max_request_body_bytes` (the length weir decided, whatever

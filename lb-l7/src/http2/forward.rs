@@ -227,7 +227,7 @@ fn upstream_head(
     has_body: bool,
     host: Option<&str>,
     log: Option<&mut Record>,
-) -> (bytes::Bytes, Method, bool) {
+) -> (codec::UpstreamHead, Method, bool) {
     if client_version == Version::HTTP_2 {
         // One Cookie header for the HTTP/1.1 target (RFC 9113 §8.2.3).
         h2rules::join_cookies(&mut parts.headers);
@@ -240,12 +240,11 @@ fn upstream_head(
             HeaderValue::from_static("chunked"),
         );
     }
-    let mut head = bytes::BytesMut::new();
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::write_request_head(&mut head, &parts.method, path, &parts.headers, Some(&added));
+    let head = codec::UpstreamHead::new(&parts.method, path, &parts.headers, Some(&added));
     // The head is written: the map goes back for the next request.
     codec::recycle_headers(std::mem::take(&mut parts.headers));
-    (head.freeze(), parts.method, chunked)
+    (head, parts.method, chunked)
 }
 
 /// What `forward` answers: the target's response, its body read as the engine sends it (not

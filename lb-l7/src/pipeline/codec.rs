@@ -276,6 +276,50 @@ pub fn connection_tokens(h: &impl Fields) -> ConnectionTokens {
     t
 }
 
+/// A request head written for a target ([`write_request_head`]), kept while the request may
+/// still be sent again (a requeue or a retry writes it once more). Its buffer is one of the
+/// codec's per-thread spares and goes back to them when dropped: a request costs no
+/// allocation for its head (a `BytesMut` grown and frozen per request cost two).
+pub struct UpstreamHead(BytesMut);
+
+impl UpstreamHead {
+    pub fn new(
+        method: &Method,
+        path: &str,
+        h: &HeaderMap,
+        added: Option<&crate::headers::Added>,
+    ) -> UpstreamHead {
+        let mut buf = SPARE
+            .with(|s| s.borrow_mut().heads.pop())
+            .unwrap_or_default();
+        write_request_head(&mut buf, method, path, h, added);
+        UpstreamHead(buf)
+    }
+}
+
+impl std::ops::Deref for UpstreamHead {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for UpstreamHead {
+    fn drop(&mut self) {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.capacity() > MAX_KEPT_HEAD {
+            return;
+        }
+        buf.clear();
+        SPARE.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.heads.len() < SPARE_HEADS {
+                s.heads.push(buf);
+            }
+        });
+    }
+}
+
 /// Writes `METHOD path HTTP/1.1` and the headers (a request to a target): the client's, less
 /// those `added` replaces, then `added`'s.
 pub fn write_request_head(
@@ -660,14 +704,16 @@ pub fn value_ok(v: &[u8]) -> bool {
 /// A response head's fields.
 pub type FieldRanges = Vec<Field>;
 
-/// Spare field lists (`parse_response`) and header maps (`end_to_end_headers`), per thread (a
-/// worker is one), given back by the engine that is done with them (`ResponseHead::recycle`,
-/// `recycle_headers`): two allocations of a map and one of a list per response, otherwise. A
-/// map comes back emptied (its values, which share the target's read buffer, dropped).
+/// Spare field lists (`parse_response`), header maps (`end_to_end_headers`) and request head
+/// buffers ([`UpstreamHead`]), per thread (a worker is one), given back by the engine that is
+/// done with them (`ResponseHead::recycle`, `recycle_headers`, a head's drop): two
+/// allocations of a map and one of a list per response, otherwise. A map comes back emptied
+/// (its values, which share the target's read buffer, dropped).
 #[derive(Default)]
 struct Spare {
     fields: Vec<FieldRanges>,
     maps: Vec<HeaderMap>,
+    heads: Vec<BytesMut>,
 }
 
 thread_local! {
@@ -678,6 +724,11 @@ thread_local! {
 const SPARES: usize = 32;
 /// A map that grew larger than this (a response with many headers) is not kept.
 const MAX_KEPT_MAP: usize = 64;
+/// Request heads kept: one lives per request from its routing to its response's head, so
+/// more of them than of the others are out at once on a busy HTTP/2 connection (~1 KB each).
+const SPARE_HEADS: usize = 128;
+/// A head buffer larger than this (a request with large headers) is not kept.
+const MAX_KEPT_HEAD: usize = 4096;
 
 fn spare_fields(n: usize) -> FieldRanges {
     match SPARE.with(|s| s.borrow_mut().fields.pop()) {

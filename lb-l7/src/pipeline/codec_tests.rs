@@ -472,6 +472,35 @@ fn request_head_bytes() {
 }
 
 #[test]
+fn upstream_heads_reuse_their_buffer_and_start_empty() {
+    let h = hdrs(&[("host", "h"), ("x-a", "1")]);
+    let first = UpstreamHead::new(&Method::GET, "/a", &h, None);
+    assert_eq!(&first[..], b"GET /a HTTP/1.1\r\nhost: h\r\nx-a: 1\r\n\r\n");
+    let at = first.as_ptr();
+    drop(first);
+    let second = UpstreamHead::new(&Method::POST, "/b", &HeaderMap::new(), None);
+    assert_eq!(
+        second.as_ptr(),
+        at,
+        "the dropped head's buffer, not a new one"
+    );
+    assert_eq!(
+        &second[..],
+        b"POST /b HTTP/1.1\r\n\r\n",
+        "nothing of the first left"
+    );
+    // One grown past what is kept (a request with large headers) is not kept.
+    let big = hdrs(&[("x-big", &"v".repeat(5000))]);
+    let large = UpstreamHead::new(&Method::GET, "/", &big, None);
+    let large_at = large.as_ptr();
+    drop(second);
+    drop(large);
+    let third = UpstreamHead::new(&Method::GET, "/c", &HeaderMap::new(), None);
+    assert_ne!(third.as_ptr(), large_at);
+    assert_eq!(third.as_ptr(), at);
+}
+
+#[test]
 fn status_lines() {
     let cases = [
         (200, "HTTP/1.1 200 OK\r\n"),

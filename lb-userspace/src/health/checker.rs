@@ -402,17 +402,46 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_drain_ends_when_the_reports_say_so_not_at_the_next_second() {
+    /// The checker over `table`, on generation 1 = `cfg`, hearing `reports`: its stop, its
+    /// configurations and its task.
+    fn spawn_checker(
+        table: &HealthTable,
+        cfg: &lb_l7::L7Config,
+        reports: &Reports,
+    ) -> (
+        watch::Sender<bool>,
+        watch::Sender<(u64, Arc<lb_l7::L7Config>)>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (stop_tx, stop) = watch::channel(false);
+        let (configs_tx, configs) = watch::channel((1, Arc::new(cfg.clone())));
+        let task = tokio::spawn(run(
+            table.clone(),
+            Recorder::default(),
+            None,
+            stop,
+            configs,
+            Some(reports.clone()),
+        ));
+        (stop_tx, configs_tx, task)
+    }
+
+    /// Group `g` with targets 10.0.0.1 and 10.0.0.2, then with 10.0.0.1 alone.
+    fn two_then_one() -> (lb_l7::L7Config, lb_l7::L7Config) {
         let text = |targets: &str| {
             format!(
                 "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"g\" }}\n\
                  [[target_group]]\nname = \"g\"\nhealth_check.enabled = false\ntarget = [{targets}]"
             )
         };
-        let two: lb_l7::L7Config =
-            toml::from_str(&text("{ id = \"10.0.0.1\" }, { id = \"10.0.0.2\" }")).unwrap();
-        let one: lb_l7::L7Config = toml::from_str(&text("{ id = \"10.0.0.1\" }")).unwrap();
+        let two = toml::from_str(&text("{ id = \"10.0.0.1\" }, { id = \"10.0.0.2\" }")).unwrap();
+        let one = toml::from_str(&text("{ id = \"10.0.0.1\" }")).unwrap();
+        (two, one)
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_when_the_reports_say_so_not_at_the_next_second() {
+        let (two, one) = two_then_one();
         let table = HealthTable::new(&two).unwrap();
         let reports = Reports::default();
         let report = |generation, draining: &[&str]| {
@@ -425,16 +454,7 @@ mod tests {
             })
         };
         *reports.0.0.lock().unwrap() = vec![report(1, &[]), report(1, &[])];
-        let (stop_tx, stop) = watch::channel(false);
-        let (configs_tx, configs) = watch::channel((1, Arc::new(two.clone())));
-        let task = tokio::spawn(run(
-            table.clone(),
-            Recorder::default(),
-            None,
-            stop,
-            configs,
-            Some(reports.clone()),
-        ));
+        let (stop_tx, configs_tx, task) = spawn_checker(&table, &two, &reports);
         let draining = || table.lock()[0].draining.len();
         // 10.0.0.2 leaves in generation 2; the workers still have it.
         *reports.0.0.lock().unwrap() = vec![report(2, &["10.0.0.2:80"]), report(1, &[])];
@@ -459,27 +479,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_drain_the_workers_finished_before_the_reload_reached_the_checker_ends_with_it() {
-        let text = |targets: &str| {
-            format!(
-                "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"g\" }}\n\
-                 [[target_group]]\nname = \"g\"\nhealth_check.enabled = false\ntarget = [{targets}]"
-            )
-        };
-        let two: lb_l7::L7Config =
-            toml::from_str(&text("{ id = \"10.0.0.1\" }, { id = \"10.0.0.2\" }")).unwrap();
-        let one: lb_l7::L7Config = toml::from_str(&text("{ id = \"10.0.0.1\" }")).unwrap();
+        let (two, one) = two_then_one();
         let table = HealthTable::new(&two).unwrap();
         let reports = Reports::default();
-        let (stop_tx, stop) = watch::channel(false);
-        let (configs_tx, configs) = watch::channel((1, Arc::new(two.clone())));
-        let task = tokio::spawn(run(
-            table.clone(),
-            Recorder::default(),
-            None,
-            stop,
-            configs,
-            Some(reports.clone()),
-        ));
+        let (stop_tx, configs_tx, task) = spawn_checker(&table, &two, &reports);
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Every worker reported generation 2 without 10.0.0.2 (woken: nothing to end yet)...
         *reports.0.0.lock().unwrap() = vec![Some(DrainReport {

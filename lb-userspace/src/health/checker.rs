@@ -402,17 +402,15 @@ mod tests {
         }
     }
 
-    /// The checker over `table`, on generation 1 = `cfg`, hearing `reports`: its stop, its
-    /// configurations and its task.
-    fn spawn_checker(
-        table: &HealthTable,
-        cfg: &lb_l7::L7Config,
-        reports: &Reports,
-    ) -> (
-        watch::Sender<bool>,
-        watch::Sender<(u64, Arc<lb_l7::L7Config>)>,
-        tokio::task::JoinHandle<()>,
-    ) {
+    /// A checker under test: its stop, its configurations and its task.
+    struct Running {
+        stop: watch::Sender<bool>,
+        configs: watch::Sender<(u64, Arc<lb_l7::L7Config>)>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    /// The checker over `table`, on generation 1 = `cfg`, hearing `reports`.
+    fn spawn_checker(table: &HealthTable, cfg: &lb_l7::L7Config, reports: &Reports) -> Running {
         let (stop_tx, stop) = watch::channel(false);
         let (configs_tx, configs) = watch::channel((1, Arc::new(cfg.clone())));
         let task = tokio::spawn(run(
@@ -423,7 +421,11 @@ mod tests {
             configs,
             Some(reports.clone()),
         ));
-        (stop_tx, configs_tx, task)
+        Running {
+            stop: stop_tx,
+            configs: configs_tx,
+            task,
+        }
     }
 
     /// Group `g` with targets 10.0.0.1 and 10.0.0.2, then with 10.0.0.1 alone.
@@ -454,7 +456,11 @@ mod tests {
             })
         };
         *reports.0.0.lock().unwrap() = vec![report(1, &[]), report(1, &[])];
-        let (stop_tx, configs_tx, task) = spawn_checker(&table, &two, &reports);
+        let Running {
+            stop: stop_tx,
+            configs: configs_tx,
+            task,
+        } = spawn_checker(&table, &two, &reports);
         let draining = || table.lock()[0].draining.len();
         // 10.0.0.2 leaves in generation 2; the workers still have it.
         *reports.0.0.lock().unwrap() = vec![report(2, &["10.0.0.2:80"]), report(1, &[])];
@@ -482,7 +488,11 @@ mod tests {
         let (two, one) = two_then_one();
         let table = HealthTable::new(&two).unwrap();
         let reports = Reports::default();
-        let (stop_tx, configs_tx, task) = spawn_checker(&table, &two, &reports);
+        let Running {
+            stop: stop_tx,
+            configs: configs_tx,
+            task,
+        } = spawn_checker(&table, &two, &reports);
         tokio::time::sleep(Duration::from_millis(50)).await;
         // Every worker reported generation 2 without 10.0.0.2 (woken: nothing to end yet)...
         *reports.0.0.lock().unwrap() = vec![Some(DrainReport {

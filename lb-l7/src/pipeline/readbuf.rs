@@ -12,7 +12,8 @@ use super::relay::HEAD_READ;
 use bytes::BytesMut;
 use std::cell::RefCell;
 
-/// Spare buffers kept per thread (at most 512 KB of `HEAD_READ` buffers): HTTP/2 clients keep
+/// Spare buffers kept per thread (most of them `HEAD_READ`'s 4 KB, so ~0.5 MB per worker after
+/// a burst; one a large body grew is kept up to `MAX_KEPT` and counts more): HTTP/2 clients keep
 /// hundreds of streams in flight and their responses end in bursts, more at once than 32
 /// spares held: under `h2load -c16 -m32` about a third of the requests took a new buffer (and
 /// a second allocation when its first response was split off it).

@@ -48,14 +48,8 @@ fn cpu_ticks(pid: u32) -> Result<u64> {
     Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
 }
 
-fn state_file(ns: &Ns) -> Result<std::path::PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
-    let inode = std::fs::metadata(format!("/run/netns/{}", ns.netns().context("netns")?))?.ino();
-    Ok(format!("/run/weir/health-{inode}.json").into())
-}
-
 fn healthy_count(ns: &Ns) -> Result<u64> {
-    let Ok(text) = std::fs::read(state_file(ns)?) else {
+    let Ok(text) = std::fs::read(health_state_file(ns)?) else {
         return Ok(0);
     };
     let v: Value = serde_json::from_slice(&text)?;

@@ -160,11 +160,7 @@ fn daemons_in_one_namespace_keep_their_own_health_files() -> Result<()> {
     w0.addr("10.95.0.1/24")?;
     c1.addr("10.95.1.2/24")?;
     w1.addr("10.95.1.1/24")?;
-    let inode = {
-        use std::os::unix::fs::MetadataExt as _;
-        let netns = lb.netns().context("a lab namespace")?;
-        std::fs::metadata(format!("/run/netns/{netns}"))?.ino()
-    };
+    let inode = netns_inode(&lb)?;
 
     let cfg_a = TempFile::new("hf-a.toml", &config(8181, "alpha", 9681));
     let cfg_b = TempFile::new("hf-b.toml", &config(8182, "beta", 9682));

@@ -10,7 +10,6 @@
 mod common;
 
 use std::{
-    os::unix::fs::MetadataExt as _,
     path::PathBuf,
     process::{Command, Stdio},
     time::Duration,
@@ -99,8 +98,7 @@ fn sysctls_left_by_a_sigkilled_weir_are_restored_by_the_next_start() -> Result<(
              default_action = {{ type = \"fixed-response\", status_code = 200 }}\n"
         ),
     );
-    let netns = server.netns().expect("a named namespace");
-    let inode = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
+    let inode = netns_inode(&server)?;
     let record = PathBuf::from(format!("/run/weir/sysctl-{inode}"));
 
     // 1. Killed: the sysctls stay changed, the record of the originals stays.

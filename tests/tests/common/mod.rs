@@ -229,10 +229,15 @@ pub fn self_signed_cert_with(
 /// The health state file of `ns`'s L7-only daemon: `/run/weir/health-<netns inode>.json` (a
 /// `weir run --iface IF` daemon's is `/run/weir/IF.health.json`).
 pub fn health_state_file(ns: &Ns) -> Result<PathBuf> {
+    let inode = netns_inode(ns)?;
+    Ok(format!("/run/weir/health-{inode}.json").into())
+}
+
+/// The inode of `ns`'s network namespace: what weir names its per-namespace files after.
+pub fn netns_inode(ns: &Ns) -> Result<u64> {
     use std::os::unix::fs::MetadataExt as _;
     let netns = ns.netns().context("a lab namespace")?;
-    let inode = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
-    Ok(format!("/run/weir/health-{inode}.json").into())
+    Ok(std::fs::metadata(format!("/run/netns/{netns}"))?.ino())
 }
 
 /// The health view (ALB's describe-target-health per group), as the control plane wrote it.

@@ -42,6 +42,7 @@ pub mod rules;
 pub mod select;
 pub mod slow_start;
 pub mod socket_channel;
+pub mod spares;
 pub mod sticky;
 pub mod target;
 pub mod target_health;

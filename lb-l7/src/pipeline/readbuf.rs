@@ -5,12 +5,13 @@
 //! request costs no buffer allocation (and no promotion of a fresh `BytesMut` to shared
 //! storage, which is a second one) as long as buffers come back.
 //!
-//! Per thread (a worker is one thread), at most [`SPARES`] of [`HEAD_READ`]'s size or the
-//! size a larger body grew them to: a spare costs memory per worker, never per connection.
+//! Per thread (a worker is one thread; `crate::spares`), at most [`SPARES`] of [`HEAD_READ`]'s
+//! size or the size a larger body grew them to: a spare costs memory per worker, never per
+//! connection, and those an idle second did not use go at the worker's sweep ([`trim`]).
 
 use super::relay::HEAD_READ;
+use crate::spares::Spares;
 use bytes::BytesMut;
-use std::cell::RefCell;
 
 /// Spare buffers kept per thread (most of them `HEAD_READ`'s 4 KB, so ~0.5 MB per worker after
 /// a burst; one a large body grew is kept up to `MAX_KEPT` and counts more): HTTP/2 clients keep
@@ -22,15 +23,17 @@ const SPARES: usize = 128;
 const MIN_ROOM: usize = 1024;
 /// A buffer larger than this (a large body grew it) is not kept.
 const MAX_KEPT: usize = 64 * 1024;
+/// Spares a trim keeps however idle the worker (32 KB).
+const FLOOR: usize = 8;
 
 thread_local! {
-    static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static SPARE: Spares<BytesMut> = const { Spares::new(SPARES, FLOOR) };
 }
 
 /// A buffer to read a target's response into: a spare one, reclaimed in place when what was
 /// split off it is gone, else a new one of [`HEAD_READ`].
 pub fn take() -> BytesMut {
-    let spare = SPARE.with(|s| s.borrow_mut().pop());
+    let spare = SPARE.with(Spares::take);
     if let Some(mut b) = spare
         && (b.capacity() >= MIN_ROOM || b.try_reclaim(HEAD_READ))
     {
@@ -45,12 +48,20 @@ pub fn give_back(b: BytesMut) {
     if !b.is_empty() || b.capacity() > MAX_KEPT {
         return;
     }
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARES {
-            s.push(b);
-        }
-    });
+    SPARE.with(|s| s.give_back(b));
+}
+
+/// The worker's sweep: releases the spares not used since the last one, down to what that
+/// period used at its busiest (or [`FLOOR`]). Returns the bytes released (nominally
+/// [`HEAD_READ`] each).
+pub fn trim() -> usize {
+    SPARE.with(Spares::trim) * HEAD_READ
+}
+
+/// Spares held on this thread.
+#[cfg(test)]
+pub(crate) fn held() -> usize {
+    SPARE.with(Spares::len)
 }
 
 #[cfg(test)]

@@ -179,7 +179,11 @@ mod tests {
         assert_eq!(empty.trim(), 0);
         fill(&empty, 0, 3);
         empty.trim();
-        assert_eq!(empty.trim(), 3, "an idle period empties a pool without a floor");
+        assert_eq!(
+            empty.trim(),
+            3,
+            "an idle period empties a pool without a floor"
+        );
         assert!(empty.is_empty());
     }
 }

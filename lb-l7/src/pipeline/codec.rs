@@ -2,6 +2,7 @@
 //! framing (RFC 9112 §6), a chunked-body scanner and re-encoder, and head serialisation. No I/O.
 
 use crate::pipeline::parse::{MAX_HEADERS_TOTAL, MAX_REQUEST_LINE};
+use crate::spares::Spares;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
@@ -289,9 +290,7 @@ impl UpstreamHead {
         h: &HeaderMap,
         added: Option<&crate::headers::Added>,
     ) -> UpstreamHead {
-        let mut buf = SPARE
-            .with(|s| s.borrow_mut().heads.pop())
-            .unwrap_or_default();
+        let mut buf = SPARE_HEADS.with(Spares::take).unwrap_or_default();
         write_request_head(&mut buf, method, path, h, added);
         UpstreamHead(buf)
     }
@@ -311,12 +310,7 @@ impl Drop for UpstreamHead {
             return;
         }
         buf.clear();
-        SPARE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.heads.len() < SPARE_HEADS {
-                s.heads.push(buf);
-            }
-        });
+        SPARE_HEADS.with(|s| s.give_back(buf));
     }
 }
 
@@ -626,16 +620,14 @@ impl ResponseHead {
         client_keeps_alive(self.version, self)
     }
 
-    /// Done with the head: its field list goes back for the next response (`SPARE`).
+    /// Done with the head: its field list goes back for the next response (`SPARE_FIELDS`).
     pub fn recycle(self) {
         let mut fields = self.fields;
+        if fields.capacity() > MAX_RESPONSE_HEADERS {
+            return;
+        }
         fields.clear();
-        SPARE.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.fields.len() < SPARES && fields.capacity() <= MAX_RESPONSE_HEADERS {
-                s.fields.push(fields);
-            }
-        });
+        SPARE_FIELDS.with(|s| s.give_back(fields));
     }
 }
 
@@ -704,34 +696,32 @@ pub fn value_ok(v: &[u8]) -> bool {
 /// A response head's fields.
 pub type FieldRanges = Vec<Field>;
 
-/// Spare field lists (`parse_response`), header maps (`end_to_end_headers`) and request head
-/// buffers ([`UpstreamHead`]), per thread (a worker is one), given back by the engine that is
-/// done with them (`ResponseHead::recycle`, `recycle_headers`, a head's drop): two
-/// allocations of a map and one of a list per response, otherwise. A map comes back emptied
-/// (its values, which share the target's read buffer, dropped).
-#[derive(Default)]
-struct Spare {
-    fields: Vec<FieldRanges>,
-    maps: Vec<HeaderMap>,
-    heads: Vec<BytesMut>,
-}
-
+// Spare field lists (`parse_response`), header maps (`end_to_end_headers`) and request head
+// buffers ([`UpstreamHead`]), per thread (a worker is one; `crate::spares`), given back by the
+// engine that is done with them (`ResponseHead::recycle`, `recycle_headers`, a head's drop):
+// two allocations of a map and one of a list per response, otherwise. A map comes back
+// emptied (its values, which share the target's read buffer, dropped). Those an idle second
+// did not use go at the worker's sweep (`trim_spares`).
 thread_local! {
-    static SPARE: std::cell::RefCell<Spare> = std::cell::RefCell::new(Spare::default());
+    static SPARE_FIELDS: Spares<FieldRanges> = const { Spares::new(SPARES, FLOOR) };
+    static SPARE_MAPS: Spares<HeaderMap> = const { Spares::new(SPARES, FLOOR) };
+    static SPARE_HEADS: Spares<BytesMut> = const { Spares::new(MAX_SPARE_HEADS, FLOOR) };
 }
 
-/// Spares kept of each kind.
+/// Spares kept of field lists and of maps.
 const SPARES: usize = 32;
+/// Spares of each kind a trim keeps however idle the worker.
+const FLOOR: usize = 4;
 /// A map that grew larger than this (a response with many headers) is not kept.
 const MAX_KEPT_MAP: usize = 64;
 /// Request heads kept: one lives per request from its routing to its response's head, so
 /// more of them than of the others are out at once on a busy HTTP/2 connection (~1 KB each).
-const SPARE_HEADS: usize = 128;
+const MAX_SPARE_HEADS: usize = 128;
 /// A head buffer larger than this (a request with large headers) is not kept.
 const MAX_KEPT_HEAD: usize = 4096;
 
 fn spare_fields(n: usize) -> FieldRanges {
-    match SPARE.with(|s| s.borrow_mut().fields.pop()) {
+    match SPARE_FIELDS.with(Spares::take) {
         Some(f) => f,
         None => Vec::with_capacity(n),
     }
@@ -739,7 +729,7 @@ fn spare_fields(n: usize) -> FieldRanges {
 
 /// An empty header map with room for `n` fields: a spare (`recycle_headers`) if any.
 pub fn spare_map(n: usize) -> HeaderMap {
-    match SPARE.with(|s| s.borrow_mut().maps.pop()) {
+    match SPARE_MAPS.with(Spares::take) {
         Some(mut h) => {
             h.reserve(n);
             h
@@ -755,12 +745,27 @@ pub fn recycle_headers(mut h: HeaderMap) {
         return;
     }
     h.clear();
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.maps.len() < SPARES {
-            s.maps.push(h);
-        }
-    });
+    SPARE_MAPS.with(|s| s.give_back(h));
+}
+
+/// The worker's sweep: releases the spares of each kind not used since the last one, down to
+/// what that period used at its busiest (or [`FLOOR`]). Returns the bytes released (nominally
+/// 1 KB a spare: a head's buffer, a map of a dozen fields, a list's room).
+pub fn trim_spares() -> usize {
+    let n = SPARE_FIELDS.with(Spares::trim)
+        + SPARE_MAPS.with(Spares::trim)
+        + SPARE_HEADS.with(Spares::trim);
+    n * 1024
+}
+
+/// Spares held on this thread: (field lists, maps, heads).
+#[cfg(test)]
+pub(crate) fn spares_held() -> (usize, usize, usize) {
+    (
+        SPARE_FIELDS.with(Spares::len),
+        SPARE_MAPS.with(Spares::len),
+        SPARE_HEADS.with(Spares::len),
+    )
 }
 
 /// Parses a target's response head at the front of `buf` (split off on success).

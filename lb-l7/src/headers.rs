@@ -286,21 +286,32 @@ fn carved(v: &[u8]) -> bytes::Bytes {
 
 /// [`carved`] of `parts` written one after the other.
 pub(crate) fn carved_concat(parts: &[&[u8]]) -> bytes::Bytes {
-    use std::cell::RefCell;
-    thread_local! {
-        static BLOCK: RefCell<bytes::BytesMut> = RefCell::new(bytes::BytesMut::new());
-    }
     let len = parts.iter().map(|p| p.len()).sum::<usize>();
-    BLOCK.with(|b| {
-        let mut b = b.borrow_mut();
+    BLOCK.with(|spare| {
+        let mut b = spare.take().unwrap_or_default();
         if b.capacity() < len && !b.try_reclaim(CARVE_BLOCK) {
-            *b = bytes::BytesMut::with_capacity(CARVE_BLOCK.max(len));
+            b = bytes::BytesMut::with_capacity(CARVE_BLOCK.max(len));
         }
         for p in parts {
             b.extend_from_slice(p);
         }
-        b.split().freeze()
+        let v = b.split().freeze();
+        spare.give_back(b);
+        v
     })
+}
+
+thread_local! {
+    /// The carving block (a pool of one, `crate::spares`): an idle second lets it go at the
+    /// worker's sweep ([`trim_block`]).
+    static BLOCK: crate::spares::Spares<bytes::BytesMut> =
+        const { crate::spares::Spares::new(1, 0) };
+}
+
+/// The worker's sweep: releases the carving block if no value was carved since the last one
+/// (its memory goes with its last value). Returns the bytes released (nominally a block).
+pub fn trim_block() -> usize {
+    BLOCK.with(crate::spares::Spares::trim) * CARVE_BLOCK
 }
 
 /// A carving block holds ~100 trace ids.

@@ -399,7 +399,7 @@ impl Connection {
         let mut s = self.streams.remove(&id)?;
         self.recent.record(id, how);
         self.credit_conn(s.recv_held + u64::from(s.recv_unreleased));
-        super::stream::recycle_queue(std::mem::take(&mut s.queue));
+        (self.cfg.recycle_send_queue)(std::mem::take(&mut s.queue));
         if self.streams.is_empty() {
             self.idle_since = self.now;
             // An idle connection keeps no arena block.

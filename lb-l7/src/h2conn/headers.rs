@@ -79,6 +79,7 @@ impl Connection {
             self.peer_initial_window,
             end_stream,
             head.content_length,
+            (self.cfg.send_queue)(),
         );
         self.streams.insert(id, s);
         self.glitches.progress();

@@ -84,7 +84,9 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+use bytes::Bytes;
 use http::HeaderMap;
+use std::collections::VecDeque;
 use std::time::Duration;
 
 pub use conn::Connection;
@@ -119,6 +121,13 @@ pub struct Config {
     /// default; a driver that gets the maps back when its requests are done can hand out
     /// those (an allocation or two less per request).
     pub header_map: fn(usize) -> HeaderMap,
+    /// Where a stream's send queue (its response's chunks) comes from: a new one by default
+    /// (which allocates once something is queued); a driver can hand out spares given back
+    /// by `recycle_send_queue` (an allocation less per response).
+    pub send_queue: fn() -> VecDeque<Bytes>,
+    /// Where a closed stream's send queue goes (it may still hold chunks never sent): dropped
+    /// by default.
+    pub recycle_send_queue: fn(VecDeque<Bytes>),
 }
 
 impl Default for Config {
@@ -134,6 +143,8 @@ impl Default for Config {
             header_read_timeout: Duration::from_secs(10),
             max_glitches: 100,
             header_map: HeaderMap::with_capacity,
+            send_queue: VecDeque::new,
+            recycle_send_queue: drop,
         }
     }
 }

@@ -3,7 +3,6 @@
 //! windows, the response bytes queued, the content-length count; and the memory of recently
 //! closed streams (how they closed decides what a late frame on them means).
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes};
@@ -46,7 +45,14 @@ pub(super) struct Stream {
 }
 
 impl Stream {
-    pub fn new(recv_window: i64, send_window: i64, end_stream: bool, cl: Option<u64>) -> Self {
+    /// `queue`: an empty send queue (`Config::send_queue`).
+    pub fn new(
+        recv_window: i64,
+        send_window: i64,
+        end_stream: bool,
+        cl: Option<u64>,
+        queue: VecDeque<Bytes>,
+    ) -> Self {
         Stream {
             recv_open: !end_stream,
             send: Send::Idle,
@@ -54,7 +60,7 @@ impl Stream {
             recv_unreleased: 0,
             recv_held: 0,
             send_window,
-            queue: spare_queue(),
+            queue,
             queued: 0,
             trailers: None,
             scheduled: false,
@@ -96,38 +102,6 @@ impl Stream {
             }
         }
     }
-}
-
-/// Empty send queues kept for the next streams, per thread (a worker is one): a new queue
-/// per stream is an allocation per response, and spares kept per connection went each time
-/// it had no stream left (an idle connection keeps none). Streams end in bursts (hundreds in
-/// flight per worker), more at once than 64 spares held: under `h2load -c16 -m32` about a
-/// third of the responses grew a new queue.
-/// An empty queue of at most 16 chunks is ≤ 512 bytes: 256 kept are ≤ 128 KB per worker.
-const SPARE_QUEUES: usize = 256;
-/// A queue that grew beyond this many chunks (a large response) is not kept.
-const MAX_KEPT_QUEUE: usize = 16;
-
-thread_local! {
-    static SPARE: RefCell<Vec<VecDeque<Bytes>>> = const { RefCell::new(Vec::new()) };
-}
-
-fn spare_queue() -> VecDeque<Bytes> {
-    SPARE.with(|s| s.borrow_mut().pop()).unwrap_or_default()
-}
-
-/// A stream's send queue, done with: emptied and kept for the next stream.
-pub(super) fn recycle_queue(mut q: VecDeque<Bytes>) {
-    if q.capacity() == 0 || q.capacity() > MAX_KEPT_QUEUE {
-        return;
-    }
-    q.clear();
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARE_QUEUES {
-            s.push(q);
-        }
-    });
 }
 
 /// How a stream closed.
@@ -177,7 +151,7 @@ mod tests {
 
     #[test]
     fn capacity_is_bounded_by_window_and_buffer() {
-        let mut s = Stream::new(100, 10, true, None);
+        let mut s = Stream::new(100, 10, true, None, VecDeque::new());
         assert_eq!(s.capacity(64), 10);
         s.send_window = 1000;
         assert_eq!(s.capacity(64), 64);

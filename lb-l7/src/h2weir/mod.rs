@@ -7,10 +7,11 @@
 //! body, fed from the connection's DATA frames and handing flow-control credit back only as the
 //! pipeline consumes it; `head` turns a pipeline response head into an HTTP/2 one; `server`
 //! is the connection loop (reads drained, then one write per batch; deadlines; GOAWAY on stop,
-//! keep-alive, the request limit, abuse). Selected by `[load_balancer] http2_engine = "weir"`,
+//! keep-alive, the request limit, abuse); `send_queues` the streams' spare send queues. Selected by `[load_balancer] http2_engine = "weir"`,
 //! the default (docs/l7.md). Never imports the other engines (`crate::layering` checks).
 
 pub mod head;
 pub mod recv;
+pub mod send_queues;
 pub mod server;
 mod streams;

@@ -69,6 +69,8 @@ pub fn config(sh: &Shared) -> h2conn::Config {
         // Spares the pipeline gives back once a request's head is written (and after a
         // response's head was sent).
         header_map: codec::spare_map,
+        send_queue: super::send_queues::take,
+        recycle_send_queue: super::send_queues::give_back,
         ..h2conn::Config::default()
     }
 }

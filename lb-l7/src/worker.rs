@@ -51,7 +51,8 @@ pub struct WorkerOptions {
     pub socket_channel: Option<RawFd>,
     /// Gives memory the process's allocator holds freed back to the OS (`weir` passes
     /// mimalloc's `mi_collect`): called after idle connections parked in bulk
-    /// (`crate::accept::park`), whose tasks' memory is then free, at most once a second.
+    /// (`crate::accept::park`), whose tasks' memory is then free, and after the sweep released
+    /// spares an idle period left unused (`trim_spares`), at most once a second each.
     pub release_memory: Option<fn()>,
 }
 
@@ -76,6 +77,8 @@ pub struct Worker {
     /// Idle plain connections without a task (`crate::accept::park`); its epoll instance is
     /// made here, before the worker's sandbox.
     lot: Arc<crate::accept::park::Lot>,
+    /// See `WorkerOptions::release_memory`.
+    release_memory: Option<fn()>,
 }
 
 /// A cheap handle to a worker's counters that outlives `serve`'s borrow of the worker.
@@ -403,6 +406,7 @@ impl Worker {
         );
         Ok(Worker {
             lot,
+            release_memory: opts.release_memory,
             shared,
             listeners,
             stop,
@@ -476,6 +480,7 @@ impl Worker {
         let sweeper = {
             let mut sh = self.shared.clone();
             let lot = self.lot.clone();
+            let release_memory = self.release_memory;
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(crate::idle::TICK);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -505,6 +510,13 @@ impl Worker {
                                 t.pool.sweep(now);
                             }
                             g.tick(now);
+                        }
+                        // Spares an idle second left unused (this thread's: the worker's
+                        // runtime is one thread, `crate::spares`).
+                        if trim_spares() >= RELEASE_AFTER_TRIM
+                            && let Some(release) = release_memory
+                        {
+                            release();
                         }
                     }
                 }
@@ -546,6 +558,78 @@ impl Worker {
             "drained"
         );
         Ok(())
+    }
+}
+
+/// Releases the spares of every per-thread pool (`crate::spares`) on this thread that the
+/// period since the last call did not use, down to what it used at its busiest or the pool's
+/// floor; returns the bytes released (nominally). The sweep calls it once a second.
+fn trim_spares() -> usize {
+    crate::pipeline::readbuf::trim()
+        + crate::pipeline::codec::trim_spares()
+        + crate::headers::trim_block()
+        + crate::h2weir::send_queues::trim()
+}
+
+/// Spares released by one sweep (nominally) above which the allocator is asked to give the
+/// memory back (`WorkerOptions::release_memory`): after a burst, not for a few each second.
+const RELEASE_AFTER_TRIM: usize = 64 * 1024;
+
+#[cfg(test)]
+mod spares_trim {
+    use super::*;
+
+    /// Every pool `trim_spares` must reach, filled on this thread as a burst leaves them; two
+    /// idle sweeps later each is down to its floor.
+    #[test]
+    fn the_sweep_trims_every_pool_of_its_thread_to_its_floor() {
+        use crate::h2weir::send_queues;
+        use crate::pipeline::{codec, readbuf};
+        // A burst: 200 of each out at once, then all given back.
+        let bufs: Vec<_> = (0..200).map(|_| readbuf::take()).collect();
+        bufs.into_iter().for_each(readbuf::give_back);
+        let maps: Vec<_> = (0..200).map(|_| codec::spare_map(8)).collect();
+        maps.into_iter().for_each(codec::recycle_headers);
+        let h = http::HeaderMap::new();
+        let heads: Vec<_> = (0..200)
+            .map(|_| codec::UpstreamHead::new(&http::Method::GET, "/", &h, None))
+            .collect();
+        drop(heads);
+        let mut fields = vec![];
+        for _ in 0..200 {
+            let mut b = bytes::BytesMut::from(&b"HTTP/1.1 200 OK\r\na: b\r\n\r\n"[..]);
+            if let Ok(Some(head)) = codec::parse_response(&mut b) {
+                fields.push(head);
+            }
+        }
+        assert_eq!(fields.len(), 200);
+        fields.into_iter().for_each(codec::ResponseHead::recycle);
+        let queues: Vec<_> = (0..300)
+            .map(|_| {
+                let mut q = send_queues::take();
+                q.push_back(bytes::Bytes::from_static(b"x"));
+                q
+            })
+            .collect();
+        queues.into_iter().for_each(send_queues::give_back);
+        let block = crate::headers::carved_concat(&[b"abc"]);
+        let full = (128, (32, 32, 128), 256);
+        let held = || (readbuf::held(), codec::spares_held(), send_queues::held());
+        assert_eq!(held(), full, "each pool at its bound");
+        // The burst's second: everything was used, nothing goes.
+        assert_eq!(trim_spares(), 0);
+        assert_eq!(held(), full);
+        // An idle second: down to the floors (the carving block, unused, goes too).
+        let released = trim_spares();
+        assert_eq!(
+            released,
+            120 * 4096 + (28 + 28 + 124) * 1024 + 240 * 512 + 4096
+        );
+        assert!(released >= RELEASE_AFTER_TRIM);
+        assert_eq!(held(), (8, (4, 4, 4), 16));
+        assert_eq!(trim_spares(), 0, "nothing more once idle");
+        assert_eq!(held(), (8, (4, 4, 4), 16));
+        drop(block);
     }
 }
 

@@ -12,6 +12,7 @@ pub mod overlay;
 pub mod proc_stat;
 pub mod reload;
 pub mod run;
+pub mod run_dir;
 pub mod stats;
 pub mod sysctl;
 pub mod top;

@@ -380,7 +380,7 @@ impl InForce {
 
 /// The status file (`/run/weir/status-<pid>.json`) says which generation is in force.
 pub fn status_path() -> PathBuf {
-    PathBuf::from(format!("/run/weir/status-{}.json", std::process::id()))
+    Path::new(crate::run_dir::DIR).join(format!("status-{}.json", std::process::id()))
 }
 
 /// Writes the status file: the generation in force and where it came from.
@@ -391,7 +391,7 @@ pub fn write_status(generation: u64, source: &str) {
         "generation": generation,
         "config": source,
     });
-    let res = std::fs::create_dir_all("/run/weir")
+    let res = std::fs::create_dir_all(crate::run_dir::DIR)
         .and_then(|()| std::fs::write(&path, format!("{body}\n")));
     if let Err(e) = res {
         tracing::warn!(path = %path.display(), error = %e, "cannot write the status file");
@@ -400,7 +400,7 @@ pub fn write_status(generation: u64, source: &str) {
 
 /// Removes the status files of weirs that are gone (SIGKILLed: no exit ran).
 pub fn remove_stale_status() {
-    let Ok(dir) = std::fs::read_dir("/run/weir") else {
+    let Ok(dir) = std::fs::read_dir(crate::run_dir::DIR) else {
         return;
     };
     for e in dir.flatten() {

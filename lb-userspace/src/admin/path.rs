@@ -16,7 +16,7 @@ use anyhow::bail;
 
 use crate::config::admin::AdminSettings;
 
-pub const DIR: &str = "/run/weir";
+use crate::run_dir::DIR;
 const SUFFIX: &str = ".sock";
 
 /// Whether this process shares the network namespace of pid 1. Where pid 1's namespace cannot

@@ -120,7 +120,7 @@ pub fn path_in(dir: &Path, owner: Owner) -> PathBuf {
 /// The state file of this process's daemon: `weir run --iface IF`'s when `iface` is given,
 /// else this network namespace's L7-only daemon's.
 pub fn path(iface: Option<&str>) -> anyhow::Result<PathBuf> {
-    let dir = Path::new(crate::sysctl::RECORD_DIR);
+    let dir = Path::new(crate::run_dir::DIR);
     let owner = match iface {
         Some(i) if i.is_empty() || i.contains('/') || i == "." || i == ".." => {
             anyhow::bail!("`{i}` is not an interface name")

@@ -15,7 +15,8 @@ use lb_common::maps;
 pub const PINNED: [&str; 3] = [maps::STATS, maps::VIP_STATS, maps::VIPS];
 
 pub const BPFFS_ROOT: &str = "/sys/fs/bpf/weir";
-pub const LOCK_ROOT: &str = "/run/weir";
+/// Where the lock files (and notes) are: the run directory.
+pub const LOCK_ROOT: &str = crate::run_dir::DIR;
 
 pub fn dir_for(iface: &str) -> PathBuf {
     Path::new(BPFFS_ROOT).join(iface)

@@ -217,8 +217,10 @@ fn sysctl_get(key: &str) -> std::io::Result<String> {
 ///   only then, or when the listener's SYN queue is full), at least 1 otherwise so late cookie
 ///   ACKs still validate; re-asserted by [`SynControl`]'s ticks when something else rewrites it.
 ///
-/// The originals are recorded in `/run/weir` before the first change (`crate::sysctl`), so the
-/// next start restores them after a crash or SIGKILL.
+/// They are held jointly with the namespace's other weir daemons (`crate::sysctl`): the
+/// originals are recorded in `/run/weir` before the first change, a value goes back only when
+/// no running weir of the namespace needs it (the highest asked is in force meanwhile), and the
+/// next start restores what daemons killed without their cleanup left.
 pub struct HostSysctls {
     syncookies_base: String,
 }
@@ -252,9 +254,10 @@ const TIMESTAMPS: &str = "net/ipv4/tcp_timestamps";
 
 impl HostSysctls {
     pub fn apply() -> anyhow::Result<HostSysctls> {
-        // The values as the host has them (a crashed weir's changes were undone at start).
-        let timestamps = sysctl_get(TIMESTAMPS)?;
-        let syncookies = sysctl_get(SYNCOOKIES)?;
+        // The values as the host had them before any weir of this namespace changed them
+        // (another daemon here, `weir run --iface` on another NIC, may have cookies on now).
+        let timestamps = crate::sysctl::original(TIMESTAMPS)?;
+        let syncookies = crate::sysctl::original(SYNCOOKIES)?;
         // From here on, a failure drops `h`, which restores what was changed.
         let h = HostSysctls {
             syncookies_base: if syncookies == "0" {

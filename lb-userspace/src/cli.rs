@@ -159,6 +159,16 @@ pub enum TargetsCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// DNS discovery per discovering target group (HAProxy's `show resolvers`): the name and
+    /// record type asked, the targets in force, the last resolution and its outcome, failures
+    /// in a row, the next resolution, the generation the last change made.
+    Discovery {
+        /// Only this target group (an error if it does not discover).
+        #[arg(long, value_parser = parse_group)]
+        target_group: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Register targets at run time (ALB's register-targets): a new configuration generation
     /// for every worker; a new target gets traffic once its health checks pass. Not persisted:
     /// a reload applies the file, which keeps a target only if the file has it.
@@ -294,6 +304,8 @@ mod tests {
                 "eth0",
             ],
             &["weir", "targets", "health", "--target-group", "g"],
+            &["weir", "targets", "discovery", "--json"],
+            &["weir", "targets", "discovery", "--target-group", "g"],
             &[
                 "weir",
                 "targets",

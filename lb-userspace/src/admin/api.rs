@@ -8,7 +8,9 @@ use serde::Serialize;
 
 use super::{
     error::ApiError,
-    model::{Reloaded, Status, TargetList, TargetSpec, TargetsChanged, TargetsRequest},
+    model::{
+        DiscoveryList, Reloaded, Status, TargetList, TargetSpec, TargetsChanged, TargetsRequest,
+    },
     views,
 };
 use crate::config::Config;
@@ -27,6 +29,16 @@ pub trait AdminState: Send + Sync + 'static {
     /// The aggregate of every worker and the XDP tier (`crate::metrics::view::MetricsView`).
     fn metrics(&self) -> Result<serde_json::Value, ApiError> {
         Err(ApiError::not_implemented("metrics"))
+    }
+    /// DNS discovery's state of every discovering group (`group`: only that one, known to
+    /// exist and to discover), by group name.
+    fn discovery(
+        &self,
+        _group: Option<&str>,
+    ) -> Result<Vec<crate::discovery::view::GroupDiscovery>, ApiError> {
+        Err(ApiError::not_implemented(
+            "DNS discovery (no L7 workers run: --no-l7 or no listeners)",
+        ))
     }
     /// `targets` are checked (addresses, ports) and the group exists.
     fn register(
@@ -57,6 +69,10 @@ pub enum Route {
     TargetsRegister(String),
     TargetsDeregister(String),
     TargetHealth(Option<String>),
+    /// Every discovering group's DNS discovery.
+    Discovery,
+    /// One group's.
+    GroupDiscovery(String),
     Reload,
     Metrics,
 }
@@ -93,6 +109,10 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Api
                 )),
             }
         }
+        ["v1", "target-groups", name, "discovery"] => {
+            only("GET", Route::GroupDiscovery(name.to_string()))
+        }
+        ["v1", "discovery"] => only("GET", Route::Discovery),
         ["v1", "target-health"] => only("GET", Route::TargetHealth(target_group_param(query)?)),
         ["v1", "reload"] => only("POST", Route::Reload),
         ["v1", "metrics"] => only("GET", Route::Metrics),
@@ -205,6 +225,24 @@ async fn answer<S: AdminState>(
                 group_exists(g)?;
             }
             ok(&state.target_health(g.as_deref())?)
+        }
+        Route::Discovery => ok(&DiscoveryList {
+            target_groups: state.discovery(None)?,
+        }),
+        Route::GroupDiscovery(g) => {
+            group_exists(&g)?;
+            if cfg
+                .l7
+                .target_group(&g)
+                .is_some_and(|t| t.discovery.is_none())
+            {
+                return Err(ApiError::discovery_not_configured(&g));
+            }
+            let one = state
+                .discovery(Some(&g))?
+                .into_iter()
+                .find(|r| r.target_group == g);
+            ok(&one.ok_or_else(|| ApiError::discovery_not_configured(&g))?)
         }
         Route::Reload => ok(&state.reload().await?),
         Route::Metrics => ok(&state.metrics()?),

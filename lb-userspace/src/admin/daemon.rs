@@ -20,7 +20,11 @@ use super::{
     },
     procs,
 };
-use crate::{config::Config, overlay::Source};
+use crate::{
+    config::Config,
+    discovery::view::{Board, GroupDiscovery},
+    overlay::Source,
+};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -89,6 +93,8 @@ pub struct Delegates {
     pub workers: bool,
     /// The health state file the checker writes (`crate::health::file`).
     pub health_file: Option<PathBuf>,
+    /// DNS discovery's records (`None`: discovery does not run, no workers).
+    pub discovery: Option<Board>,
 }
 
 pub struct Daemon {
@@ -158,6 +164,24 @@ fn resolve(cfg: &Config, group: &str, targets: &[TargetSpec]) -> Result<Vec<Sock
                 ApiError::invalid_target(format!("target id `{}` is not an IP address", t.id))
             })?;
             Ok(SocketAddr::new(ip, t.port.unwrap_or(port)))
+        })
+        .collect()
+}
+
+/// The records of `cfg`'s discovering groups (`group`: that one only). A group whose task has
+/// not written its record yet (just started, or just reloaded) shows as not resolved yet.
+pub fn discovering(cfg: &Config, board: &Board, group: Option<&str>) -> Vec<GroupDiscovery> {
+    cfg.l7
+        .target_group
+        .iter()
+        .filter(|g| group.is_none_or(|n| g.name == n))
+        .filter_map(|g| {
+            let d = g.discovery.as_ref()?;
+            Some(
+                board
+                    .get(&g.name)
+                    .unwrap_or_else(|| GroupDiscovery::new(&g.name, d, g.port, &[])),
+            )
         })
         .collect()
 }
@@ -234,6 +258,15 @@ impl AdminState for Daemon {
             groups.retain(|x| x["name"] == g);
         }
         Ok(v)
+    }
+
+    fn discovery(&self, group: Option<&str>) -> Result<Vec<GroupDiscovery>, ApiError> {
+        let Some(board) = &self.delegates.discovery else {
+            return Err(ApiError::not_implemented(
+                "DNS discovery (no L7 workers run: --no-l7 or no listeners)",
+            ));
+        };
+        Ok(discovering(&self.config(), board, group))
     }
 
     fn metrics(&self) -> Result<serde_json::Value, ApiError> {

@@ -104,6 +104,17 @@ impl ApiError {
         )
     }
 
+    /// A target group that exists but has no `[target_group.discovery]`.
+    pub fn discovery_not_configured(group: &str) -> ApiError {
+        Self::new(
+            404,
+            "DiscoveryNotConfigured",
+            format!(
+                "target group `{group}` has no DNS discovery ([target_group.discovery]): its targets are the file's and those registered at run time"
+            ),
+        )
+    }
+
     pub fn invalid_target(message: impl Into<String>) -> ApiError {
         Self::new(400, "InvalidTarget", message)
     }

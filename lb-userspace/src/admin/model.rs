@@ -101,6 +101,13 @@ pub struct TargetsChanged {
     pub config: String,
 }
 
+/// `GET /v1/discovery`: every target group that discovers its targets in DNS, by name (empty
+/// when none does). `GET /v1/target-groups/{name}/discovery` answers one of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryList {
+    pub target_groups: Vec<crate::discovery::view::GroupDiscovery>,
+}
+
 /// `POST /v1/reload`, applied.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reloaded {

@@ -6,6 +6,7 @@ use super::{
     model::{Reloaded, Status, TargetList, TargetsChanged},
     views::{ActionView, ConditionView, ListenerList, RuleList},
 };
+use crate::discovery::view::{GroupDiscovery, Outcome};
 
 fn duration(s: u64) -> String {
     match (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60) {
@@ -172,6 +173,106 @@ pub fn reloaded(r: &Reloaded) -> String {
     )
 }
 
+/// Milliseconds as `0.4s` under a minute, else as [`duration`].
+fn span(ms: u64) -> String {
+    if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else {
+        duration(ms / 1000)
+    }
+}
+
+/// `t_ms` against `now_ms`: `1.2s ago`, `in 0.8s`.
+fn relative(t_ms: u64, now_ms: u64) -> String {
+    if t_ms <= now_ms {
+        format!("{} ago", span(now_ms - t_ms))
+    } else {
+        format!("in {}", span(t_ms - now_ms))
+    }
+}
+
+/// DNS discovery per group (HAProxy's `show resolvers`), times relative to `now_ms`.
+pub fn discovery(groups: &[GroupDiscovery], now_ms: u64) -> String {
+    if groups.is_empty() {
+        return "no target group discovers its targets in DNS ([target_group.discovery])\n".into();
+    }
+    let mut o = String::new();
+    for g in groups {
+        let via = if g.resolvers.is_empty() {
+            "the system's resolvers".to_string()
+        } else {
+            g.resolvers.join(", ")
+        };
+        let _ = writeln!(
+            o,
+            "target group {}: {} {} via {via} (port {})",
+            g.target_group, g.record_type, g.name, g.port
+        );
+        let _ = writeln!(o, "  targets:          {} in force", g.targets.len());
+        for t in &g.targets {
+            let _ = writeln!(o, "    {t}");
+        }
+        let last = match &g.last_resolution {
+            None => "not yet".to_string(),
+            Some(r) => {
+                let what = match &r.outcome {
+                    Outcome::Answer { found } => format!("answer, {found} targets found"),
+                    Outcome::Empty { nxdomain } => format!(
+                        "empty ({}): no discovered targets",
+                        if *nxdomain { "NXDOMAIN" } else { "no records" }
+                    ),
+                    Outcome::EmptyHeld {
+                        nxdomain,
+                        held_until_unix_ms,
+                    } => format!(
+                        "empty ({}): the targets are held {}",
+                        if *nxdomain { "NXDOMAIN" } else { "no records" },
+                        match held_until_unix_ms.checked_sub(now_ms) {
+                            Some(left) if left > 0 => format!("for {} more", span(left)),
+                            _ => "no longer".into(),
+                        }
+                    ),
+                    Outcome::Failed { error } => {
+                        format!("FAILED ({error}): the targets stay")
+                    }
+                };
+                format!("{}: {what}", relative(r.time_unix_ms, now_ms))
+            }
+        };
+        let _ = writeln!(o, "  last resolution:  {last}");
+        let _ = writeln!(o, "  failures in a row: {}", g.consecutive_failures);
+        if let Some(n) = g.next_resolution_unix_ms {
+            let _ = writeln!(o, "  next resolution:  {}", relative(n, now_ms));
+        }
+        match &g.last_change {
+            Some(c) => {
+                let _ = writeln!(
+                    o,
+                    "  last change:      generation {}, {}",
+                    c.generation,
+                    relative(c.time_unix_ms, now_ms)
+                );
+            }
+            None => {
+                let _ = writeln!(o, "  last change:      none");
+            }
+        }
+        if let Some(why) = &g.refused {
+            let _ = writeln!(
+                o,
+                "  REFUSED:          {why} (handed over again at the next resolution)"
+            );
+        }
+        let r = &g.resolutions;
+        let _ = writeln!(
+            o,
+            "  resolutions:      {} answer, {} empty, {} failed",
+            r.answer, r.empty, r.failed
+        );
+    }
+    o
+}
+
 /// ALB's `describe-target-health`, per group, from the health view's JSON.
 pub fn health(v: &serde_json::Value) -> String {
     let mut o = String::new();
@@ -252,6 +353,57 @@ mod tests {
             ..s
         });
         assert!(!none.contains("health file"), "{none}");
+    }
+
+    #[test]
+    fn discovery_shows_outcomes_and_times_relative_to_now() {
+        use crate::discovery::view::{Change, Counts, Resolution};
+        let d: lb_l7::config::Discovery =
+            toml::from_str("name = \"web.svc.test\"\ntype = \"A\"").unwrap();
+        let mut g = GroupDiscovery::new("web", &d, 8080, &["10.0.0.1:8080".parse().unwrap()]);
+        assert!(discovery(&[g.clone()], 0).contains("last resolution:  not yet"));
+        g.last_resolution = Some(Resolution {
+            time_unix_ms: 98_800,
+            outcome: Outcome::Failed {
+                error: "request timed out".into(),
+            },
+        });
+        g.consecutive_failures = 3;
+        g.next_resolution_unix_ms = Some(102_000);
+        g.last_change = Some(Change {
+            generation: 4,
+            time_unix_ms: 10_000,
+        });
+        g.resolutions = Counts {
+            answer: 7,
+            empty: 0,
+            failed: 3,
+        };
+        let t = discovery(&[g.clone()], 100_000);
+        for want in [
+            "target group web: A web.svc.test via the system's resolvers (port 8080)\n",
+            "  targets:          1 in force\n    10.0.0.1:8080\n",
+            "last resolution:  1.2s ago: FAILED (request timed out): the targets stay\n",
+            "failures in a row: 3\n",
+            "next resolution:  in 2.0s\n",
+            "last change:      generation 4, 1m30s ago\n",
+            "resolutions:      7 answer, 0 empty, 3 failed\n",
+        ] {
+            assert!(t.contains(want), "{want:?} in\n{t}");
+        }
+        g.last_resolution = Some(Resolution {
+            time_unix_ms: 100_000,
+            outcome: Outcome::EmptyHeld {
+                nxdomain: true,
+                held_until_unix_ms: 104_000,
+            },
+        });
+        let t = discovery(&[g], 100_000);
+        assert!(
+            t.contains("0.0s ago: empty (NXDOMAIN): the targets are held for 4.0s more\n"),
+            "{t}"
+        );
+        assert!(discovery(&[], 0).starts_with("no target group discovers"));
     }
 
     #[test]

@@ -95,6 +95,30 @@ fn targets_call(cmd: &TargetsCommand) -> (Call, &ClientArgs) {
             },
             client,
         ),
+        TargetsCommand::Discovery {
+            target_group,
+            client,
+        } => {
+            let (uri, show): (String, fn(&serde_json::Value) -> anyhow::Result<String>) =
+                match target_group {
+                    Some(g) => (format!("/v1/target-groups/{g}/discovery"), |v| {
+                        Ok(text::discovery(&[parse(v)?], unix_ms_now()))
+                    }),
+                    None => ("/v1/discovery".into(), |v| {
+                        let l: model::DiscoveryList = parse(v)?;
+                        Ok(text::discovery(&l.target_groups, unix_ms_now()))
+                    }),
+                };
+            (
+                Call {
+                    method: "GET",
+                    uri,
+                    body: None,
+                    show,
+                },
+                client,
+            )
+        }
         TargetsCommand::Register(c) => (
             Call {
                 method: "POST",
@@ -114,6 +138,14 @@ fn targets_call(cmd: &TargetsCommand) -> (Call, &ClientArgs) {
             &c.client,
         ),
     }
+}
+
+/// This host's clock as Unix milliseconds: the daemon's times are shown relative to it (the
+/// daemon runs on the same host).
+fn unix_ms_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Runs the admin verb `cmd`. With `--json`, an error object from the daemon is printed on

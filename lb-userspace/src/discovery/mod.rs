@@ -9,9 +9,14 @@
 //! A reload that keeps a group's discovery settings (and port) keeps its task; one that changes
 //! them restarts it from the targets last handed over (so an empty answer can still remove
 //! them); a group that loses its discovery gets an empty set.
+//!
+//! Each task also keeps its group's record on a [`view::Board`] (the name asked, the targets
+//! in force, the last resolution's outcome, the failures in a row, the next resolution, the
+//! last change's generation), which the admin API and the metrics read.
 
 pub mod dns;
 pub mod plan;
+pub mod view;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -19,6 +24,7 @@ use std::{
     net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex},
+    time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
 use lb_l7::{L7Config, config::Discovery};
@@ -28,6 +34,7 @@ use tracing::{debug, info, warn};
 use crate::overlay::TargetChange;
 use crate::reload::ReloadHandle;
 use plan::{News, Plan, Settings};
+use view::{Board, GroupDiscovery};
 
 /// Where a group's discovered targets go.
 pub trait Sink: Send + Sync + 'static {
@@ -70,14 +77,16 @@ pub fn wanted(cfg: &L7Config) -> bool {
 }
 
 /// Starts discovery for `cfg`'s groups on the current runtime; it follows the configurations
-/// given to the returned [`Reconfigure`] and stops when `stop` turns true.
+/// given to the returned [`Reconfigure`], keeps each group's record on `board`, and stops when
+/// `stop` turns true.
 pub fn start(
     cfg: &L7Config,
     sink: Arc<dyn Sink>,
+    board: Board,
     stop: watch::Receiver<bool>,
 ) -> (Reconfigure, JoinHandle<()>) {
     let (tx, configs) = watch::channel(Arc::new(cfg.clone()));
-    let task = tokio::spawn(run(sink, configs, stop));
+    let task = tokio::spawn(run(sink, board, configs, stop));
     (Reconfigure(Arc::new(tx)), task)
 }
 
@@ -96,16 +105,36 @@ struct Running {
 /// The targets last handed over, per group.
 type Published = Arc<Mutex<BTreeMap<String, Vec<SocketAddr>>>>;
 
+/// The wall clock as Unix milliseconds (the records' times).
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// What the tasks share: where the targets go, the targets handed over, the records.
+#[derive(Clone)]
+struct Shared {
+    sink: Arc<dyn Sink>,
+    published: Published,
+    board: Board,
+}
+
 async fn run(
     sink: Arc<dyn Sink>,
+    board: Board,
     mut configs: watch::Receiver<Arc<L7Config>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let published: Published = Arc::default();
+    let shared = Shared {
+        sink,
+        published: Arc::default(),
+        board,
+    };
     let mut running: HashMap<String, Running> = HashMap::new();
     loop {
         let cfg = configs.borrow_and_update().clone();
-        follow(&cfg, &mut running, &sink, &published).await;
+        follow(&cfg, &mut running, &shared).await;
         tokio::select! {
             _ = stop.wait_for(|s| *s) => break,
             r = configs.changed() => if r.is_err() { break },
@@ -117,12 +146,10 @@ async fn run(
 }
 
 /// Starts, keeps, restarts or stops each group's task for `cfg`.
-async fn follow(
-    cfg: &L7Config,
-    running: &mut HashMap<String, Running>,
-    sink: &Arc<dyn Sink>,
-    published: &Published,
-) {
+async fn follow(cfg: &L7Config, running: &mut HashMap<String, Running>, shared: &Shared) {
+    let Shared {
+        sink, published, ..
+    } = shared;
     let mut wanted: HashMap<String, Key> = cfg
         .target_group
         .iter()
@@ -151,6 +178,7 @@ async fn follow(
             // Changed settings: restarted below from the targets handed over.
             continue;
         }
+        shared.board.remove(&name);
         let had = published
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -169,6 +197,12 @@ async fn follow(
             .get(&name)
             .cloned()
             .unwrap_or_default();
+        shared.board.start(GroupDiscovery::new(
+            &name,
+            &key.discovery,
+            key.port,
+            &before,
+        ));
         let plan = Plan::with_targets(Settings::from_config(&key.discovery), before);
         let dns = dns::Dns::new(&key.discovery, key.port);
         info!(target_group = %name, name = %key.discovery.name, kind = ?key.discovery.kind, "discovery: resolving");
@@ -177,31 +211,34 @@ async fn follow(
             key.discovery.name.clone(),
             dns,
             plan,
-            sink.clone(),
-            published.clone(),
+            shared.clone(),
         ));
         running.insert(name, Running { key, task });
     }
 }
 
 /// Resolves one group's name for as long as it runs.
-async fn resolve_loop(
-    group: String,
-    name: String,
-    dns: dns::Dns,
-    mut plan: Plan,
-    sink: Arc<dyn Sink>,
-    published: Published,
-) {
+async fn resolve_loop(group: String, name: String, dns: dns::Dns, mut plan: Plan, shared: Shared) {
+    let Shared {
+        sink,
+        published,
+        board,
+    } = shared;
     loop {
         let answer = dns.resolve().await;
         debug!(target_group = %group, name = %name, ?answer, "discovery answer");
-        let step = plan.observe(std::time::Instant::now(), answer);
+        let now = Instant::now();
+        let step = plan.observe(now, answer.clone());
+        board.update(&group, |r| {
+            r.resolved(now, unix_ms_now(), &answer, &step, &plan)
+        });
         for n in &step.news {
             log(&group, &name, n);
         }
         if let Some(targets) = step.targets {
-            match sink.discovered(group.clone(), targets.clone()).await {
+            let handed = sink.discovered(group.clone(), targets.clone()).await;
+            board.update(&group, |r| r.handed_over(unix_ms_now(), &targets, &handed));
+            match handed {
                 Ok(generation) => {
                     debug!(target_group = %group, generation, "discovered targets in force");
                     published

@@ -151,6 +151,13 @@ impl Plan {
         self.failures
     }
 
+    /// While only empty answers have come since some time and targets remain: when they are
+    /// removed unless records come back (`hold_empty` after the first of those answers).
+    pub fn held_until(&self) -> Option<Instant> {
+        let since = self.empty_since?;
+        (!self.targets.is_empty()).then(|| since + self.settings.hold_empty)
+    }
+
     /// Takes the answer of a resolution made at `now`.
     pub fn observe(&mut self, now: Instant, answer: Answer) -> Step {
         let mut news = Vec::new();
@@ -396,6 +403,7 @@ mod tests {
         let s = p.observe(t0 + secs(10), nx.clone());
         assert_eq!(s.targets, None, "held");
         assert_eq!(s.next, t0 + secs(15), "resolved again at the floor");
+        assert_eq!(p.held_until(), Some(t0 + secs(40)));
         assert_eq!(
             s.news,
             [News::EmptyHeld {
@@ -411,6 +419,7 @@ mod tests {
         assert_eq!(s.next, t0 + secs(40), "the hold's end, before the floor");
         let s = p.observe(t0 + secs(40), nx.clone());
         assert_eq!(s.targets, Some(vec![]));
+        assert_eq!(p.held_until(), None, "nothing left to hold");
         assert_eq!(
             s.news.last(),
             Some(&News::Changed {

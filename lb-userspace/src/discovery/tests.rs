@@ -1,5 +1,5 @@
 //! The runner: answers reach the sink, a reload restarts a changed group from the targets
-//! handed over, a group losing its discovery gets an empty set.
+//! handed over, a group losing its discovery gets an empty set; the board follows each.
 
 use super::dns::tests::{Reply, a, server};
 use super::*;
@@ -42,6 +42,17 @@ impl Recorder {
     }
 }
 
+/// `web`'s record once `ok` holds for it.
+async fn wait_board(board: &Board, ok: impl Fn(&GroupDiscovery) -> bool) -> GroupDiscovery {
+    for _ in 0..100 {
+        if let Some(r) = board.get("web").filter(|r| ok(r)) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("web's record never got there: {:?}", board.get("web"));
+}
+
 fn config(dns: SocketAddr, port: u16, discovery: bool) -> L7Config {
     let d = if discovery {
         format!(
@@ -79,8 +90,24 @@ async fn answers_reach_the_sink_and_reloads_are_followed() {
     .await;
     let sink = Arc::new(Recorder::default());
     let (stop_tx, stop) = watch::channel(false);
-    let (reconf, task) = start(&config(dns, 8080, true), sink.clone(), stop);
+    let board = Board::default();
+    let (reconf, task) = start(&config(dns, 8080, true), sink.clone(), board.clone(), stop);
     sink.wait_for(&["10.0.0.1:8080"]).await;
+    // The board has the answer, the change's generation (the recorder's: 2) and the next time.
+    let r = wait_board(&board, |r| r.last_change.is_some()).await;
+    assert_eq!(
+        (r.name.as_str(), r.record_type.as_str(), r.port),
+        ("web.svc.test", "A", 8080)
+    );
+    assert_eq!(r.targets, ["10.0.0.1:8080"]);
+    assert_eq!(r.last_change.map(|c| c.generation), Some(2));
+    let last = r.last_resolution.expect("resolved");
+    assert_eq!(last.outcome, view::Outcome::Answer { found: 1 });
+    assert!(
+        r.next_resolution_unix_ms
+            .is_some_and(|n| n >= last.time_unix_ms + 1000)
+    );
+    assert_eq!((r.consecutive_failures, r.resolutions.failed), (0, 0));
 
     // A record change, picked up at the next resolution (TTL 1 s).
     *ips.lock().unwrap() = vec!["10.0.0.3", "10.0.0.2"];
@@ -89,6 +116,8 @@ async fn answers_reach_the_sink_and_reloads_are_followed() {
     // A reload changing the group's port restarts its discovery.
     reconf.apply(&config(dns, 9090, true));
     sink.wait_for(&["10.0.0.2:9090", "10.0.0.3:9090"]).await;
+    let r = wait_board(&board, |r| r.targets.len() == 2 && r.port == 9090).await;
+    assert!(r.resolutions.answer >= 3, "counts carried over: {r:?}");
     let calls = sink.0.lock().unwrap().len();
     // The same configuration again: nothing restarts, nothing is sent while records stay.
     reconf.apply(&config(dns, 9090, true));
@@ -99,6 +128,10 @@ async fn answers_reach_the_sink_and_reloads_are_followed() {
     reconf.apply(&config(dns, 9090, false));
     sink.wait_for(&[]).await;
     assert!(sink.0.lock().unwrap().iter().all(|(g, _)| g == "web"));
+    assert!(
+        board.snapshot().is_empty(),
+        "no record for a group without discovery"
+    );
     stop_tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(2), task)
         .await

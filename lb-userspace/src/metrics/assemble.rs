@@ -9,8 +9,8 @@ use super::{
     series::{ELB_CODE, Key, RT_BUCKET, RT_COUNT, RT_SUM_US},
     store::{Store, WorkerFigures, sum},
     view::{
-        GroupFigures, Histogram, L7View, ListenerFigures, MetricsView, PacketsBytes, SynFigures,
-        TargetFigures, VipFigures, WorkerView, XdpView,
+        DiscoveryFigures, GroupFigures, Histogram, L7View, ListenerFigures, MetricsView,
+        PacketsBytes, SynFigures, TargetFigures, VipFigures, WorkerView, XdpView,
     },
 };
 use crate::{health::table::HealthSnapshot, xdp::Counters};
@@ -41,7 +41,28 @@ pub fn view(
         generation,
         l7: l7.map(l7_view),
         xdp: xdp.map(xdp_view),
+        discovery: Vec::new(),
     }
+}
+
+/// DNS discovery's records as figures.
+pub fn discovery(records: &[crate::discovery::view::GroupDiscovery]) -> Vec<DiscoveryFigures> {
+    records
+        .iter()
+        .map(|r| DiscoveryFigures {
+            target_group: r.target_group.clone(),
+            targets: r.targets.len() as u64,
+            consecutive_failures: r.consecutive_failures.into(),
+            resolutions: [
+                ("answer", r.resolutions.answer),
+                ("empty", r.resolutions.empty),
+                ("failed", r.resolutions.failed),
+            ]
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n))
+            .collect(),
+        })
+        .collect()
 }
 
 fn plain(m: &BTreeMap<Key, u64>) -> BTreeMap<String, u64> {

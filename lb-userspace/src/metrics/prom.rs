@@ -284,8 +284,45 @@ impl Collector for ViewCollector {
         if let Some(x) = &v.xdp {
             xdp_families(&mut enc, x)?;
         }
+        if !v.discovery.is_empty() {
+            discovery_families(&mut enc, &v.discovery)?;
+        }
         Ok(())
     }
+}
+
+fn discovery_families(
+    enc: &mut DescriptorEncoder,
+    groups: &[super::view::DiscoveryFigures],
+) -> fmt::Result {
+    let group = |g: &super::view::DiscoveryFigures| vec![("target_group", g.target_group.clone())];
+    family(
+        enc,
+        "weir_discovery_resolutions",
+        "weir: DNS discovery's resolutions of the group's name, by outcome (answer, empty: NXDOMAIN or no records, failed: no answer)",
+        Kind::Counter,
+        groups.iter().flat_map(|g| {
+            g.resolutions.iter().map(move |(outcome, n)| {
+                let mut l = group(g);
+                l.push(("outcome", outcome.clone()));
+                (l, *n)
+            })
+        }),
+    )?;
+    family(
+        enc,
+        "weir_discovery_targets",
+        "weir: the group's discovered targets in force",
+        Kind::Gauge,
+        groups.iter().map(|g| (group(g), g.targets)),
+    )?;
+    family(
+        enc,
+        "weir_discovery_consecutive_failures",
+        "weir: the group's failed DNS resolutions in a row (0 after any answer)",
+        Kind::Gauge,
+        groups.iter().map(|g| (group(g), g.consecutive_failures)),
+    )
 }
 
 fn l7_families(enc: &mut DescriptorEncoder, l7: &super::view::L7View) -> fmt::Result {

@@ -9,7 +9,7 @@ use super::{
     store::Store,
     view::MetricsView,
 };
-use crate::{health::table::HealthTable, l7::L7Handle, reload::InForce};
+use crate::{discovery::view::Board, health::table::HealthTable, l7::L7Handle, reload::InForce};
 
 /// Cheap to clone; shared by the Prometheus server and the admin API.
 #[derive(Clone)]
@@ -21,14 +21,22 @@ pub struct Source {
     /// The generation in force and its configuration (the listeners), as the main loop records
     /// them at each applied reload.
     pub in_force: InForce,
+    /// DNS discovery's records (`None`: no discovery runs).
+    pub discovery: Option<Board>,
 }
 
 impl Source {
-    pub fn new(l7: Option<&L7Handle>, iface: Option<String>, in_force: InForce) -> Source {
+    pub fn new(
+        l7: Option<&L7Handle>,
+        iface: Option<String>,
+        in_force: InForce,
+        discovery: Option<Board>,
+    ) -> Source {
         Source {
             l7: l7.map(|h| (h.metrics.clone(), h.health.clone())),
             iface,
             in_force,
+            discovery,
         }
     }
 
@@ -58,7 +66,11 @@ impl Source {
             health: health.snapshot(),
             listeners: &in_force.config.l7.listener,
         });
-        assemble::view(in_force.generation, now, l7, xdp)
+        let mut v = assemble::view(in_force.generation, now, l7, xdp);
+        if let Some(b) = &self.discovery {
+            v.discovery = assemble::discovery(&b.snapshot());
+        }
+        v
     }
 
     pub fn json(&self) -> serde_json::Value {

@@ -313,3 +313,40 @@ fn a_worker_killed_between_views_leaves_every_counter_where_it_was() {
     assert_eq!(after["weir_request_count_total"], 16.0);
     assert_eq!(after["weir_worker_restarts_total{worker=\"0\"}"], 1.0);
 }
+
+#[test]
+fn discovery_figures_come_from_the_records_and_show_on_the_page() {
+    use crate::discovery::view::GroupDiscovery;
+    let d: lb_l7::config::Discovery =
+        toml::from_str("name = \"web.svc.test\"\ntype = \"A\"").unwrap();
+    let mut r = GroupDiscovery::new(
+        "web",
+        &d,
+        80,
+        &["10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap()],
+    );
+    r.consecutive_failures = 3;
+    r.resolutions.answer = 9;
+    r.resolutions.failed = 3;
+    let mut v = assemble::view(1, 0, None, None);
+    assert!(
+        !prom::render(&v).contains("weir_discovery"),
+        "no family without a discovering group"
+    );
+    assert!(serde_json::to_value(&v).unwrap().get("discovery").is_none());
+    v.discovery = assemble::discovery(&[r]);
+    assert_eq!(v.discovery[0].targets, 2);
+    let page = prom::render(&v);
+    for want in [
+        "weir_discovery_resolutions_total{target_group=\"web\",outcome=\"answer\"} 9\n",
+        "weir_discovery_resolutions_total{target_group=\"web\",outcome=\"empty\"} 0\n",
+        "weir_discovery_resolutions_total{target_group=\"web\",outcome=\"failed\"} 3\n",
+        "weir_discovery_targets{target_group=\"web\"} 2\n",
+        "weir_discovery_consecutive_failures{target_group=\"web\"} 3\n",
+        "# TYPE weir_discovery_resolutions counter\n",
+    ] {
+        assert!(page.contains(want), "{want:?} in\n{page}");
+    }
+    let json = serde_json::to_value(&v).unwrap();
+    assert_eq!(json["discovery"][0]["resolutions"]["failed"], 3);
+}

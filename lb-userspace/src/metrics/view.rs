@@ -38,7 +38,10 @@
 //!                 "packets": 9, "bytes": 900,
 //!                 "syn": { "mode": "auto", "cookies": false,
 //!                          "counters": { "syn_seen": 3, "cookies_sent": 0, … } } } ],
-//!     "host": { "tcp_syncookies": "1", "syncookies_reasserted": 0, … } } }
+//!     "host": { "tcp_syncookies": "1", "syncookies_reasserted": 0, … } },
+//!   "discovery": [                              // absent when no group discovers
+//!     { "target_group": "web", "targets": 2, "consecutive_failures": 0,
+//!       "resolutions": { "answer": 40, "empty": 0, "failed": 3 } } ] }
 //! ```
 //!
 //! `target_response_time` is cumulative as Prometheus's buckets are: `counts[i]` responses took
@@ -62,6 +65,22 @@ pub struct MetricsView {
     pub generation: u64,
     pub l7: Option<L7View>,
     pub xdp: Option<XdpView>,
+    /// DNS discovery per discovering target group (absent when none discovers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discovery: Vec<DiscoveryFigures>,
+}
+
+/// One target group's DNS discovery (`crate::discovery::view`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiscoveryFigures {
+    pub target_group: String,
+    /// The discovered targets in force.
+    pub targets: u64,
+    /// Failed resolutions in a row.
+    pub consecutive_failures: u64,
+    /// Resolutions since the group's discovery started, by outcome (`answer`, `empty`,
+    /// `failed`).
+    pub resolutions: BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,6 +4,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::admin::model::{RegisteredTarget, Workers};
+use crate::discovery::view::{Board, GroupDiscovery};
 
 const CFG: &str = r#"
 [[listener]]
@@ -17,19 +18,41 @@ action = { type = "fixed-response", status_code = 403 }
 name = "web"
 port = 8080
 target = [{ id = "10.0.0.1" }]
+[[target_group]]
+name = "dns"
+port = 9000
+discovery = { name = "api.svc.test", type = "A+AAAA" }
+[[target_group]]
+name = "later"
+port = 9001
+discovery = { name = "_later._tcp.svc.test", type = "SRV", resolvers = ["10.0.0.53"] }
 "#;
 
 /// A control plane whose changes are recorded; `reload` fails with a located error.
 struct Fake {
     cfg: Arc<Config>,
     calls: Mutex<Vec<String>>,
+    /// `dns` has a record, `later` none yet.
+    board: Board,
 }
 
 impl Fake {
     fn new() -> Fake {
+        let cfg = Arc::new(Config::parse("t.toml", CFG).unwrap());
+        let board = Board::default();
+        let g = cfg.l7.target_group("dns").unwrap();
+        let mut rec = GroupDiscovery::new(
+            "dns",
+            g.discovery.as_ref().unwrap(),
+            9000,
+            &["10.0.0.7:9000".parse().unwrap()],
+        );
+        rec.consecutive_failures = 2;
+        board.start(rec);
         Fake {
-            cfg: Arc::new(Config::parse("t.toml", CFG).unwrap()),
+            cfg,
             calls: Mutex::new(Vec::new()),
+            board,
         }
     }
 }
@@ -69,6 +92,13 @@ impl AdminState for Fake {
     }
     fn target_health(&self, group: Option<&str>) -> Result<serde_json::Value, ApiError> {
         Ok(serde_json::json!({ "asked": group }))
+    }
+    fn discovery(&self, group: Option<&str>) -> Result<Vec<GroupDiscovery>, ApiError> {
+        Ok(crate::admin::daemon::discovering(
+            &self.cfg,
+            &self.board,
+            group,
+        ))
     }
     async fn reload(&self) -> Result<Reloaded, ApiError> {
         Err(ApiError::invalid_configuration(
@@ -132,6 +162,17 @@ fn routes_by_method_and_versioned_path() {
         Ok(Route::TargetHealth(Some("web".into())))
     );
     assert_eq!(route("POST", "/v1/reload", None), Ok(Route::Reload));
+    assert_eq!(route("GET", "/v1/discovery", None), Ok(Route::Discovery));
+    assert_eq!(
+        route("GET", "/v1/target-groups/dns/discovery", None),
+        Ok(Route::GroupDiscovery("dns".into()))
+    );
+    assert_eq!(
+        route("POST", "/v1/target-groups/dns/discovery", None)
+            .unwrap_err()
+            .status,
+        405
+    );
     assert_eq!(
         route("GET", "/v2/status", None).unwrap_err().code,
         "NotFound"
@@ -182,6 +223,7 @@ fn unknown_groups_are_target_group_not_found_before_any_change() {
         ("POST", "/v1/target-groups/nope/targets"),
         ("DELETE", "/v1/target-groups/nope/targets"),
         ("GET", "/v1/target-health?target_group=nope"),
+        ("GET", "/v1/target-groups/nope/discovery"),
     ] {
         let body = if m == "GET" {
             ""
@@ -202,6 +244,45 @@ fn unknown_groups_are_target_group_not_found_before_any_change() {
         );
     }
     assert!(f.calls.lock().unwrap().is_empty());
+}
+
+#[test]
+fn discovery_lists_the_discovering_groups_and_refuses_the_others_clearly() {
+    let f = Fake::new();
+    let a = call(&f, "GET", "/v1/discovery", "");
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    let groups = a.body["target_groups"].as_array().unwrap();
+    let names: Vec<&str> = groups
+        .iter()
+        .map(|g| g["target_group"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["dns", "later"], "web does not discover");
+    assert_eq!(groups[0]["consecutive_failures"], 2);
+    assert_eq!(groups[0]["targets"], serde_json::json!(["10.0.0.7:9000"]));
+    assert_eq!(groups[0]["type"], "A+AAAA");
+    // No record yet (its task has not started): the configuration's, not resolved yet.
+    assert_eq!(groups[1]["type"], "SRV");
+    assert_eq!(groups[1]["resolvers"], serde_json::json!(["10.0.0.53"]));
+    assert!(groups[1]["last_resolution"].is_null());
+    let a = call(&f, "GET", "/v1/target-groups/dns/discovery", "");
+    assert_eq!(
+        (a.status, &a.body["name"]),
+        (200, &serde_json::json!("api.svc.test"))
+    );
+    let a = call(&f, "GET", "/v1/target-groups/web/discovery", "");
+    assert_eq!((a.status, code(&a)), (404, "DiscoveryNotConfigured"));
+    let m = a.body["error"]["message"].as_str().unwrap();
+    assert!(m.contains("`web` has no DNS discovery"), "{m}");
+    // A daemon without discovery (no workers) says so.
+    let d = crate::admin::Daemon::new(
+        &f.cfg,
+        None,
+        "/s".into(),
+        vec![],
+        crate::admin::Delegates::default(),
+    );
+    let e = d.discovery(None).unwrap_err();
+    assert_eq!((e.status, e.code), (501, "NotImplemented"));
 }
 
 #[test]

@@ -323,7 +323,10 @@ fn discovery_figures_come_from_the_records_and_show_on_the_page() {
         "web",
         &d,
         80,
-        &["10.0.0.1:80".parse().unwrap(), "10.0.0.2:80".parse().unwrap()],
+        &[
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        ],
     );
     r.consecutive_failures = 3;
     r.resolutions.answer = 9;

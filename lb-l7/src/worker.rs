@@ -631,6 +631,109 @@ mod spares_trim {
         assert_eq!(held(), (8, (4, 4, 4), 16));
         drop(block);
     }
+
+    static RELEASED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    fn count_release() {
+        RELEASED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// A real worker (on this test's thread: a current-thread runtime, as in `weir`) after a
+    /// burst of HTTP/2 requests: its sweep lets the spares the burst left go once a second
+    /// went by without them, and asks the allocator to give the memory back.
+    #[tokio::test]
+    async fn an_idle_worker_lets_the_spares_of_a_burst_go() {
+        use http_body_util::{BodyExt as _, Empty, Full};
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        let target = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target_port = target.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = target.accept().await {
+                tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(
+                    TokioIo::new(s),
+                    hyper::service::service_fn(|_| async {
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::from_static(b"ok"),
+                        )))
+                    }),
+                ));
+            }
+        });
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cfg = L7Config::from_toml_str(&format!(
+            "[[listener]]\naddress = \"127.0.0.1\"\nport = {port}\n\
+             default_action = {{ type = \"forward\", target_group = \"t\" }}\n\
+             [[target_group]]\nname = \"t\"\n\
+             target = [{{ id = \"127.0.0.1\", port = {target_port} }}]\n"
+        ))
+        .unwrap();
+        let opts = WorkerOptions {
+            release_memory: Some(count_release),
+            ..WorkerOptions::default()
+        };
+        let w = Worker::bind(Arc::new(cfg), opts).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(w.serve(async move {
+            let _ = stopped.await;
+        }));
+        // h2c with prior knowledge: 100 requests at once on one connection.
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let (send, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
+                .await
+                .unwrap();
+        let driver = tokio::spawn(conn);
+        let burst: Vec<_> = (0..100)
+            .map(|i| {
+                let mut send = send.clone();
+                tokio::spawn(async move {
+                    let req = hyper::Request::get(format!("http://127.0.0.1/{i}"))
+                        .body(Empty::<bytes::Bytes>::new())
+                        .unwrap();
+                    let r = send.send_request(req).await.unwrap();
+                    assert_eq!(r.status(), 200);
+                    r.into_body().collect().await.unwrap().to_bytes()
+                })
+            })
+            .collect();
+        for r in burst {
+            assert_eq!(r.await.unwrap(), "ok");
+        }
+        drop(send);
+        let _ = driver.await;
+        let burst_left = (
+            crate::pipeline::readbuf::held(),
+            crate::h2weir::send_queues::held(),
+        );
+        assert!(
+            burst_left.0 > 16 && burst_left.1 > 16,
+            "the burst left spares: {burst_left:?}"
+        );
+        // Two sweeps at most after the burst (the one of its own second keeps them).
+        let start = Instant::now();
+        while crate::pipeline::readbuf::held() > 8 && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let idle = start.elapsed();
+        println!("spares after the burst {burst_left:?}, down to their floors after {idle:?}");
+        assert_eq!(
+            crate::pipeline::readbuf::held(),
+            8,
+            "read buffers down to the floor"
+        );
+        assert_eq!(crate::h2weir::send_queues::held(), 16, "send queues too");
+        assert!(
+            RELEASED.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "memory given back"
+        );
+        let _ = stop.send(());
+        serving.await.unwrap().unwrap();
+    }
 }
 
 #[cfg(test)]

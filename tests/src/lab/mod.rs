@@ -318,8 +318,8 @@ impl Drop for Lab {
 
 /// What weir leaves in `/run/weir` for the lab's namespaces (by their inodes) and its
 /// interfaces (named `<lab id>v…`) when a test SIGKILLs it or it never reaches its cleanup:
-/// admin sockets, health files, sysctl records and locks, per-interface sockets, locks and health
-/// files (`<iface>.health.json`).
+/// admin sockets, health files, sysctl records, mutexes and holder files, per-interface sockets,
+/// locks, notes and health files (`<iface>.health.json`).
 /// Called once the lab's processes are killed.
 fn remove_weir_files(id: &str, inodes: &[u64]) {
     let Ok(dir) = std::fs::read_dir("/run/weir") else {
@@ -336,9 +336,15 @@ fn remove_weir_files(id: &str, inodes: &[u64]) {
                     format!("health-{ino}.json"),
                     format!("sysctl-{ino}"),
                     format!("sysctl-{ino}.lock"),
+                    format!("sysctl-{ino}.mutex"),
+                    format!("sysctl-{ino}.tmp"),
                 ]
                 .iter()
                 .any(|f| f == name)
+                    // A daemon's holder file, `sysctl-<inode>.<pid>.hold`.
+                    || name
+                        .strip_prefix(&format!("sysctl-{ino}."))
+                        .is_some_and(|r| r.ends_with(".hold"))
             });
         if ours {
             let _ = std::fs::remove_file(e.path());

@@ -222,11 +222,27 @@ fn kept_by_another_as(path: &Path, me: &Writer, proc: &Path) -> Option<Writer> {
 pub const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether this daemon may write `path`: `Err` with the other daemon that keeps it, still, after
-/// waiting up to `within` (blocking) for it to go. A predecessor that is stopping (its admin
-/// socket closed at once, so a successor may start while its workers drain) removes its file
-/// within milliseconds of its stop.
+/// waiting up to `within` for it to go. A predecessor that is stopping (its admin socket closed
+/// at once, so a successor may start while its workers drain) removes its file within
+/// milliseconds of its stop.
+///
+/// The wait blocks the calling thread ([`off_runtime`]): its caller, the daemon's start
+/// (`health::start` ← `l7::start` ← `run::run`), is synchronous, and waits for the answer.
 pub fn claim(path: &Path, within: std::time::Duration) -> Result<(), Writer> {
-    claim_as(path, me(), Path::new("/proc"), within)
+    off_runtime(|| claim_as(path, me(), Path::new("/proc"), within))
+}
+
+/// Runs `f`, which blocks, where blocking is fine: on a multi-thread tokio runtime (`weir run`'s)
+/// inside [`tokio::task::block_in_place`], so a worker thread calling it hands its other tasks
+/// to another thread first (the thread of `block_on`, where `run::run` is, runs no other task);
+/// outside a runtime, as is. Never called on a current-thread runtime, where it would stall
+/// every task (none calls it there: the workers' runtimes run no health checks).
+fn off_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 fn claim_as(
@@ -429,6 +445,49 @@ mod tests {
                 "another namespace's"
             );
         }
+    }
+
+    /// The claim's wait (a file another live daemon keeps) does not stall the runtime's other
+    /// tasks: with one worker thread, a task spawned beside a waiting claim runs at once, not
+    /// after the wait (with `std::thread::sleep` on the worker thread, it waited it all).
+    #[test]
+    fn a_claims_wait_leaves_the_other_tasks_running() {
+        let d = tmp("offrt");
+        let p = d.0.join("health-4026532001.json");
+        let proc = Path::new("/proc");
+        let me = Writer::current().unwrap();
+        let ppid = std::os::unix::process::parent_id();
+        let parent = Writer {
+            pid: ppid,
+            start_time: start_time(proc, ppid).unwrap(),
+            ..me
+        };
+        write_as(&p, &parent, &snapshot()).unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let wait = std::time::Duration::from_millis(400);
+        let (claimed, other) = rt.block_on(async move {
+            let claim =
+                tokio::spawn(
+                    async move { off_runtime(|| claim_as(&p, &me, Path::new("/proc"), wait)) },
+                );
+            // The claim is waiting on the one worker thread.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let t0 = std::time::Instant::now();
+            let other = tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                t0.elapsed()
+            });
+            (claim.await.unwrap(), other.await.unwrap())
+        });
+        assert_eq!(claimed, Err(parent), "kept by the live parent");
+        assert!(
+            other < std::time::Duration::from_millis(200),
+            "the other task ran after {other:?} (the claim waits {wait:?})"
+        );
     }
 
     #[test]

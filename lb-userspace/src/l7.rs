@@ -23,6 +23,9 @@ pub struct L7Handle {
     pub metrics: crate::metrics::store::Store,
     /// The health state file this daemon writes (`crate::health::file`), if any.
     pub health_file: Option<PathBuf>,
+    /// DNS discovery's records, for the admin API and the metrics (`crate::discovery::view`;
+    /// its tasks, started by the main loop, write them).
+    pub discovery: crate::discovery::view::Board,
     health_task: JoinHandle<()>,
 }
 
@@ -62,6 +65,7 @@ pub fn start(
         health_config: health.reconfigure,
         metrics,
         health_file: health.file,
+        discovery: Default::default(),
         health_task: health.task,
     }))
 }

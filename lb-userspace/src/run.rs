@@ -260,10 +260,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Reloads asked for by other parts (the admin API takes `reload_handle`), like SIGHUP.
     let (reload_handle, mut reload_requests) = reload::ReloadHandle::new();
     let in_force = reload::InForce::new(&gens);
-    // DNS discovery's records (what each group's task last saw), for the admin API and the
-    // metrics; only with workers, which discovery runs for.
-    let discovery_board = crate::discovery::view::Board::default();
-    let discovery_view = l7.as_ref().map(|_| discovery_board.clone());
     let xdp_ifaces = xdp_tier.iter().filter_map(|t| t.attachment.as_ref());
     let admin = crate::admin::wiring::serve(
         admin,
@@ -273,7 +269,6 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         l7.as_ref(),
         reload_handle.clone(),
         in_force.clone(),
-        discovery_view.clone(),
     )?;
     // The Prometheus page (`[metrics] address`), from the same figures as the admin API's.
     let metrics_page = match metrics_page {
@@ -283,21 +278,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 l7.as_ref(),
                 xdp_tier.as_ref().map(|t| t.iface.clone()),
                 in_force.clone(),
-                discovery_view,
             ),
         )?),
         None => None,
     };
     // DNS discovery: the targets it finds come back through `reload_handle` (`crate::overlay`).
-    let discovery = l7.as_ref().map(|_| {
+    // Its records (`L7Handle::discovery`) are what the admin API and the metrics show.
+    let discovery = l7.as_ref().map(|h| {
         let sink = std::sync::Arc::new(reload_handle.clone());
-        crate::discovery::start(
-            &gens.file().l7,
-            sink,
-            discovery_board.clone(),
-            stop_rx.clone(),
-        )
-        .0
+        crate::discovery::start(&gens.file().l7, sink, h.discovery.clone(), stop_rx.clone()).0
     });
 
     let interval = args

@@ -4,7 +4,12 @@
 //! TTL and the retry — the new target takes traffic after passing its health check, the dropped
 //! one drains — with no failed client request; DNS going away keeps the last targets. A records
 //! from a hosts file dnsmasq re-reads at SIGHUP: a removed address drains; NXDOMAIN keeps the
-//! last target for `hold_empty_seconds`, then the group is empty (503). Needs root.
+//! last target for `hold_empty_seconds`, then the group is empty (503). Throughout, the
+//! operator's view (`weir targets discovery`, `GET /v1/discovery`, the `weir_discovery_*`
+//! metrics) says the targets in force, each resolution's outcome (answer, failed with its
+//! error, empty held then empty), the failures in a row rising while DNS is gone, and the
+//! generation each change made; a group without discovery is answered `DiscoveryNotConfigured`.
+//! Needs root.
 //!
 //! dnsmasq does not re-read `srv-host` lines on SIGHUP, so an SRV change is a new dnsmasq on
 //! the same port with the new records (the few milliseconds between are a DNS failure weir rides
@@ -25,6 +30,8 @@ use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 
 const PORT: u16 = 8080;
 const DNS: &str = "127.0.0.1:5353";
+/// weir's Prometheus page.
+const METRICS: &str = "127.0.0.1:9464";
 /// The records' TTL (dnsmasq's `local-ttl`) and weir's floor: resolved every second.
 const TTL: u64 = 1;
 /// ALB's least check interval; one pass makes a new target healthy.
@@ -149,11 +156,15 @@ fn config() -> String {
 }
 
 /// weir's file: one listener forwarding to `web` (`port`, checks every [`INTERVAL`], 5 s
-/// deregistration delay) whose `discovery` is `discovery`.
+/// deregistration delay) whose `discovery` is `discovery`; a group `static` without discovery;
+/// the metrics page on [`METRICS`].
 fn config_with(port: u16, discovery: &str) -> String {
     format!(
         r#"[workers]
 count = 2
+
+[metrics]
+address = "{METRICS}"
 
 [load_balancer]
 max_connections_per_worker = 1000
@@ -169,8 +180,97 @@ port = {port}
 deregistration_delay.timeout_seconds = 5
 health_check = {{ interval_seconds = {INTERVAL}, timeout_seconds = 2, healthy_threshold_count = 2, unhealthy_threshold_count = 2 }}
 discovery = {discovery}
+
+[[target_group]]
+name = "static"
+port = 80
+target = [{{ id = "127.0.0.1" }}]
 "#
     )
+}
+
+/// `weir targets discovery --json` in `ns`: `web`'s record (the only discovering group).
+fn discovery(ns: &Ns) -> Result<Value> {
+    let (ok, out, err) = weir_once(ns, &["targets", "discovery", "--json"])?;
+    if !ok {
+        bail!("weir targets discovery: {err}");
+    }
+    let v: Value = serde_json::from_str(&out)?;
+    let groups = v["target_groups"].as_array().context("target_groups")?;
+    if groups.len() != 1 || groups[0]["target_group"] != "web" {
+        bail!("only web discovers: {v}");
+    }
+    Ok(groups[0].clone())
+}
+
+/// Waits until `web`'s discovery record satisfies `ok`; returns it.
+fn wait_discovery(
+    ns: &Ns,
+    within: Duration,
+    what: &str,
+    ok: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let mut last = Value::Null;
+    wait_until(within, what, || {
+        std::thread::sleep(Duration::from_millis(100));
+        last = discovery(ns)?;
+        Ok(ok(&last))
+    })
+    .with_context(|| format!("last seen: {last}"))?;
+    Ok(last)
+}
+
+/// `web`'s discovered targets in the record, sorted.
+fn record_targets(r: &Value) -> Vec<String> {
+    let mut v: Vec<String> = r["targets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some(t.as_str()?.to_string()))
+        .collect();
+    v.sort();
+    v
+}
+
+/// The metrics page's `weir_discovery_*` samples (name with labels → value).
+fn discovery_metrics(ns: &Ns) -> Result<BTreeMap<String, f64>> {
+    let page = ns.exec(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        &format!("http://{METRICS}/metrics"),
+    ])?;
+    Ok(page
+        .lines()
+        .filter(|l| l.starts_with("weir_discovery_"))
+        .filter_map(|l| {
+            let (k, v) = l.rsplit_once(' ')?;
+            Some((k.to_string(), v.parse().ok()?))
+        })
+        .collect())
+}
+
+/// The operator's view of a group that does not discover, and of one that does not exist.
+fn check_refusals(ns: &Ns) -> Result<()> {
+    for (group, code) in [
+        ("static", "DiscoveryNotConfigured"),
+        ("nope", "TargetGroupNotFound"),
+    ] {
+        let (ok, out, err) = weir_once(
+            ns,
+            &["targets", "discovery", "--target-group", group, "--json"],
+        )?;
+        eprintln!(
+            "weir targets discovery --target-group {group}: {}",
+            err.trim()
+        );
+        assert!(!ok, "{group}: {out}");
+        let v: Value = serde_json::from_str(&out)?;
+        assert_eq!(v["error"]["code"], code, "{v}");
+        assert!(err.contains(code) && err.contains(group), "{err}");
+    }
+    Ok(())
 }
 
 /// `web`'s targets in the health view: `ip:port` → state.
@@ -309,6 +409,49 @@ fn srv_records_are_followed_through_health_checks_and_draining() -> Result<()> {
         listed.get(&addr("b")).map(String::as_str),
         Some("discovered")
     );
+    // The operator's view: what was asked, what it gave, the generation it made.
+    let rec = wait_discovery(&ns, Duration::from_secs(5), "a and b in force", |r| {
+        record_targets(r) == [addr("a"), addr("b")]
+    })?;
+    eprintln!("weir targets discovery --json: {rec}");
+    assert_eq!(
+        (&rec["name"], &rec["type"]),
+        (&"_web._tcp.svc.test".into(), &"SRV".into())
+    );
+    assert_eq!(rec["resolvers"], serde_json::json!([DNS]));
+    assert_eq!(rec["last_resolution"]["outcome"], "answer", "{rec}");
+    assert_eq!(rec["last_resolution"]["found"], 2, "{rec}");
+    assert_eq!(rec["consecutive_failures"], 0);
+    let first_gen = rec["last_change"]["generation"]
+        .as_u64()
+        .context("a change")?;
+    assert!(
+        first_gen >= 2,
+        "discovery's change made a generation: {rec}"
+    );
+    let (last_ms, next_ms) = (
+        rec["last_resolution"]["time_unix_ms"]
+            .as_u64()
+            .context("time")?,
+        rec["next_resolution_unix_ms"].as_u64().context("next")?,
+    );
+    assert!(
+        next_ms > last_ms && next_ms <= last_ms + 5_000,
+        "next within the TTL ceiling: {rec}"
+    );
+    let (ok, text, err) = weir_once(&ns, &["targets", "discovery", "--target-group", "web"])?;
+    eprintln!("weir targets discovery --target-group web:\n{text}");
+    assert!(ok, "{err}");
+    for want in [
+        format!("target group web: SRV _web._tcp.svc.test via {DNS} (port 80)"),
+        "answer, 2 targets found".into(),
+        "failures in a row: 0".into(),
+        format!("last change:      generation {first_gen},"),
+        format!("    {}\n    {}\n", addr("a"), addr("b")),
+    ] {
+        assert!(text.contains(&want), "{want:?} in\n{text}");
+    }
+    check_refusals(&ns)?;
 
     let load = Load::start(&ns, PORT);
     std::thread::sleep(Duration::from_secs(3));
@@ -363,11 +506,75 @@ fn srv_records_are_followed_through_health_checks_and_draining() -> Result<()> {
         Some("discovered")
     );
     assert!(!listed.contains_key(&addr("a")), "{listed:?}");
+    let rec = discovery(&ns)?;
+    assert_eq!(record_targets(&rec), [addr("b"), addr("c")], "{rec}");
+    let changed_gen = rec["last_change"]["generation"]
+        .as_u64()
+        .context("a change")?;
+    assert!(changed_gen > first_gen, "{rec}");
+    let before_failing = discovery_metrics(&ns)?;
+    eprintln!("metrics before DNS goes: {before_failing:?}");
+    assert_eq!(
+        before_failing.get("weir_discovery_targets{target_group=\"web\"}"),
+        Some(&2.0)
+    );
+    let answers =
+        before_failing["weir_discovery_resolutions_total{target_group=\"web\",outcome=\"answer\"}"];
+    assert!(answers >= 2.0, "{before_failing:?}");
 
-    // DNS goes away: the last targets stay, and weir says so.
+    // DNS goes away: the last targets stay, and weir says so; the view shows the failures
+    // rising (retried after 1, 2, 4 … s) and the targets and generation unchanged.
     let dns_gone = Instant::now();
     dns.stop()?;
-    std::thread::sleep(Duration::from_secs(10));
+    let failing = wait_discovery(&ns, Duration::from_secs(8), "a failed resolution", |r| {
+        r["last_resolution"]["outcome"] == "failed"
+    })?;
+    let f1 = failing["consecutive_failures"].as_u64().unwrap_or(0);
+    eprintln!("{:.1?} after DNS went: {failing}", dns_gone.elapsed());
+    assert!(f1 >= 1);
+    assert!(
+        failing["last_resolution"]["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty()),
+        "the error is said: {failing}"
+    );
+    std::thread::sleep(Duration::from_secs(10).saturating_sub(dns_gone.elapsed()));
+    let later = wait_discovery(
+        &ns,
+        Duration::from_secs(10),
+        "more failures in a row",
+        |r| r["consecutive_failures"].as_u64().unwrap_or(0) > f1,
+    )?;
+    let f2 = later["consecutive_failures"].as_u64().unwrap_or(0);
+    eprintln!(
+        "{:.1?} after DNS went: {f2} failures in a row (was {f1}), next resolution in {} ms",
+        dns_gone.elapsed(),
+        later["next_resolution_unix_ms"].as_u64().unwrap_or(0) as i64
+            - later["last_resolution"]["time_unix_ms"]
+                .as_u64()
+                .unwrap_or(0) as i64
+    );
+    assert_eq!(record_targets(&later), [addr("b"), addr("c")], "{later}");
+    assert_eq!(later["last_change"]["generation"], changed_gen, "{later}");
+    assert_eq!(later["last_resolution"]["outcome"], "failed", "{later}");
+    let (_, text, _) = weir_once(&ns, &["targets", "discovery"])?;
+    eprintln!("weir targets discovery:\n{text}");
+    assert!(
+        text.contains("FAILED (") && text.contains("failures in a row: "),
+        "{text}"
+    );
+    let m = discovery_metrics(&ns)?;
+    eprintln!("metrics with DNS gone: {m:?}");
+    let key = |o: &str| {
+        format!("weir_discovery_resolutions_total{{target_group=\"web\",outcome=\"{o}\"}}")
+    };
+    assert!(m[&key("failed")] >= f2 as f64, "{m:?}");
+    assert!(m[&key("answer")] >= answers, "{m:?}");
+    assert!(
+        m["weir_discovery_consecutive_failures{target_group=\"web\"}"] >= f2 as f64,
+        "{m:?}"
+    );
+    assert_eq!(m["weir_discovery_targets{target_group=\"web\"}"], 2.0);
     let since =
         load.snapshot(|s| s.names_between(dns_gone + Duration::from_secs(7), Instant::now()));
     eprintln!(
@@ -478,7 +685,27 @@ fn a_records_and_nxdomain_after_the_hold() -> Result<()> {
     std::fs::write(&hosts.0, "")?;
     let nx = Instant::now();
     dns.hup()?;
-    std::thread::sleep(Duration::from_secs(HOLD - 1));
+    let held = wait_discovery(
+        &ns,
+        Duration::from_secs(TTL + 2),
+        "the empty answer held",
+        |r| r["last_resolution"]["outcome"] == "empty_held",
+    )?;
+    eprintln!("NXDOMAIN {:.1?} later: {held}", nx.elapsed());
+    assert_eq!(held["last_resolution"]["nxdomain"], true, "{held}");
+    assert_eq!(
+        record_targets(&held),
+        std::slice::from_ref(&e),
+        "held: {held}"
+    );
+    let until = held["last_resolution"]["held_until_unix_ms"]
+        .as_u64()
+        .context("until")?;
+    let at = held["last_resolution"]["time_unix_ms"]
+        .as_u64()
+        .context("time")?;
+    assert!(until > at && until <= at + HOLD * 1000, "{held}");
+    std::thread::sleep(Duration::from_secs(HOLD - 1).saturating_sub(nx.elapsed()));
     let held = load.snapshot(|s| (s.names_between(nx, Instant::now()), s.errors.len()));
     eprintln!(
         "NXDOMAIN, within the hold: {held:?}; view {:?}",
@@ -491,6 +718,18 @@ fn a_records_and_nxdomain_after_the_hold() -> Result<()> {
     assert_eq!(held.1, 0, "no request failed so far");
     wait_addr(&ns, &e, None, Duration::from_secs(HOLD + TTL + 5))?;
     let emptied = Instant::now() - nx;
+    let rec = wait_discovery(
+        &ns,
+        Duration::from_secs(TTL + 2),
+        "the empty answer applied",
+        |r| r["last_resolution"]["outcome"] == "empty",
+    )?;
+    eprintln!("after the hold: {rec}");
+    assert!(record_targets(&rec).is_empty(), "{rec}");
+    assert!(
+        rec["resolutions"]["empty"].as_u64().unwrap_or(0) >= 2,
+        "{rec}"
+    );
     let e_last = load.snapshot(|s| s.last("e")).context("e took traffic")?;
     std::thread::sleep(Duration::from_secs(1));
     let seen = load.stop();

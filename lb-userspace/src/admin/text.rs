@@ -241,8 +241,19 @@ pub fn discovery(groups: &[GroupDiscovery], now_ms: u64) -> String {
         };
         let _ = writeln!(o, "  last resolution:  {last}");
         let _ = writeln!(o, "  failures in a row: {}", g.consecutive_failures);
-        if let Some(n) = g.next_resolution_unix_ms {
-            let _ = writeln!(o, "  next resolution:  {}", relative(n, now_ms));
+        match g.next_resolution_unix_ms {
+            // The task resolves from then on: a resolution is under way (up to the timeout).
+            Some(n) if n <= now_ms => {
+                let _ = writeln!(
+                    o,
+                    "  next resolution:  under way (due {})",
+                    relative(n, now_ms)
+                );
+            }
+            Some(n) => {
+                let _ = writeln!(o, "  next resolution:  {}", relative(n, now_ms));
+            }
+            None => {}
         }
         match &g.last_change {
             Some(c) => {
@@ -379,6 +390,11 @@ mod tests {
             empty: 0,
             failed: 3,
         };
+        let t = discovery(&[g.clone()], 102_500);
+        assert!(
+            t.contains("next resolution:  under way (due 0.5s ago)\n"),
+            "{t}"
+        );
         let t = discovery(&[g.clone()], 100_000);
         for want in [
             "target group web: A web.svc.test via the system's resolvers (port 8080)\n",

@@ -13,7 +13,6 @@ use super::{
 };
 use crate::{
     config::Config,
-    discovery::view::Board,
     l7::L7Handle,
     overlay::{OverlayError, Source, TargetChange},
     reload::{InForce, ReloadHandle, TargetsError},
@@ -120,8 +119,7 @@ impl TargetDelegate for Targets {
 }
 
 /// Serves the bound admin socket with what the control plane has: called once the workers and
-/// the health checker run and reload requests are taken; `discovery` is DNS discovery's board
-/// (its tasks start after this).
+/// the health checker run and reload requests are taken.
 pub fn serve(
     bound: Option<Bound>,
     cfg: &Config,
@@ -130,20 +128,18 @@ pub fn serve(
     l7: Option<&L7Handle>,
     reload: ReloadHandle,
     in_force: InForce,
-    discovery: Option<Board>,
 ) -> anyhow::Result<Option<Server>> {
     let metrics = crate::metrics::source::Source::new(
         l7,
         xdp.first().map(|x| x.iface.clone()),
         in_force.clone(),
-        discovery.clone(),
     );
     let delegates = Delegates {
         health: l7.map(health),
         metrics: Some(Arc::new(move || metrics.json())),
         workers: l7.is_some(),
         health_file: l7.and_then(|h| h.health_file.clone()),
-        discovery,
+        discovery: l7.map(|h| h.discovery.clone()),
         reload: Some(Arc::new(Reload(reload.clone()))),
         // Without workers (`--no-l7`) there is nothing to register a target with.
         targets: l7.map(|_| -> Arc<dyn TargetDelegate> {

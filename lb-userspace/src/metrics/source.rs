@@ -21,22 +21,17 @@ pub struct Source {
     /// The generation in force and its configuration (the listeners), as the main loop records
     /// them at each applied reload.
     pub in_force: InForce,
-    /// DNS discovery's records (`None`: no discovery runs).
+    /// DNS discovery's records (`None`: no L7 workers, so no discovery).
     pub discovery: Option<Board>,
 }
 
 impl Source {
-    pub fn new(
-        l7: Option<&L7Handle>,
-        iface: Option<String>,
-        in_force: InForce,
-        discovery: Option<Board>,
-    ) -> Source {
+    pub fn new(l7: Option<&L7Handle>, iface: Option<String>, in_force: InForce) -> Source {
         Source {
             l7: l7.map(|h| (h.metrics.clone(), h.health.clone())),
             iface,
             in_force,
-            discovery,
+            discovery: l7.map(|h| h.discovery.clone()),
         }
     }
 

@@ -86,8 +86,8 @@ impl Source for MetricsHandle {
 }
 
 /// Writes `src`'s reports to `tx` every [`PERIOD`], and early when its drain report changed
-/// (not before [`PROMPT_GAP`] after the last report), until `stop` (one more, the last) or a
-/// write fails.
+/// (not before [`PROMPT_GAP`] after the last report), until `stop` (one more, the last, at once
+/// even while an early one waits for its gap) or a write fails.
 async fn report(
     mut tx: impl AsyncWrite + Unpin,
     src: impl Source,
@@ -105,8 +105,12 @@ async fn report(
                 if *drain == src.drain() {
                     continue;
                 }
-                tokio::time::sleep_until(*at + PROMPT_GAP).await;
-                false
+                // The gap since the last report, unless the stop comes first: the last
+                // report goes at once then (it carries this change too).
+                tokio::select! {
+                    _ = tokio::time::sleep_until(*at + PROMPT_GAP) => false,
+                    _ = &mut stop => true,
+                }
             }
             _ = &mut stop => true,
         };
@@ -196,6 +200,36 @@ mod tests {
         // The period would be 500 ms after the first report, ~200 ms from here.
         assert!(took < Duration::from_millis(150), "{took:?}");
         assert_eq!(lines.lock().unwrap().len(), 2, "one report");
+    }
+
+    /// A stop while an early report waits for its gap: the last report goes at once (it waited
+    /// out the gap, ~95 ms here, before).
+    #[tokio::test]
+    async fn the_stop_does_not_wait_for_the_gap() {
+        let src = Fake::default();
+        let (lines, stop) = start(src.clone());
+        while lines.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // A change right after the first report: its early report waits ~100 ms.
+        src.set(3);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let t = Instant::now();
+        let _ = stop.send(());
+        let got = loop {
+            if let Some(&(at, 3)) = lines.lock().unwrap().last() {
+                break at;
+            }
+            assert!(t.elapsed() < Duration::from_secs(1), "no last report");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        let took = got - t;
+        assert!(
+            took < Duration::from_millis(40),
+            "the last report {took:?} after the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert_eq!(lines.lock().unwrap().len(), 2, "the first and the last");
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 //!
 //! - [`api`]: routing and answers, without I/O, over an [`api::AdminState`]. Pure.
 //! - [`error`], [`model`], [`views`]: the API's objects (errors, status and targets, listeners
-//!   and rules). Pure.
+//!   and rules; DNS discovery's records are `crate::discovery::view`'s). Pure.
 //! - [`daemon`]: the running control plane as an `AdminState`, with the delegates the other parts
 //!   of `weir run` provide.
 //! - [`procs`]: the worker processes as `/proc` shows them.

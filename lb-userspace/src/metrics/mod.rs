@@ -1,5 +1,6 @@
 //! Metrics of the whole `weir run`, aggregated in the control plane: the L7 workers' counters
-//! (named as ALB's CloudWatch metrics), target health, the XDP counters, the generation — served
+//! (named as ALB's CloudWatch metrics), target health, the XDP counters, the generation, DNS
+//! discovery's resolutions (`crate::discovery::view`) — served
 //! as Prometheus text (`[metrics] address`, [`server`]) and as JSON on the admin API
 //! (`GET /v1/metrics`, [`view`]). See `docs/metrics.md`.
 //!
@@ -8,6 +9,7 @@
 //!       (WEIR_METRICS_FD, inherited before the sandbox; the worker only writes)        │
 //!  weir run: reader task per worker process ──► Store (per slot: base + last, monotonic)
 //!            scrape / GET /v1/metrics ──► assemble::view(Store, HealthTable, pinned XDP maps)
+//!                                          + assemble::discovery(discovery's Board)
 //!                                          ──► JSON (view) | Prometheus text (prom)
 //! ```
 //!

@@ -85,7 +85,7 @@ fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTie
         cfg.syn.veth_peer,
     )?);
     if let Err(e) = tier.pins.note(&tier.syn.note()) {
-        warn!("writing the lock file's note for weir stats: {e}");
+        warn!("writing the note for weir stats: {e}");
     }
     Ok(tier)
 }
@@ -321,7 +321,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     if note != was
                         && let Err(e) = t.pins.note(&note)
                     {
-                        warn!("writing the lock file's note for weir stats: {e}");
+                        warn!("writing the note for weir stats: {e}");
                     }
                 }
             }

@@ -1,6 +1,8 @@
 //! The per-interface bpffs directory `/sys/fs/bpf/weir/<iface>/` where a running `weir run` pins
-//! the maps `weir stats` reads. One daemon per interface, enforced by a lock file; the directory
-//! is removed on every exit, and a stale one (left by a killed run) is replaced at start.
+//! the maps `weir stats` reads. One daemon per interface, enforced by a lock file
+//! (`/run/weir/<iface>.lock`), beside which its note (`<iface>.note`, [`PinDir::note`]) holds
+//! what bpffs cannot; the directory is removed on every exit, and a stale one (left by a killed
+//! run) is replaced at start.
 
 use std::{
     fs::File,
@@ -22,15 +24,28 @@ pub fn dir_for(iface: &str) -> PathBuf {
     Path::new(BPFFS_ROOT).join(iface)
 }
 
-/// The pin directory of one running daemon; removes it (and its lock file) on drop.
+/// The pin directory of one running daemon; removes it (and its lock file and note) on drop.
 pub struct PinDir {
     pub path: PathBuf,
     lock_path: PathBuf,
-    lock: File,
+    note_path: PathBuf,
+    /// Held (`flock`) while the daemon runs.
+    _lock: File,
 }
 
 fn lock_path(iface: &str) -> PathBuf {
     Path::new(LOCK_ROOT).join(format!("{iface}.lock"))
+}
+
+fn note_path(iface: &str) -> PathBuf {
+    Path::new(LOCK_ROOT).join(format!("{iface}.note"))
+}
+
+/// Where a note is written before it is renamed over `note` (`<iface>.note.tmp`).
+fn note_tmp(note: &Path) -> PathBuf {
+    let mut t = note.as_os_str().to_owned();
+    t.push(".tmp");
+    t.into()
 }
 
 /// Opens and try-locks `iface`'s lock file: `Some(file)` holds the lock, `None` means a live
@@ -39,8 +54,8 @@ fn try_lock(iface: &str) -> anyhow::Result<Option<File>> {
     try_lock_at(&lock_path(iface))
 }
 
-/// Opens `path` without truncating it (a live daemon's lock file holds its note, which every
-/// other daemon's start looks at through [`remove_stale`]) and try-locks it.
+/// Opens `path` without truncating it (every other daemon's start looks at a live daemon's lock
+/// file through [`remove_stale`]) and try-locks it.
 fn try_lock_at(path: &Path) -> anyhow::Result<Option<File>> {
     let lock = std::fs::OpenOptions::new()
         .read(true)
@@ -54,8 +69,9 @@ fn try_lock_at(path: &Path) -> anyhow::Result<Option<File>> {
     Ok(held.then_some(lock))
 }
 
-/// Removes the pin directories (and lock files) of daemons that are gone: killed with SIGKILL,
-/// or whose interface disappeared. A directory whose lock a live daemon holds is left alone.
+/// Removes the pin directories (and lock files and notes) of daemons that are gone: killed with
+/// SIGKILL, or whose interface disappeared. A directory whose lock a live daemon holds is left
+/// alone.
 fn remove_stale(except: &str) {
     let names = |dir: &str, suffix: &str| -> Vec<String> {
         std::fs::read_dir(dir)
@@ -70,11 +86,15 @@ fn remove_stale(except: &str) {
     };
     let mut ifaces = names(BPFFS_ROOT, "");
     ifaces.extend(names(LOCK_ROOT, ".lock"));
+    ifaces.extend(names(LOCK_ROOT, ".note"));
     ifaces.sort();
     ifaces.dedup();
     for iface in ifaces.into_iter().filter(|i| i != except) {
         if let Ok(Some(_lock)) = try_lock(&iface) {
             let _ = std::fs::remove_dir_all(dir_for(&iface));
+            let note = note_path(&iface);
+            let _ = std::fs::remove_file(note_tmp(&note));
+            let _ = std::fs::remove_file(note);
             let _ = std::fs::remove_file(lock_path(&iface));
         }
     }
@@ -92,8 +112,15 @@ impl PinDir {
             );
         };
         // A dead daemon's note is not ours.
-        lock.set_len(0)
-            .with_context(|| format!("emptying {}", lock_path(iface).display()))?;
+        let note = note_path(iface);
+        for p in [note_tmp(&note), note.clone()] {
+            match std::fs::remove_file(&p) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", p.display()));
+                }
+                _ => {}
+            }
+        }
         ensure_bpffs()?;
         remove_stale(iface);
         let path = dir_for(iface);
@@ -105,28 +132,35 @@ impl PinDir {
         Ok(PinDir {
             path,
             lock_path: lock_path(iface),
-            lock,
+            note_path: note,
+            _lock: lock,
         })
     }
 
-    /// Writes the daemon's host-side state (`key value` lines) into its lock file, where
-    /// `weir stats` reads it ([`read_note`]): bpffs holds no regular files. Written over the
-    /// old text, then cut to length, so a reader never finds the file empty in between (the
-    /// counts in it only grow, so a new text is never shorter than the one it replaces).
+    /// Writes the daemon's host-side state (`key value` lines) into its note, where
+    /// `weir stats` reads it ([`read_note`]): bpffs holds no regular files.
     pub fn note(&self, text: &str) -> std::io::Result<()> {
-        write_note(&self.lock, text)
+        write_note(&self.note_path, text)
     }
 }
 
-fn write_note(lock: &File, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    lock.write_all_at(text.as_bytes(), 0)?;
-    lock.set_len(text.len() as u64)
+/// Replaces the note at `path` with `text`: written beside it, then renamed over it, so a
+/// reader opens the old text or the new one, whole. (It was written over the lock file's old
+/// text, then cut to length: a reader between the two, or during the write, could read the
+/// new text's start with the old one's end, or a mix of both. The lock file itself cannot be
+/// replaced that way: its inode holds the daemon's `flock`; hence a file of its own.)
+fn write_note(path: &Path, text: &str) -> std::io::Result<()> {
+    let tmp = note_tmp(path);
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, path)
 }
 
 /// The value of `key` in the note of `iface`'s running daemon ([`PinDir::note`]).
 pub fn read_note(iface: &str, key: &str) -> Option<String> {
-    let text = std::fs::read_to_string(lock_path(iface)).ok()?;
+    note_value(&std::fs::read_to_string(note_path(iface)).ok()?, key)
+}
+
+fn note_value(text: &str, key: &str) -> Option<String> {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_string))
 }
@@ -134,6 +168,7 @@ pub fn read_note(iface: &str, key: &str) -> Option<String> {
 impl Drop for PinDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
+        let _ = std::fs::remove_file(&self.note_path);
         // Still holding the lock: a daemon starting now creates a fresh file and lock.
         let _ = std::fs::remove_file(&self.lock_path);
         // Leave /sys/fs/bpf/weir itself when another interface's daemon still uses it.
@@ -177,23 +212,60 @@ pub fn running_interfaces() -> Vec<String> {
 mod tests {
     use super::*;
 
-    /// Another daemon's start looks at every lock file (`remove_stale`): a live daemon's note
-    /// must survive it. Opening with truncation once emptied it, and `weir stats` showed
-    /// `syncookies_reasserted` 0 after the log said 2.
+    /// Another daemon's start looks at every lock file (`remove_stale`): a live daemon's lock,
+    /// and its note, survive it.
     #[test]
-    fn a_held_lock_files_note_survives_another_daemons_look() {
+    fn a_held_lock_survives_another_daemons_look() {
         let path = std::env::temp_dir().join(format!("weir-pins-test-{}.lock", std::process::id()));
         let held = try_lock_at(&path)
             .unwrap()
             .expect("a fresh lock file is free");
-        write_note(&held, "syncookies_reasserted 2\nxdp_tx_errors 0\n").unwrap();
         assert!(try_lock_at(&path).unwrap().is_none(), "held by the daemon");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "syncookies_reasserted 2\nxdp_tx_errors 0\n");
-        write_note(&held, "syncookies_reasserted 3\nxdp_tx_errors 10\n").unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(text, "syncookies_reasserted 3\nxdp_tx_errors 10\n");
         drop(held);
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// A reader of the note, while the daemon rewrites it between a long text and a short one,
+    /// reads one of them, whole. Written over the old text and cut to length, it read the
+    /// short text with the long one's end (or, mid-write, a mix).
+    #[test]
+    fn a_reader_never_sees_a_mixed_note() {
+        let dir = std::env::temp_dir().join(format!("weir-pins-note-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let note = dir.join("eth0.note");
+        let long = "syncookies_reasserted 123456\nxdp_tx_errors 987654\ncookies_refused no tailroom on this driver\n";
+        let short = "syncookies_reasserted 7\nxdp_tx_errors 0\n";
+        write_note(&note, long).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let (note, stop) = (note.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    write_note(&note, if n % 2 == 0 { short } else { long }).unwrap();
+                    n += 1;
+                }
+                n
+            })
+        };
+        let (mut reads, mut mixed) = (0, 0);
+        let t0 = std::time::Instant::now();
+        while t0.elapsed() < std::time::Duration::from_millis(500) {
+            let text = std::fs::read_to_string(&note).unwrap();
+            reads += 1;
+            if text != long && text != short {
+                mixed += 1;
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let writes = writer.join().unwrap();
+        eprintln!("{reads} reads over {writes} writes: {mixed} mixed");
+        assert_eq!(mixed, 0, "{mixed} of {reads} reads were neither text");
+        assert_eq!(
+            note_value(short, "xdp_tx_errors").as_deref(),
+            Some("0"),
+            "a key's value"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -540,7 +540,7 @@ impl SynControl {
         self.refused.as_deref()
     }
 
-    /// The daemon's state for `weir stats` (`key value` lines for the lock file's note).
+    /// The daemon's state for `weir stats` (`key value` lines for its note, `xdp::pins::PinDir::note`).
     pub fn note(&self) -> String {
         let mut n = format!(
             "{REASSERTED} {}\n{TX_ERRORS} {}\n",

@@ -242,7 +242,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut n = 0u64;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    write_note(&note, if n % 2 == 0 { short } else { long }).unwrap();
+                    write_note(&note, if n.is_multiple_of(2) { short } else { long }).unwrap();
                     n += 1;
                 }
                 n

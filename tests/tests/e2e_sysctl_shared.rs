@@ -23,7 +23,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Result, bail, ensure};
+use anyhow::{Context as _, Result, bail, ensure};
 use common::*;
 use weir_tests::lab::{Iface, Lab, Ns, Proc, wait_until};
 
@@ -128,28 +128,39 @@ impl World {
         values(&self.server)
     }
 
-    /// Daemon `i` (0: A, 1: B) on its veth, once it holds all three sysctls: its holder file
-    /// names them (it is the last thing it does about them: the values themselves may be
-    /// weir's already, set by the other daemon).
+    /// Daemon `i` (0: A, 1: B) on its veth, once it has asked for all three sysctls (the
+    /// values may be weir's already, set by the other daemon): XDP attached (the SYN cookies'
+    /// two are set before) and its worker ready (`tcp_migrate_req` is set before workers
+    /// start).
     fn start(&self, i: usize) -> Result<Proc> {
         let iface = &self.ifaces[i];
-        let mut p = start(
-            &self.server,
-            &["--iface", iface.name(), "--config", self.cfgs[i].path()],
-        )?;
-        let hold = PathBuf::from(format!("/run/weir/sysctl-{}.{}.hold", self.inode, p.pid()));
+        let mut c = weir(&self.server);
+        c.args([
+            "run",
+            "--iface",
+            iface.name(),
+            "--config",
+            self.cfgs[i].path(),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        let mut p = self.server.spawn_command(c)?;
+        let log = logged::collect(p.child_mut().stderr.take().context("stderr")?);
+        let ready = || {
+            log.lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains("worker ready"))
+        };
         wait_until(
             Duration::from_secs(30),
-            "weir to attach XDP and hold the sysctls",
+            "weir to attach XDP and start its worker",
             || {
                 if !p.is_running() {
-                    bail!("weir exited");
+                    bail!("weir exited:\n{}", log.lock().unwrap().concat());
                 }
-                let held = std::fs::read_to_string(&hold).unwrap_or_default();
-                Ok(xdp_attached(iface)?
-                    && KEYS
-                        .iter()
-                        .all(|k| held.contains(&format!("{}=", k.replace('.', "/")))))
+                Ok(xdp_attached(iface)? && ready())
             },
         )?;
         ensure!(
@@ -206,7 +217,7 @@ fn two_daemons_in_one_namespace_hold_the_host_sysctls_jointly() -> Result<()> {
     ensure!(interrupt(&mut a)?, "A did not exit cleanly");
     ensure!(
         w.values()? == CHANGED,
-        "A's exit left B's needs alone: {:?} (the originals are {ORIGINAL:?})",
+        "A's exit must leave B's needs: found {:?} (the originals are {ORIGINAL:?})",
         w.values()?
     );
     // B still runs on them for a while.

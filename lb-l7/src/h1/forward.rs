@@ -26,7 +26,7 @@ use crate::pipeline::prepare::{
     Outstanding, hash_key, idempotent, prepare_upstream, sticky_cookies,
 };
 use crate::pipeline::relay::{self, RelayError};
-use crate::pipeline::{ConnInfo, Shared};
+use crate::pipeline::{ConnInfo, Shared, readbuf};
 use crate::target::TargetRt;
 use crate::upstream::UpStream;
 use bytes::BytesMut;
@@ -124,13 +124,13 @@ pub async fn forward(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
 
     // The request as the target sees it.
-    let (mut parts, ()) = req.into_parts();
+    let mut parts = Recycled(req.into_parts().0);
     let added = prepare_upstream(sh, ci, &mut parts, upgrade, host, log.as_deref_mut());
     let out = Outgoing {
         head: upstream_head(&mut parts, framing, &added, expect_continue),
         replayable: idempotent(&parts.method) && framing == Framing::Empty,
     };
-    let method = parts.method;
+    let method = parts.method.clone();
 
     let mut body_state = if framing == Framing::Empty {
         BodyState::Done
@@ -165,7 +165,7 @@ pub async fn forward(
             crate::warn_limited!(target_addr = %t.addr, error = %e, "writing to target failed");
             return own(502, "TargetResponseError", body_state, received);
         }
-        let mut ubuf = BytesMut::with_capacity(relay::HEAD_READ);
+        let mut ubuf = readbuf::take();
         if framing != Framing::Empty {
             if expect_continue && cbuf.is_empty() {
                 let _ = relay::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", idle).await;
@@ -308,6 +308,10 @@ pub async fn forward(
         };
         let result = relay::relay(&mut up, &mut ubuf, client, &mut wire, shape, idle).await;
         drop(outstanding);
+        let (status, target_keeps_alive) = (resp.status, resp.target_keeps_alive());
+        // The head's field list back to the codec's spares; its bytes (part of `ubuf`) go
+        // with it, so `ubuf` can be reclaimed whole when it is taken again.
+        resp.recycle();
         if let Err(e) = &result
             && !e.on_dst()
         {
@@ -323,7 +327,7 @@ pub async fn forward(
             Ok(moved) => {
                 let reusable = target_reusable
                     && keepalive_allows
-                    && resp.target_keeps_alive()
+                    && target_keeps_alive
                     && rframing != Framing::UntilClose
                     && ubuf.is_empty()
                     && body_state == BodyState::Done
@@ -331,8 +335,11 @@ pub async fn forward(
                 if reusable {
                     t.pool.checkin(up, sh.clock.now());
                 }
+                // Both buffers are empty after a whole response: kept for the next request.
+                readbuf::give_back(ubuf);
+                readbuf::give_back(wire);
                 Forwarded::Relayed {
-                    status: resp.status,
+                    status,
                     keep_alive,
                     sent: moved.written.max(head_len),
                     received,
@@ -341,7 +348,7 @@ pub async fn forward(
             Err(e) => {
                 tracing::debug!(target_addr = %t.addr, error = %e, "response relay ended early");
                 Forwarded::Closed {
-                    status: resp.status,
+                    status,
                     sent: head_len,
                 }
             }
@@ -349,6 +356,29 @@ pub async fn forward(
     }
     let (status, reason) = attempts.give_up();
     own(status, reason, body_state, received)
+}
+
+/// A request's parts, whose header map goes back to the codec's spares (`codec::spare_map`,
+/// which `parse_request` takes it from) however forwarding ends.
+struct Recycled(http::request::Parts);
+
+impl std::ops::Deref for Recycled {
+    type Target = http::request::Parts;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Recycled {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        codec::recycle_headers(std::mem::take(&mut self.0.headers));
+    }
 }
 
 /// The request head weir writes to a target (after `prepare_upstream`): the framing is weir's

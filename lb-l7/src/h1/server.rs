@@ -15,6 +15,7 @@ use crate::headers;
 use crate::pipeline::codec::{self, Framing, HeadError};
 use crate::pipeline::decide::{self, Decision};
 use crate::pipeline::desync::{self, Classification};
+use crate::pipeline::readbuf;
 use crate::pipeline::relay::{self, NowOrPending};
 use crate::pipeline::{ConnInfo, MAX_DISCARD, Shared, respond, stopped};
 use bytes::{BufMut, BytesMut};
@@ -175,8 +176,9 @@ async fn run<G: Guard, H, F>(
                 break false;
             }
             // Phase idle: wait for the client's next bytes, until the deadline (kept across
-            // a poke and a parking).
-            buf = BytesMut::new();
+            // a poke and a parking). The empty read buffer goes back to the worker's spares:
+            // an idle connection holds none, and the next request takes one (`read_head`).
+            give_back_read_buffer(std::mem::take(&mut buf));
             let now = sh.clock.now();
             let until =
                 *deadline.get_or_insert_with(|| life_until.min(now + sh.limits.idle_timeout));
@@ -242,8 +244,7 @@ async fn run<G: Guard, H, F>(
                 ci = Arc::new(ci.closing());
             }
         }
-        let step = Box::pin(turn(&sh, &ci, &mut io, &mut buf, first, life_until));
-        match step.await {
+        match boxed_turn(&sh, &ci, &mut io, &mut buf, first, life_until).await {
             Step::Again => first = false,
             Step::End => break false,
             Step::H2 => break true,
@@ -284,6 +285,20 @@ async fn close(mut io: ClientStream, sending: bool) {
     if let Some(ended) = ended {
         tracing::trace!(?ended, "HTTP/1.1 connection lingered");
     }
+}
+
+/// A turn's future on the heap, made in a plain function: boxed inside `run`, the unboxed
+/// future (~4.5 KB) would be a temporary of `run`'s own state, so every connection's task would
+/// carry it (and each request would copy it into the box).
+fn boxed_turn<'a>(
+    sh: &'a Shared,
+    ci: &'a ConnInfo,
+    io: &'a mut ClientStream,
+    buf: &'a mut BytesMut,
+    first: bool,
+    life_until: Instant,
+) -> std::pin::Pin<Box<impl Future<Output = Step> + Send + 'a>> {
+    Box::pin(turn(sh, ci, io, buf, first, life_until))
 }
 
 /// One turn: read a request head, then serve the request.
@@ -394,13 +409,27 @@ fn unparsed_record(sh: &Shared, ci: &ConnInfo, status: u16, reason: &'static str
     }
 }
 
+/// Room a read buffer must have for a request head to be read into it as it is (else a spare
+/// or new one is taken: `readbuf::take`, which promises this much).
+const HEAD_ROOM: usize = 1024;
+
+/// An empty client read buffer back to the worker's spares (`readbuf`); one without storage
+/// (`BytesMut::new`, or the one a response was written from) is dropped.
+fn give_back_read_buffer(buf: BytesMut) {
+    if buf.capacity() > 0 {
+        readbuf::give_back(buf);
+    }
+}
+
 /// Reads until a request head is complete and parses it. The first read waits up to the idle
 /// timeout (a TLS connection gets here without `idle_wait`); from the first byte on, the head
 /// must be complete within `header_read_timeout`.
 async fn read_head(sh: &Shared, io: &mut ClientStream, buf: &mut BytesMut, first: bool) -> Next {
     let lim = &sh.limits;
     if buf.is_empty() {
-        buf.reserve(HEAD_READ);
+        if buf.capacity() < HEAD_ROOM {
+            *buf = readbuf::take();
+        }
         // After `idle_wait` the bytes are usually there: no timer unless the read must wait.
         let n = match io.read_buf(buf).now_or_pending().await {
             Some(Ok(n)) => n,

@@ -100,8 +100,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
     if !request_target_ok(&method, &head[path_range.0..path_range.1], &uri) {
         return Err(head_error(400, "MalformedUri"));
     }
-    // Room for what `prepare_upstream` adds (X-Forwarded-*, the trace id): no regrowth.
-    let mut headers = HeaderMap::with_capacity(n + 6);
+    // Room for what `prepare_upstream` adds (X-Forwarded-*, the trace id): no regrowth. A
+    // spare map when the HTTP/1.1 engine gave one back (`recycle_headers`).
+    let mut headers = spare_map(n + 6);
     let mut saw_content_length = false;
     for &((ns, ne), (vs, ve)) in &ranges[..n] {
         let name = HeaderName::from_bytes(&head[ns..ne])

@@ -133,7 +133,9 @@ async fn a_keep_alive_request_takes_few_allocations() {
     let before = ALLOCS.load(Relaxed);
     let conns = requests(conns, REQUESTS).await;
     let per_request = (ALLOCS.load(Relaxed) - before) as f64 / (CONNS * REQUESTS) as f64;
-    println!("allocations per HTTP/1.1 keep-alive request on the worker's thread: {per_request:.2}");
+    println!(
+        "allocations per HTTP/1.1 keep-alive request on the worker's thread: {per_request:.2}"
+    );
     drop(conns);
     let _ = stop.send(());
     assert!(

@@ -64,6 +64,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
             let n = this.pre.len().min(buf.remaining());
             buf.put_slice(&this.pre[..n]);
             this.pre.advance(n);
+            if this.pre.is_empty() {
+                // Replayed: the buffer (a read buffer of the worker's) goes back rather than
+                // staying with the connection for its life.
+                crate::pipeline::readbuf::give_back(std::mem::take(&mut this.pre));
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut this.inner).poll_read(cx, buf)

@@ -50,6 +50,18 @@ pub const MAX_GLITCHES: u32 = 100;
 const ABUSER_DRAIN: Duration = Duration::from_secs(1);
 /// One read of the client's bytes.
 const READ_BUF: usize = 16 * 1024;
+/// What a lingering close reads the client's last bytes into (they are thrown away).
+const LINGER_READ: usize = 4096;
+
+thread_local! {
+    /// The worker thread's one read buffer for every HTTP/2 connection it serves (nginx's
+    /// `http2_recv_buffer_size` is one per worker too): a read's bytes go to the connection's
+    /// core before the read returns, so a connection keeps none of its own (16 KiB each, idle
+    /// or not, before).
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_BUF].into_boxed_slice());
+}
+
 /// Reads per turn before the task looks at what they brought.
 const READS_PER_TURN: usize = 8;
 /// Turns of one wake-up between two clock reads.
@@ -129,7 +141,16 @@ where
         let turns = std::future::poll_fn(|cx| d.poll(cx, None));
         let _ = tokio::time::timeout(bound, turns).await;
     }
-    d.finish().await;
+    finishing(d).await;
+}
+
+/// The connection's end on the heap, made in a plain function: awaited inline, its future
+/// (the driver moved into it, ~6 KB) would size `serve`'s state, i.e. every connection's task.
+fn finishing<T>(d: Driver<T>) -> Pin<Box<impl Future<Output = ()> + Send>>
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(d.finish())
 }
 
 /// Why the turns stopped.
@@ -149,7 +170,6 @@ struct Driver<T> {
     /// The generation new requests start in, and the connection as seen in it.
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
-    rbuf: Box<[u8]>,
     /// Output gathered; `wbuf[wpos..]` is not written yet.
     wbuf: Vec<u8>,
     wpos: usize,
@@ -185,7 +205,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             streams: Streams::new(),
             sh,
             ci,
-            rbuf: vec![0; READ_BUF].into_boxed_slice(),
             wbuf: Vec::new(),
             wpos: 0,
             flush: false,
@@ -304,10 +323,21 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     }
 
     /// Reads until the socket has nothing more (or a turn's worth); whether anything came.
+    /// The bytes are read into the thread's scratch buffer ([`SCRATCH`]) and handed to the
+    /// core at once, so a connection holds no read buffer of its own.
     fn read(&mut self, cx: &mut Context<'_>, now: Instant) -> bool {
+        SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut b) => self.read_into(cx, now, &mut b),
+            // Not reached (a read hands bytes to the core and returns; nothing in between
+            // reads another connection): a buffer of its own rather than a panic.
+            Err(_) => self.read_into(cx, now, &mut vec![0; READ_BUF]),
+        })
+    }
+
+    fn read_into(&mut self, cx: &mut Context<'_>, now: Instant, rbuf: &mut [u8]) -> bool {
         let mut any = false;
         for _ in 0..READS_PER_TURN {
-            let mut rb = ReadBuf::new(&mut self.rbuf);
+            let mut rb = ReadBuf::new(rbuf);
             match Pin::new(&mut self.io).poll_read(cx, &mut rb) {
                 Poll::Ready(Ok(())) => {
                     let n = rb.filled().len();
@@ -316,13 +346,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                         return any;
                     }
                     self.ci.state.received.fetch_add(n as u64, Relaxed);
-                    self.frames.feed(&self.rbuf[..n]);
+                    self.frames.feed(&rbuf[..n]);
                     if !self.frames.mid_head() {
                         self.head_deadline = None;
                     } else if self.head_deadline.is_none() {
                         self.head_deadline = Some(now + self.sh.limits.header_read_timeout);
                     }
-                    self.conn.recv(&self.rbuf[..n], now);
+                    self.conn.recv(&rbuf[..n], now);
                     any = true;
                 }
                 Poll::Ready(Err(e)) => {
@@ -639,11 +669,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             Ok(Ok(()))
         );
         if shut {
-            // Only the socket and the read buffer are kept while lingering.
-            let (mut io, mut rbuf, peer) = {
-                let d = self;
-                (d.io, d.rbuf, d.ci.peer)
-            };
+            // Only the socket and a buffer to read into are kept while lingering.
+            let (mut io, peer) = (self.io, self.ci.peer);
+            let mut rbuf = vec![0; LINGER_READ];
             let ended = crate::linger::drain(&mut io, &mut rbuf, bounds, until).await;
             tracing::trace!(%peer, ?ended, "HTTP/2 connection lingered");
         }

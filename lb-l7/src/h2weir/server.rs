@@ -89,18 +89,27 @@ pub fn config(sh: &Shared) -> h2conn::Config {
 
 /// A connection the HTTP/1.1 engine found speaking HTTP/2 with prior knowledge (h2c), its
 /// first bytes replayed by `io`, or one that negotiated h2 over TLS: served until it ends.
-pub async fn serve<T>(sh: Arc<Shared>, ci: Arc<ConnInfo>, io: T)
+/// Not an `async fn`: its future would keep `io` (over a kilobyte for TLS) as an argument
+/// beside the driver it moved into, for the connection's life.
+pub fn serve<T>(sh: Arc<Shared>, ci: Arc<ConnInfo>, io: T) -> impl Future<Output = ()> + Send
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    drive(Driver::new(sh, ci, io))
+}
+
+async fn drive<T>(mut d: Driver<T>)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let sh = &d.sh;
     let mut shutdown = sh.shutdown.clone();
     let keep_alive = sh.limits.client_keep_alive;
     let drain = sh.limits.drain_timeout;
-    let state = ci.state.clone();
-    let peer = ci.peer;
+    let state = d.ci.state.clone();
+    let peer = d.ci.peer;
     // A reload that removes the connection's listener: GOAWAY now, idle or not.
-    let removed = sh.ports.removed(ci.listener.config.port);
-    let mut d = Driver::new(sh, ci, io);
+    let removed = sh.ports.removed(d.ci.listener.config.port);
     // Asked by the connection's own streams (the request limit, a removed listener, an
     // abusive client): seen within the turn, so the GOAWAY goes ahead of its responses.
     let mut close = std::pin::pin!(state.close_gracefully.notified());

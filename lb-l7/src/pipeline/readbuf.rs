@@ -3,7 +3,9 @@
 //! buffer (`codec::parse_response`, the HTTP/2 path's `TargetBody`) as `Bytes` that share
 //! it; once those are gone (sent to the client), the whole buffer is reclaimed in place. So a
 //! request costs no buffer allocation (and no promotion of a fresh `BytesMut` to shared
-//! storage, which is a second one) as long as buffers come back.
+//! storage, which is a second one) as long as buffers come back. The HTTP/1.1 engine reads its
+//! clients' requests into these too, and gives a client's back whenever it is empty (an idle
+//! connection holds none).
 //!
 //! Per thread (a worker is one thread; `crate::spares`), at most [`SPARES`] of [`HEAD_READ`]'s
 //! size or the size a larger body grew them to: a spare costs memory per worker, never per

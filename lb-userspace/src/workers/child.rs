@@ -180,7 +180,8 @@ unsafe extern "C" {
 }
 
 /// Gives the memory mimalloc holds freed back to the OS (`WorkerOptions::release_memory`: the
-/// worker calls it after idle connections parked in bulk).
+/// worker calls it after idle connections parked in bulk, and after its sweep released the
+/// spares a burst left, `lb_l7::spares`).
 pub(crate) fn release_memory() {
     // SAFETY: `mi_collect` takes a flag and may be called at any time on any thread.
     unsafe { mi_collect(true) }

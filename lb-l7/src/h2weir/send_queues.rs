@@ -49,3 +49,39 @@ pub fn trim() -> usize {
 pub(crate) fn held() -> usize {
     SPARE.with(Spares::len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_queue_comes_back_emptied_unless_it_never_grew_or_grew_large() {
+        let before = held();
+        give_back(VecDeque::new());
+        assert_eq!(
+            held(),
+            before,
+            "one that never grew costs nothing to make anew"
+        );
+        let mut large = take();
+        let before = held();
+        large.extend((0..=MAX_KEPT_QUEUE).map(|_| Bytes::from_static(b"x")));
+        give_back(large);
+        assert_eq!(held(), before, "one a large response grew is not kept");
+        let mut q = take();
+        let before = held();
+        q.push_back(Bytes::from_static(b"unsent"));
+        let room = q.capacity();
+        give_back(q);
+        assert_eq!(held(), before + 1);
+        let again = take();
+        assert!(again.is_empty(), "its chunks dropped");
+        assert_eq!(again.capacity(), room, "its room kept");
+        for _ in 0..SPARES + 10 {
+            let mut q = VecDeque::with_capacity(4);
+            q.push_back(Bytes::new());
+            give_back(q);
+        }
+        assert_eq!(held(), SPARES, "at most the bound");
+    }
+}

@@ -95,4 +95,19 @@ mod tests {
         assert_eq!(d.as_ptr(), cbase, "reclaimed in place");
         assert!(d.capacity() >= HEAD_READ);
     }
+
+    #[test]
+    fn a_buffer_a_large_body_grew_past_the_limit_is_not_kept() {
+        let mut grown = take();
+        let before = held();
+        grown.reserve(MAX_KEPT + 1);
+        give_back(grown);
+        assert_eq!(held(), before);
+        let mut kept = take();
+        let before = held();
+        kept.reserve(MAX_KEPT / 2);
+        give_back(kept);
+        assert_eq!(held(), before + 1, "one below the limit is kept");
+        assert!(take().capacity() >= MAX_KEPT / 2);
+    }
 }

@@ -89,68 +89,65 @@ pub fn config(sh: &Shared) -> h2conn::Config {
 
 /// A connection the HTTP/1.1 engine found speaking HTTP/2 with prior knowledge (h2c), its
 /// first bytes replayed by `io`, or one that negotiated h2 over TLS: served until it ends.
-/// Not an `async fn`: its future would keep `io` (over a kilobyte for TLS) as an argument
-/// beside the driver it moved into, for the connection's life.
+/// Not an `async fn` (nor one taking the driver): its future would keep the argument beside
+/// the local it is moved into, for the connection's life (the stream: over a kilobyte for
+/// TLS; the driver: 2.2 KB). The block below uses the driver where it was captured.
 pub fn serve<T>(sh: Arc<Shared>, ci: Arc<ConnInfo>, io: T) -> impl Future<Output = ()> + Send
 where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    drive(Driver::new(sh, ci, io))
-}
-
-async fn drive<T>(mut d: Driver<T>)
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let sh = &d.sh;
-    let mut shutdown = sh.shutdown.clone();
-    let keep_alive = sh.limits.client_keep_alive;
-    let drain = sh.limits.drain_timeout;
-    let state = d.ci.state.clone();
-    let peer = d.ci.peer;
-    // A reload that removes the connection's listener: GOAWAY now, idle or not.
-    let removed = sh.ports.removed(d.ci.listener.config.port);
-    // Asked by the connection's own streams (the request limit, a removed listener, an
-    // abusive client): seen within the turn, so the GOAWAY goes ahead of its responses.
-    let mut close = std::pin::pin!(state.close_gracefully.notified());
-    let ended = {
-        let turns = std::future::poll_fn(|cx| d.poll(cx, Some(close.as_mut())));
-        tokio::select! {
-            e = turns => Some(e),
-            _ = stopped(&mut shutdown) => None,
-            _ = tokio::time::sleep(keep_alive) => None,
-            _ = removed => {
-                tracing::debug!(%peer, "listener removed: GOAWAY");
-                None
+    let mut d = Driver::new(sh, ci, io);
+    async move {
+        let sh = &d.sh;
+        let mut shutdown = sh.shutdown.clone();
+        let keep_alive = sh.limits.client_keep_alive;
+        let drain = sh.limits.drain_timeout;
+        let state = d.ci.state.clone();
+        let peer = d.ci.peer;
+        // A reload that removes the connection's listener: GOAWAY now, idle or not.
+        let removed = sh.ports.removed(d.ci.listener.config.port);
+        // Asked by the connection's own streams (the request limit, a removed listener, an
+        // abusive client): seen within the turn, so the GOAWAY goes ahead of its responses.
+        let mut close = std::pin::pin!(state.close_gracefully.notified());
+        let ended = {
+            let turns = std::future::poll_fn(|cx| d.poll(cx, Some(close.as_mut())));
+            tokio::select! {
+                e = turns => Some(e),
+                _ = stopped(&mut shutdown) => None,
+                _ = tokio::time::sleep(keep_alive) => None,
+                _ = removed => {
+                    tracing::debug!(%peer, "listener removed: GOAWAY");
+                    None
+                }
             }
+        };
+        let bound = match ended {
+            Some(Ended::Closed) => None,
+            // The client's GOAWAY, or the core's for a connection error: what runs may finish.
+            Some(Ended::GoAway(error)) => Some(if error.is_some() {
+                drain.min(ABUSER_DRAIN)
+            } else {
+                drain
+            }),
+            Some(Ended::CloseAsked) | None => Some(if state.abusive.load(Relaxed) {
+                d.conn.go_away_at_once();
+                drain.min(ABUSER_DRAIN)
+            } else {
+                // Two steps: the requests already on the wire are served (RFC 9113 §6.8).
+                d.conn.go_away();
+                drain
+            }),
+        };
+        if matches!(ended, Some(Ended::CloseAsked)) {
+            tracing::debug!(%peer, "request limit reached, listener removed or abusive: GOAWAY");
         }
-    };
-    let bound = match ended {
-        Some(Ended::Closed) => None,
-        // The client's GOAWAY, or the core's for a connection error: what runs may finish.
-        Some(Ended::GoAway(error)) => Some(if error.is_some() {
-            drain.min(ABUSER_DRAIN)
-        } else {
-            drain
-        }),
-        Some(Ended::CloseAsked) | None => Some(if state.abusive.load(Relaxed) {
-            d.conn.go_away_at_once();
-            drain.min(ABUSER_DRAIN)
-        } else {
-            // Two steps: the requests already on the wire are served (RFC 9113 §6.8).
-            d.conn.go_away();
-            drain
-        }),
-    };
-    if matches!(ended, Some(Ended::CloseAsked)) {
-        tracing::debug!(%peer, "request limit reached, listener removed or abusive: GOAWAY");
+        if let Some(bound) = bound {
+            d.draining = true;
+            let turns = std::future::poll_fn(|cx| d.poll(cx, None));
+            let _ = tokio::time::timeout(bound, turns).await;
+        }
+        finishing(d).await;
     }
-    if let Some(bound) = bound {
-        d.draining = true;
-        let turns = std::future::poll_fn(|cx| d.poll(cx, None));
-        let _ = tokio::time::timeout(bound, turns).await;
-    }
-    finishing(d).await;
 }
 
 /// The connection's end on the heap, made in a plain function: awaited inline, its future

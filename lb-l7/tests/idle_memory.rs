@@ -7,63 +7,18 @@
 //! timer per connection, rustls's buffers kept at their handshake size.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 #[path = "common/h2frames.rs"]
 mod h2frames;
 use common::*;
+use counting::{LIVE, counted_worker};
 use lb_l7::h1::server::PARK_AFTER;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering::SeqCst};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// Counts the live heap bytes of the threads that set `COUNTED`.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn counted() -> bool {
-    COUNTED.try_with(Cell::get).unwrap_or(false)
-}
-
-// SAFETY: every call goes to `System` unchanged; only a counter is updated besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(l) };
-        if !p.is_null() && counted() {
-            LIVE.fetch_add(l.size() as isize, SeqCst);
-        }
-        p
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc_zeroed(l) };
-        if !p.is_null() && counted() {
-            LIVE.fetch_add(l.size() as isize, SeqCst);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-        if counted() {
-            LIVE.fetch_sub(l.size() as isize, SeqCst);
-        }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        let q = unsafe { System.realloc(p, l, new) };
-        if !q.is_null() && counted() {
-            LIVE.fetch_add(new as isize - l.size() as isize, SeqCst);
-        }
-        q
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 /// Connections measured per case (after a warm-up of `WARM`, closed again).
 const N: usize = 400;
@@ -91,36 +46,6 @@ const TLS_BOUND: isize = 9_000;
 const H2_BOUND: isize = 12_000;
 /// HTTP/2 connections measured.
 const H2_N: usize = 200;
-
-/// A worker on a thread of its own whose allocations are counted; returns its listeners'
-/// ports and a sender that stops it.
-fn counted_worker(
-    toml: String,
-) -> (
-    Vec<u16>,
-    tokio::sync::oneshot::Sender<()>,
-    lb_l7::MetricsHandle,
-) {
-    let (ports_tx, ports_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        COUNTED.with(|c| c.set(true));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let w = start(&toml);
-            ports_tx.send((w.ports.clone(), w.metrics.clone())).unwrap();
-            let _ = stop_rx.await;
-            w.stop().await;
-        });
-    });
-    let (ports, metrics) = ports_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("worker started");
-    (ports, stop_tx, metrics)
-}
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}

@@ -10,53 +10,14 @@
 //! fails if any of the spares stops coming back.
 
 mod common;
+#[path = "common/counting.rs"]
+mod counting;
 use common::*;
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use counting::{CALLS, counted_worker};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// Counts the allocation calls of the threads that set `COUNTED`.
-struct Counting;
-
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
-thread_local! {
-    static COUNTED: Cell<bool> = const { Cell::new(false) };
-}
-
-fn counted() -> bool {
-    COUNTED.try_with(Cell::get).unwrap_or(false)
-}
-
-// SAFETY: every call goes to `System` unchanged; only a counter is updated besides.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        if counted() {
-            ALLOCS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
-        if counted() {
-            ALLOCS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.alloc_zeroed(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        unsafe { System.dealloc(p, l) };
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        if counted() {
-            ALLOCS.fetch_add(1, Relaxed);
-        }
-        unsafe { System.realloc(p, l, new) }
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 /// Keep-alive connections, and requests on each after the warm-up.
 const CONNS: usize = 4;
@@ -64,30 +25,6 @@ const REQUESTS: usize = 500;
 /// At most this many allocations per request on the worker's thread (1.7 measured when
 /// written, in a release build; the old engine's 8.3 fails it by far).
 const BOUND: f64 = 3.0;
-
-/// A worker on a thread of its own whose allocations are counted; returns its port and a
-/// sender that stops it.
-fn counted_worker(toml: String) -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    std::thread::spawn(move || {
-        COUNTED.with(|c| c.set(true));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let w = start(&toml);
-            port_tx.send(w.port).unwrap();
-            let _ = stop_rx.await;
-            w.stop().await;
-        });
-    });
-    let port = port_rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("worker started");
-    (port, stop_tx)
-}
 
 /// One request on `c`, its whole 200 response read.
 async fn one(c: &mut TcpStream) {
@@ -123,16 +60,17 @@ async fn requests(conns: Vec<TcpStream>, n: usize) -> Vec<TcpStream> {
 async fn a_keep_alive_request_takes_few_allocations() {
     let b = backend("alloc").await;
     let port = free_port();
-    let (port, stop) = counted_worker(one_target_config(port, b.addr.port(), "", "", ""));
+    let (ports, stop, _) = counted_worker(one_target_config(port, b.addr.port(), "", "", ""));
+    let port = ports[0];
     let mut conns = Vec::new();
     for _ in 0..CONNS {
         conns.push(TcpStream::connect(("127.0.0.1", port)).await.unwrap());
     }
     // Warm-up: the target connections are pooled, the spares filled, the slabs grown.
     let conns = requests(conns, 50).await;
-    let before = ALLOCS.load(Relaxed);
+    let before = CALLS.load(SeqCst);
     let conns = requests(conns, REQUESTS).await;
-    let per_request = (ALLOCS.load(Relaxed) - before) as f64 / (CONNS * REQUESTS) as f64;
+    let per_request = (CALLS.load(SeqCst) - before) as f64 / (CONNS * REQUESTS) as f64;
     println!(
         "allocations per HTTP/1.1 keep-alive request on the worker's thread: {per_request:.2}"
     );

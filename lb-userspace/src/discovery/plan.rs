@@ -272,19 +272,20 @@ pub fn retry_after(failures: u32, ceiling: Duration) -> Duration {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn settings() -> Settings {
+    /// TTLs kept within 5..300 s, an empty answer held 30 s, at most `max_targets` targets.
+    pub(crate) fn settings(max_targets: usize) -> Settings {
         Settings {
             ttl_floor: Duration::from_secs(5),
             ttl_ceiling: Duration::from_secs(300),
             hold_empty: Duration::from_secs(30),
-            max_targets: 3,
+            max_targets,
         }
     }
 
-    fn a(s: &str) -> SocketAddr {
+    pub(crate) fn a(s: &str) -> SocketAddr {
         s.parse().unwrap()
     }
 
@@ -303,7 +304,7 @@ mod tests {
     #[test]
     fn records_are_the_targets_and_the_smallest_ttl_clamped_is_the_next_time() {
         let t0 = Instant::now();
-        let mut p = Plan::new(settings());
+        let mut p = Plan::new(settings(3));
         let s = p.observe(t0, found(&[("10.0.0.2:80", 60), ("10.0.0.1:8080", 20)]));
         assert_eq!(s.targets, Some(vec![a("10.0.0.1:8080"), a("10.0.0.2:80")]));
         assert_eq!(s.next, t0 + secs(20));
@@ -340,7 +341,7 @@ mod tests {
 
     #[test]
     fn at_most_max_targets_the_lowest_addresses() {
-        let mut p = Plan::new(settings());
+        let mut p = Plan::new(settings(3));
         let s = p.observe(
             Instant::now(),
             found(&[
@@ -361,7 +362,7 @@ mod tests {
     #[test]
     fn failures_keep_the_last_targets_and_back_off() {
         let t0 = Instant::now();
-        let mut p = Plan::new(settings());
+        let mut p = Plan::new(settings(3));
         p.observe(t0, found(&[("10.0.0.1:80", 10), ("10.0.0.2:80", 10)]));
         let mut waits = Vec::new();
         let mut now = t0 + secs(10);
@@ -394,7 +395,7 @@ mod tests {
     #[test]
     fn an_empty_answer_removes_the_targets_after_the_hold() {
         let t0 = Instant::now();
-        let mut p = Plan::new(settings());
+        let mut p = Plan::new(settings(3));
         p.observe(t0, found(&[("10.0.0.1:80", 10)]));
         let nx = Answer::Empty {
             nxdomain: true,
@@ -445,7 +446,7 @@ mod tests {
     #[test]
     fn records_coming_back_within_the_hold_keep_the_targets() {
         let t0 = Instant::now();
-        let mut p = Plan::new(settings());
+        let mut p = Plan::new(settings(3));
         p.observe(t0, found(&[("10.0.0.1:80", 10)]));
         p.observe(t0 + secs(10), Answer::Records(vec![]));
         let s = p.observe(t0 + secs(20), found(&[("10.0.0.1:80", 10)]));
@@ -461,7 +462,7 @@ mod tests {
         let t0 = Instant::now();
         let st = Settings {
             hold_empty: Duration::ZERO,
-            ..settings()
+            ..settings(3)
         };
         let mut p = Plan::with_targets(st, [a("10.0.0.1:80")]);
         assert_eq!(p.targets().collect::<Vec<_>>(), [a("10.0.0.1:80")]);

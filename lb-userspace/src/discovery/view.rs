@@ -269,17 +269,9 @@ impl Board {
 mod tests {
     use std::time::Duration;
 
-    use super::super::plan::{Found, Settings};
+    use super::super::plan::Found;
+    use super::super::plan::tests::{a, settings};
     use super::*;
-
-    fn settings() -> Settings {
-        Settings {
-            ttl_floor: Duration::from_secs(5),
-            ttl_ceiling: Duration::from_secs(300),
-            hold_empty: Duration::from_secs(30),
-            max_targets: 2,
-        }
-    }
 
     fn discovery() -> Discovery {
         toml::from_str(
@@ -288,10 +280,6 @@ mod tests {
                resolvers = ["127.0.0.1:5353"]"#,
         )
         .unwrap()
-    }
-
-    fn a(s: &str) -> SocketAddr {
-        s.parse().unwrap()
     }
 
     /// Observes `answer` at `t0 + at` seconds (Unix 1000 s at `t0`) and, for a change, hands
@@ -319,7 +307,7 @@ mod tests {
     #[test]
     fn a_record_follows_answers_failures_and_hand_overs() {
         let t0 = Instant::now();
-        let mut p = Plan::new(settings());
+        let mut p = Plan::new(settings(2));
         let mut g = GroupDiscovery::new("web", &discovery(), 8080, &[]);
         assert_eq!(
             (g.record_type.as_str(), g.resolvers.len()),
@@ -419,7 +407,7 @@ mod tests {
     #[test]
     fn an_empty_answer_shows_held_then_applied() {
         let t0 = Instant::now();
-        let mut p = Plan::new(settings());
+        let mut p = Plan::new(settings(2));
         let mut g = GroupDiscovery::new("web", &discovery(), 8080, &[]);
         let one = Answer::Records(vec![Found {
             addr: a("10.0.0.1:80"),

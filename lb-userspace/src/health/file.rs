@@ -298,6 +298,17 @@ mod tests {
         super::super::HealthTable::new(&cfg).unwrap().snapshot()
     }
 
+    /// A live writer other than this process, in this namespace (`me`'s but for pid and start
+    /// time): our parent (cargo's test harness or a shell), as `proc` shows it.
+    fn parent_writer(me: &Writer, proc: &Path) -> Writer {
+        let ppid = std::os::unix::process::parent_id();
+        Writer {
+            pid: ppid,
+            start_time: start_time(proc, ppid).unwrap(),
+            ..*me
+        }
+    }
+
     #[test]
     fn each_daemon_has_its_own_name() {
         let dir = Path::new("/run/weir");
@@ -394,13 +405,7 @@ mod tests {
         let proc = Path::new("/proc");
         let me = Writer::current().unwrap();
         assert_eq!(kept_by_another_as(&p, &me, proc), None, "no file");
-        // A live process other than this one: our parent (cargo's test harness or a shell).
-        let ppid = std::os::unix::process::parent_id();
-        let parent = Writer {
-            pid: ppid,
-            start_time: start_time(proc, ppid).unwrap(),
-            ..me
-        };
+        let parent = parent_writer(&me, proc);
         write_as(&p, &parent, &snapshot()).unwrap();
         assert_eq!(kept_by_another_as(&p, &me, proc), Some(parent));
         let t0 = std::time::Instant::now();
@@ -456,12 +461,7 @@ mod tests {
         let p = d.0.join("health-4026532001.json");
         let proc = Path::new("/proc");
         let me = Writer::current().unwrap();
-        let ppid = std::os::unix::process::parent_id();
-        let parent = Writer {
-            pid: ppid,
-            start_time: start_time(proc, ppid).unwrap(),
-            ..me
-        };
+        let parent = parent_writer(&me, proc);
         write_as(&p, &parent, &snapshot()).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -9,7 +9,6 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    path::PathBuf,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -22,16 +21,6 @@ use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 const PORT: u16 = 8080;
 const REQUESTS: usize = 1500;
 
-fn weir(ns: &Ns) -> Command {
-    let bin = std::env::var_os("WEIR_TEST_BIN").map_or_else(weir_bin, PathBuf::from);
-    let mut c = Command::new("nsenter");
-    if let Some(netns) = ns.netns() {
-        c.arg(format!("--net=/run/netns/{netns}"));
-    }
-    c.arg("--").arg(bin);
-    c
-}
-
 struct Running {
     proc: Proc,
     stdout: Arc<Mutex<Vec<String>>>,
@@ -40,7 +29,7 @@ struct Running {
 
 /// `weir run` with `config`, stdout and stderr piped, once it listens.
 fn start(ns: &Ns, config: &TempFile) -> Result<Running> {
-    start_with(ns, config, weir(ns))
+    start_with(ns, config, weir_test_command(ns))
 }
 
 fn start_with(ns: &Ns, config: &TempFile, mut c: Command) -> Result<Running> {
@@ -306,7 +295,7 @@ fn json_logs_on_request_from_every_process() -> Result<()> {
         "{ enabled = false }",
         r#"{ type = "forward", target_group = "dead" }"#,
     );
-    let mut c = weir(&ns);
+    let mut c = weir_test_command(&ns);
     c.env("WEIR_LOG_FORMAT", "json");
     let mut w = start_with(&ns, &cfg, c)?;
     let out = ns.exec(&[
@@ -337,7 +326,7 @@ fn json_logs_on_request_from_every_process() -> Result<()> {
             "{l}"
         );
     }
-    let mut c = weir(&ns);
+    let mut c = weir_test_command(&ns);
     let bad = c
         .args(["check", "--config", cfg.path()])
         .env("WEIR_LOG_FORMAT", "xml")
@@ -376,7 +365,7 @@ fn a_stdout_nobody_reads_blocks_no_request_and_hides_no_worker_death() -> Result
     let lab = Lab::new()?;
     let ns = lab.add_ns("logblock")?;
     let cfg = config("{ enabled = true }", FIXED);
-    let mut c = weir(&ns);
+    let mut c = weir_test_command(&ns);
     c.args(["run", "--config", cfg.path()])
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())

@@ -9,57 +9,14 @@
 
 mod common;
 
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use anyhow::{Result, bail};
-use common::*;
+use common::{sysctl::*, *};
 use weir_tests::lab::{Iface, Lab, Ns, Proc, wait_until};
 
 const VIP: &str = "10.78.0.2";
 const PORT: u16 = 8080;
-const KEYS: [&str; 3] = [
-    "net.ipv4.tcp_timestamps",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.tcp_migrate_req",
-];
-/// What the namespace has before weir, chosen so weir changes each of them.
-const ORIGINAL: [&str; 3] = ["1", "0", "0"];
-/// What weir sets.
-const CHANGED: [&str; 3] = ["2", "1", "1"];
-
-fn weir(ns: &Ns) -> Command {
-    let bin = std::env::var_os("WEIR_TEST_BIN").map_or_else(weir_bin, PathBuf::from);
-    let mut c = Command::new("nsenter");
-    if let Some(netns) = ns.netns() {
-        c.arg(format!("--net=/run/netns/{netns}"));
-    }
-    c.arg("--").arg(bin);
-    c
-}
-
-fn values(ns: &Ns) -> Result<Vec<String>> {
-    KEYS.iter().map(|k| ns.sysctl_get(k)).collect()
-}
-
-fn wait_values(ns: &Ns, want: [&str; 3], what: &str) -> Result<()> {
-    wait_until(Duration::from_secs(20), what, || Ok(values(ns)? == want))
-}
-
-/// `weir run` in `ns` with `args`; stderr to the test's.
-fn start(ns: &Ns, args: &[&str]) -> Result<Proc> {
-    let mut c = weir(ns);
-    c.arg("run")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    ns.spawn_command(c)
-}
-
 /// The whole of weir (XDP on `iface`, two workers), once it has changed all three sysctls.
 fn start_full(ns: &Ns, iface: &Iface, cfg: &TempFile) -> Result<Proc> {
     let mut p = start(ns, &["--iface", iface.name(), "--config", cfg.path()])?;
@@ -86,9 +43,7 @@ fn sysctls_left_by_a_sigkilled_weir_are_restored_by_the_next_start() -> Result<(
     let server = lab.add_ns("syss")?;
     let (_c0, s0) = lab.veth(&client, &server)?;
     s0.addr(&format!("{VIP}/24"))?;
-    for (k, v) in KEYS.iter().zip(ORIGINAL) {
-        server.sysctl(k, v)?;
-    }
+    set_original(&server)?;
     let cfg = TempFile::new(
         "sysctl.toml",
         &format!(

@@ -17,50 +17,11 @@
 
 mod common;
 
-use std::{
-    path::PathBuf,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{process::Stdio, time::Duration};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use common::*;
+use common::{sysctl::*, *};
 use weir_tests::lab::{Iface, Lab, Ns, Proc, wait_until};
-
-const KEYS: [&str; 3] = [
-    "net.ipv4.tcp_timestamps",
-    "net.ipv4.tcp_syncookies",
-    "net.ipv4.tcp_migrate_req",
-];
-/// What the namespace has before weir, chosen so weir changes each of them.
-const ORIGINAL: [&str; 3] = ["1", "0", "0"];
-/// What weir sets.
-const CHANGED: [&str; 3] = ["2", "1", "1"];
-
-fn weir(ns: &Ns) -> Command {
-    let bin = std::env::var_os("WEIR_TEST_BIN").map_or_else(weir_bin, PathBuf::from);
-    let mut c = Command::new("nsenter");
-    if let Some(netns) = ns.netns() {
-        c.arg(format!("--net=/run/netns/{netns}"));
-    }
-    c.arg("--").arg(bin);
-    c
-}
-
-fn values(ns: &Ns) -> Result<Vec<String>> {
-    KEYS.iter().map(|k| ns.sysctl_get(k)).collect()
-}
-
-/// `weir run` in `ns` with `args`; stderr to the test's.
-fn start(ns: &Ns, args: &[&str]) -> Result<Proc> {
-    let mut c = weir(ns);
-    c.arg("run")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    ns.spawn_command(c)
-}
 
 /// One daemon's file: a VIP and a listener on `vip`:`port`, one worker.
 fn config(vip: &str, port: u16) -> String {
@@ -107,9 +68,7 @@ impl World {
         s1.addr("10.79.1.2/24")?;
         s0.track_xdp();
         s1.track_xdp();
-        for (k, v) in KEYS.iter().zip(ORIGINAL) {
-            server.sysctl(k, v)?;
-        }
+        set_original(&server)?;
         let cfgs = [
             TempFile::new("sysctl-shared-a.toml", &config("10.79.0.2", 8080)),
             TempFile::new("sysctl-shared-b.toml", &config("10.79.1.2", 8081)),
@@ -134,7 +93,7 @@ impl World {
     /// start).
     fn start(&self, i: usize) -> Result<Proc> {
         let iface = &self.ifaces[i];
-        let mut c = weir(&self.server);
+        let mut c = weir_test_command(&self.server);
         c.args([
             "run",
             "--iface",
@@ -242,10 +201,10 @@ fn two_daemons_in_one_namespace_hold_the_host_sysctls_jointly() -> Result<()> {
     w.kill(&mut b, "B")?;
     w.kill(&mut a, "A")?;
     let mut quiet = start(&w.server, &["--no-l7", "--config", w.cfgs[0].path()])?;
-    wait_until(
-        Duration::from_secs(20),
+    wait_values(
+        &w.server,
+        ORIGINAL,
         "the next start to restore the originals",
-        || Ok(w.values()? == ORIGINAL),
     )?;
     // The restore comes first in its start: give it time to install its signal handlers.
     std::thread::sleep(Duration::from_secs(1));

@@ -10,7 +10,7 @@ mod common;
 
 use std::{
     io::{BufRead, BufReader},
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     sync::{Arc, Mutex},
     time::Duration,
@@ -22,16 +22,6 @@ use weir_tests::lab::{Lab, Ns, wait_until};
 
 const PORT: u16 = 8443;
 const ROTATED: &str = "TLS session ticket keys rotated";
-
-fn weir(ns: &Ns) -> Command {
-    let bin = std::env::var_os("WEIR_TEST_BIN").map_or_else(weir_bin, PathBuf::from);
-    let mut c = Command::new("nsenter");
-    if let Some(netns) = ns.netns() {
-        c.arg(format!("--net=/run/netns/{netns}"));
-    }
-    c.arg("--").arg(bin);
-    c
-}
 
 fn openssl(args: &[&str]) -> Result<()> {
     let out = Command::new("openssl").args(args).output()?;
@@ -114,7 +104,7 @@ fn a_session_resumes_after_one_ticket_key_rotation_not_two() -> Result<()> {
             key.display()
         ),
     );
-    let mut c = weir(&ns);
+    let mut c = weir_test_command(&ns);
     c.args(["run", "--config", cfg.path()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())

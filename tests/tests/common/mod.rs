@@ -13,6 +13,7 @@ use weir_tests::lab::{Iface, Ns, Proc, wait_until};
 
 pub mod http;
 pub mod logged;
+pub mod sysctl;
 
 /// `target/<profile>/weir`, built by the same `cargo test` that built this test.
 pub fn weir_bin() -> PathBuf {
@@ -62,11 +63,26 @@ impl Drop for TempFile {
 /// `ip netns exec`, which remounts /sys): its pins in /sys/fs/bpf are then the ones `weir stats`
 /// sees, as on a host where weir runs in the root namespace.
 pub fn weir_command(ns: &Ns) -> Command {
+    weir_command_of(ns, weir_bin())
+}
+
+/// The `weir` binary `WEIR_TEST_BIN=/path/to/weir` names (another build, e.g. the one before a
+/// fix), else [`weir_bin`].
+pub fn weir_test_bin() -> PathBuf {
+    std::env::var_os("WEIR_TEST_BIN").map_or_else(weir_bin, PathBuf::from)
+}
+
+/// [`weir_command`] running [`weir_test_bin`]: for the tests that offer `WEIR_TEST_BIN`.
+pub fn weir_test_command(ns: &Ns) -> Command {
+    weir_command_of(ns, weir_test_bin())
+}
+
+fn weir_command_of(ns: &Ns, bin: PathBuf) -> Command {
     let mut c = Command::new("nsenter");
     if let Some(netns) = ns.netns() {
         c.arg(format!("--net=/run/netns/{netns}"));
     }
-    c.arg("--").arg(weir_bin());
+    c.arg("--").arg(bin);
     c
 }
 

@@ -298,15 +298,20 @@ mod tests {
         super::super::HealthTable::new(&cfg).unwrap().snapshot()
     }
 
-    /// A live writer other than this process, in this namespace (`me`'s but for pid and start
-    /// time): our parent (cargo's test harness or a shell), as `proc` shows it.
-    fn parent_writer(me: &Writer, proc: &Path) -> Writer {
+    /// A file `name` in a fresh directory `tag` (its guard), this process as a writer, and a
+    /// live writer other than this process in this namespace (`me`'s but for pid and start
+    /// time): our parent (cargo's test harness or a shell).
+    fn me_and_a_live_other(tag: &str, name: &str) -> (Tmp, PathBuf, Writer, Writer) {
+        let d = tmp(tag);
+        let p = d.0.join(name);
+        let me = Writer::current().unwrap();
         let ppid = std::os::unix::process::parent_id();
-        Writer {
+        let parent = Writer {
             pid: ppid,
-            start_time: start_time(proc, ppid).unwrap(),
-            ..*me
-        }
+            start_time: start_time(Path::new("/proc"), ppid).unwrap(),
+            ..me
+        };
+        (d, p, me, parent)
     }
 
     #[test]
@@ -400,12 +405,9 @@ mod tests {
     /// another namespace's is not.
     #[test]
     fn a_file_another_live_daemon_writes_is_kept_by_it() {
-        let d = tmp("kept");
-        let p = d.0.join("health-4026532000.json");
+        let (_d, p, me, parent) = me_and_a_live_other("kept", "health-4026532000.json");
         let proc = Path::new("/proc");
-        let me = Writer::current().unwrap();
         assert_eq!(kept_by_another_as(&p, &me, proc), None, "no file");
-        let parent = parent_writer(&me, proc);
         write_as(&p, &parent, &snapshot()).unwrap();
         assert_eq!(kept_by_another_as(&p, &me, proc), Some(parent));
         let t0 = std::time::Instant::now();
@@ -457,11 +459,7 @@ mod tests {
     /// after the wait (with `std::thread::sleep` on the worker thread, it waited it all).
     #[test]
     fn a_claims_wait_leaves_the_other_tasks_running() {
-        let d = tmp("offrt");
-        let p = d.0.join("health-4026532001.json");
-        let proc = Path::new("/proc");
-        let me = Writer::current().unwrap();
-        let parent = parent_writer(&me, proc);
+        let (_d, p, me, parent) = me_and_a_live_other("offrt", "health-4026532001.json");
         write_as(&p, &parent, &snapshot()).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

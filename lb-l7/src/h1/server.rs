@@ -178,7 +178,7 @@ async fn run<G: Guard, H, F>(
             // Phase idle: wait for the client's next bytes, until the deadline (kept across
             // a poke and a parking). The empty read buffer goes back to the worker's spares:
             // an idle connection holds none, and the next request takes one (`read_head`).
-            give_back_read_buffer(std::mem::take(&mut buf));
+            readbuf::give_back(std::mem::take(&mut buf));
             let now = sh.clock.now();
             let until =
                 *deadline.get_or_insert_with(|| life_until.min(now + sh.limits.idle_timeout));
@@ -414,14 +414,6 @@ fn unparsed_record(sh: &Shared, ci: &ConnInfo, status: u16, reason: &'static str
 /// Room a read buffer must have for a request head to be read into it as it is (else a spare
 /// or new one is taken: `readbuf::take`, which promises this much).
 const HEAD_ROOM: usize = 1024;
-
-/// An empty client read buffer back to the worker's spares (`readbuf`); one without storage
-/// (`BytesMut::new`, or the one a response was written from) is dropped.
-fn give_back_read_buffer(buf: BytesMut) {
-    if buf.capacity() > 0 {
-        readbuf::give_back(buf);
-    }
-}
 
 /// Reads until a request head is complete and parses it. The first read waits up to the idle
 /// timeout (a TLS connection gets here without `idle_wait`); from the first byte on, the head

@@ -45,9 +45,11 @@ pub fn take() -> BytesMut {
 }
 
 /// Gives back a buffer whose response was read to its end (empty: anything left in it is
-/// the target's, and the buffer goes with its connection).
+/// the target's, and the buffer goes with its connection). One without room (`BytesMut::new`,
+/// a buffer already given back and taken out again by `mem::take`) is not kept: it would hold
+/// a spare's place for nothing.
 pub fn give_back(b: BytesMut) {
-    if !b.is_empty() || b.capacity() > MAX_KEPT {
+    if !b.is_empty() || b.capacity() == 0 || b.capacity() > MAX_KEPT {
         return;
     }
     SPARE.with(|s| s.give_back(b));
@@ -109,5 +111,14 @@ mod tests {
         give_back(kept);
         assert_eq!(held(), before + 1, "one below the limit is kept");
         assert!(take().capacity() >= MAX_KEPT / 2);
+    }
+
+    /// An engine gives back whatever its read buffer is at a request's end, sometimes one
+    /// already taken out (`mem::take` leaves `BytesMut::new()`): it takes no spare's place.
+    #[test]
+    fn a_buffer_without_room_is_not_kept() {
+        let before = held();
+        give_back(BytesMut::new());
+        assert_eq!(held(), before);
     }
 }

@@ -534,10 +534,11 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             (b, Some(r))
         };
         let req = Request::from_parts(parts, body);
-        let fut = Box::pin(service::handle_head_in_body(
-            self.sh.clone(),
-            self.ci.clone(),
-            req,
+        // The box is taken first and the future written into it: `Box::pin(fut)` made the
+        // future (~2 KB) on the stack and copied it in, one `memcpy` per request.
+        let fut = Box::into_pin(Box::write(
+            Box::new_uninit(),
+            service::handle_head_in_body(self.sh.clone(), self.ci.clone(), req),
         ));
         self.streams.insert(
             idx,

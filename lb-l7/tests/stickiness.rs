@@ -137,10 +137,12 @@ struct LocalBackend {
 /// HTTP/1.1 (hyper) backend answering `x-backend: <name>`; `/login` also sets
 /// `Set-Cookie: SESSIONID=xyz; Path=/`.
 ///
-/// Its port comes from `free_port` (below the ephemeral range): once stopped, nothing else can
-/// take it, and a connect to it cannot be a TCP self-connect from the same ephemeral port.
+/// Its port comes from `free_port` and stays reserved after it stops: nothing else can take
+/// it, and a connect to it cannot be a TCP self-connect from the same ephemeral port. (The
+/// listener has SO_REUSEPORT, as the reservation beside it.)
 async fn local_backend(name: &'static str) -> LocalBackend {
-    let l = TcpListener::bind(("127.0.0.1", free_port())).await.unwrap();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let l = TcpListener::from_std(lb_l7::bind_socket(addr).unwrap()).unwrap();
     let addr = l.local_addr().unwrap();
     let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     let cs = conns.clone();

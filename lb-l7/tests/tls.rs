@@ -316,7 +316,8 @@ async fn h2load_over_tls_to_nginx_target() {
     let pki = TestPki::new("h2load");
     let a = pki.leaf("a", &["a.test"]);
     let b = pki.leaf("b", &["b.test"]);
-    // nginx from Debian as the target, closing idle keep-alive connections after 2 s.
+    // nginx from Debian as the target, closing idle keep-alive connections after 2 s; it
+    // listens with SO_REUSEPORT, beside `free_port`'s reservation.
     let nport = free_port();
     let dir = pki.dir.display().to_string();
     std::fs::create_dir_all(format!("{dir}/nginx")).unwrap();
@@ -324,7 +325,7 @@ async fn h2load_over_tls_to_nginx_target() {
         "daemon off; worker_processes 1; pid {dir}/nginx/nginx.pid; error_log {dir}/nginx/error.log;\n\
          events {{ worker_connections 1024; }}\n\
          http {{ access_log off; client_body_temp_path {dir}/nginx/b; proxy_temp_path {dir}/nginx/p; fastcgi_temp_path {dir}/nginx/f; uwsgi_temp_path {dir}/nginx/u; scgi_temp_path {dir}/nginx/s;\n\
-           server {{ listen 127.0.0.1:{nport}; keepalive_timeout 2s; location / {{ return 200 \"nginx\\n\"; }} }} }}\n"
+           server {{ listen 127.0.0.1:{nport} reuseport; keepalive_timeout 2s; location / {{ return 200 \"nginx\\n\"; }} }} }}\n"
     );
     let conf_path = format!("{dir}/nginx/nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();

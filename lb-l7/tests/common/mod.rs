@@ -1,5 +1,5 @@
 //! Shared test helpers: a running worker, real backends, raw clients, test certificates.
-//! Everything listens on 127.0.0.1 with ephemeral ports.
+//! Everything listens on 127.0.0.1 with ephemeral ports (`free_port` for a worker's).
 #![allow(dead_code)]
 
 use bytes::Bytes;
@@ -22,24 +22,59 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A port that was free a moment ago, taken from below the kernel's ephemeral range
-/// (32768–60999 by default) so that no `bind(0)` backend or outgoing connection of a test
-/// running in parallel can grab it between this call and the worker's bind. Each call in a
-/// process returns a different port; the start is spread by pid across test binaries.
+/// A port for a worker's listener (or a target where nothing listens) that no other socket of
+/// any process can take while this test uses it.
+///
+/// The kernel picks it (`bind` to port 0 on every address, dual-stack) for a socket with
+/// SO_REUSEPORT that never listens, kept in [`RESERVED`]: while it is held a bind without
+/// SO_REUSEPORT fails, a port-0 bind in any process (another test's `free_port` or backend)
+/// never gets this port, an outgoing connection never takes it as its source port (so a
+/// connect to it is no TCP self-connect), and a connection to it is refused while nothing
+/// listens; the worker's listener (SO_REUSEPORT, same user) binds beside it. A worker started
+/// on it ([`start_with`]) takes the reservation over and gives it up when it stops; a port no
+/// worker took stays reserved for the process's life.
+///
+/// It used to be a port that was free a moment ago, dropped and bound again by the worker: two
+/// test processes (or two sessions) that picked the same port both bound it, the workers'
+/// SO_REUSEPORT let them, and the kernel split one test's connections between both workers
+/// (a response from the other test's worker).
 pub fn free_port() -> u16 {
-    use std::sync::atomic::AtomicU16;
-    const LOW: u16 = 10_000;
-    const SPAN: u16 = 20_000;
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let start = (std::process::id() % u32::from(SPAN)) as u16;
-    for _ in 0..SPAN {
-        let n = NEXT.fetch_add(1, SeqCst);
-        let port = LOW + (start + n % SPAN) % SPAN;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+    let s = reserve().expect("reserve a port (bind to port 0)");
+    let port = s
+        .local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .expect("bound address")
+        .port();
+    RESERVED.lock().unwrap().insert(port, s);
+    port
+}
+
+/// Reservations of [`free_port`] not taken over by a worker, by port.
+static RESERVED: std::sync::Mutex<std::collections::BTreeMap<u16, socket2::Socket>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// A socket with SO_REUSEPORT bound to a port the kernel picks, not listening: on `[::]`
+/// (dual-stack, every IPv4 and IPv6 address), or on `0.0.0.0` where IPv6 is off.
+fn reserve() -> std::io::Result<socket2::Socket> {
+    use socket2::{Domain, Socket, Type};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+    let on = |domain: Domain, addr: SocketAddr| -> std::io::Result<Socket> {
+        let s = Socket::new(domain, Type::STREAM, None)?;
+        if domain == Domain::IPV6 {
+            s.set_only_v6(false)?;
         }
-    }
-    panic!("no free port in {LOW}..{}", LOW + SPAN)
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        Ok(s)
+    };
+    on(Domain::IPV6, (Ipv6Addr::UNSPECIFIED, 0).into())
+        .or_else(|_| on(Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into()))
+}
+
+/// Takes `port`'s reservation out of [`RESERVED`], if it is there.
+fn take_reservation(port: u16) -> Option<socket2::Socket> {
+    RESERVED.lock().unwrap().remove(&port)
 }
 
 /// Asserts that nothing listens on `addr` any more, once fork windows have passed.
@@ -55,6 +90,21 @@ pub async fn assert_nothing_listens(addr: SocketAddr, what: &str) {
             tokio::time::Instant::now() < deadline,
             "{what}: something still accepts on {addr} after 2 s"
         );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The access log at `path` once it has `lines` lines or more, or what it has after 10 s.
+/// A worker writes a connection's line after its response, on a writer thread; the drain at
+/// `Running::stop` waits up to 2 s for the queued lines, which a loaded machine can outlast.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn log_lines(path: &std::path::Path, lines: usize) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= lines || tokio::time::Instant::now() >= deadline {
+            return text;
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -190,6 +240,8 @@ pub struct Running {
     pub metrics: MetricsHandle,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// The [`free_port`] reservations of its listeners' ports, given up when it is dropped.
+    _reserved: Vec<socket2::Socket>,
 }
 
 impl Running {
@@ -249,6 +301,7 @@ pub fn start_with(toml: &str, opts: WorkerOptions) -> Running {
     let ports: Vec<u16> = w.local_addrs().iter().map(|a| a.port()).collect();
     assert_eq!(w.listener_fds().len(), ports.len());
     let metrics = w.metrics_handle();
+    let reserved = ports.iter().filter_map(|p| take_reservation(*p)).collect();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(w.serve(async move {
         let _ = rx.await;
@@ -259,6 +312,7 @@ pub fn start_with(toml: &str, opts: WorkerOptions) -> Running {
         metrics,
         stop: Some(tx),
         task: Some(task),
+        _reserved: reserved,
     }
 }
 

@@ -89,7 +89,7 @@ use http::HeaderMap;
 use std::collections::VecDeque;
 use std::time::Duration;
 
-pub use conn::Connection;
+pub use conn::{Connection, IDLE_KEEP};
 pub use send::HeadFields;
 
 /// A stream identifier (31 bits; client streams are odd).

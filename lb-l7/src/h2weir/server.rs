@@ -391,6 +391,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         if self.wpos == self.wbuf.len() {
             self.wbuf.clear();
             self.wpos = 0;
+            if self.conn.active_streams() == 0 {
+                // Idle: what a large response grew goes (the core's own buffers too).
+                if self.wbuf.capacity() > h2conn::IDLE_KEEP {
+                    self.wbuf = Vec::new();
+                }
+                self.conn.shed_idle_buffers();
+            }
         } else if self.wpos > self.wbuf.len() / 2 {
             self.wbuf.drain(..self.wpos);
             self.wpos = 0;

@@ -2,6 +2,13 @@
 //! into a [`plan::Answer`]. Nothing is cached between resolutions (each asks the servers, so a
 //! TTL ceiling below the records' TTL is honoured); `/etc/hosts` is not read; the name is
 //! absolute (no search domains).
+//!
+//! Time: each question goes over UDP and waits `timeout_seconds` for an answer, and is sent
+//! [`SENDS`] times in all (to the next resolvers, at most 2 at once: hickory's pool); a truncated
+//! UDP answer is asked again over TCP (hickory does it by itself). A+AAAA asks its two
+//! questions at once, SRV its hosts' address questions at once after the SRV answer. The whole
+//! resolution is cut at [`SENDS`] × `timeout_seconds` ([`Dns::budget`]): past it, it fails
+//! ("no answer within N s"), whatever number of questions or resolvers.
 
 use std::{
     collections::BTreeMap,
@@ -16,8 +23,16 @@ use hickory_resolver::{
     proto::rr::{Name, RData, Record, RecordType},
 };
 use lb_l7::config::{Discovery, DiscoveryType};
+use tokio::task::JoinSet;
 
 use super::plan::{Answer, Found};
+use super::view::type_name;
+
+/// Times each question is sent before it fails (the docs' "each question is sent twice").
+pub const SENDS: u32 = 2;
+
+/// SRV hosts whose addresses are asked for at once.
+const HOSTS_AT_ONCE: usize = 16;
 
 /// A group's name and how to resolve it.
 pub struct Dns {
@@ -26,13 +41,21 @@ pub struct Dns {
     kind: DiscoveryType,
     /// The group's port (A/AAAA).
     port: u16,
+    /// How long one resolution may take: [`SENDS`] × `timeout_seconds`.
+    budget: Duration,
+}
+
+/// How long one send of a question waits for its answer.
+fn query_timeout(d: &Discovery) -> Duration {
+    Duration::from_secs(d.timeout_seconds.max(1))
 }
 
 /// The resolvers' configuration: the configured ones, or the system's.
 fn resolver(d: &Discovery) -> Result<TokioResolver, String> {
     let mut opts = ResolverOpts::default();
-    opts.timeout = Duration::from_secs(d.timeout_seconds.max(1));
-    opts.attempts = 2;
+    opts.timeout = query_timeout(d);
+    // hickory's `attempts` are the sends after the first (RetryDnsHandle): 2 made 3.
+    opts.attempts = SENDS as usize - 1;
     opts.cache_size = 0;
     opts.use_hosts_file = ResolveHosts::Never;
     opts.ndots = 0;
@@ -45,6 +68,8 @@ fn resolver(d: &Discovery) -> Result<TokioResolver, String> {
                         c.port = a.port();
                         c
                     };
+                    // UDP; TCP only for an answer truncated over UDP (hickory's pool
+                    // chooses UDP first and TCP after the truncation bit).
                     NameServerConfig::new(
                         a.ip(),
                         true,
@@ -80,27 +105,46 @@ impl Dns {
             name,
             kind: d.kind,
             port,
+            budget: query_timeout(d) * SENDS,
         }
     }
 
-    /// One resolution.
+    /// The longest one resolution takes: [`SENDS`] × `timeout_seconds`.
+    pub fn budget(&self) -> Duration {
+        self.budget
+    }
+
+    /// One resolution, failing past [`Dns::budget`].
     pub async fn resolve(&self) -> Answer {
         let (resolver, name) = match (&self.resolver, &self.name) {
             (Ok(r), Ok(n)) => (r, n),
             (Err(e), _) | (_, Err(e)) => return Answer::Failed(e.clone()),
         };
         resolver.clear_cache();
+        // The deadline first: hickory's own timeout of the last send may fall due in the same
+        // millisecond (its sends started a little later); the deadline's message is the one
+        // that says what the bound is.
+        let deadline = tokio::time::sleep(self.budget);
+        tokio::select! {
+            biased;
+            () = deadline => Answer::Failed(format!(
+                "{} {name}: no answer within {} s ({SENDS} × timeout_seconds)",
+                type_name(self.kind),
+                self.budget.as_secs()
+            )),
+            answer = self.ask(resolver, name) => answer,
+        }
+    }
+
+    async fn ask(&self, resolver: &TokioResolver, name: &Name) -> Answer {
         match self.kind {
-            DiscoveryType::A => addresses(resolver, name, &[RecordType::A], self.port).await,
-            DiscoveryType::Aaaa => addresses(resolver, name, &[RecordType::AAAA], self.port).await,
+            DiscoveryType::A => addresses(resolver, name, (RecordType::A, None), self.port).await,
+            DiscoveryType::Aaaa => {
+                addresses(resolver, name, (RecordType::AAAA, None), self.port).await
+            }
             DiscoveryType::AAndAaaa => {
-                addresses(
-                    resolver,
-                    name,
-                    &[RecordType::A, RecordType::AAAA],
-                    self.port,
-                )
-                .await
+                let both = (RecordType::A, Some(RecordType::AAAA));
+                addresses(resolver, name, both, self.port).await
             }
             DiscoveryType::Srv => srv(resolver, name).await,
         }
@@ -158,14 +202,27 @@ fn ips_of(records: &[Record], name: &Name) -> BTreeMap<IpAddr, u32> {
     out
 }
 
-/// The A and/or AAAA records of `name` as targets on `port`. Any query failing fails the
+/// The `t` (and `also`) records of `name` as targets on `port`. Any query failing fails the
 /// whole resolution (a family missing for a moment must not remove its targets); all empty
 /// is an empty answer.
-async fn addresses(r: &TokioResolver, name: &Name, types: &[RecordType], port: u16) -> Answer {
+async fn addresses(
+    r: &TokioResolver,
+    name: &Name,
+    (t, also): (RecordType, Option<RecordType>),
+    port: u16,
+) -> Answer {
     let mut found = Vec::new();
     let mut empty = (false, None::<u32>);
-    for &t in types {
-        match query(r, name, t).await {
+    // A+AAAA: both questions at once.
+    let (first, second) = match also {
+        None => (query(r, name, t).await, None),
+        Some(u) => {
+            let (a, b) = tokio::join!(query(r, name, t), query(r, name, u));
+            (a, Some(b))
+        }
+    };
+    for q in std::iter::once(first).chain(second) {
+        match q {
             Query::Records(rs) => {
                 found.extend(ips_of(&rs, name).into_iter().map(|(ip, ttl)| Found {
                     addr: SocketAddr::new(ip, port),
@@ -201,25 +258,62 @@ async fn srv(r: &TokioResolver, name: &Name) -> Answer {
         Query::Empty { nxdomain, ttl } => return Answer::Empty { nxdomain, ttl },
         Query::Failed(e) => return Answer::Failed(e),
     };
+    // The hosts without addresses in the answer: asked for, HOSTS_AT_ONCE at a time.
+    let mut ips: BTreeMap<Name, BTreeMap<IpAddr, u32>> = BTreeMap::new();
+    let mut missing = Vec::new();
+    for rec in &records {
+        let RData::SRV(s) = &rec.data else { continue };
+        if s.target.is_root() || ips.contains_key(&s.target) {
+            continue;
+        }
+        let known = ips_of(&records, &s.target);
+        if known.is_empty() {
+            missing.push(s.target.clone());
+        }
+        ips.insert(s.target.clone(), known);
+    }
+    let mut asking = JoinSet::new();
+    let mut missing = missing.into_iter();
+    loop {
+        while asking.len() < HOSTS_AT_ONCE
+            && let Some(host) = missing.next()
+        {
+            let r = r.clone();
+            asking.spawn(async move {
+                let (a, aaaa) = tokio::join!(
+                    query(&r, &host, RecordType::A),
+                    query(&r, &host, RecordType::AAAA)
+                );
+                (host, [a, aaaa])
+            });
+        }
+        let Some(done) = asking.join_next().await else {
+            break;
+        };
+        let (host, answers) = match done {
+            Ok(d) => d,
+            Err(e) => return Answer::Failed(format!("asking for SRV hosts' addresses: {e}")),
+        };
+        for q in answers {
+            match q {
+                Query::Records(rs) => {
+                    let found = ips_of(&rs, &host);
+                    ips.entry(host.clone()).or_default().extend(found);
+                }
+                Query::Empty { .. } => {}
+                Query::Failed(e) => return Answer::Failed(e),
+            }
+        }
+    }
     let mut found = Vec::new();
     for rec in &records {
         let RData::SRV(s) = &rec.data else { continue };
-        if s.target.is_root() {
+        let Some(host) = ips.get(&s.target) else {
             continue;
-        }
-        let mut ips = ips_of(&records, &s.target);
-        if ips.is_empty() {
-            for t in [RecordType::A, RecordType::AAAA] {
-                match query(r, &s.target, t).await {
-                    Query::Records(rs) => ips.extend(ips_of(&rs, &s.target)),
-                    Query::Empty { .. } => {}
-                    Query::Failed(e) => return Answer::Failed(e),
-                }
-            }
-        }
-        found.extend(ips.into_iter().map(|(ip, ttl)| Found {
-            addr: SocketAddr::new(ip, s.port),
-            ttl: ttl.min(rec.ttl),
+        };
+        found.extend(host.iter().map(|(ip, ttl)| Found {
+            addr: SocketAddr::new(*ip, s.port),
+            ttl: (*ttl).min(rec.ttl),
         }));
     }
     if found.is_empty() {

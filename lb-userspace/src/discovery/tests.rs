@@ -138,3 +138,41 @@ async fn answers_reach_the_sink_and_reloads_are_followed() {
         .expect("stops")
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_resolver_that_never_answers_shows_as_a_timed_out_failure() {
+    let (dns, hole) = super::dns::tests::black_hole().await;
+    let text = format!(
+        "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"web\" }}\n\
+         [[target_group]]\nname = \"web\"\nport = 8080\n\
+         discovery = {{ name = \"web.svc.test\", type = \"A+AAAA\", resolvers = [\"{dns}\"], timeout_seconds = 1 }}\n"
+    );
+    let cfg: L7Config = toml::from_str(&text).unwrap();
+    assert_eq!(cfg.validate(), vec![]);
+    let sink = Arc::new(Recorder::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let board = Board::default();
+    let t0 = std::time::Instant::now();
+    let (_reconf, task) = start(&cfg, sink.clone(), board.clone(), stop);
+    let r = wait_board(&board, |r| r.consecutive_failures >= 1).await;
+    // 2 × timeout_seconds, then the outcome says why (the API and `weir targets discovery`
+    // show this record; the metrics its counts).
+    let took = t0.elapsed();
+    assert!(took < Duration::from_millis(3500), "{took:?}");
+    assert_eq!(
+        r.last_resolution.map(|l| l.outcome),
+        Some(view::Outcome::Failed {
+            error: "A+AAAA web.svc.test.: no answer within 2 s (2 × timeout_seconds)".into()
+        })
+    );
+    let figures = crate::metrics::assemble::discovery(&board.snapshot());
+    assert_eq!(figures[0].consecutive_failures, 1);
+    assert_eq!(figures[0].resolutions.get("failed"), Some(&1));
+    assert!(sink.0.lock().unwrap().is_empty(), "nothing handed over");
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("stops")
+        .unwrap();
+    hole.abort();
+}

@@ -97,7 +97,8 @@ pub struct Discovery {
     /// records) must last before the group's discovered targets are removed.
     #[serde(default = "default_hold_empty")]
     pub hold_empty_seconds: u64,
-    /// 1–30, default 2: one query's timeout (each resolver is tried twice).
+    /// 1–30, default 2: how long one question waits for an answer (each is sent twice); one
+    /// resolution of the group takes at most 2 × this (`lb-userspace` discovery::dns).
     #[serde(default = "default_dns_timeout")]
     pub timeout_seconds: u64,
     /// 1–1000, default 64: at most this many discovered targets (the lowest addresses kept).

@@ -523,7 +523,10 @@ async fn client_closing_while_waiting_is_460() {
     s.write_all(b"GET /slow?ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n")
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for(Duration::from_secs(5), "the request at the target", || {
+        b.hits.load(std::sync::atomic::Ordering::SeqCst) >= 1
+    })
+    .await;
     drop(s);
     // A prompt request on another connection is unaffected.
     let (raw, _) = exchange(

@@ -399,7 +399,16 @@ async fn stream_reset_mid_body_keeps_the_target_connection(engine: &str) {
         }
     }
     c.send(&rst(1, CANCEL)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The rest read away and the connection pooled (in its time: a fixed 300 ms was not
+    // always enough on a loaded machine).
+    let pooled = || {
+        let t = w.metrics.snapshot().targets;
+        t.values().map(|t| t.idle_connections).sum::<u64>() == 1
+    };
+    assert!(
+        wait_until(Duration::from_secs(5), pooled).await,
+        "the reset stream's target connection was not pooled"
+    );
     c.send(&request(3, "/big", &[], true)).await.unwrap();
     assert!(wait_until(Duration::from_secs(3), || be.requests.load(SeqCst) == 2).await);
     assert_eq!(
@@ -677,7 +686,10 @@ async fn stop_sends_goaway_and_the_stream_in_flight_finishes(engine: &str) {
     c.send(&request(1, "/slow?ms=1000", &[], true))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        wait_until(Duration::from_secs(5), || be.hits.load(SeqCst) == 1).await,
+        "{engine}: the request never reached the target"
+    );
     let stop = tokio::spawn(w.stop());
     let (mut goaway_at, mut ended_at, mut body) = (None, None, Vec::new());
     let t0 = Instant::now();

@@ -54,7 +54,12 @@ async fn a_reload_removing_its_listener_sends_goaway_at_once_and_to_no_other(eng
     busy.send(&request(1, "/slow?ms=1500", &[], true))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for(
+        Duration::from_secs(5),
+        "the busy request at the target",
+        || be.hits.load(std::sync::atomic::Ordering::SeqCst) >= 3,
+    )
+    .await;
     control.reload(
         2,
         "h2_listener_removal.toml",

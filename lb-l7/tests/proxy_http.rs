@@ -282,7 +282,11 @@ target = [{{ id = "127.0.0.1", port = {silent_port} }}]
                 .unwrap(),
         );
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // (The 504's connection is gone and the three are accepted: the fourth is the one over.)
+    wait_for(Duration::from_secs(5), "3 active connections", || {
+        w.metrics.snapshot().active_connection_count == 3
+    })
+    .await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -293,8 +297,10 @@ target = [{{ id = "127.0.0.1", port = {silent_port} }}]
     let (_, closed) = read_all(&mut held[0], Duration::from_secs(5)).await;
     assert!(closed, "idle connection not closed");
     drop(held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(w.metrics.snapshot().active_connection_count, 0);
+    wait_for(Duration::from_secs(5), "no active connection", || {
+        w.metrics.snapshot().active_connection_count == 0
+    })
+    .await;
     assert_eq!(w.metrics.snapshot().elb_504, 1);
     w.stop().await;
     holder.abort();
@@ -326,7 +332,13 @@ async fn default_config_answers_and_graceful_drain() {
     let slow = tokio::spawn(curl_owned(vec![format!(
         "http://127.0.0.1:{port2}/slow?ms=1500"
     )]));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // In flight: at the target (a curl started on a loaded machine may take longer than 0.5 s).
+    wait_for(
+        Duration::from_secs(10),
+        "the slow request at the target",
+        || b.hits.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+    )
+    .await;
     let t0 = std::time::Instant::now();
     w2.stop().await;
     assert!(

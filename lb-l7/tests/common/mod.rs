@@ -109,6 +109,21 @@ pub async fn log_lines(path: &std::path::Path, lines: usize) -> String {
     }
 }
 
+/// Waits until `f` holds (polled every 20 ms); fails naming `what` once `limit` has passed.
+/// For what a worker does after the client already has its answer (a count, a close), where
+/// a fixed sleep is too short on a loaded machine.
+#[allow(dead_code)] // not every test binary uses it
+pub async fn wait_for(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A target group's `target = [...]` list for targets on 127.0.0.1 at `ports`.
 #[allow(dead_code)] // not every test binary uses it
 pub fn local_targets(ports: impl IntoIterator<Item = u16>) -> String {

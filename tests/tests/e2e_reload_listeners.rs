@@ -513,17 +513,30 @@ fn a_reload_adds_and_removes_vips_in_place_with_syn_cookies() -> Result<()> {
     let prog = prog_id(&server, s0.name())?;
     let load_a = Load::start(&client, vec![to_a], "target a\n", false);
     let load_b = Load::start(&client, vec![to_b], "target b\n", false);
+    // At least 0.5 s of load, and until its SYNs got cookies (a loaded machine starts the
+    // clients later): each step below waits so, not a fixed time.
     std::thread::sleep(Duration::from_millis(500));
-    let a1 = vip_stats(&server, s0.name(), PORT)?.context("VIP 8080")?;
+    let mut a1 = None;
+    wait_until(Duration::from_secs(10), "cookies for the first VIP", || {
+        a1 = vip_stats(&server, s0.name(), PORT)?;
+        Ok(a1.is_some_and(|a| a.2 > 0))
+    })?;
+    let a1 = a1.context("VIP 8080")?;
     ensure!(vip_stats(&server, s0.name(), NEW_PORT)?.is_none());
-    ensure!(a1.2 > 0, "cookies for the first VIP: {a1:?}");
 
     // Added: its SYNs get cookies from XDP, its counters start at 0; the first VIP keeps its
     // id and its counts.
     weir.reload(&cfg, &vip_config(&[PORT, NEW_PORT]), 1)?;
     std::thread::sleep(Duration::from_millis(500));
-    let b1 = vip_stats(&server, s0.name(), NEW_PORT)?.context("VIP 8081 added")?;
-    let a2 = vip_stats(&server, s0.name(), PORT)?.context("VIP 8080 kept")?;
+    // (Past the limit, the assertions below say what is missing.)
+    let (mut a2, mut b1) = (None, None);
+    let _ = wait_until(Duration::from_secs(10), "both VIPs counting", || {
+        a2 = vip_stats(&server, s0.name(), PORT)?;
+        b1 = vip_stats(&server, s0.name(), NEW_PORT)?;
+        Ok(a2.is_some_and(|a| a.1 > a1.1 && a.2 > a1.2) && b1.is_some_and(|b| b.1 > 0 && b.2 > 0))
+    });
+    let b1 = b1.context("VIP 8081 added")?;
+    let a2 = a2.context("VIP 8080 kept")?;
     let prog2 = prog_id(&server, s0.name())?;
     eprintln!(
         "after the add: VIP {PORT} (id, packets, cookies) {a1:?} → {a2:?}; VIP {NEW_PORT} {b1:?}; prog {prog} → {prog2}"
@@ -540,8 +553,17 @@ fn a_reload_adds_and_removes_vips_in_place_with_syn_cookies() -> Result<()> {
     // Removed: its traffic passes untouched; the other VIP keeps its id.
     weir.reload(&cfg, &vip_config(&[NEW_PORT]), 2)?;
     std::thread::sleep(Duration::from_millis(500));
-    let gone = vip_stats(&server, s0.name(), PORT)?;
-    let b2 = vip_stats(&server, s0.name(), NEW_PORT)?.context("VIP 8081 kept")?;
+    let (mut gone, mut b2) = (None, None);
+    let _ = wait_until(
+        Duration::from_secs(10),
+        "the VIP removed, the other counting",
+        || {
+            gone = vip_stats(&server, s0.name(), PORT)?;
+            b2 = vip_stats(&server, s0.name(), NEW_PORT)?;
+            Ok(gone.is_none() && b2.is_some_and(|b| b.2 > b1.2))
+        },
+    );
+    let b2 = b2.context("VIP 8081 kept")?;
     let prog3 = prog_id(&server, s0.name())?;
     let (ok_a, fail_a) = load_a.finish();
     let (ok_b, fail_b) = load_b.finish();

@@ -1,15 +1,14 @@
 //! HPACK (RFC 7541) for the server: the request decoder and the response encoder.
 //!
-//! **Decoding** is `loona-hpack`'s (bearcove's maintained fork of `hpack-rs`, the HPACK of the
-//! loona HTTP/2 server, tested against h2spec and the hpack-test-case corpus). Of the kept crates
-//! it is the one that fits: `decode_with_cb` hands each field as a borrow of the block or of the
-//! dynamic table (no allocation per field: we copy only what the request keeps), and
-//! `set_max_allowed_table_size` refuses dynamic table size updates above what we allow. Its
-//! decoder has no header list limit of its own: [`Decoder::decode`] counts the RFC 9113 §6.5.2
-//! size of every field and stops handing fields over past the limit (it still decodes the rest
-//! of the block, or the dynamic table would fall out of step with the client's). The block's
-//! own length is bounded by the connection before it gets here. (`hpack` 0.3 is unmaintained
-//! since 2016; `httlib-hpack` since 2021; `fluke-hpack` is loona-hpack's former name.)
+//! **Decoding** is our own (`decode`, with its Huffman code in `huffman`): each field is handed
+//! to a callback as a borrow (of the block, a table, or a scratch buffer: no allocation per
+//! field), a dynamic table size update above what we allow or after a field is refused, and the
+//! header list limit stops handing fields over past the limit while the rest of the block is
+//! still decoded (or the dynamic table would fall out of step with the client's). The block's
+//! own length is bounded by the connection before it gets here. loona-hpack's decoder, used
+//! until session 15, built a hash map of the Huffman code for every string it decoded: a 16 KB
+//! block of one-byte Huffman strings took 130 ms of the worker's thread. It stays as a
+//! dev-dependency, the reference our decoder is checked against (`decode::tests`).
 //!
 //! **Encoding** is our own, small: loona-hpack's encoder scans the whole static and dynamic
 //! table linearly for every field, never indexes a field whose name is in the static table
@@ -24,46 +23,15 @@ use std::collections::VecDeque;
 /// The dynamic table size we use at most (also the decoder's: we do not advertise another).
 pub(super) const TABLE_SIZE: usize = 4096;
 
+mod decode;
+mod huffman;
+
+pub(super) use decode::Decoder;
+
 /// Why a header block could not be decoded: a connection COMPRESSION_ERROR.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("HPACK decoding failed: {0}")]
-pub(super) struct CompressionError(String);
-
-/// The request side.
-pub(super) struct Decoder {
-    inner: loona_hpack::Decoder<'static>,
-}
-
-impl Decoder {
-    pub fn new() -> Self {
-        let mut inner = loona_hpack::Decoder::new();
-        inner.set_max_allowed_table_size(TABLE_SIZE);
-        Decoder { inner }
-    }
-
-    /// Decodes a whole block, handing `field` each (name, value) while the header list stays
-    /// within `limit` bytes (§6.5.2: name + value + 32 each). True if it went past the limit.
-    pub fn decode(
-        &mut self,
-        block: &[u8],
-        limit: usize,
-        mut field: impl FnMut(&[u8], &[u8]),
-    ) -> Result<bool, CompressionError> {
-        let mut size = 0usize;
-        let mut over = false;
-        self.inner
-            .decode_with_cb(block, |n, v| {
-                size = size.saturating_add(n.len() + v.len() + 32);
-                if size > limit {
-                    over = true;
-                } else {
-                    field(&n, &v);
-                }
-            })
-            .map_err(|e| CompressionError(e.to_string()))?;
-        Ok(over)
-    }
-}
+pub(super) struct CompressionError(&'static str);
 
 /// A dynamic table entry: (name, value).
 type Entry = (Box<[u8]>, Box<[u8]>);

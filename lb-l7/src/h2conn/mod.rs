@@ -5,7 +5,7 @@
 //! I/O, no tokio, no hyper, nothing from the rest of the crate (a test checks): the `h2`
 //! engine's driver runs it over a socket, one state machine per connection, no task per stream.
 //!
-//! Modules, one concern each: `frame` (the codec), `hpack` (loona-hpack's decoder, our
+//! Modules, one concern each: `frame` (the codec), `hpack` (our decoder and our
 //! encoder: why in its doc), `request` (header list → `http::request::Parts`, §8.3 checks),
 //! `stream` (one stream's state and the recently closed ones), `flow` (windows and credit),
 //! `glitch` (abuse accounting), `conn` (the connection's state, errors, deadlines), `recv`

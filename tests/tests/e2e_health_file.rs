@@ -205,6 +205,15 @@ fn daemons_in_one_namespace_keep_their_own_health_files() -> Result<()> {
             && c.api_shows_its_group(&lb)?)
     })?;
     std::thread::sleep(Duration::from_millis(1500));
+    // (And every file written: a loaded machine can take longer than 1.5 s for the first.)
+    wait_until(Duration::from_secs(10), "the daemons' state files", || {
+        for d in [&a, &b, &c] {
+            if file_view(&d.file)?.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
     for d in [&a, &b, &c] {
         d.file_is_its_own()?;
     }

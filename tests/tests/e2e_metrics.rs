@@ -211,9 +211,9 @@ fn scraped_values_equal_what_was_sent() -> Result<()> {
     );
     // One report period (500 ms) plus the pipe; generous for a loaded machine.
     assert!(staleness < Duration::from_millis(1500), "{staleness:?}");
-    // Both workers' last reports include everything once a period has passed.
+    // Both workers' last reports include everything once a period has passed (at least
+    // 1.1 s, then until the figures below are all there: a loaded machine can take longer).
     std::thread::sleep(Duration::from_millis(1100));
-    let page = scrape(&ns)?;
     let t = "target_group=\"web\",target=\"127.0.0.1:9401\",zone=\"-\"";
     let d = "target_group=\"dead\",target=\"127.0.0.1:9402\",zone=\"-\"";
     let want: &[(&str, u64)] = &[
@@ -271,6 +271,14 @@ fn scraped_values_equal_what_was_sent() -> Result<()> {
         (&format!("weir_target_health{{{t},state=\"healthy\"}}"), 1),
         ("weir_active_connection_count", 0),
     ];
+    let mut page = scrape(&ns)?;
+    let settling = Instant::now();
+    while want.iter().any(|(sample, v)| get(&page, sample) != *v)
+        && settling.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        page = scrape(&ns)?;
+    }
     for (sample, v) in want {
         assert_eq!(get(&page, sample), *v, "{sample}");
     }
@@ -342,7 +350,15 @@ fn scraped_values_equal_what_was_sent() -> Result<()> {
     let more = 6;
     assert!(send(&ns, "/", more, None)?.iter().all(|c| *c == 200));
     std::thread::sleep(Duration::from_millis(1100));
-    let c = scrape(&ns)?;
+    let mut c = scrape(&ns)?;
+    let settling = Instant::now();
+    while (get(&c, "weir_request_count_total") != total + more as u64
+        || get(&c, &format!("weir_target_request_count_total{{{t}}}")) != (n + p + more) as u64)
+        && settling.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+        c = scrape(&ns)?;
+    }
     monotonic(&b, &c);
     assert_eq!(get(&c, "weir_request_count_total"), total + more as u64);
     assert_eq!(

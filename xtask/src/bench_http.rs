@@ -86,9 +86,9 @@ const ORIGIN: u16 = 18_100;
 const RELAY: u16 = 18_190;
 /// The path the `h2tls` scenario asks for. Not `/`: `/` is an HPACK static-table entry, so the
 /// bench never made a proxy decode a Huffman-coded `:path`, which h2load (nghttp2: `:path` is
-/// not indexed) sends with every request, as curl and other nghttp2 clients do. weir's engine
-/// cost 36.9 µs per request on such a path against 15.1 µs on `/` until its HPACK decoder was
-/// replaced (session 15), and the bench did not show it.
+/// not indexed) sends with every request, as curl and other nghttp2 clients do. On such a path
+/// weir's engine cost 36.9 µs per request with its old HPACK decoder and 15.1 µs with the one
+/// that replaced it (session 15, `h2lab.sh ab`), and the bench on `/` did not show it.
 const H2_PATH: &str = "/api/v1/items/42";
 
 /// Which HTTP/2 engine weir is told to use (`--h2-engine`).

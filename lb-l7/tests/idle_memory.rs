@@ -216,8 +216,9 @@ async fn per_h2_connection(port: u16, extra: &[(&str, &str)]) -> isize {
     (after - before) / H2_N as isize
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_http2_connection_costs_little_heap() {
+/// Heap bytes per idle HTTP/2 connection (weir's engine) whose one request carried `extra`,
+/// on a counted worker of its own.
+async fn h2_worker_per_connection(extra: &[(&str, &str)]) -> isize {
     let be = backend("be").await;
     let p = free_port();
     let toml = one_target_config(
@@ -229,9 +230,15 @@ async fn an_idle_http2_connection_costs_little_heap() {
     );
     let (ports, stop, _) = counted_worker(toml);
     assert_eq!(ports, vec![p]);
-    let h2 = per_h2_connection(p, &[]).await;
-    println!("heap bytes per idle HTTP/2 connection: {h2}");
+    let h2 = per_h2_connection(p, extra).await;
     let _ = stop.send(());
+    h2
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_http2_connection_costs_little_heap() {
+    let h2 = h2_worker_per_connection(&[]).await;
+    println!("heap bytes per idle HTTP/2 connection: {h2}");
     assert!(
         h2 <= H2_BOUND,
         "an idle HTTP/2 connection holds {h2} heap bytes (bound {H2_BOUND})"
@@ -244,21 +251,9 @@ async fn an_idle_http2_connection_costs_little_heap() {
 /// that grew go when the connection has no stream (22,458 bytes per connection before).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_request_header_leaves_nothing_on_an_idle_http2_connection() {
-    let be = backend("be").await;
-    let p = free_port();
-    let toml = one_target_config(
-        p,
-        be.addr.port(),
-        "http2_engine = \"weir\"\nidle_timeout.timeout_seconds = 300",
-        "",
-        "",
-    );
-    let (ports, stop, _) = counted_worker(toml);
-    assert_eq!(ports, vec![p]);
     let big = "c".repeat(6 * 1024);
-    let h2 = per_h2_connection(p, &[("x-large", &big)]).await;
+    let h2 = h2_worker_per_connection(&[("x-large", &big)]).await;
     println!("heap bytes per idle HTTP/2 connection after a 6 KB request header: {h2}");
-    let _ = stop.send(());
     assert!(
         h2 <= H2_BOUND,
         "an idle HTTP/2 connection that received a 6 KB header holds {h2} heap bytes (bound {H2_BOUND})"

@@ -109,7 +109,7 @@ pub struct Connection {
     pub(super) out_frame: usize,
     pub(super) scratch: Vec<u8>,
     /// Where decoded header values are copied (`request::Fields`): shared by the requests of
-    /// a run, dropped when the connection has no stream.
+    /// a run, dropped when the connection is idle (`shed_idle_buffers`).
     pub(super) arena: BytesMut,
     /// Streams with something to write, round robin.
     pub(super) order: VecDeque<StreamId>,
@@ -375,14 +375,16 @@ impl Connection {
         self.streams.len()
     }
 
-    /// Lets go of the buffers a large frame or response grew (over [`IDLE_KEEP`]) once the
-    /// connection is idle: no stream, nothing left to hand out. The driver calls it when it
+    /// Lets go of the header-value arena, and of the buffers a large frame or response grew
+    /// (over [`IDLE_KEEP`]), once the connection is idle: no stream, nothing left to hand out. The driver calls it when it
     /// has written everything. Without it, one 6 KB header or response kept ~13 KB on the
     /// connection for its life (`tests/idle_memory.rs`); a busy connection keeps its buffers.
     pub fn shed_idle_buffers(&mut self) {
         if !self.streams.is_empty() || self.unsent() > 0 {
             return;
         }
+        // The arena goes whatever its size: a run of requests shares it, an idle one none.
+        self.arena = BytesMut::new();
         if self.inbuf_large && self.inbuf.is_empty() {
             self.inbuf = BytesMut::new();
             self.inbuf_large = false;
@@ -432,8 +434,6 @@ impl Connection {
         (self.cfg.recycle_send_queue)(std::mem::take(&mut s.queue));
         if self.streams.is_empty() {
             self.idle_since = self.now;
-            // An idle connection keeps no arena block.
-            self.arena = BytesMut::new();
         }
         Some(s)
     }

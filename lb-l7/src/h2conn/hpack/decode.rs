@@ -7,6 +7,7 @@
 
 use super::huffman::{self, HuffmanError};
 use super::{CompressionError, TABLE_SIZE};
+use crate::h2conn::IDLE_KEEP;
 use std::collections::VecDeque;
 
 /// RFC 7541 Appendix A.
@@ -73,10 +74,6 @@ const STATIC: [(&[u8], &[u8]); 61] = [
     (b"via", b""),
     (b"www-authenticate", b""),
 ];
-
-/// A scratch buffer larger than this after a block is let go (a connection keeps its
-/// decoder for its life).
-const KEEP: usize = 4096;
 
 fn err(why: &'static str) -> CompressionError {
     CompressionError(why)
@@ -247,10 +244,12 @@ impl Decoder {
             }
             fields = true;
         };
-        if self.name.capacity() > KEEP {
+        // A scratch buffer a long string grew is let go, as the connection's own buffers are
+        // when idle (a connection keeps its decoder for its life).
+        if self.name.capacity() > IDLE_KEEP {
             self.name = Vec::new();
         }
-        if self.value.capacity() > KEEP {
+        if self.value.capacity() > IDLE_KEEP {
             self.value = Vec::new();
         }
         result.map(|()| over)
@@ -377,6 +376,17 @@ mod tests {
                 reference(&mut r, &[0x80 | i])
             );
         }
+    }
+
+    /// The encoder's name → index match (`hpack::static_name`) is this table's: each name's
+    /// first entry, and 0 for a name not in it.
+    #[test]
+    fn the_encoders_static_names_are_this_table() {
+        for (i, (name, _)) in STATIC.iter().enumerate() {
+            let first = STATIC.iter().position(|(n, _)| n == name).unwrap() + 1;
+            assert_eq!(super::super::static_name(name), first, "entry {}", i + 1);
+        }
+        assert_eq!(super::super::static_name(b"x-not-static"), 0);
     }
 
     #[test]

@@ -103,6 +103,34 @@ pub fn test(rest: &[String]) -> anyhow::Result<()> {
     tests.and(fuzzed)
 }
 
+/// What a clean clone's suite writes under the target directory (debug build, line tables,
+/// no incremental cache, as `.ci/run` runs it: 3.8 GB measured, the eBPF object and the fuzz
+/// build on top), rounded up.
+const SUITE_DISK_BYTES: u64 = 6 << 30;
+
+/// Says so, before anything is installed or built, when the target directory's file system has less free space than
+/// the suite writes: otherwise the first sign is a linker's "No space left on device" minutes
+/// into the build.
+pub fn warn_if_short_of_disk() {
+    let dir = target_dir();
+    let probe = dir
+        .ancestors()
+        .find(|p| p.exists())
+        .map_or_else(root, PathBuf::from);
+    let Ok(st) = nix::sys::statvfs::statvfs(&probe) else {
+        return;
+    };
+    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    if free < SUITE_DISK_BYTES {
+        eprintln!(
+            "xtask: WARNING: {:.1} GB free under {}; the suite's build writes about {} GB there",
+            free as f64 / 1e9,
+            probe.display(),
+            SUITE_DISK_BYTES >> 30
+        );
+    }
+}
+
 /// The fuzz run's length: `WEIR_FUZZ_SECONDS` (0 skips it), 45 s by default.
 fn fuzz_seconds() -> anyhow::Result<u64> {
     match std::env::var("WEIR_FUZZ_SECONDS") {

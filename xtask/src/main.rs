@@ -105,6 +105,7 @@ fn main() -> anyhow::Result<()> {
             cargo::exec_weir(&args)
         }
         Cmd::Test { rest } => {
+            cargo::warn_if_short_of_disk();
             setup::ensure(setup::Needs::Tests)?;
             cargo::test(&rest)
         }

@@ -18,6 +18,9 @@
 //! - `tls_handshakes`: full TLS handshakes only, RSA-2048: `S_TIME_CLIENTS` (8) `openssl s_time
 //!   -new -www /` clients in parallel on the load core, each making a new connection with no
 //!   session ticket or ID offered, one `GET / HTTP/1.0`, close, for `min(--duration, 5)` s.
+//!   Every proxy prefers the same TLS 1.3 suites, AES-128-GCM first (`SERVER_SUITES`: weir's
+//!   order; HAProxy's and nginx's configured so), and the clients offer them in that order, so
+//!   all negotiate TLS_AES_128_GCM_SHA256 here and in `h2tls`: the same key schedule and cipher.
 //!   Handshakes = the connections the clients made (summed from s_time's "N connections in"),
 //!   handshakes/s over the run's wall time, proxy CPU µs per full handshake (the whole
 //!   connection: handshake, one request, close). s_time prints a mark per connection, `r` for a
@@ -28,7 +31,7 @@
 //!   handshake is the figure to compare.
 //!   What each proxy negotiates with that client library (`openssl s_client`: protocol, cipher,
 //!   key exchange, signature, TLS 1.3 session tickets sent) is printed, with whether protocol,
-//!   key exchange and ticket count are the same for all.
+//!   cipher, key exchange and ticket count are the same for all.
 //! - `idle_conns`: `--idle-conns` (10,000) idle keep-alive client connections, plain and TLS
 //!   (one request each, then idle), on fresh processes: proxy RSS growth per connection. The
 //!   plain ones are held by this process; the TLS ones by a Python asyncio client (`python3`,
@@ -446,7 +449,7 @@ fn write_configs(dir: &Path, specs: &[Spec], idle_conns: usize) -> Result<()> {
             Kind::Haproxy => std::fs::write(
                 dir.join("haproxy.cfg"),
                 format!(
-                    "global\n  nbthread 1\n  maxconn {hap_conns}\n  ulimit-n {nofile}\n  tune.ssl.default-dh-param 2048\n\
+                    "global\n  nbthread 1\n  maxconn {hap_conns}\n  ulimit-n {nofile}\n  tune.ssl.default-dh-param 2048\n  ssl-default-bind-ciphersuites {SERVER_SUITES}\n\
                      defaults\n  mode http\n  timeout connect 10s\n  timeout client 300s\n  timeout server 300s\n  option http-keep-alive\n  http-reuse safe\n\
                      frontend h1\n  bind 127.0.0.1:{}\n  default_backend origin\n\
                      frontend tls\n  bind 127.0.0.1:{} ssl crt {d}/combined.pem alpn h2,http/1.1 ssl-min-ver TLSv1.2\n  default_backend origin\n\
@@ -463,6 +466,7 @@ fn write_configs(dir: &Path, specs: &[Spec], idle_conns: usize) -> Result<()> {
                        upstream origin {{ server 127.0.0.1:{ORIGIN}; keepalive 128; }}\n\
                        server {{ listen 127.0.0.1:{} backlog=4096; listen 127.0.0.1:{} ssl http2 backlog=4096;\n\
                          ssl_certificate {d}/cert.pem; ssl_certificate_key {d}/key.pem; ssl_protocols TLSv1.2 TLSv1.3;\n\
+                         ssl_prefer_server_ciphers on; ssl_conf_command Ciphersuites {SERVER_SUITES};\n\
                          location / {{ proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection \"\"; }} }} }}\n",
                     p.h1, p.tls
                 ),
@@ -571,6 +575,16 @@ fn wrk(url: &str, conns: u32, secs: u64, extra: &[&str]) -> Result<(f64, f64, f6
 /// How many `openssl s_time -new` clients the `tls_handshakes` scenario runs in parallel.
 const S_TIME_CLIENTS: usize = 8;
 
+/// The TLS 1.3 suites every proxy prefers and the handshake scenario's clients offer, in this
+/// order: weir's server order (`lb_l7::tls::SERVER_CIPHER_SUITES`), ALB's policies' and
+/// browsers' (AES-128-GCM first). HAProxy and nginx are configured with it as their server
+/// order. Before, OpenSSL's defaults made them negotiate AES-256-GCM-SHA384 (HAProxy's own
+/// server order, nginx's from the client's) while weir took AES-128-GCM-SHA256: the handshake
+/// figures compared different key schedules, and the HTTP/2 ones different ciphers.
+const SERVER_SUITES: &str =
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+const CLIENT_SUITES: &str = SERVER_SUITES;
+
 /// What the `s_time` clients of one `tls_handshakes` run did.
 #[derive(Debug, PartialEq)]
 struct Handshakes {
@@ -612,6 +626,7 @@ fn full_handshakes(port: u16, secs: u64) -> Result<Handshakes> {
             Command::new("taskset")
                 .args(["-c", LOAD_CORE, "openssl", "s_time", "-new", "-connect"])
                 .args([addr.as_str(), "-www", "/", "-time", t.as_str()])
+                .args(["-ciphersuites", CLIENT_SUITES])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -638,11 +653,11 @@ fn full_handshakes(port: u16, secs: u64) -> Result<Handshakes> {
     Ok(hs)
 }
 
-/// What a default OpenSSL client (`s_client`, the same library and defaults as the `s_time`
-/// clients) negotiates with the proxy on 127.0.0.1:`port`, and how many TLS 1.3 session
-/// tickets the proxy sends after one `GET / HTTP/1.0`: the full-handshake figures compare the
-/// same work only when the version, the key exchange, the certificate (the bench's one RSA-2048
-/// key) and the tickets are the same.
+/// What the handshake scenario's client (`s_client`, with the library, defaults and suites of
+/// the `s_time` clients) negotiates with the proxy on 127.0.0.1:`port`, and how many TLS 1.3
+/// session tickets the proxy sends after one `GET / HTTP/1.0`: the full-handshake figures
+/// compare the same work only when the version, the cipher, the key exchange, the certificate
+/// (the bench's one RSA-2048 key) and the tickets are the same.
 #[derive(Debug, Default, PartialEq)]
 struct Negotiated {
     protocol: String,
@@ -664,7 +679,7 @@ fn negotiated(port: u16) -> Result<Negotiated> {
             "-connect",
             &format!("127.0.0.1:{port}"),
         ])
-        .args(["-ign_eof", "-msg"])
+        .args(["-ign_eof", "-msg", "-ciphersuites", CLIENT_SUITES])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -1583,7 +1598,9 @@ fn rounds(
             "NOT ALL FULL: the CPU per handshake figure includes resumptions"
         }
     );
-    println!("TLS negotiated with a default OpenSSL client (openssl s_client, as s_time):");
+    println!(
+        "TLS negotiated with the handshake scenario's client (openssl s_client, as s_time: OpenSSL's defaults, TLS 1.3 suites in browsers' order):"
+    );
     for (name, n) in &tls_params {
         println!(
             "  {name:<12}{} {} key exchange {}, signature {}, {} session tickets; answered {}",
@@ -1601,8 +1618,9 @@ fn rounds(
         v.len() <= 1
     };
     println!(
-        "  same protocol: {}, same key exchange: {}, same ticket count: {}, all answered 200: {}",
+        "  same protocol: {}, same cipher: {}, same key exchange: {}, same ticket count: {}, all answered 200: {}",
         same(|n| &n.protocol),
+        same(|n| &n.cipher),
         same(|n| &n.key_exchange),
         same_tickets,
         tls_params.values().all(|n| n.status.contains(" 200"))

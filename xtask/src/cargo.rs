@@ -120,7 +120,7 @@ pub fn warn_if_short_of_disk() {
     let Ok(st) = nix::sys::statvfs::statvfs(&probe) else {
         return;
     };
-    let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+    let free = st.blocks_available() * st.fragment_size();
     if free < SUITE_DISK_BYTES {
         eprintln!(
             "xtask: WARNING: {:.1} GB free under {}; the suite's build writes about {} GB there",

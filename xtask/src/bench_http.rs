@@ -576,14 +576,13 @@ fn wrk(url: &str, conns: u32, secs: u64, extra: &[&str]) -> Result<(f64, f64, f6
 const S_TIME_CLIENTS: usize = 8;
 
 /// The TLS 1.3 suites every proxy prefers and the handshake scenario's clients offer, in this
-/// order: weir's server order (`lb_l7::tls::SERVER_CIPHER_SUITES`), ALB's policies' and
-/// browsers' (AES-128-GCM first). HAProxy and nginx are configured with it as their server
-/// order. Before, OpenSSL's defaults made them negotiate AES-256-GCM-SHA384 (HAProxy's own
+/// order: weir's server order (`lb_l7::tls::SERVER_CIPHER_SUITES`, kept in step by hand: the
+/// report's `same cipher` says when they part), ALB's policies' and browsers' (AES-128-GCM
+/// first). HAProxy and nginx are configured with it as their server order. Before, OpenSSL's defaults made them negotiate AES-256-GCM-SHA384 (HAProxy's own
 /// server order, nginx's from the client's) while weir took AES-128-GCM-SHA256: the handshake
 /// figures compared different key schedules, and the HTTP/2 ones different ciphers.
 const SERVER_SUITES: &str =
     "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
-const CLIENT_SUITES: &str = SERVER_SUITES;
 
 /// What the `s_time` clients of one `tls_handshakes` run did.
 #[derive(Debug, PartialEq)]
@@ -626,7 +625,7 @@ fn full_handshakes(port: u16, secs: u64) -> Result<Handshakes> {
             Command::new("taskset")
                 .args(["-c", LOAD_CORE, "openssl", "s_time", "-new", "-connect"])
                 .args([addr.as_str(), "-www", "/", "-time", t.as_str()])
-                .args(["-ciphersuites", CLIENT_SUITES])
+                .args(["-ciphersuites", SERVER_SUITES])
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -679,7 +678,7 @@ fn negotiated(port: u16) -> Result<Negotiated> {
             "-connect",
             &format!("127.0.0.1:{port}"),
         ])
-        .args(["-ign_eof", "-msg", "-ciphersuites", CLIENT_SUITES])
+        .args(["-ign_eof", "-msg", "-ciphersuites", SERVER_SUITES])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

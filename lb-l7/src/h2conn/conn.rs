@@ -376,9 +376,10 @@ impl Connection {
     }
 
     /// Lets go of the header-value arena, and of the buffers a large frame or response grew
-    /// (over [`IDLE_KEEP`]), once the connection is idle: no stream, nothing left to hand out. The driver calls it when it
-    /// has written everything. Without it, one 6 KB header or response kept ~13 KB on the
-    /// connection for its life (`tests/idle_memory.rs`); a busy connection keeps its buffers.
+    /// (over [`IDLE_KEEP`]), once the connection is idle: no stream, nothing left to hand
+    /// out. The driver calls it when it has written everything. Without it, one 6 KB header
+    /// or response kept ~13 KB on the connection for its life (`tests/idle_memory.rs`); a
+    /// busy connection keeps its buffers.
     pub fn shed_idle_buffers(&mut self) {
         if !self.streams.is_empty() || self.unsent() > 0 {
             return;

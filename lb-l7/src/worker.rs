@@ -511,6 +511,8 @@ impl Worker {
                             }
                             g.tick(now);
                         }
+                        // The counts of rate-limited warnings whose flood stopped.
+                        crate::log_limit::flush_ended();
                         // Spares an idle second left unused (this thread's: the worker's
                         // runtime is one thread, `crate::spares`).
                         if trim_spares() >= RELEASE_AFTER_TRIM
@@ -550,6 +552,7 @@ impl Worker {
                 t.pool.clear();
             }
         }
+        crate::log_limit::flush_all();
         // The lines of the drained requests, before the process exits.
         self.shared.access_log.flush(Duration::from_secs(2));
         tracing::info!(

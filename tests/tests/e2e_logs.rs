@@ -104,15 +104,6 @@ fn requests(ns: &Ns) -> Result<Vec<u16>> {
         .collect())
 }
 
-/// One request on its own connection: its status.
-fn one_request(ns: &Ns) -> Result<u16> {
-    let mut c = ns.command("curl");
-    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-        .arg(format!("http://127.0.0.1:{PORT}/last"));
-    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim().parse()?)
-}
-
 /// Splits an access-log line into fields: spaces separate, `"…"` (with `\"` and `\\`) groups.
 /// `None` when a quote is left open or something follows a closing quote.
 fn fields(line: &str) -> Option<Vec<String>> {
@@ -250,12 +241,32 @@ fn access_log_file_gets_whole_lines_from_every_worker() -> Result<()> {
 
 #[test]
 fn a_flood_of_failing_requests_writes_bounded_warnings_without_colour() -> Result<()> {
+    flood_of_failures("logflood", Ending::WeirRunsOn)
+}
+
+/// A flood that weir's stop cuts short: the counts still held are written as the workers exit.
+#[test]
+fn a_flood_cut_short_by_a_stop_still_has_its_suppressed_count() -> Result<()> {
+    flood_of_failures("logstop", Ending::WeirStops)
+}
+
+/// What follows the flood of [`flood_of_failures`]: nothing (weir runs on), or weir's stop.
+#[derive(PartialEq)]
+enum Ending {
+    WeirRunsOn,
+    WeirStops,
+}
+
+/// `REQUESTS` requests to a target that refuses connections, one warning each unlimited, and
+/// nothing after them: the warnings are bounded, and every failure is either logged or counted
+/// in a `suppressed=` (`lb_l7::log_limit`: by the worker's once-a-second flush while weir runs,
+/// at the worker's exit when it stops), with no ANSI colour on a pipe.
+fn flood_of_failures(name: &str, ending: Ending) -> Result<()> {
     if !Lab::root_required() {
         return Ok(());
     }
     let lab = Lab::new()?;
-    let ns = lab.add_ns("logflood")?;
-    // Every request goes to a target that refuses connections: one warning each, unlimited.
+    let ns = lab.add_ns(name)?;
     let cfg = config(
         "{ enabled = false }",
         r#"{ type = "forward", target_group = "dead" }"#,
@@ -266,28 +277,47 @@ fn a_flood_of_failing_requests_writes_bounded_warnings_without_colour() -> Resul
     let secs = t.elapsed().as_secs() + 1;
     assert_eq!(codes.len(), REQUESTS);
     assert!(codes.iter().all(|c| *c == 502 || *c == 503), "{codes:?}");
-    // A suppressed stretch's count rides on the first warning the call site logs after it
-    // (`lb_l7::log_limit`): one more failing request, in a later second of the limiter's
-    // clock, carries it. Without it the count is seen only when the flood happened to span
-    // a second boundary after its first five warnings (2 of 3 suite runs: not a test).
-    std::thread::sleep(Duration::from_millis(1_100));
-    let last = one_request(&ns)?;
-    assert!(last == 502 || last == 503, "{last}");
-    std::thread::sleep(Duration::from_millis(300));
+    let failures = codes.iter().filter(|c| **c == 502).count();
+    let stderr = w.stderr.clone();
+    let accounted = || {
+        let err = stderr.lock().unwrap().concat();
+        let lines: Vec<&str> = err
+            .lines()
+            .filter(|l| l.contains("target connection failed"))
+            .collect();
+        let logged = lines.iter().filter(|l| l.contains("target_addr")).count();
+        let suppressed: usize = lines.iter().filter_map(|l| field(l, "suppressed=")).sum();
+        (logged, suppressed, lines.len())
+    };
+    let flushed = match ending {
+        Ending::WeirRunsOn => wait_until(
+            Duration::from_secs(5),
+            "every failure logged or counted",
+            || {
+                let (logged, suppressed, _) = accounted();
+                Ok(logged + suppressed >= failures)
+            },
+        ),
+        Ending::WeirStops => Ok(()),
+    };
     assert!(interrupt(&mut w.proc)?);
+    let (logged, suppressed, warnings) = accounted();
     let err = w.stderr.lock().unwrap().concat();
-    let warnings = err
-        .lines()
-        .filter(|l| l.contains("target connection failed"))
-        .count();
-    // At most 5 a second per call site and worker; curl ran `secs` seconds.
-    let bound = 5 * 2 * (secs as usize + 1);
-    eprintln!("{warnings} warnings for {REQUESTS} failing requests in {secs} s (bound {bound})");
-    assert!(warnings > 0, "the failures are logged at all:\n{err}");
+    // At most 5 a second per call site and worker, and one count a second per worker after a
+    // flood; curl ran `secs` seconds.
+    let bound = (5 + 1) * 2 * (secs as usize + 2);
+    eprintln!(
+        "{warnings} warnings for {REQUESTS} requests ({failures} failed) in {secs} s \
+         (bound {bound}): {logged} logged, {suppressed} counted as suppressed"
+    );
+    assert!(logged > 0, "the failures are logged at all:\n{err}");
     assert!(warnings <= bound, "{warnings} warnings > {bound}");
-    assert!(
-        err.lines().any(|l| l.contains("suppressed=")),
-        "the suppressed count is reported"
+    assert!(suppressed > 0, "the suppressed count is reported:\n{err}");
+    flushed?;
+    assert_eq!(
+        logged + suppressed,
+        failures,
+        "every failed connection is logged or counted once"
     );
     assert!(
         !err.contains("\x1b["),
@@ -432,4 +462,11 @@ fn a_stdout_nobody_reads_blocks_no_request_and_hides_no_worker_death() -> Result
     })?;
     proc.kill()?;
     Ok(())
+}
+
+/// The number after `key` in a log line (`suppressed=17`).
+fn field(line: &str, key: &str) -> Option<usize> {
+    let rest = &line[line.find(key)? + key.len()..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
 }

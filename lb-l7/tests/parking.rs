@@ -8,6 +8,7 @@
 mod common;
 use common::*;
 use lb_l7::MetricsHandle;
+use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -236,5 +237,48 @@ async fn a_reload_removing_its_listener_closes_a_parked_connection_and_no_other(
     parked(&w.metrics, 1).await;
     active(&w.metrics, 1).await;
     get(&mut a, "/after-the-reload").await;
+    w.stop().await;
+}
+
+/// A TLS connection whose client, idle after a response, trickles the start of a record (a
+/// byte every 300 ms, never a whole record) closes at its idle timeout counted from its last
+/// response: each byte wakes its idle wait for nothing to read, and the wait goes on with the
+/// deadline it had, so a trickler cannot stretch its life a byte at a time.
+#[tokio::test]
+async fn an_idle_tls_connection_trickling_part_of_a_record_closes_at_its_idle_timeout() {
+    let be = backend("be").await;
+    let pki = TestPki::new("trickle");
+    let cert = pki.leaf("trickle", &["trickle.test"]);
+    let (p, ptls) = (free_port(), free_port());
+    let w = start(&plain_and_tls_config(
+        p,
+        ptls,
+        &cert,
+        be.addr.port(),
+        "idle_timeout.timeout_seconds = 2",
+    ));
+    let tcp = TcpStream::connect(("127.0.0.1", ptls)).await.unwrap();
+    let mut raw = std::net::TcpStream::from(tcp.as_fd().try_clone_to_owned().unwrap());
+    let name = rustls::pki_types::ServerName::try_from("trickle.test").unwrap();
+    let mut c = tls_connector(&pki.ca).connect(name, tcp).await.unwrap();
+    c.write_all(request("/once").as_bytes()).await.unwrap();
+    let (head, _, _) = content_length_response(&mut c, Duration::from_secs(5)).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let t = Instant::now();
+    // An application-data record header announcing 32 bytes, then 2 of them: 7 bytes, 1.8 s.
+    for b in [0x17, 0x03, 0x03, 0x00, 0x20, 0x00, 0x00] {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if std::io::Write::write_all(&mut raw, &[b]).is_err() {
+            break;
+        }
+    }
+    let mut buf = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(5), c.get_mut().0.read(&mut buf)).await;
+    let after = t.elapsed();
+    assert!(end.is_ok(), "still open {after:?} after its last response");
+    assert!(
+        after >= Duration::from_millis(1800) && after <= Duration::from_millis(2600),
+        "closed {after:?} after its last response, the idle timeout is 2 s"
+    );
     w.stop().await;
 }

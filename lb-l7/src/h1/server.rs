@@ -21,8 +21,10 @@ use crate::pipeline::{ConnInfo, MAX_DISCARD, Shared, respond, stopped};
 use bytes::{BufMut, BytesMut};
 use http::{Method, Request, Response, Version, header};
 use http_body_util::BodyExt;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::io::AsyncReadExt;
 
@@ -166,6 +168,8 @@ async fn run<G: Guard, H, F>(
     let mut first = deadline.is_none();
     // Cleared when the lot refused (the worker stops): the connection waits as before.
     let mut may_park = G::PARKS && matches!(io, ClientStream::Plain(_));
+    // Wakes in a row that found nothing to read (see `Woken::Readable`).
+    let mut idle_wakes = 0;
     let h2 = loop {
         if buf.is_empty() {
             // A connection whose listener a reload removed closes once idle.
@@ -203,7 +207,27 @@ async fn run<G: Guard, H, F>(
             };
             drop(armed);
             match woken {
-                Woken::Readable => deadline = None,
+                // A wake can be for nothing: a readiness event for bytes an earlier read took
+                // already (tokio's readiness is a hint), or the start of a TLS record whose
+                // rest has not come. Such a connection waits here again, its deadline kept and
+                // free to park, rather than in the head's read with a buffer until its next
+                // request (a flaky test saw one never park). A few in a row: it waits there.
+                Woken::Readable => {
+                    match std::future::poll_fn(|cx| Poll::Ready(read_now(&mut io, &mut buf, cx)))
+                        .await
+                    {
+                        Some(true) => {
+                            deadline = None;
+                            idle_wakes = 0;
+                        }
+                        Some(false) => break false,
+                        None if idle_wakes < IDLE_WAKES => {
+                            idle_wakes += 1;
+                            continue;
+                        }
+                        None => deadline = None,
+                    }
+                }
                 Woken::Poked => continue,
                 Woken::Expired => break false,
                 Woken::Park if *sh.shutdown.borrow() => break false,
@@ -419,9 +443,33 @@ fn unparsed_record(sh: &Shared, ci: &ConnInfo, status: u16, reason: &'static str
 /// or new one is taken: `readbuf::take`, which promises this much).
 const HEAD_ROOM: usize = 1024;
 
-/// Reads until a request head is complete and parses it. The first read waits up to the idle
-/// timeout (a TLS connection gets here without `idle_wait`); from the first byte on, the head
-/// must be complete within `header_read_timeout`.
+/// Wakes in a row of an idle connection that find nothing to read before it waits for its
+/// next bytes in `read_head` instead: a readiness that keeps saying "readable" without bytes
+/// must not spin the worker.
+const IDLE_WAKES: u32 = 8;
+
+/// One read without waiting, for a connection woken while idle: `Some(true)` when bytes came
+/// (in `buf`), `Some(false)` at the client's end (or an error), `None` when there was nothing
+/// yet (the buffer goes back to the spares). A poll rather than an `async fn`: its state would
+/// be in every idle connection's future (`worker::idle_size`).
+fn read_now(io: &mut ClientStream, buf: &mut BytesMut, cx: &mut Context<'_>) -> Option<bool> {
+    if buf.capacity() < HEAD_ROOM {
+        *buf = readbuf::take();
+    }
+    match tokio_util::io::poll_read_buf(Pin::new(io), cx, buf) {
+        Poll::Ready(Ok(n)) => Some(n > 0),
+        Poll::Ready(Err(_)) => Some(false),
+        Poll::Pending => {
+            readbuf::give_back(std::mem::take(buf));
+            None
+        }
+    }
+}
+
+/// Reads until a request head is complete and parses it. The idle wait has usually read its
+/// first bytes (`read_now`); when it has not (wakes without bytes, `IDLE_WAKES`), the first
+/// read here waits up to the idle timeout. From the first byte on, the head must be complete
+/// within `header_read_timeout`.
 async fn read_head(sh: &Shared, io: &mut ClientStream, buf: &mut BytesMut, first: bool) -> Next {
     let lim = &sh.limits;
     if buf.is_empty() {

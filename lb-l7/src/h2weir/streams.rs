@@ -197,15 +197,28 @@ impl Streams {
         idx
     }
 
-    /// Puts `s` into the slot `vacant` returned.
-    pub fn insert(&mut self, idx: usize, s: Stream) {
+    /// Starts stream `id` in the slot `vacant` returned, its request in `fut`. Built in the
+    /// slot: a `Stream` passed in (~430 bytes, as large as its largest phase) was copied there.
+    pub fn insert(
+        &mut self,
+        idx: usize,
+        id: StreamId,
+        fut: RequestFuture,
+        recv: Option<Arc<RecvShared>>,
+        recv_ended: bool,
+    ) {
         if self.free.last() == Some(&idx) {
             self.free.pop();
         } else {
             self.free.retain(|&i| i != idx);
         }
-        self.by_id.insert(s.id, idx);
-        self.slots[idx].stream = Some(s);
+        self.by_id.insert(id, idx);
+        self.slots[idx].stream = Some(Stream {
+            id,
+            phase: Phase::Handling(fut),
+            recv,
+            recv_ended,
+        });
     }
 
     pub fn index_of(&self, id: StreamId) -> Option<usize> {
@@ -225,12 +238,17 @@ impl Streams {
         self.slots.get_mut(idx)?.stream.as_mut()
     }
 
-    /// Takes the stream out of its slot (its future and body are the caller's to drop).
-    pub fn remove(&mut self, idx: usize) -> Option<Stream> {
-        let s = self.slots.get_mut(idx)?.stream.take()?;
-        self.by_id.remove(&s.id);
+    /// Drops the stream in its slot (its future and body with it) and frees the slot.
+    pub fn remove(&mut self, idx: usize) {
+        let Some(slot) = self.slots.get_mut(idx) else {
+            return;
+        };
+        let Some(id) = slot.stream.as_ref().map(|s| s.id) else {
+            return;
+        };
+        slot.stream = None;
+        self.by_id.remove(&id);
         self.free.push(idx);
-        Some(s)
     }
 
     /// Every stream, taken out (the connection ends).

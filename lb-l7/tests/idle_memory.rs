@@ -15,7 +15,6 @@ use common::*;
 use counting::{LIVE, counted_worker};
 use lb_l7::h1::server::PARK_AFTER;
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};

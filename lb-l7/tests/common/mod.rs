@@ -696,8 +696,9 @@ impl Control {
     }
 }
 
-/// A TLS client trusting the test CA in `ca` (PEM).
-pub fn tls_connector(ca: &std::path::Path) -> tokio_rustls::TlsConnector {
+/// A TLS client configuration trusting the test CA in `ca` (PEM), no client certificate, no
+/// ALPN.
+pub fn tls_client_config(ca: &std::path::Path) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
     let pem = std::fs::read(ca).unwrap();
     for c in
@@ -707,12 +708,16 @@ pub fn tls_connector(ca: &std::path::Path) -> tokio_rustls::TlsConnector {
     {
         roots.add(c.unwrap()).unwrap();
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+    rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .unwrap()
     .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    .with_no_client_auth()
+}
+
+/// A TLS client trusting the test CA in `ca` (PEM).
+pub fn tls_connector(ca: &std::path::Path) -> tokio_rustls::TlsConnector {
+    tokio_rustls::TlsConnector::from(Arc::new(tls_client_config(ca)))
 }

@@ -547,7 +547,15 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
             Box::new_uninit(),
             service::handle_head_in_body(self.sh.clone(), self.ci.clone(), req),
         ));
-        self.streams.insert(idx, id, fut, recv, end_stream);
+        self.streams.insert(
+            idx,
+            Stream {
+                id,
+                phase: Phase::Handling(fut),
+                recv,
+                recv_ended: end_stream,
+            },
+        );
         self.poll_list.push(idx);
     }
 

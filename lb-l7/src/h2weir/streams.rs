@@ -197,28 +197,15 @@ impl Streams {
         idx
     }
 
-    /// Starts stream `id` in the slot `vacant` returned, its request in `fut`. Built in the
-    /// slot: a `Stream` passed in (~430 bytes, as large as its largest phase) was copied there.
-    pub fn insert(
-        &mut self,
-        idx: usize,
-        id: StreamId,
-        fut: RequestFuture,
-        recv: Option<Arc<RecvShared>>,
-        recv_ended: bool,
-    ) {
+    /// Puts `s` into the slot `vacant` returned.
+    pub fn insert(&mut self, idx: usize, s: Stream) {
         if self.free.last() == Some(&idx) {
             self.free.pop();
         } else {
             self.free.retain(|&i| i != idx);
         }
-        self.by_id.insert(id, idx);
-        self.slots[idx].stream = Some(Stream {
-            id,
-            phase: Phase::Handling(fut),
-            recv,
-            recv_ended,
-        });
+        self.by_id.insert(s.id, idx);
+        self.slots[idx].stream = Some(s);
     }
 
     pub fn index_of(&self, id: StreamId) -> Option<usize> {

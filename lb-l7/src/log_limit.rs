@@ -99,12 +99,12 @@ fn now_second() -> u64 {
 
 /// Reports the counts of suppressed stretches nothing logged since, of sites quiet this second.
 pub fn flush_ended() {
-    flush(now_second(), false, &mut |site, k| report(site, k));
+    flush(now_second(), false, &mut report);
 }
 
 /// Reports every count still held: the worker exits.
 pub fn flush_all() {
-    flush(now_second(), true, &mut |site, k| report(site, k));
+    flush(now_second(), true, &mut report);
 }
 
 fn flush(second: u64, all: bool, out: &mut dyn FnMut(&'static RateLimit, u64)) {

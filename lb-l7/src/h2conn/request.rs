@@ -89,11 +89,12 @@ impl Fields {
     }
 
     fn take(&mut self, name: &[u8], value: &[u8]) -> Result<(), &'static str> {
-        check_value(value)?;
+        check_edges(value)?;
         if let Some(pseudo) = name.strip_prefix(b":") {
             if self.regular_seen {
                 return Err("a pseudo-header after a regular field");
             }
+            check_bytes(value)?;
             return self.pseudo(pseudo, value);
         }
         self.regular_seen = true;
@@ -104,8 +105,10 @@ impl Fields {
         if name == header::TE && value != b"trailers" {
             return Err("te other than \"trailers\"");
         }
+        // A regular field's value is checked once, by `HeaderValue` (which refuses every
+        // control byte but tab: NUL, CR and LF among them); `invalid_value` only names why.
         if name == header::COOKIE {
-            let value = HeaderValue::from_bytes(value).map_err(|_| "an invalid field value")?;
+            let value = HeaderValue::from_bytes(value).map_err(|_| invalid_value(value))?;
             let c = self.cookie.get_or_insert_with(Vec::new);
             if !c.is_empty() {
                 c.extend_from_slice(b"; ");
@@ -113,8 +116,8 @@ impl Fields {
             c.extend_from_slice(value.as_bytes());
             return Ok(());
         }
-        let value = HeaderValue::from_maybe_shared(self.copy(value))
-            .map_err(|_| "an invalid field value")?;
+        let value =
+            HeaderValue::from_maybe_shared(self.copy(value)).map_err(|_| invalid_value(value))?;
         self.headers.append(name, value);
         Ok(())
     }
@@ -249,17 +252,27 @@ fn cookie_value(c: Vec<u8>) -> Result<HeaderValue, Malformed> {
         .map_err(|_| Malformed("an invalid cookie"))
 }
 
-/// §8.2.1: no NUL, CR or LF (`HeaderValue` refuses the other controls), no whitespace at
-/// either end.
-fn check_value(v: &[u8]) -> Result<(), &'static str> {
+/// §8.2.1: no whitespace at either end of a value.
+fn check_edges(v: &[u8]) -> Result<(), &'static str> {
     let ws = |b: &u8| *b == b' ' || *b == b'\t';
     if v.first().is_some_and(ws) || v.last().is_some_and(ws) {
         return Err("whitespace around a field value");
     }
+    Ok(())
+}
+
+/// §8.2.1: no NUL, CR or LF in a value (a pseudo-header's: a regular field's value is checked
+/// by `HeaderValue`, which refuses these and the other controls).
+fn check_bytes(v: &[u8]) -> Result<(), &'static str> {
     if v.iter().any(|&b| b == 0 || b == b'\r' || b == b'\n') {
         return Err("NUL, CR or LF in a field value");
     }
     Ok(())
+}
+
+/// Why `HeaderValue` refused `v`.
+fn invalid_value(v: &[u8]) -> &'static str {
+    check_bytes(v).err().unwrap_or("an invalid field value")
 }
 
 fn is_connection_specific(n: &HeaderName) -> bool {
@@ -354,6 +367,38 @@ mod tests {
         let h = req(&with(&[("host", "other.example")])).unwrap();
         assert_eq!(h.parts.uri, "https://example.com/a?b=c");
         assert_eq!(h.parts.headers["host"], "other.example");
+    }
+
+    /// §8.2.1's value rules, checked once per byte: a regular field's by `HeaderValue`, a
+    /// pseudo-header's by `check_bytes`; the reason names the byte either way.
+    #[test]
+    fn a_value_with_a_control_byte_is_refused_by_name() {
+        let crlf = "NUL, CR or LF in a field value";
+        for (field, why) in [
+            (("x", "a\0b"), crlf),
+            (("x", "a\r\nx-injected: 1"), crlf),
+            (("x", "a\nb"), crlf),
+            (("cookie", "a=1\r\nx: y"), crlf),
+            (("x", "a\x01b"), "an invalid field value"),
+            (("x", "a\x7fb"), "an invalid field value"),
+            (("cookie", "a=\x1b"), "an invalid field value"),
+            ((":path", "/a\r\nx: y"), crlf),
+            ((":authority", "h\0"), crlf),
+            (("x", "\tpadded"), "whitespace around a field value"),
+        ] {
+            let mut f = BASE.to_vec();
+            if field.0.starts_with(':') {
+                f.retain(|(n, _)| *n != field.0);
+                f.insert(0, field);
+            } else {
+                f.push(field);
+            }
+            assert_eq!(req(&f).unwrap_err(), Malformed(why), "{field:?}");
+        }
+        // A tab inside and bytes above 0x7f (obs-text) are values.
+        let h = req(&with(&[("x", "a\tb"), ("y", "caf\u{e9}")])).unwrap();
+        assert_eq!(h.parts.headers["x"], "a\tb");
+        assert_eq!(h.parts.headers["y"].as_bytes(), "caf\u{e9}".as_bytes());
     }
 
     #[test]

@@ -494,7 +494,7 @@ impl Worker {
                     sh.clock.update();
                     let now = Instant::now();
                     sh.idle.tick(now);
-                    lot.tick(now);
+                    lot.tick(now).start();
                     sh.timers.tick(now);
                     // Draining targets with nothing in flight left, at most a tick late.
                     sh.draining.tick(now);

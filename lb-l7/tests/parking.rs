@@ -282,3 +282,115 @@ async fn an_idle_tls_connection_trickling_part_of_a_record_closes_at_its_idle_ti
     );
     w.stop().await;
 }
+
+/// Raises this process's open-files limit to at least `n` (root may raise the hard limit too),
+/// else to its hard limit; returns the limit in force.
+fn raise_nofile(n: u64) -> u64 {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
+            return 0;
+        }
+        let want = libc::rlimit {
+            rlim_cur: l.rlim_cur.max(n),
+            rlim_max: l.rlim_max.max(n),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+    }
+    l.rlim_cur
+}
+
+/// A reload that removes a listener with thousands of parked connections closes them a batch
+/// at a time, the worker's other connections served in between: a client asking again and
+/// again on another listener meanwhile waited at most 3–5 ms for an answer (the test's
+/// backend and clients share the worker's thread, so an answer is several turns). Closing
+/// them all in one go held the worker, and so that client, 36 ms. The ticker closes the
+/// connections reaching their idle timeout the same way (`park::Closing`).
+#[tokio::test]
+async fn closing_thousands_of_parked_connections_does_not_stall_the_worker() {
+    const N: usize = 3000;
+    const BOUND: Duration = Duration::from_millis(15);
+    // Both ends of every connection are in this process.
+    let limit = raise_nofile(3 * N as u64);
+    assert!(
+        limit >= 2 * N as u64 + 500,
+        "open-files limit {limit}: too low for {N} connections"
+    );
+    let be = backend("be").await;
+    let (kept, removed) = (free_port(), free_port());
+    let (mut control, opts) = Control::new(lb_l7::WorkerOptions::default());
+    let lb = "max_connections_per_worker = 4000";
+    let w = start_with(&config(&[kept, removed], be.addr.port(), lb), opts);
+    let mut held = Vec::with_capacity(N);
+    while held.len() < N {
+        let mut batch = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            batch.spawn(async move {
+                let mut c = TcpStream::connect(("127.0.0.1", removed)).await.unwrap();
+                get(&mut c, "/idle").await;
+                c
+            });
+        }
+        held.extend(batch.join_all().await);
+    }
+    let mut probe = TcpStream::connect(("127.0.0.1", kept)).await.unwrap();
+    get(&mut probe, "/warm").await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.metrics.parked() < N {
+        assert!(
+            Instant::now() < deadline,
+            "{} parked, not {N}",
+            w.metrics.parked()
+        );
+        get(&mut probe, "/waiting").await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    control.reload(2, "parking.toml", config(&[kept], be.addr.port(), lb));
+    // The longest time between two answers to the probe, from the reload until the lot is
+    // empty (and 100 ms more).
+    let (start, mut last, mut worst, mut emptied) =
+        (Instant::now(), Instant::now(), Duration::ZERO, None);
+    loop {
+        get(&mut probe, "/probe").await;
+        let now = Instant::now();
+        worst = worst.max(now - last);
+        last = now;
+        if w.metrics.parked() == 0 {
+            let at = *emptied.get_or_insert(now);
+            if now - at > Duration::from_millis(100) {
+                break;
+            }
+        }
+        assert!(
+            now < start + Duration::from_secs(10),
+            "{} still parked",
+            w.metrics.parked()
+        );
+    }
+    let took = emptied.unwrap() - start;
+    assert!(
+        worst < BOUND,
+        "the probe waited {worst:?} for an answer while {N} parked connections closed (all \
+         closed {took:?} after the reload)"
+    );
+    let mut eof = 0;
+    for mut c in held {
+        if end(&mut c, Duration::from_secs(3)).await.unwrap_or(1) == 0 {
+            eof += 1;
+        }
+    }
+    assert_eq!(
+        eof, N,
+        "every parked connection of the removed listener got a FIN"
+    );
+    w.stop().await;
+}

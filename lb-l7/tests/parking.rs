@@ -286,26 +286,14 @@ async fn an_idle_tls_connection_trickling_part_of_a_record_closes_at_its_idle_ti
 /// Raises this process's open-files limit to at least `n` (root may raise the hard limit too),
 /// else to its hard limit; returns the limit in force.
 fn raise_nofile(n: u64) -> u64 {
-    let mut l = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 0;
     };
-    // SAFETY: plain getrlimit/setrlimit on a local struct.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) != 0 {
-            return 0;
-        }
-        let want = libc::rlimit {
-            rlim_cur: l.rlim_cur.max(n),
-            rlim_max: l.rlim_max.max(n),
-        };
-        if libc::setrlimit(libc::RLIMIT_NOFILE, &want) != 0 {
-            l.rlim_cur = l.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
-        }
-        libc::getrlimit(libc::RLIMIT_NOFILE, &mut l);
+    if setrlimit(Resource::RLIMIT_NOFILE, soft.max(n), hard.max(n)).is_err() {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
     }
-    l.rlim_cur
+    getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft)
 }
 
 /// A reload that removes a listener with thousands of parked connections closes them a batch

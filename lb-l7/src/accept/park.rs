@@ -17,8 +17,9 @@
 //!   deadline its task computed, checked by the worker's ticker (`tick`) in deadline order;
 //! - the worker's stop closes them all at once (`stop`), and the lot takes no more;
 //! - a reload that removes their listener closes them (`close_removed`), as a poked idle
-//!   task would close; other generations' connections wait on, and a resumed one moves to
-//!   the newest generation at its next request as any connection does;
+//!   task would close; many at once close a batch at a time, as the ticker's do (`Closing`);
+//!   other generations' connections wait on, and a resumed one moves to the newest
+//!   generation at its next request as any connection does;
 //! - an entry keeps the connection's `Active` guard: the gauges, `max_connections` and the
 //!   drain's token count it until it is closed or resumed.
 //!
@@ -412,36 +413,27 @@ impl Lot {
 /// other tasks run in between, so that a mass close (thousands reaching their idle timeout in
 /// one tick, a reload removing their listener) does not stall the connections still served.
 /// They no longer count as parked; each counts as active until it is closed.
-#[must_use = "the connections close when `start` or `close` is called, or when dropped"]
+#[must_use = "the connections close when `start` is called, or when dropped"]
 pub struct Closing(std::vec::IntoIter<Entry>);
 
 impl Closing {
-    /// How many are left to close.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
+    fn is_empty(&self) -> bool {
         self.0.len() == 0
     }
 
-    /// Closes the first batch now and the rest in a task of their own (all now outside a
-    /// runtime).
+    /// Closes the first batch now and the rest in a task of their own (outside a runtime, all
+    /// now: dropped, a `Closing` closes what it holds).
     pub fn start(mut self) {
         self.close_batch();
-        if self.is_empty() {
-            return;
-        }
-        match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn(self.close());
-            }
-            Err(_) => self.0.by_ref().for_each(close_entry),
+        if !self.is_empty()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn(self.close());
         }
     }
 
     /// Closes them all, yielding to the worker's other tasks after every batch.
-    pub async fn close(mut self) {
+    async fn close(mut self) {
         loop {
             self.close_batch();
             if self.is_empty() {

@@ -180,42 +180,28 @@ pub(super) fn decode(raw: &[u8], out: &mut Vec<u8>) -> Result<(), HuffmanError> 
     let (mut bits, mut avail) = (0u64, 0u32);
     let mut rest = raw;
     loop {
-        if avail <= 56 {
-            if let Some(word) = rest.first_chunk::<8>() {
-                // Whole bytes, as many as fit below the bits held.
-                let take = (64 - avail) / 8;
-                let held = avail + 8 * take;
-                let below = u64::MAX.checked_shr(held).unwrap_or(0);
-                bits |= u64::from_be_bytes(*word) >> avail & !below;
-                avail = held;
-                rest = &rest[take as usize..];
-            } else {
-                while avail <= 56 {
-                    let Some((&byte, more)) = rest.split_first() else {
-                        break;
-                    };
-                    bits |= u64::from(byte) << (56 - avail);
-                    avail += 8;
-                    rest = more;
-                }
-            }
+        while avail <= 56 {
+            let Some((&byte, more)) = rest.split_first() else {
+                break;
+            };
+            bits |= u64::from(byte) << (56 - avail);
+            avail += 8;
+            rest = more;
         }
         if avail == 0 {
             return Ok(());
         }
-        let (symbol, len) = if avail >= 8 {
-            SHORT[(bits >> 56) as usize]
-        } else {
-            (0, 0)
+        let short = match SHORT[(bits >> 56) as usize] {
+            (symbol, len) if len != 0 && u32::from(len) <= avail => Some((symbol, u32::from(len))),
+            _ => None,
         };
-        let (symbol, len) = if len != 0 {
-            (symbol, u32::from(len))
-        } else {
-            match long(bits, avail)? {
+        let (symbol, len) = match short {
+            Some(code) => code,
+            None => match long(bits, avail)? {
                 Some(code) => code,
                 // Valid padding: the end.
                 None => return Ok(()),
-            }
+            },
         };
         out.push(symbol);
         bits <<= len;

@@ -154,21 +154,28 @@ pub struct Facts {
     pub full: bool,
     /// Already failed to connect for this request.
     pub tried: bool,
+    /// SRV priority (discovered targets; 0 for the others): lower first.
+    pub priority: u16,
 }
 
 /// Which targets a request may go to, in tiers: healthy, not ejected and local (cross-zone
 /// off: weir's zone while it has one); else healthy and not ejected in any zone; else, when no
 /// target at all is healthy and not ejected, every routable target (ALB's fail-open, ejected
-/// ones included). Within the tier, targets at their concurrency cap are left out unless all
+/// ones included). The first two tiers take only the lowest priority that has such a target
+/// not yet tried (SRV priorities, RFC 2782: a higher one is a backup, used while no target of
+/// a lower one is up). Within the tier, targets at their concurrency cap are left out unless all
 /// are (the request then queues at the one picked). Tried targets never.
 pub fn eligible(f: &[Facts], out: &mut [bool]) {
     let up = |x: &Facts| x.weight > 0 && x.healthy && !x.ejected;
     let base = |x: &Facts| x.weight > 0 && x.routable && !x.tried;
-    let tiers: [&dyn Fn(&Facts) -> bool; 3] = [
-        &|x| base(x) && up(x) && x.local,
-        &|x| base(x) && up(x),
-        &|x| base(x),
-    ];
+    let first = f
+        .iter()
+        .filter(|x| base(x) && up(x))
+        .map(|x| x.priority)
+        .min();
+    let up_first = |x: &Facts| base(x) && up(x) && Some(x.priority) == first;
+    let tiers: [&dyn Fn(&Facts) -> bool; 3] =
+        [&|x| up_first(x) && x.local, &|x| up_first(x), &|x| base(x)];
     let fail_open = !f.iter().any(up);
     let in_tier = tiers[..if fail_open { 3 } else { 2 }]
         .iter()
@@ -457,6 +464,39 @@ mod tests {
         assert_eq!(which(&f), vec![0, 1, 2], "all full: the pick queues");
         f[2].weight = 0;
         assert_eq!(which(&f), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_higher_priority_is_a_backup_while_a_lower_one_is_up() {
+        // 0 and 1 at priority 10, 2 and 3 at 20 (a backup), 4 at 30.
+        let mut f = facts(5);
+        for (x, p) in f.iter_mut().zip([10, 10, 20, 20, 30]) {
+            x.priority = p;
+        }
+        assert_eq!(which(&f), vec![0, 1]);
+        f[0].healthy = false;
+        assert_eq!(which(&f), vec![1], "one of the first priority is enough");
+        f[1].ejected = true;
+        assert_eq!(which(&f), vec![2, 3], "none of it up: the next priority");
+        // The zone tier works within the priority in use: a local backup does not win over a
+        // remote target of a lower priority.
+        f[1].ejected = false;
+        f[1].local = false;
+        assert_eq!(which(&f), vec![1]);
+        // A target of the first priority tried (its connection failed): the retry goes to the
+        // next priority.
+        f[1].tried = true;
+        assert_eq!(which(&f), vec![2, 3]);
+        // Weight 0 takes no requests, and does not hold its priority.
+        f[1].tried = false;
+        f[1].weight = 0;
+        f[2].weight = 0;
+        assert_eq!(which(&f), vec![3]);
+        // Nothing up at all: fail-open over every routable target, whatever its priority.
+        for x in &mut f {
+            x.healthy = false;
+        }
+        assert_eq!(which(&f), vec![0, 3, 4]);
     }
 
     #[test]

@@ -34,6 +34,8 @@ use std::time::{Duration, Instant};
 pub struct TargetRt {
     pub addr: SocketAddr,
     pub weight: u32,
+    /// SRV priority (`select::eligible`): 0 but for discovered targets.
+    pub priority: u16,
     pub zone: Option<String>,
     /// This target's index in its group (its slot in `health`).
     index: usize,
@@ -287,6 +289,7 @@ impl GroupRt {
                 Arc::new(TargetRt {
                     addr,
                     weight: t.weight,
+                    priority: t.priority,
                     zone: t.availability_zone.clone(),
                     index,
                     health: health.clone(),
@@ -410,6 +413,7 @@ impl GroupRt {
             },
             full: t.is_full(),
             tried,
+            priority: t.priority,
         }
     }
 

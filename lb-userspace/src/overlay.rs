@@ -34,7 +34,7 @@ use std::{
 
 use lb_l7::{
     config::TargetGroup,
-    target_sets::{self, TargetSets},
+    target_sets::{self, SetTarget, TargetSets},
 };
 
 use crate::config::Config;
@@ -52,11 +52,12 @@ pub enum TargetChange {
         group: String,
         targets: Vec<SocketAddr>,
     },
-    /// Discovery's whole answer for the group (replacing its previous one); an empty list
-    /// removes every discovered target of the group.
+    /// Discovery's whole answer for the group (replacing its previous one), each target with
+    /// its weight and priority (SRV); an empty list removes every discovered target of the
+    /// group.
     Discovered {
         group: String,
-        targets: Vec<SocketAddr>,
+        targets: Vec<SetTarget>,
     },
 }
 
@@ -108,7 +109,7 @@ impl Source {
 struct GroupOverlay {
     registered: BTreeSet<SocketAddr>,
     deregistered: BTreeSet<SocketAddr>,
-    discovered: BTreeSet<SocketAddr>,
+    discovered: BTreeMap<SocketAddr, SetTarget>,
 }
 
 impl GroupOverlay {
@@ -128,6 +129,20 @@ fn file_targets(g: &TargetGroup) -> Vec<SocketAddr> {
     g.target
         .iter()
         .filter_map(|t| target_sets::address(g, t))
+        .collect()
+}
+
+/// The file's targets of a group in force, with their weights, in file order.
+fn file_entries(g: &TargetGroup) -> Vec<SetTarget> {
+    g.target
+        .iter()
+        .filter_map(|t| {
+            Some(SetTarget {
+                addr: target_sets::address(g, t)?,
+                weight: t.weight,
+                priority: 0,
+            })
+        })
         .collect()
 }
 
@@ -153,7 +168,10 @@ impl Overlay {
                 }
             }
             TargetChange::Deregister { targets, .. } => {
-                if let Some(t) = targets.iter().find(|t| !before.contains(t)) {
+                if let Some(t) = targets
+                    .iter()
+                    .find(|t| !before.iter().any(|b| b.addr == **t))
+                {
                     return Err(OverlayError::InvalidTarget(format!(
                         "target {t} is not registered in target group {name}"
                     )));
@@ -167,7 +185,7 @@ impl Overlay {
                 }
             }
             TargetChange::Discovered { targets, .. } => {
-                o.discovered = targets.iter().copied().collect();
+                o.discovered = targets.iter().map(|t| (t.addr, *t)).collect();
             }
         }
         self.set(name, o);
@@ -188,32 +206,39 @@ impl Overlay {
         let found = self.groups.get(&g.name).map(|o| &o.discovered);
         let extra: Vec<SocketAddr> = found
             .into_iter()
-            .flatten()
+            .flat_map(|d| d.keys())
             .filter(|a| !file.contains(a))
             .copied()
             .collect();
         file.into_iter().chain(extra).collect()
     }
 
-    /// The group's targets in force: the file's first (file order), then the others (address
-    /// order). Registered and deregistered targets never overlap (each change removes the
-    /// target from the other set).
-    fn in_force(&self, g: &TargetGroup) -> Vec<SocketAddr> {
-        let file = file_targets(g);
+    /// The group's targets in force: the file's first (file order, their weights), then the
+    /// others (address order): discovered ones with their weights and priorities, registered
+    /// ones with weight 1 (a registered address discovery also found keeps discovery's).
+    /// Registered and deregistered targets never overlap (each change removes the target from
+    /// the other set).
+    fn in_force(&self, g: &TargetGroup) -> Vec<SetTarget> {
+        let file = file_entries(g);
         let Some(o) = self.groups.get(&g.name) else {
             return file;
         };
-        let rest: BTreeSet<SocketAddr> = o
-            .discovered
+        let in_file = |a: &SocketAddr| file.iter().any(|f| f.addr == *a);
+        let mut rest: BTreeMap<SocketAddr, SetTarget> = o
+            .registered
             .iter()
-            .filter(|a| !o.deregistered.contains(a))
-            .chain(&o.registered)
-            .filter(|a| !file.contains(a))
-            .copied()
+            .map(|a| (*a, SetTarget::plain(*a)))
             .collect();
+        rest.extend(
+            o.discovered
+                .iter()
+                .filter(|(a, _)| !o.deregistered.contains(a))
+                .map(|(a, t)| (*a, *t)),
+        );
+        rest.retain(|a, _| !in_file(a));
         file.into_iter()
-            .filter(|a| !o.deregistered.contains(a))
-            .chain(rest)
+            .filter(|t| !o.deregistered.contains(&t.addr))
+            .chain(rest.into_values())
             .collect()
     }
 
@@ -236,7 +261,7 @@ impl Overlay {
     /// Where target `addr` of `group` in force comes from; `None` when it is not in force.
     pub fn source(&self, file: &Config, group: &str, addr: SocketAddr) -> Option<Source> {
         let g = file.l7.target_group(group)?;
-        if !self.in_force(g).contains(&addr) {
+        if !self.in_force(g).iter().any(|t| t.addr == addr) {
             return None;
         }
         let o = self.groups.get(group);

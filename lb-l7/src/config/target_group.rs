@@ -64,6 +64,11 @@ pub struct Target {
     pub weight: u32,
     #[serde(default)]
     pub availability_zone: Option<String>,
+    /// A discovered target's SRV priority (RFC 2782: the lowest reachable first; the others
+    /// are backups, `select::eligible`); 0 for every other target. Not a file key: discovery
+    /// sets it (`crate::target_sets`).
+    #[serde(skip)]
+    pub priority: u16,
 }
 
 fn one() -> u32 {

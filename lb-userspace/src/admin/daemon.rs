@@ -235,6 +235,7 @@ impl AdminState for Daemon {
                     id: t.id.clone(),
                     port,
                     weight: t.weight,
+                    priority: t.priority,
                     availability_zone: t.availability_zone.clone(),
                     source: source.name().into(),
                 }

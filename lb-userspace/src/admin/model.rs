@@ -79,6 +79,10 @@ pub struct RegisteredTarget {
     pub id: String,
     pub port: u16,
     pub weight: u32,
+    /// SRV priority (discovered targets; 0 for the others): a higher one is a backup, taking
+    /// requests only while no target of a lower one is healthy.
+    #[serde(default)]
+    pub priority: u16,
     pub availability_zone: Option<String>,
     /// `config` (in the file), `runtime` (registered through the API since the last reload) or
     /// `discovered` (found by discovery).

@@ -129,16 +129,17 @@ pub fn rules(r: &RuleList) -> String {
 
 pub fn target_list(t: &TargetList) -> String {
     let mut o = format!(
-        "target group {} (port {})\n{:<40} {:>5} {:>6} {:<10} SOURCE\n",
-        t.target_group, t.port, "TARGET", "PORT", "WEIGHT", "ZONE"
+        "target group {} (port {})\n{:<40} {:>5} {:>6} {:>8} {:<10} SOURCE\n",
+        t.target_group, t.port, "TARGET", "PORT", "WEIGHT", "PRIORITY", "ZONE"
     );
     for x in &t.targets {
         let _ = writeln!(
             o,
-            "{:<40} {:>5} {:>6} {:<10} {}",
+            "{:<40} {:>5} {:>6} {:>8} {:<10} {}",
             x.id,
             x.port,
             x.weight,
+            x.priority,
             x.availability_zone.as_deref().unwrap_or("-"),
             x.source
         );
@@ -371,7 +372,14 @@ mod tests {
         use crate::discovery::view::{Change, Counts, Resolution};
         let d: lb_l7::config::Discovery =
             toml::from_str("name = \"web.svc.test\"\ntype = \"A\"").unwrap();
-        let mut g = GroupDiscovery::new("web", &d, 8080, &["10.0.0.1:8080".parse().unwrap()]);
+        let mut g = GroupDiscovery::new(
+            "web",
+            &d,
+            8080,
+            &[lb_l7::target_sets::SetTarget::plain(
+                "10.0.0.1:8080".parse().unwrap(),
+            )],
+        );
         assert!(discovery(&[g.clone()], 0).contains("last resolution:  not yet"));
         g.last_resolution = Some(Resolution {
             time_unix_ms: 98_800,

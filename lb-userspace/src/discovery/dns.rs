@@ -22,7 +22,10 @@ use hickory_resolver::{
     net::{NetError, runtime::TokioRuntimeProvider},
     proto::rr::{Name, RData, Record, RecordType},
 };
-use lb_l7::config::{Discovery, DiscoveryType};
+use lb_l7::{
+    config::{Discovery, DiscoveryType},
+    target_sets::SetTarget,
+};
 use tokio::task::JoinSet;
 
 use super::plan::{Answer, Found};
@@ -225,7 +228,7 @@ async fn addresses(
         match q {
             Query::Records(rs) => {
                 found.extend(ips_of(&rs, name).into_iter().map(|(ip, ttl)| Found {
-                    addr: SocketAddr::new(ip, port),
+                    target: SetTarget::plain(SocketAddr::new(ip, port)),
                     ttl,
                 }))
             }
@@ -250,8 +253,9 @@ async fn addresses(
 }
 
 /// The SRV records of `name`: each record's target host's A and AAAA addresses (from the
-/// answer's additional section, else asked for) on the record's port. A target of `.`
-/// ("service not available here", RFC 2782) gives none. Priority and weight are not used.
+/// answer's additional section, else asked for) on the record's port, with the record's
+/// priority and its weight on weir's scale ([`srv_weight`]). A target of `.` ("service not
+/// available here", RFC 2782) gives none.
 async fn srv(r: &TokioResolver, name: &Name) -> Answer {
     let records = match query(r, name, RecordType::SRV).await {
         Query::Records(rs) => rs,
@@ -305,14 +309,28 @@ async fn srv(r: &TokioResolver, name: &Name) -> Answer {
             }
         }
     }
+    let srvs = records.iter().filter_map(|r| match &r.data {
+        RData::SRV(s) if !s.target.is_root() => Some((r, s)),
+        _ => None,
+    });
+    // Each priority's largest weight: the others are shares of it.
+    let mut largest: BTreeMap<u16, u16> = BTreeMap::new();
+    for (_, s) in srvs.clone() {
+        let l = largest.entry(s.priority).or_default();
+        *l = (*l).max(s.weight);
+    }
     let mut found = Vec::new();
-    for rec in &records {
-        let RData::SRV(s) = &rec.data else { continue };
+    for (rec, s) in srvs {
         let Some(host) = ips.get(&s.target) else {
             continue;
         };
+        let weight = srv_weight(s.weight, largest[&s.priority], host.len());
         found.extend(host.iter().map(|(ip, ttl)| Found {
-            addr: SocketAddr::new(*ip, s.port),
+            target: SetTarget {
+                addr: SocketAddr::new(*ip, s.port),
+                weight,
+                priority: s.priority,
+            },
             ttl: (*ttl).min(rec.ttl),
         }));
     }
@@ -324,6 +342,23 @@ async fn srv(r: &TokioResolver, name: &Name) -> Answer {
         };
     }
     Answer::Records(found)
+}
+
+/// An SRV record's weight on weir's scale (1–999, `[[target_group.target]]`'s): a share of
+/// its priority's `largest` weight, which becomes 999 (so 30 and 10 become 999 and 333, and the
+/// ratio of two weights stays within rounding); weight 0 beside larger ones gets 1 (RFC 2782:
+/// "a very small chance"), a priority of weights 0 only gets 1 each (equal shares). A host with
+/// several addresses (A and AAAA) shares its record's weight among them, so the host as a whole
+/// gets its record's share. HAProxy maps a weight to `weight / 256 + 1`, which makes every
+/// weight under 256 equal.
+fn srv_weight(weight: u16, largest: u16, addresses: usize) -> u32 {
+    if largest == 0 {
+        return 1;
+    }
+    let (w, l) = (u64::from(weight), u64::from(largest));
+    let scaled = (w * 999 + l / 2) / l;
+    let n = addresses.max(1) as u64;
+    ((scaled + n / 2) / n).max(1) as u32
 }
 
 #[cfg(test)]

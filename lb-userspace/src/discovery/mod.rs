@@ -21,13 +21,12 @@ pub mod view;
 use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
-    net::SocketAddr,
     pin::Pin,
     sync::{Arc, Mutex},
     time::{Instant, SystemTime, UNIX_EPOCH},
 };
 
-use lb_l7::{L7Config, config::Discovery};
+use lb_l7::{L7Config, config::Discovery, target_sets::SetTarget};
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{debug, info, warn};
 
@@ -43,7 +42,7 @@ pub trait Sink: Send + Sync + 'static {
     fn discovered(
         &self,
         group: String,
-        targets: Vec<SocketAddr>,
+        targets: Vec<SetTarget>,
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>>;
 }
 
@@ -51,7 +50,7 @@ impl Sink for ReloadHandle {
     fn discovered(
         &self,
         group: String,
-        targets: Vec<SocketAddr>,
+        targets: Vec<SetTarget>,
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
         Box::pin(async move {
             self.change_targets(TargetChange::Discovered { group, targets })
@@ -103,7 +102,7 @@ struct Running {
 }
 
 /// The targets last handed over, per group.
-type Published = Arc<Mutex<BTreeMap<String, Vec<SocketAddr>>>>;
+type Published = Arc<Mutex<BTreeMap<String, Vec<SetTarget>>>>;
 
 /// The wall clock as Unix milliseconds (the records' times).
 fn unix_ms_now() -> u64 {
@@ -263,16 +262,23 @@ async fn resolve_loop(group: String, name: String, dns: dns::Dns, mut plan: Plan
 }
 
 fn log(group: &str, name: &str, n: &News) {
-    let list = |v: &[SocketAddr]| {
+    let list = |v: &[SetTarget]| {
         v.iter()
-            .map(ToString::to_string)
+            .map(|t| match t.priority {
+                0 if t.weight == 1 => t.addr.to_string(),
+                p => format!("{} (weight {}, priority {p})", t.addr, t.weight),
+            })
             .collect::<Vec<_>>()
             .join(" ")
     };
     match n {
-        News::Changed { added, removed } => info!(
+        News::Changed {
+            added,
+            removed,
+            reweighted,
+        } => info!(
             target_group = %group, name = %name,
-            added = %list(added), removed = %list(removed),
+            added = %list(added), removed = %list(removed), reweighted = %list(reweighted),
             "discovered targets changed (added ones are health checked before traffic, removed ones drain)"
         ),
         News::Truncated { found, kept } => warn!(

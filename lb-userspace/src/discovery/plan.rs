@@ -2,8 +2,9 @@
 //! it arrived, the group's discovered targets and when to resolve again. No I/O, no clock of its
 //! own: the caller passes `now` (tests pass any instant).
 //!
-//! - **Records** (A/AAAA addresses, or SRV records with their hosts' addresses): they are the
-//!   targets (at most `max_targets`, the lowest addresses kept). The name is resolved again
+//! - **Records** (A/AAAA addresses, or SRV records with their hosts' addresses, weights and
+//!   priorities): they are the targets (at most `max_targets`: the lowest priorities, then the
+//!   lowest addresses kept). The name is resolved again
 //!   after the smallest TTL involved, clamped to `ttl_floor`–`ttl_ceiling`.
 //! - **An empty answer** (NXDOMAIN, or the name has no such records) is an answer, not a
 //!   failure: the discovered targets are removed (they drain) — but only once every answer for
@@ -15,10 +16,12 @@
 //!   when lower). DNS going away never empties a group.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
     time::{Duration, Instant},
 };
+
+use lb_l7::target_sets::SetTarget;
 
 /// The first retry after a failed resolution.
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
@@ -49,10 +52,11 @@ impl Settings {
     }
 }
 
-/// One target found: its address and port, and the smallest TTL of the records that gave it.
+/// One target found: its address and port, its weight and priority (SRV; 1 and 0 for address
+/// records), and the smallest TTL of the records that gave it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Found {
-    pub addr: SocketAddr,
+    pub target: SetTarget,
     pub ttl: u32,
 }
 
@@ -71,10 +75,12 @@ pub enum Answer {
 /// What happened, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum News {
-    /// The discovered targets changed.
+    /// The discovered targets changed: new addresses, addresses gone, and addresses kept with
+    /// another weight or priority.
     Changed {
-        added: Vec<SocketAddr>,
-        removed: Vec<SocketAddr>,
+        added: Vec<SetTarget>,
+        removed: Vec<SetTarget>,
+        reweighted: Vec<SetTarget>,
     },
     /// More records than `max_targets`: only that many are used.
     Truncated { found: usize, kept: usize },
@@ -98,8 +104,8 @@ pub enum News {
 /// The outcome of one answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
-    /// The new target set, when it changed (sorted).
-    pub targets: Option<Vec<SocketAddr>>,
+    /// The new target set, when it changed (sorted by address).
+    pub targets: Option<Vec<SetTarget>>,
     /// When to resolve again.
     pub next: Instant,
     pub news: Vec<News>,
@@ -109,7 +115,7 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Plan {
     settings: Settings,
-    targets: BTreeSet<SocketAddr>,
+    targets: BTreeSet<SetTarget>,
     failures: u32,
     /// Since when every answer has been empty.
     empty_since: Option<Instant>,
@@ -122,7 +128,7 @@ impl Plan {
     }
 
     /// Starting from targets found before (a reload that kept the group's discovery settings).
-    pub fn with_targets(settings: Settings, targets: impl IntoIterator<Item = SocketAddr>) -> Plan {
+    pub fn with_targets(settings: Settings, targets: impl IntoIterator<Item = SetTarget>) -> Plan {
         Plan {
             settings,
             targets: targets.into_iter().collect(),
@@ -136,13 +142,13 @@ impl Plan {
     }
 
     /// The targets in force.
-    pub fn targets(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+    pub fn targets(&self) -> impl Iterator<Item = SetTarget> + '_ {
         self.targets.iter().copied()
     }
 
     /// Forgets a change its receiver refused: `targets` are the ones in force, so the next
     /// answer that differs from them is a change again (and is handed over again).
-    pub fn reset_targets(&mut self, targets: impl IntoIterator<Item = SocketAddr>) {
+    pub fn reset_targets(&mut self, targets: impl IntoIterator<Item = SetTarget>) {
         self.targets = targets.into_iter().collect();
     }
 
@@ -170,9 +176,11 @@ impl Plan {
             Answer::Records(found) if !found.is_empty() => {
                 self.empty_since = None;
                 let ttl = found.iter().map(|f| f.ttl).min().unwrap_or(0);
-                let all: BTreeSet<SocketAddr> = found.iter().map(|f| f.addr).collect();
-                let kept: BTreeSet<SocketAddr> = all
-                    .iter()
+                let all = one_per_address(&found);
+                let mut first: Vec<&SetTarget> = all.iter().collect();
+                first.sort_by_key(|t| (t.priority, t.addr));
+                let kept: BTreeSet<SetTarget> = first
+                    .into_iter()
                     .copied()
                     .take(self.settings.max_targets)
                     .collect();
@@ -247,19 +255,57 @@ impl Plan {
     /// Makes `wanted` the targets; `Some(sorted)` when they changed.
     fn replace(
         &mut self,
-        wanted: BTreeSet<SocketAddr>,
+        wanted: BTreeSet<SetTarget>,
         news: &mut Vec<News>,
-    ) -> Option<Vec<SocketAddr>> {
+    ) -> Option<Vec<SetTarget>> {
         if wanted == self.targets {
             return None;
         }
+        let addrs = |s: &BTreeSet<SetTarget>| -> BTreeSet<SocketAddr> {
+            s.iter().map(|t| t.addr).collect()
+        };
+        let (before, after) = (addrs(&self.targets), addrs(&wanted));
         news.push(News::Changed {
-            added: wanted.difference(&self.targets).copied().collect(),
-            removed: self.targets.difference(&wanted).copied().collect(),
+            added: wanted
+                .iter()
+                .filter(|t| !before.contains(&t.addr))
+                .copied()
+                .collect(),
+            removed: self
+                .targets
+                .iter()
+                .filter(|t| !after.contains(&t.addr))
+                .copied()
+                .collect(),
+            reweighted: wanted
+                .difference(&self.targets)
+                .filter(|t| before.contains(&t.addr))
+                .copied()
+                .collect(),
         });
         self.targets = wanted;
         Some(self.targets.iter().copied().collect())
     }
+}
+
+/// One target per address: an address several records gave (the same host and port in two SRV
+/// records) takes the lowest priority, and the highest weight of it.
+fn one_per_address(found: &[Found]) -> BTreeSet<SetTarget> {
+    let mut by_addr: BTreeMap<SocketAddr, SetTarget> = BTreeMap::new();
+    for f in found {
+        let t = f.target;
+        by_addr
+            .entry(t.addr)
+            .and_modify(|k| {
+                if (t.priority, std::cmp::Reverse(t.weight))
+                    < (k.priority, std::cmp::Reverse(k.weight))
+                {
+                    *k = t;
+                }
+            })
+            .or_insert(t);
+    }
+    by_addr.into_values().collect()
 }
 
 /// The wait after `failures` failed resolutions in a row: 1 s, 2 s, 4 s, … at most
@@ -285,14 +331,24 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn a(s: &str) -> SocketAddr {
-        s.parse().unwrap()
+    /// A target of weight 1 and priority 0 (an address record's).
+    pub(crate) fn a(s: &str) -> SetTarget {
+        SetTarget::plain(s.parse().unwrap())
+    }
+
+    /// A target with an SRV record's weight and priority.
+    fn srv(s: &str, weight: u32, priority: u16) -> SetTarget {
+        SetTarget {
+            weight,
+            priority,
+            ..a(s)
+        }
     }
 
     fn found(list: &[(&str, u32)]) -> Answer {
         Answer::Records(
             list.iter()
-                .map(|&(s, ttl)| Found { addr: a(s), ttl })
+                .map(|&(s, ttl)| Found { target: a(s), ttl })
                 .collect(),
         )
     }
@@ -312,7 +368,8 @@ pub(crate) mod tests {
             s.news,
             [News::Changed {
                 added: vec![a("10.0.0.1:8080"), a("10.0.0.2:80")],
-                removed: vec![]
+                removed: vec![],
+                reweighted: vec![],
             }]
         );
         // The same answer: nothing changes. TTL 1 s → the floor; 1 day → the ceiling.
@@ -334,7 +391,8 @@ pub(crate) mod tests {
             s.news,
             [News::Changed {
                 added: vec![a("10.0.0.3:80")],
-                removed: vec![a("10.0.0.1:8080")]
+                removed: vec![a("10.0.0.1:8080")],
+                reweighted: vec![],
             }]
         );
     }
@@ -357,6 +415,65 @@ pub(crate) mod tests {
             Some(vec![a("10.0.0.1:80"), a("10.0.0.2:80"), a("10.0.0.3:80")])
         );
         assert!(s.news.contains(&News::Truncated { found: 4, kept: 3 }));
+    }
+
+    #[test]
+    fn srv_weights_and_priorities_are_kept_and_a_change_of_them_is_a_change() {
+        let t0 = Instant::now();
+        let answer = |list: &[SetTarget]| {
+            Answer::Records(list.iter().map(|&t| Found { target: t, ttl: 30 }).collect())
+        };
+        // max_targets keeps the lowest priorities first, then the lowest addresses; an address
+        // two records gave keeps the lowest priority (and that priority's highest weight).
+        let mut p = Plan::new(settings(3));
+        let s = p.observe(
+            t0,
+            answer(&[
+                srv("10.0.0.1:80", 10, 20),
+                srv("10.0.0.2:80", 10, 20),
+                srv("10.0.0.9:80", 999, 10),
+                srv("10.0.0.3:80", 5, 30),
+                srv("10.0.0.2:80", 300, 10),
+                srv("10.0.0.2:80", 200, 10),
+            ]),
+        );
+        assert_eq!(
+            s.targets,
+            Some(vec![
+                srv("10.0.0.1:80", 10, 20),
+                srv("10.0.0.2:80", 300, 10),
+                srv("10.0.0.9:80", 999, 10),
+            ])
+        );
+        assert!(s.news.contains(&News::Truncated { found: 4, kept: 3 }));
+        // The same addresses with another weight: a change, and said to be one.
+        let s = p.observe(
+            t0,
+            answer(&[
+                srv("10.0.0.1:80", 10, 20),
+                srv("10.0.0.2:80", 100, 10),
+                srv("10.0.0.9:80", 999, 10),
+            ]),
+        );
+        assert_eq!(
+            s.news,
+            [News::Changed {
+                added: vec![],
+                removed: vec![],
+                reweighted: vec![srv("10.0.0.2:80", 100, 10)],
+            }]
+        );
+        assert_eq!(s.targets.unwrap()[1], srv("10.0.0.2:80", 100, 10));
+        // Nothing changed: no change.
+        let s = p.observe(
+            t0,
+            answer(&[
+                srv("10.0.0.9:80", 999, 10),
+                srv("10.0.0.1:80", 10, 20),
+                srv("10.0.0.2:80", 100, 10),
+            ]),
+        );
+        assert_eq!((s.targets, s.news.len()), (None, 0));
     }
 
     #[test]
@@ -425,7 +542,8 @@ pub(crate) mod tests {
             s.news.last(),
             Some(&News::Changed {
                 added: vec![],
-                removed: vec![a("10.0.0.1:80")]
+                removed: vec![a("10.0.0.1:80")],
+                reweighted: vec![],
             })
         );
         // Empty and nothing to remove: quiet; the negative TTL (clamped) says when to look again.

@@ -4,16 +4,17 @@
 use super::dns::tests::{Reply, a, server};
 use super::*;
 use hickory_resolver::proto::rr::{Name, RecordType};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Vec<SocketAddr>)>>);
+struct Recorder(Mutex<Vec<(String, Vec<SetTarget>)>>);
 
 impl Sink for Recorder {
     fn discovered(
         &self,
         group: String,
-        targets: Vec<SocketAddr>,
+        targets: Vec<SetTarget>,
     ) -> Pin<Box<dyn Future<Output = Result<u64, String>> + Send + '_>> {
         Box::pin(async move {
             let mut v = self.0.lock().unwrap();
@@ -25,7 +26,10 @@ impl Sink for Recorder {
 
 impl Recorder {
     async fn wait_for(&self, want: &[&str]) {
-        let want: Vec<SocketAddr> = want.iter().map(|s| s.parse().unwrap()).collect();
+        let want: Vec<SetTarget> = want
+            .iter()
+            .map(|s| SetTarget::plain(s.parse().unwrap()))
+            .collect();
         for _ in 0..100 {
             if self
                 .0

@@ -16,7 +16,10 @@ use std::{
     time::Instant,
 };
 
-use lb_l7::config::{Discovery, DiscoveryType};
+use lb_l7::{
+    config::{Discovery, DiscoveryType},
+    target_sets::SetTarget,
+};
 use serde::{Deserialize, Serialize};
 
 use super::plan::{Answer, Plan, Step};
@@ -128,14 +131,14 @@ fn unix_ms(at: Instant, now: Instant, now_ms: u64) -> u64 {
 
 impl GroupDiscovery {
     /// A group whose discovery starts (or restarts) from `targets`, not resolved yet.
-    pub fn new(group: &str, d: &Discovery, port: u16, targets: &[SocketAddr]) -> GroupDiscovery {
+    pub fn new(group: &str, d: &Discovery, port: u16, targets: &[SetTarget]) -> GroupDiscovery {
         GroupDiscovery {
             target_group: group.into(),
             name: d.name.clone(),
             record_type: type_name(d.kind).into(),
             resolvers: d.resolvers.clone(),
             port,
-            targets: targets.iter().map(ToString::to_string).collect(),
+            targets: targets.iter().map(|t| t.addr.to_string()).collect(),
             last_resolution: None,
             consecutive_failures: 0,
             next_resolution_unix_ms: None,
@@ -157,7 +160,7 @@ impl GroupDiscovery {
     ) {
         let outcome = match answer {
             Answer::Records(found) if !found.is_empty() => {
-                let mut addrs: Vec<SocketAddr> = found.iter().map(|f| f.addr).collect();
+                let mut addrs: Vec<SocketAddr> = found.iter().map(|f| f.target.addr).collect();
                 addrs.sort_unstable();
                 addrs.dedup();
                 Outcome::Answer { found: addrs.len() }
@@ -182,10 +185,10 @@ impl GroupDiscovery {
 
     /// Takes the control plane's answer to a change to `targets` at Unix `now_ms`: the
     /// generation in force, or why it refused (the targets in force stay).
-    pub fn handed_over(&mut self, now_ms: u64, targets: &[SocketAddr], r: &Result<u64, String>) {
+    pub fn handed_over(&mut self, now_ms: u64, targets: &[SetTarget], r: &Result<u64, String>) {
         match r {
             Ok(generation) => {
-                self.targets = targets.iter().map(ToString::to_string).collect();
+                self.targets = targets.iter().map(|t| t.addr.to_string()).collect();
                 self.last_change = Some(Change {
                     generation: *generation,
                     time_unix_ms: now_ms,
@@ -317,19 +320,19 @@ mod tests {
         assert_eq!(g.last_resolution, None);
         let recs = Answer::Records(vec![
             Found {
-                addr: a("10.0.0.2:80"),
+                target: a("10.0.0.2:80"),
                 ttl: 20,
             },
             Found {
-                addr: a("10.0.0.1:80"),
+                target: a("10.0.0.1:80"),
                 ttl: 20,
             },
             Found {
-                addr: a("10.0.0.1:80"),
+                target: a("10.0.0.1:80"),
                 ttl: 60,
             },
             Found {
-                addr: a("10.0.0.3:80"),
+                target: a("10.0.0.3:80"),
                 ttl: 60,
             },
         ]);
@@ -372,7 +375,7 @@ mod tests {
         );
         // A changed answer the control plane refuses: the targets in force stay, the reason shows.
         let one = Answer::Records(vec![Found {
-            addr: a("10.0.0.9:80"),
+            target: a("10.0.0.9:80"),
             ttl: 10,
         }]);
         step(
@@ -410,7 +413,7 @@ mod tests {
         let mut p = Plan::new(settings(2));
         let mut g = GroupDiscovery::new("web", &discovery(), 8080, &[]);
         let one = Answer::Records(vec![Found {
-            addr: a("10.0.0.1:80"),
+            target: a("10.0.0.1:80"),
             ttl: 10,
         }]);
         step(&mut g, &mut p, t0, 0, one, Ok(2));

@@ -324,8 +324,8 @@ fn discovery_figures_come_from_the_records_and_show_on_the_page() {
         &d,
         80,
         &[
-            "10.0.0.1:80".parse().unwrap(),
-            "10.0.0.2:80".parse().unwrap(),
+            lb_l7::target_sets::SetTarget::plain("10.0.0.1:80".parse().unwrap()),
+            lb_l7::target_sets::SetTarget::plain("10.0.0.2:80".parse().unwrap()),
         ],
     );
     r.consecutive_failures = 3;

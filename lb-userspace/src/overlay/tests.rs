@@ -39,7 +39,7 @@ fn dereg(group: &str, t: &[&str]) -> TargetChange {
 fn found(group: &str, t: &[&str]) -> TargetChange {
     TargetChange::Discovered {
         group: group.into(),
-        targets: t.iter().map(|s| a(s)).collect(),
+        targets: t.iter().map(|s| SetTarget::plain(a(s))).collect(),
     }
 }
 
@@ -213,5 +213,64 @@ fn the_workers_get_only_the_groups_touched() {
     o.change(&f, &dereg("web", &["10.0.0.2:9000"])).unwrap();
     let sets = o.target_sets(&f);
     assert_eq!(sets.len(), 1);
-    assert_eq!(sets["web"], [a("10.0.0.1:9000")]);
+    let addrs: Vec<SocketAddr> = sets["web"].iter().map(|t| t.addr).collect();
+    assert_eq!(addrs, [a("10.0.0.1:9000")]);
+}
+
+#[test]
+fn discovered_weights_and_priorities_reach_the_groups_and_a_change_of_them_is_a_change() {
+    let f = file();
+    let mut o = Overlay::default();
+    let srv = |s: &str, weight, priority| SetTarget {
+        addr: a(s),
+        weight,
+        priority,
+    };
+    let answer = |t: Vec<SetTarget>| TargetChange::Discovered {
+        group: "web".into(),
+        targets: t,
+    };
+    // A discovered address the file has keeps the file's entry (weight 3, priority 0).
+    let first = vec![
+        srv("10.0.0.1:9000", 999, 20),
+        srv("10.0.0.7:9000", 999, 10),
+        srv("10.0.0.8:9000", 333, 10),
+    ];
+    assert!(o.change(&f, &answer(first.clone())).unwrap());
+    let entries = |o: &Overlay| -> Vec<(String, u32, u16)> {
+        let c = o.apply(&f);
+        let g = c.l7.target_group("web").unwrap();
+        g.target
+            .iter()
+            .map(|t| (t.id.clone(), t.weight, t.priority))
+            .collect()
+    };
+    assert_eq!(
+        entries(&o),
+        [
+            ("10.0.0.1".into(), 3, 0),
+            ("10.0.0.2".into(), 1, 0),
+            ("10.0.0.7".into(), 999, 10),
+            ("10.0.0.8".into(), 333, 10),
+        ]
+    );
+    // The same answer: nothing changed. Only a weight changed: a change (a new generation).
+    assert!(!o.change(&f, &answer(first)).unwrap());
+    let reweighted = vec![srv("10.0.0.7:9000", 999, 10), srv("10.0.0.8:9000", 999, 10)];
+    assert!(o.change(&f, &answer(reweighted)).unwrap());
+    assert_eq!(entries(&o)[3], ("10.0.0.8".into(), 999, 10));
+    // Registering a discovered address keeps discovery's weight and priority; registering
+    // another gives weight 1 and priority 0.
+    assert!(!o.change(&f, &reg("web", &["10.0.0.7:9000"])).unwrap());
+    assert!(o.change(&f, &reg("web", &["10.0.0.9:9000"])).unwrap());
+    assert_eq!(
+        entries(&o)[2..],
+        [
+            ("10.0.0.7".into(), 999, 10),
+            ("10.0.0.8".into(), 999, 10),
+            ("10.0.0.9".into(), 1, 0),
+        ]
+    );
+    // A reload keeps the discovered weights and priorities.
+    assert_eq!(entries(&o.after_reload(&f))[2..4], entries(&o)[2..4]);
 }

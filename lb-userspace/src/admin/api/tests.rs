@@ -45,7 +45,9 @@ impl Fake {
             "dns",
             g.discovery.as_ref().unwrap(),
             9000,
-            &["10.0.0.7:9000".parse().unwrap()],
+            &[lb_l7::target_sets::SetTarget::plain(
+                "10.0.0.7:9000".parse().unwrap(),
+            )],
         );
         rec.consecutive_failures = 2;
         board.start(rec);
@@ -85,6 +87,7 @@ impl AdminState for Fake {
                 id: "10.0.0.1".into(),
                 port: 8080,
                 weight: 1,
+                priority: 0,
                 availability_zone: None,
                 source: "config".into(),
             }],

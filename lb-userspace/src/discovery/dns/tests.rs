@@ -149,10 +149,15 @@ fn aaaa(host: &str, ip: &str, ttl: u32) -> Record {
 }
 
 fn srv(port: u16, target: &str, ttl: u32) -> Record {
+    srv_pw(port, target, ttl, (10, 5))
+}
+
+/// An SRV record with its (priority, weight).
+fn srv_pw(port: u16, target: &str, ttl: u32, (priority, weight): (u16, u16)) -> Record {
     Record::from_rdata(
         name("_web._tcp.svc.test"),
         ttl,
-        RData::SRV(SRV::new(10, 5, port, name(target))),
+        RData::SRV(SRV::new(priority, weight, port, name(target))),
     )
 }
 
@@ -176,7 +181,23 @@ fn found(list: &[(&str, u32)]) -> Answer {
     Answer::Records(
         list.iter()
             .map(|&(s, ttl)| Found {
-                addr: s.parse().unwrap(),
+                target: SetTarget::plain(s.parse().unwrap()),
+                ttl,
+            })
+            .collect(),
+    )
+}
+
+/// SRV targets: (address, TTL, weir's weight, priority).
+fn found_srv(list: &[(&str, u32, u32, u16)]) -> Answer {
+    Answer::Records(
+        list.iter()
+            .map(|&(s, ttl, weight, priority)| Found {
+                target: SetTarget {
+                    addr: s.parse().unwrap(),
+                    weight,
+                    priority,
+                },
                 ttl,
             })
             .collect(),
@@ -186,7 +207,7 @@ fn found(list: &[(&str, u32)]) -> Answer {
 fn sorted(a: Answer) -> Answer {
     match a {
         Answer::Records(mut v) => {
-            v.sort_by_key(|f| f.addr);
+            v.sort_by_key(|f| f.target.addr);
             Answer::Records(v)
         }
         other => other,
@@ -213,10 +234,11 @@ async fn srv_records_with_their_hosts_in_the_additional_section() {
     let d = Dns::new(&discovery(dns, "_web._tcp.svc.test", "SRV"), 80);
     assert_eq!(
         sorted(d.resolve().await),
-        found(&[
-            ("10.0.0.1:9301", 10),
-            ("10.0.0.2:9302", 20),
-            ("[fd00::2]:9302", 20)
+        // One priority, equal weights: 999 each host, b's shared by its two addresses.
+        found_srv(&[
+            ("10.0.0.1:9301", 10, 999, 10),
+            ("10.0.0.2:9302", 20, 500, 10),
+            ("[fd00::2]:9302", 20, 500, 10)
         ])
     );
 }
@@ -241,7 +263,72 @@ async fn srv_hosts_without_additionals_are_asked_for() {
     }))
     .await;
     let d = Dns::new(&discovery(dns, "_web._tcp.svc.test", "SRV"), 80);
-    assert_eq!(d.resolve().await, found(&[("10.0.0.1:9301", 30)]));
+    assert_eq!(
+        d.resolve().await,
+        found_srv(&[("10.0.0.1:9301", 30, 999, 10)])
+    );
+}
+
+#[tokio::test]
+async fn srv_priorities_and_weights_become_the_targets_priorities_and_weights() {
+    let dns = server(Arc::new(|n: &Name, t| {
+        if *n == name("_web._tcp.svc.test") && t == RecordType::SRV {
+            Reply::Records(
+                vec![
+                    srv_pw(9301, "a.svc.test", 30, (10, 30)),
+                    srv_pw(9302, "b.svc.test", 30, (10, 10)),
+                    srv_pw(9303, "c.svc.test", 30, (10, 0)),
+                    srv_pw(9304, "d.svc.test", 30, (20, 65535)),
+                    srv_pw(9305, "e.svc.test", 30, (20, 1)),
+                    srv_pw(9306, "f.svc.test", 30, (30, 0)),
+                    srv_pw(9307, "g.svc.test", 30, (30, 0)),
+                ],
+                ["a", "b", "c", "d", "e", "f", "g"]
+                    .iter()
+                    .zip(1..)
+                    .map(|(h, i)| a(&format!("{h}.svc.test"), &format!("10.0.0.{i}"), 30))
+                    .collect(),
+            )
+        } else {
+            Reply::Refused
+        }
+    }))
+    .await;
+    let d = Dns::new(&discovery(dns, "_web._tcp.svc.test", "SRV"), 80);
+    assert_eq!(
+        sorted(d.resolve().await),
+        found_srv(&[
+            // Priority 10: 30, 10 and 0 are 999, 333 and 1 (weight 0: "a very small chance").
+            ("10.0.0.1:9301", 30, 999, 10),
+            ("10.0.0.2:9302", 30, 333, 10),
+            ("10.0.0.3:9303", 30, 1, 10),
+            // Priority 20: shares of its own largest weight (1 of 65535 still gets 1).
+            ("10.0.0.4:9304", 30, 999, 20),
+            ("10.0.0.5:9305", 30, 1, 20),
+            // Priority 30: weights 0 only, equal shares.
+            ("10.0.0.6:9306", 30, 1, 30),
+            ("10.0.0.7:9307", 30, 1, 30),
+        ])
+    );
+}
+
+#[test]
+fn srv_weight_keeps_ratios_on_weirs_scale() {
+    assert_eq!(srv_weight(30, 30, 1), 999);
+    assert_eq!(srv_weight(10, 30, 1), 333);
+    assert_eq!(srv_weight(1, 10, 1), 100);
+    assert_eq!(srv_weight(0, 10, 1), 1);
+    assert_eq!(srv_weight(0, 0, 1), 1);
+    assert_eq!(srv_weight(65535, 65535, 1), 999);
+    assert_eq!(srv_weight(32768, 65535, 1), 500);
+    // HAProxy's `w / 256 + 1` makes 1 and 255 equal; here they stay 1 : 255 apart.
+    assert_eq!(srv_weight(255, 255, 1), 999);
+    assert_eq!(srv_weight(1, 255, 1), 4);
+    // A host's share split among its addresses, never below 1.
+    assert_eq!(srv_weight(30, 30, 2), 500);
+    assert_eq!(srv_weight(30, 30, 3), 333);
+    assert_eq!(srv_weight(0, 30, 4), 1);
+    assert_eq!(srv_weight(30, 30, 0), 999);
 }
 
 #[tokio::test]
@@ -459,10 +546,10 @@ async fn a_resolution_takes_at_most_twice_the_timeout() {
         match (*what, answer) {
             ("SRV, 7 questions 1.6 s each", a) => assert_eq!(
                 sorted(a.clone()),
-                found(&[
-                    ("10.0.0.1:9301", 30),
-                    ("10.0.0.1:9302", 30),
-                    ("10.0.0.1:9303", 30)
+                found_srv(&[
+                    ("10.0.0.1:9301", 30, 999, 10),
+                    ("10.0.0.1:9302", 30, 999, 10),
+                    ("10.0.0.1:9303", 30, 999, 10)
                 ])
             ),
             (_, Answer::Failed(e)) => assert!(

@@ -349,8 +349,8 @@ fn log_time(log: &str, target: &str, what: &str) -> Result<f64> {
     time_of_day(line).with_context(|| format!("bad timestamp in {line}"))
 }
 
-/// `weir targets list --target-group web --json` in `ns`: `ip:port` → source.
-fn sources(ns: &Ns) -> Result<BTreeMap<String, String>> {
+/// `weir targets list --target-group web --json` in `ns`: `ip:port` → the target's entry.
+fn listed(ns: &Ns) -> Result<BTreeMap<String, Value>> {
     let (ok, out, err) = weir_once(ns, &["targets", "list", "--target-group", "web", "--json"])?;
     if !ok {
         bail!("weir targets list: {err}");
@@ -361,11 +361,17 @@ fn sources(ns: &Ns) -> Result<BTreeMap<String, String>> {
         .into_iter()
         .flatten()
         .map(|t| {
-            (
-                format!("{}:{}", t["id"].as_str().unwrap_or(""), t["port"]),
-                t["source"].as_str().unwrap_or("").to_string(),
-            )
+            let at = format!("{}:{}", t["id"].as_str().unwrap_or(""), t["port"]);
+            (at, t.clone())
         })
+        .collect())
+}
+
+/// The `web` group's targets in force: `ip:port` → source.
+fn sources(ns: &Ns) -> Result<BTreeMap<String, String>> {
+    Ok(listed(ns)?
+        .into_iter()
+        .map(|(at, t)| (at, t["source"].as_str().unwrap_or("").to_string()))
         .collect())
 }
 
@@ -776,26 +782,12 @@ fn a_records_and_nxdomain_after_the_hold() -> Result<()> {
     Ok(())
 }
 
-/// `weir targets list --target-group web --json` in `ns`: `ip:port` → (weight, priority).
+/// The `web` group's targets in force: `ip:port` → (weight, priority).
 fn weights(ns: &Ns) -> Result<BTreeMap<String, (u64, u64)>> {
-    let (ok, out, err) = weir_once(ns, &["targets", "list", "--target-group", "web", "--json"])?;
-    if !ok {
-        bail!("weir targets list: {err}");
-    }
-    let v: Value = serde_json::from_str(&out)?;
-    Ok(v["targets"]
-        .as_array()
+    let n = |v: &Value| v.as_u64().unwrap_or(0);
+    Ok(listed(ns)?
         .into_iter()
-        .flatten()
-        .map(|t| {
-            (
-                format!("{}:{}", t["id"].as_str().unwrap_or(""), t["port"]),
-                (
-                    t["weight"].as_u64().unwrap_or(0),
-                    t["priority"].as_u64().unwrap_or(0),
-                ),
-            )
-        })
+        .map(|(at, t)| (at, (n(&t["weight"]), n(&t["priority"]))))
         .collect())
 }
 

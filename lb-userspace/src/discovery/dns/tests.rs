@@ -214,24 +214,31 @@ fn sorted(a: Answer) -> Answer {
     }
 }
 
-#[tokio::test]
-async fn srv_records_with_their_hosts_in_the_additional_section() {
-    let dns = server(Arc::new(|n: &Name, t| {
+/// A resolver for `_web._tcp.svc.test`'s SRV `records` (with `additionals`) that refuses
+/// every other question.
+async fn srv_answer(records: Vec<Record>, additionals: Vec<Record>) -> Dns {
+    let dns = server(Arc::new(move |n: &Name, t| {
         if *n == name("_web._tcp.svc.test") && t == RecordType::SRV {
-            Reply::Records(
-                vec![srv(9301, "a.svc.test", 30), srv(9302, "b.svc.test", 20)],
-                vec![
-                    a("a.svc.test", "10.0.0.1", 10),
-                    a("b.svc.test", "10.0.0.2", 60),
-                    aaaa("b.svc.test", "fd00::2", 60),
-                ],
-            )
+            Reply::Records(records.clone(), additionals.clone())
         } else {
             Reply::Refused
         }
     }))
     .await;
-    let d = Dns::new(&discovery(dns, "_web._tcp.svc.test", "SRV"), 80);
+    Dns::new(&discovery(dns, "_web._tcp.svc.test", "SRV"), 80)
+}
+
+#[tokio::test]
+async fn srv_records_with_their_hosts_in_the_additional_section() {
+    let d = srv_answer(
+        vec![srv(9301, "a.svc.test", 30), srv(9302, "b.svc.test", 20)],
+        vec![
+            a("a.svc.test", "10.0.0.1", 10),
+            a("b.svc.test", "10.0.0.2", 60),
+            aaaa("b.svc.test", "fd00::2", 60),
+        ],
+    )
+    .await;
     assert_eq!(
         sorted(d.resolve().await),
         // One priority, equal weights: 999 each host, b's shared by its two addresses.
@@ -271,30 +278,23 @@ async fn srv_hosts_without_additionals_are_asked_for() {
 
 #[tokio::test]
 async fn srv_priorities_and_weights_become_the_targets_priorities_and_weights() {
-    let dns = server(Arc::new(|n: &Name, t| {
-        if *n == name("_web._tcp.svc.test") && t == RecordType::SRV {
-            Reply::Records(
-                vec![
-                    srv_pw(9301, "a.svc.test", 30, (10, 30)),
-                    srv_pw(9302, "b.svc.test", 30, (10, 10)),
-                    srv_pw(9303, "c.svc.test", 30, (10, 0)),
-                    srv_pw(9304, "d.svc.test", 30, (20, 65535)),
-                    srv_pw(9305, "e.svc.test", 30, (20, 1)),
-                    srv_pw(9306, "f.svc.test", 30, (30, 0)),
-                    srv_pw(9307, "g.svc.test", 30, (30, 0)),
-                ],
-                ["a", "b", "c", "d", "e", "f", "g"]
-                    .iter()
-                    .zip(1..)
-                    .map(|(h, i)| a(&format!("{h}.svc.test"), &format!("10.0.0.{i}"), 30))
-                    .collect(),
-            )
-        } else {
-            Reply::Refused
-        }
-    }))
+    let d = srv_answer(
+        vec![
+            srv_pw(9301, "a.svc.test", 30, (10, 30)),
+            srv_pw(9302, "b.svc.test", 30, (10, 10)),
+            srv_pw(9303, "c.svc.test", 30, (10, 0)),
+            srv_pw(9304, "d.svc.test", 30, (20, 65535)),
+            srv_pw(9305, "e.svc.test", 30, (20, 1)),
+            srv_pw(9306, "f.svc.test", 30, (30, 0)),
+            srv_pw(9307, "g.svc.test", 30, (30, 0)),
+        ],
+        ["a", "b", "c", "d", "e", "f", "g"]
+            .iter()
+            .zip(1..)
+            .map(|(h, i)| a(&format!("{h}.svc.test"), &format!("10.0.0.{i}"), 30))
+            .collect(),
+    )
     .await;
-    let d = Dns::new(&discovery(dns, "_web._tcp.svc.test", "SRV"), 80);
     assert_eq!(
         sorted(d.resolve().await),
         found_srv(&[

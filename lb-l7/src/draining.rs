@@ -65,6 +65,9 @@ struct Leaving {
     target: Arc<TargetRt>,
     /// `None`: still registered (in a rebuilt group): no deadline.
     deadline: Option<Instant>,
+    /// The rebuilt group's target took this one's pool over (`GroupRt::new`): its idle
+    /// connections are the new target's, not closed when this one is done.
+    pool_carried: bool,
 }
 
 impl Draining {
@@ -76,12 +79,20 @@ impl Draining {
         }
     }
 
-    pub(crate) fn add(&self, group: &str, target: Arc<TargetRt>, deadline: Option<Instant>) {
+    /// `pool_carried`: a target of the rebuilt group shares `target`'s pool.
+    pub(crate) fn add(
+        &self,
+        group: &str,
+        target: Arc<TargetRt>,
+        deadline: Option<Instant>,
+        pool_carried: bool,
+    ) {
         if let Ok(mut v) = self.targets.lock() {
             v.push(Leaving {
                 group: group.to_string(),
                 target,
                 deadline,
+                pool_carried,
             });
         }
     }
@@ -150,7 +161,9 @@ impl Draining {
             } else {
                 tracing::debug!(group = %l.group, target = %t.addr, "drained");
             }
-            t.pool.clear();
+            if !l.pool_carried {
+                t.pool.clear();
+            }
             false
         });
         let dropped = v.len() != before;

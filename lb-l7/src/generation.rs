@@ -152,7 +152,8 @@ pub fn groups(
             });
             let rt = same.unwrap_or_else(|| {
                 fresh.push(g.name.clone());
-                Arc::new(GroupRt::new(g, zone))
+                let before = prev.and_then(|p| p.groups.get(&g.name));
+                Arc::new(GroupRt::new(g, zone, before.map(|b| &**b)))
             });
             (g.name.clone(), rt)
         })
@@ -255,11 +256,13 @@ pub fn switch(prev: &Shared, new: Arc<Shared>) {
         let kept = |t: &TargetRt| {
             new.groups
                 .get(name)
-                .is_some_and(|n| n.targets.iter().any(|k| k.addr == t.addr))
+                .and_then(|n| n.targets.iter().find(|k| k.addr == t.addr).cloned())
         };
         for t in &g.targets {
-            let deadline = (!kept(t)).then(|| now + Duration::from_secs(delay));
-            prev.draining.add(name, t.clone(), deadline);
+            let k = kept(t);
+            let deadline = k.is_none().then(|| now + Duration::from_secs(delay));
+            let carried = k.is_some_and(|k| Arc::ptr_eq(&k.pool, &t.pool));
+            prev.draining.add(name, t.clone(), deadline, carried);
         }
     }
     prev.next.store(Some(new));
@@ -511,6 +514,30 @@ target = [{ id = "127.0.0.2" }]
         b_old.outstanding.fetch_sub(1, Relaxed);
         old.draining.tick(Instant::now());
         assert!(old.draining.is_empty());
+    }
+
+    #[test]
+    fn a_target_kept_in_a_changed_group_keeps_its_pool_and_counters_while_its_protocol_stays() {
+        let old = shared(cfg(TWO));
+        let more = TWO.replace(
+            "target = [{ id = \"127.0.0.2\" }]",
+            "target = [{ id = \"127.0.0.2\" }, { id = \"127.0.0.3\" }]",
+        );
+        let (new, _) = next(&old, 2, Arc::new(cfg(&more)), Vec::new());
+        let (was, now) = (&old.groups["b"].targets[0], &new.groups["b"].targets[0]);
+        assert_eq!(was.addr, now.addr);
+        assert!(Arc::ptr_eq(&was.pool, &now.pool));
+        assert!(Arc::ptr_eq(&was.counters, &now.counters));
+        assert!(!Arc::ptr_eq(&was.pool, &new.groups["b"].targets[1].pool));
+        // HTTPS now: the connections are not the ones it needs; the counters stay.
+        let https = more.replace(
+            "name = \"b\"\nport = 9000",
+            "name = \"b\"\nport = 9000\nprotocol = \"HTTPS\"",
+        );
+        let (third, _) = next(&new, 3, Arc::new(cfg(&https)), Vec::new());
+        let then = &third.groups["b"].targets[0];
+        assert!(!Arc::ptr_eq(&now.pool, &then.pool));
+        assert!(Arc::ptr_eq(&now.counters, &then.counters));
     }
 
     #[test]

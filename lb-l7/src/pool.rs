@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// When a pooled connection may be used. Pure.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolPolicy {
     pub max_idle: usize,
     pub idle_timeout: Duration,

@@ -44,9 +44,13 @@ pub struct TargetRt {
     /// `target_limits`: the concurrency cap and queue, when set.
     limit: Option<Limit>,
     pub outstanding: AtomicU64,
-    pub counters: TargetCounters,
-    /// Idle keep-alive connections to this target.
-    pub pool: Pool<UpStream>,
+    /// Carried over, with the pool, to the same address in the group rebuilt by a later
+    /// generation (`GroupRt::new`): the counters stay monotonic.
+    pub counters: Arc<TargetCounters>,
+    /// Idle keep-alive connections to this target, and what the pool learned of its
+    /// keep-alive; carried over as `counters` while the group's protocol and pool settings
+    /// stay.
+    pub pool: Arc<Pool<UpStream>>,
     /// HTTPS target groups: the TLS client.
     pub tls: Option<TlsClient>,
     id_hash: u64,
@@ -260,8 +264,13 @@ impl StickyRt {
 
 impl GroupRt {
     /// The group at run time; `own_zone`: weir's zone (`[load_balancer] availability_zone`,
-    /// "" = unknown).
-    pub fn new(g: &TargetGroup, own_zone: &str) -> GroupRt {
+    /// "" = unknown). `before`: the group this one replaces (a reload changed it, a target
+    /// was registered, deregistered or discovered): a target at an address it had takes over
+    /// that target's counters, and its pool (idle connections, the keep-alive it learned)
+    /// when the protocol and the pool settings are the same. A target's connections are to its
+    /// address alone, so the group's other changes do not touch them (ALB does not close the
+    /// connections to the targets that stay when one is registered).
+    pub fn new(g: &TargetGroup, own_zone: &str, before: Option<&GroupRt>) -> GroupRt {
         let policy = PoolPolicy {
             max_idle: g.connection_pool.max_idle_per_target,
             idle_timeout: Duration::from_secs(g.connection_pool.idle_timeout_seconds),
@@ -282,6 +291,7 @@ impl GroupRt {
             configured.iter().map(|(a, _)| *a).collect(),
         ));
         let lim = &g.target_limits;
+        let was = |addr: SocketAddr| before.and_then(|b| b.targets.iter().find(|t| t.addr == addr));
         let targets: Vec<Arc<TargetRt>> = configured
             .into_iter()
             .enumerate()
@@ -301,8 +311,10 @@ impl GroupRt {
                         )
                     }),
                     outstanding: AtomicU64::new(0),
-                    counters: TargetCounters::default(),
-                    pool: Pool::new(policy.clone()),
+                    counters: was(addr).map_or_else(Default::default, |o| o.counters.clone()),
+                    pool: was(addr)
+                        .filter(|o| o.tls.is_some() == tls.is_some() && o.pool.policy == policy)
+                        .map_or_else(|| Arc::new(Pool::new(policy.clone())), |o| o.pool.clone()),
                     tls: tls.clone(),
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
                     anomalous: AtomicBool::new(false),

@@ -172,3 +172,80 @@ async fn an_http10_request_without_host_gets_the_listeners_address() {
     );
     w.stop().await;
 }
+
+/// A group rebuilt by a reload — here a target added beside the one in use (weight 0: it takes
+/// nothing) — keeps the target that stays as it was: its idle connections (no new connect),
+/// what its pool learned, and its counters (`RequestCountPerTarget` goes on from where it
+/// was, no reset a Prometheus `rate` would read as one). A reload that changes the pool's own
+/// settings starts the pool afresh. The old generation's copy of the kept target drains
+/// (a tick later) without closing the connections it shares.
+#[tokio::test]
+async fn a_changed_group_keeps_the_connections_and_counters_of_the_targets_that_stay() {
+    let b = backend("a").await;
+    let port = free_port();
+    let one = one_target_config(port, b.addr.port(), "", "", "");
+    let target = format!(
+        "target = [{{ id = \"127.0.0.1\", port = {} }}",
+        b.addr.port()
+    );
+    let two = one.replace(
+        &target,
+        &format!("{target}, {{ id = \"127.0.0.2\", port = 9, weight = 0 }}"),
+    );
+    let (mut control, opts) = Control::new(lb_l7::WorkerOptions::default());
+    let w = start_with(&one, opts);
+    let conns0 = b.conns.load(SeqCst);
+    let key = format!("t/127.0.0.1:{}", b.addr.port());
+    let requests = |w: &Running| w.metrics.snapshot().targets[&key].request_count;
+    for _ in 0..5 {
+        assert_eq!(one_request(port, GET).await, 200);
+    }
+    assert_eq!((b.conns.load(SeqCst) - conns0, requests(&w)), (1, 5));
+
+    control.reload(2, "pool.toml", two.clone());
+    let added = "t/127.0.0.2:9".to_string();
+    wait_for(LIMIT, "generation 2", || {
+        w.metrics.snapshot().targets.contains_key(&added)
+    })
+    .await;
+    // The old generation's group drains at the worker's next ticks.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        assert_eq!(one_request(port, GET).await, 200);
+    }
+    let m = w.metrics.snapshot();
+    assert_eq!(
+        (b.conns.load(SeqCst) - conns0, m.upstream_connections_opened),
+        (1, 1),
+        "the kept target's idle connection served on: {m:?}"
+    );
+    assert_eq!(requests(&w), 10, "its counters went on");
+
+    // Other pool settings: a pool of its own (one new connection), the counters still kept.
+    let pooled = two.replace(
+        "name = \"t\"",
+        "name = \"t\"\nconnection_pool = { idle_timeout_seconds = 30 }",
+    );
+    let retire = |w: &Running| {
+        w.metrics.snapshot().targets[&key]
+            .keepalive
+            .keepalive_retire_ms
+    };
+    let retire2 = retire(&w);
+    control.reload(3, "pool.toml", pooled);
+    wait_for(LIMIT, "generation 3 (its pool retires sooner)", || {
+        retire(&w) != retire2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        assert_eq!(one_request(port, GET).await, 200);
+    }
+    assert_eq!(
+        b.conns.load(SeqCst) - conns0,
+        2,
+        "a new pool, a new connection"
+    );
+    assert_eq!(requests(&w), 15);
+    w.stop().await;
+}

@@ -130,6 +130,14 @@ impl Detector {
     pub fn ejections(&self, i: usize) -> u32 {
         self.hosts.get(i).map_or(0, |h| h.ejections)
     }
+
+    /// Target `i` takes over target `j`'s record in `from` (the same target in the group's
+    /// previous build): an ejection goes on, its count stays.
+    pub fn carry(&mut self, i: usize, from: &Detector, j: usize) {
+        if let (Some(h), Some(f)) = (self.hosts.get_mut(i), from.hosts.get(j)) {
+            *h = *f;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -289,6 +289,7 @@ impl GroupRt {
         let health = Arc::new(GroupHealth::new(
             g,
             configured.iter().map(|(a, _)| *a).collect(),
+            before.map(|b| &*b.health),
         ));
         let lim = &g.target_limits;
         let was = |addr: SocketAddr| before.and_then(|b| b.targets.iter().find(|t| t.addr == addr));

@@ -79,7 +79,43 @@ pub struct GroupHealth {
 }
 
 impl GroupHealth {
-    pub fn new(g: &TargetGroup, addrs: Vec<SocketAddr>) -> GroupHealth {
+    /// The health of `g`'s targets at `addrs`. `before`: the health of the group this one
+    /// replaces (`GroupRt::new`): a target it had goes on as it was (state, ejection, errors
+    /// in a row, slow start and its ramp); a target it did not have was registered at run
+    /// time, so passing its first checks may start a slow start (ALB: only targets registered
+    /// together into a new group start without one).
+    pub fn new(
+        g: &TargetGroup,
+        addrs: Vec<SocketAddr>,
+        before: Option<&GroupHealth>,
+    ) -> GroupHealth {
+        let h = GroupHealth::fresh(g, addrs, before.map(|b| b.epoch));
+        let Some(b) = before else {
+            return h;
+        };
+        for (i, addr) in h.addrs.iter().enumerate() {
+            let Some(j) = b.addrs.iter().position(|a| a == addr) else {
+                h.first[i].store(false, Relaxed);
+                continue;
+            };
+            let copy = |to: &AtomicU64, from: &AtomicU64| to.store(from.load(Relaxed), Relaxed);
+            h.states[i].store(b.states[j].load(Relaxed), Relaxed);
+            h.ejected[i].store(b.ejected[j].load(Relaxed), Relaxed);
+            h.consecutive[i].store(b.consecutive[j].load(Relaxed), Relaxed);
+            copy(&h.ramp_from[i], &b.ramp_from[j]);
+            h.first[i].store(b.first[j].load(Relaxed), Relaxed);
+            if let (Some(to), Some(from)) = (&h.outlier, &b.outlier)
+                && let (Ok(mut to), Ok(from)) = (to.lock(), from.lock())
+            {
+                to.carry(i, &from, j);
+            }
+        }
+        h
+    }
+
+    /// Every target healthy at full weight, nothing known of it; `epoch`: the clock slow
+    /// start's ramps count from (the previous build's, so its ramps carry over as they are).
+    fn fresh(g: &TargetGroup, addrs: Vec<SocketAddr>, epoch: Option<Instant>) -> GroupHealth {
         let n = addrs.len();
         let o = &g.outlier_detection;
         let settings = outlier::Settings {
@@ -98,7 +134,7 @@ impl GroupHealth {
             consecutive: (0..n).map(|_| AtomicU32::new(0)).collect(),
             ramp_from: (0..n).map(|_| AtomicU64::new(NO_RAMP)).collect(),
             first: (0..n).map(|_| AtomicBool::new(true)).collect(),
-            epoch: Instant::now(),
+            epoch: epoch.unwrap_or_else(Instant::now),
             slow_start: Duration::from_secs(g.slow_start.duration_seconds),
             outlier: o.enabled.then(|| Mutex::new(Detector::new(n, settings))),
             threshold: settings.consecutive_errors,
@@ -258,7 +294,7 @@ mod tests {
         let addrs = (0..n)
             .map(|i| SocketAddr::from(([127, 0, 0, 1], 8000 + i as u16)))
             .collect();
-        GroupHealth::new(&g, addrs)
+        GroupHealth::new(&g, addrs, None)
     }
 
     #[test]
@@ -297,6 +333,38 @@ mod tests {
         assert!(h.is_ejected(0));
         h.tick(Instant::now() + Duration::from_secs(31));
         assert!(!h.is_ejected(0));
+    }
+
+    #[test]
+    fn a_rebuilt_group_carries_its_targets_and_ramps_the_registered_ones() {
+        let extra = "[slow_start]\nduration_seconds = 60\n[outlier_detection]\nenabled = true\nconsecutive_errors = 1\nmax_ejection_percent = 100\n";
+        let text = format!("name = \"g\"\n{extra}");
+        let g: TargetGroup = toml::from_str(&text).expect("group");
+        let at = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+        let old = GroupHealth::new(&g, vec![at(1), at(2), at(3)], None);
+        old.error(0);
+        assert!(old.is_ejected(0));
+        old.set_state(1, TargetState::Unhealthy);
+        old.set_state(1, TargetState::Healthy);
+        let ramp = old.slow_start_permille(1);
+        assert!(ramp.is_some());
+        old.set_state(2, TargetState::Unhealthy);
+        // Rebuilt in another order, 127.0.0.1:3 gone, :4 registered.
+        let new = GroupHealth::new(&g, vec![at(4), at(2), at(1)], Some(&old));
+        assert!(new.is_ejected(2), "the ejection goes on");
+        assert_eq!(new.ejections(2), 1);
+        assert!(new.slow_start_permille(1) >= ramp, "the ramp goes on");
+        assert_eq!(new.state(1), TargetState::Healthy);
+        // The registered target's first checks passing start its slow start (not a new
+        // group's target: ALB's rule).
+        new.set_state(0, TargetState::Initial);
+        new.set_state(0, TargetState::Healthy);
+        assert!(new.slow_start_permille(0).is_some());
+        // A new group (no `before`): its targets' first checks start none.
+        let fresh = GroupHealth::new(&g, vec![at(4), at(5)], None);
+        fresh.set_state(0, TargetState::Initial);
+        fresh.set_state(0, TargetState::Healthy);
+        assert_eq!(fresh.slow_start_permille(0), None);
     }
 
     #[test]

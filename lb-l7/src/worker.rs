@@ -217,37 +217,34 @@ fn next_generation(
             .into_iter()
             .filter_map(|n| new.groups.get(&n).map(|g| (n, g.clone())))
             .collect();
-        initial_states(&new.config, &fresh);
-        kept_states(cur, &fresh);
+        initial_states(&new.config, &fresh, Some(cur));
     }
     Ok(new)
 }
 
-/// A target that stays in a group rebuilt by a generation (another target registered or
-/// deregistered, a setting changed) keeps the state the control plane last gave it, so the
-/// group does not wait for the checker's next table with every target `initial`.
-fn kept_states(prev: &Shared, fresh: &HashMap<String, Arc<GroupRt>>) {
-    for (name, g) in fresh {
-        let Some(old) = prev.groups.get(name) else {
-            continue;
-        };
-        for t in &g.targets {
-            if let Some(o) = old.targets.iter().find(|o| o.addr == t.addr) {
-                t.set_state(o.state());
-            }
-        }
-    }
-}
-
-/// Under a control plane that checks health: the checked targets wait for its verdict.
-fn initial_states(config: &L7Config, groups: &HashMap<String, Arc<GroupRt>>) {
+/// Under a control plane that checks health: the checked targets wait for its verdict. A
+/// target that stays in a group rebuilt by a generation (another target registered or
+/// deregistered, a setting changed) keeps what it had, the control plane's last state with it
+/// (`GroupHealth::new`), so the group does not wait for the checker's next table with every
+/// target `initial`.
+fn initial_states(
+    config: &L7Config,
+    groups: &HashMap<String, Arc<GroupRt>>,
+    prev: Option<&Shared>,
+) {
     for g in config
         .target_group
         .iter()
         .filter(|g| g.health_check.enabled)
     {
-        for t in groups.get(&g.name).iter().flat_map(|rt| &rt.targets) {
-            t.set_state(TargetState::Initial);
+        let Some(rt) = groups.get(&g.name) else {
+            continue;
+        };
+        let had = prev.and_then(|p| p.groups.get(&g.name));
+        for t in &rt.targets {
+            if !had.is_some_and(|h| h.targets.iter().any(|o| o.addr == t.addr)) {
+                t.set_state(TargetState::Initial);
+            }
         }
     }
 }
@@ -390,7 +387,7 @@ impl Worker {
             },
         );
         if opts.health_from_control_plane {
-            initial_states(&shared.config, &shared.groups);
+            initial_states(&shared.config, &shared.groups, None);
         }
         let shared = Arc::new(shared);
         let ctl = Ctl {

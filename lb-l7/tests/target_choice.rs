@@ -781,3 +781,79 @@ fn config_errors() {
         .to_string();
     assert!(e.contains("use_load_balancer_configuration"), "{e}");
 }
+
+/// A target registered into a running group (a reload, a registration or discovery adds it)
+/// starts in slow start when it passes its first checks: ALB's rule (only targets registered
+/// together into a new group start at their full share). While it ramps, another change to
+/// the group (a third target) leaves its ramp going and the settled target's state as it was;
+/// before, every change to a group rebuilt it as new: the added target never ramped, and a
+/// ramp in progress ended at the next registration.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_added_to_a_running_group_ramps_and_a_later_change_keeps_the_ramp() {
+    let ts = [
+        target("a", 0).await,
+        target("b", 0).await,
+        target("c", 0).await,
+    ];
+    let port = free_port();
+    let text = |n: usize| {
+        let list: Vec<&Target> = ts[..n].iter().collect();
+        config(
+            port,
+            "",
+            &group("web", &list, "slow_start.duration_seconds = 30"),
+        )
+    };
+    let (Control(ours), opts) = Control::new(WorkerOptions {
+        health_from_control_plane: true,
+        ..WorkerOptions::default()
+    });
+    let mut lb = Lb {
+        w: start_with(&text(1), opts),
+        control: ours,
+    };
+    lb.set_state("web", ts[0].addr, "healthy").await;
+    let reload = |lb: &mut Lb, generation: u64, toml: String| {
+        let g = control::ConfigGeneration {
+            generation,
+            source: "web.toml".into(),
+            toml,
+            files: Default::default(),
+            target_sets: Default::default(),
+        };
+        lb.control
+            .write_all(&control::encode(&ControlMsg::Config(g)))
+            .unwrap();
+    };
+    let added = |lb: &Lb, t: &Target| {
+        let key = format!("web/{}", t.addr);
+        lb.w.metrics.snapshot().targets.contains_key(&key)
+    };
+
+    reload(&mut lb, 2, text(2));
+    wait_for(Duration::from_secs(5), "b added", || added(&lb, &ts[1])).await;
+    assert_eq!(lb.target("web", &ts[1]).state, "initial");
+    assert_eq!(
+        lb.target("web", &ts[0]).state,
+        "healthy",
+        "a kept its state"
+    );
+    lb.set_state("web", ts[1].addr, "healthy").await;
+    let ramp = lb.target("web", &ts[1]).slow_start_permille;
+    assert!(
+        ramp.is_some_and(|p| p < 200),
+        "b passed its first check: slow start from 10 % ({ramp:?})"
+    );
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    reload(&mut lb, 3, text(3));
+    wait_for(Duration::from_secs(5), "c added", || added(&lb, &ts[2])).await;
+    let later = lb.target("web", &ts[1]).slow_start_permille;
+    assert!(
+        later.is_some_and(|p| p >= ramp.unwrap() && p < 300),
+        "b's ramp goes on through c's registration ({ramp:?} then {later:?})"
+    );
+    assert_eq!(lb.target("web", &ts[1]).state, "healthy");
+    assert_eq!(lb.target("web", &ts[0]).slow_start_permille, None);
+    lb.w.stop().await;
+}

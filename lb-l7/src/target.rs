@@ -189,6 +189,32 @@ struct AnomalyTick {
     targets: Vec<anomaly::TargetTick>,
 }
 
+impl AnomalyTick {
+    /// For `targets`, going on from `before`'s ticks for the targets it had (their counters
+    /// are carried over, so the next tick counts from the last one, not from zero).
+    fn carried(targets: &[Arc<TargetRt>], before: Option<&GroupRt>) -> AnomalyTick {
+        let Some((b, st)) = before.and_then(|b| Some((b, b.anomaly.lock().ok()?))) else {
+            return AnomalyTick::default();
+        };
+        let mut out = AnomalyTick::default();
+        for t in targets {
+            let j = b.targets.iter().position(|o| o.addr == t.addr);
+            let at = |v: &[(u64, u64)]| j.and_then(|j| v.get(j).copied());
+            let c = &t.counters;
+            let now = (
+                c.requests.load(Relaxed) + c.connection_errors.load(Relaxed),
+                c.errors.load(Relaxed),
+            );
+            out.last.push(at(&st.last).unwrap_or(now));
+            out.targets.push(
+                j.and_then(|j| st.targets.get(j).copied())
+                    .unwrap_or_default(),
+            );
+        }
+        out
+    }
+}
+
 /// A group's target stickiness at run time.
 #[derive(Debug)]
 pub struct StickyRt {
@@ -318,8 +344,12 @@ impl GroupRt {
                         .map_or_else(|| Arc::new(Pool::new(policy.clone())), |o| o.pool.clone()),
                     tls: tls.clone(),
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
-                    anomalous: AtomicBool::new(false),
-                    weight_shift: AtomicU8::new(0),
+                    anomalous: AtomicBool::new(
+                        was(addr).is_some_and(|o| o.anomalous.load(Relaxed)),
+                    ),
+                    weight_shift: AtomicU8::new(
+                        was(addr).map_or(0, |o| o.weight_shift.load(Relaxed)),
+                    ),
                     expiry: Default::default(),
                 })
             })
@@ -331,6 +361,7 @@ impl GroupRt {
             AlgorithmType::ConsistentHash => Algorithm::ConsistentHash,
         };
         let cross_zone = g.load_balancing.cross_zone.enabled.enabled();
+        let anomaly = AnomalyTick::carried(&targets, before);
         GroupRt {
             name: g.name.clone(),
             sticky: StickyRt::new(&g.name, &g.stickiness, &targets),
@@ -347,7 +378,7 @@ impl GroupRt {
             health,
             detect: g.load_balancing.algorithm.kind == AlgorithmType::WeightedRandom,
             mitigate: g.load_balancing.algorithm.anomaly_mitigation == AnomalyMitigation::On,
-            anomaly: Mutex::new(AnomalyTick::default()),
+            anomaly: Mutex::new(anomaly),
             seq: AtomicU64::new(fastrand::u64(..)),
         }
     }
@@ -494,5 +525,46 @@ impl TargetRt {
     /// Healthy, not ejected, with a weight: fail-open is off while one such target exists.
     fn up(&self) -> bool {
         self.weight > 0 && self.state() == TargetState::Healthy && !self.is_ejected()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(targets: &str) -> TargetGroup {
+        let text = format!(
+            "name = \"g\"\nport = 80\nload_balancing.algorithm.type = \"weighted_random\"\ntarget = [{targets}]\n"
+        );
+        toml::from_str(&text).expect("group")
+    }
+
+    /// The anomaly detection of a rebuilt group goes on from its last tick: the carried
+    /// counters are not read as one second's worth of requests, and a verdict and its
+    /// mitigation stay.
+    #[test]
+    fn a_rebuilt_group_goes_on_with_its_anomaly_ticks() {
+        let old = GroupRt::new(
+            &group("{ id = \"10.0.0.1\" }, { id = \"10.0.0.2\" }"),
+            "",
+            None,
+        );
+        old.targets[0].counters.requests.fetch_add(1000, Relaxed);
+        old.targets[0].counters.errors.fetch_add(10, Relaxed);
+        old.anomaly_tick();
+        old.targets[1].anomalous.store(true, Relaxed);
+        old.targets[1].weight_shift.store(2, Relaxed);
+        let new = GroupRt::new(
+            &group("{ id = \"10.0.0.3\" }, { id = \"10.0.0.2\" }, { id = \"10.0.0.1\" }"),
+            "",
+            Some(&old),
+        );
+        let (o, n) = (old.anomaly.lock().unwrap(), new.anomaly.lock().unwrap());
+        assert_eq!(n.last, [(0, 0), o.last[1], (1000, 10)]);
+        assert_eq!(n.targets[2], o.targets[0]);
+        assert_eq!(n.targets[0], anomaly::TargetTick::default());
+        assert!(new.targets[1].anomalous.load(Relaxed));
+        assert_eq!(new.targets[1].weight_shift.load(Relaxed), 2);
+        assert!(!new.targets[0].anomalous.load(Relaxed));
     }
 }

@@ -177,6 +177,12 @@ pub const TARGET_FIGURES: &[(&str, &str, Kind, &str)] = &[
         "weir: workers whose passive health ejects the target now",
     ),
     (
+        "slow_start",
+        "slow_start",
+        Kind::Gauge,
+        "weir: workers in which the target is in slow start now (its share ramping up)",
+    ),
+    (
         "queued_requests",
         "queued_requests",
         Kind::Counter,

@@ -195,6 +195,7 @@ impl Figures {
                 ("idle_connections", t.idle_connections),
                 ("queue_length", u64::from(t.queue_length)),
                 ("ejected", u64::from(t.ejected)),
+                ("slow_start", u64::from(t.slow_start_permille.is_some())),
             ] {
                 f.gauges.insert(c(name), v);
             }

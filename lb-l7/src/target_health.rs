@@ -83,7 +83,9 @@ impl GroupHealth {
     /// replaces (`GroupRt::new`): a target it had goes on as it was (state, ejection, errors
     /// in a row, slow start and its ramp); a target it did not have was registered at run
     /// time, so passing its first checks may start a slow start (ALB: only targets registered
-    /// together into a new group start without one).
+    /// together into a new group start without one) — unless no target of `before` was
+    /// healthy: targets added to a group that serves nothing yet (discovery's first answer at
+    /// start) are registered together into it, as into a new group.
     pub fn new(
         g: &TargetGroup,
         addrs: Vec<SocketAddr>,
@@ -93,9 +95,10 @@ impl GroupHealth {
         let Some(b) = before else {
             return h;
         };
+        let serving = (0..b.addrs.len()).any(|j| b.state(j) == TargetState::Healthy);
         for (i, addr) in h.addrs.iter().enumerate() {
             let Some(j) = b.addrs.iter().position(|a| a == addr) else {
-                h.first[i].store(false, Relaxed);
+                h.first[i].store(!serving, Relaxed);
                 continue;
             };
             let copy = |to: &AtomicU64, from: &AtomicU64| to.store(from.load(Relaxed), Relaxed);
@@ -365,6 +368,19 @@ mod tests {
         fresh.set_state(0, TargetState::Initial);
         fresh.set_state(0, TargetState::Healthy);
         assert_eq!(fresh.slow_start_permille(0), None);
+        // Targets added to a group with nothing healthy (discovery's first answer): registered
+        // together, as into a new group: none ramps when they pass their first checks.
+        let empty = GroupHealth::new(&g, vec![], None);
+        let found = GroupHealth::new(&g, vec![at(4), at(5)], Some(&empty));
+        for i in 0..2 {
+            found.set_state(i, TargetState::Initial);
+        }
+        found.set_state(0, TargetState::Healthy);
+        found.set_state(1, TargetState::Healthy);
+        assert_eq!(
+            (found.slow_start_permille(0), found.slow_start_permille(1)),
+            (None, None)
+        );
     }
 
     #[test]

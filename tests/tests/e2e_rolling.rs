@@ -9,7 +9,11 @@
 //! - the errors: unknown group (`TargetGroupNotFound`), a target not registered and a bad one
 //!   (`InvalidTarget`), in text and `--json`; registering a registered target changes nothing;
 //! - a worker SIGKILLed after a registration comes back with the registered target (its
-//!   generation comes over the control channel), and a reload applies the file again.
+//!   generation comes over the control channel), and a reload applies the file again;
+//! - a target registered into a running group with `slow_start` ramps when it passes its first
+//!   checks (ALB's rule; the group's first targets do not): `weir_target_slow_start` on the
+//!   Prometheus page is the worker count for it, 0 for the others, and its share of the
+//!   requests in its first seconds is a small part of its full share.
 //!
 //! `WEIR_BIN_UNDER_TEST` runs another build (see `e2e_reload_support::weir_command`): the code
 //! before answered register/deregister `501 NotImplemented`, and this test fails at once.
@@ -708,5 +712,160 @@ fn a_request_still_running_at_the_deregistration_deadline_gets_a_502() -> Result
         request_new_conn(&ns, to(), "/fast", Duration::from_secs(5)),
         Outcome::Answered(503, _)
     ));
+    Ok(())
+}
+
+/// The Prometheus page's address in the slow-start test's namespace.
+const METRICS: &str = "127.0.0.1:9464";
+
+/// The metrics page, scraped with curl in `ns`.
+fn scrape(ns: &Ns) -> Result<String> {
+    let mut c = ns.command("curl");
+    c.args([
+        "-sS",
+        "--max-time",
+        "10",
+        &format!("http://{METRICS}/metrics"),
+    ]);
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
+    if !out.status.success() {
+        bail!("curl: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The value `weir_target_slow_start` of `web`'s target `port` shows on `page`, as written
+/// (`None`: no such sample).
+fn slow_start_gauge(page: &str, port: u16) -> Option<String> {
+    let sample = format!(
+        "weir_target_slow_start{{target_group=\"web\",target=\"127.0.0.1:{port}\",zone=\"-\"}} "
+    );
+    page.lines()
+        .find_map(|l| l.strip_prefix(&sample))
+        .map(str::to_string)
+}
+
+/// A target registered into a running group with `slow_start.duration_seconds = 30` ramps when
+/// it passes its first checks (another target is healthy and not ramping: ALB's rule), in every
+/// worker: `weir_target_slow_start` is the worker count for it and stays 0 for the group's first
+/// targets (registered together with the group, they start at full share). While it ramps
+/// (10 % of its full share for its first 3 s, then linear to all of it at 30 s) it gets well
+/// under a quarter of its full share of a steady load. Before, a group changed at run time was
+/// built as new: the registered target got its full share as soon as it was healthy.
+#[test]
+fn a_target_registered_at_run_time_ramps_in_slow_start() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const WORKERS: usize = 2;
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("slow")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let script = TempFile::new("slow-start-target.py", SCRIPT);
+    let (first, added) = ([TARGETS[0], TARGETS[1]], TARGETS[2]);
+    let _first = first
+        .iter()
+        .map(|p| Target::start(&ns, &script, *p))
+        .collect::<Result<Vec<_>>>()?;
+    let dir = TempDir(std::env::temp_dir().join(format!("weir-slow-start-{}", std::process::id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let socket = dir.0.join("admin.sock");
+    let text = format!(
+        "[admin]\nsocket = \"{}\"\n[metrics]\naddress = \"{METRICS}\"\n[workers]\ncount = {WORKERS}\n\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\n\
+         default_action = {{ type = \"forward\", target_group = \"web\" }}\n\n\
+         [[target_group]]\nname = \"web\"\nderegistration_delay.timeout_seconds = {DELAY}\n\
+         slow_start.duration_seconds = 30\n{CHECK}\n\
+         target = [{{ id = \"127.0.0.1\", port = {} }}, {{ id = \"127.0.0.1\", port = {} }}]\n",
+        socket.display(),
+        first[0],
+        first[1],
+    );
+    let cfg = TempFile::new("slow-start.toml", &text);
+    let weir = Weir::start(&ns, &cfg, WORKERS)?;
+    let started = Instant::now();
+    for p in first {
+        wait_state(
+            &ns,
+            &socket,
+            "web",
+            p,
+            Some("healthy"),
+            Duration::from_secs(15),
+        )?;
+    }
+    let first_healthy = started.elapsed();
+    // Workers report every 500 ms: the page has every target's series well before its checks
+    // pass.
+    let page = scrape(&ns)?;
+    let before = first.map(|p| slow_start_gauge(&page, p));
+
+    let _added = Target::start(&ns, &script, added)?;
+    let target = format!("127.0.0.1:{added}");
+    ok(
+        &ns,
+        &socket,
+        &[
+            "targets",
+            "register",
+            "--target-group",
+            "web",
+            "--target",
+            &target,
+        ],
+    )?;
+    let healthy_after = wait_state(
+        &ns,
+        &socket,
+        "web",
+        added,
+        Some("healthy"),
+        Duration::from_secs(20),
+    )?;
+    // Its first 3 s healthy: 10 % of its full share (slow_start::MIN_PERMILLE) in each worker.
+    let window = Instant::now();
+    let load = Load::start(&ns);
+    std::thread::sleep(Duration::from_secs(3));
+    let (answered, failures, by_target) = load.finish();
+    let window = window.elapsed();
+    let page = scrape(&ns)?;
+    let after = [first[0], first[1], added].map(|p| slow_start_gauge(&page, p));
+    let ours = by_target.get(&name_of(added)).copied().unwrap_or(0);
+    // Three healthy targets, round robin: a third each at full share.
+    let full = answered as f64 / 3.0;
+    println!(
+        "slow start: first targets healthy {:.1} s after the start, weir_target_slow_start {before:?}; \
+         registered {target} healthy after {:.1} s; in its first {:.1} s: {answered} requests, \
+         {} failed, per target {by_target:?} ({:.0} % of its full share); \
+         weir_target_slow_start now (t1, t2, t3) {after:?}; {:.1} s in all",
+        first_healthy.as_secs_f64(),
+        healthy_after.as_secs_f64(),
+        window.as_secs_f64(),
+        failures.len(),
+        100.0 * ours as f64 / full.max(1.0),
+        started.elapsed().as_secs_f64(),
+    );
+    let none = Some("0".to_string());
+    assert_eq!(
+        before,
+        [none.clone(), none.clone()],
+        "the group's first targets start at full share"
+    );
+    assert_eq!(
+        after,
+        [none.clone(), none, Some(WORKERS.to_string())],
+        "the registered target ramps in every worker, the others do not: {}",
+        weir.log_text()
+    );
+    assert!(failures.is_empty(), "failed requests: {failures:?}");
+    assert!(
+        answered >= 300,
+        "{answered} requests: too few to measure a share"
+    );
+    assert!(ours > 0, "the ramping target serves: {by_target:?}");
+    assert!(
+        (ours as f64) < 0.25 * full,
+        "under a quarter of its full share while it ramps: {by_target:?}"
+    );
     Ok(())
 }

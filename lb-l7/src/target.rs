@@ -291,11 +291,12 @@ impl StickyRt {
 impl GroupRt {
     /// The group at run time; `own_zone`: weir's zone (`[load_balancer] availability_zone`,
     /// "" = unknown). `before`: the group this one replaces (a reload changed it, a target
-    /// was registered, deregistered or discovered): a target at an address it had takes over
-    /// that target's counters, and its pool (idle connections, the keep-alive it learned)
-    /// when the protocol and the pool settings are the same. A target's connections are to its
-    /// address alone, so the group's other changes do not touch them (ALB does not close the
-    /// connections to the targets that stay when one is registered).
+    /// was registered, deregistered or discovered): a target at an address it had goes on as
+    /// it was — its counters, its health (state, ejection, slow start: `GroupHealth::new`),
+    /// its anomaly verdict and ticks, and its pool (idle connections, the keep-alive it
+    /// learned) when the protocol and the pool settings are the same. A target's connections
+    /// are to its address alone, so the group's other changes do not touch them (ALB does not
+    /// close the connections to the targets that stay when one is registered).
     pub fn new(g: &TargetGroup, own_zone: &str, before: Option<&GroupRt>) -> GroupRt {
         let policy = PoolPolicy {
             max_idle: g.connection_pool.max_idle_per_target,

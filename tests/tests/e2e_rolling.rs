@@ -750,7 +750,7 @@ fn slow_start_gauge(page: &str, port: u16) -> Option<String> {
 /// worker: `weir_target_slow_start` is the worker count for it and stays 0 for the group's first
 /// targets (registered together with the group, they start at full share). While it ramps
 /// (10 % of its full share for its first 3 s, then linear to all of it at 30 s) it gets well
-/// under a quarter of its full share of a steady load. Before, a group changed at run time was
+/// under a quarter of its full share of a steady load (~10 %; all of it on the old code). Before, a group changed at run time was
 /// built as new: the registered target got its full share as soon as it was healthy.
 #[test]
 fn a_target_registered_at_run_time_ramps_in_slow_start() -> Result<()> {
@@ -822,11 +822,21 @@ fn a_target_registered_at_run_time_ramps_in_slow_start() -> Result<()> {
         Some("healthy"),
         Duration::from_secs(20),
     )?;
-    // Its first 3 s healthy: 10 % of its full share (slow_start::MIN_PERMILLE) in each worker.
+    // Its first 4 s healthy: 10 % of its full share (slow_start::MIN_PERMILLE) for 3 s, 13 %
+    // at 4 s, in each worker. Two loads (eight clients): a request takes a client ~30 ms here,
+    // and the share wants a few hundred requests.
     let window = Instant::now();
-    let load = Load::start(&ns);
-    std::thread::sleep(Duration::from_secs(3));
-    let (answered, failures, by_target) = load.finish();
+    let loads = [Load::start(&ns), Load::start(&ns)];
+    std::thread::sleep(Duration::from_secs(4));
+    let (mut answered, mut failures, mut by_target) = (0, Vec::new(), BTreeMap::new());
+    for l in loads {
+        let (n, f, by) = l.finish();
+        answered += n;
+        failures.extend(f);
+        for (t, k) in by {
+            *by_target.entry(t).or_default() += k;
+        }
+    }
     let window = window.elapsed();
     let page = scrape(&ns)?;
     let after = [first[0], first[1], added].map(|p| slow_start_gauge(&page, p));

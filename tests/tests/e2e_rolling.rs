@@ -146,6 +146,22 @@ fn ok(ns: &Ns, socket: &Path, args: &[&str]) -> Result<String> {
     Ok(out)
 }
 
+/// `weir targets register --target-group web --target TARGET`, which must succeed: its output.
+fn register(ns: &Ns, socket: &Path, target: &str) -> Result<String> {
+    ok(
+        ns,
+        socket,
+        &[
+            "targets",
+            "register",
+            "--target-group",
+            "web",
+            "--target",
+            target,
+        ],
+    )
+}
+
 fn json(ns: &Ns, socket: &Path, args: &[&str]) -> Result<Value> {
     let mut a = args.to_vec();
     a.push("--json");
@@ -397,18 +413,7 @@ fn a_rolling_deployment_through_the_cli_fails_no_request() -> Result<()> {
         t.stop()?;
         std::thread::sleep(Duration::from_millis(500));
         *t = Target::start(&ns, &script, t.port)?;
-        let out = ok(
-            &ns,
-            &socket,
-            &[
-                "targets",
-                "register",
-                "--target-group",
-                "web",
-                "--target",
-                &target,
-            ],
-        )?;
+        let out = register(&ns, &socket, &target)?;
         assert!(
             out.contains(&format!("registered {target} in target group web")),
             "{out}"
@@ -802,18 +807,7 @@ fn a_target_registered_at_run_time_ramps_in_slow_start() -> Result<()> {
 
     let _added = Target::start(&ns, &script, added)?;
     let target = format!("127.0.0.1:{added}");
-    ok(
-        &ns,
-        &socket,
-        &[
-            "targets",
-            "register",
-            "--target-group",
-            "web",
-            "--target",
-            &target,
-        ],
-    )?;
+    register(&ns, &socket, &target)?;
     let healthy_after = wait_state(
         &ns,
         &socket,

@@ -103,14 +103,16 @@ impl GroupHealth {
             };
             let copy = |to: &AtomicU64, from: &AtomicU64| to.store(from.load(Relaxed), Relaxed);
             h.states[i].store(b.states[j].load(Relaxed), Relaxed);
-            h.ejected[i].store(b.ejected[j].load(Relaxed), Relaxed);
-            h.consecutive[i].store(b.consecutive[j].load(Relaxed), Relaxed);
             copy(&h.ramp_from[i], &b.ramp_from[j]);
             h.first[i].store(b.first[j].load(Relaxed), Relaxed);
+            // Passive health goes on only where it is still on: an ejection carried into a
+            // group without it would never end.
             if let (Some(to), Some(from)) = (&h.outlier, &b.outlier)
                 && let (Ok(mut to), Ok(from)) = (to.lock(), from.lock())
             {
                 to.carry(i, &from, j);
+                h.ejected[i].store(b.ejected[j].load(Relaxed), Relaxed);
+                h.consecutive[i].store(b.consecutive[j].load(Relaxed), Relaxed);
             }
         }
         h
@@ -363,6 +365,11 @@ mod tests {
         new.set_state(0, TargetState::Initial);
         new.set_state(0, TargetState::Healthy);
         assert!(new.slow_start_permille(0).is_some());
+        // Passive health turned off by the reload: the ejection does not come along.
+        let off: TargetGroup =
+            toml::from_str("name = \"g\"\n[slow_start]\nduration_seconds = 60\n").expect("group");
+        let without = GroupHealth::new(&off, vec![at(1)], Some(&old));
+        assert!(!without.is_ejected(0));
         // A new group (no `before`): its targets' first checks start none.
         let fresh = GroupHealth::new(&g, vec![at(4), at(5)], None);
         fresh.set_state(0, TargetState::Initial);

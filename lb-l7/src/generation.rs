@@ -538,6 +538,16 @@ target = [{ id = "127.0.0.2" }]
         let then = &third.groups["b"].targets[0];
         assert!(!Arc::ptr_eq(&now.pool, &then.pool));
         assert!(Arc::ptr_eq(&now.counters, &then.counters));
+        // Rebuilt again (a target less): the TLS client and its session cache go on.
+        let fewer = https.replace(", { id = \"127.0.0.3\" }", "");
+        let (fourth, _) = next(&third, 4, Arc::new(cfg(&fewer)), Vec::new());
+        let client = |t: &TargetRt| t.tls.as_ref().map(|c| c.0.config().clone());
+        let (a, b) = (
+            client(then).unwrap(),
+            client(&fourth.groups["b"].targets[0]).unwrap(),
+        );
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(Arc::ptr_eq(&then.pool, &fourth.groups["b"].targets[0].pool));
     }
 
     #[test]

@@ -303,8 +303,12 @@ impl GroupRt {
             idle_timeout: Duration::from_secs(g.connection_pool.idle_timeout_seconds),
             reuse: g.connection_pool.reuse,
         };
-        let tls =
-            (g.protocol == TargetProtocol::Https).then(|| TlsClient(crate::upstream::connector()));
+        let tls = (g.protocol == TargetProtocol::Https).then(|| {
+            // The rebuilt group's client, and the sessions it can resume, go on.
+            before
+                .and_then(|b| b.targets.iter().find_map(|t| t.tls.clone()))
+                .unwrap_or_else(|| TlsClient(crate::upstream::connector()))
+        });
         let configured: Vec<(SocketAddr, &crate::config::Target)> = g
             .target
             .iter()

@@ -49,8 +49,9 @@ pub async fn connect(
     Ok(UpStream::Tls(Box::new(s)))
 }
 
-/// The TLS client of HTTPS target groups (one per worker, shared by its groups): TLS 1.2 and
-/// 1.3, ALPN `http/1.1`, no certificate verification (ALB's behaviour).
+/// The TLS client of an HTTPS target group (one per group in a worker, kept when the group is
+/// rebuilt by a generation, its session cache with it: `GroupRt::new`): TLS 1.2 and 1.3, ALPN
+/// `http/1.1`, no certificate verification (ALB's behaviour).
 pub fn connector() -> TlsConnector {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = Arc::new(AnyCertificate(provider.clone()));

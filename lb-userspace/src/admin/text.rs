@@ -431,6 +431,24 @@ mod tests {
     }
 
     #[test]
+    fn target_list_shows_weight_priority_and_source() {
+        let v = serde_json::json!({"target_group": "web", "port": 80, "targets": [
+            {"id": "10.0.0.1", "port": 80, "weight": 999, "priority": 10,
+             "availability_zone": null, "source": "discovered"},
+            // A daemon before priorities: the field is absent.
+            {"id": "10.0.0.2", "port": 81, "weight": 1, "availability_zone": "a",
+             "source": "config"}]});
+        let t = target_list(&serde_json::from_value(v).unwrap());
+        let rows: Vec<Vec<&str>> = t.lines().map(|l| l.split_whitespace().collect()).collect();
+        assert_eq!(
+            rows[1],
+            ["TARGET", "PORT", "WEIGHT", "PRIORITY", "ZONE", "SOURCE"]
+        );
+        assert_eq!(rows[2], ["10.0.0.1", "80", "999", "10", "-", "discovered"]);
+        assert_eq!(rows[3], ["10.0.0.2", "81", "1", "0", "a", "config"]);
+    }
+
+    #[test]
     fn health_rows_come_from_the_view() {
         let v = serde_json::json!({"target_groups": [{"name": "web", "health_checked": true,
             "fail_open": false, "HealthyHostCount": 1, "UnHealthyHostCount": 1,

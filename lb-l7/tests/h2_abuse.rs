@@ -329,6 +329,9 @@ async fn slow_reader_is_bounded_and_closed_at_the_idle_timeout(engine: &str) {
 async fn rapid_reset_gets_goaway_and_target_connections_are_reused(engine: &str) {
     let _serial = serial().await;
     let be = backend("rr").await;
+    // TIME_WAITs towards the backend's port before weir's first connection: an earlier test's
+    // listener may have had the same (ephemeral) port, and its closed connections linger 60 s.
+    let stale = time_wait_to(be.addr.port());
     let port = free_port();
     let w = start(&config(engine, "", port, &[be.addr.port()]));
     let mut c = H2::connect(port, &[]).await;
@@ -375,7 +378,11 @@ async fn rapid_reset_gets_goaway_and_target_connections_are_reused(engine: &str)
         conns <= 20,
         "{conns} target connections for {sent} cancelled streams"
     );
-    assert_eq!(time_wait_to(be.addr.port()), 0, "weir left TIME_WAITs");
+    let left = time_wait_to(be.addr.port());
+    assert!(
+        left <= stale,
+        "weir left TIME_WAITs: {left}, {stale} there before it"
+    );
     w.stop().await;
 }
 

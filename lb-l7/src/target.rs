@@ -323,11 +323,13 @@ impl GroupRt {
             before.map(|b| &*b.health),
         ));
         let lim = &g.target_limits;
-        let was = |addr: SocketAddr| before.and_then(|b| b.targets.iter().find(|t| t.addr == addr));
+        let previous =
+            |addr: SocketAddr| before.and_then(|b| b.targets.iter().find(|t| t.addr == addr));
         let targets: Vec<Arc<TargetRt>> = configured
             .into_iter()
             .enumerate()
             .map(|(index, (addr, t))| {
+                let was = previous(addr);
                 Arc::new(TargetRt {
                     addr,
                     weight: t.weight,
@@ -343,18 +345,14 @@ impl GroupRt {
                         )
                     }),
                     outstanding: AtomicU64::new(0),
-                    counters: was(addr).map_or_else(Default::default, |o| o.counters.clone()),
-                    pool: was(addr)
+                    counters: was.map_or_else(Default::default, |o| o.counters.clone()),
+                    pool: was
                         .filter(|o| o.tls.is_some() == tls.is_some() && o.pool.policy == policy)
                         .map_or_else(|| Arc::new(Pool::new(policy.clone())), |o| o.pool.clone()),
                     tls: tls.clone(),
                     id_hash: select::hash_bytes(addr.to_string().as_bytes()),
-                    anomalous: AtomicBool::new(
-                        was(addr).is_some_and(|o| o.anomalous.load(Relaxed)),
-                    ),
-                    weight_shift: AtomicU8::new(
-                        was(addr).map_or(0, |o| o.weight_shift.load(Relaxed)),
-                    ),
+                    anomalous: AtomicBool::new(was.is_some_and(|o| o.anomalous.load(Relaxed))),
+                    weight_shift: AtomicU8::new(was.map_or(0, |o| o.weight_shift.load(Relaxed))),
                     expiry: Default::default(),
                 })
             })

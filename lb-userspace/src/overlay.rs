@@ -126,13 +126,10 @@ pub struct Overlay {
 
 /// The file's targets of a group, as addresses, in file order.
 fn file_targets(g: &TargetGroup) -> Vec<SocketAddr> {
-    g.target
-        .iter()
-        .filter_map(|t| target_sets::address(g, t))
-        .collect()
+    file_entries(g).into_iter().map(|t| t.addr).collect()
 }
 
-/// The file's targets of a group in force, with their weights, in file order.
+/// The file's targets of a group, with their weights, in file order.
 fn file_entries(g: &TargetGroup) -> Vec<SetTarget> {
     g.target
         .iter()

@@ -148,18 +148,27 @@ fn ok(ns: &Ns, socket: &Path, args: &[&str]) -> Result<String> {
 
 /// `weir targets register --target-group web --target TARGET`, which must succeed: its output.
 fn register(ns: &Ns, socket: &Path, target: &str) -> Result<String> {
-    ok(
-        ns,
-        socket,
-        &[
-            "targets",
-            "register",
-            "--target-group",
+    ok(ns, socket, &change("register", "web", target))
+}
+
+/// Waits until each of `ports` (group `web`) is healthy, 15 s at most each.
+fn wait_healthy(ns: &Ns, socket: &Path, ports: &[u16]) -> Result<()> {
+    for &p in ports {
+        wait_state(
+            ns,
+            socket,
             "web",
-            "--target",
-            target,
-        ],
-    )
+            p,
+            Some("healthy"),
+            Duration::from_secs(15),
+        )?;
+    }
+    Ok(())
+}
+
+/// The CLI's arguments for a registration change (`verb`: `register` or `deregister`).
+fn change<'a>(verb: &'a str, group: &'a str, target: &'a str) -> [&'a str; 6] {
+    ["targets", verb, "--target-group", group, "--target", target]
 }
 
 fn json(ns: &Ns, socket: &Path, args: &[&str]) -> Result<Value> {
@@ -345,35 +354,15 @@ fn a_rolling_deployment_through_the_cli_fails_no_request() -> Result<()> {
     let socket = dir.0.join("admin.sock");
     let cfg = TempFile::new("rolling.toml", &config_text(&socket));
     let weir = Weir::start(&ns, &cfg, 2)?;
-    for p in TARGETS {
-        wait_state(
-            &ns,
-            &socket,
-            "web",
-            p,
-            Some("healthy"),
-            Duration::from_secs(15),
-        )?;
-    }
+    wait_healthy(&ns, &socket, &TARGETS)?;
     let started = Instant::now();
     let load = Load::start(&ns);
     let mut drained = Vec::new();
     let mut healthy = Vec::new();
     for (i, t) in targets.iter_mut().enumerate() {
         let target = format!("127.0.0.1:{}", t.port);
-        let out = ok(
-            &ns,
-            &socket,
-            &[
-                "targets",
-                "deregister",
-                "--target-group",
-                "web",
-                "--target",
-                &target,
-            ],
-        )
-        .with_context(|| weir.log_text())?;
+        let out = ok(&ns, &socket, &change("deregister", "web", &target))
+            .with_context(|| weir.log_text())?;
         assert!(
             out.contains(&format!("deregistered {target} in target group web")),
             "{out}"
@@ -519,18 +508,7 @@ fn errors(ns: &Ns, socket: &Path) -> Result<()> {
         ("web-1", "expected IP"),
         ("127.0.0.1:0", "port must be 1-65535"),
     ] {
-        let (_, err) = fails(
-            ns,
-            socket,
-            &[
-                "targets",
-                "register",
-                "--target-group",
-                "web",
-                "--target",
-                bad,
-            ],
-        )?;
+        let (_, err) = fails(ns, socket, &change("register", "web", bad))?;
         assert!(err.contains(why), "{err}");
     }
     let mut c = ns.command("curl");
@@ -541,18 +519,7 @@ fn errors(ns: &Ns, socket: &Path) -> Result<()> {
     let out = weir_tests::lab::output(&mut c, Duration::from_secs(10))?;
     let v: Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(v["error"]["code"], "InvalidTarget", "{v}");
-    let again = json(
-        ns,
-        socket,
-        &[
-            "targets",
-            "register",
-            "--target-group",
-            "web",
-            "--target",
-            "127.0.0.1:9401",
-        ],
-    )?;
+    let again = json(ns, socket, &change("register", "web", "127.0.0.1:9401"))?;
     assert_eq!(
         again["generation"], before,
         "already registered: no new generation"
@@ -569,14 +536,7 @@ fn after_a_registration(ns: &Ns, socket: &Path, cfg: &TempFile, weir: &Weir) -> 
     let reg = json(
         ns,
         socket,
-        &[
-            "targets",
-            "register",
-            "--target-group",
-            "solo",
-            "--target",
-            &format!("127.0.0.1:{t2}"),
-        ],
+        &change("register", "solo", &format!("127.0.0.1:{t2}")),
     )?;
     assert_eq!(reg["targets"][0], format!("127.0.0.1:{t2}"), "{reg}");
     wait_state(
@@ -587,18 +547,7 @@ fn after_a_registration(ns: &Ns, socket: &Path, cfg: &TempFile, weir: &Weir) -> 
         Some("healthy"),
         Duration::from_secs(20),
     )?;
-    ok(
-        ns,
-        socket,
-        &[
-            "targets",
-            "deregister",
-            "--target-group",
-            "solo",
-            "--target",
-            "127.0.0.1",
-        ],
-    )?;
+    ok(ns, socket, &change("deregister", "solo", "127.0.0.1"))?;
     assert_eq!(
         listed(ns, socket, "solo")?,
         [(u64::from(t2), "runtime".to_string())]
@@ -682,14 +631,7 @@ fn a_request_still_running_at_the_deregistration_deadline_gets_a_502() -> Result
     ok(
         &ns,
         &socket,
-        &[
-            "targets",
-            "deregister",
-            "--target-group",
-            "web",
-            "--target",
-            &slow.addr.to_string(),
-        ],
+        &change("deregister", "web", &slow.addr.to_string()),
     )?;
     let (got, took) = in_flight.join().expect("client thread");
     let after = t.elapsed();
@@ -789,16 +731,7 @@ fn a_target_registered_at_run_time_ramps_in_slow_start() -> Result<()> {
     let cfg = TempFile::new("slow-start.toml", &text);
     let weir = Weir::start(&ns, &cfg, WORKERS)?;
     let started = Instant::now();
-    for p in first {
-        wait_state(
-            &ns,
-            &socket,
-            "web",
-            p,
-            Some("healthy"),
-            Duration::from_secs(15),
-        )?;
-    }
+    wait_healthy(&ns, &socket, &first)?;
     let first_healthy = started.elapsed();
     // Workers report every 500 ms: the page has every target's series well before its checks
     // pass.

@@ -50,7 +50,7 @@ S(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 fn config(socket: &std::path::Path) -> String {
     format!(
         "[admin]\nsocket = \"{}\"\n\n[metrics]\naddress = \"{METRICS}\"\n\n\
-         [workers]\ncount = 2\n\n\
+         [workers]\ncount = 2\nwatchdog_seconds = 2\n\n\
          [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\n\
          default_action = {{ type = \"forward\", target_group = \"web\" }}\n\
          [[listener.rule]]\npriority = 10\n\
@@ -365,6 +365,22 @@ fn scraped_values_equal_what_was_sent() -> Result<()> {
         get(&c, &format!("weir_target_request_count_total{{{t}}}")),
         (n + p + more) as u64
     );
+
+    // The watchdog's kills, per worker: worker 0's SIGKILL was not one; worker 1 hangs
+    // (SIGSTOP), goes silent and is killed and restarted by the watchdog.
+    assert_eq!(get(&c, "weir_worker_watchdog_kills_total{worker=\"0\"}"), 0);
+    let pid = admin_metrics(&ns, &socket)?["l7"]["workers"][1]["pid"]
+        .as_u64()
+        .context("worker 1 pid")?;
+    // SAFETY: kill(2) of a process this test started (through weir).
+    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+    wait_until(Duration::from_secs(10), "the watchdog's kill", || {
+        Ok(scrape(&ns).is_ok_and(|p| {
+            get(&p, "weir_worker_watchdog_kills_total{worker=\"1\"}") == 1
+                && get(&p, "weir_worker_restarts_total{worker=\"1\"}") == 1
+                && get(&p, "weir_worker_up{worker=\"1\"}") == 1
+        }))
+    })?;
 
     // A reload (SIGHUP, same file) is generation 2.
     // SAFETY: kill(2) of our own child.

@@ -32,6 +32,8 @@ struct Setup {
     server: Ns,
     log: TempFile,
     _cfg: TempFile,
+    /// weir's own log.
+    stderr: TempFile,
     weir: Proc,
 }
 
@@ -85,8 +87,13 @@ fn setup_with(workers_extra: &str) -> Result<Setup> {
         server,
         log,
         _cfg: cfg,
+        stderr,
         weir,
     })
+}
+
+fn weir_log(s: &Setup) -> String {
+    std::fs::read_to_string(&s.stderr.0).unwrap_or_default()
 }
 
 fn server_marker(cfg: &TempFile) -> String {
@@ -339,5 +346,107 @@ fn connections_queued_on_a_dead_worker_move_to_live_ones() -> Result<()> {
         "0",
         "restored at exit"
     );
+    Ok(())
+}
+
+/// A hung worker (SIGSTOP stands in for a task that never yields or a deadlock: its runtime no
+/// longer runs) keeps its place in the steering table, so its share of new connections queues
+/// on its sockets unanswered. The watchdog sees its reports stop, kills it (the queue migrates)
+/// and restarts it. Without the watchdog every connection steered to it waits forever.
+#[test]
+fn a_hung_worker_is_killed_by_the_watchdog_and_its_share_served() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let mut s = setup_with("watchdog_seconds = 2")?;
+    let marker = server_marker(&s._cfg);
+    let victim = 3usize;
+    let old_pid = worker_pids(&marker)[&victim];
+    let pid = nix::unistd::Pid::from_raw(old_pid);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)?;
+    let stopped = Instant::now();
+    let server: IpAddr = SERVER4.parse()?;
+    // Started at once: those steered to the victim queue on its socket until the watchdog acts.
+    let threads: Vec<_> = (0..24)
+        .map(|_| {
+            let client = s.client.clone();
+            std::thread::spawn(move || {
+                let r = request(&client, server);
+                (r.map_err(|e| format!("{e:#}")), Instant::now())
+            })
+        })
+        .collect();
+    let workers: Vec<u32> = (0..WORKERS as u32).collect();
+    let (mut on_victim, mut failed) = (0, Vec::new());
+    for t in threads {
+        let (r, done) = t.join().unwrap();
+        let local = match r {
+            Ok(l) => l,
+            Err(e) => {
+                failed.push(e);
+                continue;
+            }
+        };
+        let owner = owner(
+            &workers,
+            WORKERS,
+            SEED,
+            (local.ip(), local.port()),
+            (server, PORT),
+        );
+        if owner == Some(victim as u32) {
+            on_victim += 1;
+            let waited = done - stopped;
+            // 2 s of silence, a round every 0.5 s, then the migration.
+            assert!(
+                waited < Duration::from_millis(4000),
+                "{local} queued on the hung worker was served {waited:?} after it stopped"
+            );
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "requests failed while a worker hung: {failed:#?}\n{}",
+        weir_log(&s)
+    );
+    assert!(
+        on_victim >= 1,
+        "no connection was steered to the hung worker"
+    );
+    let log = weir_log(&s);
+    assert!(
+        log.contains("worker unresponsive"),
+        "the watchdog said nothing:\n{log}"
+    );
+    // Restarted, and back in the table with its share.
+    wait_until(Duration::from_secs(10), "the hung worker's restart", || {
+        Ok(worker_pids(&marker)
+            .get(&victim)
+            .is_some_and(|p| *p != old_pid)
+            && weir_log(&s).matches("worker ready").count() > WORKERS)
+    })?;
+    assert!(
+        !std::path::Path::new(&format!("/proc/{old_pid}")).exists()
+            || std::fs::read_to_string(format!("/proc/{old_pid}/stat"))
+                .is_ok_and(|st| st.contains(") Z ")),
+        "the hung process still lives"
+    );
+    let before = served_by(&s.log)?
+        .iter()
+        .filter(|(_, w)| *w == victim)
+        .count();
+    for _ in 0..120 {
+        request(&s.client, server)?;
+    }
+    let after = served_by(&s.log)?
+        .iter()
+        .filter(|(_, w)| *w == victim)
+        .count();
+    assert!(
+        after - before >= 10,
+        "the restarted worker took {} of 120",
+        after - before
+    );
+    assert!(interrupt(&mut s.weir)?);
     Ok(())
 }

@@ -160,3 +160,27 @@ fn the_edge_example_is_valid() {
     assert_eq!(cfg.deny.sources.len(), 3);
     assert_eq!(cfg.workers.steering, Steering::Maglev);
 }
+
+#[test]
+fn the_watchdog_is_off_or_at_least_four_report_periods() {
+    let cfg = Config::load(None).unwrap();
+    assert_eq!(cfg.workers.watchdog_seconds, 10, "on by default");
+    let listener = "[[listener]]\nport = 80\n\
+                    default_action = { type = \"fixed-response\", status_code = 200 }\n";
+    for ok in [0, 2, 3600] {
+        let text = format!("[workers]\nwatchdog_seconds = {ok}\n\n{listener}");
+        let cfg = Config::parse("weir.toml", &text).unwrap();
+        assert_eq!(cfg.workers.watchdog_seconds, ok);
+    }
+    for bad in [1, 3601] {
+        let e = errors(&format!(
+            "[workers]\nwatchdog_seconds = {bad}\n\n{listener}"
+        ));
+        assert!(
+            e.len() == 1
+                && e[0].contains("field `workers.watchdog_seconds`")
+                && e[0].contains("0 (off)"),
+            "{e:#?}"
+        );
+    }
+}

@@ -33,10 +33,21 @@ pub struct WorkerSettings {
     /// every worker the new key and the previous one: a ticket resumes for at least one
     /// interval and at most two.
     pub tls_ticket_rotation_seconds: u64,
+    /// A running worker that has not reported for this long is hung (its runtime no longer
+    /// gets back to its timers: a task that never yields, a deadlock, SIGSTOP): it is killed
+    /// (SIGKILL), so its queued connections move to the others, and restarted. 0: off (a
+    /// debugger holding a worker stopped).
+    pub watchdog_seconds: u64,
 }
 
 /// The longest TLS session-ticket rotation interval (RFC 8446's longest ticket lifetime).
 pub const MAX_TICKET_ROTATION_SECONDS: u64 = 7 * 24 * 3600;
+
+/// The shortest watchdog: four report periods (`crate::metrics::PERIOD`), so one late report is
+/// never a hang.
+pub const MIN_WATCHDOG_SECONDS: u64 = 2;
+/// The longest watchdog (an hour): longer is as good as off, which is `0`.
+pub const MAX_WATCHDOG_SECONDS: u64 = 3600;
 
 /// The default worker user, which `weir run` creates when it is missing.
 pub const DEFAULT_USER: &str = "weir";
@@ -55,6 +66,7 @@ impl Default for WorkerSettings {
             group: None,
             seccomp: true,
             tls_ticket_rotation_seconds: 6 * 3600,
+            watchdog_seconds: 10,
         }
     }
 }
@@ -97,6 +109,14 @@ impl WorkerSettings {
             problems.push(FieldProblem::new(
                 "workers.tls_ticket_rotation_seconds",
                 format!("between 1 and {MAX_TICKET_ROTATION_SECONDS} (7 days, the longest ticket lifetime TLS 1.3 allows)"),
+            ));
+        }
+        if self.watchdog_seconds != 0
+            && !(MIN_WATCHDOG_SECONDS..=MAX_WATCHDOG_SECONDS).contains(&self.watchdog_seconds)
+        {
+            problems.push(FieldProblem::new(
+                "workers.watchdog_seconds",
+                format!("0 (off) or between {MIN_WATCHDOG_SECONDS} and {MAX_WATCHDOG_SECONDS}: a worker reports twice a second"),
             ));
         }
         if listeners > MAX_LISTENERS as usize {

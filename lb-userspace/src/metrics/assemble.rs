@@ -137,6 +137,7 @@ fn l7_view(input: L7Input<'_>) -> L7View {
             pid: w.pid,
             live: w.live,
             restarts: w.restarts,
+            watchdog_kills: w.watchdog_kills,
             report_age_ms: w.report_age_ms,
             counters: {
                 let mut c = plain(&w.counters);

@@ -534,6 +534,13 @@ fn l7_families(enc: &mut DescriptorEncoder, l7: &super::view::L7View) -> fmt::Re
     )?;
     family(
         enc,
+        "weir_worker_watchdog_kills",
+        "weir: processes in the worker slot killed by the watchdog, silent for [workers] watchdog_seconds",
+        Kind::Counter,
+        w(&|w| Some(w.watchdog_kills)),
+    )?;
+    family(
+        enc,
         "weir_worker_report_age_milliseconds",
         "weir: milliseconds since the worker's last report",
         Kind::Gauge,

@@ -32,6 +32,8 @@ struct Slot {
     pid: Option<u32>,
     /// Processes started in this slot after the first.
     restarts: u64,
+    /// Processes in this slot the watchdog killed (`crate::workers::watchdog`).
+    watchdog_kills: u64,
     base: BTreeMap<Key, u64>,
     last: BTreeMap<Key, u64>,
     gauges: BTreeMap<Key, u64>,
@@ -67,6 +69,8 @@ pub struct WorkerFigures {
     /// Its process reports now.
     pub live: bool,
     pub restarts: u64,
+    /// Of its processes, those the watchdog killed for going silent.
+    pub watchdog_kills: u64,
     /// Milliseconds since its last report (`None`: none from the current process yet).
     pub report_age_ms: Option<u64>,
     /// Since weir started, over every process in the slot.
@@ -147,6 +151,22 @@ impl Store {
         });
     }
 
+    /// When process `incarnation` of `worker` last reported (`None`: not yet, or it is not the
+    /// slot's current process).
+    pub fn reported_at(&self, worker: usize, incarnation: u64) -> Option<Instant> {
+        self.with(worker, |s| {
+            (s.open && s.incarnation == incarnation)
+                .then_some(s.reported_at)
+                .flatten()
+        })
+        .flatten()
+    }
+
+    /// The watchdog killed `worker`'s process.
+    pub fn watchdog_killed(&self, worker: usize) {
+        self.with(worker, |s| s.watchdog_kills += 1);
+    }
+
     /// The report pipe of process `incarnation` closed: its last report is final.
     pub fn closed(&self, worker: usize, incarnation: u64) {
         self.with(worker, |s| {
@@ -182,6 +202,7 @@ impl Store {
                 pid: s.pid,
                 live: s.open,
                 restarts: s.restarts,
+                watchdog_kills: s.watchdog_kills,
                 report_age_ms: s.reported_at.map(|t| t.elapsed().as_millis() as u64),
                 counters: s.counters(),
                 gauges: s.gauges.clone(),
@@ -222,6 +243,25 @@ mod tests {
             .get(k)
             .copied()
             .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_watchdog_sees_the_current_process_reports_only() {
+        let s = Store::new(1);
+        s.started(0, 1, Some(10));
+        assert_eq!(s.reported_at(0, 1), None, "none yet");
+        let before = Instant::now();
+        s.report(0, 1, figs(1, 1, 0));
+        assert!(s.reported_at(0, 1).is_some_and(|t| t >= before));
+        assert_eq!(s.reported_at(0, 2), None, "another process's");
+        s.watchdog_killed(0);
+        s.closed(0, 1);
+        assert_eq!(s.reported_at(0, 1), None, "ended");
+        s.started(0, 2, Some(12));
+        assert_eq!(s.reported_at(0, 2), None, "the restart has not reported");
+        let w = &s.workers()[0];
+        assert_eq!((w.restarts, w.watchdog_kills), (1, 1));
+        assert_eq!(s.reported_at(7, 1), None, "no such worker");
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //!                                         "counters": { "RequestCountPerTarget": 4,
 //!                                                       "HTTPCode_Target_2XX_Count": 4, … },
 //!                                         "gauges": { "outstanding_requests": 0, … } } ] } ],
-//!     "workers": [ { "worker": 0, "pid": 4242, "live": true, "restarts": 0,
+//!     "workers": [ { "worker": 0, "pid": 4242, "live": true, "restarts": 0, "watchdog_kills": 0,
 //!                    "report_age_ms": 180, "counters": { "RequestCount": 6, … },
 //!                    "gauges": { "ActiveConnectionCount": 1 } } ] },
 //!   "xdp": {                                    // null without --iface
@@ -155,6 +155,9 @@ pub struct WorkerView {
     pub live: bool,
     /// Processes started in the slot after the first.
     pub restarts: u64,
+    /// Of them, those the watchdog killed for going silent (`[workers] watchdog_seconds`).
+    #[serde(default)]
+    pub watchdog_kills: u64,
     pub report_age_ms: Option<u64>,
     /// The worker-wide counters of the slot, over all its processes.
     pub counters: BTreeMap<String, u64>,

@@ -16,6 +16,7 @@ pub mod sandbox;
 pub mod sockets;
 pub mod steer;
 pub mod tickets;
+pub mod watchdog;
 
 use std::{
     net::SocketAddr,
@@ -63,6 +64,8 @@ struct Slot {
     pid: Option<u32>,
     generation: u64,
     live: bool,
+    /// When the current process said `ready` (the watchdog's first sign of it).
+    ready_at: Option<Instant>,
     started: Instant,
     delay: Duration,
     restart_at: Option<Instant>,
@@ -89,8 +92,10 @@ pub struct Supervisor {
     control: control::ControlHandle,
     commands: mpsc::UnboundedReceiver<control::Command>,
     sticky: control::Sticky,
-    /// The workers' metrics reports, summed (`crate::metrics::store`).
+    /// The workers' metrics reports, summed (`crate::metrics::store`); their times are the
+    /// watchdog's signs of life.
     metrics: crate::metrics::store::Store,
+    watchdog: Option<watchdog::Watchdog>,
 }
 
 impl Supervisor {
@@ -134,6 +139,7 @@ impl Supervisor {
                 pid: None,
                 generation: 0,
                 live: false,
+                ready_at: None,
                 started: Instant::now(),
                 delay: base_delay,
                 restart_at: Some(Instant::now()),
@@ -161,6 +167,7 @@ impl Supervisor {
             commands,
             sticky: control::Sticky::default(),
             metrics: crate::metrics::store::Store::new(n),
+            watchdog: watchdog::Watchdog::new(cfg.workers.watchdog_seconds),
         })
     }
 
@@ -461,6 +468,7 @@ impl Supervisor {
                 }
             }
             let wake = self.next_restart();
+            let round = self.watchdog.as_ref().map(|w| w.next_round(now));
             tokio::select! {
                 _ = stop.wait_for(|s| *s) => break,
                 _ = tokio::time::sleep_until(self.tickets.next_at().into()) => self.rotate_tickets(),
@@ -468,12 +476,14 @@ impl Supervisor {
                 ev = self.events.recv() => match ev {
                     Some(Event::Ready { worker, generation }) if generation == self.slots[worker].generation => {
                         self.slots[worker].live = true;
+                        self.slots[worker].ready_at = Some(Instant::now());
                         self.update_steering();
                         info!(worker, live = ?self.live(), "worker ready");
                     }
                     Some(Event::Exited { worker, generation, status }) if generation == self.slots[worker].generation => {
                         let slot = &mut self.slots[worker];
                         slot.live = false;
+                        slot.ready_at = None;
                         slot.pid = None;
                         if slot.started.elapsed() > STABLE_AFTER {
                             slot.delay = self.base_delay;
@@ -488,10 +498,38 @@ impl Supervisor {
                     _ => {}
                 },
                 _ = async { match wake { Some(t) => tokio::time::sleep_until(t.into()).await, None => std::future::pending().await } } => {}
+                _ = async { match round { Some(t) => tokio::time::sleep_until(t.into()).await, None => std::future::pending().await } } => self.watchdog_round(),
             }
         }
         self.shutdown(drain).await;
         Ok(())
+    }
+
+    /// Kills every ready worker that has been silent for the watchdog's timeout
+    /// ([`watchdog`]). It leaves the steering table at once; its exit then takes the path of
+    /// any death: its sockets close (the queued connections migrate) and it is restarted.
+    fn watchdog_round(&mut self) {
+        let Some(dog) = self.watchdog.as_mut() else {
+            return;
+        };
+        let heard = self.slots.iter().enumerate().filter_map(|(w, s)| {
+            let (Some(ready), Some(_), true) = (s.ready_at, s.pid, s.live) else {
+                return None;
+            };
+            let reported = self.metrics.reported_at(w, s.generation);
+            Some((w, reported.map_or(ready, |r| r.max(ready))))
+        });
+        let silent = dog.round(Instant::now(), heard.collect::<Vec<_>>());
+        for watchdog::Silent { worker, silent } in silent {
+            let slot = &mut self.slots[worker];
+            let Some(pid) = slot.pid else { continue };
+            warn!(worker, pid, silent = ?silent, "worker unresponsive (no report): killing it (SIGKILL) and restarting it; its queued connections move to the others");
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            slot.live = false;
+            slot.ready_at = None;
+            self.metrics.watchdog_killed(worker);
+            self.update_steering();
+        }
     }
 
     /// Stops taking connections first, then lets the workers drain: the steering program

@@ -26,6 +26,9 @@ pub struct L7Handle {
     /// DNS discovery's records, for the admin API and the metrics (`crate::discovery::view`;
     /// its tasks, started by the main loop, write them).
     pub discovery: crate::discovery::view::Board,
+    /// How many workers are ready (`Supervisor::ready_workers`), of [`Self::workers`].
+    pub live: watch::Receiver<usize>,
+    pub workers: usize,
     health_task: JoinHandle<()>,
 }
 
@@ -50,6 +53,7 @@ pub fn start(
         Duration::from_secs(cfg.l7.load_balancer.drain_timeout_seconds) + Duration::from_secs(2);
     let control = supervisor.control_handle();
     let metrics = supervisor.metrics_store();
+    let (live, workers) = (supervisor.ready_workers(), supervisor.workers());
     let health = crate::health::start(
         &cfg.l7,
         iface,
@@ -66,6 +70,8 @@ pub fn start(
         metrics,
         health_file: health.file,
         discovery: Default::default(),
+        live,
+        workers,
         health_task: health.task,
     }))
 }

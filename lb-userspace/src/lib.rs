@@ -8,6 +8,7 @@ pub mod discovery;
 pub mod health;
 pub mod l7;
 pub mod metrics;
+pub mod notify;
 pub mod overlay;
 pub mod proc_stat;
 pub mod reload;

@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::{
     cli::RunArgs,
     config::{Config, l4},
-    reload, stats,
+    notify, reload, stats,
     workers::{nofile, sandbox::user},
     xdp::{self, Dataplane, attach, pins::PinDir},
 };
@@ -186,6 +186,41 @@ fn apply_reload(
     Ok(generation)
 }
 
+/// [`apply_reload`] with the service manager told (`crate::notify`): reloading, then serving
+/// again, under the generation in force and, when refused, why.
+fn reload_notified(
+    gens: &mut reload::Generations,
+    xdp_tier: &mut Option<XdpTier>,
+    l7: &Option<crate::l7::L7Handle>,
+    no_l7: bool,
+) -> reload::ReloadResult {
+    notify::reloading();
+    let r = apply_reload(gens, xdp_tier, l7, no_l7);
+    notify::reloaded(&match &r {
+        Ok(g) => format!("serving: generation {g}"),
+        Err(why) => format!(
+            "serving: generation {} (reload refused: {why})",
+            gens.generation()
+        ),
+    });
+    r
+}
+
+/// Resolves when the number of ready workers changes, with it and the number of workers
+/// (`(0, 0)` at once when no worker runs: `--no-l7`, no listener).
+async fn workers_ready(
+    live: &mut Option<(tokio::sync::watch::Receiver<usize>, usize)>,
+) -> (usize, usize) {
+    match live {
+        None => (0, 0),
+        Some((rx, n)) => match rx.changed().await {
+            Ok(()) => (*rx.borrow_and_update(), *n),
+            // The supervisor ended: `crate::l7::wait` says why.
+            Err(_) => std::future::pending().await,
+        },
+    }
+}
+
 /// The generation `gens` holds goes to every worker (sticky: a restarted worker gets it too),
 /// then to the health checker (its states then reach workers that have it), the status file.
 fn send_generation(
@@ -304,6 +339,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut syn_tick = tokio::time::interval(xdp::syn::SynControl::WATCH);
     let mut syn_at = Instant::now();
     let mut sighup = signal(SignalKind::hangup())?;
+    // The service manager: ready once every worker is (the sockets queue connections before),
+    // and pinged from this loop while it wants a watchdog.
+    let mut live = l7.as_ref().map(|h| (h.live.clone(), h.workers));
+    let mut told_ready = false;
+    let sd_watchdog = notify::watchdog_period();
+    let mut sd_ping = tokio::time::interval(sd_watchdog.unwrap_or(Duration::from_secs(3600)));
     info!("weir running; Ctrl-C to stop");
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
@@ -312,6 +353,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             res = crate::l7::wait(&mut l7) => {
                 break res.context("L7 workers stopped");
             }
+            (ready, workers) = workers_ready(&mut live), if !told_ready => {
+                if ready >= workers {
+                    notify::ready(&format!("serving: generation {}, {workers} workers", gens.generation()));
+                    told_ready = true;
+                } else {
+                    notify::status(&format!("starting: {ready} of {workers} workers ready"));
+                }
+            }
+            _ = sd_ping.tick(), if sd_watchdog.is_some() => notify::watchdog_ping(),
             _ = syn_tick.tick(), if syn_ticks => {
                 if let Some(t) = &mut xdp_tier {
                     let was = t.syn.note();
@@ -327,7 +377,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
-                let _ = apply_reload(&mut gens, &mut xdp_tier, &l7, args.no_l7);
+                let _ = reload_notified(&mut gens, &mut xdp_tier, &l7, args.no_l7);
                 in_force.record(&gens);
                 discovery.iter().for_each(|d| d.apply(&gens.file().l7));
                 syn_ticks = xdp_tier.as_ref().is_some_and(|t| t.syn.needs_ticks());
@@ -335,7 +385,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             Some(request) = reload_requests.recv() => {
                 match request {
                     reload::Request::Reload(reply) => {
-                        let r = apply_reload(&mut gens, &mut xdp_tier, &l7, args.no_l7);
+                        let r = reload_notified(&mut gens, &mut xdp_tier, &l7, args.no_l7);
                         in_force.record(&gens);
                         discovery.iter().for_each(|d| d.apply(&gens.file().l7));
                         let _ = reply.send(r);
@@ -364,6 +414,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
     };
+    notify::stopping();
     let _ = stop_tx.send(true);
     // The admin socket closes as shutdown starts: a successor can start while workers drain.
     drop(admin);

@@ -96,6 +96,9 @@ pub struct Supervisor {
     /// watchdog's signs of life.
     metrics: crate::metrics::store::Store,
     watchdog: Option<watchdog::Watchdog>,
+    /// How many workers are ready (in the steering table), for the service manager; sent after
+    /// the change is logged.
+    live_tx: watch::Sender<usize>,
 }
 
 impl Supervisor {
@@ -168,6 +171,7 @@ impl Supervisor {
             sticky: control::Sticky::default(),
             metrics: crate::metrics::store::Store::new(n),
             watchdog: watchdog::Watchdog::new(cfg.workers.watchdog_seconds),
+            live_tx: watch::Sender::new(0),
         })
     }
 
@@ -185,6 +189,16 @@ impl Supervisor {
     /// initial batch: the configuration, `crate::reload`).
     pub fn set_sticky(&mut self, key: &str, msg: &lb_l7::control::ControlMsg) {
         self.sticky.set(key.to_string(), control::frame(msg));
+    }
+
+    /// How many workers are ready now, and each change of it.
+    pub fn ready_workers(&self) -> watch::Receiver<usize> {
+        self.live_tx.subscribe()
+    }
+
+    /// The number of worker slots.
+    pub fn workers(&self) -> usize {
+        self.slots.len()
     }
 
     /// The live workers, by index.
@@ -238,6 +252,9 @@ impl Supervisor {
         // by `cargo xtask bench http`). Commit on demand unless the operator chose otherwise.
         if std::env::var_os(MIMALLOC_EAGER_ENV).is_none() {
             cmd.env(MIMALLOC_EAGER_ENV, "0");
+        }
+        for v in crate::notify::WORKER_ENV_REMOVED {
+            cmd.env_remove(v);
         }
         cmd.env(LISTEN_FDS_ENV, fd_list)
             .env(control::CHANNEL_ENV, "0")
@@ -479,6 +496,7 @@ impl Supervisor {
                         self.slots[worker].ready_at = Some(Instant::now());
                         self.update_steering();
                         info!(worker, live = ?self.live(), "worker ready");
+                        self.live_tx.send_replace(self.live().len());
                     }
                     Some(Event::Exited { worker, generation, status }) if generation == self.slots[worker].generation => {
                         let slot = &mut self.slots[worker];
@@ -494,6 +512,7 @@ impl Supervisor {
                         self.update_steering();
                         self.replace_sockets(worker);
                         warn!(worker, %status, restart_in = ?delay, live = ?self.live(), "worker died");
+                        self.live_tx.send_replace(self.live().len());
                     }
                     _ => {}
                 },
@@ -529,6 +548,7 @@ impl Supervisor {
             slot.ready_at = None;
             self.metrics.watchdog_killed(worker);
             self.update_steering();
+            self.live_tx.send_replace(self.live().len());
         }
     }
 

@@ -196,6 +196,37 @@ impl Queue {
     }
 }
 
+/// Opens the access-log file for appending. Without a reader, opening a FIFO (a log shipper
+/// reading a named pipe) would block the worker's start for as long as the shipper is away:
+/// it is opened without blocking, which fails at once (ENXIO) and says so, then made blocking
+/// again for the writer thread (a reader that goes away later blocks that thread only, and the
+/// queue drops lines).
+fn open_file(p: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(p)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENXIO) => anyhow::anyhow!(
+                "{}: a FIFO no process reads (start its reader first)",
+                p.display()
+            ),
+            _ => anyhow::anyhow!("{}: {e}", p.display()),
+        })?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: fcntl on a descriptor `f` owns and keeps open across both calls.
+    let cleared = unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) == 0
+    };
+    if !cleared {
+        anyhow::bail!("{}: {}", p.display(), std::io::Error::last_os_error());
+    }
+    Ok(f)
+}
+
 /// A handle request tasks send lines to. Sending never blocks and never grows memory past
 /// [`QUEUE_LINES`] / [`QUEUE_BYTES`]: when the writer cannot keep up (a slow disk, a full
 /// pipe), lines are dropped and counted ([`AccessLog::dropped`]).
@@ -215,12 +246,7 @@ impl AccessLog {
         let out: Box<dyn Write + Send> = match target {
             AccessLogTarget::Off => return Ok(AccessLog::off()),
             AccessLogTarget::Stdout => Box::new(StdoutLines),
-            AccessLogTarget::File(p) => Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)?,
-            ),
+            AccessLogTarget::File(p) => Box::new(open_file(p)?),
         };
         Self::with_writer(out, QUEUE_LINES, QUEUE_BYTES)
     }
@@ -428,5 +454,42 @@ mod tests {
         log.write(&line(1, BATCH_BYTES));
         log.flush(std::time::Duration::from_secs(5));
         assert_eq!(log.dropped(), dropped);
+    }
+
+    /// A FIFO nobody reads (a log shipper not started yet): the worker's start fails at once and
+    /// says why, instead of blocking in `open` for as long as the shipper is away; with a reader,
+    /// the lines reach it.
+    #[test]
+    fn a_fifo_without_a_reader_is_refused_at_once_and_one_with_a_reader_gets_the_lines() {
+        use std::io::Read as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let dir = std::env::temp_dir().join(format!("weir-fifo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("access.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: mkfifo on a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let target = AccessLogTarget::File(fifo.clone());
+        let (tx, rx) = mpsc::channel();
+        let t = target.clone();
+        std::thread::spawn(move || tx.send(AccessLog::start(&t).map(|_| ())));
+        let refused = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("opening the FIFO blocked");
+        let e = refused.expect_err("no reader");
+        assert!(e.to_string().contains("a FIFO no process reads"), "{e:#}");
+        // A reader first: opened, and a line comes through.
+        let mut reader = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .unwrap();
+        let log = AccessLog::start(&target).unwrap();
+        log.write(&line(7, 10));
+        log.flush(std::time::Duration::from_secs(5));
+        let mut got = String::new();
+        let _ = reader.read_to_string(&mut got);
+        assert!(got.starts_with("http ") && got.ends_with('\n'), "{got:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -345,6 +345,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut told_ready = false;
     let sd_watchdog = notify::watchdog_period();
     let mut sd_ping = tokio::time::interval(sd_watchdog.unwrap_or(Duration::from_secs(3600)));
+    sd_ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!("weir running; Ctrl-C to stop");
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {

@@ -135,7 +135,7 @@ fn weir_run_tells_the_manager_ready_reloading_and_stopping_and_pings_its_watchdo
     let resp = get(&ns)?;
     ensure!(resp.ends_with("one"), "{resp}");
     ensure!(
-        asked.elapsed() < Duration::from_millis(500),
+        asked.elapsed() < Duration::from_secs(2),
         "the first request after READY=1 took {:?}",
         asked.elapsed()
     );
@@ -160,7 +160,7 @@ fn weir_run_tells_the_manager_ready_reloading_and_stopping_and_pings_its_watchdo
         .iter()
         .filter(|(t, m)| *t >= ready_at && m.lines().any(|l| l == "WATCHDOG=1"))
         .count();
-    ensure!((3..=6).contains(&pings), "{pings} pings in 2.1 s");
+    ensure!((3..=8).contains(&pings), "{pings} pings in 2.1 s");
 
     // The workers do not inherit the manager's variables.
     let pids = worker_pids(cfg.path());

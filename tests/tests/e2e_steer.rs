@@ -286,6 +286,17 @@ fn a_killed_worker_costs_no_new_connection_and_comes_back() -> Result<()> {
 
 #[test]
 fn connections_queued_on_a_dead_worker_move_to_live_ones() -> Result<()> {
+    queued_connections_move(false)
+}
+
+/// Someone else (`sysctl --system`, config management) turns `tcp_migrate_req` off while weir
+/// runs: weir turns it on again as a worker dies, or its queued connections would be reset.
+#[test]
+fn queued_connections_move_though_someone_turned_migration_off() -> Result<()> {
+    queued_connections_move(true)
+}
+
+fn queued_connections_move(someone_turns_migration_off: bool) -> Result<()> {
     if !Lab::root_required() {
         return Ok(());
     }
@@ -299,6 +310,9 @@ fn connections_queued_on_a_dead_worker_move_to_live_ones() -> Result<()> {
         "1",
         "on while weir runs"
     );
+    if someone_turns_migration_off {
+        s.server.sysctl("net.ipv4.tcp_migrate_req", "0")?;
+    }
     // Stopped, not dead: still in the table, so its share of new connections queues on its socket.
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)?;
     let server: IpAddr = SERVER4.parse()?;
@@ -340,6 +354,14 @@ fn connections_queued_on_a_dead_worker_move_to_live_ones() -> Result<()> {
         queued_on_victim >= 1,
         "no connection was steered to the stopped worker"
     );
+    if someone_turns_migration_off {
+        assert_eq!(s.server.sysctl_get("net.ipv4.tcp_migrate_req")?, "1");
+        let log = weir_log(&s);
+        assert!(
+            log.contains("tcp_migrate_req was changed while weir runs"),
+            "{log}"
+        );
+    }
     assert!(interrupt(&mut s.weir)?);
     assert_eq!(
         s.server.sysctl_get("net.ipv4.tcp_migrate_req")?,

@@ -96,6 +96,9 @@ pub struct Supervisor {
     /// watchdog's signs of life.
     metrics: crate::metrics::store::Store,
     watchdog: Option<watchdog::Watchdog>,
+    /// `tcp_migrate_req` was set at start (so it is put back on before a dead worker's sockets
+    /// close: [`Supervisor::reassert_migrate`]).
+    migrate: bool,
     /// How many workers are ready (in the steering table), for the service manager; sent after
     /// the change is logged.
     live_tx: watch::Sender<usize>,
@@ -153,9 +156,13 @@ impl Supervisor {
         let tickets =
             tickets::Rotation::new(Duration::from_secs(cfg.workers.tls_ticket_rotation_seconds));
         let (control, commands) = control::ControlHandle::new();
-        if let Err(e) = crate::sysctl::set(MIGRATE_REQ, "1") {
-            warn!(error = %format!("{e:#}"), "a dead worker's queued connections wait for its restart");
-        }
+        let migrate = match crate::sysctl::set(MIGRATE_REQ, "1") {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "a dead worker's queued connections wait for its restart");
+                false
+            }
+        };
         Ok(Supervisor {
             config_path,
             tickets,
@@ -172,6 +179,7 @@ impl Supervisor {
             metrics: crate::metrics::store::Store::new(n),
             watchdog: watchdog::Watchdog::new(cfg.workers.watchdog_seconds),
             live_tx: watch::Sender::new(0),
+            migrate,
         })
     }
 
@@ -439,9 +447,34 @@ impl Supervisor {
         info!("TLS session ticket keys rotated");
     }
 
+    /// Puts `tcp_migrate_req` back on when something else turned it off since the start
+    /// (`sysctl --system`, config management): the kernel reads it as a socket closes, so off,
+    /// a dead worker's queued connections would be reset instead of moved. Checked at each
+    /// death, where it counts; the original recorded at start stays the one restored at exit.
+    fn reassert_migrate(&self) {
+        if !self.migrate {
+            return;
+        }
+        let path = format!("/proc/sys/{MIGRATE_REQ}");
+        match std::fs::read_to_string(&path) {
+            Ok(v) if v.trim() == "1" => {}
+            Ok(v) => {
+                warn!(
+                    found = v.trim(),
+                    "net.ipv4.tcp_migrate_req was changed while weir runs: set to 1 again, so the dead worker's queued connections move to the others"
+                );
+                if let Err(e) = crate::sysctl::set(MIGRATE_REQ, "1") {
+                    warn!(error = %format!("{e:#}"), "cannot set net.ipv4.tcp_migrate_req again: the dead worker's queued connections are reset");
+                }
+            }
+            Err(e) => warn!(error = %e, "reading {path}"),
+        }
+    }
+
     /// After `worker` died: close its sockets so the kernel migrates their queued connections to
     /// the live workers, and give the restart fresh ones (steered once it is ready again).
     fn replace_sockets(&mut self, worker: usize) {
+        self.reassert_migrate();
         for g in self.groups.iter_mut() {
             let (i, slot) = (g.addr, g.slot);
             match g.replace(worker) {
@@ -524,25 +557,35 @@ impl Supervisor {
         Ok(())
     }
 
-    /// Kills every ready worker that has been silent for the watchdog's timeout
-    /// ([`watchdog`]). It leaves the steering table at once; its exit then takes the path of
-    /// any death: its sockets close (the queued connections migrate) and it is restarted.
+    /// Kills every worker that has been silent for the watchdog's timeout ([`watchdog`]): since
+    /// its last report, its `ready`, or, when it has neither, its start (a worker stuck while
+    /// it starts, e.g. opening a file that blocks, is never ready; it gets
+    /// [`watchdog::START_GRACE`] at least). A ready one leaves the
+    /// steering table at once; the exit then takes the path of any death: its sockets close
+    /// (the queued connections migrate) and it is restarted.
     fn watchdog_round(&mut self) {
         let Some(dog) = self.watchdog.as_mut() else {
             return;
         };
-        let heard = self.slots.iter().enumerate().filter_map(|(w, s)| {
-            let (Some(ready), Some(_), true) = (s.ready_at, s.pid, s.live) else {
-                return None;
-            };
+        let seen = self.slots.iter().enumerate().filter_map(|(w, s)| {
+            s.pid?;
+            let since = s.ready_at.unwrap_or(s.started);
             let reported = self.metrics.reported_at(w, s.generation);
-            Some((w, reported.map_or(ready, |r| r.max(ready))))
+            Some(watchdog::Seen {
+                worker: w,
+                heard: reported.map_or(since, |r| r.max(since)),
+                ready: s.ready_at.is_some(),
+            })
         });
-        let silent = dog.round(Instant::now(), heard.collect::<Vec<_>>());
+        let silent = dog.round(Instant::now(), seen.collect::<Vec<_>>());
         for watchdog::Silent { worker, silent } in silent {
             let slot = &mut self.slots[worker];
             let Some(pid) = slot.pid else { continue };
-            warn!(worker, pid, silent = ?silent, "worker unresponsive (no report): killing it (SIGKILL) and restarting it; its queued connections move to the others");
+            if slot.live {
+                warn!(worker, pid, silent = ?silent, "worker unresponsive (no report): killing it (SIGKILL) and restarting it; its queued connections move to the others");
+            } else {
+                warn!(worker, pid, silent = ?silent, "worker did not start (no report, not ready): killing it (SIGKILL) and restarting it");
+            }
             let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             slot.live = false;
             slot.ready_at = None;

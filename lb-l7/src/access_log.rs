@@ -157,6 +157,17 @@ pub enum AccessLogTarget {
     File(std::path::PathBuf),
 }
 
+impl AccessLogTarget {
+    /// What `[load_balancer] access_logs` names.
+    pub fn of(a: &crate::config::AccessLogs) -> AccessLogTarget {
+        match (a.enabled, a.path.as_str()) {
+            (false, _) => AccessLogTarget::Off,
+            (true, "-") => AccessLogTarget::Stdout,
+            (true, p) => AccessLogTarget::File(p.into()),
+        }
+    }
+}
+
 /// Lines that may wait for the writer; past it a line is dropped and counted.
 pub const QUEUE_LINES: usize = 8192;
 /// Bytes of lines that may wait for the writer (the memory bound of the queue).
@@ -167,10 +178,15 @@ const BATCH_BYTES: usize = 64 << 10;
 /// How long a batch waits for more lines before it is written.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
 
-/// The queue between request tasks and the writer thread.
-#[derive(Debug)]
+/// What the writer thread writes to.
+type Output = Box<dyn Write + Send>;
+
+/// The queue between request tasks and the writer thread. `None` in the channel is no line: it
+/// wakes the writer to take [`Queue::next_out`].
 struct Queue {
-    tx: mpsc::SyncSender<String>,
+    tx: mpsc::SyncSender<Option<String>>,
+    /// A file the writer switches to after its current batch (a log reopened after rotation).
+    next_out: std::sync::Mutex<Option<Output>>,
     max_bytes: usize,
     /// Bytes queued (line + newline), not yet taken by the writer.
     bytes: AtomicUsize,
@@ -188,11 +204,21 @@ impl Queue {
             return;
         }
         self.pending.fetch_add(1, Relaxed);
-        if self.tx.try_send(line).is_err() {
+        if self.tx.try_send(Some(line)).is_err() {
             self.bytes.fetch_sub(n, Relaxed);
             self.pending.fetch_sub(1, Relaxed);
             self.dropped.fetch_add(1, Relaxed);
         }
+    }
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("bytes", &self.bytes)
+            .field("pending", &self.pending)
+            .field("dropped", &self.dropped)
+            .finish_non_exhaustive()
     }
 }
 
@@ -201,7 +227,7 @@ impl Queue {
 /// it is opened without blocking, which fails at once (ENXIO) and says so, then made blocking
 /// again for the writer thread (a reader that goes away later blocks that thread only, and the
 /// queue drops lines).
-fn open_file(p: &std::path::Path) -> anyhow::Result<std::fs::File> {
+pub fn open_file(p: &std::path::Path) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
         .create(true)
@@ -257,9 +283,10 @@ impl AccessLog {
         lines: usize,
         bytes: usize,
     ) -> anyhow::Result<AccessLog> {
-        let (tx, rx) = mpsc::sync_channel::<String>(lines);
+        let (tx, rx) = mpsc::sync_channel::<Option<String>>(lines);
         let queue = Arc::new(Queue {
             tx,
+            next_out: std::sync::Mutex::new(None),
             max_bytes: bytes,
             bytes: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
@@ -270,6 +297,18 @@ impl AccessLog {
             .name("weir-access-log".into())
             .spawn(move || write_lines(out, rx, q))?;
         Ok(AccessLog { queue: Some(queue) })
+    }
+
+    /// Writes to `file` from now on (the same path opened again after a log rotation moved the
+    /// old file away; the control plane opens it, `crate::socket_channel`): the lines queued
+    /// before go to the old file, then it is closed. Never blocks: a writer stuck in a write
+    /// switches when that write returns.
+    pub fn reopen(&self, file: std::fs::File) {
+        if let Some(q) = &self.queue {
+            *q.next_out.lock().unwrap_or_else(|p| p.into_inner()) = Some(Box::new(file));
+            // Wakes an idle writer; a full queue means a busy one, which looks after its batch.
+            let _ = q.tx.try_send(None);
+        }
     }
 
     pub fn enabled(&self) -> bool {
@@ -318,16 +357,13 @@ impl Write for StdoutLines {
 /// The writer thread: batches of whole lines, one `write_all` each. A batch waits up to
 /// [`LINGER`] for more lines (or until it is [`BATCH_BYTES`]): under load, one write (and one
 /// wake-up of the control plane's relay) carries many lines instead of one.
-fn write_lines(
-    mut out: Box<dyn Write + Send>,
-    rx: mpsc::Receiver<String>,
-    queue: std::sync::Weak<Queue>,
-) {
+fn write_lines(mut out: Output, rx: mpsc::Receiver<Option<String>>, queue: std::sync::Weak<Queue>) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
     while let Ok(first) = rx.recv() {
         let deadline = std::time::Instant::now() + LINGER;
         let (mut lines, mut taken) = (0, 0);
-        let mut next = Some(first);
+        // `None` (a wake-up) only ends the batch early.
+        let mut next = first;
         while let Some(line) = next.take() {
             batch.extend_from_slice(line.as_bytes());
             batch.push(b'\n');
@@ -336,14 +372,19 @@ fn write_lines(
             if batch.len() >= BATCH_BYTES {
                 break;
             }
-            next = rx.try_recv().ok().or_else(|| {
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                (!left.is_zero())
-                    .then(|| rx.recv_timeout(left).ok())
-                    .flatten()
-            });
+            next = rx
+                .try_recv()
+                .ok()
+                .or_else(|| {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    (!left.is_zero())
+                        .then(|| rx.recv_timeout(left).ok())
+                        .flatten()
+                })
+                .flatten();
         }
-        if let Some(q) = queue.upgrade() {
+        let q = queue.upgrade();
+        if let Some(q) = &q {
             q.bytes.fetch_sub(taken, Relaxed);
         }
         // A failed write loses these lines; there is nowhere better to report it.
@@ -352,7 +393,10 @@ fn write_lines(
         if batch.capacity() > 4 * BATCH_BYTES {
             batch.shrink_to(BATCH_BYTES);
         }
-        if let Some(q) = queue.upgrade() {
+        if let Some(q) = &q {
+            if let Some(new) = q.next_out.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                out = new;
+            }
             q.pending.fetch_sub(lines, Relaxed);
         }
     }
@@ -490,6 +534,35 @@ mod tests {
         let mut got = String::new();
         let _ = reader.read_to_string(&mut got);
         assert!(got.starts_with("http ") && got.ends_with('\n'), "{got:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// After `reopen`, lines go to the new file; those written before went to the old one,
+    /// none lost, none in both.
+    #[test]
+    fn lines_after_a_reopen_go_to_the_new_file() {
+        let dir = std::env::temp_dir().join(format!("weir-reopen-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (old, new) = (dir.join("old.log"), dir.join("new.log"));
+        let log = AccessLog::start(&AccessLogTarget::File(old.clone())).unwrap();
+        for n in 0..3 {
+            log.write(&line(n, 10));
+        }
+        log.flush(std::time::Duration::from_secs(5));
+        log.reopen(open_file(&new).unwrap());
+        for n in 3..6 {
+            log.write(&line(n, 10));
+        }
+        log.flush(std::time::Duration::from_secs(5));
+        let ids = |p: &std::path::Path| -> Vec<String> {
+            std::fs::read_to_string(p)
+                .unwrap()
+                .lines()
+                .map(|l| l.split('"').nth(1).unwrap()[..6].to_string())
+                .collect()
+        };
+        assert_eq!(ids(&old), ["000000", "000001", "000002"]);
+        assert_eq!(ids(&new), ["000003", "000004", "000005"]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -36,6 +36,9 @@ pub enum ControlMsg {
     Config(ConfigGeneration),
     /// The end of the initial batch: the worker may serve.
     Started,
+    /// The access-log file, opened again by the control plane (SIGUSR1, after a log rotation),
+    /// waits on the socket channel (`crate::socket_channel::send_access_log`): write to it.
+    ReopenAccessLog,
 }
 
 /// One configuration generation, as the control plane validated it.

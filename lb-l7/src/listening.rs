@@ -118,13 +118,32 @@ impl Listening {
         }
     }
 
+    /// Takes what the socket channel holds: listening sockets are kept for the generation that
+    /// names them (this one, or the next when a reopened access log was read first), an
+    /// access-log file replaces the one `sh`'s log writes to.
+    pub fn take_channel(&self, sh: &Shared) -> Result<(), ListeningError> {
+        let Some(c) = &self.channel else {
+            return Ok(());
+        };
+        let taken = crate::socket_channel::take_all(c)?;
+        if let Some(f) = taken.access_log {
+            sh.access_log.reopen(std::fs::File::from(f));
+            tracing::info!(worker = self.worker, "access log reopened");
+        }
+        if !taken.sockets.is_empty()
+            && let Ok(mut inner) = self.inner.lock()
+        {
+            for (addr, fd) in taken.sockets {
+                inner.received.insert(addr.port(), fd);
+            }
+        }
+        Ok(())
+    }
+
     /// Makes the running loops those of `sh`'s listeners: the removed ones stop (taking their
     /// queue first), the added ones start on the sockets the control plane sent.
     pub fn follow(&self, sh: &Arc<Shared>) -> Result<(), ListeningError> {
-        let received = match &self.channel {
-            Some(c) => crate::socket_channel::take_all(c)?,
-            None => Vec::new(),
-        };
+        self.take_channel(sh)?;
         let mut to_start = Vec::new();
         {
             let Ok(mut inner) = self.inner.lock() else {
@@ -132,9 +151,6 @@ impl Listening {
             };
             if inner.token.is_none() {
                 return Ok(());
-            }
-            for (addr, fd) in received {
-                inner.received.insert(addr.port(), fd);
             }
             let wanted: Vec<u16> = sh.listeners.iter().map(|l| l.config.port).collect();
             let gone: Vec<u16> = inner

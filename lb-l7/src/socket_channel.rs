@@ -10,6 +10,10 @@
 //! sockets are already queued here: [`take_all`] reads them without waiting. A worker started
 //! later inherits every listening socket instead (`WEIR_LISTEN_FDS`).
 //!
+//! The channel also carries the access-log file the control plane opened again after a log
+//! rotation ([`send_access_log`]; text [`ACCESS_LOG`], one descriptor): a worker in its sandbox
+//! opens no file, and the new file may be one only root can open.
+//!
 //! `recvmsg` is in the worker's seccomp list; receiving a descriptor needs no privilege.
 
 use std::net::SocketAddr;
@@ -19,6 +23,24 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 pub const MAX_SOCKETS: usize = 64;
 /// Longest text of one message (64 addresses of at most 47 characters and their spaces).
 const MAX_TEXT: usize = 64 * 48;
+
+/// The text of a message carrying the access-log file.
+pub const ACCESS_LOG: &str = "access-log";
+
+/// What was queued on the channel.
+#[derive(Debug, Default)]
+pub struct Taken {
+    /// Listening sockets, in the order sent.
+    pub sockets: Vec<(SocketAddr, OwnedFd)>,
+    /// The access-log file last sent, if any.
+    pub access_log: Option<OwnedFd>,
+}
+
+/// One message.
+enum Message {
+    Sockets(Vec<(SocketAddr, OwnedFd)>),
+    AccessLog(OwnedFd),
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ChannelError {
@@ -68,11 +90,22 @@ pub fn send(channel: &impl AsRawFd, sockets: &[(SocketAddr, RawFd)]) -> std::io:
         .map(|(a, _)| a.to_string())
         .collect::<Vec<_>>()
         .join(" ");
+    let fds: Vec<RawFd> = sockets.iter().map(|(_, fd)| *fd).collect();
+    send_fds(channel, &text, &fds)
+}
+
+/// Sends the access-log file, opened again by the control plane, without blocking.
+pub fn send_access_log(channel: &impl AsRawFd, file: &impl AsRawFd) -> std::io::Result<()> {
+    send_fds(channel, ACCESS_LOG, &[file.as_raw_fd()])
+}
+
+/// One message: `text` and `fds` as `SCM_RIGHTS`.
+fn send_fds(channel: &impl AsRawFd, text: &str, fds: &[RawFd]) -> std::io::Result<()> {
     let mut iov = libc::iovec {
         iov_base: text.as_ptr() as *mut libc::c_void,
         iov_len: text.len(),
     };
-    let data_len = sockets.len() * std::mem::size_of::<RawFd>();
+    let data_len = std::mem::size_of_val(fds);
     // SAFETY: CMSG_SPACE is a pure size computation.
     let space = unsafe { libc::CMSG_SPACE(data_len as u32) } as usize;
     let mut cbuf = vec![0u8; space];
@@ -90,7 +123,7 @@ pub fn send(channel: &impl AsRawFd, sockets: &[(SocketAddr, RawFd)]) -> std::io:
         (*cmsg).cmsg_type = libc::SCM_RIGHTS;
         (*cmsg).cmsg_len = libc::CMSG_LEN(data_len as u32) as _;
         let data = libc::CMSG_DATA(cmsg) as *mut RawFd;
-        for (i, (_, fd)) in sockets.iter().enumerate() {
+        for (i, fd) in fds.iter().enumerate() {
             std::ptr::write_unaligned(data.add(i), *fd);
         }
     }
@@ -109,7 +142,7 @@ pub fn send(channel: &impl AsRawFd, sockets: &[(SocketAddr, RawFd)]) -> std::io:
 }
 
 /// One message, without blocking: `None` when nothing is queued (or the other end is gone).
-fn recv_one(channel: RawFd) -> Result<Option<Vec<(SocketAddr, OwnedFd)>>, ChannelError> {
+fn recv_one(channel: RawFd) -> Result<Option<Message>, ChannelError> {
     let mut text = vec![0u8; MAX_TEXT];
     let mut iov = libc::iovec {
         iov_base: text.as_mut_ptr() as *mut libc::c_void,
@@ -162,6 +195,13 @@ fn recv_one(channel: RawFd) -> Result<Option<Vec<(SocketAddr, OwnedFd)>>, Channe
         return Ok(None);
     }
     let text = String::from_utf8_lossy(&text[..n as usize]).into_owned();
+    if text == ACCESS_LOG {
+        let mut fds = fds.into_iter();
+        return match (fds.next(), fds.next()) {
+            (Some(fd), None) => Ok(Some(Message::AccessLog(fd))),
+            _ => Err(ChannelError::Count(1, fds.len() + 2)),
+        };
+    }
     let addrs = text
         .split_whitespace()
         .map(|a| {
@@ -172,14 +212,17 @@ fn recv_one(channel: RawFd) -> Result<Option<Vec<(SocketAddr, OwnedFd)>>, Channe
     if addrs.len() != fds.len() {
         return Err(ChannelError::Count(addrs.len(), fds.len()));
     }
-    Ok(Some(addrs.into_iter().zip(fds).collect()))
+    Ok(Some(Message::Sockets(addrs.into_iter().zip(fds).collect())))
 }
 
-/// Every socket queued on `channel` now, in the order sent.
-pub fn take_all(channel: &impl AsRawFd) -> Result<Vec<(SocketAddr, OwnedFd)>, ChannelError> {
-    let mut out = Vec::new();
+/// Everything queued on `channel` now: the sockets in the order sent, the last access log.
+pub fn take_all(channel: &impl AsRawFd) -> Result<Taken, ChannelError> {
+    let mut out = Taken::default();
     while let Some(m) = recv_one(channel.as_raw_fd())? {
-        out.extend(m);
+        match m {
+            Message::Sockets(s) => out.sockets.extend(s),
+            Message::AccessLog(f) => out.access_log = Some(f),
+        }
     }
     Ok(out)
 }
@@ -192,7 +235,7 @@ mod tests {
     fn sockets_arrive_with_their_addresses_in_order_and_nothing_blocks() {
         let (a, b) = pair().unwrap();
         assert!(
-            take_all(&b).unwrap().is_empty(),
+            take_all(&b).unwrap().sockets.is_empty(),
             "an empty channel does not block"
         );
         let l1 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -200,7 +243,7 @@ mod tests {
         let (x1, x2) = (l1.local_addr().unwrap(), l2.local_addr().unwrap());
         send(&a, &[(x1, l1.as_raw_fd())]).unwrap();
         send(&a, &[(x2, l2.as_raw_fd()), (x1, l1.as_raw_fd())]).unwrap();
-        let got = take_all(&b).unwrap();
+        let got = take_all(&b).unwrap().sockets;
         assert_eq!(got.len(), 3);
         assert_eq!(got[0].0, x1);
         assert_eq!(got[1].0, x2);
@@ -211,9 +254,40 @@ mod tests {
         let _c = std::net::TcpStream::connect(x1).unwrap();
         assert!(r.accept().is_ok());
         drop(a);
+        let t = take_all(&b).unwrap();
         assert!(
-            take_all(&b).unwrap().is_empty(),
+            t.sockets.is_empty() && t.access_log.is_none(),
             "a closed channel reads as empty"
         );
+    }
+
+    #[test]
+    fn an_access_log_file_travels_between_sockets_and_the_last_one_counts() {
+        use std::io::{Read as _, Seek as _, Write as _};
+        let (a, b) = pair().unwrap();
+        let dir = std::env::temp_dir().join(format!("weir-chan-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (p1, p2) = (dir.join("one.log"), dir.join("two.log"));
+        let f1 = std::fs::File::create(&p1).unwrap();
+        let f2 = std::fs::File::create(&p2).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let x = l.local_addr().unwrap();
+        send_access_log(&a, &f1).unwrap();
+        send(&a, &[(x, l.as_raw_fd())]).unwrap();
+        send_access_log(&a, &f2).unwrap();
+        let got = take_all(&b).unwrap();
+        assert_eq!(got.sockets.len(), 1);
+        assert_eq!(got.sockets[0].0, x);
+        let mut log = std::fs::File::from(got.access_log.expect("the access log"));
+        log.write_all(b"line\n").unwrap();
+        let mut two = String::new();
+        std::fs::File::open(&p2)
+            .unwrap()
+            .read_to_string(&mut two)
+            .unwrap();
+        assert_eq!(two, "line\n", "the last file sent");
+        log.rewind().unwrap();
+        assert_eq!(std::fs::read_to_string(&p1).unwrap(), "");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -330,6 +330,11 @@ fn apply_control(first: &Shared, ctl: &Ctl, msg: ControlMsg) {
             }
         }
         ControlMsg::Started => {}
+        ControlMsg::ReopenAccessLog => {
+            if let Some(Err(e)) = ctl.listening.as_ref().map(|l| l.take_channel(shared)) {
+                tracing::warn!(worker = shared.worker_index, error = %e, "cannot take the reopened access log");
+            }
+        }
     }
 }
 
@@ -345,14 +350,10 @@ impl Worker {
                 anyhow::bail!("invalid configuration:\n  {}", list.join("\n  "));
             }
         }
-        let log_target = opts.access_log.clone().unwrap_or_else(|| {
-            let a = &config.load_balancer.access_logs;
-            match (a.enabled, a.path.as_str()) {
-                (false, _) => AccessLogTarget::Off,
-                (true, "-") => AccessLogTarget::Stdout,
-                (true, p) => AccessLogTarget::File(p.into()),
-            }
-        });
+        let log_target = opts
+            .access_log
+            .clone()
+            .unwrap_or_else(|| AccessLogTarget::of(&config.load_balancer.access_logs));
         let access_log = AccessLog::start(&log_target).context("access log")?;
         let (control, batch) = control_channel(&opts)?;
         let ticketer = ticketer(&opts, &batch)?;

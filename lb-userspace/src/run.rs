@@ -206,6 +206,22 @@ fn reload_notified(
     r
 }
 
+/// SIGUSR1, as nginx: the access-log file is opened again (after logrotate moved it away) and
+/// every worker writes to the new one (`Supervisor::reopen_access_log`).
+fn reopen_access_log(gens: &reload::Generations, l7: &Option<crate::l7::L7Handle>) {
+    use lb_l7::access_log::AccessLogTarget;
+    match (
+        AccessLogTarget::of(&gens.config().l7.load_balancer.access_logs),
+        l7,
+    ) {
+        (AccessLogTarget::File(path), Some(l7)) => {
+            info!(path = %path.display(), "SIGUSR1: reopening the access log");
+            l7.control.reopen_access_log(path);
+        }
+        _ => info!("SIGUSR1: no access-log file to reopen"),
+    }
+}
+
 /// Resolves when the number of ready workers changes, with it and the number of workers
 /// (`(0, 0)` at once when no worker runs: `--no-l7`, no listener).
 async fn workers_ready(
@@ -339,6 +355,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut syn_tick = tokio::time::interval(xdp::syn::SynControl::WATCH);
     let mut syn_at = Instant::now();
     let mut sighup = signal(SignalKind::hangup())?;
+    let mut sigusr1 = signal(SignalKind::user_defined1())?;
     // The service manager: ready once every worker is (the sockets queue connections before),
     // and pinged from this loop while it wants a watchdog.
     let mut live = l7.as_ref().map(|h| (h.live.clone(), h.workers));
@@ -376,6 +393,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     }
                 }
             }
+            _ = sigusr1.recv() => reopen_access_log(&gens, &l7),
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload_notified(&mut gens, &mut xdp_tier, &l7, args.no_l7);

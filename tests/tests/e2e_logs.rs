@@ -239,6 +239,103 @@ fn access_log_file_gets_whole_lines_from_every_worker() -> Result<()> {
     result
 }
 
+/// logrotate's way: the file moved away, a new one made that only root can open (`create 0600
+/// root root`), then `systemctl kill -s USR1 weir`, which signals every process of the unit.
+/// weir opens the path again (with root's rights) and hands it to its workers: the lines before
+/// are in the old file, those after in the new one, none lost, none in both. The workers ignore
+/// SIGUSR1 and SIGHUP (`killall -HUP weir` reloads once, kills nothing). Before: SIGUSR1 killed
+/// weir and every worker.
+#[test]
+fn a_rotated_access_log_is_reopened_on_sigusr1_to_every_process() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("logrot")?;
+    let path = std::env::temp_dir().join(format!("weir-rotate-{}.log", std::process::id()));
+    let rotated = path.with_extension("log.1");
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&rotated);
+    let cfg = config(
+        &format!("{{ enabled = true, path = \"{}\" }}", path.display()),
+        FIXED,
+    );
+    let mut w = start(&ns, &cfg)?;
+    let read = |p: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap_or_default()
+            .split_inclusive('\n')
+            .map(str::to_string)
+            .collect()
+    };
+    let all_written = |p: &std::path::Path| {
+        let t = Instant::now();
+        while read(p).len() < REQUESTS && t.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // Every process of weir, as `systemctl kill` finds them in the unit's cgroup.
+    let everyone = |w: &Running| -> Vec<i32> {
+        let mut pids: Vec<i32> = common::worker_pids(cfg.path()).into_values().collect();
+        pids.push(w.proc.pid() as i32);
+        pids
+    };
+    let signal_all = |w: &Running, s: nix::sys::signal::Signal| -> Result<()> {
+        for pid in everyone(w) {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), s)?;
+        }
+        Ok(())
+    };
+    assert_eq!(requests(&ns)?.len(), REQUESTS);
+    all_written(&path);
+    let workers = common::worker_pids(cfg.path());
+    std::fs::rename(&path, &rotated)?;
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+    }
+    signal_all(&w, nix::sys::signal::Signal::SIGUSR1)?;
+    wait_until(Duration::from_secs(10), "both workers' reopen", || {
+        Ok(w.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("access log reopened worker="))
+            .count()
+            == 2)
+    })
+    .map_err(|e| anyhow::anyhow!("{e:#}\n{}", w.stderr.lock().unwrap().concat()))?;
+    assert_eq!(requests(&ns)?.len(), REQUESTS);
+    all_written(&path);
+    let before = check_lines(&read(&rotated));
+    let after = check_lines(&read(&path));
+    // SIGHUP to every process: one reload, no worker killed.
+    signal_all(&w, nix::sys::signal::Signal::SIGHUP)?;
+    wait_until(Duration::from_secs(10), "generation 2", || {
+        Ok(w.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("generation 2 in force")))
+    })?;
+    std::thread::sleep(Duration::from_millis(300));
+    let still = common::worker_pids(cfg.path());
+    let running = w.proc.is_running();
+    let stopped = interrupt(&mut w.proc);
+    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(&rotated);
+    assert!(running, "weir died of the signals");
+    assert_eq!(still, workers, "a worker was killed by SIGUSR1 or SIGHUP");
+    before.map_err(|e| anyhow::anyhow!("the rotated file: {e:#}"))?;
+    after.map_err(|e| anyhow::anyhow!("the new file: {e:#}"))?;
+    assert!(stopped?);
+    Ok(())
+}
+
 #[test]
 fn a_flood_of_failing_requests_writes_bounded_warnings_without_colour() -> Result<()> {
     flood_of_failures("logflood", Ending::WeirRunsOn)

@@ -86,6 +86,7 @@ fn from_control_plane(fd: RawFd) -> anyhow::Result<Setup> {
 /// Under `weir run` (a control channel) the configuration comes from the control plane and
 /// `config` only names the file in the process list; without one, `config` is read.
 pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
+    ignore_control_plane_signals()?;
     let control_channel = super::control::channel_fd()?;
     let mut setup = match control_channel {
         Some(fd) => from_control_plane(fd)?,
@@ -171,6 +172,19 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         }
         served
     })
+}
+
+/// SIGHUP (reload) and SIGUSR1 (reopen the access log) are the control plane's to handle; a
+/// worker would die of them (their default action). `killall -HUP weir`, or logrotate's
+/// `systemctl kill -s USR1 weir`, which signals every process of the unit, reach the workers
+/// too: they ignore them, and the control plane tells them what to do.
+fn ignore_control_plane_signals() -> anyhow::Result<()> {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for s in [Signal::SIGHUP, Signal::SIGUSR1] {
+        // SAFETY: SIG_IGN runs no code of ours in a signal context.
+        unsafe { signal(s, SigHandler::SigIgn) }.with_context(|| format!("ignoring {s}"))?;
+    }
+    Ok(())
 }
 
 // mimalloc's C library, linked by the `mimalloc` crate (the process's allocator, `main.rs`);

@@ -55,6 +55,9 @@ pub(super) enum Command {
     /// A generation that adds or removes listeners: applied with its listeners at once
     /// (`Supervisor::reconfigure`).
     Generation(String, Frame, Listeners),
+    /// Opens the access-log file at this path again and hands it to every running worker
+    /// (`Supervisor::reopen_access_log`).
+    ReopenAccessLog(std::path::PathBuf),
 }
 
 /// The listeners of a new generation: all of them in its order, and the sockets of the added
@@ -87,6 +90,12 @@ impl ControlHandle {
     /// the last message sent under `key`.
     pub fn set_sticky(&self, key: &str, msg: &ControlMsg) {
         let _ = self.tx.send(Command::Sticky(key.to_string(), frame(msg)));
+    }
+
+    /// The access-log file at `path` opened again (after a log rotation moved the old one
+    /// away) and written to by every worker from now on.
+    pub fn reopen_access_log(&self, path: std::path::PathBuf) {
+        let _ = self.tx.send(Command::ReopenAccessLog(path));
     }
 
     /// As [`Self::set_sticky`], for a generation whose listeners differ from the running ones:

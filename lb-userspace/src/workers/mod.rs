@@ -392,7 +392,34 @@ impl Supervisor {
                 self.send_all(&f);
                 self.sticky.set(key, f);
             }
+            control::Command::ReopenAccessLog(path) => self.reopen_access_log(&path),
         }
+    }
+
+    /// Opens the access-log file again, here with root's rights (a rotation may leave a file
+    /// only root can open, and a worker in its sandbox opens no file), and sends it to every
+    /// running worker over its socket channel, then tells them to take it. A worker started
+    /// later opens the path itself. A worker the file cannot reach keeps writing to the old one.
+    fn reopen_access_log(&mut self, path: &std::path::Path) {
+        let file = match lb_l7::access_log::open_file(path) {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "cannot reopen the access log: the workers keep writing to the file they have");
+                return;
+            }
+        };
+        for (worker, slot) in self.slots.iter().enumerate() {
+            let (Some(_), Some(chan)) = (slot.pid, &slot.sockets) else {
+                continue;
+            };
+            if let Err(e) = lb_l7::socket_channel::send_access_log(chan, &file) {
+                warn!(worker, error = %e, "cannot send the worker the reopened access log: it keeps the old file");
+            }
+        }
+        self.send_all(&control::frame(
+            &lb_l7::control::ControlMsg::ReopenAccessLog,
+        ));
+        info!(path = %path.display(), "access log reopened");
     }
 
     /// A generation's listeners, before the generation is sent. A removed listener's port is

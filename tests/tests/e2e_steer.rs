@@ -92,6 +92,38 @@ fn setup_with(workers_extra: &str) -> Result<Setup> {
     })
 }
 
+/// `n` requests on new connections to `server`, all started at once: each one's client address
+/// (or why it failed) and when it ended.
+fn parallel_requests(
+    s: &Setup,
+    server: IpAddr,
+    n: usize,
+) -> Vec<(Result<SocketAddr, String>, Instant)> {
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let client = s.client.clone();
+            std::thread::spawn(move || {
+                let r = request(&client, server);
+                (r.map_err(|e| format!("{e:#}")), Instant::now())
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// The worker the shared function names for a connection from `local` to `server`.
+fn owner_of(local: SocketAddr, server: IpAddr) -> Option<usize> {
+    let workers: Vec<u32> = (0..WORKERS as u32).collect();
+    owner(
+        &workers,
+        WORKERS,
+        SEED,
+        (local.ip(), local.port()),
+        (server, PORT),
+    )
+    .map(|w| w as usize)
+}
+
 fn weir_log(s: &Setup) -> String {
     std::fs::read_to_string(&s.stderr.0).unwrap_or_default()
 }
@@ -316,32 +348,17 @@ fn queued_connections_move(someone_turns_migration_off: bool) -> Result<()> {
     // Stopped, not dead: still in the table, so its share of new connections queues on its socket.
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP)?;
     let server: IpAddr = SERVER4.parse()?;
-    let threads: Vec<_> = (0..24)
-        .map(|_| {
-            let client = s.client.clone();
-            std::thread::spawn(move || {
-                let r = request(&client, server);
-                (r.map_err(|e| format!("{e:#}")), Instant::now())
-            })
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(700));
-    let killed = Instant::now();
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL)?;
-    let workers: Vec<u32> = (0..WORKERS as u32).collect();
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        let killed = Instant::now();
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).map(|()| killed)
+    });
+    let results = parallel_requests(&s, server, 24);
+    let killed = killer.join().unwrap()?;
     let mut queued_on_victim = 0;
-    for t in threads {
-        let (r, done) = t.join().unwrap();
+    for (r, done) in results {
         let local = r.map_err(|e| anyhow::anyhow!("a request failed: {e}"))?;
-        let owner = owner(
-            &workers,
-            WORKERS,
-            SEED,
-            (local.ip(), local.port()),
-            (server, PORT),
-        )
-        .unwrap();
-        if owner as usize == victim {
+        if owner_of(local, server) == Some(victim) {
             queued_on_victim += 1;
             let waited = done.saturating_duration_since(killed);
             assert!(
@@ -389,19 +406,8 @@ fn a_hung_worker_is_killed_by_the_watchdog_and_its_share_served() -> Result<()> 
     let stopped = Instant::now();
     let server: IpAddr = SERVER4.parse()?;
     // Started at once: those steered to the victim queue on its socket until the watchdog acts.
-    let threads: Vec<_> = (0..24)
-        .map(|_| {
-            let client = s.client.clone();
-            std::thread::spawn(move || {
-                let r = request(&client, server);
-                (r.map_err(|e| format!("{e:#}")), Instant::now())
-            })
-        })
-        .collect();
-    let workers: Vec<u32> = (0..WORKERS as u32).collect();
     let (mut on_victim, mut failed) = (0, Vec::new());
-    for t in threads {
-        let (r, done) = t.join().unwrap();
+    for (r, done) in parallel_requests(&s, server, 24) {
         let local = match r {
             Ok(l) => l,
             Err(e) => {
@@ -409,14 +415,7 @@ fn a_hung_worker_is_killed_by_the_watchdog_and_its_share_served() -> Result<()> 
                 continue;
             }
         };
-        let owner = owner(
-            &workers,
-            WORKERS,
-            SEED,
-            (local.ip(), local.port()),
-            (server, PORT),
-        );
-        if owner == Some(victim as u32) {
+        if owner_of(local, server) == Some(victim) {
             on_victim += 1;
             let waited = done - stopped;
             // 2 s of silence, a round every 0.5 s, then the migration.

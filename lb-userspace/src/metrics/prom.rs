@@ -677,7 +677,7 @@ fn xdp_families(enc: &mut DescriptorEncoder, x: &super::view::XdpView) -> fmt::R
         (
             "syncookies_reasserted",
             "weir_xdp_syncookies_reasserted",
-            "weir: times net.ipv4.tcp_syncookies was found rewritten and set back",
+            "weir: times net.ipv4.tcp_syncookies or tcp_timestamps was found rewritten and set back while cookies were on",
         ),
         (
             "xdp_tx_errors",

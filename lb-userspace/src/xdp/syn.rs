@@ -215,7 +215,13 @@ fn sysctl_get(key: &str) -> std::io::Result<String> {
 ///   options, which would scramble them;
 /// - `net.ipv4.tcp_syncookies = 2` while any VIP has cookies on (the helper generates a cookie
 ///   only then, or when the listener's SYN queue is full), at least 1 otherwise so late cookie
-///   ACKs still validate; re-asserted by [`SynControl`]'s ticks when something else rewrites it.
+///   ACKs still validate.
+///
+/// While cookies are on, [`SynControl`]'s ticks re-assert both when something else rewrites
+/// them (`sysctl --system`, config management): `tcp_syncookies` off, the helper makes no
+/// cookie; `tcp_timestamps` at 1, the kernel subtracts a per-connection offset from the echoed
+/// TSval before it decodes the options there, and the connections the XDP cookies answered
+/// fail (`e2e_synflood_bridge`).
 ///
 /// They are held jointly with the namespace's other weir daemons (`crate::sysctl`): the
 /// originals are recorded in `/run/weir` before the first change, a value goes back only when
@@ -223,6 +229,8 @@ fn sysctl_get(key: &str) -> std::io::Result<String> {
 /// next start restores what daemons killed without their cleanup left.
 pub struct HostSysctls {
     syncookies_base: String,
+    /// `tcp_timestamps` was set to 2 (it was not 0 at the start).
+    timestamps: bool,
 }
 
 const SYNCOOKIES: &str = "net/ipv4/tcp_syncookies";
@@ -265,6 +273,7 @@ impl HostSysctls {
             } else {
                 syncookies
             },
+            timestamps: timestamps != "0",
         };
         if timestamps != "0" {
             crate::sysctl::set(TIMESTAMPS, "2")?;
@@ -280,17 +289,25 @@ impl HostSysctls {
         crate::sysctl::set(SYNCOOKIES, if on { "2" } else { &self.syncookies_base })
     }
 
-    /// With cookies on: puts `tcp_syncookies` back to 2 when something else (`sysctl --system`,
-    /// config management) rewrote it, since the helper makes no cookie otherwise. Returns the
-    /// value found when it re-asserted. The original recorded at the first change stays the one
-    /// restored at exit.
-    pub fn reassert_cookies(&self) -> anyhow::Result<Option<String>> {
-        let found = sysctl_get(SYNCOOKIES)?;
-        if found == "2" {
-            return Ok(None);
+    /// With cookies on: puts `tcp_syncookies` back to 2, and `tcp_timestamps` when weir set it,
+    /// where something else rewrote them. Returns each one put back with the value found. The
+    /// original recorded at the first change stays the one restored at exit.
+    pub fn reassert(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let mut put_back = Vec::new();
+        for (key, name, ours) in [
+            (SYNCOOKIES, "net.ipv4.tcp_syncookies", true),
+            (TIMESTAMPS, "net.ipv4.tcp_timestamps", self.timestamps),
+        ] {
+            if !ours {
+                continue;
+            }
+            let found = sysctl_get(key)?;
+            if found != "2" {
+                crate::sysctl::set(key, "2")?;
+                put_back.push((name, found));
+            }
         }
-        crate::sysctl::set(SYNCOOKIES, "2")?;
-        Ok(Some(found))
+        Ok(put_back)
     }
 }
 
@@ -552,26 +569,28 @@ impl SynControl {
         n
     }
 
-    /// While cookies are on, re-asserts `tcp_syncookies = 2` (a warning each time).
+    /// While cookies are on, re-asserts `tcp_syncookies = 2` and `tcp_timestamps = 2` (a
+    /// warning each time).
     fn watch_host(&mut self) {
         let Some(h) = self.host.as_ref().filter(|_| self.cookies_on) else {
             return;
         };
-        match h.reassert_cookies() {
-            Ok(None) => {}
-            Ok(Some(found)) => {
-                self.reasserted += 1;
-                warn!(
-                    found = %found,
-                    reasserted = self.reasserted,
-                    "net.ipv4.tcp_syncookies was rewritten while SYN cookies are on: re-asserted 2"
-                );
+        match h.reassert() {
+            Ok(put_back) => {
+                for (name, found) in put_back {
+                    self.reasserted += 1;
+                    warn!(
+                        found = %found,
+                        reasserted = self.reasserted,
+                        "{name} was rewritten while SYN cookies are on: re-asserted 2"
+                    );
+                }
             }
-            Err(e) => warn!("net.ipv4.tcp_syncookies: cannot re-assert 2: {e:#}"),
+            Err(e) => warn!("SYN cookie sysctls: cannot re-assert 2: {e:#}"),
         }
     }
 
-    /// How many times `tcp_syncookies` was found rewritten and put back.
+    /// How many times `tcp_syncookies` or `tcp_timestamps` was found rewritten and put back.
     pub fn reasserted(&self) -> u64 {
         self.reasserted
     }

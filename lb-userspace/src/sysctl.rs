@@ -602,7 +602,7 @@ fn host<T>(f: impl FnOnce(&mut Record) -> T) -> anyhow::Result<T> {
         });
         *h = Some(match taken {
             Ok((rec, restored)) => {
-                log_restored(&restored);
+                log_restored(&restored, None);
                 rec
             }
             // No root to write /run, most likely.
@@ -623,9 +623,16 @@ fn host<T>(f: impl FnOnce(&mut Record) -> T) -> anyhow::Result<T> {
     Ok(f(h.as_mut().expect("set above")))
 }
 
-fn log_restored(restored: &[(String, String)]) {
+/// Logs what a change put back: `own`, the key this daemon gave up itself (its cleanup), or
+/// keys weirs that died without their cleanup left changed.
+fn log_restored(restored: &[(String, String)], own: Option<&str>) {
     for (k, v) in restored {
-        info!(sysctl = %k.replace('/', "."), value = %v, "restored a host sysctl no running weir needs (its weirs died without their cleanup)");
+        let sysctl = k.replace('/', ".");
+        if own == Some(k.as_str()) {
+            info!(%sysctl, value = %v, "restored a host sysctl weir had changed");
+        } else {
+            info!(%sysctl, value = %v, "restored a host sysctl no running weir needs (its weirs died without their cleanup)");
+        }
     }
 }
 
@@ -640,7 +647,7 @@ pub fn recover() -> anyhow::Result<()> {
 pub fn set(key: &str, value: &str) -> anyhow::Result<()> {
     let restored =
         host(|r| r.set(key, value))?.with_context(|| format!("setting {key} = {value}"))?;
-    log_restored(&restored);
+    log_restored(&restored, None);
     Ok(())
 }
 
@@ -648,7 +655,7 @@ pub fn set(key: &str, value: &str) -> anyhow::Result<()> {
 /// still needs it.
 pub fn restore(key: &str) -> anyhow::Result<()> {
     let restored = host(|r| r.restore(key))?.with_context(|| format!("restoring {key}"))?;
-    log_restored(&restored);
+    log_restored(&restored, Some(key));
     Ok(())
 }
 

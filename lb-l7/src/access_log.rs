@@ -193,6 +193,8 @@ struct Queue {
     /// Lines queued or being written.
     pending: AtomicUsize,
     dropped: AtomicU64,
+    /// Lines whose write failed.
+    write_failed: AtomicU64,
 }
 
 impl Queue {
@@ -291,6 +293,7 @@ impl AccessLog {
             bytes: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
+            write_failed: AtomicU64::new(0),
         });
         let q = Arc::downgrade(&queue);
         std::thread::Builder::new()
@@ -319,6 +322,13 @@ impl AccessLog {
         if let Some(q) = &self.queue {
             q.push(r.format());
         }
+    }
+
+    /// Lines lost to a failed write (`ENOSPC`, `EIO`, `EPIPE` from a FIFO whose reader left).
+    pub fn write_failed(&self) -> u64 {
+        self.queue
+            .as_ref()
+            .map_or(0, |q| q.write_failed.load(Relaxed))
     }
 
     /// Lines dropped because the queue was full.
@@ -359,6 +369,7 @@ impl Write for StdoutLines {
 /// wake-up of the control plane's relay) carries many lines instead of one.
 fn write_lines(mut out: Output, rx: mpsc::Receiver<Option<String>>, queue: std::sync::Weak<Queue>) {
     let mut batch = Vec::with_capacity(BATCH_BYTES);
+    let mut failing = Failing::default();
     while let Ok(first) = rx.recv() {
         let deadline = std::time::Instant::now() + LINGER;
         let (mut lines, mut taken) = (0, 0);
@@ -387,8 +398,16 @@ fn write_lines(mut out: Output, rx: mpsc::Receiver<Option<String>>, queue: std::
         if let Some(q) = &q {
             q.bytes.fetch_sub(taken, Relaxed);
         }
-        // A failed write loses these lines; there is nowhere better to report it.
-        let _ = out.write_all(&batch);
+        // A failed write loses these lines: counted, and said once per run of failures.
+        let written = if batch.is_empty() {
+            Ok(())
+        } else {
+            out.write_all(&batch)
+        };
+        let lost = failing.after(written, lines);
+        if let Some(q) = &q {
+            q.write_failed.fetch_add(lost, Relaxed);
+        }
         batch.clear();
         if batch.capacity() > 4 * BATCH_BYTES {
             batch.shrink_to(BATCH_BYTES);
@@ -398,6 +417,38 @@ fn write_lines(mut out: Output, rx: mpsc::Receiver<Option<String>>, queue: std::
                 out = new;
             }
             q.pending.fetch_sub(lines, Relaxed);
+        }
+    }
+}
+
+/// The writer's run of failed writes: the first failure and the recovery are logged (with the
+/// lines lost in between), not every batch.
+#[derive(Debug, Default)]
+struct Failing {
+    /// Lines lost since the run began; `None`: the last write worked.
+    lost: Option<u64>,
+}
+
+impl Failing {
+    /// Accounts one batch of `lines` written with `result`; returns the lines it lost.
+    fn after(&mut self, result: std::io::Result<()>, lines: usize) -> u64 {
+        let lines = lines as u64;
+        match (result, self.lost) {
+            (Ok(()), None) => 0,
+            (Ok(()), Some(lost)) => {
+                tracing::info!(lost, "access log: writing works again");
+                self.lost = None;
+                0
+            }
+            (Err(e), None) => {
+                tracing::warn!(error = %e, "access log: a write failed; its lines are lost (weir_access_log_write_failed_total) until writing works again");
+                self.lost = Some(lines);
+                lines
+            }
+            (Err(_), Some(lost)) => {
+                self.lost = Some(lost + lines);
+                lines
+            }
         }
     }
 }
@@ -564,5 +615,63 @@ mod tests {
         assert_eq!(ids(&old), ["000000", "000001", "000002"]);
         assert_eq!(ids(&new), ["000003", "000004", "000005"]);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A writer that fails while `broken` is set (a full disk; a FIFO whose reader left).
+    struct Flaky {
+        broken: Arc<std::sync::atomic::AtomicBool>,
+        out: Arc<std::sync::Mutex<Vec<u8>>>,
+    }
+    impl Write for Flaky {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.broken.load(Relaxed) {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.out.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Lines a failed write loses are counted (never silently), and writing goes on when it
+    /// works again.
+    #[test]
+    fn lines_lost_to_failed_writes_are_counted_and_writing_resumes() {
+        let broken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let w = Flaky {
+            broken: broken.clone(),
+            out: out.clone(),
+        };
+        let log = AccessLog::with_writer(Box::new(w), 100, 1 << 20).unwrap();
+        let five = |from: usize| {
+            for n in from..from + 5 {
+                log.write(&line(n, 10));
+            }
+            log.flush(std::time::Duration::from_secs(5));
+        };
+        five(0);
+        broken.store(true, Relaxed);
+        five(5);
+        assert_eq!(log.write_failed(), 5);
+        assert_eq!(log.dropped(), 0, "not the queue's drops");
+        broken.store(false, Relaxed);
+        five(10);
+        assert_eq!(log.write_failed(), 5);
+        let ids: Vec<String> = written(&out)
+            .iter()
+            .map(|l| l.split('"').nth(1).unwrap()[..6].to_string())
+            .collect();
+        let want: Vec<String> = (0..5).chain(10..15).map(|n| format!("{n:06}")).collect();
+        assert_eq!(ids, want);
+        let mut f = Failing::default();
+        let e = || Err(std::io::Error::from_raw_os_error(libc::EPIPE));
+        assert_eq!(f.after(e(), 3), 3);
+        assert_eq!(f.after(e(), 2), 2);
+        assert_eq!(f.lost, Some(5), "one run of failures");
+        assert_eq!(f.after(Ok(()), 4), 0);
+        assert_eq!(f.lost, None);
     }
 }

@@ -185,6 +185,7 @@ impl Metrics {
             targets: BTreeMap::new(),
             listeners: self.listener_snapshots(),
             access_log_dropped: 0,
+            access_log_write_failed: 0,
         }
     }
 }
@@ -348,6 +349,8 @@ pub struct MetricsSnapshot {
     pub listeners: BTreeMap<u16, ListenerSnapshot>,
     /// weir: access-log lines dropped because the writer's queue was full.
     pub access_log_dropped: u64,
+    /// weir: access-log lines lost to a failed write (a full disk, a FIFO whose reader left).
+    pub access_log_write_failed: u64,
 }
 
 impl MetricsSnapshot {

@@ -112,6 +112,7 @@ fn snapshot(first: &Shared) -> MetricsSnapshot {
     let sh: &Shared = newest.as_deref().unwrap_or(first);
     let mut s = sh.metrics.snapshot();
     s.access_log_dropped = sh.access_log.dropped();
+    s.access_log_write_failed = sh.access_log.write_failed();
     for g in sh.groups.values() {
         for t in &g.targets {
             let ts = t.snapshot();

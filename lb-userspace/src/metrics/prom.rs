@@ -135,6 +135,12 @@ pub const L7_FIGURES: &[(&str, &str, Kind, &str)] = &[
         Kind::Counter,
         "weir: access-log lines dropped because the writer's queue was full",
     ),
+    (
+        "access_log_write_failed",
+        "access_log_write_failed",
+        Kind::Counter,
+        "weir: access-log lines lost to a failed write (a full disk, a FIFO whose reader left)",
+    ),
 ];
 
 /// Per target: (key in the view's target `counters`/`gauges`, name after `weir_target_`, kind,

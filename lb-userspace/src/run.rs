@@ -356,6 +356,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut syn_at = Instant::now();
     let mut sighup = signal(SignalKind::hangup())?;
     let mut sigusr1 = signal(SignalKind::user_defined1())?;
+    // HAProxy's reload signal (master-worker mode): an operator's habit must not kill weir.
+    let mut sigusr2 = signal(SignalKind::user_defined2())?;
     // The service manager: ready once every worker is (the sockets queue connections before),
     // and pinged from this loop while it wants a watchdog.
     let mut live = l7.as_ref().map(|h| (h.live.clone(), h.workers));
@@ -394,6 +396,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             _ = sigusr1.recv() => reopen_access_log(&gens, &l7),
+            _ = sigusr2.recv() => warn!("SIGUSR2 does nothing here: a reload is SIGHUP or `weir reload`, reopening the access log SIGUSR1"),
             _ = sighup.recv() => {
                 info!("SIGHUP: reloading the configuration");
                 let _ = reload_notified(&mut gens, &mut xdp_tier, &l7, args.no_l7);

@@ -243,8 +243,8 @@ fn access_log_file_gets_whole_lines_from_every_worker() -> Result<()> {
 /// root root`), then `systemctl kill -s USR1 weir`, which signals every process of the unit.
 /// weir opens the path again (with root's rights) and hands it to its workers: the lines before
 /// are in the old file, those after in the new one, none lost, none in both. The workers ignore
-/// SIGUSR1 and SIGHUP (`killall -HUP weir` reloads once, kills nothing). Before: SIGUSR1 killed
-/// weir and every worker.
+/// SIGUSR1, SIGUSR2 and SIGHUP (`killall -HUP weir` reloads once, kills nothing; SIGUSR2, a
+/// HAProxy operator's reload, only warns). Before: SIGUSR1 killed weir and every worker.
 #[test]
 fn a_rotated_access_log_is_reopened_on_sigusr1_to_every_process() -> Result<()> {
     if !Lab::root_required() {
@@ -313,7 +313,16 @@ fn a_rotated_access_log_is_reopened_on_sigusr1_to_every_process() -> Result<()> 
     all_written(&path);
     let before = check_lines(&read(&rotated));
     let after = check_lines(&read(&path));
-    // SIGHUP to every process: one reload, no worker killed.
+    // SIGUSR2 (HAProxy's reload) to every process: a warning, nothing else; then SIGHUP to
+    // every process: one reload, no worker killed.
+    signal_all(&w, nix::sys::signal::Signal::SIGUSR2)?;
+    wait_until(Duration::from_secs(10), "the SIGUSR2 warning", || {
+        Ok(w.stderr
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("SIGUSR2 does nothing here")))
+    })?;
     signal_all(&w, nix::sys::signal::Signal::SIGHUP)?;
     wait_until(Duration::from_secs(10), "generation 2", || {
         Ok(w.stderr

@@ -174,13 +174,14 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
     })
 }
 
-/// SIGHUP (reload) and SIGUSR1 (reopen the access log) are the control plane's to handle; a
-/// worker would die of them (their default action). `killall -HUP weir`, or logrotate's
-/// `systemctl kill -s USR1 weir`, which signals every process of the unit, reach the workers
-/// too: they ignore them, and the control plane tells them what to do.
+/// SIGHUP (reload), SIGUSR1 (reopen the access log) and SIGUSR2 (HAProxy's reload, refused
+/// with a warning) are the control plane's to handle; a worker would die of them (their default
+/// action). `killall -HUP weir`, or logrotate's `systemctl kill -s USR1 weir`, which signals
+/// every process of the unit, reach the workers too: they ignore them, and the control plane
+/// tells them what to do.
 fn ignore_control_plane_signals() -> anyhow::Result<()> {
     use nix::sys::signal::{SigHandler, Signal, signal};
-    for s in [Signal::SIGHUP, Signal::SIGUSR1] {
+    for s in [Signal::SIGHUP, Signal::SIGUSR1, Signal::SIGUSR2] {
         // SAFETY: SIG_IGN runs no code of ours in a signal context.
         unsafe { signal(s, SigHandler::SigIgn) }.with_context(|| format!("ignoring {s}"))?;
     }

@@ -659,6 +659,22 @@ pub fn restore(key: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Puts `key` back to `value` when something else rewrote it while this daemon needs it
+/// (`sysctl --system`, config management; the kernel cannot notify a change): the value found
+/// when it did. The original recorded at the first change stays the one restored at exit.
+pub fn reassert(key: &str, value: &str) -> anyhow::Result<Option<String>> {
+    let path = Path::new(PROC_SYS).join(key);
+    let found = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .trim()
+        .to_string();
+    if found == value {
+        return Ok(None);
+    }
+    set(key, value)?;
+    Ok(Some(found))
+}
+
 /// The value a sysctl had before any weir of this namespace changed it.
 pub fn original(key: &str) -> anyhow::Result<String> {
     host(|r| r.original(key))?.with_context(|| format!("reading {key}"))

@@ -137,6 +137,15 @@ fn fields(line: &str) -> Option<Vec<String>> {
 }
 
 /// Every request has exactly one whole line, and both workers wrote some.
+/// A log file's lines, each with its newline (a last line without one stays as it is).
+fn lines_of(path: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .split_inclusive('\n')
+        .map(str::to_string)
+        .collect()
+}
+
 fn check_lines(lines: &[String]) -> Result<()> {
     let mut by_path: BTreeMap<usize, usize> = BTreeMap::new();
     let mut by_worker: BTreeMap<String, usize> = BTreeMap::new();
@@ -218,13 +227,7 @@ fn access_log_file_gets_whole_lines_from_every_worker() -> Result<()> {
     let mut w = start(&ns, &cfg)?;
     let codes = requests(&ns)?;
     assert_eq!(codes.len(), REQUESTS);
-    let read = || -> Vec<String> {
-        std::fs::read_to_string(&path)
-            .unwrap_or_default()
-            .split_inclusive('\n')
-            .map(str::to_string)
-            .collect()
-    };
+    let read = || lines_of(&path);
     let t = Instant::now();
     while read().len() < REQUESTS && t.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
@@ -261,13 +264,7 @@ fn a_rotated_access_log_is_reopened_on_sigusr1_to_every_process() -> Result<()> 
         FIXED,
     );
     let mut w = start(&ns, &cfg)?;
-    let read = |p: &std::path::Path| -> Vec<String> {
-        std::fs::read_to_string(p)
-            .unwrap_or_default()
-            .split_inclusive('\n')
-            .map(str::to_string)
-            .collect()
-    };
+    let read = lines_of;
     let all_written = |p: &std::path::Path| {
         let t = Instant::now();
         while read(p).len() < REQUESTS && t.elapsed() < Duration::from_secs(10) {

@@ -482,19 +482,15 @@ impl Supervisor {
         if !self.migrate {
             return;
         }
-        let path = format!("/proc/sys/{MIGRATE_REQ}");
-        match std::fs::read_to_string(&path) {
-            Ok(v) if v.trim() == "1" => {}
-            Ok(v) => {
-                warn!(
-                    found = v.trim(),
-                    "net.ipv4.tcp_migrate_req was changed while weir runs: set to 1 again, so the dead worker's queued connections move to the others"
-                );
-                if let Err(e) = crate::sysctl::set(MIGRATE_REQ, "1") {
-                    warn!(error = %format!("{e:#}"), "cannot set net.ipv4.tcp_migrate_req again: the dead worker's queued connections are reset");
-                }
+        match crate::sysctl::reassert(MIGRATE_REQ, "1") {
+            Ok(None) => {}
+            Ok(Some(found)) => warn!(
+                %found,
+                "net.ipv4.tcp_migrate_req was changed while weir runs: set to 1 again, so the dead worker's queued connections move to the others"
+            ),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "cannot set net.ipv4.tcp_migrate_req again: the dead worker's queued connections are reset")
             }
-            Err(e) => warn!(error = %e, "reading {path}"),
         }
     }
 

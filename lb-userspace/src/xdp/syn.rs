@@ -301,9 +301,7 @@ impl HostSysctls {
             if !ours {
                 continue;
             }
-            let found = sysctl_get(key)?;
-            if found != "2" {
-                crate::sysctl::set(key, "2")?;
+            if let Some(found) = crate::sysctl::reassert(key, "2")? {
                 put_back.push((name, found));
             }
         }

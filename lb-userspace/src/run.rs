@@ -12,83 +12,11 @@ use tracing::{info, warn};
 
 use crate::{
     cli::RunArgs,
-    config::{Config, l4},
+    config::Config,
     notify, reload, stats,
     workers::{nofile, sandbox::user},
-    xdp::{self, Dataplane, attach, pins::PinDir},
+    xdp::{self, link_watch::LinkEvents, tier::XdpTier},
 };
-
-/// The XDP side of a running daemon.
-struct XdpTier {
-    iface: String,
-    dataplane: Dataplane,
-    attachment: Option<attach::Attachment>,
-    pins: PinDir,
-    /// SYN modes, auto mode and the host sysctls (restored when dropped, after the detach).
-    syn: xdp::syn::SynControl,
-    /// The VIPs in force (their ids key the counters and the SYN state: `xdp::reload`).
-    vips: Vec<xdp::ResolvedVip>,
-}
-
-impl Drop for XdpTier {
-    fn drop(&mut self) {
-        if let Some(a) = self.attachment.take() {
-            a.detach(&mut self.dataplane);
-        }
-    }
-}
-
-fn start_xdp(cfg: &Config, args: &RunArgs, iface: &str) -> anyhow::Result<XdpTier> {
-    let mode = args.xdp_mode.unwrap_or(cfg.xdp.mode);
-    if nix::net::if_::if_nametoindex(iface).is_err() {
-        return Err(attach::AttachError::NoSuchInterface(iface.into()).into());
-    }
-    let mut dataplane = Dataplane::load()?;
-    let addrs = attach::interface_addresses(iface)?;
-    let vips = xdp::vips::resolve(&cfg.vip_specs(), &addrs);
-    if vips.is_empty() {
-        warn!(
-            iface,
-            "no VIPs: every packet passes untouched (configure [[vip]] or listeners)"
-        );
-    }
-    for v in &vips {
-        info!(vip = %v.name, id = v.id, "VIP");
-    }
-    dataplane.set_vips(&vips)?;
-    let deny: Vec<ipnet::IpNet> = cfg
-        .deny
-        .sources
-        .iter()
-        .filter_map(|s| l4::parse_prefix(s).ok())
-        .collect();
-    dataplane.set_deny_list(&deny)?;
-    // SIOCGIFMTU answers for this network namespace (/sys/class/net for whoever mounted /sys).
-    let mtu = Some(attach::mtu(iface)).filter(|m| *m > 0);
-    let syn = xdp::syn::SynControl::start(&mut dataplane, &cfg.syn, &vips, mtu, true)?;
-    let pins = PinDir::create(iface)?;
-    dataplane.pin_maps(&pins.path)?;
-    let mut tier = XdpTier {
-        iface: iface.to_string(),
-        dataplane,
-        attachment: None,
-        pins,
-        syn,
-        vips,
-    };
-    tier.attachment = Some(attach::attach_with_peer(
-        &mut tier.dataplane,
-        &mut tier.syn,
-        iface,
-        mode,
-        args.replace,
-        cfg.syn.veth_peer,
-    )?);
-    if let Err(e) = tier.pins.note(&tier.syn.note()) {
-        warn!("writing the note for weir stats: {e}");
-    }
-    Ok(tier)
-}
 
 /// Before any worker starts: the open-file limit they inherit, and the user they will become.
 fn prepare_workers(cfg: &Config, path: Option<&std::path::Path>) -> anyhow::Result<()> {
@@ -172,8 +100,8 @@ fn apply_reload(
         }
     };
     if let Some(t) = xdp_tier {
-        match xdp::reload::apply(&mut t.dataplane, &mut t.syn, &t.iface, &t.vips, &cfg) {
-            Ok(vips) => t.vips = vips,
+        match t.apply(&cfg) {
+            Ok(()) => {}
             Err(e) => {
                 let why = format!("generation {generation}: applying the XDP maps: {e:#}");
                 warn!("{why}");
@@ -219,6 +147,14 @@ fn reopen_access_log(gens: &reload::Generations, l7: &Option<crate::l7::L7Handle
             l7.control.reopen_access_log(path);
         }
         _ => info!("SIGUSR1: no access-log file to reopen"),
+    }
+}
+
+/// Resolves at the interface's next link or address change (never without a watch).
+async fn link_changed(events: &mut Option<LinkEvents>) -> std::io::Result<()> {
+    match events {
+        Some(e) => e.changed().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -291,7 +227,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         prepare_workers(&cfg, args.config.as_deref())?;
     }
     let mut xdp_tier = match &args.iface {
-        Some(iface) => Some(start_xdp(&cfg, &args, iface).context("starting the XDP tier")?),
+        Some(iface) => Some(
+            xdp::tier::start(
+                &cfg,
+                args.xdp_mode.unwrap_or(cfg.xdp.mode),
+                args.replace,
+                iface,
+            )
+            .context("starting the XDP tier")?,
+        ),
         None => None,
     };
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -365,6 +309,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let sd_watchdog = notify::watchdog_period();
     let mut sd_ping = tokio::time::interval(sd_watchdog.unwrap_or(Duration::from_secs(3600)));
     sd_ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The interface followed (`xdp::link_watch`): deleted and made again, addresses changed.
+    let mut link_events = match &xdp_tier {
+        Some(t) => match LinkEvents::open() {
+            Ok(e) => Some(e),
+            Err(e) => {
+                warn!(iface = %t.iface, "cannot follow the interface's changes (rtnetlink): {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let mut relink = tokio::time::interval(Duration::from_secs(1));
+    relink.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     info!("weir running; Ctrl-C to stop");
     let outcome: anyhow::Result<()> = loop {
         tokio::select! {
@@ -387,12 +344,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     let was = t.syn.note();
                     t.syn.tick(&mut t.dataplane, syn_at.elapsed())?;
                     syn_at = Instant::now();
-                    let note = t.syn.note();
-                    if note != was
-                        && let Err(e) = t.pins.note(&note)
-                    {
-                        warn!("writing the note for weir stats: {e}");
+                    if t.syn.note() != was {
+                        t.write_note();
                     }
+                }
+            }
+            r = link_changed(&mut link_events) => match (r, &mut xdp_tier) {
+                (Ok(()), Some(t)) => t.follow(gens.config()),
+                (Ok(()), None) => {}
+                (Err(e), _) => {
+                    warn!("rtnetlink: {e}: the interface's changes are no longer followed");
+                    link_events = None;
+                }
+            },
+            _ = relink.tick(), if xdp_tier.as_ref().is_some_and(XdpTier::detached) => {
+                if let Some(t) = &mut xdp_tier {
+                    t.follow(gens.config());
                 }
             }
             _ = sigusr1.recv() => reopen_access_log(&gens, &l7),

@@ -170,6 +170,18 @@ pub fn table(report: &Value) -> String {
     if let Some(why) = report["host"]["cookies_refused"].as_str() {
         let _ = writeln!(out, "SYN COOKIES REFUSED on this interface: {why}");
     }
+    if report["host"]["xdp_attached"].as_bool() == Some(false) {
+        let _ = writeln!(
+            out,
+            "XDP NOT ATTACHED: the interface is gone (deleted); weir attaches again when one of its name is back"
+        );
+    }
+    if let Some(n) = report["host"]["xdp_reattached"].as_u64().filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "XDP attached again to an interface made anew under its name: {n} times"
+        );
+    }
     if let Some(n) = report["host"]["xdp_tx_errors"].as_u64().filter(|n| *n > 0) {
         let _ = writeln!(
             out,
@@ -357,9 +369,20 @@ mod syn_tests {
         r["host"] = json!({"tcp_syncookies": "2", "syncookies_reasserted": 3});
         let t = table(&r);
         assert!(!t.contains("REFUSED") && !t.contains("XDP_TX"), "{t}");
+        assert!(
+            !t.contains("XDP NOT ATTACHED") && !t.contains("made anew"),
+            "{t}"
+        );
         r["host"]["cookies_refused"] = json!("its veth peer is unreachable");
         r["host"]["xdp_tx_errors"] = json!(70);
+        r["host"]["xdp_attached"] = json!(false);
+        r["host"]["xdp_reattached"] = json!(2);
         let refused = table(&r);
+        assert!(
+            refused.contains("XDP NOT ATTACHED: the interface is gone")
+                && refused.contains("under its name: 2 times"),
+            "{refused}"
+        );
         assert!(
             refused.contains("SYN COOKIES REFUSED on this interface: its veth peer is unreachable")
                 && refused.contains("(XDP_TX errors) while cookies were on: 70"),

@@ -69,7 +69,12 @@ fn run_once(s: &Setup, cfg: &TempFile, extra: &[&str]) -> Result<(bool, String)>
 
 /// A server that answers every connection with one line, on a thread in the server namespace.
 fn echo_server(server: &Ns) -> Result<()> {
-    let listener = server.in_ns(|| TcpListener::bind((VIP, PORT)))??;
+    echo_server_on(server, VIP)
+}
+
+/// [`echo_server`] on `address` (`0.0.0.0`: every address the namespace has, now or later).
+fn echo_server_on(server: &Ns, address: &str) -> Result<()> {
+    let listener = server.in_ns(|| TcpListener::bind((address, PORT)))??;
     std::thread::spawn(move || {
         for conn in listener.incoming().flatten() {
             let mut c = conn;
@@ -84,11 +89,16 @@ fn echo_server(server: &Ns) -> Result<()> {
 
 /// One request/response from `from` to the VIP; Err when the connection fails.
 fn request(client: &Ns, from: &str) -> Result<()> {
+    request_to(client, from, VIP)
+}
+
+/// One request/response from `from` to `to`; Err when the connection fails.
+fn request_to(client: &Ns, from: &str, to: &str) -> Result<()> {
     client.in_ns(|| -> Result<()> {
         let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
         sock.bind(&SocketAddr::new(from.parse()?, 0).into())?;
         sock.connect_timeout(
-            &SocketAddr::new(VIP.parse()?, PORT).into(),
+            &SocketAddr::new(to.parse()?, PORT).into(),
             Duration::from_secs(2),
         )?;
         let mut s: TcpStream = sock.into();
@@ -311,5 +321,85 @@ fn replace_takes_over_a_netlink_program_but_not_a_link_held_one() -> Result<()> 
     s.s0.attach_xdp_pass(weir_tests::lab::XdpMode::Native)?;
     let (ok, err) = run_once(&s, &cfg, &["--replace"])?;
     assert!(!ok && err.contains("BPF link"), "{err}");
+    Ok(())
+}
+
+/// The interface changed under a running weir, as an operator's tools change it: an address
+/// added (a secondary address, DHCP, IPv6 autoconfiguration), then the veth deleted and made
+/// again under the same names (a container's network made anew; a NIC driver reloaded makes
+/// its interface anew the same way). The old weir kept the VIPs of its start, so the added
+/// address was served with no deny-list (and no SYN defence) in front of it, and after the
+/// device was made again no XDP program was on it at all, while weir ran on as if attached.
+#[test]
+fn an_added_address_becomes_a_vip_and_an_interface_made_again_gets_the_program_again() -> Result<()>
+{
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const ADDED: &str = "10.77.0.9";
+    let s = setup()?;
+    let cfg = TempFile::new(
+        "e2e.toml",
+        &format!(
+            "[[vip]]\naddress = \"interface\"\nport = {PORT}\n\n[deny]\nsources = [\"{DENIED}/32\"]\n"
+        ),
+    );
+    echo_server_on(&s.server, "0.0.0.0")?;
+    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    request(&s.client, CLIENT)?;
+    assert!(request(&s.client, DENIED).is_err(), "denied before");
+
+    // An address added while weir runs: a VIP within a moment, the deny-list in front of it.
+    s.s0.addr(&format!("{ADDED}/24"))?;
+    wait_until(
+        Duration::from_secs(5),
+        "the added address to be a VIP",
+        || {
+            let vips = stats(&s.server, &s.s0)?;
+            Ok(vips["vips"]
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["address"] == ADDED)))
+        },
+    )?;
+    request_to(&s.client, CLIENT, ADDED)?;
+    assert!(
+        request_to(&s.client, DENIED, ADDED).is_err(),
+        "a deny-listed source must not reach an address added after the start"
+    );
+
+    // The veth deleted (from the client's side: both ends go), then made again.
+    let (c_name, s_name) = (s.c0.name().to_string(), s.s0.name().to_string());
+    s.client.ip(&["link", "del", "dev", &c_name])?;
+    wait_until(
+        Duration::from_secs(5),
+        "weir to see the interface gone",
+        || Ok(stats(&s.server, &s.s0)?["host"]["xdp_attached"] == false),
+    )?;
+    let (c0, s0) = s.lab.veth_named(&s.client, &c_name, &s.server, &s_name)?;
+    c0.addr(&format!("{CLIENT}/24"))?
+        .addr(&format!("{DENIED}/24"))?;
+    s0.addr(&format!("{VIP}/24"))?;
+    wait_until(
+        Duration::from_secs(10),
+        "XDP on the interface made again",
+        || xdp_attached(&s0),
+    )?;
+    // The VIP follows the address made on the new device (the added one went with the old).
+    wait_until(Duration::from_secs(5), "the VIPs of the new device", || {
+        let vips = stats(&s.server, &s0)?["vips"].clone();
+        let vips = vips.as_array().cloned().unwrap_or_default();
+        Ok(vips.iter().any(|v| v["address"] == VIP) && vips.iter().all(|v| v["address"] != ADDED))
+    })?;
+    request(&s.client, CLIENT)?;
+    assert!(
+        request(&s.client, DENIED).is_err(),
+        "a deny-listed source must not connect through the interface made again"
+    );
+    let after = stats(&s.server, &s0)?;
+    assert_eq!(after["host"]["xdp_attached"], true, "{after}");
+    assert_eq!(after["host"]["xdp_reattached"], 1, "{after}");
+
+    assert!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
+    assert!(!xdp_attached(&s0)?, "XDP detached after SIGINT");
     Ok(())
 }

@@ -494,14 +494,20 @@ fn a_deny_list_is_rewritten_in_milliseconds() {
     let started = std::time::Instant::now();
     for i in 0..10 {
         if i % 2 == 0 {
-            dp.set_deny_list(&["192.0.2.0/23".parse().unwrap(), "10.0.0.0/8".parse().unwrap()])
+            dp.set_deny_list(&[
+                "192.0.2.0/23".parse().unwrap(),
+                "10.0.0.0/8".parse().unwrap(),
+            ])
         } else {
             dp.set_deny_list(&["198.51.100.7/32".parse().unwrap()])
         }
         .unwrap();
     }
     let took = started.elapsed();
-    assert!(took < std::time::Duration::from_secs(1), "10 rewrites took {took:?}");
+    assert!(
+        took < std::time::Duration::from_secs(1),
+        "10 rewrites took {took:?}"
+    );
     // The last list is the one in force, and only it.
     let (action, _) = run(&mut dp, &v4("198.51.100.7", VIP4).tcp(1, 80).syn().build());
     assert_eq!(action, XDP_DROP);

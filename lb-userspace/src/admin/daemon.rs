@@ -204,7 +204,7 @@ impl AdminState for Daemon {
                 running: processes.len(),
                 processes,
             },
-            xdp: self.xdp.clone(),
+            xdp: self.xdp.iter().map(now_attached).collect(),
             admin_socket: self.socket.display().to_string(),
             health_file: (self.delegates.health_file.as_ref()).map(|p| p.display().to_string()),
         }
@@ -316,5 +316,16 @@ impl AdminState for Daemon {
         };
         let generation = d.deregister(group, addrs.clone()).await?;
         Ok(self.changed(group, &addrs, generation))
+    }
+}
+
+/// `x` as its daemon's note says it is now (`crate::xdp::tier`): gone with its interface, or
+/// attached again, maybe in another mode.
+fn now_attached(x: &XdpInterface) -> XdpInterface {
+    use crate::xdp::{pins::read_note, tier};
+    XdpInterface {
+        iface: x.iface.clone(),
+        mode: read_note(&x.iface, tier::MODE).unwrap_or_else(|| x.mode.clone()),
+        attached: read_note(&x.iface, tier::ATTACHED).is_none_or(|v| v == "1"),
     }
 }

@@ -62,5 +62,6 @@ pub fn xdp_interface(a: &Attachment) -> model::XdpInterface {
     model::XdpInterface {
         iface: a.iface.clone(),
         mode: a.mode.name().into(),
+        attached: true,
     }
 }

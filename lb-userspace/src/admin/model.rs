@@ -45,6 +45,14 @@ pub struct XdpInterface {
     pub iface: String,
     /// `native` or `generic`: how the program ended up attached.
     pub mode: String,
+    /// Whether the program is on the interface now: `false` while the interface is gone
+    /// (deleted; weir attaches again when one of that name is back: `xdp::tier`).
+    #[serde(default = "yes")]
+    pub attached: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One target as the API names it: ALB's `TargetDescription` (`Id`, `Port`).

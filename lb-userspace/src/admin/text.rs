@@ -43,7 +43,15 @@ pub fn status(s: &Status) -> String {
         let _ = writeln!(o, "xdp:          not attached (L7 only)");
     }
     for x in &s.xdp {
-        let _ = writeln!(o, "xdp:          {} {}", x.iface, x.mode);
+        if x.attached {
+            let _ = writeln!(o, "xdp:          {} {}", x.iface, x.mode);
+        } else {
+            let _ = writeln!(
+                o,
+                "xdp:          {} not attached: the interface is gone (attached again when it is back)",
+                x.iface
+            );
+        }
     }
     o
 }
@@ -347,6 +355,7 @@ mod tests {
             xdp: vec![XdpInterface {
                 iface: "eth0".into(),
                 mode: "native".into(),
+                attached: true,
             }],
             admin_socket: "/run/weir/eth0.sock".into(),
             health_file: Some("/run/weir/eth0.health.json".into()),
@@ -356,6 +365,13 @@ mod tests {
         assert!(t.contains("1 running of 2 configured"), "{t}");
         assert!(t.contains("worker 1   pid 9"), "{t}");
         assert!(t.contains("xdp:          eth0 native"), "{t}");
+        let mut gone = s.clone();
+        gone.xdp[0].attached = false;
+        let g = status(&gone);
+        assert!(
+            g.contains("xdp:          eth0 not attached: the interface is gone"),
+            "{g}"
+        );
         assert!(
             t.contains("health file:  /run/weir/eth0.health.json\n"),
             "{t}"

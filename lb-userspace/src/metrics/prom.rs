@@ -695,6 +695,32 @@ fn xdp_families(enc: &mut DescriptorEncoder, x: &super::view::XdpView) -> fmt::R
             family(enc, name, help, Kind::Counter, [(vec![iface()], n)])?;
         }
     }
+    if let Some(on) = x
+        .host
+        .get("xdp_attached")
+        .and_then(serde_json::Value::as_bool)
+    {
+        family(
+            enc,
+            "weir_xdp_attached",
+            "weir: 1 while weir's XDP program is on the interface; 0 while the interface is gone (deleted, not yet made again)",
+            Kind::Gauge,
+            [(vec![iface()], u64::from(on))],
+        )?;
+    }
+    if let Some(n) = x
+        .host
+        .get("xdp_reattached")
+        .and_then(serde_json::Value::as_u64)
+    {
+        family(
+            enc,
+            "weir_xdp_reattached",
+            "weir: times the XDP program was attached again to an interface made anew under its name",
+            Kind::Counter,
+            [(vec![iface()], n)],
+        )?;
+    }
     Ok(())
 }
 

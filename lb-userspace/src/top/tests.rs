@@ -65,6 +65,7 @@ fn status() -> Status {
         xdp: vec![XdpInterface {
             iface: "veth0".into(),
             mode: "native".into(),
+            attached: true,
         }],
         admin_socket: "/run/weir/veth0.sock".into(),
         health_file: None,

@@ -130,6 +130,8 @@ impl AttachedMode {
 /// The program attached to one interface. Dropping it detaches.
 pub struct Attachment {
     pub iface: String,
+    /// The device the program is on (a device made again under the same name has another).
+    pub index: u32,
     pub mode: AttachedMode,
     link: Option<XdpLinkId>,
     /// What was done about a veth's peer (detached after weir's program).
@@ -148,6 +150,19 @@ impl Attachment {
         }
         if let Some(mut p) = self.peer.take() {
             p.detach(dp);
+        }
+    }
+
+    /// Lets go of the links of a device that is gone (`super::link_watch`): the kernel took the
+    /// program off with the device, so what detaching says is not news.
+    pub fn let_go(mut self, dp: &mut Dataplane) {
+        if let Some(link) = self.link.take()
+            && let Err(e) = dp.program().detach(link)
+        {
+            tracing::debug!(iface = %self.iface, error = %e, "the vanished device's XDP link");
+        }
+        if let Some(mut p) = self.peer.take() {
+            p.let_go(dp);
         }
     }
 }
@@ -272,6 +287,7 @@ pub fn attach(
     info!(iface, mode = mode.name(), "XDP attached");
     Ok(Attachment {
         iface: iface.to_string(),
+        index,
         mode,
         link: Some(link),
         peer: None,

@@ -8,10 +8,12 @@
 pub mod attach;
 pub mod ethtool;
 pub mod kernel;
+pub mod link_watch;
 pub mod netns;
 pub mod pins;
 pub mod reload;
 pub mod syn;
+pub mod tier;
 pub mod veth;
 pub mod vips;
 

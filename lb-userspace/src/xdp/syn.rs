@@ -242,8 +242,9 @@ pub const TX_ERRORS: &str = "xdp_tx_errors";
 /// The key of the reason cookies are refused on the interface.
 pub const COOKIES_REFUSED: &str = "cookies_refused";
 
-/// This namespace's `tcp_syncookies` and how often the daemon on `iface` re-asserted it, for
-/// `weir stats` (run in the daemon's namespace).
+/// This namespace's `tcp_syncookies` and how often the daemon on `iface` re-asserted it, and
+/// whether its program is on the interface (`super::tier`), for `weir stats` (run in the
+/// daemon's namespace).
 pub fn host_json(iface: &str) -> serde_json::Value {
     let count = super::pins::read_note(iface, REASSERTED)
         .and_then(|v| v.parse::<u64>().ok())
@@ -251,11 +252,16 @@ pub fn host_json(iface: &str) -> serde_json::Value {
     let tx_errors = super::pins::read_note(iface, TX_ERRORS)
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
+    let attached = super::pins::read_note(iface, super::tier::ATTACHED).map(|v| v == "1");
+    let reattached =
+        super::pins::read_note(iface, super::tier::REATTACHED).and_then(|v| v.parse::<u64>().ok());
     serde_json::json!({
         "tcp_syncookies": sysctl_get(SYNCOOKIES).ok(),
         REASSERTED: count,
         TX_ERRORS: tx_errors,
         COOKIES_REFUSED: super::pins::read_note(iface, COOKIES_REFUSED),
+        super::tier::ATTACHED: attached,
+        super::tier::REATTACHED: reattached,
     })
 }
 const TIMESTAMPS: &str = "net/ipv4/tcp_timestamps";

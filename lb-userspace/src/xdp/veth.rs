@@ -69,6 +69,14 @@ impl PeerLink {
             Err(e) => warn!(error = %e, "detaching the veth peer's XDP pass program failed"),
         }
     }
+
+    /// [`Self::detach`] for a peer deleted with its veth: the failure is expected.
+    pub fn let_go(&mut self, dp: &mut Dataplane) {
+        let Some(link) = self.link.take() else { return };
+        if let Err(e) = peer_program(dp).and_then(|p| p.detach(link).map_err(Into::into)) {
+            tracing::debug!(error = %e, "the vanished veth peer's XDP link");
+        }
+    }
 }
 
 fn peer_program(dp: &mut Dataplane) -> anyhow::Result<&mut Xdp> {

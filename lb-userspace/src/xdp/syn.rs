@@ -264,6 +264,24 @@ pub fn host_json(iface: &str) -> serde_json::Value {
         super::tier::REATTACHED: reattached,
     })
 }
+/// The options a SYN-ACK promises, for the log: `sack wscale=7 ecn ts mss=1460/1440`.
+fn describe(s: &SynSettings) -> String {
+    let mut out = Vec::new();
+    if s.flags & SYN_F_SACK != 0 {
+        out.push("sack".to_string());
+    }
+    if s.flags & SYN_F_WSCALE != 0 {
+        out.push(format!("wscale={}", s.wscale));
+    }
+    if s.flags & SYN_F_ECN != 0 {
+        out.push("ecn".into());
+    }
+    if s.flags & SYN_F_TIMESTAMPS != 0 {
+        out.push("timestamps".into());
+    }
+    out.push(format!("mss={}/{}", s.mss_v4, s.mss_v6));
+    out.join(" ")
+}
 const TIMESTAMPS: &str = "net/ipv4/tcp_timestamps";
 
 impl HostSysctls {
@@ -357,6 +375,10 @@ pub struct SynControl {
     tx_errors: u64,
     /// The interface's MTU (the SYN-ACK's MSS), kept for a reload's settings.
     mtu: Option<u32>,
+    /// `[syn]` in force, and the SYN-ACK settings last written from it and the host's sysctls
+    /// ([`Self::follow_host`]).
+    cfg: SynConfig,
+    settings: SynSettings,
     /// Whether this daemon takes over the host sysctls (a reload that turns a mode on takes
     /// them then).
     manage_host: bool,
@@ -399,6 +421,8 @@ impl SynControl {
             tx_watch: None,
             tx_errors: 0,
             mtu,
+            cfg: cfg.clone(),
+            settings: SynSettings::default(),
             manage_host,
         };
         for v in vips
@@ -418,7 +442,8 @@ impl SynControl {
         if manage_host && c.vips.iter().any(|v| v.mode != SynMode::Off) {
             c.host = Some(HostSysctls::apply()?);
         }
-        dp.set_syn_settings(host_settings(cfg, mtu))?;
+        c.settings = host_settings(cfg, mtu);
+        dp.set_syn_settings(c.settings)?;
         let ids: Vec<u32> = c.vips.iter().map(|v| v.id).collect();
         for (v, st) in c.vips.iter_mut().zip(dp.syn_state(&ids)?) {
             v.last_syns = st.get(SynCounter::SynSeen);
@@ -454,11 +479,12 @@ impl SynControl {
             .vips
             .iter()
             .any(|v| self.flags(v) & SYN_VIP_COOKIES != 0);
-        if any
-            && !self.cookies_on
-            && let Some(h) = &self.host
-        {
-            h.cookies(true)?;
+        if any && !self.cookies_on {
+            // What the host does with a cookie ACK may have changed since the last look.
+            self.follow_host(dp)?;
+            if let Some(h) = &self.host {
+                h.cookies(true)?;
+            }
         }
         for v in &self.vips {
             dp.set_syn_vip(
@@ -485,8 +511,14 @@ impl SynControl {
     pub fn tick(&mut self, dp: &mut Dataplane, elapsed: Duration) -> anyhow::Result<()> {
         self.watch_host();
         self.since_step += elapsed;
+        if self.cookies_on {
+            self.follow_host(dp)?;
+        }
         if self.since_step < self.tick {
             return Ok(());
+        }
+        if !self.cookies_on {
+            self.follow_host(dp)?;
         }
         let elapsed = std::mem::take(&mut self.since_step);
         let ids: Vec<u32> = self.vips.iter().map(|v| v.id).collect();
@@ -594,6 +626,33 @@ impl SynControl {
         }
     }
 
+    /// The SYN-ACK settings from the host's sysctls as they are now (`tcp_sack`,
+    /// `tcp_window_scaling`, `tcp_ecn`, `tcp_rmem`, …) and the MTU, written when they changed:
+    /// the kernel decodes a cookie ACK with its sysctls of the moment and drops one whose
+    /// options it would not have offered (`tcp_sack = 0`, the 2019 "SACK panic" mitigation run
+    /// on live hosts, failed every cookie ACK of a SACK client: every client). Looked at every
+    /// [`Self::WATCH`] while cookies are on, every [`Self::TICK`] otherwise, and when they come on.
+    fn follow_host(&mut self, dp: &mut Dataplane) -> anyhow::Result<()> {
+        let now = host_settings(&self.cfg, self.mtu);
+        if now == self.settings {
+            return Ok(());
+        }
+        warn!(
+            was = %describe(&self.settings),
+            now = %describe(&now),
+            "the host's TCP settings changed: the SYN-ACKs XDP answers with follow them"
+        );
+        dp.set_syn_settings(now)?;
+        self.settings = now;
+        Ok(())
+    }
+
+    /// The interface's MTU changed (`super::tier`): the SYN-ACK's MSS follows it.
+    pub fn set_mtu(&mut self, dp: &mut Dataplane, mtu: Option<u32>) -> anyhow::Result<()> {
+        self.mtu = mtu;
+        self.follow_host(dp)
+    }
+
     /// How many times `tcp_syncookies` or `tcp_timestamps` was found rewritten and put back.
     pub fn reasserted(&self) -> u64 {
         self.reasserted
@@ -675,6 +734,7 @@ impl SynControl {
         self.policy.hold_ticks =
             ((cfg.auto_hold_seconds * 1000) / Self::TICK.as_millis() as u64).max(1) as u32;
         self.limit = cfg.per_source_syn_per_second > 0;
+        self.cfg = cfg.clone();
         let wants_host = self
             .vips
             .iter()
@@ -682,7 +742,8 @@ impl SynControl {
         if self.manage_host && self.host.is_none() && wants_host {
             self.host = Some(HostSysctls::apply()?);
         }
-        dp.set_syn_settings(host_settings(cfg, self.mtu))?;
+        self.settings = host_settings(cfg, self.mtu);
+        dp.set_syn_settings(self.settings)?;
         let modes: Vec<(u32, SynMode)> = self
             .vips
             .iter()

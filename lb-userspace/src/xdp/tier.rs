@@ -161,8 +161,8 @@ impl XdpTier {
 
     /// After a link or address change (or, while detached, a timer): the program attached
     /// again to a device made anew under the interface's name, or let go of with the device;
-    /// the VIPs rewritten when the interface's addresses changed them. `cfg`: the generation in
-    /// force.
+    /// the VIPs rewritten when the interface's addresses changed them; the SYN-ACK's MSS from
+    /// its MTU now. `cfg`: the generation in force.
     pub fn follow(&mut self, cfg: &Config) {
         let attached = self.attachment.as_ref().map(|a| a.index);
         let seen = Seen {
@@ -178,6 +178,10 @@ impl XdpTier {
         }
         if self.attachment.is_some() {
             self.follow_addresses(cfg);
+            let mtu = Some(attach::mtu(&self.device_name())).filter(|m| *m > 0);
+            if let Err(e) = self.syn.set_mtu(&mut self.dataplane, mtu) {
+                warn!(iface = %self.iface, "the SYN-ACK's MSS for a changed MTU: {e:#}");
+            }
         }
     }
 

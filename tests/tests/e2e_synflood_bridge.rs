@@ -524,6 +524,29 @@ fn window_scaling_turned_off_during_the_flood() -> Result<()> {
     rewritten_then("net.ipv4.tcp_window_scaling", "0", SETTLE)
 }
 
+/// `tcp_sack = 0` set while weir ran and no flood came (so no cookies were on), days before
+/// the flood as far as weir can tell: the settings it read at its start offered SACK to every
+/// client of the flood.
+#[test]
+fn sack_turned_off_before_the_flood() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    fn sack_off_then_hping3(rig: &Rig) -> Result<Flood> {
+        rig.server.sysctl("net.ipv4.tcp_sack", "0")?;
+        // Past one 200 ms look of weir's while cookies are off.
+        std::thread::sleep(Duration::from_millis(500));
+        start_hping3(rig)
+    }
+    defended(
+        "net.ipv4.tcp_sack = 0 before the flood",
+        sack_off_then_hping3,
+        |_, _| Ok(()),
+    )?;
+    Ok(())
+}
+
 /// Five of weir's 10 ms looks at the host's settings.
 const SETTLE: Duration = Duration::from_millis(50);
 

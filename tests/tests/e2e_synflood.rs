@@ -592,3 +592,64 @@ fn cookie_connections_are_steered_to_their_maglev_owner() -> Result<()> {
     drop(lab);
     Ok(())
 }
+
+/// The MSS a cookie SYN-ACK announces comes from the interface's MTU. Lowered while weir runs
+/// (`ip link set mtu`), the old code kept announcing the MSS of the start: clients sent segments
+/// the interface no longer carries.
+#[test]
+fn the_cookie_mss_follows_an_mtu_lowered_while_weir_runs() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let s = setup()?;
+    let cfg = TempFile::new(
+        "synmtu.toml",
+        &format!("[[vip]]\naddress = \"{VIP}\"\nport = {PORT_INFO}\n\n[syn]\nmode = \"always\"\n"),
+    );
+    let listener = s
+        .server
+        .in_ns(|| std::net::TcpListener::bind((VIP, PORT_INFO)))??;
+    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    s.s0.track_xdp();
+    let to: std::net::SocketAddr = format!("{VIP}:{PORT_INFO}").parse()?;
+    // The client's MSS for the connection: what the SYN-ACK announced, less its timestamps.
+    let client_mss = || -> Result<i32> {
+        let c = s
+            .client
+            .in_ns(|| TcpStream::connect_timeout(&to, Duration::from_secs(5)))??;
+        let _accepted = listener.accept()?;
+        let mut mss: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into an int.
+        let r = unsafe {
+            libc::getsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&c),
+                libc::IPPROTO_TCP,
+                libc::TCP_MAXSEG,
+                (&mut mss as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        ensure!(r == 0, "TCP_MAXSEG: {}", std::io::Error::last_os_error());
+        Ok(mss)
+    };
+    let before = stats(&s.server, &s.s0)?;
+    let at_start = client_mss()?;
+    ensure!(at_start == 1448, "MSS at MTU 1500: {at_start}");
+    s.server
+        .ip(&["link", "set", "dev", s.s0.name(), "mtu", "1400"])?;
+    // 1400 − 40 announced, less the 12 bytes of timestamps.
+    weir_tests::lab::wait_until(
+        Duration::from_secs(5),
+        "the SYN-ACK's MSS for MTU 1400",
+        || Ok(client_mss()? == 1348),
+    )?;
+    let after = stats(&s.server, &s.s0)?;
+    ensure!(
+        syn(&after, "cookies_sent") > syn(&before, "cookies_sent"),
+        "the connections were answered from XDP"
+    );
+    ensure!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
+    drop(s.lab);
+    Ok(())
+}

@@ -151,7 +151,9 @@ fn reopen_access_log(gens: &reload::Generations, l7: &Option<crate::l7::L7Handle
 }
 
 /// Resolves at the interface's next link or address change (never without a watch).
-async fn link_changed(events: &mut Option<LinkEvents>) -> std::io::Result<()> {
+async fn link_changed(
+    events: &mut Option<LinkEvents>,
+) -> std::io::Result<xdp::link_watch::Touched> {
     match events {
         Some(e) => e.changed().await,
         None => std::future::pending().await,
@@ -350,8 +352,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
             }
             r = link_changed(&mut link_events) => match (r, &mut xdp_tier) {
-                (Ok(()), Some(t)) => t.follow(gens.config()),
-                (Ok(()), None) => {}
+                (Ok(touched), Some(t)) => {
+                    if touched.concerns(t.attached_index()) {
+                        t.follow(gens.config());
+                    }
+                }
+                (Ok(_), None) => {}
                 (Err(e), _) => {
                     warn!("rtnetlink: {e}: the interface's changes are no longer followed");
                     link_events = None;

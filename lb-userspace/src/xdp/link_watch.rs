@@ -23,10 +23,12 @@ use tokio::io::unix::AsyncFd;
 /// addresses.
 const GROUPS: u32 = 0x1 | 0x10 | 0x100;
 
-/// A netlink socket subscribed to this namespace's link and address changes. The messages are
-/// not parsed: any of them is only a reason to look again (one `if_nametoindex` and one
-/// `getifaddrs`), which also covers a queue that overflowed (`ENOBUFS`). Hand-written over nix
-/// for that reason: a netlink crate would parse what is thrown away.
+/// A netlink socket subscribed to this namespace's link and address changes. Of a message only
+/// the device it is about is read ([`Touched`]): a change is a reason to look again (one
+/// `if_nametoindex`, one `getifaddrs`, the MTU), and on a host whose other interfaces come and
+/// go (containers' veths) most changes are someone else's. A queue that overflowed
+/// (`ENOBUFS`) lost what it said: look again in any case. Hand-written over nix: a netlink crate
+/// would parse all of what is thrown away.
 pub struct LinkEvents {
     fd: AsyncFd<OwnedFd>,
 }
@@ -51,18 +53,25 @@ impl LinkEvents {
         Ok(LinkEvents { fd })
     }
 
-    /// Resolves once something changed since the last call (every message queued is read).
-    pub async fn changed(&mut self) -> io::Result<()> {
+    /// Resolves once something changed since the last call, with the devices the changes were
+    /// about (every message queued is read).
+    pub async fn changed(&mut self) -> io::Result<Touched> {
         let mut buf = [0u8; 8192];
         loop {
             let mut guard = self.fd.readable().await?;
+            let mut touched = Touched::default();
             let mut any = false;
             loop {
                 let raw = std::os::fd::AsRawFd::as_raw_fd(guard.get_inner());
                 match recv(raw, &mut buf, MsgFlags::MSG_DONTWAIT) {
-                    Ok(_) => any = true,
-                    // Messages were lost: whatever they said, look again.
-                    Err(nix::errno::Errno::ENOBUFS) => any = true,
+                    Ok(n) => {
+                        any = true;
+                        touched.read(&buf[..n]);
+                    }
+                    Err(nix::errno::Errno::ENOBUFS) => {
+                        any = true;
+                        touched.lost = true;
+                    }
                     Err(nix::errno::Errno::EAGAIN) => {
                         guard.clear_ready();
                         break;
@@ -72,9 +81,49 @@ impl LinkEvents {
                 }
             }
             if any {
-                return Ok(());
+                return Ok(touched);
             }
         }
+    }
+}
+
+/// The devices a batch of rtnetlink messages was about.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Touched {
+    indexes: std::collections::BTreeSet<u32>,
+    /// Messages were lost (or one could not be read): any device may have changed.
+    lost: bool,
+}
+
+impl Touched {
+    /// Reads one datagram: netlink messages (`nlmsghdr`, 16 bytes, then the payload, each
+    /// aligned to 4). Link messages (`ifinfomsg`) and address messages (`ifaddrmsg`) both carry
+    /// the device's ifindex at bytes 4..8 of their payload.
+    pub fn read(&mut self, mut datagram: &[u8]) {
+        const HEADER: usize = 16;
+        while datagram.len() >= HEADER {
+            let len = u32::from_ne_bytes([datagram[0], datagram[1], datagram[2], datagram[3]]);
+            let len = len as usize;
+            if len < HEADER || len > datagram.len() {
+                self.lost = true;
+                return;
+            }
+            match datagram.get(HEADER + 4..HEADER + 8) {
+                Some(i) if len >= HEADER + 8 => {
+                    self.indexes
+                        .insert(u32::from_ne_bytes([i[0], i[1], i[2], i[3]]));
+                }
+                _ => self.lost = true,
+            }
+            let next = (len + 3) & !3;
+            datagram = datagram.get(next..).unwrap_or_default();
+        }
+    }
+
+    /// Whether the changes may concern the device weir is attached to (`None`: it is attached
+    /// to none, so a device that takes the interface's name matters, whatever its index).
+    pub fn concerns(&self, attached: Option<u32>) -> bool {
+        self.lost || attached.is_none_or(|i| self.indexes.contains(&i))
     }
 }
 
@@ -115,6 +164,50 @@ pub fn judge(s: Seen) -> Verdict {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One netlink message about device `index`: a header of `len` bytes' message (type
+    /// RTM_NEWADDR), a payload with the index at 4..8, padded to `len`.
+    fn message(index: u32, len: usize) -> Vec<u8> {
+        let mut m = vec![0u8; len];
+        m[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        m[4..6].copy_from_slice(&20u16.to_ne_bytes());
+        m[20..24].copy_from_slice(&index.to_ne_bytes());
+        m
+    }
+
+    #[test]
+    fn the_devices_of_a_datagram_of_messages_are_read() {
+        let mut d = message(7, 30);
+        d.resize(32, 0); // aligned to 4
+        d.extend(message(3, 40));
+        let mut t = Touched::default();
+        t.read(&d);
+        assert!(!t.lost);
+        assert!(t.concerns(Some(7)) && t.concerns(Some(3)) && !t.concerns(Some(9)));
+        // Detached: any change may be a device taking the name.
+        assert!(t.concerns(None));
+    }
+
+    #[test]
+    fn a_message_that_cannot_be_read_concerns_every_device() {
+        for bad in [
+            message(7, 30)[..20].to_vec(), // longer than the datagram says
+            {
+                let mut m = message(7, 24);
+                m[0..4].copy_from_slice(&8u32.to_ne_bytes()); // shorter than a header
+                m
+            },
+            {
+                let mut m = message(7, 24);
+                m[0..4].copy_from_slice(&18u32.to_ne_bytes()); // no index in it
+                m
+            },
+        ] {
+            let mut t = Touched::default();
+            t.read(&bad);
+            assert!(t.concerns(Some(9)), "{bad:?}");
+        }
+    }
 
     fn seen(attached: Option<u32>, attached_exists: bool, by_name: Option<u32>) -> Seen {
         Seen {

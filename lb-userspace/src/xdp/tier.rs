@@ -153,6 +153,11 @@ impl XdpTier {
         Ok(())
     }
 
+    /// The ifindex of the device the program is on, if it is on one.
+    pub fn attached_index(&self) -> Option<u32> {
+        self.attachment.as_ref().map(|a| a.index)
+    }
+
     /// Whether the program is off the interface (then [`Self::follow`] is also worth calling
     /// on a timer: a failed attach is tried again without a new link event).
     pub fn detached(&self) -> bool {

@@ -14,6 +14,7 @@ mod maps;
 mod parse;
 mod syn;
 mod syn_cookie;
+mod sysctl_watch;
 
 use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
 use lb_common::{Addr, Stat, VipInfo, VipKey, proto};

@@ -146,6 +146,16 @@ pub fn syn_settings() -> Option<&'static SynSettings> {
     SYN_SETTINGS.get(0)
 }
 
+/// Takes the `SYN_F_*` options in `mask` out of what the SYN-ACKs promise (`sysctl_watch.rs`).
+#[inline(always)]
+pub fn withdraw_syn_options(mask: u32) {
+    if let Some(s) = SYN_SETTINGS.get_ptr_mut(0) {
+        // SAFETY: the map's value; a plain store of one u32 (the XDP program reads the whole
+        // struct: it sees the old flags or the new ones).
+        unsafe { (*s).flags &= !mask };
+    }
+}
+
 #[inline(always)]
 pub fn count_syn(vip_id: u32, c: SynCounter) {
     if let Some(p) = VIP_SYN_STATS.get_ptr_mut(vip_id * SYN_COUNTERS + c as u32) {

@@ -653,3 +653,47 @@ fn the_cookie_mss_follows_an_mtu_lowered_while_weir_runs() -> Result<()> {
     drop(s.lab);
     Ok(())
 }
+
+/// A write that turns off an option the SYN-ACKs promise (`tcp_sack = 0`) withdraws it from
+/// what XDP answers with before the write takes effect (weir's `cgroup/sysctl` program), not at
+/// the control plane's next look (every 200 ms with cookies off, 10 ms with them on): a cookie
+/// answered in between would be dropped by the kernel. The pinned settings are read right after
+/// each write, five times; the old code showed SACK still promised.
+#[test]
+fn a_sysctl_write_withdraws_the_syn_ack_option_before_it_takes_effect() -> Result<()> {
+    use lb_common::syn::{SYN_F_SACK, SynSettings};
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let s = setup()?;
+    let cfg = TempFile::new(
+        "synsysctl.toml",
+        &format!("[[vip]]\naddress = \"{VIP}\"\nport = {PORT_INFO}\n\n[syn]\nmode = \"auto\"\n"),
+    );
+    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    s.s0.track_xdp();
+    let pin = format!("/sys/fs/bpf/weir/{}/SYN_SETTINGS", s.s0.name());
+    let map = aya::maps::MapData::from_pin(&pin).with_context(|| pin.clone())?;
+    let settings: aya::maps::Array<_, SynSettings> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(map))?;
+    let sack = || -> Result<bool> { Ok(settings.get(&0, 0)?.flags & SYN_F_SACK != 0) };
+    for round in 0..5 {
+        weir_tests::lab::wait_until(Duration::from_secs(3), "SACK promised", &sack)?;
+        let at = std::time::Instant::now();
+        s.server.sysctl("net.ipv4.tcp_sack", "0")?;
+        let promised = sack()?;
+        let took = at.elapsed();
+        ensure!(
+            !promised,
+            "round {round}: SACK still promised {took:?} after tcp_sack = 0"
+        );
+        s.server.sysctl("net.ipv4.tcp_sack", "1")?;
+    }
+    // Written in another namespace, it is withdrawn too (the program cannot tell whose write it
+    // was); weir puts back what its own namespace allows.
+    s.client.sysctl("net.ipv4.tcp_sack", "0")?;
+    weir_tests::lab::wait_until(Duration::from_secs(3), "SACK promised again", &sack)?;
+    ensure!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
+    drop(s.lab);
+    Ok(())
+}

@@ -41,6 +41,41 @@ impl Dataplane {
             .map_err(|e| DataplaneError::Map(names::SYN_SETTINGS, e))
     }
 
+    /// What the SYN-ACKs promise now (the kernel-side `weir_sysctl` may have withdrawn options).
+    pub fn syn_settings(&self) -> Result<SynSettings, DataplaneError> {
+        let map = self
+            .ebpf
+            .map(names::SYN_SETTINGS)
+            .ok_or(DataplaneError::Missing("map", names::SYN_SETTINGS))?;
+        let a: Array<_, SynSettings> =
+            Array::try_from(map).map_err(|e| DataplaneError::Map(names::SYN_SETTINGS, e))?;
+        a.get(&0, 0)
+            .map_err(|e| DataplaneError::Map(names::SYN_SETTINGS, e))
+    }
+
+    /// Attaches `weir_sysctl` (lb-ebpf `sysctl_watch.rs`) to the root of the cgroup v2
+    /// hierarchy (`cgroup2` in /proc/self/mountinfo), as a BPF link beside any other program
+    /// there: a write
+    /// that turns off an option the SYN-ACKs promise withdraws it before it takes effect. The
+    /// link goes with the process.
+    pub fn watch_sysctl_writes(&mut self) -> anyhow::Result<std::path::PathBuf> {
+        use aya::programs::{CgroupAttachMode, CgroupSysctl};
+        let root =
+            cgroup2_root().ok_or_else(|| anyhow::anyhow!("no cgroup2 file system mounted"))?;
+        let cgroup = std::fs::File::open(&root)
+            .map_err(|e| anyhow::anyhow!("opening {}: {e}", root.display()))?;
+        let p: &mut CgroupSysctl = self
+            .ebpf
+            .program_mut(SYSCTL_PROGRAM)
+            .ok_or(DataplaneError::Missing("program", SYSCTL_PROGRAM))?
+            .try_into()?;
+        p.load()?;
+        // A BPF link (kernel ≥ 5.7) sits beside the cgroup's other programs whatever the mode,
+        // and `bpf_link_create` refuses the multi flag (EINVAL): the default mode.
+        p.attach(cgroup, CgroupAttachMode::Single)?;
+        Ok(root)
+    }
+
     pub fn set_syn_vip(&mut self, id: u32, v: SynVip) -> Result<(), DataplaneError> {
         let mut a: Array<_, SynVip> = Array::try_from(self.map_mut(names::VIP_SYN)?)
             .map_err(|e| DataplaneError::Map(names::VIP_SYN, e))?;
@@ -103,7 +138,22 @@ impl Dataplane {
 }
 
 /// The SYN maps pinned beside the counters.
-pub const PINNED: [&str; 2] = [names::VIP_SYN, names::VIP_SYN_STATS];
+pub const PINNED: [&str; 3] = [names::VIP_SYN, names::VIP_SYN_STATS, names::SYN_SETTINGS];
+
+/// The `cgroup/sysctl` program in the object.
+pub const SYSCTL_PROGRAM: &str = "weir_sysctl";
+
+/// Where the cgroup v2 hierarchy is mounted (`/sys/fs/cgroup`, or `/sys/fs/cgroup/unified` on a
+/// hybrid host), from this process's mount table.
+fn cgroup2_root() -> Option<std::path::PathBuf> {
+    let table = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    table.lines().find_map(|l| {
+        // `… mount-point … - fstype source options`
+        let (left, right) = l.split_once(" - ")?;
+        (right.split_whitespace().next()? == "cgroup2")
+            .then(|| left.split_whitespace().nth(4).map(std::path::PathBuf::from))?
+    })
+}
 
 fn read(
     vip_syn: &aya::maps::Map,
@@ -635,6 +685,12 @@ impl SynControl {
     fn follow_host(&mut self, dp: &mut Dataplane) -> anyhow::Result<()> {
         let now = host_settings(&self.cfg, self.mtu);
         if now == self.settings {
+            // `weir_sysctl` withdraws an option at a write in any namespace: put back what
+            // this one allows.
+            if dp.syn_settings()? != now {
+                tracing::debug!(now = %describe(&now), "SYN-ACK options withdrawn for a write elsewhere: put back");
+                dp.set_syn_settings(now)?;
+            }
             return Ok(());
         }
         warn!(

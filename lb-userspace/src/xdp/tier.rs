@@ -87,6 +87,14 @@ pub fn start(
     // SIOCGIFMTU answers for this network namespace (/sys/class/net for whoever mounted /sys).
     let mtu = Some(attach::mtu(iface)).filter(|m| *m > 0);
     let syn = SynControl::start(&mut dataplane, &cfg.syn, &vips, mtu, true)?;
+    match dataplane.watch_sysctl_writes() {
+        Ok(cgroup) => {
+            info!(cgroup = %cgroup.display(), "sysctl writes that withdraw a SYN-ACK option are seen as they happen")
+        }
+        Err(e) => warn!(
+            "sysctl writes are seen by the 10 ms watch only (the SYN-ACK options follow them within 10 ms): {e:#}"
+        ),
+    }
     let pins = PinDir::create(iface)?;
     dataplane.pin_maps(&pins.path)?;
     let mut tier = XdpTier {

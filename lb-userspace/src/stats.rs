@@ -167,6 +167,9 @@ pub fn table(report: &Value) -> String {
             report["host"]["syncookies_reasserted"]
         );
     }
+    if let Some(promise) = report["host"]["syn_ack"].as_str() {
+        let _ = writeln!(out, "SYN-ACKs answered from XDP promise: {promise}");
+    }
     if let Some(why) = report["host"]["cookies_refused"].as_str() {
         let _ = writeln!(out, "SYN COOKIES REFUSED on this interface: {why}");
     }
@@ -376,10 +379,12 @@ mod syn_tests {
         r["host"]["cookies_refused"] = json!("its veth peer is unreachable");
         r["host"]["xdp_tx_errors"] = json!(70);
         r["host"]["xdp_attached"] = json!(false);
+        r["host"]["syn_ack"] = json!("sack wscale=7 mss=1460/1440");
         r["host"]["xdp_reattached"] = json!(2);
         let refused = table(&r);
         assert!(
             refused.contains("XDP NOT ATTACHED: the interface is gone")
+                && refused.contains("XDP promise: sack wscale=7 mss=1460/1440")
                 && refused.contains("under its name: 2 times"),
             "{refused}"
         );

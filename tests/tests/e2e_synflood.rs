@@ -693,6 +693,14 @@ fn a_sysctl_write_withdraws_the_syn_ack_option_before_it_takes_effect() -> Resul
     // was); weir puts back what its own namespace allows.
     s.client.sysctl("net.ipv4.tcp_sack", "0")?;
     weir_tests::lab::wait_until(Duration::from_secs(3), "SACK promised again", &sack)?;
+    // What `weir stats` shows of it.
+    let shown = stats(&s.server, &s.s0)?["host"]["syn_ack"].clone();
+    ensure!(
+        shown
+            .as_str()
+            .is_some_and(|p| p.starts_with("sack wscale=")),
+        "weir stats: {shown}"
+    );
     ensure!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
     drop(s.lab);
     Ok(())

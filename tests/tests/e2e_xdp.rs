@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use common::*;
 use weir_tests::lab::{Lab, Ns, wait_until};
 
@@ -324,6 +324,12 @@ fn replace_takes_over_a_netlink_program_but_not_a_link_held_one() -> Result<()> 
     Ok(())
 }
 
+/// The setup's veth made again under the same names (after it was deleted), no address on it.
+fn veth_again(s: &Setup) -> Result<(weir_tests::lab::Iface, weir_tests::lab::Iface)> {
+    s.lab
+        .veth_named(&s.client, s.c0.name(), &s.server, s.s0.name())
+}
+
 /// The interface changed under a running weir, as an operator's tools change it: an address
 /// added (a secondary address, DHCP, IPv6 autoconfiguration), then the veth deleted and made
 /// again under the same names (a container's network made anew; a NIC driver reloaded makes
@@ -368,14 +374,13 @@ fn an_added_address_becomes_a_vip_and_an_interface_made_again_gets_the_program_a
     );
 
     // The veth deleted (from the client's side: both ends go), then made again.
-    let (c_name, s_name) = (s.c0.name().to_string(), s.s0.name().to_string());
-    s.client.ip(&["link", "del", "dev", &c_name])?;
+    s.client.ip(&["link", "del", "dev", s.c0.name()])?;
     wait_until(
         Duration::from_secs(5),
         "weir to see the interface gone",
         || Ok(stats(&s.server, &s.s0)?["host"]["xdp_attached"] == false),
     )?;
-    let (c0, s0) = s.lab.veth_named(&s.client, &c_name, &s.server, &s_name)?;
+    let (c0, s0) = veth_again(&s)?;
     c0.addr(&format!("{CLIENT}/24"))?
         .addr(&format!("{DENIED}/24"))?;
     s0.addr(&format!("{VIP}/24"))?;
@@ -401,5 +406,80 @@ fn an_added_address_becomes_a_vip_and_an_interface_made_again_gets_the_program_a
 
     assert!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
     assert!(!xdp_attached(&s0)?, "XDP detached after SIGINT");
+    Ok(())
+}
+
+/// An interface made again in a shape native XDP cannot take (a 9000-byte MTU on a veth) with
+/// `--xdp-mode native`: the attach fails, said once, and is tried again; once the MTU is
+/// lowered the program is on it.
+#[test]
+fn an_interface_made_again_that_refuses_native_xdp_gets_it_once_fixed() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let s = setup()?;
+    let cfg = config();
+    let log = TempFile::new("weir.log", "");
+    let mut c = weir_command(&s.server);
+    c.args([
+        "run",
+        "--iface",
+        s.s0.name(),
+        "--config",
+        cfg.path(),
+        "--no-l7",
+    ])
+    .args(["--xdp-mode", "native"])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::fs::File::create(&log.0)?);
+    let mut weir = s.server.spawn_command(c)?;
+    wait_until(Duration::from_secs(20), "weir to attach XDP", || {
+        xdp_attached(&s.s0)
+    })?;
+    s.client.ip(&["link", "del", "dev", s.c0.name()])?;
+    // Made with the large MTU (set after, it races weir's attach, which then refuses it).
+    let server_ns = s.server.netns().context("the server's namespace")?;
+    s.client.ip(&[
+        "link",
+        "add",
+        s.c0.name(),
+        "mtu",
+        "9000",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        s.s0.name(),
+        "mtu",
+        "9000",
+        "netns",
+        server_ns,
+    ])?;
+    let (c0, s0) = (s.client.iface(s.c0.name()), s.server.iface(s.s0.name()));
+    c0.up()?;
+    s0.up()?;
+    let refused = "attaching weir's XDP program to it failed";
+    wait_until(Duration::from_secs(10), "the refusal in the log", || {
+        Ok(std::fs::read_to_string(&log.0)?.contains(refused))
+    })?;
+    // Tried again every 2 s meanwhile; said once.
+    std::thread::sleep(Duration::from_secs(5));
+    let said = std::fs::read_to_string(&log.0)?.matches(refused).count();
+    assert_eq!(said, 1, "{}", std::fs::read_to_string(&log.0)?);
+    assert!(!xdp_attached(&s0)?);
+    s0.mtu(1500)?;
+    c0.mtu(1500)?;
+    wait_until(
+        Duration::from_secs(10),
+        "XDP on the fixed interface",
+        || xdp_attached(&s0),
+    )?;
+    assert!(
+        !s0.show()?.contains("xdpgeneric"),
+        "attached natively, as asked"
+    );
+    assert!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
+    assert!(!xdp_attached(&s0)?);
     Ok(())
 }

@@ -83,6 +83,16 @@ pub struct DenyList {
     pub sources: Vec<String>,
 }
 
+impl DenyList {
+    /// The prefixes, as validation accepted them (a file that does not parse never gets here).
+    pub fn prefixes(&self) -> Vec<IpNet> {
+        self.sources
+            .iter()
+            .filter_map(|s| parse_prefix(s).ok())
+            .collect()
+    }
+}
+
 /// A field-level problem found after parsing: `path` is the TOML key path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldProblem {

@@ -5,7 +5,7 @@
 use lb_common::maps::MAX_VIPS;
 
 use super::{Dataplane, ResolvedVip, attach, syn::SynControl, vips};
-use crate::config::{Config, l4};
+use crate::config::Config;
 
 /// Applies `cfg`'s VIPs, deny-list and `[syn]` to the running tier on `iface`; returns the VIPs
 /// now in force (ids kept for the VIPs `running` has, `vips::renumber`).
@@ -38,13 +38,7 @@ pub fn apply(
     syn.set_vips(dp, &cfg.syn, &next)?;
     dp.set_vips(&next)?;
     syn.forget(dp, &removed)?;
-    let deny: Vec<ipnet::IpNet> = cfg
-        .deny
-        .sources
-        .iter()
-        .filter_map(|s| l4::parse_prefix(s).ok())
-        .collect();
-    dp.set_deny_list(&deny)?;
+    dp.set_deny_list(&cfg.deny.prefixes())?;
     for v in next.iter().filter(|v| fresh.contains(&v.id)) {
         tracing::info!(vip = %v.name, id = v.id, "VIP added");
     }

@@ -55,9 +55,8 @@ impl Dataplane {
 
     /// Attaches `weir_sysctl` (lb-ebpf `sysctl_watch.rs`) to the root of the cgroup v2
     /// hierarchy (`cgroup2` in /proc/self/mountinfo), as a BPF link beside any other program
-    /// there: a write
-    /// that turns off an option the SYN-ACKs promise withdraws it before it takes effect. The
-    /// link goes with the process.
+    /// there: a write that turns off an option the SYN-ACKs promise withdraws it before it
+    /// takes effect. The link goes with the process.
     pub fn watch_sysctl_writes(&mut self) -> anyhow::Result<std::path::PathBuf> {
         use aya::programs::{CgroupAttachMode, CgroupSysctl};
         let root =
@@ -306,6 +305,7 @@ pub fn host_json(iface: &str) -> serde_json::Value {
     let reattached =
         super::pins::read_note(iface, super::tier::REATTACHED).and_then(|v| v.parse::<u64>().ok());
     serde_json::json!({
+        "syn_ack": pinned_settings(iface).map(|s| describe(&s)),
         "tcp_syncookies": sysctl_get(SYNCOOKIES).ok(),
         REASSERTED: count,
         TX_ERRORS: tx_errors,
@@ -314,7 +314,15 @@ pub fn host_json(iface: &str) -> serde_json::Value {
         super::tier::REATTACHED: reattached,
     })
 }
-/// The options a SYN-ACK promises, for the log: `sack wscale=7 ecn ts mss=1460/1440`.
+/// What the SYN-ACKs of the daemon on `iface` promise now (its pinned `SYN_SETTINGS`).
+fn pinned_settings(iface: &str) -> Option<SynSettings> {
+    let m =
+        aya::maps::MapData::from_pin(super::pins::dir_for(iface).join(names::SYN_SETTINGS)).ok()?;
+    let a: Array<_, SynSettings> = Array::try_from(aya::maps::Map::Array(m)).ok()?;
+    a.get(&0, 0).ok()
+}
+
+/// The options a SYN-ACK promises, for the log: `sack wscale=7 ecn timestamps mss=1460/1440`.
 fn describe(s: &SynSettings) -> String {
     let mut out = Vec::new();
     if s.flags & SYN_F_SACK != 0 {

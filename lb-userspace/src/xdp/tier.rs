@@ -15,7 +15,7 @@ use super::{
     syn::SynControl,
     vips,
 };
-use crate::config::{Config, XdpModeSetting, l4, syn::VethPeerSetting};
+use crate::config::{Config, XdpModeSetting, syn::VethPeerSetting};
 
 /// The note keys `weir stats`, the metrics and `weir status` read (`super::pins::read_note`).
 pub const ATTACHED: &str = "xdp_attached";
@@ -44,6 +44,8 @@ pub struct XdpTier {
     reattached: u64,
     /// No new try before this, after a failed one.
     retry_after: Option<Instant>,
+    /// The last failure said (a try failing the same way again is not said again).
+    failed: Option<String>,
 }
 
 impl Drop for XdpTier {
@@ -77,13 +79,7 @@ pub fn start(
         info!(vip = %v.name, id = v.id, "VIP");
     }
     dataplane.set_vips(&vips)?;
-    let deny: Vec<ipnet::IpNet> = cfg
-        .deny
-        .sources
-        .iter()
-        .filter_map(|s| l4::parse_prefix(s).ok())
-        .collect();
-    dataplane.set_deny_list(&deny)?;
+    dataplane.set_deny_list(&cfg.deny.prefixes())?;
     // SIOCGIFMTU answers for this network namespace (/sys/class/net for whoever mounted /sys).
     let mtu = Some(attach::mtu(iface)).filter(|m| *m > 0);
     let syn = SynControl::start(&mut dataplane, &cfg.syn, &vips, mtu, true)?;
@@ -109,6 +105,7 @@ pub fn start(
         veth_peer: cfg.syn.veth_peer,
         reattached: 0,
         retry_after: None,
+        failed: None,
     };
     tier.attachment = Some(tier.attach()?);
     tier.write_note();
@@ -227,14 +224,19 @@ impl XdpTier {
                 self.attachment = Some(a);
                 self.reattached += 1;
                 self.retry_after = None;
+                self.failed = None;
                 self.write_note();
             }
             Err(e) => {
-                warn!(
-                    iface = %self.iface, index,
-                    "the interface is back (a new device), but attaching weir's XDP program to it failed (tried again in {}s): {e:#}",
-                    RETRY.as_secs()
-                );
+                let why = format!("{e:#}");
+                if self.failed.as_ref() != Some(&why) {
+                    warn!(
+                        iface = %self.iface, index,
+                        "the interface is back (a new device), but attaching weir's XDP program to it failed (tried again every {}s, said again when the reason changes): {why}",
+                        RETRY.as_secs()
+                    );
+                }
+                self.failed = Some(why);
                 self.retry_after = Some(Instant::now() + RETRY);
             }
         }

@@ -483,3 +483,58 @@ fn an_interface_made_again_that_refuses_native_xdp_gets_it_once_fixed() -> Resul
     assert!(!xdp_attached(&s0)?);
     Ok(())
 }
+
+/// The interface renamed while weir runs (`ip link set name`): the device, and weir's program
+/// on it, stay; its addresses are still followed, under the new name — an IPv6 one too (as
+/// autoconfiguration adds it).
+#[test]
+fn a_renamed_interface_keeps_the_program_and_its_addresses_are_followed() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const ADDED6: &str = "fd77::9";
+    let s = setup()?;
+    let cfg = TempFile::new(
+        "e2e.toml",
+        &format!(
+            "[[vip]]\naddress = \"interface\"\nport = {PORT}\n\n[deny]\nsources = [\"{DENIED}/32\"]\n"
+        ),
+    );
+    echo_server_on(&s.server, "0.0.0.0")?;
+    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    let renamed = s.server.iface(&format!("{}r", s.s0.name()));
+    s.server.ip(&["link", "set", "dev", s.s0.name(), "down"])?;
+    s.server
+        .ip(&["link", "set", "dev", s.s0.name(), "name", renamed.name()])?;
+    renamed.up()?;
+    renamed.addr(&format!("{ADDED6}/64"))?;
+    wait_until(
+        Duration::from_secs(5),
+        "the IPv6 address to be a VIP",
+        || {
+            let vips = stats(&s.server, &s.s0)?["vips"].clone();
+            Ok(vips
+                .as_array()
+                .is_some_and(|v| v.iter().any(|v| v["address"] == ADDED6)))
+        },
+    )?;
+    assert!(
+        xdp_attached(&renamed)?,
+        "the program stays on the renamed device"
+    );
+    wait_until(
+        Duration::from_secs(5),
+        "the client through the renamed device",
+        || Ok(request(&s.client, CLIENT).is_ok()),
+    )?;
+    assert!(
+        request(&s.client, DENIED).is_err(),
+        "the deny-list still in front of the renamed device"
+    );
+    let st = stats(&s.server, &s.s0)?;
+    assert_eq!(st["host"]["xdp_attached"], true, "{st}");
+    assert_eq!(st["host"]["xdp_reattached"], 0, "{st}");
+    assert!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
+    assert!(!xdp_attached(&renamed)?, "detached from the renamed device");
+    Ok(())
+}

@@ -6,10 +6,15 @@
 //! `tcp_timestamps` to anything but 2 — withdraws it from `SYN_SETTINGS` here, at once.
 //! Promising less is always safe (the client's ACK then claims less); the control plane puts
 //! back what the sysctls of weir's own namespace allow (a write in another namespace withdrew
-//! it too: the program cannot tell whose it was). Every write is allowed.
+//! it too: the program cannot tell whose it was). Only writes by uid 0 (as the host sees it)
+//! count: a user who made a network namespace of their own in an unprivileged user namespace
+//! can write its sysctls, and writing them in a loop would otherwise keep options withdrawn
+//! from weir's SYN-ACKs. Every write is allowed.
 
 use aya_ebpf::{
-    bindings::BPF_F_SYSCTL_BASE_NAME, helpers::generated as helper, macros::cgroup_sysctl,
+    bindings::BPF_F_SYSCTL_BASE_NAME,
+    helpers::{bpf_get_current_uid_gid, generated as helper},
+    macros::cgroup_sysctl,
     programs::SysctlContext,
 };
 use lb_common::syn::{SYN_F_ECN, SYN_F_SACK, SYN_F_TIMESTAMPS, SYN_F_WSCALE};
@@ -34,6 +39,10 @@ const NAME: usize = 20;
 fn withdrawn(ctx: &SysctlContext) -> u32 {
     // SAFETY: the kernel's context for this call.
     if unsafe { (*ctx.sysctl).write } == 0 {
+        return 0;
+    }
+    // The low half: the uid in the initial user namespace.
+    if bpf_get_current_uid_gid() as u32 != 0 {
         return 0;
     }
     let mut name = [0u8; NAME];

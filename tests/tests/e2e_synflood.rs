@@ -689,8 +689,18 @@ fn a_sysctl_write_withdraws_the_syn_ack_option_before_it_takes_effect() -> Resul
         );
         s.server.sysctl("net.ipv4.tcp_sack", "1")?;
     }
-    // Written in another namespace, it is withdrawn too (the program cannot tell whose write it
-    // was); weir puts back what its own namespace allows.
+    // Written by an unprivileged user in a network namespace of their own (through an
+    // unprivileged user namespace): not withdrawn, or a loop of such writes could keep it so.
+    weir_tests::lab::wait_until(Duration::from_secs(3), "SACK promised", &sack)?;
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["unshare", "--user", "--map-root-user", "--net", "sh", "-c"])
+        .arg("echo 0 > /proc/sys/net/ipv4/tcp_sack")
+        .output()?;
+    ensure!(out.status.success(), "the unprivileged write: {out:?}");
+    ensure!(sack()?, "an unprivileged user's write withdrew SACK");
+    // Written by root in another namespace, it is withdrawn too (the program cannot tell the
+    // namespace); weir puts back what its own namespace allows.
     s.client.sysctl("net.ipv4.tcp_sack", "0")?;
     weir_tests::lab::wait_until(Duration::from_secs(3), "SACK promised again", &sack)?;
     // What `weir stats` shows of it.

@@ -324,6 +324,27 @@ fn replace_takes_over_a_netlink_program_but_not_a_link_held_one() -> Result<()> 
     Ok(())
 }
 
+/// `weir run --no-l7` with `[[vip]] address = "interface"` and the deny-list, an echo server on
+/// every address of the server's namespace (one added later too).
+fn start_on_interface_addresses(s: &Setup) -> Result<(weir_tests::lab::Proc, TempFile)> {
+    let cfg = TempFile::new(
+        "e2e.toml",
+        &format!(
+            "[[vip]]\naddress = \"interface\"\nport = {PORT}\n\n[deny]\nsources = [\"{DENIED}/32\"]\n"
+        ),
+    );
+    echo_server_on(&s.server, "0.0.0.0")?;
+    let weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    Ok((weir, cfg))
+}
+
+/// Whether `weir stats --json` lists a VIP on `address`.
+fn has_vip(stats: &serde_json::Value, address: &str) -> bool {
+    stats["vips"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|v| v["address"] == address))
+}
+
 /// The setup's veth made again under the same names (after it was deleted), no address on it.
 fn veth_again(s: &Setup) -> Result<(weir_tests::lab::Iface, weir_tests::lab::Iface)> {
     s.lab
@@ -344,14 +365,7 @@ fn an_added_address_becomes_a_vip_and_an_interface_made_again_gets_the_program_a
     }
     const ADDED: &str = "10.77.0.9";
     let s = setup()?;
-    let cfg = TempFile::new(
-        "e2e.toml",
-        &format!(
-            "[[vip]]\naddress = \"interface\"\nport = {PORT}\n\n[deny]\nsources = [\"{DENIED}/32\"]\n"
-        ),
-    );
-    echo_server_on(&s.server, "0.0.0.0")?;
-    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    let (mut weir, _cfg) = start_on_interface_addresses(&s)?;
     request(&s.client, CLIENT)?;
     assert!(request(&s.client, DENIED).is_err(), "denied before");
 
@@ -360,12 +374,7 @@ fn an_added_address_becomes_a_vip_and_an_interface_made_again_gets_the_program_a
     wait_until(
         Duration::from_secs(5),
         "the added address to be a VIP",
-        || {
-            let vips = stats(&s.server, &s.s0)?;
-            Ok(vips["vips"]
-                .as_array()
-                .is_some_and(|v| v.iter().any(|v| v["address"] == ADDED)))
-        },
+        || Ok(has_vip(&stats(&s.server, &s.s0)?, ADDED)),
     )?;
     request_to(&s.client, CLIENT, ADDED)?;
     assert!(
@@ -391,9 +400,8 @@ fn an_added_address_becomes_a_vip_and_an_interface_made_again_gets_the_program_a
     )?;
     // The VIP follows the address made on the new device (the added one went with the old).
     wait_until(Duration::from_secs(5), "the VIPs of the new device", || {
-        let vips = stats(&s.server, &s0)?["vips"].clone();
-        let vips = vips.as_array().cloned().unwrap_or_default();
-        Ok(vips.iter().any(|v| v["address"] == VIP) && vips.iter().all(|v| v["address"] != ADDED))
+        let st = stats(&s.server, &s0)?;
+        Ok(has_vip(&st, VIP) && !has_vip(&st, ADDED))
     })?;
     request(&s.client, CLIENT)?;
     assert!(
@@ -494,14 +502,7 @@ fn a_renamed_interface_keeps_the_program_and_its_addresses_are_followed() -> Res
     }
     const ADDED6: &str = "fd77::9";
     let s = setup()?;
-    let cfg = TempFile::new(
-        "e2e.toml",
-        &format!(
-            "[[vip]]\naddress = \"interface\"\nport = {PORT}\n\n[deny]\nsources = [\"{DENIED}/32\"]\n"
-        ),
-    );
-    echo_server_on(&s.server, "0.0.0.0")?;
-    let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
+    let (mut weir, _cfg) = start_on_interface_addresses(&s)?;
     let renamed = s.server.iface(&format!("{}r", s.s0.name()));
     s.server.ip(&["link", "set", "dev", s.s0.name(), "down"])?;
     s.server
@@ -511,12 +512,7 @@ fn a_renamed_interface_keeps_the_program_and_its_addresses_are_followed() -> Res
     wait_until(
         Duration::from_secs(5),
         "the IPv6 address to be a VIP",
-        || {
-            let vips = stats(&s.server, &s.s0)?["vips"].clone();
-            Ok(vips
-                .as_array()
-                .is_some_and(|v| v.iter().any(|v| v["address"] == ADDED6)))
-        },
+        || Ok(has_vip(&stats(&s.server, &s.s0)?, ADDED6)),
     )?;
     assert!(
         xdp_attached(&renamed)?,

@@ -140,29 +140,26 @@ pub struct Attachment {
 
 impl Attachment {
     /// Detaches now (also done on drop).
-    pub fn detach(mut self, dp: &mut Dataplane) {
+    pub fn detach(self, dp: &mut Dataplane) {
+        self.release(dp, false);
+    }
+
+    /// Lets go of the links of a device that is gone (`super::tier`): the kernel took the
+    /// program off with the device, so what detaching says is not news.
+    pub fn let_go(self, dp: &mut Dataplane) {
+        self.release(dp, true);
+    }
+
+    fn release(mut self, dp: &mut Dataplane, gone: bool) {
         if let Some(link) = self.link.take() {
-            if let Err(e) = dp.program().detach(link) {
-                warn!(iface = %self.iface, error = %e, "detaching XDP failed");
-            } else {
-                info!(iface = %self.iface, "XDP detached");
+            match dp.program().detach(link) {
+                _ if gone => {}
+                Err(e) => warn!(iface = %self.iface, error = %e, "detaching XDP failed"),
+                Ok(()) => info!(iface = %self.iface, "XDP detached"),
             }
         }
         if let Some(mut p) = self.peer.take() {
-            p.detach(dp);
-        }
-    }
-
-    /// Lets go of the links of a device that is gone (`super::link_watch`): the kernel took the
-    /// program off with the device, so what detaching says is not news.
-    pub fn let_go(mut self, dp: &mut Dataplane) {
-        if let Some(link) = self.link.take()
-            && let Err(e) = dp.program().detach(link)
-        {
-            tracing::debug!(iface = %self.iface, error = %e, "the vanished device's XDP link");
-        }
-        if let Some(mut p) = self.peer.take() {
-            p.let_go(dp);
+            p.release(dp, gone);
         }
     }
 }

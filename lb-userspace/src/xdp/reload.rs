@@ -4,11 +4,11 @@
 
 use lb_common::maps::MAX_VIPS;
 
-use super::{Dataplane, ResolvedVip, attach, syn::SynControl, vips};
+use super::{Dataplane, ResolvedVip, syn::SynControl, vips};
 use crate::config::Config;
 
-/// Applies `cfg`'s VIPs, deny-list and `[syn]` to the running tier on `iface`; returns the VIPs
-/// now in force (ids kept for the VIPs `running` has, `vips::renumber`).
+/// Applies `cfg`'s VIPs (`"interface"` ones on `addrs`, the interface's addresses now),
+/// deny-list and `[syn]` to the running tier; returns the VIPs now in force (ids kept for the VIPs `running` has, `vips::renumber`).
 ///
 /// Order: the counters of ids new VIPs take are zeroed and their SYN flags written first, then
 /// the VIP maps (`Dataplane::set_vips`: entries in before the index points at them, removed
@@ -17,12 +17,11 @@ use crate::config::Config;
 pub fn apply(
     dp: &mut Dataplane,
     syn: &mut SynControl,
-    iface: &str,
+    addrs: &[std::net::IpAddr],
     running: &[ResolvedVip],
     cfg: &Config,
 ) -> anyhow::Result<Vec<ResolvedVip>> {
-    let addrs = attach::interface_addresses(iface)?;
-    let next = vips::renumber(vips::resolve(&cfg.vip_specs(), &addrs), running, MAX_VIPS)
+    let next = vips::renumber(vips::resolve(&cfg.vip_specs(), addrs), running, MAX_VIPS)
         .map_err(anyhow::Error::msg)?;
     let fresh: Vec<u32> = next
         .iter()

@@ -152,9 +152,13 @@ impl XdpTier {
     /// `cfg`'s VIPs (on the addresses the interface has now), deny-list and `[syn]` into the
     /// maps, in place (`super::reload::apply`).
     pub fn apply(&mut self, cfg: &Config) -> anyhow::Result<()> {
-        let device = self.device_name();
+        let addrs = attach::interface_addresses(&self.device_name())?;
+        self.apply_on(cfg, &addrs)
+    }
+
+    fn apply_on(&mut self, cfg: &Config, addrs: &[std::net::IpAddr]) -> anyhow::Result<()> {
         self.vips =
-            super::reload::apply(&mut self.dataplane, &mut self.syn, &device, &self.vips, cfg)?;
+            super::reload::apply(&mut self.dataplane, &mut self.syn, addrs, &self.vips, cfg)?;
         Ok(())
     }
 
@@ -260,7 +264,7 @@ impl XdpTier {
         if now == next {
             return;
         }
-        match self.apply(cfg) {
+        match self.apply_on(cfg, &addrs) {
             Ok(()) => info!(
                 iface = %self.iface,
                 vips = self.vips.len(),

@@ -62,19 +62,14 @@ impl PeerLink {
 
     /// Detaches weir's program from the peer, if it attached one (also done when the
     /// [`Dataplane`] is dropped, or by the kernel when weir's process dies).
-    pub fn detach(&mut self, dp: &mut Dataplane) {
+    /// Said only when the peer is not `gone` with its veth (then nothing detaching answers is
+    /// news).
+    pub fn release(&mut self, dp: &mut Dataplane, gone: bool) {
         let Some(link) = self.link.take() else { return };
         match peer_program(dp).and_then(|p| p.detach(link).map_err(Into::into)) {
+            _ if gone => {}
             Ok(()) => info!("XDP pass program detached from the veth peer"),
             Err(e) => warn!(error = %e, "detaching the veth peer's XDP pass program failed"),
-        }
-    }
-
-    /// [`Self::detach`] for a peer deleted with its veth: the failure is expected.
-    pub fn let_go(&mut self, dp: &mut Dataplane) {
-        let Some(link) = self.link.take() else { return };
-        if let Err(e) = peer_program(dp).and_then(|p| p.detach(link).map_err(Into::into)) {
-            tracing::debug!(error = %e, "the vanished veth peer's XDP link");
         }
     }
 }

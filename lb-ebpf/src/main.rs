@@ -36,8 +36,8 @@ pub fn weir_xdp(ctx: XdpContext) -> u32 {
 }
 
 /// Passes every frame. `weir run` attaches it to the peer of a veth it runs on when that peer has
-/// no XDP program and no GRO: a veth delivers XDP_TX frames only to a peer with NAPI, which one
-/// of the two turns on, so without it every SYN-ACK weir sends is lost
+/// no native XDP program: a veth delivers XDP_TX frames only to a peer running one (GRO gives
+/// the peer a ring, but the veth never wakes it), so without it every SYN-ACK weir sends is lost
 /// (`lb-userspace/src/xdp/veth.rs`).
 #[xdp]
 pub fn weir_peer_pass(_ctx: XdpContext) -> u32 {

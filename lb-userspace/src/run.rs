@@ -344,7 +344,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             _ = syn_tick.tick(), if syn_ticks => {
                 if let Some(t) = &mut xdp_tier {
                     let was = t.syn.note();
-                    t.syn.tick(&mut t.dataplane, syn_at.elapsed())?;
+                    t.tick(syn_at.elapsed())?;
                     syn_at = Instant::now();
                     if t.syn.note() != was {
                         t.write_note();

@@ -409,11 +409,22 @@ fn defended(
     flood: fn(&Rig) -> Result<Flood>,
     during: impl FnMut(&Rig, usize) -> Result<()>,
 ) -> Result<Rig> {
+    defended_with(case, |_| Ok(()), flood, during)
+}
+
+/// [`defended`], with `peer` done to the peer (no XDP program on it) before weir starts.
+fn defended_with(
+    case: &str,
+    peer: fn(&Iface) -> Result<()>,
+    flood: fn(&Rig) -> Result<Flood>,
+    during: impl FnMut(&Rig, usize) -> Result<()>,
+) -> Result<Rig> {
     let rig = rig()?;
     ensure!(
         program_on(&rig.s_port)?.is_none(),
         "the peer starts without XDP"
     );
+    peer(&rig.s_port)?;
     let log = TempFile::new("weir.log", "");
     let (mut weir, _cfg) = start_weir(&rig, "", &log, false)?;
     let mut during = during;
@@ -464,6 +475,161 @@ fn generator_flood_of_linux_syns_through_a_bridge() -> Result<()> {
         start_generator,
         |_, _| Ok(()),
     )?;
+    Ok(())
+}
+
+/// A peer with GRO on has NAPI, but a veth wakes its peer's XDP ring only for a native XDP
+/// program (the kernel's `veth_xdp_flush`): the SYN-ACKs sat in the peer's ring, counted as
+/// sent, never delivered. The code before took GRO for ready and attached nothing: every
+/// request failed once cookies came on.
+#[test]
+fn hping3_flood_through_a_bridge_with_gro_on_the_peer() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    defended_with(
+        "hping3 --flood, GRO on the peer",
+        |peer| {
+            peer.ethtool_k("gro", true)?;
+            Ok(())
+        },
+        start_hping3,
+        |_, _| Ok(()),
+    )?;
+    Ok(())
+}
+
+/// `n` requests from the client, one at a time: how many got 200, stopping at the second
+/// failure (each takes curl's 10 s).
+fn requests(rig: &Rig, n: usize) -> Result<(usize, Vec<String>)> {
+    let (mut ok, mut failures) = (0, Vec::new());
+    for i in 0..n {
+        let (code, connect, _) = curl_timing(&rig.client, &format!("http://{VIP}:{PORT}/"))?;
+        if code == 200 {
+            ok += 1;
+        } else {
+            failures.push(format!("request {i}: HTTP {code} (connect {connect:.3} s)"));
+            if failures.len() >= 2 {
+                break;
+            }
+        }
+    }
+    Ok((ok, failures))
+}
+
+/// SYN-ACKs answered from XDP on the VIP so far.
+fn cookies_sent(rig: &Rig) -> Result<u64> {
+    Ok(syn_n(&stats(&rig.server, &rig.s0)?, "cookies_sent"))
+}
+
+/// The peer runs the operator's own native XDP program at weir's start (weir leaves it alone),
+/// then the operator takes it away while weir runs (`mode = "always"`, no flood): the next
+/// SYN-ACK is dropped, weir looks at the peer and attaches its pass program, and the client's
+/// SYN retransmission gets through. The code before counted the drops only against a flood's
+/// threshold (64 a tick): every request after the removal failed, for the rest of the run.
+#[test]
+fn a_peer_whose_own_program_goes_away_gets_weirs_program() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let rig = rig()?;
+    rig.s_port.attach_xdp_pass(XdpMode::Native)?;
+    let log = TempFile::new("weir.log", "");
+    let (mut weir, _cfg) = start_weir(&rig, "mode = \"always\"", &log, false)?;
+    let result = (|| -> Result<()> {
+        let shown = program_on(&rig.s_port)?.unwrap_or_default();
+        ensure!(
+            !shown.contains("weir_peer_pass"),
+            "the operator's program left alone: {shown}"
+        );
+        let (ok, failures) = requests(&rig, 5)?;
+        ensure!(ok == 5, "with the operator's program: {failures:?}");
+        let before = cookies_sent(&rig)?;
+        rig.s_port.detach_xdp_links();
+        let (ok, failures) = requests(&rig, 10)?;
+        ensure!(ok == 10, "after the operator's program went: {failures:?}");
+        let shown = program_on(&rig.s_port)?.unwrap_or_default();
+        ensure!(
+            shown.contains("weir_peer_pass"),
+            "weir's program on the peer: {shown}"
+        );
+        let st = stats(&rig.server, &rig.s0)?;
+        ensure!(
+            st["host"]["cookies_refused"].is_null(),
+            "cookies not refused: {}",
+            st["host"]
+        );
+        ensure!(
+            cookies_sent(&rig)? >= before + 10,
+            "the requests were answered from XDP"
+        );
+        Ok(())
+    })();
+    interrupt(&mut weir)?;
+    let text = std::fs::read_to_string(&log.0)?;
+    result.with_context(|| format!("weir's log: {text}"))?;
+    ensure!(
+        text.contains("weir attached its pass program to it"),
+        "weir says what it did: {text}"
+    );
+    ensure!(
+        program_on(&rig.s_port)?.is_none(),
+        "weir's program goes with weir"
+    );
+    Ok(())
+}
+
+/// A generic-mode program on the peer takes no XDP_TX frames, and the kernel attaches no native
+/// program beside it: weir refuses cookies and says so (the kernel answers with its own), then
+/// allows them again, with its pass program on the peer, once the operator removes that
+/// program. The code before took any program for ready: with `mode = "always"` every request
+/// failed (the drops stayed under the flood threshold of the XDP_TX watch).
+#[test]
+fn a_generic_mode_program_on_the_peer_refuses_cookies_until_it_goes() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let rig = rig()?;
+    rig.s_port.attach_xdp_pass(XdpMode::Generic)?;
+    let log = TempFile::new("weir.log", "");
+    let (mut weir, _cfg) = start_weir(&rig, "mode = \"always\"", &log, false)?;
+    let result = (|| -> Result<()> {
+        let st = stats(&rig.server, &rig.s0)?;
+        let why = st["host"]["cookies_refused"].as_str().unwrap_or_default();
+        ensure!(
+            why.contains("not in native mode"),
+            "weir stats shows the refusal: {}",
+            st["host"]
+        );
+        let before = cookies_sent(&rig)?;
+        let (ok, failures) = requests(&rig, 5)?;
+        ensure!(ok == 5, "refused, the kernel answers: {failures:?}");
+        ensure!(cookies_sent(&rig)? == before, "nothing answered from XDP");
+        rig.s_port.detach_xdp_links();
+        wait_until(Duration::from_secs(20), "cookies allowed again", || {
+            Ok(stats(&rig.server, &rig.s0)?["host"]["cookies_refused"].is_null())
+        })?;
+        let shown = program_on(&rig.s_port)?.unwrap_or_default();
+        ensure!(
+            shown.contains("weir_peer_pass"),
+            "weir's program on the peer: {shown}"
+        );
+        let before = cookies_sent(&rig)?;
+        let (ok, failures) = requests(&rig, 5)?;
+        ensure!(ok == 5, "allowed again: {failures:?}");
+        ensure!(cookies_sent(&rig)? >= before + 5, "answered from XDP again");
+        Ok(())
+    })();
+    interrupt(&mut weir)?;
+    let text = std::fs::read_to_string(&log.0)?;
+    result.with_context(|| format!("weir's log: {text}"))?;
+    ensure!(
+        text.contains("SYN cookies refused") && text.contains("SYN cookies allowed again"),
+        "weir says both: {text}"
+    );
     Ok(())
 }
 

@@ -22,13 +22,14 @@ use serde::Deserialize;
 
 use super::l4::{FieldProblem, INTERFACE_ADDRESS};
 
-/// `[syn] veth_peer`: what weir does about a veth's peer, which must run an XDP program or
-/// have GRO on to receive the SYN-ACKs weir sends with XDP_TX (`xdp::veth`).
+/// `[syn] veth_peer`: what weir does about a veth's peer, which must run a native XDP program
+/// to receive the SYN-ACKs weir sends with XDP_TX (`xdp::veth`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum VethPeerSetting {
-    /// Check the peer; attach weir's pass program to it when it has neither; refuse cookies on
-    /// the interface when the peer cannot be reached.
+    /// Check the peer; attach weir's pass program to it when it has no native XDP program;
+    /// refuse cookies on the interface when the peer cannot be reached or attached to (a
+    /// generic-mode program on it), and look at it again while weir runs.
     Attach,
     /// Do not look at the peer (the operator vouches for it); the XDP_TX error watch still
     /// switches cookies off when SYN-ACKs are being dropped.

@@ -187,7 +187,7 @@ pub fn attach_with_peer(
         veth::Peer::Ready { peer, how } => info!(iface, peer, how, "veth peer receives XDP_TX"),
         veth::Peer::Attached { peer } => info!(
             iface,
-            peer, "veth peer had no XDP program and no GRO: attached weir's pass program to it"
+            peer, "veth peer had no native XDP program: attached weir's pass program to it"
         ),
         veth::Peer::Refused { why } => syn.refuse_cookies(dp, veth::refusal_message(iface, why))?,
     }
@@ -326,30 +326,67 @@ pub fn mtu(iface: &str) -> u32 {
     }
 }
 
-/// A description of the XDP program attached to `iface`, if any (`ip -d -j link show`: the
+/// A description of the XDP programs attached to `iface`, if any (`ip -d -j link show`: the
 /// rtnetlink query without a netlink client of our own).
 pub fn existing_program(iface: &str) -> Option<String> {
-    let out = Command::new("ip")
+    let described: Vec<String> = programs_on(iface)
+        .into_iter()
+        .map(|p| p.described)
+        .collect();
+    (!described.is_empty()).then(|| described.join(", "))
+}
+
+/// One XDP program on an interface, as `ip -d -j link show` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnInterface {
+    /// Attached in the driver (native mode), not generic (skb) or offloaded.
+    pub native: bool,
+    /// `id N name NAME`, and the mode when it is not native.
+    pub described: String,
+}
+
+/// The XDP programs attached to `iface` (none when `ip` cannot show it).
+pub fn programs_on(iface: &str) -> Vec<OnInterface> {
+    Command::new("ip")
         .args(["-d", "-j", "link", "show", "dev", iface])
         .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let xdp = v.get(0)?.get("xdp")?;
-    let progs: Vec<&serde_json::Value> = match xdp.get("attached") {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|x| x.get("prog")).collect(),
-        _ => xdp.get("prog").into_iter().collect(),
+        .ok()
+        .and_then(|out| serde_json::from_slice(&out.stdout).ok())
+        .map_or_else(Vec::new, |v| programs_in(&v))
+}
+
+/// [`programs_on`] from `ip -d -j link show`'s answer. Its `xdp` object has a `mode` (1 driver,
+/// 2 generic, 3 offloaded, 4 several) and `prog`, or an `attached` list of both per program.
+fn programs_in(shown: &serde_json::Value) -> Vec<OnInterface> {
+    let Some(xdp) = shown.get(0).and_then(|l| l.get("xdp")) else {
+        return Vec::new();
     };
-    let described: Vec<String> = progs
-        .iter()
-        .map(|p| {
-            format!(
+    let entries: Vec<&serde_json::Value> = match xdp.get("attached") {
+        Some(serde_json::Value::Array(a)) => a.iter().collect(),
+        _ => vec![xdp],
+    };
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            let p = e.get("prog")?;
+            let mode = e.get("mode").and_then(serde_json::Value::as_u64);
+            let mut described = format!(
                 "id {} name {}",
                 p.get("id").map_or("?".into(), |x| x.to_string()),
                 p.get("name").and_then(|n| n.as_str()).unwrap_or("?")
-            )
+            );
+            match mode {
+                Some(1) => {}
+                Some(2) => described.push_str(", generic mode"),
+                Some(3) => described.push_str(", offloaded"),
+                _ => described.push_str(", mode unknown"),
+            }
+            Some(OnInterface {
+                native: mode == Some(1),
+                described,
+            })
         })
-        .collect();
-    (!described.is_empty()).then(|| described.join(", "))
+        .collect()
 }
 
 /// The IPv4 and IPv6 addresses configured on `iface` (link-local IPv6 left out).
@@ -376,6 +413,35 @@ pub fn interface_addresses(iface: &str) -> anyhow::Result<Vec<IpAddr>> {
 mod tests {
     use super::*;
     use ethtool::Channels;
+
+    #[test]
+    fn programs_on_an_interface_say_their_mode() {
+        let one =
+            |mode: u8, id: u32| serde_json::json!({"mode": mode, "prog": {"id": id, "name": "p"}});
+        let generic = serde_json::json!([{"ifname": "v", "xdp": one(2, 7)}]);
+        assert_eq!(
+            programs_in(&generic),
+            vec![OnInterface {
+                native: false,
+                described: "id 7 name p, generic mode".into()
+            }]
+        );
+        let mut listed = one(1, 8);
+        listed["attached"] = serde_json::json!([one(1, 8)]);
+        let native = serde_json::json!([{ "xdp": listed }]);
+        assert_eq!(
+            programs_in(&native),
+            vec![OnInterface {
+                native: true,
+                described: "id 8 name p".into()
+            }]
+        );
+        let several = serde_json::json!([{"xdp": {"mode": 4, "attached": [one(1, 1), one(2, 2)]}}]);
+        let natives: Vec<bool> = programs_in(&several).iter().map(|p| p.native).collect();
+        assert_eq!(natives, vec![true, false]);
+        assert!(programs_in(&serde_json::json!([{"ifname": "v"}])).is_empty());
+        assert!(programs_in(&serde_json::json!([])).is_empty());
+    }
 
     #[test]
     fn ena_is_checked_before_attaching() {

@@ -1,6 +1,6 @@
 //! The few ethtool queries weir needs, through the `SIOCETHTOOL` ioctl on a socket, so they answer
 //! for the calling thread's network namespace (as `ethtool` does; /sys/class/net answers for
-//! whoever mounted /sys): the driver's name, GRO, the queue counts, and the driver's statistics
+//! whoever mounted /sys): the driver's name, the queue counts, and the driver's statistics
 //! by name.
 //!
 //! Hand-written: the crates that speak ethtool (`ethtool`, `neli`) do it over generic netlink
@@ -13,7 +13,6 @@ const SIOCETHTOOL: libc::c_ulong = 0x8946;
 const ETHTOOL_GDRVINFO: u32 = 0x03;
 const ETHTOOL_GSTRINGS: u32 = 0x1b;
 const ETHTOOL_GSTATS: u32 = 0x1d;
-const ETHTOOL_GGRO: u32 = 0x2b;
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETH_SS_STATS: u32 = 1;
 const ETH_GSTRING_LEN: usize = 32;
@@ -115,13 +114,6 @@ pub fn channels(iface: &str) -> io::Result<Channels> {
     };
     ioctl(iface, (&mut c as *mut Channels).cast())?;
     Ok(c)
-}
-
-/// Whether GRO is on.
-pub fn gro(iface: &str) -> io::Result<bool> {
-    let mut v: [u32; 2] = [ETHTOOL_GGRO, 0];
-    ioctl(iface, v.as_mut_ptr().cast())?;
-    Ok(v[1] != 0)
 }
 
 /// The driver's statistics (`ethtool -S`), by name.

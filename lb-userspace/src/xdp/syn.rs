@@ -429,6 +429,8 @@ pub struct SynControl {
     refused: Option<String>,
     /// The interface's XDP_TX counters, read every tick while cookies are on.
     tx_watch: Option<super::veth::TxWatch>,
+    /// XDP_TX frames (sent, dropped) of ticks that dropped some, until the tier takes them.
+    tx_lost: Option<(u64, u64)>,
     /// SYN-ACKs the interface dropped (XDP_TX errors) while cookies were on.
     tx_errors: u64,
     /// The interface's MTU (the SYN-ACK's MSS), kept for a reload's settings.
@@ -477,6 +479,7 @@ impl SynControl {
             reasserted: 0,
             refused: None,
             tx_watch: None,
+            tx_lost: None,
             tx_errors: 0,
             mtu,
             cfg: cfg.clone(),
@@ -604,7 +607,8 @@ impl SynControl {
         if changed {
             self.program(dp)?;
         }
-        self.watch_tx(dp)
+        self.watch_tx();
+        Ok(())
     }
 
     /// Refuses cookies on this interface from now on (every VIP's SYNs go to the kernel), with
@@ -620,28 +624,31 @@ impl SynControl {
         self.tx_watch = Some(watch);
     }
 
-    /// While cookies are on: when most of a tick's XDP_TX frames were dropped, SYN-ACKs are
-    /// being lost; cookies go off on the interface for the rest of the run, loudly.
-    fn watch_tx(&mut self, dp: &mut Dataplane) -> anyhow::Result<()> {
+    /// While cookies are on: a tick's XDP_TX frames, kept when the driver dropped some (SYN-ACKs
+    /// lost: [`Self::take_tx_lost`]); what to do about it is the tier's (`super::tier`), which
+    /// can look at a veth's peer.
+    fn watch_tx(&mut self) {
         let Some((sent, errors)) = self.tx_watch.as_mut().and_then(|w| w.sample()) else {
-            return Ok(());
+            return;
         };
-        if !self.cookies_on {
-            return Ok(());
+        if !self.cookies_on || errors == 0 {
+            return;
         }
         self.tx_errors += errors;
-        if self.refused.is_none() && super::veth::losing(sent, errors) {
-            self.refuse_cookies(
-                dp,
-                format!(
-                    "SYN cookies switched OFF on this interface: {errors} of {} SYN-ACKs sent \
-                     with XDP_TX in the last {:?} were dropped by the driver (a veth whose peer \
-                     lost its XDP program or GRO, or went down); SYNs go to the kernel until \
-                     weir is restarted with the peer fixed",
-                    sent + errors,
-                    self.tick
-                ),
-            )?;
+        let (s, e) = self.tx_lost.unwrap_or((0, 0));
+        self.tx_lost = Some((s + sent, e + errors));
+    }
+
+    /// The XDP_TX frames (sent, dropped) of the ticks since the last call that dropped some.
+    pub fn take_tx_lost(&mut self) -> Option<(u64, u64)> {
+        self.tx_lost.take()
+    }
+
+    /// Allows cookies again on this interface (a refusal's cause went away: `why`).
+    pub fn lift_refusal(&mut self, dp: &mut Dataplane, why: &str) -> anyhow::Result<()> {
+        if self.refused.take().is_some() {
+            info!("SYN cookies allowed again on this interface: {why}");
+            self.program(dp)?;
         }
         Ok(())
     }

@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use super::{
-    Dataplane, ResolvedVip, attach,
+    Dataplane, ResolvedVip,
+    attach::{self, AttachedMode},
     link_watch::{self, Seen, Verdict},
     pins::PinDir,
     syn::SynControl,
+    veth::{self, Peer},
     vips,
 };
 use crate::config::{Config, XdpModeSetting, syn::VethPeerSetting};
@@ -25,6 +27,14 @@ pub const MODE: &str = "xdp_mode";
 /// How long after a failed attach to a new device the next try waits (a try that fails can
 /// itself make the link event that would start the next).
 const RETRY: Duration = Duration::from_secs(2);
+
+/// At most one look at the veth peer in this time while the XDP_TX counters show SYN-ACKs
+/// dropped (a flood drops some at every tick).
+const PEER_LOOK: Duration = Duration::from_secs(1);
+/// While cookies are refused for the peer: the first look after this, the next ones twice as
+/// far apart each, up to [`REFUSED_LOOK_MAX`] (a peer in a namespace weir cannot open stays so).
+const REFUSED_LOOK: Duration = Duration::from_secs(2);
+const REFUSED_LOOK_MAX: Duration = Duration::from_secs(60);
 
 pub struct XdpTier {
     pub iface: String,
@@ -46,6 +56,10 @@ pub struct XdpTier {
     retry_after: Option<Instant>,
     /// The last failure said (a try failing the same way again is not said again).
     failed: Option<String>,
+    /// No look at the veth peer before this ([`XdpTier::tick`]), and the wait after the next
+    /// one while cookies are refused.
+    peer_look_after: Option<Instant>,
+    refused_look: Duration,
 }
 
 impl Drop for XdpTier {
@@ -106,6 +120,8 @@ pub fn start(
         reattached: 0,
         retry_after: None,
         failed: None,
+        peer_look_after: None,
+        refused_look: REFUSED_LOOK,
     };
     tier.attachment = Some(tier.attach()?);
     tier.write_note();
@@ -138,6 +154,103 @@ impl XdpTier {
         if let Err(e) = self.pins.note(&note) {
             warn!("writing the note for weir stats: {e}");
         }
+    }
+
+    /// Called every [`SynControl::WATCH`]: the SYN control's tick, then the veth peer followed.
+    /// SYN-ACKs dropped by the driver (a veth peer whose native XDP program went away, so it
+    /// takes no XDP_TX frames) make weir look at the peer at once: it gets weir's pass
+    /// program, as a bare peer does at start. When that cannot help and most SYN-ACKs of a tick
+    /// were dropped, cookies are refused on the interface; while they are, the peer is looked at
+    /// again, and they are allowed again once it takes XDP_TX frames by something new.
+    pub fn tick(&mut self, elapsed: Duration) -> anyhow::Result<()> {
+        self.syn.tick(&mut self.dataplane, elapsed)?;
+        let lost = self.syn.take_tx_lost();
+        let now = Instant::now();
+        let due = self.peer_look_after.is_none_or(|t| now >= t);
+        let mut fixed = false;
+        if due && (lost.is_some() || self.syn.refused().is_some()) {
+            fixed = self.look_at_peer()?;
+            let wait = if self.syn.refused().is_some() {
+                let w = self.refused_look;
+                self.refused_look = (w * 2).min(REFUSED_LOOK_MAX);
+                w
+            } else {
+                self.refused_look = REFUSED_LOOK;
+                PEER_LOOK
+            };
+            self.peer_look_after = Some(now + wait);
+        }
+        if let Some((sent, errors)) = lost
+            && !fixed
+            && self.syn.refused().is_none()
+            && veth::losing(sent, errors)
+        {
+            let why = self.tx_loss_message(sent, errors);
+            self.syn.refuse_cookies(&mut self.dataplane, why)?;
+        }
+        Ok(())
+    }
+
+    fn tx_loss_message(&self, sent: u64, errors: u64) -> String {
+        let until = if self.veth_peer == VethPeerSetting::Attach {
+            "until the peer takes them again (weir looks at it every few seconds, and attaches \
+             its pass program to it when it has no native one)"
+        } else {
+            "until weir is restarted with the peer fixed (`veth_peer = \"trust\"`: weir does not \
+             look at the peer)"
+        };
+        format!(
+            "SYN cookies switched OFF on this interface: {errors} of {} SYN-ACKs sent with \
+             XDP_TX in the last {:?} were dropped by the driver (a veth whose peer lost its native \
+             XDP program, or went down); SYNs go to the kernel {until}",
+            sent + errors,
+            SynControl::TICK
+        )
+    }
+
+    /// Looks at the veth peer again (native mode, `veth_peer = "attach"`): a peer that takes
+    /// XDP_TX frames no more gets weir's pass program; one that cannot be made to take them
+    /// refuses cookies; a refusal is lifted once the peer takes them by something other than
+    /// what it had at the last look. Whether the peer takes XDP_TX frames by something new.
+    fn look_at_peer(&mut self) -> anyhow::Result<bool> {
+        if self.veth_peer != VethPeerSetting::Attach {
+            return Ok(false);
+        }
+        let Some(a) = self
+            .attachment
+            .as_mut()
+            .filter(|a| a.mode == AttachedMode::Native)
+        else {
+            return Ok(false);
+        };
+        let old = match a.peer.as_ref().map(|p| &p.peer) {
+            None | Some(Peer::NotVeth | Peer::Trusted) => return Ok(false),
+            Some(p) => p.clone(),
+        };
+        let name = index_name(a.index).unwrap_or_else(|| self.iface.clone());
+        let fresh = veth::prepare(&mut self.dataplane, &name);
+        let news = match judge_peer(&old, &fresh.peer) {
+            PeerLook::Same => return Ok(false),
+            PeerLook::Refused(why) => {
+                if self.syn.refused().is_none() {
+                    let why = veth::refusal_message(&name, &why);
+                    self.syn.refuse_cookies(&mut self.dataplane, why)?;
+                }
+                None
+            }
+            PeerLook::Takes(news) => Some(news),
+        };
+        if let Some(mut gone) = a.peer.replace(fresh) {
+            gone.release(&mut self.dataplane, false);
+        }
+        self.write_note();
+        let Some(news) = news else { return Ok(false) };
+        if self.syn.refused().is_some() {
+            self.syn.lift_refusal(&mut self.dataplane, &news)?;
+        } else {
+            warn!(iface = %self.iface, "{news}");
+        }
+        Ok(true)
     }
 
     /// The name the attached device has now (a rename keeps weir's program on it), else the
@@ -225,6 +338,18 @@ impl XdpTier {
                     iface = %self.iface, index, mode = a.mode.name(),
                     "the interface is back (a new device): weir's XDP program attached to it again"
                 );
+                // A refusal was about the old device (its peer, its dropped SYN-ACKs): the new
+                // one's peer was just looked at, and refused again if it must be.
+                if a.peer.as_ref().is_none_or(|p| p.peer.refusal().is_none())
+                    && let Err(e) = self.syn.lift_refusal(
+                        &mut self.dataplane,
+                        "the interface is a new device, whose veth peer (if any) takes XDP_TX frames",
+                    )
+                {
+                    warn!(iface = %self.iface, "allowing SYN cookies again: {e:#}");
+                }
+                self.peer_look_after = None;
+                self.refused_look = REFUSED_LOOK;
                 self.attachment = Some(a);
                 self.reattached += 1;
                 self.retry_after = None;
@@ -278,6 +403,33 @@ impl XdpTier {
     }
 }
 
+/// What a new look at a veth peer means, against the last look (no I/O: [`judge_peer`]).
+#[derive(Debug, PartialEq, Eq)]
+enum PeerLook {
+    /// Nothing new (weir's own program still on it counts as nothing new).
+    Same,
+    /// It cannot take XDP_TX frames, nor be made to: why.
+    Refused(String),
+    /// It takes them now by something new: what.
+    Takes(String),
+}
+
+fn judge_peer(old: &Peer, fresh: &Peer) -> PeerLook {
+    match (old, fresh) {
+        (_, Peer::NotVeth | Peer::Trusted) => PeerLook::Same,
+        (Peer::Attached { .. }, Peer::Ready { .. }) => PeerLook::Same,
+        (o, f) if o == f => PeerLook::Same,
+        (_, Peer::Refused { why }) => PeerLook::Refused(why.clone()),
+        (_, Peer::Attached { peer }) => PeerLook::Takes(format!(
+            "the veth peer {peer} took no XDP_TX frames (it has no native XDP program): weir \
+             attached its pass program to it"
+        )),
+        (_, Peer::Ready { peer, how }) => PeerLook::Takes(format!(
+            "the veth peer {peer} takes XDP_TX frames now: it {how}"
+        )),
+    }
+}
+
 /// The name of this namespace's device with ifindex `index` (`None`: there is none). Not
 /// `nix::net::if_::if_indextoname`: nix 0.29's answers `Ok` for an index no device has.
 fn index_name(index: u32) -> Option<String> {
@@ -290,4 +442,51 @@ fn index_name(index: u32) -> Option<String> {
     // SAFETY: on success `buf` holds a NUL-terminated name.
     let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
     name.to_str().ok().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ready(how: &str) -> Peer {
+        Peer::Ready {
+            peer: "p0".into(),
+            how: how.into(),
+        }
+    }
+
+    #[test]
+    fn a_look_at_the_peer_says_what_changed() {
+        let attached = Peer::Attached { peer: "p0".into() };
+        let refused = |why: &str| Peer::Refused { why: why.into() };
+        let own = ready("has an XDP program (id 1 name weir_peer_pass)");
+        // Nothing new: the same program, weir's own still there, the same refusal.
+        assert_eq!(judge_peer(&ready("a"), &ready("a")), PeerLook::Same);
+        assert_eq!(judge_peer(&attached, &own), PeerLook::Same);
+        assert_eq!(judge_peer(&refused("x"), &refused("x")), PeerLook::Same);
+        assert_eq!(judge_peer(&ready("a"), &Peer::NotVeth), PeerLook::Same);
+        // The operator's program went: weir's went on.
+        assert!(matches!(
+            judge_peer(&ready("a"), &attached),
+            PeerLook::Takes(s) if s.contains("weir attached its pass program")
+        ));
+        // A refused peer that has a native program now, or another one than before.
+        assert!(matches!(
+            judge_peer(&refused("x"), &ready("b")),
+            PeerLook::Takes(s) if s.contains("it b")
+        ));
+        assert!(matches!(
+            judge_peer(&ready("a"), &ready("b")),
+            PeerLook::Takes(_)
+        ));
+        // A peer that cannot be made to take them (any more).
+        assert_eq!(
+            judge_peer(&ready("a"), &refused("generic")),
+            PeerLook::Refused("generic".into())
+        );
+        assert_eq!(
+            judge_peer(&refused("x"), &refused("y")),
+            PeerLook::Refused("y".into())
+        );
+    }
 }

@@ -1,18 +1,21 @@
 //! XDP_TX on a veth, made to work or refused (issue #11, second defect).
 //!
-//! A veth hands an XDP_TX frame to its peer's XDP ring, which only a peer with NAPI drains; the
-//! peer has NAPI while it runs an XDP program or has GRO on. Otherwise the kernel drops every
-//! frame (counted as the veth's `rx_queue_N_xdp_tx_errors`): every SYN-ACK weir answers from XDP
-//! is lost, and the clients it answered never hear back — worse than no weir. So before
-//! attaching natively to a veth, [`prepare`] finds the peer (`link_index`, and its namespace by
-//! `link_netnsid`, see [`super::netns`]) and, when it has neither, attaches weir's own
-//! `weir_peer_pass` (it passes every frame) to it as a BPF link, which goes away with weir's
-//! process, `kill -9` included. GRO would do as well, but is a setting weir would have to restore,
-//! which a killed weir cannot. A peer weir cannot reach (a namespace no process of ours can
-//! open) refuses cookie mode on the interface, with what to do.
+//! A veth hands an XDP_TX frame to its peer's XDP ring, which only a peer with NAPI has; and it
+//! wakes that ring's NAPI only when the peer runs a native XDP program (the kernel's
+//! `veth_xdp_flush`). A peer without one drops every frame (counted as the veth's
+//! `rx_queue_N_xdp_tx_errors`); one with GRO on (NAPI, no program) keeps them in its ring
+//! undelivered, counted as sent; one with a generic-mode program has no ring either. Each way
+//! every SYN-ACK weir answers from XDP is lost, and the clients it answered never hear back —
+//! worse than no weir. So before attaching natively to a veth, [`prepare`] finds the peer
+//! (`link_index`, and its namespace by `link_netnsid`, see [`super::netns`]) and, unless it runs
+//! a native program of its own, attaches weir's `weir_peer_pass` (it passes every frame) to it
+//! as a BPF link, which goes away with weir's process, `kill -9` included. A peer weir cannot
+//! reach (a namespace no process of ours can open) or cannot attach to (a generic-mode program
+//! on it) refuses cookie mode on the interface, with what to do.
 //!
-//! While weir runs, [`TxWatch`] reads the interface's XDP_TX counters; [`super::syn::SynControl`]
-//! switches cookies off when most SYN-ACKs are being dropped.
+//! While weir runs, [`TxWatch`] reads the interface's XDP_TX counters; the tier
+//! (`super::tier`) looks at the peer again when some SYN-ACKs are dropped, and while cookies
+//! are refused for it.
 
 use std::{path::PathBuf, process::Command};
 
@@ -29,7 +32,7 @@ pub const PEER_PROGRAM: &str = "weir_peer_pass";
 pub enum Peer {
     /// Not a veth: XDP_TX goes out of the NIC.
     NotVeth,
-    /// A veth whose peer receives XDP frames already (`how`: its own XDP program, or GRO).
+    /// A veth whose peer receives XDP frames already (`how`: its own native XDP program).
     Ready { peer: String, how: String },
     /// weir attached its pass program to the peer (detached when weir exits).
     Attached { peer: String },
@@ -168,23 +171,24 @@ fn look_and_attach(
         ethtool::driver(&name)? == "veth" && back == Some(u64::from(own_index)),
         "interface {name} (ifindex {ifindex}) in the peer's namespace is not this veth's peer"
     );
-    if let Some(existing) = super::attach::existing_program(&name) {
+    let programs = super::attach::programs_on(&name);
+    if let Some(native) = programs.iter().find(|p| p.native) {
         return Ok((
             Peer::Ready {
                 peer: name,
-                how: format!("has an XDP program ({existing})"),
+                how: format!("has an XDP program ({})", native.described),
             },
             None,
         ));
     }
-    if ethtool::gro(&name).unwrap_or(false) {
-        return Ok((
-            Peer::Ready {
-                peer: name,
-                how: "has GRO on".into(),
-            },
-            None,
-        ));
+    // A generic-mode program gives the peer no XDP ring to take frames on, and the kernel
+    // attaches no native program beside it.
+    if let Some(generic) = programs.first() {
+        anyhow::bail!(
+            "its peer {name} runs an XDP program that is not in native mode ({}), which takes \
+             no XDP_TX frames from the veth, and no native program can be attached beside it",
+            generic.described
+        );
     }
     let link = prog
         .attach_to_if_index(ifindex, XdpMode::Driver)
@@ -196,11 +200,12 @@ fn look_and_attach(
 pub fn refusal_message(iface: &str, why: &str) -> String {
     format!(
         "SYN cookies refused on veth {iface}: {why}. XDP_TX frames (weir's SYN-ACKs) reach a \
-         veth's peer only when the peer runs an XDP program or has GRO on, so cookies here would \
-         drop every handshake they answer; SYNs go to the kernel instead. To have cookies: run \
-         weir in a namespace that can see the peer's, or give the peer an XDP program \
-         (`ip link set dev PEER xdpdrv obj …`) or GRO (`ethtool -K PEER gro on`) and set \
-         `[syn] veth_peer = \"trust\"`"
+         veth's peer only when the peer runs a native-mode XDP program, so cookies here would \
+         drop every handshake they answer; SYNs go to the kernel instead. weir looks at the \
+         peer again (every few seconds, then less often) and allows cookies once it takes \
+         XDP_TX frames: give it a native XDP program (`ip link set dev PEER xdpdrv obj …`), or \
+         leave it none for weir's own pass program. Where weir cannot see the peer's namespace, \
+         give it one and set `[syn] veth_peer = \"trust\"`"
     )
 }
 
@@ -272,6 +277,6 @@ mod tests {
     fn the_refusal_says_what_to_do() {
         let m = refusal_message("eth9", "peer unreachable");
         assert!(m.contains("eth9") && m.contains("peer unreachable"));
-        assert!(m.contains("veth_peer = \"trust\"") && m.contains("gro on"));
+        assert!(m.contains("veth_peer = \"trust\"") && m.contains("xdpdrv"));
     }
 }

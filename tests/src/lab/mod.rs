@@ -67,8 +67,8 @@ pub(crate) struct State {
     netns: BTreeMap<String, String>,
     /// Process (group) ids to kill.
     pids: Vec<i32>,
-    /// BPF link fds (pass-through XDP programs): closing detaches.
-    xdp_links: Vec<OwnedFd>,
+    /// BPF link fds (pass-through XDP programs) by (netns, interface): closing detaches.
+    xdp_links: Vec<((Option<String>, String), OwnedFd)>,
     /// (netns, ifname) to run `ip link set dev X xdp off` on.
     xdp: Vec<(Option<String>, String)>,
     /// (netns, ifname) of one end of each veth: deleting it deletes the pair.

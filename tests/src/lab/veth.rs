@@ -182,8 +182,17 @@ impl Iface {
             .ns
             .in_ns(|| xdp::link_create(&prog, ifindex, mode.flags()))?
             .with_context(|| format!("attaching XDP pass to {}", self.name))?;
-        lock(&self.ns.state).xdp_links.push(link);
+        let key = (self.ns.netns().map(str::to_string), self.name.clone());
+        lock(&self.ns.state).xdp_links.push((key, link));
         Ok(self)
+    }
+
+    /// Detaches the programs the lab attached here as BPF links
+    /// ([`attach_xdp_pass`](Self::attach_xdp_pass), [`attach_xdp_return`](Self::attach_xdp_return)), now.
+    pub fn detach_xdp_links(&self) -> &Self {
+        let key = (self.ns.netns().map(str::to_string), self.name.clone());
+        lock(&self.ns.state).xdp_links.retain(|(k, _)| k != &key);
+        self
     }
 
     /// Attaches section `sec` of the object file `obj` with `ip link set dev X xdp… obj … sec …`,

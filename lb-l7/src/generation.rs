@@ -293,14 +293,24 @@ fn trace_header(config: &L7Config) -> http::HeaderName {
 /// address (its sockets are bound there); the access-log file is opened once.
 pub fn unchangeable(old: &L7Config, new: &L7Config) -> Option<(String, String)> {
     for (i, l) in new.listener.iter().enumerate() {
-        if let Some(o) = old.listener.iter().find(|o| o.port == l.port)
-            && o.address != l.address
-        {
+        let Some(o) = old.listener.iter().find(|o| o.port == l.port) else {
+            continue;
+        };
+        if o.address != l.address {
             return Some((
                 format!("listener[{i}].address"),
                 format!(
                     "the listener on port {} cannot move from {} to {} in one reload (its sockets are bound there): remove it in one reload, add it back in the next",
                     l.port, o.address, l.address
+                ),
+            ));
+        }
+        if o.freebind != l.freebind {
+            return Some((
+                format!("listener[{i}].freebind"),
+                format!(
+                    "the listener on port {} keeps the sockets it has (freebind is how they are bound): remove it in one reload, add it back in the next",
+                    l.port
                 ),
             ));
         }

@@ -126,7 +126,8 @@ fn snapshot(first: &Shared) -> MetricsSnapshot {
 
 /// A non-blocking listening socket on `addr` with SO_REUSEPORT (dual-stack for `::`), backlog
 /// 4096: what a worker binds itself, and what the control plane makes for its workers.
-pub fn bind_socket(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+/// `freebind`: bound even while the host does not have the address (`IP_FREEBIND`).
+pub fn bind_socket(addr: SocketAddr, freebind: bool) -> anyhow::Result<std::net::TcpListener> {
     let s = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
@@ -138,8 +139,21 @@ pub fn bind_socket(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
         let _ = s.set_only_v6(false);
     }
     s.set_nonblocking(true)?;
-    s.bind(&addr.into())
-        .with_context(|| format!("bind {addr}"))?;
+    if freebind {
+        match addr {
+            SocketAddr::V4(_) => s.set_freebind_v4(true)?,
+            SocketAddr::V6(_) => s.set_freebind_v6(true)?,
+        }
+    }
+    match s.bind(&addr.into()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable && !freebind => anyhow::bail!(
+            "bind {addr}: {e}: no interface of this host has {}; for an address that comes \
+             later (a VRRP/keepalived or BGP-announced VIP, DHCP's), set the listener's \
+             `freebind = true` (or net.ipv4.ip_nonlocal_bind = 1, net.ipv6.ip_nonlocal_bind = 1)",
+            addr.ip()
+        ),
+        r => r.with_context(|| format!("bind {addr}"))?,
+    }
     s.listen(4096)?;
     Ok(s.into())
 }
@@ -367,7 +381,7 @@ impl Worker {
         for (i, (l, rt)) in config.listener.iter().zip(rts).enumerate() {
             let addr = SocketAddr::new(l.address, l.port);
             let socket = match opts.listen_fds.as_ref().map(|fds| fds.get(i).copied()) {
-                None => bind_socket(addr).with_context(|| format!("listener[{i}]"))?,
+                None => bind_socket(addr, l.freebind).with_context(|| format!("listener[{i}]"))?,
                 Some(Some(fd)) => {
                     inherited_socket(fd, addr).with_context(|| format!("listener[{i}]"))?
                 }

@@ -142,7 +142,7 @@ struct LocalBackend {
 /// listener has SO_REUSEPORT, as the reservation beside it.)
 async fn local_backend(name: &'static str) -> LocalBackend {
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let l = TcpListener::from_std(lb_l7::bind_socket(addr).unwrap()).unwrap();
+    let l = TcpListener::from_std(lb_l7::bind_socket(addr, false).unwrap()).unwrap();
     let addr = l.local_addr().unwrap();
     let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
     let cs = conns.clone();

@@ -582,3 +582,99 @@ fn a_reload_adds_and_removes_vips_in_place_with_syn_cookies() -> Result<()> {
     assert!(ok_a > 100 && ok_b > 100);
     weir.stop()
 }
+
+fn freebind_config(listeners: &[(&str, u16, bool)]) -> String {
+    let mut t = String::from("[workers]\ncount = 1\n[admin]\nenabled = false\n");
+    for (address, port, freebind) in listeners {
+        t.push_str(&format!(
+            "[[listener]]\naddress = \"{address}\"\nport = {port}\nfreebind = {freebind}\n\
+             default_action = {{ type = \"fixed-response\", status_code = 200, \
+             content_type = \"text/plain\", message_body = \"on {address}\\n\" }}\n"
+        ));
+    }
+    t
+}
+
+/// A listener on an address the host does not have yet — the VIP of a VRRP/keepalived backup,
+/// one BGP announces later, DHCP's: without `freebind` weir refuses to start and says what to
+/// do; with it, weir starts, and serves the address from the moment it is added, also on a
+/// listener a reload adds; a reload that changes `freebind` on a kept listener is refused with
+/// its location. The code before: "Cannot assign requested address" and nothing more, and
+/// `freebind` an unknown key.
+#[test]
+fn a_listener_on_an_address_the_host_gets_later_binds_with_freebind() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("vrrp")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let (vip, vip2) = ("10.77.0.9", "10.77.0.10");
+    let get = |addr: &str, port: u16| {
+        let to: SocketAddr = format!("{addr}:{port}").parse().expect("address");
+        request_new_conn(&ns, to, "/", Duration::from_secs(3))
+    };
+
+    let cfg = TempFile::new("freebind.toml", &freebind_config(&[(vip, PORT, false)]));
+    let mut c = weir_command(&ns);
+    c.args(["run", "--config", cfg.path()]);
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(20))?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "weir started without the address");
+    ensure!(
+        err.contains("no interface of this host has 10.77.0.9") && err.contains("freebind = true"),
+        "weir says what to do: {err}"
+    );
+
+    std::fs::write(&cfg.0, freebind_config(&[(vip, PORT, true)]))?;
+    let weir = Weir::start(&ns, &["--config", cfg.path()], |l| {
+        l.contains("worker ready")
+    })?;
+    let result = (|| -> Result<()> {
+        let before = get(vip, PORT);
+        ensure!(
+            !matches!(before, Outcome::Answered(..)),
+            "answered before the host had the address: {before:?}"
+        );
+        ns.ip(&["addr", "add", &format!("{vip}/32"), "dev", "lo"])?;
+        let after = get(vip, PORT);
+        ensure!(
+            matches!(&after, Outcome::Answered(200, body) if body.contains(vip)),
+            "once the address is added: {after:?}"
+        );
+        // A listener added by a reload, on an address still to come.
+        let two = [(vip, PORT, true), (vip2, NEW_PORT, true)];
+        weir.reload(&cfg, &freebind_config(&two), 1)?;
+        ns.ip(&["addr", "add", &format!("{vip2}/32"), "dev", "lo"])?;
+        let added = get(vip2, NEW_PORT);
+        ensure!(
+            matches!(&added, Outcome::Answered(200, body) if body.contains(vip2)),
+            "the reload's listener: {added:?}"
+        );
+        // freebind changed on a kept listener: refused, located.
+        let tmp = cfg.0.with_extension("new");
+        std::fs::write(
+            &tmp,
+            freebind_config(&[(vip, PORT, false), (vip2, NEW_PORT, true)]),
+        )?;
+        std::fs::rename(&tmp, &cfg.0)?;
+        weir.signal(libc::SIGHUP);
+        wait_until(Duration::from_secs(10), "the reload refused", || {
+            Ok(weir.log().contains("reload refused"))
+        })?;
+        let log = weir.log();
+        ensure!(
+            log.contains("listener[0].freebind") || log.contains("listener[0]`.freebind"),
+            "the refusal names the field: {log}"
+        );
+        let still = get(vip, PORT);
+        ensure!(
+            matches!(still, Outcome::Answered(200, _)),
+            "served after the refusal: {still:?}"
+        );
+        Ok(())
+    })();
+    let log = weir.log();
+    weir.stop()?;
+    result.with_context(|| format!("weir's log: {log}"))
+}

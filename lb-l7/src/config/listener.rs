@@ -15,6 +15,11 @@ pub struct Listener {
     #[serde(default = "default_listener_address")]
     pub address: IpAddr,
     pub port: u16,
+    /// weir: bind `address` even while no interface of the host has it (`IP_FREEBIND`): an
+    /// address that comes later — a VRRP/keepalived or BGP-announced VIP, DHCP's — is served
+    /// from the moment it arrives. The per-listener form of `net.ipv4.ip_nonlocal_bind = 1`.
+    #[serde(default)]
+    pub freebind: bool,
     #[serde(default)]
     pub protocol: Protocol,
     /// HTTPS only: certificates; the first is the default, the others are chosen by SNI.

@@ -37,6 +37,7 @@ impl Default for L7Config {
             listener: vec![Listener {
                 address: default_listener_address(),
                 port: 8080,
+                freebind: false,
                 protocol: Protocol::Http,
                 certificate: Vec::new(),
                 alpn_policy: AlpnPolicy::default(),

@@ -108,13 +108,7 @@ impl Supervisor {
     /// Binds the listeners' sockets and loads steering; starts no process yet.
     pub fn new(cfg: &Config, config_path: Option<PathBuf>) -> anyhow::Result<Supervisor> {
         let n = cfg.workers.resolved_count();
-        let addrs: Vec<SocketAddr> = cfg
-            .l7
-            .listener
-            .iter()
-            .map(|l| SocketAddr::new(l.address, l.port))
-            .collect();
-        let groups = sockets::bind_groups(&addrs, n)?;
+        let groups = sockets::bind_groups(&cfg.l7.listener, n)?;
         let steering = match cfg.workers.steering {
             SteeringMode::Kernel => None,
             SteeringMode::Maglev => match steer::Steering::load(n, cfg.workers.hash_seed) {

@@ -39,9 +39,9 @@ pub fn prepare(running: &Config, new: &Config) -> Result<Option<Listeners>, (Str
     }
     let workers = new.workers.resolved_count();
     let mut groups = Vec::new();
-    for (i, addr) in added(&old, &order) {
+    for (i, _) in added(&old, &order) {
         // The slot is the supervisor's to choose (a free one).
-        let g = sockets::bind_group(addr, workers, 0)
+        let g = sockets::bind_group(&new.l7.listener[i], workers, 0)
             .map_err(|e| (format!("listener[{i}]"), format!("cannot listen: {e:#}")))?;
         groups.push(g);
     }

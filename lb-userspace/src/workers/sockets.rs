@@ -17,6 +17,8 @@ use socket2::Socket;
 /// The sockets of one listener, indexed by worker.
 pub struct ListenerGroup {
     pub addr: SocketAddr,
+    /// Bound even while the host does not have the address (the listener's `freebind`).
+    pub freebind: bool,
     pub sockets: Vec<Socket>,
     /// Its slot in the steering program's socket array (`STEER_SOCKETS[slot · 64 + worker]`):
     /// kept for the listener's life, whatever its place in later configurations.
@@ -45,29 +47,41 @@ impl ListenerGroup {
             None,
         )?;
         drop(std::mem::replace(&mut self.sockets[worker], placeholder));
-        self.sockets[worker] = Socket::from(lb_l7::bind_socket(self.addr)?);
+        self.sockets[worker] = Socket::from(lb_l7::bind_socket(self.addr, self.freebind)?);
         Ok(Some(&self.sockets[worker]))
     }
 }
 
-/// Binds `workers` SO_REUSEPORT sockets for every listener address (steering slots in order).
-pub fn bind_groups(addrs: &[SocketAddr], workers: usize) -> anyhow::Result<Vec<ListenerGroup>> {
-    addrs
+/// Binds `workers` SO_REUSEPORT sockets for every listener (steering slots in order).
+pub fn bind_groups(
+    listeners: &[lb_l7::config::Listener],
+    workers: usize,
+) -> anyhow::Result<Vec<ListenerGroup>> {
+    listeners
         .iter()
         .enumerate()
-        .map(|(i, addr)| bind_group(*addr, workers, i).with_context(|| format!("listener[{i}]")))
+        .map(|(i, l)| bind_group(l, workers, i).with_context(|| format!("listener[{i}]")))
         .collect()
 }
 
-/// Binds `workers` SO_REUSEPORT sockets on `addr` (a listener added by a reload gets a free
+/// Binds `workers` SO_REUSEPORT sockets for `listener` (one added by a reload gets a free
 /// `slot`).
-pub fn bind_group(addr: SocketAddr, workers: usize, slot: usize) -> anyhow::Result<ListenerGroup> {
+pub fn bind_group(
+    listener: &lb_l7::config::Listener,
+    workers: usize,
+    slot: usize,
+) -> anyhow::Result<ListenerGroup> {
+    let (addr, freebind) = (
+        SocketAddr::new(listener.address, listener.port),
+        listener.freebind,
+    );
     let sockets = (0..workers)
-        .map(|_| lb_l7::bind_socket(addr).map(Socket::from))
+        .map(|_| lb_l7::bind_socket(addr, freebind).map(Socket::from))
         .collect::<anyhow::Result<Vec<_>>>()
         .with_context(|| format!("on {addr}"))?;
     Ok(ListenerGroup {
         addr,
+        freebind,
         sockets,
         slot,
     })

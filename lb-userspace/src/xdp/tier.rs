@@ -158,17 +158,22 @@ impl XdpTier {
 
     /// Called every [`SynControl::WATCH`]: the SYN control's tick, then the veth peer followed.
     /// SYN-ACKs dropped by the driver (a veth peer whose native XDP program went away, so it
-    /// takes no XDP_TX frames) make weir look at the peer at once: it gets weir's pass
-    /// program, as a bare peer does at start. When that cannot help and most SYN-ACKs of a tick
-    /// were dropped, cookies are refused on the interface; while they are, the peer is looked at
-    /// again, and they are allowed again once it takes XDP_TX frames by something new.
+    /// takes no XDP_TX frames; with weir's own program on it, most of a tick's) make weir look
+    /// at the peer at once: it gets weir's pass program, as a bare peer does at start. When
+    /// that cannot help and most SYN-ACKs of a tick were dropped, cookies are refused on the
+    /// interface; while they are, the peer is looked at again, and they are allowed again once
+    /// it takes XDP_TX frames by something new.
     pub fn tick(&mut self, elapsed: Duration) -> anyhow::Result<()> {
         self.syn.tick(&mut self.dataplane, elapsed)?;
         let lost = self.syn.take_tx_lost();
         let now = Instant::now();
         let due = self.peer_look_after.is_none_or(|t| now >= t);
+        // weir's own program stays on the peer (a BPF link nobody else can take off): a ring
+        // overflowing now and then under a flood is no reason to look, most frames lost is.
+        let suspect =
+            lost.is_some_and(|(sent, errors)| veth::losing(sent, errors) || !self.peer_is_weirs());
         let mut fixed = false;
-        if due && (lost.is_some() || self.syn.refused().is_some()) {
+        if due && (suspect || self.syn.refused().is_some()) {
             fixed = self.look_at_peer()?;
             let wait = if self.syn.refused().is_some() {
                 let w = self.refused_look;
@@ -189,6 +194,14 @@ impl XdpTier {
             self.syn.refuse_cookies(&mut self.dataplane, why)?;
         }
         Ok(())
+    }
+
+    /// Whether the veth peer runs weir's own pass program.
+    fn peer_is_weirs(&self) -> bool {
+        self.attachment
+            .as_ref()
+            .and_then(|a| a.peer.as_ref())
+            .is_some_and(|p| matches!(p.peer, Peer::Attached { .. }))
     }
 
     fn tx_loss_message(&self, sent: u64, errors: u64) -> String {

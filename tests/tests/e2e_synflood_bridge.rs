@@ -772,6 +772,59 @@ fn an_unreachable_peer_refuses_cookies_and_says_what_to_do() -> Result<()> {
     Ok(())
 }
 
+/// weir as in a container (the peer's namespace cannot be opened) on a veth whose MTU native
+/// XDP refuses: `auto` falls back to generic XDP, whose XDP_TX frames go through the stack and
+/// need nothing of the peer. The code before refused cookies for the unreachable peer all the
+/// same (the peer is looked at before the attach): every SYN went to the kernel.
+#[test]
+fn generic_xdp_after_auto_fell_back_needs_nothing_of_the_peer() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let rig = rig()?;
+    // A veth refuses native XDP when its peer's MTU makes frames larger than a page.
+    rig.s_port.mtu(9000)?;
+    let log = TempFile::new("weir.log", "");
+    let (mut weir, _cfg) = start_weir(&rig, "mode = \"always\"", &log, true)?;
+    let result = (|| -> Result<()> {
+        let st = stats(&rig.server, &rig.s0)?;
+        ensure!(
+            st["host"]["cookies_refused"].is_null(),
+            "cookies not refused: {}",
+            st["host"]
+        );
+        ensure!(
+            rig.s0.show()?.contains("xdpgeneric"),
+            "generic XDP: {}",
+            rig.s0.show()?
+        );
+        let before = cookies_sent(&rig)?;
+        let (ok, failures) = requests(&rig, 5)?;
+        ensure!(ok == 5, "{failures:?}");
+        ensure!(
+            cookies_sent(&rig)? >= before + 5,
+            "answered from XDP (generic)"
+        );
+        Ok(())
+    })();
+    // SIGINT to the group: `unshare` and weir (pid 1 of its pid namespace) both get it.
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(weir.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    wait_until(Duration::from_secs(10), "weir to detach", || {
+        Ok(!common::xdp_attached(&rig.s0)?)
+    })?;
+    let _ = weir.wait_timeout(Duration::from_secs(2))?;
+    result.with_context(|| {
+        format!(
+            "weir's log: {}",
+            std::fs::read_to_string(&log.0).unwrap_or_default()
+        )
+    })
+}
+
 /// `veth_peer = "trust"` with the peer left bare: the SYN-ACKs are dropped, the XDP_TX watch
 /// sees it within a tick, switches cookies off loudly (counted in `weir stats`), and every
 /// request still succeeds (the first few after a SYN retransmission).

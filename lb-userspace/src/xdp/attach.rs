@@ -12,7 +12,7 @@
 use std::{net::IpAddr, process::Command};
 
 use aya::programs::{XdpMode, xdp::XdpLinkId};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Dataplane, ethtool, syn::SynControl, veth};
 use crate::config::{XdpModeSetting, syn::VethPeerSetting};
@@ -166,8 +166,9 @@ impl Attachment {
 
 /// [`attach`], preceded on a veth in native mode by the peer's preparation
 /// ([`veth::prepare`], or nothing with `veth_peer = "trust"`): when the peer cannot receive
-/// XDP_TX frames, cookies are refused on the interface (`syn`) before weir's program runs. The
-/// interface's XDP_TX counters are then watched by `syn`'s ticks.
+/// XDP_TX frames, cookies are refused on the interface (`syn`) before weir's program runs
+/// (undone, with the preparation, when `auto` ends in generic mode). The interface's XDP_TX
+/// counters are then watched by `syn`'s ticks.
 pub fn attach_with_peer(
     dp: &mut Dataplane,
     syn: &mut SynControl,
@@ -176,22 +177,41 @@ pub fn attach_with_peer(
     replace: bool,
     veth_peer: VethPeerSetting,
 ) -> anyhow::Result<Attachment> {
-    let peer = match (mode, veth_peer) {
+    let mut peer = match (mode, veth_peer) {
         // Generic XDP sends XDP_TX frames through the stack: any peer receives them.
-        (XdpModeSetting::Generic, _) => veth::PeerLink::none(veth::Peer::NotVeth),
+        (XdpModeSetting::Generic, _) => veth::PeerLink::none(veth::Peer::Generic),
         (_, VethPeerSetting::Trust) => veth::PeerLink::none(veth::Peer::Trusted),
         (_, VethPeerSetting::Attach) => veth::prepare(dp, iface),
     };
     match &peer.peer {
-        veth::Peer::NotVeth | veth::Peer::Trusted => {}
+        veth::Peer::NotVeth | veth::Peer::Generic | veth::Peer::Trusted => {}
         veth::Peer::Ready { peer, how } => info!(iface, peer, how, "veth peer receives XDP_TX"),
         veth::Peer::Attached { peer } => info!(
             iface,
             peer, "veth peer had no native XDP program: attached weir's pass program to it"
         ),
-        veth::Peer::Refused { why } => syn.refuse_cookies(dp, veth::refusal_message(iface, why))?,
+        // Said once the attach's mode is known (generic XDP needs nothing of the peer).
+        veth::Peer::Refused { why } => {
+            syn.refuse_cookies_quietly(dp, veth::refusal_message(iface, why))?
+        }
     }
     let mut a = attach(dp, iface, mode, replace)?;
+    if a.mode == AttachedMode::Generic && !matches!(peer.peer, veth::Peer::Generic) {
+        // `auto` fell back to generic XDP (an MTU too large for native, a driver without it):
+        // its XDP_TX frames go through the stack, and the peer was prepared, or refused, for
+        // nothing.
+        if peer.peer.refusal().is_some() {
+            syn.clear_refusal(dp)?;
+            info!(
+                iface,
+                "generic XDP: SYN cookies need nothing of the veth peer"
+            );
+        }
+        peer.release(dp, false);
+        peer = veth::PeerLink::none(veth::Peer::Generic);
+    } else if let Some(why) = peer.peer.refusal() {
+        error!("{}", veth::refusal_message(iface, why));
+    }
     a.peer = Some(peer);
     if let Some(w) = veth::TxWatch::new(iface) {
         syn.watch_xdp_tx(w);

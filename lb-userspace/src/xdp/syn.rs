@@ -615,6 +615,16 @@ impl SynControl {
     /// `why` logged as an error.
     pub fn refuse_cookies(&mut self, dp: &mut Dataplane, why: String) -> anyhow::Result<()> {
         error!("{why}");
+        self.refuse_cookies_quietly(dp, why)
+    }
+
+    /// [`Self::refuse_cookies`], the caller saying why (or not, when it lifts the refusal at
+    /// once: [`Self::clear_refusal`]).
+    pub fn refuse_cookies_quietly(
+        &mut self,
+        dp: &mut Dataplane,
+        why: String,
+    ) -> anyhow::Result<()> {
         self.refused = Some(why);
         self.program(dp)
     }
@@ -646,11 +656,19 @@ impl SynControl {
 
     /// Allows cookies again on this interface (a refusal's cause went away: `why`).
     pub fn lift_refusal(&mut self, dp: &mut Dataplane, why: &str) -> anyhow::Result<()> {
-        if self.refused.take().is_some() {
+        if self.clear_refusal(dp)? {
             info!("SYN cookies allowed again on this interface: {why}");
-            self.program(dp)?;
         }
         Ok(())
+    }
+
+    /// Allows cookies again, saying nothing; whether they were refused.
+    pub fn clear_refusal(&mut self, dp: &mut Dataplane) -> anyhow::Result<bool> {
+        if self.refused.take().is_none() {
+            return Ok(false);
+        }
+        self.program(dp)?;
+        Ok(true)
     }
 
     /// Why cookies are refused on this interface, if they are.

@@ -237,7 +237,7 @@ impl XdpTier {
             return Ok(false);
         };
         let old = match a.peer.as_ref().map(|p| &p.peer) {
-            None | Some(Peer::NotVeth | Peer::Trusted) => return Ok(false),
+            None | Some(Peer::NotVeth | Peer::Generic | Peer::Trusted) => return Ok(false),
             Some(p) => p.clone(),
         };
         let name = index_name(a.index).unwrap_or_else(|| self.iface.clone());
@@ -429,7 +429,7 @@ enum PeerLook {
 
 fn judge_peer(old: &Peer, fresh: &Peer) -> PeerLook {
     match (old, fresh) {
-        (_, Peer::NotVeth | Peer::Trusted) => PeerLook::Same,
+        (_, Peer::NotVeth | Peer::Generic | Peer::Trusted) => PeerLook::Same,
         (Peer::Attached { .. }, Peer::Ready { .. }) => PeerLook::Same,
         (o, f) if o == f => PeerLook::Same,
         (_, Peer::Refused { why }) => PeerLook::Refused(why.clone()),

@@ -32,6 +32,8 @@ pub const PEER_PROGRAM: &str = "weir_peer_pass";
 pub enum Peer {
     /// Not a veth: XDP_TX goes out of the NIC.
     NotVeth,
+    /// Generic XDP on the interface: XDP_TX frames go through the stack, which any peer takes.
+    Generic,
     /// A veth whose peer receives XDP frames already (`how`: its own native XDP program).
     Ready { peer: String, how: String },
     /// weir attached its pass program to the peer (detached when weir exits).

@@ -431,12 +431,14 @@ fn judge_peer(old: &Peer, fresh: &Peer) -> PeerLook {
     match (old, fresh) {
         (_, Peer::NotVeth | Peer::Generic | Peer::Trusted) => PeerLook::Same,
         (Peer::Attached { .. }, Peer::Ready { .. }) => PeerLook::Same,
-        (o, f) if o == f => PeerLook::Same,
-        (_, Peer::Refused { why }) => PeerLook::Refused(why.clone()),
+        // weir attached its program just now (whatever the last look found: its own program
+        // gone with the peer moved, say): the new link is the one to keep.
         (_, Peer::Attached { peer }) => PeerLook::Takes(format!(
             "the veth peer {peer} took no XDP_TX frames (it has no native XDP program): weir \
              attached its pass program to it"
         )),
+        (o, f) if o == f => PeerLook::Same,
+        (_, Peer::Refused { why }) => PeerLook::Refused(why.clone()),
         (_, Peer::Ready { peer, how }) => PeerLook::Takes(format!(
             "the veth peer {peer} takes XDP_TX frames now: it {how}"
         )),
@@ -478,6 +480,11 @@ mod tests {
         assert_eq!(judge_peer(&attached, &own), PeerLook::Same);
         assert_eq!(judge_peer(&refused("x"), &refused("x")), PeerLook::Same);
         assert_eq!(judge_peer(&ready("a"), &Peer::NotVeth), PeerLook::Same);
+        // weir attached its program anew (its own was gone).
+        assert!(matches!(
+            judge_peer(&attached, &attached),
+            PeerLook::Takes(_)
+        ));
         // The operator's program went: weir's went on.
         assert!(matches!(
             judge_peer(&ready("a"), &attached),

@@ -4,9 +4,9 @@
 //! wakes that ring's NAPI only when the peer runs a native XDP program (the kernel's
 //! `veth_xdp_flush`). A peer without one drops every frame (counted as the veth's
 //! `rx_queue_N_xdp_tx_errors`); one with GRO on (NAPI, no program) keeps them in its ring
-//! undelivered, counted as sent; one whose program runs in generic mode is not woken either. Each way
-//! every SYN-ACK weir answers from XDP is lost, and the clients it answered never hear back —
-//! worse than no weir. So before attaching natively to a veth, [`prepare`] finds the peer
+//! undelivered, counted as sent; one whose program runs in generic mode is not woken either.
+//! Each way every SYN-ACK weir answers from XDP is lost, and the clients it answered never hear
+//! back — worse than no weir. So before attaching natively to a veth, [`prepare`] finds the peer
 //! (`link_index`, and its namespace by `link_netnsid`, see [`super::netns`]) and, unless it runs
 //! a native program of its own, attaches weir's `weir_peer_pass` (it passes every frame) to it
 //! as a BPF link, which goes away with weir's process, `kill -9` included. A peer weir cannot

@@ -170,6 +170,12 @@ pub fn table(report: &Value) -> String {
     if let Some(promise) = report["host"]["syn_ack"].as_str() {
         let _ = writeln!(out, "SYN-ACKs answered from XDP promise: {promise}");
     }
+    if let Some(peer) = report["host"]["veth_peer"].as_str() {
+        let _ = writeln!(
+            out,
+            "veth peer (takes the SYN-ACKs sent with XDP_TX): {peer}"
+        );
+    }
     if let Some(why) = report["host"]["cookies_refused"].as_str() {
         let _ = writeln!(out, "SYN COOKIES REFUSED on this interface: {why}");
     }
@@ -381,10 +387,12 @@ mod syn_tests {
         r["host"]["xdp_attached"] = json!(false);
         r["host"]["syn_ack"] = json!("sack wscale=7 mss=1460/1440");
         r["host"]["xdp_reattached"] = json!(2);
+        r["host"]["veth_peer"] = json!("p0, with weir's pass program");
         let refused = table(&r);
         assert!(
             refused.contains("XDP NOT ATTACHED: the interface is gone")
                 && refused.contains("XDP promise: sack wscale=7 mss=1460/1440")
+                && refused.contains("with XDP_TX): p0, with weir's pass program")
                 && refused.contains("under its name: 2 times"),
             "{refused}"
         );

@@ -562,6 +562,13 @@ fn a_peer_whose_own_program_goes_away_gets_weirs_program() -> Result<()> {
             st["host"]
         );
         ensure!(
+            st["host"]["veth_peer"]
+                .as_str()
+                .is_some_and(|p| p.contains("with weir's pass program")),
+            "weir stats says whose program the peer runs: {}",
+            st["host"]
+        );
+        ensure!(
             cookies_sent(&rig)? >= before + 10,
             "the requests were answered from XDP"
         );

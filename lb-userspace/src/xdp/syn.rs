@@ -312,6 +312,7 @@ pub fn host_json(iface: &str) -> serde_json::Value {
         COOKIES_REFUSED: super::pins::read_note(iface, COOKIES_REFUSED),
         super::tier::ATTACHED: attached,
         super::tier::REATTACHED: reattached,
+        super::tier::VETH_PEER: super::pins::read_note(iface, super::tier::VETH_PEER),
     })
 }
 /// What the SYN-ACKs of the daemon on `iface` promise now (its pinned `SYN_SETTINGS`).

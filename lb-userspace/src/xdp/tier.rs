@@ -23,6 +23,7 @@ use crate::config::{Config, XdpModeSetting, syn::VethPeerSetting};
 pub const ATTACHED: &str = "xdp_attached";
 pub const REATTACHED: &str = "xdp_reattached";
 pub const MODE: &str = "xdp_mode";
+pub const VETH_PEER: &str = "veth_peer";
 
 /// How long after a failed attach to a new device the next try waits (a try that fails can
 /// itself make the link event that would start the next).
@@ -150,6 +151,9 @@ impl XdpTier {
         );
         if let Some(a) = &self.attachment {
             note.push_str(&format!("{MODE} {}\n", a.mode.name()));
+            if let Some(p) = a.peer.as_ref().and_then(|p| p.peer.describe()) {
+                note.push_str(&format!("{VETH_PEER} {p}\n"));
+            }
         }
         if let Err(e) = self.pins.note(&note) {
             warn!("writing the note for weir stats: {e}");

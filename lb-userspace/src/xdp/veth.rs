@@ -52,6 +52,17 @@ impl Peer {
             _ => None,
         }
     }
+
+    /// What `weir stats` says of the peer (`None`: not a veth, or generic XDP).
+    pub fn describe(&self) -> Option<String> {
+        match self {
+            Peer::NotVeth | Peer::Generic => None,
+            Peer::Ready { peer, how } => Some(format!("{peer}, which {how}")),
+            Peer::Attached { peer } => Some(format!("{peer}, with weir's pass program")),
+            Peer::Refused { .. } => Some("refused (see the refusal)".into()),
+            Peer::Trusted => Some("trusted, not looked at (veth_peer = \"trust\")".into()),
+        }
+    }
 }
 
 /// The peer's preparation: the outcome, and the link to detach at exit.
@@ -273,6 +284,25 @@ mod tests {
         assert!(losing(100, 100));
         assert!(!losing(10_000, 500));
         assert!(!losing(0, 0));
+    }
+
+    #[test]
+    fn stats_describe_the_peer() {
+        let ready = Peer::Ready {
+            peer: "p0".into(),
+            how: "has an XDP program (id 3 name x)".into(),
+        };
+        assert_eq!(
+            ready.describe().as_deref(),
+            Some("p0, which has an XDP program (id 3 name x)")
+        );
+        let ours = Peer::Attached { peer: "p0".into() };
+        assert_eq!(
+            ours.describe().as_deref(),
+            Some("p0, with weir's pass program")
+        );
+        assert_eq!(Peer::NotVeth.describe(), None);
+        assert_eq!(Peer::Generic.describe(), None);
     }
 
     #[test]

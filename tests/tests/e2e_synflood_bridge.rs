@@ -523,6 +523,30 @@ fn cookies_sent(rig: &Rig) -> Result<u64> {
     Ok(syn_n(&stats(&rig.server, &rig.s0)?, "cookies_sent"))
 }
 
+/// weir with `mode = "always"` on `rig` (`private`: as in a container, see [`start_weir`]),
+/// `body` run against it, then weir stopped; its log, or `body`'s error with the log.
+fn with_weir_always(rig: &Rig, private: bool, body: impl FnOnce() -> Result<()>) -> Result<String> {
+    let log = TempFile::new("weir.log", "");
+    let (mut weir, _cfg) = start_weir(rig, "mode = \"always\"", &log, private)?;
+    let result = body();
+    if private {
+        // SIGINT to the group: `unshare` and weir (pid 1 of its pid namespace) both get it.
+        nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(weir.pid() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        )?;
+        wait_until(Duration::from_secs(10), "weir to detach", || {
+            Ok(!common::xdp_attached(&rig.s0)?)
+        })?;
+        let _ = weir.wait_timeout(Duration::from_secs(2))?;
+    } else {
+        interrupt(&mut weir)?;
+    }
+    let text = std::fs::read_to_string(&log.0)?;
+    result.with_context(|| format!("weir's log: {text}"))?;
+    Ok(text)
+}
+
 /// The peer runs the operator's own native XDP program at weir's start (weir leaves it alone),
 /// then the operator takes it away while weir runs (`mode = "always"`, no flood): the next
 /// SYN-ACK is dropped, weir looks at the peer and attaches its pass program, and the client's
@@ -536,9 +560,7 @@ fn a_peer_whose_own_program_goes_away_gets_weirs_program() -> Result<()> {
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let rig = rig()?;
     rig.s_port.attach_xdp_pass(XdpMode::Native)?;
-    let log = TempFile::new("weir.log", "");
-    let (mut weir, _cfg) = start_weir(&rig, "mode = \"always\"", &log, false)?;
-    let result = (|| -> Result<()> {
+    let text = with_weir_always(&rig, false, || {
         let shown = program_on(&rig.s_port)?.unwrap_or_default();
         ensure!(
             !shown.contains("weir_peer_pass"),
@@ -573,10 +595,7 @@ fn a_peer_whose_own_program_goes_away_gets_weirs_program() -> Result<()> {
             "the requests were answered from XDP"
         );
         Ok(())
-    })();
-    interrupt(&mut weir)?;
-    let text = std::fs::read_to_string(&log.0)?;
-    result.with_context(|| format!("weir's log: {text}"))?;
+    })?;
     ensure!(
         text.contains("weir attached its pass program to it"),
         "weir says what it did: {text}"
@@ -601,9 +620,7 @@ fn a_generic_mode_program_on_the_peer_refuses_cookies_until_it_goes() -> Result<
     let _one = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let rig = rig()?;
     rig.s_port.attach_xdp_pass(XdpMode::Generic)?;
-    let log = TempFile::new("weir.log", "");
-    let (mut weir, _cfg) = start_weir(&rig, "mode = \"always\"", &log, false)?;
-    let result = (|| -> Result<()> {
+    let text = with_weir_always(&rig, false, || {
         let st = stats(&rig.server, &rig.s0)?;
         let why = st["host"]["cookies_refused"].as_str().unwrap_or_default();
         ensure!(
@@ -629,10 +646,7 @@ fn a_generic_mode_program_on_the_peer_refuses_cookies_until_it_goes() -> Result<
         ensure!(ok == 5, "allowed again: {failures:?}");
         ensure!(cookies_sent(&rig)? >= before + 5, "answered from XDP again");
         Ok(())
-    })();
-    interrupt(&mut weir)?;
-    let text = std::fs::read_to_string(&log.0)?;
-    result.with_context(|| format!("weir's log: {text}"))?;
+    })?;
     ensure!(
         text.contains("SYN cookies refused") && text.contains("SYN cookies allowed again"),
         "weir says both: {text}"
@@ -792,9 +806,7 @@ fn generic_xdp_after_auto_fell_back_needs_nothing_of_the_peer() -> Result<()> {
     let rig = rig()?;
     // A veth refuses native XDP when its peer's MTU makes frames larger than a page.
     rig.s_port.mtu(9000)?;
-    let log = TempFile::new("weir.log", "");
-    let (mut weir, _cfg) = start_weir(&rig, "mode = \"always\"", &log, true)?;
-    let result = (|| -> Result<()> {
+    with_weir_always(&rig, true, || {
         let st = stats(&rig.server, &rig.s0)?;
         ensure!(
             st["host"]["cookies_refused"].is_null(),
@@ -814,22 +826,8 @@ fn generic_xdp_after_auto_fell_back_needs_nothing_of_the_peer() -> Result<()> {
             "answered from XDP (generic)"
         );
         Ok(())
-    })();
-    // SIGINT to the group: `unshare` and weir (pid 1 of its pid namespace) both get it.
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(weir.pid() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )?;
-    wait_until(Duration::from_secs(10), "weir to detach", || {
-        Ok(!common::xdp_attached(&rig.s0)?)
     })?;
-    let _ = weir.wait_timeout(Duration::from_secs(2))?;
-    result.with_context(|| {
-        format!(
-            "weir's log: {}",
-            std::fs::read_to_string(&log.0).unwrap_or_default()
-        )
-    })
+    Ok(())
 }
 
 /// `veth_peer = "trust"` with the peer left bare: the SYN-ACKs are dropped, the XDP_TX watch

@@ -690,6 +690,11 @@ fn xdp_families(enc: &mut DescriptorEncoder, x: &super::view::XdpView) -> fmt::R
             "weir_xdp_tx_errors",
             "weir: SYN-ACKs the driver dropped (XDP_TX errors) while cookies were on",
         ),
+        (
+            "xdp_reattached",
+            "weir_xdp_reattached",
+            "weir: times the XDP program was attached again to an interface made anew under its name",
+        ),
     ] {
         if let Some(n) = x.host.get(key).and_then(serde_json::Value::as_u64) {
             family(enc, name, help, Kind::Counter, [(vec![iface()], n)])?;
@@ -706,19 +711,6 @@ fn xdp_families(enc: &mut DescriptorEncoder, x: &super::view::XdpView) -> fmt::R
             "weir: 1 while weir's XDP program is on the interface; 0 while the interface is gone (deleted, not yet made again)",
             Kind::Gauge,
             [(vec![iface()], u64::from(on))],
-        )?;
-    }
-    if let Some(n) = x
-        .host
-        .get("xdp_reattached")
-        .and_then(serde_json::Value::as_u64)
-    {
-        family(
-            enc,
-            "weir_xdp_reattached",
-            "weir: times the XDP program was attached again to an interface made anew under its name",
-            Kind::Counter,
-            [(vec![iface()], n)],
         )?;
     }
     Ok(())

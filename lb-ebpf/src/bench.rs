@@ -60,32 +60,24 @@ pub fn gen_tx(_ctx: XdpContext) -> u32 {
 /// Length of the flood generator's frame: Ethernet, IPv4 (no options), TCP (no options).
 const GEN_FRAME: usize = 14 + 20 + 20;
 
-/// The SYN the generator sends, set by user space at load (`EbpfLoader::set_global`): live-frames
-/// pages are recycled with whatever the receiver left in them (weir turns them into SYN-ACKs in
-/// place), so every run starts by rewriting the whole frame from here. A global, not a map: this
-/// object is also loaded by iproute2 (libbpf), which refuses aya's legacy map sections.
-#[unsafe(no_mangle)]
-static GEN_TEMPLATE: [u32; 16] = [0; 16];
-
-/// The Linux-layout SYN the Linux-layout generator sends (74 bytes: MSS, SACK-permitted,
-/// timestamp, NOP, window scale, as a Linux client's connect() writes them), set like
-/// [`GEN_TEMPLATE`].
+/// The Linux-layout SYN the generator sends (74 bytes: MSS, SACK-permitted, timestamp, NOP,
+/// window scale, as a Linux client's connect() writes them), set by user space at load
+/// (`EbpfLoader::set_global`): live-frames pages are recycled with whatever the receiver left in
+/// them (weir turns them into SYN-ACKs in place), so every run starts by rewriting the whole
+/// frame from here. A global, not a map: this object is also loaded by iproute2 (libbpf), which
+/// refuses aya's legacy map sections.
 #[unsafe(no_mangle)]
 static GEN_TEMPLATE_LINUX: [u32; 19] = [0; 19];
 
 /// Length of the Linux-layout generator's frame: 20 bytes of TCP options more.
 const GEN_FRAME_LINUX: usize = GEN_FRAME + 20;
 
-/// The SYN-flood generator: run with `BPF_F_TEST_XDP_LIVE_FRAMES`, each repetition writes the
-/// template SYN (Ethernet/IPv4/TCP, no options) with a random source in 198.18.0.0/15 (RFC
-/// 2544's benchmarking range, never on-link in a lab) and a random source port, both checksums
-/// fixed incrementally, and transmits it out of the interface named in the context.
-#[xdp]
-pub fn gen_syn_flood(ctx: XdpContext) -> u32 {
-    gen_syn::<GEN_FRAME>(&ctx, &GEN_TEMPLATE)
-}
-
-/// [`gen_syn_flood`] with Linux-layout SYNs (`GEN_TEMPLATE_LINUX`, 74 bytes).
+/// The SYN-flood generator (`cargo xtask bench synflood`): run with
+/// `BPF_F_TEST_XDP_LIVE_FRAMES`, each repetition writes the template SYN with a random source in
+/// 198.18.0.0/15 (RFC 2544's benchmarking range, never on-link in a lab) and a random source
+/// port, both checksums fixed incrementally, and transmits it out of the interface named in the
+/// context. (The tests flood from a packet socket, `weir_tests::lab::SynFlood`: a locked-down
+/// kernel refuses live frames.)
 #[xdp]
 pub fn gen_syn_flood_linux(ctx: XdpContext) -> u32 {
     gen_syn::<GEN_FRAME_LINUX>(&ctx, &GEN_TEMPLATE_LINUX)

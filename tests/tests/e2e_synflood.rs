@@ -1,6 +1,6 @@
 //! End to end under a SYN flood: the real `weir run` in cookie mode on the server's veth, a
 //! real HTTP server (`python3 -m http.server`) behind the VIP, a spoofed-source SYN flood from
-//! the in-repo live-frames generator (`gen_syn_flood`: random source in 198.18.0.0/15 per
+//! the lab's packet-socket generator (`Iface::syn_flood`: random source in 198.18.0.0/15 per
 //! packet, bounded in count and time), and a real client loop (`curl`) making 200 requests
 //! meanwhile. Every request must succeed, the server's listen queue must never overflow, and
 //! the counters must account for the flood. Needs root.
@@ -13,21 +13,15 @@ mod common;
 
 use std::{
     net::TcpStream,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
+    sync::atomic::{AtomicU64, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, ensure};
-use aya::{
-    Ebpf,
-    programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp},
-};
+use aya::{Ebpf, programs::Xdp};
 use common::*;
 use weir_tests::{
-    lab::{Iface, Lab, Ns},
+    lab::{Bounds, Iface, Lab, Ns, SynFlood},
     packet::Packet,
 };
 
@@ -138,58 +132,15 @@ fn setup() -> Result<Setup> {
     })
 }
 
-/// The flood, from the client namespace, until `stop` or its bounds; returns packets sent.
-fn flood(
-    client: Ns,
-    c0_ifindex: u32,
-    frame: Vec<u8>,
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-) -> Result<()> {
-    let words = template(&frame)?;
-    let mut obj = aya::EbpfLoader::new()
-        .override_global("GEN_TEMPLATE", &words, true)
-        .load(lb_userspace::BENCH_OBJECT)?;
-    let prog: &mut Xdp = obj
-        .program_mut("gen_syn_flood")
-        .context("gen_syn_flood")?
-        .try_into()?;
-    prog.load()?;
-    let prog: &Xdp = prog;
-    let md: [u32; 6] = [0, frame.len() as u32, 0, c0_ifindex, 0, 0];
-    let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-    let _in = client.enter()?;
-    let start = Instant::now();
-    // Small chunks, yielding between them: the receiving side's softirq work runs on this CPU.
-    const CHUNK: u32 = 16384;
-    while !stop.load(Ordering::Relaxed)
-        && sent.load(Ordering::Relaxed) < FLOOD_MAX_PACKETS
-        && start.elapsed() < Duration::from_secs(FLOOD_MAX_SECS)
-    {
-        prog.test_run(TestRunOptions {
-            data_in: Some(&frame),
-            ctx_in: Some(&ctx),
-            repeat: CHUNK,
-            attrs: TestRunAttrs::new().xdp_live_frames(64),
-            ..TestRunOptions::new()
-        })
-        .context("live-frames flood")?;
-        sent.fetch_add(CHUNK as u64, Ordering::Relaxed);
-        std::thread::yield_now();
-    }
-    Ok(())
-}
-
-/// The generator's SYN (54 bytes) as the words of its `GEN_TEMPLATE` global.
-fn template(frame: &[u8]) -> Result<[u32; 16]> {
-    ensure!(frame.len() == 54, "the generator sends 54-byte SYNs");
-    let mut words = [0u32; 16];
-    for (i, c) in frame.chunks(4).enumerate() {
-        let mut b = [0u8; 4];
-        b[..c.len()].copy_from_slice(c);
-        words[i] = u32::from_ne_bytes(b);
-    }
-    Ok(words)
+/// The spoofed-source flood of `frame`s out of the client's veth, bounded in count and time.
+fn flood(s: &Setup, frame: &[u8]) -> Result<SynFlood> {
+    s.c0.syn_flood(
+        frame,
+        Bounds {
+            packets: FLOOD_MAX_PACKETS,
+            time: Duration::from_secs(FLOOD_MAX_SECS),
+        },
+    )
 }
 
 /// One `curl` of `path` on the VIP from the client namespace: (HTTP code, connect seconds, bytes).
@@ -238,17 +189,11 @@ fn every_client_request_succeeds_under_a_spoofed_syn_flood() -> Result<()> {
         .syn()
         .seq(1)
         .build();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let flood_thread = {
-        let (client, stop, sent) = (s.client.clone(), stop.clone(), sent.clone());
-        let ifindex = s.c0.ifindex()?;
-        std::thread::spawn(move || flood(client, ifindex, frame, stop, sent))
-    };
+    let f = flood(&s, &frame)?;
     let t0 = Instant::now();
     // The flood is on before the clients start.
     weir_tests::lab::wait_until(Duration::from_secs(10), "the flood to start", || {
-        Ok(sent.load(Ordering::Relaxed) >= 100_000)
+        Ok(f.sent() >= 100_000)
     })?;
 
     // A connection made under the flood, seen from both kernels: the options survived the
@@ -286,9 +231,7 @@ fn every_client_request_succeeds_under_a_spoofed_syn_flood() -> Result<()> {
     // download under cookie mode arrives whole.
     let (code, _, size) = curl(&s.client, "/big")?;
     let flood_secs = t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    flood_thread.join().expect("flood thread")?;
-    let flood_packets = sent.load(Ordering::Relaxed);
+    let flood_packets = f.stop()?;
     std::thread::sleep(Duration::from_millis(300));
     let after = stats(&s.server, &s.s0)?;
     let ns = s.server.counters()?.delta(&before_ns);
@@ -402,13 +345,7 @@ fn auto_mode_turns_cookies_on_under_the_flood_and_off_after() -> Result<()> {
         .syn()
         .seq(1)
         .build();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sent = Arc::new(AtomicU64::new(0));
-    let flood_thread = {
-        let (client, stop, sent) = (s.client.clone(), stop.clone(), sent.clone());
-        let ifindex = s.c0.ifindex()?;
-        std::thread::spawn(move || flood(client, ifindex, frame, stop, sent))
-    };
+    let f = flood(&s, &frame)?;
     let on = weir_tests::lab::wait_until(Duration::from_secs(10), "cookies on", || {
         Ok(cookies(&stats(&s.server, &s.s0)?) == Some(true))
     });
@@ -417,8 +354,7 @@ fn auto_mode_turns_cookies_on_under_the_flood_and_off_after() -> Result<()> {
     for _ in 0..20 {
         codes.push(curl(&s.client, "/")?.0);
     }
-    stop.store(true, Ordering::Relaxed);
-    flood_thread.join().expect("flood thread")?;
+    f.stop()?;
     on?;
     assert_eq!(syncookies_during, "2");
     assert!(codes.iter().all(|c| *c == 200), "{codes:?}");

@@ -1,8 +1,8 @@
 //! Issue #11's topology end to end: attacker, client and server namespaces joined by a Linux
 //! bridge (as containers and lab VMs are wired), nginx with `listen 80 backlog=128` behind the
 //! VIP, `weir run --iface <server veth> --no-l7` with one `[[vip]]` and the default `[syn]`
-//! (auto). Floods: hping3 `--flood -S --rand-source` (option-less 54-byte SYNs) and the in-repo
-//! live-frames generator with Linux-layout SYNs (74 bytes), each bounded in time. During the
+//! (auto). Floods: hping3 `--flood -S --rand-source` (option-less 54-byte SYNs) and the lab's
+//! packet-socket generator with Linux-layout SYNs (74 bytes), each bounded in time. During the
 //! flood, 200 paced `curl` requests from the client namespace. Each case asserts that every
 //! request succeeds and that ≥ 99 % of the SYNs weir saw once its cookies were on were answered
 //! from XDP (`cookies_sent` / `syn_seen`).
@@ -22,20 +22,15 @@ mod common;
 use std::{
     path::PathBuf,
     process::{Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
-    thread::JoinHandle,
-    time::{Duration, Instant},
+    sync::Mutex,
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail, ensure};
-use aya::programs::{TestRun, TestRunAttrs, TestRunOptions, Xdp};
 use common::{TempDir, TempFile, curl_timing, packets, stats};
 use serde_json::Value;
 use weir_tests::{
-    lab::{Iface, Lab, Ns, Proc, XdpMode, wait_until},
+    lab::{Bounds, Iface, Lab, Ns, Proc, SynFlood, XdpMode, wait_until},
     packet::Packet,
 };
 
@@ -82,10 +77,7 @@ fn rig() -> Result<Rig> {
     }
     let (s0, s_port) = ends.pop().context("server veth")?;
     let _client_ends = ends.pop();
-    let (a0, a_port) = ends.pop().context("attacker veth")?;
-    // The test's own generator sends with XDP_TX out of a0: its peer needs an XDP program to
-    // receive (the lab's harness, not weir's business).
-    a_port.attach_xdp_pass(XdpMode::Native)?;
+    let (a0, _a_port) = ends.pop().context("attacker veth")?;
     let dir = TempDir(std::env::temp_dir().join(format!(
         "weir-bridge-{}-{}",
         std::process::id(),
@@ -180,7 +172,7 @@ fn start_weir(rig: &Rig, syn: &str, log: &TempFile, private: bool) -> Result<(Pr
 
 enum Flood {
     Hping3(Proc),
-    Generator(Arc<AtomicBool>, JoinHandle<Result<u64>>),
+    Generator(SynFlood),
 }
 
 fn start_hping3(rig: &Rig) -> Result<Flood> {
@@ -219,42 +211,11 @@ fn linux_syn(rig: &Rig) -> Result<Vec<u8>> {
 fn start_generator(rig: &Rig) -> Result<Flood> {
     let frame = linux_syn(rig)?;
     ensure!(frame.len() == 74, "Linux-layout SYN: {} bytes", frame.len());
-    let mut words = [0u32; 19];
-    for (i, c) in frame.chunks(4).enumerate() {
-        let mut b = [0u8; 4];
-        b[..c.len()].copy_from_slice(c);
-        words[i] = u32::from_ne_bytes(b);
-    }
-    let (ns, ifindex) = (rig.attacker.clone(), rig.a0.ifindex()?);
-    let stop = Arc::new(AtomicBool::new(false));
-    let stop2 = stop.clone();
-    let t = std::thread::spawn(move || -> Result<u64> {
-        let mut obj = aya::EbpfLoader::new()
-            .override_global("GEN_TEMPLATE_LINUX", &words, true)
-            .load(lb_userspace::BENCH_OBJECT)?;
-        let prog: &mut Xdp = obj
-            .program_mut("gen_syn_flood_linux")
-            .context("gen_syn_flood_linux")?
-            .try_into()?;
-        prog.load()?;
-        let md: [u32; 6] = [0, frame.len() as u32, 0, ifindex, 0, 0];
-        let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
-        let _in = ns.enter()?;
-        let (start, mut sent) = (Instant::now(), 0u64);
-        while !stop2.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(FLOOD_SECS) {
-            prog.test_run(TestRunOptions {
-                data_in: Some(&frame),
-                ctx_in: Some(&ctx),
-                repeat: 8192,
-                attrs: TestRunAttrs::new().xdp_live_frames(64),
-                ..TestRunOptions::new()
-            })?;
-            sent += 8192;
-            std::thread::yield_now();
-        }
-        Ok(sent)
-    });
-    Ok(Flood::Generator(stop, t))
+    let bounds = Bounds {
+        packets: u64::MAX,
+        time: Duration::from_secs(FLOOD_SECS),
+    };
+    Ok(Flood::Generator(rig.a0.syn_flood(&frame, bounds)?))
 }
 
 impl Flood {
@@ -263,10 +224,8 @@ impl Flood {
             Flood::Hping3(mut p) => {
                 p.kill()?;
             }
-            Flood::Generator(stop, t) => {
-                stop.store(true, Ordering::Relaxed);
-                t.join()
-                    .map_err(|_| anyhow::anyhow!("generator panicked"))??;
+            Flood::Generator(f) => {
+                f.stop()?;
             }
         }
         Ok(())

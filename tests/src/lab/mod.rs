@@ -34,6 +34,7 @@
 
 mod cmd;
 mod counters;
+mod flood;
 mod ns;
 mod process;
 mod veth;
@@ -55,6 +56,7 @@ use anyhow::{Context, Result, bail};
 
 pub use cmd::{DEFAULT_TIMEOUT, output, run};
 pub use counters::Counters;
+pub use flood::{Bounds, SynFlood};
 pub use ns::{Ns, NsGuard};
 pub use process::Proc;
 pub use veth::{Gateway, Iface, XdpMode};

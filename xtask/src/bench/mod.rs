@@ -12,6 +12,24 @@ mod xdp;
 pub use xdp::flag;
 
 use anyhow::bail;
+use aya::programs::ProgramError;
+
+/// A live-frames `BPF_PROG_RUN`'s error, saying what a refusal means: the packet generators of
+/// `pps` and `synflood` transmit with `BPF_F_TEST_XDP_LIVE_FRAMES`, which a locked-down kernel
+/// refuses (`EPERM`, seen on 6.18 with lockdown in integrity mode).
+fn live_frames_error(e: ProgramError) -> anyhow::Error {
+    let refused = matches!(&e, ProgramError::SyscallError(s)
+        if s.io_error.raw_os_error() == Some(nix::errno::Errno::EPERM as i32));
+    if refused {
+        anyhow::anyhow!(
+            "the kernel refuses BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (EPERM, as root: a \
+             locked-down kernel does; see /sys/kernel/security/lockdown), and this benchmark's \
+             packet generator needs it: run it on a kernel without lockdown"
+        )
+    } else {
+        anyhow::Error::new(e).context("BPF_PROG_RUN live frames")
+    }
+}
 
 const LIST: &[(&str, &str)] = &[
     (

@@ -71,7 +71,7 @@ fn flood(
                 attrs: TestRunAttrs::new().xdp_live_frames(64),
                 ..TestRunOptions::new()
             })
-            .context("BPF_PROG_RUN live frames")?;
+            .map_err(super::live_frames_error)?;
         Ok(t.elapsed().as_secs_f64())
     })?
 }

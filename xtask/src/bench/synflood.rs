@@ -308,13 +308,15 @@ fn generate(rig: &Rig, packets: u64) -> anyhow::Result<u64> {
     let mut sent = 0u64;
     rig.gen_ns.in_ns(|| -> anyhow::Result<()> {
         while sent < packets && t.elapsed() < Duration::from_secs(120) {
-            gen_prog.test_run(TestRunOptions {
-                data_in: Some(&frame),
-                ctx_in: Some(&ctx),
-                repeat: CHUNK,
-                attrs: TestRunAttrs::new().xdp_live_frames(64),
-                ..TestRunOptions::new()
-            })?;
+            gen_prog
+                .test_run(TestRunOptions {
+                    data_in: Some(&frame),
+                    ctx_in: Some(&ctx),
+                    repeat: CHUNK,
+                    attrs: TestRunAttrs::new().xdp_live_frames(64),
+                    ..TestRunOptions::new()
+                })
+                .map_err(super::live_frames_error)?;
             sent += CHUNK as u64;
             std::thread::yield_now();
         }

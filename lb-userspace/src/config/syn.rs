@@ -32,7 +32,8 @@ pub enum VethPeerSetting {
     /// generic-mode program on it), and look at it again while weir runs.
     Attach,
     /// Do not look at the peer (the operator vouches for it); the XDP_TX error watch still
-    /// switches cookies off when SYN-ACKs are being dropped.
+    /// switches cookies off when SYN-ACKs are being dropped, and tries them again later
+    /// (`xdp::tier`).
     Trust,
 }
 

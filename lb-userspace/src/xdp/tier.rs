@@ -32,8 +32,10 @@ const RETRY: Duration = Duration::from_secs(2);
 /// At most one look at the veth peer in this time while the XDP_TX counters show SYN-ACKs
 /// dropped (a flood drops some at every tick).
 const PEER_LOOK: Duration = Duration::from_secs(1);
-/// While cookies are refused for the peer: the first look after this, the next ones twice as
-/// far apart each, up to [`REFUSED_LOOK_MAX`] (a peer in a namespace weir cannot open stays so).
+/// While cookies are refused (for the peer, or for dropped SYN-ACKs, which then get a trial at
+/// each look): the wait after the first look, after the next ones twice as long each, up to
+/// [`REFUSED_LOOK_MAX`] (a peer in a namespace weir cannot open stays so; a trial that fails
+/// costs one tick's SYN-ACKs).
 const REFUSED_LOOK: Duration = Duration::from_secs(2);
 const REFUSED_LOOK_MAX: Duration = Duration::from_secs(60);
 
@@ -57,10 +59,8 @@ pub struct XdpTier {
     retry_after: Option<Instant>,
     /// The last failure said (a try failing the same way again is not said again).
     failed: Option<String>,
-    /// No look at the veth peer before this ([`XdpTier::tick`]), and the wait after the next
-    /// one while cookies are refused.
-    peer_look_after: Option<Instant>,
-    refused_look: Duration,
+    /// When to look at the veth peer next, and the trials of cookies refused for drops.
+    looks: LookSchedule,
 }
 
 impl Drop for XdpTier {
@@ -121,8 +121,7 @@ pub fn start(
         reattached: 0,
         retry_after: None,
         failed: None,
-        peer_look_after: None,
-        refused_look: REFUSED_LOOK,
+        looks: LookSchedule::default(),
     };
     tier.attachment = Some(tier.attach()?);
     tier.write_note();
@@ -165,13 +164,17 @@ impl XdpTier {
     /// takes no XDP_TX frames; with weir's own program on it, most of a tick's) make weir look
     /// at the peer at once: it gets weir's pass program, as a bare peer does at start. When
     /// that cannot help and most SYN-ACKs of a tick were dropped, cookies are refused on the
-    /// interface; while they are, the peer is looked at again, and they are allowed again once
-    /// it takes XDP_TX frames by something new.
+    /// interface; while they are, the peer is looked at again after 2 s, then twice as far apart
+    /// each time up to a minute. A refusal for the peer (it cannot take XDP_TX frames) ends once
+    /// it takes them by something new; one for dropped SYN-ACKs while the peer looks fine (its
+    /// ring overflowed for a while, it went down and came back, a trusted peer, a NIC) gives
+    /// cookies a trial at each of those looks that finds nothing new: a trial that drops most
+    /// of a tick's SYN-ACKs again ends at that tick.
     pub fn tick(&mut self, elapsed: Duration) -> anyhow::Result<()> {
         self.syn.tick(&mut self.dataplane, elapsed)?;
         let lost = self.syn.take_tx_lost();
         let now = Instant::now();
-        let due = self.peer_look_after.is_none_or(|t| now >= t);
+        let due = self.looks.due(now);
         // weir's own program stays on the peer (a BPF link nobody else can take off): a ring
         // overflowing now and then under a flood is no reason to look, most frames lost is.
         let suspect =
@@ -179,23 +182,61 @@ impl XdpTier {
         let mut fixed = false;
         if due && (suspect || self.syn.refused().is_some()) {
             fixed = self.look_at_peer()?;
-            let wait = if self.syn.refused().is_some() {
-                let w = self.refused_look;
-                self.refused_look = (w * 2).min(REFUSED_LOOK_MAX);
-                w
-            } else {
-                self.refused_look = REFUSED_LOOK;
-                PEER_LOOK
-            };
-            self.peer_look_after = Some(now + wait);
+            let refused = self.syn.refused().is_some();
+            if let Some(next) = self.looks.looked(now, refused, self.refused_for_losses()) {
+                self.try_cookies(next)?;
+            }
         }
         if let Some((sent, errors)) = lost
             && !fixed
             && self.syn.refused().is_none()
             && veth::losing(sent, errors)
         {
+            self.refuse_for_losses(sent, errors)?;
+        }
+        Ok(())
+    }
+
+    /// Whether cookies are refused for SYN-ACKs dropped while the peer looked fine (not for a
+    /// peer that cannot take XDP_TX frames, which a look at it ends).
+    fn refused_for_losses(&self) -> bool {
+        let peer_refused = self
+            .attachment
+            .as_ref()
+            .and_then(|a| a.peer.as_ref())
+            .is_some_and(|p| p.peer.refusal().is_some());
+        self.syn.refused().is_some() && !peer_refused
+    }
+
+    /// A trial: cookies allowed again, refused again at the first tick that drops most of its
+    /// SYN-ACKs (the cost of a trial that fails: one tick's SYN-ACKs, whose clients send their
+    /// SYN again a second later).
+    fn try_cookies(&mut self, next: Duration) -> anyhow::Result<()> {
+        self.syn.clear_refusal(&mut self.dataplane)?;
+        warn!(
+            iface = %self.iface,
+            trial = self.looks.trials,
+            "SYN cookies tried again on this interface after SYN-ACKs were dropped: if most of a \
+             tick's still are, they are switched off again (next trial in {}s)",
+            next.as_secs()
+        );
+        Ok(())
+    }
+
+    fn refuse_for_losses(&mut self, sent: u64, errors: u64) -> anyhow::Result<()> {
+        if self.looks.trials == 0 {
             let why = self.tx_loss_message(sent, errors);
             self.syn.refuse_cookies(&mut self.dataplane, why)?;
+        } else {
+            let why = format!(
+                "SYN cookies switched OFF again on this interface: {errors} of {} SYN-ACKs sent \
+                 with XDP_TX in trial {} were dropped by the driver; SYNs go to the kernel until \
+                 the next trial",
+                sent + errors,
+                self.looks.trials
+            );
+            warn!(iface = %self.iface, "{why}");
+            self.syn.refuse_cookies_quietly(&mut self.dataplane, why)?;
         }
         Ok(())
     }
@@ -209,17 +250,18 @@ impl XdpTier {
     }
 
     fn tx_loss_message(&self, sent: u64, errors: u64) -> String {
-        let until = if self.veth_peer == VethPeerSetting::Attach {
-            "until the peer takes them again (weir looks at it every few seconds, and attaches \
-             its pass program to it when it has no native one)"
+        let looks = if self.veth_peer == VethPeerSetting::Attach {
+            "; weir also looks at the peer, and attaches its pass program to it when it has no \
+             native one"
         } else {
-            "until weir is restarted with the peer fixed (`veth_peer = \"trust\"`: weir does not \
-             look at the peer)"
+            " (`veth_peer = \"trust\"`: weir does not look at the peer)"
         };
         format!(
             "SYN cookies switched OFF on this interface: {errors} of {} SYN-ACKs sent with \
              XDP_TX in the last {:?} were dropped by the driver (a veth whose peer lost its native \
-             XDP program, or went down); SYNs go to the kernel {until}",
+             XDP program, went down or fell behind); SYNs go to the kernel, and cookies are tried \
+             again in a second, then twice as far apart each time up to a minute, until a trial \
+             finds the SYN-ACKs delivered{looks}",
             sent + errors,
             SynControl::TICK
         )
@@ -263,6 +305,7 @@ impl XdpTier {
         self.write_note();
         let Some(news) = news else { return Ok(false) };
         if self.syn.refused().is_some() {
+            self.looks.trials = 0;
             self.syn.lift_refusal(&mut self.dataplane, &news)?;
         } else {
             warn!(iface = %self.iface, "{news}");
@@ -365,8 +408,7 @@ impl XdpTier {
                 {
                     warn!(iface = %self.iface, "allowing SYN cookies again: {e:#}");
                 }
-                self.peer_look_after = None;
-                self.refused_look = REFUSED_LOOK;
+                self.looks = LookSchedule::default();
                 self.attachment = Some(a);
                 self.reattached += 1;
                 self.retry_after = None;
@@ -417,6 +459,55 @@ impl XdpTier {
                 "the interface's addresses changed, but the VIPs could not follow: {e:#}"
             ),
         }
+    }
+}
+
+/// When weir looks at the veth peer, and when cookies refused for dropped SYN-ACKs get a trial
+/// (no I/O: [`XdpTier::tick`] does the looking and the trials).
+#[derive(Debug)]
+struct LookSchedule {
+    /// No look before this.
+    after: Option<Instant>,
+    /// The wait after the next look made while cookies are refused.
+    refused_wait: Duration,
+    /// Trials since SYN-ACKs were found dropped with the peer looking fine (0: none under way).
+    trials: u32,
+}
+
+impl Default for LookSchedule {
+    fn default() -> Self {
+        LookSchedule {
+            after: None,
+            refused_wait: REFUSED_LOOK,
+            trials: 0,
+        }
+    }
+}
+
+impl LookSchedule {
+    fn due(&self, now: Instant) -> bool {
+        self.after.is_none_or(|t| now >= t)
+    }
+
+    /// A look was made at `now`, after which cookies are `refused` (`for_losses`: for SYN-ACKs
+    /// dropped while the peer looked fine). While refused, the looks come 2 s apart, then twice
+    /// as far each time up to a minute, else at most a second apart; a look that finds nothing
+    /// refused a whole wait after the last one ends the trials and the backoff. When cookies
+    /// get a trial now: the wait before the next look (and trial).
+    fn looked(&mut self, now: Instant, refused: bool, for_losses: bool) -> Option<Duration> {
+        let wait = if refused {
+            let w = self.refused_wait;
+            self.refused_wait = (w * 2).min(REFUSED_LOOK_MAX);
+            w
+        } else {
+            self.refused_wait = REFUSED_LOOK;
+            self.trials = 0;
+            PEER_LOOK
+        };
+        self.after = Some(now + wait);
+        let trial = refused && for_losses;
+        self.trials += u32::from(trial);
+        trial.then_some(wait)
     }
 }
 
@@ -472,6 +563,43 @@ mod tests {
             peer: "p0".into(),
             how: how.into(),
         }
+    }
+
+    /// SYN-ACKs dropped with the peer looking fine: a look (nothing refused yet), the refusal,
+    /// then a trial at each look while refused (1 s after the refusal, then 2, 4, … 60 s
+    /// apart); a trial that lasts a whole wait ends the backoff. A refusal for the peer itself
+    /// gets looks, never a trial.
+    #[test]
+    fn refused_for_drops_cookies_get_trials_ever_further_apart() {
+        let t0 = Instant::now();
+        let mut s = LookSchedule::default();
+        assert!(s.due(t0));
+        assert_eq!(
+            s.looked(t0, false, false),
+            None,
+            "the look before the refusal"
+        );
+        assert!(!s.due(t0 + Duration::from_millis(999)));
+        let mut at = t0 + PEER_LOOK;
+        let mut gaps = Vec::new();
+        for _ in 0..8 {
+            assert!(s.due(at));
+            let wait = s.looked(at, true, true).expect("a trial");
+            let next = s.after.expect("the next look");
+            assert_eq!(next - at, wait);
+            gaps.push(wait.as_secs());
+            assert!(!s.due(next - Duration::from_millis(1)));
+            at = next;
+        }
+        assert_eq!(gaps, [2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(s.trials, 8);
+        // The last trial held until the next look: nothing refused then.
+        assert_eq!(s.looked(at, false, false), None);
+        assert_eq!((s.trials, s.refused_wait), (0, REFUSED_LOOK));
+        // A peer that cannot take XDP_TX frames: looked at again, no trial.
+        assert_eq!(s.looked(at + PEER_LOOK, true, false), None);
+        assert_eq!(s.trials, 0);
+        assert_eq!(s.after, Some(at + PEER_LOOK + REFUSED_LOOK));
     }
 
     #[test]

@@ -379,7 +379,7 @@ impl Worker {
         let rts = crate::generation::listeners(&config, files, &ticketer)?;
         let mut listeners = Vec::new();
         for (i, (l, rt)) in config.listener.iter().zip(rts).enumerate() {
-            let addr = SocketAddr::new(l.address, l.port);
+            let addr = l.socket_addr();
             let socket = match opts.listen_fds.as_ref().map(|fds| fds.get(i).copied()) {
                 None => bind_socket(addr, l.freebind).with_context(|| format!("listener[{i}]"))?,
                 Some(Some(fd)) => {

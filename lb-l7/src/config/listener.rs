@@ -33,6 +33,13 @@ pub struct Listener {
     pub rule: Vec<Rule>,
 }
 
+impl Listener {
+    /// The address and port the listener binds.
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.address, self.port)
+    }
+}
+
 fn default_default_action() -> Action {
     Action::FixedResponse {
         status_code: 404,

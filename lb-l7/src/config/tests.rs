@@ -288,3 +288,21 @@ fn http2_engine_is_hyper_or_weir() {
         assert!(e.contains("http2_engine"), "{bad}: {e}");
     }
 }
+
+/// `freebind` binds an address the host does not have yet; on a wildcard (which takes every
+/// address the host has or gets) it would be parsed and do nothing, so it is refused.
+#[test]
+fn freebind_needs_an_address() {
+    let on = |address: &str| {
+        format!("[[listener]]\naddress = \"{address}\"\nport = 80\nfreebind = true\n")
+    };
+    assert_eq!(paths(&on("192.0.2.10")), Vec::<String>::new());
+    assert_eq!(paths(&on("2001:db8::10")), Vec::<String>::new());
+    assert_eq!(paths(&on("0.0.0.0")), ["listener[0].freebind"]);
+    assert_eq!(paths(&on("::")), ["listener[0].freebind"]);
+    assert_eq!(
+        paths("[[listener]]\nport = 80\nfreebind = true\n"),
+        ["listener[0].freebind"]
+    );
+    assert_eq!(paths("[[listener]]\nport = 80\n"), Vec::<String>::new());
+}

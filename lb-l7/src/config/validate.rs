@@ -147,6 +147,16 @@ fn listener(e: &mut Errors, p: &str, l: &Listener, groups: &HashSet<&str>) {
     if l.port == 0 {
         e.push(format!("{p}.port"), "port 0 is not allowed");
     }
+    if l.freebind && l.address.is_unspecified() {
+        e.push(
+            format!("{p}.freebind"),
+            format!(
+                "the wildcard address {} takes every address the host has or gets, so freebind \
+                 would do nothing: set `address` to the one that comes later, or remove freebind",
+                l.address
+            ),
+        );
+    }
     match l.protocol {
         Protocol::Https if l.certificate.is_empty() => {
             e.push(

@@ -424,7 +424,7 @@ fn unparsed_record(sh: &Shared, ci: &ConnInfo, status: u16, reason: &'static str
         request: format!(
             "- {}://{}- ",
             listener.protocol.scheme(),
-            std::net::SocketAddr::new(listener.address, listener.port)
+            listener.socket_addr()
         ),
         user_agent: "-".into(),
         ssl_cipher: ci.tls.as_ref().map(|t| t.cipher.clone()),

@@ -121,7 +121,7 @@ fn l7_view(input: L7Input<'_>) -> L7View {
                     .collect()
             };
             ListenerFigures {
-                listener: std::net::SocketAddr::new(l.address, l.port).to_string(),
+                listener: l.socket_addr().to_string(),
                 port: l.port,
                 protocol: l.protocol.scheme().to_ascii_uppercase(),
                 counters: of(&counters),

@@ -16,7 +16,7 @@ pub fn addrs(cfg: &Config) -> Vec<SocketAddr> {
     cfg.l7
         .listener
         .iter()
-        .map(|l| SocketAddr::new(l.address, l.port))
+        .map(lb_l7::config::Listener::socket_addr)
         .collect()
 }
 

@@ -71,10 +71,7 @@ pub fn bind_group(
     workers: usize,
     slot: usize,
 ) -> anyhow::Result<ListenerGroup> {
-    let (addr, freebind) = (
-        SocketAddr::new(listener.address, listener.port),
-        listener.freebind,
-    );
+    let (addr, freebind) = (listener.socket_addr(), listener.freebind);
     let sockets = (0..workers)
         .map(|_| lb_l7::bind_socket(addr, freebind).map(Socket::from))
         .collect::<anyhow::Result<Vec<_>>>()

@@ -68,6 +68,15 @@ impl SynFlood {
         self.sent.load(Ordering::Relaxed)
     }
 
+    /// Waits for the flood to reach its bounds; frames sent in all, or the error that stopped
+    /// it early.
+    pub fn wait(mut self) -> Result<u64> {
+        let t = self.thread.take().context("stopped twice")?;
+        t.join()
+            .map_err(|_| anyhow::anyhow!("the flood thread panicked"))??;
+        Ok(self.sent())
+    }
+
     /// Stops the flood; frames sent in all, or the error that stopped it early.
     pub fn stop(mut self) -> Result<u64> {
         self.stop.store(true, Ordering::Relaxed);

@@ -14,13 +14,23 @@ pub use xdp::flag;
 use anyhow::bail;
 use aya::programs::ProgramError;
 
-/// A live-frames `BPF_PROG_RUN`'s error, saying what a refusal means: the packet generators of
-/// `pps` and `synflood` transmit with `BPF_F_TEST_XDP_LIVE_FRAMES`, which a locked-down kernel
-/// refuses (`EPERM`, seen on 6.18 with lockdown in integrity mode).
+/// Whether a live-frames `BPF_PROG_RUN` failed because the kernel refuses live frames: the
+/// packet generators of `pps` and `synflood` transmit with `BPF_F_TEST_XDP_LIVE_FRAMES`, which a
+/// locked-down kernel refuses (`EPERM`, seen on 6.18 with lockdown in integrity mode).
+fn live_frames_refused(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::SyscallError(s)
+        if s.io_error.raw_os_error() == Some(nix::errno::Errno::EPERM as i32))
+}
+
+/// `struct xdp_md` for a live-frames run: transmit out of `ifindex`.
+pub(super) fn live_ctx(frame_len: usize, ifindex: u32) -> Vec<u8> {
+    let md: [u32; 6] = [0, frame_len as u32, 0, ifindex, 0, 0];
+    md.iter().flat_map(|w| w.to_ne_bytes()).collect()
+}
+
+/// A live-frames `BPF_PROG_RUN`'s error, saying what a refusal means.
 fn live_frames_error(e: ProgramError) -> anyhow::Error {
-    let refused = matches!(&e, ProgramError::SyscallError(s)
-        if s.io_error.raw_os_error() == Some(nix::errno::Errno::EPERM as i32));
-    if refused {
+    if live_frames_refused(&e) {
         anyhow::anyhow!(
             "the kernel refuses BPF_PROG_RUN with BPF_F_TEST_XDP_LIVE_FRAMES (EPERM, as root: a \
              locked-down kernel does; see /sys/kernel/security/lockdown), and this benchmark's \

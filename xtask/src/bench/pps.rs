@@ -47,12 +47,6 @@ fn xdp_drops(ns: &Ns, iface: &Iface) -> anyhow::Result<u64> {
         .sum())
 }
 
-/// `struct xdp_md` for a live-frames run: transmit out of `ifindex`.
-fn live_ctx(frame_len: usize, ifindex: u32) -> Vec<u8> {
-    let md: [u32; 6] = [0, frame_len as u32, 0, ifindex, 0, 0];
-    md.iter().flat_map(|w| w.to_ne_bytes()).collect()
-}
-
 /// Sends `packets` frames through the generator; returns elapsed seconds.
 fn flood(
     sender: &Ns,
@@ -155,7 +149,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .tcp(40000, 80)
         .syn()
         .build();
-    let ctx = live_ctx(frame.len(), g0.ifindex()?);
+    let ctx = super::live_ctx(frame.len(), g0.ifindex()?);
 
     println!(
         "bench pps: {packets} SYNs from a denied prefix per round, {rounds} alternating rounds, veth native XDP"

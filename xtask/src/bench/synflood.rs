@@ -11,7 +11,8 @@
 //!
 //! Two floods, each against its own kernel-only baseline in the same run: the live-frames
 //! generator `gen_syn_flood_linux` (Linux-layout SYNs, 74 bytes, random source in
-//! 198.18.0.0/15 per packet), bounded by `--packets`; and hping3 `--flood -S --rand-source`
+//! 198.18.0.0/15 per packet; on a kernel that refuses live frames, the same SYNs from a packet
+//! socket, `weir_tests::lab::SynFlood`), bounded by `--packets`; and hping3 `--flood -S --rand-source`
 //! (option-less 54-byte SYNs, as most flood tools send them), pinned to the same CPU and bounded
 //! by `--hping-secs`. Also reported per flood: the share of the SYNs weir saw that it answered
 //! from XDP, and the kernel's `SyncookiesSent` during the flood (nstat; ≈ 0 when XDP answers).
@@ -43,7 +44,7 @@ use lb_userspace::{
 };
 use serde_json::{Value, json};
 use weir_tests::{
-    lab::{Iface, Lab, Ns},
+    lab::{Bounds, Iface, Lab, Ns},
     packet::Packet,
 };
 
@@ -67,6 +68,8 @@ struct Rig {
     d0: Iface,
     _sink: Ebpf,
     generator: Ebpf,
+    /// The generator's SYN, for the packet socket where live frames are refused.
+    frame: Vec<u8>,
 }
 
 /// Which flood a round runs.
@@ -147,6 +150,7 @@ fn rig() -> anyhow::Result<Rig> {
         d0,
         _sink: sink,
         generator,
+        frame,
     })
 }
 
@@ -294,34 +298,57 @@ fn flood_round(
     })
 }
 
-/// `packets` SYNs from the live-frames generator; returns how many were sent.
+/// Set once the kernel refused a live-frames run: the generator is a packet socket from then on.
+static LIVE_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// `packets` SYNs from the live-frames generator, or, on a kernel that refuses live frames
+/// (lockdown), from a packet socket on the same CPU (`Iface::syn_flood`, as the tests flood);
+/// returns how many were sent. Both cases of a run get the same generator.
 fn generate(rig: &Rig, packets: u64) -> anyhow::Result<u64> {
+    if !LIVE_REFUSED.load(Ordering::Relaxed) {
+        match generate_live(rig, packets) {
+            Ok(sent) => return Ok(sent),
+            Err(e) if e.downcast_ref().is_some_and(super::live_frames_refused) => {
+                LIVE_REFUSED.store(true, Ordering::Relaxed);
+                println!(
+                    "  the kernel refuses live frames (EPERM: lockdown): the generator is a \
+                     packet socket (sendmmsg) for every round"
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // The sending thread inherits this one's CPU (the flood CPU).
+    let bounds = Bounds {
+        packets,
+        time: Duration::from_secs(120),
+    };
+    rig.g0.syn_flood(&rig.frame, bounds)?.wait()
+}
+
+/// The generator, [`CHUNK`] frames per `BPF_PROG_RUN` with live frames.
+fn generate_live(rig: &Rig, packets: u64) -> anyhow::Result<u64> {
     let gen_prog: &Xdp = rig
         .generator
         .program("gen_syn_flood_linux")
         .context("gen_syn_flood_linux")?
         .try_into()?;
-    let md: [u32; 6] = [0, 74, 0, rig.g0.ifindex()?, 0, 0];
-    let ctx: Vec<u8> = md.iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let ctx = super::live_ctx(74, rig.g0.ifindex()?);
     let frame = vec![0u8; 74];
     let t = Instant::now();
     let mut sent = 0u64;
-    rig.gen_ns.in_ns(|| -> anyhow::Result<()> {
-        while sent < packets && t.elapsed() < Duration::from_secs(120) {
-            gen_prog
-                .test_run(TestRunOptions {
-                    data_in: Some(&frame),
-                    ctx_in: Some(&ctx),
-                    repeat: CHUNK,
-                    attrs: TestRunAttrs::new().xdp_live_frames(64),
-                    ..TestRunOptions::new()
-                })
-                .map_err(super::live_frames_error)?;
-            sent += CHUNK as u64;
-            std::thread::yield_now();
-        }
-        Ok(())
-    })??;
+    let _in = rig.gen_ns.enter()?;
+    while sent < packets && t.elapsed() < Duration::from_secs(120) {
+        gen_prog.test_run(TestRunOptions {
+            data_in: Some(&frame),
+            ctx_in: Some(&ctx),
+            repeat: CHUNK,
+            attrs: TestRunAttrs::new().xdp_live_frames(64),
+            ..TestRunOptions::new()
+        })?;
+        sent += CHUNK as u64;
+        std::thread::yield_now();
+    }
     Ok(sent)
 }
 

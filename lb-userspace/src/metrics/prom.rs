@@ -712,6 +712,15 @@ fn xdp_families(enc: &mut DescriptorEncoder, x: &super::view::XdpView) -> fmt::R
             Kind::Gauge,
             [(vec![iface()], u64::from(on))],
         )?;
+        // Alongside the attachment: a daemon's note says nothing when cookies are allowed.
+        let refused = x.host.get("cookies_refused").is_some_and(|v| v.is_string());
+        family(
+            enc,
+            "weir_xdp_syn_cookies_refused",
+            "weir: 1 while SYN cookies are refused on the interface (its veth peer takes no XDP_TX frames, or SYN-ACKs were being dropped: `weir stats` says why); SYNs go to the kernel",
+            Kind::Gauge,
+            [(vec![iface()], u64::from(refused))],
+        )?;
     }
     Ok(())
 }

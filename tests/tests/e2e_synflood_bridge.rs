@@ -615,10 +615,17 @@ fn a_generic_mode_program_on_the_peer_refuses_cookies_until_it_goes() -> Result<
 
 /// The peer starved of CPU for `secs` seconds, as on a host whose other work took the core its
 /// softirqs run on: its NAPI made a kernel thread (the peer's `threaded` attribute, an
-/// operator's tuning), given the scheduler's idle class and CPU 1, where a busy loop runs. Its
-/// XDP ring fills and the veth drops weir's SYN-ACKs (XDP_TX errors), though the peer runs
-/// weir's program and looks as fine as ever. The busy loop, returned, ends by itself.
+/// operator's tuning), given the scheduler's idle class and the last CPU, where a busy loop
+/// runs (the flood sends from CPU 0). Its XDP ring fills and the veth drops weir's SYN-ACKs
+/// (XDP_TX errors), though the peer runs weir's program and looks as fine as ever. The busy
+/// loop, returned, ends by itself.
 fn starve_the_peer(rig: &Rig, secs: u64) -> Result<Proc> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    ensure!(
+        cpus >= 2,
+        "starving the peer needs a CPU besides the flood's"
+    );
+    let cpu = (cpus - 1).to_string();
     let port = rig.s_port.name();
     rig.switch
         .sh(&format!("echo 1 > /sys/class/net/{port}/threaded"))?;
@@ -633,13 +640,13 @@ fn starve_the_peer(rig: &Rig, secs: u64) -> Result<Proc> {
     ensure!(!threads.is_empty(), "no {prefix}* kernel thread");
     for pid in &threads {
         weir_tests::lab::run(Command::new("chrt").args(["--idle", "-p", "0", pid]))?;
-        weir_tests::lab::run(Command::new("taskset").args(["-pc", "1", pid]))?;
+        weir_tests::lab::run(Command::new("taskset").args(["-pc", &cpu, pid]))?;
     }
     let secs = secs.to_string();
     rig.switch.spawn(&[
         "taskset",
         "-c",
-        "1",
+        &cpu,
         "timeout",
         &secs,
         "sh",

@@ -312,7 +312,8 @@ fn generate(rig: &Rig, packets: u64) -> anyhow::Result<u64> {
                 LIVE_REFUSED.store(true, Ordering::Relaxed);
                 println!(
                     "  the kernel refuses live frames (EPERM: lockdown): the generator is a \
-                     packet socket (sendmmsg) for every round"
+                     packet socket (sendmmsg) for every round; its sends run in process \
+                     context, so the softirq figures are not those of a live-frames run"
                 );
             }
             Err(e) => return Err(e),
@@ -627,6 +628,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "synflood",
         &json!({
             "packets_per_generator_round": packets,
+            "generator": if LIVE_REFUSED.load(Ordering::Relaxed) {
+                "packet socket (the kernel refused live frames)"
+            } else {
+                "live frames"
+            },
             "hping3_seconds_per_round": hping_secs,
             "rounds": rounds,
             "floods": results,

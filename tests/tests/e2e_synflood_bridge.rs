@@ -177,19 +177,19 @@ enum Flood {
 
 fn start_hping3(rig: &Rig) -> Result<Flood> {
     let secs = FLOOD_SECS.to_string();
+    Ok(Flood::Hping3(hping3(rig, &secs, None)?))
+}
+
+/// `hping3 --flood -S --rand-source` at the VIP from the attacker for `secs`, through `taskset`
+/// on the CPUs `cpus` lists, if given.
+fn hping3(rig: &Rig, secs: &str, cpus: Option<&str>) -> Result<Proc> {
     let port = PORT.to_string();
-    let p = rig.attacker.spawn(&[
-        "timeout",
-        &secs,
-        "hping3",
-        "--flood",
-        "-S",
-        "--rand-source",
-        "-p",
-        &port,
-        VIP,
-    ])?;
-    Ok(Flood::Hping3(p))
+    let mut argv = vec!["timeout", secs];
+    if let Some(cpus) = cpus {
+        argv.extend(["taskset", "-c", cpus]);
+    }
+    argv.extend(["hping3", "--flood", "-S", "--rand-source", "-p", &port, VIP]);
+    rig.attacker.spawn(&argv)
 }
 
 /// A Linux client's SYN layout (MSS, SACK-permitted, timestamp, NOP, window scale).
@@ -674,21 +674,7 @@ fn cookies_switched_off_for_a_peer_that_fell_behind_come_back_on_trial() -> Resu
             "weir's program on the peer: {shown}"
         );
         let mut hog = starve_the_peer(&rig, 8)?;
-        let port = PORT.to_string();
-        let mut flood = rig.attacker.spawn(&[
-            "timeout",
-            "6",
-            "taskset",
-            "-c",
-            "0",
-            "hping3",
-            "--flood",
-            "-S",
-            "--rand-source",
-            "-p",
-            &port,
-            VIP,
-        ])?;
+        let mut flood = hping3(&rig, "6", Some("0"))?;
         let refused = wait_until(Duration::from_secs(6), "cookies switched off", || {
             Ok(stats(&rig.server, &rig.s0)?["host"]["cookies_refused"].is_string())
         });

@@ -587,6 +587,12 @@ fn a_generic_mode_program_on_the_peer_refuses_cookies_until_it_goes() -> Result<
             "weir stats shows the refusal: {}",
             st["host"]
         );
+        let (ok, status, err) =
+            common::weir_once(&rig.server, &["status", "--iface", rig.s0.name()])?;
+        ensure!(
+            ok && status.contains("SYN COOKIES REFUSED") && status.contains("not in native mode"),
+            "weir status shows the refusal: {status}{err}"
+        );
         let before = cookies_sent(&rig)?;
         let (ok, failures) = requests(&rig, 5)?;
         ensure!(ok == 5, "refused, the kernel answers: {failures:?}");

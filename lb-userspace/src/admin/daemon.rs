@@ -322,10 +322,11 @@ impl AdminState for Daemon {
 /// `x` as its daemon's note says it is now (`crate::xdp::tier`): gone with its interface, or
 /// attached again, maybe in another mode.
 fn now_attached(x: &XdpInterface) -> XdpInterface {
-    use crate::xdp::{pins::read_note, tier};
+    use crate::xdp::{pins::read_note, syn::COOKIES_REFUSED, tier};
     XdpInterface {
         iface: x.iface.clone(),
         mode: read_note(&x.iface, tier::MODE).unwrap_or_else(|| x.mode.clone()),
         attached: read_note(&x.iface, tier::ATTACHED).is_none_or(|v| v == "1"),
+        syn_cookies_refused: read_note(&x.iface, COOKIES_REFUSED),
     }
 }

@@ -63,5 +63,6 @@ pub fn xdp_interface(a: &Attachment) -> model::XdpInterface {
         iface: a.iface.clone(),
         mode: a.mode.name().into(),
         attached: true,
+        syn_cookies_refused: None,
     }
 }

@@ -49,6 +49,10 @@ pub struct XdpInterface {
     /// (deleted; weir attaches again when one of that name is back: `xdp::tier`).
     #[serde(default = "yes")]
     pub attached: bool,
+    /// Why SYN cookies are refused on the interface (its veth peer takes no XDP_TX frames, or
+    /// SYN-ACKs were being dropped); absent while they are allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syn_cookies_refused: Option<String>,
 }
 
 fn yes() -> bool {

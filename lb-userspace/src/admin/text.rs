@@ -45,6 +45,9 @@ pub fn status(s: &Status) -> String {
     for x in &s.xdp {
         if x.attached {
             let _ = writeln!(o, "xdp:          {} {}", x.iface, x.mode);
+            if let Some(why) = &x.syn_cookies_refused {
+                let _ = writeln!(o, "  SYN COOKIES REFUSED: {why}");
+            }
         } else {
             let _ = writeln!(
                 o,
@@ -356,6 +359,7 @@ mod tests {
                 iface: "eth0".into(),
                 mode: "native".into(),
                 attached: true,
+                syn_cookies_refused: None,
             }],
             admin_socket: "/run/weir/eth0.sock".into(),
             health_file: Some("/run/weir/eth0.health.json".into()),
@@ -365,6 +369,14 @@ mod tests {
         assert!(t.contains("1 running of 2 configured"), "{t}");
         assert!(t.contains("worker 1   pid 9"), "{t}");
         assert!(t.contains("xdp:          eth0 native"), "{t}");
+        assert!(!t.contains("REFUSED"), "{t}");
+        let mut refused = s.clone();
+        refused.xdp[0].syn_cookies_refused = Some("its veth peer is unreachable".into());
+        let r = status(&refused);
+        assert!(
+            r.contains("eth0 native\n  SYN COOKIES REFUSED: its veth peer is unreachable\n"),
+            "{r}"
+        );
         let mut gone = s.clone();
         gone.xdp[0].attached = false;
         let g = status(&gone);

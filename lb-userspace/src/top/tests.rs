@@ -66,6 +66,7 @@ fn status() -> Status {
             iface: "veth0".into(),
             mode: "native".into(),
             attached: true,
+            syn_cookies_refused: None,
         }],
         admin_socket: "/run/weir/veth0.sock".into(),
         health_file: None,

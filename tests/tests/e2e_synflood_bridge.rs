@@ -693,9 +693,16 @@ fn cookies_switched_off_for_a_peer_that_fell_behind_come_back_on_trial() -> Resu
             "SYN-ACKs dropped: {}",
             st["host"]
         );
+        let stopped = std::time::Instant::now();
         wait_until(Duration::from_secs(30), "cookies allowed again", || {
             Ok(stats(&rig.server, &rig.s0)?["host"]["cookies_refused"].is_null())
         })?;
+        eprintln!(
+            "fell-behind peer: {} SYN-ACKs dropped; cookies allowed again {:.1} s after the flood \
+             and the starving stopped",
+            st["host"]["xdp_tx_errors"],
+            stopped.elapsed().as_secs_f64()
+        );
         let before = cookies_sent(&rig)?;
         let (ok, failures) = requests(&rig, 5)?;
         ensure!(ok == 5, "after the trial: {failures:?}");

@@ -446,16 +446,9 @@ fn a_stale_socket_is_replaced_a_live_one_stops_the_start() -> Result<()> {
 
     // A third daemon on the same socket: refused before it starts anything; the second goes on.
     let mut third = Weir::spawn(&ns, &cfg, None)?;
-    let st3 = third
-        .proc
-        .wait_timeout(Duration::from_secs(20))?
-        .context("third weir still running")?;
+    let (st3, log3) = third.exited(Duration::from_secs(20))?;
     assert!(!st3.success());
-    assert!(
-        third.log().contains("another process answers on it"),
-        "{}",
-        third.log()
-    );
+    assert!(log3.contains("another process answers on it"), "{log3}");
     assert_eq!(json(&ns, &socket, &["status"])?["pid"], second.proc.pid());
 
     // A path that is not a socket is not removed.
@@ -467,12 +460,9 @@ fn a_stale_socket_is_replaced_a_live_one_stops_the_start() -> Result<()> {
             .replace(&format!("port = {PORT}"), "port = 8081"),
     );
     let mut fourth = Weir::spawn(&ns, &cfg2, None)?;
-    let st4 = fourth
-        .proc
-        .wait_timeout(Duration::from_secs(20))?
-        .context("fourth weir still running")?;
+    let (st4, log4) = fourth.exited(Duration::from_secs(20))?;
     assert!(!st4.success());
-    assert!(fourth.log().contains("is not a socket"), "{}", fourth.log());
+    assert!(log4.contains("is not a socket"), "{log4}");
     assert_eq!(std::fs::read_to_string(&file_cfg_path)?, "keep me");
     assert!(interrupt(&mut second.proc)?);
     Ok(())

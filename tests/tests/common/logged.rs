@@ -2,8 +2,11 @@
 
 use std::{
     io::{BufRead, BufReader, Read},
-    process::Stdio,
-    sync::{Arc, Mutex},
+    process::{ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -14,8 +17,14 @@ use super::{TempFile, weir_command};
 
 /// Collects a pipe's lines (stdout or stderr of weir) as they come, lossily as UTF-8.
 pub fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+    collect_to_eof(r).0
+}
+
+/// [`collect`], and a flag set once the pipe is at its end (every line in).
+fn collect_to_eof(r: impl Read + Send + 'static) -> (Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
-    let l = lines.clone();
+    let eof = Arc::new(AtomicBool::new(false));
+    let (l, e) = (lines.clone(), eof.clone());
     std::thread::spawn(move || {
         let mut r = BufReader::new(r);
         let mut buf = Vec::new();
@@ -25,14 +34,16 @@ pub fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
                 .push(String::from_utf8_lossy(&buf).into_owned());
             buf.clear();
         }
+        e.store(true, Ordering::Release);
     });
-    lines
+    (lines, eof)
 }
 
 /// `weir run --config FILE` in a namespace, stdout discarded, stderr collected.
 pub struct Weir {
     pub proc: Proc,
     pub stderr: Arc<Mutex<Vec<String>>>,
+    stderr_done: Arc<AtomicBool>,
 }
 
 impl Weir {
@@ -48,8 +59,26 @@ impl Weir {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut proc = ns.spawn_command(c)?;
-        let stderr = collect(proc.child_mut().stderr.take().context("stderr")?);
-        Ok(Weir { proc, stderr })
+        let (stderr, stderr_done) =
+            collect_to_eof(proc.child_mut().stderr.take().context("stderr")?);
+        Ok(Weir {
+            proc,
+            stderr,
+            stderr_done,
+        })
+    }
+
+    /// Waits up to `timeout` for it to exit by itself: its status and its whole stderr (the
+    /// reader may still hold lines when the process is gone: this waits for the pipe's end).
+    pub fn exited(&mut self, timeout: Duration) -> Result<(ExitStatus, String)> {
+        let status = self
+            .proc
+            .wait_timeout(timeout)?
+            .with_context(|| format!("weir still running after {timeout:?}:\n{}", self.log()))?;
+        wait_until(Duration::from_secs(5), "weir's stderr to its end", || {
+            Ok(self.stderr_done.load(Ordering::Acquire))
+        })?;
+        Ok((status, self.log()))
     }
 
     /// Its stderr so far.

@@ -482,25 +482,30 @@ fn cookies_sent(rig: &Rig) -> Result<u64> {
     Ok(syn_n(&stats(&rig.server, &rig.s0)?, "cookies_sent"))
 }
 
+/// Stops a weir of [`start_weir`]: SIGINT, and for a `private` one (as in a container) to the
+/// group — `unshare` and weir (pid 1 of its pid namespace) both get it — then its detach.
+fn stop_weir(rig: &Rig, weir: &mut Proc, private: bool) -> Result<()> {
+    if !private {
+        return interrupt(weir);
+    }
+    nix::sys::signal::killpg(
+        nix::unistd::Pid::from_raw(weir.pid() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )?;
+    wait_until(Duration::from_secs(10), "weir to detach", || {
+        Ok(!common::xdp_attached(&rig.s0)?)
+    })?;
+    let _ = weir.wait_timeout(Duration::from_secs(2))?;
+    Ok(())
+}
+
 /// weir with `mode = "always"` on `rig` (`private`: as in a container, see [`start_weir`]),
 /// `body` run against it, then weir stopped; its log, or `body`'s error with the log.
 fn with_weir_always(rig: &Rig, private: bool, body: impl FnOnce() -> Result<()>) -> Result<String> {
     let log = TempFile::new("weir.log", "");
     let (mut weir, _cfg) = start_weir(rig, "mode = \"always\"", &log, private)?;
     let result = body();
-    if private {
-        // SIGINT to the group: `unshare` and weir (pid 1 of its pid namespace) both get it.
-        nix::sys::signal::killpg(
-            nix::unistd::Pid::from_raw(weir.pid() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )?;
-        wait_until(Duration::from_secs(10), "weir to detach", || {
-            Ok(!common::xdp_attached(&rig.s0)?)
-        })?;
-        let _ = weir.wait_timeout(Duration::from_secs(2))?;
-    } else {
-        interrupt(&mut weir)?;
-    }
+    stop_weir(rig, &mut weir, private)?;
     let text = std::fs::read_to_string(&log.0)?;
     result.with_context(|| format!("weir's log: {text}"))?;
     Ok(text)
@@ -835,15 +840,7 @@ fn an_unreachable_peer_refuses_cookies_and_says_what_to_do() -> Result<()> {
     let f = start_hping3(&rig)?;
     let out = measure(&rig, false, |_| Ok(()));
     f.stop()?;
-    // SIGINT to the group: `unshare` and weir (pid 1 of its pid namespace) both get it.
-    nix::sys::signal::killpg(
-        nix::unistd::Pid::from_raw(weir.pid() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )?;
-    wait_until(Duration::from_secs(10), "weir to detach", || {
-        Ok(!common::xdp_attached(&rig.s0)?)
-    })?;
-    let _ = weir.wait_timeout(Duration::from_secs(2))?;
+    stop_weir(&rig, &mut weir, true)?;
     let out = out?;
     eprintln!("unreachable peer: {out:?}");
     ensure!(

@@ -10,12 +10,18 @@ mod common;
 use std::{
     collections::BTreeMap,
     process::{Command, Stdio},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{Result, bail};
-use common::{logged::collect, *};
+use common::{
+    logged::{collect, collect_to_eof},
+    *,
+};
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 
 const PORT: u16 = 8080;
@@ -25,6 +31,21 @@ struct Running {
     proc: Proc,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// Set once each pipe is at its end: every line weir wrote is in `stdout`/`stderr`.
+    ends: [Arc<AtomicBool>; 2],
+}
+
+impl Running {
+    /// SIGINT, weir's exit (whether it exited with success), then both pipes to their end:
+    /// the lines a stop writes (the workers' last counts) may still be in the readers'
+    /// hands when the process is gone.
+    fn stop(&mut self) -> Result<bool> {
+        let ok = interrupt(&mut self.proc)?;
+        wait_until(Duration::from_secs(5), "weir's stdout and stderr to their end", || {
+            Ok(self.ends.iter().all(|e| e.load(Ordering::Acquire)))
+        })?;
+        Ok(ok)
+    }
 }
 
 /// `weir run` with `config`, stdout and stderr piped, once it listens.
@@ -39,8 +60,8 @@ fn start_with(ns: &Ns, config: &TempFile, mut c: Command) -> Result<Running> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut proc = ns.spawn_command(c)?;
-    let stdout = collect(proc.child_mut().stdout.take().unwrap());
-    let stderr = collect(proc.child_mut().stderr.take().unwrap());
+    let (stdout, out_end) = collect_to_eof(proc.child_mut().stdout.take().unwrap());
+    let (stderr, err_end) = collect_to_eof(proc.child_mut().stderr.take().unwrap());
     wait_until(Duration::from_secs(20), "weir to listen", || {
         if !proc.is_running() {
             bail!("weir exited:\n{}", stderr.lock().unwrap().concat());
@@ -61,6 +82,7 @@ fn start_with(ns: &Ns, config: &TempFile, mut c: Command) -> Result<Running> {
         proc,
         stdout,
         stderr,
+        ends: [out_end, err_end],
     })
 }
 
@@ -207,7 +229,7 @@ fn access_log_lines_reach_weirs_stdout_whole_from_every_worker() -> Result<()> {
     wait_for_lines(&w.stdout);
     let lines = w.stdout.lock().unwrap().clone();
     check_lines(&lines)?;
-    assert!(interrupt(&mut w.proc)?);
+    assert!(w.stop()?);
     Ok(())
 }
 
@@ -233,7 +255,7 @@ fn access_log_file_gets_whole_lines_from_every_worker() -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let result = check_lines(&read());
-    assert!(interrupt(&mut w.proc)?);
+    assert!(w.stop()?);
     assert!(
         w.stdout.lock().unwrap().is_empty(),
         "nothing on stdout with a file"
@@ -331,7 +353,7 @@ fn a_rotated_access_log_is_reopened_on_sigusr1_to_every_process() -> Result<()> 
     std::thread::sleep(Duration::from_millis(300));
     let still = common::worker_pids(cfg.path());
     let running = w.proc.is_running();
-    let stopped = interrupt(&mut w.proc);
+    let stopped = w.stop();
     let _ = std::fs::remove_file(&path);
     let _ = std::fs::remove_file(&rotated);
     assert!(running, "weir died of the signals");
@@ -403,7 +425,7 @@ fn flood_of_failures(name: &str, ending: Ending) -> Result<()> {
         ),
         Ending::WeirStops => Ok(()),
     };
-    assert!(interrupt(&mut w.proc)?);
+    assert!(w.stop()?);
     let (logged, suppressed, warnings) = accounted();
     let err = w.stderr.lock().unwrap().concat();
     // At most 5 a second per call site and worker, and one count a second per worker after a
@@ -464,7 +486,7 @@ fn json_logs_on_request_from_every_process() -> Result<()> {
             .iter()
             .any(|l| l.contains("target connection failed")))
     })?;
-    assert!(interrupt(&mut w.proc)?);
+    assert!(w.stop()?);
     let lines = w.stderr.lock().unwrap().clone();
     assert!(lines.len() > 5, "{lines:?}");
     for l in &lines {

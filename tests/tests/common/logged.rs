@@ -21,7 +21,7 @@ pub fn collect(r: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
 }
 
 /// [`collect`], and a flag set once the pipe is at its end (every line in).
-fn collect_to_eof(r: impl Read + Send + 'static) -> (Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
+pub fn collect_to_eof(r: impl Read + Send + 'static) -> (Arc<Mutex<Vec<String>>>, Arc<AtomicBool>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let eof = Arc::new(AtomicBool::new(false));
     let (l, e) = (lines.clone(), eof.clone());

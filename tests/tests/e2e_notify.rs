@@ -217,3 +217,48 @@ fn weir_run_tells_the_manager_ready_reloading_and_stopping_and_pings_its_watchdo
     }
     Ok(())
 }
+
+/// A manager whose socket is in the abstract namespace (`NOTIFY_SOCKET=@name`, `sd_notify(3)`;
+/// container managers use such names). Before, weir took the name for a path: every message
+/// failed ("cannot notify the service manager"), `READY=1` never came, and a `Type=notify` unit
+/// would have been killed at its start timeout. The name lives in weir's network namespace,
+/// so the test binds it there.
+#[test]
+fn an_abstract_notify_socket_hears_ready_and_stopping() -> Result<()> {
+    use std::os::linux::net::SocketAddrExt;
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("notifyat")?;
+    let name = format!("weir-notify-test-{}", std::process::id());
+    let sock = ns.in_ns(|| {
+        let at = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())?;
+        UnixDatagram::bind_addr(&at)
+    })??;
+    let cfg = TempFile::new("notifyat.toml", &config("one"));
+    let stderr = TempFile::new("notifyat.stderr", "");
+    let heard = Heard::listen(sock, stderr.0.clone());
+    let mut c = weir_test_command(&ns);
+    c.args(["run", "--config", cfg.path()])
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .stderr(std::fs::File::create(&stderr.0)?);
+    let started = Instant::now();
+    let mut weir = ns.spawn_command(c)?;
+    let log = || std::fs::read_to_string(&stderr.0).unwrap_or_default();
+    let (_, ready) = heard.wait_for(started, "READY=1").with_context(log)?;
+    ensure!(
+        status_of(&ready) == format!("serving: generation 1, {WORKERS} workers"),
+        "{ready:?}"
+    );
+    ensure!(get(&ns)?.ends_with("one"));
+    let term = Instant::now();
+    signal(&weir, Signal::SIGTERM)?;
+    heard.wait_for(term, "STOPPING=1").with_context(log)?;
+    wait_until(Duration::from_secs(20), "weir to exit", || {
+        Ok(!weir.is_running())
+    })
+    .with_context(log)?;
+    ensure!(!log().contains("cannot notify"), "{}", log());
+    Ok(())
+}

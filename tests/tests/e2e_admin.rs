@@ -66,7 +66,7 @@ fn start(ns: &Ns, cfg: &TempFile, socket: &Path) -> Result<Weir> {
     let mut w = Weir::spawn(ns, cfg, None)?;
     wait_until(Duration::from_secs(30), "weir to serve", || {
         if !w.proc.is_running() {
-            bail!("weir exited:\n{}", w.log());
+            bail!("weir exited:\n{}", w.log_at_exit());
         }
         Ok(ns.tcp_listening(PORT)?
             && socket.exists()

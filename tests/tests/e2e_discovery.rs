@@ -617,8 +617,7 @@ fn srv_records_are_followed_through_health_checks_and_draining() -> Result<()> {
         "a takes no request after it left DNS and drained"
     );
     let clean = interrupt(&mut weir.proc);
-    std::thread::sleep(Duration::from_millis(200));
-    let log = weir.log();
+    let log = weir.log_at_exit();
     let tail: Vec<&str> = log.lines().rev().take(25).collect();
     assert!(
         clean.as_ref().is_ok_and(|c| *c),

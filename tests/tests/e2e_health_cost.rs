@@ -8,9 +8,7 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     process::Stdio,
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -93,19 +91,11 @@ fn a_thousand_targets_every_five_seconds_cost_little_cpu() -> Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     let mut weir = ns.spawn_command(cmd)?;
-    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
-    {
-        let (err, lines) = (weir.child_mut().stderr.take().unwrap(), lines.clone());
-        std::thread::spawn(move || {
-            for l in BufReader::new(err).lines().map_while(Result::ok) {
-                lines.lock().unwrap().push(l);
-            }
-        });
-    }
+    let (lines, end) = logged::collect_to_eof(weir.child_mut().stderr.take().unwrap());
     let t0 = Instant::now();
     wait_until(Duration::from_secs(20), "1,000 healthy targets", || {
         if !weir.is_running() {
-            bail!("weir exited:\n{}", lines.lock().unwrap().join("\n"));
+            bail!("weir exited:\n{}", logged::to_eof(&lines, &end));
         }
         std::thread::sleep(Duration::from_millis(200));
         Ok(healthy_count(&ns)? == TARGETS as u64)

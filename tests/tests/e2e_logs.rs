@@ -19,7 +19,7 @@ use std::{
 
 use anyhow::{Result, bail};
 use common::{
-    logged::{collect, collect_to_eof},
+    logged::{collect, collect_to_eof, to_eof},
     *,
 };
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
@@ -41,9 +41,11 @@ impl Running {
     /// hands when the process is gone.
     fn stop(&mut self) -> Result<bool> {
         let ok = interrupt(&mut self.proc)?;
-        wait_until(Duration::from_secs(5), "weir's stdout and stderr to their end", || {
-            Ok(self.ends.iter().all(|e| e.load(Ordering::Acquire)))
-        })?;
+        wait_until(
+            Duration::from_secs(5),
+            "weir's stdout and stderr to their end",
+            || Ok(self.ends.iter().all(|e| e.load(Ordering::Acquire))),
+        )?;
         Ok(ok)
     }
 }
@@ -64,7 +66,7 @@ fn start_with(ns: &Ns, config: &TempFile, mut c: Command) -> Result<Running> {
     let (stderr, err_end) = collect_to_eof(proc.child_mut().stderr.take().unwrap());
     wait_until(Duration::from_secs(20), "weir to listen", || {
         if !proc.is_running() {
-            bail!("weir exited:\n{}", stderr.lock().unwrap().concat());
+            bail!("weir exited:\n{}", to_eof(&stderr, &err_end));
         }
         ns.tcp_listening(PORT)
     })?;

@@ -160,7 +160,7 @@ fn scraped_values_equal_what_was_sent() -> Result<()> {
     let mut weir = Weir::spawn(&ns, &cfg, None)?;
     wait_until(Duration::from_secs(30), "weir to serve", || {
         if !weir.proc.is_running() {
-            bail!("weir exited:\n{}", weir.log());
+            bail!("weir exited:\n{}", weir.log_at_exit());
         }
         Ok(ns.tcp_listening(PORT)? && weir.log().matches("worker ready").count() >= 2)
     })?;
@@ -388,7 +388,7 @@ fn scraped_values_equal_what_was_sent() -> Result<()> {
     wait_until(Duration::from_secs(10), "generation 2", || {
         Ok(scrape(&ns).is_ok_and(|p| get(&p, "weir_config_generation") == 2))
     })?;
-    assert!(interrupt(&mut weir.proc)?, "{}", weir.log());
+    assert!(interrupt(&mut weir.proc)?, "{}", weir.log_at_exit());
     assert!(
         curl(&ns, &[&format!("http://{METRICS}/metrics")]).is_err(),
         "the page is gone with weir"

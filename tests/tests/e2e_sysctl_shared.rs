@@ -105,7 +105,7 @@ impl World {
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
         let mut p = self.server.spawn_command(c)?;
-        let log = logged::collect(p.child_mut().stderr.take().context("stderr")?);
+        let (log, end) = logged::collect_to_eof(p.child_mut().stderr.take().context("stderr")?);
         let ready = || {
             log.lock()
                 .unwrap()
@@ -117,7 +117,7 @@ impl World {
             "weir to attach XDP and start its worker",
             || {
                 if !p.is_running() {
-                    bail!("weir exited:\n{}", log.lock().unwrap().concat());
+                    bail!("weir exited:\n{}", logged::to_eof(&log, &end));
                 }
                 Ok(xdp_attached(iface)? && ready())
             },

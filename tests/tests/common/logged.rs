@@ -39,6 +39,16 @@ pub fn collect_to_eof(r: impl Read + Send + 'static) -> (Arc<Mutex<Vec<String>>>
     (lines, eof)
 }
 
+/// `lines` as one text once the pipe is at its end (`eof`), or after 5 s if it is not (a
+/// worker may still hold it open): what weir wrote as it exited (often why) may still be in the
+/// reader's hands when the process is gone. For failure messages: it never fails itself.
+pub fn to_eof(lines: &Mutex<Vec<String>>, eof: &AtomicBool) -> String {
+    let _ = wait_until(Duration::from_secs(5), "the pipe's end", || {
+        Ok(eof.load(Ordering::Acquire))
+    });
+    lines.lock().unwrap().concat()
+}
+
 /// `weir run --config FILE` in a namespace, stdout discarded, stderr collected.
 pub struct Weir {
     pub proc: Proc,
@@ -86,6 +96,11 @@ impl Weir {
         self.stderr.lock().unwrap().concat()
     }
 
+    /// Its whole stderr once it has exited or was stopped ([`to_eof`]): for failure messages.
+    pub fn log_at_exit(&self) -> String {
+        to_eof(&self.stderr, &self.stderr_done)
+    }
+
     /// How many `worker ready` lines it has logged.
     pub fn workers_ready(&self) -> usize {
         self.stderr
@@ -103,7 +118,7 @@ impl Weir {
             &format!("{n} workers ready"),
             || {
                 if !self.proc.is_running() {
-                    bail!("weir exited:\n{}", self.log());
+                    bail!("weir exited:\n{}", self.log_at_exit());
                 }
                 Ok(self.workers_ready() >= n)
             },

@@ -62,6 +62,9 @@ fn row(screen: &str, prefix: &str) -> Option<Vec<String>> {
         .map(|l| l.split_whitespace().map(str::to_string).collect())
 }
 
+/// What the pane's shell prints once `weir top` has exited.
+const EXITED: &str = "weir-top-exited";
+
 /// A tmux server of this test's own (`-L`), killed on drop.
 struct Tmux(String);
 
@@ -121,9 +124,10 @@ fn interactive(
     ));
     let _ = std::fs::remove_file(&status_file);
     let netns = lb.netns().context("lab namespace")?;
-    // The pane's shell writes top's exit status, then stays so the screen can be read after.
+    // The pane's shell writes top's exit status and a line after it ([`EXITED`]), then stays so
+    // the screen can be read after.
     let script = format!(
-        "nsenter --net=/run/netns/{netns} -- {} top --iface {} --interval 0.5; echo $? > {}; sleep 30",
+        "nsenter --net=/run/netns/{netns} -- {} top --iface {} --interval 0.5; echo $? > {}; echo {EXITED}; sleep 30",
         weir_bin().display(),
         iface.name(),
         status_file.display()
@@ -190,6 +194,12 @@ fn interactive(
         std::thread::sleep(Duration::from_millis(20));
     };
     let _ = std::fs::remove_file(&status_file);
+    // What top wrote as it exited (leaving the alternate screen) reaches tmux through the pane's
+    // terminal, which tmux may not have read yet when the status is in the file: the shell's
+    // line after it on the screen says tmux has read all of top's.
+    wait_until(Duration::from_secs(5), "the pane's shell after top", || {
+        Ok(tmux.screen()?.contains(EXITED))
+    })?;
     ensure!(
         !tmux.alternate_on()?,
         "the terminal was left on the alternate screen"

@@ -197,6 +197,15 @@ pub fn table(report: &Value) -> String {
             "SYN-ACKs dropped by the driver (XDP_TX errors) while cookies were on: {n}"
         );
     }
+    if let Some(n) = report["host"]["syn_cookie_trials"]
+        .as_u64()
+        .filter(|n| *n > 0)
+    {
+        let _ = writeln!(
+            out,
+            "SYN cookies tried again after SYN-ACKs were dropped: {n} times"
+        );
+    }
     if let Some(vips) = report["vips"].as_array() {
         let with_syn: Vec<&Value> = vips.iter().filter(|v| v.get("syn").is_some()).collect();
         if !with_syn.is_empty() {
@@ -379,7 +388,9 @@ mod syn_tests {
         let t = table(&r);
         assert!(!t.contains("REFUSED") && !t.contains("XDP_TX"), "{t}");
         assert!(
-            !t.contains("XDP NOT ATTACHED") && !t.contains("made anew"),
+            !t.contains("XDP NOT ATTACHED")
+                && !t.contains("made anew")
+                && !t.contains("tried again"),
             "{t}"
         );
         r["host"]["cookies_refused"] = json!("its veth peer is unreachable");
@@ -387,6 +398,7 @@ mod syn_tests {
         r["host"]["xdp_attached"] = json!(false);
         r["host"]["syn_ack"] = json!("sack wscale=7 mss=1460/1440");
         r["host"]["xdp_reattached"] = json!(2);
+        r["host"]["syn_cookie_trials"] = json!(4);
         r["host"]["veth_peer"] = json!("p0, with weir's pass program");
         let refused = table(&r);
         assert!(
@@ -398,7 +410,8 @@ mod syn_tests {
         );
         assert!(
             refused.contains("SYN COOKIES REFUSED on this interface: its veth peer is unreachable")
-                && refused.contains("(XDP_TX errors) while cookies were on: 70"),
+                && refused.contains("(XDP_TX errors) while cookies were on: 70")
+                && refused.contains("tried again after SYN-ACKs were dropped: 4 times"),
             "{refused}"
         );
         assert!(

@@ -718,6 +718,12 @@ fn cookies_switched_off_for_a_peer_that_fell_behind_come_back_on_trial() -> Resu
             "the trial held: {}",
             st["host"]
         );
+        // Counted where an operator's alert can see it (the metric reads the same note).
+        ensure!(
+            st["host"]["syn_cookie_trials"].as_u64() >= Some(1),
+            "the trials counted: {}",
+            st["host"]
+        );
         Ok(())
     })?;
     ensure!(

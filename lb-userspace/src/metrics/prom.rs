@@ -695,6 +695,11 @@ fn xdp_families(enc: &mut DescriptorEncoder, x: &super::view::XdpView) -> fmt::R
             "weir_xdp_reattached",
             "weir: times the XDP program was attached again to an interface made anew under its name",
         ),
+        (
+            "syn_cookie_trials",
+            "weir_xdp_syn_cookie_trials",
+            "weir: times SYN cookies were tried again on the interface after being switched off for dropped SYN-ACKs (a trial that drops most of a tick's SYN-ACKs switches them off again)",
+        ),
     ] {
         if let Some(n) = x.host.get(key).and_then(serde_json::Value::as_u64) {
             family(enc, name, help, Kind::Counter, [(vec![iface()], n)])?;

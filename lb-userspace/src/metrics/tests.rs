@@ -141,7 +141,7 @@ fn workers_sum_into_the_view_with_health_and_xdp() {
         Some(XdpInput {
             iface: "eth0",
             counters: &counters,
-            host: serde_json::json!({"syncookies_reasserted": 4, "xdp_tx_errors": 0, "xdp_attached": true, "xdp_reattached": 1, "cookies_refused": "SYN cookies switched OFF"}),
+            host: serde_json::json!({"syncookies_reasserted": 4, "xdp_tx_errors": 0, "xdp_attached": true, "xdp_reattached": 1, "syn_cookie_trials": 3, "cookies_refused": "SYN cookies switched OFF"}),
         }),
     );
     assert_eq!((v.version, v.generation), (1, 3));
@@ -228,6 +228,7 @@ fn workers_sum_into_the_view_with_health_and_xdp() {
         "weir_xdp_syncookies_reasserted_total{interface=\"eth0\"} 4",
         "weir_xdp_attached{interface=\"eth0\"} 1",
         "weir_xdp_reattached_total{interface=\"eth0\"} 1",
+        "weir_xdp_syn_cookie_trials_total{interface=\"eth0\"} 3",
         "weir_xdp_syn_cookies_refused{interface=\"eth0\"} 1",
         "# HELP weir_request_count RequestCount: requests received",
         "# TYPE weir_target_response_time_seconds histogram",

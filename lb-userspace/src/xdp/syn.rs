@@ -304,6 +304,8 @@ pub fn host_json(iface: &str) -> serde_json::Value {
     let attached = super::pins::read_note(iface, super::tier::ATTACHED).map(|v| v == "1");
     let reattached =
         super::pins::read_note(iface, super::tier::REATTACHED).and_then(|v| v.parse::<u64>().ok());
+    let trials =
+        super::pins::read_note(iface, super::tier::TRIALS).and_then(|v| v.parse::<u64>().ok());
     serde_json::json!({
         "syn_ack": pinned_settings(iface).map(|s| describe(&s)),
         "tcp_syncookies": sysctl_get(SYNCOOKIES).ok(),
@@ -312,6 +314,7 @@ pub fn host_json(iface: &str) -> serde_json::Value {
         COOKIES_REFUSED: super::pins::read_note(iface, COOKIES_REFUSED),
         super::tier::ATTACHED: attached,
         super::tier::REATTACHED: reattached,
+        super::tier::TRIALS: trials,
         super::tier::VETH_PEER: super::pins::read_note(iface, super::tier::VETH_PEER),
     })
 }

@@ -22,6 +22,9 @@ use crate::config::{Config, XdpModeSetting, syn::VethPeerSetting};
 /// The note keys `weir stats`, the metrics and `weir status` read (`super::pins::read_note`).
 pub const ATTACHED: &str = "xdp_attached";
 pub const REATTACHED: &str = "xdp_reattached";
+/// Times SYN cookies were tried again after a refusal for dropped SYN-ACKs (every trial since
+/// the start: [`LookSchedule`]'s own count starts again with each refusal).
+pub const TRIALS: &str = "syn_cookie_trials";
 pub const MODE: &str = "xdp_mode";
 pub const VETH_PEER: &str = "veth_peer";
 
@@ -55,6 +58,8 @@ pub struct XdpTier {
     veth_peer: VethPeerSetting,
     /// Times the program was attached to a device made again under the interface's name.
     reattached: u64,
+    /// Cookie trials since the start ([`TRIALS`]).
+    trials: u64,
     /// No new try before this, after a failed one.
     retry_after: Option<Instant>,
     /// The last failure said (a try failing the same way again is not said again).
@@ -119,6 +124,7 @@ pub fn start(
         replace,
         veth_peer: cfg.syn.veth_peer,
         reattached: 0,
+        trials: 0,
         retry_after: None,
         failed: None,
         looks: LookSchedule::default(),
@@ -143,10 +149,11 @@ impl XdpTier {
     /// The note `weir stats` reads beside the pins: the SYN control's and the attachment's.
     pub fn write_note(&self) {
         let mut note = format!(
-            "{}{ATTACHED} {}\n{REATTACHED} {}\n",
+            "{}{ATTACHED} {}\n{REATTACHED} {}\n{TRIALS} {}\n",
             self.syn.note(),
             u8::from(self.attachment.is_some()),
-            self.reattached
+            self.reattached,
+            self.trials
         );
         if let Some(a) = &self.attachment {
             note.push_str(&format!("{MODE} {}\n", a.mode.name()));
@@ -213,6 +220,7 @@ impl XdpTier {
     /// SYN again a second later).
     fn try_cookies(&mut self, next: Duration) -> anyhow::Result<()> {
         self.syn.clear_refusal(&mut self.dataplane)?;
+        self.trials += 1;
         warn!(
             iface = %self.iface,
             trial = self.looks.trials,

@@ -96,6 +96,27 @@ fn signal(weir: &weir_tests::lab::Proc, s: Signal) -> Result<()> {
     Ok(())
 }
 
+/// `weir run --config CFG` in `ns` under a manager that listens on `sock` (weir is told
+/// `notify`), with `env` added and its stderr in `stderr`: weir, when it was started, and what
+/// the manager hears.
+fn run_managed(
+    ns: &Ns,
+    cfg: &TempFile,
+    stderr: &TempFile,
+    sock: UnixDatagram,
+    notify: &std::ffi::OsStr,
+    env: &[(&str, &str)],
+) -> Result<(weir_tests::lab::Proc, Instant, Heard)> {
+    let heard = Heard::listen(sock, stderr.0.clone());
+    let mut c = weir_test_command(ns);
+    c.args(["run", "--config", cfg.path()])
+        .env("NOTIFY_SOCKET", notify)
+        .envs(env.iter().copied())
+        .stderr(std::fs::File::create(&stderr.0)?);
+    let started = Instant::now();
+    Ok((ns.spawn_command(c)?, started, heard))
+}
+
 fn status_of(msg: &str) -> &str {
     msg.lines()
         .find_map(|l| l.strip_prefix("STATUS="))
@@ -114,15 +135,15 @@ fn weir_run_tells_the_manager_ready_reloading_and_stopping_and_pings_its_watchdo
     let sock_path = dir.0.join("notify.sock");
     let cfg = TempFile::new("notify.toml", &config("one"));
     let stderr = TempFile::new("notify.stderr", "");
-    let heard = Heard::listen(UnixDatagram::bind(&sock_path)?, stderr.0.clone());
-    let mut c = weir_test_command(&ns);
-    c.args(["run", "--config", cfg.path()])
-        .env("NOTIFY_SOCKET", &sock_path)
+    let (mut weir, started, heard) = run_managed(
+        &ns,
+        &cfg,
+        &stderr,
+        UnixDatagram::bind(&sock_path)?,
+        sock_path.as_os_str(),
         // One second: a ping every half.
-        .env("WATCHDOG_USEC", "1000000")
-        .stderr(std::fs::File::create(&stderr.0)?);
-    let started = Instant::now();
-    let mut weir = ns.spawn_command(c)?;
+        &[("WATCHDOG_USEC", "1000000")],
+    )?;
     let log = || std::fs::read_to_string(&stderr.0).unwrap_or_default();
 
     // Ready once every worker is: a request is answered at once then.
@@ -238,13 +259,8 @@ fn an_abstract_notify_socket_hears_ready_and_stopping() -> Result<()> {
     })??;
     let cfg = TempFile::new("notifyat.toml", &config("one"));
     let stderr = TempFile::new("notifyat.stderr", "");
-    let heard = Heard::listen(sock, stderr.0.clone());
-    let mut c = weir_test_command(&ns);
-    c.args(["run", "--config", cfg.path()])
-        .env("NOTIFY_SOCKET", format!("@{name}"))
-        .stderr(std::fs::File::create(&stderr.0)?);
-    let started = Instant::now();
-    let mut weir = ns.spawn_command(c)?;
+    let notify = format!("@{name}");
+    let (mut weir, started, heard) = run_managed(&ns, &cfg, &stderr, sock, notify.as_ref(), &[])?;
     let log = || std::fs::read_to_string(&stderr.0).unwrap_or_default();
     let (_, ready) = heard.wait_for(started, "READY=1").with_context(log)?;
     ensure!(

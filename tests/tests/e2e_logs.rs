@@ -10,16 +10,13 @@ mod common;
 use std::{
     collections::BTreeMap,
     process::{Command, Stdio},
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::{Arc, Mutex, atomic::AtomicBool},
     time::{Duration, Instant},
 };
 
 use anyhow::{Result, bail};
 use common::{
-    logged::{collect, collect_to_eof, to_eof},
+    logged::{collect, collect_to_eof, to_eof, wait_eof},
     *,
 };
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
@@ -41,11 +38,9 @@ impl Running {
     /// hands when the process is gone.
     fn stop(&mut self) -> Result<bool> {
         let ok = interrupt(&mut self.proc)?;
-        wait_until(
-            Duration::from_secs(5),
-            "weir's stdout and stderr to their end",
-            || Ok(self.ends.iter().all(|e| e.load(Ordering::Acquire))),
-        )?;
+        for end in &self.ends {
+            wait_eof(end)?;
+        }
         Ok(ok)
     }
 }

@@ -39,13 +39,18 @@ pub fn collect_to_eof(r: impl Read + Send + 'static) -> (Arc<Mutex<Vec<String>>>
     (lines, eof)
 }
 
-/// `lines` as one text once the pipe is at its end (`eof`), or after 5 s if it is not (a
-/// worker may still hold it open): what weir wrote as it exited (often why) may still be in the
-/// reader's hands when the process is gone. For failure messages: it never fails itself.
-pub fn to_eof(lines: &Mutex<Vec<String>>, eof: &AtomicBool) -> String {
-    let _ = wait_until(Duration::from_secs(5), "the pipe's end", || {
+/// Waits (≤ 5 s) for a pipe of [`collect_to_eof`] to be at its end (`eof`): what weir wrote
+/// as it exited may still be in the reader's hands when the process is gone.
+pub fn wait_eof(eof: &AtomicBool) -> Result<()> {
+    wait_until(Duration::from_secs(5), "the pipe's end", || {
         Ok(eof.load(Ordering::Acquire))
-    });
+    })
+}
+
+/// `lines` as one text once the pipe is at its end ([`wait_eof`]), or after 5 s if it is not (a
+/// worker may still hold it open). For failure messages: it never fails itself.
+pub fn to_eof(lines: &Mutex<Vec<String>>, eof: &AtomicBool) -> String {
+    let _ = wait_eof(eof);
     lines.lock().unwrap().concat()
 }
 
@@ -85,9 +90,7 @@ impl Weir {
             .proc
             .wait_timeout(timeout)?
             .with_context(|| format!("weir still running after {timeout:?}:\n{}", self.log()))?;
-        wait_until(Duration::from_secs(5), "weir's stderr to its end", || {
-            Ok(self.stderr_done.load(Ordering::Acquire))
-        })?;
+        wait_eof(&self.stderr_done)?;
         Ok((status, self.log()))
     }
 

@@ -89,8 +89,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         _ => Version::HTTP_11,
     };
     // Not a zeroed array: that cleared 100 slots (3.2 KB) on every request to use a few.
-    // Filled in place (a `collect` built it elsewhere and copied it here); httparse gives at
-    // most `MAX_HEADERS` fields.
+    // httparse gives at most `MAX_HEADERS` fields.
     let mut ranges = arrayvec::ArrayVec::<_, MAX_HEADERS>::new();
     for h in req.headers.iter() {
         let range = (range_of(base, h.name.as_bytes()), range_of(base, h.value));

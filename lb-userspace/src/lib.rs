@@ -1,6 +1,7 @@
 //! The `weir` binary's library: everything but `main`, so tests and benchmarks reuse it.
 
 pub mod admin;
+pub mod alloc;
 pub mod cli;
 pub mod config;
 pub mod conn_cap;

@@ -12,9 +12,9 @@ use lb_userspace::{
     xdp::pins,
 };
 
-// glibc's malloc cost about 10 % of each proxied request in the L7 benchmark (docs/l7.md).
+// mimalloc (`lb_userspace::alloc`: why, and why not the `mimalloc` crate's own wrapper).
 #[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOC: lb_userspace::alloc::Mimalloc = lb_userspace::alloc::Mimalloc;
 
 fn main() -> std::process::ExitCode {
     if let Err(e) = init_logging() {

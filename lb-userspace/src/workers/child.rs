@@ -188,8 +188,8 @@ fn ignore_control_plane_signals() -> anyhow::Result<()> {
     Ok(())
 }
 
-// mimalloc's C library, linked by the `mimalloc` crate (the process's allocator, `main.rs`);
-// its Rust binding declares this only under a feature that needs another crate.
+// mimalloc's C library, linked by `libmimalloc-sys` (the process's allocator, `crate::alloc`);
+// that binding declares this only under a feature that needs another crate.
 unsafe extern "C" {
     fn mi_collect(force: bool);
 }

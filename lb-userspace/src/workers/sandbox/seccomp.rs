@@ -183,7 +183,7 @@ mod tests {
     /// gives pages back with madvise/munmap.
     fn mimalloc_maps_memory_under_the_filter() {
         use std::alloc::{GlobalAlloc, Layout};
-        let a = mimalloc::MiMalloc;
+        let a = crate::alloc::Mimalloc;
         let layout = Layout::from_size_align(2 << 30, 4096).unwrap();
         let small = Layout::from_size_align(64, 8).unwrap();
         // mimalloc initialises itself on first use (reading its options): done here, before

@@ -43,6 +43,11 @@
 //!   20,000; `h2load --h1 -c64` for `h1`, `h2load -c16 -m32` for `h2tls`): syscalls per request,
 //!   total and the most frequent ones, printed beside the CPU figures. strace slows the proxy
 //!   down, so no timing is taken from this run.
+//! - Kernel work around every `h1` and `h2tls` run (`KernelWork`): TCP segments sent per
+//!   request and pure ACKs per 1,000 requests in this network namespace (all of the run's
+//!   sockets: a proxy that does not pipeline needs 4 segments per HTTP/1.1 request and no pure
+//!   ACK), and the proxy's voluntary context switches per 1,000 requests (its sleeps, each a
+//!   wake-up later): the per-request segments and wake-ups that could still go.
 //!
 //! The lab's own limits are measured in the same run, so that a ratio can be read against what
 //! this machine can show at all:
@@ -780,10 +785,21 @@ fn h2load(url: &str, load: &[&str], log: &Path) -> Result<(f64, f64, f64, u64, u
 /// One `h1` run (wrk keep-alive) against `port`: req/s, latency, the proxy's CPU per request
 /// and both cores' busy %, pushed into `e`. Returns the client-visible errors.
 fn h1_run(e: &mut BTreeMap<&str, Vec<f64>>, p: &Proc, port: u16, secs: u64) -> Result<u64> {
+    let kernel0 = KernelWork::now(p);
     let cpu0 = p.cpu_times();
     let cores0 = CoreTimes::now();
     let (rps, p50, p99, total, err) = wrk(&format!("http://127.0.0.1:{port}/"), 64, secs, &[])?;
     let cpu = since(p.cpu_times(), cpu0);
+    KernelWork::now(p).push_since(
+        &kernel0,
+        e,
+        [
+            "h1_segments_per_req",
+            "h1_pure_acks_per_1k_req",
+            "h1_wakeups_per_1k_req",
+        ],
+        total,
+    );
     let busy = CoreTimes::now().busy_since(&cores0);
     e.entry("h1_rps").or_default().push(rps);
     e.entry("h1_p50_us").or_default().push(p50);
@@ -801,6 +817,80 @@ fn h1_run(e: &mut BTreeMap<&str, Vec<f64>>, p: &Proc, port: u16, secs: u64) -> R
         busy,
     );
     Ok(err)
+}
+
+/// What the kernel did around a run, beyond the CPU time: TCP segments sent and pure ACKs
+/// received in this network namespace (`/proc/net/snmp` `Tcp: OutSegs`, `/proc/net/netstat`
+/// `TcpExt: TCPPureAcks`: every socket of the run, client, proxy and origin alike, and
+/// anything else on loopback meanwhile), and the proxy's voluntary context switches (each a
+/// sleep in `epoll_wait` or the like, so a wake-up to come). An HTTP/1.1 proxy that does not
+/// pipeline needs 4 segments per request (request in, on, response in, back) and no pure
+/// ACK: what it sends beyond, or sleeps, is kernel work that could go.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct KernelWork {
+    segments: u64,
+    pure_acks: u64,
+    wakeups: u64,
+}
+
+impl KernelWork {
+    fn now(p: &Proc) -> Self {
+        let read = |f: &str| std::fs::read_to_string(f).unwrap_or_default();
+        let (snmp, netstat) = (read("/proc/net/snmp"), read("/proc/net/netstat"));
+        Self {
+            segments: proc_net_counter(&snmp, "Tcp", "OutSegs").unwrap_or(0),
+            pure_acks: proc_net_counter(&netstat, "TcpExt", "TCPPureAcks").unwrap_or(0),
+            wakeups: p
+                .tids()
+                .iter()
+                .map(|t| voluntary_switches(&read(&format!("/proc/{t}/status"))))
+                .sum(),
+        }
+    }
+
+    /// Pushes segments per request, pure ACKs and wake-ups per 1,000 requests since `before`
+    /// under `keys`.
+    fn push_since(
+        &self,
+        before: &Self,
+        e: &mut BTreeMap<&str, Vec<f64>>,
+        keys: [&'static str; 3],
+        requests: u64,
+    ) {
+        if requests == 0 {
+            return;
+        }
+        let per = |now: u64, was: u64| now.saturating_sub(was) as f64 / requests as f64;
+        e.entry(keys[0])
+            .or_default()
+            .push(per(self.segments, before.segments));
+        e.entry(keys[1])
+            .or_default()
+            .push(1e3 * per(self.pure_acks, before.pure_acks));
+        e.entry(keys[2])
+            .or_default()
+            .push(1e3 * per(self.wakeups, before.wakeups));
+    }
+}
+
+/// A counter of `/proc/net/snmp` or `/proc/net/netstat`: each table is a line of names after
+/// `table:` and a line of values after the same prefix.
+fn proc_net_counter(text: &str, table: &str, field: &str) -> Option<u64> {
+    let prefix = format!("{table}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let i = names.split_whitespace().position(|n| n == field)?;
+    values.split_whitespace().nth(i)?.parse().ok()
+}
+
+/// `voluntary_ctxt_switches` of a `/proc/PID/status` (0 when absent: a thread that ended).
+fn voluntary_switches(status: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// (utime, stime) spent between `before` and `now`.
@@ -1158,10 +1248,13 @@ fn change_pct(before: f64, after: f64) -> f64 {
 }
 
 /// Figures of the table and of `--compare`, in print order.
-const METRICS: [&str; 21] = [
+const METRICS: [&str; 27] = [
     "h1_cpu_us_per_req",
     "h1_user_us_per_req",
     "h1_syscalls_per_req",
+    "h1_segments_per_req",
+    "h1_pure_acks_per_1k_req",
+    "h1_wakeups_per_1k_req",
     "h1_rps",
     "h1_p50_us",
     "h1_p99_us",
@@ -1170,6 +1263,9 @@ const METRICS: [&str; 21] = [
     "h2tls_cpu_us_per_req",
     "h2tls_user_us_per_req",
     "h2tls_syscalls_per_req",
+    "h2tls_segments_per_req",
+    "h2tls_pure_acks_per_1k_req",
+    "h2tls_wakeups_per_1k_req",
     "h2tls_rps",
     "h2tls_p50_us",
     "h2tls_p99_us",
@@ -1398,6 +1494,7 @@ fn rounds(
             eprintln!("round {}/{}: {name}", round + 1, o.rounds);
             let e = m.entry(name).or_default();
             *errors.entry(name).or_default() += h1_run(e, p, ports(i).h1, o.duration)?;
+            let kernel0 = KernelWork::now(p);
             let cpu0 = p.cpu_times();
             let cores0 = CoreTimes::now();
             let (rps, p50, p99, done, err) = h2load(
@@ -1406,6 +1503,16 @@ fn rounds(
                 &dir.join(format!("h2load-{name}.log")),
             )?;
             let cpu = since(p.cpu_times(), cpu0);
+            KernelWork::now(p).push_since(
+                &kernel0,
+                e,
+                [
+                    "h2tls_segments_per_req",
+                    "h2tls_pure_acks_per_1k_req",
+                    "h2tls_wakeups_per_1k_req",
+                ],
+                done,
+            );
             push_load(
                 e,
                 [
@@ -1870,6 +1977,52 @@ mod tests {
         // Not measured: not met.
         assert!(!find("idle TLS RSS/conn vs nginx").met());
         assert!(!find("HTTP/2 TLS p99 vs the better").met());
+    }
+
+    #[test]
+    fn kernel_counters_from_proc_net_and_status() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+                    Tcp: RtoAlgorithm RtoMin ActiveOpens OutSegs RetransSegs\n\
+                    Tcp: 1 200 7 123456 3\n";
+        assert_eq!(proc_net_counter(snmp, "Tcp", "OutSegs"), Some(123_456));
+        assert_eq!(proc_net_counter(snmp, "Tcp", "InSegs"), None);
+        assert_eq!(proc_net_counter(snmp, "Udp", "OutSegs"), None);
+        // `TcpExt:` is not `Tcp:`'s table.
+        let netstat = "TcpExt: SyncookiesSent TCPPureAcks\nTcpExt: 0 42\n";
+        assert_eq!(proc_net_counter(netstat, "TcpExt", "TCPPureAcks"), Some(42));
+        assert_eq!(proc_net_counter(netstat, "Tcp", "TCPPureAcks"), None);
+        let status = "Name:\tweir\nvoluntary_ctxt_switches:\t17\nnonvoluntary_ctxt_switches:\t4\n";
+        assert_eq!(voluntary_switches(status), 17);
+        assert_eq!(voluntary_switches(""), 0);
+
+        let before = KernelWork {
+            segments: 1_000,
+            pure_acks: 10,
+            wakeups: 5,
+        };
+        let after = KernelWork {
+            segments: 5_000,
+            pure_acks: 12,
+            wakeups: 6,
+        };
+        let mut e = BTreeMap::new();
+        after.push_since(&before, &mut e, ["s", "a", "w"], 1_000);
+        assert_eq!(e["s"], [4.0]);
+        assert_eq!(e["a"], [2.0]);
+        assert_eq!(e["w"], [1.0]);
+        // No request: nothing to divide by, nothing pushed.
+        let mut e = BTreeMap::new();
+        after.push_since(&before, &mut e, ["s", "a", "w"], 0);
+        assert!(e.is_empty());
+    }
+
+    /// This machine's own counters read (the bench would print zeros without them).
+    #[test]
+    fn this_machine_counts_tcp_segments_and_pure_acks() {
+        let read = |f: &str| std::fs::read_to_string(f).unwrap();
+        assert!(proc_net_counter(&read("/proc/net/snmp"), "Tcp", "OutSegs").is_some());
+        assert!(proc_net_counter(&read("/proc/net/netstat"), "TcpExt", "TCPPureAcks").is_some());
+        assert!(read("/proc/self/status").contains("voluntary_ctxt_switches:"));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The admin API and its CLI verbs against a real `weir run` (L7 only, two workers, a python3
 //! http.server target on loopback in a lab namespace): every verb in text and `--json`, the
 //! socket's permissions (a `nobody` client is refused), a stale socket of a SIGKILLed daemon
-//! does not stop the next start while a live one does, and bad requests get the JSON error.
+//! does not stop the next start while a live one does, bad requests get the JSON error, and
+//! `status` names a worker whose reports stopped.
 //! Needs root.
 
 mod common;
@@ -124,6 +125,93 @@ fn backend(ns: &Ns) -> Result<Proc> {
     ])?;
     ns.wait_tcp_listen(TARGET_PORT, Duration::from_secs(10))?;
     Ok(p)
+}
+
+/// Sends SIGCONT on drop: a worker the test stopped runs again, so that weir can stop it,
+/// also when the test fails.
+struct Resumes(nix::unistd::Pid);
+
+impl Drop for Resumes {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+/// A worker whose reports stop (SIGSTOP: hung, as far as the control plane can tell) is named
+/// by `weir status`, in text and JSON, with how long it has been silent; the count of running
+/// workers alone used to call it running until the watchdog killed it. Once it runs again
+/// (SIGCONT) it is shown reporting. The watchdog is set long here, so the worker stays the
+/// same process throughout.
+#[test]
+fn status_names_a_worker_that_stopped_reporting() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("silent")?;
+    let _target = backend(&ns)?;
+    let dir = Dir::new("silent");
+    let socket = dir.0.join("admin.sock");
+    let text_cfg = config_text(Some(&socket), "beta").replace(
+        "[workers]\ncount = 2\n",
+        "[workers]\ncount = 2\nwatchdog_seconds = 120\n",
+    );
+    assert!(text_cfg.contains("watchdog_seconds = 120"));
+    let cfg = TempFile::new("admin-silent.toml", &text_cfg);
+    let _weir = start(&ns, &cfg, &socket)?;
+
+    let ages = |st: &Value| -> Vec<Option<u64>> {
+        st["workers"]["processes"]
+            .as_array()
+            .map(|ps| ps.iter().map(|p| p["report_age_ms"].as_u64()).collect())
+            .unwrap_or_default()
+    };
+    let mut st = Value::Null;
+    wait_until(Duration::from_secs(10), "both workers reporting", || {
+        st = json(&ns, &socket, &["status"])?;
+        Ok(ages(&st).len() == 2 && ages(&st).iter().all(|a| a.is_some_and(|a| a < 2_000)))
+    })?;
+    assert_eq!(st["workers"]["not_reporting"], 0, "{st}");
+    let t = text(&ns, &socket, &["status"])?;
+    assert!(t.contains("2 running of 2 configured\n"), "{t}");
+    assert!(t.contains("s ago") && !t.contains("NOT REPORTING"), "{t}");
+
+    let victim = st["workers"]["processes"][1]["pid"]
+        .as_i64()
+        .context("worker 1's pid")? as i32;
+    let victim = nix::unistd::Pid::from_raw(victim);
+    let _resumes = Resumes(victim);
+    nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGSTOP)?;
+    wait_until(
+        Duration::from_secs(10),
+        "worker 1 shown as not reporting",
+        || {
+            st = json(&ns, &socket, &["status"])?;
+            Ok(st["workers"]["not_reporting"] == 1)
+        },
+    )?;
+    assert_eq!(st["workers"]["running"], 2, "still a process: {st}");
+    let a = ages(&st);
+    assert!(a[0].is_some_and(|a| a < 2_000), "worker 0 reports: {st}");
+    assert!(a[1].is_some_and(|a| a >= 2_000), "worker 1 does not: {st}");
+    let t = text(&ns, &socket, &["status"])?;
+    assert!(
+        t.contains("2 running of 2 configured, 1 NOT REPORTING\n"),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("worker 1   pid {victim}, NOT REPORTING for ")),
+        "{t}"
+    );
+
+    nix::sys::signal::kill(victim, nix::sys::signal::Signal::SIGCONT)?;
+    wait_until(Duration::from_secs(10), "worker 1 reporting again", || {
+        st = json(&ns, &socket, &["status"])?;
+        Ok(st["workers"]["not_reporting"] == 0
+            && st["workers"]["processes"][1]["pid"] == victim.as_raw()
+            && ages(&st)[1].is_some_and(|a| a < 2_000))
+    })?;
+    Ok(())
 }
 
 #[test]

@@ -16,13 +16,15 @@ use super::{
     api::AdminState,
     error::ApiError,
     model::{
-        RegisteredTarget, Reloaded, Status, TargetList, TargetSpec, TargetsChanged, XdpInterface,
+        RegisteredTarget, Reloaded, Status, TargetList, TargetSpec, TargetsChanged, WorkerProcess,
+        XdpInterface,
     },
     procs,
 };
 use crate::{
     config::Config,
     discovery::view::{Board, GroupDiscovery},
+    metrics::store::WorkerFigures,
     overlay::Source,
 };
 
@@ -95,6 +97,9 @@ pub struct Delegates {
     pub health_file: Option<PathBuf>,
     /// DNS discovery's records (`None`: discovery does not run, no workers).
     pub discovery: Option<Board>,
+    /// The workers' reports (`crate::metrics::store`): when each process last reported, for
+    /// `status` (`None`: no workers).
+    pub reports: Option<crate::metrics::store::Store>,
 }
 
 pub struct Daemon {
@@ -150,6 +155,17 @@ impl Daemon {
     }
 }
 
+/// Each process's time since its last report, from its slot in the metrics store when the
+/// slot holds that process (a restarted worker's new process has none until it reports).
+fn report_ages(processes: &mut [WorkerProcess], slots: &[WorkerFigures]) {
+    for p in processes {
+        p.report_age_ms = slots
+            .get(p.index)
+            .filter(|s| s.pid == Some(p.pid))
+            .and_then(|s| s.report_age_ms);
+    }
+}
+
 /// The targets' addresses, a missing port being the group's.
 fn resolve(cfg: &Config, group: &str, targets: &[TargetSpec]) -> Result<Vec<SocketAddr>, ApiError> {
     let port = cfg
@@ -189,7 +205,10 @@ pub fn discovering(cfg: &Config, board: &Board, group: Option<&str>) -> Vec<Grou
 impl AdminState for Daemon {
     fn status(&self) -> Status {
         let cur = self.current.current();
-        let processes = procs::workers_of(self.pid);
+        let mut processes = procs::workers_of(self.pid);
+        if let Some(store) = &self.delegates.reports {
+            report_ages(&mut processes, &store.workers());
+        }
         Status {
             pid: self.pid,
             generation: cur.generation,
@@ -202,6 +221,7 @@ impl AdminState for Daemon {
                     0
                 },
                 running: processes.len(),
+                not_reporting: processes.iter().filter(|p| p.silent()).count(),
                 processes,
             },
             xdp: self.xdp.iter().map(now_attached).collect(),
@@ -328,5 +348,44 @@ fn now_attached(x: &XdpInterface) -> XdpInterface {
         mode: read_note(&x.iface, tier::MODE).unwrap_or_else(|| x.mode.clone()),
         attached: read_note(&x.iface, tier::ATTACHED).is_none_or(|v| v == "1"),
         syn_cookies_refused: read_note(&x.iface, COOKIES_REFUSED),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn slot(worker: usize, pid: Option<u32>, report_age_ms: Option<u64>) -> WorkerFigures {
+        WorkerFigures {
+            worker,
+            pid,
+            live: pid.is_some(),
+            restarts: 0,
+            watchdog_kills: 0,
+            report_age_ms,
+            counters: BTreeMap::new(),
+            gauges: BTreeMap::new(),
+        }
+    }
+
+    /// A process gets its slot's report age only when the slot holds that very process.
+    #[test]
+    fn report_ages_come_from_the_slot_of_the_same_process() {
+        let proc_ = |index, pid| WorkerProcess {
+            index,
+            pid,
+            report_age_ms: None,
+        };
+        let mut ps = vec![proc_(0, 10), proc_(1, 21), proc_(2, 30)];
+        let slots = [
+            slot(0, Some(10), Some(200)),
+            // Restarted: the store still names the old process.
+            slot(1, Some(20), Some(9_000)),
+        ];
+        report_ages(&mut ps, &slots);
+        let ages: Vec<_> = ps.iter().map(|p| p.report_age_ms).collect();
+        assert_eq!(ages, [Some(200), None, None]);
     }
 }

@@ -31,13 +31,32 @@ pub struct Workers {
     pub configured: usize,
     /// Worker processes alive now (a restarting worker is missing until it runs again).
     pub running: usize,
+    /// Of those, the ones whose reports stopped (`WorkerProcess::silent`): hung, or stopped
+    /// (SIGSTOP), until the watchdog (`[workers] watchdog_seconds`) kills and restarts them.
+    #[serde(default)]
+    pub not_reporting: usize,
     pub processes: Vec<WorkerProcess>,
 }
+
+/// A worker reports its figures every 500 ms (`crate::metrics::push`): one that has not for
+/// four of those periods is shown as not reporting.
+pub const SILENT_AFTER_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WorkerProcess {
     pub index: usize,
     pub pid: u32,
+    /// Milliseconds since this process's last report to the control plane (`None`: none yet,
+    /// or the daemon keeps no reports).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_age_ms: Option<u64>,
+}
+
+impl WorkerProcess {
+    /// Its reports stopped `SILENT_AFTER_MS` ago or more.
+    pub fn silent(&self) -> bool {
+        self.report_age_ms.is_some_and(|a| a >= SILENT_AFTER_MS)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -39,6 +39,7 @@ fn workers_in(proc: &Path, parent: u32) -> Vec<WorkerProcess> {
             Some(WorkerProcess {
                 index: worker_index(&cmdline)?,
                 pid,
+                report_age_ms: None,
             })
         })
         .collect();
@@ -91,8 +92,16 @@ mod tests {
         assert_eq!(
             got,
             [
-                WorkerProcess { index: 0, pid: 12 },
-                WorkerProcess { index: 1, pid: 11 }
+                WorkerProcess {
+                    index: 0,
+                    pid: 12,
+                    report_age_ms: None
+                },
+                WorkerProcess {
+                    index: 1,
+                    pid: 11,
+                    report_age_ms: None
+                }
             ]
         );
         std::fs::remove_dir_all(&dir).unwrap();

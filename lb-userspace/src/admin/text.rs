@@ -31,13 +31,28 @@ pub fn status(s: &Status) -> String {
     if let Some(f) = &s.health_file {
         let _ = writeln!(o, "health file:  {f}");
     }
-    let _ = writeln!(
+    let _ = write!(
         o,
         "workers:      {} running of {} configured",
         s.workers.running, s.workers.configured
     );
+    match s.workers.not_reporting {
+        0 => o.push('\n'),
+        n => {
+            let _ = writeln!(o, ", {n} NOT REPORTING");
+        }
+    }
     for w in &s.workers.processes {
-        let _ = writeln!(o, "  worker {:<3} pid {}", w.index, w.pid);
+        let _ = write!(o, "  worker {:<3} pid {}", w.index, w.pid);
+        let _ = match w.report_age_ms {
+            Some(ms) if w.silent() => writeln!(
+                o,
+                ", NOT REPORTING for {:.1} s (hung or stopped; the watchdog restarts it after [workers] watchdog_seconds of silence)",
+                ms as f64 / 1e3
+            ),
+            Some(ms) => writeln!(o, ", reported {:.1} s ago", ms as f64 / 1e3),
+            None => writeln!(o),
+        };
     }
     if s.xdp.is_empty() {
         let _ = writeln!(o, "xdp:          not attached (L7 only)");
@@ -353,7 +368,12 @@ mod tests {
             workers: Workers {
                 configured: 2,
                 running: 1,
-                processes: vec![WorkerProcess { index: 1, pid: 9 }],
+                not_reporting: 0,
+                processes: vec![WorkerProcess {
+                    index: 1,
+                    pid: 9,
+                    report_age_ms: None,
+                }],
             },
             xdp: vec![XdpInterface {
                 iface: "eth0".into(),
@@ -393,6 +413,52 @@ mod tests {
             ..s
         });
         assert!(!none.contains("health file"), "{none}");
+    }
+
+    /// A worker whose reports stopped is named, with how long ago; one that reports says
+    /// when it last did; a daemon that keeps no reports shows the pid alone.
+    #[test]
+    fn status_names_a_worker_that_stopped_reporting() {
+        let p = |index, pid, report_age_ms| WorkerProcess {
+            index,
+            pid,
+            report_age_ms,
+        };
+        let s = Status {
+            pid: 7,
+            generation: 1,
+            config: "/etc/weir.toml".into(),
+            uptime_seconds: 60,
+            workers: Workers {
+                configured: 3,
+                running: 3,
+                not_reporting: 1,
+                processes: vec![p(0, 10, Some(300)), p(1, 11, Some(12_400)), p(2, 12, None)],
+            },
+            xdp: vec![],
+            admin_socket: "/s".into(),
+            health_file: None,
+        };
+        let t = status(&s);
+        assert!(
+            t.contains("3 running of 3 configured, 1 NOT REPORTING\n"),
+            "{t}"
+        );
+        assert!(t.contains("worker 0   pid 10, reported 0.3 s ago\n"), "{t}");
+        assert!(
+            t.contains("worker 1   pid 11, NOT REPORTING for 12.4 s (hung or stopped"),
+            "{t}"
+        );
+        assert!(t.contains("worker 2   pid 12\n"), "{t}");
+        // The JSON a newer CLI reads from an older daemon: no ages, no count.
+        let old: Workers = serde_json::from_str(
+            r#"{"configured": 1, "running": 1, "processes": [{"index": 0, "pid": 5}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (old.not_reporting, old.processes[0].report_age_ms),
+            (0, None)
+        );
     }
 
     #[test]

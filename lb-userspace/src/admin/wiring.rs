@@ -140,6 +140,7 @@ pub fn serve(
         workers: l7.is_some(),
         health_file: l7.and_then(|h| h.health_file.clone()),
         discovery: l7.map(|h| h.discovery.clone()),
+        reports: l7.map(|h| h.metrics.clone()),
         reload: Some(Arc::new(Reload(reload.clone()))),
         // Without workers (`--no-l7`) there is nothing to register a target with.
         targets: l7.map(|_| -> Arc<dyn TargetDelegate> {

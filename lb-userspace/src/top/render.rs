@@ -422,14 +422,15 @@ fn workers(s: &Snapshot) -> Section {
     let cells: Vec<String> = s
         .workers
         .iter()
-        .map(|w| {
-            format!(
+        .map(|w| match w.silent_ms {
+            Some(ms) => format!("#{} {}: SILENT {:.0}s", w.index, w.pid, ms as f64 / 1e3),
+            None => format!(
                 "#{} {}: cpu {} req {}",
                 w.index,
                 w.pid,
                 w.cpu_percent.map_or("n/a".into(), |c| format!("{c:.0}%")),
                 w.request_share.map_or("n/a".into(), |c| format!("{c:.0}%")),
-            )
+            ),
         })
         .collect();
     // Columns of 26 characters: three a line.

@@ -139,6 +139,9 @@ pub struct WorkerRow {
     pub cpu_percent: Option<f64>,
     /// Share of the requests over the interval, percent.
     pub request_share: Option<f64>,
+    /// Milliseconds since its last report, when it has stopped reporting (`weir status`'s
+    /// "NOT REPORTING": hung or stopped).
+    pub silent_ms: Option<u64>,
 }
 
 fn rate(now: u64, before: Option<u64>, secs: Option<f64>) -> Rate {
@@ -521,6 +524,15 @@ fn worker_rows(now: &Sample, before: Option<&Sample>, secs: Option<f64>) -> Vec<
         })
         .collect();
     let all: Option<u64> = deltas.iter().copied().sum();
+    let silent_ms = |index: usize, pid: u32| {
+        let status = now.status.as_ref().ok()?;
+        let p = status
+            .workers
+            .processes
+            .iter()
+            .find(|p| p.index == index && p.pid == pid)?;
+        p.silent().then_some(p.report_age_ms).flatten()
+    };
     now.worker_cpu
         .iter()
         .zip(deltas)
@@ -545,6 +557,7 @@ fn worker_rows(now: &Sample, before: Option<&Sample>, secs: Option<f64>) -> Vec<
                     (Some(d), Some(a)) if a > 0 => Some(d as f64 * 100.0 / a as f64),
                     _ => None,
                 },
+                silent_ms: silent_ms(index, pid),
             }
         })
         .collect()

@@ -51,14 +51,17 @@ fn status() -> Status {
         workers: Workers {
             configured: 2,
             running: 2,
+            not_reporting: 0,
             processes: vec![
                 WorkerProcess {
                     index: 0,
                     pid: 5000,
+                    report_age_ms: Some(100),
                 },
                 WorkerProcess {
                     index: 1,
                     pid: 5001,
+                    report_age_ms: Some(100),
                 },
             ],
         },
@@ -220,6 +223,28 @@ fn a_frame_shows_every_section_in_80_by_24() {
         assert!(t.contains(want), "{want:?} missing in\n{t}");
     }
     assert!(t.lines().all(|l| l.chars().count() <= 80));
+}
+
+/// A worker whose reports stopped (`weir status`'s NOT REPORTING) shows as silent, with how
+/// long, instead of its CPU and request share; the one of the same index but another pid (the
+/// status is older than the /proc reading) does not.
+#[test]
+fn a_worker_that_stopped_reporting_shows_as_silent() {
+    let t0 = Instant::now();
+    let a = sample(t0, 100, false, true);
+    let mut b = sample(t0 + Duration::from_secs(2), 300, true, true);
+    if let Ok(st) = &mut b.status {
+        st.workers.processes[1].report_age_ms = Some(7_400);
+        st.workers.not_reporting = 1;
+    }
+    let t = render::text(&Snapshot::new(Some(&a), &b));
+    assert!(t.contains("#1 5001: SILENT 7s"), "{t}");
+    assert!(t.contains("#0 5000: cpu 100% req 25%"), "{t}");
+    if let Ok(st) = &mut b.status {
+        st.workers.processes[1].pid = 6000;
+    }
+    let t = render::text(&Snapshot::new(Some(&a), &b));
+    assert!(!t.contains("SILENT"), "{t}");
 }
 
 #[test]

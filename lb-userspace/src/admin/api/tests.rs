@@ -69,6 +69,7 @@ impl AdminState for Fake {
             workers: Workers {
                 configured: 1,
                 running: 0,
+                not_reporting: 0,
                 processes: vec![],
             },
             xdp: vec![],

@@ -21,6 +21,19 @@ use libmimalloc_sys as mi;
 /// `MI_MAX_ALIGN_SIZE` in mimalloc's `types.h`: `sizeof(max_align_t)`.
 const MAX_PLAIN_ALIGN: usize = 16;
 
+// Declared here: `libmimalloc-sys` declares it only under a feature that needs another crate.
+unsafe extern "C" {
+    fn mi_collect(force: bool);
+}
+
+/// Gives the memory mimalloc holds freed back to the OS: pages it kept for reuse, and the
+/// purges it had put off. The worker calls it after bursts (`workers::child`); the control
+/// plane once it is up (`run::run`: loading the eBPF objects had parsed the kernel's BTF).
+pub fn release_memory() {
+    // SAFETY: `mi_collect` takes a flag and may be called at any time on any thread.
+    unsafe { mi_collect(true) }
+}
+
 /// mimalloc, as the global allocator (`main.rs`).
 pub struct Mimalloc;
 

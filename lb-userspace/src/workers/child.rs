@@ -188,16 +188,8 @@ fn ignore_control_plane_signals() -> anyhow::Result<()> {
     Ok(())
 }
 
-// mimalloc's C library, linked by `libmimalloc-sys` (the process's allocator, `crate::alloc`);
-// that binding declares this only under a feature that needs another crate.
-unsafe extern "C" {
-    fn mi_collect(force: bool);
-}
-
-/// Gives the memory mimalloc holds freed back to the OS (`WorkerOptions::release_memory`: the
-/// worker calls it after idle connections parked in bulk, and after its sweep released the
-/// spares a burst left, `lb_l7::spares`).
-pub(crate) fn release_memory() {
-    // SAFETY: `mi_collect` takes a flag and may be called at any time on any thread.
-    unsafe { mi_collect(true) }
+/// `WorkerOptions::release_memory`: the worker calls it after idle connections parked in
+/// bulk, and after its sweep released the spares a burst left (`lb_l7::spares`).
+fn release_memory() {
+    crate::alloc::release_memory();
 }

@@ -68,7 +68,7 @@ impl Steering {
             "at most {MAX_WORKERS} workers"
         );
         anyhow::ensure!(maglev::table_size_for(configured) <= STEER_TABLE_MAX);
-        let mut ebpf = Ebpf::load(crate::STEER_OBJECT).context("loading weir-steer")?;
+        let mut ebpf = crate::load_object(crate::STEER_OBJECT).context("loading weir-steer")?;
         let prog: &mut SkReuseport = ebpf
             .program_mut(steer::PROGRAM)
             .context("weir_steer missing from the object")?

@@ -90,7 +90,7 @@ impl Dataplane {
     /// Loads the embedded object and the XDP program into the kernel (no attachment).
     pub fn load() -> Result<Self, DataplaneError> {
         kernel::check_xdp(&kernel::release())?;
-        let mut ebpf = Ebpf::load(crate::XDP_OBJECT).map_err(DataplaneError::Load)?;
+        let mut ebpf = crate::load_object(crate::XDP_OBJECT).map_err(DataplaneError::Load)?;
         for name in names::ALL.iter().chain(&lb_common::syn::names::ALL) {
             let name = *name;
             if ebpf.map(name).is_none() {

@@ -179,7 +179,7 @@ mod tests {
     /// idle TLS connections died by SIGSYS there. A forked child takes the filter, then has
     /// mimalloc map 2 GiB (more than an arena: straight from the OS).
     #[test]
-    /// Also its forced collection (`child::release_memory`, which the parking lot calls): it
+    /// Also its forced collection (`alloc::release_memory`, which the parking lot calls): it
     /// gives pages back with madvise/munmap.
     fn mimalloc_maps_memory_under_the_filter() {
         use std::alloc::{GlobalAlloc, Layout};
@@ -202,7 +202,7 @@ mod tests {
                         2
                     } else {
                         unsafe { a.dealloc(p, layout) };
-                        crate::workers::child::release_memory();
+                        crate::alloc::release_memory();
                         0
                     }
                 }

@@ -136,7 +136,9 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         generation: setup.generation,
         initial_batch: setup.batch,
         socket_channel: super::control::sockets_fd()?,
-        release_memory: Some(release_memory),
+        // After idle connections parked in bulk, and after the sweep released the spares a
+        // burst left (`lb_l7::spares`).
+        release_memory: Some(crate::alloc::release_memory),
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.
@@ -186,10 +188,4 @@ fn ignore_control_plane_signals() -> anyhow::Result<()> {
         unsafe { signal(s, SigHandler::SigIgn) }.with_context(|| format!("ignoring {s}"))?;
     }
     Ok(())
-}
-
-/// `WorkerOptions::release_memory`: the worker calls it after idle connections parked in
-/// bulk, and after its sweep released the spares a burst left (`lb_l7::spares`).
-fn release_memory() {
-    crate::alloc::release_memory();
 }

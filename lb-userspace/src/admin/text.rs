@@ -47,7 +47,7 @@ pub fn status(s: &Status) -> String {
         let _ = match w.report_age_ms {
             Some(ms) if w.silent() => writeln!(
                 o,
-                ", NOT REPORTING for {:.1} s (hung or stopped; the watchdog restarts it after [workers] watchdog_seconds of silence)",
+                ", NOT REPORTING for {:.1} s (hung or stopped; the watchdog restarts it)",
                 ms as f64 / 1e3
             ),
             Some(ms) => writeln!(o, ", reported {:.1} s ago", ms as f64 / 1e3),

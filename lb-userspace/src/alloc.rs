@@ -9,9 +9,10 @@
 //! size class, taking its generic (slow) path, and marking the page as holding interior
 //! pointers, for every such block. mimalloc's plain `mi_malloc` returns blocks aligned to
 //! `MI_MAX_ALIGN_SIZE` (16 on the 64-bit targets weir builds for) whenever the size is at
-//! least that, and to the size's own power of two below it: so an alignment of at most 16
-//! that is not larger than the size needs no aligned call — the test std's `System` makes for
-//! `malloc`, and the one mimalloc's author gave for Rust (microsoft/mimalloc#314).
+//! least that (its bins from 16 bytes up are multiples of 16), and to at least 8 below it:
+//! so an alignment of at most 16 that is not larger than the size needs no aligned call —
+//! the test std's `System` makes for `malloc`, and the one mimalloc's author gave for Rust
+//! (microsoft/mimalloc#314).
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::ffi::c_void;

@@ -333,12 +333,7 @@ impl Proc {
         self.pids()
             .iter()
             .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-            .filter_map(|s| {
-                s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
-                    .and_then(|l| l.split_whitespace().nth(1))
-                    .and_then(|v| v.parse::<u64>().ok())
-            })
+            .filter_map(|s| status_number(&s, "VmRSS"))
             .sum()
     }
 }
@@ -886,11 +881,16 @@ fn proc_net_counter(text: &str, table: &str, field: &str) -> Option<u64> {
 
 /// `voluntary_ctxt_switches` of a `/proc/PID/status` (0 when absent: a thread that ended).
 fn voluntary_switches(status: &str) -> u64 {
+    status_number(status, "voluntary_ctxt_switches").unwrap_or(0)
+}
+
+/// The number a `/proc/PID/status` line `key:` starts with (`VmRSS:  1234 kB` → 1234).
+fn status_number(status: &str, key: &str) -> Option<u64> {
     status
         .lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0)
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
 }
 
 /// (utime, stime) spent between `before` and `now`.
@@ -1994,6 +1994,16 @@ mod tests {
         let status = "Name:\tweir\nvoluntary_ctxt_switches:\t17\nnonvoluntary_ctxt_switches:\t4\n";
         assert_eq!(voluntary_switches(status), 17);
         assert_eq!(voluntary_switches(""), 0);
+        assert_eq!(status_number("VmRSS:\t  1234 kB\n", "VmRSS"), Some(1234));
+        // `nonvoluntary_ctxt_switches` is not `voluntary_ctxt_switches`, nor `VmRSSx` `VmRSS`.
+        assert_eq!(
+            status_number(
+                "nonvoluntary_ctxt_switches:\t4\n",
+                "voluntary_ctxt_switches"
+            ),
+            None
+        );
+        assert_eq!(status_number("VmRSSx:\t9 kB\n", "VmRSS"), None);
 
         let before = KernelWork {
             segments: 1_000,

@@ -28,9 +28,10 @@ async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 // ---- client below reads what these tests look at.
 #[path = "common/h2frames.rs"]
 mod h2frames;
+mod recorder;
 use h2frames::{
     ACK, CANCEL, CONTINUATION, DATA, END_HEADERS, END_STREAM, Frame, GOAWAY, HEADERS, PING,
-    PREFACE, RST_STREAM, SETTINGS, SETTINGS_INITIAL_WINDOW_SIZE, frame, hpack, request, rst,
+    PREFACE, RST_STREAM, SETTINGS, SETTINGS_INITIAL_WINDOW_SIZE, frame, head, hpack, request, rst,
     settings, take_frame, window_update,
 };
 
@@ -944,6 +945,255 @@ async fn keep_alive_ping_closes_a_silent_client(engine: &str) {
     w.stop().await;
 }
 
+/// One SETTINGS frame may list INITIAL_WINDOW_SIZE thousands of times. With 128 responses
+/// waiting at window 0, a 16 KB frame swinging it between 0 and 2³¹−1 made weir's engine
+/// queue ~350,000 events (115 MB of RSS per frame, held while the connection stayed; four
+/// frames took the worker near 500 MB). The windows now move once per frame, a stream has one
+/// wake-up queued at most, and a client that keeps moving them is stopped (GOAWAY after the
+/// glitch limit).
+async fn settings_swinging_the_initial_window_is_bounded(engine: &str) {
+    let _serial = serial().await;
+    const STREAMS: u32 = 128;
+    let be = big_backend(16 << 10).await;
+    let port = free_port();
+    let w = start(&config(engine, "", port, &[be.port]));
+    let mut warm = H2::connect(port, &[]).await;
+    warm.send(&request(1, "/warm", &[], true)).await.unwrap();
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let requests0 = be.requests.load(SeqCst);
+
+    let mut c = H2::connect(port, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+    let mut reqs = Vec::new();
+    for i in 0..STREAMS {
+        reqs.extend(request(1 + 2 * i, "/big", &[], true));
+    }
+    c.send(&reqs).await.unwrap();
+    assert!(
+        wait_until(Duration::from_secs(5), || be.requests.load(SeqCst)
+            - requests0
+            >= STREAMS as usize)
+        .await,
+        "every stream reached the backend"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss0 = rss_bytes();
+    // Four 16 KB frames, each 2,700 swings ending on the value the next frame starts from.
+    let mut frames = Vec::new();
+    for f in 0..4u32 {
+        let pairs: Vec<(u16, u32)> = (0..2_700u32)
+            .map(|i| {
+                let open = (i + f) % 2 == 0;
+                (
+                    SETTINGS_INITIAL_WINDOW_SIZE,
+                    if open { 0x7fff_ffff } else { 0 },
+                )
+            })
+            .collect();
+        frames.extend(settings(&pairs));
+    }
+    c.send(&frames).await.unwrap();
+    let mut peak = 0;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_bytes());
+    }
+    let growth = peak.saturating_sub(rss0);
+    eprintln!(
+        "{engine}: four swinging SETTINGS frames: RSS grew by {} KiB",
+        growth / 1024
+    );
+    assert!(
+        growth < 16 << 20,
+        "{engine}: weir held {} KiB for four SETTINGS frames",
+        growth / 1024
+    );
+    drop(c);
+    // The worker serves on.
+    let mut after = H2::connect(port, &[]).await;
+    after.send(&request(1, "/after", &[], true)).await.unwrap();
+    let (body, ended) = after.body(1, Duration::from_secs(5)).await;
+    assert!(ended && body.len() == 16 << 10, "{engine}: served after");
+    drop(after);
+    w.stop().await;
+}
+
+/// A request weir answers itself (here a 400: `host` differs from `:authority`) whose answer
+/// waits at window 0, so its body is never read; the client sends 1-byte DATA frames, each
+/// followed by a 16 KB unknown frame. Every byte of window held the input buffer it arrived in
+/// (~32 KB): 6,000 bytes of window held ~190 MB until the connection closed. What a body
+/// holds is now what the window let in.
+async fn a_body_nobody_reads_holds_what_the_window_let_in(engine: &str) {
+    let _serial = serial().await;
+    let be = backend("pin").await;
+    let port = free_port();
+    let w = start(&config(engine, "", port, &[be.addr.port()]));
+    let mut warm = H2::connect(port, &[]).await;
+    warm.send(&request(1, "/warm", &[], true)).await.unwrap();
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rss0 = rss_bytes();
+
+    let mut c = H2::connect(port, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+    let mut post = head("POST", "/upload");
+    post.push(("host", "evil.test"));
+    c.send(&frame(HEADERS, END_HEADERS, 1, &hpack(&post)))
+        .await
+        .unwrap();
+    let mut chunk = frame(DATA, 0, 1, b"x");
+    chunk.extend(frame(0x42, 0, 0, &vec![0u8; 16 * 1024]));
+    let mut sent = 0;
+    let mut peak = 0;
+    for i in 0..3_000 {
+        if c.send(&chunk).await.is_err() {
+            break;
+        }
+        sent += chunk.len();
+        if i % 500 == 0 {
+            peak = peak.max(rss_bytes());
+        }
+    }
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        peak = peak.max(rss_bytes());
+    }
+    let growth = peak.saturating_sub(rss0);
+    eprintln!(
+        "{engine}: {} KiB sent on 3,000 bytes of window: RSS grew by {} KiB",
+        sent / 1024,
+        growth / 1024
+    );
+    assert!(
+        growth < 16 << 20,
+        "{engine}: weir held {} KiB for 3,000 bytes of request body",
+        growth / 1024
+    );
+    assert_eq!(be.hits.load(SeqCst), 0, "forwarded");
+    drop(c);
+    w.stop().await;
+}
+
+/// `content-length` fields (RFC 9110 §8.6): two of one number (`5`, `05`) reach the HTTP/1.1
+/// target as one (both engines forwarded them as they came; a strict target answers 400); two
+/// that differ are refused and never forwarded.
+async fn content_length_fields_reach_the_target_as_one(engine: &str) {
+    let _serial = serial().await;
+    let rec = recorder::recorder().await;
+    let port = free_port();
+    let w = start(&config(engine, "", port, &[rec.addr.port()]));
+    let mut c = H2::connect(port, &[]).await;
+    let post = |path: &'static str, second: &'static str| {
+        let mut f = head("POST", path);
+        f.extend([("content-length", "5"), ("content-length", second)]);
+        f
+    };
+    let mut req = frame(HEADERS, END_HEADERS, 1, &hpack(&post("/same", "05")));
+    req.extend(frame(DATA, END_STREAM, 1, b"hello"));
+    c.send(&req).await.unwrap();
+    let (body, ended) = c.body(1, Duration::from_secs(3)).await;
+    assert!(ended, "{engine}: {body}");
+    let seen = rec.seen("/same");
+    assert_eq!(seen.len(), 1, "{engine}: {seen:?}");
+    assert_eq!(seen[0].1.header("content-length"), ["5"], "{engine}");
+    assert_eq!(seen[0].1.body, b"hello");
+    // Two numbers: refused (weir's engine resets the stream, hyper's path answers 400).
+    let mut req = frame(HEADERS, END_HEADERS, 3, &hpack(&post("/differ", "10")));
+    req.extend(frame(DATA, END_STREAM, 3, b"hello"));
+    c.send(&req).await.unwrap();
+    let (body, ended) = c.body(3, Duration::from_secs(3)).await;
+    assert!(
+        !ended || body.contains("400 Bad Request"),
+        "{engine}: {body}"
+    );
+    assert!(rec.seen("/differ").is_empty(), "{engine}: forwarded");
+    drop(c);
+    w.stop().await;
+}
+
+/// Segments the target received on `s` (`tcpi_segs_in` of TCP_INFO: offset 140 of the
+/// kernel's `struct tcp_info`, which the libc crate does not reach on glibc).
+fn segments_in(s: &TcpStream) -> u32 {
+    use std::os::fd::AsRawFd;
+    let mut info = [0u8; 232];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: the buffer and its length are valid for the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    assert!(rc == 0 && len >= 144, "TCP_INFO");
+    u32::from_ne_bytes(info[140..144].try_into().unwrap())
+}
+
+/// A body without `content-length` goes to the target chunk-encoded. Each small DATA frame was
+/// three writes (its size line, its data, the CRLF): three segments for every frame a client
+/// sent; a chunk is now one write.
+async fn small_data_frames_reach_the_target_one_segment_each(engine: &str) {
+    let _serial = serial().await;
+    const FRAMES: u32 = 30;
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = l.local_addr().unwrap().port();
+    let seen = tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut tmp = [0u8; 4096];
+        while !buf.ends_with(b"0\r\n\r\n") {
+            match s.read(&mut tmp).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            }
+        }
+        let segs = segments_in(&s);
+        let _ = s
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        (segs, buf)
+    });
+    let port = free_port();
+    let w = start(&config(engine, "", port, &[target]));
+    let mut c = H2::connect(port, &[]).await;
+    c.send(&frame(
+        HEADERS,
+        END_HEADERS,
+        1,
+        &hpack(&head("POST", "/drip")),
+    ))
+    .await
+    .unwrap();
+    for _ in 0..FRAMES {
+        c.send(&frame(DATA, 0, 1, b"x")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    c.send(&frame(DATA, END_STREAM, 1, b"")).await.unwrap();
+    let (segs, wire) = tokio::time::timeout(Duration::from_secs(10), seen)
+        .await
+        .expect("the body reached its end")
+        .unwrap();
+    let text = String::from_utf8_lossy(&wire);
+    assert!(
+        text.contains("transfer-encoding: chunked"),
+        "{engine}: {text}"
+    );
+    assert_eq!(
+        text.matches("1\r\nx\r\n").count(),
+        FRAMES as usize,
+        "{engine}"
+    );
+    eprintln!("{engine}: {FRAMES} one-byte DATA frames: {segs} segments to the target");
+    // One per frame, the head, the last chunk, and a few ACKs.
+    assert!(
+        segs < FRAMES + 10,
+        "{engine}: {segs} segments for {FRAMES} frames"
+    );
+    drop(c);
+    w.stop().await;
+}
+
 macro_rules! for_both_engines {
     ($($name:ident),* $(,)?) => {
         mod hyper_engine {
@@ -976,4 +1226,14 @@ for_both_engines!(
     cookie_fields_are_joined_for_the_target,
     stop_sends_goaway_and_the_stream_in_flight_finishes,
     keep_alive_ping_closes_a_silent_client,
+    settings_swinging_the_initial_window_is_bounded,
+    content_length_fields_reach_the_target_as_one,
+    small_data_frames_reach_the_target_one_segment_each,
 );
+
+/// weir's engine only: hyper's path (the h2 crate) keeps a body's DATA as slices of its read
+/// buffer too — 38 MB sent on 3,000 bytes of window held ~15 MB there (docs/http2.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_engine_a_body_nobody_reads_holds_what_the_window_let_in() {
+    a_body_nobody_reads_holds_what_the_window_let_in("weir").await
+}

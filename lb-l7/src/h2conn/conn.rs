@@ -61,6 +61,9 @@ pub(super) enum Phase {
 /// Buffer capacity an idle connection keeps (`Connection::shed_idle_buffers`): what a run of
 /// small requests and responses needs, so they do not allocate anew each time.
 pub const IDLE_KEEP: usize = 4096;
+/// Events the queue keeps room for once drained (a burst of small frames — 1-byte DATA are
+/// ten bytes each — grew it to thousands of 232-byte slots, kept for the connection's life).
+const EVENTS_KEEP: usize = 64;
 
 /// A header block waiting for its CONTINUATION frames.
 pub(super) struct Block {
@@ -120,6 +123,8 @@ pub struct Connection {
     pub(super) conn_unreleased: u64,
     pub(super) settings_acked: bool,
     pub(super) settings_received: u32,
+    /// SETTINGS frames whose new initial window moved open streams' windows.
+    pub(super) window_moves: u32,
     /// The GOAWAY with the last stream id processed is sent: later streams are ignored.
     pub(super) goaway_sent: bool,
     /// The first step of the graceful end (GOAWAY(2^31-1) and a PING) is sent, the PING's ACK
@@ -184,6 +189,7 @@ impl Connection {
             conn_unreleased: 0,
             settings_acked: false,
             settings_received: 0,
+            window_moves: 0,
             goaway_sent: false,
             goaway_ping: false,
             peer_goaway: false,
@@ -221,7 +227,18 @@ impl Connection {
 
     /// The next event for the driver.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let Some(e) = self.events.pop_front() else {
+            if self.events.capacity() > EVENTS_KEEP {
+                self.events.shrink_to(EVENTS_KEEP);
+            }
+            return None;
+        };
+        if let Event::Writable { id } = e
+            && let Some(s) = self.streams.get_mut(&id)
+        {
+            s.writable_queued = false;
+        }
+        Some(e)
     }
 
     /// The next deadline `handle_timeout` should be called at.
@@ -360,6 +377,12 @@ impl Connection {
         }
         frame::write_goaway(&mut self.out, self.last_id, Reason::NO_ERROR.0);
         self.goaway_sent = true;
+    }
+
+    /// Events waiting for `poll_event`: a driver reading on while many wait would let one
+    /// turn's reads of small frames pile up thousands of them.
+    pub fn events_waiting(&self) -> usize {
+        self.events.len()
     }
 
     /// Nothing more to do: close the socket once the transmit is drained.

@@ -71,7 +71,8 @@ impl Connection {
             return Err(Overflow);
         }
         s.send_window = w;
-        if before == 0 && s.capacity(max_buf) > 0 {
+        if before == 0 && s.capacity(max_buf) > 0 && !s.writable_queued {
+            s.writable_queued = true;
             self.events.push_back(Event::Writable { id });
         }
         self.schedule(id);

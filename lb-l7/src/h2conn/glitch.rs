@@ -2,8 +2,9 @@
 //! reset of a stream whose response had not finished (rapid reset, CVE-2023-44487), a stream
 //! error we had to answer (MadeYouReset, CVE-2025-8671: the client provoked it), a refused
 //! stream, an empty DATA frame without END_STREAM or an empty CONTINUATION without
-//! END_HEADERS, and every control frame past `CHATTER_FREE` in a row without progress
-//! (PING, SETTINGS, PRIORITY, WINDOW_UPDATE that frees nothing, unknown frame types).
+//! END_HEADERS, a SETTINGS frame that moves open streams' windows after the first that did
+//! (a walk over every stream), and every control frame past `CHATTER_FREE` in a row without
+//! progress (PING, SETTINGS, PRIORITY, WINDOW_UPDATE that frees nothing, unknown frame types).
 //! Progress — a new stream, request body bytes, response body bytes written — ends a row.
 //! Completed streams pay glitches back, one per `REFUND_EVERY`, so a long-lived connection
 //! with a few cancellations now and then is not closed. Past the limit: GOAWAY

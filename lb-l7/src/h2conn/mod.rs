@@ -24,7 +24,9 @@
 //! Protections (`glitch` has the accounting): rapid reset (a client reset before the response
 //! finished), MadeYouReset (every stream error we send), empty DATA / CONTINUATION frames,
 //! control-frame rows without progress (PING, SETTINGS, PRIORITY, idle WINDOW_UPDATE, unknown
-//! types) → glitches → past `max_glitches`, GOAWAY(ENHANCE_YOUR_CALM). A header block over
+//! types), a SETTINGS INITIAL_WINDOW_SIZE moving open streams' windows again (a frame moves
+//! them once, to its last value; a stream has one `Writable` queued at most) → glitches →
+//! past `max_glitches`, GOAWAY(ENHANCE_YOUR_CALM). A header block over
 //! twice `max_header_list_size` bytes or with more than 32 CONTINUATION frames →
 //! GOAWAY(ENHANCE_YOUR_CALM). Output: at most 64 KiB per `poll_transmit`; DATA is only framed
 //! when that much is not already pending, each stream holds at most

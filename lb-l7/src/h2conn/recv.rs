@@ -319,8 +319,27 @@ impl Connection {
                 "SETTINGS not a multiple of 6",
             ));
         }
+        // SETTINGS_INITIAL_WINDOW_SIZE moves every stream's send window: a frame that lists it
+        // many times (legal: §6.5 processes the values in order, the last one stands) moves
+        // them once, to its last value, as nginx and the h2 crate do. Moving them per value
+        // let one 16 KB frame make thousands of passes over the streams.
+        let mut window = None;
         for p in payload.chunks_exact(6) {
-            self.apply_setting(u16::from_be_bytes([p[0], p[1]]), read_u32(&p[2..]))?;
+            let (id, v) = (u16::from_be_bytes([p[0], p[1]]), read_u32(&p[2..]));
+            if id == setting::INITIAL_WINDOW_SIZE {
+                if i64::from(v) > frame::MAX_WINDOW {
+                    return Err(err(
+                        Reason::FLOW_CONTROL_ERROR,
+                        "INITIAL_WINDOW_SIZE over 2^31-1",
+                    ));
+                }
+                window = Some(v);
+            } else {
+                self.apply_setting(id, v)?;
+            }
+        }
+        if let Some(v) = window {
+            self.move_initial_window(v)?;
         }
         self.control_room()?;
         frame::write_settings_ack(&mut self.out);
@@ -337,26 +356,6 @@ impl Connection {
             setting::ENABLE_PUSH | setting::ENABLE_CONNECT_PROTOCOL if v > 1 => {
                 return Err(err(Reason::PROTOCOL_ERROR, "a boolean setting not 0 or 1"));
             }
-            setting::INITIAL_WINDOW_SIZE => {
-                if i64::from(v) > frame::MAX_WINDOW {
-                    return Err(err(
-                        Reason::FLOW_CONTROL_ERROR,
-                        "INITIAL_WINDOW_SIZE over 2^31-1",
-                    ));
-                }
-                let delta = i64::from(v) - self.peer_initial_window;
-                self.peer_initial_window = i64::from(v);
-                let mut ids: Vec<StreamId> = self.streams.keys().copied().collect();
-                ids.sort_unstable();
-                for id in ids {
-                    if self.move_send_window(id, delta).is_err() {
-                        return Err(err(
-                            Reason::FLOW_CONTROL_ERROR,
-                            "a stream window over 2^31-1",
-                        ));
-                    }
-                }
-            }
             setting::MAX_FRAME_SIZE => {
                 if !(frame::DEFAULT_MAX_FRAME_SIZE..=frame::MAX_FRAME_SIZE_LIMIT).contains(&v) {
                     return Err(err(Reason::PROTOCOL_ERROR, "MAX_FRAME_SIZE out of range"));
@@ -364,6 +363,33 @@ impl Connection {
                 self.peer_max_frame = v as usize;
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A new SETTINGS_INITIAL_WINDOW_SIZE: every stream's send window moves by the difference
+    /// (§6.9.2), one step per stream. The first change that moves open streams is free; each
+    /// later one is a glitch: a client that keeps moving the window back and forth (or a
+    /// window tuner, a few times in a connection's life) makes the server walk its streams.
+    fn move_initial_window(&mut self, v: u32) -> Res {
+        let delta = i64::from(v) - self.peer_initial_window;
+        self.peer_initial_window = i64::from(v);
+        if delta == 0 || self.streams.is_empty() {
+            return Ok(());
+        }
+        let mut ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            if self.move_send_window(id, delta).is_err() {
+                return Err(err(
+                    Reason::FLOW_CONTROL_ERROR,
+                    "a stream window over 2^31-1",
+                ));
+            }
+        }
+        self.window_moves += 1;
+        if self.window_moves > 1 {
+            return self.glitch("the initial window moved again");
         }
         Ok(())
     }

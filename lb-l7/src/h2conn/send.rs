@@ -212,7 +212,8 @@ impl Connection {
                 s.scheduled = true;
                 self.order.push_back(id);
             }
-            if cap_before == 0 && s.capacity(max_buf) > 0 {
+            if cap_before == 0 && s.capacity(max_buf) > 0 && !s.writable_queued {
+                s.writable_queued = true;
                 self.events.push_back(Event::Writable { id });
             }
             if n > 0 {

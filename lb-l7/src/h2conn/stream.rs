@@ -40,6 +40,9 @@ pub(super) struct Stream {
     pub trailers: Option<Box<http::HeaderMap>>,
     /// In the connection's round-robin order of streams with something to write.
     pub scheduled: bool,
+    /// An `Event::Writable` for the stream waits in the connection's queue (one is enough:
+    /// a client moving the window back and forth must not grow the queue).
+    pub writable_queued: bool,
     pub content_length: Option<u64>,
     pub received: u64,
 }
@@ -64,6 +67,7 @@ impl Stream {
             queued: 0,
             trailers: None,
             scheduled: false,
+            writable_queued: false,
             content_length: cl,
             received: 0,
         }

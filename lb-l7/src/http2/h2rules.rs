@@ -1,6 +1,7 @@
 //! Pure rules of the HTTP/2 path: a `host` field that contradicts `:authority` (RFC 9113
-//! §8.3.1), a field value with whitespace at either end (§8.2.1), `cookie` fields joined for an HTTP/1.1 target (RFC 9113 §8.2.3), and when a
-//! connection's cancelled streams make it an abuser (rapid reset, CVE-2023-44487).
+//! §8.3.1), a field value with whitespace at either end (§8.2.1), several `content-length`
+//! fields made one for the target (RFC 9110 §8.6), `cookie` fields joined for an HTTP/1.1 target (RFC 9113 §8.2.3), and when a connection's
+//! cancelled streams make it an abuser (rapid reset, CVE-2023-44487).
 
 use http::{HeaderMap, HeaderValue, Uri, header};
 
@@ -38,6 +39,41 @@ pub fn value_edge_whitespace(headers: &HeaderMap) -> bool {
         let b = v.as_bytes();
         ws(b.first()) || ws(b.last())
     })
+}
+
+/// The request's length if its `content-length` fields (and comma-separated values) are all
+/// the same number; `Err` if one is not a number or two differ (both engines refuse such a
+/// request before it gets here: weir's in `h2conn`, hyper's h2 in its stream state).
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut found = None;
+    for v in headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let p = part.trim_ascii();
+            if p.is_empty() || p.len() > 18 || !p.iter().all(u8::is_ascii_digit) {
+                return Err(());
+            }
+            let n = p.iter().fold(0u64, |a, &d| a * 10 + u64::from(d - b'0'));
+            if found.is_some_and(|f| f != n) {
+                return Err(());
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// Several `content-length` fields of one number reach the HTTP/1.1 target as one, in decimal
+/// (RFC 9110 §8.6: a recipient MUST reject them or replace them with one valid field), as the
+/// HTTP/1.1 engine sends them; both engines passed them on as they came (`5` and `05`: a
+/// strict target answers 400 to that).
+pub fn one_content_length(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
+    if let (Some(_), None) = (values.next(), values.next()) {
+        return;
+    }
+    if let Ok(Some(n)) = content_length(headers) {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
 }
 
 /// Several `cookie` fields become one, joined with "; " (RFC 9113 §8.2.3), before the request
@@ -131,5 +167,36 @@ mod tests {
         // A long-lived connection with a few cancels among many requests is no abuser.
         assert!(!abusive(GLITCH_MIN, 2 * GLITCH_MIN));
         assert!(!abusive(500, 9_000));
+    }
+
+    #[test]
+    fn content_length_fields_are_one_number_and_reach_the_target_as_one() {
+        assert_eq!(content_length(&headers(&[])), Ok(None));
+        assert_eq!(
+            content_length(&headers(&[("content-length", "5")])),
+            Ok(Some(5))
+        );
+        let same = headers(&[("content-length", "5"), ("content-length", "05, 5")]);
+        assert_eq!(content_length(&same), Ok(Some(5)));
+        for bad in [
+            &[("content-length", "5"), ("content-length", "10")][..],
+            &[("content-length", "5, 6")],
+            &[("content-length", "-5")],
+            &[("content-length", "5x")],
+            &[("content-length", "")],
+            &[("content-length", "1234567890123456789")],
+        ] {
+            assert_eq!(content_length(&headers(bad)), Err(()), "{bad:?}");
+        }
+        let mut h = same.clone();
+        h.insert("x-a", HeaderValue::from_static("a"));
+        one_content_length(&mut h);
+        let cls: Vec<_> = h.get_all(header::CONTENT_LENGTH).iter().collect();
+        assert_eq!(cls, ["5"]);
+        assert_eq!(h.get("x-a").unwrap(), "a");
+        // One field is left as it came.
+        let mut one = headers(&[("content-length", "007")]);
+        one_content_length(&mut one);
+        assert_eq!(one.get(header::CONTENT_LENGTH).unwrap(), "007");
     }
 }

@@ -477,3 +477,103 @@ fn random_input_never_panics_and_the_driver_calls_stay_safe() {
         }
     }
 }
+
+/// Streams 1, 3, … `2n-1`, each with a response whose body waits at window 0.
+fn waiting_at_window_zero(cfg: Config, n: u32) -> Client {
+    let mut c = Client::new(cfg);
+    c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 0)]));
+    for i in 0..n {
+        let id = 2 * i + 1;
+        c.request(id, GET, true);
+        c.conn
+            .send_response(id, StatusCode::OK, &HeaderMap::new(), false)
+            .unwrap();
+        c.conn
+            .send_data(id, Bytes::from_static(b"body"), false)
+            .unwrap();
+    }
+    c.events();
+    c.frames();
+    c
+}
+
+/// One SETTINGS frame may list INITIAL_WINDOW_SIZE thousands of times (legal: the last value
+/// stands). Applied one by one, each 0 → 2^31-1 swing queued a `Writable` per stream: a 16 KB
+/// frame with 128 streams open made ~350,000 events (115 MB held by the worker, 13 ms of CPU).
+#[test]
+fn a_settings_frame_swinging_the_initial_window_moves_the_streams_once() {
+    let mut c = waiting_at_window_zero(Config::default(), 100);
+    let swings: Vec<(u16, u32)> = (0..2_700)
+        .map(|i| {
+            (
+                setting::INITIAL_WINDOW_SIZE,
+                if i % 2 == 0 { (1 << 31) - 1 } else { 0 },
+            )
+        })
+        .chain([(setting::INITIAL_WINDOW_SIZE, 1_000)])
+        .collect();
+    c.send(&settings(&swings));
+    let evs = c.events();
+    assert_eq!(evs.len(), 100, "one Writable per stream: {}", evs.len());
+    assert!(evs.iter().all(|e| matches!(e, Event::Writable { .. })));
+    // The last value stands: each body goes out, 996 bytes of window left.
+    let fs = c.frames();
+    let data: Vec<&F> = fs.iter().filter(|f| f.kind == kind::DATA).collect();
+    assert_eq!(data.len(), 100);
+    assert!(data.iter().all(|f| f.payload == b"body"));
+    assert_eq!(c.conn.send_capacity(1), 996);
+    assert!(!c.conn.is_closed());
+}
+
+/// Between two polls of the events, a stream's window reopened any number of times queues one
+/// `Writable`; polled, the next reopening queues one again.
+#[test]
+fn a_stream_has_at_most_one_writable_event_waiting() {
+    let mut c = waiting_at_window_zero(Config::default(), 1);
+    for _ in 0..50 {
+        c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 0)]));
+        c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 1_000)]));
+        if c.conn.is_closed() {
+            break;
+        }
+    }
+    let evs = c.events();
+    assert!(matches!(evs[..], [Event::Writable { id: 1 }]), "{evs:?}");
+    c.frames();
+    c.conn
+        .send_data(1, Bytes::from(vec![0u8; 996]), false)
+        .unwrap();
+    c.frames();
+    c.send(&window_update(1, 10));
+    assert!(matches!(c.events()[..], [Event::Writable { id: 1 }]));
+}
+
+/// Moving open streams' windows is one step per stream: the first SETTINGS that does it is
+/// free, each later one a glitch, so a client swinging the window frame after frame — with
+/// progress between the frames, which ends a row of control frames — is stopped.
+#[test]
+fn a_client_that_keeps_moving_the_initial_window_is_stopped() {
+    let mut c = waiting_at_window_zero(calm(10), 20);
+    let mut moves = 0;
+    let mut id = 41;
+    while !c.conn.is_closed() && moves < 1_000 {
+        let w = if moves % 2 == 0 { 100 } else { 0 };
+        c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, w)]));
+        moves += 1;
+        // Progress: a new stream (it ends a row of control frames, not the glitch count).
+        c.request(id, GET, true);
+        id += 2;
+        c.events();
+        c.frames();
+    }
+    assert_eq!(moves, 12, "1 free, 10 glitches allowed, the 11th over");
+    assert_eq!(
+        c.conn.error_detail(),
+        Some("the initial window moved again")
+    );
+    // A client that sets it once more after its first SETTINGS (a window tuner) is fine.
+    let mut c = waiting_at_window_zero(calm(10), 20);
+    c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 20)]));
+    c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 22)]));
+    assert!(!c.conn.is_closed());
+}

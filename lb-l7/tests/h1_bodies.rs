@@ -265,3 +265,61 @@ async fn request_body_limit_413() {
     assert!(text.contains("body-bytes=5"), "{text}");
     w.stop().await;
 }
+
+/// `Expect: 100-continue` on a request weir answers itself (here a fixed response): the answer
+/// comes at once, and the connection closes after it (the body the client held back is never
+/// read). weir drained the body first, so such a client waited its own expect timeout — or,
+/// waiting for the 100, weir's idle timeout (60 s) — for every fixed response, redirect, 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_100_continue_on_weirs_own_answer_is_answered_at_once() {
+    let b = backend("b").await;
+    let port = free_port();
+    let w = start(&config(port, b.addr.port()));
+    let (text, closed) = raw(
+        port,
+        b"POST /fixed HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+        Duration::from_secs(3),
+    )
+    .await;
+    assert!(
+        text.starts_with("HTTP/1.1 202 "),
+        "answered at once: {text:?}"
+    );
+    assert!(text.ends_with("fixed"), "{text}");
+    assert!(closed, "closed after the answer: {text}");
+    // A client that sent its body anyway keeps its connection (the body is drained).
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(
+        b"POST /fixed HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello\
+          GET /fixed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let (text, _) = read_all(&mut s, Duration::from_secs(3)).await;
+    assert_eq!(text.matches("HTTP/1.1 202 ").count(), 2, "{text}");
+    assert_eq!(b.hits.load(std::sync::atomic::Ordering::SeqCst), 0);
+    w.stop().await;
+}
+
+/// An HTTP/1.0 client's `Expect: 100-continue` is ignored (RFC 9110 §10.1.1): no 100 before
+/// the response (§15.2: no 1xx to an HTTP/1.0 client; it could take it for the response).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http10_client_gets_no_100_continue() {
+    let b = backend("b").await;
+    let port = free_port();
+    let w = start(&config(port, b.addr.port()));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(
+        b"POST /upload HTTP/1.0\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s.write_all(b"hello").await.unwrap();
+    let (text, _) = read_all(&mut s, Duration::from_secs(3)).await;
+    assert!(!text.contains("100 Continue"), "{text}");
+    assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+    assert!(text.contains("body-bytes=5"), "{text}");
+    assert!(!text.contains("expect:"), "Expect is not passed on: {text}");
+    w.stop().await;
+}

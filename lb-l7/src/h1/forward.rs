@@ -118,10 +118,10 @@ pub async fn forward(
     let upgrade = headers::wants_upgrade(req.headers());
     let key = hash_key(g.hash_on.as_ref(), req.headers(), ci);
     let stuck = g.sticky_target(req.headers());
-    let expect_continue = req
-        .headers()
-        .get(header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let expect_continue = codec::expects_continue(req.headers());
+    // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1), and it gets no 1xx
+    // (§15.2): it could take the 100 for the response.
+    let awaits_continue = codec::awaits_continue(client_version, req.headers());
 
     // The request as the target sees it.
     let mut parts = Recycled(req.into_parts().0);
@@ -167,7 +167,7 @@ pub async fn forward(
         }
         let mut ubuf = readbuf::take();
         if framing != Framing::Empty {
-            if expect_continue && cbuf.is_empty() {
+            if awaits_continue && cbuf.is_empty() {
                 let _ = relay::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", idle).await;
             }
             body_state = BodyState::Partial;

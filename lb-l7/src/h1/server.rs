@@ -566,6 +566,7 @@ async fn request(
         version,
         is_head,
         keep_alive: keep_client,
+        awaits_continue: codec::awaits_continue(version, req.headers()),
     };
 
     // Phases parse (the body's framing first: RFC 9112 wants a 400 when it cannot be known)
@@ -697,10 +698,17 @@ struct ClientFacts {
     is_head: bool,
     /// The client may send another request on the connection.
     keep_alive: bool,
+    /// `Expect: 100-continue` from an HTTP/1.1 client: it may hold its body back until weir
+    /// answers.
+    awaits_continue: bool,
 }
 
 /// Writes a response of weir's own; an unread request body is drained (up to `MAX_DISCARD`)
-/// so the connection can carry the next request, else the connection closes.
+/// so the connection can carry the next request, else the connection closes. A client that
+/// asked `Expect: 100-continue` and sent none of its body yet is answered at once (RFC 9110
+/// §10.1.1: a final status, or 100), and the connection closes after it: draining first kept
+/// such a client waiting its own expect timeout (curl: 1 s, some clients the whole idle
+/// timeout) before every weir response — a fixed response, a redirect, a 503.
 async fn own_response(
     sh: &Shared,
     io: &mut ClientStream,
@@ -714,6 +722,7 @@ async fn own_response(
         version,
         is_head,
         keep_alive: keep_client,
+        awaits_continue,
     } = *client;
     let status = resp.status().as_u16();
     let wants_close = resp
@@ -722,7 +731,9 @@ async fn own_response(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
     let mut keep = keep_client && !wants_close && body != BodyState::Partial;
     let mut received = 0;
-    if keep && body == BodyState::Untouched {
+    if keep && body == BodyState::Untouched && awaits_continue && buf.is_empty() {
+        keep = framing == Some(Framing::Empty);
+    } else if keep && body == BodyState::Untouched {
         match framing {
             Some(Framing::Empty) => {}
             Some(f @ Framing::Length(n)) if n <= MAX_DISCARD => {

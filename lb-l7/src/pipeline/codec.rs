@@ -255,6 +255,18 @@ fn content_length(h: &impl Fields) -> Result<Option<u64>, ()> {
     Ok(found)
 }
 
+/// Does the request carry `Expect: 100-continue`? (weir answers it and does not pass it on.)
+pub fn expects_continue(h: &HeaderMap) -> bool {
+    h.get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// May the client be holding its body back until it hears 100 (Continue) or a final status?
+/// An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1).
+pub fn awaits_continue(version: Version, h: &HeaderMap) -> bool {
+    version != Version::HTTP_10 && expects_continue(h)
+}
+
 /// Does the client want the connection kept open after this request?
 pub fn client_keeps_alive(version: Version, h: &impl Fields) -> bool {
     let tokens = connection_tokens(h);

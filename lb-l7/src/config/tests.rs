@@ -306,3 +306,32 @@ fn freebind_needs_an_address() {
     );
     assert_eq!(paths("[[listener]]\nport = 80\n"), Vec::<String>::new());
 }
+
+/// A worker keys listeners by port: two addresses on one port passed validation and one of
+/// them accepted nothing (its connections queued unanswered). Refused with a reason now.
+#[test]
+fn two_addresses_on_one_port_are_refused() {
+    for (a, b) in [("127.0.0.1", "127.0.0.2"), ("127.0.0.1", "0.0.0.0")] {
+        let c: L7Config = toml::from_str(&format!(
+            r#"
+[[listener]]
+address = "{a}"
+port = 8080
+default_action = {{ type = "fixed-response", status_code = 200 }}
+[[listener]]
+address = "{b}"
+port = 8080
+default_action = {{ type = "fixed-response", status_code = 200 }}
+"#
+        ))
+        .unwrap();
+        let e = c.validate();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].path, "listener[1].port");
+        assert!(
+            e[0].message.contains("one listener per port"),
+            "{}",
+            e[0].message
+        );
+    }
+}

@@ -33,14 +33,26 @@ pub(super) fn validate(c: &L7Config) -> Vec<FieldError> {
     let mut e = Errors(Vec::new());
     load_balancer(&mut e, &c.load_balancer);
     let groups: HashSet<&str> = c.target_group.iter().map(|g| g.name.as_str()).collect();
-    let mut bound: HashMap<(IpAddr, u16), usize> = HashMap::new();
+    // One listener per port: a worker keys its listeners, their sockets and their steering by
+    // port (`crate::listening`). Two addresses on one port passed here and one of them then
+    // accepted nothing (its connections queued unanswered).
+    let mut bound: HashMap<u16, (usize, IpAddr)> = HashMap::new();
     for (i, l) in c.listener.iter().enumerate() {
         listener(&mut e, &format!("listener[{i}]"), l, &groups);
-        if let Some(first) = bound.insert((l.address, l.port), i) {
-            e.push(
+        match bound.insert(l.port, (i, l.address)) {
+            Some((first, addr)) if addr == l.address => e.push(
                 format!("listener[{i}].port"),
                 format!("port {} is already used by listener[{first}]", l.port),
-            );
+            ),
+            Some((first, addr)) => e.push(
+                format!("listener[{i}].port"),
+                format!(
+                    "port {} is already used by listener[{first}] (on {addr}): one listener per port \
+                     (two addresses on one port are not supported; listen on 0.0.0.0, or use two ports)",
+                    l.port
+                ),
+            ),
+            None => {}
         }
     }
     let mut names: HashMap<&str, usize> = HashMap::new();

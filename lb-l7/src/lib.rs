@@ -64,4 +64,4 @@ pub use access_log::AccessLogTarget;
 pub use config::{FieldError, L7Config};
 pub use metrics::{Metrics, MetricsSnapshot};
 pub use target::TargetState;
-pub use worker::{MetricsHandle, Worker, WorkerOptions, bind_socket};
+pub use worker::{MetricsHandle, Worker, WorkerOptions, bind_socket, ensure_port_free};

@@ -158,6 +158,43 @@ pub fn bind_socket(addr: SocketAddr, freebind: bool) -> anyhow::Result<std::net:
     Ok(s.into())
 }
 
+/// Fails if a socket already listens on `addr` (or on the wildcard of its port, or `addr` is
+/// the wildcard and one listens on an address of its port): another weir daemon, or any
+/// server. `bind_socket`'s SO_REUSEPORT sockets would join such a socket's group when it is
+/// another weir's (same user): they took all its new connections, and its steering program
+/// was replaced by one that knew only the newcomer's sockets, so when the newcomer exited the
+/// first daemon refused every connection. The probe binds without SO_REUSEPORT (with
+/// SO_REUSEADDR, so connections left in TIME_WAIT by a daemon that exited do not count) and
+/// lets go at once.
+pub fn ensure_port_free(addr: SocketAddr, freebind: bool) -> anyhow::Result<()> {
+    let s = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        let _ = s.set_only_v6(false);
+    }
+    if freebind {
+        match addr {
+            SocketAddr::V4(_) => s.set_freebind_v4(true)?,
+            SocketAddr::V6(_) => s.set_freebind_v6(true)?,
+        }
+    }
+    match s.bind(&addr.into()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "{addr} is in use: another process listens on port {} (another weir daemon, or \
+             any server; `ss -ltnp 'sport = :{}'` names it): weir does not share a listening \
+             port, stop it first",
+            addr.port(),
+            addr.port()
+        ),
+        // Anything else (an address not on the host, …) is `bind_socket`'s to report.
+        _ => Ok(()),
+    }
+}
+
 /// Takes ownership of an inherited listening socket; it must listen on the listener's port.
 fn inherited_socket(fd: RawFd, want: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
     use std::os::fd::FromRawFd as _;

@@ -72,6 +72,7 @@ pub fn bind_group(
     slot: usize,
 ) -> anyhow::Result<ListenerGroup> {
     let (addr, freebind) = (listener.socket_addr(), listener.freebind);
+    lb_l7::ensure_port_free(addr, freebind)?;
     let sockets = (0..workers)
         .map(|_| lb_l7::bind_socket(addr, freebind).map(Socket::from))
         .collect::<anyhow::Result<Vec<_>>>()

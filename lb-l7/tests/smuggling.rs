@@ -216,6 +216,17 @@ target = [{{ id = "127.0.0.1", port = {} }}]
     .await;
     assert_eq!(x.status, 404, "{x:?}");
     assert!(rec.seen("/abs2").is_empty());
+    // No path, a query: the target gets `/` before it (RFC 9112 §3.2.1). It got `GET ?q=2`,
+    // which targets refuse (nginx: 400) while weir had routed the request as `/`.
+    let x = exchange(
+        port,
+        b"GET http://b.example?q=2 HTTP/1.1\r\nHost: b.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(x.status, 200, "{x:?}");
+    let seen = rec.seen("q=2");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].1.line, "GET /?q=2", "origin-form to the target");
     w.stop().await;
 }
 

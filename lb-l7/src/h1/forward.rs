@@ -395,8 +395,8 @@ pub fn upstream_head(
     if expect_continue {
         h.remove(header::EXPECT);
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    codec::UpstreamHead::new(&parts.method, path, &parts.headers, Some(added))
+    let target = codec::request_target(&parts.uri);
+    codec::UpstreamHead::new(&parts.method, &target, &parts.headers, Some(added))
 }
 
 /// Is a declared body length over `max_request_body_bytes` (the length weir decided, whatever

@@ -117,7 +117,7 @@ pub fn pipeline(input: &[u8], setup: Setup) -> (Vec<Routed>, Vec<u8>) {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let host = decide::host_of(&parts.headers, &parts.uri);
         let added = added(&mut parts, host.as_deref(), upgrade);
-        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let target = codec::request_target(&parts.uri);
         let mut r = Routed {
             method: parts.method.to_string(),
             target: target.to_string(),

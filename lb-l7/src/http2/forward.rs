@@ -241,8 +241,8 @@ fn upstream_head(
             HeaderValue::from_static("chunked"),
         );
     }
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let head = codec::UpstreamHead::new(&parts.method, path, &parts.headers, Some(&added));
+    let target = codec::request_target(&parts.uri);
+    let head = codec::UpstreamHead::new(&parts.method, &target, &parts.headers, Some(&added));
     // The head is written: the map goes back for the next request.
     codec::recycle_headers(std::mem::take(&mut parts.headers));
     (head, parts.method, chunked)

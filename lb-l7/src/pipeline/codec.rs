@@ -176,6 +176,18 @@ fn range_of(base: usize, s: &[u8]) -> (usize, usize) {
 
 /// The body framing of a request (after `parse::check`, which refused unknown codings and,
 /// except in `monitor` mode, `Content-Length` together with `Transfer-Encoding`).
+/// The request-target weir sends a target (origin-form, RFC 9112 §3.2.1): the URI's path and
+/// query, with the `/` an absolute-form target without a path leaves out — `GET
+/// http://a.example?x=1` has the query `?x=1` and no path, and went out as `GET ?x=1`, a
+/// request line targets refuse (nginx: 400) while weir had routed it as `/`.
+pub fn request_target(uri: &Uri) -> std::borrow::Cow<'_, str> {
+    match uri.path_and_query().map(|p| p.as_str()) {
+        None | Some("") => "/".into(),
+        Some(q) if q.starts_with('?') => format!("/{q}").into(),
+        Some(p) => p.into(),
+    }
+}
+
 pub fn request_framing(h: &HeaderMap) -> Result<Framing, HeadError> {
     if h.contains_key(header::TRANSFER_ENCODING) {
         return if last_coding_chunked(h) {

@@ -41,7 +41,7 @@ pub fn new_record(
         request: format!(
             "{} {scheme}://{host}:{port}{} {:?}",
             method,
-            uri.path_and_query().map_or("/", |p| p.as_str()),
+            super::codec::request_target(uri),
             version
         ),
         user_agent: headers

@@ -267,3 +267,55 @@ default_action = {{ type = "redirect", protocol = "HTTPS", host = "#{{host}}", p
     );
     w.stop().await;
 }
+
+/// A rule that denies `/admin*` and one that denies the host `secret.example` hold for every
+/// spelling a target reads as the same path or host: dot segments, repeated slashes,
+/// percent-encoded unreserved characters, a fully qualified host. Each passed on the old code
+/// (rules matched the raw path and host) and nginx behind weir served `/admin` and
+/// `secret.example`. The request a rule lets through still goes as the client wrote it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deny_rules_hold_for_every_spelling_of_the_path_and_host() {
+    let rec = recorder().await;
+    let port = free_port();
+    let host_rule = r#"
+[[listener.rule]]
+priority = 20
+condition = [{ field = "host-header", values = ["secret.example"] }]
+action = { type = "fixed-response", status_code = 403, content_type = "text/plain", message_body = "no" }"#;
+    let rules = format!("{ADMIN_403_RULE}\n{host_rule}");
+    let w = start(&one_target_config(port, rec.addr.port(), "", &rules, ""));
+    for (target, host) in [
+        ("/admin", "app.example"),
+        ("/x/../admin", "app.example"),
+        ("/./admin", "app.example"),
+        ("//admin", "app.example"),
+        ("/%61dmin", "app.example"),
+        ("/%2e/admin", "app.example"),
+        ("/static/%2E%2E/admin/users", "app.example"),
+        ("/", "secret.example"),
+        ("/", "secret.example."),
+        ("/", "SECRET.example.:8080"),
+    ] {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        let x = exchange(port, req.as_bytes()).await;
+        assert_eq!(x.status, 403, "{target} on {host}: {x:?}");
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // (`exchange` follows each request with a probe of its own, `/probe-open`.)
+    let reached: Vec<String> = rec
+        .snapshot()
+        .iter()
+        .flat_map(|c| c.requests.iter().map(|r| r.line.clone()))
+        .filter(|l| !l.contains("/probe-open"))
+        .collect();
+    assert!(reached.is_empty(), "the target saw: {reached:?}");
+    // What the rules let through goes as it came.
+    let x = exchange(
+        port,
+        b"GET /a/./b//c%7E HTTP/1.1\r\nHost: app.example\r\n\r\n",
+    )
+    .await;
+    assert_eq!(x.status, 200, "{x:?}");
+    assert_eq!(rec.seen("/a/")[0].1.line, "GET /a/./b//c%7E");
+    w.stop().await;
+}

@@ -13,6 +13,7 @@ pub mod attempt;
 pub mod codec;
 pub mod decide;
 pub mod desync;
+pub mod normal;
 pub mod parse;
 pub mod prepare;
 pub mod readbuf;

@@ -1,0 +1,150 @@
+//! The path and host listener rules match on: the request's, normalized as the target will read
+//! them, so a rule that denies `/admin*` (a `fixed-response 403`, `examples/l7-alb.toml`) is
+//! not passed by `/x/../admin`, `/./admin`, `//admin` or `/%61dmin`, nor a `host-header` rule
+//! by `secret.example.` — all of which nginx, behind weir, served as `/admin` and as
+//! `secret.example`. The request goes to the target as the client sent it (ALB does not
+//! rewrite the path); only the rules' view is normalized. Pure.
+//!
+//! The path: RFC 3986 §6.2.2 — percent-encoded unreserved characters decoded (`%61` → `a`,
+//! `%2E` → `.`; a reserved one such as `%2F` stays encoded: it is not a `/` to the target
+//! either), then dot segments removed (§5.2.4), then repeated slashes merged (nginx's
+//! `merge_slashes`, on by default). A path with none of `%`, `/.` or `//` is returned as it is,
+//! without a copy: the common case costs a scan.
+
+use std::borrow::Cow;
+
+/// The path the rules see.
+pub fn rule_path(path: &str) -> Cow<'_, str> {
+    let b = path.as_bytes();
+    let plain = !b.contains(&b'%') && !b.windows(2).any(|w| w == b"/." || w == b"//");
+    if plain {
+        return Cow::Borrowed(path);
+    }
+    Cow::Owned(merge_slashes(&remove_dot_segments(&decode_unreserved(
+        path,
+    ))))
+}
+
+/// The host the rules see: without the trailing dot of a fully qualified name.
+pub fn rule_host(host: &str) -> &str {
+    host.strip_suffix('.').unwrap_or(host)
+}
+
+fn unreserved(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex(c: u8) -> Option<u8> {
+    (c as char).to_digit(16).map(|d| d as u8)
+}
+
+/// `%XX` of an unreserved character, decoded; every other byte kept.
+fn decode_unreserved(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).copied().and_then(hex),
+                b.get(i + 2).copied().and_then(hex),
+            )
+            && unreserved(h * 16 + l)
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    // Only ASCII bytes were decoded into it, from valid UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// RFC 3986 §5.2.4, on an absolute path.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let mut segments = path.split('/').skip(1).peekable();
+    let mut trailing_slash = false;
+    while let Some(s) = segments.next() {
+        let last = segments.peek().is_none();
+        match s {
+            "." => trailing_slash = last,
+            ".." => {
+                out.pop();
+                trailing_slash = last;
+            }
+            s => {
+                out.push(s);
+                trailing_slash = false;
+            }
+        }
+    }
+    let mut r = String::with_capacity(path.len());
+    for s in &out {
+        r.push('/');
+        r.push_str(s);
+    }
+    if trailing_slash || r.is_empty() {
+        r.push('/');
+    }
+    r
+}
+
+fn merge_slashes(path: &str) -> String {
+    let mut r = String::with_capacity(path.len());
+    for c in path.chars() {
+        if c == '/' && r.ends_with('/') {
+            continue;
+        }
+        r.push(c);
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_target_would_serve_is_what_the_rules_see() {
+        for (raw, want) in [
+            ("/admin", "/admin"),
+            ("/x/../admin", "/admin"),
+            ("/./admin", "/admin"),
+            ("//admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/%2e/admin", "/admin"),
+            ("/%2E%2E/admin", "/admin"),
+            ("/a/b/../../admin/", "/admin/"),
+            ("/../../admin", "/admin"),
+            ("/admin/.", "/admin/"),
+            ("/admin/..", "/"),
+            ("/a//b///c", "/a/b/c"),
+            ("/", "/"),
+            ("/.", "/"),
+            ("/..", "/"),
+            // Reserved characters stay encoded; a bad escape is kept as it is.
+            ("/a%2Fb", "/a%2Fb"),
+            ("/a%2fb/../c", "/c"),
+            ("/%zz/x", "/%zz/x"),
+            ("/%", "/%"),
+            ("/%6", "/%6"),
+            // Dots inside a segment are no dot segments.
+            ("/a.b/..c/.d", "/a.b/..c/.d"),
+            ("/caf%C3%A9", "/caf%C3%A9"),
+        ] {
+            assert_eq!(rule_path(raw), want, "{raw}");
+        }
+        assert!(matches!(rule_path("/api/v1/items?x"), Cow::Borrowed(_)));
+        assert!(matches!(rule_path("/a.b/c"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn a_fully_qualified_host_matches_as_its_name() {
+        assert_eq!(rule_host("secret.example."), "secret.example");
+        assert_eq!(rule_host("secret.example"), "secret.example");
+        assert_eq!(rule_host("."), "");
+    }
+}

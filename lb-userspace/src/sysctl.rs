@@ -26,7 +26,9 @@
 //! daemon leaves the others' needs in force. A sysctl several daemons need gets the highest
 //! value any of them asks (for the three weir sets, a higher value does what a lower one does:
 //! `tcp_syncookies` 2 ⊇ 1); a daemon that stops needing one ([`restore`]) sets it back to
-//! what the others still ask, or to the original when none does.
+//! what the others still ask, or to the original when none does — unless someone else changed
+//! it after weir wrote it (the record keeps the value weir last wrote, in `#written` lines a
+//! weir before them reads as comments): then their value stands and the original is forgotten.
 //!
 //! Where `/run/weir` cannot be used (not root) the originals are kept in memory and restored at
 //! this process's exit only, as if it were alone in the namespace.
@@ -114,6 +116,18 @@ fn parse(text: &str) -> (Option<u64>, BTreeMap<String, String>) {
         }
     }
     (cookie, values)
+}
+
+/// The record's lines naming the value a weir last wrote: comments to a weir before them.
+const WRITTEN: &str = "#written ";
+
+/// The `#written` lines of a record.
+fn parse_written(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix(WRITTEN)?.split_once('='))
+        .filter(|(k, _)| valid_key(k))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// A sysctl key under /proc/sys: no way out of it.
@@ -221,14 +235,21 @@ enum Store {
         /// This daemon's holder file, locked; `None` while it needs nothing.
         hold: Option<Flock<File>>,
     },
-    /// In this process only: the originals.
-    Memory(BTreeMap<String, String>),
+    /// In this process only: the originals, and the values weir wrote.
+    Memory {
+        original: BTreeMap<String, String>,
+        written: BTreeMap<String, String>,
+    },
 }
 
 /// The namespace's state as an operation finds it, under the mutex.
 struct Shared {
     /// Key → the value before any weir changed it.
     original: BTreeMap<String, String>,
+    /// Key → the value a weir last wrote (`#written` lines of the record: comments to a weir
+    /// that does not know them). A value found otherwise when it is to be put back was
+    /// changed by someone else while weir ran: it is left as they set it.
+    written: BTreeMap<String, String>,
     /// What the other live daemons need.
     others: Vec<BTreeMap<String, String>>,
     /// `original` differs from the record as stored.
@@ -288,7 +309,10 @@ impl Record {
             sys: sys.to_path_buf(),
             netns,
             wants: BTreeMap::new(),
-            store: Store::Memory(BTreeMap::new()),
+            store: Store::Memory {
+                original: BTreeMap::new(),
+                written: BTreeMap::new(),
+            },
         }
     }
 
@@ -312,7 +336,7 @@ impl Record {
     ) -> std::io::Result<(T, Vec<(String, String)>)> {
         let files = match &self.store {
             Store::Files { files, .. } => Some(files.clone()),
-            Store::Memory(_) => None,
+            Store::Memory { .. } => None,
         };
         let mutex = files.as_ref().map(Files::lock).transpose()?;
         let mut sh = self.load()?;
@@ -343,9 +367,10 @@ impl Record {
     /// record of a namespace that is gone dropped.
     fn load(&self) -> std::io::Result<Shared> {
         let (files, me) = match &self.store {
-            Store::Memory(original) => {
+            Store::Memory { original, written } => {
                 return Ok(Shared {
                     original: original.clone(),
+                    written: written.clone(),
                     others: Vec::new(),
                     dirty: false,
                 });
@@ -355,17 +380,19 @@ impl Record {
             Store::Files { files, id, hold } => (files, hold.as_ref().map(|_| id)),
         };
         let path = files.record();
-        let (original, dirty) = match std::fs::read_to_string(&path) {
+        let (original, written, dirty) = match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let (cookie, original) = parse(&text);
                 if self.netns.cookie == 0 || cookie == Some(self.netns.cookie) {
-                    (original, false)
+                    (original, parse_written(&text), false)
                 } else {
                     warn!(path = %path.display(), "a sysctl record of a network namespace that is gone: dropped");
-                    (BTreeMap::new(), true)
+                    (BTreeMap::new(), BTreeMap::new(), true)
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (BTreeMap::new(), false),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                (BTreeMap::new(), BTreeMap::new(), false)
+            }
             Err(e) => return Err(e),
         };
         let mut others = Vec::new();
@@ -389,21 +416,31 @@ impl Record {
         }
         Ok(Shared {
             original,
+            written,
             others,
             dirty,
         })
     }
 
-    /// Puts back every recorded sysctl no live daemon needs (this one included).
+    /// Puts back every recorded sysctl no live daemon needs (this one included), unless
+    /// someone else changed it after weir wrote it (their value stands; the original is
+    /// forgotten).
     fn put_back_unneeded(&self, sh: &mut Shared) -> std::io::Result<Vec<(String, String)>> {
         let mut restored = Vec::new();
         for (k, v) in sh.original.clone() {
             if self.wants.contains_key(&k) || sh.others.iter().any(|o| o.contains_key(&k)) {
                 continue;
             }
-            self.write(&k, &v)?;
+            let written = sh.written.remove(&k);
             sh.original.remove(&k);
             sh.dirty = true;
+            if let (Some(w), Ok(now)) = (written, self.read(&k))
+                && now != w
+            {
+                info!(sysctl = %k, value = %now, weir_wrote = %w, "changed by someone else while weir ran: left as it is, not put back");
+                continue;
+            }
+            self.write(&k, &v)?;
             restored.push((k, v));
         }
         Ok(restored)
@@ -412,8 +449,9 @@ impl Record {
     /// Stores `sh`'s originals: in the record file, or in memory.
     fn store_record(&mut self, sh: &mut Shared) -> std::io::Result<()> {
         match &mut self.store {
-            Store::Memory(original) => {
+            Store::Memory { original, written } => {
                 original.clone_from(&sh.original);
+                written.clone_from(&sh.written);
                 Ok(())
             }
             Store::Files { files, .. } => write_record(files, self.netns, sh),
@@ -494,6 +532,10 @@ impl Record {
         };
         let now = self.read(key)?;
         if now == want {
+            if sh.original.contains_key(key) && sh.written.get(key) != Some(&want) {
+                sh.written.insert(key.to_string(), want.clone());
+                sh.dirty = true;
+            }
             return Ok(());
         }
         if !sh.original.contains_key(key) {
@@ -505,7 +547,10 @@ impl Record {
                 write_record(files, self.netns, sh)?;
             }
         }
-        self.write(key, &want)
+        self.write(key, &want)?;
+        sh.written.insert(key.to_string(), want.clone());
+        sh.dirty = true;
+        Ok(())
     }
 
     /// The value `key` had before any weir of the namespace changed it (its value now when
@@ -546,6 +591,13 @@ fn write_record(files: &Files, netns: Netns, sh: &mut Shared) -> std::io::Result
         );
         for (k, v) in &sh.original {
             text.push_str(&format!("{k}={v}\n"));
+        }
+        for (k, v) in sh
+            .written
+            .iter()
+            .filter(|(k, _)| sh.original.contains_key(*k))
+        {
+            text.push_str(&format!("{WRITTEN}{k}={v}\n"));
         }
         let tmp = path.with_extension("tmp");
         let mut f = File::create(&tmp)?;
@@ -787,6 +839,43 @@ mod tests {
             "record, holder, mutex: gone"
         );
         assert!(a.set("../../etc/passwd", "x").is_err());
+    }
+
+    /// An operator changed a value weir had set while weir ran: weir's exit leaves theirs (it
+    /// put its recorded original back over it), and so does the next start after a SIGKILL.
+    #[test]
+    fn a_value_someone_else_changed_is_left_as_they_set_it() {
+        let (_t, dir, sys) = tmp("changed");
+        let (mut a, _) = Record::take(&dir, &sys, NS, "100").unwrap();
+        a.set(TS, "2").unwrap();
+        a.set(MR, "1").unwrap();
+        std::fs::write(sys.join(TS), "0").unwrap();
+        a.restore(TS).unwrap();
+        a.restore(MR).unwrap();
+        a.restore(MR).unwrap();
+        assert_eq!(get(&sys, TS), "0", "the operator's value stands");
+        assert_eq!(get(&sys, MR), "0", "an untouched one is put back");
+        assert_eq!(files(&dir), Vec::<String>::new(), "nothing left to restore");
+        // Killed instead of exiting: the next start tells the same apart.
+        let (mut b, _) = Record::take(&dir, &sys, NS, "200").unwrap();
+        b.set(TS, "2").unwrap();
+        b.set(MR, "1").unwrap();
+        std::fs::write(sys.join(MR), "0").unwrap();
+        drop(b);
+        let (_c, restored) = Record::take(&dir, &sys, NS, "300").unwrap();
+        assert_eq!(
+            restored,
+            [(TS.to_string(), "0".to_string())],
+            "{restored:?}"
+        );
+        assert_eq!(get(&sys, MR), "0");
+        // Alone in memory (no record file), the same.
+        let mut m = Record::unrecorded(&sys, NS);
+        m.set(TS, "2").unwrap();
+        std::fs::write(sys.join(TS), "1").unwrap();
+        m.restore(TS).unwrap();
+        m.restore(TS).unwrap();
+        assert_eq!(get(&sys, TS), "1");
     }
 
     /// Two daemons in one namespace (`--iface A`, `--iface B`): the first to exit leaves the

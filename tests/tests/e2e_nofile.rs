@@ -95,9 +95,9 @@ fn weir_refuses_to_start_when_the_limit_cannot_fit_the_configured_connections() 
     assert!(!status.success(), "weir exits with an error:\n{text}");
     for want in [
         "max_connections_per_worker = 100000",
-        "needs 200257 open files",
-        "LimitNOFILE=200257",
-        "ulimit -n 200257",
+        "needs 200065 open files",
+        "LimitNOFILE=200065",
+        "ulimit -n 200065",
     ] {
         assert!(text.contains(want), "the message says {want:?}:\n{text}");
     }
@@ -142,8 +142,8 @@ fn weir_raises_the_soft_limit_its_workers_inherit() -> Result<()> {
         }
         ns.tcp_listening(8080)
     })?;
-    // 1000 × 2 + 256 slack + 1 listener.
-    assert_eq!(soft_nofile(weir.pid())?, 2257);
+    // 1000 × 2 + 64 slack + 1 listener.
+    assert_eq!(soft_nofile(weir.pid())?, 2065);
     let find_worker = || {
         std::fs::read_dir("/proc")
             .ok()?
@@ -166,7 +166,48 @@ fn weir_raises_the_soft_limit_its_workers_inherit() -> Result<()> {
         }))
     })?;
     let worker = worker.context("the worker")?;
-    assert_eq!(soft_nofile(worker)?, 2257, "the worker inherits it");
+    assert_eq!(soft_nofile(worker)?, 2065, "the worker inherits it");
+    assert!(interrupt(&mut weir)?);
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}
+
+/// A supervisor's small limit (`LimitNOFILE=256`, hard) with the default connection count:
+/// weir fits the workers to it. The fixed slack of 256 descriptors left each worker one
+/// connection: with one client connected, every other was refused.
+#[test]
+fn a_small_limit_still_serves_many_connections() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("nofile-small")?;
+    let cfg = config(&format!("[workers]\ncount = 1\n\n{LISTENER}"));
+    let log = log_path("small");
+    let prefix = ["prlimit", "--nofile=256:256", "--"];
+    let c = wrapped_weir(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
+    let mut weir = ns.spawn_command(c)?;
+    wait_until(Duration::from_secs(20), "weir to listen", || {
+        if !weir.is_running() {
+            bail!("weir exited:\n{}", read_log(&log));
+        }
+        ns.tcp_listening(8080)
+    })?;
+    let connect =
+        || -> Result<TcpStream> { Ok(ns.in_ns(|| TcpStream::connect("127.0.0.1:8080"))??) };
+    // 40 clients at once, each served and kept open.
+    let mut held = Vec::new();
+    for i in 0..40 {
+        let mut c = connect()?;
+        assert!(request(&mut c)?, "client {i} refused:\n{}", read_log(&log));
+        held.push(c);
+    }
+    let text = read_log(&log);
+    assert!(
+        text.contains("each worker takes at most"),
+        "the fit is said:\n{text}"
+    );
+    drop(held);
     assert!(interrupt(&mut weir)?);
     let _ = std::fs::remove_file(&log);
     Ok(())

@@ -165,7 +165,10 @@ impl Loop {
             if let Some(c) = per_listener {
                 c.rejected_connections.fetch_add(1, Relaxed);
             }
-            tracing::debug!(%peer, "connection limit reached; rejected");
+            // As nginx's "worker_connections are not enough": an operator sees it in the log,
+            // not only in weir_rejected_connection_count_total (rate-limited).
+            crate::warn_limited!(%peer, port, max_connections_per_worker = sh.limits.max_connections,
+                "connection limit reached: connection rejected (raise max_connections_per_worker, and RLIMIT_NOFILE with it)");
             drop(stream);
             return;
         }

@@ -14,8 +14,12 @@ use std::path::Path;
 
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 
-/// Descriptors a worker needs besides its connections.
-pub const SLACK: u64 = 256;
+/// Descriptors a worker needs besides its connections and listening sockets: an idle worker
+/// holds 14 (its epolls, an eventfd, pipes, stdio, the control and socket channels, the
+/// metrics page), and a few come and go (a certificate read at a reload, a resolver's socket).
+/// It was 256, which left a worker under a supervisor's `LimitNOFILE=256` one connection
+/// (`(256 − 256 − listeners) / 2`, at least 1): every other client was refused.
+pub const SLACK: u64 = 64;
 
 /// What a worker needs.
 pub fn needed(max_connections_per_worker: usize, listeners: usize) -> u64 {
@@ -161,6 +165,12 @@ mod tests {
         assert_eq!(fit(10_000, 2, 20_000), (20_000 - SLACK as usize - 2) / 2);
         assert_eq!(fit(10_000, 2, 1 << 20), 10_000);
         assert_eq!(fit(10_000, 2, 10), 1);
+        // A supervisor's LimitNOFILE=256: room for ~95 connections (it was 1).
+        assert_eq!(fit(10_000, 1, 256), 95);
+        assert!(
+            needed(100, 1) <= 1024,
+            "a small explicit setting fits a small limit"
+        );
     }
 
     #[test]

@@ -186,6 +186,8 @@ pub struct Generations {
     overlay: Overlay,
     in_force: Config,
     generation: u64,
+    /// Why the last reload of the file was refused, until one is applied.
+    refused: Option<String>,
 }
 
 impl Generations {
@@ -197,7 +199,18 @@ impl Generations {
             file: first,
             overlay: Overlay::default(),
             generation: 1,
+            refused: None,
         }
+    }
+
+    /// The last reload of the file was refused (`Some(why)`), or one was applied (`None`).
+    pub fn set_refused(&mut self, why: Option<String>) {
+        self.refused = why;
+    }
+
+    /// Why the last reload of the file was refused, while no later one was applied.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
     }
 
     pub fn generation(&self) -> u64 {
@@ -347,6 +360,8 @@ pub struct InForceNow {
     pub config: std::sync::Arc<Config>,
     pub file: std::sync::Arc<Config>,
     pub overlay: Overlay,
+    /// Why the last reload of the file was refused (the generation in force stayed).
+    pub refused: Option<String>,
 }
 
 impl InForceNow {
@@ -356,6 +371,7 @@ impl InForceNow {
             config: std::sync::Arc::new(g.config().clone()),
             file: std::sync::Arc::new(g.file().clone()),
             overlay: g.overlay().clone(),
+            refused: g.refused().map(str::to_string),
         }
     }
 }

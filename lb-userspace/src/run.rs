@@ -96,6 +96,7 @@ fn apply_reload(
                 "reload refused, generation {} stays: {why}",
                 gens.generation()
             );
+            gens.set_refused(Some(why.clone()));
             return Err(why);
         }
     };
@@ -105,11 +106,13 @@ fn apply_reload(
             Err(e) => {
                 let why = format!("generation {generation}: applying the XDP maps: {e:#}");
                 warn!("{why}");
+                gens.set_refused(Some(why.clone()));
                 return Err(why);
             }
         }
     }
     send_generation(gens, l7, listeners);
+    gens.set_refused(None);
     info!(generation, config = %cfg.source, "configuration reloaded: generation {generation} in force");
     Ok(generation)
 }

@@ -29,7 +29,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use common::{TempFile, self_signed_cert_with, worker_pids};
+use common::{TempFile, self_signed_cert_with, weir_once, worker_pids};
 use e2e_reload_support::{Backend, Outcome, Weir, read_response, request_new_conn};
 use weir_tests::lab::{Lab, Ns, wait_until};
 
@@ -559,6 +559,13 @@ fn a_bad_reload_changes_nothing_and_says_where() -> Result<()> {
         assert!(line.contains(want_field[k]), "{what}: {line}");
         assert!(line.contains("generation 1 stays"), "{line}");
         assert_eq!(status_generation(&weir)?, 1, "{what}");
+        // `weir status` says it too (a SIGHUP's refusal was in the log only).
+        let (ok, st, err) = weir_once(&ns, &["status"])?;
+        assert!(ok, "weir status: {err}");
+        assert!(
+            st.contains("last reload:  REFUSED, generation 1 stays:") && st.contains(&expect[k]),
+            "{what}: {st}"
+        );
         for _ in 0..20 {
             assert_eq!(
                 request_new_conn(&ns, to(), "/which", Duration::from_secs(5)),
@@ -577,6 +584,8 @@ fn a_bad_reload_changes_nothing_and_says_where() -> Result<()> {
     sighup(&weir);
     wait_config(&ns, "config-B").with_context(|| weir.log_text())?;
     assert_eq!(status_generation(&weir)?, 2);
+    let (_, st, _) = weir_once(&ns, &["status"])?;
+    assert!(!st.contains("REFUSED"), "an applied reload clears it: {st}");
     assert_eq!(curl_https(&ns, "/")?, "tls-ok");
     weir.signal(libc::SIGTERM);
     weir.wait_exit(Duration::from_secs(15))?;

@@ -35,6 +35,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct Current {
     pub generation: u64,
     pub config: Arc<Config>,
+    /// Why the last reload of the file was refused, while no later one was applied.
+    pub reload_refused: Option<String>,
 }
 
 /// Applies the configuration file again (validated completely first).
@@ -124,6 +126,7 @@ impl Daemon {
             Arc::new(Fixed(Current {
                 generation: 1,
                 config: Arc::new(cfg.clone()),
+                reload_refused: None,
             }))
         });
         Daemon {
@@ -212,6 +215,7 @@ impl AdminState for Daemon {
         Status {
             pid: self.pid,
             generation: cur.generation,
+            last_reload_refused: cur.reload_refused.clone(),
             config: self.config_name(),
             uptime_seconds: self.started.elapsed().as_secs(),
             workers: super::model::Workers {

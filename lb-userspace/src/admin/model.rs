@@ -10,6 +10,10 @@ pub struct Status {
     pub pid: u32,
     /// The configuration generation every worker serves: 1 at start, +1 per applied reload.
     pub generation: u64,
+    /// Why the last reload of the file was refused (the generation in force stayed), until a
+    /// later one is applied: a SIGHUP's refusal is otherwise in the log only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reload_refused: Option<String>,
     /// The file the configuration came from (`<embedded default>` without `--config`).
     pub config: String,
     pub uptime_seconds: u64,

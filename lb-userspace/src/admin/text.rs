@@ -27,6 +27,13 @@ pub fn status(s: &Status) -> String {
         duration(s.uptime_seconds)
     );
     let _ = writeln!(o, "config:       {}", s.config);
+    if let Some(why) = &s.last_reload_refused {
+        let _ = writeln!(
+            o,
+            "last reload:  REFUSED, generation {} stays: {why}",
+            s.generation
+        );
+    }
     let _ = writeln!(o, "admin socket: {}", s.admin_socket);
     if let Some(f) = &s.health_file {
         let _ = writeln!(o, "health file:  {f}");
@@ -363,6 +370,7 @@ mod tests {
         let s = Status {
             pid: 7,
             generation: 3,
+            last_reload_refused: None,
             config: "/etc/weir.toml".into(),
             uptime_seconds: 3725,
             workers: Workers {
@@ -410,9 +418,18 @@ mod tests {
         );
         let none = status(&Status {
             health_file: None,
-            ..s
+            ..s.clone()
         });
         assert!(!none.contains("health file"), "{none}");
+        // A refused reload (a SIGHUP's is otherwise in the log only).
+        let r = status(&Status {
+            last_reload_refused: Some("/etc/weir.toml:4:1: listener[0].port: …".into()),
+            ..s
+        });
+        assert!(
+            r.contains("last reload:  REFUSED, generation 3 stays: /etc/weir.toml:4:1: listener[0].port: …\n"),
+            "{r}"
+        );
     }
 
     /// A worker whose reports stopped is named, with how long ago; one that reports says
@@ -427,6 +444,7 @@ mod tests {
         let s = Status {
             pid: 7,
             generation: 1,
+            last_reload_refused: None,
             config: "/etc/weir.toml".into(),
             uptime_seconds: 60,
             workers: Workers {

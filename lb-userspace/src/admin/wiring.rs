@@ -56,6 +56,7 @@ impl CurrentSource for InForce {
         Current {
             generation: now.generation,
             config: now.config,
+            reload_refused: now.refused,
         }
     }
 }

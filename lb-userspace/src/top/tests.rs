@@ -46,6 +46,7 @@ fn status() -> Status {
     Status {
         pid: 4242,
         generation: 3,
+        last_reload_refused: None,
         config: "/etc/weir/weir.toml".into(),
         uptime_seconds: 302,
         workers: Workers {

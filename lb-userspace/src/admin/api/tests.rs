@@ -64,6 +64,7 @@ impl AdminState for Fake {
         Status {
             pid: 1,
             generation: 4,
+            last_reload_refused: None,
             config: "t.toml".into(),
             uptime_seconds: 2,
             workers: Workers {

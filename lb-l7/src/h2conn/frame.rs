@@ -87,9 +87,26 @@ pub(super) fn read_u32(b: &[u8]) -> u32 {
     u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// The padding was as long as the payload or longer (§6.1: a connection PROTOCOL_ERROR).
+/// What is wrong with a padded (or prioritised) frame's fixed fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct BadPadding;
+pub(super) enum BadPadding {
+    /// Shorter than its mandatory fields — the pad length byte, a HEADERS frame's priority —
+    /// (§4.2: a frame too small to contain mandatory frame data is a FRAME_SIZE_ERROR).
+    TooShort,
+    /// The padding is as long as what follows the fields or longer (§6.1, §6.2: a connection
+    /// PROTOCOL_ERROR).
+    TooLong,
+}
+
+impl BadPadding {
+    /// The connection error's code (§4.2, §6.1).
+    pub fn reason(self) -> super::Reason {
+        match self {
+            BadPadding::TooShort => super::Reason::FRAME_SIZE_ERROR,
+            BadPadding::TooLong => super::Reason::PROTOCOL_ERROR,
+        }
+    }
+}
 
 /// The range of `payload` that remains once the pad length byte, `skip` more bytes (the
 /// priority fields of a HEADERS frame) and the padding are taken off.
@@ -98,25 +115,15 @@ pub(super) fn unpad(
     padded: bool,
     skip: usize,
 ) -> Result<std::ops::Range<usize>, BadPadding> {
-    if !padded {
-        return if payload.len() < skip {
-            Err(BadPadding)
-        } else {
-            Ok(skip..payload.len())
-        };
+    let start = usize::from(padded) + skip;
+    if payload.len() < start {
+        return Err(BadPadding::TooShort);
     }
-    let Some(&pad) = payload.first() else {
-        return Err(BadPadding);
-    };
-    let start = 1 + skip;
-    let end = payload
-        .len()
-        .checked_sub(usize::from(pad))
-        .ok_or(BadPadding)?;
-    if end < start {
-        return Err(BadPadding);
+    let pad = if padded { usize::from(payload[0]) } else { 0 };
+    match payload.len().checked_sub(pad) {
+        Some(end) if end >= start => Ok(start..end),
+        _ => Err(BadPadding::TooLong),
     }
-    Ok(start..end)
 }
 
 /// Appends a frame header.
@@ -219,11 +226,15 @@ mod tests {
     fn padding_longer_than_the_payload_is_refused() {
         assert_eq!(unpad(&[3, b'a', 0, 0, 0], true, 0), Ok(1..2));
         assert_eq!(unpad(&[4, b'a', 0, 0, 0], true, 0), Ok(1..1));
-        assert_eq!(unpad(&[5, 0, 0, 0, 0], true, 0), Err(BadPadding));
-        assert_eq!(unpad(&[], true, 0), Err(BadPadding));
+        assert_eq!(unpad(&[5, 0, 0, 0, 0], true, 0), Err(BadPadding::TooLong));
+        assert_eq!(unpad(&[], true, 0), Err(BadPadding::TooShort));
         assert_eq!(unpad(&[0, 1, 2, 3, 4, 5], true, 5), Ok(6..6));
-        assert_eq!(unpad(&[1, 1, 2, 3, 4, 5], true, 5), Err(BadPadding));
-        assert_eq!(unpad(&[1, 2, 3], false, 5), Err(BadPadding));
+        assert_eq!(
+            unpad(&[1, 1, 2, 3, 4, 5], true, 5),
+            Err(BadPadding::TooLong)
+        );
+        assert_eq!(unpad(&[1, 2, 3], false, 5), Err(BadPadding::TooShort));
+        assert_eq!(unpad(&[0, 1, 2, 3], true, 5), Err(BadPadding::TooShort));
     }
 
     #[test]

@@ -145,7 +145,7 @@ impl Connection {
             return Err(err(Reason::PROTOCOL_ERROR, "DATA on stream 0"));
         }
         let range = frame::unpad(&payload, h.has(flag::PADDED), 0)
-            .map_err(|_| err(Reason::PROTOCOL_ERROR, "DATA padding too long"))?;
+            .map_err(|b| err(b.reason(), "DATA padding too long or no pad length"))?;
         let flow = h.len as i64;
         if flow > self.conn_recv_window {
             return Err(err(
@@ -212,8 +212,13 @@ impl Connection {
             ));
         }
         let prio = h.has(flag::PRIORITY);
-        let range = frame::unpad(&payload, h.has(flag::PADDED), if prio { 5 } else { 0 })
-            .map_err(|_| err(Reason::PROTOCOL_ERROR, "HEADERS padding too long"))?;
+        let range =
+            frame::unpad(&payload, h.has(flag::PADDED), if prio { 5 } else { 0 }).map_err(|b| {
+                err(
+                    b.reason(),
+                    "HEADERS padding too long, or too short for its fields",
+                )
+            })?;
         let self_dependent = prio && read_u31(&payload[range.start - 5..]) == id;
         let fragment = &payload[range];
         let end_stream = h.has(flag::END_STREAM);

@@ -309,6 +309,34 @@ fn s6_2_headers_rules() {
     assert_conn_error(&mut c, Reason::PROTOCOL_ERROR);
 }
 
+/// §4.2: a frame too small to contain its mandatory fields — a PADDED frame without its pad
+/// length byte, a HEADERS frame with the PRIORITY flag and fewer than 5 bytes — is a
+/// FRAME_SIZE_ERROR (it was answered PROTOCOL_ERROR, the code for padding too long).
+#[test]
+fn s4_2_a_frame_too_small_for_its_fields_is_a_frame_size_error() {
+    for (kind, flags, payload) in [
+        (
+            kind::HEADERS,
+            flag::END_HEADERS | flag::PRIORITY,
+            &[0u8, 0, 0][..],
+        ),
+        (kind::HEADERS, flag::END_HEADERS | flag::PADDED, &[][..]),
+        (
+            kind::HEADERS,
+            flag::END_HEADERS | flag::PADDED | flag::PRIORITY,
+            &[0, 0, 0, 0][..],
+        ),
+        (kind::DATA, flag::PADDED, &[][..]),
+    ] {
+        let mut c = Client::new(Config::default());
+        c.request(1, POST, false);
+        c.events();
+        let id = if kind == kind::DATA { 1 } else { 3 };
+        c.send(&raw(kind, flags, id, payload));
+        assert_conn_error(&mut c, Reason::FRAME_SIZE_ERROR);
+    }
+}
+
 #[test]
 fn s6_3_priority_rules() {
     let mut c = Client::new(Config::default());

@@ -586,6 +586,15 @@ fn a_bad_reload_changes_nothing_and_says_where() -> Result<()> {
     assert_eq!(status_generation(&weir)?, 2);
     let (_, st, _) = weir_once(&ns, &["status"])?;
     assert!(!st.contains("REFUSED"), "an applied reload clears it: {st}");
+    // `weir stats` (the XDP counters) says this daemon has no XDP tier, not that none runs
+    // (unless another test's XDP daemon has pins now: `weir stats` would show those).
+    let (ok, _, err) = weir_once(&ns, &["stats"])?;
+    let other_pins = std::fs::read_dir(lb_userspace::xdp::pins::BPFFS_ROOT)
+        .is_ok_and(|mut d| d.next().is_some());
+    assert!(
+        other_pins || (!ok && err.contains("without an XDP tier")),
+        "{err}"
+    );
     assert_eq!(curl_https(&ns, "/")?, "tls-ok");
     weir.signal(libc::SIGTERM);
     weir.wait_exit(Duration::from_secs(15))?;

@@ -19,6 +19,8 @@ pub enum ClientError {
     NoSocket(String),
     #[error("no weir daemon answers on {0}: the socket is stale (its daemon is gone)")]
     Refused(String),
+    #[error("{0} is not a socket (a daemon's `[admin] socket` is; which --socket?)")]
+    NotASocket(String),
     #[error("{0}: permission denied: the admin API is root-only (run this as root)")]
     Denied(String),
     #[error("{path}: {err}")]
@@ -54,10 +56,17 @@ fn issues_text(issues: &[super::error::Issue]) -> String {
         .collect()
 }
 
+fn is_socket(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt as _;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}
+
 fn connect_error(path: &Path, e: io::Error) -> ClientError {
     let p = path.display().to_string();
     match e.kind() {
         io::ErrorKind::NotFound => ClientError::NoSocket(p),
+        // connect(2) to a file that is not a socket is refused too.
+        io::ErrorKind::ConnectionRefused if !is_socket(path) => ClientError::NotASocket(p),
         io::ErrorKind::ConnectionRefused => ClientError::Refused(p),
         io::ErrorKind::PermissionDenied => ClientError::Denied(p),
         _ => ClientError::Io {
@@ -130,5 +139,29 @@ async fn exchange(
             body: value,
         }),
         Err(_) => Err(io_err(&format!("status {status}: {value}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A regular file given as `--socket` is said to be one (it was reported as a stale socket
+    /// of a daemon that is gone); a socket nobody listens on is stale.
+    #[test]
+    fn a_file_that_is_no_socket_is_not_called_stale() {
+        let dir = std::env::temp_dir().join(format!("weir-client-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("weir.toml");
+        std::fs::write(&file, "[admin]\n").unwrap();
+        let e = std::os::unix::net::UnixStream::connect(&file).unwrap_err();
+        let err = connect_error(&file, e);
+        assert!(matches!(err, ClientError::NotASocket(_)), "{err}");
+        assert!(err.to_string().contains("is not a socket"), "{err}");
+        let sock = dir.join("gone.sock");
+        drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+        let e = std::os::unix::net::UnixStream::connect(&sock).unwrap_err();
+        assert!(matches!(connect_error(&sock, e), ClientError::Refused(_)));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -160,14 +160,28 @@ fn every_type_error(text: &str, doc: &ImDocument<&str>) -> Result<File, Vec<Type
     }
 }
 
-/// `text` with the whole lines that `span` touches turned into spaces (line breaks kept).
+/// `text` with the whole lines that `span` touches turned into spaces (line breaks kept). A
+/// span on a table header (`[worker]`, a misspelled `[workers]`) blanks the whole table, to
+/// the next header: its keys left behind would belong to the table before it, and be reported
+/// as that table's unknown fields.
 fn blank_lines(text: &str, span: std::ops::Range<usize>) -> String {
     let start = text[..span.start.min(text.len())]
         .rfind('\n')
         .map_or(0, |i| i + 1);
-    let end = text[span.end.min(text.len())..]
+    let mut end = text[span.end.min(text.len())..]
         .find('\n')
         .map_or(text.len(), |i| span.end + i);
+    if text[start..].trim_start().starts_with('[') {
+        let mut at = end;
+        while at < text.len() {
+            let next = text[at + 1..].find('\n').map_or(text.len(), |i| at + 1 + i);
+            if text[at + 1..next].trim_start().starts_with('[') {
+                break;
+            }
+            at = next;
+        }
+        end = at.min(text.len());
+    }
     let mut out = String::with_capacity(text.len());
     out.push_str(&text[..start]);
     out.extend(

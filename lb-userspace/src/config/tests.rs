@@ -40,6 +40,20 @@ fn unknown_field_is_refused() {
     assert!(e[0].contains("mdoe"), "{}", e[0]);
 }
 
+/// A misspelled table header is one error: its keys are not then reported as unknown fields
+/// of the table before it (`[worker]` under `[load_balancer]` gave a second error listing
+/// `[load_balancer]`'s keys).
+#[test]
+fn a_misspelled_table_is_one_error() {
+    let e = errors(
+        "[load_balancer]\nidle_timeout.timeout_seconds = 60\n\n[worker]\ncount = 2\nuser = \"weir\"\n\n\
+         [[listener]]\nport = 80\ndefault_action = { type = \"fixed-response\", status_code = 200 }\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(e[0].starts_with("weir.toml:4:"), "{}", e[0]);
+    assert!(e[0].contains("worker"), "{}", e[0]);
+}
+
 /// `weir check` reports every type error it can, not only serde's first, each at its own line.
 #[test]
 fn every_type_error_is_reported_where_it_is() {

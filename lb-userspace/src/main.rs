@@ -141,6 +141,12 @@ fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
         cfg.vip_specs().len(),
         cfg.deny.sources.len()
     );
+    if cfg.l7.listener.is_empty() {
+        println!(
+            "warning: no [[listener]]: weir serves nothing from this file but its XDP tier \
+             (`weir run --iface`); without --iface, nothing at all"
+        );
+    }
     Ok(())
 }
 

@@ -111,6 +111,12 @@ fn apply_reload(
             }
         }
     }
+    if cfg.l7.listener.is_empty() && l7.is_some() {
+        warn!(
+            generation,
+            "this reload removes every listener: nothing is served on any port until a reload adds one back"
+        );
+    }
     send_generation(gens, l7, listeners);
     gens.set_refused(None);
     info!(generation, config = %cfg.source, "configuration reloaded: generation {generation} in force");
@@ -223,6 +229,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = validated.config.clone();
     let mut gens = reload::Generations::new(args.config.clone(), validated);
     info!(config = %cfg.source, generation = 1, "configuration loaded");
+    if cfg.l7.listener.is_empty() && args.iface.is_none() {
+        // Legal (a reload cannot add the first listener, though), and most likely a mistake:
+        // a file cut short by configuration management, the wrong --config.
+        warn!(config = %cfg.source, "nothing to serve: the configuration has no [[listener]] and weir runs without --iface (no XDP tier); adding a listener needs a restart");
+    }
     // The admin socket first: a path another daemon answers on stops the start here.
     let admin = crate::admin::bind(&cfg, args.iface.as_deref())?;
     let metrics_page = crate::metrics::server::bind(&cfg.metrics)?;

@@ -238,10 +238,11 @@ pub fn table(report: &Value) -> String {
                 },
                 num(s, "syn_seen_per_second"),
                 num(s, "cookies_sent_per_second"),
-                s["cookie_acks_valid"],
-                s["cookie_acks_invalid"],
-                s["rate_limited"],
-                s["stray"],
+                // As text: a JSON value's Display ignores the width.
+                s["cookie_acks_valid"].to_string(),
+                s["cookie_acks_invalid"].to_string(),
+                s["rate_limited"].to_string(),
+                s["stray"].to_string(),
             );
         }
     }
@@ -375,6 +376,12 @@ mod syn_tests {
         let t = table(&r);
         assert!(t.contains("SYN defence") && t.contains(" auto "), "{t}");
         assert!(!t.contains("tcp_syncookies"), "{t}");
+        // Every column under its heading: the row as wide as the header.
+        let lines: Vec<&str> = t
+            .lines()
+            .skip_while(|l| !l.contains("SYN defence"))
+            .collect();
+        assert_eq!(lines[0].len(), lines[1].len(), "{t}");
     }
 
     #[test]

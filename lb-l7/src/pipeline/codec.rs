@@ -817,6 +817,11 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
         }
         Err(_) => return Err("malformed response head"),
     };
+    // The limit holds however the reads split the head (one that came whole in one read was
+    // only measured while incomplete).
+    if len > MAX_RESPONSE_HEAD {
+        return Err("response head too large");
+    }
     let base = buf.as_ptr() as usize;
     let status = resp.code.unwrap_or(0);
     if !(100..600).contains(&status) {

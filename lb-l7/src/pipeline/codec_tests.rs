@@ -443,6 +443,10 @@ fn response_partial_and_errors() {
     big.resize(MAX_RESPONSE_HEAD + 1, b'a');
     let err = parse_response(&mut BytesMut::from(&big[..])).unwrap_err();
     assert_eq!(err, "response head too large");
+    // The same head complete in one read (it passed: the limit was checked on partial heads).
+    big.extend_from_slice(b"\r\n\r\n");
+    let err = parse_response(&mut BytesMut::from(&big[..])).unwrap_err();
+    assert_eq!(err, "response head too large");
 }
 
 #[test]

@@ -1179,10 +1179,12 @@ async fn small_data_frames_reach_the_target_one_segment_each(engine: &str) {
         text.contains("transfer-encoding: chunked"),
         "{engine}: {text}"
     );
+    // Every byte came (frames that reached weir together may share a chunk).
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     assert_eq!(
-        text.matches("1\r\nx\r\n").count(),
+        body.matches('x').count(),
         FRAMES as usize,
-        "{engine}"
+        "{engine}: {body:?}"
     );
     eprintln!("{engine}: {FRAMES} one-byte DATA frames: {segs} segments to the target");
     // One per frame, the head, the last chunk, and a few ACKs.

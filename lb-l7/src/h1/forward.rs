@@ -121,7 +121,7 @@ pub async fn forward(
     let expect_continue = codec::expects_continue(req.headers());
     // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1), and it gets no 1xx
     // (§15.2): it could take the 100 for the response.
-    let awaits_continue = codec::awaits_continue(client_version, req.headers());
+    let awaits_continue = expect_continue && client_version != http::Version::HTTP_10;
 
     // The request as the target sees it.
     let mut parts = Recycled(req.into_parts().0);

@@ -562,16 +562,17 @@ async fn request(
         && !*sh.shutdown.borrow()
         && !ci.closing
         && desync == desync::Action::Forward;
+    // Phases parse (the body's framing first: RFC 9112 wants a 400 when it cannot be known)
+    // and route (shared with the HTTP/2 path).
+    let framing = codec::request_framing(req.headers());
     let client = ClientFacts {
         version,
         is_head,
         keep_alive: keep_client,
-        awaits_continue: codec::awaits_continue(version, req.headers()),
+        // Only a request with a body can be waiting for 100 (and a GET costs no lookup).
+        awaits_continue: matches!(framing, Ok(Framing::Length(_) | Framing::Chunked))
+            && codec::awaits_continue(version, req.headers()),
     };
-
-    // Phases parse (the body's framing first: RFC 9112 wants a 400 when it cannot be known)
-    // and route (shared with the HTTP/2 path).
-    let framing = codec::request_framing(req.headers());
     let decided = match framing {
         _ if desync == desync::Action::Block => {
             if let Some(l) = log.as_mut() {

@@ -144,10 +144,10 @@ pub fn decide<'s, B>(
     // Phase route.
     let host = host_of(req.headers(), req.uri());
     // The rules see the path and host as the target will read them (`normal`).
-    let path = super::normal::rule_path(req.uri().path());
+    let rule_path = super::normal::rule_path(req.uri().path());
     let facts = RequestFacts {
         host: host.as_deref().map(super::normal::rule_host),
-        path: &path,
+        path: &rule_path,
         query: req.uri().query(),
         method: req.method().as_str(),
         headers: req.headers(),

@@ -16,7 +16,10 @@ use std::borrow::Cow;
 /// The path the rules see.
 pub fn rule_path(path: &str) -> Cow<'_, str> {
     let b = path.as_bytes();
-    let plain = !b.contains(&b'%') && !b.windows(2).any(|w| w == b"/." || w == b"//");
+    // One pass: a `%`, or a `/` before a `.` or a `/`.
+    let plain = !b.iter().enumerate().any(|(i, &c)| {
+        c == b'%' || (c == b'/' && matches!(b.get(i + 1), Some(b'.' | b'/')))
+    });
     if plain {
         return Cow::Borrowed(path);
     }

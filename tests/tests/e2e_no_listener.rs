@@ -35,5 +35,29 @@ fn a_configuration_without_listeners_is_warned_about() -> Result<()> {
         Ok(w.log().contains("weir running"))
     })?;
     assert!(w.log().contains("nothing to serve"), "{}", w.log());
+    drop(w);
+
+    // A reload that removes the last listener says so.
+    let cfg = TempFile::new(
+        "one-listener.toml",
+        "[[listener]]\naddress = \"127.0.0.1\"\nport = 8080\n\
+         default_action = { type = \"fixed-response\", status_code = 200 }\n",
+    );
+    let mut w = Weir::spawn(&ns, &cfg, None)?;
+    wait_until(Duration::from_secs(30), "weir to serve", || {
+        if !w.proc.is_running() {
+            bail!("weir exited:\n{}", w.log_at_exit());
+        }
+        Ok(ns.tcp_listening(8080)? && w.log().contains("weir running"))
+    })?;
+    std::fs::write(
+        cfg.path(),
+        "[load_balancer]\nidle_timeout.timeout_seconds = 60\n",
+    )?;
+    // SAFETY: plain kill(2) on a child pid we own.
+    unsafe { libc::kill(w.proc.pid() as i32, libc::SIGHUP) };
+    wait_until(Duration::from_secs(10), "the reload's warning", || {
+        Ok(w.log().contains("this reload removes every listener"))
+    })?;
     Ok(())
 }

@@ -128,23 +128,9 @@ fn snapshot(first: &Shared) -> MetricsSnapshot {
 /// 4096: what a worker binds itself, and what the control plane makes for its workers.
 /// `freebind`: bound even while the host does not have the address (`IP_FREEBIND`).
 pub fn bind_socket(addr: SocketAddr, freebind: bool) -> anyhow::Result<std::net::TcpListener> {
-    let s = Socket::new(
-        Domain::for_address(addr),
-        Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    s.set_reuse_address(true)?;
+    let s = tcp_socket(addr, freebind)?;
     s.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        let _ = s.set_only_v6(false);
-    }
     s.set_nonblocking(true)?;
-    if freebind {
-        match addr {
-            SocketAddr::V4(_) => s.set_freebind_v4(true)?,
-            SocketAddr::V6(_) => s.set_freebind_v6(true)?,
-        }
-    }
     match s.bind(&addr.into()) {
         Err(e) if e.kind() == std::io::ErrorKind::AddrNotAvailable && !freebind => anyhow::bail!(
             "bind {addr}: {e}: no interface of this host has {}; for an address that comes \
@@ -167,6 +153,22 @@ pub fn bind_socket(addr: SocketAddr, freebind: bool) -> anyhow::Result<std::net:
 /// SO_REUSEADDR, so connections left in TIME_WAIT by a daemon that exited do not count) and
 /// lets go at once.
 pub fn ensure_port_free(addr: SocketAddr, freebind: bool) -> anyhow::Result<()> {
+    match tcp_socket(addr, freebind)?.bind(&addr.into()) {
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "{addr} is in use: another process listens on port {} (another weir daemon, or \
+             any server; `ss -ltnp 'sport = :{}'` names it): weir does not share a listening \
+             port, stop it first",
+            addr.port(),
+            addr.port()
+        ),
+        // Anything else (an address not on the host, …) is `bind_socket`'s to report.
+        _ => Ok(()),
+    }
+}
+
+/// A TCP socket for a listener on `addr`: SO_REUSEADDR, dual-stack for IPv6, `IP_FREEBIND`
+/// when asked (bound even while the host does not have the address).
+fn tcp_socket(addr: SocketAddr, freebind: bool) -> std::io::Result<Socket> {
     let s = Socket::new(
         Domain::for_address(addr),
         Type::STREAM,
@@ -182,17 +184,7 @@ pub fn ensure_port_free(addr: SocketAddr, freebind: bool) -> anyhow::Result<()> 
             SocketAddr::V6(_) => s.set_freebind_v6(true)?,
         }
     }
-    match s.bind(&addr.into()) {
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
-            "{addr} is in use: another process listens on port {} (another weir daemon, or \
-             any server; `ss -ltnp 'sport = :{}'` names it): weir does not share a listening \
-             port, stop it first",
-            addr.port(),
-            addr.port()
-        ),
-        // Anything else (an address not on the host, …) is `bind_socket`'s to report.
-        _ => Ok(()),
-    }
+    Ok(s)
 }
 
 /// Takes ownership of an inherited listening socket; it must listen on the listener's port.

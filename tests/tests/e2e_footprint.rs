@@ -9,9 +9,9 @@ mod common;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use common::{logged::Weir, *};
-use weir_tests::lab::{Lab, wait_until};
+use weir_tests::lab::Lab;
 
 /// Anonymous memory of a process, in KiB (`RssAnon` of `/proc/PID/status`).
 fn rss_anon_kib(pid: u32) -> Result<u64> {
@@ -40,13 +40,7 @@ fn the_control_plane_gives_back_what_loading_the_programs_took() -> Result<()> {
          [[listener]]\naddress = \"127.0.0.1\"\nport = 8080\n\
          default_action = { type = \"fixed-response\", status_code = 200, message_body = \"ok\" }\n",
     );
-    let mut w = Weir::spawn(&ns, &cfg, None)?;
-    wait_until(Duration::from_secs(30), "weir to serve", || {
-        if !w.proc.is_running() {
-            bail!("weir exited:\n{}", w.log_at_exit());
-        }
-        Ok(ns.tcp_listening(8080)? && w.log().contains("weir running"))
-    })?;
+    let w = Weir::serving(&ns, &cfg, 8080)?;
     // Once up, nothing allocates much: the figure is steady (read it twice, 0.5 s apart, and
     // keep the smaller, so a sample taken mid-report is not what is judged).
     let first = rss_anon_kib(w.proc.pid())?;

@@ -43,13 +43,7 @@ fn a_configuration_without_listeners_is_warned_about() -> Result<()> {
         "[[listener]]\naddress = \"127.0.0.1\"\nport = 8080\n\
          default_action = { type = \"fixed-response\", status_code = 200 }\n",
     );
-    let mut w = Weir::spawn(&ns, &cfg, None)?;
-    wait_until(Duration::from_secs(30), "weir to serve", || {
-        if !w.proc.is_running() {
-            bail!("weir exited:\n{}", w.log_at_exit());
-        }
-        Ok(ns.tcp_listening(8080)? && w.log().contains("weir running"))
-    })?;
+    let w = Weir::serving(&ns, &cfg, 8080)?;
     std::fs::write(
         cfg.path(),
         "[load_balancer]\nidle_timeout.timeout_seconds = 60\n",

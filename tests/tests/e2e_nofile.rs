@@ -35,6 +35,18 @@ fn wrapped_weir(ns: &Ns, prefix: &[&str], args: &[&str], log: &Path) -> Result<C
     Ok(c)
 }
 
+/// [`wrapped_weir`] started, once port 8080 listens.
+fn listening(ns: &Ns, prefix: &[&str], args: &[&str], log: &Path) -> Result<Proc> {
+    let mut p = ns.spawn_command(wrapped_weir(ns, prefix, args, log)?)?;
+    wait_until(Duration::from_secs(20), "weir to listen", || {
+        if !p.is_running() {
+            bail!("weir exited:\n{}", read_log(log));
+        }
+        ns.tcp_listening(8080)
+    })?;
+    Ok(p)
+}
+
 fn config(text: &str) -> TempFile {
     TempFile::new("nofile.toml", text)
 }
@@ -134,14 +146,7 @@ fn weir_raises_the_soft_limit_its_workers_inherit() -> Result<()> {
     let (_, hard) = nofile_of("self")?;
     let limit = format!("--nofile=64:{hard}");
     let prefix = ["prlimit", limit.as_str(), "--"];
-    let c = wrapped_weir(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
-    let mut weir = ns.spawn_command(c)?;
-    wait_until(Duration::from_secs(20), "weir to listen", || {
-        if !weir.is_running() {
-            bail!("weir exited:\n{}", read_log(&log));
-        }
-        ns.tcp_listening(8080)
-    })?;
+    let mut weir = listening(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
     // 1000 × 2 + 64 slack + 1 listener.
     assert_eq!(soft_nofile(weir.pid())?, 2065);
     let find_worker = || {
@@ -185,14 +190,7 @@ fn a_small_limit_still_serves_many_connections() -> Result<()> {
     let cfg = config(&format!("[workers]\ncount = 1\n\n{LISTENER}"));
     let log = log_path("small");
     let prefix = ["prlimit", "--nofile=256:256", "--"];
-    let c = wrapped_weir(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
-    let mut weir = ns.spawn_command(c)?;
-    wait_until(Duration::from_secs(20), "weir to listen", || {
-        if !weir.is_running() {
-            bail!("weir exited:\n{}", read_log(&log));
-        }
-        ns.tcp_listening(8080)
-    })?;
+    let mut weir = listening(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
     let connect =
         || -> Result<TcpStream> { Ok(ns.in_ns(|| TcpStream::connect("127.0.0.1:8080"))??) };
     // 40 clients at once, each served and kept open.
@@ -269,19 +267,9 @@ fn a_worker_out_of_descriptors_sheds_connections_without_spinning() -> Result<()
         "[workers]\npin_cpus = false\n\n[load_balancer]\nmax_connections_per_worker = 10000\n\n{LISTENER}"
     ));
     let log = log_path("emfile");
-    let c = wrapped_weir(
-        &ns,
-        &["prlimit", "--nofile=64:64", "--"],
-        &["worker", "--index", "0", "--config", cfg.path()],
-        &log,
-    )?;
-    let mut worker: Proc = ns.spawn_command(c)?;
-    wait_until(Duration::from_secs(20), "the worker to listen", || {
-        if !worker.is_running() {
-            bail!("the worker exited:\n{}", read_log(&log));
-        }
-        ns.tcp_listening(8080)
-    })?;
+    let prefix = ["prlimit", "--nofile=64:64", "--"];
+    let args = ["worker", "--index", "0", "--config", cfg.path()];
+    let worker: Proc = listening(&ns, &prefix, &args, &log)?;
     let connect =
         || -> Result<TcpStream> { Ok(ns.in_ns(|| TcpStream::connect("127.0.0.1:8080"))??) };
     // 100 connections, held open: the first ~50 are served, the rest find no descriptor.

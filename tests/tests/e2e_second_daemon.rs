@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use common::{logged::Weir, *};
-use weir_tests::lab::{Lab, Ns, wait_until};
+use weir_tests::lab::{Lab, Ns};
 
 fn config(dir: &TempDir, name: &str, body: &str) -> TempFile {
     TempFile::new(
@@ -49,13 +49,7 @@ fn a_second_daemon_on_a_served_listener_refuses_to_start() -> Result<()> {
         config(&dir, "first", "first"),
         config(&dir, "second", "second"),
     );
-    let mut first = Weir::spawn(&ns, &first_cfg, None)?;
-    wait_until(Duration::from_secs(30), "the first weir to serve", || {
-        if !first.proc.is_running() {
-            bail!("weir exited:\n{}", first.log_at_exit());
-        }
-        Ok(ns.tcp_listening(8080)? && first.log().contains("weir running"))
-    })?;
+    let mut first = Weir::serving(&ns, &first_cfg, 8080)?;
     assert_eq!(answers(&ns)?, vec!["first"; 5]);
 
     let mut second = Weir::spawn(&ns, &second_cfg, None)?;

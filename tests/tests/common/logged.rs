@@ -83,6 +83,20 @@ impl Weir {
         })
     }
 
+    /// [`Weir::spawn`] (`RUST_LOG` unset), returned once it serves: `port` listens in `ns` and
+    /// it logged "weir running".
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn serving(ns: &Ns, cfg: &TempFile, port: u16) -> Result<Weir> {
+        let mut w = Weir::spawn(ns, cfg, None)?;
+        wait_until(Duration::from_secs(30), "weir to serve", || {
+            if !w.proc.is_running() {
+                bail!("weir exited:\n{}", w.log_at_exit());
+            }
+            Ok(ns.tcp_listening(port)? && w.log().contains("weir running"))
+        })?;
+        Ok(w)
+    }
+
     /// Waits up to `timeout` for it to exit by itself: its status and its whole stderr (the
     /// reader may still hold lines when the process is gone: this waits for the pipe's end).
     pub fn exited(&mut self, timeout: Duration) -> Result<(ExitStatus, String)> {

@@ -15,17 +15,27 @@ use std::borrow::Cow;
 
 /// The path the rules see.
 pub fn rule_path(path: &str) -> Cow<'_, str> {
-    let b = path.as_bytes();
-    // One pass: a `%`, or a `/` before a `.` or a `/`.
-    let plain = !b.iter().enumerate().any(|(i, &c)| {
-        c == b'%' || (c == b'/' && matches!(b.get(i + 1), Some(b'.' | b'/')))
-    });
-    if plain {
+    if is_plain(path.as_bytes()) {
         return Cow::Borrowed(path);
     }
     Cow::Owned(merge_slashes(&remove_dot_segments(&decode_unreserved(
         path,
     ))))
+}
+
+/// No `%`, and no `/` before a `.` or a `/`: nothing to normalize. One pass, a few
+/// instructions a byte: every request's path goes through it (an iterator chain cost three
+/// times as much per byte under callgrind).
+fn is_plain(b: &[u8]) -> bool {
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => return false,
+            b'/' if i + 1 < b.len() && matches!(b[i + 1], b'.' | b'/') => return false,
+            _ => i += 1,
+        }
+    }
+    true
 }
 
 /// The host the rules see: without the trailing dot of a fully qualified name.

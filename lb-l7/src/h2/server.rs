@@ -89,7 +89,10 @@ pub async fn serve_http<T>(
         let cur = std::sync::Mutex::new((sh.clone(), ci.clone()));
         // Boxed: the request's future (~1.3 KB) is moved several times on its way into its
         // task; moving a pointer instead is measurably cheaper per HTTP/2 request.
-        service_fn(move |req| {
+        service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            // Several content-length fields of one number (h2 checked they agree) reach the
+            // target as one; weir's engine makes them one in its core.
+            crate::http2::h2rules::one_content_length(req.headers_mut());
             let (sh, ci) = match cur.lock() {
                 Ok(mut c) => {
                     if let Some(n) = c.0.newest() {

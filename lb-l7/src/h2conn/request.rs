@@ -193,7 +193,12 @@ impl Fields {
         if let Some(c) = self.cookie.take() {
             self.headers.append(header::COOKIE, cookie_value(c)?);
         }
-        let content_length = content_length(&self.headers)?;
+        let (content_length, fields) = content_length(&self.headers)?;
+        if let (Some(n), 2..) = (content_length, fields) {
+            // Several fields of one number go to the HTTP/1.1 target as one (RFC 9110 §8.6).
+            self.headers
+                .insert(header::CONTENT_LENGTH, http::HeaderValue::from(n));
+        }
         let authority = self.authority_checked()?;
         let connect = method == Method::CONNECT;
         let uri = if connect {
@@ -293,10 +298,12 @@ fn check_path(method: &Method, path: &[u8]) -> Result<(), Malformed> {
     }
 }
 
-/// All `content-length` fields must be the same number.
-fn content_length(h: &HeaderMap) -> Result<Option<u64>, Malformed> {
+/// All `content-length` fields must be the same number; with how many fields there were.
+fn content_length(h: &HeaderMap) -> Result<(Option<u64>, usize), Malformed> {
     let mut out = None;
+    let mut fields = 0;
     for v in h.get_all(header::CONTENT_LENGTH) {
+        fields += 1;
         let s = v
             .to_str()
             .map_err(|_| Malformed("an invalid content-length"))?;
@@ -311,7 +318,7 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>, Malformed> {
         }
         out = Some(n);
     }
-    Ok(out)
+    Ok((out, fields))
 }
 
 #[cfg(test)]

@@ -231,7 +231,6 @@ fn upstream_head(
     if client_version == Version::HTTP_2 {
         // One Cookie header for the HTTP/1.1 target (RFC 9113 §8.2.3).
         h2rules::join_cookies(&mut parts.headers);
-        h2rules::one_content_length(&mut parts.headers);
     }
     let added = prepare_upstream(sh, ci, &mut parts, false, host, log);
     let chunked = has_body && !parts.headers.contains_key(header::CONTENT_LENGTH);

@@ -65,7 +65,9 @@ fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
 /// Several `content-length` fields of one number reach the HTTP/1.1 target as one, in decimal
 /// (RFC 9110 §8.6: a recipient MUST reject them or replace them with one valid field), as the
 /// HTTP/1.1 engine sends them; both engines passed them on as they came (`5` and `05`: a
-/// strict target answers 400 to that).
+/// strict target answers 400 to that). hyper's path calls this on each request
+/// (`h2/server.rs`); weir's engine does the same in its core (`h2conn/request.rs`), where it
+/// reads the fields anyway.
 pub fn one_content_length(headers: &mut HeaderMap) {
     let mut values = headers.get_all(header::CONTENT_LENGTH).iter();
     // Fewer than two (most requests: none): nothing to do, and no second lookup.

@@ -65,11 +65,10 @@ pub const IDLE_KEEP: usize = 4096;
 /// [`EVENTS_KEEP`]: a burst of small frames (1-byte DATA are ten bytes each) grew it to
 /// thousands of slots, kept for the connection's life. Far above what 128 streams' turns need,
 /// so a busy connection does not shrink and grow it turn after turn (at 64 it did, under
-/// `h2load -m32`: +270 instructions per request in the allocator).
+/// `h2load -m32`: +270 instructions per request in the allocator; so did giving it back
+/// whenever the connection had no stream for a moment).
 const EVENTS_SHRINK_OVER: usize = 1024;
 const EVENTS_KEEP: usize = 256;
-/// The room an idle connection keeps (`shed_idle_buffers`).
-const EVENTS_KEEP_IDLE: usize = 16;
 
 /// A header block waiting for its CONTINUATION frames.
 pub(super) struct Block {
@@ -426,9 +425,6 @@ impl Connection {
         }
         if self.scratch.capacity() > IDLE_KEEP {
             self.scratch = Vec::new();
-        }
-        if self.events.is_empty() && self.events.capacity() > EVENTS_KEEP_IDLE {
-            self.events = VecDeque::new();
         }
     }
 

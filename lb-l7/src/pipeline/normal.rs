@@ -26,22 +26,23 @@ pub fn rule_path(path: &str) -> Cow<'_, str> {
 /// No `%`, and no `/` before a `.` or a `/`: nothing to normalize. Every request's path goes
 /// through it, so eight bytes at a time (a loop over the bytes cost ~13 instructions a byte
 /// under callgrind, 210 for `/api/v1/items/42`): windows of 8 bytes 7 apart, so that every
-/// pair of neighbours is inside one, the last one padded with zeros (none of the three).
+/// pair of neighbours is inside one, the rest padded with zeros (none of the three).
 /// Hand-written: the memchr crate finds bytes, not a byte followed by one of two others.
 fn is_plain(b: &[u8]) -> bool {
     let mut at = 0;
-    loop {
-        let mut w = [0u8; 8];
-        let n = (b.len() - at).min(8);
-        w[..n].copy_from_slice(&b[at..at + n]);
+    while let Some(w) = b.get(at..at + 8).and_then(|w| <[u8; 8]>::try_from(w).ok()) {
         if !window_plain(u64::from_le_bytes(w)) {
             return false;
         }
-        if at + 8 >= b.len() {
-            return true;
-        }
         at += 7;
     }
+    // The rest, fewer than 8 bytes (its first, when there was a window, the last one's), built
+    // byte by byte: a copy into a buffer was a call to memcpy.
+    let tail = b[at..]
+        .iter()
+        .enumerate()
+        .fold(0u64, |w, (k, &c)| w | u64::from(c) << (8 * k));
+    window_plain(tail)
 }
 
 /// The bytes of `x` equal to `c`: 0x80 in each such byte, 0 elsewhere (exact, no false

@@ -1033,6 +1033,8 @@ async fn a_body_nobody_reads_holds_what_the_window_let_in(engine: &str) {
     drop(warm);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss0 = rss_bytes();
+    // The warm-up request reached the backend or was cancelled with its connection.
+    let hits0 = be.hits.load(SeqCst);
 
     let mut c = H2::connect(port, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
     let mut post = head("POST", "/upload");
@@ -1068,7 +1070,7 @@ async fn a_body_nobody_reads_holds_what_the_window_let_in(engine: &str) {
         "{engine}: weir held {} KiB for 3,000 bytes of request body",
         growth / 1024
     );
-    assert_eq!(be.hits.load(SeqCst), 0, "forwarded");
+    assert_eq!(be.hits.load(SeqCst), hits0, "forwarded");
     drop(c);
     w.stop().await;
 }

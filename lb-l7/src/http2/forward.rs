@@ -106,7 +106,16 @@ pub async fn forward<B: RequestBody>(
             return Err(fail(sh, log, 502, "TargetResponseError"));
         }
         if let Some(b) = body.take() {
-            match send_body(&mut up, b, chunked, sh.limits.max_request_body, idle).await {
+            // Boxed: a body's sending state (its chunk buffer among it) is not carried in every
+            // request's future, most of which have no body (and move several times).
+            let sending = Box::pin(send_body(
+                &mut up,
+                b,
+                chunked,
+                sh.limits.max_request_body,
+                idle,
+            ));
+            match sending.await {
                 Ok(()) => {}
                 Err(SendBodyError::TooLarge(rest)) => {
                     // The target has part of the body: its connection is dropped, not pooled.

@@ -44,6 +44,8 @@ struct CompiledRule {
 pub struct RuleSet {
     rules: Vec<CompiledRule>,
     default_action: Action,
+    /// A rule has a path-pattern condition (only then is the path normalized for them).
+    matches_paths: bool,
 }
 
 /// The outcome of rule evaluation.
@@ -69,10 +71,20 @@ impl RuleSet {
             })
             .collect();
         rules.sort_by_key(|r| r.priority);
+        let matches_paths = rules
+            .iter()
+            .any(|r| r.conds.iter().any(|c| matches!(c, Cond::Path(_))));
         RuleSet {
             rules,
             default_action: listener.default_action.clone(),
+            matches_paths,
         }
+    }
+
+    /// Whether a rule matches on the path: without one, the path the rules see is not needed
+    /// (`pipeline::normal::rule_path` is not paid for).
+    pub fn matches_paths(&self) -> bool {
+        self.matches_paths
     }
 
     pub fn evaluate<'s>(&'s self, f: &RequestFacts<'_>) -> Matched<'s> {

@@ -135,3 +135,23 @@ fn alb_rule_table() {
         );
     }
 }
+
+/// Only a listener with a path-pattern condition has its requests' paths normalized for the
+/// rules (`pipeline::normal`): the others do not pay for it.
+#[test]
+fn a_rule_set_knows_whether_it_matches_paths() {
+    let cfg: L7Config = toml::from_str(CONFIG).unwrap();
+    assert!(RuleSet::compile(&cfg.listener[0]).matches_paths());
+    let hosts_only: L7Config = toml::from_str(
+        r#"
+[[listener]]
+port = 80
+[[listener.rule]]
+priority = 1
+condition = [{ field = "host-header", values = ["a.example"] }]
+action = { type = "fixed-response", status_code = 403 }
+"#,
+    )
+    .unwrap();
+    assert!(!RuleSet::compile(&hosts_only.listener[0]).matches_paths());
+}

@@ -143,8 +143,13 @@ pub fn decide<'s, B>(
 
     // Phase route.
     let host = host_of(req.headers(), req.uri());
-    // The rules see the path and host as the target will read them (`normal`).
-    let rule_path = super::normal::rule_path(req.uri().path());
+    // The rules see the path and host as the target will read them (`normal`); a listener
+    // whose rules never look at the path does not normalize it.
+    let rule_path = if ci.listener.rules.matches_paths() {
+        super::normal::rule_path(req.uri().path())
+    } else {
+        std::borrow::Cow::Borrowed(req.uri().path())
+    };
     let facts = RequestFacts {
         host: host.as_deref().map(super::normal::rule_host),
         path: &rule_path,

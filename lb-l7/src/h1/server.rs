@@ -733,7 +733,8 @@ async fn own_response(
     let mut keep = keep_client && !wants_close && body != BodyState::Partial;
     let mut received = 0;
     if keep && body == BodyState::Untouched && awaits_continue && buf.is_empty() {
-        keep = framing == Some(Framing::Empty);
+        // It has a body (`awaits_continue` says so) the client holds back: not read, closed.
+        keep = false;
     } else if keep && body == BodyState::Untouched {
         match framing {
             Some(Framing::Empty) => {}

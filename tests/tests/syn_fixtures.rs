@@ -70,7 +70,8 @@ fn setup(cfg: &SynConfig) -> Option<Fx> {
     let ns = lab.add_ns("syn").unwrap();
     ns.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])
         .unwrap();
-    ns.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo"])
+    // `nodad`: usable at once (a tentative address fails the bind below with EADDRNOTAVAIL).
+    ns.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"])
         .unwrap();
     ns.sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
     ns.sysctl("net.ipv4.tcp_timestamps", "2").unwrap();

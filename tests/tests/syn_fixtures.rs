@@ -71,8 +71,16 @@ fn setup(cfg: &SynConfig) -> Option<Fx> {
     ns.ip(&["addr", "add", &format!("{VIP4}/32"), "dev", "lo"])
         .unwrap();
     // `nodad`: usable at once (a tentative address fails the bind below with EADDRNOTAVAIL).
-    ns.ip(&["-6", "addr", "add", &format!("{VIP6}/128"), "dev", "lo", "nodad"])
-        .unwrap();
+    ns.ip(&[
+        "-6",
+        "addr",
+        "add",
+        &format!("{VIP6}/128"),
+        "dev",
+        "lo",
+        "nodad",
+    ])
+    .unwrap();
     ns.sysctl("net.ipv4.tcp_syncookies", "2").unwrap();
     ns.sysctl("net.ipv4.tcp_timestamps", "2").unwrap();
     // tcp_rmem[2] = 6 MiB (above the host's rmem_max of 4 MiB): the kernel's window scale 7.

@@ -33,11 +33,12 @@ use crate::target::GroupRt;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 /// Everything a worker's tasks share (read-only apart from atomics and pools): one
-/// configuration generation (`config` … `next`) and the worker-wide state every generation
+/// configuration generation (`config` … `trace_header`) and the worker-wide state every generation
 /// shares (`metrics` …, `Arc`s cloned into each). A task holds the generation it started in;
 /// a request keeps it to its end, a connection moves to the newest one between requests
 /// ([`Shared::newest`], `crate::generation`).
@@ -52,8 +53,11 @@ pub struct Shared {
     pub limits: Limits,
     /// `[load_balancer] trace_header` as a header name, parsed once.
     pub trace_header: http::HeaderName,
-    /// The generation that replaced this one, once there is one.
-    pub next: arc_swap::ArcSwapOption<Shared>,
+    /// The worker's newest generation, once a reload replaced the first: one cell every
+    /// generation of the worker shares (`crate::generation::switch` fills it). Not a link from
+    /// each generation to the next: a task (or the worker) still holding an old generation
+    /// keeps that one alive, not every generation made after it.
+    pub latest: Arc<Latest>,
     pub metrics: Arc<Metrics>,
     pub access_log: AccessLog,
     pub worker_index: usize,
@@ -76,14 +80,41 @@ pub struct Shared {
     pub draining: Arc<crate::draining::Draining>,
 }
 
+/// A worker's newest generation (see `Shared::latest`).
+#[derive(Debug)]
+pub struct Latest {
+    /// Its number: a task on the newest generation learns it is with one relaxed load.
+    pub number: AtomicU64,
+    /// It, once a reload replaced the first (`None` before: the first holds no cycle to itself).
+    pub shared: arc_swap::ArcSwapOption<Shared>,
+}
+
+impl Latest {
+    pub fn new(first: u64) -> Arc<Latest> {
+        Arc::new(Latest {
+            number: AtomicU64::new(first),
+            shared: Default::default(),
+        })
+    }
+
+    /// Makes `new` the newest generation.
+    pub fn store(&self, new: Arc<Shared>) {
+        let number = new.generation;
+        self.shared.store(Some(new));
+        self.number.store(number, Release);
+    }
+}
+
 impl Shared {
     /// The newest generation, when this one was replaced (one atomic load when it was not).
     pub fn newest(&self) -> Option<Arc<Shared>> {
-        let mut cur = self.next.load_full()?;
-        while let Some(n) = cur.next.load_full() {
-            cur = n;
+        if self.latest.number.load(Acquire) == self.generation {
+            return None;
         }
-        Some(cur)
+        self.latest
+            .shared
+            .load_full()
+            .filter(|n| !std::ptr::eq(Arc::as_ptr(n), self))
     }
 
     /// The listener on `port` in this generation (ports are unique in a configuration), if

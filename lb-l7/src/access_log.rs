@@ -1,11 +1,13 @@
 //! Access log: one line per request, ALB's field order. Formatting is pure; the writer is a
 //! thread fed through a bounded queue so request tasks never block on the file, and it writes
-//! whole lines only.
+//! whole lines only. A request's record is held by a guard ([`Pending`]) that writes the line
+//! itself when the request is cut before its normal end wrote it ([`Record::cut`]).
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, mpsc};
+use std::time::{Instant, SystemTime};
 
 /// The fields of one line. Times are seconds; `None` prints as ALB's `-1` (not dispatched).
 #[derive(Debug, Clone, Default)]
@@ -20,6 +22,7 @@ pub struct Record {
     pub request_processing_time: Option<f64>,
     pub target_processing_time: Option<f64>,
     pub response_processing_time: Option<f64>,
+    /// 0 (printed `-`): no response begun.
     pub elb_status_code: u16,
     pub target_status_code: Option<u16>,
     pub received_bytes: u64,
@@ -48,6 +51,15 @@ pub struct Record {
 fn dash<T: ToString>(v: &Option<T>) -> String {
     v.as_ref()
         .map_or_else(|| "-".to_string(), |v| v.to_string())
+}
+
+/// 0 is no status: weir had begun no response (a request [`Record::cut`] before one).
+fn status(code: u16) -> String {
+    if code == 0 {
+        "-".to_string()
+    } else {
+        code.to_string()
+    }
 }
 
 fn secs(v: Option<f64>) -> String {
@@ -88,7 +100,7 @@ impl Record {
             secs(self.request_processing_time),
             secs(self.target_processing_time),
             secs(self.response_processing_time),
-            self.elb_status_code.to_string(),
+            status(self.elb_status_code),
             dash(&self.target_status_code),
             self.received_bytes.to_string(),
             self.sent_bytes.to_string(),
@@ -122,6 +134,98 @@ impl Record {
             quoted(self.classification_reason.unwrap_or("-")),
         ];
         fields.join(" ")
+    }
+}
+
+/// `error_reason` of a request cut at a drain deadline: the worker's (`drain_timeout_seconds`
+/// after its stop) or an HTTP/2 connection's (after its GOAWAY) passed with the request still
+/// in flight, and weir dropped it.
+pub const CUT_AT_DRAIN_DEADLINE: &str = "CutAtDrainDeadline";
+/// `error_reason` of a request whose work weir dropped for another reason before its line was
+/// written (its task ended: a panic).
+pub const CUT: &str = "RequestCut";
+
+impl Record {
+    /// Completes the record of a request cut `elapsed` seconds after it started, before its
+    /// line was written, with what was known then. HAProxy logs a stream it ends itself with a
+    /// termination state (`K`, killed, and the phase: `KH` waiting for the server's headers,
+    /// `KD` in the data phase) and -1 for a status and timers that never happened; this is the
+    /// same in ALB's fields: `error_reason` says why (weir's own reasons, as ALB's are
+    /// CamelCase), `elb_status_code` is the status weir had begun to send (its own, or the
+    /// target's response being relayed) or `-` when none had begun, `target_status_code` and
+    /// `target_processing_time` are the target's answer when it came (`-`, -1 otherwise),
+    /// `response_processing_time` runs to the cut when a response had begun (-1 otherwise).
+    /// The byte counts are what the engine had counted (HTTP/1.1 counts a body it relays when
+    /// the body ends: a cut one is not in `sent_bytes`).
+    pub fn cut(&mut self, reason: &'static str, elapsed: f64) {
+        self.error_reason = Some(reason);
+        if self.elb_status_code == 0
+            && let Some(s) = self.target_status_code
+        {
+            self.elb_status_code = s;
+        }
+        if self.elb_status_code != 0 {
+            let before = self.request_processing_time.unwrap_or(0.0)
+                + self.target_processing_time.unwrap_or(0.0);
+            self.response_processing_time = Some((elapsed - before).max(0.0));
+        }
+        self.time = rfc3339(SystemTime::now());
+    }
+}
+
+/// A request's record from its head to its line, in place in the request's future (no
+/// allocation of its own): the normal path takes it back with [`Pending::finish`] and writes
+/// the line; dropped before that — the request's future dropped at a drain deadline or when
+/// its task ended — the guard writes the line itself ([`Record::cut`]), so a request weir
+/// received gets exactly one line however it ended. With the access log off it holds nothing
+/// and costs a branch.
+pub struct Pending<'a> {
+    log: &'a AccessLog,
+    /// The record and when the request started; `None`: the log is off, or the line is the
+    /// normal path's.
+    open: Option<(Record, Instant)>,
+}
+
+impl<'a> Pending<'a> {
+    /// `make` runs only with the access log on.
+    #[inline]
+    pub fn new(log: &'a AccessLog, make: impl FnOnce() -> Record) -> Pending<'a> {
+        Pending {
+            log,
+            open: log.enabled().then(|| (make(), Instant::now())),
+        }
+    }
+
+    /// The record, while the request runs (`None` with the log off).
+    #[inline]
+    pub fn record(&mut self) -> Option<&mut Record> {
+        self.open.as_mut().map(|(r, _)| r)
+    }
+
+    /// When the request started (`None` with the log off).
+    #[inline]
+    pub fn started(&self) -> Option<Instant> {
+        self.open.as_ref().map(|(_, t)| *t)
+    }
+
+    /// The record and its start for the normal path's line: the guard writes nothing more.
+    #[inline]
+    pub fn finish(mut self) -> Option<(Record, Instant)> {
+        self.open.take()
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if let Some((mut r, started)) = self.open.take() {
+            let reason = if self.log.past_drain_deadline() {
+                CUT_AT_DRAIN_DEADLINE
+            } else {
+                CUT
+            };
+            r.cut(reason, started.elapsed().as_secs_f64());
+            self.log.write(&r);
+        }
     }
 }
 
@@ -195,6 +299,8 @@ struct Queue {
     dropped: AtomicU64,
     /// Lines whose write failed.
     write_failed: AtomicU64,
+    /// The worker's drain deadline passed ([`AccessLog::pass_drain_deadline`]).
+    past_drain_deadline: AtomicBool,
 }
 
 impl Queue {
@@ -294,6 +400,7 @@ impl AccessLog {
             pending: AtomicUsize::new(0),
             dropped: AtomicU64::new(0),
             write_failed: AtomicU64::new(0),
+            past_drain_deadline: AtomicBool::new(false),
         });
         let q = Arc::downgrade(&queue);
         std::thread::Builder::new()
@@ -316,6 +423,22 @@ impl AccessLog {
 
     pub fn enabled(&self) -> bool {
         self.queue.is_some()
+    }
+
+    /// The worker's drain deadline passed with requests in flight: those dropped from now on
+    /// (with the worker's tasks) were cut at it, and their lines say so (a line per request is
+    /// the access log's concern, so the fact is kept here, shared by every generation).
+    pub fn pass_drain_deadline(&self) {
+        if let Some(q) = &self.queue {
+            q.past_drain_deadline.store(true, Relaxed);
+        }
+    }
+
+    /// Whether [`AccessLog::pass_drain_deadline`] was called.
+    pub fn past_drain_deadline(&self) -> bool {
+        self.queue
+            .as_ref()
+            .is_some_and(|q| q.past_drain_deadline.load(Relaxed))
     }
 
     pub fn write(&self, r: &Record) {
@@ -477,6 +600,71 @@ mod tests {
         let line = r.format();
         assert!(line.starts_with("http 2026-01-01T00:00:00.000000Z weir/0 192.0.2.1:5000 - -1 -1 -1 503 - 0 0 \"GET http://a/ HTTP/1.1\" \"curl \\\"x\\\"\" - - - \"Root=1-0-0\""), "{line}");
         assert!(line.ends_with("0 2026-01-01T00:00:00.000000Z \"forward\" \"-\" \"NoRegisteredTargets\" \"-\" \"-\" \"-\" \"-\""), "{line}");
+    }
+
+    fn memory_log() -> (AccessLog, Arc<std::sync::Mutex<Vec<u8>>>) {
+        let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = AccessLog::with_writer(Box::new(Stuck(out.clone())), 100, 1 << 20).unwrap();
+        (log, out)
+    }
+
+    /// `(elb_status_code, target_status_code, response_processing_time, error_reason)` of a
+    /// line (`error_reason` is the eighth quoted field).
+    fn status_and_reason(line: &str) -> (String, String, String, String) {
+        let f: Vec<&str> = line.split(' ').collect();
+        let reason = line.split('"').nth(15).unwrap_or("?");
+        (f[8].into(), f[9].into(), f[7].into(), reason.into())
+    }
+
+    /// The normal path's line is the only one: a finished guard writes nothing when dropped.
+    #[test]
+    fn a_finished_guard_writes_no_second_line() {
+        let (log, out) = memory_log();
+        let mut p = Pending::new(&log, || line(1, 3));
+        p.record().unwrap().elb_status_code = 200;
+        let (r, _) = p.finish().expect("the log is on");
+        log.write(&r);
+        log.flush(std::time::Duration::from_secs(5));
+        let lines = written(&out);
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(status_and_reason(&lines[0]).0, "200");
+    }
+
+    /// A guard dropped with its record (the request's future dropped) writes it once, marked
+    /// cut: at the drain deadline once the worker passed it, `RequestCut` before.
+    #[test]
+    fn a_dropped_guard_writes_its_line_marked_cut() {
+        let (log, out) = memory_log();
+        drop(Pending::new(&log, || line(1, 3)));
+        log.pass_drain_deadline();
+        let mut relaying = Pending::new(&log, || line(2, 3));
+        if let Some(r) = relaying.record() {
+            r.request_processing_time = Some(0.0);
+            r.target_processing_time = Some(0.0);
+            r.target_status_code = Some(206);
+        }
+        drop(relaying);
+        log.flush(std::time::Duration::from_secs(5));
+        let lines = written(&out);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        let never: (String, String, String, String) =
+            ("-".into(), "-".into(), "-1".into(), CUT.into());
+        assert_eq!(status_and_reason(&lines[0]), never);
+        let (elb, target, response_time, reason) = status_and_reason(&lines[1]);
+        assert_eq!((elb, target), ("206".into(), "206".into()));
+        assert_ne!(response_time, "-1", "the response had begun");
+        assert_eq!(reason, CUT_AT_DRAIN_DEADLINE);
+        assert!(!AccessLog::off().past_drain_deadline());
+    }
+
+    /// With the log off the record is never made and nothing is written.
+    #[test]
+    fn a_guard_of_a_log_that_is_off_holds_nothing() {
+        let log = AccessLog::off();
+        let mut p = Pending::new(&log, || unreachable!("no record with the log off"));
+        assert!(p.record().is_none() && p.started().is_none());
+        drop(p);
+        assert!(Pending::new(&log, Record::default).finish().is_none());
     }
 
     #[test]

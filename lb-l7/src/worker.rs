@@ -484,6 +484,12 @@ impl Worker {
         snapshot(&self.shared)
     }
 
+    /// The worker's access log, for its lines written after [`Worker::serve`] returned: the
+    /// requests its runtime drops as it ends (see [`crate::access_log::Pending`]).
+    pub fn access_log(&self) -> crate::access_log::AccessLog {
+        self.shared.access_log.clone()
+    }
+
     pub fn metrics_handle(&self) -> MetricsHandle {
         MetricsHandle(self.shared.clone(), self.lot.clone())
     }
@@ -586,6 +592,11 @@ impl Worker {
         let deadline = Instant::now() + last.limits.drain_timeout + Duration::from_secs(1);
         while Arc::strong_count(&token) > 1 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if Arc::strong_count(&token) > 1 {
+            // What is still in flight is cut when the runtime drops its tasks (`weir worker`
+            // flushes the log after): the lines the requests' guards write then say so.
+            self.shared.access_log.pass_drain_deadline();
         }
         let _ = drained_tx.send(());
         let _ = sweeper.await;

@@ -9,7 +9,7 @@
 
 use super::forward::{self, BodyState, Forwarded};
 use super::stream::{ClientStream, Rewind};
-use crate::access_log::{Record, rfc3339};
+use crate::access_log::{Pending, Record, rfc3339};
 use crate::body::Body;
 use crate::headers;
 use crate::pipeline::codec::{self, Framing, HeadError};
@@ -539,22 +539,25 @@ async fn request(
     if let Some(c) = per_listener {
         c.requests.fetch_add(1, Relaxed);
     }
-    // Clock reads only for the access log.
-    let started = sh.access_log.enabled().then(Instant::now);
     let mut req = Request::from_parts(head.parts, ());
     let lb = &sh.config.load_balancer;
     headers::drop_unsupported_upgrade(req.headers_mut(), &lb.upgrade_protocols);
-    let mut log = sh.access_log.enabled().then(|| {
-        decide::new_record(
+    // The record (and the clock reads) only with the access log on. From here the request
+    // has its line: written below, or by the guard if this future is dropped first (the drain
+    // deadline: `access_log::Pending`).
+    let mut log = Pending::new(&sh.access_log, || {
+        let mut r = decide::new_record(
             sh,
             ci,
             req.method(),
             req.uri(),
             req.version(),
             req.headers(),
-        )
+        );
+        r.received_bytes = head.len as u64;
+        r
     });
-    let desync = desync_action(sh, ci, &head.class, log.as_mut());
+    let desync = desync_action(sh, ci, &head.class, log.record());
     let version = req.version();
     let is_head = req.method() == Method::HEAD;
     let keep_client = codec::client_keeps_alive(version, req.headers())
@@ -575,22 +578,24 @@ async fn request(
     };
     let decided = match framing {
         _ if desync == desync::Action::Block => {
-            if let Some(l) = log.as_mut() {
+            if let Some(l) = log.record() {
                 l.error_reason = Some("DesyncMitigationBlocked");
             }
             m.elb_status(400);
             Decision::Respond(respond::elb(400, true))
         }
         Err(e) => {
-            if let Some(l) = log.as_mut() {
+            if let Some(l) = log.record() {
                 l.error_reason = Some(e.reason);
             }
             m.elb_status(e.status);
             Decision::Respond(respond::elb(e.status, true))
         }
-        Ok(_) => decide::decide(sh, ci, &req, head.class.non_compliant(), log.as_mut()),
+        Ok(_) => decide::decide(sh, ci, &req, head.class.non_compliant(), log.record()),
     };
-    if let (Some(l), Some(t0)) = (log.as_mut(), started) {
+    if let Some(t0) = log.started()
+        && let Some(l) = log.record()
+    {
         l.request_processing_time = Some(t0.elapsed().as_secs_f64());
     }
     let decision = match (decided, framing) {
@@ -604,6 +609,10 @@ async fn request(
     let (status, keep, sent, received) = match decision {
         Err((resp, body)) => {
             let framing = framing.ok();
+            // Begun: what a cut line reports.
+            if let Some(l) = log.record() {
+                l.elb_status_code = resp.status().as_u16();
+            }
             own_response(sh, io, buf, resp, &client, body, framing).await
         }
         Ok((route, framing)) => {
@@ -617,7 +626,7 @@ async fn request(
                 buf,
                 first,
                 keep_client,
-                log.as_mut(),
+                log.record(),
             )
             .await;
             match fwd {
@@ -635,8 +644,9 @@ async fn request(
                     received,
                 } => {
                     m.elb_status(status);
-                    if let Some(l) = log.as_mut() {
+                    if let Some(l) = log.record() {
                         l.error_reason = Some(reason);
+                        l.elb_status_code = status;
                     }
                     let resp = respond::elb(status, false);
                     let (s, k, sent, r) =
@@ -653,7 +663,7 @@ async fn request(
     if let Some(c) = per_listener {
         c.processed_bytes.fetch_add(sent + received, Relaxed);
     }
-    if let (Some(mut l), Some(started)) = (log, started) {
+    if let Some((mut l, started)) = log.finish() {
         l.elb_status_code = status;
         l.sent_bytes = sent;
         l.received_bytes = received;

@@ -145,8 +145,11 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let access_log = std::sync::OnceLock::new();
+    let log_slot = &access_log;
+    let served = rt.block_on(async move {
         let worker = Worker::bind(Arc::new(setup.l7), opts)?;
+        let _ = log_slot.set(worker.access_log());
         // The reports to the control plane (`crate::metrics`), opened before the sandbox.
         let reports = match crate::metrics::push::fd_from_env()? {
             Some(fd) => Some(crate::metrics::push::Pusher::start(
@@ -173,7 +176,15 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
             r.finish().await;
         }
         served
-    })
+    });
+    // The requests still in flight at the drain deadline are dropped with the runtime's tasks;
+    // each writes its access-log line as it goes (`lb_l7::access_log::Pending`), and the lines
+    // must reach the file before the process exits.
+    drop(rt);
+    if let Some(log) = access_log.get() {
+        log.flush(std::time::Duration::from_secs(2));
+    }
+    served
 }
 
 /// SIGHUP (reload), SIGUSR1 (reopen the access log) and SIGUSR2 (HAProxy's reload, refused

@@ -143,7 +143,10 @@ pub async fn serve_http<T>(
         } else {
             drain
         };
-        let _ = tokio::time::timeout(drain, conn.as_mut()).await;
+        if tokio::time::timeout(drain, conn.as_mut()).await.is_err() {
+            // The streams still running end with the connection: cut, not cancelled.
+            ci.state.cut_at_drain.store(true, Relaxed);
+        }
     }
     drop(conn);
     // h2 wrote its GOAWAY and shut the write side (TLS: close_notify) when it closed; what the

@@ -147,7 +147,10 @@ where
         if let Some(bound) = bound {
             d.draining = true;
             let turns = std::future::poll_fn(|cx| d.poll(cx, None));
-            let _ = tokio::time::timeout(bound, turns).await;
+            if tokio::time::timeout(bound, turns).await.is_err() {
+                // The streams still running are dropped by `finish`: cut, not cancelled.
+                state.cut_at_drain.store(true, Relaxed);
+            }
         }
         finishing(d).await;
     }

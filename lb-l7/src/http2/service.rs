@@ -4,7 +4,7 @@
 use super::body::{TargetBody, TargetHead};
 use super::unread::with_unread_body;
 use super::{RequestBody, forward, h2rules};
-use crate::access_log::{Record, rfc3339};
+use crate::access_log::{CUT_AT_DRAIN_DEADLINE, Record, rfc3339};
 use crate::body::{Body, BoxError};
 use crate::pipeline::attempt::CLIENT_CLOSED;
 use crate::pipeline::decide::{Decision, decide, new_record};
@@ -212,7 +212,9 @@ impl Drop for ResponseBody {
 /// a stream reset while weir waits for the target cannot leak the count and switch the idle
 /// timeout off), writes the stream's access-log line, and counts streams cancelled before
 /// their response ended: one dropped before weir had a response is ALB's 460 (client closed),
-/// and a connection with too many (`h2rules::abusive`) gets GOAWAY.
+/// and a connection with too many (`h2rules::abusive`) gets GOAWAY. One weir dropped itself
+/// at a drain deadline (`ConnState::cut_at_drain`, `AccessLog::past_drain_deadline`) is
+/// neither: its line says `CutAtDrainDeadline` (`access_log::Record::cut`).
 struct InFlight {
     sh: Arc<Shared>,
     state: Arc<ConnState>,
@@ -264,13 +266,23 @@ impl InFlight {
         if let Some(c) = self.sh.metrics.listener(self.port) {
             c.processed_bytes.fetch_add(bytes, Relaxed);
         }
-        if !done {
+        let cut = !done && self.cut_at_drain();
+        if !done && !cut {
             self.cancelled();
         }
         if let Some(mut l) = self.log.take() {
             l.sent_bytes = bytes;
+            if cut {
+                l.error_reason = Some(CUT_AT_DRAIN_DEADLINE);
+            }
             self.write_log(l);
         }
+    }
+
+    /// Whether a stream dropped now was cut by weir at a drain deadline (its connection's, or
+    /// the worker's) rather than cancelled by its client. Asked only when one is dropped.
+    fn cut_at_drain(&self) -> bool {
+        self.state.cut_at_drain.load(Relaxed) || self.sh.access_log.past_drain_deadline()
     }
 
     fn write_log(&self, mut l: Box<Record>) {
@@ -301,6 +313,19 @@ impl Drop for InFlight {
     fn drop(&mut self) {
         self.state.in_flight.fetch_sub(1, Relaxed);
         if self.has_response {
+            return;
+        }
+        if self.cut_at_drain() {
+            // weir dropped it at a drain deadline: no response, no 460 (the client is not
+            // the one that left), not a cancellation of the client's.
+            if let Some(mut l) = self.log.take() {
+                l.received_bytes = self.state.received.load(Relaxed).saturating_sub(self.recv0);
+                // As the 460 line: this path times the request up to its response.
+                let since = self.since_start();
+                l.request_processing_time.get_or_insert(since);
+                l.cut(CUT_AT_DRAIN_DEADLINE, since);
+                self.sh.access_log.write(&l);
+            }
             return;
         }
         // Dropped before weir had a response: the client reset the stream (or the connection

@@ -201,6 +201,10 @@ pub struct ConnState {
     /// Set when the cancelled streams made the connection an abuser (`h2rules::abusive`): it
     /// gets GOAWAY and little time to finish.
     pub abusive: AtomicBool,
+    /// Set when the connection's drain deadline passed (the time its streams had after its
+    /// GOAWAY): the streams it still has are dropped by weir, not cancelled by the client, and
+    /// logged as cut (`access_log::CUT_AT_DRAIN_DEADLINE`).
+    pub cut_at_drain: AtomicBool,
 }
 
 /// What requests know about their client connection.

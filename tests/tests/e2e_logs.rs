@@ -123,38 +123,6 @@ fn requests(ns: &Ns) -> Result<Vec<u16>> {
         .collect())
 }
 
-/// Splits an access-log line into fields: spaces separate, `"…"` (with `\"` and `\\`) groups.
-/// `None` when a quote is left open or something follows a closing quote.
-fn fields(line: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut chars = line.chars().peekable();
-    while chars.peek().is_some() {
-        let mut f = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
-            loop {
-                match chars.next()? {
-                    '\\' => f.push(chars.next()?),
-                    '"' => break,
-                    c => f.push(c),
-                }
-            }
-            if !matches!(chars.next(), None | Some(' ')) {
-                return None;
-            }
-        } else {
-            for c in chars.by_ref() {
-                if c == ' ' {
-                    break;
-                }
-                f.push(c);
-            }
-        }
-        out.push(f);
-    }
-    Some(out)
-}
-
 /// Every request has exactly one whole line, and both workers wrote some.
 /// A log file's lines, each with its newline (a last line without one stays as it is).
 fn lines_of(path: &std::path::Path) -> Vec<String> {
@@ -172,7 +140,8 @@ fn check_lines(lines: &[String]) -> Result<()> {
         let Some(text) = line.strip_suffix('\n') else {
             bail!("a line without its newline: {line:?}");
         };
-        let f = fields(text).ok_or_else(|| anyhow::anyhow!("unparseable line: {text:?}"))?;
+        let f =
+            access_log_fields(text).ok_or_else(|| anyhow::anyhow!("unparseable line: {text:?}"))?;
         if f.len() < 29 || f[0] != "http" || f[8] != "200" {
             bail!("not an access-log line of a 200: {text:?}");
         }

@@ -275,3 +275,35 @@ pub fn time_of_day(line: &str) -> Option<f64> {
     );
     Some(h * 3600.0 + m * 60.0 + s)
 }
+
+/// Splits an access-log line into fields: spaces separate, `"…"` (with `\"` and `\\`) groups.
+/// `None` when a quote is left open or something follows a closing quote.
+pub fn access_log_fields(line: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    while chars.peek().is_some() {
+        let mut f = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => f.push(chars.next()?),
+                    '"' => break,
+                    c => f.push(c),
+                }
+            }
+            if !matches!(chars.next(), None | Some(' ')) {
+                return None;
+            }
+        } else {
+            for c in chars.by_ref() {
+                if c == ' ' {
+                    break;
+                }
+                f.push(c);
+            }
+        }
+        out.push(f);
+    }
+    Some(out)
+}

@@ -10,7 +10,7 @@
 //! (`ControlMsg::Config` with the overlay's [`Overlay::target_sets`], sticky, so a restarted
 //! worker gets it too), given to the health checker (a new target is checked and gets traffic
 //! once healthy; a removed one drains). A change that changes nothing (registering a target
-//! already in force) is a success without a new generation.
+//! already in force, deregistering one that is draining) is a success without a new generation.
 //!
 //! In force, per group: `((file ∪ discovered) − deregistered) ∪ registered`, the file's targets
 //! first in file order, then the others in address order (`lb_l7::target_sets::apply` builds
@@ -22,10 +22,13 @@
 //! current).
 //!
 //! The semantics are `aws elbv2 register-targets` / `deregister-targets`'s: registering a
-//! target already registered succeeds and changes nothing; deregistering one that is not
-//! registered is `InvalidTarget`; an unknown group is `TargetGroupNotFound`; a change names its
-//! targets with their ports resolved (the group's port when none is given: the admin API does
-//! that) and is applied whole or not at all.
+//! target already registered succeeds and changes nothing; deregistering one that is draining
+//! (deregistered, or gone from the file, and not done yet: the caller says which, from the
+//! health view) succeeds and changes nothing too, so a retried deregistration neither fails nor
+//! starts its drain again; deregistering one that is neither registered nor draining is
+//! `InvalidTarget`; an unknown group is `TargetGroupNotFound`; a change names its targets with
+//! their ports resolved (the group's port when none is given: the admin API does that) and is
+//! applied whole or not at all.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -145,8 +148,15 @@ fn file_entries(g: &TargetGroup) -> Vec<SetTarget> {
 
 impl Overlay {
     /// Applies `change` to the overlay over `file` (the configuration file in force). Returns
-    /// whether the targets in force changed; on an error nothing changed.
-    pub fn change(&mut self, file: &Config, change: &TargetChange) -> Result<bool, OverlayError> {
+    /// whether the targets in force changed; on an error nothing changed. `draining`: the
+    /// group's targets that are draining now (a deregistration names them without error and
+    /// leaves them as they are); only a deregistration reads it.
+    pub fn change(
+        &mut self,
+        file: &Config,
+        change: &TargetChange,
+        draining: &BTreeSet<SocketAddr>,
+    ) -> Result<bool, OverlayError> {
         let name = change.group();
         let group = file
             .l7
@@ -165,16 +175,19 @@ impl Overlay {
                 }
             }
             TargetChange::Deregister { targets, .. } => {
+                let registered = |t: &SocketAddr| before.iter().any(|b| b.addr == *t);
                 if let Some(t) = targets
                     .iter()
-                    .find(|t| !before.iter().any(|b| b.addr == **t))
+                    .find(|t| !registered(t) && !draining.contains(t))
                 {
                     return Err(OverlayError::InvalidTarget(format!(
                         "target {t} is not registered in target group {name}"
                     )));
                 }
                 let file_or_found = self.base(group);
-                for t in targets {
+                // A draining target is left alone: it is out of force already, and touching
+                // nothing keeps its drain (and its deadline) the one it has.
+                for t in targets.iter().filter(|t| registered(t)) {
                     o.registered.remove(t);
                     if file_or_found.contains(t) {
                         o.deregistered.insert(*t);

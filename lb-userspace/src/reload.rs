@@ -12,7 +12,8 @@
 //! applied, and the workers get the overlay's target sets with the file's text.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
     path::{Path, PathBuf},
 };
 
@@ -267,13 +268,36 @@ impl Generations {
         Ok((self.generation, &self.in_force))
     }
 
+    /// The targets of a deregistration's group that are draining in `health` (the checker's
+    /// view) or leaving in the generation in force, for [`Self::change_targets`]: a retried
+    /// deregistration names them, and ALB answers it as a success that changes nothing. None
+    /// for other changes, or without a checker (no workers: nothing drains).
+    pub fn draining(
+        &self,
+        health: Option<&crate::health::HealthTable>,
+        change: &TargetChange,
+    ) -> BTreeSet<SocketAddr> {
+        match (change, health) {
+            (TargetChange::Deregister { group, .. }, Some(h)) => {
+                h.draining(group, &self.in_force.l7)
+            }
+            _ => BTreeSet::new(),
+        }
+    }
+
     /// Applies a run-time target change: `Ok(Some(n))` when it made generation `n` (for the
     /// caller to send), `Ok(None)` when the targets in force did not change (no new
-    /// generation). The configuration it makes is validated as the file's L7 sections are; on
-    /// any error nothing changes.
-    pub fn change_targets(&mut self, change: &TargetChange) -> Result<Option<u64>, OverlayError> {
+    /// generation: a registered target registered again, a draining one deregistered again).
+    /// `draining`: the group's targets draining now ([`Self::draining`]).
+    /// The configuration it makes is validated as the file's L7 sections are; on any error
+    /// nothing changes.
+    pub fn change_targets(
+        &mut self,
+        change: &TargetChange,
+        draining: &BTreeSet<SocketAddr>,
+    ) -> Result<Option<u64>, OverlayError> {
         let mut overlay = self.overlay.clone();
-        if !overlay.change(&self.file.config, change)? {
+        if !overlay.change(&self.file.config, change, draining)? {
             return Ok(None);
         }
         let in_force = overlay.apply(&self.file.config);
@@ -496,9 +520,9 @@ mod tests {
             group: "web".into(),
             targets: vec!["10.0.0.2:80".parse().unwrap()],
         };
-        assert_eq!(g.change_targets(&add), Ok(Some(2)));
+        assert_eq!(g.change_targets(&add, &BTreeSet::new()), Ok(Some(2)));
         assert_eq!(
-            g.change_targets(&add),
+            g.change_targets(&add, &BTreeSet::new()),
             Ok(None),
             "already registered: no generation"
         );
@@ -514,15 +538,33 @@ mod tests {
             targets: vec!["10.0.0.3:80".parse().unwrap()],
         };
         assert!(matches!(
-            g.change_targets(&bad),
+            g.change_targets(&bad, &BTreeSet::new()),
             Err(OverlayError::InvalidTarget(_))
         ));
         assert_eq!(g.generation(), 2);
+        // Deregistered, then deregistered again while it drains: no second generation.
+        let out = TargetChange::Deregister {
+            group: "web".into(),
+            targets: vec!["10.0.0.2:80".parse().unwrap()],
+        };
+        assert_eq!(g.change_targets(&out, &BTreeSet::new()), Ok(Some(3)));
+        let draining = BTreeSet::from(["10.0.0.2:80".parse().unwrap()]);
+        assert_eq!(
+            g.change_targets(&out, &draining),
+            Ok(None),
+            "draining: no generation"
+        );
+        assert!(matches!(
+            g.change_targets(&out, &BTreeSet::new()),
+            Err(OverlayError::InvalidTarget(_))
+        ));
+        assert_eq!(g.generation(), 3);
+        assert_eq!(g.config().l7.target_group("web").unwrap().target.len(), 1);
         // A reload applies the file: the registration is gone.
         let (n, cfg) = g.reload_file().unwrap();
         assert_eq!(
             (n, cfg.l7.target_group("web").unwrap().target.len()),
-            (3, 1)
+            (4, 1)
         );
         assert!(matches!(g.message(), ControlMsg::Config(c) if c.target_sets.is_empty()));
     }

@@ -210,7 +210,8 @@ fn apply_targets(
     l7: &Option<crate::l7::L7Handle>,
     change: &crate::overlay::TargetChange,
 ) -> reload::TargetsResult {
-    match gens.change_targets(change) {
+    let draining = gens.draining(l7.as_ref().map(|l| &l.health), change);
+    match gens.change_targets(change, &draining) {
         Ok(Some(generation)) => {
             send_generation(gens, l7, None);
             info!(generation, change = ?change, "run-time target change: generation {generation} in force");

@@ -8,7 +8,7 @@
 //! its group's deregistration delay is over ([`HealthTable::prune_drained`]).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     net::SocketAddr,
     sync::{Arc, Mutex, MutexGuard},
     time::{Duration, Instant},
@@ -121,6 +121,44 @@ impl HealthTable {
         }
         *groups = fresh;
         Ok(())
+    }
+
+    /// The targets of `group` that are `draining`, as the view shows them now, or as it will
+    /// once the checker follows `in_force` (the configuration the main loop has just put in
+    /// force, which the checker follows asynchronously): a target the table still has but
+    /// `in_force` does not is leaving, unless its group has no deregistration delay. So a
+    /// deregistration retried before the checker caught up finds its target draining. A target
+    /// in force is not draining, whatever the table says of an old drain of it.
+    pub fn draining(&self, group: &str, in_force: &L7Config) -> BTreeSet<SocketAddr> {
+        self.draining_at(group, in_force, Instant::now())
+    }
+
+    pub(super) fn draining_at(
+        &self,
+        group: &str,
+        in_force: &L7Config,
+        now: Instant,
+    ) -> BTreeSet<SocketAddr> {
+        let kept: BTreeSet<SocketAddr> = in_force
+            .target_group(group)
+            .map(|g| {
+                g.target
+                    .iter()
+                    .filter_map(|t| lb_l7::target_sets::address(g, t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let groups = self.lock();
+        let Some(g) = groups.iter().find(|g| g.name == group) else {
+            return BTreeSet::new();
+        };
+        let drains = g.draining.iter().filter(|l| l.until > now);
+        let leaving = g.targets.iter().filter(|_| !g.delay.is_zero());
+        drains
+            .map(|l| l.entry.addr)
+            .chain(leaving.map(|t| t.addr))
+            .filter(|a| !kept.contains(a))
+            .collect()
     }
 
     /// Forgets the draining targets whose deadline is past; `true` if there were any.
@@ -529,6 +567,39 @@ target = [{ id = "10.0.0.4" }]
         };
         t0.rebuild_at(&less, 3, now).unwrap();
         assert_eq!(web(&t0, now).len(), 1, "no delay: no draining");
+    }
+
+    #[test]
+    fn draining_is_what_the_view_shows_or_will_once_the_checker_follows() {
+        let t = HealthTable::new(&config()).unwrap();
+        let now = Instant::now();
+        let mut less = config();
+        less.target_group[0].target.remove(1);
+        let gone: SocketAddr = GONE.parse().unwrap();
+        let only_gone = BTreeSet::from([gone]);
+        // In force, the checker not there yet: leaving all the same.
+        assert_eq!(t.draining_at("web", &less, now), only_gone);
+        assert!(t.draining_at("web", &config(), now).is_empty(), "in force");
+        t.rebuild_at(&less, 2, now).unwrap();
+        assert_eq!(t.draining_at("web", &less, now), only_gone);
+        // Asking changes nothing: the deadline stays the first one.
+        let at = |s| now + Duration::from_secs(s);
+        assert_eq!(t.draining_at("web", &less, at(299)), only_gone);
+        assert!(t.draining_at("web", &less, at(300)).is_empty(), "deadline");
+        // Registered again (not yet followed): in force, not draining.
+        assert!(t.draining_at("web", &config(), now).is_empty());
+        // The workers done with it: no longer draining.
+        assert_eq!(t.finish_drained(&[report(2, &[])]).len(), 1);
+        assert!(t.draining_at("web", &less, now).is_empty());
+        // Other groups, unknown ones, a group without a deregistration delay: none.
+        assert!(t.draining_at("nochecks", &less, now).is_empty());
+        assert!(t.draining_at("nope", &less, now).is_empty());
+        let mut zero = config();
+        zero.target_group[0].deregistration_delay.timeout_seconds = 0;
+        let t0 = HealthTable::new(&zero).unwrap();
+        let mut zero_less = zero.clone();
+        zero_less.target_group[0].target.remove(1);
+        assert!(t0.draining_at("web", &zero_less, now).is_empty());
     }
 
     /// `(addr, state)` of group `web`'s targets in the view.

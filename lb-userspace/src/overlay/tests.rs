@@ -14,6 +14,9 @@ name = "other"
 target = [{ id = "10.0.0.5" }]
 "#;
 
+/// No target draining.
+const NONE: &BTreeSet<SocketAddr> = &BTreeSet::new();
+
 fn file() -> Config {
     Config::parse("w.toml", FILE).unwrap()
 }
@@ -58,7 +61,7 @@ fn register_adds_after_the_file_and_again_is_a_no_op() {
     let f = file();
     let mut o = Overlay::default();
     assert_eq!(
-        o.change(&f, &reg("web", &["10.0.0.9:9000", "10.0.0.3:9000"])),
+        o.change(&f, &reg("web", &["10.0.0.9:9000", "10.0.0.3:9000"]), NONE),
         Ok(true)
     );
     assert_eq!(
@@ -71,9 +74,12 @@ fn register_adds_after_the_file_and_again_is_a_no_op() {
         ]
     );
     let before = o.clone();
-    assert_eq!(o.change(&f, &reg("web", &["10.0.0.9:9000"])), Ok(false));
     assert_eq!(
-        o.change(&f, &reg("web", &["10.0.0.1:9000"])),
+        o.change(&f, &reg("web", &["10.0.0.9:9000"]), NONE),
+        Ok(false)
+    );
+    assert_eq!(
+        o.change(&f, &reg("web", &["10.0.0.1:9000"]), NONE),
         Ok(false),
         "in the file"
     );
@@ -104,9 +110,9 @@ fn register_adds_after_the_file_and_again_is_a_no_op() {
 fn deregister_removes_file_and_runtime_targets_and_refuses_strangers_whole() {
     let f = file();
     let mut o = Overlay::default();
-    o.change(&f, &reg("web", &["10.0.0.9:9000"])).unwrap();
+    o.change(&f, &reg("web", &["10.0.0.9:9000"]), NONE).unwrap();
     assert_eq!(
-        o.change(&f, &dereg("web", &["10.0.0.1:9000", "10.0.0.9:9000"])),
+        o.change(&f, &dereg("web", &["10.0.0.1:9000", "10.0.0.9:9000"]), NONE),
         Ok(true)
     );
     assert_eq!(in_force(&o, "web"), ["10.0.0.2:9000"]);
@@ -116,7 +122,7 @@ fn deregister_removes_file_and_runtime_targets_and_refuses_strangers_whole() {
         dereg("web", &["10.0.0.2:9000", "10.0.0.1:9000"]),
         dereg("web", &["10.0.0.2:9001"]),
     ] {
-        let e = o.change(&f, &bad).unwrap_err();
+        let e = o.change(&f, &bad, NONE).unwrap_err();
         assert!(
             matches!(&e, OverlayError::InvalidTarget(m) if m.contains("not registered")),
             "{e}"
@@ -124,13 +130,73 @@ fn deregister_removes_file_and_runtime_targets_and_refuses_strangers_whole() {
         assert_eq!(o, before);
     }
     // Registered again: a file target is back in file order with its entry.
-    assert_eq!(o.change(&f, &reg("web", &["10.0.0.1:9000"])), Ok(true));
+    assert_eq!(
+        o.change(&f, &reg("web", &["10.0.0.1:9000"]), NONE),
+        Ok(true)
+    );
     assert_eq!(in_force(&o, "web"), ["10.0.0.1:9000", "10.0.0.2:9000"]);
     assert!(o.is_empty(), "nothing left over the file");
     // Every target can leave: the group has none.
-    o.change(&f, &dereg("web", &["10.0.0.1:9000", "10.0.0.2:9000"]))
+    o.change(&f, &dereg("web", &["10.0.0.1:9000", "10.0.0.2:9000"]), NONE)
         .unwrap();
     assert!(in_force(&o, "web").is_empty());
+}
+
+/// `addrs` as a set, the draining targets a caller passes.
+fn set(addrs: &[&str]) -> BTreeSet<SocketAddr> {
+    addrs.iter().map(|s| a(s)).collect()
+}
+
+#[test]
+fn deregistering_a_draining_target_again_succeeds_and_changes_nothing() {
+    let f = file();
+    let mut o = Overlay::default();
+    o.change(&f, &reg("web", &["10.0.0.9:9000"]), NONE).unwrap();
+    assert_eq!(
+        o.change(&f, &dereg("web", &["10.0.0.1:9000", "10.0.0.9:9000"]), NONE),
+        Ok(true)
+    );
+    // Retried while both drain (a file target and a registered one): a success, no change.
+    let draining = set(&["10.0.0.1:9000", "10.0.0.9:9000"]);
+    let before = o.clone();
+    for again in [
+        dereg("web", &["10.0.0.1:9000", "10.0.0.9:9000"]),
+        dereg("web", &["10.0.0.9:9000"]),
+    ] {
+        assert_eq!(o.change(&f, &again, &draining), Ok(false), "{again:?}");
+        assert_eq!(o, before);
+    }
+    assert_eq!(in_force(&o, "web"), ["10.0.0.2:9000"]);
+    // A draining target with one that is neither: refused whole, naming the stranger.
+    let e = o
+        .change(
+            &f,
+            &dereg("web", &["10.0.0.1:9000", "10.0.0.7:9000"]),
+            &draining,
+        )
+        .unwrap_err();
+    assert_eq!(
+        e,
+        OverlayError::InvalidTarget(
+            "target 10.0.0.7:9000 is not registered in target group web".into()
+        )
+    );
+    assert_eq!(o, before);
+    // A draining target with a registered one: the registered one leaves.
+    assert_eq!(
+        o.change(
+            &f,
+            &dereg("web", &["10.0.0.1:9000", "10.0.0.2:9000"]),
+            &draining
+        ),
+        Ok(true)
+    );
+    assert!(in_force(&o, "web").is_empty());
+    // Its drain over (no longer draining): not registered, as ALB says.
+    let e = o
+        .change(&f, &dereg("web", &["10.0.0.1:9000"]), NONE)
+        .unwrap_err();
+    assert!(matches!(e, OverlayError::InvalidTarget(_)), "{e}");
 }
 
 #[test]
@@ -142,7 +208,7 @@ fn unknown_groups_are_refused() {
         found("nope", &[]),
     ] {
         assert_eq!(
-            o.change(&file(), &c),
+            o.change(&file(), &c, NONE),
             Err(OverlayError::TargetGroupNotFound("nope".into()))
         );
     }
@@ -154,7 +220,7 @@ fn discovered_targets_are_a_third_source() {
     let f = file();
     let mut o = Overlay::default();
     assert_eq!(
-        o.change(&f, &found("web", &["10.0.1.2:9000", "10.0.0.2:9000"])),
+        o.change(&f, &found("web", &["10.0.1.2:9000", "10.0.0.2:9000"]), NONE),
         Ok(true)
     );
     assert_eq!(
@@ -170,16 +236,23 @@ fn discovered_targets_are_a_third_source() {
         Some(Source::Config)
     );
     // Deregistered, it stays out whatever discovery says; registered again, it is back.
-    o.change(&f, &dereg("web", &["10.0.1.2:9000"])).unwrap();
-    assert_eq!(o.change(&f, &found("web", &["10.0.1.2:9000"])), Ok(false));
+    o.change(&f, &dereg("web", &["10.0.1.2:9000"]), NONE)
+        .unwrap();
+    assert_eq!(
+        o.change(&f, &found("web", &["10.0.1.2:9000"]), NONE),
+        Ok(false)
+    );
     assert_eq!(in_force(&o, "web"), ["10.0.0.1:9000", "10.0.0.2:9000"]);
-    o.change(&f, &reg("web", &["10.0.1.2:9000"])).unwrap();
+    o.change(&f, &reg("web", &["10.0.1.2:9000"]), NONE).unwrap();
     assert_eq!(
         o.source(&f, "web", a("10.0.1.2:9000")),
         Some(Source::Discovered)
     );
     // A new answer replaces the old one.
-    assert_eq!(o.change(&f, &found("web", &["10.0.1.3:9000"])), Ok(true));
+    assert_eq!(
+        o.change(&f, &found("web", &["10.0.1.3:9000"]), NONE),
+        Ok(true)
+    );
     assert_eq!(
         in_force(&o, "web"),
         ["10.0.0.1:9000", "10.0.0.2:9000", "10.0.1.3:9000"]
@@ -190,9 +263,11 @@ fn discovered_targets_are_a_third_source() {
 fn a_reload_applies_the_file_and_keeps_discovery() {
     let f = file();
     let mut o = Overlay::default();
-    o.change(&f, &reg("web", &["10.0.0.9:9000"])).unwrap();
-    o.change(&f, &dereg("web", &["10.0.0.1:9000"])).unwrap();
-    o.change(&f, &found("other", &["10.0.2.1:80"])).unwrap();
+    o.change(&f, &reg("web", &["10.0.0.9:9000"]), NONE).unwrap();
+    o.change(&f, &dereg("web", &["10.0.0.1:9000"]), NONE)
+        .unwrap();
+    o.change(&f, &found("other", &["10.0.2.1:80"]), NONE)
+        .unwrap();
     let o = o.after_reload(&f);
     assert_eq!(in_force(&o, "web"), ["10.0.0.1:9000", "10.0.0.2:9000"]);
     assert_eq!(in_force(&o, "other"), ["10.0.0.5:80", "10.0.2.1:80"]);
@@ -210,7 +285,8 @@ fn the_workers_get_only_the_groups_touched() {
     let f = file();
     let mut o = Overlay::default();
     assert!(o.target_sets(&f).is_empty());
-    o.change(&f, &dereg("web", &["10.0.0.2:9000"])).unwrap();
+    o.change(&f, &dereg("web", &["10.0.0.2:9000"]), NONE)
+        .unwrap();
     let sets = o.target_sets(&f);
     assert_eq!(sets.len(), 1);
     let addrs: Vec<SocketAddr> = sets["web"].iter().map(|t| t.addr).collect();
@@ -236,7 +312,7 @@ fn discovered_weights_and_priorities_reach_the_groups_and_a_change_of_them_is_a_
         srv("10.0.0.7:9000", 999, 10),
         srv("10.0.0.8:9000", 333, 10),
     ];
-    assert!(o.change(&f, &answer(first.clone())).unwrap());
+    assert!(o.change(&f, &answer(first.clone()), NONE).unwrap());
     let entries = |o: &Overlay| -> Vec<(String, u32, u16)> {
         let c = o.apply(&f);
         let g = c.l7.target_group("web").unwrap();
@@ -255,14 +331,14 @@ fn discovered_weights_and_priorities_reach_the_groups_and_a_change_of_them_is_a_
         ]
     );
     // The same answer: nothing changed. Only a weight changed: a change (a new generation).
-    assert!(!o.change(&f, &answer(first)).unwrap());
+    assert!(!o.change(&f, &answer(first), NONE).unwrap());
     let reweighted = vec![srv("10.0.0.7:9000", 999, 10), srv("10.0.0.8:9000", 999, 10)];
-    assert!(o.change(&f, &answer(reweighted)).unwrap());
+    assert!(o.change(&f, &answer(reweighted), NONE).unwrap());
     assert_eq!(entries(&o)[3], ("10.0.0.8".into(), 999, 10));
     // Registering a discovered address keeps discovery's weight and priority; registering
     // another gives weight 1 and priority 0.
-    assert!(!o.change(&f, &reg("web", &["10.0.0.7:9000"])).unwrap());
-    assert!(o.change(&f, &reg("web", &["10.0.0.9:9000"])).unwrap());
+    assert!(!o.change(&f, &reg("web", &["10.0.0.7:9000"]), NONE).unwrap());
+    assert!(o.change(&f, &reg("web", &["10.0.0.9:9000"]), NONE).unwrap());
     assert_eq!(
         entries(&o)[2..],
         [

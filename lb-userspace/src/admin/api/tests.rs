@@ -347,3 +347,162 @@ fn delegate_errors_pass_through_with_their_code_and_issues() {
         "target_group[0].name"
     );
 }
+
+/// A control plane with the main loop's run-time target logic (`crate::reload::Generations`
+/// over the overlay, the drains the health view knows) and the checker following every
+/// generation at once; the rest is [`Fake`]'s.
+struct Plane {
+    fake: Fake,
+    gens: Mutex<crate::reload::Generations>,
+    health: crate::health::HealthTable,
+}
+
+impl Plane {
+    fn new() -> Plane {
+        let fake = Fake::new();
+        let first = crate::reload::Validated {
+            config: (*fake.cfg).clone(),
+            text: CFG.into(),
+            files: Default::default(),
+        };
+        Plane {
+            health: crate::health::HealthTable::new(&fake.cfg.l7).unwrap(),
+            gens: Mutex::new(crate::reload::Generations::new(None, first)),
+            fake,
+        }
+    }
+
+    /// What `run::apply_targets` does with a change, the checker following its generation.
+    fn change(&self, change: crate::overlay::TargetChange) -> Result<u64, ApiError> {
+        let mut gens = self.gens.lock().unwrap();
+        let draining = gens.draining(Some(&self.health), &change);
+        let made = gens
+            .change_targets(&change, &draining)
+            .map_err(|e| crate::admin::wiring::targets_error(e.into()))?;
+        if let Some(n) = made {
+            self.health.rebuild(&gens.config().l7, n).unwrap();
+        }
+        Ok(gens.generation())
+    }
+
+    fn answer(&self, g: &str, t: &[TargetSpec], generation: u64) -> TargetsChanged {
+        TargetsChanged {
+            target_group: g.into(),
+            targets: t.iter().map(|t| t.id.clone()).collect(),
+            generation,
+            runtime_only: true,
+            config: "t.toml".into(),
+        }
+    }
+
+    /// `web`'s targets in the health view, with their states.
+    fn web_states(&self) -> Vec<(String, String)> {
+        let s = self.health.snapshot();
+        let web = s.target_groups.iter().find(|g| g.name == "web").unwrap();
+        web.targets
+            .iter()
+            .map(|t| (format!("{}:{}", t.id, t.port), t.state.clone()))
+            .collect()
+    }
+}
+
+fn addrs(g: &str, t: &[TargetSpec]) -> Vec<std::net::SocketAddr> {
+    let port = if g == "web" { 8080 } else { 9000 };
+    t.iter()
+        .map(|t| std::net::SocketAddr::new(t.id.parse().unwrap(), t.port.unwrap_or(port)))
+        .collect()
+}
+
+impl AdminState for Plane {
+    fn status(&self) -> Status {
+        self.fake.status()
+    }
+    fn config(&self) -> Arc<Config> {
+        self.fake.config()
+    }
+    fn targets(&self, group: &str) -> Result<TargetList, ApiError> {
+        self.fake.targets(group)
+    }
+    fn target_health(&self, group: Option<&str>) -> Result<serde_json::Value, ApiError> {
+        self.fake.target_health(group)
+    }
+    async fn reload(&self) -> Result<Reloaded, ApiError> {
+        self.fake.reload().await
+    }
+    async fn register(&self, g: &str, t: Vec<TargetSpec>) -> Result<TargetsChanged, ApiError> {
+        let n = self.change(crate::overlay::TargetChange::Register {
+            group: g.into(),
+            targets: addrs(g, &t),
+        })?;
+        Ok(self.answer(g, &t, n))
+    }
+    async fn deregister(&self, g: &str, t: Vec<TargetSpec>) -> Result<TargetsChanged, ApiError> {
+        let n = self.change(crate::overlay::TargetChange::Deregister {
+            group: g.into(),
+            targets: addrs(g, &t),
+        })?;
+        Ok(self.answer(g, &t, n))
+    }
+}
+
+/// ALB's `DeregisterTargets` and `RegisterTargets` are idempotent: automation retries them.
+#[test]
+fn a_retried_deregistration_or_registration_succeeds_and_changes_nothing() {
+    let p = Plane::new();
+    let uri = "/v1/target-groups/web/targets";
+    let one = r#"{"targets":[{"id":"10.0.0.1"}]}"#;
+    let call = |method, body| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(handle(&p, method, uri, None, body))
+    };
+    let draining = || vec![("10.0.0.1:8080".to_string(), "draining".to_string())];
+    let a = call("DELETE", one.as_bytes());
+    assert_eq!(
+        (a.status, &a.body["generation"]),
+        (200, &2.into()),
+        "{:?}",
+        a.body
+    );
+    assert_eq!(p.web_states(), draining());
+    // Again while it drains: 200, the same generation (nothing for the checker to follow),
+    // the one drain.
+    let a = call("DELETE", one.as_bytes());
+    assert_eq!(
+        (a.status, &a.body["generation"]),
+        (200, &2.into()),
+        "{:?}",
+        a.body
+    );
+    assert_eq!(p.web_states(), draining());
+    // With a target that is neither registered nor draining: refused whole, naming it.
+    let a = call(
+        "DELETE",
+        br#"{"targets":[{"id":"10.0.0.1"},{"id":"10.0.0.9"}]}"#,
+    );
+    assert_eq!((a.status, code(&a)), (400, "InvalidTarget"));
+    let m = a.body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        m.contains("10.0.0.9:8080") && !m.contains("10.0.0.1"),
+        "{m}"
+    );
+    assert_eq!(p.gens.lock().unwrap().generation(), 2);
+    // Registered again, and again: one generation.
+    for _ in 0..2 {
+        let a = call("POST", one.as_bytes());
+        assert_eq!(
+            (a.status, &a.body["generation"]),
+            (200, &3.into()),
+            "{:?}",
+            a.body
+        );
+    }
+    // Deregistered, its drain over (no worker has a request to it): not registered.
+    let a = call("DELETE", one.as_bytes());
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(p.health.finish_drained(&[]).len(), 1);
+    let a = call("DELETE", one.as_bytes());
+    assert_eq!((a.status, code(&a)), (400, "InvalidTarget"));
+    assert_eq!(p.gens.lock().unwrap().generation(), 4);
+}

@@ -3,9 +3,12 @@
 //! real `weir run` (two workers) and real targets in a lab namespace, the delay left at its
 //! default, 300 s. Needs root.
 //!
-//! - an idle target leaves `GET /v1/target-health` within 1 s of its deregistration;
-//! - a target with a slow request in flight stays `draining` while the request runs, the
-//!   request is answered 200, and the target leaves within 0.6 s after;
+//! - an idle target leaves `GET /v1/target-health` within 1 s of its deregistration; its drain
+//!   over, deregistering it again is `InvalidTarget`;
+//! - a target with a slow request in flight stays `draining` while the request runs (a second
+//!   deregistration meanwhile succeeds and changes nothing: ALB's `DeregisterTargets` is
+//!   idempotent; before, it was `400 InvalidTarget`), the request is answered 200, and the
+//!   target leaves within 0.6 s after;
 //! - a target whose workers were SIGKILLed with a request in flight does not stay `draining`
 //!   (within 0.5 s): the restarted workers never had it;
 //! - a target registered again while it drains is a target again, and stays one when the
@@ -86,17 +89,34 @@ fn deregister(ns: &Ns, socket: &Path, target: SocketAddr) -> Result<()> {
 
 /// `weir targets VERB` (`register`, `deregister`) of `target` in `web`.
 fn targets(ns: &Ns, socket: &Path, verb: &str, target: SocketAddr) -> Result<()> {
+    let out = targets_output(ns, socket, verb, target)?;
+    if !out.status.success() {
+        bail!("{verb} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// `weir targets VERB` of `target` in `web`, however it ends.
+fn targets_output(
+    ns: &Ns,
+    socket: &Path,
+    verb: &str,
+    target: SocketAddr,
+) -> Result<std::process::Output> {
     let mut c = weir_command(ns);
     c.args(["targets", verb, "--target-group", "web", "--target"])
         .arg(target.to_string())
         .arg("--socket")
         .arg(socket)
         .stdin(Stdio::null());
-    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
-    if !out.status.success() {
-        bail!("{verb} failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
+    weir_tests::lab::output(&mut c, Duration::from_secs(30))
+}
+
+/// How many run-time target changes made a generation (`run::apply_targets`'s log line).
+fn generations_made(weir: &Weir) -> usize {
+    weir.log_text()
+        .matches("run-time target change: generation")
+        .count()
 }
 
 /// `weir targets health --target-group web`, the text.
@@ -203,6 +223,13 @@ fn an_idle_target_leaves_draining_within_a_second() -> Result<()> {
         "logged:\n{}",
         s.weir.log_text()
     );
+    // Its drain over, it is neither registered nor draining: ALB's InvalidTarget.
+    let again = targets_output(&ns, &s.socket, "deregister", b.addr)?;
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        !again.status.success() && err.contains("InvalidTarget") && err.contains("not registered"),
+        "{err}"
+    );
     // Only a takes requests now.
     let before = b.seen.load(Relaxed);
     for _ in 0..10 {
@@ -255,6 +282,13 @@ fn a_target_stays_draining_while_a_request_runs_and_leaves_after_it() -> Result<
         line.contains("draining") && line.contains("Target.DeregistrationInProgress"),
         "{shown}"
     );
+    // Deregistered again while it drains (automation retries): a success that changes
+    // nothing, so the drain below ends as the first deregistration's would.
+    let made = generations_made(&s.weir);
+    assert_eq!(made, 1, "the deregistration's generation, logged");
+    deregister(&ns, &s.socket, slow.addr).with_context(|| s.weir.log_text())?;
+    assert_eq!(state(&s.socket, slow.addr)?.as_deref(), Some("draining"));
+    assert_eq!(generations_made(&s.weir), made, "no second generation");
     let (gone, seen) = until_gone(&s.socket, slow.addr, Duration::from_secs(20))
         .with_context(|| s.weir.log_text())?;
     let (got, answered) = client.join().expect("client");

@@ -175,8 +175,9 @@ pub enum TargetsCommand {
     Register(TargetChange),
     /// Deregister targets at run time (ALB's deregister-targets): no new requests, in-flight
     /// ones finish (those still waiting for a response at the group's deregistration delay get
-    /// a 502); `draining` for that delay. Not persisted: a reload applies the file, which
-    /// registers the target again if the file has it.
+    /// a 502); `draining` until nothing is in flight to it or that delay is over. Deregistering
+    /// a draining target again succeeds and changes nothing. Not persisted: a reload applies
+    /// the file, which registers the target again if the file has it.
     Deregister(TargetChange),
 }
 

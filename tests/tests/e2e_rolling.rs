@@ -588,6 +588,7 @@ fn after_a_registration(ns: &Ns, socket: &Path, cfg: &TempFile, weir: &Weir) -> 
 
 /// A request still waiting for its response at its target's deregistration deadline is
 /// answered 502 (ALB's behaviour), counted in the log; one that finished before is not touched.
+/// A deregistration retried during the drain succeeds and leaves the deadline where it was.
 #[test]
 fn a_request_still_running_at_the_deregistration_deadline_gets_a_502() -> Result<()> {
     if !Lab::root_required() {
@@ -633,8 +634,23 @@ fn a_request_still_running_at_the_deregistration_deadline_gets_a_502() -> Result
         &socket,
         &change("deregister", "web", &slow.addr.to_string()),
     )?;
+    // Retried a second later (automation does): a success, and the drain keeps the first
+    // deregistration's deadline — one restarted now could not end before `again + 2 s`.
+    std::thread::sleep(Duration::from_secs(1));
+    let again = Instant::now();
+    ok(
+        &ns,
+        &socket,
+        &change("deregister", "web", &slow.addr.to_string()),
+    )
+    .with_context(|| weir.log_text())?;
     let (got, took) = in_flight.join().expect("client thread");
     let after = t.elapsed();
+    assert!(
+        again.elapsed() < Duration::from_secs(2),
+        "the 502 came {:?} after the retry: its deadline, not the first's",
+        again.elapsed()
+    );
     println!(
         "request in flight at deregistration: {got:?} {:.2} s after the deregistration (delay 2 s, \
          target answers after 8 s), {:.2} s after it started",

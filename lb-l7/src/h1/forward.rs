@@ -15,6 +15,7 @@
 
 use super::stream::ClientStream;
 use super::upgrade::Switch;
+use super::upload;
 use crate::access_log::Record;
 use crate::headers;
 use crate::pipeline::attempt::{
@@ -166,38 +167,44 @@ pub async fn forward(
             return own(502, "TargetResponseError", body_state, received);
         }
         let mut ubuf = readbuf::take();
+        // The target's answer when it came before the body's end (`upload`).
+        let mut early = None;
         if framing != Framing::Empty {
             if awaits_continue && cbuf.is_empty() {
                 let _ = relay::write_all(client, b"HTTP/1.1 100 Continue\r\n\r\n", idle).await;
             }
             body_state = BodyState::Partial;
-            let mut none = BytesMut::new();
             let shape = relay::BodyShape {
                 framing,
                 dechunk: false,
                 max_data: sh.limits.max_request_body,
             };
-            match relay::relay(client, cbuf, &mut up, &mut none, shape, idle).await {
-                Ok(moved) => {
-                    received += moved.wire;
-                    body_state = BodyState::Done;
+            let sent = upload::upload(client, cbuf, &mut up, &mut ubuf, shape, idle).await;
+            received += sent.read;
+            early = sent.head;
+            match sent.relayed {
+                Some(Ok(())) => body_state = BodyState::Done,
+                None => {
+                    // The rest of the body stays unread: the client connection closes after
+                    // the response, the target connection is not reused.
+                    tracing::debug!(target_addr = %t.addr, "target answered before the body's end");
                 }
-                Err(RelayError::TooLarge) => {
+                Some(Err(RelayError::TooLarge)) => {
                     // The target has part of the body: its connection is dropped, not pooled.
                     tracing::debug!(target_addr = %t.addr, "chunked request body over the limit");
                     return own(413, "RequestBodyTooLarge", BodyState::Partial, received);
                 }
-                Err(e) if e.on_dst() => {
+                Some(Err(e)) if e.on_dst() => {
                     // The target stopped reading: it may have answered early (e.g. 413).
                     tracing::debug!(target_addr = %t.addr, error = %e, "target stopped taking the body");
                 }
-                Err(RelayError::Malformed(why)) => {
+                Some(Err(RelayError::Malformed(why))) => {
                     // The target got only whole, re-encoded chunks and then a close: it cannot
                     // read anything of this body as a request.
                     tracing::debug!(target_addr = %t.addr, why, "malformed chunked request body");
                     return own(400, "MalformedChunkedBody", BodyState::Partial, received);
                 }
-                Err(e) => {
+                Some(Err(e)) => {
                     tracing::debug!(target_addr = %t.addr, error = %e, "client body failed");
                     return own(400, "ClientBodyError", BodyState::Partial, received);
                 }
@@ -205,9 +212,14 @@ pub async fn forward(
         }
 
         // The response head (interim 1xx skipped, except 101), watching for the client going
-        // away meanwhile (ALB's 460).
-        let watch = (body_state == BodyState::Done).then(|| client.tcp());
-        let waited = read_response_head_or_gone(&mut up, &mut ubuf, idle, sh, t, watch).await;
+        // away meanwhile (ALB's 460), unless it came during the upload.
+        let waited = match early {
+            Some(head) => Waited::Head(head),
+            None => {
+                let watch = (body_state == BodyState::Done).then(|| client.tcp());
+                read_response_head_or_gone(&mut up, &mut ubuf, idle, sh, t, watch).await
+            }
+        };
         let resp = match waited {
             Waited::Head(resp) => resp,
             Waited::Expired => return deregistered(t, body_state, received),

@@ -12,7 +12,8 @@
 //!
 //! `server` runs a client connection (a connection that turns out to speak h2c is handed to
 //! the HTTP/2 engine the accept loop gives it); `forward` relays a request to a target and its
-//! response to the client (`upgrade`, pure: which 101 it honours); `stream` is the client's
+//! response to the client (`upload`: its body, watching for an early answer; `upgrade`, pure:
+//! which 101 it honours); `stream` is the client's
 //! stream; `fuzz` is the pipeline the fuzz target drives. The HTTP/1.1 wire format both
 //! engines speak to targets (`codec`, `relay`, `desync`) is the pipeline's.
 //! Never imports `crate::h2` (`crate::layering` checks).
@@ -21,6 +22,7 @@ pub mod forward;
 pub mod server;
 pub mod stream;
 pub mod upgrade;
+mod upload;
 
 /// The request pipeline as a pure function and its invariant, for the fuzz target.
 #[cfg(any(test, feature = "fuzzing"))]

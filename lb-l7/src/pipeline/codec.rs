@@ -1267,6 +1267,21 @@ fn write_trailers(out: &mut BytesMut, raw: &[u8]) -> Result<(), ChunkError> {
     Ok(())
 }
 
+/// The last chunk of a chunked body without trailers: what says the body is whole.
+pub const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
+
+/// Appends `data` as one chunk (nothing for no data: an empty chunk would be the last).
+pub fn put_chunk(out: &mut BytesMut, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
+    out.reserve(data.len() + 20);
+    put_hex(out, data.len() as u64);
+    out.put_slice(b"\r\n");
+    out.put_slice(data);
+    out.put_slice(b"\r\n");
+}
+
 /// `n` in decimal (no allocation, unlike `to_string`: this is on every response's path).
 fn put_dec(out: &mut BytesMut, n: u64) {
     let mut tmp = [0u8; 20];

@@ -349,6 +349,23 @@ fn chunked_data_ranges_are_exact() {
 }
 
 #[test]
+fn put_chunk_writes_what_the_scanner_reads_back() {
+    // A close-delimited body relayed chunked (`relay::until_close_chunked`): read by read.
+    let reads: [&[u8]; 4] = [b"PARTIAL", b"", &[b'x'; 300], b"-END"];
+    let mut out = BytesMut::new();
+    for r in reads {
+        put_chunk(&mut out, r);
+    }
+    let mut s = ChunkedScanner::default();
+    assert_eq!(s.advance(&out, None), Ok(out.len()));
+    assert!(!s.done(), "no last chunk yet: a cut body stays incomplete");
+    assert!(out.starts_with(b"7\r\nPARTIAL\r\n12c\r\n"), "{out:?}");
+    out.extend_from_slice(LAST_CHUNK);
+    let want: Vec<u8> = reads.concat();
+    assert_eq!(scan(&out, 1), Ok((out.len(), true, want)));
+}
+
+#[test]
 fn chunked_errors() {
     let cases: [(&[u8], &str); 16] = [
         (b"x\r\n", "bad chunk size"),

@@ -2,7 +2,7 @@
 //! or de-chunked for an HTTP/1.0 client) and until-close bodies, with the idle timeout on every
 //! read and write, and the tunnel of an upgraded (WebSocket) connection.
 
-use super::codec::{ChunkError, ChunkedReencoder, Framing};
+use super::codec::{self, ChunkError, ChunkedReencoder, Framing};
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::io;
@@ -142,6 +142,26 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
+    let mut moved = Moved::default();
+    relay_counting(src, buf, dst, out, shape, idle, &mut moved).await?;
+    Ok(moved)
+}
+
+/// `relay`, counting into `moved` as it goes: what a relay that fails has moved (the bytes a
+/// client got of a response cut short, for the access log).
+pub async fn relay_counting<R, W>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    dst: &mut W,
+    out: &mut BytesMut,
+    shape: BodyShape,
+    idle: Duration,
+    moved: &mut Moved,
+) -> Result<(), RelayError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let BodyShape {
         framing,
         dechunk,
@@ -154,7 +174,6 @@ where
         Framing::Length(n) => n,
         _ => 0,
     };
-    let mut moved = Moved::default();
     let mut chunked = (framing == Framing::Chunked).then(ChunkedReencoder::default);
     let mut eof = false;
     loop {
@@ -203,24 +222,74 @@ where
         if eof {
             return Err(RelayError::SrcClosed);
         }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(CHUNK);
-        }
-        let read = match src.read_buf(buf).now_or_pending().await {
-            Some(r) => Ok(r),
-            None => timeout(idle, src.read_buf(buf)).await,
-        };
-        match read {
-            Err(_) => return Err(RelayError::SrcTimeout),
-            Ok(Err(e)) => return Err(RelayError::Src(e)),
-            Ok(Ok(0)) => eof = true,
-            Ok(Ok(_)) => {}
-        }
+        eof = read_more(src, buf, idle).await? == 0;
     }
     if let Ok(Err(e)) = timeout(idle, dst.flush()).await {
         return Err(RelayError::Dst(e));
     }
-    Ok(moved)
+    Ok(())
+}
+
+/// One read into `buf` (room made when little is left), waiting at most `idle`: how many
+/// bytes came (0: the sender closed).
+async fn read_more<R: AsyncRead + Unpin>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    idle: Duration,
+) -> Result<usize, RelayError> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(CHUNK);
+    }
+    let read = match src.read_buf(buf).now_or_pending().await {
+        Some(r) => Ok(r),
+        None => timeout(idle, src.read_buf(buf)).await,
+    };
+    match read {
+        Err(_) => Err(RelayError::SrcTimeout),
+        Ok(Err(e)) => Err(RelayError::Src(e)),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+/// Relays a close-delimited body (`Framing::UntilClose`) to an HTTP/1.1 receiver chunked:
+/// each read is one chunk, and the last chunk goes out only at the sender's clean close. Sent
+/// on close-delimited, a body cut by the sender's reset or stall would look whole to the
+/// receiver; chunked, it lacks its last chunk and is incomplete (RFC 9112 §8), as nginx does
+/// it. `buf`, `out` and `moved` as in `relay_counting`.
+pub async fn until_close_chunked<R, W>(
+    src: &mut R,
+    buf: &mut BytesMut,
+    dst: &mut W,
+    out: &mut BytesMut,
+    idle: Duration,
+    moved: &mut Moved,
+) -> Result<(), RelayError>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut eof = false;
+    loop {
+        codec::put_chunk(out, buf);
+        moved.wire += buf.len() as u64;
+        buf.clear();
+        if eof {
+            out.extend_from_slice(codec::LAST_CHUNK);
+        }
+        if !out.is_empty() {
+            write_all(dst, out, idle).await?;
+            moved.written += out.len() as u64;
+            out.clear();
+        }
+        if eof {
+            break;
+        }
+        eof = read_more(src, buf, idle).await? == 0;
+    }
+    if let Ok(Err(e)) = timeout(idle, dst.flush()).await {
+        return Err(RelayError::Dst(e));
+    }
+    Ok(())
 }
 
 /// Tunnels an upgraded connection both ways until either side closes, an error, or nothing

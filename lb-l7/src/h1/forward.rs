@@ -65,6 +65,15 @@ pub enum Forwarded {
     },
     /// The client connection is unusable (it failed mid-response or was upgraded and is done).
     Closed { status: u16, sent: u64 },
+    /// The target cut its response after part of it went to the client (it closed, reset or
+    /// stalled mid-body, or garbled its chunks): the client connection is reset, never closed
+    /// as after a whole response (RFC 9112 §8), and `reason` is logged.
+    Cut {
+        status: u16,
+        sent: u64,
+        received: u64,
+        reason: &'static str,
+    },
 }
 
 /// weir answers itself (the client has seen nothing of this request's response yet).
@@ -285,10 +294,14 @@ pub async fn forward(
         };
         let http10 = client_version == http::Version::HTTP_10;
         let dechunk = http10 && rframing == Framing::Chunked;
+        // A close-delimited body goes to an HTTP/1.1 client chunked: a cut then shows as a
+        // missing last chunk, and the client connection carries on as after any framed
+        // response (only the target's, whose close ends the body, is done). An HTTP/1.0
+        // client reads it (and a de-chunked one) until the close.
+        let rechunk = !http10 && rframing == Framing::UntilClose;
         let keep_alive = keep_client
             && body_state == BodyState::Done
-            && rframing != Framing::UntilClose
-            && !dechunk;
+            && !(http10 && matches!(rframing, Framing::UntilClose | Framing::Chunked));
         let connection = match (keep_alive, http10) {
             (false, _) => Some("close"),
             (true, true) => Some("keep-alive"),
@@ -307,18 +320,27 @@ pub async fn forward(
         codec::write_client_response_head(
             &mut wire,
             &resp,
-            rframing == Framing::Chunked && !dechunk,
+            (rframing == Framing::Chunked && !dechunk) || rechunk,
             connection,
             false,
             &cookies,
         );
         let head_len = wire.len() as u64;
-        let shape = relay::BodyShape {
-            framing: rframing,
-            dechunk,
-            max_data: None,
+        let mut moved = relay::Moved::default();
+        let result = if rechunk {
+            relay::until_close_chunked(&mut up, &mut ubuf, client, &mut wire, idle, &mut moved)
+                .await
+        } else {
+            let shape = relay::BodyShape {
+                framing: rframing,
+                dechunk,
+                max_data: None,
+            };
+            relay::relay_counting(
+                &mut up, &mut ubuf, client, &mut wire, shape, idle, &mut moved,
+            )
+            .await
         };
-        let result = relay::relay(&mut up, &mut ubuf, client, &mut wire, shape, idle).await;
         drop(outstanding);
         let (status, target_keeps_alive) = (resp.status, resp.target_keeps_alive());
         // The head's field list back to the codec's spares; its bytes (part of `ubuf`) go
@@ -336,7 +358,7 @@ pub async fn forward(
             }
         }
         return match result {
-            Ok(moved) => {
+            Ok(()) => {
                 let reusable = target_reusable
                     && keepalive_allows
                     && target_keeps_alive
@@ -357,17 +379,33 @@ pub async fn forward(
                     received,
                 }
             }
-            Err(e) => {
-                tracing::debug!(target_addr = %t.addr, error = %e, "response relay ended early");
+            Err(e) if e.on_dst() => {
+                tracing::debug!(target_addr = %t.addr, error = %e, "client stopped taking the response");
                 Forwarded::Closed {
                     status,
-                    sent: head_len,
+                    sent: moved.written,
                 }
             }
+            Err(e) => Forwarded::Cut {
+                status,
+                sent: moved.written,
+                received,
+                reason: cut_reason(&e),
+            },
         };
     }
     let (status, reason) = attempts.give_up();
     own(status, reason, body_state, received)
+}
+
+/// weir's `error_reason` for a response the target cut after its head reached the client: it
+/// was idle for the idle timeout (as before a head: `TargetResponseTimeout`), or it closed,
+/// reset or sent a malformed chunked body. The logged target status tells it from a 504/502.
+fn cut_reason(e: &RelayError) -> &'static str {
+    match e {
+        RelayError::SrcTimeout => "TargetResponseTimeout",
+        _ => "TargetResponseError",
+    }
 }
 
 /// A request's parts, whose header map goes back to the codec's spares (`codec::spare_map`,

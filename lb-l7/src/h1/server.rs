@@ -52,6 +52,8 @@ enum Step {
     Again,
     /// The connection is done.
     End,
+    /// The connection is reset: a response the target cut must not end like a whole one.
+    Reset,
     /// The connection speaks HTTP/2 (prior knowledge): hyper takes it.
     H2,
 }
@@ -268,9 +270,11 @@ async fn run<G: Guard, H, F>(
                 ci = Arc::new(ci.closing());
             }
         }
-        match boxed_turn(&sh, &ci, &mut io, &mut buf, first, life_until).await {
+        let step = boxed_turn(&sh, &ci, &mut io, &mut buf, first, life_until).await;
+        match step {
             Step::Again => first = false,
             Step::End => break false,
+            Step::Reset => return reset(io),
             Step::H2 => break true,
         }
     };
@@ -308,6 +312,16 @@ async fn close(mut io: ClientStream, sending: bool) {
     let ended = crate::linger::close_if_sending(&mut io, tcp, sending, crate::linger::BOUNDS).await;
     if let Some(ended) = ended {
         tracing::trace!(?ended, "HTTP/1.1 connection lingered");
+    }
+}
+
+/// Ends a connection with a reset (SO_LINGER 0, as `accept::fd_limit` refuses one): no FIN, no
+/// TLS close_notify. After a response the target cut, a clean close could make what the client
+/// got look whole (a close-delimited body to an HTTP/1.0 client looks exactly so); the reset
+/// cannot be taken for the end of a message.
+fn reset(io: ClientStream) {
+    if let Err(e) = socket2::SockRef::from(io.tcp()).set_linger(Some(Duration::ZERO)) {
+        tracing::debug!(error = %e, "SO_LINGER 0 for a reset failed");
     }
 }
 
@@ -356,11 +370,7 @@ async fn turn(
             return Step::End;
         }
     };
-    if request(sh, ci, io, buf, head, first, life_until).await {
-        Step::Again
-    } else {
-        Step::End
-    }
+    request(sh, ci, io, buf, head, first, life_until).await
 }
 
 /// Answers a request head weir could not read (malformed, too large, too slow) with `status`
@@ -522,7 +532,7 @@ async fn read_head(sh: &Shared, io: &mut ClientStream, buf: &mut BytesMut, first
     }
 }
 
-/// One request: route, then forward or answer; returns whether the connection goes on.
+/// One request: route, then forward or answer; returns how the connection goes on.
 #[allow(clippy::too_many_arguments)]
 async fn request(
     sh: &Shared,
@@ -532,7 +542,7 @@ async fn request(
     head: codec::RequestHead,
     first: bool,
     life_until: Instant,
-) -> bool {
+) -> Step {
     let m = &sh.metrics;
     m.requests.fetch_add(1, Relaxed);
     let per_listener = m.listener(ci.listener.config.port);
@@ -606,6 +616,8 @@ async fn request(
         (Decision::Respond(r), Ok(_)) => Err((r, BodyState::Untouched)),
         (_, Err(_)) => Err((respond::elb(400, true), BodyState::Partial)),
     };
+    // A response the target cut: the connection is reset.
+    let mut cut = false;
     let (status, keep, sent, received) = match decision {
         Err((resp, body)) => {
             let framing = framing.ok();
@@ -637,6 +649,18 @@ async fn request(
                     received,
                 } => (status, keep_alive, sent, received),
                 Forwarded::Closed { status, sent } => (status, false, sent, 0),
+                Forwarded::Cut {
+                    status,
+                    sent,
+                    received,
+                    reason,
+                } => {
+                    if let Some(l) = log.record() {
+                        l.error_reason = Some(reason);
+                    }
+                    cut = true;
+                    (status, false, sent, received)
+                }
                 Forwarded::Own {
                     status,
                     reason,
@@ -674,7 +698,11 @@ async fn request(
         l.time = rfc3339(SystemTime::now());
         sh.access_log.write(&l);
     }
-    keep
+    match (keep, cut) {
+        (true, _) => Step::Again,
+        (false, true) => Step::Reset,
+        (false, false) => Step::End,
+    }
 }
 
 /// ALB's desync mitigation for one request: its classification counted

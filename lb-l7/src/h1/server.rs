@@ -671,6 +671,10 @@ async fn request(
                     if let Some(l) = log.record() {
                         l.error_reason = Some(reason);
                         l.elb_status_code = status;
+                        // No target answered (none was reached, it closed or sent nothing
+                        // within the idle timeout, or the request failed on its way): ALB
+                        // logs -1 for all three times.
+                        l.request_processing_time = None;
                     }
                     let resp = respond::elb(status, false);
                     let (s, k, sent, r) =
@@ -691,10 +695,12 @@ async fn request(
         l.elb_status_code = status;
         l.sent_bytes = sent;
         l.received_bytes = received;
-        let total = started.elapsed().as_secs_f64();
-        let before =
-            l.request_processing_time.unwrap_or(0.0) + l.target_processing_time.unwrap_or(0.0);
-        l.response_processing_time = Some((total - before).max(0.0));
+        // Without a request time (no target answered) the other two are -1 as well.
+        if let Some(req) = l.request_processing_time {
+            let total = started.elapsed().as_secs_f64();
+            let before = req + l.target_processing_time.unwrap_or(0.0);
+            l.response_processing_time = Some((total - before).max(0.0));
+        }
         l.time = rfc3339(SystemTime::now());
         sh.access_log.write(&l);
     }

@@ -28,7 +28,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use common::{TempDir, TempFile, weir_test_command};
+use common::{TempDir, TempFile, access_log_fields, weir_test_command};
 use weir_tests::lab::{Lab, Ns, Proc, wait_until};
 
 const PORT: u16 = 8080;
@@ -251,29 +251,7 @@ fn log_line(log: &std::path::Path, path: &str) -> Result<Vec<String>> {
         },
     )?;
     let line = found.unwrap_or_default();
-    fields(&line).with_context(|| format!("unparsable line {line}"))
-}
-
-/// Splits an access-log line into fields: spaces separate, `"…"` groups (no escapes in what
-/// these tests log).
-fn fields(line: &str) -> Option<Vec<String>> {
-    let mut out = Vec::new();
-    let mut rest = line.trim_end();
-    while !rest.is_empty() {
-        let (f, next) = match rest.strip_prefix('"') {
-            Some(q) => {
-                let close = q.find('"')?;
-                (&q[..close], q[close + 1..].trim_start())
-            }
-            None => match rest.split_once(' ') {
-                Some((f, n)) => (f, n),
-                None => (rest, ""),
-            },
-        };
-        out.push(f.to_string());
-        rest = next;
-    }
-    Some(out)
+    access_log_fields(&line).with_context(|| format!("unparsable line {line}"))
 }
 
 // The access log's fields by index (ALB's order, `docs/l7.md`, "Access log").

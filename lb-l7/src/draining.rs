@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 /// Targets that left the configuration and may still have requests in flight.
@@ -63,7 +63,9 @@ impl DrainReport {
 struct Leaving {
     group: String,
     target: Arc<TargetRt>,
-    /// `None`: still registered (in a rebuilt group): no deadline.
+    /// `None`: in force in the newest generation (kept in a rebuilt group, or registered
+    /// again since it left): no deadline. Set by [`Draining::add`], then by
+    /// [`Draining::follow`] at each later generation.
     deadline: Option<Instant>,
     /// The rebuilt group's target took this one's pool over (`GroupRt::new`): its idle
     /// connections are the new target's, not closed when this one is done.
@@ -94,6 +96,37 @@ impl Draining {
                 deadline,
                 pool_carried,
             });
+        }
+    }
+
+    /// A generation is about to be linked: the deadline of every target in the list follows
+    /// whether that generation has its address in its group (`in_force`). ALB's
+    /// register/deregister semantics, per `(group, address)`, not per runtime state:
+    /// - in force: no deadline. A target registered again (or its group back) while it
+    ///   drains is not deregistered any more (ALB: registering a draining target cancels its
+    ///   deregistration), so its old runtime states wait for their requests as a kept
+    ///   target's do; a deadline left on them would cut them with 502s while the target is
+    ///   registered and serving.
+    /// - not in force and without a deadline (it was kept, or registered again, until this
+    ///   generation): deregistered now, so its drain gets the group's full delay (`delay`,
+    ///   from the generation it leaves) from `now`, not an earlier drain's deadline (ALB: a
+    ///   new deregistration, a new delay).
+    /// - not in force with a deadline: still the drain it was, the deadline stays.
+    pub(crate) fn follow(
+        &self,
+        now: Instant,
+        in_force: impl Fn(&str, SocketAddr) -> bool,
+        delay: impl Fn(&str) -> Duration,
+    ) {
+        let Ok(mut v) = self.targets.lock() else {
+            return;
+        };
+        for l in v.iter_mut() {
+            if in_force(&l.group, l.target.addr) {
+                l.deadline = None;
+            } else if l.deadline.is_none() {
+                l.deadline = Some(now + delay(&l.group));
+            }
         }
     }
 

@@ -15,7 +15,10 @@
 //! `deregistration_delay.timeout_seconds`, where the requests still waiting for a response
 //! head are answered 502 (`crate::expiry`). A target the new generation still has (the group
 //! changed around it) is not deregistered: its old runtime state waits for its requests to end
-//! without a deadline.
+//! without a deadline. The deadline is the address's, not a runtime state's: a target a later
+//! generation has again (registered again while it drains) is in force, so its drains lose
+//! their deadline; one deregistered again gets its group's full delay from then
+//! ([`Draining`]'s `follow`, ALB's semantics).
 //!
 //! A generation may add and remove listeners (their accept loops: `crate::listening`); what a
 //! running worker cannot change — a kept listener's address and the access-log file — must stay
@@ -27,10 +30,11 @@ pub use crate::draining::{DrainReport, Draining};
 use crate::metrics::Metrics;
 use crate::pipeline::{ConnState, Limits, ListenerRt, Shared};
 use crate::rules::RuleSet;
-use crate::target::{GroupRt, TargetRt};
+use crate::target::GroupRt;
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
 use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -240,27 +244,47 @@ pub fn next(
 /// connection. The targets of `prev` that `new` does not carry over start draining: no request
 /// of a later generation can pick them; a request that started in `prev` still can (its
 /// routing and target choice may come after the switch, and it must finish under `prev`), so
-/// their state is left as it is.
+/// their state is left as it is. The targets draining from earlier generations follow `new`
+/// ([`Draining::follow`]): one `new` has again loses its deadline, one it deregisters again
+/// gets a full delay of its own.
 pub fn switch(prev: &Shared, new: Arc<Shared>) {
-    let now = Instant::now();
+    switch_at(prev, new, Instant::now());
+}
+
+/// [`switch`] at `now` (the deadlines' origin; tests give their own).
+fn switch_at(prev: &Shared, new: Arc<Shared>, now: Instant) {
+    let delay = |name: &str| {
+        Duration::from_secs(
+            prev.config
+                .target_group
+                .iter()
+                .find(|c| c.name == name)
+                .map_or(0, |c| c.deregistration_delay.timeout_seconds),
+        )
+    };
+    let kept = |name: &str, addr: SocketAddr| {
+        new.groups
+            .get(name)
+            .and_then(|n| n.targets.iter().find(|k| k.addr == addr).cloned())
+    };
+    // A target `new` has again after it left (registered again while it drains) is built
+    // by `GroupRt::new` as any registration, fresh (`prev`'s group, its `before`, did not
+    // have it): no ejection or ramp carried, a new pool and counters, its state from the
+    // control plane's table, which checks it again from `initial` (slow start at its first
+    // pass) — "a target registered again is a target, not a drain". What changes is its old
+    // runtime states' drains: no deadline while it is in force. Before this generation's
+    // leavers join: they get their deadlines below.
+    prev.draining
+        .follow(now, |name, addr| kept(name, addr).is_some(), delay);
     for (name, g) in &prev.groups {
         if new.groups.get(name).is_some_and(|n| Arc::ptr_eq(n, g)) {
             continue;
         }
-        let delay = prev
-            .config
-            .target_group
-            .iter()
-            .find(|c| c.name == *name)
-            .map_or(0, |c| c.deregistration_delay.timeout_seconds);
-        let kept = |t: &TargetRt| {
-            new.groups
-                .get(name)
-                .and_then(|n| n.targets.iter().find(|k| k.addr == t.addr).cloned())
-        };
         for t in &g.targets {
-            let k = kept(t);
-            let deadline = k.is_none().then(|| now + Duration::from_secs(delay));
+            // A target `new` has was not deregistered: its old runtime state waits for its
+            // requests without a deadline.
+            let k = kept(name, t.addr);
+            let deadline = k.is_none().then(|| now + delay(name));
             let carried = k.is_some_and(|k| Arc::ptr_eq(&k.pool, &t.pool));
             prev.draining.add(name, t.clone(), deadline, carried);
         }
@@ -331,7 +355,7 @@ pub fn unchangeable(old: &L7Config, new: &L7Config) -> Option<(String, String)> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::TargetState;
+    use crate::target::{TargetRt, TargetState};
     use std::sync::atomic::Ordering::Relaxed;
 
     fn cfg(text: &str) -> L7Config {
@@ -555,6 +579,135 @@ target = [{ id = "127.0.0.2" }]
         b_old.outstanding.fetch_sub(1, Relaxed);
         old.draining.tick(Instant::now());
         assert!(old.draining.is_empty());
+    }
+
+    /// `TWO` with group b's targets `ids` (the last octets of 127.0.0.x) and a 2 s
+    /// deregistration delay.
+    fn b_with(ids: &[u8]) -> L7Config {
+        let list: Vec<String> = ids
+            .iter()
+            .map(|i| format!("{{ id = \"127.0.0.{i}\" }}"))
+            .collect();
+        cfg(&TWO.replace(
+            "target = [{ id = \"127.0.0.2\" }]",
+            &format!(
+                "target = [{}]\nderegistration_delay.timeout_seconds = 2",
+                list.join(", ")
+            ),
+        ))
+    }
+
+    /// Generation `number` after `prev` with `config`, linked at `at`.
+    fn link(prev: &Shared, number: u64, config: L7Config, at: Instant) -> Arc<Shared> {
+        let (new, _) = next(prev, number, Arc::new(config), Vec::new());
+        let new = Arc::new(new);
+        switch_at(prev, new.clone(), at);
+        new
+    }
+
+    #[test]
+    fn a_target_registered_again_while_it_drains_has_no_deadline() {
+        let t0 = Instant::now();
+        let secs = |s: f64| t0 + Duration::from_secs_f64(s);
+        let g1 = shared(b_with(&[2, 3]));
+        let first = g1.groups["b"].targets[0].clone();
+        first.outstanding.fetch_add(1, Relaxed);
+        // Deregistered at 0 (delay 2 s), registered again at 0.5.
+        let g2 = link(&g1, 2, b_with(&[3]), secs(0.0));
+        let g3 = link(&g2, 3, b_with(&[3, 2]), secs(0.5));
+        let again = g3.groups["b"].targets[1].clone();
+        assert_eq!(again.addr, first.addr);
+        // Registered again: built as any registration, not the old runtime state.
+        assert!(!Arc::ptr_eq(&again, &first));
+        assert!(!Arc::ptr_eq(&again.pool, &first.pool));
+        // Past the first deregistration's deadline: its request still runs, not cut.
+        g1.draining.tick(secs(3.0));
+        assert_eq!(g1.draining.len(), 1, "waits for its request");
+        assert!(!first.expiry.is_expired(), "no 502 for a registered target");
+        g1.draining.tick(secs(600.0));
+        assert!(!first.expiry.is_expired(), "no deadline at all");
+        assert_eq!(g1.draining.expired_with_requests.load(Relaxed), 0);
+        // Its request ends: dropped at the next tick, as a kept target's old state.
+        first.outstanding.fetch_sub(1, Relaxed);
+        g1.draining.tick(secs(600.1));
+        assert!(g1.draining.is_empty());
+        assert!(!again.expiry.is_expired());
+    }
+
+    #[test]
+    fn a_target_deregistered_again_gets_a_full_delay_of_its_own() {
+        let t0 = Instant::now();
+        let secs = |s: f64| t0 + Duration::from_secs_f64(s);
+        let g1 = shared(b_with(&[2, 3]));
+        let first = g1.groups["b"].targets[0].clone();
+        first.outstanding.fetch_add(1, Relaxed);
+        // Deregistered at 0 (delay 2 s: deadline 2), registered again at 0.5, deregistered
+        // again at 1.5 (deadline 3.5), with a request on each runtime state.
+        let g2 = link(&g1, 2, b_with(&[3]), secs(0.0));
+        let g3 = link(&g2, 3, b_with(&[3, 2]), secs(0.5));
+        let again = g3.groups["b"].targets[1].clone();
+        again.outstanding.fetch_add(1, Relaxed);
+        let _g4 = link(&g3, 4, b_with(&[3]), secs(1.5));
+        // .3's idle old states go.
+        g1.draining.tick(secs(1.6));
+        assert_eq!(
+            g1.draining.targets(),
+            vec![("b".to_string(), first.addr)],
+            "one target, draining from two generations"
+        );
+        assert_eq!(g1.draining.len(), 2);
+        // The first deadline is gone: both wait.
+        g1.draining.tick(secs(2.1));
+        g1.draining.tick(secs(3.4));
+        assert_eq!(g1.draining.len(), 2);
+        assert!(!first.expiry.is_expired() && !again.expiry.is_expired());
+        // The second deregistration's deadline cuts both.
+        g1.draining.tick(secs(3.5));
+        assert!(g1.draining.is_empty());
+        assert!(first.expiry.is_expired() && again.expiry.is_expired());
+        assert_eq!(g1.draining.expired_with_requests.load(Relaxed), 2);
+        assert_eq!(g1.draining.expired_requests.load(Relaxed), 2);
+    }
+
+    #[test]
+    fn a_target_deregistered_after_it_was_kept_gets_its_delay_on_its_old_state_too() {
+        let t0 = Instant::now();
+        let secs = |s: f64| t0 + Duration::from_secs_f64(s);
+        let g1 = shared(b_with(&[2]));
+        let first = g1.groups["b"].targets[0].clone();
+        first.outstanding.fetch_add(1, Relaxed);
+        // Kept while .3 is registered at 0: no deadline; deregistered at 10: deadline 12.
+        let g2 = link(&g1, 2, b_with(&[2, 3]), secs(0.0));
+        g1.draining.tick(secs(11.0));
+        assert_eq!(g1.draining.len(), 1);
+        let _g3 = link(&g2, 3, b_with(&[3]), secs(10.0));
+        g1.draining.tick(secs(11.9));
+        assert!(!first.expiry.is_expired());
+        g1.draining.tick(secs(12.0));
+        assert!(
+            first.expiry.is_expired(),
+            "the delay applies to every runtime state"
+        );
+        assert!(
+            g1.draining.is_empty(),
+            "g2's own state had nothing in flight"
+        );
+    }
+
+    #[test]
+    fn a_drain_keeps_its_deadline_across_changes_that_leave_its_target_out() {
+        let t0 = Instant::now();
+        let secs = |s: f64| t0 + Duration::from_secs_f64(s);
+        let g1 = shared(b_with(&[2, 3]));
+        let first = g1.groups["b"].targets[0].clone();
+        first.outstanding.fetch_add(1, Relaxed);
+        // Deregistered at 0; another target registered at 1: not a new deregistration.
+        let g2 = link(&g1, 2, b_with(&[3]), secs(0.0));
+        let _g3 = link(&g2, 3, b_with(&[3, 4]), secs(1.0));
+        g1.draining.tick(secs(1.9));
+        assert!(!first.expiry.is_expired());
+        g1.draining.tick(secs(2.0));
+        assert!(first.expiry.is_expired());
     }
 
     #[test]

@@ -12,7 +12,12 @@
 //! - a target whose workers were SIGKILLed with a request in flight does not stay `draining`
 //!   (within 0.5 s): the restarted workers never had it;
 //! - a target registered again while it drains is a target again, and stays one when the
-//!   workers finish its old drain.
+//!   workers finish its old drain;
+//! - with a 2 s delay: a target registered again 0.5 s after its deregistration keeps the
+//!   request in flight to it since before, answered 200 past the delay (a11c9d1 cut it with
+//!   a 502 at the first deadline), and takes new requests; one deregistered again 1.5 s after
+//!   the first deregistration gets the full delay from the second (a11c9d1: the first's
+//!   deadline, 0.5 s after the second).
 //!
 //! On the code before 9fdbc98, each target stayed `draining` for the whole 300 s; on the code
 //! before 7dc49a1 (the worker's one-second drain tick, its half-second report and the checker's
@@ -55,6 +60,17 @@ struct Setup {
 }
 
 fn start(ns: &Ns, name: &str, targets: &[&Backend]) -> Result<Setup> {
+    start_with_delay(ns, name, targets, None)
+}
+
+/// [`start`] with the group's `deregistration_delay.timeout_seconds` at `delay` (`None`: the
+/// default, 300 s).
+fn start_with_delay(
+    ns: &Ns,
+    name: &str,
+    targets: &[&Backend],
+    delay: Option<u64>,
+) -> Result<Setup> {
     let dir =
         TempDir(std::env::temp_dir().join(format!("weir-drain-{name}-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0)?;
@@ -68,9 +84,12 @@ fn start(ns: &Ns, name: &str, targets: &[&Backend]) -> Result<Setup> {
          [[listener]]\naddress = \"127.0.0.1\"\nport = {PORT}\n\
          default_action = {{ type = \"forward\", target_group = \"web\" }}\n\n\
          [[target_group]]\nname = \"web\"\nhealth_check.enabled = false\n\
-         target = [{}]\n",
+         target = [{}]\n{}",
         socket.display(),
-        list.join(", ")
+        list.join(", "),
+        delay.map_or_else(String::new, |d| format!(
+            "deregistration_delay.timeout_seconds = {d}\n"
+        ))
     );
     let cfg = TempFile::new(&format!("drain-{name}.toml"), &text);
     let weir = Weir::start(ns, &cfg, 2)?;
@@ -426,6 +445,159 @@ fn a_target_registered_again_while_draining_stays_when_the_old_drain_ends() -> R
     );
     println!(
         "registered again while draining: healthy throughout the 4 s after its old request ended"
+    );
+    Ok(())
+}
+
+/// `slow`'s request (`/slow`), started on a new connection in its own thread, once it is at
+/// the target: the thread's result is the outcome and when it came.
+fn slow_request_at(
+    ns: &Ns,
+    slow: &Backend,
+    limit: Duration,
+) -> Result<std::thread::JoinHandle<(Outcome, Instant)>> {
+    let seen = slow.seen.load(Relaxed);
+    let ns2 = ns.clone();
+    let client = std::thread::spawn(move || {
+        let got = request_new_conn(&ns2, to(), "/slow", limit);
+        (got, Instant::now())
+    });
+    wait_until(Duration::from_secs(5), "the request at the target", || {
+        Ok(slow.seen.load(Relaxed) > seen)
+    })?;
+    Ok(client)
+}
+
+/// Registered again 0.5 s after its deregistration (delay 2 s), a target is in force: the
+/// request in flight to it since before the deregistration is answered 200 when the delay
+/// would have ended (not 502 `TargetDeregistered`, the 502 it got at the first deadline
+/// before the fix: HAProxy keeps a server's sessions when it is set back to ready, ALB's
+/// registration cancels the deregistration), and new requests go to it.
+#[test]
+fn a_target_registered_again_before_its_delay_ends_keeps_its_requests_past_it() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const DELAY: Duration = Duration::from_secs(2);
+    const SLOW: Duration = Duration::from_secs(5);
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("drainrereg")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let slow = Backend::start(&ns, "127.0.0.1:0", "s", SLOW)?;
+    let s = start_with_delay(&ns, "rereg", &[&slow], Some(DELAY.as_secs()))?;
+    let client = slow_request_at(&ns, &slow, Duration::from_secs(20))?;
+    let t = Instant::now();
+    deregister(&ns, &s.socket, slow.addr)?;
+    std::thread::sleep(Duration::from_millis(500));
+    targets(&ns, &s.socket, "register", slow.addr)?;
+    // Health checks are off: a registered target is `healthy` at once.
+    wait_until(Duration::from_secs(3), "registered again", || {
+        Ok(state(&s.socket, slow.addr)?.as_deref() == Some("healthy"))
+    })?;
+    let registered = t.elapsed();
+    assert!(
+        registered < DELAY,
+        "registered again within the delay: {registered:?}"
+    );
+    // New requests go to it (its only target), while the old one runs.
+    for _ in 0..4 {
+        assert_eq!(
+            request_new_conn(&ns, to(), "/", Duration::from_secs(5)),
+            Outcome::Answered(200, "target s\n".into())
+        );
+    }
+    let (got, answered) = client.join().expect("client");
+    let at = answered - t;
+    println!(
+        "registered again {:.2} s after its deregistration (delay {} s): the request in \
+         flight since before answered {got:?} {:.2} s after the deregistration",
+        registered.as_secs_f64(),
+        DELAY.as_secs(),
+        at.as_secs_f64()
+    );
+    assert_eq!(
+        got,
+        Outcome::Answered(200, "target s\n".into()),
+        "{}",
+        s.weir.log_text()
+    );
+    assert!(
+        at > DELAY + Duration::from_millis(500),
+        "past the delay: {at:?}"
+    );
+    assert!(
+        !s.weir.log_text().contains("deregistration delay over"),
+        "{}",
+        s.weir.log_text()
+    );
+    // The old drain ends with its request: the target stays registered, and takes requests.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(state(&s.socket, slow.addr)?.as_deref(), Some("healthy"));
+    assert_eq!(
+        request_new_conn(&ns, to(), "/", Duration::from_secs(5)),
+        Outcome::Answered(200, "target s\n".into())
+    );
+    Ok(())
+}
+
+/// Deregistered, registered again, deregistered again within the first delay (2 s): the
+/// second drain has its own full delay (ALB), so the request in flight since before the
+/// first deregistration is answered 502 at the second deadline, not the first (where the
+/// code before the fix cut it, 0.5 s after the second deregistration).
+#[test]
+fn a_target_deregistered_again_gets_its_own_full_delay() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    const DELAY: Duration = Duration::from_secs(2);
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("drainagain")?;
+    ns.ip(&["link", "set", "lo", "up"])?;
+    let slow = Backend::start(&ns, "127.0.0.1:0", "s", Duration::from_secs(8))?;
+    let s = start_with_delay(&ns, "again", &[&slow], Some(DELAY.as_secs()))?;
+    let client = slow_request_at(&ns, &slow, Duration::from_secs(20))?;
+    let t1 = Instant::now();
+    deregister(&ns, &s.socket, slow.addr)?;
+    std::thread::sleep(Duration::from_millis(500));
+    targets(&ns, &s.socket, "register", slow.addr)?;
+    wait_until(Duration::from_secs(3), "registered again", || {
+        Ok(state(&s.socket, slow.addr)?.as_deref() == Some("healthy"))
+    })?;
+    std::thread::sleep(Duration::from_millis(1500).saturating_sub(t1.elapsed()));
+    let t2 = Instant::now();
+    assert!(
+        t2 - t1 < DELAY - Duration::from_millis(300),
+        "deregistered again within the first delay: {:?}",
+        t2 - t1
+    );
+    deregister(&ns, &s.socket, slow.addr)?;
+    let (got, answered) = client.join().expect("client");
+    let (after_first, after_second) = (answered - t1, answered - t2);
+    println!(
+        "deregistered, registered again, deregistered again {:.2} s after the first (delay {} \
+         s): the request in flight since before answered {got:?} {:.2} s after the first \
+         deregistration, {:.2} s after the second",
+        (t2 - t1).as_secs_f64(),
+        DELAY.as_secs(),
+        after_first.as_secs_f64(),
+        after_second.as_secs_f64()
+    );
+    assert!(
+        matches!(&got, Outcome::Answered(502, _)),
+        "ALB's 502 at the second deadline: {got:?}"
+    );
+    assert!(
+        after_second >= DELAY - Duration::from_millis(50),
+        "the second deregistration's full delay: {after_second:?}"
+    );
+    assert!(
+        after_second < DELAY + Duration::from_secs(1),
+        "{after_second:?}"
+    );
+    assert!(
+        s.weir.log_text().contains("deregistration delay over"),
+        "{}",
+        s.weir.log_text()
     );
     Ok(())
 }

@@ -67,6 +67,13 @@ struct Slot {
     fired: bool,
     /// Fired by [`IdleDeadlines::poke_all`], not by its deadline.
     poked: bool,
+    /// A keep-alive connection between requests (it served one), which may be closed to make
+    /// room at the connection limit: when its idle wait ends (idle timeout or keep-alive
+    /// lifetime), the order [`IdleDeadlines::reclaim`] picks them in. `None`: one that has not
+    /// sent a request yet, or a table of other waits.
+    reusable: Option<Instant>,
+    /// Fired by [`IdleDeadlines::reclaim`]: the connection closes.
+    reclaimed: bool,
 }
 
 #[derive(Debug, Default)]
@@ -92,12 +99,20 @@ pub struct Armed<'a> {
 impl IdleDeadlines {
     /// Arms a deadline for the caller's next wait.
     pub fn arm(&self, deadline: Instant) -> Armed<'_> {
+        self.arm_idle(deadline, None)
+    }
+
+    /// Arms a deadline for an idle connection's wait; `reusable`: it is a keep-alive connection
+    /// between requests whose idle wait ends then (see `Slot::reusable`).
+    pub fn arm_idle(&self, deadline: Instant, reusable: Option<Instant>) -> Armed<'_> {
         let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let slot = Slot {
             deadline,
             waker: None,
             fired: t.stopped,
             poked: false,
+            reusable,
+            reclaimed: false,
         };
         // The free list may hold indices the table shrank past, or taken again since: skip them.
         while let Some(i) = t.free.pop() {
@@ -162,6 +177,58 @@ impl IdleDeadlines {
         wake.into_iter().for_each(Waker::wake);
     }
 
+    /// When the idle waits of the `n` reusable connections that wait longest end, the earliest
+    /// first (the connections [`IdleDeadlines::reclaim`] would close).
+    pub fn earliest_reusable(&self, n: usize) -> Vec<Instant> {
+        let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut v: Vec<Instant> = t
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| !s.fired)
+            .filter_map(|s| s.reusable)
+            .collect();
+        earliest(&mut v, n);
+        v
+    }
+
+    /// Wakes the `n` reusable connections whose idle wait ends first, to close (the worker is
+    /// at its connection limit: `accept::park::Lot::make_room`). Returns how many it woke.
+    /// Linear in the table, and only called at the limit, once per batch.
+    pub fn reclaim(&self, n: usize) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let mut wake = Vec::new();
+        {
+            let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            let mut ends: Vec<Instant> = t
+                .slots
+                .iter()
+                .flatten()
+                .filter(|s| !s.fired)
+                .filter_map(|s| s.reusable)
+                .collect();
+            earliest(&mut ends, n);
+            let Some(&last) = ends.last() else {
+                return 0;
+            };
+            for s in t.slots.iter_mut().flatten() {
+                if wake.len() == n {
+                    break;
+                }
+                if !s.fired && s.reusable.is_some_and(|r| r <= last) {
+                    s.fired = true;
+                    s.reclaimed = true;
+                    wake.push(s.waker.take());
+                }
+            }
+        }
+        let n = wake.len();
+        wake.into_iter().flatten().for_each(Waker::wake);
+        n
+    }
+
     /// Slots in use (for tests and metrics).
     pub fn armed(&self) -> usize {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,6 +243,14 @@ impl Armed<'_> {
         t.slots[self.index as usize]
             .as_ref()
             .is_some_and(|s| s.poked && !t.stopped)
+    }
+
+    /// Whether it fired by [`IdleDeadlines::reclaim`]: the connection must close.
+    pub fn reclaimed(&self) -> bool {
+        let t = self.owner.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.slots[self.index as usize]
+            .as_ref()
+            .is_some_and(|s| s.reclaimed)
     }
 
     /// Ready once the deadline passed (or the worker stops); else keeps `cx`'s waker.
@@ -193,6 +268,19 @@ impl Armed<'_> {
         }
         Poll::Pending
     }
+}
+
+/// Leaves the `n` earliest of `v` in `v`, sorted.
+pub(crate) fn earliest(v: &mut Vec<Instant>, n: usize) {
+    if v.len() > n {
+        if n == 0 {
+            v.clear();
+            return;
+        }
+        v.select_nth_unstable(n - 1);
+        v.truncate(n);
+    }
+    v.sort_unstable();
 }
 
 impl Drop for Armed<'_> {
@@ -316,6 +404,37 @@ mod tests {
         assert_eq!(d.tick(t0 + Duration::from_secs(2)), 1);
         assert!(soon.poll_fired(&mut cx).is_ready());
         assert!(a.iter().all(|x| x.poll_fired(&mut cx).is_pending()));
+    }
+
+    /// At the connection limit the keep-alive connections waiting longest are woken to close,
+    /// never one that has not sent a request (nor one another wake fired already).
+    #[test]
+    fn reclaim_wakes_the_oldest_reusable_waits_only() {
+        let d = IdleDeadlines::default();
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let (count, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let fresh = d.arm_idle(t0 + s(1), None);
+        let newer = d.arm_idle(t0 + s(1), Some(t0 + s(50)));
+        let oldest = d.arm_idle(t0 + s(1), Some(t0 + s(10)));
+        let older = d.arm_idle(t0 + s(1), Some(t0 + s(20)));
+        for a in [&fresh, &newer, &oldest, &older] {
+            assert!(a.poll_fired(&mut cx).is_pending());
+        }
+        assert_eq!(d.earliest_reusable(2), vec![t0 + s(10), t0 + s(20)]);
+        assert_eq!(d.reclaim(2), 2);
+        assert_eq!(count.0.load(Ordering::SeqCst), 2);
+        assert!(oldest.poll_fired(&mut cx).is_ready() && oldest.reclaimed());
+        assert!(older.poll_fired(&mut cx).is_ready() && older.reclaimed());
+        assert!(newer.poll_fired(&mut cx).is_pending() && !newer.reclaimed());
+        assert_eq!(
+            d.reclaim(5),
+            1,
+            "the one left; never the one with no request"
+        );
+        assert!(fresh.poll_fired(&mut cx).is_pending() && !fresh.reclaimed());
+        assert_eq!(d.reclaim(5), 0);
     }
 
     #[test]

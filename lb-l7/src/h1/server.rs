@@ -144,7 +144,8 @@ where
 enum Woken {
     /// Bytes (or the client's FIN) arrived.
     Readable,
-    /// Its deadline passed or the worker stops.
+    /// Its deadline passed, the worker stops, or it is closed to make room at the connection
+    /// limit.
     Expired,
     /// Woken early (a reload removed some listener): look whether this one must close.
     Poked,
@@ -190,7 +191,13 @@ async fn run<G: Guard, H, F>(
                 *deadline.get_or_insert_with(|| life_until.min(now + sh.limits.idle_timeout));
             let parks = may_park && !first && now + PARK_AFTER + crate::idle::TICK < until;
             // Inline, not a helper future: this wait is what an idle connection's task holds.
-            let armed = sh.idle.arm(if parks { now + PARK_AFTER } else { until });
+            // A connection that served a request may be closed to make room at the worker's
+            // connection limit (`accept::park::Lot::make_room`); one that has not is held to
+            // its header timeout, as nginx and ALB hold it.
+            let reusable = (!first).then_some(until);
+            let armed = sh
+                .idle
+                .arm_idle(if parks { now + PARK_AFTER } else { until }, reusable);
             let readable = std::future::poll_fn(|cx| {
                 if io.poll_read_ready(cx, first).is_ready() {
                     return std::task::Poll::Ready(true);
@@ -200,6 +207,8 @@ async fn run<G: Guard, H, F>(
             .await;
             let woken = if readable {
                 Woken::Readable
+            } else if armed.reclaimed() {
+                Woken::Expired
             } else if armed.poked() {
                 Woken::Poked
             } else if parks {

@@ -36,6 +36,9 @@ pub struct Metrics {
     /// again on another connection. "Unsent" is hyper's view: the target may have read the
     /// bytes before the close, so a target can see such a request twice.
     pub upstream_requeued: AtomicU64,
+    /// Idle keep-alive connections closed to make room for a new one at the connection limit
+    /// (`accept::park::Lot::make_room`).
+    pub idle_closed_at_limit: AtomicU64,
     /// Per listener, found by its port (a listener is its port across generations).
     listeners: Listeners,
 }
@@ -186,6 +189,7 @@ impl Metrics {
             listeners: self.listener_snapshots(),
             access_log_dropped: 0,
             access_log_write_failed: 0,
+            idle_closed_at_limit: self.idle_closed_at_limit.load(Relaxed),
         }
     }
 }
@@ -351,6 +355,9 @@ pub struct MetricsSnapshot {
     pub access_log_dropped: u64,
     /// weir: access-log lines lost to a failed write (a full disk, a FIFO whose reader left).
     pub access_log_write_failed: u64,
+    /// weir: idle keep-alive connections closed to make room for a new one at the worker's
+    /// connection limit (nginx's "reusing connections").
+    pub idle_closed_at_limit: u64,
 }
 
 impl MetricsSnapshot {

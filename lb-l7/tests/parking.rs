@@ -3,7 +3,8 @@
 //! and a real backend: it serves its next request (a whole one, pipelined ones, one trickled in
 //! while it is parked), closes at its idle timeout, at the worker's stop and when a reload
 //! removes its listener, is freed when its client closes (FIN or RST), and counts as an
-//! active connection (gauge, `max_connections_per_worker`) while parked.
+//! active connection (gauge, `max_connections_per_worker`) while parked, closed at the limit to
+//! make room for a new client.
 
 mod common;
 use common::*;
@@ -193,8 +194,11 @@ async fn a_client_closing_a_parked_connection_frees_it_fin_or_reset() {
     w.stop().await;
 }
 
+/// A parked connection counts against `max_connections_per_worker`; at the limit it is closed
+/// (a FIN) to make room for a new client, which is served (nginx's reusable connections). A
+/// connection that has sent no request is not: the next one over the limit is rejected.
 #[tokio::test]
-async fn parked_connections_count_against_max_connections() {
+async fn parked_connections_count_against_max_connections_and_make_room() {
     let be = backend("be").await;
     let p = free_port();
     let w = start(&config(
@@ -205,6 +209,23 @@ async fn parked_connections_count_against_max_connections() {
     let mut c = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
     get(&mut c, "/kept").await;
     parked(&w.metrics, 1).await;
+    active(&w.metrics, 1).await;
+    let mut new = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    assert_eq!(
+        end(&mut c, Duration::from_secs(5)).await.unwrap(),
+        0,
+        "the parked connection closed with a FIN"
+    );
+    get(&mut new, "/new").await;
+    let snap = w.metrics.snapshot();
+    assert_eq!(snap.rejected_connection_count, 0);
+    assert_eq!(snap.idle_closed_at_limit, 1);
+    // `new` has served a request but waits in its task (not parked yet): it makes room too.
+    let silent = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
+    assert_eq!(end(&mut new, Duration::from_secs(5)).await.unwrap(), 0);
+    assert_eq!(w.metrics.snapshot().idle_closed_at_limit, 2);
+    active(&w.metrics, 1).await;
+    // `silent` has sent nothing: not idle keep-alive, it keeps its place.
     let mut over = TcpStream::connect(("127.0.0.1", p)).await.unwrap();
     let _ = over.write_all(request("/over").as_bytes()).await;
     let mut buf = [0u8; 64];
@@ -213,7 +234,8 @@ async fn parked_connections_count_against_max_connections() {
         .expect("refused in time");
     assert!(matches!(r, Ok(0) | Err(_)), "over the limit: {r:?}");
     assert_eq!(w.metrics.snapshot().rejected_connection_count, 1);
-    get(&mut c, "/still").await;
+    let mut silent = silent;
+    get(&mut silent, "/still").await;
     w.stop().await;
 }
 

@@ -132,7 +132,27 @@ impl Loop {
         }
     }
 
-    /// One result of accept(2): a connection gets its task (or is rejected over the limit).
+    /// At the connection limit: whether idle keep-alive connections made room for a new one
+    /// (`park::Lot::make_room`), counted and logged (rate-limited) when some were closed.
+    fn made_room(&self, port: u16) -> bool {
+        let sh = &self.sh;
+        let made = self.lot.make_room(&sh.idle);
+        if made.closed > 0 {
+            sh.metrics
+                .idle_closed_at_limit
+                .fetch_add(made.closed as u64, Relaxed);
+            crate::warn_limited!(
+                port,
+                closed = made.closed,
+                max_connections_per_worker = sh.limits.max_connections,
+                "connection limit reached: idle keep-alive connections closed to make room (raise max_connections_per_worker, and RLIMIT_NOFILE with it)"
+            );
+        }
+        made.take
+    }
+
+    /// One result of accept(2): a connection gets its task (or is rejected over the limit, when
+    /// no idle keep-alive connection can make room for it).
     async fn accepted(
         &mut self,
         r: std::io::Result<(TcpStream, std::net::SocketAddr)>,
@@ -160,7 +180,9 @@ impl Loop {
         if let Some(c) = per_listener {
             c.new_connections.fetch_add(1, Relaxed);
         }
-        if m.active_connections.load(Relaxed) as usize >= sh.limits.max_connections {
+        if m.active_connections.load(Relaxed) as usize >= sh.limits.max_connections
+            && !self.made_room(port)
+        {
             m.rejected_connections.fetch_add(1, Relaxed);
             if let Some(c) = per_listener {
                 c.rejected_connections.fetch_add(1, Relaxed);

@@ -23,6 +23,17 @@
 //! - an entry keeps the connection's `Active` guard: the gauges, `max_connections` and the
 //!   drain's token count it until it is closed or resumed.
 //!
+//! At the connection limit the lot also makes room (`make_room`): as nginx at its
+//! `worker_connections` (`ngx_drain_connections`), idle keep-alive connections close, those
+//! waiting longest first, [`CLOSE_BATCH`] at a time, so that a new client is served rather
+//! than reset while a crowd of idle connections holds every place (an attacker's thousand,
+//! one request each, then silence: every new client was reset for as long as the idle
+//! timeout). Parked connections and those still waiting in their tasks (`IdleDeadlines`'
+//! reusable slots: plain ones in their first `PARK_AFTER`, TLS ones) alike, after one request;
+//! a connection that has sent none is held to its header timeout, as nginx and ALB hold it.
+//! HTTP/2 connections with no open stream are not among them: their engines keep no such
+//! list yet (see docs/l7.md, "Idle connections").
+//!
 //! Closing is the engine's quiet close: FIN, then unread bytes read away, then close(2).
 //!
 //! Why `libc` and not a crate: the three epoll calls are all this needs; `mio` (tokio's) only
@@ -39,6 +50,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::io::Interest;
@@ -127,6 +139,10 @@ pub struct Lot {
     /// `WorkerOptions::release_memory`: a parked connection's task and registration are freed
     /// memory, which an allocator keeps (and RSS counts) until asked to give it back.
     release: Option<fn()>,
+    /// New connections the accept loops may still take over the limit for idle connections
+    /// `make_room` woke to close and that have not closed yet (their tasks close them at
+    /// their next turn): one batch makes room for a batch of new connections, not one each.
+    room: AtomicUsize,
 }
 
 fn key(slot: u32, generation: u32) -> u64 {
@@ -147,6 +163,7 @@ impl Lot {
             inner: Mutex::new(Inner::default()),
             base: Instant::now(),
             release,
+            room: AtomicUsize::new(0),
         })
     }
 
@@ -290,6 +307,93 @@ impl Lot {
         Closing(due.into_iter())
     }
 
+    /// When the idle waits of the `n` parked connections that wait longest end, the earliest
+    /// first.
+    fn earliest(&self, n: usize) -> Vec<Instant> {
+        let t = self.lock();
+        let mut v: Vec<Instant> = t
+            .deadlines
+            .iter()
+            .filter(|Reverse((_, s, g))| {
+                t.chunks
+                    .get(*s as usize / CHUNK)
+                    .and_then(|c| c.get(*s as usize % CHUNK))
+                    .is_some_and(|x| x.generation == *g && x.entry.is_some())
+            })
+            .map(|Reverse((d, _, _))| self.instant(*d))
+            .collect();
+        crate::idle::earliest(&mut v, n);
+        v
+    }
+
+    /// Takes out the `n` parked connections whose idle wait ends first.
+    fn take_earliest(&self, n: usize) -> Vec<Entry> {
+        let mut t = self.lock();
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let Some(Reverse((_, slot, g))) = t.deadlines.pop() else {
+                break;
+            };
+            out.extend(Self::take(&mut t, slot, g));
+        }
+        out
+    }
+
+    /// The worker is at its connection limit and a new connection came: closes up to
+    /// [`CLOSE_BATCH`] idle keep-alive connections, parked ones and those waiting in their
+    /// tasks (`idle`) together, the ones whose idle wait ends first (the oldest), and says
+    /// whether the new connection may be taken. Parked ones close here; woken ones close in
+    /// their tasks a moment later, and the room they will leave is kept for the next new
+    /// connections (`room`). `false`: no connection was idle; the new one is rejected.
+    pub fn make_room(&self, idle: &crate::idle::IdleDeadlines) -> MadeRoom {
+        if self
+            .room
+            .fetch_update(Relaxed, Relaxed, |r| r.checked_sub(1))
+            .is_ok()
+        {
+            return MadeRoom {
+                closed: 0,
+                take: true,
+            };
+        }
+        let parked = self.earliest(CLOSE_BATCH);
+        let waiting = idle.earliest_reusable(CLOSE_BATCH);
+        // The CLOSE_BATCH earliest of both lists (each sorted): how many from each.
+        let (mut p, mut w) = (0, 0);
+        while p + w < CLOSE_BATCH && (p < parked.len() || w < waiting.len()) {
+            if w == waiting.len() || (p < parked.len() && parked[p] <= waiting[w]) {
+                p += 1;
+            } else {
+                w += 1;
+            }
+        }
+        let closing = self.take_earliest(p);
+        let closed = closing.len();
+        closing.into_iter().for_each(close_entry);
+        let woken = idle.reclaim(w);
+        match (closed, woken) {
+            (0, 0) => MadeRoom {
+                closed: 0,
+                take: false,
+            },
+            // A parked one's place is free now; the woken ones' are kept for the next.
+            (1.., _) => {
+                self.room.fetch_add(woken, Relaxed);
+                MadeRoom {
+                    closed: closed + woken,
+                    take: true,
+                }
+            }
+            (0, 1..) => {
+                self.room.fetch_add(woken - 1, Relaxed);
+                MadeRoom {
+                    closed: woken,
+                    take: true,
+                }
+            }
+        }
+    }
+
     /// The worker stops: every parked connection closes now, and nothing parks any more.
     pub fn stop(&self) {
         self.lock().stopped = true;
@@ -407,6 +511,15 @@ impl Lot {
             r,
         ));
     }
+}
+
+/// What [`Lot::make_room`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MadeRoom {
+    /// Idle connections closed (parked) or woken to close (waiting in their tasks).
+    pub closed: usize,
+    /// Whether the new connection may be taken.
+    pub take: bool,
 }
 
 /// Parked connections taken out of the lot, closed [`CLOSE_BATCH`] at a time with the worker's

@@ -141,6 +141,12 @@ pub const L7_FIGURES: &[(&str, &str, Kind, &str)] = &[
         Kind::Counter,
         "weir: access-log lines lost to a failed write (a full disk, a FIFO whose reader left)",
     ),
+    (
+        "idle_closed_at_limit",
+        "idle_connections_closed_at_limit",
+        Kind::Counter,
+        "weir: idle keep-alive connections closed to make room for a new one at the connection limit",
+    ),
 ];
 
 /// Per target: (key in the view's target `counters`/`gauges`, name after `weir_target_`, kind,

@@ -334,3 +334,108 @@ fn a_worker_out_of_descriptors_sheds_connections_without_spinning() -> Result<()
     let _ = std::fs::remove_file(&log);
     Ok(())
 }
+
+/// Whether `c` is still open: no FIN nor reset within `within` (it sent nothing to answer).
+fn still_open(c: &mut TcpStream, within: Duration) -> Result<bool> {
+    c.set_read_timeout(Some(within))?;
+    let mut buf = [0u8; 64];
+    match c.read(&mut buf) {
+        Ok(_) => Ok(false),
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            Ok(true)
+        }
+        Err(_) => Ok(false),
+    }
+}
+
+/// Idle keep-alive connections (one request each, then silence) filling a worker's connection
+/// limit, itself fitted to a small descriptor limit: a new client is served, the oldest idle
+/// connections (a batch of 32) are closed with a FIN to make room, the newer ones stay, and a
+/// connection that has sent no request yet is not closed for it. Before, every new client was
+/// reset until the idle ones reached their idle timeout (60 s), as a denial of service.
+#[test]
+fn idle_keep_alive_connections_make_room_for_a_new_client_at_the_limit() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("nofile-reuse")?;
+    let cfg = config(&format!(
+        "[workers]\ncount = 1\npin_cpus = false\n\n{LISTENER}"
+    ));
+    let log = log_path("reuse");
+    // (160 − 64 slack − 1 listener) / 2 = 47 connections; no CAP_SYS_RESOURCE to raise it.
+    let prefix = [
+        "prlimit",
+        "--nofile=160:160",
+        "--",
+        "setpriv",
+        "--bounding-set=-sys_resource",
+        "--",
+    ];
+    let mut weir = listening(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
+    assert!(
+        read_log(&log).contains("each worker takes at most 47"),
+        "{}",
+        read_log(&log)
+    );
+    let connect =
+        || -> Result<TcpStream> { Ok(ns.in_ns(|| TcpStream::connect("127.0.0.1:8080"))??) };
+    // The oldest connection has sent nothing: held to its header timeout, never made room of.
+    let mut silent = connect()?;
+    // 32 idle keep-alive connections, then (past the idle clock's 100 ms tick, so that they are
+    // younger) 14 more: 47 in all, the limit.
+    let mut old = Vec::new();
+    for i in 0..32 {
+        let mut c = connect()?;
+        assert!(request(&mut c)?, "old {i} served:\n{}", read_log(&log));
+        old.push(c);
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut young = Vec::new();
+    for i in 0..14 {
+        let mut c = connect()?;
+        assert!(request(&mut c)?, "young {i} served:\n{}", read_log(&log));
+        young.push(c);
+    }
+    // At the limit: a new client is served.
+    let mut new = connect()?;
+    assert!(
+        request(&mut new)?,
+        "a new client at the limit was refused:\n{}",
+        read_log(&log)
+    );
+    for (i, c) in old.iter_mut().enumerate() {
+        assert!(
+            !still_open(c, Duration::from_secs(2))?,
+            "old idle connection {i} was not closed"
+        );
+    }
+    for (i, c) in young.iter_mut().enumerate() {
+        assert!(
+            still_open(c, Duration::from_millis(50))?,
+            "young idle connection {i} was closed"
+        );
+        assert!(request(c)?, "young {i} serves again");
+    }
+    assert!(
+        still_open(&mut silent, Duration::from_millis(50))?,
+        "the connection that sent nothing was closed"
+    );
+    assert!(request(&mut silent)?, "and it is served");
+    wait_until(Duration::from_secs(5), "the warning", || {
+        Ok(read_log(&log).contains("idle keep-alive connections closed to make room"))
+    })
+    .with_context(|| read_log(&log))?;
+    let text = read_log(&log);
+    assert!(text.contains("closed=32"), "{text}");
+    drop((old, young, new, silent));
+    assert!(interrupt(&mut weir)?);
+    let _ = std::fs::remove_file(&log);
+    Ok(())
+}

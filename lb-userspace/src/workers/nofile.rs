@@ -9,6 +9,13 @@
 //! workers take as many connections as the limit fits, with a warning (HAProxy sizes its default
 //! `maxconn` from the limit the same way). Past the limit anyway (descriptors held elsewhere),
 //! the worker's accept loop sheds connections instead of spinning (`lb_l7::accept::fd_limit`).
+//!
+//! Not yet bounded: the one target connection per client connection this assumes holds for
+//! HTTP/1.1 only. An HTTP/2 connection fans out to one target connection per concurrent stream
+//! (up to 128), so ~160 HTTP/2 connections with streams in flight can take a default worker's
+//! descriptors: target connects then fail with EMFILE (502) and accept sheds new clients. A
+//! worker-wide count of target connections checked where one is dialled (a stream over it
+//! refused or answered 503, not 502) is the open fix.
 
 use std::path::Path;
 

@@ -84,6 +84,21 @@ struct Table {
     stopped: bool,
 }
 
+impl Table {
+    /// When the waits of the `n` reusable connections that wait longest end, earliest first.
+    fn earliest_reusable(&self, n: usize) -> Vec<Instant> {
+        let mut v: Vec<Instant> = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|s| !s.fired)
+            .filter_map(|s| s.reusable)
+            .collect();
+        earliest(&mut v, n);
+        v
+    }
+}
+
 /// The worker's table of idle deadlines.
 #[derive(Debug, Default)]
 pub struct IdleDeadlines {
@@ -181,15 +196,7 @@ impl IdleDeadlines {
     /// first (the connections [`IdleDeadlines::reclaim`] would close).
     pub fn earliest_reusable(&self, n: usize) -> Vec<Instant> {
         let t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let mut v: Vec<Instant> = t
-            .slots
-            .iter()
-            .flatten()
-            .filter(|s| !s.fired)
-            .filter_map(|s| s.reusable)
-            .collect();
-        earliest(&mut v, n);
-        v
+        t.earliest_reusable(n)
     }
 
     /// Wakes the `n` reusable connections whose idle wait ends first, to close (the worker is
@@ -202,14 +209,7 @@ impl IdleDeadlines {
         let mut wake = Vec::new();
         {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
-            let mut ends: Vec<Instant> = t
-                .slots
-                .iter()
-                .flatten()
-                .filter(|s| !s.fired)
-                .filter_map(|s| s.reusable)
-                .collect();
-            earliest(&mut ends, n);
+            let ends = t.earliest_reusable(n);
             let Some(&last) = ends.last() else {
                 return 0;
             };

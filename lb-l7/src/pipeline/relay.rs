@@ -211,11 +211,7 @@ where
                 }
             }
         };
-        if !out.is_empty() {
-            write_all(dst, out, idle).await?;
-            moved.written += out.len() as u64;
-            out.clear();
-        }
+        write_out(dst, out, idle, moved).await?;
         if done {
             break;
         }
@@ -226,6 +222,21 @@ where
     }
     if let Ok(Err(e)) = timeout(idle, dst.flush()).await {
         return Err(RelayError::Dst(e));
+    }
+    Ok(())
+}
+
+/// Writes what `out` holds (if anything) and empties it, counting it in `moved`.
+async fn write_out<W: AsyncWrite + Unpin>(
+    dst: &mut W,
+    out: &mut BytesMut,
+    idle: Duration,
+    moved: &mut Moved,
+) -> Result<(), RelayError> {
+    if !out.is_empty() {
+        write_all(dst, out, idle).await?;
+        moved.written += out.len() as u64;
+        out.clear();
     }
     Ok(())
 }
@@ -276,11 +287,7 @@ where
         if eof {
             out.extend_from_slice(codec::LAST_CHUNK);
         }
-        if !out.is_empty() {
-            write_all(dst, out, idle).await?;
-            moved.written += out.len() as u64;
-            out.clear();
-        }
+        write_out(dst, out, idle, moved).await?;
         if eof {
             break;
         }

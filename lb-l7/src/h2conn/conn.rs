@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use super::frame::{self, kind, setting};
 use super::glitch::Glitches;
 use super::hpack;
-use super::stream::{Closed, Recent, Stream};
+use super::stream::{Closed, Recent, Stall, Stream};
 use super::{Config, Event, Reason, StreamId};
 
 /// Output bytes not yet taken by `poll_transmit` past which a control reply (PING or
@@ -146,6 +146,16 @@ pub struct Connection {
     pub(super) ping_sent: Option<Instant>,
     /// Keep-alive PINGs sent (the opaque data of the last one).
     pub(super) pings: u64,
+    /// Streams (0: the connection window) seen held back by flow control and not stamped yet
+    /// (`Stall::Noted`): at most one entry per stall begun since the last `handle_timeout`,
+    /// which `poll_timeout` makes due at once while any wait.
+    pub(super) stall_new: Vec<StreamId>,
+    /// Responses held back by the connection window (some stream has bytes queued, the
+    /// window is at or below 0), and since when.
+    pub(super) conn_stall: Stall,
+    /// The earliest stamped stall's end (a stall that ended since leaves it early: the
+    /// sweep then finds nothing due and sets the next).
+    pub(super) stall_check: Option<Instant>,
     pub(super) error: Option<ConnError>,
 }
 
@@ -205,6 +215,9 @@ impl Connection {
             last_read: now,
             ping_sent: None,
             pings: 0,
+            stall_new: Vec::new(),
+            conn_stall: Stall::None,
+            stall_check: None,
             error: None,
             cfg,
         }
@@ -258,6 +271,7 @@ impl Connection {
                 self.idle_deadline(),
                 self.ping_deadline(),
                 self.ping_ack_deadline(),
+                self.stall_deadline(),
             ]
             .into_iter()
             .flatten()
@@ -270,7 +284,8 @@ impl Connection {
     /// ENHANCE_YOUR_CALM; our keep-alive PING not acknowledged within `idle_timeout` is a
     /// connection error NO_ERROR (GOAWAY, streams reset, closed); no stream for `idle_timeout`
     /// is GOAWAY(NO_ERROR), then closed; a stream open and nothing read for `idle_timeout`
-    /// sends a keep-alive PING.
+    /// sends a keep-alive PING; a response held back by the client's flow control for
+    /// `idle_timeout` is reset (`handle_stalls`).
     pub fn handle_timeout(&mut self, now: Instant) {
         self.now = now;
         let due = |d: Option<Instant>| d.is_some_and(|at| at <= now);
@@ -284,6 +299,9 @@ impl Connection {
             }
             Phase::Open => {}
         }
+        // First: a stream reset here may leave the connection without streams, which the
+        // keep-alive PING below then no longer keeps open.
+        self.handle_stalls(now);
         if due(self.header_deadline()) {
             self.conn_error(err(Reason::ENHANCE_YOUR_CALM, "header read timeout"));
         } else if due(self.ping_ack_deadline()) {
@@ -328,6 +346,110 @@ impl Connection {
     /// Our PING's ACK is due within the idle timeout.
     fn ping_ack_deadline(&self) -> Option<Instant> {
         Some(self.ping_sent? + self.cfg.idle_timeout)
+    }
+
+    /// Stalls to stamp (due at once), else the earliest stall's end.
+    fn stall_deadline(&self) -> Option<Instant> {
+        if self.stall_new.is_empty() {
+            self.stall_check
+        } else {
+            Some(self.now)
+        }
+    }
+
+    /// A response the client's flow control holds back: no byte of it moved for
+    /// `idle_timeout` while the window it needs (its stream's, or the connection's with bytes
+    /// queued) stayed at or below 0 → RST_STREAM(CANCEL), `Event::Stalled`. This is ALB's
+    /// "no data moved for the idle timeout", per stream: the keep-alive PING's ACK proves the
+    /// client is there, not that it takes the response, and a stream waiting on a window has
+    /// no socket write for the driver's write deadline to time; each held a target
+    /// connection for as long as the client answered PINGs. nginx resets such a stream at
+    /// `send_timeout` (with PROTOCOL_ERROR, its code for any timed-out stream); CANCEL here:
+    /// a window kept at 0 breaks no rule of the protocol (so not FLOW_CONTROL_ERROR nor
+    /// PROTOCOL_ERROR), weir did not fail (not INTERNAL_ERROR), it gives up on a response
+    /// nobody takes — RFC 9113 §7's "the stream is no longer needed". Any byte written
+    /// (a WINDOW_UPDATE letting even one through) ends the stall: slow is not stalled.
+    ///
+    /// Cost: none on a stream that is never held back; a stall begun costs an entry in
+    /// `stall_new` and a stamp; the sweep over the streams runs at a stall's end, at most
+    /// once per stall begun (an early `stall_check` finds the next one).
+    pub(super) fn handle_stalls(&mut self, now: Instant) {
+        let idle = self.cfg.idle_timeout;
+        let earlier = |a: Option<Instant>, b: Instant| Some(a.map_or(b, |a| a.min(b)));
+        for id in std::mem::take(&mut self.stall_new) {
+            let stall = if id == 0 {
+                &mut self.conn_stall
+            } else if let Some(s) = self.streams.get_mut(&id) {
+                &mut s.stall
+            } else {
+                continue;
+            };
+            if *stall == Stall::Noted {
+                *stall = Stall::Since(now);
+                self.stall_check = earlier(self.stall_check, now + idle);
+            }
+        }
+        if self.stall_check.is_none_or(|at| at > now) {
+            return;
+        }
+        let cw = self.conn_send_window;
+        let ended = |since: Instant| since + idle <= now;
+        let conn_due = match self.conn_stall {
+            Stall::Since(t) if cw <= 0 => ended(t),
+            Stall::Since(_) => {
+                self.conn_stall = Stall::None;
+                false
+            }
+            _ => false,
+        };
+        let mut next = match self.conn_stall {
+            Stall::Since(t) if !conn_due => Some(t + idle),
+            _ => None,
+        };
+        let mut due = Vec::new();
+        for (&id, s) in self.streams.iter_mut() {
+            if let Stall::Since(t) = s.stall {
+                if !s.window_blocked() {
+                    s.stall = Stall::None;
+                } else if ended(t) {
+                    due.push(id);
+                    continue;
+                } else {
+                    next = earlier(next, t + idle);
+                }
+            }
+            // Held back by the connection window: everything queued waits on it.
+            if conn_due && s.queued > 0 {
+                due.push(id);
+            }
+        }
+        if conn_due {
+            self.conn_stall = Stall::None;
+        }
+        self.stall_check = next;
+        due.sort_unstable();
+        for id in due {
+            if self.remove_stream(id, Closed::ByUs).is_some() {
+                frame::write_rst(&mut self.out, id, Reason::CANCEL.0);
+                self.events.push_back(Event::Stalled { id });
+            }
+        }
+    }
+
+    /// A response seen held back by its stream's window (`id`) or, with `id` 0, by the
+    /// connection's: stamped at the next `handle_timeout` unless already.
+    pub(super) fn note_stall(&mut self, id: StreamId) {
+        let stall = if id == 0 {
+            &mut self.conn_stall
+        } else if let Some(s) = self.streams.get_mut(&id) {
+            &mut s.stall
+        } else {
+            return;
+        };
+        if *stall == Stall::None {
+            *stall = Stall::Noted;
+            self.stall_new.push(id);
+        }
     }
 
     /// Graceful end in two steps (RFC 9113 §6.8): GOAWAY(2^31-1, NO_ERROR) and a PING; the

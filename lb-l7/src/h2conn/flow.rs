@@ -6,6 +6,7 @@
 
 use super::conn::Connection;
 use super::frame;
+use super::stream::Stall;
 use super::{Event, StreamId};
 
 /// A send window would pass 2^31-1.
@@ -71,11 +72,22 @@ impl Connection {
             return Err(Overflow);
         }
         s.send_window = w;
+        let blocked = s.window_blocked();
+        if !blocked {
+            // Open again: a response still held back waits on the connection (its own stall)
+            // or on the target, not on this window.
+            s.stall = Stall::None;
+        }
         if before == 0 && s.capacity(max_buf) > 0 && !s.writable_queued {
             s.writable_queued = true;
             self.events.push_back(Event::Writable { id });
         }
         self.schedule(id);
+        if blocked {
+            // A SETTINGS lowering the initial window (a WINDOW_UPDATE leaving it at or below
+            // 0 changes nothing: an older stall keeps its time).
+            self.note_stall(id);
+        }
         Ok(())
     }
 

@@ -43,7 +43,11 @@
 //! one with our PING's data) is not chatter, and the next PING is due an idle timeout after
 //! the last read. Without a stream no PING is sent: the idle GOAWAY ends the connection at
 //! the same point (idle timeout after its last stream), and a PING still unanswered when the
-//! last stream ends still closes it at its own deadline if that comes first.
+//! last stream ends still closes it at its own deadline if that comes first. A response the
+//! client's flow control holds back (its stream's window, or the connection's with bytes
+//! queued, at or below 0) with no byte moving for `idle_timeout` → RST_STREAM(CANCEL),
+//! `Event::Stalled` (`Connection::handle_stalls` says why and why CANCEL): answering PINGs
+//! does not keep such streams, and with none left the idle GOAWAY ends the connection.
 //!
 //! Events, in order: `Request` before its `Data`/`Trailers`; a stream the client resets
 //! before the driver polled its `Request` is dropped from the queue (no `Reset`); `Reset`
@@ -211,6 +215,10 @@ pub enum Event {
     Reset { id: StreamId, code: Reason },
     /// `send_capacity(id)` became > 0 again.
     Writable { id: StreamId },
+    /// The connection reset the stream (RST_STREAM(CANCEL)): its response was held back by
+    /// the client's flow control (a window at or below 0) with no byte moving for
+    /// `idle_timeout`. Drop the stream's work as for `Reset`; the client did not cancel it.
+    Stalled { id: StreamId },
     /// The connection is ending (ours or the peer's); the error code of a connection error.
     GoAway { error: Option<Reason> },
     /// A request the connection answered or refused by itself (the driver never gets its

@@ -7,7 +7,7 @@ use bytes::{Buf, Bytes};
 
 use super::conn::{Block, Connection, GOAWAY_PING, MAX_CONTINUATIONS, Phase, Res, err};
 use super::frame::{self, Head, flag, kind, read_u31, read_u32, setting};
-use super::stream::Closed;
+use super::stream::{Closed, Stall};
 use super::{Event, Reason, StreamId};
 
 impl Connection {
@@ -118,6 +118,7 @@ impl Connection {
                 | Event::Data { id: i, .. }
                 | Event::Trailers { id: i, .. }
                 | Event::Writable { id: i }
+                | Event::Stalled { id: i }
                 | Event::Reset { id: i, .. } => *i != id,
                 Event::GoAway { .. } | Event::Refused { .. } => true,
             });
@@ -453,6 +454,9 @@ impl Connection {
                     Reason::FLOW_CONTROL_ERROR,
                     "the connection window over 2^31-1",
                 ));
+            }
+            if self.conn_send_window > 0 {
+                self.conn_stall = Stall::None;
             }
             return if self.order.is_empty() {
                 self.chatter()

@@ -11,7 +11,7 @@ use http::HeaderMap;
 use super::conn::{CHUNK, Connection, Phase};
 use super::frame::{self, flag, kind};
 use super::hpack::Encoder;
-use super::stream::{Closed, Send};
+use super::stream::{Closed, Send, Stall};
 use super::{Event, Reason, StreamError, StreamId};
 
 impl Connection {
@@ -60,6 +60,9 @@ impl Connection {
         );
         if end_stream {
             self.maybe_finish(id);
+        } else if s.send_window <= 0 {
+            // The body cannot move before the client opens the window (the head can).
+            self.note_stall(id);
         }
         Ok(())
     }
@@ -185,9 +188,14 @@ impl Connection {
                     // Waits for the connection window, keeping its turn.
                     s.scheduled = true;
                     self.order.push_front(id);
+                    self.note_stall(0);
                     return;
                 }
-                continue; // waits for its own window: WINDOW_UPDATE schedules it again
+                // Waits for its own window: WINDOW_UPDATE schedules it again.
+                if s.window_blocked() {
+                    self.note_stall(id);
+                }
+                continue;
             }
             let window = s.send_window.min(cw).max(0) as usize;
             let n = s.queued.min(self.peer_max_frame).min(window).min(room);
@@ -201,6 +209,18 @@ impl Connection {
             }
             s.send_window -= n as i64;
             self.conn_send_window -= n as i64;
+            if n > 0 {
+                // Bytes moved: whatever held the response back did not hold it.
+                s.stall = Stall::None;
+                self.conn_stall = Stall::None;
+            }
+            // The window just used up with more to come: a stall begins (stamped at the next
+            // `handle_timeout`); the connection's is seen when a stream next waits on it.
+            let used_up = !last && s.window_blocked() && s.stall == Stall::None;
+            if used_up {
+                s.stall = Stall::Noted;
+                self.stall_new.push(id);
+            }
             if last {
                 if let Some(t) = s.trailers.take() {
                     encode_trailers(&mut self.enc, &mut self.scratch, &t);

@@ -4,10 +4,24 @@
 //! closed streams (how they closed decides what a late frame on them means).
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 
 use super::StreamId;
+
+/// A response held back by the client's flow control (`Connection::handle_stalls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Stall {
+    /// Not held back (or bytes moved since).
+    None,
+    /// Seen held back where the connection's clock may be stale (`send_response`,
+    /// `poll_transmit` take no `Instant`): in `Connection::stall_new`, stamped at the next
+    /// `handle_timeout`, which `poll_timeout` makes due at once.
+    Noted,
+    /// Held back since then: reset an idle timeout later unless bytes move first.
+    Since(Instant),
+}
 
 /// The response side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +59,8 @@ pub(super) struct Stream {
     pub writable_queued: bool,
     pub content_length: Option<u64>,
     pub received: u64,
+    /// Whether (and since when) the response waits on the client's window for this stream.
+    pub stall: Stall,
 }
 
 impl Stream {
@@ -70,6 +86,7 @@ impl Stream {
             writable_queued: false,
             content_length: cl,
             received: 0,
+            stall: Stall::None,
         }
     }
 
@@ -88,6 +105,14 @@ impl Stream {
     pub fn sendable(&self, conn_window: i64) -> bool {
         let closing = self.queued == 0 && self.send == Send::Ending;
         closing || (self.queued > 0 && self.send_window > 0 && conn_window > 0)
+    }
+
+    /// The response cannot move for the stream's own window: begun, not all written, and the
+    /// window at or below 0 (the driver gets no capacity, so with nothing queued the bytes
+    /// wait in the driver or the target).
+    pub fn window_blocked(&self) -> bool {
+        self.send_window <= 0
+            && (self.send == Send::Open || (self.send == Send::Ending && self.queued > 0))
     }
 
     /// Takes up to `n` queued bytes into `out`.

@@ -577,3 +577,185 @@ fn a_client_that_keeps_moving_the_initial_window_is_stopped() {
     c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 1 << 22)]));
     assert!(!c.conn.is_closed());
 }
+
+/// A client keeping its window at 0 (SETTINGS_INITIAL_WINDOW_SIZE 0, no WINDOW_UPDATE) and
+/// answering PINGs: each stream whose response is held back is reset (RST_STREAM(CANCEL),
+/// `Event::Stalled`) an idle timeout after the stall began, then the idle GOAWAY ends the
+/// connection. Before, such streams lived as long as the client answered PINGs.
+#[test]
+fn a_response_held_back_by_a_zero_window_is_reset_at_the_idle_timeout() {
+    let idle = Duration::from_secs(5);
+    let ms = Duration::from_millis;
+    let mut c = Client::new(Config {
+        idle_timeout: idle,
+        ..Config::default()
+    });
+    c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 0)]));
+    c.frames();
+    c.request(1, GET, true);
+    c.request(3, GET, true);
+    assert_eq!(c.events().len(), 2);
+    // The target answers 3 s later: the core's clock is the last read's (stale), so the
+    // stall is stamped by the `handle_timeout` `poll_timeout` makes due at once.
+    c.now += Duration::from_secs(3);
+    for id in [1, 3] {
+        c.conn
+            .send_response(id, StatusCode::OK, &HeaderMap::new(), false)
+            .unwrap();
+    }
+    assert_eq!(c.conn.send_capacity(1), 0, "the driver gets no capacity");
+    assert!(c.conn.poll_timeout().is_some_and(|t| t <= c.now));
+    c.advance(Duration::ZERO);
+    let stamped = c.now;
+    assert_eq!(
+        c.conn.poll_timeout(),
+        Some(stamped + ms(2000)),
+        "the PING's"
+    );
+    let fs = c.frames();
+    assert_eq!(fs.iter().filter(|f| f.kind == kind::HEADERS).count(), 2);
+    // The client answers every PING and sends its own: no help.
+    let mut t = Duration::ZERO;
+    while t + ms(1000) < idle {
+        c.advance(ms(1000));
+        t += ms(1000);
+        for (_, p) in pings(&c.frames()) {
+            c.send(&raw(kind::PING, flag::ACK, 0, &p));
+        }
+        c.send(&ping(*b"clientpg"));
+        assert!(resets(&c.frames()).is_empty(), "at +{t:?}");
+        assert!(c.events().is_empty(), "at +{t:?}");
+    }
+    c.advance(stamped + idle - ms(1) - c.now);
+    assert!(
+        resets(&c.frames()).is_empty(),
+        "not before the idle timeout"
+    );
+    c.advance(ms(1));
+    let fs = c.frames();
+    assert_eq!(
+        resets(&fs),
+        [(1, Reason::CANCEL), (3, Reason::CANCEL)],
+        "{fs:?}"
+    );
+    let evs = c.events();
+    assert!(
+        matches!(
+            evs[..],
+            [Event::Stalled { id: 1 }, Event::Stalled { id: 3 }]
+        ),
+        "{evs:?}"
+    );
+    assert_eq!(c.conn.active_streams(), 0);
+    assert!(!c.conn.is_closed());
+    // No stream left: the PING ACKs keep nothing, the idle GOAWAY ends the connection.
+    c.advance(idle);
+    assert_eq!(goaway(&c.frames()), Some(Reason::NO_ERROR));
+    assert!(c.conn.is_closed());
+}
+
+/// Slow is not stalled: a client letting 10 bytes through every 3 s (idle timeout 5 s) keeps
+/// its stream for as long as it does; once it stops, the stream is reset an idle timeout
+/// after the window ran out. A stream the target has not answered yet is not held back by
+/// the window, whatever it is.
+#[test]
+fn a_window_that_lets_bytes_through_keeps_the_stream() {
+    let idle = Duration::from_secs(5);
+    let mut c = Client::new(Config {
+        idle_timeout: idle,
+        ..Config::default()
+    });
+    c.send(&settings(&[(setting::INITIAL_WINDOW_SIZE, 0)]));
+    c.request(1, GET, true);
+    c.request(3, GET, true);
+    c.events();
+    c.conn
+        .send_response(1, StatusCode::OK, &HeaderMap::new(), false)
+        .unwrap();
+    c.conn
+        .send_data(1, Bytes::from(vec![b'x'; 1000]), true)
+        .unwrap();
+    c.advance(Duration::ZERO);
+    c.frames();
+    for round in 0..6 {
+        c.advance(Duration::from_secs(3));
+        for (_, p) in pings(&c.frames()) {
+            c.send(&raw(kind::PING, flag::ACK, 0, &p));
+        }
+        c.send(&window_update(0, 10));
+        c.send(&window_update(1, 10));
+        let fs = c.frames();
+        let data: usize = fs
+            .iter()
+            .filter(|f| f.kind == kind::DATA && f.stream == 1)
+            .map(|f| f.payload.len())
+            .sum();
+        assert_eq!(data, 10, "round {round}: {fs:?}");
+        assert!(resets(&fs).is_empty(), "round {round}: {fs:?}");
+        c.advance(Duration::ZERO);
+    }
+    assert!(
+        c.events()
+            .iter()
+            .all(|e| !matches!(e, Event::Stalled { .. }))
+    );
+    let ran_out = c.now;
+    c.advance(idle - Duration::from_millis(1));
+    assert!(resets(&c.frames()).is_empty());
+    c.advance(ran_out + idle - c.now);
+    assert_eq!(resets(&c.frames()), [(1, Reason::CANCEL)]);
+    assert!(matches!(c.events()[..], [Event::Stalled { id: 1 }]));
+    assert_eq!(c.conn.active_streams(), 1, "stream 3 waits on its target");
+}
+
+/// The connection window at 0 with bytes queued: every stream with queued bytes is reset an
+/// idle timeout later (they all wait on it); one with nothing queued waits on its target,
+/// not on the client, and stays.
+#[test]
+fn a_connection_window_at_zero_resets_the_streams_it_holds_back() {
+    let idle = Duration::from_secs(5);
+    let mut c = Client::new(Config {
+        idle_timeout: idle,
+        ..Config::default()
+    });
+    for id in [1, 3, 5] {
+        c.request(id, GET, true);
+    }
+    c.events();
+    for id in [1, 3, 5] {
+        c.conn
+            .send_response(id, StatusCode::OK, &HeaderMap::new(), false)
+            .unwrap();
+    }
+    // 40,000 + 40,000 bytes on a connection window of 65,535.
+    for id in [1, 3] {
+        c.conn
+            .send_data(id, Bytes::from(vec![b'x'; 40_000]), true)
+            .unwrap();
+    }
+    c.frames();
+    c.advance(Duration::ZERO);
+    c.frames();
+    c.advance(idle - Duration::from_millis(1));
+    for (_, p) in pings(&c.frames()) {
+        c.send(&raw(kind::PING, flag::ACK, 0, &p));
+    }
+    assert!(resets(&c.frames()).is_empty());
+    c.advance(Duration::from_millis(1));
+    assert_eq!(
+        resets(&c.frames()),
+        [(1, Reason::CANCEL), (3, Reason::CANCEL)]
+    );
+    assert_eq!(c.conn.active_streams(), 1);
+    // Stream 5 answered later is served from the window the others left.
+    c.send(&window_update(0, 1000));
+    c.conn
+        .send_data(5, Bytes::from_static(b"hello"), true)
+        .unwrap();
+    let fs = c.frames();
+    assert!(
+        fs.iter()
+            .any(|f| f.kind == kind::DATA && f.stream == 5 && f.flags & flag::END_STREAM != 0),
+        "{fs:?}"
+    );
+}

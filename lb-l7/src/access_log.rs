@@ -141,6 +141,10 @@ impl Record {
 /// after its stop) or an HTTP/2 connection's (after its GOAWAY) passed with the request still
 /// in flight, and weir dropped it.
 pub const CUT_AT_DRAIN_DEADLINE: &str = "CutAtDrainDeadline";
+/// `error_reason` of an HTTP/2 response weir reset (RST_STREAM(CANCEL)) because the client's
+/// flow-control window held it back with no byte moving for the idle timeout
+/// (`h2conn::Connection::handle_stalls`); its target connection is not reused mid-response.
+pub const CLIENT_WINDOW_STALLED: &str = "ClientWindowStalled";
 /// `error_reason` of a request whose work weir dropped for another reason before its line was
 /// written (its task ended: a panic).
 pub const CUT: &str = "RequestCut";

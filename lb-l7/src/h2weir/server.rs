@@ -497,6 +497,17 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                     self.remove_stream(idx);
                 }
             }
+            Event::Stalled { id } => {
+                tracing::debug!(peer = %self.ci.peer, id, "HTTP/2 response held back by the client's window for the idle timeout: stream reset");
+                if let Some(idx) = self.streams.index_of(id) {
+                    if let Some(s) = self.streams.get_mut(idx)
+                        && let Phase::Sending(body) = &mut s.phase
+                    {
+                        body.stalled();
+                    }
+                    self.remove_stream(idx);
+                }
+            }
             Event::Writable { id } => {
                 if let Some(idx) = self.streams.index_of(id)
                     && self

@@ -4,7 +4,7 @@
 use super::body::{TargetBody, TargetHead};
 use super::unread::with_unread_body;
 use super::{RequestBody, forward, h2rules};
-use crate::access_log::{CUT_AT_DRAIN_DEADLINE, Record, rfc3339};
+use crate::access_log::{CLIENT_WINDOW_STALLED, CUT_AT_DRAIN_DEADLINE, Record, rfc3339};
 use crate::body::{Body, BoxError};
 use crate::pipeline::attempt::CLIENT_CLOSED;
 use crate::pipeline::decide::{Decision, decide, new_record};
@@ -158,6 +158,16 @@ impl ResponseBody {
             s.end(self.bytes, done);
         }
     }
+
+    /// The engine reset the stream because the client's flow-control window held the
+    /// response back for the idle timeout: when the body is dropped, its line says so
+    /// (`ClientWindowStalled`) and it is not counted as the client's cancellation (the
+    /// client sent no reset; `h2rules::abusive` counts those).
+    pub fn stalled(&mut self) {
+        if let Some(s) = self.stream.as_mut() {
+            s.stalled = true;
+        }
+    }
 }
 
 impl http_body::Body for ResponseBody {
@@ -230,6 +240,8 @@ struct InFlight {
     has_response: bool,
     /// The listener's port (its `ProcessedBytes`).
     port: u16,
+    /// Reset by the engine, the client's window stalled (`ResponseBody::stalled`).
+    stalled: bool,
 }
 
 impl InFlight {
@@ -243,6 +255,7 @@ impl InFlight {
             recv0: ci.state.received.load(Relaxed),
             has_response: false,
             port: ci.listener.config.port,
+            stalled: false,
         }
     }
 
@@ -266,14 +279,17 @@ impl InFlight {
         if let Some(c) = self.sh.metrics.listener(self.port) {
             c.processed_bytes.fetch_add(bytes, Relaxed);
         }
-        let cut = !done && self.cut_at_drain();
-        if !done && !cut {
+        let stalled = !done && self.stalled;
+        let cut = !done && !stalled && self.cut_at_drain();
+        if !done && !cut && !stalled {
             self.cancelled();
         }
         if let Some(mut l) = self.log.take() {
             l.sent_bytes = bytes;
             if cut {
                 l.error_reason = Some(CUT_AT_DRAIN_DEADLINE);
+            } else if stalled {
+                l.error_reason = Some(CLIENT_WINDOW_STALLED);
             }
             self.write_log(l);
         }

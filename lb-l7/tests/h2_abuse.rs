@@ -1198,6 +1198,125 @@ async fn small_data_frames_reach_the_target_one_segment_each(engine: &str) {
     w.stop().await;
 }
 
+/// A client that keeps its window at 0 (SETTINGS_INITIAL_WINDOW_SIZE 0, never a
+/// WINDOW_UPDATE) on 20 streams of a 4 MiB response, answering PINGs and sending its own:
+/// each stream is reset (RST_STREAM(CANCEL)) about an idle timeout (2 s) after its response
+/// was held back, its target connection closed (the rest is over `MAX_DISCARD`: not read
+/// away to be pooled), its line `ClientWindowStalled`, then the connection ends at the idle
+/// timeout. Before, the streams and their target connections stayed for as long as the
+/// client answered PINGs (the probe's 20 × 100 streams held 2,000 target connections).
+async fn window_zero_streams_are_reset_and_their_target_connections_closed(engine: &str) {
+    let _serial = serial().await;
+    const STREAMS: u32 = 20;
+    let be = big_backend(4 << 20).await;
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("weir-h2-stall-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let w = start(&config(
+        engine,
+        &format!(
+            "idle_timeout.timeout_seconds = 2\naccess_logs.enabled = true\naccess_logs.path = \"{}\"",
+            log.display()
+        ),
+        port,
+        &[be.port],
+    ));
+    let mut c = H2::connect(port, &[(SETTINGS_INITIAL_WINDOW_SIZE, 0)]).await;
+    let mut reqs = Vec::new();
+    for i in 0..STREAMS {
+        reqs.extend(request(1 + 2 * i, "/big", &[], true));
+    }
+    c.send(&reqs).await.unwrap();
+    let t0 = Instant::now();
+    let mut heads = 0;
+    let mut resets = Vec::new();
+    let mut data = 0;
+    let mut closed_at = None;
+    let mut goaway = None;
+    let mut last_ping = t0;
+    // PINGs answered (`next`) and sent every 200 ms: the client is there, it takes nothing.
+    while t0.elapsed() < Duration::from_secs(9) {
+        match c.next(Duration::from_millis(200)).await {
+            Got::Frame(f) if f.ty == HEADERS => heads += 1,
+            Got::Frame(f) if f.ty == DATA => data += f.payload.len(),
+            Got::Frame(f) if f.ty == RST_STREAM => {
+                let code = u32::from_be_bytes(f.payload[..4].try_into().unwrap());
+                resets.push((f.stream, code, t0.elapsed()));
+            }
+            Got::Frame(f) if f.ty == GOAWAY => {
+                eprintln!("{engine}: GOAWAY {:?} at {:?}", f.payload, t0.elapsed());
+                goaway = Some(u32::from_be_bytes(f.payload[4..8].try_into().unwrap()));
+            }
+            Got::Frame(_) | Got::Quiet => {}
+            Got::Closed => {
+                closed_at = Some(t0.elapsed());
+                break;
+            }
+        }
+        // Not after every frame: each PING's ACK would bring the next, a flood.
+        if last_ping.elapsed() >= Duration::from_millis(200) {
+            last_ping = Instant::now();
+            if c.send(&frame(PING, 0, 0, b"clientpg")).await.is_err() {
+                closed_at.get_or_insert(t0.elapsed());
+                break;
+            }
+        }
+    }
+    eprintln!(
+        "{engine}: {heads} heads, {data} DATA bytes, resets {:?}, closed at {closed_at:?}, {} target connections open",
+        resets
+            .iter()
+            .map(|r| (r.0, r.1, r.2.as_millis()))
+            .collect::<Vec<_>>(),
+        be.open.load(SeqCst)
+    );
+    assert_eq!(data, 0, "{engine}: DATA on a window of 0");
+    assert_eq!(be.requests.load(SeqCst), STREAMS as usize, "{engine}");
+    assert_eq!(
+        resets.len(),
+        STREAMS as usize,
+        "{engine}: every stream reset, the client answering PINGs: {resets:?}"
+    );
+    for &(id, code, at) in &resets {
+        assert_eq!(code, 0x8, "{engine}: stream {id} reset CANCEL");
+        assert!(
+            at >= Duration::from_millis(1800) && at < Duration::from_millis(4500),
+            "{engine}: stream {id} reset at {at:?}, idle timeout 2 s"
+        );
+    }
+    assert!(
+        closed_at.is_some() && goaway == Some(0),
+        "{engine}: no stream left, the connection ends at the idle timeout (GOAWAY {goaway:?})"
+    );
+    assert!(
+        wait_until(Duration::from_secs(2), || be.open.load(SeqCst) == 0).await,
+        "{engine}: {} target connections still open",
+        be.open.load(SeqCst)
+    );
+    let lines = wait_for_log(&log, Duration::from_secs(3)).await;
+    assert_eq!(
+        lines
+            .lines()
+            .filter(|l| l.contains("ClientWindowStalled"))
+            .count(),
+        STREAMS as usize,
+        "{engine}: a ClientWindowStalled line per stream:\n{lines}"
+    );
+    let m = w.metrics.snapshot();
+    assert_eq!(
+        m.target_2xx, STREAMS as u64,
+        "{engine}: the targets' answers"
+    );
+    assert_eq!(
+        m.elb_status_codes.get(&460),
+        None,
+        "{engine}: not the client's cancellation"
+    );
+    drop(c);
+    w.stop().await;
+    let _ = std::fs::remove_file(&log);
+}
+
 macro_rules! for_both_engines {
     ($($name:ident),* $(,)?) => {
         mod hyper_engine {
@@ -1234,6 +1353,12 @@ for_both_engines!(
     content_length_fields_reach_the_target_as_one,
     small_data_frames_reach_the_target_one_segment_each,
 );
+
+/// weir's engine only: hyper's path keeps such streams (docs/http2.md, "Protections").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_engine_window_zero_streams_are_reset_and_their_target_connections_closed() {
+    window_zero_streams_are_reset_and_their_target_connections_closed("weir").await
+}
 
 /// weir's engine only: hyper's path (the h2 crate) keeps a body's DATA as slices of its read
 /// buffer too — 38 MB sent on 3,000 bytes of window held ~15 MB there (docs/http2.md).

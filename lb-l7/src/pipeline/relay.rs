@@ -211,7 +211,13 @@ where
                 }
             }
         };
-        write_out(dst, out, idle, moved).await?;
+        // Inline, not a helper: an async helper's future here cost ~60 instructions per
+        // HTTP/1.1 request (callgrind).
+        if !out.is_empty() {
+            write_all(dst, out, idle).await?;
+            moved.written += out.len() as u64;
+            out.clear();
+        }
         if done {
             break;
         }
@@ -222,21 +228,6 @@ where
     }
     if let Ok(Err(e)) = timeout(idle, dst.flush()).await {
         return Err(RelayError::Dst(e));
-    }
-    Ok(())
-}
-
-/// Writes what `out` holds (if anything) and empties it, counting it in `moved`.
-async fn write_out<W: AsyncWrite + Unpin>(
-    dst: &mut W,
-    out: &mut BytesMut,
-    idle: Duration,
-    moved: &mut Moved,
-) -> Result<(), RelayError> {
-    if !out.is_empty() {
-        write_all(dst, out, idle).await?;
-        moved.written += out.len() as u64;
-        out.clear();
     }
     Ok(())
 }
@@ -287,7 +278,13 @@ where
         if eof {
             out.extend_from_slice(codec::LAST_CHUNK);
         }
-        write_out(dst, out, idle, moved).await?;
+        // Inline, not a helper: an async helper's future here cost ~60 instructions per
+        // HTTP/1.1 request (callgrind).
+        if !out.is_empty() {
+            write_all(dst, out, idle).await?;
+            moved.written += out.len() as u64;
+            out.clear();
+        }
         if eof {
             break;
         }

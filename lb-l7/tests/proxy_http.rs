@@ -131,6 +131,16 @@ async fn forwarding_rules_actions_and_status_codes() {
     .await;
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
     assert!(text.contains("GET /abs?q=1 HTTP/1.1"), "{text}");
+    // An OPTIONS about the server itself (absolute-form, no path) goes out as `OPTIONS *`
+    // (RFC 9112 §3.2.4), not as a question about `/`.
+    let (text, _) = raw(
+        port,
+        b"OPTIONS http://abs.example:8001 HTTP/1.1\r\nHost: abs.example:8001\r\nConnection: close\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("OPTIONS * HTTP/1.1"), "{text}");
 
     // Round robin across both targets.
     let (ha0, hb0) = (

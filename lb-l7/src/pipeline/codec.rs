@@ -118,6 +118,11 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
         headers.append(name, value);
     }
     authority_wins(&method, &uri, version, &mut headers);
+    let uri = if method == Method::OPTIONS && about_the_server(&head[path_range.0..path_range.1]) {
+        Uri::from_static("*")
+    } else {
+        uri
+    };
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
     parts.uri = uri;
@@ -164,6 +169,17 @@ fn request_target_ok(method: &Method, raw: &[u8], uri: &Uri) -> bool {
     }
 }
 
+/// An absolute-form target with neither path nor query (`http://a.example:8001`): for
+/// `OPTIONS`, a question about the server itself, which the last proxy MUST send as `OPTIONS *`
+/// (RFC 9112 §3.2.4) — `Uri` reads it as `/`, a question about that resource. Its authority is
+/// already the `Host` (`authority_wins`).
+fn about_the_server(raw: &[u8]) -> bool {
+    let Some(at) = raw.windows(3).position(|w| w == b"://") else {
+        return false;
+    };
+    !raw[at + 3..].iter().any(|&b| b == b'/' || b == b'?')
+}
+
 /// Has the request line ended within the first `max` bytes (or is there less than that)?
 fn line_done(buf: &[u8], max: usize) -> bool {
     buf.len() < max || buf[..max].contains(&b'\n')
@@ -174,8 +190,6 @@ fn range_of(base: usize, s: &[u8]) -> (usize, usize) {
     (start, start + s.len())
 }
 
-/// The body framing of a request (after `parse::check`, which refused unknown codings and,
-/// except in `monitor` mode, `Content-Length` together with `Transfer-Encoding`).
 /// The request-target weir sends a target (origin-form, RFC 9112 §3.2.1): the URI's path and
 /// query, with the `/` an absolute-form target without a path leaves out — `GET
 /// http://a.example?x=1` has the query `?x=1` and no path, and went out as `GET ?x=1`, a
@@ -188,6 +202,8 @@ pub fn request_target(uri: &Uri) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// The body framing of a request (after `parse::check`, which refused unknown codings and,
+/// except in `monitor` mode, `Content-Length` together with `Transfer-Encoding`).
 pub fn request_framing(h: &HeaderMap) -> Result<Framing, HeadError> {
     if h.contains_key(header::TRANSFER_ENCODING) {
         return if last_coding_chunked(h) {

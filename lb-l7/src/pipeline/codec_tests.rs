@@ -598,6 +598,48 @@ fn end_to_end_headers_for_hyper() {
     assert_eq!(cookies, [&b"a=1"[..], &b"b=2"[..]]);
 }
 
+fn raw_host(raw: &[u8]) -> &str {
+    let s = std::str::from_utf8(raw).expect("ascii");
+    let at = s.find("Host: ").expect("a Host") + 6;
+    &s[at..at + s[at..].find('\r').expect("CRLF")]
+}
+
+#[test]
+fn request_target_sent_to_the_target() {
+    // RFC 9112 §3.2.4: an OPTIONS about the server itself (absolute-form, no path, no query)
+    // goes out as `OPTIONS *`; with a path it stays a question about that path.
+    let cases: [(&[u8], &str); 6] = [
+        (
+            b"OPTIONS http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            "*",
+        ),
+        (
+            b"OPTIONS http://a.example:8001 HTTP/1.1\r\nHost: a.example:8001\r\n\r\n",
+            "*",
+        ),
+        (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", "*"),
+        (
+            b"OPTIONS http://a.example/ HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            "/",
+        ),
+        (
+            b"OPTIONS http://a.example?q HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            "/?q",
+        ),
+        (
+            b"GET http://a.example HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            "/",
+        ),
+    ];
+    for (raw, want) in cases {
+        let (r, _) = parse_req(raw);
+        let head = r.expect("parsed").expect("complete");
+        let got = request_target(&head.parts.uri);
+        assert_eq!(head.parts.headers["host"], raw_host(raw));
+        assert_eq!(got, want, "{}", String::from_utf8_lossy(raw));
+    }
+}
+
 #[test]
 fn request_target_forms() {
     // RFC 9112 §3.2: origin-form, absolute-form (http/https), `*` for OPTIONS only.

@@ -207,14 +207,22 @@ fn leaving(old: &GroupEntry, new: &GroupEntry, generation: u64, now: Instant) ->
         TargetState::Draining,
         Some(Reason::DeregistrationInProgress),
     );
+    // The checker follows the latest generation and may skip some: a target still draining
+    // may have come back and left again in between, with new requests and a full delay of its
+    // own from then (the workers' `Draining::follow`). Only reports of this generation speak
+    // for sure, and its deadline can be as late as a delay from now: the view keeps it
+    // draining until then, or until the workers report they are done with it.
+    let skipped = |l: &Leaving| generation > l.since + 1;
     let still = old
         .draining
         .iter()
         .filter(|l| l.until > now && !kept(l.entry.addr))
         .map(|l| Leaving {
-            // The checker may have skipped generations (it follows the latest): the target
-            // may have come back and left again in between, with new requests. Only reports
-            // of this generation speak for sure.
+            until: if skipped(l) {
+                l.until.max(now + old.delay.max(new.delay))
+            } else {
+                l.until
+            },
             since: generation,
             ..l.clone()
         });
@@ -717,6 +725,40 @@ target = [{ id = "10.0.0.4" }]
         t.rebuild(&less, 5).unwrap();
         assert!(t.finish_drained(&[report(4, &[])]).is_empty());
         assert_eq!(t.finish_drained(&[report(5, &[])]).len(), 1);
+    }
+
+    #[test]
+    fn a_drain_carried_over_skipped_generations_keeps_a_full_delay_from_then() {
+        // Deregistered (2), registered again (3) and deregistered again (4) before the checker
+        // followed 3: the workers drain it a full delay from 4, so the view may not end the
+        // drain at the first deadline.
+        let t = HealthTable::new(&config()).unwrap();
+        let mut less = config();
+        less.target_group[0].target.remove(1);
+        let now = Instant::now();
+        let at = |s| now + Duration::from_secs(s);
+        t.rebuild_at(&less, 2, now).unwrap();
+        t.rebuild_at(&less, 4, at(100)).unwrap();
+        let gone = BTreeSet::from([GONE.parse::<SocketAddr>().unwrap()]);
+        assert_eq!(
+            t.draining_at("web", &less, at(350)),
+            gone,
+            "past the first deadline"
+        );
+        assert!(
+            t.draining_at("web", &less, at(400)).is_empty(),
+            "a delay from 4"
+        );
+        // Followed generation by generation: the first deadline stands.
+        t.rebuild_at(&less, 5, at(200)).unwrap();
+        assert!(t.draining_at("web", &less, at(400)).is_empty());
+        assert_eq!(t.draining_at("web", &less, at(399)), gone);
+        // The workers done with it end it early either way.
+        let t = HealthTable::new(&config()).unwrap();
+        t.rebuild_at(&less, 2, now).unwrap();
+        t.rebuild_at(&less, 4, at(100)).unwrap();
+        assert_eq!(t.finish_drained(&[report(4, &[])]).len(), 1);
+        assert!(t.draining_at("web", &less, at(1)).is_empty());
     }
 
     #[test]

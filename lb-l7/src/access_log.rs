@@ -42,7 +42,10 @@ pub struct Record {
     pub actions_executed: Vec<&'static str>,
     pub redirect_url: Option<String>,
     pub error_reason: Option<&'static str>,
-    pub target_status_code_list: Vec<u16>,
+    /// One per attempt, as `target_list`: the status of the attempt's answer, `None` for an
+    /// attempt that got none (a refused or lost connection weir retried, or the last one
+    /// failing), logged `-` so each code sits under its target.
+    pub target_status_code_list: Vec<Option<u16>>,
     pub target_list: Vec<SocketAddr>,
     pub classification: Option<&'static str>,
     pub classification_reason: Option<&'static str>,
@@ -82,6 +85,22 @@ fn quoted(s: &str) -> String {
 }
 
 impl Record {
+    /// An attempt at `target` begins (`target:port_list` and `target_status_code_list`).
+    pub fn attempt(&mut self, target: SocketAddr) {
+        self.target = Some(target);
+        self.target_list.push(target);
+        self.target_status_code_list.push(None);
+    }
+
+    /// The current attempt's target answered `status`.
+    pub fn answered(&mut self, status: u16) {
+        self.target_status_code = Some(status);
+        match self.target_status_code_list.last_mut() {
+            Some(last) => *last = Some(status),
+            None => self.target_status_code_list.push(Some(status)),
+        }
+    }
+
     /// The line, without a newline.
     pub fn format(&self) -> String {
         let join = |v: Vec<String>| {
@@ -127,7 +146,7 @@ impl Record {
             quoted(&join(
                 self.target_status_code_list
                     .iter()
-                    .map(|t| t.to_string())
+                    .map(|c| c.map_or_else(|| "-".to_string(), |c| c.to_string()))
                     .collect(),
             )),
             quoted(self.classification.unwrap_or("-")),
@@ -606,6 +625,31 @@ mod tests {
         let line = r.format();
         assert!(line.starts_with("http 2026-01-01T00:00:00.000000Z weir/0 192.0.2.1:5000 - -1 -1 -1 503 - 0 0 \"GET http://a/ HTTP/1.1\" \"curl \\\"x\\\"\" - - - \"Root=1-0-0\""), "{line}");
         assert!(line.ends_with("0 2026-01-01T00:00:00.000000Z \"forward\" \"-\" \"NoRegisteredTargets\" \"-\" \"-\" \"-\" \"-\""), "{line}");
+    }
+
+    #[test]
+    fn each_attempt_has_its_code_under_its_target() {
+        let (a, b): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:80".parse().unwrap(),
+            "10.0.0.2:80".parse().unwrap(),
+        );
+        let mut r = Record::default();
+        r.attempt(a);
+        r.attempt(b);
+        r.answered(200);
+        assert!(
+            r.format()
+                .contains(" \"10.0.0.1:80 10.0.0.2:80\" \"- 200\" ")
+        );
+        assert_eq!(r.target, Some(b));
+        let mut r = Record::default();
+        r.attempt(a);
+        assert!(r.format().contains(" \"10.0.0.1:80\" \"-\" "), "no answer");
+        assert!(
+            Record::default()
+                .format()
+                .contains(" \"-\" \"-\" \"-\" \"-\"")
+        );
     }
 
     fn memory_log() -> (AccessLog, Arc<std::sync::Mutex<Vec<u8>>>) {

@@ -372,8 +372,12 @@ async fn connect_failure_goes_to_another_target() {
     let alive = backend("alive").await;
     let dead = free_port();
     let port = free_port();
+    let log = std::env::temp_dir().join(format!("weir-retry-{port}.log"));
     let w = start(&format!(
         r#"
+[load_balancer]
+access_logs.enabled = true
+access_logs.path = "{}"
 [[listener]]
 address = "127.0.0.1"
 port = {port}
@@ -383,6 +387,7 @@ name = "mixed"
 load_balancing.algorithm.type = "least_outstanding_requests"
 target = [{{ id = "127.0.0.1", port = {dead} }}, {{ id = "127.0.0.1", port = {} }}]
 "#,
+        log.display(),
         alive.addr.port()
     ));
     for i in 0..10 {
@@ -407,6 +412,22 @@ target = [{{ id = "127.0.0.1", port = {dead} }}, {{ id = "127.0.0.1", port = {} 
         "{t:?}"
     );
     w.stop().await;
+    // A retried request lists both attempts, each code under its target: `-` for the one
+    // that refused the connection.
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let pair = format!(
+        "\"127.0.0.1:{dead} 127.0.0.1:{}\" \"- 200\"",
+        alive.addr.port()
+    );
+    assert!(lines.lines().any(|l| l.contains(&pair)), "{pair}\n{lines}");
+    let single = format!("\"127.0.0.1:{}\" \"200\"", alive.addr.port());
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains(&pair) || l.contains(&single)),
+        "{lines}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -271,8 +271,7 @@ pub async fn forward(
             t.counters.answered(resp.status, at.elapsed());
         }
         if let Some(l) = log.as_deref_mut() {
-            l.target_status_code = Some(resp.status);
-            l.target_status_code_list.push(resp.status);
+            l.answered(resp.status);
             l.target_processing_time = sent_at.map(|t| t.elapsed().as_secs_f64());
         }
         let offered = upgrade.then_some(&parts.headers);

@@ -183,8 +183,7 @@ pub async fn forward<B: RequestBody>(
             t.counters.answered(status, at.elapsed());
         }
         if let Some(l) = log.as_deref_mut() {
-            l.target_status_code = Some(status);
-            l.target_status_code_list.push(status);
+            l.answered(status);
             l.target_processing_time = sent_at.map(|t| t.elapsed().as_secs_f64());
         }
         if status == 101 {

@@ -120,8 +120,7 @@ impl Attempts {
             };
             let t = &g.targets[ti];
             if let Some(l) = log.as_deref_mut() {
-                l.target = Some(t.addr);
-                l.target_list.push(t.addr);
+                l.attempt(t.addr);
             }
             // A capped target (`target_limits`): its slot, waiting in its queue if need be.
             let slot = match t.admit().await {

@@ -270,7 +270,7 @@ default_action = {{ type = "redirect", protocol = "HTTPS", host = "#{{host}}", p
 
 /// A rule that denies `/admin*` and one that denies the host `secret.example` hold for every
 /// spelling a target reads as the same path or host: dot segments, repeated slashes,
-/// percent-encoded unreserved characters, a fully qualified host. Each passed on the old code
+/// percent-encoded characters (an encoded slash too), a fully qualified host. Each passed on the old code
 /// (rules matched the raw path and host) and nginx behind weir served `/admin` and
 /// `secret.example`. The request a rule lets through still goes as the client wrote it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,6 +292,11 @@ action = { type = "fixed-response", status_code = 403, content_type = "text/plai
         ("/%61dmin", "app.example"),
         ("/%2e/admin", "app.example"),
         ("/static/%2E%2E/admin/users", "app.example"),
+        // An encoded slash: nginx decodes it before it resolves the path.
+        ("/%2Fadmin", "app.example"),
+        ("/x/..%2Fadmin", "app.example"),
+        ("/x%2F..%2Fadmin", "app.example"),
+        ("/x/%2e%2e%2fadmin", "app.example"),
         ("/", "secret.example"),
         ("/", "secret.example."),
         ("/", "SECRET.example.:8080"),

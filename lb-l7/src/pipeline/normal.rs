@@ -5,11 +5,14 @@
 //! `secret.example`. The request goes to the target as the client sent it (ALB does not
 //! rewrite the path); only the rules' view is normalized. Pure.
 //!
-//! The path: RFC 3986 §6.2.2 — percent-encoded unreserved characters decoded (`%61` → `a`,
-//! `%2E` → `.`; a reserved one such as `%2F` stays encoded: it is not a `/` to the target
-//! either), then dot segments removed (§5.2.4), then repeated slashes merged (nginx's
-//! `merge_slashes`, on by default). A path with none of `%`, `/.` or `//` is returned as it is,
-//! without a copy: the common case costs a scan.
+//! The path: every percent-encoded byte decoded, once (`%61` → `a`, `%2E` → `.`, and `%2F` →
+//! `/`), then dot segments removed (RFC 3986 §5.2.4), then repeated slashes merged (nginx's
+//! `merge_slashes`, on by default) — nginx's own order: it decodes before it resolves, so
+//! `/x/..%2Fadmin` and `/%2Fadmin` are `/admin` to it. RFC 3986 §6.2.2 would keep a reserved
+//! `%2F` encoded, and the rules did, which let both past a `/admin*` deny to nginx; a target
+//! that keeps `%2F` opaque (Apache's default refuses it, 404) is only asked for paths a rule
+//! already let through as something else. A path with none of `%`, `/.` or `//` is returned as
+//! it is, without a copy: the common case costs a scan.
 
 use std::borrow::Cow;
 
@@ -24,7 +27,7 @@ pub fn rule_path(path: &str) -> Cow<'_, str> {
 }
 
 fn normalized(path: &str) -> String {
-    merge_slashes(&remove_dot_segments(&decode_unreserved(path)))
+    merge_slashes(&remove_dot_segments(&percent_decoded(path)))
 }
 
 /// No `%`, and no `/` before a `.` or a `/`: nothing to normalize. Every request's path goes
@@ -71,16 +74,12 @@ pub fn rule_host(host: &str) -> &str {
     host.strip_suffix('.').unwrap_or(host)
 }
 
-fn unreserved(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_' | b'~')
-}
-
 fn hex(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
-/// `%XX` of an unreserved character, decoded; every other byte kept.
-fn decode_unreserved(path: &str) -> String {
+/// Every `%XX` decoded, once (`%252F` is `%2F`, as to nginx); a bad escape kept as it is.
+fn percent_decoded(path: &str) -> String {
     let b = path.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -90,7 +89,6 @@ fn decode_unreserved(path: &str) -> String {
                 b.get(i + 1).copied().and_then(hex),
                 b.get(i + 2).copied().and_then(hex),
             )
-            && unreserved(h * 16 + l)
         {
             out.push(h * 16 + l);
             i += 3;
@@ -99,7 +97,8 @@ fn decode_unreserved(path: &str) -> String {
         out.push(b[i]);
         i += 1;
     }
-    // Only ASCII bytes were decoded into it, from valid UTF-8.
+    // Decoded bytes need not be UTF-8 (`%FF`): those are replaced, which no path pattern
+    // (ASCII only) can match anyway.
     String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
@@ -166,15 +165,23 @@ mod tests {
             ("/", "/"),
             ("/.", "/"),
             ("/..", "/"),
-            // Reserved characters stay encoded; a bad escape is kept as it is.
-            ("/a%2Fb", "/a%2Fb"),
-            ("/a%2fb/../c", "/c"),
+            // An encoded slash is a slash to nginx (it decodes, then resolves): so it is to
+            // the rules. Decoded once; a bad escape is kept as it is.
+            ("/a%2Fb", "/a/b"),
+            ("/a%2fb/../c", "/a/c"),
+            ("/%2Fadmin", "/admin"),
+            ("/x/..%2Fadmin", "/admin"),
+            ("/x%2F..%2Fadmin", "/admin"),
+            ("/x/%2e%2e%2fadmin", "/admin"),
+            ("/%252Fadmin", "/%2Fadmin"),
+            ("/a%3Fb", "/a?b"),
             ("/%zz/x", "/%zz/x"),
             ("/%", "/%"),
             ("/%6", "/%6"),
             // Dots inside a segment are no dot segments.
             ("/a.b/..c/.d", "/a.b/..c/.d"),
-            ("/caf%C3%A9", "/caf%C3%A9"),
+            ("/caf%C3%A9", "/café"),
+            ("/%FF", "/\u{FFFD}"),
         ] {
             assert_eq!(rule_path(raw), want, "{raw}");
         }

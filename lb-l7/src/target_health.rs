@@ -5,9 +5,10 @@
 //! entry (another settled target) depend on the siblings. Per worker: each worker process has
 //! its own copy and its own view of errors.
 
-use crate::config::TargetGroup;
+use crate::config::{L7Config, TargetGroup};
 use crate::outlier::{self, Detector};
 use crate::slow_start;
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -50,6 +51,60 @@ impl TargetState {
             TargetState::Draining => "draining",
             TargetState::Unavailable => "unavailable",
         }
+    }
+}
+
+/// How a configuration has the control plane (`weir run`) check a group's targets. Both sides
+/// decide a target's state at a new generation from it with [`state_at_generation`]: the
+/// control plane's health table (`lb-userspace`'s `HealthTable::rebuild`) and every worker's
+/// new generation, so a worker never routes by a state the checker is about to replace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// No listener's action forwards to the group: `unused`, not checked.
+    NotInUse,
+    /// `health_check.enabled = false`: `healthy`, not checked.
+    Disabled,
+    /// Checked.
+    Enabled,
+}
+
+impl Checks {
+    /// How `g` is checked, `in_use` being [`groups_in_use`] of its configuration.
+    pub fn of(g: &TargetGroup, in_use: &HashSet<String>) -> Checks {
+        match (in_use.contains(&g.name), g.health_check.enabled) {
+            (false, _) => Checks::NotInUse,
+            (true, false) => Checks::Disabled,
+            (true, true) => Checks::Enabled,
+        }
+    }
+}
+
+/// The groups a listener's action forwards to in `cfg` (the others are `unused`).
+pub fn groups_in_use(cfg: &L7Config) -> HashSet<String> {
+    cfg.listener
+        .iter()
+        .flat_map(|l| std::iter::once(&l.default_action).chain(l.rule.iter().map(|r| &r.action)))
+        .flat_map(|a| a.forward_groups())
+        .map(|g| g.name)
+        .collect()
+}
+
+/// The state a target starts a generation in, under a control plane that checks health.
+/// `before`: how its group was checked in the generation before, when the target was in the
+/// group then (`None`: registered now, or its group is new). `None` returned: it keeps the state
+/// it had — a target that stays in a group checked before and now, whatever check setting
+/// changed (ALB's `ModifyTargetGroup` keeps the targets' health; the new settings apply from
+/// the next check). Otherwise: `unused` for a group no listener forwards to, `healthy` with
+/// checks disabled, `initial` for a checked target with no verdict yet (registered now, or its
+/// group checked only from now on: its `healthy` with checks off was never a check's verdict,
+/// and `initial` routes no worse — every target takes requests while none has passed — while
+/// a failing target leaves the rotation as soon as another passes its first check).
+pub fn state_at_generation(before: Option<Checks>, now: Checks) -> Option<TargetState> {
+    match (before, now) {
+        (_, Checks::NotInUse) => Some(TargetState::Unused),
+        (_, Checks::Disabled) => Some(TargetState::Healthy),
+        (Some(Checks::Enabled), Checks::Enabled) => None,
+        (_, Checks::Enabled) => Some(TargetState::Initial),
     }
 }
 
@@ -388,6 +443,44 @@ mod tests {
             (found.slow_start_permille(0), found.slow_start_permille(1)),
             (None, None)
         );
+    }
+
+    #[test]
+    fn a_target_keeps_its_state_across_generations_only_while_checked_throughout() {
+        use Checks::*;
+        // Checked before and now (any check setting changed): kept.
+        assert_eq!(state_at_generation(Some(Enabled), Enabled), None);
+        // Registered now, or checked only from now on: no verdict yet.
+        for before in [None, Some(Disabled), Some(NotInUse)] {
+            assert_eq!(
+                state_at_generation(before, Enabled),
+                Some(TargetState::Initial),
+                "{before:?}"
+            );
+        }
+        for before in [None, Some(Enabled), Some(Disabled), Some(NotInUse)] {
+            assert_eq!(
+                state_at_generation(before, Disabled),
+                Some(TargetState::Healthy)
+            );
+            assert_eq!(
+                state_at_generation(before, NotInUse),
+                Some(TargetState::Unused)
+            );
+        }
+        let cfg: L7Config = toml::from_str(
+            "[[listener]]\nport = 80\ndefault_action = { type = \"forward\", target_group = \"a\" }\n\
+             [[target_group]]\nname = \"a\"\n[[target_group]]\nname = \"b\"\n\
+             [[target_group]]\nname = \"c\"\nhealth_check.enabled = false",
+        )
+        .unwrap();
+        let used = groups_in_use(&cfg);
+        let c: Vec<Checks> = cfg
+            .target_group
+            .iter()
+            .map(|g| Checks::of(g, &used))
+            .collect();
+        assert_eq!(c, [Enabled, NotInUse, NotInUse]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use crate::control::ControlMsg;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipeline::{ListenerRt, Shared};
 use crate::target::{GroupRt, TargetState};
+use crate::target_health::{Checks, groups_in_use, state_at_generation};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
 use socket2::{Domain, Socket, Type};
@@ -255,39 +256,47 @@ fn next_generation(
     }
     let files = crate::generation::Files::Sent(&g.files);
     let listeners = crate::generation::listeners(&config, files, &ctl.ticketer)?;
-    let (new, fresh) = crate::generation::next(cur, g.generation, config, listeners);
+    let (new, _fresh) = crate::generation::next(cur, g.generation, config, listeners);
     if ctl.health_from_control_plane {
-        let fresh: HashMap<String, Arc<GroupRt>> = fresh
-            .into_iter()
-            .filter_map(|n| new.groups.get(&n).map(|g| (n, g.clone())))
-            .collect();
-        initial_states(&new.config, &fresh, Some(cur));
+        initial_states(&new.config, &new.groups, Some(cur));
     }
     Ok(new)
 }
 
-/// Under a control plane that checks health: the checked targets wait for its verdict. A
-/// target that stays in a group rebuilt by a generation (another target registered or
-/// deregistered, a setting changed) keeps what it had, the control plane's last state with it
-/// (`GroupHealth::new`), so the group does not wait for the checker's next table with every
-/// target `initial`.
+/// Under a control plane that checks health: each target's state at the generation `config`
+/// of `groups`, after `prev` (`None`: the worker's first), by the rule the control plane's
+/// table follows too (`target_health::state_at_generation`). A target that stays in a group
+/// checked before and now keeps what it had (`GroupHealth::new` carried it into a rebuilt
+/// group), the control plane's last state with it, whatever check setting changed: a reload
+/// does not put known-bad targets back into a failing-open rotation. A target registered now,
+/// or of a group checked only from now on, waits for its first verdict (`initial`); checks
+/// disabled make it `healthy`, a group no listener forwards to `unused`.
 fn initial_states(
     config: &L7Config,
     groups: &HashMap<String, Arc<GroupRt>>,
     prev: Option<&Shared>,
 ) {
-    for g in config
-        .target_group
-        .iter()
-        .filter(|g| g.health_check.enabled)
-    {
+    let used = groups_in_use(config);
+    let used_before = prev.map(|p| groups_in_use(&p.config));
+    for g in &config.target_group {
         let Some(rt) = groups.get(&g.name) else {
             continue;
         };
-        let had = prev.and_then(|p| p.groups.get(&g.name));
+        let now = Checks::of(g, &used);
+        let before = prev.and_then(|p| {
+            let old = p.config.target_group(&g.name)?;
+            let had = p.groups.get(&g.name)?;
+            Some((Checks::of(old, used_before.as_ref()?), had))
+        });
         for t in &rt.targets {
-            if !had.is_some_and(|h| h.targets.iter().any(|o| o.addr == t.addr)) {
-                t.set_state(TargetState::Initial);
+            let kept = before.and_then(|(checks, had)| {
+                had.targets
+                    .iter()
+                    .any(|o| o.addr == t.addr)
+                    .then_some(checks)
+            });
+            if let Some(s) = state_at_generation(kept, now) {
+                t.set_state(s);
             }
         }
     }
@@ -864,5 +873,85 @@ mod idle_size {
             "idle TLS connection future grew to {size} bytes"
         );
         drop((fut, client));
+    }
+}
+
+#[cfg(test)]
+mod reload_health {
+    use super::*;
+    use crate::generation::{WorkerWide, first, next, parse_l7};
+
+    fn cfg(health_check: &str, targets: &[u16]) -> Arc<L7Config> {
+        let targets: Vec<String> = targets
+            .iter()
+            .map(|p| format!("{{ id = \"127.0.0.1\", port = {p} }}"))
+            .collect();
+        Arc::new(
+            parse_l7(&format!(
+                "[[listener]]\nport = 8080\ndefault_action = {{ type = \"forward\", target_group = \"web\" }}\n\
+                 [[target_group]]\nname = \"web\"\ntarget = [{}]\nhealth_check = {{ {health_check} }}\n\
+                 [[target_group]]\nname = \"spare\"\ntarget = [{{ id = \"127.0.0.1\", port = 9009 }}]\n",
+                targets.join(", ")
+            ))
+            .unwrap(),
+        )
+    }
+
+    /// The generation after `cur` for `config`, its states set as a worker under `weir run`
+    /// sets them.
+    fn reload(cur: &Shared, number: u64, config: Arc<L7Config>) -> Shared {
+        let (new, _) = next(cur, number, config, Vec::new());
+        initial_states(&new.config, &new.groups, Some(cur));
+        new
+    }
+
+    fn states(sh: &Shared, group: &str) -> Vec<(u16, &'static str)> {
+        sh.groups[group]
+            .targets
+            .iter()
+            .map(|t| (t.addr.port(), t.state().name()))
+            .collect()
+    }
+
+    #[test]
+    fn a_reload_keeps_the_control_planes_states_of_the_targets_that_stay() {
+        let (_tx, rx) = tokio::sync::watch::channel(false);
+        let one = first(
+            1,
+            cfg("interval_seconds = 5", &[9001, 9002]),
+            Vec::new(),
+            WorkerWide {
+                metrics: Default::default(),
+                access_log: AccessLog::start(&AccessLogTarget::Off).unwrap(),
+                worker_index: 0,
+                shutdown: rx,
+            },
+        );
+        initial_states(&one.config, &one.groups, None);
+        assert_eq!(states(&one, "web"), [(9001, "initial"), (9002, "initial")]);
+        // The control plane's verdicts.
+        one.groups["web"].targets[0].set_state(TargetState::Healthy);
+        one.groups["web"].targets[1].set_state(TargetState::Unhealthy);
+        // Only a check setting changes, and a target is registered: the two keep their states
+        // (no failing open to the unhealthy one), the new one waits for its first check.
+        let two = reload(&one, 2, cfg("interval_seconds = 6", &[9001, 9002, 9003]));
+        assert!(!Arc::ptr_eq(&one.groups["web"], &two.groups["web"]));
+        assert_eq!(
+            states(&two, "web"),
+            [(9001, "healthy"), (9002, "unhealthy"), (9003, "initial")]
+        );
+        // Checks turned off: every target healthy at once (the control plane says so too).
+        let three = reload(&two, 3, cfg("enabled = false", &[9001, 9002, 9003]));
+        assert_eq!(
+            states(&three, "web"),
+            [(9001, "healthy"), (9002, "healthy"), (9003, "healthy")]
+        );
+        // On again: no verdict yet for any of them.
+        let four = reload(&three, 4, cfg("interval_seconds = 5", &[9001, 9002, 9003]));
+        assert_eq!(
+            states(&four, "web"),
+            [(9001, "initial"), (9002, "initial"), (9003, "initial")]
+        );
+        assert_eq!(states(&four, "spare"), [(9009, "unused")]);
     }
 }

@@ -504,3 +504,59 @@ fn a_target_added_by_a_reload_is_checked() -> Result<()> {
     assert!(interrupt(&mut weir.proc)?);
     Ok(())
 }
+
+/// A reload that changes only a check setting (the interval, 5 → 6 s): the targets keep their
+/// health, so the target known to answer 500 gets no request and the group does not fail open
+/// (ALB's `ModifyTargetGroup` keeps the states; before, every target went back to `initial`
+/// and the group failed open onto the bad target for up to an interval).
+#[test]
+fn a_reload_changing_a_check_setting_keeps_the_targets_health() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns("hmodify")?;
+    let py = script();
+    let _a = Backend::start(&ns, &py, 9601, "a", "200")?;
+    let _b = Backend::start(&ns, &py, 9602, "b", "500")?;
+    let (mut weir, cfg) = start_weir(&ns, "", &group("web", &[9601, 9602], CHECK))?;
+    wait_state(&ns, "web", 9601, "healthy", Duration::from_secs(15))?;
+    wait_state(&ns, "web", 9602, "unhealthy", Duration::from_secs(20))?;
+    let followed = || {
+        weir.log()
+            .matches("health checks follow the new configuration")
+            .count()
+    };
+    let before = followed();
+    let six = CHECK.replace("interval_seconds = 5", "interval_seconds = 6");
+    std::fs::write(&cfg.0, config_text("", &group("web", &[9601, 9602], &six)))?;
+    // SAFETY: kill(2) on weir's pid, a child of this test.
+    unsafe { libc::kill(weir.proc.pid() as i32, libc::SIGHUP) };
+    wait_until(
+        Duration::from_secs(10),
+        "the checker follows the reload",
+        || Ok(followed() > before),
+    )?;
+    let load = Load::start(&ns, PORT);
+    std::thread::sleep(Duration::from_secs(2));
+    let seen = load.stop();
+    let names = seen.names_since(Instant::now() - Duration::from_secs(60));
+    eprintln!("right after the reload: {names:?}");
+    // The view (written once a second) after the reload.
+    let v = health_view(&ns)?;
+    let g = group_view(&v, "web")?;
+    eprintln!("view after the reload: {g}");
+    assert_eq!(target_state(&v, "web", 9601)?.0, "healthy");
+    let (state, reason, _) = target_state(&v, "web", 9602)?;
+    assert_eq!(
+        (state.as_str(), reason.as_str()),
+        ("unhealthy", "Target.ResponseCodeMismatch")
+    );
+    assert_eq!(g["fail_open"], false, "{g}");
+    assert_eq!(g["HealthyHostCount"].as_u64(), Some(1), "{g}");
+    assert_eq!(names.get("b"), None, "the unhealthy target got requests");
+    assert!(names.get("a").copied().unwrap_or(0) > 20, "{names:?}");
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors.first());
+    assert!(interrupt(&mut weir.proc)?);
+    Ok(())
+}

@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use lb_l7::target_health::{Checks, groups_in_use, state_at_generation};
 use lb_l7::{L7Config, TargetState, control::TargetHealth, generation::DrainReport};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,8 @@ pub struct GroupEntry {
     pub name: String,
     /// `None`: not checked (checks disabled, or the group is not in use).
     pub settings: Option<Arc<Settings>>,
+    /// Checked, disabled or not in use (`settings` is there when checked).
+    pub checks: Checks,
     pub targets: Vec<TargetEntry>,
     /// No target healthy: the workers route to all of them (ALB's fail-open).
     pub fail_open: bool,
@@ -69,16 +72,6 @@ impl GroupEntry {
 #[derive(Debug, Clone, Default)]
 pub struct HealthTable(Arc<Mutex<Vec<GroupEntry>>>);
 
-/// The groups of `cfg` with the listeners' forward actions naming them.
-fn groups_in_use(cfg: &L7Config) -> std::collections::HashSet<String> {
-    cfg.listener
-        .iter()
-        .flat_map(|l| std::iter::once(&l.default_action).chain(l.rule.iter().map(|r| &r.action)))
-        .flat_map(|a| a.forward_groups())
-        .map(|g| g.name)
-        .collect()
-}
-
 impl HealthTable {
     /// Every target of a validated configuration in its first state: `initial` when checked,
     /// `healthy` when checks are disabled, `unused` when no listener forwards to its group.
@@ -86,9 +79,14 @@ impl HealthTable {
         Ok(HealthTable(Arc::new(Mutex::new(entries(cfg)?))))
     }
 
-    /// Follows a new configuration (a reload, a run-time target change): a target of a group
-    /// whose check settings did not change keeps its health; any other target starts over
-    /// (`initial`), as the workers' fresh groups do. A target the new configuration no longer
+    /// Follows a new configuration (a reload, a run-time target change): a target that stays in
+    /// a group checked before and now keeps its health — state, reason and its run of passes or
+    /// failures in a row — whatever check setting changed (ALB's `ModifyTargetGroup`: the new
+    /// settings apply from the next check, whose thresholds judge the run so far); a target
+    /// registered now, or of a group checked only from now on, starts `initial`; checks
+    /// disabled make every target `healthy`, a group no listener forwards to `unused`. The
+    /// workers' new generations follow the same rule
+    /// (`lb_l7::target_health::state_at_generation`). A target the new configuration no longer
     /// has is `draining` (`Target.DeregistrationInProgress`) for its group's deregistration
     /// delay, or until the workers are done with it ([`Self::finish_drained`]); one that comes
     /// back is a new registration. `cfg` is generation `generation`.
@@ -109,15 +107,17 @@ impl HealthTable {
                 continue;
             };
             g.draining = leaving(old, g, generation, now);
-            if g.settings.is_none() || old.settings != g.settings {
-                continue;
-            }
             for t in &mut g.targets {
-                if let Some(o) = old.targets.iter().find(|o| o.addr == t.addr) {
+                let Some(o) = old.targets.iter().find(|o| o.addr == t.addr) else {
+                    continue;
+                };
+                if state_at_generation(Some(old.checks), g.checks).is_none() {
                     t.health = o.health.clone();
                 }
             }
-            g.fail_open = !g.targets.is_empty() && g.healthy() == 0;
+            if g.settings.is_some() {
+                g.fail_open = !g.targets.is_empty() && g.healthy() == 0;
+            }
         }
         *groups = fresh;
         Ok(())
@@ -247,18 +247,20 @@ fn entries(cfg: &L7Config) -> anyhow::Result<Vec<GroupEntry>> {
     let in_use = groups_in_use(cfg);
     let mut groups = Vec::new();
     for g in &cfg.target_group {
-        let used = in_use.contains(&g.name);
-        let settings = match (used, g.health_check.enabled) {
-            (true, true) => Some(Arc::new(
+        let checks = Checks::of(g, &in_use);
+        let settings = match checks {
+            Checks::Enabled => Some(Arc::new(
                 Settings::from_config(&g.health_check)
                     .map_err(|e| anyhow::anyhow!("target group {}: {e}", g.name))?,
             )),
             _ => None,
         };
-        let first = match (used, g.health_check.enabled) {
-            (false, _) => Health::fixed(TargetState::Unused, Some(Reason::NotInUse)),
-            (true, false) => Health::fixed(TargetState::Healthy, Some(Reason::HealthCheckDisabled)),
-            (true, true) => Health::registered(),
+        let first = match checks {
+            Checks::NotInUse => Health::fixed(TargetState::Unused, Some(Reason::NotInUse)),
+            Checks::Disabled => {
+                Health::fixed(TargetState::Healthy, Some(Reason::HealthCheckDisabled))
+            }
+            Checks::Enabled => Health::registered(),
         };
         let targets: Vec<TargetEntry> = g
             .target
@@ -277,6 +279,7 @@ fn entries(cfg: &L7Config) -> anyhow::Result<Vec<GroupEntry>> {
         groups.push(GroupEntry {
             name: g.name.clone(),
             settings,
+            checks,
             targets,
             fail_open,
             delay: Duration::from_secs(g.deregistration_delay.timeout_seconds),
@@ -784,10 +787,99 @@ target = [{ id = "10.0.0.4" }]
         };
         assert_eq!(states(&t), ["healthy", "initial", "initial"]);
         assert!(!t.snapshot().target_groups[0].fail_open);
-        // New check settings: every target of the group starts over.
-        more.target_group[0].health_check.path = "/other".into();
-        t.rebuild(&more, 3).unwrap();
-        assert_eq!(states(&t), ["initial", "initial", "initial"]);
+    }
+
+    /// `(state, reason)` of group `web`'s targets.
+    fn web_health(t: &HealthTable) -> Vec<(String, Option<String>)> {
+        t.snapshot().target_groups[0]
+            .targets
+            .iter()
+            .map(|x| (x.state.clone(), x.reason.clone()))
+            .collect()
+    }
+
+    fn sr(state: &str, reason: Option<&str>) -> (String, Option<String>) {
+        (state.into(), reason.map(Into::into))
+    }
+
+    #[test]
+    fn a_reload_changing_the_check_settings_keeps_every_staying_targets_health() {
+        let t = HealthTable::new(&config()).unwrap();
+        let th = Thresholds {
+            healthy: 2,
+            unhealthy: 2,
+        };
+        {
+            let mut g = t.lock();
+            g[0].targets[0].health.observe(&Outcome::Pass, th);
+            for _ in 0..2 {
+                g[0].targets[1].health.observe(&Outcome::Mismatch(500), th);
+            }
+            // One pass of the two an unhealthy target needs.
+            g[0].targets[1].health.observe(&Outcome::Pass, th);
+            HealthTable::update_fail_open(&mut g, 0);
+        }
+        let before = web_health(&t);
+        assert_eq!(
+            before,
+            [
+                sr("healthy", None),
+                sr("unhealthy", Some("Target.ResponseCodeMismatch"))
+            ]
+        );
+        // Every check setting changed at once, and a target registered.
+        let mut changed = config();
+        let h = &mut changed.target_group[0].health_check;
+        h.interval_seconds = 6;
+        h.timeout_seconds = 3;
+        h.path = "/other".into();
+        h.port = "9000".into();
+        h.matcher.http_code = "200-299".into();
+        h.healthy_threshold_count = 3;
+        h.unhealthy_threshold_count = 3;
+        let mut new = changed.target_group[0].target[0].clone();
+        new.id = "10.0.0.9".into();
+        changed.target_group[0].target.push(new);
+        t.rebuild(&changed, 2).unwrap();
+        let after = web_health(&t);
+        assert_eq!(after[..2], before[..], "kept");
+        assert_eq!(after[2], sr("initial", Some("Elb.RegistrationInProgress")));
+        let snap = t.snapshot();
+        let web = &snap.target_groups[0];
+        assert!(!web.fail_open, "a target is healthy: no failing open");
+        assert_eq!((web.healthy_host_count, web.unhealthy_host_count), (1, 1));
+        assert_eq!(
+            t.worker_states()[1].state,
+            "unhealthy",
+            "what the workers get"
+        );
+        // The run of passes goes on, judged by the new threshold (3): two more passes.
+        let new_th = Thresholds {
+            healthy: 3,
+            unhealthy: 3,
+        };
+        {
+            let mut g = t.lock();
+            assert!(!g[0].targets[1].health.observe(&Outcome::Pass, new_th));
+            assert!(g[0].targets[1].health.observe(&Outcome::Pass, new_th));
+        }
+        // Checks turned off: every target healthy, unchecked.
+        let mut off = changed.clone();
+        off.target_group[0].health_check.enabled = false;
+        t.rebuild(&off, 3).unwrap();
+        assert!(
+            web_health(&t)
+                .iter()
+                .all(|h| *h == sr("healthy", Some("Target.HealthCheckDisabled")))
+        );
+        assert!(!t.snapshot().target_groups[0].fail_open);
+        // On again: no check has judged them, every target starts `initial`.
+        t.rebuild(&changed, 4).unwrap();
+        assert!(
+            web_health(&t)
+                .iter()
+                .all(|h| *h == sr("initial", Some("Elb.RegistrationInProgress")))
+        );
         assert!(t.snapshot().target_groups[0].fail_open);
     }
 }

@@ -1,6 +1,7 @@
 //! The checker: one task per checked target on the control plane's runtime, each checking its
-//! target every interval from its own offset ([`super::schedule`]), at most [`MAX_IN_FLIGHT`]
-//! checks at once; one loop folds their outcomes into the [`HealthTable`] and tells the workers
+//! target every interval from its own offset ([`super::schedule`]), with each group's own
+//! budget of checks in flight ([`shares`] of [`in_flight_budget`]): no group's checks wait for
+//! another's, and a check that starts late anyway is said ([`Late`]); one loop folds their outcomes into the [`HealthTable`] and tells the workers
 //! ([`Publish`]): state changes at once (every outcome already waiting is folded first, so a
 //! burst becomes one message); once a second, the passing checks, the whole table (for workers
 //! started since: their initial batch may predate the last change) and the state file, each
@@ -26,8 +27,12 @@ use super::{
     table::{HealthTable, worker_state},
 };
 
-/// Checks in flight at once, whatever the number of targets.
-pub const MAX_IN_FLIGHT: usize = 256;
+/// The fewest checks in flight [`in_flight_budget`] allows, whatever the open-file limit.
+pub const MIN_BUDGET: usize = 64;
+/// A check starting this long after its slot (waiting for its group's budget) is late.
+pub const LATE: Duration = Duration::from_secs(1);
+/// At most one warning about late checks per this.
+pub const LATE_WARN_EVERY: Duration = Duration::from_secs(60);
 /// How often passing checks are sent to the workers and the state file rewritten.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
@@ -171,16 +176,98 @@ fn end_drains(table: &HealthTable, drains: Option<&impl DrainReports>) -> bool {
     !done.is_empty()
 }
 
+/// Checks in flight at once, all groups together: half this process's open-file limit (each
+/// check holds a socket for up to its timeout; the other half is the control plane's own:
+/// listening sockets, the workers' pipes, admin and metrics connections, resolvers), at least
+/// [`MIN_BUDGET`]. `weir run` raises the limit for its workers first (`workers::nofile`: over
+/// 20,000 at the default `max_connections_per_worker`), and the budget is read at each start
+/// and reload of the checks.
+pub fn in_flight_budget() -> usize {
+    use nix::sys::resource::{Resource, getrlimit};
+    let soft = getrlimit(Resource::RLIMIT_NOFILE).map_or(0, |(soft, _)| soft);
+    usize::try_from(soft / 2)
+        .unwrap_or(usize::MAX)
+        .max(MIN_BUDGET)
+}
+
+/// Each group's budget of checks in flight, from `budget` for all of them; `targets`: each
+/// group's number of checked targets. A group never has more checks in flight than targets
+/// (a target's next check starts after its last one ended, within the timeout, which is below
+/// the interval), so when every group's targets fit in `budget`, each group gets one place per
+/// target and no check ever waits. When they do not, the budget is shared max-min fairly: the
+/// groups that need less than an even share get all they need, the others split the rest
+/// evenly; each group with targets gets at least one. So a group whose checks all time out
+/// (1,000 black-holed targets) cannot delay another group's.
+pub fn shares(targets: &[usize], budget: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    order.sort_by_key(|&i| targets[i]);
+    let mut out = vec![0; targets.len()];
+    let mut left = budget;
+    for (k, &i) in order.iter().enumerate() {
+        if targets[i] == 0 {
+            continue;
+        }
+        let even = left / (order.len() - k);
+        out[i] = targets[i].min(even).max(1);
+        left = left.saturating_sub(out[i]);
+    }
+    out
+}
+
+/// Checks that started [`LATE`] or later after their slot, said in a warning at most once per
+/// [`LATE_WARN_EVERY`] (with how many since the last one).
+#[derive(Default)]
+pub struct Late {
+    /// Late checks since the last warning, and when that was.
+    state: std::sync::Mutex<(u64, Option<Instant>)>,
+}
+
+impl Late {
+    /// A check of `group` started `by` after its slot, at `now`; `true` if it warned.
+    pub fn note(&self, group: &str, by: Duration, now: Instant) -> bool {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.0 += 1;
+        if st.1.is_some_and(|t| now < t + LATE_WARN_EVERY) {
+            return false;
+        }
+        warn!(
+            target_group = %group,
+            late_ms = by.as_millis() as u64,
+            late_checks = st.0,
+            "health checks start late (their group's budget of checks in flight is used up): targets are checked less often than every interval"
+        );
+        *st = (0, Some(now));
+        true
+    }
+}
+
 /// One task per checked target.
 fn spawn_probes(table: &HealthTable, tx: mpsc::Sender<Observation>) -> JoinSet<()> {
-    let limit = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    spawn_probes_within(table, tx, in_flight_budget())
+}
+
+/// [`spawn_probes`] with `budget` checks in flight at most, all groups together.
+fn spawn_probes_within(
+    table: &HealthTable,
+    tx: mpsc::Sender<Observation>,
+    budget: usize,
+) -> JoinSet<()> {
     let mut tls: Option<TlsConnector> = None;
     let mut set = JoinSet::new();
     let now = Instant::now();
-    for (gi, g) in table.lock().iter().enumerate() {
+    let late = Arc::new(Late::default());
+    let groups = table.lock();
+    let checked: Vec<usize> = groups
+        .iter()
+        .map(|g| g.settings.as_ref().map_or(0, |_| g.targets.len()))
+        .collect();
+    let shares = shares(&checked, budget);
+    for (gi, g) in groups.iter().enumerate() {
         let Some(s) = &g.settings else { continue };
         let tls = (s.protocol == Protocol::Https)
             .then(|| tls.get_or_insert_with(lb_l7::upstream::connector).clone());
+        let limit = Arc::new(Semaphore::new(shares[gi]));
+        let name: Arc<str> = g.name.as_str().into();
         for (ti, t) in g.targets.iter().enumerate() {
             let first = now + schedule::offset(&g.name, t.addr, s.interval);
             set.spawn(probe_loop(
@@ -189,7 +276,7 @@ fn spawn_probes(table: &HealthTable, tx: mpsc::Sender<Observation>) -> JoinSet<(
                 s.clone(),
                 tls.clone(),
                 first,
-                limit.clone(),
+                (limit.clone(), name.clone(), late.clone()),
                 tx.clone(),
             ));
         }
@@ -203,7 +290,7 @@ async fn probe_loop(
     s: Arc<Settings>,
     tls: Option<TlsConnector>,
     first: Instant,
-    limit: Arc<Semaphore>,
+    (limit, name, late): (Arc<Semaphore>, Arc<str>, Arc<Late>),
     tx: mpsc::Sender<Observation>,
 ) {
     // ALB: each check lasts its whole interval; how long a target takes to answer does not
@@ -211,10 +298,14 @@ async fn probe_loop(
     let mut ticks = tokio::time::interval_at(first, s.interval);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        let slot = ticks.tick().await;
         let Ok(permit) = limit.acquire().await else {
             return;
         };
+        let now = Instant::now();
+        if now.saturating_duration_since(slot) >= LATE {
+            late.note(&name, now - slot, now);
+        }
         let outcome = probe::check(addr, &s, tls.as_ref()).await;
         drop(permit);
         let o = Observation {
@@ -387,6 +478,103 @@ mod tests {
         let snap = table.snapshot();
         assert!(!snap.target_groups[0].fail_open);
         assert_eq!(snap.target_groups[0].healthy_host_count, 1);
+    }
+
+    #[test]
+    fn every_group_gets_its_targets_or_a_fair_share_of_the_budget() {
+        // Everything fits: one place per target, nothing ever waits.
+        assert_eq!(shares(&[1000, 1, 0, 30], 10_000), [1000, 1, 0, 30]);
+        // 1,000 black-holed targets cannot take a small group's places.
+        assert_eq!(shares(&[1000, 1], 256), [255, 1]);
+        assert_eq!(shares(&[1000, 1, 3, 1000], 256), [126, 1, 3, 126]);
+        // Each group with targets gets one, whatever the budget.
+        assert_eq!(shares(&[5, 5, 5], 2), [1, 1, 1]);
+        assert_eq!(shares(&[], 64), Vec::<usize>::new());
+        let s = shares(&[400, 50, 300, 7], 512);
+        assert_eq!(s, [228, 50, 227, 7]);
+        assert!(s.iter().sum::<usize>() <= 512);
+        assert!(in_flight_budget() >= MIN_BUDGET);
+    }
+
+    #[test]
+    fn late_checks_are_said_at_most_once_a_minute() {
+        let late = Late::default();
+        let t0 = Instant::now();
+        let by = Duration::from_secs(3);
+        assert!(late.note("dark", by, t0), "the first one");
+        assert!(!late.note("dark", by, t0 + Duration::from_secs(1)));
+        assert!(!late.note("web", by, t0 + Duration::from_secs(59)));
+        assert!(late.note("dark", by, t0 + LATE_WARN_EVERY));
+        assert_eq!(
+            late.state.lock().unwrap().0,
+            0,
+            "counted since the last warning"
+        );
+    }
+
+    /// A group of 1,000 targets whose checks all time out (their SYNs dropped: a listener
+    /// whose accept queue is full) next to a group of one answering target: the small group is
+    /// still checked every interval (before: one global budget of 256 checks in flight, held by
+    /// the black-holed group, delayed its checks by seconds).
+    #[tokio::test]
+    async fn a_black_holed_group_does_not_hold_back_another_groups_checks() {
+        let up = answering().await;
+        // Backlog 1, never accepting: once two connections wait, every SYN is dropped.
+        let hole = tokio::net::TcpSocket::new_v4().unwrap();
+        hole.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let hole = hole.listen(1).unwrap();
+        let hole_port = hole.local_addr().unwrap().port();
+        let dark: Vec<String> = (0..1000)
+            .map(|i| format!("{{ id = \"127.0.0.1\", port = {} }}", 20_000 + i))
+            .collect();
+        let cfg: lb_l7::L7Config = toml::from_str(&format!(
+            "[[listener]]\nport = 80\ndefault_action = {{ type = \"forward\", target_group = \"victim\" }}\n\
+             [[listener.rule]]\npriority = 1\ncondition = [{{ field = \"path-pattern\", values = [\"/dark\"] }}]\n\
+             action = {{ type = \"forward\", target_group = \"dark\" }}\n\
+             [[target_group]]\nname = \"victim\"\ntarget = [{{ id = \"127.0.0.1\", port = {} }}]\n\
+             [[target_group]]\nname = \"dark\"\nhealth_check.port = \"{hole_port}\"\ntarget = [{}]",
+            up.port(),
+            dark.join(", ")
+        ))
+        .unwrap();
+        let table = HealthTable::new(&cfg).unwrap();
+        {
+            // Faster than the configuration allows, to keep the test short.
+            let mut g = table.lock();
+            for g in g.iter_mut() {
+                let s = Arc::make_mut(g.settings.as_mut().unwrap());
+                s.interval = Duration::from_millis(1000);
+                s.timeout = Duration::from_millis(900);
+            }
+        }
+        let (stop_tx, stop) = watch::channel(false);
+        let rec = Recorder::default();
+        let (_configs_tx, configs) = watch::channel((1, Arc::new(cfg.clone())));
+        let task = tokio::spawn(run(
+            table.clone(),
+            rec.clone(),
+            None,
+            stop,
+            configs,
+            None::<crate::metrics::store::Store>,
+        ));
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        let _ = stop_tx.send(true);
+        task.await.unwrap();
+        drop(hole);
+        let passes = rec
+            .0
+            .lock()
+            .unwrap()
+            .passed
+            .iter()
+            .filter(|&&a| a == up)
+            .count();
+        // One check a second: 6 (the first within the first second), flushed once a second.
+        assert!(
+            passes >= 5,
+            "the victim was checked {passes} times in 6.5 s"
+        );
     }
 
     /// Drain reports the test sets.

@@ -5,7 +5,7 @@
 //!   `describe-target-health`), moved by check outcomes and thresholds. Pure.
 //! - [`settings`]: `[target_group.health_check]` compiled (protocol, port, matcher, …). Pure.
 //! - [`schedule`]: each target's phase within the interval. Pure.
-//! - [`probe`]: one check (TCP connect, or HTTP/HTTPS `GET` and the status line). I/O.
+//! - [`probe`]: one check (TCP connect, or HTTP/HTTPS `GET` and the response head). I/O.
 //! - [`checker`]: the tasks, the fold into the table, what is published. I/O.
 //! - [`table`]: the [`HealthTable`] and its view ([`HealthTable::snapshot`]).
 //! - [`file`]: the view as a file under `/run/weir/`, one per daemon (the admin API serves the

@@ -1,6 +1,8 @@
 //! One health check, the I/O edge: connect (TCP), or `GET path` over HTTP/1.1 or HTTPS
-//! (`Host`, `Connection: close`, `User-Agent: weir-health-check/1`) and read the status line.
-//! Every check opens its own connection and closes it (as ALB's prober does).
+//! (`Host`, `Connection: close`, `User-Agent: weir-health-check/1`) and read the response head
+//! whole (as HAProxy's `httpchk` does): a head cut short or malformed fails the check, as a
+//! proxied request to the target would fail. The body is not read. Every check opens its own connection and
+//! closes it (as ALB's prober does).
 
 use std::net::SocketAddr;
 
@@ -12,8 +14,10 @@ use super::settings::{Protocol, Settings};
 use super::state::Outcome;
 
 pub const USER_AGENT: &str = "weir-health-check/1";
-/// The most of the response read looking for the status line's end.
-const MAX_STATUS_LINE: usize = 1024;
+/// The most of the response read looking for the head's end (HAProxy's default buffer).
+pub const MAX_HEAD: usize = 16 * 1024;
+/// Header fields one head may have (HAProxy's `tune.http.maxhdr` is 101).
+pub const MAX_HEADERS: usize = 100;
 
 /// Checks `target` (its traffic address) once, within the settings' timeout.
 pub async fn check(target: SocketAddr, s: &Settings, tls: Option<&TlsConnector>) -> Outcome {
@@ -70,19 +74,23 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
         return Outcome::Failed(format!("sending the request: {e}"));
     }
     let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 512];
+    let mut chunk = [0u8; 1024];
     let code = loop {
-        if let Some(c) = status_code(&buf) {
-            break c;
+        match final_status(&buf) {
+            Head::Final(c) => break c,
+            Head::Malformed(why) => return Outcome::Failed(why),
+            Head::Partial => {}
         }
-        if buf.len() >= MAX_STATUS_LINE {
-            return Outcome::Failed("malformed response: no status line".into());
-        }
-        match io.read(&mut chunk).await {
+        let room = MAX_HEAD.saturating_sub(buf.len()).min(chunk.len());
+        match io.read(&mut chunk[..room]).await {
             Ok(0) if buf.is_empty() => {
                 return Outcome::Failed("connection closed without a response".into());
             }
-            Ok(0) => return Outcome::Failed("malformed response: bad status line".into()),
+            Ok(0) => {
+                return Outcome::Failed(
+                    "connection closed before the end of the response head".into(),
+                );
+            }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) => return Outcome::Failed(format!("reading the response: {e}")),
         }
@@ -90,29 +98,41 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
     // Closed without reading the body (dropped: no shutdown(2) of its own, which measured 7 % of
     // the checker's CPU time): the prober's connection is never reused.
     drop(io);
-    match code {
-        Ok(c) if s.matcher.matches(c) => Outcome::Pass,
-        Ok(c) => Outcome::Mismatch(c),
-        Err(()) => Outcome::Failed("malformed response: bad status line".into()),
+    if s.matcher.matches(code) {
+        Outcome::Pass
+    } else {
+        Outcome::Mismatch(code)
     }
 }
 
-/// The status code of a response whose status line is complete in `buf`: `None` until the line
-/// ends, `Err` when it is not `HTTP/1.x NNN …`.
-pub fn status_code(buf: &[u8]) -> Option<Result<u16, ()>> {
-    let end = buf.iter().position(|&b| b == b'\n')?;
-    let line = buf[..end].strip_suffix(b"\r").unwrap_or(&buf[..end]);
-    let parse = || {
-        let rest = line
-            .strip_prefix(b"HTTP/1.1 ")
-            .or_else(|| line.strip_prefix(b"HTTP/1.0 "))?;
-        let digits = rest.get(..3)?;
-        if !digits.iter().all(u8::is_ascii_digit) || rest.get(3).is_some_and(|&b| b != b' ') {
-            return None;
-        }
-        std::str::from_utf8(digits).ok()?.parse().ok()
-    };
-    Some(parse().ok_or(()))
+/// What the bytes of a response read so far say.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Head {
+    /// The head is not complete yet.
+    Partial,
+    /// The head is complete: its status code.
+    Final(u16),
+    /// Not a response this prober takes: why.
+    Malformed(String),
+}
+
+/// The status of the head in `buf`, the start of a response, parsed whole (httparse:
+/// `HTTP/1.0` or `HTTP/1.1`, a three-digit status, at most [`MAX_HEADERS`] fields) within
+/// [`MAX_HEAD`] bytes.
+pub fn final_status(buf: &[u8]) -> Head {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut head = httparse::Response::new(&mut fields);
+    match head.parse(buf) {
+        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Head::Malformed(format!(
+            "malformed response: no complete head within {MAX_HEAD} bytes"
+        )),
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Ok(httparse::Status::Complete(_)) => match head.code {
+            Some(c) => Head::Final(c),
+            None => Head::Malformed("malformed response: no status".into()),
+        },
+        Err(e) => Head::Malformed(format!("malformed response: {e}")),
+    }
 }
 
 #[cfg(test)]
@@ -120,15 +140,86 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_lines() {
-        assert_eq!(status_code(b"HTTP/1.1 200 OK\r\n"), Some(Ok(200)));
-        assert_eq!(status_code(b"HTTP/1.0 404 Not Found\r\nx"), Some(Ok(404)));
-        assert_eq!(status_code(b"HTTP/1.1 204\r\n"), Some(Ok(204)));
-        assert_eq!(status_code(b"HTTP/1.1 200 O"), None);
-        assert_eq!(status_code(b"HTTP/2 200\r\n"), Some(Err(())));
-        assert_eq!(status_code(b"HTTP/1.1 20x OK\r\n"), Some(Err(())));
-        assert_eq!(status_code(b"HTTP/1.1 2000 OK\r\n"), Some(Err(())));
-        assert_eq!(status_code(b"garbage\n"), Some(Err(())));
+    fn the_final_head_is_read_whole() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+        assert_eq!(final_status(ok), Head::Final(200));
+        assert_eq!(
+            final_status(b"HTTP/1.0 404 Not Found\r\n\r\n"),
+            Head::Final(404)
+        );
+        assert_eq!(final_status(b"HTTP/1.1 204\r\n\r\n"), Head::Final(204));
+        assert_eq!(
+            final_status(b"HTTP/1.1 200 OK\nContent-Length: 0\n\n"),
+            Head::Final(200)
+        );
+        // The status line alone, or a head cut mid-field, is not an answer yet.
+        for cut in [
+            &b"HTTP/1.1 200 O"[..],
+            b"HTTP/1.1 200 OK\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Le",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n",
+            b"",
+        ] {
+            assert_eq!(final_status(cut), Head::Partial, "{cut:?}");
+        }
+        for bad in [
+            &b"HTTP/2 200\r\n\r\n"[..],
+            b"HTTP/1.1 20x OK\r\n\r\n",
+            b"HTTP/1.1 2000 OK\r\n\r\n",
+            b"garbage\n\n",
+            b"HTTP/1.1 200 OK\r\nbad header\r\n\r\n",
+            &[0u8; 64],
+        ] {
+            assert!(
+                matches!(final_status(bad), Head::Malformed(_)),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("x{i}: y\r\n")).collect();
+        let many = format!("HTTP/1.1 200 OK\r\n{many}\r\n");
+        assert!(matches!(final_status(many.as_bytes()), Head::Malformed(_)));
+        // A head that never ends within the bound.
+        let long = format!("HTTP/1.1 200 OK\r\nx: {}", "y".repeat(MAX_HEAD));
+        assert!(matches!(final_status(long.as_bytes()), Head::Malformed(_)));
+    }
+
+    /// A raw target on loopback answering every connection with `answer`, then closing.
+    async fn raw_target(answer: &'static [u8]) -> SocketAddr {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut c, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    let mut b = [0u8; 1024];
+                    let _ = c.read(&mut b).await;
+                    let _ = c.write_all(answer).await;
+                });
+            }
+        });
+        addr
+    }
+
+    fn settings() -> Settings {
+        let mut s = Settings::from_config(&lb_l7::config::HealthCheck::default()).unwrap();
+        s.timeout = std::time::Duration::from_secs(2);
+        s
+    }
+
+    #[tokio::test]
+    async fn a_head_cut_short_fails() {
+        let s = settings();
+        let cut = raw_target(b"HTTP/1.1 200 OK\r\nContent-Le").await;
+        assert_eq!(
+            check(cut, &s, None).await,
+            Outcome::Failed("connection closed before the end of the response head".into())
+        );
+        let line = raw_target(b"HTTP/1.1 200 OK\r\n").await;
+        assert!(matches!(check(line, &s, None).await, Outcome::Failed(_)));
+        let whole = raw_target(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n").await;
+        assert_eq!(check(whole, &s, None).await, Outcome::Pass);
+        let refused = raw_target(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n").await;
+        assert_eq!(check(refused, &s, None).await, Outcome::Mismatch(503));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! One health check, the I/O edge: connect (TCP), or `GET path` over HTTP/1.1 or HTTPS
 //! (`Host`, `Connection: close`, `User-Agent: weir-health-check/1`) and read the response head
 //! whole (as HAProxy's `httpchk` does): a head cut short or malformed fails the check, as a
-//! proxied request to the target would fail. The body is not read. Every check opens its own connection and
+//! proxied request to the target would fail; interim (1xx) heads are skipped and the final one
+//! judged (RFC 9110 §15.2). The body is not read. Every check opens its own connection and
 //! closes it (as ALB's prober does).
 
 use std::net::SocketAddr;
@@ -14,10 +15,13 @@ use super::settings::{Protocol, Settings};
 use super::state::Outcome;
 
 pub const USER_AGENT: &str = "weir-health-check/1";
-/// The most of the response read looking for the head's end (HAProxy's default buffer).
+/// The most of the response read looking for the final head's end, interim heads included
+/// (HAProxy's default buffer).
 pub const MAX_HEAD: usize = 16 * 1024;
 /// Header fields one head may have (HAProxy's `tune.http.maxhdr` is 101).
 pub const MAX_HEADERS: usize = 100;
+/// Interim (1xx) heads skipped before the final one.
+pub const MAX_INTERIM: usize = 8;
 
 /// Checks `target` (its traffic address) once, within the settings' timeout.
 pub async fn check(target: SocketAddr, s: &Settings, tls: Option<&TlsConnector>) -> Outcome {
@@ -108,31 +112,41 @@ async fn http<S: AsyncRead + AsyncWrite + Unpin>(
 /// What the bytes of a response read so far say.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Head {
-    /// The head is not complete yet.
+    /// The final head is not complete yet.
     Partial,
-    /// The head is complete: its status code.
+    /// The final (not 1xx) head is complete: its status code.
     Final(u16),
     /// Not a response this prober takes: why.
     Malformed(String),
 }
 
-/// The status of the head in `buf`, the start of a response, parsed whole (httparse:
-/// `HTTP/1.0` or `HTTP/1.1`, a three-digit status, at most [`MAX_HEADERS`] fields) within
-/// [`MAX_HEAD`] bytes.
+/// The final head's status in `buf`, the start of a response: each head parsed whole
+/// (httparse: `HTTP/1.0` or `HTTP/1.1`, a three-digit status, at most [`MAX_HEADERS`] fields),
+/// up to [`MAX_INTERIM`] interim (1xx) heads skipped (RFC 9110 §15.2; `101 Switching
+/// Protocols` is final: nothing asked for an upgrade), all within [`MAX_HEAD`] bytes.
 pub fn final_status(buf: &[u8]) -> Head {
-    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut head = httparse::Response::new(&mut fields);
-    match head.parse(buf) {
-        Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => Head::Malformed(format!(
-            "malformed response: no complete head within {MAX_HEAD} bytes"
-        )),
-        Ok(httparse::Status::Partial) => Head::Partial,
-        Ok(httparse::Status::Complete(_)) => match head.code {
-            Some(c) => Head::Final(c),
-            None => Head::Malformed("malformed response: no status".into()),
-        },
-        Err(e) => Head::Malformed(format!("malformed response: {e}")),
+    let mut rest = buf;
+    for _ in 0..=MAX_INTERIM {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut head = httparse::Response::new(&mut fields);
+        match head.parse(rest) {
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD => {
+                return Head::Malformed(format!(
+                    "malformed response: no complete head within {MAX_HEAD} bytes"
+                ));
+            }
+            Ok(httparse::Status::Partial) => return Head::Partial,
+            Ok(httparse::Status::Complete(n)) => match head.code {
+                Some(c) if (100..200).contains(&c) && c != 101 => rest = &rest[n..],
+                Some(c) => return Head::Final(c),
+                None => return Head::Malformed("malformed response: no status".into()),
+            },
+            Err(e) => return Head::Malformed(format!("malformed response: {e}")),
+        }
     }
+    Head::Malformed(format!(
+        "malformed response: more than {MAX_INTERIM} interim (1xx) responses"
+    ))
 }
 
 #[cfg(test)]
@@ -184,6 +198,40 @@ mod tests {
         assert!(matches!(final_status(long.as_bytes()), Head::Malformed(_)));
     }
 
+    #[test]
+    fn interim_heads_are_skipped_and_the_final_one_judged() {
+        let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n";
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n";
+        assert_eq!(final_status(&[&hints[..], ok].concat()), Head::Final(200));
+        assert_eq!(
+            final_status(hints),
+            Head::Partial,
+            "the final head is to come"
+        );
+        let two = [
+            &b"HTTP/1.1 100 Continue\r\n\r\n"[..],
+            hints,
+            b"HTTP/1.1 500 X\r\n\r\n",
+        ];
+        assert_eq!(final_status(&two.concat()), Head::Final(500));
+        // Cut in the final head after an interim one.
+        assert_eq!(
+            final_status(&[&hints[..], b"HTTP/1.1 200 OK\r\nContent-Le"].concat()),
+            Head::Partial
+        );
+        // 101 is final (nothing asked for an upgrade); the matcher refuses it.
+        assert_eq!(
+            final_status(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
+            Head::Final(101)
+        );
+        let endless = hints.repeat(MAX_INTERIM + 1);
+        assert!(matches!(final_status(&endless), Head::Malformed(_)));
+        assert_eq!(
+            final_status(&[hints.repeat(MAX_INTERIM), ok.to_vec()].concat()),
+            Head::Final(200)
+        );
+    }
+
     /// A raw target on loopback answering every connection with `answer`, then closing.
     async fn raw_target(answer: &'static [u8]) -> SocketAddr {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -220,6 +268,22 @@ mod tests {
         assert_eq!(check(whole, &s, None).await, Outcome::Pass);
         let refused = raw_target(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n").await;
         assert_eq!(check(refused, &s, None).await, Outcome::Mismatch(503));
+    }
+
+    #[tokio::test]
+    async fn an_early_hint_is_skipped_and_the_final_answer_judged() {
+        let s = settings();
+        let hints = raw_target(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+              HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n",
+        )
+        .await;
+        assert_eq!(check(hints, &s, None).await, Outcome::Pass);
+        let refused = raw_target(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 500 X\r\n\r\n",
+        )
+        .await;
+        assert_eq!(check(refused, &s, None).await, Outcome::Mismatch(500));
     }
 
     #[test]

@@ -171,6 +171,7 @@ pub struct WorkerWide {
     pub access_log: AccessLog,
     pub worker_index: usize,
     pub shutdown: tokio::sync::watch::Receiver<bool>,
+    pub target_conns: Arc<crate::target_conns::TargetConns>,
 }
 
 /// The first generation of a worker.
@@ -200,6 +201,7 @@ pub fn first(
         clock: Default::default(),
         h1_state: Arc::new(ConnState::default()),
         draining: Arc::new(Draining::new(timers)),
+        target_conns: w.target_conns,
     }
 }
 
@@ -236,6 +238,7 @@ pub fn next(
         clock: prev.clock.clone(),
         h1_state: prev.h1_state.clone(),
         draining: prev.draining.clone(),
+        target_conns: prev.target_conns.clone(),
     };
     (sh, fresh)
 }
@@ -389,6 +392,7 @@ target = [{ id = "127.0.0.2" }]
                 access_log: AccessLog::start(&crate::access_log::AccessLogTarget::Off).unwrap(),
                 worker_index: 0,
                 shutdown: rx,
+                target_conns: Default::default(),
             },
         )
     }

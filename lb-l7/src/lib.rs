@@ -45,6 +45,7 @@ pub mod socket_channel;
 pub mod spares;
 pub mod sticky;
 pub mod target;
+pub mod target_conns;
 pub mod target_health;
 pub mod target_limit;
 pub mod target_sets;

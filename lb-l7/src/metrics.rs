@@ -39,6 +39,9 @@ pub struct Metrics {
     /// Idle keep-alive connections closed to make room for a new one at the connection limit
     /// (`accept::park::Lot::make_room`).
     pub idle_closed_at_limit: AtomicU64,
+    /// Requests refused because the worker held as many target connections as its descriptor
+    /// budget allows, none idle (`crate::target_conns`).
+    pub target_conns_refused_at_limit: AtomicU64,
     /// Per listener, found by its port (a listener is its port across generations).
     listeners: Listeners,
 }
@@ -190,6 +193,7 @@ impl Metrics {
             access_log_dropped: 0,
             access_log_write_failed: 0,
             idle_closed_at_limit: self.idle_closed_at_limit.load(Relaxed),
+            target_connections_refused_at_limit: self.target_conns_refused_at_limit.load(Relaxed),
         }
     }
 }
@@ -358,6 +362,9 @@ pub struct MetricsSnapshot {
     /// weir: idle keep-alive connections closed to make room for a new one at the worker's
     /// connection limit (nginx's "reusing connections").
     pub idle_closed_at_limit: u64,
+    /// weir: requests refused (HTTP/1.1 503, HTTP/2 REFUSED_STREAM or 503) because the worker
+    /// held as many target connections as its descriptor budget allows, none idle.
+    pub target_connections_refused_at_limit: u64,
 }
 
 impl MetricsSnapshot {

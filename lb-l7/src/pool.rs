@@ -400,6 +400,19 @@ impl<C: Pooled> Pool<C> {
         }
     }
 
+    /// Closes the connection idle the longest, if any (the worker's target connections are at
+    /// their cap: `pipeline::attempt`); whether there was one.
+    pub fn close_oldest(&self) -> bool {
+        let Ok(mut inner) = self.inner.lock() else {
+            return false;
+        };
+        if inner.idle.is_empty() {
+            return false;
+        }
+        drop(inner.idle.remove(0));
+        true
+    }
+
     /// Drops every idle connection (shutdown).
     pub fn clear(&self) {
         if let Ok(mut inner) = self.inner.lock() {
@@ -484,6 +497,24 @@ mod tests {
         assert!(pool.checkout(false, false, t0 + ms(4900)).is_some());
         assert!(pool.checkout(false, false, t0 + ms(5000)).is_none());
         assert_eq!(pool.idle_count(), 0);
+    }
+
+    #[test]
+    fn the_oldest_idle_connection_is_closed_for_room() {
+        let pool = pool(ReuseMode::Always);
+        let t0 = Instant::now();
+        assert!(!pool.close_oldest(), "none idle");
+        let (old, old_closed) = conn();
+        let (new, new_closed) = conn();
+        pool.checkin(old, t0);
+        pool.checkin(new, t0 + ms(10));
+        // A second handle on each connection's flag shows which one was dropped.
+        let (old_flag, new_flag) = (Arc::downgrade(&old_closed), Arc::downgrade(&new_closed));
+        drop((old_closed, new_closed));
+        assert!(pool.close_oldest());
+        assert_eq!(pool.idle_count(), 1);
+        assert!(old_flag.upgrade().is_none(), "the oldest was dropped");
+        assert!(new_flag.upgrade().is_some(), "the newest stays");
     }
 
     #[test]

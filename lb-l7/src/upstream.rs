@@ -4,6 +4,7 @@
 //! the target allows it. No SNI is sent: targets are IP addresses.
 
 use crate::pool::Pooled;
+use crate::target_conns::Held;
 use crate::tcp_or_tls::TcpOrTls;
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -14,13 +15,18 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-/// One connection to a target: plain TCP or TLS.
-pub type UpStream = TcpOrTls<TlsStream<TcpStream>>;
+/// One connection to a target: plain TCP or TLS, counted in the worker's target connections
+/// while it exists.
+#[derive(Debug)]
+pub struct UpStream {
+    io: TcpOrTls<TlsStream<TcpStream>>,
+    _held: Held,
+}
 
 /// Why a connection could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -31,22 +37,66 @@ pub enum ConnectError {
     Tls(io::Error),
 }
 
-/// Opens a connection to `addr`, with a TLS handshake when `tls` is given.
+/// Opens a connection to `addr`, with a TLS handshake when `tls` is given; it keeps `held`
+/// (its place in the worker's count) until dropped.
 pub async fn connect(
     addr: SocketAddr,
     tls: Option<&TlsConnector>,
+    held: Held,
 ) -> Result<UpStream, ConnectError> {
     let tcp = TcpStream::connect(addr).await.map_err(ConnectError::Tcp)?;
     let _ = tcp.set_nodelay(true);
     let Some(connector) = tls else {
-        return Ok(UpStream::Plain(tcp));
+        return Ok(UpStream {
+            io: TcpOrTls::Plain(tcp),
+            _held: held,
+        });
     };
     let name = ServerName::IpAddress(addr.ip().into());
     let s = connector
         .connect(name, tcp)
         .await
         .map_err(ConnectError::Tls)?;
-    Ok(UpStream::Tls(Box::new(s)))
+    Ok(UpStream {
+        io: TcpOrTls::Tls(Box::new(s)),
+        _held: held,
+    })
+}
+
+impl AsyncRead for UpStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for UpStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
 }
 
 /// The TLS client of an HTTPS target group (one per group in a worker, kept when the group is
@@ -114,9 +164,9 @@ impl ServerCertVerifier for AnyCertificate {
 
 impl Pooled for UpStream {
     fn is_closed(&mut self) -> bool {
-        match self {
-            UpStream::Plain(s) => s.is_closed(),
-            UpStream::Tls(s) => {
+        match &mut self.io {
+            TcpOrTls::Plain(s) => s.is_closed(),
+            TcpOrTls::Tls(s) => {
                 let mut cx = Context::from_waker(std::task::Waker::noop());
                 if s.get_ref().0.poll_read_ready(&mut cx).is_pending() {
                     return false;
@@ -134,9 +184,9 @@ impl Pooled for UpStream {
         }
     }
     fn peer(&self) -> Option<SocketAddr> {
-        match self {
-            UpStream::Plain(s) => s.peer_addr().ok(),
-            UpStream::Tls(s) => s.get_ref().0.peer_addr().ok(),
+        match &self.io {
+            TcpOrTls::Plain(s) => s.peer_addr().ok(),
+            TcpOrTls::Tls(s) => s.get_ref().0.peer_addr().ok(),
         }
     }
 }

@@ -6,6 +6,7 @@ use crate::control::ControlMsg;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipeline::{ListenerRt, Shared};
 use crate::target::{GroupRt, TargetState};
+use crate::target_conns::TargetConns;
 use crate::target_health::{Checks, groups_in_use, state_at_generation};
 use crate::tickets::SharedTicketer;
 use anyhow::Context as _;
@@ -55,6 +56,9 @@ pub struct WorkerOptions {
     /// (`crate::accept::park`), whose tasks' memory is then free, and after the sweep released
     /// spares an idle period left unused (`trim_spares`), at most once a second each.
     pub release_memory: Option<fn()>,
+    /// The most target connections the worker holds at once (`crate::target_conns`), which
+    /// `weir run` derives from its descriptor budget. `None`: no cap.
+    pub max_target_connections: Option<usize>,
 }
 
 struct Bound {
@@ -438,6 +442,10 @@ impl Worker {
                 access_log,
                 worker_index: opts.index,
                 shutdown,
+                target_conns: Arc::new(
+                    opts.max_target_connections
+                        .map_or_else(Default::default, TargetConns::new),
+                ),
             },
         );
         if opts.health_from_control_plane {

@@ -10,6 +10,10 @@
 //! - a failure on a reused connection before any response byte is retried once, on a new
 //!   connection, when the request is idempotent and has no body (so it can be replayed);
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
+//!
+//! A stream while others of its connection are in flight makes new target connections only
+//! within the fan-out's share of the worker's cap (`crate::target_conns`); refused there (or
+//! at the cap), it gets 503.
 
 use super::body::{TargetBody, TargetHead};
 use super::orphan::AwaitingResponse;
@@ -20,8 +24,10 @@ use crate::pipeline::attempt::{self, Attempt, Attempts, HeadFailure};
 use crate::pipeline::decide::Route;
 use crate::pipeline::prepare::{hash_key, idempotent, prepare_upstream, sticky_cookies};
 use crate::pipeline::{ConnInfo, Shared, codec, readbuf, relay, respond};
+use crate::target_conns::Need;
 use http::{HeaderValue, Method, Request, Version, header};
 use http_body_util::BodyExt;
+use std::sync::atomic::Ordering::Relaxed;
 
 fn fail(
     sh: &Shared,
@@ -78,7 +84,12 @@ pub async fn forward<B: RequestBody>(
     let mut body = has_body.then_some(body);
     let idle = sh.limits.idle_timeout;
 
-    let mut attempts = Attempts::stuck_to(stuck).replayable(replayable);
+    // This stream is counted in `in_flight`: more means its connection fans out.
+    let fan_out = client_version == Version::HTTP_2 && ci.state.in_flight.load(Relaxed) > 1;
+    let need = if fan_out { Need::FanOut } else { Need::First };
+    let mut attempts = Attempts::stuck_to(stuck)
+        .replayable(replayable)
+        .for_need(need);
     while let Some(a) = attempts
         .next(sh, g, key, false, first, log.as_deref_mut())
         .await

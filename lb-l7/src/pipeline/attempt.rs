@@ -1,6 +1,9 @@
 //! Phase forward's target side, shared by both engines: the retry rules (`Attempts`: which
 //! target next, a pooled or new connection, the one retry), a connection to a target, and a
-//! target's response head read within the idle timeout.
+//! target's response head read within the idle timeout. A new connection is made only within
+//! the worker's cap on target connections (`crate::target_conns`): at the cap an idle pooled
+//! one is closed for it, and when none is idle the request is refused (503,
+//! [`AT_CONNECTION_LIMIT`]).
 
 use super::Shared;
 use super::codec::{self, Fields, ResponseHead};
@@ -11,6 +14,7 @@ use crate::expiry::Expiry;
 use crate::idle::{CoarseClock, IdleDeadlines};
 use crate::pool::keepalive::{Advertised, Seen};
 use crate::target::{GroupRt, TargetRt};
+use crate::target_conns::{Held, Need};
 use crate::upstream::{self, UpStream};
 use bytes::BytesMut;
 use std::future::Future;
@@ -36,6 +40,8 @@ pub(crate) struct Attempts {
     stuck: Option<usize>,
     /// The request cannot be retried: pooled connections only within the strict margin.
     strict: bool,
+    /// What a new connection would be for (`crate::target_conns`).
+    need: Need,
 }
 
 /// One attempt's target connection, counted on its target until dropped.
@@ -98,6 +104,13 @@ impl Attempts {
         self
     }
 
+    /// Attempts whose new connections are for `need` (an HTTP/2 stream while others of its
+    /// connection are in flight: `Need::FanOut`).
+    pub fn for_need(mut self, need: Need) -> Attempts {
+        self.need = need;
+        self
+    }
+
     /// Phase pick_target: the next target and a connection to it (skipping targets that
     /// refuse); `None` when the group is exhausted. `fresh`: do not take a pooled connection.
     pub async fn next<'g>(
@@ -134,7 +147,7 @@ impl Attempts {
             // not done while a request is connecting to it (`TargetRt::busy`).
             let outstanding = Outstanding::new(t, slot);
             let fresh = fresh || std::mem::take(&mut self.fresh_only);
-            match target_connection(sh, t, fresh, first, self.strict).await {
+            match target_connection(sh, t, fresh, first, self.strict, self.need).await {
                 Ok((up, idle)) => {
                     t.counters.requests.fetch_add(1, Relaxed);
                     return Some(Attempt {
@@ -150,6 +163,10 @@ impl Attempts {
                 }
                 Err(failure) => {
                     self.last_failure = Some(failure);
+                    if failure.1 == AT_CONNECTION_LIMIT {
+                        // The worker's limit, not the target's: another target would be the same.
+                        return None;
+                    }
                     self.tried.push(ti);
                 }
             }
@@ -181,25 +198,34 @@ impl Attempts {
     }
 }
 
+/// weir's `error_reason` for a request refused because the worker holds as many target
+/// connections as its descriptor budget allows (`crate::target_conns`), none of them idle.
+pub const AT_CONNECTION_LIMIT: &str = "TargetConnectionLimit";
+
 /// A connection to target `t` (both engines): an idle one from its pool unless `fresh` or the
 /// pool's policy says no (`first`: a client session's first request; `strict`: a request that
 /// cannot be retried takes only a connection well within what the target keeps), else a new
-/// one. Returns how long it was idle when reused; counts reuses, opens and connect errors.
+/// one within the worker's cap for `need` ([`room`]). Returns how long it was idle when reused;
+/// counts reuses, opens and connect errors.
 pub(crate) async fn target_connection(
     sh: &Shared,
     t: &TargetRt,
     fresh: bool,
     first: bool,
     strict: bool,
+    need: Need,
 ) -> Result<(UpStream, Option<Duration>), (u16, &'static str)> {
     let m = &sh.metrics;
     if !fresh && let Some((s, idle)) = t.pool.checkout(first, strict, sh.clock.now()) {
         m.upstream_connections_reused.fetch_add(1, Relaxed);
         return Ok((s, Some(idle)));
     }
+    let Some(held) = room(sh, need) else {
+        return Err((503, AT_CONNECTION_LIMIT));
+    };
     // Boxed: the connect future (a TLS handshake's included) is ~1.4 KB, and every request's
     // future would carry that room while only a new connection needs it.
-    match Box::pin(connect(t, sh.limits.connect_timeout)).await {
+    match Box::pin(connect(t, sh.limits.connect_timeout, held)).await {
         Ok(s) => {
             m.upstream_connections_opened.fetch_add(1, Relaxed);
             Ok((s, None))
@@ -213,9 +239,53 @@ pub(crate) async fn target_connection(
     }
 }
 
-async fn connect(t: &TargetRt, timeout: Duration) -> Result<UpStream, (u16, &'static str)> {
+/// A place for a new target connection within the worker's cap for `need`: at the limit, an
+/// idle pooled connection (of the target with the most) is closed for it first. `None`, counted
+/// and warned about: none was idle.
+fn room(sh: &Shared, need: Need) -> Option<Held> {
+    let conns = &sh.target_conns;
+    if let Some(h) = conns.hold(need) {
+        return Some(h);
+    }
+    if close_idle(sh)
+        && let Some(h) = conns.hold(need)
+    {
+        return Some(h);
+    }
+    let refused = sh
+        .metrics
+        .target_conns_refused_at_limit
+        .fetch_add(1, Relaxed)
+        + 1;
+    crate::warn_limited!(
+        open = conns.open(),
+        cap = conns.cap(),
+        ?need,
+        total_refused = refused,
+        "target connection limit reached, none idle: request refused"
+    );
+    None
+}
+
+/// Closes one idle pooled connection of this generation's targets, from the pool that holds
+/// the most; whether there was one.
+fn close_idle(sh: &Shared) -> bool {
+    sh.groups
+        .values()
+        .flat_map(|g| g.targets.iter())
+        .map(|t| (t.pool.idle_count(), t))
+        .filter(|(n, _)| *n > 0)
+        .max_by_key(|(n, _)| *n)
+        .is_some_and(|(_, t)| t.pool.close_oldest())
+}
+
+async fn connect(
+    t: &TargetRt,
+    timeout: Duration,
+    held: Held,
+) -> Result<UpStream, (u16, &'static str)> {
     let tls = t.tls.as_ref().map(|c| &c.0);
-    match tokio::time::timeout(timeout, upstream::connect(t.addr, tls)).await {
+    match tokio::time::timeout(timeout, upstream::connect(t.addr, tls, held)).await {
         Err(_) => {
             crate::warn_limited!(target_addr = %t.addr, "target connect timed out");
             Err((504, "TargetConnectTimeout"))
@@ -379,7 +449,9 @@ mod tests {
         let wait = |expiry: Arc<Expiry>| {
             let (timers, clock) = (timers.clone(), clock.clone());
             tokio::spawn(async move {
-                let mut up = upstream::connect(addr, None).await.unwrap();
+                let conns = Arc::new(crate::target_conns::TargetConns::default());
+                let held = conns.hold(Need::First).unwrap();
+                let mut up = upstream::connect(addr, None, held).await.unwrap();
                 let mut buf = BytesMut::new();
                 let idle = Duration::from_secs(30);
                 read_head_watching(&mut up, &mut buf, idle, &timers, &clock, &expiry, None).await

@@ -78,6 +78,8 @@ pub struct Shared {
     pub h1_state: Arc<ConnState>,
     /// Targets that left the configuration and still finish their requests.
     pub draining: Arc<crate::draining::Draining>,
+    /// The worker's open target connections and their cap (`crate::target_conns`).
+    pub target_conns: Arc<crate::target_conns::TargetConns>,
 }
 
 /// A worker's newest generation (see `Shared::latest`).

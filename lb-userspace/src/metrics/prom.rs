@@ -147,6 +147,12 @@ pub const L7_FIGURES: &[(&str, &str, Kind, &str)] = &[
         Kind::Counter,
         "weir: idle keep-alive connections closed to make room for a new one at the connection limit",
     ),
+    (
+        "target_connections_refused_at_limit",
+        "target_connections_refused_at_limit",
+        Kind::Counter,
+        "weir: requests refused because the worker held as many target connections as its descriptor budget allows, none idle",
+    ),
 ];
 
 /// Per target: (key in the view's target `counters`/`gauges`, name after `weir_target_`, kind,

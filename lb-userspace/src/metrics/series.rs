@@ -90,7 +90,7 @@ struct Wire {
 }
 
 /// The worker-wide counters of `MetricsSnapshot`, by CloudWatch name (or weir's own).
-fn worker_counters(s: &MetricsSnapshot) -> [(&'static str, u64); 21] {
+fn worker_counters(s: &MetricsSnapshot) -> [(&'static str, u64); 22] {
     [
         ("NewConnectionCount", s.new_connection_count),
         ("RejectedConnectionCount", s.rejected_connection_count),
@@ -122,6 +122,10 @@ fn worker_counters(s: &MetricsSnapshot) -> [(&'static str, u64); 21] {
         ("access_log_dropped", s.access_log_dropped),
         ("access_log_write_failed", s.access_log_write_failed),
         ("idle_closed_at_limit", s.idle_closed_at_limit),
+        (
+            "target_connections_refused_at_limit",
+            s.target_connections_refused_at_limit,
+        ),
     ]
 }
 

@@ -7,10 +7,15 @@
 //! leaves room for a new client.
 
 mod common;
+#[path = "common/h2frames.rs"]
+mod h2frames;
 
 use common::*;
+use h2frames::{HEADERS, PREFACE, REFUSED_STREAM, RST_STREAM, request, settings, take_frame};
 use lb_l7::WorkerOptions;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -88,4 +93,76 @@ async fn at_the_cap_an_idle_connection_closes_for_a_new_one_else_503() {
         (3, 1)
     );
     w.stop().await;
+}
+
+/// What the streams of one HTTP/2 connection got: (stream, `Some(true)` a 200 head,
+/// `Some(false)` another head, `None` REFUSED_STREAM).
+async fn h2_streams(port: u16, streams: u32, path: &str) -> Vec<(u32, Option<bool>)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut out = PREFACE.to_vec();
+    out.extend(settings(&[]));
+    for i in 0..streams {
+        out.extend(request(1 + 2 * i, path, &[], true));
+    }
+    s.write_all(&out).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    loop {
+        while let Some(f) = take_frame(&mut buf) {
+            match f.ty {
+                // :status 200 is static entry 8.
+                HEADERS => got.push((f.stream, Some(f.payload.first() == Some(&0x88)))),
+                RST_STREAM => {
+                    assert_eq!(f.code(), Some(REFUSED_STREAM), "stream {}", f.stream);
+                    got.push((f.stream, None));
+                }
+                _ => {}
+            }
+        }
+        if got.len() == streams as usize {
+            return got;
+        }
+        let mut tmp = [0u8; 16384];
+        match tokio::time::timeout(LIMIT, s.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&tmp[..n]),
+            r => panic!("connection ended or quiet ({r:?}) after {got:?}"),
+        }
+    }
+}
+
+/// An HTTP/2 connection's 6 slow streams at a cap of 4: 3 get target connections (the
+/// fan-out's three quarters), 3 are refused (weir's engine: REFUSED_STREAM; hyper's: 503);
+/// meanwhile a new HTTP/1.1 client takes the place kept for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_fan_out_is_refused_past_its_share_and_a_new_client_is_served() {
+    let a = backend("a").await;
+    for engine in ["weir", "hyper"] {
+        let port = free_port();
+        let cfg = one_target_config(
+            port,
+            a.addr.port(),
+            &format!("http2_engine = \"{engine}\""),
+            "",
+            "",
+        );
+        let w = start_with(&cfg, capped(4));
+        let streams = tokio::spawn(h2_streams(w.port, 6, "/slow?ms=1500"));
+        wait_for(LIMIT, "three streams at the target", || {
+            w.metrics.snapshot().target_connections_refused_at_limit == 3
+        })
+        .await;
+        let (code, out) = get(w.port, "/").await;
+        assert_eq!(code, 200, "{engine}: the kept quarter: {out}");
+        let got = streams.await.unwrap();
+        let ok = got.iter().filter(|(_, g)| *g == Some(true)).count();
+        let other = got.iter().filter(|(_, g)| *g == Some(false)).count();
+        let refused = got.iter().filter(|(_, g)| g.is_none()).count();
+        match engine {
+            "weir" => assert_eq!((ok, other, refused), (3, 0, 3), "{engine}: {got:?}"),
+            _ => assert_eq!((ok, other, refused), (3, 3, 0), "{engine}: 503s: {got:?}"),
+        }
+        let m = w.metrics.snapshot();
+        assert_eq!(m.target_connections_refused_at_limit, 3, "{engine}");
+        w.stop().await;
+    }
 }

@@ -21,6 +21,7 @@ use super::head;
 use super::recv::RecvBody;
 use super::streams::{Phase, Stream, Streams};
 use crate::h2conn::{self, Connection, Event, Reason, StreamId};
+use crate::http2::forward::RefusedStream;
 use crate::http2::frames::Inbound;
 use crate::http2::service;
 use crate::pipeline::{ConnInfo, Shared, codec, stopped};
@@ -721,6 +722,15 @@ fn poll_stream(conn: &mut Connection, s: &mut Stream, waker: &Waker) {
             return;
         };
         let (mut parts, mut body) = resp.into_parts();
+        if parts.extensions.get::<RefusedStream>().is_some() {
+            // Nothing of it went to a target: the client may send it again (RFC 9113 §8.7).
+            body.refused();
+            conn.reset(s.id, Reason::REFUSED_STREAM);
+            // The reset ends both sides.
+            s.recv_ended = true;
+            s.phase = Phase::Done;
+            return;
+        }
         let empty = body.is_end_stream();
         let exact = body.size_hint().exact();
         let withhold = empty && request_coming(s);

@@ -12,8 +12,9 @@
 //! - nothing else is retried: the client gets 502 (or 504 for a response timeout).
 //!
 //! A stream while others of its connection are in flight makes new target connections only
-//! within the fan-out's share of the worker's cap (`crate::target_conns`); refused there (or
-//! at the cap), it gets 503.
+//! within the fan-out's share of the worker's cap (`crate::target_conns`). Refused there (or
+//! at the cap) before anything was sent, its 503 carries [`RefusedStream`]: an engine that can
+//! reset the stream with REFUSED_STREAM instead does (weir's), so the client may retry it.
 
 use super::body::{TargetBody, TargetHead};
 use super::orphan::AwaitingResponse;
@@ -28,6 +29,12 @@ use crate::target_conns::Need;
 use http::{HeaderValue, Method, Request, Version, header};
 use http_body_util::BodyExt;
 use std::sync::atomic::Ordering::Relaxed;
+
+/// Marks weir's 503 for a stream refused at the worker's target connection limit before any of
+/// it was sent (`Attempts::refused_unsent`): the engine may answer RST_STREAM(REFUSED_STREAM)
+/// instead (RFC 9113 §8.7: the client may retry it).
+#[derive(Debug, Clone, Copy)]
+pub struct RefusedStream;
 
 fn fail(
     sh: &Shared,
@@ -233,7 +240,11 @@ pub async fn forward<B: RequestBody>(
         return Ok(http::Response::from_parts(rp, tb));
     }
     let (status, reason) = attempts.give_up();
-    Err(fail(sh, log, status, reason))
+    let mut r = fail(sh, log, status, reason);
+    if attempts.refused_unsent() {
+        r.extensions_mut().insert(RefusedStream);
+    }
+    Err(r)
 }
 
 /// The request as the target sees it (HTTP/1.1, a body with its length or chunked): its head

@@ -168,6 +168,15 @@ impl ResponseBody {
             s.stalled = true;
         }
     }
+
+    /// The engine refused the stream (RST_STREAM(REFUSED_STREAM)) instead of sending this
+    /// response (`forward::RefusedStream`): when the body is dropped, the line keeps weir's
+    /// status and reason, and it is not counted as the client's cancellation.
+    pub fn refused(&mut self) {
+        if let Some(s) = self.stream.as_mut() {
+            s.refused = true;
+        }
+    }
 }
 
 impl http_body::Body for ResponseBody {
@@ -242,6 +251,8 @@ struct InFlight {
     port: u16,
     /// Reset by the engine, the client's window stalled (`ResponseBody::stalled`).
     stalled: bool,
+    /// Refused by the engine instead of answered (`ResponseBody::refused`).
+    refused: bool,
 }
 
 impl InFlight {
@@ -256,6 +267,7 @@ impl InFlight {
             has_response: false,
             port: ci.listener.config.port,
             stalled: false,
+            refused: false,
         }
     }
 
@@ -281,7 +293,7 @@ impl InFlight {
         }
         let stalled = !done && self.stalled;
         let cut = !done && !stalled && self.cut_at_drain();
-        if !done && !cut && !stalled {
+        if !done && !cut && !stalled && !self.refused {
             self.cancelled();
         }
         if let Some(mut l) = self.log.take() {

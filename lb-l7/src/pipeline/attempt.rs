@@ -3,7 +3,7 @@
 //! target's response head read within the idle timeout. A new connection is made only within
 //! the worker's cap on target connections (`crate::target_conns`): at the cap an idle pooled
 //! one is closed for it, and when none is idle the request is refused (503,
-//! [`AT_CONNECTION_LIMIT`]).
+//! [`AT_CONNECTION_LIMIT`]; an HTTP/2 stream the engine can refuse gets REFUSED_STREAM).
 
 use super::Shared;
 use super::codec::{self, Fields, ResponseHead};
@@ -42,6 +42,8 @@ pub(crate) struct Attempts {
     strict: bool,
     /// What a new connection would be for (`crate::target_conns`).
     need: Need,
+    /// An attempt was handed out: the request may have gone to a target.
+    handed_out: bool,
 }
 
 /// One attempt's target connection, counted on its target until dropped.
@@ -111,6 +113,15 @@ impl Attempts {
         self
     }
 
+    /// The request was refused at the worker's target connection limit before any of it went
+    /// to a target: a client may send it again (HTTP/2's REFUSED_STREAM, RFC 9113 §8.7).
+    pub fn refused_unsent(&self) -> bool {
+        !self.handed_out
+            && self
+                .last_failure
+                .is_some_and(|(_, r)| r == AT_CONNECTION_LIMIT)
+    }
+
     /// Phase pick_target: the next target and a connection to it (skipping targets that
     /// refuse); `None` when the group is exhausted. `fresh`: do not take a pooled connection.
     pub async fn next<'g>(
@@ -149,6 +160,7 @@ impl Attempts {
             let fresh = fresh || std::mem::take(&mut self.fresh_only);
             match target_connection(sh, t, fresh, first, self.strict, self.need).await {
                 Ok((up, idle)) => {
+                    self.handed_out = true;
                     t.counters.requests.fetch_add(1, Relaxed);
                     return Some(Attempt {
                         ti,

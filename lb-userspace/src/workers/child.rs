@@ -114,6 +114,14 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         );
         lb.max_connections_per_worker = connections;
     }
+    let max_target_connections =
+        nofile::worker_target_connections(lb.max_connections_per_worker, setup.l7.listener.len());
+    info!(
+        worker = index,
+        clients = lb.max_connections_per_worker,
+        targets = ?max_target_connections,
+        "connection caps within RLIMIT_NOFILE"
+    );
     if let Some((g, _)) = &setup.generation {
         info!(
             worker = index,
@@ -139,6 +147,7 @@ pub fn main(index: usize, config: Option<&Path>) -> anyhow::Result<()> {
         // After idle connections parked in bulk, and after the sweep released the spares a
         // burst left (`lb_l7::spares`).
         release_memory: Some(crate::alloc::release_memory),
+        max_target_connections,
         ..WorkerOptions::default()
     };
     // One worker, one core: a single-threaded runtime.

@@ -10,12 +10,16 @@
 //! `maxconn` from the limit the same way). Past the limit anyway (descriptors held elsewhere),
 //! the worker's accept loop sheds connections instead of spinning (`lb_l7::accept::fd_limit`).
 //!
-//! Not yet bounded: the one target connection per client connection this assumes holds for
-//! HTTP/1.1 only. An HTTP/2 connection fans out to one target connection per concurrent stream
-//! (up to 128), so ~160 HTTP/2 connections with streams in flight can take a default worker's
-//! descriptors: target connects then fail with EMFILE (502) and accept sheds new clients. A
-//! worker-wide count of target connections checked where one is dialled (a stream over it
-//! refused or answered 503, not 502) is the open fix.
+//! Target connections are bounded to their half of the budget: the one target connection per
+//! client connection this assumes holds for HTTP/1.1 only, and an HTTP/2 connection fans out to
+//! one per concurrent stream (up to 128), so two dozen HTTP/2 connections with slow responses
+//! took a worker's every descriptor (target connects failed with EMFILE, 502, and accept shed
+//! new clients). Each worker counts its open target connections against
+//! [`target_connections`] (what its limit leaves once its client connections, listeners and
+//! slack are set aside: `max_connections_per_worker` when weir sized the limit, more when the
+//! limit is larger), as nginx's `worker_connections` counts upstream connections; at the cap
+//! an idle pooled one is closed, else the request is refused (HTTP/1.1 503, HTTP/2
+//! REFUSED_STREAM on weir's engine, 503 on hyper's), never a 502 (`lb_l7::target_conns`).
 
 use std::path::Path;
 
@@ -148,6 +152,23 @@ pub fn ensure(
     }
 }
 
+/// The target connections a worker may hold within `limit` descriptors beside `connections`
+/// client connections and `listeners` (at least 1).
+pub fn target_connections(limit: u64, connections: usize, listeners: usize) -> usize {
+    let room = limit
+        .saturating_sub(connections as u64)
+        .saturating_sub(SLACK + listeners as u64);
+    usize::try_from(room).unwrap_or(usize::MAX).max(1)
+}
+
+/// In the worker: the target connection cap within this process's limit (inherited from the
+/// control plane) beside `connections` client connections; `None` when the limit cannot be
+/// read (no cap then, as before).
+pub fn worker_target_connections(connections: usize, listeners: usize) -> Option<usize> {
+    let (soft, _) = getrlimit(Resource::RLIMIT_NOFILE).ok()?;
+    Some(target_connections(soft, connections, listeners))
+}
+
 /// In the worker: the connection limit to apply. The configured one, unless the file leaves it
 /// unset and this process's limit (inherited from the control plane) does not fit it.
 pub fn worker_connections(max: usize, listeners: usize, set: bool) -> usize {
@@ -177,6 +198,26 @@ mod tests {
         assert!(
             needed(100, 1) <= 1024,
             "a small explicit setting fits a small limit"
+        );
+    }
+
+    #[test]
+    fn target_connections_get_what_the_clients_leave() {
+        // The limit weir sizes: as many target connections as client connections.
+        assert_eq!(target_connections(needed(1000, 2), 1000, 2), 1000);
+        // A default fitted to a small limit: (1024 − 64 − 1) / 2 = 479 clients, 480 targets.
+        let clients = fit(10_000, 1, 1024);
+        assert_eq!(target_connections(1024, clients, 1), 480);
+        // A larger limit than needed: the rest.
+        assert_eq!(
+            target_connections(100_000, 1000, 1),
+            100_000 - 1000 - SLACK as usize - 1
+        );
+        assert_eq!(target_connections(10, 1000, 1), 1);
+        // RLIM_INFINITY: all but the clients, slack and listener.
+        assert_eq!(
+            target_connections(u64::MAX, 1, 1) as u64,
+            u64::MAX - SLACK - 2
         );
     }
 

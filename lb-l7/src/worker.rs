@@ -933,6 +933,7 @@ mod reload_health {
                 access_log: AccessLog::start(&AccessLogTarget::Off).unwrap(),
                 worker_index: 0,
                 shutdown: rx,
+                target_conns: Default::default(),
             },
         );
         initial_states(&one.config, &one.groups, None);

@@ -335,3 +335,29 @@ default_action = {{ type = "fixed-response", status_code = 200 }}
         );
     }
 }
+
+#[test]
+fn no_content_statuses_refuse_a_body() {
+    let with = |code: u16, body: &str| {
+        paths(&format!(
+            "[[listener]]\nport = 80\ndefault_action = {{ type = \"fixed-response\", \
+             status_code = {code}, message_body = {body:?} }}\n"
+        ))
+    };
+    for code in [204, 205] {
+        assert_eq!(
+            with(code, "should-not-be-sent\n"),
+            ["listener[0].default_action.message_body"],
+            "{code}"
+        );
+        assert!(with(code, "").is_empty(), "{code}");
+    }
+    assert!(with(200, "ok").is_empty());
+    let c: L7Config = toml::from_str(
+        "[[listener]]\nport = 80\ndefault_action = { type = \"fixed-response\", \
+         status_code = 204, message_body = \"x\" }\n",
+    )
+    .unwrap();
+    let e = c.validate().remove(0).to_string();
+    assert!(e.contains("message_body") && e.contains("204"), "{e}");
+}

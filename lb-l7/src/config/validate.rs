@@ -424,6 +424,12 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
             if message_body.len() > 1024 {
                 e.push(format!("{p}.message_body"), "at most 1024 bytes");
             }
+            if matches!(status_code, 204 | 205) && !message_body.is_empty() {
+                e.push(
+                    format!("{p}.message_body"),
+                    format!("a {status_code} response has no content (RFC 9110): leave it out"),
+                );
+            }
             if let Some(ct) = content_type
                 && http::HeaderValue::from_str(ct).is_err()
             {

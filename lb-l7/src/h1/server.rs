@@ -832,8 +832,31 @@ async fn write_own(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
+    let out = own_bytes(&parts, &body, version, keep, is_head);
+    relay::write_all(io, &out, sh.limits.idle_timeout).await?;
+    let _ = tokio::time::timeout(sh.limits.idle_timeout, tokio::io::AsyncWriteExt::flush(io)).await;
+    Ok(out.len() as u64)
+}
+
+/// A response of weir's own as HTTP/1.1 bytes. Pure.
+fn own_bytes(
+    parts: &http::response::Parts,
+    body: &[u8],
+    version: Version,
+    keep: bool,
+    is_head: bool,
+) -> BytesMut {
+    // No content for a 204, 205 or 304; no length for a 204 or 304 (RFC 9110 §8.6, RFC 9112
+    // §6.3 ends them at the head); a 205 says `content-length: 0`, as a client does not know
+    // it is bodiless.
+    let status = parts.status.as_u16();
+    let body = if respond::bodiless(status) {
+        &[][..]
+    } else {
+        body
+    };
     let mut out = BytesMut::with_capacity(256 + body.len());
-    codec::write_status_line(&mut out, parts.status.as_u16());
+    codec::write_status_line(&mut out, status);
     for (n, v) in &parts.headers {
         if n == header::CONNECTION {
             continue;
@@ -843,9 +866,11 @@ async fn write_own(
         out.put_slice(v.as_bytes());
         out.put_slice(b"\r\n");
     }
-    out.put_slice(b"content-length: ");
-    out.put_slice(body.len().to_string().as_bytes());
-    out.put_slice(b"\r\n");
+    if !matches!(status, 204 | 304) {
+        out.put_slice(b"content-length: ");
+        out.put_slice(body.len().to_string().as_bytes());
+        out.put_slice(b"\r\n");
+    }
     match (keep, version == Version::HTTP_10) {
         (false, _) => out.put_slice(b"connection: close\r\n"),
         (true, true) => out.put_slice(b"connection: keep-alive\r\n"),
@@ -853,9 +878,37 @@ async fn write_own(
     }
     out.put_slice(b"\r\n");
     if !is_head {
-        out.put_slice(&body);
+        out.put_slice(body);
     }
-    relay::write_all(io, &out, sh.limits.idle_timeout).await?;
-    let _ = tokio::time::timeout(sh.limits.idle_timeout, tokio::io::AsyncWriteExt::flush(io)).await;
-    Ok(out.len() as u64)
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn own(status: u16, body: &str, is_head: bool) -> String {
+        let r = respond::fixed(status, Some("text/plain"), body);
+        let (parts, _) = r.into_parts();
+        let out = own_bytes(&parts, body.as_bytes(), Version::HTTP_11, true, is_head);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn bodiless_statuses_go_without_body_or_length() {
+        for status in [204, 304] {
+            let out = own(status, "should-not-be-sent\n", false);
+            assert!(out.ends_with("\r\n\r\n"), "{status}: {out:?}");
+            assert!(!out.contains("content-length"), "{status}: {out:?}");
+            assert!(!out.contains("should-not"), "{status}: {out:?}");
+        }
+        // 205: no content, and a client that does not know it is bodiless is told so.
+        let out = own(205, "should-not-be-sent\n", false);
+        assert!(out.ends_with("content-length: 0\r\n\r\n"), "{out:?}");
+        // Others keep body and length; a HEAD's answer its length without the body.
+        let out = own(200, "ok\n", false);
+        assert!(out.ends_with("content-length: 3\r\n\r\nok\n"), "{out:?}");
+        let out = own(200, "ok\n", true);
+        assert!(out.ends_with("content-length: 3\r\n\r\n"), "{out:?}");
+    }
 }

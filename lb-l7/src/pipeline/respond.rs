@@ -24,8 +24,22 @@ pub fn elb(status: u16, close: bool) -> Response<Body> {
     r
 }
 
+/// A status whose response has no content (RFC 9110 §15.3.5 204, §15.3.6 205, §15.4.5 304):
+/// weir sends no body for it, whatever the configuration says.
+pub fn bodiless(status: u16) -> bool {
+    matches!(status, 204 | 205 | 304)
+}
+
+/// A fixed-response action's answer; a 204, 205 or 304 goes without `message`
+/// (`bodiless`: validation refuses a body with them, a configuration built otherwise cannot
+/// send one either).
 pub fn fixed(status: u16, content_type: Option<&str>, message: &str) -> Response<Body> {
-    let mut r = Response::new(body::full(message.to_string()));
+    let body = if bodiless(status) {
+        body::empty()
+    } else {
+        body::full(message.to_string())
+    };
+    let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     if let Some(ct) = content_type.and_then(|c| HeaderValue::from_str(c).ok()) {
         r.headers_mut().insert(header::CONTENT_TYPE, ct);
@@ -113,6 +127,18 @@ mod tests {
         path: "/a/b",
         query: "x=1",
     };
+
+    #[test]
+    fn bodiless_statuses_get_no_body() {
+        use http_body::Body as _;
+        for status in [204, 205, 304] {
+            let r = fixed(status, Some("text/plain"), "should-not-be-sent\n");
+            assert!(r.body().is_end_stream(), "{status} has a body");
+            assert_eq!(r.body().size_hint().exact(), Some(0));
+        }
+        let r = fixed(200, None, "ok\n");
+        assert_eq!(r.body().size_hint().exact(), Some(3));
+    }
 
     #[test]
     fn alb_examples() {

@@ -104,3 +104,42 @@ async fn no_content_responses_have_no_body_or_length() {
 async fn no_content_responses_drop_a_configured_body() {
     no_content(true).await;
 }
+
+/// A redirect's `#{host}` keeps the brackets of an IPv6 literal (RFC 3986 §3.2.2): the
+/// Location is a URI a client can follow.
+#[tokio::test]
+async fn redirect_keeps_an_ipv6_hosts_brackets() {
+    let port = free_port();
+    let w = start(&format!(
+        r#"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "redirect", protocol = "HTTPS", port = "19411", path = "/redir/#{{path}}", status_code = "HTTP_301" }}
+"#
+    ));
+    for (host, want) in [
+        (format!("[::1]:{port}"), "https://[::1]:19411/redir/x?q"),
+        (
+            "[2001:db8::5]".to_string(),
+            "https://[2001:db8::5]:19411/redir/x?q",
+        ),
+        ("127.0.0.1".to_string(), "https://127.0.0.1:19411/redir/x?q"),
+    ] {
+        let (code, text) = curl(&[
+            "--http1.1",
+            "-H",
+            &format!("Host: {host}"),
+            &format!("http://127.0.0.1:{port}/x?q"),
+        ])
+        .await;
+        assert_eq!(code, 301, "{text}");
+        let loc = text
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap_or_default()
+            .trim_end();
+        assert_eq!(loc, want, "{host}: {text}");
+    }
+    w.stop().await;
+}

@@ -34,12 +34,18 @@ pub fn new_record(
     let scheme = ci.listener.config.protocol.scheme();
     let host = host_of(headers, uri).unwrap_or_default();
     let port = ci.listener.config.port;
+    // An IPv6 literal in brackets, as in a URL (`host_of` took them off).
+    let (open, close) = if host.contains(':') {
+        ("[", "]")
+    } else {
+        ("", "")
+    };
     Record {
         kind,
         elb: format!("weir/{}", sh.worker_index),
         client: Some(ci.peer),
         request: format!(
-            "{} {scheme}://{host}:{port}{} {:?}",
+            "{} {scheme}://{open}{host}{close}:{port}{} {:?}",
             method,
             super::codec::request_target(uri),
             version
@@ -259,6 +265,51 @@ pub fn decide<'s, B>(
                 group_cookie: stick_for,
                 close_target: false,
             })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{RequestFacts, RuleSet};
+
+    fn host(h: &str) -> Option<CompactString> {
+        let mut m = http::HeaderMap::new();
+        m.insert(header::HOST, h.parse().unwrap());
+        host_of(&m, &"/".parse().unwrap())
+    }
+
+    #[test]
+    fn ipv6_host_loses_brackets_and_port_for_the_rules() {
+        assert_eq!(host("[::1]:19410").as_deref(), Some("::1"));
+        assert_eq!(host("[2001:db8::5]").as_deref(), Some("2001:db8::5"));
+        assert_eq!(host("a.example:80").as_deref(), Some("a.example"));
+        assert_eq!(host("127.0.0.1:8080").as_deref(), Some("127.0.0.1"));
+        // A host-header rule on the address matches it with or without a port.
+        let cfg: crate::config::L7Config = toml::from_str(
+            r#"
+[[listener]]
+port = 80
+[[listener.rule]]
+priority = 1
+condition = [{ field = "host-header", values = ["::1"] }]
+action = { type = "fixed-response", status_code = 200 }
+"#,
+        )
+        .unwrap();
+        let rules = RuleSet::compile(&cfg.listener[0]);
+        for h in ["[::1]:19410", "[::1]"] {
+            let h = host(h);
+            let facts = RequestFacts {
+                host: h.as_deref(),
+                path: "/",
+                query: None,
+                method: "GET",
+                headers: &http::HeaderMap::new(),
+                source_ip: "::1".parse().unwrap(),
+            };
+            assert_eq!(rules.evaluate(&facts).priority, 1, "{h:?}");
         }
     }
 }

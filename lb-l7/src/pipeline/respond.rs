@@ -84,9 +84,16 @@ pub fn redirect_location(
     f: &RedirectFacts<'_>,
 ) -> String {
     let port_s = f.port.to_string();
+    // The request's host comes without its brackets (`decide::host_of`); an IPv6 literal gets
+    // them back, as a URI needs them (RFC 3986 §3.2.2).
+    let host_s = if f.host.contains(':') {
+        format!("[{}]", f.host)
+    } else {
+        f.host.to_string()
+    };
     let sub = |s: &str| {
         s.replace("#{protocol}", f.protocol)
-            .replace("#{host}", f.host)
+            .replace("#{host}", &host_s)
             .replace("#{port}", &port_s)
             .replace("#{path}", f.path.strip_prefix('/').unwrap_or(f.path))
             .replace("#{query}", f.query)
@@ -138,6 +145,43 @@ mod tests {
         }
         let r = fixed(200, None, "ok\n");
         assert_eq!(r.body().size_hint().exact(), Some(3));
+    }
+
+    #[test]
+    fn ipv6_host_keeps_its_brackets() {
+        let v6 = RedirectFacts {
+            host: "::1",
+            port: 19410,
+            ..F
+        };
+        assert_eq!(
+            redirect_location(
+                "HTTPS",
+                "#{host}",
+                "19411",
+                "/redir/#{path}",
+                "#{query}",
+                &v6
+            ),
+            "https://[::1]:19411/redir/a/b?x=1"
+        );
+        let v6 = RedirectFacts {
+            host: "2001:db8::5",
+            ..F
+        };
+        assert_eq!(
+            redirect_location("HTTPS", "#{host}", "443", "/#{path}", "", &v6),
+            "https://[2001:db8::5]/a/b"
+        );
+        // An IPv4 literal and a name stay as they are.
+        let v4 = RedirectFacts {
+            host: "127.0.0.1",
+            ..F
+        };
+        assert_eq!(
+            redirect_location("HTTPS", "#{host}", "8443", "/#{path}", "", &v4),
+            "https://127.0.0.1:8443/a/b"
+        );
     }
 
     #[test]

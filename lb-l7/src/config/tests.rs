@@ -361,3 +361,26 @@ fn no_content_statuses_refuse_a_body() {
     let e = c.validate().remove(0).to_string();
     assert!(e.contains("message_body") && e.contains("204"), "{e}");
 }
+
+#[test]
+fn health_check_path_is_visible_ascii_up_to_1024() {
+    let group = |path: &str| {
+        paths(&format!(
+            "[[target_group]]\nname = \"a\"\nhealth_check.path = {path:?}\n"
+        ))
+    };
+    for ok in ["/", "/h?x=1&y=%20", &format!("/{}", "a".repeat(1023))] {
+        assert!(group(ok).is_empty(), "{ok}");
+    }
+    for bad in [
+        "/h\r\nX-Injected: yes\r\nHost: evil.example",
+        "/h\nx",
+        "/a b",
+        "/\u{e9}",
+        "/\t",
+        &format!("/{}", "a".repeat(1024)),
+        "h",
+    ] {
+        assert_eq!(group(bad), ["target_group[0].health_check.path"], "{bad:?}");
+    }
+}

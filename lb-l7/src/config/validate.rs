@@ -586,6 +586,18 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
     }
     if !h.path.starts_with('/') {
         e.push(format!("{hp}.path"), "must start with '/'");
+    } else if h.path.len() > 1024 {
+        e.push(format!("{hp}.path"), "at most 1024 characters (as on ALB)");
+    } else if let Some(b) = h.path.bytes().find(|b| !b.is_ascii_graphic()) {
+        // It goes into the check's request line as it is: a space, CR or LF there would
+        // change the request (header lines injected into it).
+        e.push(
+            format!("{hp}.path"),
+            format!(
+                "{:?} is not allowed: visible ASCII only (percent-encode it)",
+                b as char
+            ),
+        );
     }
     if parse_matcher(&h.matcher.http_code).is_none() {
         e.push(

@@ -386,6 +386,18 @@ pub fn open_file(p: &std::path::Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
+/// The writer of a file that could not be opened: every write fails with the reason.
+struct Unopened(String);
+
+impl Write for Unopened {
+    fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+        Err(std::io::Error::other(format!("not open: {}", self.0)))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A handle request tasks send lines to. Sending never blocks and never grows memory past
 /// [`QUEUE_LINES`] / [`QUEUE_BYTES`]: when the writer cannot keep up (a slow disk, a full
 /// pipe), lines are dropped and counted ([`AccessLog::dropped`]).
@@ -408,6 +420,24 @@ impl AccessLog {
             AccessLogTarget::File(p) => Box::new(open_file(p)?),
         };
         Self::with_writer(out, QUEUE_LINES, QUEUE_BYTES)
+    }
+
+    /// [`AccessLog::start`] for a worker: a file it cannot open (its directory removed since
+    /// weir started, say) does not stop it. It serves, and its lines are lost as failed writes
+    /// (`weir_access_log_write_failed_total`; the writer says so once per run of failures)
+    /// until a reopen (SIGUSR1) brings the file. The error comes back to be logged.
+    pub fn start_or_unopened(target: &AccessLogTarget) -> (AccessLog, Option<anyhow::Error>) {
+        match (Self::start(target), target) {
+            (Ok(log), _) => (log, None),
+            (Err(e), AccessLogTarget::File(_)) => {
+                let why = format!("{e:#}");
+                match Self::with_writer(Box::new(Unopened(why)), QUEUE_LINES, QUEUE_BYTES) {
+                    Ok(log) => (log, Some(e)),
+                    Err(e2) => (AccessLog::off(), Some(e.context(e2))),
+                }
+            }
+            (Err(e), _) => (AccessLog::off(), Some(e)),
+        }
     }
 
     /// The writer thread over `out`, with a queue of `lines` lines and `bytes` bytes.

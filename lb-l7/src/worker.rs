@@ -411,7 +411,18 @@ impl Worker {
             .access_log
             .clone()
             .unwrap_or_else(|| AccessLogTarget::of(&config.load_balancer.access_logs));
-        let access_log = AccessLog::start(&log_target).context("access log")?;
+        // A log it cannot open does not stop a worker (a worker that exited for it was
+        // restarted forever, serving nothing): it serves, the lines lost and counted, until a
+        // reopen (SIGUSR1) brings the file. `weir check` and `weir run` open it first.
+        let (access_log, unopened) = AccessLog::start_or_unopened(&log_target);
+        if let Some(e) = unopened {
+            tracing::error!(
+                worker = opts.index,
+                error = %format!("{e:#}"),
+                "cannot open the access log: serving without it, its lines lost \
+                 (weir_access_log_write_failed_total) until SIGUSR1 reopens it"
+            );
+        }
         let (control, batch) = control_channel(&opts)?;
         let ticketer = ticketer(&opts, &batch)?;
         let files = match &opts.generation {

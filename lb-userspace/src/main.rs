@@ -6,7 +6,6 @@ use anyhow::bail;
 use clap::Parser;
 use lb_userspace::{
     cli::{Cli, Command, StatsArgs},
-    config::Config,
     run,
     stats::{self, read_pinned},
     xdp::pins,
@@ -132,7 +131,10 @@ fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
 }
 
 fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let cfg = Config::load(path)?;
+    let validated = lb_userspace::reload::validate(path)?;
+    // As `weir run` does before it starts a worker.
+    lb_userspace::reload::open_access_log(&validated.config, &validated.text)?;
+    let cfg = validated.config;
     println!(
         "{}: OK ({} listener(s), {} target group(s), {} VIP spec(s), {} deny prefix(es))",
         cfg.source,

@@ -30,7 +30,9 @@ pub const STICKY_KEY: &str = "config";
 pub enum ReloadError {
     #[error("cannot read config {path}: {reason}")]
     Read { path: String, reason: String },
-    #[error("{0}")]
+    /// Transparent: the issues are said once (`{0}` with the error as its source too printed
+    /// them twice in `weir run`'s and `weir check`'s `{:#}`).
+    #[error(transparent)]
     Invalid(#[from] ConfigError),
     #[error("applying generation {generation} to the XDP maps: {reason}")]
     Apply { generation: u64, reason: String },
@@ -81,6 +83,27 @@ pub fn validate(path: Option<&Path>) -> Result<Validated, ReloadError> {
         config,
         text,
         files,
+    })
+}
+
+/// The access-log file opened for appending, created when missing, as every worker opens it at
+/// its start (as root, before it gives up its privileges: `workers::child`), so a path no
+/// worker could open — a directory that does not exist, a read-only file system, a FIFO no
+/// process reads — stops `weir check` and `weir run` with the reason rather than each worker
+/// finding it (a worker that cannot open it serves without it: `lb_l7::access_log`). A reload
+/// cannot change the path ([`unchangeable`]), so only these two open it.
+pub fn open_access_log(cfg: &Config, text: &str) -> Result<(), ConfigError> {
+    use lb_l7::access_log::{AccessLogTarget, open_file};
+    let AccessLogTarget::File(path) = AccessLogTarget::of(&cfg.l7.load_balancer.access_logs) else {
+        return Ok(());
+    };
+    open_file(&path).map(drop).map_err(|e| ConfigError {
+        issues: vec![located(
+            cfg,
+            text,
+            "load_balancer.access_logs.path".into(),
+            format!("cannot open it for appending: {e:#}"),
+        )],
     })
 }
 
@@ -493,6 +516,45 @@ mod tests {
 
     const BASE: &str = "[[listener]]\naddress = \"127.0.0.1\"\nport = 8080\n\
         default_action = { type = \"fixed-response\", status_code = 200, message_body = \"one\" }\n";
+
+    #[test]
+    fn a_refused_file_says_its_issues_once() {
+        let f = file("[[listener]]\nport = 8080\nbogus = 1\n");
+        let e = anyhow::Error::from(validate(Some(&f.0)).unwrap_err());
+        let text = format!("{e:#}");
+        assert_eq!(text.matches("unknown field `bogus`").count(), 1, "{text}");
+    }
+
+    #[test]
+    fn an_access_log_no_worker_could_open_is_refused_with_its_key() {
+        let with = |path: &str| {
+            format!(
+                "[load_balancer]\naccess_logs.enabled = true\naccess_logs.path = {path:?}\n{BASE}"
+            )
+        };
+        let f = file(&with("/nonexistent/dir/a.log"));
+        let v = validate(Some(&f.0)).unwrap();
+        let e = open_access_log(&v.config, &v.text).unwrap_err();
+        let issue = &e.issues[0];
+        assert_eq!(issue.field, "load_balancer.access_logs.path");
+        assert_eq!(issue.line, 3);
+        assert!(issue.message.contains("/nonexistent/dir/a.log"), "{e}");
+        assert!(issue.message.contains("No such file or directory"), "{e}");
+        // A path that can be opened is created, as a worker would create it; stdout and a log
+        // turned off open nothing.
+        let log = std::env::temp_dir().join(format!("weir-reload-{}-log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let f = file(&with(log.to_str().unwrap()));
+        let v = validate(Some(&f.0)).unwrap();
+        open_access_log(&v.config, &v.text).unwrap();
+        assert!(log.exists());
+        std::fs::remove_file(&log).unwrap();
+        for ok in [with("-"), BASE.to_string()] {
+            let f = file(&ok);
+            let v = validate(Some(&f.0)).unwrap();
+            open_access_log(&v.config, &v.text).unwrap();
+        }
+    }
 
     #[test]
     fn a_good_reload_numbers_the_next_generation() {

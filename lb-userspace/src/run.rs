@@ -227,6 +227,7 @@ fn apply_targets(
 
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let validated = reload::validate(args.config.as_deref())?;
+    reload::open_access_log(&validated.config, &validated.text)?;
     let cfg = validated.config.clone();
     let mut gens = reload::Generations::new(args.config.clone(), validated);
     info!(config = %cfg.source, generation = 1, "configuration loaded");

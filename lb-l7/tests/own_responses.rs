@@ -143,3 +143,47 @@ default_action = {{ type = "redirect", protocol = "HTTPS", port = "19411", path 
     }
     w.stop().await;
 }
+
+/// weir's own HTTP/1.1 responses carry a `Date` (RFC 9110 §6.6.1), as its HTTP/2 ones do.
+#[tokio::test]
+async fn own_http1_responses_have_a_date() {
+    let port = free_port();
+    let w = start(&format!(
+        r#"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+default_action = {{ type = "fixed-response", status_code = 503, content_type = "text/plain", message_body = "no\n" }}
+[[listener.rule]]
+priority = 1
+condition = [{{ field = "path-pattern", values = ["/redir*"] }}]
+action = {{ type = "redirect", protocol = "HTTPS", status_code = "HTTP_302" }}
+"#
+    ));
+    let answers = [
+        exchange(
+            port,
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+        exchange(
+            port,
+            b"GET /redir HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        )
+        .await,
+        exchange(port, b"GET / HTTP/1.0\r\n\r\n").await,
+        // Malformed: weir's 400.
+        exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n").await,
+    ];
+    for (out, status) in answers.iter().zip(["503", "302", "503", "400"]) {
+        let head = out.split("\r\n\r\n").next().unwrap_or_default();
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{out:?}");
+        let date = head
+            .lines()
+            .filter_map(|l| l.strip_prefix("date: "))
+            .collect::<Vec<_>>();
+        assert_eq!(date.len(), 1, "{out:?}");
+        assert!(httpdate::parse_http_date(date[0]).is_ok(), "{out:?}");
+    }
+    w.stop().await;
+}

@@ -832,19 +832,21 @@ async fn write_own(
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
-    let out = own_bytes(&parts, &body, version, keep, is_head);
+    let out = own_bytes(&parts, &body, version, keep, is_head, &respond::date_now());
     relay::write_all(io, &out, sh.limits.idle_timeout).await?;
     let _ = tokio::time::timeout(sh.limits.idle_timeout, tokio::io::AsyncWriteExt::flush(io)).await;
     Ok(out.len() as u64)
 }
 
-/// A response of weir's own as HTTP/1.1 bytes. Pure.
+/// A response of weir's own as HTTP/1.1 bytes, with `date` (RFC 9110 §6.6.1: an origin with
+/// a clock sends one; weir answers as one here) unless it has its own. Pure.
 fn own_bytes(
     parts: &http::response::Parts,
     body: &[u8],
     version: Version,
     keep: bool,
     is_head: bool,
+    date: &http::HeaderValue,
 ) -> BytesMut {
     // No content for a 204, 205 or 304; no length for a 204 or 304 (RFC 9110 §8.6, RFC 9112
     // §6.3 ends them at the head); a 205 says `content-length: 0`, as a client does not know
@@ -864,6 +866,11 @@ fn own_bytes(
         out.put_slice(n.as_str().as_bytes());
         out.put_slice(b": ");
         out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if !parts.headers.contains_key(header::DATE) {
+        out.put_slice(b"date: ");
+        out.put_slice(date.as_bytes());
         out.put_slice(b"\r\n");
     }
     if !matches!(status, 204 | 304) {
@@ -890,7 +897,15 @@ mod tests {
     fn own(status: u16, body: &str, is_head: bool) -> String {
         let r = respond::fixed(status, Some("text/plain"), body);
         let (parts, _) = r.into_parts();
-        let out = own_bytes(&parts, body.as_bytes(), Version::HTTP_11, true, is_head);
+        let date = http::HeaderValue::from_static("Mon, 07 Dec 2026 18:00:00 GMT");
+        let out = own_bytes(
+            &parts,
+            body.as_bytes(),
+            Version::HTTP_11,
+            true,
+            is_head,
+            &date,
+        );
         String::from_utf8(out.to_vec()).unwrap()
     }
 
@@ -910,5 +925,26 @@ mod tests {
         assert!(out.ends_with("content-length: 3\r\n\r\nok\n"), "{out:?}");
         let out = own(200, "ok\n", true);
         assert!(out.ends_with("content-length: 3\r\n\r\n"), "{out:?}");
+    }
+
+    #[test]
+    fn own_responses_have_a_date() {
+        let out = own(404, "no\n", false);
+        assert!(
+            out.contains("\r\ndate: Mon, 07 Dec 2026 18:00:00 GMT\r\n"),
+            "{out:?}"
+        );
+        let r = respond::redirect(301, "https://x/");
+        let (parts, _) = r.into_parts();
+        let date = http::HeaderValue::from_static("Mon, 07 Dec 2026 18:00:00 GMT");
+        let out = own_bytes(&parts, b"", Version::HTTP_10, false, false, &date);
+        let out = String::from_utf8(out.to_vec()).unwrap();
+        assert_eq!(out.matches("date: ").count(), 1, "{out:?}");
+        // The clock's value is an HTTP date.
+        let now = respond::date_now();
+        assert!(
+            httpdate::parse_http_date(now.to_str().unwrap()).is_ok(),
+            "{now:?}"
+        );
     }
 }

@@ -8,10 +8,9 @@
 use crate::h2conn::{Connection, StreamError, StreamId};
 use crate::http2::body::TargetHead;
 use crate::pipeline::codec;
+use crate::pipeline::respond::date_now;
 use http::StatusCode;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::cell::RefCell;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Fields that are connection-specific in HTTP/1.1 and malformed in HTTP/2.
 const CONNECTION_SPECIFIC: [&str; 4] = [
@@ -99,27 +98,6 @@ fn strip_connection_specific(headers: &mut HeaderMap) {
         // Further `connection` lines were removed with the first; their names are not
         // looked at (the pipeline's heads carry none: `end_to_end_headers`).
     }
-}
-
-thread_local! {
-    /// The `date` value of the current second (a worker is one thread).
-    static DATE: RefCell<(u64, HeaderValue)> = const { RefCell::new((0, HeaderValue::from_static(""))) };
-}
-
-/// The current time as an HTTP date, formatted once per second.
-fn date_now() -> HeaderValue {
-    let now = SystemTime::now();
-    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    DATE.with(|d| {
-        let mut d = d.borrow_mut();
-        if d.0 != secs || d.1.is_empty() {
-            let text = httpdate::fmt_http_date(now);
-            if let Ok(v) = HeaderValue::from_str(&text) {
-                *d = (secs, v);
-            }
-        }
-        d.1.clone()
-    })
 }
 
 #[cfg(test)]

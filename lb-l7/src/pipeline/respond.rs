@@ -2,6 +2,31 @@
 
 use crate::body::{self, Body};
 use http::{HeaderValue, Response, StatusCode, header};
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+thread_local! {
+    /// The `date` value of the current second (a worker is one thread).
+    static DATE: RefCell<(u64, HeaderValue)> = const { RefCell::new((0, HeaderValue::from_static(""))) };
+}
+
+/// The current time as an HTTP date (RFC 9110 §6.6.1), formatted once per second: the `date`
+/// of weir's own responses (both HTTP/1.1 and HTTP/2) and of a target's that has none over
+/// HTTP/2 (`h2weir::head`).
+pub fn date_now() -> HeaderValue {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs || d.1.is_empty() {
+            let text = httpdate::fmt_http_date(now);
+            if let Ok(v) = HeaderValue::from_str(&text) {
+                *d = (secs, v);
+            }
+        }
+        d.1.clone()
+    })
+}
 
 /// A response of weir's own. `close` asks for the client connection to be closed after it.
 pub fn elb(status: u16, close: bool) -> Response<Body> {

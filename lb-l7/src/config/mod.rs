@@ -12,7 +12,7 @@ mod validate;
 pub use lb::*;
 pub use listener::*;
 pub use target_group::*;
-pub use validate::{FieldError, parse_matcher};
+pub use validate::{FieldError, parse_matcher, unusable_target_ip};
 
 use serde::Deserialize;
 

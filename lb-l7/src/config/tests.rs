@@ -384,3 +384,18 @@ fn health_check_path_is_visible_ascii_up_to_1024() {
         assert_eq!(group(bad), ["target_group[0].health_check.path"], "{bad:?}");
     }
 }
+
+#[test]
+fn unusable_target_addresses_are_refused() {
+    let group = |id: &str| {
+        paths(&format!(
+            "[[target_group]]\nname = \"a\"\ntarget = [{{ id = \"{id}\", port = 80 }}]\n"
+        ))
+    };
+    for bad in ["0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255"] {
+        assert_eq!(group(bad), ["target_group[0].target[0].id"], "{bad}");
+    }
+    for ok in ["127.0.0.1", "::1", "10.0.0.1", "2001:db8::1"] {
+        assert!(group(ok).is_empty(), "{ok}");
+    }
+}

@@ -491,6 +491,9 @@ fn target_group(e: &mut Errors, p: &str, g: &TargetGroup) {
         let tp = format!("{p}.target[{j}]");
         match t.id.parse::<IpAddr>() {
             Ok(ip) => {
+                if let Some(why) = unusable_target_ip(ip) {
+                    e.push(format!("{tp}.id"), format!("{ip}: {why}"));
+                }
                 if let Some(first) = seen.insert((ip, t.port.unwrap_or(g.port)), j) {
                     e.push(
                         format!("{tp}.id"),
@@ -745,6 +748,23 @@ fn target_choice(e: &mut Errors, p: &str, g: &TargetGroup, own_zone: &str) {
 }
 
 /// `"200"`, `"200,202"`, `"200-299"` → inclusive ranges, all within 200–499.
+/// Why `ip` cannot be a target, or `None`: the unspecified address (this host, no one's
+/// address), a multicast or the broadcast address — ALB registers unicast addresses only. A
+/// loopback address is allowed (a target on the load balancer's host). The file's targets and
+/// the admin API's registrations are held to it.
+pub fn unusable_target_ip(ip: IpAddr) -> Option<&'static str> {
+    let ip = ip.to_canonical();
+    if ip.is_unspecified() {
+        Some("the unspecified address is not a target (a unicast address is needed)")
+    } else if ip.is_multicast() {
+        Some("a multicast address is not a target (a unicast address is needed)")
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("the broadcast address is not a target (a unicast address is needed)")
+    } else {
+        None
+    }
+}
+
 pub fn parse_matcher(s: &str) -> Option<Vec<(u16, u16)>> {
     let mut out = Vec::new();
     for part in s.split(',') {

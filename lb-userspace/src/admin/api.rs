@@ -80,7 +80,7 @@ pub enum Route {
 /// Maps a request line to its endpoint, or the error to answer.
 pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, ApiError> {
     let segs: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    let only = |allowed: &str, r: Route| {
+    let only = |allowed: &'static str, r: Route| {
         if method == allowed {
             Ok(r)
         } else {
@@ -142,6 +142,8 @@ fn target_group_param(query: Option<&str>) -> Result<Option<String>, ApiError> {
 pub struct Answer {
     pub status: u16,
     pub body: serde_json::Value,
+    /// A 405's `Allow` (RFC 9110 §15.5.6): the endpoint's methods.
+    pub allow: Option<&'static str>,
 }
 
 impl From<ApiError> for Answer {
@@ -149,6 +151,7 @@ impl From<ApiError> for Answer {
         Answer {
             status: e.status,
             body: json(&e.body()),
+            allow: e.allow,
         }
     }
 }
@@ -162,6 +165,7 @@ fn ok<T: Serialize>(v: &T) -> Answer {
     Answer {
         status: 200,
         body: json(v),
+        allow: None,
     }
 }
 
@@ -270,13 +274,17 @@ pub fn targets_body(body: &[u8]) -> Result<Vec<TargetSpec>, ApiError> {
     Ok(req.targets)
 }
 
-/// ALB's rule for `ip` targets: the id is an IP address; a port is 1–65535.
+/// ALB's rule for `ip` targets: the id is a unicast IP address (loopback allowed); a port is
+/// 1–65535.
 pub fn check_target(t: &TargetSpec) -> Result<(), ApiError> {
-    if t.id.parse::<IpAddr>().is_err() {
+    let Ok(ip) = t.id.parse::<IpAddr>() else {
         return Err(ApiError::invalid_target(format!(
             "target id `{}` is not an IP address",
             t.id
         )));
+    };
+    if let Some(why) = lb_l7::config::unusable_target_ip(ip) {
+        return Err(ApiError::invalid_target(format!("target {}: {why}", t.id)));
     }
     if t.port == Some(0) {
         return Err(ApiError::invalid_target(format!(

@@ -12,6 +12,8 @@ pub struct ApiError {
     pub message: String,
     /// For `InvalidConfiguration`: every problem of the file, located.
     pub issues: Vec<Issue>,
+    /// For `MethodNotAllowed`: the methods the endpoint takes, its `Allow` header.
+    pub allow: Option<&'static str>,
 }
 
 /// One located configuration problem (`file:line:column: field: message`).
@@ -57,6 +59,7 @@ impl ApiError {
             code,
             message: message.into(),
             issues: Vec::new(),
+            allow: None,
         }
     }
 
@@ -68,12 +71,15 @@ impl ApiError {
         )
     }
 
-    pub fn method_not_allowed(method: &str, path: &str, allowed: &str) -> ApiError {
-        Self::new(
-            405,
-            "MethodNotAllowed",
-            format!("{method} is not allowed on {path} (allowed: {allowed})"),
-        )
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &'static str) -> ApiError {
+        ApiError {
+            allow: Some(allowed),
+            ..Self::new(
+                405,
+                "MethodNotAllowed",
+                format!("{method} is not allowed on {path} (allowed: {allowed})"),
+            )
+        }
     }
 
     pub fn invalid_request(message: impl Into<String>) -> ApiError {

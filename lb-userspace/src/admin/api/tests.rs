@@ -506,3 +506,46 @@ fn a_retried_deregistration_or_registration_succeeds_and_changes_nothing() {
     assert_eq!((a.status, code(&a)), (400, "InvalidTarget"));
     assert_eq!(p.gens.lock().unwrap().generation(), 4);
 }
+
+#[test]
+fn unspecified_multicast_and_broadcast_targets_are_refused_by_name() {
+    let f = Fake::new();
+    let uri = "/v1/target-groups/web/targets";
+    for id in [
+        "0.0.0.0",
+        "::",
+        "224.0.0.1",
+        "ff02::1",
+        "255.255.255.255",
+        "::ffff:224.0.0.1",
+    ] {
+        let body = format!(r#"{{"targets":[{{"id":"{id}","port":80}}]}}"#);
+        let a = call(&f, "POST", uri, &body);
+        assert_eq!((a.status, code(&a)), (400, "InvalidTarget"), "{id}");
+        let msg = a.body["error"]["message"].as_str().unwrap_or("");
+        assert!(msg.contains(id) && msg.contains("unicast"), "{id}: {msg}");
+    }
+    assert!(f.calls.lock().unwrap().is_empty());
+    // Loopback stays allowed (a target on the load balancer's own host).
+    let a = call(
+        &f,
+        "POST",
+        uri,
+        r#"{"targets":[{"id":"127.0.0.1","port":81},{"id":"::1","port":81}]}"#,
+    );
+    assert_eq!(a.status, 200, "{:?}", a.body);
+}
+
+#[test]
+fn a_405_names_the_allowed_methods() {
+    let f = Fake::new();
+    for (method, uri, allow) in [
+        ("PUT", "/v1/status", "GET"),
+        ("GET", "/v1/reload", "POST"),
+        ("PUT", "/v1/target-groups/web/targets", "GET, POST, DELETE"),
+    ] {
+        let a = call(&f, method, uri, "");
+        assert_eq!((a.status, a.allow), (405, Some(allow)), "{method} {uri}");
+    }
+    assert_eq!(call(&f, "GET", "/v1/status", "").allow, None);
+}

@@ -80,3 +80,56 @@ async fn a_request_goes_round_the_real_server_and_client() {
         other => panic!("{other:?}"),
     }
 }
+
+/// What one raw request on the socket gets within `limit` (the head and what came with it).
+async fn raw(p: &Path, req: &[u8], limit: Duration) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::UnixStream::connect(p).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(limit, s.read(&mut buf))
+        .await
+        .expect("an answer in time")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_405_has_allow_and_a_declared_oversized_body_is_413_at_once() {
+    let dir = TmpDir::new("limits");
+    let p = dir.0.join("a.sock");
+    let cfg = Config::parse(
+        "t.toml",
+        "[[listener]]\nport = 80\ndefault_action = { type = \"forward\", target_group = \"web\" }\n\
+         [[target_group]]\nname = \"web\"\n",
+    )
+    .unwrap();
+    let daemon = Daemon::new(&cfg, None, p.clone(), vec![], Delegates::default());
+    let _server = bind(&p).unwrap().serve(Arc::new(daemon)).unwrap();
+    let out = raw(
+        &p,
+        b"PUT /v1/status HTTP/1.1\r\nHost: w\r\nContent-Length: 0\r\n\r\n",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 405 "), "{out}");
+    assert!(
+        out.to_ascii_lowercase().contains("\r\nallow: get\r\n"),
+        "{out}"
+    );
+    // Over the 64 KiB limit by its Content-Length: answered before any of it arrives.
+    let started = std::time::Instant::now();
+    let out = raw(
+        &p,
+        b"POST /v1/target-groups/web/targets HTTP/1.1\r\nHost: w\r\nContent-Length: 999999999\r\n\r\n{",
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 413 "), "{out}");
+    assert!(out.contains("PayloadTooLarge"), "{out}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}

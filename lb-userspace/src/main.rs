@@ -143,6 +143,9 @@ fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
         cfg.vip_specs().len(),
         cfg.deny.sources.len()
     );
+    for w in cfg.l7.warnings() {
+        println!("warning: {}: {w}", cfg.source);
+    }
     if cfg.l7.listener.is_empty() {
         println!(
             "warning: no [[listener]]: weir serves nothing from this file but its XDP tier \

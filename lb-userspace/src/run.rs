@@ -83,7 +83,12 @@ fn apply_reload(
         Ok(())
     });
     let (generation, cfg) = match next {
-        Ok((g, cfg)) => (g, cfg.clone()),
+        Ok((g, cfg)) => {
+            for w in cfg.l7.warnings() {
+                warn!(config = %cfg.source, generation = g, "{w}");
+            }
+            (g, cfg.clone())
+        }
         Err(e) => {
             // One line: the log's and the caller's (the error lists each located problem).
             let why = e
@@ -231,6 +236,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = validated.config.clone();
     let mut gens = reload::Generations::new(args.config.clone(), validated);
     info!(config = %cfg.source, generation = 1, "configuration loaded");
+    for w in cfg.l7.warnings() {
+        warn!(config = %cfg.source, "{w}");
+    }
     if cfg.l7.listener.is_empty() && args.iface.is_none() {
         // Legal (a reload cannot add the first listener, though), and most likely a mistake:
         // a file cut short by configuration management, the wrong --config.

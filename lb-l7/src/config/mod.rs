@@ -65,6 +65,12 @@ impl L7Config {
         validate::validate(self)
     }
 
+    /// What is valid but most likely a mistake (e.g. a group whose every target has weight
+    /// 0), each naming its key. Empty when nothing looks wrong.
+    pub fn warnings(&self) -> Vec<FieldError> {
+        validate::warnings(self)
+    }
+
     /// The target group with this name.
     pub fn target_group(&self, name: &str) -> Option<&TargetGroup> {
         self.target_group.iter().find(|g| g.name == name)

@@ -386,6 +386,68 @@ fn health_check_path_is_visible_ascii_up_to_1024() {
 }
 
 #[test]
+fn redirect_hosts_and_tokens_are_checked() {
+    let with = |extra: &str| {
+        paths(&format!(
+            "[[listener]]\nport = 80\ndefault_action = {{ type = \"redirect\", \
+             status_code = \"HTTP_301\", {extra} }}\n"
+        ))
+    };
+    for ok in [
+        "host = \"www.example.com\"",
+        "host = \"#{host}\", protocol = \"HTTPS\"",
+        "host = \"new-#{host}\"",
+        "host = \"[2001:db8::1]\"",
+        "host = \"xn--bcher-kva.example\"",
+        "path = \"/new/#{path}\", query = \"#{query}&from=#{host}\"",
+    ] {
+        assert!(with(ok).is_empty(), "{ok}: {:?}", with(ok));
+    }
+    for (bad, key) in [
+        ("host = \"a b/c?d\"", "host"),
+        ("host = \"a b\"", "host"),
+        ("host = \"a/b\"", "host"),
+        ("host = \"a?b\"", "host"),
+        ("host = \"a:8080\"", "host"),
+        ("host = \"user@a\"", "host"),
+        ("host = \"\"", "host"),
+        ("path = \"/x#{bogus}\"", "path"),
+        ("query = \"a=#{Path}\", host = \"x\"", "query"),
+        ("path = \"/x#{path\"", "path"),
+        ("host = \"#{hots}\"", "host"),
+    ] {
+        let got = with(bad);
+        assert!(
+            got.contains(&format!("listener[0].default_action.{key}")),
+            "{bad}: {got:?}"
+        );
+    }
+    let c: L7Config = toml::from_str(
+        "[[listener]]\nport = 80\ndefault_action = { type = \"redirect\", \
+         path = \"/x#{bogus}\", status_code = \"HTTP_301\" }\n",
+    )
+    .unwrap();
+    let e = c.validate().remove(0).to_string();
+    assert!(e.contains("#{bogus}"), "{e}");
+}
+
+#[test]
+fn a_group_appears_once_in_a_forward() {
+    let p = paths(
+        r#"
+[[listener]]
+port = 80
+default_action = { type = "forward", target_groups = [{ name = "a", weight = 1 }, { name = "b" }, { name = "a", weight = 2 }] }
+[[target_group]]
+name = "a"
+[[target_group]]
+name = "b"
+"#,
+    );
+    assert_eq!(p, ["listener[0].default_action.target_groups[2].name"]);
+}
+
+#[test]
 fn unusable_target_addresses_are_refused() {
     let group = |id: &str| {
         paths(&format!(
@@ -398,4 +460,26 @@ fn unusable_target_addresses_are_refused() {
     for ok in ["127.0.0.1", "::1", "10.0.0.1", "2001:db8::1"] {
         assert!(group(ok).is_empty(), "{ok}");
     }
+}
+
+#[test]
+fn every_target_at_weight_0_is_a_warning() {
+    let warned = |targets: &str| {
+        let c: L7Config = toml::from_str(&format!(
+            "[[target_group]]\nname = \"a\"\ntarget = [{targets}]\n"
+        ))
+        .unwrap();
+        assert_eq!(c.validate(), vec![], "valid");
+        c.warnings().into_iter().map(|w| w.path).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        warned("{ id = \"127.0.0.1\", port = 1, weight = 0 }"),
+        ["target_group[0].target"]
+    );
+    assert!(
+        warned("{ id = \"127.0.0.1\", port = 1, weight = 0 }, { id = \"127.0.0.2\", port = 1 }")
+            .is_empty()
+    );
+    assert!(warned("").is_empty());
+    assert!(L7Config::default().warnings().is_empty());
 }

@@ -70,6 +70,28 @@ pub(super) fn validate(c: &L7Config) -> Vec<FieldError> {
     e.0
 }
 
+/// What is valid but most likely a mistake, each naming its key: `weir check` prints them,
+/// `weir run` and a reload log them.
+pub(super) fn warnings(c: &L7Config) -> Vec<FieldError> {
+    let mut e = Errors(Vec::new());
+    for (i, g) in c.target_group.iter().enumerate() {
+        // A target of weight 0 takes no new requests: with every one at 0 (and none to come
+        // from DNS) the group answers 503 while its targets show healthy. Registrations at run
+        // time may bring others, so it is not an error.
+        if g.discovery.is_none() && !g.target.is_empty() && g.target.iter().all(|t| t.weight == 0) {
+            e.push(
+                format!("target_group[{i}].target"),
+                format!(
+                    "every target of {:?} has weight 0: it takes no request (503) until a target \
+                     of weight above 0 is registered",
+                    g.name
+                ),
+            );
+        }
+    }
+    e.0
+}
+
 fn load_balancer(e: &mut Errors, lb: &LoadBalancerAttributes) {
     let p = "load_balancer";
     e.range(
@@ -366,6 +388,17 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
                         format!("no target_group named {:?}", g.name),
                     );
                 }
+                // As ALB: a group once per action (its weight is its share).
+                if let Some(first) = target_groups[..i].iter().position(|o| o.name == g.name) {
+                    e.push(
+                        format!("{p}.target_groups[{i}].name"),
+                        format!(
+                            "{:?} is already target_groups[{first}] of this action: a group \
+                             appears once (give it one weight)",
+                            g.name
+                        ),
+                    );
+                }
                 e.range(
                     format!("{p}.target_groups[{i}].weight"),
                     g.weight as u64,
@@ -411,7 +444,20 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
             if !path.starts_with('/') {
                 e.push(format!("{p}.path"), "must start with '/'");
             }
-            let _ = query;
+            for (key, v) in [
+                ("protocol", protocol),
+                ("host", host),
+                ("port", port),
+                ("path", path),
+                ("query", query),
+            ] {
+                if let Err(why) = redirect_tokens(v) {
+                    e.push(format!("{p}.{key}"), why);
+                }
+            }
+            if let Err(why) = redirect_host(host) {
+                e.push(format!("{p}.host"), why);
+            }
         }
         Action::FixedResponse {
             status_code,
@@ -436,6 +482,59 @@ fn action(e: &mut Errors, p: &str, a: &Action, groups: &HashSet<&str>) {
                 e.push(format!("{p}.content_type"), "not a valid header value");
             }
         }
+    }
+}
+
+/// The tokens a redirect's component may hold (ALB's).
+const REDIRECT_TOKENS: [&str; 5] = ["protocol", "host", "port", "path", "query"];
+
+/// Every `#{…}` in `v` is one of [`REDIRECT_TOKENS`] (an unknown one went out as it was).
+fn redirect_tokens(v: &str) -> Result<(), String> {
+    let mut rest = v;
+    while let Some(at) = rest.find("#{") {
+        let after = &rest[at + 2..];
+        let Some(end) = after.find('}') else {
+            return Err(format!("{v:?}: \"#{{\" without its '}}'"));
+        };
+        let name = &after[..end];
+        if !REDIRECT_TOKENS.contains(&name) {
+            return Err(format!(
+                "unknown token #{{{name}}} (#{{protocol}}, #{{host}}, #{{port}}, #{{path}} or \
+                 #{{query}})"
+            ));
+        }
+        rest = &after[end + 1..];
+    }
+    Ok(())
+}
+
+/// A redirect's `host`, its tokens aside: a host name (letters, digits, `-`, `.`, `_`, `~`,
+/// percent-encoding) or a bracketed IPv6 literal — not a port, a path or a query, which the
+/// Location would get wrong.
+fn redirect_host(host: &str) -> Result<(), String> {
+    let mut bare = host.to_string();
+    for t in REDIRECT_TOKENS {
+        bare = bare.replace(&format!("#{{{t}}}"), "");
+    }
+    if host.is_empty() {
+        return Err("empty (#{host} keeps the request's)".into());
+    }
+    let v6 = bare.starts_with('[') && bare.ends_with(']') && bare.len() > 2;
+    let inner = if v6 {
+        &bare[1..bare.len() - 1]
+    } else {
+        &bare[..]
+    };
+    let bad = inner.chars().find(|&c| {
+        let name = c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~' | '%');
+        !(name || (v6 && c == ':'))
+    });
+    match bad {
+        Some(c) => Err(format!(
+            "{c:?} is not allowed in a host (a name, or an IPv6 address in brackets; the port, \
+             path and query have their own keys)"
+        )),
+        None => Ok(()),
     }
 }
 

@@ -14,6 +14,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// FNV-1a over the bytes: what the backend reports for a request body.
@@ -335,6 +336,76 @@ async fn reset_mid_response(engine: &str) {
     );
 }
 
+/// HTTP/2 byte accounting, ALB's: a stream's `received_bytes` is its request's header block
+/// and body, `sent_bytes` its response's head and body, `ProcessedBytes` both. Five identical
+/// 100,000-byte uploads log the same `received_bytes` (it was the connection's bytes read while
+/// the stream ran: 34,501 or 100,072 by timing), a GET with a 500-byte header counts it (it
+/// logged 0), a response's head is in `sent_bytes` and `ProcessedBytes` is the lines' sum
+/// (it was the response bodies' only).
+async fn byte_accounting(engine: &str) {
+    let (target, _) = body_backend().await;
+    let pki = TestPki::new(&format!("h2-bytes-{engine}-{}", fastrand_u64()));
+    let log = pki.dir.join("access.log");
+    let (w, plain, _tls) = start_plain_and_tls(
+        &pki,
+        &["lb.test"],
+        target,
+        &format!(
+            "http2_engine = \"{engine}\"\naccess_logs.enabled = true\naccess_logs.path = \"{}\"",
+            log.display()
+        ),
+    );
+    let processed0 = w.metrics.snapshot().processed_bytes;
+    let url = |p: &str| format!("http://127.0.0.1:{plain}{p}");
+    let body = vec![b'b'; 100_000];
+    let at = pki.dir.join("body100k");
+    std::fs::write(&at, &body).unwrap();
+    let at_file = format!("@{}", at.display());
+    for _ in 0..5 {
+        let args = ["--http2-prior-knowledge".to_string(), url("/sum")];
+        let (v, code, answer) = curl_h2(&args, &["--data-binary", &at_file]).await;
+        assert_eq!((v.as_str(), code), ("2", 200));
+        assert!(answer.starts_with(b"len=100000 "));
+    }
+    let big = "~".repeat(500);
+    let header = format!("x-big: {big}");
+    let args = ["--http2-prior-knowledge".to_string(), url("/hello")];
+    let (_, code, _) = curl_h2(&args, &["-H", &header]).await;
+    assert_eq!(code, 200);
+    let text = log_lines(&log, 6).await;
+    let lines: Vec<(u64, u64)> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[10].parse().unwrap(), f[11].parse().unwrap())
+        })
+        .collect();
+    assert_eq!(lines.len(), 6, "{text}");
+    eprintln!("{engine}: (received_bytes, sent_bytes) {lines:?}");
+    let uploads = &lines[..5];
+    assert!(
+        uploads.iter().all(|l| l.0 == uploads[0].0),
+        "identical uploads, one received_bytes: {uploads:?}"
+    );
+    // The body and a header block (a few dozen bytes: method, path, authority, user-agent…).
+    let head = uploads[0].0 - 100_000;
+    assert!((20..300).contains(&head), "{uploads:?}");
+    // The answer `len=100000 fnv=…` (31 bytes) and its head (status, content-length, date).
+    for &(_, sent) in uploads {
+        assert!(sent > 31 + 20 && sent < 31 + 300, "{uploads:?}");
+    }
+    let (got, sent) = lines[5];
+    assert!((500..800).contains(&got), "a 500-byte header: {got}");
+    assert!(sent > 2, "the head of `ok` counts: {sent}");
+    let sum: u64 = lines.iter().map(|l| l.0 + l.1).sum();
+    wait_for(Duration::from_secs(5), "ProcessedBytes", || {
+        w.metrics.snapshot().processed_bytes - processed0 == sum
+    })
+    .await;
+    let l = w.metrics.snapshot().listeners[&plain].processed_bytes;
+    assert_eq!(l, sum, "the listener's ProcessedBytes");
+}
+
 macro_rules! for_both_engines {
     ($($name:ident),* $(,)?) => {
         mod hyper_engine {
@@ -361,4 +432,5 @@ for_both_engines!(
     nghttp_small_window,
     h2load_many_streams,
     reset_mid_response,
+    byte_accounting,
 );

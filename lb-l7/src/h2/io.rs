@@ -137,7 +137,6 @@ impl<T: AsyncRead + AsyncWrite> AsyncRead for ClientIo<T> {
         match this.inner.as_mut().poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 let got = &buf.filled()[before..];
-                this.state.received.fetch_add(got.len() as u64, Relaxed);
                 if this.frames.feed(got) {
                     // Activity: push the idle deadline (the timer itself is moved lazily).
                     *this.idle_deadline = Instant::now() + *this.idle_timeout;

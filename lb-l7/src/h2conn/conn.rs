@@ -116,6 +116,8 @@ pub struct Connection {
     /// in there, ahead of the responses not yet handed out.
     pub(super) out_frame: usize,
     pub(super) scratch: Vec<u8>,
+    /// The size of the last response head queued (its header block's HPACK bytes).
+    pub(super) head_sent: usize,
     /// Where decoded header values are copied (`request::Fields`): shared by the requests of
     /// a run, dropped when the connection is idle (`shed_idle_buffers`).
     pub(super) arena: BytesMut,
@@ -195,6 +197,7 @@ impl Connection {
             out_pos: 0,
             out_frame: 0,
             scratch: Vec::new(),
+            head_sent: 0,
             arena: BytesMut::new(),
             order: VecDeque::new(),
             peer_max_frame: frame::DEFAULT_MAX_FRAME_SIZE as usize,

@@ -50,10 +50,10 @@ impl Connection {
             self.refused(id, None, "over the concurrent stream limit");
             return self.refuse(id);
         }
-        self.on_request(id, end_stream, fields)
+        self.on_request(id, end_stream, fields, block.len() as u32)
     }
 
-    fn on_request(&mut self, id: StreamId, end_stream: bool, fields: Fields) -> Res {
+    fn on_request(&mut self, id: StreamId, end_stream: bool, fields: Fields, bytes: u32) -> Res {
         let head = match fields.request() {
             Ok(h) => h,
             Err(m) => {
@@ -87,6 +87,7 @@ impl Connection {
             id,
             parts: head.parts,
             end_stream,
+            head_bytes: bytes,
         });
         Ok(())
     }

@@ -199,6 +199,9 @@ pub enum Event {
         id: StreamId,
         parts: http::request::Parts,
         end_stream: bool,
+        /// The header block's size as received: its HPACK bytes (the HEADERS and
+        /// CONTINUATION fragments, without padding or priority fields).
+        head_bytes: u32,
     },
     /// Request body bytes (hand back with `release_capacity` once consumed).
     Data {

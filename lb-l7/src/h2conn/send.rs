@@ -58,6 +58,7 @@ impl Connection {
             &self.scratch,
             self.peer_max_frame,
         );
+        self.head_sent = self.scratch.len();
         if end_stream {
             self.maybe_finish(id);
         } else if s.send_window <= 0 {
@@ -104,6 +105,12 @@ impl Connection {
         s.send = Send::Ending;
         self.schedule(id);
         Ok(())
+    }
+
+    /// The size of the last response head queued (`send_response`, `send_response_with`):
+    /// its header block's HPACK bytes, as they go out in HEADERS and CONTINUATION frames.
+    pub fn last_head_len(&self) -> usize {
+        self.head_sent
     }
 
     /// Bytes the driver may still queue on the stream now: the stream's send window beyond

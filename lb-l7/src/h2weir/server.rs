@@ -358,7 +358,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                         self.eof = true;
                         return any;
                     }
-                    self.ci.state.received.fetch_add(n as u64, Relaxed);
                     self.frames.feed(&rbuf[..n]);
                     if !self.frames.mid_head() {
                         self.head_deadline = None;
@@ -475,7 +474,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
                 id,
                 parts,
                 end_stream,
-            } => self.request(id, parts, end_stream),
+                head_bytes,
+            } => self.request(id, parts, end_stream, head_bytes),
             Event::Data {
                 id,
                 data,
@@ -540,7 +540,13 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
     /// A request's head: its future starts in the newest generation (which keeps it to its
     /// end), unless that one removed the connection's listener: then it runs in the
     /// connection's generation, and the connection ends (GOAWAY) once its streams do.
-    fn request(&mut self, id: StreamId, parts: http::request::Parts, end_stream: bool) {
+    fn request(
+        &mut self,
+        id: StreamId,
+        parts: http::request::Parts,
+        end_stream: bool,
+        head_bytes: u32,
+    ) {
         if let Some(n) = self.sh.newest() {
             if n.listener_on(self.ci.listener.config.port).is_some() {
                 self.ci = Arc::new(self.ci.in_generation(&n));
@@ -566,7 +572,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Driver<T> {
         // future (~2 KB) on the stack and copied it in, one `memcpy` per request.
         let fut = Box::into_pin(Box::write(
             Box::new_uninit(),
-            service::handle_head_in_body(self.sh.clone(), self.ci.clone(), req),
+            service::handle_head_in_body(self.sh.clone(), self.ci.clone(), req, head_bytes.into()),
         ));
         self.streams.insert(
             idx,
@@ -745,6 +751,9 @@ fn poll_stream(conn: &mut Connection, s: &mut Stream, waker: &Waker) {
                 sent
             }
         };
+        if sent.is_ok() {
+            body.head_sent(conn.last_head_len() as u64);
+        }
         s.phase = match sent {
             Ok(()) if !empty => Phase::Sending(body),
             Ok(()) if withhold => Phase::Ended,

@@ -56,6 +56,7 @@ pub async fn forward<B: RequestBody>(
     req: Request<B>,
     first: bool,
     mut log: Option<&mut Record>,
+    received: &mut u64,
 ) -> Answer {
     let m = &sh.metrics;
     let g = route.group;
@@ -132,6 +133,7 @@ pub async fn forward<B: RequestBody>(
                 chunked,
                 sh.limits.max_request_body,
                 idle,
+                &mut *received,
             ));
             match sending.await {
                 Ok(()) => {}
@@ -300,13 +302,15 @@ const ONE_WRITE_CHUNK: usize = 16 * 1024;
 
 /// Streams a client's (HTTP/2) request body to the target: as it is when the length was
 /// declared, else chunk-encoded. Trailers are not forwarded. Stops before the byte that would
-/// go over `max` (a declared length over it was refused before).
+/// go over `max` (a declared length over it was refused before). Every DATA byte read is added
+/// to `received` (the stream's count, as it is read: a failed send keeps what it read).
 async fn send_body<B: RequestBody>(
     up: &mut crate::upstream::UpStream,
     mut body: B,
     chunked: bool,
     max: Option<u64>,
     idle: std::time::Duration,
+    received: &mut u64,
 ) -> Result<(), SendBodyError<B>> {
     let mut sent = 0u64;
     let mut wire = Vec::new();
@@ -324,6 +328,7 @@ async fn send_body<B: RequestBody>(
             continue;
         }
         sent += data.len() as u64;
+        *received += data.len() as u64;
         if max.is_some_and(|max| sent > max) {
             return Err(SendBodyError::TooLarge(body));
         }

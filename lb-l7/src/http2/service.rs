@@ -20,26 +20,50 @@ use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
 /// One request: hyper's service entry point. A target's head is in the response's
-/// `HeaderMap`.
+/// `HeaderMap`. hyper does not tell how many bytes a header block took on the wire: the
+/// heads are counted at their decoded size (`decoded_size`).
 pub async fn handle<B: RequestBody>(
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
     req: Request<B>,
 ) -> Result<Response<ResponseBody>, Infallible> {
-    let Ok(mut r) = handle_head_in_body(sh, ci, req).await;
+    let head_bytes = decoded_size(req.method().as_str().len(), Some(req.uri()), req.headers());
+    let Ok(mut r) = handle_head_in_body(sh, ci, req, head_bytes).await;
     if let Some(head) = r.body_mut().take_target_head() {
         *r.headers_mut() = head.into_map();
     }
+    let sent = decoded_size(3, None, r.headers());
+    r.body_mut().head_sent(sent);
     Ok(r)
+}
+
+/// A head's size as hyper's engine counts it (it does not expose the HPACK-encoded size):
+/// the bytes of its fields' names and values, pseudo-headers included (`:method`, `:scheme`,
+/// `:authority`, `:path`; a response's `:status` is `method`'s 3).
+pub fn decoded_size(method: usize, uri: Option<&http::Uri>, headers: &http::HeaderMap) -> u64 {
+    let mut n = method;
+    if let Some(uri) = uri {
+        n += uri.scheme_str().map_or(0, str::len);
+        n += uri.authority().map_or(0, |a| a.as_str().len());
+        n += uri.path_and_query().map_or(0, |p| p.as_str().len());
+    }
+    for (name, value) in headers {
+        n += name.as_str().len() + value.len();
+    }
+    n as u64
 }
 
 /// One request: the future weir's engine runs per stream. A target's head stays in the
 /// body (`ResponseBody::take_target_head`), the response's `HeaderMap` empty: the engine
-/// encodes it from the target's bytes (no map is built per response).
+/// encodes it from the target's bytes (no map is built per response). `head_bytes` is the
+/// size of the request's header block as the engine received it (the access log's
+/// `received_bytes` and `ProcessedBytes` count it with the body bytes read); the engine adds
+/// the response head's with `ResponseBody::head_sent`.
 pub async fn handle_head_in_body<B: RequestBody>(
     sh: Arc<Shared>,
     ci: Arc<ConnInfo>,
     req: Request<B>,
+    head_bytes: u64,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let st = &ci.state;
     let seen = st.requests.fetch_add(1, Relaxed);
@@ -51,7 +75,7 @@ pub async fn handle_head_in_body<B: RequestBody>(
     if let Some(c) = sh.metrics.listener(ci.listener.config.port) {
         c.requests.fetch_add(1, Relaxed);
     }
-    let mut stream = InFlight::new(&sh, &ci);
+    let mut stream = InFlight::new(&sh, &ci, head_bytes);
     // Parse and route in a block: a local borrowed in the body keeps its room in the future
     // to the end (and the future is moved as it starts); only the route and the request leave.
     let (decided, req) = {
@@ -91,7 +115,8 @@ pub async fn handle_head_in_body<B: RequestBody>(
             // in its stream slot, hyper's in a task), so a box of its own was one allocation
             // more per request for nothing.
             let log = stream.log.as_deref_mut();
-            match forward::forward(&sh, &ci, route, req, first, log).await {
+            let received = &mut stream.received;
+            match forward::forward(&sh, &ci, route, req, first, log, received).await {
                 Ok(r) => r.map(Inner::Target),
                 Err(r) => r.map(Inner::Own),
             }
@@ -157,6 +182,12 @@ impl ResponseBody {
         if let Some(s) = self.stream.take() {
             s.end(self.bytes, done);
         }
+    }
+
+    /// The engine sent the response's head, `n` bytes (its header block): counted in the
+    /// stream's `sent_bytes` with the body's DATA.
+    pub fn head_sent(&mut self, n: u64) {
+        self.bytes += n;
     }
 
     /// The engine reset the stream because the client's flow-control window held the
@@ -243,8 +274,9 @@ struct InFlight {
     /// When the stream started: only with the access log on (its times; a clock read less
     /// per request without it).
     started: Option<Instant>,
-    /// Bytes read on the connection when the stream started.
-    recv0: u64,
+    /// The request's bytes: its header block's (as the engine received it) and its body's
+    /// read so far (`forward` adds them as it reads).
+    received: u64,
     /// weir has the response (the target's or its own).
     has_response: bool,
     /// The listener's port (its `ProcessedBytes`).
@@ -256,14 +288,14 @@ struct InFlight {
 }
 
 impl InFlight {
-    fn new(sh: &Arc<Shared>, ci: &ConnInfo) -> InFlight {
+    fn new(sh: &Arc<Shared>, ci: &ConnInfo, head_bytes: u64) -> InFlight {
         ci.state.in_flight.fetch_add(1, Relaxed);
         InFlight {
             sh: sh.clone(),
             state: ci.state.clone(),
             log: None,
             started: sh.access_log.enabled().then(Instant::now),
-            recv0: ci.state.received.load(Relaxed),
+            received: head_bytes,
             has_response: false,
             port: ci.listener.config.port,
             stalled: false,
@@ -285,12 +317,10 @@ impl InFlight {
         self.started.map_or(0.0, |s| s.elapsed().as_secs_f64())
     }
 
-    /// The response body was sent to its end (`done`) or dropped with `bytes` sent.
+    /// The response body was sent to its end (`done`) or dropped with `bytes` sent (its
+    /// head's included).
     fn end(mut self, bytes: u64, done: bool) {
-        self.sh.metrics.processed_bytes.fetch_add(bytes, Relaxed);
-        if let Some(c) = self.sh.metrics.listener(self.port) {
-            c.processed_bytes.fetch_add(bytes, Relaxed);
-        }
+        self.processed(bytes);
         let stalled = !done && self.stalled;
         let cut = !done && !stalled && self.cut_at_drain();
         if !done && !cut && !stalled && !self.refused {
@@ -313,8 +343,17 @@ impl InFlight {
         self.state.cut_at_drain.load(Relaxed) || self.sh.access_log.past_drain_deadline()
     }
 
+    /// `ProcessedBytes` (the load balancer's and the listener's): the stream's bytes both ways.
+    fn processed(&self, sent: u64) {
+        let n = self.received + sent;
+        self.sh.metrics.processed_bytes.fetch_add(n, Relaxed);
+        if let Some(c) = self.sh.metrics.listener(self.port) {
+            c.processed_bytes.fetch_add(n, Relaxed);
+        }
+    }
+
     fn write_log(&self, mut l: Box<Record>) {
-        l.received_bytes = self.state.received.load(Relaxed).saturating_sub(self.recv0);
+        l.received_bytes = self.received;
         let total = self.since_start();
         let before =
             l.request_processing_time.unwrap_or(0.0) + l.target_processing_time.unwrap_or(0.0);
@@ -343,11 +382,13 @@ impl Drop for InFlight {
         if self.has_response {
             return;
         }
+        // No response: the request's bytes only.
+        self.processed(0);
         if self.cut_at_drain() {
             // weir dropped it at a drain deadline: no response, no 460 (the client is not
             // the one that left), not a cancellation of the client's.
             if let Some(mut l) = self.log.take() {
-                l.received_bytes = self.state.received.load(Relaxed).saturating_sub(self.recv0);
+                l.received_bytes = self.received;
                 // As the 460 line: this path times the request up to its response.
                 let since = self.since_start();
                 l.request_processing_time.get_or_insert(since);

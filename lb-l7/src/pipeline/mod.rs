@@ -196,8 +196,6 @@ pub struct ConnState {
     /// Wakes the connection task to close gracefully (HTTP/2 GOAWAY after
     /// `http2_max_requests_per_connection` requests, like ALB).
     pub close_gracefully: tokio::sync::Notify,
-    /// Bytes read from the client.
-    pub received: AtomicU64,
     /// Streams cancelled (reset by either side, or dropped) before their response ended.
     pub cancelled: AtomicU64,
     /// Set when the cancelled streams made the connection an abuser (`h2rules::abusive`): it

@@ -29,6 +29,15 @@ pub struct XdpInput<'a> {
     pub host: serde_json::Value,
 }
 
+/// A listener's counters and gauges (`series::Figures::from_snapshot`'s per-listener names).
+pub const LISTENER_COUNTERS: [&str; 4] = [
+    "NewConnectionCount",
+    "RejectedConnectionCount",
+    "RequestCount",
+    "ProcessedBytes",
+];
+pub const LISTENER_GAUGES: [&str; 1] = ["ActiveConnectionCount"];
+
 pub fn view(
     generation: u64,
     time_unix_ms: u64,
@@ -120,12 +129,24 @@ fn l7_view(input: L7Input<'_>) -> L7View {
                     .map(|(k, v)| (k.name.clone(), *v))
                     .collect()
             };
+            // Every configured listener has its series from the start, 0 until a worker counts
+            // (a worker claims a listener's counters at its first connection, and a restarted
+            // one reports no gauge before then): a series that is missing breaks `absent()`
+            // and `rate()`. The counters never go back: the store keeps a dead process's.
+            let mut counters: BTreeMap<String, u64> = of(&counters);
+            for name in LISTENER_COUNTERS {
+                counters.entry(name.to_string()).or_insert(0);
+            }
+            let mut gauges: BTreeMap<String, u64> = of(&gauges);
+            for name in LISTENER_GAUGES {
+                gauges.entry(name.to_string()).or_insert(0);
+            }
             ListenerFigures {
                 listener: l.socket_addr().to_string(),
                 port: l.port,
                 protocol: l.protocol.scheme().to_ascii_uppercase(),
-                counters: of(&counters),
-                gauges: of(&gauges),
+                counters,
+                gauges,
             }
         })
         .collect();

@@ -357,3 +357,71 @@ fn discovery_figures_come_from_the_records_and_show_on_the_page() {
     let json = serde_json::to_value(&v).unwrap();
     assert_eq!(json["discovery"][0]["resolutions"]["failed"], 3);
 }
+
+/// Every configured listener's series are on the page from the start, at 0 (a worker claims a
+/// listener's counters at its first connection: a fresh start had no `weir_listener_*` series
+/// at all), and stay through a worker's restart (its gauge was gone until the next connection),
+/// the counters where they were.
+#[test]
+fn every_listener_has_its_series_from_the_start_and_through_a_restart() {
+    let mut ls = listeners();
+    let mut second = ls[0].clone();
+    second.port = 81;
+    ls.push(second);
+    let store = Store::new(1);
+    store.started(0, 1, None);
+    let page = |store: &Store| {
+        let v = assemble::view(
+            1,
+            0,
+            Some(L7Input {
+                store,
+                health: health(),
+                listeners: &ls,
+            }),
+            None,
+        );
+        prom::render(&v)
+    };
+    let value = |page: &str, name: &str, port: u16| -> Option<f64> {
+        page.lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && l.contains(&format!(":{port}\"")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    let names = [
+        "weir_listener_request_count_total",
+        "weir_listener_new_connection_count_total",
+        "weir_listener_rejected_connection_count_total",
+        "weir_listener_processed_bytes_total",
+        "weir_listener_active_connection_count",
+    ];
+    // A fresh start: no report yet, then one with no listener figures.
+    for p in [page(&store), {
+        store.report(0, 1, Figures::default());
+        page(&store)
+    }] {
+        for port in [80, 81] {
+            for name in names {
+                assert_eq!(value(&p, name, port), Some(0.0), "{name} :{port}\n{p}");
+            }
+        }
+    }
+    // Traffic on :80, then the worker is killed and restarted: its new process has not
+    // reported yet, then reports with nothing for the listener.
+    store.report(0, 1, worker(10, 0, 0, 0, 0));
+    let before = page(&store);
+    assert_eq!(value(&before, names[0], 80), Some(10.0));
+    assert_eq!(value(&before, names[4], 80), Some(1.0));
+    store.closed(0, 1);
+    store.started(0, 2, None);
+    for p in [page(&store), {
+        store.report(0, 2, Figures::default());
+        page(&store)
+    }] {
+        assert_eq!(value(&p, names[0], 80), Some(10.0), "{p}");
+        assert_eq!(value(&p, names[4], 80), Some(0.0), "{p}");
+        for name in names {
+            assert_eq!(value(&p, name, 81), Some(0.0), "{name}\n{p}");
+        }
+    }
+}

@@ -267,7 +267,7 @@ fn top_shows_the_live_numbers_once_and_under_a_terminal() -> Result<()> {
             )?;
             ensure!(ok, "weir top --once: {err}");
             text = out;
-            Ok(row(&text, "HTTP 0.0.0.0:8080").is_some_and(|r| r[3] == SENT.to_string()))
+            Ok(row(&text, ":8080 HTTP 0.0.0.0").is_some_and(|r| r[4] == SENT.to_string()))
         },
     )
     .with_context(|| format!("last frame:\n{text}"))?;
@@ -288,10 +288,16 @@ fn top_shows_the_live_numbers_once_and_under_a_terminal() -> Result<()> {
         text.contains(&format!("{VIP}:{PORT}         auto   off")),
         "{text}"
     );
-    let listener = row(&text, "HTTP 0.0.0.0:8080").unwrap();
-    // LISTENER REQ/s REQUESTS T2XX … : every request a target's 2xx.
-    assert_eq!(listener[3], SENT.to_string(), "{text}");
+    // `:PORT PROTOCOL ADDRESS` REQ/s REQUESTS CONNS; the codes on a line of their own
+    // (`CODES (all listeners)  T2XX N …`): every request a target's 2xx.
+    let listener = row(&text, ":8080 HTTP 0.0.0.0").unwrap();
     assert_eq!(listener[4], SENT.to_string(), "{text}");
+    let codes = row(&text, "CODES (all listeners)").unwrap();
+    assert_eq!(
+        (codes[3].as_str(), codes[4].clone()),
+        ("T2XX", SENT.to_string()),
+        "{text}"
+    );
     let target = row(&text, &format!("web 127.0.0.1:{TARGET_PORT}")).context("target row")?;
     assert_eq!(target[2], "healthy", "{text}");
     assert_eq!(target[4], SENT.to_string(), "{text}");
@@ -309,7 +315,7 @@ fn top_shows_the_live_numbers_once_and_under_a_terminal() -> Result<()> {
         assert_eq!(codes.len(), MORE);
         let total = (SENT + MORE).to_string();
         let (screen, code) = interactive(&lb, &w0, "q", &|s: &str| {
-            row(s, "HTTP 0.0.0.0:8080").is_some_and(|r| r[3] == total) && s.contains("rates over")
+            row(s, ":8080 HTTP 0.0.0.0").is_some_and(|r| r[4] == total) && s.contains("rates over")
         })?;
         eprintln!("weir top under tmux (80x24):\n{screen}");
         assert_eq!(code, 0, "weir top's exit status after q");

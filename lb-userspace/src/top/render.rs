@@ -306,46 +306,39 @@ fn syn(s: &Snapshot) -> Section {
 }
 
 fn listeners(s: &Snapshot) -> Section {
-    let head = vec![heading(format!(
-        "{:<20} {:>6} {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>5}",
-        "LISTENER",
-        "REQ/s",
-        "REQUESTS",
-        "T2XX",
-        "T3XX",
-        "T4XX",
-        "T5XX",
-        "ELB4XX",
-        "ELB5XX",
-        "CONNS"
-    ))];
+    // Status codes are not counted per listener (docs/metrics.md): one line for them all,
+    // from the sum (the last row: "all listeners", or the only listener, which has the sum's).
+    let mut head = Vec::new();
+    if let Some(sum) = s.listeners.last() {
+        let [t2, t3, t4, t5] = sum.target_codes.map(count);
+        let errors = sum.elb_5xx.unwrap_or(0) + sum.target_codes[3].unwrap_or(0);
+        let style = if errors > 0 {
+            Style::default().fg(Color::Red)
+        } else {
+            Style::default()
+        };
+        let text = format!(
+            "CODES (all listeners)  T2XX {t2}  T3XX {t3}  T4XX {t4}  T5XX {t5}  ELB4XX {}  ELB5XX {}",
+            count(sum.elb_4xx),
+            count(sum.elb_5xx),
+        );
+        head.push(Line::styled(cut(&text, WIDTH as usize), style));
+    }
+    head.push(heading(format!(
+        "{:<57} {:>6} {:>8} {:>5}",
+        "LISTENER", "REQ/s", "REQUESTS", "CONNS"
+    )));
     let rows = s
         .listeners
         .iter()
         .map(|l| {
-            let [t2, t3, t4, t5] = l.target_codes.map(count);
-            let errors = l.elb_5xx.unwrap_or(0) + l.target_codes[3].unwrap_or(0);
-            let style = if errors > 0 {
-                Style::default().fg(Color::Red)
-            } else {
-                Style::default()
-            };
-            Line::styled(
-                format!(
-                    "{:<20} {:>6} {:>8} {:>5} {:>5} {:>5} {:>5} {:>6} {:>6} {:>5}",
-                    cut(&l.name, 20),
-                    per_second(l.requests.and_then(|r| r.per_second)),
-                    count(l.requests.map(|r| r.total)),
-                    t2,
-                    t3,
-                    t4,
-                    t5,
-                    count(l.elb_4xx),
-                    count(l.elb_5xx),
-                    count(l.active_connections),
-                ),
-                style,
-            )
+            Line::raw(format!(
+                "{:<57} {:>6} {:>8} {:>5}",
+                cut(&l.name, 57),
+                per_second(l.requests.and_then(|r| r.per_second)),
+                count(l.requests.map(|r| r.total)),
+                count(l.active_connections),
+            ))
         })
         .collect();
     Section::new(head, rows)

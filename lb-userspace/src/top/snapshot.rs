@@ -96,7 +96,7 @@ pub struct SynRow {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListenerRow {
-    /// `HTTP 0.0.0.0:8080`, or `all listeners`: the sum (`l7.totals`), a row of its own when
+    /// `:8080 HTTP 0.0.0.0` (`listener_name`), or `all listeners`: the sum (`l7.totals`), a row of its own when
     /// there are several listeners.
     pub name: String,
     pub requests: Option<Rate>,
@@ -300,7 +300,7 @@ fn listener_rows(
                 let key = l["listener"].as_str().unwrap_or("?");
                 let b = l7_list(before, "listeners")
                     .and_then(|ls| ls.iter().find(|x| x["listener"].as_str() == Some(key)));
-                let name = format!("{} {key}", l["protocol"].as_str().unwrap_or("?"));
+                let name = listener_name(key, l["protocol"].as_str().unwrap_or("?"));
                 listener_row(name, l, b, secs)
             })
             .collect();
@@ -338,9 +338,22 @@ fn listener_rows(
                 Ok(ip) => std::net::SocketAddr::new(ip, l.port).to_string(),
                 Err(_) => format!("{}:{}", l.address, l.port),
             };
-            listener_row(format!("{} {addr}", l.protocol), &Value::Null, None, secs)
+            listener_row(listener_name(&addr, &l.protocol), &Value::Null, None, secs)
         })
         .collect()
+}
+
+/// A listener as `weir top` names it: its port first and whole, then its protocol and
+/// address (`:19411 HTTPS 127.0.0.1`), so listeners on one address that a narrow column cuts
+/// are still told apart; `address:port` as it came when it has no port.
+fn listener_name(addr_port: &str, protocol: &str) -> String {
+    match addr_port.rsplit_once(':') {
+        Some((addr, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            let addr = addr.trim_start_matches('[').trim_end_matches(']');
+            format!(":{port} {protocol} {addr}")
+        }
+        _ => format!("{protocol} {addr_port}"),
+    }
 }
 
 /// One cumulative histogram (`le_seconds`, `counts`, `count`) of a group.

@@ -200,21 +200,32 @@ fn the_first_frame_has_totals_and_no_rates() {
         "{t}"
     );
     assert!(
-        t.contains("HTTP 0.0.0.0:8080       n/a      100    97   n/a"),
+        t.contains(&row(":8080 HTTP 0.0.0.0", "n/a", "100", "4")),
         "{t}"
     );
+    assert!(
+        t.contains("CODES (all listeners)  T2XX 97  T3XX n/a  T4XX n/a  T5XX 1"),
+        "{t}"
+    );
+}
+
+/// A listener row as `render` draws it: name, REQ/s, REQUESTS, CONNS.
+fn row(name: &str, rate: &str, total: &str, conns: &str) -> String {
+    format!("{name:<57} {rate:>6} {total:>8} {conns:>5}")
 }
 
 #[test]
 fn a_frame_shows_every_section_in_80_by_24() {
     let t = draw(&pair(true), 80, 24);
+    let listener = row(":8080 HTTP 0.0.0.0", "100", "300", "4");
     for want in [
         "weir top  pid 4242  gen 3  up 5m02s  workers 2/2",
         "rates over 2.0s",
         "XDP veth0 native  1600 pkt/s   PASS 1000/s   DROP 100/s   TX 500/s",
         "drops: denied 100/s (300)",
         "10.88.0.1:8080         auto   ON",
-        "HTTP 0.0.0.0:8080       100      300   297",
+        listener.as_str(),
+        "CODES (all listeners)  T2XX 297",
         "RESPONSE TIME p50 1.0 ms  p90 4.2 ms  p99 4.9 ms  (200 responses)",
         "web 10.89.0.11:8000",
         "web 10.89.0.12:8000          unhealthy FailedHealthCh…",
@@ -254,7 +265,7 @@ fn without_the_metrics_endpoint_l7_numbers_are_na() {
     assert!(!s.l7_metrics);
     let t = render::text(&s);
     assert!(
-        t.contains("HTTP 0.0.0.0:8080       n/a      n/a   n/a"),
+        t.contains(&row(":8080 HTTP 0.0.0.0", "n/a", "n/a", "n/a")),
         "{t}"
     );
     assert!(t.contains("RESPONSE TIME n/a"), "{t}");
@@ -329,11 +340,12 @@ fn a_single_listener_takes_what_its_own_series_lack_from_the_totals() {
     assert_eq!(s.listeners[0].requests, None);
     assert_eq!(s.listeners[2].name, "all listeners");
     let t = render::text(&s);
-    assert!(t.contains("HTTP 0.0.0.0:8443       n/a      n/a"), "{t}");
     assert!(
-        t.contains("all listeners           100      300    42"),
+        t.contains(&row(":8443 HTTP 0.0.0.0", "n/a", "n/a", "n/a")),
         "{t}"
     );
+    assert!(t.contains(&row("all listeners", "100", "300", "3")), "{t}");
+    assert!(t.contains("CODES (all listeners)  T2XX 42"), "{t}");
 }
 
 #[test]
@@ -363,4 +375,41 @@ fn numbers_format_in_their_columns() {
     assert_eq!(render::per_second(Some(45_600_000.0)), "45.60M");
     assert_eq!(render::count(Some(123_456_789)), "123456789");
     assert_eq!(render::count(Some(1_234_000_000)), "1.23G");
+}
+
+/// Five HTTPS listeners on one address: each row names its port first and whole (a 20-column
+/// `HTTPS 127.0.0.1:194…` made all five the same), and no row has status-code columns that
+/// are always n/a (codes are not counted per listener): one line has them for all.
+#[test]
+fn listeners_on_one_address_are_told_apart_and_codes_are_for_all() {
+    let t0 = Instant::now();
+    let five = |mut s: Sample| {
+        let m = s.metrics.as_mut().unwrap();
+        let one = m["l7"]["listeners"][0].clone();
+        let ls: Vec<serde_json::Value> = (19411..19416)
+            .map(|port| {
+                let mut l = one.clone();
+                l["listener"] = json!(format!("127.0.0.1:{port}"));
+                l["port"] = json!(port);
+                l["protocol"] = json!("HTTPS");
+                l["counters"] = json!({"RequestCount": 7});
+                l
+            })
+            .collect();
+        m["l7"]["listeners"] = json!(ls);
+        m["l7"]["totals"] = json!({"RequestCount": 35, "HTTPCode_Target_2XX_Count": 35});
+        s
+    };
+    let a = five(sample(t0, 100, false, true));
+    let b = five(sample(t0 + Duration::from_secs(2), 300, false, true));
+    let t = render::text(&Snapshot::new(Some(&a), &b));
+    for port in 19411..19416 {
+        let name = format!(":{port} HTTPS 127.0.0.1");
+        assert!(t.contains(&row(&name, "0.0", "7", "4")), "{name} in\n{t}");
+    }
+    assert!(!t.contains("127.0.0.1:194…"), "{t}");
+    assert_eq!(t.matches("T2XX").count(), 1, "{t}");
+    assert!(t.contains("CODES (all listeners)  T2XX 35"), "{t}");
+    assert!(t.contains(&row("all listeners", "0.0", "35", "n/a")), "{t}");
+    assert!(t.lines().all(|l| l.chars().count() <= 80), "{t}");
 }

@@ -160,16 +160,11 @@ fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
         Some(i) => i.clone(),
         None => match pins::running_interfaces().as_slice() {
             [one] => one.clone(),
-            [] if lb_userspace::admin::path::l7_default().is_ok_and(|p| p.exists()) => bail!(
-                "the weir daemon here runs without an XDP tier (L7 only): `weir stats` shows the \
-                 XDP counters (no pins under {}); `weir top --once` shows the workers' figures, \
-                 `weir status` the daemon",
-                pins::BPFFS_ROOT
-            ),
-            [] => bail!(
-                "no weir daemon is running (no pins under {})",
-                pins::BPFFS_ROOT
-            ),
+            [] => {
+                let socket = lb_userspace::admin::path::l7_default().is_ok_and(|p| p.exists());
+                let daemons = lb_userspace::admin::procs::daemons();
+                bail!("{}", stats::no_pins(socket, &daemons))
+            }
             many => bail!(
                 "weir runs on several interfaces ({}); pick one with --iface",
                 many.join(", ")

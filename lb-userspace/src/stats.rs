@@ -49,6 +49,33 @@ fn proto_name(p: u8) -> &'static str {
 }
 
 /// One JSON object: totals and rates over `elapsed` between two snapshots.
+/// What `weir stats` says when no interface has weir's pinned maps: an L7-only daemon (its
+/// default admin socket here, or a `weir run` process: pids `daemons`, whatever its socket)
+/// has no XDP tier, so no L4 figures; else no daemon runs at all.
+pub fn no_pins(default_socket: bool, daemons: &[u32]) -> String {
+    let root = crate::xdp::pins::BPFFS_ROOT;
+    if default_socket || !daemons.is_empty() {
+        let pids = match daemons {
+            [] => String::new(),
+            [one] => format!(" (pid {one})"),
+            many => format!(
+                " (pids {})",
+                many.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        format!(
+            "weir is running without the XDP tier{pids}: no pinned maps under {root}, so no L4 \
+             statistics (`weir stats` shows the XDP counters); the L7 figures are in `weir status`, \
+             `weir top --once` and the metrics page (`[metrics] address`)"
+        )
+    } else {
+        format!("no weir daemon is running (no `weir run` process, no pinned maps under {root})")
+    }
+}
+
 pub fn report(iface: &str, before: &Counters, now: &Counters, elapsed: Duration) -> Value {
     let secs = elapsed.as_secs_f64();
     let mut stats = serde_json::Map::new();
@@ -427,5 +454,33 @@ mod syn_tests {
             ),
             "{t}"
         );
+    }
+}
+
+#[cfg(test)]
+mod no_pins_tests {
+    use super::no_pins;
+
+    /// An L7-only daemon on a socket of its own (`--socket`, `[admin] socket`): `weir stats`
+    /// said "no weir daemon is running" while `weir status --socket` showed it.
+    #[test]
+    fn an_l7_only_daemon_is_named_not_denied() {
+        for (socket, pids) in [
+            (false, &[4242u32][..]),
+            (true, &[][..]),
+            (false, &[1, 2][..]),
+        ] {
+            let m = no_pins(socket, pids);
+            assert!(m.starts_with("weir is running without the XDP tier"), "{m}");
+            assert!(!m.contains("no weir daemon"), "{m}");
+            assert!(
+                m.contains("weir status") && m.contains("metrics page"),
+                "{m}"
+            );
+        }
+        assert!(no_pins(false, &[4242]).contains("(pid 4242)"));
+        assert!(no_pins(false, &[1, 2]).contains("(pids 1, 2)"));
+        let none = no_pins(false, &[]);
+        assert!(none.starts_with("no weir daemon is running"), "{none}");
     }
 }

@@ -592,7 +592,7 @@ fn a_bad_reload_changes_nothing_and_says_where() -> Result<()> {
     let other_pins = std::fs::read_dir(lb_userspace::xdp::pins::BPFFS_ROOT)
         .is_ok_and(|mut d| d.next().is_some());
     assert!(
-        other_pins || (!ok && err.contains("without an XDP tier")),
+        other_pins || (!ok && err.contains("without the XDP tier")),
         "{err}"
     );
     assert_eq!(curl_https(&ns, "/")?, "tls-ok");

@@ -47,6 +47,41 @@ fn workers_in(proc: &Path, parent: u32) -> Vec<WorkerProcess> {
     out
 }
 
+/// Whether a NUL-separated command line is a weir daemon's: a program named `weir…` (the
+/// binary may be renamed `weir-1.2` and so on) whose subcommand is `run`.
+pub fn is_daemon(cmdline: &[u8]) -> bool {
+    let mut args = cmdline.split(|b| *b == 0);
+    let Some(prog) = args.next() else {
+        return false;
+    };
+    let name = prog.rsplit(|b| *b == b'/').next().unwrap_or(prog);
+    name.starts_with(b"weir") && args.next() == Some(b"run".as_slice())
+}
+
+/// The pids of the weir daemons (`weir run`) running on the host, whatever their admin
+/// socket: `weir stats` tells an L7-only daemon (no pinned maps) from none at all.
+pub fn daemons() -> Vec<u32> {
+    daemons_in(Path::new("/proc"))
+}
+
+fn daemons_in(proc: &Path) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(proc)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            if stat_state(&stat)? == 'Z' {
+                return None;
+            }
+            is_daemon(&std::fs::read(e.path().join("cmdline")).ok()?).then_some(pid)
+        })
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// The state letter (`R`, `S`, `Z`, …): a zombie has exited.
 fn stat_state(stat: &str) -> Option<char> {
     crate::proc_stat::field(stat, 3)?.chars().next()
@@ -72,6 +107,38 @@ mod tests {
         );
         assert_eq!(worker_index(b"/usr/bin/weir\0run\0--index\x003\0"), None);
         assert_eq!(worker_index(b"/usr/bin/weir\0worker\0--index\0"), None);
+    }
+
+    #[test]
+    fn a_daemon_is_a_weir_program_running_run() {
+        assert!(is_daemon(b"/usr/bin/weir\0run\0--config\0/etc/weir.toml\0"));
+        assert!(is_daemon(b"/work/notes/weir-s29base\0run\0"));
+        assert!(!is_daemon(b"/usr/bin/weir\0worker\0--index\x000\0"));
+        assert!(!is_daemon(b"/usr/bin/weir\0stats\0"));
+        assert!(!is_daemon(b"/usr/bin/python3\0run\0"));
+        assert!(!is_daemon(b""));
+        let dir = std::env::temp_dir().join(format!("weir-daemons-{}", std::process::id()));
+        for (pid, stat, cmd) in [
+            (
+                "20",
+                "20 (weir) S 1 1",
+                &b"weir\0run\0--config\0w.toml\0"[..],
+            ),
+            (
+                "21",
+                "21 (weir) S 20 1",
+                &b"weir\0worker\0--index\x000\0"[..],
+            ),
+            ("22", "22 (weir) Z 1 1", &b"weir\0run\0"[..]),
+            ("23", "23 (weir) S 1 1", &b"weir\0stats\0"[..]),
+        ] {
+            let d = dir.join(pid);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("stat"), stat).unwrap();
+            std::fs::write(d.join("cmdline"), cmd).unwrap();
+        }
+        assert_eq!(daemons_in(&dir), [20]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

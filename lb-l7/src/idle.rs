@@ -8,8 +8,11 @@
 //! which idle timeouts measured in seconds do not notice. Connections with a request in flight
 //! use tokio timers as before.
 
-use std::sync::Mutex;
+mod mark;
+
+pub use mark::{IdleMark, Reclaimable};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
@@ -82,18 +85,24 @@ struct Table {
     free: Vec<u32>,
     /// Set by `expire_all`: every later `arm` fires at once.
     stopped: bool,
+    /// HTTP/2 connections, registered for their life (`register`): idle ones (their marks)
+    /// are reusable too.
+    conns: Vec<Option<Arc<dyn Reclaimable>>>,
+    conns_free: Vec<u32>,
 }
 
 impl Table {
-    /// When the waits of the `n` reusable connections that wait longest end, earliest first.
+    /// When the waits of the `n` reusable connections that wait longest end, earliest first:
+    /// slots and idle HTTP/2 connections together.
     fn earliest_reusable(&self, n: usize) -> Vec<Instant> {
-        let mut v: Vec<Instant> = self
+        let slots = self
             .slots
             .iter()
             .flatten()
             .filter(|s| !s.fired)
-            .filter_map(|s| s.reusable)
-            .collect();
+            .filter_map(|s| s.reusable);
+        let conns = self.conns.iter().flatten().filter_map(|c| c.mark().until());
+        let mut v: Vec<Instant> = slots.chain(conns).collect();
         earliest(&mut v, n);
         v
     }
@@ -108,6 +117,13 @@ pub struct IdleDeadlines {
 /// A connection's slot while it waits; removed on drop.
 pub struct Armed<'a> {
     owner: &'a IdleDeadlines,
+    index: u32,
+}
+
+/// An HTTP/2 connection's place in the worker's idle list ([`IdleDeadlines::register`]);
+/// removed on drop.
+pub struct Registered {
+    owner: Arc<IdleDeadlines>,
     index: u32,
 }
 
@@ -200,13 +216,15 @@ impl IdleDeadlines {
     }
 
     /// Wakes the `n` reusable connections whose idle wait ends first, to close (the worker is
-    /// at its connection limit: `accept::park::Lot::make_room`). Returns how many it woke.
-    /// Linear in the table, and only called at the limit, once per batch.
+    /// at its connection limit: `accept::park::Lot::make_room`): waiting slots, and idle
+    /// HTTP/2 connections, which are asked to close (`Reclaimable::close_idle`). Returns how
+    /// many it woke. Linear in the table, and only called at the limit, once per batch.
     pub fn reclaim(&self, n: usize) -> usize {
         if n == 0 {
             return 0;
         }
         let mut wake = Vec::new();
+        let mut close = Vec::new();
         {
             let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
             let ends = t.earliest_reusable(n);
@@ -223,10 +241,39 @@ impl IdleDeadlines {
                     wake.push(s.waker.take());
                 }
             }
+            for c in t.conns.iter().flatten() {
+                if wake.len() + close.len() == n {
+                    break;
+                }
+                if c.mark().claim(last) {
+                    close.push(c.clone());
+                }
+            }
         }
-        let n = wake.len();
+        let n = wake.len() + close.len();
         wake.into_iter().flatten().for_each(Waker::wake);
+        close.iter().for_each(|c| c.close_idle());
         n
+    }
+
+    /// Registers an HTTP/2 connection for its life: while its mark says it is idle, it is
+    /// among the connections [`IdleDeadlines::reclaim`] may close.
+    pub fn register(self: &Arc<Self>, conn: Arc<dyn Reclaimable>) -> Registered {
+        let mut t = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let index = match t.conns_free.pop() {
+            Some(i) => {
+                t.conns[i as usize] = Some(conn);
+                i
+            }
+            None => {
+                t.conns.push(Some(conn));
+                (t.conns.len() - 1) as u32
+            }
+        };
+        Registered {
+            owner: self.clone(),
+            index,
+        }
     }
 
     /// Slots in use (for tests and metrics).
@@ -281,6 +328,19 @@ pub(crate) fn earliest(v: &mut Vec<Instant>, n: usize) {
         v.truncate(n);
     }
     v.sort_unstable();
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut t = self.owner.table.lock().unwrap_or_else(|e| e.into_inner());
+        t.conns[self.index as usize] = None;
+        t.conns_free.push(self.index);
+        // All gone (a crowd left): the memory goes back.
+        if t.conns_free.len() == t.conns.len() && t.conns.capacity() > 64 {
+            t.conns = Vec::new();
+            t.conns_free = Vec::new();
+        }
+    }
 }
 
 impl Drop for Armed<'_> {
@@ -435,6 +495,82 @@ mod tests {
         );
         assert!(fresh.poll_fired(&mut cx).is_pending() && !fresh.reclaimed());
         assert_eq!(d.reclaim(5), 0);
+    }
+
+    /// An HTTP/2 connection in the idle list: its mark and how often it was asked to close.
+    #[derive(Debug, Default)]
+    struct Conn {
+        mark: IdleMark,
+        asked: AtomicUsize,
+    }
+    impl Reclaimable for Conn {
+        fn mark(&self) -> &IdleMark {
+            &self.mark
+        }
+        fn close_idle(&self) {
+            self.asked.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    /// Idle HTTP/2 connections and waiting keep-alive slots are one list, the oldest first;
+    /// a busy connection, one that served nothing yet and one already closing are left alone;
+    /// a connection leaves the list when its registration drops.
+    #[test]
+    fn reclaim_takes_idle_http2_connections_and_slots_in_one_order() {
+        let d = Arc::new(IdleDeadlines::default());
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let (_, waker) = counting_waker();
+        let mut cx = Context::from_waker(&waker);
+        let conn = |until: Option<Instant>| {
+            let c = Arc::new(Conn::default());
+            if let Some(u) = until {
+                c.mark.idle(u);
+            }
+            let r = d.register(c.clone());
+            (c, r)
+        };
+        let (h2_oldest, _r1) = conn(Some(t0 + s(10)));
+        let slot = d.arm_idle(t0 + s(1), Some(t0 + s(20)));
+        let (h2_newer, _r2) = conn(Some(t0 + s(30)));
+        let (never, _r3) = conn(None);
+        let (busy, _r4) = conn(Some(t0 + s(5)));
+        busy.mark.busy();
+        let (closing, _r5) = conn(Some(t0 + s(5)));
+        assert!(!closing.mark.closing());
+        let (gone, r6) = conn(Some(t0 + s(1)));
+        drop(r6);
+        assert!(slot.poll_fired(&mut cx).is_pending());
+        // In seconds after t0 (a mark keeps milliseconds, rounded down).
+        let ends: Vec<u64> = d
+            .earliest_reusable(5)
+            .iter()
+            .map(|e| (e.saturating_duration_since(t0) + Duration::from_millis(1)).as_secs())
+            .collect();
+        assert_eq!(ends, vec![10, 20, 30]);
+        assert_eq!(d.reclaim(2), 2);
+        assert_eq!(h2_oldest.asked.load(Ordering::SeqCst), 1);
+        assert!(h2_oldest.mark.reclaimed());
+        assert!(slot.poll_fired(&mut cx).is_ready() && slot.reclaimed());
+        assert_eq!(h2_newer.asked.load(Ordering::SeqCst), 0);
+        assert_eq!(d.reclaim(5), 1, "the newer one; none of the others");
+        assert_eq!(h2_newer.asked.load(Ordering::SeqCst), 1);
+        for c in [&never, &busy, &closing, &gone] {
+            assert_eq!(c.asked.load(Ordering::SeqCst), 0, "{c:?}");
+        }
+        assert_eq!(d.reclaim(5), 0);
+        assert_eq!(h2_oldest.asked.load(Ordering::SeqCst), 1, "asked once");
+    }
+
+    #[test]
+    fn registrations_free_their_places() {
+        let d = Arc::new(IdleDeadlines::default());
+        let regs: Vec<Registered> = (0..100)
+            .map(|_| d.register(Arc::new(Conn::default())))
+            .collect();
+        drop(regs);
+        let t = d.table.lock().unwrap();
+        assert!(t.conns.is_empty() && t.conns.capacity() == 0);
     }
 
     #[test]

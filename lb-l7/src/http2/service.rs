@@ -260,11 +260,12 @@ impl Drop for ResponseBody {
 
 /// One HTTP/2 stream in flight. It counts in its connection's `in_flight` until dropped (so
 /// a stream reset while weir waits for the target cannot leak the count and switch the idle
-/// timeout off), writes the stream's access-log line, and counts streams cancelled before
-/// their response ended: one dropped before weir had a response is ALB's 460 (client closed),
-/// and a connection with too many (`h2rules::abusive`) gets GOAWAY. One weir dropped itself
-/// at a drain deadline (`ConnState::cut_at_drain`, `AccessLog::past_drain_deadline`) is
-/// neither: its line says `CutAtDrainDeadline` (`access_log::Record::cut`).
+/// timeout off; the last one's drop marks the connection idle, `ConnState::idle`), writes
+/// the stream's access-log line, and counts streams cancelled before their response ended:
+/// one dropped before weir had a response is ALB's 460 (client closed), and a connection
+/// with too many (`h2rules::abusive`) gets GOAWAY. One weir dropped itself at a drain
+/// deadline (`ConnState::cut_at_drain`, `AccessLog::past_drain_deadline`) is neither: its
+/// line says `CutAtDrainDeadline` (`access_log::Record::cut`).
 struct InFlight {
     sh: Arc<Shared>,
     state: Arc<ConnState>,
@@ -289,7 +290,9 @@ struct InFlight {
 
 impl InFlight {
     fn new(sh: &Arc<Shared>, ci: &ConnInfo, head_bytes: u64) -> InFlight {
-        ci.state.in_flight.fetch_add(1, Relaxed);
+        if ci.state.in_flight.fetch_add(1, Relaxed) == 0 {
+            ci.state.idle.busy();
+        }
         InFlight {
             sh: sh.clone(),
             state: ci.state.clone(),
@@ -378,7 +381,14 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.state.in_flight.fetch_sub(1, Relaxed);
+        if self.state.in_flight.fetch_sub(1, Relaxed) == 1 {
+            // The connection's last stream: it is idle, and may be closed to make room at the
+            // worker's connection limit (its engine registered it), the oldest idle first.
+            let sh = &self.sh;
+            self.state
+                .idle
+                .idle(sh.clock.now() + sh.limits.idle_timeout);
+        }
         if self.has_response {
             return;
         }

@@ -205,6 +205,21 @@ pub struct ConnState {
     /// GOAWAY): the streams it still has are dropped by weir, not cancelled by the client, and
     /// logged as cut (`access_log::CUT_AT_DRAIN_DEADLINE`).
     pub cut_at_drain: AtomicBool,
+    /// HTTP/2: idle (no stream in flight, after one) since when, for the worker's list of
+    /// idle connections it registers in (`idle::IdleDeadlines::register`), which may close it
+    /// to make room at the connection limit.
+    pub idle: crate::idle::IdleMark,
+}
+
+/// At the connection limit the worker asks an idle HTTP/2 connection to close through its
+/// `close_gracefully` (its engine sends GOAWAY: `ConnState::idle` says why).
+impl crate::idle::Reclaimable for ConnState {
+    fn mark(&self) -> &crate::idle::IdleMark {
+        &self.idle
+    }
+    fn close_idle(&self) {
+        self.close_gracefully.notify_one();
+    }
 }
 
 /// What requests know about their client connection.

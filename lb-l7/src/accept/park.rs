@@ -31,8 +31,9 @@
 //! timeout). Parked connections and those still waiting in their tasks (`IdleDeadlines`'
 //! reusable slots: plain ones in their first `PARK_AFTER`, TLS ones) alike, after one request;
 //! a connection that has sent none is held to its header timeout, as nginx and ALB hold it.
-//! HTTP/2 connections with no open stream are not among them: their engines keep no such
-//! list yet (see docs/l7.md, "Idle connections").
+//! HTTP/2 connections with no stream in flight, after one, are among them (their engines
+//! register them with `IdleDeadlines`, `idle::IdleMark`): asked to close, they send GOAWAY
+//! (see docs/l7.md, "Idle connections").
 //!
 //! Closing is the engine's quiet close: FIN, then unread bytes read away, then close(2).
 //!
@@ -341,7 +342,8 @@ impl Lot {
 
     /// The worker is at its connection limit and a new connection came: closes up to
     /// [`CLOSE_BATCH`] idle keep-alive connections, parked ones and those waiting in their
-    /// tasks (`idle`) together, the ones whose idle wait ends first (the oldest), and says
+    /// tasks or idle on HTTP/2 (`idle`) together, the ones whose idle wait ends first (the
+    /// oldest), and says
     /// whether the new connection may be taken. Parked ones close here; woken ones close in
     /// their tasks a moment later, and the room they will leave is kept for the next new
     /// connections (`room`). `false`: no connection was idle; the new one is rejected.

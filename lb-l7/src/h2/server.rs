@@ -33,6 +33,9 @@ pub const H2_MAX_LOCAL_RESETS: usize = 100;
 pub const H2_MAX_PENDING_RESETS: usize = 20;
 /// How long an abusive connection's streams may still run after its GOAWAY.
 const ABUSER_DRAIN: Duration = Duration::from_secs(1);
+/// How long an idle connection closed to make room at the worker's connection limit may take
+/// to end after its first GOAWAY (its client's ACK of h2's PING, a stream that crossed it).
+const RECLAIMED_DRAIN: Duration = Duration::from_secs(1);
 
 /// The hyper server of HTTP/2 clients (HTTP/1.1 is weir's own engine, `h1`): a client that
 /// negotiated h2 must speak it. Keep-alive PINGs every idle timeout without a read; no answer
@@ -84,6 +87,9 @@ pub async fn serve_http<T>(
     let drain = sh.limits.drain_timeout;
     // A reload that removes the connection's listener: GOAWAY now, idle or not.
     let removed = sh.ports.removed(ci.listener.config.port);
+    // Idle (no stream in flight, after one), it may be closed to make room at the worker's
+    // connection limit (`ConnState::idle`), through `close_gracefully`.
+    let _listed = sh.idle.register(ci.state.clone());
     let svc = {
         // Each request starts in the newest configuration generation and keeps it to its end.
         let cur = std::sync::Mutex::new((sh.clone(), ci.clone()));
@@ -132,14 +138,20 @@ pub async fn serve_http<T>(
             false
         }
         _ = ci.state.close_gracefully.notified() => {
-            tracing::debug!(peer = %ci.peer, "request limit reached or abusive: GOAWAY");
+            tracing::debug!(peer = %ci.peer, "request limit reached, abusive, or idle at the connection limit: GOAWAY");
             false
         }
     };
+    // Not idle any more, whatever ends it; asked to close to make room, it was.
+    let reclaimed = ci.state.idle.closing();
     if !ended {
         conn.as_mut().graceful_shutdown();
+        // An idle one closed to make room gets the PING's round trip (h2's graceful end is
+        // GOAWAY(2^31-1) and a PING, then GOAWAY(last id) at its ACK), not a drain's time.
         let drain = if ci.state.abusive.load(Relaxed) {
             drain.min(ABUSER_DRAIN)
+        } else if reclaimed {
+            drain.min(RECLAIMED_DRAIN)
         } else {
             drain
         };

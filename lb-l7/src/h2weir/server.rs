@@ -14,8 +14,10 @@
 //! ends the connection. The protocol core holds the rest (streams, header list size, floods,
 //! glitches, the idle and header-read deadlines). GOAWAY at the worker's stop, after
 //! `client_keep_alive`, after `http2_max_requests_per_connection` requests, when its listener
-//! was removed, and when most of its streams were cancelled (then only [`ABUSER_DRAIN`] to
-//! finish); the streams get `drain_timeout` otherwise.
+//! was removed, when most of its streams were cancelled (then only [`ABUSER_DRAIN`] to
+//! finish), and, idle, when the worker at its connection limit needs its place (one GOAWAY
+//! with the last stream id, no PING first: `idle::IdleDeadlines::reclaim`); the streams get
+//! `drain_timeout` otherwise.
 
 use super::head;
 use super::recv::RecvBody;
@@ -110,6 +112,9 @@ where
         let peer = d.ci.peer;
         // A reload that removes the connection's listener: GOAWAY now, idle or not.
         let removed = sh.ports.removed(d.ci.listener.config.port);
+        // Idle (no stream in flight, after one), it may be closed to make room at the
+        // worker's connection limit (`ConnState::idle`), through `close_gracefully`.
+        let _listed = sh.idle.register(state.clone());
         // Asked by the connection's own streams (the request limit, a removed listener, an
         // abusive client): seen within the turn, so the GOAWAY goes ahead of its responses.
         let mut close = std::pin::pin!(state.close_gracefully.notified());
@@ -125,6 +130,8 @@ where
                 }
             }
         };
+        // Not idle any more, whatever ends it; asked to close to make room, it was.
+        let reclaimed = state.idle.closing();
         let bound = match ended {
             Some(Ended::Closed) => None,
             // The client's GOAWAY, or the core's for a connection error: what runs may finish.
@@ -136,6 +143,13 @@ where
             Some(Ended::CloseAsked) | None => Some(if state.abusive.load(Relaxed) {
                 d.conn.go_away_at_once();
                 drain.min(ABUSER_DRAIN)
+            } else if reclaimed {
+                // Idle, closed to make room at the worker's connection limit: one GOAWAY with
+                // the last stream id, then the close, as nginx closes its idle ones (a request
+                // crossing it on the wire is not processed, and the client may retry it).
+                tracing::debug!(%peer, "idle, closed to make room at the connection limit: GOAWAY");
+                d.conn.go_away_at_once();
+                drain
             } else {
                 // Two steps: the requests already on the wire are served (RFC 9113 §6.8).
                 d.conn.go_away();

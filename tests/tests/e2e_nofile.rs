@@ -439,3 +439,196 @@ fn idle_keep_alive_connections_make_room_for_a_new_client_at_the_limit() -> Resu
     let _ = std::fs::remove_file(&log);
     Ok(())
 }
+
+/// HTTP/2 clients (Python's `h2`) that each made one request and went silent, in groups: see
+/// the script's head.
+const H2_IDLE_SCRIPT: &str = include_str!("e2e_nofile_support/h2_idle.py");
+
+/// What `H2_IDLE_SCRIPT` saw on one connection: the GOAWAYs (error code, last stream id),
+/// whether the server closed it, and the status of the request it made at the end.
+fn h2_seen(v: &serde_json::Value) -> (Vec<(u64, u64)>, bool, Option<String>) {
+    let goaways = v["goaways"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|g| (g[0].as_u64().unwrap_or(99), g[1].as_u64().unwrap_or(99)))
+                .collect()
+        })
+        .unwrap_or_default();
+    let again = v["again"].as_str().map(str::to_string);
+    (goaways, v["closed"].as_bool().unwrap_or(false), again)
+}
+
+/// `curl ARGS` in `ns`: (status, seconds), or why it failed.
+fn curl_status(ns: &Ns, args: &[&str]) -> Result<(u16, f64)> {
+    let mut c = ns.command("curl");
+    c.args(["-s", "-o", "/dev/null", "-w", "%{http_code} %{time_total}"])
+        .args(["--max-time", "5"])
+        .args(args);
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(10))?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (code, secs) = text.split_once(' ').context("curl's -w")?;
+    Ok((code.parse()?, secs.trim().parse()?))
+}
+
+/// `weir_idle_connections_closed_at_limit_total` on the metrics page (scraped with curl).
+fn closed_at_limit(ns: &Ns) -> Result<u64> {
+    let out = ns.exec(&[
+        "curl",
+        "-sS",
+        "--max-time",
+        "5",
+        "http://127.0.0.1:9464/metrics",
+    ])?;
+    Ok(out
+        .lines()
+        .find_map(|l| l.strip_prefix("weir_idle_connections_closed_at_limit_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0) as u64)
+}
+
+/// Idle HTTP/2 connections (one request each, then silence; Python's `h2`) filling a worker's
+/// connection limit, itself fitted to a small descriptor limit, on `engine` (h2c, or h2 over
+/// TLS): a new HTTP/1.1 client and a new HTTP/2 one are served within a second; the 32 oldest
+/// idle connections get GOAWAY(NO_ERROR) with their last stream id (1) and are closed, counted
+/// in `weir_idle_connections_closed_at_limit_total`; the younger ones stay and serve again, as
+/// does a connection that sent its preface and no request, and one that has sent nothing (no
+/// preface; with TLS, no handshake). Before, every new client was reset until the idle ones
+/// reached their idle timeout (60 s).
+fn idle_h2_connections_make_room(engine: &str, tls: bool) -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let ns = lab.add_ns(&format!("nofile-h2{}", if tls { "s" } else { "c" }))?;
+    let dir = TempDir(std::env::temp_dir().join(format!(
+        "weir-nofile-h2-{engine}-{tls}-{}",
+        std::process::id()
+    )));
+    std::fs::create_dir_all(&dir.0)?;
+    let (cert, key) = self_signed_cert(&dir.0)?;
+    let cfg = config(&format!(
+        "[metrics]\naddress = \"127.0.0.1:9464\"\n\n[workers]\ncount = 1\npin_cpus = false\n\n\
+         [load_balancer]\nhttp2_engine = \"{engine}\"\n\n{LISTENER}\n\
+         [[listener]]\naddress = \"127.0.0.1\"\nport = 8443\nprotocol = \"HTTPS\"\n\
+         certificate = [{{ certificate_file = \"{}\", private_key_file = \"{}\" }}]\n\
+         default_action = {{ type = \"fixed-response\", status_code = 200, message_body = \"ok\" }}\n",
+        cert.display(),
+        key.display()
+    ));
+    // In the directory: removed with it, the test passed or not.
+    let log = dir.0.join("weir.log");
+    // (160 − 64 slack − 2 listeners) / 2 = 47 connections; no CAP_SYS_RESOURCE to raise it.
+    let prefix = [
+        "prlimit",
+        "--nofile=160:160",
+        "--",
+        "setpriv",
+        "--bounding-set=-sys_resource",
+        "--",
+    ];
+    let mut weir = listening(&ns, &prefix, &["run", "--config", cfg.path()], &log)?;
+    wait_until(Duration::from_secs(10), "the TLS listener", || {
+        ns.tcp_listening(8443)
+    })?;
+    assert!(
+        read_log(&log).contains("each worker takes at most 47"),
+        "{}",
+        read_log(&log)
+    );
+    let port = if tls { 8443 } else { 8080 };
+    // The oldest connection has sent nothing (no preface; with TLS, no handshake).
+    let mut silent = ns.in_ns(|| TcpStream::connect(("127.0.0.1", port)))??;
+    // 1 preface only + 32 old + 13 young + the silent one = 47, the limit.
+    let mut py = ns.command("python3");
+    py.args(["-c", H2_IDLE_SCRIPT, &port.to_string()])
+        .args([if tls { "1" } else { "0" }, "32", "13"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut clients = ns.spawn_command(py)?;
+    let mut out = std::io::BufReader::new(clients.child_mut().stdout.take().context("stdout")?);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    assert_eq!(line.trim(), "ready", "{}", read_log(&log));
+    // At the limit: new clients are served, at once.
+    let scheme = if tls { "https" } else { "http" };
+    let url = format!("{scheme}://127.0.0.1:{port}/");
+    let h1 = curl_status(&ns, &["-k", "--http1.1", &url])?;
+    let h2_flag = if tls {
+        "--http2"
+    } else {
+        "--http2-prior-knowledge"
+    };
+    let h2 = curl_status(&ns, &["-k", h2_flag, &url])?;
+    for (what, (code, secs)) in [("HTTP/1.1", h1), ("HTTP/2", h2)] {
+        assert!(
+            code == 200 && secs < 1.0,
+            "{engine}: a new {what} client at the limit: {code} after {secs} s\n{}",
+            read_log(&log)
+        );
+    }
+    wait_until(Duration::from_secs(5), "the metric", || {
+        Ok(closed_at_limit(&ns)? >= 32)
+    })
+    .with_context(|| read_log(&log))?;
+    // Time for the closes (hyper's engine: the PING's round trip first).
+    std::thread::sleep(Duration::from_millis(1500));
+    writeln!(
+        clients.child_mut().stdin.as_mut().context("stdin")?,
+        "report"
+    )?;
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line)?;
+    let seen: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("{line:?}"))?;
+    eprintln!(
+        "{engine} tls={tls}: new clients served in {:.3} s (HTTP/1.1), {:.3} s (HTTP/2); \
+         an old idle connection saw {}",
+        h1.1, h2.1, seen["old"][0]
+    );
+    // weir's engine: GOAWAY(NO_ERROR, 1) at once; hyper's (h2's graceful end): GOAWAY(NO_ERROR,
+    // 2^31-1) and a PING, then GOAWAY(NO_ERROR, 1) at its ACK.
+    let want: &[(u64, u64)] = match engine {
+        "hyper" => &[(0, 0x7fff_ffff), (0, 1)],
+        _ => &[(0, 1)],
+    };
+    for (i, c) in seen["old"].as_array().context("old")?.iter().enumerate() {
+        let (goaways, closed, _) = h2_seen(c);
+        assert!(
+            closed && goaways == want && c["error"].is_null(),
+            "{engine}: old idle connection {i}: GOAWAY(NO_ERROR, 1) and closed: {c}"
+        );
+    }
+    let young = seen["young"].as_array().context("young")?;
+    for (i, c) in young.iter().chain([&seen["preface"]]).enumerate() {
+        let (goaways, closed, again) = h2_seen(c);
+        assert!(
+            !closed && goaways.is_empty() && again.as_deref() == Some("200"),
+            "{engine}: young idle connection {i} (the last: preface only) stays and serves: {c}"
+        );
+    }
+    assert!(
+        still_open(&mut silent, Duration::from_millis(50))?,
+        "the connection that sent nothing was closed"
+    );
+    assert_eq!(closed_at_limit(&ns)?, 32, "{engine}: counted once each");
+    drop(clients);
+    drop(silent);
+    assert!(interrupt(&mut weir)?);
+    Ok(())
+}
+
+#[test]
+fn idle_h2c_connections_make_room_for_new_clients_at_the_limit_weir_engine() -> Result<()> {
+    idle_h2_connections_make_room("weir", false)
+}
+
+#[test]
+fn idle_h2_tls_connections_make_room_for_new_clients_at_the_limit_weir_engine() -> Result<()> {
+    idle_h2_connections_make_room("weir", true)
+}
+
+#[test]
+fn idle_h2c_connections_make_room_for_new_clients_at_the_limit_hyper_engine() -> Result<()> {
+    idle_h2_connections_make_room("hyper", false)
+}

@@ -4,8 +4,9 @@
 //! make_room`). Its task does not wait in an [`super::IdleDeadlines`] slot (it waits on its
 //! socket and its own deadlines), so it registers once for its life
 //! ([`super::IdleDeadlines::register`]) and keeps an [`IdleMark`]: when its idle wait would
-//! end, set and cleared with one relaxed atomic as its streams come and go, read only when
-//! the worker is at its limit ([`super::IdleDeadlines::reclaim`]).
+//! end, set when its last stream in flight ends and cleared when one starts (a relaxed
+//! compare-and-swap at these turns only), read only when the worker is at its limit
+//! ([`super::IdleDeadlines::reclaim`]).
 
 use std::sync::LazyLock;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

@@ -12,24 +12,23 @@
 //! the body's end as before (the protocol switches after the request). A target that closes
 //! with no answer ends the upload too (a 502 now, not when a write fails).
 //!
-//! The watch costs nothing while the body goes through: the target is polled only when the
-//! relay waits, in the relay's own poll (no task, no timer), and a plain socket is read only
-//! once the reactor saw it readable (no syscall). A body that came with its head leaves in one
-//! write and never waits.
+//! The watch is `pipeline::early`'s (shared with the HTTP/2 upload): the target is polled only
+//! when the relay waits, in the relay's own poll (no task, no timer, no syscall while the body
+//! flows). A body that came with its head leaves in one write and never waits.
 
 use super::stream::ClientStream;
 use crate::pipeline::attempt::HeadFailure;
-use crate::pipeline::codec::{self, ResponseHead};
+use crate::pipeline::codec::ResponseHead;
+use crate::pipeline::early::{self, Raced, Turns};
 use crate::pipeline::relay::{self, BodyShape, RelayError};
 use crate::upstream::UpStream;
 use bytes::BytesMut;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Mutex, TryLockError};
-use std::task::{Context, Poll, ready};
+use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, ReadBuf};
 
 /// How a request body's upload ended.
 pub(super) struct Upload {
@@ -61,30 +60,14 @@ pub(super) async fn upload(
     let up = Mutex::new(up);
     let mut dst = Turns(&up);
     let mut none = BytesMut::new();
-    let mut head = None;
-    // In a block: the relay (and its hold on `src`) ends before `src.read` is read.
-    let relayed = {
+    // In a block: the relay (and its hold on `src`) ends before `src.read` is read. A `101`
+    // waits for the body's end (the protocol switches after the request).
+    let Raced {
+        sent: relayed,
+        head,
+    } = {
         let relay = relay::relay(&mut src, cbuf, &mut dst, &mut none, shape, idle);
-        let mut relay = std::pin::pin!(relay);
-        std::future::poll_fn(|cx| {
-            if let Poll::Ready(r) = relay.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            // The relay waits (on the client or on the target): has the target answered?
-            // Once a head is in, the target is not read again here.
-            if head.is_none()
-                && let Ok(mut up) = up.try_lock()
-                && let Poll::Ready(h) = poll_answer(&mut up, ubuf, cx)
-            {
-                let switching = matches!(&h, Ok(r) if r.status == 101);
-                head = Some(h);
-                if !switching {
-                    return Poll::Ready(None);
-                }
-            }
-            Poll::Pending
-        })
-        .await
+        early::race(relay, &up, ubuf, |h| !matches!(h, Ok(r) if r.status == 101)).await
     };
     let read = match &relayed {
         Some(Ok(moved)) => moved.wire,
@@ -94,69 +77,6 @@ pub(super) async fn upload(
         relayed: relayed.map(|r| r.map(drop)),
         read,
         head,
-    }
-}
-
-/// Reads what the target sent during the upload: `Ready` with a head that is not an interim
-/// one (those are dropped, as when the head is read after the body), or why none can come
-/// (malformed, closed); `Pending` until then.
-fn poll_answer(
-    up: &mut UpStream,
-    buf: &mut BytesMut,
-    cx: &mut Context<'_>,
-) -> Poll<Result<ResponseHead, HeadFailure>> {
-    loop {
-        if !buf.is_empty() {
-            match codec::parse_response(buf) {
-                Ok(Some(r)) if (100..200).contains(&r.status) && r.status != 101 => continue,
-                Ok(Some(r)) => return Poll::Ready(Ok(r)),
-                Ok(None) => {}
-                Err(why) => return Poll::Ready(Err(HeadFailure::Malformed(why))),
-            }
-        }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(relay::CHUNK);
-        }
-        match ready!(tokio_util::io::poll_read_buf(Pin::new(&mut *up), cx, buf)) {
-            Ok(0) | Err(_) => return Poll::Ready(Err(HeadFailure::Closed(!buf.is_empty()))),
-            Ok(_) => {}
-        }
-    }
-}
-
-/// The target connection as the relay's receiver, shared with the watch (`poll_answer`): each
-/// takes it only within its own poll, one after the other in the same task, so the lock is
-/// never contended (a `Mutex` rather than a `RefCell` only because the future must be `Send`).
-struct Turns<'a, 'u>(&'a Mutex<&'u mut UpStream>);
-
-impl Turns<'_, '_> {
-    fn with<R>(
-        &self,
-        f: impl FnOnce(Pin<&mut UpStream>) -> Poll<io::Result<R>>,
-    ) -> Poll<io::Result<R>> {
-        match self.0.try_lock() {
-            Ok(mut up) => f(Pin::new(&mut **up)),
-            Err(TryLockError::Poisoned(p)) => f(Pin::new(&mut **p.into_inner())),
-            Err(TryLockError::WouldBlock) => {
-                Poll::Ready(Err(io::Error::other("target connection busy")))
-            }
-        }
-    }
-}
-
-impl AsyncWrite for Turns<'_, '_> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        self.with(|up| up.poll_write(cx, buf))
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|up| up.poll_flush(cx))
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.with(|up| up.poll_shutdown(cx))
     }
 }
 

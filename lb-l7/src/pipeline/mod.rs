@@ -6,13 +6,15 @@
 //! (`crate::layering` checks). What it speaks to targets is HTTP/1.1:
 //! `codec` (heads, framing, the chunked scanner; pure, with the desync classification of
 //! `desync`) and `relay` (bodies and tunnels), which the HTTP/1.1 engine uses for its clients
-//! too. This module holds what a request's phases share: the generation (`Shared`) and the
+//! too; `early` watches a target for its answer while a request body still goes to it (both
+//! engines' uploads). This module holds what a request's phases share: the generation (`Shared`) and the
 //! client connection (`ConnInfo`).
 
 pub mod attempt;
 pub mod codec;
 pub mod decide;
 pub mod desync;
+pub mod early;
 pub mod normal;
 pub mod parse;
 pub mod prepare;

@@ -1,7 +1,8 @@
 //! Phases pick_target (second half) and forward for HTTP/2 clients (either engine): a target
 //! of the group, a pooled or new HTTP/1.1 connection (the same raw pool as the h1 engine), the
-//! request with rewritten headers (`pipeline::prepare`), the retry rules
-//! (`pipeline::attempt`), and the target's response as a body the engine sends on.
+//! request with rewritten headers (`pipeline::prepare`), its body (`upload`, which ends it at
+//! the target's early answer), the retry rules (`pipeline::attempt`), and the target's
+//! response as a body the engine sends on.
 //!
 //! Retry rules:
 //! - a connect failure (nothing was sent) goes to another target;
@@ -18,6 +19,7 @@
 
 use super::body::{TargetBody, TargetHead};
 use super::orphan::AwaitingResponse;
+use super::upload::{self, Uploaded};
 use super::{RequestBody, h2rules, unread};
 use crate::access_log::Record;
 use crate::body::Body;
@@ -27,7 +29,6 @@ use crate::pipeline::prepare::{hash_key, idempotent, prepare_upstream, sticky_co
 use crate::pipeline::{ConnInfo, Shared, codec, readbuf, relay, respond};
 use crate::target_conns::Need;
 use http::{HeaderValue, Method, Request, Version, header};
-use http_body_util::BodyExt;
 use std::sync::atomic::Ordering::Relaxed;
 
 /// Marks weir's 503 for a stream refused at the worker's target connection limit before any of
@@ -124,44 +125,67 @@ pub async fn forward<B: RequestBody>(
             crate::warn_limited!(target_addr = %t.addr, error = %e, "writing to target failed");
             return Err(fail(sh, log, 502, "TargetResponseError"));
         }
+        // Phase upload (a request with a body), the target watched for an early answer.
+        let mut ubuf = readbuf::take();
+        // The target has the whole request (else its connection is not reused, nor finished
+        // in the background), and its head when it came during the upload.
+        let mut whole = true;
+        let mut early = None;
         if let Some(b) = body.take() {
             // Boxed: a body's sending state (its chunk buffer among it) is not carried in every
             // request's future, most of which have no body (and move several times).
-            let sending = Box::pin(send_body(
-                &mut up,
-                b,
-                chunked,
-                sh.limits.max_request_body,
-                idle,
-                &mut *received,
-            ));
+            let max = sh.limits.max_request_body;
+            let sending = Box::pin(upload::upload(&mut up, &mut ubuf, b, chunked, max, idle, &mut *received));
             match sending.await {
-                Ok(()) => {}
-                Err(SendBodyError::TooLarge(rest)) => {
+                Uploaded::Whole => {}
+                Uploaded::Answered(head) => {
+                    tracing::debug!(target_addr = %t.addr, "target answered before the body's end");
+                    whole = false;
+                    early = Some(head);
+                }
+                Uploaded::TargetStopped => {
+                    tracing::debug!(target_addr = %t.addr, "target stopped taking the body");
+                    whole = false;
+                }
+                Uploaded::TooLarge(rest) => {
                     // The target has part of the body: its connection is dropped, not pooled.
                     tracing::debug!(target_addr = %t.addr, "request body over the limit");
                     let r = fail(sh, log, 413, "RequestBodyTooLarge");
                     return Err(unread::with_unread_body(r, rest, idle));
                 }
-                Err(SendBodyError::Other(why)) => {
+                Uploaded::Failed(why) => {
                     crate::warn_limited!(target_addr = %t.addr, why, "request body not sent");
                     return Err(fail(sh, log, 502, "TargetResponseError"));
                 }
             }
         }
 
-        // The response head. The target has the whole request: if the stream is cancelled
-        // now, the connection finishes its response in the background and is pooled.
-        let ubuf = readbuf::take();
-        let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &method, idle);
-        let read = match waiting.io() {
-            Some((up, ubuf)) => {
-                attempt::read_response_head(up, ubuf, idle, &sh.timers, &sh.clock, &t.expiry).await
+        // The response head: the one that came during the upload, or read now. A target that
+        // has the whole request finishes its response in the background, its connection
+        // pooled, if the stream is cancelled meanwhile (`AwaitingResponse`).
+        let (read, (up, ubuf)) = match early {
+            Some(head) => (Some(head), (up, ubuf)),
+            None if whole => {
+                let mut waiting = AwaitingResponse::new(up, ubuf, t.clone(), &method, idle);
+                let read = match waiting.io() {
+                    Some((up, ubuf)) => {
+                        let (timers, clock) = (&sh.timers, &sh.clock);
+                        attempt::read_response_head(up, ubuf, idle, timers, clock, &t.expiry).await
+                    }
+                    None => Some(Err(HeadFailure::Closed(false))),
+                };
+                let Some(io) = waiting.disarm() else {
+                    return Err(fail(sh, log, 502, "TargetResponseError"));
+                };
+                (read, io)
             }
-            None => Some(Err(HeadFailure::Closed(false))),
-        };
-        let Some((up, ubuf)) = waiting.disarm() else {
-            return Err(fail(sh, log, 502, "TargetResponseError"));
+            None => {
+                let (timers, clock) = (&sh.timers, &sh.clock);
+                let read =
+                    attempt::read_response_head(&mut up, &mut ubuf, idle, timers, clock, &t.expiry)
+                        .await;
+                (read, (up, ubuf))
+            }
         };
         let Some(read) = read else {
             // The deregistration deadline (`crate::expiry`): the connection is dropped.
@@ -221,7 +245,7 @@ pub async fn forward<B: RequestBody>(
             http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_GATEWAY);
         *r.version_mut() = client_version;
         let cookies = sticky_cookies(g, ti, route.group_cookie, |n| resp.sets_cookie(n));
-        let reusable = keepalive_allows && resp.target_keeps_alive();
+        let reusable = keepalive_allows && resp.target_keeps_alive() && whole;
         let clock = sh.clock.clone();
         let mut tb = TargetBody::new(
             up,
@@ -283,86 +307,3 @@ fn upstream_head(
 /// boxed: it is most responses, and a box costs an allocation per response) and its head in
 /// the body (`TargetBody::take_head`: the response's `HeaderMap` is empty), or weir's own.
 pub type Answer = Result<http::Response<TargetBody>, http::Response<Body>>;
-
-enum SendBodyError<B> {
-    /// More than `max_request_body_bytes`; the rest of the body.
-    TooLarge(B),
-    Other(&'static str),
-}
-
-impl<B> From<&'static str> for SendBodyError<B> {
-    fn from(why: &'static str) -> Self {
-        SendBodyError::Other(why)
-    }
-}
-
-/// Chunks up to this size go to the target in one write with their framing (copied); larger
-/// ones in three (their size line, the data as it is, the CRLF).
-const ONE_WRITE_CHUNK: usize = 16 * 1024;
-
-/// Streams a client's (HTTP/2) request body to the target: as it is when the length was
-/// declared, else chunk-encoded. Trailers are not forwarded. Stops before the byte that would
-/// go over `max` (a declared length over it was refused before). Every DATA byte read is added
-/// to `received` (the stream's count, as it is read: a failed send keeps what it read).
-async fn send_body<B: RequestBody>(
-    up: &mut crate::upstream::UpStream,
-    mut body: B,
-    chunked: bool,
-    max: Option<u64>,
-    idle: std::time::Duration,
-    received: &mut u64,
-) -> Result<(), SendBodyError<B>> {
-    let mut sent = 0u64;
-    let mut wire = Vec::new();
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err("client idle for the idle timeout".into()),
-            Ok(None) => break,
-            Ok(Some(Err(_))) => return Err("client body failed".into()),
-            Ok(Some(Ok(f))) => f,
-        };
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        if data.is_empty() {
-            continue;
-        }
-        sent += data.len() as u64;
-        *received += data.len() as u64;
-        if max.is_some_and(|max| sent > max) {
-            return Err(SendBodyError::TooLarge(body));
-        }
-        if chunked && data.len() <= ONE_WRITE_CHUNK {
-            // The size line, the data and its CRLF in one write: three writes each were three
-            // segments to the target for every small DATA frame a client sent.
-            wire.clear();
-            wire.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-            wire.extend_from_slice(&data);
-            wire.extend_from_slice(b"\r\n");
-            relay::write_all(up, &wire, idle)
-                .await
-                .map_err(|_| "target write failed")?;
-            continue;
-        }
-        if chunked {
-            let size = format!("{:x}\r\n", data.len());
-            relay::write_all(up, size.as_bytes(), idle)
-                .await
-                .map_err(|_| "target write failed")?;
-        }
-        relay::write_all(up, &data, idle)
-            .await
-            .map_err(|_| "target write failed")?;
-        if chunked {
-            relay::write_all(up, b"\r\n", idle)
-                .await
-                .map_err(|_| "target write failed")?;
-        }
-    }
-    if chunked {
-        relay::write_all(up, b"0\r\n\r\n", idle)
-            .await
-            .map_err(|_| "target write failed")?;
-    }
-    Ok(())
-}

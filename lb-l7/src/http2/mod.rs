@@ -1,7 +1,8 @@
 //! HTTP/2 requests through the pipeline, for both HTTP/2 engines (hyper's, `crate::h2`, and
 //! weir's own, `crate::h2weir`): `service` runs one request's phases (`crate::pipeline`),
 //! `forward` sends it over the same raw pooled HTTP/1.1 target connections as the HTTP/1.1
-//! engine and `body` is the target's response as the body the engine sends on (`unread`: a
+//! engine (`upload`: its body, ended by the target's early answer) and `body` is the target's
+//! response as the body the engine sends on (`unread`: a
 //! response of weir's own before the request body was read); `orphan` finishes a target's
 //! response whose stream was cancelled; `h2rules` the pure rules of HTTP/2 requests; `frames`
 //! follows a client's frame boundaries (both engines' header-read deadline). A
@@ -15,6 +16,7 @@ pub mod h2rules;
 pub mod orphan;
 pub mod service;
 pub mod unread;
+mod upload;
 
 use crate::body::BoxError;
 use bytes::Bytes;

@@ -114,7 +114,7 @@ pub fn listeners(
                     .collect::<anyhow::Result<Vec<_>>>()
                     .with_context(|| format!("listener[{i}] TLS"))?;
                 let (cfg, sni) =
-                    crate::tls::server_config_with(keys, l.alpn_policy, http2, ticketer.clone())
+                    crate::tls::server_config_with(keys, l.alpn(), http2, ticketer.clone())
                         .with_context(|| format!("listener[{i}] TLS"))?;
                 (Some(cfg), Some(sni))
             }

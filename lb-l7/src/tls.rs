@@ -7,23 +7,65 @@ use crate::config::{AlpnPolicy, Certificate};
 use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::certs::provider;
 pub use crate::certs::{TlsError, certified_key_from_pem, load_certified_key};
 
+/// What the certificate resolver decided in one handshake (`accept::handshake` reads it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resolved {
+    /// Refused: the listener is `HTTP2Only` and the client offered no ALPN (so no h2).
+    pub refused_no_alpn: bool,
+}
+
+tokio::task_local! {
+    static RESOLVED: Cell<Resolved>;
+}
+
+/// Runs a handshake future, recording what the resolver decided in it (a task-local: the
+/// resolver runs inside rustls, called from the future's polls).
+pub async fn recording<F: Future>(f: F) -> (F::Output, Resolved) {
+    RESOLVED
+        .scope(Cell::new(Resolved::default()), async move {
+            let out = f.await;
+            (out, RESOLVED.with(Cell::get))
+        })
+        .await
+}
+
+/// What the resolver decided so far in the handshake [`recording`] runs (default outside one).
+pub fn resolved() -> Resolved {
+    RESOLVED.try_with(Cell::get).unwrap_or_default()
+}
+
+fn record(r: Resolved) {
+    let _ = RESOLVED.try_with(|c| c.set(r));
+}
+
 /// Picks the certificate whose names cover the SNI name; the first certificate otherwise.
+/// On an `HTTP2Only` listener it refuses a client that offers no ALPN (no certificate: the
+/// handshake fails, `accept::handshake` answers the alert `no_application_protocol`).
 #[derive(Debug)]
 pub struct SniResolver {
     keys: Vec<Arc<CertifiedKey>>,
+    /// `HTTP2Only` with HTTP/2 enabled: a client offering no ALPN is refused.
+    require_alpn: bool,
     cache: Mutex<HashMap<String, usize>>,
 }
 
 impl SniResolver {
     pub fn new(keys: Vec<Arc<CertifiedKey>>) -> SniResolver {
+        SniResolver::with_alpn(keys, false)
+    }
+
+    /// `require_alpn`: refuse a client that offers no ALPN (`HTTP2Only`).
+    pub fn with_alpn(keys: Vec<Arc<CertifiedKey>>, require_alpn: bool) -> SniResolver {
         SniResolver {
             keys,
+            require_alpn,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -59,6 +101,13 @@ impl SniResolver {
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        // A client offering ALPN without h2 gets rustls's `no_application_protocol` itself.
+        if self.require_alpn && hello.alpn().is_none() {
+            record(Resolved {
+                refused_no_alpn: true,
+            });
+            return None;
+        }
         self.keys.get(self.index_for(hello.server_name())).cloned()
     }
 }
@@ -124,7 +173,8 @@ pub fn server_config_with(
     http2_enabled: bool,
     ticketer: Arc<SharedTicketer>,
 ) -> Result<(Arc<ServerConfig>, Arc<SniResolver>), TlsError> {
-    let resolver = Arc::new(SniResolver::new(keys));
+    let require_alpn = alpn == AlpnPolicy::HTTP2Only && http2_enabled;
+    let resolver = Arc::new(SniResolver::with_alpn(keys, require_alpn));
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: SERVER_CIPHER_SUITES.to_vec(),
         ..provider()

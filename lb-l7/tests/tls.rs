@@ -391,3 +391,126 @@ async fn h2load_over_tls_to_nginx_target() {
     }
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), nginx.wait()).await;
 }
+
+/// A TLS client (rustls, trusting `ca`, SNI `a.test`) offering the ALPN protocols `alpn` (none
+/// when empty): sends `bytes` once the handshake is done, reads until the close (or `limit`).
+/// The ALPN protocol chosen and what came back; `Err`: the handshake failed (rustls's error).
+async fn tls_exchange(
+    port: u16,
+    ca: &std::path::Path,
+    alpn: &[&str],
+    bytes: &[u8],
+    limit: std::time::Duration,
+) -> Result<(Option<Vec<u8>>, Vec<u8>), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut cfg = tls_client_config(ca);
+    cfg.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let mut s = tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    let chosen = s.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    s.write_all(bytes).await.map_err(|e| e.to_string())?;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(limit, s.read_to_end(&mut got)).await;
+    Ok((chosen, got))
+}
+
+/// ALPN decides the protocol over TLS (RFC 9113 §3.2): the HTTP/2 preface on a connection that
+/// negotiated http/1.1 or nothing is an HTTP/1.1 request answered 400 (it was served HTTP/2),
+/// on every policy; `HTTP2Only` refuses a client without ALPN with `no_application_protocol`
+/// (it was served HTTP/1.1), counted; h2 by ALPN is served HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpn_policy_decides_the_protocol() {
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let pki = TestPki::new("tls-alpn");
+    let a = pki.leaf("a", &["a.test"]);
+    let be = backend("be").await;
+    let listener = |port: u16, policy: &str| {
+        format!(
+            r#"[[listener]]
+address = "127.0.0.1"
+port = {port}
+protocol = "HTTPS"
+alpn_policy = "{policy}"
+certificate = [{{ certificate_file = "{}", private_key_file = "{}" }}]
+default_action = {{ type = "forward", target_group = "t" }}
+"#,
+            a.0, a.1
+        )
+    };
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let toml = format!(
+        "{}{}{}[[target_group]]\nname = \"t\"\ntarget = [{{ id = \"127.0.0.1\", port = {} }}]\n",
+        listener(p1, "HTTP1Only"),
+        listener(p2, "HTTP2Preferred"),
+        listener(p3, "HTTP2Only"),
+        be.addr.port()
+    );
+    let w = start(&toml);
+    let ca = pki.ca.clone();
+    let limit = std::time::Duration::from_secs(5);
+    for (port, alpn) in [
+        (p1, &["http/1.1"][..]),
+        (p1, &[][..]),
+        (p2, &["http/1.1"][..]),
+        (p2, &[][..]),
+    ] {
+        let (chosen, got) = tls_exchange(port, &ca, alpn, PREFACE, limit)
+            .await
+            .expect("handshake");
+        assert_eq!(chosen.as_deref(), alpn.first().map(|p| p.as_bytes()));
+        let text = String::from_utf8_lossy(&got);
+        assert!(
+            text.starts_with("HTTP/1.1 400"),
+            "port {port}, ALPN {alpn:?}: {text:?}"
+        );
+    }
+    // curl offers h2 and http/1.1: each policy's choice.
+    let ca_s = ca.display().to_string();
+    for (port, want) in [(p1, "HTTP/1.1 200"), (p2, "HTTP/2 200"), (p3, "HTTP/2 200")] {
+        let (code, text) = curl(&[
+            "--http2",
+            "--cacert",
+            &ca_s,
+            "--resolve",
+            &format!("a.test:{port}:127.0.0.1"),
+            &format!("https://a.test:{port}/"),
+        ])
+        .await;
+        assert_eq!(code, 200, "{port}: {text}");
+        assert!(text.starts_with(want), "{port}: {text}");
+    }
+    // HTTP2Only: no ALPN, or ALPN without h2, is refused in the handshake, and counted.
+    let before = w.metrics.snapshot().client_tls_negotiation_error_count;
+    for alpn in [&[][..], &["http/1.1"][..]] {
+        let r = tls_exchange(p3, &ca, alpn, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", limit).await;
+        let e = r.expect_err("refused");
+        assert!(e.contains("NoApplicationProtocol"), "ALPN {alpn:?}: {e}");
+    }
+    let (_, out, err) = run_stdin(
+        "openssl",
+        &[
+            "s_client",
+            "-connect",
+            &format!("127.0.0.1:{p3}"),
+            "-servername",
+            "a.test",
+        ],
+        Some(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"),
+    )
+    .await;
+    assert!(
+        err.contains("no application protocol") && !out.contains("HTTP/1.1 200"),
+        "{out}{err}"
+    );
+    wait_for(limit, "three negotiation errors counted", || {
+        w.metrics.snapshot().client_tls_negotiation_error_count == before + 3
+    })
+    .await;
+    w.stop().await;
+}

@@ -351,22 +351,103 @@ async fn handshake(
     acceptor: TlsAcceptor,
 ) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
     let limit = sh.limits.header_read_timeout;
-    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
-        Ok(Ok(s)) => Some(Box::new(s)),
-        Ok(Err(e)) => {
-            sh.metrics
-                .client_tls_negotiation_errors
-                .fetch_add(1, Relaxed);
-            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-            None
-        }
-        Err(_) => {
-            sh.metrics
-                .client_tls_negotiation_errors
-                .fetch_add(1, Relaxed);
-            None
-        }
+    let (r, _) =
+        crate::tls::recording(tokio::time::timeout(limit, start_tls(stream, acceptor))).await;
+    let failed = match r {
+        Ok(Ok(s)) => return Some(Box::new(s)),
+        Ok(Err(f)) => Some(f),
+        Err(_) => None,
+    };
+    sh.metrics
+        .client_tls_negotiation_errors
+        .fetch_add(1, Relaxed);
+    if let Some(f) = failed {
+        tracing::debug!(%peer, error = %f, "TLS handshake failed");
     }
+    None
+}
+
+/// Bytes of the client's first read on a TLS connection: a ClientHello (~0.5–2 KB) in one
+/// piece, which rustls then reads from here instead of the socket (the read it would do).
+const FIRST_READ: usize = 4096;
+
+/// The alert `no_application_protocol` (fatal), a plaintext record as before any key: what an
+/// `HTTP2Only` listener answers a client that offers no ALPN (RFC 7301 §3.2's alert).
+const NO_APPLICATION_PROTOCOL: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x78];
+
+/// Why a TLS connection ended before its handshake completed.
+#[derive(Debug, thiserror::Error)]
+enum Failed {
+    /// Closed or reset before its first byte.
+    #[error("closed before a byte")]
+    Quiet,
+    #[error("{0}")]
+    Tls(String),
+    /// `HTTP2Only`: the client offered no ALPN.
+    #[error("no ALPN offered to an HTTP2Only listener (no_application_protocol)")]
+    NoAlpn,
+}
+
+/// The handshake: the client's first read is made here (one read, as rustls's own first one)
+/// and handed to rustls before it reads the socket itself, so that what rustls refused in the
+/// ClientHello can be answered here.
+async fn start_tls(
+    mut stream: TcpStream,
+    acceptor: TlsAcceptor,
+) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Failed> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut first = [0u8; FIRST_READ];
+    let n = match stream.read(&mut first).await {
+        Ok(0) | Err(_) => return Err(Failed::Quiet),
+        Ok(n) => n,
+    };
+    let first = &first[..n];
+    let mut fed = Ok(());
+    let mut alert = Vec::new();
+    let mut accept = acceptor.accept_with(stream, |c| {
+        fed = feed(c, first);
+        if fed.is_err() {
+            let _ = c.write_tls(&mut alert);
+        }
+    });
+    if let Err(e) = fed {
+        // rustls refused the first bytes: its alert, or ours for a refused ALPN, and the end.
+        let refused = crate::tls::resolved().refused_no_alpn;
+        if let Some(tcp) = accept.get_mut() {
+            let out: &[u8] = if refused {
+                &NO_APPLICATION_PROTOCOL
+            } else {
+                &alert
+            };
+            let _ = tcp.write_all(out).await;
+        }
+        return Err(if refused {
+            Failed::NoAlpn
+        } else {
+            Failed::Tls(e.to_string())
+        });
+    }
+    accept.await.map_err(|e| {
+        if crate::tls::resolved().refused_no_alpn {
+            Failed::NoAlpn
+        } else {
+            Failed::Tls(e.to_string())
+        }
+    })
+}
+
+/// Hands rustls the bytes read (all of them: rustls takes at most a buffer's worth a call)
+/// and has it process them.
+fn feed(c: &mut rustls::ServerConnection, mut bytes: &[u8]) -> Result<(), rustls::Error> {
+    while !bytes.is_empty() {
+        match c.read_tls(&mut bytes) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => return Err(rustls::Error::General(e.to_string())),
+        }
+        c.process_new_packets()?;
+    }
+    Ok(())
 }
 
 /// The connection's facts once its handshake completed (for the access log and the rules),

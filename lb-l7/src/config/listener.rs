@@ -25,8 +25,10 @@ pub struct Listener {
     /// HTTPS only: certificates; the first is the default, the others are chosen by SNI.
     #[serde(default)]
     pub certificate: Vec<Certificate>,
+    /// HTTPS only (validation refuses it on an HTTP listener): the ALPN policy, default
+    /// `HTTP2Preferred` ([`Listener::alpn`]).
     #[serde(default)]
-    pub alpn_policy: AlpnPolicy,
+    pub alpn_policy: Option<AlpnPolicy>,
     #[serde(default = "default_default_action")]
     pub default_action: Action,
     #[serde(default)]
@@ -34,6 +36,11 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// The listener's ALPN policy (`HTTP2Preferred` when not set).
+    pub fn alpn(&self) -> AlpnPolicy {
+        self.alpn_policy.unwrap_or_default()
+    }
+
     /// The address and port the listener binds.
     pub fn socket_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::new(self.address, self.port)
@@ -66,7 +73,9 @@ impl Protocol {
     }
 }
 
-/// ALB's ALPN policies. `HTTP2Preferred` (weir's default) offers h2 then http/1.1.
+/// ALB's ALPN policies. `HTTP2Preferred` (weir's default) offers h2 then http/1.1. Over TLS
+/// a connection speaks HTTP/2 only when ALPN chose h2; `HTTP2Only` refuses a client that does
+/// not (an ALPN list without h2, or none: the alert `no_application_protocol`).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
 pub enum AlpnPolicy {
     #[default]

@@ -40,7 +40,7 @@ impl Default for L7Config {
                 freebind: false,
                 protocol: Protocol::Http,
                 certificate: Vec::new(),
-                alpn_policy: AlpnPolicy::default(),
+                alpn_policy: None,
                 default_action: Action::FixedResponse {
                     status_code: 200,
                     content_type: Some("text/plain".into()),

@@ -482,4 +482,49 @@ fn every_target_at_weight_0_is_a_warning() {
     );
     assert!(warned("").is_empty());
     assert!(L7Config::default().warnings().is_empty());
+
+/// `alpn_policy` is for HTTPS listeners (ALB's): on an HTTP one it is refused, naming the key;
+/// `HTTP2Only` needs HTTP/2 on.
+#[test]
+fn alpn_policy_only_on_https_listeners() {
+    let http = "[[listener]]\nport = 80\nalpn_policy = \"HTTP1Only\"\n";
+    let c: L7Config = toml::from_str(http).unwrap();
+    let errs = c.validate();
+    assert_eq!(
+        errs.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+        ["listener[0].alpn_policy"]
+    );
+    assert!(
+        errs[0]
+            .message
+            .contains("only used with protocol = \"HTTPS\"")
+    );
+    assert!(paths("[[listener]]\nport = 80\n").is_empty());
+    let https = |lb: &str, policy: &str| {
+        format!(
+            "{lb}[[listener]]\nport = 443\nprotocol = \"HTTPS\"\nalpn_policy = \"{policy}\"\n\
+             certificate = [{{ certificate_file = \"/nonexistent.pem\", private_key_file = \"/nonexistent.key\" }}]\n"
+        )
+    };
+    let alpn_errs = |toml: String| {
+        paths(&toml)
+            .into_iter()
+            .filter(|p| p.ends_with("alpn_policy"))
+            .collect::<Vec<_>>()
+    };
+    assert!(alpn_errs(https("", "HTTP2Only")).is_empty());
+    assert!(
+        alpn_errs(https(
+            "[load_balancer]\nrouting.http2.enabled = false\n",
+            "HTTP1Only"
+        ))
+        .is_empty()
+    );
+    assert_eq!(
+        alpn_errs(https(
+            "[load_balancer]\nrouting.http2.enabled = false\n",
+            "HTTP2Only"
+        )),
+        ["listener[0].alpn_policy"]
+    );
 }

@@ -38,7 +38,9 @@ pub(super) fn validate(c: &L7Config) -> Vec<FieldError> {
     // accepted nothing (its connections queued unanswered).
     let mut bound: HashMap<u16, (usize, IpAddr)> = HashMap::new();
     for (i, l) in c.listener.iter().enumerate() {
-        listener(&mut e, &format!("listener[{i}]"), l, &groups);
+        let p = format!("listener[{i}]");
+        listener(&mut e, &p, l, &groups);
+        alpn_policy(&mut e, &p, l, c.load_balancer.routing.http2.enabled);
         match bound.insert(l.port, (i, l.address)) {
             Some((first, addr)) if addr == l.address => e.push(
                 format!("listener[{i}].port"),
@@ -174,6 +176,25 @@ fn upgrade_protocols(e: &mut Errors, p: &str, list: &[String]) {
                  would take requests that no listener rule saw (weir serves HTTP/2 itself)",
             );
         }
+    }
+}
+
+/// `alpn_policy` is ALB's for HTTPS listeners: an HTTP listener has no ALPN (it serves
+/// HTTP/1.1, and h2c by `routing.http2.enabled`), and `HTTP2Only` with HTTP/2 off would
+/// serve no client.
+fn alpn_policy(e: &mut Errors, p: &str, l: &Listener, http2: bool) {
+    match (l.protocol, l.alpn_policy) {
+        (Protocol::Http, Some(_)) => e.push(
+            format!("{p}.alpn_policy"),
+            "alpn_policy is only used with protocol = \"HTTPS\" (ALPN is negotiated in the TLS \
+             handshake; an HTTP listener serves HTTP/1.1, and h2c when routing.http2.enabled)",
+        ),
+        (Protocol::Https, Some(AlpnPolicy::HTTP2Only)) if !http2 => e.push(
+            format!("{p}.alpn_policy"),
+            "HTTP2Only with routing.http2.enabled = false would serve no client: enable HTTP/2 \
+             or choose HTTP1Only",
+        ),
+        _ => {}
     }
 }
 

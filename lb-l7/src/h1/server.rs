@@ -517,7 +517,12 @@ async fn read_head(sh: &Shared, io: &mut ClientStream, buf: &mut BytesMut, first
     // Set when the first read did not bring the whole head (most heads come in one read).
     let mut deadline = None;
     loop {
-        if first && sh.config.load_balancer.routing.http2.enabled {
+        // h2c (prior knowledge) on plain connections only: over TLS, HTTP/2 is what ALPN
+        // chose (RFC 9113 §3.2), and the preface here is an HTTP/1.1 request to refuse (400).
+        if first
+            && matches!(io, ClientStream::Plain(_))
+            && sh.config.load_balancer.routing.http2.enabled
+        {
             let k = buf.len().min(H2_PREFACE.len());
             if k >= 3 && buf[..k] == H2_PREFACE[..k] {
                 return Next::H2;

@@ -98,7 +98,7 @@ fn listener(l: &Listener) -> ListenerView {
             lb_l7::config::Protocol::Https => "HTTPS",
         }
         .into(),
-        alpn_policy: format!("{:?}", l.alpn_policy),
+        alpn_policy: format!("{:?}", l.alpn()),
         certificates: l
             .certificate
             .iter()

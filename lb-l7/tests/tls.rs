@@ -514,3 +514,45 @@ default_action = {{ type = "forward", target_group = "t" }}
     .await;
     w.stop().await;
 }
+
+/// A plain HTTP request to a TLS listener gets a plaintext `400` with `Connection: close` (as
+/// nginx), not a TLS alert curl read as HTTP/0.9; counted as a client TLS negotiation error. A
+/// TLS client on the same listener is served as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_to_a_tls_listener_gets_400() {
+    let pki = TestPki::new("tls-plain");
+    let a = pki.leaf("a", &["a.test"]);
+    let be = backend("be").await;
+    let port = free_port();
+    let w = start(&tls_config(port, &a, be.addr.port(), ""));
+    let before = w.metrics.snapshot().client_tls_negotiation_error_count;
+    let (got, closed) = raw(
+        port,
+        b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n",
+        std::time::Duration::from_secs(5),
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{got:?}");
+    assert!(got.contains("\r\nConnection: close\r\n"), "{got:?}");
+    assert!(
+        got.ends_with("plain HTTP request was sent to an HTTPS port\n"),
+        "{got:?}"
+    );
+    assert!(closed, "closed after the 400");
+    let (code, text) = curl(&[&format!("http://127.0.0.1:{port}/")]).await;
+    assert_eq!(code, 400, "{text}");
+    let (code, text) = curl(&[
+        "--cacert",
+        &pki.ca.display().to_string(),
+        "--resolve",
+        &format!("a.test:{port}:127.0.0.1"),
+        &format!("https://a.test:{port}/"),
+    ])
+    .await;
+    assert_eq!(code, 200, "{text}");
+    wait_for(std::time::Duration::from_secs(5), "two counted", || {
+        w.metrics.snapshot().client_tls_negotiation_error_count == before + 2
+    })
+    .await;
+    w.stop().await;
+}

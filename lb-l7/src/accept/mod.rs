@@ -386,11 +386,44 @@ enum Failed {
     /// `HTTP2Only`: the client offered no ALPN.
     #[error("no ALPN offered to an HTTP2Only listener (no_application_protocol)")]
     NoAlpn,
+    /// A plain HTTP request: answered 400 in plaintext ([`PLAIN_HTTP_BODY`]).
+    #[error("plain HTTP request on a TLS listener (answered 400)")]
+    PlainHttp,
+}
+
+/// The body of the 400 a plain HTTP request on a TLS listener gets (as nginx's "The plain HTTP
+/// request was sent to HTTPS port").
+const PLAIN_HTTP_BODY: &str = "weir: a plain HTTP request was sent to an HTTPS port\n";
+
+/// Whether the first bytes of a connection start an HTTP request line rather than a TLS record
+/// (whose first byte, a handshake's, is 0x16): a method (1–20 uppercase letters, `-` or `_`)
+/// then a space, or the end of what came so far.
+fn looks_like_http(b: &[u8]) -> bool {
+    let method = b
+        .iter()
+        .take_while(|c| c.is_ascii_uppercase() || **c == b'-' || **c == b'_')
+        .count();
+    (1..=20).contains(&method) && b.get(method).is_none_or(|c| *c == b' ')
+}
+
+/// Answers a plain HTTP request on a TLS listener: `400` in plaintext, `Connection: close`,
+/// then the lingering close (what the client still sends is read and dropped, so that the
+/// answer is not lost to a reset).
+async fn plain_http_400(stream: &mut TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{PLAIN_HTTP_BODY}",
+        PLAIN_HTTP_BODY.len()
+    );
+    if stream.write_all(answer.as_bytes()).await.is_ok() {
+        let _ = crate::linger::close(stream, crate::linger::BOUNDS).await;
+    }
 }
 
 /// The handshake: the client's first read is made here (one read, as rustls's own first one)
-/// and handed to rustls before it reads the socket itself, so that what rustls refused in the
-/// ClientHello can be answered here.
+/// and handed to rustls before it reads the socket itself, so that a plain HTTP request can be
+/// answered in plaintext, and what rustls refused in the ClientHello answered here.
 async fn start_tls(
     mut stream: TcpStream,
     acceptor: TlsAcceptor,
@@ -402,6 +435,10 @@ async fn start_tls(
         Ok(n) => n,
     };
     let first = &first[..n];
+    if first[0] != 0x16 && looks_like_http(first) {
+        plain_http_400(&mut stream).await;
+        return Err(Failed::PlainHttp);
+    }
     let mut fed = Ok(());
     let mut alert = Vec::new();
     let mut accept = acceptor.accept_with(stream, |c| {
@@ -516,4 +553,35 @@ pub(crate) fn tls_connection_for_test(
         builder,
         shutdown,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::looks_like_http;
+
+    #[test]
+    fn plain_http_is_told_from_tls() {
+        for yes in [
+            &b"GET / HTTP/1.1\r\n"[..],
+            b"POST /x HTTP/1.1",
+            b"OPTIONS * HTTP/1.1",
+            b"PRI * HTTP/2.0",
+            b"G",
+            b"GE",
+            b"M-SEARCH * HTTP/1.1",
+        ] {
+            assert!(looks_like_http(yes), "{yes:?}");
+        }
+        for no in [
+            &[0x16u8, 0x03, 0x01, 0x02, 0x00][..],
+            &[0x80, 0x2e, 0x01][..],
+            b"get / HTTP/1.1",
+            b" GET /",
+            b"GET/",
+            b"\r\n",
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZ /",
+        ] {
+            assert!(!looks_like_http(no), "{no:?}");
+        }
+    }
 }

@@ -556,3 +556,68 @@ async fn plain_http_to_a_tls_listener_gets_400() {
     .await;
     w.stop().await;
 }
+
+/// ClientTLSNegotiationErrorCount counts TLS connections that failed with a TLS error, not TCP
+/// connections that never sent a byte: connect-and-close (port probes, L4 health checks), a
+/// reset, a silent connection timed out are not counted (10 connect-and-close counted 10); a
+/// ClientHello cut short, a silent one after it began, and garbage are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_begun_handshakes_are_negotiation_errors() {
+    use tokio::io::AsyncWriteExt;
+    let pki = TestPki::new("tls-neg");
+    let a = pki.leaf("a", &["a.test"]);
+    let be = backend("be").await;
+    let port = free_port();
+    let w = start(&tls_config(
+        port,
+        &a,
+        be.addr.port(),
+        "header_read_timeout_seconds = 1",
+    ));
+    let count = || w.metrics.snapshot().client_tls_negotiation_error_count;
+    let before = count();
+    for _ in 0..10 {
+        drop(
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .unwrap(),
+        );
+    }
+    for _ in 0..2 {
+        let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .unwrap();
+        socket2::SockRef::from(&s)
+            .set_linger(Some(std::time::Duration::ZERO))
+            .unwrap();
+        drop(s);
+    }
+    // Silent past the 1 s handshake limit: closed by weir, not counted.
+    let (_, closed) = raw(port, b"", std::time::Duration::from_secs(3)).await;
+    assert!(closed, "a silent connection is closed at the limit");
+    assert_eq!(count(), before, "no byte sent, nothing counted");
+    // A ClientHello cut short (a record header and a few bytes), then the close; the same
+    // left silent until the limit; bytes that are no TLS: each counted.
+    let partial = [0x16u8, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01];
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    s.write_all(&partial).await.unwrap();
+    drop(s);
+    let (_, closed) = raw(port, &partial, std::time::Duration::from_secs(3)).await;
+    assert!(closed);
+    let (got, _) = raw(
+        port,
+        b"\x00\x01\x02\x03garbage",
+        std::time::Duration::from_secs(3),
+    )
+    .await;
+    assert!(got.starts_with('\u{15}'), "a TLS alert: {got:?}");
+    wait_for(std::time::Duration::from_secs(5), "three counted", || {
+        count() == before + 3
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(count(), before + 3);
+    w.stop().await;
+}

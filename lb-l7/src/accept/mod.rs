@@ -342,8 +342,10 @@ async fn serve_tls(
     }
 }
 
-/// The TLS handshake, counted when it fails. The handshake is the first part of the request
-/// head: it gets the header read timeout from the accept on (TLS slowloris).
+/// The TLS handshake, counted when it fails after the client sent something (ALB's
+/// ClientTLSNegotiationErrorCount: a connection closed, reset or silent before its first byte,
+/// a port probe or an L4 health check, is no TLS negotiation). The handshake is the first part
+/// of the request head: it gets the header read timeout from the accept on (TLS slowloris).
 async fn handshake(
     sh: &Shared,
     stream: TcpStream,
@@ -351,18 +353,26 @@ async fn handshake(
     acceptor: TlsAcceptor,
 ) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
     let limit = sh.limits.header_read_timeout;
-    let (r, _) =
-        crate::tls::recording(tokio::time::timeout(limit, start_tls(stream, acceptor))).await;
+    let mut began = false;
+    let (r, _) = crate::tls::recording(tokio::time::timeout(
+        limit,
+        start_tls(stream, acceptor, &mut began),
+    ))
+    .await;
     let failed = match r {
         Ok(Ok(s)) => return Some(Box::new(s)),
         Ok(Err(f)) => Some(f),
         Err(_) => None,
     };
+    if !began {
+        return None;
+    }
     sh.metrics
         .client_tls_negotiation_errors
         .fetch_add(1, Relaxed);
-    if let Some(f) = failed {
-        tracing::debug!(%peer, error = %f, "TLS handshake failed");
+    match failed {
+        Some(f) => tracing::debug!(%peer, error = %f, "TLS handshake failed"),
+        None => tracing::debug!(%peer, "TLS handshake failed: timed out"),
     }
     None
 }
@@ -424,9 +434,11 @@ async fn plain_http_400(stream: &mut TcpStream) {
 /// The handshake: the client's first read is made here (one read, as rustls's own first one)
 /// and handed to rustls before it reads the socket itself, so that a plain HTTP request can be
 /// answered in plaintext, and what rustls refused in the ClientHello answered here.
+/// `began`: set once the client's first bytes came.
 async fn start_tls(
     mut stream: TcpStream,
     acceptor: TlsAcceptor,
+    began: &mut bool,
 ) -> Result<tokio_rustls::server::TlsStream<TcpStream>, Failed> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut first = [0u8; FIRST_READ];
@@ -434,6 +446,7 @@ async fn start_tls(
         Ok(0) | Err(_) => return Err(Failed::Quiet),
         Ok(n) => n,
     };
+    *began = true;
     let first = &first[..n];
     if first[0] != 0x16 && looks_like_http(first) {
         plain_http_400(&mut stream).await;

@@ -23,6 +23,20 @@ pub(crate) fn provider() -> rustls::crypto::CryptoProvider {
     rustls::crypto::aws_lc_rs::default_provider()
 }
 
+/// A certificate's subjectAltName DNS names, lowercase, without a trailing dot (none: no client
+/// accepts it for any host name).
+pub fn dns_names(key: &CertifiedKey) -> Vec<String> {
+    key.end_entity_cert()
+        .ok()
+        .and_then(|c| webpki::EndEntityCert::try_from(c).ok())
+        .map(|ee| {
+            ee.valid_dns_names()
+                .map(|n| n.trim_end_matches('.').to_ascii_lowercase())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Loads a PEM certificate chain and its PEM private key, checking that they belong together.
 pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     let read = |p: &Path| std::fs::read(p).map_err(|e| e.to_string());

@@ -1,5 +1,5 @@
-//! TLS termination: rustls with the aws-lc-rs provider, certificates chosen by SNI (first one
-//! is the default), ALPN by ALB's ALPN policy, TLS 1.2 and 1.3 only, and session tickets whose
+//! TLS termination: rustls with the aws-lc-rs provider, certificates chosen by SNI (an exact
+//! name before a wildcard, then a key the client can use; the first one is the default), ALPN by ALB's ALPN policy, TLS 1.2 and 1.3 only, and session tickets whose
 //! keys all workers share so a session resumes on whichever worker gets the connection
 //! (`crate::tickets`: the keys and their rotation).
 
@@ -7,16 +7,20 @@ use crate::config::{AlpnPolicy, Certificate};
 use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
+use rustls::{CipherSuite, SignatureScheme};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use crate::certs::provider;
-pub use crate::certs::{TlsError, certified_key_from_pem, load_certified_key};
+pub use crate::certs::{TlsError, certified_key_from_pem, dns_names, load_certified_key};
 
 /// What the certificate resolver decided in one handshake (`accept::handshake` reads it).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Resolved {
+    /// The certificate served (its index in the listener's list); `None`: none was chosen
+    /// (a resumed session, or the handshake ended before).
+    pub index: Option<usize>,
     /// Refused: the listener is `HTTP2Only` and the client offered no ALPN (so no h2).
     pub refused_no_alpn: bool,
 }
@@ -45,15 +49,25 @@ fn record(r: Resolved) {
     let _ = RESOLVED.try_with(|c| c.set(r));
 }
 
-/// Picks the certificate whose names cover the SNI name; the first certificate otherwise.
-/// On an `HTTP2Only` listener it refuses a client that offers no ALPN (no certificate: the
-/// handshake fails, `accept::handshake` answers the alert `no_application_protocol`).
+/// Picks the certificate for a ClientHello: among those whose names cover the SNI name, the
+/// ones naming it exactly before wildcards, each group in the listener's order, the first whose
+/// key the client can use (a scheme of its `signature_algorithms` for the key and, for a client
+/// offering only TLS 1.2 suites, one of them for the key's algorithm: ECDSA or RSA), as ALB
+/// serves "the best certificate the client supports"; the best-named one when the client can
+/// use none (the handshake then fails as it would). No SNI, or no name covering it: the first
+/// certificate (the default). A certificate without subjectAltName DNS names is never chosen
+/// by name: clients (rustls/webpki, browsers, curl) ignore the subject CN, and validation warns
+/// (`config::validate`). On an `HTTP2Only` listener it refuses a client that offers no ALPN
+/// (no certificate: the handshake fails, `accept::start_tls` answers `no_application_protocol`).
 #[derive(Debug)]
 pub struct SniResolver {
     keys: Vec<Arc<CertifiedKey>>,
+    /// Each certificate's subjectAltName DNS names, lowercase, without a trailing dot.
+    names: Vec<Vec<String>>,
     /// `HTTP2Only` with HTTP/2 enabled: a client offering no ALPN is refused.
     require_alpn: bool,
-    cache: Mutex<HashMap<String, usize>>,
+    /// A name's candidates, best first (they do not depend on the client).
+    cache: Mutex<HashMap<String, Arc<[usize]>>>,
 }
 
 impl SniResolver {
@@ -64,39 +78,81 @@ impl SniResolver {
     /// `require_alpn`: refuse a client that offers no ALPN (`HTTP2Only`).
     pub fn with_alpn(keys: Vec<Arc<CertifiedKey>>, require_alpn: bool) -> SniResolver {
         SniResolver {
+            names: keys.iter().map(|k| dns_names(k)).collect(),
             keys,
             require_alpn,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Index of the certificate used for `sni`.
-    pub fn index_for(&self, sni: Option<&str>) -> usize {
+    /// The certificates whose names cover `name`, best first: exact names, then wildcards, each
+    /// in the listener's order; `[0]` (the default) when none does.
+    fn candidates(&self, name: &str) -> Arc<[usize]> {
+        if let Some(c) = self.cache.lock().ok().as_ref().and_then(|c| c.get(name)) {
+            return c.clone();
+        }
+        let lower = name.trim_end_matches('.').to_ascii_lowercase();
+        let (mut exact, mut wild) = (Vec::new(), Vec::new());
+        if let Ok(sn) = ServerName::try_from(name.to_string()) {
+            for (i, k) in self.keys.iter().enumerate() {
+                let covers = k
+                    .end_entity_cert()
+                    .ok()
+                    .and_then(|c| webpki::EndEntityCert::try_from(c).ok())
+                    .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&sn).is_ok());
+                if !covers {
+                } else if self.names[i].contains(&lower) {
+                    exact.push(i);
+                } else {
+                    wild.push(i);
+                }
+            }
+        }
+        exact.append(&mut wild);
+        if exact.is_empty() {
+            exact.push(0);
+        }
+        let c: Arc<[usize]> = exact.into();
+        if let Ok(mut m) = self.cache.lock()
+            && m.len() < 4096
+        {
+            m.insert(name.to_string(), c.clone());
+        }
+        c
+    }
+
+    /// Index of the certificate for `sni` and a client offering `client`'s signature schemes
+    /// and cipher suites (`None`: not known, as for a resumed session: the best-named one).
+    pub fn index_for(
+        &self,
+        sni: Option<&str>,
+        client: Option<(&[SignatureScheme], &[CipherSuite])>,
+    ) -> usize {
         // One certificate serves every name: no lookup in the handshake.
         let Some(name) = sni.filter(|_| self.keys.len() > 1) else {
             return 0;
         };
-        if let Some(&i) = self.cache.lock().ok().as_ref().and_then(|c| c.get(name)) {
-            return i;
-        }
-        let i = ServerName::try_from(name.to_string())
-            .ok()
-            .and_then(|sn| {
-                self.keys.iter().position(|k| {
-                    k.end_entity_cert()
-                        .ok()
-                        .and_then(|c| webpki::EndEntityCert::try_from(c).ok())
-                        .is_some_and(|ee| ee.verify_is_valid_for_subject_name(&sn).is_ok())
-                })
-            })
-            .unwrap_or(0);
-        if let Ok(mut c) = self.cache.lock()
-            && c.len() < 4096
-        {
-            c.insert(name.to_string(), i);
-        }
-        i
+        let candidates = self.candidates(name);
+        let Some((schemes, suites)) = client.filter(|_| candidates.len() > 1) else {
+            return candidates[0];
+        };
+        candidates
+            .iter()
+            .copied()
+            .find(|&i| usable(&self.keys[i], schemes, suites))
+            .unwrap_or(candidates[0])
     }
+}
+
+/// Whether a client offering `schemes` and `suites` can use `key`: one of the schemes signs
+/// with it, and one of the suites weir serves goes with it (any TLS 1.3 suite; a TLS 1.2 one of
+/// the key's algorithm).
+fn usable(key: &CertifiedKey, schemes: &[SignatureScheme], suites: &[CipherSuite]) -> bool {
+    let alg = key.key.algorithm();
+    key.key.choose_scheme(schemes).is_some()
+        && SERVER_CIPHER_SUITES
+            .iter()
+            .any(|s| suites.contains(&s.suite()) && s.usable_for_signature_algorithm(alg))
 }
 
 impl ResolvesServerCert for SniResolver {
@@ -104,11 +160,20 @@ impl ResolvesServerCert for SniResolver {
         // A client offering ALPN without h2 gets rustls's `no_application_protocol` itself.
         if self.require_alpn && hello.alpn().is_none() {
             record(Resolved {
+                index: None,
                 refused_no_alpn: true,
             });
             return None;
         }
-        self.keys.get(self.index_for(hello.server_name())).cloned()
+        let i = self.index_for(
+            hello.server_name(),
+            Some((hello.signature_schemes(), hello.cipher_suites())),
+        );
+        record(Resolved {
+            index: Some(i),
+            refused_no_alpn: false,
+        });
+        self.keys.get(i).cloned()
     }
 }
 
@@ -203,6 +268,30 @@ mod tests {
         ours.sort_by_key(|s| u16::from(*s));
         theirs.sort_by_key(|s| u16::from(*s));
         assert_eq!(ours, theirs);
+    }
+
+    /// A certificate with a CN and no subjectAltName has no name SNI can choose it by (what
+    /// validation warns about); SAN names come lowercase.
+    #[test]
+    fn dns_names_are_the_san_names_only() {
+        let key = |names: Vec<String>, cn: &str| {
+            let mut p = rcgen::CertificateParams::new(names).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+            let k = rcgen::KeyPair::generate().unwrap();
+            let c = p.self_signed(&k).unwrap();
+            certified_key_from_pem(
+                std::path::Path::new("c"),
+                c.pem().as_bytes(),
+                std::path::Path::new("k"),
+                k.serialize_pem().as_bytes(),
+            )
+            .unwrap()
+        };
+        assert!(dns_names(&key(vec![], "cnonly.test")).is_empty());
+        assert_eq!(
+            dns_names(&key(vec!["A.Test".into(), "*.b.test".into()], "x")),
+            ["a.test", "*.b.test"]
+        );
     }
 
     #[test]

@@ -621,3 +621,106 @@ async fn only_begun_handshakes_are_negotiation_errors() {
     assert_eq!(count(), before + 3);
     w.stop().await;
 }
+
+/// The certificate for an SNI name: an exact name before a wildcard listed earlier (the
+/// wildcard was served), and among certificates for the same name the first whose key the
+/// client can use: a TLS 1.2 client offering only ECDHE-RSA suites, or TLS 1.3 only RSA-PSS
+/// signatures, gets the RSA one listed after an ECDSA one (handshake_failure before); the
+/// access log names the certificate served. HAProxy chooses the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sni_prefers_exact_names_and_keys_the_client_supports() {
+    let pki = TestPki::new("tls-sni");
+    let default = pki.leaf("default", &["default.test"]);
+    let wild = pki.leaf("wild", &["*.wild.test"]);
+    let exact = pki.leaf("exact", &["a.wild.test"]);
+    let dual_ec = pki.leaf_with("dualec", "dual.test", &["dual.test"], false);
+    let dual_rsa = pki.leaf_with("dualrsa", "dual.test", &["dual.test"], true);
+    let be = backend("be").await;
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("weir-tls-sni-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let certs = [&default, &wild, &exact, &dual_ec, &dual_rsa]
+        .iter()
+        .map(|(c, k)| format!("{{ certificate_file = \"{c}\", private_key_file = \"{k}\" }}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let toml = format!(
+        r#"[load_balancer]
+access_logs.enabled = true
+access_logs.path = "{}"
+[[listener]]
+address = "127.0.0.1"
+port = {port}
+protocol = "HTTPS"
+certificate = [{certs}]
+default_action = {{ type = "forward", target_group = "t" }}
+[[target_group]]
+name = "t"
+target = [{{ id = "127.0.0.1", port = {} }}]
+"#,
+        log.display(),
+        be.addr.port()
+    );
+    let w = start(&toml);
+    let connect = format!("127.0.0.1:{port}");
+    let s_client = |name: &'static str, extra: &'static [&'static str]| {
+        let connect = connect.clone();
+        async move {
+            let mut args = vec!["s_client", "-connect", &connect, "-servername", name];
+            args.extend_from_slice(extra);
+            let req = format!("GET / HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n");
+            let (_, out, err) = run_stdin("openssl", &args, Some(req.as_bytes())).await;
+            format!("{out}{err}")
+        }
+    };
+    let cn = |out: &str, cn: &str| {
+        out.contains(&format!("CN = {cn}\n")) || out.contains(&format!("CN={cn}\n"))
+    };
+    let out = s_client("a.wild.test", &[]).await;
+    assert!(cn(&out, "a.wild.test"), "exact name first:\n{out}");
+    let out = s_client("b.wild.test", &[]).await;
+    assert!(
+        cn(&out, "*.wild.test"),
+        "the wildcard for another name:\n{out}"
+    );
+    let out = s_client("dual.test", &[]).await;
+    assert!(
+        out.contains("Server public key is 256 bit") && out.contains("HTTP/1.1 200"),
+        "ECDSA, listed first, for a client that takes it:\n{out}"
+    );
+    let out = s_client(
+        "dual.test",
+        &["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"],
+    )
+    .await;
+    assert!(
+        out.contains("Server public key is 2048 bit") && out.contains("HTTP/1.1 200"),
+        "RSA for a TLS 1.2 client offering only ECDHE-RSA:\n{out}"
+    );
+    let out = s_client(
+        "dual.test",
+        &[
+            "-tls1_3",
+            "-sigalgs",
+            "rsa_pss_rsae_sha256:rsa_pss_pss_sha256",
+        ],
+    )
+    .await;
+    assert!(
+        out.contains("Server public key is 2048 bit") && out.contains("HTTP/1.1 200"),
+        "RSA for a TLS 1.3 client offering only RSA-PSS:\n{out}"
+    );
+    w.stop().await;
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    let served = |domain: &str, cert: &str| {
+        lines
+            .lines()
+            .filter(|l| l.contains(&format!("\"{domain}\" \"{cert}\"")))
+            .count()
+    };
+    assert_eq!(served("a.wild.test", &exact.0), 1, "{lines}");
+    assert_eq!(served("b.wild.test", &wild.0), 1, "{lines}");
+    assert_eq!(served("dual.test", &dual_ec.0), 1, "{lines}");
+    assert_eq!(served("dual.test", &dual_rsa.0), 2, "{lines}");
+}

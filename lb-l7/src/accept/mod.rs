@@ -323,10 +323,10 @@ async fn serve_tls(
     builder: Arc<auto::Builder<TokioExecutor>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let Some(tls_stream) = Box::pin(handshake(&sh, stream, peer, acceptor)).await else {
+    let Some((tls_stream, cert)) = Box::pin(handshake(&sh, stream, peer, acceptor)).await else {
         return;
     };
-    let (ci, h2) = established(&sh, l, peer, &tls_stream);
+    let (ci, h2) = established(&sh, l, peer, &tls_stream, cert);
     // Boxed: an HTTP/2 connection's future is large and only HTTP/2 connections need it. The
     // HTTP/2 engine is the generation's `http2_engine`.
     if h2 {
@@ -351,16 +351,19 @@ async fn handshake(
     stream: TcpStream,
     peer: std::net::SocketAddr,
     acceptor: TlsAcceptor,
-) -> Option<Box<tokio_rustls::server::TlsStream<TcpStream>>> {
+) -> Option<(
+    Box<tokio_rustls::server::TlsStream<TcpStream>>,
+    Option<usize>,
+)> {
     let limit = sh.limits.header_read_timeout;
     let mut began = false;
-    let (r, _) = crate::tls::recording(tokio::time::timeout(
+    let (r, resolved) = crate::tls::recording(tokio::time::timeout(
         limit,
         start_tls(stream, acceptor, &mut began),
     ))
     .await;
     let failed = match r {
-        Ok(Ok(s)) => return Some(Box::new(s)),
+        Ok(Ok(s)) => return Some((Box::new(s), resolved.index)),
         Ok(Err(f)) => Some(f),
         Err(_) => None,
     };
@@ -508,6 +511,8 @@ fn established(
     l: Arc<ListenerRt>,
     peer: std::net::SocketAddr,
     tls_stream: &tokio_rustls::server::TlsStream<TcpStream>,
+    // The certificate the resolver chose (`None`: a resumed session, which chose none).
+    cert: Option<usize>,
 ) -> (Arc<ConnInfo>, bool) {
     let c = tls_stream.get_ref().1;
     let info = TlsInfo {
@@ -520,10 +525,8 @@ fn established(
             .map(|v| format!("{v:?}"))
             .unwrap_or_default(),
         sni: c.server_name().map(str::to_string),
-        chosen_cert: l
-            .sni
-            .as_ref()
-            .map(|r| r.index_for(c.server_name()))
+        chosen_cert: cert
+            .or_else(|| l.sni.as_ref().map(|r| r.index_for(c.server_name(), None)))
             .and_then(|i| l.config.certificate.get(i))
             .map(|cert| cert.certificate_file.display().to_string()),
         alpn_h2: c.alpn_protocol() == Some(b"h2"),

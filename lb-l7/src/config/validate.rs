@@ -229,16 +229,24 @@ fn listener(e: &mut Errors, p: &str, l: &Listener, groups: &HashSet<&str>) {
     }
     for (j, cert) in l.certificate.iter().enumerate() {
         let cp = format!("{p}.certificate[{j}]");
-        if let Err(err) =
-            crate::certs::load_certified_key(&cert.certificate_file, &cert.private_key_file)
-        {
-            let key = match err {
-                crate::certs::TlsError::Key { .. } | crate::certs::TlsError::Mismatch => {
-                    "private_key_file"
-                }
-                _ => "certificate_file",
-            };
-            e.push(format!("{cp}.{key}"), err.to_string());
+        match crate::certs::load_certified_key(&cert.certificate_file, &cert.private_key_file) {
+            Ok(k) if crate::certs::dns_names(&k).is_empty() => tracing::warn!(
+                key = %format!("{cp}.certificate_file"),
+                file = %cert.certificate_file.display(),
+                "certificate has no subjectAltName DNS name: SNI never chooses it (clients ignore \
+                 the subject CN: rustls, browsers and curl match subjectAltName names only); it \
+                 serves only as the default when it is the listener's first"
+            ),
+            Ok(_) => {}
+            Err(err) => {
+                let key = match err {
+                    crate::certs::TlsError::Key { .. } | crate::certs::TlsError::Mismatch => {
+                        "private_key_file"
+                    }
+                    _ => "certificate_file",
+                };
+                e.push(format!("{cp}.{key}"), err.to_string());
+            }
         }
     }
     action(e, &format!("{p}.default_action"), &l.default_action, groups);

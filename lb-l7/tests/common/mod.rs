@@ -649,6 +649,50 @@ impl TestPki {
     }
 }
 
+impl TestPki {
+    /// As [`TestPki::leaf`] with an RSA-2048 key (`rsa`, made by `openssl genpkey`) instead of
+    /// ECDSA P-256, and without subjectAltName when `names` is empty (`cn` then is the subject
+    /// CN alone).
+    pub fn leaf_with(&self, file: &str, cn: &str, names: &[&str], rsa: bool) -> (String, String) {
+        let ca_key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(self.dir.join("ca.key")).unwrap())
+                .unwrap();
+        let mut cap = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        cap.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        cap.distinguished_name
+            .push(rcgen::DnType::CommonName, "weir test CA");
+        let issuer = rcgen::Issuer::new(cap, ca_key);
+        let mut p =
+            rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        let key = if rsa {
+            let out = std::process::Command::new("openssl")
+                .args([
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                ])
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            rcgen::KeyPair::from_pem(&String::from_utf8(out.stdout).unwrap()).unwrap()
+        } else {
+            rcgen::KeyPair::generate().unwrap()
+        };
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        let (c, k) = (
+            self.dir.join(format!("{file}.pem")),
+            self.dir.join(format!("{file}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c.display().to_string(), k.display().to_string())
+    }
+}
+
 impl Drop for TestPki {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -30,8 +30,8 @@ pub struct Record {
     /// `METHOD URL VERSION`.
     pub request: String,
     pub user_agent: String,
-    pub ssl_cipher: Option<String>,
-    pub ssl_protocol: Option<String>,
+    pub ssl_cipher: Option<&'static str>,
+    pub ssl_protocol: Option<&'static str>,
     pub target_group: Option<String>,
     pub trace_id: String,
     pub domain_name: Option<String>,

@@ -215,6 +215,77 @@ const SERVER_CIPHER_SUITES: &[rustls::SupportedCipherSuite] = {
     ]
 };
 
+/// Every suite weir's server can negotiate ([`SERVER_CIPHER_SUITES`]): its IANA (RFC) name, as
+/// `openssl ciphers -stdname` prints it, and its OpenSSL name, which ALB's access log
+/// `ssl_cipher` uses (TLS 1.3 suites keep their IANA names in OpenSSL).
+const SUITE_NAMES: &[(CipherSuite, &str, &str)] = &[
+    (
+        CipherSuite::TLS13_AES_128_GCM_SHA256,
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_128_GCM_SHA256",
+    ),
+    (
+        CipherSuite::TLS13_AES_256_GCM_SHA384,
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_AES_256_GCM_SHA384",
+    ),
+    (
+        CipherSuite::TLS13_CHACHA20_POLY1305_SHA256,
+        "TLS_CHACHA20_POLY1305_SHA256",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+    ),
+    (
+        CipherSuite::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ),
+];
+
+/// A negotiated suite's OpenSSL name (the access log's `ssl_cipher`, as ALB writes it); `-`
+/// for one weir does not serve (none can be negotiated).
+pub fn openssl_cipher_name(suite: CipherSuite) -> &'static str {
+    SUITE_NAMES
+        .iter()
+        .find(|(s, _, _)| *s == suite)
+        .map_or("-", |(_, _, name)| name)
+}
+
+/// A protocol version as OpenSSL and ALB's `ssl_protocol` write it (`TLSv1.2`, `TLSv1.3`).
+pub fn openssl_protocol_name(v: rustls::ProtocolVersion) -> &'static str {
+    match v {
+        rustls::ProtocolVersion::TLSv1_3 => "TLSv1.3",
+        rustls::ProtocolVersion::TLSv1_2 => "TLSv1.2",
+        rustls::ProtocolVersion::TLSv1_1 => "TLSv1.1",
+        rustls::ProtocolVersion::TLSv1_0 => "TLSv1",
+        _ => "-",
+    }
+}
+
 /// The rustls server configuration of one HTTPS listener.
 /// The listener's TLS configuration, and its certificate resolver (to tell which certificate
 /// a connection got, for the access log). The certificates are read from disk.
@@ -291,6 +362,45 @@ mod tests {
         assert_eq!(
             dns_names(&key(vec!["A.Test".into(), "*.b.test".into()], "x")),
             ["a.test", "*.b.test"]
+        );
+    }
+
+    /// Every suite the server can negotiate has an entry, whose IANA and OpenSSL names are a
+    /// pair `openssl ciphers -stdname` prints.
+    #[test]
+    fn suite_names_are_openssls() {
+        let out = std::process::Command::new("openssl")
+            .args(["ciphers", "-stdname", "ALL:TLSv1.3"])
+            .output()
+            .expect("openssl");
+        let listed = String::from_utf8_lossy(&out.stdout).to_string();
+        let pairs: Vec<(&str, &str)> = listed
+            .lines()
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                let (std, dash, ossl) = (w.next()?, w.next()?, w.next()?);
+                (dash == "-").then_some((std, ossl))
+            })
+            .collect();
+        for s in SERVER_CIPHER_SUITES {
+            let (_, std, ossl) = SUITE_NAMES
+                .iter()
+                .find(|(x, _, _)| *x == s.suite())
+                .unwrap_or_else(|| panic!("{:?} has no name", s.suite()));
+            assert!(
+                pairs.contains(&(*std, *ossl)),
+                "{std} - {ossl} not in:\n{listed}"
+            );
+            assert_eq!(openssl_cipher_name(s.suite()), *ossl);
+        }
+        assert_eq!(SUITE_NAMES.len(), SERVER_CIPHER_SUITES.len());
+        assert_eq!(
+            openssl_protocol_name(rustls::ProtocolVersion::TLSv1_3),
+            "TLSv1.3"
+        );
+        assert_eq!(
+            openssl_protocol_name(rustls::ProtocolVersion::TLSv1_2),
+            "TLSv1.2"
         );
     }
 

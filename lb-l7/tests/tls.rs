@@ -724,3 +724,54 @@ target = [{{ id = "127.0.0.1", port = {} }}]
     assert_eq!(served("dual.test", &dual_ec.0), 1, "{lines}");
     assert_eq!(served("dual.test", &dual_rsa.0), 2, "{lines}");
 }
+
+/// The access log's `ssl_cipher` and `ssl_protocol` are OpenSSL's names, as ALB writes them
+/// (rustls's `TLS13_AES_128_GCM_SHA256 TLSv1_3` before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_writes_openssl_cipher_and_protocol_names() {
+    let pki = TestPki::new("tls-names");
+    let a = pki.leaf("a", &["a.test"]);
+    let r = pki.leaf_with("r", "r.test", &["r.test"], true);
+    let be = backend("be").await;
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("weir-tls-names-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&log);
+    let toml = format!(
+        "[load_balancer]\naccess_logs.enabled = true\naccess_logs.path = \"{}\"\n{}",
+        log.display(),
+        https_config(port, &pki, &a, &r, be.addr.port())
+    );
+    let w = start(&toml);
+    for (name, args) in [
+        ("a.test", &["--tlsv1.3"][..]),
+        ("a.test", &["--tlsv1.2", "--tls-max", "1.2"][..]),
+        ("r.test", &["--tlsv1.2", "--tls-max", "1.2"][..]),
+        (
+            "a.test",
+            &[
+                "--tlsv1.3",
+                "--tls13-ciphers",
+                "TLS_CHACHA20_POLY1305_SHA256",
+            ][..],
+        ),
+    ] {
+        let resolve = format!("{name}:{port}:127.0.0.1");
+        let url = format!("https://{name}:{port}/");
+        let mut a = vec!["-k", "--http1.1", "--resolve", &resolve];
+        a.extend_from_slice(args);
+        a.push(&url);
+        let (code, text) = curl(&a).await;
+        assert_eq!(code, 200, "{name} {args:?}: {text}");
+    }
+    w.stop().await;
+    let lines = std::fs::read_to_string(&log).unwrap();
+    let _ = std::fs::remove_file(&log);
+    for want in [
+        " TLS_AES_128_GCM_SHA256 TLSv1.3 ",
+        " ECDHE-ECDSA-AES128-GCM-SHA256 TLSv1.2 ",
+        " ECDHE-RSA-AES128-GCM-SHA256 TLSv1.2 ",
+        " TLS_CHACHA20_POLY1305_SHA256 TLSv1.3 ",
+    ] {
+        assert!(lines.contains(want), "no line with {want:?}:\n{lines}");
+    }
+}

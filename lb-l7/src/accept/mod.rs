@@ -518,12 +518,10 @@ fn established(
     let info = TlsInfo {
         cipher: c
             .negotiated_cipher_suite()
-            .map(|s| format!("{:?}", s.suite()))
-            .unwrap_or_default(),
+            .map_or("-", |s| crate::tls::openssl_cipher_name(s.suite())),
         protocol: c
             .protocol_version()
-            .map(|v| format!("{v:?}"))
-            .unwrap_or_default(),
+            .map_or("-", crate::tls::openssl_protocol_name),
         sni: c.server_name().map(str::to_string),
         chosen_cert: cert
             .or_else(|| l.sni.as_ref().map(|r| r.index_for(c.server_name(), None)))

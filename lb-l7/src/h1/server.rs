@@ -446,8 +446,8 @@ fn unparsed_record(sh: &Shared, ci: &ConnInfo, status: u16, reason: &'static str
             listener.socket_addr()
         ),
         user_agent: "-".into(),
-        ssl_cipher: ci.tls.as_ref().map(|t| t.cipher.clone()),
-        ssl_protocol: ci.tls.as_ref().map(|t| t.protocol.clone()),
+        ssl_cipher: ci.tls.as_ref().map(|t| t.cipher),
+        ssl_protocol: ci.tls.as_ref().map(|t| t.protocol),
         domain_name: ci.tls.as_ref().and_then(|t| t.sni.clone()),
         chosen_cert: ci.tls.as_ref().and_then(|t| t.chosen_cert.clone()),
         matched_rule_priority: -1,

@@ -55,8 +55,8 @@ pub fn new_record(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-")
             .to_string(),
-        ssl_cipher: ci.tls.as_ref().map(|t| t.cipher.clone()),
-        ssl_protocol: ci.tls.as_ref().map(|t| t.protocol.clone()),
+        ssl_cipher: ci.tls.as_ref().map(|t| t.cipher),
+        ssl_protocol: ci.tls.as_ref().map(|t| t.protocol),
         domain_name: ci.tls.as_ref().and_then(|t| t.sni.clone()),
         chosen_cert: ci.tls.as_ref().and_then(|t| t.chosen_cert.clone()),
         matched_rule_priority: -1,

@@ -316,8 +316,10 @@ pub fn local_ip(
 
 #[derive(Debug, Clone)]
 pub struct TlsInfo {
-    pub cipher: String,
-    pub protocol: String,
+    /// The suite's OpenSSL name, as ALB's `ssl_cipher` (`crate::tls::openssl_cipher_name`).
+    pub cipher: &'static str,
+    /// `TLSv1.2` or `TLSv1.3`, as ALB's `ssl_protocol`.
+    pub protocol: &'static str,
     pub sni: Option<String>,
     pub alpn_h2: bool,
     /// The certificate the connection got (its `certificate_file`): the access log's

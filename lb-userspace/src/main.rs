@@ -177,10 +177,21 @@ fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
     let now = read_pinned(&iface)?;
     let mut r = stats::report(&iface, &before, &now, t0.elapsed());
     r["host"] = lb_userspace::xdp::syn::host_json(&iface);
+    // The note says what the daemon saw while it lived: a daemon killed with SIGKILL leaves it,
+    // and its pins, claiming XDP attached. Its lock, free, says it is gone.
+    let gone = pins::daemon_gone(&iface).then(|| {
+        let made = std::fs::metadata(pins::dir_for(&iface))
+            .and_then(|m| m.modified())
+            .ok();
+        stats::mark_gone(&mut r, &iface, made)
+    });
     if args.json {
         println!("{r}");
     } else {
         print!("{}", stats::table(&r));
     }
-    Ok(())
+    match gone {
+        Some(why) => bail!("{why}"),
+        None => Ok(()),
+    }
 }

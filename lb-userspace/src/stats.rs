@@ -133,6 +133,31 @@ fn syn_json(before: &Counters, now: &Counters, id: u32, secs: f64) -> Option<Val
     Some(Value::Object(o))
 }
 
+/// The daemon whose pins are read is gone (killed with SIGKILL: its lock is free, its pins and
+/// note stale): the report says XDP is not attached, drops what the note claims of a live
+/// daemon, and says since when the pins are there. `made`: the pin directory's time.
+pub fn mark_gone(report: &mut Value, iface: &str, made: Option<std::time::SystemTime>) -> String {
+    let since = made.map_or_else(|| "an unknown time".to_string(), lb_l7::access_log::rfc3339);
+    let why = format!(
+        "the weir daemon on `{iface}` is gone (no process holds {}/{iface}.lock; killed without \
+         its cleanup?): XDP is not attached by weir, and the counters are its stale pins' \
+         (made {since}); the next `weir run --iface {iface}` replaces them",
+        pins::LOCK_ROOT
+    );
+    if let Some(host) = report.get_mut("host").and_then(Value::as_object_mut) {
+        for k in ["veth_peer", "syn_ack", "cookies_refused"] {
+            host.remove(k);
+        }
+        host.insert("xdp_attached".into(), false.into());
+        host.insert("daemon".into(), "gone".into());
+        host.insert("stale_pins_since".into(), since.into());
+    } else {
+        report["host"] =
+            json!({"xdp_attached": false, "daemon": "gone", "stale_pins_since": since});
+    }
+    why
+}
+
 /// A human table of the same report.
 pub fn table(report: &Value) -> String {
     let mut out = String::new();
@@ -206,7 +231,13 @@ pub fn table(report: &Value) -> String {
     if let Some(why) = report["host"]["cookies_refused"].as_str() {
         let _ = writeln!(out, "SYN COOKIES REFUSED on this interface: {why}");
     }
-    if report["host"]["xdp_attached"].as_bool() == Some(false) {
+    if report["host"]["daemon"] == "gone" {
+        let _ = writeln!(
+            out,
+            "XDP NOT ATTACHED: the daemon is gone (stale pins since {})",
+            report["host"]["stale_pins_since"].as_str().unwrap_or("?")
+        );
+    } else if report["host"]["xdp_attached"].as_bool() == Some(false) {
         let _ = writeln!(
             out,
             "XDP NOT ATTACHED: the interface is gone (deleted); weir attaches again when one of its name is back"
@@ -359,6 +390,39 @@ mod tests {
             t.contains(
                 "left to the kernel (not answered from XDP): cookie_refused 10/s, no_room 50/s"
             ),
+            "{t}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod gone_tests {
+    use super::*;
+
+    /// A daemon killed with SIGKILL left its note ("attached", the veth peer's pass program) and
+    /// pins: the report says XDP is not attached and the daemon gone, never what the note says.
+    #[test]
+    fn a_gone_daemons_report_claims_nothing_of_its_note() {
+        let c = Counters {
+            stats: vec![Counter::default(); Stat::COUNT as usize],
+            ..Default::default()
+        };
+        let mut r = report("eth0", &c, &c, Duration::from_secs(1));
+        r["host"] = json!({"xdp_attached": true, "veth_peer": "p0, with weir's pass program",
+                           "syn_ack": "sack mss=1460/1440", "tcp_syncookies": "1"});
+        let made = std::time::UNIX_EPOCH + Duration::from_secs(1_780_000_000);
+        let why = mark_gone(&mut r, "eth0", Some(made));
+        assert!(why.contains("the weir daemon on `eth0` is gone"), "{why}");
+        assert_eq!(r["host"]["xdp_attached"], false);
+        assert_eq!(r["host"]["daemon"], "gone");
+        assert!(r["host"].get("veth_peer").is_none() && r["host"].get("syn_ack").is_none());
+        let t = table(&r);
+        assert!(
+            t.contains("XDP NOT ATTACHED: the daemon is gone (stale pins since 2026-"),
+            "{t}"
+        );
+        assert!(
+            !t.contains("veth peer") && !t.contains("interface is gone"),
             "{t}"
         );
     }

@@ -534,3 +534,89 @@ fn a_renamed_interface_keeps_the_program_and_its_addresses_are_followed() -> Res
     assert!(!xdp_attached(&renamed)?, "detached from the renamed device");
     Ok(())
 }
+
+/// [`start_weir`] with [`weir_test_bin`] (`WEIR_TEST_BIN`: another build, the one before a fix).
+fn start_test_weir(s: &Setup, cfg: &TempFile) -> Result<weir_tests::lab::Proc> {
+    let mut c = weir_test_command(&s.server);
+    c.args([
+        "run",
+        "--iface",
+        s.s0.name(),
+        "--config",
+        cfg.path(),
+        "--no-l7",
+    ])
+    .stdin(std::process::Stdio::null())
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::inherit());
+    let mut p = s.server.spawn_command(c)?;
+    wait_until(Duration::from_secs(20), "weir to attach XDP", || {
+        anyhow::ensure!(p.is_running(), "weir exited before attaching");
+        xdp_attached(&s.s0)
+    })?;
+    Ok(p)
+}
+
+/// `weir ARGS` (the [`weir_test_bin`]) run by `c`, to completion: (succeeded, stdout, stderr).
+fn run_test_weir(mut c: std::process::Command, args: &[&str]) -> Result<(bool, String, String)> {
+    c.args(args).stdin(std::process::Stdio::null());
+    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// After `kill -9` of the daemon its note and pins stay: `weir stats` read them and said, exit
+/// 0, `"xdp_attached": true` and the veth peer "with weir's pass program", with no program on
+/// either end. Now it sees the daemon's lock free: XDP not attached, the daemon gone, exit 1.
+#[test]
+fn stats_after_sigkill_says_the_daemon_is_gone() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let s = setup()?;
+    let cfg = config();
+    // What the killed daemon leaves (the lab removes its lock and note, named after the iface).
+    s.lab.track_pin(format!("/sys/fs/bpf/weir/{}", s.s0.name()));
+    let mut weir = start_test_weir(&s, &cfg)?;
+    let args = ["stats", "--json", "--interval", "0", "--iface", s.s0.name()];
+    wait_until(
+        Duration::from_secs(10),
+        "weir stats to read the pins",
+        || Ok(run_test_weir(weir_test_command(&s.server), &args)?.0),
+    )?;
+    let (_, live, _) = run_test_weir(weir_test_command(&s.server), &args)?;
+    let live: serde_json::Value = serde_json::from_str(&live)?;
+    assert_ne!(live["host"]["xdp_attached"], false, "{live}");
+    assert!(live["host"].get("daemon").is_none(), "{live}");
+
+    weir.kill()?;
+    wait_until(
+        Duration::from_secs(5),
+        "XDP to go with the killed process",
+        || Ok(!xdp_attached(&s.s0)?),
+    )?;
+    let (ok, out, err) = run_test_weir(weir_test_command(&s.server), &args)?;
+    let gone: serde_json::Value = serde_json::from_str(&out).with_context(|| out.clone())?;
+    assert_eq!(gone["host"]["xdp_attached"], false, "{gone}");
+    assert_eq!(gone["host"]["daemon"], "gone", "{gone}");
+    assert!(gone["host"].get("veth_peer").is_none(), "{gone}");
+    assert!(!ok, "exit status 1: monitoring sees the daemon gone");
+    assert!(
+        err.contains(&format!("the weir daemon on `{}` is gone", s.s0.name())),
+        "{err}"
+    );
+    let (ok, table, _) = run_test_weir(
+        weir_test_command(&s.server),
+        &["stats", "--interval", "0", "--iface", s.s0.name()],
+    )?;
+    assert!(!ok);
+    assert!(
+        table.contains("XDP NOT ATTACHED: the daemon is gone (stale pins since ")
+            && !table.contains("veth peer"),
+        "{table}"
+    );
+    Ok(())
+}

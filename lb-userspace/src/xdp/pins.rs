@@ -195,6 +195,47 @@ fn ensure_bpffs() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The pid of the live daemon that holds `iface`'s lock, seen without taking the lock: a
+/// `weir stats` that took it, even for a moment, could make a daemon starting then refuse
+/// ("another weir is already running"). `None`: no process holds it (the daemon is gone, killed
+/// with SIGKILL, or never ran), or there is no lock file.
+pub fn lock_holder(iface: &str) -> Option<i32> {
+    lock_state(iface).flatten()
+}
+
+/// Whether the daemon of `iface` is gone for sure: its lock file is there (a daemon that exits
+/// removes it with its pins; SIGKILL leaves both) and no process holds it. A lock file that
+/// cannot be seen, or an unreadable /proc/locks, says nothing.
+pub fn daemon_gone(iface: &str) -> bool {
+    lock_state(iface) == Some(None)
+}
+
+/// `Some(holder)` when the lock file and /proc/locks could be read, `None` when not.
+fn lock_state(iface: &str) -> Option<Option<i32>> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(lock_path(iface)).ok()?;
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    Some(flock_holder(
+        &locks,
+        libc::major(meta.dev()),
+        libc::minor(meta.dev()),
+        meta.ino(),
+    ))
+}
+
+/// The pid holding a `flock` on the file (device `major:minor`, `inode`) in the text of
+/// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF`; a `->` line is a waiter).
+fn flock_holder(locks: &str, major: u32, minor: u32, inode: u64) -> Option<i32> {
+    let want = format!("{major:02x}:{minor:02x}:{inode}");
+    locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        match f.as_slice() {
+            [_, "FLOCK", _, _, pid, file, ..] if *file == want => pid.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
 /// Interfaces with a running daemon's pins.
 pub fn running_interfaces() -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(BPFFS_ROOT) else {
@@ -211,6 +252,41 @@ pub fn running_interfaces() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `weir stats` tells a live daemon from a killed one by its lock, read from /proc/locks
+    /// (never taken: a daemon starting then would find it held).
+    #[test]
+    fn a_lock_holder_is_read_from_proc_locks() {
+        let locks = "1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF\n\
+                     1: -> FLOCK  ADVISORY  WRITE 77 fe:00:99 0 EOF\n\
+                     2: POSIX  ADVISORY  WRITE 55 fe:00:99 0 EOF\n";
+        assert_eq!(flock_holder(locks, 0xfe, 0, 1234), Some(4242));
+        assert_eq!(
+            flock_holder(locks, 0xfe, 0, 99),
+            None,
+            "a waiter, a POSIX lock"
+        );
+        assert_eq!(flock_holder(locks, 0xfe, 1, 1234), None, "another device");
+        // A real lock, held and then released, as /proc/locks shows it.
+        let path =
+            std::env::temp_dir().join(format!("weir-pins-holder-{}.lock", std::process::id()));
+        let held = try_lock_at(&path).unwrap().expect("free");
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(&path).unwrap();
+        let holder =
+            |locks: &str| flock_holder(locks, libc::major(m.dev()), libc::minor(m.dev()), m.ino());
+        let me = std::process::id() as i32;
+        assert_eq!(
+            holder(&std::fs::read_to_string("/proc/locks").unwrap()),
+            Some(me)
+        );
+        drop(held);
+        assert_eq!(
+            holder(&std::fs::read_to_string("/proc/locks").unwrap()),
+            None
+        );
+        let _ = std::fs::remove_file(&path);
+    }
 
     /// Another daemon's start looks at every lock file (`remove_stale`): a live daemon's lock,
     /// and its note, survive it.

@@ -55,7 +55,9 @@ pub enum TargetProtocol {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Target {
-    /// The target's IP address (ALB's `Id` for `ip` targets).
+    /// The target's IP address (ALB's `Id` for `ip` targets); an IPv4-mapped IPv6 one is
+    /// read as its IPv4 address ([`canonical_id`]).
+    #[serde(deserialize_with = "de_canonical_id")]
     pub id: String,
     #[serde(default)]
     pub port: Option<u16>,
@@ -73,6 +75,20 @@ pub struct Target {
 
 fn one() -> u32 {
     1
+}
+
+/// A target id as weir keeps it: an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is the IPv4
+/// address (`10.0.0.1`), as HAProxy reads it, so the two spellings are one target (the duplicate
+/// check, health, `weir targets`); any other id unchanged (validation judges it).
+pub fn canonical_id(id: String) -> String {
+    match id.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(id, |v4| v4.to_string()),
+        _ => id,
+    }
+}
+
+fn de_canonical_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(canonical_id)
 }
 
 /// `[target_group.discovery]`: the group's targets are also the addresses a DNS name resolves

@@ -526,5 +526,30 @@ fn alpn_policy_only_on_https_listeners() {
             "HTTP2Only"
         )),
         ["listener[0].alpn_policy"]
+
+/// `::ffff:127.0.0.1` and `127.0.0.1` on one port are one target: the second is a duplicate
+/// (both were accepted, two targets, one health state each, for one server). The mapped form
+/// is read as the IPv4 address.
+#[test]
+fn an_ipv4_mapped_target_is_its_ipv4_address() {
+    let toml = r#"
+[[target_group]]
+name = "tg"
+port = 19534
+target = [{ id = "::ffff:127.0.0.1" }, { id = "127.0.0.1" }, { id = "::1" }]
+"#;
+    let c: L7Config = toml::from_str(toml).unwrap();
+    let ids: Vec<&str> = c.target_group[0]
+        .target
+        .iter()
+        .map(|t| t.id.as_str())
+        .collect();
+    assert_eq!(ids, ["127.0.0.1", "127.0.0.1", "::1"]);
+    let e = c.validate();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path, "target_group[0].target[1].id");
+    assert!(
+        e[0].message.contains("same address and port as target[0]"),
+        "{e:?}"
     );
 }

@@ -86,7 +86,9 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
-    /// The target's IP address.
+    /// The target's IP address; an IPv4-mapped IPv6 one is read as its IPv4 address
+    /// (`lb_l7::config::canonical_id`).
+    #[serde(deserialize_with = "de_canonical_id")]
     pub id: String,
     /// Unset: the group's port.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -154,4 +156,8 @@ pub struct Reloaded {
     /// under the one they started in).
     pub generation: u64,
     pub config: String,
+}
+
+fn de_canonical_id<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(lb_l7::config::canonical_id)
 }

@@ -109,10 +109,13 @@ impl FieldProblem {
     }
 }
 
-/// Parses one deny-list entry: a prefix with no host bits set, or a bare address.
+/// Parses one deny-list entry: a prefix with no host bits set, or a bare address. An
+/// IPv4-mapped IPv6 one (`::ffff:192.0.2.7`, `::ffff:192.0.2.0/120`) is the IPv4 prefix it
+/// names (`192.0.2.7/32`, `192.0.2.0/24`), as HAProxy reads it: an IPv4 client's packets carry
+/// the IPv4 address, so the IPv6 form never matched one.
 pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
     if let Ok(addr) = s.parse::<IpAddr>() {
-        return Ok(IpNet::from(addr));
+        return Ok(IpNet::from(unmap(addr)));
     }
     let net: IpNet = s
         .parse()
@@ -123,7 +126,26 @@ pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
             net.trunc()
         ));
     }
-    Ok(net)
+    Ok(unmap_net(net))
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address; any other unchanged.
+pub fn unmap(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// An IPv4-mapped prefix of 96 bits or more (`::ffff:a.b.c.d/n`) as the IPv4 `a.b.c.d/(n-96)`.
+fn unmap_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        _ => net,
+    }
 }
 
 pub fn validate_vips(vips: &[VipSpec], problems: &mut Vec<FieldProblem>) {
@@ -153,7 +175,12 @@ pub fn validate_vips(vips: &[VipSpec], problems: &mut Vec<FieldProblem>) {
                 "port must be 1-65535",
             ));
         }
-        if let Some(first) = seen.insert((v.address.clone(), v.port, v.protocol), i) {
+        // `::ffff:10.0.0.1` and `10.0.0.1` are one VIP.
+        let address = v
+            .address
+            .parse::<IpAddr>()
+            .map_or_else(|_| v.address.clone(), |a| unmap(a).to_string());
+        if let Some(first) = seen.insert((address, v.port, v.protocol), i) {
             problems.push(FieldProblem::new(
                 format!("vip[{i}]"),
                 format!("duplicates vip[{first}] (same address, port and protocol)"),
@@ -182,6 +209,35 @@ pub fn validate_deny(deny: &DenyList, problems: &mut Vec<FieldProblem>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `::ffff:10.201.0.3` was accepted as an IPv6 entry and never matched the IPv4 client.
+    #[test]
+    fn ipv4_mapped_entries_are_their_ipv4_prefixes() {
+        for (entry, v4) in [
+            ("::ffff:10.201.0.3", "10.201.0.3/32"),
+            ("::ffff:10.201.0.3/128", "10.201.0.3/32"),
+            ("::FFFF:192.0.2.0/120", "192.0.2.0/24"),
+            ("::ffff:0:0/96", "0.0.0.0/0"),
+        ] {
+            assert_eq!(parse_prefix(entry).unwrap().to_string(), v4, "{entry}");
+        }
+        // Not IPv4-mapped (or shorter than /96): IPv6, as written.
+        assert_eq!(parse_prefix("::1").unwrap().to_string(), "::1/128");
+        assert_eq!(parse_prefix("::/0").unwrap().to_string(), "::/0");
+        assert_eq!(
+            parse_prefix("::ffff:0:0/95").unwrap_err(),
+            "`::ffff:0:0/95` has host bits set; the prefix is `::fffe:0:0/95`"
+        );
+        // Counted under IPv4 for the per-family limit.
+        let mut problems = Vec::new();
+        validate_deny(
+            &DenyList {
+                sources: vec!["::ffff:10.0.0.1".into()],
+            },
+            &mut problems,
+        );
+        assert!(problems.is_empty(), "{problems:?}");
+    }
 
     #[test]
     fn prefixes() {

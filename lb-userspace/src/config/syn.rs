@@ -103,7 +103,8 @@ impl SynConfig {
             .find(|o| {
                 o.port == port
                     && (o.address == INTERFACE_ADDRESS
-                        || o.address.parse::<std::net::IpAddr>().ok() == Some(*address))
+                        || o.address.parse().ok().map(super::l4::unmap)
+                            == Some(super::l4::unmap(*address)))
             })
             .map_or(self.mode, |o| o.mode)
             .mode()

@@ -28,7 +28,12 @@ pub fn resolve(specs: &[VipSpec], interface_addrs: &[IpAddr]) -> Vec<ResolvedVip
         let addrs: Vec<IpAddr> = if spec.address == INTERFACE_ADDRESS {
             interface_addrs.to_vec()
         } else {
-            spec.address.parse().into_iter().collect()
+            // `::ffff:a.b.c.d` is the IPv4 address its packets carry.
+            spec.address
+                .parse()
+                .into_iter()
+                .map(crate::config::l4::unmap)
+                .collect()
         };
         for address in addrs {
             if out

@@ -548,4 +548,13 @@ fn a_405_names_the_allowed_methods() {
         assert_eq!((a.status, a.allow), (405, Some(allow)), "{method} {uri}");
     }
     assert_eq!(call(&f, "GET", "/v1/status", "").allow, None);
+
+/// A registration naming `::ffff:10.0.0.1` registers `10.0.0.1`: the file and the API read an
+/// IPv4-mapped address the same way, so the two spellings are one target.
+#[test]
+fn a_registered_ipv4_mapped_target_is_its_ipv4_address() {
+    let t = targets_body(br#"{"targets": [{"id": "::ffff:10.0.0.1", "port": 80}, {"id": "::1"}]}"#)
+        .unwrap();
+    assert_eq!(t[0].id, "10.0.0.1");
+    assert_eq!(t[1].id, "::1");
 }

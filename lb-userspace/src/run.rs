@@ -107,7 +107,7 @@ fn apply_reload(
     };
     if let Some(t) = xdp_tier {
         match t.apply(&cfg) {
-            Ok(()) => {}
+            Ok(()) => t.warn_uncovered(&cfg, !no_l7),
             Err(e) => {
                 let why = format!("generation {generation}: applying the XDP maps: {e:#}");
                 warn!("{why}");
@@ -264,6 +264,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         ),
         None => None,
     };
+    if let Some(t) = &xdp_tier {
+        t.warn_uncovered(&cfg, !args.no_l7);
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut l7 = if args.no_l7 {
         None

@@ -411,9 +411,19 @@ fn programs_in(shown: &serde_json::Value) -> Vec<OnInterface> {
 
 /// The IPv4 and IPv6 addresses configured on `iface` (link-local IPv6 left out).
 pub fn interface_addresses(iface: &str) -> anyhow::Result<Vec<IpAddr>> {
+    addresses(Some(iface))
+}
+
+/// The IPv4 and IPv6 addresses of every interface of the network namespace (link-local IPv6
+/// left out).
+pub fn local_addresses() -> anyhow::Result<Vec<IpAddr>> {
+    addresses(None)
+}
+
+fn addresses(iface: Option<&str>) -> anyhow::Result<Vec<IpAddr>> {
     let mut out = Vec::new();
     for ifa in nix::ifaddrs::getifaddrs()? {
-        if ifa.interface_name != iface {
+        if iface.is_some_and(|i| ifa.interface_name != i) {
             continue;
         }
         let Some(addr) = ifa.address else { continue };

@@ -323,6 +323,42 @@ impl XdpTier {
 
     /// The name the attached device has now (a rename keeps weir's program on it), else the
     /// configured one.
+    /// Warns, at start and at every reload, of what the VIPs in force leave out: local
+    /// addresses the L7 listeners serve that are not VIPs (XDP passes their traffic untouched:
+    /// no deny-list, no SYN defence; `vips::uncovered`). `listeners`: false with `--no-l7`
+    /// (none is served).
+    pub fn warn_uncovered(&self, cfg: &Config, listeners: bool) {
+        let iface = self.device_name();
+        let served: Vec<std::net::SocketAddr> = if listeners {
+            cfg.l7.listener.iter().map(|l| l.socket_addr()).collect()
+        } else {
+            Vec::new()
+        };
+        match attach::local_addresses() {
+            Ok(local) => {
+                for (l, addrs) in super::vips::uncovered(&served, &self.vips, &local) {
+                    let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                    let example = addrs.first().map_or_else(String::new, |a| a.to_string());
+                    warn!(
+                        iface = %iface,
+                        "listener {l} serves {} (local, not on {iface}), which {} not a VIP: XDP \
+                         passes traffic to {} untouched (pass_not_vip), without the deny-list \
+                         and the SYN defence (cookies, per-source limit); cover {} with [[vip]] \
+                         entries (address = \"{example}\", port = {}; a file with [[vip]] lists \
+                         the interface's too: address = \"interface\") or put {} on {iface}",
+                        list.join(", "),
+                        if addrs.len() == 1 { "is" } else { "are" },
+                        if addrs.len() == 1 { "it" } else { "them" },
+                        if addrs.len() == 1 { "it" } else { "them" },
+                        l.port(),
+                        if addrs.len() == 1 { "it" } else { "them" },
+                    );
+                }
+            }
+            Err(e) => warn!("listing the host's addresses: {e:#}"),
+        }
+    }
+
     fn device_name(&self) -> String {
         self.attachment
             .as_ref()

@@ -149,9 +149,102 @@ pub fn index_at(entries: &[(VipKey, VipInfo, u32)]) -> std::collections::BTreeMa
     index
 }
 
+/// Local addresses an L7 listener serves that are not VIPs: (listener address and port, the
+/// addresses). XDP sees only packets that arrive on its interface, and treats those to anything
+/// but a VIP as `pass_not_vip`: the deny-list and the SYN defence skip them. A wildcard listener
+/// (`0.0.0.0`, `::`) is reachable on every local address of its family (routed to the host
+/// through the interface, an address on `lo` say); loopback addresses are left out (a packet from
+/// the wire to one is dropped as martian), as are link-local IPv6 ones.
+pub fn uncovered(
+    listeners: &[std::net::SocketAddr],
+    vips: &[ResolvedVip],
+    local: &[IpAddr],
+) -> Vec<(std::net::SocketAddr, Vec<IpAddr>)> {
+    let mut out: Vec<(std::net::SocketAddr, Vec<IpAddr>)> = Vec::new();
+    for l in listeners {
+        let reachable: Vec<IpAddr> = match l.ip() {
+            IpAddr::V4(a) if a.is_unspecified() => {
+                local.iter().filter(|a| a.is_ipv4()).copied().collect()
+            }
+            // `::` takes IPv4 too (weir's IPv6 sockets are dual-stack).
+            IpAddr::V6(a) if a.is_unspecified() => local.to_vec(),
+            a => local.iter().filter(|x| **x == a).copied().collect(),
+        };
+        let mut missing: Vec<IpAddr> = reachable
+            .into_iter()
+            .filter(|a| !a.is_loopback())
+            .filter(|a| {
+                !vips
+                    .iter()
+                    .any(|v| v.address == *a && v.port == l.port() && v.protocol == Protocol::Tcp)
+            })
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() && !out.iter().any(|(o, _)| o == l) {
+            out.push((*l, missing));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resolved(address: &str, port: u16) -> ResolvedVip {
+        ResolvedVip {
+            id: 0,
+            name: String::new(),
+            address: address.parse().unwrap(),
+            port,
+            protocol: Protocol::Tcp,
+        }
+    }
+
+    /// A wildcard listener also serves an address on `lo` (routed through the interface): XDP
+    /// passed its traffic as not-a-VIP, deny-list and per-source limit skipped, and nothing said so.
+    #[test]
+    fn listener_addresses_outside_the_vips_are_named() {
+        let vips = [resolved("10.201.0.2", 19505), resolved("fd20::2", 19505)];
+        let local: Vec<IpAddr> = [
+            "10.201.0.2",
+            "10.202.0.1",
+            "127.0.0.1",
+            "fd20::2",
+            "::1",
+            "fd30::1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
+        let l = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            uncovered(&[l("0.0.0.0:19505")], &vips, &local),
+            [(l("0.0.0.0:19505"), vec![ip("10.202.0.1")])]
+        );
+        assert_eq!(
+            uncovered(&[l("[::]:19505")], &vips, &local),
+            [(l("[::]:19505"), vec![ip("10.202.0.1"), ip("fd30::1")])]
+        );
+        // A listener on a VIP address, or on loopback: nothing to say.
+        assert!(
+            uncovered(
+                &[l("10.201.0.2:19505"), l("127.0.0.1:19505")],
+                &vips,
+                &local
+            )
+            .is_empty()
+        );
+        assert_eq!(
+            uncovered(&[l("10.202.0.1:19505")], &vips, &local),
+            [(l("10.202.0.1:19505"), vec![ip("10.202.0.1")])]
+        );
+        // Every local address a VIP on the port: covered.
+        let all = [resolved("10.201.0.2", 80), resolved("10.202.0.1", 80)];
+        assert!(uncovered(&[l("0.0.0.0:80")], &all, &local).is_empty());
+    }
 
     fn spec(address: &str, port: u16) -> VipSpec {
         VipSpec {

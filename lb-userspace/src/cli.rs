@@ -236,6 +236,25 @@ pub fn parse_target(s: &str) -> Result<TargetSpec, String> {
     })
 }
 
+/// Writes a command's output to stdout, flushed. A reader that went away (`weir targets health
+/// | head -1`: EPIPE) ends weir quietly with status 141, what the shell shows for a coreutils
+/// tool killed by SIGPIPE: weir ignores SIGPIPE (Rust's runtime sets it so; the daemon and the
+/// workers must, and a CLI verb writing to a daemon that closed its socket gets an error to
+/// report rather than a silent death), so `println!` panicked with a backtrace. Any other write
+/// error is reported and exits 1.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_fmt(args).and_then(|()| stdout.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(141),
+        Err(e) => {
+            eprintln!("weir: error: writing to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

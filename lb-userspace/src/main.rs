@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use clap::Parser;
 use lb_userspace::{
-    cli::{Cli, Command, StatsArgs},
+    cli::{Cli, Command, StatsArgs, out},
     run,
     stats::{self, read_pinned},
     xdp::pins,
@@ -135,22 +135,22 @@ fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     // As `weir run` does before it starts a worker.
     lb_userspace::reload::open_access_log(&validated.config, &validated.text)?;
     let cfg = validated.config;
-    println!(
-        "{}: OK ({} listener(s), {} target group(s), {} VIP spec(s), {} deny prefix(es))",
+    out(format_args!(
+        "{}: OK ({} listener(s), {} target group(s), {} VIP spec(s), {} deny prefix(es))\n",
         cfg.source,
         cfg.l7.listener.len(),
         cfg.l7.target_group.len(),
         cfg.vip_specs().len(),
         cfg.deny.sources.len()
-    );
+    ));
     for w in cfg.l7.warnings() {
-        println!("warning: {}: {w}", cfg.source);
+        out(format_args!("warning: {}: {w}\n", cfg.source));
     }
     if cfg.l7.listener.is_empty() {
-        println!(
+        out(format_args!(
             "warning: no [[listener]]: weir serves nothing from this file but its XDP tier \
-             (`weir run --iface`); without --iface, nothing at all"
-        );
+             (`weir run --iface`); without --iface, nothing at all\n"
+        ));
     }
     Ok(())
 }
@@ -186,9 +186,9 @@ fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
         stats::mark_gone(&mut r, &iface, made)
     });
     if args.json {
-        println!("{r}");
+        out(format_args!("{r}\n"));
     } else {
-        print!("{}", stats::table(&r));
+        out(format_args!("{}", stats::table(&r)));
     }
     match gone {
         Some(why) => bail!("{why}"),

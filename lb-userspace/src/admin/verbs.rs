@@ -167,11 +167,13 @@ fn run_call(call: Call, args: &ClientArgs) -> anyhow::Result<()> {
         call.body.as_ref(),
     ));
     match answer {
-        Ok(v) if args.json => println!("{}", serde_json::to_string_pretty(&v)?),
-        Ok(v) => print!("{}", (call.show)(&v)?),
+        Ok(v) if args.json => {
+            crate::cli::out(format_args!("{}\n", serde_json::to_string_pretty(&v)?))
+        }
+        Ok(v) => crate::cli::out(format_args!("{}", (call.show)(&v)?)),
         Err(e) => {
             if let (true, client::ClientError::Api { body, .. }) = (args.json, &e) {
-                println!("{}", serde_json::to_string_pretty(body)?);
+                crate::cli::out(format_args!("{}\n", serde_json::to_string_pretty(body)?));
             }
             return Err(e.into());
         }

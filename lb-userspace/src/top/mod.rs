@@ -42,7 +42,10 @@ fn once(source: &sample::Source, interval: Duration) -> anyhow::Result<()> {
     if let (Err(api), Err(xdp)) = (&now.status, &now.xdp) {
         anyhow::bail!("no weir daemon to show: admin API: {api}; XDP: {xdp}");
     }
-    print!("{}", render::text(&Snapshot::new(Some(&before), &now)));
+    crate::cli::out(format_args!(
+        "{}",
+        render::text(&Snapshot::new(Some(&before), &now))
+    ));
     Ok(())
 }
 

@@ -160,11 +160,25 @@ fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
         Some(i) => i.clone(),
         None => match pins::running_interfaces().as_slice() {
             [one] => one.clone(),
-            [] => {
-                let socket = lb_userspace::admin::path::l7_default().is_ok_and(|p| p.exists());
-                let daemons = lb_userspace::admin::procs::daemons();
-                bail!("{}", stats::no_pins(socket, &daemons))
-            }
+            [] => match pins::live_daemons().as_slice() {
+                // `ip netns exec`: the daemon runs, its pins are in another mount of /sys.
+                [(iface, pid)] => bail!("{}", pins::pins_not_visible(iface, *pid)),
+                [] => {
+                    let socket = lb_userspace::admin::path::l7_default().is_ok_and(|p| p.exists());
+                    let daemons = lb_userspace::admin::procs::daemons();
+                    bail!("{}", stats::no_pins(socket, &daemons))
+                }
+                many => bail!(
+                    "weir runs on several interfaces ({}), but no pins are visible under {} \
+                     from this mount namespace (`ip netns exec` mounts a /sys of its own): run \
+                     `weir stats --iface IF` where they are (`nsenter -t PID -m -n`)",
+                    many.iter()
+                        .map(|(i, p)| format!("{i}: pid {p}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    pins::BPFFS_ROOT
+                ),
+            },
             many => bail!(
                 "weir runs on several interfaces ({}); pick one with --iface",
                 many.join(", ")

@@ -12,6 +12,15 @@ use crate::xdp::{Counters, pins};
 /// The counters of the daemon attached to `iface`, from its pinned maps (`weir stats`, `weir top`).
 pub fn read_pinned(iface: &str) -> anyhow::Result<Counters> {
     let dir = pins::dir_for(iface);
+    if !dir.exists() {
+        match pins::lock_holder(iface) {
+            Some(pid) => anyhow::bail!("{}", pins::pins_not_visible(iface, pid)),
+            None => anyhow::bail!(
+                "no weir daemon is running on `{iface}` (no pins in {})",
+                dir.display()
+            ),
+        }
+    }
     let open = |name: &str| {
         MapData::from_pin(dir.join(name))
             .with_context(|| format!("opening {}/{name}", dir.display()))

@@ -620,3 +620,46 @@ fn stats_after_sigkill_says_the_daemon_is_gone() -> Result<()> {
     );
     Ok(())
 }
+
+/// `ip netns exec` mounts a /sys of its own for the command: `weir stats` run that way sees no
+/// pins and said "no weir daemon is running" of a daemon that runs (and answers `weir status`).
+/// Now it says the daemon runs and its pins are not visible from there, and how to reach them.
+#[test]
+fn stats_under_ip_netns_exec_says_the_pins_are_not_visible() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let s = setup()?;
+    let cfg = config();
+    // Left by the daemon if the test fails (the lab kills it with SIGKILL).
+    s.lab.track_pin(format!("/sys/fs/bpf/weir/{}", s.s0.name()));
+    let mut weir = start_test_weir(&s, &cfg)?;
+    let ip_netns_exec = || s.server.command(weir_test_bin());
+    for args in [
+        vec!["stats", "--interval", "0"],
+        vec!["stats", "--interval", "0", "--iface", s.s0.name()],
+    ] {
+        let (ok, _, err) = run_test_weir(ip_netns_exec(), &args)?;
+        assert!(!ok, "{args:?}");
+        assert!(
+            err.contains(&format!(
+                "the weir daemon on `{}` runs (pid {}",
+                s.s0.name(),
+                weir.pid()
+            )) && err.contains("not visible from this mount namespace")
+                && err.contains(&format!("nsenter -t {} -m -n weir stats", weir.pid())),
+            "{args:?}: {err}"
+        );
+    }
+    // `weir top --once` reads the same pins: the same reason, not a BPF_OBJ_GET error.
+    let (_, top, top_err) =
+        run_test_weir(ip_netns_exec(), &["top", "--once", "--iface", s.s0.name()])?;
+    assert!(
+        top.contains("not visible from this mount namespace") && !top.contains("BPF_OBJ_GET"),
+        "{top}{top_err}"
+    );
+    // Outside it (nsenter --net: the host's /sys), the counters.
+    stats(&s.server, &s.s0)?;
+    assert!(interrupt(&mut weir)?);
+    Ok(())
+}

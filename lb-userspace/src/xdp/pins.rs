@@ -236,6 +236,39 @@ fn flock_holder(locks: &str, major: u32, minor: u32, inode: u64) -> Option<i32> 
     })
 }
 
+/// Interfaces whose lock a live daemon holds, with its pid: what `weir stats` falls back on when
+/// it sees no pins (`ip netns exec` gives a command its own /sys, where the daemon's pins are not;
+/// /run/weir, where the locks are, is the host's).
+pub fn live_daemons() -> Vec<(String, i32)> {
+    let Ok(rd) = std::fs::read_dir(LOCK_ROOT) else {
+        return Vec::new();
+    };
+    let mut v: Vec<(String, i32)> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            let iface = n.strip_suffix(".lock")?.to_string();
+            let pid = lock_holder(&iface)?;
+            Some((iface, pid))
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// Why `weir stats`/`weir top` see no pins for `iface` whose daemon `pid` is alive (the reason
+/// first: `weir top` cuts it to its width).
+pub fn pins_not_visible(iface: &str, pid: i32) -> String {
+    format!(
+        "weir's pins are not visible from this mount namespace (`ip netns exec` mounts a /sys of \
+         its own for every command; no {}), but the weir daemon on `{iface}` runs (pid {pid}, \
+         holding {}): run `weir stats` in the daemon's namespaces, `nsenter -t {pid} -m -n weir \
+         stats`, or start the daemon with `nsenter --net=/run/netns/NAME weir run` (the host's /sys)",
+        dir_for(iface).display(),
+        lock_path(iface).display()
+    )
+}
+
 /// Interfaces with a running daemon's pins.
 pub fn running_interfaces() -> Vec<String> {
     let Ok(rd) = std::fs::read_dir(BPFFS_ROOT) else {

@@ -266,6 +266,7 @@ impl Config {
         }
         l4::validate_deny(&self.deny, &mut problems);
         self.syn.validate(&mut problems);
+        self.syn_overrides_name_vips(&mut problems);
         self.workers.validate(self.l7.listener.len(), &mut problems);
         self.admin.validate(&mut problems);
         self.metrics
@@ -281,6 +282,64 @@ impl Config {
 
     /// The VIPs to program: the `[[vip]]` list, or, without one, one TCP VIP per L7 listener port
     /// on the attached interface's addresses.
+    /// A `[[syn.vip]]` override must name a VIP: when every VIP is known from the file (each
+    /// `[[vip]]` an address, none `"interface"`), one that names none is refused here; else the
+    /// daemon warns of it at start and reload, once the interface's addresses are known
+    /// (`XdpTier::warn_uncovered`).
+    fn syn_overrides_name_vips(&self, problems: &mut Vec<FieldProblem>) {
+        let specs = self.vip_specs();
+        if specs.is_empty() || specs.iter().any(|v| v.address == l4::INTERFACE_ADDRESS) {
+            // The VIPs are the interface's addresses: a port that no VIP has is known now.
+            for (i, o) in self.syn.vip.iter().enumerate() {
+                if !specs.is_empty() && !specs.iter().any(|v| v.port == o.port) {
+                    problems.push(FieldProblem::new(
+                        format!("syn.vip[{i}].port"),
+                        format!(
+                            "no VIP has port {} (the VIPs' ports: {})",
+                            o.port,
+                            ports(&specs)
+                        ),
+                    ));
+                }
+            }
+            return;
+        }
+        for (i, o) in self.syn.vip.iter().enumerate() {
+            let Ok(address) = o.address.parse::<std::net::IpAddr>().map(l4::unmap) else {
+                // "interface", or not an address: `SynConfig::validate` judges it.
+                if o.address == l4::INTERFACE_ADDRESS && !specs.iter().any(|v| v.port == o.port) {
+                    problems.push(FieldProblem::new(
+                        format!("syn.vip[{i}].port"),
+                        format!(
+                            "no VIP has port {} (the VIPs' ports: {})",
+                            o.port,
+                            ports(&specs)
+                        ),
+                    ));
+                }
+                continue;
+            };
+            let named = specs.iter().any(|v| {
+                v.port == o.port && v.address.parse().ok().map(l4::unmap) == Some(address)
+            });
+            if !named {
+                problems.push(FieldProblem::new(
+                    format!("syn.vip[{i}]"),
+                    format!(
+                        "{} port {} is not a VIP: the override would change nothing (the VIPs: {})",
+                        o.address,
+                        o.port,
+                        specs
+                            .iter()
+                            .map(|v| format!("{}:{}/{}", v.address, v.port, v.protocol.name()))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+
     pub fn vip_specs(&self) -> Vec<VipSpec> {
         if let Some(v) = &self.vip {
             return v.clone();
@@ -298,6 +357,14 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// The VIPs' ports, for a message: `80, 443`.
+fn ports(specs: &[VipSpec]) -> String {
+    let mut p: Vec<u16> = specs.iter().map(|v| v.port).collect();
+    p.sort_unstable();
+    p.dedup();
+    p.iter().map(u16::to_string).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]

@@ -198,3 +198,50 @@ fn the_watchdog_is_off_or_at_least_four_report_periods() {
         );
     }
 }
+
+/// `[[syn.vip]] address = "10.201.0.99"` named no VIP and passed `weir check`: with every VIP
+/// an address in the file it is refused, naming the VIPs; a port no VIP has is refused too when
+/// the VIPs are the interface's addresses (those are known only at start: the daemon warns).
+#[test]
+fn a_syn_override_must_name_a_vip() {
+    let vips = "[[vip]]\naddress = \"10.201.0.2\"\nport = 80\n[[vip]]\naddress = \"10.201.0.2\"\nport = 53\nprotocol = \"udp\"\n";
+    let e = errors(&format!(
+        "{vips}[[syn.vip]]\naddress = \"10.201.0.99\"\nport = 80\nmode = \"always\"\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].contains("field `syn.vip[0]`: 10.201.0.99 port 80 is not a VIP")
+            && e[0].contains("10.201.0.2:80/tcp"),
+        "{}",
+        e[0]
+    );
+    for good in [
+        "address = \"10.201.0.2\"\nport = 80",
+        "address = \"::ffff:10.201.0.2\"\nport = 80",
+        "address = \"10.201.0.2\"\nport = 53",
+        "address = \"interface\"\nport = 80",
+    ] {
+        Config::parse(
+            "weir.toml",
+            &format!("{vips}[[syn.vip]]\n{good}\nmode = \"always\"\n"),
+        )
+        .unwrap_or_else(|e| panic!("{good}: {e}"));
+    }
+    let listener = "[[listener]]\nport = 19505\ndefault_action = { type = \"fixed-response\", status_code = 200 }\n";
+    let e = errors(&format!(
+        "{listener}[[syn.vip]]\naddress = \"interface\"\nport = 19506\nmode = \"always\"\n"
+    ));
+    assert!(
+        e[0].contains("field `syn.vip[0].port`: no VIP has port 19506 (the VIPs' ports: 19505)"),
+        "{}",
+        e[0]
+    );
+    // An address, with the VIPs the interface's: known at start, where weir warns.
+    Config::parse(
+        "weir.toml",
+        &format!(
+            "{listener}[[syn.vip]]\naddress = \"10.201.0.99\"\nport = 19505\nmode = \"always\"\n"
+        ),
+    )
+    .unwrap();
+}

@@ -357,6 +357,25 @@ impl XdpTier {
             }
             Err(e) => warn!("listing the host's addresses: {e:#}"),
         }
+        self.warn_unmatched_overrides(cfg);
+    }
+
+    /// Warns of `[[syn.vip]]` overrides that name no VIP in force: they change nothing
+    /// (`vips::unmatched_overrides`; validation refuses them when the file names every VIP).
+    fn warn_unmatched_overrides(&self, cfg: &Config) {
+        let iface = self.device_name();
+        for (i, address, port) in super::vips::unmatched_overrides(&cfg.syn.vip, &self.vips) {
+            warn!(
+                iface = %iface,
+                "syn.vip[{i}] (address {address}, port {port}) names no VIP on {iface}: it \
+                 changes nothing (the VIPs: {})",
+                self.vips
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
     }
 
     fn device_name(&self) -> String {

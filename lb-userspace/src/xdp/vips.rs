@@ -188,6 +188,25 @@ pub fn uncovered(
     out
 }
 
+/// The `[[syn.vip]]` overrides (index, address, port) that name no VIP in `vips`: they change
+/// nothing.
+pub fn unmatched_overrides(
+    overrides: &[crate::config::syn::SynVipOverride],
+    vips: &[ResolvedVip],
+) -> Vec<(usize, String, u16)> {
+    overrides
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| {
+            let address = o.address.parse().ok().map(crate::config::l4::unmap);
+            !vips.iter().any(|v| {
+                v.port == o.port && (o.address == INTERFACE_ADDRESS || address == Some(v.address))
+            })
+        })
+        .map(|(i, o)| (i, o.address.clone(), o.port))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +263,34 @@ mod tests {
         // Every local address a VIP on the port: covered.
         let all = [resolved("10.201.0.2", 80), resolved("10.202.0.1", 80)];
         assert!(uncovered(&[l("0.0.0.0:80")], &all, &local).is_empty());
+    }
+
+    /// `[[syn.vip]] address = "10.201.0.99"` named no VIP and was accepted without a word.
+    #[test]
+    fn overrides_that_name_no_vip_are_found() {
+        use crate::config::syn::{SynModeSetting, SynVipOverride};
+        let o = |address: &str, port: u16| SynVipOverride {
+            address: address.into(),
+            port,
+            mode: SynModeSetting::Always,
+        };
+        let vips = [resolved("10.201.0.2", 19505)];
+        let overrides = [
+            o("10.201.0.2", 19505),
+            o("10.201.0.99", 19505),
+            o("10.201.0.2", 80),
+            o("interface", 19505),
+            o("interface", 443),
+            o("::ffff:10.201.0.2", 19505),
+        ];
+        assert_eq!(
+            unmatched_overrides(&overrides, &vips),
+            [
+                (1, "10.201.0.99".to_string(), 19505),
+                (2, "10.201.0.2".to_string(), 80),
+                (4, "interface".to_string(), 443)
+            ]
+        );
     }
 
     fn spec(address: &str, port: u16) -> VipSpec {

@@ -408,7 +408,8 @@ pub struct HealthCheck {
     /// `HTTP` (default), `HTTPS` (certificate not verified, as ALB) or `TCP` (connect only;
     /// `path` and `matcher` then stay at their defaults).
     pub protocol: String,
-    /// `traffic-port` or a port number.
+    /// `traffic-port` or a port number: `"8080"` as ALB's API writes it, or `8080`.
+    #[serde(deserialize_with = "de_port")]
     pub port: String,
     pub path: String,
     /// 2–120, default 5; less than the interval.
@@ -509,4 +510,26 @@ impl HashOn {
             _ => None,
         }
     }
+}
+
+/// `health_check.port`: a string (`"traffic-port"`, `"8080"`, as ALB's API has it) or an
+/// integer (`8080`), kept as the string; validation judges the value.
+fn de_port<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    struct Port;
+    impl serde::de::Visitor<'_> for Port {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("\"traffic-port\" or a port number (1–65535)")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+    }
+    d.deserialize_any(Port)
 }

@@ -553,3 +553,28 @@ target = [{ id = "::ffff:127.0.0.1" }, { id = "127.0.0.1" }, { id = "::1" }]
         "{e:?}"
     );
 }
+
+/// `health_check.port = 8080` was refused "expected a string": an integer port is taken as
+/// the string ALB's API has, and judged the same way.
+#[test]
+fn a_health_check_port_is_a_string_or_an_integer() {
+    let hc = |port: &str| {
+        format!("[[target_group]]\nname = \"tg\"\nport = 80\nhealth_check.port = {port}\n")
+    };
+    for (port, want) in [
+        ("8080", "8080"),
+        ("\"8080\"", "8080"),
+        ("\"traffic-port\"", "traffic-port"),
+    ] {
+        let c: L7Config = toml::from_str(&hc(port)).unwrap();
+        assert_eq!(c.target_group[0].health_check.port, want);
+        assert!(c.validate().is_empty(), "{port}");
+    }
+    for bad in ["0", "70000", "-1", "\"x\""] {
+        assert_eq!(
+            paths(&hc(bad)),
+            ["target_group[0].health_check.port"],
+            "{bad}"
+        );
+    }
+}

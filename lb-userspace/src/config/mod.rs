@@ -160,6 +160,48 @@ fn every_type_error(text: &str, doc: &ImDocument<&str>) -> Result<File, Vec<Type
     }
 }
 
+/// The field of a TOML syntax error and a message for it: an integer beyond TOML's 64 bits
+/// ("number too large to fit in target type") is a syntax error to the parser, with no field;
+/// the field is found in the text with the number written as `0`, and the message says what
+/// the limit is. Any other syntax error keeps its message, with no field.
+fn syntax_error_field(text: &str, span: std::ops::Range<usize>, message: &str) -> (String, String) {
+    let numeric = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '+' | '-' | '.');
+    let at = span.start.min(text.len());
+    let start = text[..at].rfind(|c: char| !numeric(c)).map_or(0, |i| i + 1);
+    let end = text[at..]
+        .find(|c: char| !numeric(c))
+        .map_or(text.len(), |i| at + i);
+    let number = &text[start..end];
+    let too_large = message.contains("too large") || message.contains("too small");
+    if !too_large
+        || number.is_empty()
+        || !number
+            .trim_start_matches(['+', '-'])
+            .starts_with(|c: char| c.is_ascii_digit())
+    {
+        return (String::new(), message.to_string());
+    }
+    let zeroed = format!(
+        "{}0{}{}",
+        &text[..start],
+        " ".repeat(number.len() - 1),
+        &text[end..]
+    );
+    let field = ImDocument::parse(zeroed.as_str())
+        .ok()
+        .and_then(|doc| locate::path_at(&doc, start))
+        .unwrap_or_default();
+    (
+        field,
+        format!(
+            "`{number}` is out of range: a TOML integer is at most {} (and at least {}); the \
+             field's own range is smaller",
+            i64::MAX,
+            i64::MIN
+        ),
+    )
+}
+
 /// `text` with the whole lines that `span` touches turned into spaces (line breaks kept). A
 /// span on a table header (`[worker]`, a misspelled `[workers]`) blanks the whole table, to
 /// the next header: its keys left behind would belong to the table before it, and be reported
@@ -218,12 +260,15 @@ impl Config {
                 message,
             }
         };
-        let doc = ImDocument::parse(text).map_err(|e| ConfigError {
-            issues: vec![issue(
-                e.span(),
-                String::new(),
-                e.message().trim().to_string(),
-            )],
+        let doc = ImDocument::parse(text).map_err(|e| {
+            let message = e.message().trim().to_string();
+            let (field, message) = match e.span() {
+                Some(span) => syntax_error_field(text, span, &message),
+                None => (String::new(), message),
+            };
+            ConfigError {
+                issues: vec![issue(e.span(), field, message)],
+            }
         })?;
         let file: File = every_type_error(text, &doc).map_err(|found| ConfigError {
             issues: found

@@ -245,3 +245,27 @@ fn a_syn_override_must_name_a_vip() {
     )
     .unwrap();
 }
+
+/// An integer beyond TOML's 64 bits is a syntax error to the parser: it was reported as
+/// `weir.toml:7:36: number too large to fit in target type`, with no field.
+#[test]
+fn an_integer_too_large_names_its_field() {
+    let e = errors(
+        "[[listener]]\nport = 80\ndefault_action = { type = \"fixed-response\", status_code = 200 }\n\
+         [[target_group]]\nname = \"tg\"\nhealth_check = { interval_seconds = 5, timeout_seconds = 99999999999999999999 }\n",
+    );
+    assert_eq!(e.len(), 1, "{e:#?}");
+    assert!(
+        e[0].starts_with(
+            "weir.toml:6:58: field `target_group[0].health_check.timeout_seconds`: `99999999999999999999` is out of range"
+        ),
+        "{}",
+        e[0]
+    );
+    let e = errors("[xdp]\nstats_interval_seconds = 18446744073709551616\n");
+    assert!(
+        e[0].starts_with("weir.toml:2:26: field `xdp.stats_interval_seconds`:"),
+        "{}",
+        e[0]
+    );
+}

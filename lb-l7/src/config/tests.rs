@@ -482,6 +482,7 @@ fn every_target_at_weight_0_is_a_warning() {
     );
     assert!(warned("").is_empty());
     assert!(L7Config::default().warnings().is_empty());
+}
 
 /// `alpn_policy` is for HTTPS listeners (ALB's): on an HTTP one it is refused, naming the key;
 /// `HTTP2Only` needs HTTP/2 on.
@@ -526,6 +527,8 @@ fn alpn_policy_only_on_https_listeners() {
             "HTTP2Only"
         )),
         ["listener[0].alpn_policy"]
+    );
+}
 
 /// `::ffff:127.0.0.1` and `127.0.0.1` on one port are one target: the second is a duplicate
 /// (both were accepted, two targets, one health state each, for one server). The mapped form

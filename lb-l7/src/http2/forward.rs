@@ -135,7 +135,15 @@ pub async fn forward<B: RequestBody>(
             // Boxed: a body's sending state (its chunk buffer among it) is not carried in every
             // request's future, most of which have no body (and move several times).
             let max = sh.limits.max_request_body;
-            let sending = Box::pin(upload::upload(&mut up, &mut ubuf, b, chunked, max, idle, &mut *received));
+            let sending = Box::pin(upload::upload(
+                &mut up,
+                &mut ubuf,
+                b,
+                chunked,
+                max,
+                idle,
+                &mut *received,
+            ));
             match sending.await {
                 Uploaded::Whole => {}
                 Uploaded::Answered(head) => {

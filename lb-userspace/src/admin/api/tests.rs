@@ -548,6 +548,7 @@ fn a_405_names_the_allowed_methods() {
         assert_eq!((a.status, a.allow), (405, Some(allow)), "{method} {uri}");
     }
     assert_eq!(call(&f, "GET", "/v1/status", "").allow, None);
+}
 
 /// A registration naming `::ffff:10.0.0.1` registers `10.0.0.1`: the file and the API read an
 /// IPv4-mapped address the same way, so the two spellings are one target.

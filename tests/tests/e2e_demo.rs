@@ -101,7 +101,7 @@ fn the_demo_runs_to_completion_and_leaves_nothing_behind() -> Result<()> {
     let frames = stdout.matches("---- weir top --once").count();
     ensure!(frames >= 6, "{frames} weir top frames");
     ensure!(
-        stdout.contains("HTTP 0.0.0.0:8080") && stdout.contains("web 10.91.0.11:8000"),
+        stdout.contains(":8080 HTTP 0.0.0.0") && stdout.contains("web 10.91.0.11:8000"),
         "the frames show the listener and the targets"
     );
     if stdout.contains("hping3 -S") {

@@ -210,7 +210,10 @@ async fn respond<S: AdminState>(
         ApiError::access_denied("the admin API is for root and the daemon's user only").into()
     } else if let Some(e) = declared_too_large(req.headers()) {
         // At once: the body is not waited for (a declared 1 GB was waited on until the read
-        // timeout, then answered 400).
+        // timeout, then answered 400). What the client sends meanwhile is read away, a
+        // bounded amount, as a lingering close does: closed with it unread, the socket resets
+        // and the client may never read the 413.
+        tokio::spawn(read_away(req.into_body()));
         e.into()
     } else {
         match read_body(req.into_body()).await {
@@ -231,6 +234,21 @@ fn declared_too_large(headers: &hyper::HeaderMap) -> Option<ApiError> {
     let len = headers.get(hyper::header::CONTENT_LENGTH)?;
     let len: u64 = len.to_str().ok()?.trim().parse().ok()?;
     (len > api::MAX_BODY as u64).then(|| ApiError::too_large(api::MAX_BODY))
+}
+
+/// Reads and drops up to 1 MiB of a body weir answered without (for up to a second).
+async fn read_away(mut body: Incoming) {
+    const MAX: usize = 1 << 20;
+    let mut read = 0;
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len());
+            if read > MAX {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn read_body(body: Incoming) -> Result<Bytes, ApiError> {

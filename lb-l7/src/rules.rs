@@ -161,10 +161,7 @@ fn cond_matches(c: &Cond, f: &RequestFacts<'_>) -> bool {
 
 /// `::ffff:a.b.c.d` → `a.b.c.d`, so IPv4 CIDRs match dual-stack sockets.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
+    ip.to_canonical()
 }
 
 /// `a=1&b&c=x%20y` → decoded pairs (`b` has the value "").

@@ -82,7 +82,7 @@ fn one() -> u32 {
 /// check, health, `weir targets`); any other id unchanged (validation judges it).
 pub fn canonical_id(id: String) -> String {
     match id.parse::<std::net::IpAddr>() {
-        Ok(std::net::IpAddr::V6(v6)) => v6.to_ipv4_mapped().map_or(id, |v4| v4.to_string()),
+        Ok(ip) if ip.to_canonical() != ip => ip.to_canonical().to_string(),
         _ => id,
     }
 }

@@ -25,26 +25,48 @@ pub fn workers_of(parent: u32) -> Vec<WorkerProcess> {
 }
 
 fn workers_in(proc: &Path, parent: u32) -> Vec<WorkerProcess> {
-    let mut out: Vec<WorkerProcess> = std::fs::read_dir(proc)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            if ppid_of(&stat)? != parent || stat_state(&stat)? == 'Z' {
-                return None;
-            }
-            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+    let mut out: Vec<WorkerProcess> = live_processes(proc)
+        .filter(|p| ppid_of(&p.stat) == Some(parent))
+        .filter_map(|p| {
             Some(WorkerProcess {
-                index: worker_index(&cmdline)?,
-                pid,
+                index: worker_index(&p.cmdline()?)?,
+                pid: p.pid,
                 report_age_ms: None,
             })
         })
         .collect();
     out.sort_by_key(|w| (w.index, w.pid));
     out
+}
+
+/// A process `/proc` lists, with its `stat` line.
+struct Process {
+    pid: u32,
+    stat: String,
+    dir: std::path::PathBuf,
+}
+
+impl Process {
+    fn cmdline(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.dir.join("cmdline")).ok()
+    }
+}
+
+/// The processes under `proc` that have not exited (zombies left out).
+fn live_processes(proc: &Path) -> impl Iterator<Item = Process> {
+    std::fs::read_dir(proc)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            (stat_state(&stat)? != 'Z').then(|| Process {
+                pid,
+                stat,
+                dir: e.path(),
+            })
+        })
 }
 
 /// Whether a NUL-separated command line is a weir daemon's: a program named `weir…` (the
@@ -65,18 +87,9 @@ pub fn daemons() -> Vec<u32> {
 }
 
 fn daemons_in(proc: &Path) -> Vec<u32> {
-    let mut out: Vec<u32> = std::fs::read_dir(proc)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-            if stat_state(&stat)? == 'Z' {
-                return None;
-            }
-            is_daemon(&std::fs::read(e.path().join("cmdline")).ok()?).then_some(pid)
-        })
+    let mut out: Vec<u32> = live_processes(proc)
+        .filter(|p| p.cmdline().is_some_and(|c| is_daemon(&c)))
+        .map(|p| p.pid)
         .collect();
     out.sort_unstable();
     out

@@ -115,7 +115,7 @@ impl FieldProblem {
 /// the IPv4 address, so the IPv6 form never matched one.
 pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
     if let Ok(addr) = s.parse::<IpAddr>() {
-        return Ok(IpNet::from(unmap(addr)));
+        return Ok(IpNet::from(addr.to_canonical()));
     }
     let net: IpNet = s
         .parse()
@@ -127,14 +127,6 @@ pub fn parse_prefix(s: &str) -> Result<IpNet, String> {
         ));
     }
     Ok(unmap_net(net))
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) as the IPv4 address; any other unchanged.
-pub fn unmap(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-        v4 => v4,
-    }
 }
 
 /// An IPv4-mapped prefix of 96 bits or more (`::ffff:a.b.c.d/n`) as the IPv4 `a.b.c.d/(n-96)`.
@@ -176,10 +168,10 @@ pub fn validate_vips(vips: &[VipSpec], problems: &mut Vec<FieldProblem>) {
             ));
         }
         // `::ffff:10.0.0.1` and `10.0.0.1` are one VIP.
-        let address = v
-            .address
-            .parse::<IpAddr>()
-            .map_or_else(|_| v.address.clone(), |a| unmap(a).to_string());
+        let address = v.address.parse::<IpAddr>().map_or_else(
+            |_| v.address.clone(),
+            |a: IpAddr| a.to_canonical().to_string(),
+        );
         if let Some(first) = seen.insert((address, v.port, v.protocol), i) {
             problems.push(FieldProblem::new(
                 format!("vip[{i}]"),

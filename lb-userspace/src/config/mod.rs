@@ -350,7 +350,11 @@ impl Config {
             return;
         }
         for (i, o) in self.syn.vip.iter().enumerate() {
-            let Ok(address) = o.address.parse::<std::net::IpAddr>().map(l4::unmap) else {
+            let Ok(address) = o
+                .address
+                .parse::<std::net::IpAddr>()
+                .map(|a| a.to_canonical())
+            else {
                 // "interface", or not an address: `SynConfig::validate` judges it.
                 if o.address == l4::INTERFACE_ADDRESS && !specs.iter().any(|v| v.port == o.port) {
                     problems.push(FieldProblem::new(
@@ -365,7 +369,12 @@ impl Config {
                 continue;
             };
             let named = specs.iter().any(|v| {
-                v.port == o.port && v.address.parse().ok().map(l4::unmap) == Some(address)
+                v.port == o.port
+                    && v.address
+                        .parse()
+                        .ok()
+                        .map(|a: std::net::IpAddr| a.to_canonical())
+                        == Some(address)
             });
             if !named {
                 problems.push(FieldProblem::new(

@@ -103,8 +103,11 @@ impl SynConfig {
             .find(|o| {
                 o.port == port
                     && (o.address == INTERFACE_ADDRESS
-                        || o.address.parse().ok().map(super::l4::unmap)
-                            == Some(super::l4::unmap(*address)))
+                        || o.address
+                            .parse()
+                            .ok()
+                            .map(|a: std::net::IpAddr| a.to_canonical())
+                            == Some(address.to_canonical()))
             })
             .map_or(self.mode, |o| o.mode)
             .mode()

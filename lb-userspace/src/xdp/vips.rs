@@ -32,7 +32,7 @@ pub fn resolve(specs: &[VipSpec], interface_addrs: &[IpAddr]) -> Vec<ResolvedVip
             spec.address
                 .parse()
                 .into_iter()
-                .map(crate::config::l4::unmap)
+                .map(|a: std::net::IpAddr| a.to_canonical())
                 .collect()
         };
         for address in addrs {
@@ -198,7 +198,11 @@ pub fn unmatched_overrides(
         .iter()
         .enumerate()
         .filter(|(_, o)| {
-            let address = o.address.parse().ok().map(crate::config::l4::unmap);
+            let address = o
+                .address
+                .parse()
+                .ok()
+                .map(|a: std::net::IpAddr| a.to_canonical());
             !vips.iter().any(|v| {
                 v.port == o.port && (o.address == INTERFACE_ADDRESS || address == Some(v.address))
             })

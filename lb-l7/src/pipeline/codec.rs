@@ -221,10 +221,23 @@ pub fn request_framing(h: &HeaderMap) -> Result<Framing, HeadError> {
 
 /// The values of header `name` in a head, in order: a `HeaderMap` (requests) or a target's
 /// raw response head (read in place: no map is built per response).
-pub trait Fields {
+pub trait Fields: Sized {
     fn values<'a>(&'a self, name: &'a HeaderName) -> impl DoubleEndedIterator<Item = &'a [u8]>;
     fn has(&self, name: &HeaderName) -> bool {
         self.values(name).next().is_some()
+    }
+    /// The head's `Content-Length` (`content_length`; a response head found it as it was
+    /// parsed).
+    fn length(&self) -> Result<Option<u64>, BadContentLength> {
+        content_length(self).map_err(|()| BadContentLength)
+    }
+    /// Is the last coding of the last `Transfer-Encoding` `chunked`?
+    fn chunked_last(&self) -> bool {
+        last_coding_chunked(self)
+    }
+    /// The `close` and `keep-alive` options of the head's `Connection` fields.
+    fn tokens(&self) -> ConnectionTokens {
+        connection_tokens(self)
     }
 }
 
@@ -244,13 +257,13 @@ pub fn response_framing(
         return Ok(Framing::Empty);
     }
     if h.has(&header::TRANSFER_ENCODING) {
-        return Ok(if last_coding_chunked(h) {
+        return Ok(if h.chunked_last() {
             Framing::Chunked
         } else {
             Framing::UntilClose
         });
     }
-    Ok(match content_length(h).map_err(|()| BadContentLength)? {
+    Ok(match h.length()? {
         Some(0) => Framing::Empty,
         Some(n) => Framing::Length(n),
         None => Framing::UntilClose,
@@ -260,7 +273,13 @@ pub fn response_framing(
 fn last_coding_chunked(h: &impl Fields) -> bool {
     h.values(&header::TRANSFER_ENCODING)
         .next_back()
-        .and_then(|v| v.rsplit(|&b| b == b',').next())
+        .is_some_and(ends_chunked)
+}
+
+/// Is the last coding of one `Transfer-Encoding` value `chunked`?
+fn ends_chunked(v: &[u8]) -> bool {
+    v.rsplit(|&b| b == b',')
+        .next()
         .is_some_and(|c| c.trim_ascii().eq_ignore_ascii_case(b"chunked"))
 }
 
@@ -268,19 +287,25 @@ fn last_coding_chunked(h: &impl Fields) -> bool {
 fn content_length(h: &impl Fields) -> Result<Option<u64>, ()> {
     let mut found = None;
     for v in h.values(&header::CONTENT_LENGTH) {
-        for part in v.split(|&b| b == b',') {
-            let p = part.trim_ascii();
-            if p.is_empty() || p.len() > 18 || !p.iter().all(u8::is_ascii_digit) {
-                return Err(());
-            }
-            let n: u64 = p.iter().fold(0, |a, &d| a * 10 + u64::from(d - b'0'));
-            if found.is_some_and(|f| f != n) {
-                return Err(());
-            }
-            found = Some(n);
-        }
+        fold_length(&mut found, v)?;
     }
     Ok(found)
+}
+
+/// One `Content-Length` value into the number the values before it (`found`) agreed on.
+fn fold_length(found: &mut Option<u64>, v: &[u8]) -> Result<(), ()> {
+    for part in v.split(|&b| b == b',') {
+        let p = part.trim_ascii();
+        if p.is_empty() || p.len() > 18 || !p.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n: u64 = p.iter().fold(0, |a, &d| a * 10 + u64::from(d - b'0'));
+        if found.is_some_and(|f| f != n) {
+            return Err(());
+        }
+        *found = Some(n);
+    }
+    Ok(())
 }
 
 /// Does the request carry `Expect: 100-continue`? (weir answers it and does not pass it on.)
@@ -297,7 +322,7 @@ pub fn awaits_continue(version: Version, h: &HeaderMap) -> bool {
 
 /// Does the client want the connection kept open after this request?
 pub fn client_keeps_alive(version: Version, h: &impl Fields) -> bool {
-    let tokens = connection_tokens(h);
+    let tokens = h.tokens();
     match version {
         // RFC 9112 §9.3: `close` wins over `keep-alive`.
         Version::HTTP_10 => tokens.keep_alive && !tokens.close,
@@ -305,7 +330,7 @@ pub fn client_keeps_alive(version: Version, h: &impl Fields) -> bool {
     }
 }
 
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionTokens {
     pub close: bool,
     pub keep_alive: bool,
@@ -314,13 +339,20 @@ pub struct ConnectionTokens {
 pub fn connection_tokens(h: &impl Fields) -> ConnectionTokens {
     let mut t = ConnectionTokens::default();
     for v in h.values(&header::CONNECTION) {
-        for tok in v.split(|&b| b == b',') {
-            let tok = tok.trim_ascii();
-            t.close |= tok.eq_ignore_ascii_case(b"close");
-            t.keep_alive |= tok.eq_ignore_ascii_case(b"keep-alive");
-        }
+        t.add(v);
     }
     t
+}
+
+impl ConnectionTokens {
+    /// The options of one `Connection` value.
+    fn add(&mut self, v: &[u8]) {
+        for tok in v.split(|&b| b == b',') {
+            let tok = tok.trim_ascii();
+            self.close |= tok.eq_ignore_ascii_case(b"close");
+            self.keep_alive |= tok.eq_ignore_ascii_case(b"keep-alive");
+        }
+    }
 }
 
 /// A request head written for a target ([`write_request_head`]), kept while the request may
@@ -424,12 +456,16 @@ pub fn write_status_line(out: &mut BytesMut, status: u16) {
 
 /// A status code (100–999) as its three digits.
 fn put_status(out: &mut BytesMut, status: u16) {
+    out.put_slice(&status_digits(status));
+}
+
+fn status_digits(status: u16) -> [u8; 3] {
     let s = status.clamp(100, 999);
-    out.put_slice(&[
+    [
         b'0' + (s / 100) as u8,
         b'0' + (s / 10 % 10) as u8,
         b'0' + (s % 10) as u8,
-    ]);
+    ]
 }
 
 /// A target's response head, parsed.
@@ -445,6 +481,59 @@ pub struct ResponseHead {
     /// The kinds present among `fields` (a bit per `FieldKind`): most heads carry none of
     /// those a look-up asks for, and then it scans nothing.
     kinds: u16,
+    /// What its framing and `Connection` fields say, read once as the head is parsed.
+    facts: Facts,
+}
+
+/// What a response head's framing and `Connection` fields say, found as it is parsed (the
+/// same answers as the scans of `Fields`' provided methods: `codec_fuzz` holds them equal),
+/// so that the framing, the length stated to the client, the keep-alive and the filtering of
+/// fields `Connection` names scan no field again.
+#[derive(Debug, Clone, Copy)]
+struct Facts {
+    /// `content_length` (`Err`: not one valid number).
+    length: Result<Option<u64>, ()>,
+    /// The last `Transfer-Encoding`'s last coding is `chunked`.
+    chunked_last: bool,
+    tokens: ConnectionTokens,
+    /// A `Connection` option names a field that is not left out anyway (`connection_listed`
+    /// has names to collect).
+    lists_fields: bool,
+}
+
+impl Default for Facts {
+    fn default() -> Self {
+        Facts {
+            length: Ok(None),
+            chunked_last: false,
+            tokens: ConnectionTokens::default(),
+            lists_fields: false,
+        }
+    }
+}
+
+impl Facts {
+    /// Takes in field `value` of kind `kind`.
+    fn add(&mut self, kind: FieldKind, value: &[u8]) {
+        match kind {
+            FieldKind::ContentLength => {
+                if let Ok(found) = &mut self.length
+                    && fold_length(found, value).is_err()
+                {
+                    self.length = Err(());
+                }
+            }
+            FieldKind::TransferEncoding => self.chunked_last = ends_chunked(value),
+            FieldKind::Connection => {
+                self.tokens.add(value);
+                self.lists_fields |= value
+                    .split(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .any(|t| !t.is_empty() && !FieldKind::of(t).dropped());
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What a response field is to weir, found once when the head is parsed: the fields weir
@@ -467,18 +556,17 @@ pub enum FieldKind {
 impl FieldKind {
     /// The kind of a field called `name` (any case).
     fn of(name: &[u8]) -> FieldKind {
-        let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
         match name.len() {
-            2 if is(b"te") => FieldKind::HopByHop,
-            4 if is(b"date") => FieldKind::Date,
-            7 if is(b"upgrade") => FieldKind::Upgrade,
-            7 if is(b"trailer") => FieldKind::HopByHop,
-            10 if is(b"connection") => FieldKind::Connection,
-            10 if is(b"keep-alive") => FieldKind::KeepAlive,
-            10 if is(b"set-cookie") => FieldKind::SetCookie,
-            14 if is(b"content-length") => FieldKind::ContentLength,
-            16 if is(b"proxy-connection") => FieldKind::HopByHop,
-            17 if is(b"transfer-encoding") => FieldKind::TransferEncoding,
+            2 if is(name, b"te") => FieldKind::HopByHop,
+            4 if is(name, b"date") => FieldKind::Date,
+            7 if is(name, b"upgrade") => FieldKind::Upgrade,
+            7 if is(name, b"trailer") => FieldKind::HopByHop,
+            10 if is(name, b"connection") => FieldKind::Connection,
+            10 if is(name, b"keep-alive") => FieldKind::KeepAlive,
+            10 if is(name, b"set-cookie") => FieldKind::SetCookie,
+            14 if is(name, b"content-length") => FieldKind::ContentLength,
+            16 if is(name, b"proxy-connection") => FieldKind::HopByHop,
+            17 if is(name, b"transfer-encoding") => FieldKind::TransferEncoding,
             _ => FieldKind::Other,
         }
     }
@@ -512,6 +600,37 @@ impl FieldKind {
     }
 }
 
+/// Is `name` the lowercase name `lit` in any case? `eq_ignore_ascii_case` in words of eight
+/// bytes: a byte of `lit` that is a letter is compared with bit 0x20 of the name's byte set
+/// (`A` reads as `a`, and no byte other than the letter's two cases reads as it), any other
+/// byte of `lit` exactly. `name` and `lit` are of one length.
+#[inline(always)]
+fn is<const N: usize>(name: &[u8], lit: &[u8; N]) -> bool {
+    let Ok(name) = <&[u8; N]>::try_from(name) else {
+        return false;
+    };
+    let mut i = 0;
+    while i < N {
+        let (mut w, mut l, mut m) = ([0u8; 8], [0u8; 8], [0u8; 8]);
+        let n = (N - i).min(8);
+        w[..n].copy_from_slice(&name[i..i + n]);
+        l[..n].copy_from_slice(&lit[i..i + n]);
+        for (bit, &c) in m.iter_mut().zip(&l) {
+            *bit = if c.is_ascii_lowercase() { 0x20 } else { 0 };
+        }
+        let (w, l, m) = (
+            u64::from_le_bytes(w),
+            u64::from_le_bytes(l),
+            u64::from_le_bytes(m),
+        );
+        if w | m != l {
+            return false;
+        }
+        i += 8;
+    }
+    true
+}
+
 /// One field of a response head.
 #[derive(Debug, Clone, Copy)]
 pub struct Field {
@@ -543,6 +662,18 @@ impl Fields for ResponseHead {
             None => self.values(name).next().is_some(),
         }
     }
+
+    fn length(&self) -> Result<Option<u64>, BadContentLength> {
+        self.facts.length.map_err(|()| BadContentLength)
+    }
+
+    fn chunked_last(&self) -> bool {
+        self.facts.chunked_last
+    }
+
+    fn tokens(&self) -> ConnectionTokens {
+        self.facts.tokens
+    }
 }
 
 impl ResponseHead {
@@ -553,6 +684,29 @@ impl ResponseHead {
     pub fn value(&self, i: usize) -> &[u8] {
         let (s, e) = self.fields[i].value;
         &self.raw[s..e]
+    }
+
+    /// The end of the status line in `raw` when it is as weir writes it for a client
+    /// (`HTTP/1.1 `, the status, a space, the reason, CRLF).
+    fn status_line_as_written(&self) -> Option<usize> {
+        let end = self.reason.1 + 2;
+        let line = self.raw.get(..end)?;
+        (self.reason.0 == 13
+            && line.starts_with(b"HTTP/1.1 ")
+            && line[9..12] == status_digits(self.status)
+            && line[12] == b' '
+            && line.ends_with(b"\r\n"))
+        .then_some(end)
+    }
+
+    /// The range in `raw` of field `i`'s line when it is as weir writes it (name, `: `,
+    /// value, CRLF).
+    fn line_as_written(&self, i: usize) -> Option<std::ops::Range<usize>> {
+        let Field { name, value, .. } = self.fields[i];
+        let end = value.1 + 2;
+        (self.raw.get(name.1..value.0) == Some(&b": "[..])
+            && self.raw.get(value.1..end) == Some(&b"\r\n"[..]))
+        .then_some(name.0..end)
     }
 
     /// Does field `i` go to the client (when the response is not an upgrade)? Not when it is
@@ -638,7 +792,7 @@ impl ResponseHead {
         if self.has(&header::TRANSFER_ENCODING) || self.status < 200 || self.status == 204 {
             return None;
         }
-        content_length(self).ok().flatten()
+        self.facts.length.ok().flatten()
     }
 
     /// Does the response set cookie `name`?
@@ -649,6 +803,9 @@ impl ResponseHead {
 
     fn connection_listed(&self) -> Listed<'_> {
         let mut l = Listed::default();
+        if !self.facts.lists_fields {
+            return l;
+        }
         for t in self
             .values(&header::CONNECTION)
             .flat_map(|v| v.split(|&b| b == b','))
@@ -674,6 +831,86 @@ impl ResponseHead {
         }
         fields.clear();
         SPARE_FIELDS.with(|s| s.give_back(fields));
+    }
+}
+
+/// The fields' scans the head's `Facts` stand for, and the head as `write_client_response_head`
+/// wrote it before it copied lines in runs: what the fuzz tests hold the fast paths to.
+#[cfg(test)]
+impl ResponseHead {
+    pub(crate) fn facts_are_the_scans(&self) -> bool {
+        let listed = self
+            .values(&header::CONNECTION)
+            .flat_map(|v| v.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+            .any(|t| !t.is_empty() && !FieldKind::of(t).dropped());
+        let f = self.facts;
+        f.length == content_length(self)
+            && f.chunked_last == last_coding_chunked(self)
+            && f.tokens == connection_tokens(self)
+            && f.lists_fields == listed
+    }
+
+    pub(crate) fn kinds_by_name(&self) -> bool {
+        (0..self.fields.len()).all(|i| {
+            let name = self.name(i);
+            let by_name = [
+                (&b"te"[..], FieldKind::HopByHop),
+                (b"date", FieldKind::Date),
+                (b"upgrade", FieldKind::Upgrade),
+                (b"trailer", FieldKind::HopByHop),
+                (b"connection", FieldKind::Connection),
+                (b"keep-alive", FieldKind::KeepAlive),
+                (b"set-cookie", FieldKind::SetCookie),
+                (b"content-length", FieldKind::ContentLength),
+                (b"proxy-connection", FieldKind::HopByHop),
+                (b"transfer-encoding", FieldKind::TransferEncoding),
+            ]
+            .into_iter()
+            .find(|(n, _)| name.eq_ignore_ascii_case(n))
+            .map_or(FieldKind::Other, |(_, k)| k);
+            self.fields[i].kind == by_name
+        })
+    }
+
+    pub(crate) fn written_piecewise(
+        &self,
+        chunked: bool,
+        connection: Option<&'static str>,
+        upgrade: bool,
+    ) -> BytesMut {
+        let (r, mut out) = (self, BytesMut::new());
+        out.put_slice(b"HTTP/1.1 ");
+        put_status(&mut out, r.status);
+        out.put_u8(b' ');
+        out.put_slice(&r.raw[r.reason.0..r.reason.1]);
+        out.put_slice(b"\r\n");
+        let listed = r.connection_listed();
+        for i in 0..r.fields.len() {
+            let keep_upgrade = upgrade && r.fields[i].kind == FieldKind::Upgrade;
+            if keep_upgrade || r.end_to_end(i, &listed) {
+                out.put_slice(r.name(i));
+                out.put_slice(b": ");
+                out.put_slice(r.value(i));
+                out.put_slice(b"\r\n");
+            }
+        }
+        if chunked {
+            out.put_slice(b"transfer-encoding: chunked\r\n");
+        } else if let Some(n) = r.declared_length().filter(|_| !upgrade) {
+            out.put_slice(b"content-length: ");
+            put_dec(&mut out, n);
+            out.put_slice(b"\r\n");
+        }
+        if upgrade {
+            out.put_slice(b"connection: upgrade\r\n");
+        } else if let Some(c) = connection {
+            out.put_slice(b"connection: ");
+            out.put_slice(c.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(b"\r\n");
+        out
     }
 }
 
@@ -854,9 +1091,11 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
     };
     let mut fields = spare_fields(resp.headers.len());
     let mut kinds = 0;
+    let mut facts = Facts::default();
     fields.extend(resp.headers.iter().map(|h| {
         let kind = FieldKind::of(h.name.as_bytes());
         kinds |= kind.bit();
+        facts.add(kind, h.value);
         Field {
             name: range_of(base, h.name.as_bytes()),
             value: range_of(base, h.value),
@@ -871,6 +1110,7 @@ pub fn parse_response(buf: &mut BytesMut) -> Result<Option<ResponseHead>, &'stat
         fields,
         reason,
         kinds,
+        facts,
     }))
 }
 
@@ -916,23 +1156,42 @@ pub fn write_client_response_head(
     set_cookies: &[String],
 ) {
     out.reserve(r.raw.len() + 64);
-    out.put_slice(b"HTTP/1.1 ");
-    put_status(out, r.status);
-    out.put_u8(b' ');
-    out.put_slice(&r.raw[r.reason.0..r.reason.1]);
-    out.put_slice(b"\r\n");
+    // Lines written as weir writes them that stand one after the other in the target's head
+    // (`run`) are copied in one piece: most heads are the status line and a few such fields.
+    let mut run = match r.status_line_as_written() {
+        Some(end) => 0..end,
+        None => {
+            out.put_slice(b"HTTP/1.1 ");
+            put_status(out, r.status);
+            out.put_u8(b' ');
+            out.put_slice(&r.raw[r.reason.0..r.reason.1]);
+            out.put_slice(b"\r\n");
+            0..0
+        }
+    };
     let listed = r.connection_listed();
     for i in 0..r.fields.len() {
         let keep_upgrade = upgrade && r.fields[i].kind == FieldKind::Upgrade;
         if !keep_upgrade && !r.end_to_end(i, &listed) {
             continue;
         }
-        let name = r.name(i);
-        out.put_slice(name);
-        out.put_slice(b": ");
-        out.put_slice(r.value(i));
-        out.put_slice(b"\r\n");
+        match r.line_as_written(i) {
+            Some(line) if line.start == run.end => run.end = line.end,
+            Some(line) => {
+                out.put_slice(&r.raw[run]);
+                run = line;
+            }
+            None => {
+                out.put_slice(&r.raw[run.clone()]);
+                run = run.end..run.end;
+                out.put_slice(r.name(i));
+                out.put_slice(b": ");
+                out.put_slice(r.value(i));
+                out.put_slice(b"\r\n");
+            }
+        }
     }
+    out.put_slice(&r.raw[run]);
     for c in set_cookies {
         out.put_slice(b"set-cookie: ");
         out.put_slice(c.as_bytes());

@@ -22,11 +22,13 @@ const REQUESTS: [&[u8]; 5] = [
     b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /next HTTP/1.1\r\nHost: b\r\n\r\n",
 ];
 
-const RESPONSES: [&[u8]; 4] = [
+const RESPONSES: [&[u8]; 6] = [
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
     b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n0\r\n\r\n",
     b"HTTP/1.0 200 OK\r\nKeep-Alive: timeout=5\r\nSet-Cookie: a=b\r\n\r\nbody until close",
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nServer:nginx\r\nDate: x\r\nX-B:  two  \r\nContent-Length: 2, 2\r\nCONNECTION: Keep-Alive\r\n\r\nhi",
+    b"HTTP/1.1 204 \nDate: x\nTE: trailers\nContent-Length: 0\nSet-Cookie: a=1\nConnection: te, Date\n\n",
 ];
 
 const CHUNKED: [&[u8]; 3] = [
@@ -128,6 +130,9 @@ fn responses_never_panic_and_round_trip() {
                 );
                 let _ = response_framing(&http::Method::GET, r.status, &r);
                 let _ = r.target_keeps_alive();
+                // What parsing found once is what the scans of the fields find.
+                assert!(r.facts_are_the_scans(), "facts of {:?}", r.raw);
+                assert!(r.kinds_by_name(), "kinds of {:?}", r.raw);
                 // The fields HTTP/2 clients get straight from the head are the map's.
                 let map = r.end_to_end_headers();
                 let mut direct = Vec::new();
@@ -148,6 +153,8 @@ fn responses_never_panic_and_round_trip() {
                 ] {
                     let mut out = BytesMut::new();
                     write_client_response_head(&mut out, &r, chunked, conn, upgrade, &[]);
+                    // Lines copied in runs: the same bytes as written one by one.
+                    assert_eq!(out, r.written_piecewise(chunked, conn, upgrade));
                     let again = parse_response(&mut out)
                         .unwrap_or_else(|e| panic!("written head refused: {e}"))
                         .expect("written head complete");

@@ -421,6 +421,41 @@ fn response_head_fields() {
     assert!(r.target_keeps_alive());
 }
 
+/// A field's kind is found by its name in any case, and no other name has it: every byte of
+/// each name weir knows replaced by every other value (names httparse refuses left out).
+#[test]
+fn field_kinds_match_their_names_in_any_case() {
+    let names = [
+        "te",
+        "date",
+        "upgrade",
+        "trailer",
+        "connection",
+        "keep-alive",
+        "set-cookie",
+        "content-length",
+        "proxy-connection",
+        "transfer-encoding",
+    ];
+    let mut checked = 0;
+    for name in names {
+        for at in 0..name.len() {
+            for b in 0..=255u8 {
+                let mut n = name.as_bytes().to_vec();
+                n[at] = b;
+                let mut head = b"HTTP/1.1 200 OK\r\n".to_vec();
+                head.extend_from_slice(&n);
+                head.extend_from_slice(b": 1\r\n\r\n");
+                if let Ok(Some(r)) = parse_response(&mut BytesMut::from(&head[..])) {
+                    assert!(r.kinds_by_name(), "{:?}", String::from_utf8_lossy(&n));
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 5000, "{checked}");
+}
+
 #[test]
 fn response_keep_alive() {
     let cases = [

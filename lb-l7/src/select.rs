@@ -190,6 +190,13 @@ pub fn eligible(f: &[Facts], out: &mut [bool]) {
     }
 }
 
+/// What `eligible` and `pick` come to for a group of one target: it is picked when it has
+/// a weight, is routable and was not tried (a target that is not up is the fail-open tier's;
+/// at its cap it queues; slow start has no other target to turn a pick to).
+pub fn only_one(f: &Facts) -> bool {
+    f.weight > 0 && f.routable && !f.tried
+}
+
 /// Weighted choice among `weights` (a forward action's target groups).
 pub fn pick_weighted(weights: &[u32], random: u64) -> Option<usize> {
     let total: u64 = weights.iter().map(|&w| w as u64).sum();
@@ -246,6 +253,50 @@ mod tests {
             seq,
             random: seq.wrapping_mul(0x9e37_79b9_7f4a_7c15),
             key: None,
+        }
+    }
+
+    /// `only_one` is what the tiers and every algorithm decide for a group of one target, in
+    /// every state, at its cap or not, in slow start or not, with a key or without.
+    #[test]
+    fn one_target_is_what_eligible_and_pick_decide() {
+        let algs = [
+            Algorithm::RoundRobin,
+            Algorithm::LeastOutstandingRequests,
+            Algorithm::WeightedRandom,
+            Algorithm::ConsistentHash,
+        ];
+        for bits in 0..(1u32 << 8) {
+            let b = |i: u32| bits & (1 << i) != 0;
+            let f = Facts {
+                weight: if b(0) { 3 } else { 0 },
+                healthy: b(1),
+                routable: b(2),
+                ejected: b(3),
+                local: b(4),
+                full: b(5),
+                tried: b(6),
+                priority: u16::from(b(7)),
+            };
+            let mut ok = [false];
+            eligible(&[f], &mut ok);
+            for (alg, holdback, seq) in algs
+                .into_iter()
+                .flat_map(|a| [(a, 0, 1), (a, 999, 2), (a, 500, 7)])
+            {
+                let c = Candidate {
+                    weight: f.weight,
+                    outstanding: seq,
+                    id_hash: 42,
+                    eligible: ok[0],
+                    holdback,
+                };
+                for key in [None, Some(seq)] {
+                    let d = Draw { key, ..draw(seq) };
+                    let picked = pick(alg, &[c], d) == Some(0);
+                    assert_eq!(picked, only_one(&f), "{f:?} {alg:?} {holdback}");
+                }
+            }
         }
     }
 

@@ -468,6 +468,11 @@ impl GroupRt {
     /// zone first; fail-open when nothing is healthy; targets at their cap left out while
     /// another has room), by the group's algorithm with slow start's holdback.
     pub fn pick(&self, key: Option<u64>, tried: &[usize]) -> Option<usize> {
+        if let [t] = &self.targets[..] {
+            // One target: every tier and algorithm comes to whether it may be used at all
+            // (`select::only_one`), with no draw, nor a copy of the group on the stack.
+            return select::only_one(&self.facts(t, tried.contains(&0))).then_some(0);
+        }
         let draw = Draw {
             seq: self.seq.fetch_add(1, Relaxed),
             random: fastrand::u64(..),

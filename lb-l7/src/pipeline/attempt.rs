@@ -8,7 +8,7 @@
 use super::Shared;
 use super::codec::{self, Fields, ResponseHead};
 use super::prepare::Outstanding;
-use super::relay::{self, NowOrPending};
+use super::relay;
 use crate::access_log::Record;
 use crate::expiry::Expiry;
 use crate::idle::{CoarseClock, IdleDeadlines};
@@ -20,7 +20,7 @@ use bytes::BytesMut;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
@@ -355,21 +355,39 @@ pub(crate) async fn read_response_head(
     }
 }
 
-/// Resolves when `client` has closed (its FIN or a reset arrived): only while waiting, and
-/// without a syscall (the reactor's readiness, with EPOLLRDHUP). Readable bytes without a
-/// close (a pipelined request, a TLS record) end the watch: it never resolves then.
-async fn closed(client: Option<&TcpStream>) {
-    match client {
-        Some(c) => match c.ready(Interest::READABLE).await {
-            Ok(r) if !r.is_read_closed() => std::future::pending().await,
-            _ => {}
-        },
-        None => std::future::pending().await,
+/// Watches `client` for its close (its FIN or a reset) while weir waits: ready only then, and
+/// without a syscall (the reactor's readiness, with EPOLLRDHUP). Readable bytes without a close
+/// (a pipelined request, a TLS record) end the watch: it is never ready then. Polled on the
+/// socket's readiness (`poll_read_ready`: the task's reader waker), not with a `ready()`
+/// future, which links a waiter into the socket's list and out again for every wait.
+struct Gone<'a>(Option<&'a TcpStream>);
+
+impl Gone<'_> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(c) = self.0 else {
+            return Poll::Pending;
+        };
+        match c.poll_read_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => {}
+        }
+        // Readable or closed: which one, from the readiness now set (`ready()` resolves at
+        // once then).
+        let mut ready = std::pin::pin!(c.ready(Interest::READABLE));
+        match ready.as_mut().poll(cx) {
+            Poll::Ready(Ok(r)) if !r.is_read_closed() => {
+                self.0 = None;
+                Poll::Pending
+            }
+            Poll::Ready(_) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
 /// The response head as `read_response_head` reads it, and `client` watched meanwhile (see
-/// `closed`). A head already read wins over an expiry; a wait is given up at the expiry's
+/// `Gone`). A head already read wins over an expiry; a wait is given up at the expiry's
 /// poke (`crate::expiry`), and any other poke of `timers` only re-arms the deadline.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_head_watching(
@@ -382,7 +400,7 @@ pub(crate) async fn read_head_watching(
     client: Option<&TcpStream>,
 ) -> Waited {
     let mut any = false;
-    let mut gone = std::pin::pin!(closed(client));
+    let mut gone = Gone(client);
     loop {
         if !buf.is_empty() {
             any = true;
@@ -399,30 +417,29 @@ pub(crate) async fn read_head_watching(
         if buf.capacity() - buf.len() < 1024 {
             buf.reserve(relay::CHUNK);
         }
-        let read = match up.read_buf(buf).now_or_pending().await {
-            Some(r) => Wake::Read(r),
-            None => {
-                // Only now (the target did not answer at once) is the client watched.
-                let armed = timers.arm(clock.now() + idle);
-                let mut read = std::pin::pin!(up.read_buf(buf));
-                let mut gone = gone.as_mut();
-                std::future::poll_fn(|cx| {
-                    if let Poll::Ready(r) = read.as_mut().poll(cx) {
-                        return Poll::Ready(Wake::Read(r));
+        let read = {
+            let mut read = std::pin::pin!(up.read_buf(buf));
+            let gone = &mut gone;
+            let mut armed = None;
+            std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = read.as_mut().poll(cx) {
+                    return Poll::Ready(Wake::Read(r));
+                }
+                // Only now (the target did not answer at once) is the client watched and the
+                // deadline armed: a read that completes at once costs neither.
+                if gone.poll(cx).is_ready() {
+                    return Poll::Ready(Wake::ClientGone);
+                }
+                let armed = armed.get_or_insert_with(|| timers.arm(clock.now() + idle));
+                armed.poll_fired(cx).map(|()| {
+                    if armed.poked() {
+                        Wake::Poked
+                    } else {
+                        Wake::Timeout
                     }
-                    if gone.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::ClientGone);
-                    }
-                    armed.poll_fired(cx).map(|()| {
-                        if armed.poked() {
-                            Wake::Poked
-                        } else {
-                            Wake::Timeout
-                        }
-                    })
                 })
-                .await
-            }
+            })
+            .await
         };
         match read {
             // Looks at the expiry, then waits again (a new deadline: the poke came early).

@@ -226,7 +226,12 @@ where
         }
         eof = read_more(src, buf, idle).await? == 0;
     }
-    if let Ok(Err(e)) = timeout(idle, dst.flush()).await {
+    // A flush that is done at once (always, on a plain socket) arms no timer.
+    let flushed = match dst.flush().now_or_pending().await {
+        Some(r) => Ok(r),
+        None => timeout(idle, dst.flush()).await,
+    };
+    if let Ok(Err(e)) = flushed {
         return Err(RelayError::Dst(e));
     }
     Ok(())
@@ -290,7 +295,12 @@ where
         }
         eof = read_more(src, buf, idle).await? == 0;
     }
-    if let Ok(Err(e)) = timeout(idle, dst.flush()).await {
+    // A flush that is done at once (always, on a plain socket) arms no timer.
+    let flushed = match dst.flush().now_or_pending().await {
+        Some(r) => Ok(r),
+        None => timeout(idle, dst.flush()).await,
+    };
+    if let Ok(Err(e)) = flushed {
         return Err(RelayError::Dst(e));
     }
     Ok(())

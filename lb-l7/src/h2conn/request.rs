@@ -2,7 +2,7 @@
 //! field names lowercase tokens, values without NUL/CR/LF or surrounding whitespace, the
 //! request pseudo-headers exactly once each and before the regular fields, no response or
 //! unknown pseudo-headers, no connection-specific fields, `te` only "trailers", one
-//! `content-length`, `:authority` without userinfo. A `host` that contradicts `:authority` is
+//! `content-length`, `:authority` not empty and without userinfo, `:path` without a fragment. A `host` that contradicts `:authority` is
 //! passed through (§8.3.1 lets a server refuse it or answer it): the engine-neutral service
 //! answers it 400 (HostAuthorityMismatch), as on hyper's path.
 //! Several `cookie` fields are joined with "; " (§8.2.3) for the HTTP/1.1 targets. Pure.
@@ -215,10 +215,10 @@ impl Fields {
             check_path(&method, &path)?;
             let mut p = http::uri::Parts::default();
             p.path_and_query = Some(PathAndQuery::from_maybe_shared(path).map_err(|_| BAD_TARGET)?);
-            // Asterisk-form (OPTIONS *) and origin-form (no authority) keep the path alone.
-            if let Some(a) =
-                authority.filter(|_| p.path_and_query.as_ref().is_some_and(|x| x != "*"))
-            {
+            // Origin-form (no authority) keeps the path alone. Asterisk-form (OPTIONS *) keeps
+            // its authority too, as hyper's h2 builds it: the target's Host is made from it
+            // (§8.3.1), and host rules see it; the HTTP/1.1 request line is `OPTIONS *` still.
+            if let Some(a) = authority {
                 p.scheme = Some(scheme);
                 p.authority = Some(Authority::from_maybe_shared(a).map_err(|_| BAD_TARGET)?);
             }
@@ -236,13 +236,15 @@ impl Fields {
         })
     }
 
-    /// `:authority` (or `host` without it), without userinfo. A `host` that differs from
-    /// `:authority` stays in the headers for the service to answer (400, as hyper's path).
+    /// `:authority` (or `host` without it), not empty, without userinfo. A `host` that
+    /// differs from `:authority` stays in the headers for the service to answer (400, as
+    /// hyper's path).
     fn authority_checked(&mut self) -> Result<Option<Bytes>, Malformed> {
         let host = self.headers.get(header::HOST).map(|h| h.as_bytes());
         match (self.authority.take(), host) {
             (Some(a), _) if a.contains(&b'@') => Err(Malformed("userinfo in :authority")),
-            (Some(a), _) if a.is_empty() => Ok(host.map(Bytes::copy_from_slice)),
+            // §8.3.1: present, it MUST NOT be empty (for http and https, which need one).
+            (Some(a), _) if a.is_empty() => Err(Malformed("an empty :authority")),
             (Some(a), _) => Ok(Some(a)),
             (None, Some(h)) => Ok(Some(Bytes::copy_from_slice(h))),
             (None, None) => Ok(None),
@@ -288,8 +290,13 @@ fn is_connection_specific(n: &HeaderName) -> bool {
         || n.as_str() == "proxy-connection"
 }
 
-/// §8.3.1: `:path` not empty; "*" only for OPTIONS; otherwise starts with "/".
+/// §8.3.1: `:path` not empty; "*" only for OPTIONS; otherwise starts with "/"; no fragment
+/// (`#` is in neither absolute-path nor query: `PathAndQuery` would cut it and the rest, and
+/// the target would get another path than the client sent).
 fn check_path(method: &Method, path: &[u8]) -> Result<(), Malformed> {
+    if path.contains(&b'#') {
+        return Err(Malformed("a fragment (#) in :path"));
+    }
     match path.first() {
         None => Err(Malformed("an empty :path")),
         Some(b'/') => Ok(()),
@@ -450,6 +457,25 @@ mod tests {
                 (":path", "/"),
             ],
             vec![(":method", "CONNECT")],
+            // A fragment would be cut from the path (and the rest with it).
+            vec![
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/a#/../b"),
+            ],
+            vec![
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":path", "/a?x#y"),
+            ],
+            // Present, `:authority` may not be empty (a `host` does not make up for it).
+            vec![
+                (":method", "GET"),
+                (":scheme", "https"),
+                (":authority", ""),
+                (":path", "/"),
+                ("host", "h.example"),
+            ],
         ];
         for b in bad {
             assert!(req(&b).is_err(), "accepted {b:?}");
@@ -463,6 +489,12 @@ mod tests {
         );
         let opts = [(":method", "OPTIONS"), (":scheme", "https"), (":path", "*")];
         assert!(req(&opts).is_ok());
+        // OPTIONS * keeps its :authority (the target's Host comes from it, §8.3.1).
+        let mut opts = opts.to_vec();
+        opts.push((":authority", "app.example"));
+        let h = req(&opts).unwrap();
+        assert_eq!(h.parts.uri.authority().unwrap(), "app.example");
+        assert_eq!(h.parts.uri.path(), "*");
         let c = req(&[(":method", "CONNECT"), (":authority", "h:443")]).unwrap();
         assert!(c.connect);
     }

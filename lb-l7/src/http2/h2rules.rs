@@ -1,9 +1,10 @@
 //! Pure rules of the HTTP/2 path: a `host` field that contradicts `:authority` (RFC 9113
-//! §8.3.1), a field value with whitespace at either end (§8.2.1), several `content-length`
-//! fields made one for the target (RFC 9110 §8.6), `cookie` fields joined for an HTTP/1.1 target (RFC 9113 §8.2.3), and when a connection's
-//! cancelled streams make it an abuser (rapid reset, CVE-2023-44487).
+//! §8.3.1), `*` as the target of another method than OPTIONS (§8.3.1), a field value with
+//! whitespace at either end (§8.2.1), several `content-length` fields made one for the target
+//! (RFC 9110 §8.6), `cookie` fields joined for an HTTP/1.1 target (RFC 9113 §8.2.3), and when
+//! a connection's cancelled streams make it an abuser (rapid reset, CVE-2023-44487).
 
-use http::{HeaderMap, HeaderValue, Uri, header};
+use http::{HeaderMap, HeaderValue, Method, Uri, header};
 
 /// A connection is sent GOAWAY once this many of its streams were cancelled before their
 /// response ended…
@@ -27,6 +28,13 @@ pub fn authority_conflict(uri: &Uri, headers: &HeaderMap) -> bool {
         .get_all(header::HOST)
         .iter()
         .any(|h| !h.as_bytes().eq_ignore_ascii_case(auth.as_str().as_bytes()))
+}
+
+/// Whether the request target is `*` for another method than OPTIONS (RFC 9113 §8.3.1; RFC
+/// 9112 §3.2.4: asterisk-form is OPTIONS's only). weir's engine refuses it in `h2conn`;
+/// hyper's h2 passes it, and an HTTP/1.1 target would get `GET * HTTP/1.1`.
+pub fn asterisk_not_options(method: &Method, uri: &Uri) -> bool {
+    uri.path() == "*" && *method != Method::OPTIONS
 }
 
 /// Whether a field value begins or ends with whitespace (SP or HTAB), which makes an HTTP/2
@@ -122,6 +130,15 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn asterisk_form_is_for_options_only() {
+        let star = Uri::from_static("*");
+        assert!(!asterisk_not_options(&Method::OPTIONS, &star));
+        assert!(asterisk_not_options(&Method::GET, &star));
+        let path = Uri::from_static("/a");
+        assert!(!asterisk_not_options(&Method::GET, &path));
     }
 
     #[test]

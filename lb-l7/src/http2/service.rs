@@ -135,6 +135,8 @@ fn malformed<B>(req: &Request<B>) -> Option<&'static str> {
         None
     } else if h2rules::authority_conflict(req.uri(), req.headers()) {
         Some("HostAuthorityMismatch")
+    } else if h2rules::asterisk_not_options(req.method(), req.uri()) {
+        Some("MalformedUri")
     } else if h2rules::value_edge_whitespace(req.headers()) {
         Some("MalformedHeaderValue")
     } else {

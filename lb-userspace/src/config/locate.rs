@@ -155,6 +155,80 @@ pub fn path_at(doc: &ImDocument<&str>, offset: usize) -> Option<String> {
     (!path.is_empty()).then(|| format_path(&path))
 }
 
+/// The field under `path` that a deserializer's `message` is about, when the error landed on
+/// the table at `path` rather than on the field: an internally tagged enum (an action's `type`,
+/// a condition's `field`) is read whole before its variant, so serde reports a field's error
+/// with no field and toml places it on the whole table (or on the array of such tables). The
+/// field is the one key the message names as unknown, or the one value it describes as serde
+/// describes values ("invalid type: integer `5`", "unknown variant `HTTP_303`"). `None` when
+/// the node is not a table or array, or no field or several fit.
+pub fn field_named_by(doc: &ImDocument<&str>, path: &str, message: &str) -> Option<String> {
+    let mut node = Node::Table(doc.as_table());
+    let steps = parse_path(path);
+    for step in &steps {
+        node = node.child(step)?.0;
+    }
+    if !is_container(node) {
+        return None;
+    }
+    let mut fits = Vec::new();
+    let mut below = steps;
+    collect_fits(node, message, &mut below, &mut fits);
+    match fits.as_slice() {
+        [one] => Some(format_path(one)),
+        _ => None,
+    }
+}
+
+/// A table or an array (toml places an error in an array's inline table on the array).
+fn is_container(node: Node<'_>) -> bool {
+    match node {
+        Node::Table(_) | Node::Item(Item::Table(_) | Item::ArrayOfTables(_)) => true,
+        Node::Item(Item::Value(v)) | Node::Value(v) => v.is_inline_table() || v.is_array(),
+        Node::Item(Item::None) => false,
+    }
+}
+
+/// Every node below `node` (at `path`) that `message` names or describes, into `fits`.
+fn collect_fits(node: Node<'_>, message: &str, path: &mut Vec<Step>, fits: &mut Vec<Vec<Step>>) {
+    for (step, child) in node.children() {
+        let named =
+            matches!(&step, Step::Key(k) if message.contains(&format!("unknown field `{k}`")));
+        path.push(step);
+        if named || describes(message, child) {
+            fits.push(path.clone());
+        }
+        collect_fits(child, message, path, fits);
+        path.pop();
+    }
+}
+
+/// Whether `message` is serde's complaint about the value of `node`: "invalid type: X, …" or
+/// "invalid value: X, …" with X as serde's `Unexpected` shows it, or an unknown variant.
+fn describes(message: &str, node: Node<'_>) -> bool {
+    use serde::de::Unexpected;
+    let value = match node {
+        Node::Value(v) | Node::Item(Item::Value(v)) => v,
+        _ => return false,
+    };
+    let shown = match value {
+        Value::String(s) => {
+            if message.contains(&format!("unknown variant `{}`", s.value())) {
+                return true;
+            }
+            Unexpected::Str(s.value()).to_string()
+        }
+        Value::Integer(i) => Unexpected::Signed(*i.value()).to_string(),
+        Value::Float(f) => Unexpected::Float(*f.value()).to_string(),
+        Value::Boolean(b) => Unexpected::Bool(*b.value()).to_string(),
+        // An array or inline table is "a sequence" or "a map" to serde: too many fit.
+        _ => return false,
+    };
+    ["invalid type: ", "invalid value: "]
+        .iter()
+        .any(|p| message.starts_with(&format!("{p}{shown},")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -135,19 +135,15 @@ fn every_type_error(text: &str, doc: &ImDocument<&str>) -> Result<File, Vec<Type
             Ok(_) => return Err(found),
             Err(e) => e,
         };
-        let span = e.span();
-        let field = span
-            .clone()
-            .and_then(|s| locate::path_at(doc, s.start))
-            .unwrap_or_default();
         let message = e.message().trim().to_string();
+        let (span, field) = located_type_error(doc, e.span(), &message);
         let echo = message.starts_with("missing field")
             && found.iter().any(|(_, f, _)| f.starts_with(&field));
         let first = found.is_empty();
         if !echo {
             found.push((span.clone(), field, message));
         }
-        let blanked = span.map(|s| blank_lines(&current, s));
+        let blanked = e.span().map(|s| blank_lines(&current, s));
         match blanked {
             Some(b) if found.len() < MAX_TYPE_ERRORS && b != current && (first || !echo) => {
                 if ImDocument::parse(b.as_str()).is_err() {
@@ -157,6 +153,28 @@ fn every_type_error(text: &str, doc: &ImDocument<&str>) -> Result<File, Vec<Type
             }
             _ => return Err(found),
         }
+    }
+}
+
+/// Where a type error is (`span`, as toml gives it) and its key path. toml places an error in
+/// an internally tagged enum (an action, a condition) on the whole table: the field is then
+/// the one the message is about ([`locate::field_named_by`]), and the place its value.
+fn located_type_error(
+    doc: &ImDocument<&str>,
+    span: Option<std::ops::Range<usize>>,
+    message: &str,
+) -> (Option<std::ops::Range<usize>>, String) {
+    let Some(path) = span.clone().and_then(|s| locate::path_at(doc, s.start)) else {
+        return (span, String::new());
+    };
+    match locate::field_named_by(doc, &path, message) {
+        // Placed on the table: moved to the field's value. Placed on a key (an unknown
+        // field of a plain table): kept there.
+        Some(field) if span == locate::span_of(doc, &path) => {
+            (locate::span_of(doc, &field).or(span), field)
+        }
+        Some(field) => (span, field),
+        None => (span, path),
     }
 }
 

@@ -92,7 +92,83 @@ fn a_blanked_required_key_is_not_reported_twice() {
         "[[listener]]\nport = 80\ndefault_action = { type = \"fixed-response\", status_code = \"ok\" }\n",
     );
     assert_eq!(e.len(), 1, "{e:#?}");
-    assert!(e[0].contains("listener[0].default_action"), "{}", e[0]);
+    assert!(
+        e[0].contains("field `listener[0].default_action.status_code`"),
+        "{}",
+        e[0]
+    );
+}
+
+#[test]
+fn a_type_error_inside_an_action_or_condition_names_the_field() {
+    // An action and a condition are read whole before their `type`/`field` picks the variant:
+    // toml placed their fields' errors on the whole inline table (`listener[0].default_action`).
+    let e = errors(
+        "[[listener]]\nport = 80\ndefault_action = { type = \"forward\", target_group = 5 }\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "weir.toml:3:53: field `listener[0].default_action.target_group`: invalid type: \
+          integer `5`, expected a string"
+        ]
+    );
+    let rule = |action: &str, condition: &str| {
+        format!(
+            "[[listener]]\nport = 80\n[[listener.rule]]\npriority = 1\n\
+             condition = [{{ field = \"host-header\", values = [\"a\"] }}, {condition}]\n\
+             action = {action}\n"
+        )
+    };
+    let ok = r#"{ type = "fixed-response", status_code = 200 }"#;
+    let cases = [
+        (
+            r#"{ type = "redirect", status_code = "HTTP_303" }"#,
+            r#"{ field = "path-pattern", values = ["/a"] }"#,
+            "listener[0].rule[0].action.status_code",
+            "unknown variant `HTTP_303`",
+        ),
+        (
+            r#"{ type = "forwrd", target_group = "a" }"#,
+            r#"{ field = "path-pattern", values = ["/a"] }"#,
+            "listener[0].rule[0].action.type",
+            "unknown variant `forwrd`",
+        ),
+        (
+            r#"{ type = "forward", target_grup = "a" }"#,
+            r#"{ field = "path-pattern", values = ["/a"] }"#,
+            "listener[0].rule[0].action.target_grup",
+            "unknown field `target_grup`",
+        ),
+        (
+            ok,
+            r#"{ field = "path-pattern", values = "/a" }"#,
+            "listener[0].rule[0].condition[1].values",
+            "invalid type: string \"/a\", expected a sequence",
+        ),
+        (
+            ok,
+            r#"{ field = "query-string", values = [{ key = 5, value = "x" }] }"#,
+            "listener[0].rule[0].condition[1].values[0].key",
+            "invalid type: integer `5`, expected a string",
+        ),
+    ];
+    for (action, condition, field, said) in cases {
+        let e = errors(&rule(action, condition));
+        assert_eq!(e.len(), 1, "{e:#?}");
+        assert!(e[0].contains(&format!("field `{field}`: ")), "{}", e[0]);
+        assert!(e[0].contains(said), "{}", e[0]);
+    }
+    // Two fields the message could be about: the table is named, as before.
+    let e = errors(
+        "[[listener]]\nport = 80\n\
+         default_action = { type = \"redirect\", port = \"x\", host = \"x\", status_code = \"x\" }\n",
+    );
+    assert!(
+        e[0].contains("field `listener[0].default_action`: unknown variant `x`"),
+        "{}",
+        e[0]
+    );
 }
 
 #[test]

@@ -875,11 +875,10 @@ fn target_choice(e: &mut Errors, p: &str, g: &TargetGroup, own_zone: &str) {
     }
 }
 
-/// `"200"`, `"200,202"`, `"200-299"` → inclusive ranges, all within 200–499.
 /// Why `ip` cannot be a target, or `None`: the unspecified address (this host, no one's
 /// address), a multicast or the broadcast address — ALB registers unicast addresses only. A
-/// loopback address is allowed (a target on the load balancer's host). The file's targets and
-/// the admin API's registrations are held to it.
+/// loopback address is allowed (a target on the load balancer's host). The file's targets, the
+/// admin API's registrations and DNS discovery's answers are held to it.
 pub fn unusable_target_ip(ip: IpAddr) -> Option<&'static str> {
     let ip = ip.to_canonical();
     if ip.is_unspecified() {
@@ -893,6 +892,7 @@ pub fn unusable_target_ip(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
+/// `"200"`, `"200,202"`, `"200-299"` → inclusive ranges, all within 200–499.
 pub fn parse_matcher(s: &str) -> Option<Vec<(u16, u16)>> {
     let mut out = Vec::new();
     for part in s.split(',') {

@@ -226,10 +226,15 @@ async fn resolve_loop(group: String, name: String, dns: dns::Dns, mut plan: Plan
     loop {
         let answer = dns.resolve().await;
         debug!(target_group = %group, name = %name, ?answer, "discovery answer");
+        let (answer, skipped) = plan::usable(answer);
+        for (addr, why) in plan.first_skips(&skipped) {
+            warn!(target_group = %group, name = %name, address = %addr.ip(), "DNS answered an address that is not a target, skipped (said once): {why}");
+        }
         let now = Instant::now();
         let step = plan.observe(now, answer.clone());
         board.update(&group, |r| {
-            r.resolved(now, unix_ms_now(), &answer, &step, &plan)
+            r.resolved(now, unix_ms_now(), &answer, &step, &plan);
+            r.skipped_addresses = r.skipped_addresses.saturating_add(skipped.len() as u64);
         });
         for n in &step.news {
             log(&group, &name, n);

@@ -17,7 +17,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
 
@@ -119,6 +119,35 @@ pub struct Plan {
     failures: u32,
     /// Since when every answer has been empty.
     empty_since: Option<Instant>,
+    /// The unusable addresses answers gave that were already said ([`Plan::first_skips`]).
+    skips_said: BTreeSet<IpAddr>,
+}
+
+/// An address an answer gave that no target may have, and why.
+pub type Skipped = (SocketAddr, &'static str);
+
+/// `answer` without the addresses no target may have — the unspecified address, a multicast
+/// or the broadcast address, which the file and the admin API refuse too
+/// (`lb_l7::config::unusable_target_ip`) — and those addresses. An answer of only such
+/// addresses is an empty answer.
+pub fn usable(answer: Answer) -> (Answer, Vec<Skipped>) {
+    let Answer::Records(found) = answer else {
+        return (answer, Vec::new());
+    };
+    let mut skipped = Vec::new();
+    let kept = found
+        .into_iter()
+        .filter(
+            |f| match lb_l7::config::unusable_target_ip(f.target.addr.ip()) {
+                Some(why) => {
+                    skipped.push((f.target.addr, why));
+                    false
+                }
+                None => true,
+            },
+        )
+        .collect();
+    (Answer::Records(kept), skipped)
 }
 
 impl Plan {
@@ -134,7 +163,17 @@ impl Plan {
             targets: targets.into_iter().collect(),
             failures: 0,
             empty_since: None,
+            skips_said: BTreeSet::new(),
         }
+    }
+
+    /// The addresses of `skipped` not said before: each unusable address is said once.
+    pub fn first_skips(&mut self, skipped: &[Skipped]) -> Vec<Skipped> {
+        skipped
+            .iter()
+            .filter(|(addr, _)| self.skips_said.insert(addr.ip()))
+            .copied()
+            .collect()
     }
 
     pub fn settings(&self) -> &Settings {
@@ -334,6 +373,40 @@ pub(crate) mod tests {
     /// A target of weight 1 and priority 0 (an address record's).
     pub(crate) fn a(s: &str) -> SetTarget {
         SetTarget::plain(s.parse().unwrap())
+    }
+
+    #[test]
+    fn unusable_addresses_are_skipped_and_said_once() {
+        let found = |addrs: &[&str]| {
+            Answer::Records(
+                addrs
+                    .iter()
+                    .map(|s| Found {
+                        target: a(s),
+                        ttl: 60,
+                    })
+                    .collect(),
+            )
+        };
+        let bad = [
+            "0.0.0.0:80",
+            "[::]:80",
+            "[ff02::1]:80",
+            "255.255.255.255:80",
+        ];
+        let (kept, skipped) = usable(found(&[bad.as_slice(), &["10.0.0.1:80"]].concat()));
+        assert_eq!(kept, found(&["10.0.0.1:80"]));
+        let addrs: Vec<String> = skipped.iter().map(|(a, _)| a.to_string()).collect();
+        assert_eq!(addrs, bad);
+        assert!(skipped[2].1.contains("multicast"), "{:?}", skipped[2]);
+        let mut p = Plan::new(settings(10));
+        assert_eq!(p.first_skips(&skipped).len(), 4);
+        assert!(p.first_skips(&skipped).is_empty(), "said once");
+        // Only unusable addresses: an empty answer.
+        let (kept, _) = usable(found(&["[::ffff:0.0.0.0]:80"]));
+        let step = p.observe(Instant::now(), kept);
+        assert_eq!(step.targets, None);
+        assert!(p.targets().next().is_none());
     }
 
     /// A target with an SRV record's weight and priority.

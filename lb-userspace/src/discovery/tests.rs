@@ -180,3 +180,43 @@ async fn a_resolver_that_never_answers_shows_as_a_timed_out_failure() {
         .unwrap();
     hole.abort();
 }
+
+/// An answer's unspecified, multicast and broadcast addresses were handed over as targets (the
+/// file and the admin API refuse them); they are skipped and counted, the others kept.
+#[tokio::test]
+async fn addresses_no_target_may_have_are_skipped_and_counted() {
+    let dns = server(Arc::new(move |n: &Name, t| {
+        if *n == super::dns::tests::name("web.svc.test") && t == RecordType::A {
+            let ips = ["0.0.0.0", "224.0.0.1", "255.255.255.255", "10.0.0.1"];
+            Reply::Records(
+                ips.iter().map(|ip| a("web.svc.test", ip, 1)).collect(),
+                vec![],
+            )
+        } else {
+            Reply::Negative(false, 1)
+        }
+    }))
+    .await;
+    let sink = Arc::new(Recorder::default());
+    let (stop_tx, stop) = watch::channel(false);
+    let board = Board::default();
+    let (_reconf, task) = start(&config(dns, 8080, true), sink.clone(), board.clone(), stop);
+    sink.wait_for(&["10.0.0.1:8080"]).await;
+    let r = wait_board(&board, |r| r.resolutions.answer >= 2).await;
+    assert_eq!(r.targets, ["10.0.0.1:8080"]);
+    assert!(r.skipped_addresses >= 6, "3 per answer: {r:?}");
+    assert_eq!(
+        r.last_resolution.map(|l| l.outcome),
+        Some(view::Outcome::Answer { found: 1 })
+    );
+    assert!(
+        sink.0.lock().unwrap().iter().all(|(_, t)| t.len() == 1),
+        "{:?}",
+        sink.0.lock().unwrap()
+    );
+    stop_tx.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(2), task)
+        .await
+        .expect("stops")
+        .unwrap();
+}

@@ -53,6 +53,10 @@ pub struct GroupDiscovery {
     pub refused: Option<String>,
     /// Resolutions since the group's discovery started (kept when a reload restarts it).
     pub resolutions: Counts,
+    /// Addresses answers gave that no target may have (unspecified, multicast, broadcast),
+    /// skipped, counted at each answer since the group's discovery started.
+    #[serde(default)]
+    pub skipped_addresses: u64,
 }
 
 /// One resolution: when, and what it gave.
@@ -145,6 +149,7 @@ impl GroupDiscovery {
             last_change: None,
             refused: None,
             resolutions: Counts::default(),
+            skipped_addresses: 0,
         }
     }
 
@@ -242,6 +247,7 @@ impl Board {
         let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
         if let Some(old) = m.get(&record.target_group) {
             record.resolutions = old.resolutions;
+            record.skipped_addresses = old.skipped_addresses;
             record.last_change = old.last_change.clone();
         }
         m.insert(record.target_group.clone(), record);

@@ -70,6 +70,7 @@ pub fn discovery(records: &[crate::discovery::view::GroupDiscovery]) -> Vec<Disc
             .into_iter()
             .map(|(k, n)| (k.to_string(), n))
             .collect(),
+            skipped_addresses: r.skipped_addresses,
         })
         .collect()
 }

@@ -342,6 +342,13 @@ fn discovery_families(
     )?;
     family(
         enc,
+        "weir_discovery_skipped_addresses",
+        "weir: addresses DNS answered for the group that no target may have (unspecified, multicast, broadcast), skipped",
+        Kind::Counter,
+        groups.iter().map(|g| (group(g), g.skipped_addresses)),
+    )?;
+    family(
+        enc,
         "weir_discovery_consecutive_failures",
         "weir: the group's failed DNS resolutions in a row (0 after any answer)",
         Kind::Gauge,

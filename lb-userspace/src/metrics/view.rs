@@ -81,6 +81,9 @@ pub struct DiscoveryFigures {
     /// Resolutions since the group's discovery started, by outcome (`answer`, `empty`,
     /// `failed`).
     pub resolutions: BTreeMap<String, u64>,
+    /// Answered addresses skipped as no target's (unspecified, multicast, broadcast).
+    #[serde(default)]
+    pub skipped_addresses: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

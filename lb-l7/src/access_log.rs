@@ -361,9 +361,14 @@ impl std::fmt::Debug for Queue {
 /// again for the writer thread (a reader that goes away later blocks that thread only, and the
 /// queue drops lines).
 pub fn open_file(p: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    open_file_as(p, true)
+}
+
+/// [`open_file`], creating a missing file when `create`.
+fn open_file_as(p: &std::path::Path, create: bool) -> anyhow::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let f = std::fs::OpenOptions::new()
-        .create(true)
+        .create(create)
         .append(true)
         .custom_flags(libc::O_NONBLOCK)
         .open(p)
@@ -384,6 +389,39 @@ pub fn open_file(p: &std::path::Path) -> anyhow::Result<std::fs::File> {
         anyhow::bail!("{}: {}", p.display(), std::io::Error::last_os_error());
     }
     Ok(f)
+}
+
+/// Whether [`open_file`] could open `p`, without creating it (`weir check` changes nothing):
+/// an existing file is opened for appending as a worker opens it (a FIFO without a reader
+/// fails the same way); a missing one needs a directory the caller may write in (its
+/// effective ids, as the worker that will create it).
+pub fn check_file(p: &std::path::Path) -> anyhow::Result<()> {
+    use nix::unistd::{AccessFlags, faccessat};
+    if std::fs::symlink_metadata(p).is_ok() {
+        return open_file_as(p, false).map(drop);
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    let meta = std::fs::metadata(dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("{}: not a directory", dir.display());
+    }
+    faccessat(
+        None,
+        dir,
+        AccessFlags::W_OK | AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot be created: {}: {}",
+            p.display(),
+            dir.display(),
+            std::io::Error::from(e)
+        )
+    })
 }
 
 /// The writer of a file that could not be opened: every write fails with the reason.

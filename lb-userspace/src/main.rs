@@ -132,8 +132,8 @@ fn exit(result: anyhow::Result<()>) -> std::process::ExitCode {
 
 fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let validated = lb_userspace::reload::validate(path)?;
-    // As `weir run` does before it starts a worker.
-    lb_userspace::reload::open_access_log(&validated.config, &validated.text)?;
+    // As `weir run` opens it before it starts a worker, without creating it.
+    lb_userspace::reload::check_access_log(&validated.config, &validated.text)?;
     let cfg = validated.config;
     out(format_args!(
         "{}: OK ({} listener(s), {} target group(s), {} VIP spec(s), {} deny prefix(es))\n",

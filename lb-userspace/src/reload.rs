@@ -89,15 +89,29 @@ pub fn validate(path: Option<&Path>) -> Result<Validated, ReloadError> {
 /// The access-log file opened for appending, created when missing, as every worker opens it at
 /// its start (as root, before it gives up its privileges: `workers::child`), so a path no
 /// worker could open — a directory that does not exist, a read-only file system, a FIFO no
-/// process reads — stops `weir check` and `weir run` with the reason rather than each worker
-/// finding it (a worker that cannot open it serves without it: `lb_l7::access_log`). A reload
-/// cannot change the path ([`unchangeable`]), so only these two open it.
+/// process reads — stops `weir run` with the reason rather than each worker finding it (a
+/// worker that cannot open it serves without it: `lb_l7::access_log`). A reload cannot change
+/// the path ([`unchangeable`]), so only the start opens it.
 pub fn open_access_log(cfg: &Config, text: &str) -> Result<(), ConfigError> {
-    use lb_l7::access_log::{AccessLogTarget, open_file};
+    access_log_with(cfg, text, |p| lb_l7::access_log::open_file(p).map(drop))
+}
+
+/// What [`open_access_log`] would find, for `weir check`, which creates nothing: a missing file
+/// needs a directory it could be created in.
+pub fn check_access_log(cfg: &Config, text: &str) -> Result<(), ConfigError> {
+    access_log_with(cfg, text, lb_l7::access_log::check_file)
+}
+
+fn access_log_with(
+    cfg: &Config,
+    text: &str,
+    open: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> Result<(), ConfigError> {
+    use lb_l7::access_log::AccessLogTarget;
     let AccessLogTarget::File(path) = AccessLogTarget::of(&cfg.l7.load_balancer.access_logs) else {
         return Ok(());
     };
-    open_file(&path).map(drop).map_err(|e| ConfigError {
+    open(&path).map_err(|e| ConfigError {
         issues: vec![located(
             cfg,
             text,
@@ -554,6 +568,41 @@ mod tests {
             let v = validate(Some(&f.0)).unwrap();
             open_access_log(&v.config, &v.text).unwrap();
         }
+    }
+
+    /// `weir check` created the access-log file it checked (`open_access_log`); it finds the
+    /// same problems and creates nothing.
+    #[test]
+    fn checking_the_access_log_creates_nothing() {
+        let with = |path: &std::path::Path| {
+            format!(
+                "[load_balancer]\naccess_logs.enabled = true\naccess_logs.path = {:?}\n{BASE}",
+                path.display().to_string()
+            )
+        };
+        let check = |path: &std::path::Path| {
+            let f = file(&with(path));
+            let v = validate(Some(&f.0)).unwrap();
+            check_access_log(&v.config, &v.text)
+        };
+        let log = std::env::temp_dir().join(format!("weir-check-{}-log", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        check(&log).unwrap();
+        assert!(!log.exists(), "checking created {}", log.display());
+        std::fs::write(&log, "kept\n").unwrap();
+        check(&log).unwrap();
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "kept\n");
+        // A path below a file, or in a directory that does not exist: refused, with its key.
+        let e = check(&log.join("a.log")).unwrap_err();
+        assert_eq!(e.issues[0].field, "load_balancer.access_logs.path");
+        assert!(e.issues[0].message.contains("not a directory"), "{e}");
+        std::fs::remove_file(&log).unwrap();
+        let e = check(std::path::Path::new("/nonexistent/dir/a.log")).unwrap_err();
+        assert!(e.issues[0].message.contains("/nonexistent/dir"), "{e}");
+        assert!(
+            e.issues[0].message.contains("No such file or directory"),
+            "{e}"
+        );
     }
 
     #[test]

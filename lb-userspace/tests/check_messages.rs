@@ -1,6 +1,6 @@
 //! `weir check`'s answers an operator reads (the binary's output is the contract): a type error
-//! inside an action names its field, an encrypted or too small key says so with its file. No
-//! root needed.
+//! inside an action names its field, an encrypted or too small key says so with its file, and
+//! checking an access-log path creates no file. No root needed.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -128,3 +128,23 @@ fn a_1024_bit_rsa_key_is_refused_with_its_size() {
     );
 }
 
+/// `weir check` created the access-log file it was asked about.
+#[test]
+fn checking_an_access_log_path_creates_no_file() {
+    let d = Dir::new("log");
+    let log = d.path("access.log");
+    let text = format!(
+        "[load_balancer]\naccess_logs.enabled = true\naccess_logs.path = {:?}\n\
+         [[listener]]\nport = 8080\n",
+        log.display().to_string()
+    );
+    let (ok, said) = check(&d, &text);
+    assert!(ok, "{said}");
+    assert!(!log.exists(), "weir check created {}", log.display());
+    let (ok, said) = check(&d, &text.replace("access.log", "missing/access.log"));
+    assert!(!ok, "{said}");
+    assert!(
+        said.contains("field `load_balancer.access_logs.path`: cannot open it for appending"),
+        "{said}"
+    );
+}

@@ -104,7 +104,7 @@ pub fn pipeline(input: &[u8], setup: Setup) -> (Vec<Routed>, Vec<u8>) {
             &parts.headers,
             &trace,
         )
-        .and_then(|()| parse::check_body_length(&parts.headers, setup.max_body));
+        .and_then(|_| parse::check_body_length(&parts.headers, setup.max_body));
         if checked.is_err() || forward::over_body_limit(framing, setup.max_body) {
             break;
         }

@@ -703,3 +703,34 @@ fn request_target_forms() {
         );
     }
 }
+
+/// `parse_request` takes httparse's word that a header value is one `HeaderValue` admits (it
+/// does not check the bytes again): every byte httparse admits in a value, `HeaderValue` must
+/// admit, and every byte it refuses must get the request refused.
+#[test]
+fn httparse_admits_what_header_values_admit() {
+    for b in 0..=255u8 {
+        let mut raw = b"GET / HTTP/1.1\r\nHost: a\r\nX-V: a".to_vec();
+        raw.push(b);
+        raw.extend_from_slice(b"z\r\n\r\n");
+        let value_ok = HeaderValue::from_bytes(&[b'a', b, b'z']).is_ok();
+        let (r, _) = parse_req(&raw);
+        match r {
+            Ok(Some(head)) => {
+                assert!(
+                    value_ok,
+                    "byte {b:#04x}: httparse admitted it, HeaderValue does not"
+                );
+                assert_eq!(values(&head.parts.headers, "x-v"), [&[b'a', b, b'z'][..]]);
+            }
+            Ok(None) => panic!("byte {b:#04x}: incomplete"),
+            Err(e) => {
+                assert_eq!(e.status, 400, "byte {b:#04x}");
+                assert!(
+                    !value_ok,
+                    "byte {b:#04x}: refused, yet HeaderValue admits it"
+                );
+            }
+        }
+    }
+}

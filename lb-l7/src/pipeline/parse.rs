@@ -7,7 +7,7 @@
 //! server.
 
 use crate::headers::{MAX_XFF_ADDRESSES, xff_count};
-use http::{HeaderMap, HeaderName, Method, Uri, Version, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version, header};
 
 /// ALB: request line ≤ 16 KiB, one header ≤ 16 KiB, all headers ≤ 64 KiB.
 pub const MAX_REQUEST_LINE: usize = 16 * 1024;
@@ -43,15 +43,22 @@ const fn non_compliant(reason: &'static str) -> Reject {
     }
 }
 
+/// What `check` found that routing reads next (no second look-up for it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checked<'h> {
+    /// The request's `Host` (checked: one, a valid authority), if it has one.
+    pub host: Option<&'h HeaderValue>,
+}
+
 /// Checks a request head; `Ok` means route it. `trace_header`: the configured trace header
 /// (weir writes it, so a client's `Connection` may not name it).
-pub fn check(
+pub fn check<'h>(
     method: &Method,
     uri: &Uri,
     version: Version,
-    headers: &HeaderMap,
+    headers: &'h HeaderMap,
     trace_header: &HeaderName,
-) -> Result<(), Reject> {
+) -> Result<Checked<'h>, Reject> {
     if method == Method::CONNECT {
         // weir is not a forward proxy: no tunnels to arbitrary hosts.
         return Err(Reject {
@@ -71,12 +78,12 @@ pub fn check(
             return Err(reject(431, "HeaderTooLarge"));
         }
         total += len;
-        present.note(n);
+        present.note(n, v);
     }
     if total > MAX_HEADERS_TOTAL {
         return Err(reject(431, "HeadersTooLarge"));
     }
-    check_host(uri, version, headers)?;
+    check_host(uri, version, present.hosts, present.host)?;
     if present.connection && connection_names_protected(headers, trace_header) {
         // `Connection: Content-Length` would have weir strip the framing it forwards by (the
         // body then reaches the target as a request no rule saw); `Host`, X-Forwarded-* and
@@ -95,20 +102,28 @@ pub fn check(
             desync: false,
         });
     }
-    Ok(())
+    Ok(Checked { host: present.host })
 }
 
 /// Which of the headers `check` looks into a request has, noted in its one pass over them:
-/// an absent one then costs no look-up (a hash and a probe each, per request).
+/// an absent one then costs no look-up (a hash and a probe each, per request), and `Host`'s
+/// value is at hand.
 #[derive(Default)]
-struct Present {
+struct Present<'h> {
     connection: bool,
     transfer_encoding: bool,
     xff: bool,
+    hosts: usize,
+    /// The first `Host`.
+    host: Option<&'h HeaderValue>,
 }
 
-impl Present {
-    fn note(&mut self, n: &HeaderName) {
+impl<'h> Present<'h> {
+    fn note(&mut self, n: &HeaderName, v: &'h HeaderValue) {
+        if *n == header::HOST {
+            self.hosts += 1;
+            self.host = self.host.or(Some(v));
+        }
         self.connection |= n == header::CONNECTION;
         self.transfer_encoding |= n == header::TRANSFER_ENCODING;
         self.xff |= n.as_str() == "x-forwarded-for";
@@ -118,10 +133,14 @@ impl Present {
 /// RFC 9112 §3.2: exactly one `Host` in an HTTP/1.1 request, with a valid value (an
 /// absolute-form target's authority has replaced it by then: `pipeline::codec`), and no userinfo in
 /// a URI's authority (RFC 9110 §4.2.4; RFC 9113 §8.3.1 for HTTP/2's `:authority`).
-fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Reject> {
-    let mut hosts = headers.get_all(header::HOST).iter();
-    let first = hosts.next();
-    if hosts.next().is_some() {
+/// `hosts`: how many `Host` fields the request has; `first`: the first one's value.
+fn check_host(
+    uri: &Uri,
+    version: Version,
+    hosts: usize,
+    first: Option<&HeaderValue>,
+) -> Result<(), Reject> {
+    if hosts > 1 {
         return Err(non_compliant("MultipleHost"));
     }
     match first {
@@ -144,16 +163,15 @@ fn check_host(uri: &Uri, version: Version, headers: &HeaderMap) -> Result<(), Re
 /// host-header rules (`%61dmin.example.com`) is a way around them. With this, no `Host` can
 /// carry `/`, `?`, `#`, `@`, `\`, spaces or controls into a redirect's `#{host}`.
 pub fn valid_authority(v: &[u8]) -> bool {
-    let (host, port) = match v.iter().rposition(|&b| b == b':') {
-        // A ':' inside brackets belongs to the IPv6 address.
-        Some(i) if !v[i..].contains(&b']') => (&v[..i], Some(&v[i + 1..])),
-        _ => (v, None),
+    let (host, port_ok) = match v.iter().rposition(|&b| b == b':') {
+        None => (v, true),
+        Some(i) => match port_number(&v[i + 1..]) {
+            Some(n) => (&v[..i], n <= 65_535),
+            // A ':' inside brackets belongs to the IPv6 address.
+            None if v[i..].contains(&b']') => (v, true),
+            None => return false,
+        },
     };
-    let port_ok = port.is_none_or(|p| {
-        (1..=5).contains(&p.len())
-            && p.iter().all(u8::is_ascii_digit)
-            && p.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0')) <= 65_535
-    });
     let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
         Some(ip6) => {
             std::str::from_utf8(ip6).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
@@ -161,6 +179,16 @@ pub fn valid_authority(v: &[u8]) -> bool {
         None => !host.is_empty() && host.iter().all(|&b| reg_name_byte(b)),
     };
     port_ok && host_ok
+}
+
+/// A port's digits (1 to 5 of them) as a number; `None` for anything else.
+fn port_number(p: &[u8]) -> Option<u32> {
+    if !(1..=5).contains(&p.len()) {
+        return None;
+    }
+    p.iter().try_fold(0u32, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+    })
 }
 
 /// RFC 3986 `unreserved` and `sub-delims` (not `pct-encoded`: see `valid_authority`).
@@ -273,15 +301,15 @@ mod tests {
 
     fn run_with(method: &Method, uri: &str, pairs: &[(&str, &str)]) -> Result<(), Reject> {
         let uri: Uri = uri.parse().unwrap();
-        check(method, &uri, Version::HTTP_11, &h(pairs), &trace())
+        check(method, &uri, Version::HTTP_11, &h(pairs), &trace()).map(|_| ())
     }
 
     fn run(pairs: &[(&str, &str)]) -> Result<(), Reject> {
         run_with(&Method::GET, "/", pairs)
     }
 
-    fn status(r: Result<(), Reject>) -> u16 {
-        r.map_or_else(|e| e.status, |()| 0)
+    fn status<T>(r: Result<T, Reject>) -> u16 {
+        r.map_or_else(|e| e.status, |_| 0)
     }
 
     #[test]
@@ -471,7 +499,18 @@ mod tests {
                 &HeaderMap::new(),
                 &trace()
             ),
-            Ok(())
+            Ok(Checked { host: None })
         );
+    }
+
+    #[test]
+    fn the_checked_host_is_the_request_host() {
+        let uri: Uri = "/".parse().unwrap();
+        let hm = h(&[("user-agent", "x"), ("host", "a.example:8080")]);
+        let c = check(&Method::GET, &uri, Version::HTTP_11, &hm, &trace()).unwrap();
+        assert_eq!(c.host, hm.get(header::HOST));
+        let hm10 = h(&[("user-agent", "x")]);
+        let c = check(&Method::GET, &uri, Version::HTTP_10, &hm10, &trace()).unwrap();
+        assert_eq!(c.host, None);
     }
 }

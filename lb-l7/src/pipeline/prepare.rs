@@ -159,7 +159,7 @@ pub fn prepare_upstream(
     );
     let now = sh.clock.epoch_secs();
     let trace = headers::trace_header_value(
-        h.get(&sh.trace_header).and_then(|v| v.to_str().ok()),
+        headers::first(h, &sh.trace_header).and_then(|v| v.to_str().ok()),
         now,
         fastrand::u128(..),
     );
@@ -171,26 +171,24 @@ pub fn prepare_upstream(
     // closes, so the pooled connection is lost too). ALB generates a Host with its own DNS
     // name; weir has none and names the address the client connected to (the listener's, or
     // on a wildcard listener the connection's own: 0.0.0.0 would mean nothing to the target).
+    let client_host = headers::first(h, &header::HOST);
     let local_host;
     let host = match host {
-        None if !h.contains_key(header::HOST) => {
+        None if client_host.is_none() => {
             local_host = ci.local.to_string();
             Some(local_host.as_str())
         }
         host => host,
     };
     let mut new_host = None;
-    let rewrite_host =
-        !lb.routing.http.preserve_host_header.enabled || !h.contains_key(header::HOST);
+    let rewrite_host = !lb.routing.http.preserve_host_header.enabled || client_host.is_none();
     if let (true, Some(host)) = (rewrite_host, host) {
         let default_port = matches!(
             (listener.protocol.scheme(), listener.port),
             ("http", 80) | ("https", 443)
         );
         let port = (!default_port).then_some(ci.listener.port_text.as_str());
-        let same = h
-            .get(header::HOST)
-            .is_some_and(|v| headers::host_is(v.as_bytes(), host, port));
+        let same = client_host.is_some_and(|v| headers::host_is(v.as_bytes(), host, port));
         if !same {
             // Carved from the per-thread block the trace ids use: no allocation per request
             // (every HTTP/2 request gets one: its `:authority` is no `Host` field).

@@ -3,7 +3,8 @@
 //! allocation each. A worker is one thread, so a pool is a `thread_local!` [`Spares`] and
 //! needs no lock; each owner declares its own and decides what may be given back (how large a
 //! spare it keeps, emptied how): `pipeline::readbuf`, `pipeline::codec`'s field lists, header
-//! maps and request heads, `headers`' carving block, `h2weir::send_queues`.
+//! maps and request heads, `headers`' carving block, `h2weir::send_queues`, the blocks of
+//! `h1::slot`.
 //!
 //! A burst leaves a pool full (up to its bound) and an idle worker has no use for that, so
 //! the worker's once-a-second sweep calls [`Spares::trim`] on every pool of its thread

@@ -653,6 +653,7 @@ fn trim_spares() -> usize {
         + crate::pipeline::codec::trim_spares()
         + crate::headers::trim_block()
         + crate::h2weir::send_queues::trim()
+        + crate::h1::trim_spares()
 }
 
 /// Spares released by one sweep (nominally) above which the allocator is asked to give the
@@ -697,8 +698,16 @@ mod spares_trim {
             .collect();
         queues.into_iter().for_each(send_queues::give_back);
         let block = crate::headers::carved_concat(&[b"abc"]);
-        let full = (128, (32, 32, 128), 256);
-        let held = || (readbuf::held(), codec::spares_held(), send_queues::held());
+        crate::h1::fill_spares_for_test(200);
+        let full = (128, (32, 128, 128), 256, 128);
+        let held = || {
+            (
+                readbuf::held(),
+                codec::spares_held(),
+                send_queues::held(),
+                crate::h1::spares_held(),
+            )
+        };
         assert_eq!(held(), full, "each pool at its bound");
         // The burst's second: everything was used, nothing goes.
         assert_eq!(trim_spares(), 0);
@@ -707,12 +716,12 @@ mod spares_trim {
         let released = trim_spares();
         assert_eq!(
             released,
-            120 * 4096 + (28 + 28 + 124) * 1024 + 240 * 512 + 4096
+            120 * 4096 + (28 + 124 + 124) * 1024 + 240 * 512 + 4096 + 124 * 4608
         );
         assert!(released >= RELEASE_AFTER_TRIM);
-        assert_eq!(held(), (8, (4, 4, 4), 16));
+        assert_eq!(held(), (8, (4, 4, 4), 16, 4));
         assert_eq!(trim_spares(), 0, "nothing more once idle");
-        assert_eq!(held(), (8, (4, 4, 4), 16));
+        assert_eq!(held(), (8, (4, 4, 4), 16, 4));
         drop(block);
     }
 

@@ -13,13 +13,14 @@
 //! `server` runs a client connection (a connection that turns out to speak h2c is handed to
 //! the HTTP/2 engine the accept loop gives it); `forward` relays a request to a target and its
 //! response to the client (`upload`: its body, watching for an early answer; `upgrade`, pure:
-//! which 101 it honours); `stream` is the client's
-//! stream; `fuzz` is the pipeline the fuzz target drives. The HTTP/1.1 wire format both
+//! which 101 it honours); `slot` the per-thread spare blocks each request's future lives in;
+//! `stream` is the client's stream; `fuzz` is the pipeline the fuzz target drives. The HTTP/1.1 wire format both
 //! engines speak to targets (`codec`, `relay`, `desync`) is the pipeline's.
 //! Never imports `crate::h2` (`crate::layering` checks).
 
 pub mod forward;
 pub mod server;
+mod slot;
 pub mod stream;
 pub mod upgrade;
 mod upload;
@@ -27,3 +28,21 @@ mod upload;
 /// The request pipeline as a pure function and its invariant, for the fuzz target.
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzz;
+
+/// The worker's sweep of this engine's per-thread spares (`slot`): returns the bytes released
+/// (nominally).
+pub fn trim_spares() -> usize {
+    slot::trim()
+}
+
+/// Spare blocks held on this thread (`slot`).
+#[cfg(test)]
+pub(crate) fn spares_held() -> usize {
+    slot::held()
+}
+
+/// `n` turn-sized futures out at once and dropped: the slot pool as a burst leaves it.
+#[cfg(test)]
+pub(crate) fn fill_spares_for_test(n: usize) {
+    slot::fill_for_test(n);
+}

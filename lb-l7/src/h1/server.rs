@@ -338,10 +338,11 @@ fn reset(io: ClientStream) {
 /// (`let step = Box::pin(turn(..))`), rustc 1.97 (the nightly here) keeps the unboxed future
 /// (~4.5 KB) as a temporary of `run`'s own state, so every connection's task grows to ~4.9 KB;
 /// stable 1.95 does not (488 bytes either way, `worker::idle_size`). Made here, it stays out
-/// of `run`'s state with either. The box is taken before the future is made and the future
-/// written into it (`Box::new_uninit`): `Box::pin(turn(..))` made it on the stack first and
-/// copied all of its ~4.5 KB into the box, one `memcpy` per request (1.6 % of the worker's
-/// CPU under `wrk`, `perf`).
+/// of `run`'s state with either. The future is written straight into its block
+/// (`slot::Slotted::new`): `Box::pin(turn(..))` made it on the stack first and copied all of
+/// its ~4.5 KB into the box, one `memcpy` per request (1.6 % of the worker's CPU under `wrk`,
+/// `perf`). The block is one of the thread's spares (`super::slot`), not an allocation per
+/// request.
 fn boxed_turn<'a>(
     sh: &'a Shared,
     ci: &'a ConnInfo,
@@ -349,9 +350,8 @@ fn boxed_turn<'a>(
     buf: &'a mut BytesMut,
     first: bool,
     life_until: Instant,
-) -> std::pin::Pin<Box<impl Future<Output = Step> + Send + 'a>> {
-    let slot = Box::new_uninit();
-    Box::into_pin(Box::write(slot, turn(sh, ci, io, buf, first, life_until)))
+) -> super::slot::Slotted<impl Future<Output = Step> + Send + 'a> {
+    super::slot::Slotted::new(|| turn(sh, ci, io, buf, first, life_until))
 }
 
 /// One turn: read a request head, then serve the request.

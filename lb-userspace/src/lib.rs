@@ -7,6 +7,7 @@ pub mod config;
 pub mod conn_cap;
 pub mod discovery;
 pub mod health;
+pub mod iface_id;
 pub mod l7;
 pub mod metrics;
 pub mod notify;

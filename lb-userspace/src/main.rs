@@ -155,36 +155,45 @@ fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let iface = match &args.iface {
-        Some(i) => i.clone(),
-        None => match pins::running_interfaces().as_slice() {
-            [one] => one.clone(),
-            [] => match pins::live_daemons().as_slice() {
-                // `ip netns exec`: the daemon runs, its pins are in another mount of /sys.
-                [(iface, pid)] => bail!("{}", pins::pins_not_visible(iface, *pid)),
+/// The interface `weir stats` reports on: `--iface`, else the only one of this network
+/// namespace with a daemon.
+fn stats_iface(args: &StatsArgs) -> anyhow::Result<String> {
+    if let Some(i) = &args.iface {
+        return Ok(i.clone());
+    }
+    match pins::running_interfaces().as_slice() {
+        [one] => Ok(one.clone()),
+        [] => match pins::live_daemons().as_slice() {
+            // `ip netns exec`: the daemon runs, its pins are in another mount of /sys.
+            [(id, pid)] => bail!("{}", pins::pins_not_visible(id, *pid)),
+            [] => match pins::legacy_daemons().as_slice() {
+                [(iface, pid), ..] => bail!("{}", pins::legacy_running(iface, *pid)),
                 [] => {
                     let socket = lb_userspace::admin::path::l7_default().is_ok_and(|p| p.exists());
                     let daemons = lb_userspace::admin::procs::daemons();
                     bail!("{}", stats::no_pins(socket, &daemons))
                 }
-                many => bail!(
-                    "weir runs on several interfaces ({}), but no pins are visible under {} \
-                     from this mount namespace (`ip netns exec` mounts a /sys of its own): run \
-                     `weir stats --iface IF` where they are (`nsenter -t PID -m -n`)",
-                    many.iter()
-                        .map(|(i, p)| format!("{i}: pid {p}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    pins::BPFFS_ROOT
-                ),
             },
             many => bail!(
-                "weir runs on several interfaces ({}); pick one with --iface",
-                many.join(", ")
+                "weir runs on several interfaces ({}), but no pins are visible under {} \
+                 from this mount namespace (`ip netns exec` mounts a /sys of its own): run \
+                 `weir stats --iface IF` where they are (`nsenter -t PID -m -n`)",
+                many.iter()
+                    .map(|(i, p)| format!("{}: pid {p}", i.name()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                pins::BPFFS_ROOT
             ),
         },
-    };
+        many => bail!(
+            "weir runs on several interfaces ({}); pick one with --iface",
+            many.join(", ")
+        ),
+    }
+}
+
+fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let iface = stats_iface(args)?;
     let before = read_pinned(&iface)?;
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.interval.max(0.0)));
@@ -193,8 +202,9 @@ fn show_stats(args: &StatsArgs) -> anyhow::Result<()> {
     r["host"] = lb_userspace::xdp::syn::host_json(&iface);
     // The note says what the daemon saw while it lived: a daemon killed with SIGKILL leaves it,
     // and its pins, claiming XDP attached. Its lock, free, says it is gone.
-    let gone = pins::daemon_gone(&iface).then(|| {
-        let made = std::fs::metadata(pins::dir_for(&iface))
+    let id = lb_userspace::iface_id::IfaceId::here(&iface)?;
+    let gone = pins::daemon_gone(&id).then(|| {
+        let made = std::fs::metadata(pins::dir_for(&id))
             .and_then(|m| m.modified())
             .ok();
         stats::mark_gone(&mut r, &iface, made)

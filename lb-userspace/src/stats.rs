@@ -10,13 +10,16 @@ use serde_json::{Value, json};
 use crate::xdp::{Counters, pins};
 
 /// The counters of the daemon attached to `iface`, from its pinned maps (`weir stats`, `weir top`).
+/// The daemon is the one of this network namespace's `iface` (`crate::iface_id`).
 pub fn read_pinned(iface: &str) -> anyhow::Result<Counters> {
-    let dir = pins::dir_for(iface);
+    let id = crate::iface_id::IfaceId::here(iface)?;
+    let dir = pins::dir_for(&id);
     if !dir.exists() {
-        match pins::lock_holder(iface) {
-            Some(pid) => anyhow::bail!("{}", pins::pins_not_visible(iface, pid)),
-            None => anyhow::bail!(
-                "no weir daemon is running on `{iface}` (no pins in {})",
+        match (pins::lock_holder(&id), pins::legacy_holder(iface)) {
+            (Some(pid), _) => anyhow::bail!("{}", pins::pins_not_visible(&id, pid)),
+            (None, Some(pid)) => anyhow::bail!("{}", pins::legacy_running(iface, pid)),
+            (None, None) => anyhow::bail!(
+                "no weir daemon is running on `{iface}` of this network namespace (no pins in {})",
                 dir.display()
             ),
         }
@@ -147,8 +150,10 @@ fn syn_json(before: &Counters, now: &Counters, id: u32, secs: f64) -> Option<Val
 /// daemon, and says since when the pins are there. `made`: the pin directory's time.
 pub fn mark_gone(report: &mut Value, iface: &str, made: Option<std::time::SystemTime>) -> String {
     let since = made.map_or_else(|| "an unknown time".to_string(), lb_l7::access_log::rfc3339);
+    let stem = crate::iface_id::IfaceId::here(iface)
+        .map_or_else(|_| format!("{iface}:<netns inode>"), |id| id.stem());
     let why = format!(
-        "the weir daemon on `{iface}` is gone (no process holds {}/{iface}.lock; killed without \
+        "the weir daemon on `{iface}` is gone (no process holds {}/{stem}.lock; killed without \
          its cleanup?): XDP is not attached by weir, and the counters are its stale pins' \
          (made {since}); the next `weir run --iface {iface}` replaces them",
         pins::LOCK_ROOT

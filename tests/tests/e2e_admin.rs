@@ -656,7 +656,7 @@ fn bad_requests_get_the_json_error() -> Result<()> {
     Ok(())
 }
 
-/// An interface daemon: its default socket `/run/weir/<iface>.sock`, found by the CLI without
+/// An interface daemon: its default socket `/run/weir/<iface>:<netns inode>.sock`, found by the CLI without
 /// options in its namespace; status names the XDP mode as the kernel shows it.
 #[test]
 fn status_names_the_xdp_mode_of_an_interface_daemon() -> Result<()> {
@@ -672,7 +672,7 @@ fn status_names_the_xdp_mode_of_an_interface_daemon() -> Result<()> {
         "admin-xdp.toml",
         "[[vip]]\naddress = \"10.78.0.2\"\nport = 8080\n",
     );
-    let socket = PathBuf::from(format!("/run/weir/{}.sock", s0.name()));
+    let socket = iface_file(&server, s0.name(), ".sock")?;
     let mut weir = start_weir(&server, &s0, &["--config", cfg.path(), "--no-l7"])?;
     wait_until(Duration::from_secs(10), "the admin socket", || {
         Ok(socket.exists())

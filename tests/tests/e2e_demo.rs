@@ -42,13 +42,18 @@ fn nothing_left(id: &str) -> Result<()> {
     ensure!(!netns.contains(id), "namespaces left: {netns}");
     let links = text(Command::new("ip").args(["-d", "-o", "link", "show"]))?;
     ensure!(!links.contains(id), "links left: {links}");
-    for left in [
-        format!("/sys/fs/bpf/weir/{id}v0b"),
-        format!("/run/weir/{id}v0b.sock"),
-        format!("/run/weir/{id}v0b.lock"),
-        format!("/tmp/weir-demo-{id}"),
-    ] {
-        ensure!(!std::path::Path::new(&left).exists(), "{left} left behind");
+    let demo = std::path::PathBuf::from(format!("/tmp/weir-demo-{id}"));
+    ensure!(!demo.exists(), "{} left behind", demo.display());
+    // The daemon's pins, socket, lock, note, named `<iface>:<netns inode>…`.
+    for dir in ["/sys/fs/bpf/weir", "/run/weir"] {
+        let left: Vec<String> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("{id}v0b")))
+            .collect();
+        ensure!(left.is_empty(), "left behind in {dir}: {left:?}");
     }
     let procs = text(Command::new("pgrep").args(["-af", id]))?;
     ensure!(procs.trim().is_empty(), "processes left: {procs}");

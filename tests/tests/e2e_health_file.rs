@@ -176,7 +176,7 @@ fn daemons_in_one_namespace_keep_their_own_health_files() -> Result<()> {
             name,
             proc,
             pick: vec!["--iface".into(), iface.name().into()],
-            file: PathBuf::from(format!("/run/weir/{}.health.json", iface.name())),
+            file: iface_file(&lb, iface.name(), ".health.json")?,
             group,
             target,
         });

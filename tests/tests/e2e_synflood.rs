@@ -608,8 +608,8 @@ fn a_sysctl_write_withdraws_the_syn_ack_option_before_it_takes_effect() -> Resul
     );
     let mut weir = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
     s.s0.track_xdp();
-    let pin = format!("/sys/fs/bpf/weir/{}/SYN_SETTINGS", s.s0.name());
-    let map = aya::maps::MapData::from_pin(&pin).with_context(|| pin.clone())?;
+    let pin = pin_dir(&s.server, s.s0.name())?.join("SYN_SETTINGS");
+    let map = aya::maps::MapData::from_pin(&pin).with_context(|| pin.display().to_string())?;
     let settings: aya::maps::Array<_, SynSettings> =
         aya::maps::Array::try_from(aya::maps::Map::Array(map))?;
     let sack = || -> Result<bool> { Ok(settings.get(&0, 0)?.flags & SYN_F_SACK != 0) };

@@ -158,12 +158,7 @@ fn vip_traffic_is_counted_and_denied_sources_fail() -> Result<()> {
 
     assert!(interrupt(&mut weir)?, "weir exits 0 on SIGINT");
     assert!(!xdp_attached(&s.s0)?, "XDP detached after SIGINT");
-    assert!(
-        !std::path::Path::new("/sys/fs/bpf/weir")
-            .join(s.s0.name())
-            .exists(),
-        "pins removed"
-    );
+    assert!(!pin_dir(&s.server, s.s0.name())?.exists(), "pins removed");
     // With weir gone the denied source connects: the drop was weir's doing.
     request(&s.client, DENIED)?;
     drop(s.lab);
@@ -185,18 +180,35 @@ fn sigkill_leaves_the_interface_usable_for_the_next_run() -> Result<()> {
         "XDP to go with the killed process",
         || Ok(!xdp_attached(&s.s0)?),
     )?;
-    // What a daemon killed on an interface that is gone since left behind.
+    // What a daemon killed on an interface that is gone since left behind, named as this
+    // version names them and as a weir before it did (`<iface>` alone).
     let gone = format!("{}gone", s.s0.name());
-    std::fs::create_dir_all(format!("/sys/fs/bpf/weir/{gone}"))?;
-    std::fs::write(format!("/run/weir/{gone}.lock"), "")?;
+    let left = [
+        (
+            pin_dir(&s.server, &gone)?,
+            iface_file(&s.server, &gone, ".lock")?,
+        ),
+        (
+            format!("/sys/fs/bpf/weir/{gone}").into(),
+            format!("/run/weir/{gone}.lock").into(),
+        ),
+    ];
+    for (pins, lock) in &left {
+        std::fs::create_dir_all(pins)?;
+        std::fs::write(lock, "")?;
+    }
     // Its pins are stale; the next run replaces them, removes the vanished one's, runs normally.
     let mut again = start_weir(&s.server, &s.s0, &["--config", cfg.path(), "--no-l7"])?;
-    assert!(!std::path::Path::new(&format!("/sys/fs/bpf/weir/{gone}")).exists());
-    assert!(!std::path::Path::new(&format!("/run/weir/{gone}.lock")).exists());
+    for (pins, lock) in &left {
+        assert!(!pins.exists(), "{}", pins.display());
+        assert!(!lock.exists(), "{}", lock.display());
+    }
+    let lock = iface_file(&s.server, s.s0.name(), ".lock")?;
+    assert!(lock.exists(), "the daemon's lock {}", lock.display());
     stats(&s.server, &s.s0)?;
     assert!(interrupt(&mut again)?);
     assert!(!xdp_attached(&s.s0)?);
-    assert!(!std::path::Path::new(&format!("/run/weir/{}.lock", s.s0.name())).exists());
+    assert!(!lock.exists());
     Ok(())
 }
 
@@ -579,7 +591,7 @@ fn stats_after_sigkill_says_the_daemon_is_gone() -> Result<()> {
     let s = setup()?;
     let cfg = config();
     // What the killed daemon leaves (the lab removes its lock and note, named after the iface).
-    s.lab.track_pin(format!("/sys/fs/bpf/weir/{}", s.s0.name()));
+    s.lab.track_pin(pin_dir(&s.server, s.s0.name())?);
     let mut weir = start_test_weir(&s, &cfg)?;
     let args = ["stats", "--json", "--interval", "0", "--iface", s.s0.name()];
     // The report of the run that succeeded (a second run raced the daemon's start: once, in
@@ -638,7 +650,7 @@ fn stats_under_ip_netns_exec_says_the_pins_are_not_visible() -> Result<()> {
     let s = setup()?;
     let cfg = config();
     // Left by the daemon if the test fails (the lab kills it with SIGKILL).
-    s.lab.track_pin(format!("/sys/fs/bpf/weir/{}", s.s0.name()));
+    s.lab.track_pin(pin_dir(&s.server, s.s0.name())?);
     let mut weir = start_test_weir(&s, &cfg)?;
     let ip_netns_exec = || s.server.command(weir_test_bin());
     for args in [

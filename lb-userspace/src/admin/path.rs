@@ -1,8 +1,10 @@
 //! Where a daemon's admin socket is, for the daemon (which creates it) and the CLI (which finds
-//! it). weir runs one daemon per interface (`--iface`, beside its lock `/run/weir/<iface>.lock`)
-//! or one L7-only daemon per network namespace, so the defaults are:
+//! it). weir runs one daemon per interface of a network namespace (`--iface`, beside its lock
+//! `/run/weir/<iface>:<netns inode>.lock`, `crate::iface_id`) or one L7-only daemon per network
+//! namespace, so the defaults are:
 //!
-//! - `--iface IF`: `/run/weir/IF.sock`;
+//! - `--iface IF`: `/run/weir/IF:<netns inode>.sock` (a weir before named it `IF.sock`: the CLI
+//!   still finds such a daemon of its namespace, `legacy_here`);
 //! - L7 only, in the host's network namespace: `/run/weir/admin.sock`;
 //! - L7 only, in another network namespace: `/run/weir/admin-<netns inode>.sock` (as weir's
 //!   sysctl records), so daemons in different namespaces sharing `/run` (containers, the tests'
@@ -14,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use crate::config::admin::AdminSettings;
+use crate::{config::admin::AdminSettings, iface_id::IfaceId};
 
 use crate::run_dir::DIR;
 const SUFFIX: &str = ".sock";
@@ -40,15 +42,28 @@ pub fn l7_default() -> anyhow::Result<PathBuf> {
     Ok(Path::new(DIR).join(format!("admin-{}{SUFFIX}", ns.inode)))
 }
 
-pub fn iface_default(iface: &str) -> PathBuf {
-    Path::new(DIR).join(format!("{iface}{SUFFIX}"))
+/// The default socket of the daemon on `iface` of this network namespace.
+pub fn iface_default(iface: &str) -> anyhow::Result<PathBuf> {
+    let stem = IfaceId::here(iface)?.stem();
+    Ok(Path::new(DIR).join(format!("{stem}{SUFFIX}")))
+}
+
+/// A weir before this one's socket for `iface` (`/run/weir/<iface>.sock`, by the interface's name
+/// alone), if a daemon of this network namespace answers on it: told by the listener's pid
+/// (`SO_PEERCRED`), as the name no longer tells it.
+fn legacy_here(iface: &str) -> Option<PathBuf> {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    let p = Path::new(DIR).join(format!("{iface}{SUFFIX}"));
+    let conn = std::os::unix::net::UnixStream::connect(&p).ok()?;
+    let pid = getsockopt(&conn, PeerCredentials).ok()?.pid();
+    (pid > 0 && crate::iface_id::maybe_here(pid)).then_some(p)
 }
 
 /// The socket a daemon serves: the configured one, or the default for it.
 pub fn for_daemon(cfg: &AdminSettings, iface: Option<&str>) -> anyhow::Result<PathBuf> {
     match (&cfg.socket, iface) {
         (Some(p), _) => Ok(p.clone()),
-        (None, Some(i)) => Ok(iface_default(i)),
+        (None, Some(i)) => iface_default(i),
         (None, None) => l7_default(),
     }
 }
@@ -72,7 +87,12 @@ pub fn for_client(socket: Option<&Path>, iface: Option<&str>) -> anyhow::Result<
         return Ok(s.to_path_buf());
     }
     if let Some(i) = iface {
-        return Ok(iface_default(i));
+        let p = iface_default(i)?;
+        return Ok(if p.exists() {
+            p
+        } else {
+            legacy_here(i).unwrap_or(p)
+        });
     }
     let l7 = l7_default()?;
     if let Err(e) = std::fs::read_dir(DIR)
@@ -88,17 +108,19 @@ pub fn for_client(socket: Option<&Path>, iface: Option<&str>) -> anyhow::Result<
             .filter_map(Result::ok)
             .filter_map(|e| {
                 let name = e.file_name().into_string().ok()?;
-                let iface = name.strip_suffix(SUFFIX)?;
-                let local =
-                    !iface.starts_with("admin") && nix::net::if_::if_nametoindex(iface).is_ok();
-                (local && answers(&e.path())).then(|| e.path())
+                let stem = name.strip_suffix(SUFFIX)?;
+                match IfaceId::parse(stem) {
+                    Some(id) => (id.is_here() && answers(&e.path())).then(|| e.path()),
+                    None if stem.starts_with("admin") => None,
+                    None => legacy_here(stem),
+                }
             }),
     );
     match found.as_slice() {
         [one] => Ok(one.clone()),
         [] => bail!(
             "no weir daemon found here (is `weir run` running?): no admin socket at {} nor \
-             /run/weir/<iface>.sock for an interface of this network namespace (a daemon with \
+             /run/weir/<iface>:<netns inode>.sock of this network namespace (a daemon with \
              [admin] socket set elsewhere: pass --socket PATH)",
             l7.display()
         ),

@@ -2,8 +2,10 @@
 //! per interface or per namespace as its admin socket's default (`crate::admin::path`;
 //! `[admin] socket` does not move it; [`path`] holds the rule):
 //!
-//! - `weir run --iface IF`: `/run/weir/IF.health.json`, beside its lock `IF.lock` and socket
-//!   `IF.sock` (several interface daemons may share a network namespace: eth0's and eth1's);
+//! - `weir run --iface IF`: `/run/weir/IF:<netns inode>.health.json`, beside its lock
+//!   `IF:<netns inode>.lock` and socket `IF:<netns inode>.sock` (several interface daemons may
+//!   share a network namespace: eth0's and eth1's; `eth0` of two namespaces is two interfaces,
+//!   `crate::iface_id`);
 //! - an L7-only daemon (one per network namespace): `/run/weir/health-<netns inode>.json`, as
 //!   the sysctl record, in the host's namespace too.
 //!
@@ -30,6 +32,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
 use super::table::HealthSnapshot;
+use crate::iface_id::IfaceId;
 
 /// The process that writes (or reads) the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -102,7 +105,8 @@ pub enum Stale {
 /// The daemon a state file belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner<'a> {
-    /// `weir run --iface IF`: one daemon per interface (its lock `/run/weir/IF.lock`).
+    /// `weir run --iface IF`: one daemon per interface of a network namespace, named by its
+    /// [`crate::iface_id::IfaceId::stem`] (its lock `/run/weir/<stem>.lock`).
     Iface(&'a str),
     /// An L7-only daemon: one per network namespace, by the namespace's inode.
     L7Only { netns_inode: u64 },
@@ -125,7 +129,7 @@ pub fn path(iface: Option<&str>) -> anyhow::Result<PathBuf> {
         Some(i) if i.is_empty() || i.contains('/') || i == "." || i == ".." => {
             anyhow::bail!("`{i}` is not an interface name")
         }
-        Some(i) => Owner::Iface(i),
+        Some(i) => return Ok(path_in(dir, Owner::Iface(&IfaceId::here(i)?.stem()))),
         None => Owner::L7Only {
             netns_inode: crate::sysctl::Netns::current()?.inode,
         },
@@ -361,15 +365,16 @@ mod tests {
         }
     }
 
-    /// [`path`] in this process: `--iface`'s name, or this namespace's (whichever it is).
+    /// [`path`] in this process: `--iface`'s name and this namespace, or this namespace's
+    /// (whichever it is).
     #[test]
     fn the_daemon_names_its_file_by_iface_or_namespace() {
         use std::os::unix::fs::MetadataExt as _;
+        let ino = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
         assert_eq!(
             path(Some("eth1")).unwrap(),
-            Path::new("/run/weir/eth1.health.json")
+            PathBuf::from(format!("/run/weir/eth1:{ino}.health.json"))
         );
-        let ino = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
         assert_eq!(
             path(None).unwrap(),
             PathBuf::from(format!("/run/weir/health-{ino}.json"))

@@ -1,8 +1,9 @@
-//! The per-interface bpffs directory `/sys/fs/bpf/weir/<iface>/` where a running `weir run` pins
-//! the maps `weir stats` reads. One daemon per interface, enforced by a lock file
-//! (`/run/weir/<iface>.lock`), beside which its note (`<iface>.note`, [`PinDir::note`]) holds
-//! what bpffs cannot; the directory is removed on every exit, and a stale one (left by a killed
-//! run) is replaced at start.
+//! The per-interface bpffs directory `/sys/fs/bpf/weir/<iface>:<netns inode>/` where a running
+//! `weir run` pins the maps `weir stats` reads. One daemon per interface of a network namespace,
+//! enforced by a lock file (`/run/weir/<iface>:<netns inode>.lock`), beside which its note
+//! (`….note`, [`PinDir::note`]) holds what bpffs cannot; the directory is removed on every exit,
+//! and a stale one (left by a killed run) is replaced at start. The namespace is part of every
+//! name (`crate::iface_id`): `eth0` of two namespaces is two interfaces.
 
 use std::{
     fs::File,
@@ -13,6 +14,8 @@ use std::{
 use anyhow::{Context, bail};
 use lb_common::maps;
 
+use crate::iface_id::{self, IfaceId};
+
 /// The maps that are pinned.
 pub const PINNED: [&str; 3] = [maps::STATS, maps::VIP_STATS, maps::VIPS];
 
@@ -20,8 +23,8 @@ pub const BPFFS_ROOT: &str = "/sys/fs/bpf/weir";
 /// Where the lock files (and notes) are: the run directory.
 pub const LOCK_ROOT: &str = crate::run_dir::DIR;
 
-pub fn dir_for(iface: &str) -> PathBuf {
-    Path::new(BPFFS_ROOT).join(iface)
+pub fn dir_for(id: &IfaceId) -> PathBuf {
+    Path::new(BPFFS_ROOT).join(id.stem())
 }
 
 /// The pin directory of one running daemon; removes it (and its lock file and note) on drop.
@@ -33,12 +36,14 @@ pub struct PinDir {
     _lock: File,
 }
 
-fn lock_path(iface: &str) -> PathBuf {
-    Path::new(LOCK_ROOT).join(format!("{iface}.lock"))
+/// The lock file of the daemon whose files are named `stem` (an [`IfaceId::stem`], or a weir
+/// before it's interface name).
+fn lock_path(stem: &str) -> PathBuf {
+    Path::new(LOCK_ROOT).join(format!("{stem}.lock"))
 }
 
-fn note_path(iface: &str) -> PathBuf {
-    Path::new(LOCK_ROOT).join(format!("{iface}.note"))
+fn note_path(stem: &str) -> PathBuf {
+    Path::new(LOCK_ROOT).join(format!("{stem}.note"))
 }
 
 /// Where a note is written before it is renamed over `note` (`<iface>.note.tmp`).
@@ -48,10 +53,10 @@ fn note_tmp(note: &Path) -> PathBuf {
     t.into()
 }
 
-/// Opens and try-locks `iface`'s lock file: `Some(file)` holds the lock, `None` means a live
+/// Opens and try-locks the lock file of `stem`: `Some(file)` holds the lock, `None` means a live
 /// daemon holds it.
-fn try_lock(iface: &str) -> anyhow::Result<Option<File>> {
-    try_lock_at(&lock_path(iface))
+fn try_lock(stem: &str) -> anyhow::Result<Option<File>> {
+    try_lock_at(&lock_path(stem))
 }
 
 /// Opens `path` without truncating it (every other daemon's start looks at a live daemon's lock
@@ -70,8 +75,8 @@ fn try_lock_at(path: &Path) -> anyhow::Result<Option<File>> {
 }
 
 /// Removes the pin directories (and lock files and notes) of daemons that are gone: killed with
-/// SIGKILL, or whose interface disappeared. A directory whose lock a live daemon holds is left
-/// alone.
+/// SIGKILL, or whose interface (or namespace) disappeared; a weir before this one's too (named
+/// `<iface>`). A directory whose lock a live daemon holds is left alone, in any namespace.
 fn remove_stale(except: &str) {
     let names = |dir: &str, suffix: &str| -> Vec<String> {
         std::fs::read_dir(dir)
@@ -84,18 +89,18 @@ fn remove_stale(except: &str) {
             })
             .collect()
     };
-    let mut ifaces = names(BPFFS_ROOT, "");
-    ifaces.extend(names(LOCK_ROOT, ".lock"));
-    ifaces.extend(names(LOCK_ROOT, ".note"));
-    ifaces.sort();
-    ifaces.dedup();
-    for iface in ifaces.into_iter().filter(|i| i != except) {
-        if let Ok(Some(_lock)) = try_lock(&iface) {
-            let _ = std::fs::remove_dir_all(dir_for(&iface));
-            let note = note_path(&iface);
+    let mut stems = names(BPFFS_ROOT, "");
+    stems.extend(names(LOCK_ROOT, ".lock"));
+    stems.extend(names(LOCK_ROOT, ".note"));
+    stems.sort();
+    stems.dedup();
+    for stem in stems.into_iter().filter(|i| i != except) {
+        if let Ok(Some(_lock)) = try_lock(&stem) {
+            let _ = std::fs::remove_dir_all(Path::new(BPFFS_ROOT).join(&stem));
+            let note = note_path(&stem);
             let _ = std::fs::remove_file(note_tmp(&note));
             let _ = std::fs::remove_file(note);
-            let _ = std::fs::remove_file(lock_path(&iface));
+            let _ = std::fs::remove_file(lock_path(&stem));
         }
     }
 }
@@ -104,15 +109,22 @@ impl PinDir {
     /// Takes the interface's lock and prepares an empty pin directory; removes what dead daemons
     /// left behind.
     pub fn create(iface: &str) -> anyhow::Result<PinDir> {
+        let id = IfaceId::here(iface)?;
+        let stem = id.stem();
+        // Before taking the lock: a refused start leaves no lock file.
+        if let Some(pid) = legacy_holder(iface) {
+            bail!("{}", legacy_running(iface, pid));
+        }
         std::fs::create_dir_all(LOCK_ROOT).with_context(|| format!("creating {LOCK_ROOT}"))?;
-        let Some(lock) = try_lock(iface)? else {
+        let Some(lock) = try_lock(&stem)? else {
             bail!(
-                "another weir is already running on `{iface}` (lock {} is held)",
-                lock_path(iface).display()
+                "another weir is already running on `{iface}` of this network namespace (lock {} \
+                 is held)",
+                lock_path(&stem).display()
             );
         };
         // A dead daemon's note is not ours.
-        let note = note_path(iface);
+        let note = note_path(&stem);
         for p in [note_tmp(&note), note.clone()] {
             match std::fs::remove_file(&p) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -122,8 +134,8 @@ impl PinDir {
             }
         }
         ensure_bpffs()?;
-        remove_stale(iface);
-        let path = dir_for(iface);
+        remove_stale(&stem);
+        let path = dir_for(&id);
         if path.exists() {
             std::fs::remove_dir_all(&path)
                 .with_context(|| format!("removing stale pins in {}", path.display()))?;
@@ -131,7 +143,7 @@ impl PinDir {
         std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(PinDir {
             path,
-            lock_path: lock_path(iface),
+            lock_path: lock_path(&stem),
             note_path: note,
             _lock: lock,
         })
@@ -155,9 +167,11 @@ fn write_note(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-/// The value of `key` in the note of `iface`'s running daemon ([`PinDir::note`]).
+/// The value of `key` in the note of the daemon on `iface` of this network namespace
+/// ([`PinDir::note`]).
 pub fn read_note(iface: &str, key: &str) -> Option<String> {
-    note_value(&std::fs::read_to_string(note_path(iface)).ok()?, key)
+    let stem = IfaceId::here(iface).ok()?.stem();
+    note_value(&std::fs::read_to_string(note_path(&stem)).ok()?, key)
 }
 
 fn note_value(text: &str, key: &str) -> Option<String> {
@@ -195,25 +209,49 @@ fn ensure_bpffs() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The pid of the live daemon that holds `iface`'s lock, seen without taking the lock: a
+/// The pid of the live daemon that holds `id`'s lock, seen without taking the lock: a
 /// `weir stats` that took it, even for a moment, could make a daemon starting then refuse
 /// ("another weir is already running"). `None`: no process holds it (the daemon is gone, killed
 /// with SIGKILL, or never ran), or there is no lock file.
-pub fn lock_holder(iface: &str) -> Option<i32> {
-    lock_state(iface).flatten()
+pub fn lock_holder(id: &IfaceId) -> Option<i32> {
+    lock_state(&lock_path(&id.stem())).flatten()
 }
 
-/// Whether the daemon of `iface` is gone for sure: its lock file is there (a daemon that exits
+/// Whether the daemon of `id` is gone for sure: its lock file is there (a daemon that exits
 /// removes it with its pins; SIGKILL leaves both) and no process holds it. A lock file that
 /// cannot be seen, or an unreadable /proc/locks, says nothing.
-pub fn daemon_gone(iface: &str) -> bool {
-    lock_state(iface) == Some(None)
+pub fn daemon_gone(id: &IfaceId) -> bool {
+    lock_state(&lock_path(&id.stem())) == Some(None)
 }
 
-/// `Some(holder)` when the lock file and /proc/locks could be read, `None` when not.
-fn lock_state(iface: &str) -> Option<Option<i32>> {
+/// The pid of a weir before this one (its lock `/run/weir/<iface>.lock`, by the interface's name
+/// alone) running on `iface` of this network namespace, or whose namespace cannot be told
+/// (its pid not visible from here). A start on its interface must be refused as one beside a
+/// daemon of this version is: both would attach, pin and write the same interface's files.
+pub fn legacy_holder(iface: &str) -> Option<i32> {
+    let pid = lock_state(&lock_path(iface)).flatten()?;
+    iface_id::maybe_here(pid).then_some(pid)
+}
+
+/// Why a start, or `weir stats`, meets a weir before this one on `iface`.
+pub fn legacy_running(iface: &str, pid: i32) -> String {
+    let who = if pid > 0 {
+        format!("pid {pid}")
+    } else {
+        "a pid outside this pid namespace".into()
+    };
+    format!(
+        "a weir of an earlier version is running on `{iface}` ({who}, holding {}, named by the \
+         interface alone): stop it and start it again with this version (which names its files \
+         by the interface and its network namespace), or use that version's `weir`",
+        lock_path(iface).display()
+    )
+}
+
+/// `Some(holder)` when the lock file at `path` and /proc/locks could be read, `None` when not.
+fn lock_state(path: &Path) -> Option<Option<i32>> {
     use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(lock_path(iface)).ok()?;
+    let meta = std::fs::metadata(path).ok()?;
     let locks = std::fs::read_to_string("/proc/locks").ok()?;
     Some(flock_holder(
         &locks,
@@ -225,6 +263,7 @@ fn lock_state(iface: &str) -> Option<Option<i32>> {
 
 /// The pid holding a `flock` on the file (device `major:minor`, `inode`) in the text of
 /// `/proc/locks` (`1: FLOCK  ADVISORY  WRITE 4242 fe:00:1234 0 EOF`; a `->` line is a waiter).
+/// The pid is 0 for a holder outside the reader's pid namespace.
 fn flock_holder(locks: &str, major: u32, minor: u32, inode: u64) -> Option<i32> {
     let want = format!("{major:02x}:{minor:02x}:{inode}");
     locks.lines().find_map(|l| {
@@ -236,10 +275,40 @@ fn flock_holder(locks: &str, major: u32, minor: u32, inode: u64) -> Option<i32> 
     })
 }
 
-/// Interfaces whose lock a live daemon holds, with its pid: what `weir stats` falls back on when
-/// it sees no pins (`ip netns exec` gives a command its own /sys, where the daemon's pins are not;
-/// /run/weir, where the locks are, is the host's).
-pub fn live_daemons() -> Vec<(String, i32)> {
+/// The interfaces of this network namespace among the names (file stems) in `dir` ending in
+/// `suffix`; other namespaces' and other files' names are skipped.
+fn interfaces_here(dir: &str, suffix: &str) -> Vec<IfaceId> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let Ok(here) = iface_id::this_netns() else {
+        return Vec::new();
+    };
+    let mut v: Vec<IfaceId> = rd
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            IfaceId::parse(n.strip_suffix(suffix)?)
+        })
+        .filter(|id| id.netns() == here)
+        .collect();
+    v.sort_by(|a, b| a.name().cmp(b.name()));
+    v
+}
+
+/// Interfaces of this network namespace whose lock a live daemon holds, with its pid: what
+/// `weir stats` falls back on when it sees no pins (`ip netns exec` gives a command its own
+/// /sys, where the daemon's pins are not; /run/weir, where the locks are, is the host's).
+pub fn live_daemons() -> Vec<(IfaceId, i32)> {
+    interfaces_here(LOCK_ROOT, ".lock")
+        .into_iter()
+        .filter_map(|id| Some((id.clone(), lock_holder(&id)?)))
+        .collect()
+}
+
+/// Weirs of an earlier version ([`legacy_holder`]) running in this network namespace, by
+/// interface.
+pub fn legacy_daemons() -> Vec<(String, i32)> {
     let Ok(rd) = std::fs::read_dir(LOCK_ROOT) else {
         return Vec::new();
     };
@@ -247,39 +316,37 @@ pub fn live_daemons() -> Vec<(String, i32)> {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let n = e.file_name().to_string_lossy().into_owned();
-            let iface = n.strip_suffix(".lock")?.to_string();
-            let pid = lock_holder(&iface)?;
-            Some((iface, pid))
+            let stem = n.strip_suffix(".lock")?;
+            if IfaceId::parse(stem).is_some() || stem.starts_with("sysctl-") {
+                return None;
+            }
+            Some((stem.to_string(), legacy_holder(stem)?))
         })
         .collect();
     v.sort();
     v
 }
 
-/// Why `weir stats`/`weir top` see no pins for `iface` whose daemon `pid` is alive (the reason
+/// Why `weir stats`/`weir top` see no pins for `id` whose daemon `pid` is alive (the reason
 /// first: `weir top` cuts it to its width).
-pub fn pins_not_visible(iface: &str, pid: i32) -> String {
+pub fn pins_not_visible(id: &IfaceId, pid: i32) -> String {
     format!(
         "weir's pins are not visible from this mount namespace (`ip netns exec` mounts a /sys of \
-         its own for every command; no {}), but the weir daemon on `{iface}` runs (pid {pid}, \
+         its own for every command; no {}), but the weir daemon on `{}` runs (pid {pid}, \
          holding {}): run `weir stats` in the daemon's namespaces, `nsenter -t {pid} -m -n weir \
          stats`, or start the daemon with `nsenter --net=/run/netns/NAME weir run` (the host's /sys)",
-        dir_for(iface).display(),
-        lock_path(iface).display()
+        dir_for(id).display(),
+        id.name(),
+        lock_path(&id.stem()).display()
     )
 }
 
-/// Interfaces with a running daemon's pins.
+/// Interfaces of this network namespace with a running daemon's pins.
 pub fn running_interfaces() -> Vec<String> {
-    let Ok(rd) = std::fs::read_dir(BPFFS_ROOT) else {
-        return Vec::new();
-    };
-    let mut v: Vec<String> = rd
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    interfaces_here(BPFFS_ROOT, "")
+        .into_iter()
+        .map(|id| id.name().to_string())
+        .collect()
 }
 
 #[cfg(test)]

@@ -320,8 +320,8 @@ pub fn host_json(iface: &str) -> serde_json::Value {
 }
 /// What the SYN-ACKs of the daemon on `iface` promise now (its pinned `SYN_SETTINGS`).
 fn pinned_settings(iface: &str) -> Option<SynSettings> {
-    let m =
-        aya::maps::MapData::from_pin(super::pins::dir_for(iface).join(names::SYN_SETTINGS)).ok()?;
+    let dir = super::pins::dir_for(&crate::iface_id::IfaceId::here(iface).ok()?);
+    let m = aya::maps::MapData::from_pin(dir.join(names::SYN_SETTINGS)).ok()?;
     let a: Array<_, SynSettings> = Array::try_from(aya::maps::Map::Array(m)).ok()?;
     a.get(&0, 0).ok()
 }

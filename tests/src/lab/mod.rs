@@ -321,17 +321,38 @@ impl Drop for Lab {
 /// What weir leaves in `/run/weir` for the lab's namespaces (by their inodes) and its
 /// interfaces (named `<lab id>v…`) when a test SIGKILLs it or it never reaches its cleanup:
 /// admin sockets, health files, sysctl records, mutexes and holder files, per-interface sockets,
-/// locks, notes and health files (`<iface>.health.json`).
+/// locks, notes and health files (`<iface>:<netns inode>.health.json`, whatever the interface's
+/// name in a lab namespace), and the per-interface pin directories in `/sys/fs/bpf/weir`.
 /// Called once the lab's processes are killed.
 fn remove_weir_files(id: &str, inodes: &[u64]) {
+    let iface = format!("{id}v");
+    // `<iface>:<netns inode>` followed by nothing or a suffix (`.lock`, `.sock`, …).
+    let of_lab_netns = |name: &str| {
+        inodes.iter().any(|ino| {
+            name.split_once(':').is_some_and(|(_, rest)| {
+                let rest = rest.strip_prefix(&ino.to_string()).unwrap_or("x");
+                rest.is_empty() || rest.starts_with('.')
+            })
+        })
+    };
+    if let Ok(pins) = std::fs::read_dir("/sys/fs/bpf/weir") {
+        for e in pins.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&iface) || of_lab_netns(&name) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        // Left only when empty (another daemon's pins keep it).
+        let _ = std::fs::remove_dir("/sys/fs/bpf/weir");
+    }
     let Ok(dir) = std::fs::read_dir("/run/weir") else {
         return;
     };
-    let iface = format!("{id}v");
     for e in dir.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
         let ours = name.starts_with(&iface)
+            || of_lab_netns(name)
             || inodes.iter().any(|ino| {
                 [
                     format!("admin-{ino}.sock"),

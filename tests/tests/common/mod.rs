@@ -243,7 +243,7 @@ pub fn self_signed_cert_with(
 }
 
 /// The health state file of `ns`'s L7-only daemon: `/run/weir/health-<netns inode>.json` (a
-/// `weir run --iface IF` daemon's is `/run/weir/IF.health.json`).
+/// `weir run --iface IF` daemon's is [`iface_file`]`(ns, IF, ".health.json")`).
 pub fn health_state_file(ns: &Ns) -> Result<PathBuf> {
     let inode = netns_inode(ns)?;
     Ok(format!("/run/weir/health-{inode}.json").into())
@@ -254,6 +254,22 @@ pub fn netns_inode(ns: &Ns) -> Result<u64> {
     use std::os::unix::fs::MetadataExt as _;
     let netns = ns.netns().context("a lab namespace")?;
     Ok(std::fs::metadata(format!("/run/netns/{netns}"))?.ino())
+}
+
+/// The stem weir names the files of the daemon on `iface` of `ns` by: `<iface>:<netns inode>`.
+pub fn iface_stem(ns: &Ns, iface: &str) -> Result<String> {
+    Ok(format!("{iface}:{}", netns_inode(ns)?))
+}
+
+/// `/run/weir/<iface>:<netns inode><suffix>`: the daemon on `iface` of `ns`'s lock (`.lock`),
+/// note (`.note`), admin socket (`.sock`), health file (`.health.json`).
+pub fn iface_file(ns: &Ns, iface: &str, suffix: &str) -> Result<PathBuf> {
+    Ok(format!("/run/weir/{}{suffix}", iface_stem(ns, iface)?).into())
+}
+
+/// The pin directory of the daemon on `iface` of `ns`.
+pub fn pin_dir(ns: &Ns, iface: &str) -> Result<PathBuf> {
+    Ok(format!("/sys/fs/bpf/weir/{}", iface_stem(ns, iface)?).into())
 }
 
 /// The health view (ALB's describe-target-health per group), as the control plane wrote it.

@@ -17,6 +17,7 @@ pub mod accept;
 pub mod access_log;
 pub mod anomaly;
 pub mod body;
+pub mod cert_info;
 pub mod certs;
 pub mod config;
 pub mod control;

@@ -38,6 +38,9 @@ pub enum Command {
     Listeners(ClientArgs),
     /// A listener's rules by priority, the default rule last (ALB's describe-rules).
     Rules(RulesArgs),
+    /// The listeners' certificates as served: subject, SANs, issuer, serial, validity, days
+    /// left, key type (HAProxy's `show ssl cert`).
+    Certificates(CertificatesArgs),
     /// Apply the configuration file again: validated completely first, a bad file changes nothing.
     Reload(ClientArgs),
     /// Target groups' targets: health, registration (ALB's register-targets, …).
@@ -136,6 +139,15 @@ pub struct RulesArgs {
     /// The listener's port.
     #[arg(long)]
     pub listener: u16,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CertificatesArgs {
+    /// Only the listener on this port.
+    #[arg(long)]
+    pub listener: Option<u16>,
     #[command(flatten)]
     pub client: ClientArgs,
 }

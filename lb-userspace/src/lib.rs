@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod alloc;
+pub mod certificates;
 pub mod cli;
 pub mod config;
 pub mod conn_cap;

@@ -42,6 +42,7 @@ fn main() -> std::process::ExitCode {
         verb @ (Command::Status(_)
         | Command::Listeners(_)
         | Command::Rules(_)
+        | Command::Certificates(_)
         | Command::Reload(_)
         | Command::Targets { .. }) => lb_userspace::admin::verbs::run(&verb),
     };
@@ -134,7 +135,7 @@ fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     let validated = lb_userspace::reload::validate(path)?;
     // As `weir run` opens it before it starts a worker, without creating it.
     lb_userspace::reload::check_access_log(&validated.config, &validated.text)?;
-    let cfg = validated.config;
+    let cfg = &validated.config;
     out(format_args!(
         "{}: OK ({} listener(s), {} target group(s), {} VIP spec(s), {} deny prefix(es))\n",
         cfg.source,
@@ -145,6 +146,13 @@ fn check(path: Option<&std::path::Path>) -> anyhow::Result<()> {
     ));
     for w in cfg.l7.warnings() {
         out(format_args!("warning: {}: {w}\n", cfg.source));
+    }
+    let now = lb_userspace::certificates::now_unix();
+    for w in lb_userspace::certificates::warnings(&validated.certificates, now) {
+        out(format_args!(
+            "warning: {}: certificate {}\n",
+            cfg.source, w.message
+        ));
     }
     if cfg.l7.listener.is_empty() {
         out(format_args!(

@@ -45,6 +45,9 @@ pub struct Validated {
     pub text: String,
     /// The certificate and key files it names: path → PEM text.
     pub files: BTreeMap<String, String>,
+    /// The listeners' certificates described (subject, validity: `crate::certificates`), from
+    /// `files`.
+    pub certificates: Vec<crate::certificates::ServedCertificate>,
 }
 
 impl Validated {
@@ -79,10 +82,18 @@ pub fn validate(path: Option<&Path>) -> Result<Validated, ReloadError> {
     };
     let config = Config::parse(&name, &text)?;
     let files = certificate_files(&config, &text)?;
+    let certificates = crate::certificates::describe(&config, &files).map_err(|problems| {
+        let issues = problems
+            .into_iter()
+            .map(|(field, message)| located(&config, &text, field, message))
+            .collect();
+        ConfigError { issues }
+    })?;
     Ok(Validated {
         config,
         text,
         files,
+        certificates,
     })
 }
 
@@ -265,6 +276,12 @@ impl Generations {
         &self.file.config
     }
 
+    /// The listeners' certificates the generation in force serves (the file's: run-time
+    /// changes touch targets only).
+    pub fn certificates(&self) -> &[crate::certificates::ServedCertificate] {
+        &self.file.certificates
+    }
+
     pub fn overlay(&self) -> &Overlay {
         &self.overlay
     }
@@ -423,6 +440,8 @@ pub struct InForceNow {
     pub overlay: Overlay,
     /// Why the last reload of the file was refused (the generation in force stayed).
     pub refused: Option<String>,
+    /// The listeners' certificates it serves.
+    pub certificates: std::sync::Arc<Vec<crate::certificates::ServedCertificate>>,
 }
 
 impl InForceNow {
@@ -433,6 +452,7 @@ impl InForceNow {
             file: std::sync::Arc::new(g.file().clone()),
             overlay: g.overlay().clone(),
             refused: g.refused().map(str::to_string),
+            certificates: std::sync::Arc::new(g.certificates().to_vec()),
         }
     }
 }

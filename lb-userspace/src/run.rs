@@ -125,6 +125,8 @@ fn apply_reload(
     send_generation(gens, l7, listeners);
     gens.set_refused(None);
     info!(generation, config = %cfg.source, "configuration reloaded: generation {generation} in force");
+    // After the "reloaded" line, so the last word of a reload is its certificates' state.
+    crate::certificates::log_warnings(gens.certificates(), &cfg.source, generation);
     Ok(generation)
 }
 
@@ -138,13 +140,17 @@ fn reload_notified(
 ) -> reload::ReloadResult {
     notify::reloading();
     let r = apply_reload(gens, xdp_tier, l7, no_l7);
-    notify::reloaded(&match &r {
+    let status = match &r {
         Ok(g) => format!("serving: generation {g}"),
         Err(why) => format!(
             "serving: generation {} (reload refused: {why})",
             gens.generation()
         ),
-    });
+    };
+    notify::reloaded(&crate::certificates::with_summary(
+        status,
+        gens.certificates(),
+    ));
     r
 }
 
@@ -239,6 +245,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     for w in cfg.l7.warnings() {
         warn!(config = %cfg.source, "{w}");
     }
+    crate::certificates::log_warnings(gens.certificates(), &cfg.source, 1);
     if cfg.l7.listener.is_empty() && args.iface.is_none() {
         // Legal (a reload cannot add the first listener, though), and most likely a mistake:
         // a file cut short by configuration management, the wrong --config.
@@ -364,7 +371,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             }
             (ready, workers) = workers_ready(&mut live), if !told_ready => {
                 if ready >= workers {
-                    notify::ready(&format!("serving: generation {}, {workers} workers", gens.generation()));
+                    let status = format!("serving: generation {}, {workers} workers", gens.generation());
+                    notify::ready(&crate::certificates::with_summary(status, gens.certificates()));
                     told_ready = true;
                 } else {
                     notify::status(&format!("starting: {ready} of {workers} workers ready"));

@@ -30,6 +30,14 @@ pub trait AdminState: Send + Sync + 'static {
     fn metrics(&self) -> Result<serde_json::Value, ApiError> {
         Err(ApiError::not_implemented("metrics"))
     }
+    /// The certificates the listeners serve now, described at the moment of the call (the
+    /// listener on `port` only, known to exist).
+    fn certificates(
+        &self,
+        _port: Option<u16>,
+    ) -> Result<crate::certificates::CertificateList, ApiError> {
+        Err(ApiError::not_implemented("certificates"))
+    }
     /// DNS discovery's state of every discovering group (`group`: only that one, known to
     /// exist and to discover), by group name.
     fn discovery(
@@ -75,6 +83,8 @@ pub enum Route {
     GroupDiscovery(String),
     Reload,
     Metrics,
+    /// Every listener's certificates (`Some(port)`: that listener's).
+    Certificates(Option<u16>),
 }
 
 /// Maps a request line to its endpoint, or the error to answer.
@@ -90,12 +100,11 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Api
     match segs.as_slice() {
         ["v1", "status"] => only("GET", Route::Status),
         ["v1", "listeners"] => only("GET", Route::Listeners),
-        ["v1", "listeners", port, "rules"] => {
-            let p: u16 = port
-                .parse()
-                .map_err(|_| ApiError::invalid_request(format!("`{port}` is not a port")))?;
-            only("GET", Route::Rules(p))
+        ["v1", "listeners", port, "rules"] => only("GET", Route::Rules(port_of(port)?)),
+        ["v1", "listeners", port, "certificates"] => {
+            only("GET", Route::Certificates(Some(port_of(port)?)))
         }
+        ["v1", "certificates"] => only("GET", Route::Certificates(None)),
         ["v1", "target-groups", name, "targets"] => {
             let name = name.to_string();
             match method {
@@ -118,6 +127,11 @@ pub fn route(method: &str, path: &str, query: Option<&str>) -> Result<Route, Api
         ["v1", "metrics"] => only("GET", Route::Metrics),
         _ => Err(ApiError::not_found(path)),
     }
+}
+
+fn port_of(seg: &str) -> Result<u16, ApiError> {
+    seg.parse()
+        .map_err(|_| ApiError::invalid_request(format!("`{seg}` is not a port")))
 }
 
 /// `target_group=NAME` (the only parameter); names are letters, digits and `-`, so nothing is
@@ -250,6 +264,14 @@ async fn answer<S: AdminState>(
         }
         Route::Reload => ok(&state.reload().await?),
         Route::Metrics => ok(&state.metrics()?),
+        Route::Certificates(port) => {
+            if let Some(p) = port
+                && !cfg.l7.listener.iter().any(|l| l.port == p)
+            {
+                return Err(ApiError::listener_not_found(&p.to_string()));
+            }
+            ok(&state.certificates(port)?)
+        }
     })
 }
 

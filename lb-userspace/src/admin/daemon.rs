@@ -69,6 +69,10 @@ pub type HealthView = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 /// The metrics aggregate now (`crate::metrics::view::MetricsView` as JSON).
 pub type MetricsJson = Arc<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// The certificates the generation in force serves (`crate::certificates`).
+pub type CertificatesView =
+    Arc<dyn Fn() -> Arc<Vec<crate::certificates::ServedCertificate>> + Send + Sync>;
+
 /// The generation in force and its configuration, as whoever reloads keeps them.
 pub trait CurrentSource: Send + Sync {
     fn current(&self) -> Current;
@@ -91,6 +95,8 @@ pub struct Delegates {
     pub health: Option<HealthView>,
     /// `GET /v1/metrics`.
     pub metrics: Option<MetricsJson>,
+    /// `GET /v1/certificates`.
+    pub certificates: Option<CertificatesView>,
     /// `None`: the configuration `weir run` started with, generation 1.
     pub current: Option<Arc<dyn CurrentSource>>,
     /// The L7 workers run (not `--no-l7`, listeners configured).
@@ -299,6 +305,17 @@ impl AdminState for Daemon {
             Some(view) => Ok(view()),
             None => Err(ApiError::not_implemented("metrics")),
         }
+    }
+
+    fn certificates(
+        &self,
+        port: Option<u16>,
+    ) -> Result<crate::certificates::CertificateList, ApiError> {
+        let Some(view) = &self.delegates.certificates else {
+            return Err(ApiError::not_implemented("certificates"));
+        };
+        let now = crate::certificates::now_unix();
+        Ok(crate::certificates::list(&view(), port, now))
     }
 
     async fn reload(&self) -> Result<Reloaded, ApiError> {

@@ -6,6 +6,7 @@ use super::{
     model::{Reloaded, Status, TargetList, TargetsChanged},
     views::{ActionView, ConditionView, ListenerList, RuleList},
 };
+use crate::certificates::{CertificateList, CertificateView};
 use crate::discovery::view::{GroupDiscovery, Outcome};
 
 fn duration(s: u64) -> String {
@@ -111,6 +112,56 @@ pub fn action(a: &ActionView) -> String {
         } => format!("redirect {status_code} {protocol}://{host}:{port}{path}?{query}"),
         ActionView::FixedResponse { status_code, .. } => format!("fixed-response {status_code}"),
     }
+}
+
+/// A certificate's notAfter with how it stands: `(12 days left)`, `EXPIRED 3 days ago`.
+fn not_after(c: &CertificateView) -> String {
+    let days = |n: i64| format!("{n} day{}", if n == 1 { "" } else { "s" });
+    match c.status.as_str() {
+        // days_left rounds down: -1 within the first day after notAfter.
+        "expired" => match -c.days_left - 1 {
+            0 => format!("{}  EXPIRED less than a day ago", c.not_after),
+            n => format!("{}  EXPIRED {} ago", c.not_after, days(n)),
+        },
+        "expires_soon" => format!("{}  expires soon: {} left", c.not_after, days(c.days_left)),
+        _ => format!("{}  ({} left)", c.not_after, days(c.days_left)),
+    }
+}
+
+/// One block per certificate, by listener (as HAProxy's `show ssl cert FILE`).
+pub fn certificates(l: &CertificateList) -> String {
+    if l.listeners.is_empty() {
+        return "no listener serves a certificate\n".into();
+    }
+    let mut o = String::new();
+    for x in &l.listeners {
+        let _ = writeln!(o, "listener {}", x.listener);
+        for c in &x.certificates {
+            let sans = if c.subject_alt_names.is_empty() {
+                "-".to_string()
+            } else {
+                c.subject_alt_names.join(", ")
+            };
+            let early = if c.status == "not_yet_valid" {
+                "  NOT YET VALID"
+            } else {
+                ""
+            };
+            let _ = writeln!(o, "  {}", c.file);
+            for (k, v) in [
+                ("subject", c.subject.clone()),
+                ("SANs", sans),
+                ("issuer", c.issuer.clone()),
+                ("serial", c.serial.clone()),
+                ("notBefore", format!("{}{early}", c.not_before)),
+                ("notAfter", not_after(c)),
+                ("key", c.key_type.clone()),
+            ] {
+                let _ = writeln!(o, "    {k:<10} {v}");
+            }
+        }
+    }
+    o
 }
 
 pub fn listeners(l: &ListenerList) -> String {
@@ -364,6 +415,47 @@ pub fn health(v: &serde_json::Value) -> String {
 mod tests {
     use super::*;
     use crate::admin::model::{WorkerProcess, Workers, XdpInterface};
+
+    /// Each certificate's block under its listener, the expired one saying so in capitals.
+    #[test]
+    fn certificates_show_each_under_its_listener() {
+        let info = |not_after| lb_l7::cert_info::CertInfo {
+            subject: "CN=a.example".into(),
+            sans: vec!["DNS:a.example".into(), "IP:192.0.2.7".into()],
+            issuer: "CN=Example CA".into(),
+            serial: "0A1B".into(),
+            not_before: 1_577_836_800,
+            not_after,
+            key_type: "RSA 2048".into(),
+        };
+        let served = |file: &str, not_after| crate::certificates::ServedCertificate {
+            listener: "0.0.0.0:443".into(),
+            port: 443,
+            file: file.into(),
+            info: info(not_after),
+        };
+        // 2030-01-01T00:00:00Z.
+        let t = 1_893_456_000;
+        let certs = [
+            served("/a.pem", t + 100 * 86_400),
+            served("/b.pem", t - 3 * 86_400 - 10),
+            served("/c.pem", t - 3600),
+        ];
+        let out = certificates(&crate::certificates::list(&certs, None, t));
+        assert!(out.starts_with("listener 0.0.0.0:443\n  /a.pem\n    subject    CN=a.example\n    SANs       DNS:a.example, IP:192.0.2.7\n    issuer     CN=Example CA\n    serial     0A1B\n    notBefore  2020-01-01T00:00:00Z\n    notAfter   2030-04-11T00:00:00Z  (100 days left)\n    key        RSA 2048\n"), "{out}");
+        assert!(
+            out.contains("    notAfter   2029-12-28T23:59:50Z  EXPIRED 3 days ago\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("    notAfter   2029-12-31T23:00:00Z  EXPIRED less than a day ago\n"),
+            "{out}"
+        );
+        assert_eq!(
+            certificates(&crate::certificates::list(&[], None, t)),
+            "no listener serves a certificate\n"
+        );
+    }
 
     #[test]
     fn status_names_generation_workers_and_xdp() {

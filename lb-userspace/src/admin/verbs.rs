@@ -49,6 +49,16 @@ fn call_for(cmd: &Command) -> Option<(Call, &ClientArgs)> {
             }),
             &r.client,
         ),
+        Command::Certificates(a) => (
+            get(
+                match a.listener {
+                    Some(p) => format!("/v1/listeners/{p}/certificates"),
+                    None => "/v1/certificates".into(),
+                },
+                |v| Ok(text::certificates(&parse(v)?)),
+            ),
+            &a.client,
+        ),
         Command::Reload(c) => (
             Call {
                 method: "POST",

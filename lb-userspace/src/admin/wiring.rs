@@ -138,6 +138,10 @@ pub fn serve(
     let delegates = Delegates {
         health: l7.map(health),
         metrics: Some(Arc::new(move || metrics.json())),
+        certificates: Some({
+            let in_force = in_force.clone();
+            Arc::new(move || in_force.now().certificates)
+        }),
         workers: l7.is_some(),
         health_file: l7.and_then(|h| h.health_file.clone()),
         discovery: l7.map(|h| h.discovery.clone()),

@@ -9,8 +9,8 @@ use super::{
     series::{ELB_CODE, Key, RT_BUCKET, RT_COUNT, RT_SUM_US},
     store::{Store, WorkerFigures, sum},
     view::{
-        DiscoveryFigures, GroupFigures, Histogram, L7View, ListenerFigures, MetricsView,
-        PacketsBytes, SynFigures, TargetFigures, VipFigures, WorkerView, XdpView,
+        CertificateFigures, DiscoveryFigures, GroupFigures, Histogram, L7View, ListenerFigures,
+        MetricsView, PacketsBytes, SynFigures, TargetFigures, VipFigures, WorkerView, XdpView,
     },
 };
 use crate::{health::table::HealthSnapshot, xdp::Counters};
@@ -20,6 +20,8 @@ pub struct L7Input<'a> {
     pub store: &'a Store,
     pub health: HealthSnapshot,
     pub listeners: &'a [lb_l7::config::Listener],
+    /// The certificates the generation in force serves.
+    pub certificates: &'a [crate::certificates::ServedCertificate],
 }
 
 /// The XDP side's inputs: as `weir stats` reads them.
@@ -99,6 +101,16 @@ fn elb_classes(codes: &BTreeMap<String, u64>, totals: &mut BTreeMap<String, u64>
             format!("HTTPCode_ELB_{code}_Count"),
             codes.get(&code.to_string()).copied().unwrap_or(0),
         );
+    }
+}
+
+fn certificate(c: &crate::certificates::ServedCertificate) -> CertificateFigures {
+    CertificateFigures {
+        listener: c.listener.clone(),
+        file: c.file.clone(),
+        subject: c.info.subject.clone(),
+        not_before_unix: c.info.not_before,
+        not_after_unix: c.info.not_after,
     }
 }
 
@@ -182,6 +194,7 @@ fn l7_view(input: L7Input<'_>) -> L7View {
         listeners,
         target_groups,
         workers,
+        certificates: input.certificates.iter().map(certificate).collect(),
     }
 }
 

@@ -252,6 +252,20 @@ fn family(
     Ok(())
 }
 
+/// A gauge family of signed values (Unix timestamps).
+fn gauges_i64(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, i64)>,
+) -> fmt::Result {
+    let mut me = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in series {
+        me.encode_family(&labels)?.encode_gauge(&v)?;
+    }
+    Ok(())
+}
+
 fn gauge_f64(enc: &mut DescriptorEncoder, name: &str, help: &str, v: f64) -> fmt::Result {
     let mut me = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     me.encode_gauge(&v)
@@ -397,6 +411,7 @@ fn l7_families(enc: &mut DescriptorEncoder, l7: &super::view::L7View) -> fmt::Re
             .iter()
             .filter_map(|(k, n)| Some((vec![("class", class_of(k, "HTTPCode_Target_")?)], *n))),
     )?;
+    certificate_families(enc, &l7.certificates)?;
     // Per listener.
     for (key, name, kind, help) in L7_FIGURES {
         let series: Vec<(Labels, u64)> = l7
@@ -608,6 +623,37 @@ fn l7_families(enc: &mut DescriptorEncoder, l7: &super::view::L7View) -> fmt::Re
         )?;
     }
     Ok(())
+}
+
+/// Each listener certificate's validity bounds: the series an expiry alert is written on
+/// (`weir_certificate_expiry_timestamp_seconds - time() < 86400 * 14`), as the blackbox and
+/// x509 exporters' `*_not_after` gauges. A certificate a reload removes loses its series.
+fn certificate_families(
+    enc: &mut DescriptorEncoder,
+    certs: &[super::view::CertificateFigures],
+) -> fmt::Result {
+    if certs.is_empty() {
+        return Ok(());
+    }
+    let labels = |c: &super::view::CertificateFigures| -> Labels {
+        vec![
+            ("listener", c.listener.clone()),
+            ("file", c.file.clone()),
+            ("subject", c.subject.clone()),
+        ]
+    };
+    gauges_i64(
+        enc,
+        "weir_certificate_expiry_timestamp_seconds",
+        "weir: the listener certificate's notAfter, Unix seconds (the first certificate of certificate_file, as the workers serve it)",
+        certs.iter().map(|c| (labels(c), c.not_after_unix)),
+    )?;
+    gauges_i64(
+        enc,
+        "weir_certificate_not_before_timestamp_seconds",
+        "weir: the listener certificate's notBefore, Unix seconds",
+        certs.iter().map(|c| (labels(c), c.not_before_unix)),
+    )
 }
 
 fn xdp_families(enc: &mut DescriptorEncoder, x: &super::view::XdpView) -> fmt::Result {

@@ -60,6 +60,7 @@ impl Source {
             store,
             health: health.snapshot(),
             listeners: &in_force.config.l7.listener,
+            certificates: &in_force.certificates,
         });
         let mut v = assemble::view(in_force.generation, now, l7, xdp);
         if let Some(b) = &self.discovery {

@@ -137,6 +137,7 @@ fn workers_sum_into_the_view_with_health_and_xdp() {
             store: &store,
             health: health(),
             listeners: &listeners(),
+            certificates: &[],
         }),
         Some(XdpInput {
             iface: "eth0",
@@ -289,6 +290,7 @@ fn a_worker_killed_between_views_leaves_every_counter_where_it_was() {
                 store,
                 health: health(),
                 listeners: &listeners(),
+                certificates: &[],
             }),
             None,
         );
@@ -378,6 +380,7 @@ fn every_listener_has_its_series_from_the_start_and_through_a_restart() {
                 store,
                 health: health(),
                 listeners: &ls,
+                certificates: &[],
             }),
             None,
         );
@@ -424,4 +427,69 @@ fn every_listener_has_its_series_from_the_start_and_through_a_restart() {
             assert_eq!(value(&p, name, 81), Some(0.0), "{name}\n{p}");
         }
     }
+}
+
+/// Each served certificate has its notAfter and notBefore series, labelled by listener, file
+/// and subject (a quote in the subject escaped); the view of a generation without it has none.
+#[test]
+fn certificates_show_as_timestamp_gauges() {
+    let store = Store::new(1);
+    let cert = |file: &str, subject: &str, not_after| crate::certificates::ServedCertificate {
+        listener: "0.0.0.0:443".into(),
+        port: 443,
+        file: file.into(),
+        info: lb_l7::cert_info::CertInfo {
+            subject: subject.into(),
+            sans: Vec::new(),
+            issuer: "CN=ca".into(),
+            serial: "01".into(),
+            not_before: 1_700_000_000,
+            not_after,
+            key_type: "EC P-256".into(),
+        },
+    };
+    let page = |certs: &[crate::certificates::ServedCertificate]| {
+        let v = assemble::view(
+            2,
+            0,
+            Some(L7Input {
+                store: &store,
+                health: health(),
+                listeners: &listeners(),
+                certificates: certs,
+            }),
+            None,
+        );
+        prom::render(&v)
+    };
+    let both = [
+        cert("/a.pem", "CN=a.example", 1_893_456_000),
+        cert("/b.pem", "CN=b \"x\"", 1_600_000_000),
+    ];
+    let p = page(&both);
+    assert!(
+        p.contains("# TYPE weir_certificate_expiry_timestamp_seconds gauge"),
+        "{p}"
+    );
+    assert!(
+        p.contains(
+            "weir_certificate_expiry_timestamp_seconds{listener=\"0.0.0.0:443\",file=\"/a.pem\",subject=\"CN=a.example\"} 1893456000\n"
+        ),
+        "{p}"
+    );
+    assert!(
+        p.contains(
+            "weir_certificate_expiry_timestamp_seconds{listener=\"0.0.0.0:443\",file=\"/b.pem\",subject=\"CN=b \\\"x\\\"\"} 1600000000\n"
+        ),
+        "{p}"
+    );
+    assert!(
+        p.contains(
+            "weir_certificate_not_before_timestamp_seconds{listener=\"0.0.0.0:443\",file=\"/a.pem\",subject=\"CN=a.example\"} 1700000000\n"
+        ),
+        "{p}"
+    );
+    let p = page(&both[..1]);
+    assert!(!p.contains("/b.pem"), "{p}");
+    assert!(!page(&[]).contains("weir_certificate_"));
 }

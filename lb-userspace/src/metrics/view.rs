@@ -29,7 +29,10 @@
 //!                                         "gauges": { "outstanding_requests": 0, … } } ] } ],
 //!     "workers": [ { "worker": 0, "pid": 4242, "live": true, "restarts": 0, "watchdog_kills": 0,
 //!                    "report_age_ms": 180, "counters": { "RequestCount": 6, … },
-//!                    "gauges": { "ActiveConnectionCount": 1 } } ] },
+//!                    "gauges": { "ActiveConnectionCount": 1 } } ],
+//!     "certificates": [                         // absent when no listener has one
+//!       { "listener": "0.0.0.0:443", "file": "/etc/weir/a.pem", "subject": "CN=a.example",
+//!         "not_before_unix": 1764900000, "not_after_unix": 1772676000 } ] },
 //!   "xdp": {                                    // null without --iface
 //!     "interface": "eth0",
 //!     "actions": { "pass": {"packets": 9, "bytes": 900}, "drop": {…}, "tx": {…} },
@@ -97,6 +100,21 @@ pub struct L7View {
     pub listeners: Vec<ListenerFigures>,
     pub target_groups: Vec<GroupFigures>,
     pub workers: Vec<WorkerView>,
+    /// Each certificate the listeners serve (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateFigures>,
+}
+
+/// A certificate a listener serves: its validity bounds (`crate::certificates`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateFigures {
+    /// `address:port`.
+    pub listener: String,
+    /// `certificate_file` as configured.
+    pub file: String,
+    pub subject: String,
+    pub not_before_unix: i64,
+    pub not_after_unix: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -167,6 +167,18 @@ fn routes_by_method_and_versioned_path() {
         Ok(Route::TargetHealth(Some("web".into())))
     );
     assert_eq!(route("POST", "/v1/reload", None), Ok(Route::Reload));
+    assert_eq!(
+        route("GET", "/v1/certificates", None),
+        Ok(Route::Certificates(None))
+    );
+    assert_eq!(
+        route("GET", "/v1/listeners/443/certificates", None),
+        Ok(Route::Certificates(Some(443)))
+    );
+    assert_eq!(
+        route("POST", "/v1/certificates", None).unwrap_err().status,
+        405
+    );
     assert_eq!(route("GET", "/v1/discovery", None), Ok(Route::Discovery));
     assert_eq!(
         route("GET", "/v1/target-groups/dns/discovery", None),
@@ -212,6 +224,11 @@ fn answers_come_from_the_state_and_the_configuration() {
     let a = call(&f, "GET", "/v1/listeners/80/rules", "");
     assert_eq!(a.body["rules"][0]["priority"], "5");
     assert_eq!(a.body["rules"][1]["priority"], "default");
+    // A listener that does not exist is named; a state without certificates says so.
+    let a = call(&f, "GET", "/v1/listeners/81/certificates", "");
+    assert_eq!((a.status, code(&a)), (404, "ListenerNotFound"));
+    let a = call(&f, "GET", "/v1/certificates", "");
+    assert_eq!(a.status, 501);
     let a = call(&f, "GET", "/v1/listeners/81/rules", "");
     assert_eq!((a.status, code(&a)), (404, "ListenerNotFound"));
     let a = call(&f, "GET", "/v1/target-health?target_group=web", "");
@@ -364,6 +381,7 @@ impl Plane {
             config: (*fake.cfg).clone(),
             text: CFG.into(),
             files: Default::default(),
+            certificates: Vec::new(),
         };
         Plane {
             health: crate::health::HealthTable::new(&fake.cfg.l7).unwrap(),

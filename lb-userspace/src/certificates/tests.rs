@@ -50,6 +50,9 @@ fn warnings_are_loud_for_what_clients_refuse_now() {
     );
 }
 
+/// A certificate's file, days left and status.
+type Row<'a> = (&'a str, i64, &'a str);
+
 /// Grouped by listener in the file's order, the default certificate first; days left and
 /// status at the moment asked; one listener by port.
 #[test]
@@ -60,7 +63,7 @@ fn the_list_groups_by_listener_and_counts_days_at_now() {
         served(443, "/c.pem", NOT_AFTER + 40 * DAY),
     ];
     let l = list(&certs, None, NOT_AFTER - 5 * DAY);
-    let shape: Vec<(u16, Vec<(&str, i64, &str)>)> = l
+    let shape: Vec<(u16, Vec<Row>)> = l
         .listeners
         .iter()
         .map(|x| {

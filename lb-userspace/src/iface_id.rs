@@ -46,14 +46,14 @@ impl IfaceId {
             return None;
         }
         Some(IfaceId {
-            name: name.to_string(),
+            name: unescape(name)?,
             netns: ns.parse().ok()?,
         })
     }
 
-    /// The stem of its files: `<iface>:<netns inode>`.
+    /// The stem of its files: `<iface>:<netns inode>`, the name's `.` and `%` escaped.
     pub fn stem(&self) -> String {
-        format!("{}{SEP}{}", self.name, self.netns)
+        format!("{}{SEP}{}", escape(&self.name), self.netns)
     }
 
     pub fn name(&self) -> &str {
@@ -69,6 +69,32 @@ impl IfaceId {
     pub fn is_here(&self) -> bool {
         this_netns().is_ok_and(|ns| ns == self.netns)
     }
+}
+
+/// The interface's name as a file name bpffs takes: bpffs refuses a `.` in any name (EPERM:
+/// the kernel keeps dotted names for its own files), and a VLAN's interface is `eth0.100`, so
+/// `.` is written `%2E` — and `%`, which an interface name may hold too, `%25`, so that two
+/// names never share a stem. (Two replacements: a percent-encoding crate would escape more.)
+fn escape(name: &str) -> String {
+    name.replace('%', "%25").replace('.', "%2E")
+}
+
+/// [`escape`] undone; `None` for a `%` escape it never writes.
+fn unescape(stem: &str) -> Option<String> {
+    let mut out = String::with_capacity(stem.len());
+    let mut rest = stem;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let code = rest.get(i + 1..i + 3)?;
+        out.push(match code {
+            "25" => '%',
+            "2E" => '.',
+            _ => return None,
+        });
+        rest = &rest[i + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
 }
 
 /// The inode of this process's network namespace.
@@ -132,6 +158,39 @@ mod tests {
         ] {
             assert_eq!(IfaceId::parse(other), None, "{other}");
         }
+    }
+
+    /// bpffs refuses `.` in a name: a VLAN's interface (`eth0.100`) had no pin directory.
+    #[test]
+    fn a_stem_has_no_dot_and_gives_its_name_back() {
+        for name in ["eth0.100", "a%2Eb", "a.b%c", "%", "x.", "%25.%2E"] {
+            let id = IfaceId {
+                name: name.into(),
+                netns: 9,
+            };
+            let stem = id.stem();
+            assert!(!stem.contains('.'), "{stem}");
+            assert_eq!(IfaceId::parse(&stem), Some(id), "{stem}");
+        }
+        assert_eq!(
+            IfaceId {
+                name: "eth0.100".into(),
+                netns: 9
+            }
+            .stem(),
+            "eth0%2E100:9"
+        );
+        // Two names, two stems: `%` is escaped too.
+        let stem = |n: &str| {
+            IfaceId {
+                name: n.into(),
+                netns: 9,
+            }
+            .stem()
+        };
+        assert_ne!(stem("a.b"), stem("a%2Eb"));
+        assert_eq!(IfaceId::parse("a%41b:9"), None, "an escape weir never writes");
+        assert_eq!(IfaceId::parse("a%2:9"), None);
     }
 
     #[test]

@@ -236,3 +236,33 @@ fn an_earlier_versions_lock_refuses_a_start_in_its_namespace_only() -> Result<()
     let _ = std::fs::remove_file(&legacy);
     Ok(())
 }
+
+/// A VLAN's interface is named `<parent>.<vid>` (`eth0.100`), and bpffs refuses a `.` in any
+/// name: weir could not make its pin directory there (`mkdir /sys/fs/bpf/weir/eth0.100…`:
+/// EPERM) and exited before attaching. The name is escaped in its files' stem now.
+#[test]
+fn a_daemon_runs_on_an_interface_whose_name_has_a_dot() -> Result<()> {
+    if !Lab::root_required() {
+        return Ok(());
+    }
+    let lab = Lab::new()?;
+    let (a, peers) = (lab.add_ns("sa")?, lab.add_ns("sp")?);
+    let name = format!("{}v.7", lab.id());
+    let (ia, _) = lab.veth_named(&a, &name, &peers, &format!("{}vp7", lab.id()))?;
+    ia.addr(&format!("{VIP_A}/24"))?;
+    let mut d = start(&a, &ia, &config(VIP_A, true)).context("weir on a dotted interface")?;
+    let st = stats_json(&a, &[])?;
+    assert_eq!(st["interface"], name.as_str(), "{st}");
+    assert_eq!(st["vips"][0]["address"], VIP_A, "{st}");
+    let (ok, out, err) = cli(&a, &["status", "--json"])?;
+    assert!(ok, "weir status: {err}");
+    let status: Value = serde_json::from_str(&out)?;
+    assert_eq!(status["pid"], d.pid(), "{status}");
+    let pins = pin_dir(&a, &name)?;
+    assert!(pins.exists(), "{} missing", pins.display());
+    assert!(interrupt(&mut d)?, "the daemon exits 0");
+    assert!(!pins.exists(), "{} left", pins.display());
+    assert!(!iface_file(&a, &name, ".lock")?.exists());
+    drop(lab);
+    Ok(())
+}

@@ -161,8 +161,13 @@ fn authority_wins(method: &Method, uri: &Uri, version: Version, h: &mut HeaderMa
 
 /// RFC 9112 §3.2: origin-form (`/path?q`), absolute-form (`http(s)://host/path`), `*` for
 /// OPTIONS, authority-form for CONNECT only. Anything else (e.g. `GET x HTTP/1.1`, which `Uri`
-/// would read as a host) is refused rather than forwarded as `/`.
+/// would read as a host) is refused rather than forwarded as `/`. A `#` is in no form (a
+/// fragment is the client's own): `Uri` cut it, so `/a#/../admin` went out as `/a` — refused, as
+/// HAProxy does since CVE-2023-45539 (a path rule read `/index.html#.png` as a `.png`).
 fn request_target_ok(method: &Method, raw: &[u8], uri: &Uri) -> bool {
+    if raw.contains(&b'#') {
+        return false;
+    }
     match raw.first() {
         Some(b'/') => true,
         Some(b'*') => raw == b"*" && method == Method::OPTIONS,

@@ -694,6 +694,11 @@ fn request_target_forms() {
         b"GET * HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET ftp://a.example/ HTTP/1.1\r\nHost: a\r\n\r\n",
         b"GET a.example:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+        // A fragment is no part of a request-target (`Uri` cut it: `/a` went out).
+        b"GET /a#/../admin HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET /a?x=1#f HTTP/1.1\r\nHost: a\r\n\r\n",
+        b"GET http://a.example/b#c HTTP/1.1\r\nHost: a.example\r\n\r\n",
+        b"OPTIONS *# HTTP/1.1\r\nHost: a\r\n\r\n",
     ] {
         assert_eq!(
             req_status(bad),

@@ -189,7 +189,11 @@ mod tests {
             .stem()
         };
         assert_ne!(stem("a.b"), stem("a%2Eb"));
-        assert_eq!(IfaceId::parse("a%41b:9"), None, "an escape weir never writes");
+        assert_eq!(
+            IfaceId::parse("a%41b:9"),
+            None,
+            "an escape weir never writes"
+        );
         assert_eq!(IfaceId::parse("a%2:9"), None);
     }
 

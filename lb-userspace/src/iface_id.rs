@@ -37,6 +37,15 @@ impl IfaceId {
         })
     }
 
+    /// `iface` of the network namespace whose inode is `netns` (a daemon another process
+    /// started in a namespace of its own: the demo's, a test's).
+    pub fn in_netns(iface: &str, netns: u64) -> IfaceId {
+        IfaceId {
+            name: iface.to_string(),
+            netns,
+        }
+    }
+
     /// The id a file stem names, `None` for a stem of another form (a weir before this one's
     /// `<iface>`, `admin`, `sysctl-…`).
     pub fn parse(stem: &str) -> Option<IfaceId> {

@@ -284,7 +284,7 @@ pub fn run(o: &Options) -> anyhow::Result<()> {
         !shown.contains("prog/xdp"),
         "XDP still attached after weir exited: {shown}"
     );
-    let pins = lb_userspace::xdp::pins::dir_for(&weir.iface);
+    let pins = lb_userspace::xdp::pins::dir_for(&weir.id);
     ensure!(!pins.exists(), "{} left after weir exited", pins.display());
     println!("weir stopped by SIGINT ({st}): workers drained, XDP detached, pins removed");
     ensure!(

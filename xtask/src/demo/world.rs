@@ -8,6 +8,7 @@
 
 use std::{
     io::{BufRead as _, BufReader},
+    os::unix::fs::MetadataExt as _,
     path::{Path, PathBuf},
     process::{Command, ExitStatus, Stdio},
     sync::{Arc, Mutex},
@@ -136,19 +137,23 @@ pub struct Weir {
     log: Arc<Mutex<Vec<String>>>,
     pub bin: PathBuf,
     pub iface: String,
+    /// The interface as weir names its files (pins, lock, socket).
+    pub id: lb_userspace::iface_id::IfaceId,
     lb: Ns,
 }
 
 impl Weir {
     pub fn start(bin: &Path, w: &World, config: &Path) -> anyhow::Result<Weir> {
         let iface = w.iface.name().to_string();
+        // weir names its files by the interface and its network namespace (the lab's `lb`).
+        let netns = w.lb.netns().context("weir's namespace")?;
+        let ino = std::fs::metadata(format!("/run/netns/{netns}"))?.ino();
+        let id = lb_userspace::iface_id::IfaceId::in_netns(&iface, ino);
         // Should weir die without cleaning up, the lab removes its pins, lock and socket.
-        w.lab.track_pin(lb_userspace::xdp::pins::dir_for(&iface));
-        w.lab.track_pin(
-            std::path::Path::new(lb_userspace::xdp::pins::LOCK_ROOT).join(format!("{iface}.lock")),
-        );
-        w.lab
-            .track_pin(lb_userspace::admin::path::for_client(None, Some(&iface))?);
+        let run_dir = Path::new(lb_userspace::xdp::pins::LOCK_ROOT);
+        w.lab.track_pin(lb_userspace::xdp::pins::dir_for(&id));
+        w.lab.track_pin(run_dir.join(format!("{}.lock", id.stem())));
+        w.lab.track_pin(run_dir.join(format!("{}.sock", id.stem())));
         let mut c = weir_command(bin, &w.lb);
         c.args(["run", "--iface", &iface, "--config"])
             .arg(config)
@@ -170,6 +175,7 @@ impl Weir {
             log,
             bin: bin.to_path_buf(),
             iface,
+            id,
             lb: w.lb.clone(),
         })
     }

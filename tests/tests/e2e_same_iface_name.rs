@@ -75,17 +75,7 @@ fn start(ns: &Ns, iface: &Iface, cfg: &TempFile) -> Result<Proc> {
 
 /// `weir ARGS` in `ns` (nsenter --net: the host's /sys) to completion: (ok, stdout, stderr).
 fn cli(ns: &Ns, args: &[&str]) -> Result<(bool, String, String)> {
-    cli_of(weir_test_command(ns), args)
-}
-
-fn cli_of(mut c: std::process::Command, args: &[&str]) -> Result<(bool, String, String)> {
-    c.args(args).stdin(Stdio::null());
-    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    command_once(weir_test_command(ns), args)
 }
 
 /// `weir stats --json` in `ns` (`EXTRA` after it), parsed.
@@ -118,7 +108,8 @@ fn each_finds_its_own(t: &Two, pa: u32, pb: u32) -> Result<()> {
         let status: Value = serde_json::from_str(&out)?;
         assert_eq!(status["pid"], pid, "{}: {status}", ns.short());
         // `ip netns exec` (a /sys of its own, no pins): the daemon of this namespace is named.
-        let (ok, _, err) = cli_of(ns.command(weir_test_bin()), &["stats", "--interval", "0"])?;
+        let (ok, _, err) =
+            command_once(ns.command(weir_test_bin()), &["stats", "--interval", "0"])?;
         assert!(
             !ok && err.contains(&format!("runs (pid {pid}")),
             "{}: {err}",

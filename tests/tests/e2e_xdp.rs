@@ -569,17 +569,6 @@ fn start_test_weir(s: &Setup, cfg: &TempFile) -> Result<weir_tests::lab::Proc> {
     Ok(p)
 }
 
-/// `weir ARGS` (the [`weir_test_bin`]) run by `c`, to completion: (succeeded, stdout, stderr).
-fn run_test_weir(mut c: std::process::Command, args: &[&str]) -> Result<(bool, String, String)> {
-    c.args(args).stdin(std::process::Stdio::null());
-    let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
-    Ok((
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
-}
-
 /// After `kill -9` of the daemon its note and pins stay: `weir stats` read them and said, exit
 /// 0, `"xdp_attached": true` and the veth peer "with weir's pass program", with no program on
 /// either end. Now it sees the daemon's lock free: XDP not attached, the daemon gone, exit 1.
@@ -601,7 +590,7 @@ fn stats_after_sigkill_says_the_daemon_is_gone() -> Result<()> {
         Duration::from_secs(10),
         "weir stats to read the pins",
         || {
-            let (ok, out, _) = run_test_weir(weir_test_command(&s.server), &args)?;
+            let (ok, out, _) = command_once(weir_test_command(&s.server), &args)?;
             live = out;
             Ok(ok && !live.trim().is_empty())
         },
@@ -616,7 +605,7 @@ fn stats_after_sigkill_says_the_daemon_is_gone() -> Result<()> {
         "XDP to go with the killed process",
         || Ok(!xdp_attached(&s.s0)?),
     )?;
-    let (ok, out, err) = run_test_weir(weir_test_command(&s.server), &args)?;
+    let (ok, out, err) = command_once(weir_test_command(&s.server), &args)?;
     let gone: serde_json::Value = serde_json::from_str(&out).with_context(|| out.clone())?;
     assert_eq!(gone["host"]["xdp_attached"], false, "{gone}");
     assert_eq!(gone["host"]["daemon"], "gone", "{gone}");
@@ -626,7 +615,7 @@ fn stats_after_sigkill_says_the_daemon_is_gone() -> Result<()> {
         err.contains(&format!("the weir daemon on `{}` is gone", s.s0.name())),
         "{err}"
     );
-    let (ok, table, _) = run_test_weir(
+    let (ok, table, _) = command_once(
         weir_test_command(&s.server),
         &["stats", "--interval", "0", "--iface", s.s0.name()],
     )?;
@@ -657,7 +646,7 @@ fn stats_under_ip_netns_exec_says_the_pins_are_not_visible() -> Result<()> {
         vec!["stats", "--interval", "0"],
         vec!["stats", "--interval", "0", "--iface", s.s0.name()],
     ] {
-        let (ok, _, err) = run_test_weir(ip_netns_exec(), &args)?;
+        let (ok, _, err) = command_once(ip_netns_exec(), &args)?;
         assert!(!ok, "{args:?}");
         assert!(
             err.contains(&format!(
@@ -671,7 +660,7 @@ fn stats_under_ip_netns_exec_says_the_pins_are_not_visible() -> Result<()> {
     }
     // `weir top --once` reads the same pins: the same reason, not a BPF_OBJ_GET error.
     let (_, top, top_err) =
-        run_test_weir(ip_netns_exec(), &["top", "--once", "--iface", s.s0.name()])?;
+        command_once(ip_netns_exec(), &["top", "--once", "--iface", s.s0.name()])?;
     assert!(
         top.contains("not visible from this mount namespace") && !top.contains("BPF_OBJ_GET"),
         "{top}{top_err}"

@@ -920,21 +920,7 @@ impl ResponseHead {
                 out.put_slice(b"\r\n");
             }
         }
-        if chunked {
-            out.put_slice(b"transfer-encoding: chunked\r\n");
-        } else if let Some(n) = r.declared_length().filter(|_| !upgrade) {
-            out.put_slice(b"content-length: ");
-            put_dec(&mut out, n);
-            out.put_slice(b"\r\n");
-        }
-        if upgrade {
-            out.put_slice(b"connection: upgrade\r\n");
-        } else if let Some(c) = connection {
-            out.put_slice(b"connection: ");
-            out.put_slice(c.as_bytes());
-            out.put_slice(b"\r\n");
-        }
-        out.put_slice(b"\r\n");
+        put_framing_and_end(&mut out, r, chunked, connection, upgrade);
         out
     }
 }
@@ -1226,6 +1212,18 @@ pub fn write_client_response_head(
         out.put_slice(c.as_bytes());
         out.put_slice(b"\r\n");
     }
+    put_framing_and_end(out, r, chunked, connection, upgrade);
+}
+
+/// A client head's last lines, weir's own: its framing (chunked, or the target's length unless
+/// upgraded), its `Connection`, the blank line.
+fn put_framing_and_end(
+    out: &mut BytesMut,
+    r: &ResponseHead,
+    chunked: bool,
+    connection: Option<&'static str>,
+    upgrade: bool,
+) {
     if chunked {
         out.put_slice(b"transfer-encoding: chunked\r\n");
     } else if let Some(n) = r.declared_length().filter(|_| !upgrade) {

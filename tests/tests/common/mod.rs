@@ -88,7 +88,12 @@ fn weir_command_of(ns: &Ns, bin: PathBuf) -> Command {
 
 /// Runs `weir ARGS` in `ns` to completion (bounded), returning (success, stdout, stderr).
 pub fn weir_once(ns: &Ns, args: &[&str]) -> Result<(bool, String, String)> {
-    let mut c = weir_command(ns);
+    command_once(weir_command(ns), args)
+}
+
+/// Runs command `c` with `args` to completion (bounded: 30 s), returning (success, stdout,
+/// stderr).
+pub fn command_once(mut c: std::process::Command, args: &[&str]) -> Result<(bool, String, String)> {
     c.args(args).stdin(Stdio::null());
     let out = weir_tests::lab::output(&mut c, Duration::from_secs(30))?;
     Ok((

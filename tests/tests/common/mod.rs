@@ -263,9 +263,7 @@ pub fn netns_inode(ns: &Ns) -> Result<u64> {
 
 /// The stem weir names the files of the daemon on `iface` of `ns` by: `<iface>:<netns inode>`.
 pub fn iface_stem(ns: &Ns, iface: &str) -> Result<String> {
-    // weir's `iface_id` escapes `%` and `.` (bpffs refuses a `.` in a name).
-    let name = iface.replace('%', "%25").replace('.', "%2E");
-    Ok(format!("{name}:{}", netns_inode(ns)?))
+    Ok(lb_userspace::iface_id::IfaceId::in_netns(iface, netns_inode(ns)?).stem())
 }
 
 /// `/run/weir/<iface>:<netns inode><suffix>`: the daemon on `iface` of `ns`'s lock (`.lock`),

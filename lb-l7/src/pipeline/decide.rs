@@ -163,7 +163,10 @@ pub fn decide<'s, B>(
     };
 
     // Phase route.
-    let host = host_from(checked.host, req.uri());
+    let host = match checked.host_name {
+        Some(name) => Some(CompactString::from(name)),
+        None => host_from(checked.host, req.uri()),
+    };
     // The rules see the path and host as the target will read them (`normal`); a listener
     // whose rules never look at the path does not normalize it.
     let rule_path = if ci.listener.rules.matches_paths() {

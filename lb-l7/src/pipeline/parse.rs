@@ -48,6 +48,9 @@ const fn non_compliant(reason: &'static str) -> Reject {
 pub struct Checked<'h> {
     /// The request's `Host` (checked: one, a valid authority), if it has one.
     pub host: Option<&'h HeaderValue>,
+    /// That `Host`'s host, without port or brackets (`authority_host`): what routing reads,
+    /// found by the check (the value was read a second time for it: ~250 instructions).
+    pub host_name: Option<&'h str>,
 }
 
 /// Checks a request head; `Ok` means route it. `trace_header`: the configured trace header
@@ -83,7 +86,7 @@ pub fn check<'h>(
     if total > MAX_HEADERS_TOTAL {
         return Err(reject(431, "HeadersTooLarge"));
     }
-    check_host(uri, version, present.hosts, present.host)?;
+    let host_name = check_host(uri, version, present.hosts, present.host)?;
     if present.connection && connection_names_protected(headers, trace_header) {
         // `Connection: Content-Length` would have weir strip the framing it forwards by (the
         // body then reaches the target as a request no rule saw); `Host`, X-Forwarded-* and
@@ -102,7 +105,10 @@ pub fn check<'h>(
             desync: false,
         });
     }
-    Ok(Checked { host: present.host })
+    Ok(Checked {
+        host: present.host,
+        host_name,
+    })
 }
 
 /// Which of the headers `check` looks into a request has, noted in its one pass over them:
@@ -133,27 +139,31 @@ impl<'h> Present<'h> {
 /// RFC 9112 §3.2: exactly one `Host` in an HTTP/1.1 request, with a valid value (an
 /// absolute-form target's authority has replaced it by then: `pipeline::codec`), and no userinfo in
 /// a URI's authority (RFC 9110 §4.2.4; RFC 9113 §8.3.1 for HTTP/2's `:authority`).
-/// `hosts`: how many `Host` fields the request has; `first`: the first one's value.
-fn check_host(
+/// `hosts`: how many `Host` fields the request has; `first`: the first one's value. Returns
+/// the host of that value (`authority_host`).
+fn check_host<'h>(
     uri: &Uri,
     version: Version,
     hosts: usize,
-    first: Option<&HeaderValue>,
-) -> Result<(), Reject> {
+    first: Option<&'h HeaderValue>,
+) -> Result<Option<&'h str>, Reject> {
     if hosts > 1 {
         return Err(non_compliant("MultipleHost"));
     }
-    match first {
+    let name = match first {
         None if version == Version::HTTP_11 => return Err(reject(400, "MissingHost")),
-        Some(h) if !valid_authority(h.as_bytes()) => return Err(non_compliant("InvalidHost")),
-        _ => {}
-    }
+        None => None,
+        Some(h) => match authority_host(h.as_bytes()) {
+            None => return Err(non_compliant("InvalidHost")),
+            name => name,
+        },
+    };
     if let Some(a) = uri.authority()
         && !valid_authority(a.as_str().as_bytes())
     {
         return Err(non_compliant("InvalidHost"));
     }
-    Ok(())
+    Ok(name)
 }
 
 /// `host [":" port]` as RFC 9110 §7.2 / RFC 3986 §3.2 write it, without userinfo: a bracketed
@@ -163,22 +173,34 @@ fn check_host(
 /// host-header rules (`%61dmin.example.com`) is a way around them. With this, no `Host` can
 /// carry `/`, `?`, `#`, `@`, `\`, spaces or controls into a redirect's `#{host}`.
 pub fn valid_authority(v: &[u8]) -> bool {
+    authority_host(v).is_some()
+}
+
+/// The host of a valid authority (`valid_authority`): without its port, an IPv6 address
+/// without its brackets, as `decide::host_from` reads it (`authority_host_is_host_from`);
+/// `None` when the authority is not valid.
+pub fn authority_host(v: &[u8]) -> Option<&str> {
     let (host, port_ok) = match v.iter().rposition(|&b| b == b':') {
         None => (v, true),
         Some(i) => match port_number(&v[i + 1..]) {
             Some(n) => (&v[..i], n <= 65_535),
             // A ':' inside brackets belongs to the IPv6 address.
             None if v[i..].contains(&b']') => (v, true),
-            None => return false,
+            None => return None,
         },
     };
-    let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
-        Some(ip6) => {
-            std::str::from_utf8(ip6).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
-        }
-        None => !host.is_empty() && host.iter().all(|&b| reg_name_byte(b)),
+    let name = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+        Some(ip6) => std::str::from_utf8(ip6)
+            .ok()
+            .filter(|s| s.parse::<std::net::Ipv6Addr>().is_ok())?,
+        // Safety: `REG_NAME` admits ASCII bytes only (`reg_name_bytes_are_ascii`), so these
+        // bytes are UTF-8 (not scanned a second time for it).
+        None if !host.is_empty() && host.iter().all(|&b| reg_name_byte(b)) => unsafe {
+            std::str::from_utf8_unchecked(host)
+        },
+        None => return None,
     };
-    port_ok && host_ok
+    port_ok.then_some(name)
 }
 
 /// A port's digits (1 to 5 of them) as a number; `None` for anything else.
@@ -499,8 +521,115 @@ mod tests {
                 &HeaderMap::new(),
                 &trace()
             ),
-            Ok(Checked { host: None })
+            Ok(Checked {
+                host: None,
+                host_name: None
+            })
         );
+    }
+
+    /// `valid_authority` before `authority_host` (the oracle).
+    fn valid_authority_old(v: &[u8]) -> bool {
+        let (host, port_ok) = match v.iter().rposition(|&b| b == b':') {
+            None => (v, true),
+            Some(i) => match port_number(&v[i + 1..]) {
+                Some(n) => (&v[..i], n <= 65_535),
+                None if v[i..].contains(&b']') => (v, true),
+                None => return false,
+            },
+        };
+        let host_ok = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
+            Some(ip6) => {
+                std::str::from_utf8(ip6).is_ok_and(|s| s.parse::<std::net::Ipv6Addr>().is_ok())
+            }
+            None => !host.is_empty() && host.iter().all(|&b| reg_name_byte(b)),
+        };
+        port_ok && host_ok
+    }
+
+    #[test]
+    fn reg_name_bytes_are_ascii() {
+        for b in 0..=255u8 {
+            assert!(!reg_name_byte(b) || b.is_ascii(), "{b:#04x}");
+        }
+    }
+
+    /// `authority_host` accepts what `valid_authority` did, and gives the host routing read
+    /// from it before (`decide::host_from`): the hand-written cases and seeded random strings
+    /// of the bytes an authority is made of, and of some it may not hold.
+    #[test]
+    fn authority_host_is_host_from() {
+        let alphabet = b"a0Z9:[]..-_~%@ /?#\\\x7f\x80\xff\t1f:6]";
+        let mut rng = fastrand::Rng::with_seed(31);
+        let mut cases: Vec<Vec<u8>> = [
+            "a",
+            "a:80",
+            "[::1]",
+            "[::1]:80",
+            "[::1:80]",
+            "[::1]:",
+            "[::1]x",
+            "a:65535",
+            "a:65536",
+            "a:0",
+            ":80",
+            "[]",
+            "[]:1",
+            "[v1.x]",
+            "127.0.0.1:18601",
+            "a::1",
+            "[::ffff:1.2.3.4]:443",
+            "x.example.:1",
+            "a:00080",
+            "a:000080",
+        ]
+        .iter()
+        .map(|s| s.as_bytes().to_vec())
+        .collect();
+        for _ in 0..200_000 {
+            let n = rng.usize(0..14);
+            cases.push(
+                (0..n)
+                    .map(|_| alphabet[rng.usize(..alphabet.len())])
+                    .collect(),
+            );
+        }
+        // Made of parts, valid and not, so that bracketed addresses and ports come up often.
+        let hosts = [
+            "a.b",
+            "[::1]",
+            "[1:2::f]",
+            "[::ffff:1.2.3.4]",
+            "[::1",
+            "::1",
+            "x",
+            "",
+        ];
+        let ports = [
+            "", ":", ":80", ":65535", ":65536", ":0", ":123456", ":8o", "]:1",
+        ];
+        for _ in 0..20_000 {
+            let mut v = hosts[rng.usize(..hosts.len())].as_bytes().to_vec();
+            v.extend_from_slice(ports[rng.usize(..ports.len())].as_bytes());
+            if rng.u8(..4) == 0 {
+                v.insert(rng.usize(..=v.len()), alphabet[rng.usize(..alphabet.len())]);
+            }
+            cases.push(v);
+        }
+        let mut valid = 0;
+        let uri: Uri = "/".parse().unwrap();
+        for v in &cases {
+            let name = authority_host(v);
+            assert_eq!(name.is_some(), valid_authority_old(v), "{v:?}");
+            assert_eq!(valid_authority(v), valid_authority_old(v), "{v:?}");
+            if let Some(name) = name {
+                valid += 1;
+                let value = HeaderValue::from_bytes(v).unwrap();
+                let old = crate::pipeline::decide::host_from(Some(&value), &uri);
+                assert_eq!(Some(name), old.as_deref(), "{v:?}");
+            }
+        }
+        assert!(valid > 15_000, "only {valid} valid authorities");
     }
 
     #[test]
@@ -509,8 +638,9 @@ mod tests {
         let hm = h(&[("user-agent", "x"), ("host", "a.example:8080")]);
         let c = check(&Method::GET, &uri, Version::HTTP_11, &hm, &trace()).unwrap();
         assert_eq!(c.host, hm.get(header::HOST));
+        assert_eq!(c.host_name, Some("a.example"));
         let hm10 = h(&[("user-agent", "x")]);
         let c = check(&Method::GET, &uri, Version::HTTP_10, &hm10, &trace()).unwrap();
-        assert_eq!(c.host, None);
+        assert_eq!((c.host, c.host_name), (None, None));
     }
 }

@@ -180,6 +180,25 @@ pub fn valid_authority(v: &[u8]) -> bool {
 /// without its brackets, as `decide::host_from` reads it (`authority_host_is_host_from`);
 /// `None` when the authority is not valid.
 pub fn authority_host(v: &[u8]) -> Option<&str> {
+    if v.first() == Some(&b'[') {
+        return bracketed_host(v);
+    }
+    // A reg-name or IPv4 address holds no ':', so the first byte it may not hold ends it: one
+    // pass, not a search for the last ':' and then a second pass over the host.
+    let end = v.iter().position(|&b| !reg_name_byte(b)).unwrap_or(v.len());
+    let (host, port) = v.split_at(end);
+    let port_ok = match port {
+        [] => true,
+        [b':', digits @ ..] => port_number(digits).is_some_and(|n| n <= 65_535),
+        _ => false,
+    };
+    // Safety: `REG_NAME` admits ASCII bytes only (`reg_name_bytes_are_ascii`), so these bytes
+    // are UTF-8 (not scanned a second time for it).
+    (!host.is_empty() && port_ok).then(|| unsafe { std::str::from_utf8_unchecked(host) })
+}
+
+/// `authority_host` of an authority that starts with `[`: an IPv6 address, then maybe a port.
+fn bracketed_host(v: &[u8]) -> Option<&str> {
     let (host, port_ok) = match v.iter().rposition(|&b| b == b':') {
         None => (v, true),
         Some(i) => match port_number(&v[i + 1..]) {
@@ -189,17 +208,10 @@ pub fn authority_host(v: &[u8]) -> Option<&str> {
             None => return None,
         },
     };
-    let name = match host.strip_prefix(b"[").and_then(|h| h.strip_suffix(b"]")) {
-        Some(ip6) => std::str::from_utf8(ip6)
-            .ok()
-            .filter(|s| s.parse::<std::net::Ipv6Addr>().is_ok())?,
-        // Safety: `REG_NAME` admits ASCII bytes only (`reg_name_bytes_are_ascii`), so these
-        // bytes are UTF-8 (not scanned a second time for it).
-        None if !host.is_empty() && host.iter().all(|&b| reg_name_byte(b)) => unsafe {
-            std::str::from_utf8_unchecked(host)
-        },
-        None => return None,
-    };
+    let ip6 = host.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    let name = std::str::from_utf8(ip6)
+        .ok()
+        .filter(|s| s.parse::<std::net::Ipv6Addr>().is_ok())?;
     port_ok.then_some(name)
 }
 

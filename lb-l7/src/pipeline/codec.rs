@@ -143,8 +143,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadErro
 }
 
 /// `HeaderName::from_bytes`, with the fields most requests carry recognised by their length
-/// and one case-blind compare: ~20–40 instructions a field instead of ~100 (callgrind), as
-/// the general parse folds the name's case into a buffer before it matches it.
+/// and one case-blind compare, as the general parse folds the name's case into a buffer
+/// before it matches it (~100 instructions a name): `parse_request` with `h2load`'s `Host`
+/// and `User-Agent` went from 581 to 394 instructions (callgrind).
 fn header_name(b: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderName> {
     match common_name(b) {
         Some(n) => Ok(n),

@@ -161,7 +161,8 @@ pub fn skip_empty_lines(raw: &[u8]) -> &[u8] {
 /// head has one `\n` per line (request line, fields, empty line: nowhere else, as no token or
 /// value may hold one) and a `\r` only right before a `\n` (`httparse` refuses any other),
 /// so a line lacks its CR exactly when there are fewer CRs than lines. One vectored count
-/// instead of a search restarted at every line (~230 → ~50 instructions, callgrind).
+/// instead of a search restarted at every line (234 → 177 instructions for `h2load`'s head,
+/// callgrind).
 fn bare_lf_parsed(req: &httparse::Request<'_, '_>, raw: &[u8]) -> bool {
     memchr::memchr_iter(b'\r', raw).count() < req.headers.len() + 2
 }

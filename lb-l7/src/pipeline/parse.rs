@@ -49,7 +49,8 @@ pub struct Checked<'h> {
     /// The request's `Host` (checked: one, a valid authority), if it has one.
     pub host: Option<&'h HeaderValue>,
     /// That `Host`'s host, without port or brackets (`authority_host`): what routing reads,
-    /// found by the check (the value was read a second time for it: ~250 instructions).
+    /// found by the check (`decide::host_from` read the value again for it: 272 instructions
+    /// a request, callgrind).
     pub host_name: Option<&'h str>,
 }
 
@@ -184,7 +185,8 @@ pub fn authority_host(v: &[u8]) -> Option<&str> {
         return bracketed_host(v);
     }
     // A reg-name or IPv4 address holds no ':', so the first byte it may not hold ends it: one
-    // pass, not a search for the last ':' and then a second pass over the host.
+    // pass, not a search for the last ':' and then a second pass over the host (249 → 146
+    // instructions for `127.0.0.1:18601`, callgrind).
     let end = v.iter().position(|&b| !reg_name_byte(b)).unwrap_or(v.len());
     let (host, port) = v.split_at(end);
     let port_ok = match port {

@@ -461,12 +461,108 @@ pub fn write_request_head(
     added: Option<&crate::headers::Added>,
 ) {
     out.reserve(256 + path.len() + h.len() * 48);
+    put_all(
+        out,
+        [
+            method.as_str().as_bytes(),
+            b" ",
+            path.as_bytes(),
+            b" HTTP/1.1\r\n",
+        ],
+    );
+    for (n, v) in h {
+        if !added.is_some_and(|a| a.skips(n)) {
+            put_all(out, [n.as_str().as_bytes(), b": ", v.as_bytes(), b"\r\n"]);
+        }
+    }
+    if let Some(a) = added {
+        put_added(out, a);
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// `added`'s lines in `Added::lines`' order, the forwarded fields in one piece.
+fn put_added(out: &mut BytesMut, a: &crate::headers::Added) {
+    let (proto, port) = (a.proto.as_bytes(), a.port.as_bytes());
+    match &a.xff {
+        Some(Some(xff)) => put_all(
+            out,
+            [
+                b"x-forwarded-for: ",
+                xff.as_bytes(),
+                b"\r\nx-forwarded-proto: ",
+                proto,
+                b"\r\nx-forwarded-port: ",
+                port,
+                b"\r\n",
+            ],
+        ),
+        _ => put_all(
+            out,
+            [
+                b"x-forwarded-proto: ",
+                proto,
+                b"\r\nx-forwarded-port: ",
+                port,
+                b"\r\n",
+            ],
+        ),
+    }
+    let (name, value) = &a.trace;
+    put_all(
+        out,
+        [name.as_str().as_bytes(), b": ", value.as_bytes(), b"\r\n"],
+    );
+    if let Some(host) = &a.host {
+        put_all(out, [b"host: ", host.as_bytes(), b"\r\n"]);
+    }
+}
+
+/// Writes `parts` one after the other, the room for all of them made once: `put_slice` a part
+/// checked the room and advanced the length every time (~50 instructions a field of four
+/// parts, callgrind: `put_header` 485 per request).
+#[inline(always)] // The parts' number and the constant parts' lengths are then known.
+fn put_all<const N: usize>(out: &mut BytesMut, parts: [&[u8]; N]) {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    out.reserve(len);
+    let mut room = &mut out.spare_capacity_mut()[..len];
+    for p in parts {
+        let (part, rest) = room.split_at_mut(p.len());
+        part.write_copy_of_slice(p);
+        room = rest;
+    }
+    // Safety: the `len` bytes after the length were just written (the loop above wrote every
+    // part into them, one after the other, and the parts' lengths sum to `len`), within the
+    // capacity `reserve` made.
+    unsafe { out.set_len(out.len() + len) };
+}
+
+/// The writer `write_request_head` replaced (a `put_slice` a part), kept as its test oracle.
+#[cfg(test)]
+pub(crate) fn write_request_head_old(
+    out: &mut BytesMut,
+    method: &Method,
+    path: &str,
+    h: &HeaderMap,
+    added: Option<&crate::headers::Added>,
+) {
+    fn put_header(out: &mut BytesMut, name: &str, v: &HeaderValue) {
+        out.put_slice(name.as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    out.reserve(256 + path.len() + h.len() * 48);
     out.put_slice(method.as_str().as_bytes());
     out.put_u8(b' ');
     out.put_slice(path.as_bytes());
     out.put_slice(b" HTTP/1.1\r\n");
     match added {
-        None => write_headers(out, h),
+        None => {
+            for (n, v) in h {
+                put_header(out, n.as_str(), v);
+            }
+        }
         Some(a) => {
             for (n, v) in h {
                 if !a.skips(n) {
@@ -479,22 +575,6 @@ pub fn write_request_head(
         }
     }
     out.put_slice(b"\r\n");
-}
-
-fn put_header(out: &mut BytesMut, name: &str, v: &HeaderValue) {
-    out.put_slice(name.as_bytes());
-    out.put_slice(b": ");
-    out.put_slice(v.as_bytes());
-    out.put_slice(b"\r\n");
-}
-
-pub fn write_headers(out: &mut BytesMut, h: &HeaderMap) {
-    for (n, v) in h {
-        out.put_slice(n.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(v.as_bytes());
-        out.put_slice(b"\r\n");
-    }
 }
 
 /// Writes a status line (`HTTP/1.1 200 OK`) with the canonical reason phrase.

@@ -22,11 +22,12 @@ mod response;
 
 use super::forward;
 use crate::config::{DesyncMitigationMode, L7Config};
-use crate::headers::{self, Added};
+use crate::headers::{self, Added, TraceValue};
 use crate::pipeline::codec::{self, ChunkError, ChunkedReencoder, Framing};
 use crate::pipeline::{decide, desync, parse};
 use bytes::BytesMut;
 use http::{HeaderName, HeaderValue, header};
+use std::borrow::Cow;
 
 /// The listener port the model's `Host` rewrite uses.
 const PORT: &str = "8080";
@@ -142,7 +143,10 @@ pub fn pipeline(input: &[u8], setup: Setup) -> (Vec<Routed>, Vec<u8>) {
 
 /// `prepare_upstream`'s rewrite without a worker's state: hop-by-hop fields removed, the
 /// forwarded fields and `Host` weir adds.
-fn added(parts: &mut http::request::Parts, host: Option<&str>, upgrade: bool) -> Added {
+fn added(parts: &mut http::request::Parts, host: Option<&str>, upgrade: bool) -> Added<'static> {
+    static PROTO: HeaderValue = HeaderValue::from_static("http");
+    static PORT_VALUE: HeaderValue = HeaderValue::from_static(PORT);
+    static TRACE: HeaderName = HeaderName::from_static("x-amzn-trace-id");
     headers::remove_hop_by_hop(&mut parts.headers, upgrade);
     parts.version = http::Version::HTTP_11;
     let new_host = host.and_then(|h| {
@@ -155,12 +159,12 @@ fn added(parts: &mut http::request::Parts, host: Option<&str>, upgrade: bool) ->
         HeaderValue::from_str(&v).ok()
     });
     Added {
-        xff: Some(Some(HeaderValue::from_static("127.0.0.1"))),
-        proto: HeaderValue::from_static("http"),
-        port: HeaderValue::from_static(PORT),
+        xff: Some(Some(Cow::Owned(HeaderValue::from_static("127.0.0.1")))),
+        proto: &PROTO,
+        port: &PORT_VALUE,
         trace: (
-            HeaderName::from_static("x-amzn-trace-id"),
-            HeaderValue::from_static("Root=1-00000000-000000000000000000000000"),
+            &TRACE,
+            TraceValue::Root(*b"Root=1-00000000-000000000000000000000000"),
         ),
         host: new_host,
     }

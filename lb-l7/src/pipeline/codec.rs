@@ -425,7 +425,7 @@ impl UpstreamHead {
         method: &Method,
         path: &str,
         h: &HeaderMap,
-        added: Option<&crate::headers::Added>,
+        added: Option<&crate::headers::Added<'_>>,
     ) -> UpstreamHead {
         let mut buf = SPARE_HEADS.with(Spares::take).unwrap_or_default();
         write_request_head(&mut buf, method, path, h, added);
@@ -458,7 +458,7 @@ pub fn write_request_head(
     method: &Method,
     path: &str,
     h: &HeaderMap,
-    added: Option<&crate::headers::Added>,
+    added: Option<&crate::headers::Added<'_>>,
 ) {
     out.reserve(256 + path.len() + h.len() * 48);
     put_all(
@@ -482,7 +482,7 @@ pub fn write_request_head(
 }
 
 /// `added`'s lines in `Added::lines`' order, the forwarded fields in one piece.
-fn put_added(out: &mut BytesMut, a: &crate::headers::Added) {
+fn put_added(out: &mut BytesMut, a: &crate::headers::Added<'_>) {
     let (proto, port) = (a.proto.as_bytes(), a.port.as_bytes());
     match &a.xff {
         Some(Some(xff)) => put_all(
@@ -544,12 +544,12 @@ pub(crate) fn write_request_head_old(
     method: &Method,
     path: &str,
     h: &HeaderMap,
-    added: Option<&crate::headers::Added>,
+    added: Option<&crate::headers::Added<'_>>,
 ) {
-    fn put_header(out: &mut BytesMut, name: &str, v: &HeaderValue) {
+    fn put_header(out: &mut BytesMut, name: &str, v: &[u8]) {
         out.put_slice(name.as_bytes());
         out.put_slice(b": ");
-        out.put_slice(v.as_bytes());
+        out.put_slice(v);
         out.put_slice(b"\r\n");
     }
     out.reserve(256 + path.len() + h.len() * 48);
@@ -560,13 +560,13 @@ pub(crate) fn write_request_head_old(
     match added {
         None => {
             for (n, v) in h {
-                put_header(out, n.as_str(), v);
+                put_header(out, n.as_str(), v.as_bytes());
             }
         }
         Some(a) => {
             for (n, v) in h {
                 if !a.skips(n) {
-                    put_header(out, n.as_str(), v);
+                    put_header(out, n.as_str(), v.as_bytes());
                 }
             }
             for (n, v) in a.lines() {

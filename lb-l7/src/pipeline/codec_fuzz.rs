@@ -229,22 +229,32 @@ pub(crate) const HOSTILE_REQUESTS: [&[u8]; 6] = [
 
 /// `Added`s of each shape: each X-Forwarded-For mode, a standard and a custom trace name,
 /// with and without a new `Host`.
-fn some_added(rng: &mut fastrand::Rng) -> crate::headers::Added {
+fn some_added(rng: &mut fastrand::Rng) -> crate::headers::Added<'static> {
     use http::{HeaderName, HeaderValue};
+    static PROTOS: [HeaderValue; 2] = [
+        HeaderValue::from_static("http"),
+        HeaderValue::from_static("https"),
+    ];
+    static PORTS: [HeaderValue; 2] = [
+        HeaderValue::from_static("80"),
+        HeaderValue::from_static("18601"),
+    ];
+    static TRACES: [HeaderName; 3] = [
+        HeaderName::from_static("x-amzn-trace-id"),
+        http::header::USER_AGENT,
+        HeaderName::from_static("x-a"),
+    ];
     let v = |s: &'static str| HeaderValue::from_static(s);
+    let xff = std::borrow::Cow::Owned(v("10.9.8.7, 127.0.0.1"));
+    let trace = [
+        crate::headers::trace_header_value(None, 0x5f00_0000, rng.u128(..)),
+        crate::headers::TraceValue::Joined(v("Root=1-5f000000-000000000000000000000abc;Self=1")),
+    ];
     crate::headers::Added {
-        xff: [None, Some(None), Some(Some(v("10.9.8.7, 127.0.0.1")))][rng.usize(..3)].clone(),
-        proto: v(["http", "https"][rng.usize(..2)]),
-        port: v(["80", "18601"][rng.usize(..2)]),
-        trace: (
-            [
-                HeaderName::from_static("x-amzn-trace-id"),
-                http::header::USER_AGENT,
-                HeaderName::from_static("x-a"),
-            ][rng.usize(..3)]
-            .clone(),
-            v("Root=1-5f000000-000000000000000000000abc"),
-        ),
+        xff: [None, Some(None), Some(Some(xff))][rng.usize(..3)].clone(),
+        proto: &PROTOS[rng.usize(..2)],
+        port: &PORTS[rng.usize(..2)],
+        trace: (&TRACES[rng.usize(..3)], trace[rng.usize(..2)].clone()),
         host: [None, Some(v("b.example:8080"))][rng.usize(..2)].clone(),
     }
 }

@@ -130,14 +130,14 @@ pub(crate) fn sticky_cookies(
 /// The request as the target sees it (both engines): hop-by-hop headers removed, invalid
 /// names dropped when configured, X-Forwarded-*, the trace header, `Host`, HTTP/1.1. The URI
 /// is left as it came: `codec::write_request_head` writes its origin form (path and query).
-pub fn prepare_upstream(
-    sh: &Shared,
-    ci: &ConnInfo,
+pub fn prepare_upstream<'a>(
+    sh: &'a Shared,
+    ci: &'a ConnInfo,
     parts: &mut http::request::Parts,
     upgrade: bool,
     host: Option<&str>,
     log: Option<&mut Record>,
-) -> headers::Added {
+) -> headers::Added<'a> {
     let lb = &sh.config.load_balancer;
     let h = &mut parts.headers;
     headers::remove_hop_by_hop(h, upgrade);
@@ -164,7 +164,7 @@ pub fn prepare_upstream(
         fastrand::u128(..),
     );
     if let Some(l) = log {
-        l.trace_id = trace.to_str().unwrap_or("-").to_owned();
+        l.trace_id = trace.text().to_owned();
     }
     // An HTTP/1.0 request may come without a Host (an HTTP/1.1 one gets 400 before this); it
     // leaves as HTTP/1.1, which must have one (RFC 9112 §3.2: a strict target answers 400 and
@@ -205,9 +205,9 @@ pub fn prepare_upstream(
     parts.version = Version::HTTP_11;
     headers::Added {
         xff,
-        proto: ci.listener.forwarded.proto.clone(),
-        port: ci.listener.forwarded.port.clone(),
-        trace: (sh.trace_header.clone(), trace),
+        proto: &ci.listener.forwarded.proto,
+        port: &ci.listener.forwarded.port,
+        trace: (&sh.trace_header, trace),
         host: new_host,
     }
 }

@@ -457,6 +457,43 @@ mod tests {
         assert!(!show(&wire).contains("GET /admin"), "{}", show(&wire));
     }
 
+    /// `set_upstream_framing` leaves the map, in order (the order written to the target), as
+    /// its oracle (every framing field removed, found or not) did, over mutated hostile heads.
+    #[test]
+    fn upstream_framing_is_set_as_before() {
+        use crate::pipeline::codec_fuzz::{HOSTILE_REQUESTS, mutate};
+        let fields = |h: &http::HeaderMap| -> Vec<(String, Vec<u8>)> {
+            h.iter()
+                .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+                .collect()
+        };
+        let mut rng = fastrand::Rng::with_seed(0x6672);
+        let mut set = 0;
+        for i in 0..30_000 {
+            let input = mutate(&mut rng, HOSTILE_REQUESTS[i % HOSTILE_REQUESTS.len()]);
+            let Ok(Some(mut head)) = codec::parse_request(&mut BytesMut::from(&input[..])) else {
+                continue;
+            };
+            let h = &mut head.parts.headers;
+            if rng.bool() {
+                headers::remove_hop_by_hop(h, rng.bool());
+            }
+            let framings = [
+                codec::request_framing(h).unwrap_or(Framing::Empty),
+                Framing::Empty,
+                Framing::Chunked,
+                Framing::Length(5),
+            ];
+            let f = framings[rng.usize(..framings.len())];
+            let mut old = h.clone();
+            forward::set_upstream_framing_old(&mut old, f);
+            forward::set_upstream_framing(h, f);
+            assert_eq!(fields(h), fields(&old), "{:?}", show(&input));
+            set += 1;
+        }
+        assert!(set > 8_000, "{set} heads: mutation left too few valid");
+    }
+
     /// Seeded mutations of the seeds (the fuzz target does this coverage-guided).
     #[test]
     fn mutated_streams_hold_the_invariant() {

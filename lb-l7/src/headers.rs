@@ -37,8 +37,9 @@ pub fn first<'h>(h: &'h HeaderMap, n: &HeaderName) -> Option<&'h HeaderValue> {
 }
 
 /// Hop-by-hop request headers (RFC 9110 §7.6.1), and `HTTP2-Settings`, which belongs to an
-/// `h2c` upgrade weir never forwards (RFC 7540 §3.2.1: connection-specific).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// `h2c` upgrade weir never forwards (RFC 7540 §3.2.1: connection-specific). A static: a
+/// `const` array of names was made anew, and dropped name by name, wherever it was used.
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("http2-settings"),
     HeaderName::from_static("keep-alive"),
@@ -49,10 +50,24 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// Is `n` one of `HOP_BY_HOP`? The standard names matched at once, the three others compared
+/// (a standard name differs from them at the first step): `HOP_BY_HOP.contains` compared every
+/// name of every request with all eight.
+fn hop_by_hop(n: &HeaderName) -> bool {
+    match *n {
+        header::CONNECTION
+        | header::TE
+        | header::TRAILER
+        | header::TRANSFER_ENCODING
+        | header::UPGRADE => true,
+        _ => HOP_BY_HOP[1..4].contains(n),
+    }
+}
+
 /// Removes hop-by-hop headers and those named in `Connection`. With `upgrade`, keeps
 /// `Connection: upgrade` and `Upgrade` (a WebSocket handshake is passed on).
 pub fn remove_hop_by_hop(h: &mut HeaderMap, upgrade: bool) {
-    if !h.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    if !h.keys().any(hop_by_hop) {
         // Nothing to remove (the common case); a name listed in `Connection` needs a
         // `Connection` header, which is itself hop-by-hop.
         return;
@@ -467,6 +482,52 @@ mod tests {
         remove_hop_by_hop(&mut h, false);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-keep"));
+    }
+
+    /// `hop_by_hop` is `HOP_BY_HOP.contains`, for standard and other names in any case.
+    #[test]
+    fn hop_by_hop_names_as_listed() {
+        let names = [
+            "connection",
+            "Connection",
+            "te",
+            "TE",
+            "trailer",
+            "trailers",
+            "transfer-encoding",
+            "upgrade",
+            "Upgrade",
+            "keep-alive",
+            "Keep-Alive",
+            "proxy-connection",
+            "http2-settings",
+            "HTTP2-Settings",
+            "host",
+            "content-length",
+            "user-agent",
+            "accept",
+            "cookie",
+            "x-forwarded-for",
+            "x-amzn-trace-id",
+            "proxy-authorization",
+            "t",
+            "tee",
+            "connectio",
+            "keep-alive2",
+            "proxy-connectionx",
+            "upgrade-insecure-requests",
+            "expect",
+            "date",
+            "via",
+            "x-a",
+        ];
+        for name in names {
+            let n = HeaderName::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(hop_by_hop(&n), HOP_BY_HOP.contains(&n), "{name}");
+        }
+        for n in &HOP_BY_HOP {
+            assert!(hop_by_hop(n), "{n}");
+        }
     }
 
     #[test]

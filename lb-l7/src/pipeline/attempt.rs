@@ -6,7 +6,7 @@
 //! [`AT_CONNECTION_LIMIT`]; an HTTP/2 stream the engine can refuse gets REFUSED_STREAM).
 
 use super::Shared;
-use super::codec::{self, Fields, ResponseHead};
+use super::codec::{self, ResponseHead};
 use super::prepare::Outstanding;
 use super::relay;
 use crate::access_log::Record;
@@ -79,15 +79,13 @@ pub(crate) fn keepalive_answered(
     pooled: Option<(Duration, Instant)>,
     resp: &ResponseHead,
 ) -> bool {
-    let advertised = Advertised::parse(resp.values(&KEEP_ALIVE));
+    let advertised = Advertised::parse(resp.values_of(codec::FieldKind::KeepAlive));
     t.pool.note_response(advertised);
     if let Some((idle, _)) = pooled {
         t.pool.observe(Seen::AliveOnReuse(idle), sh.clock.now());
     }
     advertised.allows_reuse()
 }
-
-static KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
 
 impl Attempts {
     /// Attempts whose first target is `stuck` (stickiness), when given.

@@ -22,13 +22,15 @@ const REQUESTS: [&[u8]; 5] = [
     b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /next HTTP/1.1\r\nHost: b\r\n\r\n",
 ];
 
-const RESPONSES: [&[u8]; 6] = [
+const RESPONSES: [&[u8]; 8] = [
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
     b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n0\r\n\r\n",
     b"HTTP/1.0 200 OK\r\nKeep-Alive: timeout=5\r\nSet-Cookie: a=b\r\n\r\nbody until close",
     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nServer:nginx\r\nDate: x\r\nX-B:  two  \r\nContent-Length: 2, 2\r\nCONNECTION: Keep-Alive\r\n\r\nhi",
     b"HTTP/1.1 204 \nDate: x\nTE: trailers\nContent-Length: 0\nSet-Cookie: a=1\nConnection: te, Date\n\n",
+    b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: x\r\nContent-Length: 22\r\nConnection: keep-alive\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nConnection: close\r\nclose: 1\r\nKeep-Alive: max=0\r\nContent-Length: 1\r\n\r\nx",
 ];
 
 const CHUNKED: [&[u8]; 3] = [
@@ -133,6 +135,7 @@ fn responses_never_panic_and_round_trip() {
                 // What parsing found once is what the scans of the fields find.
                 assert!(r.facts_are_the_scans(), "facts of {:?}", r.raw);
                 assert!(r.kinds_by_name(), "kinds of {:?}", r.raw);
+                assert!(r.values_of_are_by_name(), "values of {:?}", r.raw);
                 // The fields HTTP/2 clients get straight from the head are the map's.
                 let map = r.end_to_end_headers();
                 let mut direct = Vec::new();
@@ -300,4 +303,63 @@ fn request_heads_to_targets_are_written_as_before() {
         written > 15_000,
         "{written} heads written: mutation left too few valid"
     );
+}
+
+/// `Connection` values a response may carry, for `connection_values_are_read_as_scanned`: the
+/// usual ones in several cases, near misses of them, lists, names of fields left out anyway,
+/// of fields the head has and of none, whitespace and empty options.
+const CONNECTION_VALUES: [&str; 18] = [
+    "keep-alive",
+    "Keep-Alive",
+    "KEEP-ALIVE",
+    "close",
+    "Close",
+    "CLOSE",
+    "keep-alivE",
+    "keep_alive",
+    "keep-alive2",
+    "closed",
+    "clos",
+    "close, keep-alive",
+    "keep-alive, X-A",
+    "te, Date",
+    "x-a",
+    "upgrade",
+    " ,",
+    "Keep-Alive ,close",
+];
+
+/// The `Connection` options and the fields they name, found while parsing (`Facts`: the usual
+/// values without a split), are what the scans of the fields find, and the head weir writes for
+/// a client (without comparing names when none is named) is byte for byte the one written
+/// with the list made as it always was: every value, and every pair of `Connection` lines, in
+/// a head whose fields are named like the options.
+#[test]
+fn connection_values_are_read_as_scanned() {
+    let mut heads = 0;
+    for (i, a) in CONNECTION_VALUES.iter().enumerate() {
+        for b in [None].into_iter().chain(CONNECTION_VALUES.iter().map(Some)) {
+            let second = b.map_or(String::new(), |b| format!("connection: {b}\r\n"));
+            let raw = format!(
+                "HTTP/1.{} 200 OK\r\nServer: t\r\nConnection: {a}\r\nX-A: 1\r\nClose: 2\r\n\
+                 Keep-Alive: timeout=5\r\n{second}Date: d\r\nContent-Length: 0\r\n\r\n",
+                i % 2
+            );
+            let mut buf = BytesMut::from(raw.as_bytes());
+            let r = parse_response(&mut buf).unwrap().expect("a complete head");
+            assert!(r.facts_are_the_scans(), "facts of {raw:?}");
+            for (chunked, conn, upgrade) in [
+                (false, None, false),
+                (true, Some("close"), false),
+                (false, Some("keep-alive"), false),
+                (false, None, true),
+            ] {
+                let mut out = BytesMut::new();
+                write_client_response_head(&mut out, &r, chunked, conn, upgrade, &[]);
+                assert_eq!(out, r.written_piecewise(chunked, conn, upgrade), "{raw:?}");
+            }
+            heads += 1;
+        }
+    }
+    assert_eq!(heads, 18 * 19);
 }

@@ -6,7 +6,8 @@ use super::codec::{self, ChunkError, ChunkedReencoder, Framing};
 use bytes::{Buf, BytesMut};
 use std::future::Future;
 use std::io;
-use std::task::Poll;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::timeout;
@@ -61,7 +62,7 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
     // a timer wheel entry saved per write).
     let mut done = 0;
     while done < bytes.len() {
-        match dst.write(&bytes[done..]).now_or_pending().await {
+        match poll_once(|cx| Pin::new(&mut *dst).poll_write(cx, &bytes[done..])).await {
             Some(Ok(0)) => return Err(RelayError::Dst(io::ErrorKind::WriteZero.into())),
             Some(Ok(n)) => done += n,
             Some(Err(e)) => return Err(RelayError::Dst(e)),
@@ -76,6 +77,18 @@ pub async fn write_all<W: AsyncWrite + Unpin>(
         Ok(Err(e)) => Err(RelayError::Dst(e)),
         Ok(Ok(())) => Ok(()),
     }
+}
+
+/// Polls `f` once: `Some(output)` if it is ready, `None` if it would wait. A poll method
+/// called straight: a `write` and a `flush` future polled through `now_or_pending` cost ~45
+/// instructions more per HTTP/1.1 request (callgrind).
+fn poll_once<T>(mut f: impl FnMut(&mut Context<'_>) -> Poll<T>) -> impl Future<Output = Option<T>> {
+    std::future::poll_fn(move |cx| {
+        Poll::Ready(match f(cx) {
+            Poll::Ready(v) => Some(v),
+            Poll::Pending => None,
+        })
+    })
 }
 
 /// Polls a future once: `Some(output)` if it completed, `None` if it would wait (it is
@@ -227,7 +240,7 @@ where
         eof = read_more(src, buf, idle).await? == 0;
     }
     // A flush that is done at once (always, on a plain socket) arms no timer.
-    let flushed = match dst.flush().now_or_pending().await {
+    let flushed = match poll_once(|cx| Pin::new(&mut *dst).poll_flush(cx)).await {
         Some(r) => Ok(r),
         None => timeout(idle, dst.flush()).await,
     };
@@ -296,7 +309,7 @@ where
         eof = read_more(src, buf, idle).await? == 0;
     }
     // A flush that is done at once (always, on a plain socket) arms no timer.
-    let flushed = match dst.flush().now_or_pending().await {
+    let flushed = match poll_once(|cx| Pin::new(&mut *dst).poll_flush(cx)).await {
         Some(r) => Ok(r),
         None => timeout(idle, dst.flush()).await,
     };

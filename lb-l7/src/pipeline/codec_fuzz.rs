@@ -363,3 +363,71 @@ fn connection_values_are_read_as_scanned() {
     }
     assert_eq!(heads, 18 * 19);
 }
+
+/// Heads in the plain form (`parse_response` reads them without httparse), to mutate.
+const PLAIN: [&[u8]; 4] = [
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.24.0\r\nDate: Tue, 08 Dec 2026 00:58:12 GMT\r\nContent-Type: text/plain\r\nContent-Length: 22\r\nConnection: keep-alive\r\n\r\nhello from the origin\n",
+    b"HTTP/1.0 404 Not Found \r\nX-A:b  \r\nTransfer-Encoding: gzip, chunked\r\nKeep-Alive: timeout=5, max=100\r\nConnection: close, x-a\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSet-Cookie: a=b; Path=/\r\n\r\n",
+    b"HTTP/1.1 599 x\r\nContent-Length: 5, 5\r\nContent-Length: 5\r\nTE: trailers\r\n\r\n",
+];
+
+/// What `parse_response` reads (the plain form without httparse) is what httparse reads
+/// (`parse_by_httparse`: the head, its fields, kinds and facts, or the same answer, and the
+/// same bytes left), for mutated heads and every head one byte away from a plain one.
+#[test]
+fn plain_heads_are_read_as_httparse_reads_them() {
+    let same = |input: &[u8]| {
+        let (mut a, mut b) = (BytesMut::from(input), BytesMut::from(input));
+        let (fast, old) = (parse_response(&mut a), parse_by_httparse(&mut b));
+        let text = String::from_utf8_lossy(input);
+        assert_eq!(format!("{fast:?}"), format!("{old:?}"), "{text:?}");
+        assert_eq!(a, b, "{text:?}");
+        ResponseHead::read_plainly(input)
+    };
+    let mut rng = fastrand::Rng::with_seed(0x706c_6169);
+    let mut plain = 0;
+    for i in 0..40_000 {
+        let seeds = i % (PLAIN.len() + RESPONSES.len());
+        let seed = PLAIN
+            .get(seeds)
+            .unwrap_or_else(|| &RESPONSES[seeds - PLAIN.len()]);
+        plain += usize::from(same(&mutate(&mut rng, seed)));
+    }
+    // Every byte of each plain head replaced by every byte, and every prefix.
+    for seed in PLAIN {
+        assert!(ResponseHead::read_plainly(seed));
+        let head_len = seed.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let mut v = seed.to_vec();
+        for at in 0..seed.len() {
+            for byte in 0..=255 {
+                v[at] = byte;
+                plain += usize::from(same(&v));
+            }
+            v[at] = seed[at];
+            let whole = same(&seed[..at]);
+            assert_eq!(whole, at >= head_len, "a prefix of the head is not whole");
+        }
+    }
+    assert!(plain > 40_000, "the plain form read {plain} times");
+}
+
+/// The word-at-a-time scan for a value's end finds the first byte that is not visible or a
+/// space wherever it is, whatever the bytes after it (every byte at every place of a 20-byte
+/// run, with a random byte after it), and at any length.
+#[test]
+fn visible_bytes_are_counted_as_one_by_one() {
+    let mut rng = fastrand::Rng::with_seed(0x7669);
+    let text = b"abcdefghij klmnop~ !";
+    for at in 0..text.len() {
+        for byte in 0..=255 {
+            let mut v = text.to_vec();
+            v[at] = byte;
+            let after = rng.usize(at..text.len());
+            v[after] = rng.u8(..);
+            for len in [v.len(), at + 1, rng.usize(..=v.len())] {
+                assert!(ResponseHead::visible_is_the_scan(&v[..len]), "{v:?} {len}");
+            }
+        }
+    }
+}

@@ -870,10 +870,10 @@ impl ResponseHead {
         .then_some(end)
     }
 
-    /// The range in `raw` of field `i`'s line when it is as weir writes it (name, `: `,
+    /// The range in `raw` of field `f`'s line when it is as weir writes it (name, `: `,
     /// value, CRLF).
-    fn line_as_written(&self, i: usize) -> Option<std::ops::Range<usize>> {
-        let Field { name, value, .. } = self.fields[i];
+    fn line_as_written(&self, f: &Field) -> Option<std::ops::Range<usize>> {
+        let Field { name, value, .. } = *f;
         let end = value.1 + 2;
         (self.raw.get(name.1..value.0) == Some(&b": "[..])
             && self.raw.get(value.1..end) == Some(&b"\r\n"[..]))
@@ -883,9 +883,14 @@ impl ResponseHead {
     /// Does field `i` go to the client (when the response is not an upgrade)? Not when it is
     /// hop-by-hop, named in `Connection` (`listed`: `None` when it names none), or
     /// `Content-Length`.
-    #[inline]
     fn end_to_end(&self, i: usize, listed: Option<&Listed>) -> bool {
-        !self.fields[i].kind.dropped() && listed.is_none_or(|l| !l.contains(self.name(i)))
+        self.field_end_to_end(&self.fields[i], listed)
+    }
+
+    /// `end_to_end` for a field in hand (no index to check).
+    #[inline]
+    fn field_end_to_end(&self, f: &Field, listed: Option<&Listed>) -> bool {
+        !f.kind.dropped() && listed.is_none_or(|l| !l.contains(&self.raw[f.name.0..f.name.1]))
     }
 
     /// The target's end-to-end headers (hop-by-hop ones and those its `Connection` names
@@ -1498,12 +1503,13 @@ pub fn write_client_response_head(
         }
     };
     let listed = r.connection_listed();
-    for i in 0..r.fields.len() {
-        let keep_upgrade = upgrade && r.fields[i].kind == FieldKind::Upgrade;
-        if !keep_upgrade && !r.end_to_end(i, listed.as_ref()) {
+    // By reference, not index: each field's kind, name and lines read without a bounds check.
+    for f in &r.fields {
+        let keep_upgrade = upgrade && f.kind == FieldKind::Upgrade;
+        if !keep_upgrade && !r.field_end_to_end(f, listed.as_ref()) {
             continue;
         }
-        match r.line_as_written(i) {
+        match r.line_as_written(f) {
             Some(line) if line.start == run.end => run.end = line.end,
             Some(line) => {
                 out.put_slice(&r.raw[run]);
@@ -1512,9 +1518,9 @@ pub fn write_client_response_head(
             None => {
                 out.put_slice(&r.raw[run.clone()]);
                 run = run.end..run.end;
-                out.put_slice(r.name(i));
+                out.put_slice(&r.raw[f.name.0..f.name.1]);
                 out.put_slice(b": ");
-                out.put_slice(r.value(i));
+                out.put_slice(&r.raw[f.value.0..f.value.1]);
                 out.put_slice(b"\r\n");
             }
         }

@@ -23,6 +23,8 @@
 //! pools a connection after the target's last write and takes it before the next request
 //! arrives), and the learner's evidence holds.
 
+#[cfg(test)]
+mod closed_tests;
 pub mod keepalive;
 
 use crate::config::ReuseMode;
@@ -79,19 +81,25 @@ pub trait Pooled: Send {
 }
 
 impl Pooled for TcpStream {
+    /// Readable while idle: EOF, an error, or bytes nobody asked for. A stale readiness (the
+    /// last read filled its buffer exactly) reads WouldBlock and the stream is fine. `try_read`
+    /// looks at the reactor's readiness first and makes no syscall unless it is set, as the
+    /// `poll_read_ready` this did before it did; without that poll (a waiter lock, a waker
+    /// stored, the task's budget) a check costs ~100 fewer instructions, twice per request
+    /// (checkin and checkout; callgrind, `h2load --h1`).
     fn is_closed(&mut self) -> bool {
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        if self.poll_read_ready(&mut cx).is_pending() {
-            return false;
-        }
-        // Readable while idle: EOF, an error, or bytes nobody asked for. A stale readiness
-        // (the last read filled its buffer exactly) reads WouldBlock and the stream is fine.
         let mut probe = [0u8; 1];
         !matches!(self.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
     fn peer(&self) -> Option<SocketAddr> {
         self.peer_addr().ok()
     }
+}
+
+/// Whether the reactor saw `s` readable (or closed) since a read last found nothing: what
+/// `poll_read_ready` with no waiter says, read without polling (no syscall, no waker stored).
+pub(crate) fn readable(s: &TcpStream) -> bool {
+    s.try_io(tokio::io::Interest::READABLE, || Ok(())).is_ok()
 }
 
 /// How long a connection has been idle (0 when `now` is a coarse clock's, behind `since`).

@@ -167,10 +167,12 @@ impl Pooled for UpStream {
         match &mut self.io {
             TcpOrTls::Plain(s) => s.is_closed(),
             TcpOrTls::Tls(s) => {
-                let mut cx = Context::from_waker(std::task::Waker::noop());
-                if s.get_ref().0.poll_read_ready(&mut cx).is_pending() {
+                // Not readable by the reactor's account: open (a look at its readiness, no
+                // syscall, no waker stored: `pool`'s `is_closed` for plain streams).
+                if !crate::pool::readable(s.get_ref().0) {
                     return false;
                 }
+                let mut cx = Context::from_waker(std::task::Waker::noop());
                 // Readable while idle: TLS 1.3 targets send session tickets after the
                 // handshake, which rustls takes without yielding data (Pending: still fine).
                 // Data, EOF (close_notify) or an error: the connection is not reused.

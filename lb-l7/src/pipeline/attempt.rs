@@ -428,9 +428,9 @@ pub(crate) async fn read_head_watching(
                 if gone.poll(cx).is_ready() {
                     return Poll::Ready(Wake::ClientGone);
                 }
-                let armed = armed.get_or_insert_with(|| timers.arm(clock.now() + idle));
-                armed.poll_fired(cx).map(|()| {
-                    if armed.poked() {
+                let fired = timers.poll_lazy(&mut armed, || clock.now() + idle, None, cx);
+                fired.map(|()| {
+                    if armed.as_ref().is_some_and(crate::idle::Armed::poked) {
                         Wake::Poked
                     } else {
                         Wake::Timeout
